@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+static atomic_int max_level = LOG_INFO;
+static int under_journal = -1;
+
+void log_set_max_level(int level)
+{
+	atomic_store(&max_level, level);
+}
+
+int log_get_max_level(void)
+{
+	return atomic_load(&max_level);
+}
+
+int log_internal(int level, int error, const char *file, int line, const char *fmt, ...)
+{
+	char buf[2048];
+	size_t n;
+	va_list ap;
+
+	if (level > atomic_load(&max_level))
+		return error;
+	if (under_journal < 0)
+		under_journal = getenv("JOURNAL_STREAM") != NULL;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	n = strlen(buf);
+	if (error < 0 && n < sizeof(buf) - 2)
+		snprintf(buf + n, sizeof(buf) - n, ": %s", strerror(-error));
+
+	/* One fprintf per message keeps lines whole across threads (stdio locks the stream). */
+	if (under_journal)
+		fprintf(stderr, "<%d>%s\n", level, buf);
+	else if (atomic_load(&max_level) >= LOG_DEBUG)
+		fprintf(stderr, "mvmfs: %s (%s:%d)\n", buf, file, line);
+	else
+		fprintf(stderr, "mvmfs: %s\n", buf);
+	return error;
+}

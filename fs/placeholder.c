@@ -1,0 +1,1 @@
+/* Removed once fs/ has sources. */

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * image: OCI image references, registry and S3 pulls, a content-addressed store, unpacking,
+ * and the root disk a guest boots with. Public interface.
+ *
+ * Threading: img_store_* functions are thread-safe; img_prepare blocks (network, disk) and must
+ * not be called from a FUSE worker or the supervisor loop.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+#define IMG_REF_MAX 4096
+#define IMG_DIGEST_MAX 72 /* "sha256:" + 64 hex + NUL */
+
+/* A parsed reference, Docker's defaults applied (docker.io, library/, latest). */
+struct img_ref {
+	char registry[256];   /* "docker.io", "127.0.0.1:5000", "[::1]:5000" */
+	char repository[256]; /* "library/busybox" */
+	char tag[129];        /* "" when only a digest is given */
+	char digest[IMG_DIGEST_MAX]; /* "" or "sha256:..." */
+	bool is_s3;           /* s3://BUCKET/KEY */
+	char s3_bucket[64];
+	char s3_key[1024];
+};
+
+/* Strict parse; -EINVAL with a message naming the problem. Pure, fuzzed. */
+int img_ref_parse(const char *s, struct img_ref *ret, struct err *err);
+/* Canonical text "registry/repository[:tag][@digest]" or "s3://bucket/key". */
+int img_ref_format(const struct img_ref *ref, char *buf, size_t size);
+
+struct img_store;
+
+struct img_store_config {
+	const char *state_dir;            /* store lives in <state_dir>/images */
+	const char *const *insecure;      /* NULL-terminated "host[:port]" list for plain HTTP */
+	const char *docker_config;        /* NULL: $DOCKER_CONFIG/config.json or ~/.docker/config.json */
+	uint64_t keep_bytes;              /* unused images kept up to this much (GC) */
+	uint64_t max_image_bytes;         /* unpack limit per image (0: default 8 GiB) */
+};
+
+int img_store_new(const struct img_store_config *cfg, struct img_store **ret, struct err *err);
+struct img_store *img_store_free(struct img_store *store);
+
+struct img_progress {
+	const char *phase;     /* "resolving", "pulling", "unpacking", "building disk", "ready" */
+	uint64_t bytes_done, bytes_total;
+	unsigned layers_done, layers_total;
+};
+/* Called from the pulling thread; must be quick and must not call back into the store. */
+typedef void (*img_progress_cb)(void *ud, const struct img_progress *p);
+
+/* The files a VM boots from, all inside the store. */
+struct img_prepared {
+	char digest[IMG_DIGEST_MAX];  /* manifest digest actually run */
+	char rootfs[4096];            /* ext4 image, shared read-only */
+	char config[4096];            /* JSON: {"entrypoint":[],"cmd":[],"env":[],"workdir":"","user":""} */
+};
+
+/* Resolve, pull, verify, unpack, build the root disk (cached by manifest digest). Concurrent
+ * calls for the same image coalesce into one pull. holder (the VM name) takes a reference on the
+ * result that img_release drops; GC never removes a referenced image. Blocking. */
+int img_prepare(struct img_store *store, const char *ref, const char *holder, img_progress_cb cb,
+		void *ud, struct img_prepared *ret, struct err *err);
+int img_release(struct img_store *store, const char *holder);
+/* Drop unreferenced images beyond keep_bytes. Returns bytes freed. */
+int64_t img_gc(struct img_store *store);
+
+/* A sparse, empty ext4 file of size bytes at path (the per-VM writable disk). */
+int img_make_data_disk(const char *path, uint64_t size, struct err *err);

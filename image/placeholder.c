@@ -1,0 +1,1 @@
+/* Removed once image/ has sources. */

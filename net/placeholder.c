@@ -1,0 +1,1 @@
+/* Removed once net/ has sources. */
