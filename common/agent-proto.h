@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The host <-> guest agent protocol: versioned binary frames over a byte stream (virtio-serial
+ * port, vsock, or a pipe in test mode). Pure encode/decode, no I/O, no allocation; shared by the
+ * static guest agent (guest/) and the host client (runtime/agent.c). Fuzzed.
+ *
+ * Frame (all integers little-endian):
+ *   magic "mvA1" (4) | version u8 | type u8 | length u16 | payload[length] | crc32 u32
+ * The CRC (IEEE 802.3, as zlib's crc32) covers version, type, length and payload. A decoder
+ * that sees a bad magic, an oversized length or a bad CRC drops one byte and searches for the
+ * next magic, so lost or corrupted bytes cost at most the frames they touch.
+ *
+ * Conversation: the host sends HELLO (repeatedly, every ~0.5 s, until the guest answers: bytes
+ * sent before the guest opens its end are lost). The guest answers HELLO and then replays its
+ * current state (NET_CONFIGURED, APP_STARTED, APP_EXITED as applicable), then sends HEARTBEAT
+ * every period, OUTPUT as the app writes, APP_EXITED when it ends. The host may send STOP
+ * (grace): the guest SIGTERMs the app, waits up to grace, SIGKILLs, sends APP_EXITED and
+ * SHUTDOWN, syncs, unmounts and powers off.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define AGENT_PROTO_VERSION 1
+#define AGENT_PROTO_MAGIC "mvA1"
+#define AGENT_FRAME_HEADER 8                  /* magic + version + type + length */
+#define AGENT_FRAME_OVERHEAD (AGENT_FRAME_HEADER + 4)
+#define AGENT_PAYLOAD_MAX 4096
+#define AGENT_FRAME_MAX (AGENT_FRAME_OVERHEAD + AGENT_PAYLOAD_MAX)
+#define AGENT_TEXT_MAX 256                    /* strings inside HELLO / SHUTDOWN */
+#define AGENT_DEFAULT_VSOCK_PORT 1024
+
+enum agent_msg_type {
+	AGENT_MSG_HELLO = 1,          /* both ways: version, heartbeat period, agent name */
+	AGENT_MSG_HEARTBEAT = 2,      /* guest -> host: seq, uptime, dropped output bytes */
+	AGENT_MSG_APP_STARTED = 3,    /* guest -> host: pid */
+	AGENT_MSG_APP_EXITED = 4,     /* guest -> host: exit code or signal */
+	AGENT_MSG_OUTPUT = 5,         /* guest -> host: stream + bytes */
+	AGENT_MSG_NET_CONFIGURED = 6, /* guest -> host: address/prefix (or an error) */
+	AGENT_MSG_STOP = 7,           /* host -> guest: grace period */
+	AGENT_MSG_SHUTDOWN = 8,       /* guest -> host: powering off now, with a reason */
+	_AGENT_MSG_MAX,
+};
+
+enum agent_stream {
+	AGENT_STREAM_STDOUT = 1,
+	AGENT_STREAM_STDERR = 2,
+	AGENT_STREAM_AGENT = 3,       /* the agent's own messages (errors before/around the app) */
+};
+
+struct agent_hello {
+	uint32_t version;
+	uint32_t heartbeat_ms;        /* guest -> host: its period; host -> guest: 0 */
+	char name[AGENT_TEXT_MAX];    /* "mvmfs-agent 0.1.0" / "mvmfs-host" */
+};
+
+struct agent_heartbeat {
+	uint32_t seq;
+	uint64_t uptime_ms;
+	uint64_t dropped_bytes;       /* output bytes dropped because the host was slow/absent */
+	uint8_t app_running;
+};
+
+struct agent_app_exited {
+	int32_t code;                 /* exit status, or -1 when killed by a signal */
+	int32_t signal;               /* terminating signal, 0 when it exited */
+	uint8_t start_failed;         /* exec failed (code 127/126) */
+};
+
+struct agent_output {
+	uint8_t stream;               /* enum agent_stream */
+	uint16_t len;
+	const uint8_t *data;          /* points into the decoded frame payload */
+};
+
+struct agent_net {
+	uint8_t ok;
+	uint8_t prefix_len;
+	uint8_t addr[16];
+};
+
+struct agent_msg {
+	uint8_t type;                 /* enum agent_msg_type */
+	union {
+		struct agent_hello hello;
+		struct agent_heartbeat heartbeat;
+		uint32_t pid;           /* APP_STARTED */
+		struct agent_app_exited exited;
+		struct agent_output output;
+		struct agent_net net;
+		uint32_t grace_ms;      /* STOP */
+		char reason[AGENT_TEXT_MAX]; /* SHUTDOWN */
+	};
+};
+
+const char *agent_msg_type_to_string(int type);
+
+uint32_t agent_crc32(uint32_t crc, const void *data, size_t len);
+
+/* Encode msg as one frame into buf. Returns the frame length, -ENOBUFS if size is too small,
+ * -EINVAL for an unknown type or an over-long field. OUTPUT longer than fits is an error (split
+ * it first: at most AGENT_OUTPUT_CHUNK bytes per frame). */
+#define AGENT_OUTPUT_CHUNK (AGENT_PAYLOAD_MAX - 3)
+int agent_msg_encode(const struct agent_msg *msg, uint8_t *buf, size_t size);
+
+/* Decode a frame's payload of the given type into ret (OUTPUT data points into payload).
+ * -EBADMSG on a short/long payload or bad field, -EPROTONOSUPPORT for an unknown type. */
+int agent_msg_decode(uint8_t type, const uint8_t *payload, size_t len, struct agent_msg *ret);
+
+/* Streaming decoder with resync. Feed bytes in; take frames out. */
+struct agent_decoder {
+	uint8_t buf[AGENT_FRAME_MAX];
+	size_t len;
+	uint64_t skipped_bytes;       /* bytes dropped while resynchronising */
+	uint64_t bad_frames;          /* frames with a bad CRC, length or payload */
+};
+
+void agent_decoder_init(struct agent_decoder *d);
+/* Copy up to len bytes into the decoder; returns how many were taken (0 when full: call
+ * agent_decoder_next first). */
+size_t agent_decoder_feed(struct agent_decoder *d, const void *data, size_t len);
+/* Next complete, valid frame: returns 1 and fills ret (OUTPUT data stays valid until the next
+ * feed/next call), 0 when more bytes are needed. Never fails: garbage is skipped and counted. */
+int agent_decoder_next(struct agent_decoder *d, struct agent_msg *ret);

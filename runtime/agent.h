@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * runtime/agent: the host side of one VM's guest-agent channel (common/agent-proto.h).
+ *
+ * An agent client owns one background thread that connects to the VM's channel socket
+ * (QEMU: the virtio-serial chardev Unix socket; Firecracker: the vsock Unix socket with the
+ * hybrid "CONNECT <port>\n" / "OK <hostport>\n" handshake of CONTRACT.md E), reconnects when it
+ * drops, sends HELLO until the guest answers, tracks heartbeats and the app's state, and keeps
+ * the app's output in a bounded log ring. Everything below is thread-safe and never blocks on
+ * the guest (agent_stop_request only queues the request; the thread sends it).
+ *
+ * Lifecycle: agent_start() when the VMM has been started (the socket may not exist yet: the
+ * client retries), agent_free() when the VMM is gone (joins the thread).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "agent-proto.h"
+
+struct agent;
+
+enum agent_transport {
+	AGENT_TRANSPORT_SERIAL,       /* plain Unix stream socket (QEMU virtio-serial chardev) */
+	AGENT_TRANSPORT_VSOCK,        /* Firecracker hybrid vsock: CONNECT <port> first */
+};
+
+/* Things the caller may want to react to (health/log poll notifications, state changes). */
+enum agent_event {
+	AGENT_EVENT_CONNECTED,        /* guest answered HELLO */
+	AGENT_EVENT_DISCONNECTED,
+	AGENT_EVENT_APP_STARTED,
+	AGENT_EVENT_APP_EXITED,
+	AGENT_EVENT_OUTPUT,           /* new bytes in the log ring */
+	AGENT_EVENT_NET,
+	AGENT_EVENT_SHUTDOWN,         /* the guest announced it is powering off */
+	AGENT_EVENT_HEARTBEAT,        /* only when it changes liveness (late -> fresh) */
+};
+
+/* Called from the agent thread with no agent lock held; must be quick and must not call
+ * agent_free on the same agent. */
+typedef void (*agent_event_cb)(void *ud, struct agent *agent, enum agent_event ev);
+
+struct agent_config {
+	enum agent_transport transport;
+	const char *socket_path;      /* copied; <= 107 bytes */
+	uint32_t vsock_port;          /* guest port for AGENT_TRANSPORT_VSOCK */
+	unsigned heartbeat_ms;        /* expected period (default 1000) */
+	unsigned log_bytes;           /* log ring size (default 64 KiB) */
+	agent_event_cb cb;            /* may be NULL */
+	void *ud;
+};
+
+enum agent_app_state {
+	AGENT_APP_UNKNOWN,            /* no agent yet */
+	AGENT_APP_RUNNING,
+	AGENT_APP_EXITED,
+	AGENT_APP_START_FAILED,
+};
+
+/* A copy of what the client knows, for health rendering. Times are CLOCK_MONOTONIC ms. */
+struct agent_status {
+	bool connected;               /* socket connected and guest answered HELLO */
+	bool ever_connected;
+	bool heartbeat_fresh;         /* last heartbeat within 3 periods */
+	uint32_t version;             /* guest protocol version */
+	char agent_name[64];
+	uint64_t last_heartbeat_ms;   /* 0: never */
+	uint64_t heartbeat_age_ms;    /* now - last heartbeat, UINT64_MAX when never */
+	uint32_t heartbeat_seq;
+	uint64_t guest_uptime_ms;
+	uint64_t dropped_output_bytes;/* reported by the guest */
+	enum agent_app_state app;
+	uint32_t app_pid;
+	int32_t exit_code;            /* valid when app == EXITED: code, or -1 when signalled */
+	int32_t exit_signal;
+	unsigned app_starts;          /* APP_STARTED messages seen (restarts of the agent/app) */
+	bool net_configured;
+	char net_addr[64];            /* "fd42::10/64" */
+	bool shutdown;                /* guest announced power-off */
+	uint64_t connected_at_ms;     /* monotonic time of the first HELLO answer */
+	uint64_t app_started_at_ms;   /* monotonic time of APP_STARTED */
+	uint64_t frames_bad;          /* decoder resync statistics */
+	uint64_t bytes_skipped;
+};
+
+/* Start the client thread. -EINVAL for a bad config, -ENOMEM, or a pthread error. */
+int agent_start(const struct agent_config *cfg, struct agent **ret);
+/* Stop the thread, close the socket, free. Accepts NULL; returns NULL. */
+struct agent *agent_free(struct agent *agent);
+
+void agent_get_status(struct agent *agent, struct agent_status *ret);
+/* Queue a stop request with the in-guest grace period; the thread (re)sends it while connected
+ * until the guest shuts down. Returns 0, or -ENOTCONN when the guest has never answered (the
+ * request still stays queued for when it does). */
+int agent_stop_request(struct agent *agent, unsigned grace_ms);
+/* The log ring (app stdout/stderr, one "[stdout] "/"[stderr] "/"[agent] " prefix per line) into
+ * a malloc'd NUL-terminated buffer. Returns 0 or -ENOMEM. */
+int agent_log_copy(struct agent *agent, char **ret, size_t *ret_len);
+/* Wait (up to timeout_ms) until pred holds on the status; for tests and the graceful-stop path
+ * of backends. Returns 0 when it holds, -ETIMEDOUT otherwise. */
+int agent_wait(struct agent *agent, bool (*pred)(const struct agent_status *s, void *ud), void *ud,
+	       unsigned timeout_ms);
+
+/* One health line value for "agent:" and "app:" (e.g. "ok heartbeat 0.4s ago",
+ * "late no heartbeat for 4.2s", "running pid 42", "exited code 3"). Returns snprintf's count. */
+int agent_format_health_agent(const struct agent_status *s, char *buf, size_t size);
+int agent_format_health_app(const struct agent_status *s, char *buf, size_t size);
+
+uint64_t agent_now_ms(void);
