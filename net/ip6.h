@@ -26,11 +26,25 @@ bool ip6_in_prefix(const struct in6_addr *a, const struct in6_addr *prefix, unsi
 void ip6_mask(struct in6_addr *a, unsigned len);
 /* The gateway of a prefix: prefix::1. */
 void ip6_gateway(const struct in6_addr *prefix, unsigned len, struct in6_addr *ret);
-/* Would an allocator never hand out a inside prefix/len? (subnet-router anycast = all-zero iid,
- * the gateway ::1, the RFC 5453 reserved interface ids of a /64, the all-ones iid.) */
+/* Would an allocator never hand out a inside prefix/len? Excluded: the gateway (prefix::1) and
+ * the reserved interface ids of RFC 5453. With len <= 64 (64-bit iids, in every /64): the
+ * subnet-router anycast ::0, 0200:5eff:fe00:0-0200:5eff:feff:ffff (ethernet-derived reserved
+ * range) and the subnet anycast fdff:ffff:ffff:ff80-fdff:ffff:ffff:ffff (RFC 2526). With len > 64
+ * (non-EUI-64 iids): iid 0 and the top 128 addresses of the prefix (RFC 2526 section 2). */
 bool ip6_is_excluded(const struct in6_addr *a, const struct in6_addr *prefix, unsigned len);
 /* Number of addresses allocatable in prefix/len, saturating at UINT64_MAX. */
 uint64_t ip6_pool_size(unsigned len);
+
+/* Strict database value: "ADDR" or "ADDR/128" (inet text output or a text column), at most len
+ * bytes (no NUL needed). Fills why (>= 128 bytes) with a reason on -EINVAL. Rejects IPv4 (also
+ * IPv4-mapped/compatible), other prefix lengths, unspecified, loopback, multicast, link-local. */
+int ip6_host_parse(const char *s, size_t len, struct in6_addr *ret, char *why, size_t why_size);
+
+/* For prefixes with len > 64 and a pool that fits an index: the n-th allocatable address
+ * (0 <= n < ip6_pool_size(len)) and the inverse (-ENOENT when a is not allocatable in it). */
+int ip6_pool_nth(const struct in6_addr *prefix, unsigned len, uint64_t n, struct in6_addr *ret);
+int ip6_pool_index(const struct in6_addr *a, const struct in6_addr *prefix, unsigned len,
+		   uint64_t *ret);
 
 /* A random allocatable address in prefix/len from the caller's random bytes (rnd, 16 bytes).
  * -ENOSPC when the prefix has no allocatable address (len >= 127 etc). Deterministic in rnd. */

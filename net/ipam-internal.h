@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/* net: what the ipam backends share (private to net/ipam*.c, prefix.c and their tests). */
+#pragma once
+
+#include <netinet/in.h>
+#include <stddef.h>
+
+#include "err.h"
+#include "net.h"
+
+/* Give up on random draws after this many collisions (pools too large for a bitmap). */
+#define IPAM_PICK_TRIES 4096
+/* Pools up to this size are searched exhaustively, so -ENOSPC is exact. */
+#define IPAM_PICK_BITMAP_MAX (UINT64_C(1) << 22)
+
+/* A free allocatable address of prefix/len, not among used[0..n) (which may hold anything,
+ * also addresses outside the prefix). Random (getrandom), uniform over the free ones for small
+ * pools. -ENOSPC when none is free. */
+int ipam_pick(const struct in6_addr *prefix, unsigned len, const struct in6_addr *used, size_t n,
+	      struct in6_addr *ret, struct err *err);
+
+/* The node prefix: cfg->ipv6_prefix, else <state_dir>/prefix, else a new ULA /64 written there
+ * (first writer wins when several processes race). */
+int ipam_prefix_load(const struct net_config *cfg, struct in6_addr *ret_prefix, unsigned *ret_len,
+		     struct err *err);
+
+/* Embedded allocator: journal <state_dir>/ipam/leases, flock on <state_dir>/ipam/lock. */
+struct ipam_local;
+int ipam_local_new(const char *state_dir, struct ipam_local **ret, struct err *err);
+struct ipam_local *ipam_local_free(struct ipam_local *l);
+int ipam_local_assign(struct ipam_local *l, const struct in6_addr *prefix, unsigned len,
+		      const char *name, struct in6_addr *ret, struct err *err);
+int ipam_local_release(struct ipam_local *l, const char *name, struct err *err);
+
+/* PostgreSQL: table instances(id, ip_address). Connects lazily. */
+struct ipam_pg;
+int ipam_pg_new(const char *conninfo, struct ipam_pg **ret, struct err *err);
+struct ipam_pg *ipam_pg_free(struct ipam_pg *pg);
+int ipam_pg_assign(struct ipam_pg *pg, const struct in6_addr *prefix, unsigned len,
+		   const char *name, struct in6_addr *ret, struct err *err);
