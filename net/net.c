@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * net: the context (netlink socket, nftables context, address allocator), names derived from a
+ * VM name, the address wrappers over ipam, and the reaper of marked leftovers.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ip6.h"
+#include "ipam.h"
+#include "net.h"
+#include "plumbing.h"
+
+bool net_name_valid(const char *name)
+{
+	size_t n = 0;
+
+	if (!name || !*name || *name == '-')
+		return false;
+	for (; name[n]; n++) {
+		char c = name[n];
+
+		if (n >= NET_NAME_MAX)
+			return false;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* FNV-1a then a splitmix64 finaliser; seed separates the uses (names vs MAC). Not
+ * cryptographic: a collision only makes setup fail with -EEXIST (the alias is checked). */
+static uint64_t name_hash(const char *s, uint64_t seed)
+{
+	uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 0x100000001b3ULL;
+	}
+	h ^= h >> 30;
+	h *= 0xbf58476d1ce4e5b9ULL;
+	h ^= h >> 27;
+	h *= 0x94d049bb133111ebULL;
+	h ^= h >> 31;
+	return h;
+}
+
+int net_names_derive(const char *name, struct net_names *ret)
+{
+	uint64_t h = name_hash(name, 0), m = name_hash(name, 0x6d6163);
+	int r;
+
+	if (!net_name_valid(name))
+		return -EINVAL;
+	memset(ret, 0, sizeof(*ret));
+	snprintf(ret->host_veth, sizeof(ret->host_veth), "mv%010llx",
+		 (unsigned long long)(h & 0xffffffffffULL));
+	snprintf(ret->chain, sizeof(ret->chain), "vm_%012llx",
+		 (unsigned long long)(h >> 16));
+	snprintf(ret->alias, sizeof(ret->alias), NET_MARK_PREFIX "%s", name);
+	r = netns_path(name, ret->netns_path, sizeof(ret->netns_path));
+	if (r < 0)
+		return r;
+	ret->mac[0] = 0x02; /* locally administered, unicast */
+	for (int i = 1; i < 6; i++)
+		ret->mac[i] = (uint8_t)(m >> (8 * (i - 1)));
+	return 0;
+}
+
+int net_ctx_new(const struct net_config *cfg, struct net_ctx **ret, struct err *err)
+{
+	struct net_ctx *ctx;
+	const char *br = cfg->bridge ? cfg->bridge : "mvmbr0";
+	int r;
+
+	if (strlen(br) >= IFNAMSIZ || !*br)
+		return err_set(err, -EINVAL, "bridge name '%s' is not a valid interface name", br);
+	if (cfg->mtu && (cfg->mtu < 1280 || cfg->mtu > 65535))
+		return err_set(err, -EINVAL, "MTU %u is out of range (IPv6 needs >= 1280)",
+			       cfg->mtu);
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		return -ENOMEM;
+	snprintf(ctx->bridge, sizeof(ctx->bridge), "%s", br);
+	ctx->mtu = cfg->mtu ? cfg->mtu : 1500;
+	ctx->no_host_plumbing = cfg->no_host_plumbing;
+
+	r = ipam_new(cfg, &ctx->ipam, err);
+	if (r < 0)
+		goto out_free;
+	r = ipam_prefix(ctx->ipam, &ctx->prefix, &ctx->prefix_len, &ctx->gateway);
+	if (r < 0) {
+		err_set(err, r, "no node prefix");
+		goto out_free;
+	}
+	if (!ctx->no_host_plumbing) {
+		r = nlw_open(&ctx->nl);
+		if (r < 0) {
+			err_set(err, r, "cannot open a netlink socket");
+			goto out_free;
+		}
+		r = nftw_new(&ctx->nft);
+		if (r < 0) {
+			err_set(err, r, "cannot create an nftables context");
+			goto out_free;
+		}
+	}
+	*ret = ctx;
+	return 0;
+
+out_free:
+	net_ctx_free(ctx);
+	return r;
+}
+
+struct net_ctx *net_ctx_free(struct net_ctx *ctx)
+{
+	if (!ctx)
+		return NULL;
+	ipam_free(ctx->ipam);
+	nlw_close(ctx->nl);
+	nftw_free(ctx->nft);
+	free(ctx);
+	return NULL;
+}
+
+int net_prefix(struct net_ctx *ctx, struct in6_addr *ret_prefix, unsigned *ret_len,
+	       struct in6_addr *ret_gateway)
+{
+	if (ret_prefix)
+		*ret_prefix = ctx->prefix;
+	if (ret_len)
+		*ret_len = ctx->prefix_len;
+	if (ret_gateway)
+		*ret_gateway = ctx->gateway;
+	return 0;
+}
+
+int net_ip_assign(struct net_ctx *ctx, const char *name, struct in6_addr *ret, struct err *err)
+{
+	return ipam_assign(ctx->ipam, name, ret, err);
+}
+
+int net_ip_release(struct net_ctx *ctx, const char *name, struct err *err)
+{
+	return ipam_release(ctx->ipam, name, err);
+}
+
+struct reap {
+	struct net_ctx *ctx;
+	bool (*is_known)(const char *name, void *ud);
+	void *ud;
+};
+
+static int reap_name(const char *name, void *p)
+{
+	struct reap *rp = p;
+	struct net_names n;
+
+	if (rp->is_known(name, rp->ud))
+		return 0;
+	/* Only what carries our mark for this name: the teardown removes nothing else. */
+	if (net_names_derive(name, &n) < 0)
+		return 0;
+	return net_vm_teardown(rp->ctx, name, NULL) < 0 ? 0 : 1;
+}
+
+static int reap_link(const char *name, const char *alias, void *p)
+{
+	const size_t plen = strlen(NET_MARK_PREFIX);
+	struct reap *rp = p;
+	struct net_names n;
+
+	char vm[NET_NAME_MAX + 1];
+	size_t len;
+
+	if (!alias || strncmp(alias, NET_MARK_PREFIX, plen) != 0)
+		return 0;
+	/* "mvmfs:<name>" or "mvmfs:<name> <routed address>" */
+	len = strcspn(alias + plen, " ");
+	if (len == 0 || len > NET_NAME_MAX)
+		return 0;
+	memcpy(vm, alias + plen, len);
+	vm[len] = '\0';
+	/* A host veth end is marked with its VM; the mark must match the derived name. */
+	if (net_names_derive(vm, &n) < 0 || strcmp(n.host_veth, name) != 0)
+		return 0;
+	return reap_name(vm, rp);
+}
+
+int net_reap(struct net_ctx *ctx, bool (*is_known)(const char *name, void *ud), void *ud)
+{
+	struct reap rp = { .ctx = ctx, .is_known = is_known, .ud = ud };
+	int r, n = 0;
+
+	if (ctx->no_host_plumbing)
+		return 0;
+	r = netns_foreach(reap_name, &rp);
+	if (r < 0)
+		return r;
+	n += r;
+	r = nlw_link_foreach(ctx->nl, reap_link, &rp);
+	if (r < 0)
+		return r;
+	n += r;
+	r = nftw_vm_foreach(ctx->nft, reap_name, &rp);
+	if (r < 0)
+		return r;
+	return n + r;
+}

@@ -1,1 +1,0 @@
-/* Removed once net/ has sources. */

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * net: host plumbing internals (private to net/): netlink wrappers, namespaces, links, TAP and
+ * nftables. Every function returns >= 0 or -errno; libnl's -NLE_* never leaves nl.c.
+ *
+ * Ownership marks (what net_reap looks for, nothing else is ever removed):
+ *  - interface alias "mvmfs:<name>" on every host link we create (the bridge: "mvmfs:bridge");
+ *  - network namespaces /run/netns/mvmfs-<name>;
+ *  - nftables tables "mvmfs" (bridge + inet) with per-VM chains "vm_<hash>" commented
+ *    "mvmfs:<name>".
+ */
+#pragma once
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "err.h"
+#include "macro.h"
+
+struct nl_sock;
+struct nl_msg;
+struct nft_ctx;
+
+#define NET_MARK_PREFIX "mvmfs:"
+#define NET_BRIDGE_MARK "mvmfs:bridge"
+#define NET_NETNS_DIR "/run/netns"
+#define NET_NETNS_PREFIX "mvmfs-"
+#define NET_NFT_TABLE "mvmfs"
+#define NET_TAP_NAME "tap0"
+#define NET_NS_BRIDGE "br0"
+#define NET_NS_VETH "uplink0"
+/* VM names are at most this long (netns path, alias, nft comment all bounded by it). */
+#define NET_NAME_MAX 64
+
+/* Everything derived from a VM name, deterministically. */
+struct net_names {
+	char host_veth[16];    /* "mv" + 10 hex */
+	char chain[16];        /* "vm_" + 12 hex */
+	char alias[sizeof(NET_MARK_PREFIX) + NET_NAME_MAX];
+	char netns_path[108];
+	uint8_t mac[6];        /* guest MAC, 02:... */
+};
+
+struct ipam;
+
+/* The context behind net.h's struct net_ctx. */
+struct net_ctx {
+	struct ipam *ipam;
+	struct nl_sock *nl;        /* host namespace (the creator's) */
+	struct nft_ctx *nft;
+	char bridge[16];
+	unsigned mtu;
+	bool no_host_plumbing;
+	struct in6_addr prefix, gateway;
+	unsigned prefix_len;
+	bool bridge_ready;         /* net_bridge_ensure succeeded once */
+};
+
+/* net.c: naming */
+int net_names_derive(const char *name, struct net_names *ret);
+bool net_name_valid(const char *name);
+
+/* nl.c: libnl wrappers */
+int nl_to_errno(int nle);
+int nlw_open(struct nl_sock **ret);
+void nlw_close(struct nl_sock *sk);
+/* ifindex of name, -ENODEV if absent. */
+int nlw_ifindex(struct nl_sock *sk, const char *name);
+/* Link facts: kind (e.g. "bridge"/"veth"/"tun", "" unknown), alias, up flag, master. */
+struct nlw_link_info {
+	int ifindex;
+	int master;
+	bool up;
+	char kind[16];
+	char alias[sizeof(NET_MARK_PREFIX) + NET_NAME_MAX];
+};
+int nlw_link_get(struct nl_sock *sk, const char *name, struct nlw_link_info *ret);
+/* Change a link: master (0 keep, -1 none), mtu (0 keep), alias (NULL keep), up. */
+int nlw_link_set(struct nl_sock *sk, const char *name, int master, unsigned mtu,
+		 const char *alias, bool up);
+int nlw_link_del(struct nl_sock *sk, const char *name);
+/* Create a bridge (forward_delay 0, STP off, multicast snooping off), optionally up. -EEXIST. */
+int nlw_bridge_add(struct nl_sock *sk, const char *name, unsigned mtu, bool up);
+/* Bridge port flag IFLA_BRPORT_ISOLATED. */
+int nlw_brport_isolate(struct nl_sock *sk, int ifindex);
+/* Veth pair: host end name (down) in sk's namespace, peer peer_name in the netns ns_fd. */
+int nlw_veth_add(struct nl_sock *sk, const char *name, const char *peer_name, int ns_fd,
+		 unsigned mtu);
+/* IPv6 address addr/len on ifindex, nodad; existing is fine. */
+int nlw_addr6_add(struct nl_sock *sk, int ifindex, const struct in6_addr *addr, unsigned len);
+/* Route dst/len dev ifindex (replace); delete: missing is fine. */
+int nlw_route6_add(struct nl_sock *sk, int ifindex, const struct in6_addr *dst, unsigned len);
+int nlw_route6_del(struct nl_sock *sk, int ifindex, const struct in6_addr *dst, unsigned len);
+/* Iterate the links of sk's namespace: cb(name, alias, ud); alias may be NULL. */
+int nlw_link_foreach(struct nl_sock *sk, int (*cb)(const char *name, const char *alias, void *ud),
+		     void *ud);
+/* Write a sysctl under /proc/sys/net of the calling thread's namespace. */
+int net_sysctl(const char *path, const char *value);
+
+/* netns.c */
+int netns_path(const char *name, char *buf, size_t size);
+/* Create (or open) /run/netns/mvmfs-<name> and run fn(ud) on a thread inside it.
+ * ret_created tells whether it was new. */
+int netns_run(const char *path, bool create, int (*fn)(void *ud), void *ud, bool *ret_created);
+int netns_open(const char *path);
+int netns_remove(const char *path);
+/* Iterate names of /run/netns/mvmfs-* entries. */
+int netns_foreach(int (*cb)(const char *vm_name, void *ud), void *ud);
+
+/* tap.c: inside the VM namespace (calling thread is in it). */
+int tap_create(const char *name, uid_t uid, gid_t gid);
+
+/* nft.c */
+int nftw_new(struct nft_ctx **ret);
+void nftw_free(struct nft_ctx *nft);
+/* Run a batch (atomic); error text in err. */
+int nftw_run(struct nft_ctx *nft, const char *cmds, struct err *err);
+int nftw_bridge_tables(struct nft_ctx *nft, const char *bridge, struct err *err);
+int nftw_vm_add(struct nft_ctx *nft, const struct net_names *n, const char *name,
+		const struct in6_addr *addr, struct err *err);
+int nftw_vm_del(struct nft_ctx *nft, const struct net_names *n, struct err *err);
+/* VM names of per-VM chains present (from their comments). cb may remove them. */
+int nftw_vm_foreach(struct nft_ctx *nft, int (*cb)(const char *vm_name, void *ud), void *ud);
