@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * image/ private interface of the building half: layer path mapping, unpacking, the image
+ * config for the guest, root and data disks. Never included outside image/ and its tests.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "image.h"
+
+#define IMG_PATH_MAX 4096
+#define IMG_MAX_ENTRIES 1000000
+#define IMG_DEFAULT_MAX_BYTES (8ULL << 30)
+
+/* What a layer entry's path means once mapped (path.c). */
+enum img_path_kind {
+	IMG_PATH_ROOT,     /* "." or "./": the root itself */
+	IMG_PATH_NORMAL,   /* a file to create at rel */
+	IMG_PATH_WHITEOUT, /* ".wh.NAME": delete rel (= dir/NAME) from lower layers */
+	IMG_PATH_OPAQUE,   /* "dir/.wh..wh..opq": empty rel (= dir) of lower-layer content */
+	IMG_PATH_SKIP,     /* other reserved ".wh..wh.*" names (old AUFS metadata): ignored */
+};
+
+/*
+ * Map an entry name from a layer tar to a clean relative path: leading "./" and duplicate or
+ * trailing slashes dropped. Refuses (-EINVAL, with why in *ret_why) absolute paths, ".."
+ * components, empty components in odd places, control characters, over-long paths and whiteout
+ * names that would delete the root; -ENAMETOOLONG past IMG_PATH_MAX or NAME_MAX. Pure; fuzzed.
+ * ret (size >= IMG_PATH_MAX) gets "" for IMG_PATH_ROOT.
+ */
+int img_path_map(const char *name, char *ret, size_t size, enum img_path_kind *ret_kind,
+		 const char **ret_why);
+
+/* Limits for one image's unpack. */
+struct img_unpack_limits {
+	uint64_t max_bytes;   /* uncompressed tar bytes over all layers */
+	uint64_t max_entries; /* entries over all layers */
+};
+
+/* State kept across the layers of one image (running totals against the limits). */
+struct img_unpack {
+	int root_fd;                 /* the rootfs directory, owned */
+	struct img_unpack_limits limits;
+	uint64_t bytes, entries;     /* totals so far */
+	bool privileged;             /* euid 0: chown, devices, trusted xattrs */
+};
+
+int img_unpack_init(struct img_unpack *u, const char *rootfs, const struct img_unpack_limits *lim,
+		    struct err *err);
+void img_unpack_done(struct img_unpack *u);
+
+/* Apply one layer (a tar, gzip/zstd/uncompressed, read from fd) on top of the rootfs. When
+ * diff_id is not NULL the uncompressed stream's sha256 must match it (-EBADMSG otherwise).
+ * Hostile content fails with -EPERM/-EINVAL/-EFBIG/-E2BIG and a message naming layer_name and
+ * the entry. Nothing outside the rootfs is ever created, changed or followed. */
+int img_unpack_layer(struct img_unpack *u, int fd, const char *layer_name, const char *diff_id,
+		     struct err *err);
+
+/* The parts of an OCI image config the store needs. */
+struct img_config {
+	char **diff_ids;  /* n_diff_ids "sha256:..." strings */
+	size_t n_diff_ids;
+	char *guest_json; /* {"entrypoint":[],"cmd":[],"env":[],"workdir":"","user":""} */
+};
+/* Strict parse of an image config blob (bounded by the caller). Pure; fuzzed. */
+int img_config_parse(const char *data, size_t len, struct img_config *ret, struct err *err);
+void img_config_done(struct img_config *c);
+
+/* Build an ext4 image at path from the tree at dir (mkfs.ext4 -d), sized from the content. */
+int img_make_root_disk(const char *dir, const char *path, struct err *err);
+
+/* Allocated bytes of a tree (st_blocks), not crossing filesystems; -errno on failure. */
+int img_tree_usage(int dir_fd, uint64_t *ret_bytes, uint64_t *ret_inodes);
+
+/* ---- the store (store.c, gc.c) ---- */
+
+#include <pthread.h>
+
+/* One pull in flight, keyed by manifest digest; later callers for the same digest wait on it.
+ * All fields protected by img_store.lock. */
+struct img_pull {
+	struct img_pull *next;
+	char digest[IMG_DIGEST_MAX];
+	unsigned users;     /* the puller plus waiters; freed by the last one out */
+	bool done;
+	int result;
+	struct err err;
+	char **blobs;       /* digests this pull writes into blobs/ (GC keeps them) */
+	size_t n_blobs;
+};
+
+struct img_store {
+	struct img_store_config cfg; /* deep copy, strings owned */
+	char **insecure;
+	char *root;                  /* <state_dir>/images */
+	int lock_fd;                 /* flock on <root>/lock: one daemon per store */
+	/* Lock order: lock only; never held across network I/O or unpacking. It protects the
+	 * pulls list, holder and alias files, renames into images/ and GC. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct img_pull *pulls;
+	unsigned long pulls_started; /* statistics for tests: pulls actually run */
+};
+
+/* Paths inside the store. */
+int img_store_path(const struct img_store *s, char *buf, size_t size, const char *fmt, ...)
+	_printf_(4, 5);
+/* Holder names: 1..64 of [A-Za-z0-9._-], not starting with '.'. */
+bool img_holder_is_valid(const char *holder);
+/* Number of pulls that actually ran (not coalesced or cached), for tests and benchmarks. */
+unsigned long img_store_pulls(struct img_store *s);

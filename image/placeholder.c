@@ -1,1 +1,0 @@
-/* Removed once image/ has sources. */

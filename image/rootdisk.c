@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: MIT */
+/* Disks a VM boots with: the image's ext4 root (mkfs.ext4 -d from the unpacked tree) and the
+ * per-VM writable disk, both sparse files. mkfs runs through posix_spawn, no shell. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "build.h"
+#include "macro.h"
+
+extern char **environ;
+
+#define MIB (1024ULL * 1024)
+#define ROOT_DISK_MIN (64 * MIB)
+#define DATA_DISK_MIN (4 * MIB)
+#define INODE_SIZE 256
+
+static const char *mkfs_path(void)
+{
+	static const char *const candidates[] = {"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"};
+
+	for (size_t i = 0; i < ELEMENTSOF(candidates); i++)
+		if (access(candidates[i], X_OK) == 0)
+			return candidates[i];
+	return "mkfs.ext4"; /* PATH lookup */
+}
+
+/* Run mkfs.ext4 with args (after argv[0]); its output is kept for the error message. */
+static int run_mkfs(char *const *args, struct err *err)
+{
+	const char *prog = mkfs_path();
+	char *argv[32];
+	char out[2048];
+	size_t n = 0, len = 0;
+	posix_spawn_file_actions_t fa;
+	_cleanup_close_ int rd = -EBADF;
+	int p[2], status = 0, r;
+	pid_t pid;
+
+	argv[n++] = (char *)"mkfs.ext4";
+	for (; args[n - 1] && n < ELEMENTSOF(argv) - 1; n++)
+		argv[n] = args[n - 1];
+	argv[n] = NULL;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return err_set(err, -errno, "mkfs.ext4: pipe: %s", strerror(errno));
+	rd = p[0];
+	r = posix_spawn_file_actions_init(&fa);
+	if (r == 0)
+		r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (r == 0)
+		r = posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+	if (r == 0)
+		r = posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+	if (r == 0)
+		r = prog[0] == '/' ? posix_spawn(&pid, prog, &fa, NULL, argv, environ) :
+				     posix_spawnp(&pid, prog, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	safe_close(p[1]);
+	if (r != 0)
+		return err_set(err, -r, "cannot run mkfs.ext4: %s", strerror(r));
+
+	for (;;) {
+		char buf[1024];
+		ssize_t k = read(rd, buf, sizeof(buf));
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		/* Keep the first part: mkfs prints the cause first. */
+		size_t take = MIN((size_t)k, sizeof(out) - 1 - len);
+		memcpy(out + len, buf, take);
+		len += take;
+	}
+	out[len] = '\0';
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return err_set(err, -errno, "mkfs.ext4: waitpid: %s", strerror(errno));
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (strstr(out, "No space left") || strstr(out, "Could not allocate block") ||
+	    strstr(out, "Not enough space"))
+		return err_set(err, -ENOSPC, "disk full while building the disk: %.300s", out);
+	return err_set(err, -EIO, "mkfs.ext4 failed (status %d): %.300s",
+		       WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out);
+}
+
+static int tree_walk(int dfd, dev_t dev, unsigned depth, uint64_t *bytes, uint64_t *inodes)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int fd, r;
+
+	if (depth > 4096)
+		return -ELOOP;
+	fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		safe_close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		struct stat st;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
+		(*inodes)++;
+		*bytes += (uint64_t)st.st_blocks * 512;
+		if (S_ISDIR(st.st_mode) && st.st_dev == dev) {
+			_cleanup_close_ int sub = openat(dirfd(d), de->d_name,
+							 O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+								 O_CLOEXEC);
+			if (sub < 0)
+				return -errno;
+			r = tree_walk(sub, dev, depth + 1, bytes, inodes);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+int img_tree_usage(int dir_fd, uint64_t *ret_bytes, uint64_t *ret_inodes)
+{
+	struct stat st;
+	uint64_t bytes = 0, inodes = 1;
+	int r;
+
+	if (fstat(dir_fd, &st) < 0)
+		return -errno;
+	r = tree_walk(dir_fd, st.st_dev, 0, &bytes, &inodes);
+	if (r < 0)
+		return r;
+	*ret_bytes = bytes + (uint64_t)st.st_blocks * 512;
+	*ret_inodes = inodes;
+	return 0;
+}
+
+static int make_sparse(const char *path, uint64_t size, struct err *err)
+{
+	_cleanup_close_ int fd = -EBADF;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return err_set(err, -errno, "cannot create %s: %s", path, strerror(errno));
+	if (ftruncate(fd, (off_t)size) < 0) {
+		int r = -errno;
+		(void)unlink(path);
+		return err_set(err, r, "cannot size %s: %s", path, strerror(-r));
+	}
+	return 0;
+}
+
+int img_make_root_disk(const char *dir, const char *path, struct err *err)
+{
+	_cleanup_close_ int dfd = -EBADF;
+	uint64_t bytes = 0, inodes = 0, size;
+	char nbuf[32];
+	int r;
+
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return err_set(err, -errno, "cannot open %s: %s", dir, strerror(errno));
+	r = img_tree_usage(dfd, &bytes, &inodes);
+	if (r < 0)
+		return err_set(err, r, "cannot measure %s: %s", dir, strerror(-r));
+
+	/* Data plus ~10% for extent and directory blocks, the inode tables, group metadata, and
+	 * headroom; no journal: the root is shared read-only. */
+	inodes = inodes + inodes / 4 + 1024;
+	size = bytes + bytes / 10 + inodes * INODE_SIZE + 8 * MIB;
+	size = size + size / 20;
+	size = MAX(size, ROOT_DISK_MIN);
+	size = (size + MIB - 1) / MIB * MIB;
+	snprintf(nbuf, sizeof(nbuf), "%" PRIu64, inodes);
+
+	r = make_sparse(path, size, err);
+	if (r < 0)
+		return r;
+	{
+		char *args[] = {"-q", "-F", "-t", "ext4", "-L", "root", "-m", "0", "-N", nbuf,
+				"-O", "^has_journal", "-E", "root_owner=0:0", "-d", (char *)dir,
+				(char *)path, NULL};
+		r = run_mkfs(args, err);
+	}
+	if (r < 0)
+		(void)unlink(path);
+	return r;
+}
+
+int img_make_data_disk(const char *path, uint64_t size, struct err *err)
+{
+	int r;
+
+	if (size < DATA_DISK_MIN)
+		return err_set(err, -EINVAL, "data disk size %" PRIu64 " is below %llu MiB", size,
+			       DATA_DISK_MIN / MIB);
+	r = make_sparse(path, size, err);
+	if (r < 0)
+		return r;
+	{
+		char *args[] = {"-q", "-F", "-t", "ext4", "-L", "data", "-m", "0", "-E",
+				"lazy_itable_init=1,lazy_journal_init=1", (char *)path, NULL};
+		r = run_mkfs(args, err);
+	}
+	if (r < 0)
+		(void)unlink(path);
+	return r;
+}
