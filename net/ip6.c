@@ -160,6 +160,7 @@ void ip6_gateway(const struct in6_addr *prefix, unsigned len, struct in6_addr *r
 #define RFC5453_ETH_FIRST UINT64_C(0x02005efffe000000)
 #define RFC5453_ETH_LAST UINT64_C(0x02005efffeffffff)
 #define RFC2526_EUI64_FIRST UINT64_C(0xfdffffffffffff80)
+#define RFC2526_EUI64_LAST UINT64_C(0xfdffffffffffffff)
 
 bool ip6_is_excluded(const struct in6_addr *a, const struct in6_addr *prefix, unsigned len)
 {
@@ -176,7 +177,7 @@ bool ip6_is_excluded(const struct in6_addr *a, const struct in6_addr *prefix, un
 	h = 128 - len;
 	if (h >= 64)
 		return lo == 0 || (lo >= RFC5453_ETH_FIRST && lo <= RFC5453_ETH_LAST) ||
-		       lo >= RFC2526_EUI64_FIRST;
+		       (lo >= RFC2526_EUI64_FIRST && lo <= RFC2526_EUI64_LAST);
 	if (h <= 7)
 		return true; /* the whole iid is the RFC 2526 anycast id */
 	lo &= (UINT64_C(1) << h) - 1;
