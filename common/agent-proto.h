@@ -113,6 +113,7 @@ int agent_msg_decode(uint8_t type, const uint8_t *payload, size_t len, struct ag
 struct agent_decoder {
 	uint8_t buf[AGENT_FRAME_MAX];
 	size_t len;
+	size_t consumed;              /* bytes of the frame returned last, dropped on the next call */
 	uint64_t skipped_bytes;       /* bytes dropped while resynchronising */
 	uint64_t bad_frames;          /* frames with a bad CRC, length or payload */
 };

@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * guest: the in-VM agent (PID 1 in the initramfs). Internal interface between its files.
+ * Single-threaded: one poll loop in main.c owns everything.
+ */
+#pragma once
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "agent-proto.h"
+
+#define AGENT_NAME "mvmfs-agent 0.1.0"
+#define GUEST_CONFIG_PATH "/mvmfs/vm.json"
+#define GUEST_MODULES_LIST "/mvmfs/modules.list"
+#define NEWROOT "/newroot"
+
+/* The per-VM settings from /mvmfs/vm.json (runtime/guest-config.h writes it). */
+struct guest_vm {
+	char name[64];
+	bool have_addr;
+	struct in6_addr addr;
+	unsigned prefix_len;
+	bool have_gateway;
+	struct in6_addr gateway;
+	char mac[18];
+	unsigned mtu;
+	char **entrypoint;            /* NULL-terminated, may be empty */
+	char **cmd;
+	char **env;                   /* "K=V" */
+	char *workdir;                /* NULL or "" */
+	char *user;                   /* NULL or "" */
+	bool vsock;                   /* transport: vsock (Firecracker) vs virtio-serial (QEMU) */
+	uint32_t port;
+	unsigned heartbeat_ms;
+	unsigned grace_ms;
+	bool no_network;
+};
+
+/* config.c */
+int guest_vm_parse(const char *json, size_t len, struct guest_vm *ret, char *errbuf, size_t errsz);
+int guest_vm_load(const char *path, struct guest_vm *ret, char *errbuf, size_t errsz);
+void guest_vm_done(struct guest_vm *vm);
+
+/* log: to the console (stderr), and queued to the host as AGENT stream output. */
+void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* modules.c: load each module listed in path, in order. Returns the number loaded. */
+int modules_load_list(const char *path);
+
+/* mounts.c */
+int mounts_early(void);
+int mounts_root(void);               /* disks -> overlay at NEWROOT with proc/sys/dev/tmp */
+int mounts_etc(const struct guest_vm *vm); /* hostname, resolv.conf, hosts */
+void mounts_teardown(void);          /* kill leftovers, sync, unmount */
+_Noreturn void power_off(bool vsock);
+int wait_for_path(const char *path, unsigned timeout_ms);
+
+/* netcfg.c */
+int net_configure(const struct guest_vm *vm);
+
+/* app.c */
+struct app {
+	pid_t pid;                   /* 0 when not running */
+	int out_fd, err_fd;          /* read ends, -1 when closed */
+	bool exited;
+	int code, signal;
+	bool start_failed;
+};
+/* Start vm's process; root is "/" in test mode or NEWROOT. */
+int app_start(const struct guest_vm *vm, const char *root, struct app *app);
+/* Resolve "name", "uid", "uid:gid", "name:group" against root's /etc/passwd and /etc/group. */
+int user_resolve(const char *root, const char *spec, uid_t *ret_uid, gid_t *ret_gid,
+		 gid_t *groups, int *ngroups, char *home, size_t homesz);
+
+/* channel.c: the transport plus a bounded outgoing buffer. */
+struct channel;
+enum channel_kind { CHANNEL_SERIAL, CHANNEL_VSOCK, CHANNEL_STDIO };
+struct channel *channel_new(enum channel_kind kind, uint32_t port);
+/* fds to poll and their events; returns count (<= 2). */
+int channel_poll_fds(struct channel *ch, int *fds, short *events, uint64_t now_ms);
+/* Handle readiness; decoded host messages are passed to cb. */
+void channel_handle(struct channel *ch, int fd, short revents, uint64_t now_ms,
+		    void (*cb)(void *ud, const struct agent_msg *m), void *ud);
+/* Timer work (reopen after the host went away). Returns ms until it wants to be called. */
+int channel_tick(struct channel *ch, uint64_t now_ms);
+/* Queue a message. Output beyond the buffer's output share is dropped and counted. */
+int channel_send(struct channel *ch, const struct agent_msg *m);
+bool channel_host_present(struct channel *ch);
+uint64_t channel_dropped(struct channel *ch);
+/* Try to flush for up to timeout_ms (before power-off). */
+void channel_flush(struct channel *ch, unsigned timeout_ms);
+extern struct channel *agent_channel; /* for agent_log */
+
+uint64_t now_ms(void);
+
+static inline int MIN_INT(int a, int b)
+{
+	return a < b ? a : b;
+}

@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: MIT */
+/* /mvmfs/vm.json: the per-VM settings the host appended to the initramfs. Strictly typed. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+#define CONFIG_MAX (256 * 1024)
+#define LIST_MAX 4096
+
+static int fail(char *errbuf, size_t errsz, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(char *errbuf, size_t errsz, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(errbuf, errsz, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static void strv_free(char **v)
+{
+	if (!v)
+		return;
+	for (char **p = v; *p; p++)
+		free(*p);
+	free(v);
+}
+
+/* A JSON array of strings (or null/absent) -> NULL-terminated vector. */
+static int get_strv(json_t *arr, char ***ret)
+{
+	size_t n, i;
+	char **v;
+
+	if (!arr || json_is_null(arr)) {
+		n = 0;
+	} else if (!json_is_array(arr)) {
+		return -EINVAL;
+	} else {
+		n = json_array_size(arr);
+		if (n > LIST_MAX)
+			return -E2BIG;
+	}
+	v = calloc(n + 1, sizeof(char *));
+	if (!v)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		json_t *s = json_array_get(arr, i);
+
+		if (!json_is_string(s) || strlen(json_string_value(s)) != json_string_length(s)) {
+			strv_free(v);
+			return -EINVAL;
+		}
+		v[i] = strdup(json_string_value(s));
+		if (!v[i]) {
+			strv_free(v);
+			return -ENOMEM;
+		}
+	}
+	*ret = v;
+	return 0;
+}
+
+static int get_str(json_t *o, const char *key, char **ret)
+{
+	json_t *s = json_object_get(o, key);
+
+	*ret = NULL;
+	if (!s || json_is_null(s))
+		return 0;
+	if (!json_is_string(s) || strlen(json_string_value(s)) != json_string_length(s))
+		return -EINVAL;
+	*ret = strdup(json_string_value(s));
+	return *ret ? 0 : -ENOMEM;
+}
+
+static int get_uint(json_t *o, const char *key, unsigned max, unsigned *ret)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > max)
+		return -EINVAL;
+	*ret = (unsigned)json_integer_value(v);
+	return 0;
+}
+
+static int get_addr(json_t *o, const char *key, struct in6_addr *ret, bool *have)
+{
+	json_t *v = json_object_get(o, key);
+
+	*have = false;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_string(v) || inet_pton(AF_INET6, json_string_value(v), ret) != 1)
+		return -EINVAL;
+	*have = true;
+	return 0;
+}
+
+int guest_vm_parse(const char *json, size_t len, struct guest_vm *vm, char *errbuf, size_t errsz)
+{
+	json_error_t jerr;
+	json_t *root, *img, *agent;
+	char *s = NULL;
+	unsigned port = AGENT_DEFAULT_VSOCK_PORT;
+	int r = -EINVAL;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->heartbeat_ms = 1000;
+	vm->grace_ms = 5000;
+	vm->prefix_len = 64;
+	root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		return fail(errbuf, errsz, "vm.json: %s at line %d", jerr.text, jerr.line);
+	if (!json_is_object(root)) {
+		fail(errbuf, errsz, "vm.json: not an object");
+		goto out;
+	}
+	if (get_str(root, "name", &s) < 0 || (s && strlen(s) >= sizeof(vm->name))) {
+		fail(errbuf, errsz, "vm.json: bad name");
+		goto out;
+	}
+	snprintf(vm->name, sizeof(vm->name), "%s", s ? s : "mvm");
+	free(s);
+	s = NULL;
+	if (get_addr(root, "address", &vm->addr, &vm->have_addr) < 0 ||
+	    get_addr(root, "gateway", &vm->gateway, &vm->have_gateway) < 0 ||
+	    get_uint(root, "prefix_len", 128, &vm->prefix_len) < 0 ||
+	    get_uint(root, "mtu", 65535, &vm->mtu) < 0 ||
+	    get_uint(root, "grace_ms", 3600000, &vm->grace_ms) < 0) {
+		fail(errbuf, errsz, "vm.json: bad address, gateway, prefix_len, mtu or grace_ms");
+		goto out;
+	}
+	if (get_str(root, "mac", &s) < 0 || (s && strlen(s) >= sizeof(vm->mac))) {
+		fail(errbuf, errsz, "vm.json: bad mac");
+		goto out;
+	}
+	if (s)
+		snprintf(vm->mac, sizeof(vm->mac), "%s", s);
+	free(s);
+	s = NULL;
+	vm->no_network = json_is_true(json_object_get(root, "no_network"));
+
+	img = json_object_get(root, "image");
+	if (img && !json_is_null(img)) {
+		if (!json_is_object(img)) {
+			fail(errbuf, errsz, "vm.json: image is not an object");
+			goto out;
+		}
+		if (get_strv(json_object_get(img, "entrypoint"), &vm->entrypoint) < 0 ||
+		    get_strv(json_object_get(img, "cmd"), &vm->cmd) < 0 ||
+		    get_strv(json_object_get(img, "env"), &vm->env) < 0 ||
+		    get_str(img, "workdir", &vm->workdir) < 0 || get_str(img, "user", &vm->user) < 0) {
+			fail(errbuf, errsz, "vm.json: bad image entrypoint/cmd/env/workdir/user");
+			goto out;
+		}
+	}
+	if (!vm->entrypoint)
+		vm->entrypoint = calloc(1, sizeof(char *));
+	if (!vm->cmd)
+		vm->cmd = calloc(1, sizeof(char *));
+	if (!vm->env)
+		vm->env = calloc(1, sizeof(char *));
+	if (!vm->entrypoint || !vm->cmd || !vm->env) {
+		r = -ENOMEM;
+		goto out;
+	}
+
+	agent = json_object_get(root, "agent");
+	if (agent && json_is_object(agent)) {
+		json_t *t = json_object_get(agent, "transport");
+
+		if (t && !json_is_string(t)) {
+			fail(errbuf, errsz, "vm.json: bad agent.transport");
+			goto out;
+		}
+		vm->vsock = t && strcmp(json_string_value(t), "vsock") == 0;
+		if (get_uint(agent, "port", UINT32_MAX >> 1, &port) < 0 ||
+		    get_uint(agent, "heartbeat_ms", 600000, &vm->heartbeat_ms) < 0) {
+			fail(errbuf, errsz, "vm.json: bad agent.port or heartbeat_ms");
+			goto out;
+		}
+	}
+	vm->port = port;
+	if (vm->heartbeat_ms < 50)
+		vm->heartbeat_ms = 50;
+	r = 0;
+out:
+	json_decref(root);
+	if (r < 0)
+		guest_vm_done(vm);
+	return r;
+}
+
+int guest_vm_load(const char *path, struct guest_vm *vm, char *errbuf, size_t errsz)
+{
+	char *buf;
+	ssize_t n;
+	size_t len = 0;
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		fail(errbuf, errsz, "%s: %s", path, strerror(-r));
+		return r;
+	}
+	buf = malloc(CONFIG_MAX);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while ((n = read(fd, buf + len, CONFIG_MAX - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	if (n < 0 || len == CONFIG_MAX) {
+		free(buf);
+		return fail(errbuf, errsz, "%s: unreadable or too large", path);
+	}
+	r = guest_vm_parse(buf, len, vm, errbuf, errsz);
+	free(buf);
+	return r;
+}
+
+void guest_vm_done(struct guest_vm *vm)
+{
+	strv_free(vm->entrypoint);
+	strv_free(vm->cmd);
+	strv_free(vm->env);
+	free(vm->workdir);
+	free(vm->user);
+	vm->entrypoint = vm->cmd = vm->env = NULL;
+	vm->workdir = vm->user = NULL;
+}

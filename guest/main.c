@@ -1,0 +1,440 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mvmfs guest agent: PID 1 in the initramfs. Boots the guest (mounts, modules, disks, overlay,
+ * network), runs the image's process under supervision, and talks to the host over the agent
+ * channel (common/agent-proto.h). With --test-mode it runs as an ordinary process: protocol on
+ * stdin/stdout, the app run in the current root, no mounts or netlink.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/input.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+#define MAX_INPUTS 8
+
+struct agent_state {
+	struct guest_vm vm;
+	struct channel *ch;
+	struct app app;
+	bool test_mode;
+	bool app_started;
+	bool net_reported, net_ok;
+	bool stopping;
+	uint64_t kill_at;           /* SIGKILL deadline while stopping, 0 none */
+	uint64_t next_heartbeat;
+	uint32_t hb_seq;
+	uint64_t boot_ms;
+	int sfd;                    /* signalfd */
+	int inputs[MAX_INPUTS];     /* ACPI power button event devices */
+	int ninputs;
+};
+
+uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void agent_log(const char *fmt, ...)
+{
+	char buf[512];
+	struct agent_msg m = { .type = AGENT_MSG_OUTPUT };
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if (n > (int)sizeof(buf) - 2)
+		n = (int)sizeof(buf) - 2;
+	buf[n++] = '\n';
+	fprintf(stderr, "mvmfs-agent: %.*s", n, buf);
+	m.output.stream = AGENT_STREAM_AGENT;
+	m.output.len = (uint16_t)n;
+	m.output.data = (const uint8_t *)buf;
+	(void)channel_send(agent_channel, &m);
+}
+
+static void send_state(struct agent_state *s)
+{
+	struct agent_msg m;
+
+	if (s->net_reported) {
+		m = (struct agent_msg){ .type = AGENT_MSG_NET_CONFIGURED };
+		m.net.ok = s->net_ok;
+		m.net.prefix_len = (uint8_t)s->vm.prefix_len;
+		memcpy(m.net.addr, &s->vm.addr, 16);
+		channel_send(s->ch, &m);
+	}
+	if (s->app_started && !s->app.start_failed) {
+		m = (struct agent_msg){ .type = AGENT_MSG_APP_STARTED, .pid = (uint32_t)s->app.pid };
+		channel_send(s->ch, &m);
+	}
+	if (s->app.exited) {
+		m = (struct agent_msg){ .type = AGENT_MSG_APP_EXITED };
+		m.exited.code = s->app.code;
+		m.exited.signal = s->app.signal;
+		m.exited.start_failed = s->app.start_failed;
+		channel_send(s->ch, &m);
+	}
+}
+
+static void send_heartbeat(struct agent_state *s)
+{
+	struct agent_msg m = { .type = AGENT_MSG_HEARTBEAT };
+
+	m.heartbeat.seq = ++s->hb_seq;
+	m.heartbeat.uptime_ms = now_ms() - s->boot_ms;
+	m.heartbeat.dropped_bytes = channel_dropped(s->ch);
+	m.heartbeat.app_running = s->app.pid > 0 && !s->app.exited;
+	channel_send(s->ch, &m);
+}
+
+_Noreturn static void shutdown_now(struct agent_state *s, const char *reason)
+{
+	struct agent_msg m = { .type = AGENT_MSG_SHUTDOWN };
+
+	snprintf(m.reason, sizeof(m.reason), "%s", reason);
+	agent_log("shutting down: %s", reason);
+	channel_send(s->ch, &m);
+	channel_flush(s->ch, 500);
+	if (s->test_mode)
+		exit(0);
+	mounts_teardown();
+	power_off(s->vm.vsock);
+}
+
+static void begin_stop(struct agent_state *s, unsigned grace_ms, const char *why)
+{
+	if (s->stopping)
+		return;
+	s->stopping = true;
+	agent_log("stop requested (%s), grace %u ms", why, grace_ms);
+	if (s->app.pid > 0 && !s->app.exited) {
+		kill(s->app.pid, SIGTERM);
+		s->kill_at = now_ms() + grace_ms;
+		return;
+	}
+	shutdown_now(s, "stop requested");
+}
+
+static void on_host_msg(void *ud, const struct agent_msg *m)
+{
+	struct agent_state *s = ud;
+	struct agent_msg r;
+
+	switch (m->type) {
+	case AGENT_MSG_HELLO:
+		r = (struct agent_msg){ .type = AGENT_MSG_HELLO };
+		r.hello.version = AGENT_PROTO_VERSION;
+		r.hello.heartbeat_ms = s->vm.heartbeat_ms;
+		snprintf(r.hello.name, sizeof(r.hello.name), "%s", AGENT_NAME);
+		channel_send(s->ch, &r);
+		send_state(s);
+		send_heartbeat(s);
+		break;
+	case AGENT_MSG_STOP:
+		begin_stop(s, m->grace_ms, "host");
+		break;
+	default:
+		break;
+	}
+}
+
+/* Forward what the app wrote; returns false at EOF. */
+static bool forward_output(struct agent_state *s, int *fd, uint8_t stream)
+{
+	uint8_t buf[AGENT_OUTPUT_CHUNK < 3072 ? AGENT_OUTPUT_CHUNK : 3072];
+
+	for (;;) {
+		ssize_t n = read(*fd, buf, sizeof(buf));
+		struct agent_msg m = { .type = AGENT_MSG_OUTPUT };
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return true;
+		if (n <= 0) {
+			close(*fd);
+			*fd = -1;
+			return false;
+		}
+		m.output.stream = stream;
+		m.output.len = (uint16_t)n;
+		m.output.data = buf;
+		channel_send(s->ch, &m);
+	}
+}
+
+static void reap_children(struct agent_state *s)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct agent_msg m = { .type = AGENT_MSG_APP_EXITED };
+
+		if (pid != s->app.pid)
+			continue; /* an orphan re-parented to PID 1 */
+		if (s->app.out_fd >= 0)
+			forward_output(s, &s->app.out_fd, AGENT_STREAM_STDOUT);
+		if (s->app.err_fd >= 0)
+			forward_output(s, &s->app.err_fd, AGENT_STREAM_STDERR);
+		s->app.exited = true;
+		s->app.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+		s->app.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+		m.exited.code = s->app.code;
+		m.exited.signal = s->app.signal;
+		m.exited.start_failed = s->app.start_failed;
+		channel_send(s->ch, &m);
+		if (s->app.signal)
+			agent_log("app exited on signal %d", s->app.signal);
+		else
+			agent_log("app exited with code %d", s->app.code);
+		if (s->stopping)
+			shutdown_now(s, "app stopped");
+	}
+}
+
+static void handle_signals(struct agent_state *s)
+{
+	struct signalfd_siginfo si;
+
+	while (read(s->sfd, &si, sizeof(si)) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGCHLD:
+			reap_children(s);
+			break;
+		case SIGINT:  /* Ctrl-Alt-Del (Firecracker SendCtrlAltDel) or ^C in test mode */
+		case SIGTERM:
+		case SIGPWR:
+			begin_stop(s, s->vm.grace_ms, "signal");
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* The ACPI power button (QEMU system_powerdown) shows up as KEY_POWER on an evdev node. */
+static void open_inputs(struct agent_state *s)
+{
+	DIR *d = opendir("/dev/input");
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d)) && s->ninputs < MAX_INPUTS) {
+		char path[300];
+		int fd;
+
+		if (strncmp(de->d_name, "event", 5) != 0)
+			continue;
+		snprintf(path, sizeof(path), "/dev/input/%s", de->d_name);
+		fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+		if (fd >= 0)
+			s->inputs[s->ninputs++] = fd;
+	}
+	closedir(d);
+}
+
+static void handle_input(struct agent_state *s, int fd)
+{
+	struct input_event ev;
+
+	while (read(fd, &ev, sizeof(ev)) == sizeof(ev))
+		if (ev.type == EV_KEY && ev.code == KEY_POWER && ev.value == 1)
+			begin_stop(s, s->vm.grace_ms, "power button");
+}
+
+static int boot_guest(struct agent_state *s)
+{
+	int r;
+
+	r = mounts_root();
+	if (r < 0)
+		return r;
+	(void)mounts_etc(&s->vm);
+	if (!s->vm.no_network) {
+		r = net_configure(&s->vm);
+		s->net_ok = r >= 0;
+		s->net_reported = true;
+		send_state(s);
+	}
+	open_inputs(s);
+	return 0;
+}
+
+static void start_app(struct agent_state *s)
+{
+	struct agent_msg m;
+	int r;
+
+	r = app_start(&s->vm, s->test_mode ? "/" : NEWROOT, &s->app);
+	s->app_started = true;
+	if (r < 0 && s->app.pid <= 0) {
+		s->app.exited = true;
+		s->app.start_failed = true;
+		s->app.code = 126;
+		send_state(s);
+		return;
+	}
+	if (!s->app.start_failed) {
+		m = (struct agent_msg){ .type = AGENT_MSG_APP_STARTED, .pid = (uint32_t)s->app.pid };
+		channel_send(s->ch, &m);
+	}
+}
+
+static void loop(struct agent_state *s)
+{
+	for (;;) {
+		struct pollfd p[8 + MAX_INPUTS];
+		int fds[4], n = 0, cn, timeout = -1, t;
+		short ev[4];
+		uint64_t now = now_ms();
+
+		if (s->kill_at && now >= s->kill_at && s->app.pid > 0 && !s->app.exited) {
+			agent_log("grace period over: SIGKILL");
+			kill(s->app.pid, SIGKILL);
+			s->kill_at = 0;
+		}
+		if (now >= s->next_heartbeat) {
+			if (channel_host_present(s->ch))
+				send_heartbeat(s);
+			s->next_heartbeat = now + s->vm.heartbeat_ms;
+		}
+		timeout = (int)(s->next_heartbeat - now);
+		if (s->kill_at)
+			timeout = MIN_INT(timeout, (int)(s->kill_at > now ? s->kill_at - now : 0));
+		t = channel_tick(s->ch, now);
+		if (t >= 0)
+			timeout = MIN_INT(timeout, t);
+
+		p[n++] = (struct pollfd){ .fd = s->sfd, .events = POLLIN };
+		cn = channel_poll_fds(s->ch, fds, ev, now);
+		for (int i = 0; i < cn; i++)
+			p[n++] = (struct pollfd){ .fd = fds[i], .events = ev[i] };
+		if (s->app.out_fd >= 0)
+			p[n++] = (struct pollfd){ .fd = s->app.out_fd, .events = POLLIN };
+		if (s->app.err_fd >= 0)
+			p[n++] = (struct pollfd){ .fd = s->app.err_fd, .events = POLLIN };
+		for (int i = 0; i < s->ninputs; i++)
+			p[n++] = (struct pollfd){ .fd = s->inputs[i], .events = POLLIN };
+
+		if (poll(p, (nfds_t)n, timeout) < 0) {
+			if (errno == EINTR)
+				continue;
+			agent_log("poll: %s", strerror(errno));
+			nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
+			continue;
+		}
+		now = now_ms();
+		for (int i = 0; i < n; i++) {
+			if (!p[i].revents)
+				continue;
+			if (p[i].fd == s->sfd)
+				handle_signals(s);
+			else if (p[i].fd == s->app.out_fd)
+				forward_output(s, &s->app.out_fd, AGENT_STREAM_STDOUT);
+			else if (p[i].fd == s->app.err_fd)
+				forward_output(s, &s->app.err_fd, AGENT_STREAM_STDERR);
+			else if (i > cn)
+				handle_input(s, p[i].fd);
+			else
+				channel_handle(s->ch, p[i].fd, p[i].revents, now, on_host_msg, s);
+		}
+	}
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: mvmfs-agent                 (as PID 1 in the guest initramfs)\n"
+			"       mvmfs-agent --test-mode --config VM.JSON\n"
+			"  --test-mode   speak the protocol on stdin/stdout, run the app here,\n"
+			"                no mounts, modules or network\n");
+}
+
+int main(int argc, char **argv)
+{
+	static struct agent_state st;
+	struct agent_state *s = &st;
+	const char *config = GUEST_CONFIG_PATH;
+	char errbuf[256];
+	sigset_t mask;
+	int r;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--test-mode") == 0) {
+			s->test_mode = true;
+		} else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			config = argv[++i];
+		} else {
+			usage();
+			return 2;
+		}
+	}
+	if (!s->test_mode && getpid() != 1) {
+		usage();
+		return 2;
+	}
+	s->boot_ms = now_ms();
+	s->app.out_fd = s->app.err_fd = -1;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGPWR);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	s->sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+
+	if (!s->test_mode) {
+		mounts_early();
+		/* Ctrl-Alt-Del becomes SIGINT to us instead of an immediate reboot. */
+		reboot(RB_DISABLE_CAD);
+		fprintf(stderr, "mvmfs-agent: starting\n");
+		modules_load_list(GUEST_MODULES_LIST);
+	}
+	r = guest_vm_load(config, &s->vm, errbuf, sizeof(errbuf));
+	if (r < 0) {
+		fprintf(stderr, "mvmfs-agent: %s\n", errbuf);
+		if (s->test_mode)
+			return 1;
+		/* Without settings there is nothing to run; still answer the host on the default
+		 * channel so it learns why. */
+		guest_vm_parse("{}", 2, &s->vm, errbuf, sizeof(errbuf));
+	}
+	s->ch = channel_new(s->test_mode ? CHANNEL_STDIO : s->vm.vsock ? CHANNEL_VSOCK :
+									 CHANNEL_SERIAL,
+			    s->vm.port);
+	agent_channel = s->ch;
+	if (!s->ch)
+		return 1;
+	if (r < 0) {
+		agent_log("no usable %s: %s", config, errbuf);
+	} else if (!s->test_mode && boot_guest(s) < 0) {
+		agent_log("guest boot failed; the app is not started");
+	} else {
+		start_app(s);
+	}
+	loop(s);
+	return 0;
+}

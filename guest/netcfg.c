@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+/* eth0: no DAD, up, the VM's address, default route via the gateway. Raw NETLINK_ROUTE (libnl
+ * has no static build here); every request is acked and checked. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+struct nlreq {
+	struct nlmsghdr nh;
+	union {
+		struct ifinfomsg ifi;
+		struct ifaddrmsg ifa;
+		struct rtmsg rt;
+	};
+	char attrs[256];
+};
+
+static void add_attr(struct nlreq *req, unsigned short type, const void *data, size_t len)
+{
+	struct rtattr *rta = (struct rtattr *)((char *)req + NLMSG_ALIGN(req->nh.nlmsg_len));
+
+	rta->rta_type = type;
+	rta->rta_len = (unsigned short)RTA_LENGTH(len);
+	memcpy(RTA_DATA(rta), data, len);
+	req->nh.nlmsg_len = NLMSG_ALIGN(req->nh.nlmsg_len) + RTA_ALIGN(rta->rta_len);
+}
+
+/* Send one request and wait for its ack. */
+static int nl_talk(int fd, struct nlreq *req)
+{
+	static unsigned seq;
+	char buf[4096];
+	ssize_t n;
+
+	req->nh.nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
+	req->nh.nlmsg_seq = ++seq;
+	if (send(fd, req, req->nh.nlmsg_len, 0) < 0)
+		return -errno;
+	for (;;) {
+		n = recv(fd, buf, sizeof(buf), 0);
+		if (n < 0)
+			return -errno;
+		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n);
+		     h = NLMSG_NEXT(h, n)) {
+			if (h->nlmsg_seq != seq)
+				continue;
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				struct nlmsgerr *e = NLMSG_DATA(h);
+
+				return e->error;
+			}
+		}
+	}
+}
+
+static int link_up(int fd, int ifindex, unsigned mtu)
+{
+	struct nlreq req;
+
+	memset(&req, 0, sizeof(req));
+	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifinfomsg));
+	req.nh.nlmsg_type = RTM_NEWLINK;
+	req.ifi.ifi_family = AF_UNSPEC;
+	req.ifi.ifi_index = ifindex;
+	req.ifi.ifi_flags = IFF_UP;
+	req.ifi.ifi_change = IFF_UP;
+	if (mtu)
+		add_attr(&req, IFLA_MTU, &mtu, sizeof(mtu));
+	return nl_talk(fd, &req);
+}
+
+static int addr_add(int fd, int ifindex, const struct in6_addr *addr, unsigned plen)
+{
+	struct nlreq req;
+	uint32_t flags = IFA_F_NODAD;
+
+	memset(&req, 0, sizeof(req));
+	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifaddrmsg));
+	req.nh.nlmsg_type = RTM_NEWADDR;
+	req.nh.nlmsg_flags = NLM_F_CREATE | NLM_F_REPLACE;
+	req.ifa.ifa_family = AF_INET6;
+	req.ifa.ifa_prefixlen = (unsigned char)plen;
+	req.ifa.ifa_flags = IFA_F_NODAD;
+	req.ifa.ifa_scope = RT_SCOPE_UNIVERSE;
+	req.ifa.ifa_index = (unsigned)ifindex;
+	add_attr(&req, IFA_LOCAL, addr, 16);
+	add_attr(&req, IFA_ADDRESS, addr, 16);
+	add_attr(&req, IFA_FLAGS, &flags, sizeof(flags));
+	return nl_talk(fd, &req);
+}
+
+static int route_add(int fd, int ifindex, const struct in6_addr *dst, unsigned dlen,
+		     const struct in6_addr *gw)
+{
+	struct nlreq req;
+	uint32_t oif = (uint32_t)ifindex;
+
+	memset(&req, 0, sizeof(req));
+	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct rtmsg));
+	req.nh.nlmsg_type = RTM_NEWROUTE;
+	req.nh.nlmsg_flags = NLM_F_CREATE | NLM_F_REPLACE;
+	req.rt.rtm_family = AF_INET6;
+	req.rt.rtm_dst_len = (unsigned char)dlen;
+	req.rt.rtm_table = RT_TABLE_MAIN;
+	req.rt.rtm_protocol = RTPROT_STATIC;
+	req.rt.rtm_scope = RT_SCOPE_UNIVERSE;
+	req.rt.rtm_type = RTN_UNICAST;
+	if (dlen)
+		add_attr(&req, RTA_DST, dst, 16);
+	if (gw)
+		add_attr(&req, RTA_GATEWAY, gw, 16);
+	add_attr(&req, RTA_OIF, &oif, sizeof(oif));
+	return nl_talk(fd, &req);
+}
+
+static void sysctl_write(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (write(fd, val, strlen(val)) < 0)
+		agent_log("%s: %s", path, strerror(errno));
+	close(fd);
+}
+
+int net_configure(const struct guest_vm *vm)
+{
+	int fd, lo, eth, r;
+
+	if (wait_for_path("/sys/class/net/eth0", 5000) < 0) {
+		agent_log("no eth0 after 5 s");
+		return -ENODEV;
+	}
+	/* No DAD delay, and no router advertisements deciding our addresses or routes. */
+	sysctl_write("/proc/sys/net/ipv6/conf/eth0/accept_dad", "0");
+	sysctl_write("/proc/sys/net/ipv6/conf/eth0/accept_ra", "0");
+	sysctl_write("/proc/sys/net/ipv6/conf/eth0/autoconf", "0");
+	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	if (fd < 0)
+		return -errno;
+	lo = (int)if_nametoindex("lo");
+	eth = (int)if_nametoindex("eth0");
+	if (lo > 0)
+		(void)link_up(fd, lo, 0);
+	r = eth > 0 ? link_up(fd, eth, vm->mtu) : -ENODEV;
+	if (r < 0) {
+		agent_log("eth0 up: %s", strerror(-r));
+		goto out;
+	}
+	if (vm->have_addr) {
+		r = addr_add(fd, eth, &vm->addr, vm->prefix_len);
+		if (r < 0) {
+			agent_log("eth0 address: %s", strerror(-r));
+			goto out;
+		}
+	}
+	if (vm->have_gateway) {
+		/* An address outside the node prefix is a /128: reach the gateway on-link. */
+		if (vm->prefix_len == 128)
+			(void)route_add(fd, eth, &vm->gateway, 128, NULL);
+		r = route_add(fd, eth, &in6addr_any, 0, &vm->gateway);
+		if (r < 0)
+			agent_log("default route: %s", strerror(-r));
+	}
+out:
+	close(fd);
+	return r;
+}
