@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Host plumbing against the real kernel: namespaces, bridges, veths, TAPs, nftables. Every case
+ * runs in its own private network + mount namespace (plumb-fixture.h).
+ */
+#include <arpa/inet.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <grp.h>
+#include <sys/ioctl.h>
+
+#include "plumb-fixture.h"
+#include "test.h"
+
+static char state_dir[64];
+
+static struct net_ctx *setup_ctx(void)
+{
+	struct net_ctx *ctx = NULL;
+	struct err err = { 0 };
+	const char *why = plumb_enter_private();
+	int r;
+
+	if (why)
+		test_skip(why);
+	snprintf(state_dir, sizeof(state_dir), "/tmp/netplumb-XXXXXX");
+	ASSERT_TRUE(mkdtemp(state_dir) != NULL);
+	r = plumb_ctx(state_dir, &ctx, &err);
+	if (r < 0)
+		TEST_FAIL("net_ctx_new: %s", err.msg);
+	r = net_bridge_ensure(ctx, &err);
+	if (r < 0)
+		TEST_FAIL("net_bridge_ensure: %s", err.msg);
+	return ctx;
+}
+
+static void vm_up(struct net_ctx *ctx, const char *name, uid_t uid, gid_t gid,
+		  struct net_vm_info *info)
+{
+	struct in6_addr a;
+	struct err err = { 0 };
+	int r;
+
+	r = net_ip_assign(ctx, name, &a, &err);
+	if (r < 0)
+		TEST_FAIL("net_ip_assign(%s): %s", name, err.msg);
+	r = net_vm_setup(ctx, name, &a, uid, gid, info, &err);
+	if (r < 0)
+		TEST_FAIL("net_vm_setup(%s): %s", name, err.msg);
+}
+
+/* Nothing of ours left in this namespace (links, netns, nft chains, map elements). */
+static void assert_clean(void)
+{
+	char out[16384];
+
+	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "ls /run/netns"), 0);
+	if (strstr(out, "mvmfs-"))
+		TEST_FAIL("netns left: %s", out);
+	ASSERT_EQ(plumb_sh_out(out, sizeof(out),
+			       "ip -d -o link show | grep -E ': mv[0-9a-f]{10}[:@]|alias mvmfs:[^b]'"),
+		  1);
+	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "nft list table bridge mvmfs"), 0);
+	if (strstr(out, "vm_") || strstr(out, "\"mv"))
+		TEST_FAIL("nft left: %s", out);
+	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "ip -6 route show"), 0);
+	if (strstr(out, "fd77::"))
+		TEST_FAIL("route left: %s", out);
+}
+
+/* Attach to the VM's TAP as uid:gid (the jailed VMM's view). 0 or -errno. */
+static int tap_attach_as(const char *netns_path, uid_t uid, gid_t gid)
+{
+	pid_t pid = fork();
+	int st;
+
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR };
+		int ns = open(netns_path, O_RDONLY | O_CLOEXEC), fd;
+
+		if (ns < 0 || setns(ns, CLONE_NEWNET) < 0)
+			_exit(100);
+		/* The jailer gives the VMM its own /dev/net/tun node; here: open, then drop. */
+		fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			_exit(102);
+		if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 ||
+		    setresuid(uid, uid, uid) < 0)
+			_exit(101);
+		strcpy(ifr.ifr_name, "tap0");
+		_exit(ioctl(fd, TUNSETIFF, &ifr) < 0 ? errno : 0);
+	}
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	ASSERT_TRUE(WIFEXITED(st));
+	return -WEXITSTATUS(st);
+}
+
+static void test_setup_teardown(void)
+{
+	struct net_ctx *ctx = setup_ctx();
+	struct net_vm_info info;
+	struct net_vm_status st;
+	char out[8192], gw[INET6_ADDRSTRLEN];
+
+	vm_up(ctx, "vm-a", 4321, 8765, &info);
+	ASSERT_STREQ(info.netns_path, "/run/netns/mvmfs-vm-a");
+	ASSERT_STREQ(info.tap_name, "tap0");
+	ASSERT_EQ(info.mtu, 1500);
+	ASSERT_EQ(info.prefix_len, 64);
+	ASSERT_STREQ(inet_ntop(AF_INET6, &info.gateway, gw, sizeof(gw)), "fd42:1::1");
+	ASSERT_TRUE(strncmp(info.mac, "02:", 3) == 0 && strlen(info.mac) == 17);
+
+	/* Host bridge: up, gateway address, prefix route, forwarding. */
+	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "ip -d link show mvmbr0"), 0);
+	ASSERT_TRUE(strstr(out, "state UP") || strstr(out, ",UP"));
+	ASSERT_TRUE(strstr(out, "forward_delay 0") && strstr(out, "stp_state 0"));
+	ASSERT_EQ(plumb_sh("ip -6 addr show dev mvmbr0 | grep -q 'fd42:1::1/64'"), 0);
+	ASSERT_EQ(plumb_sh("ip -6 route show fd42:1::/64 | grep -q mvmbr0"), 0);
+	ASSERT_EQ(plumb_sh("grep -qx 1 /proc/sys/net/ipv6/conf/all/forwarding"), 0);
+
+	/* Host veth: isolated port of the bridge, marked. */
+	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "ip -d -o link show master mvmbr0"), 0);
+	ASSERT_TRUE(strstr(out, "isolated on") != NULL);
+	ASSERT_TRUE(strstr(out, "alias mvmfs:vm-a") != NULL);
+
+	/* Inside the namespace: tap0 owned by the VM, bridged with the veth peer, MTU. */
+	ASSERT_EQ(plumb_sh("ip netns exec mvmfs-vm-a sh -c 'test $(cat /sys/class/net/tap0/owner) "
+			   "= 4321 && test $(cat /sys/class/net/tap0/group) = 8765'"),
+		  0);
+	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "ip -n mvmfs-vm-a -o link show master br0"), 0);
+	ASSERT_TRUE(strstr(out, "tap0") && strstr(out, "uplink0") && strstr(out, "mtu 1500"));
+	ASSERT_EQ(tap_attach_as(info.netns_path, 4321, 8765), 0);
+	ASSERT_EQ(tap_attach_as(info.netns_path, 4322, 8766), -EPERM);
+
+	/* Guards: the chain exists and the port jumps to it. */
+	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "nft list table bridge mvmfs"), 0);
+	ASSERT_TRUE(strstr(out, "comment \"mvmfs:vm-a\"") && strstr(out, ": jump vm_"));
+	ASSERT_TRUE(strstr(out, info.mac) != NULL);
+
+	ASSERT_OK(net_vm_status(ctx, "vm-a", &st));
+	ASSERT_TRUE(st.netns_present && st.tap_up && st.veth_up && st.bridge_up);
+
+	ASSERT_OK(net_vm_teardown(ctx, "vm-a", NULL));
+	assert_clean();
+	ASSERT_OK(net_vm_status(ctx, "vm-a", &st));
+	ASSERT_FALSE(st.netns_present || st.tap_up || st.veth_up);
+	net_ctx_free(ctx);
+}
+
+static void test_idempotent(void)
+{
+	struct net_ctx *ctx = setup_ctx();
+	struct net_vm_info i1, i2;
+	struct in6_addr out6;
+	struct err err = { 0 };
+	char out[8192];
+
+	ASSERT_OK(net_bridge_ensure(ctx, &err));
+	vm_up(ctx, "vm-a", 1000, 1000, &i1);
+	vm_up(ctx, "vm-a", 1000, 1000, &i2);
+	ASSERT_EQ(memcmp(&i1, &i2, sizeof(i1)), 0);
+	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "ip -o link show master mvmbr0 | wc -l"), 0);
+	ASSERT_STREQ(out, "1\n");
+	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "nft list table bridge mvmfs | grep -c 'chain vm_'"),
+		  0);
+	ASSERT_STREQ(out, "1\n");
+	/* Deterministic per name. */
+	{
+		struct net_vm_info ib;
+
+		vm_up(ctx, "vm-b", 1000, 1000, &ib);
+		ASSERT_TRUE(strcmp(ib.mac, i1.mac) != 0);
+		ASSERT_OK(net_vm_teardown(ctx, "vm-b", NULL));
+	}
+	/* An address outside the prefix is routed as a /128 and the route goes with the VM. */
+	ASSERT_EQ(inet_pton(AF_INET6, "fd77::5", &out6), 1);
+	ASSERT_OK(net_vm_setup(ctx, "vm-c", &out6, 1000, 1000, &i2, &err));
+	ASSERT_EQ(i2.prefix_len, 128);
+	ASSERT_EQ(plumb_sh("ip -6 route show fd77::5 | grep -q mvmbr0"), 0);
+	ASSERT_OK(net_vm_teardown(ctx, "vm-c", NULL));
+
+	ASSERT_OK(net_vm_teardown(ctx, "vm-a", NULL));
+	ASSERT_OK(net_vm_teardown(ctx, "vm-a", NULL));
+	ASSERT_OK(net_vm_teardown(ctx, "never-existed", NULL));
+	assert_clean();
+	/* The bridge is reusable (marked); a foreign one is refused. */
+	ASSERT_OK(net_bridge_ensure(ctx, &err));
+	net_ctx_free(ctx);
+	ASSERT_EQ(plumb_sh("ip link add mvmbr1 type bridge"), 0);
+	{
+		struct net_config cfg = { .state_dir = state_dir, .bridge = "mvmbr1",
+					  .ipv6_prefix = "fd42:1::/64" };
+
+		ASSERT_OK(net_ctx_new(&cfg, &ctx, &err));
+		ASSERT_ERRNO(net_bridge_ensure(ctx, &err), EEXIST);
+		net_ctx_free(ctx);
+	}
+}
+
+static bool known_a(const char *name, void *ud)
+{
+	return strcmp(name, "vm-a") == 0;
+}
+
+static void test_reap(void)
+{
+	struct net_ctx *ctx = setup_ctx();
+	struct net_vm_info info;
+	char out[16384];
+	int n;
+
+	vm_up(ctx, "vm-a", 1000, 1000, &info);
+	vm_up(ctx, "vm-b", 1000, 1000, &info);
+	/* Unmarked look-alikes that must survive. */
+	ASSERT_EQ(plumb_sh("ip netns add other && ip netns add mvmfsx"), 0);
+	ASSERT_EQ(plumb_sh("ip link add mv0000000000 type veth peer name mvpeer0 && "
+			   "ip link set mv0000000000 master mvmbr0 && "
+			   "ip link add foreign7 type bridge && ip link set foreign7 alias foreign"),
+		  0);
+	/* A leftover with only its nft chain (links and netns lost), one with only its netns. */
+	vm_up(ctx, "vm-c", 1000, 1000, &info);
+	ASSERT_EQ(plumb_sh("ip link del $(ip -o link show master mvmbr0 | grep 'alias mvmfs:vm-c' "
+			   "| cut -d: -f2 | cut -d@ -f1) && ip netns del mvmfs-vm-c"),
+		  0);
+	ASSERT_EQ(plumb_sh("ip netns add mvmfs-vm-d"), 0);
+
+	n = net_reap(ctx, known_a, NULL);
+	ASSERT_TRUE(n >= 3);
+	ASSERT_EQ(plumb_sh("test -e /run/netns/mvmfs-vm-a && test ! -e /run/netns/mvmfs-vm-b && "
+			   "test ! -e /run/netns/mvmfs-vm-d && test -e /run/netns/other && "
+			   "test -e /run/netns/mvmfsx"),
+		  0);
+	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "ip -o link show"), 0);
+	ASSERT_TRUE(strstr(out, "mv0000000000") && strstr(out, "foreign7"));
+	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "ip -d -o link show master mvmbr0 | grep -c 'alias mvmfs:'"), 0);
+	ASSERT_STREQ(out, "1\n");
+	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "nft list table bridge mvmfs"), 0);
+	ASSERT_TRUE(strstr(out, "mvmfs:vm-a") && !strstr(out, "mvmfs:vm-b") &&
+		    !strstr(out, "mvmfs:vm-c"));
+	ASSERT_EQ(net_reap(ctx, known_a, NULL), 0);
+	net_ctx_free(ctx);
+}
+
+TEST_MAIN(TEST(test_setup_teardown), TEST(test_idempotent), TEST(test_reap))
