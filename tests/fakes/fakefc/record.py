@@ -1,0 +1,43 @@
+# SPDX-License-Identifier: MIT
+"""Recording of what the fake was asked: one JSON object per line, appended through an fd
+opened before the jail (so the jailed uid needs no access to the file)."""
+import json
+import os
+import threading
+import time
+
+_lock = threading.Lock()
+
+
+class Recorder:
+    def __init__(self, fd=-1):
+        self.fd = fd
+        self.seq = 0
+
+    @classmethod
+    def open(cls, path, dir_fd=None):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644,
+                     dir_fd=dir_fd)
+        return cls(fd)
+
+    def write(self, obj):
+        if self.fd < 0:
+            return
+        with _lock:
+            self.seq += 1
+            rec = {"seq": self.seq, "t": round(time.time(), 6)}
+            rec.update(obj)
+            line = json.dumps(rec, separators=(",", ":")) + "\n"
+            try:
+                os.write(self.fd, line.encode())
+            except OSError:
+                pass
+
+    def call(self, method, path, body, status, response):
+        self.write({"kind": "call", "method": method, "path": path, "body": body,
+                    "status": status, "response": response})
+
+    def event(self, name, **kw):
+        d = {"kind": "event", "event": name}
+        d.update(kw)
+        self.write(d)

@@ -1,0 +1,171 @@
+# SPDX-License-Identifier: MIT
+"""vsock host side (CONTRACT.md §E): the uds_path listener and the guest-agent stand-in.
+
+Guest listeners are simulated by `agent_cmd`: a helper process forked before the jail (the jail
+has no shell) receives each accepted connection over SCM_RIGHTS and runs the command with the
+connection as stdin/stdout. When the VMM process dies, the helper sees EOF and kills the agents.
+"""
+import array
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+HOST_PORT_BASE = 1 << 30
+
+
+class AgentHelper:
+    def __init__(self, sock, pid):
+        self.sock = sock
+        self.pid = pid
+
+    @classmethod
+    def start(cls, cmd, env, agent_env, recorder):
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            a.close()
+            try:
+                _helper_main(b, cmd, env, agent_env or {}, recorder)
+            finally:
+                os._exit(0)
+        b.close()
+        return cls(a, pid)
+
+    def send(self, conn_fd, port, host_uds, vm_id):
+        msg = ("%d\0%s\0%s" % (port, host_uds, vm_id)).encode()
+        self.sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                   array.array("i", [conn_fd]))])
+
+
+def _helper_main(sock, cmd, env, agent_env, recorder):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.setsid()
+    procs = []
+    while True:
+        r, _, _ = select.select([sock], [], [], 0.5)
+        for p in procs[:]:
+            if p.poll() is not None:
+                procs.remove(p)
+        if not r:
+            continue
+        fds = array.array("i")
+        try:
+            msg, anc, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
+        except OSError:
+            msg = b""
+        if not msg:
+            break
+        for level, typ, data in anc:
+            if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                fds.frombytes(data[:len(data) - (len(data) % fds.itemsize)])
+        if not fds:
+            continue
+        port, host_uds, vm_id = msg.decode().split("\0")
+        e = dict(env)
+        e.update({k: str(v) for k, v in agent_env.items()})
+        e.update({"FAKE_FC_VM_ID": vm_id, "FAKE_FC_VSOCK_PORT": port,
+                  "FAKE_FC_VSOCK_UDS": host_uds})
+        e.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        try:
+            p = subprocess.Popen(["/bin/sh", "-c", cmd], stdin=fds[0], stdout=fds[0],
+                                 env=e, close_fds=True, start_new_session=True)
+            procs.append(p)
+            recorder.event("agent_spawned", port=int(port), pid=p.pid)
+        except OSError as ex:
+            sys.stderr.write("fake-firecracker: agent_cmd failed: %s\n" % ex)
+        for fd in fds:
+            os.close(fd)
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except OSError:
+            pass
+    for p in procs:
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class VsockBackend:
+    """Bound and listening at PUT /vsock time; connections are served by a thread."""
+
+    def __init__(self, uds_path, vmm, helper, host_uds, knobs, recorder):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            self.sock.bind(uds_path)
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.listen(128)
+        self.vmm = vmm
+        self.helper = helper
+        self.host_uds = host_uds
+        self.knobs = knobs
+        self.rec = recorder
+        self.next_port = HOST_PORT_BASE
+        self.closed = False
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.closed = True
+        self.thread.join(2)
+        self.sock.close()
+
+    def _loop(self):
+        while not self.closed:
+            r, _, _ = select.select([self.sock], [], [], 0.2)
+            if not r:
+                continue
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _read_cmd(self, conn):
+        conn.settimeout(2.0)
+        buf = b""
+        while len(buf) < 32:
+            try:
+                c = conn.recv(1)
+            except OSError:
+                return None
+            if not c:
+                return None
+            buf += c
+            if c == b"\n":
+                return buf
+        return None
+
+    def _serve(self, conn):
+        line = self._read_cmd(conn)
+        port = None
+        if line is not None:
+            words = line.decode("ascii", "replace").strip("\n").split(" ")
+            if len(words) == 2 and words[0].upper() == "CONNECT" and words[1].isdigit() and \
+                    int(words[1]) < 2**32:
+                port = int(words[1])
+        ports = self.knobs.get("agent_ports")
+        listening = (self.helper is not None and self.vmm.state == "Running" and
+                     port is not None and (ports is None or port in ports))
+        self.rec.event("vsock_connect", port=port, accepted=bool(listening))
+        if not listening:
+            conn.close()
+            return
+        with self.vmm.lock:
+            hp = self.next_port
+            self.next_port += 1
+        try:
+            conn.settimeout(None)
+            conn.sendall(("OK %d\n" % hp).encode())
+            self.helper.send(conn.fileno(), port, self.host_uds, self.vmm.id)
+        except OSError:
+            pass
+        conn.close()
