@@ -187,7 +187,7 @@ static int list_images(struct img_store *s, struct image_info **ret, size_t *ret
 			v = nv;
 			cap = nc;
 		}
-		snprintf(v[n].hex, sizeof(v[n].hex), "%s", de->d_name);
+		memcpy(v[n].hex, de->d_name, 65); /* is_hex64: exactly 64 + NUL */
 		v[n].size = image_size(s, de->d_name, &v[n].used);
 		n++;
 	}
