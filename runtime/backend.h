@@ -44,6 +44,9 @@ struct vmm_launch {
 	const char *console_log;   /* host path where the VMM's console/log output goes, or NULL */
 	/* Set by the supervisor to ask a blocking launch to give up early (kill during start). */
 	atomic_bool *cancel;
+	/* The backend stores the VMM pid here as soon as it exists, so a kill during the launch
+	 * can signal it (the supervisor pins it with its own pidfd). May be NULL. */
+	atomic_int *pid_out;
 };
 
 /* What identifies a live VMM, persisted in the VM's record and restored at re-adoption. */

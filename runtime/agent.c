@@ -1,0 +1,560 @@
+/* SPDX-License-Identifier: MIT */
+/* Host side of the guest-agent channel: one thread per VM that (re)connects, says HELLO until
+ * the guest answers, tracks heartbeats and the app, keeps output in a ring (see agent.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "agent.h"
+#include "macro.h"
+
+#define HELLO_RETRY_MS 300
+#define RECONNECT_MS 100
+#define STOP_RESEND_MS 1000
+#define VSOCK_REPLY_MS 1500
+
+struct agent {
+	/* immutable after agent_start */
+	enum agent_transport transport;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	uint32_t vsock_port;
+	unsigned heartbeat_ms;
+	agent_event_cb cb;
+	void *ud;
+	pthread_t thread;
+	int wake_fd;                  /* eventfd: quit or a queued stop */
+	atomic_bool quit;
+
+	/* thread-only */
+	int fd;
+	struct agent_decoder dec;
+	uint64_t last_hello_sent, last_stop_sent;
+
+	pthread_mutex_t lock;         /* protects everything below; never held across I/O */
+	pthread_cond_t cond;          /* signalled on every status change (agent_wait) */
+	struct agent_status st;       /* heartbeat_fresh/age computed at read time */
+	bool stop_pending;
+	unsigned stop_grace_ms;
+	char *ring;                   /* log ring */
+	size_t ring_size, ring_head, ring_len;
+	bool line_start[4];           /* per stream: the next byte starts a line */
+};
+
+uint64_t agent_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void ring_put(struct agent *a, const char *data, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		a->ring[(a->ring_head + a->ring_len) % a->ring_size] = data[i];
+		if (a->ring_len < a->ring_size)
+			a->ring_len++;
+		else
+			a->ring_head = (a->ring_head + 1) % a->ring_size;
+	}
+}
+
+/* Append stream output, one "[stream] " prefix per line; control bytes other than \n and \t
+ * become '?', so the log file stays text. */
+static void ring_output(struct agent *a, uint8_t stream, const uint8_t *data, size_t len)
+{
+	static const char *const prefix[] = { "", "[stdout] ", "[stderr] ", "[agent] " };
+
+	for (size_t i = 0; i < len; i++) {
+		char c = (char)data[i];
+
+		if (a->line_start[stream]) {
+			ring_put(a, prefix[stream], strlen(prefix[stream]));
+			a->line_start[stream] = false;
+		}
+		if ((data[i] < 0x20 && c != '\n' && c != '\t') || data[i] == 0x7f)
+			c = '?';
+		ring_put(a, &c, 1);
+		if (c == '\n')
+			a->line_start[stream] = true;
+	}
+}
+
+static void emit(struct agent *a, unsigned events)
+{
+	if (!a->cb)
+		return;
+	for (int ev = AGENT_EVENT_CONNECTED; ev <= AGENT_EVENT_HEARTBEAT; ev++)
+		if (events & (1u << ev))
+			a->cb(a->ud, a, (enum agent_event)ev);
+}
+
+static int send_msg(struct agent *a, const struct agent_msg *m)
+{
+	uint8_t frame[AGENT_FRAME_MAX];
+	int n = agent_msg_encode(m, frame, sizeof(frame));
+	size_t off = 0;
+
+	if (n < 0)
+		return n;
+	while (off < (size_t)n) {
+		ssize_t w = send(a->fd, frame + off, (size_t)n - off, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN) {
+			struct pollfd p = { .fd = a->fd, .events = POLLOUT };
+
+			/* Small control frames: a short wait is fine, a stuck guest is not. */
+			if (poll(&p, 1, 1000) <= 0)
+				return -ETIMEDOUT;
+			continue;
+		}
+		if (w < 0)
+			return -errno;
+		off += (size_t)w;
+	}
+	return 0;
+}
+
+/* Handle one guest message under the lock; returns the events to emit. */
+static unsigned handle_msg(struct agent *a, const struct agent_msg *m, uint64_t now)
+{
+	struct agent_status *s = &a->st;
+	unsigned ev = 0;
+
+	switch (m->type) {
+	case AGENT_MSG_HELLO:
+		if (!s->connected)
+			ev |= 1u << AGENT_EVENT_CONNECTED;
+		s->connected = true;
+		if (!s->ever_connected)
+			s->connected_at_ms = now;
+		s->ever_connected = true;
+		s->version = m->hello.version;
+		snprintf(s->agent_name, sizeof(s->agent_name), "%.63s", m->hello.name);
+		if (m->hello.heartbeat_ms)
+			a->heartbeat_ms = m->hello.heartbeat_ms;
+		break;
+	case AGENT_MSG_HEARTBEAT:
+		if (s->last_heartbeat_ms == 0 || now - s->last_heartbeat_ms > 3ull * a->heartbeat_ms)
+			ev |= 1u << AGENT_EVENT_HEARTBEAT;
+		s->last_heartbeat_ms = now;
+		s->heartbeat_seq = m->heartbeat.seq;
+		s->guest_uptime_ms = m->heartbeat.uptime_ms;
+		s->dropped_output_bytes = m->heartbeat.dropped_bytes;
+		break;
+	case AGENT_MSG_APP_STARTED:
+		if (s->app != AGENT_APP_RUNNING || s->app_pid != m->pid) {
+			ev |= 1u << AGENT_EVENT_APP_STARTED;
+			s->app_starts++;
+			s->app_started_at_ms = now;
+		}
+		s->app = AGENT_APP_RUNNING;
+		s->app_pid = m->pid;
+		break;
+	case AGENT_MSG_APP_EXITED:
+		if (s->app != AGENT_APP_EXITED && s->app != AGENT_APP_START_FAILED)
+			ev |= 1u << AGENT_EVENT_APP_EXITED;
+		s->app = m->exited.start_failed ? AGENT_APP_START_FAILED : AGENT_APP_EXITED;
+		s->exit_code = m->exited.code;
+		s->exit_signal = m->exited.signal;
+		break;
+	case AGENT_MSG_OUTPUT:
+		ring_output(a, m->output.stream, m->output.data, m->output.len);
+		ev |= 1u << AGENT_EVENT_OUTPUT;
+		break;
+	case AGENT_MSG_NET_CONFIGURED: {
+		char addr[INET6_ADDRSTRLEN];
+
+		inet_ntop(AF_INET6, m->net.addr, addr, sizeof(addr));
+		if (!s->net_configured)
+			ev |= 1u << AGENT_EVENT_NET;
+		s->net_configured = m->net.ok;
+		snprintf(s->net_addr, sizeof(s->net_addr), "%s/%u", addr, m->net.prefix_len);
+		break;
+	}
+	case AGENT_MSG_SHUTDOWN:
+		if (!s->shutdown)
+			ev |= 1u << AGENT_EVENT_SHUTDOWN;
+		s->shutdown = true;
+		break;
+	default:
+		break;
+	}
+	return ev;
+}
+
+/* Firecracker's hybrid vsock: "CONNECT <port>\n", then "OK <hostport>\n" (CONTRACT.md E). */
+static int vsock_handshake(struct agent *a)
+{
+	char cmd[32], reply[64];
+	size_t got = 0;
+	uint64_t end;
+	int n;
+
+	n = snprintf(cmd, sizeof(cmd), "CONNECT %u\n", a->vsock_port);
+	if (send(a->fd, cmd, (size_t)n, MSG_NOSIGNAL) != n)
+		return -EIO;
+	end = agent_now_ms() + VSOCK_REPLY_MS;
+	while (got < sizeof(reply) - 1) {
+		struct pollfd p = { .fd = a->fd, .events = POLLIN };
+		uint64_t now = agent_now_ms();
+		ssize_t r;
+
+		if (now >= end || poll(&p, 1, (int)(end - now)) <= 0)
+			return -ETIMEDOUT;
+		/* Byte by byte: what follows the reply line is protocol data. */
+		r = recv(a->fd, reply + got, 1, 0);
+		if (r <= 0)
+			return -ECONNRESET;
+		if (reply[got++] == '\n')
+			break;
+	}
+	reply[got] = '\0';
+	return strncmp(reply, "OK ", 3) == 0 ? 0 : -ECONNREFUSED;
+}
+
+static int try_connect(struct agent *a)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int r;
+
+	memcpy(sa.sun_path, a->path, sizeof(a->path));
+	a->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (a->fd < 0)
+		return -errno;
+	if (connect(a->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (a->transport == AGENT_TRANSPORT_VSOCK) {
+		r = vsock_handshake(a);
+		if (r < 0)
+			goto fail;
+	}
+	(void)fcntl(a->fd, F_SETFL, O_NONBLOCK);
+	agent_decoder_init(&a->dec);
+	a->last_hello_sent = 0;
+	a->last_stop_sent = 0;
+	return 0;
+fail:
+	a->fd = safe_close(a->fd);
+	return r;
+}
+
+static void disconnect(struct agent *a)
+{
+	bool was;
+
+	a->fd = safe_close(a->fd);
+	pthread_mutex_lock(&a->lock);
+	was = a->st.connected;
+	a->st.connected = false;
+	pthread_cond_broadcast(&a->cond);
+	pthread_mutex_unlock(&a->lock);
+	if (was)
+		emit(a, 1u << AGENT_EVENT_DISCONNECTED);
+}
+
+/* Read what is there and dispatch; -errno when the connection ended. */
+static int read_frames(struct agent *a)
+{
+	uint8_t buf[8192];
+
+	for (;;) {
+		ssize_t n = recv(a->fd, buf, sizeof(buf), 0);
+		unsigned ev = 0;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		if (n <= 0)
+			return n == 0 ? -ECONNRESET : -errno;
+		pthread_mutex_lock(&a->lock);
+		for (size_t off = 0; off < (size_t)n;) {
+			struct agent_msg m;
+
+			off += agent_decoder_feed(&a->dec, buf + off, (size_t)n - off);
+			while (agent_decoder_next(&a->dec, &m) > 0)
+				ev |= handle_msg(a, &m, agent_now_ms());
+		}
+		a->st.frames_bad = a->dec.bad_frames;
+		a->st.bytes_skipped = a->dec.skipped_bytes;
+		pthread_cond_broadcast(&a->cond);
+		pthread_mutex_unlock(&a->lock);
+		emit(a, ev);
+	}
+}
+
+/* Periodic sends: HELLO until answered, STOP until the guest shuts down. */
+static int send_due(struct agent *a, uint64_t now)
+{
+	bool connected, stop, shut;
+	unsigned grace;
+
+	pthread_mutex_lock(&a->lock);
+	connected = a->st.connected;
+	stop = a->stop_pending;
+	shut = a->st.shutdown;
+	grace = a->stop_grace_ms;
+	pthread_mutex_unlock(&a->lock);
+
+	if (!connected && now - a->last_hello_sent >= HELLO_RETRY_MS) {
+		struct agent_msg m = { .type = AGENT_MSG_HELLO };
+
+		m.hello.version = AGENT_PROTO_VERSION;
+		snprintf(m.hello.name, sizeof(m.hello.name), "mvmfs-host");
+		a->last_hello_sent = now;
+		if (send_msg(a, &m) < 0)
+			return -EIO;
+	}
+	if (connected && stop && !shut && now - a->last_stop_sent >= STOP_RESEND_MS) {
+		struct agent_msg m = { .type = AGENT_MSG_STOP, .grace_ms = grace };
+
+		a->last_stop_sent = now;
+		if (send_msg(a, &m) < 0)
+			return -EIO;
+	}
+	return 0;
+}
+
+static void *agent_thread(void *arg)
+{
+	struct agent *a = arg;
+
+	while (!atomic_load(&a->quit)) {
+		struct pollfd p[2];
+		uint64_t now = agent_now_ms();
+		int n = 0, timeout = RECONNECT_MS;
+
+		if (a->fd < 0 && try_connect(a) < 0) {
+			p[0] = (struct pollfd){ .fd = a->wake_fd, .events = POLLIN };
+			(void)poll(p, 1, RECONNECT_MS);
+			if (p[0].revents) {
+				uint64_t v;
+
+				(void)!read(a->wake_fd, &v, sizeof(v));
+			}
+			continue;
+		}
+		if (send_due(a, now) < 0) {
+			disconnect(a);
+			continue;
+		}
+		p[n++] = (struct pollfd){ .fd = a->wake_fd, .events = POLLIN };
+		p[n++] = (struct pollfd){ .fd = a->fd, .events = POLLIN };
+		timeout = HELLO_RETRY_MS;
+		if (poll(p, (nfds_t)n, timeout) < 0 && errno != EINTR)
+			continue;
+		if (p[0].revents) {
+			uint64_t v;
+
+			(void)!read(a->wake_fd, &v, sizeof(v));
+		}
+		if (p[1].revents && read_frames(a) < 0)
+			disconnect(a);
+	}
+	if (a->fd >= 0)
+		disconnect(a);
+	return NULL;
+}
+
+int agent_start(const struct agent_config *cfg, struct agent **ret)
+{
+	struct agent *a;
+	int r;
+
+	if (!cfg || !cfg->socket_path || strlen(cfg->socket_path) >= sizeof(a->path))
+		return -EINVAL;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->transport = cfg->transport;
+	snprintf(a->path, sizeof(a->path), "%s", cfg->socket_path);
+	a->vsock_port = cfg->vsock_port ? cfg->vsock_port : AGENT_DEFAULT_VSOCK_PORT;
+	a->heartbeat_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms : 1000;
+	a->cb = cfg->cb;
+	a->ud = cfg->ud;
+	a->fd = -EBADF;
+	a->ring_size = cfg->log_bytes ? cfg->log_bytes : 64 * 1024;
+	a->ring = malloc(a->ring_size);
+	for (size_t i = 0; i < ELEMENTSOF(a->line_start); i++)
+		a->line_start[i] = true;
+	a->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!a->ring || a->wake_fd < 0) {
+		r = a->ring ? -errno : -ENOMEM;
+		goto fail;
+	}
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->cond, NULL);
+	agent_decoder_init(&a->dec);
+	r = -pthread_create(&a->thread, NULL, agent_thread, a);
+	if (r < 0) {
+		pthread_cond_destroy(&a->cond);
+		pthread_mutex_destroy(&a->lock);
+		goto fail;
+	}
+	*ret = a;
+	return 0;
+fail:
+	safe_close(a->wake_fd);
+	free(a->ring);
+	free(a);
+	return r;
+}
+
+struct agent *agent_free(struct agent *a)
+{
+	uint64_t one = 1;
+
+	if (!a)
+		return NULL;
+	atomic_store(&a->quit, true);
+	(void)!write(a->wake_fd, &one, sizeof(one));
+	pthread_join(a->thread, NULL);
+	safe_close(a->wake_fd);
+	pthread_cond_destroy(&a->cond);
+	pthread_mutex_destroy(&a->lock);
+	free(a->ring);
+	free(a);
+	return NULL;
+}
+
+static void status_locked(struct agent *a, struct agent_status *ret, uint64_t now)
+{
+	*ret = a->st;
+	if (ret->last_heartbeat_ms) {
+		ret->heartbeat_age_ms = now - ret->last_heartbeat_ms;
+		ret->heartbeat_fresh = ret->heartbeat_age_ms <= 3ull * a->heartbeat_ms;
+	} else {
+		ret->heartbeat_age_ms = UINT64_MAX;
+		ret->heartbeat_fresh = false;
+	}
+}
+
+void agent_get_status(struct agent *a, struct agent_status *ret)
+{
+	pthread_mutex_lock(&a->lock);
+	status_locked(a, ret, agent_now_ms());
+	pthread_mutex_unlock(&a->lock);
+}
+
+int agent_stop_request(struct agent *a, unsigned grace_ms)
+{
+	uint64_t one = 1;
+	bool ever;
+
+	pthread_mutex_lock(&a->lock);
+	a->stop_pending = true;
+	a->stop_grace_ms = grace_ms;
+	ever = a->st.ever_connected;
+	pthread_mutex_unlock(&a->lock);
+	(void)!write(a->wake_fd, &one, sizeof(one));
+	return ever ? 0 : -ENOTCONN;
+}
+
+int agent_log_copy(struct agent *a, char **ret, size_t *ret_len)
+{
+	size_t skip = 0, len;
+	char *buf;
+
+	pthread_mutex_lock(&a->lock);
+	len = a->ring_len;
+	buf = malloc(len + 1);
+	if (!buf) {
+		pthread_mutex_unlock(&a->lock);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < len; i++)
+		buf[i] = a->ring[(a->ring_head + i) % a->ring_size];
+	/* A full ring starts mid-line: start at the first whole line. */
+	if (len == a->ring_size) {
+		while (skip < len && buf[skip] != '\n')
+			skip++;
+		if (skip < len)
+			skip++;
+		memmove(buf, buf + skip, len - skip);
+		len -= skip;
+	}
+	pthread_mutex_unlock(&a->lock);
+	buf[len] = '\0';
+	*ret = buf;
+	if (ret_len)
+		*ret_len = len;
+	return 0;
+}
+
+int agent_wait(struct agent *a, bool (*pred)(const struct agent_status *s, void *ud), void *ud,
+	       unsigned timeout_ms)
+{
+	uint64_t end = agent_now_ms() + timeout_ms;
+	struct agent_status s;
+	int r = -ETIMEDOUT;
+
+	pthread_mutex_lock(&a->lock);
+	for (;;) {
+		uint64_t now = agent_now_ms();
+		struct timespec ts;
+
+		status_locked(a, &s, now);
+		if (pred(&s, ud)) {
+			r = 0;
+			break;
+		}
+		if (now >= end)
+			break;
+		/* Wake at least every 100 ms: heartbeat freshness changes with time alone. */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&a->cond, &a->lock, &ts);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return r;
+}
+
+int agent_format_health_agent(const struct agent_status *s, char *buf, size_t size)
+{
+	if (!s->ever_connected)
+		return snprintf(buf, size, "waiting no answer from the guest agent yet");
+	if (s->heartbeat_fresh)
+		return snprintf(buf, size, "ok heartbeat %.1fs ago (%s, protocol %u)",
+				(double)s->heartbeat_age_ms / 1000.0, s->agent_name, s->version);
+	if (s->last_heartbeat_ms == 0)
+		return snprintf(buf, size, "late connected but no heartbeat yet");
+	return snprintf(buf, size, "late no heartbeat for %.1fs%s",
+			(double)s->heartbeat_age_ms / 1000.0,
+			s->connected ? "" : " (channel disconnected)");
+}
+
+int agent_format_health_app(const struct agent_status *s, char *buf, size_t size)
+{
+	switch (s->app) {
+	case AGENT_APP_RUNNING:
+		return snprintf(buf, size, "running pid %u, starts %u", s->app_pid, s->app_starts);
+	case AGENT_APP_EXITED:
+		if (s->exit_signal)
+			return snprintf(buf, size, "exited signal %d", s->exit_signal);
+		return snprintf(buf, size, "exited code %d", s->exit_code);
+	case AGENT_APP_START_FAILED:
+		return snprintf(buf, size, "failed could not start (code %d)", s->exit_code);
+	default:
+		return snprintf(buf, size, "unknown no report from the agent yet");
+	}
+}

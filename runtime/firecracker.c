@@ -1,0 +1,594 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The Firecracker backend: a jail per VM (<chroot-base>/<exec name>/<name>/root), the jailer
+ * spawned not daemonized (Firecracker stays our child), the files placed in the jail, then the
+ * API sequence of CONTRACT.md L.1 over the socket, InstanceStart and GET / until Running.
+ *
+ * Ownership marks: <jail dir>/.mvmfs (outside the chroot) and the cgroup parent "mvmfs"; the
+ * reaper touches nothing without them.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "internal.h"
+#include "log.h"
+#include "parse.h"
+
+#define FC_API_SOCK "/run/firecracker.socket"
+#define FC_VSOCK "v.sock"
+#define FC_MARK ".mvmfs"
+#define FC_CALL_TIMEOUT_MS 5000
+#define FC_START_TIMEOUT_MS 30000
+#define FC_SOCKET_WAIT_MS 5000
+#define FC_RUNNING_WAIT_MS 5000
+
+struct fc_priv {
+	const struct runtime_config *cfg;
+	struct cgroup_info cg;
+	char exec_dir[VMM_PATH_MAX];
+};
+
+static int fc_init(const struct runtime_config *cfg, void **ret_priv, struct err *err)
+{
+	struct fc_priv *fp;
+	int r;
+
+	if (!cfg->firecracker || !cfg->jailer || !cfg->chroot_base)
+		return err_set(err, -EINVAL, "firecracker, jailer and chroot base must be set");
+	if (access(cfg->jailer, X_OK) < 0)
+		return err_set(err, -errno, "jailer '%s': %s", cfg->jailer, strerror(errno));
+	fp = calloc(1, sizeof(*fp));
+	if (!fp)
+		return -ENOMEM;
+	fp->cfg = cfg;
+	r = jailer_exec_dir(cfg->chroot_base, cfg->firecracker, fp->exec_dir, sizeof(fp->exec_dir));
+	if (r < 0) {
+		free(fp);
+		return err_set(err, r, "firecracker '%s': %s", cfg->firecracker, strerror(-r));
+	}
+	r = cgroup_detect(cfg->cgroup_version, &fp->cg, err);
+	if (r < 0) {
+		free(fp);
+		return err_prefix(err, "cgroups: ");
+	}
+	*ret_priv = fp;
+	return 0;
+}
+
+static void fc_free(void *priv)
+{
+	free(priv);
+}
+
+static int copy_file(const char *src, const char *dst, uid_t uid, gid_t gid, mode_t mode)
+{
+	_cleanup_close_ int in = -EBADF, out = -EBADF;
+	struct stat st;
+
+	in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0 || fstat(in, &st) < 0)
+		return -errno;
+	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (out < 0)
+		return -errno;
+	for (off_t off = 0; off < st.st_size;) {
+		ssize_t n = sendfile(out, in, &off, (size_t)MIN(st.st_size - off, 1 << 30));
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+	}
+	if (fchown(out, uid, gid) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Put src into the jail as dst. Shared files (kernel, initrd, rootfs) are hard-linked only when
+ * world-readable, and never chown'ed (a hard link shares the inode); otherwise copied. Per-VM
+ * files are hard-linked (or copied across devices) and given to uid:gid. */
+static int place_file(const char *src, const char *dst, bool shared, uid_t uid, gid_t gid,
+		      struct err *err)
+{
+	struct stat st;
+
+	if (stat(src, &st) < 0)
+		return err_set(err, -errno, "%s: %s", src, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return err_set(err, -EINVAL, "%s: not a regular file", src);
+	if (!shared || (st.st_mode & S_IROTH)) {
+		if (link(src, dst) == 0) {
+			if (!shared && chown(dst, uid, gid) < 0)
+				return err_set(err, -errno, "chown %s: %s", dst, strerror(errno));
+			return 0;
+		}
+		if (errno != EXDEV && errno != EPERM && errno != EMLINK)
+			return err_set(err, -errno, "link %s: %s", dst, strerror(errno));
+	}
+	if (copy_file(src, dst, uid, gid, shared ? 0400 : 0600) < 0)
+		return err_set(err, -errno, "copying %s into the jail: %s", src, strerror(errno));
+	return 0;
+}
+
+static int make_owned_file(const char *path, uid_t uid, gid_t gid)
+{
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return -errno;
+	return fchown(fd, uid, gid) < 0 ? -errno : 0;
+}
+
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - t0->tv_sec) * 1000 + (now.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* The tail of the console file, one line, for "VMM exited" messages (the jailer's error). */
+static void console_tail(const char *path, char *buf, size_t size)
+{
+	_cleanup_close_ int fd = -EBADF;
+	char tmp[400];
+	ssize_t n;
+	off_t end;
+
+	buf[0] = '\0';
+	if (!path || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	end = lseek(fd, 0, SEEK_END);
+	if (end < 0)
+		return;
+	n = pread(fd, tmp, sizeof(tmp) - 1, end > (off_t)sizeof(tmp) - 1 ? end - (off_t)sizeof(tmp) + 1 : 0);
+	if (n <= 0)
+		return;
+	tmp[n] = '\0';
+	while (n > 0 && (tmp[n - 1] == '\n' || tmp[n - 1] == ' '))
+		tmp[--n] = '\0';
+	fc_json_fault(tmp, (size_t)n, buf, size);
+}
+
+static void exit_reason(const struct vmm_exit *ex, char *buf, size_t size)
+{
+	if (!ex->known)
+		snprintf(buf, size, "exit status unknown");
+	else if (ex->signal)
+		snprintf(buf, size, "killed by signal %d (%s)", ex->signal, strsignal(ex->signal));
+	else
+		snprintf(buf, size, "exit code %d", ex->code);
+}
+
+/* Is the VMM gone? If so reap it and describe why into err. */
+static int check_alive(struct vmm_handle *h, const char *console, const char *what,
+		       struct err *err)
+{
+	struct pollfd pfd = { .fd = h->pidfd, .events = POLLIN };
+	struct vmm_exit ex;
+	char reason[64], tail[300];
+
+	if (h->pidfd < 0 || poll(&pfd, 1, 0) <= 0)
+		return 0;
+	vmm_handle_reap(h, &ex);
+	exit_reason(&ex, reason, sizeof(reason));
+	console_tail(console, tail, sizeof(tail));
+	return err_set(err, -EIO, "%s: the VMM exited (%s)%s%s", what, reason, tail[0] ? ": " : "",
+		       tail);
+}
+
+static int wait_socket(struct vmm_handle *h, const struct vmm_launch *p, struct err *err)
+{
+	struct timespec t0;
+	struct stat st;
+	int r;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		if (stat(h->api_socket, &st) == 0 && S_ISSOCK(st.st_mode))
+			return 0;
+		r = check_alive(h, p->console_log, "waiting for the API socket", err);
+		if (r < 0)
+			return r;
+		if (p->cancel && atomic_load(p->cancel))
+			return err_set(err, -ECANCELED, "start cancelled");
+		if (ms_since(&t0) > FC_SOCKET_WAIT_MS)
+			return err_set(err, -ETIMEDOUT, "the API socket %s did not appear within %d ms",
+				       h->api_socket, FC_SOCKET_WAIT_MS);
+		nanosleep(&(struct timespec){ .tv_nsec = 5 * 1000 * 1000 }, NULL);
+	}
+}
+
+static int put(struct fc_client *c, const char *path, char *body, long timeout,
+	       const struct vmm_launch *p, struct vmm_handle *h, struct err *err)
+{
+	int r;
+
+	if (!body)
+		return err_set(err, -ENOMEM, "PUT %s: encoding the body failed", path);
+	if (p->cancel && atomic_load(p->cancel)) {
+		free(body);
+		return err_set(err, -ECANCELED, "start cancelled");
+	}
+	r = fc_request(c, "PUT", path, body, timeout, NULL, NULL, err);
+	free(body);
+	if (r < 0 && r != -EIO) {
+		/* Transport failure: say whether the VMM died. */
+		struct err e2 = {};
+		if (check_alive(h, p->console_log, path, &e2) < 0)
+			*err = e2;
+	}
+	return r;
+}
+
+static int fc_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *h,
+		     struct err *err)
+{
+	struct fc_priv *fp = priv;
+	char root[VMM_PATH_MAX], path[VMM_PATH_MAX + 64], boot_args[2048];
+	char cg_args[16][128];
+	size_t n_cg = 0;
+	struct fc_client *c = NULL;
+	_cleanup_close_ int console = -EBADF;
+	struct jailer_params jp;
+	struct timespec t0;
+	pid_t pid;
+	int r;
+
+	if (snprintf(h->jail_dir, sizeof(h->jail_dir), "%s/%s", fp->exec_dir, p->name) >=
+		    (int)sizeof(h->jail_dir) ||
+	    snprintf(root, sizeof(root), "%s/root", h->jail_dir) >= (int)sizeof(root))
+		return err_set(err, -ENAMETOOLONG, "jail path too long");
+	if (snprintf(h->api_socket, sizeof(h->api_socket), "%s%s", root, FC_API_SOCK) >=
+		    (int)sizeof(h->api_socket) ||
+	    snprintf(h->agent_socket, sizeof(h->agent_socket), "%s/%s", root, FC_VSOCK) >=
+		    (int)sizeof(h->agent_socket))
+		return err_set(err, -ENAMETOOLONG, "socket path longer than 107 bytes under %s",
+			       root);
+	h->cgroup_version = fp->cg.version;
+	cgroup_dirs(&fp->cg, CGROUP_PARENT, p->name, h->cgroup, ELEMENTSOF(h->cgroup));
+
+	/* A leftover jail of the same id would make the jailer fail (mknod, pid file). */
+	(void)rm_rf(h->jail_dir);
+	r = mkdir_p(root, 0700);
+	if (r < 0)
+		return err_set(err, r, "creating %s: %s", root, strerror(-r));
+	snprintf(path, sizeof(path), "%s/%s", h->jail_dir, FC_MARK);
+	r = write_file_atomic(path, p->name, strlen(p->name), 0600);
+	if (r < 0)
+		return err_set(err, r, "marking %s: %s", h->jail_dir, strerror(-r));
+
+	snprintf(path, sizeof(path), "%s/vmlinux", root);
+	r = place_file(p->kernel, path, true, p->uid, p->gid, err);
+	if (r < 0)
+		return err_prefix(err, "kernel: ");
+	if (p->initrd) {
+		snprintf(path, sizeof(path), "%s/initrd", root);
+		r = place_file(p->initrd, path, true, p->uid, p->gid, err);
+		if (r < 0)
+			return err_prefix(err, "initrd: ");
+	}
+	snprintf(path, sizeof(path), "%s/rootfs.ext4", root);
+	r = place_file(p->rootfs, path, true, p->uid, p->gid, err);
+	if (r < 0)
+		return err_prefix(err, "root disk: ");
+	if (p->data_disk) {
+		snprintf(path, sizeof(path), "%s/data.ext4", root);
+		r = place_file(p->data_disk, path, false, p->uid, p->gid, err);
+		if (r < 0)
+			return err_prefix(err, "data disk: ");
+	}
+	snprintf(path, sizeof(path), "%s/firecracker.log", root);
+	if ((r = make_owned_file(path, p->uid, p->gid)) < 0)
+		return err_set(err, r, "creating %s: %s", path, strerror(-r));
+	snprintf(path, sizeof(path), "%s/metrics.json", root);
+	if ((r = make_owned_file(path, p->uid, p->gid)) < 0)
+		return err_set(err, r, "creating %s: %s", path, strerror(-r));
+
+	r = cgroup_jailer_args(&fp->cg, p->vcpus, p->mem_mib, CGROUP_PARENT, cg_args,
+			       ELEMENTSOF(cg_args), &n_cg);
+	if (r < 0)
+		return err_set(err, r, "cgroup arguments");
+	if (p->console_log) {
+		console = open(p->console_log,
+			       O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+		if (console < 0)
+			return err_set(err, -errno, "%s: %s", p->console_log, strerror(errno));
+	}
+	jp = (struct jailer_params){
+		.jailer = fp->cfg->jailer,
+		.exec_file = fp->cfg->firecracker,
+		.chroot_base = fp->cfg->chroot_base,
+		.id = p->name,
+		.uid = p->uid,
+		.gid = p->gid,
+		.netns = p->netns_path,
+		.cgroup_args = (const char(*)[128])cg_args,
+		.n_cgroup_args = n_cg,
+		.api_sock = FC_API_SOCK,
+		.stdout_fd = console,
+	};
+	r = jailer_spawn(&jp, &pid);
+	if (r < 0)
+		return err_set(err, r, "spawning the jailer '%s': %s", jp.jailer, strerror(-r));
+	h->pid = pid;
+	h->is_child = true;
+	if (p->pid_out)
+		atomic_store(p->pid_out, (int)pid);
+	r = vmm_handle_open_pidfd(h);
+	if (r < 0) {
+		struct err e2 = {};
+		h->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+		if (h->pidfd >= 0 && check_alive(h, p->console_log, "jailer", &e2) < 0) {
+			*err = e2;
+			return e2.code;
+		}
+		return err_set(err, r, "pidfd for the VMM %d: %s", (int)pid, strerror(-r));
+	}
+
+	r = wait_socket(h, p, err);
+	if (r < 0)
+		return r;
+	r = fc_client_new(h->api_socket, &c);
+	if (r < 0)
+		return err_set(err, r, "API client: %s", strerror(-r));
+
+	snprintf(boot_args, sizeof(boot_args), "console=ttyS0 reboot=k panic=1%s%s",
+		 p->boot_args && p->boot_args[0] ? " " : "", p->boot_args ? p->boot_args : "");
+	{
+		char *b = NULL;
+		(void)fc_json_logger("firecracker.log", &b);
+		if ((r = put(c, "/logger", b, FC_CALL_TIMEOUT_MS, p, h, err)) < 0)
+			goto out;
+		b = NULL;
+		(void)fc_json_metrics("metrics.json", &b);
+		if ((r = put(c, "/metrics", b, FC_CALL_TIMEOUT_MS, p, h, err)) < 0)
+			goto out;
+		b = NULL;
+		(void)fc_json_boot_source("vmlinux", p->initrd ? "initrd" : NULL, boot_args, &b);
+		if ((r = put(c, "/boot-source", b, FC_CALL_TIMEOUT_MS, p, h, err)) < 0)
+			goto out;
+		b = NULL;
+		(void)fc_json_drive("rootfs", "rootfs.ext4", true, true, &b);
+		if ((r = put(c, "/drives/rootfs", b, FC_CALL_TIMEOUT_MS, p, h, err)) < 0)
+			goto out;
+		if (p->data_disk) {
+			b = NULL;
+			(void)fc_json_drive("data", "data.ext4", false, false, &b);
+			if ((r = put(c, "/drives/data", b, FC_CALL_TIMEOUT_MS, p, h, err)) < 0)
+				goto out;
+		}
+		b = NULL;
+		(void)fc_json_machine_config(p->vcpus, p->mem_mib, &b);
+		if ((r = put(c, "/machine-config", b, FC_CALL_TIMEOUT_MS, p, h, err)) < 0)
+			goto out;
+		if (p->tap_name) {
+			b = NULL;
+			(void)fc_json_net("eth0", p->tap_name, p->mac, &b);
+			if ((r = put(c, "/network-interfaces/eth0", b, FC_CALL_TIMEOUT_MS, p, h,
+				     err)) < 0)
+				goto out;
+		}
+		b = NULL;
+		(void)fc_json_vsock(3, FC_VSOCK, &b);
+		if ((r = put(c, "/vsock", b, FC_CALL_TIMEOUT_MS, p, h, err)) < 0)
+			goto out;
+		b = NULL;
+		(void)fc_json_action("InstanceStart", &b);
+		if ((r = put(c, "/actions", b, FC_START_TIMEOUT_MS, p, h, err)) < 0)
+			goto out;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		_cleanup_free_ char *body = NULL;
+		enum vmm_run_state st;
+		size_t len = 0;
+
+		r = fc_request(c, "GET", "/", NULL, FC_CALL_TIMEOUT_MS, &body, &len, err);
+		if (r < 0) {
+			struct err e2 = {};
+			if (check_alive(h, p->console_log, "GET /", &e2) < 0)
+				*err = e2;
+			goto out;
+		}
+		if (fc_json_instance_state(body, len, &st) < 0) {
+			r = err_set(err, -EPROTO, "GET /: unexpected response");
+			goto out;
+		}
+		if (st == VMM_RUN_RUNNING)
+			break;
+		if (ms_since(&t0) > FC_RUNNING_WAIT_MS) {
+			r = err_set(err, -ETIMEDOUT, "GET /: instance not Running after %d ms",
+				    FC_RUNNING_WAIT_MS);
+			goto out;
+		}
+		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+	}
+	r = 0;
+out:
+	fc_client_free(c);
+	return r;
+}
+
+static int fc_query(void *priv, struct vmm_handle *h, enum vmm_run_state *ret, struct err *err)
+{
+	struct fc_client *c = NULL;
+	_cleanup_free_ char *body = NULL;
+	size_t len = 0;
+	int r;
+
+	r = fc_client_new(h->api_socket, &c);
+	if (r < 0)
+		return r;
+	r = fc_request(c, "GET", "/", NULL, FC_CALL_TIMEOUT_MS, &body, &len, err);
+	fc_client_free(c);
+	if (r < 0)
+		return r;
+	r = fc_json_instance_state(body, len, ret);
+	return r < 0 ? err_set(err, -EPROTO, "GET /: unexpected response") : 0;
+}
+
+static int fc_request_stop(void *priv, struct vmm_handle *h, struct err *err)
+{
+	struct fc_client *c = NULL;
+	char *b = NULL;
+	int r;
+
+	r = fc_client_new(h->api_socket, &c);
+	if (r < 0)
+		return r;
+	r = fc_json_action("SendCtrlAltDel", &b);
+	if (r >= 0)
+		r = fc_request(c, "PUT", "/actions", b, FC_CALL_TIMEOUT_MS, NULL, NULL, err);
+	free(b);
+	fc_client_free(c);
+	return r;
+}
+
+static int fc_kill(void *priv, struct vmm_handle *h)
+{
+	if (h->pidfd < 0)
+		return -ESRCH;
+	return RET_NERRNO((int)syscall(SYS_pidfd_send_signal, h->pidfd, SIGKILL, NULL, 0));
+}
+
+static int fc_adopt(void *priv, const char *name, struct vmm_handle *h, struct err *err)
+{
+	enum vmm_run_state st;
+	int r;
+
+	h->is_child = false;
+	r = vmm_handle_open_pidfd(h);
+	if (r < 0)
+		return err_set(err, -ESRCH, "the VMM (pid %d) is gone", (int)h->pid);
+	/* Reconnect: the API must answer, else the process is not a usable VMM. */
+	r = fc_query(priv, h, &st, err);
+	if (r < 0)
+		return err_prefix(err, "re-adopting pid %d: ", (int)h->pid);
+	return 0;
+}
+
+static void fc_cleanup(void *priv, const char *name, struct vmm_handle *h)
+{
+	int r;
+
+	for (size_t i = 0; i < ELEMENTSOF(h->cgroup); i++) {
+		if (!h->cgroup[i][0])
+			continue;
+		r = cgroup_remove(h->cgroup[i]);
+		if (r < 0)
+			log_debug_errno(r, "%s: removing cgroup %s", name, h->cgroup[i]);
+		h->cgroup[i][0] = '\0';
+	}
+	if (h->jail_dir[0]) {
+		r = rm_rf(h->jail_dir);
+		if (r < 0 && r != -ENOENT)
+			log_debug_errno(r, "%s: removing %s", name, h->jail_dir);
+		h->jail_dir[0] = '\0';
+	}
+}
+
+/* A leftover jail: kill its VMM if still there (pid file + start-time-free check that the
+ * process runs from this jail), then remove cgroups and the directory. */
+static void reap_one(struct fc_priv *fp, const char *id)
+{
+	char path[VMM_PATH_MAX + 64], link[VMM_PATH_MAX];
+	_cleanup_free_ char *pidtxt = NULL;
+	struct vmm_handle h;
+	uint32_t pid;
+	ssize_t n;
+
+	vmm_handle_init(&h);
+	if (snprintf(h.jail_dir, sizeof(h.jail_dir), "%s/%s", fp->exec_dir, id) >=
+		    (int)sizeof(h.jail_dir) ||
+	    snprintf(path, sizeof(path), "%s/root/firecracker.pid", h.jail_dir) >= (int)sizeof(path))
+		return;
+	if (read_file_bounded(path, 64, &pidtxt, NULL) == 0) {
+		pidtxt[strcspn(pidtxt, "\n")] = '\0';
+		if (parse_u32(pidtxt, &pid) == 0 && pid > 1) {
+			snprintf(path, sizeof(path), "/proc/%u/root", pid);
+			n = readlink(path, link, sizeof(link) - 1);
+			/* Only a process whose root is inside this jail is ours to kill. */
+			if (n > 0) {
+				link[n] = '\0';
+				h.pid = (pid_t)pid;
+				if (strstr(link, id) && vmm_handle_open_pidfd(&h) == 0) {
+					struct pollfd pfd = { .fd = h.pidfd, .events = POLLIN };
+					(void)fc_kill(fp, &h);
+					(void)poll(&pfd, 1, 2000);
+					h.pidfd = safe_close(h.pidfd);
+				}
+			}
+		}
+	}
+	cgroup_dirs(&fp->cg, CGROUP_PARENT, id, h.cgroup, ELEMENTSOF(h.cgroup));
+	fc_cleanup(fp, id, &h);
+}
+
+static int fc_reap(void *priv, bool (*is_known)(const char *name, void *ud), void *ud)
+{
+	struct fc_priv *fp = priv;
+	_cleanup_closedir_ DIR *d = opendir(fp->exec_dir);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		char mark[VMM_PATH_MAX + 300];
+		struct stat st;
+
+		if (de->d_name[0] == '.' || !vm_name_is_valid(de->d_name))
+			continue;
+		snprintf(mark, sizeof(mark), "%s/%s/%s", fp->exec_dir, de->d_name, FC_MARK);
+		if (stat(mark, &st) < 0 || is_known(de->d_name, ud))
+			continue;
+		reap_one(fp, de->d_name);
+		n++;
+	}
+	/* Cgroups under our parent with no known VM (the jail may already be gone). */
+	{
+		char dirs[4][VMM_PATH_MAX];
+		int nd = cgroup_dirs(&fp->cg, CGROUP_PARENT, "", dirs, ELEMENTSOF(dirs));
+		for (int i = 0; i < nd; i++) {
+			_cleanup_closedir_ DIR *cd = opendir(dirs[i]);
+			while (cd && (de = readdir(cd))) {
+				char p[VMM_PATH_MAX + 300];
+				if (de->d_type != DT_DIR || !vm_name_is_valid(de->d_name) ||
+				    is_known(de->d_name, ud))
+					continue;
+				if (snprintf(p, sizeof(p), "%s%s", dirs[i], de->d_name) >=
+				    (int)sizeof(p))
+					continue;
+				if (cgroup_remove(p) == 0)
+					n++;
+			}
+		}
+	}
+	return n;
+}
+
+const struct vmm_ops vmm_firecracker_ops = {
+	.name = "firecracker",
+	.init = fc_init,
+	.free = fc_free,
+	.launch = fc_launch,
+	.query = fc_query,
+	.request_stop = fc_request_stop,
+	.kill = fc_kill,
+	.adopt = fc_adopt,
+	.cleanup = fc_cleanup,
+	.reap = fc_reap,
+};

@@ -1,0 +1,358 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * runtime/internal.h: what the runtime sources share. Never included from another directory (except the
+ * runtime's own tests).
+ *
+ * Lock order: rt->lock (VM table) before vm->lock (snapshot). No runtime lock is held while
+ * calling a vm_done_cb or vm_notify_cb, or while calling into a backend, net/ or image/.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <netinet/in.h>
+
+#include "backend.h"
+#include "image.h"
+#include "log.h"
+#include "net.h"
+#include "parse.h"
+#include "runtime.h"
+
+/* ---- lifecycle (lifecycle.c): the [state][event] table ---- */
+
+enum lc_event {
+	LC_EV_START,        /* commands (vm_command) */
+	LC_EV_STOP,
+	LC_EV_KILL,
+	LC_EV_RESTART,
+	LC_EV_LAUNCH_OK,    /* worker: launch finished, VMM running */
+	LC_EV_LAUNCH_FAIL,  /* worker: launch failed, everything already cleaned up */
+	LC_EV_EXIT,         /* supervisor: the VMM process ended (pidfd readable) */
+	LC_EV_DEADLINE,     /* supervisor: the graceful-stop deadline passed */
+	LC_EV_CLEANUP_DONE, /* worker: host resources of an exited VMM removed */
+	_LC_EV_MAX,
+};
+
+/* Lifecycle fields of a VM; owned by the supervisor thread (copied into the snapshot). */
+struct lc_vm {
+	enum vm_state state;
+	bool pending_stop;     /* stop asked while starting */
+	bool pending_kill;     /* kill asked while starting */
+	bool restart;          /* start again after the stop completes */
+	bool exiting;          /* VMM exited on its own, cleanup in flight */
+	bool exit_clean;       /* that exit was clean (exit code 0) */
+	bool stop_by_request;  /* the exit was asked for (stop/kill) */
+};
+
+/* Side effects the table asks for; the supervisor implements them, tests record them. */
+struct lc_actions {
+	void (*launch)(void *ud);        /* start a launch job on a worker */
+	void (*request_stop)(void *ud);  /* ask the guest to stop (agent, else the VMM) */
+	void (*arm_deadline)(void *ud);  /* timer: stop_timeout_ms */
+	void (*kill)(void *ud);          /* SIGKILL the VMM (or cancel a launch) */
+	void (*cleanup)(void *ud);       /* start a cleanup job on a worker */
+	/* Complete waiters of the verb (or all, when verb < 0) with result. */
+	void (*complete)(void *ud, int verb, int result);
+};
+
+/* Synchronous verdict for a command in this lifecycle state: 0 accept, 1 no-op, -EBUSY. */
+int lifecycle_check(const struct lc_vm *s, enum vm_verb verb);
+/* Feed an event; returns 0 if handled, -EINVAL if the event is not expected in this state
+ * (ignored, logged by the caller). */
+int lifecycle_event(struct lc_vm *s, enum lc_event ev, const struct lc_actions *a, void *ud);
+const char *lc_event_to_string(enum lc_event ev);
+
+/* ---- VM object (vm.c) ---- */
+
+#define VM_WAITERS_MAX 8
+struct vm_waiter {
+	int verb;            /* enum vm_verb or -1 */
+	vm_done_cb done;
+	void *ud;
+};
+
+struct vm_health_src {
+	struct timespec vmm_since, net_since;
+	enum vmm_run_state vmm_run;
+	bool net_ok;
+	bool net_known;
+	char image_phase[32];
+	uint64_t img_bytes_done, img_bytes_total;
+	unsigned img_layers_done, img_layers_total;
+};
+
+/* An epoll registration of the supervisor (pidfd or deadline timer of a VM). */
+struct sv_watch {
+	int kind;            /* SV_WATCH_* in supervisor.c */
+	struct vm *vm;
+};
+
+struct vm {
+	atomic_int refs;
+	struct runtime *rt;
+	char name[VM_NAME_MAX + 1];
+	uint32_t index;                /* slot in the uid range */
+
+	pthread_mutex_t lock;          /* protects everything below up to "supervisor only" */
+	struct lc_vm lc;               /* written by the supervisor under lock */
+	bool cmd_pending;              /* a command queued but not yet dispatched */
+	bool live;                     /* visible: created, not being destroyed */
+	bool destroying;
+	char *image;                   /* reference as written, or NULL */
+	char image_digest[IMG_DIGEST_MAX];
+	struct in6_addr ip;
+	bool has_ip;
+	char error[ERR_MSG_MAX + 64];  /* "RFC3339 message" or "" */
+	pid_t pid;                     /* VMM pid or 0 */
+	struct vm_health_src hs;
+	struct timespec state_since;
+	struct vm_waiter waiters[VM_WAITERS_MAX];
+	unsigned n_waiters;
+	uint64_t seq[_VM_ATTR_MAX];
+	uint64_t boots, failures;
+
+	/* supervisor only (or the single job working on this VM) */
+	struct vmm_handle h;
+	struct vmm_exit last_exit;
+	atomic_bool cancel;
+	atomic_int launch_pid;         /* published by the backend as soon as it spawned */
+	pthread_mutex_t rec_lock;      /* serialises record writes of this VM */
+	int deadline_fd;               /* timerfd, -EBADF */
+	bool pidfd_watched;
+	struct sv_watch pid_watch, dl_watch;
+	struct net_vm_info net;
+	bool net_set_up;
+	bool img_held;
+	char rootfs[VMM_PATH_MAX];
+	struct vm *next;               /* runtime table chain */
+};
+
+struct vm *vm_new(struct runtime *rt, const char *name);
+void vm_unrefp(struct vm **p);
+/* Under vm->lock: bump the change counter of attr (caller notifies after unlocking). */
+void vm_touch_locked(struct vm *vm, enum vm_attr attr);
+/* Set the error file ("<RFC 3339> msg") and bump its counter; takes the lock. */
+void vm_set_error(struct vm *vm, const char *fmt, ...) _printf_(2, 3);
+void vm_notify(struct vm *vm, enum vm_attr attr);
+/* Format "2026-11-29T15:00:00Z". */
+void rfc3339_utc(time_t t, char *buf, size_t size);
+
+/* ---- health (health.c) ---- */
+
+enum health_verdict {
+	HEALTH_HEALTHY,
+	HEALTH_UNHEALTHY,
+	HEALTH_STARTING,
+	HEALTH_STOPPED,
+	HEALTH_FAILED,
+};
+enum check_status {
+	CHECK_OK,
+	CHECK_DOWN,
+	CHECK_PENDING,
+	CHECK_UNKNOWN,
+};
+struct health_input {
+	enum vm_state state;
+	enum check_status vmm, agent, app, net;
+	bool agent_available;  /* an agent channel exists in this build */
+	bool net_expected;     /* host networking configured */
+};
+const char *health_verdict_to_string(enum health_verdict v);
+/* Pure: the verdict from the state and the checks. */
+enum health_verdict health_verdict(const struct health_input *in);
+/* A consistent copy of what FUSE threads render (taken under vm->lock). */
+struct vm_snap {
+	enum vm_state state;
+	struct timespec state_since;
+	pid_t pid;
+	bool has_ip;
+	struct in6_addr ip;
+	char image_digest[IMG_DIGEST_MAX];
+	struct vm_health_src hs;
+	bool net_expected;
+	char error[ERR_MSG_MAX + 64];
+};
+void vm_snapshot(struct vm *vm, struct vm_snap *ret);
+/* Render the health file of a snapshot. */
+int health_render(const struct vm_snap *s, char **ret, size_t *ret_len);
+
+/* ---- records (record.c) ---- */
+
+struct vm_record {
+	char name[VM_NAME_MAX + 1];
+	uint32_t index;
+	enum vm_state state;         /* as last written */
+	char image[IMG_REF_MAX];
+	char image_digest[IMG_DIGEST_MAX];
+	struct in6_addr ip;
+	bool has_ip;
+	char error[ERR_MSG_MAX + 64];
+	struct vmm_handle h;         /* pidfd not stored */
+	char rootfs[VMM_PATH_MAX];
+	char vmm[16];                /* backend name */
+};
+/* Pure: encode / decode (strict, bounded). */
+int record_encode(const struct vm_record *r, char **ret);
+int record_decode(const char *data, size_t len, struct vm_record *ret, struct err *err);
+int record_write(const char *state_dir, const struct vm_record *r);
+int record_read(const char *state_dir, const char *name, struct vm_record *ret, struct err *err);
+int record_remove(const char *state_dir, const char *name);
+
+/* ---- cgroups (cgroup.c) ---- */
+
+struct cgroup_info {
+	int version;                   /* 1 or 2 */
+	char v2_mount[VMM_PATH_MAX];   /* "" when none */
+	char cpu_mount[VMM_PATH_MAX];  /* v1 mount holding cpu (and cpuacct) */
+	char memory_mount[VMM_PATH_MAX];
+	bool memsw;                    /* v1 memory.memsw.limit_in_bytes available */
+};
+/* Pure: detect from a /proc/mounts text and the v2 root's cgroup.controllers text (may be
+ * NULL). Prefers v2 when it holds both cpu and memory. */
+int cgroup_detect_from(const char *mounts, const char *v2_controllers, struct cgroup_info *ret);
+int cgroup_detect(int forced_version, struct cgroup_info *ret, struct err *err);
+/* Append the jailer's --cgroup-version/--cgroup/--parent-cgroup arguments for the limits. */
+int cgroup_jailer_args(const struct cgroup_info *ci, unsigned vcpus, unsigned mem_mib,
+		       const char *parent, char args[][128], size_t max, size_t *ret_n);
+/* The directories the jailer creates for id; fills dirs, returns how many. */
+int cgroup_dirs(const struct cgroup_info *ci, const char *parent, const char *id,
+		char dirs[][VMM_PATH_MAX], size_t max);
+/* rmdir a cgroup dir (retrying briefly while tasks drain). Missing is not an error. */
+int cgroup_remove(const char *dir);
+#define CGROUP_PARENT "mvmfs"
+
+/* ---- Firecracker API bodies (fc-json.c, pure) ---- */
+
+int fc_json_logger(const char *log_path, char **ret);
+int fc_json_metrics(const char *metrics_path, char **ret);
+int fc_json_boot_source(const char *kernel, const char *initrd, const char *boot_args,
+			char **ret);
+int fc_json_drive(const char *id, const char *path, bool root, bool read_only, char **ret);
+int fc_json_machine_config(unsigned vcpus, unsigned mem_mib, char **ret);
+int fc_json_net(const char *iface, const char *tap, const char *mac, char **ret);
+int fc_json_vsock(unsigned cid, const char *uds_path, char **ret);
+int fc_json_action(const char *action, char **ret);
+/* Decode GET / into a run state. -EINVAL on anything malformed. */
+int fc_json_instance_state(const char *body, size_t len, enum vmm_run_state *ret);
+/* Extract fault_message (or micro-http's "error") from an error body into buf; when the body
+ * is not such JSON, a sanitised prefix of the raw body. */
+void fc_json_fault(const char *body, size_t len, char *buf, size_t size);
+
+/* ---- Firecracker API client (fc-client.c) ---- */
+
+#define FC_BODY_MAX 65536
+struct fc_client;
+int fc_client_new(const char *socket_path, struct fc_client **ret);
+struct fc_client *fc_client_free(struct fc_client *c);
+/* One request. 2xx -> 0 (body in *ret_body if non-NULL, malloc'd). 4xx/5xx -> -EIO with
+ * "<METHOD> <path>: <fault_message>" in err. Transport failure -> -ECONNREFUSED/-ETIMEDOUT... */
+int fc_request(struct fc_client *c, const char *method, const char *path, const char *body,
+	       long timeout_ms, char **ret_body, size_t *ret_len, struct err *err);
+
+/* ---- jailer (jailer.c) ---- */
+
+struct jailer_params {
+	const char *jailer;
+	const char *exec_file;
+	const char *chroot_base;
+	const char *id;
+	uid_t uid;
+	gid_t gid;
+	const char *netns;            /* or NULL */
+	const char (*cgroup_args)[128];
+	size_t n_cgroup_args;
+	const char *api_sock;         /* inside the jail */
+	int stdout_fd;                /* console/log sink or -1 */
+};
+/* Build argv (pure; strings point into p or static text). Returns argc. */
+int jailer_argv(const struct jailer_params *p, const char **argv, size_t max, char uid[16],
+		char gid[16]);
+/* posix_spawn the jailer (not daemonized: it execs into firecracker, our child). */
+int jailer_spawn(const struct jailer_params *p, pid_t *ret_pid);
+/* <chroot_base>/<basename(realpath(exec_file))> */
+int jailer_exec_dir(const char *chroot_base, const char *exec_file, char *buf, size_t size);
+
+/* ---- runtime / supervisor (runtime.c, supervisor.c) ---- */
+
+struct sv_msg;
+struct job;
+typedef void (*job_fn)(struct runtime *rt, struct vm *vm, void *arg);
+
+/* Image preparation seam: tests replace img_prepare with a local fixture. */
+typedef int (*rt_image_fn)(struct runtime *rt, struct vm *vm, const char *ref,
+			   struct img_prepared *ret, struct err *err);
+
+struct runtime {
+	struct runtime_config cfg;
+	const struct vmm_ops *ops;
+	void *ops_priv;
+	struct img_store *store;
+	struct net_ctx *net;           /* used only by the net worker */
+	rt_image_fn prepare_image;
+
+	pthread_mutex_t lock;          /* protects the table, index map, counters below */
+	struct vm *vms;                /* all VMs, pending ones included */
+	unsigned n_vms;
+	uint8_t *index_used;           /* cfg.uid_count entries */
+	uint64_t n_boots, n_failures, n_stops;
+
+	vm_notify_cb notify;
+	void *notify_ud;
+
+	/* supervisor */
+	pthread_t sv_thread;
+	bool sv_running;
+	int epfd;
+	int evfd;                      /* command/event queue wake-up */
+	pthread_mutex_t q_lock;        /* protects q_head/q_tail */
+	struct sv_msg *q_head, *q_tail;
+	atomic_bool stopping;
+
+	/* workers: pool for backend/image jobs, one thread for net (net_ctx is single-threaded) */
+	pthread_mutex_t job_lock;
+	pthread_cond_t job_cond;
+	struct job *jobs_head, *jobs_tail;
+	pthread_t workers[4];
+	unsigned n_workers;
+	bool jobs_stop;
+	pthread_mutex_t net_lock;      /* serialises every use of net (single-threaded ctx) */
+};
+
+/* Post an event for vm to the supervisor (any thread). */
+int sv_post_event(struct runtime *rt, struct vm *vm, enum lc_event ev);
+/* Post a callback to run on the supervisor thread. */
+int sv_post_call(struct runtime *rt, struct vm *vm, void (*fn)(struct runtime *, struct vm *,
+							     void *, int),
+		 void *arg, int result);
+int sv_start(struct runtime *rt);
+void sv_stop(struct runtime *rt);
+/* Queue a job on the worker pool. Takes a VM reference. */
+int rt_job(struct runtime *rt, struct vm *vm, job_fn fn, void *arg);
+/* Supervisor: watch / unwatch a VM's pidfd and deadline timer. */
+int sv_watch_pidfd(struct runtime *rt, struct vm *vm);
+void sv_unwatch(struct runtime *rt, struct vm *vm);
+
+/* worker.c: the jobs the lifecycle queues */
+void job_launch(struct runtime *rt, struct vm *vm, void *arg);
+void job_request_stop(struct runtime *rt, struct vm *vm, void *arg);
+void job_cleanup(struct runtime *rt, struct vm *vm, void *arg);
+int workers_start(struct runtime *rt);
+void workers_stop(struct runtime *rt);
+/* Default image step: img_prepare with progress into the VM's health. */
+int rt_prepare_image(struct runtime *rt, struct vm *vm, const char *ref, struct img_prepared *ret,
+		     struct err *err);
+
+/* runtime.c */
+void rt_record_save(struct runtime *rt, struct vm *vm);
+int rt_adopt_all(struct runtime *rt, struct err *err);
+void rt_notify(struct runtime *rt, struct vm *vm, enum vm_attr attr);
+/* The lifecycle action implementations (supervisor.c). */
+extern const struct lc_actions sv_lc_actions;
+void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev);

@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VM lifecycle as one constant [state][event] table of small functions (s6's shape). Only
+ * the supervisor thread feeds events; side effects go through struct lc_actions, so the table is
+ * testable on its own. SPEC section 2 `state` is the law for what each verb does where.
+ */
+#include <errno.h>
+#include <stddef.h>
+
+#include "internal.h"
+
+typedef int (*lc_fn)(struct lc_vm *s, const struct lc_actions *a, void *ud);
+
+static int lc_start(struct lc_vm *s, const struct lc_actions *a, void *ud)
+{
+	s->state = VM_STATE_STARTING;
+	s->pending_stop = s->pending_kill = s->restart = false;
+	s->exiting = s->exit_clean = s->stop_by_request = false;
+	a->launch(ud);
+	return 0;
+}
+
+static int lc_noop(struct lc_vm *s, const struct lc_actions *a, void *ud)
+{
+	return 0;
+}
+
+static int lc_starting_stop(struct lc_vm *s, const struct lc_actions *a, void *ud)
+{
+	s->pending_stop = true;
+	return 0;
+}
+
+static int lc_starting_kill(struct lc_vm *s, const struct lc_actions *a, void *ud)
+{
+	s->pending_kill = true;
+	a->kill(ud);
+	return 0;
+}
+
+static int lc_graceful(struct lc_vm *s, const struct lc_actions *a, void *ud)
+{
+	s->state = VM_STATE_STOPPING;
+	s->stop_by_request = true;
+	a->request_stop(ud);
+	a->arm_deadline(ud);
+	return 0;
+}
+
+static int lc_launch_ok(struct lc_vm *s, const struct lc_actions *a, void *ud)
+{
+	/* The start itself succeeded: its writers get success even if a stop follows. */
+	a->complete(ud, VM_VERB_START, 0);
+	a->complete(ud, VM_VERB_RESTART, 0);
+	if (s->pending_kill) {
+		s->state = VM_STATE_STOPPING;
+		s->stop_by_request = true;
+		a->kill(ud);
+		return 0;
+	}
+	if (s->pending_stop)
+		return lc_graceful(s, a, ud);
+	s->state = VM_STATE_RUNNING;
+	return 0;
+}
+
+static int lc_launch_fail(struct lc_vm *s, const struct lc_actions *a, void *ud)
+{
+	bool asked = s->pending_kill || s->pending_stop;
+
+	/* A start cut short by stop/kill ends stopped; the start's writers still see the failure. */
+	s->state = asked ? VM_STATE_STOPPED : VM_STATE_FAILED;
+	s->pending_kill = s->pending_stop = false;
+	a->complete(ud, VM_VERB_START, -EIO);
+	a->complete(ud, VM_VERB_RESTART, -EIO);
+	a->complete(ud, -1, asked ? 0 : -EIO);
+	return 0;
+}
+
+static int lc_running_kill(struct lc_vm *s, const struct lc_actions *a, void *ud)
+{
+	s->state = VM_STATE_STOPPING;
+	s->stop_by_request = true;
+	a->kill(ud);
+	return 0;
+}
+
+static int lc_running_restart(struct lc_vm *s, const struct lc_actions *a, void *ud)
+{
+	lc_graceful(s, a, ud);
+	s->restart = true;
+	return 0;
+}
+
+static int lc_exited(struct lc_vm *s, const struct lc_actions *a, void *ud)
+{
+	s->exiting = true;
+	a->cleanup(ud);
+	return 0;
+}
+
+static int lc_running_cleaned(struct lc_vm *s, const struct lc_actions *a, void *ud)
+{
+	/* The VMM ended on its own: clean exit is stopped, anything else failed (SPEC). */
+	s->state = s->exit_clean ? VM_STATE_STOPPED : VM_STATE_FAILED;
+	s->exiting = false;
+	a->complete(ud, -1, -EIO);
+	return 0;
+}
+
+static int lc_deadline(struct lc_vm *s, const struct lc_actions *a, void *ud)
+{
+	if (!s->exiting)
+		a->kill(ud);
+	return 0;
+}
+
+static int lc_stopping_cleaned(struct lc_vm *s, const struct lc_actions *a, void *ud)
+{
+	s->exiting = false;
+	s->stop_by_request = false;
+	if (s->restart) {
+		a->complete(ud, VM_VERB_STOP, 0);
+		a->complete(ud, VM_VERB_KILL, 0);
+		s->state = VM_STATE_STARTING;
+		s->restart = false;
+		s->pending_stop = s->pending_kill = false;
+		a->launch(ud);
+		return 0;
+	}
+	s->state = VM_STATE_STOPPED;
+	a->complete(ud, VM_VERB_START, -EIO);
+	a->complete(ud, VM_VERB_RESTART, -EIO);
+	a->complete(ud, -1, 0);
+	return 0;
+}
+
+#define IDLE_ROW                                                                                   \
+	{                                                                                          \
+		[LC_EV_START] = lc_start, [LC_EV_STOP] = lc_noop, [LC_EV_KILL] = lc_noop,          \
+		[LC_EV_RESTART] = lc_start,                                                        \
+	}
+
+/* NULL: the event is unexpected in that state. */
+static const lc_fn lc_table[_VM_STATE_MAX][_LC_EV_MAX] = {
+	[VM_STATE_CREATED] = IDLE_ROW,
+	[VM_STATE_STOPPED] = IDLE_ROW,
+	[VM_STATE_FAILED] = IDLE_ROW,
+	[VM_STATE_STARTING] = {
+		[LC_EV_STOP] = lc_starting_stop,
+		[LC_EV_KILL] = lc_starting_kill,
+		[LC_EV_LAUNCH_OK] = lc_launch_ok,
+		[LC_EV_LAUNCH_FAIL] = lc_launch_fail,
+	},
+	[VM_STATE_RUNNING] = {
+		[LC_EV_START] = lc_noop,
+		[LC_EV_STOP] = lc_graceful,
+		[LC_EV_KILL] = lc_running_kill,
+		[LC_EV_RESTART] = lc_running_restart,
+		[LC_EV_EXIT] = lc_exited,
+		[LC_EV_CLEANUP_DONE] = lc_running_cleaned,
+	},
+	[VM_STATE_STOPPING] = {
+		[LC_EV_EXIT] = lc_exited,
+		[LC_EV_DEADLINE] = lc_deadline,
+		[LC_EV_CLEANUP_DONE] = lc_stopping_cleaned,
+	},
+};
+
+int lifecycle_check(const struct lc_vm *s, enum vm_verb verb)
+{
+	if ((unsigned)verb >= _VM_VERB_MAX)
+		return -EINVAL;
+	switch (s->state) {
+	case VM_STATE_CREATED:
+	case VM_STATE_STOPPED:
+	case VM_STATE_FAILED:
+		return verb == VM_VERB_START || verb == VM_VERB_RESTART ? 0 : 1;
+	case VM_STATE_RUNNING:
+		if (s->exiting)
+			return -EBUSY;
+		return verb == VM_VERB_START ? 1 : 0;
+	case VM_STATE_STARTING:
+		/* SPEC: stop goes starting -> stopping; kill cuts a start short. */
+		if (verb == VM_VERB_STOP)
+			return s->pending_stop || s->pending_kill ? -EBUSY : 0;
+		if (verb == VM_VERB_KILL)
+			return s->pending_kill ? -EBUSY : 0;
+		return -EBUSY;
+	case VM_STATE_STOPPING:
+	default:
+		return -EBUSY;
+	}
+}
+
+int lifecycle_event(struct lc_vm *s, enum lc_event ev, const struct lc_actions *a, void *ud)
+{
+	lc_fn fn;
+
+	if ((unsigned)s->state >= _VM_STATE_MAX || (unsigned)ev >= _LC_EV_MAX)
+		return -EINVAL;
+	fn = lc_table[s->state][ev];
+	if (!fn)
+		return -EINVAL;
+	return fn(s, a, ud);
+}
+
+const char *lc_event_to_string(enum lc_event ev)
+{
+	static const char *const names[_LC_EV_MAX] = {
+		[LC_EV_START] = "start",
+		[LC_EV_STOP] = "stop",
+		[LC_EV_KILL] = "kill",
+		[LC_EV_RESTART] = "restart",
+		[LC_EV_LAUNCH_OK] = "launch-ok",
+		[LC_EV_LAUNCH_FAIL] = "launch-fail",
+		[LC_EV_EXIT] = "exit",
+		[LC_EV_DEADLINE] = "deadline",
+		[LC_EV_CLEANUP_DONE] = "cleanup-done",
+	};
+	return (unsigned)ev < _LC_EV_MAX ? names[ev] : "?";
+}

@@ -1,1 +1,0 @@
-/* Removed once runtime/ has sources. */

@@ -1,0 +1,680 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The runtime: construction and shutdown order, the VM table (create, destroy, get, list),
+ * records on every state change, and re-adoption of recorded VMs at start (SPEC section 6).
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "internal.h"
+#include "log.h"
+#include "parse.h"
+
+/* runtime/qemu.c (helper "guest") defines it; weak so the core links before it lands. */
+extern const struct vmm_ops vmm_qemu_ops __attribute__((weak));
+
+int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct err *err)
+{
+	struct runtime *rt;
+	struct net_config nc;
+	char path[4200];
+	int r;
+
+	if (!cfg->state_dir)
+		return err_set(err, -EINVAL, "no state dir");
+	rt = calloc(1, sizeof(*rt));
+	if (!rt)
+		return -ENOMEM;
+	rt->cfg = *cfg;
+	rt->epfd = rt->evfd = -EBADF;
+	pthread_mutex_init(&rt->lock, NULL);
+	pthread_mutex_init(&rt->q_lock, NULL);
+	pthread_mutex_init(&rt->job_lock, NULL);
+	pthread_mutex_init(&rt->net_lock, NULL);
+	pthread_cond_init(&rt->job_cond, NULL);
+	atomic_init(&rt->stopping, false);
+	rt->prepare_image = rt_prepare_image;
+	if (!rt->cfg.vcpus)
+		rt->cfg.vcpus = 2;
+	if (!rt->cfg.mem_mib)
+		rt->cfg.mem_mib = 2048;
+	if (!rt->cfg.data_disk_bytes)
+		rt->cfg.data_disk_bytes = 1ULL << 30;
+	if (!rt->cfg.stop_timeout_ms)
+		rt->cfg.stop_timeout_ms = 10000;
+	if (!rt->cfg.max_vms)
+		rt->cfg.max_vms = 4096;
+	if (!rt->cfg.uid_base)
+		rt->cfg.uid_base = 200000;
+	if (!rt->cfg.uid_count)
+		rt->cfg.uid_count = 65536;
+	if (!rt->cfg.chroot_base)
+		rt->cfg.chroot_base = "/srv/jailer";
+	if (rt->cfg.uid_base == 0 || (uint64_t)rt->cfg.uid_base + rt->cfg.uid_count > UINT32_MAX) {
+		runtime_free(rt);
+		return err_set(err, -EINVAL, "the uid range must not include 0 and must fit");
+	}
+	rt->index_used = calloc(rt->cfg.uid_count, 1);
+	if (!rt->index_used) {
+		runtime_free(rt);
+		return -ENOMEM;
+	}
+	if (cfg->vmm == VMM_QEMU) {
+		if (!&vmm_qemu_ops) {
+			runtime_free(rt);
+			return err_set(err, -ENOTSUP, "the qemu backend is not built in");
+		}
+		rt->ops = &vmm_qemu_ops;
+	} else {
+		rt->ops = &vmm_firecracker_ops;
+	}
+	snprintf(path, sizeof(path), "%s/vms", rt->cfg.state_dir);
+	r = mkdir_p(path, 0700);
+	if (r < 0) {
+		runtime_free(rt);
+		return err_set(err, r, "creating %s: %s", path, strerror(-r));
+	}
+	r = rt->ops->init(&rt->cfg, &rt->ops_priv, err);
+	if (r < 0) {
+		runtime_free(rt);
+		return err_prefix(err, "%s backend: ", cfg->vmm == VMM_QEMU ? "qemu" : "firecracker");
+	}
+	nc = (struct net_config){
+		.state_dir = rt->cfg.state_dir,
+		.database_url = rt->cfg.database_url,
+		.bridge = rt->cfg.bridge ? rt->cfg.bridge : "mvmbr0",
+		.ipv6_prefix = rt->cfg.ipv6_prefix,
+		.no_host_plumbing = rt->cfg.no_network,
+	};
+	r = net_ctx_new(&nc, &rt->net, err);
+	if (r < 0) {
+		runtime_free(rt);
+		return err_prefix(err, "network: ");
+	}
+	{
+		struct img_store_config ic = {
+			.state_dir = rt->cfg.state_dir,
+			.insecure = rt->cfg.insecure_registries,
+			.docker_config = rt->cfg.docker_config,
+		};
+		r = img_store_new(&ic, &rt->store, err);
+		if (r < 0) {
+			runtime_free(rt);
+			return err_prefix(err, "image store: ");
+		}
+	}
+	rt->epfd = epoll_create1(EPOLL_CLOEXEC);
+	rt->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (rt->epfd < 0 || rt->evfd < 0) {
+		r = -errno;
+		runtime_free(rt);
+		return err_set(err, r, "epoll/eventfd: %s", strerror(-r));
+	}
+	*ret = rt;
+	return 0;
+}
+
+void runtime_set_notify(struct runtime *rt, vm_notify_cb cb, void *ud)
+{
+	rt->notify = cb;
+	rt->notify_ud = ud;
+}
+
+void rt_notify(struct runtime *rt, struct vm *vm, enum vm_attr attr)
+{
+	if (rt->notify)
+		rt->notify(rt->notify_ud, vm, attr);
+}
+
+void rt_record_save(struct runtime *rt, struct vm *vm)
+{
+	struct vm_record *r = calloc(1, sizeof(*r));
+	int k;
+
+	if (!r)
+		return;
+	pthread_mutex_lock(&vm->rec_lock);
+	pthread_mutex_lock(&vm->lock);
+	if (vm->destroying) {
+		pthread_mutex_unlock(&vm->lock);
+		pthread_mutex_unlock(&vm->rec_lock);
+		free(r);
+		return;
+	}
+	snprintf(r->name, sizeof(r->name), "%s", vm->name);
+	r->index = vm->index;
+	r->state = vm->lc.state;
+	snprintf(r->image, sizeof(r->image), "%s", vm->image ? vm->image : "");
+	memcpy(r->image_digest, vm->image_digest, sizeof(r->image_digest));
+	r->ip = vm->ip;
+	r->has_ip = vm->has_ip;
+	memcpy(r->error, vm->error, sizeof(r->error));
+	pthread_mutex_unlock(&vm->lock);
+	/* The handle is the supervisor's; it is stable whenever the state changes. */
+	r->h = vm->h;
+	snprintf(r->rootfs, sizeof(r->rootfs), "%s", vm->rootfs);
+	snprintf(r->vmm, sizeof(r->vmm), "%s", rt->ops->name);
+	k = record_write(rt->cfg.state_dir, r);
+	pthread_mutex_unlock(&vm->rec_lock);
+	if (k < 0)
+		log_error_errno(k, "%s: writing the record", vm->name);
+	free(r);
+}
+
+/* Under rt->lock. */
+static struct vm *find_locked(struct runtime *rt, const char *name)
+{
+	for (struct vm *v = rt->vms; v; v = v->next)
+		if (strcmp(v->name, name) == 0)
+			return v;
+	return NULL;
+}
+
+static void unlink_vm(struct runtime *rt, struct vm *vm)
+{
+	pthread_mutex_lock(&rt->lock);
+	for (struct vm **pp = &rt->vms; *pp; pp = &(*pp)->next) {
+		if (*pp == vm) {
+			*pp = vm->next;
+			rt->n_vms--;
+			if (vm->index < rt->cfg.uid_count)
+				rt->index_used[vm->index] = 0;
+			pthread_mutex_unlock(&rt->lock);
+			vm_unref(vm); /* the table's reference */
+			return;
+		}
+	}
+	pthread_mutex_unlock(&rt->lock);
+}
+
+/* Under rt->lock: insert with a free index (or the given one). */
+static int insert_locked(struct runtime *rt, struct vm *vm, long want_index)
+{
+	if (want_index >= 0) {
+		if ((uint64_t)want_index >= rt->cfg.uid_count || rt->index_used[want_index])
+			return -ENOSPC;
+		vm->index = (uint32_t)want_index;
+	} else {
+		uint32_t i;
+		for (i = 0; i < rt->cfg.uid_count && rt->index_used[i]; i++)
+			;
+		if (i == rt->cfg.uid_count)
+			return -ENOSPC;
+		vm->index = i;
+	}
+	rt->index_used[vm->index] = 1;
+	vm->next = rt->vms;
+	rt->vms = vm;
+	rt->n_vms++;
+	return 0;
+}
+
+struct create_req {
+	vm_done_cb done;
+	void *ud;
+};
+
+static void job_create(struct runtime *rt, struct vm *vm, void *arg)
+{
+	struct create_req *req = arg;
+	struct err err = {};
+	char dir[4200];
+	int r;
+
+	snprintf(dir, sizeof(dir), "%s/vms/%s", rt->cfg.state_dir, vm->name);
+	(void)rm_rf(dir); /* a leftover without a record is not a VM */
+	r = mkdir_p(dir, 0700);
+	if (r < 0) {
+		err_set(&err, r, "creating %s", dir);
+		goto fail;
+	}
+	pthread_mutex_lock(&rt->net_lock);
+	r = net_ip_assign(rt->net, vm->name, &vm->ip, &err);
+	pthread_mutex_unlock(&rt->net_lock);
+	if (r < 0)
+		goto fail;
+	pthread_mutex_lock(&vm->lock);
+	vm->has_ip = true;
+	vm->live = true;
+	pthread_mutex_unlock(&vm->lock);
+	rt_record_save(rt, vm);
+	if (req->done)
+		req->done(req->ud, 0);
+	free(req);
+	return;
+fail:
+	log_info("%s: create failed: %s", vm->name, err.msg);
+	(void)rm_rf(dir);
+	unlink_vm(rt, vm);
+	if (req->done)
+		req->done(req->ud, r == -ENOSPC ? -ENOSPC : -EIO);
+	free(req);
+}
+
+int runtime_vm_create(struct runtime *rt, const char *name, vm_done_cb done, void *ud)
+{
+	struct create_req *req;
+	struct vm *vm;
+	int r;
+
+	if (!vm_name_is_valid(name))
+		return -EINVAL;
+	req = calloc(1, sizeof(*req));
+	vm = vm_new(rt, name);
+	if (!req || !vm) {
+		free(req);
+		vm_unref(vm);
+		return -ENOMEM;
+	}
+	req->done = done;
+	req->ud = ud;
+	pthread_mutex_lock(&rt->lock);
+	if (find_locked(rt, name))
+		r = -EEXIST;
+	else if (rt->n_vms >= rt->cfg.max_vms)
+		r = -ENOSPC;
+	else
+		r = insert_locked(rt, vm, -1);
+	pthread_mutex_unlock(&rt->lock);
+	if (r < 0) {
+		free(req);
+		vm_unref(vm);
+		return r;
+	}
+	r = rt_job(rt, vm, job_create, req);
+	if (r < 0) {
+		unlink_vm(rt, vm);
+		free(req);
+	}
+	return r;
+}
+
+static void job_destroy(struct runtime *rt, struct vm *vm, void *arg)
+{
+	struct create_req *req = arg;
+	struct err err = {};
+	char dir[4200];
+
+	rt->ops->cleanup(rt->ops_priv, vm->name, &vm->h);
+	pthread_mutex_lock(&rt->net_lock);
+	if (!rt->cfg.no_network && net_vm_teardown(rt->net, vm->name, &err) < 0)
+		log_warning("%s: network teardown: %s", vm->name, err.msg);
+	if (net_ip_release(rt->net, vm->name, &err) < 0)
+		log_warning("%s: releasing the address: %s", vm->name, err.msg);
+	pthread_mutex_unlock(&rt->net_lock);
+	if (rt->store)
+		(void)img_release(rt->store, vm->name);
+	pthread_mutex_lock(&vm->rec_lock); /* no record write may race the removal */
+	snprintf(dir, sizeof(dir), "%s/vms/%s", rt->cfg.state_dir, vm->name);
+	(void)rm_rf(dir);
+	pthread_mutex_unlock(&vm->rec_lock);
+	unlink_vm(rt, vm);
+	if (req->done)
+		req->done(req->ud, 0);
+	free(req);
+}
+
+int runtime_vm_destroy(struct runtime *rt, const char *name, vm_done_cb done, void *ud)
+{
+	struct create_req *req;
+	struct vm *vm;
+	int r = 0;
+
+	pthread_mutex_lock(&rt->lock);
+	vm = find_locked(rt, name);
+	if (!vm) {
+		pthread_mutex_unlock(&rt->lock);
+		return -ENOENT;
+	}
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->live)
+		r = -ENOENT;
+	else if (vm->cmd_pending || vm->lc.exiting || vm->n_waiters ||
+		 !(vm->lc.state == VM_STATE_CREATED || vm->lc.state == VM_STATE_STOPPED ||
+		   vm->lc.state == VM_STATE_FAILED))
+		r = -EBUSY;
+	else {
+		vm->live = false;
+		vm->destroying = true;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	vm_ref(vm);
+	pthread_mutex_unlock(&rt->lock);
+	if (r < 0) {
+		vm_unref(vm);
+		return r;
+	}
+	req = calloc(1, sizeof(*req));
+	if (!req) {
+		vm_unref(vm);
+		return -ENOMEM;
+	}
+	req->done = done;
+	req->ud = ud;
+	r = rt_job(rt, vm, job_destroy, req);
+	if (r < 0)
+		free(req);
+	vm_unref(vm);
+	return r;
+}
+
+struct vm *runtime_vm_get(struct runtime *rt, const char *name)
+{
+	struct vm *vm;
+	bool live = false;
+
+	pthread_mutex_lock(&rt->lock);
+	vm = find_locked(rt, name);
+	if (vm) {
+		pthread_mutex_lock(&vm->lock);
+		live = vm->live;
+		pthread_mutex_unlock(&vm->lock);
+	}
+	vm = live ? vm_ref(vm) : NULL;
+	pthread_mutex_unlock(&rt->lock);
+	return vm;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int runtime_vm_list(struct runtime *rt, char ***ret)
+{
+	size_t n = 0, bytes = 0;
+	char **arr, *p;
+
+	pthread_mutex_lock(&rt->lock);
+	for (struct vm *v = rt->vms; v; v = v->next) {
+		n++;
+		bytes += strlen(v->name) + 1;
+	}
+	arr = malloc((n + 1) * sizeof(char *) + bytes);
+	if (!arr) {
+		pthread_mutex_unlock(&rt->lock);
+		return -ENOMEM;
+	}
+	p = (char *)(arr + n + 1);
+	n = 0;
+	for (struct vm *v = rt->vms; v; v = v->next) {
+		bool live;
+		pthread_mutex_lock(&v->lock);
+		live = v->live;
+		pthread_mutex_unlock(&v->lock);
+		if (!live)
+			continue;
+		arr[n++] = p;
+		strcpy(p, v->name);
+		p += strlen(v->name) + 1;
+	}
+	pthread_mutex_unlock(&rt->lock);
+	arr[n] = NULL;
+	qsort(arr, n, sizeof(char *), cmp_str);
+	*ret = arr;
+	return (int)n;
+}
+
+int runtime_metrics(struct runtime *rt, char **ret, size_t *ret_len)
+{
+	unsigned counts[_VM_STATE_MAX] = {};
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	pthread_mutex_lock(&rt->lock);
+	for (struct vm *v = rt->vms; v; v = v->next) {
+		pthread_mutex_lock(&v->lock);
+		if (v->live)
+			counts[v->lc.state]++;
+		pthread_mutex_unlock(&v->lock);
+	}
+	pthread_mutex_unlock(&rt->lock);
+	f = open_memstream(&out, &len);
+	if (!f)
+		return -ENOMEM;
+	fprintf(f, "# HELP mvmfs_vms Defined VMs by state.\n# TYPE mvmfs_vms gauge\n");
+	for (int s = 0; s < _VM_STATE_MAX; s++)
+		fprintf(f, "mvmfs_vms{state=\"%s\"} %u\n", vm_state_to_string(s), counts[s]);
+	if (fclose(f) != 0) {
+		free(out);
+		return -ENOMEM;
+	}
+	*ret = out;
+	*ret_len = len;
+	return 0;
+}
+
+/* ---- start: records, re-adoption, leftovers ---- */
+
+static bool is_known(const char *name, void *ud)
+{
+	struct runtime *rt = ud;
+	bool found;
+
+	pthread_mutex_lock(&rt->lock);
+	found = find_locked(rt, name) != NULL;
+	pthread_mutex_unlock(&rt->lock);
+	return found;
+}
+
+/* Kill what is left of a recorded VMM (adopted or not) and remove its host resources. */
+static void adopt_cleanup(struct runtime *rt, struct vm *vm)
+{
+	struct err err = {};
+	struct vmm_exit ex;
+
+	if (vm->h.pidfd >= 0) {
+		struct pollfd pfd = { .fd = vm->h.pidfd, .events = POLLIN };
+		(void)rt->ops->kill(rt->ops_priv, &vm->h);
+		(void)poll(&pfd, 1, 5000);
+		vmm_handle_reap(&vm->h, &ex);
+	}
+	rt->ops->cleanup(rt->ops_priv, vm->name, &vm->h);
+	if (!rt->cfg.no_network) {
+		pthread_mutex_lock(&rt->net_lock);
+		(void)net_vm_teardown(rt->net, vm->name, &err);
+		pthread_mutex_unlock(&rt->net_lock);
+	}
+	vmm_handle_init(&vm->h);
+}
+
+static int adopt_one(struct runtime *rt, const char *name)
+{
+	struct vm_record *rec = calloc(1, sizeof(*rec));
+	struct err err = {};
+	struct vm *vm;
+	int r;
+
+	if (!rec)
+		return -ENOMEM;
+	r = record_read(rt->cfg.state_dir, name, rec, &err);
+	if (r < 0) {
+		log_warning("%s: unreadable record (%s), ignoring", name, err.msg);
+		free(rec);
+		return 0;
+	}
+	vm = vm_new(rt, name);
+	if (!vm) {
+		free(rec);
+		return -ENOMEM;
+	}
+	vm->image = rec->image[0] ? strdup(rec->image) : NULL;
+	memcpy(vm->image_digest, rec->image_digest, sizeof(vm->image_digest));
+	vm->ip = rec->ip;
+	vm->has_ip = rec->has_ip;
+	memcpy(vm->error, rec->error, sizeof(vm->error));
+	vm->h = rec->h;
+	vm->h.pidfd = -EBADF;
+	snprintf(vm->rootfs, sizeof(vm->rootfs), "%s", rec->rootfs);
+	pthread_mutex_lock(&rt->lock);
+	r = insert_locked(rt, vm, rec->index);
+	pthread_mutex_unlock(&rt->lock);
+	if (r < 0) {
+		log_error("%s: record index %u clashes, ignoring", name, rec->index);
+		vm_unref(vm);
+		free(rec);
+		return 0;
+	}
+	vm->live = true;
+	vm->lc.state = rec->state;
+	switch (rec->state) {
+	case VM_STATE_CREATED:
+	case VM_STATE_STOPPED:
+	case VM_STATE_FAILED:
+		if (rec->h.pid || rec->h.jail_dir[0])
+			adopt_cleanup(rt, vm);
+		break;
+	case VM_STATE_RUNNING:
+		r = rt->ops->adopt(rt->ops_priv, name, &vm->h, &err);
+		if (r >= 0) {
+			vm->pid = vm->h.pid;
+			vm->hs.vmm_run = VMM_RUN_RUNNING;
+			vm->hs.net_known = true;
+			vm->hs.net_ok = true;
+			vm->net_set_up = !rt->cfg.no_network;
+			vm->img_held = true;
+			log_info("%s: re-adopted VMM pid %d", name, (int)vm->pid);
+			break;
+		}
+		vm_set_error(vm, "vmm: the VMM died while the daemon was down (%s); exit status "
+				 "unknown", err.msg);
+		adopt_cleanup(rt, vm);
+		vm->lc.state = VM_STATE_FAILED;
+		break;
+	case VM_STATE_STARTING:
+		/* Half-configured VMM: the safe direction is back to a clean slate. */
+		(void)rt->ops->adopt(rt->ops_priv, name, &vm->h, &err);
+		adopt_cleanup(rt, vm);
+		vm_set_error(vm, "start: interrupted by a daemon restart");
+		vm->lc.state = VM_STATE_FAILED;
+		break;
+	case VM_STATE_STOPPING:
+	default:
+		/* A stop was asked: finish it. */
+		(void)rt->ops->adopt(rt->ops_priv, name, &vm->h, &err);
+		adopt_cleanup(rt, vm);
+		vm->lc.state = VM_STATE_STOPPED;
+		break;
+	}
+	if (vm->lc.state != rec->state)
+		rt_record_save(rt, vm);
+	free(rec);
+	return 0;
+}
+
+int rt_adopt_all(struct runtime *rt, struct err *err)
+{
+	char dir[4200];
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int r;
+
+	snprintf(dir, sizeof(dir), "%s/vms", rt->cfg.state_dir);
+	d = opendir(dir);
+	if (!d)
+		return err_set(err, -errno, "%s: %s", dir, strerror(errno));
+	while ((de = readdir(d))) {
+		if (!vm_name_is_valid(de->d_name))
+			continue;
+		r = adopt_one(rt, de->d_name);
+		if (r < 0)
+			return err_set(err, r, "%s: re-adoption failed", de->d_name);
+	}
+	return 0;
+}
+
+int runtime_start(struct runtime *rt, struct err *err)
+{
+	int r, n;
+
+	r = rt_adopt_all(rt, err);
+	if (r < 0)
+		return r;
+	n = rt->ops->reap(rt->ops_priv, is_known, rt);
+	if (n > 0)
+		log_info("reaped %d leftover VMM jail(s)", n);
+	if (!rt->cfg.no_network) {
+		pthread_mutex_lock(&rt->net_lock);
+		n = net_reap(rt->net, is_known, rt);
+		pthread_mutex_unlock(&rt->net_lock);
+		if (n > 0)
+			log_info("reaped %d leftover network(s)", n);
+	}
+	/* Adopted VMMs: watched before the loop starts (single-threaded still). */
+	for (struct vm *v = rt->vms; v; v = v->next)
+		if (v->h.pidfd >= 0 && sv_watch_pidfd(rt, v) < 0)
+			log_error("%s: cannot watch the VMM pidfd", v->name);
+	r = workers_start(rt);
+	if (r < 0)
+		return err_set(err, r, "starting workers: %s", strerror(-r));
+	r = sv_start(rt);
+	if (r < 0)
+		return err_set(err, r, "starting the supervisor: %s", strerror(-r));
+	return 0;
+}
+
+void runtime_shutdown(struct runtime *rt)
+{
+	if (!rt)
+		return;
+	if (rt->cfg.stop_vms_on_exit && rt->sv_running) {
+		/* Kill every VMM and wait for the cleanups. */
+		for (int tries = 0; tries < 200; tries++) {
+			bool busy = false;
+			pthread_mutex_lock(&rt->lock);
+			for (struct vm *v = rt->vms; v; v = v->next) {
+				enum vm_state s = vm_get_state(v);
+				if (s == VM_STATE_RUNNING || s == VM_STATE_STARTING ||
+				    s == VM_STATE_STOPPING) {
+					busy = true;
+					if (s != VM_STATE_STOPPING)
+						(void)vm_command(v, VM_VERB_KILL, NULL, NULL);
+				}
+			}
+			pthread_mutex_unlock(&rt->lock);
+			if (!busy)
+				break;
+			usleep(50000);
+		}
+	}
+	sv_stop(rt);
+	workers_stop(rt);
+}
+
+struct runtime *runtime_free(struct runtime *rt)
+{
+	if (!rt)
+		return NULL;
+	runtime_shutdown(rt);
+	while (rt->vms) {
+		struct vm *v = rt->vms;
+		rt->vms = v->next;
+		sv_unwatch(rt, v);
+		vm_unref(v);
+	}
+	net_ctx_free(rt->net);
+	img_store_free(rt->store);
+	if (rt->ops && rt->ops_priv)
+		rt->ops->free(rt->ops_priv);
+	safe_close(rt->epfd);
+	safe_close(rt->evfd);
+	free(rt->index_used);
+	pthread_mutex_destroy(&rt->lock);
+	pthread_mutex_destroy(&rt->q_lock);
+	pthread_mutex_destroy(&rt->job_lock);
+	pthread_mutex_destroy(&rt->net_lock);
+	pthread_cond_destroy(&rt->job_cond);
+	free(rt);
+	return NULL;
+}

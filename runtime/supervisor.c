@@ -1,0 +1,440 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The supervisor: one thread, an epoll loop over the VMMs' pidfds, the graceful-stop deadline
+ * timerfds and an eventfd-driven message queue. It owns every state change: each event goes
+ * through the lifecycle table on a copy of the VM's lifecycle fields, the result is committed
+ * under vm->lock, and only then are the side effects run (jobs queued on the worker pool, a
+ * SIGKILL, waiters completed, poll notifications) with no lock held.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "log.h"
+
+enum {
+	SV_WATCH_PIDFD = 1,
+	SV_WATCH_DEADLINE,
+};
+
+enum sv_msg_kind {
+	SV_MSG_EVENT,
+	SV_MSG_CALL,
+};
+
+struct sv_msg {
+	enum sv_msg_kind kind;
+	struct vm *vm;              /* holds a reference */
+	enum lc_event ev;
+	void (*fn)(struct runtime *rt, struct vm *vm, void *arg, int result);
+	void *arg;
+	int result;
+	struct sv_msg *next;
+};
+
+/* Side effects asked for by the table, run after the new state is committed. */
+struct sv_effects {
+	bool launch, request_stop, arm_deadline, kill, cleanup;
+	struct {
+		int verb;
+		int result;
+	} done[8];
+	unsigned n_done;
+};
+
+static void fx_launch(void *ud)
+{
+	((struct sv_effects *)ud)->launch = true;
+}
+static void fx_request_stop(void *ud)
+{
+	((struct sv_effects *)ud)->request_stop = true;
+}
+static void fx_arm(void *ud)
+{
+	((struct sv_effects *)ud)->arm_deadline = true;
+}
+static void fx_kill(void *ud)
+{
+	((struct sv_effects *)ud)->kill = true;
+}
+static void fx_cleanup(void *ud)
+{
+	((struct sv_effects *)ud)->cleanup = true;
+}
+static void fx_complete(void *ud, int verb, int result)
+{
+	struct sv_effects *fx = ud;
+
+	if (fx->n_done < ELEMENTSOF(fx->done))
+		fx->done[fx->n_done++] = (typeof(fx->done[0])){ verb, result };
+}
+
+const struct lc_actions sv_lc_actions = {
+	.launch = fx_launch,
+	.request_stop = fx_request_stop,
+	.arm_deadline = fx_arm,
+	.kill = fx_kill,
+	.cleanup = fx_cleanup,
+	.complete = fx_complete,
+};
+
+static int queue_push(struct runtime *rt, struct sv_msg *m)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&rt->q_lock);
+	if (rt->q_tail)
+		rt->q_tail->next = m;
+	else
+		rt->q_head = m;
+	rt->q_tail = m;
+	pthread_mutex_unlock(&rt->q_lock);
+	if (write(rt->evfd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		return -errno;
+	return 0;
+}
+
+int sv_post_event(struct runtime *rt, struct vm *vm, enum lc_event ev)
+{
+	struct sv_msg *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return -ENOMEM;
+	m->kind = SV_MSG_EVENT;
+	m->vm = vm_ref(vm);
+	m->ev = ev;
+	return queue_push(rt, m);
+}
+
+int sv_post_call(struct runtime *rt, struct vm *vm,
+		 void (*fn)(struct runtime *, struct vm *, void *, int), void *arg, int result)
+{
+	struct sv_msg *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return -ENOMEM;
+	m->kind = SV_MSG_CALL;
+	m->vm = vm_ref(vm);
+	m->fn = fn;
+	m->arg = arg;
+	m->result = result;
+	return queue_push(rt, m);
+}
+
+int sv_watch_pidfd(struct runtime *rt, struct vm *vm)
+{
+	struct epoll_event e = { .events = EPOLLIN, .data.ptr = &vm->pid_watch };
+
+	if (vm->h.pidfd < 0 || vm->pidfd_watched)
+		return 0;
+	vm->pid_watch.kind = SV_WATCH_PIDFD;
+	if (epoll_ctl(rt->epfd, EPOLL_CTL_ADD, vm->h.pidfd, &e) < 0)
+		return -errno;
+	vm->pidfd_watched = true;
+	vm_ref(vm); /* the registration's reference */
+	return 0;
+}
+
+static void unwatch_pidfd(struct runtime *rt, struct vm *vm)
+{
+	if (!vm->pidfd_watched)
+		return;
+	(void)epoll_ctl(rt->epfd, EPOLL_CTL_DEL, vm->h.pidfd, NULL);
+	vm->pidfd_watched = false;
+	vm_unref(vm);
+}
+
+static void disarm_deadline(struct runtime *rt, struct vm *vm)
+{
+	if (vm->deadline_fd < 0)
+		return;
+	(void)epoll_ctl(rt->epfd, EPOLL_CTL_DEL, vm->deadline_fd, NULL);
+	vm->deadline_fd = safe_close(vm->deadline_fd);
+	vm_unref(vm);
+}
+
+void sv_unwatch(struct runtime *rt, struct vm *vm)
+{
+	unwatch_pidfd(rt, vm);
+	disarm_deadline(rt, vm);
+}
+
+static void arm_deadline(struct runtime *rt, struct vm *vm)
+{
+	unsigned ms = rt->cfg.stop_timeout_ms;
+	struct itimerspec its = { .it_value = { .tv_sec = ms / 1000,
+						.tv_nsec = (long)(ms % 1000) * 1000000L } };
+	struct epoll_event e = { .events = EPOLLIN, .data.ptr = &vm->dl_watch };
+	int fd;
+
+	disarm_deadline(rt, vm);
+	if (!its.it_value.tv_sec && !its.it_value.tv_nsec)
+		its.it_value.tv_nsec = 1;
+	fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (fd < 0 || timerfd_settime(fd, 0, &its, NULL) < 0) {
+		log_error_errno(-errno, "%s: stop deadline timer, killing now", vm->name);
+		safe_close(fd);
+		(void)rt->ops->kill(rt->ops_priv, &vm->h);
+		return;
+	}
+	vm->dl_watch.kind = SV_WATCH_DEADLINE;
+	if (epoll_ctl(rt->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
+		safe_close(fd);
+		(void)rt->ops->kill(rt->ops_priv, &vm->h);
+		return;
+	}
+	vm->deadline_fd = fd;
+	vm_ref(vm);
+}
+
+/* SIGKILL: while starting the launch job owns the handle, so cancel it and signal the pid it
+ * published (pinned: the job holds a pidfd and has not reaped it). */
+static void do_kill(struct runtime *rt, struct vm *vm, enum vm_state state)
+{
+	if (state == VM_STATE_STARTING) {
+		pid_t pid;
+		int fd;
+
+		atomic_store(&vm->cancel, true);
+		pid = (pid_t)atomic_load(&vm->launch_pid);
+		if (pid > 0 && (fd = (int)syscall(SYS_pidfd_open, pid, 0)) >= 0) {
+			(void)syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0);
+			close(fd);
+		}
+		return;
+	}
+	if (rt->ops->kill(rt->ops_priv, &vm->h) < 0 && vm->h.pidfd < 0)
+		log_debug("%s: kill: no VMM process", vm->name);
+}
+
+static void complete_waiters(struct vm *vm, int verb, int result)
+{
+	struct vm_waiter todo[VM_WAITERS_MAX];
+	unsigned n = 0, keep = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned i = 0; i < vm->n_waiters; i++) {
+		if (verb < 0 || vm->waiters[i].verb == verb)
+			todo[n++] = vm->waiters[i];
+		else
+			vm->waiters[keep++] = vm->waiters[i];
+	}
+	vm->n_waiters = keep;
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < n; i++)
+		if (todo[i].done)
+			todo[i].done(todo[i].ud, result);
+}
+
+void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
+{
+	struct sv_effects fx = {};
+	struct lc_vm s;
+	enum vm_state old;
+	bool is_cmd = ev <= LC_EV_RESTART;
+	int r;
+
+	pthread_mutex_lock(&vm->lock);
+	s = vm->lc;
+	if (is_cmd)
+		vm->cmd_pending = false;
+	pthread_mutex_unlock(&vm->lock);
+	old = s.state;
+
+	if (is_cmd) {
+		/* The state may have moved since vm_command accepted (a crash): re-check. */
+		r = lifecycle_check(&s, (enum vm_verb)ev);
+		if (r != 0) {
+			complete_waiters(vm, (int)ev, r > 0 ? 0 : r);
+			return;
+		}
+	}
+	r = lifecycle_event(&s, ev, &sv_lc_actions, &fx);
+	if (r < 0) {
+		log_debug("%s: event %s ignored in state %s", vm->name, lc_event_to_string(ev),
+			  vm_state_to_string(s.state));
+		return;
+	}
+	pthread_mutex_lock(&vm->lock);
+	vm->lc = s;
+	if (s.state != old) {
+		clock_gettime(CLOCK_REALTIME, &vm->state_since);
+		vm->hs.vmm_since = vm->state_since;
+		if (s.state == VM_STATE_STARTING) {
+			vm->hs.image_phase[0] = '\0';
+			vm->hs.vmm_run = VMM_RUN_NOT_STARTED;
+		}
+		if (s.state == VM_STATE_RUNNING)
+			vm->boots++;
+		if (s.state == VM_STATE_FAILED)
+			vm->failures++;
+		if (s.state == VM_STATE_STOPPED || s.state == VM_STATE_FAILED) {
+			vm->pid = 0;
+			vm->hs.vmm_run = VMM_RUN_GONE;
+			vm->hs.net_known = false;
+			vm_touch_locked(vm, VM_ATTR_PID);
+		}
+		vm_touch_locked(vm, VM_ATTR_STATE);
+		vm_touch_locked(vm, VM_ATTR_HEALTH);
+	}
+	pthread_mutex_unlock(&vm->lock);
+
+	if (s.state != old) {
+		rt_record_save(rt, vm);
+		rt_notify(rt, vm, VM_ATTR_STATE);
+		rt_notify(rt, vm, VM_ATTR_HEALTH);
+	}
+	if (fx.kill)
+		do_kill(rt, vm, old == VM_STATE_STARTING && s.state == VM_STATE_STARTING
+					? VM_STATE_STARTING
+					: s.state);
+	if (fx.arm_deadline)
+		arm_deadline(rt, vm);
+	if (fx.launch) {
+		atomic_store(&vm->cancel, false);
+		if (rt_job(rt, vm, job_launch, NULL) < 0)
+			log_error("%s: cannot queue the start job", vm->name);
+	}
+	if (fx.request_stop && rt_job(rt, vm, job_request_stop, NULL) < 0)
+		do_kill(rt, vm, s.state);
+	if (fx.cleanup) {
+		disarm_deadline(rt, vm);
+		if (rt_job(rt, vm, job_cleanup, NULL) < 0)
+			log_error("%s: cannot queue the cleanup job", vm->name);
+	}
+	for (unsigned i = 0; i < fx.n_done; i++)
+		complete_waiters(vm, fx.done[i].verb, fx.done[i].result);
+}
+
+/* The VMM process ended. */
+static void on_pidfd(struct runtime *rt, struct vm *vm)
+{
+	struct vmm_exit ex;
+	enum vm_state st;
+	bool asked;
+
+	unwatch_pidfd(rt, vm);
+	vmm_handle_reap(&vm->h, &ex);
+	vm->last_exit = ex;
+	pthread_mutex_lock(&vm->lock);
+	st = vm->lc.state;
+	asked = vm->lc.stop_by_request;
+	vm->lc.exit_clean = ex.known && !ex.signal && ex.code == 0;
+	pthread_mutex_unlock(&vm->lock);
+	if (st == VM_STATE_RUNNING && !asked) {
+		if (!ex.known)
+			vm_set_error(vm, "vmm: the VMM exited on its own; exit status unknown (re-adopted "
+					 "after a daemon restart, not our child)");
+		else if (ex.signal)
+			vm_set_error(vm, "vmm: the VMM was killed by signal %d (%s)", ex.signal,
+				     strsignal(ex.signal));
+		else if (ex.code != 0)
+			vm_set_error(vm, "vmm: the VMM exited with code %d", ex.code);
+		log_info("%s: VMM exited (%s %d)", vm->name, ex.signal ? "signal" : "code",
+			 ex.signal ? ex.signal : ex.code);
+	}
+	sv_dispatch(rt, vm, LC_EV_EXIT);
+}
+
+static void drain_queue(struct runtime *rt)
+{
+	struct sv_msg *m;
+	uint64_t v;
+
+	(void)!read(rt->evfd, &v, sizeof(v));
+	for (;;) {
+		pthread_mutex_lock(&rt->q_lock);
+		m = rt->q_head;
+		if (m) {
+			rt->q_head = m->next;
+			if (!rt->q_head)
+				rt->q_tail = NULL;
+		}
+		pthread_mutex_unlock(&rt->q_lock);
+		if (!m)
+			return;
+		if (m->kind == SV_MSG_EVENT) {
+			if (m->ev == LC_EV_LAUNCH_OK)
+				(void)sv_watch_pidfd(rt, m->vm);
+			sv_dispatch(rt, m->vm, m->ev);
+		} else {
+			m->fn(rt, m->vm, m->arg, m->result);
+		}
+		vm_unref(m->vm);
+		free(m);
+	}
+}
+
+static void *sv_main(void *arg)
+{
+	struct runtime *rt = arg;
+	struct epoll_event evs[16];
+
+	while (!atomic_load(&rt->stopping)) {
+		int n = epoll_wait(rt->epfd, evs, ELEMENTSOF(evs), 1000);
+
+		if (n < 0 && errno != EINTR) {
+			log_error_errno(-errno, "supervisor: epoll_wait");
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			struct sv_watch *w = evs[i].data.ptr;
+			struct vm *vm;
+
+			if (!w) {
+				drain_queue(rt);
+				continue;
+			}
+			vm = vm_ref(w->vm);
+			if (w->kind == SV_WATCH_PIDFD && vm->pidfd_watched) {
+				on_pidfd(rt, vm);
+			} else if (w->kind == SV_WATCH_DEADLINE && vm->deadline_fd >= 0) {
+				disarm_deadline(rt, vm);
+				sv_dispatch(rt, vm, LC_EV_DEADLINE);
+			}
+			vm_unref(vm);
+		}
+	}
+	drain_queue(rt);
+	return NULL;
+}
+
+int sv_start(struct runtime *rt)
+{
+	struct epoll_event e = { .events = EPOLLIN, .data.ptr = NULL };
+	sigset_t all, old;
+	int r;
+
+	if (epoll_ctl(rt->epfd, EPOLL_CTL_ADD, rt->evfd, &e) < 0)
+		return -errno;
+	/* Signals belong to the FUSE threads (STYLE 3.8): block them in ours. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	r = -pthread_create(&rt->sv_thread, NULL, sv_main, rt);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r < 0)
+		return r;
+	rt->sv_running = true;
+	return 0;
+}
+
+void sv_stop(struct runtime *rt)
+{
+	uint64_t one = 1;
+
+	if (!rt->sv_running)
+		return;
+	atomic_store(&rt->stopping, true);
+	(void)!write(rt->evfd, &one, sizeof(one));
+	pthread_join(rt->sv_thread, NULL);
+	rt->sv_running = false;
+}

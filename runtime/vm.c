@@ -1,0 +1,366 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VM object: reference count, accessors, the snapshot FUSE threads render from (copied under
+ * vm->lock, formatted outside it), command acceptance (vm_command) and attribute rendering.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "internal.h"
+
+static const char *const state_names[_VM_STATE_MAX] = {
+	[VM_STATE_CREATED] = "created", [VM_STATE_STARTING] = "starting",
+	[VM_STATE_RUNNING] = "running", [VM_STATE_STOPPING] = "stopping",
+	[VM_STATE_STOPPED] = "stopped", [VM_STATE_FAILED] = "failed",
+};
+static const char *const verb_names[_VM_VERB_MAX] = {
+	[VM_VERB_START] = "start",
+	[VM_VERB_STOP] = "stop",
+	[VM_VERB_KILL] = "kill",
+	[VM_VERB_RESTART] = "restart",
+};
+
+const char *vm_state_to_string(enum vm_state s)
+{
+	return (unsigned)s < _VM_STATE_MAX ? state_names[s] : NULL;
+}
+
+int vm_state_from_string(const char *s)
+{
+	for (int i = 0; s && i < _VM_STATE_MAX; i++)
+		if (strcmp(s, state_names[i]) == 0)
+			return i;
+	return -EINVAL;
+}
+
+const char *vm_verb_to_string(enum vm_verb v)
+{
+	return (unsigned)v < _VM_VERB_MAX ? verb_names[v] : NULL;
+}
+
+int vm_verb_from_string(const char *s)
+{
+	for (int i = 0; s && i < _VM_VERB_MAX; i++)
+		if (strcmp(s, verb_names[i]) == 0)
+			return i;
+	return -EINVAL;
+}
+
+void rfc3339_utc(time_t t, char *buf, size_t size)
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+struct vm *vm_new(struct runtime *rt, const char *name)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+
+	if (!vm)
+		return NULL;
+	atomic_init(&vm->refs, 1);
+	atomic_init(&vm->cancel, false);
+	vm->rt = rt;
+	snprintf(vm->name, sizeof(vm->name), "%s", name);
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->rec_lock, NULL);
+	atomic_init(&vm->launch_pid, 0);
+	vm->lc.state = VM_STATE_CREATED;
+	clock_gettime(CLOCK_REALTIME, &vm->state_since);
+	vm->hs.vmm_since = vm->hs.net_since = vm->state_since;
+	vmm_handle_init(&vm->h);
+	vm->deadline_fd = -EBADF;
+	vm->pid_watch.vm = vm->dl_watch.vm = vm;
+	return vm;
+}
+
+struct vm *vm_ref(struct vm *vm)
+{
+	if (vm)
+		atomic_fetch_add(&vm->refs, 1);
+	return vm;
+}
+
+struct vm *vm_unref(struct vm *vm)
+{
+	if (!vm || atomic_fetch_sub(&vm->refs, 1) != 1)
+		return NULL;
+	safe_close(vm->h.pidfd);
+	safe_close(vm->deadline_fd);
+	pthread_mutex_destroy(&vm->lock);
+	pthread_mutex_destroy(&vm->rec_lock);
+	free(vm->image);
+	free(vm);
+	return NULL;
+}
+
+void vm_unrefp(struct vm **p)
+{
+	vm_unref(*p);
+}
+
+const char *vm_name(const struct vm *vm)
+{
+	return vm->name;
+}
+
+enum vm_state vm_get_state(struct vm *vm)
+{
+	enum vm_state s;
+
+	pthread_mutex_lock(&vm->lock);
+	s = vm->lc.state;
+	pthread_mutex_unlock(&vm->lock);
+	return s;
+}
+
+void vm_touch_locked(struct vm *vm, enum vm_attr attr)
+{
+	vm->seq[attr]++;
+}
+
+uint64_t vm_attr_seq(struct vm *vm, enum vm_attr attr)
+{
+	uint64_t v;
+
+	if ((unsigned)attr >= _VM_ATTR_MAX)
+		return 0;
+	pthread_mutex_lock(&vm->lock);
+	v = vm->seq[attr];
+	pthread_mutex_unlock(&vm->lock);
+	return v;
+}
+
+void vm_notify(struct vm *vm, enum vm_attr attr)
+{
+	rt_notify(vm->rt, vm, attr);
+}
+
+void vm_set_error(struct vm *vm, const char *fmt, ...)
+{
+	char ts[32], msg[ERR_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20)
+			*p = ' ';
+	rfc3339_utc(time(NULL), ts, sizeof(ts));
+	pthread_mutex_lock(&vm->lock);
+	snprintf(vm->error, sizeof(vm->error), "%s %s", ts, msg);
+	vm_touch_locked(vm, VM_ATTR_ERROR);
+	pthread_mutex_unlock(&vm->lock);
+	vm_notify(vm, VM_ATTR_ERROR);
+}
+
+void vm_snapshot(struct vm *vm, struct vm_snap *ret)
+{
+	pthread_mutex_lock(&vm->lock);
+	ret->state = vm->lc.state;
+	ret->state_since = vm->state_since;
+	ret->pid = vm->pid;
+	ret->has_ip = vm->has_ip;
+	ret->ip = vm->ip;
+	memcpy(ret->image_digest, vm->image_digest, sizeof(ret->image_digest));
+	ret->hs = vm->hs;
+	memcpy(ret->error, vm->error, sizeof(ret->error));
+	pthread_mutex_unlock(&vm->lock);
+	ret->net_expected = !vm->rt->cfg.no_network;
+}
+
+int vm_command(struct vm *vm, enum vm_verb verb, vm_done_cb done, void *ud)
+{
+	int r;
+
+	if ((unsigned)verb >= _VM_VERB_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->live) {
+		r = -ENOENT;
+	} else if (vm->cmd_pending) {
+		r = -EBUSY;
+	} else {
+		r = lifecycle_check(&vm->lc, verb);
+		if (r == 0) {
+			if (vm->n_waiters >= VM_WAITERS_MAX) {
+				r = -EBUSY;
+			} else {
+				vm->waiters[vm->n_waiters++] =
+					(struct vm_waiter){ .verb = (int)verb, .done = done, .ud = ud };
+				vm->cmd_pending = true;
+			}
+		}
+	}
+	pthread_mutex_unlock(&vm->lock);
+	if (r != 0)
+		return r;
+	/* The verb enum and the first lifecycle events share their order. */
+	r = sv_post_event(vm->rt, vm, (enum lc_event)verb);
+	if (r < 0) {
+		pthread_mutex_lock(&vm->lock);
+		vm->n_waiters--;
+		vm->cmd_pending = false;
+		pthread_mutex_unlock(&vm->lock);
+	}
+	return r;
+}
+
+int vm_set_image(struct vm *vm, const char *ref, struct err *err)
+{
+	struct img_ref parsed;
+	char *copy;
+	int r;
+
+	if (strlen(ref) >= IMG_REF_MAX)
+		return err_set(err, -EINVAL, "image reference too long");
+	r = img_ref_parse(ref, &parsed, err);
+	if (r < 0)
+		return r;
+	copy = strdup(ref);
+	if (!copy)
+		return -ENOMEM;
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->live) {
+		r = -ENOENT;
+	} else if (vm->cmd_pending || vm->lc.exiting ||
+		   !(vm->lc.state == VM_STATE_CREATED || vm->lc.state == VM_STATE_STOPPED ||
+		     vm->lc.state == VM_STATE_FAILED)) {
+		r = err_set(err, -EBUSY, "the image can only change in created, stopped or failed");
+	} else {
+		free(vm->image);
+		vm->image = TAKE_PTR(copy);
+		vm_touch_locked(vm, VM_ATTR_IMAGE);
+		r = 0;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	free(copy);
+	if (r == 0) {
+		vm_notify(vm, VM_ATTR_IMAGE);
+		rt_record_save(vm->rt, vm);
+	}
+	return r;
+}
+
+static int ret_str(char *s, char **ret, size_t *ret_len)
+{
+	if (!s)
+		return -ENOMEM;
+	*ret = s;
+	*ret_len = strlen(s);
+	return 0;
+}
+
+static int show_log(struct vm *vm, char **ret, size_t *ret_len)
+{
+	char path[4200];
+	_cleanup_close_ int fd = -EBADF;
+	const size_t max = 64 * 1024;
+	char *buf;
+	off_t end, start;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/vms/%s/console.log", vm->rt->cfg.state_dir, vm->name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return ret_str(strdup(""), ret, ret_len);
+	end = lseek(fd, 0, SEEK_END);
+	if (end < 0)
+		return -errno;
+	start = end > (off_t)max ? end - (off_t)max : 0;
+	buf = malloc((size_t)(end - start) + 2);
+	if (!buf)
+		return -ENOMEM;
+	n = pread(fd, buf, (size_t)(end - start), start);
+	if (n < 0) {
+		free(buf);
+		return -errno;
+	}
+	if (n > 0 && buf[n - 1] != '\n')
+		buf[n++] = '\n';
+	buf[n] = '\0';
+	*ret = buf;
+	*ret_len = (size_t)n;
+	return 0;
+}
+
+int vm_show(struct vm *vm, enum vm_attr attr, char **ret, size_t *ret_len)
+{
+	struct vm_snap s;
+	char *out = NULL;
+	char ip[INET6_ADDRSTRLEN] = "";
+
+	vm_snapshot(vm, &s);
+	if (s.has_ip)
+		inet_ntop(AF_INET6, &s.ip, ip, sizeof(ip));
+	switch (attr) {
+	case VM_ATTR_STATE:
+		return ret_str(asprintf(&out, "%s\n", vm_state_to_string(s.state)) < 0 ? NULL : out,
+			       ret, ret_len);
+	case VM_ATTR_IMAGE:
+		pthread_mutex_lock(&vm->lock);
+		if (asprintf(&out, "%s\n", vm->image ? vm->image : "") < 0)
+			out = NULL;
+		pthread_mutex_unlock(&vm->lock);
+		return ret_str(out, ret, ret_len);
+	case VM_ATTR_IP:
+		return ret_str(asprintf(&out, "%s\n", ip) < 0 ? NULL : out, ret, ret_len);
+	case VM_ATTR_HEALTH:
+		return health_render(&s, ret, ret_len);
+	case VM_ATTR_ERROR:
+		if (!s.error[0])
+			return ret_str(strdup(""), ret, ret_len);
+		return ret_str(asprintf(&out, "%s\n", s.error) < 0 ? NULL : out, ret, ret_len);
+	case VM_ATTR_LOG:
+		return show_log(vm, ret, ret_len);
+	case VM_ATTR_CONFIG: {
+		const struct runtime_config *c = &vm->rt->cfg;
+		return ret_str(asprintf(&out,
+					"vmm: %s\nvcpus: %u\nmem_mib: %u\nuid: %u\ngid: %u\n"
+					"data_disk_bytes: %llu\nstop_timeout_ms: %u\nip: %s\n",
+					vm->rt->ops->name, c->vcpus, c->mem_mib,
+					(unsigned)(c->uid_base + vm->index),
+					(unsigned)(c->uid_base + vm->index),
+					(unsigned long long)c->data_disk_bytes, c->stop_timeout_ms,
+					ip) < 0
+				       ? NULL
+				       : out,
+			       ret, ret_len);
+	}
+	case VM_ATTR_PID:
+		if (!s.pid)
+			return ret_str(strdup(""), ret, ret_len);
+		return ret_str(asprintf(&out, "%d\n", (int)s.pid) < 0 ? NULL : out, ret, ret_len);
+	case VM_ATTR_METRICS: {
+		uint64_t boots, failures;
+		pthread_mutex_lock(&vm->lock);
+		boots = vm->boots;
+		failures = vm->failures;
+		pthread_mutex_unlock(&vm->lock);
+		return ret_str(asprintf(&out,
+					"# TYPE mvmfs_vm_up gauge\nmvmfs_vm_up{vm=\"%s\"} %d\n"
+					"# TYPE mvmfs_vm_boots_total counter\n"
+					"mvmfs_vm_boots_total{vm=\"%s\"} %llu\n"
+					"# TYPE mvmfs_vm_failures_total counter\n"
+					"mvmfs_vm_failures_total{vm=\"%s\"} %llu\n",
+					vm->name, s.state == VM_STATE_RUNNING, vm->name,
+					(unsigned long long)boots, vm->name,
+					(unsigned long long)failures) < 0
+				       ? NULL
+				       : out,
+			       ret, ret_len);
+	}
+	default:
+		return -EINVAL;
+	}
+}

@@ -1,0 +1,293 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The worker pool and the blocking jobs the lifecycle queues: launch (image, network, data
+ * disk, backend launch), the graceful stop request, and the cleanup after a VMM exited. A job
+ * never changes a VM's state itself; it posts its outcome to the supervisor as an event.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "internal.h"
+#include "log.h"
+
+struct job {
+	job_fn fn;
+	struct vm *vm;
+	void *arg;
+	struct job *next;
+};
+
+int rt_job(struct runtime *rt, struct vm *vm, job_fn fn, void *arg)
+{
+	struct job *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return -ENOMEM;
+	j->fn = fn;
+	j->vm = vm_ref(vm);
+	j->arg = arg;
+	pthread_mutex_lock(&rt->job_lock);
+	if (rt->jobs_tail)
+		rt->jobs_tail->next = j;
+	else
+		rt->jobs_head = j;
+	rt->jobs_tail = j;
+	pthread_cond_signal(&rt->job_cond);
+	pthread_mutex_unlock(&rt->job_lock);
+	return 0;
+}
+
+static void *worker_main(void *arg)
+{
+	struct runtime *rt = arg;
+
+	for (;;) {
+		struct job *j;
+
+		pthread_mutex_lock(&rt->job_lock);
+		while (!rt->jobs_head && !rt->jobs_stop)
+			pthread_cond_wait(&rt->job_cond, &rt->job_lock);
+		j = rt->jobs_head;
+		if (!j) {
+			pthread_mutex_unlock(&rt->job_lock);
+			return NULL;
+		}
+		rt->jobs_head = j->next;
+		if (!rt->jobs_head)
+			rt->jobs_tail = NULL;
+		pthread_mutex_unlock(&rt->job_lock);
+		j->fn(rt, j->vm, j->arg);
+		vm_unref(j->vm);
+		free(j);
+	}
+}
+
+int workers_start(struct runtime *rt)
+{
+	sigset_t all, old;
+	int r = 0;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	for (rt->n_workers = 0; rt->n_workers < ELEMENTSOF(rt->workers); rt->n_workers++) {
+		r = -pthread_create(&rt->workers[rt->n_workers], NULL, worker_main, rt);
+		if (r < 0)
+			break;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rt->n_workers ? 0 : r;
+}
+
+/* Finish the queued jobs, then join. */
+void workers_stop(struct runtime *rt)
+{
+	pthread_mutex_lock(&rt->job_lock);
+	rt->jobs_stop = true;
+	pthread_cond_broadcast(&rt->job_cond);
+	pthread_mutex_unlock(&rt->job_lock);
+	for (unsigned i = 0; i < rt->n_workers; i++)
+		pthread_join(rt->workers[i], NULL);
+	rt->n_workers = 0;
+}
+
+static void on_progress(void *ud, const struct img_progress *p)
+{
+	struct vm *vm = ud;
+
+	pthread_mutex_lock(&vm->lock);
+	snprintf(vm->hs.image_phase, sizeof(vm->hs.image_phase), "%s", p->phase ? p->phase : "");
+	vm->hs.img_bytes_done = p->bytes_done;
+	vm->hs.img_bytes_total = p->bytes_total;
+	vm->hs.img_layers_done = p->layers_done;
+	vm->hs.img_layers_total = p->layers_total;
+	vm_touch_locked(vm, VM_ATTR_HEALTH);
+	pthread_mutex_unlock(&vm->lock);
+	vm_notify(vm, VM_ATTR_HEALTH);
+}
+
+int rt_prepare_image(struct runtime *rt, struct vm *vm, const char *ref, struct img_prepared *ret,
+		     struct err *err)
+{
+	if (!rt->store)
+		return err_set(err, -ENOTSUP, "no image store");
+	return img_prepare(rt->store, ref, vm->name, on_progress, vm, ret, err);
+}
+
+static void net_teardown(struct runtime *rt, struct vm *vm)
+{
+	struct err err = {};
+
+	if (!vm->net_set_up || !rt->net)
+		return;
+	pthread_mutex_lock(&rt->net_lock);
+	if (net_vm_teardown(rt->net, vm->name, &err) < 0)
+		log_warning("%s: network teardown: %s", vm->name, err.msg);
+	pthread_mutex_unlock(&rt->net_lock);
+	vm->net_set_up = false;
+}
+
+/* Kill (if alive), wait for the exit, and remove everything of a failed launch. */
+static void launch_undo(struct runtime *rt, struct vm *vm)
+{
+	struct vmm_exit ex;
+
+	if (vm->h.pidfd >= 0) {
+		struct pollfd pfd = { .fd = vm->h.pidfd, .events = POLLIN };
+		(void)rt->ops->kill(rt->ops_priv, &vm->h);
+		(void)poll(&pfd, 1, 5000);
+		vmm_handle_reap(&vm->h, &ex);
+	}
+	rt->ops->cleanup(rt->ops_priv, vm->name, &vm->h);
+	net_teardown(rt, vm);
+	if (vm->img_held && rt->store) {
+		(void)img_release(rt->store, vm->name);
+		vm->img_held = false;
+	}
+	atomic_store(&vm->launch_pid, 0);
+}
+
+void job_launch(struct runtime *rt, struct vm *vm, void *arg)
+{
+	const struct runtime_config *c = &rt->cfg;
+	_cleanup_free_ char *ref = NULL;
+	struct img_prepared prep;
+	struct vmm_launch p;
+	struct err err = {};
+	char run_dir[4200], data[4300], console[4300], boot_args[256], ip[64] = "";
+	struct in6_addr addr;
+	bool has_ip;
+	int r;
+
+	pthread_mutex_lock(&vm->lock);
+	ref = vm->image ? strdup(vm->image) : NULL;
+	addr = vm->ip;
+	has_ip = vm->has_ip;
+	pthread_mutex_unlock(&vm->lock);
+	vmm_handle_init(&vm->h);
+	snprintf(run_dir, sizeof(run_dir), "%s/vms/%s", c->state_dir, vm->name);
+
+	if (!ref) {
+		r = err_set(&err, -EINVAL, "no image set (write a reference to 'image' first)");
+		goto fail;
+	}
+	r = rt->prepare_image(rt, vm, ref, &prep, &err);
+	if (r < 0) {
+		err_prefix(&err, "image '%s': ", ref);
+		goto fail;
+	}
+	vm->img_held = true;
+	snprintf(vm->rootfs, sizeof(vm->rootfs), "%s", prep.rootfs);
+	pthread_mutex_lock(&vm->lock);
+	memcpy(vm->image_digest, prep.digest, sizeof(vm->image_digest));
+	vm->hs.image_phase[0] = '\0';
+	pthread_mutex_unlock(&vm->lock);
+
+	memset(&vm->net, 0, sizeof(vm->net));
+	if (!c->no_network) {
+		if (!has_ip || !rt->net) {
+			r = err_set(&err, -EIO, "no address assigned");
+			goto fail;
+		}
+		pthread_mutex_lock(&rt->net_lock);
+		vm->net_set_up = true;
+		r = net_vm_setup(rt->net, vm->name, &addr, c->uid_base + vm->index,
+				 (gid_t)(c->uid_base + vm->index), &vm->net, &err);
+		pthread_mutex_unlock(&rt->net_lock);
+		pthread_mutex_lock(&vm->lock);
+		vm->hs.net_known = true;
+		vm->hs.net_ok = r >= 0;
+		clock_gettime(CLOCK_REALTIME, &vm->hs.net_since);
+		pthread_mutex_unlock(&vm->lock);
+		if (r < 0) {
+			err_prefix(&err, "network: ");
+			goto fail;
+		}
+	}
+
+	snprintf(data, sizeof(data), "%s/data.ext4", run_dir);
+	if (access(data, F_OK) < 0) {
+		r = img_make_data_disk(data, c->data_disk_bytes, &err);
+		if (r < 0) {
+			err_prefix(&err, "data disk: ");
+			goto fail;
+		}
+	}
+	snprintf(console, sizeof(console), "%s/console.log", run_dir);
+	if (has_ip)
+		inet_ntop(AF_INET6, &addr, ip, sizeof(ip));
+	/* Guest settings as key=value words: they reach init's environment (TESTRIG 2). */
+	snprintf(boot_args, sizeof(boot_args), "vmname=%s%s%s", vm->name, ip[0] ? " ip6=" : "",
+		 ip);
+	p = (struct vmm_launch){
+		.name = vm->name,
+		.index = vm->index,
+		.uid = c->uid_base + vm->index,
+		.gid = (gid_t)(c->uid_base + vm->index),
+		.netns_path = vm->net.netns_path[0] ? vm->net.netns_path : NULL,
+		.tap_name = vm->net.tap_name[0] ? vm->net.tap_name : NULL,
+		.mac = vm->net.mac[0] ? vm->net.mac : NULL,
+		.kernel = c->kernel,
+		.initrd = c->initrd,
+		.rootfs = prep.rootfs,
+		.data_disk = data,
+		.boot_args = boot_args,
+		.vcpus = c->vcpus,
+		.mem_mib = c->mem_mib,
+		.run_dir = run_dir,
+		.console_log = console,
+		.cancel = &vm->cancel,
+		.pid_out = &vm->launch_pid,
+	};
+	r = rt->ops->launch(rt->ops_priv, &p, &vm->h, &err);
+	if (r < 0)
+		goto fail;
+	pthread_mutex_lock(&vm->lock);
+	vm->pid = vm->h.pid;
+	vm->hs.vmm_run = VMM_RUN_RUNNING;
+	vm_touch_locked(vm, VM_ATTR_PID);
+	pthread_mutex_unlock(&vm->lock);
+	rt_notify(rt, vm, VM_ATTR_PID);
+	(void)sv_post_event(rt, vm, LC_EV_LAUNCH_OK);
+	return;
+fail:
+	log_info("%s: start failed: %s", vm->name, err.msg);
+	launch_undo(rt, vm);
+	if (atomic_load(&vm->cancel))
+		vm_set_error(vm, "start: cancelled by kill (%s)", err.msg);
+	else
+		vm_set_error(vm, "start: %s", err.msg[0] ? err.msg : strerror(-r));
+	(void)sv_post_event(rt, vm, LC_EV_LAUNCH_FAIL);
+}
+
+void job_request_stop(struct runtime *rt, struct vm *vm, void *arg)
+{
+	struct err err = {};
+	int r;
+
+	r = rt->ops->request_stop(rt->ops_priv, &vm->h, &err);
+	if (r < 0) {
+		/* The guest cannot be asked: do not wait for the deadline. */
+		log_info("%s: graceful stop request failed (%s), killing", vm->name, err.msg);
+		(void)sv_post_event(rt, vm, LC_EV_DEADLINE);
+	}
+}
+
+void job_cleanup(struct runtime *rt, struct vm *vm, void *arg)
+{
+	rt->ops->cleanup(rt->ops_priv, vm->name, &vm->h);
+	net_teardown(rt, vm);
+	if (vm->img_held && rt->store) {
+		(void)img_release(rt->store, vm->name);
+		vm->img_held = false;
+	}
+	atomic_store(&vm->launch_pid, 0);
+	(void)sv_post_event(rt, vm, LC_EV_CLEANUP_DONE);
+}
