@@ -1,0 +1,344 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Registry authentication pieces: the WWW-Authenticate challenge (RFC 7235, Docker's token
+ * spec), Docker's config.json credentials ("auths": base64 "auth" or "username"/"password";
+ * credential helpers are not supported), and the token endpoint's answer. All pure and fuzzed
+ * except img_auth_load, which only finds and reads the file.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "fetch.h"
+#include "fileio.h"
+
+#define CHALLENGE_MAX 4096
+#define DOCKER_CONFIG_MAX (1u << 20)
+
+static bool is_tchar(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static void skip_ws(const char **p)
+{
+	while (**p == ' ' || **p == '\t')
+		(*p)++;
+}
+
+static size_t read_token(const char **p, char *buf, size_t size)
+{
+	size_t n = 0;
+
+	while (is_tchar(**p)) {
+		if (n + 1 < size)
+			buf[n] = **p;
+		n++;
+		(*p)++;
+	}
+	if (size)
+		buf[n < size ? n : size - 1] = '\0';
+	return n;
+}
+
+/* token or quoted-string into buf; -EINVAL if malformed or too long. */
+static int read_value(const char **p, char *buf, size_t size)
+{
+	size_t n = 0;
+
+	if (**p != '"') {
+		n = read_token(p, buf, size);
+		return n == 0 || n >= size ? -EINVAL : 0;
+	}
+	(*p)++;
+	for (;;) {
+		char c = **p;
+		if (c == '\0')
+			return -EINVAL;
+		(*p)++;
+		if (c == '"')
+			break;
+		if (c == '\\') {
+			c = **p;
+			if (c == '\0')
+				return -EINVAL;
+			(*p)++;
+		}
+		if ((unsigned char)c < 0x20 || (unsigned char)c == 0x7f)
+			return -EINVAL;
+		if (n + 1 >= size)
+			return -EINVAL;
+		buf[n++] = c;
+	}
+	buf[n] = '\0';
+	return 0;
+}
+
+int img_auth_parse_challenge(const char *value, struct img_challenge *ret)
+{
+	struct img_challenge best = {}, cur;
+	const char *p = value;
+	bool have = false;
+
+	if (!value || strnlen(value, CHALLENGE_MAX + 1) > CHALLENGE_MAX)
+		return -EINVAL;
+	for (;;) {
+		char scheme[16];
+		size_t n;
+
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (!*p)
+			break;
+		n = read_token(&p, scheme, sizeof(scheme));
+		if (n == 0)
+			return -EINVAL;
+		cur = (struct img_challenge){};
+		for (size_t i = 0; scheme[i]; i++)
+			cur.scheme[i] = (char)(scheme[i] >= 'A' && scheme[i] <= 'Z' ? scheme[i] + 32
+										   : scheme[i]);
+		if (n >= sizeof(scheme))
+			cur.scheme[0] = '\0';
+		for (;;) {
+			const char *save;
+			char name[32], val[1024];
+			size_t nn;
+
+			skip_ws(&p);
+			save = p;
+			nn = read_token(&p, name, sizeof(name));
+			skip_ws(&p);
+			if (nn == 0 || *p != '=') {
+				p = save; /* next challenge (or token68 garbage) */
+				if (nn == 0 && *p && *p != ',')
+					return -EINVAL;
+				break;
+			}
+			p++;
+			skip_ws(&p);
+			if (read_value(&p, val, sizeof(val)) < 0)
+				return -EINVAL;
+			for (char *c = name; *c; c++)
+				if (*c >= 'A' && *c <= 'Z')
+					*c = (char)(*c + 32);
+			if (strcmp(name, "realm") == 0)
+				snprintf(cur.realm, sizeof(cur.realm), "%s", val);
+			else if (strcmp(name, "service") == 0 && strlen(val) < sizeof(cur.service))
+				snprintf(cur.service, sizeof(cur.service), "%s", val);
+			else if (strcmp(name, "scope") == 0)
+				snprintf(cur.scope, sizeof(cur.scope), "%s", val);
+			skip_ws(&p);
+			if (*p == ',') {
+				p++;
+				continue;
+			}
+			if (*p && *p != ' ')
+				return -EINVAL;
+		}
+		if (strcmp(cur.scheme, "bearer") == 0 && (!have || strcmp(best.scheme, "bearer") != 0)) {
+			best = cur;
+			have = true;
+		} else if (strcmp(cur.scheme, "basic") == 0 && !have) {
+			best = cur;
+			have = true;
+		}
+	}
+	if (!have)
+		return -EINVAL;
+	if (strcmp(best.scheme, "bearer") == 0 && !best.realm[0])
+		return -EINVAL;
+	*ret = best;
+	return 0;
+}
+
+static int b64_value(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/* Strict standard base64 (padding optional) into buf, NUL-terminated. */
+static int b64_decode(const char *s, size_t n, char *buf, size_t size)
+{
+	uint32_t acc = 0;
+	size_t out = 0;
+	int bits = 0;
+
+	while (n > 0 && s[n - 1] == '=')
+		n--;
+	for (size_t i = 0; i < n; i++) {
+		int v = b64_value(s[i]);
+		if (v < 0)
+			return -EINVAL;
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (out + 1 >= size)
+				return -EINVAL;
+			buf[out++] = (char)((acc >> bits) & 0xff);
+		}
+	}
+	if (bits >= 6)
+		return -EINVAL;
+	buf[out] = '\0';
+	if (strlen(buf) != out)
+		return -EINVAL; /* embedded NUL */
+	return 0;
+}
+
+/* "https://host:port/v1/" -> "host:port"; docker.io aliases -> "docker.io". */
+static void normalize_registry(const char *s, char *buf, size_t size)
+{
+	size_t n;
+
+	if (strncmp(s, "https://", 8) == 0)
+		s += 8;
+	else if (strncmp(s, "http://", 7) == 0)
+		s += 7;
+	n = strcspn(s, "/");
+	snprintf(buf, size, "%.*s", (int)n, s);
+	if (strcmp(buf, "index.docker.io") == 0 || strcmp(buf, "registry-1.docker.io") == 0)
+		snprintf(buf, size, "docker.io");
+}
+
+static int creds_from_entry(json_t *e, struct img_creds *ret, struct err *err)
+{
+	json_t *auth = json_object_get(e, "auth");
+	json_t *user = json_object_get(e, "username"), *pass = json_object_get(e, "password");
+	struct img_creds c = {};
+
+	if (!json_is_object(e))
+		return err_set(err, -EINVAL, "docker config: auths entry is not an object");
+	if (json_is_string(auth) && json_string_length(auth) > 0) {
+		char dec[sizeof(c.user) + sizeof(c.pass)];
+		char *colon;
+
+		if (b64_decode(json_string_value(auth), json_string_length(auth), dec,
+			       sizeof(dec)) < 0)
+			return err_set(err, -EINVAL, "docker config: \"auth\" is not valid base64");
+		colon = strchr(dec, ':');
+		if (!colon || colon == dec || (size_t)(colon - dec) >= sizeof(c.user) ||
+		    strlen(colon + 1) >= sizeof(c.pass))
+			return err_set(err, -EINVAL,
+				       "docker config: \"auth\" is not base64 of user:password");
+		memcpy(c.user, dec, (size_t)(colon - dec));
+		strcpy(c.pass, colon + 1);
+	} else if (json_is_string(user) && json_is_string(pass)) {
+		if (json_string_length(user) == 0 || json_string_length(user) >= sizeof(c.user) ||
+		    json_string_length(pass) >= sizeof(c.pass) ||
+		    strlen(json_string_value(user)) != json_string_length(user) ||
+		    strlen(json_string_value(pass)) != json_string_length(pass))
+			return err_set(err, -EINVAL, "docker config: bad username or password");
+		strcpy(c.user, json_string_value(user));
+		strcpy(c.pass, json_string_value(pass));
+	} else {
+		return -ENOENT; /* identitytoken or helper-only entries: nothing we can use */
+	}
+	*ret = c;
+	return 0;
+}
+
+int img_auth_parse_docker_config(const char *json, size_t len, const char *registry,
+				 struct img_creds *ret, struct err *err)
+{
+	_cleanup_(json_decrefp) json_t *root = NULL;
+	json_error_t jerr;
+	json_t *auths, *e, *match = NULL;
+	const char *key;
+	char want[256];
+
+	if (len > DOCKER_CONFIG_MAX)
+		return err_set(err, -EINVAL, "docker config larger than %u bytes", DOCKER_CONFIG_MAX);
+	root = json_loadb(json, len, 0, &jerr);
+	if (!root || !json_is_object(root))
+		return err_set(err, -EINVAL, "docker config is not a JSON object");
+	auths = json_object_get(root, "auths");
+	if (!auths)
+		return -ENOENT;
+	if (!json_is_object(auths))
+		return err_set(err, -EINVAL, "docker config: \"auths\" is not an object");
+	normalize_registry(registry, want, sizeof(want));
+	/* An exact key wins over one that only matches after normalisation. */
+	match = json_object_get(auths, registry);
+	if (!match)
+		json_object_foreach(auths, key, e) {
+			char have[256];
+			normalize_registry(key, have, sizeof(have));
+			if (strcmp(have, want) == 0) {
+				match = e;
+				break;
+			}
+		}
+	if (!match)
+		return -ENOENT;
+	return creds_from_entry(match, ret, err);
+}
+
+int img_auth_load(const char *path, const char *registry, struct img_creds *ret, struct err *err)
+{
+	_cleanup_free_ char *text = NULL;
+	char buf[4096];
+	const char *dir, *home;
+	size_t len = 0;
+	int r;
+
+	if (!path) {
+		if ((dir = getenv("DOCKER_CONFIG")) && *dir)
+			snprintf(buf, sizeof(buf), "%s/config.json", dir);
+		else if ((home = getenv("HOME")) && *home)
+			snprintf(buf, sizeof(buf), "%s/.docker/config.json", home);
+		else
+			return -ENOENT;
+		path = buf;
+	}
+	r = read_file_bounded(path, DOCKER_CONFIG_MAX, &text, &len);
+	if (r == -ENOENT)
+		return -ENOENT;
+	if (r < 0)
+		return err_set(err, r, "reading docker config '%s': %s", path, strerror(-r));
+	r = img_auth_parse_docker_config(text, len, registry, ret, err);
+	if (r < 0 && r != -ENOENT)
+		return err_prefix(err, "'%s': ", path);
+	return r;
+}
+
+int img_auth_parse_token(const char *json, size_t len, char *ret, size_t size)
+{
+	_cleanup_(json_decrefp) json_t *root = NULL;
+	json_error_t jerr;
+	json_t *t;
+	const char *s;
+	size_t n;
+
+	root = json_loadb(json, len, 0, &jerr);
+	if (!root || !json_is_object(root))
+		return -EINVAL;
+	t = json_object_get(root, "token");
+	if (!json_is_string(t) || json_string_length(t) == 0)
+		t = json_object_get(root, "access_token");
+	if (!json_is_string(t) || json_string_length(t) == 0)
+		return -EINVAL;
+	s = json_string_value(t);
+	n = json_string_length(t);
+	if (n >= size)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+			return -EINVAL;
+	memcpy(ret, s, n + 1);
+	return 0;
+}

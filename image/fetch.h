@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * image/ fetching internals shared by ref.c, digest.c, blob.c, manifest.c, auth.c, http.c,
+ * registry.c, s3.c and source.c. The building half only uses internal.h.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+
+#include "internal.h"
+
+/* ---- digests (digest.c) ---- */
+
+/* Streaming sha256 as "sha256:<hex>". */
+EVP_MD_CTX *img_sha256_new(void);
+int img_sha256_final(EVP_MD_CTX *md, char ret[IMG_DIGEST_MAX]);
+int img_digest_buf(const void *data, size_t len, char ret[IMG_DIGEST_MAX]);
+static inline void img_sha256_freep(EVP_MD_CTX **md)
+{
+	if (*md)
+		EVP_MD_CTX_free(*md);
+}
+
+/* ---- blob writer (blob.c): temp file beside the target, hashed, size-bounded ---- */
+
+struct img_blob_writer {
+	int fd;
+	char tmp[4096];
+	char path[4096];
+	EVP_MD_CTX *md;
+	uint64_t done, expect;
+	img_bytes_cb cb;
+	void *ud;
+};
+int img_blob_writer_open(struct img_blob_writer *w, const char *path, uint64_t expect,
+			 img_bytes_cb cb, void *ud);
+/* -EFBIG once more than expect bytes arrive. */
+int img_blob_writer_write(struct img_blob_writer *w, const void *data, size_t len);
+/* Start over (the server ignored our Range). */
+int img_blob_writer_rewind(struct img_blob_writer *w);
+/* Check size and digest, fsync, rename to path. -EBADMSG on mismatch. */
+int img_blob_writer_commit(struct img_blob_writer *w, const char *digest, const char *what,
+			   struct err *err);
+/* Remove the temp file if not committed. Idempotent. */
+void img_blob_writer_done(struct img_blob_writer *w);
+
+/* ---- manifests (manifest.c): pure jansson decoding ---- */
+
+#define IMG_MANIFEST_MAX (4u << 20)
+#define IMG_MAX_LAYERS 512
+
+#define IMG_MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define IMG_MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define IMG_MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+#define IMG_MT_DOCKER_V2 "application/vnd.docker.distribution.manifest.v2+json"
+/* What we ask registries for, best first. Schema 1 is deliberately absent. */
+#define IMG_MANIFEST_ACCEPT                                                                        \
+	IMG_MT_OCI_INDEX ", " IMG_MT_OCI_MANIFEST ", " IMG_MT_DOCKER_LIST ", " IMG_MT_DOCKER_V2
+
+struct img_platform {
+	char os[32];
+	char arch[32];
+	char variant[32]; /* "" when the platform has none */
+};
+/* The node's platform from uname(2): linux/amd64, linux/arm64/v8, ... */
+void img_platform_host(struct img_platform *ret);
+
+enum {
+	IMG_DECODED_MANIFEST = 0,
+	IMG_DECODED_INDEX = 1,
+};
+/*
+ * Decode a manifest body (at most IMG_MANIFEST_MAX bytes). content_type (may be NULL or
+ * "application/json") is the transport's Content-Type. An image manifest fills ret_manifest
+ * (digest left empty for the caller) and returns IMG_DECODED_MANIFEST; an index/list picks the
+ * entry for plat into ret_pick and returns IMG_DECODED_INDEX. -EPROTONOSUPPORT for schema 1 and
+ * unknown media types, -ENOENT when the index has no entry for plat, -EINVAL for malformed input.
+ */
+int img_manifest_decode(const char *body, size_t len, const char *content_type,
+			const struct img_platform *plat, struct img_manifest *ret_manifest,
+			struct img_descriptor *ret_pick, struct err *err);
+/* Layer media types we can unpack (tar, tar+gzip, tar+zstd; OCI and Docker names). */
+bool img_layer_media_type_ok(const char *mt);
+
+/* ---- auth (auth.c): pure parsers plus the config file loader ---- */
+
+struct img_challenge {
+	char scheme[16]; /* "basic" or "bearer", lowercased */
+	char realm[1024];
+	char service[256];
+	char scope[1024];
+};
+/* Parse one WWW-Authenticate header value; the first Bearer challenge wins over Basic. */
+int img_auth_parse_challenge(const char *value, struct img_challenge *ret);
+
+struct img_creds {
+	char user[256];
+	char pass[2048];
+};
+/* Look registry up in a Docker config.json text: 0 and ret filled, -ENOENT when absent,
+ * -EINVAL when malformed. */
+int img_auth_parse_docker_config(const char *json, size_t len, const char *registry,
+				 struct img_creds *ret, struct err *err);
+/* Same, reading path, or $DOCKER_CONFIG/config.json, or ~/.docker/config.json when NULL.
+ * -ENOENT when there is no file or no entry. */
+int img_auth_load(const char *path, const char *registry, struct img_creds *ret, struct err *err);
+/* Decode a token endpoint answer ({"token"} or {"access_token"}). */
+int img_auth_parse_token(const char *json, size_t len, char *ret, size_t size);
+
+/* ---- HTTP helpers (http.c) ---- */
+
+struct img_http_resp {
+	long status;
+	char *body; /* NUL-terminated, at most body_max bytes */
+	size_t len, body_max;
+	bool body_too_big;
+	char content_type[128];
+	char docker_digest[IMG_DIGEST_MAX];
+	char www_authenticate[2048];
+	char amz_checksum[128];
+	uint64_t content_length;
+	bool have_content_length;
+	struct img_blob_writer *sink; /* when set, 2xx bodies go here instead of body */
+	long resume_from;             /* range start asked for; 206 expected */
+	int sink_error;
+};
+void img_http_resp_done(struct img_http_resp *r);
+/* A fresh easy handle with our defaults: no signals, timeouts, http(s) only, redirects. */
+CURL *img_http_new(void);
+/* Perform a request; returns 0 or -errno from a CURLcode with text in err. */
+int img_http_perform(CURL *c, const char *url, struct curl_slist *headers,
+		     struct img_http_resp *r, const char *who, struct err *err);
+/* Map an HTTP error status plus a registry JSON error body to -errno and a message. */
+int img_http_status_error(const struct img_http_resp *r, const char *who, const char *what,
+			  struct err *err);
+/* Copy printable ASCII of s (len bytes) to buf, for quoting remote text in messages. */
+void img_sanitize(const char *s, size_t len, char *buf, size_t size);
+/* Append percent-encoded s to buf; keep_slash keeps '/' literal. -ENOBUFS if it doesn't fit. */
+int img_url_escape(const char *s, bool keep_slash, char *buf, size_t size);
+/* True if the transfer error is worth retrying (connection broke mid-body). */
+bool img_http_retryable(int r);
+
+DEFINE_CLEANUP_FUNC(CURL, curl_easy_cleanup);
+DEFINE_CLEANUP_FUNC(struct curl_slist, curl_slist_free_all);
+
+/* ---- sources (registry.c, s3.c, dispatched by source.c) ---- */
+
+struct img_source_ops {
+	int (*resolve)(struct img_source *src, struct img_manifest *ret, struct err *err);
+	int (*fetch_blob)(struct img_source *src, const struct img_descriptor *desc,
+			  const char *path, img_bytes_cb cb, void *ud, struct err *err);
+	void (*free)(struct img_source *src);
+};
+struct img_source {
+	const struct img_source_ops *ops;
+	struct img_ref ref;
+	struct img_platform platform;
+};
+
+int img_registry_open(const struct img_store_config *cfg, const struct img_ref *ref,
+		      struct img_source **ret, struct err *err);
+int img_s3_open(const struct img_store_config *cfg, const struct img_ref *ref,
+		struct img_source **ret, struct err *err);

@@ -1,0 +1,353 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The distribution (OCI registry v2) client: manifests and blobs over libcurl, with anonymous,
+ * Basic and Bearer-token authentication driven by the registry's WWW-Authenticate challenge.
+ * One source per pull, one thread, one reused curl handle.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+
+#include "fetch.h"
+
+#define TOKEN_MAX 16384
+#define BLOB_ATTEMPTS 5
+
+struct registry {
+	struct img_source base;
+	CURL *curl;
+	char who[300];
+	char base_url[600]; /* scheme://host/v2/<repository> */
+	struct img_creds creds;
+	bool have_creds;
+	char auth[TOKEN_MAX + 64]; /* "Authorization: ..." or "" */
+	bool auth_is_basic;
+};
+
+static bool is_insecure(const struct img_store_config *cfg, const char *registry)
+{
+	const char *port = NULL;
+	size_t hostlen;
+
+	if (!cfg || !cfg->insecure)
+		return false;
+	/* host part of "host:port" / "[v6]:port" */
+	if (registry[0] == '[') {
+		const char *close = strchr(registry, ']');
+		port = close && close[1] == ':' ? close + 1 : NULL;
+	} else {
+		port = strchr(registry, ':');
+	}
+	hostlen = port ? (size_t)(port - registry) : strlen(registry);
+	for (const char *const *e = cfg->insecure; *e; e++) {
+		if (strcmp(*e, registry) == 0)
+			return true;
+		if (strlen(*e) == hostlen && strncmp(*e, registry, hostlen) == 0)
+			return true; /* an entry without a port covers every port */
+	}
+	return false;
+}
+
+static int basic_header(const struct img_creds *c, char *buf, size_t size)
+{
+	char plain[sizeof(c->user) + sizeof(c->pass) + 2];
+	unsigned char enc[((sizeof(plain) + 2) / 3) * 4 + 1];
+	int n = snprintf(plain, sizeof(plain), "%s:%s", c->user, c->pass);
+
+	if (n < 0 || (size_t)n >= sizeof(plain))
+		return -EINVAL;
+	(void)EVP_EncodeBlock(enc, (const unsigned char *)plain, n);
+	explicit_bzero(plain, sizeof(plain));
+	if ((size_t)snprintf(buf, size, "Authorization: Basic %s", enc) >= size)
+		return -ENOBUFS;
+	explicit_bzero(enc, sizeof(enc));
+	return 0;
+}
+
+/* Ask the token endpoint named by a Bearer challenge for a pull token. */
+static int get_token(struct registry *reg, const struct img_challenge *ch, struct err *err)
+{
+	_cleanup_(curl_slist_free_allp) struct curl_slist *hdrs = NULL;
+	struct img_http_resp resp = { .body_max = 1u << 20 };
+	char url[4096], basic[sizeof(reg->auth)], scope[1100], who[400];
+	_cleanup_free_ char *token = NULL;
+	int r;
+
+	if (strncmp(ch->realm, "https://", 8) != 0 && strncmp(ch->realm, "http://", 7) != 0)
+		return err_set(err, -EACCES, "%s: token realm is not an http(s) URL", reg->who);
+	if (ch->scope[0])
+		snprintf(scope, sizeof(scope), "%s", ch->scope);
+	else
+		snprintf(scope, sizeof(scope), "repository:%s:pull", reg->base.ref.repository);
+	snprintf(url, sizeof(url), "%s%cservice=", ch->realm, strchr(ch->realm, '?') ? '&' : '?');
+	r = img_url_escape(ch->service, false, url, sizeof(url));
+	if (r >= 0 && strlen(url) + 8 < sizeof(url)) {
+		strcat(url, "&scope=");
+		r = img_url_escape(scope, false, url, sizeof(url));
+	}
+	if (r < 0)
+		return err_set(err, -EACCES, "%s: token URL too long", reg->who);
+	if (reg->have_creds) {
+		r = basic_header(&reg->creds, basic, sizeof(basic));
+		if (r < 0)
+			return err_set(err, -EINVAL, "%s: credentials too long", reg->who);
+		hdrs = curl_slist_append(NULL, basic);
+		explicit_bzero(basic, sizeof(basic));
+		if (!hdrs)
+			return -ENOMEM;
+	}
+	snprintf(who, sizeof(who), "%s token endpoint", reg->who);
+	r = img_http_perform(reg->curl, url, hdrs, &resp, who, err);
+	if (r < 0)
+		return r;
+	if (resp.status != 200) {
+		r = img_http_status_error(&resp, who, NULL, err);
+		img_http_resp_done(&resp);
+		/* Whatever the token server says, it means we may not pull. */
+		if (r == -ENOENT || r == -EIO) {
+			r = -EACCES;
+			if (err)
+				err->code = r;
+		}
+		return r;
+	}
+	token = malloc(TOKEN_MAX);
+	if (!token) {
+		img_http_resp_done(&resp);
+		return -ENOMEM;
+	}
+	r = img_auth_parse_token(resp.body ? resp.body : "", resp.len, token, TOKEN_MAX);
+	img_http_resp_done(&resp);
+	if (r < 0)
+		return err_set(err, -EACCES, "%s: no usable token in the answer", who);
+	snprintf(reg->auth, sizeof(reg->auth), "Authorization: Bearer %s", token);
+	reg->auth_is_basic = false;
+	return 0;
+}
+
+/* React to a 401: 1 when we have new credentials to retry with, 0 when we don't. */
+static int authenticate(struct registry *reg, const struct img_http_resp *resp, struct err *err)
+{
+	struct img_challenge ch;
+
+	if (img_auth_parse_challenge(resp->www_authenticate, &ch) < 0)
+		return 0;
+	if (strcmp(ch.scheme, "basic") == 0) {
+		if (!reg->have_creds || reg->auth_is_basic)
+			return 0;
+		if (basic_header(&reg->creds, reg->auth, sizeof(reg->auth)) < 0)
+			return err_set(err, -EINVAL, "%s: credentials too long", reg->who);
+		reg->auth_is_basic = true;
+		return 1;
+	}
+	int r = get_token(reg, &ch, err);
+	return r < 0 ? r : 1;
+}
+
+/* GET url with our Accept/Authorization, answering one 401 challenge. */
+static int request(struct registry *reg, const char *url, const char *accept,
+		   struct img_http_resp *resp, struct err *err)
+{
+	for (int attempt = 0;; attempt++) {
+		_cleanup_(curl_slist_free_allp) struct curl_slist *hdrs = NULL;
+		int r;
+
+		if (accept && !(hdrs = curl_slist_append(hdrs, accept)))
+			return -ENOMEM;
+		if (reg->auth[0]) {
+			struct curl_slist *n = curl_slist_append(hdrs, reg->auth);
+			if (!n)
+				return -ENOMEM;
+			hdrs = n;
+		}
+		r = img_http_perform(reg->curl, url, hdrs, resp, reg->who, err);
+		if (r < 0 || resp->status != 401 || attempt > 0)
+			return r;
+		r = authenticate(reg, resp, err);
+		if (r <= 0)
+			return r;
+	}
+}
+
+static int fetch_manifest(struct registry *reg, const char *reference, const char *expect,
+			  struct img_http_resp *resp, char digest[IMG_DIGEST_MAX],
+			  struct err *err)
+{
+	char url[1024], what[400];
+	int r;
+
+	snprintf(what, sizeof(what), "%s%c%s", reg->base.ref.repository,
+		 img_digest_is_valid(reference) ? '@' : ':', reference);
+	if ((size_t)snprintf(url, sizeof(url), "%s/manifests/%s", reg->base_url, reference) >=
+	    sizeof(url))
+		return err_set(err, -EINVAL, "%s: URL too long", reg->who);
+	resp->body_max = IMG_MANIFEST_MAX;
+	r = request(reg, url, "Accept: " IMG_MANIFEST_ACCEPT, resp, err);
+	if (r == -EFBIG)
+		return err_set(err, -EFBIG, "%s: manifest %s larger than %u bytes", reg->who, what,
+			       IMG_MANIFEST_MAX);
+	if (r < 0)
+		return r;
+	if (resp->status != 200)
+		return img_http_status_error(resp, reg->who, what, err);
+	r = img_digest_buf(resp->body ? resp->body : "", resp->len, digest);
+	if (r < 0)
+		return err_set(err, r, "%s: hashing manifest failed", reg->who);
+	if (expect && strcmp(expect, digest) != 0)
+		return err_set(err, -EBADMSG, "%s: manifest %s has digest %s", reg->who, what,
+			       digest);
+	if (resp->docker_digest[0] && strcmp(resp->docker_digest, digest) != 0)
+		return err_set(err, -EBADMSG,
+			       "%s: manifest %s: Docker-Content-Digest %s does not match the body (%s)",
+			       reg->who, what, resp->docker_digest, digest);
+	return 0;
+}
+
+static int registry_resolve(struct img_source *src, struct img_manifest *ret, struct err *err)
+{
+	struct registry *reg = (struct registry *)src;
+	struct img_http_resp resp = {};
+	struct img_descriptor pick = {};
+	struct img_manifest m = {};
+	char digest[IMG_DIGEST_MAX];
+	const char *reference = src->ref.digest[0] ? src->ref.digest : src->ref.tag;
+	int r;
+
+	r = fetch_manifest(reg, reference, src->ref.digest[0] ? src->ref.digest : NULL, &resp,
+			   digest, err);
+	if (r >= 0) {
+		r = img_manifest_decode(resp.body ? resp.body : "", resp.len, resp.content_type,
+					&src->platform, &m, &pick, err);
+		if (r < 0)
+			err_prefix(err, "%s: %s%c%s: ", reg->who, src->ref.repository,
+				   src->ref.digest[0] ? '@' : ':', reference);
+	}
+	img_http_resp_done(&resp);
+	if (r < 0)
+		return r;
+	if (r == IMG_DECODED_INDEX) {
+		r = fetch_manifest(reg, pick.digest, pick.digest, &resp, digest, err);
+		if (r >= 0 && resp.len != pick.size)
+			r = err_set(err, -EBADMSG, "%s: manifest %s is %zu bytes, index says %llu",
+				    reg->who, pick.digest, resp.len, (unsigned long long)pick.size);
+		if (r >= 0) {
+			r = img_manifest_decode(resp.body ? resp.body : "", resp.len,
+						resp.content_type, &src->platform, &m, &pick, err);
+			if (r == IMG_DECODED_INDEX) {
+				img_manifest_done(&m);
+				r = err_set(err, -EPROTONOSUPPORT, "nested image indexes are not supported");
+			}
+			if (r < 0)
+				err_prefix(err, "%s: %s: ", reg->who, pick.digest);
+		}
+		img_http_resp_done(&resp);
+		if (r < 0)
+			return r;
+	}
+	memcpy(m.digest, digest, IMG_DIGEST_MAX);
+	*ret = m;
+	return 0;
+}
+
+static int registry_fetch_blob(struct img_source *src, const struct img_descriptor *desc,
+			       const char *path, img_bytes_cb cb, void *ud, struct err *err)
+{
+	struct registry *reg = (struct registry *)src;
+	_cleanup_(img_blob_writer_done) struct img_blob_writer w = { .fd = -EBADF };
+	char url[1024];
+	int r;
+
+	if (!img_digest_is_valid(desc->digest))
+		return err_set(err, -EINVAL, "%s: bad blob digest", reg->who);
+	snprintf(url, sizeof(url), "%s/blobs/%s", reg->base_url, desc->digest);
+	r = img_blob_writer_open(&w, path, desc->size, cb, ud);
+	if (r < 0)
+		return err_set(err, r, "%s: creating a file for blob %s: %s", reg->who, desc->digest,
+			       strerror(-r));
+	for (int attempt = 1;; attempt++) {
+		struct img_http_resp resp = { .sink = &w, .resume_from = (long)w.done };
+
+		r = request(reg, url, NULL, &resp, err);
+		if (r >= 0 && resp.status == 416) {
+			/* Nothing after the bytes we have: the blob is shorter than described. */
+			img_http_resp_done(&resp);
+			return err_set(err, -EBADMSG, "%s: blob %s is shorter than its descriptor says (%llu bytes)",
+				       reg->who, desc->digest, (unsigned long long)desc->size);
+		} else if (r >= 0 && resp.status == 200 && resp.have_content_length &&
+			   resp.content_length != desc->size) {
+			img_http_resp_done(&resp);
+			return err_set(err, -EBADMSG, "%s: blob %s is %llu bytes, its descriptor says %llu",
+				       reg->who, desc->digest,
+				       (unsigned long long)resp.content_length,
+				       (unsigned long long)desc->size);
+		} else if (r >= 0 && resp.status != 200 && resp.status != 206) {
+			r = img_http_status_error(&resp, reg->who, desc->digest, err);
+			img_http_resp_done(&resp);
+			return r;
+		} else if (r >= 0 && w.done < desc->size) {
+			r = err_set(err, -ECONNRESET, "%s: blob %s: connection closed early", reg->who,
+				    desc->digest);
+		}
+		img_http_resp_done(&resp);
+		if (r >= 0)
+			break;
+		if (!img_http_retryable(r) || attempt >= BLOB_ATTEMPTS)
+			return r;
+		struct timespec ts = { .tv_nsec = 200000000L * attempt };
+		(void)nanosleep(&ts, NULL);
+	}
+	return img_blob_writer_commit(&w, desc->digest, reg->who, err);
+}
+
+static void registry_free(struct img_source *src)
+{
+	struct registry *reg = (struct registry *)src;
+
+	if (reg->curl)
+		curl_easy_cleanup(reg->curl);
+	explicit_bzero(&reg->creds, sizeof(reg->creds));
+	explicit_bzero(reg->auth, sizeof(reg->auth));
+	free(reg);
+}
+
+static const struct img_source_ops registry_ops = {
+	.resolve = registry_resolve,
+	.fetch_blob = registry_fetch_blob,
+	.free = registry_free,
+};
+
+int img_registry_open(const struct img_store_config *cfg, const struct img_ref *ref,
+		      struct img_source **ret, struct err *err)
+{
+	struct registry *reg;
+	const char *host = strcmp(ref->registry, "docker.io") == 0 ? "registry-1.docker.io"
+								  : ref->registry;
+	int r;
+
+	reg = calloc(1, sizeof(*reg));
+	if (!reg)
+		return -ENOMEM;
+	reg->base.ops = &registry_ops;
+	reg->base.ref = *ref;
+	img_platform_host(&reg->base.platform);
+	snprintf(reg->who, sizeof(reg->who), "registry %s", ref->registry);
+	snprintf(reg->base_url, sizeof(reg->base_url), "%s://%s/v2/%s",
+		 is_insecure(cfg, ref->registry) ? "http" : "https", host, ref->repository);
+	r = img_auth_load(cfg ? cfg->docker_config : NULL, ref->registry, &reg->creds, err);
+	if (r < 0 && r != -ENOENT) {
+		registry_free(&reg->base);
+		return r;
+	}
+	reg->have_creds = r == 0;
+	reg->curl = img_http_new();
+	if (!reg->curl) {
+		registry_free(&reg->base);
+		return -ENOMEM;
+	}
+	*ret = &reg->base;
+	return 0;
+}
