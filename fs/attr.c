@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/* Attribute tables (sysfs device_attribute): what each file is, its mode, show and store. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "err.h"
+#include "internal.h"
+#include "log.h"
+
+static int show_vm(struct vm *vm, int attr, char **ret, size_t *ret_len)
+{
+	return vm_show(vm, (enum vm_attr)attr, ret, ret_len);
+}
+
+#define VM_SHOW(fn, a)                                                                             \
+	static int fn(struct fs *fs, struct vm *vm, char **ret, size_t *ret_len)                   \
+	{                                                                                          \
+		(void)fs;                                                                          \
+		return show_vm(vm, a, ret, ret_len);                                               \
+	}
+
+VM_SHOW(show_state, VM_ATTR_STATE)
+VM_SHOW(show_image, VM_ATTR_IMAGE)
+VM_SHOW(show_ip, VM_ATTR_IP)
+VM_SHOW(show_health, VM_ATTR_HEALTH)
+VM_SHOW(show_error, VM_ATTR_ERROR)
+VM_SHOW(show_log, VM_ATTR_LOG)
+VM_SHOW(show_config, VM_ATTR_CONFIG)
+VM_SHOW(show_pid, VM_ATTR_PID)
+VM_SHOW(show_metrics, VM_ATTR_METRICS)
+
+static int store_image(struct fs *fs, struct vm *vm, const char *value)
+{
+	struct err err = {};
+	int r;
+
+	(void)fs;
+	r = vm_set_image(vm, value, &err);
+	if (r < 0)
+		log_debug_errno(r, "%s: image '%s' refused: %s", vm_name(vm), value,
+				err.msg[0] ? err.msg : "-");
+	return r < 0 ? r : 0;
+}
+
+/* Order is the readdir order. state's store is the deferred path in state.c. */
+const struct fs_attr fs_vm_attrs[] = {
+	{ "state",   0644, VM_ATTR_STATE,   true,  true,  show_state,   NULL },
+	{ "image",   0644, VM_ATTR_IMAGE,   false, false, show_image,   store_image },
+	{ "ip",      0444, VM_ATTR_IP,      false, false, show_ip,      NULL },
+	{ "health",  0444, VM_ATTR_HEALTH,  true,  false, show_health,  NULL },
+	{ "error",   0444, VM_ATTR_ERROR,   false, false, show_error,   NULL },
+	{ "log",     0444, VM_ATTR_LOG,     false, false, show_log,     NULL },
+	{ "config",  0444, VM_ATTR_CONFIG,  false, false, show_config,  NULL },
+	{ "pid",     0444, VM_ATTR_PID,     false, false, show_pid,     NULL },
+	{ "metrics", 0444, VM_ATTR_METRICS, false, false, show_metrics, NULL },
+};
+const size_t fs_vm_attrs_count = ELEMENTSOF(fs_vm_attrs);
+
+static int show_version(struct fs *fs, struct vm *vm, char **ret, size_t *ret_len)
+{
+	char *s = NULL;
+	int n;
+
+	(void)vm;
+	n = asprintf(&s, "mvmfs %s %s\n", PACKAGE_VERSION, fs->vmm_name);
+	if (n < 0)
+		return -ENOMEM;
+	*ret = s;
+	*ret_len = (size_t)n;
+	return 0;
+}
+
+static int show_node_metrics(struct fs *fs, struct vm *vm, char **ret, size_t *ret_len)
+{
+	(void)vm;
+	return runtime_metrics(fs->rt, ret, ret_len);
+}
+
+/* Root files; their inode numbers are fixed (FS_INO_VERSION + index). */
+const struct fs_attr fs_root_attrs[] = {
+	{ "version", 0444, -1, false, false, show_version,      NULL },
+	{ "metrics", 0444, -1, false, false, show_node_metrics, NULL },
+};
+const size_t fs_root_attrs_count = ELEMENTSOF(fs_root_attrs);
+
+int fs_attr_find(const struct fs_attr *table, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(table[i].name, name) == 0)
+			return (int)i;
+	return -ENOENT;
+}

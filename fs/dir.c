@@ -1,0 +1,403 @@
+/* SPDX-License-Identifier: MIT */
+/* Names and directories: lookup/forget/getattr/setattr, readdir, and the operations the tree
+ * refuses. Unsupported namespace operations (create, mknod, symlink, link, unlink, rename, mkdir
+ * outside vms/, rmdir of anything but vms/NAME) fail with EPERM, as the VFS and configfs do for
+ * operations a directory does not implement. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "log.h"
+#include "macro.h"
+
+bool fs_vm_is_live(struct fs *fs, struct vm *vm)
+{
+	struct vm *cur = runtime_vm_get(fs->rt, vm_name(vm));
+	bool live = cur == vm;
+
+	vm_unref(cur);
+	return live;
+}
+
+int fs_resolve(struct fs *fs, fuse_ino_t ino, struct node_info *ret)
+{
+	int r;
+
+	*ret = (struct node_info){ .generation = 1 };
+	switch (ino) {
+	case FS_INO_ROOT:
+		ret->kind = NODE_ROOT;
+		return 0;
+	case FS_INO_VMS:
+		if (!atomic_load(&fs->ready))
+			return -ENOENT;
+		ret->kind = NODE_VMS;
+		return 0;
+	case FS_INO_VERSION:
+	case FS_INO_METRICS:
+		ret->kind = NODE_ROOT_ATTR;
+		ret->attr = &fs_root_attrs[ino - FS_INO_VERSION];
+		return 0;
+	default:
+		break;
+	}
+	r = node_table_resolve(fs->nodes, ino, ret);
+	if (r < 0)
+		return r;
+	if (!fs_vm_is_live(fs, ret->vm)) {
+		ret->vm = vm_unref(ret->vm);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct node_info *ni, struct stat *st)
+{
+	*st = (struct stat){ .st_ino = ino, .st_uid = 0, .st_gid = 0 };
+	if (ni->attr) {
+		st->st_mode = S_IFREG | ni->attr->mode;
+		st->st_nlink = 1;
+		st->st_size = 4096; /* a hint, as sysfs: reads go to EOF (direct_io) */
+		st->st_blksize = 4096;
+	} else {
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2;
+		st->st_blksize = 4096;
+	}
+	st->st_atim = st->st_mtim = st->st_ctim = fs->start_time;
+}
+
+int fs_handle_slot_get(struct fs *fs)
+{
+	if (atomic_fetch_add(&fs->handles, 1) >= fs->max_handles) {
+		atomic_fetch_sub(&fs->handles, 1);
+		return -ENFILE;
+	}
+	return 0;
+}
+
+void fs_handle_slot_put(struct fs *fs)
+{
+	atomic_fetch_sub(&fs->handles, 1);
+}
+
+/* Fill e for a child and take its lookup reference. */
+static int lookup_child(struct fs *fs, const struct node_info *parent, fuse_ino_t parent_ino,
+			const char *name, struct fuse_entry_param *e)
+{
+	struct node_info child = {};
+	fuse_ino_t ino;
+	uint64_t gen = 1;
+	int r, i;
+
+	*e = (struct fuse_entry_param){ .attr_timeout = FS_TIMEOUT_STATIC,
+					.entry_timeout = FS_TIMEOUT_STATIC };
+	switch (parent->kind) {
+	case NODE_ROOT:
+		if (strcmp(name, "vms") == 0) {
+			if (!atomic_load(&fs->ready))
+				return -ENOENT;
+			ino = FS_INO_VMS;
+			child.kind = NODE_VMS;
+			break;
+		}
+		i = fs_attr_find(fs_root_attrs, fs_root_attrs_count, name);
+		if (i < 0)
+			return -ENOENT;
+		ino = FS_INO_VERSION + (fuse_ino_t)i;
+		child.kind = NODE_ROOT_ATTR;
+		child.attr = &fs_root_attrs[i];
+		break;
+	case NODE_VMS: {
+		struct vm *vm = runtime_vm_get(fs->rt, name);
+		if (!vm)
+			return -ENOENT;
+		r = node_table_get(fs->nodes, NODE_VM_DIR, vm, -1, &ino, &gen);
+		vm_unref(vm);
+		if (r < 0)
+			return r;
+		child.kind = NODE_VM_DIR;
+		e->entry_timeout = FS_TIMEOUT_NONE;
+		break;
+	}
+	case NODE_VM_DIR:
+		i = fs_attr_find(fs_vm_attrs, fs_vm_attrs_count, name);
+		if (i < 0)
+			return -ENOENT;
+		r = node_table_get(fs->nodes, NODE_VM_ATTR, parent->vm, i, &ino, &gen);
+		if (r < 0)
+			return r;
+		child.kind = NODE_VM_ATTR;
+		child.attr = &fs_vm_attrs[i];
+		break;
+	default:
+		(void)parent_ino;
+		return -ENOTDIR;
+	}
+	e->ino = ino;
+	e->generation = gen;
+	fs_fill_stat(fs, ino, &child, &e->attr);
+	return 0;
+}
+
+/* Reply an entry; if the kernel never got it (interrupted), give the lookup reference back. */
+static void reply_entry(struct fs *fs, fuse_req_t req, const struct fuse_entry_param *e)
+{
+	if (fuse_reply_entry(req, e) < 0 && e->ino >= FS_INO_FIRST)
+		node_table_forget(fs->nodes, e->ino, 1);
+}
+
+void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = req_fs(req);
+	struct node_info pi = {};
+	struct fuse_entry_param e;
+	int r;
+
+	r = fs_resolve(fs, parent, &pi);
+	if (r >= 0)
+		r = lookup_child(fs, &pi, parent, name, &e);
+	vm_unref(pi.vm);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		reply_entry(fs, req, &e);
+}
+
+void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	node_table_forget(req_fs(req)->nodes, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+void fs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct fs *fs = req_fs(req);
+
+	for (size_t i = 0; i < count; i++)
+		node_table_forget(fs->nodes, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = req_fs(req);
+	struct node_info ni = {};
+	struct stat st;
+	int r;
+
+	(void)fi;
+	r = fs_resolve(fs, ino, &ni);
+	if (r >= 0)
+		fs_fill_stat(fs, ino, &ni, &st);
+	vm_unref(ni.vm);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &st, FS_TIMEOUT_STATIC);
+}
+
+/* Only a truncation to 0 (what O_TRUNC and `echo x >` do) is accepted, as a no-op; modes,
+ * owners and times are fixed (EPERM). */
+static int do_setattr(struct fs *fs, fuse_ino_t ino, const struct stat *attr, int to_set,
+		      struct stat *st)
+{
+	const int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+			  FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
+	struct node_info ni = {};
+	int r;
+
+	r = fs_resolve(fs, ino, &ni);
+	if (r < 0)
+		return r;
+	if (!ni.attr || !(to_set & FUSE_SET_ATTR_SIZE) || (to_set & ~(FUSE_SET_ATTR_SIZE | times)))
+		r = -EPERM;
+	else if (!(ni.attr->mode & 0200))
+		r = -EACCES;
+	else if (attr->st_size != 0)
+		r = -EPERM;
+	else
+		fs_fill_stat(fs, ino, &ni, st);
+	vm_unref(ni.vm);
+	return r;
+}
+
+void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		   struct fuse_file_info *fi)
+{
+	struct stat st;
+	int r;
+
+	(void)fi;
+	r = do_setattr(req_fs(req), ino, attr, to_set, &st);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &st, FS_TIMEOUT_STATIC);
+}
+
+/* The listing of one opendir, served in slices so offsets stay stable. */
+struct dirbuf {
+	char *p;
+	size_t size;
+};
+
+static int dirbuf_add(fuse_req_t req, struct dirbuf *b, const char *name, fuse_ino_t ino,
+		      mode_t type)
+{
+	struct stat st = { .st_ino = ino, .st_mode = type };
+	size_t len = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+	char *p = realloc(b->p, b->size + len);
+
+	if (!p)
+		return -ENOMEM;
+	b->p = p;
+	fuse_add_direntry(req, b->p + b->size, len, name, &st, (off_t)(b->size + len));
+	b->size += len;
+	return 0;
+}
+
+static int build_listing(fuse_req_t req, struct fs *fs, fuse_ino_t ino, const struct node_info *ni,
+			 struct dirbuf *b)
+{
+	int r;
+
+	r = dirbuf_add(req, b, ".", ino, S_IFDIR);
+	if (r >= 0)
+		r = dirbuf_add(req, b, "..", ni->kind == NODE_ROOT ? ino : FUSE_ROOT_ID, S_IFDIR);
+	if (r < 0)
+		return r;
+	switch (ni->kind) {
+	case NODE_ROOT:
+		if (atomic_load(&fs->ready)) {
+			r = dirbuf_add(req, b, "vms", FS_INO_VMS, S_IFDIR);
+			if (r < 0)
+				return r;
+		}
+		for (size_t i = 0; i < fs_root_attrs_count; i++) {
+			r = dirbuf_add(req, b, fs_root_attrs[i].name, FS_INO_VERSION + i, S_IFREG);
+			if (r < 0)
+				return r;
+		}
+		return 0;
+	case NODE_VMS: {
+		_cleanup_free_ char **names = NULL;
+		r = runtime_vm_list(fs->rt, &names);
+		if (r < 0)
+			return r;
+		for (size_t i = 0; names[i]; i++) {
+			r = dirbuf_add(req, b, names[i], FS_UNKNOWN_INO, S_IFDIR);
+			if (r < 0)
+				return r;
+		}
+		return 0;
+	}
+	case NODE_VM_DIR:
+		for (size_t i = 0; i < fs_vm_attrs_count; i++) {
+			r = dirbuf_add(req, b, fs_vm_attrs[i].name, FS_UNKNOWN_INO, S_IFREG);
+			if (r < 0)
+				return r;
+		}
+		return 0;
+	default:
+		return -ENOTDIR;
+	}
+}
+
+void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = req_fs(req);
+	struct node_info ni = {};
+	struct dirbuf *b = NULL;
+	int r;
+
+	r = fs_resolve(fs, ino, &ni);
+	if (r >= 0)
+		r = fs_handle_slot_get(fs);
+	if (r >= 0) {
+		b = calloc(1, sizeof(*b));
+		r = b ? build_listing(req, fs, ino, &ni, b) : -ENOMEM;
+		if (r < 0) {
+			if (b)
+				free(b->p);
+			free(b);
+			fs_handle_slot_put(fs);
+		}
+	}
+	vm_unref(ni.vm);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)b;
+	if (fuse_reply_open(req, fi) < 0) {
+		free(b->p);
+		free(b);
+		fs_handle_slot_put(fs);
+	}
+}
+
+void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		   struct fuse_file_info *fi)
+{
+	struct dirbuf *b = (struct dirbuf *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	if (off < 0 || (size_t)off >= b->size)
+		fuse_reply_buf(req, NULL, 0);
+	else
+		fuse_reply_buf(req, b->p + off, MIN(b->size - (size_t)off, size));
+}
+
+void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dirbuf *b = (struct dirbuf *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	if (b) {
+		free(b->p);
+		free(b);
+		fs_handle_slot_put(req_fs(req));
+	}
+	fuse_reply_err(req, 0);
+}
+
+void fs_op_eperm_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			struct fuse_file_info *fi)
+{
+	(void)parent, (void)name, (void)mode, (void)fi;
+	fuse_reply_err(req, EPERM);
+}
+
+void fs_op_eperm_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		       dev_t rdev)
+{
+	(void)parent, (void)name, (void)mode, (void)rdev;
+	fuse_reply_err(req, EPERM);
+}
+
+void fs_op_eperm_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	(void)link, (void)parent, (void)name;
+	fuse_reply_err(req, EPERM);
+}
+
+void fs_op_eperm_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino, (void)newparent, (void)newname;
+	fuse_reply_err(req, EPERM);
+}
+
+void fs_op_eperm_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent, (void)name;
+	fuse_reply_err(req, EPERM);
+}
+
+void fs_op_eperm_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+			fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	(void)parent, (void)name, (void)newparent, (void)newname, (void)flags;
+	fuse_reply_err(req, EPERM);
+}

@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: MIT */
+/* fs/ private: the session object, inode table, attribute tables, open handles. */
+#pragma once
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "config.h"
+
+#include <fuse_lowlevel.h>
+
+#include "fs.h"
+#include "runtime.h"
+
+/* Fixed inode numbers; dynamic ones (VM directories and their files) start at FS_INO_FIRST. */
+enum {
+	FS_INO_ROOT = FUSE_ROOT_ID,
+	FS_INO_VMS,
+	FS_INO_VERSION,
+	FS_INO_METRICS,
+	FS_INO_FIRST = 16,
+};
+
+/* Longest accepted write (SPEC section 2); longer writes fail with EFBIG. */
+#define FS_WRITE_MAX 4096
+
+/* readdir entries whose ino we do not allocate (as libfuse's high-level API does). */
+#define FS_UNKNOWN_INO 0xffffffffu
+
+/* Timeouts: names and modes that never change are cached; vms/NAME entries are not, so a VM
+ * destroyed and re-created under the same name is always looked up again. */
+#define FS_TIMEOUT_STATIC 3600.0
+#define FS_TIMEOUT_NONE 0.0
+
+enum node_kind {
+	NODE_ROOT,
+	NODE_VMS,
+	NODE_ROOT_ATTR,
+	NODE_VM_DIR,
+	NODE_VM_ATTR,
+};
+
+struct fs_handle;
+
+/* An attribute file (sysfs device_attribute). show renders the value; store parses a
+ * NUL-terminated, newline-stripped copy (state writes are handled by state.c instead). */
+struct fs_attr {
+	const char *name;
+	mode_t mode;
+	int vm_attr;       /* enum vm_attr for VM files, -1 for root files */
+	bool pollable;     /* POLLPRI when the change sequence moves */
+	bool deferred;     /* writes go through the deferred state-write path */
+	int (*show)(struct fs *fs, struct vm *vm, char **ret, size_t *ret_len);
+	int (*store)(struct fs *fs, struct vm *vm, const char *value);
+};
+
+extern const struct fs_attr fs_vm_attrs[];
+extern const size_t fs_vm_attrs_count;
+extern const struct fs_attr fs_root_attrs[];
+extern const size_t fs_root_attrs_count;
+/* Index of name in a table or -ENOENT. */
+int fs_attr_find(const struct fs_attr *table, size_t n, const char *name);
+
+/* What an inode resolves to; vm is a reference the caller drops (vm_unref). */
+struct node_info {
+	enum node_kind kind;
+	struct vm *vm;
+	const struct fs_attr *attr;
+	uint64_t generation;
+};
+
+struct node_table;
+
+int node_table_new(struct node_table **ret);
+struct node_table *node_table_free(struct node_table *t);
+/* Find or create the node for (vm, attr index or -1 for the directory) and take one lookup
+ * reference (what fuse_reply_entry hands the kernel). */
+int node_table_get(struct node_table *t, enum node_kind kind, struct vm *vm, int attr,
+		   fuse_ino_t *ret_ino, uint64_t *ret_gen);
+/* Drop nlookup references; the node goes away at 0. */
+void node_table_forget(struct node_table *t, fuse_ino_t ino, uint64_t nlookup);
+/* Resolve a dynamic ino: -ENOENT if unknown. */
+int node_table_resolve(struct node_table *t, fuse_ino_t ino, struct node_info *ret);
+size_t node_table_count(struct node_table *t);
+
+/* The session. Lock order: fs->poll_lock, then fs_handle->lock; node table lock is a leaf.
+ * fs->notify_lock (rwlock) is only taken by the runtime notify path (read) and fs_free (write):
+ * no FUSE handler takes it, so sending notifications under it cannot deadlock with a worker. */
+struct fs {
+	struct runtime *rt;
+	struct fuse_session *se;
+	struct node_table *nodes;
+	char *mountpoint;
+	char *vmm_name;
+	unsigned max_threads;
+	unsigned max_handles;
+	atomic_bool ready;
+	atomic_bool mounted;
+	atomic_bool parallel_writes;  /* kernel speaks FUSE >= 7.36 (FOPEN_PARALLEL_DIRECT_WRITES) */
+	atomic_uint handles;          /* open files and directories */
+	struct timespec start_time;   /* st_[amc]tim of every node */
+
+	pthread_mutex_t poll_lock;
+	struct fs_handle *pollers;    /* handles holding a pollhandle; protected by poll_lock */
+
+	pthread_rwlock_t notify_lock;
+	bool notify_live;             /* protected by notify_lock */
+};
+
+/* An open attribute file. */
+struct fs_handle {
+	struct fs *fs;
+	struct vm *vm;                 /* reference; NULL for root files */
+	const struct fs_attr *attr;
+
+	pthread_mutex_t lock;          /* protects buf, len, last_seq */
+	char *buf;
+	size_t len;
+	uint64_t last_seq;
+
+	/* protected by fs->poll_lock */
+	struct fuse_pollhandle *ph;
+	struct fs_handle *poll_prev, *poll_next;
+};
+
+static inline struct fs *req_fs(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* Check that vm is still the live VM of its name (not destroyed, not replaced). */
+bool fs_vm_is_live(struct fs *fs, struct vm *vm);
+/* Resolve any ino (fixed or dynamic) to a live node: -ENOENT for an unknown ino, a VM that is
+ * gone or vms/ before readiness. ret->vm is a reference the caller drops. */
+int fs_resolve(struct fs *fs, fuse_ino_t ino, struct node_info *ret);
+/* Fill a stat for a node. */
+void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct node_info *ni, struct stat *st);
+/* Take/return one of the fs->max_handles open-handle slots (-ENFILE when exhausted). */
+int fs_handle_slot_get(struct fs *fs);
+void fs_handle_slot_put(struct fs *fs);
+
+/* Handlers, grouped by file. */
+void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+void fs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets);
+void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		   struct fuse_file_info *fi);
+void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		   struct fuse_file_info *fi);
+void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
+void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		struct fuse_file_info *fi);
+void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		 struct fuse_file_info *fi);
+void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_eperm_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			struct fuse_file_info *fi);
+void fs_op_eperm_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		       dev_t rdev);
+void fs_op_eperm_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name);
+void fs_op_eperm_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname);
+void fs_op_eperm_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_op_eperm_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+			fuse_ino_t newparent, const char *newname, unsigned int flags);
+void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		struct fuse_pollhandle *ph);
+
+/* state.c: a state write whose reply may be deferred to the runtime's done callback. */
+void fs_state_write(fuse_req_t req, struct fs_handle *h, const char *value, size_t count,
+		    bool nonblock);
+
+/* poll.c */
+void fs_poll_release(struct fs_handle *h);
+void fs_notify_cb(void *ud, struct vm *vm, enum vm_attr attr);

@@ -1,1 +1,0 @@
-/* Removed once fs/ has sources. */

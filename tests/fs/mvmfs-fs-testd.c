@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The real FUSE tree (fs/) over the fake runtime, for the fs semantics tests and the fs-read
+ * benchmark. Usage: mvmfs-fs-testd MOUNTPOINT [-d]
+ * Prints "ready" on stdout once vms/ is visible, then reads control lines on stdin (see
+ * fake-runtime.h) and answers each with one line. EOF on stdin or SIGTERM unmounts and exits.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fake-runtime.h"
+#include "fs.h"
+#include "log.h"
+#include "runtime.h"
+
+struct ctl {
+	struct runtime *rt;
+	struct fs *fs;
+};
+
+static void *control_thread(void *arg)
+{
+	struct ctl *c = arg;
+	char line[1024], reply[256];
+
+	while (fgets(line, sizeof(line), stdin)) {
+		fake_runtime_control(c->rt, line, reply, sizeof(reply));
+		printf("%s\n", reply);
+		fflush(stdout);
+	}
+	fs_exit(c->fs);
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	struct runtime_config cfg = { .max_vms = 4096 };
+	struct fs_options opts = { .vmm_name = "fake" };
+	struct runtime *rt = NULL;
+	struct fs *fs = NULL;
+	struct err err = {};
+	struct ctl c;
+	pthread_t thr;
+	sigset_t all, old;
+	int r;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s MOUNTPOINT [-d]\n", argv[0]);
+		return 2;
+	}
+	opts.mountpoint = argv[1];
+	opts.debug = argc > 2 && strcmp(argv[2], "-d") == 0;
+	if (getenv("MVMFS_TESTD_DEBUG"))
+		log_set_max_level(LOG_DEBUG);
+	signal(SIGPIPE, SIG_IGN);
+
+	r = runtime_new(&cfg, &rt, &err);
+	if (r < 0) {
+		fprintf(stderr, "runtime_new: %s\n", err.msg);
+		return 1;
+	}
+	r = fs_cleanup_stale_mount(opts.mountpoint, &err);
+	if (r < 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		return 1;
+	}
+	r = fs_new(rt, &opts, &fs, &err);
+	if (r < 0) {
+		fprintf(stderr, "fs_new: %s\n", err.msg);
+		runtime_free(rt);
+		return 1;
+	}
+	r = runtime_start(rt, &err);
+	if (r < 0) {
+		fprintf(stderr, "runtime_start: %s\n", err.msg);
+		fs_free(fs);
+		runtime_free(rt);
+		return 1;
+	}
+	fs_set_ready(fs);
+
+	c = (struct ctl){ .rt = rt, .fs = fs };
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	r = pthread_create(&thr, NULL, control_thread, &c);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		fs_free(fs);
+		runtime_free(rt);
+		return 1;
+	}
+	pthread_detach(thr);
+	printf("ready\n");
+	fflush(stdout);
+
+	r = fs_run(fs);
+	fs_unmount(fs);
+	runtime_shutdown(rt);
+	fs_free(fs);
+	runtime_free(rt);
+	return r < 0 ? 1 : 0;
+}
