@@ -1,0 +1,631 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The QEMU backend: qemu-system-x86_64 -M microvm (TESTRIG 3) with the same disks, TAP and
+ * guest agent as Firecracker. Per VM a host dir <state_dir>/qemu/<name> (marked ".mvmfs")
+ * holds the QMP socket, the agent socket (virtio-serial port "agent" on a chardev the host
+ * connects to) and the pid file. QEMU is our child, started inside the VM's network namespace
+ * (setns in the child before exec) and in the VM's cgroups (the child moves itself before
+ * exec); it opens its files as root and then drops to the VM's uid:gid (-runas).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "guest-config.h"
+#include "internal.h"
+#include "log.h"
+#include "parse.h"
+#include "qmp.h"
+
+#define QEMU_DIR "qemu"
+#define QEMU_MARK ".mvmfs"
+#define QEMU_QMP "qmp.sock"
+#define QEMU_AGENT "agent.sock"
+#define QEMU_PIDFILE "qemu.pid"
+#define QEMU_SOCKET_WAIT_MS 10000
+#define QEMU_CALL_MS 3000
+#define QEMU_MEM_OVERHEAD_MIB 512 /* QEMU itself + the TCG translation cache */
+#define ARGV_MAX 96
+
+struct qemu_priv {
+	const struct runtime_config *cfg;
+	char qemu[VMM_PATH_MAX];
+	char base_dir[VMM_PATH_MAX]; /* <state_dir>/qemu */
+	bool kvm;
+	struct cgroup_info cg;
+	bool have_cg;
+};
+
+/* TESTRIG 10: /dev/kvm alone proves nothing (the PVM flavour hangs ordinary guests). */
+static bool kvm_usable(void)
+{
+	struct stat st;
+
+	if (getenv("MVMFS_QEMU_ACCEL"))
+		return strcmp(getenv("MVMFS_QEMU_ACCEL"), "kvm") == 0;
+	if (stat("/dev/kvm", &st) < 0 || !S_ISCHR(st.st_mode))
+		return false;
+	return access("/sys/module/kvm_intel", F_OK) == 0 ||
+	       access("/sys/module/kvm_amd", F_OK) == 0;
+}
+
+static int find_in_path(const char *name, char *buf, size_t size)
+{
+	const char *path = getenv("PATH") ?: "/usr/local/bin:/usr/bin:/bin";
+
+	if (strchr(name, '/')) {
+		snprintf(buf, size, "%s", name);
+		return access(buf, X_OK) == 0 ? 0 : -errno;
+	}
+	while (*path) {
+		size_t n = strcspn(path, ":");
+
+		snprintf(buf, size, "%.*s/%s", (int)n, path, name);
+		if (access(buf, X_OK) == 0)
+			return 0;
+		path += n + (path[n] == ':');
+	}
+	return -ENOENT;
+}
+
+static int qemu_init(const struct runtime_config *cfg, void **ret_priv, struct err *err)
+{
+	struct qemu_priv *qp;
+	struct err e2 = {};
+	int r;
+
+	qp = calloc(1, sizeof(*qp));
+	if (!qp)
+		return -ENOMEM;
+	qp->cfg = cfg;
+	r = find_in_path(cfg->qemu ?: "qemu-system-x86_64", qp->qemu, sizeof(qp->qemu));
+	if (r < 0) {
+		free(qp);
+		return err_set(err, r, "qemu '%s' not found or not executable",
+			       cfg->qemu ?: "qemu-system-x86_64");
+	}
+	snprintf(qp->base_dir, sizeof(qp->base_dir), "%s/%s", cfg->state_dir, QEMU_DIR);
+	r = mkdir_p(qp->base_dir, 0755);
+	if (r < 0) {
+		free(qp);
+		return err_set(err, r, "creating %s: %s", qp->base_dir, strerror(-r));
+	}
+	qp->kvm = kvm_usable();
+	qp->have_cg = cgroup_detect(cfg->cgroup_version, &qp->cg, &e2) >= 0;
+	if (!qp->have_cg)
+		log_warning("qemu: no cgroup limits for VMs: %s", e2.msg);
+	log_info("qemu backend: %s, accel %s", qp->qemu, qp->kvm ? "kvm" : "tcg");
+	*ret_priv = qp;
+	return 0;
+}
+
+static void qemu_free(void *priv)
+{
+	free(priv);
+}
+
+static int write_cg(const char *dir, const char *file, unsigned long long v, const char *suffix)
+{
+	char path[VMM_PATH_MAX + 64], val[64];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	snprintf(val, sizeof(val), "%llu%s", v, suffix);
+	return write_string_file(path, val);
+}
+
+/* Create the VM's cgroups with the same limits the jailer sets for Firecracker (plus QEMU's own
+ * overhead in memory). */
+static int setup_cgroups(struct qemu_priv *qp, const struct vmm_launch *p, struct vmm_handle *h,
+			 struct err *err)
+{
+	unsigned long long mem = ((unsigned long long)p->mem_mib + QEMU_MEM_OVERHEAD_MIB) << 20;
+	unsigned long long quota = (unsigned long long)p->vcpus * 100000ULL;
+	int n, r = 0;
+
+	if (!qp->have_cg)
+		return 0;
+	h->cgroup_version = qp->cg.version;
+	n = cgroup_dirs(&qp->cg, CGROUP_PARENT, p->name, h->cgroup, ELEMENTSOF(h->cgroup));
+	for (int i = 0; i < n; i++) {
+		r = mkdir_p(h->cgroup[i], 0755);
+		if (r < 0)
+			return err_set(err, r, "creating cgroup %s: %s", h->cgroup[i], strerror(-r));
+	}
+	if (qp->cg.version == 2) {
+		char parent[VMM_PATH_MAX + 32];
+
+		snprintf(parent, sizeof(parent), "%s/%s/cgroup.subtree_control", qp->cg.v2_mount,
+			 CGROUP_PARENT);
+		(void)write_string_file(parent, "+cpu +memory");
+		if ((r = write_cg(h->cgroup[0], "cpu.max", quota, " 100000")) < 0 ||
+		    (r = write_cg(h->cgroup[0], "memory.max", mem, "")) < 0 ||
+		    (r = write_cg(h->cgroup[0], "memory.swap.max", 0, "")) < 0)
+			return err_set(err, r, "cgroup limits in %s: %s", h->cgroup[0],
+				       strerror(-r));
+		return 0;
+	}
+	if ((r = write_cg(h->cgroup[0], "cpu.cfs_period_us", 100000, "")) < 0 ||
+	    (r = write_cg(h->cgroup[0], "cpu.cfs_quota_us", quota, "")) < 0)
+		return err_set(err, r, "cgroup cpu limits in %s: %s", h->cgroup[0], strerror(-r));
+	const char *md = n > 1 ? h->cgroup[1] : h->cgroup[0];
+	if ((r = write_cg(md, "memory.limit_in_bytes", mem, "")) < 0)
+		return err_set(err, r, "cgroup memory limit in %s: %s", md, strerror(-r));
+	if (qp->cg.memsw)
+		r = write_cg(md, "memory.memsw.limit_in_bytes", mem, "");
+	else
+		r = write_cg(md, "memory.swappiness", 0, "");
+	if (r < 0)
+		return err_set(err, r, "cgroup swap limit in %s: %s", md, strerror(-r));
+	return 0;
+}
+
+/* Everything the forked child needs, prepared before fork (only async-signal-safe calls
+ * happen between fork and exec). */
+struct child_plan {
+	const char *argv[ARGV_MAX];
+	int netns_fd;
+	int cg_fds[4];
+	int ncg;
+	int out_fd;
+};
+
+static _Noreturn void child_run(const struct child_plan *cp)
+{
+	static const char zero[] = "0";
+	sigset_t none;
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (int i = 0; i < cp->ncg; i++)
+		if (write(cp->cg_fds[i], zero, 1) != 1)
+			_exit(120);
+	if (cp->netns_fd >= 0 && setns(cp->netns_fd, CLONE_NEWNET) < 0)
+		_exit(121);
+	if (cp->out_fd >= 0) {
+		dup2(cp->out_fd, 1);
+		dup2(cp->out_fd, 2);
+	}
+	(void)setsid();
+	execv(cp->argv[0], (char *const *)cp->argv);
+	_exit(127);
+}
+
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - t0->tv_sec) * 1000 + (now.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* One line of QEMU's own stderr (kept in the console log) for "QEMU exited" messages. */
+static void log_tail(const char *path, char *buf, size_t size)
+{
+	_cleanup_close_ int fd = -EBADF;
+	char tmp[600], *line;
+	ssize_t n;
+	off_t end;
+
+	buf[0] = '\0';
+	if (!path || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	end = lseek(fd, 0, SEEK_END);
+	if (end <= 0)
+		return;
+	n = pread(fd, tmp, sizeof(tmp) - 1, end > (off_t)sizeof(tmp) - 1 ? end - (off_t)sizeof(tmp) + 1 : 0);
+	if (n <= 0)
+		return;
+	tmp[n] = '\0';
+	while (n > 0 && (tmp[n - 1] == '\n' || tmp[n - 1] == '\r' || tmp[n - 1] == ' '))
+		tmp[--n] = '\0';
+	line = strrchr(tmp, '\n');
+	line = line ? line + 1 : tmp;
+	if (strlen(line) >= size)
+		line[size - 1] = '\0';
+	memcpy(buf, line, strlen(line) + 1);
+	for (char *c = buf; *c; c++)
+		if ((unsigned char)*c < 0x20)
+			*c = ' ';
+}
+
+static int check_alive(struct vmm_handle *h, const char *logp, const char *what, struct err *err)
+{
+	struct pollfd pfd = { .fd = h->pidfd, .events = POLLIN };
+	struct vmm_exit ex;
+	char tail[300], reason[64];
+
+	if (h->pidfd < 0 || poll(&pfd, 1, 0) <= 0)
+		return 0;
+	vmm_handle_reap(h, &ex);
+	if (!ex.known)
+		snprintf(reason, sizeof(reason), "exit status unknown");
+	else if (ex.signal)
+		snprintf(reason, sizeof(reason), "killed by signal %d", ex.signal);
+	else if (ex.code == 120 || ex.code == 121)
+		snprintf(reason, sizeof(reason), "could not enter its %s",
+			 ex.code == 120 ? "cgroup" : "network namespace");
+	else
+		snprintf(reason, sizeof(reason), "exit code %d", ex.code);
+	log_tail(logp, tail, sizeof(tail));
+	return err_set(err, -EIO, "%s: QEMU exited (%s)%s%s", what, reason, tail[0] ? ": " : "",
+		       tail);
+}
+
+static int query_status(struct vmm_handle *h, enum vmm_run_state *ret, struct err *err)
+{
+	struct qmp *q = NULL;
+	json_t *v = NULL;
+	char *text;
+	int r;
+
+	r = qmp_connect(h->api_socket, QEMU_CALL_MS, &q, err);
+	if (r < 0)
+		return r;
+	r = qmp_execute(q, "query-status", NULL, &v, QEMU_CALL_MS, err);
+	qmp_close(q);
+	if (r < 0)
+		return r;
+	text = json_dumps(v, JSON_COMPACT);
+	json_decref(v);
+	if (!text)
+		return -ENOMEM;
+	r = qmp_parse_status(text, strlen(text), ret);
+	free(text);
+	return r < 0 ? err_set(err, -EPROTO, "query-status: unexpected reply") : 0;
+}
+
+static int build_argv(struct qemu_priv *qp, const struct vmm_launch *p, struct vmm_handle *h,
+		      struct child_plan *cp, char (*s)[VMM_PATH_MAX + 160], size_t nstr)
+{
+	char base[512];
+	size_t a = 0, k = 0;
+	int r;
+
+#define ARG(x) (cp->argv[a++] = (x))
+#define FMT(...) (snprintf(s[k], sizeof(s[k]), __VA_ARGS__), s[k++])
+	if (nstr < 16)
+		return -E2BIG;
+	r = guest_kernel_cmdline(GUEST_CMDLINE_QEMU, base, sizeof(base));
+	if (r < 0)
+		return r;
+	if (qp->kvm)
+		snprintf(base, sizeof(base), "console=ttyS0 rdinit=/init panic=-1 quiet "
+					     "mitigations=off cryptomgr.notests");
+	ARG(qp->qemu);
+	ARG("-name");
+	ARG(FMT("mvmfs-%s", p->name));
+	ARG("-accel");
+	ARG(qp->kvm ? "kvm" : "tcg");
+	ARG("-M");
+	ARG("microvm");
+	ARG("-cpu");
+	ARG(qp->kvm ? "host" : "max");
+	ARG("-smp");
+	ARG(FMT("%u", p->vcpus ? p->vcpus : 2));
+	ARG("-m");
+	ARG(FMT("%u", p->mem_mib ? p->mem_mib : 2048));
+	ARG("-nodefaults");
+	ARG("-no-user-config");
+	ARG("-nographic");
+	ARG("-no-reboot");
+	ARG("-serial");
+	ARG(p->console_log ? FMT("file:%s", p->console_log) : "null");
+	ARG("-kernel");
+	ARG(p->kernel);
+	if (p->initrd) {
+		ARG("-initrd");
+		ARG(p->initrd);
+	}
+	ARG("-append");
+	ARG(FMT("%s%s%s", base, p->boot_args && *p->boot_args ? " " : "",
+		p->boot_args ? p->boot_args : ""));
+	ARG("-drive");
+	ARG(FMT("file=%s,format=raw,if=none,id=root,readonly=on", p->rootfs));
+	ARG("-device");
+	ARG("virtio-blk-device,drive=root,serial=root");
+	if (p->data_disk) {
+		ARG("-drive");
+		ARG(FMT("file=%s,format=raw,if=none,id=data", p->data_disk));
+		ARG("-device");
+		ARG("virtio-blk-device,drive=data,serial=data");
+	}
+	if (p->tap_name) {
+		ARG("-netdev");
+		ARG(FMT("tap,id=n0,ifname=%s,script=no,downscript=no", p->tap_name));
+		ARG("-device");
+		ARG(FMT("virtio-net-device,netdev=n0%s%s", p->mac ? ",mac=" : "", p->mac ?: ""));
+	}
+	ARG("-chardev");
+	ARG(FMT("socket,id=agent,path=%s,server=on,wait=off", h->agent_socket));
+	ARG("-device");
+	ARG("virtio-serial-device");
+	ARG("-device");
+	ARG("virtserialport,chardev=agent,name=agent");
+	ARG("-qmp");
+	ARG(FMT("unix:%s,server=on,wait=off", h->api_socket));
+	ARG("-pidfile");
+	ARG(FMT("%s/%s", h->jail_dir, QEMU_PIDFILE));
+	ARG("-runas");
+	ARG(FMT("%u:%u", (unsigned)p->uid, (unsigned)p->gid));
+	ARG(NULL);
+#undef ARG
+#undef FMT
+	return (int)a;
+}
+
+static int qemu_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *h,
+		       struct err *err)
+{
+	struct qemu_priv *qp = priv;
+	static char strs[16][VMM_PATH_MAX + 160]; /* guarded by launch_lock */
+	static pthread_mutex_t launch_lock = PTHREAD_MUTEX_INITIALIZER;
+	struct child_plan cp = { .netns_fd = -EBADF, .out_fd = -EBADF };
+	char path[VMM_PATH_MAX + 64];
+	enum vmm_run_state st;
+	struct timespec t0;
+	pid_t pid;
+	int r;
+
+	if (snprintf(h->jail_dir, sizeof(h->jail_dir), "%s/%s", qp->base_dir, p->name) >=
+		    (int)sizeof(h->jail_dir) ||
+	    snprintf(h->api_socket, sizeof(h->api_socket), "%s/%s", h->jail_dir, QEMU_QMP) >=
+		    (int)sizeof(h->api_socket) ||
+	    snprintf(h->agent_socket, sizeof(h->agent_socket), "%s/%s", h->jail_dir,
+		     QEMU_AGENT) >= (int)sizeof(h->agent_socket))
+		return err_set(err, -ENAMETOOLONG, "socket path longer than 107 bytes under %s",
+			       qp->base_dir);
+	(void)rm_rf(h->jail_dir);
+	r = mkdir_p(h->jail_dir, 0700);
+	if (r < 0)
+		return err_set(err, r, "creating %s: %s", h->jail_dir, strerror(-r));
+	snprintf(path, sizeof(path), "%s/%s", h->jail_dir, QEMU_MARK);
+	r = write_file_atomic(path, p->name, strlen(p->name), 0600);
+	if (r < 0)
+		return err_set(err, r, "marking %s: %s", h->jail_dir, strerror(-r));
+	/* The writable disk belongs to the VM's uid (QEMU opens it before dropping to it anyway,
+	 * but a later reopen, e.g. on a flush error, happens as that uid). */
+	if (p->data_disk && chown(p->data_disk, p->uid, p->gid) < 0)
+		return err_set(err, -errno, "chown %s: %m", p->data_disk);
+
+	r = setup_cgroups(qp, p, h, err);
+	if (r < 0)
+		goto out_close;
+	for (int i = 0; i < 4 && h->cgroup[i][0]; i++) {
+		snprintf(path, sizeof(path), "%s/cgroup.procs", h->cgroup[i]);
+		cp.cg_fds[cp.ncg] = open(path, O_WRONLY | O_CLOEXEC);
+		if (cp.cg_fds[cp.ncg] < 0) {
+			r = err_set(err, -errno, "%s: %m", path);
+			goto out_close;
+		}
+		cp.ncg++;
+	}
+	if (p->netns_path) {
+		cp.netns_fd = open(p->netns_path, O_RDONLY | O_CLOEXEC);
+		if (cp.netns_fd < 0) {
+			r = err_set(err, -errno, "network namespace %s: %m", p->netns_path);
+			goto out_close;
+		}
+	}
+	if (p->console_log) {
+		/* QEMU's own messages go next to the guest console. */
+		cp.out_fd = open(p->console_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (cp.out_fd < 0) {
+			r = err_set(err, -errno, "%s: %m", p->console_log);
+			goto out_close;
+		}
+	}
+
+	pthread_mutex_lock(&launch_lock);
+	r = build_argv(qp, p, h, &cp, strs, ELEMENTSOF(strs));
+	if (r < 0) {
+		pthread_mutex_unlock(&launch_lock);
+		err_set(err, r, "building the QEMU command line: %s", strerror(-r));
+		goto out_close;
+	}
+	pid = fork();
+	if (pid == 0)
+		child_run(&cp);
+	pthread_mutex_unlock(&launch_lock);
+	if (pid < 0) {
+		r = err_set(err, -errno, "fork: %m");
+		goto out_close;
+	}
+	h->pid = pid;
+	h->is_child = true;
+	if (p->pid_out)
+		atomic_store(p->pid_out, (int)pid);
+	h->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (h->pidfd < 0) {
+		r = err_set(err, -errno, "pidfd for QEMU %d: %m", (int)pid);
+		goto out_close;
+	}
+	(void)vmm_proc_start_time(pid, &h->start_time);
+
+	/* QEMU creates its sockets during init; then the guest is running at once. */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		struct err e2 = {};
+		struct stat sb;
+
+		r = check_alive(h, p->console_log, "starting QEMU", err);
+		if (r < 0)
+			goto out_close;
+		if (p->cancel && atomic_load(p->cancel)) {
+			r = err_set(err, -ECANCELED, "start cancelled");
+			goto out_close;
+		}
+		if (stat(h->api_socket, &sb) == 0 && S_ISSOCK(sb.st_mode) &&
+		    query_status(h, &st, &e2) >= 0) {
+			/* The start time read right after fork may be the pre-exec child's: same
+			 * process, same value, but re-read to be sure it is recorded. */
+			(void)vmm_proc_start_time(pid, &h->start_time);
+			if (st == VMM_RUN_RUNNING)
+				break;
+		}
+		if (ms_since(&t0) > QEMU_SOCKET_WAIT_MS) {
+			r = err_set(err, -ETIMEDOUT, "QEMU did not report running within %d ms",
+				    QEMU_SOCKET_WAIT_MS);
+			goto out_close;
+		}
+		nanosleep(&(struct timespec){ .tv_nsec = 5 * 1000 * 1000 }, NULL);
+	}
+	r = 0;
+out_close:
+	for (int i = 0; i < cp.ncg; i++)
+		safe_close(cp.cg_fds[i]);
+	safe_close(cp.netns_fd);
+	safe_close(cp.out_fd);
+	return r;
+}
+
+static int qemu_query(void *priv, struct vmm_handle *h, enum vmm_run_state *ret, struct err *err)
+{
+	struct pollfd pfd = { .fd = h->pidfd, .events = POLLIN };
+
+	if (h->pidfd >= 0 && poll(&pfd, 1, 0) > 0) {
+		*ret = VMM_RUN_GONE;
+		return 0;
+	}
+	return query_status(h, ret, err);
+}
+
+/* ACPI power button: the agent sees KEY_POWER and stops the app with its grace period. The
+ * runtime's graceful path asks the agent directly first; this is the fallback. */
+static int qemu_request_stop(void *priv, struct vmm_handle *h, struct err *err)
+{
+	struct qmp *q = NULL;
+	int r;
+
+	r = qmp_connect(h->api_socket, QEMU_CALL_MS, &q, err);
+	if (r < 0)
+		return r;
+	r = qmp_execute(q, "system_powerdown", NULL, NULL, QEMU_CALL_MS, err);
+	qmp_close(q);
+	return r;
+}
+
+static int qemu_kill(void *priv, struct vmm_handle *h)
+{
+	if (h->pidfd < 0)
+		return -ESRCH;
+	return RET_NERRNO((int)syscall(SYS_pidfd_send_signal, h->pidfd, SIGKILL, NULL, 0));
+}
+
+static int qemu_adopt(void *priv, const char *name, struct vmm_handle *h, struct err *err)
+{
+	enum vmm_run_state st;
+	int r;
+
+	h->is_child = false;
+	r = vmm_handle_open_pidfd(h);
+	if (r < 0)
+		return err_set(err, -ESRCH, "QEMU (pid %d) is gone", (int)h->pid);
+	r = query_status(h, &st, err);
+	if (r < 0)
+		return err_prefix(err, "re-adopting QEMU pid %d: ", (int)h->pid);
+	return 0;
+}
+
+static void qemu_cleanup(void *priv, const char *name, struct vmm_handle *h)
+{
+	int r;
+
+	for (size_t i = 0; i < ELEMENTSOF(h->cgroup); i++) {
+		if (!h->cgroup[i][0])
+			continue;
+		r = cgroup_remove(h->cgroup[i]);
+		if (r < 0)
+			log_debug_errno(r, "%s: removing cgroup %s", name, h->cgroup[i]);
+		h->cgroup[i][0] = '\0';
+	}
+	if (h->jail_dir[0]) {
+		r = rm_rf(h->jail_dir);
+		if (r < 0)
+			log_debug_errno(r, "%s: removing %s", name, h->jail_dir);
+		h->jail_dir[0] = '\0';
+	}
+}
+
+/* A leftover QEMU of ours: its pid file's process whose command line names our dir. */
+static void kill_leftover(const char *dir)
+{
+	char path[VMM_PATH_MAX + 32], *text = NULL, *cmd = NULL;
+	size_t len = 0;
+	uint32_t pid;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, QEMU_PIDFILE);
+	if (read_file_bounded(path, 64, &text, NULL) < 0)
+		return;
+	text[strcspn(text, "\n")] = '\0';
+	if (parse_u32(text, &pid) == 0 && pid > 1) {
+		snprintf(path, sizeof(path), "/proc/%u/cmdline", pid);
+		if (read_file_bounded(path, 65536, &cmd, &len) >= 0) {
+			for (size_t i = 0; i + 1 < len; i++)
+				if (!cmd[i])
+					cmd[i] = ' ';
+			if (strstr(cmd, dir))
+				(void)kill((pid_t)pid, SIGKILL);
+		}
+	}
+	free(cmd);
+	free(text);
+}
+
+static int qemu_reap(void *priv, bool (*is_known)(const char *name, void *ud), void *ud)
+{
+	struct qemu_priv *qp = priv;
+	_cleanup_closedir_ DIR *d = opendir(qp->base_dir);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		char dir[VMM_PATH_MAX], mark[VMM_PATH_MAX + 16];
+		struct vmm_handle h;
+
+		if (de->d_name[0] == '.' || !vm_name_is_valid(de->d_name) ||
+		    is_known(de->d_name, ud))
+			continue;
+		if (snprintf(dir, sizeof(dir), "%s/%s", qp->base_dir, de->d_name) >=
+		    (int)sizeof(dir))
+			continue;
+		snprintf(mark, sizeof(mark), "%s/%s", dir, QEMU_MARK);
+		if (access(mark, F_OK) < 0)
+			continue;
+		kill_leftover(dir);
+		vmm_handle_init(&h);
+		snprintf(h.jail_dir, sizeof(h.jail_dir), "%s", dir);
+		if (qp->have_cg)
+			cgroup_dirs(&qp->cg, CGROUP_PARENT, de->d_name, h.cgroup,
+				    ELEMENTSOF(h.cgroup));
+		qemu_cleanup(priv, de->d_name, &h);
+		n++;
+	}
+	return n;
+}
+
+const struct vmm_ops vmm_qemu_ops = {
+	.name = "qemu",
+	.init = qemu_init,
+	.free = qemu_free,
+	.launch = qemu_launch,
+	.query = qemu_query,
+	.request_stop = qemu_request_stop,
+	.kill = qemu_kill,
+	.adopt = qemu_adopt,
+	.cleanup = qemu_cleanup,
+	.reap = qemu_reap,
+};
