@@ -91,7 +91,10 @@ class Process:
             sig = getattr(signal, signal_name, None) if isinstance(signal_name, str) \
                 else signal.Signals(int(signal_name))
             self.rec.event("exit", code=None, signal=int(sig), reason=reason)
-            signal.signal(sig, signal.SIG_DFL)
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass        # SIGKILL/SIGSTOP cannot be handled anyway
             signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
             os.kill(os.getpid(), sig)
             time.sleep(1)
