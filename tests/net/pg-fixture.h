@@ -208,6 +208,12 @@ static inline void pgf_conninfo(const struct pg_fixture *f, const char *db, char
 }
 
 /* Run SQL (several statements allowed, no parameters: fixture-owned text only). */
+static inline void pgf_notice_ignore(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
 static inline int pgf_sql(const struct pg_fixture *f, const char *db, const char *sql)
 {
 	char ci[256];
@@ -218,10 +224,11 @@ static inline int pgf_sql(const struct pg_fixture *f, const char *db, const char
 	pgf_conninfo(f, db, ci, sizeof(ci));
 	c = PQconnectdb(ci);
 	if (PQstatus(c) != CONNECTION_OK) {
-		fprintf(stderr, "pgf_sql connect: %s", PQerrorMessage(c));
+		printf("# pgf_sql connect: %s", PQerrorMessage(c));
 		PQfinish(c);
 		return -EIO;
 	}
+	(void)PQsetNoticeProcessor(c, pgf_notice_ignore, NULL);
 	res = PQexec(c, sql);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
 		printf("# sql failed: %s", PQresultErrorMessage(res));
