@@ -166,3 +166,24 @@ int img_registry_open(const struct img_store_config *cfg, const struct img_ref *
 		      struct img_source **ret, struct err *err);
 int img_s3_open(const struct img_store_config *cfg, const struct img_ref *ref,
 		struct img_source **ret, struct err *err);
+
+/* ---- S3 settings (s3-config.c) ---- */
+
+/* Minimal INI lookup as the AWS CLI files use it: "[section]", "key = value", '#'/';'
+ * comments. 0 and buf filled, -ENOENT when absent, -EINVAL when the value doesn't fit. */
+int img_ini_get(const char *text, size_t len, const char *section, const char *key, char *buf,
+		size_t size);
+
+struct img_s3_settings {
+	char region[64];
+	char endpoint[512];  /* "" for AWS itself */
+	char access_key[128];
+	char secret_key[256];
+	char session_token[4096];
+	bool have_creds;
+};
+/* From AWS_* variables, then ~/.aws/credentials and ~/.aws/config (AWS_PROFILE). */
+int img_s3_settings_load(struct img_s3_settings *ret, struct err *err);
+/* The object URL: path style for custom endpoints and dotted buckets. */
+int img_s3_object_url(const struct img_s3_settings *s, const char *bucket, const char *key,
+		      char *buf, size_t size);

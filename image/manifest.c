@@ -132,8 +132,8 @@ static int decode_index(json_t *root, const struct img_platform *plat,
 			struct img_descriptor *ret, struct err *err)
 {
 	json_t *list = json_object_get(root, "manifests"), *e;
-	struct img_descriptor only = {};
-	size_t i, n_candidates = 0, n_noplatform = 0;
+	struct img_descriptor only = {}, nested = {};
+	size_t i, n_candidates = 0, n_noplatform = 0, n_nested = 0;
 	char want_variant[32];
 
 	if (!json_is_array(list))
@@ -151,9 +151,15 @@ static int decode_index(json_t *root, const struct img_platform *plat,
 		r = decode_descriptor(e, &d, "image index entry", err);
 		if (r < 0)
 			return r;
+		if (strcmp(d.media_type, IMG_MT_OCI_INDEX) == 0 ||
+		    strcmp(d.media_type, IMG_MT_DOCKER_LIST) == 0) {
+			n_nested++;
+			nested = d;
+			continue;
+		}
 		if (strcmp(d.media_type, IMG_MT_OCI_MANIFEST) != 0 &&
 		    strcmp(d.media_type, IMG_MT_DOCKER_V2) != 0)
-			continue; /* nested indexes, attestations by type, schema 1: not ours */
+			continue; /* schema 1, artifacts: not ours */
 		n_candidates++;
 		p = json_object_get(e, "platform");
 		if (!p) {
@@ -182,6 +188,11 @@ static int decode_index(json_t *root, const struct img_platform *plat,
 	/* An OCI layout's index.json often lists one manifest with no platform: take it. */
 	if (n_candidates == 1 && n_noplatform == 1) {
 		*ret = only;
+		return IMG_DECODED_INDEX;
+	}
+	/* ... or one multi-platform index (`skopeo copy --all` into an OCI layout). */
+	if (n_candidates == 0 && n_nested == 1) {
+		*ret = nested;
 		return IMG_DECODED_INDEX;
 	}
 	return err_set(err, -ENOENT, "image index has no manifest for %s/%s%s%s", plat->os,

@@ -210,43 +210,42 @@ static int fetch_manifest(struct registry *reg, const char *reference, const cha
 static int registry_resolve(struct img_source *src, struct img_manifest *ret, struct err *err)
 {
 	struct registry *reg = (struct registry *)src;
-	struct img_http_resp resp = {};
 	struct img_descriptor pick = {};
 	struct img_manifest m = {};
-	char digest[IMG_DIGEST_MAX];
-	const char *reference = src->ref.digest[0] ? src->ref.digest : src->ref.tag;
+	char digest[IMG_DIGEST_MAX], name[400];
+	bool have_pick = false;
 	int r;
 
-	r = fetch_manifest(reg, reference, src->ref.digest[0] ? src->ref.digest : NULL, &resp,
-			   digest, err);
-	if (r >= 0) {
-		r = img_manifest_decode(resp.body ? resp.body : "", resp.len, resp.content_type,
-					&src->platform, &m, &pick, err);
-		if (r < 0)
-			err_prefix(err, "%s: %s%c%s: ", reg->who, src->ref.repository,
-				   src->ref.digest[0] ? '@' : ':', reference);
-	}
-	img_http_resp_done(&resp);
-	if (r < 0)
-		return r;
-	if (r == IMG_DECODED_INDEX) {
-		r = fetch_manifest(reg, pick.digest, pick.digest, &resp, digest, err);
-		if (r >= 0 && resp.len != pick.size)
+	for (int depth = 0;; depth++) {
+		struct img_http_resp resp = {};
+		struct img_descriptor next = {};
+		const char *reference = have_pick ? pick.digest
+					: src->ref.digest[0] ? src->ref.digest : src->ref.tag;
+		const char *expect = have_pick ? pick.digest
+				     : src->ref.digest[0] ? src->ref.digest : NULL;
+
+		snprintf(name, sizeof(name), "%s%c%s", src->ref.repository,
+			 img_digest_is_valid(reference) ? '@' : ':', reference);
+		r = fetch_manifest(reg, reference, expect, &resp, digest, err);
+		if (r >= 0 && have_pick && resp.len != pick.size)
 			r = err_set(err, -EBADMSG, "%s: manifest %s is %zu bytes, index says %llu",
-				    reg->who, pick.digest, resp.len, (unsigned long long)pick.size);
+				    reg->who, name, resp.len, (unsigned long long)pick.size);
 		if (r >= 0) {
 			r = img_manifest_decode(resp.body ? resp.body : "", resp.len,
-						resp.content_type, &src->platform, &m, &pick, err);
-			if (r == IMG_DECODED_INDEX) {
-				img_manifest_done(&m);
-				r = err_set(err, -EPROTONOSUPPORT, "nested image indexes are not supported");
-			}
+						resp.content_type, &src->platform, &m, &next, err);
 			if (r < 0)
-				err_prefix(err, "%s: %s: ", reg->who, pick.digest);
+				err_prefix(err, "%s: %s: ", reg->who, name);
 		}
 		img_http_resp_done(&resp);
 		if (r < 0)
 			return r;
+		if (r == IMG_DECODED_MANIFEST)
+			break;
+		if (depth >= 2)
+			return err_set(err, -EPROTONOSUPPORT, "%s: %s: image indexes nested too deep",
+				       reg->who, name);
+		pick = next;
+		have_pick = true;
 	}
 	memcpy(m.digest, digest, IMG_DIGEST_MAX);
 	*ret = m;

@@ -382,7 +382,26 @@ new S3rver({{port: {port}, address: '127.0.0.1', silent: true, directory: {json.
                         "--user", "S3RVER:S3RVER", "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD",
                         "--data-binary", "@" + arch,
                         f"http://127.0.0.1:{port}/images/oci/{name}.tar"], check=True)
-    # A tampered archive: the simple image with one layer byte flipped.
+    # A tampered archive: the simple image with one byte of its largest blob flipped.
+    src, bad = os.path.join(d, "simple.tar"), os.path.join(d, "tampered.tar")
+    with tarfile.open(src) as tin, tarfile.open(bad, "w", format=tarfile.PAX_FORMAT) as tout:
+        members = tin.getmembers()
+        lay = images["simple"]
+        with open(os.path.join(lay, "index.json")) as f:
+            mdig = json.load(f)["manifests"][0]["digest"][7:]
+        with open(os.path.join(lay, "blobs", "sha256", mdig)) as f:
+            layer = json.load(f)["layers"][-1]["digest"][7:]
+        victim = next(m for m in members if m.name.endswith("blobs/sha256/" + layer))
+        for m in members:
+            data = tin.extractfile(m).read() if m.isfile() else None
+            if m is victim:
+                data = data[:10] + bytes([data[10] ^ 0xff]) + data[11:]
+            tout.addfile(m, io.BytesIO(data) if data is not None else None)
+    env["TAMPERED_BLOB"] = "sha256:" + os.path.basename(victim.name)
+    subprocess.run(["curl", "-sf", "-X", "PUT", "--aws-sigv4", "aws:amz:us-east-1:s3",
+                    "--user", "S3RVER:S3RVER", "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+                    "--data-binary", "@" + bad,
+                    f"http://127.0.0.1:{port}/images/oci/tampered.tar"], check=True)
     env["PORT_S3"] = str(port)
     with open(os.path.join(d, "env"), "w") as f:
         for k, v in env.items():
