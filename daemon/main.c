@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mvmfs: options, logging, curl, the runtime, the FUSE mount, readiness, and shutdown order.
+ *
+ * Order (STYLE.md 3.8): curl_global_init before any thread; clean a stale mount; create the
+ * runtime; mount (vms/ hidden); a startup thread re-adopts VMs (runtime_start) and then shows
+ * vms/ and tells systemd READY=1, while the main thread already serves FUSE requests. SIGTERM /
+ * SIGINT end the loop (libfuse's handlers): unmount, stop the runtime (VMs keep running unless
+ * --stop-vms-on-exit), free, exit 0.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "config.h"
+#include "fs.h"
+#include "log.h"
+#include "macro.h"
+#include "options.h"
+#include "runtime.h"
+
+/* sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET. */
+static void notify_systemd(const char *msg)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t len;
+	int fd;
+
+	if (!path || (path[0] != '/' && path[0] != '@'))
+		return;
+	len = strlen(path);
+	if (len >= sizeof(sa.sun_path))
+		return;
+	memcpy(sa.sun_path, path, len);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = '\0';
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+		log_debug_errno(-errno, "sd_notify failed, ignoring");
+	close(fd);
+}
+
+struct startup {
+	struct runtime *rt;
+	struct fs *fs;
+	atomic_int result; /* 1 while running, then 0 or a negative errno */
+};
+
+/* Re-adopting recorded VMs can take a while; FUSE requests are served meanwhile. */
+static void *startup_thread(void *arg)
+{
+	struct startup *s = arg;
+	struct err err = {};
+	int r;
+
+	r = runtime_start(s->rt, &err);
+	if (r < 0) {
+		log_error_errno(r, "cannot start the runtime: %s", err.msg);
+		atomic_store(&s->result, r);
+		fs_exit(s->fs);
+		return NULL;
+	}
+	fs_set_ready(s->fs);
+	notify_systemd("READY=1\nSTATUS=serving");
+	atomic_store(&s->result, 0);
+	return NULL;
+}
+
+static const char *vmm_name(enum vmm_kind k)
+{
+	return k == VMM_QEMU ? "qemu" : "firecracker";
+}
+
+static int run(struct daemon_options *o)
+{
+	struct fs_options fo = { .mountpoint = o->mountpoint,
+				 .vmm_name = vmm_name(o->rt.vmm),
+				 .max_threads = o->max_threads,
+				 .debug = o->fuse_debug };
+	struct startup s = {};
+	struct runtime *rt = NULL;
+	struct fs *fs = NULL;
+	struct err err = {};
+	sigset_t block, old;
+	pthread_t thr;
+	int r;
+
+	r = fs_cleanup_stale_mount(o->mountpoint, &err);
+	if (r < 0)
+		return log_error_errno(r, "%s", err.msg);
+	if (r > 0)
+		log_notice("detached a stale mount left at %s by a previous daemon", o->mountpoint);
+
+	r = runtime_new(&o->rt, &rt, &err);
+	if (r < 0)
+		return log_error_errno(r, "cannot set up the runtime: %s", err.msg);
+	r = fs_new(rt, &fo, &fs, &err);
+	if (r < 0) {
+		log_error_errno(r, "%s", err.msg);
+		runtime_free(rt);
+		return r;
+	}
+	log_info("mvmfs %s mounted at %s (vmm %s, state dir %s)", PACKAGE_VERSION, o->mountpoint,
+		 vmm_name(o->rt.vmm), o->rt.state_dir);
+
+	/* Threads inherit the mask: the runtime's and the startup thread leave SIGINT/SIGTERM/
+	 * SIGHUP to the FUSE threads, where libfuse's handlers end the loop. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	s = (struct startup){ .rt = rt, .fs = fs };
+	atomic_init(&s.result, 1);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	r = pthread_create(&thr, NULL, startup_thread, &s);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		log_error_errno(-r, "cannot create the startup thread");
+		fs_free(fs);
+		runtime_free(rt);
+		return -r;
+	}
+
+	r = fs_run(fs);
+	if (r < 0)
+		log_error_errno(r, "FUSE loop failed");
+	notify_systemd("STOPPING=1");
+	log_info("shutting down (VMs %s)", o->rt.stop_vms_on_exit ? "are stopped" : "keep running");
+	fs_unmount(fs);
+	pthread_join(thr, NULL);
+	runtime_shutdown(rt);
+	fs_free(fs);
+	runtime_free(rt);
+	if (atomic_load(&s.result) < 0)
+		return atomic_load(&s.result);
+	return r < 0 ? r : 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct daemon_options o;
+	struct err err = {};
+	CURLcode cr;
+	int r;
+
+	r = daemon_options_parse(argc, argv, &o, &err);
+	if (r < 0) {
+		fprintf(stderr, "mvmfs: %s\n", err.msg);
+		daemon_options_done(&o);
+		return 2;
+	}
+	if (o.show_help) {
+		daemon_options_help(argv[0]);
+		daemon_options_done(&o);
+		return 0;
+	}
+	if (o.show_version) {
+		printf("mvmfs %s\n", PACKAGE_VERSION);
+		daemon_options_done(&o);
+		return 0;
+	}
+	log_set_max_level(o.log_level);
+	/* API sockets and report connections can close under us. */
+	signal(SIGPIPE, SIG_IGN);
+	/* Must run before any other thread exists (libcurl-thread(3)). */
+	cr = curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (cr != CURLE_OK) {
+		log_error("curl_global_init: %s", curl_easy_strerror(cr));
+		daemon_options_done(&o);
+		return 1;
+	}
+	r = run(&o);
+	curl_global_cleanup();
+	daemon_options_done(&o);
+	return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/* Command line and --config FILE (same keys) for the mvmfs daemon. */
+#pragma once
+
+#include <stdbool.h>
+
+#include "err.h"
+#include "runtime.h"
+
+struct daemon_options {
+	struct runtime_config rt;
+	const char *mountpoint;
+	int log_level;
+	unsigned max_threads;
+	bool fuse_debug;
+	bool show_help, show_version;
+	/* storage for --insecure-registry (NULL-terminated, rt.insecure_registries points here) */
+	const char **insecure;
+	unsigned n_insecure;
+	/* strings copied from a config file, freed by daemon_options_done() */
+	char **owned;
+	unsigned n_owned;
+};
+
+/* Parse argv (and the --config FILE it names; the command line wins). Fills defaults; resolves
+ * --firecracker/--jailer from PATH and --kernel/--initrd under the state dir when absent.
+ * Returns 0, or a negative errno with a message in err. */
+int daemon_options_parse(int argc, char **argv, struct daemon_options *o, struct err *err);
+void daemon_options_done(struct daemon_options *o);
+void daemon_options_help(const char *prog);
