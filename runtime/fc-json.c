@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -143,8 +144,16 @@ void fc_json_fault(const char *body, size_t len, char *buf, size_t size)
 	buf[0] = '\0';
 	if (!body || !len)
 		return;
-	if (len <= FC_BODY_MAX)
-		o = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+	if (len <= FC_BODY_MAX) {
+		/* micro-http puts a raw newline inside its "error" string: not valid JSON. */
+		char *clean = malloc(len);
+		if (clean) {
+			for (size_t i = 0; i < len; i++)
+				clean[i] = (unsigned char)body[i] < 0x20 ? ' ' : body[i];
+			o = json_loadb(clean, len, JSON_REJECT_DUPLICATES, NULL);
+			free(clean);
+		}
+	}
 	if (json_is_object(o)) {
 		m = json_object_get(o, "fault_message");
 		if (!json_is_string(m))

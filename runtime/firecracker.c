@@ -18,7 +18,9 @@
 #include <sys/pidfd.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -189,6 +191,17 @@ static int check_alive(struct vmm_handle *h, const char *console, const char *wh
 		       tail);
 }
 
+static bool socket_accepts(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || strlen(path) >= sizeof(sa.sun_path))
+		return false;
+	strcpy(sa.sun_path, path);
+	return connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+}
+
 static int wait_socket(struct vmm_handle *h, const struct vmm_launch *p, struct err *err)
 {
 	struct timespec t0;
@@ -197,7 +210,9 @@ static int wait_socket(struct vmm_handle *h, const struct vmm_launch *p, struct 
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
-		if (stat(h->api_socket, &st) == 0 && S_ISSOCK(st.st_mode))
+		/* The file appears at bind(), before listen(): wait until a connect succeeds. */
+		if (stat(h->api_socket, &st) == 0 && S_ISSOCK(st.st_mode) &&
+		    socket_accepts(h->api_socket))
 			return 0;
 		r = check_alive(h, p->console_log, "waiting for the API socket", err);
 		if (r < 0)

@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: MIT */
+/* The lifecycle table: every [state][event] pair, the synchronous verdicts, and whole flows. */
+#include <string.h>
+
+#include "internal.h"
+#include "test.h"
+
+struct rec {
+	int launch, request_stop, arm, kill, cleanup;
+	int done_verb[8], done_result[8];
+	int n_done;
+};
+
+static void a_launch(void *ud)
+{
+	((struct rec *)ud)->launch++;
+}
+static void a_stop(void *ud)
+{
+	((struct rec *)ud)->request_stop++;
+}
+static void a_arm(void *ud)
+{
+	((struct rec *)ud)->arm++;
+}
+static void a_kill(void *ud)
+{
+	((struct rec *)ud)->kill++;
+}
+static void a_cleanup(void *ud)
+{
+	((struct rec *)ud)->cleanup++;
+}
+static void a_complete(void *ud, int verb, int result)
+{
+	struct rec *r = ud;
+	if (r->n_done < 8) {
+		r->done_verb[r->n_done] = verb;
+		r->done_result[r->n_done++] = result;
+	}
+}
+
+static const struct lc_actions acts = {
+	.launch = a_launch,
+	.request_stop = a_stop,
+	.arm_deadline = a_arm,
+	.kill = a_kill,
+	.cleanup = a_cleanup,
+	.complete = a_complete,
+};
+
+/* Expected outcome of one pair: -1 = event rejected; else the new state and the actions. */
+struct expect {
+	int state;         /* -1: rejected */
+	int launch, request_stop, arm, kill, cleanup;
+};
+
+#define REJ { -1, 0, 0, 0, 0, 0 }
+#define C VM_STATE_CREATED
+#define SG VM_STATE_STARTING
+#define R VM_STATE_RUNNING
+#define SP VM_STATE_STOPPING
+#define S VM_STATE_STOPPED
+#define F VM_STATE_FAILED
+
+/* Written independently of lifecycle.c, from SPEC section 2. */
+static const struct expect table[_VM_STATE_MAX][_LC_EV_MAX] = {
+	[C] = {
+		[LC_EV_START] = { SG, 1, 0, 0, 0, 0 }, [LC_EV_STOP] = { C, 0, 0, 0, 0, 0 },
+		[LC_EV_KILL] = { C, 0, 0, 0, 0, 0 }, [LC_EV_RESTART] = { SG, 1, 0, 0, 0, 0 },
+		[LC_EV_LAUNCH_OK] = REJ, [LC_EV_LAUNCH_FAIL] = REJ, [LC_EV_EXIT] = REJ,
+		[LC_EV_DEADLINE] = REJ, [LC_EV_CLEANUP_DONE] = REJ,
+	},
+	[SG] = {
+		[LC_EV_START] = REJ, [LC_EV_STOP] = { SG, 0, 0, 0, 0, 0 },
+		[LC_EV_KILL] = { SG, 0, 0, 0, 1, 0 }, [LC_EV_RESTART] = REJ,
+		[LC_EV_LAUNCH_OK] = { R, 0, 0, 0, 0, 0 }, [LC_EV_LAUNCH_FAIL] = { F, 0, 0, 0, 0, 0 },
+		[LC_EV_EXIT] = REJ, [LC_EV_DEADLINE] = REJ, [LC_EV_CLEANUP_DONE] = REJ,
+	},
+	[R] = {
+		[LC_EV_START] = { R, 0, 0, 0, 0, 0 }, [LC_EV_STOP] = { SP, 0, 1, 1, 0, 0 },
+		[LC_EV_KILL] = { SP, 0, 0, 0, 1, 0 }, [LC_EV_RESTART] = { SP, 0, 1, 1, 0, 0 },
+		[LC_EV_LAUNCH_OK] = REJ, [LC_EV_LAUNCH_FAIL] = REJ,
+		[LC_EV_EXIT] = { R, 0, 0, 0, 0, 1 }, [LC_EV_DEADLINE] = REJ,
+		/* exit_clean false in the base state: a VMM that ended on its own failed. */
+		[LC_EV_CLEANUP_DONE] = { F, 0, 0, 0, 0, 0 },
+	},
+	[SP] = {
+		[LC_EV_START] = REJ, [LC_EV_STOP] = REJ, [LC_EV_KILL] = REJ, [LC_EV_RESTART] = REJ,
+		[LC_EV_LAUNCH_OK] = REJ, [LC_EV_LAUNCH_FAIL] = REJ,
+		[LC_EV_EXIT] = { SP, 0, 0, 0, 0, 1 }, [LC_EV_DEADLINE] = { SP, 0, 0, 0, 1, 0 },
+		[LC_EV_CLEANUP_DONE] = { S, 0, 0, 0, 0, 0 },
+	},
+	[S] = {
+		[LC_EV_START] = { SG, 1, 0, 0, 0, 0 }, [LC_EV_STOP] = { S, 0, 0, 0, 0, 0 },
+		[LC_EV_KILL] = { S, 0, 0, 0, 0, 0 }, [LC_EV_RESTART] = { SG, 1, 0, 0, 0, 0 },
+		[LC_EV_LAUNCH_OK] = REJ, [LC_EV_LAUNCH_FAIL] = REJ, [LC_EV_EXIT] = REJ,
+		[LC_EV_DEADLINE] = REJ, [LC_EV_CLEANUP_DONE] = REJ,
+	},
+	[F] = {
+		[LC_EV_START] = { SG, 1, 0, 0, 0, 0 }, [LC_EV_STOP] = { F, 0, 0, 0, 0, 0 },
+		[LC_EV_KILL] = { F, 0, 0, 0, 0, 0 }, [LC_EV_RESTART] = { SG, 1, 0, 0, 0, 0 },
+		[LC_EV_LAUNCH_OK] = REJ, [LC_EV_LAUNCH_FAIL] = REJ, [LC_EV_EXIT] = REJ,
+		[LC_EV_DEADLINE] = REJ, [LC_EV_CLEANUP_DONE] = REJ,
+	},
+};
+
+static void test_every_pair(void)
+{
+	for (int st = 0; st < _VM_STATE_MAX; st++) {
+		for (int ev = 0; ev < _LC_EV_MAX; ev++) {
+			struct lc_vm s = { .state = st };
+			struct rec r = {};
+			const struct expect *e = &table[st][ev];
+			int k = lifecycle_event(&s, ev, &acts, &r);
+
+			if (e->state < 0) {
+				if (k != -EINVAL)
+					TEST_FAIL("%s + %s: expected rejection, got %d",
+						  vm_state_to_string(st), lc_event_to_string(ev), k);
+				if (s.state != (enum vm_state)st || r.launch || r.kill || r.cleanup ||
+				    r.n_done)
+					TEST_FAIL("%s + %s: a rejected event changed something",
+						  vm_state_to_string(st), lc_event_to_string(ev));
+				continue;
+			}
+			if (k < 0 || (int)s.state != e->state || r.launch != e->launch ||
+			    r.request_stop != e->request_stop || r.arm != e->arm ||
+			    r.kill != e->kill || r.cleanup != e->cleanup)
+				TEST_FAIL("%s + %s: got state %s launch %d stop %d arm %d kill %d "
+					  "cleanup %d (r=%d)",
+					  vm_state_to_string(st), lc_event_to_string(ev),
+					  vm_state_to_string(s.state), r.launch, r.request_stop, r.arm,
+					  r.kill, r.cleanup, k);
+		}
+	}
+}
+
+static void test_checks(void)
+{
+	struct lc_vm s = {};
+
+	s.state = VM_STATE_CREATED;
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_START), 0);
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_STOP), 1);
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_KILL), 1);
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_RESTART), 0);
+	s.state = VM_STATE_RUNNING;
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_START), 1);
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_STOP), 0);
+	s.exiting = true;
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_STOP), -EBUSY);
+	s.exiting = false;
+	s.state = VM_STATE_STARTING;
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_START), -EBUSY);
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_RESTART), -EBUSY);
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_STOP), 0);
+	s.pending_stop = true;
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_STOP), -EBUSY);
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_KILL), 0);
+	s.state = VM_STATE_STOPPING;
+	for (int v = 0; v < _VM_VERB_MAX; v++)
+		ASSERT_EQ(lifecycle_check(&s, v), -EBUSY);
+	ASSERT_EQ(lifecycle_check(&s, (enum vm_verb)99), -EINVAL);
+}
+
+static bool has_done(const struct rec *r, int verb, int result)
+{
+	for (int i = 0; i < r->n_done; i++)
+		if (r->done_verb[i] == verb && r->done_result[i] == result)
+			return true;
+	return false;
+}
+
+static void test_flows(void)
+{
+	struct lc_vm s = { .state = VM_STATE_RUNNING };
+	struct rec r = {};
+
+	/* A clean exit of its own: stopped. */
+	s.exit_clean = true;
+	ASSERT_OK(lifecycle_event(&s, LC_EV_EXIT, &acts, &r));
+	ASSERT_TRUE(s.exiting);
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_START), -EBUSY);
+	ASSERT_OK(lifecycle_event(&s, LC_EV_CLEANUP_DONE, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_STOPPED);
+
+	/* restart: stop, cleanup, then a new launch; the restart writer completes at launch. */
+	memset(&r, 0, sizeof(r));
+	s = (struct lc_vm){ .state = VM_STATE_RUNNING };
+	ASSERT_OK(lifecycle_event(&s, LC_EV_RESTART, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_STOPPING);
+	ASSERT_OK(lifecycle_event(&s, LC_EV_EXIT, &acts, &r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_CLEANUP_DONE, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_STARTING);
+	ASSERT_EQ(r.launch, 1);
+	ASSERT_OK(lifecycle_event(&s, LC_EV_LAUNCH_OK, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_RUNNING);
+	ASSERT_TRUE(has_done(&r, VM_VERB_RESTART, 0));
+
+	/* stop while starting: the start completes, then a graceful stop follows. */
+	memset(&r, 0, sizeof(r));
+	s = (struct lc_vm){ .state = VM_STATE_STARTING };
+	ASSERT_OK(lifecycle_event(&s, LC_EV_STOP, &acts, &r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_LAUNCH_OK, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_STOPPING);
+	ASSERT_EQ(r.request_stop, 1);
+	ASSERT_TRUE(has_done(&r, VM_VERB_START, 0));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_DEADLINE, &acts, &r));
+	ASSERT_EQ(r.kill, 1);
+	ASSERT_OK(lifecycle_event(&s, LC_EV_EXIT, &acts, &r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_CLEANUP_DONE, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_STOPPED);
+	ASSERT_TRUE(has_done(&r, -1, 0));
+
+	/* kill during a start that then fails: stopped, start writer -EIO, kill writer ok. */
+	memset(&r, 0, sizeof(r));
+	s = (struct lc_vm){ .state = VM_STATE_STARTING };
+	ASSERT_OK(lifecycle_event(&s, LC_EV_KILL, &acts, &r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_LAUNCH_FAIL, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_STOPPED);
+	ASSERT_TRUE(has_done(&r, VM_VERB_START, -EIO));
+	ASSERT_TRUE(has_done(&r, -1, 0));
+
+	/* A plain failed launch: failed and every writer gets -EIO. */
+	memset(&r, 0, sizeof(r));
+	s = (struct lc_vm){ .state = VM_STATE_STARTING };
+	ASSERT_OK(lifecycle_event(&s, LC_EV_LAUNCH_FAIL, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_FAILED);
+	ASSERT_TRUE(has_done(&r, VM_VERB_START, -EIO));
+}
+
+static void test_strings(void)
+{
+	for (int i = 0; i < _VM_STATE_MAX; i++)
+		ASSERT_EQ(vm_state_from_string(vm_state_to_string(i)), i);
+	for (int i = 0; i < _VM_VERB_MAX; i++)
+		ASSERT_EQ(vm_verb_from_string(vm_verb_to_string(i)), i);
+	ASSERT_EQ(vm_verb_from_string("Start"), -EINVAL);
+	ASSERT_EQ(vm_state_from_string(""), -EINVAL);
+}
+
+TEST_MAIN(TEST(test_every_pair), TEST(test_checks), TEST(test_flows), TEST(test_strings))

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+/* VM records: encode/decode round trip, atomic write + read back, strict rejection. */
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fileio.h"
+#include "internal.h"
+#include "test.h"
+
+static void fill(struct vm_record *r)
+{
+	memset(r, 0, sizeof(*r));
+	vmm_handle_init(&r->h);
+	strcpy(r->name, "web-1");
+	r->index = 7;
+	r->state = VM_STATE_RUNNING;
+	strcpy(r->image, "127.0.0.1:5000/app:v1");
+	strcpy(r->image_digest, "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+	inet_pton(AF_INET6, "fd42::10", &r->ip);
+	r->has_ip = true;
+	strcpy(r->error, "2026-11-29T15:00:00Z start: PUT /drives/rootfs: Drive config error: x");
+	r->h.pid = 4242;
+	r->h.start_time = 123456789;
+	strcpy(r->h.api_socket, "/srv/jailer/firecracker/web-1/root/run/firecracker.socket");
+	strcpy(r->h.agent_socket, "/srv/jailer/firecracker/web-1/root/v.sock");
+	strcpy(r->h.jail_dir, "/srv/jailer/firecracker/web-1");
+	strcpy(r->h.cgroup[0], "/sys/fs/cgroup/cpu,cpuacct/mvmfs/web-1");
+	strcpy(r->h.cgroup[1], "/sys/fs/cgroup/memory/mvmfs/web-1");
+	r->h.cgroup_version = 1;
+	strcpy(r->rootfs, "/var/lib/mvmfs/images/x/rootfs.ext4");
+	strcpy(r->vmm, "firecracker");
+}
+
+static void test_round_trip(void)
+{
+	struct vm_record a, b;
+	struct err err = {};
+	char *s = NULL;
+
+	fill(&a);
+	ASSERT_OK(record_encode(&a, &s));
+	ASSERT_OK(record_decode(s, strlen(s), &b, &err));
+	free(s);
+	ASSERT_STREQ(b.name, a.name);
+	ASSERT_EQ(b.index, 7);
+	ASSERT_EQ(b.state, VM_STATE_RUNNING);
+	ASSERT_STREQ(b.image, a.image);
+	ASSERT_STREQ(b.image_digest, a.image_digest);
+	ASSERT_TRUE(b.has_ip);
+	ASSERT_EQ(memcmp(&a.ip, &b.ip, sizeof(a.ip)), 0);
+	ASSERT_STREQ(b.error, a.error);
+	ASSERT_EQ(b.h.pid, 4242);
+	ASSERT_EQ(b.h.start_time, 123456789);
+	ASSERT_EQ(b.h.pidfd, -EBADF);
+	ASSERT_STREQ(b.h.api_socket, a.h.api_socket);
+	ASSERT_STREQ(b.h.agent_socket, a.h.agent_socket);
+	ASSERT_STREQ(b.h.jail_dir, a.h.jail_dir);
+	ASSERT_STREQ(b.h.cgroup[0], a.h.cgroup[0]);
+	ASSERT_STREQ(b.h.cgroup[1], a.h.cgroup[1]);
+	ASSERT_STREQ(b.h.cgroup[2], "");
+	ASSERT_EQ(b.h.cgroup_version, 1);
+	ASSERT_STREQ(b.rootfs, a.rootfs);
+	ASSERT_STREQ(b.vmm, "firecracker");
+}
+
+static void test_file(void)
+{
+	char dir[] = "/tmp/mvmfs-rec-XXXXXX", sub[200];
+	struct vm_record a, b;
+	struct err err = {};
+
+	ASSERT_TRUE(mkdtemp(dir) != NULL);
+	snprintf(sub, sizeof(sub), "%s/vms/web-1", dir);
+	ASSERT_OK(mkdir_p(sub, 0700));
+	fill(&a);
+	a.state = VM_STATE_STOPPED;
+	ASSERT_OK(record_write(dir, &a));
+	ASSERT_OK(record_read(dir, "web-1", &b, &err));
+	ASSERT_EQ(b.state, VM_STATE_STOPPED);
+	ASSERT_ERRNO(record_read(dir, "web-2", &b, &err), ENOENT);
+	ASSERT_OK(record_remove(dir, "web-1"));
+	ASSERT_OK(record_remove(dir, "web-1"));
+	ASSERT_OK(rm_rf(dir));
+}
+
+static void test_reject(void)
+{
+	static const char *const bad[] = {
+		"",
+		"[]",
+		"{}",
+		"{\"version\":2,\"name\":\"a\",\"state\":\"created\"}",
+		"{\"version\":1,\"name\":\"-a\",\"state\":\"created\"}",
+		"{\"version\":1,\"name\":\"a\",\"state\":\"sleeping\"}",
+		"{\"version\":1,\"name\":\"a\",\"state\":\"created\",\"ip\":\"1.2.3.4\"}",
+		"{\"version\":1,\"name\":\"a\",\"state\":\"created\",\"index\":-1}",
+		"{\"version\":1,\"name\":\"a\",\"state\":\"created\",\"handle\":{\"pid\":\"1\"}}",
+		"{\"version\":1,\"name\":\"a\",\"state\":\"created\",\"handle\":{\"cgroups\":[1]}}",
+		"{\"version\":1,\"name\":\"a\",\"state\":\"created\",\"handle\":{\"cgroups\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}}",
+		"{\"version\":1,\"name\":\"a\",\"name\":\"b\",\"state\":\"created\"}",
+		"{\"version\":1,\"name\":\"a\\u0000b\",\"state\":\"created\"}",
+	};
+	struct vm_record r;
+	struct err err = {};
+
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+		int k = record_decode(bad[i], strlen(bad[i]), &r, &err);
+		if (k >= 0)
+			TEST_FAIL("accepted: %s", bad[i]);
+	}
+	{
+		const char *ok = "{\"version\":1,\"name\":\"a\",\"state\":\"created\",\"future\":1}";
+		ASSERT_OK(record_decode(ok, strlen(ok), &r, &err));
+	}
+	ASSERT_EQ(r.h.pidfd, -EBADF);
+}
+
+TEST_MAIN(TEST(test_round_trip), TEST(test_file), TEST(test_reject))

@@ -1,0 +1,554 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The runtime API driven directly against the fake jailer + Firecracker (tests/fakes): the
+ * whole lifecycle with the recorded API sequence free of error responses, graceful stop past
+ * the deadline, crashes, refused calls, and re-adoption after a daemon restart. After every
+ * case: no jail dir, cgroup, socket or process of the VM is left.
+ *
+ * The image step is replaced by a local fixture (a rootfs file), so this test does not depend
+ * on a registry; the image module has its own tests. Host networking is off (IPAM still runs).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "fileio.h"
+#include "internal.h"
+#include "test.h"
+
+static char T[256];
+static char fake_fc[512], fake_jailer[512], knobs[512];
+static struct vmm_ops wrapped_ops;
+static const struct vmm_ops *real_ops;
+static int calls_seq;
+
+struct waiter {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	int result;
+};
+
+static void on_done(void *ud, int result)
+{
+	struct waiter *w = ud;
+
+	pthread_mutex_lock(&w->lock);
+	w->done = true;
+	w->result = result;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static int wait_for(struct waiter *w, int timeout_s)
+{
+	struct timespec ts;
+	int r = 0;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_s;
+	pthread_mutex_lock(&w->lock);
+	while (!w->done && r == 0)
+		r = pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+	pthread_mutex_unlock(&w->lock);
+	if (!w->done)
+		TEST_FAIL("timed out waiting for a completion");
+	return w->result;
+}
+
+#define WAITER { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0 }
+
+/* The image step: a local rootfs file instead of a registry pull. */
+static int fixture_image(struct runtime *rt, struct vm *vm, const char *ref,
+			 struct img_prepared *ret, struct err *err)
+{
+	memset(ret, 0, sizeof(*ret));
+	snprintf(ret->rootfs, sizeof(ret->rootfs), "%s/rootfs.ext4", T);
+	snprintf(ret->digest, sizeof(ret->digest), "sha256:%064d", 0);
+	snprintf(ret->config, sizeof(ret->config), "%s/config.json", T);
+	return 0;
+}
+
+/* Keep the fake's recording before the runtime removes the jail. */
+static void keep_calls_cleanup(void *priv, const char *name, struct vmm_handle *h)
+{
+	char src[VMM_PATH_MAX + 64], dst[512];
+
+	if (h->jail_dir[0]) {
+		snprintf(src, sizeof(src), "%s/fake-fc.calls.jsonl", h->jail_dir);
+		snprintf(dst, sizeof(dst), "%s/calls/%s.%d.jsonl", T, name, __atomic_add_fetch(&calls_seq, 1, __ATOMIC_SEQ_CST));
+		(void)rename(src, dst);
+	}
+	real_ops->cleanup(priv, name, h);
+}
+
+static void write_knobs(const char *json)
+{
+	FILE *f = fopen(knobs, "w");
+
+	ASSERT_TRUE(f != NULL);
+	fputs(json, f);
+	fclose(f);
+}
+
+static void touch(const char *name, mode_t mode, size_t size)
+{
+	char p[512];
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/%s", T, name);
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_OK(ftruncate(fd, (off_t)size));
+	fchmod(fd, mode);
+	close(fd);
+}
+
+static void setup(void)
+{
+	char p[600];
+	const char *src = getenv("MVMFS_SRCDIR");
+
+	if (geteuid() != 0)
+		test_skip("needs root (jailer uid switch, chown, cgroups)");
+	if (!src)
+		test_skip("MVMFS_SRCDIR not set");
+	if (access("/usr/bin/python3", X_OK) < 0)
+		test_skip("python3 missing (the fake)");
+	snprintf(fake_fc, sizeof(fake_fc), "%s/tests/fakes/firecracker", src);
+	snprintf(fake_jailer, sizeof(fake_jailer), "%s/tests/fakes/jailer", src);
+	if (access(fake_fc, X_OK) < 0 || access(fake_jailer, X_OK) < 0)
+		test_skip("the fake firecracker/jailer are not in the tree");
+	/* Short: the jail socket paths must fit in 107 bytes. */
+	snprintf(T, sizeof(T), "/tmp/mrt-XXXXXX");
+	ASSERT_TRUE(mkdtemp(T) != NULL);
+	chmod(T, 0755);
+	snprintf(p, sizeof(p), "%s/jail", T);
+	ASSERT_OK(mkdir_p(p, 0755));
+	snprintf(p, sizeof(p), "%s/calls", T);
+	ASSERT_OK(mkdir_p(p, 0755));
+	touch("vmlinux", 0644, 4096);
+	touch("initrd", 0644, 4096);
+	touch("rootfs.ext4", 0644, 1 << 20);
+	snprintf(knobs, sizeof(knobs), "%s/knobs.json", T);
+	write_knobs("{}");
+	setenv("FAKE_FC_KNOBS", knobs, 1);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static struct runtime *rt_open(struct runtime_config *cfg)
+{
+	static char state[300], chroot[300], kernel[300], initrd[300];
+	struct runtime *rt = NULL;
+	struct err err = {};
+
+	snprintf(state, sizeof(state), "%s/state", T);
+	snprintf(chroot, sizeof(chroot), "%s/jail", T);
+	snprintf(kernel, sizeof(kernel), "%s/vmlinux", T);
+	snprintf(initrd, sizeof(initrd), "%s/initrd", T);
+	*cfg = (struct runtime_config){
+		.state_dir = state,
+		.vmm = VMM_FIRECRACKER,
+		.firecracker = fake_fc,
+		.jailer = fake_jailer,
+		.chroot_base = chroot,
+		.kernel = kernel,
+		.initrd = initrd,
+		.uid_base = 300000,
+		.uid_count = 1000,
+		.data_disk_bytes = 64ULL << 20,
+		.stop_timeout_ms = 1500,
+		.no_network = true,
+	};
+	if (runtime_new(cfg, &rt, &err) < 0)
+		TEST_FAIL("runtime_new: %s", err.msg);
+	rt->prepare_image = fixture_image;
+	real_ops = rt->ops;
+	wrapped_ops = *rt->ops;
+	wrapped_ops.cleanup = keep_calls_cleanup;
+	rt->ops = &wrapped_ops;
+	if (runtime_start(rt, &err) < 0)
+		TEST_FAIL("runtime_start: %s", err.msg);
+	return rt;
+}
+
+static struct vm *define(struct runtime *rt, const char *name)
+{
+	struct waiter w = WAITER;
+	struct err err = {};
+	struct vm *vm;
+
+	ASSERT_OK(runtime_vm_create(rt, name, on_done, &w));
+	ASSERT_EQ(wait_for(&w, 20), 0);
+	vm = runtime_vm_get(rt, name);
+	ASSERT_TRUE(vm != NULL);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_CREATED);
+	if (vm_set_image(vm, "127.0.0.1:5000/app:v1", &err) < 0)
+		TEST_FAIL("vm_set_image: %s", err.msg);
+	return vm;
+}
+
+static int command(struct vm *vm, enum vm_verb verb)
+{
+	struct waiter w = WAITER;
+	int r = vm_command(vm, verb, on_done, &w);
+
+	if (r != 0)
+		return r == 1 ? 1 : r;
+	return wait_for(&w, 30);
+}
+
+static char *show(struct vm *vm, enum vm_attr a)
+{
+	char *s = NULL;
+	size_t n;
+
+	ASSERT_OK(vm_show(vm, a, &s, &n));
+	return s;
+}
+
+static void destroy(struct runtime *rt, const char *name)
+{
+	struct waiter w = WAITER;
+
+	ASSERT_OK(runtime_vm_destroy(rt, name, on_done, &w));
+	ASSERT_EQ(wait_for(&w, 20), 0);
+	ASSERT_TRUE(runtime_vm_get(rt, name) == NULL);
+}
+
+/* Nothing of name left on the host: jail, cgroups, process. */
+static void assert_no_leftovers(struct runtime *rt, const char *name, pid_t pid)
+{
+	char p[1024];
+	struct stat st;
+	struct cgroup_info ci;
+	char dirs[4][VMM_PATH_MAX];
+	struct err err = {};
+	int n;
+
+	snprintf(p, sizeof(p), "%s/jail/firecracker/%s", T, name);
+	if (stat(p, &st) == 0)
+		TEST_FAIL("jail dir left: %s", p);
+	if (cgroup_detect(0, &ci, &err) == 0) {
+		n = cgroup_dirs(&ci, CGROUP_PARENT, name, dirs, 4);
+		for (int i = 0; i < n; i++)
+			if (stat(dirs[i], &st) == 0)
+				TEST_FAIL("cgroup left: %s", dirs[i]);
+	}
+	if (pid > 0 && kill(pid, 0) == 0) {
+		char stat_path[64], *txt = NULL;
+		snprintf(stat_path, sizeof(stat_path), "/proc/%d/stat", (int)pid);
+		/* A zombie of a re-adopted child is not a running VMM. */
+		if (read_file_bounded(stat_path, 4096, &txt, NULL) == 0 && !strstr(txt, ") Z ")) {
+			free(txt);
+			TEST_FAIL("VMM process %d left", (int)pid);
+		}
+		free(txt);
+	}
+	(void)rt;
+}
+
+/* Every recorded call of name answered 2xx; returns the number of call files seen. Appends
+ * "METHOD path[ action]" lines to seq. */
+static int check_calls(const char *name, char *seq, size_t seq_size)
+{
+	char dir[300];
+	DIR *d;
+	struct dirent *de;
+	int files = 0;
+
+	snprintf(dir, sizeof(dir), "%s/calls", T);
+	d = opendir(dir);
+	ASSERT_TRUE(d != NULL);
+	seq[0] = '\0';
+	while ((de = readdir(d))) {
+		char path[600];
+		FILE *f;
+		char line[65536];
+
+		if (strncmp(de->d_name, name, strlen(name)) != 0 || de->d_name[strlen(name)] != '.')
+			continue;
+		files++;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		f = fopen(path, "r");
+		ASSERT_TRUE(f != NULL);
+		while (fgets(line, sizeof(line), f)) {
+			json_t *o = json_loads(line, 0, NULL), *st, *body;
+			const char *action = NULL;
+
+			ASSERT_TRUE(o != NULL);
+			if (strcmp(json_string_value(json_object_get(o, "kind")) ?: "", "call") != 0) {
+				json_decref(o);
+				continue;
+			}
+			st = json_object_get(o, "status");
+			if (!json_is_integer(st) || json_integer_value(st) >= 300)
+				TEST_FAIL("%s: error response: %s", de->d_name, line);
+			body = json_object_get(o, "body");
+			if (json_is_object(body))
+				action = json_string_value(json_object_get(body, "action_type"));
+			snprintf(seq + strlen(seq), seq_size - strlen(seq), "%s %s%s%s\n",
+				 json_string_value(json_object_get(o, "method")),
+				 json_string_value(json_object_get(o, "path")), action ? " " : "",
+				 action ? action : "");
+			json_decref(o);
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return files;
+}
+
+static void test_lifecycle(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm;
+	char *s, seq[16384];
+	pid_t pid, pid2;
+
+	setup();
+	rt = rt_open(&cfg);
+	vm = define(rt, "life1");
+	s = show(vm, VM_ATTR_IP);
+	ASSERT_TRUE(strlen(s) > 3 && strchr(s, ':'));
+	free(s);
+	ASSERT_EQ(command(vm, VM_VERB_STOP), 1);    /* stop on created: no-op */
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_RUNNING);
+	ASSERT_EQ(command(vm, VM_VERB_START), 1);   /* start on running: no-op */
+	s = show(vm, VM_ATTR_PID);
+	pid = atoi(s);
+	free(s);
+	ASSERT_TRUE(pid > 0 && kill(pid, 0) == 0);
+	s = show(vm, VM_ATTR_HEALTH);
+	if (strncmp(s, "healthy\nvmm: running since ", 27) != 0)
+		TEST_FAIL("health: %s", s);
+	free(s);
+	{
+		struct err err = {};
+		ASSERT_ERRNO(vm_set_image(vm, "busybox", &err), EBUSY);
+		ASSERT_ERRNO(runtime_vm_destroy(rt, "life1", NULL, NULL), EBUSY);
+	}
+	ASSERT_EQ(command(vm, VM_VERB_STOP), 0);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_STOPPED);
+	assert_no_leftovers(rt, "life1", pid);
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	s = show(vm, VM_ATTR_PID);
+	pid = atoi(s);
+	free(s);
+	ASSERT_EQ(command(vm, VM_VERB_KILL), 0);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_STOPPED);
+	assert_no_leftovers(rt, "life1", pid);
+	ASSERT_EQ(command(vm, VM_VERB_RESTART), 0); /* restart on stopped = start */
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_RUNNING);
+	s = show(vm, VM_ATTR_PID);
+	pid = atoi(s);
+	free(s);
+	ASSERT_EQ(command(vm, VM_VERB_RESTART), 0);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_RUNNING);
+	s = show(vm, VM_ATTR_PID);
+	pid2 = atoi(s);
+	free(s);
+	ASSERT_NE(pid, pid2);
+	ASSERT_EQ(command(vm, VM_VERB_STOP), 0);
+	s = show(vm, VM_ATTR_ERROR);
+	ASSERT_STREQ(s, "");
+	free(s);
+	vm_unref(vm);
+	destroy(rt, "life1");
+	assert_no_leftovers(rt, "life1", pid2);
+	/* 4 boots; each a full sequence without one error response. */
+	ASSERT_EQ(check_calls("life1", seq, sizeof(seq)), 4);
+	if (!strstr(seq, "PUT /logger\nPUT /metrics\nPUT /boot-source\nPUT /drives/rootfs\n"
+			 "PUT /drives/data\nPUT /machine-config\nPUT /vsock\n"
+			 "PUT /actions InstanceStart\nGET /\n"))
+		TEST_FAIL("unexpected sequence:\n%s", seq);
+	if (!strstr(seq, "PUT /actions SendCtrlAltDel"))
+		TEST_FAIL("no graceful stop in:\n%s", seq);
+	runtime_free(rt);
+	rm_rf(T);
+}
+
+static void test_ignore_ctrl_alt_del(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm;
+	struct timespec t0, t1;
+	char *s;
+	pid_t pid;
+	long ms;
+
+	setup();
+	write_knobs("{\"by_id\":{\"deaf1\":{\"ignore_ctrl_alt_del\":true}}}");
+	rt = rt_open(&cfg);
+	vm = define(rt, "deaf1");
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	s = show(vm, VM_ATTR_PID);
+	pid = atoi(s);
+	free(s);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT_EQ(command(vm, VM_VERB_STOP), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_STOPPED);
+	if (ms < 1400 || ms > 5000)
+		TEST_FAIL("stop took %ld ms with a 1500 ms deadline", ms);
+	assert_no_leftovers(rt, "deaf1", pid);
+	vm_unref(vm);
+	destroy(rt, "deaf1");
+	runtime_free(rt);
+	rm_rf(T);
+}
+
+static bool wait_state(struct vm *vm, enum vm_state want, int ms)
+{
+	for (int i = 0; i < ms / 10; i++) {
+		if (vm_get_state(vm) == want)
+			return true;
+		usleep(10000);
+	}
+	return vm_get_state(vm) == want;
+}
+
+static void test_crash(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm;
+	struct timespec t0, t1;
+	char *s;
+	pid_t pid;
+	long ms;
+
+	setup();
+	write_knobs("{\"by_id\":{\"crash1\":{\"crash_after_start_ms\":300,\"crash_exit_code\":3},"
+		    "\"crash2\":{\"crash_after_start_ms\":300,\"crash_signal\":9}}}");
+	rt = rt_open(&cfg);
+	vm = define(rt, "crash1");
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	s = show(vm, VM_ATTR_PID);
+	pid = atoi(s);
+	free(s);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT_TRUE(wait_state(vm, VM_STATE_FAILED, 3000));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	if (ms > 300 + 1000)
+		TEST_FAIL("failed only after %ld ms", ms);
+	s = show(vm, VM_ATTR_ERROR);
+	if (!strstr(s, "exited with code 3"))
+		TEST_FAIL("error: %s", s);
+	free(s);
+	s = show(vm, VM_ATTR_HEALTH);
+	ASSERT_TRUE(strncmp(s, "failed\n", 7) == 0);
+	free(s);
+	assert_no_leftovers(rt, "crash1", pid);
+	/* failed -> start works again (image still writable in failed) */
+	vm_unref(vm);
+	destroy(rt, "crash1");
+
+	vm = define(rt, "crash2");
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	ASSERT_TRUE(wait_state(vm, VM_STATE_FAILED, 3000));
+	s = show(vm, VM_ATTR_ERROR);
+	if (!strstr(s, "signal 9"))
+		TEST_FAIL("error: %s", s);
+	free(s);
+	vm_unref(vm);
+	destroy(rt, "crash2");
+	runtime_free(rt);
+	rm_rf(T);
+}
+
+static void test_refused(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm;
+	char *s;
+
+	setup();
+	write_knobs("{\"by_id\":{\"refuse1\":{\"refuse\":{\"PUT /drives/rootfs\":"
+		    "\"Drive config error: Unable to create the virtio block device: test refusal\"}}}}");
+	rt = rt_open(&cfg);
+	vm = define(rt, "refuse1");
+	ASSERT_ERRNO(command(vm, VM_VERB_START), EIO);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_FAILED);
+	s = show(vm, VM_ATTR_ERROR);
+	/* "<RFC 3339> start: PUT /drives/rootfs: <fault_message verbatim>" */
+	if (strlen(s) < 22 || s[4] != '-' || s[10] != 'T' || s[19] != 'Z' ||
+	    strcmp(s + 21, "start: PUT /drives/rootfs: Drive config error: Unable to create the "
+			   "virtio block device: test refusal\n") != 0)
+		TEST_FAIL("error: %s", s);
+	free(s);
+	assert_no_leftovers(rt, "refuse1", 0);
+	vm_unref(vm);
+	destroy(rt, "refuse1");
+	runtime_free(rt);
+	rm_rf(T);
+}
+
+static void test_readopt(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm;
+	char *s;
+	pid_t pid;
+
+	setup();
+	rt = rt_open(&cfg);
+	vm = define(rt, "adopt1");
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	s = show(vm, VM_ATTR_PID);
+	pid = atoi(s);
+	free(s);
+	vm_unref(vm);
+	vm = define(rt, "adopt2"); /* stays created */
+	vm_unref(vm);
+	/* The daemon goes away without stopping its VMs. */
+	runtime_free(rt);
+	ASSERT_TRUE(kill(pid, 0) == 0);
+
+	rt = rt_open(&cfg);
+	vm = runtime_vm_get(rt, "adopt1");
+	ASSERT_TRUE(vm != NULL);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_RUNNING);
+	s = show(vm, VM_ATTR_PID);
+	ASSERT_EQ(atoi(s), pid);
+	free(s);
+	vm_unref(vm);
+	vm = runtime_vm_get(rt, "adopt2");
+	ASSERT_TRUE(vm != NULL);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_CREATED);
+	vm_unref(vm);
+	/* The adopted VMM is supervised: killed behind our back -> failed within a second. */
+	vm = runtime_vm_get(rt, "adopt1");
+	kill(pid, SIGKILL);
+	ASSERT_TRUE(wait_state(vm, VM_STATE_FAILED, 1500));
+	s = show(vm, VM_ATTR_ERROR);
+	ASSERT_TRUE(strstr(s, "vmm:") != NULL);
+	free(s);
+	assert_no_leftovers(rt, "adopt1", 0);
+	vm_unref(vm);
+	destroy(rt, "adopt1");
+	destroy(rt, "adopt2");
+	runtime_free(rt);
+	rm_rf(T);
+}
+
+TEST_MAIN(TEST(test_lifecycle), TEST(test_ignore_ctrl_alt_del), TEST(test_crash),
+	  TEST(test_refused), TEST(test_readopt))
