@@ -146,13 +146,16 @@ int netns_run(const char *path, bool create, int (*fn)(void *ud), void *ud, bool
 
 int netns_remove(const char *path)
 {
-	int r = 0;
+	int r = 0, mounted = 1;
 
-	if (umount2(path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
-		r = -errno;
+	if (umount2(path, MNT_DETACH) < 0) {
+		mounted = 0;
+		if (errno != EINVAL && errno != ENOENT)
+			r = -errno;
+	}
 	if (unlink(path) < 0 && errno != ENOENT && r == 0)
 		r = -errno;
-	return r;
+	return r < 0 ? r : mounted;
 }
 
 int netns_foreach(int (*cb)(const char *vm_name, void *ud), void *ud)

@@ -5,7 +5,7 @@
  *   table bridge mvmfs
  *     map ports  { ifname : verdict }           host veth end -> jump vm_<hash>
  *     chain guard (prerouting)                   iifname vmap @ports
- *     chain vm_<hash> comment "mvmfs:<name>"     what a VM may send
+ *     chain vm_<hash> comment "mvmfs:<name>"     what a VM may send, then accept
  *   table inet mvmfs
  *     chain noreflect (forward)                  nothing routed from the bridge back into it
  *
@@ -138,9 +138,10 @@ int nftw_vm_add(struct nft_ctx *nft, const struct net_names *n, const char *name
 		     "add rule bridge %s %s udp sport 547 counter drop\n"
 		     "add rule bridge %s %s icmpv6 type nd-neighbor-advert "
 		     "@th,64,128 != { %s, %s } counter drop\n"
+		     "add rule bridge %s %s accept\n"
 		     "add element bridge %s ports { \"%s\" : jump %s }\n",
 		     table_header, t, c, n->alias, t, c, t, c, mac, t, c, t, c, a, ll, t, c, t, c, t,
-		     c, ahex, llhex, t, n->host_veth, c);
+		     c, ahex, llhex, t, c, t, n->host_veth, c);
 	if (k < 0 || (size_t)k >= sizeof(cmds))
 		return -ENAMETOOLONG;
 	return nftw_run(nft, cmds, err);

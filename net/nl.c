@@ -203,7 +203,7 @@ int nlw_bridge_add(struct nl_sock *sk, const char *name, unsigned mtu, bool up)
 	return send_ack(sk, msg);
 }
 
-int nlw_brport_isolate(struct nl_sock *sk, int ifindex)
+int nlw_brport_set(struct nl_sock *sk, int ifindex, int isolated, int state)
 {
 	_cleanup_(nlmsg_freep) struct nl_msg *msg = NULL;
 	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC, .ifi_index = ifindex };
@@ -219,7 +219,8 @@ int nlw_brport_isolate(struct nl_sock *sk, int ifindex)
 	if (!info || nla_put_string(msg, IFLA_INFO_SLAVE_KIND, "bridge") < 0)
 		return -EMSGSIZE;
 	data = nla_nest_start(msg, IFLA_INFO_SLAVE_DATA);
-	if (!data || nla_put_u8(msg, IFLA_BRPORT_ISOLATED, 1) < 0)
+	if (!data || (isolated >= 0 && nla_put_u8(msg, IFLA_BRPORT_ISOLATED, !!isolated) < 0) ||
+	    (state >= 0 && nla_put_u8(msg, IFLA_BRPORT_STATE, (uint8_t)state) < 0))
 		return -EMSGSIZE;
 	nla_nest_end(msg, data);
 	nla_nest_end(msg, info);

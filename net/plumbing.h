@@ -83,8 +83,8 @@ int nlw_link_set(struct nl_sock *sk, const char *name, int master, unsigned mtu,
 int nlw_link_del(struct nl_sock *sk, const char *name);
 /* Create a bridge (forward_delay 0, STP off, multicast snooping off), optionally up. -EEXIST. */
 int nlw_bridge_add(struct nl_sock *sk, const char *name, unsigned mtu, bool up);
-/* Bridge port flag IFLA_BRPORT_ISOLATED. */
-int nlw_brport_isolate(struct nl_sock *sk, int ifindex);
+/* Bridge port: IFLA_BRPORT_ISOLATED (0/1) and IFLA_BRPORT_STATE (BR_STATE_*); -1 keeps. */
+int nlw_brport_set(struct nl_sock *sk, int ifindex, int isolated, int state);
 /* Veth pair: host end name (down) in sk's namespace, peer peer_name in the netns ns_fd. */
 int nlw_veth_add(struct nl_sock *sk, const char *name, const char *peer_name, int ns_fd,
 		 unsigned mtu);
@@ -105,6 +105,7 @@ int netns_path(const char *name, char *buf, size_t size);
  * ret_created tells whether it was new. */
 int netns_run(const char *path, bool create, int (*fn)(void *ud), void *ud, bool *ret_created);
 int netns_open(const char *path);
+/* Unmount and unlink; 1 if a namespace was mounted there, 0 if not. */
 int netns_remove(const char *path);
 /* Iterate names of /run/netns/mvmfs-* entries. */
 int netns_foreach(int (*cb)(const char *vm_name, void *ud), void *ud);

@@ -9,6 +9,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/if_bridge.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -105,7 +106,7 @@ static int host_link(struct net_ctx *ctx, const struct net_names *n, int ns_fd, 
 	if (r >= 0)
 		r = nlw_link_get(ctx->nl, n->host_veth, &li);
 	if (r >= 0)
-		r = nlw_brport_isolate(ctx->nl, li.ifindex);
+		r = nlw_brport_set(ctx->nl, li.ifindex, 1, -1);
 	if (r < 0)
 		return err_set(err, r, "cannot attach '%s' to '%s': %s", n->host_veth, ctx->bridge,
 			       strerror(-r));
@@ -219,10 +220,10 @@ int net_vm_setup(struct net_ctx *ctx, const char *name, const struct in6_addr *a
 
 int net_vm_teardown(struct net_ctx *ctx, const char *name, struct err *err)
 {
-	struct nlw_link_info li;
+	struct nlw_link_info li = { 0 };
 	struct net_names n;
 	struct in6_addr a;
-	bool routed;
+	bool routed, ns_mounted;
 	int r, first = 0;
 
 	r = net_names_derive(name, &n);
@@ -230,12 +231,19 @@ int net_vm_teardown(struct net_ctx *ctx, const char *name, struct err *err)
 		return err_set(err, r, "invalid VM name for networking");
 	if (ctx->no_host_plumbing)
 		return 0;
-	/* Guards first: while the link exists nothing unguarded can pass. */
+	/* Stop the port first (a state change, no RCU wait): with the guards gone, nothing it
+	 * receives is forwarded while the kernel is still removing it. */
+	r = nlw_link_get(ctx->nl, n.host_veth, &li);
+	if (r >= 0 && alias_is(li.alias, &n, &a, &routed) && li.master > 0)
+		(void)nlw_brport_set(ctx->nl, li.ifindex, -1, BR_STATE_DISABLED);
 	r = nftw_vm_del(ctx->nft, &n, err);
 	if (r < 0)
 		first = r;
-	r = nlw_link_get(ctx->nl, n.host_veth, &li);
-	if (r >= 0 && alias_is(li.alias, &n, &a, &routed)) {
+	r = netns_remove(n.netns_path);
+	if (r < 0 && !first)
+		first = err_set(err, r, "cannot remove %s: %s", n.netns_path, strerror(-r));
+	ns_mounted = r > 0;
+	if (li.ifindex > 0 && alias_is(li.alias, &n, &a, &routed)) {
 		if (routed) {
 			int br = nlw_ifindex(ctx->nl, ctx->bridge);
 
@@ -246,14 +254,17 @@ int net_vm_teardown(struct net_ctx *ctx, const char *name, struct err *err)
 							strerror(-r));
 			}
 		}
-		r = nlw_link_del(ctx->nl, n.host_veth);
-		if (r < 0 && r != -ENODEV && !first)
-			first = err_set(err, r, "cannot delete '%s': %s", n.host_veth,
-					strerror(-r));
+		/* Unmounting the namespace destroys it once its last user is gone, and with it
+		 * the TAP and both veth ends, in the kernel's cleanup worker: deleting the veth
+		 * here would wait for an RCU grace period (tens of ms). Meanwhile the disabled port
+		 * forwards nothing. Without a namespace (or a stray one), delete it now. */
+		if (!ns_mounted) {
+			r = nlw_link_del(ctx->nl, n.host_veth);
+			if (r < 0 && r != -ENODEV && !first)
+				first = err_set(err, r, "cannot delete '%s': %s", n.host_veth,
+						strerror(-r));
+		}
 	}
-	r = netns_remove(n.netns_path);
-	if (r < 0 && !first)
-		first = err_set(err, r, "cannot remove %s: %s", n.netns_path, strerror(-r));
 	return first;
 }
 
