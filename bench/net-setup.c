@@ -52,7 +52,7 @@ static void hex128(const struct in6_addr *a, char *buf)
 static int run_ours(struct net_ctx *ctx, int n, double *cost, double *setup)
 {
 	struct net_vm_info info;
-	struct err err = { 0 };
+	struct err err = {0};
 	char name[32];
 
 	for (int i = 0; i < n; i++) {
@@ -89,7 +89,7 @@ static int run_shell(const char *script, int n, double *cost, double *setup)
 	for (int pass = 0; pass < 2; pass++)
 		for (int i = 0; i < n; i++) {
 			struct net_names nm;
-			struct in6_addr addr, lla = { .s6_addr = { 0xfe, 0x80 } };
+			struct in6_addr addr, lla = {.s6_addr = {0xfe, 0x80}};
 			double t0;
 			int r;
 
@@ -97,8 +97,9 @@ static int run_shell(const char *script, int n, double *cost, double *setup)
 			if (net_names_derive(name, &nm) < 0)
 				return -1;
 			vm_addr(i, &addr);
-			memcpy(&lla.s6_addr[8], (uint8_t[]){ nm.mac[0] ^ 2, nm.mac[1], nm.mac[2], 0xff,
-							    0xfe, nm.mac[3], nm.mac[4], nm.mac[5] },
+			memcpy(&lla.s6_addr[8],
+			       (uint8_t[]){nm.mac[0] ^ 2, nm.mac[1], nm.mac[2], 0xff, 0xfe,
+					   nm.mac[3], nm.mac[4], nm.mac[5]},
 			       8);
 			inet_ntop(AF_INET6, &addr, a, sizeof(a));
 			inet_ntop(AF_INET6, &lla, ll, sizeof(ll));
@@ -108,8 +109,8 @@ static int run_shell(const char *script, int n, double *cost, double *setup)
 				 nm.mac[1], nm.mac[2], nm.mac[3], nm.mac[4], nm.mac[5]);
 			t0 = now_ms();
 			if (pass == 0)
-				r = plumb_sh("%s setup %s %s %s %s %s %s %s %s 1000 1000", script, name,
-					     nm.host_veth, nm.chain, mac, a, ll, ah, lh);
+				r = plumb_sh("%s setup %s %s %s %s %s %s %s %s 1000 1000", script,
+					     name, nm.host_veth, nm.chain, mac, a, ll, ah, lh);
 			else
 				r = plumb_sh("%s teardown %s %s %s", script, name, nm.host_veth,
 					     nm.chain);
@@ -128,7 +129,7 @@ static int run_shell(const char *script, int n, double *cost, double *setup)
 int main(int argc, char **argv)
 {
 	struct net_ctx *ctx = NULL;
-	struct err err = { 0 };
+	struct err err = {0};
 	char dir[] = "/tmp/netbench-XXXXXX";
 	const char *why;
 	double *ours, *shell, *so, *ss, p50o, p50s;
@@ -161,9 +162,11 @@ int main(int argc, char **argv)
 	p50o = percentile(ours, n, 0.5);
 	p50s = percentile(shell, n, 0.5);
 	printf("net-setup: %d VMs, setup+teardown per VM\n", n);
-	printf("  net/ (libnl, libnftables): p50 %.2f ms  p90 %.2f ms  (setup alone: p50 %.2f ms)\n",
+	printf("  net/ (libnl, libnftables): p50 %.2f ms  p90 %.2f ms  (setup alone: p50 %.2f "
+	       "ms)\n",
 	       p50o, percentile(ours, n, 0.9), percentile(so, n, 0.5));
-	printf("  shell (ip, bridge, nft):   p50 %.2f ms  p90 %.2f ms  (setup alone: p50 %.2f ms)\n",
+	printf("  shell (ip, bridge, nft):   p50 %.2f ms  p90 %.2f ms  (setup alone: p50 %.2f "
+	       "ms)\n",
 	       p50s, percentile(shell, n, 0.9), percentile(ss, n, 0.5));
 	printf("  ratio (shell p50 / net p50): %.1fx\n", p50s / p50o);
 	net_ctx_free(ctx);

@@ -35,9 +35,10 @@ int net_bridge_ensure(struct net_ctx *ctx, struct err *err)
 	if (r < 0)
 		return err_set(err, r, "cannot look up bridge '%s': %s", ctx->bridge, strerror(-r));
 	if (strcmp(li.kind, "bridge") != 0 || strcmp(li.alias, NET_BRIDGE_MARK) != 0)
-		return err_set(err, -EEXIST,
-			       "interface '%s' exists and is not a bridge made by mvmfs (alias '%s')",
-			       ctx->bridge, li.alias);
+		return err_set(
+			err, -EEXIST,
+			"interface '%s' exists and is not a bridge made by mvmfs (alias '%s')",
+			ctx->bridge, li.alias);
 
 	/* Addresses on a bridge port are pointless; on the bridge the gateway is all we want. */
 	snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/forwarding", ctx->bridge);

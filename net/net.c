@@ -3,6 +3,8 @@
  * net: the context (netlink socket, nftables context, address allocator), names derived from a
  * VM name, the address wrappers over ipam, and the reaper of marked leftovers.
  */
+#include "net.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +12,6 @@
 
 #include "ip6.h"
 #include "ipam.h"
-#include "net.h"
 #include "plumbing.h"
 
 bool net_name_valid(const char *name)
@@ -59,8 +60,7 @@ int net_names_derive(const char *name, struct net_names *ret)
 	memset(ret, 0, sizeof(*ret));
 	snprintf(ret->host_veth, sizeof(ret->host_veth), "mv%010llx",
 		 (unsigned long long)(h & 0xffffffffffULL));
-	snprintf(ret->chain, sizeof(ret->chain), "vm_%012llx",
-		 (unsigned long long)(h >> 16));
+	snprintf(ret->chain, sizeof(ret->chain), "vm_%012llx", (unsigned long long)(h >> 16));
 	snprintf(ret->alias, sizeof(ret->alias), NET_MARK_PREFIX "%s", name);
 	r = netns_path(name, ret->netns_path, sizeof(ret->netns_path));
 	if (r < 0)
@@ -194,7 +194,7 @@ static int reap_link(const char *name, const char *alias, void *p)
 
 int net_reap(struct net_ctx *ctx, bool (*is_known)(const char *name, void *ud), void *ud)
 {
-	struct reap rp = { .ctx = ctx, .is_known = is_known, .ud = ud };
+	struct reap rp = {.ctx = ctx, .is_known = is_known, .ud = ud};
 	int r, n = 0;
 
 	if (ctx->no_host_plumbing)

@@ -67,7 +67,7 @@ int netns_open(const char *path)
 
 struct ns_job {
 	const char *path;
-	int ns_fd;   /* >= 0: enter it; else create at path */
+	int ns_fd; /* >= 0: enter it; else create at path */
 	int (*fn)(void *ud);
 	void *ud;
 	int r;
@@ -111,7 +111,7 @@ static int run_thread(struct ns_job *job)
 
 int netns_run(const char *path, bool create, int (*fn)(void *ud), void *ud, bool *ret_created)
 {
-	struct ns_job job = { .path = path, .ns_fd = -EBADF, .fn = fn, .ud = ud };
+	struct ns_job job = {.path = path, .ns_fd = -EBADF, .fn = fn, .ud = ud};
 	_cleanup_close_ int fd = netns_open(path);
 	int r;
 

@@ -15,10 +15,9 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <nftables/libnftables.h>
 #include <stdio.h>
 #include <string.h>
-
-#include <nftables/libnftables.h>
 
 #include "plumbing.h"
 
@@ -56,9 +55,9 @@ int nftw_run(struct nft_ctx *nft, const char *cmds, struct err *err)
 	return err_set(err, -EIO, "nftables: %s", msg && *msg ? msg : "batch failed");
 }
 
-static const char *const table_header = "add table bridge " NET_NFT_TABLE "\n"
-					"add map bridge " NET_NFT_TABLE
-					" ports { type ifname : verdict; }\n";
+static const char *const table_header =
+	"add table bridge " NET_NFT_TABLE "\n"
+	"add map bridge " NET_NFT_TABLE " ports { type ifname : verdict; }\n";
 
 int nftw_bridge_tables(struct nft_ctx *nft, const char *bridge, struct err *err)
 {
@@ -122,8 +121,8 @@ int nftw_vm_add(struct nft_ctx *nft, const struct net_names *n, const char *name
 	inet_ntop(AF_INET6, &lla, ll, sizeof(ll));
 	addr_hex(addr, ahex);
 	addr_hex(&lla, llhex);
-	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->mac[0], n->mac[1],
-		 n->mac[2], n->mac[3], n->mac[4], n->mac[5]);
+	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->mac[0], n->mac[1], n->mac[2],
+		 n->mac[3], n->mac[4], n->mac[5]);
 	/* Order matters: the first matching drop wins, everything else is accepted. ND target
 	 * sits 8 bytes into the ICMPv6 header. */
 	k = snprintf(cmds, sizeof(cmds),
@@ -140,8 +139,8 @@ int nftw_vm_add(struct nft_ctx *nft, const struct net_names *n, const char *name
 		     "@th,64,128 != { %s, %s } counter drop\n"
 		     "add rule bridge %s %s accept\n"
 		     "add element bridge %s ports { \"%s\" : jump %s }\n",
-		     table_header, t, c, n->alias, t, c, t, c, mac, t, c, t, c, a, ll, t, c, t, c, t,
-		     c, ahex, llhex, t, c, t, n->host_veth, c);
+		     table_header, t, c, n->alias, t, c, t, c, mac, t, c, t, c, a, ll, t, c, t, c,
+		     t, c, ahex, llhex, t, c, t, n->host_veth, c);
 	if (k < 0 || (size_t)k >= sizeof(cmds))
 		return -ENAMETOOLONG;
 	return nftw_run(nft, cmds, err);

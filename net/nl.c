@@ -9,9 +9,6 @@
 #include <linux/if_link.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
-#include <string.h>
-#include <unistd.h>
-
 #include <netlink/addr.h>
 #include <netlink/errno.h>
 #include <netlink/msg.h>
@@ -21,6 +18,8 @@
 #include <netlink/route/link/veth.h>
 #include <netlink/route/route.h>
 #include <netlink/socket.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "fileio.h"
 #include "plumbing.h"
@@ -38,23 +37,39 @@ int nl_to_errno(int nle)
 	static const struct {
 		int nle, e;
 	} map[] = {
-		{ NLE_INTR, EINTR },	     { NLE_BAD_SOCK, EBADF },
-		{ NLE_AGAIN, EAGAIN },	     { NLE_NOMEM, ENOMEM },
-		{ NLE_EXIST, EEXIST },	     { NLE_INVAL, EINVAL },
-		{ NLE_RANGE, ERANGE },	     { NLE_MSGSIZE, EMSGSIZE },
-		{ NLE_OPNOTSUPP, EOPNOTSUPP }, { NLE_AF_NOSUPPORT, EAFNOSUPPORT },
-		{ NLE_OBJ_NOTFOUND, ENOENT }, { NLE_NOATTR, ENOENT },
-		{ NLE_MISSING_ATTR, EINVAL }, { NLE_AF_MISMATCH, EAFNOSUPPORT },
-		{ NLE_SEQ_MISMATCH, EPROTO }, { NLE_MSG_OVERFLOW, EOVERFLOW },
-		{ NLE_MSG_TRUNC, EMSGSIZE }, { NLE_NOADDR, EADDRNOTAVAIL },
-		{ NLE_SRCRT_NOSUPPORT, EOPNOTSUPP }, { NLE_MSG_TOOSHORT, EPROTO },
-		{ NLE_MSGTYPE_NOSUPPORT, EOPNOTSUPP }, { NLE_OBJ_MISMATCH, EINVAL },
-		{ NLE_NOCACHE, ENOENT },     { NLE_BUSY, EBUSY },
-		{ NLE_PROTO_MISMATCH, EPROTONOSUPPORT }, { NLE_NOACCESS, EACCES },
-		{ NLE_PERM, EPERM },	     { NLE_PKTLOC_FILE, ENOENT },
-		{ NLE_PARSE_ERR, EINVAL },   { NLE_NODEV, ENODEV },
-		{ NLE_IMMUTABLE, EPERM },    { NLE_DUMP_INTR, EINTR },
-		{ NLE_ATTRSIZE, EINVAL },
+		{NLE_INTR, EINTR},
+		{NLE_BAD_SOCK, EBADF},
+		{NLE_AGAIN, EAGAIN},
+		{NLE_NOMEM, ENOMEM},
+		{NLE_EXIST, EEXIST},
+		{NLE_INVAL, EINVAL},
+		{NLE_RANGE, ERANGE},
+		{NLE_MSGSIZE, EMSGSIZE},
+		{NLE_OPNOTSUPP, EOPNOTSUPP},
+		{NLE_AF_NOSUPPORT, EAFNOSUPPORT},
+		{NLE_OBJ_NOTFOUND, ENOENT},
+		{NLE_NOATTR, ENOENT},
+		{NLE_MISSING_ATTR, EINVAL},
+		{NLE_AF_MISMATCH, EAFNOSUPPORT},
+		{NLE_SEQ_MISMATCH, EPROTO},
+		{NLE_MSG_OVERFLOW, EOVERFLOW},
+		{NLE_MSG_TRUNC, EMSGSIZE},
+		{NLE_NOADDR, EADDRNOTAVAIL},
+		{NLE_SRCRT_NOSUPPORT, EOPNOTSUPP},
+		{NLE_MSG_TOOSHORT, EPROTO},
+		{NLE_MSGTYPE_NOSUPPORT, EOPNOTSUPP},
+		{NLE_OBJ_MISMATCH, EINVAL},
+		{NLE_NOCACHE, ENOENT},
+		{NLE_BUSY, EBUSY},
+		{NLE_PROTO_MISMATCH, EPROTONOSUPPORT},
+		{NLE_NOACCESS, EACCES},
+		{NLE_PERM, EPERM},
+		{NLE_PKTLOC_FILE, ENOENT},
+		{NLE_PARSE_ERR, EINVAL},
+		{NLE_NODEV, ENODEV},
+		{NLE_IMMUTABLE, EPERM},
+		{NLE_DUMP_INTR, EINTR},
+		{NLE_ATTRSIZE, EINVAL},
 	};
 
 	if (nle >= 0)
@@ -125,8 +140,8 @@ int nlw_link_get(struct nl_sock *sk, const char *name, struct nlw_link_info *ret
 	return 0;
 }
 
-int nlw_link_set(struct nl_sock *sk, const char *name, int master, unsigned mtu,
-		 const char *alias, bool up)
+int nlw_link_set(struct nl_sock *sk, const char *name, int master, unsigned mtu, const char *alias,
+		 bool up)
 {
 	_cleanup_(rtnl_link_putp) struct rtnl_link *orig = NULL;
 	_cleanup_(rtnl_link_putp) struct rtnl_link *chg = rtnl_link_alloc();
@@ -175,7 +190,7 @@ static int send_ack(struct nl_sock *sk, struct nl_msg *msg)
 int nlw_bridge_add(struct nl_sock *sk, const char *name, unsigned mtu, bool up)
 {
 	_cleanup_(nlmsg_freep) struct nl_msg *msg = NULL;
-	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC };
+	struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
 	struct nlattr *info, *data;
 
 	if (up) {
@@ -206,7 +221,7 @@ int nlw_bridge_add(struct nl_sock *sk, const char *name, unsigned mtu, bool up)
 int nlw_brport_set(struct nl_sock *sk, int ifindex, int isolated, int state)
 {
 	_cleanup_(nlmsg_freep) struct nl_msg *msg = NULL;
-	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC, .ifi_index = ifindex };
+	struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = ifindex};
 	struct nlattr *info, *data;
 
 	/* "ip link set X type bridge_slave isolated on": the bridge's slave_changelink. */

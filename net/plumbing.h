@@ -36,11 +36,11 @@ struct nft_ctx;
 
 /* Everything derived from a VM name, deterministically. */
 struct net_names {
-	char host_veth[16];    /* "mv" + 10 hex */
-	char chain[16];        /* "vm_" + 12 hex */
+	char host_veth[16]; /* "mv" + 10 hex */
+	char chain[16];	    /* "vm_" + 12 hex */
 	char alias[sizeof(NET_MARK_PREFIX) + NET_NAME_MAX];
 	char netns_path[108];
-	uint8_t mac[6];        /* guest MAC, 02:... */
+	uint8_t mac[6]; /* guest MAC, 02:... */
 };
 
 struct ipam;
@@ -48,14 +48,14 @@ struct ipam;
 /* The context behind net.h's struct net_ctx. */
 struct net_ctx {
 	struct ipam *ipam;
-	struct nl_sock *nl;        /* host namespace (the creator's) */
+	struct nl_sock *nl; /* host namespace (the creator's) */
 	struct nft_ctx *nft;
 	char bridge[16];
 	unsigned mtu;
 	bool no_host_plumbing;
 	struct in6_addr prefix, gateway;
 	unsigned prefix_len;
-	bool bridge_ready;         /* net_bridge_ensure succeeded once */
+	bool bridge_ready; /* net_bridge_ensure succeeded once */
 };
 
 /* net.c: naming */
@@ -78,8 +78,8 @@ struct nlw_link_info {
 };
 int nlw_link_get(struct nl_sock *sk, const char *name, struct nlw_link_info *ret);
 /* Change a link: master (0 keep, -1 none), mtu (0 keep), alias (NULL keep), up. */
-int nlw_link_set(struct nl_sock *sk, const char *name, int master, unsigned mtu,
-		 const char *alias, bool up);
+int nlw_link_set(struct nl_sock *sk, const char *name, int master, unsigned mtu, const char *alias,
+		 bool up);
 int nlw_link_del(struct nl_sock *sk, const char *name);
 /* Create a bridge (forward_delay 0, STP off, multicast snooping off), optionally up. -EEXIST. */
 int nlw_bridge_add(struct nl_sock *sk, const char *name, unsigned mtu, bool up);

@@ -17,7 +17,7 @@
 int tap_create(const char *name, uid_t uid, gid_t gid)
 {
 	_cleanup_close_ int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-	struct ifreq ifr = { 0 };
+	struct ifreq ifr = {0};
 
 	if (fd < 0)
 		return -errno;

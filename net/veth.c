@@ -20,8 +20,8 @@
 struct ns_work {
 	uid_t uid;
 	gid_t gid;
-	struct nl_sock *nl;  /* out: a netlink socket bound to the VM namespace */
-	bool tap_only;       /* status: only report */
+	struct nl_sock *nl; /* out: a netlink socket bound to the VM namespace */
+	bool tap_only;	    /* status: only report */
 	bool tap_up;
 };
 
@@ -135,7 +135,7 @@ static int ns_links(struct net_ctx *ctx, struct nl_sock *nl, struct err *err)
 static int vm_setup(struct net_ctx *ctx, const char *name, const struct net_names *n,
 		    const struct in6_addr *addr, uid_t uid, gid_t gid, struct err *err)
 {
-	struct ns_work w = { .uid = uid, .gid = gid };
+	struct ns_work w = {.uid = uid, .gid = gid};
 	_cleanup_close_ int ns_fd = -EBADF;
 	char alias[sizeof(n->alias) + INET6_ADDRSTRLEN + 1];
 	bool routed = !ip6_in_prefix(addr, &ctx->prefix, ctx->prefix_len), ns_new = false;
@@ -220,10 +220,10 @@ int net_vm_setup(struct net_ctx *ctx, const char *name, const struct in6_addr *a
 
 int net_vm_teardown(struct net_ctx *ctx, const char *name, struct err *err)
 {
-	struct nlw_link_info li = { 0 };
+	struct nlw_link_info li = {0};
 	struct net_names n;
 	struct in6_addr a;
-	bool routed, ns_mounted;
+	bool ours, routed = false, ns_mounted;
 	int r, first = 0;
 
 	r = net_names_derive(name, &n);
@@ -231,46 +231,42 @@ int net_vm_teardown(struct net_ctx *ctx, const char *name, struct err *err)
 		return err_set(err, r, "invalid VM name for networking");
 	if (ctx->no_host_plumbing)
 		return 0;
+	ours = nlw_link_get(ctx->nl, n.host_veth, &li) >= 0 && alias_is(li.alias, &n, &a, &routed);
 	/* Stop the port first (a state change, no RCU wait): with the guards gone, nothing it
 	 * receives is forwarded while the kernel is still removing it. */
-	r = nlw_link_get(ctx->nl, n.host_veth, &li);
-	if (r >= 0 && alias_is(li.alias, &n, &a, &routed) && li.master > 0)
+	if (ours && li.master > 0)
 		(void)nlw_brport_set(ctx->nl, li.ifindex, -1, BR_STATE_DISABLED);
-	r = nftw_vm_del(ctx->nft, &n, err);
-	if (r < 0)
+	/* The route before the link: the link's mark is what remembers it. */
+	if (ours && routed) {
+		int br = nlw_ifindex(ctx->nl, ctx->bridge);
+
+		r = br < 0 ? 0 : nlw_route6_del(ctx->nl, br, &a, 128);
+		if (r < 0)
+			first = err_set(err, r, "cannot remove the route: %s", strerror(-r));
+	}
+	r = nftw_vm_del(ctx->nft, &n, first ? NULL : err);
+	if (r < 0 && !first)
 		first = r;
 	r = netns_remove(n.netns_path);
 	if (r < 0 && !first)
 		first = err_set(err, r, "cannot remove %s: %s", n.netns_path, strerror(-r));
 	ns_mounted = r > 0;
-	if (li.ifindex > 0 && alias_is(li.alias, &n, &a, &routed)) {
-		if (routed) {
-			int br = nlw_ifindex(ctx->nl, ctx->bridge);
-
-			if (br >= 0) {
-				r = nlw_route6_del(ctx->nl, br, &a, 128);
-				if (r < 0 && !first)
-					first = err_set(err, r, "cannot remove route: %s",
-							strerror(-r));
-			}
-		}
-		/* Unmounting the namespace destroys it once its last user is gone, and with it
-		 * the TAP and both veth ends, in the kernel's cleanup worker: deleting the veth
-		 * here would wait for an RCU grace period (tens of ms). Meanwhile the disabled port
-		 * forwards nothing. Without a namespace (or a stray one), delete it now. */
-		if (!ns_mounted) {
-			r = nlw_link_del(ctx->nl, n.host_veth);
-			if (r < 0 && r != -ENODEV && !first)
-				first = err_set(err, r, "cannot delete '%s': %s", n.host_veth,
-						strerror(-r));
-		}
+	/* Unmounting the namespace destroys it once its last user is gone, and with it the TAP
+	 * and both veth ends, in the kernel's cleanup worker: deleting the veth here would wait
+	 * for an RCU grace period (tens of ms). Meanwhile the disabled port forwards nothing.
+	 * Without a namespace (a leftover, or a peer in a stray one), delete it now. */
+	if (ours && !ns_mounted) {
+		r = nlw_link_del(ctx->nl, n.host_veth);
+		if (r < 0 && r != -ENODEV && !first)
+			first = err_set(err, r, "cannot delete '%s': %s", n.host_veth,
+					strerror(-r));
 	}
 	return first;
 }
 
 int net_vm_status(struct net_ctx *ctx, const char *name, struct net_vm_status *ret)
 {
-	struct ns_work w = { .tap_only = true };
+	struct ns_work w = {.tap_only = true};
 	struct nlw_link_info li;
 	struct net_names n;
 	struct in6_addr a;

@@ -21,7 +21,7 @@ static char state_dir[64];
 
 static int tap_open(const char *name)
 {
-	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI };
+	struct ifreq ifr = {.ifr_flags = IFF_TAP | IFF_NO_PI};
 	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
 
 	if (fd < 0)
@@ -38,7 +38,7 @@ static int tap_open(const char *name)
 static _noreturn_ void shuttle(int a, int b)
 {
 	static char buf[65536];
-	struct pollfd p[2] = { { .fd = a, .events = POLLIN }, { .fd = b, .events = POLLIN } };
+	struct pollfd p[2] = {{.fd = a, .events = POLLIN}, {.fd = b, .events = POLLIN}};
 
 	for (;;) {
 		if (poll(p, 2, -1) < 0)
@@ -134,7 +134,7 @@ static void test_isolation(void)
 	struct net_vm_info a, b;
 	struct net_ctx *ctx = NULL;
 	struct in6_addr ia, ib;
-	struct err err = { 0 };
+	struct err err = {0};
 	char A[INET6_ADDRSTRLEN], B[INET6_ADDRSTRLEN], out[4096];
 	const char *why = plumb_enter_private();
 	pid_t ga, gb, listener;

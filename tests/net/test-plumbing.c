@@ -4,9 +4,9 @@
  * runs in its own private network + mount namespace (plumb-fixture.h).
  */
 #include <arpa/inet.h>
+#include <grp.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
-#include <grp.h>
 #include <sys/ioctl.h>
 
 #include "plumb-fixture.h"
@@ -17,7 +17,7 @@ static char state_dir[64];
 static struct net_ctx *setup_ctx(void)
 {
 	struct net_ctx *ctx = NULL;
-	struct err err = { 0 };
+	struct err err = {0};
 	const char *why = plumb_enter_private();
 	int r;
 
@@ -38,7 +38,7 @@ static void vm_up(struct net_ctx *ctx, const char *name, uid_t uid, gid_t gid,
 		  struct net_vm_info *info)
 {
 	struct in6_addr a;
-	struct err err = { 0 };
+	struct err err = {0};
 	int r;
 
 	r = net_ip_assign(ctx, name, &a, &err);
@@ -78,7 +78,7 @@ static int tap_attach_as(const char *netns_path, uid_t uid, gid_t gid)
 
 	ASSERT_TRUE(pid >= 0);
 	if (pid == 0) {
-		struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR };
+		struct ifreq ifr = {.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR};
 		int ns = open(netns_path, O_RDONLY | O_CLOEXEC), fd;
 
 		if (ns < 0 || setns(ns, CLONE_NEWNET) < 0)
@@ -155,7 +155,7 @@ static void test_idempotent(void)
 	struct net_ctx *ctx = setup_ctx();
 	struct net_vm_info i1, i2;
 	struct in6_addr out6;
-	struct err err = { 0 };
+	struct err err = {0};
 	char out[8192];
 
 	ASSERT_OK(net_bridge_ensure(ctx, &err));
@@ -164,8 +164,9 @@ static void test_idempotent(void)
 	ASSERT_EQ(memcmp(&i1, &i2, sizeof(i1)), 0);
 	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "ip -o link show master mvmbr0 | wc -l"), 0);
 	ASSERT_STREQ(out, "1\n");
-	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "nft list table bridge mvmfs | grep -c 'chain vm_'"),
-		  0);
+	ASSERT_EQ(
+		plumb_sh_out(out, sizeof(out), "nft list table bridge mvmfs | grep -c 'chain vm_'"),
+		0);
 	ASSERT_STREQ(out, "1\n");
 	/* Deterministic per name. */
 	{
@@ -191,8 +192,8 @@ static void test_idempotent(void)
 	net_ctx_free(ctx);
 	ASSERT_EQ(plumb_sh("ip link add mvmbr1 type bridge"), 0);
 	{
-		struct net_config cfg = { .state_dir = state_dir, .bridge = "mvmbr1",
-					  .ipv6_prefix = "fd42:1::/64" };
+		struct net_config cfg = {
+			.state_dir = state_dir, .bridge = "mvmbr1", .ipv6_prefix = "fd42:1::/64"};
 
 		ASSERT_OK(net_ctx_new(&cfg, &ctx, &err));
 		ASSERT_ERRNO(net_bridge_ensure(ctx, &err), EEXIST);
@@ -216,10 +217,11 @@ static void test_reap(void)
 	vm_up(ctx, "vm-b", 1000, 1000, &info);
 	/* Unmarked look-alikes that must survive. */
 	ASSERT_EQ(plumb_sh("ip netns add other && ip netns add mvmfsx"), 0);
-	ASSERT_EQ(plumb_sh("ip link add mv0000000000 type veth peer name mvpeer0 && "
-			   "ip link set mv0000000000 master mvmbr0 && "
-			   "ip link add foreign7 type bridge && ip link set foreign7 alias foreign"),
-		  0);
+	ASSERT_EQ(
+		plumb_sh("ip link add mv0000000000 type veth peer name mvpeer0 && "
+			 "ip link set mv0000000000 master mvmbr0 && "
+			 "ip link add foreign7 type bridge && ip link set foreign7 alias foreign"),
+		0);
 	/* A leftover with only its nft chain (links and netns lost), one with only its netns. */
 	vm_up(ctx, "vm-c", 1000, 1000, &info);
 	ASSERT_EQ(plumb_sh("ip link del $(ip -o link show master mvmbr0 | grep 'alias mvmfs:vm-c' "
@@ -235,7 +237,9 @@ static void test_reap(void)
 		  0);
 	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "ip -o link show"), 0);
 	ASSERT_TRUE(strstr(out, "mv0000000000") && strstr(out, "foreign7"));
-	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "ip -d -o link show master mvmbr0 | grep -c 'alias mvmfs:'"), 0);
+	ASSERT_EQ(plumb_sh_out(out, sizeof(out),
+			       "ip -d -o link show master mvmbr0 | grep -c 'alias mvmfs:'"),
+		  0);
 	ASSERT_STREQ(out, "1\n");
 	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "nft list table bridge mvmfs"), 0);
 	ASSERT_TRUE(strstr(out, "mvmfs:vm-a") && !strstr(out, "mvmfs:vm-b") &&
