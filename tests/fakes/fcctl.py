@@ -7,7 +7,8 @@ Import it (sys.path.insert(0, "<srcdir>/tests/fakes"); import fcctl) or run it:
   fcctl.py seq    <vm_dir>     print the call sequence ("PUT /actions InstanceStart", ...)
   fcctl.py check  <vm_dir>     exit 1 (and list them) if any call got an error or no answer
   fcctl.py jailer <vm_dir>     print fake-jailer.json
-<vm_dir> is <chroot-base>/<exec-file-name>/<id> (the parent of the jail's root/).
+<vm_dir> is <chroot-base>/<exec-file-name>/<id> (the parent of the jail's root/), or a
+persistent record file <chroot-base>/fake-fc.records/<id>.calls.jsonl.
 """
 import json
 import os
@@ -16,16 +17,26 @@ import sys
 
 CALLS = "fake-fc.calls.jsonl"
 JAILER = "fake-jailer.json"
+KNOBS_FILE = "fake-fc.knobs.json"
+RECORD_DIR = "fake-fc.records"
 
 
 def vm_dir(chroot_base, vm_id, exec_name="firecracker"):
     return os.path.join(chroot_base, exec_name, vm_id)
 
 
+def record_file(chroot_base, vm_id):
+    """The persistent per-id log (kept across jail deletion and restarts) that the fake jailer
+    appends to when <chroot_base>/fake-fc.records/ exists or $FAKE_FC_RECORD_DIR is set."""
+    return os.path.join(chroot_base, RECORD_DIR, "%s.calls.jsonl" % vm_id)
+
+
 def records(vdir):
-    """Every recorded line (kind "call" or "event"), in file order."""
+    """Every recorded line (kind "call" or "event"), in file order. vdir: a VM dir
+    (<base>/<exec>/<id>) or a .jsonl file (e.g. record_file())."""
+    path = vdir if os.path.isfile(vdir) or vdir.endswith(".jsonl") else os.path.join(vdir, CALLS)
     try:
-        with open(os.path.join(vdir, CALLS), encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             return [json.loads(line) for line in f if line.strip()]
     except FileNotFoundError:
         return []
@@ -71,9 +82,20 @@ def jailer_report(vdir):
 
 
 def write_knobs(path, default=None, by_id=None):
-    with open(path, "w", encoding="utf-8") as f:
+    """path: a file for $FAKE_FC_KNOBS, or a chroot base dir (writes <dir>/fake-fc.knobs.json,
+    which the fake jailer reads when the environment does not name a knobs file)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, KNOBS_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
         json.dump({"default": default or {}, "by_id": by_id or {}}, f)
+    os.rename(tmp, path)
     return path
+
+
+def enable_records(chroot_base):
+    """Make the fake jailer keep <base>/fake-fc.records/<id>.calls.jsonl for every VM."""
+    os.makedirs(os.path.join(chroot_base, RECORD_DIR), exist_ok=True)
 
 
 class Response:
@@ -155,6 +177,10 @@ def _main(argv):
         sys.stderr.write(__doc__)
         return 2
     cmd, vdir = argv[1], argv[2]
+    if cmd == "jailer" and vdir.endswith(".jsonl"):
+        for e in events(vdir, "jailer"):
+            print(json.dumps(e))
+        return 0
     if cmd == "calls":
         for r in calls(vdir):
             print(json.dumps(r))

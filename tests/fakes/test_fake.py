@@ -555,6 +555,14 @@ class Api(unittest.TestCase):
         self.assertEqual(vsock_connect(host, 52), b"")    # nobody listens in the guest
 
 
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def vsock_connect(path, port, payload=None):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(5)
@@ -596,12 +604,17 @@ class Vsock(unittest.TestCase):
         self.assertEqual(ok, b"OK 1073741825\n")
         self.assertEqual(echo, b"again\n")
         self.assertEqual(vsock_connect(host, 53), b"")    # no listener on that port
-        spawned = [e["pid"] for e in fcctl.events(j.vdir, "agent_spawned")]
-        self.assertEqual(len(spawned), 2)
+        spawned = wait_for(lambda: [e["pid"] for e in fcctl.events(j.vdir, "agent_spawned")]
+                           if len(fcctl.events(j.vdir, "agent_spawned")) == 2 else None)
+        self.assertEqual(len(spawned or []), 2)
+        helper = [p for p in os.listdir("/proc") if p.isdigit() and
+                  _read("/proc/%s/comm" % p).strip() == "fc-agent-helper" and
+                  _read("/proc/%s/stat" % p).split(") ")[1].split()[1] == str(j.pid)]
+        self.assertEqual(len(helper), 1, "the agent helper is the VMM's child")
         # The agents die with the VMM (the guest dies with it).
         j.kill()
-        for p in spawned:
-            self.assertTrue(wait_for(lambda: not pid_alive(p), 5), "agent %d survived" % p)
+        for p in spawned + [int(helper[0])]:
+            self.assertTrue(wait_for(lambda: not pid_alive(p), 5), "process %d survived" % p)
 
 
 class Knobs(unittest.TestCase):
@@ -727,6 +740,54 @@ class Network(unittest.TestCase):
         self.assertEqual(c.get("/mmds").json(), {"vm": {"x": 1}})
 
 
+class PidNamespace(unittest.TestCase):
+    def test_new_pid_ns(self):
+        j = Jail(self, daemonize=False, jailer_args=["--new-pid-ns"]).started()
+        self.assertEqual(j.proc.wait(5), 0, "the parent writes the pid file and exits 0")
+        self.assertNotEqual(j.pid, j.proc.pid)
+        self.assertRegex(_read("/proc/%d/status" % j.pid), r"NSpid:\t%d\t1\n" % j.pid)
+        c = j.client()
+        self.assertEqual(c.get("/").json()["state"], "Not started")
+        self.assertEqual(fcctl.jailer_report(j.vdir)["firecracker_pid"], j.pid)
+
+
+class Helper(unittest.TestCase):
+    def test_fcctl_check(self):
+        j = Jail(self).started()
+        c = j.client()
+        j.boot_minimal(c)
+        cli = [sys.executable, os.path.join(HERE, "fcctl.py")]
+        p = subprocess.run(cli + ["check", j.vdir], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stdout)
+        p = subprocess.run(cli + ["seq", j.vdir], capture_output=True, text=True)
+        self.assertEqual(p.stdout.split("\n")[:2], ["PUT /boot-source",
+                                                    "PUT /actions InstanceStart"])
+        c.put("/boot-source", {"kernel_image_path": "vmlinux"})
+        p = subprocess.run(cli + ["check", j.vdir], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("PUT /boot-source -> 400", p.stdout)
+
+
+class CleanEnvironment(unittest.TestCase):
+    def test_knobs_and_records_in_chroot_base(self):
+        """A caller that spawns the jailer with an empty environment can still use knobs and
+        keep a record that survives the removal of the jail."""
+        def prepare(j):
+            fcctl.write_knobs(j.base, by_id={"vm-1": {"refuse": {"GET /version": "nope"}}})
+            fcctl.enable_records(j.base)
+        j = Jail(self, prepare=prepare).started()
+        c = j.client()
+        self.assertEqual(c.get("/version").fault(), "nope")
+        j.boot_minimal(c)
+        j.kill()
+        shutil.rmtree(j.vdir)
+        rf = fcctl.record_file(j.base, "vm-1")
+        self.assertEqual(fcctl.sequence(rf), ["GET /version", "PUT /boot-source",
+                                              "PUT /actions InstanceStart"])
+        self.assertEqual(fcctl.events(rf, "jailer")[0]["uid"], UID)
+        self.assertEqual(len(fcctl.errors(rf)), 1)
+
+
 class FirecrackerFlags(unittest.TestCase):
     def run_fc(self, *args):
         return subprocess.run([FIRECRACKER] + list(args), capture_output=True, text=True,
@@ -742,6 +803,39 @@ class FirecrackerFlags(unittest.TestCase):
         self.assertEqual(self.run_fc("--level", "Loud").returncode, 152)
         self.assertEqual(self.run_fc("--id", "bad_id").returncode, -signal.SIGABRT)
         self.assertEqual(self.run_fc("--version").returncode, 0)
+
+    def test_config_file_without_jailer(self):
+        d = tempfile.mkdtemp(prefix="fakefc-cfg-")
+        self.addCleanup(shutil.rmtree, d, True)
+        with open(os.path.join(d, "vmlinux"), "w") as f:
+            f.write("k")
+        cfg = {"boot-source": {"kernel_image_path": os.path.join(d, "vmlinux")}, "drives": [],
+               "machine-config": {"vcpu_count": 2, "mem_size_mib": 256}}
+        with open(os.path.join(d, "vm.json"), "w") as f:
+            json.dump(cfg, f)
+        sock = os.path.join(d, "api.sock")
+        rec = os.path.join(d, "calls.jsonl")
+        p = subprocess.Popen([FIRECRACKER, "--api-sock", sock, "--config-file",
+                              os.path.join(d, "vm.json")], env=dict(os.environ,
+                                                                   FAKE_FC_RECORD=rec),
+                             stdout=subprocess.DEVNULL)
+        self.addCleanup(p.wait)
+        self.addCleanup(p.kill)
+        self.assertTrue(wait_for(lambda: os.path.exists(sock)))
+        time.sleep(0.05)
+        c = fcctl.Client(sock)
+        self.addCleanup(c.close)
+        self.assertEqual(c.get("/").json()["state"], "Running")
+        self.assertEqual(c.get("/machine-config").json()["vcpu_count"], 2)
+        self.assertEqual(c.put("/actions", {"action_type": "SendCtrlAltDel"}).status, 204)
+        self.assertEqual(p.wait(5), 0)
+        cfg["boot-source"]["kernel_image_path"] = "/nonexistent"
+        with open(os.path.join(d, "bad.json"), "w") as f:
+            json.dump(cfg, f)
+        r = self.run_fc("--api-sock", sock + "2", "--config-file", os.path.join(d, "bad.json"))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("Configuration for VMM from one single json failed: Boot source error",
+                      r.stderr)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ FLAGS = {
     "version": argmod.Spec(False), "help": argmod.Spec(False),
 }
 DEV_NULL = "/dev/null"
+KNOBS_FILE = "fake-fc.knobs.json"      # <chroot-base>/fake-fc.knobs.json
+RECORD_DIR = "fake-fc.records"         # <chroot-base>/fake-fc.records/<id>.calls.jsonl
 
 
 class JailerError(Exception):
@@ -293,7 +295,8 @@ def _jail_devices(uid, gid, uffd_minor):
 
 
 def main(argv):
-    knobs_doc = knobmod.read_file()
+    knobs_doc = knobmod.read_file() if os.environ.get("FAKE_FC_KNOBS") else None
+    record_dir = os.environ.get("FAKE_FC_RECORD_DIR")
     orig_env = dict(os.environ)
     start_us = int(time.monotonic() * 1e6)
     start_cpu_us = int(time.process_time() * 1e6)
@@ -310,13 +313,20 @@ def main(argv):
         print("Jailer v%s\n" % VERSION)
         return 0
     try:
-        return _run(argv, vals, extra, knobs_doc, orig_env, start_us, start_cpu_us)
+        return _run(argv, vals, extra, knobs_doc, record_dir, orig_env, start_us,
+                    start_cpu_us)
     except JailerError as e:
         return _fail(str(e))
 
 
-def _run(argv, vals, extra, knobs_doc, orig_env, start_us, start_cpu_us):
+def _run(argv, vals, extra, knobs_doc, record_dir, orig_env, start_us, start_cpu_us):
     cfg = _validate(vals)
+    # Fallbacks for callers that spawn the jailer with a clean environment.
+    if knobs_doc is None:
+        knobs_doc = knobmod.read_file({"FAKE_FC_KNOBS": os.path.join(cfg["base"], KNOBS_FILE)}) \
+            if os.path.exists(os.path.join(cfg["base"], KNOBS_FILE)) else {}
+    if record_dir is None and os.path.isdir(os.path.join(cfg["base"], RECORD_DIR)):
+        record_dir = os.path.join(cfg["base"], RECORD_DIR)
     vm_dir = os.path.join(cfg["base"], cfg["exec_file_name"], cfg["id"])
     root = os.path.join(vm_dir, "root")
     try:
@@ -330,6 +340,8 @@ def _run(argv, vals, extra, knobs_doc, orig_env, start_us, start_cpu_us):
     # Recording lives beside root/, outside the jail: fds opened now, while still root.
     vm_dir_fd = os.open(vm_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     rec = Recorder.open("fake-fc.calls.jsonl", dir_fd=vm_dir_fd)
+    if record_dir:
+        rec.also(os.path.join(record_dir, "%s.calls.jsonl" % cfg["id"]))
     report = {"argv": argv, "jailer_pid": os.getpid(), "id": cfg["id"],
               "exec_file": cfg["exec_file"], "exec_file_name": exec_name, "uid": uid,
               "gid": gid, "chroot_base": cfg["base"], "chroot_dir": root,
@@ -371,11 +383,12 @@ def _run(argv, vals, extra, knobs_doc, orig_env, start_us, start_cpu_us):
         except OSError as e:
             raise JailerError("Failed to open /dev/null: %s" % sysc.io_error(e))
 
-    # The guest-agent stand-in must live outside the jail (it runs a shell command).
+    # The guest-agent stand-in must run outside the jail (it runs a shell command): keep a
+    # handle on the real root so the helper, forked later as the VMM's child, can leave the jail.
     knobs = knobmod.select(knobs_doc, cfg["id"])
-    helper = None
-    if knobs.get("agent_cmd"):
-        helper = AgentHelper.start(knobs["agent_cmd"], orig_env, knobs.get("agent_env"), rec)
+    real_root = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) \
+        if knobs.get("agent_cmd") else -1
+    orig_cwd = os.getcwd()
     uffd = _userfaultfd_minor()
 
     try:
@@ -400,26 +413,31 @@ def _run(argv, vals, extra, knobs_doc, orig_env, start_us, start_cpu_us):
         os.close(devnull)
 
     pid_path = "/%s.pid" % exec_name
+    fc_argv = ["/" + exec_name, "--id", cfg["id"], "--start-time-us", str(start_us),
+               "--start-time-cpu-us", str(start_cpu_us), "--parent-cpu-time-us",
+               str(int(time.process_time() * 1e6))] + list(extra)
+    report["firecracker_argv"] = fc_argv
     if cfg["new_pid_ns"]:
         sysc.unshare(sysc.CLONE_NEWPID)
         child = os.fork()
         if child > 0:
             _write_pidfile(pid_path, child)
             report["firecracker_pid"] = child
+            rec.event("jailer", **report)
             _write_report(vm_dir_fd, report)
             os._exit(0)
     else:
         _write_pidfile(pid_path, os.getpid())
         report["firecracker_pid"] = os.getpid()
-
-    fc_argv = ["/" + exec_name, "--id", cfg["id"], "--start-time-us", str(start_us),
-               "--start-time-cpu-us", str(start_cpu_us), "--parent-cpu-time-us",
-               str(int(time.process_time() * 1e6))] + list(extra)
-    report["firecracker_argv"] = fc_argv
-    if not cfg["new_pid_ns"]:
+        rec.event("jailer", **report)
         _write_report(vm_dir_fd, report)
     os.close(vm_dir_fd)
 
+    helper = None
+    if real_root >= 0:
+        helper = AgentHelper.start(knobs["agent_cmd"], orig_env, knobs.get("agent_env"), rec,
+                                   escape=(real_root, orig_cwd))
+        os.close(real_root)
     try:
         os.setgid(gid)
         os.setgroups([])

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 
+from .sysc import set_comm
+
 HOST_PORT_BASE = 1 << 30
 
 
@@ -23,12 +25,19 @@ class AgentHelper:
         self.pid = pid
 
     @classmethod
-    def start(cls, cmd, env, agent_env, recorder):
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    def start(cls, cmd, env, agent_env, recorder, escape=None):
+        """escape: (fd of the real "/", cwd) when called inside the jail (still as root)."""
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         pid = os.fork()
         if pid == 0:
             a.close()
             try:
+                if escape is not None:
+                    os.fchdir(escape[0])
+                    os.chroot(".")
+                    os.chdir(escape[1] if os.path.isdir(escape[1]) else "/")
+                    os.close(escape[0])
+                set_comm("fc-agent-helper")
                 _helper_main(b, cmd, env, agent_env or {}, recorder)
             finally:
                 os._exit(0)
