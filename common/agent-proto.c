@@ -174,6 +174,8 @@ int agent_msg_decode(uint8_t type, const uint8_t *p, size_t len, struct agent_ms
 {
 	struct agent_msg m;
 
+	if (len > AGENT_PAYLOAD_MAX)
+		return -EBADMSG;
 	memset(&m, 0, sizeof(m));
 	m.type = type;
 	switch (type) {
@@ -278,6 +280,27 @@ static void decoder_skip(struct agent_decoder *d, size_t n)
 	d->skipped_bytes += n;
 }
 
+/* Offset of the first complete frame with a valid CRC and payload after offset 0, or 0. */
+static size_t later_valid_frame(const struct agent_decoder *d)
+{
+	for (size_t i = 1; i + AGENT_FRAME_HEADER <= d->len; i++) {
+		struct agent_msg m;
+		size_t plen;
+
+		if (memcmp(d->buf + i, AGENT_PROTO_MAGIC, 4) != 0 ||
+		    d->buf[i + 4] != AGENT_PROTO_VERSION)
+			continue;
+		plen = get_u16(d->buf + i + 6);
+		if (plen > AGENT_PAYLOAD_MAX || i + plen + AGENT_FRAME_OVERHEAD > d->len)
+			continue;
+		if (get_u32(d->buf + i + AGENT_FRAME_HEADER + plen) ==
+			    agent_crc32(0, d->buf + i + 4, 4 + plen) &&
+		    agent_msg_decode(d->buf[i + 5], d->buf + i + AGENT_FRAME_HEADER, plen, &m) == 0)
+			return i;
+	}
+	return 0;
+}
+
 int agent_decoder_next(struct agent_decoder *d, struct agent_msg *ret)
 {
 	decoder_compact(d);
@@ -302,8 +325,18 @@ int agent_decoder_next(struct agent_decoder *d, struct agent_msg *ret)
 			continue;
 		}
 		flen = plen + AGENT_FRAME_OVERHEAD;
-		if (d->len < flen)
-			return 0;
+		if (d->len < flen) {
+			/* Bytes lost mid-frame leave a header whose length swallows the frames
+			 * that follow: rather than wait for that many bytes, give up on it as
+			 * soon as a complete valid frame starts inside its span. */
+			size_t at = later_valid_frame(d);
+
+			if (at == 0)
+				return 0;
+			d->bad_frames++;
+			decoder_skip(d, at);
+			continue;
+		}
 		if (get_u32(d->buf + AGENT_FRAME_HEADER + plen) !=
 			    agent_crc32(0, d->buf + 4, 4 + plen) ||
 		    agent_msg_decode(d->buf[5], d->buf + AGENT_FRAME_HEADER, plen, ret) < 0) {

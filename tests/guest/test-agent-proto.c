@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: MIT */
+/* agent-proto framing: round trips, resynchronisation after garbage and corruption, limits. */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "agent-proto.h"
+#include "test.h"
+
+static int encode(const struct agent_msg *m, uint8_t *buf, size_t size)
+{
+	int n = agent_msg_encode(m, buf, size);
+
+	ASSERT_OK(n);
+	return n;
+}
+
+/* Feed everything, collect decoded messages. */
+static int decode_all(struct agent_decoder *d, const uint8_t *data, size_t len,
+		      struct agent_msg *out, int max)
+{
+	int n = 0;
+
+	for (size_t off = 0; off < len;) {
+		off += agent_decoder_feed(d, data + off, len - off);
+		while (n < max && agent_decoder_next(d, &out[n]) > 0)
+			n++;
+	}
+	return n;
+}
+
+static void test_roundtrip_all_types(void)
+{
+	static const uint8_t out_data[] = "hello\nworld";
+	struct agent_msg m[8], got[8];
+	uint8_t buf[8 * AGENT_FRAME_MAX];
+	struct agent_decoder d;
+	size_t len = 0;
+	int n;
+
+	memset(m, 0, sizeof(m));
+	m[0].type = AGENT_MSG_HELLO;
+	m[0].hello.version = AGENT_PROTO_VERSION;
+	m[0].hello.heartbeat_ms = 1000;
+	strcpy(m[0].hello.name, "mvmfs-agent 0.1.0");
+	m[1].type = AGENT_MSG_HEARTBEAT;
+	m[1].heartbeat.seq = 7;
+	m[1].heartbeat.uptime_ms = 123456789012ull;
+	m[1].heartbeat.dropped_bytes = 42;
+	m[1].heartbeat.app_running = 1;
+	m[2].type = AGENT_MSG_APP_STARTED;
+	m[2].pid = 4242;
+	m[3].type = AGENT_MSG_APP_EXITED;
+	m[3].exited.code = -1;
+	m[3].exited.signal = 9;
+	m[4].type = AGENT_MSG_OUTPUT;
+	m[4].output.stream = AGENT_STREAM_STDERR;
+	m[4].output.len = sizeof(out_data) - 1;
+	m[4].output.data = out_data;
+	m[5].type = AGENT_MSG_NET_CONFIGURED;
+	m[5].net.ok = 1;
+	m[5].net.prefix_len = 64;
+	m[5].net.addr[0] = 0xfd;
+	m[5].net.addr[15] = 0x10;
+	m[6].type = AGENT_MSG_STOP;
+	m[6].grace_ms = 5000;
+	m[7].type = AGENT_MSG_SHUTDOWN;
+	strcpy(m[7].reason, "stop requested");
+	for (int i = 0; i < 8; i++)
+		len += (size_t)encode(&m[i], buf + len, sizeof(buf) - len);
+
+	agent_decoder_init(&d);
+	n = decode_all(&d, buf, len, got, 8);
+	ASSERT_EQ(n, 8);
+	ASSERT_STREQ(got[0].hello.name, "mvmfs-agent 0.1.0");
+	ASSERT_EQ(got[0].hello.heartbeat_ms, 1000);
+	ASSERT_EQ(got[1].heartbeat.uptime_ms, 123456789012ull);
+	ASSERT_EQ(got[1].heartbeat.dropped_bytes, 42);
+	ASSERT_EQ(got[2].pid, 4242);
+	ASSERT_EQ(got[3].exited.code, -1);
+	ASSERT_EQ(got[3].exited.signal, 9);
+	ASSERT_EQ(got[5].net.prefix_len, 64);
+	ASSERT_EQ(got[5].net.addr[15], 0x10);
+	ASSERT_EQ(got[6].grace_ms, 5000);
+	ASSERT_STREQ(got[7].reason, "stop requested");
+	ASSERT_EQ(d.skipped_bytes, 0);
+	ASSERT_EQ(d.bad_frames, 0);
+}
+
+static void test_output_data_stays_valid(void)
+{
+	struct agent_msg m = { .type = AGENT_MSG_OUTPUT }, got;
+	uint8_t buf[AGENT_FRAME_MAX];
+	struct agent_decoder d;
+	int n;
+
+	m.output.stream = AGENT_STREAM_STDOUT;
+	m.output.len = 5;
+	m.output.data = (const uint8_t *)"abcde";
+	n = encode(&m, buf, sizeof(buf));
+	agent_decoder_init(&d);
+	ASSERT_EQ(agent_decoder_feed(&d, buf, (size_t)n), (size_t)n);
+	ASSERT_EQ(agent_decoder_next(&d, &got), 1);
+	ASSERT_EQ(got.output.len, 5);
+	ASSERT_TRUE(memcmp(got.output.data, "abcde", 5) == 0);
+	ASSERT_EQ(agent_decoder_next(&d, &got), 0);
+}
+
+static void test_byte_by_byte(void)
+{
+	struct agent_msg m = { .type = AGENT_MSG_APP_STARTED, .pid = 99 }, got;
+	uint8_t buf[AGENT_FRAME_MAX];
+	struct agent_decoder d;
+	int n, frames = 0;
+
+	n = encode(&m, buf, sizeof(buf));
+	agent_decoder_init(&d);
+	for (int i = 0; i < n; i++) {
+		ASSERT_EQ(agent_decoder_feed(&d, buf + i, 1), 1);
+		frames += agent_decoder_next(&d, &got);
+		ASSERT_EQ(frames, i == n - 1 ? 1 : 0);
+	}
+	ASSERT_EQ(got.pid, 99);
+}
+
+static void test_resync_after_garbage_and_corruption(void)
+{
+	struct agent_msg a = { .type = AGENT_MSG_APP_STARTED, .pid = 1 };
+	struct agent_msg b = { .type = AGENT_MSG_APP_STARTED, .pid = 2 };
+	struct agent_msg c = { .type = AGENT_MSG_STOP, .grace_ms = 3 };
+	uint8_t buf[4 * AGENT_FRAME_MAX], got_buf[16];
+	struct agent_msg got[4];
+	struct agent_decoder d;
+	size_t len = 0;
+	int nb, n;
+
+	memcpy(buf, "garbage mvA junk mvA1", 21); /* includes a false magic */
+	len = 21;
+	len += (size_t)encode(&a, buf + len, sizeof(buf) - len);
+	nb = encode(&b, buf + len, sizeof(buf) - len);
+	buf[len + 9] ^= 0xff; /* corrupt b's payload: CRC mismatch */
+	len += (size_t)nb;
+	buf[len++] = 'x';
+	len += (size_t)encode(&c, buf + len, sizeof(buf) - len);
+	(void)got_buf;
+
+	agent_decoder_init(&d);
+	n = decode_all(&d, buf, len, got, 4);
+	ASSERT_EQ(n, 2);
+	ASSERT_EQ(got[0].pid, 1);
+	ASSERT_EQ(got[1].type, AGENT_MSG_STOP);
+	ASSERT_EQ(got[1].grace_ms, 3);
+	ASSERT_TRUE(d.skipped_bytes >= 21);
+	ASSERT_TRUE(d.bad_frames >= 1);
+}
+
+static void test_truncated_frame_then_new_frame(void)
+{
+	/* A host that went away mid-frame: the next connection's frames still decode. */
+	struct agent_msg a = { .type = AGENT_MSG_HEARTBEAT }, b = { .type = AGENT_MSG_APP_STARTED,
+								     .pid = 5 };
+	uint8_t buf[2 * AGENT_FRAME_MAX];
+	struct agent_msg got[2];
+	struct agent_decoder d;
+	int na, nb, n;
+
+	na = encode(&a, buf, sizeof(buf));
+	nb = encode(&b, buf + na / 2, sizeof(buf) - (size_t)na / 2);
+	agent_decoder_init(&d);
+	n = decode_all(&d, buf, (size_t)(na / 2 + nb), got, 2);
+	ASSERT_EQ(n, 1);
+	ASSERT_EQ(got[0].pid, 5);
+}
+
+static void test_limits(void)
+{
+	struct agent_msg m = { .type = AGENT_MSG_OUTPUT };
+	static uint8_t big[AGENT_PAYLOAD_MAX];
+	uint8_t buf[AGENT_FRAME_MAX], small[16];
+
+	m.output.stream = AGENT_STREAM_STDOUT;
+	m.output.data = big;
+	m.output.len = AGENT_OUTPUT_CHUNK;
+	ASSERT_EQ(agent_msg_encode(&m, buf, sizeof(buf)), AGENT_FRAME_MAX);
+	m.output.len = AGENT_OUTPUT_CHUNK + 1;
+	ASSERT_ERRNO(agent_msg_encode(&m, buf, sizeof(buf)), EINVAL);
+	m.output.len = 10;
+	ASSERT_ERRNO(agent_msg_encode(&m, small, sizeof(small)), ENOBUFS);
+	m.output.stream = 9;
+	ASSERT_ERRNO(agent_msg_encode(&m, buf, sizeof(buf)), EINVAL);
+	m = (struct agent_msg){ .type = 77 };
+	ASSERT_ERRNO(agent_msg_encode(&m, buf, sizeof(buf)), EINVAL);
+	/* Decoding: wrong lengths and values */
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_APP_STARTED, buf, 3, &m), EBADMSG);
+	memset(buf, 0, sizeof(buf));
+	buf[0] = 1;
+	buf[1] = 200; /* prefix length > 128 */
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_NET_CONFIGURED, buf, 18, &m), EBADMSG);
+	ASSERT_ERRNO(agent_msg_decode(99, buf, 4, &m), EPROTONOSUPPORT);
+	memcpy(buf, "\x01\x00\x00\x00\x00\x00\x00\x00" "bad\nname", 16);
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_HELLO, buf, 16, &m), EBADMSG);
+}
+
+static void test_crc_known_value(void)
+{
+	/* The standard CRC-32 check value. */
+	ASSERT_EQ(agent_crc32(0, "123456789", 9), 0xCBF43926u);
+}
+
+TEST_MAIN(TEST(test_roundtrip_all_types), TEST(test_output_data_stays_valid),
+	  TEST(test_byte_by_byte), TEST(test_resync_after_garbage_and_corruption),
+	  TEST(test_truncated_frame_then_new_frame), TEST(test_limits), TEST(test_crc_known_value))

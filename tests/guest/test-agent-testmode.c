@@ -1,0 +1,384 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The real agent binary in --test-mode, driven through the real host client (runtime/agent.c):
+ * a listener stands in for the VMM's channel socket, accepts the client's connection (doing
+ * Firecracker's CONNECT/OK handshake for the vsock transport) and runs the agent with the
+ * connection as its stdin/stdout. Covers hello, heartbeats, app start with env/workdir/user,
+ * output, exit codes, stop with SIGTERM then SIGKILL after the grace period, a hung agent.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "test.h"
+
+struct rig {
+	char dir[64];
+	char sock[128];
+	char config[128];
+	pid_t server;      /* becomes the agent after accept */
+	struct agent *agent;
+};
+
+static const char *agent_bin(void)
+{
+	const char *p = getenv("MVMFS_AGENT");
+
+	if (!p || access(p, X_OK) < 0)
+		test_skip("MVMFS_AGENT (the static guest agent) not built");
+	return p;
+}
+
+static void write_config(struct rig *r, const char *json)
+{
+	FILE *f = fopen(r->config, "w");
+
+	ASSERT_TRUE(f != NULL);
+	fputs(json, f);
+	fclose(f);
+}
+
+/* Listen, then fork the acceptor that execs the agent on the accepted connection. */
+static void rig_start(struct rig *r, bool vsock, const char *config_json, unsigned hb_ms)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct agent_config ac = { 0 };
+	const char *bin = agent_bin();
+	int lfd;
+
+	snprintf(r->dir, sizeof(r->dir), "/tmp/test-agent.XXXXXX");
+	ASSERT_TRUE(mkdtemp(r->dir) != NULL);
+	ASSERT_OK(chmod(r->dir, 0755));
+	snprintf(r->sock, sizeof(r->sock), "%s/agent.sock", r->dir);
+	snprintf(r->config, sizeof(r->config), "%s/vm.json", r->dir);
+	write_config(r, config_json);
+	strcpy(sa.sun_path, r->sock);
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ASSERT_TRUE(lfd >= 0);
+	ASSERT_OK(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)));
+	ASSERT_OK(listen(lfd, 1));
+	r->server = fork();
+	ASSERT_TRUE(r->server >= 0);
+	if (r->server == 0) {
+		int c = accept(lfd, NULL, NULL);
+		char line[64];
+		size_t n = 0;
+
+		if (c < 0)
+			_exit(90);
+		if (vsock) {
+			while (n < sizeof(line) - 1 && read(c, line + n, 1) == 1 && line[n] != '\n')
+				n++;
+			line[n] = '\0';
+			if (strcmp(line, "CONNECT 1024") != 0)
+				_exit(91);
+			if (write(c, "OK 1073741824\n", 14) != 14)
+				_exit(92);
+		}
+		dup2(c, 0);
+		dup2(c, 1);
+		execl(bin, bin, "--test-mode", "--config", r->config, (char *)NULL);
+		_exit(93);
+	}
+	close(lfd);
+	ac.transport = vsock ? AGENT_TRANSPORT_VSOCK : AGENT_TRANSPORT_SERIAL;
+	ac.socket_path = r->sock;
+	ac.vsock_port = 1024;
+	ac.heartbeat_ms = hb_ms;
+	ASSERT_OK(agent_start(&ac, &r->agent));
+}
+
+static int rig_wait_exit(struct rig *r, unsigned timeout_ms)
+{
+	uint64_t end = agent_now_ms() + timeout_ms;
+	int status;
+
+	while (agent_now_ms() < end) {
+		pid_t p = waitpid(r->server, &status, WNOHANG);
+
+		if (p == r->server)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		usleep(10000);
+	}
+	return -ETIMEDOUT;
+}
+
+static void rig_done(struct rig *r)
+{
+	char path[200];
+
+	r->agent = agent_free(r->agent);
+	if (r->server > 0 && kill(r->server, 0) == 0) {
+		kill(r->server, SIGKILL);
+		waitpid(r->server, NULL, 0);
+	}
+	snprintf(path, sizeof(path), "%s/agent.sock", r->dir);
+	unlink(path);
+	unlink(r->config);
+	rmdir(r->dir);
+}
+
+static bool p_running(const struct agent_status *s, void *ud)
+{
+	(void)ud;
+	return s->connected && s->app == AGENT_APP_RUNNING && s->heartbeat_fresh;
+}
+
+static bool p_exited(const struct agent_status *s, void *ud)
+{
+	(void)ud;
+	return s->app == AGENT_APP_EXITED || s->app == AGENT_APP_START_FAILED;
+}
+
+static bool p_shutdown(const struct agent_status *s, void *ud)
+{
+	(void)ud;
+	return s->shutdown;
+}
+
+static bool p_stale(const struct agent_status *s, void *ud)
+{
+	(void)ud;
+	return s->ever_connected && !s->heartbeat_fresh;
+}
+
+static bool p_fresh(const struct agent_status *s, void *ud)
+{
+	(void)ud;
+	return s->heartbeat_fresh;
+}
+
+/* Wait until the log ring contains needle. */
+static bool log_has(struct agent *a, const char *needle, unsigned timeout_ms)
+{
+	uint64_t end = agent_now_ms() + timeout_ms;
+
+	do {
+		char *log = NULL;
+		bool found;
+
+		ASSERT_OK(agent_log_copy(a, &log, NULL));
+		found = strstr(log, needle) != NULL;
+		if (!found && agent_now_ms() + 20 >= end)
+			printf("# log so far:\n%s\n", log);
+		free(log);
+		if (found)
+			return true;
+		usleep(20000);
+	} while (agent_now_ms() < end);
+	return false;
+}
+
+static void test_serial_app_env_user_stop(void)
+{
+	struct rig r = { 0 };
+	struct agent_status s;
+	char json[2048], want[256], buf[256];
+	bool root = geteuid() == 0;
+
+	snprintf(json, sizeof(json),
+		 "{\"name\":\"t1\",\"image\":{\"entrypoint\":[\"/bin/sh\",\"-c\"],"
+		 "\"cmd\":[\"trap 'echo got-term; exit 42' TERM; "
+		 "echo \\\"greet=$GREETING pwd=$(pwd) uid=$(id -u) gid=$(id -g) home=$HOME\\\"; "
+		 "echo to-stderr >&2; while :; do sleep 0.05; done\"],"
+		 "\"env\":[\"GREETING=hello-env\"],\"workdir\":\"/tmp\",\"user\":\"%s\"},"
+		 "\"agent\":{\"heartbeat_ms\":200}}",
+		 root ? "65534:65534" : "");
+	rig_start(&r, false, json, 200);
+	ASSERT_OK(agent_wait(r.agent, p_running, NULL, 5000));
+	agent_get_status(r.agent, &s);
+	ASSERT_EQ(s.version, AGENT_PROTO_VERSION);
+	ASSERT_STREQ(s.agent_name, "mvmfs-agent 0.1.0");
+	ASSERT_TRUE(s.app_pid > 0);
+	ASSERT_FALSE(s.net_configured); /* test mode leaves the network alone */
+	if (root)
+		snprintf(want, sizeof(want), "greet=hello-env pwd=/tmp uid=65534 gid=65534");
+	else
+		snprintf(want, sizeof(want), "greet=hello-env pwd=/tmp uid=%u", (unsigned)getuid());
+	ASSERT_TRUE(log_has(r.agent, want, 3000));
+	ASSERT_TRUE(log_has(r.agent, "[stderr] to-stderr\n", 3000));
+	agent_format_health_agent(&s, buf, sizeof(buf));
+	ASSERT_TRUE(strncmp(buf, "ok ", 3) == 0);
+	agent_format_health_app(&s, buf, sizeof(buf));
+	ASSERT_TRUE(strncmp(buf, "running pid ", 12) == 0);
+
+	ASSERT_OK(agent_stop_request(r.agent, 5000));
+	ASSERT_OK(agent_wait(r.agent, p_exited, NULL, 5000));
+	ASSERT_OK(agent_wait(r.agent, p_shutdown, NULL, 5000));
+	agent_get_status(r.agent, &s);
+	ASSERT_EQ(s.app, AGENT_APP_EXITED);
+	ASSERT_EQ(s.exit_code, 42);
+	ASSERT_EQ(s.exit_signal, 0);
+	ASSERT_TRUE(log_has(r.agent, "[stdout] got-term\n", 2000));
+	agent_format_health_app(&s, buf, sizeof(buf));
+	ASSERT_STREQ(buf, "exited code 42");
+	ASSERT_EQ(rig_wait_exit(&r, 3000), 0); /* test mode "powers off" by exiting 0 */
+	rig_done(&r);
+}
+
+static void test_vsock_sigkill_after_grace(void)
+{
+	struct rig r = { 0 };
+	struct agent_status s;
+	uint64_t t0;
+
+	rig_start(&r, true,
+		  "{\"name\":\"t2\",\"agent\":{\"transport\":\"vsock\",\"port\":1024,"
+		  "\"heartbeat_ms\":200},\"image\":{\"entrypoint\":[\"/bin/sh\",\"-c\","
+		  "\"trap 'echo ignoring-term' TERM; echo ready; while :; do sleep 0.05; done\"]}}",
+		  200);
+	ASSERT_OK(agent_wait(r.agent, p_running, NULL, 5000));
+	ASSERT_TRUE(log_has(r.agent, "ready", 3000));
+	t0 = agent_now_ms();
+	ASSERT_OK(agent_stop_request(r.agent, 400));
+	ASSERT_OK(agent_wait(r.agent, p_exited, NULL, 5000));
+	agent_get_status(r.agent, &s);
+	ASSERT_TRUE(agent_now_ms() - t0 >= 350);
+	ASSERT_EQ(s.exit_signal, SIGKILL);
+	ASSERT_EQ(s.exit_code, -1);
+	ASSERT_TRUE(log_has(r.agent, "ignoring-term", 2000));
+	ASSERT_TRUE(log_has(r.agent, "[agent] grace period over: SIGKILL", 2000));
+	ASSERT_EQ(rig_wait_exit(&r, 3000), 0);
+	rig_done(&r);
+}
+
+static void test_app_exit_code_and_exec_failure(void)
+{
+	struct rig r = { 0 };
+	struct agent_status s;
+	char buf[128];
+
+	rig_start(&r, false,
+		  "{\"name\":\"t3\",\"image\":{\"entrypoint\":[\"/bin/sh\",\"-c\",\"echo bye; exit 3\"]}}",
+		  1000);
+	ASSERT_OK(agent_wait(r.agent, p_exited, NULL, 5000));
+	agent_get_status(r.agent, &s);
+	ASSERT_EQ(s.app, AGENT_APP_EXITED);
+	ASSERT_EQ(s.exit_code, 3);
+	ASSERT_TRUE(log_has(r.agent, "[stdout] bye\n", 2000));
+	agent_format_health_app(&s, buf, sizeof(buf));
+	ASSERT_STREQ(buf, "exited code 3");
+	rig_done(&r);
+
+	memset(&r, 0, sizeof(r));
+	rig_start(&r, false,
+		  "{\"name\":\"t4\",\"image\":{\"entrypoint\":[\"/nonexistent/app\"],\"cmd\":[\"x\"]}}",
+		  1000);
+	ASSERT_OK(agent_wait(r.agent, p_exited, NULL, 5000));
+	agent_get_status(r.agent, &s);
+	ASSERT_EQ(s.app, AGENT_APP_START_FAILED);
+	ASSERT_EQ(s.exit_code, 127);
+	agent_format_health_app(&s, buf, sizeof(buf));
+	ASSERT_TRUE(strncmp(buf, "failed ", 7) == 0);
+	rig_done(&r);
+}
+
+static void test_unknown_user_fails_start(void)
+{
+	struct rig r = { 0 };
+	struct agent_status s;
+
+	rig_start(&r, false,
+		  "{\"name\":\"t5\",\"image\":{\"entrypoint\":[\"/bin/true\"],"
+		  "\"user\":\"no-such-user-here\"}}",
+		  1000);
+	ASSERT_OK(agent_wait(r.agent, p_exited, NULL, 5000));
+	agent_get_status(r.agent, &s);
+	ASSERT_EQ(s.app, AGENT_APP_START_FAILED);
+	ASSERT_TRUE(log_has(r.agent, "no-such-user-here", 2000));
+	rig_done(&r);
+}
+
+static void test_hung_agent_goes_stale(void)
+{
+	struct rig r = { 0 };
+	struct agent_status s;
+	char buf[128];
+
+	rig_start(&r, false,
+		  "{\"name\":\"t6\",\"agent\":{\"heartbeat_ms\":100},"
+		  "\"image\":{\"entrypoint\":[\"/bin/sleep\",\"30\"]}}",
+		  100);
+	ASSERT_OK(agent_wait(r.agent, p_running, NULL, 5000));
+	agent_get_status(r.agent, &s);
+	ASSERT_OK(kill(r.server, SIGSTOP));
+	ASSERT_OK(agent_wait(r.agent, p_stale, NULL, 2000));
+	agent_get_status(r.agent, &s);
+	ASSERT_TRUE(s.heartbeat_age_ms > 300);
+	agent_format_health_agent(&s, buf, sizeof(buf));
+	ASSERT_TRUE(strncmp(buf, "late no heartbeat for ", 22) == 0);
+	ASSERT_OK(kill(r.server, SIGCONT));
+	ASSERT_OK(agent_wait(r.agent, p_fresh, NULL, 2000));
+	kill((pid_t)s.app_pid, SIGKILL);
+	rig_done(&r);
+}
+
+/* Raw protocol: garbage before HELLO is skipped and the agent still answers. */
+static void test_raw_resync(void)
+{
+	char dir[] = "/tmp/test-agent-raw.XXXXXX", cfg[128];
+	const char *bin = agent_bin();
+	struct agent_msg m = { .type = AGENT_MSG_HELLO }, got;
+	uint8_t frame[AGENT_FRAME_MAX], buf[4096];
+	struct agent_decoder d;
+	int sv[2], n, hello = 0;
+	pid_t pid;
+	FILE *f;
+
+	ASSERT_TRUE(mkdtemp(dir) != NULL);
+	snprintf(cfg, sizeof(cfg), "%s/vm.json", dir);
+	f = fopen(cfg, "w");
+	fputs("{\"image\":{\"entrypoint\":[\"/bin/sleep\",\"5\"]}}", f);
+	fclose(f);
+	ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+	pid = fork();
+	if (pid == 0) {
+		dup2(sv[1], 0);
+		dup2(sv[1], 1);
+		execl(bin, bin, "--test-mode", "--config", cfg, (char *)NULL);
+		_exit(93);
+	}
+	close(sv[1]);
+	ASSERT_EQ(write(sv[0], "\x00\xffmvA1junkmvA", 13), 13);
+	m.hello.version = AGENT_PROTO_VERSION;
+	strcpy(m.hello.name, "raw-test");
+	n = agent_msg_encode(&m, frame, sizeof(frame));
+	frame[n - 1] ^= 1; /* first copy corrupt */
+	ASSERT_EQ(write(sv[0], frame, (size_t)n), n);
+	frame[n - 1] ^= 1;
+	ASSERT_EQ(write(sv[0], frame, (size_t)n), n);
+	agent_decoder_init(&d);
+	for (int i = 0; i < 100 && !hello; i++) {
+		struct timeval tv = { .tv_usec = 100000 };
+		ssize_t k;
+
+		setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		k = read(sv[0], buf, sizeof(buf));
+		if (k <= 0)
+			continue;
+		agent_decoder_feed(&d, buf, (size_t)k);
+		while (agent_decoder_next(&d, &got) > 0)
+			if (got.type == AGENT_MSG_HELLO)
+				hello++;
+	}
+	ASSERT_EQ(hello, 1); /* exactly one answer: the corrupt HELLO was dropped */
+	kill(pid, SIGTERM); /* test mode: SIGTERM is a stop with the default grace */
+	ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+	close(sv[0]);
+	unlink(cfg);
+	rmdir(dir);
+}
+
+TEST_MAIN(TEST(test_serial_app_env_user_stop), TEST(test_vsock_sigkill_after_grace),
+	  TEST(test_app_exit_code_and_exec_failure), TEST(test_unknown_user_fails_start),
+	  TEST(test_hung_agent_goes_stale), TEST(test_raw_resync))
