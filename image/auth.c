@@ -177,8 +177,12 @@ static int b64_decode(const char *s, size_t n, char *buf, size_t size)
 	size_t out = 0;
 	int bits = 0;
 
+	size_t total = n;
+
 	while (n > 0 && s[n - 1] == '=')
 		n--;
+	if (n != total && (total % 4 != 0 || total - n > 2))
+		return -EINVAL; /* padding only to a multiple of 4 */
 	for (size_t i = 0; i < n; i++) {
 		int v = b64_value(s[i]);
 		if (v < 0)
