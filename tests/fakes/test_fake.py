@@ -393,6 +393,28 @@ class Api(unittest.TestCase):
         c2 = self.j.client()
         r = c2.request("POST", "/actions", "{}")
         self.assertIn(b"Invalid HTTP Method: Unsupported HTTP method.", r.body)
+        self.assertEqual(c2.get("/").status, 200, "the connection survives a parse error")
+
+    def test_max_connections(self):
+        extra = [self.j.client() for _ in range(9)]
+        self.assertEqual(extra[-1].get("/").status, 200)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(self.j.sock)
+        data = b""
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            data += d
+        s.close()
+        self.assertEqual(data, b"HTTP/1.1 503\r\nServer: Firecracker API\r\nConnection: close"
+                         b"\r\nContent-Length: 40\r\n\r\n"
+                         b'{ "error": "Too many open connections" }')
+        extra[0].close()
+        self.j.clients.remove(extra[0])
+        time.sleep(0.1)
+        self.assertEqual(self.j.client().get("/").status, 200)
 
     def test_router_errors(self):
         f = self.fault
@@ -629,6 +651,17 @@ class Knobs(unittest.TestCase):
         fcctl.assert_no_errors(j.vdir)
         self.assertEqual(fcctl.sequence(j.vdir), ["PUT /boot-source", "PUT /actions InstanceStart",
                                                   "PUT /actions SendCtrlAltDel"])
+
+    def test_ctrl_alt_del_waits_while_paused(self):
+        j = Jail(self, daemonize=False).started()
+        c = j.client()
+        j.boot_minimal(c)
+        self.assertEqual(c.patch("/vm", {"state": "Paused"}).status, 204)
+        self.assertEqual(c.put("/actions", {"action_type": "SendCtrlAltDel"}).status, 204)
+        time.sleep(0.5)
+        self.assertIsNone(j.proc.poll())
+        self.assertEqual(c.patch("/vm", {"state": "Resumed"}).status, 204)
+        self.assertEqual(j.proc.wait(5), 0)
 
     def test_ignore_ctrl_alt_del(self):
         j = Jail(self, daemonize=False, knobs={"ignore_ctrl_alt_del": True}).started()

@@ -20,6 +20,7 @@ IFF_TAP, IFF_NO_PI, IFF_VNET_HDR = 0x0002, 0x1000, 0x4000
 CMDLINE_MAX = 2048
 DEFAULT_CMDLINE = ("reboot=k panic=1 nomodule 8250.nr_uarts=0 i8042.noaux i8042.nomux "
                    "i8042.dumbkbd swiotlb=noforce")
+METRICS_PERIOD_S = 60
 NOT_MODELLED = {"balloon", "cpu-config", "entropy", "serial", "snapshot", "hotplug", "pmem"}
 
 
@@ -682,10 +683,20 @@ class Vmm:
             return 204, None
         delay = self.knobs.get("ctrl_alt_del_exit_ms", 100) / 1000.0
         code = int(self.knobs.get("exit_on_ctrl_alt_del_code", 0))
-        t = threading.Timer(delay, self.on_exit, args=(code, "SendCtrlAltDel"))
+        self._arm_cad(delay, code)
+        return 204, None
+
+    def _arm_cad(self, delay, code):
+        t = threading.Timer(delay, self._cad_fire, args=(code,))
         t.daemon = True
         t.start()
-        return 204, None
+
+    def _cad_fire(self, code):
+        # A paused guest cannot react to the keyboard interrupt until it is resumed.
+        if self.state == "Paused":
+            self._arm_cad(0.05, code)
+            return
+        self.on_exit(code, "SendCtrlAltDel")
 
     def instance_start(self):
         if self.boot is None:
@@ -700,12 +711,19 @@ class Vmm:
         self.rec.event("instance_started", cmdline=self.kernel_cmdline())
         self.log("INFO", "Artificially kick devices.")
         self.write_metrics()
+        threading.Thread(target=self._metrics_loop, daemon=True).start()
         crash = self.knobs.get("crash_after_start_ms")
         if crash is not None:
             t = threading.Timer(crash / 1000.0, self.crash)
             t.daemon = True
             t.start()
         return 204, None
+
+    def _metrics_loop(self):
+        while True:
+            time.sleep(METRICS_PERIOD_S)
+            if self.state != "Paused":
+                self.write_metrics()
 
     def crash(self):
         sig = self.knobs.get("crash_signal")

@@ -16,6 +16,8 @@ from .record import Recorder
 from .vsock import AgentHelper, VsockBackend
 
 MAX_CONNECTIONS = 10
+SERVER_FULL = (b"HTTP/1.1 503\r\nServer: Firecracker API\r\nConnection: close\r\n"
+               b"Content-Length: 40\r\n\r\n{ \"error\": \"Too many open connections\" }")
 DEFAULT_PAYLOAD = 51200
 SIGNAL_EXIT = {signal.SIGSYS: 148, signal.SIGBUS: 149, signal.SIGSEGV: 150,
                signal.SIGXFSZ: 151, signal.SIGXCPU: 154, signal.SIGHUP: 156, signal.SIGILL: 157}
@@ -312,6 +314,10 @@ class Server:
                     except OSError:
                         continue
                     if len(self.conns) >= MAX_CONNECTIONS:
+                        try:
+                            cs.send(SERVER_FULL)
+                        except OSError:
+                            pass
                         cs.close()
                         continue
                     self.conns[cs.fileno()] = Conn(cs)
@@ -348,9 +354,11 @@ class Server:
             except ParseError as e:
                 body = ('{ "error": "%s\nAll previous unanswered requests will be dropped." }'
                         % e).encode()
+                # micro-http drops what it buffered, answers, and keeps the connection.
                 self.rec.call(None, None, None, 400, {"error": str(e)})
+                c.buf = b""
+                c.sent_continue = False
                 self._send(c, _response(400, raw=body))
-                self._drop(c)
                 return
             if req is None:
                 return
@@ -403,8 +411,8 @@ class Server:
         if have < length:
             if expect and not c.sent_continue:
                 c.sent_continue = True
-                self._send(c, ("%s 100 \r\nServer: Firecracker API\r\nConnection: keep-alive"
-                               "\r\n\r\n" % version).encode())
+                self._send(c, b"HTTP/1.1 100 \r\nServer: Firecracker API\r\nConnection: "
+                           b"keep-alive\r\n\r\n")
             return None
         body = c.buf[end + 4:end + 4 + length]
         c.buf = c.buf[end + 4 + length:]
@@ -424,4 +432,4 @@ class Server:
             while True:
                 time.sleep(3600)
         self.rec.call(method, path, rbody, status, obj)
-        return self._send(c, _response(status, obj, version, depr))
+        return self._send(c, _response(status, obj, "HTTP/1.1", depr))
