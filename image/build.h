@@ -111,5 +111,14 @@ int img_store_path(const struct img_store *s, char *buf, size_t size, const char
 	_printf_(4, 5);
 /* Holder names: 1..64 of [A-Za-z0-9._-], not starting with '.'. */
 bool img_holder_is_valid(const char *holder);
+/* "sha256:" + 64 lowercase hex. */
+bool img_hex_digest_ok(const char *d);
+void img_progress_emit(img_progress_cb cb, void *ud, const char *phase, uint64_t done,
+		       uint64_t total, unsigned ldone, unsigned ltotal);
+/* Fetch, verify, unpack and build m into images/<hex> (pull.c); the caller coalesces. */
+struct img_manifest;
+struct img_source;
+int img_build_image(struct img_store *s, struct img_source *src, const struct img_manifest *m,
+		    img_progress_cb cb, void *ud, struct err *err);
 /* Number of pulls that actually ran (not coalesced or cached), for tests and benchmarks. */
 unsigned long img_store_pulls(struct img_store *s);

@@ -22,14 +22,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "build.h"
 #include "fileio.h"
 #include "internal.h"
 #include "macro.h"
-
-#define CONFIG_BLOB_MAX (8u << 20)
 
 DEFINE_CLEANUP_FUNC(struct img_source, img_source_free);
 
@@ -59,7 +55,7 @@ bool img_holder_is_valid(const char *h)
 	return true;
 }
 
-static bool hex_digest_ok(const char *d)
+bool img_hex_digest_ok(const char *d)
 {
 	if (strncmp(d, "sha256:", 7) != 0 || strlen(d) != 71)
 		return false;
@@ -69,8 +65,8 @@ static bool hex_digest_ok(const char *d)
 	return true;
 }
 
-static void progress(img_progress_cb cb, void *ud, const char *phase, uint64_t done,
-		     uint64_t total, unsigned ldone, unsigned ltotal)
+void img_progress_emit(img_progress_cb cb, void *ud, const char *phase, uint64_t done,
+		       uint64_t total, unsigned ldone, unsigned ltotal)
 {
 	struct img_progress p = {phase, done, total, ldone, ltotal};
 
@@ -138,193 +134,8 @@ static void lookup_digest(struct img_store *s, const char *digest, char ret[IMG_
 	    read_file_bounded(p, 128, &buf, NULL) < 0)
 		return;
 	buf[strcspn(buf, "\n")] = '\0';
-	if (hex_digest_ok(buf))
+	if (img_hex_digest_ok(buf))
 		snprintf(ret, IMG_DIGEST_MAX, "%s", buf);
-}
-
-struct fetch_progress {
-	img_progress_cb cb;
-	void *ud;
-	uint64_t base, total;
-	unsigned layers_done, layers_total;
-};
-
-static void on_bytes(void *ud, uint64_t bytes)
-{
-	struct fetch_progress *f = ud;
-
-	progress(f->cb, f->ud, "pulling", f->base + bytes, f->total, f->layers_done,
-		 f->layers_total);
-}
-
-/* The blob at blobs/sha256/<hex>, fetched unless already there with the right size. */
-static int ensure_blob(struct img_store *s, struct img_source *src,
-		       const struct img_descriptor *d, struct fetch_progress *fp, char *path,
-		       size_t size, struct err *err)
-{
-	struct stat st;
-	int r;
-
-	if (!hex_digest_ok(d->digest))
-		return err_set(err, -EBADMSG, "manifest names an invalid digest '%.80s'", d->digest);
-	r = img_store_path(s, path, size, "blobs/sha256/%s", d->digest + 7);
-	if (r < 0)
-		return err_set(err, r, "state directory path too long");
-	if (stat(path, &st) == 0 && (uint64_t)st.st_size == d->size)
-		return 0;
-	return img_source_fetch_blob(src, d, path, on_bytes, fp, err);
-}
-
-static int write_manifest_json(const char *path, const struct img_manifest *m)
-{
-	json_auto_t *o = NULL;
-	json_t *layers;
-	_cleanup_free_ char *text = NULL;
-
-	o = json_pack("{s:s, s:{s:s, s:s, s:I}, s:[]}", "digest", m->digest, "config",
-		      "mediaType", m->config.media_type, "digest", m->config.digest, "size",
-		      (json_int_t)m->config.size, "layers");
-	if (!o)
-		return -ENOMEM;
-	layers = json_object_get(o, "layers");
-	for (size_t i = 0; i < m->n_layers; i++) {
-		const struct img_descriptor *d = &m->layers[i];
-		if (json_array_append_new(layers, json_pack("{s:s, s:s, s:I}", "mediaType",
-							    d->media_type, "digest", d->digest,
-							    "size", (json_int_t)d->size)) < 0)
-			return -ENOMEM;
-	}
-	text = json_dumps(o, JSON_COMPACT);
-	if (!text)
-		return -ENOMEM;
-	return write_file_atomic(path, text, strlen(text), 0644);
-}
-
-static int file_usage(const char *path, uint64_t *ret)
-{
-	struct stat st;
-
-	if (stat(path, &st) < 0)
-		return -errno;
-	*ret = (uint64_t)st.st_blocks * 512;
-	return 0;
-}
-
-/* Fetch, verify, unpack and build into tmp, then rename to images/<hex>. */
-static int build_image(struct img_store *s, struct img_source *src, const struct img_manifest *m,
-		       img_progress_cb cb, void *ud, struct err *err)
-{
-	char tmp[3072], p[4096], dst[4096], cfgpath[4096];
-	_cleanup_free_ char *cfgbuf = NULL;
-	struct img_config cfg = {0};
-	struct img_unpack u = {.root_fd = -EBADF};
-	struct img_unpack_limits lim = {.max_bytes = s->cfg.max_image_bytes};
-	struct fetch_progress fp = {.cb = cb, .ud = ud, .layers_total = (unsigned)m->n_layers};
-	size_t cfglen = 0;
-	uint64_t used = 0, dsize = 0;
-	char sizebuf[32];
-	int r;
-
-	fp.total = m->config.size;
-	for (size_t i = 0; i < m->n_layers; i++)
-		fp.total += m->layers[i].size;
-
-	r = img_store_path(s, tmp, sizeof(tmp), "tmp/%s.XXXXXX", m->digest + 7);
-	if (r < 0 || !mkdtemp(tmp))
-		return err_set(err, r < 0 ? r : -errno, "cannot create build directory: %s",
-			       strerror(r < 0 ? -r : errno));
-
-	progress(cb, ud, "pulling", 0, fp.total, 0, fp.layers_total);
-	r = ensure_blob(s, src, &m->config, &fp, cfgpath, sizeof(cfgpath), err);
-	if (r < 0)
-		goto out_rm;
-	fp.base += m->config.size;
-	r = read_file_bounded(cfgpath, CONFIG_BLOB_MAX, &cfgbuf, &cfglen);
-	if (r < 0) {
-		err_set(err, r, "cannot read image config: %s", strerror(-r));
-		goto out_rm;
-	}
-	r = img_config_parse(cfgbuf, cfglen, &cfg, err);
-	if (r < 0)
-		goto out_rm;
-	if (cfg.n_diff_ids != m->n_layers) {
-		r = err_set(err, -EBADMSG, "image config lists %zu diff_ids for %zu layers",
-			    cfg.n_diff_ids, m->n_layers);
-		goto out_cfg;
-	}
-
-	snprintf(p, sizeof(p), "%s/rootfs", tmp);
-	if (mkdir(p, 0755) < 0)
-		r = -errno;
-	if (r < 0) {
-		err_set(err, r, "cannot create rootfs directory: %s", strerror(-r));
-		goto out_cfg;
-	}
-	r = img_unpack_init(&u, p, &lim, err);
-	if (r < 0)
-		goto out_cfg;
-	for (size_t i = 0; i < m->n_layers; i++) {
-		char lpath[4096];
-		_cleanup_close_ int fd = -EBADF;
-
-		r = ensure_blob(s, src, &m->layers[i], &fp, lpath, sizeof(lpath), err);
-		if (r < 0)
-			goto out_unpack;
-		fp.base += m->layers[i].size;
-		progress(cb, ud, "unpacking", fp.base, fp.total, (unsigned)i, fp.layers_total);
-		fd = open(lpath, O_RDONLY | O_CLOEXEC);
-		if (fd < 0) {
-			r = err_set(err, -errno, "cannot open layer %s: %s", m->layers[i].digest,
-				    strerror(errno));
-			goto out_unpack;
-		}
-		r = img_unpack_layer(&u, fd, m->layers[i].digest, cfg.diff_ids[i], err);
-		if (r < 0)
-			goto out_unpack;
-		fp.layers_done = (unsigned)i + 1;
-	}
-	img_unpack_done(&u);
-
-	progress(cb, ud, "building disk", fp.total, fp.total, fp.layers_done, fp.layers_total);
-	snprintf(dst, sizeof(dst), "%s/rootfs.ext4", tmp);
-	r = img_make_root_disk(p, dst, err);
-	if (r < 0)
-		goto out_cfg;
-	(void)rm_rf(p);
-	r = file_usage(dst, &dsize);
-	snprintf(p, sizeof(p), "%s/config.json", tmp);
-	if (r == 0)
-		r = write_file_atomic(p, cfg.guest_json, strlen(cfg.guest_json), 0644);
-	snprintf(p, sizeof(p), "%s/manifest.json", tmp);
-	if (r == 0)
-		r = write_manifest_json(p, m);
-	used = dsize + 3 * 4096;
-	snprintf(sizebuf, sizeof(sizebuf), "%" PRIu64 "\n", used);
-	snprintf(p, sizeof(p), "%s/size", tmp);
-	if (r == 0)
-		r = write_file_atomic(p, sizebuf, strlen(sizebuf), 0644);
-	if (r < 0) {
-		err_set(err, r, "cannot write image metadata: %s", strerror(-r));
-		goto out_cfg;
-	}
-	r = img_store_path(s, dst, sizeof(dst), "images/%s", m->digest + 7);
-	if (r == 0 && rename(tmp, dst) < 0)
-		r = errno == EEXIST || errno == ENOTEMPTY ? 0 : -errno; /* built meanwhile */
-	if (r < 0) {
-		err_set(err, r, "cannot move image into place: %s", strerror(-r));
-		goto out_cfg;
-	}
-	(void)rm_rf(tmp);
-	img_config_done(&cfg);
-	return 0;
-
-out_unpack:
-	img_unpack_done(&u);
-out_cfg:
-	img_config_done(&cfg);
-out_rm:
-	(void)rm_rf(tmp);
-	return r;
 }
 
 static void pull_unref(struct img_store *s, struct img_pull *pl)
@@ -389,7 +200,7 @@ static int pull_coalesced(struct img_store *s, struct img_source *src,
 			break;
 	if (pl) {
 		pl->users++;
-		progress(cb, ud, "pulling", 0, 0, 0, (unsigned)m->n_layers);
+		img_progress_emit(cb, ud, "pulling", 0, 0, 0, (unsigned)m->n_layers);
 		while (!pl->done)
 			pthread_cond_wait(&s->cond, &s->lock);
 		r = pl->result;
@@ -409,7 +220,7 @@ static int pull_coalesced(struct img_store *s, struct img_source *src,
 	s->pulls_started++;
 	pthread_mutex_unlock(&s->lock);
 
-	r = build_image(s, src, m, cb, ud, &pl->err);
+	r = img_build_image(s, src, m, cb, ud, &pl->err);
 
 	pthread_mutex_lock(&s->lock);
 	pl->done = true;
@@ -451,13 +262,13 @@ int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_
 		return r;
 
 	/* A digest we have needs no network at all. */
-	if (ref.digest[0] && hex_digest_ok(ref.digest)) {
+	if (ref.digest[0] && img_hex_digest_ok(ref.digest)) {
 		lookup_digest(s, ref.digest, digest);
 		if (digest[0]) {
 			r = finish(s, digest, holder, ret, err);
 			if (r != -EAGAIN) {
 				if (r >= 0)
-					progress(cb, ud, "ready", 0, 0, 0, 0);
+					img_progress_emit(cb, ud, "ready", 0, 0, 0, 0);
 				return r;
 			}
 		}
@@ -467,14 +278,14 @@ int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_
 		_cleanup_(img_source_freep) struct img_source *src = NULL;
 		struct img_manifest m = {0};
 
-		progress(cb, ud, "resolving", 0, 0, 0, 0);
+		img_progress_emit(cb, ud, "resolving", 0, 0, 0, 0);
 		r = img_source_open(&s->cfg, &ref, &src, err);
 		if (r < 0)
 			return r;
 		r = img_source_resolve(src, &m, err);
 		if (r < 0)
 			return r;
-		if (!hex_digest_ok(m.digest)) {
+		if (!img_hex_digest_ok(m.digest)) {
 			img_manifest_done(&m);
 			return err_set(err, -EBADMSG, "registry gave no usable manifest digest");
 		}
@@ -491,7 +302,7 @@ int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_
 	if (r == -EAGAIN)
 		r = err_set(err, -EAGAIN, "image was collected while it was being prepared");
 	if (r >= 0)
-		progress(cb, ud, "ready", 0, 0, 0, 0);
+		img_progress_emit(cb, ud, "ready", 0, 0, 0, 0);
 	return r;
 }
 

@@ -220,6 +220,7 @@ static int open_parent(struct layer *l, const char *rel, bool create, int *ret_f
 		bool last = *e == '\0';
 		*e = '\0';
 		if (mkdirat(fd, p, 0755) == 0) {
+			(void)fchmodat(fd, p, 0755, 0); /* whatever the umask */
 			r = created_add(l, dir);
 			if (r < 0) {
 				safe_close(fd);
@@ -569,8 +570,8 @@ static int finish_dirs(struct layer *l)
 		_cleanup_close_ int fd = openat2_safe(l->u->root_fd, m->rel, O_RDONLY | O_DIRECTORY);
 
 		snprintf(l->entry, sizeof(l->entry), "%s", m->rel);
-		if (fd == -ENOENT)
-			continue; /* removed again later in the layer */
+		if (fd == -ENOENT || fd == -ELOOP || fd == -ENOTDIR)
+			continue; /* removed or replaced again later in the layer */
 		if (fd < 0)
 			return layer_fail(l, fd, "cannot open directory");
 		if (l->u->privileged && fchown(fd, (uid_t)m->uid, (gid_t)m->gid) < 0)

@@ -24,12 +24,21 @@ static double now_ms(void)
 	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
+static double start_ms;
+
+/* IMG_TOOL_PROGRESS=1: one line per phase or layer change, with the time since the start. */
 static void on_progress(void *ud, const struct img_progress *p)
 {
-	if (getenv("IMG_TOOL_PROGRESS"))
-		fprintf(stderr, "%s %llu/%llu bytes, %u/%u layers\n", p->phase,
-			(unsigned long long)p->bytes_done, (unsigned long long)p->bytes_total,
-			p->layers_done, p->layers_total);
+	static const char *last_phase;
+	static unsigned last_layers = ~0u;
+
+	if (!getenv("IMG_TOOL_PROGRESS") || (p->phase == last_phase && p->layers_done == last_layers))
+		return;
+	last_phase = p->phase;
+	last_layers = p->layers_done;
+	fprintf(stderr, "%8.1f ms  %-13s %llu/%llu bytes, %u/%u layers\n", now_ms() - start_ms,
+		p->phase, (unsigned long long)p->bytes_done, (unsigned long long)p->bytes_total,
+		p->layers_done, p->layers_total);
 }
 
 static int open_store(const char *state, const char *insecure, uint64_t keep,
@@ -62,7 +71,7 @@ int main(int argc, char **argv)
 
 		if (open_store(argv[2], argc > 5 ? argv[5] : NULL, 0, &s) < 0)
 			return 1;
-		t0 = now_ms();
+		t0 = start_ms = now_ms();
 		if (img_prepare(s, argv[3], argc > 4 ? argv[4] : NULL, on_progress, NULL, &p,
 				&err) < 0) {
 			fprintf(stderr, "img-tool: %s\n", err.msg);
