@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* net: pure IPv6 address math: strict parsing, RFC 5952 text, prefixes, pools, ULA. */
+#include "ip6.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-
-#include "ip6.h"
 
 /* The address as two host-order halves, for shifts and comparisons. */
 static void ip6_split(const struct in6_addr *a, uint64_t *hi, uint64_t *lo)
@@ -260,8 +260,8 @@ int ip6_random_in_prefix(const struct in6_addr *prefix, unsigned len, const uint
 void ip6_ula_from_random(const uint8_t rnd[7], struct in6_addr *ret)
 {
 	memset(ret, 0, sizeof(*ret));
-	ret->s6_addr[0] = 0xfd; /* FC00::/7 with L = 1: locally assigned */
-	memcpy(&ret->s6_addr[1], rnd, 5); /* 40-bit global id */
+	ret->s6_addr[0] = 0xfd;		      /* FC00::/7 with L = 1: locally assigned */
+	memcpy(&ret->s6_addr[1], rnd, 5);     /* 40-bit global id */
 	memcpy(&ret->s6_addr[6], rnd + 5, 2); /* subnet id */
 }
 
@@ -297,7 +297,8 @@ int ip6_host_parse(const char *s, size_t len, struct in6_addr *ret, char *why, s
 		}
 		if (plen != 128) {
 			(void)snprintf(why, why_size,
-				       "a /%u network, expected a single IPv6 address (/128)", plen);
+				       "a /%u network, expected a single IPv6 address (/128)",
+				       plen);
 			return -EINVAL;
 		}
 	}

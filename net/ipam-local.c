@@ -27,8 +27,8 @@
 #include "ipam-internal.h"
 #include "parse.h"
 
-#define JOURNAL_MAX (64u << 20)  /* refuse a journal larger than this (corruption or abuse) */
-#define RECORD_MAX 128           /* "A " + name (36) + " " + address (45) + "\n" fits */
+#define JOURNAL_MAX (64u << 20)	 /* refuse a journal larger than this (corruption or abuse) */
+#define RECORD_MAX 128		 /* "A " + name (36) + " " + address (45) + "\n" fits */
 #define COMPACT_MIN_RECORDS 4096 /* compact when records > max(this, 4 * live leases) */
 
 struct lease {
@@ -38,11 +38,11 @@ struct lease {
 
 struct ipam_local {
 	char dir[PATH_MAX], journal[PATH_MAX], lock[PATH_MAX];
-	int fd;            /* the journal as of dev/ino, -EBADF before the first sync */
+	int fd; /* the journal as of dev/ino, -EBADF before the first sync */
 	dev_t dev;
 	ino_t ino;
-	off_t consumed;    /* bytes of complete records applied to leases */
-	size_t records;    /* records in the journal file */
+	off_t consumed; /* bytes of complete records applied to leases */
+	size_t records; /* records in the journal file */
 	struct lease *leases;
 	size_t n, cap;
 	struct in6_addr *addrs; /* scratch for ipam_pick */
@@ -287,7 +287,8 @@ int ipam_local_new(const char *state_dir, struct ipam_local **ret, struct err *e
 		return -ENOMEM;
 	l->fd = -EBADF;
 	if (snprintf(l->dir, sizeof(l->dir), "%s/ipam", state_dir) >= (int)sizeof(l->dir) ||
-	    snprintf(l->journal, sizeof(l->journal), "%s/leases", l->dir) >= (int)sizeof(l->journal) ||
+	    snprintf(l->journal, sizeof(l->journal), "%s/leases", l->dir) >=
+		    (int)sizeof(l->journal) ||
 	    snprintf(l->lock, sizeof(l->lock), "%s/lock", l->dir) >= (int)sizeof(l->lock))
 		return err_set(err, -ENAMETOOLONG, "state directory path too long");
 	r = mkdir_p(l->dir, 0700);

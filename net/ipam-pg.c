@@ -17,12 +17,14 @@
  * The lock is only taken when a NULL address must be filled, never for reading an existing one.
  * Rows are locked (FOR UPDATE) before the advisory lock, in that order everywhere: no deadlock.
  *
- * ip_address is read as text (ip_address::text), so a text column works too, and parsed
- * strictly; the value written is an untyped parameter, so the server converts it to the
- * column's type. Parameterised queries only. Errors: libpq -> -EIO with the server's message,
- * bad stored value -> -EINVAL, pool full -> -ENOSPC; any failure rolls the transaction back, so
- * a row inserted by us does not stay behind. A lost connection is reset and the transaction
- * retried once (it is idempotent: a committed earlier attempt is found by the SELECT).
+ * The VM's own ip_address is read as text (ip_address::text), so a text column works too, and
+ * parsed strictly. The collision check compares against every row: with an inet column the
+ * server filters to our prefix, otherwise all values are read as text. The value written is
+ * an untyped parameter, so the server converts it to the column's type. Parameterised queries only.
+ * Errors: libpq -> -EIO with the server's message, bad stored value -> -EINVAL, pool full ->
+ * -ENOSPC; any failure rolls the transaction back, so a row inserted by us does not stay behind. A
+ * lost connection is reset and the transaction retried once (it is idempotent: a committed earlier
+ * attempt is found by the SELECT).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -38,10 +40,17 @@
 /* Bound how long one node can stall another's mkdir (lock waits and statements). */
 #define IPAM_PG_TIMEOUT "30s"
 
+enum column_kind {
+	COLUMN_UNKNOWN, /* not looked up on this connection yet */
+	COLUMN_INET,
+	COLUMN_OTHER, /* text or anything else: read as text, parsed here */
+};
+
 struct ipam_pg {
 	char *conninfo;
-	PGconn *conn;            /* NULL until the first assignment */
-	struct in6_addr *used;   /* scratch: addresses read from the table */
+	PGconn *conn;	       /* NULL until the first assignment */
+	enum column_kind kind; /* type of instances.ip_address, per connection */
+	struct in6_addr *used; /* scratch: addresses read from the table */
 	size_t n_used, cap_used;
 };
 
@@ -89,12 +98,13 @@ static const char *value_for_message(const char *v, int len, char *buf, size_t s
 static int pg_connect(struct ipam_pg *pg, struct err *err)
 {
 	/* Defaults first: keys in the URL/conninfo (expanded from dbname) override them. */
-	const char *const keys[] = { "connect_timeout", "application_name", "dbname", NULL };
-	const char *const vals[] = { "10", "mvmfs", pg->conninfo, NULL };
+	const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+	const char *const vals[] = {"10", "mvmfs", pg->conninfo, NULL};
 	char m[ERR_MSG_MAX];
 
 	if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK)
 		return 0;
+	pg->kind = COLUMN_UNKNOWN; /* the table may have changed while we were away */
 	if (pg->conn) {
 		PQreset(pg->conn);
 	} else {
@@ -145,17 +155,55 @@ static int used_add(struct ipam_pg *pg, const struct in6_addr *a)
 	return 0;
 }
 
-/* Every address in the table, for the collision check. Lenient on purpose: any value whose
- * address part parses counts as taken (also "ADDR/64"); values that are no address at all
- * cannot collide with one and are skipped (they only fail the VM they belong to). */
+/* The type of instances.ip_address, once per connection. */
+static int pg_column_kind(struct ipam_pg *pg, struct err *err)
+{
+	_cleanup_pgresult_ PGresult *res = NULL;
+	int r;
+
+	if (pg->kind != COLUMN_UNKNOWN)
+		return 0;
+	r = pg_exec(pg,
+		    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+		    "WHERE attrelid = to_regclass('instances') AND attname = 'ip_address' "
+		    "AND NOT attisdropped",
+		    0, NULL, &res, err);
+	if (r < 0)
+		return r;
+	pg->kind = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "inet") == 0 ? COLUMN_INET
+										     : COLUMN_OTHER;
+	return 0;
+}
+
+/* Every address in the table that lies in our prefix, for the collision check. With an inet
+ * column the server compares every row and sends only those inside the prefix (as host text;
+ * set_masklen so "ADDR/48" values count by their address too). Otherwise every value comes as
+ * text and is parsed leniently here: any value whose address part parses counts as taken (also
+ * "ADDR/64"); values that are no address at all cannot collide with one and are skipped (they
+ * only fail the VM they belong to). */
 static int pg_load_used(struct ipam_pg *pg, const struct in6_addr *prefix, unsigned len,
 			struct err *err)
 {
 	_cleanup_pgresult_ PGresult *res = NULL;
+	char ptext[IP6_PREFIX_STRLEN];
+	const char *params[1] = {ptext};
 	int r, rows;
 
-	r = pg_exec(pg, "SELECT ip_address::text FROM instances WHERE ip_address IS NOT NULL", 0,
-		    NULL, &res, err);
+	r = pg_column_kind(pg, err);
+	if (r < 0)
+		return r;
+	if (pg->kind == COLUMN_INET) {
+		ip6_prefix_format(prefix, len, ptext, sizeof(ptext));
+		r = pg_exec(
+			pg,
+			"SELECT host(ip_address) FROM instances WHERE ip_address IS NOT NULL "
+			"AND family(ip_address) = 6 AND set_masklen(ip_address, 128) <<= $1::inet",
+			1, params, &res, err);
+	} else {
+		r = pg_exec(pg,
+			    "SELECT ip_address::text FROM instances WHERE ip_address IS NOT NULL",
+			    0, NULL, &res, err);
+	}
 	if (r < 0)
 		return r;
 	pg->n_used = 0;
@@ -185,12 +233,13 @@ static int pg_assign_body(struct ipam_pg *pg, const struct in6_addr *prefix, uns
 {
 	_cleanup_pgresult_ PGresult *res = NULL;
 	char text[INET6_ADDRSTRLEN], why[128], shown[80];
-	const char *params[2] = { name, NULL };
+	const char *params[2] = {name, NULL};
 	struct in6_addr a;
 	int r;
 
-	r = pg_exec(pg, "SELECT set_config('lock_timeout', '" IPAM_PG_TIMEOUT "', true), "
-			"set_config('statement_timeout', '" IPAM_PG_TIMEOUT "', true)",
+	r = pg_exec(pg,
+		    "SELECT set_config('lock_timeout', '" IPAM_PG_TIMEOUT "', true), "
+		    "set_config('statement_timeout', '" IPAM_PG_TIMEOUT "', true)",
 		    0, NULL, NULL, err);
 	if (r < 0)
 		return r;
@@ -209,11 +258,11 @@ static int pg_assign_body(struct ipam_pg *pg, const struct in6_addr *prefix, uns
 		r = ip6_host_parse(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), ret, why,
 				   sizeof(why));
 		if (r < 0)
-			return err_set(err, -EINVAL, "instances.ip_address of '%s' is '%s': %s", name,
-				       value_for_message(PQgetvalue(res, 0, 0),
-							 PQgetlength(res, 0, 0), shown,
-							 sizeof(shown)),
-				       why);
+			return err_set(
+				err, -EINVAL, "instances.ip_address of '%s' is '%s': %s", name,
+				value_for_message(PQgetvalue(res, 0, 0), PQgetlength(res, 0, 0),
+						  shown, sizeof(shown)),
+				why);
 		return 0;
 	}
 	r = pg_exec(pg, "SELECT pg_advisory_xact_lock(" IPAM_PG_LOCK_KEY ")", 0, NULL, NULL, err);
@@ -226,8 +275,7 @@ static int pg_assign_body(struct ipam_pg *pg, const struct in6_addr *prefix, uns
 	if (r < 0)
 		return r;
 	params[1] = ip6_format(&a, text, sizeof(text));
-	r = pg_exec(pg, "UPDATE instances SET ip_address = $2 WHERE id = $1", 2, params, NULL,
-		    err);
+	r = pg_exec(pg, "UPDATE instances SET ip_address = $2 WHERE id = $1", 2, params, NULL, err);
 	if (r < 0)
 		return r;
 	*ret = a;

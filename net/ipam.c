@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* net: struct ipam, dispatching to the PostgreSQL or the local backend; free-address picking. */
+#include "ipam.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,13 +9,12 @@
 
 #include "ip6.h"
 #include "ipam-internal.h"
-#include "ipam.h"
 #include "parse.h"
 
 struct ipam {
 	struct in6_addr prefix, gateway;
 	unsigned len;
-	struct ipam_pg *pg;       /* exactly one of pg and local is set */
+	struct ipam_pg *pg; /* exactly one of pg and local is set */
 	struct ipam_local *local;
 };
 

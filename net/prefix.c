@@ -24,13 +24,16 @@ static int prefix_read(const char *path, struct in6_addr *ret_prefix, unsigned *
 
 	r = read_file_bounded(path, PREFIX_FILE_MAX, &data, &n);
 	if (r < 0)
-		return r == -ENOENT ? r : err_set(err, r == -EFBIG ? -EINVAL : r,
-						  "reading %s failed", path);
+		return r == -ENOENT
+			       ? r
+			       : err_set(err, r == -EFBIG ? -EINVAL : r, "reading %s failed", path);
 	if (n > 0 && data[n - 1] == '\n')
 		data[--n] = '\0';
 	if (strlen(data) != n || ip6_prefix_parse(data, ret_prefix, ret_len) < 0)
-		return err_set(err, -EINVAL, "%s is corrupt (expected ADDR/LEN); remove it to "
-			       "generate a new prefix", path);
+		return err_set(err, -EINVAL,
+			       "%s is corrupt (expected ADDR/LEN); remove it to "
+			       "generate a new prefix",
+			       path);
 	return 0;
 }
 
@@ -70,7 +73,8 @@ int ipam_prefix_load(const struct net_config *cfg, struct in6_addr *ret_prefix, 
 
 	if (cfg->ipv6_prefix) {
 		if (ip6_prefix_parse(cfg->ipv6_prefix, &p, &len) < 0)
-			return err_set(err, -EINVAL, "invalid IPv6 prefix (expected ADDR/LEN with "
+			return err_set(err, -EINVAL,
+				       "invalid IPv6 prefix (expected ADDR/LEN with "
 				       "no host bits set, length 0-128)");
 	} else {
 		if (snprintf(path, sizeof(path), "%s/prefix", cfg->state_dir) >= (int)sizeof(path))
@@ -89,7 +93,8 @@ int ipam_prefix_load(const struct net_config *cfg, struct in6_addr *ret_prefix, 
 			return r;
 	}
 	if (IN6_IS_ADDR_MULTICAST(&p) || len == 0)
-		return err_set(err, -EINVAL, "IPv6 prefix must be a unicast prefix of length 1-128");
+		return err_set(err, -EINVAL,
+			       "IPv6 prefix must be a unicast prefix of length 1-128");
 	*ret_prefix = p;
 	*ret_len = len;
 	return 0;

@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char buf[256], text[IP6_PREFIX_STRLEN];
 	struct in6_addr p, q, a, m;
 	unsigned len, len2;
-	uint8_t rnd[16] = { 0 };
+	uint8_t rnd[16] = {0};
 	uint64_t idx;
 
 	if (size >= sizeof(buf))
@@ -35,8 +35,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (ip6_random_in_prefix(&p, len, rnd, &a) == 0) {
 		if (!ip6_in_prefix(&a, &p, len) || ip6_is_excluded(&a, &p, len))
 			__builtin_trap();
-		if (len > 64 && (ip6_pool_index(&a, &p, len, &idx) < 0 ||
-				 ip6_pool_nth(&p, len, idx, &q) < 0 || memcmp(&a, &q, sizeof(a)) != 0))
+		if (len > 64 &&
+		    (ip6_pool_index(&a, &p, len, &idx) < 0 || ip6_pool_nth(&p, len, idx, &q) < 0 ||
+		     memcmp(&a, &q, sizeof(a)) != 0))
 			__builtin_trap();
 	} else if (ip6_pool_size(len) != 0) {
 		__builtin_trap();

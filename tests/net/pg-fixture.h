@@ -28,14 +28,14 @@
 #define PGF_BIN "/usr/lib/postgresql/15/bin"
 
 struct pg_fixture {
-	char dir[64];      /* temp dir: data/, the socket, server.log */
+	char dir[64]; /* temp dir: data/, the socket, server.log */
 	char data[96];
 	int port;
 	bool tcp;
-	uid_t uid;         /* postgres when we are root, else ourselves */
+	uid_t uid; /* postgres when we are root, else ourselves */
 	gid_t gid;
 	pid_t reaper;
-	int reaper_fd;     /* write end: closing it (or dying) makes the reaper clean up */
+	int reaper_fd; /* write end: closing it (or dying) makes the reaper clean up */
 };
 
 /* Run argv (as the cluster owner), stdout/stderr to the log; returns the exit status or -1. */
@@ -70,8 +70,8 @@ static inline int pgf_run(const struct pg_fixture *f, char *const argv[])
 static inline int pgf_start(struct pg_fixture *f)
 {
 	char opts[512];
-	char *argv[] = { PGF_BIN "/pg_ctl", "-D", f->data, "-l", NULL, "-w", "-o", opts, "start",
-			 NULL };
+	char *argv[] = {PGF_BIN "/pg_ctl", "-D", f->data, "-l", NULL, "-w", "-o", opts,
+			"start",	   NULL};
 	char log[128];
 
 	(void)snprintf(log, sizeof(log), "%s/server.log", f->dir);
@@ -85,14 +85,14 @@ static inline int pgf_start(struct pg_fixture *f)
 
 static inline int pgf_stop(struct pg_fixture *f)
 {
-	char *argv[] = { PGF_BIN "/pg_ctl", "-D", f->data, "-m", "fast", "-w", "stop", NULL };
+	char *argv[] = {PGF_BIN "/pg_ctl", "-D", f->data, "-m", "fast", "-w", "stop", NULL};
 
 	return pgf_run(f, argv) == 0 ? 0 : -EIO;
 }
 
 static inline int pgf_free_port(void)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(sa);
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
 
@@ -108,8 +108,8 @@ static inline int pgf_free_port(void)
 /* Remove the whole cluster: stop the server (immediate) and delete the directory. */
 static inline void pgf_destroy(struct pg_fixture *f)
 {
-	char *stop[] = { PGF_BIN "/pg_ctl", "-D", f->data, "-m", "immediate", "-w", "stop", NULL };
-	char *rm[] = { "/bin/rm", "-rf", "--one-file-system", f->dir, NULL };
+	char *stop[] = {PGF_BIN "/pg_ctl", "-D", f->data, "-m", "immediate", "-w", "stop", NULL};
+	char *rm[] = {"/bin/rm", "-rf", "--one-file-system", f->dir, NULL};
 	pid_t pid;
 
 	if (access(f->data, F_OK) == 0)
@@ -126,8 +126,18 @@ static inline void pgf_destroy(struct pg_fixture *f)
 /* 0, -ENOENT when the server binaries are missing (the caller skips), -EIO otherwise. */
 static inline int pgf_setup(struct pg_fixture *f, bool tcp, char *why, size_t why_size)
 {
-	char *initdb[] = { PGF_BIN "/initdb", "-D", f->data, "-A", "trust", "-U", "postgres",
-			   "--no-sync", "-E", "UTF8", "--locale=C.UTF-8", NULL };
+	char *initdb[] = {PGF_BIN "/initdb",
+			  "-D",
+			  f->data,
+			  "-A",
+			  "trust",
+			  "-U",
+			  "postgres",
+			  "--no-sync",
+			  "-E",
+			  "UTF8",
+			  "--locale=C.UTF-8",
+			  NULL};
 	int pfd[2];
 
 	memset(f, 0, sizeof(*f));
@@ -203,8 +213,8 @@ static inline void pgf_conninfo(const struct pg_fixture *f, const char *db, char
 	if (f->tcp)
 		(void)snprintf(buf, size, "postgresql://postgres@127.0.0.1:%d/%s", f->port, db);
 	else
-		(void)snprintf(buf, size, "host=%s port=%d user=postgres dbname=%s", f->dir, f->port,
-			       db);
+		(void)snprintf(buf, size, "host=%s port=%d user=postgres dbname=%s", f->dir,
+			       f->port, db);
 }
 
 /* Run SQL (several statements allowed, no parameters: fixture-owned text only). */
@@ -240,8 +250,8 @@ static inline int pgf_sql(const struct pg_fixture *f, const char *db, const char
 }
 
 /* The first column of the first row of a query as a string ("" for none, "NULL" for NULL). */
-static inline int pgf_query1(const struct pg_fixture *f, const char *db, const char *sql,
-			     char *buf, size_t size)
+static inline int pgf_query1(const struct pg_fixture *f, const char *db, const char *sql, char *buf,
+			     size_t size)
 {
 	char ci[256];
 	PGconn *c;

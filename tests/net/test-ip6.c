@@ -10,8 +10,7 @@
 #include "ipam-internal.h"
 #include "test.h"
 
-static struct in6_addr A(const char *s)
-{
+static struct in6_addr A(const char *s) {
 	struct in6_addr a;
 
 	if (inet_pton(AF_INET6, s, &a) != 1)
@@ -19,7 +18,8 @@ static struct in6_addr A(const char *s)
 	return a;
 }
 
-static const char *fmt(const struct in6_addr *a)
+static const char *
+fmt(const struct in6_addr *a)
 {
 	static char buf[INET6_ADDRSTRLEN];
 
@@ -47,16 +47,16 @@ static void rnd16(uint8_t b[16])
 static void test_format_rfc5952(void)
 {
 	static const char *const cases[][2] = {
-		{ "2001:0db8:0000:0000:0000:0000:0000:0001", "2001:db8::1" },   /* 4.1, 4.2.1 */
-		{ "2001:db8:0:1:1:1:1:1", "2001:db8:0:1:1:1:1:1" },             /* 4.2.2: no :: for one 0 */
-		{ "2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1" },                /* 4.2.3: first of equal runs */
-		{ "2001:db8:0:0:1:0:0:0", "2001:db8:0:0:1::" },                 /* 4.2.3: longest run */
-		{ "2001:DB8::ABCD:EF", "2001:db8::abcd:ef" },                   /* 4.3: lower case */
-		{ "0:0:0:0:0:0:0:0", "::" },
-		{ "0:0:0:0:0:0:0:1", "::1" },
-		{ "fe80:0:0:0:0:0:0:0", "fe80::" },
-		{ "2001:db8:aaaa:bbbb:cccc:dddd:eeee:1", "2001:db8:aaaa:bbbb:cccc:dddd:eeee:1" },
-		{ "::ffff:c000:0201", "::ffff:192.0.2.1" },                     /* 5: mapped IPv4 */
+		{"2001:0db8:0000:0000:0000:0000:0000:0001", "2001:db8::1"}, /* 4.1, 4.2.1 */
+		{"2001:db8:0:1:1:1:1:1", "2001:db8:0:1:1:1:1:1"}, /* 4.2.2: no :: for one 0 */
+		{"2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"},	  /* 4.2.3: first of equal runs */
+		{"2001:db8:0:0:1:0:0:0", "2001:db8:0:0:1::"},	  /* 4.2.3: longest run */
+		{"2001:DB8::ABCD:EF", "2001:db8::abcd:ef"},	  /* 4.3: lower case */
+		{"0:0:0:0:0:0:0:0", "::"},
+		{"0:0:0:0:0:0:0:1", "::1"},
+		{"fe80:0:0:0:0:0:0:0", "fe80::"},
+		{"2001:db8:aaaa:bbbb:cccc:dddd:eeee:1", "2001:db8:aaaa:bbbb:cccc:dddd:eeee:1"},
+		{"::ffff:c000:0201", "::ffff:192.0.2.1"}, /* 5: mapped IPv4 */
 	};
 	char buf[INET6_ADDRSTRLEN];
 
@@ -73,12 +73,33 @@ static void test_format_rfc5952(void)
 static void test_prefix_parse(void)
 {
 	static const char *const bad[] = {
-		"", "/", "/64", "2001:db8::", "2001:db8::/", "2001:db8::/129", "2001:db8::/064",
-		"2001:db8::/+64", "2001:db8::/-1", "2001:db8::/1000", "2001:db8::1/64",
-		"2001:db8::/63/64", "2001:db8::/6 4", " 2001:db8::/64", "2001:db8::/64 ",
-		"2001:db8::/64\n", "2001:db8:: /64", "fe80::%eth0/64", "10.0.0.0/8", "0.0.0.0/0",
-		"2001:db8:::/64", "2001:db8::g/64", "2001:db8:0:0:0:0:0:0:0/64", "::/0x40",
-		"2001:db8::/ 64", "2001:db8::/64a", "::ffff:10.0.0.1/64",
+		"",
+		"/",
+		"/64",
+		"2001:db8::",
+		"2001:db8::/",
+		"2001:db8::/129",
+		"2001:db8::/064",
+		"2001:db8::/+64",
+		"2001:db8::/-1",
+		"2001:db8::/1000",
+		"2001:db8::1/64",
+		"2001:db8::/63/64",
+		"2001:db8::/6 4",
+		" 2001:db8::/64",
+		"2001:db8::/64 ",
+		"2001:db8::/64\n",
+		"2001:db8:: /64",
+		"fe80::%eth0/64",
+		"10.0.0.0/8",
+		"0.0.0.0/0",
+		"2001:db8:::/64",
+		"2001:db8::g/64",
+		"2001:db8:0:0:0:0:0:0:0/64",
+		"::/0x40",
+		"2001:db8::/ 64",
+		"2001:db8::/64a",
+		"::ffff:10.0.0.1/64",
 	};
 	struct in6_addr p;
 	unsigned len;
@@ -104,9 +125,23 @@ static void test_prefix_parse(void)
 static void test_host_parse(void)
 {
 	static const char *const bad[] = {
-		"", "hello", "2001:db8::5/64", "2001:db8::5/0", "10.0.0.1", "10.0.0.1/32",
-		"::ffff:10.0.0.1", "::", "::1", "ff02::1", "fe80::1", "2001:db8::5 ", " 2001:db8::5",
-		"2001:db8::5/128/128", "2001:db8::5/", "2001:db8::5/0128", "2001:db8::5%eth0",
+		"",
+		"hello",
+		"2001:db8::5/64",
+		"2001:db8::5/0",
+		"10.0.0.1",
+		"10.0.0.1/32",
+		"::ffff:10.0.0.1",
+		"::",
+		"::1",
+		"ff02::1",
+		"fe80::1",
+		"2001:db8::5 ",
+		" 2001:db8::5",
+		"2001:db8::5/128/128",
+		"2001:db8::5/",
+		"2001:db8::5/0128",
+		"2001:db8::5%eth0",
 		"2001:db8::5/12a",
 	};
 	char why[128];
@@ -115,7 +150,10 @@ static void test_host_parse(void)
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++)
 		if (ip6_host_parse(bad[i], strlen(bad[i]), &a, why, sizeof(why)) != -EINVAL)
 			TEST_FAIL("accepted '%s'", bad[i]);
-	ASSERT_ERRNO(ip6_host_parse("2001:db8::\0" "5", 12, &a, why, sizeof(why)), EINVAL);
+	ASSERT_ERRNO(ip6_host_parse("2001:db8::\0"
+				    "5",
+				    12, &a, why, sizeof(why)),
+		     EINVAL);
 	ASSERT_ERRNO(ip6_host_parse("10.0.0.1/32", 11, &a, why, sizeof(why)), EINVAL);
 	ASSERT_TRUE(strstr(why, "IPv4") != NULL);
 	ASSERT_ERRNO(ip6_host_parse("2001:db8::5/64", 14, &a, why, sizeof(why)), EINVAL);
@@ -159,13 +197,20 @@ static void test_excluded(void)
 {
 	struct in6_addr p = A("2001:db8:1::"), q = A("2001:db8::100");
 	static const char *const ex64[] = {
-		"2001:db8:1::", "2001:db8:1::1", "2001:db8:1:0:200:5eff:fe00:0",
-		"2001:db8:1:0:200:5eff:fe00:5213", "2001:db8:1:0:200:5eff:feff:ffff",
-		"2001:db8:1:0:fdff:ffff:ffff:ff80", "2001:db8:1:0:fdff:ffff:ffff:ffff",
+		"2001:db8:1::",
+		"2001:db8:1::1",
+		"2001:db8:1:0:200:5eff:fe00:0",
+		"2001:db8:1:0:200:5eff:fe00:5213",
+		"2001:db8:1:0:200:5eff:feff:ffff",
+		"2001:db8:1:0:fdff:ffff:ffff:ff80",
+		"2001:db8:1:0:fdff:ffff:ffff:ffff",
 	};
 	static const char *const ok64[] = {
-		"2001:db8:1::2", "2001:db8:1:0:200:5eff:fdff:ffff", "2001:db8:1:0:200:5eff:ff00:0",
-		"2001:db8:1:0:fdff:ffff:ffff:ff7f", "2001:db8:1:0:ffff:ffff:ffff:ffff",
+		"2001:db8:1::2",
+		"2001:db8:1:0:200:5eff:fdff:ffff",
+		"2001:db8:1:0:200:5eff:ff00:0",
+		"2001:db8:1:0:fdff:ffff:ffff:ff7f",
+		"2001:db8:1:0:ffff:ffff:ffff:ffff",
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(ex64); i++) {
@@ -216,8 +261,13 @@ static void check_draws(const char *prefix_text, unsigned draws)
 static void test_random_never_excluded(void)
 {
 	static const char *const iids[] = {
-		"::", "::1", "::200:5eff:fe00:0", "::200:5eff:fe12:3456", "::200:5eff:feff:ffff",
-		"::fdff:ffff:ffff:ff80", "::fdff:ffff:ffff:ffff",
+		"::",
+		"::1",
+		"::200:5eff:fe00:0",
+		"::200:5eff:fe12:3456",
+		"::200:5eff:feff:ffff",
+		"::fdff:ffff:ffff:ff80",
+		"::fdff:ffff:ffff:ffff",
 	};
 	struct in6_addr p, a, r;
 	unsigned len;
@@ -263,7 +313,7 @@ static void test_pool_index(void)
 
 static void test_ula(void)
 {
-	const uint8_t r[7] = { 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde };
+	const uint8_t r[7] = {0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde};
 	char buf[IP6_PREFIX_STRLEN];
 	struct in6_addr u, p;
 	unsigned len;
@@ -292,10 +342,10 @@ static void make_tmp(char *dir, size_t size)
 static void test_prefix_file(void)
 {
 	char dir[64], path[128], text[128];
-	struct net_config cfg = { 0 };
+	struct net_config cfg = {0};
 	struct in6_addr p1, p2;
 	unsigned l1, l2;
-	struct err err = { 0 };
+	struct err err = {0};
 	_cleanup_free_ char *data = NULL;
 	size_t n;
 
@@ -337,7 +387,7 @@ static void test_prefix_file(void)
 static void test_prefix_race(void)
 {
 	char dir[64];
-	struct net_config cfg = { 0 };
+	struct net_config cfg = {0};
 	struct in6_addr mine, other;
 	unsigned len;
 	int pipes[8][2];

@@ -25,8 +25,8 @@ static void make_tmp(void)
 
 static struct ipam *open_ipam(const char *prefix)
 {
-	struct net_config cfg = { .state_dir = dir, .ipv6_prefix = prefix };
-	struct err err = { 0 };
+	struct net_config cfg = {.state_dir = dir, .ipv6_prefix = prefix};
+	struct err err = {0};
 	struct ipam *ipam = NULL;
 	int r = ipam_new(&cfg, &ipam, &err);
 
@@ -56,7 +56,7 @@ static void assign_many(const char *prefix, size_t n)
 {
 	struct ipam *ipam = open_ipam(prefix);
 	struct in6_addr p, *v = calloc(n, sizeof(*v));
-	struct err err = { 0 };
+	struct err err = {0};
 	unsigned len;
 	char name[32];
 
@@ -92,7 +92,7 @@ static void test_unique_10k_64(void)
 static void test_full_pool_enospc(void)
 {
 	struct in6_addr a, again, freed;
-	struct err err = { 0 };
+	struct err err = {0};
 	struct ipam *ipam;
 	char name[32];
 	uint64_t n = ip6_pool_size(120);
@@ -127,7 +127,7 @@ static void test_full_pool_enospc(void)
 static void test_persistence(void)
 {
 	struct in6_addr a[50], b;
-	struct err err = { 0 };
+	struct err err = {0};
 	struct ipam *ipam;
 	char name[32];
 
@@ -156,7 +156,7 @@ static void test_persistence(void)
 
 static void test_bad_names(void)
 {
-	struct err err = { 0 };
+	struct err err = {0};
 	struct in6_addr a;
 	struct ipam *ipam;
 
@@ -186,7 +186,7 @@ static void append_raw(const char *text)
 static void test_torn_and_corrupt_journal(void)
 {
 	struct in6_addr a, b, c;
-	struct err err = { 0 };
+	struct err err = {0};
 	struct ipam *ipam;
 
 	make_tmp();
@@ -217,7 +217,7 @@ static void test_torn_and_corrupt_journal(void)
 static void test_compaction(void)
 {
 	struct in6_addr keep, a, b;
-	struct err err = { 0 };
+	struct err err = {0};
 	struct ipam *x, *y;
 	char path[192];
 	struct stat st;
@@ -269,7 +269,7 @@ static void test_concurrent_processes(void)
 		ASSERT_TRUE(pids[p] >= 0);
 		if (pids[p] == 0) {
 			struct ipam *ipam = open_ipam("2001:db8::/116");
-			struct err err = { 0 };
+			struct err err = {0};
 			struct in6_addr a;
 			char c, name[32];
 
@@ -303,7 +303,7 @@ static void test_concurrent_processes(void)
 
 	/* And what a fresh process reads back matches what was handed out. */
 	struct ipam *ipam = open_ipam("2001:db8::/116");
-	struct err err = { 0 };
+	struct err err = {0};
 	struct in6_addr a;
 	size_t found = 0;
 	for (int p = 0; p < PROCS; p++)
@@ -320,7 +320,6 @@ static void test_concurrent_processes(void)
 	ASSERT_OK(rm_rf(dir));
 }
 
-TEST_MAIN(TEST(test_unique_10k_small_prefix), TEST(test_unique_10k_64),
-	  TEST(test_full_pool_enospc), TEST(test_persistence), TEST(test_bad_names),
-	  TEST(test_torn_and_corrupt_journal), TEST(test_compaction),
-	  TEST(test_concurrent_processes))
+TEST_MAIN(TEST(test_unique_10k_small_prefix), TEST(test_unique_10k_64), TEST(test_full_pool_enospc),
+	  TEST(test_persistence), TEST(test_bad_names), TEST(test_torn_and_corrupt_journal),
+	  TEST(test_compaction), TEST(test_concurrent_processes))

@@ -16,10 +16,8 @@
 static struct pg_fixture fx;
 static char state_dir[128];
 
-static const char schema_inet[] =
-	"CREATE TABLE instances (id text PRIMARY KEY, ip_address inet);";
-static const char schema_text[] =
-	"CREATE TABLE instances (id text PRIMARY KEY, ip_address text);";
+static const char schema_inet[] = "CREATE TABLE instances (id text PRIMARY KEY, ip_address inet);";
+static const char schema_text[] = "CREATE TABLE instances (id text PRIMARY KEY, ip_address text);";
 
 /* A fresh database named after the case, with schema. */
 static void new_db(const char *db, const char *schema)
@@ -36,9 +34,9 @@ static void new_db(const char *db, const char *schema)
 
 static struct ipam *open_ipam_url(const char *url, const char *prefix)
 {
-	struct net_config cfg = { .state_dir = state_dir, .database_url = url,
-				  .ipv6_prefix = prefix };
-	struct err err = { 0 };
+	struct net_config cfg = {
+		.state_dir = state_dir, .database_url = url, .ipv6_prefix = prefix};
+	struct err err = {0};
 	struct ipam *ipam = NULL;
 	int r = ipam_new(&cfg, &ipam, &err);
 
@@ -70,7 +68,7 @@ static void query(const char *db, const char *sql, char *buf, size_t size)
 static void test_insert_and_generate(void)
 {
 	struct in6_addr a, b, p;
-	struct err err = { 0 };
+	struct err err = {0};
 	struct ipam *x, *y;
 	char v[128];
 
@@ -83,8 +81,10 @@ static void test_insert_and_generate(void)
 	ASSERT_FALSE(ip6_is_excluded(&a, &p, 64));
 	query("t_gen", "SELECT host(ip_address) FROM instances WHERE id = 'web-1'", v, sizeof(v));
 	ASSERT_STREQ(v, fmt(&a));
-	query("t_gen", "SELECT family(ip_address)::text || '/' || masklen(ip_address) "
-		       "FROM instances WHERE id = 'web-1'", v, sizeof(v));
+	query("t_gen",
+	      "SELECT family(ip_address)::text || '/' || masklen(ip_address) "
+	      "FROM instances WHERE id = 'web-1'",
+	      v, sizeof(v));
 	ASSERT_STREQ(v, "6/128");
 	/* Same name again, same object and another connection: same address. */
 	ASSERT_OK(ipam_assign(x, "web-1", &b, &err));
@@ -116,7 +116,7 @@ static void test_insert_and_generate(void)
 static void test_preset_kept(void)
 {
 	struct in6_addr a, p;
-	struct err err = { 0 };
+	struct err err = {0};
 	struct ipam *x;
 	char v[128], sql[256];
 
@@ -138,8 +138,10 @@ static void test_preset_kept(void)
 	for (unsigned i = 2; i < 128; i++) {
 		if (i == 0x77 || i == 0x42)
 			continue; /* 0x177 is "inside"'s; 0x142 stays free */
+		/* One as a (bad) /64 value: its address still counts as taken. */
 		(void)snprintf(sql, sizeof(sql),
-			       "INSERT INTO instances VALUES ('o-%u', '2001:db8::%x')", i, 0x100 + i);
+			       "INSERT INTO instances VALUES ('o-%u', '2001:db8::%x%s')", i,
+			       0x100 + i, i == 0x50 ? "/64" : "");
 		ASSERT_OK(pgf_sql(&fx, "t_preset", sql));
 	}
 	ASSERT_OK(ipam_assign(x, "new-vm", &a, &err));
@@ -153,7 +155,7 @@ static void test_preset_kept(void)
 
 static void expect_einval(struct ipam *x, const char *name, const char *needle)
 {
-	struct err err = { 0 };
+	struct err err = {0};
 	struct in6_addr a;
 	int r = ipam_assign(x, name, &a, &err);
 
@@ -188,17 +190,18 @@ static void test_bad_values_inet(void)
 static void test_bad_values_text(void)
 {
 	struct in6_addr a, b;
-	struct err err = { 0 };
+	struct err err = {0};
 	struct ipam *x;
 	char v[128];
 
 	new_db("t_text", schema_text);
-	ASSERT_OK(pgf_sql(&fx, "t_text",
-			  "INSERT INTO instances VALUES ('word', 'hello'), ('empty', ''), "
-			  "('space', '2001:db8::5 '), ('v4', '10.0.0.1'), ('net', '2001:db8::5/64'), "
-			  "('zone', 'fe80::1%eth0'), ('ctrl', E'2001:db8::5\\n'), "
-			  "('long', repeat('a', 5000)), ('good', '2001:DB8:0::0007'), "
-			  "('good128', '2001:db8::8/128')"));
+	ASSERT_OK(
+		pgf_sql(&fx, "t_text",
+			"INSERT INTO instances VALUES ('word', 'hello'), ('empty', ''), "
+			"('space', '2001:db8::5 '), ('v4', '10.0.0.1'), ('net', '2001:db8::5/64'), "
+			"('zone', 'fe80::1%eth0'), ('ctrl', E'2001:db8::5\\n'), "
+			"('long', repeat('a', 5000)), ('good', '2001:DB8:0::0007'), "
+			"('good128', '2001:db8::8/128')"));
 	x = open_ipam("t_text", "2001:db8::/64");
 	expect_einval(x, "word", "not an IPv6 address");
 	expect_einval(x, "word", "'hello'");
@@ -225,7 +228,7 @@ static void test_bad_values_text(void)
 /* A text column holding an address in a non-canonical spelling still blocks that address. */
 static void test_text_collision_canonical(void)
 {
-	struct err err = { 0 };
+	struct err err = {0};
 	struct in6_addr a;
 	struct ipam *x;
 	char sql[256];
@@ -249,7 +252,7 @@ static void test_text_collision_canonical(void)
 static void test_database_down(void)
 {
 	char url[256], v[128];
-	struct err err = { 0 };
+	struct err err = {0};
 	struct in6_addr a;
 	struct ipam *x;
 
@@ -286,7 +289,7 @@ static void test_database_down(void)
 /* A failure after our INSERT (the UPDATE violates a constraint) rolls the row back. */
 static void test_rollback_after_insert(void)
 {
-	struct err err = { 0 };
+	struct err err = {0};
 	struct in6_addr a;
 	struct ipam *x;
 	char v[128];
@@ -308,7 +311,7 @@ static void test_rollback_after_insert(void)
 static void test_reconnect(void)
 {
 	struct in6_addr a, b;
-	struct err err = { 0 };
+	struct err err = {0};
 	struct ipam *x;
 
 	new_db("t_reconnect", schema_inet);
@@ -343,8 +346,9 @@ static void test_two_daemons_concurrent(void)
 	for (unsigned i = 2; i < 24; i++) {
 		char sql[128];
 
-		(void)snprintf(sql, sizeof(sql), "INSERT INTO instances VALUES ('o-%u', '2001:db8::%x')",
-			       i, 0x100 + i);
+		(void)snprintf(sql, sizeof(sql),
+			       "INSERT INTO instances VALUES ('o-%u', '2001:db8::%x')", i,
+			       0x100 + i);
 		ASSERT_OK(pgf_sql(&fx, "t_conc", sql));
 	}
 	ASSERT_OK(pipe(go));
@@ -354,12 +358,13 @@ static void test_two_daemons_concurrent(void)
 		ASSERT_TRUE(pids[d] >= 0);
 		if (pids[d] == 0) {
 			struct ipam *x = open_ipam("t_conc", "2001:db8::100/120");
-			struct err err = { 0 };
+			struct err err = {0};
 			struct in6_addr a;
 			char c, name[32];
 
 			close(go[1]);
-			if (ipam_assign(x, d ? "warm-b" : "warm-a", &a, &err) < 0) /* connect first */
+			if (ipam_assign(x, d ? "warm-b" : "warm-a", &a, &err) <
+			    0) /* connect first */
 				_exit(2);
 			(void)!read(go[0], &c, 1);
 			for (int i = 0; i < PER_DAEMON; i++) {
@@ -391,24 +396,28 @@ static void test_two_daemons_concurrent(void)
 		for (size_t j = i + 1; j < n; j++)
 			if (memcmp(&got[i], &got[j], sizeof(got[i])) == 0)
 				TEST_FAIL("duplicate %s", fmt(&got[i]));
-	query("t_conc", "SELECT count(*) || ' ' || count(DISTINCT ip_address) FROM instances "
-			"WHERE id LIKE 'd_-vm%'", v, sizeof(v));
+	query("t_conc",
+	      "SELECT count(*) || ' ' || count(DISTINCT ip_address) FROM instances "
+	      "WHERE id LIKE 'd_-vm%'",
+	      v, sizeof(v));
 	ASSERT_STREQ(v, "100 100");
 	query("t_conc", "SELECT count(*) || ' ' || count(DISTINCT ip_address) FROM instances", v,
 	      sizeof(v));
 	ASSERT_STREQ(v, "124 124");
-	query("t_conc", "SELECT count(*) FROM pg_indexes WHERE tablename = 'instances' "
-			"AND indexdef LIKE '%ip_address%'", v, sizeof(v));
+	query("t_conc",
+	      "SELECT count(*) FROM pg_indexes WHERE tablename = 'instances' "
+	      "AND indexdef LIKE '%ip_address%'",
+	      v, sizeof(v));
 	ASSERT_STREQ(v, "0");
 }
 
 int main(void)
 {
 	static const struct test_case cases[] = {
-		TEST(test_insert_and_generate), TEST(test_preset_kept),
-		TEST(test_bad_values_inet), TEST(test_bad_values_text),
+		TEST(test_insert_and_generate),	     TEST(test_preset_kept),
+		TEST(test_bad_values_inet),	     TEST(test_bad_values_text),
 		TEST(test_text_collision_canonical), TEST(test_database_down),
-		TEST(test_rollback_after_insert), TEST(test_reconnect),
+		TEST(test_rollback_after_insert),    TEST(test_reconnect),
 		TEST(test_two_daemons_concurrent),
 	};
 	char why[256];
