@@ -171,5 +171,9 @@ int main(int argc, char **argv)
 	printf("  ratio (shell p50 / net p50): %.1fx\n", p50s / p50o);
 	net_ctx_free(ctx);
 	(void)rm_rf(dir);
+	free(ours);
+	free(shell);
+	free(so);
+	free(ss);
 	return 0;
 }

@@ -22,7 +22,10 @@ int net_bridge_ensure(struct net_ctx *ctx, struct err *err)
 		return 0;
 	r = nlw_link_get(ctx->nl, ctx->bridge, &li);
 	if (r == -ENODEV) {
-		r = nlw_bridge_add(ctx->nl, ctx->bridge, ctx->mtu, false);
+		uint8_t mac[6];
+
+		net_bridge_mac(ctx->bridge, mac);
+		r = nlw_bridge_add(ctx->nl, ctx->bridge, mac, ctx->mtu, false);
 		if (r < 0 && r != -EEXIST)
 			return err_set(err, r, "cannot create bridge '%s': %s", ctx->bridge,
 				       strerror(-r));

@@ -50,6 +50,15 @@ static uint64_t name_hash(const char *s, uint64_t seed)
 	return h;
 }
 
+void net_bridge_mac(const char *bridge, uint8_t ret[6])
+{
+	uint64_t h = name_hash(bridge, 0x6272);
+
+	ret[0] = 0x02; /* locally administered, unicast */
+	for (int i = 1; i < 6; i++)
+		ret[i] = (uint8_t)(h >> (8 * (i - 1)));
+}
+
 int net_names_derive(const char *name, struct net_names *ret)
 {
 	uint64_t h = name_hash(name, 0), m = name_hash(name, 0x6d6163);

@@ -187,7 +187,7 @@ static int send_ack(struct nl_sock *sk, struct nl_msg *msg)
 	return nl_to_errno(nl_wait_for_ack(sk));
 }
 
-int nlw_bridge_add(struct nl_sock *sk, const char *name, unsigned mtu, bool up)
+int nlw_bridge_add(struct nl_sock *sk, const char *name, const uint8_t *mac, unsigned mtu, bool up)
 {
 	_cleanup_(nlmsg_freep) struct nl_msg *msg = NULL;
 	struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
@@ -202,7 +202,8 @@ int nlw_bridge_add(struct nl_sock *sk, const char *name, unsigned mtu, bool up)
 		return -ENOMEM;
 	if (nlmsg_append(msg, &ifi, sizeof(ifi), NLMSG_ALIGNTO) < 0 ||
 	    nla_put_string(msg, IFLA_IFNAME, name) < 0 ||
-	    (mtu && nla_put_u32(msg, IFLA_MTU, mtu) < 0))
+	    (mtu && nla_put_u32(msg, IFLA_MTU, mtu) < 0) ||
+	    (mac && nla_put(msg, IFLA_ADDRESS, 6, mac) < 0))
 		return -EMSGSIZE;
 	info = nla_nest_start(msg, IFLA_LINKINFO);
 	if (!info || nla_put_string(msg, IFLA_INFO_KIND, "bridge") < 0)

@@ -61,6 +61,8 @@ struct net_ctx {
 /* net.c: naming */
 int net_names_derive(const char *name, struct net_names *ret);
 bool net_name_valid(const char *name);
+/* The host bridge's fixed MAC, from its name. */
+void net_bridge_mac(const char *bridge, uint8_t ret[6]);
 
 /* nl.c: libnl wrappers */
 int nl_to_errno(int nle);
@@ -81,8 +83,10 @@ int nlw_link_get(struct nl_sock *sk, const char *name, struct nlw_link_info *ret
 int nlw_link_set(struct nl_sock *sk, const char *name, int master, unsigned mtu, const char *alias,
 		 bool up);
 int nlw_link_del(struct nl_sock *sk, const char *name);
-/* Create a bridge (forward_delay 0, STP off, multicast snooping off), optionally up. -EEXIST. */
-int nlw_bridge_add(struct nl_sock *sk, const char *name, unsigned mtu, bool up);
+/* Create a bridge (forward_delay 0, STP off, multicast snooping off), optionally up. -EEXIST.
+ * mac: a fixed address (else the bridge takes its lowest port's, which changes as ports come
+ * and go and would make the guests' neighbour entry of the gateway stale); NULL: kernel's. */
+int nlw_bridge_add(struct nl_sock *sk, const char *name, const uint8_t *mac, unsigned mtu, bool up);
 /* Bridge port: IFLA_BRPORT_ISOLATED (0/1) and IFLA_BRPORT_STATE (BR_STATE_*); -1 keeps. */
 int nlw_brport_set(struct nl_sock *sk, int ifindex, int isolated, int state);
 /* Veth pair: host end name (down) in sk's namespace, peer peer_name in the netns ns_fd. */

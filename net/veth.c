@@ -117,7 +117,7 @@ static int ns_links(struct net_ctx *ctx, struct nl_sock *nl, struct err *err)
 {
 	int br, r;
 
-	r = nlw_bridge_add(nl, NET_NS_BRIDGE, ctx->mtu, true);
+	r = nlw_bridge_add(nl, NET_NS_BRIDGE, NULL, ctx->mtu, true);
 	if (r < 0 && r != -EEXIST)
 		return err_set(err, r, "cannot create the namespace bridge: %s", strerror(-r));
 	br = nlw_ifindex(nl, NET_NS_BRIDGE);

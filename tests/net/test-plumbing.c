@@ -105,7 +105,14 @@ static void test_setup_teardown(void)
 	struct net_vm_status st;
 	char out[8192], gw[INET6_ADDRSTRLEN];
 
+	char mac0[64], mac1[64];
+
+	/* The gateway's MAC must not follow the ports (guests cache it). */
+	ASSERT_EQ(plumb_sh_out(mac0, sizeof(mac0), "cat /sys/class/net/mvmbr0/address"), 0);
+	ASSERT_TRUE(strncmp(mac0, "02:", 3) == 0);
 	vm_up(ctx, "vm-a", 4321, 8765, &info);
+	ASSERT_EQ(plumb_sh_out(mac1, sizeof(mac1), "cat /sys/class/net/mvmbr0/address"), 0);
+	ASSERT_STREQ(mac0, mac1);
 	ASSERT_STREQ(info.netns_path, "/run/netns/mvmfs-vm-a");
 	ASSERT_STREQ(info.tap_name, "tap0");
 	ASSERT_EQ(info.mtu, 1500);
