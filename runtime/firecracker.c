@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "fileio.h"
+#include "guest-config.h"
 #include "internal.h"
 #include "log.h"
 #include "parse.h"
@@ -360,8 +361,13 @@ static int fc_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *
 	if (r < 0)
 		return err_set(err, r, "API client: %s", strerror(-r));
 
-	snprintf(boot_args, sizeof(boot_args), "console=ttyS0 reboot=k panic=1%s%s",
-		 p->boot_args && p->boot_args[0] ? " " : "", p->boot_args ? p->boot_args : "");
+	r = guest_kernel_cmdline(GUEST_CMDLINE_FIRECRACKER, boot_args, sizeof(boot_args));
+	if (r < 0 || (p->boot_args && p->boot_args[0] &&
+		      snprintf(boot_args + r, sizeof(boot_args) - (size_t)r, " %s", p->boot_args) >=
+			      (int)(sizeof(boot_args) - (size_t)r))) {
+		r = err_set(err, -E2BIG, "kernel command line too long");
+		goto out;
+	}
 	{
 		char *b = NULL;
 		(void)fc_json_logger("firecracker.log", &b);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -63,6 +64,66 @@ static const char *mib(uint64_t b, char *buf, size_t size)
 	return buf;
 }
 
+/* A monotonic agent timestamp (ms) as wall-clock text. */
+static void mono_since(const struct vm_snap *s, uint64_t t_ms, char *buf, size_t size)
+{
+	struct timespec now;
+	time_t t;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	t = now.tv_sec - (time_t)((s->now_mono_ms - MIN(t_ms, s->now_mono_ms)) / 1000);
+	rfc3339_utc(t, buf, size);
+}
+
+/* Agent and app checks from the agent client's status. A guest that has not answered yet is
+ * pending for AGENT_BOOT_GRACE_S after the VMM started, then down. */
+#define AGENT_BOOT_GRACE_S 60
+static void agent_checks(const struct vm_snap *s, struct health_input *in, char *agent,
+			 size_t asz, char *app, size_t psz)
+{
+	const struct agent_status *a = &s->agent;
+	char v[200], t[32];
+	struct timespec now;
+
+	if (!s->has_agent) {
+		char ts[32];
+		since(&s->state_since, ts, sizeof(ts));
+		snprintf(agent, asz, "unknown since %s (no agent channel)", ts);
+		snprintf(app, psz, "unknown since %s (no agent channel)", ts);
+		return;
+	}
+	in->agent_available = true;
+	clock_gettime(CLOCK_REALTIME, &now);
+	agent_format_health_agent(a, v, sizeof(v));
+	if (!a->ever_connected) {
+		in->agent = now.tv_sec - s->hs.vmm_since.tv_sec < AGENT_BOOT_GRACE_S ? CHECK_PENDING
+										 : CHECK_DOWN;
+		since(&s->hs.vmm_since, t, sizeof(t));
+	} else {
+		in->agent = a->heartbeat_fresh ? CHECK_OK : CHECK_DOWN;
+		mono_since(s, a->heartbeat_fresh ? a->connected_at_ms : a->last_heartbeat_ms, t,
+			   sizeof(t));
+	}
+	snprintf(agent, asz, "%s since %s", v, t);
+	agent_format_health_app(a, v, sizeof(v));
+	switch (a->app) {
+	case AGENT_APP_RUNNING:
+		in->app = CHECK_OK;
+		mono_since(s, a->app_started_at_ms, t, sizeof(t));
+		break;
+	case AGENT_APP_EXITED:
+	case AGENT_APP_START_FAILED:
+		in->app = CHECK_DOWN;
+		mono_since(s, a->app_started_at_ms, t, sizeof(t));
+		break;
+	default:
+		in->app = in->agent == CHECK_DOWN ? CHECK_DOWN : CHECK_PENDING;
+		since(&s->hs.vmm_since, t, sizeof(t));
+		break;
+	}
+	snprintf(app, psz, "%s since %s", v, t);
+}
+
 int health_render(const struct vm_snap *s, char **ret, size_t *ret_len)
 {
 	struct health_input in = {
@@ -72,14 +133,13 @@ int health_render(const struct vm_snap *s, char **ret, size_t *ret_len)
 		.agent_available = false,
 		.net_expected = s->net_expected,
 	};
-	char t_vmm[32], t_net[32], t_state[32], a[32], b[32], image[160] = "";
+	char t_vmm[32], t_net[32], a[32], b[32], image[160] = "", agent[300], app[300];
 	const char *vmm_word, *net_word;
 	char *out = NULL;
 	int n;
 
 	since(&s->hs.vmm_since, t_vmm, sizeof(t_vmm));
 	since(&s->hs.net_since, t_net, sizeof(t_net));
-	since(&s->state_since, t_state, sizeof(t_state));
 
 	if (s->state == VM_STATE_RUNNING && s->pid > 0 && s->hs.vmm_run == VMM_RUN_RUNNING) {
 		in.vmm = CHECK_OK;
@@ -101,11 +161,18 @@ int health_render(const struct vm_snap *s, char **ret, size_t *ret_len)
 		in.net = CHECK_UNKNOWN;
 		net_word = "disabled";
 	} else if (!s->hs.net_known) {
-		in.net = CHECK_PENDING;
-		net_word = "pending";
+		in.net = s->state == VM_STATE_RUNNING ? CHECK_PENDING : CHECK_UNKNOWN;
+		net_word = s->state == VM_STATE_RUNNING || s->state == VM_STATE_STARTING ? "pending"
+											 : "down";
 	} else {
 		in.net = s->hs.net_ok ? CHECK_OK : CHECK_DOWN;
 		net_word = s->hs.net_ok ? "up" : "down";
+	}
+	if (s->state == VM_STATE_RUNNING || s->state == VM_STATE_STOPPING) {
+		agent_checks(s, &in, agent, sizeof(agent), app, sizeof(app));
+	} else {
+		snprintf(agent, sizeof(agent), "down since %s (VM not running)", t_vmm);
+		snprintf(app, sizeof(app), "down since %s (VM not running)", t_vmm);
 	}
 	if (s->hs.image_phase[0] && s->state == VM_STATE_STARTING)
 		snprintf(image, sizeof(image), "image: %s %u/%u layers %s/%s\n", s->hs.image_phase,
@@ -118,13 +185,13 @@ int health_render(const struct vm_snap *s, char **ret, size_t *ret_len)
 	n = asprintf(&out,
 		     "%s\n"
 		     "vmm: %s since %s%s%.0d\n"
-		     "agent: unknown since %s (no agent channel)\n"
-		     "app: unknown since %s (no agent channel)\n"
+		     "agent: %s\n"
+		     "app: %s\n"
 		     "net: %s since %s\n"
 		     "%s",
 		     health_verdict_to_string(health_verdict(&in)), vmm_word, t_vmm,
-		     s->pid > 0 ? " pid " : "", s->pid > 0 ? (int)s->pid : 0, t_state, t_state,
-		     net_word, t_net, image);
+		     s->pid > 0 ? " pid " : "", s->pid > 0 ? (int)s->pid : 0, agent, app, net_word,
+		     t_net, image);
 	if (n < 0)
 		return -ENOMEM;
 	*ret = out;

@@ -17,6 +17,7 @@
 
 #include <netinet/in.h>
 
+#include "agent.h"
 #include "backend.h"
 #include "image.h"
 #include "log.h"
@@ -112,6 +113,7 @@ struct vm {
 	pid_t pid;                     /* VMM pid or 0 */
 	struct vm_health_src hs;
 	struct timespec state_since;
+	struct agent *agent;           /* guest agent client while the VMM lives, or NULL */
 	struct vm_waiter waiters[VM_WAITERS_MAX];
 	unsigned n_waiters;
 	uint64_t seq[_VM_ATTR_MAX];
@@ -177,6 +179,9 @@ struct vm_snap {
 	char image_digest[IMG_DIGEST_MAX];
 	struct vm_health_src hs;
 	bool net_expected;
+	bool has_agent;
+	struct agent_status agent;     /* valid when has_agent */
+	uint64_t now_mono_ms;          /* agent_now_ms() at the snapshot */
 	char error[ERR_MSG_MAX + 64];
 };
 void vm_snapshot(struct vm *vm, struct vm_snap *ret);
@@ -344,6 +349,9 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg);
 void job_request_stop(struct runtime *rt, struct vm *vm, void *arg);
 void job_cleanup(struct runtime *rt, struct vm *vm, void *arg);
 int workers_start(struct runtime *rt);
+/* Start / stop the guest agent client of a VM whose VMM runs (h.agent_socket). */
+void vm_agent_start(struct runtime *rt, struct vm *vm);
+void vm_agent_stop(struct vm *vm);
 void workers_stop(struct runtime *rt);
 /* Default image step: img_prepare with progress into the VM's health. */
 int rt_prepare_image(struct runtime *rt, struct vm *vm, const char *ref, struct img_prepared *ret,

@@ -544,6 +544,7 @@ static int adopt_one(struct runtime *rt, const char *name)
 			vm->hs.net_ok = true;
 			vm->net_set_up = !rt->cfg.no_network;
 			vm->img_held = true;
+			vm_agent_start(rt, vm);
 			log_info("%s: re-adopted VMM pid %d", name, (int)vm->pid);
 			break;
 		}
@@ -606,8 +607,11 @@ int runtime_start(struct runtime *rt, struct err *err)
 		log_info("reaped %d leftover VMM jail(s)", n);
 	if (!rt->cfg.no_network) {
 		pthread_mutex_lock(&rt->net_lock);
-		n = net_reap(rt->net, is_known, rt);
+		r = net_bridge_ensure(rt->net, err);
+		n = r < 0 ? 0 : net_reap(rt->net, is_known, rt);
 		pthread_mutex_unlock(&rt->net_lock);
+		if (r < 0)
+			return err_prefix(err, "bridge: ");
 		if (n > 0)
 			log_info("reaped %d leftover network(s)", n);
 	}
@@ -660,6 +664,7 @@ struct runtime *runtime_free(struct runtime *rt)
 	while (rt->vms) {
 		struct vm *v = rt->vms;
 		rt->vms = v->next;
+		vm_agent_stop(v);
 		sv_unwatch(rt, v);
 		vm_unref(v);
 	}

@@ -175,7 +175,11 @@ void vm_snapshot(struct vm *vm, struct vm_snap *ret)
 	memcpy(ret->image_digest, vm->image_digest, sizeof(ret->image_digest));
 	ret->hs = vm->hs;
 	memcpy(ret->error, vm->error, sizeof(ret->error));
+	ret->has_agent = vm->agent != NULL;
+	if (vm->agent)
+		agent_get_status(vm->agent, &ret->agent);
 	pthread_mutex_unlock(&vm->lock);
+	ret->now_mono_ms = agent_now_ms();
 	ret->net_expected = !vm->rt->cfg.no_network;
 }
 
@@ -270,6 +274,18 @@ static int show_log(struct vm *vm, char **ret, size_t *ret_len)
 	off_t end, start;
 	ssize_t n;
 
+	pthread_mutex_lock(&vm->lock);
+	if (vm->agent) {
+		/* The app's own output when the agent is there (console stays in console.log). */
+		int r = agent_log_copy(vm->agent, ret, ret_len);
+		pthread_mutex_unlock(&vm->lock);
+		if (r >= 0 && *ret_len > 0)
+			return r;
+		if (r >= 0)
+			free(*ret);
+	} else {
+		pthread_mutex_unlock(&vm->lock);
+	}
 	snprintf(path, sizeof(path), "%s/vms/%s/console.log", vm->rt->cfg.state_dir, vm->name);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "fileio.h"
+#include "guest-config.h"
 #include "internal.h"
 #include "log.h"
 
@@ -134,11 +135,98 @@ static void net_teardown(struct runtime *rt, struct vm *vm)
 	vm->net_set_up = false;
 }
 
+static void on_agent_event(void *ud, struct agent *agent, enum agent_event ev)
+{
+	struct vm *vm = ud;
+	enum vm_attr attr = ev == AGENT_EVENT_OUTPUT ? VM_ATTR_LOG : VM_ATTR_HEALTH;
+
+	pthread_mutex_lock(&vm->lock);
+	vm_touch_locked(vm, attr);
+	pthread_mutex_unlock(&vm->lock);
+	vm_notify(vm, attr);
+}
+
+void vm_agent_start(struct runtime *rt, struct vm *vm)
+{
+	struct agent_config ac = {
+		.transport = AGENT_TRANSPORT_VSOCK,
+		.socket_path = vm->h.agent_socket,
+		.vsock_port = AGENT_DEFAULT_VSOCK_PORT,
+		.heartbeat_ms = rt->cfg.heartbeat_ms,
+		.cb = on_agent_event,
+		.ud = vm,
+	};
+	struct agent *a = NULL;
+
+	if (!vm->h.agent_socket[0])
+		return;
+	if (agent_start(&ac, &a) < 0) {
+		log_warning("%s: cannot start the agent client", vm->name);
+		return;
+	}
+	pthread_mutex_lock(&vm->lock);
+	vm->agent = a;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_agent_stop(struct vm *vm)
+{
+	struct agent *a;
+
+	pthread_mutex_lock(&vm->lock);
+	a = vm->agent;
+	vm->agent = NULL;
+	pthread_mutex_unlock(&vm->lock);
+	/* Joins the agent thread, whose callback takes vm->lock: never under it. */
+	agent_free(a);
+}
+
+/* The per-VM initramfs: the project's base plus /mvmfs/vm.json for the guest agent. */
+static int write_guest_initrd(struct runtime *rt, struct vm *vm, const struct img_prepared *prep,
+			      const struct in6_addr *addr, const char *out, struct err *err)
+{
+	const struct runtime_config *c = &rt->cfg;
+	_cleanup_free_ char *img_cfg = NULL;
+	struct guest_config gc = {
+		.name = vm->name,
+		.addr = *addr,
+		.prefix_len = 64,
+		.transport = AGENT_TRANSPORT_VSOCK,
+		.heartbeat_ms = c->heartbeat_ms,
+		.grace_ms = c->app_grace_ms,
+		.no_network = c->no_network,
+	};
+	int r;
+
+	if (prep->config[0]) {
+		r = read_file_bounded(prep->config, 1 << 20, &img_cfg, NULL);
+		if (r < 0)
+			return err_set(err, r, "image config %s: %s", prep->config, strerror(-r));
+	}
+	gc.image_config_json = img_cfg;
+	if (vm->net.tap_name[0]) {
+		gc.addr = vm->net.addr;
+		gc.prefix_len = vm->net.prefix_len;
+		gc.gateway = vm->net.gateway;
+		gc.mac = vm->net.mac;
+		gc.mtu = vm->net.mtu;
+	} else if (rt->net) {
+		unsigned len = 64;
+		struct in6_addr pfx;
+		pthread_mutex_lock(&rt->net_lock);
+		if (net_prefix(rt->net, &pfx, &len, &gc.gateway) >= 0)
+			gc.prefix_len = len;
+		pthread_mutex_unlock(&rt->net_lock);
+	}
+	return guest_config_write_initrd(&gc, c->initrd, out, err);
+}
+
 /* Kill (if alive), wait for the exit, and remove everything of a failed launch. */
 static void launch_undo(struct runtime *rt, struct vm *vm)
 {
 	struct vmm_exit ex;
 
+	vm_agent_stop(vm);
 	if (vm->h.pidfd >= 0) {
 		struct pollfd pfd = { .fd = vm->h.pidfd, .events = POLLIN };
 		(void)rt->ops->kill(rt->ops_priv, &vm->h);
@@ -161,7 +249,7 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg)
 	struct img_prepared prep;
 	struct vmm_launch p;
 	struct err err = {};
-	char run_dir[4200], data[4300], console[4300], boot_args[256], ip[64] = "";
+	char run_dir[4200], data[4300], console[4300], initrd[4300], boot_args[256], ip[64] = "";
 	struct in6_addr addr;
 	bool has_ip;
 	int r;
@@ -221,6 +309,14 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg)
 		}
 	}
 	snprintf(console, sizeof(console), "%s/console.log", run_dir);
+	if (c->initrd) {
+		snprintf(initrd, sizeof(initrd), "%s/initrd.img", run_dir);
+		r = write_guest_initrd(rt, vm, &prep, &addr, initrd, &err);
+		if (r < 0) {
+			err_prefix(&err, "guest config: ");
+			goto fail;
+		}
+	}
 	if (has_ip)
 		inet_ntop(AF_INET6, &addr, ip, sizeof(ip));
 	/* Guest settings as key=value words: they reach init's environment (TESTRIG 2). */
@@ -235,7 +331,7 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg)
 		.tap_name = vm->net.tap_name[0] ? vm->net.tap_name : NULL,
 		.mac = vm->net.mac[0] ? vm->net.mac : NULL,
 		.kernel = c->kernel,
-		.initrd = c->initrd,
+		.initrd = c->initrd ? initrd : NULL,
 		.rootfs = prep.rootfs,
 		.data_disk = data,
 		.boot_args = boot_args,
@@ -249,6 +345,7 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg)
 	r = rt->ops->launch(rt->ops_priv, &p, &vm->h, &err);
 	if (r < 0)
 		goto fail;
+	vm_agent_start(rt, vm);
 	pthread_mutex_lock(&vm->lock);
 	vm->pid = vm->h.pid;
 	vm->hs.vmm_run = VMM_RUN_RUNNING;
@@ -270,8 +367,20 @@ fail:
 void job_request_stop(struct runtime *rt, struct vm *vm, void *arg)
 {
 	struct err err = {};
+	struct agent_status st = {};
 	int r;
 
+	/* Ask the agent first (SIGTERM to the app, grace, clean power-off); else the VMM. */
+	pthread_mutex_lock(&vm->lock);
+	if (vm->agent)
+		agent_get_status(vm->agent, &st);
+	if (st.connected)
+		r = agent_stop_request(vm->agent, rt->cfg.app_grace_ms);
+	else
+		r = -ENOTCONN;
+	pthread_mutex_unlock(&vm->lock);
+	if (r >= 0)
+		return;
 	r = rt->ops->request_stop(rt->ops_priv, &vm->h, &err);
 	if (r < 0) {
 		/* The guest cannot be asked: do not wait for the deadline. */
@@ -282,6 +391,7 @@ void job_request_stop(struct runtime *rt, struct vm *vm, void *arg)
 
 void job_cleanup(struct runtime *rt, struct vm *vm, void *arg)
 {
+	vm_agent_stop(vm);
 	rt->ops->cleanup(rt->ops_priv, vm->name, &vm->h);
 	net_teardown(rt, vm);
 	if (vm->img_held && rt->store) {

@@ -62,7 +62,7 @@ static void test_render(void)
 	ASSERT_EQ(strlen(out), len);
 	ASSERT_TRUE(strncmp(out, "healthy\nvmm: running since 2026-", 32) == 0);
 	ASSERT_TRUE(strstr(out, " pid 42\n") != NULL);
-	ASSERT_TRUE(strstr(out, "\nagent: unknown since ") != NULL);
+	ASSERT_TRUE(strstr(out, "\nagent: unknown since ") != NULL); /* no agent channel */
 	ASSERT_TRUE(strstr(out, "\napp: unknown since ") != NULL);
 	ASSERT_TRUE(strstr(out, "\nnet: disabled since ") != NULL);
 	ASSERT_EQ(out[len - 1], '\n');
