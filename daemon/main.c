@@ -5,8 +5,8 @@
  * Order (STYLE.md 3.8): curl_global_init before any thread; clean a stale mount; create the
  * runtime; mount (vms/ hidden); a startup thread re-adopts VMs (runtime_start) and then shows
  * vms/ and tells systemd READY=1, while the main thread already serves FUSE requests. SIGTERM /
- * SIGINT end the loop (libfuse's handlers): unmount, stop the runtime (VMs keep running unless
- * --stop-vms-on-exit), free, exit 0.
+ * SIGINT end the loop (libfuse's handlers): stop the runtime (VMs keep running unless
+ * --stop-vms-on-exit), unmount, free, exit 0.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -139,9 +139,11 @@ static int run(struct daemon_options *o)
 		log_error_errno(r, "FUSE loop failed");
 	notify_systemd("STOPPING=1");
 	log_info("shutting down (VMs %s)", o->rt.stop_vms_on_exit ? "are stopped" : "keep running");
-	fs_unmount(fs);
+	/* The runtime stops first: no done callback may reply after the FUSE fd is closed by the
+	 * unmount (the number could already belong to another file). */
 	pthread_join(thr, NULL);
 	runtime_shutdown(rt);
+	fs_unmount(fs);
 	fs_free(fs);
 	runtime_free(rt);
 	if (atomic_load(&s.result) < 0)

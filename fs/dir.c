@@ -342,12 +342,23 @@ void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		   struct fuse_file_info *fi)
 {
 	struct dirbuf *b = (struct dirbuf *)(uintptr_t)fi->fh;
+	_cleanup_free_ char *slice = NULL;
+	size_t n;
 
 	(void)ino;
-	if (off < 0 || (size_t)off >= b->size)
+	if (off < 0 || (size_t)off >= b->size) {
 		fuse_reply_buf(req, NULL, 0);
-	else
-		fuse_reply_buf(req, b->p + off, MIN(b->size - (size_t)off, size));
+		return;
+	}
+	/* A copy: after the reply the kernel may release the directory (freeing b) at once. */
+	n = MIN(b->size - (size_t)off, size);
+	slice = malloc(n);
+	if (!slice) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memcpy(slice, b->p + off, n);
+	fuse_reply_buf(req, slice, n);
 }
 
 void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -140,19 +140,30 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct fuse_file_info *fi)
 {
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+	char *slice = NULL;
+	size_t n = 0;
 	int r = 0;
 
 	(void)ino;
+	/* Copy the slice out: once the reply is written the kernel may complete the read and
+	 * release the file (freeing h) before this thread would get to unlock h->lock. */
 	pthread_mutex_lock(&h->lock);
 	if (off == 0 || !h->buf)
 		r = render(h);
+	if (r >= 0 && off >= 0 && (size_t)off < h->len) {
+		n = MIN(size, h->len - (size_t)off);
+		slice = malloc(n);
+		if (slice)
+			memcpy(slice, h->buf + off, n);
+		else
+			r = -ENOMEM;
+	}
+	pthread_mutex_unlock(&h->lock);
 	if (r < 0)
 		fuse_reply_err(req, -r);
-	else if (off < 0 || (size_t)off >= h->len)
-		fuse_reply_buf(req, NULL, 0);
 	else
-		fuse_reply_buf(req, h->buf + off, MIN(size, h->len - (size_t)off));
-	pthread_mutex_unlock(&h->lock);
+		fuse_reply_buf(req, slice, n);
+	free(slice);
 }
 
 /* Validate a write; on success value holds the NUL-terminated value without its newline. */

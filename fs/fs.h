@@ -4,9 +4,10 @@
  * Only daemon/ (and the fs tests) include this header.
  *
  * Lifetime: fs_new() creates the session and mounts it (vms/ hidden), fs_set_ready() shows
- * vms/, fs_run() serves requests until a signal or fs_exit(), fs_unmount() detaches the mount,
- * fs_free() destroys the session. Call runtime_shutdown() between fs_unmount() and fs_free() so
- * late completions still find a live session.
+ * vms/, fs_run() serves requests until a signal or fs_exit(), fs_unmount() detaches the mount
+ * and closes the FUSE fd, fs_free() destroys the session. Call runtime_shutdown() after fs_run()
+ * and before fs_unmount(): a done callback replying after the fd is closed could write into an
+ * unrelated file that reused the fd number.
  */
 #pragma once
 

@@ -341,6 +341,49 @@ int runtime_start(struct runtime *rt, struct err *err)
 	return 0;
 }
 
+/* Every accepted request gets its done callback, also at shutdown (the contract says exactly
+ * once): defines and transitions still in flight are cancelled, destroys complete. */
+static void cancel_pending(struct runtime *rt)
+{
+	struct task *t;
+
+	pthread_mutex_lock(&rt->lock);
+	t = rt->tasks;
+	rt->tasks = NULL;
+	pthread_mutex_unlock(&rt->lock);
+	while (t) {
+		struct task *next = t->next;
+		if (t->kind == TASK_CREATE)
+			t->done(t->ud, -ECANCELED);
+		else if (t->kind == TASK_DESTROY)
+			t->done(t->ud, 0);
+		vm_unref(t->vm);
+		free(t);
+		t = next;
+	}
+	for (size_t i = 0;; i++) {
+		struct vm *vm = NULL;
+		vm_done_cb done = NULL;
+		void *ud = NULL;
+		pthread_mutex_lock(&rt->lock);
+		if (i < rt->n)
+			vm = vm_ref(rt->vms[i]);
+		pthread_mutex_unlock(&rt->lock);
+		if (!vm)
+			break;
+		pthread_mutex_lock(&vm->lock);
+		if (vm->busy && vm->done) {
+			done = vm->done;
+			ud = vm->ud;
+			vm->done = NULL;
+		}
+		pthread_mutex_unlock(&vm->lock);
+		if (done)
+			done(ud, -ECANCELED);
+		vm_unref(vm);
+	}
+}
+
 void runtime_shutdown(struct runtime *rt)
 {
 	if (!rt->started)
@@ -351,6 +394,7 @@ void runtime_shutdown(struct runtime *rt)
 	pthread_mutex_unlock(&rt->lock);
 	pthread_join(rt->thread, NULL);
 	rt->started = false;
+	cancel_pending(rt);
 }
 
 struct runtime *runtime_free(struct runtime *rt)
@@ -362,7 +406,7 @@ struct runtime *runtime_free(struct runtime *rt)
 		struct task *t = rt->tasks;
 		rt->tasks = t->next;
 		vm_unref(t->vm);
-		free(t); /* pending requests die with the session */
+		free(t);
 	}
 	for (size_t i = 0; i < rt->n; i++)
 		vm_unref(rt->vms[i]);

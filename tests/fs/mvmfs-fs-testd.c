@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fake-runtime.h"
 #include "fs.h"
@@ -32,7 +33,8 @@ static void *control_thread(void *arg)
 		printf("%s\n", reply);
 		fflush(stdout);
 	}
-	fs_exit(c->fs);
+	/* libfuse's handler ends the loop; fs_exit() would touch fs, which main may free. */
+	(void)kill(getpid(), SIGTERM);
 	return NULL;
 }
 
@@ -98,8 +100,9 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	r = fs_run(fs);
-	fs_unmount(fs);
+	/* No done callback may reply after the FUSE fd is closed (it could be a reused fd). */
 	runtime_shutdown(rt);
+	fs_unmount(fs);
 	fs_free(fs);
 	runtime_free(rt);
 	return r < 0 ? 1 : 0;
