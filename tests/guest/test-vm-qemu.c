@@ -1,0 +1,508 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Real VMs through the QEMU backend (runtime/qemu.c) and the real guest (tools/build-guest):
+ * a busybox app image that serves HTTP on port 8080 showing its Env, WorkingDir and User, boots
+ * under TCG in the test's own network namespace (bridge + TAP), answers curl from the host,
+ * its output reaches the log ring, and a stop through the agent (or the ACPI power button)
+ * runs the app's SIGTERM handler, reports its exit code and powers the guest off.
+ *
+ * With MVMFS_VM_BENCH=N in the environment the binary instead boots N times and prints the
+ * phase timings (bench/vm-boot drives it).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "backend.h"
+#include "guest-config.h"
+#include "parse.h"
+#include "runtime.h"
+#include "test.h"
+
+#define ADDR "fd42:feed::10"
+#define GW "fd42:feed::1"
+#define APP_JSON                                                                                   \
+	"{\"entrypoint\":[\"/bin/sh\"],\"cmd\":[\"/srv/app.sh\"],"                                  \
+	"\"env\":[\"GREETING=hello-env\",\"PATH=/bin\"],\"workdir\":\"/srv\",\"user\":\"app\"}"
+
+struct fixture {
+	char dir[64];
+	char guest_dir[512];
+	char kernel[600], base_initrd[600], busybox[600];
+	char rootfs[128], data[128], initrd[128], console[128];
+	char netns[64], netns_path[128];
+	char name[32];
+	uid_t uid;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int sh(const char *fmt, ...) _printf_(1, 2);
+static int sh(const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static bool have(const char *prog)
+{
+	return sh("command -v %s >/dev/null 2>&1", prog) == 0;
+}
+
+/* Preconditions, guest build (cached), app image, network namespace. */
+static void fixture_setup(struct fixture *f, const char *tag)
+{
+	const char *src = getenv("MVMFS_SRCDIR"), *bld = getenv("MVMFS_BUILDDIR");
+
+	if (geteuid() != 0)
+		test_skip("needs root (netns, TAP, cgroups)");
+	if (!have("qemu-system-x86_64") || !have("mkfs.ext4") || !have("ip") || !have("curl"))
+		test_skip("qemu-system-x86_64, mkfs.ext4, ip or curl missing");
+	if (!src || !bld)
+		test_skip("MVMFS_SRCDIR/MVMFS_BUILDDIR not set");
+	snprintf(f->guest_dir, sizeof(f->guest_dir), "%s/guest-out", bld);
+	if (sh("%s/tools/build-guest --out %s >%s/build-guest.log 2>&1", src, f->guest_dir,
+	       bld) != 0)
+		test_skip("tools/build-guest failed (no network for apt-get download?); see "
+			  "build-guest.log");
+	snprintf(f->kernel, sizeof(f->kernel), "%s/vmlinux", f->guest_dir);
+	snprintf(f->base_initrd, sizeof(f->base_initrd), "%s/initramfs.cpio.gz", f->guest_dir);
+	snprintf(f->busybox, sizeof(f->busybox), "%s/busybox", f->guest_dir);
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/test-vm-qemu.XXXXXX");
+	ASSERT_TRUE(mkdtemp(f->dir) != NULL);
+	ASSERT_OK(chmod(f->dir, 0755));
+	snprintf(f->name, sizeof(f->name), "gt%s-%d", tag, (int)getpid());
+	f->uid = 41000 + (uid_t)(getpid() % 1000);
+	snprintf(f->rootfs, sizeof(f->rootfs), "%s/rootfs.ext4", f->dir);
+	snprintf(f->data, sizeof(f->data), "%s/data.ext4", f->dir);
+	snprintf(f->initrd, sizeof(f->initrd), "%s/initrd", f->dir);
+	snprintf(f->console, sizeof(f->console), "%s/console.log", f->dir);
+
+	/* The app image: busybox, a user "app" with a supplementary group, an HTTP app whose
+	 * page shows Env, WorkingDir and User, and a SIGTERM trap. */
+	ASSERT_EQ(sh("set -e; R=%s/rootfs; mkdir -p $R/bin $R/etc $R/srv $R/tmp $R/proc $R/sys "
+		     "$R/dev $R/run $R/home/app; cp %s $R/bin/busybox; "
+		     "for a in $($R/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox $R/bin/$a; done; "
+		     "printf 'root:x:0:0:root:/root:/bin/sh\\napp:x:1000:1000:app:/home/app:/bin/sh\\n' > $R/etc/passwd; "
+		     "printf 'root:x:0:\\napp:x:1000:\\nweb:x:2000:app\\n' > $R/etc/group; "
+		     "printf '%%s\\n' '#!/bin/sh' "
+		     "'trap \"echo app: got SIGTERM; exit 42\" TERM' "
+		     "'mkdir -p /tmp/www' "
+		     "'echo \"greeting=$GREETING workdir=$(pwd) user=$(id -u):$(id -g) groups=$(id -G) name=$(id -un)\" > /tmp/www/index.html' "
+		     "'echo app: serving on 8080' "
+		     "'httpd -f -p 8080 -h /tmp/www &' "
+		     "'while true; do sleep 1 & wait $!; done' > $R/srv/app.sh; chmod 755 $R/srv/app.sh; "
+		     "mkfs.ext4 -q -F -d $R -L root %s 64M; truncate -s 256M %s; mkfs.ext4 -q -F -L data %s",
+		     f->dir, f->busybox, f->rootfs, f->data, f->data),
+		  0);
+
+	snprintf(f->netns, sizeof(f->netns), "mvmfs-%s", f->name);
+	snprintf(f->netns_path, sizeof(f->netns_path), "/run/netns/%s", f->netns);
+	ASSERT_EQ(sh("set -e; ip netns add %s; ip -n %s link set lo up; "
+		     "ip -n %s link add br0 type bridge; "
+		     "ip -n %s link set br0 type bridge forward_delay 0 stp_state 0; "
+		     "ip -n %s -6 addr add " GW "/64 dev br0 nodad; ip -n %s link set br0 up; "
+		     "ip -n %s tuntap add dev tap0 mode tap user %u group %u; "
+		     "ip -n %s link set tap0 master br0; ip -n %s link set tap0 up",
+		     f->netns, f->netns, f->netns, f->netns, f->netns, f->netns, f->netns,
+		     (unsigned)f->uid, (unsigned)f->uid, f->netns, f->netns),
+		  0);
+}
+
+static void fixture_teardown(struct fixture *f)
+{
+	sh("ip netns del %s 2>/dev/null", f->netns);
+	sh("rm -rf %s", f->dir);
+}
+
+static void write_initrd(struct fixture *f)
+{
+	struct guest_config gc = {
+		.name = f->name,
+		.prefix_len = 64,
+		.mac = "02:00:00:00:00:10",
+		.image_config_json = APP_JSON,
+		.transport = AGENT_TRANSPORT_SERIAL,
+		.heartbeat_ms = 500,
+		.grace_ms = 3000,
+	};
+	struct err err = {};
+
+	inet_pton(AF_INET6, ADDR, &gc.addr);
+	inet_pton(AF_INET6, GW, &gc.gateway);
+	if (guest_config_write_initrd(&gc, f->base_initrd, f->initrd, &err) < 0)
+		TEST_FAIL("guest_config_write_initrd: %s", err.msg);
+}
+
+struct booted {
+	void *priv;
+	struct vmm_handle h;
+	struct agent *agent;
+	struct runtime_config cfg;
+	double t_start, t_vmm, t_hello, t_app, t_http;
+};
+
+static bool p_connected(const struct agent_status *s, void *ud)
+{
+	(void)ud;
+	return s->connected;
+}
+
+static bool p_app(const struct agent_status *s, void *ud)
+{
+	(void)ud;
+	return s->app != AGENT_APP_UNKNOWN && s->net_configured;
+}
+
+static bool p_exited(const struct agent_status *s, void *ud)
+{
+	(void)ud;
+	return s->app == AGENT_APP_EXITED || s->app == AGENT_APP_START_FAILED;
+}
+
+static int curl_page(struct fixture *f, char *buf, size_t size)
+{
+	char cmd[512];
+	FILE *p;
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd),
+		 "ip netns exec %s curl -sf -g -m 2 'http://[" ADDR "]:8080/' 2>/dev/null", f->netns);
+	p = popen(cmd, "r");
+	if (!p)
+		return -errno;
+	n = fread(buf, 1, size - 1, p);
+	buf[n] = '\0';
+	return pclose(p) == 0 && n > 0 ? 0 : -EIO;
+}
+
+static void boot(struct fixture *f, struct booted *b, char *page, size_t pagesz)
+{
+	struct vmm_launch p = { 0 };
+	struct agent_config ac = { 0 };
+	struct err err = {};
+	char pidbuf[32];
+
+	b->cfg = (struct runtime_config){ .state_dir = f->dir, .vcpus = 2, .mem_mib = 2048 };
+	if (vmm_qemu_ops.init(&b->cfg, &b->priv, &err) < 0)
+		TEST_FAIL("qemu init: %s", err.msg);
+	vmm_handle_init(&b->h);
+	b->t_start = now_s();
+	write_initrd(f);
+	p.name = f->name;
+	p.uid = f->uid;
+	p.gid = f->uid;
+	p.netns_path = f->netns_path;
+	p.tap_name = "tap0";
+	p.mac = "02:00:00:00:00:10";
+	p.kernel = f->kernel;
+	p.initrd = f->initrd;
+	p.rootfs = f->rootfs;
+	p.data_disk = f->data;
+	p.vcpus = 2;
+	p.mem_mib = 2048;
+	p.run_dir = f->dir;
+	p.console_log = f->console;
+	if (vmm_qemu_ops.launch(b->priv, &p, &b->h, &err) < 0) {
+		sh("tail -5 %s", f->console);
+		TEST_FAIL("launch: %s", err.msg);
+	}
+	b->t_vmm = now_s();
+	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)b->h.pid);
+	(void)pidbuf;
+	ac.transport = AGENT_TRANSPORT_SERIAL;
+	ac.socket_path = b->h.agent_socket;
+	ac.heartbeat_ms = 500;
+	ASSERT_OK(agent_start(&ac, &b->agent));
+	if (agent_wait(b->agent, p_connected, NULL, 20000) < 0) {
+		sh("tail -20 %s", f->console);
+		TEST_FAIL("no agent hello within 20 s");
+	}
+	b->t_hello = now_s();
+	ASSERT_OK(agent_wait(b->agent, p_app, NULL, 20000));
+	b->t_app = now_s();
+	for (int i = 0; i < 200; i++) {
+		if (curl_page(f, page, pagesz) == 0)
+			break;
+		usleep(20000);
+	}
+	b->t_http = now_s();
+}
+
+static int wait_vmm_exit(struct booted *b, unsigned timeout_ms, struct vmm_exit *ex)
+{
+	struct pollfd p = { .fd = b->h.pidfd, .events = POLLIN };
+
+	if (poll(&p, 1, (int)timeout_ms) <= 0)
+		return -ETIMEDOUT;
+	return vmm_handle_reap(&b->h, ex);
+}
+
+static void shutdown_booted(struct fixture *f, struct booted *b)
+{
+	struct stat st;
+
+	if (b->h.pidfd >= 0) {
+		vmm_qemu_ops.kill(b->priv, &b->h);
+		struct vmm_exit ex;
+		wait_vmm_exit(b, 5000, &ex);
+	}
+	b->agent = agent_free(b->agent);
+	vmm_qemu_ops.cleanup(b->priv, f->name, &b->h);
+	ASSERT_TRUE(stat(b->h.jail_dir, &st) < 0 || b->h.jail_dir[0] == '\0');
+	vmm_qemu_ops.free(b->priv);
+}
+
+static bool log_has(struct agent *a, const char *needle, unsigned timeout_ms)
+{
+	uint64_t end = agent_now_ms() + timeout_ms;
+
+	do {
+		char *log = NULL;
+		bool found;
+
+		ASSERT_OK(agent_log_copy(a, &log, NULL));
+		found = strstr(log, needle) != NULL;
+		if (!found && agent_now_ms() + 50 >= end)
+			printf("# log:\n%s\n", log);
+		free(log);
+		if (found)
+			return true;
+		usleep(50000);
+	} while (agent_now_ms() < end);
+	return false;
+}
+
+/* The VMM runs as the VM's uid and inside the VM's cgroups. */
+static void check_process(struct fixture *f, struct booted *b)
+{
+	char path[64], *text = NULL, needle[64];
+	FILE *fp;
+	size_t n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)b->h.pid);
+	fp = fopen(path, "r");
+	ASSERT_TRUE(fp != NULL);
+	while (getline(&text, &n, fp) > 0) {
+		unsigned r, e;
+
+		if (sscanf(text, "Uid: %u %u", &r, &e) == 2) {
+			ASSERT_EQ(r, f->uid);
+			ASSERT_EQ(e, f->uid);
+		}
+	}
+	fclose(fp);
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)b->h.pid);
+	fp = fopen(path, "r");
+	ASSERT_TRUE(fp != NULL);
+	snprintf(needle, sizeof(needle), "/mvmfs/%s", f->name);
+	bool in_cg = false;
+	while (getline(&text, &n, fp) > 0)
+		if (strstr(text, needle))
+			in_cg = true;
+	fclose(fp);
+	free(text);
+	if (b->h.cgroup[0][0])
+		ASSERT_TRUE(in_cg);
+}
+
+static void test_boot_http_log_stop(void)
+{
+	struct fixture f = { 0 };
+	struct booted b = { 0 };
+	struct agent_status s;
+	struct vmm_exit ex;
+	enum vmm_run_state st;
+	struct err err = {};
+	char page[512], buf[256];
+
+	fixture_setup(&f, "a");
+	boot(&f, &b, page, sizeof(page));
+	printf("# vmm %.2fs, hello +%.2fs, app +%.2fs, http +%.2fs (total %.2fs)\n",
+	       b.t_vmm - b.t_start, b.t_hello - b.t_vmm, b.t_app - b.t_hello, b.t_http - b.t_app,
+	       b.t_http - b.t_start);
+	printf("# page: %s", page);
+	ASSERT_TRUE(strstr(page, "greeting=hello-env") != NULL);
+	ASSERT_TRUE(strstr(page, "workdir=/srv") != NULL);
+	ASSERT_TRUE(strstr(page, "user=1000:1000 groups=1000 2000 name=app") != NULL);
+	ASSERT_OK(vmm_qemu_ops.query(b.priv, &b.h, &st, &err));
+	ASSERT_EQ(st, VMM_RUN_RUNNING);
+	check_process(&f, &b);
+	agent_get_status(b.agent, &s);
+	ASSERT_TRUE(s.net_configured);
+	ASSERT_STREQ(s.net_addr, ADDR "/64");
+	ASSERT_EQ(s.app, AGENT_APP_RUNNING);
+	ASSERT_TRUE(log_has(b.agent, "[stdout] app: serving on 8080\n", 3000));
+	agent_format_health_agent(&s, buf, sizeof(buf));
+	ASSERT_TRUE(strncmp(buf, "ok ", 3) == 0);
+
+	/* Graceful stop through the agent: SIGTERM handler, exit code, power-off, QEMU exits 0. */
+	ASSERT_OK(agent_stop_request(b.agent, 3000));
+	ASSERT_OK(agent_wait(b.agent, p_exited, NULL, 10000));
+	agent_get_status(b.agent, &s);
+	ASSERT_EQ(s.exit_code, 42);
+	ASSERT_TRUE(log_has(b.agent, "[stdout] app: got SIGTERM\n", 3000));
+	ASSERT_OK(wait_vmm_exit(&b, 10000, &ex));
+	ASSERT_TRUE(ex.known);
+	ASSERT_EQ(ex.signal, 0);
+	ASSERT_EQ(ex.code, 0);
+	ASSERT_TRUE(s.shutdown || log_has(b.agent, "shutting down", 1000));
+	shutdown_booted(&f, &b);
+	fixture_teardown(&f);
+}
+
+/* The VMM-level stop (QMP system_powerdown -> ACPI button -> agent) also runs the handler. */
+static void test_powerdown_button(void)
+{
+	struct fixture f = { 0 };
+	struct booted b = { 0 };
+	struct agent_status s;
+	struct vmm_exit ex;
+	struct err err = {};
+	char page[512];
+
+	fixture_setup(&f, "b");
+	boot(&f, &b, page, sizeof(page));
+	ASSERT_TRUE(strstr(page, "greeting=hello-env") != NULL);
+	if (vmm_qemu_ops.request_stop(b.priv, &b.h, &err) < 0)
+		TEST_FAIL("request_stop: %s", err.msg);
+	ASSERT_OK(agent_wait(b.agent, p_exited, NULL, 10000));
+	agent_get_status(b.agent, &s);
+	ASSERT_EQ(s.exit_code, 42);
+	ASSERT_TRUE(log_has(b.agent, "stop requested (power button)", 3000));
+	ASSERT_OK(wait_vmm_exit(&b, 10000, &ex));
+	ASSERT_EQ(ex.code, 0);
+	shutdown_booted(&f, &b);
+	fixture_teardown(&f);
+}
+
+/* The bare TESTRIG section 3 command line (plus the data disk the overlay needs) booting the
+ * same kernel and initramfs: seconds from exec to the app answering HTTP. */
+static double bare_boot(struct fixture *f)
+{
+	char cmd[4096], page[512];
+	double t0, t1 = 0;
+	pid_t pid;
+
+	write_initrd(f);
+	snprintf(cmd, sizeof(cmd),
+		 "KHZ=$(awk -F: '/^cpu MHz/{printf \"%%d\",$2*1000; exit}' /proc/cpuinfo); "
+		 "exec ip netns exec %s qemu-system-x86_64 -accel tcg -M microvm -cpu max -smp 1 "
+		 "-m 256 -nodefaults -nographic -no-reboot -serial file:%s/bare-console.log "
+		 "-kernel %s -initrd %s "
+		 "-drive file=%s,format=raw,if=none,id=d0,cache=unsafe,readonly=on "
+		 "-device virtio-blk-device,drive=d0,serial=root "
+		 "-drive file=%s,format=raw,if=none,id=d1,cache=unsafe "
+		 "-device virtio-blk-device,drive=d1,serial=data "
+		 "-netdev tap,id=n0,ifname=tap0,script=no,downscript=no "
+		 "-device virtio-net-device,netdev=n0,mac=02:00:00:00:00:10 "
+		 "-append \"console=ttyS0 rdinit=/init panic=-1 quiet tsc_early_khz=$KHZ "
+		 "tsc=reliable mitigations=off cryptomgr.notests\"",
+		 f->netns, f->dir, f->kernel, f->initrd, f->rootfs, f->data);
+	t0 = now_s();
+	pid = fork();
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 1000; i++) {
+		if (curl_page(f, page, sizeof(page)) == 0) {
+			t1 = now_s();
+			break;
+		}
+		usleep(20000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return t1 ? t1 - t0 : -1;
+}
+
+/* bench/vm-boot: N boots, phase timings, graceful stop time, QEMU RSS. */
+static int bench(int runs)
+{
+	for (int i = 0; i < runs; i++) {
+		struct fixture f = { 0 };
+
+		fixture_setup(&f, "bare");
+		printf("bare %d: exec->http %.3f\n", i + 1, bare_boot(&f));
+		fflush(stdout);
+		fixture_teardown(&f);
+	}
+	for (int i = 0; i < runs; i++) {
+		struct fixture f = { 0 };
+		struct booted b = { 0 };
+		struct vmm_exit ex;
+		char page[512], path[64], line[256];
+		long rss_kb = 0;
+		double t0, t1;
+		FILE *fp;
+
+		fixture_setup(&f, "bench");
+		boot(&f, &b, page, sizeof(page));
+		if (!strstr(page, "greeting=hello-env"))
+			TEST_FAIL("app did not answer");
+		snprintf(path, sizeof(path), "/proc/%d/status", (int)b.h.pid);
+		fp = fopen(path, "r");
+		while (fp && fgets(line, sizeof(line), fp))
+			if (sscanf(line, "VmRSS: %ld", &rss_kb) == 1)
+				break;
+		if (fp)
+			fclose(fp);
+		t0 = now_s();
+		agent_stop_request(b.agent, 3000);
+		wait_vmm_exit(&b, 15000, &ex);
+		t1 = now_s();
+		printf("run %d: initrd+vmm %.3f kernel->hello %.3f hello->app %.3f "
+		       "app->http %.3f total %.3f stop %.3f rss_mib %.0f\n",
+		       i + 1, b.t_vmm - b.t_start, b.t_hello - b.t_vmm, b.t_app - b.t_hello,
+		       b.t_http - b.t_app, b.t_http - b.t_start, t1 - t0, (double)rss_kb / 1024.0);
+		fflush(stdout);
+		shutdown_booted(&f, &b);
+		fixture_teardown(&f);
+	}
+	return 0;
+}
+
+int main(void)
+{
+	static const struct test_case cases[] = {
+		TEST(test_boot_http_log_stop),
+		TEST(test_powerdown_button),
+	};
+	const char *b = getenv("MVMFS_VM_BENCH");
+	uint32_t runs = 3;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	signal(SIGPIPE, SIG_IGN);
+	if (b) {
+		if (parse_u32(b, &runs) < 0 || runs == 0)
+			runs = 3;
+		return bench((int)runs);
+	}
+	return test_run(cases, ELEMENTSOF(cases));
+}
