@@ -123,7 +123,8 @@ struct vm {
 	struct vmm_handle h;
 	struct vmm_exit last_exit;
 	atomic_bool cancel;
-	atomic_int launch_pid;         /* published by the backend as soon as it spawned */
+	atomic_int launch_pid;
+	atomic_bool probing;           /* a health probe job is queued or running */         /* published by the backend as soon as it spawned */
 	pthread_mutex_t rec_lock;      /* serialises record writes of this VM */
 	int deadline_fd;               /* timerfd, -EBADF */
 	bool pidfd_watched;
@@ -314,6 +315,7 @@ struct runtime {
 	/* supervisor */
 	pthread_t sv_thread;
 	bool sv_running;
+	int tick_fd;                   /* health probe timer */
 	int epfd;
 	int evfd;                      /* command/event queue wake-up */
 	pthread_mutex_t q_lock;        /* protects q_head/q_tail */
@@ -348,6 +350,8 @@ void sv_unwatch(struct runtime *rt, struct vm *vm);
 void job_launch(struct runtime *rt, struct vm *vm, void *arg);
 void job_request_stop(struct runtime *rt, struct vm *vm, void *arg);
 void job_cleanup(struct runtime *rt, struct vm *vm, void *arg);
+/* Health probe of a running VM: the VMM's own state and the network's. */
+void job_probe(struct runtime *rt, struct vm *vm, void *arg);
 int workers_start(struct runtime *rt);
 /* Start / stop the guest agent client of a VM whose VMM runs (h.agent_socket). */
 void vm_agent_start(struct runtime *rt, struct vm *vm);

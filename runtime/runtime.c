@@ -36,7 +36,7 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 	if (!rt)
 		return -ENOMEM;
 	rt->cfg = *cfg;
-	rt->epfd = rt->evfd = -EBADF;
+	rt->epfd = rt->evfd = rt->tick_fd = -EBADF;
 	pthread_mutex_init(&rt->lock, NULL);
 	pthread_mutex_init(&rt->q_lock, NULL);
 	pthread_mutex_init(&rt->job_lock, NULL);

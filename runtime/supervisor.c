@@ -25,6 +25,9 @@ enum {
 	SV_WATCH_DEADLINE,
 };
 
+#define SV_PROBE_MS 2000
+static struct sv_watch tick_watch; /* data.ptr marker for the probe timer */
+
 enum sv_msg_kind {
 	SV_MSG_EVENT,
 	SV_MSG_CALL,
@@ -374,6 +377,22 @@ static void drain_queue(struct runtime *rt)
 	}
 }
 
+/* Queue a health probe for each running VM that has none in flight. */
+static void probe_all(struct runtime *rt)
+{
+	pthread_mutex_lock(&rt->lock);
+	for (struct vm *v = rt->vms; v; v = v->next) {
+		bool run;
+		pthread_mutex_lock(&v->lock);
+		run = v->live && v->lc.state == VM_STATE_RUNNING && !v->lc.exiting;
+		pthread_mutex_unlock(&v->lock);
+		if (run && !atomic_exchange(&v->probing, true) &&
+		    rt_job(rt, v, job_probe, NULL) < 0)
+			atomic_store(&v->probing, false);
+	}
+	pthread_mutex_unlock(&rt->lock);
+}
+
 static void *sv_main(void *arg)
 {
 	struct runtime *rt = arg;
@@ -392,6 +411,12 @@ static void *sv_main(void *arg)
 
 			if (!w) {
 				drain_queue(rt);
+				continue;
+			}
+			if (w == &tick_watch) {
+				uint64_t n_exp;
+				(void)!read(rt->tick_fd, &n_exp, sizeof(n_exp));
+				probe_all(rt);
 				continue;
 			}
 			vm = vm_ref(w->vm);
@@ -414,7 +439,15 @@ int sv_start(struct runtime *rt)
 	sigset_t all, old;
 	int r;
 
+	struct itimerspec its = { .it_value = { .tv_sec = SV_PROBE_MS / 1000 },
+				  .it_interval = { .tv_sec = SV_PROBE_MS / 1000 } };
+	struct epoll_event te = { .events = EPOLLIN, .data.ptr = &tick_watch };
+
 	if (epoll_ctl(rt->epfd, EPOLL_CTL_ADD, rt->evfd, &e) < 0)
+		return -errno;
+	rt->tick_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (rt->tick_fd < 0 || timerfd_settime(rt->tick_fd, 0, &its, NULL) < 0 ||
+	    epoll_ctl(rt->epfd, EPOLL_CTL_ADD, rt->tick_fd, &te) < 0)
 		return -errno;
 	/* Signals belong to the FUSE threads (STYLE 3.8): block them in ours. */
 	sigfillset(&all);
@@ -437,4 +470,5 @@ void sv_stop(struct runtime *rt)
 	(void)!write(rt->evfd, &one, sizeof(one));
 	pthread_join(rt->sv_thread, NULL);
 	rt->sv_running = false;
+	rt->tick_fd = safe_close(rt->tick_fd);
 }

@@ -74,6 +74,7 @@ struct vm *vm_new(struct runtime *rt, const char *name)
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_mutex_init(&vm->rec_lock, NULL);
 	atomic_init(&vm->launch_pid, 0);
+	atomic_init(&vm->probing, false);
 	vm->lc.state = VM_STATE_CREATED;
 	clock_gettime(CLOCK_REALTIME, &vm->state_since);
 	vm->hs.vmm_since = vm->hs.net_since = vm->state_since;

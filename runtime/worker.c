@@ -401,3 +401,42 @@ void job_cleanup(struct runtime *rt, struct vm *vm, void *arg)
 	atomic_store(&vm->launch_pid, 0);
 	(void)sv_post_event(rt, vm, LC_EV_CLEANUP_DONE);
 }
+
+void job_probe(struct runtime *rt, struct vm *vm, void *arg)
+{
+	enum vmm_run_state run = VMM_RUN_UNKNOWN;
+	struct net_vm_status ns = {};
+	struct err err = {};
+	bool net_ok = false, check_net = vm->net_set_up && rt->net, changed = false;
+
+	if (rt->ops->query(rt->ops_priv, &vm->h, &run, &err) < 0)
+		run = VMM_RUN_UNKNOWN;
+	if (check_net) {
+		pthread_mutex_lock(&rt->net_lock);
+		if (net_vm_status(rt->net, vm->name, &ns) >= 0)
+			net_ok = ns.netns_present && ns.tap_up && ns.veth_up && ns.bridge_up;
+		pthread_mutex_unlock(&rt->net_lock);
+	}
+	pthread_mutex_lock(&vm->lock);
+	if (vm->lc.state == VM_STATE_RUNNING && !vm->lc.exiting) {
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		if (vm->hs.vmm_run != run) {
+			vm->hs.vmm_run = run;
+			vm->hs.vmm_since = now;
+			changed = true;
+		}
+		if (check_net && (!vm->hs.net_known || vm->hs.net_ok != net_ok)) {
+			vm->hs.net_known = true;
+			vm->hs.net_ok = net_ok;
+			vm->hs.net_since = now;
+			changed = true;
+		}
+		if (changed)
+			vm_touch_locked(vm, VM_ATTR_HEALTH);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	atomic_store(&vm->probing, false);
+	if (changed)
+		vm_notify(vm, VM_ATTR_HEALTH);
+}
