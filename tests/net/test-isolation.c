@@ -14,6 +14,7 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
+#include "fileio.h"
 #include "plumb-fixture.h"
 #include "test.h"
 
@@ -264,6 +265,7 @@ static void test_isolation(void)
 	ASSERT_OK(net_vm_teardown(ctx, "vm-a", NULL));
 	ASSERT_OK(net_vm_teardown(ctx, "vm-b", NULL));
 	net_ctx_free(ctx);
+	(void)rm_rf(state_dir);
 }
 
 TEST_MAIN(TEST(test_isolation))

@@ -7,9 +7,12 @@
 #include <grp.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 
+#include "fileio.h"
 #include "plumb-fixture.h"
+#include "plumbing.h"
 #include "test.h"
 
 static char state_dir[64];
@@ -155,6 +158,7 @@ static void test_setup_teardown(void)
 	ASSERT_OK(net_vm_status(ctx, "vm-a", &st));
 	ASSERT_FALSE(st.netns_present || st.tap_up || st.veth_up);
 	net_ctx_free(ctx);
+	(void)rm_rf(state_dir);
 }
 
 static void test_idempotent(void)
@@ -206,6 +210,7 @@ static void test_idempotent(void)
 		ASSERT_ERRNO(net_bridge_ensure(ctx, &err), EEXIST);
 		net_ctx_free(ctx);
 	}
+	(void)rm_rf(state_dir);
 }
 
 static bool known_a(const char *name, void *ud)
@@ -253,6 +258,74 @@ static void test_reap(void)
 		    !strstr(out, "mvmfs:vm-c"));
 	ASSERT_EQ(net_reap(ctx, known_a, NULL), 0);
 	net_ctx_free(ctx);
+	(void)rm_rf(state_dir);
 }
 
-TEST_MAIN(TEST(test_setup_teardown), TEST(test_idempotent), TEST(test_reap))
+/* Setup while a VMM holds the TAP (daemon restart re-adopting a running VM). */
+static void test_setup_while_attached(void)
+{
+	struct net_ctx *ctx = setup_ctx();
+	struct net_vm_info i1, i2;
+	int pfd[2];
+	char c;
+	pid_t pid;
+
+	vm_up(ctx, "vm-a", 1000, 1000, &i1);
+	ASSERT_EQ(pipe(pfd), 0);
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		struct ifreq ifr = {.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR};
+		int ns = open(i1.netns_path, O_RDONLY | O_CLOEXEC), fd;
+
+		if (ns < 0 || setns(ns, CLONE_NEWNET) < 0)
+			_exit(1);
+		fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+		strcpy(ifr.ifr_name, "tap0");
+		if (fd < 0 || ioctl(fd, TUNSETIFF, &ifr) < 0)
+			_exit(2);
+		(void)!write(pfd[1], "r", 1);
+		pause();
+		_exit(0);
+	}
+	close(pfd[1]);
+	ASSERT_EQ(read(pfd[0], &c, 1), 1);
+	vm_up(ctx, "vm-a", 1000, 1000, &i2);
+	ASSERT_EQ(memcmp(&i1, &i2, sizeof(i1)), 0);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	ASSERT_OK(net_vm_teardown(ctx, "vm-a", NULL));
+	assert_clean();
+	net_ctx_free(ctx);
+	(void)rm_rf(state_dir);
+}
+
+/* A foreign interface with our derived name: refused, untouched, and nothing of ours stays. */
+static void test_failure_leaves_nothing(void)
+{
+	struct net_ctx *ctx = setup_ctx();
+	struct net_vm_info info;
+	struct net_names n;
+	struct in6_addr a;
+	struct err err = {0};
+
+	ASSERT_OK(net_names_derive("vm-x", &n));
+	ASSERT_EQ(plumb_sh("ip link add %s type veth peer name foreignpeer", n.host_veth), 0);
+	ASSERT_OK(net_ip_assign(ctx, "vm-x", &a, &err));
+	ASSERT_ERRNO(net_vm_setup(ctx, "vm-x", &a, 1000, 1000, &info, &err), EEXIST);
+	ASSERT_TRUE(strstr(err.msg, n.host_veth) != NULL);
+	ASSERT_EQ(plumb_sh("test ! -e /run/netns/mvmfs-vm-x"), 0);
+	ASSERT_EQ(plumb_sh("ip link show %s >/dev/null && ip link show foreignpeer >/dev/null",
+			   n.host_veth),
+		  0);
+	ASSERT_EQ(plumb_sh("nft list table bridge mvmfs | grep -q mvmfs:vm-x"), 1);
+	/* Bad names never reach the kernel. */
+	ASSERT_ERRNO(net_vm_setup(ctx, "-bad", &a, 1000, 1000, &info, &err), EINVAL);
+	ASSERT_ERRNO(net_vm_setup(ctx, "a/b", &a, 1000, 1000, &info, &err), EINVAL);
+	ASSERT_ERRNO(net_vm_teardown(ctx, "../x", &err), EINVAL);
+	net_ctx_free(ctx);
+	(void)rm_rf(state_dir);
+}
+
+TEST_MAIN(TEST(test_setup_teardown), TEST(test_idempotent), TEST(test_reap),
+	  TEST(test_setup_while_attached), TEST(test_failure_leaves_nothing))
