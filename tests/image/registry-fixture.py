@@ -143,6 +143,12 @@ def build_images(d):
     out["tamper"] = lay
     env["TAMPER_DIGEST"] = desc["digest"]
 
+    lay = os.path.join(base, "big")
+    desc, _ = make_manifest(lay, [({"random": os.urandom(768 * 1024)}, "none")])
+    finish_layout(lay, desc)
+    out["big"] = lay
+    env["BIG_DIGEST"] = desc["digest"]
+
     lay = os.path.join(base, "multi")
     entries = []
     for arch in ("arm64", "amd64"):
@@ -235,6 +241,8 @@ def up(d):
     for name in ("simple", "tamper", "bogus"):
         skopeo_push(images[name], f"127.0.0.1:{port}/test/{name}:1")
     http_push(images["mixed"], port, "test/mixed")
+    http_push(images["big"], port, "test/big")
+    anon_port = port
     skopeo_push(images["multi"], f"127.0.0.1:{port}/test/multi:1", extra=["--all"])
     skopeo_push(images["simple"], f"127.0.0.1:{port}/test/docker:1", extra=["--format", "v2s2"])
     env["ANON_DATA"] = os.path.join(d, "anon", "data")
@@ -260,6 +268,19 @@ def up(d):
     env["PORT_TOKEN"] = str(port)
     skopeo_push(images["simple"], f"127.0.0.1:{port}/test/simple:1", creds=f"{USER}:{PASSWORD}")
     env["USER"], env["PASSWORD"] = USER, PASSWORD
+
+    # Fault injection in front of real registries: a proxy that breaks the first transfer of
+    # every blob halfway, and one that redirects blob GETs to a "storage" port.
+    fport = free_port()
+    spawn(d, "flaky", [sys.executable, os.path.abspath(__file__), "proxy", "flaky", str(fport),
+                       "0", str(anon_port), os.path.join(d, "flaky.log")])
+    rport, sport = free_port(), free_port()
+    spawn(d, "redirect", [sys.executable, os.path.abspath(__file__), "proxy", "redirect",
+                          str(rport), str(sport), env["PORT_BASIC"], os.path.join(d, "redirect.log")])
+    for p in (fport, rport):
+        wait_http(f"http://127.0.0.1:{p}/v2/")
+    env["PORT_FLAKY"], env["FLAKY_LOG"] = str(fport), os.path.join(d, "flaky.log")
+    env["PORT_REDIRECT"], env["REDIRECT_LOG"] = str(rport), os.path.join(d, "redirect.log")
 
     with open(os.path.join(d, "env"), "w") as f:
         for k, v in env.items():
@@ -348,6 +369,88 @@ def token_server(port, keyfile):
     HTTPServer(("127.0.0.1", port), H).serve_forever()
 
 
+# ---- fault-injecting proxies ----
+
+def proxy(mode, port, storage_port, upstream, logfile):
+    import http.client
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    broken = set()
+    lock = threading.Lock()
+
+    def log(line):
+        with lock, open(logfile, "a") as f:
+            f.write(line + "\n")
+
+    def forward(h, path, headers):
+        c = http.client.HTTPConnection("127.0.0.1", upstream, timeout=30)
+        c.request(h.command, path, headers=headers)
+        return c.getresponse()
+
+    class P(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def relay(self, r, cut=None):
+            body = r.read()
+            self.send_response(r.status)
+            for k, v in r.getheaders():
+                if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            if cut is not None:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body if cut is None else body[:cut])
+            self.wfile.flush()
+            if cut is not None:
+                self.close_connection = True
+
+        def do_GET(self):
+            blob = "/blobs/sha256:" in self.path
+            hdrs = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+            if self.server.server_port == storage_port:
+                # The redirect target: never given the registry's credentials.
+                log(f"storage auth={'present' if 'Authorization' in self.headers else 'absent'}")
+                hdrs.pop("Authorization", None)
+                hdrs["Authorization"] = "Basic " + base64.b64encode(
+                    f"{USER}:{PASSWORD}".encode()).decode()
+                return self.relay(forward(self, self.path, hdrs))
+            if mode == "redirect" and blob:
+                r = forward(self, self.path, dict(hdrs, Range="bytes=0-0"))
+                r.read()
+                if r.status in (200, 206):  # authorised: send the client elsewhere
+                    log("redirect")
+                    self.send_response(307)
+                    self.send_header("Location", f"http://127.0.0.1:{storage_port}{self.path}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                return self.relay(forward(self, self.path, hdrs))
+            r = forward(self, self.path, hdrs)
+            if mode == "flaky" and blob and r.status == 200:
+                with lock:
+                    first = self.path not in broken
+                    broken.add(self.path)
+                if first:
+                    log("cut")
+                    return self.relay(r, cut=int(r.getheader("Content-Length", "0")) // 2)
+            if "Range" in self.headers:
+                log(f"range {self.headers['Range']} -> {r.status}")
+            self.relay(r)
+
+        do_HEAD = do_GET
+
+    servers = [ThreadingHTTPServer(("127.0.0.1", port), P)]
+    if storage_port:
+        servers.append(ThreadingHTTPServer(("127.0.0.1", storage_port), P))
+        threading.Thread(target=servers[1].serve_forever, daemon=True).start()
+    servers[0].serve_forever()
+
+
 # ---- S3 (TESTRIG section 12) ----
 
 def s3_up(d, cache):
@@ -428,6 +531,8 @@ def main():
             raise
     elif cmd == "down":
         down(sys.argv[2])
+    elif cmd == "proxy":
+        proxy(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
     elif cmd == "token-server":
         token_server(int(sys.argv[2]), sys.argv[3])
     else:

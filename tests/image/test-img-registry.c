@@ -367,6 +367,51 @@ static void test_unknown_config_media_type(void)
 	img_source_free(p.src);
 }
 
+static bool log_has(const char *file, const char *needle)
+{
+	char line[256];
+	bool found = false;
+	FILE *f = fopen(file, "re");
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		found |= strstr(line, needle) != NULL;
+	fclose(f);
+	return found;
+}
+
+static void test_broken_transfer_resumed(void)
+{
+	struct pull p = {};
+
+	/* The proxy sends half of each blob's first transfer, then hangs up. */
+	ASSERT_OK(resolve(&p, "PORT_FLAKY", "test/big:1"));
+	ASSERT_STREQ(p.m.digest, fx("BIG_DIGEST"));
+	ASSERT_TRUE(p.m.layers[0].size > 700 * 1024);
+	fetch_all(&p);
+	ASSERT_TRUE(log_has(fx("FLAKY_LOG"), "cut"));
+	ASSERT_TRUE(log_has(fx("FLAKY_LOG"), "range bytes="));
+	ASSERT_TRUE(log_has(fx("FLAKY_LOG"), "-> 206"));
+	img_manifest_done(&p.m);
+	img_source_free(p.src);
+}
+
+static void test_redirect_drops_credentials(void)
+{
+	struct pull p = {};
+
+	/* Blob GETs on this basic-auth registry are redirected to another port. */
+	write_docker_config(&p, "PORT_REDIRECT", fx("PASSWORD"));
+	ASSERT_OK(resolve(&p, "PORT_REDIRECT", "test/simple:1"));
+	fetch_all(&p);
+	ASSERT_TRUE(log_has(fx("REDIRECT_LOG"), "redirect"));
+	ASSERT_TRUE(log_has(fx("REDIRECT_LOG"), "storage auth=absent"));
+	ASSERT_FALSE(log_has(fx("REDIRECT_LOG"), "storage auth=present"));
+	img_manifest_done(&p.m);
+	img_source_free(p.src);
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
@@ -383,6 +428,8 @@ int main(void)
 		TEST(test_tampered_blob),
 		TEST(test_descriptor_size_checked),
 		TEST(test_unknown_config_media_type),
+		TEST(test_broken_transfer_resumed),
+		TEST(test_redirect_drops_credentials),
 	};
 	const char *src = getenv("MVMFS_SRCDIR");
 	char tmpl[] = "/tmp/mvmfs-imgfetch-XXXXXX", cmd[1024];
