@@ -132,6 +132,14 @@ class Jail:
             pids.append(fcctl.jailer_report(self.vdir)["firecracker_pid"])
         except (OSError, ValueError, KeyError):
             pass
+        # Sweep: anything still living in this jail (e.g. a pid file never read).
+        for p in os.listdir("/proc"):
+            if p.isdigit():
+                try:
+                    if os.readlink("/proc/%s/root" % p) == self.root:
+                        pids.append(int(p))
+                except OSError:
+                    pass
         for p in pids:
             try:
                 os.kill(p, signal.SIGKILL)
