@@ -264,11 +264,32 @@ static void handle_input(struct agent_state *s, int fd)
 			begin_stop(s, s->vm.grace_ms, "power button");
 }
 
+/* Serve the channel without blocking between boot steps, so the host hears HELLO (and any
+ * boot error) as early as the port exists rather than after the whole boot. */
+static void pump(struct agent_state *s)
+{
+	struct pollfd p[4];
+	int fds[4], n;
+	short ev[4];
+	uint64_t now = now_ms();
+
+	(void)channel_tick(s->ch, now);
+	n = channel_poll_fds(s->ch, fds, ev, now);
+	for (int i = 0; i < n; i++)
+		p[i] = (struct pollfd){ .fd = fds[i], .events = ev[i] };
+	if (n > 0 && poll(p, (nfds_t)n, 0) > 0)
+		for (int i = 0; i < n; i++)
+			if (p[i].revents)
+				channel_handle(s->ch, p[i].fd, p[i].revents, now, on_host_msg, s);
+}
+
 static int boot_guest(struct agent_state *s)
 {
 	int r;
 
+	pump(s);
 	r = mounts_root();
+	pump(s);
 	if (r < 0)
 		return r;
 	(void)mounts_etc(&s->vm);
@@ -277,6 +298,7 @@ static int boot_guest(struct agent_state *s)
 		s->net_ok = r >= 0;
 		s->net_reported = true;
 		send_state(s);
+		pump(s);
 	}
 	open_inputs(s);
 	return 0;
