@@ -501,10 +501,74 @@ static int fc_adopt(void *priv, const char *name, struct vmm_handle *h, struct e
 	return 0;
 }
 
+/* Is pid a process of jail id? Its root is the jail (chroot) or it sits in our cgroup for id
+ * (the real jailer pivot_roots, so its root then reads "/"). */
+static bool is_jailed(pid_t pid, const char *id)
+{
+	char path[64], link[VMM_PATH_MAX], want[128];
+	_cleanup_free_ char *cg = NULL;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/root", (int)pid);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n > 0) {
+		char tail[80];
+		link[n] = '\0';
+		snprintf(tail, sizeof(tail), "/%s/root", id);
+		if (strlen(link) >= strlen(tail) && strcmp(link + strlen(link) - strlen(tail), tail) == 0)
+			return true;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	snprintf(want, sizeof(want), "/" CGROUP_PARENT "/%s\n", id);
+	return read_file_bounded(path, 65536, &cg, NULL) == 0 && strstr(cg, want);
+}
+
+/* A VMM left in jail_dir (pid file) whose identity checks out: kill it and wait. */
+static void kill_jailed(struct fc_priv *fp, const char *id, const char *jail_dir)
+{
+	char path[VMM_PATH_MAX + 64];
+	_cleanup_free_ char *pidtxt = NULL;
+	struct vmm_handle h;
+	uint32_t pid;
+
+	vmm_handle_init(&h);
+	if (snprintf(path, sizeof(path), "%s/root/firecracker.pid", jail_dir) >= (int)sizeof(path) ||
+	    read_file_bounded(path, 64, &pidtxt, NULL) < 0)
+		return;
+	pidtxt[strcspn(pidtxt, "\n")] = '\0';
+	if (parse_u32(pidtxt, &pid) < 0 || pid <= 1)
+		return;
+	h.pid = (pid_t)pid;
+	if (vmm_handle_open_pidfd(&h) == 0) {
+		if (is_jailed(h.pid, id)) {
+			struct pollfd pfd = { .fd = h.pidfd, .events = POLLIN };
+			struct vmm_exit ex;
+			(void)fc_kill(fp, &h);
+			(void)poll(&pfd, 1, 2000);
+			vmm_handle_reap(&h, &ex);
+		}
+		h.pidfd = safe_close(h.pidfd);
+	}
+}
+
 static void fc_cleanup(void *priv, const char *name, struct vmm_handle *h)
 {
+	struct fc_priv *fp = priv;
+	bool any_cg = false;
 	int r;
 
+	/* Without a recorded handle (a daemon killed mid-start), the jail and cgroups follow
+	 * from the name. */
+	if (!h->jail_dir[0] &&
+	    snprintf(h->jail_dir, sizeof(h->jail_dir), "%s/%s", fp->exec_dir, name) >=
+		    (int)sizeof(h->jail_dir))
+		h->jail_dir[0] = '\0';
+	for (size_t i = 0; i < ELEMENTSOF(h->cgroup); i++)
+		any_cg |= h->cgroup[i][0] != '\0';
+	if (!any_cg)
+		(void)cgroup_dirs(&fp->cg, CGROUP_PARENT, name, h->cgroup, ELEMENTSOF(h->cgroup));
+	if (h->pidfd < 0 && h->jail_dir[0])
+		kill_jailed(fp, name, h->jail_dir);
 	for (size_t i = 0; i < ELEMENTSOF(h->cgroup); i++) {
 		if (!h->cgroup[i][0])
 			continue;
@@ -521,40 +585,12 @@ static void fc_cleanup(void *priv, const char *name, struct vmm_handle *h)
 	}
 }
 
-/* A leftover jail: kill its VMM if still there (pid file + start-time-free check that the
- * process runs from this jail), then remove cgroups and the directory. */
+/* A leftover jail: kill its VMM if still there, then remove cgroups and the directory. */
 static void reap_one(struct fc_priv *fp, const char *id)
 {
-	char path[VMM_PATH_MAX + 64], link[VMM_PATH_MAX];
-	_cleanup_free_ char *pidtxt = NULL;
 	struct vmm_handle h;
-	uint32_t pid;
-	ssize_t n;
 
 	vmm_handle_init(&h);
-	if (snprintf(h.jail_dir, sizeof(h.jail_dir), "%s/%s", fp->exec_dir, id) >=
-		    (int)sizeof(h.jail_dir) ||
-	    snprintf(path, sizeof(path), "%s/root/firecracker.pid", h.jail_dir) >= (int)sizeof(path))
-		return;
-	if (read_file_bounded(path, 64, &pidtxt, NULL) == 0) {
-		pidtxt[strcspn(pidtxt, "\n")] = '\0';
-		if (parse_u32(pidtxt, &pid) == 0 && pid > 1) {
-			snprintf(path, sizeof(path), "/proc/%u/root", pid);
-			n = readlink(path, link, sizeof(link) - 1);
-			/* Only a process whose root is inside this jail is ours to kill. */
-			if (n > 0) {
-				link[n] = '\0';
-				h.pid = (pid_t)pid;
-				if (strstr(link, id) && vmm_handle_open_pidfd(&h) == 0) {
-					struct pollfd pfd = { .fd = h.pidfd, .events = POLLIN };
-					(void)fc_kill(fp, &h);
-					(void)poll(&pfd, 1, 2000);
-					h.pidfd = safe_close(h.pidfd);
-				}
-			}
-		}
-	}
-	cgroup_dirs(&fp->cg, CGROUP_PARENT, id, h.cgroup, ELEMENTSOF(h.cgroup));
 	fc_cleanup(fp, id, &h);
 }
 

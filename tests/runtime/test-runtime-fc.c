@@ -19,6 +19,7 @@
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -114,6 +115,14 @@ static void touch(const char *name, mode_t mode, size_t size)
 	ASSERT_TRUE(fd >= 0);
 	ASSERT_OK(ftruncate(fd, (off_t)size));
 	fchmod(fd, mode);
+	close(fd);
+}
+
+static void touch_abs(const char *p)
+{
+	int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+	ASSERT_TRUE(fd >= 0);
 	close(fd);
 }
 
@@ -611,5 +620,105 @@ static void test_network(void)
 	rm_rf(T);
 }
 
-TEST_MAIN(TEST(test_lifecycle), TEST(test_network), TEST(test_ignore_ctrl_alt_del), TEST(test_crash),
+/* kill -9 of the daemon in the middle of a start (the fake holds InstanceStart), then a
+ * restart: the VM ends failed with the reason, the half-started VMM and its jail are gone,
+ * a running VM is re-adopted and a created one restored. */
+static void test_daemon_killed_mid_start(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm;
+	int pfd[2];
+	pid_t child, held_pid = 0, run_pid = 0;
+	char *s;
+
+	setup();
+	write_knobs("{\"by_id\":{\"hold1\":{\"hang_on\":\"InstanceStart\"}}}");
+	ASSERT_OK(pipe(pfd));
+	child = fork();
+	ASSERT_TRUE(child >= 0);
+	if (child == 0) {
+		pid_t pids[2];
+		rt = rt_open(&cfg);
+		vm = define(rt, "run1");
+		if (command(vm, VM_VERB_START) != 0)
+			_exit(2);
+		pids[1] = vm->h.pid;
+		vm = define(rt, "keep1");
+		vm = define(rt, "hold1");
+		if (vm_command(vm, VM_VERB_START, NULL, NULL) != 0)
+			_exit(3);
+		/* Wait until the fake is inside InstanceStart. */
+		for (int i = 0; i < 500 && !atomic_load(&vm->launch_pid); i++)
+			usleep(10000);
+		usleep(1500000);
+		pids[0] = atomic_load(&vm->launch_pid);
+		(void)!write(pfd[1], pids, sizeof(pids));
+		for (;;)
+			pause();
+	}
+	{
+		pid_t pids[2] = {};
+		ASSERT_EQ(read(pfd[0], pids, sizeof(pids)), (ssize_t)sizeof(pids));
+		held_pid = pids[0];
+		run_pid = pids[1];
+	}
+	ASSERT_TRUE(held_pid > 0 && run_pid > 0);
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	ASSERT_EQ(kill(held_pid, 0), 0);
+
+	rt = rt_open(&cfg);
+	vm = runtime_vm_get(rt, "hold1");
+	ASSERT_TRUE(vm != NULL);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_FAILED);
+	s = show(vm, VM_ATTR_ERROR);
+	if (!strstr(s, "interrupted by a daemon restart"))
+		TEST_FAIL("error: %s", s);
+	free(s);
+	vm_unref(vm);
+	assert_no_leftovers(rt, "hold1", held_pid);
+	vm = runtime_vm_get(rt, "run1");
+	ASSERT_TRUE(vm != NULL);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_RUNNING);
+	ASSERT_EQ(command(vm, VM_VERB_STOP), 0);
+	vm_unref(vm);
+	assert_no_leftovers(rt, "run1", run_pid);
+	vm = runtime_vm_get(rt, "keep1");
+	ASSERT_TRUE(vm != NULL);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_CREATED);
+	vm_unref(vm);
+	destroy(rt, "hold1");
+	destroy(rt, "run1");
+	destroy(rt, "keep1");
+	runtime_free(rt);
+	rm_rf(T);
+}
+
+/* Marked leftovers of unknown VMs are reaped at start; unmarked directories are not touched. */
+static void test_reap_leftovers(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	char p[600];
+	struct stat st;
+
+	setup();
+	snprintf(p, sizeof(p), "%s/jail/firecracker/ghost1/root", T);
+	ASSERT_OK(mkdir_p(p, 0700));
+	snprintf(p, sizeof(p), "%s/jail/firecracker/ghost1/.mvmfs", T);
+	touch_abs(p);
+	snprintf(p, sizeof(p), "%s/jail/firecracker/stranger/root", T);
+	ASSERT_OK(mkdir_p(p, 0700));
+	rt = rt_open(&cfg);
+	snprintf(p, sizeof(p), "%s/jail/firecracker/ghost1", T);
+	if (stat(p, &st) == 0)
+		TEST_FAIL("marked leftover not reaped");
+	snprintf(p, sizeof(p), "%s/jail/firecracker/stranger/root", T);
+	ASSERT_EQ(stat(p, &st), 0);
+	runtime_free(rt);
+	rm_rf(T);
+}
+
+TEST_MAIN(TEST(test_lifecycle), TEST(test_daemon_killed_mid_start), TEST(test_reap_leftovers), TEST(test_network), TEST(test_ignore_ctrl_alt_del), TEST(test_crash),
 	  TEST(test_refused), TEST(test_readopt))
