@@ -5,6 +5,7 @@
  */
 #include "net.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,6 +202,68 @@ static int reap_link(const char *name, const char *alias, void *p)
 	return reap_name(vm, rp);
 }
 
+/* Routed addresses still claimed by the mark of a live host veth. */
+struct claimed {
+	struct in6_addr a[256];
+	size_t n;
+	bool overflow;
+};
+
+static int claim_link(const char *name, const char *alias, void *p)
+{
+	struct claimed *c = p;
+	const char *sp;
+
+	if (!alias || strncmp(alias, NET_MARK_PREFIX, strlen(NET_MARK_PREFIX)) != 0)
+		return 0;
+	sp = strchr(alias, ' ');
+	if (!sp)
+		return 0;
+	if (c->n == ELEMENTSOF(c->a)) {
+		c->overflow = true;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, sp + 1, &c->a[c->n]) == 1)
+		c->n++;
+	return 0;
+}
+
+struct route_reap {
+	struct net_ctx *ctx;
+	struct claimed *claimed;
+	int br;
+};
+
+static int reap_route(const struct in6_addr *dst, void *p)
+{
+	struct route_reap *rr = p;
+
+	for (size_t i = 0; i < rr->claimed->n; i++)
+		if (memcmp(&rr->claimed->a[i], dst, sizeof(*dst)) == 0)
+			return 0;
+	return nlw_route6_del(rr->ctx->nl, rr->br, dst, 128) < 0 ? 0 : 1;
+}
+
+/* Our /128 routes whose VM link is gone (a crash between removing the link and the route). */
+static int reap_routes(struct net_ctx *ctx)
+{
+	_cleanup_free_ struct claimed *c = calloc(1, sizeof(*c));
+	struct route_reap rr = {.ctx = ctx, .claimed = c};
+	int r;
+
+	if (!c)
+		return -ENOMEM;
+	rr.br = nlw_ifindex(ctx->nl, ctx->bridge);
+	if (rr.br < 0)
+		return 0;
+	r = nlw_link_foreach(ctx->nl, claim_link, c);
+	if (r < 0)
+		return r;
+	if (c->overflow)
+		return 0; /* cannot tell which are claimed: keep them all */
+	return nlw_route6_foreach(ctx->nl, rr.br, reap_route, &rr);
+}
+
 int net_reap(struct net_ctx *ctx, bool (*is_known)(const char *name, void *ud), void *ud)
 {
 	struct reap rp = {.ctx = ctx, .is_known = is_known, .ud = ud};
@@ -217,6 +280,10 @@ int net_reap(struct net_ctx *ctx, bool (*is_known)(const char *name, void *ud), 
 		return r;
 	n += r;
 	r = nftw_vm_foreach(ctx->nft, reap_name, &rp);
+	if (r < 0)
+		return r;
+	n += r;
+	r = reap_routes(ctx);
 	if (r < 0)
 		return r;
 	return n + r;

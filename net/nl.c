@@ -311,7 +311,7 @@ static int route6_build(int ifindex, const struct in6_addr *dst, unsigned len,
 	rtnl_route_set_family(rt, AF_INET6);
 	rtnl_route_set_table(rt, RT_TABLE_MAIN);
 	rtnl_route_set_scope(rt, RT_SCOPE_UNIVERSE);
-	rtnl_route_set_protocol(rt, RTPROT_STATIC);
+	rtnl_route_set_protocol(rt, NET_RTPROT); /* our mark, for net_reap */
 	r = rtnl_route_set_dst(rt, d);
 	if (r < 0)
 		return nl_to_errno(r);
@@ -344,6 +344,37 @@ int nlw_route6_del(struct nl_sock *sk, int ifindex, const struct in6_addr *dst, 
 		return r;
 	r = nl_to_errno(rtnl_route_delete(sk, rt, 0));
 	return r == -ENOENT || r == -ESRCH || r == -ENODEV ? 0 : r;
+}
+
+int nlw_route6_foreach(struct nl_sock *sk, int ifindex,
+		       int (*cb)(const struct in6_addr *dst, void *ud), void *ud)
+{
+	_cleanup_(nl_cache_freep) struct nl_cache *cache = NULL;
+	int r, n = 0;
+
+	r = nl_to_errno(rtnl_route_alloc_cache(sk, AF_INET6, 0, &cache));
+	if (r < 0)
+		return r;
+	for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
+		struct rtnl_route *rt = (struct rtnl_route *)o;
+		struct nl_addr *dst = rtnl_route_get_dst(rt);
+		struct rtnl_nexthop *nh;
+		struct in6_addr a;
+
+		if (rtnl_route_get_protocol(rt) != NET_RTPROT || !dst ||
+		    nl_addr_get_prefixlen(dst) != 128 || nl_addr_get_len(dst) != sizeof(a) ||
+		    rtnl_route_get_nnexthops(rt) != 1)
+			continue;
+		nh = rtnl_route_nexthop_n(rt, 0);
+		if (!nh || rtnl_route_nh_get_ifindex(nh) != ifindex)
+			continue;
+		memcpy(&a, nl_addr_get_binary_addr(dst), sizeof(a));
+		r = cb(&a, ud);
+		if (r < 0)
+			return r;
+		n += r;
+	}
+	return n;
 }
 
 int nlw_link_foreach(struct nl_sock *sk, int (*cb)(const char *name, const char *alias, void *ud),

@@ -33,6 +33,8 @@ struct nft_ctx;
 #define NET_NS_VETH "uplink0"
 /* VM names are at most this long (netns path, alias, nft comment all bounded by it). */
 #define NET_NAME_MAX 64
+/* rtm_protocol of our /128 routes (a value no routing daemon registers). */
+#define NET_RTPROT 0xa7
 
 /* Everything derived from a VM name, deterministically. */
 struct net_names {
@@ -97,6 +99,9 @@ int nlw_addr6_add(struct nl_sock *sk, int ifindex, const struct in6_addr *addr, 
 /* Route dst/len dev ifindex (replace); delete: missing is fine. */
 int nlw_route6_add(struct nl_sock *sk, int ifindex, const struct in6_addr *dst, unsigned len);
 int nlw_route6_del(struct nl_sock *sk, int ifindex, const struct in6_addr *dst, unsigned len);
+/* Iterate our (NET_RTPROT) IPv6 /128 routes through ifindex. */
+int nlw_route6_foreach(struct nl_sock *sk, int ifindex,
+		       int (*cb)(const struct in6_addr *dst, void *ud), void *ud);
 /* Iterate the links of sk's namespace: cb(name, alias, ud); alias may be NULL. */
 int nlw_link_foreach(struct nl_sock *sk, int (*cb)(const char *name, const char *alias, void *ud),
 		     void *ud);

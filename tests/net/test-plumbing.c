@@ -225,8 +225,17 @@ static void test_reap(void)
 	char out[16384];
 	int n;
 
-	vm_up(ctx, "vm-a", 1000, 1000, &info);
+	struct in6_addr out6;
+	struct err err = {0};
+
+	/* vm-a (known) has an address outside the prefix: its route must stay. */
+	ASSERT_EQ(inet_pton(AF_INET6, "fd77::5", &out6), 1);
+	ASSERT_OK(net_vm_setup(ctx, "vm-a", &out6, 1000, 1000, &info, &err));
 	vm_up(ctx, "vm-b", 1000, 1000, &info);
+	/* Our route left without its VM, and someone else's route. */
+	ASSERT_EQ(plumb_sh("ip -6 route add fd77::9/128 dev mvmbr0 proto 167 && "
+			   "ip -6 route add fd77::10/128 dev mvmbr0"),
+		  0);
 	/* Unmarked look-alikes that must survive. */
 	ASSERT_EQ(plumb_sh("ip netns add other && ip netns add mvmfsx"), 0);
 	ASSERT_EQ(
@@ -256,6 +265,10 @@ static void test_reap(void)
 	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "nft list table bridge mvmfs"), 0);
 	ASSERT_TRUE(strstr(out, "mvmfs:vm-a") && !strstr(out, "mvmfs:vm-b") &&
 		    !strstr(out, "mvmfs:vm-c"));
+	ASSERT_EQ(plumb_sh("ip -6 route show fd77::5 | grep -q mvmbr0 && "
+			   "ip -6 route show fd77::10 | grep -q mvmbr0 && "
+			   "! ip -6 route show fd77::9 | grep -q mvmbr0"),
+		  0);
 	ASSERT_EQ(net_reap(ctx, known_a, NULL), 0);
 	net_ctx_free(ctx);
 	(void)rm_rf(state_dir);
