@@ -24,6 +24,10 @@
 #include "fileio.h"
 #include "plumbing.h"
 
+#ifndef IFF_LOWER_UP
+#define IFF_LOWER_UP 0x10000 /* <linux/if.h>, which clashes with <net/if.h> */
+#endif
+
 DEFINE_CLEANUP_FUNC(struct nl_sock, nl_socket_free)
 DEFINE_CLEANUP_FUNC(struct nl_msg, nlmsg_free)
 DEFINE_CLEANUP_FUNC(struct rtnl_link, rtnl_link_put)
@@ -131,6 +135,7 @@ int nlw_link_get(struct nl_sock *sk, const char *name, struct nlw_link_info *ret
 	ret->ifindex = rtnl_link_get_ifindex(l);
 	ret->master = rtnl_link_get_master(l);
 	ret->up = rtnl_link_get_flags(l) & IFF_UP;
+	ret->lower_up = rtnl_link_get_flags(l) & IFF_LOWER_UP;
 	s = rtnl_link_get_type(l);
 	if (s)
 		snprintf(ret->kind, sizeof(ret->kind), "%s", s);

@@ -76,7 +76,8 @@ int nlw_ifindex(struct nl_sock *sk, const char *name);
 struct nlw_link_info {
 	int ifindex;
 	int master;
-	bool up;
+	bool up;       /* administratively (IFF_UP) */
+	bool lower_up; /* carrier (IFF_LOWER_UP): for a veth, its peer is up too */
 	char kind[16];
 	char alias[sizeof(NET_MARK_PREFIX) + NET_NAME_MAX];
 };

@@ -284,7 +284,7 @@ int net_vm_status(struct net_ctx *ctx, const char *name, struct net_vm_status *r
 	ret->netns_present = r >= 0;
 	ret->tap_up = r >= 0 && w.tap_up;
 	ret->veth_up = nlw_link_get(ctx->nl, n.host_veth, &li) >= 0 &&
-		       alias_is(li.alias, &n, &a, &routed) && li.up;
+		       alias_is(li.alias, &n, &a, &routed) && li.up && li.lower_up;
 	ret->bridge_up = nlw_link_get(ctx->nl, ctx->bridge, &li) >= 0 && li.up;
 	return 0;
 }
