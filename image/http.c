@@ -102,8 +102,11 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *ud)
 	const char *colon, *v;
 	size_t nl, vl;
 
-	/* A new status line (after a redirect or 100): forget earlier headers. */
+	/* A new status line (after a redirect or 100): forget earlier headers and body. */
 	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+		r->len = 0;
+		if (r->body)
+			r->body[0] = '\0';
 		r->content_type[0] = r->docker_digest[0] = r->www_authenticate[0] = '\0';
 		r->amz_checksum[0] = '\0';
 		r->have_content_length = false;
@@ -192,8 +195,10 @@ static size_t write_cb_outer(char *data, size_t size, size_t nmemb, void *ud)
 {
 	struct write_ctx *w = ud;
 
-	if (!w->checked) {
-		prereq_status(w->c, w->r);
+	/* Bodies of redirects may pass through here too: look at the status every time, and
+	 * only the first chunk of the final 2xx body decides about the range. */
+	prereq_status(w->c, w->r);
+	if (!w->checked && w->r->status >= 200 && w->r->status < 300) {
 		w->checked = true;
 		/* We asked for a range and got the whole body: start the file over. */
 		if (w->r->sink && w->r->resume_from > 0 && w->r->status == 200) {

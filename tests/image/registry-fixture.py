@@ -424,10 +424,15 @@ def proxy(mode, port, storage_port, upstream, logfile):
                 r.read()
                 if r.status in (200, 206):  # authorised: send the client elsewhere
                     log("redirect")
+                    # With a small body, as distribution's redirects have.
+                    loc = f"http://127.0.0.1:{storage_port}{self.path}"
+                    body = f'<a href="{loc}">Temporary Redirect</a>.\n'.encode()
                     self.send_response(307)
-                    self.send_header("Location", f"http://127.0.0.1:{storage_port}{self.path}")
-                    self.send_header("Content-Length", "0")
+                    self.send_header("Location", loc)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                    self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
+                    self.wfile.write(body)
                     return
                 return self.relay(forward(self, self.path, hdrs))
             r = forward(self, self.path, hdrs)
