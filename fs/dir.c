@@ -118,7 +118,7 @@ static int lookup_child(struct fs *fs, const struct node_info *parent, fuse_ino_
 		if (r < 0)
 			return r;
 		child.kind = NODE_VM_DIR;
-		e->entry_timeout = FS_TIMEOUT_NONE;
+		e->entry_timeout = FS_TIMEOUT_VMDIR;
 		break;
 	}
 	case NODE_VM_DIR:

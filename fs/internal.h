@@ -32,9 +32,12 @@ enum {
 /* readdir entries whose ino we do not allocate (as libfuse's high-level API does). */
 #define FS_UNKNOWN_INO 0xffffffffu
 
-/* Timeouts: names and modes that never change are cached; vms/NAME entries are not, so a VM
- * destroyed and re-created under the same name is always looked up again. */
+/* Timeouts: names and modes that never change are cached for long. vms/NAME entries only for a
+ * second: mkdir/rmdir keep the kernel's dentries right by themselves, and a VM that appeared or
+ * vanished some other way (re-adoption happens before vms/ is shown) is seen within 1 s; every
+ * operation on a stale node still answers ENOENT because the VM object is checked live. */
 #define FS_TIMEOUT_STATIC 3600.0
+#define FS_TIMEOUT_VMDIR 1.0
 #define FS_TIMEOUT_NONE 0.0
 
 enum node_kind {

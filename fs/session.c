@@ -70,8 +70,7 @@ static void fs_log_func(enum fuse_log_level level, const char *fmt, va_list ap)
 
 int fs_new(struct runtime *rt, const struct fs_options *opts, struct fs **ret, struct err *err)
 {
-	char *argv[4] = { (char *)"mvmfs", (char *)"-o", (char *)FS_MOUNT_OPTS, NULL };
-	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fs *fs;
 	int r;
 
@@ -96,7 +95,11 @@ int fs_new(struct runtime *rt, const struct fs_options *opts, struct fs **ret, s
 		fs_free(fs);
 		return err_set(err, r, "out of memory");
 	}
-	if (opts->debug && fuse_opt_add_arg(&args, "-d") < 0) {
+	/* fuse_opt_add_arg() reallocates argv: it must be built by it from the start. */
+	if (fuse_opt_add_arg(&args, "mvmfs") < 0 || fuse_opt_add_arg(&args, "-o") < 0 ||
+	    fuse_opt_add_arg(&args, FS_MOUNT_OPTS) < 0 ||
+	    (opts->debug && fuse_opt_add_arg(&args, "-d") < 0)) {
+		fuse_opt_free_args(&args);
 		fs_free(fs);
 		return err_set(err, -ENOMEM, "out of memory");
 	}

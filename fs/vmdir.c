@@ -36,7 +36,7 @@ static void mkdir_done(void *ud, int result)
 {
 	_cleanup_free_ struct vmdir_req *c = ud;
 	struct fs *fs = c->fs;
-	struct fuse_entry_param e = { .entry_timeout = FS_TIMEOUT_NONE,
+	struct fuse_entry_param e = { .entry_timeout = FS_TIMEOUT_VMDIR,
 				      .attr_timeout = FS_TIMEOUT_STATIC };
 	struct node_info ni = { .kind = NODE_VM_DIR };
 	struct vm *vm;
