@@ -43,6 +43,7 @@ struct guest_vm {
 /* config.c */
 int guest_vm_parse(const char *json, size_t len, struct guest_vm *ret, char *errbuf, size_t errsz);
 int guest_vm_load(const char *path, struct guest_vm *ret, char *errbuf, size_t errsz);
+int guest_vm_load_initrd(const char *path, struct guest_vm *ret, char *errbuf, size_t errsz);
 void guest_vm_done(struct guest_vm *vm);
 
 /* log: to the console (stderr), and queued to the host as AGENT stream output. */

@@ -234,6 +234,81 @@ int guest_vm_load(const char *path, struct guest_vm *vm, char *errbuf, size_t er
 	return r;
 }
 
+/* 8 hex digits of a newc header field. */
+static int hex8(const char *p, size_t *ret)
+{
+	size_t v = 0;
+
+	for (int i = 0; i < 8; i++) {
+		char c = p[i];
+
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= (size_t)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v |= (size_t)(c - 'a' + 10);
+		else if (c >= 'A' && c <= 'F')
+			v |= (size_t)(c - 'A' + 10);
+		else
+			return -EINVAL;
+	}
+	*ret = v;
+	return 0;
+}
+
+/* Test mode under the Firecracker fake: read vm.json out of the per-VM initramfs, i.e. the last
+ * uncompressed newc member named mvmfs/vm.json (the archive the host appended). */
+int guest_vm_load_initrd(const char *path, struct guest_vm *vm, char *errbuf, size_t errsz)
+{
+	static const char name[] = "mvmfs/vm.json";
+	const size_t hdr = 110, nlen = sizeof(name); /* with the NUL */
+	char *buf = NULL, *hit = NULL;
+	size_t len = 0, cap = 0, fsize, nsize, off;
+	ssize_t n;
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		fail(errbuf, errsz, "%s: %s", path, strerror(-r));
+		return r;
+	}
+	do {
+		if (len == cap) {
+			char *nb = cap < (64u << 20) ? realloc(buf, cap ? cap * 2 : 1 << 20) : NULL;
+
+			if (!nb) {
+				free(buf);
+				close(fd);
+				return fail(errbuf, errsz, "%s: too large", path);
+			}
+			buf = nb;
+			cap = cap ? cap * 2 : 1 << 20;
+		}
+		n = read(fd, buf + len, cap - len);
+		if (n > 0)
+			len += (size_t)n;
+	} while (n > 0);
+	close(fd);
+	for (char *p = buf; len >= hdr + nlen && p <= buf + len - hdr - nlen; p++) {
+		p = memmem(p, (size_t)(buf + len - p), name, nlen);
+		if (!p)
+			break;
+		if (p - buf >= (long)hdr && memcmp(p - hdr, "070701", 6) == 0)
+			hit = p - hdr;
+	}
+	r = -ENOENT;
+	if (hit && hex8(hit + 54, &fsize) == 0 && hex8(hit + 94, &nsize) == 0 && nsize == nlen) {
+		off = (size_t)(hit - buf) + ((hdr + nsize + 3) & ~(size_t)3);
+		if (off <= len && fsize <= len - off)
+			r = guest_vm_parse(buf + off, fsize, vm, errbuf, errsz);
+	}
+	if (r == -ENOENT)
+		fail(errbuf, errsz, "%s: no %s inside", path, name);
+	free(buf);
+	return r;
+}
+
 void guest_vm_done(struct guest_vm *vm)
 {
 	strv_free(vm->entrypoint);

@@ -388,16 +388,17 @@ static void loop(struct agent_state *s)
 static void usage(void)
 {
 	fprintf(stderr, "usage: mvmfs-agent                 (as PID 1 in the guest initramfs)\n"
-			"       mvmfs-agent --test-mode --config VM.JSON\n"
+			"       mvmfs-agent --test-mode --config VM.JSON | --initrd PER-VM-INITRD\n"
 			"  --test-mode   speak the protocol on stdin/stdout, run the app here,\n"
-			"                no mounts, modules or network\n");
+			"                no mounts, modules or network\n"
+			"  --initrd      read vm.json from the archive the host appended to an initramfs\n");
 }
 
 int main(int argc, char **argv)
 {
 	static struct agent_state st;
 	struct agent_state *s = &st;
-	const char *config = GUEST_CONFIG_PATH;
+	const char *config = GUEST_CONFIG_PATH, *initrd = NULL;
 	char errbuf[256];
 	sigset_t mask;
 	int r;
@@ -407,6 +408,8 @@ int main(int argc, char **argv)
 			s->test_mode = true;
 		} else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
 			config = argv[++i];
+		} else if (strcmp(argv[i], "--initrd") == 0 && i + 1 < argc) {
+			initrd = argv[++i];
 		} else {
 			usage();
 			return 2;
@@ -435,7 +438,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mvmfs-agent: starting\n");
 		modules_load_list(GUEST_MODULES_LIST);
 	}
-	r = guest_vm_load(config, &s->vm, errbuf, sizeof(errbuf));
+	r = initrd ? guest_vm_load_initrd(initrd, &s->vm, errbuf, sizeof(errbuf)) :
+		     guest_vm_load(config, &s->vm, errbuf, sizeof(errbuf));
 	if (r < 0) {
 		fprintf(stderr, "mvmfs-agent: %s\n", errbuf);
 		if (s->test_mode)

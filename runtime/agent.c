@@ -51,6 +51,12 @@ struct agent {
 	bool line_start[4];           /* per stream: the next byte starts a line */
 };
 
+enum agent_transport agent_transport_for_vmm(const char *vmm_name)
+{
+	return vmm_name && strcmp(vmm_name, "qemu") == 0 ? AGENT_TRANSPORT_SERIAL :
+							   AGENT_TRANSPORT_VSOCK;
+}
+
 uint64_t agent_now_ms(void)
 {
 	struct timespec ts;

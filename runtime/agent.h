@@ -111,3 +111,8 @@ int agent_format_health_agent(const struct agent_status *s, char *buf, size_t si
 int agent_format_health_app(const struct agent_status *s, char *buf, size_t size);
 
 uint64_t agent_now_ms(void);
+
+/* The channel a backend gives the agent, by struct vmm_ops name: "qemu" -> SERIAL (virtio-serial
+ * chardev socket, h->agent_socket), anything else -> VSOCK (Firecracker's vsock uds). Use the
+ * same value for agent_config.transport and guest_config.transport. */
+enum agent_transport agent_transport_for_vmm(const char *vmm_name);

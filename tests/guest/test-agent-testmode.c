@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "guest-config.h"
 #include "test.h"
 
 struct rig {
@@ -61,7 +62,10 @@ static void rig_start(struct rig *r, bool vsock, const char *config_json, unsign
 	ASSERT_OK(chmod(r->dir, 0755));
 	snprintf(r->sock, sizeof(r->sock), "%s/agent.sock", r->dir);
 	snprintf(r->config, sizeof(r->config), "%s/vm.json", r->dir);
-	write_config(r, config_json);
+	if (config_json[0] == '@') /* "@PATH": a per-VM initramfs, read with --initrd */
+		snprintf(r->config, sizeof(r->config), "%s", config_json + 1);
+	else
+		write_config(r, config_json);
 	strcpy(sa.sun_path, r->sock);
 	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	ASSERT_TRUE(lfd >= 0);
@@ -87,7 +91,8 @@ static void rig_start(struct rig *r, bool vsock, const char *config_json, unsign
 		}
 		dup2(c, 0);
 		dup2(c, 1);
-		execl(bin, bin, "--test-mode", "--config", r->config, (char *)NULL);
+		execl(bin, bin, "--test-mode", config_json[0] == '@' ? "--initrd" : "--config",
+		      r->config, (char *)NULL);
 		_exit(93);
 	}
 	close(lfd);
@@ -379,6 +384,45 @@ static void test_raw_resync(void)
 	rmdir(dir);
 }
 
-TEST_MAIN(TEST(test_serial_app_env_user_stop), TEST(test_vsock_sigkill_after_grace),
+/* The Firecracker fake runs the agent with --initrd on the per-VM initramfs the runtime wrote. */
+static void test_config_from_initrd(void)
+{
+	char dir[] = "/tmp/test-agent-initrd.XXXXXX", base[128], initrd[160];
+	struct guest_config gc = {
+		.name = "t7",
+		.image_config_json = "{\"entrypoint\":[\"/bin/sh\",\"-c\"],"
+				     "\"cmd\":[\"echo from-initrd $MARK; exit 7\"],"
+				     "\"env\":[\"MARK=m1\"]}",
+		.transport = AGENT_TRANSPORT_VSOCK,
+	};
+	struct rig r = { 0 };
+	struct agent_status s;
+	struct err err = {};
+	FILE *f;
+
+	ASSERT_TRUE(mkdtemp(dir) != NULL);
+	snprintf(base, sizeof(base), "%s/base", dir);
+	snprintf(initrd, sizeof(initrd), "@%s/initrd", dir);
+	f = fopen(base, "w");
+	fputs("not-really-gzip-but-any-bytes-070701", f);
+	fclose(f);
+	ASSERT_OK(guest_config_write_initrd(&gc, base, initrd + 1, &err));
+	rig_start(&r, true, initrd, 1000);
+	ASSERT_OK(agent_wait(r.agent, p_exited, NULL, 5000));
+	agent_get_status(r.agent, &s);
+	ASSERT_EQ(s.exit_code, 7);
+	ASSERT_TRUE(log_has(r.agent, "[stdout] from-initrd m1", 2000));
+	r.agent = agent_free(r.agent);
+	kill(r.server, SIGKILL);
+	waitpid(r.server, NULL, 0);
+	unlink(initrd + 1);
+	unlink(base);
+	snprintf(base, sizeof(base), "%s/agent.sock", r.dir);
+	unlink(base);
+	rmdir(r.dir);
+	rmdir(dir);
+}
+
+TEST_MAIN(TEST(test_config_from_initrd), TEST(test_serial_app_env_user_stop), TEST(test_vsock_sigkill_after_grace),
 	  TEST(test_app_exit_code_and_exec_failure), TEST(test_unknown_user_fails_start),
 	  TEST(test_hung_agent_goes_stale), TEST(test_raw_resync))
