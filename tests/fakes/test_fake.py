@@ -442,6 +442,20 @@ class Vsock(unittest.TestCase):
             self.assertTrue(wait_for(lambda: not pid_alive(p), 5), "process %d survived" % p)
 
 
+    def test_agent_reboots_guest(self):
+        agent = 'read line; echo "ack $line"; echo poweroff >&3; sleep 0.3; echo reboot >&3; sleep 30'
+        j = Jail(self, daemonize=False, knobs={"agent_cmd": agent}).started()
+        c = j.client()
+        self.assertEqual(c.put("/vsock", {"guest_cid": 3, "uds_path": "v.sock"}).status, 204)
+        j.boot_minimal(c)
+        ok, reply = vsock_connect(os.path.join(j.root, "v.sock"), 1024, b"stop\n")
+        self.assertEqual((ok, reply), (b"OK 1073741824\n", b"ack stop\n"))
+        self.assertEqual(j.proc.wait(5), 0)
+        guest = [e["what"] for e in fcctl.events(j.vdir, "guest")]
+        self.assertEqual(guest, ["poweroff", "reboot"])
+        self.assertEqual(fcctl.events(j.vdir, "exit")[0]["reason"], "guest reboot (i8042 reset)")
+
+
 class Knobs(unittest.TestCase):
     def test_ctrl_alt_del_exits_zero(self):
         j = Jail(self, daemonize=False).started()

@@ -193,6 +193,8 @@ def main(argv, ctx=None):
               on_exit=lambda code, reason, signal=None: proc.exit(code, reason, signal),
               vsock_factory=vsock_factory)
     proc.vmm = vmm
+    if helper is not None:
+        helper.watch(lambda word: _guest_event(proc, vmm, word))
     if "metrics-path" in vals:
         try:
             vmm.metrics_fd = vmm._open_sink(vals["metrics-path"])
@@ -230,6 +232,22 @@ def main(argv, ctx=None):
     logger("INFO", "API server started.", thread="fc_api")
     Server(lsock, vmm, rec, payload_limit).serve()
     return 0
+
+
+def _guest_event(proc, vmm, word):
+    """What the guest kernel would make Firecracker do (x86, reboot=k panic=1; §B)."""
+    rec = proc.rec
+    rec.event("guest", what=word)
+    if vmm.state == "Not started":
+        return
+    if word == "reboot":
+        proc.exit(0, "guest reboot (i8042 reset)")
+    elif word == "panic":
+        time.sleep(1.0)
+        proc.exit(0, "guest panic (panic=1 reboot)")
+    elif word == "vcpu_error":
+        proc.exit(1, "vCPU emulation error")
+    # "poweroff": the guest halts, the process stays alive (no ACPI on x86).
 
 
 def _boot_from_file(vmm, path):

@@ -44,10 +44,28 @@ class AgentHelper:
         b.close()
         return cls(a, pid)
 
+    def watch(self, on_guest_event):
+        """Guest events the agents report (see GUEST_EVENTS), delivered on a thread."""
+        def loop():
+            while True:
+                try:
+                    msg = self.sock.recv(256)
+                except OSError:
+                    return
+                if not msg:
+                    return
+                kind, _, word = msg.decode().partition("\0")
+                if kind == "guest":
+                    on_guest_event(word)
+        threading.Thread(target=loop, daemon=True).start()
+
     def send(self, conn_fd, port, host_uds, vm_id):
         msg = ("%d\0%s\0%s" % (port, host_uds, vm_id)).encode()
         self.sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                    array.array("i", [conn_fd]))])
+
+
+GUEST_EVENTS = ("reboot", "panic", "poweroff", "vcpu_error")
 
 
 def _helper_main(sock, cmd, env, agent_env, recorder):
@@ -55,12 +73,28 @@ def _helper_main(sock, cmd, env, agent_env, recorder):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.setsid()
     procs = []
+    ctl = {}        # read end of an agent's guest-control pipe -> leftover bytes
     while True:
-        r, _, _ = select.select([sock], [], [], 0.5)
+        r, _, _ = select.select([sock] + list(ctl), [], [], 0.5)
         for p in procs[:]:
             if p.poll() is not None:
                 procs.remove(p)
-        if not r:
+        for fd in [x for x in r if x is not sock]:
+            data = os.read(fd, 256)
+            if not data:
+                os.close(fd)
+                del ctl[fd]
+                continue
+            buf = ctl[fd] + data
+            *lines, ctl[fd] = buf.split(b"\n")
+            for line in lines:
+                word = line.decode("ascii", "replace").strip()
+                if word in GUEST_EVENTS:
+                    try:
+                        sock.send(("guest\0" + word).encode())
+                    except OSError:
+                        pass
+        if sock not in r:
             continue
         fds = array.array("i")
         try:
@@ -78,15 +112,22 @@ def _helper_main(sock, cmd, env, agent_env, recorder):
         e = dict(env)
         e.update({k: str(v) for k, v in agent_env.items()})
         e.update({"FAKE_FC_VM_ID": vm_id, "FAKE_FC_VSOCK_PORT": port,
-                  "FAKE_FC_VSOCK_UDS": host_uds})
+                  "FAKE_FC_VSOCK_UDS": host_uds, "FAKE_FC_GUEST_CTL_FD": "3"})
         e.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        rfd, wfd = os.pipe2(os.O_CLOEXEC)
         try:
+            # fd 3 of the agent: write "reboot", "panic", "poweroff" or "vcpu_error" lines to
+            # act as the guest kernel would (CONTRACT.md §B).
             p = subprocess.Popen(["/bin/sh", "-c", cmd], stdin=fds[0], stdout=fds[0],
-                                 env=e, close_fds=True, start_new_session=True)
+                                 env=e, close_fds=True, pass_fds=(3,), start_new_session=True,
+                                 preexec_fn=lambda: os.dup2(wfd, 3))
             procs.append(p)
+            ctl[rfd] = b""
             recorder.event("agent_spawned", port=int(port), pid=p.pid)
         except OSError as ex:
+            os.close(rfd)
             sys.stderr.write("fake-firecracker: agent_cmd failed: %s\n" % ex)
+        os.close(wfd)
         for fd in fds:
             os.close(fd)
     for p in procs:
