@@ -165,6 +165,15 @@ def build_images(d):
     out["multi"] = lay
     env["MULTI_DIGEST"] = idesc["digest"]
 
+    # A layer type nobody can unpack (the registry takes it).
+    lay = os.path.join(base, "bogus-layer")
+    _, raw = make_manifest(lay, [({"x": b"x"}, "gzip")])
+    m = json.loads(raw)
+    m["layers"][0]["mediaType"] = "application/vnd.example.bogus.layer.v1"
+    desc = dict(mediaType=m["mediaType"], **put_blob(lay, json.dumps(m).encode()))
+    finish_layout(lay, desc)
+    out["bogus-layer"] = lay
+
     # Not a container image: a config media type nobody can run.
     lay = os.path.join(base, "bogus")
     desc, raw = make_manifest(lay, [({"x": b"x"}, "gzip")],
@@ -242,6 +251,7 @@ def up(d):
         skopeo_push(images[name], f"127.0.0.1:{port}/test/{name}:1")
     http_push(images["mixed"], port, "test/mixed")
     http_push(images["big"], port, "test/big")
+    http_push(images["bogus-layer"], port, "test/bogus-layer")
     anon_port = port
     skopeo_push(images["multi"], f"127.0.0.1:{port}/test/multi:1", extra=["--all"])
     skopeo_push(images["simple"], f"127.0.0.1:{port}/test/docker:1", extra=["--format", "v2s2"])
@@ -435,6 +445,18 @@ def proxy(mode, port, storage_port, upstream, logfile):
                     self.wfile.write(body)
                     return
                 return self.relay(forward(self, self.path, hdrs))
+            if mode == "flaky" and self.path.endswith("/manifests/schema1"):
+                # What an old registry still serves: a signed schema 1 manifest.
+                body = json.dumps({"schemaVersion": 1, "name": "test/simple", "tag": "schema1",
+                                   "architecture": "amd64", "fsLayers": [], "history": [],
+                                   "signatures": []}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type",
+                                 "application/vnd.docker.distribution.manifest.v1+prettyjws")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             r = forward(self, self.path, hdrs)
             if mode == "flaky" and blob and r.status == 200:
                 with lock:

@@ -367,6 +367,25 @@ static void test_unknown_config_media_type(void)
 	img_source_free(p.src);
 }
 
+static void test_unknown_layer_media_type(void)
+{
+	struct pull p = {};
+
+	ASSERT_ERRNO(resolve(&p, "PORT_ANON", "test/bogus-layer:1"), EPROTONOSUPPORT);
+	ASSERT_TRUE(strstr(p.err.msg, "layer media type 'application/vnd.example.bogus.layer.v1'"));
+	img_source_free(p.src);
+}
+
+static void test_schema1_refused(void)
+{
+	struct pull p = {};
+
+	/* The flaky proxy plays an old registry for this one tag. */
+	ASSERT_ERRNO(resolve(&p, "PORT_FLAKY", "test/simple:schema1"), EPROTONOSUPPORT);
+	ASSERT_TRUE(strstr(p.err.msg, "schema 1"));
+	img_source_free(p.src);
+}
+
 static bool log_has(const char *file, const char *needle)
 {
 	char line[256];
@@ -428,6 +447,8 @@ int main(void)
 		TEST(test_tampered_blob),
 		TEST(test_descriptor_size_checked),
 		TEST(test_unknown_config_media_type),
+		TEST(test_unknown_layer_media_type),
+		TEST(test_schema1_refused),
 		TEST(test_broken_transfer_resumed),
 		TEST(test_redirect_drops_credentials),
 	};
