@@ -216,14 +216,23 @@ int ip6_pool_nth(const struct in6_addr *prefix, unsigned len, uint64_t n, struct
 int ip6_pool_index(const struct in6_addr *a, const struct in6_addr *prefix, unsigned len,
 		   uint64_t *ret)
 {
-	uint64_t hi, lo;
+	uint64_t ahi, alo, phi, plo, mask, iid;
 
+	/* Hot in ipam_pick (once per used address), so no ip6_is_excluded() round trip:
+	 * for len > 64 the allocatable iids are exactly 2 .. 2^h - 129. */
 	if (len <= 64 || len > 128)
 		return -ERANGE;
-	if (!ip6_in_prefix(a, prefix, len) || ip6_is_excluded(a, prefix, len))
+	if (128 - len <= 7)
 		return -ENOENT;
-	ip6_split(a, &hi, &lo);
-	*ret = (lo & ((UINT64_C(1) << (128 - len)) - 1)) - 2;
+	ip6_split(a, &ahi, &alo);
+	ip6_split(prefix, &phi, &plo);
+	mask = (UINT64_C(1) << (128 - len)) - 1;
+	if (ahi != phi || (alo & ~mask) != (plo & ~mask))
+		return -ENOENT;
+	iid = alo & mask;
+	if (iid < 2 || iid > mask - 128)
+		return -ENOENT;
+	*ret = iid - 2;
 	return 0;
 }
 

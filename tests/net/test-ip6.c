@@ -304,6 +304,12 @@ static void test_pool_index(void)
 		seen++;
 	}
 	ASSERT_EQ(seen, 126);
+	/* index defined exactly where the address is allocatable */
+	for (unsigned i = 0; i < 256; i++) {
+		a = p;
+		a.s6_addr[15] = (uint8_t)i;
+		ASSERT_EQ(ip6_pool_index(&a, &p, 120, &n) == 0, !ip6_is_excluded(&a, &p, 120));
+	}
 	ASSERT_ERRNO(ip6_pool_nth(&p, 120, 126, &a), ENOSPC);
 	a = A("2001:db8::101");
 	ASSERT_ERRNO(ip6_pool_index(&a, &p, 120, &n), ENOENT);
