@@ -361,6 +361,21 @@ static void test_boot_http_log_stop(void)
 	agent_format_health_agent(&s, buf, sizeof(buf));
 	ASSERT_TRUE(strncmp(buf, "ok ", 3) == 0);
 
+	/* The host goes away and comes back (daemon restart): the agent reopens its port and
+	 * replays its state to the new client. */
+	uint32_t pid = s.app_pid;
+	b.agent = agent_free(b.agent);
+	usleep(300000);
+	{
+		struct agent_config ac = { .transport = AGENT_TRANSPORT_SERIAL,
+					   .socket_path = b.h.agent_socket, .heartbeat_ms = 500 };
+		ASSERT_OK(agent_start(&ac, &b.agent));
+	}
+	ASSERT_OK(agent_wait(b.agent, p_app, NULL, 10000));
+	agent_get_status(b.agent, &s);
+	ASSERT_EQ(s.app, AGENT_APP_RUNNING);
+	ASSERT_EQ(s.app_pid, pid);
+
 	/* Graceful stop through the agent: SIGTERM handler, exit code, power-off, QEMU exits 0. */
 	ASSERT_OK(agent_stop_request(b.agent, 3000));
 	ASSERT_OK(agent_wait(b.agent, p_exited, NULL, 10000));
