@@ -720,5 +720,68 @@ static void test_reap_leftovers(void)
 	rm_rf(T);
 }
 
-TEST_MAIN(TEST(test_lifecycle), TEST(test_daemon_killed_mid_start), TEST(test_reap_leftovers), TEST(test_network), TEST(test_ignore_ctrl_alt_del), TEST(test_crash),
+/* The real guest agent (--test-mode, run by the fake as the guest's vsock listener): health
+ * turns healthy with agent and app lines, the app's output reaches log, and a stop goes
+ * through the agent (no SendCtrlAltDel) and ends well before the deadline. */
+static void test_agent(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm;
+	char agent[512], kn[2048], seq[16384], *s = NULL, cfgp[300];
+	const char *b = getenv("MVMFS_BUILDDIR");
+	struct timespec t0, t1;
+	bool healthy = false;
+	FILE *f;
+	long ms;
+
+	setup();
+	snprintf(agent, sizeof(agent), "%s/guest/mvmfs-agent", b ? b : ".");
+	if (!b || access(agent, X_OK) < 0)
+		test_skip("guest agent not built");
+	snprintf(cfgp, sizeof(cfgp), "%s/config.json", T);
+	f = fopen(cfgp, "w");
+	ASSERT_TRUE(f != NULL);
+	fputs("{\"entrypoint\":[\"/bin/sh\",\"-c\"],\"cmd\":[\"echo hello-from-app; exec sleep "
+	      "1000\"],\"env\":[],\"workdir\":\"/\",\"user\":\"\"}", f);
+	fclose(f);
+	snprintf(kn, sizeof(kn),
+		 "{\"by_id\":{\"agent1\":{\"agent_cmd\":\"%s --test-mode --initrd "
+		 "%s/state/vms/agent1/initrd.img; echo reboot >&3\"}}}",
+		 agent, T);
+	write_knobs(kn);
+	rt = rt_open(&cfg);
+	vm = define(rt, "agent1");
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	for (int i = 0; i < 100 && !healthy; i++) {
+		free(s);
+		s = show(vm, VM_ATTR_HEALTH);
+		healthy = strncmp(s, "healthy\n", 8) == 0;
+		if (!healthy)
+			usleep(100000);
+	}
+	if (!healthy || !strstr(s, "\nagent: ok heartbeat ") || !strstr(s, "\napp: running pid "))
+		TEST_FAIL("health: %s", s);
+	free(s);
+	s = show(vm, VM_ATTR_LOG);
+	if (!strstr(s, "hello-from-app"))
+		TEST_FAIL("log: %s", s);
+	free(s);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT_EQ(command(vm, VM_VERB_STOP), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_STOPPED);
+	if (ms >= 1400)
+		TEST_FAIL("stop through the agent took %ld ms (deadline 1500)", ms);
+	vm_unref(vm);
+	destroy(rt, "agent1");
+	ASSERT_EQ(check_calls("agent1", seq, sizeof(seq)), 1);
+	if (strstr(seq, "SendCtrlAltDel"))
+		TEST_FAIL("stop did not go through the agent:\n%s", seq);
+	runtime_free(rt);
+	rm_rf(T);
+}
+
+TEST_MAIN(TEST(test_lifecycle), TEST(test_agent), TEST(test_daemon_killed_mid_start), TEST(test_reap_leftovers), TEST(test_network), TEST(test_ignore_ctrl_alt_del), TEST(test_crash),
 	  TEST(test_refused), TEST(test_readopt))
