@@ -29,7 +29,10 @@ int net_bridge_ensure(struct net_ctx *ctx, struct err *err)
 		if (r < 0 && r != -EEXIST)
 			return err_set(err, r, "cannot create bridge '%s': %s", ctx->bridge,
 				       strerror(-r));
-		r = nlw_link_set(ctx->nl, ctx->bridge, 0, 0, NET_BRIDGE_MARK, false);
+		struct nlw_change mark = NLW_CHANGE_INIT;
+
+		mark.alias = NET_BRIDGE_MARK;
+		r = nlw_link_modify(ctx->nl, ctx->bridge, &mark);
 		if (r < 0)
 			return err_set(err, r, "cannot mark bridge '%s': %s", ctx->bridge,
 				       strerror(-r));
@@ -50,7 +53,9 @@ int net_bridge_ensure(struct net_ctx *ctx, struct err *err)
 		r = net_sysctl(path, "1");
 	if (r < 0)
 		return err_set(err, r, "cannot enable IPv6 forwarding: %s", strerror(-r));
-	r = nlw_link_set(ctx->nl, ctx->bridge, 0, ctx->mtu, NULL, true);
+	r = nlw_link_modify(ctx->nl, ctx->bridge,
+			    &(struct nlw_change){
+				    .mtu = ctx->mtu, .up = true, .isolated = -1, .port_state = -1});
 	if (r < 0)
 		return err_set(err, r, "cannot bring bridge '%s' up: %s", ctx->bridge,
 			       strerror(-r));

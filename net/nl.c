@@ -107,6 +107,16 @@ void nlw_close(struct nl_sock *sk)
 		nl_socket_free(sk);
 }
 
+/* Send msg and wait for the kernel's ack. */
+static int send_ack(struct nl_sock *sk, struct nl_msg *msg)
+{
+	int r = nl_send_auto(sk, msg);
+
+	if (r < 0)
+		return nl_to_errno(r);
+	return nl_to_errno(nl_wait_for_ack(sk));
+}
+
 static int link_get(struct nl_sock *sk, const char *name, struct rtnl_link **ret)
 {
 	int r = rtnl_link_get_kernel(sk, 0, name, ret);
@@ -145,31 +155,6 @@ int nlw_link_get(struct nl_sock *sk, const char *name, struct nlw_link_info *ret
 	return 0;
 }
 
-int nlw_link_set(struct nl_sock *sk, const char *name, int master, unsigned mtu, const char *alias,
-		 bool up)
-{
-	_cleanup_(rtnl_link_putp) struct rtnl_link *orig = NULL;
-	_cleanup_(rtnl_link_putp) struct rtnl_link *chg = rtnl_link_alloc();
-	int r;
-
-	if (!chg)
-		return -ENOMEM;
-	r = link_get(sk, name, &orig);
-	if (r < 0)
-		return r;
-	if (master > 0)
-		rtnl_link_set_master(chg, master);
-	else if (master < 0)
-		rtnl_link_set_master(chg, 0);
-	if (mtu)
-		rtnl_link_set_mtu(chg, mtu);
-	if (alias)
-		rtnl_link_set_ifalias(chg, alias);
-	if (up)
-		rtnl_link_set_flags(chg, IFF_UP);
-	return nl_to_errno(rtnl_link_change(sk, orig, chg, 0));
-}
-
 int nlw_link_del(struct nl_sock *sk, const char *name)
 {
 	_cleanup_(rtnl_link_putp) struct rtnl_link *l = rtnl_link_alloc();
@@ -180,16 +165,6 @@ int nlw_link_del(struct nl_sock *sk, const char *name)
 	rtnl_link_set_name(l, name);
 	r = nl_to_errno(rtnl_link_delete(sk, l));
 	return r == -ENOENT ? -ENODEV : r;
-}
-
-/* Send msg and wait for the kernel's ack. */
-static int send_ack(struct nl_sock *sk, struct nl_msg *msg)
-{
-	int r = nl_send_auto(sk, msg);
-
-	if (r < 0)
-		return nl_to_errno(r);
-	return nl_to_errno(nl_wait_for_ack(sk));
 }
 
 int nlw_bridge_add(struct nl_sock *sk, const char *name, const uint8_t *mac, unsigned mtu, bool up)
@@ -224,27 +199,53 @@ int nlw_bridge_add(struct nl_sock *sk, const char *name, const uint8_t *mac, uns
 	return send_ack(sk, msg);
 }
 
-int nlw_brport_set(struct nl_sock *sk, int ifindex, int isolated, int state)
+int nlw_link_modify(struct nl_sock *sk, const char *name, const struct nlw_change *c)
 {
 	_cleanup_(nlmsg_freep) struct nl_msg *msg = NULL;
-	struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = ifindex};
-	struct nlattr *info, *data;
+	struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
+	struct nlattr *nest, *inner;
 
-	/* "ip link set X type bridge_slave isolated on": the bridge's slave_changelink. */
+	/* One RTM_NEWLINK addressed by name: no lookup round trip, and no sysctl (whose handler
+	 * spins on rtnl_trylock while other namespaces are being set up or destroyed). */
+	if (c->up) {
+		ifi.ifi_flags = IFF_UP;
+		ifi.ifi_change = IFF_UP;
+	}
 	msg = nlmsg_alloc_simple(RTM_NEWLINK, 0);
 	if (!msg)
 		return -ENOMEM;
-	if (nlmsg_append(msg, &ifi, sizeof(ifi), NLMSG_ALIGNTO) < 0)
+	if (nlmsg_append(msg, &ifi, sizeof(ifi), NLMSG_ALIGNTO) < 0 ||
+	    nla_put_string(msg, IFLA_IFNAME, name) < 0 ||
+	    (c->master > 0 && nla_put_u32(msg, IFLA_MASTER, (uint32_t)c->master) < 0) ||
+	    (c->mtu && nla_put_u32(msg, IFLA_MTU, c->mtu) < 0) ||
+	    (c->alias && nla_put_string(msg, IFLA_IFALIAS, c->alias) < 0))
 		return -EMSGSIZE;
-	info = nla_nest_start(msg, IFLA_LINKINFO);
-	if (!info || nla_put_string(msg, IFLA_INFO_SLAVE_KIND, "bridge") < 0)
-		return -EMSGSIZE;
-	data = nla_nest_start(msg, IFLA_INFO_SLAVE_DATA);
-	if (!data || (isolated >= 0 && nla_put_u8(msg, IFLA_BRPORT_ISOLATED, !!isolated) < 0) ||
-	    (state >= 0 && nla_put_u8(msg, IFLA_BRPORT_STATE, (uint8_t)state) < 0))
-		return -EMSGSIZE;
-	nla_nest_end(msg, data);
-	nla_nest_end(msg, info);
+	if (c->no_ipv6_addrs) {
+		/* No link-local address, hence no DAD, RS or MLD from a link that only carries
+		 * the guest's frames. Applied after the flags: send it while the link is down. */
+		nest = nla_nest_start(msg, IFLA_AF_SPEC);
+		inner = nest ? nla_nest_start(msg, AF_INET6) : NULL;
+		if (!inner || nla_put_u8(msg, IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE) < 0)
+			return -EMSGSIZE;
+		nla_nest_end(msg, inner);
+		nla_nest_end(msg, nest);
+	}
+	if (c->isolated >= 0 || c->port_state >= 0) {
+		/* "ip link set X type bridge_slave isolated on": the bridge's slave_changelink
+		 * (libnl 3.7 has no setter for IFLA_BRPORT_ISOLATED). */
+		nest = nla_nest_start(msg, IFLA_LINKINFO);
+		if (!nest || nla_put_string(msg, IFLA_INFO_SLAVE_KIND, "bridge") < 0)
+			return -EMSGSIZE;
+		inner = nla_nest_start(msg, IFLA_INFO_SLAVE_DATA);
+		if (!inner ||
+		    (c->isolated >= 0 &&
+		     nla_put_u8(msg, IFLA_BRPORT_ISOLATED, (uint8_t) !!c->isolated) < 0) ||
+		    (c->port_state >= 0 &&
+		     nla_put_u8(msg, IFLA_BRPORT_STATE, (uint8_t)c->port_state) < 0))
+			return -EMSGSIZE;
+		nla_nest_end(msg, inner);
+		nla_nest_end(msg, nest);
+	}
 	return send_ack(sk, msg);
 }
 

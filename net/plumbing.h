@@ -82,16 +82,26 @@ struct nlw_link_info {
 	char alias[sizeof(NET_MARK_PREFIX) + NET_NAME_MAX];
 };
 int nlw_link_get(struct nl_sock *sk, const char *name, struct nlw_link_info *ret);
-/* Change a link: master (0 keep, -1 none), mtu (0 keep), alias (NULL keep), up. */
-int nlw_link_set(struct nl_sock *sk, const char *name, int master, unsigned mtu, const char *alias,
-		 bool up);
+/* Change a link, addressed by name, in one RTM_NEWLINK. */
+struct nlw_change {
+	int master;	    /* > 0: enslave to this ifindex; 0: keep */
+	unsigned mtu;	    /* 0: keep */
+	const char *alias;  /* NULL: keep */
+	bool up;	    /* set IFF_UP */
+	bool no_ipv6_addrs; /* IFLA_INET6_ADDR_GEN_MODE none (send while down) */
+	int isolated;	    /* bridge port IFLA_BRPORT_ISOLATED 0/1; -1: keep */
+	int port_state;	    /* bridge port IFLA_BRPORT_STATE (BR_STATE_*); -1: keep */
+};
+#define NLW_CHANGE_INIT                          \
+	{                                        \
+		.isolated = -1, .port_state = -1 \
+	}
+int nlw_link_modify(struct nl_sock *sk, const char *name, const struct nlw_change *c);
 int nlw_link_del(struct nl_sock *sk, const char *name);
 /* Create a bridge (forward_delay 0, STP off, multicast snooping off), optionally up. -EEXIST.
  * mac: a fixed address (else the bridge takes its lowest port's, which changes as ports come
  * and go and would make the guests' neighbour entry of the gateway stale); NULL: kernel's. */
 int nlw_bridge_add(struct nl_sock *sk, const char *name, const uint8_t *mac, unsigned mtu, bool up);
-/* Bridge port: IFLA_BRPORT_ISOLATED (0/1) and IFLA_BRPORT_STATE (BR_STATE_*); -1 keeps. */
-int nlw_brport_set(struct nl_sock *sk, int ifindex, int isolated, int state);
 /* Veth pair: host end name (down) in sk's namespace, peer peer_name in the netns ns_fd. */
 int nlw_veth_add(struct nl_sock *sk, const char *name, const char *peer_name, int ns_fd,
 		 unsigned mtu);

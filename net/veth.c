@@ -76,7 +76,6 @@ static int host_link(struct net_ctx *ctx, const struct net_names *n, int ns_fd, 
 	struct nlw_link_info li;
 	struct in6_addr a;
 	bool routed;
-	char path[96];
 	int r;
 
 	r = nlw_link_get(ctx->nl, n->host_veth, &li);
@@ -99,14 +98,18 @@ static int host_link(struct net_ctx *ctx, const struct net_names *n, int ns_fd, 
 	} else if (r < 0) {
 		return err_set(err, r, "cannot look up '%s': %s", n->host_veth, strerror(-r));
 	}
-	snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/disable_ipv6", n->host_veth);
-	r = net_sysctl(path, "1");
+	/* Enslave while down (no IPv6 on it), then isolate and bring it up. */
+	r = nlw_link_modify(ctx->nl, n->host_veth,
+			    &(struct nlw_change){.master = br,
+						 .mtu = ctx->mtu,
+						 .alias = alias,
+						 .no_ipv6_addrs = true,
+						 .isolated = -1,
+						 .port_state = -1});
 	if (r >= 0)
-		r = nlw_link_set(ctx->nl, n->host_veth, br, ctx->mtu, alias, true);
-	if (r >= 0)
-		r = nlw_link_get(ctx->nl, n->host_veth, &li);
-	if (r >= 0)
-		r = nlw_brport_set(ctx->nl, li.ifindex, 1, -1);
+		r = nlw_link_modify(
+			ctx->nl, n->host_veth,
+			&(struct nlw_change){.up = true, .isolated = 1, .port_state = -1});
 	if (r < 0)
 		return err_set(err, r, "cannot attach '%s' to '%s': %s", n->host_veth, ctx->bridge,
 			       strerror(-r));
@@ -123,9 +126,12 @@ static int ns_links(struct net_ctx *ctx, struct nl_sock *nl, struct err *err)
 	br = nlw_ifindex(nl, NET_NS_BRIDGE);
 	if (br < 0)
 		return err_set(err, br, "namespace bridge missing: %s", strerror(-br));
-	r = nlw_link_set(nl, NET_TAP_NAME, br, ctx->mtu, NULL, true);
+	struct nlw_change port = {
+		.master = br, .mtu = ctx->mtu, .up = true, .isolated = -1, .port_state = -1};
+
+	r = nlw_link_modify(nl, NET_TAP_NAME, &port);
 	if (r >= 0)
-		r = nlw_link_set(nl, NET_NS_VETH, br, ctx->mtu, NULL, true);
+		r = nlw_link_modify(nl, NET_NS_VETH, &port);
 	if (r < 0)
 		return err_set(err, r, "cannot join the TAP and the veth in the namespace: %s",
 			       strerror(-r));
@@ -235,7 +241,9 @@ int net_vm_teardown(struct net_ctx *ctx, const char *name, struct err *err)
 	/* Stop the port first (a state change, no RCU wait): with the guards gone, nothing it
 	 * receives is forwarded while the kernel is still removing it. */
 	if (ours && li.master > 0)
-		(void)nlw_brport_set(ctx->nl, li.ifindex, -1, BR_STATE_DISABLED);
+		(void)nlw_link_modify(
+			ctx->nl, n.host_veth,
+			&(struct nlw_change){.isolated = -1, .port_state = BR_STATE_DISABLED});
 	/* The route before the link: the link's mark is what remembers it. */
 	if (ours && routed) {
 		int br = nlw_ifindex(ctx->nl, ctx->bridge);

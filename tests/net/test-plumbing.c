@@ -135,6 +135,17 @@ static void test_setup_teardown(void)
 	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "ip -d -o link show master mvmbr0"), 0);
 	ASSERT_TRUE(strstr(out, "isolated on") != NULL);
 	ASSERT_TRUE(strstr(out, "alias mvmfs:vm-a") != NULL);
+	/* No IPv6 of ours on the links that only carry the guest's frames. */
+	{
+		struct net_names n;
+
+		ASSERT_OK(net_names_derive("vm-a", &n));
+		ASSERT_EQ(plumb_sh_out(out, sizeof(out), "ip -6 -o addr show dev %s", n.host_veth),
+			  0);
+		ASSERT_STREQ(out, "");
+		ASSERT_EQ(plumb_sh_out(out, sizeof(out), "ip -n mvmfs-vm-a -6 -o addr show"), 0);
+		ASSERT_STREQ(out, "");
+	}
 
 	/* Inside the namespace: tap0 owned by the VM, bridged with the veth peer, MTU. */
 	ASSERT_EQ(plumb_sh("ip netns exec mvmfs-vm-a sh -c 'test $(cat /sys/class/net/tap0/owner) "
