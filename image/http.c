@@ -214,7 +214,8 @@ static size_t write_cb_outer(char *data, size_t size, size_t nmemb, void *ud)
 
 bool img_http_retryable(int r)
 {
-	return r == -ECONNRESET || r == -ETIMEDOUT;
+	/* A broken or stalled body, or a server that went away for a moment. */
+	return r == -ECONNRESET || r == -ETIMEDOUT || r == -EHOSTUNREACH;
 }
 
 int img_http_perform(CURL *c, const char *url, struct curl_slist *headers,

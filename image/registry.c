@@ -285,8 +285,12 @@ static int registry_fetch_blob(struct img_source *src, const struct img_descript
 				       (unsigned long long)desc->size);
 		} else if (r >= 0 && resp.status != 200 && resp.status != 206) {
 			r = img_http_status_error(&resp, reg->who, desc->digest, err);
-			img_http_resp_done(&resp);
-			return r;
+			/* Overload and gateway trouble pass; anything else is final. */
+			if (r != -EAGAIN && r != -EHOSTUNREACH) {
+				img_http_resp_done(&resp);
+				return r;
+			}
+			r = -ECONNRESET;
 		} else if (r >= 0 && w.done < desc->size) {
 			r = err_set(err, -ECONNRESET, "%s: blob %s: connection closed early", reg->who,
 				    desc->digest);
@@ -295,7 +299,7 @@ static int registry_fetch_blob(struct img_source *src, const struct img_descript
 		if (r >= 0)
 			break;
 		if (!img_http_retryable(r) || attempt >= BLOB_ATTEMPTS)
-			return r;
+			return err ? err->code : r;
 		struct timespec ts = { .tv_nsec = 200000000L * attempt };
 		(void)nanosleep(&ts, NULL);
 	}
