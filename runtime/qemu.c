@@ -593,21 +593,20 @@ static int qemu_reap(void *priv, bool (*is_known)(const char *name, void *ud), v
 	if (!d)
 		return 0;
 	while ((de = readdir(d))) {
-		char dir[VMM_PATH_MAX], mark[VMM_PATH_MAX + 16];
+		char mark[VMM_PATH_MAX + 16];
 		struct vmm_handle h;
 
 		if (de->d_name[0] == '.' || !vm_name_is_valid(de->d_name) ||
 		    is_known(de->d_name, ud))
 			continue;
-		if (snprintf(dir, sizeof(dir), "%s/%s", qp->base_dir, de->d_name) >=
-		    (int)sizeof(dir))
+		vmm_handle_init(&h);
+		if (snprintf(h.jail_dir, sizeof(h.jail_dir), "%s/%s", qp->base_dir, de->d_name) >=
+		    (int)sizeof(h.jail_dir))
 			continue;
-		snprintf(mark, sizeof(mark), "%s/%s", dir, QEMU_MARK);
+		snprintf(mark, sizeof(mark), "%s/%s", h.jail_dir, QEMU_MARK);
 		if (access(mark, F_OK) < 0)
 			continue;
-		kill_leftover(dir);
-		vmm_handle_init(&h);
-		snprintf(h.jail_dir, sizeof(h.jail_dir), "%s", dir);
+		kill_leftover(h.jail_dir);
 		if (qp->have_cg)
 			cgroup_dirs(&qp->cg, CGROUP_PARENT, de->d_name, h.cgroup,
 				    ELEMENTSOF(h.cgroup));

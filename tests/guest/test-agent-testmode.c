@@ -423,6 +423,74 @@ static void test_config_from_initrd(void)
 	rmdir(dir);
 }
 
-TEST_MAIN(TEST(test_config_from_initrd), TEST(test_serial_app_env_user_stop), TEST(test_vsock_sigkill_after_grace),
+/* A host that does not read: the app is never blocked, output is dropped and counted, and the
+ * control messages still arrive once the host reads again. */
+static void test_slow_host_never_blocks_app(void)
+{
+	char dir[] = "/tmp/test-agent-slow.XXXXXX", cfg[128];
+	const char *bin = agent_bin();
+	struct agent_msg m = { .type = AGENT_MSG_HELLO }, got;
+	uint8_t frame[AGENT_FRAME_MAX], buf[65536];
+	struct agent_decoder d;
+	uint64_t out_bytes = 0, dropped = 0, t_end;
+	int sv[2], n, exited = -1;
+	pid_t pid;
+	FILE *f;
+
+	ASSERT_TRUE(mkdtemp(dir) != NULL);
+	snprintf(cfg, sizeof(cfg), "%s/vm.json", dir);
+	f = fopen(cfg, "w");
+	fputs("{\"agent\":{\"heartbeat_ms\":100},\"image\":{\"entrypoint\":[\"/bin/sh\",\"-c\","
+	      "\"head -c 3000000 /dev/zero | tr '\\\\000' x; echo; exit 0\"]}}", f);
+	fclose(f);
+	ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+	pid = fork();
+	if (pid == 0) {
+		dup2(sv[1], 0);
+		dup2(sv[1], 1);
+		execl(bin, bin, "--test-mode", "--config", cfg, (char *)NULL);
+		_exit(93);
+	}
+	close(sv[1]);
+	usleep(1500 * 1000); /* not reading: the app must finish anyway */
+	m.hello.version = AGENT_PROTO_VERSION;
+	n = agent_msg_encode(&m, frame, sizeof(frame));
+	ASSERT_EQ(write(sv[0], frame, (size_t)n), n);
+	agent_decoder_init(&d);
+	t_end = agent_now_ms() + 5000;
+	while (agent_now_ms() < t_end && (exited < 0 || dropped == 0)) {
+		struct timeval tv = { .tv_usec = 100000 };
+		ssize_t k;
+
+		setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		k = read(sv[0], buf, sizeof(buf));
+		if (k <= 0)
+			continue;
+		for (size_t off = 0; off < (size_t)k;) {
+			off += agent_decoder_feed(&d, buf + off, (size_t)k - off);
+			while (agent_decoder_next(&d, &got) > 0) {
+				if (got.type == AGENT_MSG_OUTPUT && got.output.stream == AGENT_STREAM_STDOUT)
+					out_bytes += got.output.len;
+				if (got.type == AGENT_MSG_APP_EXITED)
+					exited = got.exited.code;
+				if (got.type == AGENT_MSG_HEARTBEAT)
+					dropped = got.heartbeat.dropped_bytes;
+			}
+		}
+	}
+	printf("# delivered %llu bytes, dropped %llu\n", (unsigned long long)out_bytes,
+	       (unsigned long long)dropped);
+	ASSERT_EQ(exited, 0);
+	ASSERT_TRUE(dropped > 0);
+	ASSERT_TRUE(out_bytes + dropped <= 3000001);
+	ASSERT_TRUE(out_bytes > 0);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	close(sv[0]);
+	unlink(cfg);
+	rmdir(dir);
+}
+
+TEST_MAIN(TEST(test_slow_host_never_blocks_app), TEST(test_config_from_initrd), TEST(test_serial_app_env_user_stop), TEST(test_vsock_sigkill_after_grace),
 	  TEST(test_app_exit_code_and_exec_failure), TEST(test_unknown_user_fails_start),
 	  TEST(test_hung_agent_goes_stale), TEST(test_raw_resync))
