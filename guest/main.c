@@ -40,6 +40,7 @@ struct agent_state {
 	int sfd;                    /* signalfd */
 	int inputs[MAX_INPUTS];     /* ACPI power button event devices */
 	int ninputs;
+	int ctl_fd;                 /* test mode: "guest control" fd of the Firecracker fake */
 };
 
 uint64_t now_ms(void)
@@ -115,8 +116,16 @@ _Noreturn static void shutdown_now(struct agent_state *s, const char *reason)
 	agent_log("shutting down: %s", reason);
 	channel_send(s->ch, &m);
 	channel_flush(s->ch, 500);
-	if (s->test_mode)
+	if (s->test_mode) {
+		/* Act as the guest kernel would: a reset (reboot=k) ends Firecracker; QEMU exits on
+		 * the power-off. The fake takes these words on its guest control fd. */
+		if (s->ctl_fd >= 0) {
+			const char *w = s->vm.vsock ? "reboot\n" : "poweroff\n";
+
+			(void)!write(s->ctl_fd, w, strlen(w));
+		}
 		exit(0);
+	}
 	mounts_teardown();
 	power_off(s->vm.vsock);
 }
@@ -391,12 +400,14 @@ static void usage(void)
 			"       mvmfs-agent --test-mode --config VM.JSON | --initrd PER-VM-INITRD\n"
 			"  --test-mode   speak the protocol on stdin/stdout, run the app here,\n"
 			"                no mounts, modules or network\n"
-			"  --initrd      read vm.json from the archive the host appended to an initramfs\n");
+			"  --initrd      read vm.json from the archive the host appended to an initramfs\n"
+			"  --ctl-fd N    at power-off write \"reboot\" (vsock) or \"poweroff\" to fd N\n"
+			"                (the Firecracker fake's guest control fd)\n");
 }
 
 int main(int argc, char **argv)
 {
-	static struct agent_state st;
+	static struct agent_state st = { .ctl_fd = -1 };
 	struct agent_state *s = &st;
 	const char *config = GUEST_CONFIG_PATH, *initrd = NULL;
 	char errbuf[256];
@@ -410,6 +421,17 @@ int main(int argc, char **argv)
 			config = argv[++i];
 		} else if (strcmp(argv[i], "--initrd") == 0 && i + 1 < argc) {
 			initrd = argv[++i];
+		} else if (strcmp(argv[i], "--ctl-fd") == 0 && i + 1 < argc) {
+			const char *a = argv[++i];
+			long v = 0;
+
+			for (; *a >= '0' && *a <= '9' && v <= 1024; a++)
+				v = v * 10 + (*a - '0');
+			if (*a || v < 3 || v > 1024) {
+				usage();
+				return 2;
+			}
+			s->ctl_fd = (int)v;
 		} else {
 			usage();
 			return 2;

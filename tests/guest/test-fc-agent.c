@@ -111,7 +111,7 @@ static void test_fc_vsock_agent(void)
 	ASSERT_OK(guest_config_write_initrd(&gc, base, initrd, &err));
 	snprintf(p, sizeof(p), "%s/knobs.json", T);
 	snprintf(knobs, sizeof(knobs),
-		 "{\"agent_cmd\": \"exec %s --test-mode --initrd \\\"$(dirname "
+		 "{\"agent_cmd\": \"exec %s --test-mode --ctl-fd 3 --initrd \\\"$(dirname "
 		 "\\\"$FAKE_FC_VSOCK_UDS\\\")/initrd\\\"\", \"agent_ports\": [%u]}",
 		 agent_bin, AGENT_DEFAULT_VSOCK_PORT);
 	write_text(p, knobs, 0644);
@@ -152,14 +152,16 @@ static void test_fc_vsock_agent(void)
 	ASSERT_EQ(s.exit_code, 5);
 	ASSERT_TRUE(log_has(a, "[stdout] fc-term\n", 2000));
 
+	/* The agent "reset the guest" (reboot=k): Firecracker exits 0 by itself. */
 	a = agent_free(a);
-	(void)vmm_firecracker_ops.kill(priv, &h);
 	{
 		struct pollfd pfd = { .fd = h.pidfd, .events = POLLIN };
 		struct vmm_exit ex;
 
-		(void)poll(&pfd, 1, 5000);
-		vmm_handle_reap(&h, &ex);
+		ASSERT_EQ(poll(&pfd, 1, 5000), 1);
+		ASSERT_OK(vmm_handle_reap(&h, &ex));
+		ASSERT_EQ(ex.code, 0);
+		ASSERT_EQ(ex.signal, 0);
 	}
 	vmm_firecracker_ops.cleanup(priv, gc.name, &h);
 	vmm_firecracker_ops.free(priv);
