@@ -23,6 +23,7 @@ struct runtime_config;
 
 #define VMM_PATH_MAX 4096
 #define VMM_SOCK_MAX 108 /* sizeof(sockaddr_un.sun_path) */
+#define VMM_DIR_MAX 256  /* cgroup dirs: <mount>/mvmfs/<name>, kept small (per-VM memory) */
 
 /* Everything a backend needs to start one VM. Strings are borrowed for the call. */
 struct vmm_launch {
@@ -58,7 +59,7 @@ struct vmm_handle {
 	char api_socket[VMM_SOCK_MAX];       /* host path of the API / QMP socket */
 	char agent_socket[VMM_SOCK_MAX];     /* host path of the agent channel (vsock uds / serial) */
 	char jail_dir[VMM_PATH_MAX];         /* per-VM host dir the backend created ("" none) */
-	char cgroup[4][VMM_PATH_MAX];        /* cgroup dirs created for the VM ("" unused) */
+	char cgroup[4][VMM_DIR_MAX];         /* cgroup dirs created for the VM ("" unused) */
 	int cgroup_version;                  /* 1 or 2, 0 none */
 };
 

@@ -203,7 +203,7 @@ int cgroup_jailer_args(const struct cgroup_info *ci, unsigned vcpus, unsigned me
 }
 
 int cgroup_dirs(const struct cgroup_info *ci, const char *parent, const char *id,
-		char dirs[][VMM_PATH_MAX], size_t max)
+		char dirs[][VMM_DIR_MAX], size_t max)
 {
 	const char *mounts[2];
 	size_t nm = 0, n = 0;
@@ -216,8 +216,8 @@ int cgroup_dirs(const struct cgroup_info *ci, const char *parent, const char *id
 			mounts[nm++] = ci->memory_mount;
 	}
 	for (size_t i = 0; i < nm && n < max; i++) {
-		int k = snprintf(dirs[n], VMM_PATH_MAX, "%s/%s/%s", mounts[i], parent, id);
-		if (k < 0 || k >= VMM_PATH_MAX)
+		int k = snprintf(dirs[n], VMM_DIR_MAX, "%s/%s/%s", mounts[i], parent, id);
+		if (k < 0 || k >= VMM_DIR_MAX)
 			return -ENAMETOOLONG;
 		n++;
 	}

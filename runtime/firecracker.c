@@ -617,7 +617,7 @@ static int fc_reap(void *priv, bool (*is_known)(const char *name, void *ud), voi
 	}
 	/* Cgroups under our parent with no known VM (the jail may already be gone). */
 	{
-		char dirs[4][VMM_PATH_MAX];
+		char dirs[4][VMM_DIR_MAX];
 		int nd = cgroup_dirs(&fp->cg, CGROUP_PARENT, "", dirs, ELEMENTSOF(dirs));
 		for (int i = 0; i < nd; i++) {
 			_cleanup_closedir_ DIR *cd = opendir(dirs[i]);

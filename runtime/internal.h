@@ -229,7 +229,7 @@ int cgroup_jailer_args(const struct cgroup_info *ci, unsigned vcpus, unsigned me
 		       const char *parent, char args[][128], size_t max, size_t *ret_n);
 /* The directories the jailer creates for id; fills dirs, returns how many. */
 int cgroup_dirs(const struct cgroup_info *ci, const char *parent, const char *id,
-		char dirs[][VMM_PATH_MAX], size_t max);
+		char dirs[][VMM_DIR_MAX], size_t max);
 /* rmdir a cgroup dir (retrying briefly while tasks drain). Missing is not an error. */
 int cgroup_remove(const char *dir);
 #define CGROUP_PARENT "mvmfs"

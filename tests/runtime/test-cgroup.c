@@ -21,7 +21,7 @@ static const char *mounts_v2 =
 static void test_v1(void)
 {
 	struct cgroup_info ci;
-	char args[16][128], dirs[4][VMM_PATH_MAX];
+	char args[16][128], dirs[4][VMM_DIR_MAX];
 	size_t n;
 
 	ASSERT_OK(cgroup_detect_from(mounts_v1, "hugetlb\n", &ci));
@@ -51,7 +51,7 @@ static void test_v1(void)
 static void test_v2(void)
 {
 	struct cgroup_info ci;
-	char args[16][128], dirs[4][VMM_PATH_MAX];
+	char args[16][128], dirs[4][VMM_DIR_MAX];
 	size_t n;
 
 	ASSERT_OK(cgroup_detect_from(mounts_v2, "cpuset cpu io memory hugetlb pids\n", &ci));

@@ -257,7 +257,7 @@ static void assert_no_leftovers(struct runtime *rt, const char *name, pid_t pid)
 	char p[1024];
 	struct stat st;
 	struct cgroup_info ci;
-	char dirs[4][VMM_PATH_MAX];
+	char dirs[4][VMM_DIR_MAX];
 	struct err err = {};
 	int n;
 
