@@ -288,7 +288,7 @@ class Api(unittest.TestCase):
           pre + "unknown variant `V3`, expected `V1` or `V2` at line 1 column 42.")
         f(self.c.put("/network-interfaces/e", {"iface_id": "e", "host_dev_name": "t",
                                                "guest_mac": "zz:00:00:00:00:00"}),
-          pre + "The provided MAC address is invalid. at line 1 column 72.")
+          pre + "The provided MAC address is invalid. at line 1 column 73.")
         f(self.c.put("/machine-config", {"vcpu_count": 3, "mem_size_mib": 128, "smt": True}),
           "Machine config error: The number of vCPUs must be greater than 0, less than 32 and "
           "must be 1 or an even number if SMT is enabled.")

@@ -16,7 +16,7 @@ def _ipv4(v):
     if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) < 256 and
                                (p == "0" or not p.startswith("0")) for p in parts):
         return None
-    return "invalid value: string %s, expected IPv4 address" % ('"%s"' % v)
+    return "invalid IPv4 address syntax"
 
 
 LEVELS = {"off": "Off", "trace": "Trace", "debug": "Debug", "info": "Info", "warn": "Warn",
@@ -64,7 +64,7 @@ DRIVE_UPDATE = Struct("BlockDeviceUpdateConfig", [
 
 NET = Struct("NetworkInterfaceConfig", [
     ("iface_id", "str", "req"), ("host_dev_name", "str", "req"),
-    ("guest_mac", ("opt", ("custom", _mac, "MacAddr")), "req"), ("mtu", ("opt", "u16"), "req"),
+    ("guest_mac", ("opt", ("custom", _mac, "MacAddr", "late")), "req"), ("mtu", ("opt", "u16"), "req"),
     ("rx_rate_limiter", ("opt", RATE_LIMITER), "req"),
     ("tx_rate_limiter", ("opt", RATE_LIMITER), "req")])
 NET_UPDATE = Struct("NetworkInterfaceUpdateConfig", [
@@ -75,7 +75,7 @@ VSOCK = Struct("VsockDeviceConfig", [
     ("vsock_id", ("opt", "str"), "req"), ("guest_cid", "u32", "req"), ("uds_path", "str", "req")])
 
 LOGGER = Struct("LoggerConfig", [
-    ("log_path", ("opt", "path"), "req"), ("level", ("opt", ("custom", _level, "LevelFilter")), "req"),
+    ("log_path", ("opt", "path"), "req"), ("level", ("opt", ("custom", _level, "LevelFilter", "late")), "req"),
     ("show_level", ("opt", "bool"), "req"), ("show_log_origin", ("opt", "bool"), "req"),
     ("module", ("opt", "str"), "req")])
 

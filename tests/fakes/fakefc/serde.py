@@ -13,6 +13,11 @@ class SerdeError(Exception):
     pass
 
 
+class _Late(Exception):
+    """A serde custom error raised after the value was read (e.g. MacAddr::deserialize):
+    serde_json gives it the position of the enclosing struct's end_map()."""
+
+
 class Struct:
     def __init__(self, name, fields, deny_unknown=True):
         # fields: list of (name, type, mode) with mode "req" | "default" (missing ok; type as is)
@@ -205,6 +210,7 @@ class Deser:
                 first = False
                 if key is None:
                     return out
+                self.colon()
                 out[key] = self.skip_value()
         self.i += 1
         raise self.err("expected value")
@@ -284,11 +290,10 @@ class Deser:
                 return self.value(t[1])
             if k == "enum":
                 if c != '"':
-                    if c in "[{":
-                        self.i += 1
-                    else:
-                        self.skip_value()
-                    raise self.err("expected value" if c in "[{" else "expected ident")
+                    # serde_json deserialize_enum: peek_error(ExpectedSomeValue) (the map
+                    # form {"Variant": null} is not modelled)
+                    self.i += 1
+                    raise self.err("expected value")
                 v = self.read_string()
                 if v not in t[1]:
                     raise self.err("unknown variant `%s`, %s" % (v, _one_of(t[1])))
@@ -331,10 +336,12 @@ class Deser:
                     self.colon()
                     out[key] = self.value(t[1])
             if k == "custom":
-                start = self.i
+                # ("custom", check, name[, "late"]): check(str) -> error text or None
                 v = self.value("str")
                 msg = t[1](v)
                 if msg:
+                    if len(t) > 3 and t[3] == "late":
+                        raise _Late(msg)
                     raise self.err(msg)
                 return v
         if t == "any":
@@ -363,11 +370,51 @@ class Deser:
             return v
         raise AssertionError("bad schema type %r" % (t,))
 
+    def _end_map_error(self, msg):
+        """serde_json's end_map() runs before an error without position gets one: it skips
+        whitespace and eats a closing brace."""
+        self.ws()
+        if self.i < len(self.s) and self.s[self.i] == "}":
+            self.i += 1
+        return self.err(msg)
+
     def struct(self, st):
         c = self.peek()
+        if c == "[":
+            return self.struct_seq(st)
         if c != "{":
             self.unexpected("struct %s" % st.name)
         self.i += 1
+        try:
+            return self._struct_fields(st)
+        except _Late as e:
+            raise self._end_map_error(str(e))
+
+    def struct_seq(self, st):
+        """A derived struct also deserializes from a JSON array, fields in order."""
+        self.i += 1
+        out = {}
+        n = len(st.fields)
+        for idx, (name, t, _) in enumerate(st.fields):
+            c = self.peek()
+            if idx and c == ",":
+                self.i += 1
+                c = self.peek()
+            if c == "]":
+                self.i += 1
+                raise self.err("invalid length %d, expected struct %s with %d elements"
+                               % (idx, st.name, n))
+            if c == "":
+                raise self.err("EOF while parsing a list", len(self.s) - 1)
+            out[name] = self.value(t)
+        c = self.peek()
+        if c == "]":
+            self.i += 1
+            return out
+        self.i += 1
+        raise self.err("trailing characters")
+
+    def _struct_fields(self, st):
         names = [f[0] for f in st.fields]
         types = {f[0]: f for f in st.fields}
         out = {}
@@ -380,19 +427,20 @@ class Deser:
             f = types.get(key)
             if f is None:
                 if st.deny_unknown:
-                    raise self.err("unknown field `%s`, %s" % (key, _one_of(names)))
+                    raise _Late("unknown field `%s`, %s" % (key, _one_of(names)))
                 self.colon()
                 self.skip_value()
                 continue
             if key in out:
-                raise self.err("duplicate field `%s`" % key)
+                raise _Late("duplicate field `%s`" % key)
             self.colon()
             out[key] = self.value(f[1])
         for name, t, mode in st.fields:
             if name not in out and mode == "req":
                 if isinstance(t, tuple) and t[0] == "opt":
                     continue
-                raise self.err("missing field `%s`" % name)
+                self.i -= 1      # the closing brace: _end_map_error eats it again
+                raise _Late("missing field `%s`" % name)
         return out
 
 
