@@ -14,8 +14,9 @@
 #define IPAM_PICK_BITMAP_MAX (UINT64_C(1) << 22)
 
 /* A free allocatable address of prefix/len, not among used[0..n) (which may hold anything,
- * also addresses outside the prefix). Random (getrandom), uniform over the free ones for small
- * pools. -ENOSPC when none is free. */
+ * also addresses outside the prefix). Pools up to IPAM_PICK_BITMAP_MAX: the first free one after
+ * a random start (exact -ENOSPC); larger ones: uniform random draws (getrandom), -ENOSPC after
+ * IPAM_PICK_TRIES collisions. */
 int ipam_pick(const struct in6_addr *prefix, unsigned len, const struct in6_addr *used, size_t n,
 	      struct in6_addr *ret, struct err *err);
 

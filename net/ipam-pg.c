@@ -288,6 +288,9 @@ static int pg_assign_once(struct ipam_pg *pg, const struct in6_addr *prefix, uns
 	struct in6_addr a;
 	int r;
 
+	/* A failed ROLLBACK earlier can leave a transaction open; never build on it. */
+	if (PQtransactionStatus(pg->conn) != PQTRANS_IDLE)
+		(void)pg_exec(pg, "ROLLBACK", 0, NULL, NULL, NULL);
 	r = pg_exec(pg, "BEGIN", 0, NULL, NULL, err);
 	if (r < 0)
 		return r;
