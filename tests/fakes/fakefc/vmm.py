@@ -442,6 +442,14 @@ class Server:
             rbody = json.loads(body) if body is not None else None
         except ValueError:
             rbody = body
+        log = self.vmm.log
+        m = method.capitalize()
+        if body is None or path == "/mmds":
+            log("INFO", "The API server received a %s request on %s." % (m, json.dumps(path)),
+                thread="fc_api")
+        else:
+            log("INFO", "The API server received a %s request on %s with body %s."
+                % (m, json.dumps(path), json.dumps(body)), thread="fc_api")
         try:
             status, obj, depr = self.vmm.handle(method, path, body)
         except Hang:
@@ -450,4 +458,12 @@ class Server:
             while True:
                 time.sleep(3600)
         self.rec.call(method, path, rbody, status, obj)
+        if status < 300:
+            log("INFO", "The request was executed successfully. Status code: %s."
+                % {200: "200 OK", 204: "204 No Content"}.get(status, status), thread="fc_api")
+        else:
+            log("ERROR", "Received Error. Status code: %s. Message: %s"
+                % ({400: "400 Bad Request", 413: "413 Payload Too Large"}.get(status, status),
+                   obj.get("fault_message") if isinstance(obj, dict) else obj),
+                thread="fc_api")
         return self._send(c, _response(status, obj, "HTTP/1.1", depr))
