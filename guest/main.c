@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -394,6 +395,25 @@ static void loop(struct agent_state *s)
 	}
 }
 
+/* vsock when asked for and the kernel has it (Firecracker guest kernels build it in); else the
+ * virtio-serial port (QEMU), so a mislabelled config still finds its host. */
+static enum channel_kind pick_channel(struct agent_state *s)
+{
+	int fd;
+
+	if (!s->vm.vsock)
+		return CHANNEL_SERIAL;
+	fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		close(fd);
+		return CHANNEL_VSOCK;
+	}
+	fprintf(stderr, "mvmfs-agent: no vsock in this kernel (%s): using the virtio-serial port\n",
+		strerror(errno));
+	s->vm.vsock = false;
+	return CHANNEL_SERIAL;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: mvmfs-agent                 (as PID 1 in the guest initramfs)\n"
@@ -470,9 +490,7 @@ int main(int argc, char **argv)
 		 * channel so it learns why. */
 		guest_vm_parse("{}", 2, &s->vm, errbuf, sizeof(errbuf));
 	}
-	s->ch = channel_new(s->test_mode ? CHANNEL_STDIO : s->vm.vsock ? CHANNEL_VSOCK :
-									 CHANNEL_SERIAL,
-			    s->vm.port);
+	s->ch = channel_new(s->test_mode ? CHANNEL_STDIO : pick_channel(s), s->vm.port);
 	agent_channel = s->ch;
 	if (!s->ch)
 		return 1;
