@@ -297,6 +297,7 @@ typedef int (*rt_image_fn)(struct runtime *rt, struct vm *vm, const char *ref,
 
 struct runtime {
 	struct runtime_config cfg;
+	char *default_kernel, *default_initrd; /* owned defaults when cfg left them NULL */
 	const struct vmm_ops *ops;
 	void *ops_priv;
 	struct img_store *store;

@@ -60,6 +60,23 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 		rt->cfg.uid_count = 65536;
 	if (!rt->cfg.chroot_base)
 		rt->cfg.chroot_base = "/srv/jailer";
+	/* SPEC section 1: kernel and initramfs default to files under the state dir. */
+	if (!rt->cfg.kernel) {
+		if (asprintf(&rt->default_kernel, "%s/guest/vmlinux", cfg->state_dir) < 0) {
+			rt->default_kernel = NULL;
+			runtime_free(rt);
+			return -ENOMEM;
+		}
+		rt->cfg.kernel = rt->default_kernel;
+	}
+	if (!rt->cfg.initrd) {
+		if (asprintf(&rt->default_initrd, "%s/guest/initramfs.cpio.gz", cfg->state_dir) < 0) {
+			rt->default_initrd = NULL;
+			runtime_free(rt);
+			return -ENOMEM;
+		}
+		rt->cfg.initrd = rt->default_initrd;
+	}
 	if (rt->cfg.uid_base == 0 || (uint64_t)rt->cfg.uid_base + rt->cfg.uid_count > UINT32_MAX) {
 		runtime_free(rt);
 		return err_set(err, -EINVAL, "the uid range must not include 0 and must fit");
@@ -633,17 +650,17 @@ void runtime_shutdown(struct runtime *rt)
 	if (!rt)
 		return;
 	if (rt->cfg.stop_vms_on_exit && rt->sv_running) {
-		/* Kill every VMM and wait for the cleanups. */
-		for (int tries = 0; tries < 200; tries++) {
+		/* Graceful stops (SIGKILL at each VM's deadline), then wait for the cleanups. */
+		unsigned ms = rt->cfg.stop_timeout_ms + 5000;
+		for (unsigned waited = 0; waited < ms; waited += 50) {
 			bool busy = false;
 			pthread_mutex_lock(&rt->lock);
 			for (struct vm *v = rt->vms; v; v = v->next) {
-				enum vm_state s = vm_get_state(v);
-				if (s == VM_STATE_RUNNING || s == VM_STATE_STARTING ||
-				    s == VM_STATE_STOPPING) {
+				enum vm_state st = vm_get_state(v);
+				if (st == VM_STATE_RUNNING || st == VM_STATE_STARTING ||
+				    st == VM_STATE_STOPPING) {
 					busy = true;
-					if (s != VM_STATE_STOPPING)
-						(void)vm_command(v, VM_VERB_KILL, NULL, NULL);
+					(void)vm_command(v, VM_VERB_STOP, NULL, NULL);
 				}
 			}
 			pthread_mutex_unlock(&rt->lock);
@@ -675,6 +692,8 @@ struct runtime *runtime_free(struct runtime *rt)
 	safe_close(rt->epfd);
 	safe_close(rt->evfd);
 	free(rt->index_used);
+	free(rt->default_kernel);
+	free(rt->default_initrd);
 	pthread_mutex_destroy(&rt->lock);
 	pthread_mutex_destroy(&rt->q_lock);
 	pthread_mutex_destroy(&rt->job_lock);

@@ -168,7 +168,7 @@ static void setup(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static bool with_network;
+static bool with_network, stop_on_exit;
 
 static struct runtime *rt_open(struct runtime_config *cfg)
 {
@@ -193,6 +193,7 @@ static struct runtime *rt_open(struct runtime_config *cfg)
 		.data_disk_bytes = 64ULL << 20,
 		.stop_timeout_ms = 1500,
 		.no_network = !with_network,
+		.stop_vms_on_exit = stop_on_exit,
 		.bridge = "mvmbrt0",
 	};
 	if (runtime_new(cfg, &rt, &err) < 0)
@@ -783,5 +784,37 @@ static void test_agent(void)
 	rm_rf(T);
 }
 
-TEST_MAIN(TEST(test_lifecycle), TEST(test_agent), TEST(test_daemon_killed_mid_start), TEST(test_reap_leftovers), TEST(test_network), TEST(test_ignore_ctrl_alt_del), TEST(test_crash),
+/* --stop-vms-on-exit: shutting the runtime down stops its VMs; the next start finds them
+ * stopped. */
+static void test_stop_on_exit(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm;
+	char *s;
+	pid_t pid;
+
+	setup();
+	stop_on_exit = true;
+	rt = rt_open(&cfg);
+	vm = define(rt, "exit1");
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	s = show(vm, VM_ATTR_PID);
+	pid = atoi(s);
+	free(s);
+	vm_unref(vm);
+	runtime_free(rt);
+	assert_no_leftovers(NULL, "exit1", pid);
+	stop_on_exit = false;
+	rt = rt_open(&cfg);
+	vm = runtime_vm_get(rt, "exit1");
+	ASSERT_TRUE(vm != NULL);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_STOPPED);
+	vm_unref(vm);
+	destroy(rt, "exit1");
+	runtime_free(rt);
+	rm_rf(T);
+}
+
+TEST_MAIN(TEST(test_lifecycle), TEST(test_stop_on_exit), TEST(test_agent), TEST(test_daemon_killed_mid_start), TEST(test_reap_leftovers), TEST(test_network), TEST(test_ignore_ctrl_alt_del), TEST(test_crash),
 	  TEST(test_refused), TEST(test_readopt))
