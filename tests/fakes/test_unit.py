@@ -83,6 +83,47 @@ class Serde(unittest.TestCase):
         self.assertEqual(d["rate_limiter"]["bandwidth"]["size"], 1)
 
 
+class Robustness(unittest.TestCase):
+    def test_mutated_bodies_fail_cleanly(self):
+        """Random mutations of valid bodies: a value or a SerdeError, never another exception."""
+        import random
+        rnd = random.Random(1234)
+        seeds = [('{"drive_id":"rootfs","is_root_device":true,"path_on_host":"a",'
+                  '"rate_limiter":{"bandwidth":{"size":1,"refill_time":2}}}', S.DRIVE),
+                 ('{"iface_id":"e","host_dev_name":"t","guest_mac":"06:00:ac:10:00:02",'
+                  '"mtu":1500}', S.NET),
+                 ('{"network_interfaces":["e"],"version":"V2","ipv4_address":"169.254.1.1"}',
+                  S.MMDS_CONFIG),
+                 ('{"vcpu_count":2,"mem_size_mib":2048,"smt":false}', S.MACHINE_CONFIG),
+                 ('{"metrics_path":"/nonexistent/m","properties":{"a":"b"}}', S.METRICS)]
+        alphabet = '{}[]":,\\ \n0123456789.-+eEtruefalsnl\x01\u00e9abc'
+        for _ in range(3000):
+            body, schema = rnd.choice(seeds)
+            b = list(body)
+            for _ in range(rnd.randint(1, 4)):
+                op = rnd.randint(0, 2)
+                pos = rnd.randint(0, len(b))
+                if op == 0 and b:
+                    del b[min(pos, len(b) - 1)]
+                elif op == 1:
+                    b.insert(pos, rnd.choice(alphabet))
+                else:
+                    b = b[:pos]
+            try:
+                from_str("".join(b), schema)
+            except SerdeError:
+                pass
+        vmm = Vmm("vm", {}, Recorder(), lambda *a, **k: None)
+        for _ in range(500):
+            body, _ = rnd.choice(seeds)
+            cut = body[:rnd.randint(0, len(body))]
+            for path in ("/drives/a", "/network-interfaces/e", "/mmds/config", "/machine-config",
+                         "/metrics", "/actions", "/vm", "/mmds"):
+                for m in ("PUT", "PATCH"):
+                    status, _, _ = vmm.handle(m, path, cut)
+                    self.assertIn(status, (204, 400, 413))
+
+
 class Router(unittest.TestCase):
     def setUp(self):
         self.vmm = Vmm("vm", {}, Recorder(), lambda *a, **k: None)
