@@ -503,6 +503,16 @@ class Knobs(unittest.TestCase):
         j2.boot_minimal(j2.client())
         self.assertEqual(j2.proc.wait(5), -signal.SIGKILL)
 
+    def test_crash_on_request(self):
+        j = Jail(self, daemonize=False, knobs={"crash_on": "PUT /machine-config",
+                                               "crash_signal": "SIGABRT"}).started()
+        c = j.client()
+        self.assertEqual(c.get("/").status, 200)
+        with self.assertRaises(ConnectionError):
+            c.put("/machine-config", {"vcpu_count": 2, "mem_size_mib": 256})
+        self.assertEqual(j.proc.wait(5), -signal.SIGABRT)
+        self.assertIsNone(fcctl.calls(j.vdir)[-1]["status"])
+
     def test_hang_refuse_by_id(self):
         knobs = {"default": {"refuse": {"PUT /machine-config": "no memory for you"}},
                  "by_id": {"vm-2": {"hang_on": "InstanceStart", "refuse": {}}}}

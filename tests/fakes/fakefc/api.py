@@ -111,18 +111,25 @@ class Vmm:
                     action = json.loads(body).get("action_type")
                 except (ValueError, AttributeError):
                     action = None
-            self._knob_gate(method, path, action)
+            self._knob_gate(method, path, action, body)
             return self._route(method, first, nxt, body) + (self.deprecated,)
         except Fault as f:
             return f.status, {"fault_message": f.msg}, self.deprecated
 
-    def _knob_gate(self, method, path, action):
+    def _knob_gate(self, method, path, action, body):
         k = self.knobs
         delay = k.get("api_delay_ms")
         if delay:
             time.sleep(delay / 1000.0)
         if knobmod.matches(k.get("hang_on"), method, path, action):
             raise Hang()
+        if knobmod.matches(k.get("crash_on"), method, path, action):
+            try:
+                rbody = json.loads(body) if body is not None else None
+            except ValueError:
+                rbody = body
+            self.rec.call(method, path, rbody, None, None)
+            self.crash("crash_on %s %s" % (method, path))
         msg = knobmod.lookup(k.get("refuse"), method, path, action)
         if msg is not None:
             raise Fault(str(msg))
@@ -725,11 +732,11 @@ class Vmm:
             if self.state != "Paused":
                 self.write_metrics()
 
-    def crash(self):
+    def crash(self, reason="crash_after_start_ms"):
         sig = self.knobs.get("crash_signal")
         if sig:
-            self.on_exit(None, "crash_after_start_ms", signal=sig)
-        self.on_exit(int(self.knobs.get("crash_exit_code", 1)), "crash_after_start_ms")
+            self.on_exit(None, reason, signal=sig)
+        self.on_exit(int(self.knobs.get("crash_exit_code", 1)), reason)
 
     def kernel_cmdline(self):
         """The final guest command line (CONTRACT.md §J.3), for the record."""
