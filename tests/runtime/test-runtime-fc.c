@@ -462,7 +462,8 @@ static void test_crash(void)
 
 	setup();
 	write_knobs("{\"by_id\":{\"crash1\":{\"crash_after_start_ms\":300,\"crash_exit_code\":3},"
-		    "\"crash2\":{\"crash_after_start_ms\":300,\"crash_signal\":9}}}");
+		    "\"crash2\":{\"crash_after_start_ms\":300,\"crash_signal\":9},"
+		    "\"clean1\":{\"crash_after_start_ms\":300,\"crash_exit_code\":0}}}");
 	rt = rt_open(&cfg);
 	vm = define(rt, "crash1");
 	ASSERT_EQ(command(vm, VM_VERB_START), 0);
@@ -496,6 +497,16 @@ static void test_crash(void)
 	free(s);
 	vm_unref(vm);
 	destroy(rt, "crash2");
+
+	/* A VMM that ends by itself with code 0 (guest reboot): stopped, no error. */
+	vm = define(rt, "clean1");
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	ASSERT_TRUE(wait_state(vm, VM_STATE_STOPPED, 3000));
+	s = show(vm, VM_ATTR_ERROR);
+	ASSERT_STREQ(s, "");
+	free(s);
+	vm_unref(vm);
+	destroy(rt, "clean1");
 	runtime_free(rt);
 	rm_rf(T);
 }
