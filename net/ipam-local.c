@@ -86,6 +86,11 @@ static int lease_set(struct ipam_local *l, const char *name, const struct in6_ad
 {
 	struct lease *e = lease_find(l, name);
 
+	/* One address, one name: a journal saying otherwise was edited or is corrupt. */
+	for (size_t i = 0; i < l->n; i++)
+		if (&l->leases[i] != e && memcmp(&l->leases[i].addr, a, sizeof(*a)) == 0)
+			return -EINVAL;
+
 	if (!e) {
 		if (l->n == l->cap) {
 			size_t cap = l->cap ? l->cap * 2 : 64;
