@@ -87,7 +87,10 @@ int net_ctx_new(const struct net_config *cfg, struct net_ctx **ret, struct err *
 	const char *br = cfg->bridge ? cfg->bridge : "mvmbr0";
 	int r;
 
-	if (strlen(br) >= IFNAMSIZ || !*br)
+	/* It also goes into nftables commands: letters, digits, '.', '_', '-' only. */
+	if (strlen(br) >= IFNAMSIZ || !*br ||
+	    strspn(br, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"
+		       "OPQRSTUVWXYZ0123456789._-") != strlen(br))
 		return err_set(err, -EINVAL, "bridge name '%s' is not a valid interface name", br);
 	if (cfg->mtu && (cfg->mtu < 1280 || cfg->mtu > 65535))
 		return err_set(err, -EINVAL, "MTU %u is out of range (IPv6 needs >= 1280)",

@@ -214,6 +214,15 @@ static void test_idempotent(void)
 	net_ctx_free(ctx);
 	ASSERT_EQ(plumb_sh("ip link add mvmbr1 type bridge"), 0);
 	{
+		struct net_config bad = {.state_dir = state_dir,
+					 .bridge = "br\"; flush ruleset",
+					 .ipv6_prefix = "fd42:1::/64"};
+
+		ASSERT_ERRNO(net_ctx_new(&bad, &ctx, &err), EINVAL);
+		bad.bridge = "averyveryverylongname";
+		ASSERT_ERRNO(net_ctx_new(&bad, &ctx, &err), EINVAL);
+	}
+	{
 		struct net_config cfg = {
 			.state_dir = state_dir, .bridge = "mvmbr1", .ipv6_prefix = "fd42:1::/64"};
 
