@@ -220,7 +220,7 @@ static int journal_compact(struct ipam_local *l, struct err *err)
 {
 	_cleanup_free_ char *text = NULL;
 	size_t len = 0;
-	off_t size;
+	off_t size = 0;
 	int r;
 
 	text = malloc(l->n * RECORD_MAX + 1);
@@ -321,7 +321,7 @@ int ipam_local_assign(struct ipam_local *l, const struct in6_addr *prefix, unsig
 	char rec[RECORD_MAX], text[INET6_ADDRSTRLEN];
 	const struct lease *e;
 	struct in6_addr a;
-	off_t size;
+	off_t size = 0;
 	int r;
 
 	r = lock_take(l, &lock, err);
@@ -360,7 +360,7 @@ int ipam_local_release(struct ipam_local *l, const char *name, struct err *err)
 {
 	_cleanup_(lock_release) int lock = -EBADF;
 	char rec[RECORD_MAX];
-	off_t size;
+	off_t size = 0;
 	int r;
 
 	r = lock_take(l, &lock, err);

@@ -41,7 +41,7 @@ static int prefix_read(const char *path, struct in6_addr *ret_prefix, unsigned *
  * written to a private name, then hard-linked, which fails with EEXIST for the loser. */
 static int prefix_create(const char *dir, const char *path, struct err *err)
 {
-	char tmp[PATH_MAX], text[IP6_PREFIX_STRLEN + 1];
+	char tmp[PATH_MAX], text[IP6_PREFIX_STRLEN + 1], line[IP6_PREFIX_STRLEN + 2];
 	struct in6_addr ula;
 	uint8_t rnd[7];
 	int r;
@@ -49,11 +49,10 @@ static int prefix_create(const char *dir, const char *path, struct err *err)
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
 		return err_set(err, -EIO, "getrandom failed");
 	ip6_ula_from_random(rnd, &ula);
-	ip6_prefix_format(&ula, 64, text, sizeof(text) - 1);
-	strcat(text, "\n");
+	(void)snprintf(line, sizeof(line), "%s\n", ip6_prefix_format(&ula, 64, text, sizeof(text)));
 	if (snprintf(tmp, sizeof(tmp), "%s/.prefix.%d", dir, (int)getpid()) >= (int)sizeof(tmp))
 		return err_set(err, -ENAMETOOLONG, "state directory path too long");
-	r = write_file_atomic(tmp, text, strlen(text), 0644);
+	r = write_file_atomic(tmp, line, strlen(line), 0644);
 	if (r < 0)
 		return err_set(err, r, "writing %s failed", tmp);
 	r = link(tmp, path) < 0 ? -errno : 0;
@@ -67,8 +66,8 @@ int ipam_prefix_load(const struct net_config *cfg, struct in6_addr *ret_prefix, 
 		     struct err *err)
 {
 	char path[PATH_MAX];
-	struct in6_addr p;
-	unsigned len;
+	struct in6_addr p = {};
+	unsigned len = 0;
 	int r;
 
 	if (cfg->ipv6_prefix) {
