@@ -191,6 +191,73 @@ class Knobs(unittest.TestCase):
                                       "/actions", "InstanceStart"), "b")
 
 
+class CgroupLogic(unittest.TestCase):
+    """The jailer's cgroup steps against a fake hierarchy in a temp dir (mounts() replaced)."""
+
+    def setUp(self):
+        import tempfile
+        import shutil
+        self.d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.d)
+
+    def put(self, rel, text):
+        p = os.path.join(self.d, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "w") as f:
+            f.write(text)
+
+    def read(self, rel):
+        with open(os.path.join(self.d, rel)) as f:
+            return f.read()
+
+    def test_v2(self):
+        from fakefc.jailer import Cgroups, JailerError
+        root = os.path.join(self.d, "unified")
+        self.put("unified/cgroup.controllers", "cpu memory pids\n")
+        self.put("unified/cgroup.subtree_control", "")
+        cg = Cgroups(2, "fc/nested", "vm-1")
+        cg.mounts = lambda: [("cgroup2", root, ["rw"])]
+        cg.setup([("memory.max", "2147483648"), ("cpu.max", "200000 100000")], 4242)
+        self.assertEqual(self.read("unified/fc/nested/vm-1/memory.max"), "2147483648\n")
+        self.assertEqual(self.read("unified/fc/nested/vm-1/cpu.max"), "200000 100000\n")
+        self.assertEqual(self.read("unified/fc/nested/vm-1/cgroup.procs"), "4242\n")
+        for anc in ("unified", "unified/fc", "unified/fc/nested"):
+            self.assertEqual(self.read(anc + "/cgroup.subtree_control"), "+cpu\n")
+        with self.assertRaises(JailerError) as cm:
+            cg.setup([("hugetlb.max", "1")], 1)
+        self.assertEqual(str(cm.exception), "Controller hugetlb is unavailable")
+        # no --cgroup: the pid goes into an existing parent, nothing is created
+        cg = Cgroups(2, "fc", "vm-2")
+        cg.mounts = lambda: [("cgroup2", root, ["rw"])]
+        cg.setup([], 77)
+        self.assertEqual(self.read("unified/fc/cgroup.procs"), "77\n")
+        self.assertFalse(os.path.exists(os.path.join(root, "fc/vm-2")))
+
+    def test_v1_cpuset_inherit_and_missing_hierarchy(self):
+        from fakefc.jailer import Cgroups, JailerError
+        cs = os.path.join(self.d, "cpuset")
+        self.put("cpuset/cpuset.cpus", "0-3\n")
+        self.put("cpuset/cpuset.mems", "0\n")
+        cg = Cgroups(1, "firecracker", "vm-1")
+        cg.mounts = lambda: [("cgroup", cs, ["rw", "cpuset"])]
+        cg.setup([("cpuset.cpus", "1")], 99)
+        w = [(x["path"][len(cs):], x["value"]) for x in cg.writes]
+        self.assertEqual(w, [("/firecracker/cpuset.cpus", "0-3"),
+                             ("/firecracker/vm-1/cpuset.cpus", "0-3"),
+                             ("/firecracker/cpuset.mems", "0"),
+                             ("/firecracker/vm-1/cpuset.mems", "0"),
+                             ("/firecracker/vm-1/cpuset.cpus", "1"),
+                             ("/firecracker/vm-1/tasks", "99")])
+        with self.assertRaises(JailerError) as cm:
+            cg.setup([("memory.limit_in_bytes", "1")], 1)
+        self.assertEqual(str(cm.exception), "Controller memory is unavailable")
+        cg.mounts = lambda: []
+        with self.assertRaises(JailerError) as cm:
+            cg.setup([("memory.limit_in_bytes", "1")], 1)
+        self.assertEqual(str(cm.exception),
+                         "Hierarchy not found: No hierarchy found for this cgroup version.")
+
+
 class Strerror(unittest.TestCase):
     def test_musl(self):
         self.assertEqual(sysc.io_error(98), "Address in use (os error 98)")
