@@ -143,6 +143,13 @@ class Router(unittest.TestCase):
                           "microVM."))
         self.assertEqual(self.fault("PUT", "/actions", '{"action_type":1}')[1],
                          PRE + "expected value at line 1 column 16.")
+        self.vmm.mmds_limit = 10
+        self.assertEqual(self.fault("PUT", "/mmds", '{"a":"0123456789"}'),
+                         (413, "MMDS limit exceeded error: The MMDS patch request doesn't fit."))
+        self.assertEqual(self.fault("PATCH", "/mmds", '{"a":1}'),
+                         (400, "MMDS error: The MMDS data store is not initialized."))
+        self.assertEqual(self.vmm.handle("PUT", "/mmds", '{"a":1}')[0], 204)
+        self.assertEqual(self.vmm.handle("GET", "/mmds", None)[1], {"a": 1})
         self.assertEqual(self.vmm.handle("GET", "/vm/config", None)[1]["boot-source"],
                          {"kernel_image_path": "", "initrd_path": None, "boot_args": None})
 

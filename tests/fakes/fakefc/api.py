@@ -90,6 +90,7 @@ class Vmm:
         self.metrics_inited = False
         self.mmds = None                # store (None = not initialised)
         self.mmds_cfg = None
+        self.mmds_limit = PAYLOAD_LIMIT_MMDS   # --mmds-size-limit
         self.i8042_pending = 0
         self.deprecated = False
         self.lock = threading.Lock()
@@ -618,7 +619,7 @@ class Vmm:
             raise Fault("An error occurred when deserializing the json body of a request: %s."
                         % e)
         self._mmds_usable()
-        if len(json.dumps(data, separators=(",", ":"))) > PAYLOAD_LIMIT_MMDS:
+        if len(json.dumps(data, separators=(",", ":"))) > self.mmds_limit:
             raise Fault("MMDS limit exceeded error: The MMDS patch request doesn't fit.", 413)
         self.mmds = data
         return 204, None
@@ -633,7 +634,7 @@ class Vmm:
         if self.mmds is None:
             raise Fault("MMDS error: The MMDS data store is not initialized.")
         new = _merge_patch(self.mmds, data)
-        if len(json.dumps(new, separators=(",", ":"))) > PAYLOAD_LIMIT_MMDS:
+        if len(json.dumps(new, separators=(",", ":"))) > self.mmds_limit:
             raise Fault("MMDS limit exceeded error: The MMDS patch request doesn't fit.", 413)
         self.mmds = new
         return 204, None

@@ -149,8 +149,9 @@ def main(argv, ctx=None):
         return 152
     try:
         payload_limit = int(vals["http-api-max-payload-size"])
+        mmds_limit = int(vals.get("mmds-size-limit", payload_limit))
     except ValueError:
-        return _usage_error("invalid value for http-api-max-payload-size")
+        return _usage_error("invalid value for http-api-max-payload-size/mmds-size-limit")
 
     ctx = ctx or {}
     doc = ctx.get("knobs_doc")
@@ -194,6 +195,7 @@ def main(argv, ctx=None):
               on_exit=lambda code, reason, signal=None: proc.exit(code, reason, signal),
               vsock_factory=vsock_factory)
     proc.vmm = vmm
+    vmm.mmds_limit = mmds_limit
     if helper is not None:
         helper.watch(lambda word: _guest_event(proc, vmm, word))
     if "metrics-path" in vals:
