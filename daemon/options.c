@@ -259,7 +259,7 @@ static char *trim(char *s)
 static int load_config(struct daemon_options *o, const char *path, struct err *err)
 {
 	_cleanup_free_ char *data = NULL;
-	char *line, *save = NULL;
+	char *line, *next;
 	size_t len;
 	unsigned lineno = 0;
 	int r;
@@ -269,10 +269,13 @@ static int load_config(struct daemon_options *o, const char *path, struct err *e
 		return err_set(err, r, "cannot read config file '%s': %s", path, strerror(-r));
 	if (strlen(data) != len)
 		return err_set(err, -EINVAL, "%s: contains a NUL byte", path);
-	for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+	for (line = data; line; line = next) {
 		const struct opt_def *d;
 		char *key, *value, *sep;
 
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
 		lineno++;
 		key = trim(line);
 		if (*key == '\0' || *key == '#')

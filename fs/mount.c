@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Mountpoint hygiene before mounting: a crashed daemon leaves a FUSE mount whose every access
- * fails with ENOTCONN; detach it. A live mvmfs at the same place is an error. */
+/* Mountpoint hygiene before mounting: a crashed daemon leaves a FUSE mount whose requests fail
+ * with ENOTCONN; detach it. A live mvmfs at the same place is an error. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 
 #include "err.h"
 #include "fs.h"
@@ -63,17 +64,22 @@ static int is_mvmfs_mount(const char *path)
 int fs_cleanup_stale_mount(const char *mountpoint, struct err *err)
 {
 	char real[PATH_MAX];
+	struct statfs sfs;
 	struct stat st;
 	int r;
 
-	if (stat(mountpoint, &st) < 0) {
-		if (errno != ENOTCONN)
+	/* statfs always reaches the FUSE daemon; stat may be answered from the attribute cache
+	 * even when the connection is dead. */
+	if (statfs(mountpoint, &sfs) < 0) {
+		if (errno != ENOTCONN && errno != ECONNABORTED)
 			return err_set(err, -errno, "cannot access mountpoint '%s'", mountpoint);
 		if (umount2(mountpoint, MNT_DETACH) < 0)
 			return err_set(err, -errno, "cannot detach the stale mount at '%s'",
 				       mountpoint);
 		return 1;
 	}
+	if (stat(mountpoint, &st) < 0)
+		return err_set(err, -errno, "cannot access mountpoint '%s'", mountpoint);
 	if (!S_ISDIR(st.st_mode))
 		return err_set(err, -ENOTDIR, "mountpoint '%s' is not a directory", mountpoint);
 	if (!realpath(mountpoint, real))

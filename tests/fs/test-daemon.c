@@ -1,0 +1,422 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The mvmfs daemon binary (daemon/): command line and --config, readiness, SIGTERM/SIGINT exit 0
+ * with the mount gone and VMs kept, stale mount cleanup after a crash, refusing a live mount, and
+ * the tree over the REAL runtime with the Firecracker backend pointed at tests/fakes (no VM is
+ * started: the start path fails fast on an unreachable registry, which checks EIO + error).
+ * Each case runs in a private mount namespace.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "test.h"
+
+static char T[128], MNT[160];
+
+static long long now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static const char *daemon_path(void)
+{
+	const char *p = getenv("MVMFS_DAEMON");
+	if (!p)
+		test_skip("MVMFS_DAEMON not set (run through meson test)");
+	return p;
+}
+
+static const char *srcdir(void)
+{
+	const char *p = getenv("MVMFS_SRCDIR");
+	if (!p)
+		test_skip("MVMFS_SRCDIR not set (run through meson test)");
+	return p;
+}
+
+static void setup(void)
+{
+	if (geteuid() != 0)
+		test_skip("needs root (FUSE mount)");
+	if (access("/dev/fuse", R_OK | W_OK) < 0)
+		test_skip("no usable /dev/fuse");
+	(void)daemon_path();
+	if (unshare(CLONE_NEWNS) < 0)
+		test_skip("cannot unshare the mount namespace");
+	ASSERT_OK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
+	snprintf(T, sizeof(T), "/tmp/mvmfs-daemon-test-XXXXXX");
+	ASSERT_TRUE(mkdtemp(T));
+	snprintf(MNT, sizeof(MNT), "%s/mnt", T);
+	ASSERT_OK(mkdir(MNT, 0755));
+}
+
+static void teardown(void)
+{
+	char cmd[300];
+
+	(void)umount2(MNT, MNT_DETACH);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", T);
+	ASSERT_EQ(system(cmd), 0);
+}
+
+/* Run the daemon with the fakes and a temp state dir plus extra args (NULL-terminated);
+ * stderr goes to T/log.N. Returns its pid. */
+static pid_t spawn(int n, const char *extra, ...)
+{
+	char fc[PATH_MAX], jl[PATH_MAX], st[200], jail[200], log[200];
+	const char *argv[64];
+	int argc = 0;
+	va_list ap;
+	pid_t pid;
+
+	snprintf(fc, sizeof(fc), "%s/tests/fakes/firecracker", srcdir());
+	snprintf(jl, sizeof(jl), "%s/tests/fakes/jailer", srcdir());
+	snprintf(st, sizeof(st), "%s/state", T);
+	snprintf(jail, sizeof(jail), "%s/jail", T);
+	snprintf(log, sizeof(log), "%s/log.%d", T, n);
+	argv[argc++] = daemon_path();
+	argv[argc++] = "--state-dir";
+	argv[argc++] = st;
+	argv[argc++] = "--chroot-base";
+	argv[argc++] = jail;
+	argv[argc++] = "--firecracker";
+	argv[argc++] = fc;
+	argv[argc++] = "--jailer";
+	argv[argc++] = jl;
+	argv[argc++] = "--no-network";
+	va_start(ap, extra);
+	for (const char *a = extra; a && argc < 62; a = va_arg(ap, const char *))
+		argv[argc++] = a;
+	va_end(ap);
+	argv[argc++] = MNT;
+	argv[argc] = NULL;
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (fd >= 0)
+			dup2(fd, 2);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static bool log_contains(int n, const char *s)
+{
+	char path[200], buf[16384] = "";
+	FILE *f;
+	size_t k;
+
+	snprintf(path, sizeof(path), "%s/log.%d", T, n);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	k = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[k] = '\0';
+	fclose(f);
+	return strstr(buf, s) != NULL;
+}
+
+/* Wait for vms/ (readiness); fails if the daemon exits first. */
+static void wait_ready(pid_t pid)
+{
+	char p[200];
+	long long deadline = now_ms() + 15000;
+	int status;
+
+	snprintf(p, sizeof(p), "%s/vms", MNT);
+	while (access(p, F_OK) < 0) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			TEST_FAIL("daemon exited before ready (status %d)", status);
+		if (now_ms() > deadline)
+			TEST_FAIL("vms/ did not appear");
+		usleep(10000);
+	}
+}
+
+/* Signal the daemon and return its exit status (or -signal). */
+static int stop(pid_t pid, int sig)
+{
+	long long deadline = now_ms() + 10000;
+	int status;
+
+	kill(pid, sig);
+	while (waitpid(pid, &status, WNOHANG) != pid) {
+		if (now_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			TEST_FAIL("daemon did not exit on signal %d", sig);
+		}
+		usleep(10000);
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+static int run_wait(pid_t pid)
+{
+	int status;
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+static bool is_mounted(void)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[1024];
+	bool found = false;
+
+	ASSERT_TRUE(f);
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, MNT) && strstr(line, "fuse.mvmfs"))
+			found = true;
+	fclose(f);
+	return found;
+}
+
+static ssize_t cat(const char *rel, char *buf, size_t size)
+{
+	char p[400];
+	ssize_t n = 0, k;
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/%s", MNT, rel);
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	while ((k = read(fd, buf + n, size - 1 - (size_t)n)) > 0)
+		n += k;
+	close(fd);
+	buf[n] = '\0';
+	return k < 0 ? -1 : n;
+}
+
+static ssize_t put(const char *rel, const char *s)
+{
+	char p[400];
+	ssize_t r;
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/%s", MNT, rel);
+	fd = open(p, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	r = write(fd, s, strlen(s));
+	if (r < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+static int mkd(const char *rel)
+{
+	char p[400];
+	snprintf(p, sizeof(p), "%s/%s", MNT, rel);
+	return mkdir(p, 0755) < 0 ? -errno : 0;
+}
+
+/* Run the daemon with args, capture stdout+stderr, return its exit code. */
+static int run_cli(char *out, size_t size, const char *a1, const char *a2, const char *a3,
+		   const char *a4)
+{
+	const char *argv[] = { daemon_path(), a1, a2, a3, a4, NULL };
+	int p[2], status;
+	size_t n = 0;
+	ssize_t k;
+	pid_t pid;
+
+	ASSERT_OK(pipe2(p, O_CLOEXEC));
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		dup2(p[1], 1);
+		dup2(p[1], 2);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	while ((k = read(p[0], out + n, size - 1 - n)) > 0)
+		n += (size_t)k;
+	out[n] = '\0';
+	close(p[0]);
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_command_line(void)
+{
+	char out[8192], cfg[] = "/tmp/mvmfs-cfg-XXXXXX";
+	int fd;
+
+	ASSERT_EQ(run_cli(out, sizeof(out), "--help", NULL, NULL, NULL), 0);
+	ASSERT_TRUE(strstr(out, "--state-dir DIR") && strstr(out, "--config FILE") &&
+		    strstr(out, "--insecure-registry") && strstr(out, "--database-url"));
+	ASSERT_EQ(run_cli(out, sizeof(out), "--version", NULL, NULL, NULL), 0);
+	ASSERT_TRUE(strncmp(out, "mvmfs ", 6) == 0);
+	ASSERT_EQ(run_cli(out, sizeof(out), "--bogus", "/x", NULL, NULL), 2);
+	ASSERT_TRUE(strstr(out, "unknown option") != NULL);
+	ASSERT_EQ(run_cli(out, sizeof(out), "--vmm", "xen", "/x", NULL), 2);
+	ASSERT_EQ(run_cli(out, sizeof(out), "--stop-timeout", "5x", "/x", NULL), 2);
+	ASSERT_EQ(run_cli(out, sizeof(out), "--data-disk-size", "lots", "/x", NULL), 2);
+	ASSERT_EQ(run_cli(out, sizeof(out), "--uid-base", "-1", "/x", NULL), 2);
+	ASSERT_EQ(run_cli(out, sizeof(out), "--log-level", "loud", "/x", NULL), 2);
+	ASSERT_EQ(run_cli(out, sizeof(out), "--stop-timeout", NULL, NULL, NULL), 2);
+	ASSERT_EQ(run_cli(out, sizeof(out), "/a", "/b", NULL, NULL), 2);
+	ASSERT_EQ(run_cli(out, sizeof(out), "--config", "/nonexistent/mvmfs.conf", "/x", NULL), 2);
+	fd = mkstemp(cfg);
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_TRUE(dprintf(fd, "# comment\nvmm = qemu\n\nstop-timeout 500ms\nno-such-key = 1\n") > 0);
+	close(fd);
+	ASSERT_EQ(run_cli(out, sizeof(out), "--config", cfg, "/x", NULL), 2);
+	ASSERT_TRUE(strstr(out, ":5: unknown key 'no-such-key'") != NULL);
+	unlink(cfg);
+}
+
+static void test_config_file_and_precedence(void)
+{
+	char cfg[300], buf[256];
+	FILE *f;
+	pid_t pid;
+
+	setup();
+	snprintf(cfg, sizeof(cfg), "%s/mvmfs.conf", T);
+	f = fopen(cfg, "we");
+	ASSERT_TRUE(f);
+	fprintf(f, "# test config\nmax-vms = 1\nlog-level = debug\nstop-timeout = 2s\n"
+		   "data-disk-size = 64M\nuid-base = 300000\nuid-count = 100\n");
+	fclose(f);
+	pid = spawn(1, "--config", cfg, NULL);
+	wait_ready(pid);
+	ASSERT_TRUE(cat("version", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(strncmp(buf, "mvmfs ", 6) == 0 && strstr(buf, "firecracker"));
+	ASSERT_OK(mkd("vms/a"));
+	ASSERT_EQ(mkd("vms/b"), -ENOSPC);
+	ASSERT_TRUE(cat("vms/a/config", buf, sizeof(buf)) > 0);
+	ASSERT_EQ(stop(pid, SIGTERM), 0);
+	ASSERT_TRUE(log_contains(1, "mounted at")); /* log-level from the file */
+	/* the command line wins over the file */
+	pid = spawn(2, "--config", cfg, "--max-vms", "2", NULL);
+	wait_ready(pid);
+	ASSERT_OK(mkd("vms/b"));
+	ASSERT_EQ(mkd("vms/c"), -ENOSPC);
+	ASSERT_EQ(stop(pid, SIGINT), 0);
+	teardown();
+}
+
+static void test_signals_unmount_and_keep_vms(void)
+{
+	char ip1[128], ip2[128], buf[256];
+	struct in6_addr a;
+	pid_t pid;
+
+	setup();
+	pid = spawn(1, NULL);
+	wait_ready(pid);
+	ASSERT_TRUE(is_mounted());
+	ASSERT_OK(mkd("vms/keep"));
+	ASSERT_TRUE(cat("vms/keep/ip", ip1, sizeof(ip1)) > 1);
+	ip1[strcspn(ip1, "\n")] = '\0';
+	ASSERT_EQ(inet_pton(AF_INET6, ip1, &a), 1);
+	ASSERT_EQ(stop(pid, SIGTERM), 0);
+	ASSERT_FALSE(is_mounted());
+	/* the next daemon has the VM again, same address */
+	pid = spawn(2, NULL);
+	wait_ready(pid);
+	ASSERT_TRUE(cat("vms/keep/state", buf, sizeof(buf)) > 0);
+	ASSERT_STREQ(buf, "created\n");
+	ASSERT_TRUE(cat("vms/keep/ip", ip2, sizeof(ip2)) > 1);
+	ip2[strcspn(ip2, "\n")] = '\0';
+	ASSERT_STREQ(ip1, ip2);
+	ASSERT_EQ(stop(pid, SIGINT), 0);
+	ASSERT_FALSE(is_mounted());
+	teardown();
+}
+
+static void test_stale_mount_after_crash(void)
+{
+	struct stat st;
+	pid_t pid, second;
+	char p[200];
+
+	setup();
+	pid = spawn(1, NULL);
+	wait_ready(pid);
+	ASSERT_OK(mkd("vms/x"));
+	/* a second daemon on a live mount refuses */
+	second = spawn(2, NULL);
+	ASSERT_NE(run_wait(second), 0);
+	ASSERT_TRUE(log_contains(2, "already mounted"));
+	/* crash: the mount stays, dead */
+	ASSERT_EQ(stop(pid, SIGKILL), -SIGKILL);
+	snprintf(p, sizeof(p), "%s/vms", MNT);
+	ASSERT_SYSERR(stat(p, &st), ENOTCONN);
+	pid = spawn(3, NULL);
+	wait_ready(pid);
+	ASSERT_TRUE(log_contains(3, "stale mount"));
+	snprintf(p, sizeof(p), "%s/vms/x", MNT);
+	ASSERT_OK(stat(p, &st));
+	ASSERT_EQ(stop(pid, SIGTERM), 0);
+	ASSERT_FALSE(is_mounted());
+	teardown();
+}
+
+static void test_real_runtime_tree(void)
+{
+	char buf[1024];
+	struct stat st;
+	char p[300];
+	pid_t pid;
+
+	setup();
+	pid = spawn(1, "--insecure-registry", "127.0.0.1:1", NULL);
+	wait_ready(pid);
+	ASSERT_EQ(mkd("vms/-bad"), -EINVAL);
+	ASSERT_EQ(mkd("version2"), -EPERM);
+	ASSERT_OK(mkd("vms/r1"));
+	ASSERT_EQ(mkd("vms/r1"), -EEXIST);
+	snprintf(p, sizeof(p), "%s/vms/r1/state", MNT);
+	ASSERT_OK(stat(p, &st));
+	ASSERT_EQ(st.st_mode, S_IFREG | 0644);
+	ASSERT_TRUE(cat("vms/r1/health", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(strstr(buf, "\nvmm: ") && strstr(buf, "\nagent: ") && strstr(buf, "\napp: ") &&
+		    strstr(buf, "\nnet: "));
+	ASSERT_EQ(put("vms/r1/state", "launch"), -EINVAL);
+	ASSERT_EQ(put("vms/r1/state", "stop\n"), 5); /* no-op on created */
+	ASSERT_EQ(put("vms/r1/image", "not a ref"), -EINVAL);
+	ASSERT_EQ(put("vms/r1/image", "127.0.0.1:1/app:1\n"), 18);
+	ASSERT_TRUE(cat("vms/r1/image", buf, sizeof(buf)) > 0);
+	ASSERT_STREQ(buf, "127.0.0.1:1/app:1\n");
+	/* the pull fails at once (nothing listens): EIO, failed, and a reason in error */
+	ASSERT_EQ(put("vms/r1/state", "start"), -EIO);
+	ASSERT_TRUE(cat("vms/r1/state", buf, sizeof(buf)) > 0);
+	ASSERT_STREQ(buf, "failed\n");
+	ASSERT_TRUE(cat("vms/r1/error", buf, sizeof(buf)) > 20);
+	ASSERT_EQ(buf[4], '-');
+	snprintf(p, sizeof(p), "%s/vms/r1", MNT);
+	ASSERT_OK(rmdir(p));
+	ASSERT_SYSERR(stat(p, &st), ENOENT);
+	ASSERT_EQ(stop(pid, SIGTERM), 0);
+	teardown();
+}
+
+TEST_MAIN(TEST(test_command_line), TEST(test_config_file_and_precedence),
+	  TEST(test_signals_unmount_and_keep_vms), TEST(test_stale_mount_after_crash),
+	  TEST(test_real_runtime_tree))
