@@ -168,7 +168,8 @@ static void setup(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static bool with_network, stop_on_exit;
+static bool with_network, stop_on_exit, real_images;
+static const char *insecure[2];
 
 static struct runtime *rt_open(struct runtime_config *cfg)
 {
@@ -194,11 +195,13 @@ static struct runtime *rt_open(struct runtime_config *cfg)
 		.stop_timeout_ms = 1500,
 		.no_network = !with_network,
 		.stop_vms_on_exit = stop_on_exit,
+		.insecure_registries = insecure[0] ? insecure : NULL,
 		.bridge = "mvmbrt0",
 	};
 	if (runtime_new(cfg, &rt, &err) < 0)
 		TEST_FAIL("runtime_new: %s", err.msg);
-	rt->prepare_image = fixture_image;
+	if (!real_images)
+		rt->prepare_image = fixture_image;
 	real_ops = rt->ops;
 	wrapped_ops = *rt->ops;
 	wrapped_ops.cleanup = keep_calls_cleanup;
@@ -827,5 +830,114 @@ static void test_stop_on_exit(void)
 	rm_rf(T);
 }
 
-TEST_MAIN(TEST(test_lifecycle), TEST(test_stop_on_exit), TEST(test_agent), TEST(test_daemon_killed_mid_start), TEST(test_reap_leftovers), TEST(test_network), TEST(test_ignore_ctrl_alt_del), TEST(test_crash),
-	  TEST(test_refused), TEST(test_readopt))
+#ifdef RT_REGISTRY_SUITE
+/* The fake-only cases are built but not run in this binary. */
+_unused_ static void (*const fake_cases[])(void) = {
+	test_lifecycle, test_stop_on_exit, test_agent, test_daemon_killed_mid_start,
+	test_reap_leftovers, test_network, test_ignore_ctrl_alt_del, test_crash, test_refused,
+	test_readopt,
+};
+static char fx_dir[128];
+
+static const char *fx(const char *key)
+{
+	static char val[512];
+	char path[200], line[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/env", fx_dir);
+	f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	while (fgets(line, sizeof(line), f)) {
+		size_t n = strlen(key);
+		if (strncmp(line, key, n) == 0 && line[n] == '=') {
+			snprintf(val, sizeof(val), "%s", line + n + 1);
+			val[strcspn(val, "\n")] = '\0';
+			fclose(f);
+			return val;
+		}
+	}
+	fclose(f);
+	return NULL;
+}
+
+/* The real image path: img_prepare pulls from a docker-registry at start, health shows the
+ * digest, a missing image fails the start with the registry's answer in error. */
+static void test_registry_image(void)
+{
+	static char entry[64];
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm;
+	struct err err = {};
+	char ref[128], port[16], *s;
+	const char *p = fx("PORT_ANON");
+
+	setup();
+	ASSERT_TRUE(p != NULL);
+	if (snprintf(port, sizeof(port), "%s", p) >= (int)sizeof(port))
+		TEST_FAIL("bad port %s", p);
+	snprintf(entry, sizeof(entry), "127.0.0.1:%s", port);
+	insecure[0] = entry;
+	real_images = true;
+	rt = rt_open(&cfg);
+	vm = define(rt, "img1");
+	snprintf(ref, sizeof(ref), "127.0.0.1:%s/test/simple:1", port);
+	ASSERT_OK(vm_set_image(vm, ref, &err));
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	s = show(vm, VM_ATTR_HEALTH);
+	if (!strstr(s, "\nimage: ready sha256:"))
+		TEST_FAIL("health: %s", s);
+	free(s);
+	ASSERT_EQ(command(vm, VM_VERB_STOP), 0);
+	snprintf(ref, sizeof(ref), "127.0.0.1:%s/test/missing:1", port);
+	ASSERT_OK(vm_set_image(vm, ref, &err));
+	ASSERT_ERRNO(command(vm, VM_VERB_START), EIO);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_FAILED);
+	s = show(vm, VM_ATTR_ERROR);
+	if (!strstr(s, " start: image '127.0.0.1:"))
+		TEST_FAIL("error: %s", s);
+	free(s);
+	assert_no_leftovers(rt, "img1", 0);
+	vm_unref(vm);
+	destroy(rt, "img1");
+	runtime_free(rt);
+	rm_rf(T);
+}
+
+int main(void)
+{
+	static const struct test_case cases[] = { TEST(test_registry_image) };
+	const char *src = getenv("MVMFS_SRCDIR");
+	char cmd[1024];
+	int r, st;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	snprintf(fx_dir, sizeof(fx_dir), "/tmp/mrt-regfx-%d", (int)getpid());
+	if (!src || geteuid() != 0) {
+		printf("1..0 # SKIP needs root and MVMFS_SRCDIR\n");
+		return 77;
+	}
+	snprintf(cmd, sizeof(cmd), "python3 %s/tests/image/registry-fixture.py up %s >&2", src,
+		 fx_dir);
+	st = system(cmd);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
+			printf("1..0 # SKIP registry fixture unavailable (docker-registry/skopeo)\n");
+			return 77;
+		}
+		printf("1..0\n# registry fixture failed to start\n");
+		return 1;
+	}
+	r = test_run(cases, ELEMENTSOF(cases));
+	snprintf(cmd, sizeof(cmd), "python3 %s/tests/image/registry-fixture.py down %s", src,
+		 fx_dir);
+	(void)!system(cmd);
+	return r;
+}
+#else
+TEST_MAIN(TEST(test_lifecycle), TEST(test_stop_on_exit), TEST(test_agent),
+	  TEST(test_daemon_killed_mid_start), TEST(test_reap_leftovers), TEST(test_network),
+	  TEST(test_ignore_ctrl_alt_del), TEST(test_crash), TEST(test_refused), TEST(test_readopt))
+#endif
