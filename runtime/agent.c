@@ -389,6 +389,11 @@ int agent_start(const struct agent_config *cfg, struct agent **ret)
 	if (!a)
 		return -ENOMEM;
 	a->transport = cfg->transport;
+	/* The QEMU backend names its chardev socket "*.serial": no vsock handshake there, even if
+	 * the caller asked for one. */
+	if (strlen(cfg->socket_path) > 7 &&
+	    strcmp(cfg->socket_path + strlen(cfg->socket_path) - 7, ".serial") == 0)
+		a->transport = AGENT_TRANSPORT_SERIAL;
 	snprintf(a->path, sizeof(a->path), "%s", cfg->socket_path);
 	a->vsock_port = cfg->vsock_port ? cfg->vsock_port : AGENT_DEFAULT_VSOCK_PORT;
 	a->heartbeat_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms : 1000;

@@ -45,6 +45,7 @@ enum agent_event {
 typedef void (*agent_event_cb)(void *ud, struct agent *agent, enum agent_event ev);
 
 struct agent_config {
+	/* A socket_path ending in ".serial" (the QEMU backend's chardev) is always SERIAL. */
 	enum agent_transport transport;
 	const char *socket_path;      /* copied; <= 107 bytes */
 	uint32_t vsock_port;          /* guest port for AGENT_TRANSPORT_VSOCK */

@@ -32,7 +32,7 @@
 #define QEMU_DIR "qemu"
 #define QEMU_MARK ".mvmfs"
 #define QEMU_QMP "qmp.sock"
-#define QEMU_AGENT "agent.sock"
+#define QEMU_AGENT "agent.serial" /* the suffix tells runtime/agent.c: no vsock handshake */
 #define QEMU_PIDFILE "qemu.pid"
 #define QEMU_SOCKET_WAIT_MS 10000
 #define QEMU_CALL_MS 3000

@@ -1,0 +1,276 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * End to end through the daemon with --vmm qemu (SPEC sections 2, 4, 5): an app image pushed to
+ * a local registry (docker-registry + umoci + skopeo) starts with one `echo start`, reaches
+ * `healthy`, answers curl on port 8080 with content that proves Env, WorkingDir and User, its
+ * output is in `log`, `echo stop` runs its SIGTERM handler and stops the VM, a second start
+ * (image cached) is timed, and after `rmdir` nothing of the VM is left on the host.
+ * Runs in its own network and mount namespaces. Two boots.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "test.h"
+
+static char T[64], MNT[128], VM[160];
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int sh(const char *fmt, ...) _printf_(1, 2);
+static int sh(const char *fmt, ...)
+{
+	char cmd[8192];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Read a control file (whole, small). */
+static int rd(const char *file, char *buf, size_t size)
+{
+	char p[256];
+	ssize_t n;
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/%s", VM, file);
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	return (int)n;
+}
+
+static int wr(const char *file, const char *val)
+{
+	char p[256];
+	ssize_t n;
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/%s", VM, file);
+	fd = open(p, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, val, strlen(val));
+	close(fd);
+	return n < 0 ? -errno : 0;
+}
+
+static bool wait_health(const char *word, unsigned timeout_ms)
+{
+	double end = now_s() + timeout_ms / 1000.0;
+	char buf[2048];
+
+	do {
+		if (rd("health", buf, sizeof(buf)) > 0 && strncmp(buf, word, strlen(word)) == 0 &&
+		    buf[strlen(word)] == '\n')
+			return true;
+		usleep(50000);
+	} while (now_s() < end);
+	printf("# health:\n%s", buf);
+	return false;
+}
+
+static bool wait_http(const char *ip, char *page, size_t size, unsigned timeout_ms)
+{
+	double end = now_s() + timeout_ms / 1000.0;
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd), "curl -sf -g -m 2 'http://[%s]:8080/' 2>/dev/null", ip);
+	do {
+		FILE *p = popen(cmd, "r");
+		size_t n = p ? fread(page, 1, size - 1, p) : 0;
+
+		page[n] = '\0';
+		if (p && pclose(p) == 0 && n > 0)
+			return true;
+		usleep(50000);
+	} while (now_s() < end);
+	return false;
+}
+
+static void test_daemon_qemu_e2e(void)
+{
+	const char *bld = getenv("MVMFS_BUILDDIR"), *src = getenv("MVMFS_SRCDIR");
+	char guest[300], page[512], buf[4096], ip[64], state[64];
+	double t0, t_ready, t_http, t_stop, t2, t2_http;
+	pid_t reg, daemon;
+
+	if (geteuid() != 0)
+		test_skip("needs root (FUSE, namespaces, TAP, cgroups)");
+	if (!bld || !src)
+		test_skip("MVMFS_BUILDDIR/MVMFS_SRCDIR not set");
+	if (sh("for p in qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4; do "
+	       "command -v $p >/dev/null || exit 1; done") != 0)
+		test_skip("qemu-system-x86_64, docker-registry, umoci, skopeo, curl or mkfs.ext4 "
+			  "missing");
+	if (access("/dev/fuse", R_OK | W_OK) < 0)
+		test_skip("no /dev/fuse");
+	snprintf(guest, sizeof(guest), "%s/guest-out", bld);
+	if (sh("%s/tools/build-guest --out %s >%s/build-guest.log 2>&1", src, guest, bld) != 0)
+		test_skip("tools/build-guest failed (apt-get download needs the network)");
+
+	ASSERT_OK(unshare(CLONE_NEWNET | CLONE_NEWNS));
+	ASSERT_OK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
+	ASSERT_EQ(sh("ip link set lo up && mkdir -p /run/netns && mount -t tmpfs tmpfs /run/netns"),
+		  0);
+	snprintf(T, sizeof(T), "/tmp/test-e2e.XXXXXX");
+	ASSERT_TRUE(mkdtemp(T) != NULL);
+	ASSERT_OK(chmod(T, 0755));
+	snprintf(MNT, sizeof(MNT), "%s/mnt", T);
+	snprintf(VM, sizeof(VM), "%s/vms/web", MNT);
+
+	/* Registry + image: busybox, user app (1000, groups app+web), HTTP app with a trap. */
+	ASSERT_EQ(sh("set -e; cd %s; mkdir reg; printf 'version: 0.1\\nstorage: { filesystem: { "
+		     "rootdirectory: %s/reg/data } }\\nhttp: { addr: 127.0.0.1:5055 }\\n' > reg/config.yml",
+		     T, T),
+		  0);
+	reg = fork();
+	if (reg == 0) {
+		char cfg[128], log[128];
+		int fd;
+
+		snprintf(cfg, sizeof(cfg), "%s/reg/config.yml", T);
+		snprintf(log, sizeof(log), "%s/reg/log", T);
+		fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execlp("docker-registry", "docker-registry", "serve", cfg, (char *)NULL);
+		_exit(127);
+	}
+	ASSERT_EQ(sh("set -e; cd %s; for i in $(seq 100); do curl -sf http://127.0.0.1:5055/v2/ "
+		     ">/dev/null && break; sleep 0.05; done; "
+		     "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
+		     "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
+		     "mkdir -p $R/bin $R/etc $R/srv $R/tmp $R/home/app; cp %s/busybox $R/bin/busybox; "
+		     "for a in $($R/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox $R/bin/$a; done; "
+		     "printf 'root:x:0:0:root:/root:/bin/sh\\napp:x:1000:1000:app:/home/app:/bin/sh\\n' > $R/etc/passwd; "
+		     "printf 'root:x:0:\\napp:x:1000:\\nweb:x:2000:app\\n' > $R/etc/group; "
+		     "printf '%%s\\n' '#!/bin/sh' 'trap \"echo app: got SIGTERM; exit 42\" TERM' "
+		     "'mkdir -p /tmp/www' "
+		     "'echo \"greeting=$GREETING workdir=$(pwd) user=$(id -u):$(id -g) groups=$(id -G) name=$(id -un)\" > /tmp/www/index.html' "
+		     "'echo app: serving on 8080' 'httpd -f -p 8080 -h /tmp/www &' "
+		     "'while true; do sleep 1 & wait $!; done' > $R/srv/app.sh; chmod 755 $R/srv/app.sh; "
+		     "umoci repack --image oci:1 bundle >/dev/null; "
+		     "umoci config --image oci:1 --config.entrypoint /bin/sh --config.cmd /srv/app.sh "
+		     "--config.env GREETING=hello-e2e --config.workingdir /srv --config.user app >/dev/null; "
+		     "umoci gc --layout oci; "
+		     "skopeo copy -q --dest-tls-verify=false oci:oci:1 docker://127.0.0.1:5055/app:1",
+		     T, guest),
+		  0);
+
+	/* The daemon: QEMU backend, local allocator, its own bridge. */
+	ASSERT_EQ(sh("mkdir -p %s/state/guest %s && cp %s/vmlinux %s/initramfs.cpio.gz %s/state/guest/",
+		     T, MNT, guest, guest, T),
+		  0);
+	daemon = fork();
+	if (daemon == 0) {
+		char bin[300], st[128], log[128];
+		int fd;
+
+		snprintf(bin, sizeof(bin), "%s/daemon/mvmfs", bld);
+		snprintf(st, sizeof(st), "%s/state", T);
+		snprintf(log, sizeof(log), "%s/daemon.log", T);
+		fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl(bin, bin, "--state-dir", st, "--vmm", "qemu", "--insecure-registry",
+		      "127.0.0.1:5055", "--bridge", "mvme2e0", "--ipv6-prefix", "fd42:e2e::/64",
+		      "--app-grace", "3s", MNT, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 100; i++) {
+		snprintf(buf, sizeof(buf), "%s/vms", MNT);
+		if (access(buf, F_OK) == 0)
+			break;
+		usleep(50000);
+	}
+	ASSERT_OK(mkdir(VM, 0755));
+	ASSERT_OK(wr("image", "127.0.0.1:5055/app:1\n"));
+	ASSERT_TRUE(rd("ip", ip, sizeof(ip)) > 0);
+	ip[strcspn(ip, "\n")] = '\0';
+
+	/* First start: pulls the image, boots, the app comes up. */
+	t0 = now_s();
+	ASSERT_OK(wr("state", "start\n"));
+	ASSERT_TRUE(rd("state", state, sizeof(state)) > 0);
+	ASSERT_STREQ(state, "running\n");
+	ASSERT_TRUE(wait_health("healthy", 30000));
+	t_ready = now_s();
+	ASSERT_TRUE(wait_http(ip, page, sizeof(page), 10000));
+	t_http = now_s();
+	printf("# first start: healthy %.2fs, HTTP %.2fs; page: %s", t_ready - t0, t_http - t0, page);
+	ASSERT_TRUE(strstr(page, "greeting=hello-e2e") != NULL);
+	ASSERT_TRUE(strstr(page, "workdir=/srv") != NULL);
+	ASSERT_TRUE(strstr(page, "user=1000:1000 groups=1000 2000 name=app") != NULL);
+	ASSERT_TRUE(rd("health", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(strstr(buf, "\nagent: ok ") != NULL);
+	ASSERT_TRUE(strstr(buf, "\napp: running ") != NULL);
+	ASSERT_TRUE(rd("log", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(strstr(buf, "app: serving on 8080") != NULL);
+
+	/* Graceful stop through the agent: the app's SIGTERM handler runs. */
+	t_stop = now_s();
+	ASSERT_OK(wr("state", "stop\n"));
+	printf("# stop: %.2fs\n", now_s() - t_stop);
+	ASSERT_TRUE(rd("state", state, sizeof(state)) > 0);
+	ASSERT_STREQ(state, "stopped\n");
+	ASSERT_TRUE(rd("log", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(strstr(buf, "got SIGTERM") != NULL || strstr(buf, "app exited with code 42"));
+
+	/* Second start: the image is cached. */
+	t2 = now_s();
+	ASSERT_OK(wr("state", "start\n"));
+	ASSERT_TRUE(wait_http(ip, page, sizeof(page), 30000));
+	t2_http = now_s();
+	ASSERT_TRUE(wait_health("healthy", 10000));
+	printf("# second start (image cached): HTTP %.2fs\n", t2_http - t2);
+	ASSERT_OK(wr("state", "stop\n"));
+
+	ASSERT_OK(rmdir(VM));
+	/* Nothing of the VM left: no namespace, no QEMU dir, no cgroup, no process. */
+	/* Teardown after rmdir is asynchronous: give it a few seconds. */
+	ASSERT_EQ(sh("for i in $(seq 100); do ok=1; "
+		     "ls /run/netns | grep -q web && ok=0; "
+		     "ls %s/state/qemu 2>/dev/null | grep -q web && ok=0; "
+		     "for c in /sys/fs/cgroup/*/mvmfs/web; do [ -e \"$c\" ] && ok=0; done; "
+		     "pgrep -f 'name mvmfs-[w]eb' >/dev/null && ok=0; "
+		     "[ $ok = 1 ] && exit 0; sleep 0.1; done; "
+		     "ls /run/netns %s/state/qemu /sys/fs/cgroup/*/mvmfs; exit 1",
+		     T, T),
+		  0);
+	kill(daemon, SIGTERM);
+	waitpid(daemon, NULL, 0);
+	kill(reg, SIGTERM);
+	waitpid(reg, NULL, 0);
+	sh("umount -l %s 2>/dev/null; rm -rf %s", MNT, T);
+}
+
+TEST_MAIN(TEST(test_daemon_qemu_e2e))
