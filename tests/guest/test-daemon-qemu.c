@@ -116,6 +116,23 @@ static bool wait_http(const char *ip, char *page, size_t size, unsigned timeout_
 	return false;
 }
 
+/* VmRSS of pid in KiB, 0 when unknown. */
+static long rss_kb(pid_t pid)
+{
+	char path[64], line[256];
+	long kb = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb;
+}
+
 static void test_daemon_qemu_e2e(void)
 {
 	const char *bld = getenv("MVMFS_BUILDDIR"), *src = getenv("MVMFS_SRCDIR");
@@ -212,6 +229,7 @@ static void test_daemon_qemu_e2e(void)
 			break;
 		usleep(50000);
 	}
+	long rss0 = rss_kb(daemon);
 	ASSERT_OK(mkdir(VM, 0755));
 	ASSERT_OK(wr("image", "127.0.0.1:5055/app:1\n"));
 	ASSERT_TRUE(rd("ip", ip, sizeof(ip)) > 0);
@@ -252,6 +270,18 @@ static void test_daemon_qemu_e2e(void)
 	t2_http = now_s();
 	ASSERT_TRUE(wait_health("healthy", 10000));
 	printf("# second start (image cached): HTTP %.2fs\n", t2_http - t2);
+	{
+		FILE *p = popen("pgrep -f 'name mvmfs-[w]eb' | head -1", "r");
+		int qpid = 0;
+
+		if (p && fscanf(p, "%d", &qpid) != 1)
+			qpid = 0;
+		if (p)
+			pclose(p);
+		printf("# memory: QEMU RSS %.0f MiB, daemon RSS %.1f MiB (+%.1f MiB with this VM)\n",
+		       rss_kb(qpid) / 1024.0, rss_kb(daemon) / 1024.0,
+		       (rss_kb(daemon) - rss0) / 1024.0);
+	}
 	ASSERT_OK(wr("state", "stop\n"));
 
 	ASSERT_OK(rmdir(VM));
