@@ -6,6 +6,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -402,8 +403,31 @@ void job_cleanup(struct runtime *rt, struct vm *vm, void *arg)
 	(void)sv_post_event(rt, vm, LC_EV_CLEANUP_DONE);
 }
 
+/* Keep a file some VMM process appends to (console, Firecracker log and metrics) bounded: past
+ * max bytes it is cut back to its last keep bytes. A writer using O_APPEND simply continues. */
+#define FILE_MAX (4u << 20)
+#define FILE_KEEP (256u << 10)
+static void bound_file(const char *path)
+{
+	_cleanup_close_ int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	_cleanup_free_ char *tail = NULL;
+	struct stat st;
+	ssize_t n;
+
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= FILE_MAX)
+		return;
+	tail = malloc(FILE_KEEP);
+	if (!tail)
+		return;
+	n = pread(fd, tail, FILE_KEEP, st.st_size - FILE_KEEP);
+	if (n <= 0 || ftruncate(fd, 0) < 0)
+		return;
+	(void)!pwrite(fd, tail, (size_t)n, 0);
+}
+
 void job_probe(struct runtime *rt, struct vm *vm, void *arg)
 {
+	char path[VMM_PATH_MAX + 64];
 	enum vmm_run_state run = VMM_RUN_UNKNOWN;
 	struct net_vm_status ns = {};
 	struct err err = {};
@@ -411,6 +435,14 @@ void job_probe(struct runtime *rt, struct vm *vm, void *arg)
 
 	if (rt->ops->query(rt->ops_priv, &vm->h, &run, &err) < 0)
 		run = VMM_RUN_UNKNOWN;
+	snprintf(path, sizeof(path), "%s/vms/%s/console.log", rt->cfg.state_dir, vm->name);
+	bound_file(path);
+	if (vm->h.jail_dir[0] && strcmp(rt->ops->name, "firecracker") == 0) {
+		snprintf(path, sizeof(path), "%s/root/firecracker.log", vm->h.jail_dir);
+		bound_file(path);
+		snprintf(path, sizeof(path), "%s/root/metrics.json", vm->h.jail_dir);
+		bound_file(path);
+	}
 	if (check_net) {
 		pthread_mutex_lock(&rt->net_lock);
 		if (net_vm_status(rt->net, vm->name, &ns) >= 0)
