@@ -178,6 +178,12 @@ void fs_op_eperm_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		struct fuse_pollhandle *ph);
 
+/* Rate limit for messages users can trigger at will (failed mkdir/rmdir): true when this one
+ * may be logged. At most FS_LOG_BURST per FS_LOG_INTERVAL_S seconds, process-wide. */
+#define FS_LOG_BURST 20
+#define FS_LOG_INTERVAL_S 10
+bool fs_log_ratelimit(void);
+
 /* state.c: a state write whose reply may be deferred to the runtime's done callback. */
 void fs_state_write(fuse_req_t req, struct fs_handle *h, const char *value, size_t count,
 		    bool nonblock);

@@ -55,6 +55,32 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.poll = fs_op_poll,
 };
 
+bool fs_log_ratelimit(void)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static time_t window;       /* protected by lock */
+	static unsigned used, suppressed;
+	unsigned dropped = 0;
+	bool ok;
+	time_t now = time(NULL);
+
+	pthread_mutex_lock(&lock);
+	if (now - window >= FS_LOG_INTERVAL_S) {
+		dropped = suppressed;
+		window = now;
+		used = suppressed = 0;
+	}
+	ok = used < FS_LOG_BURST;
+	if (ok)
+		used++;
+	else
+		suppressed++;
+	pthread_mutex_unlock(&lock);
+	if (dropped)
+		log_notice("%u messages about failed requests suppressed", dropped);
+	return ok;
+}
+
 /* libfuse's own messages go through our logger (its levels are syslog levels). */
 static void fs_log_func(enum fuse_log_level level, const char *fmt, va_list ap)
 {

@@ -71,10 +71,8 @@ static void state_done(void *ud, int result)
 {
 	struct state_write *w = ud;
 
-	if (result < 0)
-		log_info_errno(result, "%s: %s failed", w->name, vm_verb_to_string(w->verb));
-	else
-		log_debug("%s: %s done", w->name, vm_verb_to_string(w->verb));
+	/* The runtime logs why a transition failed; this is the writer's side only. */
+	log_debug_errno(result, "%s: %s answered", w->name, vm_verb_to_string(w->verb));
 	(void)claim_and_reply(w, result);
 	free(w);
 }

@@ -49,7 +49,8 @@ static void mkdir_done(void *ud, int result)
 		vm_unref(vm);
 	}
 	if (r < 0) {
-		log_info_errno(r, "mkdir '%s' failed", c->name);
+		if (fs_log_ratelimit())
+			log_info_errno(r, "mkdir '%s' failed", c->name);
 		fuse_reply_err(c->req, -r);
 		return;
 	}
@@ -63,9 +64,10 @@ static void rmdir_done(void *ud, int result)
 {
 	_cleanup_free_ struct vmdir_req *c = ud;
 
-	if (result < 0)
-		log_info_errno(result, "rmdir '%s' failed", c->name);
-	else
+	if (result < 0) {
+		if (fs_log_ratelimit())
+			log_info_errno(result, "rmdir '%s' failed", c->name);
+	} else
 		log_info("VM '%s' destroyed", c->name);
 	fuse_reply_err(c->req, result < 0 ? -result : 0);
 }

@@ -3,7 +3,8 @@
  * The real FUSE tree (fs/) over the fake runtime, for the fs semantics tests and the fs-read
  * benchmark. Usage: mvmfs-fs-testd MOUNTPOINT [-d]
  * Prints "ready" on stdout once vms/ is visible, then reads control lines on stdin (see
- * fake-runtime.h) and answers each with one line. EOF on stdin or SIGTERM unmounts and exits.
+ * fake-runtime.h, plus "setready") and answers each with one line. EOF on stdin or SIGTERM
+ * unmounts and exits. With MVMFS_TESTD_HOLD_READY=1 vms/ stays hidden until "setready".
  */
 #include <errno.h>
 #include <pthread.h>
@@ -29,7 +30,12 @@ static void *control_thread(void *arg)
 	char line[1024], reply[256];
 
 	while (fgets(line, sizeof(line), stdin)) {
-		fake_runtime_control(c->rt, line, reply, sizeof(reply));
+		if (strcmp(line, "setready\n") == 0) {
+			fs_set_ready(c->fs);
+			snprintf(reply, sizeof(reply), "ok");
+		} else {
+			fake_runtime_control(c->rt, line, reply, sizeof(reply));
+		}
 		printf("%s\n", reply);
 		fflush(stdout);
 	}
@@ -83,7 +89,9 @@ int main(int argc, char **argv)
 		runtime_free(rt);
 		return 1;
 	}
-	fs_set_ready(fs);
+	/* MVMFS_TESTD_HOLD_READY=1: vms/ stays hidden until the control line "setready". */
+	if (!getenv("MVMFS_TESTD_HOLD_READY"))
+		fs_set_ready(fs);
 
 	c = (struct ctl){ .rt = rt, .fs = fs };
 	sigfillset(&all);

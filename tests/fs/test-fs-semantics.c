@@ -825,7 +825,34 @@ static void test_rmdir_and_reuse(void)
 	teardown();
 }
 
-TEST_MAIN(TEST(test_tree_and_modes), TEST(test_names), TEST(test_mkdir_limits_and_failures),
+/* vms/ appears only once the daemon is ready (SPEC section 1). */
+static void test_readiness(void)
+{
+	struct stat st;
+	DIR *d;
+	struct dirent *de;
+	int seen = 0;
+
+	setenv("MVMFS_TESTD_HOLD_READY", "1", 1);
+	setup();
+	ASSERT_SYSERR(stat(P("vms"), &st), ENOENT);
+	ASSERT_SYSERR(mkdir(P("vms/early"), 0755), ENOENT);
+	ASSERT_SYSERR(mkdir(P("vms"), 0755), EPERM);
+	d = opendir(F.mnt);
+	ASSERT_TRUE(d);
+	while ((de = readdir(d)))
+		seen += strcmp(de->d_name, "vms") == 0;
+	closedir(d);
+	ASSERT_EQ(seen, 0);
+	ASSERT_OK(stat(P("version"), &st));
+	CTL_OK("setready");
+	ASSERT_OK(stat(P("vms"), &st));
+	mkvm("late");
+	expect_content(P("vms/late/state"), "created\n");
+	teardown();
+}
+
+TEST_MAIN(TEST(test_readiness), TEST(test_tree_and_modes), TEST(test_names), TEST(test_mkdir_limits_and_failures),
 	  TEST(test_refused_operations), TEST(test_reads), TEST(test_write_errnos),
 	  TEST(test_blocking_write), TEST(test_blocking_write_waits_for_transition),
 	  TEST(test_nonblock_returns_on_acceptance), TEST(test_concurrent_writers),
