@@ -127,6 +127,7 @@ struct img_http_resp {
 	bool have_content_length;
 	struct img_blob_writer *sink; /* when set, 2xx bodies go here instead of body */
 	long resume_from;             /* range start asked for; 206 expected */
+	long long range_start;        /* from Content-Range, -1 when absent */
 	int sink_error;
 };
 void img_http_resp_done(struct img_http_resp *r);

@@ -110,6 +110,7 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *ud)
 		r->content_type[0] = r->docker_digest[0] = r->www_authenticate[0] = '\0';
 		r->amz_checksum[0] = '\0';
 		r->have_content_length = false;
+		r->range_start = -1;
 		return n;
 	}
 	colon = memchr(data, ':', n);
@@ -130,6 +131,13 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *ud)
 			copy_value(v, vl, r->www_authenticate, sizeof(r->www_authenticate));
 	} else if (nl == 21 && strncasecmp(data, "x-amz-checksum-sha256", nl) == 0) {
 		copy_value(v, vl, r->amz_checksum, sizeof(r->amz_checksum));
+	} else if (nl == 13 && strncasecmp(data, "content-range", nl) == 0) {
+		char buf[96];
+		long long start;
+
+		copy_value(v, vl, buf, sizeof(buf));
+		if (sscanf(buf, "bytes %lld-", &start) == 1 && start >= 0)
+			r->range_start = start;
 	} else if (nl == 14 && strncasecmp(data, "content-length", nl) == 0) {
 		char buf[32];
 		char *end;
@@ -208,6 +216,12 @@ static size_t write_cb_outer(char *data, size_t size, size_t nmemb, void *ud)
 				return 0;
 			}
 		}
+		/* A part that doesn't start where we stopped is useless: start over next time. */
+		if (w->r->sink && w->r->status == 206 && w->r->range_start != w->r->resume_from) {
+			int e = img_blob_writer_rewind(w->r->sink);
+			w->r->sink_error = e < 0 ? e : -ECONNRESET;
+			return 0;
+		}
 	}
 	return write_cb(data, size, nmemb, w->r);
 }
@@ -232,6 +246,7 @@ int img_http_perform(CURL *c, const char *url, struct curl_slist *headers,
 	r->content_type[0] = r->docker_digest[0] = r->www_authenticate[0] = '\0';
 	r->amz_checksum[0] = '\0';
 	r->have_content_length = false;
+	r->range_start = -1;
 	if (!r->body_max)
 		r->body_max = 64 * 1024;
 	snprintf(range, sizeof(range), "%ld-", r->resume_from);
@@ -250,6 +265,8 @@ int img_http_perform(CURL *c, const char *url, struct curl_slist *headers,
 		return 0;
 	if (r->sink_error == -EFBIG)
 		return err_set(err, -EBADMSG, "%s: blob larger than its descriptor says", who);
+	if (r->sink_error == -ECONNRESET)
+		return err_set(err, -ECONNRESET, "%s: server sent the wrong range", who);
 	if (r->sink_error)
 		return err_set(err, r->sink_error, "%s: writing the download failed: %s", who,
 			       strerror(-r->sink_error));

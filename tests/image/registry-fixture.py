@@ -298,11 +298,11 @@ def up(d):
 
 
 def down(d):
-    try:
-        with open(os.path.join(d, "pids")) as f:
-            pids = [int(x) for x in f.read().split()]
-    except OSError:
-        pids = []
+    pids = []
+    for root, _, files in os.walk(d):  # every spawn() wrote its pid beside its log
+        if "pids" in files:
+            with open(os.path.join(root, "pids")) as f:
+                pids += [int(x) for x in f.read().split()]
     for pid in pids:
         try:
             os.killpg(pid, signal.SIGTERM)  # each child leads its own session
