@@ -367,6 +367,7 @@ static void loop(struct agent_state *s)
 			p[n++] = (struct pollfd){ .fd = s->app.out_fd, .events = POLLIN };
 		if (s->app.err_fd >= 0)
 			p[n++] = (struct pollfd){ .fd = s->app.err_fd, .events = POLLIN };
+		int first_input = n;
 		for (int i = 0; i < s->ninputs; i++)
 			p[n++] = (struct pollfd){ .fd = s->inputs[i], .events = POLLIN };
 
@@ -381,16 +382,16 @@ static void loop(struct agent_state *s)
 		for (int i = 0; i < n; i++) {
 			if (!p[i].revents)
 				continue;
-			if (p[i].fd == s->sfd)
+			if (i == 0)
 				handle_signals(s);
+			else if (i <= cn)
+				channel_handle(s->ch, p[i].fd, p[i].revents, now, on_host_msg, s);
+			else if (i >= first_input)
+				handle_input(s, p[i].fd);
 			else if (p[i].fd == s->app.out_fd)
 				forward_output(s, &s->app.out_fd, AGENT_STREAM_STDOUT);
 			else if (p[i].fd == s->app.err_fd)
 				forward_output(s, &s->app.err_fd, AGENT_STREAM_STDERR);
-			else if (i > cn)
-				handle_input(s, p[i].fd);
-			else
-				channel_handle(s->ch, p[i].fd, p[i].revents, now, on_host_msg, s);
 		}
 	}
 }
