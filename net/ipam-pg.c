@@ -331,7 +331,24 @@ int ipam_pg_assign(struct ipam_pg *pg, const struct in6_addr *prefix, unsigned l
 int ipam_pg_new(const char *conninfo, struct ipam_pg **ret, struct err *err)
 {
 	_cleanup_free_ struct ipam_pg *pg = NULL;
+	PQconninfoOption *opts;
+	char *msg = NULL, m[ERR_MSG_MAX];
 
+	/* Catch a malformed URL/conninfo at start-up instead of at the first mkdir. */
+	opts = PQconninfoParse(conninfo, &msg);
+	if (!opts) {
+		/* libpq may quote the whole URL, password included: cut it out of the message. */
+		char *hit = msg ? strstr(msg, conninfo) : NULL;
+		int r;
+
+		if (hit)
+			memmove(hit, hit + strlen(conninfo), strlen(hit + strlen(conninfo)) + 1);
+		r = err_set(err, msg ? -EINVAL : -ENOMEM, "invalid database URL: %s",
+			    pg_message(msg, m, sizeof(m)));
+		PQfreemem(msg);
+		return r;
+	}
+	PQconninfoFree(opts);
 	pg = calloc(1, sizeof(*pg));
 	if (!pg)
 		return -ENOMEM;

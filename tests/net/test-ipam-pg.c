@@ -256,6 +256,22 @@ static void test_database_down(void)
 	struct in6_addr a;
 	struct ipam *x;
 
+	/* Malformed: refused when the allocator is created, not at the first mkdir. */
+	{
+		struct net_config cfg = {.state_dir = state_dir,
+					 .database_url = "postgresql://u:secret@[::1/db",
+					 .ipv6_prefix = "2001:db8::/64"};
+
+		x = NULL;
+		ASSERT_ERRNO(ipam_new(&cfg, &x, &err), EINVAL);
+		ASSERT_TRUE(x == NULL);
+		printf("# %s\n", err.msg);
+		ASSERT_TRUE(strstr(err.msg, "secret") == NULL);
+		cfg.database_url = "host=/tmp nosuchoption=1";
+		ASSERT_ERRNO(ipam_new(&cfg, &x, &err), EINVAL);
+		printf("# %s\n", err.msg);
+	}
+
 	/* Nobody listening at all. */
 	(void)snprintf(url, sizeof(url), "host=%s port=1 user=postgres dbname=x connect_timeout=2",
 		       fx.dir);
