@@ -192,6 +192,11 @@ static void test_isolation(void)
 			   "</dev/null >/dev/null 2>&1",
 			   B),
 		  0);
+	/* Port isolation alone stops them at L2 (without the forward rule, which also sees
+	 * bridged frames when br_netfilter is on). */
+	ASSERT_EQ(plumb_sh("nft flush chain inet mvmfs noreflect"), 0);
+	ASSERT_NE(plumb_sh("ip netns exec guest-a ping -6 -q -c 1 -w 2 %s >/dev/null", B), 0);
+	ASSERT_OK(net_bridge_ensure(ctx, &err));
 	/* Not even through the gateway (routed back into the bridge). */
 	ASSERT_EQ(plumb_sh("ip netns exec guest-a ip -6 route add %s/128 via fd42:1::1", B), 0);
 	ASSERT_NE(plumb_sh("ip netns exec guest-a ping -6 -q -c 1 -w 2 %s >/dev/null", B), 0);
