@@ -133,6 +133,21 @@ static long rss_kb(pid_t pid)
 	return kb;
 }
 
+static int qemu_pid(const char *vm)
+{
+	char cmd[128];
+	int pid = 0;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "pgrep -f 'name mvmfs-[%c]%s' | head -1", vm[0], vm + 1);
+	p = popen(cmd, "r");
+	if (p && fscanf(p, "%d", &pid) != 1)
+		pid = 0;
+	if (p)
+		pclose(p);
+	return pid;
+}
+
 static void test_daemon_qemu_e2e(void)
 {
 	const char *bld = getenv("MVMFS_BUILDDIR"), *src = getenv("MVMFS_SRCDIR");
@@ -199,7 +214,10 @@ static void test_daemon_qemu_e2e(void)
 		     "umoci config --image oci:1 --config.entrypoint /bin/sh --config.cmd /srv/app.sh "
 		     "--config.env GREETING=hello-e2e --config.workingdir /srv --config.user app >/dev/null; "
 		     "umoci gc --layout oci; "
-		     "skopeo copy -q --dest-tls-verify=false oci:oci:1 docker://127.0.0.1:5055/app:1",
+		     "skopeo copy -q --dest-tls-verify=false oci:oci:1 docker://127.0.0.1:5055/app:1; "
+		     "umoci config --image oci:1 --tag 2 --config.entrypoint /bin/sh "
+		     "--config.cmd '' --config.cmd -c --config.cmd 'echo leaving; exit 3' >/dev/null; "
+		     "skopeo copy -q --dest-tls-verify=false oci:oci:2 docker://127.0.0.1:5055/app:2",
 		     T, guest),
 		  0);
 
@@ -254,6 +272,22 @@ static void test_daemon_qemu_e2e(void)
 	ASSERT_TRUE(rd("log", buf, sizeof(buf)) > 0);
 	ASSERT_TRUE(strstr(buf, "app: serving on 8080") != NULL);
 
+	/* A hung guest (QEMU stopped) turns the verdict unhealthy within the heartbeat window. */
+	{
+		int qpid = qemu_pid("web");
+		double th;
+
+		ASSERT_TRUE(qpid > 0);
+		ASSERT_OK(kill(qpid, SIGSTOP));
+		th = now_s();
+		ASSERT_TRUE(wait_health("unhealthy", 6000));
+		printf("# hung guest: unhealthy after %.2fs\n", now_s() - th);
+		ASSERT_TRUE(rd("health", buf, sizeof(buf)) > 0);
+		ASSERT_TRUE(strstr(buf, "\nagent: ") != NULL && strstr(buf, "\nagent: ok") == NULL);
+		ASSERT_OK(kill(qpid, SIGCONT));
+		ASSERT_TRUE(wait_health("healthy", 6000));
+	}
+
 	/* Graceful stop through the agent: the app's SIGTERM handler runs. */
 	t_stop = now_s();
 	ASSERT_OK(wr("state", "stop\n"));
@@ -284,6 +318,29 @@ static void test_daemon_qemu_e2e(void)
 	}
 	ASSERT_OK(wr("state", "stop\n"));
 
+	ASSERT_OK(rmdir(VM));
+
+	/* An app that exits: `app` reports its exit code, the VM keeps running. */
+	snprintf(VM, sizeof(VM), "%s/vms/quit", MNT);
+	ASSERT_OK(mkdir(VM, 0755));
+	ASSERT_OK(wr("image", "127.0.0.1:5055/app:2\n"));
+	ASSERT_OK(wr("state", "start\n"));
+	{
+		double end = now_s() + 30;
+		bool seen = false;
+
+		while (!seen && now_s() < end) {
+			seen = rd("health", buf, sizeof(buf)) > 0 && strstr(buf, "\napp: exited code 3");
+			if (!seen)
+				usleep(100000);
+		}
+		if (!seen)
+			printf("# health:\n%s", buf);
+		ASSERT_TRUE(seen);
+	}
+	ASSERT_TRUE(rd("log", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(strstr(buf, "leaving") != NULL);
+	ASSERT_OK(wr("state", "kill\n"));
 	ASSERT_OK(rmdir(VM));
 	/* Nothing of the VM left: no namespace, no QEMU dir, no cgroup, no process. */
 	/* Teardown after rmdir is asynchronous: give it a few seconds. */
