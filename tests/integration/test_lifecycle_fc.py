@@ -1,0 +1,286 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""End to end: the real mvmfs daemon, a real FUSE mount, a real registry, real netlink in a
+private network namespace, and the Firecracker/jailer fake. Drives the mount with plain
+syscalls, as scripts and monitoring do."""
+import errno
+import ipaddress
+import os
+import select
+import shutil
+import signal
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mvmfixture as mf  # noqa: E402
+from mvmfixture import expect_errno, fcctl, leftovers, wait_for  # noqa: E402
+
+mf.need_root_fuse(tools=("unshare", "docker-registry", "skopeo", "ip"))
+mf.enter_private_namespaces()
+mf.setup_namespace()
+
+TMP = mf.tmpdir()
+REG = mf.Registry(TMP)
+IMAGE = f"{REG.host}/test/simple:1"
+D = None
+
+
+def daemon(**kw):
+    global D
+    D = mf.Daemon(TMP, REG, **kw)
+    return D
+
+
+def test_ready_and_version():
+    assert os.path.isdir(D.vm(""))
+    v = open(os.path.join(D.mnt, "version")).read()
+    assert v.endswith("\n") and v.strip(), repr(v)
+
+
+def test_names():
+    for bad in ("", "-web", "web_1", "web.1", "a" * 37, "wéb"):
+        if bad == "":
+            continue
+        expect_errno(errno.EINVAL, os.mkdir, D.vm(bad))
+    os.mkdir(D.vm("web-1"))
+    expect_errno(errno.EEXIST, os.mkdir, D.vm("web-1"))
+    assert sorted(os.listdir(D.vm(""))) == ["web-1"]
+    for attr in ("state", "image", "ip", "health", "error", "log"):
+        assert attr in os.listdir(D.vm("web-1")), attr
+
+
+def test_ip_assigned_at_mkdir():
+    ip = D.read("web-1", "ip")
+    assert ip.endswith("\n")
+    addr = ipaddress.IPv6Address(ip.strip())
+    assert addr in ipaddress.IPv6Network("fd42:e2e::/64"), addr
+    assert str(addr) == ip.strip(), "not RFC 5952 text"
+    assert D.state_of("web-1") == "created"
+
+
+def test_image_validation():
+    expect_errno(errno.EINVAL, D.write, "web-1", "image", "UPPER/Case:tag\n")
+    expect_errno(errno.EINVAL, D.write, "web-1", "image", "a b\n")
+    assert D.write("web-1", "image", IMAGE + "\n") == len(IMAGE) + 1
+    assert D.read("web-1", "image").strip() == IMAGE
+
+
+def test_verbs_validation():
+    expect_errno(errno.EINVAL, D.write, "web-1", "state", "launch\n")
+    expect_errno(errno.EINVAL, D.write, "web-1", "state", "start\n\n")
+    for ro in ("ip", "health", "error", "log"):
+        expect_errno(errno.EACCES, os.open, D.vm("web-1", ro), os.O_WRONLY)
+
+
+def test_start_blocks_until_running():
+    n = D.write("web-1", "state", "start\n")
+    assert n == 6
+    assert D.state_of("web-1") == "running", D.read("web-1", "error")
+    health = D.read("web-1", "health").splitlines()
+    assert health[0] in ("starting", "healthy", "unhealthy"), health
+    keys = {line.split(":")[0] for line in health[1:]}
+    for k in ("vmm", "agent", "app", "net"):
+        assert k in keys, health
+    # start on a running VM succeeds and changes nothing
+    assert D.write("web-1", "state", "start") == 5
+    assert D.state_of("web-1") == "running"
+
+
+def test_image_busy_while_running():
+    expect_errno(errno.EBUSY, D.write, "web-1", "image", IMAGE)
+    expect_errno(errno.EBUSY, os.rmdir, D.vm("web-1"))
+
+
+def test_jail_as_contract_says():
+    rep = fcctl.jailer_report(D.vm_jail("web-1"))
+    text = str(rep)
+    assert "--netns" in text and "--uid" in text, rep
+    root = os.path.join(D.vm_jail("web-1"), "root")
+    st = os.stat(root)
+    assert st.st_uid != 0 and st.st_gid != 0, "jail not owned by the VM's uid"
+    assert os.path.exists(os.path.join(root, "run", "firecracker.socket"))
+
+
+def test_stop_start_kill_restart():
+    assert D.write("web-1", "state", "stop\n") == 5
+    assert D.state_of("web-1") == "stopped", D.read("web-1", "error")
+    assert D.write("web-1", "state", "stop\n") == 5   # no-op on stopped
+    assert D.write("web-1", "state", "start\n") == 6
+    assert D.state_of("web-1") == "running"
+    assert D.write("web-1", "state", "kill\n") == 5
+    assert D.state_of("web-1") == "stopped"
+    assert D.write("web-1", "state", "start\n") == 6
+    assert D.write("web-1", "state", "restart\n") == 8
+    assert D.state_of("web-1") == "running"
+    assert D.write("web-1", "state", "stop\n") == 5
+    assert D.state_of("web-1") == "stopped"
+
+
+def test_fake_saw_no_error_response():
+    recs = [r for r in D.records("web-1") if r.get("kind") == "call"]
+    assert recs, "the fake recorded nothing"
+    errs = [r for r in recs if r.get("status") is None or r["status"] >= 300]
+    assert not errs, errs
+    seq = [fcctl.describe(r) for r in recs]
+    assert "PUT /actions InstanceStart" in seq, seq
+    assert "PUT /boot-source" in seq and "PUT /machine-config" in seq, seq
+
+
+def test_nonblocking_start_and_poll():
+    fd = os.open(D.vm("web-1", "state"), os.O_RDONLY)
+    try:
+        os.read(fd, 64)
+        assert D.write("web-1", "state", "start\n", os.O_NONBLOCK) == 6
+        p = select.poll()
+        p.register(fd, select.POLLPRI)
+        ev = p.poll(10000)
+        assert ev and ev[0][1] & select.POLLPRI, ev
+        wait_for(lambda: D.state_of("web-1") == "running", 10, "running")
+    finally:
+        os.close(fd)
+
+
+def test_concurrent_writers_one_busy():
+    results = []
+
+    def w(verb):
+        try:
+            results.append(D.write("web-1", "state", verb))
+        except OSError as e:
+            results.append(e.errno)
+
+    ts = [threading.Thread(target=w, args=("restart\n",)) for _ in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert 8 in results, results
+    assert all(r in (8, errno.EBUSY) for r in results), results
+    wait_for(lambda: D.state_of("web-1") == "running", 10, "running")
+
+
+def test_destroy_leaves_nothing():
+    assert D.write("web-1", "state", "kill\n") == 5
+    os.rmdir(D.vm("web-1"))
+    expect_errno(errno.ENOENT, os.stat, D.vm("web-1"))
+    wait_for(lambda: not leftovers(D, "web-1"), 5, "no leftovers: %s" % leftovers(D, "web-1"))
+
+
+def test_crash_makes_failed_with_reason():
+    fcctl.write_knobs(D.knobs, by_id={"crashy": {"crash_after_start_ms": 300,
+                                                 "crash_exit_code": 150}})
+    os.mkdir(D.vm("crashy"))
+    D.write("crashy", "image", IMAGE)
+    D.write("crashy", "state", "start")
+    wait_for(lambda: D.state_of("crashy") == "failed", 5, "failed")
+    err = D.read("crashy", "error")
+    assert err.strip() and "150" in err, err
+    os.rmdir(D.vm("crashy"))
+    wait_for(lambda: not leftovers(D, "crashy"), 5, "no leftovers")
+
+
+def test_refused_call_fails_start_with_fault_message():
+    fcctl.write_knobs(D.knobs, by_id={"refused": {"refuse": {
+        "PUT /machine-config": "Machine config error: vcpu count refused by test"}}})
+    os.mkdir(D.vm("refused"))
+    D.write("refused", "image", IMAGE)
+    expect_errno(errno.EIO, D.write, "refused", "state", "start")
+    assert D.state_of("refused") == "failed"
+    err = D.read("refused", "error")
+    assert "vcpu count refused by test" in err, err
+    os.rmdir(D.vm("refused"))
+    wait_for(lambda: not leftovers(D, "refused"), 5, "no leftovers")
+
+
+def test_ignored_ctrl_alt_del_still_stops_at_deadline():
+    fcctl.write_knobs(D.knobs, by_id={"stubborn": {"ignore_ctrl_alt_del": True}})
+    os.mkdir(D.vm("stubborn"))
+    D.write("stubborn", "image", IMAGE)
+    D.write("stubborn", "state", "start")
+    t0 = time.time()
+    D.write("stubborn", "state", "stop")
+    took = time.time() - t0
+    assert D.state_of("stubborn") == "stopped"
+    assert took >= 1.5, f"stopped after {took:.2f}s, before the 2 s deadline"
+    os.rmdir(D.vm("stubborn"))
+    wait_for(lambda: not leftovers(D, "stubborn"), 5, "no leftovers")
+
+
+def test_daemon_restart_readopts_running_vm():
+    fcctl.write_knobs(D.knobs)
+    os.mkdir(D.vm("keep"))
+    D.write("keep", "image", IMAGE)
+    D.write("keep", "state", "start")
+    pid = D.read("keep", "pid").strip()
+    ip = D.read("keep", "ip")
+    D.stop()  # SIGTERM: unmount, exit 0, VMs keep running
+    assert D.proc.returncode == 0, D.proc.returncode
+    os.kill(int(pid), 0)
+    D.start()
+    assert D.state_of("keep") == "running", D.read("keep", "error")
+    assert D.read("keep", "pid").strip() == pid
+    assert D.read("keep", "ip") == ip
+    D.write("keep", "state", "stop")
+    os.rmdir(D.vm("keep"))
+    wait_for(lambda: not leftovers(D, "keep"), 5, "no leftovers")
+
+
+def test_sigkilled_daemon_readopts_and_cleans_stale_mount():
+    os.mkdir(D.vm("sk"))
+    D.write("sk", "image", IMAGE)
+    D.write("sk", "state", "start")
+    pid = D.read("sk", "pid").strip()
+    D.proc.send_signal(signal.SIGKILL)
+    D.proc.wait()
+    D.log.close()
+    D.start()  # stale mount at the mount point is cleaned up
+    if os.environ.get("E2E_LOG"):
+        print("# " + open("/proc/self/mountinfo").read().replace("\n", "\n# "))
+        os.system(f"readlink /proc/self/ns/mnt /proc/{D.proc.pid}/ns/mnt; grep -c . /proc/self/mountinfo; grep fuse /proc/{D.proc.pid}/mountinfo; grep -c . /proc/{D.proc.pid}/mountinfo; cat /proc/{D.proc.pid}/status | grep -i state")
+    assert D.state_of("sk") == "running"
+    assert D.read("sk", "pid").strip() == pid
+    os.kill(int(pid), signal.SIGKILL)   # VMM killed behind the daemon's back
+    wait_for(lambda: D.state_of("sk") == "failed", 2, "failed within a second or so")
+    assert D.read("sk", "error").strip()
+    os.rmdir(D.vm("sk"))
+    wait_for(lambda: not leftovers(D, "sk"), 5, "no leftovers")
+
+
+CASES = [(f.__name__, f) for f in (
+    test_ready_and_version, test_names, test_ip_assigned_at_mkdir, test_image_validation,
+    test_verbs_validation, test_start_blocks_until_running, test_image_busy_while_running,
+    test_jail_as_contract_says, test_stop_start_kill_restart, test_fake_saw_no_error_response,
+    test_nonblocking_start_and_poll, test_concurrent_writers_one_busy, test_destroy_leaves_nothing,
+    test_crash_makes_failed_with_reason, test_refused_call_fails_start_with_fault_message,
+    test_ignored_ctrl_alt_del_still_stops_at_deadline, test_daemon_restart_readopts_running_vm,
+    test_sigkilled_daemon_readopts_and_cleans_stale_mount)]
+
+rc = 1
+try:
+    daemon()
+    rc = mf.run_tap(CASES)
+except Exception as e:  # noqa: BLE001
+    print(f"# fixture failed: {e!r}")
+    if D:
+        print("# " + D.log_tail().replace("\n", "\n# "))
+    print("not ok - fixture")
+finally:
+    if D:
+        try:
+            names = os.listdir(D.vm(""))
+        except OSError:
+            names = []
+        for name in names:
+            try:
+                D.write(name, "state", "kill")
+                os.rmdir(D.vm(name))
+            except OSError:
+                pass
+        D.stop()
+        if rc or os.environ.get("E2E_LOG"):
+            print("# daemon log tail:\n# " + D.log_tail(60).replace("\n", "\n# "))
+    REG.stop()
+    shutil.rmtree(TMP, ignore_errors=True)
+sys.exit(rc)
