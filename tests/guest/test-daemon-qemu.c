@@ -148,6 +148,35 @@ static int qemu_pid(const char *vm)
 	return pid;
 }
 
+static pid_t spawn_daemon(const char *bld)
+{
+	char buf[256];
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		char bin[300], st[128], log[128];
+		int fd;
+
+		snprintf(bin, sizeof(bin), "%s/daemon/mvmfs", bld);
+		snprintf(st, sizeof(st), "%s/state", T);
+		snprintf(log, sizeof(log), "%s/daemon.log", T);
+		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl(bin, bin, "--state-dir", st, "--vmm", "qemu", "--insecure-registry",
+		      "127.0.0.1:5055", "--bridge", "mvme2e0", "--ipv6-prefix", "fd42:e2e::/64",
+		      "--app-grace", "3s", MNT, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 100; i++) {
+		snprintf(buf, sizeof(buf), "%s/vms", MNT);
+		if (access(buf, F_OK) == 0)
+			break;
+		usleep(50000);
+	}
+	return pid;
+}
+
 static void test_daemon_qemu_e2e(void)
 {
 	const char *bld = getenv("MVMFS_BUILDDIR"), *src = getenv("MVMFS_SRCDIR");
@@ -225,28 +254,7 @@ static void test_daemon_qemu_e2e(void)
 	ASSERT_EQ(sh("mkdir -p %s/state/guest %s && cp %s/vmlinux %s/initramfs.cpio.gz %s/state/guest/",
 		     T, MNT, guest, guest, T),
 		  0);
-	daemon = fork();
-	if (daemon == 0) {
-		char bin[300], st[128], log[128];
-		int fd;
-
-		snprintf(bin, sizeof(bin), "%s/daemon/mvmfs", bld);
-		snprintf(st, sizeof(st), "%s/state", T);
-		snprintf(log, sizeof(log), "%s/daemon.log", T);
-		fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(bin, bin, "--state-dir", st, "--vmm", "qemu", "--insecure-registry",
-		      "127.0.0.1:5055", "--bridge", "mvme2e0", "--ipv6-prefix", "fd42:e2e::/64",
-		      "--app-grace", "3s", MNT, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 100; i++) {
-		snprintf(buf, sizeof(buf), "%s/vms", MNT);
-		if (access(buf, F_OK) == 0)
-			break;
-		usleep(50000);
-	}
+	daemon = spawn_daemon(bld);
 	long rss0 = rss_kb(daemon);
 	ASSERT_OK(mkdir(VM, 0755));
 	ASSERT_OK(wr("image", "127.0.0.1:5055/app:1\n"));
@@ -316,7 +324,25 @@ static void test_daemon_qemu_e2e(void)
 		       rss_kb(qpid) / 1024.0, rss_kb(daemon) / 1024.0,
 		       (rss_kb(daemon) - rss0) / 1024.0);
 	}
+	/* The daemon restarts: the VM keeps running and is re-adopted (agent reconnected). */
+	{
+		int qpid = qemu_pid("web");
+
+		kill(daemon, SIGTERM);
+		waitpid(daemon, NULL, 0);
+		ASSERT_TRUE(qpid > 0 && kill(qpid, 0) == 0);
+		daemon = spawn_daemon(bld);
+		ASSERT_TRUE(rd("state", state, sizeof(state)) > 0);
+		ASSERT_STREQ(state, "running\n");
+		ASSERT_TRUE(wait_health("healthy", 10000));
+		ASSERT_EQ(qemu_pid("web"), qpid);
+		ASSERT_TRUE(wait_http(ip, page, sizeof(page), 5000));
+	}
 	ASSERT_OK(wr("state", "stop\n"));
+	ASSERT_TRUE(rd("state", state, sizeof(state)) > 0);
+	ASSERT_STREQ(state, "stopped\n");
+	ASSERT_TRUE(rd("log", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(strstr(buf, "got SIGTERM") != NULL || strstr(buf, "app exited with code 42"));
 
 	ASSERT_OK(rmdir(VM));
 
