@@ -256,22 +256,19 @@ static char *trim(char *s)
 	return s;
 }
 
-static int load_config(struct daemon_options *o, const char *path, struct err *err)
+int daemon_config_parse(struct daemon_options *o, char *data, size_t len, const char *path,
+			struct err *err)
 {
-	_cleanup_free_ char *data = NULL;
 	char *line, *next;
-	size_t len;
 	unsigned lineno = 0;
 	int r;
 
-	r = read_file_bounded(path, 1 << 20, &data, &len);
-	if (r < 0)
-		return err_set(err, r, "cannot read config file '%s': %s", path, strerror(-r));
 	if (strlen(data) != len)
 		return err_set(err, -EINVAL, "%s: contains a NUL byte", path);
 	for (line = data; line; line = next) {
 		const struct opt_def *d;
 		char *key, *value, *sep;
+		size_t vlen;
 
 		next = strchr(line, '\n');
 		if (next)
@@ -286,9 +283,9 @@ static int load_config(struct daemon_options *o, const char *path, struct err *e
 		value = trim(value);
 		if (*value == '=')
 			value = trim(value + 1);
-		len = strlen(value);
-		if (len >= 2 && (value[0] == '"' || value[0] == '\'') && value[len - 1] == value[0]) {
-			value[len - 1] = '\0';
+		vlen = strlen(value);
+		if (vlen >= 2 && (value[0] == '"' || value[0] == '\'') && value[vlen - 1] == value[0]) {
+			value[vlen - 1] = '\0';
 			value++;
 		}
 		d = find_def(key);
@@ -301,6 +298,18 @@ static int load_config(struct daemon_options *o, const char *path, struct err *e
 			return err_prefix(err, "%s:%u: ", path, lineno);
 	}
 	return 0;
+}
+
+static int load_config(struct daemon_options *o, const char *path, struct err *err)
+{
+	_cleanup_free_ char *data = NULL;
+	size_t len;
+	int r;
+
+	r = read_file_bounded(path, 1 << 20, &data, &len);
+	if (r < 0)
+		return err_set(err, r, "cannot read config file '%s': %s", path, strerror(-r));
+	return daemon_config_parse(o, data, len, path, err);
 }
 
 /* Find name in PATH; returns a malloc'd path or NULL. */

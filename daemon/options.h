@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "err.h"
 #include "runtime.h"
@@ -26,5 +27,9 @@ struct daemon_options {
  * --firecracker/--jailer from PATH and --kernel/--initrd under the state dir when absent.
  * Returns 0, or a negative errno with a message in err. */
 int daemon_options_parse(int argc, char **argv, struct daemon_options *o, struct err *err);
+/* Apply the "key = value" lines of a config file already in memory (data is modified; len is
+ * its length, data[len] == '\0'); path only names it in messages. Exposed for the fuzz target. */
+int daemon_config_parse(struct daemon_options *o, char *data, size_t len, const char *path,
+			struct err *err);
 void daemon_options_done(struct daemon_options *o);
 void daemon_options_help(const char *prog);

@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests of fs/ internals without a mount: the inode table (lookup counts, forget, inode
+ * numbers never reused, references held on VMs) and the attribute tables. VM objects come from
+ * the fake runtime. */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fake-runtime.h"
+#include "internal.h"
+#include "test.h"
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static int done_result = 1;
+
+static void on_done(void *ud, int result)
+{
+	(void)ud;
+	pthread_mutex_lock(&lock);
+	done_result = result;
+	pthread_cond_signal(&cond);
+	pthread_mutex_unlock(&lock);
+}
+
+static int wait_done(void)
+{
+	int r;
+
+	pthread_mutex_lock(&lock);
+	while (done_result == 1)
+		pthread_cond_wait(&cond, &lock);
+	r = done_result;
+	done_result = 1;
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+static struct runtime *new_runtime(void)
+{
+	struct runtime_config cfg = { .max_vms = 16 };
+	struct runtime *rt = NULL;
+	struct err err = {};
+
+	ASSERT_OK(runtime_new(&cfg, &rt, &err));
+	ASSERT_OK(runtime_start(rt, &err));
+	return rt;
+}
+
+static struct vm *define(struct runtime *rt, const char *name)
+{
+	ASSERT_OK(runtime_vm_create(rt, name, on_done, NULL));
+	ASSERT_OK(wait_done());
+	return runtime_vm_get(rt, name);
+}
+
+static void test_node_table_lookup_counts(void)
+{
+	struct runtime *rt = new_runtime();
+	struct node_table *t = NULL;
+	struct vm *a = define(rt, "a"), *b = define(rt, "b");
+	fuse_ino_t i1, i2, i3, i4;
+	uint64_t g;
+	struct node_info ni;
+
+	ASSERT_OK(node_table_new(&t));
+	ASSERT_OK(node_table_get(t, NODE_VM_DIR, a, -1, &i1, &g));
+	ASSERT_TRUE(i1 >= FS_INO_FIRST);
+	ASSERT_OK(node_table_get(t, NODE_VM_DIR, a, -1, &i2, &g));
+	ASSERT_EQ(i1, i2); /* same object, same inode, nlookup 2 */
+	ASSERT_OK(node_table_get(t, NODE_VM_ATTR, a, 0, &i3, &g));
+	ASSERT_OK(node_table_get(t, NODE_VM_DIR, b, -1, &i4, &g));
+	ASSERT_NE(i3, i1);
+	ASSERT_NE(i4, i1);
+	ASSERT_EQ(node_table_count(t), 3);
+
+	ASSERT_OK(node_table_resolve(t, i3, &ni));
+	ASSERT_EQ(ni.kind, NODE_VM_ATTR);
+	ASSERT_TRUE(ni.vm == a);
+	ASSERT_STREQ(ni.attr->name, fs_vm_attrs[0].name);
+	vm_unref(ni.vm);
+
+	node_table_forget(t, i1, 1);
+	ASSERT_OK(node_table_resolve(t, i1, &ni)); /* one lookup left */
+	vm_unref(ni.vm);
+	node_table_forget(t, i1, 1);
+	ASSERT_ERRNO(node_table_resolve(t, i1, &ni), ENOENT);
+	ASSERT_EQ(node_table_count(t), 2);
+	/* a new node never gets an old number */
+	ASSERT_OK(node_table_get(t, NODE_VM_DIR, a, -1, &i2, &g));
+	ASSERT_TRUE(i2 > i4);
+	/* forget more than looked up: the node goes, nothing underflows */
+	node_table_forget(t, i3, 1000);
+	ASSERT_ERRNO(node_table_resolve(t, i3, &ni), ENOENT);
+	/* fixed inodes are never in the table and ignore forget */
+	node_table_forget(t, FS_INO_VMS, 5);
+	ASSERT_ERRNO(node_table_resolve(t, FS_INO_VMS, &ni), ENOENT);
+
+	node_table_free(t);
+	vm_unref(a);
+	vm_unref(b);
+	runtime_free(rt);
+}
+
+static void test_node_table_keeps_vm_alive(void)
+{
+	struct runtime *rt = new_runtime();
+	struct node_table *t = NULL;
+	struct vm *a = define(rt, "gone");
+	struct node_info ni;
+	fuse_ino_t ino;
+	uint64_t g;
+
+	ASSERT_OK(node_table_new(&t));
+	ASSERT_OK(node_table_get(t, NODE_VM_ATTR, a, 1, &ino, &g));
+	vm_unref(a);
+	ASSERT_OK(runtime_vm_destroy(rt, "gone", on_done, NULL));
+	ASSERT_OK(wait_done());
+	ASSERT_TRUE(runtime_vm_get(rt, "gone") == NULL);
+	/* the node still answers with the (dead) object until forget */
+	ASSERT_OK(node_table_resolve(t, ino, &ni));
+	ASSERT_STREQ(vm_name(ni.vm), "gone");
+	vm_unref(ni.vm);
+	node_table_forget(t, ino, 1);
+	node_table_free(t);
+	runtime_free(rt);
+}
+
+static void test_attribute_tables(void)
+{
+	bool seen[_VM_ATTR_MAX] = {};
+
+	ASSERT_EQ(fs_vm_attrs_count, (size_t)_VM_ATTR_MAX);
+	for (size_t i = 0; i < fs_vm_attrs_count; i++) {
+		const struct fs_attr *a = &fs_vm_attrs[i];
+		bool writable = a->mode & 0200;
+		ASSERT_TRUE(a->vm_attr >= 0 && a->vm_attr < _VM_ATTR_MAX);
+		ASSERT_FALSE(seen[a->vm_attr]);
+		seen[a->vm_attr] = true;
+		ASSERT_TRUE(a->show != NULL);
+		/* root-owned; writable 0644, read-only 0444 (SPEC section 2) */
+		ASSERT_EQ(a->mode, writable ? 0644 : 0444);
+		ASSERT_EQ(writable, a->store != NULL || a->deferred);
+		ASSERT_EQ(a->pollable, a->vm_attr == VM_ATTR_STATE || a->vm_attr == VM_ATTR_HEALTH);
+		ASSERT_EQ(fs_attr_find(fs_vm_attrs, fs_vm_attrs_count, a->name), (int)i);
+	}
+	ASSERT_TRUE(fs_vm_attrs[fs_attr_find(fs_vm_attrs, fs_vm_attrs_count, "state")].deferred);
+	ASSERT_TRUE(fs_vm_attrs[fs_attr_find(fs_vm_attrs, fs_vm_attrs_count, "image")].store);
+	ASSERT_ERRNO(fs_attr_find(fs_vm_attrs, fs_vm_attrs_count, "State"), ENOENT);
+	ASSERT_ERRNO(fs_attr_find(fs_vm_attrs, fs_vm_attrs_count, ""), ENOENT);
+	for (size_t i = 0; i < fs_root_attrs_count; i++) {
+		ASSERT_EQ(fs_root_attrs[i].mode, 0444);
+		ASSERT_FALSE(fs_root_attrs[i].pollable);
+	}
+	ASSERT_EQ(fs_attr_find(fs_root_attrs, fs_root_attrs_count, "version"),
+		  (int)(FS_INO_VERSION - FS_INO_VERSION));
+	ASSERT_EQ(fs_attr_find(fs_root_attrs, fs_root_attrs_count, "metrics"),
+		  (int)(FS_INO_METRICS - FS_INO_VERSION));
+}
+
+static void test_fill_stat(void)
+{
+	struct fs fs = { .start_time = { 1700000000, 0 } };
+	struct node_info file = { .kind = NODE_VM_ATTR, .attr = &fs_vm_attrs[0] };
+	struct node_info dir = { .kind = NODE_VM_DIR };
+	struct stat st;
+
+	fs_fill_stat(&fs, 42, &file, &st);
+	ASSERT_EQ(st.st_ino, 42);
+	ASSERT_EQ(st.st_mode, S_IFREG | 0644);
+	ASSERT_EQ(st.st_uid, 0);
+	ASSERT_EQ(st.st_gid, 0);
+	ASSERT_EQ(st.st_nlink, 1);
+	ASSERT_EQ(st.st_mtim.tv_sec, 1700000000);
+	fs_fill_stat(&fs, 43, &dir, &st);
+	ASSERT_EQ(st.st_mode, S_IFDIR | 0755);
+	ASSERT_EQ(st.st_nlink, 2);
+}
+
+TEST_MAIN(TEST(test_node_table_lookup_counts), TEST(test_node_table_keeps_vm_alive),
+	  TEST(test_attribute_tables), TEST(test_fill_stat))
