@@ -320,7 +320,8 @@ int ip6_host_parse(const char *s, size_t len, struct in6_addr *ret, char *why, s
 		return -EINVAL;
 	}
 	if (IN6_IS_ADDR_V4MAPPED(&a) || IN6_IS_ADDR_V4COMPAT(&a)) {
-		(void)snprintf(why, why_size, "an IPv4-mapped address, expected native IPv6");
+		(void)snprintf(why, why_size,
+			       "an IPv4-mapped or IPv4-compatible address, expected native IPv6");
 		return -EINVAL;
 	}
 	if (IN6_IS_ADDR_UNSPECIFIED(&a) || IN6_IS_ADDR_LOOPBACK(&a) || IN6_IS_ADDR_MULTICAST(&a) ||
