@@ -416,6 +416,52 @@ static void test_powerdown_button(void)
 	fixture_teardown(&f);
 }
 
+/* A launch that QEMU refuses fails with QEMU's own words, and cleanup leaves nothing. */
+static void test_launch_failure_message_and_cleanup(void)
+{
+	char dir[] = "/tmp/test-vm-fail.XXXXXX", rootfs[128], console[128];
+	struct runtime_config cfg = { .state_dir = dir, .vcpus = 2, .mem_mib = 256 };
+	struct vmm_launch p = { 0 };
+	struct vmm_handle h;
+	struct err err = {};
+	struct stat st;
+	void *priv = NULL;
+	int fd;
+
+	if (geteuid() != 0)
+		test_skip("needs root (cgroups, -runas)");
+	if (!have("qemu-system-x86_64"))
+		test_skip("qemu-system-x86_64 missing");
+	ASSERT_TRUE(mkdtemp(dir) != NULL);
+	snprintf(rootfs, sizeof(rootfs), "%s/rootfs.ext4", dir);
+	snprintf(console, sizeof(console), "%s/console.log", dir);
+	fd = open(rootfs, O_WRONLY | O_CREAT, 0644);
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_OK(ftruncate(fd, 1 << 20));
+	close(fd);
+	if (vmm_qemu_ops.init(&cfg, &priv, &err) < 0)
+		TEST_FAIL("init: %s", err.msg);
+	vmm_handle_init(&h);
+	p.name = "gtfail";
+	p.uid = p.gid = 41999;
+	p.kernel = "/nonexistent/vmlinux";
+	p.rootfs = rootfs;
+	p.vcpus = 2;
+	p.mem_mib = 256;
+	p.console_log = console;
+	ASSERT_ERRNO(vmm_qemu_ops.launch(priv, &p, &h, &err), EIO);
+	printf("# %s\n", err.msg);
+	ASSERT_TRUE(strstr(err.msg, "QEMU exited (exit code 1)") != NULL);
+	ASSERT_TRUE(strstr(err.msg, "/nonexistent/vmlinux") != NULL);
+	vmm_qemu_ops.cleanup(priv, p.name, &h);
+	snprintf(rootfs, sizeof(rootfs), "%s/qemu/gtfail", dir);
+	ASSERT_TRUE(stat(rootfs, &st) < 0);
+	ASSERT_TRUE(stat("/sys/fs/cgroup/cpu/mvmfs/gtfail", &st) < 0);
+	ASSERT_TRUE(stat("/sys/fs/cgroup/memory/mvmfs/gtfail", &st) < 0);
+	vmm_qemu_ops.free(priv);
+	sh("rm -rf %s", dir);
+}
+
 /* The bare TESTRIG section 3 command line (plus the data disk the overlay needs) booting the
  * same kernel and initramfs: seconds from exec to the app answering HTTP. */
 static double bare_boot(struct fixture *f)
@@ -508,6 +554,7 @@ int main(void)
 	static const struct test_case cases[] = {
 		TEST(test_boot_http_log_stop),
 		TEST(test_powerdown_button),
+		TEST(test_launch_failure_message_and_cleanup),
 	};
 	const char *b = getenv("MVMFS_VM_BENCH");
 	uint32_t runs = 3;
