@@ -91,6 +91,12 @@ static int get_token(struct registry *reg, const struct img_challenge *ch, struc
 	}
 	if (r < 0)
 		return err_set(err, -EACCES, "%s: token URL too long", reg->who);
+	/* Credentials go over TLS unless the registry itself was declared plain HTTP. */
+	if (reg->have_creds && strncmp(ch->realm, "http://", 7) == 0 &&
+	    strncmp(reg->base_url, "https://", 8) == 0)
+		return err_set(err, -EACCES,
+			       "%s: token realm '%s' is plain HTTP, not sending credentials there",
+			       reg->who, ch->realm);
 	if (reg->have_creds) {
 		r = basic_header(&reg->creds, basic, sizeof(basic));
 		if (r < 0)
