@@ -129,8 +129,14 @@ class Daemon:
                                      stdin=subprocess.DEVNULL, env=env)
         end = time.time() + 20
         while time.time() < end:
-            if os.path.isdir(os.path.join(self.mnt, "vms")):
-                return
+            # statvfs always reaches the daemon: a dead mount's cached dentries can make
+            # vms/ look present for a moment after a SIGKILL.
+            try:
+                os.statvfs(self.mnt)
+                if os.path.isdir(os.path.join(self.mnt, "vms")):
+                    return
+            except OSError:
+                pass
             if self.proc.poll() is not None:
                 raise AssertionError("mvmfs exited with %s:\n%s" % (self.proc.returncode,
                                                                      self.log_tail()))
@@ -213,7 +219,7 @@ def leftovers(d, name):
     for line in out.splitlines():
         if f"mvmfs:{name}" in line:
             found.append("link " + line.split(":")[1].strip())
-    out = subprocess.run(["pgrep", "-f", f"--id {name} "], stdout=subprocess.PIPE, text=True)
+    out = subprocess.run(["pgrep", "-f", "--", f"--id {name} "], stdout=subprocess.PIPE, text=True)
     for pid in out.stdout.split():
         found.append("process " + pid)
     return found

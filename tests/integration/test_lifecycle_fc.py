@@ -227,6 +227,21 @@ def test_daemon_restart_readopts_running_vm():
     wait_for(lambda: not leftovers(D, "keep"), 5, "no leftovers")
 
 
+def test_vmm_killed_behind_our_back_fails_fast():
+    os.mkdir(D.vm("victim"))
+    D.write("victim", "image", IMAGE)
+    D.write("victim", "state", "start")
+    pid = int(D.read("victim", "pid").strip())
+    os.kill(pid, signal.SIGKILL)
+    t0 = time.time()
+    wait_for(lambda: D.state_of("victim") == "failed", 2, "failed")
+    assert time.time() - t0 < 1.5, time.time() - t0
+    err = D.read("victim", "error")
+    assert "signal" in err or "9" in err or "killed" in err.lower(), err
+    os.rmdir(D.vm("victim"))
+    wait_for(lambda: not leftovers(D, "victim"), 5, "no leftovers")
+
+
 def test_sigkilled_daemon_readopts_and_cleans_stale_mount():
     os.mkdir(D.vm("sk"))
     D.write("sk", "image", IMAGE)
@@ -236,9 +251,6 @@ def test_sigkilled_daemon_readopts_and_cleans_stale_mount():
     D.proc.wait()
     D.log.close()
     D.start()  # stale mount at the mount point is cleaned up
-    if os.environ.get("E2E_LOG"):
-        print("# " + open("/proc/self/mountinfo").read().replace("\n", "\n# "))
-        os.system(f"readlink /proc/self/ns/mnt /proc/{D.proc.pid}/ns/mnt; grep -c . /proc/self/mountinfo; grep fuse /proc/{D.proc.pid}/mountinfo; grep -c . /proc/{D.proc.pid}/mountinfo; cat /proc/{D.proc.pid}/status | grep -i state")
     assert D.state_of("sk") == "running"
     assert D.read("sk", "pid").strip() == pid
     os.kill(int(pid), signal.SIGKILL)   # VMM killed behind the daemon's back
@@ -254,7 +266,8 @@ CASES = [(f.__name__, f) for f in (
     test_jail_as_contract_says, test_stop_start_kill_restart, test_fake_saw_no_error_response,
     test_nonblocking_start_and_poll, test_concurrent_writers_one_busy, test_destroy_leaves_nothing,
     test_crash_makes_failed_with_reason, test_refused_call_fails_start_with_fault_message,
-    test_ignored_ctrl_alt_del_still_stops_at_deadline, test_daemon_restart_readopts_running_vm,
+    test_ignored_ctrl_alt_del_still_stops_at_deadline, test_vmm_killed_behind_our_back_fails_fast,
+    test_daemon_restart_readopts_running_vm,
     test_sigkilled_daemon_readopts_and_cleans_stale_mount)]
 
 rc = 1
