@@ -100,6 +100,9 @@ static int lookup_child(struct fs *fs, const struct node_info *parent, fuse_ino_
 				return -ENOENT;
 			ino = FS_INO_VMS;
 			child.kind = NODE_VMS;
+			/* Not cached: after a crash the kernel would otherwise keep showing vms/ of the
+			 * dead mount, and "vms/ exists" is how users and scripts see readiness. */
+			e->entry_timeout = FS_TIMEOUT_NONE;
 			break;
 		}
 		i = fs_attr_find(fs_root_attrs, fs_root_attrs_count, name);

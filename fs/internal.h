@@ -32,8 +32,9 @@ enum {
 /* readdir entries whose ino we do not allocate (as libfuse's high-level API does). */
 #define FS_UNKNOWN_INO 0xffffffffu
 
-/* Timeouts: names and modes that never change are cached for long. vms/NAME entries only for a
- * second: mkdir/rmdir keep the kernel's dentries right by themselves, and a VM that appeared or
+/* Timeouts: names and modes that never change are cached for long, except the vms entry (its
+ * presence is the readiness signal, which must not survive the daemon in the dcache).
+ * vms/NAME entries only for a second: mkdir/rmdir keep the kernel's dentries right by themselves, and a VM that appeared or
  * vanished some other way (re-adoption happens before vms/ is shown) is seen within 1 s; every
  * operation on a stale node still answers ENOENT because the VM object is checked live. */
 #define FS_TIMEOUT_STATIC 3600.0
