@@ -72,7 +72,7 @@ class Registry:
     """One anonymous docker-registry on 127.0.0.1 holding test/simple:1."""
 
     def __init__(self, tmp):
-        rf = load_registry_fixture()
+        rf = self.rf = load_registry_fixture()
         self.dir = os.path.join(tmp, "registry")
         os.makedirs(self.dir)
         images, _env = rf.build_images(self.dir)
@@ -81,15 +81,7 @@ class Registry:
         self.host = f"127.0.0.1:{self.port}"
 
     def stop(self):
-        try:
-            with open(os.path.join(self.dir, "pids")) as f:
-                for line in f:
-                    try:
-                        os.killpg(int(line), signal.SIGKILL)
-                    except (ProcessLookupError, ValueError):
-                        pass
-        except FileNotFoundError:
-            pass
+        self.rf.down(self.dir)
 
 
 class Daemon:
@@ -160,6 +152,11 @@ class Daemon:
                 self.proc.wait()
         subprocess.run(["umount", "-l", self.mnt], stderr=subprocess.DEVNULL)
         self.log.close()
+
+    def kill_vmms(self):
+        """Last-resort cleanup after a failed test: VMM processes of this daemon's jail."""
+        subprocess.run(["pkill", "-KILL", "-f", "--", f"--chroot-base-dir {self.jail} "],
+                       stderr=subprocess.DEVNULL)
 
     def vm(self, name, *parts):
         return os.path.join(self.mnt, "vms", name, *parts)

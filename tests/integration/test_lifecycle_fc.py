@@ -292,6 +292,7 @@ finally:
             except OSError:
                 pass
         D.stop()
+        D.kill_vmms()
         if rc or os.environ.get("E2E_LOG"):
             print("# daemon log tail:\n# " + D.log_tail(60).replace("\n", "\n# "))
     REG.stop()
