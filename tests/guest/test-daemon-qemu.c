@@ -148,6 +148,29 @@ static int qemu_pid(const char *vm)
 	return pid;
 }
 
+/* Run the rest of the case as PID 1 of new PID and mount namespaces (with its own /proc), so a
+ * failing case takes every process it started (registry, daemon, QEMU) down with it. The
+ * calling process only relays the exit status. */
+static void isolate(int extra_flags)
+{
+	int status;
+	pid_t pid;
+
+	ASSERT_OK(unshare(CLONE_NEWPID | CLONE_NEWNS | extra_flags));
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+		    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+			TEST_FAIL("isolate: %s", strerror(errno));
+		return;
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	fflush(stdout);
+	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+}
+
 static pid_t spawn_daemon(const char *bld)
 {
 	char buf[256];
@@ -198,8 +221,7 @@ static void test_daemon_qemu_e2e(void)
 	if (sh("%s/tools/build-guest --out %s >%s/build-guest.log 2>&1", src, guest, bld) != 0)
 		test_skip("tools/build-guest failed (apt-get download needs the network)");
 
-	ASSERT_OK(unshare(CLONE_NEWNET | CLONE_NEWNS));
-	ASSERT_OK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
+	isolate(CLONE_NEWNET);
 	ASSERT_EQ(sh("ip link set lo up && mkdir -p /run/netns && mount -t tmpfs tmpfs /run/netns"),
 		  0);
 	snprintf(T, sizeof(T), "/tmp/test-e2e.XXXXXX");

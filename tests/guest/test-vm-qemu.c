@@ -13,11 +13,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -73,6 +75,29 @@ static bool have(const char *prog)
 	return sh("command -v %s >/dev/null 2>&1", prog) == 0;
 }
 
+/* Run the rest of the case as PID 1 of new PID and mount namespaces (with its own /proc), so a
+ * failing case takes every process it started (registry, daemon, QEMU) down with it. The
+ * calling process only relays the exit status. */
+static void isolate(int extra_flags)
+{
+	int status;
+	pid_t pid;
+
+	ASSERT_OK(unshare(CLONE_NEWPID | CLONE_NEWNS | extra_flags));
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+		    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+			TEST_FAIL("isolate: %s", strerror(errno));
+		return;
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	fflush(stdout);
+	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+}
+
 /* Preconditions, guest build (cached), app image, network namespace. */
 static void fixture_setup(struct fixture *f, const char *tag)
 {
@@ -89,6 +114,9 @@ static void fixture_setup(struct fixture *f, const char *tag)
 	       bld) != 0)
 		test_skip("tools/build-guest failed (no network for apt-get download?); see "
 			  "build-guest.log");
+	/* The bench loops in one process: isolate only test cases (forked by the harness). */
+	if (!getenv("MVMFS_VM_BENCH"))
+		isolate(0);
 	snprintf(f->kernel, sizeof(f->kernel), "%s/vmlinux", f->guest_dir);
 	snprintf(f->base_initrd, sizeof(f->base_initrd), "%s/initramfs.cpio.gz", f->guest_dir);
 	snprintf(f->busybox, sizeof(f->busybox), "%s/busybox", f->guest_dir);
