@@ -73,7 +73,8 @@ static int do_open(struct fs *fs, fuse_ino_t ino, int flags, struct fs_handle **
 
 /*
  * The FUSE open reply, built by hand for writable files: libfuse 3.14 cannot set
- * FOPEN_PARALLEL_DIRECT_WRITES (protocol 7.36, Linux 6.2). Without it the kernel holds the inode
+ * FOPEN_PARALLEL_DIRECT_WRITES (protocol 7.38, Linux 6.2). On older kernels a second
+ * writer to the same state file waits for the first one's transition. Without it the kernel holds the inode
  * lock for the whole of a blocking state write, so a second writer would wait for the first
  * transition instead of getting EBUSY.
  */

@@ -105,7 +105,7 @@ struct fs {
 	unsigned max_handles;
 	atomic_bool ready;
 	atomic_bool mounted;
-	atomic_bool parallel_writes;  /* kernel speaks FUSE >= 7.36 (FOPEN_PARALLEL_DIRECT_WRITES) */
+	atomic_bool parallel_writes;  /* kernel speaks FUSE >= 7.38 (FOPEN_PARALLEL_DIRECT_WRITES) */
 	atomic_uint handles;          /* open files and directories */
 	struct timespec start_time;   /* st_[amc]tim of every node */
 

@@ -25,7 +25,7 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 	 * the kernel serialises under the exclusive inode lock (no EBUSY for a second writer). */
 	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
 	atomic_store(&fs->parallel_writes,
-		     conn->proto_major > 7 || (conn->proto_major == 7 && conn->proto_minor >= 36));
+		     conn->proto_major > 7 || (conn->proto_major == 7 && conn->proto_minor >= 38));
 	log_debug("FUSE protocol %u.%u, capable 0x%x", conn->proto_major, conn->proto_minor,
 		  conn->capable);
 }
