@@ -378,6 +378,16 @@ static int qemu_launch(void *priv, const struct vmm_launch *p, struct vmm_handle
 	pid_t pid;
 	int r;
 
+	/* QEMU's option syntax splits on commas (",," would escape one): refuse such paths. */
+	{
+		const char *const paths[] = { p->rootfs, p->data_disk, p->console_log, qp->base_dir };
+
+		for (size_t i = 0; i < ELEMENTSOF(paths); i++)
+			if (paths[i] && strchr(paths[i], ','))
+				return err_set(err, -EINVAL,
+					       "path %s contains a comma, which QEMU options cannot take",
+					       paths[i]);
+	}
 	if (snprintf(h->jail_dir, sizeof(h->jail_dir), "%s/%s", qp->base_dir, p->name) >=
 		    (int)sizeof(h->jail_dir) ||
 	    snprintf(h->api_socket, sizeof(h->api_socket), "%s/%s", h->jail_dir, QEMU_QMP) >=
