@@ -23,26 +23,26 @@ struct runtime_config;
 
 #define VMM_PATH_MAX 4096
 #define VMM_SOCK_MAX 108 /* sizeof(sockaddr_un.sun_path) */
-#define VMM_DIR_MAX 256  /* cgroup dirs: <mount>/mvmfs/<name>, kept small (per-VM memory) */
+#define VMM_DIR_MAX 256	 /* cgroup dirs: <mount>/mvmfs/<name>, kept small (per-VM memory) */
 
 /* Everything a backend needs to start one VM. Strings are borrowed for the call. */
 struct vmm_launch {
-	const char *name;          /* VM name, 1..36 of [A-Za-z0-9-]: jailer --id, QEMU -name */
-	uint32_t index;            /* the VM's slot in the uid range (persisted) */
-	uid_t uid;                 /* distinct per VM, never 0 */
+	const char *name; /* VM name, 1..36 of [A-Za-z0-9-]: jailer --id, QEMU -name */
+	uint32_t index;	  /* the VM's slot in the uid range (persisted) */
+	uid_t uid;	  /* distinct per VM, never 0 */
 	gid_t gid;
-	const char *netns_path;    /* NULL: no network namespace (cfg->no_network) */
-	const char *tap_name;      /* NULL: no NIC */
-	const char *mac;           /* "02:xx:xx:xx:xx:xx" */
-	const char *kernel;        /* host paths; the backend places them where the VMM sees them */
+	const char *netns_path; /* NULL: no network namespace (cfg->no_network) */
+	const char *tap_name;	/* NULL: no NIC */
+	const char *mac;	/* "02:xx:xx:xx:xx:xx" */
+	const char *kernel;	/* host paths; the backend places them where the VMM sees them */
 	const char *initrd;
-	const char *rootfs;        /* shared, read-only: never chown'ed */
-	const char *data_disk;     /* per-VM, read-write, owned by uid:gid after launch */
-	const char *boot_args;     /* guest settings appended to the backend's base command line */
+	const char *rootfs;    /* shared, read-only: never chown'ed */
+	const char *data_disk; /* per-VM, read-write, owned by uid:gid after launch */
+	const char *boot_args; /* guest settings appended to the backend's base command line */
 	unsigned vcpus;
 	unsigned mem_mib;
-	const char *run_dir;       /* per-VM host dir the runtime owns (state_dir/vms/NAME) */
-	const char *console_log;   /* host path where the VMM's console/log output goes, or NULL */
+	const char *run_dir;	 /* per-VM host dir the runtime owns (state_dir/vms/NAME) */
+	const char *console_log; /* host path where the VMM's console/log output goes, or NULL */
 	/* Set by the supervisor to ask a blocking launch to give up early (kill during start). */
 	atomic_bool *cancel;
 	/* The backend stores the VMM pid here as soon as it exists, so a kill during the launch
@@ -52,15 +52,15 @@ struct vmm_launch {
 
 /* What identifies a live VMM, persisted in the VM's record and restored at re-adoption. */
 struct vmm_handle {
-	pid_t pid;                           /* VMM pid (0: none) */
-	uint64_t start_time;                 /* field 22 of /proc/<pid>/stat, in clock ticks */
-	int pidfd;                           /* -EBADF when none; not persisted */
-	bool is_child;                       /* our child: waitid(P_PIDFD) gives the exit status */
-	char api_socket[VMM_SOCK_MAX];       /* host path of the API / QMP socket */
-	char agent_socket[VMM_SOCK_MAX];     /* host path of the agent channel (vsock uds / serial) */
-	char jail_dir[VMM_PATH_MAX];         /* per-VM host dir the backend created ("" none) */
-	char cgroup[4][VMM_DIR_MAX];         /* cgroup dirs created for the VM ("" unused) */
-	int cgroup_version;                  /* 1 or 2, 0 none */
+	pid_t pid;			 /* VMM pid (0: none) */
+	uint64_t start_time;		 /* field 22 of /proc/<pid>/stat, in clock ticks */
+	int pidfd;			 /* -EBADF when none; not persisted */
+	bool is_child;			 /* our child: waitid(P_PIDFD) gives the exit status */
+	char api_socket[VMM_SOCK_MAX];	 /* host path of the API / QMP socket */
+	char agent_socket[VMM_SOCK_MAX]; /* host path of the agent channel (vsock uds / serial) */
+	char jail_dir[VMM_PATH_MAX];	 /* per-VM host dir the backend created ("" none) */
+	char cgroup[4][VMM_DIR_MAX];	 /* cgroup dirs created for the VM ("" unused) */
+	int cgroup_version;		 /* 1 or 2, 0 none */
 };
 
 /* Instance state as the VMM reports it. */
@@ -69,18 +69,18 @@ enum vmm_run_state {
 	VMM_RUN_NOT_STARTED,
 	VMM_RUN_RUNNING,
 	VMM_RUN_PAUSED,
-	VMM_RUN_GONE,      /* process not alive */
+	VMM_RUN_GONE, /* process not alive */
 };
 
 /* How the VMM process ended. */
 struct vmm_exit {
-	bool known;        /* false after re-adoption: the process was not our child */
-	int code;          /* exit code when !signal */
-	int signal;        /* terminating signal or 0 */
+	bool known; /* false after re-adoption: the process was not our child */
+	int code;   /* exit code when !signal */
+	int signal; /* terminating signal or 0 */
 };
 
 struct vmm_ops {
-	const char *name;  /* "firecracker", "qemu" */
+	const char *name; /* "firecracker", "qemu" */
 
 	/* Node-wide setup at runtime_new (check binaries, detect cgroups). *ret_priv is passed to
 	 * every other op. */
@@ -92,7 +92,8 @@ struct vmm_ops {
 	 * the caller can still kill and clean up with it. The VMM's own error text (Firecracker's
 	 * fault_message) goes verbatim into err, prefixed with the call, e.g.
 	 * "PUT /drives/rootfs: Drive config error: ...". */
-	int (*launch)(void *priv, const struct vmm_launch *p, struct vmm_handle *h, struct err *err);
+	int (*launch)(void *priv, const struct vmm_launch *p, struct vmm_handle *h,
+		      struct err *err);
 
 	/* The VMM's view of the instance (GET / for Firecracker, query-status for QEMU). */
 	int (*query)(void *priv, struct vmm_handle *h, enum vmm_run_state *ret, struct err *err);

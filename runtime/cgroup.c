@@ -148,8 +148,9 @@ int cgroup_detect(int forced_version, struct cgroup_info *ret, struct err *err)
 	if (forced_version == 1 && ci.cpu_mount[0] && ci.memory_mount[0])
 		ci.version = 1;
 	else if (forced_version == 2 && ci.version != 2)
-		return err_set(err, -ENOTSUP,
-			       "cgroup v2 requested but cpu and memory are not in the unified hierarchy");
+		return err_set(
+			err, -ENOTSUP,
+			"cgroup v2 requested but cpu and memory are not in the unified hierarchy");
 	if (ci.version == 1) {
 		struct stat st;
 		snprintf(path, sizeof(path), "%s/memory.memsw.limit_in_bytes", ci.memory_mount);
@@ -166,11 +167,11 @@ int cgroup_jailer_args(const struct cgroup_info *ci, unsigned vcpus, unsigned me
 	unsigned long long quota = (unsigned long long)vcpus * 100000ULL;
 	size_t n = 0;
 
-#define ADD(...)                                                                                   \
-	do {                                                                                       \
-		if (n >= max)                                                                      \
-			return -E2BIG;                                                             \
-		snprintf(args[n++], 128, __VA_ARGS__);                                             \
+#define ADD(...)                                       \
+	do {                                           \
+		if (n >= max)                          \
+			return -E2BIG;                 \
+		snprintf(args[n++], 128, __VA_ARGS__); \
 	} while (0)
 	ADD("--cgroup-version");
 	ADD("%d", ci->version);
@@ -232,7 +233,7 @@ int cgroup_remove(const char *dir)
 			return 0;
 		if (errno != EBUSY)
 			return -errno;
-		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+		nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
 	}
 	return -EBUSY;
 }

@@ -4,11 +4,10 @@
  * one thread at a time (libcurl-thread(3)). Response bodies are bounded; a 4xx body's
  * fault_message is returned verbatim in err, prefixed with the call.
  */
+#include <curl/curl.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <curl/curl.h>
 
 #include "internal.h"
 

@@ -5,11 +5,10 @@
  * CONTRACT.md A.4; request structs there reject unknown fields, so we send only known ones.
  */
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <jansson.h>
 
 #include "internal.h"
 
@@ -40,8 +39,7 @@ int fc_json_metrics(const char *metrics_path, char **ret)
 	return dump(json_pack("{s:s}", "metrics_path", metrics_path), ret);
 }
 
-int fc_json_boot_source(const char *kernel, const char *initrd, const char *boot_args,
-			char **ret)
+int fc_json_boot_source(const char *kernel, const char *initrd, const char *boot_args, char **ret)
 {
 	json_t *o = json_pack("{s:s}", "kernel_image_path", kernel);
 

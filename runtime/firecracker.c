@@ -17,8 +17,8 @@
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/sendfile.h>
-#include <sys/stat.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
@@ -156,7 +156,8 @@ static void console_tail(const char *path, char *buf, size_t size)
 	end = lseek(fd, 0, SEEK_END);
 	if (end < 0)
 		return;
-	n = pread(fd, tmp, sizeof(tmp) - 1, end > (off_t)sizeof(tmp) - 1 ? end - (off_t)sizeof(tmp) + 1 : 0);
+	n = pread(fd, tmp, sizeof(tmp) - 1,
+		  end > (off_t)sizeof(tmp) - 1 ? end - (off_t)sizeof(tmp) + 1 : 0);
 	if (n <= 0)
 		return;
 	tmp[n] = '\0';
@@ -176,10 +177,9 @@ static void exit_reason(const struct vmm_exit *ex, char *buf, size_t size)
 }
 
 /* Is the VMM gone? If so reap it and describe why into err. */
-static int check_alive(struct vmm_handle *h, const char *console, const char *what,
-		       struct err *err)
+static int check_alive(struct vmm_handle *h, const char *console, const char *what, struct err *err)
 {
-	struct pollfd pfd = { .fd = h->pidfd, .events = POLLIN };
+	struct pollfd pfd = {.fd = h->pidfd, .events = POLLIN};
 	struct vmm_exit ex;
 	char reason[64], tail[300];
 
@@ -194,7 +194,7 @@ static int check_alive(struct vmm_handle *h, const char *console, const char *wh
 
 static bool socket_accepts(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	if (fd < 0 || strlen(path) >= sizeof(sa.sun_path))
@@ -221,9 +221,10 @@ static int wait_socket(struct vmm_handle *h, const struct vmm_launch *p, struct 
 		if (p->cancel && atomic_load(p->cancel))
 			return err_set(err, -ECANCELED, "start cancelled");
 		if (ms_since(&t0) > FC_SOCKET_WAIT_MS)
-			return err_set(err, -ETIMEDOUT, "the API socket %s did not appear within %d ms",
+			return err_set(err, -ETIMEDOUT,
+				       "the API socket %s did not appear within %d ms",
 				       h->api_socket, FC_SOCKET_WAIT_MS);
-		nanosleep(&(struct timespec){ .tv_nsec = 5 * 1000 * 1000 }, NULL);
+		nanosleep(&(struct timespec){.tv_nsec = 5 * 1000 * 1000}, NULL);
 	}
 }
 
@@ -249,8 +250,7 @@ static int put(struct fc_client *c, const char *path, char *body, long timeout,
 	return r;
 }
 
-static int fc_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *h,
-		     struct err *err)
+static int fc_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *h, struct err *err)
 {
 	struct fc_priv *fp = priv;
 	char root[VMM_PATH_MAX], path[VMM_PATH_MAX + 64], boot_args[2048];
@@ -318,8 +318,8 @@ static int fc_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *
 	if (r < 0)
 		return err_set(err, r, "cgroup arguments");
 	if (p->console_log) {
-		console = open(p->console_log,
-			       O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+		console = open(p->console_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
+			       0600);
 		if (console < 0)
 			return err_set(err, -errno, "%s: %s", p->console_log, strerror(errno));
 	}
@@ -435,7 +435,7 @@ static int fc_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *
 				    FC_RUNNING_WAIT_MS);
 			goto out;
 		}
-		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+		nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
 	}
 	r = 0;
 out:
@@ -515,7 +515,8 @@ static bool is_jailed(pid_t pid, const char *id)
 		char tail[80];
 		link[n] = '\0';
 		snprintf(tail, sizeof(tail), "/%s/root", id);
-		if (strlen(link) >= strlen(tail) && strcmp(link + strlen(link) - strlen(tail), tail) == 0)
+		if (strlen(link) >= strlen(tail) &&
+		    strcmp(link + strlen(link) - strlen(tail), tail) == 0)
 			return true;
 	}
 	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
@@ -532,7 +533,8 @@ static void kill_jailed(struct fc_priv *fp, const char *id, const char *jail_dir
 	uint32_t pid;
 
 	vmm_handle_init(&h);
-	if (snprintf(path, sizeof(path), "%s/root/firecracker.pid", jail_dir) >= (int)sizeof(path) ||
+	if (snprintf(path, sizeof(path), "%s/root/firecracker.pid", jail_dir) >=
+		    (int)sizeof(path) ||
 	    read_file_bounded(path, 64, &pidtxt, NULL) < 0)
 		return;
 	pidtxt[strcspn(pidtxt, "\n")] = '\0';
@@ -541,7 +543,7 @@ static void kill_jailed(struct fc_priv *fp, const char *id, const char *jail_dir
 	h.pid = (pid_t)pid;
 	if (vmm_handle_open_pidfd(&h) == 0) {
 		if (is_jailed(h.pid, id)) {
-			struct pollfd pfd = { .fd = h.pidfd, .events = POLLIN };
+			struct pollfd pfd = {.fd = h.pidfd, .events = POLLIN};
 			struct vmm_exit ex;
 			(void)fc_kill(fp, &h);
 			(void)poll(&pfd, 1, 2000);
@@ -559,9 +561,8 @@ static void fc_cleanup(void *priv, const char *name, struct vmm_handle *h)
 
 	/* Without a recorded handle (a daemon killed mid-start), the jail and cgroups follow
 	 * from the name. */
-	if (!h->jail_dir[0] &&
-	    snprintf(h->jail_dir, sizeof(h->jail_dir), "%s/%s", fp->exec_dir, name) >=
-		    (int)sizeof(h->jail_dir))
+	if (!h->jail_dir[0] && snprintf(h->jail_dir, sizeof(h->jail_dir), "%s/%s", fp->exec_dir,
+					name) >= (int)sizeof(h->jail_dir))
 		h->jail_dir[0] = '\0';
 	for (size_t i = 0; i < ELEMENTSOF(h->cgroup); i++)
 		any_cg |= h->cgroup[i][0] != '\0';

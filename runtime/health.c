@@ -15,7 +15,7 @@
 const char *health_verdict_to_string(enum health_verdict v)
 {
 	static const char *const names[] = {
-		[HEALTH_HEALTHY] = "healthy", [HEALTH_UNHEALTHY] = "unhealthy",
+		[HEALTH_HEALTHY] = "healthy",	[HEALTH_UNHEALTHY] = "unhealthy",
 		[HEALTH_STARTING] = "starting", [HEALTH_STOPPED] = "stopped",
 		[HEALTH_FAILED] = "failed",
 	};
@@ -78,8 +78,8 @@ static void mono_since(const struct vm_snap *s, uint64_t t_ms, char *buf, size_t
 /* Agent and app checks from the agent client's status. A guest that has not answered yet is
  * pending for AGENT_BOOT_GRACE_S after the VMM started, then down. */
 #define AGENT_BOOT_GRACE_S 60
-static void agent_checks(const struct vm_snap *s, struct health_input *in, char *agent,
-			 size_t asz, char *app, size_t psz)
+static void agent_checks(const struct vm_snap *s, struct health_input *in, char *agent, size_t asz,
+			 char *app, size_t psz)
 {
 	const struct agent_status *a = &s->agent;
 	char v[200], t[32];
@@ -97,7 +97,7 @@ static void agent_checks(const struct vm_snap *s, struct health_input *in, char 
 	agent_format_health_agent(a, v, sizeof(v));
 	if (!a->ever_connected) {
 		in->agent = now.tv_sec - s->hs.vmm_since.tv_sec < AGENT_BOOT_GRACE_S ? CHECK_PENDING
-										 : CHECK_DOWN;
+										     : CHECK_DOWN;
 		since(&s->hs.vmm_since, t, sizeof(t));
 	} else {
 		in->agent = a->heartbeat_fresh ? CHECK_OK : CHECK_DOWN;

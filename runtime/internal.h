@@ -1,21 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * runtime/internal.h: what the runtime sources share. Never included from another directory (except the
- * runtime's own tests).
+ * runtime/internal.h: what the runtime sources share. Never included from another directory (except
+ * the runtime's own tests).
  *
  * Lock order: rt->lock (VM table) before vm->lock (snapshot). No runtime lock is held while
  * calling a vm_done_cb or vm_notify_cb, or while calling into a backend, net/ or image/.
  */
 #pragma once
 
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
-
-#include <netinet/in.h>
 
 #include "agent.h"
 #include "backend.h"
@@ -28,14 +27,14 @@
 /* ---- lifecycle (lifecycle.c): the [state][event] table ---- */
 
 enum lc_event {
-	LC_EV_START,        /* commands (vm_command) */
+	LC_EV_START, /* commands (vm_command) */
 	LC_EV_STOP,
 	LC_EV_KILL,
 	LC_EV_RESTART,
 	LC_EV_LAUNCH_OK,    /* worker: launch finished, VMM running */
 	LC_EV_LAUNCH_FAIL,  /* worker: launch failed, everything already cleaned up */
-	LC_EV_EXIT,         /* supervisor: the VMM process ended (pidfd readable) */
-	LC_EV_DEADLINE,     /* supervisor: the graceful-stop deadline passed */
+	LC_EV_EXIT,	    /* supervisor: the VMM process ended (pidfd readable) */
+	LC_EV_DEADLINE,	    /* supervisor: the graceful-stop deadline passed */
 	LC_EV_CLEANUP_DONE, /* worker: host resources of an exited VMM removed */
 	_LC_EV_MAX,
 };
@@ -43,21 +42,21 @@ enum lc_event {
 /* Lifecycle fields of a VM; owned by the supervisor thread (copied into the snapshot). */
 struct lc_vm {
 	enum vm_state state;
-	bool pending_stop;     /* stop asked while starting */
-	bool pending_kill;     /* kill asked while starting */
-	bool restart;          /* start again after the stop completes */
-	bool exiting;          /* VMM exited on its own, cleanup in flight */
-	bool exit_clean;       /* that exit was clean (exit code 0) */
-	bool stop_by_request;  /* the exit was asked for (stop/kill) */
+	bool pending_stop;    /* stop asked while starting */
+	bool pending_kill;    /* kill asked while starting */
+	bool restart;	      /* start again after the stop completes */
+	bool exiting;	      /* VMM exited on its own, cleanup in flight */
+	bool exit_clean;      /* that exit was clean (exit code 0) */
+	bool stop_by_request; /* the exit was asked for (stop/kill) */
 };
 
 /* Side effects the table asks for; the supervisor implements them, tests record them. */
 struct lc_actions {
-	void (*launch)(void *ud);        /* start a launch job on a worker */
-	void (*request_stop)(void *ud);  /* ask the guest to stop (agent, else the VMM) */
-	void (*arm_deadline)(void *ud);  /* timer: stop_timeout_ms */
-	void (*kill)(void *ud);          /* SIGKILL the VMM (or cancel a launch) */
-	void (*cleanup)(void *ud);       /* start a cleanup job on a worker */
+	void (*launch)(void *ud);	/* start a launch job on a worker */
+	void (*request_stop)(void *ud); /* ask the guest to stop (agent, else the VMM) */
+	void (*arm_deadline)(void *ud); /* timer: stop_timeout_ms */
+	void (*kill)(void *ud);		/* SIGKILL the VMM (or cancel a launch) */
+	void (*cleanup)(void *ud);	/* start a cleanup job on a worker */
 	/* Complete waiters of the verb (or all, when verb < 0) with result. */
 	void (*complete)(void *ud, int verb, int result);
 };
@@ -73,7 +72,7 @@ const char *lc_event_to_string(enum lc_event ev);
 
 #define VM_WAITERS_MAX 8
 struct vm_waiter {
-	int verb;            /* enum vm_verb or -1 */
+	int verb; /* enum vm_verb or -1 */
 	vm_done_cb done;
 	void *ud;
 };
@@ -90,7 +89,7 @@ struct vm_health_src {
 
 /* An epoll registration of the supervisor (pidfd or deadline timer of a VM). */
 struct sv_watch {
-	int kind;            /* SV_WATCH_* in supervisor.c */
+	int kind; /* SV_WATCH_* in supervisor.c */
 	struct vm *vm;
 };
 
@@ -98,22 +97,22 @@ struct vm {
 	atomic_int refs;
 	struct runtime *rt;
 	char name[VM_NAME_MAX + 1];
-	uint32_t index;                /* slot in the uid range */
+	uint32_t index; /* slot in the uid range */
 
-	pthread_mutex_t lock;          /* protects everything below up to "supervisor only" */
-	struct lc_vm lc;               /* written by the supervisor under lock */
-	bool cmd_pending;              /* a command queued but not yet dispatched */
-	bool live;                     /* visible: created, not being destroyed */
+	pthread_mutex_t lock; /* protects everything below up to "supervisor only" */
+	struct lc_vm lc;      /* written by the supervisor under lock */
+	bool cmd_pending;     /* a command queued but not yet dispatched */
+	bool live;	      /* visible: created, not being destroyed */
 	bool destroying;
-	char *image;                   /* reference as written, or NULL */
+	char *image; /* reference as written, or NULL */
 	char image_digest[IMG_DIGEST_MAX];
 	struct in6_addr ip;
 	bool has_ip;
-	char error[ERR_MSG_MAX + 64];  /* "RFC3339 message" or "" */
-	pid_t pid;                     /* VMM pid or 0 */
+	char error[ERR_MSG_MAX + 64]; /* "RFC3339 message" or "" */
+	pid_t pid;		      /* VMM pid or 0 */
 	struct vm_health_src hs;
 	struct timespec state_since;
-	struct agent *agent;           /* guest agent client while the VMM lives, or NULL */
+	struct agent *agent; /* guest agent client while the VMM lives, or NULL */
 	struct vm_waiter waiters[VM_WAITERS_MAX];
 	unsigned n_waiters;
 	uint64_t seq[_VM_ATTR_MAX];
@@ -124,16 +123,18 @@ struct vm {
 	struct vmm_exit last_exit;
 	atomic_bool cancel;
 	atomic_int launch_pid;
-	atomic_bool probing;           /* a health probe job is queued or running */         /* published by the backend as soon as it spawned */
-	pthread_mutex_t rec_lock;      /* serialises record writes of this VM */
-	int deadline_fd;               /* timerfd, -EBADF */
+	atomic_bool probing;
+		/* a health probe job is queued or running */ /* published by the backend as soon as
+								 it spawned */
+	pthread_mutex_t rec_lock; /* serialises record writes of this VM */
+	int deadline_fd;	  /* timerfd, -EBADF */
 	bool pidfd_watched;
 	struct sv_watch pid_watch, dl_watch;
 	struct net_vm_info net;
 	bool net_set_up;
 	bool img_held;
 	char rootfs[VMM_PATH_MAX];
-	struct vm *next;               /* runtime table chain */
+	struct vm *next; /* runtime table chain */
 };
 
 struct vm *vm_new(struct runtime *rt, const char *name);
@@ -164,8 +165,8 @@ enum check_status {
 struct health_input {
 	enum vm_state state;
 	enum check_status vmm, agent, app, net;
-	bool agent_available;  /* an agent channel exists in this build */
-	bool net_expected;     /* host networking configured */
+	bool agent_available; /* an agent channel exists in this build */
+	bool net_expected;    /* host networking configured */
 };
 const char *health_verdict_to_string(enum health_verdict v);
 /* Pure: the verdict from the state and the checks. */
@@ -181,8 +182,8 @@ struct vm_snap {
 	struct vm_health_src hs;
 	bool net_expected;
 	bool has_agent;
-	struct agent_status agent;     /* valid when has_agent */
-	uint64_t now_mono_ms;          /* agent_now_ms() at the snapshot */
+	struct agent_status agent; /* valid when has_agent */
+	uint64_t now_mono_ms;	   /* agent_now_ms() at the snapshot */
 	char error[ERR_MSG_MAX + 64];
 };
 void vm_snapshot(struct vm *vm, struct vm_snap *ret);
@@ -194,15 +195,15 @@ int health_render(const struct vm_snap *s, char **ret, size_t *ret_len);
 struct vm_record {
 	char name[VM_NAME_MAX + 1];
 	uint32_t index;
-	enum vm_state state;         /* as last written */
+	enum vm_state state; /* as last written */
 	char image[IMG_REF_MAX];
 	char image_digest[IMG_DIGEST_MAX];
 	struct in6_addr ip;
 	bool has_ip;
 	char error[ERR_MSG_MAX + 64];
-	struct vmm_handle h;         /* pidfd not stored */
+	struct vmm_handle h; /* pidfd not stored */
 	char rootfs[VMM_PATH_MAX];
-	char vmm[16];                /* backend name */
+	char vmm[16]; /* backend name */
 };
 /* Pure: encode / decode (strict, bounded). */
 int record_encode(const struct vm_record *r, char **ret);
@@ -214,11 +215,11 @@ int record_remove(const char *state_dir, const char *name);
 /* ---- cgroups (cgroup.c) ---- */
 
 struct cgroup_info {
-	int version;                   /* 1 or 2 */
-	char v2_mount[VMM_PATH_MAX];   /* "" when none */
-	char cpu_mount[VMM_PATH_MAX];  /* v1 mount holding cpu (and cpuacct) */
+	int version;		      /* 1 or 2 */
+	char v2_mount[VMM_PATH_MAX];  /* "" when none */
+	char cpu_mount[VMM_PATH_MAX]; /* v1 mount holding cpu (and cpuacct) */
 	char memory_mount[VMM_PATH_MAX];
-	bool memsw;                    /* v1 memory.memsw.limit_in_bytes available */
+	bool memsw; /* v1 memory.memsw.limit_in_bytes available */
 };
 /* Pure: detect from a /proc/mounts text and the v2 root's cgroup.controllers text (may be
  * NULL). Prefers v2 when it holds both cpu and memory. */
@@ -238,8 +239,7 @@ int cgroup_remove(const char *dir);
 
 int fc_json_logger(const char *log_path, char **ret);
 int fc_json_metrics(const char *metrics_path, char **ret);
-int fc_json_boot_source(const char *kernel, const char *initrd, const char *boot_args,
-			char **ret);
+int fc_json_boot_source(const char *kernel, const char *initrd, const char *boot_args, char **ret);
 int fc_json_drive(const char *id, const char *path, bool root, bool read_only, char **ret);
 int fc_json_machine_config(unsigned vcpus, unsigned mem_mib, char **ret);
 int fc_json_net(const char *iface, const char *tap, const char *mac, char **ret);
@@ -271,11 +271,11 @@ struct jailer_params {
 	const char *id;
 	uid_t uid;
 	gid_t gid;
-	const char *netns;            /* or NULL */
+	const char *netns; /* or NULL */
 	const char (*cgroup_args)[128];
 	size_t n_cgroup_args;
-	const char *api_sock;         /* inside the jail */
-	int stdout_fd;                /* console/log sink or -1 */
+	const char *api_sock; /* inside the jail */
+	int stdout_fd;	      /* console/log sink or -1 */
 };
 /* Build argv (pure; strings point into p or static text). Returns argc. */
 int jailer_argv(const struct jailer_params *p, const char **argv, size_t max, char uid[16],
@@ -301,13 +301,13 @@ struct runtime {
 	const struct vmm_ops *ops;
 	void *ops_priv;
 	struct img_store *store;
-	struct net_ctx *net;           /* used only by the net worker */
+	struct net_ctx *net; /* used only by the net worker */
 	rt_image_fn prepare_image;
 
-	pthread_mutex_t lock;          /* protects the table, index map, counters below */
-	struct vm *vms;                /* all VMs, pending ones included */
+	pthread_mutex_t lock; /* protects the table, index map, counters below */
+	struct vm *vms;	      /* all VMs, pending ones included */
 	unsigned n_vms;
-	uint8_t *index_used;           /* cfg.uid_count entries */
+	uint8_t *index_used; /* cfg.uid_count entries */
 	uint64_t n_boots, n_failures, n_stops;
 
 	vm_notify_cb notify;
@@ -316,10 +316,10 @@ struct runtime {
 	/* supervisor */
 	pthread_t sv_thread;
 	bool sv_running;
-	int tick_fd;                   /* health probe timer */
+	int tick_fd; /* health probe timer */
 	int epfd;
-	int evfd;                      /* command/event queue wake-up */
-	pthread_mutex_t q_lock;        /* protects q_head/q_tail */
+	int evfd;		/* command/event queue wake-up */
+	pthread_mutex_t q_lock; /* protects q_head/q_tail */
 	struct sv_msg *q_head, *q_tail;
 	atomic_bool stopping;
 
@@ -330,15 +330,14 @@ struct runtime {
 	pthread_t workers[4];
 	unsigned n_workers;
 	bool jobs_stop;
-	pthread_mutex_t net_lock;      /* serialises every use of net (single-threaded ctx) */
+	pthread_mutex_t net_lock; /* serialises every use of net (single-threaded ctx) */
 };
 
 /* Post an event for vm to the supervisor (any thread). */
 int sv_post_event(struct runtime *rt, struct vm *vm, enum lc_event ev);
 /* Post a callback to run on the supervisor thread. */
-int sv_post_call(struct runtime *rt, struct vm *vm, void (*fn)(struct runtime *, struct vm *,
-							     void *, int),
-		 void *arg, int result);
+int sv_post_call(struct runtime *rt, struct vm *vm,
+		 void (*fn)(struct runtime *, struct vm *, void *, int), void *arg, int result);
 int sv_start(struct runtime *rt);
 void sv_stop(struct runtime *rt);
 /* Queue a job on the worker pool. Takes a VM reference. */

@@ -35,11 +35,11 @@ int jailer_argv(const struct jailer_params *p, const char **argv, size_t max, ch
 
 	snprintf(uid, 16, "%u", (unsigned)p->uid);
 	snprintf(gid, 16, "%u", (unsigned)p->gid);
-#define A(x)                                                                                       \
-	do {                                                                                       \
-		if (n + 1 >= max)                                                                  \
-			return -E2BIG;                                                             \
-		argv[n++] = (x);                                                                   \
+#define A(x)                           \
+	do {                           \
+		if (n + 1 >= max)      \
+			return -E2BIG; \
+		argv[n++] = (x);       \
 	} while (0)
 	A(p->jailer);
 	A("--id");

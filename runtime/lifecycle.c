@@ -68,7 +68,8 @@ static int lc_launch_fail(struct lc_vm *s, const struct lc_actions *a, void *ud)
 {
 	bool asked = s->pending_kill || s->pending_stop;
 
-	/* A start cut short by stop/kill ends stopped; the start's writers still see the failure. */
+	/* A start cut short by stop/kill ends stopped; the start's writers still see the failure.
+	 */
 	s->state = asked ? VM_STATE_STOPPED : VM_STATE_FAILED;
 	s->pending_kill = s->pending_stop = false;
 	a->complete(ud, VM_VERB_START, -EIO);
@@ -135,10 +136,10 @@ static int lc_stopping_cleaned(struct lc_vm *s, const struct lc_actions *a, void
 	return 0;
 }
 
-#define IDLE_ROW                                                                                   \
-	{                                                                                          \
-		[LC_EV_START] = lc_start, [LC_EV_STOP] = lc_noop, [LC_EV_KILL] = lc_noop,          \
-		[LC_EV_RESTART] = lc_start,                                                        \
+#define IDLE_ROW                                                                          \
+	{                                                                                 \
+		[LC_EV_START] = lc_start, [LC_EV_STOP] = lc_noop, [LC_EV_KILL] = lc_noop, \
+		[LC_EV_RESTART] = lc_start,                                               \
 	}
 
 /* NULL: the event is unexpected in that state. */
@@ -146,25 +147,28 @@ static const lc_fn lc_table[_VM_STATE_MAX][_LC_EV_MAX] = {
 	[VM_STATE_CREATED] = IDLE_ROW,
 	[VM_STATE_STOPPED] = IDLE_ROW,
 	[VM_STATE_FAILED] = IDLE_ROW,
-	[VM_STATE_STARTING] = {
-		[LC_EV_STOP] = lc_starting_stop,
-		[LC_EV_KILL] = lc_starting_kill,
-		[LC_EV_LAUNCH_OK] = lc_launch_ok,
-		[LC_EV_LAUNCH_FAIL] = lc_launch_fail,
-	},
-	[VM_STATE_RUNNING] = {
-		[LC_EV_START] = lc_noop,
-		[LC_EV_STOP] = lc_graceful,
-		[LC_EV_KILL] = lc_running_kill,
-		[LC_EV_RESTART] = lc_running_restart,
-		[LC_EV_EXIT] = lc_exited,
-		[LC_EV_CLEANUP_DONE] = lc_running_cleaned,
-	},
-	[VM_STATE_STOPPING] = {
-		[LC_EV_EXIT] = lc_exited,
-		[LC_EV_DEADLINE] = lc_deadline,
-		[LC_EV_CLEANUP_DONE] = lc_stopping_cleaned,
-	},
+	[VM_STATE_STARTING] =
+		{
+			[LC_EV_STOP] = lc_starting_stop,
+			[LC_EV_KILL] = lc_starting_kill,
+			[LC_EV_LAUNCH_OK] = lc_launch_ok,
+			[LC_EV_LAUNCH_FAIL] = lc_launch_fail,
+		},
+	[VM_STATE_RUNNING] =
+		{
+			[LC_EV_START] = lc_noop,
+			[LC_EV_STOP] = lc_graceful,
+			[LC_EV_KILL] = lc_running_kill,
+			[LC_EV_RESTART] = lc_running_restart,
+			[LC_EV_EXIT] = lc_exited,
+			[LC_EV_CLEANUP_DONE] = lc_running_cleaned,
+		},
+	[VM_STATE_STOPPING] =
+		{
+			[LC_EV_EXIT] = lc_exited,
+			[LC_EV_DEADLINE] = lc_deadline,
+			[LC_EV_CLEANUP_DONE] = lc_stopping_cleaned,
+		},
 };
 
 int lifecycle_check(const struct lc_vm *s, enum vm_verb verb)

@@ -6,12 +6,11 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include <jansson.h>
 
 #include "fileio.h"
 #include "internal.h"
@@ -38,8 +37,8 @@ int record_encode(const struct vm_record *r, char **ret)
 		      "image_digest", r->image_digest, "ip", ip, "error", r->error, "rootfs",
 		      r->rootfs, "handle", "pid", (json_int_t)r->h.pid, "start_time",
 		      (json_int_t)r->h.start_time, "api_socket", r->h.api_socket, "agent_socket",
-		      r->h.agent_socket, "jail_dir", r->h.jail_dir, "cgroups", cg,
-		      "cgroup_version", r->h.cgroup_version);
+		      r->h.agent_socket, "jail_dir", r->h.jail_dir, "cgroups", cg, "cgroup_version",
+		      r->h.cgroup_version);
 	if (!o)
 		return -ENOMEM;
 	s = json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
@@ -99,10 +98,10 @@ int record_decode(const char *data, size_t len, struct vm_record *ret, struct er
 		json_decref(o);
 		return err_set(err, -EINVAL, "record: not a JSON object");
 	}
-#define CHECK(x)                                                                                   \
-	do {                                                                                       \
-		if ((k = (x)) < 0)                                                                 \
-			goto fail;                                                                 \
+#define CHECK(x)                   \
+	do {                       \
+		if ((k = (x)) < 0) \
+			goto fail; \
 	} while (0)
 	CHECK(get_int(o, "version", 1, RECORD_VERSION, &v, err));
 	if (v != RECORD_VERSION) {
@@ -160,14 +159,15 @@ int record_decode(const char *data, size_t len, struct vm_record *ret, struct er
 				k = err_set(err, -EINVAL, "record: bad 'cgroups'");
 				goto fail;
 			}
-			json_array_foreach(cg, i, e) {
+			json_array_foreach (cg, i, e) {
 				if (!json_is_string(e) ||
 				    json_string_length(e) >= sizeof(r.h.cgroup[0]) ||
 				    strlen(json_string_value(e)) != json_string_length(e)) {
 					k = err_set(err, -EINVAL, "record: bad cgroup path");
 					goto fail;
 				}
-				memcpy(r.h.cgroup[i], json_string_value(e), json_string_length(e) + 1);
+				memcpy(r.h.cgroup[i], json_string_value(e),
+				       json_string_length(e) + 1);
 			}
 		}
 	}

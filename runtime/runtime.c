@@ -70,7 +70,8 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 		rt->cfg.kernel = rt->default_kernel;
 	}
 	if (!rt->cfg.initrd) {
-		if (asprintf(&rt->default_initrd, "%s/guest/initramfs.cpio.gz", cfg->state_dir) < 0) {
+		if (asprintf(&rt->default_initrd, "%s/guest/initramfs.cpio.gz", cfg->state_dir) <
+		    0) {
 			rt->default_initrd = NULL;
 			runtime_free(rt);
 			return -ENOMEM;
@@ -104,7 +105,8 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 	r = rt->ops->init(&rt->cfg, &rt->ops_priv, err);
 	if (r < 0) {
 		runtime_free(rt);
-		return err_prefix(err, "%s backend: ", cfg->vmm == VMM_QEMU ? "qemu" : "firecracker");
+		return err_prefix(err,
+				  "%s backend: ", cfg->vmm == VMM_QEMU ? "qemu" : "firecracker");
 	}
 	nc = (struct net_config){
 		.state_dir = rt->cfg.state_dir,
@@ -492,7 +494,7 @@ static void adopt_cleanup(struct runtime *rt, struct vm *vm)
 	struct vmm_exit ex;
 
 	if (vm->h.pidfd >= 0) {
-		struct pollfd pfd = { .fd = vm->h.pidfd, .events = POLLIN };
+		struct pollfd pfd = {.fd = vm->h.pidfd, .events = POLLIN};
 		(void)rt->ops->kill(rt->ops_priv, &vm->h);
 		(void)poll(&pfd, 1, 5000);
 		vmm_handle_reap(&vm->h, &ex);
@@ -565,8 +567,10 @@ static int adopt_one(struct runtime *rt, const char *name)
 			log_info("%s: re-adopted VMM pid %d", name, (int)vm->pid);
 			break;
 		}
-		vm_set_error(vm, "vmm: the VMM died while the daemon was down (%s); exit status "
-				 "unknown", err.msg);
+		vm_set_error(vm,
+			     "vmm: the VMM died while the daemon was down (%s); exit status "
+			     "unknown",
+			     err.msg);
 		adopt_cleanup(rt, vm);
 		vm->lc.state = VM_STATE_FAILED;
 		break;

@@ -35,7 +35,7 @@ enum sv_msg_kind {
 
 struct sv_msg {
 	enum sv_msg_kind kind;
-	struct vm *vm;              /* holds a reference */
+	struct vm *vm; /* holds a reference */
 	enum lc_event ev;
 	void (*fn)(struct runtime *rt, struct vm *vm, void *arg, int result);
 	void *arg;
@@ -78,7 +78,7 @@ static void fx_complete(void *ud, int verb, int result)
 	struct sv_effects *fx = ud;
 
 	if (fx->n_done < ELEMENTSOF(fx->done))
-		fx->done[fx->n_done++] = (typeof(fx->done[0])){ verb, result };
+		fx->done[fx->n_done++] = (typeof(fx->done[0])){verb, result};
 }
 
 const struct lc_actions sv_lc_actions = {
@@ -135,7 +135,7 @@ int sv_post_call(struct runtime *rt, struct vm *vm,
 
 int sv_watch_pidfd(struct runtime *rt, struct vm *vm)
 {
-	struct epoll_event e = { .events = EPOLLIN, .data.ptr = &vm->pid_watch };
+	struct epoll_event e = {.events = EPOLLIN, .data.ptr = &vm->pid_watch};
 
 	if (vm->h.pidfd < 0 || vm->pidfd_watched)
 		return 0;
@@ -174,9 +174,9 @@ void sv_unwatch(struct runtime *rt, struct vm *vm)
 static void arm_deadline(struct runtime *rt, struct vm *vm)
 {
 	unsigned ms = rt->cfg.stop_timeout_ms;
-	struct itimerspec its = { .it_value = { .tv_sec = ms / 1000,
-						.tv_nsec = (long)(ms % 1000) * 1000000L } };
-	struct epoll_event e = { .events = EPOLLIN, .data.ptr = &vm->dl_watch };
+	struct itimerspec its = {
+		.it_value = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L}};
+	struct epoll_event e = {.events = EPOLLIN, .data.ptr = &vm->dl_watch};
 	int fd;
 
 	disarm_deadline(rt, vm);
@@ -297,9 +297,9 @@ void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
 		rt_notify(rt, vm, VM_ATTR_HEALTH);
 	}
 	if (fx.kill)
-		do_kill(rt, vm, old == VM_STATE_STARTING && s.state == VM_STATE_STARTING
-					? VM_STATE_STARTING
-					: s.state);
+		do_kill(rt, vm,
+			old == VM_STATE_STARTING && s.state == VM_STATE_STARTING ? VM_STATE_STARTING
+										 : s.state);
 	if (fx.arm_deadline)
 		arm_deadline(rt, vm);
 	if (fx.launch) {
@@ -335,8 +335,10 @@ static void on_pidfd(struct runtime *rt, struct vm *vm)
 	pthread_mutex_unlock(&vm->lock);
 	if (st == VM_STATE_RUNNING && !asked) {
 		if (!ex.known)
-			vm_set_error(vm, "vmm: the VMM exited on its own; exit status unknown (re-adopted "
-					 "after a daemon restart, not our child)");
+			vm_set_error(
+				vm,
+				"vmm: the VMM exited on its own; exit status unknown (re-adopted "
+				"after a daemon restart, not our child)");
 		else if (ex.signal)
 			vm_set_error(vm, "vmm: the VMM was killed by signal %d (%s)", ex.signal,
 				     strsignal(ex.signal));
@@ -435,13 +437,13 @@ static void *sv_main(void *arg)
 
 int sv_start(struct runtime *rt)
 {
-	struct epoll_event e = { .events = EPOLLIN, .data.ptr = NULL };
+	struct epoll_event e = {.events = EPOLLIN, .data.ptr = NULL};
 	sigset_t all, old;
 	int r;
 
-	struct itimerspec its = { .it_value = { .tv_sec = SV_PROBE_MS / 1000 },
-				  .it_interval = { .tv_sec = SV_PROBE_MS / 1000 } };
-	struct epoll_event te = { .events = EPOLLIN, .data.ptr = &tick_watch };
+	struct itimerspec its = {.it_value = {.tv_sec = SV_PROBE_MS / 1000},
+				 .it_interval = {.tv_sec = SV_PROBE_MS / 1000}};
+	struct epoll_event te = {.events = EPOLLIN, .data.ptr = &tick_watch};
 
 	if (epoll_ctl(rt->epfd, EPOLL_CTL_ADD, rt->evfd, &e) < 0)
 		return -errno;

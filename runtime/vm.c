@@ -201,8 +201,8 @@ int vm_command(struct vm *vm, enum vm_verb verb, vm_done_cb done, void *ud)
 			if (vm->n_waiters >= VM_WAITERS_MAX) {
 				r = -EBUSY;
 			} else {
-				vm->waiters[vm->n_waiters++] =
-					(struct vm_waiter){ .verb = (int)verb, .done = done, .ud = ud };
+				vm->waiters[vm->n_waiters++] = (struct vm_waiter){
+					.verb = (int)verb, .done = done, .ud = ud};
 				vm->cmd_pending = true;
 			}
 		}

@@ -229,7 +229,7 @@ static void launch_undo(struct runtime *rt, struct vm *vm)
 
 	vm_agent_stop(vm);
 	if (vm->h.pidfd >= 0) {
-		struct pollfd pfd = { .fd = vm->h.pidfd, .events = POLLIN };
+		struct pollfd pfd = {.fd = vm->h.pidfd, .events = POLLIN};
 		(void)rt->ops->kill(rt->ops_priv, &vm->h);
 		(void)poll(&pfd, 1, 5000);
 		vmm_handle_reap(&vm->h, &ex);
@@ -321,8 +321,7 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg)
 	if (has_ip)
 		inet_ntop(AF_INET6, &addr, ip, sizeof(ip));
 	/* Guest settings as key=value words: they reach init's environment (TESTRIG 2). */
-	snprintf(boot_args, sizeof(boot_args), "vmname=%s%s%s", vm->name, ip[0] ? " ip6=" : "",
-		 ip);
+	snprintf(boot_args, sizeof(boot_args), "vmname=%s%s%s", vm->name, ip[0] ? " ip6=" : "", ip);
 	p = (struct vmm_launch){
 		.name = vm->name,
 		.index = vm->index,

@@ -7,6 +7,7 @@
  *
  * Usage: bench-control-plane SRCDIR N W M
  */
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -16,8 +17,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <curl/curl.h>
 
 #include "fileio.h"
 #include "internal.h"
@@ -73,7 +72,7 @@ static int fixture_image(struct runtime *r, struct vm *vm, const char *ref,
 
 static int cmd(struct vm *vm, enum vm_verb verb)
 {
-	struct waiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0 };
+	struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0};
 	int r = vm_command(vm, verb, on_done, &w);
 
 	return r != 0 ? (r == 1 ? 0 : r) : wait_w(&w);
@@ -81,7 +80,7 @@ static int cmd(struct vm *vm, enum vm_verb verb)
 
 static int define(const char *name)
 {
-	struct waiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0 };
+	struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0};
 	struct err err = {};
 	struct vm *vm;
 	int r = runtime_vm_create(rt, name, on_done, &w);
@@ -186,13 +185,19 @@ int main(int argc, char **argv)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	log_set_max_level(LOG_WARNING);
 	cfg = (struct runtime_config){
-		.state_dir = state, .firecracker = fc, .jailer = jailer,
-		.chroot_base = chroot_base, .kernel = kernel, .uid_base = 400000,
-		.uid_count = 5000, .data_disk_bytes = 16ULL << 20, .stop_timeout_ms = 3000,
+		.state_dir = state,
+		.firecracker = fc,
+		.jailer = jailer,
+		.chroot_base = chroot_base,
+		.kernel = kernel,
+		.uid_base = 400000,
+		.uid_count = 5000,
+		.data_disk_bytes = 16ULL << 20,
+		.stop_timeout_ms = 3000,
 		.no_network = true,
 	};
-	if (runtime_new(&cfg, &rt, &err) < 0 || (rt->prepare_image = fixture_image,
-						 runtime_start(rt, &err) < 0)) {
+	if (runtime_new(&cfg, &rt, &err) < 0 ||
+	    (rt->prepare_image = fixture_image, runtime_start(rt, &err) < 0)) {
 		fprintf(stderr, "runtime: %s\n", err.msg);
 		return 1;
 	}
@@ -218,7 +223,7 @@ int main(int argc, char **argv)
 	       total / 1000);
 	for (int i = 0; i < n_vms; i++) {
 		char name[32];
-		struct waiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0 };
+		struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0};
 		snprintf(name, sizeof(name), "b%d", i);
 		if (runtime_vm_destroy(rt, name, on_done, &w) == 0)
 			wait_w(&w);
@@ -234,8 +239,8 @@ int main(int argc, char **argv)
 			}
 		}
 		rss1 = rss_kib();
-		printf("memory: RSS %ld KiB -> %ld KiB over %d defined VMs: %.1f KiB per VM\n", rss0,
-		       rss1, m, (double)(rss1 - rss0) / m);
+		printf("memory: RSS %ld KiB -> %ld KiB over %d defined VMs: %.1f KiB per VM\n",
+		       rss0, rss1, m, (double)(rss1 - rss0) / m);
 	}
 	runtime_free(rt);
 	rm_rf(T);

@@ -79,11 +79,14 @@ static void test_odd_input(void)
 	/* Escaped space in a mount point; "cpuset" is not "cpu". */
 	ASSERT_OK(cgroup_detect_from("cgroup /a\\040b cgroup rw,cpu 0 0\n"
 				     "cgroup /c cgroup rw,cpuset 0 0\n"
-				     "cgroup /m cgroup rw,memory 0 0", NULL, &ci));
+				     "cgroup /m cgroup rw,memory 0 0",
+				     NULL, &ci));
 	ASSERT_STREQ(ci.cpu_mount, "/a b");
 	ASSERT_EQ(ci.version, 1);
 	ASSERT_ERRNO(cgroup_detect_from("cgroup /c cgroup rw,cpuset 0 0\n"
-					"cgroup /m cgroup rw,memory 0 0\n", NULL, &ci), ENOENT);
+					"cgroup /m cgroup rw,memory 0 0\n",
+					NULL, &ci),
+		     ENOENT);
 }
 
 static void test_host(void)

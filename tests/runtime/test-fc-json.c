@@ -64,14 +64,20 @@ static void test_instance_state(void)
 
 	ASSERT_OK(fc_json_instance_state(ok, strlen(ok), &st));
 	ASSERT_EQ(st, VMM_RUN_RUNNING);
-	ASSERT_OK(fc_json_instance_state("{\"state\":\"Not started\"}", strlen("{\"state\":\"Not started\"}"), &st));
+	ASSERT_OK(fc_json_instance_state("{\"state\":\"Not started\"}",
+					 strlen("{\"state\":\"Not started\"}"), &st));
 	ASSERT_EQ(st, VMM_RUN_NOT_STARTED);
-	ASSERT_OK(fc_json_instance_state("{\"state\":\"Paused\"}", strlen("{\"state\":\"Paused\"}"), &st));
+	ASSERT_OK(fc_json_instance_state("{\"state\":\"Paused\"}", strlen("{\"state\":\"Paused\"}"),
+					 &st));
 	ASSERT_EQ(st, VMM_RUN_PAUSED);
-	ASSERT_ERRNO(fc_json_instance_state("{\"state\":\"running\"}", strlen("{\"state\":\"running\"}"), &st), EINVAL);
+	ASSERT_ERRNO(fc_json_instance_state("{\"state\":\"running\"}",
+					    strlen("{\"state\":\"running\"}"), &st),
+		     EINVAL);
 	ASSERT_ERRNO(fc_json_instance_state("{\"state\":1}", strlen("{\"state\":1}"), &st), EINVAL);
 	ASSERT_ERRNO(fc_json_instance_state("[]", strlen("[]"), &st), EINVAL);
-	ASSERT_ERRNO(fc_json_instance_state("{\"state\":\"Running\",\"state\":\"Paused\"}", strlen("{\"state\":\"Running\",\"state\":\"Paused\"}"), &st),
+	ASSERT_ERRNO(fc_json_instance_state("{\"state\":\"Running\",\"state\":\"Paused\"}",
+					    strlen("{\"state\":\"Running\",\"state\":\"Paused\"}"),
+					    &st),
 		     EINVAL);
 	ASSERT_ERRNO(fc_json_instance_state("{", strlen("{"), &st), EINVAL);
 	ASSERT_ERRNO(fc_json_instance_state("", strlen(""), &st), EINVAL);
@@ -80,12 +86,14 @@ static void test_instance_state(void)
 static void test_fault(void)
 {
 	char buf[256];
-	const char *f = "{\"fault_message\":\"Drive config error: Unable to create the virtio block "
-			"device: Virtio backend error: Error manipulating the backing file: No such "
-			"file or directory (os error 2) rootfs.ext4\"}";
-	const char *h = "{ \"error\": \"Request payload with size 60000 is larger than the limit of "
-			"51200 allowed by server.\nAll previous unanswered requests will be "
-			"dropped.\" }";
+	const char *f =
+		"{\"fault_message\":\"Drive config error: Unable to create the virtio block "
+		"device: Virtio backend error: Error manipulating the backing file: No such "
+		"file or directory (os error 2) rootfs.ext4\"}";
+	const char *h =
+		"{ \"error\": \"Request payload with size 60000 is larger than the limit of "
+		"51200 allowed by server.\nAll previous unanswered requests will be "
+		"dropped.\" }";
 
 	fc_json_fault(f, strlen(f), buf, sizeof(buf));
 	ASSERT_STREQ(buf, "Drive config error: Unable to create the virtio block device: Virtio "

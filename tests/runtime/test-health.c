@@ -10,8 +10,13 @@ static enum health_verdict v(enum vm_state st, enum check_status vmm, enum check
 			     enum check_status app, enum check_status net, bool agent_av,
 			     bool net_exp)
 {
-	struct health_input in = { .state = st, .vmm = vmm, .agent = agent, .app = app, .net = net,
-				   .agent_available = agent_av, .net_expected = net_exp };
+	struct health_input in = {.state = st,
+				  .vmm = vmm,
+				  .agent = agent,
+				  .app = app,
+				  .net = net,
+				  .agent_available = agent_av,
+				  .net_expected = net_exp};
 	return health_verdict(&in);
 }
 
@@ -38,9 +43,9 @@ static void test_verdict(void)
 	ASSERT_EQ(v(VM_STATE_RUNNING, CHECK_OK, CHECK_OK, CHECK_OK, CHECK_DOWN, true, false),
 		  HEALTH_HEALTHY);
 	/* No agent channel: the VMM and the network decide. */
-	ASSERT_EQ(v(VM_STATE_RUNNING, CHECK_OK, CHECK_UNKNOWN, CHECK_UNKNOWN, CHECK_OK, false,
-		    true),
-		  HEALTH_HEALTHY);
+	ASSERT_EQ(
+		v(VM_STATE_RUNNING, CHECK_OK, CHECK_UNKNOWN, CHECK_UNKNOWN, CHECK_OK, false, true),
+		HEALTH_HEALTHY);
 	ASSERT_EQ(v(VM_STATE_RUNNING, CHECK_OK, CHECK_UNKNOWN, CHECK_UNKNOWN, CHECK_PENDING, false,
 		    true),
 		  HEALTH_STARTING);

@@ -9,8 +9,8 @@
 
 static void test_argv(void)
 {
-	static const char cg[4][128] = { "--cgroup-version", "1", "--cgroup",
-					 "memory.limit_in_bytes=2147483648" };
+	static const char cg[4][128] = {"--cgroup-version", "1", "--cgroup",
+					"memory.limit_in_bytes=2147483648"};
 	struct jailer_params p = {
 		.jailer = "/usr/bin/jailer",
 		.exec_file = "/usr/bin/firecracker",
@@ -25,10 +25,26 @@ static void test_argv(void)
 		.stdout_fd = -1,
 	};
 	static const char *const want[] = {
-		"/usr/bin/jailer", "--id", "web-1", "--exec-file", "/usr/bin/firecracker", "--uid",
-		"200007", "--gid", "200007", "--chroot-base-dir", "/srv/jailer", "--netns",
-		"/run/netns/mvmfs-web-1", "--cgroup-version", "1", "--cgroup",
-		"memory.limit_in_bytes=2147483648", "--", "--api-sock", "/run/firecracker.socket",
+		"/usr/bin/jailer",
+		"--id",
+		"web-1",
+		"--exec-file",
+		"/usr/bin/firecracker",
+		"--uid",
+		"200007",
+		"--gid",
+		"200007",
+		"--chroot-base-dir",
+		"/srv/jailer",
+		"--netns",
+		"/run/netns/mvmfs-web-1",
+		"--cgroup-version",
+		"1",
+		"--cgroup",
+		"memory.limit_in_bytes=2147483648",
+		"--",
+		"--api-sock",
+		"/run/firecracker.socket",
 	};
 	const char *argv[64];
 	char uid[16], gid[16];
@@ -47,7 +63,7 @@ static void test_argv(void)
 	ASSERT_EQ(jailer_argv(&p, argv, 64, uid, gid), n - 2);
 	ASSERT_ERRNO(jailer_argv(&p, argv, 5, uid, gid), E2BIG);
 	p.uid = 0;
-	ASSERT_ERRNO(jailer_spawn(&p, &(pid_t){ 0 }), EPERM);
+	ASSERT_ERRNO(jailer_spawn(&p, &(pid_t){0}), EPERM);
 }
 
 static void test_exec_dir(void)

@@ -51,11 +51,14 @@ static const struct lc_actions acts = {
 
 /* Expected outcome of one pair: -1 = event rejected; else the new state and the actions. */
 struct expect {
-	int state;         /* -1: rejected */
+	int state; /* -1: rejected */
 	int launch, request_stop, arm, kill, cleanup;
 };
 
-#define REJ { -1, 0, 0, 0, 0, 0 }
+#define REJ                       \
+	{                         \
+		-1, 0, 0, 0, 0, 0 \
+	}
 #define C VM_STATE_CREATED
 #define SG VM_STATE_STARTING
 #define R VM_STATE_RUNNING
@@ -64,52 +67,89 @@ struct expect {
 #define F VM_STATE_FAILED
 
 /* Written independently of lifecycle.c, from SPEC section 2. */
-static const struct expect table[_VM_STATE_MAX][_LC_EV_MAX] = {
-	[C] = {
-		[LC_EV_START] = { SG, 1, 0, 0, 0, 0 }, [LC_EV_STOP] = { C, 0, 0, 0, 0, 0 },
-		[LC_EV_KILL] = { C, 0, 0, 0, 0, 0 }, [LC_EV_RESTART] = { SG, 1, 0, 0, 0, 0 },
-		[LC_EV_LAUNCH_OK] = REJ, [LC_EV_LAUNCH_FAIL] = REJ, [LC_EV_EXIT] = REJ,
-		[LC_EV_DEADLINE] = REJ, [LC_EV_CLEANUP_DONE] = REJ,
-	},
-	[SG] = {
-		[LC_EV_START] = REJ, [LC_EV_STOP] = { SG, 0, 0, 0, 0, 0 },
-		[LC_EV_KILL] = { SG, 0, 0, 0, 1, 0 }, [LC_EV_RESTART] = REJ,
-		[LC_EV_LAUNCH_OK] = { R, 0, 0, 0, 0, 0 }, [LC_EV_LAUNCH_FAIL] = { F, 0, 0, 0, 0, 0 },
-		[LC_EV_EXIT] = REJ, [LC_EV_DEADLINE] = REJ, [LC_EV_CLEANUP_DONE] = REJ,
-	},
-	[R] = {
-		[LC_EV_START] = { R, 0, 0, 0, 0, 0 }, [LC_EV_STOP] = { SP, 0, 1, 1, 0, 0 },
-		[LC_EV_KILL] = { SP, 0, 0, 0, 1, 0 }, [LC_EV_RESTART] = { SP, 0, 1, 1, 0, 0 },
-		[LC_EV_LAUNCH_OK] = REJ, [LC_EV_LAUNCH_FAIL] = REJ,
-		[LC_EV_EXIT] = { R, 0, 0, 0, 0, 1 }, [LC_EV_DEADLINE] = REJ,
-		/* exit_clean false in the base state: a VMM that ended on its own failed. */
-		[LC_EV_CLEANUP_DONE] = { F, 0, 0, 0, 0, 0 },
-	},
-	[SP] = {
-		[LC_EV_START] = REJ, [LC_EV_STOP] = REJ, [LC_EV_KILL] = REJ, [LC_EV_RESTART] = REJ,
-		[LC_EV_LAUNCH_OK] = REJ, [LC_EV_LAUNCH_FAIL] = REJ,
-		[LC_EV_EXIT] = { SP, 0, 0, 0, 0, 1 }, [LC_EV_DEADLINE] = { SP, 0, 0, 0, 1, 0 },
-		[LC_EV_CLEANUP_DONE] = { S, 0, 0, 0, 0, 0 },
-	},
-	[S] = {
-		[LC_EV_START] = { SG, 1, 0, 0, 0, 0 }, [LC_EV_STOP] = { S, 0, 0, 0, 0, 0 },
-		[LC_EV_KILL] = { S, 0, 0, 0, 0, 0 }, [LC_EV_RESTART] = { SG, 1, 0, 0, 0, 0 },
-		[LC_EV_LAUNCH_OK] = REJ, [LC_EV_LAUNCH_FAIL] = REJ, [LC_EV_EXIT] = REJ,
-		[LC_EV_DEADLINE] = REJ, [LC_EV_CLEANUP_DONE] = REJ,
-	},
-	[F] = {
-		[LC_EV_START] = { SG, 1, 0, 0, 0, 0 }, [LC_EV_STOP] = { F, 0, 0, 0, 0, 0 },
-		[LC_EV_KILL] = { F, 0, 0, 0, 0, 0 }, [LC_EV_RESTART] = { SG, 1, 0, 0, 0, 0 },
-		[LC_EV_LAUNCH_OK] = REJ, [LC_EV_LAUNCH_FAIL] = REJ, [LC_EV_EXIT] = REJ,
-		[LC_EV_DEADLINE] = REJ, [LC_EV_CLEANUP_DONE] = REJ,
-	},
+static const struct expect table[_VM_STATE_MAX][_LC_EV_MAX] =
+	{
+		[C] =
+			{
+				[LC_EV_START] = {SG, 1, 0, 0, 0, 0},
+				[LC_EV_STOP] = {C, 0, 0, 0, 0, 0},
+				[LC_EV_KILL] = {C, 0, 0, 0, 0, 0},
+				[LC_EV_RESTART] = {SG, 1, 0, 0, 0, 0},
+				[LC_EV_LAUNCH_OK] = REJ,
+				[LC_EV_LAUNCH_FAIL] = REJ,
+				[LC_EV_EXIT] = REJ,
+				[LC_EV_DEADLINE] = REJ,
+				[LC_EV_CLEANUP_DONE] = REJ,
+			},
+		[SG] =
+			{
+				[LC_EV_START] = REJ,
+				[LC_EV_STOP] = {SG, 0, 0, 0, 0, 0},
+				[LC_EV_KILL] = {SG, 0, 0, 0, 1, 0},
+				[LC_EV_RESTART] = REJ,
+				[LC_EV_LAUNCH_OK] = {R, 0, 0, 0, 0, 0},
+				[LC_EV_LAUNCH_FAIL] = {F, 0, 0, 0, 0, 0},
+				[LC_EV_EXIT] = REJ,
+				[LC_EV_DEADLINE] = REJ,
+				[LC_EV_CLEANUP_DONE] = REJ,
+			},
+		[R] =
+			{
+				[LC_EV_START] = {R, 0, 0, 0, 0, 0},
+				[LC_EV_STOP] = {SP, 0, 1, 1, 0, 0},
+				[LC_EV_KILL] = {SP, 0, 0, 0, 1, 0},
+				[LC_EV_RESTART] = {SP, 0, 1, 1, 0, 0},
+				[LC_EV_LAUNCH_OK] = REJ,
+				[LC_EV_LAUNCH_FAIL] = REJ,
+				[LC_EV_EXIT] = {R, 0, 0, 0, 0, 1},
+				[LC_EV_DEADLINE] = REJ,
+				/* exit_clean false in the base state: a VMM that ended on its own
+				   failed. */
+				[LC_EV_CLEANUP_DONE] = {F, 0, 0, 0, 0, 0},
+			},
+		[SP] =
+			{
+				[LC_EV_START] = REJ,
+				[LC_EV_STOP] = REJ,
+				[LC_EV_KILL] = REJ,
+				[LC_EV_RESTART] = REJ,
+				[LC_EV_LAUNCH_OK] = REJ,
+				[LC_EV_LAUNCH_FAIL] = REJ,
+				[LC_EV_EXIT] = {SP, 0, 0, 0, 0, 1},
+				[LC_EV_DEADLINE] = {SP, 0, 0, 0, 1, 0},
+				[LC_EV_CLEANUP_DONE] = {S, 0, 0, 0, 0, 0},
+			},
+		[S] =
+			{
+				[LC_EV_START] = {SG, 1, 0, 0, 0, 0},
+				[LC_EV_STOP] = {S, 0, 0, 0, 0, 0},
+				[LC_EV_KILL] = {S, 0, 0, 0, 0, 0},
+				[LC_EV_RESTART] = {SG, 1, 0, 0, 0, 0},
+				[LC_EV_LAUNCH_OK] = REJ,
+				[LC_EV_LAUNCH_FAIL] = REJ,
+				[LC_EV_EXIT] = REJ,
+				[LC_EV_DEADLINE] = REJ,
+				[LC_EV_CLEANUP_DONE] = REJ,
+			},
+		[F] =
+			{
+				[LC_EV_START] = {SG, 1, 0, 0, 0, 0},
+				[LC_EV_STOP] = {F, 0, 0, 0, 0, 0},
+				[LC_EV_KILL] = {F, 0, 0, 0, 0, 0},
+				[LC_EV_RESTART] = {SG, 1, 0, 0, 0, 0},
+				[LC_EV_LAUNCH_OK] = REJ,
+				[LC_EV_LAUNCH_FAIL] = REJ,
+				[LC_EV_EXIT] = REJ,
+				[LC_EV_DEADLINE] = REJ,
+				[LC_EV_CLEANUP_DONE] = REJ,
+			},
 };
 
 static void test_every_pair(void)
 {
 	for (int st = 0; st < _VM_STATE_MAX; st++) {
 		for (int ev = 0; ev < _LC_EV_MAX; ev++) {
-			struct lc_vm s = { .state = st };
+			struct lc_vm s = {.state = st};
 			struct rec r = {};
 			const struct expect *e = &table[st][ev];
 			int k = lifecycle_event(&s, ev, &acts, &r);
@@ -117,9 +157,10 @@ static void test_every_pair(void)
 			if (e->state < 0) {
 				if (k != -EINVAL)
 					TEST_FAIL("%s + %s: expected rejection, got %d",
-						  vm_state_to_string(st), lc_event_to_string(ev), k);
-				if (s.state != (enum vm_state)st || r.launch || r.kill || r.cleanup ||
-				    r.n_done)
+						  vm_state_to_string(st), lc_event_to_string(ev),
+						  k);
+				if (s.state != (enum vm_state)st || r.launch || r.kill ||
+				    r.cleanup || r.n_done)
 					TEST_FAIL("%s + %s: a rejected event changed something",
 						  vm_state_to_string(st), lc_event_to_string(ev));
 				continue;
@@ -130,8 +171,8 @@ static void test_every_pair(void)
 				TEST_FAIL("%s + %s: got state %s launch %d stop %d arm %d kill %d "
 					  "cleanup %d (r=%d)",
 					  vm_state_to_string(st), lc_event_to_string(ev),
-					  vm_state_to_string(s.state), r.launch, r.request_stop, r.arm,
-					  r.kill, r.cleanup, k);
+					  vm_state_to_string(s.state), r.launch, r.request_stop,
+					  r.arm, r.kill, r.cleanup, k);
 		}
 	}
 }
@@ -174,7 +215,7 @@ static bool has_done(const struct rec *r, int verb, int result)
 
 static void test_flows(void)
 {
-	struct lc_vm s = { .state = VM_STATE_RUNNING };
+	struct lc_vm s = {.state = VM_STATE_RUNNING};
 	struct rec r = {};
 
 	/* A clean exit of its own: stopped. */
@@ -187,7 +228,7 @@ static void test_flows(void)
 
 	/* restart: stop, cleanup, then a new launch; the restart writer completes at launch. */
 	memset(&r, 0, sizeof(r));
-	s = (struct lc_vm){ .state = VM_STATE_RUNNING };
+	s = (struct lc_vm){.state = VM_STATE_RUNNING};
 	ASSERT_OK(lifecycle_event(&s, LC_EV_RESTART, &acts, &r));
 	ASSERT_EQ(s.state, VM_STATE_STOPPING);
 	ASSERT_OK(lifecycle_event(&s, LC_EV_EXIT, &acts, &r));
@@ -200,7 +241,7 @@ static void test_flows(void)
 
 	/* stop while starting: the start completes, then a graceful stop follows. */
 	memset(&r, 0, sizeof(r));
-	s = (struct lc_vm){ .state = VM_STATE_STARTING };
+	s = (struct lc_vm){.state = VM_STATE_STARTING};
 	ASSERT_OK(lifecycle_event(&s, LC_EV_STOP, &acts, &r));
 	ASSERT_OK(lifecycle_event(&s, LC_EV_LAUNCH_OK, &acts, &r));
 	ASSERT_EQ(s.state, VM_STATE_STOPPING);
@@ -215,7 +256,7 @@ static void test_flows(void)
 
 	/* kill during a start that then fails: stopped, start writer -EIO, kill writer ok. */
 	memset(&r, 0, sizeof(r));
-	s = (struct lc_vm){ .state = VM_STATE_STARTING };
+	s = (struct lc_vm){.state = VM_STATE_STARTING};
 	ASSERT_OK(lifecycle_event(&s, LC_EV_KILL, &acts, &r));
 	ASSERT_OK(lifecycle_event(&s, LC_EV_LAUNCH_FAIL, &acts, &r));
 	ASSERT_EQ(s.state, VM_STATE_STOPPED);
@@ -224,7 +265,7 @@ static void test_flows(void)
 
 	/* A plain failed launch: failed and every writer gets -EIO. */
 	memset(&r, 0, sizeof(r));
-	s = (struct lc_vm){ .state = VM_STATE_STARTING };
+	s = (struct lc_vm){.state = VM_STATE_STARTING};
 	ASSERT_OK(lifecycle_event(&s, LC_EV_LAUNCH_FAIL, &acts, &r));
 	ASSERT_EQ(s.state, VM_STATE_FAILED);
 	ASSERT_TRUE(has_done(&r, VM_VERB_START, -EIO));

@@ -16,7 +16,8 @@ static void fill(struct vm_record *r)
 	r->index = 7;
 	r->state = VM_STATE_RUNNING;
 	strcpy(r->image, "127.0.0.1:5000/app:v1");
-	strcpy(r->image_digest, "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+	strcpy(r->image_digest,
+	       "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
 	inet_pton(AF_INET6, "fd42::10", &r->ip);
 	r->has_ip = true;
 	strcpy(r->error, "2026-11-29T15:00:00Z start: PUT /drives/rootfs: Drive config error: x");
@@ -97,7 +98,8 @@ static void test_reject(void)
 		"{\"version\":1,\"name\":\"a\",\"state\":\"created\",\"index\":-1}",
 		"{\"version\":1,\"name\":\"a\",\"state\":\"created\",\"handle\":{\"pid\":\"1\"}}",
 		"{\"version\":1,\"name\":\"a\",\"state\":\"created\",\"handle\":{\"cgroups\":[1]}}",
-		"{\"version\":1,\"name\":\"a\",\"state\":\"created\",\"handle\":{\"cgroups\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}}",
+		"{\"version\":1,\"name\":\"a\",\"state\":\"created\",\"handle\":{\"cgroups\":["
+		"\"a\",\"b\",\"c\",\"d\",\"e\"]}}",
 		"{\"version\":1,\"name\":\"a\",\"name\":\"b\",\"state\":\"created\"}",
 		"{\"version\":1,\"name\":\"a\\u0000b\",\"state\":\"created\"}",
 	};
@@ -110,7 +112,8 @@ static void test_reject(void)
 			TEST_FAIL("accepted: %s", bad[i]);
 	}
 	{
-		const char *ok = "{\"version\":1,\"name\":\"a\",\"state\":\"created\",\"future\":1}";
+		const char *ok =
+			"{\"version\":1,\"name\":\"a\",\"state\":\"created\",\"future\":1}";
 		ASSERT_OK(record_decode(ok, strlen(ok), &r, &err));
 	}
 	ASSERT_EQ(r.h.pidfd, -EBADF);

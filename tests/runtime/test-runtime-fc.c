@@ -8,23 +8,22 @@
  * The image step is replaced by a local fixture (a rootfs file), so this test does not depend
  * on a registry; the image module has its own tests. Host networking is off (IPAM still runs).
  */
+#include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <curl/curl.h>
-#include <jansson.h>
 
 #include "fileio.h"
 #include "internal.h"
@@ -70,7 +69,10 @@ static int wait_for(struct waiter *w, int timeout_s)
 	return w->result;
 }
 
-#define WAITER { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0 }
+#define WAITER                                                                \
+	{                                                                     \
+		PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0 \
+	}
 
 /* The image step: a local rootfs file instead of a registry pull. */
 static int fixture_image(struct runtime *rt, struct vm *vm, const char *ref,
@@ -90,7 +92,8 @@ static void keep_calls_cleanup(void *priv, const char *name, struct vmm_handle *
 
 	if (h->jail_dir[0]) {
 		snprintf(src, sizeof(src), "%s/fake-fc.calls.jsonl", h->jail_dir);
-		snprintf(dst, sizeof(dst), "%s/calls/%s.%d.jsonl", T, name, __atomic_add_fetch(&calls_seq, 1, __ATOMIC_SEQ_CST));
+		snprintf(dst, sizeof(dst), "%s/calls/%s.%d.jsonl", T, name,
+			 __atomic_add_fetch(&calls_seq, 1, __ATOMIC_SEQ_CST));
 		(void)rename(src, dst);
 	}
 	real_ops->cleanup(priv, name, h);
@@ -159,7 +162,8 @@ static void setup(void)
 		f = fopen(cfgp, "w");
 		ASSERT_TRUE(f != NULL);
 		fputs("{\"entrypoint\":[\"/bin/sh\"],\"cmd\":[],\"env\":[],\"workdir\":\"\","
-		      "\"user\":\"\"}", f);
+		      "\"user\":\"\"}",
+		      f);
 		fclose(f);
 	}
 	snprintf(knobs, sizeof(knobs), "%s/knobs.json", T);
@@ -316,7 +320,8 @@ static int check_calls(const char *name, char *seq, size_t seq_size)
 			const char *action = NULL;
 
 			ASSERT_TRUE(o != NULL);
-			if (strcmp(json_string_value(json_object_get(o, "kind")) ?: "", "call") != 0) {
+			if (strcmp(json_string_value(json_object_get(o, "kind")) ?: "", "call") !=
+			    0) {
 				json_decref(o);
 				continue;
 			}
@@ -352,10 +357,10 @@ static void test_lifecycle(void)
 	s = show(vm, VM_ATTR_IP);
 	ASSERT_TRUE(strlen(s) > 3 && strchr(s, ':'));
 	free(s);
-	ASSERT_EQ(command(vm, VM_VERB_STOP), 1);    /* stop on created: no-op */
+	ASSERT_EQ(command(vm, VM_VERB_STOP), 1); /* stop on created: no-op */
 	ASSERT_EQ(command(vm, VM_VERB_START), 0);
 	ASSERT_EQ(vm_get_state(vm), VM_STATE_RUNNING);
-	ASSERT_EQ(command(vm, VM_VERB_START), 1);   /* start on running: no-op */
+	ASSERT_EQ(command(vm, VM_VERB_START), 1); /* start on running: no-op */
 	s = show(vm, VM_ATTR_PID);
 	pid = atoi(s);
 	free(s);
@@ -542,7 +547,8 @@ static void test_refused(void)
 
 	setup();
 	write_knobs("{\"by_id\":{\"refuse1\":{\"refuse\":{\"PUT /drives/rootfs\":"
-		    "\"Drive config error: Unable to create the virtio block device: test refusal\"}}}}");
+		    "\"Drive config error: Unable to create the virtio block device: test "
+		    "refusal\"}}}}");
 	rt = rt_open(&cfg);
 	vm = define(rt, "refuse1");
 	ASSERT_ERRNO(command(vm, VM_VERB_START), EIO);
@@ -777,7 +783,8 @@ static void test_agent(void)
 	f = fopen(cfgp, "w");
 	ASSERT_TRUE(f != NULL);
 	fputs("{\"entrypoint\":[\"/bin/sh\",\"-c\"],\"cmd\":[\"echo hello-from-app; exec sleep "
-	      "1000\"],\"env\":[],\"workdir\":\"/\",\"user\":\"\"}", f);
+	      "1000\"],\"env\":[],\"workdir\":\"/\",\"user\":\"\"}",
+	      f);
 	fclose(f);
 	snprintf(kn, sizeof(kn),
 		 "{\"by_id\":{\"agent1\":{\"agent_cmd\":\"%s --test-mode --initrd "
@@ -852,8 +859,15 @@ static void test_stop_on_exit(void)
 #ifdef RT_REGISTRY_SUITE
 /* The fake-only cases are built but not run in this binary. */
 _unused_ static void (*const fake_cases[])(void) = {
-	test_lifecycle, test_stop_on_exit, test_agent, test_daemon_killed_mid_start,
-	test_reap_leftovers, test_network, test_ignore_ctrl_alt_del, test_crash, test_refused,
+	test_lifecycle,
+	test_stop_on_exit,
+	test_agent,
+	test_daemon_killed_mid_start,
+	test_reap_leftovers,
+	test_network,
+	test_ignore_ctrl_alt_del,
+	test_crash,
+	test_refused,
 	test_readopt,
 };
 static char fx_dir[128];
@@ -927,7 +941,7 @@ static void test_registry_image(void)
 
 int main(void)
 {
-	static const struct test_case cases[] = { TEST(test_registry_image) };
+	static const struct test_case cases[] = {TEST(test_registry_image)};
 	const char *src = getenv("MVMFS_SRCDIR");
 	char cmd[1024];
 	int r, st;
@@ -943,7 +957,8 @@ int main(void)
 	st = system(cmd);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
-			printf("1..0 # SKIP registry fixture unavailable (docker-registry/skopeo)\n");
+			printf("1..0 # SKIP registry fixture unavailable "
+			       "(docker-registry/skopeo)\n");
 			return 77;
 		}
 		printf("1..0\n# registry fixture failed to start\n");
