@@ -224,14 +224,14 @@ static uint64_t collect_blobs(struct img_store *s, void **needed)
 	return freed;
 }
 
-/* Remove aliases whose target is gone. */
-static void collect_aliases(struct img_store *s)
+/* Remove aliases (refs/digests, refs/tags) whose target image is gone. */
+static void collect_aliases(struct img_store *s, const char *dir)
 {
 	char p[4096], f[4096 + 512], img[4096];
 	_cleanup_closedir_ DIR *d = NULL;
 	struct dirent *de;
 
-	if (img_store_path(s, p, sizeof(p), "refs/digests") < 0)
+	if (img_store_path(s, p, sizeof(p), "%s", dir) < 0)
 		return;
 	d = opendir(p);
 	if (!d)
@@ -289,7 +289,8 @@ int64_t img_gc(struct img_store *s)
 			if (strlen(pl->blobs[i]) == 71 && (r = set_add(&needed, pl->blobs[i] + 7)) < 0)
 				goto out;
 	freed += collect_blobs(s, &needed);
-	collect_aliases(s);
+	collect_aliases(s, "refs/digests");
+	collect_aliases(s, "refs/tags");
 	r = 0;
 out:
 	pthread_mutex_unlock(&s->lock);

@@ -22,9 +22,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "build.h"
 #include "fileio.h"
 #include "internal.h"
+#include "log.h"
 #include "macro.h"
 
 DEFINE_CLEANUP_FUNC(struct img_source, img_source_free);
@@ -246,6 +249,55 @@ static void save_alias(struct img_store *s, const char *from, const char *to)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* refs/tags/<sha256 of the canonical reference>: the manifest digest a tag last resolved to,
+ * so a VM can start from the cache while its registry is unreachable. */
+static int tag_path(struct img_store *s, const struct img_ref *ref, char *buf, size_t size)
+{
+	char canon[IMG_REF_MAX], hex[65];
+	unsigned char md[32];
+	unsigned int n = 0;
+
+	if (img_ref_format(ref, canon, sizeof(canon)) < 0 ||
+	    EVP_Digest(canon, strlen(canon), md, &n, EVP_sha256(), NULL) != 1 || n != 32)
+		return -EINVAL;
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	return img_store_path(s, buf, size, "refs/tags/%s", hex);
+}
+
+static void save_tag(struct img_store *s, const struct img_ref *ref, const char *digest)
+{
+	char p[4096], line[IMG_DIGEST_MAX + 1];
+
+	if (tag_path(s, ref, p, sizeof(p)) < 0)
+		return;
+	snprintf(line, sizeof(line), "%s\n", digest);
+	pthread_mutex_lock(&s->lock);
+	(void)write_file_atomic(p, line, strlen(line), 0644);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static bool registry_unreachable(int r)
+{
+	return r == -EHOSTUNREACH || r == -ETIMEDOUT || r == -ECONNRESET || r == -ECONNREFUSED ||
+	       r == -ENETUNREACH || r == -EAGAIN;
+}
+
+/* The cached image a tag last resolved to, if still present. */
+static bool cached_tag(struct img_store *s, const struct img_ref *ref, char ret[IMG_DIGEST_MAX])
+{
+	char p[4096];
+	_cleanup_free_ char *buf = NULL;
+
+	if (tag_path(s, ref, p, sizeof(p)) < 0 || read_file_bounded(p, 128, &buf, NULL) < 0)
+		return false;
+	buf[strcspn(buf, "\n")] = '\0';
+	if (!img_hex_digest_ok(buf) || !image_present(s, buf))
+		return false;
+	snprintf(ret, IMG_DIGEST_MAX, "%s", buf);
+	return true;
+}
+
 int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_progress_cb cb,
 		void *ud, struct img_prepared *ret, struct err *err)
 {
@@ -280,9 +332,18 @@ int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_
 
 		img_progress_emit(cb, ud, "resolving", 0, 0, 0, 0);
 		r = img_source_open(&s->cfg, &ref, &src, err);
-		if (r < 0)
+		if (r >= 0)
+			r = img_source_resolve(src, &m, err);
+		if (r < 0 && registry_unreachable(r) && !ref.digest[0] && cached_tag(s, &ref, digest)) {
+			log_debug("registry unreachable (%s), starting from cached %s", err ? err->msg : "",
+				  digest);
+			r = finish(s, digest, holder, ret, err);
+			if (r >= 0) {
+				err_clear(err);
+				img_progress_emit(cb, ud, "ready", 0, 0, 0, 0);
+			}
 			return r;
-		r = img_source_resolve(src, &m, err);
+		}
 		if (r < 0)
 			return r;
 		if (!img_hex_digest_ok(m.digest)) {
@@ -294,6 +355,8 @@ int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_
 		r = pull_coalesced(s, src, &m, cb, ud, err);
 		if (r >= 0)
 			r = finish(s, m.digest, holder, ret, err);
+		if (r >= 0 && !ref.digest[0])
+			save_tag(s, &ref, m.digest);
 		img_manifest_done(&m);
 		/* -EAGAIN: GC removed the image between build and reference; once more. */
 		if (r != -EAGAIN || attempt > 0)
@@ -335,7 +398,7 @@ int img_store_new(const struct img_store_config *cfg, struct img_store **ret, st
 	size_t n = 0;
 	char p[4096];
 	static const char *const dirs[] = {"blobs/sha256", "images", "refs/holders",
-					   "refs/digests", "tmp"};
+					   "refs/digests", "refs/tags", "tmp"};
 	int r;
 
 	if (!cfg || !cfg->state_dir || !*cfg->state_dir)

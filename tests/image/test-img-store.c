@@ -5,7 +5,9 @@
  * coalesced concurrent pulls, multi-platform digests, GC with held images across restarts,
  * and the errors a VM's error file shows.
  */
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -337,6 +339,79 @@ static void test_gc_holders(void)
 	st_close(&s);
 }
 
+/* A tag that resolved once still starts while its registry is down (from the cache). */
+static void test_registry_down_cached_tag(void)
+{
+	struct st s;
+	struct img_prepared p, q;
+	struct err err = {0};
+	char d[1024], cmd[4096], r[256];
+	int port;
+	pid_t pid;
+
+	snprintf(d, sizeof(d), "%s/own.XXXXXX", tmp_dir);
+	ASSERT_TRUE(mkdtemp(d) != NULL);
+	snprintf(cmd, sizeof(cmd), "python3 -c 'import socket; s=socket.socket(); "
+		 "s.bind((\"127.0.0.1\",0)); print(s.getsockname()[1])' > %s/port", d);
+	ASSERT_EQ(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "%s/port", d);
+	{
+		_cleanup_free_ char *buf = NULL;
+		ASSERT_OK(read_file_bounded(cmd, 32, &buf, NULL));
+		port = atoi(buf);
+	}
+	snprintf(cmd, sizeof(cmd),
+		 "printf 'version: 0.1\\nlog: { level: warn }\\nstorage: { filesystem: { "
+		 "rootdirectory: %s/data } }\\nhttp: { addr: 127.0.0.1:%d }\\n' > %s/r.yml", d,
+		 port, d);
+	ASSERT_EQ(system(cmd), 0);
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		int fd;
+
+		snprintf(cmd, sizeof(cmd), "%s/registry.log", d);
+		fd = open(cmd, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(127);
+		snprintf(cmd, sizeof(cmd), "%s/r.yml", d);
+		execlp("docker-registry", "docker-registry", "serve", cmd, (char *)NULL);
+		_exit(127);
+	}
+	snprintf(cmd, sizeof(cmd),
+		 "for i in $(seq 100); do curl -sf http://127.0.0.1:%d/v2/ >/dev/null && break; "
+		 "sleep 0.05; done; skopeo copy --quiet --dest-tls-verify=false oci:%s/layouts/"
+		 "simple:1 docker://127.0.0.1:%d/own/simple:1 >/dev/null",
+		 port, fx_dir, port);
+	ASSERT_EQ(system(cmd), 0);
+
+	/* A store that treats this registry as plain HTTP. */
+	st_open(&s, NULL, 0);
+	st_close(&s);
+	{
+		char ins0[64];
+		const char *ins[2] = {ins0, NULL};
+		struct img_store_config cfg = {.state_dir = s.state, .insecure = ins,
+					       .docker_config = "/nonexistent"};
+		snprintf(ins0, sizeof(ins0), "127.0.0.1:%d", port);
+		if (img_store_new(&cfg, &s.store, &err) < 0)
+			TEST_FAIL("store: %s", err.msg);
+	}
+	snprintf(r, sizeof(r), "127.0.0.1:%d/own/simple:1", port);
+	prepare_ok(&s, r, "vm1", &p);
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	if (img_prepare(s.store, r, "vm2", NULL, NULL, &q, &err) < 0)
+		TEST_FAIL("cached tag with registry down: %s", err.msg);
+	ASSERT_STREQ(q.digest, p.digest);
+	ASSERT_EQ(img_store_pulls(s.store), 1);
+	/* An unknown tag on the dead registry still fails cleanly. */
+	snprintf(r, sizeof(r), "127.0.0.1:%d/own/other:1", port);
+	ASSERT_TRUE(img_prepare(s.store, r, "vm3", NULL, NULL, &q, &err) < 0);
+	ASSERT_TRUE(err.msg[0] != '\0');
+	st_close(&s);
+}
+
 static void expect_fail(const char *r, int code, const char *needle)
 {
 	struct st s;
@@ -378,7 +453,7 @@ int main(void)
 	static const struct test_case cases[] = {
 		TEST(test_prepare_end_to_end), TEST(test_cache_hit),
 		TEST(test_concurrent_coalesce), TEST(test_multi_platform_digest),
-		TEST(test_gc_holders), TEST(test_errors),
+		TEST(test_gc_holders), TEST(test_registry_down_cached_tag), TEST(test_errors),
 	};
 	const char *src = getenv("MVMFS_SRCDIR");
 	char cmd[2048];
