@@ -220,13 +220,34 @@ static void *race(void *ud)
 	return NULL;
 }
 
+/* Blob GETs the anonymous registry has served for repo (its access log). */
+static int blob_gets(const char *repo)
+{
+	char path[1024], line[4096], needle[256];
+	FILE *f;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/anon/registry.log", fx_dir);
+	snprintf(needle, sizeof(needle), "\"GET /v2/%s/blobs/sha256:", repo);
+	f = fopen(path, "re");
+	ASSERT_TRUE(f != NULL);
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, needle))
+			n++;
+	fclose(f);
+	return n;
+}
+
 static void test_concurrent_coalesce(void)
 {
 	struct st s;
 	struct racer r[4];
 	pthread_t t[4];
 
+	int gets;
+
 	st_open(&s, NULL, 0);
+	gets = blob_gets("test/mixed");
 	for (int i = 0; i < 4; i++) {
 		r[i] = (struct racer){.store = s.store, .ref = ref("test/mixed:1")};
 		snprintf(r[i].holder, sizeof(r[i].holder), "vm%d", i);
@@ -238,8 +259,10 @@ static void test_concurrent_coalesce(void)
 			TEST_FAIL("racer %d: %s", i, r[i].err.msg);
 		ASSERT_STREQ(r[i].p.digest, fx("MIXED_DIGEST"));
 	}
-	/* One pull ran; the others waited for it. */
+	/* One pull ran; the others waited for it: config + 2 layers fetched once. */
 	ASSERT_EQ(img_store_pulls(s.store), 1);
+	usleep(100 * 1000); /* the registry writes its access log after the response */
+	ASSERT_EQ(blob_gets("test/mixed") - gets, 3);
 	st_close(&s);
 }
 
