@@ -471,6 +471,8 @@ static void test_write_errnos(void)
 	ASSERT_TRUE(fd >= 0);
 	ASSERT_SYSERR(pwrite(fd, "start", 5, 1), EINVAL);
 	close(fd);
+	/* O_APPEND (`echo x >> state`) writes at the end: refused like any offset != 0 */
+	ASSERT_EQ(put(P("vms/w/state"), "start", O_APPEND), -EINVAL);
 	/* a second write(2) on the same fd lands at offset > 0 */
 	fd = open(P("vms/w/image"), O_WRONLY | O_CLOEXEC);
 	ASSERT_TRUE(fd >= 0);
