@@ -113,6 +113,28 @@ static int created_add(struct layer *l, const char *rel)
 	return 0;
 }
 
+/* rel and its ancestors: an opaque whiteout must keep a directory this layer wrote into even
+ * when the layer has no entry for the directory itself. */
+static int created_add_tree(struct layer *l, const char *rel)
+{
+	char buf[IMG_PATH_MAX + 1];
+	char *slash;
+	int r;
+
+	snprintf(buf, sizeof(buf), "%s", rel);
+	for (;;) {
+		if (created_has(l, buf))
+			return 0;
+		r = created_add(l, buf);
+		if (r < 0)
+			return r;
+		slash = strrchr(buf, '/');
+		if (!slash)
+			return 0;
+		*slash = '\0';
+	}
+}
+
 /* Remove name under dfd recursively, never following symlinks. */
 static int remove_tree_at(int dfd, const char *name)
 {
@@ -165,6 +187,13 @@ static int opaque_clear(struct layer *l, int dfd, const char *rel)
 			continue;
 		if (asprintf(&child, "%s%s%s", rel, rel[0] ? "/" : "", de->d_name) < 0)
 			return -ENOMEM;
+		if (de->d_type == DT_UNKNOWN) {
+			struct stat st;
+
+			if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				return -errno;
+			de->d_type = S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
+		}
 		if (!created_has(l, child)) {
 			r = remove_tree_at(dirfd(d), de->d_name);
 		} else if (de->d_type == DT_DIR) {
@@ -491,8 +520,8 @@ static int apply_entry(struct layer *l, struct archive *a, struct archive_entry 
 		if (created_has(l, rel))
 			return 0;
 		r = open_parent(l, rel, false, &pfd, &base);
-		if (r == -ENOENT)
-			return 0;
+		if (r == -ENOENT || r == -ENOTDIR)
+			return 0; /* nothing there to delete */
 		if (r < 0)
 			return layer_fail(l, r, resolve_why(r));
 		r = remove_tree_at(pfd, base);
@@ -530,7 +559,7 @@ static int apply_entry(struct layer *l, struct archive *a, struct archive_entry 
 	if (r < 0)
 		return layer_fail(l, r, "cannot replace existing entry");
 	exists = is_dir;
-	r = created_add(l, rel);
+	r = created_add_tree(l, rel);
 	if (r < 0)
 		return r;
 

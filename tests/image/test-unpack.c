@@ -158,7 +158,7 @@ static void test_whiteouts(void)
 	const struct ent l1[] = {
 		{"a/x", 'f', "1"}, {"a/y", 'f', "1"}, {"b/z", 'f', "1"}, {"b/sub/deep", 'f', "1"},
 		{"c/keep", 'f', "1"}, {"d/tree/t1", 'f', "1"}, {"d/tree/t2/t3", 'f', "1"},
-		{"e/old", 'f', "1"}, {"x", 'f', "top"},
+		{"e/old", 'f', "1"}, {"x", 'f', "top"}, {"o/keep/old", 'f', "1"}, {"o/gone", 'f', "1"},
 	};
 	const struct ent l2[] = {
 		{"a/.wh.x", 'f', ""},
@@ -170,6 +170,9 @@ static void test_whiteouts(void)
 		{".wh.x", 'f', ""},
 		{".wh..wh.plnk", 'f', ""}, /* AUFS metadata: ignored */
 		{"f/.wh.missing", 'f', ""}, /* nothing to delete */
+		{"x/.wh.under-a-file", 'f', ""}, /* parent is a file (deleted above): ignored */
+		{"o/keep/new", 'f', "2"},
+		{"o/.wh..wh..opq", 'f', ""}, /* after o/keep/new: it stays, lower content goes */
 	};
 
 	fx_init(&f, 0, 0);
@@ -190,6 +193,9 @@ static void test_whiteouts(void)
 	ASSERT_FALSE(path_exists(f.rootfs, "x"));
 	ASSERT_FALSE(path_exists(f.rootfs, ".wh..wh.plnk"));
 	ASSERT_FALSE(path_exists(f.rootfs, "f/.wh.missing"));
+	ASSERT_TRUE(path_exists(f.rootfs, "o/keep/new"));
+	ASSERT_FALSE(path_exists(f.rootfs, "o/keep/old"));
+	ASSERT_FALSE(path_exists(f.rootfs, "o/gone"));
 	canary_intact(&f);
 	fx_done(&f);
 }
