@@ -42,6 +42,7 @@ struct agent_state {
 	int inputs[MAX_INPUTS];     /* ACPI power button event devices */
 	int ninputs;
 	int ctl_fd;                 /* test mode: "guest control" fd of the Firecracker fake */
+	bool hello_pending;         /* answer once per batch: HELLOs queue up while we boot */
 };
 
 uint64_t now_ms(void)
@@ -145,20 +146,28 @@ static void begin_stop(struct agent_state *s, unsigned grace_ms, const char *why
 	shutdown_now(s, "stop requested");
 }
 
+static void answer_hello(struct agent_state *s)
+{
+	struct agent_msg r = { .type = AGENT_MSG_HELLO };
+
+	if (!s->hello_pending)
+		return;
+	s->hello_pending = false;
+	r.hello.version = AGENT_PROTO_VERSION;
+	r.hello.heartbeat_ms = s->vm.heartbeat_ms;
+	snprintf(r.hello.name, sizeof(r.hello.name), "%s", AGENT_NAME);
+	channel_send(s->ch, &r);
+	send_state(s);
+	send_heartbeat(s);
+}
+
 static void on_host_msg(void *ud, const struct agent_msg *m)
 {
 	struct agent_state *s = ud;
-	struct agent_msg r;
 
 	switch (m->type) {
 	case AGENT_MSG_HELLO:
-		r = (struct agent_msg){ .type = AGENT_MSG_HELLO };
-		r.hello.version = AGENT_PROTO_VERSION;
-		r.hello.heartbeat_ms = s->vm.heartbeat_ms;
-		snprintf(r.hello.name, sizeof(r.hello.name), "%s", AGENT_NAME);
-		channel_send(s->ch, &r);
-		send_state(s);
-		send_heartbeat(s);
+		s->hello_pending = true;
 		break;
 	case AGENT_MSG_STOP:
 		begin_stop(s, m->grace_ms, "host");
@@ -291,6 +300,7 @@ static void pump(struct agent_state *s)
 		for (int i = 0; i < n; i++)
 			if (p[i].revents)
 				channel_handle(s->ch, p[i].fd, p[i].revents, now, on_host_msg, s);
+	answer_hello(s);
 }
 
 static int boot_guest(struct agent_state *s)
@@ -384,8 +394,10 @@ static void loop(struct agent_state *s)
 				continue;
 			if (i == 0)
 				handle_signals(s);
-			else if (i <= cn)
+			else if (i <= cn) {
 				channel_handle(s->ch, p[i].fd, p[i].revents, now, on_host_msg, s);
+				answer_hello(s);
+			}
 			else if (i >= first_input)
 				handle_input(s, p[i].fd);
 			else if (p[i].fd == s->app.out_fd)

@@ -19,7 +19,7 @@
 #include "agent.h"
 #include "macro.h"
 
-#define HELLO_RETRY_MS 300
+#define HELLO_RETRY_MS 200
 #define RECONNECT_MS 100
 #define STOP_RESEND_MS 1000
 #define VSOCK_REPLY_MS 1500
