@@ -20,6 +20,7 @@
 #include "backend.h"
 #include "image.h"
 #include "log.h"
+#include "metrics.h"
 #include "net.h"
 #include "parse.h"
 #include "runtime.h"
@@ -117,6 +118,7 @@ struct vm {
 	unsigned n_waiters;
 	uint64_t seq[_VM_ATTR_MAX];
 	uint64_t boots, failures;
+	struct vm_metrics mx; /* metrics.h: stops, image, Firecracker counters */
 
 	/* supervisor only (or the single job working on this VM) */
 	struct vmm_handle h;
@@ -312,6 +314,7 @@ struct runtime {
 
 	vm_notify_cb notify;
 	void *notify_ud;
+	struct rt_report *report; /* report.h: health reports, or NULL */
 
 	/* supervisor */
 	pthread_t sv_thread;
