@@ -45,8 +45,11 @@ struct pipeline {
 	void *ud;
 	const char *phase;
 	uint64_t base, bytes, total;
+	uint64_t emitted;      /* bytes at the last byte-progress callback */
 	unsigned layers_done;
 };
+
+#define PROGRESS_STEP (1u << 20) /* byte progress at most once per MiB */
 
 static void emit_locked(struct pipeline *p)
 {
@@ -60,7 +63,10 @@ static void on_bytes(void *ud, uint64_t bytes)
 
 	pthread_mutex_lock(&p->lock);
 	p->bytes = p->base + bytes;
-	emit_locked(p);
+	if (p->bytes - MIN(p->emitted, p->bytes) >= PROGRESS_STEP) {
+		p->emitted = p->bytes;
+		emit_locked(p);
+	}
 	pthread_mutex_unlock(&p->lock);
 }
 
