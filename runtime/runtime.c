@@ -19,6 +19,7 @@
 #include "internal.h"
 #include "log.h"
 #include "parse.h"
+#include "report.h"
 
 /* runtime/qemu.c (helper "guest") defines it; weak so the core links before it lands. */
 extern const struct vmm_ops vmm_qemu_ops __attribute__((weak));
@@ -153,6 +154,7 @@ void rt_notify(struct runtime *rt, struct vm *vm, enum vm_attr attr)
 {
 	if (rt->notify)
 		rt->notify(rt->notify_ud, vm, attr);
+	rt_report_notify(rt, vm, attr);
 }
 
 void rt_record_save(struct runtime *rt, struct vm *vm)
@@ -267,6 +269,7 @@ static void job_create(struct runtime *rt, struct vm *vm, void *arg)
 	vm->live = true;
 	pthread_mutex_unlock(&vm->lock);
 	rt_record_save(rt, vm);
+	rt_report_notify(rt, vm, VM_ATTR_STATE);
 	if (req->done)
 		req->done(req->ud, 0);
 	free(req);
@@ -337,6 +340,7 @@ static void job_destroy(struct runtime *rt, struct vm *vm, void *arg)
 	snprintf(dir, sizeof(dir), "%s/vms/%s", rt->cfg.state_dir, vm->name);
 	(void)rm_rf(dir);
 	pthread_mutex_unlock(&vm->rec_lock);
+	rt_report_destroyed(rt, vm);
 	unlink_vm(rt, vm);
 	if (req->done)
 		req->done(req->ud, 0);
@@ -446,32 +450,7 @@ int runtime_vm_list(struct runtime *rt, char ***ret)
 
 int runtime_metrics(struct runtime *rt, char **ret, size_t *ret_len)
 {
-	unsigned counts[_VM_STATE_MAX] = {};
-	char *out = NULL;
-	size_t len = 0;
-	FILE *f;
-
-	pthread_mutex_lock(&rt->lock);
-	for (struct vm *v = rt->vms; v; v = v->next) {
-		pthread_mutex_lock(&v->lock);
-		if (v->live)
-			counts[v->lc.state]++;
-		pthread_mutex_unlock(&v->lock);
-	}
-	pthread_mutex_unlock(&rt->lock);
-	f = open_memstream(&out, &len);
-	if (!f)
-		return -ENOMEM;
-	fprintf(f, "# HELP mvmfs_vms Defined VMs by state.\n# TYPE mvmfs_vms gauge\n");
-	for (int s = 0; s < _VM_STATE_MAX; s++)
-		fprintf(f, "mvmfs_vms{state=\"%s\"} %u\n", vm_state_to_string(s), counts[s]);
-	if (fclose(f) != 0) {
-		free(out);
-		return -ENOMEM;
-	}
-	*ret = out;
-	*ret_len = len;
-	return 0;
+	return metrics_node_show(rt, ret, ret_len);
 }
 
 /* ---- start: records, re-adoption, leftovers ---- */
@@ -646,7 +625,7 @@ int runtime_start(struct runtime *rt, struct err *err)
 	r = sv_start(rt);
 	if (r < 0)
 		return err_set(err, r, "starting the supervisor: %s", strerror(-r));
-	return 0;
+	return rt_report_start(rt, err);
 }
 
 void runtime_shutdown(struct runtime *rt)
@@ -675,6 +654,7 @@ void runtime_shutdown(struct runtime *rt)
 	}
 	sv_stop(rt);
 	workers_stop(rt);
+	rt_report_stop(rt);
 }
 
 struct runtime *runtime_free(struct runtime *rt)
@@ -689,6 +669,7 @@ struct runtime *runtime_free(struct runtime *rt)
 		sv_unwatch(rt, v);
 		vm_unref(v);
 	}
+	rt_report_free(rt);
 	net_ctx_free(rt->net);
 	img_store_free(rt->store);
 	if (rt->ops && rt->ops_priv)
