@@ -18,8 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -417,6 +420,45 @@ static void test_real_runtime_tree(void)
 	teardown();
 }
 
-TEST_MAIN(TEST(test_command_line), TEST(test_config_file_and_precedence),
+/* Type=notify: READY=1 reaches $NOTIFY_SOCKET once vms/ is there, STOPPING=1 on SIGTERM. */
+static void test_sd_notify(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct pollfd pfd;
+	char buf[256], vms[200];
+	ssize_t n;
+	pid_t pid;
+	int fd;
+
+	setup();
+	ASSERT_TRUE(strlen(T) + sizeof("/notify") <= sizeof(sa.sun_path));
+	memcpy(sa.sun_path, T, strlen(T));
+	memcpy(sa.sun_path + strlen(T), "/notify", sizeof("/notify"));
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_OK(bind(fd, (struct sockaddr *)&sa, sizeof(sa)));
+	setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+	pid = spawn(1, NULL);
+	unsetenv("NOTIFY_SOCKET");
+	pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+	ASSERT_EQ(poll(&pfd, 1, 15000), 1);
+	n = recv(fd, buf, sizeof(buf) - 1, 0);
+	ASSERT_TRUE(n > 0);
+	buf[n] = '\0';
+	ASSERT_TRUE(strstr(buf, "READY=1") != NULL);
+	snprintf(vms, sizeof(vms), "%s/vms", MNT);
+	ASSERT_OK(access(vms, F_OK)); /* ready means vms/ is there */
+	kill(pid, SIGTERM);
+	ASSERT_EQ(poll(&pfd, 1, 10000), 1);
+	n = recv(fd, buf, sizeof(buf) - 1, 0);
+	ASSERT_TRUE(n > 0);
+	buf[n] = '\0';
+	ASSERT_TRUE(strstr(buf, "STOPPING=1") != NULL);
+	ASSERT_EQ(run_wait(pid), 0);
+	close(fd);
+	teardown();
+}
+
+TEST_MAIN(TEST(test_command_line), TEST(test_sd_notify), TEST(test_config_file_and_precedence),
 	  TEST(test_signals_unmount_and_keep_vms), TEST(test_stale_mount_after_crash),
 	  TEST(test_real_runtime_tree))
