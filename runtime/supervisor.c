@@ -280,6 +280,8 @@ void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
 			vm->boots++;
 		if (s.state == VM_STATE_FAILED)
 			vm->failures++;
+		if (s.state == VM_STATE_STOPPED)
+			vm->mx.stops++;
 		if (s.state == VM_STATE_STOPPED || s.state == VM_STATE_FAILED) {
 			vm->pid = 0;
 			vm->hs.vmm_run = VMM_RUN_GONE;

@@ -358,25 +358,8 @@ int vm_show(struct vm *vm, enum vm_attr attr, char **ret, size_t *ret_len)
 		if (!s.pid)
 			return ret_str(strdup(""), ret, ret_len);
 		return ret_str(asprintf(&out, "%d\n", (int)s.pid) < 0 ? NULL : out, ret, ret_len);
-	case VM_ATTR_METRICS: {
-		uint64_t boots, failures;
-		pthread_mutex_lock(&vm->lock);
-		boots = vm->boots;
-		failures = vm->failures;
-		pthread_mutex_unlock(&vm->lock);
-		return ret_str(asprintf(&out,
-					"# TYPE mvmfs_vm_up gauge\nmvmfs_vm_up{vm=\"%s\"} %d\n"
-					"# TYPE mvmfs_vm_boots_total counter\n"
-					"mvmfs_vm_boots_total{vm=\"%s\"} %llu\n"
-					"# TYPE mvmfs_vm_failures_total counter\n"
-					"mvmfs_vm_failures_total{vm=\"%s\"} %llu\n",
-					vm->name, s.state == VM_STATE_RUNNING, vm->name,
-					(unsigned long long)boots, vm->name,
-					(unsigned long long)failures) < 0
-				       ? NULL
-				       : out,
-			       ret, ret_len);
-	}
+	case VM_ATTR_METRICS:
+		return metrics_vm_show(vm, ret, ret_len);
 	default:
 		return -EINVAL;
 	}
