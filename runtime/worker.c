@@ -120,7 +120,15 @@ int rt_prepare_image(struct runtime *rt, struct vm *vm, const char *ref, struct 
 {
 	if (!rt->store)
 		return err_set(err, -ENOTSUP, "no image store");
-	return img_prepare(rt->store, ref, vm->name, on_progress, vm, ret, err);
+	struct timespec t0, t1;
+	int r;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r = img_prepare(rt->store, ref, vm->name, on_progress, vm, ret, err);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	metrics_note_image(vm, r,
+			   (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	return r;
 }
 
 static void net_teardown(struct runtime *rt, struct vm *vm)
@@ -392,6 +400,7 @@ void job_request_stop(struct runtime *rt, struct vm *vm, void *arg)
 void job_cleanup(struct runtime *rt, struct vm *vm, void *arg)
 {
 	vm_agent_stop(vm);
+	metrics_vm_collect(rt, vm, true); /* what the VMM wrote at exit, before the jail goes */
 	rt->ops->cleanup(rt->ops_priv, vm->name, &vm->h);
 	net_teardown(rt, vm);
 	if (vm->img_held && rt->store) {
@@ -434,6 +443,7 @@ void job_probe(struct runtime *rt, struct vm *vm, void *arg)
 
 	if (rt->ops->query(rt->ops_priv, &vm->h, &run, &err) < 0)
 		run = VMM_RUN_UNKNOWN;
+	metrics_vm_collect(rt, vm, false); /* before the metrics file may be cut back */
 	snprintf(path, sizeof(path), "%s/vms/%s/console.log", rt->cfg.state_dir, vm->name);
 	bound_file(path);
 	if (vm->h.jail_dir[0] && strcmp(rt->ops->name, "firecracker") == 0) {
