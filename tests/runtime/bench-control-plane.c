@@ -25,6 +25,7 @@ static char T[64] = "/tmp/mcp-XXXXXX";
 static struct runtime *rt;
 static int n_vms, n_writers;
 static double *lat_ms;
+static atomic_int n_failed;
 
 struct waiter {
 	pthread_mutex_t lock;
@@ -110,8 +111,14 @@ static void *writer(void *arg)
 		t0 = now_ms();
 		r = cmd(vm, VM_VERB_START);
 		lat_ms[i] = now_ms() - t0;
-		if (r < 0)
-			fprintf(stderr, "%s: start failed: %d\n", name, r);
+		if (r < 0) {
+			char *e = NULL;
+			size_t el;
+			if (vm_show(vm, VM_ATTR_ERROR, &e, &el) == 0)
+				fprintf(stderr, "%s: start failed: %s", name, e);
+			free(e);
+			n_failed++;
+		}
 		if (cmd(vm, VM_VERB_STOP) < 0)
 			fprintf(stderr, "%s: stop failed\n", name);
 		vm_unref(vm);
@@ -154,7 +161,7 @@ static void touch(const char *name, size_t size)
 
 int main(int argc, char **argv)
 {
-	static char state[128], chroot_base[128], kernel[128], fc[512], jailer[512];
+	static char state[128], chroot_base[128], kernel[128], initrd[128], fc[512], jailer[512];
 	struct runtime_config cfg;
 	struct err err = {};
 	pthread_t th[64];
@@ -179,8 +186,10 @@ int main(int argc, char **argv)
 	snprintf(state, sizeof(state), "%s/state", T);
 	snprintf(chroot_base, sizeof(chroot_base), "%s/jail", T);
 	snprintf(kernel, sizeof(kernel), "%s/vmlinux", T);
+	snprintf(initrd, sizeof(initrd), "%s/initrd", T);
 	mkdir_p(chroot_base, 0755);
 	touch("vmlinux", 4096);
+	touch("initrd", 4096);
 	touch("rootfs.ext4", 1 << 20);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	log_set_max_level(LOG_WARNING);
@@ -190,6 +199,7 @@ int main(int argc, char **argv)
 		.jailer = jailer,
 		.chroot_base = chroot_base,
 		.kernel = kernel,
+		.initrd = initrd,
 		.uid_base = 400000,
 		.uid_count = 5000,
 		.data_disk_bytes = 16ULL << 20,
@@ -216,6 +226,8 @@ int main(int argc, char **argv)
 	for (int t = 0; t < n_writers; t++)
 		pthread_join(th[t], NULL);
 	total = now_ms() - t0;
+	if (atomic_load(&n_failed))
+		printf("WARNING: %d of %d starts failed (see above)\n", atomic_load(&n_failed), n_vms);
 	qsort(lat_ms, (size_t)n_vms, sizeof(double), cmp_d);
 	printf("control-plane (runtime API level, fake VMM, %d VMs, %d writers): start p50 %.1f ms "
 	       "p99 %.1f ms; all starts+stops %.1f s\n",
