@@ -39,7 +39,8 @@ int main(int argc, char **argv)
 			}
 			close(fd);
 			clock_gettime(CLOCK_MONOTONIC, &b);
-			t[(size_t)f * n + i] = (b.tv_sec - a.tv_sec) * 1e6 + (b.tv_nsec - a.tv_nsec) / 1e3;
+			t[(size_t)f * n + i] =
+				(b.tv_sec - a.tv_sec) * 1e6 + (b.tv_nsec - a.tv_nsec) / 1e3;
 		}
 	for (int f = 0; f < files; f++) {
 		double *v = t + (size_t)f * n;

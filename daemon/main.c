@@ -8,6 +8,7 @@
  * SIGINT end the loop (libfuse's handlers): stop the runtime (VMs keep running unless
  * --stop-vms-on-exit), unmount, free, exit 0.
  */
+#include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -18,8 +19,6 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#include <curl/curl.h>
 
 #include "config.h"
 #include "fs.h"
@@ -32,7 +31,7 @@
 static void notify_systemd(const char *msg)
 {
 	const char *path = getenv("NOTIFY_SOCKET");
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	size_t len;
 	int fd;
 
@@ -86,10 +85,10 @@ static const char *vmm_name(enum vmm_kind k)
 
 static int run(struct daemon_options *o)
 {
-	struct fs_options fo = { .mountpoint = o->mountpoint,
-				 .vmm_name = vmm_name(o->rt.vmm),
-				 .max_threads = o->max_threads,
-				 .debug = o->fuse_debug };
+	struct fs_options fo = {.mountpoint = o->mountpoint,
+				.vmm_name = vmm_name(o->rt.vmm),
+				.max_threads = o->max_threads,
+				.debug = o->fuse_debug};
 	struct startup s = {};
 	struct runtime *rt = NULL;
 	struct fs *fs = NULL;
@@ -122,7 +121,7 @@ static int run(struct daemon_options *o)
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGHUP);
-	s = (struct startup){ .rt = rt, .fs = fs };
+	s = (struct startup){.rt = rt, .fs = fs};
 	atomic_init(&s.result, 1);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
 	r = pthread_create(&thr, NULL, startup_thread, &s);

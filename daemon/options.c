@@ -4,6 +4,8 @@
  * places with the same spelling. A config file holds "key = value" or "key value" lines, '#'
  * comments; flags take a boolean there ("no-network = yes").
  */
+#include "options.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -17,19 +19,18 @@
 #include "config.h"
 #include "fileio.h"
 #include "macro.h"
-#include "options.h"
 #include "parse.h"
 
 enum opt_kind {
-	OPT_STR,      /* const char * in runtime_config or daemon_options */
+	OPT_STR, /* const char * in runtime_config or daemon_options */
 	OPT_U32,
-	OPT_SIZE,     /* uint64_t bytes, K/M/G suffixes */
-	OPT_MS,       /* unsigned milliseconds: "10" (seconds), "10s", "500ms", "2m" */
-	OPT_FLAG,     /* bool; takes a boolean value in a config file */
+	OPT_SIZE, /* uint64_t bytes, K/M/G suffixes */
+	OPT_MS,	  /* unsigned milliseconds: "10" (seconds), "10s", "500ms", "2m" */
+	OPT_FLAG, /* bool; takes a boolean value in a config file */
 	OPT_VMM,
 	OPT_LOGLEVEL,
 	OPT_CGROUP,
-	OPT_LIST,     /* --insecure-registry, repeatable */
+	OPT_LIST, /* --insecure-registry, repeatable */
 	OPT_CONFIG,
 	OPT_HELP,
 	OPT_VERSION,
@@ -46,6 +47,7 @@ struct opt_def {
 	const char *help;
 };
 
+/* clang-format off */
 static const struct opt_def opt_defs[] = {
 	{ "state-dir", OPT_STR, RT(state_dir), "DIR", "records, image cache, disks (" DEFAULT_STATE_DIR ")" },
 	{ "vmm", OPT_VMM, RT(vmm), "firecracker|qemu", "VMM backend (firecracker)" },
@@ -81,6 +83,7 @@ static const struct opt_def opt_defs[] = {
 	{ "help", OPT_HELP, 0, NULL, "this text" },
 	{ "version", OPT_VERSION, 0, NULL, "print the version" },
 };
+/* clang-format on */
 
 void daemon_options_help(const char *prog)
 {
@@ -126,8 +129,8 @@ static int parse_ms(const char *s, unsigned *ret)
 
 static int parse_log_level(const char *s, int *ret)
 {
-	static const char *const names[] = { "emerg", "alert", "crit", "err",
-					     "warning", "notice", "info", "debug" };
+	static const char *const names[] = {"emerg",   "alert",	 "crit", "err",
+					    "warning", "notice", "info", "debug"};
 	uint32_t v;
 
 	for (int i = 0; i < (int)ELEMENTSOF(names); i++)
@@ -284,7 +287,8 @@ int daemon_config_parse(struct daemon_options *o, char *data, size_t len, const 
 		if (*value == '=')
 			value = trim(value + 1);
 		vlen = strlen(value);
-		if (vlen >= 2 && (value[0] == '"' || value[0] == '\'') && value[vlen - 1] == value[0]) {
+		if (vlen >= 2 && (value[0] == '"' || value[0] == '\'') &&
+		    value[vlen - 1] == value[0]) {
 			value[vlen - 1] = '\0';
 			value++;
 		}
@@ -292,7 +296,8 @@ int daemon_config_parse(struct daemon_options *o, char *data, size_t len, const 
 		if (!d || d->kind == OPT_CONFIG || d->kind == OPT_HELP || d->kind == OPT_VERSION)
 			return err_set(err, -EINVAL, "%s:%u: unknown key '%s'", path, lineno, key);
 		if (*value == '\0')
-			return err_set(err, -EINVAL, "%s:%u: '%s' needs a value", path, lineno, key);
+			return err_set(err, -EINVAL, "%s:%u: '%s' needs a value", path, lineno,
+				       key);
 		r = apply(o, d, value, true, err);
 		if (r < 0)
 			return err_prefix(err, "%s:%u: ", path, lineno);
@@ -316,7 +321,8 @@ static int load_config(struct daemon_options *o, const char *path, struct err *e
 static char *find_in_path(const char *name)
 {
 	const char *path = getenv("PATH");
-	_cleanup_free_ char *copy = strdup(path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+	_cleanup_free_ char *copy = strdup(
+		path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
 	char *dir, *save = NULL, *full = NULL;
 
 	if (!copy)
@@ -364,7 +370,8 @@ static int fill_defaults(struct daemon_options *o, struct err *err)
 		o->rt.kernel = s;
 	}
 	if (!o->rt.initrd) {
-		if (asprintf(&s, "%s/guest/initramfs.cpio.gz", o->rt.state_dir) < 0 || own(o, s) < 0)
+		if (asprintf(&s, "%s/guest/initramfs.cpio.gz", o->rt.state_dir) < 0 ||
+		    own(o, s) < 0)
 			return err_set(err, -ENOMEM, "out of memory");
 		o->rt.initrd = s;
 	}
@@ -372,7 +379,9 @@ static int fill_defaults(struct daemon_options *o, struct err *err)
 		if (!o->rt.firecracker) {
 			s = find_in_path("firecracker");
 			if (!s)
-				return err_set(err, -ENOENT, "firecracker not found in PATH (use --firecracker PATH)");
+				return err_set(
+					err, -ENOENT,
+					"firecracker not found in PATH (use --firecracker PATH)");
 			if (own(o, s) < 0)
 				return err_set(err, -ENOMEM, "out of memory");
 			o->rt.firecracker = s;
@@ -380,7 +389,8 @@ static int fill_defaults(struct daemon_options *o, struct err *err)
 		if (!o->rt.jailer) {
 			s = find_in_path("jailer");
 			if (!s)
-				return err_set(err, -ENOENT, "jailer not found in PATH (use --jailer PATH)");
+				return err_set(err, -ENOENT,
+					       "jailer not found in PATH (use --jailer PATH)");
 			if (own(o, s) < 0)
 				return err_set(err, -ENOMEM, "out of memory");
 			o->rt.jailer = s;
@@ -395,11 +405,12 @@ int daemon_options_parse(int argc, char **argv, struct daemon_options *o, struct
 	const char *config = NULL;
 	int c, r;
 
-	*o = (struct daemon_options){ .log_level = LOG_INFO };
+	*o = (struct daemon_options){.log_level = LOG_INFO};
 	for (size_t i = 0; i < ELEMENTSOF(opt_defs); i++) {
 		bool has_arg = opt_defs[i].arg != NULL;
-		longopts[i] = (struct option){ opt_defs[i].name, has_arg ? required_argument
-									: no_argument, NULL, (int)(256 + i) };
+		longopts[i] =
+			(struct option){opt_defs[i].name, has_arg ? required_argument : no_argument,
+					NULL, (int)(256 + i)};
 	}
 	longopts[ELEMENTSOF(opt_defs)] = (struct option){};
 

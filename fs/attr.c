@@ -15,11 +15,11 @@ static int show_vm(struct vm *vm, int attr, char **ret, size_t *ret_len)
 	return vm_show(vm, (enum vm_attr)attr, ret, ret_len);
 }
 
-#define VM_SHOW(fn, a)                                                                             \
-	static int fn(struct fs *fs, struct vm *vm, char **ret, size_t *ret_len)                   \
-	{                                                                                          \
-		(void)fs;                                                                          \
-		return show_vm(vm, a, ret, ret_len);                                               \
+#define VM_SHOW(fn, a)                                                           \
+	static int fn(struct fs *fs, struct vm *vm, char **ret, size_t *ret_len) \
+	{                                                                        \
+		(void)fs;                                                        \
+		return show_vm(vm, a, ret, ret_len);                             \
 	}
 
 VM_SHOW(show_state, VM_ATTR_STATE)
@@ -46,6 +46,7 @@ static int store_image(struct fs *fs, struct vm *vm, const char *value)
 }
 
 /* Order is the readdir order. state's store is the deferred path in state.c. */
+/* clang-format off */
 const struct fs_attr fs_vm_attrs[] = {
 	{ "state",   0644, VM_ATTR_STATE,   true,  true,  show_state,   NULL },
 	{ "image",   0644, VM_ATTR_IMAGE,   false, false, show_image,   store_image },
@@ -57,6 +58,7 @@ const struct fs_attr fs_vm_attrs[] = {
 	{ "pid",     0444, VM_ATTR_PID,     false, false, show_pid,     NULL },
 	{ "metrics", 0444, VM_ATTR_METRICS, false, false, show_metrics, NULL },
 };
+/* clang-format on */
 const size_t fs_vm_attrs_count = ELEMENTSOF(fs_vm_attrs);
 
 static int show_version(struct fs *fs, struct vm *vm, char **ret, size_t *ret_len)
@@ -80,10 +82,12 @@ static int show_node_metrics(struct fs *fs, struct vm *vm, char **ret, size_t *r
 }
 
 /* Root files; their inode numbers are fixed (FS_INO_VERSION + index). */
+/* clang-format off */
 const struct fs_attr fs_root_attrs[] = {
 	{ "version", 0444, -1, false, false, show_version,      NULL },
 	{ "metrics", 0444, -1, false, false, show_node_metrics, NULL },
 };
+/* clang-format on */
 const size_t fs_root_attrs_count = ELEMENTSOF(fs_root_attrs);
 
 int fs_attr_find(const struct fs_attr *table, size_t n, const char *name)

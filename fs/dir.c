@@ -24,7 +24,7 @@ int fs_resolve(struct fs *fs, fuse_ino_t ino, struct node_info *ret)
 {
 	int r;
 
-	*ret = (struct node_info){ .generation = 1 };
+	*ret = (struct node_info){.generation = 1};
 	switch (ino) {
 	case FS_INO_ROOT:
 		ret->kind = NODE_ROOT;
@@ -54,7 +54,7 @@ int fs_resolve(struct fs *fs, fuse_ino_t ino, struct node_info *ret)
 
 void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct node_info *ni, struct stat *st)
 {
-	*st = (struct stat){ .st_ino = ino, .st_uid = 0, .st_gid = 0 };
+	*st = (struct stat){.st_ino = ino, .st_uid = 0, .st_gid = 0};
 	if (ni->attr) {
 		st->st_mode = S_IFREG | ni->attr->mode;
 		st->st_nlink = 1;
@@ -91,8 +91,8 @@ static int lookup_child(struct fs *fs, const struct node_info *parent, fuse_ino_
 	uint64_t gen = 1;
 	int r, i;
 
-	*e = (struct fuse_entry_param){ .attr_timeout = FS_TIMEOUT_STATIC,
-					.entry_timeout = FS_TIMEOUT_STATIC };
+	*e = (struct fuse_entry_param){.attr_timeout = FS_TIMEOUT_STATIC,
+				       .entry_timeout = FS_TIMEOUT_STATIC};
 	switch (parent->kind) {
 	case NODE_ROOT:
 		if (strcmp(name, "vms") == 0) {
@@ -100,8 +100,9 @@ static int lookup_child(struct fs *fs, const struct node_info *parent, fuse_ino_
 				return -ENOENT;
 			ino = FS_INO_VMS;
 			child.kind = NODE_VMS;
-			/* Not cached: after a crash the kernel would otherwise keep showing vms/ of the
-			 * dead mount, and "vms/ exists" is how users and scripts see readiness. */
+			/* Not cached: after a crash the kernel would otherwise keep showing vms/ of
+			 * the dead mount, and "vms/ exists" is how users and scripts see readiness.
+			 */
 			e->entry_timeout = FS_TIMEOUT_NONE;
 			break;
 		}
@@ -249,7 +250,7 @@ struct dirbuf {
 static int dirbuf_add(fuse_req_t req, struct dirbuf *b, const char *name, fuse_ino_t ino,
 		      mode_t type)
 {
-	struct stat st = { .st_ino = ino, .st_mode = type };
+	struct stat st = {.st_ino = ino, .st_mode = type};
 	size_t len = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
 	char *p = realloc(b->p, b->size + len);
 
@@ -384,8 +385,7 @@ void fs_op_eperm_create(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	fuse_reply_err(req, EPERM);
 }
 
-void fs_op_eperm_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		       dev_t rdev)
+void fs_op_eperm_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
 	(void)parent, (void)name, (void)mode, (void)rdev;
 	fuse_reply_err(req, EPERM);
@@ -409,8 +409,8 @@ void fs_op_eperm_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_err(req, EPERM);
 }
 
-void fs_op_eperm_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
-			fuse_ino_t newparent, const char *newname, unsigned int flags)
+void fs_op_eperm_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+			const char *newname, unsigned int flags)
 {
 	(void)parent, (void)name, (void)newparent, (void)newname, (void)flags;
 	fuse_reply_err(req, EPERM);

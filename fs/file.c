@@ -74,9 +74,9 @@ static int do_open(struct fs *fs, fuse_ino_t ino, int flags, struct fs_handle **
 /*
  * The FUSE open reply, built by hand for writable files: libfuse 3.14 cannot set
  * FOPEN_PARALLEL_DIRECT_WRITES (protocol 7.38, Linux 6.2). On older kernels a second
- * writer to the same state file waits for the first one's transition. Without it the kernel holds the inode
- * lock for the whole of a blocking state write, so a second writer would wait for the first
- * transition instead of getting EBUSY.
+ * writer to the same state file waits for the first one's transition. Without it the kernel holds
+ * the inode lock for the whole of a blocking state write, so a second writer would wait for the
+ * first transition instead of getting EBUSY.
  */
 struct fs_open_out {
 	uint64_t fh;
@@ -88,8 +88,8 @@ struct fs_open_out {
 
 static int reply_open(fuse_req_t req, struct fs_handle *h, struct fuse_file_info *fi)
 {
-	struct fs_open_out out = { .fh = fi->fh, .open_flags = FS_FOPEN_DIRECT_IO };
-	struct iovec iov = { .iov_base = &out, .iov_len = sizeof(out) };
+	struct fs_open_out out = {.fh = fi->fh, .open_flags = FS_FOPEN_DIRECT_IO};
+	struct iovec iov = {.iov_base = &out, .iov_len = sizeof(out)};
 
 	if (!attr_writable(h->attr) || !atomic_load(&h->fs->parallel_writes))
 		return fuse_reply_open(req, fi);
@@ -137,8 +137,7 @@ static int render(struct fs_handle *h)
 	return 0;
 }
 
-void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		struct fuse_file_info *fi)
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
 	char *slice = NULL;

@@ -20,10 +20,10 @@ struct runtime;
 
 struct fs_options {
 	const char *mountpoint;
-	const char *vmm_name;      /* shown in the version file ("firecracker", "qemu", "fake") */
-	unsigned max_threads;      /* FUSE worker threads, default 16 */
-	unsigned max_handles;      /* open files limit, default 65536 */
-	bool debug;                /* libfuse request tracing */
+	const char *vmm_name; /* shown in the version file ("firecracker", "qemu", "fake") */
+	unsigned max_threads; /* FUSE worker threads, default 16 */
+	unsigned max_handles; /* open files limit, default 65536 */
+	bool debug;	      /* libfuse request tracing */
 };
 
 /* Create the session and mount it at opts->mountpoint. Registers the runtime notify callback.

@@ -10,9 +10,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
+/* config.h sets FUSE_USE_VERSION, which fuse_lowlevel.h needs first. */
+/* clang-format off */
 #include "config.h"
-
 #include <fuse_lowlevel.h>
+/* clang-format on */
 
 #include "fs.h"
 #include "runtime.h"
@@ -34,9 +36,10 @@ enum {
 
 /* Timeouts: names and modes that never change are cached for long, except the vms entry (its
  * presence is the readiness signal, which must not survive the daemon in the dcache).
- * vms/NAME entries only for a second: mkdir/rmdir keep the kernel's dentries right by themselves, and a VM that appeared or
- * vanished some other way (re-adoption happens before vms/ is shown) is seen within 1 s; every
- * operation on a stale node still answers ENOENT because the VM object is checked live. */
+ * vms/NAME entries only for a second: mkdir/rmdir keep the kernel's dentries right by themselves,
+ * and a VM that appeared or vanished some other way (re-adoption happens before vms/ is shown) is
+ * seen within 1 s; every operation on a stale node still answers ENOENT because the VM object is
+ * checked live. */
 #define FS_TIMEOUT_STATIC 3600.0
 #define FS_TIMEOUT_VMDIR 1.0
 #define FS_TIMEOUT_NONE 0.0
@@ -56,9 +59,9 @@ struct fs_handle;
 struct fs_attr {
 	const char *name;
 	mode_t mode;
-	int vm_attr;       /* enum vm_attr for VM files, -1 for root files */
-	bool pollable;     /* POLLPRI when the change sequence moves */
-	bool deferred;     /* writes go through the deferred state-write path */
+	int vm_attr;   /* enum vm_attr for VM files, -1 for root files */
+	bool pollable; /* POLLPRI when the change sequence moves */
+	bool deferred; /* writes go through the deferred state-write path */
 	int (*show)(struct fs *fs, struct vm *vm, char **ret, size_t *ret_len);
 	int (*store)(struct fs *fs, struct vm *vm, const char *value);
 };
@@ -105,24 +108,24 @@ struct fs {
 	unsigned max_handles;
 	atomic_bool ready;
 	atomic_bool mounted;
-	atomic_bool parallel_writes;  /* kernel speaks FUSE >= 7.38 (FOPEN_PARALLEL_DIRECT_WRITES) */
-	atomic_uint handles;          /* open files and directories */
-	struct timespec start_time;   /* st_[amc]tim of every node */
+	atomic_bool parallel_writes; /* kernel speaks FUSE >= 7.38 (FOPEN_PARALLEL_DIRECT_WRITES) */
+	atomic_uint handles;	     /* open files and directories */
+	struct timespec start_time;  /* st_[amc]tim of every node */
 
 	pthread_mutex_t poll_lock;
-	struct fs_handle *pollers;    /* handles holding a pollhandle; protected by poll_lock */
+	struct fs_handle *pollers; /* handles holding a pollhandle; protected by poll_lock */
 
 	pthread_rwlock_t notify_lock;
-	bool notify_live;             /* protected by notify_lock */
+	bool notify_live; /* protected by notify_lock */
 };
 
 /* An open attribute file. */
 struct fs_handle {
 	struct fs *fs;
-	struct vm *vm;                 /* reference; NULL for root files */
+	struct vm *vm; /* reference; NULL for root files */
 	const struct fs_attr *attr;
 
-	pthread_mutex_t lock;          /* protects buf, len, last_seq */
+	pthread_mutex_t lock; /* protects buf, len, last_seq */
 	char *buf;
 	size_t len;
 	uint64_t last_seq;
@@ -162,8 +165,7 @@ void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
 void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
-void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		struct fuse_file_info *fi);
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
 void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		 struct fuse_file_info *fi);
 void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
@@ -174,8 +176,8 @@ void fs_op_eperm_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 void fs_op_eperm_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name);
 void fs_op_eperm_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname);
 void fs_op_eperm_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
-void fs_op_eperm_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
-			fuse_ino_t newparent, const char *newname, unsigned int flags);
+void fs_op_eperm_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+			const char *newname, unsigned int flags);
 void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		struct fuse_pollhandle *ph);
 

@@ -17,8 +17,8 @@
 struct node {
 	fuse_ino_t ino;
 	enum node_kind kind;
-	struct vm *vm;         /* reference */
-	int attr;              /* index in fs_vm_attrs, -1 for a VM directory */
+	struct vm *vm; /* reference */
+	int attr;      /* index in fs_vm_attrs, -1 for a VM directory */
 	uint64_t nlookup;
 	uint64_t generation;
 	struct node *next_ino; /* chain by ino */
@@ -26,7 +26,7 @@ struct node {
 };
 
 struct node_table {
-	pthread_mutex_t lock;  /* protects everything below; a leaf lock */
+	pthread_mutex_t lock; /* protects everything below; a leaf lock */
 	fuse_ino_t next_ino;
 	uint64_t generation;
 	size_t count;

@@ -14,7 +14,8 @@
 #include "macro.h"
 
 /* Mount options (STYLE.md 3.7): the kernel enforces the mode bits, other users may read. */
-#define FS_MOUNT_OPTS "default_permissions,allow_other,nosuid,nodev,noexec,fsname=mvmfs,subtype=mvmfs"
+#define FS_MOUNT_OPTS \
+	"default_permissions,allow_other,nosuid,nodev,noexec,fsname=mvmfs,subtype=mvmfs"
 
 static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 {
@@ -58,7 +59,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 bool fs_log_ratelimit(void)
 {
 	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-	static time_t window;       /* protected by lock */
+	static time_t window; /* protected by lock */
 	static unsigned used, suppressed;
 	unsigned dropped = 0;
 	bool ok;

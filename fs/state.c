@@ -21,10 +21,10 @@
 #include "parse.h"
 
 enum {
-	PENDING,      /* the writer waits; whoever moves it on replies */
-	INTERRUPTED,  /* EINTR sent by the interrupt callback */
-	ANSWERED,     /* the result sent by the done callback (or the synchronous path) */
-	DETACHED,     /* O_NONBLOCK: answered on acceptance, nobody waits */
+	PENDING,     /* the writer waits; whoever moves it on replies */
+	INTERRUPTED, /* EINTR sent by the interrupt callback */
+	ANSWERED,    /* the result sent by the done callback (or the synchronous path) */
+	DETACHED,    /* O_NONBLOCK: answered on acceptance, nobody waits */
 };
 
 struct state_write {

@@ -36,9 +36,9 @@ static void mkdir_done(void *ud, int result)
 {
 	_cleanup_free_ struct vmdir_req *c = ud;
 	struct fs *fs = c->fs;
-	struct fuse_entry_param e = { .entry_timeout = FS_TIMEOUT_VMDIR,
-				      .attr_timeout = FS_TIMEOUT_STATIC };
-	struct node_info ni = { .kind = NODE_VM_DIR };
+	struct fuse_entry_param e = {.entry_timeout = FS_TIMEOUT_VMDIR,
+				     .attr_timeout = FS_TIMEOUT_STATIC};
+	struct node_info ni = {.kind = NODE_VM_DIR};
 	struct vm *vm;
 	int r = result;
 

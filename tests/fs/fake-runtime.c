@@ -4,6 +4,8 @@
  * (done callbacks exactly once, later, from the runtime's own thread, with no lock held), but
  * transitions are timers or explicit control commands instead of VMMs.
  */
+#include "fake-runtime.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -13,7 +15,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "fake-runtime.h"
 #include "parse.h"
 #include "runtime.h"
 
@@ -77,7 +78,7 @@ struct runtime {
 static const char *const state_names[_VM_STATE_MAX] = {
 	"created", "starting", "running", "stopping", "stopped", "failed",
 };
-static const char *const verb_names[_VM_VERB_MAX] = { "start", "stop", "kill", "restart" };
+static const char *const verb_names[_VM_VERB_MAX] = {"start", "stop", "kill", "restart"};
 
 const char *vm_state_to_string(enum vm_state s)
 {
@@ -201,8 +202,9 @@ static void finish(struct runtime *rt, struct vm *vm, uint64_t txn, bool ok, con
 		return;
 	}
 	if (ok) {
-		vm->state = (vm->verb == VM_VERB_START || vm->verb == VM_VERB_RESTART) ?
-				    VM_STATE_RUNNING : VM_STATE_STOPPED;
+		vm->state = (vm->verb == VM_VERB_START || vm->verb == VM_VERB_RESTART)
+				    ? VM_STATE_RUNNING
+				    : VM_STATE_STOPPED;
 	} else {
 		time_t now = time(NULL);
 		struct tm tm;
@@ -655,7 +657,8 @@ int vm_set_image(struct vm *vm, const char *ref, struct err *err)
 	if (vm->busy || !(vm->state == VM_STATE_CREATED || vm->state == VM_STATE_STOPPED ||
 			  vm->state == VM_STATE_FAILED)) {
 		pthread_mutex_unlock(&vm->lock);
-		return err_set(err, -EBUSY, "the image can only change while the VM is not running");
+		return err_set(err, -EBUSY,
+			       "the image can only change while the VM is not running");
 	}
 	if (!image_ref_ok(ref)) {
 		pthread_mutex_unlock(&vm->lock);

@@ -46,8 +46,8 @@ static void *control_thread(void *arg)
 
 int main(int argc, char **argv)
 {
-	struct runtime_config cfg = { .max_vms = 4096 };
-	struct fs_options opts = { .vmm_name = "fake" };
+	struct runtime_config cfg = {.max_vms = 4096};
+	struct fs_options opts = {.vmm_name = "fake"};
 	struct runtime *rt = NULL;
 	struct fs *fs = NULL;
 	struct err err = {};
@@ -93,7 +93,7 @@ int main(int argc, char **argv)
 	if (!getenv("MVMFS_TESTD_HOLD_READY"))
 		fs_set_ready(fs);
 
-	c = (struct ctl){ .rt = rt, .fs = fs };
+	c = (struct ctl){.rt = rt, .fs = fs};
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	r = pthread_create(&thr, NULL, control_thread, &c);

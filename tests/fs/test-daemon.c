@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -18,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
-#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -240,7 +240,7 @@ static int mkd(const char *rel)
 static int run_cli(char *out, size_t size, const char *a1, const char *a2, const char *a3,
 		   const char *a4)
 {
-	const char *argv[] = { daemon_path(), a1, a2, a3, a4, NULL };
+	const char *argv[] = {daemon_path(), a1, a2, a3, a4, NULL};
 	int p[2], status;
 	size_t n = 0;
 	ssize_t k;
@@ -286,7 +286,8 @@ static void test_command_line(void)
 	ASSERT_EQ(run_cli(out, sizeof(out), "--config", "/nonexistent/mvmfs.conf", "/x", NULL), 2);
 	fd = mkstemp(cfg);
 	ASSERT_TRUE(fd >= 0);
-	ASSERT_TRUE(dprintf(fd, "# comment\nvmm = qemu\n\nstop-timeout 500ms\nno-such-key = 1\n") > 0);
+	ASSERT_TRUE(dprintf(fd, "# comment\nvmm = qemu\n\nstop-timeout 500ms\nno-such-key = 1\n") >
+		    0);
 	close(fd);
 	ASSERT_EQ(run_cli(out, sizeof(out), "--config", cfg, "/x", NULL), 2);
 	ASSERT_TRUE(strstr(out, ":5: unknown key 'no-such-key'") != NULL);
@@ -423,7 +424,7 @@ static void test_real_runtime_tree(void)
 /* Type=notify: READY=1 reaches $NOTIFY_SOCKET once vms/ is there, STOPPING=1 on SIGTERM. */
 static void test_sd_notify(void)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct pollfd pfd;
 	char buf[256], vms[200];
 	ssize_t n;
@@ -440,7 +441,7 @@ static void test_sd_notify(void)
 	setenv("NOTIFY_SOCKET", sa.sun_path, 1);
 	pid = spawn(1, NULL);
 	unsetenv("NOTIFY_SOCKET");
-	pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+	pfd = (struct pollfd){.fd = fd, .events = POLLIN};
 	ASSERT_EQ(poll(&pfd, 1, 15000), 1);
 	n = recv(fd, buf, sizeof(buf) - 1, 0);
 	ASSERT_TRUE(n > 0);

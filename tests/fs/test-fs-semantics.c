@@ -6,8 +6,8 @@
  * syscalls. Each case runs mvmfs-fs-testd in a private mount namespace (so a failing case
  * never leaves a mount behind) and unmounts it at the end.
  */
-#include <errno.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -223,8 +223,8 @@ static struct writer spawn_writer(const char *path, const char *value, int flags
 /* Wait for a writer's result within timeout_ms. */
 static long long writer_result(struct writer w, int timeout_ms, long long *ret_ms)
 {
-	struct pollfd pfd = { .fd = w.fd, .events = POLLIN };
-	long long res[2] = { 0, 0 };
+	struct pollfd pfd = {.fd = w.fd, .events = POLLIN};
+	long long res[2] = {0, 0};
 
 	if (poll(&pfd, 1, timeout_ms) != 1)
 		TEST_FAIL("writer still blocked after %d ms", timeout_ms);
@@ -238,7 +238,7 @@ static long long writer_result(struct writer w, int timeout_ms, long long *ret_m
 
 static void writer_still_blocked(struct writer w, int ms)
 {
-	struct pollfd pfd = { .fd = w.fd, .events = POLLIN };
+	struct pollfd pfd = {.fd = w.fd, .events = POLLIN};
 	ASSERT_EQ(poll(&pfd, 1, ms), 0);
 }
 
@@ -258,9 +258,9 @@ static void test_tree_and_modes(void)
 {
 	struct stat st;
 	char buf[4096];
-	static const char *const rw[] = { "state", "image" };
-	static const char *const ro[] = { "ip", "health", "error", "log", "config", "pid",
-					  "metrics" };
+	static const char *const rw[] = {"state", "image"};
+	static const char *const ro[] = {"ip",	   "health", "error",  "log",
+					 "config", "pid",    "metrics"};
 
 	setup();
 	ASSERT_OK(stat(P("vms"), &st));
@@ -297,7 +297,8 @@ static void test_tree_and_modes(void)
 		int seen = 0;
 		ASSERT_TRUE(d);
 		while ((de = readdir(d)))
-			seen += strcmp(de->d_name, "state") == 0 || strcmp(de->d_name, "health") == 0;
+			seen += strcmp(de->d_name, "state") == 0 ||
+				strcmp(de->d_name, "health") == 0;
 		closedir(d);
 		ASSERT_EQ(seen, 2);
 		d = opendir(P("vms"));
@@ -311,7 +312,8 @@ static void test_tree_and_modes(void)
 		seen = 0;
 		ASSERT_TRUE(d);
 		while ((de = readdir(d)))
-			seen += strcmp(de->d_name, "vms") == 0 || strcmp(de->d_name, "version") == 0;
+			seen += strcmp(de->d_name, "vms") == 0 ||
+				strcmp(de->d_name, "version") == 0;
 		closedir(d);
 		ASSERT_EQ(seen, 2);
 	}
@@ -378,7 +380,7 @@ static void test_mkdir_limits_and_failures(void)
 
 static void test_refused_operations(void)
 {
-	struct timespec ts[2] = { { 0, 0 }, { 0, 0 } };
+	struct timespec ts[2] = {{0, 0}, {0, 0}};
 	int fd;
 
 	setup();
@@ -664,8 +666,8 @@ static void on_alarm(int sig)
 
 static void test_interrupted_write_eintr(void)
 {
-	struct sigaction sa = { .sa_handler = on_alarm }; /* no SA_RESTART */
-	struct itimerval it = { .it_value = { 0, 200000 } };
+	struct sigaction sa = {.sa_handler = on_alarm}; /* no SA_RESTART */
+	struct itimerval it = {.it_value = {0, 200000}};
 	long long t0, dt;
 	ssize_t r;
 
@@ -695,7 +697,7 @@ static void test_interrupted_write_eintr(void)
 	CTL_OK("mode auto");
 	CTL_OK("delay 20");
 	for (int k = 0; k < 40; k++) {
-		struct itimerval it2 = { .it_value = { 0, 15000 + (k % 10) * 1000 } };
+		struct itimerval it2 = {.it_value = {0, 15000 + (k % 10) * 1000}};
 		const char *verb = k % 2 ? "stop" : "start";
 		got_alarm = 0;
 		ASSERT_OK(setitimer(ITIMER_REAL, &it2, NULL));
@@ -712,7 +714,7 @@ static void test_interrupted_write_eintr(void)
 /* poll(POLLPRI) on state and health: wakes within a bound when the value changes. */
 static short poll_pri(int fd, int timeout_ms)
 {
-	struct pollfd pfd = { .fd = fd, .events = POLLPRI };
+	struct pollfd pfd = {.fd = fd, .events = POLLPRI};
 	int r = poll(&pfd, 1, timeout_ms);
 	ASSERT_TRUE(r >= 0);
 	return r == 0 ? 0 : pfd.revents;
@@ -732,7 +734,7 @@ static void test_poll_state(void)
 	ASSERT_TRUE(fd >= 0);
 	ASSERT_TRUE(read(fd, buf, sizeof(buf)) > 0);
 	{
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		ASSERT_EQ(poll(&pfd, 1, 0), 1);
 		ASSERT_TRUE(pfd.revents & POLLIN);
 	}
@@ -762,9 +764,9 @@ static void test_poll_state(void)
 		close(p[1]);
 		usleep(200000);
 		CTL_OK("complete p");
-		w = (struct writer){ .pid = pid, .fd = p[0] };
+		w = (struct writer){.pid = pid, .fd = p[0]};
 		{
-			struct pollfd pfd = { .fd = p[0], .events = POLLIN };
+			struct pollfd pfd = {.fd = p[0], .events = POLLIN};
 			short re = 0;
 			ASSERT_EQ(poll(&pfd, 1, 2000), 1);
 			ASSERT_EQ(read(p[0], &re, sizeof(re)), (ssize_t)sizeof(re));
@@ -868,9 +870,10 @@ static void test_readiness(void)
 	teardown();
 }
 
-TEST_MAIN(TEST(test_readiness), TEST(test_tree_and_modes), TEST(test_names), TEST(test_mkdir_limits_and_failures),
-	  TEST(test_refused_operations), TEST(test_reads), TEST(test_write_errnos),
-	  TEST(test_blocking_write), TEST(test_blocking_write_waits_for_transition),
-	  TEST(test_nonblock_returns_on_acceptance), TEST(test_concurrent_writers),
-	  TEST(test_failed_transition_eio), TEST(test_interrupted_write_eintr),
-	  TEST(test_poll_state), TEST(test_poll_health), TEST(test_rmdir_and_reuse))
+TEST_MAIN(TEST(test_readiness), TEST(test_tree_and_modes), TEST(test_names),
+	  TEST(test_mkdir_limits_and_failures), TEST(test_refused_operations), TEST(test_reads),
+	  TEST(test_write_errnos), TEST(test_blocking_write),
+	  TEST(test_blocking_write_waits_for_transition), TEST(test_nonblock_returns_on_acceptance),
+	  TEST(test_concurrent_writers), TEST(test_failed_transition_eio),
+	  TEST(test_interrupted_write_eintr), TEST(test_poll_state), TEST(test_poll_health),
+	  TEST(test_rmdir_and_reuse))

@@ -39,7 +39,7 @@ static int wait_done(void)
 
 static struct runtime *new_runtime(void)
 {
-	struct runtime_config cfg = { .max_vms = 16 };
+	struct runtime_config cfg = {.max_vms = 16};
 	struct runtime *rt = NULL;
 	struct err err = {};
 
@@ -161,9 +161,9 @@ static void test_attribute_tables(void)
 
 static void test_fill_stat(void)
 {
-	struct fs fs = { .start_time = { 1700000000, 0 } };
-	struct node_info file = { .kind = NODE_VM_ATTR, .attr = &fs_vm_attrs[0] };
-	struct node_info dir = { .kind = NODE_VM_DIR };
+	struct fs fs = {.start_time = {1700000000, 0}};
+	struct node_info file = {.kind = NODE_VM_ATTR, .attr = &fs_vm_attrs[0]};
+	struct node_info dir = {.kind = NODE_VM_DIR};
 	struct stat st;
 
 	fs_fill_stat(&fs, 42, &file, &st);
