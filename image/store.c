@@ -58,6 +58,11 @@ bool img_holder_is_valid(const char *h)
 	return true;
 }
 
+static bool streq(const char *a, const char *b)
+{
+	return strcmp(a, b) == 0;
+}
+
 bool img_hex_digest_ok(const char *d)
 {
 	if (strncmp(d, "sha256:", 7) != 0 || strlen(d) != 71)
@@ -98,9 +103,12 @@ static int finish(struct img_store *s, const char *digest, const char *holder,
 		return -EAGAIN; /* collected meanwhile: the caller pulls again */
 	}
 	if (holder) {
+		_cleanup_free_ char *old = NULL;
+
 		snprintf(line, sizeof(line), "%s\n", digest);
 		r = img_store_path(s, p, sizeof(p), "refs/holders/%s", holder);
-		if (r == 0)
+		/* A restart of the same VM holds the same image: skip the fsyncs. */
+		if (r == 0 && !(read_file_bounded(p, 128, &old, NULL) == 0 && streq(old, line)))
 			r = write_file_atomic(p, line, strlen(line), 0644);
 	}
 	/* Last use, for GC order. */
