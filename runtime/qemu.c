@@ -27,6 +27,7 @@
 #include "internal.h"
 #include "log.h"
 #include "parse.h"
+#include "qemu.h"
 #include "qmp.h"
 
 #define QEMU_DIR "qemu"
@@ -116,13 +117,41 @@ static void qemu_free(void *priv)
 	free(priv);
 }
 
-static int write_cg(const char *dir, const char *file, unsigned long long v, const char *suffix)
+int qemu_cgroup_settings(int version, bool memsw, int ndirs, unsigned vcpus, unsigned mem_mib,
+			 struct qemu_cg_setting *out, size_t max)
 {
-	char path[VMM_PATH_MAX + 64], val[64];
+	unsigned long long mem = ((unsigned long long)mem_mib + QEMU_MEM_OVERHEAD_MIB) << 20;
+	unsigned long long quota = (unsigned long long)(vcpus ? vcpus : 2) * 100000ULL;
+	int mdir = ndirs > 1 ? 1 : 0;
+	size_t n = 0;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	snprintf(val, sizeof(val), "%llu%s", v, suffix);
-	return write_string_file(path, val);
+#define SET(d, f, ...)                                                                             \
+	do {                                                                                       \
+		if (n >= max)                                                                      \
+			return -E2BIG;                                                             \
+		out[n].dir = (d);                                                                  \
+		out[n].file = (f);                                                                 \
+		snprintf(out[n].value, sizeof(out[n].value), __VA_ARGS__);                         \
+		n++;                                                                               \
+	} while (0)
+	if (version == 2) {
+		SET(0, "cpu.max", "%llu 100000", quota);
+		SET(0, "memory.max", "%llu", mem);
+		SET(0, "memory.swap.max", "0");
+	} else if (version == 1) {
+		SET(0, "cpu.cfs_period_us", "100000");
+		SET(0, "cpu.cfs_quota_us", "%llu", quota);
+		/* memsw must not go below the memory limit: the limit first. */
+		SET(mdir, "memory.limit_in_bytes", "%llu", mem);
+		if (memsw)
+			SET(mdir, "memory.memsw.limit_in_bytes", "%llu", mem);
+		else
+			SET(mdir, "memory.swappiness", "0");
+	} else {
+		return -EINVAL;
+	}
+#undef SET
+	return (int)n;
 }
 
 /* Create the VM's cgroups with the same limits the jailer sets for Firecracker (plus QEMU's own
@@ -130,9 +159,8 @@ static int write_cg(const char *dir, const char *file, unsigned long long v, con
 static int setup_cgroups(struct qemu_priv *qp, const struct vmm_launch *p, struct vmm_handle *h,
 			 struct err *err)
 {
-	unsigned long long mem = ((unsigned long long)p->mem_mib + QEMU_MEM_OVERHEAD_MIB) << 20;
-	unsigned long long quota = (unsigned long long)p->vcpus * 100000ULL;
-	int n, r = 0;
+	struct qemu_cg_setting set[8];
+	int n, k, r;
 
 	if (!qp->have_cg)
 		return 0;
@@ -149,25 +177,20 @@ static int setup_cgroups(struct qemu_priv *qp, const struct vmm_launch *p, struc
 		snprintf(parent, sizeof(parent), "%s/%s/cgroup.subtree_control", qp->cg.v2_mount,
 			 CGROUP_PARENT);
 		(void)write_string_file(parent, "+cpu +memory");
-		if ((r = write_cg(h->cgroup[0], "cpu.max", quota, " 100000")) < 0 ||
-		    (r = write_cg(h->cgroup[0], "memory.max", mem, "")) < 0 ||
-		    (r = write_cg(h->cgroup[0], "memory.swap.max", 0, "")) < 0)
-			return err_set(err, r, "cgroup limits in %s: %s", h->cgroup[0],
-				       strerror(-r));
-		return 0;
 	}
-	if ((r = write_cg(h->cgroup[0], "cpu.cfs_period_us", 100000, "")) < 0 ||
-	    (r = write_cg(h->cgroup[0], "cpu.cfs_quota_us", quota, "")) < 0)
-		return err_set(err, r, "cgroup cpu limits in %s: %s", h->cgroup[0], strerror(-r));
-	const char *md = n > 1 ? h->cgroup[1] : h->cgroup[0];
-	if ((r = write_cg(md, "memory.limit_in_bytes", mem, "")) < 0)
-		return err_set(err, r, "cgroup memory limit in %s: %s", md, strerror(-r));
-	if (qp->cg.memsw)
-		r = write_cg(md, "memory.memsw.limit_in_bytes", mem, "");
-	else
-		r = write_cg(md, "memory.swappiness", 0, "");
-	if (r < 0)
-		return err_set(err, r, "cgroup swap limit in %s: %s", md, strerror(-r));
+	k = qemu_cgroup_settings(qp->cg.version, qp->cg.memsw, n, p->vcpus, p->mem_mib, set,
+				 ELEMENTSOF(set));
+	if (k < 0)
+		return err_set(err, k, "cgroup limits: %s", strerror(-k));
+	for (int i = 0; i < k; i++) {
+		char path[VMM_PATH_MAX + 64];
+
+		snprintf(path, sizeof(path), "%s/%s", h->cgroup[set[i].dir], set[i].file);
+		r = write_string_file(path, set[i].value);
+		if (r < 0)
+			return err_set(err, r, "cgroup limit %s=%s: %s", path, set[i].value,
+				       strerror(-r));
+	}
 	return 0;
 }
 

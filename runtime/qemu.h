@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: MIT */
+/* runtime/qemu: pure pieces of the QEMU backend, exposed for tests. Private to runtime/. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* One cgroup file to write: dir indexes the dirs cgroup_dirs() returned. */
+struct qemu_cg_setting {
+	int dir;
+	const char *file;
+	char value[48];
+};
+
+/* The limits for a QEMU VM (Firecracker's: vcpus CPU quota, memory without swap; the memory
+ * limit adds QEMU's own overhead), in write order. Returns the count, -EINVAL for an unknown
+ * version, -E2BIG when max is too small. */
+int qemu_cgroup_settings(int version, bool memsw, int ndirs, unsigned vcpus, unsigned mem_mib,
+			 struct qemu_cg_setting *out, size_t max);
