@@ -7,6 +7,7 @@
  */
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -362,6 +363,69 @@ static void test_gc_holders(void)
 	st_close(&s);
 }
 
+struct gc_race {
+	struct img_store *store;
+	sem_t in_pull, gc_done;
+	bool paused;
+	struct img_prepared p;
+	struct err err;
+	int r;
+};
+
+/* Pauses the pull once its first layer is unpacked, until the main thread has run GC. */
+static void pause_in_pull(void *ud, const struct img_progress *p)
+{
+	struct gc_race *g = ud;
+
+	if (!g->paused && p->layers_done >= 1) {
+		g->paused = true;
+		sem_post(&g->in_pull);
+		while (sem_wait(&g->gc_done) < 0)
+			;
+	}
+}
+
+static void *gc_race_pull(void *ud)
+{
+	struct gc_race *g = ud;
+
+	g->r = img_prepare(g->store, ref("test/simple:1"), NULL, pause_in_pull, g, &g->p, &g->err);
+	if (!g->paused)
+		sem_post(&g->in_pull);
+	return NULL;
+}
+
+/* GC while a pull is half way: the pull's blobs and build directory survive. */
+static void test_gc_during_pull(void)
+{
+	struct st s;
+	struct gc_race g = {0};
+	pthread_t t;
+	int64_t freed;
+
+	st_open(&s, NULL, 0);
+	g.store = s.store;
+	sem_init(&g.in_pull, 0, 0);
+	sem_init(&g.gc_done, 0, 0);
+	ASSERT_EQ(pthread_create(&t, NULL, gc_race_pull, &g), 0);
+	while (sem_wait(&g.in_pull) < 0)
+		;
+	ASSERT_TRUE(g.paused);
+	freed = img_gc(s.store);
+	ASSERT_EQ(count_dir(s.state, "tmp"), 1);
+	sem_post(&g.gc_done);
+	ASSERT_EQ(pthread_join(t, NULL), 0);
+	if (g.r < 0)
+		TEST_FAIL("pull after GC: %s", g.err.msg);
+	ASSERT_EQ(freed, 0);
+	ASSERT_EQ(count_dir(s.state, "blobs/sha256"), 3);
+	ASSERT_TRUE(image_dir(s.state, g.p.digest));
+	/* Unheld (no holder) and keep_bytes 0: the next GC takes it. */
+	ASSERT_TRUE(img_gc(s.store) > 0);
+	ASSERT_FALSE(image_dir(s.state, g.p.digest));
+	st_close(&s);
+}
+
 /* A tag that resolved once still starts while its registry is down (from the cache). */
 static void test_registry_down_cached_tag(void)
 {
@@ -476,7 +540,8 @@ int main(void)
 	static const struct test_case cases[] = {
 		TEST(test_prepare_end_to_end), TEST(test_cache_hit),
 		TEST(test_concurrent_coalesce), TEST(test_multi_platform_digest),
-		TEST(test_gc_holders), TEST(test_registry_down_cached_tag), TEST(test_errors),
+		TEST(test_gc_holders), TEST(test_gc_during_pull),
+		TEST(test_registry_down_cached_tag), TEST(test_errors),
 	};
 	const char *src = getenv("MVMFS_SRCDIR");
 	char cmd[2048];
