@@ -27,6 +27,7 @@
 
 #include "agent.h"
 #include "backend.h"
+#include "fileio.h"
 #include "guest-config.h"
 #include "parse.h"
 #include "runtime.h"
@@ -357,6 +358,20 @@ static void check_process(struct fixture *f, struct booted *b)
 	free(text);
 	if (b->h.cgroup[0][0])
 		ASSERT_TRUE(in_cg);
+	/* The limits are there (cgroup v1 on these machines): 2048 MiB + QEMU's overhead. */
+	for (int i = 0; i < 4 && b->h.cgroup_version == 1 && b->h.cgroup[i][0]; i++) {
+		char p2[sizeof(b->h.cgroup[0]) + 32], *v = NULL;
+
+		snprintf(p2, sizeof(p2), "%s/memory.limit_in_bytes", b->h.cgroup[i]);
+		if (read_file_bounded(p2, 64, &v, NULL) >= 0)
+			ASSERT_STREQ(v, "2684354560\n");
+		free(v);
+		v = NULL;
+		snprintf(p2, sizeof(p2), "%s/cpu.cfs_quota_us", b->h.cgroup[i]);
+		if (read_file_bounded(p2, 64, &v, NULL) >= 0)
+			ASSERT_STREQ(v, "200000\n");
+		free(v);
+	}
 }
 
 static void test_boot_http_log_stop(void)
