@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libgen.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -93,6 +95,22 @@ static int run_mkfs(char *const *args, struct err *err)
 		       WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out);
 }
 
+/* What an inode will take in ext4 (4 KiB blocks): allocated blocks, but never less than the
+ * data rounded to a block (filesystems with inline or compressed data under-report), and a
+ * block for symlink targets too long to live in the inode. */
+static uint64_t ext4_bytes(const struct stat *st)
+{
+	uint64_t alloc = (uint64_t)st->st_blocks * 512, size = (uint64_t)st->st_size;
+
+	if (S_ISLNK(st->st_mode))
+		return size >= 60 ? 4096 : 0;
+	if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode))
+		return 0;
+	if (alloc == 0 && size > 0)
+		alloc = size;
+	return (alloc + 4095) / 4096 * 4096;
+}
+
 static int tree_walk(int dfd, dev_t dev, unsigned depth, uint64_t *bytes, uint64_t *inodes)
 {
 	_cleanup_closedir_ DIR *d = NULL;
@@ -117,7 +135,7 @@ static int tree_walk(int dfd, dev_t dev, unsigned depth, uint64_t *bytes, uint64
 		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			return -errno;
 		(*inodes)++;
-		*bytes += (uint64_t)st.st_blocks * 512;
+		*bytes += ext4_bytes(&st);
 		if (S_ISDIR(st.st_mode) && st.st_dev == dev) {
 			_cleanup_close_ int sub = openat(dirfd(d), de->d_name,
 							 O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
@@ -143,7 +161,7 @@ int img_tree_usage(int dir_fd, uint64_t *ret_bytes, uint64_t *ret_inodes)
 	r = tree_walk(dir_fd, st.st_dev, 0, &bytes, &inodes);
 	if (r < 0)
 		return r;
-	*ret_bytes = bytes + (uint64_t)st.st_blocks * 512;
+	*ret_bytes = bytes + ext4_bytes(&st);
 	*ret_inodes = inodes;
 	return 0;
 }
@@ -162,6 +180,8 @@ static int make_sparse(const char *path, uint64_t size, struct err *err)
 	}
 	return 0;
 }
+
+static int mkfs_root(const char *dir, const char *path, char *inodes, struct err *err);
 
 int img_make_root_disk(const char *dir, const char *path, struct err *err)
 {
@@ -186,20 +206,36 @@ int img_make_root_disk(const char *dir, const char *path, struct err *err)
 	size = (size + MIB - 1) / MIB * MIB;
 	snprintf(nbuf, sizeof(nbuf), "%" PRIu64, inodes);
 
-	r = make_sparse(path, size, err);
-	if (r < 0)
-		return r;
-	{
-		/* 4 KiB blocks and 256-byte inodes: under 512 MiB mke2fs.conf's "small" type
-		 * would pick 1 KiB blocks (four times the writes) and 128-byte inodes. */
-		char *args[] = {"-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-L", "root",
-				"-m", "0", "-N", nbuf, "-O", "^has_journal", "-E",
-				"root_owner=0:0,nodiscard", "-d", (char *)dir, (char *)path, NULL};
-		r = run_mkfs(args, err);
-	}
-	if (r < 0)
+	for (int attempt = 0;; attempt++) {
+		struct statvfs vfs;
+		char dirbuf[4096];
+
+		r = make_sparse(path, size, err);
+		if (r < 0)
+			return r;
+		r = mkfs_root(dir, path, nbuf, err);
+		if (r >= 0)
+			return 0;
 		(void)unlink(path);
-	return r;
+		/* Our estimate was short (the host's ENOSPC looks the same): grow and retry while
+		 * the host filesystem has room for it. */
+		snprintf(dirbuf, sizeof(dirbuf), "%s", path);
+		if (r != -ENOSPC || attempt >= 2 || statvfs(dirname(dirbuf), &vfs) < 0 ||
+		    (uint64_t)vfs.f_bavail * vfs.f_frsize < 2 * size)
+			return r;
+		size *= 2;
+	}
+}
+
+static int mkfs_root(const char *dir, const char *path, char *inodes, struct err *err)
+{
+	/* 4 KiB blocks and 256-byte inodes: under 512 MiB mke2fs.conf's "small" type would pick
+	 * 1 KiB blocks (four times the writes) and 128-byte inodes. */
+	char *args[] = {"-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-L", "root", "-m",
+			"0", "-N", inodes, "-O", "^has_journal", "-E", "root_owner=0:0,nodiscard",
+			"-d", (char *)dir, (char *)path, NULL};
+
+	return run_mkfs(args, err);
 }
 
 int img_make_data_disk(const char *path, uint64_t size, struct err *err)
