@@ -450,7 +450,7 @@ int report_new(const struct report_config *cfg, const struct report_ops *ops, vo
 	if (!r->cfg.backoff_min_ms)
 		r->cfg.backoff_min_ms = 250;
 	if (!r->cfg.backoff_max_ms)
-		r->cfg.backoff_max_ms = 30000;
+		r->cfg.backoff_max_ms = 10000;
 	if (!r->cfg.max_objects)
 		r->cfg.max_objects = 8192;
 	pthread_mutex_init(&r->lock, NULL);

@@ -41,7 +41,7 @@ struct report_config {
 	unsigned connect_timeout_ms; /* default 2000 */
 	unsigned timeout_ms;	     /* whole request, default 5000 */
 	unsigned backoff_min_ms;     /* default 250 */
-	unsigned backoff_max_ms;     /* default 30000 */
+	unsigned backoff_max_ms;     /* default 10000 */
 	unsigned max_objects;	     /* queue bound, default 8192 */
 };
 
