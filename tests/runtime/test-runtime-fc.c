@@ -660,7 +660,8 @@ static void test_network(void)
 	rm_rf(T);
 }
 
-/* kill -9 of the daemon in the middle of a start (the fake holds InstanceStart), then a
+/* kill -9 of the daemon in the middle of a start (the fake holds InstanceStart) and of a stop
+ * (the guest ignores Ctrl-Alt-Del), then a
  * restart: the VM ends failed with the reason, the half-started VMM and its jail are gone,
  * a running VM is re-adopted and a created one restored. */
 static void test_daemon_killed_mid_start(void)
@@ -669,21 +670,27 @@ static void test_daemon_killed_mid_start(void)
 	struct runtime *rt;
 	struct vm *vm;
 	int pfd[2];
-	pid_t child, held_pid = 0, run_pid = 0;
+	pid_t child, held_pid = 0, run_pid = 0, stop_pid = 0;
 	char *s;
 
 	setup();
-	write_knobs("{\"by_id\":{\"hold1\":{\"hang_on\":\"InstanceStart\"}}}");
+	write_knobs("{\"by_id\":{\"hold1\":{\"hang_on\":\"InstanceStart\"},"
+		    "\"stop1\":{\"ignore_ctrl_alt_del\":true}}}");
 	ASSERT_OK(pipe(pfd));
 	child = fork();
 	ASSERT_TRUE(child >= 0);
 	if (child == 0) {
-		pid_t pids[2];
+		pid_t pids[3];
+		struct vm *stopping;
 		rt = rt_open(&cfg);
 		vm = define(rt, "run1");
 		if (command(vm, VM_VERB_START) != 0)
 			_exit(2);
 		pids[1] = vm->h.pid;
+		stopping = define(rt, "stop1");
+		if (command(stopping, VM_VERB_START) != 0)
+			_exit(4);
+		pids[2] = stopping->h.pid;
 		vm = define(rt, "keep1");
 		vm = define(rt, "hold1");
 		if (vm_command(vm, VM_VERB_START, NULL, NULL) != 0)
@@ -693,17 +700,22 @@ static void test_daemon_killed_mid_start(void)
 			usleep(10000);
 		usleep(1500000);
 		pids[0] = atomic_load(&vm->launch_pid);
+		/* stop1's guest ignores Ctrl-Alt-Del: its stop is in flight when we die. */
+		if (vm_command(stopping, VM_VERB_STOP, NULL, NULL) != 0)
+			_exit(5);
+		usleep(200000);
 		(void)!write(pfd[1], pids, sizeof(pids));
 		for (;;)
 			pause();
 	}
 	{
-		pid_t pids[2] = {};
+		pid_t pids[3] = {};
 		ASSERT_EQ(read(pfd[0], pids, sizeof(pids)), (ssize_t)sizeof(pids));
 		held_pid = pids[0];
 		run_pid = pids[1];
+		stop_pid = pids[2];
 	}
-	ASSERT_TRUE(held_pid > 0 && run_pid > 0);
+	ASSERT_TRUE(held_pid > 0 && run_pid > 0 && stop_pid > 0);
 	kill(child, SIGKILL);
 	waitpid(child, NULL, 0);
 	ASSERT_EQ(kill(held_pid, 0), 0);
@@ -728,6 +740,13 @@ static void test_daemon_killed_mid_start(void)
 	ASSERT_TRUE(vm != NULL);
 	ASSERT_EQ(vm_get_state(vm), VM_STATE_CREATED);
 	vm_unref(vm);
+	/* The stop in flight is finished: stopped, its VMM gone. */
+	vm = runtime_vm_get(rt, "stop1");
+	ASSERT_TRUE(vm != NULL);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_STOPPED);
+	vm_unref(vm);
+	assert_no_leftovers(rt, "stop1", stop_pid);
+	destroy(rt, "stop1");
 	destroy(rt, "hold1");
 	destroy(rt, "run1");
 	destroy(rt, "keep1");
