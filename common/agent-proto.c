@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Agent protocol framing: pure encode/decode with resynchronisation (see agent-proto.h). */
+#include "agent-proto.h"
+
 #include <errno.h>
 #include <string.h>
-
-#include "agent-proto.h"
 
 static const char *const type_names[_AGENT_MSG_MAX] = {
 	[AGENT_MSG_HELLO] = "hello",

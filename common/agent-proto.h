@@ -25,54 +25,54 @@
 
 #define AGENT_PROTO_VERSION 1
 #define AGENT_PROTO_MAGIC "mvA1"
-#define AGENT_FRAME_HEADER 8                  /* magic + version + type + length */
+#define AGENT_FRAME_HEADER 8 /* magic + version + type + length */
 #define AGENT_FRAME_OVERHEAD (AGENT_FRAME_HEADER + 4)
 #define AGENT_PAYLOAD_MAX 4096
 #define AGENT_FRAME_MAX (AGENT_FRAME_OVERHEAD + AGENT_PAYLOAD_MAX)
-#define AGENT_TEXT_MAX 256                    /* strings inside HELLO / SHUTDOWN */
+#define AGENT_TEXT_MAX 256 /* strings inside HELLO / SHUTDOWN */
 #define AGENT_DEFAULT_VSOCK_PORT 1024
 
 enum agent_msg_type {
-	AGENT_MSG_HELLO = 1,          /* both ways: version, heartbeat period, agent name */
+	AGENT_MSG_HELLO = 1,	      /* both ways: version, heartbeat period, agent name */
 	AGENT_MSG_HEARTBEAT = 2,      /* guest -> host: seq, uptime, dropped output bytes */
 	AGENT_MSG_APP_STARTED = 3,    /* guest -> host: pid */
 	AGENT_MSG_APP_EXITED = 4,     /* guest -> host: exit code or signal */
-	AGENT_MSG_OUTPUT = 5,         /* guest -> host: stream + bytes */
+	AGENT_MSG_OUTPUT = 5,	      /* guest -> host: stream + bytes */
 	AGENT_MSG_NET_CONFIGURED = 6, /* guest -> host: address/prefix (or an error) */
-	AGENT_MSG_STOP = 7,           /* host -> guest: grace period */
-	AGENT_MSG_SHUTDOWN = 8,       /* guest -> host: powering off now, with a reason */
+	AGENT_MSG_STOP = 7,	      /* host -> guest: grace period */
+	AGENT_MSG_SHUTDOWN = 8,	      /* guest -> host: powering off now, with a reason */
 	_AGENT_MSG_MAX,
 };
 
 enum agent_stream {
 	AGENT_STREAM_STDOUT = 1,
 	AGENT_STREAM_STDERR = 2,
-	AGENT_STREAM_AGENT = 3,       /* the agent's own messages (errors before/around the app) */
+	AGENT_STREAM_AGENT = 3, /* the agent's own messages (errors before/around the app) */
 };
 
 struct agent_hello {
 	uint32_t version;
-	uint32_t heartbeat_ms;        /* guest -> host: its period; host -> guest: 0 */
-	char name[AGENT_TEXT_MAX];    /* "mvmfs-agent 0.1.0" / "mvmfs-host" */
+	uint32_t heartbeat_ms;	   /* guest -> host: its period; host -> guest: 0 */
+	char name[AGENT_TEXT_MAX]; /* "mvmfs-agent 0.1.0" / "mvmfs-host" */
 };
 
 struct agent_heartbeat {
 	uint32_t seq;
 	uint64_t uptime_ms;
-	uint64_t dropped_bytes;       /* output bytes dropped because the host was slow/absent */
+	uint64_t dropped_bytes; /* output bytes dropped because the host was slow/absent */
 	uint8_t app_running;
 };
 
 struct agent_app_exited {
-	int32_t code;                 /* exit status, or -1 when killed by a signal */
-	int32_t signal;               /* terminating signal, 0 when it exited */
-	uint8_t start_failed;         /* exec failed (code 127/126) */
+	int32_t code;	      /* exit status, or -1 when killed by a signal */
+	int32_t signal;	      /* terminating signal, 0 when it exited */
+	uint8_t start_failed; /* exec failed (code 127/126) */
 };
 
 struct agent_output {
-	uint8_t stream;               /* enum agent_stream */
+	uint8_t stream; /* enum agent_stream */
 	uint16_t len;
-	const uint8_t *data;          /* points into the decoded frame payload */
+	const uint8_t *data; /* points into the decoded frame payload */
 };
 
 struct agent_net {
@@ -82,15 +82,15 @@ struct agent_net {
 };
 
 struct agent_msg {
-	uint8_t type;                 /* enum agent_msg_type */
+	uint8_t type; /* enum agent_msg_type */
 	union {
 		struct agent_hello hello;
 		struct agent_heartbeat heartbeat;
-		uint32_t pid;           /* APP_STARTED */
+		uint32_t pid; /* APP_STARTED */
 		struct agent_app_exited exited;
 		struct agent_output output;
 		struct agent_net net;
-		uint32_t grace_ms;      /* STOP */
+		uint32_t grace_ms;	     /* STOP */
 		char reason[AGENT_TEXT_MAX]; /* SHUTDOWN */
 	};
 };
@@ -113,9 +113,9 @@ int agent_msg_decode(uint8_t type, const uint8_t *payload, size_t len, struct ag
 struct agent_decoder {
 	uint8_t buf[AGENT_FRAME_MAX];
 	size_t len;
-	size_t consumed;              /* bytes of the frame returned last, dropped on the next call */
-	uint64_t skipped_bytes;       /* bytes dropped while resynchronising */
-	uint64_t bad_frames;          /* frames with a bad CRC, length or payload */
+	size_t consumed;	/* bytes of the frame returned last, dropped on the next call */
+	uint64_t skipped_bytes; /* bytes dropped while resynchronising */
+	uint64_t bad_frames;	/* frames with a bad CRC, length or payload */
 };
 
 void agent_decoder_init(struct agent_decoder *d);

@@ -28,12 +28,12 @@ struct guest_vm {
 	struct in6_addr gateway;
 	char mac[18];
 	unsigned mtu;
-	char **entrypoint;            /* NULL-terminated, may be empty */
+	char **entrypoint; /* NULL-terminated, may be empty */
 	char **cmd;
-	char **env;                   /* "K=V" */
-	char *workdir;                /* NULL or "" */
-	char *user;                   /* NULL or "" */
-	bool vsock;                   /* transport: vsock (Firecracker) vs virtio-serial (QEMU) */
+	char **env;    /* "K=V" */
+	char *workdir; /* NULL or "" */
+	char *user;    /* NULL or "" */
+	bool vsock;    /* transport: vsock (Firecracker) vs virtio-serial (QEMU) */
 	uint32_t port;
 	unsigned heartbeat_ms;
 	unsigned grace_ms;
@@ -54,9 +54,9 @@ int modules_load_list(const char *path);
 
 /* mounts.c */
 int mounts_early(void);
-int mounts_root(void);               /* disks -> overlay at NEWROOT with proc/sys/dev/tmp */
+int mounts_root(void);			   /* disks -> overlay at NEWROOT with proc/sys/dev/tmp */
 int mounts_etc(const struct guest_vm *vm); /* hostname, resolv.conf, hosts */
-void mounts_teardown(void);          /* kill leftovers, sync, unmount */
+void mounts_teardown(void);		   /* kill leftovers, sync, unmount */
 _Noreturn void power_off(bool vsock);
 int wait_for_path(const char *path, unsigned timeout_ms);
 
@@ -65,8 +65,8 @@ int net_configure(const struct guest_vm *vm);
 
 /* app.c */
 struct app {
-	pid_t pid;                   /* 0 when not running */
-	int out_fd, err_fd;          /* read ends, -1 when closed */
+	pid_t pid;	    /* 0 when not running */
+	int out_fd, err_fd; /* read ends, -1 when closed */
 	bool exited;
 	int code, signal;
 	bool start_failed;
@@ -74,8 +74,8 @@ struct app {
 /* Start vm's process; root is "/" in test mode or NEWROOT. */
 int app_start(const struct guest_vm *vm, const char *root, struct app *app);
 /* Resolve "name", "uid", "uid:gid", "name:group" against root's /etc/passwd and /etc/group. */
-int user_resolve(const char *root, const char *spec, uid_t *ret_uid, gid_t *ret_gid,
-		 gid_t *groups, int *ngroups, char *home, size_t homesz);
+int user_resolve(const char *root, const char *spec, uid_t *ret_uid, gid_t *ret_gid, gid_t *groups,
+		 int *ngroups, char *home, size_t homesz);
 
 /* channel.c: the transport plus a bounded outgoing buffer. */
 struct channel;

@@ -122,8 +122,8 @@ static int group_scan(const char *root, const char *gname, unsigned *ret_gid, co
 	return gname ? found : 0;
 }
 
-int user_resolve(const char *root, const char *spec, uid_t *ret_uid, gid_t *ret_gid,
-		 gid_t *groups, int *ngroups, char *home, size_t homesz)
+int user_resolve(const char *root, const char *spec, uid_t *ret_uid, gid_t *ret_gid, gid_t *groups,
+		 int *ngroups, char *home, size_t homesz)
 {
 	char user[256], name[256] = "", *group;
 	unsigned uid = 0, gid = 0, id;

@@ -6,28 +6,28 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/vm_sockets.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <linux/vm_sockets.h>
 
 #include "agent.h"
 
 #define OUT_MAX (256 * 1024)
-#define OUT_RESERVE (16 * 1024)    /* kept free of output for control messages */
+#define OUT_RESERVE (16 * 1024) /* kept free of output for control messages */
 #define REOPEN_MS 200
 
 struct channel {
 	enum channel_kind kind;
 	uint32_t port;
-	int fd;                     /* serial port / accepted vsock connection / stdin */
-	int wfd;                    /* write side: fd, or stdout in stdio mode */
-	int lfd;                    /* vsock listener */
+	int fd;	 /* serial port / accepted vsock connection / stdin */
+	int wfd; /* write side: fd, or stdout in stdio mode */
+	int lfd; /* vsock listener */
 	bool host_present;
-	bool read_eof;              /* stdio: the host end is gone for good */
+	bool read_eof; /* stdio: the host end is gone for good */
 	uint64_t reopen_at;
 	struct agent_decoder dec;
 	uint8_t *out;
@@ -95,7 +95,9 @@ static void channel_open(struct channel *ch, uint64_t now)
 
 	if (ch->kind == CHANNEL_VSOCK) {
 		struct sockaddr_vm sa = {
-			.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = ch->port,
+			.svm_family = AF_VSOCK,
+			.svm_cid = VMADDR_CID_ANY,
+			.svm_port = ch->port,
 		};
 
 		if (ch->lfd >= 0)
@@ -123,7 +125,7 @@ static void channel_open(struct channel *ch, uint64_t now)
 	}
 	ch->wfd = ch->fd;
 	/* The port reports POLLHUP (and read() EOF) while no host client is connected. */
-	p = (struct pollfd){ .fd = ch->fd, .events = POLLIN };
+	p = (struct pollfd){.fd = ch->fd, .events = POLLIN};
 	if (poll(&p, 1, 0) == 1 && (p.revents & POLLHUP)) {
 		channel_close_conn(ch, now);
 		return;
@@ -285,8 +287,7 @@ int channel_send(struct channel *ch, const struct agent_msg *m)
 		ch->out_head = 0;
 	}
 	room = OUT_MAX - ch->out_len;
-	if ((size_t)n > room ||
-	    (m->type == AGENT_MSG_OUTPUT && (size_t)n + OUT_RESERVE > room)) {
+	if ((size_t)n > room || (m->type == AGENT_MSG_OUTPUT && (size_t)n + OUT_RESERVE > room)) {
 		if (m->type == AGENT_MSG_OUTPUT)
 			ch->dropped += m->output.len;
 		return -ENOBUFS;
@@ -312,7 +313,7 @@ void channel_flush(struct channel *ch, unsigned timeout_ms)
 	uint64_t end = now_ms() + timeout_ms;
 
 	while (ch && ch->out_len && ch->wfd >= 0 && now_ms() < end) {
-		struct pollfd p = { .fd = ch->wfd, .events = POLLOUT };
+		struct pollfd p = {.fd = ch->wfd, .events = POLLOUT};
 
 		if (poll(&p, 1, 20) > 0)
 			channel_write(ch, now_ms());

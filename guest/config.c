@@ -162,7 +162,8 @@ int guest_vm_parse(const char *json, size_t len, struct guest_vm *vm, char *errb
 		if (get_strv(json_object_get(img, "entrypoint"), &vm->entrypoint) < 0 ||
 		    get_strv(json_object_get(img, "cmd"), &vm->cmd) < 0 ||
 		    get_strv(json_object_get(img, "env"), &vm->env) < 0 ||
-		    get_str(img, "workdir", &vm->workdir) < 0 || get_str(img, "user", &vm->user) < 0) {
+		    get_str(img, "workdir", &vm->workdir) < 0 ||
+		    get_str(img, "user", &vm->user) < 0) {
 			fail(errbuf, errsz, "vm.json: bad image entrypoint/cmd/env/workdir/user");
 			goto out;
 		}

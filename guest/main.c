@@ -34,15 +34,15 @@ struct agent_state {
 	bool app_started;
 	bool net_reported, net_ok;
 	bool stopping;
-	uint64_t kill_at;           /* SIGKILL deadline while stopping, 0 none */
+	uint64_t kill_at; /* SIGKILL deadline while stopping, 0 none */
 	uint64_t next_heartbeat;
 	uint32_t hb_seq;
 	uint64_t boot_ms;
-	int sfd;                    /* signalfd */
-	int inputs[MAX_INPUTS];     /* ACPI power button event devices */
+	int sfd;		/* signalfd */
+	int inputs[MAX_INPUTS]; /* ACPI power button event devices */
 	int ninputs;
-	int ctl_fd;                 /* test mode: "guest control" fd of the Firecracker fake */
-	bool hello_pending;         /* answer once per batch: HELLOs queue up while we boot */
+	int ctl_fd;	    /* test mode: "guest control" fd of the Firecracker fake */
+	bool hello_pending; /* answer once per batch: HELLOs queue up while we boot */
 };
 
 uint64_t now_ms(void)
@@ -56,7 +56,7 @@ uint64_t now_ms(void)
 void agent_log(const char *fmt, ...)
 {
 	char buf[512];
-	struct agent_msg m = { .type = AGENT_MSG_OUTPUT };
+	struct agent_msg m = {.type = AGENT_MSG_OUTPUT};
 	va_list ap;
 	int n;
 
@@ -80,18 +80,18 @@ static void send_state(struct agent_state *s)
 	struct agent_msg m;
 
 	if (s->net_reported) {
-		m = (struct agent_msg){ .type = AGENT_MSG_NET_CONFIGURED };
+		m = (struct agent_msg){.type = AGENT_MSG_NET_CONFIGURED};
 		m.net.ok = s->net_ok;
 		m.net.prefix_len = (uint8_t)s->vm.prefix_len;
 		memcpy(m.net.addr, &s->vm.addr, 16);
 		channel_send(s->ch, &m);
 	}
 	if (s->app_started && !s->app.start_failed) {
-		m = (struct agent_msg){ .type = AGENT_MSG_APP_STARTED, .pid = (uint32_t)s->app.pid };
+		m = (struct agent_msg){.type = AGENT_MSG_APP_STARTED, .pid = (uint32_t)s->app.pid};
 		channel_send(s->ch, &m);
 	}
 	if (s->app.exited) {
-		m = (struct agent_msg){ .type = AGENT_MSG_APP_EXITED };
+		m = (struct agent_msg){.type = AGENT_MSG_APP_EXITED};
 		m.exited.code = s->app.code;
 		m.exited.signal = s->app.signal;
 		m.exited.start_failed = s->app.start_failed;
@@ -101,7 +101,7 @@ static void send_state(struct agent_state *s)
 
 static void send_heartbeat(struct agent_state *s)
 {
-	struct agent_msg m = { .type = AGENT_MSG_HEARTBEAT };
+	struct agent_msg m = {.type = AGENT_MSG_HEARTBEAT};
 
 	m.heartbeat.seq = ++s->hb_seq;
 	m.heartbeat.uptime_ms = now_ms() - s->boot_ms;
@@ -112,7 +112,7 @@ static void send_heartbeat(struct agent_state *s)
 
 _Noreturn static void shutdown_now(struct agent_state *s, const char *reason)
 {
-	struct agent_msg m = { .type = AGENT_MSG_SHUTDOWN };
+	struct agent_msg m = {.type = AGENT_MSG_SHUTDOWN};
 
 	snprintf(m.reason, sizeof(m.reason), "%s", reason);
 	agent_log("shutting down: %s", reason);
@@ -148,7 +148,7 @@ static void begin_stop(struct agent_state *s, unsigned grace_ms, const char *why
 
 static void answer_hello(struct agent_state *s)
 {
-	struct agent_msg r = { .type = AGENT_MSG_HELLO };
+	struct agent_msg r = {.type = AGENT_MSG_HELLO};
 
 	if (!s->hello_pending)
 		return;
@@ -184,7 +184,7 @@ static bool forward_output(struct agent_state *s, int *fd, uint8_t stream)
 
 	for (;;) {
 		ssize_t n = read(*fd, buf, sizeof(buf));
-		struct agent_msg m = { .type = AGENT_MSG_OUTPUT };
+		struct agent_msg m = {.type = AGENT_MSG_OUTPUT};
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -208,7 +208,7 @@ static void reap_children(struct agent_state *s)
 	pid_t pid;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		struct agent_msg m = { .type = AGENT_MSG_APP_EXITED };
+		struct agent_msg m = {.type = AGENT_MSG_APP_EXITED};
 
 		if (pid != s->app.pid)
 			continue; /* an orphan re-parented to PID 1 */
@@ -241,7 +241,7 @@ static void handle_signals(struct agent_state *s)
 		case SIGCHLD:
 			reap_children(s);
 			break;
-		case SIGINT:  /* Ctrl-Alt-Del (Firecracker SendCtrlAltDel) or ^C in test mode */
+		case SIGINT: /* Ctrl-Alt-Del (Firecracker SendCtrlAltDel) or ^C in test mode */
 		case SIGTERM:
 		case SIGPWR:
 			begin_stop(s, s->vm.grace_ms, "signal");
@@ -295,7 +295,7 @@ static void pump(struct agent_state *s)
 	(void)channel_tick(s->ch, now);
 	n = channel_poll_fds(s->ch, fds, ev, now);
 	for (int i = 0; i < n; i++)
-		p[i] = (struct pollfd){ .fd = fds[i], .events = ev[i] };
+		p[i] = (struct pollfd){.fd = fds[i], .events = ev[i]};
 	if (n > 0 && poll(p, (nfds_t)n, 0) > 0)
 		for (int i = 0; i < n; i++)
 			if (p[i].revents)
@@ -339,7 +339,7 @@ static void start_app(struct agent_state *s)
 		return;
 	}
 	if (!s->app.start_failed) {
-		m = (struct agent_msg){ .type = AGENT_MSG_APP_STARTED, .pid = (uint32_t)s->app.pid };
+		m = (struct agent_msg){.type = AGENT_MSG_APP_STARTED, .pid = (uint32_t)s->app.pid};
 		channel_send(s->ch, &m);
 	}
 }
@@ -369,23 +369,23 @@ static void loop(struct agent_state *s)
 		if (t >= 0)
 			timeout = MIN_INT(timeout, t);
 
-		p[n++] = (struct pollfd){ .fd = s->sfd, .events = POLLIN };
+		p[n++] = (struct pollfd){.fd = s->sfd, .events = POLLIN};
 		cn = channel_poll_fds(s->ch, fds, ev, now);
 		for (int i = 0; i < cn; i++)
-			p[n++] = (struct pollfd){ .fd = fds[i], .events = ev[i] };
+			p[n++] = (struct pollfd){.fd = fds[i], .events = ev[i]};
 		if (s->app.out_fd >= 0)
-			p[n++] = (struct pollfd){ .fd = s->app.out_fd, .events = POLLIN };
+			p[n++] = (struct pollfd){.fd = s->app.out_fd, .events = POLLIN};
 		if (s->app.err_fd >= 0)
-			p[n++] = (struct pollfd){ .fd = s->app.err_fd, .events = POLLIN };
+			p[n++] = (struct pollfd){.fd = s->app.err_fd, .events = POLLIN};
 		int first_input = n;
 		for (int i = 0; i < s->ninputs; i++)
-			p[n++] = (struct pollfd){ .fd = s->inputs[i], .events = POLLIN };
+			p[n++] = (struct pollfd){.fd = s->inputs[i], .events = POLLIN};
 
 		if (poll(p, (nfds_t)n, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			agent_log("poll: %s", strerror(errno));
-			nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
+			nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
 			continue;
 		}
 		now = now_ms();
@@ -397,8 +397,7 @@ static void loop(struct agent_state *s)
 			else if (i <= cn) {
 				channel_handle(s->ch, p[i].fd, p[i].revents, now, on_host_msg, s);
 				answer_hello(s);
-			}
-			else if (i >= first_input)
+			} else if (i >= first_input)
 				handle_input(s, p[i].fd);
 			else if (p[i].fd == s->app.out_fd)
 				forward_output(s, &s->app.out_fd, AGENT_STREAM_STDOUT);
@@ -429,18 +428,19 @@ static enum channel_kind pick_channel(struct agent_state *s)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: mvmfs-agent                 (as PID 1 in the guest initramfs)\n"
-			"       mvmfs-agent --test-mode --config VM.JSON | --initrd PER-VM-INITRD\n"
-			"  --test-mode   speak the protocol on stdin/stdout, run the app here,\n"
-			"                no mounts, modules or network\n"
-			"  --initrd      read vm.json from the archive the host appended to an initramfs\n"
-			"  --ctl-fd N    at power-off write \"reboot\" (vsock) or \"poweroff\" to fd N\n"
-			"                (the Firecracker fake's guest control fd)\n");
+	fprintf(stderr,
+		"usage: mvmfs-agent                 (as PID 1 in the guest initramfs)\n"
+		"       mvmfs-agent --test-mode --config VM.JSON | --initrd PER-VM-INITRD\n"
+		"  --test-mode   speak the protocol on stdin/stdout, run the app here,\n"
+		"                no mounts, modules or network\n"
+		"  --initrd      read vm.json from the archive the host appended to an initramfs\n"
+		"  --ctl-fd N    at power-off write \"reboot\" (vsock) or \"poweroff\" to fd N\n"
+		"                (the Firecracker fake's guest control fd)\n");
 }
 
 int main(int argc, char **argv)
 {
-	static struct agent_state st = { .ctl_fd = -1 };
+	static struct agent_state st = {.ctl_fd = -1};
 	struct agent_state *s = &st;
 	const char *config = GUEST_CONFIG_PATH, *initrd = NULL;
 	char errbuf[256];
@@ -493,8 +493,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mvmfs-agent: starting\n");
 		modules_load_list(GUEST_MODULES_LIST);
 	}
-	r = initrd ? guest_vm_load_initrd(initrd, &s->vm, errbuf, sizeof(errbuf)) :
-		     guest_vm_load(config, &s->vm, errbuf, sizeof(errbuf));
+	r = initrd ? guest_vm_load_initrd(initrd, &s->vm, errbuf, sizeof(errbuf))
+		   : guest_vm_load(config, &s->vm, errbuf, sizeof(errbuf));
 	if (r < 0) {
 		fprintf(stderr, "mvmfs-agent: %s\n", errbuf);
 		if (s->test_mode)

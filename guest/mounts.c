@@ -2,6 +2,7 @@
 /* Early mounts, the overlay root (image disk read-only + writable data disk), /etc files, and
  * the orderly unmount + power-off at shutdown. The agent itself stays in the initramfs; only the
  * app is chrooted into NEWROOT, so everything can be unmounted cleanly at the end. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -13,7 +14,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 
 #include "agent.h"
 
@@ -43,7 +43,7 @@ int wait_for_path(const char *path, unsigned timeout_ms)
 		if (now_ms() >= end)
 			return -ETIMEDOUT;
 		/* virtio devices probe asynchronously after their module loads */
-		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+		nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
 	}
 }
 
@@ -204,7 +204,8 @@ void mounts_teardown(void)
 {
 	static const char *const order[] = {
 		NEWROOT "/run", NEWROOT "/tmp", NEWROOT "/dev/shm", NEWROOT "/dev/pts",
-		NEWROOT "/dev", NEWROOT "/sys", NEWROOT "/proc", NEWROOT, MNT_DATA, MNT_ROOT,
+		NEWROOT "/dev", NEWROOT "/sys", NEWROOT "/proc",    NEWROOT,
+		MNT_DATA,	MNT_ROOT,
 	};
 
 	/* Everything but us: the app's leftovers hold the overlay busy. */

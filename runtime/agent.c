@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Host side of the guest-agent channel: one thread per VM that (re)connects, says HELLO until
  * the guest answers, tracks heartbeats and the app, keeps output in a ring (see agent.h). */
+#include "agent.h"
+
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -14,9 +17,7 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 
-#include "agent.h"
 #include "macro.h"
 
 #define HELLO_RETRY_MS 200
@@ -33,7 +34,7 @@ struct agent {
 	agent_event_cb cb;
 	void *ud;
 	pthread_t thread;
-	int wake_fd;                  /* eventfd: quit or a queued stop */
+	int wake_fd; /* eventfd: quit or a queued stop */
 	atomic_bool quit;
 
 	/* thread-only */
@@ -41,20 +42,20 @@ struct agent {
 	struct agent_decoder dec;
 	uint64_t last_hello_sent, last_stop_sent;
 
-	pthread_mutex_t lock;         /* protects everything below; never held across I/O */
-	pthread_cond_t cond;          /* signalled on every status change (agent_wait) */
-	struct agent_status st;       /* heartbeat_fresh/age computed at read time */
+	pthread_mutex_t lock;	/* protects everything below; never held across I/O */
+	pthread_cond_t cond;	/* signalled on every status change (agent_wait) */
+	struct agent_status st; /* heartbeat_fresh/age computed at read time */
 	bool stop_pending;
 	unsigned stop_grace_ms;
-	char *ring;                   /* log ring */
+	char *ring; /* log ring */
 	size_t ring_size, ring_head, ring_len;
-	bool line_start[4];           /* per stream: the next byte starts a line */
+	bool line_start[4]; /* per stream: the next byte starts a line */
 };
 
 enum agent_transport agent_transport_for_vmm(const char *vmm_name)
 {
-	return vmm_name && strcmp(vmm_name, "qemu") == 0 ? AGENT_TRANSPORT_SERIAL :
-							   AGENT_TRANSPORT_VSOCK;
+	return vmm_name && strcmp(vmm_name, "qemu") == 0 ? AGENT_TRANSPORT_SERIAL
+							 : AGENT_TRANSPORT_VSOCK;
 }
 
 uint64_t agent_now_ms(void)
@@ -80,7 +81,7 @@ static void ring_put(struct agent *a, const char *data, size_t len)
  * become '?', so the log file stays text. */
 static void ring_output(struct agent *a, uint8_t stream, const uint8_t *data, size_t len)
 {
-	static const char *const prefix[] = { "", "[stdout] ", "[stderr] ", "[agent] " };
+	static const char *const prefix[] = {"", "[stdout] ", "[stderr] ", "[agent] "};
 
 	for (size_t i = 0; i < len; i++) {
 		char c = (char)data[i];
@@ -120,7 +121,7 @@ static int send_msg(struct agent *a, const struct agent_msg *m)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && errno == EAGAIN) {
-			struct pollfd p = { .fd = a->fd, .events = POLLOUT };
+			struct pollfd p = {.fd = a->fd, .events = POLLOUT};
 
 			/* Small control frames: a short wait is fine, a stuck guest is not. */
 			if (poll(&p, 1, 1000) <= 0)
@@ -154,7 +155,8 @@ static unsigned handle_msg(struct agent *a, const struct agent_msg *m, uint64_t 
 			a->heartbeat_ms = m->hello.heartbeat_ms;
 		break;
 	case AGENT_MSG_HEARTBEAT:
-		if (s->last_heartbeat_ms == 0 || now - s->last_heartbeat_ms > 3ull * a->heartbeat_ms)
+		if (s->last_heartbeat_ms == 0 ||
+		    now - s->last_heartbeat_ms > 3ull * a->heartbeat_ms)
 			ev |= 1u << AGENT_EVENT_HEARTBEAT;
 		s->last_heartbeat_ms = now;
 		s->heartbeat_seq = m->heartbeat.seq;
@@ -215,7 +217,7 @@ static int vsock_handshake(struct agent *a)
 		return -EIO;
 	end = agent_now_ms() + VSOCK_REPLY_MS;
 	while (got < sizeof(reply) - 1) {
-		struct pollfd p = { .fd = a->fd, .events = POLLIN };
+		struct pollfd p = {.fd = a->fd, .events = POLLIN};
 		uint64_t now = agent_now_ms();
 		ssize_t r;
 
@@ -234,7 +236,7 @@ static int vsock_handshake(struct agent *a)
 
 static int try_connect(struct agent *a)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int r;
 
 	memcpy(sa.sun_path, a->path, sizeof(a->path));
@@ -319,7 +321,7 @@ static int send_due(struct agent *a, uint64_t now)
 	pthread_mutex_unlock(&a->lock);
 
 	if (!connected && now - a->last_hello_sent >= HELLO_RETRY_MS) {
-		struct agent_msg m = { .type = AGENT_MSG_HELLO };
+		struct agent_msg m = {.type = AGENT_MSG_HELLO};
 
 		m.hello.version = AGENT_PROTO_VERSION;
 		snprintf(m.hello.name, sizeof(m.hello.name), "mvmfs-host");
@@ -328,7 +330,7 @@ static int send_due(struct agent *a, uint64_t now)
 			return -EIO;
 	}
 	if (connected && stop && !shut && now - a->last_stop_sent >= STOP_RESEND_MS) {
-		struct agent_msg m = { .type = AGENT_MSG_STOP, .grace_ms = grace };
+		struct agent_msg m = {.type = AGENT_MSG_STOP, .grace_ms = grace};
 
 		a->last_stop_sent = now;
 		if (send_msg(a, &m) < 0)
@@ -347,7 +349,7 @@ static void *agent_thread(void *arg)
 		int n = 0, timeout = RECONNECT_MS;
 
 		if (a->fd < 0 && try_connect(a) < 0) {
-			p[0] = (struct pollfd){ .fd = a->wake_fd, .events = POLLIN };
+			p[0] = (struct pollfd){.fd = a->wake_fd, .events = POLLIN};
 			(void)poll(p, 1, RECONNECT_MS);
 			if (p[0].revents) {
 				uint64_t v;
@@ -360,8 +362,8 @@ static void *agent_thread(void *arg)
 			disconnect(a);
 			continue;
 		}
-		p[n++] = (struct pollfd){ .fd = a->wake_fd, .events = POLLIN };
-		p[n++] = (struct pollfd){ .fd = a->fd, .events = POLLIN };
+		p[n++] = (struct pollfd){.fd = a->wake_fd, .events = POLLIN};
+		p[n++] = (struct pollfd){.fd = a->fd, .events = POLLIN};
 		timeout = HELLO_RETRY_MS;
 		if (poll(p, (nfds_t)n, timeout) < 0 && errno != EINTR)
 			continue;

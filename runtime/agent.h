@@ -24,20 +24,20 @@
 struct agent;
 
 enum agent_transport {
-	AGENT_TRANSPORT_SERIAL,       /* plain Unix stream socket (QEMU virtio-serial chardev) */
-	AGENT_TRANSPORT_VSOCK,        /* Firecracker hybrid vsock: CONNECT <port> first */
+	AGENT_TRANSPORT_SERIAL, /* plain Unix stream socket (QEMU virtio-serial chardev) */
+	AGENT_TRANSPORT_VSOCK,	/* Firecracker hybrid vsock: CONNECT <port> first */
 };
 
 /* Things the caller may want to react to (health/log poll notifications, state changes). */
 enum agent_event {
-	AGENT_EVENT_CONNECTED,        /* guest answered HELLO */
+	AGENT_EVENT_CONNECTED, /* guest answered HELLO */
 	AGENT_EVENT_DISCONNECTED,
 	AGENT_EVENT_APP_STARTED,
 	AGENT_EVENT_APP_EXITED,
-	AGENT_EVENT_OUTPUT,           /* new bytes in the log ring */
+	AGENT_EVENT_OUTPUT, /* new bytes in the log ring */
 	AGENT_EVENT_NET,
-	AGENT_EVENT_SHUTDOWN,         /* the guest announced it is powering off */
-	AGENT_EVENT_HEARTBEAT,        /* only when it changes liveness (late -> fresh) */
+	AGENT_EVENT_SHUTDOWN,  /* the guest announced it is powering off */
+	AGENT_EVENT_HEARTBEAT, /* only when it changes liveness (late -> fresh) */
 };
 
 /* Called from the agent thread with no agent lock held; must be quick and must not call
@@ -47,16 +47,16 @@ typedef void (*agent_event_cb)(void *ud, struct agent *agent, enum agent_event e
 struct agent_config {
 	/* A socket_path ending in ".serial" (the QEMU backend's chardev) is always SERIAL. */
 	enum agent_transport transport;
-	const char *socket_path;      /* copied; <= 107 bytes */
-	uint32_t vsock_port;          /* guest port for AGENT_TRANSPORT_VSOCK */
-	unsigned heartbeat_ms;        /* expected period (default 1000) */
-	unsigned log_bytes;           /* log ring size (default 64 KiB) */
-	agent_event_cb cb;            /* may be NULL */
+	const char *socket_path; /* copied; <= 107 bytes */
+	uint32_t vsock_port;	 /* guest port for AGENT_TRANSPORT_VSOCK */
+	unsigned heartbeat_ms;	 /* expected period (default 1000) */
+	unsigned log_bytes;	 /* log ring size (default 64 KiB) */
+	agent_event_cb cb;	 /* may be NULL */
 	void *ud;
 };
 
 enum agent_app_state {
-	AGENT_APP_UNKNOWN,            /* no agent yet */
+	AGENT_APP_UNKNOWN, /* no agent yet */
 	AGENT_APP_RUNNING,
 	AGENT_APP_EXITED,
 	AGENT_APP_START_FAILED,
@@ -64,27 +64,27 @@ enum agent_app_state {
 
 /* A copy of what the client knows, for health rendering. Times are CLOCK_MONOTONIC ms. */
 struct agent_status {
-	bool connected;               /* socket connected and guest answered HELLO */
+	bool connected; /* socket connected and guest answered HELLO */
 	bool ever_connected;
-	bool heartbeat_fresh;         /* last heartbeat within 3 periods */
-	uint32_t version;             /* guest protocol version */
+	bool heartbeat_fresh; /* last heartbeat within 3 periods */
+	uint32_t version;     /* guest protocol version */
 	char agent_name[64];
-	uint64_t last_heartbeat_ms;   /* 0: never */
-	uint64_t heartbeat_age_ms;    /* now - last heartbeat, UINT64_MAX when never */
+	uint64_t last_heartbeat_ms; /* 0: never */
+	uint64_t heartbeat_age_ms;  /* now - last heartbeat, UINT64_MAX when never */
 	uint32_t heartbeat_seq;
 	uint64_t guest_uptime_ms;
-	uint64_t dropped_output_bytes;/* reported by the guest */
+	uint64_t dropped_output_bytes; /* reported by the guest */
 	enum agent_app_state app;
 	uint32_t app_pid;
-	int32_t exit_code;            /* valid when app == EXITED: code, or -1 when signalled */
+	int32_t exit_code; /* valid when app == EXITED: code, or -1 when signalled */
 	int32_t exit_signal;
-	unsigned app_starts;          /* APP_STARTED messages seen (restarts of the agent/app) */
+	unsigned app_starts; /* APP_STARTED messages seen (restarts of the agent/app) */
 	bool net_configured;
-	char net_addr[64];            /* "fd42::10/64" */
-	bool shutdown;                /* guest announced power-off */
-	uint64_t connected_at_ms;     /* monotonic time of the first HELLO answer */
-	uint64_t app_started_at_ms;   /* monotonic time of APP_STARTED */
-	uint64_t frames_bad;          /* decoder resync statistics */
+	char net_addr[64];	    /* "fd42::10/64" */
+	bool shutdown;		    /* guest announced power-off */
+	uint64_t connected_at_ms;   /* monotonic time of the first HELLO answer */
+	uint64_t app_started_at_ms; /* monotonic time of APP_STARTED */
+	uint64_t frames_bad;	    /* decoder resync statistics */
 	uint64_t bytes_skipped;
 };
 

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* Per-VM guest settings: vm.json in a newc archive appended to the base initramfs, and the
  * kernel command line (see guest-config.h). */
-#include <arpa/inet.h>
+#include "guest-config.h"
+
 #include <archive.h>
 #include <archive_entry.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -15,7 +17,6 @@
 #include <unistd.h>
 
 #include "backend.h"
-#include "guest-config.h"
 #include "macro.h"
 
 #define ARCHIVE_MAX (1024 * 1024)
@@ -25,8 +26,8 @@
 /* Only the keys the agent understands, each with its type checked. */
 static int image_config(const char *text, json_t **ret, struct err *err)
 {
-	static const char *const lists[] = { "entrypoint", "cmd", "env" };
-	static const char *const strs[] = { "workdir", "user" };
+	static const char *const lists[] = {"entrypoint", "cmd", "env"};
+	static const char *const strs[] = {"workdir", "user"};
 	_cleanup_json_ json_t *in = NULL, *out = NULL;
 	json_error_t jerr;
 
@@ -48,10 +49,11 @@ static int image_config(const char *text, json_t **ret, struct err *err)
 			continue;
 		if (!json_is_array(v))
 			return err_set(err, -EINVAL, "image config: %s is not a list", lists[i]);
-		json_array_foreach(v, k, e)
+		json_array_foreach (v, k, e)
 			if (!json_is_string(e))
-				return err_set(err, -EINVAL, "image config: %s[%zu] is not a string",
-					       lists[i], k);
+				return err_set(err, -EINVAL,
+					       "image config: %s[%zu] is not a string", lists[i],
+					       k);
 		json_object_set(out, lists[i], v);
 	}
 	for (size_t i = 0; i < ELEMENTSOF(strs); i++) {
@@ -81,15 +83,14 @@ int guest_config_json(const struct guest_config *gc, char **ret, struct err *err
 		return r;
 	inet_ntop(AF_INET6, &gc->addr, addr, sizeof(addr));
 	inet_ntop(AF_INET6, &gc->gateway, gw, sizeof(gw));
-	root = json_pack("{s:i, s:s, s:s, s:i, s:s, s:s?, s:i, s:O, s:{s:s, s:i, s:i}, s:i, s:b}",
-			 "version", 1, "name", gc->name, "address", addr, "prefix_len",
-			 (int)gc->prefix_len, "gateway", gw, "mac", gc->mac, "mtu", (int)gc->mtu,
-			 "image", img, "agent", "transport",
-			 gc->transport == AGENT_TRANSPORT_VSOCK ? "vsock" : "serial", "port",
-			 (int)(gc->vsock_port ? gc->vsock_port : AGENT_DEFAULT_VSOCK_PORT),
-			 "heartbeat_ms", (int)(gc->heartbeat_ms ? gc->heartbeat_ms : 1000),
-			 "grace_ms", (int)(gc->grace_ms ? gc->grace_ms : 5000), "no_network",
-			 gc->no_network);
+	root = json_pack(
+		"{s:i, s:s, s:s, s:i, s:s, s:s?, s:i, s:O, s:{s:s, s:i, s:i}, s:i, s:b}", "version",
+		1, "name", gc->name, "address", addr, "prefix_len", (int)gc->prefix_len, "gateway",
+		gw, "mac", gc->mac, "mtu", (int)gc->mtu, "image", img, "agent", "transport",
+		gc->transport == AGENT_TRANSPORT_VSOCK ? "vsock" : "serial", "port",
+		(int)(gc->vsock_port ? gc->vsock_port : AGENT_DEFAULT_VSOCK_PORT), "heartbeat_ms",
+		(int)(gc->heartbeat_ms ? gc->heartbeat_ms : 1000), "grace_ms",
+		(int)(gc->grace_ms ? gc->grace_ms : 5000), "no_network", gc->no_network);
 	if (!root)
 		return err_set(err, -ENOMEM, "guest config: building vm.json failed");
 	text = json_dumps(root, JSON_COMPACT);
@@ -124,8 +125,7 @@ static la_ssize_t mem_write(struct archive *a, void *ud, const void *buf, size_t
 	return (la_ssize_t)len;
 }
 
-static int add_entry(struct archive *a, const char *path, mode_t type, const void *data,
-		     size_t len)
+static int add_entry(struct archive *a, const char *path, mode_t type, const void *data, size_t len)
 {
 	struct archive_entry *e = archive_entry_new();
 	int r = 0;
@@ -149,7 +149,7 @@ int guest_config_archive(const struct guest_config *gc, void **ret, size_t *ret_
 			 struct err *err)
 {
 	_cleanup_free_ char *json = NULL;
-	struct membuf m = { 0 };
+	struct membuf m = {0};
 	struct archive *a;
 	int r;
 

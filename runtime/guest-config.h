@@ -23,20 +23,20 @@
 #include "err.h"
 
 struct guest_config {
-	const char *name;             /* VM name: hostname */
+	const char *name; /* VM name: hostname */
 	struct in6_addr addr;
 	unsigned prefix_len;
 	struct in6_addr gateway;
-	const char *mac;              /* "02:xx:.." or NULL */
-	unsigned mtu;                 /* 0: leave the default */
+	const char *mac; /* "02:xx:.." or NULL */
+	unsigned mtu;	 /* 0: leave the default */
 	/* The image's process config, the JSON of struct img_prepared.config:
 	 * {"entrypoint":[],"cmd":[],"env":[],"workdir":"","user":""}; NULL: an empty object. */
 	const char *image_config_json;
 	enum agent_transport transport;
-	uint32_t vsock_port;          /* vsock transport only; 0: AGENT_DEFAULT_VSOCK_PORT */
-	unsigned heartbeat_ms;        /* 0: 1000 */
-	unsigned grace_ms;            /* default in-guest grace when a stop has none; 0: 5000 */
-	bool no_network;              /* tests: leave eth0 alone */
+	uint32_t vsock_port;   /* vsock transport only; 0: AGENT_DEFAULT_VSOCK_PORT */
+	unsigned heartbeat_ms; /* 0: 1000 */
+	unsigned grace_ms;     /* default in-guest grace when a stop has none; 0: 5000 */
+	bool no_network;       /* tests: leave eth0 alone */
 };
 
 /* Render vm.json into a malloc'd NUL-terminated string. -EINVAL (with a message) when the image
@@ -54,8 +54,8 @@ int guest_config_archive(const struct guest_config *gc, void **ret, size_t *ret_
 			 struct err *err);
 
 enum guest_cmdline_flavour {
-	GUEST_CMDLINE_QEMU,           /* microvm: tsc_early_khz (TCG), panic=-1 with -no-reboot */
-	GUEST_CMDLINE_FIRECRACKER,    /* reboot=k panic=1 and the i8042 words */
+	GUEST_CMDLINE_QEMU,	   /* microvm: tsc_early_khz (TCG), panic=-1 with -no-reboot */
+	GUEST_CMDLINE_FIRECRACKER, /* reboot=k panic=1 and the i8042 words */
 };
 
 /* The kernel command line for the flavour (TESTRIG 3, CONTRACT fact 14); the TSC kHz is read

@@ -7,6 +7,8 @@
  * (setns in the child before exec) and in the VM's cgroups (the child moves itself before
  * exec); it opens its files as root and then drops to the VM's uid:gid (-runas).
  */
+#include "qemu.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +29,6 @@
 #include "internal.h"
 #include "log.h"
 #include "parse.h"
-#include "qemu.h"
 #include "qmp.h"
 
 #define QEMU_DIR "qemu"
@@ -125,14 +126,14 @@ int qemu_cgroup_settings(int version, bool memsw, int ndirs, unsigned vcpus, uns
 	int mdir = ndirs > 1 ? 1 : 0;
 	size_t n = 0;
 
-#define SET(d, f, ...)                                                                             \
-	do {                                                                                       \
-		if (n >= max)                                                                      \
-			return -E2BIG;                                                             \
-		out[n].dir = (d);                                                                  \
-		out[n].file = (f);                                                                 \
-		snprintf(out[n].value, sizeof(out[n].value), __VA_ARGS__);                         \
-		n++;                                                                               \
+#define SET(d, f, ...)                                                     \
+	do {                                                               \
+		if (n >= max)                                              \
+			return -E2BIG;                                     \
+		out[n].dir = (d);                                          \
+		out[n].file = (f);                                         \
+		snprintf(out[n].value, sizeof(out[n].value), __VA_ARGS__); \
+		n++;                                                       \
 	} while (0)
 	if (version == 2) {
 		SET(0, "cpu.max", "%llu 100000", quota);
@@ -169,7 +170,8 @@ static int setup_cgroups(struct qemu_priv *qp, const struct vmm_launch *p, struc
 	for (int i = 0; i < n; i++) {
 		r = mkdir_p(h->cgroup[i], 0755);
 		if (r < 0)
-			return err_set(err, r, "creating cgroup %s: %s", h->cgroup[i], strerror(-r));
+			return err_set(err, r, "creating cgroup %s: %s", h->cgroup[i],
+				       strerror(-r));
 	}
 	if (qp->cg.version == 2) {
 		char parent[VMM_PATH_MAX + 32];
@@ -247,7 +249,8 @@ static void log_tail(const char *path, char *buf, size_t size)
 	end = lseek(fd, 0, SEEK_END);
 	if (end <= 0)
 		return;
-	n = pread(fd, tmp, sizeof(tmp) - 1, end > (off_t)sizeof(tmp) - 1 ? end - (off_t)sizeof(tmp) + 1 : 0);
+	n = pread(fd, tmp, sizeof(tmp) - 1,
+		  end > (off_t)sizeof(tmp) - 1 ? end - (off_t)sizeof(tmp) + 1 : 0);
 	if (n <= 0)
 		return;
 	tmp[n] = '\0';
@@ -265,7 +268,7 @@ static void log_tail(const char *path, char *buf, size_t size)
 
 static int check_alive(struct vmm_handle *h, const char *logp, const char *what, struct err *err)
 {
-	struct pollfd pfd = { .fd = h->pidfd, .events = POLLIN };
+	struct pollfd pfd = {.fd = h->pidfd, .events = POLLIN};
 	struct vmm_exit ex;
 	char tail[300], reason[64];
 
@@ -324,8 +327,9 @@ static int build_argv(struct qemu_priv *qp, const struct vmm_launch *p, struct v
 	if (r < 0)
 		return r;
 	if (qp->kvm)
-		snprintf(base, sizeof(base), "console=ttyS0 rdinit=/init panic=-1 quiet "
-					     "mitigations=off cryptomgr.notests");
+		snprintf(base, sizeof(base),
+			 "console=ttyS0 rdinit=/init panic=-1 quiet "
+			 "mitigations=off cryptomgr.notests");
 	ARG(qp->qemu);
 	ARG("-name");
 	ARG(FMT("mvmfs-%s", p->name));
@@ -394,7 +398,7 @@ static int qemu_launch(void *priv, const struct vmm_launch *p, struct vmm_handle
 	struct qemu_priv *qp = priv;
 	static char strs[16][VMM_PATH_MAX + 160]; /* guarded by launch_lock */
 	static pthread_mutex_t launch_lock = PTHREAD_MUTEX_INITIALIZER;
-	struct child_plan cp = { .netns_fd = -EBADF, .out_fd = -EBADF };
+	struct child_plan cp = {.netns_fd = -EBADF, .out_fd = -EBADF};
 	char path[VMM_PATH_MAX + 64];
 	enum vmm_run_state st;
 	struct timespec t0;
@@ -403,20 +407,21 @@ static int qemu_launch(void *priv, const struct vmm_launch *p, struct vmm_handle
 
 	/* QEMU's option syntax splits on commas (",," would escape one): refuse such paths. */
 	{
-		const char *const paths[] = { p->rootfs, p->data_disk, p->console_log, qp->base_dir };
+		const char *const paths[] = {p->rootfs, p->data_disk, p->console_log, qp->base_dir};
 
 		for (size_t i = 0; i < ELEMENTSOF(paths); i++)
 			if (paths[i] && strchr(paths[i], ','))
-				return err_set(err, -EINVAL,
-					       "path %s contains a comma, which QEMU options cannot take",
-					       paths[i]);
+				return err_set(
+					err, -EINVAL,
+					"path %s contains a comma, which QEMU options cannot take",
+					paths[i]);
 	}
 	if (snprintf(h->jail_dir, sizeof(h->jail_dir), "%s/%s", qp->base_dir, p->name) >=
 		    (int)sizeof(h->jail_dir) ||
 	    snprintf(h->api_socket, sizeof(h->api_socket), "%s/%s", h->jail_dir, QEMU_QMP) >=
 		    (int)sizeof(h->api_socket) ||
-	    snprintf(h->agent_socket, sizeof(h->agent_socket), "%s/%s", h->jail_dir,
-		     QEMU_AGENT) >= (int)sizeof(h->agent_socket))
+	    snprintf(h->agent_socket, sizeof(h->agent_socket), "%s/%s", h->jail_dir, QEMU_AGENT) >=
+		    (int)sizeof(h->agent_socket))
 		return err_set(err, -ENAMETOOLONG, "socket path longer than 107 bytes under %s",
 			       qp->base_dir);
 	(void)rm_rf(h->jail_dir);
@@ -512,7 +517,7 @@ static int qemu_launch(void *priv, const struct vmm_launch *p, struct vmm_handle
 				    QEMU_SOCKET_WAIT_MS);
 			goto out_close;
 		}
-		nanosleep(&(struct timespec){ .tv_nsec = 5 * 1000 * 1000 }, NULL);
+		nanosleep(&(struct timespec){.tv_nsec = 5 * 1000 * 1000}, NULL);
 	}
 	r = 0;
 out_close:
@@ -525,7 +530,7 @@ out_close:
 
 static int qemu_query(void *priv, struct vmm_handle *h, enum vmm_run_state *ret, struct err *err)
 {
-	struct pollfd pfd = { .fd = h->pidfd, .events = POLLIN };
+	struct pollfd pfd = {.fd = h->pidfd, .events = POLLIN};
 
 	if (h->pidfd >= 0 && poll(&pfd, 1, 0) > 0) {
 		*ret = VMM_RUN_GONE;

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* QMP client: line-delimited JSON over a Unix stream socket (see qmp.h). */
+#include "qmp.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -11,7 +13,6 @@
 #include <unistd.h>
 
 #include "macro.h"
-#include "qmp.h"
 
 #define QMP_LINE_MAX (256 * 1024)
 
@@ -19,7 +20,7 @@ struct qmp {
 	int fd;
 	char *buf;
 	size_t len;
-	char *line;       /* the last line read, NUL-free copy */
+	char *line; /* the last line read, NUL-free copy */
 };
 
 static uint64_t mono_ms(void)
@@ -53,8 +54,8 @@ int qmp_parse_line(const char *line, size_t len, json_t **ret_value, char *desc,
 		json_t *d = json_object_get(v, "desc");
 
 		if (desc && descsz)
-			snprintf(desc, descsz, "%s", json_is_string(d) ? json_string_value(d) :
-								       "unknown QMP error");
+			snprintf(desc, descsz, "%s",
+				 json_is_string(d) ? json_string_value(d) : "unknown QMP error");
 		r = 3;
 	} else if ((v = json_object_get(o, "event")) && json_is_string(v)) {
 		r = 4;
@@ -100,7 +101,7 @@ static int read_line(struct qmp *q, char **ret, size_t *ret_len, uint64_t deadli
 {
 	for (;;) {
 		char *nl = memchr(q->buf, '\n', q->len);
-		struct pollfd p = { .fd = q->fd, .events = POLLIN };
+		struct pollfd p = {.fd = q->fd, .events = POLLIN};
 		uint64_t now;
 		ssize_t n;
 
@@ -162,9 +163,9 @@ int qmp_execute(struct qmp *q, const char *cmd, json_t *args, json_t **ret, int 
 		return -ENOMEM;
 	len = strlen(text);
 	r = send(q->fd, text, len, MSG_NOSIGNAL) == (ssize_t)len &&
-			    send(q->fd, "\n", 1, MSG_NOSIGNAL) == 1 ?
-		    0 :
-		    -errno;
+			    send(q->fd, "\n", 1, MSG_NOSIGNAL) == 1
+		    ? 0
+		    : -errno;
 	free(text);
 	if (r < 0)
 		return err_set(err, r, "QMP %s: %s", cmd, strerror(-r));
@@ -194,7 +195,7 @@ int qmp_execute(struct qmp *q, const char *cmd, json_t *args, json_t **ret, int 
 
 int qmp_connect(const char *path, int timeout_ms, struct qmp **ret, struct err *err)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	uint64_t deadline = mono_ms() + (uint64_t)timeout_ms;
 	struct qmp *q;
 	char *line;

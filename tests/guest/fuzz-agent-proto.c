@@ -19,7 +19,8 @@ static void check_reencode(const struct agent_msg *m)
 	if (n < 0)
 		abort(); /* whatever decodes must encode */
 	agent_decoder_init(&d);
-	if (agent_decoder_feed(&d, buf, (size_t)n) != (size_t)n || agent_decoder_next(&d, &again) != 1)
+	if (agent_decoder_feed(&d, buf, (size_t)n) != (size_t)n ||
+	    agent_decoder_next(&d, &again) != 1)
 		abort();
 	if (again.type != m->type)
 		abort();

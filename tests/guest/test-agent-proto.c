@@ -89,7 +89,7 @@ static void test_roundtrip_all_types(void)
 
 static void test_output_data_stays_valid(void)
 {
-	struct agent_msg m = { .type = AGENT_MSG_OUTPUT }, got;
+	struct agent_msg m = {.type = AGENT_MSG_OUTPUT}, got;
 	uint8_t buf[AGENT_FRAME_MAX];
 	struct agent_decoder d;
 	int n;
@@ -108,7 +108,7 @@ static void test_output_data_stays_valid(void)
 
 static void test_byte_by_byte(void)
 {
-	struct agent_msg m = { .type = AGENT_MSG_APP_STARTED, .pid = 99 }, got;
+	struct agent_msg m = {.type = AGENT_MSG_APP_STARTED, .pid = 99}, got;
 	uint8_t buf[AGENT_FRAME_MAX];
 	struct agent_decoder d;
 	int n, frames = 0;
@@ -125,9 +125,9 @@ static void test_byte_by_byte(void)
 
 static void test_resync_after_garbage_and_corruption(void)
 {
-	struct agent_msg a = { .type = AGENT_MSG_APP_STARTED, .pid = 1 };
-	struct agent_msg b = { .type = AGENT_MSG_APP_STARTED, .pid = 2 };
-	struct agent_msg c = { .type = AGENT_MSG_STOP, .grace_ms = 3 };
+	struct agent_msg a = {.type = AGENT_MSG_APP_STARTED, .pid = 1};
+	struct agent_msg b = {.type = AGENT_MSG_APP_STARTED, .pid = 2};
+	struct agent_msg c = {.type = AGENT_MSG_STOP, .grace_ms = 3};
 	uint8_t buf[4 * AGENT_FRAME_MAX], got_buf[16];
 	struct agent_msg got[4];
 	struct agent_decoder d;
@@ -157,8 +157,8 @@ static void test_resync_after_garbage_and_corruption(void)
 static void test_truncated_frame_then_new_frame(void)
 {
 	/* A host that went away mid-frame: the next connection's frames still decode. */
-	struct agent_msg a = { .type = AGENT_MSG_HEARTBEAT }, b = { .type = AGENT_MSG_APP_STARTED,
-								     .pid = 5 };
+	struct agent_msg a = {.type = AGENT_MSG_HEARTBEAT},
+			 b = {.type = AGENT_MSG_APP_STARTED, .pid = 5};
 	uint8_t buf[2 * AGENT_FRAME_MAX];
 	struct agent_msg got[2];
 	struct agent_decoder d;
@@ -174,7 +174,7 @@ static void test_truncated_frame_then_new_frame(void)
 
 static void test_limits(void)
 {
-	struct agent_msg m = { .type = AGENT_MSG_OUTPUT };
+	struct agent_msg m = {.type = AGENT_MSG_OUTPUT};
 	static uint8_t big[AGENT_PAYLOAD_MAX];
 	uint8_t buf[AGENT_FRAME_MAX], small[16];
 
@@ -188,7 +188,7 @@ static void test_limits(void)
 	ASSERT_ERRNO(agent_msg_encode(&m, small, sizeof(small)), ENOBUFS);
 	m.output.stream = 9;
 	ASSERT_ERRNO(agent_msg_encode(&m, buf, sizeof(buf)), EINVAL);
-	m = (struct agent_msg){ .type = 77 };
+	m = (struct agent_msg){.type = 77};
 	ASSERT_ERRNO(agent_msg_encode(&m, buf, sizeof(buf)), EINVAL);
 	/* Decoding: wrong lengths and values */
 	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_APP_STARTED, buf, 3, &m), EBADMSG);
@@ -197,7 +197,10 @@ static void test_limits(void)
 	buf[1] = 200; /* prefix length > 128 */
 	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_NET_CONFIGURED, buf, 18, &m), EBADMSG);
 	ASSERT_ERRNO(agent_msg_decode(99, buf, 4, &m), EPROTONOSUPPORT);
-	memcpy(buf, "\x01\x00\x00\x00\x00\x00\x00\x00" "bad\nname", 16);
+	memcpy(buf,
+	       "\x01\x00\x00\x00\x00\x00\x00\x00"
+	       "bad\nname",
+	       16);
 	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_HELLO, buf, 16, &m), EBADMSG);
 }
 

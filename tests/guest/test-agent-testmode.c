@@ -27,7 +27,7 @@ struct rig {
 	char dir[64];
 	char sock[128];
 	char config[128];
-	pid_t server;      /* becomes the agent after accept */
+	pid_t server; /* becomes the agent after accept */
 	struct agent *agent;
 };
 
@@ -52,8 +52,8 @@ static void write_config(struct rig *r, const char *json)
 /* Listen, then fork the acceptor that execs the agent on the accepted connection. */
 static void rig_start(struct rig *r, bool vsock, const char *config_json, unsigned hb_ms)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct agent_config ac = { 0 };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct agent_config ac = {0};
 	const char *bin = agent_bin();
 	int lfd;
 
@@ -186,7 +186,7 @@ static bool log_has(struct agent *a, const char *needle, unsigned timeout_ms)
 
 static void test_serial_app_env_user_stop(void)
 {
-	struct rig r = { 0 };
+	struct rig r = {0};
 	struct agent_status s;
 	char json[2048], want[256], buf[256];
 	bool root = geteuid() == 0;
@@ -233,7 +233,7 @@ static void test_serial_app_env_user_stop(void)
 
 static void test_vsock_sigkill_after_grace(void)
 {
-	struct rig r = { 0 };
+	struct rig r = {0};
 	struct agent_status s;
 	uint64_t t0;
 
@@ -259,12 +259,13 @@ static void test_vsock_sigkill_after_grace(void)
 
 static void test_app_exit_code_and_exec_failure(void)
 {
-	struct rig r = { 0 };
+	struct rig r = {0};
 	struct agent_status s;
 	char buf[128];
 
 	rig_start(&r, false,
-		  "{\"name\":\"t3\",\"image\":{\"entrypoint\":[\"/bin/sh\",\"-c\",\"echo bye; exit 3\"]}}",
+		  "{\"name\":\"t3\",\"image\":{\"entrypoint\":[\"/bin/sh\",\"-c\",\"echo bye; exit "
+		  "3\"]}}",
 		  1000);
 	ASSERT_OK(agent_wait(r.agent, p_exited, NULL, 5000));
 	agent_get_status(r.agent, &s);
@@ -277,7 +278,8 @@ static void test_app_exit_code_and_exec_failure(void)
 
 	memset(&r, 0, sizeof(r));
 	rig_start(&r, false,
-		  "{\"name\":\"t4\",\"image\":{\"entrypoint\":[\"/nonexistent/app\"],\"cmd\":[\"x\"]}}",
+		  "{\"name\":\"t4\",\"image\":{\"entrypoint\":[\"/nonexistent/"
+		  "app\"],\"cmd\":[\"x\"]}}",
 		  1000);
 	ASSERT_OK(agent_wait(r.agent, p_exited, NULL, 5000));
 	agent_get_status(r.agent, &s);
@@ -290,7 +292,7 @@ static void test_app_exit_code_and_exec_failure(void)
 
 static void test_unknown_user_fails_start(void)
 {
-	struct rig r = { 0 };
+	struct rig r = {0};
 	struct agent_status s;
 
 	rig_start(&r, false,
@@ -306,7 +308,7 @@ static void test_unknown_user_fails_start(void)
 
 static void test_hung_agent_goes_stale(void)
 {
-	struct rig r = { 0 };
+	struct rig r = {0};
 	struct agent_status s;
 	char buf[128];
 
@@ -333,7 +335,7 @@ static void test_raw_resync(void)
 {
 	char dir[] = "/tmp/test-agent-raw.XXXXXX", cfg[128];
 	const char *bin = agent_bin();
-	struct agent_msg m = { .type = AGENT_MSG_HELLO }, got;
+	struct agent_msg m = {.type = AGENT_MSG_HELLO}, got;
 	uint8_t frame[AGENT_FRAME_MAX], buf[4096];
 	struct agent_decoder d;
 	int sv[2], n, hello = 0;
@@ -364,7 +366,7 @@ static void test_raw_resync(void)
 	ASSERT_EQ(write(sv[0], frame, (size_t)n), n);
 	agent_decoder_init(&d);
 	for (int i = 0; i < 100 && !hello; i++) {
-		struct timeval tv = { .tv_usec = 100000 };
+		struct timeval tv = {.tv_usec = 100000};
 		ssize_t k;
 
 		setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -377,7 +379,7 @@ static void test_raw_resync(void)
 				hello++;
 	}
 	ASSERT_EQ(hello, 1); /* exactly one answer: the corrupt HELLO was dropped */
-	kill(pid, SIGTERM); /* test mode: SIGTERM is a stop with the default grace */
+	kill(pid, SIGTERM);  /* test mode: SIGTERM is a stop with the default grace */
 	ASSERT_EQ(waitpid(pid, NULL, 0), pid);
 	close(sv[0]);
 	unlink(cfg);
@@ -395,7 +397,7 @@ static void test_config_from_initrd(void)
 				     "\"env\":[\"MARK=m1\"]}",
 		.transport = AGENT_TRANSPORT_VSOCK,
 	};
-	struct rig r = { 0 };
+	struct rig r = {0};
 	struct agent_status s;
 	struct err err = {};
 	FILE *f;
@@ -429,7 +431,7 @@ static void test_slow_host_never_blocks_app(void)
 {
 	char dir[] = "/tmp/test-agent-slow.XXXXXX", cfg[128];
 	const char *bin = agent_bin();
-	struct agent_msg m = { .type = AGENT_MSG_HELLO }, got;
+	struct agent_msg m = {.type = AGENT_MSG_HELLO}, got;
 	uint8_t frame[AGENT_FRAME_MAX], buf[65536];
 	struct agent_decoder d;
 	uint64_t out_bytes = 0, dropped = 0, t_end;
@@ -441,7 +443,8 @@ static void test_slow_host_never_blocks_app(void)
 	snprintf(cfg, sizeof(cfg), "%s/vm.json", dir);
 	f = fopen(cfg, "w");
 	fputs("{\"agent\":{\"heartbeat_ms\":100},\"image\":{\"entrypoint\":[\"/bin/sh\",\"-c\","
-	      "\"head -c 3000000 /dev/zero | tr '\\\\000' x; echo; exit 0\"]}}", f);
+	      "\"head -c 3000000 /dev/zero | tr '\\\\000' x; echo; exit 0\"]}}",
+	      f);
 	fclose(f);
 	ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
 	pid = fork();
@@ -459,7 +462,7 @@ static void test_slow_host_never_blocks_app(void)
 	agent_decoder_init(&d);
 	t_end = agent_now_ms() + 5000;
 	while (agent_now_ms() < t_end && (exited < 0 || dropped == 0)) {
-		struct timeval tv = { .tv_usec = 100000 };
+		struct timeval tv = {.tv_usec = 100000};
 		ssize_t k;
 
 		setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -469,7 +472,8 @@ static void test_slow_host_never_blocks_app(void)
 		for (size_t off = 0; off < (size_t)k;) {
 			off += agent_decoder_feed(&d, buf + off, (size_t)k - off);
 			while (agent_decoder_next(&d, &got) > 0) {
-				if (got.type == AGENT_MSG_OUTPUT && got.output.stream == AGENT_STREAM_STDOUT)
+				if (got.type == AGENT_MSG_OUTPUT &&
+				    got.output.stream == AGENT_STREAM_STDOUT)
 					out_bytes += got.output.len;
 				if (got.type == AGENT_MSG_APP_EXITED)
 					exited = got.exited.code;
@@ -491,6 +495,7 @@ static void test_slow_host_never_blocks_app(void)
 	rmdir(dir);
 }
 
-TEST_MAIN(TEST(test_slow_host_never_blocks_app), TEST(test_config_from_initrd), TEST(test_serial_app_env_user_stop), TEST(test_vsock_sigkill_after_grace),
+TEST_MAIN(TEST(test_slow_host_never_blocks_app), TEST(test_config_from_initrd),
+	  TEST(test_serial_app_env_user_stop), TEST(test_vsock_sigkill_after_grace),
 	  TEST(test_app_exit_code_and_exec_failure), TEST(test_unknown_user_fails_start),
 	  TEST(test_hung_agent_goes_stale), TEST(test_raw_resync))

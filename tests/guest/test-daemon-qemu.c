@@ -11,8 +11,8 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdbool.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,7 +232,8 @@ static void test_daemon_qemu_e2e(void)
 
 	/* Registry + image: busybox, user app (1000, groups app+web), HTTP app with a trap. */
 	ASSERT_EQ(sh("set -e; cd %s; mkdir reg; printf 'version: 0.1\\nstorage: { filesystem: { "
-		     "rootdirectory: %s/reg/data } }\\nhttp: { addr: 127.0.0.1:5055 }\\n' > reg/config.yml",
+		     "rootdirectory: %s/reg/data } }\\nhttp: { addr: 127.0.0.1:5055 }\\n' > "
+		     "reg/config.yml",
 		     T, T),
 		  0);
 	reg = fork();
@@ -248,32 +249,44 @@ static void test_daemon_qemu_e2e(void)
 		execlp("docker-registry", "docker-registry", "serve", cfg, (char *)NULL);
 		_exit(127);
 	}
-	ASSERT_EQ(sh("set -e; cd %s; for i in $(seq 100); do curl -sf http://127.0.0.1:5055/v2/ "
-		     ">/dev/null && break; sleep 0.05; done; "
-		     "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
-		     "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
-		     "mkdir -p $R/bin $R/etc $R/srv $R/tmp $R/home/app; cp %s/busybox $R/bin/busybox; "
-		     "for a in $($R/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox $R/bin/$a; done; "
-		     "printf 'root:x:0:0:root:/root:/bin/sh\\napp:x:1000:1000:app:/home/app:/bin/sh\\n' > $R/etc/passwd; "
-		     "printf 'root:x:0:\\napp:x:1000:\\nweb:x:2000:app\\n' > $R/etc/group; "
-		     "printf '%%s\\n' '#!/bin/sh' 'trap \"echo app: got SIGTERM; exit 42\" TERM' "
-		     "'mkdir -p /tmp/www' "
-		     "'echo \"greeting=$GREETING workdir=$(pwd) user=$(id -u):$(id -g) groups=$(id -G) name=$(id -un)\" > /tmp/www/index.html' "
-		     "'echo app: serving on 8080' 'httpd -f -p 8080 -h /tmp/www &' "
-		     "'while true; do sleep 1 & wait $!; done' > $R/srv/app.sh; chmod 755 $R/srv/app.sh; "
-		     "umoci repack --image oci:1 bundle >/dev/null; "
-		     "umoci config --image oci:1 --config.entrypoint /bin/sh --config.cmd /srv/app.sh "
-		     "--config.env GREETING=hello-e2e --config.workingdir /srv --config.user app >/dev/null; "
-		     "umoci gc --layout oci; "
-		     "skopeo copy -q --dest-tls-verify=false oci:oci:1 docker://127.0.0.1:5055/app:1; "
-		     "umoci config --image oci:1 --tag 2 --config.entrypoint /bin/sh "
-		     "--config.cmd '' --config.cmd -c --config.cmd 'echo leaving; exit 3' >/dev/null; "
-		     "skopeo copy -q --dest-tls-verify=false oci:oci:2 docker://127.0.0.1:5055/app:2",
-		     T, guest),
-		  0);
+	ASSERT_EQ(
+		sh("set -e; cd %s; for i in $(seq 100); do curl -sf http://127.0.0.1:5055/v2/ "
+		   ">/dev/null && break; sleep 0.05; done; "
+		   "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
+		   "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
+		   "mkdir -p $R/bin $R/etc $R/srv $R/tmp $R/home/app; cp %s/busybox "
+		   "$R/bin/busybox; "
+		   "for a in $($R/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox "
+		   "$R/bin/$a; done; "
+		   "printf "
+		   "'root:x:0:0:root:/root:/bin/sh\\napp:x:1000:1000:app:/home/app:/bin/sh\\n' > "
+		   "$R/etc/passwd; "
+		   "printf 'root:x:0:\\napp:x:1000:\\nweb:x:2000:app\\n' > $R/etc/group; "
+		   "printf '%%s\\n' '#!/bin/sh' 'trap \"echo app: got SIGTERM; exit 42\" TERM' "
+		   "'mkdir -p /tmp/www' "
+		   "'echo \"greeting=$GREETING workdir=$(pwd) user=$(id -u):$(id -g) groups=$(id "
+		   "-G) name=$(id -un)\" > /tmp/www/index.html' "
+		   "'echo app: serving on 8080' 'httpd -f -p 8080 -h /tmp/www &' "
+		   "'while true; do sleep 1 & wait $!; done' > $R/srv/app.sh; chmod 755 "
+		   "$R/srv/app.sh; "
+		   "umoci repack --image oci:1 bundle >/dev/null; "
+		   "umoci config --image oci:1 --config.entrypoint /bin/sh --config.cmd "
+		   "/srv/app.sh "
+		   "--config.env GREETING=hello-e2e --config.workingdir /srv --config.user app "
+		   ">/dev/null; "
+		   "umoci gc --layout oci; "
+		   "skopeo copy -q --dest-tls-verify=false oci:oci:1 "
+		   "docker://127.0.0.1:5055/app:1; "
+		   "umoci config --image oci:1 --tag 2 --config.entrypoint /bin/sh "
+		   "--config.cmd '' --config.cmd -c --config.cmd 'echo leaving; exit 3' "
+		   ">/dev/null; "
+		   "skopeo copy -q --dest-tls-verify=false oci:oci:2 docker://127.0.0.1:5055/app:2",
+		   T, guest),
+		0);
 
 	/* The daemon: QEMU backend, local allocator, its own bridge. */
-	ASSERT_EQ(sh("mkdir -p %s/state/guest %s && cp %s/vmlinux %s/initramfs.cpio.gz %s/state/guest/",
+	ASSERT_EQ(sh("mkdir -p %s/state/guest %s && cp %s/vmlinux %s/initramfs.cpio.gz "
+		     "%s/state/guest/",
 		     T, MNT, guest, guest, T),
 		  0);
 	daemon = spawn_daemon(bld);
@@ -292,7 +305,8 @@ static void test_daemon_qemu_e2e(void)
 	t_ready = now_s();
 	ASSERT_TRUE(wait_http(ip, page, sizeof(page), 10000));
 	t_http = now_s();
-	printf("# first start: healthy %.2fs, HTTP %.2fs; page: %s", t_ready - t0, t_http - t0, page);
+	printf("# first start: healthy %.2fs, HTTP %.2fs; page: %s", t_ready - t0, t_http - t0,
+	       page);
 	ASSERT_TRUE(strstr(page, "greeting=hello-e2e") != NULL);
 	ASSERT_TRUE(strstr(page, "workdir=/srv") != NULL);
 	ASSERT_TRUE(strstr(page, "user=1000:1000 groups=1000 2000 name=app") != NULL);
@@ -342,7 +356,8 @@ static void test_daemon_qemu_e2e(void)
 			qpid = 0;
 		if (p)
 			pclose(p);
-		printf("# memory: QEMU RSS %.0f MiB, daemon RSS %.1f MiB (+%.1f MiB with this VM)\n",
+		printf("# memory: QEMU RSS %.0f MiB, daemon RSS %.1f MiB (+%.1f MiB with this "
+		       "VM)\n",
 		       rss_kb(qpid) / 1024.0, rss_kb(daemon) / 1024.0,
 		       (rss_kb(daemon) - rss0) / 1024.0);
 	}
@@ -378,7 +393,8 @@ static void test_daemon_qemu_e2e(void)
 		bool seen = false;
 
 		while (!seen && now_s() < end) {
-			seen = rd("health", buf, sizeof(buf)) > 0 && strstr(buf, "\napp: exited code 3");
+			seen = rd("health", buf, sizeof(buf)) > 0 &&
+			       strstr(buf, "\napp: exited code 3");
 			if (!seen)
 				usleep(100000);
 		}

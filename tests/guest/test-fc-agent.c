@@ -70,7 +70,7 @@ static void test_fc_vsock_agent(void)
 	const char *src = getenv("MVMFS_SRCDIR"), *agent_bin = getenv("MVMFS_AGENT");
 	char T[] = "/tmp/mfa-XXXXXX", fc[512], jailer[512], p[600], knobs[1400];
 	char kernel[300], base[300], initrd[300], rootfs[300], chroot[300], console[300], buf[256];
-	struct runtime_config cfg = { 0 };
+	struct runtime_config cfg = {0};
 	struct guest_config gc = {
 		.name = "fca1",
 		.prefix_len = 64,
@@ -80,8 +80,8 @@ static void test_fc_vsock_agent(void)
 		.transport = AGENT_TRANSPORT_VSOCK,
 		.heartbeat_ms = 200,
 	};
-	struct vmm_launch l = { 0 };
-	struct agent_config ac = { 0 };
+	struct vmm_launch l = {0};
+	struct agent_config ac = {0};
 	struct agent *a = NULL;
 	struct agent_status s;
 	struct vmm_handle h;
@@ -94,7 +94,8 @@ static void test_fc_vsock_agent(void)
 		test_skip("MVMFS_SRCDIR or MVMFS_AGENT not set");
 	snprintf(fc, sizeof(fc), "%s/tests/fakes/firecracker", src);
 	snprintf(jailer, sizeof(jailer), "%s/tests/fakes/jailer", src);
-	if (access(fc, X_OK) < 0 || access(jailer, X_OK) < 0 || access("/usr/bin/python3", X_OK) < 0)
+	if (access(fc, X_OK) < 0 || access(jailer, X_OK) < 0 ||
+	    access("/usr/bin/python3", X_OK) < 0)
 		test_skip("the fake firecracker/jailer (python3) are not available");
 	ASSERT_TRUE(mkdtemp(T) != NULL);
 	chmod(T, 0755);
@@ -117,8 +118,11 @@ static void test_fc_vsock_agent(void)
 	write_text(p, knobs, 0644);
 	setenv("FAKE_FC_KNOBS", p, 1);
 
-	cfg = (struct runtime_config){ .state_dir = T, .vmm = VMM_FIRECRACKER, .firecracker = fc,
-				       .jailer = jailer, .chroot_base = chroot };
+	cfg = (struct runtime_config){.state_dir = T,
+				      .vmm = VMM_FIRECRACKER,
+				      .firecracker = fc,
+				      .jailer = jailer,
+				      .chroot_base = chroot};
 	if (vmm_firecracker_ops.init(&cfg, &priv, &err) < 0)
 		TEST_FAIL("init: %s", err.msg);
 	vmm_handle_init(&h);
@@ -155,7 +159,7 @@ static void test_fc_vsock_agent(void)
 	/* The agent "reset the guest" (reboot=k): Firecracker exits 0 by itself. */
 	a = agent_free(a);
 	{
-		struct pollfd pfd = { .fd = h.pidfd, .events = POLLIN };
+		struct pollfd pfd = {.fd = h.pidfd, .events = POLLIN};
 		struct vmm_exit ex;
 
 		ASSERT_EQ(poll(&pfd, 1, 5000), 1);

@@ -93,8 +93,12 @@ static void test_bad_image_config(void)
 static void test_guest_parser_rejects(void)
 {
 	static const char *const bad[] = {
-		"{\"address\":\"not-an-ip\"}", "{\"prefix_len\":129}", "{\"image\":{\"cmd\":[1]}}",
-		"{\"name\":\"a\",\"name\":\"b\"}", "7", "{\"agent\":{\"transport\":3}}",
+		"{\"address\":\"not-an-ip\"}",
+		"{\"prefix_len\":129}",
+		"{\"image\":{\"cmd\":[1]}}",
+		"{\"name\":\"a\",\"name\":\"b\"}",
+		"7",
+		"{\"agent\":{\"transport\":3}}",
 	};
 	struct guest_vm vm;
 	char errbuf[256];
@@ -199,5 +203,5 @@ static void test_cmdline(void)
 }
 
 TEST_MAIN(TEST(test_json_parsed_by_the_guest), TEST(test_bad_image_config),
-	  TEST(test_guest_parser_rejects), TEST(test_archive), TEST(test_write_initrd_appends_aligned),
-	  TEST(test_cmdline))
+	  TEST(test_guest_parser_rejects), TEST(test_archive),
+	  TEST(test_write_initrd_appends_aligned), TEST(test_cmdline))

@@ -84,14 +84,14 @@ static void test_qmp_status(void)
 		const char *json;
 		int want;
 	} cases[] = {
-		{ "{\"status\":\"running\",\"running\":true}", VMM_RUN_RUNNING },
-		{ "{\"status\":\"paused\"}", VMM_RUN_PAUSED },
-		{ "{\"status\":\"prelaunch\"}", VMM_RUN_NOT_STARTED },
-		{ "{\"status\":\"shutdown\"}", VMM_RUN_GONE },
-		{ "{\"status\":\"guest-panicked\"}", VMM_RUN_GONE },
-		{ "{\"status\":\"colo\"}", VMM_RUN_UNKNOWN },
-		{ "{\"status\":7}", -EINVAL },
-		{ "[]", -EINVAL },
+		{"{\"status\":\"running\",\"running\":true}", VMM_RUN_RUNNING},
+		{"{\"status\":\"paused\"}", VMM_RUN_PAUSED},
+		{"{\"status\":\"prelaunch\"}", VMM_RUN_NOT_STARTED},
+		{"{\"status\":\"shutdown\"}", VMM_RUN_GONE},
+		{"{\"status\":\"guest-panicked\"}", VMM_RUN_GONE},
+		{"{\"status\":\"colo\"}", VMM_RUN_UNKNOWN},
+		{"{\"status\":7}", -EINVAL},
+		{"[]", -EINVAL},
 	};
 	enum vmm_run_state st;
 

@@ -35,8 +35,8 @@
 
 #define ADDR "fd42:feed::10"
 #define GW "fd42:feed::1"
-#define APP_JSON                                                                                   \
-	"{\"entrypoint\":[\"/bin/sh\"],\"cmd\":[\"/srv/app.sh\"],"                                  \
+#define APP_JSON                                                   \
+	"{\"entrypoint\":[\"/bin/sh\"],\"cmd\":[\"/srv/app.sh\"]," \
 	"\"env\":[\"GREETING=hello-env\",\"PATH=/bin\"],\"workdir\":\"/srv\",\"user\":\"app\"}"
 
 struct fixture {
@@ -111,8 +111,8 @@ static void fixture_setup(struct fixture *f, const char *tag)
 	if (!src || !bld)
 		test_skip("MVMFS_SRCDIR/MVMFS_BUILDDIR not set");
 	snprintf(f->guest_dir, sizeof(f->guest_dir), "%s/guest-out", bld);
-	if (sh("%s/tools/build-guest --out %s >%s/build-guest.log 2>&1", src, f->guest_dir,
-	       bld) != 0)
+	if (sh("%s/tools/build-guest --out %s >%s/build-guest.log 2>&1", src, f->guest_dir, bld) !=
+	    0)
 		test_skip("tools/build-guest failed (no network for apt-get download?); see "
 			  "build-guest.log");
 	/* The bench loops in one process: isolate only test cases (forked by the harness). */
@@ -136,17 +136,23 @@ static void fixture_setup(struct fixture *f, const char *tag)
 	 * page shows Env, WorkingDir and User, and a SIGTERM trap. */
 	ASSERT_EQ(sh("set -e; R=%s/rootfs; mkdir -p $R/bin $R/etc $R/srv $R/tmp $R/proc $R/sys "
 		     "$R/dev $R/run $R/home/app; cp %s $R/bin/busybox; "
-		     "for a in $($R/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox $R/bin/$a; done; "
-		     "printf 'root:x:0:0:root:/root:/bin/sh\\napp:x:1000:1000:app:/home/app:/bin/sh\\n' > $R/etc/passwd; "
+		     "for a in $($R/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox "
+		     "$R/bin/$a; done; "
+		     "printf "
+		     "'root:x:0:0:root:/root:/bin/sh\\napp:x:1000:1000:app:/home/app:/bin/sh\\n' > "
+		     "$R/etc/passwd; "
 		     "printf 'root:x:0:\\napp:x:1000:\\nweb:x:2000:app\\n' > $R/etc/group; "
 		     "printf '%%s\\n' '#!/bin/sh' "
 		     "'trap \"echo app: got SIGTERM; exit 42\" TERM' "
 		     "'mkdir -p /tmp/www' "
-		     "'echo \"greeting=$GREETING workdir=$(pwd) user=$(id -u):$(id -g) groups=$(id -G) name=$(id -un)\" > /tmp/www/index.html' "
+		     "'echo \"greeting=$GREETING workdir=$(pwd) user=$(id -u):$(id -g) groups=$(id "
+		     "-G) name=$(id -un)\" > /tmp/www/index.html' "
 		     "'echo app: serving on 8080' "
 		     "'httpd -f -p 8080 -h /tmp/www &' "
-		     "'while true; do sleep 1 & wait $!; done' > $R/srv/app.sh; chmod 755 $R/srv/app.sh; "
-		     "mkfs.ext4 -q -F -d $R -L root %s 64M; truncate -s 256M %s; mkfs.ext4 -q -F -L data %s",
+		     "'while true; do sleep 1 & wait $!; done' > $R/srv/app.sh; chmod 755 "
+		     "$R/srv/app.sh; "
+		     "mkfs.ext4 -q -F -d $R -L root %s 64M; truncate -s 256M %s; mkfs.ext4 -q -F "
+		     "-L data %s",
 		     f->dir, f->busybox, f->rootfs, f->data, f->data),
 		  0);
 
@@ -221,7 +227,8 @@ static int curl_page(struct fixture *f, char *buf, size_t size)
 	size_t n;
 
 	snprintf(cmd, sizeof(cmd),
-		 "ip netns exec %s curl -sf -g -m 2 'http://[" ADDR "]:8080/' 2>/dev/null", f->netns);
+		 "ip netns exec %s curl -sf -g -m 2 'http://[" ADDR "]:8080/' 2>/dev/null",
+		 f->netns);
 	p = popen(cmd, "r");
 	if (!p)
 		return -errno;
@@ -232,12 +239,12 @@ static int curl_page(struct fixture *f, char *buf, size_t size)
 
 static void boot(struct fixture *f, struct booted *b, char *page, size_t pagesz)
 {
-	struct vmm_launch p = { 0 };
-	struct agent_config ac = { 0 };
+	struct vmm_launch p = {0};
+	struct agent_config ac = {0};
 	struct err err = {};
 	char pidbuf[32];
 
-	b->cfg = (struct runtime_config){ .state_dir = f->dir, .vcpus = 2, .mem_mib = 2048 };
+	b->cfg = (struct runtime_config){.state_dir = f->dir, .vcpus = 2, .mem_mib = 2048};
 	if (vmm_qemu_ops.init(&b->cfg, &b->priv, &err) < 0)
 		TEST_FAIL("qemu init: %s", err.msg);
 	vmm_handle_init(&b->h);
@@ -285,7 +292,7 @@ static void boot(struct fixture *f, struct booted *b, char *page, size_t pagesz)
 
 static int wait_vmm_exit(struct booted *b, unsigned timeout_ms, struct vmm_exit *ex)
 {
-	struct pollfd p = { .fd = b->h.pidfd, .events = POLLIN };
+	struct pollfd p = {.fd = b->h.pidfd, .events = POLLIN};
 
 	if (poll(&p, 1, (int)timeout_ms) <= 0)
 		return -ETIMEDOUT;
@@ -376,8 +383,8 @@ static void check_process(struct fixture *f, struct booted *b)
 
 static void test_boot_http_log_stop(void)
 {
-	struct fixture f = { 0 };
-	struct booted b = { 0 };
+	struct fixture f = {0};
+	struct booted b = {0};
 	struct agent_status s;
 	struct vmm_exit ex;
 	enum vmm_run_state st;
@@ -410,8 +417,9 @@ static void test_boot_http_log_stop(void)
 	b.agent = agent_free(b.agent);
 	usleep(300000);
 	{
-		struct agent_config ac = { .transport = AGENT_TRANSPORT_SERIAL,
-					   .socket_path = b.h.agent_socket, .heartbeat_ms = 500 };
+		struct agent_config ac = {.transport = AGENT_TRANSPORT_SERIAL,
+					  .socket_path = b.h.agent_socket,
+					  .heartbeat_ms = 500};
 		ASSERT_OK(agent_start(&ac, &b.agent));
 	}
 	ASSERT_OK(agent_wait(b.agent, p_app, NULL, 10000));
@@ -437,8 +445,8 @@ static void test_boot_http_log_stop(void)
 /* The VMM-level stop (QMP system_powerdown -> ACPI button -> agent) also runs the handler. */
 static void test_powerdown_button(void)
 {
-	struct fixture f = { 0 };
-	struct booted b = { 0 };
+	struct fixture f = {0};
+	struct booted b = {0};
 	struct agent_status s;
 	struct vmm_exit ex;
 	struct err err = {};
@@ -463,8 +471,8 @@ static void test_powerdown_button(void)
 static void test_launch_failure_message_and_cleanup(void)
 {
 	char dir[] = "/tmp/test-vm-fail.XXXXXX", rootfs[128], console[128];
-	struct runtime_config cfg = { .state_dir = dir, .vcpus = 2, .mem_mib = 256 };
-	struct vmm_launch p = { 0 };
+	struct runtime_config cfg = {.state_dir = dir, .vcpus = 2, .mem_mib = 256};
+	struct vmm_launch p = {0};
 	struct vmm_handle h;
 	struct err err = {};
 	struct stat st;
@@ -550,7 +558,7 @@ static double bare_boot(struct fixture *f)
 static int bench(int runs)
 {
 	for (int i = 0; i < runs; i++) {
-		struct fixture f = { 0 };
+		struct fixture f = {0};
 
 		fixture_setup(&f, "bare");
 		printf("bare %d: exec->http %.3f\n", i + 1, bare_boot(&f));
@@ -558,8 +566,8 @@ static int bench(int runs)
 		fixture_teardown(&f);
 	}
 	for (int i = 0; i < runs; i++) {
-		struct fixture f = { 0 };
-		struct booted b = { 0 };
+		struct fixture f = {0};
+		struct booted b = {0};
 		struct vmm_exit ex;
 		char page[512], path[64], line[256];
 		long rss_kb = 0;
