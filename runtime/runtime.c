@@ -664,9 +664,21 @@ struct runtime *runtime_free(struct runtime *rt)
 	runtime_shutdown(rt);
 	while (rt->vms) {
 		struct vm *v = rt->vms;
+		struct vm_waiter w[VM_WAITERS_MAX];
+		unsigned n;
+
 		rt->vms = v->next;
 		vm_agent_stop(v);
 		sv_unwatch(rt, v);
+		/* Writers still waiting on a transition get an answer; the VM goes on. */
+		pthread_mutex_lock(&v->lock);
+		n = v->n_waiters;
+		memcpy(w, v->waiters, sizeof(w));
+		v->n_waiters = 0;
+		pthread_mutex_unlock(&v->lock);
+		for (unsigned i = 0; i < n; i++)
+			if (w[i].done)
+				w[i].done(w[i].ud, -EINTR);
 		vm_unref(v);
 	}
 	rt_report_free(rt);
