@@ -21,9 +21,6 @@
 #include "parse.h"
 #include "report.h"
 
-/* runtime/qemu.c (helper "guest") defines it; weak so the core links before it lands. */
-extern const struct vmm_ops vmm_qemu_ops __attribute__((weak));
-
 int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct err *err)
 {
 	struct runtime *rt;
@@ -88,15 +85,7 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 		runtime_free(rt);
 		return -ENOMEM;
 	}
-	if (cfg->vmm == VMM_QEMU) {
-		if (!&vmm_qemu_ops) {
-			runtime_free(rt);
-			return err_set(err, -ENOTSUP, "the qemu backend is not built in");
-		}
-		rt->ops = &vmm_qemu_ops;
-	} else {
-		rt->ops = &vmm_firecracker_ops;
-	}
+	rt->ops = cfg->vmm == VMM_QEMU ? &vmm_qemu_ops : &vmm_firecracker_ops;
 	snprintf(path, sizeof(path), "%s/vms", rt->cfg.state_dir);
 	r = mkdir_p(path, 0700);
 	if (r < 0) {
