@@ -387,7 +387,11 @@ static void test_daemon_qemu_e2e(void)
 	snprintf(VM, sizeof(VM), "%s/vms/quit", MNT);
 	ASSERT_OK(mkdir(VM, 0755));
 	ASSERT_OK(wr("image", "127.0.0.1:5055/app:2\n"));
-	ASSERT_OK(wr("state", "start\n"));
+	if (wr("state", "start\n") < 0) {
+		rd("error", buf, sizeof(buf));
+		sh("tail -20 %s/daemon.log", T);
+		TEST_FAIL("start of 'quit' failed: %s", buf);
+	}
 	{
 		double end = now_s() + 30;
 		bool seen = false;
