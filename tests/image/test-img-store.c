@@ -7,9 +7,11 @@
  */
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,8 +60,8 @@ static const char *ref(const char *repo_tag)
 }
 
 struct st {
-	char state[512], insecure_entry[64];
-	const char *insecure[2];
+	char state[512], insecure_entry[64], insecure_basic[64];
+	const char *insecure[3];
 	struct img_store_config cfg;
 	struct img_store *store;
 };
@@ -77,6 +79,8 @@ static void st_open(struct st *s, const char *state, uint64_t keep)
 	}
 	snprintf(s->insecure_entry, sizeof(s->insecure_entry), "127.0.0.1:%s", fx("PORT_ANON"));
 	s->insecure[0] = s->insecure_entry;
+	snprintf(s->insecure_basic, sizeof(s->insecure_basic), "127.0.0.1:%s", fx("PORT_BASIC"));
+	s->insecure[1] = s->insecure_basic;
 	s->cfg = (struct img_store_config){.state_dir = s->state, .insecure = s->insecure,
 					   .docker_config = "/nonexistent", .keep_bytes = keep};
 	if (img_store_new(&s->cfg, &s->store, &err) < 0)
@@ -522,6 +526,35 @@ static void expect_fail(const char *r, int code, const char *needle)
 	st_close(&s);
 }
 
+/* A state directory on a full filesystem: -ENOSPC, "disk full", nothing left behind. */
+static void test_disk_full(void)
+{
+	struct st s;
+	struct img_prepared p;
+	struct err err = {0};
+	char mnt[1024], cmd[2048];
+	int r;
+
+	if (geteuid() != 0)
+		test_skip("needs root to mount a small tmpfs");
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		test_skip("cannot make a private mount namespace");
+	snprintf(mnt, sizeof(mnt), "%s/full.XXXXXX", tmp_dir);
+	ASSERT_TRUE(mkdtemp(mnt) != NULL);
+	ASSERT_OK(mount("tmpfs", mnt, "tmpfs", 0, "size=64k"));
+	st_open(&s, mnt, 0);
+	r = img_prepare(s.store, ref("test/simple:1"), "vm1", NULL, NULL, &p, &err);
+	printf("# %d: %s\n", r, err.msg);
+	ASSERT_ERRNO(r, ENOSPC);
+	ASSERT_TRUE(strstr(err.msg, "disk full") || strstr(err.msg, "No space left"));
+	ASSERT_EQ(count_dir(s.state, "images"), 0);
+	ASSERT_EQ(count_dir(s.state, "tmp"), 0);
+	ASSERT_EQ(count_dir(s.state, "refs/holders"), 0);
+	st_close(&s);
+	snprintf(cmd, sizeof(cmd), "%s", mnt);
+	(void)umount2(cmd, MNT_DETACH);
+}
+
 static void test_errors(void)
 {
 	char r[512];
@@ -533,6 +566,9 @@ static void test_errors(void)
 	ASSERT_FALSE(access("/etc/pwned", F_OK) == 0);
 	expect_fail(ref("test/baddiff:1"), EBADMSG, "digest mismatch");
 	expect_fail("Not A Reference!", EINVAL, NULL);
+	/* htpasswd registry, no credentials configured. */
+	snprintf(r, sizeof(r), "127.0.0.1:%s/test/simple:1", fx("PORT_BASIC"));
+	expect_fail(r, EACCES, NULL);
 }
 
 int main(void)
@@ -541,7 +577,7 @@ int main(void)
 		TEST(test_prepare_end_to_end), TEST(test_cache_hit),
 		TEST(test_concurrent_coalesce), TEST(test_multi_platform_digest),
 		TEST(test_gc_holders), TEST(test_gc_during_pull),
-		TEST(test_registry_down_cached_tag), TEST(test_errors),
+		TEST(test_registry_down_cached_tag), TEST(test_disk_full), TEST(test_errors),
 	};
 	const char *src = getenv("MVMFS_SRCDIR");
 	char cmd[2048];
