@@ -68,18 +68,35 @@ void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct node_info *ni, str
 	st->st_atim = st->st_mtim = st->st_ctim = fs->start_time;
 }
 
-int fs_handle_slot_get(struct fs *fs)
+int fs_open_add(struct fs *fs, struct fs_open *o)
 {
-	if (atomic_fetch_add(&fs->handles, 1) >= fs->max_handles) {
-		atomic_fetch_sub(&fs->handles, 1);
+	pthread_mutex_lock(&fs->open_lock);
+	if (fs->n_open >= fs->max_handles) {
+		pthread_mutex_unlock(&fs->open_lock);
 		return -ENFILE;
 	}
+	o->prev = NULL;
+	o->next = fs->opens;
+	if (fs->opens)
+		fs->opens->prev = o;
+	fs->opens = o;
+	fs->n_open++;
+	pthread_mutex_unlock(&fs->open_lock);
 	return 0;
 }
 
-void fs_handle_slot_put(struct fs *fs)
+void fs_open_del(struct fs *fs, struct fs_open *o)
 {
-	atomic_fetch_sub(&fs->handles, 1);
+	pthread_mutex_lock(&fs->open_lock);
+	if (o->prev)
+		o->prev->next = o->next;
+	else
+		fs->opens = o->next;
+	if (o->next)
+		o->next->prev = o->prev;
+	o->prev = o->next = NULL;
+	fs->n_open--;
+	pthread_mutex_unlock(&fs->open_lock);
 }
 
 /* Fill e for a child and take its lookup reference. */
@@ -243,6 +260,8 @@ void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set
 
 /* The listing of one opendir, served in slices so offsets stay stable. */
 struct dirbuf {
+	struct fs_open open; /* first */
+	struct fs *fs;
 	char *p;
 	size_t size;
 };
@@ -309,6 +328,15 @@ static int build_listing(fuse_req_t req, struct fs *fs, fuse_ino_t ino, const st
 	}
 }
 
+static void dirbuf_release(struct fs_open *o)
+{
+	struct dirbuf *b = (struct dirbuf *)o;
+
+	fs_open_del(b->fs, &b->open);
+	free(b->p);
+	free(b);
+}
+
 void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = req_fs(req);
@@ -317,16 +345,17 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int r;
 
 	r = fs_resolve(fs, ino, &ni);
-	if (r >= 0)
-		r = fs_handle_slot_get(fs);
 	if (r >= 0) {
 		b = calloc(1, sizeof(*b));
 		r = b ? build_listing(req, fs, ino, &ni, b) : -ENOMEM;
-		if (r < 0) {
-			if (b)
-				free(b->p);
+		if (r >= 0) {
+			b->fs = fs;
+			b->open.release = dirbuf_release;
+			r = fs_open_add(fs, &b->open);
+		}
+		if (r < 0 && b) {
+			free(b->p);
 			free(b);
-			fs_handle_slot_put(fs);
 		}
 	}
 	vm_unref(ni.vm);
@@ -335,11 +364,8 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)b;
-	if (fuse_reply_open(req, fi) < 0) {
-		free(b->p);
-		free(b);
-		fs_handle_slot_put(fs);
-	}
+	if (fuse_reply_open(req, fi) < 0)
+		dirbuf_release(&b->open);
 }
 
 void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -370,11 +396,8 @@ void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct dirbuf *b = (struct dirbuf *)(uintptr_t)fi->fh;
 
 	(void)ino;
-	if (b) {
-		free(b->p);
-		free(b);
-		fs_handle_slot_put(req_fs(req));
-	}
+	if (b)
+		dirbuf_release(&b->open);
 	fuse_reply_err(req, 0);
 }
 

@@ -26,13 +26,18 @@ static struct fs_handle *handle_free(struct fs_handle *h)
 {
 	if (!h)
 		return NULL;
+	fs_open_del(h->fs, &h->open);
 	fs_poll_release(h);
 	vm_unref(h->vm);
 	free(h->buf);
 	pthread_mutex_destroy(&h->lock);
-	fs_handle_slot_put(h->fs);
 	free(h);
 	return NULL;
+}
+
+static void handle_release(struct fs_open *o)
+{
+	handle_free((struct fs_handle *)o);
 }
 
 static int do_open(struct fs *fs, fuse_ino_t ino, int flags, struct fs_handle **ret)
@@ -48,8 +53,6 @@ static int do_open(struct fs *fs, fuse_ino_t ino, int flags, struct fs_handle **
 		r = -EISDIR;
 	else if ((flags & O_ACCMODE) != O_RDONLY && !attr_writable(ni.attr))
 		r = -EACCES;
-	else
-		r = fs_handle_slot_get(fs);
 	if (r < 0) {
 		vm_unref(ni.vm);
 		return r;
@@ -57,12 +60,18 @@ static int do_open(struct fs *fs, fuse_ino_t ino, int flags, struct fs_handle **
 	h = calloc(1, sizeof(*h));
 	if (!h) {
 		vm_unref(ni.vm);
-		fs_handle_slot_put(fs);
 		return -ENOMEM;
 	}
+	h->open.release = handle_release;
 	h->fs = fs;
 	h->vm = ni.vm;
 	h->attr = ni.attr;
+	r = fs_open_add(fs, &h->open);
+	if (r < 0) {
+		vm_unref(h->vm);
+		free(h);
+		return r;
+	}
 	pthread_mutex_init(&h->lock, NULL);
 	/* sysfs: POLLPRI reports changes after open (or the last read), not before. */
 	if (h->attr->pollable)

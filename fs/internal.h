@@ -54,6 +54,13 @@ enum node_kind {
 
 struct fs_handle;
 
+/* Every open file and directory, so fs_free() can release what the kernel never did. The first
+ * member of struct fs_handle and struct fs_dirbuf. */
+struct fs_open {
+	struct fs_open *prev, *next; /* protected by fs->open_lock */
+	void (*release)(struct fs_open *o);
+};
+
 /* An attribute file (sysfs device_attribute). show renders the value; store parses a
  * NUL-terminated, newline-stripped copy (state writes are handled by state.c instead). */
 struct fs_attr {
@@ -109,7 +116,9 @@ struct fs {
 	atomic_bool ready;
 	atomic_bool mounted;
 	atomic_bool parallel_writes; /* kernel speaks FUSE >= 7.38 (FOPEN_PARALLEL_DIRECT_WRITES) */
-	atomic_uint handles;	     /* open files and directories */
+	pthread_mutex_t open_lock;   /* a leaf lock */
+	struct fs_open *opens;	     /* open files and directories; protected by open_lock */
+	unsigned n_open;	     /* protected by open_lock */
 	struct timespec start_time;  /* st_[amc]tim of every node */
 
 	pthread_mutex_t poll_lock;
@@ -121,6 +130,7 @@ struct fs {
 
 /* An open attribute file. */
 struct fs_handle {
+	struct fs_open open; /* first */
 	struct fs *fs;
 	struct vm *vm; /* reference; NULL for root files */
 	const struct fs_attr *attr;
@@ -147,9 +157,9 @@ bool fs_vm_is_live(struct fs *fs, struct vm *vm);
 int fs_resolve(struct fs *fs, fuse_ino_t ino, struct node_info *ret);
 /* Fill a stat for a node. */
 void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct node_info *ni, struct stat *st);
-/* Take/return one of the fs->max_handles open-handle slots (-ENFILE when exhausted). */
-int fs_handle_slot_get(struct fs *fs);
-void fs_handle_slot_put(struct fs *fs);
+/* Register an open file or directory (-ENFILE beyond fs->max_handles) / forget it. */
+int fs_open_add(struct fs *fs, struct fs_open *o);
+void fs_open_del(struct fs *fs, struct fs_open *o);
 
 /* Handlers, grouped by file. */
 void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);

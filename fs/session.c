@@ -111,6 +111,7 @@ int fs_new(struct runtime *rt, const struct fs_options *opts, struct fs **ret, s
 	fs->mountpoint = strdup(opts->mountpoint);
 	fs->vmm_name = strdup(opts->vmm_name ? opts->vmm_name : "firecracker");
 	pthread_mutex_init(&fs->poll_lock, NULL);
+	pthread_mutex_init(&fs->open_lock, NULL);
 	pthread_rwlock_init(&fs->notify_lock, NULL);
 	clock_gettime(CLOCK_REALTIME, &fs->start_time);
 	if (!fs->mountpoint || !fs->vmm_name) {
@@ -203,9 +204,21 @@ struct fs *fs_free(struct fs *fs)
 		fuse_remove_signal_handlers(fs->se);
 		fuse_session_destroy(fs->se);
 	}
+	/* Files and directories the kernel never released (still open at unmount). */
+	for (;;) {
+		struct fs_open *o;
+
+		pthread_mutex_lock(&fs->open_lock);
+		o = fs->opens;
+		pthread_mutex_unlock(&fs->open_lock);
+		if (!o)
+			break;
+		o->release(o);
+	}
 	node_table_free(fs->nodes);
 	pthread_rwlock_destroy(&fs->notify_lock);
 	pthread_mutex_destroy(&fs->poll_lock);
+	pthread_mutex_destroy(&fs->open_lock);
 	free(fs->mountpoint);
 	free(fs->vmm_name);
 	free(fs);

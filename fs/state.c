@@ -6,13 +6,16 @@
  * in the writer) answers EINTR at once and the transition goes on.
  *
  * Exactly one reply per request: the interrupt callback and the done callback race for it with
- * a compare-and-swap on ctx->state. The winner replies; the done callback (always called exactly
- * once by the runtime when the command was accepted) frees ctx. Before replying, a winning done
+ * a compare-and-swap on w->state. The winner replies; the done callback (always called exactly
+ * once by the runtime when the command was accepted) frees w. Before replying, a winning done
  * callback unregisters the interrupt callback: libfuse takes the request lock for that, which
- * waits for an interrupt callback already running to return, so it never sees a freed ctx.
+ * waits for an interrupt callback already running to return, so it never sees a freed w.
+ * An interrupt that arrived before the callback was registered is answered by the writer's
+ * thread after registration (libfuse 3.14 would free the request under its own lock otherwise).
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -33,16 +36,29 @@ struct state_write {
 	atomic_int state;
 	char name[VM_NAME_MAX + 1];
 	enum vm_verb verb;
+	bool early_interrupt; /* interrupted before registration; only the writer thread uses it */
 };
 
-/* libfuse calls this with the request lock held, from the thread that read the interrupt. */
+/* True on a thread while it registers the interrupt callback (see state_interrupt). */
+static __thread bool registering;
+
+/* libfuse calls this with the request lock held: from the thread that read the interrupt
+ * (which holds a reference on the request, so replying is safe), or from
+ * fuse_req_interrupt_func() itself when the writer was interrupted before we registered. In
+ * that second case libfuse holds no reference and replying would free the request under its
+ * lock, so the registering code replies instead. */
 static void state_interrupt(fuse_req_t req, void *data)
 {
 	struct state_write *w = data;
 	int expected = PENDING;
 
-	if (atomic_compare_exchange_strong(&w->state, &expected, INTERRUPTED))
-		fuse_reply_err(req, EINTR);
+	if (!atomic_compare_exchange_strong(&w->state, &expected, INTERRUPTED))
+		return;
+	if (registering) {
+		w->early_interrupt = true;
+		return;
+	}
+	fuse_reply_err(req, EINTR);
 	/* w must not be touched after a successful exchange: the done callback may free it. */
 }
 
@@ -100,8 +116,13 @@ void fs_state_write(fuse_req_t req, struct fs_handle *h, const char *value, size
 	atomic_init(&w->state, nonblock ? DETACHED : PENDING);
 	if (!nonblock) {
 		/* Calls state_interrupt at once if the writer was already interrupted. */
+		registering = true;
 		fuse_req_interrupt_func(req, state_interrupt, w);
+		registering = false;
+		if (w->early_interrupt)
+			fuse_reply_err(req, EINTR);
 		if (atomic_load(&w->state) == INTERRUPTED) {
+			/* answered (above, or by the interrupt thread, which no longer uses w) */
 			free(w);
 			return;
 		}

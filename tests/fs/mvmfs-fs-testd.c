@@ -20,6 +20,7 @@
 #include "runtime.h"
 
 struct ctl {
+	pthread_mutex_t lock; /* protects fs: main clears it before fs_free() */
 	struct runtime *rt;
 	struct fs *fs;
 };
@@ -31,7 +32,10 @@ static void *control_thread(void *arg)
 
 	while (fgets(line, sizeof(line), stdin)) {
 		if (strcmp(line, "setready\n") == 0) {
-			fs_set_ready(c->fs);
+			pthread_mutex_lock(&c->lock);
+			if (c->fs)
+				fs_set_ready(c->fs);
+			pthread_mutex_unlock(&c->lock);
 			snprintf(reply, sizeof(reply), "ok");
 		} else {
 			fake_runtime_control(c->rt, line, reply, sizeof(reply));
@@ -66,6 +70,8 @@ int main(int argc, char **argv)
 		log_set_max_level(LOG_DEBUG);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* Log once before any thread exists (common/log.c initialises lazily). */
+	log_info("fs test daemon for %s", opts.mountpoint);
 	r = runtime_new(&cfg, &rt, &err);
 	if (r < 0) {
 		fprintf(stderr, "runtime_new: %s\n", err.msg);
@@ -93,7 +99,9 @@ int main(int argc, char **argv)
 	if (!getenv("MVMFS_TESTD_HOLD_READY"))
 		fs_set_ready(fs);
 
-	c = (struct ctl){.rt = rt, .fs = fs};
+	pthread_mutex_init(&c.lock, NULL);
+	c.rt = rt;
+	c.fs = fs;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	r = pthread_create(&thr, NULL, control_thread, &c);
@@ -111,6 +119,9 @@ int main(int argc, char **argv)
 	/* No done callback may reply after the FUSE fd is closed (it could be a reused fd). */
 	runtime_shutdown(rt);
 	fs_unmount(fs);
+	pthread_mutex_lock(&c.lock);
+	c.fs = NULL;
+	pthread_mutex_unlock(&c.lock);
 	fs_free(fs);
 	runtime_free(rt);
 	return r < 0 ? 1 : 0;
