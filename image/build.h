@@ -91,6 +91,8 @@ struct img_pull {
 	struct err err;
 	char **blobs;       /* digests this pull writes into blobs/ (GC keeps them) */
 	size_t n_blobs;
+	struct img_progress progress; /* the puller's latest, relayed to waiters */
+	unsigned long progress_seq;
 };
 
 struct img_store {
@@ -98,8 +100,9 @@ struct img_store {
 	char **insecure;
 	char *root;                  /* <state_dir>/images */
 	int lock_fd;                 /* flock on <root>/lock: one daemon per store */
-	/* Lock order: lock only; never held across network I/O or unpacking. It protects the
-	 * pulls list, holder and alias files, renames into images/ and GC. */
+	/* Never held across network I/O or unpacking. Protects the pulls list, holder and alias
+	 * files, renames into images/ and GC. Lock order: a pull's pipeline lock (pull.c) may be
+	 * held while taking this one (progress relay), never the reverse. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct img_pull *pulls;

@@ -34,8 +34,8 @@ struct pipeline {
 	char (*paths)[BLOB_PATH_MAX];
 	atomic_bool cancel;
 
-	/* Lock order: after img_store.lock is released (never held together). Protects all
-	 * below, and serialises progress callbacks. */
+	/* Protects all below and serialises progress callbacks. Taken before img_store.lock
+	 * (the progress relay takes that inside a callback), never after it. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	size_t fetched;        /* layers fully fetched */

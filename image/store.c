@@ -193,6 +193,27 @@ static struct img_pull *pull_new(const struct img_manifest *m)
 	return pl;
 }
 
+/* The puller's progress, passed to its caller and kept for the waiters of the same pull. */
+struct relay {
+	struct img_store *s;
+	struct img_pull *pl;
+	img_progress_cb cb;
+	void *ud;
+};
+
+static void relay_progress(void *ud, const struct img_progress *p)
+{
+	struct relay *rl = ud;
+
+	if (rl->cb)
+		rl->cb(rl->ud, p);
+	pthread_mutex_lock(&rl->s->lock);
+	rl->pl->progress = *p; /* phase points to a string constant */
+	rl->pl->progress_seq++;
+	pthread_cond_broadcast(&rl->s->cond);
+	pthread_mutex_unlock(&rl->s->lock);
+}
+
 /* Run the pull for m, or wait for the one already running. */
 static int pull_coalesced(struct img_store *s, struct img_source *src,
 			  const struct img_manifest *m, img_progress_cb cb, void *ud,
@@ -210,10 +231,22 @@ static int pull_coalesced(struct img_store *s, struct img_source *src,
 		if (strcmp(pl->digest, m->digest) == 0)
 			break;
 	if (pl) {
+		unsigned long seen = 0;
+
 		pl->users++;
-		img_progress_emit(cb, ud, "pulling", 0, 0, 0, (unsigned)m->n_layers);
-		while (!pl->done)
+		/* Wait, passing the puller's progress on to our caller (outside the lock). */
+		while (!pl->done) {
+			if (pl->progress_seq != seen && cb) {
+				struct img_progress p = pl->progress;
+
+				seen = pl->progress_seq;
+				pthread_mutex_unlock(&s->lock);
+				cb(ud, &p);
+				pthread_mutex_lock(&s->lock);
+				continue;
+			}
 			pthread_cond_wait(&s->cond, &s->lock);
+		}
 		r = pl->result;
 		if (r < 0 && err)
 			*err = pl->err;
@@ -231,7 +264,10 @@ static int pull_coalesced(struct img_store *s, struct img_source *src,
 	s->pulls_started++;
 	pthread_mutex_unlock(&s->lock);
 
-	r = img_build_image(s, src, m, cb, ud, &pl->err);
+	{
+		struct relay rl = {.s = s, .pl = pl, .cb = cb, .ud = ud};
+		r = img_build_image(s, src, m, relay_progress, &rl, &pl->err);
+	}
 
 	pthread_mutex_lock(&s->lock);
 	pl->done = true;

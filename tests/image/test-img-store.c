@@ -215,13 +215,14 @@ struct racer {
 	struct img_prepared p;
 	struct err err;
 	int r;
+	struct seen seen;
 };
 
 static void *race(void *ud)
 {
 	struct racer *r = ud;
 
-	r->r = img_prepare(r->store, r->ref, r->holder, NULL, NULL, &r->p, &r->err);
+	r->r = img_prepare(r->store, r->ref, r->holder, on_progress, &r->seen, &r->p, &r->err);
 	return NULL;
 }
 
@@ -263,6 +264,14 @@ static void test_concurrent_coalesce(void)
 		if (r[i].r < 0)
 			TEST_FAIL("racer %d: %s", i, r[i].err.msg);
 		ASSERT_STREQ(r[i].p.digest, fx("MIXED_DIGEST"));
+	}
+	/* Waiters see the puller's progress too (at least one of the three joined in time). */
+	{
+		int building = 0;
+		for (int i = 0; i < 4; i++)
+			building += r[i].seen.building && r[i].seen.ready;
+		printf("# %d of 4 racers saw the build's progress\n", building);
+		ASSERT_TRUE(building >= 2);
 	}
 	/* One pull ran; the others waited for it: config + 2 layers fetched once. */
 	ASSERT_EQ(img_store_pulls(s.store), 1);
