@@ -29,10 +29,12 @@ struct entry {
 	void *obj;
 	unsigned flags;	     /* REPORT_* pending for the next build */
 	bool queued;	     /* in the FIFO */
+	bool inflight;	     /* a request for it is in flight */
 	bool has_sent;	     /* sent_hash valid (thread only) */
 	uint64_t sent_hash;  /* thread only */
 	struct entry *hnext; /* bucket chain */
 	struct entry *qprev, *qnext;
+	struct entry *next_free; /* forgotten, to unref outside the lock */
 };
 
 struct reporter {
@@ -47,13 +49,16 @@ struct reporter {
 	struct entry *qhead, *qtail;
 	struct report_stats st;
 	bool stop;
-	atomic_bool abort; /* makes an in-flight request give up */
+	uint64_t backoff, retry_at; /* ms; monotonic deadline of the next attempt */
+	uint64_t failed_at;	    /* ms; last failure that grew the back-off */
+	struct entry *free_list;
 
 	/* thread only */
 	pthread_t thread;
 	bool running;
-	CURL *curl;
-	struct curl_slist *headers;
+	CURLM *multi; /* curl_multi_wakeup is the only call from other threads */
+	struct slot *slots;
+	unsigned n_slots, n_busy;
 	char token[TOKEN_MAX];
 	bool have_token;
 	struct stat token_st;
@@ -111,23 +116,6 @@ static void q_push_locked(struct reporter *r, struct entry *e, bool front)
 	r->st.queued++;
 }
 
-static struct entry *q_pop_locked(struct reporter *r)
-{
-	struct entry *e = r->qhead;
-
-	if (!e)
-		return NULL;
-	r->qhead = e->qnext;
-	if (r->qhead)
-		r->qhead->qprev = NULL;
-	else
-		r->qtail = NULL;
-	e->queued = false;
-	e->qprev = e->qnext = NULL;
-	r->st.queued--;
-	return e;
-}
-
 /* Under lock; e must not be queued. */
 static void remove_locked(struct reporter *r, struct entry *e)
 {
@@ -165,6 +153,8 @@ void report_enqueue(struct reporter *r, void *obj, unsigned flags)
 	} else {
 		q_push_locked(r, e, false);
 		pthread_cond_signal(&r->cond);
+		if (r->multi)
+			curl_multi_wakeup(r->multi);
 	}
 	pthread_mutex_unlock(&r->lock);
 }
@@ -178,6 +168,17 @@ void report_get_stats(struct reporter *r, struct report_stats *ret)
 
 /* ---- HTTP ---- */
 
+/* One request in flight. */
+struct slot {
+	CURL *easy;
+	struct curl_slist *headers;
+	struct entry *e;
+	char *doc;
+	uint64_t hash, started_ms;
+	unsigned flags;
+	bool busy;
+};
+
 static size_t discard(char *p, size_t size, size_t n, void *ud)
 {
 	(void)p;
@@ -185,38 +186,24 @@ static size_t discard(char *p, size_t size, size_t n, void *ud)
 	return size * n;
 }
 
-static int progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
-{
-	struct reporter *r = ud;
-
-	(void)a, (void)b, (void)c, (void)d;
-	return atomic_load(&r->abort) ? 1 : 0;
-}
-
 /* Re-read the token file when it changed (inode, size or mtime). */
 static void refresh_token(struct reporter *r)
 {
 	_cleanup_free_ char *buf = NULL;
-	struct curl_slist *h = NULL;
 	struct stat st;
 	size_t len = 0;
-	bool changed;
-	char auth[TOKEN_MAX + 32];
 
 	if (!r->token_file)
-		goto build;
+		return;
 	if (stat(r->token_file, &st) < 0) {
 		if (r->have_token || r->token_st.st_ino == 0)
 			log_warning("report: token file '%s': %s; sending without a token",
 				    r->token_file, strerror(errno));
-		changed = r->have_token || !r->headers;
 		r->have_token = false;
 		r->token_st = (struct stat){.st_ino = 1};
-		if (!changed)
-			return;
-		goto build;
+		return;
 	}
-	if (r->headers && st.st_ino == r->token_st.st_ino && st.st_size == r->token_st.st_size &&
+	if (st.st_ino == r->token_st.st_ino && st.st_size == r->token_st.st_size &&
 	    st.st_mtim.tv_sec == r->token_st.st_mtim.tv_sec &&
 	    st.st_mtim.tv_nsec == r->token_st.st_mtim.tv_nsec)
 		return;
@@ -224,7 +211,7 @@ static void refresh_token(struct reporter *r)
 	r->have_token = false;
 	if (read_file_bounded(r->token_file, TOKEN_MAX - 1, &buf, &len) < 0) {
 		log_warning("report: cannot read the token file '%s'", r->token_file);
-		goto build;
+		return;
 	}
 	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
 		buf[--len] = '\0';
@@ -233,79 +220,79 @@ static void refresh_token(struct reporter *r)
 			log_warning("report: the token file '%s' holds more than one printable "
 				    "word, ignoring it",
 				    r->token_file);
-			goto build;
+			explicit_bzero(buf, len);
+			return;
 		}
 	if (len) {
 		memcpy(r->token, buf, len + 1);
 		r->have_token = true;
 	}
-build:
-	curl_slist_free_all(r->headers);
-	r->headers = NULL;
+	explicit_bzero(buf, len);
+}
+
+/* Per request: the slot owns its header list (a token change must not free a list that
+ * another request in flight still uses). */
+static struct curl_slist *make_headers(struct reporter *r)
+{
+	char auth[TOKEN_MAX + 32];
+	struct curl_slist *h, *h2;
+
 	h = curl_slist_append(NULL, "Content-Type: application/json");
-	if (h && r->have_token) {
-		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", r->token);
-		struct curl_slist *h2 = curl_slist_append(h, auth);
-		if (!h2) {
-			curl_slist_free_all(h);
-			h = NULL;
-		} else {
-			h = h2;
-		}
-	}
-	r->headers = h;
+	if (!h || !r->have_token)
+		return h;
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", r->token);
+	h2 = curl_slist_append(h, auth);
 	explicit_bzero(auth, sizeof(auth));
+	if (!h2) {
+		curl_slist_free_all(h);
+		return NULL;
+	}
+	return h2;
+}
+
+static CURL *easy_new(struct reporter *r)
+{
+	CURL *c = curl_easy_init();
+
+	if (!c)
+		return NULL;
+	if (curl_easy_setopt(c, CURLOPT_URL, r->url) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK) {
+		curl_easy_cleanup(c);
+		return NULL;
+	}
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_POST, 1L);
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "mvmfs-report/1");
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)r->cfg.connect_timeout_ms);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)r->cfg.timeout_ms);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+	/* TLS: peer and host verified against the system CA store (or the given bundle). */
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (r->ca_file)
+		curl_easy_setopt(c, CURLOPT_CAINFO, r->ca_file);
+	return c;
 }
 
 enum post_result { POST_OK, POST_RETRY, POST_REJECT };
 
-static enum post_result post(struct reporter *r, const char *doc)
+static enum post_result result_of(struct reporter *r, CURL *c, CURLcode cc)
 {
 	long code = 0;
-	CURLcode cc;
 
-	refresh_token(r);
-	curl_easy_setopt(r->curl, CURLOPT_HTTPHEADER, r->headers);
-	curl_easy_setopt(r->curl, CURLOPT_POSTFIELDS, doc);
-	curl_easy_setopt(r->curl, CURLOPT_POSTFIELDSIZE, (long)strlen(doc));
-	cc = curl_easy_perform(r->curl);
 	if (cc != CURLE_OK) {
 		log_debug("report: POST %s: %s", r->url, curl_easy_strerror(cc));
 		return POST_RETRY;
 	}
-	curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
 	if (code >= 200 && code < 300)
 		return POST_OK;
 	log_debug("report: POST %s: HTTP %ld", r->url, code);
 	if (code == 408 || code == 429 || code >= 500)
 		return POST_RETRY;
 	return POST_REJECT;
-}
-
-static int curl_setup(struct reporter *r)
-{
-	r->curl = curl_easy_init();
-	if (!r->curl)
-		return -ENOMEM;
-	if (curl_easy_setopt(r->curl, CURLOPT_URL, r->url) != CURLE_OK ||
-	    curl_easy_setopt(r->curl, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK)
-		return -EINVAL;
-	curl_easy_setopt(r->curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(r->curl, CURLOPT_POST, 1L);
-	curl_easy_setopt(r->curl, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(r->curl, CURLOPT_USERAGENT, "mvmfs-report/1");
-	curl_easy_setopt(r->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)r->cfg.connect_timeout_ms);
-	curl_easy_setopt(r->curl, CURLOPT_TIMEOUT_MS, (long)r->cfg.timeout_ms);
-	curl_easy_setopt(r->curl, CURLOPT_WRITEFUNCTION, discard);
-	curl_easy_setopt(r->curl, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(r->curl, CURLOPT_XFERINFOFUNCTION, progress);
-	curl_easy_setopt(r->curl, CURLOPT_XFERINFODATA, r);
-	/* TLS: peer and host verified against the system CA store (or the given bundle). */
-	curl_easy_setopt(r->curl, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(r->curl, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (r->ca_file)
-		curl_easy_setopt(r->curl, CURLOPT_CAINFO, r->ca_file);
-	return 0;
 }
 
 /* ---- the thread ---- */
@@ -347,79 +334,221 @@ static void wait_until_locked(struct reporter *r, uint64_t deadline_mono_ms)
 	pthread_cond_timedwait(&r->cond, &r->lock, &ts);
 }
 
+/* Under lock: the first queued entry without a request in flight (at most n_slots skipped, so
+ * two documents of one object are never in flight at once and arrive in order). */
+static struct entry *q_pop_ready_locked(struct reporter *r)
+{
+	struct entry *e = r->qhead;
+
+	while (e && e->inflight)
+		e = e->qnext;
+	if (!e)
+		return NULL;
+	if (e->qprev)
+		e->qprev->qnext = e->qnext;
+	else
+		r->qhead = e->qnext;
+	if (e->qnext)
+		e->qnext->qprev = e->qprev;
+	else
+		r->qtail = e->qprev;
+	e->queued = false;
+	e->qprev = e->qnext = NULL;
+	r->st.queued--;
+	return e;
+}
+
+/* Under lock: a request for e ended (or was never sent: pr REJECT with no doc). */
+static void finish_locked(struct reporter *r, struct entry *e, unsigned flags, uint64_t hash,
+			  uint64_t started_ms, bool sent, enum post_result pr)
+{
+	e->inflight = false;
+	if (pr == POST_RETRY) {
+		uint64_t now = now_ms(CLOCK_MONOTONIC);
+
+		r->st.failed++;
+		/* Back to the front: the next attempt rebuilds it with the newest values. */
+		e->flags |= flags;
+		if (!e->queued)
+			q_push_locked(r, e, true);
+		/* Requests that were already in flight when an earlier one failed say nothing
+		 * new about the API: the back-off grows once per round of attempts. */
+		if (started_ms < r->failed_at)
+			return;
+		r->failed_at = now;
+		r->backoff = r->backoff ? MIN(r->backoff * 2, (uint64_t)r->cfg.backoff_max_ms)
+					: r->cfg.backoff_min_ms;
+		r->retry_at = now + jitter(r, r->backoff);
+		return;
+	}
+	r->backoff = 0;
+	r->retry_at = 0;
+	if (pr == POST_OK) {
+		r->st.sent++;
+		e->sent_hash = hash;
+		e->has_sent = true;
+	} else if (sent) {
+		r->st.rejected++;
+	}
+	if ((flags & REPORT_FINAL) && !e->queued) {
+		remove_locked(r, e);
+		e->next_free = r->free_list;
+		r->free_list = e;
+	}
+	pthread_cond_broadcast(&r->cond); /* report_drain */
+}
+
+/* Unref and free the entries forgotten under the lock (unref may take other locks). */
+static void release_freed(struct reporter *r)
+{
+	struct entry *e;
+
+	pthread_mutex_lock(&r->lock);
+	e = r->free_list;
+	r->free_list = NULL;
+	pthread_mutex_unlock(&r->lock);
+	while (e) {
+		struct entry *n = e->next_free;
+		r->ops->unref(e->obj);
+		free(e);
+		e = n;
+	}
+}
+
+/* Build and start one request for e in slot s; false when there is nothing to send. */
+static bool start_one(struct reporter *r, struct slot *s, struct entry *e, unsigned flags)
+{
+	_cleanup_free_ char *doc = NULL;
+	uint64_t hash = 0;
+
+	if (r->ops->build(r->ud, e->obj, flags & REPORT_FINAL, next_seq(r), &doc, &hash) < 0) {
+		pthread_mutex_lock(&r->lock);
+		finish_locked(r, e, flags, 0, 0, false, POST_REJECT);
+		pthread_mutex_unlock(&r->lock);
+		return false;
+	}
+	if (!(flags & (REPORT_FORCE | REPORT_FINAL)) && e->has_sent && hash == e->sent_hash) {
+		pthread_mutex_lock(&r->lock);
+		r->st.skipped++;
+		e->inflight = false;
+		pthread_cond_broadcast(&r->cond);
+		pthread_mutex_unlock(&r->lock);
+		return false;
+	}
+	curl_slist_free_all(s->headers);
+	s->headers = make_headers(r);
+	curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, s->headers);
+	curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(doc));
+	curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, doc);
+	if (curl_multi_add_handle(r->multi, s->easy) != CURLM_OK) {
+		pthread_mutex_lock(&r->lock);
+		finish_locked(r, e, flags, 0, now_ms(CLOCK_MONOTONIC), true, POST_RETRY);
+		pthread_mutex_unlock(&r->lock);
+		return false;
+	}
+	s->doc = TAKE_PTR(doc);
+	s->e = e;
+	s->hash = hash;
+	s->started_ms = now_ms(CLOCK_MONOTONIC);
+	s->flags = flags;
+	s->busy = true;
+	r->n_busy++;
+	return true;
+}
+
+static void reap_done(struct reporter *r)
+{
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(r->multi, &left))) {
+		struct slot *s = NULL;
+		enum post_result pr;
+
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		for (unsigned i = 0; i < r->n_slots; i++)
+			if (r->slots[i].busy && r->slots[i].easy == m->easy_handle)
+				s = &r->slots[i];
+		if (!s)
+			continue;
+		pr = result_of(r, s->easy, m->data.result);
+		curl_multi_remove_handle(r->multi, s->easy);
+		free(s->doc);
+		s->doc = NULL;
+		s->busy = false;
+		r->n_busy--;
+		pthread_mutex_lock(&r->lock);
+		finish_locked(r, s->e, s->flags, s->hash, s->started_ms, true, pr);
+		pthread_mutex_unlock(&r->lock);
+		s->e = NULL;
+	}
+}
+
 static void *report_main(void *arg)
 {
 	struct reporter *r = arg;
-	uint64_t next_periodic = 0, retry_at = 0, backoff = 0;
+	uint64_t next_periodic = 0;
 
-	pthread_mutex_lock(&r->lock);
-	while (!r->stop) {
-		uint64_t now = now_ms(CLOCK_MONOTONIC), hash = 0;
-		_cleanup_free_ char *doc = NULL;
-		enum post_result pr;
-		struct entry *e;
-		unsigned flags;
-		bool final;
+	for (;;) {
+		uint64_t now = now_ms(CLOCK_MONOTONIC);
+		int running = 0;
 
+		pthread_mutex_lock(&r->lock);
+		if (r->stop) {
+			pthread_mutex_unlock(&r->lock);
+			break;
+		}
 		if (now >= next_periodic) {
 			next_periodic = now + r->cfg.interval_ms;
 			pthread_mutex_unlock(&r->lock);
 			r->ops->each(r->ud, r);
-			pthread_mutex_lock(&r->lock);
 			continue;
 		}
-		if (!r->qhead || now < retry_at) {
-			wait_until_locked(r, r->qhead && retry_at < next_periodic ? retry_at
-										 : next_periodic);
-			continue;
-		}
-		e = q_pop_locked(r);
-		flags = e->flags;
-		e->flags = 0;
-		pthread_mutex_unlock(&r->lock);
+		/* Fill free slots, unless backing off. */
+		if (now >= r->retry_at && r->n_busy < r->n_slots) {
+			struct entry *e = q_pop_ready_locked(r);
+			if (e) {
+				unsigned flags = e->flags;
+				struct slot *s = NULL;
 
-		final = flags & REPORT_FINAL;
-		if (r->ops->build(r->ud, e->obj, final, next_seq(r), &doc, &hash) < 0) {
-			pr = POST_REJECT;
-		} else if (!(flags & (REPORT_FORCE | REPORT_FINAL)) && e->has_sent &&
-			   hash == e->sent_hash) {
-			pthread_mutex_lock(&r->lock);
-			r->st.skipped++;
-			continue;
-		} else {
-			pr = post(r, doc);
+				e->flags = 0;
+				e->inflight = true;
+				pthread_mutex_unlock(&r->lock);
+				for (unsigned i = 0; i < r->n_slots && !s; i++)
+					if (!r->slots[i].busy)
+						s = &r->slots[i];
+				refresh_token(r);
+				(void)start_one(r, s, e, flags);
+				release_freed(r);
+				continue;
+			}
 		}
-		pthread_mutex_lock(&r->lock);
-		if (pr == POST_RETRY) {
-			r->st.failed++;
-			/* Back to the front: the next attempt rebuilds it with the newest values. */
-			e->flags |= flags;
-			if (!e->queued)
-				q_push_locked(r, e, true);
-			backoff = backoff ? MIN(backoff * 2, (uint64_t)r->cfg.backoff_max_ms)
-					  : r->cfg.backoff_min_ms;
-			retry_at = now_ms(CLOCK_MONOTONIC) + jitter(r, backoff);
-			continue;
-		}
-		backoff = 0;
-		retry_at = 0;
-		if (pr == POST_OK) {
-			r->st.sent++;
-			e->sent_hash = hash;
-			e->has_sent = true;
-		} else if (doc) {
-			r->st.rejected++;
-		}
-		if (final && !e->queued) {
-			remove_locked(r, e);
+		if (!r->n_busy) {
+			wait_until_locked(r, r->qhead && r->retry_at < next_periodic ? MAX(r->retry_at, now + 1)
+										     : next_periodic);
 			pthread_mutex_unlock(&r->lock);
-			r->ops->unref(e->obj);
-			free(e);
-			pthread_mutex_lock(&r->lock);
+			continue;
 		}
-		pthread_cond_broadcast(&r->cond); /* report_drain */
+		pthread_mutex_unlock(&r->lock);
+		/* Requests in flight: drive them; an enqueue or a stop wakes the poll. */
+		curl_multi_perform(r->multi, &running);
+		reap_done(r);
+		release_freed(r);
+		if (running)
+			curl_multi_poll(r->multi, NULL, 0, 200, NULL);
 	}
-	pthread_mutex_unlock(&r->lock);
+	for (unsigned i = 0; i < r->n_slots; i++)
+		if (r->slots[i].busy) {
+			curl_multi_remove_handle(r->multi, r->slots[i].easy);
+			free(r->slots[i].doc);
+			r->slots[i].doc = NULL;
+			r->slots[i].busy = false;
+			pthread_mutex_lock(&r->lock);
+			r->slots[i].e->inflight = false;
+			pthread_mutex_unlock(&r->lock);
+		}
+	r->n_busy = 0;
 	return NULL;
 }
 
@@ -453,20 +582,30 @@ int report_new(const struct report_config *cfg, const struct report_ops *ops, vo
 		r->cfg.backoff_max_ms = 10000;
 	if (!r->cfg.max_objects)
 		r->cfg.max_objects = 8192;
+	if (!r->cfg.parallel)
+		r->cfg.parallel = 8;
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&r->cond, &ca);
 	pthread_condattr_destroy(&ca);
-	atomic_init(&r->abort, false);
 	r->rng = now_ms(CLOCK_REALTIME) ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL;
-	if (!r->url || (cfg->token_file && !r->token_file) || (cfg->ca_file && !r->ca_file)) {
+	r->n_slots = r->cfg.parallel;
+	r->slots = calloc(r->n_slots, sizeof(*r->slots));
+	r->multi = curl_multi_init();
+	if (!r->url || (cfg->token_file && !r->token_file) || (cfg->ca_file && !r->ca_file) ||
+	    !r->slots || !r->multi) {
 		report_free(r);
 		return -ENOMEM;
 	}
-	if (curl_setup(r) < 0) {
-		report_free(r);
-		return err_set(err, -EINVAL, "the report URL is not usable by libcurl");
+	/* Keep-alive connections, at most one per slot, to the one API host. */
+	curl_multi_setopt(r->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)r->n_slots);
+	for (unsigned i = 0; i < r->n_slots; i++) {
+		r->slots[i].easy = easy_new(r);
+		if (!r->slots[i].easy) {
+			report_free(r);
+			return err_set(err, -EINVAL, "the report URL is not usable by libcurl");
+		}
 	}
 	*ret = r;
 	return 0;
@@ -490,9 +629,16 @@ int report_drain(struct reporter *r, unsigned timeout_ms)
 {
 	uint64_t end = now_ms(CLOCK_MONOTONIC) + timeout_ms;
 	int k = 0;
+	bool busy;
 
 	pthread_mutex_lock(&r->lock);
-	while (r->qhead) {
+	for (;;) {
+		busy = r->qhead != NULL;
+		for (unsigned b = 0; !busy && b < BUCKETS; b++)
+			for (struct entry *e = r->buckets[b]; e && !busy; e = e->hnext)
+				busy = e->inflight;
+		if (!busy)
+			break;
 		if (now_ms(CLOCK_MONOTONIC) >= end) {
 			k = -ETIMEDOUT;
 			break;
@@ -507,9 +653,10 @@ void report_stop(struct reporter *r)
 {
 	pthread_mutex_lock(&r->lock);
 	r->stop = true;
-	atomic_store(&r->abort, true);
 	pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->lock);
+	if (r->multi)
+		curl_multi_wakeup(r->multi);
 	if (r->running)
 		pthread_join(r->thread, NULL);
 	r->running = false;
@@ -527,9 +674,20 @@ struct reporter *report_free(struct reporter *r)
 			r->ops->unref(e->obj);
 			free(e);
 		}
-	if (r->curl)
-		curl_easy_cleanup(r->curl);
-	curl_slist_free_all(r->headers);
+	while (r->free_list) {
+		struct entry *e = r->free_list;
+		r->free_list = e->next_free;
+		r->ops->unref(e->obj);
+		free(e);
+	}
+	for (unsigned i = 0; r->slots && i < r->n_slots; i++) {
+		if (r->slots[i].easy)
+			curl_easy_cleanup(r->slots[i].easy);
+		curl_slist_free_all(r->slots[i].headers);
+	}
+	free(r->slots);
+	if (r->multi)
+		curl_multi_cleanup(r->multi);
 	explicit_bzero(r->token, sizeof(r->token));
 	pthread_mutex_destroy(&r->lock);
 	pthread_cond_destroy(&r->cond);

@@ -2,7 +2,8 @@
 /*
  * runtime/report.h: health reports to the management API (SPEC section 7, issue 6).
  *
- * The reporter is a queue keyed by object (a VM) and one thread with its own curl handle. An
+ * The reporter is a queue keyed by object (a VM) and one thread with its own curl handles (up
+ * to `parallel` requests in flight, never two for one object, so they arrive in order). An
  * enqueue only marks the object dirty: O(1) under a short lock, never blocking on the network,
  * so a slow, down or failing API cannot hold up the control tree or the supervisor. The thread
  * builds the newest document of the object when it is about to send it (coalescing: however
@@ -43,6 +44,7 @@ struct report_config {
 	unsigned backoff_min_ms;     /* default 250 */
 	unsigned backoff_max_ms;     /* default 10000 */
 	unsigned max_objects;	     /* queue bound, default 8192 */
+	unsigned parallel;	     /* requests in flight at once (one per VM), default 8 */
 };
 
 struct report_stats {
@@ -69,7 +71,7 @@ void report_enqueue(struct reporter *r, void *obj, unsigned flags);
 void report_get_stats(struct reporter *r, struct report_stats *ret);
 /* Wait up to timeout_ms for the queue to empty: 0, or -ETIMEDOUT. */
 int report_drain(struct reporter *r, unsigned timeout_ms);
-/* Stop the thread (an in-flight request is aborted); enqueues still work but send nothing. */
+/* Stop the thread (requests in flight are abandoned); enqueues still work but send nothing. */
 void report_stop(struct reporter *r);
 /* Stop, and drop what is queued. */
 struct reporter *report_free(struct reporter *r);

@@ -306,6 +306,52 @@ static void test_coalescing_slow_receiver(void)
 	cleanup_dir();
 }
 
+static void test_parallel_slow_receiver_in_order(void)
+{
+	FILE *f;
+	char line[8192];
+	int last = -1;
+	double t0;
+	struct reporter *r;
+	pid_t rx;
+
+	setup();
+	rx = receiver_start(0);
+	set_ctl(200, 1.0);
+	n_live = 20;
+	t0 = now_s();
+	r = new_reporter(60000, 5000, NULL);
+	for (int v = 1; v <= 5; v++) {
+		usleep(300000);
+		atomic_store(&objs[0].value, v);
+		report_enqueue(r, &objs[0], 0);
+	}
+	/* 20 objects at 1 s each: about 3 s with 8 in flight, not 20 s. */
+	for (int i = 1; i < 20; i++)
+		ASSERT_TRUE(wait_count(i, 0, 200, 0, 1, 6));
+	ASSERT_TRUE(wait_count(0, 5, 200, 0, 1, 6));
+	printf("# 20 objects + 5 changes, 1 s receiver: %.1f s\n", now_s() - t0);
+	ASSERT_TRUE(now_s() - t0 < 8);
+	/* Never two documents of one object in flight: they arrive in order. */
+	f = fopen(log_path, "r");
+	ASSERT_TRUE(f);
+	while (fgets(line, sizeof(line), f)) {
+		json_t *rec = json_loads(line, 0, NULL);
+		json_t *b = json_object_get(rec, "body");
+		if (json_integer_value(json_object_get(b, "id")) == 0) {
+			int v = (int)json_integer_value(json_object_get(b, "value"));
+			ASSERT_TRUE(v > last);
+			last = v;
+		}
+		json_decref(rec);
+	}
+	fclose(f);
+	ASSERT_EQ(last, 5);
+	report_free(r);
+	receiver_stop(rx);
+	cleanup_dir();
+}
+
 static void test_unchanged_skipped(void)
 {
 	struct report_stats st;
@@ -556,6 +602,7 @@ static void test_bad_url(void)
 }
 
 TEST_MAIN(TEST(test_delivery_and_final), TEST(test_coalescing_slow_receiver),
+	  TEST(test_parallel_slow_receiver_in_order),
 	  TEST(test_unchanged_skipped), TEST(test_5xx_retried_with_backoff),
 	  TEST(test_down_never_blocks_and_resumes), TEST(test_timeout_is_retried),
 	  TEST(test_4xx_not_retried), TEST(test_token_file), TEST(test_periodic),
