@@ -267,7 +267,8 @@ int64_t img_gc(struct img_store *s)
 		r = list_images(s, &imgs, &n);
 	if (r < 0)
 		goto out;
-	qsort(imgs, n, sizeof(*imgs), cmp_newest_first);
+	if (n > 0)
+		qsort(imgs, n, sizeof(*imgs), cmp_newest_first);
 	for (size_t i = 0; i < n; i++) {
 		char p[4096];
 
