@@ -324,7 +324,7 @@ static void test_daemon_qemu_e2e(void)
 		ASSERT_TRUE(qpid > 0);
 		ASSERT_OK(kill(qpid, SIGSTOP));
 		th = now_s();
-		ASSERT_TRUE(wait_health("unhealthy", 6000));
+		ASSERT_TRUE(wait_health("unhealthy", 8000));
 		printf("# hung guest: unhealthy after %.2fs\n", now_s() - th);
 		ASSERT_TRUE(rd("health", buf, sizeof(buf)) > 0);
 		ASSERT_TRUE(strstr(buf, "\nagent: ") != NULL && strstr(buf, "\nagent: ok") == NULL);
