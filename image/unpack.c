@@ -500,6 +500,9 @@ static int apply_entry(struct layer *l, struct archive *a, struct archive_entry 
 	const char *name = archive_entry_pathname(e);
 
 	snprintf(l->entry, sizeof(l->entry), "%s", name ? name : "?");
+	for (char *c = l->entry; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?'; /* the name ends up in the VM's error file */
 	if (!name)
 		return layer_fail(l, -EINVAL, "entry without a usable name");
 	if (++l->u->entries > l->u->limits.max_entries)
