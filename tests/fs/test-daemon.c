@@ -307,7 +307,7 @@ static void test_config_file_and_precedence(void)
 	fprintf(f, "# test config\nmax-vms = 1\nlog-level = debug\nstop-timeout = 2s\n"
 		   "data-disk-size = 64M\nuid-base = 300000\nuid-count = 100\n");
 	fclose(f);
-	pid = spawn(1, "--config", cfg, NULL);
+	pid = spawn(1, "--config", cfg, (const char *)NULL);
 	wait_ready(pid);
 	ASSERT_TRUE(cat("version", buf, sizeof(buf)) > 0);
 	ASSERT_TRUE(strncmp(buf, "mvmfs ", 6) == 0 && strstr(buf, "firecracker"));
@@ -317,7 +317,7 @@ static void test_config_file_and_precedence(void)
 	ASSERT_EQ(stop(pid, SIGTERM), 0);
 	ASSERT_TRUE(log_contains(1, "mounted at")); /* log-level from the file */
 	/* the command line wins over the file */
-	pid = spawn(2, "--config", cfg, "--max-vms", "2", NULL);
+	pid = spawn(2, "--config", cfg, "--max-vms", "2", (const char *)NULL);
 	wait_ready(pid);
 	ASSERT_OK(mkd("vms/b"));
 	ASSERT_EQ(mkd("vms/c"), -ENOSPC);
@@ -390,7 +390,7 @@ static void test_real_runtime_tree(void)
 	pid_t pid;
 
 	setup();
-	pid = spawn(1, "--insecure-registry", "127.0.0.1:1", NULL);
+	pid = spawn(1, "--insecure-registry", "127.0.0.1:1", (const char *)NULL);
 	wait_ready(pid);
 	ASSERT_EQ(mkd("vms/-bad"), -EINVAL);
 	ASSERT_EQ(mkd("version2"), -EPERM);
