@@ -82,6 +82,17 @@ void img_progress_emit(img_progress_cb cb, void *ud, const char *phase, uint64_t
 		cb(ud, &p);
 }
 
+/* A small record file, written (with its fsyncs) only when its content changes: a restarted
+ * VM holds the same image, a tag mostly resolves to the same digest. */
+static int write_if_changed(const char *path, const char *line)
+{
+	_cleanup_free_ char *old = NULL;
+
+	if (read_file_bounded(path, 128, &old, NULL) == 0 && streq(old, line))
+		return 0;
+	return write_file_atomic(path, line, strlen(line), 0644);
+}
+
 static bool image_present(struct img_store *s, const char *digest)
 {
 	char p[4096];
@@ -103,13 +114,10 @@ static int finish(struct img_store *s, const char *digest, const char *holder,
 		return -EAGAIN; /* collected meanwhile: the caller pulls again */
 	}
 	if (holder) {
-		_cleanup_free_ char *old = NULL;
-
 		snprintf(line, sizeof(line), "%s\n", digest);
 		r = img_store_path(s, p, sizeof(p), "refs/holders/%s", holder);
-		/* A restart of the same VM holds the same image: skip the fsyncs. */
-		if (r == 0 && !(read_file_bounded(p, 128, &old, NULL) == 0 && streq(old, line)))
-			r = write_file_atomic(p, line, strlen(line), 0644);
+		if (r == 0)
+			r = write_if_changed(p, line);
 	}
 	/* Last use, for GC order. */
 	if (r == 0 && img_store_path(s, p, sizeof(p), "images/%s/size", digest + 7) == 0)
@@ -289,7 +297,7 @@ static void save_alias(struct img_store *s, const char *from, const char *to)
 		return;
 	snprintf(line, sizeof(line), "%s\n", to);
 	pthread_mutex_lock(&s->lock);
-	(void)write_file_atomic(p, line, strlen(line), 0644);
+	(void)write_if_changed(p, line);
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -317,7 +325,7 @@ static void save_tag(struct img_store *s, const struct img_ref *ref, const char 
 		return;
 	snprintf(line, sizeof(line), "%s\n", digest);
 	pthread_mutex_lock(&s->lock);
-	(void)write_file_atomic(p, line, strlen(line), 0644);
+	(void)write_if_changed(p, line);
 	pthread_mutex_unlock(&s->lock);
 }
 
