@@ -288,7 +288,8 @@ static int build_listing(fuse_req_t req, struct fs *fs, fuse_ino_t ino, const st
 
 	r = dirbuf_add(req, b, ".", ino, S_IFDIR);
 	if (r >= 0)
-		r = dirbuf_add(req, b, "..", ni->kind == NODE_ROOT ? ino : FUSE_ROOT_ID, S_IFDIR);
+		r = dirbuf_add(req, b, "..", ni->kind == NODE_VM_DIR ? FS_INO_VMS : FUSE_ROOT_ID,
+			       S_IFDIR);
 	if (r < 0)
 		return r;
 	switch (ni->kind) {
