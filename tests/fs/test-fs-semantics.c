@@ -342,6 +342,12 @@ static void test_names(void)
 	ASSERT_SYSERR(mkdir(P("vms/a b"), 0755), EINVAL);
 	ASSERT_SYSERR(mkdir(P("vms/é"), 0755), EINVAL);
 	ASSERT_SYSERR(mkdir(P("vms/%s", n37), 0755), EINVAL);
+	{
+		char n300[301];
+		memset(n300, 'c', 300);
+		n300[300] = '\0';
+		ASSERT_SYSERR(mkdir(P("vms/%s", n300), 0755), EINVAL);
+	}
 	mkvm(n36);
 	mkvm("0f8fad5b-d9cb-469f-a165-70867728950e");
 	mkvm("A-1");
