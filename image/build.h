@@ -18,11 +18,11 @@
 
 /* What a layer entry's path means once mapped (path.c). */
 enum img_path_kind {
-	IMG_PATH_ROOT,     /* "." or "./": the root itself */
+	IMG_PATH_ROOT,	   /* "." or "./": the root itself */
 	IMG_PATH_NORMAL,   /* a file to create at rel */
 	IMG_PATH_WHITEOUT, /* ".wh.NAME": delete rel (= dir/NAME) from lower layers */
 	IMG_PATH_OPAQUE,   /* "dir/.wh..wh..opq": empty rel (= dir) of lower-layer content */
-	IMG_PATH_SKIP,     /* other reserved ".wh..wh.*" names (old AUFS metadata): ignored */
+	IMG_PATH_SKIP,	   /* other reserved ".wh..wh.*" names (old AUFS metadata): ignored */
 };
 
 /*
@@ -43,10 +43,10 @@ struct img_unpack_limits {
 
 /* State kept across the layers of one image (running totals against the limits). */
 struct img_unpack {
-	int root_fd;                 /* the rootfs directory, owned */
+	int root_fd; /* the rootfs directory, owned */
 	struct img_unpack_limits limits;
-	uint64_t bytes, entries;     /* totals so far */
-	bool privileged;             /* euid 0: chown, devices, trusted xattrs */
+	uint64_t bytes, entries; /* totals so far */
+	bool privileged;	 /* euid 0: chown, devices, trusted xattrs */
 };
 
 int img_unpack_init(struct img_unpack *u, const char *rootfs, const struct img_unpack_limits *lim,
@@ -62,7 +62,7 @@ int img_unpack_layer(struct img_unpack *u, int fd, const char *layer_name, const
 
 /* The parts of an OCI image config the store needs. */
 struct img_config {
-	char **diff_ids;  /* n_diff_ids "sha256:..." strings */
+	char **diff_ids; /* n_diff_ids "sha256:..." strings */
 	size_t n_diff_ids;
 	char *guest_json; /* {"entrypoint":[],"cmd":[],"env":[],"workdir":"","user":""} */
 };
@@ -85,11 +85,11 @@ int img_tree_usage(int dir_fd, uint64_t *ret_bytes, uint64_t *ret_inodes);
 struct img_pull {
 	struct img_pull *next;
 	char digest[IMG_DIGEST_MAX];
-	unsigned users;     /* the puller plus waiters; freed by the last one out */
+	unsigned users; /* the puller plus waiters; freed by the last one out */
 	bool done;
 	int result;
 	struct err err;
-	char **blobs;       /* digests this pull writes into blobs/ (GC keeps them) */
+	char **blobs; /* digests this pull writes into blobs/ (GC keeps them) */
 	size_t n_blobs;
 	struct img_progress progress; /* the puller's latest, relayed to waiters */
 	unsigned long progress_seq;
@@ -98,8 +98,8 @@ struct img_pull {
 struct img_store {
 	struct img_store_config cfg; /* deep copy, strings owned */
 	char **insecure;
-	char *root;                  /* <state_dir>/images */
-	int lock_fd;                 /* flock on <root>/lock: one daemon per store */
+	char *root;  /* <state_dir>/images */
+	int lock_fd; /* flock on <root>/lock: one daemon per store */
 	/* Never held across network I/O or unpacking. Protects the pulls list, holder and alias
 	 * files, renames into images/ and GC. Lock order: a pull's pipeline lock (pull.c) may be
 	 * held while taking this one (progress relay), never the reverse. */

@@ -2,14 +2,13 @@
 /* Image references held by VMs, and collecting what nobody holds (store layout: store.c). */
 #include <dirent.h>
 #include <errno.h>
+#include <jansson.h>
 #include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <jansson.h>
 
 #include "build.h"
 #include "fileio.h"
@@ -137,7 +136,7 @@ static int need_blobs(struct img_store *s, const char *hex, void **needed)
 	if (d && strlen(d) == 71 && (r = set_add(needed, d + 7)) < 0)
 		return r;
 	layers = json_object_get(o, "layers");
-	json_array_foreach(layers, i, l) {
+	json_array_foreach (layers, i, l) {
 		d = json_string_value(json_object_get(l, "digest"));
 		if (d && strlen(d) == 71 && (r = set_add(needed, d + 7)) < 0)
 			return r;
@@ -287,7 +286,8 @@ int64_t img_gc(struct img_store *s)
 	}
 	for (struct img_pull *pl = s->pulls; pl; pl = pl->next)
 		for (size_t i = 0; i < pl->n_blobs; i++)
-			if (strlen(pl->blobs[i]) == 71 && (r = set_add(&needed, pl->blobs[i] + 7)) < 0)
+			if (strlen(pl->blobs[i]) == 71 &&
+			    (r = set_add(&needed, pl->blobs[i] + 7)) < 0)
 				goto out;
 	freed += collect_blobs(s, &needed);
 	collect_aliases(s, "refs/digests");

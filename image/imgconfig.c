@@ -2,10 +2,9 @@
 /* The OCI image config blob: diff_ids for verifying layers, and the small JSON the guest agent
  * runs the application from. */
 #include <errno.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <jansson.h>
 
 #include "build.h"
 
@@ -24,8 +23,7 @@ static bool digest_ok(const char *s)
 }
 
 /* A JSON array of strings (or null/absent = empty), copied into out under key. */
-static int copy_strings(json_t *from, const char *key, const char *as, json_t *out,
-			struct err *err)
+static int copy_strings(json_t *from, const char *key, const char *as, json_t *out, struct err *err)
 {
 	json_t *arr = json_object_get(from, key), *copy = NULL, *v;
 	size_t i;
@@ -42,12 +40,12 @@ static int copy_strings(json_t *from, const char *key, const char *as, json_t *o
 			json_decref(copy);
 			return err_set(err, -EBADMSG, "image config: %s has too many entries", key);
 		}
-		json_array_foreach(arr, i, v) {
+		json_array_foreach (arr, i, v) {
 			if (!json_is_string(v) || json_string_length(v) > CONFIG_MAX_STRING ||
 			    strlen(json_string_value(v)) != json_string_length(v)) {
 				json_decref(copy);
-				return err_set(err, -EBADMSG, "image config: %s[%zu] is not a string",
-					       key, i);
+				return err_set(err, -EBADMSG,
+					       "image config: %s[%zu] is not a string", key, i);
 			}
 			if (json_array_append_new(copy, json_string(json_string_value(v))) < 0) {
 				json_decref(copy);
@@ -60,8 +58,7 @@ static int copy_strings(json_t *from, const char *key, const char *as, json_t *o
 	return 0;
 }
 
-static int copy_string(json_t *from, const char *key, const char *as, json_t *out,
-		       struct err *err)
+static int copy_string(json_t *from, const char *key, const char *as, json_t *out, struct err *err)
 {
 	json_t *v = json_object_get(from, key);
 	const char *s = "";
@@ -144,11 +141,11 @@ int img_config_parse(const char *data, size_t len, struct img_config *ret, struc
 	c.diff_ids = calloc(json_array_size(ids) + 1, sizeof(char *));
 	if (!c.diff_ids)
 		return err_set(err, -ENOMEM, "image config: out of memory");
-	json_array_foreach(ids, i, v) {
+	json_array_foreach (ids, i, v) {
 		if (!json_is_string(v) || !digest_ok(json_string_value(v))) {
 			img_config_done(&c);
-			return err_set(err, -EBADMSG, "image config: diff_ids[%zu] is not a sha256 digest",
-				       i);
+			return err_set(err, -EBADMSG,
+				       "image config: diff_ids[%zu] is not a sha256 digest", i);
 		}
 		c.diff_ids[i] = strdup(json_string_value(v));
 		if (!c.diff_ids[i]) {

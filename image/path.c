@@ -69,7 +69,8 @@ int img_path_map(const char *name, char *ret, size_t size, enum img_path_kind *r
 		} else if (strncmp(base, WH_PREFIX, strlen(WH_PREFIX)) == 0) {
 			const char *victim = base + strlen(WH_PREFIX);
 
-			if (victim[0] == '\0' || strcmp(victim, ".") == 0 || strcmp(victim, "..") == 0)
+			if (victim[0] == '\0' || strcmp(victim, ".") == 0 ||
+			    strcmp(victim, "..") == 0)
 				return fail(ret_why, -EINVAL, "whiteout of nothing");
 			memmove(base, victim, blen - strlen(WH_PREFIX) + 1);
 			kind = IMG_PATH_WHITEOUT;

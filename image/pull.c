@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,8 +16,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <jansson.h>
 
 #include "build.h"
 #include "fileio.h"
@@ -38,14 +37,14 @@ struct pipeline {
 	 * (the progress relay takes that inside a callback), never after it. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	size_t fetched;        /* layers fully fetched */
-	int result;            /* first fetch failure */
+	size_t fetched; /* layers fully fetched */
+	int result;	/* first fetch failure */
 	struct err err;
 	img_progress_cb cb;
 	void *ud;
 	const char *phase;
 	uint64_t base, bytes, total;
-	uint64_t emitted;      /* bytes at the last byte-progress callback */
+	uint64_t emitted; /* bytes at the last byte-progress callback */
 	unsigned layers_done;
 };
 
@@ -78,7 +77,8 @@ static int ensure_blob(struct pipeline *p, const struct img_descriptor *d, char 
 	int r;
 
 	if (!img_hex_digest_ok(d->digest))
-		return err_set(err, -EBADMSG, "manifest names an invalid digest '%.80s'", d->digest);
+		return err_set(err, -EBADMSG, "manifest names an invalid digest '%.80s'",
+			       d->digest);
 	r = img_store_path(p->s, path, BLOB_PATH_MAX, "blobs/sha256/%s", d->digest + 7);
 	if (r < 0)
 		return err_set(err, r, "state directory path too long");
@@ -138,8 +138,8 @@ static int write_manifest_json(const char *path, const struct img_manifest *m)
 	json_t *layers;
 	_cleanup_free_ char *text = NULL;
 
-	o = json_pack("{s:s, s:{s:s, s:s, s:I}, s:[]}", "digest", m->digest, "config",
-		      "mediaType", m->config.media_type, "digest", m->config.digest, "size",
+	o = json_pack("{s:s, s:{s:s, s:s, s:I}, s:[]}", "digest", m->digest, "config", "mediaType",
+		      m->config.media_type, "digest", m->config.digest, "size",
 		      (json_int_t)m->config.size, "layers");
 	if (!o)
 		return -ENOMEM;
@@ -213,7 +213,8 @@ static int unpack_all(struct pipeline *p, const struct img_config *cfg, const ch
 		}
 		r = img_unpack_layer(&u, fd, p->m->layers[i].digest, cfg->diff_ids[i], err);
 		if (r == -EBADMSG)
-			/* A corrupt cached blob would fail every retry: fetch it afresh next time. */
+			/* A corrupt cached blob would fail every retry: fetch it afresh next time.
+			 */
 			(void)unlink(p->paths[i]);
 		if (r < 0)
 			break;
@@ -252,8 +253,9 @@ static int write_image_files(const char *dir, const char *rootfs, const struct i
 	if (r == 0)
 		r = write_file_atomic(p, sizebuf, strlen(sizebuf), 0644);
 	if (r < 0)
-		return err_set(err, r, r == -ENOSPC ? "disk full writing image metadata" :
-						      "cannot write image metadata: %s",
+		return err_set(err, r,
+			       r == -ENOSPC ? "disk full writing image metadata"
+					    : "cannot write image metadata: %s",
 			       strerror(-r));
 	return 0;
 }
@@ -311,7 +313,12 @@ int img_build_image(struct img_store *s, struct img_source *src, const struct im
 		    img_progress_cb cb, void *ud, struct err *err)
 {
 	struct pipeline p = {
-		.s = s, .src = src, .m = m, .cb = cb, .ud = ud, .phase = "pulling",
+		.s = s,
+		.src = src,
+		.m = m,
+		.cb = cb,
+		.ud = ud,
+		.phase = "pulling",
 	};
 	char tmp[3072];
 	int r;

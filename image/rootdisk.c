@@ -4,11 +4,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <libgen.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -62,8 +62,8 @@ static int run_mkfs(char *const *args, struct err *err)
 	if (r == 0)
 		r = posix_spawn_file_actions_adddup2(&fa, p[1], 2);
 	if (r == 0)
-		r = prog[0] == '/' ? posix_spawn(&pid, prog, &fa, NULL, argv, environ) :
-				     posix_spawnp(&pid, prog, &fa, NULL, argv, environ);
+		r = prog[0] == '/' ? posix_spawn(&pid, prog, &fa, NULL, argv, environ)
+				   : posix_spawnp(&pid, prog, &fa, NULL, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	safe_close(p[1]);
 	if (r != 0)
@@ -137,9 +137,9 @@ static int tree_walk(int dfd, dev_t dev, unsigned depth, uint64_t *bytes, uint64
 		(*inodes)++;
 		*bytes += ext4_bytes(&st);
 		if (S_ISDIR(st.st_mode) && st.st_dev == dev) {
-			_cleanup_close_ int sub = openat(dirfd(d), de->d_name,
-							 O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-								 O_CLOEXEC);
+			_cleanup_close_ int sub =
+				openat(dirfd(d), de->d_name,
+				       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (sub < 0)
 				return -errno;
 			r = tree_walk(sub, dev, depth + 1, bytes, inodes);
@@ -231,9 +231,11 @@ static int mkfs_root(const char *dir, const char *path, char *inodes, struct err
 {
 	/* 4 KiB blocks and 256-byte inodes: under 512 MiB mke2fs.conf's "small" type would pick
 	 * 1 KiB blocks (four times the writes) and 128-byte inodes. */
-	char *args[] = {"-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-L", "root", "-m",
-			"0", "-N", inodes, "-O", "^has_journal", "-E", "root_owner=0:0,nodiscard",
-			"-d", (char *)dir, (char *)path, NULL};
+	/* clang-format off */
+	char *args[] = {"-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-L", "root",
+			"-m", "0", "-N", inodes, "-O", "^has_journal",
+			"-E", "root_owner=0:0,nodiscard", "-d", (char *)dir, (char *)path, NULL};
+	/* clang-format on */
 
 	return run_mkfs(args, err);
 }
@@ -249,9 +251,11 @@ int img_make_data_disk(const char *path, uint64_t size, struct err *err)
 	if (r < 0)
 		return r;
 	{
+		/* clang-format off */
 		char *args[] = {"-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-L", "data",
 				"-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
 				(char *)path, NULL};
+		/* clang-format on */
 		r = run_mkfs(args, err);
 	}
 	if (r < 0)

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,8 +22,6 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <openssl/evp.h>
 
 #include "build.h"
 #include "fileio.h"
@@ -223,9 +222,8 @@ static void relay_progress(void *ud, const struct img_progress *p)
 }
 
 /* Run the pull for m, or wait for the one already running. */
-static int pull_coalesced(struct img_store *s, struct img_source *src,
-			  const struct img_manifest *m, img_progress_cb cb, void *ud,
-			  struct err *err)
+static int pull_coalesced(struct img_store *s, struct img_source *src, const struct img_manifest *m,
+			  img_progress_cb cb, void *ud, struct err *err)
 {
 	struct img_pull *pl;
 	int r;
@@ -292,8 +290,8 @@ static void save_alias(struct img_store *s, const char *from, const char *to)
 {
 	char p[4096], line[IMG_DIGEST_MAX + 1];
 
-	if (strcmp(from, to) == 0 || img_store_path(s, p, sizeof(p), "refs/digests/%s",
-						     from + 7) < 0)
+	if (strcmp(from, to) == 0 ||
+	    img_store_path(s, p, sizeof(p), "refs/digests/%s", from + 7) < 0)
 		return;
 	snprintf(line, sizeof(line), "%s\n", to);
 	pthread_mutex_lock(&s->lock);
@@ -386,9 +384,10 @@ int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_
 		r = img_source_open(&s->cfg, &ref, &src, err);
 		if (r >= 0)
 			r = img_source_resolve(src, &m, err);
-		if (r < 0 && registry_unreachable(r) && !ref.digest[0] && cached_tag(s, &ref, digest)) {
-			log_debug("registry unreachable (%s), starting from cached %s", err ? err->msg : "",
-				  digest);
+		if (r < 0 && registry_unreachable(r) && !ref.digest[0] &&
+		    cached_tag(s, &ref, digest)) {
+			log_debug("registry unreachable (%s), starting from cached %s",
+				  err ? err->msg : "", digest);
 			r = finish(s, digest, holder, ret, err);
 			if (r >= 0) {
 				err_clear(err);
@@ -449,7 +448,7 @@ int img_store_new(const struct img_store_config *cfg, struct img_store **ret, st
 	bool oom = false;
 	size_t n = 0;
 	char p[4096];
-	static const char *const dirs[] = {"blobs/sha256", "images", "refs/holders",
+	static const char *const dirs[] = {"blobs/sha256", "images",	"refs/holders",
 					   "refs/digests", "refs/tags", "tmp"};
 	int r;
 

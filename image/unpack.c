@@ -6,9 +6,13 @@
  * RESOLVE_NO_SYMLINKS), so a symlink planted by a layer is never followed when writing, and
  * nothing outside the rootfs can be reached.
  */
+#include <archive.h>
+#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
+#include <openssl/evp.h>
 #include <search.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,16 +22,12 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include <archive.h>
-#include <archive_entry.h>
-#include <linux/openat2.h>
-#include <openssl/evp.h>
-
 #include "build.h"
 #include "macro.h"
 
 #define READ_BLOCK (128 * 1024)
-#define RESOLVE_SAFE (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)
+#define RESOLVE_SAFE \
+	(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)
 
 static inline void archive_read_freep(struct archive **a)
 {
@@ -63,9 +63,9 @@ struct dir_meta {
 /* Per-layer state. */
 struct layer {
 	struct img_unpack *u;
-	const char *name;    /* layer digest, for messages */
-	char entry[320];     /* current entry name (truncated copy), for messages */
-	void *created;       /* tsearch set of rel paths written by this layer */
+	const char *name; /* layer digest, for messages */
+	char entry[320];  /* current entry name (truncated copy), for messages */
+	void *created;	  /* tsearch set of rel paths written by this layer */
 	struct dir_meta *dirs;
 	size_t n_dirs, cap_dirs;
 	struct err *err;
@@ -197,8 +197,8 @@ static int opaque_clear(struct layer *l, int dfd, const char *rel)
 		if (!created_has(l, child)) {
 			r = remove_tree_at(dirfd(d), de->d_name);
 		} else if (de->d_type == DT_DIR) {
-			_cleanup_close_ int sub = openat2_safe(dirfd(d), de->d_name,
-							       O_RDONLY | O_DIRECTORY);
+			_cleanup_close_ int sub =
+				openat2_safe(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY);
 			r = sub < 0 ? sub : opaque_clear(l, sub, child);
 		} else {
 			r = 0;
@@ -383,8 +383,8 @@ static int write_file(struct layer *l, struct archive *a, struct archive_entry *
 		if (off < 0 || (uint64_t)off + len > (uint64_t)size)
 			return layer_fail(l, -EINVAL, "data beyond the file size");
 		for (size_t done = 0; done < len;) {
-			ssize_t n = pwrite(fd, (const char *)buf + done, len - done,
-					   off + (off_t)done);
+			ssize_t n =
+				pwrite(fd, (const char *)buf + done, len - done, off + (off_t)done);
 			if (n < 0) {
 				if (errno == EINTR)
 					continue;
@@ -416,7 +416,8 @@ static int make_dir(struct layer *l, struct archive_entry *e, int pfd, const cha
 	struct dir_meta *m;
 
 	if (!exists && mkdirat(pfd, name, 0700) < 0)
-		return layer_fail(l, -errno, errno == ENOSPC ? "disk full" : "cannot create directory");
+		return layer_fail(l, -errno,
+				  errno == ENOSPC ? "disk full" : "cannot create directory");
 	fd = openat2_safe(pfd, name, O_RDONLY | O_DIRECTORY);
 	if (fd < 0)
 		return layer_fail(l, fd, "cannot open directory");
@@ -464,8 +465,9 @@ static int make_hardlink(struct layer *l, struct archive_entry *e, int pfd, cons
 	if (r < 0)
 		return layer_fail(l, r, r == -ENOENT ? "hard link target missing" : resolve_why(r));
 	if (linkat(tfd, tbase, pfd, name, 0) < 0)
-		return layer_fail(l, -errno, errno == ENOENT ? "hard link target missing" :
-					     "cannot create hard link");
+		return layer_fail(l, -errno,
+				  errno == ENOENT ? "hard link target missing"
+						  : "cannot create hard link");
 	return 0;
 }
 
@@ -599,7 +601,8 @@ static int finish_dirs(struct layer *l)
 	for (size_t i = l->n_dirs; i-- > 0;) {
 		struct dir_meta *m = &l->dirs[i];
 		struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, m->mtime};
-		_cleanup_close_ int fd = openat2_safe(l->u->root_fd, m->rel, O_RDONLY | O_DIRECTORY);
+		_cleanup_close_ int fd =
+			openat2_safe(l->u->root_fd, m->rel, O_RDONLY | O_DIRECTORY);
 
 		snprintf(l->entry, sizeof(l->entry), "%s", m->rel);
 		if (fd == -ENOENT || fd == -ELOOP || fd == -ENOTDIR)
@@ -670,9 +673,11 @@ static int check_diff_id(struct layer *l, struct stream *s, const char *diff_id)
 	for (unsigned int i = 0; i < len; i++)
 		snprintf(hex + 2 * i, 3, "%02x", md[i]);
 	if (diff_id && (strncmp(diff_id, "sha256:", 7) != 0 || strcmp(diff_id + 7, hex) != 0))
-		return err_set(l->err, -EBADMSG,
-			       "layer %s: digest mismatch: uncompressed content is sha256:%s, config "
-			       "diff_id says %.80s", l->name, hex, diff_id);
+		return err_set(
+			l->err, -EBADMSG,
+			"layer %s: digest mismatch: uncompressed content is sha256:%s, config "
+			"diff_id says %.80s",
+			l->name, hex, diff_id);
 	return 0;
 }
 

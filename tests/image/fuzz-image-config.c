@@ -15,7 +15,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!c.guest_json || c.guest_json[0] != '{')
 			__builtin_trap();
 		for (size_t i = 0; i < c.n_diff_ids; i++)
-			if (strncmp(c.diff_ids[i], "sha256:", 7) != 0 || strlen(c.diff_ids[i]) != 71)
+			if (strncmp(c.diff_ids[i], "sha256:", 7) != 0 ||
+			    strlen(c.diff_ids[i]) != 71)
 				__builtin_trap();
 		img_config_done(&c);
 	}

@@ -25,7 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			__builtin_trap();
 		for (const char *p = out; *p;) {
 			const char *e = strchrnul(p, '/');
-			if ((e - p == 1 && p[0] == '.') || (e - p == 2 && p[0] == '.' && p[1] == '.'))
+			if ((e - p == 1 && p[0] == '.') ||
+			    (e - p == 2 && p[0] == '.' && p[1] == '.'))
 				__builtin_trap();
 			p = *e ? e + 1 : e;
 		}

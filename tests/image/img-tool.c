@@ -6,12 +6,11 @@
  *   img-tool gc STATE_DIR KEEP_BYTES                               -> "freed bytes"
  *   img-tool release STATE_DIR HOLDER
  */
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#include <curl/curl.h>
 
 #include "build.h"
 #include "parse.h"
@@ -32,7 +31,8 @@ static void on_progress(void *ud, const struct img_progress *p)
 	static const char *last_phase;
 	static unsigned last_layers = ~0u;
 
-	if (!getenv("IMG_TOOL_PROGRESS") || (p->phase == last_phase && p->layers_done == last_layers))
+	if (!getenv("IMG_TOOL_PROGRESS") ||
+	    (p->phase == last_phase && p->layers_done == last_layers))
 		return;
 	last_phase = p->phase;
 	last_layers = p->layers_done;

@@ -2,18 +2,17 @@
 /* Test helpers: build OCI layer tars with libarchive's writer, temp dirs, canaries. */
 #pragma once
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <archive.h>
-#include <archive_entry.h>
-#include <openssl/evp.h>
 
 #include "fileio.h"
 #include "test.h"
@@ -22,12 +21,12 @@ enum { LAYER_PLAIN, LAYER_GZIP, LAYER_ZSTD };
 
 struct ent {
 	const char *path;
-	char type;            /* 'f' file, 'd' dir, 'l' symlink, 'h' hard link, 'p' fifo, 'c' chr */
-	const char *data;     /* file contents, symlink or hard link target */
-	mode_t perm;          /* 0: 0644 / 0755 */
+	char type;	  /* 'f' file, 'd' dir, 'l' symlink, 'h' hard link, 'p' fifo, 'c' chr */
+	const char *data; /* file contents, symlink or hard link target */
+	mode_t perm;	  /* 0: 0644 / 0755 */
 	int uid, gid;
-	size_t size;          /* 'f' with data NULL: size bytes of 'x' (or zeros if zero_fill) */
-	const char *xattr;    /* "name=value" */
+	size_t size;	   /* 'f' with data NULL: size bytes of 'x' (or zeros if zero_fill) */
+	const char *xattr; /* "name=value" */
 	unsigned rmajor, rminor;
 };
 
@@ -115,7 +114,8 @@ static inline void *tar_build(const struct ent *ents, size_t n, size_t *ret_len)
 				ASSERT_TRUE(fill != NULL);
 				memset(fill, 'x', len);
 			}
-			ASSERT_EQ(archive_write_data(a, e->data ? e->data : fill, len), (ssize_t)len);
+			ASSERT_EQ(archive_write_data(a, e->data ? e->data : fill, len),
+				  (ssize_t)len);
 		}
 		free(fill);
 		archive_entry_free(ae);
@@ -137,8 +137,8 @@ static inline void blob_write(const char *path, const void *data, size_t len, in
 	struct archive_entry *ae = archive_entry_new();
 
 	ASSERT_EQ(archive_write_set_format_raw(a), ARCHIVE_OK);
-	ASSERT_EQ(filter == LAYER_GZIP ? archive_write_add_filter_gzip(a) :
-					 archive_write_add_filter_zstd(a),
+	ASSERT_EQ(filter == LAYER_GZIP ? archive_write_add_filter_gzip(a)
+				       : archive_write_add_filter_zstd(a),
 		  ARCHIVE_OK);
 	ASSERT_EQ(archive_write_open_filename(a, path), ARCHIVE_OK);
 	archive_entry_set_filetype(ae, AE_IFREG);

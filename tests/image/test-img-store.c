@@ -5,6 +5,7 @@
  * coalesced concurrent pulls, multi-platform digests, GC with held images across restarts,
  * and the errors a VM's error file shows.
  */
+#include <curl/curl.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
@@ -15,8 +16,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <curl/curl.h>
 
 #include "build.h"
 #include "fileio.h"
@@ -81,8 +80,10 @@ static void st_open(struct st *s, const char *state, uint64_t keep)
 	s->insecure[0] = s->insecure_entry;
 	snprintf(s->insecure_basic, sizeof(s->insecure_basic), "127.0.0.1:%s", fx("PORT_BASIC"));
 	s->insecure[1] = s->insecure_basic;
-	s->cfg = (struct img_store_config){.state_dir = s->state, .insecure = s->insecure,
-					   .docker_config = "/nonexistent", .keep_bytes = keep};
+	s->cfg = (struct img_store_config){.state_dir = s->state,
+					   .insecure = s->insecure,
+					   .docker_config = "/nonexistent",
+					   .keep_bytes = keep};
 	if (img_store_new(&s->cfg, &s->store, &err) < 0)
 		TEST_FAIL("store: %s", err.msg);
 }
@@ -339,7 +340,7 @@ static void test_gc_holders(void)
 	prepare_ok(&s, ref("test/simple:1"), "vm1", &a);
 	prepare_ok(&s, ref("test/mixed:1"), "vm2", &b);
 	blobs_all = count_dir(state, "blobs/sha256");
-	ASSERT_EQ(blobs_all, 6); /* two configs, four layers */
+	ASSERT_EQ(blobs_all, 6);       /* two configs, four layers */
 	ASSERT_EQ(img_gc(s.store), 0); /* both held */
 	ASSERT_TRUE(image_dir(state, a.digest) && image_dir(state, b.digest));
 
@@ -451,8 +452,10 @@ static void test_registry_down_cached_tag(void)
 
 	snprintf(d, sizeof(d), "%s/own.XXXXXX", tmp_dir);
 	ASSERT_TRUE(mkdtemp(d) != NULL);
-	snprintf(cmd, sizeof(cmd), "python3 -c 'import socket; s=socket.socket(); "
-		 "s.bind((\"127.0.0.1\",0)); print(s.getsockname()[1])' > %s/port", d);
+	snprintf(cmd, sizeof(cmd),
+		 "python3 -c 'import socket; s=socket.socket(); "
+		 "s.bind((\"127.0.0.1\",0)); print(s.getsockname()[1])' > %s/port",
+		 d);
 	ASSERT_EQ(system(cmd), 0);
 	snprintf(cmd, sizeof(cmd), "%s/port", d);
 	{
@@ -462,8 +465,8 @@ static void test_registry_down_cached_tag(void)
 	}
 	snprintf(cmd, sizeof(cmd),
 		 "printf 'version: 0.1\\nlog: { level: warn }\\nstorage: { filesystem: { "
-		 "rootdirectory: %s/data } }\\nhttp: { addr: 127.0.0.1:%d }\\n' > %s/r.yml", d,
-		 port, d);
+		 "rootdirectory: %s/data } }\\nhttp: { addr: 127.0.0.1:%d }\\n' > %s/r.yml",
+		 d, port, d);
 	ASSERT_EQ(system(cmd), 0);
 	pid = fork();
 	ASSERT_TRUE(pid >= 0);
@@ -491,8 +494,8 @@ static void test_registry_down_cached_tag(void)
 	{
 		char ins0[64];
 		const char *ins[2] = {ins0, NULL};
-		struct img_store_config cfg = {.state_dir = s.state, .insecure = ins,
-					       .docker_config = "/nonexistent"};
+		struct img_store_config cfg = {
+			.state_dir = s.state, .insecure = ins, .docker_config = "/nonexistent"};
 		snprintf(ins0, sizeof(ins0), "127.0.0.1:%d", port);
 		if (img_store_new(&cfg, &s.store, &err) < 0)
 			TEST_FAIL("store: %s", err.msg);
@@ -523,8 +526,8 @@ static void expect_fail(const char *r, int code, const char *needle)
 	rc = img_prepare(s.store, r, "vm1", NULL, NULL, &p, &err);
 	printf("# %s -> %d: %s\n", r, rc, err.msg);
 	if (code ? rc != -code : rc >= 0)
-		TEST_FAIL("%s: expected %s, got %d (%s)", r, code ? strerror(code) : "failure",
-			  rc, err.msg);
+		TEST_FAIL("%s: expected %s, got %d (%s)", r, code ? strerror(code) : "failure", rc,
+			  err.msg);
 	ASSERT_TRUE(err.msg[0] != '\0');
 	if (needle && !strstr(err.msg, needle))
 		TEST_FAIL("message lacks '%s': %s", needle, err.msg);
@@ -583,10 +586,15 @@ static void test_errors(void)
 int main(void)
 {
 	static const struct test_case cases[] = {
-		TEST(test_prepare_end_to_end), TEST(test_cache_hit),
-		TEST(test_concurrent_coalesce), TEST(test_multi_platform_digest),
-		TEST(test_gc_holders), TEST(test_gc_during_pull),
-		TEST(test_registry_down_cached_tag), TEST(test_disk_full), TEST(test_errors),
+		TEST(test_prepare_end_to_end),
+		TEST(test_cache_hit),
+		TEST(test_concurrent_coalesce),
+		TEST(test_multi_platform_digest),
+		TEST(test_gc_holders),
+		TEST(test_gc_during_pull),
+		TEST(test_registry_down_cached_tag),
+		TEST(test_disk_full),
+		TEST(test_errors),
 	};
 	const char *src = getenv("MVMFS_SRCDIR");
 	char cmd[2048];
@@ -605,7 +613,8 @@ int main(void)
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		(void)rm_rf(tmp_dir);
 		if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
-			printf("1..0 # SKIP registry fixture unavailable (docker-registry/skopeo)\n");
+			printf("1..0 # SKIP registry fixture unavailable "
+			       "(docker-registry/skopeo)\n");
 			return 77;
 		}
 		printf("1..0\n# registry fixture failed to start\n");

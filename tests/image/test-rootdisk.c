@@ -86,20 +86,26 @@ static void test_root_disk(void)
 	ASSERT_TRUE(strstr(out, "bin") != NULL);
 	ASSERT_TRUE(strstr(out, "lib") != NULL);
 	free(out);
-	snprintf(cmd, sizeof(cmd), "PATH=$PATH:/usr/sbin debugfs -R 'cat /etc/hostname' '%s' "
-		 "2>/dev/null", disk);
+	snprintf(cmd, sizeof(cmd),
+		 "PATH=$PATH:/usr/sbin debugfs -R 'cat /etc/hostname' '%s' "
+		 "2>/dev/null",
+		 disk);
 	out = run_out(cmd);
 	ASSERT_STREQ(out, "box\n");
 	free(out);
-	snprintf(cmd, sizeof(cmd), "PATH=$PATH:/usr/sbin debugfs -R 'stat /bin/link' '%s' "
-		 "2>/dev/null", disk);
+	snprintf(cmd, sizeof(cmd),
+		 "PATH=$PATH:/usr/sbin debugfs -R 'stat /bin/link' '%s' "
+		 "2>/dev/null",
+		 disk);
 	out = run_out(cmd);
 	ASSERT_TRUE(strstr(out, "Links: 2") != NULL); /* hard link kept */
 	ASSERT_TRUE(strstr(out, "Size: 3145728") != NULL);
 	free(out);
 	if (geteuid() == 0) {
-		snprintf(cmd, sizeof(cmd), "PATH=$PATH:/usr/sbin debugfs -R 'stat /etc/hostname' "
-			 "'%s' 2>/dev/null", disk);
+		snprintf(cmd, sizeof(cmd),
+			 "PATH=$PATH:/usr/sbin debugfs -R 'stat /etc/hostname' "
+			 "'%s' 2>/dev/null",
+			 disk);
 		out = run_out(cmd);
 		ASSERT_TRUE(strstr(out, "User:  1000") != NULL);
 		ASSERT_TRUE(strstr(out, "Group:  1001") != NULL);
@@ -233,7 +239,8 @@ static void test_image_config(void)
 		"{\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]},\"config\":{\"User\":5}}",
 		"{\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]},\"config\":[]}",
 		"{\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]},\"rootfs\":{}}",
-		"{\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]},\"config\":{\"Cmd\":[\"a\\u0000b\"]}}",
+		"{\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]},\"config\":{\"Cmd\":["
+		"\"a\\u0000b\"]}}",
 	};
 
 	ASSERT_OK(img_config_parse(good, strlen(good), &c, &err));
@@ -301,5 +308,5 @@ static void test_path_map(void)
 	}
 }
 
-TEST_MAIN(TEST(test_root_disk), TEST(test_data_disk), TEST(test_disk_full),
-	  TEST(test_image_config), TEST(test_path_map))
+TEST_MAIN(TEST(test_root_disk), TEST(test_data_disk), TEST(test_disk_full), TEST(test_image_config),
+	  TEST(test_path_map))

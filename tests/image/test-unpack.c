@@ -156,9 +156,10 @@ static void test_whiteouts(void)
 	struct fx f;
 	struct err err = {0};
 	const struct ent l1[] = {
-		{"a/x", 'f', "1"}, {"a/y", 'f', "1"}, {"b/z", 'f', "1"}, {"b/sub/deep", 'f', "1"},
-		{"c/keep", 'f', "1"}, {"d/tree/t1", 'f', "1"}, {"d/tree/t2/t3", 'f', "1"},
-		{"e/old", 'f', "1"}, {"x", 'f', "top"}, {"o/keep/old", 'f', "1"}, {"o/gone", 'f', "1"},
+		{"a/x", 'f', "1"},	    {"a/y", 'f', "1"},	  {"b/z", 'f', "1"},
+		{"b/sub/deep", 'f', "1"},   {"c/keep", 'f', "1"}, {"d/tree/t1", 'f', "1"},
+		{"d/tree/t2/t3", 'f', "1"}, {"e/old", 'f', "1"},  {"x", 'f', "top"},
+		{"o/keep/old", 'f', "1"},   {"o/gone", 'f', "1"},
 	};
 	const struct ent l2[] = {
 		{"a/.wh.x", 'f', ""},
@@ -168,8 +169,8 @@ static void test_whiteouts(void)
 		{"e/new", 'f', "2"},
 		{"e/.wh..wh..opq", 'f', ""}, /* after a sibling: the sibling stays */
 		{".wh.x", 'f', ""},
-		{".wh..wh.plnk", 'f', ""}, /* AUFS metadata: ignored */
-		{"f/.wh.missing", 'f', ""}, /* nothing to delete */
+		{".wh..wh.plnk", 'f', ""},	 /* AUFS metadata: ignored */
+		{"f/.wh.missing", 'f', ""},	 /* nothing to delete */
 		{"x/.wh.under-a-file", 'f', ""}, /* parent is a file (deleted above): ignored */
 		{"o/keep/new", 'f', "2"},
 		{"o/.wh..wh..opq", 'f', ""}, /* after o/keep/new: it stays, lower content goes */
