@@ -248,7 +248,7 @@ static int write_image_files(const char *dir, const char *rootfs, const struct i
 	if (r == 0)
 		r = write_manifest_json(p, m);
 	snprintf(sizebuf, sizeof(sizebuf), "%" PRIu64 "\n",
-		 (uint64_t)st.st_blocks * 512 + 3 * 4096);
+		 (uint64_t)st.st_blocks * 512 + (uint64_t)3 * 4096);
 	snprintf(p, sizeof(p), "%s/size", dir);
 	if (r == 0)
 		r = write_file_atomic(p, sizebuf, strlen(sizebuf), 0644);

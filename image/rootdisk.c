@@ -17,8 +17,6 @@
 #include "build.h"
 #include "macro.h"
 
-extern char **environ;
-
 #define MIB (1024ULL * 1024)
 #define ROOT_DISK_MIN (64 * MIB)
 #define DATA_DISK_MIN (4 * MIB)

@@ -311,7 +311,7 @@ static int tag_path(struct img_store *s, const struct img_ref *ref, char *buf, s
 	    EVP_Digest(canon, strlen(canon), md, &n, EVP_sha256(), NULL) != 1 || n != 32)
 		return -EINVAL;
 	for (unsigned i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+		snprintf(hex + (size_t)2 * i, 3, "%02x", md[i]);
 	return img_store_path(s, buf, size, "refs/tags/%s", hex);
 }
 

@@ -231,12 +231,12 @@ static int open_parent(struct layer *l, const char *rel, bool create, int *ret_f
 	memcpy(dir, rel, (size_t)(slash - rel));
 	dir[slash - rel] = '\0';
 	fd = openat2_safe(l->u->root_fd, dir, O_PATH | O_DIRECTORY);
-	if (fd >= 0 || fd != -ENOENT || !create) {
-		if (fd < 0)
-			return fd;
+	if (fd >= 0) {
 		*ret_fd = fd;
 		return 0;
 	}
+	if (fd != -ENOENT || !create)
+		return fd;
 
 	/* Walk down, creating what is missing. */
 	fd = fcntl(l->u->root_fd, F_DUPFD_CLOEXEC, 3);
@@ -518,9 +518,8 @@ static int apply_entry(struct layer *l, struct archive *a, struct archive_entry 
 
 	switch (kind) {
 	case IMG_PATH_SKIP:
+	case IMG_PATH_ROOT: /* the root's owner and mode are the disk's, not the layer's */
 		return 0;
-	case IMG_PATH_ROOT:
-		return 0; /* the root's owner and mode are the disk's, not the layer's */
 	case IMG_PATH_WHITEOUT:
 		if (created_has(l, rel))
 			return 0;
@@ -671,7 +670,7 @@ static int check_diff_id(struct layer *l, struct stream *s, const char *diff_id)
 	if (EVP_DigestFinal_ex(s->md, md, &len) != 1)
 		return err_set(l->err, -ENOMEM, "layer %s: sha256 failed", l->name);
 	for (unsigned int i = 0; i < len; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+		snprintf(hex + (size_t)2 * i, 3, "%02x", md[i]);
 	if (diff_id && (strncmp(diff_id, "sha256:", 7) != 0 || strcmp(diff_id + 7, hex) != 0))
 		return err_set(
 			l->err, -EBADMSG,
