@@ -75,6 +75,7 @@ static const struct opt_def opt_defs[] = {
 	{ "max-vms", OPT_U32, RT(max_vms), "N", "limit of defined VMs (4096)" },
 	{ "cgroup-version", OPT_CGROUP, RT(cgroup_version), "auto|1|2", "cgroup hierarchy for limits (auto)" },
 	{ "stop-vms-on-exit", OPT_FLAG, RT(stop_vms_on_exit), NULL, "stop VMs on SIGTERM instead of leaving them running" },
+	{ "reap-interval", OPT_MS, RT(reap_interval_ms), "TIME", "leak reaper period (60s)" },
 	{ "no-network", OPT_FLAG, RT(no_network), NULL, "skip host network plumbing (tests)" },
 	{ "log-level", OPT_LOGLEVEL, DO(log_level), "LEVEL", "debug|info|notice|warning|err (info)" },
 	{ "max-threads", OPT_U32, DO(max_threads), "N", "FUSE worker threads (16)" },

@@ -586,6 +586,42 @@ static void fc_cleanup(void *priv, const char *name, struct vmm_handle *h)
 	}
 }
 
+/* Processes left in our cgroup of a VM that does not exist (its jail already gone, or a
+ * jailer killed before it wrote the pid file): the cgroup is the mark. Returns how many. */
+static int kill_cgroup_procs(struct fc_priv *fp, const char *cg_dir, const char *id)
+{
+	char path[VMM_PATH_MAX + 400];
+	_cleanup_free_ char *procs = NULL;
+	int n = 0;
+
+	if (snprintf(path, sizeof(path), "%s/cgroup.procs", cg_dir) >= (int)sizeof(path) ||
+	    read_file_bounded(path, 65536, &procs, NULL) < 0)
+		return 0;
+	for (char *save = NULL, *tok = strtok_r(procs, "\n", &save); tok;
+	     tok = strtok_r(NULL, "\n", &save)) {
+		struct vmm_handle h;
+		uint32_t pid;
+
+		if (parse_u32(tok, &pid) < 0 || pid <= 1)
+			continue;
+		vmm_handle_init(&h);
+		h.pid = (pid_t)pid;
+		if (vmm_handle_open_pidfd(&h) < 0)
+			continue;
+		if (is_jailed(h.pid, id)) {
+			struct pollfd pfd = {.fd = h.pidfd, .events = POLLIN};
+			struct vmm_exit ex;
+			(void)fc_kill(fp, &h);
+			(void)poll(&pfd, 1, 2000);
+			vmm_handle_reap(&h, &ex);
+			log_info("%s: killed leftover VMM process %u", id, pid);
+			n++;
+		}
+		h.pidfd = safe_close(h.pidfd);
+	}
+	return n;
+}
+
 /* A leftover jail: kill its VMM if still there, then remove cgroups and the directory. */
 static void reap_one(struct fc_priv *fp, const char *id)
 {
@@ -630,6 +666,7 @@ static int fc_reap(void *priv, bool (*is_known)(const char *name, void *ud), voi
 				if (snprintf(p, sizeof(p), "%s%s", dirs[i], de->d_name) >=
 				    (int)sizeof(p))
 					continue;
+				n += kill_cgroup_procs(fp, p, de->d_name);
 				if (cgroup_remove(p) == 0)
 					n++;
 			}

@@ -315,6 +315,7 @@ struct runtime {
 	vm_notify_cb notify;
 	void *notify_ud;
 	struct rt_report *report; /* report.h: health reports, or NULL */
+	struct rt_reaper *reaper; /* reaper.c: leak reaper, or NULL */
 
 	/* supervisor */
 	pthread_t sv_thread;
@@ -368,6 +369,20 @@ int rt_prepare_image(struct runtime *rt, struct vm *vm, const char *ref, struct 
 void rt_record_save(struct runtime *rt, struct vm *vm);
 int rt_adopt_all(struct runtime *rt, struct err *err);
 void rt_notify(struct runtime *rt, struct vm *vm, enum vm_attr attr);
+/* reaper.c: leftovers with our marks but no VM, at start and every reap_interval_ms. */
+enum rt_leak { RT_LEAK_VMM, RT_LEAK_NET, RT_LEAK_STATE, _RT_LEAK_MAX };
+#define RT_DESTROY_MARK "destroying" /* in <state>/vms/<name>/: a destroy began */
+int rt_reaper_new(struct runtime *rt);
+void rt_reaper_free(struct runtime *rt);
+int rt_reaper_start(struct runtime *rt);
+void rt_reaper_stop(struct runtime *rt);
+/* One pass (blocks until no job runs). */
+void rt_reap_pass(struct runtime *rt);
+/* Every worker job runs between these (the read side of the reaper's lock). */
+void rt_job_enter(struct runtime *rt);
+void rt_job_leave(struct runtime *rt);
+/* Append the reaper's counters to a rendered node metrics text (replaces *buf). */
+int rt_reaper_metrics(struct runtime *rt, char **buf, size_t *len);
 /* The lifecycle action implementations (supervisor.c). */
 extern const struct lc_actions sv_lc_actions;
 void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev);

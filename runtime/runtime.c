@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,10 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 	pthread_mutex_init(&rt->net_lock, NULL);
 	pthread_cond_init(&rt->job_cond, NULL);
 	atomic_init(&rt->stopping, false);
+	if (rt_reaper_new(rt) < 0) {
+		free(rt);
+		return -ENOMEM;
+	}
 	rt->prepare_image = rt_prepare_image;
 	if (!rt->cfg.vcpus)
 		rt->cfg.vcpus = 2;
@@ -316,6 +321,15 @@ static void job_destroy(struct runtime *rt, struct vm *vm, void *arg)
 	struct err err = {};
 	char dir[4200];
 
+	/* Tombstone: a daemon killed during the teardown finishes it at the next start
+	 * (reaper.c) instead of re-adopting a half-destroyed VM. */
+	snprintf(dir, sizeof(dir), "%s/vms/%s/" RT_DESTROY_MARK, rt->cfg.state_dir, vm->name);
+	{
+		int fd = open(dir, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0)
+			log_warning("%s: cannot mark the destroy: %m", vm->name);
+		safe_close(fd);
+	}
 	rt->ops->cleanup(rt->ops_priv, vm->name, &vm->h);
 	pthread_mutex_lock(&rt->net_lock);
 	if (!rt->cfg.no_network && net_vm_teardown(rt->net, vm->name, &err) < 0)
@@ -439,21 +453,16 @@ int runtime_vm_list(struct runtime *rt, char ***ret)
 
 int runtime_metrics(struct runtime *rt, char **ret, size_t *ret_len)
 {
-	return metrics_node_show(rt, ret, ret_len);
+	int r = metrics_node_show(rt, ret, ret_len);
+
+	if (r >= 0 && (r = rt_reaper_metrics(rt, ret, ret_len)) < 0) {
+		free(*ret);
+		*ret = NULL;
+	}
+	return r;
 }
 
 /* ---- start: records, re-adoption, leftovers ---- */
-
-static bool is_known(const char *name, void *ud)
-{
-	struct runtime *rt = ud;
-	bool found;
-
-	pthread_mutex_lock(&rt->lock);
-	found = find_locked(rt, name) != NULL;
-	pthread_mutex_unlock(&rt->lock);
-	return found;
-}
 
 /* Kill what is left of a recorded VMM (adopted or not) and remove its host resources. */
 static void adopt_cleanup(struct runtime *rt, struct vm *vm)
@@ -476,6 +485,14 @@ static void adopt_cleanup(struct runtime *rt, struct vm *vm)
 	vmm_handle_init(&vm->h);
 }
 
+static bool destroy_marked(struct runtime *rt, const char *name)
+{
+	char path[4200];
+
+	snprintf(path, sizeof(path), "%s/vms/%s/" RT_DESTROY_MARK, rt->cfg.state_dir, name);
+	return access(path, F_OK) == 0;
+}
+
 static int adopt_one(struct runtime *rt, const char *name)
 {
 	struct vm_record *rec = calloc(1, sizeof(*rec));
@@ -486,6 +503,11 @@ static int adopt_one(struct runtime *rt, const char *name)
 	if (!rec)
 		return -ENOMEM;
 	r = record_read(rt->cfg.state_dir, name, rec, &err);
+	if (r == -ENOENT || (r >= 0 && destroy_marked(rt, name))) {
+		/* A create before its record, or a destroy begun: the reaper finishes it. */
+		free(rec);
+		return 0;
+	}
 	if (r < 0) {
 		log_warning("%s: unreadable record (%s), ignoring", name, err.msg);
 		free(rec);
@@ -586,24 +608,19 @@ int rt_adopt_all(struct runtime *rt, struct err *err)
 
 int runtime_start(struct runtime *rt, struct err *err)
 {
-	int r, n;
+	int r;
 
 	r = rt_adopt_all(rt, err);
 	if (r < 0)
 		return r;
-	n = rt->ops->reap(rt->ops_priv, is_known, rt);
-	if (n > 0)
-		log_info("reaped %d leftover VMM jail(s)", n);
 	if (!rt->cfg.no_network) {
 		pthread_mutex_lock(&rt->net_lock);
 		r = net_bridge_ensure(rt->net, err);
-		n = r < 0 ? 0 : net_reap(rt->net, is_known, rt);
 		pthread_mutex_unlock(&rt->net_lock);
 		if (r < 0)
 			return err_prefix(err, "bridge: ");
-		if (n > 0)
-			log_info("reaped %d leftover network(s)", n);
 	}
+	rt_reap_pass(rt); /* leftovers of VMs that are not in the records (reaper.c) */
 	/* Adopted VMMs: watched before the loop starts (single-threaded still). */
 	for (struct vm *v = rt->vms; v; v = v->next)
 		if (v->h.pidfd >= 0 && sv_watch_pidfd(rt, v) < 0)
@@ -614,6 +631,9 @@ int runtime_start(struct runtime *rt, struct err *err)
 	r = sv_start(rt);
 	if (r < 0)
 		return err_set(err, r, "starting the supervisor: %s", strerror(-r));
+	r = rt_reaper_start(rt);
+	if (r < 0)
+		return err_set(err, r, "starting the leak reaper: %s", strerror(-r));
 	return rt_report_start(rt, err);
 }
 
@@ -621,6 +641,7 @@ void runtime_shutdown(struct runtime *rt)
 {
 	if (!rt)
 		return;
+	rt_reaper_stop(rt);
 	if (rt->cfg.stop_vms_on_exit && rt->sv_running) {
 		/* Graceful stops (SIGKILL at each VM's deadline), then wait for the cleanups. */
 		unsigned ms = rt->cfg.stop_timeout_ms + 5000;
@@ -671,6 +692,7 @@ struct runtime *runtime_free(struct runtime *rt)
 		vm_unref(v);
 	}
 	rt_report_free(rt);
+	rt_reaper_free(rt);
 	net_ctx_free(rt->net);
 	img_store_free(rt->store);
 	if (rt->ops && rt->ops_priv)

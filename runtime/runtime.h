@@ -54,6 +54,7 @@ struct runtime_config {
 	int cgroup_version;          /* 0: detect, 1 or 2 */
 	bool stop_vms_on_exit;       /* SIGTERM stops VMs instead of leaving them running */
 	bool no_network;             /* tests: skip host plumbing (IPAM still runs) */
+	unsigned reap_interval_ms;   /* leak reaper period, default 60000 */
 };
 
 /* What a VM file shows. Each has a change sequence for poll(). */

@@ -66,7 +66,9 @@ static void *worker_main(void *arg)
 		if (!rt->jobs_head)
 			rt->jobs_tail = NULL;
 		pthread_mutex_unlock(&rt->job_lock);
+		rt_job_enter(rt); /* no leak reaper pass while a job works on a VM */
 		j->fn(rt, j->vm, j->arg);
+		rt_job_leave(rt);
 		vm_unref(j->vm);
 		free(j);
 	}

@@ -1,0 +1,273 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The leak reaper (issue 6 item 5): at start and every reap_interval_ms, host resources that
+ * carry this node's ownership marks but belong to no VM in the table are removed and counted:
+ *  - "vmm":   marked jail dirs (<jail>/.mvmfs), cgroups under the "mvmfs" parent, the VMM
+ *             processes in them, their sockets (inside the jail) — the backend's reap;
+ *  - "net":   netns mvmfs-*, links aliased mvmfs:*, nft chains, /128 routes — net_reap;
+ *  - "state": <state>/vms/<name> with no record.json (a create interrupted before the record)
+ *             or with a "destroying" tombstone (a destroy interrupted half-way): address
+ *             released, image hold dropped, directory (data disk) removed.
+ * A state dir whose record exists but cannot be read is kept: nothing proves it dead.
+ *
+ * Why a lock: "belongs to no VM" is decided from the table, and a worker job may be creating
+ * the very resources of a VM that was just added. Every job runs under the read side of
+ * reaper->rw, a pass under the write side, so a pass never sees a half-made VM. glibc's
+ * default rwlock prefers readers: a long launch (image pull) only delays the pass.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "internal.h"
+#include "log.h"
+
+#define REAP_INTERVAL_DEFAULT_MS 60000u
+
+static const char *const leak_kind[_RT_LEAK_MAX] = {
+	[RT_LEAK_VMM] = "vmm",
+	[RT_LEAK_NET] = "net",
+	[RT_LEAK_STATE] = "state",
+};
+
+struct rt_reaper {
+	pthread_rwlock_t rw;
+	pthread_mutex_t mx; /* protects stop, wakes the thread */
+	pthread_cond_t cond;
+	pthread_t thread;
+	bool running, stop;
+	atomic_uint_least64_t n[_RT_LEAK_MAX];
+	atomic_uint_least64_t passes;
+};
+
+int rt_reaper_new(struct runtime *rt)
+{
+	struct rt_reaper *rp = calloc(1, sizeof(*rp));
+	pthread_condattr_t ca;
+
+	if (!rp)
+		return -ENOMEM;
+	pthread_rwlock_init(&rp->rw, NULL);
+	pthread_mutex_init(&rp->mx, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&rp->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	rt->reaper = rp;
+	return 0;
+}
+
+void rt_reaper_free(struct runtime *rt)
+{
+	struct rt_reaper *rp = rt->reaper;
+
+	if (!rp)
+		return;
+	rt_reaper_stop(rt);
+	pthread_rwlock_destroy(&rp->rw);
+	pthread_mutex_destroy(&rp->mx);
+	pthread_cond_destroy(&rp->cond);
+	free(rp);
+	rt->reaper = NULL;
+}
+
+void rt_job_enter(struct runtime *rt)
+{
+	if (rt->reaper)
+		pthread_rwlock_rdlock(&rt->reaper->rw);
+}
+
+void rt_job_leave(struct runtime *rt)
+{
+	if (rt->reaper)
+		pthread_rwlock_unlock(&rt->reaper->rw);
+}
+
+/* Under the write lock, so the table is stable with respect to jobs. */
+static bool is_known(const char *name, void *ud)
+{
+	struct runtime *rt = ud;
+	bool found = false;
+
+	pthread_mutex_lock(&rt->lock);
+	for (struct vm *v = rt->vms; v && !found; v = v->next)
+		found = strcmp(v->name, name) == 0;
+	pthread_mutex_unlock(&rt->lock);
+	return found;
+}
+
+static bool exists_in(const char *dir, const char *name, const char *file)
+{
+	char path[4400];
+	struct stat st;
+
+	if (snprintf(path, sizeof(path), "%s/%s/%s", dir, name, file) >= (int)sizeof(path))
+		return true; /* cannot tell: keep */
+	return lstat(path, &st) == 0 || errno != ENOENT;
+}
+
+/* State dirs of no VM that can be proven dead (see the top). */
+static int reap_state(struct runtime *rt)
+{
+	char dir[4200], path[4600];
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int n = 0;
+
+	snprintf(dir, sizeof(dir), "%s/vms", rt->cfg.state_dir);
+	d = opendir(dir);
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		struct err err = {};
+
+		if (!vm_name_is_valid(de->d_name) || is_known(de->d_name, rt))
+			continue;
+		if (exists_in(dir, de->d_name, "record.json") &&
+		    !exists_in(dir, de->d_name, RT_DESTROY_MARK))
+			continue;
+		pthread_mutex_lock(&rt->net_lock);
+		if (net_ip_release(rt->net, de->d_name, &err) < 0)
+			log_warning("%s: releasing the address of a leftover: %s", de->d_name,
+				    err.msg);
+		pthread_mutex_unlock(&rt->net_lock);
+		if (rt->store)
+			(void)img_release(rt->store, de->d_name);
+		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path) ||
+		    rm_rf(path) < 0)
+			continue;
+		log_info("%s: reaped a leftover state dir", de->d_name);
+		n++;
+	}
+	return n;
+}
+
+static void count(struct runtime *rt, enum rt_leak kind, int n, const char *what)
+{
+	if (n <= 0)
+		return;
+	atomic_fetch_add(&rt->reaper->n[kind], (uint64_t)n);
+	log_info("reaped %d leftover %s", n, what);
+}
+
+void rt_reap_pass(struct runtime *rt)
+{
+	struct rt_reaper *rp = rt->reaper;
+	int n;
+
+	pthread_rwlock_wrlock(&rp->rw);
+	n = rt->ops->reap(rt->ops_priv, is_known, rt);
+	count(rt, RT_LEAK_VMM, n, "VMM jail(s)/cgroup(s)");
+	if (!rt->cfg.no_network) {
+		pthread_mutex_lock(&rt->net_lock);
+		n = net_reap(rt->net, is_known, rt);
+		pthread_mutex_unlock(&rt->net_lock);
+		if (n < 0)
+			log_warning_errno(n, "reaping leftover networks");
+		count(rt, RT_LEAK_NET, n, "network resource(s)");
+	}
+	count(rt, RT_LEAK_STATE, reap_state(rt), "state dir(s)");
+	atomic_fetch_add(&rp->passes, 1);
+	pthread_rwlock_unlock(&rp->rw);
+}
+
+static void *reaper_main(void *arg)
+{
+	struct runtime *rt = arg;
+	struct rt_reaper *rp = rt->reaper;
+	unsigned ms = rt->cfg.reap_interval_ms ? rt->cfg.reap_interval_ms
+					       : REAP_INTERVAL_DEFAULT_MS;
+
+	pthread_mutex_lock(&rp->mx);
+	while (!rp->stop) {
+		struct timespec t;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		t.tv_sec += ms / 1000;
+		t.tv_nsec += (long)(ms % 1000) * 1000000;
+		if (t.tv_nsec >= 1000000000) {
+			t.tv_sec++;
+			t.tv_nsec -= 1000000000;
+		}
+		while (!rp->stop && pthread_cond_timedwait(&rp->cond, &rp->mx, &t) != ETIMEDOUT)
+			;
+		if (rp->stop)
+			break;
+		pthread_mutex_unlock(&rp->mx);
+		rt_reap_pass(rt);
+		pthread_mutex_lock(&rp->mx);
+	}
+	pthread_mutex_unlock(&rp->mx);
+	return NULL;
+}
+
+int rt_reaper_start(struct runtime *rt)
+{
+	struct rt_reaper *rp = rt->reaper;
+	sigset_t all, old;
+	int r;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	r = -pthread_create(&rp->thread, NULL, reaper_main, rt);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r < 0)
+		return r;
+	rp->running = true;
+	return 0;
+}
+
+void rt_reaper_stop(struct runtime *rt)
+{
+	struct rt_reaper *rp = rt->reaper;
+
+	if (!rp || !rp->running)
+		return;
+	pthread_mutex_lock(&rp->mx);
+	rp->stop = true;
+	pthread_cond_signal(&rp->cond);
+	pthread_mutex_unlock(&rp->mx);
+	pthread_join(rp->thread, NULL);
+	rp->running = false;
+}
+
+int rt_reaper_metrics(struct runtime *rt, char **buf, size_t *len)
+{
+	char *out = NULL;
+	size_t size = 0;
+	FILE *f;
+
+	if (!rt->reaper)
+		return 0;
+	f = open_memstream(&out, &size);
+	if (!f)
+		return -ENOMEM;
+	fwrite(*buf, 1, *len, f);
+	fputs("# HELP mvmfs_leaks_reaped_total Host resources with this node's marks but no VM, "
+	      "removed.\n# TYPE mvmfs_leaks_reaped_total counter\n",
+	      f);
+	for (int k = 0; k < _RT_LEAK_MAX; k++)
+		fprintf(f, "mvmfs_leaks_reaped_total{kind=\"%s\"} %llu\n", leak_kind[k],
+			(unsigned long long)atomic_load(&rt->reaper->n[k]));
+	fputs("# HELP mvmfs_reap_passes_total Leak reaper passes done.\n"
+	      "# TYPE mvmfs_reap_passes_total counter\n",
+	      f);
+	fprintf(f, "mvmfs_reap_passes_total %llu\n",
+		(unsigned long long)atomic_load(&rt->reaper->passes));
+	if (fclose(f) != 0) {
+		free(out);
+		return -ENOMEM;
+	}
+	free(*buf);
+	*buf = out;
+	*len = size;
+	return 0;
+}
