@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -98,6 +99,9 @@ static pid_t receiver_start(int want_port)
 	pid = fork();
 	ASSERT_TRUE(pid >= 0);
 	if (pid == 0) {
+		/* A failed case exits at once: the receiver must not outlive it (it holds the
+		 * TAP output pipe). */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execlp("python3", "python3", script, "--port", p, "--port-file", port_path,
 		       "--log", log_path, "--ctl", ctl_path, (char *)NULL);
 		_exit(127);
@@ -209,6 +213,21 @@ static bool wait_count(int id, int value, int status, int final, int want, doubl
 		usleep(20000);
 	}
 	return false;
+}
+
+/* The receiver logs a request before it answers: wait for the reporter to see the answer. */
+static void wait_sent(struct reporter *r, uint64_t want)
+{
+	struct report_stats st;
+
+	for (int i = 0; i < 250; i++) {
+		report_get_stats(r, &st);
+		if (st.sent >= want)
+			return;
+		usleep(20000);
+	}
+	TEST_FAIL("sent %llu, expected %llu", (unsigned long long)st.sent,
+		  (unsigned long long)want);
 }
 
 static struct reporter *new_reporter(unsigned interval_ms, unsigned timeout_ms,
@@ -395,6 +414,7 @@ static void test_5xx_retried_with_backoff(void)
 	set_ctl(200, 0);
 	/* Retried until accepted, with the newest value. */
 	ASSERT_TRUE(wait_count(0, 9, 200, 0, 1, 10));
+	wait_sent(r, 1);
 	report_get_stats(r, &st);
 	ASSERT_TRUE(st.failed >= 6);
 	ASSERT_EQ(st.sent, 1);
@@ -453,7 +473,7 @@ static void test_down_never_blocks_and_resumes(void)
 	sleep(1);
 	report_get_stats(r, &st);
 	ASSERT_TRUE(st.failed >= 2);
-	ASSERT_EQ(st.queued, N_OBJS);
+	ASSERT_TRUE(st.queued + 8 >= N_OBJS); /* up to 8 may be in flight */
 	rx = receiver_start(p);
 	ASSERT_EQ(port, p);
 	for (int i = 0; i < N_OBJS; i++)
