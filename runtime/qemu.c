@@ -206,6 +206,26 @@ struct child_plan {
 	int out_fd;
 };
 
+/* In the child: say what failed on the console log (async-signal-safe), then exit with code. */
+static _Noreturn void child_fail(const struct child_plan *cp, const char *what, int e, int code)
+{
+	char num[12];
+	int n = (int)sizeof(num);
+
+	do {
+		num[--n] = (char)('0' + e % 10);
+		e /= 10;
+	} while (e && n > 0);
+	if (cp->out_fd >= 0) {
+		(void)!write(cp->out_fd, "mvmfs: ", 7);
+		(void)!write(cp->out_fd, what, strlen(what));
+		(void)!write(cp->out_fd, " failed, errno ", 15);
+		(void)!write(cp->out_fd, num + n, sizeof(num) - (size_t)n);
+		(void)!write(cp->out_fd, "\n", 1);
+	}
+	_exit(code);
+}
+
 static _Noreturn void child_run(const struct child_plan *cp)
 {
 	static const char zero[] = "0";
@@ -213,18 +233,24 @@ static _Noreturn void child_run(const struct child_plan *cp)
 
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	for (int i = 0; i < cp->ncg; i++)
-		if (write(cp->cg_fds[i], zero, 1) != 1)
-			_exit(120);
+	for (int i = 0; i < cp->ncg; i++) {
+		ssize_t w;
+
+		do
+			w = write(cp->cg_fds[i], zero, 1);
+		while (w < 0 && errno == EINTR);
+		if (w != 1)
+			child_fail(cp, "joining the VM's cgroup", w < 0 ? errno : 0, 120);
+	}
 	if (cp->netns_fd >= 0 && setns(cp->netns_fd, CLONE_NEWNET) < 0)
-		_exit(121);
+		child_fail(cp, "entering the network namespace", errno, 121);
 	if (cp->out_fd >= 0) {
 		dup2(cp->out_fd, 1);
 		dup2(cp->out_fd, 2);
 	}
 	(void)setsid();
 	execv(cp->argv[0], (char *const *)cp->argv);
-	_exit(127);
+	child_fail(cp, "exec", errno, 127);
 }
 
 static long ms_since(const struct timespec *t0)
