@@ -319,6 +319,7 @@ static void job_destroy(struct runtime *rt, struct vm *vm, void *arg)
 {
 	struct create_req *req = arg;
 	struct err err = {};
+	struct vmm_handle h;
 	char dir[4200];
 
 	/* Tombstone: a daemon killed during the teardown finishes it at the next start
@@ -330,7 +331,12 @@ static void job_destroy(struct runtime *rt, struct vm *vm, void *arg)
 			log_warning("%s: cannot mark the destroy: %m", vm->name);
 		safe_close(fd);
 	}
-	rt->ops->cleanup(rt->ops_priv, vm->name, &vm->h);
+	/* cleanup() clears names in the handle it is given, and the supervisor may still be
+	 * copying vm->h into a record (rt_record_save, under rec_lock): work on a copy. */
+	pthread_mutex_lock(&vm->rec_lock);
+	h = vm->h;
+	pthread_mutex_unlock(&vm->rec_lock);
+	rt->ops->cleanup(rt->ops_priv, vm->name, &h);
 	pthread_mutex_lock(&rt->net_lock);
 	if (!rt->cfg.no_network && net_vm_teardown(rt->net, vm->name, &err) < 0)
 		log_warning("%s: network teardown: %s", vm->name, err.msg);
