@@ -586,39 +586,70 @@ static void fc_cleanup(void *priv, const char *name, struct vmm_handle *h)
 	}
 }
 
-/* Processes left in our cgroup of a VM that does not exist (its jail already gone, or a
- * jailer killed before it wrote the pid file): the cgroup is the mark. Returns how many. */
-static int kill_cgroup_procs(struct fc_priv *fp, const char *cg_dir, const char *id)
+/* Is pid, found in our cgroup for id, a process of OUR jail for id? Its root is
+ * <exec_dir>/<id>/root (chroot), or "/" (the real jailer pivot_roots: then the cgroup is the
+ * only mark left). Several daemons may share the cgroup parent (tests): their jails differ. */
+static bool in_our_jail(struct fc_priv *fp, pid_t pid, const char *id)
+{
+	char path[64], link[VMM_PATH_MAX], want[VMM_PATH_MAX + 200];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/root", (int)pid);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n <= 0)
+		return false;
+	link[n] = '\0';
+	if (strcmp(link, "/") == 0)
+		return is_jailed(pid, id);
+	snprintf(want, sizeof(want), "%s/%s/root", fp->exec_dir, id);
+	return strcmp(link, want) == 0;
+}
+
+/* A cgroup of ours for a VM that does not exist (its jail already gone, or a jailer killed
+ * before the pid file). Kills the processes in it when all are of our jail for id; removes
+ * it when it is then empty. An empty cgroup is removed only when older than 30 s: another
+ * daemon's jailer may be about to fill it. Returns how many things were reaped. */
+static int reap_cgroup(struct fc_priv *fp, const char *cg_dir, const char *id)
 {
 	char path[VMM_PATH_MAX + 400];
 	_cleanup_free_ char *procs = NULL;
+	pid_t pids[64];
+	size_t np = 0;
+	struct stat st;
 	int n = 0;
 
 	if (snprintf(path, sizeof(path), "%s/cgroup.procs", cg_dir) >= (int)sizeof(path) ||
-	    read_file_bounded(path, 65536, &procs, NULL) < 0)
+	    read_file_bounded(path, 65536, &procs, NULL) < 0 || stat(cg_dir, &st) < 0)
 		return 0;
 	for (char *save = NULL, *tok = strtok_r(procs, "\n", &save); tok;
 	     tok = strtok_r(NULL, "\n", &save)) {
-		struct vmm_handle h;
 		uint32_t pid;
-
-		if (parse_u32(tok, &pid) < 0 || pid <= 1)
-			continue;
+		if (parse_u32(tok, &pid) < 0 || pid <= 1 || np == ELEMENTSOF(pids) ||
+		    !in_our_jail(fp, (pid_t)pid, id))
+			return 0; /* not provably ours */
+		pids[np++] = (pid_t)pid;
+	}
+	if (np == 0 && time(NULL) - st.st_ctime < 30)
+		return 0;
+	for (size_t i = 0; i < np; i++) {
+		struct vmm_handle h;
 		vmm_handle_init(&h);
-		h.pid = (pid_t)pid;
+		h.pid = pids[i];
 		if (vmm_handle_open_pidfd(&h) < 0)
 			continue;
-		if (is_jailed(h.pid, id)) {
+		if (in_our_jail(fp, h.pid, id)) {
 			struct pollfd pfd = {.fd = h.pidfd, .events = POLLIN};
 			struct vmm_exit ex;
 			(void)fc_kill(fp, &h);
 			(void)poll(&pfd, 1, 2000);
 			vmm_handle_reap(&h, &ex);
-			log_info("%s: killed leftover VMM process %u", id, pid);
+			log_info("%s: killed leftover VMM process %d", id, (int)h.pid);
 			n++;
 		}
 		h.pidfd = safe_close(h.pidfd);
 	}
+	if (cgroup_remove(cg_dir) == 0)
+		n++;
 	return n;
 }
 
@@ -666,9 +697,7 @@ static int fc_reap(void *priv, bool (*is_known)(const char *name, void *ud), voi
 				if (snprintf(p, sizeof(p), "%s%s", dirs[i], de->d_name) >=
 				    (int)sizeof(p))
 					continue;
-				n += kill_cgroup_procs(fp, p, de->d_name);
-				if (cgroup_remove(p) == 0)
-					n++;
+				n += reap_cgroup(fp, p, de->d_name);
 			}
 		}
 	}
