@@ -6,10 +6,12 @@ POSTed JSON documents and appends one line per request to --log:
    "body": <parsed JSON, or null>, "raw": <body text when it is not JSON>}
 Behaviour is read from --ctl (a JSON file, re-read on every request, missing = defaults):
   {"status": 200, "delay": 0.0}   answer this status after sleeping delay seconds.
-The listening port goes to --port-file once the socket is bound (--port 0: any free port)."""
+The listening port goes to --port-file once the socket is bound (--port 0: any free port).
+With --tls-cert/--tls-key it serves HTTPS."""
 import argparse
 import json
 import os
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,11 +69,17 @@ def main():
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--log", required=True)
     ap.add_argument("--ctl", required=True)
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     a = ap.parse_args()
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.daemon_threads = True
     srv = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
     srv.log, srv.ctl = a.log, a.ctl
+    if a.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(a.tls_cert, a.tls_key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     tmp = a.port_file + ".tmp"
     with open(tmp, "w") as f:
         f.write(str(srv.server_address[1]))

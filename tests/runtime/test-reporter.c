@@ -87,6 +87,8 @@ static void set_ctl(int status, double delay)
 	ASSERT_OK(write_file_atomic(ctl_path, buf, strlen(buf), 0644));
 }
 
+static char tls_cert[128], tls_key[128];
+
 static pid_t receiver_start(int want_port)
 {
 	const char *src = getenv("MVMFS_SRCDIR");
@@ -102,8 +104,13 @@ static pid_t receiver_start(int want_port)
 		/* A failed case exits at once: the receiver must not outlive it (it holds the
 		 * TAP output pipe). */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execlp("python3", "python3", script, "--port", p, "--port-file", port_path,
-		       "--log", log_path, "--ctl", ctl_path, (char *)NULL);
+		if (tls_cert[0])
+			execlp("python3", "python3", script, "--port", p, "--port-file", port_path,
+			       "--log", log_path, "--ctl", ctl_path, "--tls-cert", tls_cert,
+			       "--tls-key", tls_key, (char *)NULL);
+		else
+			execlp("python3", "python3", script, "--port", p, "--port-file",
+			       port_path, "--log", log_path, "--ctl", ctl_path, (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 500; i++) {
@@ -111,7 +118,8 @@ static pid_t receiver_start(int want_port)
 		size_t len;
 		if (read_file_bounded(port_path, 16, &s, &len) == 0) {
 			port = atoi(s);
-			snprintf(url, sizeof(url), "http://127.0.0.1:%d/report", port);
+			snprintf(url, sizeof(url), "%s://127.0.0.1:%d/report",
+				 tls_cert[0] ? "https" : "http", port);
 			return pid;
 		}
 		usleep(20000);
@@ -610,6 +618,56 @@ static void test_stop_does_not_wait_for_a_hung_request(void)
 	cleanup_dir();
 }
 
+/* HTTPS: the peer is verified (a private CA given as ca_file works; the system store, which
+ * does not hold it, refuses the connection and the report is retried, never sent). */
+static void test_tls_verified(void)
+{
+	struct report_config c = {.connect_timeout_ms = 1000, .timeout_ms = 2000,
+				  .backoff_min_ms = 50, .backoff_max_ms = 200};
+	char cmd[2048], ca[128];
+	struct report_stats st;
+	struct err err = {};
+	struct reporter *r;
+	pid_t rx;
+
+	setup();
+	if (system("command -v openssl >/dev/null 2>&1") != 0)
+		test_skip("needs openssl");
+	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+	snprintf(tls_cert, sizeof(tls_cert), "%s/srv.pem", dir);
+	snprintf(tls_key, sizeof(tls_key), "%s/srv.key", dir);
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && (openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem "
+		 "-days 2 -subj /CN=mvmfs-test-ca && "
+		 "openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr "
+		 "-subj /CN=127.0.0.1 && "
+		 "printf 'subjectAltName=IP:127.0.0.1\n' > ext && "
+		 "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+		 "-out srv.pem -days 2 -extfile ext) >/dev/null 2>&1",
+		 dir);
+	if (system(cmd) != 0)
+		test_skip("openssl could not make a test CA");
+	rx = receiver_start(0);
+	ASSERT_TRUE(strncmp(url, "https://", 8) == 0);
+	c.url = url;
+	c.ca_file = ca;
+	ASSERT_OK(report_new(&c, &ops, NULL, &r, &err));
+	ASSERT_OK(report_start(r));
+	ASSERT_TRUE(wait_count(0, 0, 200, 0, 1, 10));
+	report_free(r);
+	c.ca_file = NULL;
+	ASSERT_OK(report_new(&c, &ops, NULL, &r, &err));
+	ASSERT_OK(report_start(r));
+	usleep(1000000);
+	report_get_stats(r, &st);
+	ASSERT_TRUE(st.failed >= 1);
+	ASSERT_EQ(st.sent, 0);
+	ASSERT_EQ(count(0, -1, -1, -1), 1);
+	report_free(r);
+	receiver_stop(rx);
+	cleanup_dir();
+}
+
 static void test_bad_url(void)
 {
 	struct report_config c = {.url = "ftp://x/"};
@@ -626,4 +684,5 @@ TEST_MAIN(TEST(test_delivery_and_final), TEST(test_coalescing_slow_receiver),
 	  TEST(test_unchanged_skipped), TEST(test_5xx_retried_with_backoff),
 	  TEST(test_down_never_blocks_and_resumes), TEST(test_timeout_is_retried),
 	  TEST(test_4xx_not_retried), TEST(test_token_file), TEST(test_periodic),
-	  TEST(test_stop_does_not_wait_for_a_hung_request), TEST(test_bad_url))
+	  TEST(test_stop_does_not_wait_for_a_hung_request), TEST(test_tls_verified),
+	  TEST(test_bad_url))
