@@ -84,6 +84,10 @@ class Registry:
         self.rf.down(self.dir)
 
 
+SANITIZER_MARKERS = ("WARNING: ThreadSanitizer", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                     "runtime error: ")
+
+
 class Daemon:
     """The real mvmfs on a temp mount point, with the Firecracker fake."""
 
@@ -116,6 +120,7 @@ class Daemon:
 
     def start(self):
         self.log = open(os.path.join(self.tmp, "daemon.log"), "ab")
+        self.log_start = self.log.tell()
         env = dict(os.environ, FAKE_FC_KNOBS=self.knobs)
         self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env)
@@ -151,6 +156,24 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         subprocess.run(["umount", "-l", self.mnt], stderr=subprocess.DEVNULL)
+        self.log.close()
+        self.check_sanitizers()
+
+    def check_sanitizers(self):
+        """A sanitizer build's report in this run's daemon log fails the test (TSan with
+        halt_on_error=1 and ASan/LSan abort, but a report must fail even if they did not)."""
+        with open(os.path.join(self.tmp, "daemon.log"), "rb") as f:
+            f.seek(self.log_start)
+            text = f.read().decode(errors="replace")
+        for marker in SANITIZER_MARKERS:
+            i = text.find(marker)
+            if i >= 0:
+                raise AssertionError("sanitizer report in the daemon log:\n" + text[i:i + 6000])
+
+    def kill9(self):
+        """SIGKILL the daemon (its mount goes stale; start() cleans it)."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
         self.log.close()
 
     def kill_vmms(self):
@@ -207,9 +230,14 @@ def leftovers(d, name):
     found = []
     if os.path.exists(d.vm_jail(name)):
         found.append("jail dir " + d.vm_jail(name))
-    for cg in glob.glob(f"/sys/fs/cgroup/*/firecracker/{name}") + glob.glob(
-            f"/sys/fs/cgroup/unified/firecracker/{name}"):
+    # The runtime's cgroup parent is "mvmfs" (CGROUP_PARENT).
+    for cg in glob.glob(f"/sys/fs/cgroup/*/mvmfs/{name}") + glob.glob(
+            f"/sys/fs/cgroup/mvmfs/{name}"):
         found.append("cgroup " + cg)
+    if os.path.exists(os.path.join(d.state, "vms", name)):
+        found.append("state dir " + os.path.join(d.state, "vms", name))
+    if name in leases(d):
+        found.append("address lease")
     if os.path.exists(f"/run/netns/mvmfs-{name}"):
         found.append(f"netns mvmfs-{name}")
     out = subprocess.run(["ip", "-o", "link", "show"], stdout=subprocess.PIPE, text=True).stdout
@@ -220,6 +248,22 @@ def leftovers(d, name):
     for pid in out.stdout.split():
         found.append("process " + pid)
     return found
+
+
+def leases(d):
+    """Live leases of the local address allocator: {name: addr} from its journal."""
+    out = {}
+    try:
+        with open(os.path.join(d.state, "ipam", "leases")) as f:
+            for line in f:
+                p = line.split()
+                if len(p) == 3 and p[0] == "A":
+                    out[p[1]] = p[2]
+                elif len(p) == 2 and p[0] == "R":
+                    out.pop(p[1], None)
+    except FileNotFoundError:
+        pass
+    return out
 
 
 def run_tap(cases):

@@ -291,7 +291,12 @@ finally:
                 os.rmdir(D.vm(name))
             except OSError:
                 pass
-        D.stop()
+        try:
+            D.stop()
+        except AssertionError as e:  # a sanitizer report at daemon exit
+            print("# " + str(e).replace("\n", "\n# "))
+            print("Bail out! sanitizer report in the daemon log", flush=True)
+            rc = 1
         D.kill_vmms()
         if rc or os.environ.get("E2E_LOG"):
             print("# daemon log tail:\n# " + D.log_tail(60).replace("\n", "\n# "))
