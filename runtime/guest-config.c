@@ -16,7 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend.h"
 #include "macro.h"
 
 #define ARCHIVE_MAX (1024 * 1024)
@@ -304,7 +303,3 @@ int guest_kernel_cmdline(enum guest_cmdline_flavour flavour, char *buf, size_t s
 		return -EIO;
 	return (size_t)n >= size ? -ENOBUFS : n;
 }
-
-/* runtime.c refers to the QEMU backend weakly; a weak reference does not pull qemu.o out of the
- * static library, so this strong one (in an object every daemon links) keeps it in. */
-const struct vmm_ops *const guest_qemu_backend = &vmm_qemu_ops;

@@ -62,6 +62,3 @@ enum guest_cmdline_flavour {
  * from /proc/cpuinfo for QEMU. Returns the length or -ENOBUFS/-errno. */
 int guest_kernel_cmdline(enum guest_cmdline_flavour flavour, char *buf, size_t size);
 
-struct vmm_ops;
-/* Keeps runtime/qemu.c linked into every binary that links guest-config.o. */
-extern const struct vmm_ops *const guest_qemu_backend;

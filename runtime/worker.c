@@ -160,7 +160,7 @@ static void on_agent_event(void *ud, struct agent *agent, enum agent_event ev)
 void vm_agent_start(struct runtime *rt, struct vm *vm)
 {
 	struct agent_config ac = {
-		.transport = AGENT_TRANSPORT_VSOCK,
+		.transport = agent_transport_for_vmm(rt->ops->name),
 		.socket_path = vm->h.agent_socket,
 		.vsock_port = AGENT_DEFAULT_VSOCK_PORT,
 		.heartbeat_ms = rt->cfg.heartbeat_ms,
@@ -202,7 +202,7 @@ static int write_guest_initrd(struct runtime *rt, struct vm *vm, const struct im
 		.name = vm->name,
 		.addr = *addr,
 		.prefix_len = 64,
-		.transport = AGENT_TRANSPORT_VSOCK,
+		.transport = agent_transport_for_vmm(rt->ops->name),
 		.heartbeat_ms = c->heartbeat_ms,
 		.grace_ms = c->app_grace_ms,
 		.no_network = c->no_network,
