@@ -55,6 +55,11 @@ int img_path_map(const char *name, char *ret, size_t size, enum img_path_kind *r
 		*ret_kind = IMG_PATH_ROOT;
 		return 0;
 	}
+	/* Whiteouts are leaves: a ".wh." directory on the way is a malformed layer. */
+	for (size_t i = 0; i < last; i++)
+		if ((i == 0 || ret[i - 1] == '/') &&
+		    strncmp(ret + i, WH_PREFIX, strlen(WH_PREFIX)) == 0)
+			return fail(ret_why, -EINVAL, "whiteout name used as a directory");
 
 	/* Whiteouts are decided by the last component only. */
 	{
