@@ -21,7 +21,7 @@ ninja -C "$dir" || exit 1
 mapfile -t targets < <(meson introspect "$dir" --tests | python3 -c '
 import json, sys
 for t in json.load(sys.stdin):
-    if "fuzz-regress" in t["suite"]:
+    if any(s.split(":")[-1] == "fuzz-regress" for s in t["suite"]):
         print(t["name"], t["cmd"][0], t["cmd"][1] if len(t["cmd"]) > 1 else "")
 ')
 
