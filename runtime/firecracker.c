@@ -553,6 +553,71 @@ static void kill_jailed(struct fc_priv *fp, const char *id, const char *jail_dir
 	}
 }
 
+/* Is pid, found in our cgroup for id, a process of OUR jail for id: is its root
+ * <exec_dir>/<id>/root? Several daemons (tests), or another backend, may share the cgroup
+ * parent, so the cgroup alone does not make a process ours. (The real jailer pivot_roots:
+ * its VMMs read "/" and are found through the jail's pid file instead.) */
+static bool in_our_jail(struct fc_priv *fp, pid_t pid, const char *id)
+{
+	char path[64], link[VMM_PATH_MAX], want[VMM_PATH_MAX + 200];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/root", (int)pid);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n <= 0)
+		return false;
+	link[n] = '\0';
+	snprintf(want, sizeof(want), "%s/%s/root", fp->exec_dir, id);
+	/* A jail removed under a live process reads "<path> (deleted)". */
+	return strcmp(link, want) == 0 || (strncmp(link, want, strlen(want)) == 0 &&
+					   strcmp(link + strlen(want), " (deleted)") == 0);
+}
+
+/* Kill the processes of our jail for id in a cgroup dir (what the pid file missed). With
+ * all_or_none, nothing when any process in it is not provably ours. Returns how many. */
+static int kill_cgroup_procs(struct fc_priv *fp, const char *cg_dir, const char *id,
+			     bool all_or_none)
+{
+	char path[VMM_PATH_MAX + 400];
+	_cleanup_free_ char *procs = NULL;
+	pid_t pids[64];
+	size_t np = 0;
+	int n = 0;
+
+	if (snprintf(path, sizeof(path), "%s/cgroup.procs", cg_dir) >= (int)sizeof(path) ||
+	    read_file_bounded(path, 65536, &procs, NULL) < 0)
+		return all_or_none ? -ENOENT : 0;
+	for (char *save = NULL, *tok = strtok_r(procs, "\n", &save); tok;
+	     tok = strtok_r(NULL, "\n", &save)) {
+		uint32_t pid;
+		if (parse_u32(tok, &pid) < 0 || pid <= 1 || np == ELEMENTSOF(pids) ||
+		    !in_our_jail(fp, (pid_t)pid, id)) {
+			if (all_or_none)
+				return -EPERM; /* not provably ours */
+			continue;
+		}
+		pids[np++] = (pid_t)pid;
+	}
+	for (size_t i = 0; i < np; i++) {
+		struct vmm_handle h;
+		vmm_handle_init(&h);
+		h.pid = pids[i];
+		if (vmm_handle_open_pidfd(&h) < 0)
+			continue;
+		if (in_our_jail(fp, h.pid, id)) {
+			struct pollfd pfd = {.fd = h.pidfd, .events = POLLIN};
+			struct vmm_exit ex;
+			(void)fc_kill(fp, &h);
+			(void)poll(&pfd, 1, 2000);
+			log_info("%s: killing leftover VMM process %d", id, (int)h.pid);
+			vmm_handle_reap(&h, &ex);
+			n++;
+		}
+		h.pidfd = safe_close(h.pidfd);
+	}
+	return n;
+}
+
 static void fc_cleanup(void *priv, const char *name, struct vmm_handle *h)
 {
 	struct fc_priv *fp = priv;
@@ -573,6 +638,8 @@ static void fc_cleanup(void *priv, const char *name, struct vmm_handle *h)
 	for (size_t i = 0; i < ELEMENTSOF(h->cgroup); i++) {
 		if (!h->cgroup[i][0])
 			continue;
+		/* A process of our jail the pid file did not name (a jailer killed early). */
+		(void)kill_cgroup_procs(fp, h->cgroup[i], name, false);
 		r = cgroup_remove(h->cgroup[i]);
 		if (r < 0)
 			log_debug_errno(r, "%s: removing cgroup %s", name, h->cgroup[i]);
@@ -586,71 +653,21 @@ static void fc_cleanup(void *priv, const char *name, struct vmm_handle *h)
 	}
 }
 
-/* Is pid, found in our cgroup for id, a process of OUR jail for id? Its root is
- * <exec_dir>/<id>/root (chroot), or "/" (the real jailer pivot_roots: then the cgroup is the
- * only mark left). Several daemons may share the cgroup parent (tests): their jails differ. */
-static bool in_our_jail(struct fc_priv *fp, pid_t pid, const char *id)
-{
-	char path[64], link[VMM_PATH_MAX], want[VMM_PATH_MAX + 200];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/root", (int)pid);
-	n = readlink(path, link, sizeof(link) - 1);
-	if (n <= 0)
-		return false;
-	link[n] = '\0';
-	if (strcmp(link, "/") == 0)
-		return is_jailed(pid, id);
-	snprintf(want, sizeof(want), "%s/%s/root", fp->exec_dir, id);
-	return strcmp(link, want) == 0;
-}
-
 /* A cgroup of ours for a VM that does not exist (its jail already gone, or a jailer killed
- * before the pid file). Kills the processes in it when all are of our jail for id; removes
- * it when it is then empty. An empty cgroup is removed only when older than 30 s: another
- * daemon's jailer may be about to fill it. Returns how many things were reaped. */
+ * before the pid file): its processes killed when all are of our jail for id, then removed.
+ * An empty one only when older than 30 s: another daemon's jailer may be about to fill it.
+ * Returns how many things were reaped. */
 static int reap_cgroup(struct fc_priv *fp, const char *cg_dir, const char *id)
 {
-	char path[VMM_PATH_MAX + 400];
-	_cleanup_free_ char *procs = NULL;
-	pid_t pids[64];
-	size_t np = 0;
 	struct stat st;
-	int n = 0;
+	int n;
 
-	if (snprintf(path, sizeof(path), "%s/cgroup.procs", cg_dir) >= (int)sizeof(path) ||
-	    read_file_bounded(path, 65536, &procs, NULL) < 0 || stat(cg_dir, &st) < 0)
+	if (stat(cg_dir, &st) < 0)
 		return 0;
-	for (char *save = NULL, *tok = strtok_r(procs, "\n", &save); tok;
-	     tok = strtok_r(NULL, "\n", &save)) {
-		uint32_t pid;
-		if (parse_u32(tok, &pid) < 0 || pid <= 1 || np == ELEMENTSOF(pids) ||
-		    !in_our_jail(fp, (pid_t)pid, id))
-			return 0; /* not provably ours */
-		pids[np++] = (pid_t)pid;
-	}
-	if (np == 0 && time(NULL) - st.st_ctime < 30)
+	n = kill_cgroup_procs(fp, cg_dir, id, true);
+	if (n < 0 || (n == 0 && time(NULL) - st.st_ctime < 30))
 		return 0;
-	for (size_t i = 0; i < np; i++) {
-		struct vmm_handle h;
-		vmm_handle_init(&h);
-		h.pid = pids[i];
-		if (vmm_handle_open_pidfd(&h) < 0)
-			continue;
-		if (in_our_jail(fp, h.pid, id)) {
-			struct pollfd pfd = {.fd = h.pidfd, .events = POLLIN};
-			struct vmm_exit ex;
-			(void)fc_kill(fp, &h);
-			(void)poll(&pfd, 1, 2000);
-			vmm_handle_reap(&h, &ex);
-			log_info("%s: killed leftover VMM process %d", id, (int)h.pid);
-			n++;
-		}
-		h.pidfd = safe_close(h.pidfd);
-	}
-	if (cgroup_remove(cg_dir) == 0)
-		n++;
-	return n;
+	return cgroup_remove(cg_dir) == 0 ? n + 1 : n;
 }
 
 /* A leftover jail: kill its VMM if still there, then remove cgroups and the directory. */
