@@ -151,10 +151,15 @@ void report_enqueue(struct reporter *r, void *obj, unsigned flags)
 	if (e->queued) {
 		r->st.coalesced++;
 	} else {
+		/* Only the first queued entry needs to wake the thread: while entries wait, it
+		 * picks the next one as soon as a request slot frees up. */
+		bool was_empty = !r->qhead;
 		q_push_locked(r, e, false);
-		pthread_cond_signal(&r->cond);
-		if (r->multi)
-			curl_multi_wakeup(r->multi);
+		if (was_empty) {
+			pthread_cond_signal(&r->cond);
+			if (r->multi)
+				curl_multi_wakeup(r->multi);
+		}
 	}
 	pthread_mutex_unlock(&r->lock);
 }
