@@ -166,32 +166,40 @@ def timed(fn, *a):
     return time.monotonic() - t
 
 
-def cycle_and_reads(n_reads=20):
-    """One stop/start of r1 and health reads: returns (worst write, worst read) seconds."""
-    w = max(timed(D.write, "r1", "state", "stop"), timed(D.write, "r1", "state", "start"))
-    r = max(timed(D.read, name, "health") for name in ("r1",) * n_reads)
-    return w, r
+def cycle_and_reads(ws, rs, n_reads=20):
+    """One stop/start of r1 and health reads, durations appended to ws and rs (seconds)."""
+    ws.append(timed(D.write, "r1", "state", "stop"))
+    ws.append(timed(D.write, "r1", "state", "start"))
+    rs.extend(timed(D.read, "r1", "health") for _ in range(n_reads))
+
+
+def med(xs):
+    return sorted(xs)[len(xs) // 2]
 
 
 def test_receiver_down_changes_nothing_then_reports_resume():
-    base_w, base_r = 0, 0
-    for _ in range(3):
-        w, r = cycle_and_reads()
-        base_w, base_r = max(base_w, w), max(base_r, r)
-    print(f"# receiver up:   worst state write {base_w * 1e3:.0f} ms, "
-          f"worst health read {base_r * 1e3:.1f} ms")
+    base_w, base_r = [], []
+    for _ in range(5):
+        cycle_and_reads(base_w, base_r)
+    print(f"# receiver up:   state write median {med(base_w) * 1e3:.0f} ms, worst "
+          f"{max(base_w) * 1e3:.0f} ms; health read median {med(base_r) * 1e3:.1f} ms, worst "
+          f"{max(base_r) * 1e3:.1f} ms")
     RX.stop()
     t_end = time.monotonic() + OUTAGE_S
-    out_w, out_r, cycles = 0, 0, 0
+    out_w, out_r = [], []
     os.mkdir(D.vm("r2"))
     while time.monotonic() < t_end:
-        w, r = cycle_and_reads()
-        out_w, out_r, cycles = max(out_w, w), max(out_r, r), cycles + 1
+        cycle_and_reads(out_w, out_r)
     D.write("r1", "state", "stop")
-    print(f"# receiver down {OUTAGE_S} s: {cycles} stop/start cycles, worst state write "
-          f"{out_w * 1e3:.0f} ms, worst health read {out_r * 1e3:.1f} ms")
-    assert out_w < base_w * 2 + 0.5, (out_w, base_w)
-    assert out_r < max(base_r * 3, 0.05) + 0.1, (out_r, base_r)
+    print(f"# receiver down {OUTAGE_S} s: {len(out_w) // 2} stop/start cycles, state write "
+          f"median {med(out_w) * 1e3:.0f} ms, worst {max(out_w) * 1e3:.0f} ms; health read "
+          f"median {med(out_r) * 1e3:.1f} ms, worst {max(out_r) * 1e3:.1f} ms")
+    # Medians tell a systematic slow-down (a write waiting on the reporter would wait for its
+    # timeouts every time); the worst cases only get a loose bound (a shared 2-core machine).
+    assert med(out_w) < med(base_w) * 2 + 0.2, (med(out_w), med(base_w))
+    assert med(out_r) < med(base_r) * 3 + 0.02, (med(out_r), med(base_r))
+    assert max(out_w) < max(base_w) * 2 + 2.0, (max(out_w), max(base_w))
+    assert max(out_r) < 1.0, max(out_r)
     m = open(os.path.join(D.mnt, "metrics")).read()
     fams, errs = promcheck.parse(m, require_help=True)
     assert not errs, errs
@@ -202,8 +210,9 @@ def test_receiver_down_changes_nothing_then_reports_resume():
     n_before = len(RX.records())
     t_back = time.monotonic()
     RX.start()
-    wait_doc("r1", lambda d: d["state"] == "stopped" and d["counters"]["stops"] >= cycles + 3,
-             15, "r1's newest report after the outage")
+    wait_doc("r1", lambda d: d["state"] == "stopped" and
+             d["counters"]["stops"] >= len(out_w) // 2 + 5, 15,
+             "r1's newest report after the outage")
     wait_doc("r2", lambda d: d["state"] == "created", 15, "r2's report after the outage")
     print(f"# reports resumed {time.monotonic() - t_back:.1f} s after the receiver came back, "
           f"{len(RX.records()) - n_before} requests")
