@@ -17,7 +17,10 @@ struct field {
 	size_t off;
 };
 
-#define F(g, k, m) {g, k, offsetof(struct fc_metrics, m)}
+#define F(g, k, m)                                   \
+	{                                            \
+		g, k, offsetof(struct fc_metrics, m) \
+	}
 static const struct field fields[] = {
 	F("vcpu", "exit_io_in", vcpu_exit_io_in),
 	F("vcpu", "exit_io_out", vcpu_exit_io_out),
@@ -38,8 +41,7 @@ static const struct field fields[] = {
 };
 #undef F
 
-int fc_metrics_parse_line(const char *line, size_t len, struct fc_metrics *ret,
-			  uint64_t *ret_ts_ms)
+int fc_metrics_parse_line(const char *line, size_t len, struct fc_metrics *ret, uint64_t *ret_ts_ms)
 {
 	struct fc_metrics m = {};
 	json_error_t jerr;

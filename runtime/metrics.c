@@ -5,6 +5,8 @@
  * FlushMetrics every FC_FLUSH_MS from the health probe, then the new lines of the metrics file
  * in the jail are parsed and their deltas added to the VM's totals.
  */
+#include "metrics.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -15,7 +17,6 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "metrics.h"
 #include "report.h"
 
 void metrics_escape_label(const char *s, char *buf, size_t size)
@@ -65,7 +66,8 @@ static const struct {
 	const char *name, *help;
 	size_t off;
 } vm_counters[] = {
-	{"mvmfs_vm_boots_total", "Times the VM reached running.", offsetof(struct metrics_vm, boots)},
+	{"mvmfs_vm_boots_total", "Times the VM reached running.",
+	 offsetof(struct metrics_vm, boots)},
 	{"mvmfs_vm_stops_total", "Times the VM reached stopped.", VMX(stops)},
 	{"mvmfs_vm_failures_total", "Times the VM reached failed.",
 	 offsetof(struct metrics_vm, failures)},
@@ -87,8 +89,7 @@ static const struct {
 	{"mvmfs_vm_net_tx_bytes_total", "Bytes sent by the guest's NICs.", FCX(net_tx_bytes)},
 	{"mvmfs_vm_net_rx_packets_total", "Packets received by the guest's NICs.",
 	 FCX(net_rx_packets)},
-	{"mvmfs_vm_net_tx_packets_total", "Packets sent by the guest's NICs.",
-	 FCX(net_tx_packets)},
+	{"mvmfs_vm_net_tx_packets_total", "Packets sent by the guest's NICs.", FCX(net_tx_packets)},
 	{"mvmfs_vm_vmm_panics_total", "Firecracker vmm.panic_count.", FCX(vmm_panic_count)},
 	{"mvmfs_vm_seccomp_faults_total", "Firecracker seccomp.num_faults.", FCX(seccomp_faults)},
 	{"mvmfs_vm_vmm_missed_metrics_total", "Firecracker logger.missed_metrics_count.",

@@ -135,9 +135,10 @@ int report_doc_encode(const struct report_doc *d, char **ret, uint64_t *ret_hash
 			 "state_since", d->state_since, "health", "verdict", d->verdict, "checks",
 			 checks, "ip", str_or_null(d->ip), "image", "reference",
 			 str_or_null(d->image), "digest", str_or_null(d->image_digest), "error",
-			 str_or_null(d->error), "pid", d->pid > 0 ? json_integer(d->pid) : json_null(),
-			 "counters", "boots", (json_int_t)d->boots, "stops", (json_int_t)d->stops,
-			 "failures", (json_int_t)d->failures);
+			 str_or_null(d->error), "pid",
+			 d->pid > 0 ? json_integer(d->pid) : json_null(), "counters", "boots",
+			 (json_int_t)d->boots, "stops", (json_int_t)d->stops, "failures",
+			 (json_int_t)d->failures);
 	if (!root)
 		return -ENOMEM;
 	out = json_dumps(root, JSON_COMPACT);
@@ -160,7 +161,6 @@ static void rfc3339_ms(const struct timespec *t, char *buf, size_t size)
 	strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(buf, size, "%.20s.%03uZ", s, (unsigned)(t->tv_nsec / 1000000) % 1000u);
 }
-
 
 static int build_vm(void *ud, void *obj, bool final, uint64_t seq, char **ret_doc,
 		    uint64_t *ret_hash)

@@ -5,6 +5,8 @@
  * contract). Failures back off exponentially with full jitter in [d/2, d]; a slow API costs
  * only this thread's time (connect and total timeouts bound each request).
  */
+#include "report.h"
+
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
@@ -20,7 +22,6 @@
 #include "fileio.h"
 #include "log.h"
 #include "macro.h"
-#include "report.h"
 
 #define BUCKETS 1024u
 #define TOKEN_MAX 4096
@@ -530,8 +531,9 @@ static void *report_main(void *arg)
 			}
 		}
 		if (!r->n_busy) {
-			wait_until_locked(r, r->qhead && r->retry_at < next_periodic ? MAX(r->retry_at, now + 1)
-										     : next_periodic);
+			wait_until_locked(r, r->qhead && r->retry_at < next_periodic
+						     ? MAX(r->retry_at, now + 1)
+						     : next_periodic);
 			pthread_mutex_unlock(&r->lock);
 			continue;
 		}
@@ -563,8 +565,8 @@ int report_new(const struct report_config *cfg, const struct report_ops *ops, vo
 	struct reporter *r;
 	pthread_condattr_t ca;
 
-	if (!cfg->url || (strncmp(cfg->url, "http://", 7) != 0 &&
-			  strncmp(cfg->url, "https://", 8) != 0))
+	if (!cfg->url ||
+	    (strncmp(cfg->url, "http://", 7) != 0 && strncmp(cfg->url, "https://", 8) != 0))
 		return err_set(err, -EINVAL, "the report URL must start with http:// or https://");
 	r = calloc(1, sizeof(*r));
 	if (!r)

@@ -161,7 +161,8 @@ static void test_doc_hash(void)
 static const char fc_line[] =
 	"{\"utc_timestamp_ms\":1780000000123,\"api_server\":{\"process_startup_time_us\":5},"
 	"\"block\":{\"read_bytes\":4096,\"write_bytes\":512,\"read_count\":2,\"write_count\":1,"
-	"\"read_agg\":{\"min_us\":1,\"max_us\":2,\"sum_us\":3}},\"block_rootfs\":{\"read_bytes\":4096},"
+	"\"read_agg\":{\"min_us\":1,\"max_us\":2,\"sum_us\":3}},\"block_rootfs\":{\"read_bytes\":"
+	"4096},"
 	"\"net\":{\"rx_bytes_count\":100,\"tx_bytes_count\":200,\"rx_packets_count\":3,"
 	"\"tx_packets_count\":4},\"vcpu\":{\"exit_io_in\":10,\"exit_io_out\":11,"
 	"\"exit_mmio_read\":12,\"exit_mmio_write\":13,\"failures\":0},\"vmm\":{\"panic_count\":0},"
@@ -233,7 +234,8 @@ static int run_check(const char *text, bool promtool)
 	if (promtool)
 		snprintf(cmd, sizeof(cmd), "promtool check metrics < %s 2>&1", path);
 	else
-		snprintf(cmd, sizeof(cmd), "python3 %s/tests/runtime/promcheck.py --require-help %s 2>&1",
+		snprintf(cmd, sizeof(cmd),
+			 "python3 %s/tests/runtime/promcheck.py --require-help %s 2>&1",
 			 src ? src : ".", path);
 	p = popen(cmd, "r");
 	ASSERT_TRUE(p);
@@ -256,8 +258,8 @@ static void test_render(void)
 		{.name = "odd\"name\\x\ny", .state = VM_STATE_FAILED, .verdict = HEALTH_FAILED},
 		{.name = "vm-3", .state = VM_STATE_CREATED, .verdict = HEALTH_STOPPED},
 	};
-	struct metrics_node node = {.node = "host-1", .reports_enabled = true, .reports_sent = 7,
-				    .report_queue = 2};
+	struct metrics_node node = {
+		.node = "host-1", .reports_enabled = true, .reports_sent = 7, .report_queue = 2};
 	_cleanup_free_ char *out = NULL, *one = NULL;
 	size_t len;
 
@@ -268,7 +270,8 @@ static void test_render(void)
 	ASSERT_EQ(strlen(out), len);
 	ASSERT_TRUE(strstr(out, "mvmfs_vm_state{vm=\"vm-1\",state=\"running\"} 1\n"));
 	ASSERT_TRUE(strstr(out, "mvmfs_vm_state{vm=\"vm-1\",state=\"stopped\"} 0\n"));
-	ASSERT_TRUE(strstr(out, "mvmfs_vm_health{vm=\"odd\\\"name\\\\x\\ny\",verdict=\"failed\"} 1\n"));
+	ASSERT_TRUE(
+		strstr(out, "mvmfs_vm_health{vm=\"odd\\\"name\\\\x\\ny\",verdict=\"failed\"} 1\n"));
 	ASSERT_TRUE(strstr(out, "mvmfs_vm_boots_total{vm=\"vm-1\"} 3\n"));
 	ASSERT_TRUE(strstr(out, "mvmfs_vm_stops_total{vm=\"vm-1\"} 4\n"));
 	ASSERT_TRUE(strstr(out, "mvmfs_vm_net_rx_bytes_total{vm=\"vm-1\"} 12345\n"));
@@ -296,7 +299,8 @@ static void test_checker_is_strict(void)
 	/* The checker itself must fail bad input, or the tests above prove nothing. */
 	ASSERT_NE(run_check("# TYPE a counter\na 1\na 2\n", false), 0);
 	ASSERT_NE(run_check("# HELP a x\n# TYPE a gauge\na{x=\"\\q\"} 1\n", false), 0);
-	ASSERT_NE(run_check("# HELP a x\n# TYPE a gauge\na 1\n# HELP b y\n# TYPE b gauge\nb 1\na{l=\"2\"} 1\n",
+	ASSERT_NE(run_check("# HELP a x\n# TYPE a gauge\na 1\n# HELP b y\n# TYPE b gauge\nb "
+			    "1\na{l=\"2\"} 1\n",
 			    false),
 		  0);
 	ASSERT_NE(run_check("# HELP a x\n# TYPE a counter\na -1\n", false), 0);

@@ -109,8 +109,8 @@ static pid_t receiver_start(int want_port)
 			       "--log", log_path, "--ctl", ctl_path, "--tls-cert", tls_cert,
 			       "--tls-key", tls_key, (char *)NULL);
 		else
-			execlp("python3", "python3", script, "--port", p, "--port-file",
-			       port_path, "--log", log_path, "--ctl", ctl_path, (char *)NULL);
+			execlp("python3", "python3", script, "--port", p, "--port-file", port_path,
+			       "--log", log_path, "--ctl", ctl_path, (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 500; i++) {
@@ -180,7 +180,7 @@ struct match {
 	int id, value, status; /* -1: any */
 	int final;	       /* -1: any */
 	double last_t;
-	const char *auth;      /* NULL: any; "" none */
+	const char *auth; /* NULL: any; "" none */
 };
 
 static bool matches(json_t *rec, void *ud)
@@ -622,8 +622,10 @@ static void test_stop_does_not_wait_for_a_hung_request(void)
  * does not hold it, refuses the connection and the report is retried, never sent). */
 static void test_tls_verified(void)
 {
-	struct report_config c = {.connect_timeout_ms = 1000, .timeout_ms = 2000,
-				  .backoff_min_ms = 50, .backoff_max_ms = 200};
+	struct report_config c = {.connect_timeout_ms = 1000,
+				  .timeout_ms = 2000,
+				  .backoff_min_ms = 50,
+				  .backoff_max_ms = 200};
 	char cmd[2048], ca[128];
 	struct report_stats st;
 	struct err err = {};
@@ -680,9 +682,8 @@ static void test_bad_url(void)
 }
 
 TEST_MAIN(TEST(test_delivery_and_final), TEST(test_coalescing_slow_receiver),
-	  TEST(test_parallel_slow_receiver_in_order),
-	  TEST(test_unchanged_skipped), TEST(test_5xx_retried_with_backoff),
-	  TEST(test_down_never_blocks_and_resumes), TEST(test_timeout_is_retried),
-	  TEST(test_4xx_not_retried), TEST(test_token_file), TEST(test_periodic),
-	  TEST(test_stop_does_not_wait_for_a_hung_request), TEST(test_tls_verified),
-	  TEST(test_bad_url))
+	  TEST(test_parallel_slow_receiver_in_order), TEST(test_unchanged_skipped),
+	  TEST(test_5xx_retried_with_backoff), TEST(test_down_never_blocks_and_resumes),
+	  TEST(test_timeout_is_retried), TEST(test_4xx_not_retried), TEST(test_token_file),
+	  TEST(test_periodic), TEST(test_stop_does_not_wait_for_a_hung_request),
+	  TEST(test_tls_verified), TEST(test_bad_url))
