@@ -94,7 +94,8 @@ static int group_scan(const char *root, const char *gname, unsigned *ret_gid, co
 	snprintf(path, sizeof(path), "%s/etc/group", strcmp(root, "/") == 0 ? "" : root);
 	f = fopen(path, "re");
 	if (!f) {
-		*ngroups = 0;
+		if (ngroups)
+			*ngroups = 0;
 		return gname ? -errno : 0;
 	}
 	while (fgets(line, sizeof(line), f)) {
