@@ -132,12 +132,17 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *ud)
 	} else if (nl == 21 && strncasecmp(data, "x-amz-checksum-sha256", nl) == 0) {
 		copy_value(v, vl, r->amz_checksum, sizeof(r->amz_checksum));
 	} else if (nl == 13 && strncasecmp(data, "content-range", nl) == 0) {
-		char buf[96];
+		char buf[96], *end;
 		long long start;
 
+		/* strtoll, not sscanf: an out-of-range number from the server is undefined there. */
 		copy_value(v, vl, buf, sizeof(buf));
-		if (sscanf(buf, "bytes %lld-", &start) == 1 && start >= 0)
-			r->range_start = start;
+		if (strncmp(buf, "bytes ", 6) == 0 && buf[6] >= '0' && buf[6] <= '9') {
+			errno = 0;
+			start = strtoll(buf + 6, &end, 10);
+			if (errno == 0 && *end == '-')
+				r->range_start = start;
+		}
 	} else if (nl == 14 && strncasecmp(data, "content-length", nl) == 0) {
 		char buf[32];
 		char *end;
