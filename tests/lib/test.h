@@ -23,7 +23,9 @@ struct test_case {
 	void (*fn)(void);
 };
 
+/* clang-format off */
 #define TEST(f) { #f, f }
+/* clang-format on */
 
 /* A passing case ends with exit() in sanitizer builds so LeakSanitizer's exit-time check (and
  * TSan's report summary) runs in the child; _exit() elsewhere, so the child never runs the
@@ -50,61 +52,61 @@ static inline void test_skip(const char *why)
 	_exit(TEST_SKIP_CODE);
 }
 
-#define TEST_FAIL(...)                                                                             \
-	do {                                                                                       \
-		printf("# %s:%d: ", __FILE__, __LINE__);                                           \
-		printf(__VA_ARGS__);                                                               \
-		printf("\n");                                                                      \
-		fflush(stdout);                                                                    \
-		_exit(1);                                                                          \
+#define TEST_FAIL(...)                                   \
+	do {                                             \
+		printf("# %s:%d: ", __FILE__, __LINE__); \
+		printf(__VA_ARGS__);                     \
+		printf("\n");                            \
+		fflush(stdout);                          \
+		_exit(1);                                \
 	} while (0)
 
-#define ASSERT_TRUE(x)                                                                             \
-	do {                                                                                       \
-		if (!(x))                                                                          \
-			TEST_FAIL("expected true: %s", #x);                                        \
+#define ASSERT_TRUE(x)                                      \
+	do {                                                \
+		if (!(x))                                   \
+			TEST_FAIL("expected true: %s", #x); \
 	} while (0)
 #define ASSERT_FALSE(x) ASSERT_TRUE(!(x))
-#define ASSERT_EQ(a, b)                                                                            \
-	do {                                                                                       \
-		long long _a = (long long)(a), _b = (long long)(b);                                \
-		if (_a != _b)                                                                      \
-			TEST_FAIL("%s == %s: %lld != %lld", #a, #b, _a, _b);                       \
+#define ASSERT_EQ(a, b)                                                      \
+	do {                                                                 \
+		long long _a = (long long)(a), _b = (long long)(b);          \
+		if (_a != _b)                                                \
+			TEST_FAIL("%s == %s: %lld != %lld", #a, #b, _a, _b); \
 	} while (0)
-#define ASSERT_NE(a, b)                                                                            \
-	do {                                                                                       \
-		long long _a = (long long)(a), _b = (long long)(b);                                \
-		if (_a == _b)                                                                      \
-			TEST_FAIL("%s != %s: both %lld", #a, #b, _a);                              \
+#define ASSERT_NE(a, b)                                               \
+	do {                                                          \
+		long long _a = (long long)(a), _b = (long long)(b);   \
+		if (_a == _b)                                         \
+			TEST_FAIL("%s != %s: both %lld", #a, #b, _a); \
 	} while (0)
-#define ASSERT_OK(r)                                                                               \
-	do {                                                                                       \
-		long long _r = (long long)(r);                                                     \
-		if (_r < 0)                                                                        \
-			TEST_FAIL("%s failed: %lld (%s)", #r, _r, strerror((int)-_r));             \
+#define ASSERT_OK(r)                                                                   \
+	do {                                                                           \
+		long long _r = (long long)(r);                                         \
+		if (_r < 0)                                                            \
+			TEST_FAIL("%s failed: %lld (%s)", #r, _r, strerror((int)-_r)); \
 	} while (0)
-#define ASSERT_ERRNO(r, e)                                                                         \
-	do {                                                                                       \
-		long long _r = (long long)(r);                                                     \
-		if (_r != -(e))                                                                    \
-			TEST_FAIL("%s: expected -%s, got %lld (%s)", #r, #e, _r,                   \
-				  _r < 0 ? strerror((int)-_r) : "success");                        \
+#define ASSERT_ERRNO(r, e)                                                       \
+	do {                                                                     \
+		long long _r = (long long)(r);                                   \
+		if (_r != -(e))                                                  \
+			TEST_FAIL("%s: expected -%s, got %lld (%s)", #r, #e, _r, \
+				  _r < 0 ? strerror((int)-_r) : "success");      \
 	} while (0)
-#define ASSERT_STREQ(a, b)                                                                         \
-	do {                                                                                       \
-		const char *_a = (a), *_b = (b);                                                   \
-		if (!_a || !_b || strcmp(_a, _b) != 0)                                             \
-			TEST_FAIL("%s == %s: '%s' != '%s'", #a, #b, _a ? _a : "(null)",            \
-				  _b ? _b : "(null)");                                             \
+#define ASSERT_STREQ(a, b)                                                              \
+	do {                                                                            \
+		const char *_a = (a), *_b = (b);                                        \
+		if (!_a || !_b || strcmp(_a, _b) != 0)                                  \
+			TEST_FAIL("%s == %s: '%s' != '%s'", #a, #b, _a ? _a : "(null)", \
+				  _b ? _b : "(null)");                                  \
 	} while (0)
 /* A syscall that returns -1/errno: assert it failed with e. */
-#define ASSERT_SYSERR(expr, e)                                                                     \
-	do {                                                                                       \
-		errno = 0;                                                                         \
-		long long _v = (long long)(expr);                                                  \
-		if (_v != -1 || errno != (e))                                                      \
-			TEST_FAIL("%s: expected errno %s, got %lld/%s", #expr, #e, _v,             \
-				  strerror(errno));                                                \
+#define ASSERT_SYSERR(expr, e)                                                         \
+	do {                                                                           \
+		errno = 0;                                                             \
+		long long _v = (long long)(expr);                                      \
+		if (_v != -1 || errno != (e))                                          \
+			TEST_FAIL("%s: expected errno %s, got %lld/%s", #expr, #e, _v, \
+				  strerror(errno));                                    \
 	} while (0)
 
 static inline int test_run(const struct test_case *cases, size_t n)
@@ -153,10 +155,10 @@ static inline int test_run(const struct test_case *cases, size_t n)
 	return (size_t)skipped == n ? TEST_SKIP_CODE : 0;
 }
 
-#define TEST_MAIN(...)                                                                             \
-	int main(void)                                                                             \
-	{                                                                                          \
-		static const struct test_case cases_[] = {__VA_ARGS__};                            \
-		setvbuf(stdout, NULL, _IOLBF, 0);                                                  \
-		return test_run(cases_, sizeof(cases_) / sizeof(cases_[0]));                       \
+#define TEST_MAIN(...)                                                       \
+	int main(void)                                                       \
+	{                                                                    \
+		static const struct test_case cases_[] = {__VA_ARGS__};      \
+		setvbuf(stdout, NULL, _IOLBF, 0);                            \
+		return test_run(cases_, sizeof(cases_) / sizeof(cases_[0])); \
 	}
