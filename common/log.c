@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +10,13 @@
 #include "log.h"
 
 static atomic_int max_level = LOG_INFO;
-static int under_journal = -1;
+static bool under_journal;
+static pthread_once_t journal_once = PTHREAD_ONCE_INIT;
+
+static void detect_journal(void)
+{
+	under_journal = getenv("JOURNAL_STREAM") != NULL;
+}
 
 void log_set_max_level(int level)
 {
@@ -28,8 +36,7 @@ int log_internal(int level, int error, const char *file, int line, const char *f
 
 	if (level > atomic_load(&max_level))
 		return error;
-	if (under_journal < 0)
-		under_journal = getenv("JOURNAL_STREAM") != NULL;
+	pthread_once(&journal_once, detect_journal);
 
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
