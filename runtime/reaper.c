@@ -184,8 +184,8 @@ static void *reaper_main(void *arg)
 {
 	struct runtime *rt = arg;
 	struct rt_reaper *rp = rt->reaper;
-	unsigned ms = rt->cfg.reap_interval_ms ? rt->cfg.reap_interval_ms
-					       : REAP_INTERVAL_DEFAULT_MS;
+	unsigned ms =
+		rt->cfg.reap_interval_ms ? rt->cfg.reap_interval_ms : REAP_INTERVAL_DEFAULT_MS;
 
 	pthread_mutex_lock(&rp->mx);
 	while (!rp->stop) {
