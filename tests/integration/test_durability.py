@@ -27,7 +27,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "runtime"))
 import mvmfixture as mf  # noqa: E402
+import promcheck  # noqa: E402
 from mvmfixture import fcctl, leases, leftovers, wait_for  # noqa: E402
 
 mf.need_root_fuse(tools=("unshare", "docker-registry", "skopeo", "ip"))
@@ -357,6 +359,11 @@ def test_leaks_reaped_while_running():
     m, u = plant_ghosts(f"b{os.getpid()}")
     check_reaped(m, u, 5)   # --reap-interval 1s
     assert metric("mvmfs_leaks_reaped_total", "vmm") > before
+    with open(os.path.join(D.mnt, "metrics")) as f:
+        fams, errs = promcheck.parse(f.read(), require_help=True)
+    assert not errs, errs
+    kinds = {lb.get("kind") for _n, lb, _v in fams["mvmfs_leaks_reaped_total"]}
+    assert kinds == {"vmm", "net", "state"}, kinds
     assert D.state_of("keep") == "running" and D.read("keep", "pid").strip() == keep
     assert alive(keep), "the reaper touched a live VM"
     destroy("keep")
