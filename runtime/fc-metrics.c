@@ -101,3 +101,28 @@ void fc_metrics_add(struct fc_metrics *acc, const struct fc_metrics *d)
 	for (size_t i = 0; i < sizeof(*acc) / sizeof(uint64_t); i++)
 		a[i] += b[i];
 }
+
+unsigned fc_metrics_account(const char *buf, size_t len, uint64_t *last_ts_ms,
+			    struct fc_metrics *acc)
+{
+	uint64_t since = *last_ts_ms, newest = *last_ts_ms;
+	const char *p = buf, *end = buf + len, *nl;
+	unsigned n = 0;
+
+	for (; p < end; p = nl + 1) {
+		struct fc_metrics d;
+		uint64_t ts;
+
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl)
+			break; /* a line being written: next time */
+		if (fc_metrics_parse_line(p, (size_t)(nl - p), &d, &ts) < 0 || ts <= since)
+			continue;
+		fc_metrics_add(acc, &d);
+		if (ts > newest)
+			newest = ts;
+		n++;
+	}
+	*last_ts_ms = newest;
+	return n;
+}

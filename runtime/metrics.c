@@ -363,9 +363,9 @@ void metrics_vm_collect(struct runtime *rt, struct vm *vm, bool final)
 	char path[VMM_PATH_MAX + 64];
 	_cleanup_free_ char *buf = NULL;
 	struct fc_metrics sum = {};
-	uint64_t now = mono_ms(), last_ts, newest, lines = 0;
+	uint64_t now = mono_ms(), newest;
+	unsigned lines;
 	size_t len = 0;
-	char *p, *nl;
 
 	if (!vm->h.jail_dir[0] || strcmp(rt->ops->name, "firecracker") != 0)
 		return;
@@ -375,30 +375,18 @@ void metrics_vm_collect(struct runtime *rt, struct vm *vm, bool final)
 		return;
 	}
 	vm->mx.fc_last_flush_ms = now;
-	last_ts = newest = vm->mx.fc_last_ts_ms;
+	newest = vm->mx.fc_last_ts_ms;
 	pthread_mutex_unlock(&vm->lock);
 	if (!final)
 		flush_vmm(vm);
 	snprintf(path, sizeof(path), "%s/root/metrics.json", vm->h.jail_dir);
 	if (read_tail(path, &buf, &len) < 0)
 		return;
-	for (p = buf; p < buf + len; p = nl + 1) {
-		struct fc_metrics d;
-		uint64_t ts;
-
-		nl = memchr(p, '\n', (size_t)(buf + len - p));
-		if (!nl)
-			break; /* a line being written: next time */
-		if (fc_metrics_parse_line(p, (size_t)(nl - p), &d, &ts) < 0 || ts <= last_ts)
-			continue;
-		fc_metrics_add(&sum, &d);
-		if (ts > newest)
-			newest = ts;
-		lines++;
-	}
+	lines = fc_metrics_account(buf, len, &newest, &sum);
 	if (!lines)
 		return;
 	pthread_mutex_lock(&vm->lock);
+	/* Only this job accounts this VM's lines: last_ts did not move meanwhile. */
 	fc_metrics_add(&vm->mx.fc, &sum);
 	vm->mx.fc_lines += lines;
 	vm->mx.fc_last_ts_ms = newest;

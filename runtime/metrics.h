@@ -27,6 +27,12 @@ struct fc_metrics {
 int fc_metrics_parse_line(const char *line, size_t len, struct fc_metrics *ret,
 			  uint64_t *ret_ts_ms);
 void fc_metrics_add(struct fc_metrics *acc, const struct fc_metrics *d);
+/* Pure: account the complete lines of buf (a tail of the metrics file: its first line may be
+ * cut, its last may be still being written) that are newer than *last_ts_ms: their deltas are
+ * added to *acc, *last_ts_ms moves to the newest, malformed lines are skipped. Returns the
+ * number of lines accounted. */
+unsigned fc_metrics_account(const char *buf, size_t len, uint64_t *last_ts_ms,
+			    struct fc_metrics *acc);
 
 /* Per-VM counters kept by the runtime (under vm->lock). */
 struct vm_metrics {

@@ -205,6 +205,37 @@ static void test_fc_metrics_parse(void)
 	ASSERT_ERRNO(fc_metrics_parse_line(fc_line, FC_METRICS_LINE_MAX + 1, &m, &ts), E2BIG);
 }
 
+static void test_fc_metrics_account(void)
+{
+	char buf[4096];
+	struct fc_metrics acc = {};
+	uint64_t last = 0;
+	size_t n;
+
+	/* A cut first line, three lines (ts 100, 200, 300), a line still being written. */
+	n = (size_t)snprintf(buf, sizeof(buf),
+			     "_bytes\":5}}\n"
+			     "{\"utc_timestamp_ms\":100,\"net\":{\"rx_bytes_count\":10}}\n"
+			     "{\"utc_timestamp_ms\":200,\"net\":{\"rx_bytes_count\":20}}\n"
+			     "not json\n"
+			     "{\"utc_timestamp_ms\":300,\"net\":{\"rx_bytes_count\":30}}\n"
+			     "{\"utc_timestamp_ms\":400,\"net\":{\"rx_by");
+	ASSERT_EQ(fc_metrics_account(buf, n, &last, &acc), 3);
+	ASSERT_EQ(acc.net_rx_bytes, 60);
+	ASSERT_EQ(last, 300);
+	/* Read again (file cut back to its tail, or nothing new): nothing counted twice. */
+	ASSERT_EQ(fc_metrics_account(buf, n, &last, &acc), 0);
+	ASSERT_EQ(acc.net_rx_bytes, 60);
+	/* The line finished: only it counts. */
+	n = (size_t)snprintf(buf, sizeof(buf),
+			     "{\"utc_timestamp_ms\":300,\"net\":{\"rx_bytes_count\":30}}\n"
+			     "{\"utc_timestamp_ms\":400,\"net\":{\"rx_bytes_count\":4}}\n");
+	ASSERT_EQ(fc_metrics_account(buf, n, &last, &acc), 1);
+	ASSERT_EQ(acc.net_rx_bytes, 64);
+	ASSERT_EQ(last, 400);
+	ASSERT_EQ(fc_metrics_account("", 0, &last, &acc), 0);
+}
+
 static void test_escape(void)
 {
 	char buf[32];
@@ -309,5 +340,5 @@ static void test_checker_is_strict(void)
 }
 
 TEST_MAIN(TEST(test_parse_health), TEST(test_doc_encode), TEST(test_doc_hash),
-	  TEST(test_fc_metrics_parse), TEST(test_escape), TEST(test_render),
-	  TEST(test_checker_is_strict))
+	  TEST(test_fc_metrics_parse), TEST(test_fc_metrics_account), TEST(test_escape),
+	  TEST(test_render), TEST(test_checker_is_strict))
