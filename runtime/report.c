@@ -396,7 +396,9 @@ static void finish_locked(struct reporter *r, struct entry *e, unsigned flags, u
 	} else if (sent) {
 		r->st.rejected++;
 	}
-	if ((flags & REPORT_FINAL) && !e->queued) {
+	/* Forgotten after its last report, or when there is nothing to report (a VM being
+	 * destroyed whose final report already went out): a later change re-adds it. */
+	if (((flags & REPORT_FINAL) || !sent) && !e->queued) {
 		remove_locked(r, e);
 		e->next_free = r->free_list;
 		r->free_list = e;
@@ -638,6 +640,8 @@ int report_drain(struct reporter *r, unsigned timeout_ms)
 	int k = 0;
 	bool busy;
 
+	if (!r->running)
+		return -ESRCH; /* nobody would empty it */
 	pthread_mutex_lock(&r->lock);
 	for (;;) {
 		busy = r->qhead != NULL;

@@ -69,7 +69,7 @@ int report_start(struct reporter *r);
 /* Any thread, O(1), never blocks on I/O. */
 void report_enqueue(struct reporter *r, void *obj, unsigned flags);
 void report_get_stats(struct reporter *r, struct report_stats *ret);
-/* Wait up to timeout_ms for the queue to empty: 0, or -ETIMEDOUT. */
+/* Wait up to timeout_ms for the queue to empty: 0, -ETIMEDOUT, or -ESRCH when not running. */
 int report_drain(struct reporter *r, unsigned timeout_ms);
 /* Stop the thread (requests in flight are abandoned); enqueues still work but send nothing. */
 void report_stop(struct reporter *r);

@@ -29,6 +29,7 @@ struct obj {
 	atomic_int refs;
 	int id;
 	atomic_int value;
+	atomic_bool gone; /* build has nothing to say (a VM being destroyed) */
 };
 
 #define N_OBJS 100
@@ -41,6 +42,8 @@ static int build(void *ud, void *o, bool final, uint64_t seq, char **ret_doc, ui
 	struct obj *ob = o;
 	int v = atomic_load(&ob->value);
 
+	if (atomic_load(&ob->gone) && !final)
+		return -ENOENT;
 	if (asprintf(ret_doc, "{\"id\":%d,\"value\":%d,\"seq\":%llu,\"final\":%s}", ob->id, v,
 		     (unsigned long long)seq, final ? "true" : "false") < 0)
 		return -ENOMEM;
@@ -147,6 +150,7 @@ static void setup(void)
 		atomic_init(&objs[i].refs, 1);
 		objs[i].id = i;
 		atomic_init(&objs[i].value, 0);
+		atomic_init(&objs[i].gone, false);
 	}
 	n_live = 1;
 	atomic_init(&n_each, 0);
@@ -284,6 +288,15 @@ static void test_delivery_and_final(void)
 	ASSERT_EQ(st.sent, 5);
 	ASSERT_EQ(st.objects, 2);
 	ASSERT_EQ(st.failed, 0);
+	/* A late change of a destroyed object: nothing sent, nothing kept. */
+	atomic_store(&objs[1].gone, true);
+	report_enqueue(r, &objs[1], 0);
+	ASSERT_OK(report_drain(r, 5000));
+	usleep(100000);
+	ASSERT_EQ(atomic_load(&objs[1].refs), 1);
+	report_get_stats(r, &st);
+	ASSERT_EQ(st.sent, 5);
+	ASSERT_EQ(st.rejected, 0);
 	report_free(r);
 	for (int i = 0; i < 3; i++)
 		ASSERT_EQ(atomic_load(&objs[i].refs), 1);
