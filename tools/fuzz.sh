@@ -33,7 +33,8 @@ for line in "${targets[@]}"; do
 	if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -qx "$name"; then
 		continue
 	fi
-	if ! "$exe" -help=1 2>&1 | grep -q -- '-max_total_time'; then
+	# (not piped into grep -q: with pipefail, its early exit would SIGPIPE the target)
+	if [[ "$("$exe" -help=1 2>&1)" != *-max_total_time* ]]; then
 		echo "tools/fuzz.sh: $name is not linked with libFuzzer (add fuzz_link to its dependencies)"
 		failed=$((failed + 1))
 		continue
