@@ -252,7 +252,28 @@ def test_metrics_files_strict():
     wait_for(lambda: value(check_prom(D.read("r1", "metrics")),
                            "mvmfs_vm_vmm_metrics_lines_total", vm="r1") >= 1, 10,
              "Firecracker metrics lines accounted")
+    # The VMM's counters are deltas per line, summed by the daemon: add two lines as the VMM
+    # would (the fake writes zeros) and wait for the next flush-and-read (every 10 s). Like
+    # Firecracker, the fake writes at its own file offset (no O_APPEND): 64 KiB of empty lines
+    # first keep its next lines from overwriting ours.
+    path = os.path.join(D.vm_jail("r1"), "root", "metrics.json")
+    now_ms = int(time.time() * 1000)
+    with open(path, "a") as f:
+        f.write("\n" * 65536)
+        for i, (rx, blk, mmio) in enumerate(((1000, 4096, 7), (234, 512, 3))):
+            f.write(json.dumps({"utc_timestamp_ms": now_ms + 1 + i,
+                                "net": {"rx_bytes_count": rx, "tx_packets_count": 2},
+                                "block": {"read_bytes": blk, "write_count": 1},
+                                "vcpu": {"exit_mmio_read": mmio}}) + "\n")
+    wait_for(lambda: value(check_prom(D.read("r1", "metrics")),
+                           "mvmfs_vm_net_rx_bytes_total", vm="r1") >= 1234, 15,
+             "the appended Firecracker lines accounted")
     vm = check_prom(D.read("r1", "metrics"))
+    assert value(vm, "mvmfs_vm_net_rx_bytes_total", vm="r1") == 1234
+    assert value(vm, "mvmfs_vm_net_tx_packets_total", vm="r1") == 4
+    assert value(vm, "mvmfs_vm_block_read_bytes_total", vm="r1") == 4608
+    assert value(vm, "mvmfs_vm_block_writes_total", vm="r1") == 2
+    assert value(vm, "mvmfs_vm_vcpu_exits_total", vm="r1", kind="mmio_read") == 10
     assert value(vm, "mvmfs_vm_state", vm="r1", state="running") == 1
     assert value(vm, "mvmfs_vm_state", vm="r1", state="stopped") == 0
     assert value(vm, "mvmfs_vm_boots_total", vm="r1") >= 3
