@@ -116,6 +116,10 @@ unsigned fc_metrics_account(const char *buf, size_t len, uint64_t *last_ts_ms,
 		nl = memchr(p, '\n', (size_t)(end - p));
 		if (!nl)
 			break; /* a line being written: next time */
+		/* Firecracker writes at its own offset (no O_APPEND): after the probe cut the
+		 * file back, its next line follows a hole that reads as NULs. */
+		while (p < nl && *p == '\0')
+			p++;
 		if (fc_metrics_parse_line(p, (size_t)(nl - p), &d, &ts) < 0 || ts <= since)
 			continue;
 		fc_metrics_add(acc, &d);

@@ -234,6 +234,12 @@ static void test_fc_metrics_account(void)
 	ASSERT_EQ(acc.net_rx_bytes, 64);
 	ASSERT_EQ(last, 400);
 	ASSERT_EQ(fc_metrics_account("", 0, &last, &acc), 0);
+	/* After a cut-back, the writer's next line follows a hole (NULs). */
+	memset(buf, 0, 100);
+	n = 100 + (size_t)snprintf(buf + 100, sizeof(buf) - 100,
+				   "{\"utc_timestamp_ms\":500,\"net\":{\"rx_bytes_count\":6}}\n");
+	ASSERT_EQ(fc_metrics_account(buf, n, &last, &acc), 1);
+	ASSERT_EQ(acc.net_rx_bytes, 70);
 }
 
 static void test_escape(void)
