@@ -367,6 +367,8 @@ int rt_prepare_image(struct runtime *rt, struct vm *vm, const char *ref, struct 
 
 /* runtime.c */
 void rt_record_save(struct runtime *rt, struct vm *vm);
+/* The record as it will be once state is published (written before anyone can see it). */
+void rt_record_save_as(struct runtime *rt, struct vm *vm, enum vm_state state);
 int rt_adopt_all(struct runtime *rt, struct err *err);
 void rt_notify(struct runtime *rt, struct vm *vm, enum vm_attr attr);
 /* reaper.c: leftovers with our marks but no VM, at start and every reap_interval_ms. */

@@ -153,6 +153,11 @@ void rt_notify(struct runtime *rt, struct vm *vm, enum vm_attr attr)
 
 void rt_record_save(struct runtime *rt, struct vm *vm)
 {
+	rt_record_save_as(rt, vm, _VM_STATE_MAX);
+}
+
+void rt_record_save_as(struct runtime *rt, struct vm *vm, enum vm_state state)
+{
 	struct vm_record *r = calloc(1, sizeof(*r));
 	int k;
 
@@ -168,7 +173,7 @@ void rt_record_save(struct runtime *rt, struct vm *vm)
 	}
 	snprintf(r->name, sizeof(r->name), "%s", vm->name);
 	r->index = vm->index;
-	r->state = vm->lc.state;
+	r->state = state == _VM_STATE_MAX ? vm->lc.state : state;
 	snprintf(r->image, sizeof(r->image), "%s", vm->image ? vm->image : "");
 	memcpy(r->image_digest, vm->image_digest, sizeof(r->image_digest));
 	r->ip = vm->ip;

@@ -267,6 +267,9 @@ void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
 			  vm_state_to_string(s.state));
 		return;
 	}
+	/* On disk before visible: a state a reader has seen survives a kill -9. */
+	if (s.state != old)
+		rt_record_save_as(rt, vm, s.state);
 	pthread_mutex_lock(&vm->lock);
 	vm->lc = s;
 	if (s.state != old) {
@@ -294,7 +297,6 @@ void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
 	pthread_mutex_unlock(&vm->lock);
 
 	if (s.state != old) {
-		rt_record_save(rt, vm);
 		rt_notify(rt, vm, VM_ATTR_STATE);
 		rt_notify(rt, vm, VM_ATTR_HEALTH);
 	}
