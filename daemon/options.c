@@ -69,6 +69,7 @@ static const struct opt_def opt_defs[] = {
 	{ "vcpus", OPT_U32, RT(vcpus), "N", "vCPUs per VM (2)" },
 	{ "mem-mib", OPT_U32, RT(mem_mib), "MIB", "memory per VM (2048)" },
 	{ "data-disk-size", OPT_SIZE, RT(data_disk_bytes), "SIZE", "per-VM writable disk, e.g. 1G (1G)" },
+	{ "image-keep", OPT_SIZE, RT(image_keep_bytes), "SIZE", "unused images kept in the cache (10G)" },
 	{ "stop-timeout", OPT_MS, RT(stop_timeout_ms), "TIME", "graceful stop deadline before SIGKILL (10s)" },
 	{ "app-grace", OPT_MS, RT(app_grace_ms), "TIME", "SIGTERM to SIGKILL inside the guest (5s)" },
 	{ "heartbeat", OPT_MS, RT(heartbeat_ms), "TIME", "agent heartbeat period (1s)" },

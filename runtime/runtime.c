@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -120,6 +121,8 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 			.state_dir = rt->cfg.state_dir,
 			.insecure = rt->cfg.insecure_registries,
 			.docker_config = rt->cfg.docker_config,
+			.keep_bytes = rt->cfg.image_keep_bytes ? rt->cfg.image_keep_bytes
+							       : 10ULL << 30,
 		};
 		r = img_store_new(&ic, &rt->store, err);
 		if (r < 0) {
@@ -348,8 +351,14 @@ static void job_destroy(struct runtime *rt, struct vm *vm, void *arg)
 	if (net_ip_release(rt->net, vm->name, &err) < 0)
 		log_warning("%s: releasing the address: %s", vm->name, err.msg);
 	pthread_mutex_unlock(&rt->net_lock);
-	if (rt->store)
+	if (rt->store) {
+		int64_t freed;
 		(void)img_release(rt->store, vm->name);
+		/* Unused images beyond --image-keep go when their last VM does. */
+		freed = img_gc(rt->store);
+		if (freed > 0)
+			log_info("image store: freed %" PRId64 " bytes of unused images", freed);
+	}
 	pthread_mutex_lock(&vm->rec_lock); /* no record write may race the removal */
 	snprintf(dir, sizeof(dir), "%s/vms/%s", rt->cfg.state_dir, vm->name);
 	(void)rm_rf(dir);

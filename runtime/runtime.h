@@ -47,6 +47,7 @@ struct runtime_config {
 	unsigned vcpus;              /* default 2 */
 	unsigned mem_mib;            /* default 2048 */
 	uint64_t data_disk_bytes;    /* per-VM writable disk, default 1 GiB */
+	uint64_t image_keep_bytes;   /* unused images kept up to this much, default 10 GiB */
 	unsigned stop_timeout_ms;    /* graceful stop deadline before SIGKILL, default 10000 */
 	unsigned app_grace_ms;       /* SIGTERM -> SIGKILL inside the guest, default 5000 */
 	unsigned heartbeat_ms;       /* agent heartbeat period, default 1000 */
