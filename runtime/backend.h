@@ -134,3 +134,5 @@ int vmm_handle_open_pidfd(struct vmm_handle *h);
 int vmm_handle_reap(struct vmm_handle *h, struct vmm_exit *ret);
 /* Initialise a handle with no process. */
 void vmm_handle_init(struct vmm_handle *h);
+/* SIGKILL through the pidfd (never a recycled pid); -ESRCH without one. */
+int vmm_handle_kill(struct vmm_handle *h);

@@ -480,9 +480,7 @@ static int fc_request_stop(void *priv, struct vmm_handle *h, struct err *err)
 
 static int fc_kill(void *priv, struct vmm_handle *h)
 {
-	if (h->pidfd < 0)
-		return -ESRCH;
-	return RET_NERRNO((int)syscall(SYS_pidfd_send_signal, h->pidfd, SIGKILL, NULL, 0));
+	return vmm_handle_kill(h);
 }
 
 static int fc_adopt(void *priv, const char *name, struct vmm_handle *h, struct err *err)

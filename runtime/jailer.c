@@ -190,3 +190,10 @@ int vmm_handle_reap(struct vmm_handle *h, struct vmm_exit *ret)
 	*ret = ex;
 	return 0;
 }
+
+int vmm_handle_kill(struct vmm_handle *h)
+{
+	if (h->pidfd < 0)
+		return -ESRCH;
+	return RET_NERRNO((int)syscall(SYS_pidfd_send_signal, h->pidfd, SIGKILL, NULL, 0));
+}

@@ -582,9 +582,7 @@ static int qemu_request_stop(void *priv, struct vmm_handle *h, struct err *err)
 
 static int qemu_kill(void *priv, struct vmm_handle *h)
 {
-	if (h->pidfd < 0)
-		return -ESRCH;
-	return RET_NERRNO((int)syscall(SYS_pidfd_send_signal, h->pidfd, SIGKILL, NULL, 0));
+	return vmm_handle_kill(h);
 }
 
 static int qemu_adopt(void *priv, const char *name, struct vmm_handle *h, struct err *err)
