@@ -134,6 +134,7 @@ int health_render(const struct vm_snap *s, char **ret, size_t *ret_len)
 		.net_expected = s->net_expected,
 	};
 	char t_vmm[32], t_net[32], a[32], b[32], image[160] = "", agent[300], app[300];
+	char guest_net[96] = "";
 	const char *vmm_word, *net_word;
 	char *out = NULL;
 	int n;
@@ -182,16 +183,22 @@ int health_render(const struct vm_snap *s, char **ret, size_t *ret_len)
 	else if (s->image_digest[0])
 		snprintf(image, sizeof(image), "image: ready %s\n", s->image_digest);
 
+	/* The host side says the links are up; the guest side is what the agent reported. */
+	if (s->has_agent && s->agent.net_configured)
+		snprintf(guest_net, sizeof(guest_net), ", guest address %s configured",
+			 s->agent.net_addr);
+	else if (s->has_agent && s->agent.ever_connected && s->net_expected)
+		snprintf(guest_net, sizeof(guest_net), ", guest address not configured");
 	n = asprintf(&out,
 		     "%s\n"
 		     "vmm: %s since %s%s%.0d\n"
 		     "agent: %s\n"
 		     "app: %s\n"
-		     "net: %s since %s\n"
+		     "net: %s since %s%s\n"
 		     "%s",
 		     health_verdict_to_string(health_verdict(&in)), vmm_word, t_vmm,
 		     s->pid > 0 ? " pid " : "", s->pid > 0 ? (int)s->pid : 0, agent, app, net_word,
-		     t_net, image);
+		     t_net, guest_net, image);
 	if (n < 0)
 		return -ENOMEM;
 	*ret = out;
