@@ -199,6 +199,7 @@ int guest_vm_parse(const char *json, size_t len, struct guest_vm *vm, char *errb
 		vm->heartbeat_ms = 50;
 	r = 0;
 out:
+	free(s); /* a name or mac rejected as too long */
 	json_decref(root);
 	if (r < 0)
 		guest_vm_done(vm);
