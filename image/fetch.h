@@ -123,6 +123,7 @@ struct img_http_resp {
 	char docker_digest[IMG_DIGEST_MAX];
 	char www_authenticate[2048];
 	char amz_checksum[128];
+	char etag[128];
 	uint64_t content_length;
 	bool have_content_length;
 	struct img_blob_writer *sink; /* when set, 2xx bodies go here instead of body */
@@ -153,6 +154,8 @@ DEFINE_CLEANUP_FUNC(struct curl_slist, curl_slist_free_all);
 
 struct img_source_ops {
 	int (*resolve)(struct img_source *src, struct img_manifest *ret, struct err *err);
+	/* Optional: see img_source_version(). */
+	int (*version)(struct img_source *src, char ret[IMG_VERSION_MAX], struct err *err);
 	int (*fetch_blob)(struct img_source *src, const struct img_descriptor *desc,
 			  const char *path, img_bytes_cb cb, void *ud, struct err *err);
 	void (*free)(struct img_source *src);

@@ -108,7 +108,7 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *ud)
 		if (r->body)
 			r->body[0] = '\0';
 		r->content_type[0] = r->docker_digest[0] = r->www_authenticate[0] = '\0';
-		r->amz_checksum[0] = '\0';
+		r->amz_checksum[0] = r->etag[0] = '\0';
 		r->have_content_length = false;
 		r->range_start = -1;
 		return n;
@@ -131,6 +131,8 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *ud)
 			copy_value(v, vl, r->www_authenticate, sizeof(r->www_authenticate));
 	} else if (nl == 21 && strncasecmp(data, "x-amz-checksum-sha256", nl) == 0) {
 		copy_value(v, vl, r->amz_checksum, sizeof(r->amz_checksum));
+	} else if (nl == 4 && strncasecmp(data, "etag", nl) == 0) {
+		copy_value(v, vl, r->etag, sizeof(r->etag));
 	} else if (nl == 13 && strncasecmp(data, "content-range", nl) == 0) {
 		char buf[96], *end;
 		long long start;
@@ -249,7 +251,7 @@ int img_http_perform(CURL *c, const char *url, struct curl_slist *headers,
 	r->body_too_big = false;
 	r->sink_error = 0;
 	r->content_type[0] = r->docker_digest[0] = r->www_authenticate[0] = '\0';
-	r->amz_checksum[0] = '\0';
+	r->amz_checksum[0] = r->etag[0] = '\0';
 	r->have_content_length = false;
 	r->range_start = -1;
 	if (!r->body_max)

@@ -38,6 +38,13 @@ struct img_source *img_source_free(struct img_source *src);
  * media type) come with a message fit for the VM's error file. */
 int img_source_resolve(struct img_source *src, struct img_manifest *ret, struct err *err);
 
+/* A cheap fingerprint of what the reference names now (S3: ETag and size from a HEAD), so a
+ * warm start can skip resolve() when it matches the last one. 0 with ret "" when the source has
+ * none (registries: resolving a tag is already cheap). ret holds at most IMG_VERSION_MAX - 1
+ * characters of [0-9a-f]. */
+#define IMG_VERSION_MAX 33
+int img_source_version(struct img_source *src, char ret[IMG_VERSION_MAX], struct err *err);
+
 /* Progress: bytes received so far for this blob (monotonic within one call). */
 typedef void (*img_bytes_cb)(void *ud, uint64_t bytes);
 

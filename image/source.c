@@ -24,6 +24,12 @@ int img_source_resolve(struct img_source *src, struct img_manifest *ret, struct 
 	return src->ops->resolve(src, ret, err);
 }
 
+int img_source_version(struct img_source *src, char ret[IMG_VERSION_MAX], struct err *err)
+{
+	ret[0] = '\0';
+	return src->ops->version ? src->ops->version(src, ret, err) : 0;
+}
+
 int img_source_fetch_blob(struct img_source *src, const struct img_descriptor *desc,
 			  const char *path, img_bytes_cb cb, void *ud, struct err *err)
 {

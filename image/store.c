@@ -6,6 +6,10 @@
  *   images/<manifest-hex>/             rootfs.ext4, config.json (guest), manifest.json, size
  *   refs/holders/<holder>              manifest digest a VM holds (GC never drops it)
  *   refs/digests/<hex>                 index digest -> manifest digest, so digest refs stay local
+ *   refs/tags/<sha256 of reference>    manifest digest a tag or s3:// reference last resolved
+ *                                      to; for S3 a second line, the object's version
+ *                                      (img_source_version), so an unchanged object is not
+ *                                      downloaded again
  *   tmp/                               builds in progress; renamed into images/ when complete
  *
  * Concurrent img_prepare calls for one manifest digest coalesce: the first runs the pull, the
@@ -315,13 +319,15 @@ static int tag_path(struct img_store *s, const struct img_ref *ref, char *buf, s
 	return img_store_path(s, buf, size, "refs/tags/%s", hex);
 }
 
-static void save_tag(struct img_store *s, const struct img_ref *ref, const char *digest)
+/* version: "" when the source has none. The record stays under the 128 bytes GC reads. */
+static void save_tag(struct img_store *s, const struct img_ref *ref, const char *digest,
+		     const char *version)
 {
-	char p[4096], line[IMG_DIGEST_MAX + 1];
+	char p[4096], line[IMG_DIGEST_MAX + IMG_VERSION_MAX + 2];
 
 	if (tag_path(s, ref, p, sizeof(p)) < 0)
 		return;
-	snprintf(line, sizeof(line), "%s\n", digest);
+	snprintf(line, sizeof(line), "%s\n%s%s", digest, version, version[0] ? "\n" : "");
 	pthread_mutex_lock(&s->lock);
 	(void)write_if_changed(p, line);
 	pthread_mutex_unlock(&s->lock);
@@ -333,18 +339,47 @@ static bool registry_unreachable(int r)
 	       r == -ENETUNREACH || r == -EAGAIN;
 }
 
-/* The cached image a tag last resolved to, if still present. */
-static bool cached_tag(struct img_store *s, const struct img_ref *ref, char ret[IMG_DIGEST_MAX])
+/* The cached image a tag last resolved to, if still present, and the source's version then
+ * ("" when none was recorded; ret_version may be NULL). */
+static bool cached_tag(struct img_store *s, const struct img_ref *ref, char ret[IMG_DIGEST_MAX],
+		       char ret_version[IMG_VERSION_MAX])
 {
 	char p[4096];
 	_cleanup_free_ char *buf = NULL;
+	char *version;
 
 	if (tag_path(s, ref, p, sizeof(p)) < 0 || read_file_bounded(p, 128, &buf, NULL) < 0)
 		return false;
-	buf[strcspn(buf, "\n")] = '\0';
+	version = buf + strcspn(buf, "\n");
+	if (*version)
+		*version++ = '\0';
+	version[strcspn(version, "\n")] = '\0';
 	if (!img_hex_digest_ok(buf) || !image_present(s, buf))
 		return false;
 	snprintf(ret, IMG_DIGEST_MAX, "%s", buf);
+	if (ret_version)
+		snprintf(ret_version, IMG_VERSION_MAX, "%s",
+			 strlen(version) < IMG_VERSION_MAX ? version : "");
+	return true;
+}
+
+/* An s3:// reference whose object is unchanged since it was last resolved: the cached image,
+ * without downloading the archive. Returns true with *ret_r set when it decided the call. */
+static bool warm_start(struct img_store *s, const struct img_ref *ref, const char *version,
+		       const char *holder, img_progress_cb cb, void *ud, struct img_prepared *ret,
+		       struct err *err, int *ret_r)
+{
+	char digest[IMG_DIGEST_MAX], cached[IMG_VERSION_MAX];
+	int r;
+
+	if (!version[0] || !cached_tag(s, ref, digest, cached) || !streq(version, cached))
+		return false;
+	r = finish(s, digest, holder, ret, err);
+	if (r == -EAGAIN)
+		return false; /* collected meanwhile: resolve and pull */
+	if (r >= 0)
+		img_progress_emit(cb, ud, "ready", 0, 0, 0, 0);
+	*ret_r = r;
 	return true;
 }
 
@@ -379,13 +414,19 @@ int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_
 	for (int attempt = 0;; attempt++) {
 		_cleanup_(img_source_freep) struct img_source *src = NULL;
 		struct img_manifest m = {0};
+		char version[IMG_VERSION_MAX] = "";
 
 		img_progress_emit(cb, ud, "resolving", 0, 0, 0, 0);
 		r = img_source_open(&s->cfg, &ref, &src, err);
+		if (r >= 0 && !ref.digest[0]) {
+			r = img_source_version(src, version, err);
+			if (r >= 0 && warm_start(s, &ref, version, holder, cb, ud, ret, err, &r))
+				return r;
+		}
 		if (r >= 0)
 			r = img_source_resolve(src, &m, err);
 		if (r < 0 && registry_unreachable(r) && !ref.digest[0] &&
-		    cached_tag(s, &ref, digest)) {
+		    cached_tag(s, &ref, digest, NULL)) {
 			log_debug("registry unreachable (%s), starting from cached %s",
 				  err ? err->msg : "", digest);
 			r = finish(s, digest, holder, ret, err);
@@ -407,7 +448,7 @@ int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_
 		if (r >= 0)
 			r = finish(s, m.digest, holder, ret, err);
 		if (r >= 0 && !ref.digest[0])
-			save_tag(s, &ref, m.digest);
+			save_tag(s, &ref, m.digest, version);
 		img_manifest_done(&m);
 		/* -EAGAIN: GC removed the image between build and reference; once more. */
 		if (r != -EAGAIN || attempt > 0)

@@ -420,6 +420,21 @@ def proxy(mode, port, storage_port, upstream, logfile):
                 self.close_connection = True
 
         def do_GET(self):
+            if mode == "count":
+                # Logs every request; keeps Host (SigV4 signs it) and a HEAD's Content-Length.
+                log(f"{self.command} {self.path}")
+                r = forward(self, self.path, dict(self.headers.items()))
+                body = r.read()
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection"):
+                        self.send_header(k, v)
+                if r.getheader("Content-Length") is None:
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+                return
             blob = "/blobs/sha256:" in self.path
             hdrs = {k: v for k, v in self.headers.items() if k.lower() != "host"}
             if self.server.server_port == storage_port:
@@ -533,6 +548,12 @@ new S3rver({{port: {port}, address: '127.0.0.1', silent: true, directory: {json.
                     "--data-binary", "@" + bad,
                     f"http://127.0.0.1:{port}/images/oci/tampered.tar"], check=True)
     env["PORT_S3"] = str(port)
+    # A request-counting proxy in front of s3rver (which logs nothing useful when silent).
+    cport = free_port()
+    spawn(d, "s3count", [sys.executable, os.path.abspath(__file__), "proxy", "count", str(cport),
+                         "0", str(port), os.path.join(d, "s3count-requests.log")])
+    wait_http(f"http://127.0.0.1:{cport}/", ok=(200, 403, 404, 400))
+    env["PORT_S3_COUNT"], env["S3_COUNT_LOG"] = str(cport), os.path.join(d, "s3count-requests.log")
     with open(os.path.join(d, "env"), "w") as f:
         for k, v in env.items():
             f.write(f"{k}={v}\n")

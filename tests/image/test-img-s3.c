@@ -220,13 +220,110 @@ static void test_size_limit(void)
 	img_source_free(src);
 }
 
+/* Requests the counting proxy saw, "METHOD /bucket/key". */
+static int count_requests(const char *method, const char *path)
+{
+	char line[1200], want[1100];
+	FILE *f = fopen(fx("S3_COUNT_LOG"), "re");
+	int n = 0;
+
+	if (!f)
+		return 0;
+	snprintf(want, sizeof(want), "%s %s\n", method, path);
+	while (fgets(line, sizeof(line), f))
+		n += strcmp(line, want) == 0;
+	fclose(f);
+	return n;
+}
+
+static void upload(const char *archive, const char *key)
+{
+	char cmd[2048];
+
+	snprintf(cmd, sizeof(cmd),
+		 "curl -sf -X PUT --aws-sigv4 aws:amz:us-east-1:s3 --user S3RVER:S3RVER "
+		 "-H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' --data-binary @%s/%s "
+		 "http://127.0.0.1:%s/images/%s",
+		 fx_dir, archive, fx("PORT_S3"), key);
+	ASSERT_EQ(system(cmd), 0);
+}
+
+static void prepare(struct img_store *st, const char *ref, const char *holder,
+		    struct img_prepared *ret)
+{
+	struct err err = {};
+
+	if (img_prepare(st, ref, holder, NULL, NULL, ret, &err) < 0)
+		TEST_FAIL("prepare %s: %s", ref, err.msg);
+}
+
+/* A warm start asks S3 with a HEAD whether the object changed and downloads it only when it
+ * did; with S3 down it starts from the cache. */
+static void test_warm_start(void)
+{
+	static const char *ref = "s3://images/oci/warm.tar", *path = "/images/oci/warm.tar";
+	char state[] = "/tmp/mvmfs-s3-warm-XXXXXX", url[128], first[IMG_DIGEST_MAX];
+	struct img_store_config cfg = { .state_dir = state, .keep_bytes = 1ull << 30 };
+	struct img_store *st = NULL;
+	struct img_prepared p;
+	struct img_platform host;
+	struct err err = {};
+
+	img_platform_host(&host);
+	use_env_creds("S3RVER");
+	snprintf(url, sizeof(url), "http://127.0.0.1:%s", fx("PORT_S3_COUNT"));
+	setenv("AWS_ENDPOINT_URL", url, 1);
+	upload("simple.tar", "oci/warm.tar");
+	ASSERT_TRUE(mkdtemp(state));
+	if (img_store_new(&cfg, &st, &err) < 0)
+		TEST_FAIL("store: %s", err.msg);
+
+	prepare(st, ref, "vm1", &p);
+	ASSERT_STREQ(p.digest, fx("SIMPLE_DIGEST"));
+	ASSERT_EQ(count_requests("GET", path), 1);
+	ASSERT_EQ(count_requests("HEAD", path), 1);
+	prepare(st, ref, "vm2", &p);
+	ASSERT_STREQ(p.digest, fx("SIMPLE_DIGEST"));
+	ASSERT_EQ(count_requests("GET", path), 1);
+	ASSERT_EQ(count_requests("HEAD", path), 2);
+
+	/* A restarted daemon: the record is on disk. */
+	st = img_store_free(st);
+	if (img_store_new(&cfg, &st, &err) < 0)
+		TEST_FAIL("store: %s", err.msg);
+	prepare(st, ref, "vm1", &p);
+	ASSERT_STREQ(p.digest, fx("SIMPLE_DIGEST"));
+	ASSERT_EQ(count_requests("GET", path), 1);
+
+	/* Re-uploaded with other content: pulled again, then warm again. */
+	snprintf(first, sizeof(first), "%s", p.digest);
+	upload("multi.tar", "oci/warm.tar");
+	prepare(st, ref, "vm1", &p);
+	ASSERT_EQ(count_requests("GET", path), 2);
+	ASSERT_TRUE(strcmp(p.digest, first) != 0);
+	if (strcmp(host.arch, "amd64") == 0)
+		ASSERT_STREQ(p.digest, fx("AMD64_DIGEST"));
+	snprintf(first, sizeof(first), "%s", p.digest);
+	prepare(st, ref, "vm2", &p);
+	ASSERT_STREQ(p.digest, first);
+	ASSERT_EQ(count_requests("GET", path), 2);
+
+	/* S3 unreachable: the cached resolution. */
+	setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1", 1);
+	prepare(st, ref, "vm3", &p);
+	ASSERT_STREQ(p.digest, first);
+
+	st = img_store_free(st);
+	ASSERT_OK(rm_rf(state));
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
 		TEST(test_pull_archive),   TEST(test_multi_platform_archive),
 		TEST(test_profile_files),  TEST(test_wrong_secret),
 		TEST(test_missing_object), TEST(test_tampered_blob),
-		TEST(test_size_limit),
+		TEST(test_size_limit),	   TEST(test_warm_start),
 	};
 	const char *src = getenv("MVMFS_SRCDIR"), *build = getenv("MVMFS_BUILDDIR");
 	char tmpl[] = "/tmp/mvmfs-imgfetch-s3-XXXXXX", cmd[2048];
