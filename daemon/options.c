@@ -62,6 +62,8 @@ static const struct opt_def opt_defs[] = {
 	{ "bridge", OPT_STR, RT(bridge), "NAME", "host bridge (" DEFAULT_BRIDGE ")" },
 	{ "report-url", OPT_STR, RT(report_url), "URL", "management API endpoint for health reports (none)" },
 	{ "report-token-file", OPT_STR, RT(report_token_file), "FILE", "bearer token for --report-url" },
+	{ "report-interval", OPT_MS, RT(report_interval_ms), "TIME", "period of the full health report of every VM (30s)" },
+	{ "report-parallel", OPT_U32, RT(report_parallel), "N", "report requests in flight at once, 1-256 (8)" },
 	{ "insecure-registry", OPT_LIST, 0, "HOST[:PORT]", "registry reached over plain HTTP (repeatable)" },
 	{ "docker-config", OPT_STR, RT(docker_config), "FILE", "registry credentials (~/.docker/config.json)" },
 	{ "uid-base", OPT_U32, RT(uid_base), "UID", "first uid/gid of the per-VM range (200000)" },

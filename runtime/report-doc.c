@@ -251,18 +251,26 @@ static const struct report_ops vm_report_ops = {
 	.each = each_vm,
 };
 
+void rt_report_config(const struct runtime_config *cfg, struct report_config *ret)
+{
+	*ret = (struct report_config){
+		.url = cfg->report_url,
+		.token_file = cfg->report_token_file,
+		.interval_ms = cfg->report_interval_ms,
+		.parallel = cfg->report_parallel,
+		.max_objects = cfg->max_vms + 1024,
+	};
+}
+
 int rt_report_start(struct runtime *rt, struct err *err)
 {
-	struct report_config rc = {
-		.url = rt->cfg.report_url,
-		.token_file = rt->cfg.report_token_file,
-		.max_objects = rt->cfg.max_vms + 1024,
-	};
+	struct report_config rc;
 	struct rt_report *g;
 	int r;
 
 	if (!rt->cfg.report_url || !rt->cfg.report_url[0])
 		return 0;
+	rt_report_config(&rt->cfg, &rc);
 	g = calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;

@@ -570,6 +570,9 @@ int report_new(const struct report_config *cfg, const struct report_ops *ops, vo
 	if (!cfg->url ||
 	    (strncmp(cfg->url, "http://", 7) != 0 && strncmp(cfg->url, "https://", 8) != 0))
 		return err_set(err, -EINVAL, "the report URL must start with http:// or https://");
+	if (cfg->parallel > 256)
+		return err_set(err, -EINVAL, "at most 256 parallel report requests, not %u",
+			       cfg->parallel);
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;

@@ -44,7 +44,7 @@ struct report_config {
 	unsigned backoff_min_ms;     /* default 250 */
 	unsigned backoff_max_ms;     /* default 10000 */
 	unsigned max_objects;	     /* queue bound, default 8192 */
-	unsigned parallel;	     /* requests in flight at once (one per VM), default 8 */
+	unsigned parallel;	     /* requests in flight at once (one per VM), default 8, max 256 */
 };
 
 struct report_stats {
@@ -107,8 +107,11 @@ int report_parse_health(const char *text, struct report_doc *d);
 int report_doc_encode(const struct report_doc *d, char **ret, uint64_t *ret_hash);
 
 struct runtime;
+struct runtime_config;
 struct vm;
 struct metrics_node;
+/* Pure: the reporter's settings from the daemon's (strings borrowed from cfg). */
+void rt_report_config(const struct runtime_config *cfg, struct report_config *ret);
 /* Runtime glue, rt->report: start (no-op without cfg.report_url); stop the thread at shutdown
  * (best-effort drain of 1 s first); free once no thread can notify any more. */
 struct rt_report {

@@ -40,6 +40,8 @@ struct runtime_config {
 	const char *bridge;
 	const char *report_url;
 	const char *report_token_file;
+	unsigned report_interval_ms; /* periodic health reports, default 30000 */
+	unsigned report_parallel;    /* report requests in flight at once, default 8 (1-256) */
 	const char *const *insecure_registries; /* NULL-terminated */
 	const char *docker_config;
 	uid_t uid_base;              /* per-VM uid/gid range: [uid_base, uid_base + uid_count) */

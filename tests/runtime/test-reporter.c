@@ -23,6 +23,7 @@
 
 #include "fileio.h"
 #include "report.h"
+#include "runtime.h"
 #include "test.h"
 
 struct obj {
@@ -606,6 +607,45 @@ static void test_periodic(void)
 	cleanup_dir();
 }
 
+/* --report-interval and --report-parallel reach the reporter: a short interval delivers
+ * periodic reports, the default does not within a second. */
+static void test_runtime_config_interval(void)
+{
+	struct runtime_config rc = { .report_url = url, .max_vms = 10 };
+	struct report_config c;
+	struct reporter *r = NULL;
+	struct err err = {};
+	pid_t rx;
+
+	setup();
+	rx = receiver_start(0);
+	rt_report_config(&rc, &c);
+	ASSERT_OK(report_new(&c, &ops, NULL, &r, &err));
+	ASSERT_OK(report_start(r));
+	usleep(1000000);
+	ASSERT_EQ(atomic_load(&n_each), 1);
+	report_free(r);
+
+	rc.report_interval_ms = 300;
+	rc.report_parallel = 2;
+	rt_report_config(&rc, &c);
+	ASSERT_EQ(c.interval_ms, 300);
+	ASSERT_EQ(c.parallel, 2);
+	ASSERT_EQ(c.max_objects, 10 + 1024);
+	ASSERT_OK(report_new(&c, &ops, NULL, &r, &err));
+	ASSERT_OK(report_start(r));
+	/* One report from the first reporter, then four periodic ones within 5 s. */
+	ASSERT_TRUE(wait_count(0, 0, 200, 0, 1 + 4, 5));
+	ASSERT_TRUE(atomic_load(&n_each) >= 1 + 4);
+	report_free(r);
+
+	rc.report_parallel = 257;
+	rt_report_config(&rc, &c);
+	ASSERT_ERRNO(report_new(&c, &ops, NULL, &r, &err), EINVAL);
+	receiver_stop(rx);
+	cleanup_dir();
+}
+
 static void test_stop_does_not_wait_for_a_hung_request(void)
 {
 	struct report_config c = {.timeout_ms = 30000};
@@ -698,5 +738,6 @@ TEST_MAIN(TEST(test_delivery_and_final), TEST(test_coalescing_slow_receiver),
 	  TEST(test_parallel_slow_receiver_in_order), TEST(test_unchanged_skipped),
 	  TEST(test_5xx_retried_with_backoff), TEST(test_down_never_blocks_and_resumes),
 	  TEST(test_timeout_is_retried), TEST(test_4xx_not_retried), TEST(test_token_file),
-	  TEST(test_periodic), TEST(test_stop_does_not_wait_for_a_hung_request),
+	  TEST(test_periodic), TEST(test_runtime_config_interval),
+	  TEST(test_stop_does_not_wait_for_a_hung_request),
 	  TEST(test_tls_verified), TEST(test_bad_url))
