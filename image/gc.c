@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,81 @@ int img_release(struct img_store *s, const char *holder)
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(a, b);
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Holder names joined by NULs into names (len bytes), n of them. Under s->lock. */
+static int read_holders(struct img_store *s, char **ret_names, size_t *ret_len, size_t *ret_n)
+{
+	char p[4096];
+	_cleanup_closedir_ DIR *d = NULL;
+	_cleanup_free_ char *names = NULL;
+	size_t len = 0, size = 0, n = 0;
+	struct dirent *de;
+	int r;
+
+	r = img_store_path(s, p, sizeof(p), "refs/holders");
+	if (r < 0)
+		return r;
+	d = opendir(p);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		size_t l = strlen(de->d_name) + 1;
+
+		/* Temp files of write_file_atomic are not holders. */
+		if (!img_holder_is_valid(de->d_name) || strstr(de->d_name, ".tmp."))
+			continue;
+		if (len + l > size) {
+			char *m = realloc(names, size * 2 + 256);
+
+			if (!m)
+				return -ENOMEM;
+			names = m;
+			size = size * 2 + 256;
+		}
+		memcpy(names + len, de->d_name, l);
+		len += l;
+		n++;
+	}
+	*ret_names = TAKE_PTR(names);
+	*ret_len = len;
+	*ret_n = n;
+	return 0;
+}
+
+int img_holders_list(struct img_store *s, char ***ret)
+{
+	_cleanup_free_ char *names = NULL;
+	size_t len = 0, n = 0;
+	char **arr, *p;
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = read_holders(s, &names, &len, &n);
+	pthread_mutex_unlock(&s->lock);
+	if (r < 0)
+		return r;
+	if (n > INT_MAX)
+		return -EOVERFLOW;
+	arr = malloc((n + 1) * sizeof(char *) + len);
+	if (!arr)
+		return -ENOMEM;
+	p = (char *)(arr + n + 1);
+	if (len)
+		memcpy(p, names, len);
+	for (size_t i = 0; i < n; i++) {
+		arr[i] = p;
+		p += strlen(p) + 1;
+	}
+	arr[n] = NULL;
+	qsort(arr, n, sizeof(char *), cmp_strp);
+	*ret = arr;
+	return (int)n;
 }
 
 static int set_add(void **set, const char *s)

@@ -67,6 +67,10 @@ struct img_prepared {
 int img_prepare(struct img_store *store, const char *ref, const char *holder, img_progress_cb cb,
 		void *ud, struct img_prepared *ret, struct err *err);
 int img_release(struct img_store *store, const char *holder);
+/* Holders with a reference, sorted; *ret is a NULL-terminated array (one block, the caller
+ * frees it with free()). Returns the count. Lets the runtime drop holds of names it does not
+ * know. */
+int img_holders_list(struct img_store *store, char ***ret);
 /* Drop unreferenced images beyond keep_bytes. Returns bytes freed. */
 int64_t img_gc(struct img_store *store);
 

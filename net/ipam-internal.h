@@ -32,6 +32,8 @@ struct ipam_local *ipam_local_free(struct ipam_local *l);
 int ipam_local_assign(struct ipam_local *l, const struct in6_addr *prefix, unsigned len,
 		      const char *name, struct in6_addr *ret, struct err *err);
 int ipam_local_release(struct ipam_local *l, const char *name, struct err *err);
+/* Names with a lease, sorted, as one NULL-terminated block (free()). Returns the count. */
+int ipam_local_list(struct ipam_local *l, char ***ret, struct err *err);
 
 /* PostgreSQL: table instances(id, ip_address). Connects lazily. */
 struct ipam_pg;

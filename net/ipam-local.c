@@ -374,3 +374,42 @@ int ipam_local_release(struct ipam_local *l, const char *name, struct err *err)
 	(void)snprintf(rec, sizeof(rec), "R %s\n", name);
 	return journal_append(l, size, rec, err);
 }
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int ipam_local_list(struct ipam_local *l, char ***ret, struct err *err)
+{
+	_cleanup_(lock_release) int lock = -EBADF;
+	off_t size = 0;
+	size_t bytes = 0;
+	char **arr, *p;
+	int r;
+
+	r = lock_take(l, &lock, err);
+	if (r < 0)
+		return r;
+	r = journal_sync(l, &size, err);
+	if (r < 0)
+		return r;
+	if (l->n > INT_MAX)
+		return -EOVERFLOW;
+	for (size_t i = 0; i < l->n; i++)
+		bytes += strlen(l->leases[i].name) + 1;
+	arr = malloc((l->n + 1) * sizeof(char *) + bytes);
+	if (!arr)
+		return -ENOMEM;
+	p = (char *)(arr + l->n + 1);
+	for (size_t i = 0; i < l->n; i++) {
+		size_t n = strlen(l->leases[i].name) + 1;
+
+		arr[i] = memcpy(p, l->leases[i].name, n);
+		p += n;
+	}
+	arr[l->n] = NULL;
+	qsort(arr, l->n, sizeof(char *), cmp_name);
+	*ret = arr;
+	return (int)l->n;
+}

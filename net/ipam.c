@@ -172,3 +172,16 @@ int ipam_release(struct ipam *ipam, const char *name, struct err *err)
 		return 0;
 	return ipam_local_release(ipam->local, name, err);
 }
+
+int ipam_list(struct ipam *ipam, char ***ret, struct err *err)
+{
+	if (ipam->pg) {
+		char **none = calloc(1, sizeof(char *));
+
+		if (!none)
+			return -ENOMEM;
+		*ret = none;
+		return 0;
+	}
+	return ipam_local_list(ipam->local, ret, err);
+}

@@ -42,3 +42,6 @@ int ipam_assign(struct ipam *ipam, const char *name, struct in6_addr *ret, struc
 /* Forget name's local allocation; 0 also when it had none. With a database this is a no-op:
  * the platform owns the instances row and its address. */
 int ipam_release(struct ipam *ipam, const char *name, struct err *err);
+
+/* Names with a local allocation (net_ip_list); an empty list with a database. */
+int ipam_list(struct ipam *ipam, char ***ret, struct err *err);

@@ -163,6 +163,11 @@ int net_ip_release(struct net_ctx *ctx, const char *name, struct err *err)
 	return ipam_release(ctx->ipam, name, err);
 }
 
+int net_ip_list(struct net_ctx *ctx, char ***ret, struct err *err)
+{
+	return ipam_list(ctx->ipam, ret, err);
+}
+
 struct reap {
 	struct net_ctx *ctx;
 	bool (*is_known)(const char *name, void *ud);

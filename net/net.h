@@ -53,6 +53,10 @@ int net_prefix(struct net_ctx *ctx, struct in6_addr *ret_prefix, unsigned *ret_l
 int net_ip_assign(struct net_ctx *ctx, const char *name, struct in6_addr *ret, struct err *err);
 /* Forget the local allocation of name (no-op with a database: the platform owns the row). */
 int net_ip_release(struct net_ctx *ctx, const char *name, struct err *err);
+/* Names holding a local allocation, sorted; *ret is a NULL-terminated array (one block, the
+ * caller frees it with free()). Returns the count. With a database the platform owns the rows:
+ * an empty list. Lets the runtime reap the leases of names it does not know. */
+int net_ip_list(struct net_ctx *ctx, char ***ret, struct err *err);
 
 /* Host bridge: create if missing, gateway address, forwarding, isolation table. Idempotent. */
 int net_bridge_ensure(struct net_ctx *ctx, struct err *err);

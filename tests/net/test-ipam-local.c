@@ -154,6 +154,44 @@ static void test_persistence(void)
 	ASSERT_OK(rm_rf(dir));
 }
 
+/* ipam_list (net_ip_list): the names with a lease, sorted, also those another process added;
+ * with a database nothing (the platform owns the rows), without connecting. */
+static void test_list(void)
+{
+	struct net_config pgcfg = {.database_url = "host=/nonexistent dbname=none"};
+	struct ipam *a, *b, *pg = NULL;
+	struct err err = {0};
+	struct in6_addr x;
+	char **names = NULL;
+
+	make_tmp();
+	a = open_ipam("fd00:1::/64");
+	b = open_ipam("fd00:1::/64");
+	ASSERT_EQ(ipam_list(a, &names, &err), 0);
+	ASSERT_TRUE(names[0] == NULL);
+	free(names);
+	ASSERT_OK(ipam_assign(a, "web-2", &x, &err));
+	ASSERT_OK(ipam_assign(a, "db", &x, &err));
+	ASSERT_OK(ipam_assign(b, "web-10", &x, &err));
+	ASSERT_OK(ipam_release(b, "db", &err));
+	ASSERT_EQ(ipam_list(a, &names, &err), 2);
+	ASSERT_STREQ(names[0], "web-10");
+	ASSERT_STREQ(names[1], "web-2");
+	ASSERT_TRUE(names[2] == NULL);
+	free(names);
+	ipam_free(b);
+	ipam_free(a);
+
+	pgcfg.state_dir = dir;
+	pgcfg.ipv6_prefix = "fd00:1::/64";
+	ASSERT_OK(ipam_new(&pgcfg, &pg, &err));
+	ASSERT_EQ(ipam_list(pg, &names, &err), 0);
+	ASSERT_TRUE(names[0] == NULL);
+	free(names);
+	ipam_free(pg);
+	ASSERT_OK(rm_rf(dir));
+}
+
 static void test_bad_names(void)
 {
 	struct err err = {0};
@@ -321,5 +359,5 @@ static void test_concurrent_processes(void)
 }
 
 TEST_MAIN(TEST(test_unique_10k_small_prefix), TEST(test_unique_10k_64), TEST(test_full_pool_enospc),
-	  TEST(test_persistence), TEST(test_bad_names), TEST(test_torn_and_corrupt_journal),
+	  TEST(test_persistence), TEST(test_list), TEST(test_bad_names), TEST(test_torn_and_corrupt_journal),
 	  TEST(test_compaction), TEST(test_concurrent_processes))
