@@ -372,7 +372,7 @@ void rt_record_save_as(struct runtime *rt, struct vm *vm, enum vm_state state);
 int rt_adopt_all(struct runtime *rt, struct err *err);
 void rt_notify(struct runtime *rt, struct vm *vm, enum vm_attr attr);
 /* reaper.c: leftovers with our marks but no VM, at start and every reap_interval_ms. */
-enum rt_leak { RT_LEAK_VMM, RT_LEAK_NET, RT_LEAK_STATE, _RT_LEAK_MAX };
+enum rt_leak { RT_LEAK_VMM, RT_LEAK_NET, RT_LEAK_STATE, RT_LEAK_IP, RT_LEAK_IMAGE, _RT_LEAK_MAX };
 #define RT_DESTROY_MARK "destroying" /* in <state>/vms/<name>/: a destroy began */
 int rt_reaper_new(struct runtime *rt);
 void rt_reaper_free(struct runtime *rt);

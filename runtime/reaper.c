@@ -7,8 +7,13 @@
  *  - "net":   netns mvmfs-*, links aliased mvmfs:*, nft chains, /128 routes — net_reap;
  *  - "state": <state>/vms/<name> with no record.json (a create interrupted before the record)
  *             or with a "destroying" tombstone (a destroy interrupted half-way): address
- *             released, image hold dropped, directory (data disk) removed.
- * A state dir whose record exists but cannot be read is kept: nothing proves it dead.
+ *             released, image hold dropped, directory (data disk) removed;
+ *  - "ip":    local address leases (net_ip_list) of names with no VM and no state dir (with a
+ *             database the platform owns the addresses: none are listed);
+ *  - "image": image holds (img_holders_list) of names with no VM and no state dir; the images
+ *             nobody holds any more are then collected as after a destroy.
+ * A state dir whose record exists but cannot be read is kept: nothing proves it dead, so its
+ * lease and hold are kept too.
  *
  * Why a lock: "belongs to no VM" is decided from the table, and a worker job may be creating
  * the very resources of a VM that was just added. Every job runs under the read side of
@@ -18,6 +23,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -37,6 +43,8 @@ static const char *const leak_kind[_RT_LEAK_MAX] = {
 	[RT_LEAK_VMM] = "vmm",
 	[RT_LEAK_NET] = "net",
 	[RT_LEAK_STATE] = "state",
+	[RT_LEAK_IP] = "ip",
+	[RT_LEAK_IMAGE] = "image",
 };
 
 struct rt_reaper {
@@ -151,6 +159,73 @@ static int reap_state(struct runtime *rt)
 	return n;
 }
 
+/* A name whose lease or hold may be reaped: ours by its form, not in the table, no state dir. */
+static bool is_orphan(struct runtime *rt, const char *name)
+{
+	char dir[4200];
+
+	if (!vm_name_is_valid(name) || is_known(name, rt))
+		return false;
+	snprintf(dir, sizeof(dir), "%s/vms", rt->cfg.state_dir);
+	return !exists_in(dir, name, "");
+}
+
+static int reap_ips(struct runtime *rt)
+{
+	_cleanup_free_ char **names = NULL;
+	struct err err = {};
+	int n = 0, r;
+
+	pthread_mutex_lock(&rt->net_lock);
+	r = net_ip_list(rt->net, &names, &err);
+	pthread_mutex_unlock(&rt->net_lock);
+	if (r < 0) {
+		log_warning("listing address leases: %s", err.msg[0] ? err.msg : strerror(-r));
+		return 0;
+	}
+	for (char **p = names; *p; p++) {
+		if (!is_orphan(rt, *p))
+			continue;
+		pthread_mutex_lock(&rt->net_lock);
+		r = net_ip_release(rt->net, *p, &err);
+		pthread_mutex_unlock(&rt->net_lock);
+		if (r < 0) {
+			log_warning("%s: releasing a leftover address lease: %s", *p, err.msg);
+			continue;
+		}
+		log_info("%s: released a leftover address lease", *p);
+		n++;
+	}
+	return n;
+}
+
+static int reap_holds(struct runtime *rt)
+{
+	_cleanup_free_ char **names = NULL;
+	int n = 0, r;
+
+	if (!rt->store)
+		return 0;
+	r = img_holders_list(rt->store, &names);
+	if (r < 0) {
+		log_warning_errno(r, "listing image holds");
+		return 0;
+	}
+	for (char **p = names; *p; p++) {
+		if (!is_orphan(rt, *p) || img_release(rt->store, *p) < 0)
+			continue;
+		log_info("%s: dropped a leftover image hold", *p);
+		n++;
+	}
+	if (n > 0) {
+		int64_t freed = img_gc(rt->store);
+
+		if (freed > 0)
+			log_info("image store: freed %" PRId64 " bytes of unused images", freed);
+	}
+	return n;
+}
+
 static void count(struct runtime *rt, enum rt_leak kind, int n, const char *what)
 {
 	if (n <= 0)
@@ -176,6 +251,8 @@ void rt_reap_pass(struct runtime *rt)
 		count(rt, RT_LEAK_NET, n, "network resource(s)");
 	}
 	count(rt, RT_LEAK_STATE, reap_state(rt), "state dir(s)");
+	count(rt, RT_LEAK_IP, reap_ips(rt), "address lease(s)");
+	count(rt, RT_LEAK_IMAGE, reap_holds(rt), "image hold(s)");
 	atomic_fetch_add(&rp->passes, 1);
 	pthread_rwlock_unlock(&rp->rw);
 }

@@ -19,6 +19,7 @@ The safe direction per transition (what the restarted daemon decides):
   rmdir    -> the destroy is finished (a tombstone is written first); or, when the daemon died
               before the tombstone, the VM is still there, intact.
 """
+import fcntl
 import os
 import signal
 import subprocess
@@ -265,6 +266,23 @@ def metric(name, kind):
     raise AssertionError(f"{name} kind={kind} not in metrics")
 
 
+def plant_lease(name, addr):
+    # Under the allocator's lock, as the daemon appends (it may be running).
+    with open(os.path.join(D.state, "ipam", "lock"), "a") as lk:
+        fcntl.flock(lk, fcntl.LOCK_EX)
+        with open(os.path.join(D.state, "ipam", "leases"), "a") as f:
+            f.write(f"A {name} {addr}\n")
+
+
+def holders():
+    return os.listdir(os.path.join(D.state, "images", "refs", "holders"))
+
+
+def plant_hold(name):
+    with open(os.path.join(D.state, "images", "refs", "holders", name), "w") as f:
+        f.write("sha256:" + "0" * 64 + "\n")
+
+
 def plant_ghosts(tag):
     """Leftovers with our marks (a started VM whose record vanishes is planted by the caller),
     and look-alikes without them. Returns (marked, unmarked) descriptions for checks."""
@@ -308,9 +326,20 @@ def plant_ghosts(tag):
     os.makedirs(us)
     with open(os.path.join(us, "record.json"), "w") as f:
         f.write("not a record")   # unreadable: nothing proves it dead
+    # An address lease and an image hold of a name with no VM and no state dir; the same for
+    # the name of the unreadable record (kept) and a hold whose name is no VM name (kept).
+    # (distinct addresses per tag: the journal refuses a duplicate as corruption)
+    n, t = int(tag[1:]) % 60000, ord(tag[0])
+    plant_lease(f"gi{tag}", f"fd00:dead:{t:x}::{n:x}")
+    plant_hold(f"gh{tag}")
+    plant_lease(f"us{tag}", f"fd00:dead:{t:x}:1::{n:x}")
+    plant_hold(f"us{tag}")
+    plant_hold(f"other.{tag}")
     marked = dict(jail=j, p1=p1, p2=p2, cg=cg, netns=f"/run/netns/mvmfs-gn{tag}", state=sd,
-                  gc=os.path.dirname(r2) if CG_MOUNTS else None)
-    unmarked = dict(jail=uj, netns=f"/run/netns/other-{tag}", link=f"mvu{tag}", state=us)
+                  gc=os.path.dirname(r2) if CG_MOUNTS else None, lease=f"gi{tag}",
+                  hold=f"gh{tag}")
+    unmarked = dict(jail=uj, netns=f"/run/netns/other-{tag}", link=f"mvu{tag}", state=us,
+                    holds=(f"us{tag}", f"other.{tag}"))
     return marked, unmarked
 
 
@@ -324,6 +353,12 @@ def check_reaped(m, u, timeout):
         subprocess.run(["rm", "-rf", m["gc"]])
     wait_for(lambda: not os.path.exists(m["netns"]), 3, "marked netns reaped")
     wait_for(lambda: not os.path.exists(m["state"]), 3, "state dir without record reaped")
+    wait_for(lambda: m["lease"] not in leases(D), 3, "lease of an unknown name reaped")
+    wait_for(lambda: m["hold"] not in holders(), 3, "image hold of an unknown name reaped")
+    assert u["state"].rsplit("/", 1)[1] in leases(D), "lease of a kept state dir reaped"
+    for h in u["holds"]:
+        assert h in holders(), f"image hold {h} reaped"
+        os.unlink(os.path.join(D.state, "images", "refs", "holders", h))
     assert os.path.isdir(u["jail"]), "unmarked jail removed"
     assert os.path.exists(u["netns"]), "unmarked netns removed"
     assert subprocess.run(["ip", "link", "show", u["link"]], stdout=subprocess.DEVNULL,
@@ -344,25 +379,30 @@ def test_leaks_reaped_at_start():
     assert "lost" not in os.listdir(D.vm(""))
     check_reaped(m, u, 5)
     wait_for(lambda: not alive(pid), 3, "the lost VM's VMM killed")
-    wait_for(lambda: not leftovers(D, "lost") or leftovers(D, "lost") == ["address lease"], 3,
+    wait_for(lambda: not leftovers(D, "lost"), 3,
              f"no leftovers of the lost VM: {leftovers(D, 'lost')}")
+    assert "lost" not in holders(), "the lost VM's image hold was kept"
     assert metric("mvmfs_leaks_reaped_total", "vmm") >= 2
     assert metric("mvmfs_leaks_reaped_total", "net") >= 2   # lost's netns/links + ghost netns
     assert metric("mvmfs_leaks_reaped_total", "state") >= 1
+    assert metric("mvmfs_leaks_reaped_total", "ip") >= 2     # lost's lease + the ghost lease
+    assert metric("mvmfs_leaks_reaped_total", "image") >= 2  # lost's hold + the ghost hold
 
 
 def test_leaks_reaped_while_running():
     keep = new_vm("keep")
-    before = metric("mvmfs_leaks_reaped_total", "vmm")
+    before = {k: metric("mvmfs_leaks_reaped_total", k) for k in ("vmm", "ip", "image")}
     m, u = plant_ghosts(f"b{os.getpid()}")
     check_reaped(m, u, 5)   # --reap-interval 1s
-    assert metric("mvmfs_leaks_reaped_total", "vmm") > before
+    for k, v in before.items():
+        assert metric("mvmfs_leaks_reaped_total", k) > v, k
     with open(os.path.join(D.mnt, "metrics")) as f:
         fams, errs = promcheck.parse(f.read(), require_help=True)
     assert not errs, errs
     kinds = {lb.get("kind") for _n, lb, _v in fams["mvmfs_leaks_reaped_total"]}
-    assert kinds == {"vmm", "net", "state"}, kinds
+    assert kinds == {"vmm", "net", "state", "ip", "image"}, kinds
     assert D.state_of("keep") == "running" and D.read("keep", "pid").strip() == keep
+    assert "keep" in leases(D) and "keep" in holders(), "the reaper dropped a live VM's lease/hold"
     assert alive(keep), "the reaper touched a live VM"
     destroy("keep")
 
