@@ -39,6 +39,7 @@
 
 #define REAP_INTERVAL_DEFAULT_MS 60000u
 
+/* clang-format off */
 static const char *const leak_kind[_RT_LEAK_MAX] = {
 	[RT_LEAK_VMM] = "vmm",
 	[RT_LEAK_NET] = "net",
@@ -46,6 +47,7 @@ static const char *const leak_kind[_RT_LEAK_MAX] = {
 	[RT_LEAK_IP] = "ip",
 	[RT_LEAK_IMAGE] = "image",
 };
+/* clang-format on */
 
 struct rt_reaper {
 	pthread_rwlock_t rw;

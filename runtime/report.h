@@ -44,7 +44,7 @@ struct report_config {
 	unsigned backoff_min_ms;     /* default 250 */
 	unsigned backoff_max_ms;     /* default 10000 */
 	unsigned max_objects;	     /* queue bound, default 8192 */
-	unsigned parallel;	     /* requests in flight at once (one per VM), default 8, max 256 */
+	unsigned parallel; /* requests in flight at once (one per VM), default 8, max 256 */
 };
 
 struct report_stats {

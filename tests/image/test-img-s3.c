@@ -263,7 +263,7 @@ static void test_warm_start(void)
 {
 	static const char *ref = "s3://images/oci/warm.tar", *path = "/images/oci/warm.tar";
 	char state[] = "/tmp/mvmfs-s3-warm-XXXXXX", url[128], first[IMG_DIGEST_MAX];
-	struct img_store_config cfg = { .state_dir = state, .keep_bytes = 1ull << 30 };
+	struct img_store_config cfg = {.state_dir = state, .keep_bytes = 1ull << 30};
 	struct img_store *st = NULL;
 	struct img_prepared p;
 	struct img_platform host;

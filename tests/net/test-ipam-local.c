@@ -359,5 +359,6 @@ static void test_concurrent_processes(void)
 }
 
 TEST_MAIN(TEST(test_unique_10k_small_prefix), TEST(test_unique_10k_64), TEST(test_full_pool_enospc),
-	  TEST(test_persistence), TEST(test_list), TEST(test_bad_names), TEST(test_torn_and_corrupt_journal),
-	  TEST(test_compaction), TEST(test_concurrent_processes))
+	  TEST(test_persistence), TEST(test_list), TEST(test_bad_names),
+	  TEST(test_torn_and_corrupt_journal), TEST(test_compaction),
+	  TEST(test_concurrent_processes))

@@ -611,7 +611,7 @@ static void test_periodic(void)
  * periodic reports, the default does not within a second. */
 static void test_runtime_config_interval(void)
 {
-	struct runtime_config rc = { .report_url = url, .max_vms = 10 };
+	struct runtime_config rc = {.report_url = url, .max_vms = 10};
 	struct report_config c;
 	struct reporter *r = NULL;
 	struct err err = {};
@@ -739,5 +739,5 @@ TEST_MAIN(TEST(test_delivery_and_final), TEST(test_coalescing_slow_receiver),
 	  TEST(test_5xx_retried_with_backoff), TEST(test_down_never_blocks_and_resumes),
 	  TEST(test_timeout_is_retried), TEST(test_4xx_not_retried), TEST(test_token_file),
 	  TEST(test_periodic), TEST(test_runtime_config_interval),
-	  TEST(test_stop_does_not_wait_for_a_hung_request),
-	  TEST(test_tls_verified), TEST(test_bad_url))
+	  TEST(test_stop_does_not_wait_for_a_hung_request), TEST(test_tls_verified),
+	  TEST(test_bad_url))
