@@ -219,28 +219,53 @@ static void do_kill(struct runtime *rt, struct vm *vm, enum vm_state state)
 		log_debug("%s: kill: no VMM process", vm->name);
 }
 
-static void complete_waiters(struct vm *vm, int verb, int result)
-{
-	struct vm_waiter todo[VM_WAITERS_MAX];
-	unsigned n = 0, keep = 0;
+/* Waiters taken off a VM, to be answered once its lock is released. */
+struct sv_answers {
+	struct {
+		struct vm_waiter w;
+		int result;
+	} v[VM_WAITERS_MAX];
+	unsigned n;
+};
 
-	pthread_mutex_lock(&vm->lock);
+/* Under vm->lock: take the waiters of verb (all when < 0). */
+static void take_waiters_locked(struct vm *vm, int verb, int result, struct sv_answers *ans)
+{
+	unsigned keep = 0;
+
 	for (unsigned i = 0; i < vm->n_waiters; i++) {
-		if (verb < 0 || vm->waiters[i].verb == verb)
-			todo[n++] = vm->waiters[i];
-		else
+		if ((verb < 0 || vm->waiters[i].verb == verb) && ans->n < VM_WAITERS_MAX) {
+			ans->v[ans->n].w = vm->waiters[i];
+			ans->v[ans->n++].result = result;
+		} else {
 			vm->waiters[keep++] = vm->waiters[i];
+		}
 	}
 	vm->n_waiters = keep;
+}
+
+static void answer_waiters(struct sv_answers *ans)
+{
+	for (unsigned i = 0; i < ans->n; i++)
+		if (ans->v[i].w.done)
+			ans->v[i].w.done(ans->v[i].w.ud, ans->v[i].result);
+	ans->n = 0;
+}
+
+static void complete_waiters(struct vm *vm, int verb, int result)
+{
+	struct sv_answers ans = {};
+
+	pthread_mutex_lock(&vm->lock);
+	take_waiters_locked(vm, verb, result, &ans);
 	pthread_mutex_unlock(&vm->lock);
-	for (unsigned i = 0; i < n; i++)
-		if (todo[i].done)
-			todo[i].done(todo[i].ud, result);
+	answer_waiters(&ans);
 }
 
 void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
 {
 	struct sv_effects fx = {};
+	struct sv_answers ans = {};
 	struct lc_vm s;
 	enum vm_state old;
 	bool is_cmd = ev <= LC_EV_RESTART;
@@ -294,6 +319,10 @@ void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
 		vm_touch_locked(vm, VM_ATTR_STATE);
 		vm_touch_locked(vm, VM_ATTR_HEALTH);
 	}
+	/* The finished commands leave with the state that ends them: a reader that sees
+	 * "stopped" can rmdir or set the image at once (no EBUSY from a pending waiter). */
+	for (unsigned i = 0; i < fx.n_done; i++)
+		take_waiters_locked(vm, fx.done[i].verb, fx.done[i].result, &ans);
 	pthread_mutex_unlock(&vm->lock);
 
 	if (s.state != old) {
@@ -318,8 +347,7 @@ void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
 		if (rt_job(rt, vm, job_cleanup, NULL) < 0)
 			log_error("%s: cannot queue the cleanup job", vm->name);
 	}
-	for (unsigned i = 0; i < fx.n_done; i++)
-		complete_waiters(vm, fx.done[i].verb, fx.done[i].result);
+	answer_waiters(&ans);
 }
 
 /* The VMM process ended. */
