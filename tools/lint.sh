@@ -36,7 +36,7 @@ run-clang-tidy -quiet -p "$dir" -j "$(nproc)" \
 	-extra-arg=-Wno-unknown-warning-option -extra-arg=-Wno-unused-command-line-argument \
 	"${cfiles[@]/#/$PWD/}" >"$log" 2>&1
 pat='^[^ ]+:[0-9]+:[0-9]+: (warning|error): '
-sed -e 's/\x1b\[[0-9;]*m//g' "$log" | grep -E "$pat" | sed -e "s|^$PWD/||" -e 's|^\.\./||' | sort -u >"$log.findings"
+sed -e 's/\x1b\[[0-9;]*m//g' "$log" | grep -E "$pat" | sed -e "s|^$PWD/||" -e "s|^$dir/\.\./||" -e 's|^\.\./||' | sort -u >"$log.findings"
 cat "$log.findings"
 tidy=$(wc -l <"$log.findings")
 echo "clang-tidy: $tidy findings (full output: $log)"
