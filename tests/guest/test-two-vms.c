@@ -33,7 +33,9 @@
 #define GW "fd42:7e5::1"
 #define EXT "fd99::2"
 
-static char T[64], MNT[128];
+/* VM names carry the temp dir's suffix: cgroups are host-wide, and another run of this test
+ * (another build dir) may be going on at the same time. */
+static char T[64], MNT[128], NA[32], NB[32];
 
 static double now_s(void)
 {
@@ -436,11 +438,12 @@ static int traces(char *out, size_t size)
 		"k=; ls /run/netns | grep -q '^mvmfs-vm-' && k=\"$k netns\"; "
 		"ip -o link | grep -Eq '^[0-9]+: mv[0-9a-f]{10}[@:]' && k=\"$k link\"; "
 		"nft list table bridge mvmfs | grep -Eq 'chain vm_|elements' && k=\"$k nft\"; "
-		"find %s/state -name 'vm-alpha*' -o -name 'vm-beta*' | grep -q . && "
+		"find %s/state -name '%s*' -o -name '%s*' | grep -q . && "
 		"k=\"$k dir\"; "
-		"ls -d /sys/fs/cgroup/*/mvmfs/vm-* >/dev/null 2>&1 && k=\"$k cgroup\"; "
+		"ls -d /sys/fs/cgroup/*/mvmfs/%s /sys/fs/cgroup/*/mvmfs/%s >/dev/null 2>&1 && "
+		"k=\"$k cgroup\"; "
 		"pgrep -x qemu-system-x86 >/dev/null && k=\"$k qemu\"; echo $k",
-		T);
+		T, NA, NB, NA, NB);
 
 	out[strcspn(out, "\n")] = '\0';
 	return r;
@@ -460,7 +463,7 @@ static void test_two_vms(void)
 {
 	const char *bld = getenv("MVMFS_BUILDDIR"), *src = getenv("MVMFS_SRCDIR");
 	char guest[300], page[512], out[4096], A[64], B[64], log[160], cfg[160], bin[400];
-	char st_dir[160], ext_dir[160], ext_addr[64];
+	char st_dir[160], ext_dir[160], ext_addr[64], want[64];
 	double t0, t_boot, t_probe, t_stop;
 	pid_t reg, daemon, ext;
 
@@ -485,6 +488,8 @@ static void test_two_vms(void)
 	ASSERT_TRUE(mkdtemp(T) != NULL);
 	ASSERT_OK(chmod(T, 0755));
 	snprintf(MNT, sizeof(MNT), "%s/mnt", T);
+	snprintf(NA, sizeof(NA), "vm-a-%.6s", T + strlen("/tmp/test-2vm."));
+	snprintf(NB, sizeof(NB), "vm-b-%.6s", T + strlen("/tmp/test-2vm."));
 
 	/* Registry and image. */
 	ASSERT_EQ(sh("mkdir %s/reg && printf 'version: 0.1\\nstorage: { filesystem: { "
@@ -535,23 +540,26 @@ static void test_two_vms(void)
 		  0);
 
 	/* Two VMs of the same image, started together. */
-	create_vm("vm-alpha", A, sizeof(A));
-	create_vm("vm-beta", B, sizeof(B));
+	create_vm(NA, A, sizeof(A));
+	create_vm(NB, B, sizeof(B));
 	ASSERT_TRUE(strcmp(A, B) != 0);
 	t0 = now_s();
-	ASSERT_OK(wr("vm-alpha", "state", "start\n", true));
-	ASSERT_OK(wr("vm-beta", "state", "start\n", true));
-	ASSERT_TRUE(wait_health("vm-alpha", "healthy", 40000));
-	ASSERT_TRUE(wait_health("vm-beta", "healthy", 40000));
+	ASSERT_OK(wr(NA, "state", "start\n", true));
+	ASSERT_OK(wr(NB, "state", "start\n", true));
+	ASSERT_TRUE(wait_health(NA, "healthy", 40000));
+	ASSERT_TRUE(wait_health(NB, "healthy", 40000));
+	/* Each answers as itself (hostname = VM name). */
 	ASSERT_TRUE(wait_http(A, page, sizeof(page), 15000));
-	ASSERT_STREQ(page, "app on vm-alpha\n");
+	snprintf(want, sizeof(want), "app on %s\n", NA);
+	ASSERT_STREQ(page, want);
 	ASSERT_TRUE(wait_http(B, page, sizeof(page), 15000));
-	ASSERT_STREQ(page, "app on vm-beta\n");
+	snprintf(want, sizeof(want), "app on %s\n", NB);
+	ASSERT_STREQ(page, want);
 	t_boot = now_s();
 	printf("# both apps answer the host after %.2fs (A %s, B %s)\n", t_boot - t0, A, B);
-	check_health("vm-alpha", A);
-	check_health("vm-beta", B);
-	ASSERT_TRUE(rd("vm-alpha", "log", out, sizeof(out)) > 0);
+	check_health(NA, A);
+	check_health(NB, B);
+	ASSERT_TRUE(rd(NA, "log", out, sizeof(out)) > 0);
 	ASSERT_TRUE(strstr(out, "app: serving on 8080") != NULL);
 
 	/* The guest's own view of eth0 (for the record), then the probes both ways. */
@@ -576,11 +584,11 @@ static void test_two_vms(void)
 
 	/* Stop and destroy both; nothing of them is left. */
 	t_stop = now_s();
-	ASSERT_OK(wr("vm-alpha", "state", "stop\n", true));
-	ASSERT_OK(wr("vm-beta", "state", "stop\n", false));
-	ASSERT_TRUE(wait_state("vm-alpha", "stopped", 15000));
+	ASSERT_OK(wr(NA, "state", "stop\n", true));
+	ASSERT_OK(wr(NB, "state", "stop\n", false));
+	ASSERT_TRUE(wait_state(NA, "stopped", 15000));
 	for (size_t i = 0; i < 2; i++) {
-		const char *vm = i ? "vm-beta" : "vm-alpha";
+		const char *vm = i ? NB : NA;
 
 		snprintf(out, sizeof(out), "%s/vms/%s", MNT, vm);
 		if (rmdir(out) < 0) {
@@ -594,9 +602,11 @@ static void test_two_vms(void)
 	{
 		double end = now_s() + 10;
 
-		while (traces(out, sizeof(out)) != 0 || (out[0] && now_s() < end))
+		int r;
+
+		while (((r = traces(out, sizeof(out))) != 0 || out[0]) && now_s() < end)
 			usleep(100000);
-		if (out[0]) {
+		if (r != 0 || out[0]) {
 			sh("ls /run/netns; ip -o link; nft list table bridge mvmfs; find %s/state "
 			   "| "
 			   "grep vm-; ls -d /sys/fs/cgroup/*/mvmfs/vm-*; pgrep -ax qemu-system-x86",
