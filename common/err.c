@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
+#include "err.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-#include "err.h"
 
 static void sanitize(char *s)
 {

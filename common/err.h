@@ -7,8 +7,8 @@
 #define ERR_MSG_MAX 512
 
 struct err {
-	int code;                /* negative errno, 0 when unset */
-	char msg[ERR_MSG_MAX];   /* NUL-terminated, truncated, single line */
+	int code;	       /* negative errno, 0 when unset */
+	char msg[ERR_MSG_MAX]; /* NUL-terminated, truncated, single line */
 };
 
 /* Fill err (may be NULL) and return code (a negative errno). Newlines become spaces. */

@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: MIT */
+#include "fileio.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -9,7 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fileio.h"
 #include "macro.h"
 
 int read_file_bounded(const char *path, size_t max, char **ret, size_t *ret_len)

@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: MIT */
+#include "log.h"
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -6,8 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "log.h"
 
 static atomic_int max_level = LOG_INFO;
 static bool under_journal;

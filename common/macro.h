@@ -20,25 +20,25 @@
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 
 /* Hand ownership out of a _cleanup_ variable. */
-#define TAKE_PTR(p)                                                                                \
-	({                                                                                         \
-		typeof(p) _p_ = (p);                                                               \
-		(p) = NULL;                                                                        \
-		_p_;                                                                               \
+#define TAKE_PTR(p)                  \
+	({                           \
+		typeof(p) _p_ = (p); \
+		(p) = NULL;          \
+		_p_;                 \
 	})
-#define TAKE_FD(fd)                                                                                \
-	({                                                                                         \
-		int _fd_ = (fd);                                                                   \
-		(fd) = -EBADF;                                                                     \
-		_fd_;                                                                              \
+#define TAKE_FD(fd)              \
+	({                       \
+		int _fd_ = (fd); \
+		(fd) = -EBADF;   \
+		_fd_;            \
 	})
 
 /* Define fooped(type **p) calling fn(*p) when *p is not NULL. */
-#define DEFINE_CLEANUP_FUNC(type, fn)                                                              \
-	static inline void fn##p(type **p)                                                         \
-	{                                                                                          \
-		if (*p)                                                                            \
-			(void)fn(*p);                                                              \
+#define DEFINE_CLEANUP_FUNC(type, fn)      \
+	static inline void fn##p(type **p) \
+	{                                  \
+		if (*p)                    \
+			(void)fn(*p);      \
 	}
 
 static inline void freep(void *p)
@@ -82,8 +82,8 @@ static inline int negative_errno(void)
 {
 	return errno > 0 ? -errno : -EIO;
 }
-#define RET_NERRNO(expr)                                                                           \
-	({                                                                                         \
-		int _r_ = (expr);                                                                  \
-		_r_ < 0 ? negative_errno() : _r_;                                                  \
+#define RET_NERRNO(expr)                          \
+	({                                        \
+		int _r_ = (expr);                 \
+		_r_ < 0 ? negative_errno() : _r_; \
 	})

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
+#include "parse.h"
+
 #include <errno.h>
 #include <string.h>
-
-#include "parse.h"
 
 int parse_u64(const char *s, uint64_t *ret)
 {
@@ -52,11 +52,24 @@ int parse_size(const char *s, uint64_t *ret)
 		return -EINVAL;
 	memcpy(num, s, n + 1);
 	switch (num[n - 1]) {
-	case 'K': case 'k': shift = 10; break;
-	case 'M': case 'm': shift = 20; break;
-	case 'G': case 'g': shift = 30; break;
-	case 'T': case 't': shift = 40; break;
-	default: break;
+	case 'K':
+	case 'k':
+		shift = 10;
+		break;
+	case 'M':
+	case 'm':
+		shift = 20;
+		break;
+	case 'G':
+	case 'g':
+		shift = 30;
+		break;
+	case 'T':
+	case 't':
+		shift = 40;
+		break;
+	default:
+		break;
 	}
 	if (shift)
 		num[--n] = '\0';

@@ -6,11 +6,10 @@
  * except img_auth_load, which only finds and reads the file.
  */
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <jansson.h>
 
 #include "fetch.h"
 #include "fileio.h"
@@ -100,7 +99,7 @@ int img_auth_parse_challenge(const char *value, struct img_challenge *ret)
 		cur = (struct img_challenge){};
 		for (size_t i = 0; scheme[i]; i++)
 			cur.scheme[i] = (char)(scheme[i] >= 'A' && scheme[i] <= 'Z' ? scheme[i] + 32
-										   : scheme[i]);
+										    : scheme[i]);
 		if (n >= sizeof(scheme))
 			cur.scheme[0] = '\0';
 		for (;;) {
@@ -139,7 +138,8 @@ int img_auth_parse_challenge(const char *value, struct img_challenge *ret)
 			if (*p && *p != ' ')
 				return -EINVAL;
 		}
-		if (strcmp(cur.scheme, "bearer") == 0 && (!have || strcmp(best.scheme, "bearer") != 0)) {
+		if (strcmp(cur.scheme, "bearer") == 0 &&
+		    (!have || strcmp(best.scheme, "bearer") != 0)) {
 			best = cur;
 			have = true;
 		} else if (strcmp(cur.scheme, "basic") == 0 && !have) {
@@ -266,7 +266,8 @@ int img_auth_parse_docker_config(const char *json, size_t len, const char *regis
 	char want[256];
 
 	if (len > DOCKER_CONFIG_MAX)
-		return err_set(err, -EINVAL, "docker config larger than %u bytes", DOCKER_CONFIG_MAX);
+		return err_set(err, -EINVAL, "docker config larger than %u bytes",
+			       DOCKER_CONFIG_MAX);
 	root = json_loadb(json, len, 0, &jerr);
 	if (!root || !json_is_object(root))
 		return err_set(err, -EINVAL, "docker config is not a JSON object");
@@ -279,7 +280,7 @@ int img_auth_parse_docker_config(const char *json, size_t len, const char *regis
 	/* An exact key wins over one that only matches after normalisation. */
 	match = json_object_get(auths, registry);
 	if (!match)
-		json_object_foreach(auths, key, e) {
+		json_object_foreach (auths, key, e) {
 			char have[256];
 			normalize_registry(key, have, sizeof(have));
 			if (strcmp(have, want) == 0) {

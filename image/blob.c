@@ -15,7 +15,7 @@
 int img_blob_writer_open(struct img_blob_writer *w, const char *path, uint64_t expect,
 			 img_bytes_cb cb, void *ud)
 {
-	*w = (struct img_blob_writer){ .fd = -EBADF, .expect = expect, .cb = cb, .ud = ud };
+	*w = (struct img_blob_writer){.fd = -EBADF, .expect = expect, .cb = cb, .ud = ud};
 	if (snprintf(w->path, sizeof(w->path), "%s", path) >= (int)sizeof(w->path) ||
 	    snprintf(w->tmp, sizeof(w->tmp), "%s.part.XXXXXX", path) >= (int)sizeof(w->tmp)) {
 		w->tmp[0] = '\0';

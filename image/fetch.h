@@ -5,12 +5,11 @@
  */
 #pragma once
 
+#include <curl/curl.h>
+#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include <curl/curl.h>
-#include <openssl/evp.h>
 
 #include "internal.h"
 
@@ -59,7 +58,7 @@ void img_blob_writer_done(struct img_blob_writer *w);
 #define IMG_MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
 #define IMG_MT_DOCKER_V2 "application/vnd.docker.distribution.manifest.v2+json"
 /* What we ask registries for, best first. Schema 1 is deliberately absent. */
-#define IMG_MANIFEST_ACCEPT                                                                        \
+#define IMG_MANIFEST_ACCEPT \
 	IMG_MT_OCI_INDEX ", " IMG_MT_OCI_MANIFEST ", " IMG_MT_DOCKER_LIST ", " IMG_MT_DOCKER_V2
 
 struct img_platform {
@@ -127,16 +126,16 @@ struct img_http_resp {
 	uint64_t content_length;
 	bool have_content_length;
 	struct img_blob_writer *sink; /* when set, 2xx bodies go here instead of body */
-	long resume_from;             /* range start asked for; 206 expected */
-	long long range_start;        /* from Content-Range, -1 when absent */
+	long resume_from;	      /* range start asked for; 206 expected */
+	long long range_start;	      /* from Content-Range, -1 when absent */
 	int sink_error;
 };
 void img_http_resp_done(struct img_http_resp *r);
 /* A fresh easy handle with our defaults: no signals, timeouts, http(s) only, redirects. */
 CURL *img_http_new(void);
 /* Perform a request; returns 0 or -errno from a CURLcode with text in err. */
-int img_http_perform(CURL *c, const char *url, struct curl_slist *headers,
-		     struct img_http_resp *r, const char *who, struct err *err);
+int img_http_perform(CURL *c, const char *url, struct curl_slist *headers, struct img_http_resp *r,
+		     const char *who, struct err *err);
 /* Map an HTTP error status plus a registry JSON error body to -errno and a message. */
 int img_http_status_error(const struct img_http_resp *r, const char *who, const char *what,
 			  struct err *err);
@@ -180,7 +179,7 @@ int img_ini_get(const char *text, size_t len, const char *section, const char *k
 
 struct img_s3_settings {
 	char region[64];
-	char endpoint[512];  /* "" for AWS itself */
+	char endpoint[512]; /* "" for AWS itself */
 	char access_key[128];
 	char secret_key[256];
 	char session_token[4096];

@@ -5,12 +5,11 @@
  * message quoting the server's own error text.
  */
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#include <jansson.h>
 
 #include "config.h"
 #include "fetch.h"
@@ -40,8 +39,8 @@ int img_url_escape(const char *s, bool keep_slash, char *buf, size_t size)
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 		bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			     (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == '~' ||
-			     (keep_slash && c == '/');
+			     (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
+			     c == '~' || (keep_slash && c == '/');
 		if (o + (plain ? 1 : 3) >= size)
 			return -ENOBUFS;
 		if (plain) {
@@ -137,7 +136,8 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *ud)
 		char buf[96], *end;
 		long long start;
 
-		/* strtoll, not sscanf: an out-of-range number from the server is undefined there. */
+		/* strtoll, not sscanf: an out-of-range number from the server is undefined there.
+		 */
 		copy_value(v, vl, buf, sizeof(buf));
 		if (strncmp(buf, "bytes ", 6) == 0 && buf[6] >= '0' && buf[6] <= '9') {
 			errno = 0;
@@ -239,10 +239,10 @@ bool img_http_retryable(int r)
 	return r == -ECONNRESET || r == -ETIMEDOUT || r == -EHOSTUNREACH;
 }
 
-int img_http_perform(CURL *c, const char *url, struct curl_slist *headers,
-		     struct img_http_resp *r, const char *who, struct err *err)
+int img_http_perform(CURL *c, const char *url, struct curl_slist *headers, struct img_http_resp *r,
+		     const char *who, struct err *err)
 {
-	struct write_ctx w = { .c = c, .r = r };
+	struct write_ctx w = {.c = c, .r = r};
 	char range[48];
 	CURLcode cc;
 
@@ -351,7 +351,8 @@ int img_http_status_error(const struct img_http_resp *r, const char *who, const 
 		if (!e0 && json_is_string(json_object_get(root, "details")))
 			m = json_object_get(root, "details"); /* token servers */
 		if (json_is_string(c))
-			img_sanitize(json_string_value(c), json_string_length(c), code, sizeof(code));
+			img_sanitize(json_string_value(c), json_string_length(c), code,
+				     sizeof(code));
 		if (json_is_string(m))
 			img_sanitize(json_string_value(m), json_string_length(m), msg, sizeof(msg));
 		json_decref(root);

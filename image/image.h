@@ -19,11 +19,11 @@
 
 /* A parsed reference, Docker's defaults applied (docker.io, library/, latest). */
 struct img_ref {
-	char registry[256];   /* "docker.io", "127.0.0.1:5000", "[::1]:5000" */
-	char repository[256]; /* "library/busybox" */
-	char tag[129];        /* "" when only a digest is given */
+	char registry[256];	     /* "docker.io", "127.0.0.1:5000", "[::1]:5000" */
+	char repository[256];	     /* "library/busybox" */
+	char tag[129];		     /* "" when only a digest is given */
 	char digest[IMG_DIGEST_MAX]; /* "" or "sha256:..." */
-	bool is_s3;           /* s3://BUCKET/KEY */
+	bool is_s3;		     /* s3://BUCKET/KEY */
 	char s3_bucket[64];
 	char s3_key[1024];
 };
@@ -36,18 +36,18 @@ int img_ref_format(const struct img_ref *ref, char *buf, size_t size);
 struct img_store;
 
 struct img_store_config {
-	const char *state_dir;            /* store lives in <state_dir>/images */
-	const char *const *insecure;      /* NULL-terminated "host[:port]" list for plain HTTP */
-	const char *docker_config;        /* NULL: $DOCKER_CONFIG/config.json or ~/.docker/config.json */
-	uint64_t keep_bytes;              /* unused images kept up to this much (GC) */
-	uint64_t max_image_bytes;         /* unpack limit per image (0: default 8 GiB) */
+	const char *state_dir;	     /* store lives in <state_dir>/images */
+	const char *const *insecure; /* NULL-terminated "host[:port]" list for plain HTTP */
+	const char *docker_config;   /* NULL: $DOCKER_CONFIG/config.json or ~/.docker/config.json */
+	uint64_t keep_bytes;	     /* unused images kept up to this much (GC) */
+	uint64_t max_image_bytes;    /* unpack limit per image (0: default 8 GiB) */
 };
 
 int img_store_new(const struct img_store_config *cfg, struct img_store **ret, struct err *err);
 struct img_store *img_store_free(struct img_store *store);
 
 struct img_progress {
-	const char *phase;     /* "resolving", "pulling", "unpacking", "building disk", "ready" */
+	const char *phase; /* "resolving", "pulling", "unpacking", "building disk", "ready" */
 	uint64_t bytes_done, bytes_total;
 	unsigned layers_done, layers_total;
 };
@@ -56,9 +56,9 @@ typedef void (*img_progress_cb)(void *ud, const struct img_progress *p);
 
 /* The files a VM boots from, all inside the store. */
 struct img_prepared {
-	char digest[IMG_DIGEST_MAX];  /* manifest digest actually run */
-	char rootfs[4096];            /* ext4 image, shared read-only */
-	char config[4096];            /* JSON: {"entrypoint":[],"cmd":[],"env":[],"workdir":"","user":""} */
+	char digest[IMG_DIGEST_MAX]; /* manifest digest actually run */
+	char rootfs[4096];	     /* ext4 image, shared read-only */
+	char config[4096]; /* JSON: {"entrypoint":[],"cmd":[],"env":[],"workdir":"","user":""} */
 };
 
 /* Resolve, pull, verify, unpack, build the root disk (cached by manifest digest). Concurrent

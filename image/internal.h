@@ -19,7 +19,7 @@ struct img_descriptor {
 /* A single-platform image manifest, resolved from a reference (an index is already narrowed to
  * the node's platform). */
 struct img_manifest {
-	char digest[IMG_DIGEST_MAX];   /* digest of the manifest bytes */
+	char digest[IMG_DIGEST_MAX]; /* digest of the manifest bytes */
 	struct img_descriptor config;
 	struct img_descriptor *layers; /* n_layers entries, base first */
 	size_t n_layers;

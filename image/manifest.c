@@ -4,11 +4,10 @@
  * every field type-checked, descriptors validated, unknown media types refused.
  */
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/utsname.h>
-
-#include <jansson.h>
 
 #include "fetch.h"
 
@@ -28,13 +27,13 @@ void img_platform_host(struct img_platform *ret)
 	static const struct {
 		const char *machine, *arch, *variant;
 	} map[] = {
-		{ "x86_64", "amd64", "" },   { "aarch64", "arm64", "" }, { "armv7l", "arm", "v7" },
-		{ "armv6l", "arm", "v6" },   { "i686", "386", "" },      { "i386", "386", "" },
-		{ "ppc64le", "ppc64le", "" }, { "s390x", "s390x", "" },  { "riscv64", "riscv64", "" },
+		{"x86_64", "amd64", ""},    {"aarch64", "arm64", ""}, {"armv7l", "arm", "v7"},
+		{"armv6l", "arm", "v6"},    {"i686", "386", ""},      {"i386", "386", ""},
+		{"ppc64le", "ppc64le", ""}, {"s390x", "s390x", ""},   {"riscv64", "riscv64", ""},
 	};
 	struct utsname u;
 
-	*ret = (struct img_platform){ .os = "linux", .arch = "amd64" };
+	*ret = (struct img_platform){.os = "linux", .arch = "amd64"};
 	if (uname(&u) < 0)
 		return;
 	for (size_t i = 0; i < ELEMENTSOF(map); i++)
@@ -91,8 +90,7 @@ static int get_str(json_t *obj, const char *key, bool required, char *buf, size_
 	return 0;
 }
 
-static int decode_descriptor(json_t *v, struct img_descriptor *d, const char *what,
-			     struct err *err)
+static int decode_descriptor(json_t *v, struct img_descriptor *d, const char *what, struct err *err)
 {
 	json_t *size;
 	char digest[160];
@@ -128,8 +126,8 @@ static void normalize_variant(const char *arch, const char *variant, char *buf, 
 	snprintf(buf, size, "%s", variant);
 }
 
-static int decode_index(json_t *root, const struct img_platform *plat,
-			struct img_descriptor *ret, struct err *err)
+static int decode_index(json_t *root, const struct img_platform *plat, struct img_descriptor *ret,
+			struct err *err)
 {
 	json_t *list = json_object_get(root, "manifests"), *e;
 	struct img_descriptor only = {}, nested = {};
@@ -142,7 +140,7 @@ static int decode_index(json_t *root, const struct img_platform *plat,
 		return err_set(err, -EINVAL, "image index: more than %d entries",
 			       IMG_INDEX_MAX_ENTRIES);
 	normalize_variant(plat->arch, plat->variant, want_variant, sizeof(want_variant));
-	json_array_foreach(list, i, e) {
+	json_array_foreach (list, i, e) {
 		struct img_descriptor d = {};
 		char os[32], arch[32], variant[32], nv[32];
 		json_t *p;
@@ -225,7 +223,7 @@ static int decode_image(json_t *root, struct img_manifest *ret, struct err *err)
 	layers = calloc(n ? n : 1, sizeof(*layers));
 	if (!layers)
 		return -ENOMEM;
-	json_array_foreach(list, i, e) {
+	json_array_foreach (list, i, e) {
 		r = decode_descriptor(e, &layers[i], "manifest layer", err);
 		if (r < 0)
 			return r;
@@ -237,7 +235,7 @@ static int decode_image(json_t *root, struct img_manifest *ret, struct err *err)
 				       "unsupported layer media type '%s' (layer %zu)", q, i + 1);
 		}
 	}
-	*ret = (struct img_manifest){ .config = config, .layers = TAKE_PTR(layers), .n_layers = n };
+	*ret = (struct img_manifest){.config = config, .layers = TAKE_PTR(layers), .n_layers = n};
 	return IMG_DECODED_MANIFEST;
 }
 
@@ -263,7 +261,8 @@ int img_manifest_decode(const char *body, size_t len, const char *content_type,
 	}
 	if (strncmp(ct, "application/vnd.docker.distribution.manifest.v1", 47) == 0)
 		return err_set(err, -EPROTONOSUPPORT,
-			       "Docker image manifest schema 1 is not supported (push the image again with a current client)");
+			       "Docker image manifest schema 1 is not supported (push the image "
+			       "again with a current client)");
 
 	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
@@ -274,7 +273,8 @@ int img_manifest_decode(const char *body, size_t len, const char *content_type,
 	sv = json_object_get(root, "schemaVersion");
 	if (json_is_integer(sv) && json_integer_value(sv) == 1)
 		return err_set(err, -EPROTONOSUPPORT,
-			       "Docker image manifest schema 1 is not supported (push the image again with a current client)");
+			       "Docker image manifest schema 1 is not supported (push the image "
+			       "again with a current client)");
 	if (!json_is_integer(sv) || json_integer_value(sv) != 2)
 		return err_set(err, -EPROTONOSUPPORT, "unsupported manifest schemaVersion");
 	r = get_str(root, "mediaType", false, mt, sizeof(mt), "manifest", err);
@@ -287,8 +287,8 @@ int img_manifest_decode(const char *body, size_t len, const char *content_type,
 		char q1[130], q2[130];
 		img_sanitize(mt, strlen(mt), q1, sizeof(q1));
 		img_sanitize(ct, strlen(ct), q2, sizeof(q2));
-		return err_set(err, -EINVAL, "manifest mediaType '%s' differs from Content-Type '%s'",
-			       q1, q2);
+		return err_set(err, -EINVAL,
+			       "manifest mediaType '%s' differs from Content-Type '%s'", q1, q2);
 	}
 	type = mt[0] ? mt : ct;
 	if (!type[0] || strcmp(type, "application/json") == 0 ||

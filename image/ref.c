@@ -82,7 +82,8 @@ static int check_component(const char *s, size_t n, struct err *err)
 			i++;
 		if (i == start)
 			return err_set(err, -EINVAL,
-				       "invalid reference: bad character or separator in repository '%.*s'",
+				       "invalid reference: bad character or separator in "
+				       "repository '%.*s'",
 				       (int)n, s);
 		if (i == n)
 			return 0;
@@ -98,12 +99,13 @@ static int check_component(const char *s, size_t n, struct err *err)
 				i++;
 		} else {
 			return err_set(err, -EINVAL,
-				       "invalid reference: bad character in repository '%.*s'", (int)n,
-				       s);
+				       "invalid reference: bad character in repository '%.*s'",
+				       (int)n, s);
 		}
 		if (i == n)
 			return err_set(err, -EINVAL,
-				       "invalid reference: repository component '%.*s' ends in a separator",
+				       "invalid reference: repository component '%.*s' ends in a "
+				       "separator",
 				       (int)n, s);
 	}
 }
@@ -152,7 +154,8 @@ static int check_domain(const char *s, size_t n, struct err *err)
 		const char *close = memchr(s, ']', n);
 
 		if (!close || close == s + 1 || (size_t)(close - s - 1) >= sizeof(buf))
-			return err_set(err, -EINVAL, "invalid reference: bad IPv6 registry address");
+			return err_set(err, -EINVAL,
+				       "invalid reference: bad IPv6 registry address");
 		memcpy(buf, s + 1, (size_t)(close - s - 1));
 		buf[close - s - 1] = '\0';
 		for (char *p = buf; *p; p++)
@@ -160,7 +163,8 @@ static int check_domain(const char *s, size_t n, struct err *err)
 				return err_set(err, -EINVAL,
 					       "invalid reference: bad IPv6 registry address");
 		if (inet_pton(AF_INET6, buf, &a) != 1)
-			return err_set(err, -EINVAL, "invalid reference: bad IPv6 registry address");
+			return err_set(err, -EINVAL,
+				       "invalid reference: bad IPv6 registry address");
 		i = (size_t)(close - s) + 1;
 	} else {
 		/* DNS components: alnum, or alnum [alnum-]* alnum. */
@@ -171,7 +175,8 @@ static int check_domain(const char *s, size_t n, struct err *err)
 				i++;
 			if (i == start || s[start] == '-' || s[i - 1] == '-')
 				return err_set(err, -EINVAL,
-					       "invalid reference: bad registry host '%.*s'", (int)n, s);
+					       "invalid reference: bad registry host '%.*s'",
+					       (int)n, s);
 			if (i < n && s[i] == '.') {
 				i++;
 				continue;
@@ -182,7 +187,8 @@ static int check_domain(const char *s, size_t n, struct err *err)
 	if (i == n)
 		return 0;
 	if (s[i] != ':')
-		return err_set(err, -EINVAL, "invalid reference: bad registry host '%.*s'", (int)n, s);
+		return err_set(err, -EINVAL, "invalid reference: bad registry host '%.*s'", (int)n,
+			       s);
 	return check_port(s + i + 1, n - i - 1, err);
 }
 
@@ -197,7 +203,8 @@ static int check_tag(const char *s, size_t n, struct err *err)
 		return err_set(err, -EINVAL, "invalid reference: bad tag '%.*s'", (int)n, s);
 	for (size_t i = 1; i < n; i++)
 		if (!is_word(s[i]) && s[i] != '.' && s[i] != '-')
-			return err_set(err, -EINVAL, "invalid reference: bad tag '%.*s'", (int)n, s);
+			return err_set(err, -EINVAL, "invalid reference: bad tag '%.*s'", (int)n,
+				       s);
 	return 0;
 }
 
@@ -217,16 +224,19 @@ static int parse_s3(const char *s, struct img_ref *ref, struct err *err)
 		return err_set(err, -EINVAL, "invalid S3 reference: expected s3://BUCKET/KEY");
 	bn = (size_t)(slash - s);
 	if (bn < 3 || bn > 63)
-		return err_set(err, -EINVAL, "invalid S3 reference: bucket name must be 3-63 characters");
+		return err_set(err, -EINVAL,
+			       "invalid S3 reference: bucket name must be 3-63 characters");
 	memcpy(ref->s3_bucket, s, bn);
 	ref->s3_bucket[bn] = '\0';
 	for (size_t i = 0; i < bn; i++)
 		if (!is_lower_alnum(s[i]) && s[i] != '.' && s[i] != '-')
 			return err_set(err, -EINVAL,
-				       "invalid S3 reference: bucket name may only hold a-z, 0-9, '.' and '-'");
+				       "invalid S3 reference: bucket name may only hold a-z, 0-9, "
+				       "'.' and '-'");
 	if (!is_lower_alnum(s[0]) || !is_lower_alnum(s[bn - 1]))
 		return err_set(err, -EINVAL,
-			       "invalid S3 reference: bucket name must start and end with a letter or digit");
+			       "invalid S3 reference: bucket name must start and end with a letter "
+			       "or digit");
 	if (strstr(ref->s3_bucket, "..") || looks_like_ipv4(ref->s3_bucket) ||
 	    strncmp(ref->s3_bucket, "xn--", 4) == 0 || strncmp(ref->s3_bucket, "sthree-", 7) == 0 ||
 	    (bn >= 8 && strcmp(ref->s3_bucket + bn - 8, "-s3alias") == 0) ||
@@ -287,26 +297,30 @@ int img_ref_parse(const char *s, struct img_ref *ret, struct err *err)
 	}
 	if (strstr(s, "://"))
 		return err_set(err, -EINVAL,
-			       "invalid reference: only s3:// URLs are supported, registry references take no scheme");
+			       "invalid reference: only s3:// URLs are supported, registry "
+			       "references take no scheme");
 
 	at = strchr(s, '@');
 	if (at) {
 		if (strncmp(at + 1, "sha256:", 7) != 0) {
 			if (strchr(at + 1, ':'))
 				return err_set(err, -EINVAL,
-					       "invalid reference: unsupported digest algorithm (only sha256)");
+					       "invalid reference: unsupported digest algorithm "
+					       "(only sha256)");
 			return err_set(err, -EINVAL, "invalid reference: bad digest");
 		}
 		if (!img_digest_is_valid(at + 1))
 			return err_set(err, -EINVAL,
-				       "invalid reference: digest must be sha256: and 64 lowercase hex digits");
+				       "invalid reference: digest must be sha256: and 64 lowercase "
+				       "hex digits");
 		memcpy(ref.digest, at + 1, strlen(at + 1) + 1);
 		n = (size_t)(at - s);
 	}
 	name = s;
 	/* A tag follows the last ':' that comes after the last '/'. */
 	last_slash = memrchr(s, '/', n);
-	colon = memrchr(last_slash ? last_slash : s, ':', n - (size_t)((last_slash ? last_slash : s) - s));
+	colon = memrchr(last_slash ? last_slash : s, ':',
+			n - (size_t)((last_slash ? last_slash : s) - s));
 	name_len = n;
 	if (colon) {
 		r = check_tag(colon + 1, n - (size_t)(colon + 1 - s), err);
@@ -358,7 +372,8 @@ int img_ref_parse(const char *s, struct img_ref *ret, struct err *err)
 			hex &= is_hex_lower(rest[i]);
 		if (hex)
 			return err_set(err, -EINVAL,
-				       "invalid reference: a repository name cannot be 64 hexadecimal digits");
+				       "invalid reference: a repository name cannot be 64 "
+				       "hexadecimal digits");
 	}
 	/* Like Docker, the limit applies to the canonical name "docker.io/library/x" too. */
 	bool library = strcmp(ref.registry, "docker.io") == 0 && !memchr(rest, '/', rest_len);

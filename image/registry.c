@@ -5,12 +5,11 @@
  * One source per pull, one thread, one reused curl handle.
  */
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#include <openssl/evp.h>
 
 #include "fetch.h"
 
@@ -72,7 +71,7 @@ static int basic_header(const struct img_creds *c, char *buf, size_t size)
 static int get_token(struct registry *reg, const struct img_challenge *ch, struct err *err)
 {
 	_cleanup_(curl_slist_free_allp) struct curl_slist *hdrs = NULL;
-	struct img_http_resp resp = { .body_max = 1u << 20 };
+	struct img_http_resp resp = {.body_max = 1u << 20};
 	char url[4096], basic[sizeof(reg->auth)], scope[1100], who[400];
 	_cleanup_free_ char *token = NULL;
 	int r;
@@ -180,8 +179,7 @@ static int request(struct registry *reg, const char *url, const char *accept,
 }
 
 static int fetch_manifest(struct registry *reg, const char *reference, const char *expect,
-			  struct img_http_resp *resp, char digest[IMG_DIGEST_MAX],
-			  struct err *err)
+			  struct img_http_resp *resp, char digest[IMG_DIGEST_MAX], struct err *err)
 {
 	char url[1024], what[400];
 	int r;
@@ -207,9 +205,10 @@ static int fetch_manifest(struct registry *reg, const char *reference, const cha
 		return err_set(err, -EBADMSG, "%s: manifest %s has digest %s", reg->who, what,
 			       digest);
 	if (resp->docker_digest[0] && strcmp(resp->docker_digest, digest) != 0)
-		return err_set(err, -EBADMSG,
-			       "%s: manifest %s: Docker-Content-Digest %s does not match the body (%s)",
-			       reg->who, what, resp->docker_digest, digest);
+		return err_set(
+			err, -EBADMSG,
+			"%s: manifest %s: Docker-Content-Digest %s does not match the body (%s)",
+			reg->who, what, resp->docker_digest, digest);
 	return 0;
 }
 
@@ -225,10 +224,12 @@ static int registry_resolve(struct img_source *src, struct img_manifest *ret, st
 	for (int depth = 0;; depth++) {
 		struct img_http_resp resp = {};
 		struct img_descriptor next = {};
-		const char *reference = have_pick ? pick.digest
-					: src->ref.digest[0] ? src->ref.digest : src->ref.tag;
-		const char *expect = have_pick ? pick.digest
-				     : src->ref.digest[0] ? src->ref.digest : NULL;
+		const char *reference = have_pick	     ? pick.digest
+					: src->ref.digest[0] ? src->ref.digest
+							     : src->ref.tag;
+		const char *expect = have_pick		  ? pick.digest
+				     : src->ref.digest[0] ? src->ref.digest
+							  : NULL;
 
 		snprintf(name, sizeof(name), "%s%c%s", src->ref.repository,
 			 img_digest_is_valid(reference) ? '@' : ':', reference);
@@ -248,8 +249,8 @@ static int registry_resolve(struct img_source *src, struct img_manifest *ret, st
 		if (r == IMG_DECODED_MANIFEST)
 			break;
 		if (depth >= 2)
-			return err_set(err, -EPROTONOSUPPORT, "%s: %s: image indexes nested too deep",
-				       reg->who, name);
+			return err_set(err, -EPROTONOSUPPORT,
+				       "%s: %s: image indexes nested too deep", reg->who, name);
 		pick = next;
 		have_pick = true;
 	}
@@ -262,7 +263,7 @@ static int registry_fetch_blob(struct img_source *src, const struct img_descript
 			       const char *path, img_bytes_cb cb, void *ud, struct err *err)
 {
 	struct registry *reg = (struct registry *)src;
-	_cleanup_(img_blob_writer_done) struct img_blob_writer w = { .fd = -EBADF };
+	_cleanup_(img_blob_writer_done) struct img_blob_writer w = {.fd = -EBADF};
 	char url[1024];
 	int r;
 
@@ -271,21 +272,24 @@ static int registry_fetch_blob(struct img_source *src, const struct img_descript
 	snprintf(url, sizeof(url), "%s/blobs/%s", reg->base_url, desc->digest);
 	r = img_blob_writer_open(&w, path, desc->size, cb, ud);
 	if (r < 0)
-		return err_set(err, r, "%s: creating a file for blob %s: %s", reg->who, desc->digest,
-			       strerror(-r));
+		return err_set(err, r, "%s: creating a file for blob %s: %s", reg->who,
+			       desc->digest, strerror(-r));
 	for (int attempt = 1;; attempt++) {
-		struct img_http_resp resp = { .sink = &w, .resume_from = (long)w.done };
+		struct img_http_resp resp = {.sink = &w, .resume_from = (long)w.done};
 
 		r = request(reg, url, NULL, &resp, err);
 		if (r >= 0 && resp.status == 416) {
 			/* Nothing after the bytes we have: the blob is shorter than described. */
 			img_http_resp_done(&resp);
-			return err_set(err, -EBADMSG, "%s: blob %s is shorter than its descriptor says (%llu bytes)",
-				       reg->who, desc->digest, (unsigned long long)desc->size);
+			return err_set(
+				err, -EBADMSG,
+				"%s: blob %s is shorter than its descriptor says (%llu bytes)",
+				reg->who, desc->digest, (unsigned long long)desc->size);
 		} else if (r >= 0 && resp.status == 200 && resp.have_content_length &&
 			   resp.content_length != desc->size) {
 			img_http_resp_done(&resp);
-			return err_set(err, -EBADMSG, "%s: blob %s is %llu bytes, its descriptor says %llu",
+			return err_set(err, -EBADMSG,
+				       "%s: blob %s is %llu bytes, its descriptor says %llu",
 				       reg->who, desc->digest,
 				       (unsigned long long)resp.content_length,
 				       (unsigned long long)desc->size);
@@ -298,15 +302,15 @@ static int registry_fetch_blob(struct img_source *src, const struct img_descript
 			}
 			r = -ECONNRESET;
 		} else if (r >= 0 && w.done < desc->size) {
-			r = err_set(err, -ECONNRESET, "%s: blob %s: connection closed early", reg->who,
-				    desc->digest);
+			r = err_set(err, -ECONNRESET, "%s: blob %s: connection closed early",
+				    reg->who, desc->digest);
 		}
 		img_http_resp_done(&resp);
 		if (r >= 0)
 			break;
 		if (!img_http_retryable(r) || attempt >= BLOB_ATTEMPTS)
 			return err ? err->code : r;
-		struct timespec ts = { .tv_nsec = 200000000L * attempt };
+		struct timespec ts = {.tv_nsec = 200000000L * attempt};
 		(void)nanosleep(&ts, NULL);
 	}
 	return img_blob_writer_commit(&w, desc->digest, reg->who, err);
@@ -333,8 +337,8 @@ int img_registry_open(const struct img_store_config *cfg, const struct img_ref *
 		      struct img_source **ret, struct err *err)
 {
 	struct registry *reg;
-	const char *host = strcmp(ref->registry, "docker.io") == 0 ? "registry-1.docker.io"
-								  : ref->registry;
+	const char *host =
+		strcmp(ref->registry, "docker.io") == 0 ? "registry-1.docker.io" : ref->registry;
 	int r;
 
 	reg = calloc(1, sizeof(*reg));

@@ -132,13 +132,14 @@ int img_s3_settings_load(struct img_s3_settings *ret, struct err *err)
 		const struct {
 			const char *text, *section;
 			size_t len;
-		} src[] = { { creds, profile, creds_len }, { config, section, config_len } };
+		} src[] = {{creds, profile, creds_len}, {config, section, config_len}};
 
 		for (size_t i = 0; i < ELEMENTSOF(src) && !s.have_creds; i++) {
 			if (!src[i].text)
 				continue;
-			if (img_ini_get(src[i].text, src[i].len, src[i].section, "aws_access_key_id",
-					s.access_key, sizeof(s.access_key)) == 0 &&
+			if (img_ini_get(src[i].text, src[i].len, src[i].section,
+					"aws_access_key_id", s.access_key,
+					sizeof(s.access_key)) == 0 &&
 			    img_ini_get(src[i].text, src[i].len, src[i].section,
 					"aws_secret_access_key", s.secret_key,
 					sizeof(s.secret_key)) == 0) {
@@ -154,8 +155,8 @@ int img_s3_settings_load(struct img_s3_settings *ret, struct err *err)
 
 	if (env_copy("AWS_REGION", s.region, sizeof(s.region)) < 0 &&
 	    env_copy("AWS_DEFAULT_REGION", s.region, sizeof(s.region)) < 0 &&
-	    (!config || img_ini_get(config, config_len, section, "region", s.region,
-				    sizeof(s.region)) < 0))
+	    (!config ||
+	     img_ini_get(config, config_len, section, "region", s.region, sizeof(s.region)) < 0))
 		snprintf(s.region, sizeof(s.region), "us-east-1");
 	for (const char *c = s.region; *c; c++)
 		if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
@@ -167,7 +168,8 @@ int img_s3_settings_load(struct img_s3_settings *ret, struct err *err)
 				  sizeof(s.endpoint));
 	if (s.endpoint[0] && strncmp(s.endpoint, "http://", 7) != 0 &&
 	    strncmp(s.endpoint, "https://", 8) != 0)
-		return err_set(err, -EINVAL, "AWS endpoint URL must start with http:// or https://");
+		return err_set(err, -EINVAL,
+			       "AWS endpoint URL must start with http:// or https://");
 	for (size_t n = strlen(s.endpoint); n > 0 && s.endpoint[n - 1] == '/'; n--)
 		s.endpoint[n - 1] = '\0';
 	*ret = s;

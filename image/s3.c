@@ -8,6 +8,8 @@
  * version() is a HEAD request: the object's ETag and size, hashed, which the store compares with
  * what it recorded last time so a warm start downloads nothing.
  */
+#include <archive.h>
+#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -16,9 +18,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <archive.h>
-#include <archive_entry.h>
 
 #include "fetch.h"
 #include "fileio.h"
@@ -86,7 +85,7 @@ static int download(struct s3 *s, struct err *err)
 {
 	_cleanup_(curl_slist_free_allp) struct curl_slist *hdrs = NULL;
 	_cleanup_close_ int fd = -EBADF;
-	struct img_blob_writer w = { .fd = -EBADF };
+	struct img_blob_writer w = {.fd = -EBADF};
 	int r;
 
 	r = s3_headers(s, &hdrs);
@@ -103,7 +102,7 @@ static int download(struct s3 *s, struct err *err)
 	if (!w.md)
 		return -ENOMEM;
 	for (int attempt = 1;; attempt++) {
-		struct img_http_resp resp = { .sink = &w, .resume_from = (long)w.done };
+		struct img_http_resp resp = {.sink = &w, .resume_from = (long)w.done};
 
 		r = img_http_perform(s->curl, s->url, hdrs, &resp, s->who, err);
 		if (r == -EBADMSG)
@@ -120,13 +119,14 @@ static int download(struct s3 *s, struct err *err)
 			break;
 		}
 		/* 206 carries the remaining length, 200 the whole. */
-		if (r >= 0 && resp.content_length + (resp.status == 206 ? (uint64_t)resp.resume_from : 0) !=
-				      w.done)
+		if (r >= 0 &&
+		    resp.content_length + (resp.status == 206 ? (uint64_t)resp.resume_from : 0) !=
+			    w.done)
 			r = err_set(err, -ECONNRESET, "%s: transfer ended early", s->who);
 		img_http_resp_done(&resp);
 		if (r >= 0 || !img_http_retryable(r) || attempt >= S3_ATTEMPTS)
 			break;
-		struct timespec ts = { .tv_nsec = 200000000L * attempt };
+		struct timespec ts = {.tv_nsec = 200000000L * attempt};
 		(void)nanosleep(&ts, NULL);
 	}
 	EVP_MD_CTX_free(w.md);
@@ -228,7 +228,8 @@ static int copy_entry(struct s3 *s, struct archive *a, struct img_blob_writer *w
 			return err_set(err, -EBADMSG, "%s: archive entry truncated", s->who);
 		r = img_blob_writer_write(w, buf, (size_t)n);
 		if (r == -EFBIG)
-			return err_set(err, -EBADMSG, "%s: blob larger than its descriptor", s->who);
+			return err_set(err, -EBADMSG, "%s: blob larger than its descriptor",
+				       s->who);
 		if (r < 0)
 			return err_set(err, r, "%s: writing blob: %s", s->who, strerror(-r));
 		left -= n;
@@ -237,8 +238,7 @@ static int copy_entry(struct s3 *s, struct archive *a, struct img_blob_writer *w
 }
 
 /* A small file from the archive into memory: index.json or a manifest blob. */
-static int read_small(struct s3 *s, const char *name, char **ret, size_t *ret_len,
-		      struct err *err)
+static int read_small(struct s3 *s, const char *name, char **ret, size_t *ret_len, struct err *err)
 {
 	_cleanup_(archive_read_freep) struct archive *a = NULL;
 	_cleanup_free_ char *buf = NULL;
@@ -325,7 +325,7 @@ static int s3_fetch_blob(struct img_source *src, const struct img_descriptor *de
 			 const char *path, img_bytes_cb cb, void *ud, struct err *err)
 {
 	struct s3 *s = (struct s3 *)src;
-	_cleanup_(img_blob_writer_done) struct img_blob_writer w = { .fd = -EBADF };
+	_cleanup_(img_blob_writer_done) struct img_blob_writer w = {.fd = -EBADF};
 	_cleanup_(archive_read_freep) struct archive *a = NULL;
 	char name[100];
 	int64_t size;
@@ -393,8 +393,8 @@ int img_s3_open(const struct img_store_config *cfg, const struct img_ref *ref,
 	s->max_bytes = cfg && cfg->max_image_bytes ? cfg->max_image_bytes : S3_DEFAULT_MAX;
 
 	r = img_s3_settings_load(&s->set, err);
-	if (r >= 0 && img_s3_object_url(&s->set, ref->s3_bucket, ref->s3_key, s->url,
-					sizeof(s->url)) < 0)
+	if (r >= 0 &&
+	    img_s3_object_url(&s->set, ref->s3_bucket, ref->s3_key, s->url, sizeof(s->url)) < 0)
 		r = err_set(err, -EINVAL, "%s: URL too long", s->who);
 	if (r < 0) {
 		err_prefix(err, "%s: ", s->who);

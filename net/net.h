@@ -18,23 +18,23 @@
 struct net_ctx;
 
 struct net_config {
-	const char *state_dir;     /* for the local allocator and the generated prefix */
-	const char *database_url;  /* NULL: local allocator in state_dir */
-	const char *bridge;        /* host bridge name, e.g. "mvmbr0" */
-	const char *ipv6_prefix;   /* "PREFIX/LEN" or NULL: generated ULA /64 kept in state_dir */
-	unsigned mtu;              /* 0: 1500 */
-	bool no_host_plumbing;     /* tests of IPAM alone: never touch links */
+	const char *state_dir;	  /* for the local allocator and the generated prefix */
+	const char *database_url; /* NULL: local allocator in state_dir */
+	const char *bridge;	  /* host bridge name, e.g. "mvmbr0" */
+	const char *ipv6_prefix;  /* "PREFIX/LEN" or NULL: generated ULA /64 kept in state_dir */
+	unsigned mtu;		  /* 0: 1500 */
+	bool no_host_plumbing;	  /* tests of IPAM alone: never touch links */
 };
 
 /* What the VMM and the guest need to know about a VM's network. */
 struct net_vm_info {
-	char netns_path[108];            /* e.g. /run/netns/mvmfs-web-1, for jailer --netns */
-	char tap_name[IFNAMSIZ];         /* the TAP inside the namespace */
-	char mac[18];                    /* guest MAC, "02:xx:xx:xx:xx:xx" */
+	char netns_path[108];	 /* e.g. /run/netns/mvmfs-web-1, for jailer --netns */
+	char tap_name[IFNAMSIZ]; /* the TAP inside the namespace */
+	char mac[18];		 /* guest MAC, "02:xx:xx:xx:xx:xx" */
 	unsigned mtu;
-	struct in6_addr addr;            /* the VM's address */
-	struct in6_addr gateway;         /* bridge address, the guest's default route */
-	unsigned prefix_len;             /* on-link prefix for the guest, 128 when outside ours */
+	struct in6_addr addr;	 /* the VM's address */
+	struct in6_addr gateway; /* bridge address, the guest's default route */
+	unsigned prefix_len;	 /* on-link prefix for the guest, 128 when outside ours */
 };
 
 struct net_vm_status {

@@ -61,4 +61,3 @@ enum guest_cmdline_flavour {
 /* The kernel command line for the flavour (TESTRIG 3, CONTRACT fact 14); the TSC kHz is read
  * from /proc/cpuinfo for QEMU. Returns the length or -ENOBUFS/-errno. */
 int guest_kernel_cmdline(enum guest_cmdline_flavour flavour, char *buf, size_t size);
-

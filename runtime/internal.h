@@ -126,10 +126,10 @@ struct vm {
 	atomic_bool cancel;
 	atomic_int launch_pid;
 	atomic_bool probing;
-		/* a health probe job is queued or running */ /* published by the backend as soon as
-								 it spawned */
-	pthread_mutex_t rec_lock; /* serialises record writes of this VM */
-	int deadline_fd;	  /* timerfd, -EBADF */
+	/* a health probe job is queued or running */ /* published by the backend as soon as
+							 it spawned */
+	pthread_mutex_t rec_lock;		      /* serialises record writes of this VM */
+	int deadline_fd;			      /* timerfd, -EBADF */
 	bool pidfd_watched;
 	struct sv_watch pid_watch, dl_watch;
 	struct net_vm_info net;

@@ -6,8 +6,8 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
-#include <inttypes.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,8 +121,8 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 			.state_dir = rt->cfg.state_dir,
 			.insecure = rt->cfg.insecure_registries,
 			.docker_config = rt->cfg.docker_config,
-			.keep_bytes = rt->cfg.image_keep_bytes ? rt->cfg.image_keep_bytes
-							       : 10ULL << 30,
+			.keep_bytes =
+				rt->cfg.image_keep_bytes ? rt->cfg.image_keep_bytes : 10ULL << 30,
 		};
 		r = img_store_new(&ic, &rt->store, err);
 		if (r < 0) {

@@ -29,9 +29,9 @@ enum vmm_kind {
 struct runtime_config {
 	const char *state_dir;
 	enum vmm_kind vmm;
-	const char *firecracker;     /* binary path (resolved by daemon from PATH when NULL) */
+	const char *firecracker; /* binary path (resolved by daemon from PATH when NULL) */
 	const char *jailer;
-	const char *qemu;            /* qemu-system-x86_64 */
+	const char *qemu; /* qemu-system-x86_64 */
 	const char *chroot_base;
 	const char *kernel;
 	const char *initrd;
@@ -44,20 +44,20 @@ struct runtime_config {
 	unsigned report_parallel;    /* report requests in flight at once, default 8 (1-256) */
 	const char *const *insecure_registries; /* NULL-terminated */
 	const char *docker_config;
-	uid_t uid_base;              /* per-VM uid/gid range: [uid_base, uid_base + uid_count) */
+	uid_t uid_base; /* per-VM uid/gid range: [uid_base, uid_base + uid_count) */
 	uint32_t uid_count;
-	unsigned vcpus;              /* default 2 */
-	unsigned mem_mib;            /* default 2048 */
-	uint64_t data_disk_bytes;    /* per-VM writable disk, default 1 GiB */
-	uint64_t image_keep_bytes;   /* unused images kept up to this much, default 10 GiB */
-	unsigned stop_timeout_ms;    /* graceful stop deadline before SIGKILL, default 10000 */
-	unsigned app_grace_ms;       /* SIGTERM -> SIGKILL inside the guest, default 5000 */
-	unsigned heartbeat_ms;       /* agent heartbeat period, default 1000 */
-	unsigned max_vms;            /* hard limit of defined VMs, default 4096 */
-	int cgroup_version;          /* 0: detect, 1 or 2 */
-	bool stop_vms_on_exit;       /* SIGTERM stops VMs instead of leaving them running */
-	bool no_network;             /* tests: skip host plumbing (IPAM still runs) */
-	unsigned reap_interval_ms;   /* leak reaper period, default 60000 */
+	unsigned vcpus;		   /* default 2 */
+	unsigned mem_mib;	   /* default 2048 */
+	uint64_t data_disk_bytes;  /* per-VM writable disk, default 1 GiB */
+	uint64_t image_keep_bytes; /* unused images kept up to this much, default 10 GiB */
+	unsigned stop_timeout_ms;  /* graceful stop deadline before SIGKILL, default 10000 */
+	unsigned app_grace_ms;	   /* SIGTERM -> SIGKILL inside the guest, default 5000 */
+	unsigned heartbeat_ms;	   /* agent heartbeat period, default 1000 */
+	unsigned max_vms;	   /* hard limit of defined VMs, default 4096 */
+	int cgroup_version;	   /* 0: detect, 1 or 2 */
+	bool stop_vms_on_exit;	   /* SIGTERM stops VMs instead of leaving them running */
+	bool no_network;	   /* tests: skip host plumbing (IPAM still runs) */
+	unsigned reap_interval_ms; /* leak reaper period, default 60000 */
 };
 
 /* What a VM file shows. Each has a change sequence for poll(). */
@@ -68,9 +68,9 @@ enum vm_attr {
 	VM_ATTR_HEALTH,
 	VM_ATTR_ERROR,
 	VM_ATTR_LOG,
-	VM_ATTR_CONFIG,   /* effective settings, one "key: value" per line */
-	VM_ATTR_PID,      /* VMM pid or empty */
-	VM_ATTR_METRICS,  /* Prometheus text for this VM */
+	VM_ATTR_CONFIG,	 /* effective settings, one "key: value" per line */
+	VM_ATTR_PID,	 /* VMM pid or empty */
+	VM_ATTR_METRICS, /* Prometheus text for this VM */
 	_VM_ATTR_MAX,
 };
 
@@ -93,9 +93,9 @@ enum vm_verb {
 };
 
 const char *vm_state_to_string(enum vm_state s);
-int vm_state_from_string(const char *s);      /* enum value or -EINVAL */
+int vm_state_from_string(const char *s); /* enum value or -EINVAL */
 const char *vm_verb_to_string(enum vm_verb v);
-int vm_verb_from_string(const char *s);       /* enum value or -EINVAL */
+int vm_verb_from_string(const char *s); /* enum value or -EINVAL */
 
 /* Completion of an asynchronous request: result is >= 0 or a negative errno (-EIO when the
  * transition failed; the reason is in the VM's error file). Called exactly once, from a runtime

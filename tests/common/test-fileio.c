@@ -1,9 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <fcntl.h>
+#include <libgen.h>
 #include <stdlib.h>
 #include <sys/stat.h>
-
-#include <libgen.h>
 
 #include "fileio.h"
 #include "test.h"

@@ -10,7 +10,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const char *const regs[] = { "docker.io", "127.0.0.1:5000", "[::1]:5000" };
+	static const char *const regs[] = {"docker.io", "127.0.0.1:5000", "[::1]:5000"};
 	struct img_creds c;
 	struct err err;
 	char tok[256], v[64];

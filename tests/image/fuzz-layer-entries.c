@@ -5,6 +5,8 @@
  * applied in order. Invariants: nothing appears or changes beside the rootfs, and no whiteout
  * marker survives as a file.
  */
+#include <archive.h>
+#include <archive_entry.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,9 +15,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <archive.h>
-#include <archive_entry.h>
 
 #include "build.h"
 #include "fileio.h"

@@ -9,7 +9,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check(const uint8_t *data, size_t size, const char *ct)
 {
-	static const struct img_platform plat = { .os = "linux", .arch = "amd64" };
+	static const struct img_platform plat = {.os = "linux", .arch = "amd64"};
 	struct img_manifest m = {};
 	struct img_descriptor pick;
 	struct err err;

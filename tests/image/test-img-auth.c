@@ -27,16 +27,16 @@ static void test_challenges(void)
 	ASSERT_STREQ(c.scheme, "basic");
 
 	/* Case-insensitive names, spaces, escapes, token values, unknown params. */
-	ASSERT_OK(img_auth_parse_challenge(
-		"BEARER  Realm = \"http://h/t?a=\\\"b\\\"\" , Service=svc,error=\"insufficient_scope\"",
-		&c));
+	ASSERT_OK(img_auth_parse_challenge("BEARER  Realm = \"http://h/t?a=\\\"b\\\"\" , "
+					   "Service=svc,error=\"insufficient_scope\"",
+					   &c));
 	ASSERT_STREQ(c.scheme, "bearer");
 	ASSERT_STREQ(c.realm, "http://h/t?a=\"b\"");
 	ASSERT_STREQ(c.service, "svc");
 
 	/* Several challenges: Bearer wins wherever it is. */
-	ASSERT_OK(img_auth_parse_challenge("Basic realm=\"r\", Bearer realm=\"http://t\",scope=\"s\"",
-					   &c));
+	ASSERT_OK(img_auth_parse_challenge(
+		"Basic realm=\"r\", Bearer realm=\"http://t\",scope=\"s\"", &c));
 	ASSERT_STREQ(c.scheme, "bearer");
 	ASSERT_STREQ(c.realm, "http://t");
 	ASSERT_STREQ(c.scope, "s");
@@ -49,8 +49,8 @@ static void test_bad_challenges(void)
 	static const char *const bad[] = {
 		"",
 		"Negotiate",
-		"Bearer",                      /* no realm */
-		"Bearer service=\"x\"",        /* no realm */
+		"Bearer",		/* no realm */
+		"Bearer service=\"x\"", /* no realm */
 		"Bearer realm=\"unterminated",
 		"Bearer realm=",
 		"Bearer realm=\"a\" junk",
@@ -106,10 +106,10 @@ static void test_bad_docker_config(void)
 		"[]",
 		"{\"auths\":[]}",
 		"{\"auths\":{\"r\":{\"auth\":\"!!!!\"}}}",
-		"{\"auths\":{\"r\":{\"auth\":\"dXNlcg==\"}}}",      /* "user": no colon */
-		"{\"auths\":{\"r\":{\"auth\":\"OnBhc3M=\"}}}",      /* ":pass": no user */
+		"{\"auths\":{\"r\":{\"auth\":\"dXNlcg==\"}}}",	    /* "user": no colon */
+		"{\"auths\":{\"r\":{\"auth\":\"OnBhc3M=\"}}}",	    /* ":pass": no user */
 		"{\"auths\":{\"r\":{\"auth\":\"dXNlcjpwYXNz=\"}}}", /* bad padding */
-		"{\"auths\":{\"r\":{\"auth\":\"dQB6OnA=\"}}}",      /* embedded NUL */
+		"{\"auths\":{\"r\":{\"auth\":\"dQB6OnA=\"}}}",	    /* embedded NUL */
 		"{\"auths\":{\"r\":{\"username\":\"\",\"password\":\"p\"}}}",
 		"{\"auths\":{\"r\":3}}",
 	};
@@ -175,8 +175,8 @@ static void test_ini(void)
 	ASSERT_STREQ(v, "eu-west-1");
 	ASSERT_OK(img_ini_get(ini, strlen(ini), "profile ci", "aws_access_key_id", v, sizeof(v)));
 	ASSERT_STREQ(v, "AK");
-	ASSERT_OK(img_ini_get(ini, strlen(ini), "profile ci", "aws_secret_access_key", v,
-			      sizeof(v)));
+	ASSERT_OK(
+		img_ini_get(ini, strlen(ini), "profile ci", "aws_secret_access_key", v, sizeof(v)));
 	ASSERT_STREQ(v, "S/K+");
 	ASSERT_ERRNO(img_ini_get(ini, strlen(ini), "profile ci", "region", v, sizeof(v)), ENOENT);
 	ASSERT_ERRNO(img_ini_get(ini, strlen(ini), "default", "region", v, 4), EINVAL);

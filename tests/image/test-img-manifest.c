@@ -9,8 +9,8 @@
 #define D2 "sha256:2222222222222222222222222222222222222222222222222222222222222222"
 #define D3 "sha256:3333333333333333333333333333333333333333333333333333333333333333"
 
-static const struct img_platform amd64 = { .os = "linux", .arch = "amd64" };
-static const struct img_platform arm64 = { .os = "linux", .arch = "arm64" };
+static const struct img_platform amd64 = {.os = "linux", .arch = "amd64"};
+static const struct img_platform arm64 = {.os = "linux", .arch = "arm64"};
 
 static int decode(const char *body, const char *ct, const struct img_platform *p,
 		  struct img_manifest *m, struct img_descriptor *pick, struct err *err)
@@ -123,13 +123,17 @@ static void test_malformed(void)
 		"{\"schemaVersion\":2,\"config\":{},\"layers\":[]}",
 		"{\"schemaVersion\":\"2\",\"config\":{},\"layers\":[]}",
 		"{\"schemaVersion\":2,\"schemaVersion\":2,\"manifests\":[]}",
-		"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\","
+		"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"application/"
+		"vnd.oci.image.config.v1+json\","
 		"\"digest\":\"" D1 "\",\"size\":-1},\"layers\":[]}",
-		"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\","
+		"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"application/"
+		"vnd.oci.image.config.v1+json\","
 		"\"digest\":\"sha256:abc\",\"size\":1},\"layers\":[]}",
-		"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\","
+		"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"application/"
+		"vnd.oci.image.config.v1+json\","
 		"\"digest\":\"" D1 "\",\"size\":1},\"layers\":{}}",
-		"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\","
+		"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"application/"
+		"vnd.oci.image.config.v1+json\","
 		"\"digest\":\"" D1 "\",\"size\":1.5},\"layers\":[]}",
 		"{\"schemaVersion\":2,\"mediaType\":\"" IMG_MT_OCI_INDEX "\",\"manifests\":{}}",
 	};
@@ -157,8 +161,10 @@ static void test_layer_limit(void)
 			   "\"application/vnd.oci.image.config.v1+json\",\"digest\":\"" D1
 			   "\",\"size\":1},\"layers\":[");
 	for (int i = 0; i < IMG_MAX_LAYERS + 1; i++)
-		p += sprintf(p, "%s{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\","
-				"\"digest\":\"" D2 "\",\"size\":1}", i ? "," : "");
+		p += sprintf(p,
+			     "%s{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\","
+			     "\"digest\":\"" D2 "\",\"size\":1}",
+			     i ? "," : "");
 	strcpy(p, "]}");
 	ASSERT_ERRNO(decode(b, NULL, &amd64, &m, &pick, NULL), EINVAL);
 	free(b);
@@ -184,11 +190,11 @@ static const char *index_body(char *b, size_t size, const char *type)
 
 static void test_index_picks_platform(void)
 {
-	const char *types[] = { IMG_MT_OCI_INDEX, IMG_MT_DOCKER_LIST };
-	struct img_platform armv7 = { .os = "linux", .arch = "arm", .variant = "v7" };
-	struct img_platform armv6 = { .os = "linux", .arch = "arm", .variant = "v6" };
-	struct img_platform arm64v8 = { .os = "linux", .arch = "arm64", .variant = "v8" };
-	struct img_platform win = { .os = "windows", .arch = "amd64" };
+	const char *types[] = {IMG_MT_OCI_INDEX, IMG_MT_DOCKER_LIST};
+	struct img_platform armv7 = {.os = "linux", .arch = "arm", .variant = "v7"};
+	struct img_platform armv6 = {.os = "linux", .arch = "arm", .variant = "v6"};
+	struct img_platform arm64v8 = {.os = "linux", .arch = "arm64", .variant = "v8"};
+	struct img_platform win = {.os = "windows", .arch = "amd64"};
 	struct img_manifest m = {};
 	struct img_descriptor pick;
 	struct err err = {};
@@ -227,14 +233,17 @@ static void test_index_variant_absent(void)
 static void test_layout_index(void)
 {
 	/* index.json of an OCI layout: one manifest without platform, or one nested index. */
-	const char *one = "{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"" IMG_MT_OCI_MANIFEST
-			  "\",\"digest\":\"" D1 "\",\"size\":5,\"annotations\":"
-			  "{\"org.opencontainers.image.ref.name\":\"1\"}}]}";
-	const char *nested = "{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"" IMG_MT_OCI_INDEX
-			     "\",\"digest\":\"" D2 "\",\"size\":5}]}";
-	const char *two = "{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"" IMG_MT_OCI_MANIFEST
-			  "\",\"digest\":\"" D1 "\",\"size\":5},{\"mediaType\":\"" IMG_MT_OCI_MANIFEST
-			  "\",\"digest\":\"" D2 "\",\"size\":5}]}";
+	const char *one =
+		"{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"" IMG_MT_OCI_MANIFEST
+		"\",\"digest\":\"" D1 "\",\"size\":5,\"annotations\":"
+		"{\"org.opencontainers.image.ref.name\":\"1\"}}]}";
+	const char *nested =
+		"{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"" IMG_MT_OCI_INDEX
+		"\",\"digest\":\"" D2 "\",\"size\":5}]}";
+	const char *two =
+		"{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"" IMG_MT_OCI_MANIFEST
+		"\",\"digest\":\"" D1 "\",\"size\":5},{\"mediaType\":\"" IMG_MT_OCI_MANIFEST
+		"\",\"digest\":\"" D2 "\",\"size\":5}]}";
 	struct img_manifest m = {};
 	struct img_descriptor pick;
 

@@ -161,8 +161,7 @@ static void test_docker_schema2(void)
 
 	ASSERT_OK(resolve(&p, "PORT_ANON", "test/docker:1"));
 	ASSERT_EQ(p.m.n_layers, 2);
-	ASSERT_STREQ(p.m.layers[0].media_type,
-		     "application/vnd.docker.image.rootfs.diff.tar.gzip");
+	ASSERT_STREQ(p.m.layers[0].media_type, "application/vnd.docker.image.rootfs.diff.tar.gzip");
 	ASSERT_STREQ(p.m.config.media_type, "application/vnd.docker.container.image.v1+json");
 	fetch_all(&p);
 	img_manifest_done(&p.m);
@@ -266,9 +265,9 @@ static void test_unknown_image(void)
 
 static void test_registry_down(void)
 {
-	struct img_store_config cfg = { .docker_config = "/nonexistent/config.json" };
-	const char *insecure[2] = { NULL, NULL };
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	struct img_store_config cfg = {.docker_config = "/nonexistent/config.json"};
+	const char *insecure[2] = {NULL, NULL};
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
 	socklen_t sl = sizeof(sa);
 	struct img_source *src = NULL;
 	struct img_manifest m = {};
@@ -468,7 +467,8 @@ int main(void)
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		rmdir(tmpl);
 		if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
-			printf("1..0 # SKIP registry fixture unavailable (docker-registry/skopeo)\n");
+			printf("1..0 # SKIP registry fixture unavailable "
+			       "(docker-registry/skopeo)\n");
 			return 77;
 		}
 		printf("1..0\n# registry fixture failed to start\n");

@@ -53,7 +53,7 @@ static void use_env_creds(const char *secret)
 static int open_resolve(const char *s, struct img_source **src, struct img_manifest *m,
 			struct err *err)
 {
-	struct img_store_config cfg = { .state_dir = fx_dir };
+	struct img_store_config cfg = {.state_dir = fx_dir};
 	struct img_ref ref;
 	int r;
 
@@ -132,9 +132,10 @@ static void test_profile_files(void)
 	snprintf(dir, sizeof(dir), "%s/.aws", home);
 	ASSERT_OK(mkdir_p(dir, 0700));
 	snprintf(dir, sizeof(dir), "%s/.aws/credentials", home);
-	snprintf(text, sizeof(text), "[default]\naws_access_key_id = WRONG\naws_secret_access_key = WRONG\n\n"
-				     "[ci]\n# the test server's built-in key\naws_access_key_id = S3RVER\n"
-				     "aws_secret_access_key=S3RVER\n");
+	snprintf(text, sizeof(text),
+		 "[default]\naws_access_key_id = WRONG\naws_secret_access_key = WRONG\n\n"
+		 "[ci]\n# the test server's built-in key\naws_access_key_id = S3RVER\n"
+		 "aws_secret_access_key=S3RVER\n");
 	ASSERT_OK(write_file_atomic(dir, text, strlen(text), 0600));
 	snprintf(dir, sizeof(dir), "%s/.aws/config", home);
 	snprintf(text, sizeof(text), "[profile ci]\nregion = us-east-1\n");
@@ -207,7 +208,7 @@ static void test_tampered_blob(void)
 
 static void test_size_limit(void)
 {
-	struct img_store_config cfg = { .state_dir = fx_dir, .max_image_bytes = 1000 };
+	struct img_store_config cfg = {.state_dir = fx_dir, .max_image_bytes = 1000};
 	struct img_source *src = NULL;
 	struct img_manifest m = {};
 	struct img_ref ref;
@@ -342,7 +343,8 @@ int main(void)
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		rmdir(tmpl);
 		if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
-			printf("1..0 # SKIP S3 test server unavailable (node/npm/@20minutes/s3rver)\n");
+			printf("1..0 # SKIP S3 test server unavailable "
+			       "(node/npm/@20minutes/s3rver)\n");
 			return 77;
 		}
 		printf("1..0\n# S3 fixture failed to start\n");

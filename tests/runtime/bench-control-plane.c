@@ -227,7 +227,8 @@ int main(int argc, char **argv)
 		pthread_join(th[t], NULL);
 	total = now_ms() - t0;
 	if (atomic_load(&n_failed))
-		printf("WARNING: %d of %d starts failed (see above)\n", atomic_load(&n_failed), n_vms);
+		printf("WARNING: %d of %d starts failed (see above)\n", atomic_load(&n_failed),
+		       n_vms);
 	qsort(lat_ms, (size_t)n_vms, sizeof(double), cmp_d);
 	printf("control-plane (runtime API level, fake VMM, %d VMs, %d writers): start p50 %.1f ms "
 	       "p99 %.1f ms; all starts+stops %.1f s\n",

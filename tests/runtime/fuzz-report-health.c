@@ -15,8 +15,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct report_doc d = {
-		.name = "vm1", .node = "node1", .state = "running", .ip = "", .image = "",
-		.image_digest = "", .error = "",
+		.name = "vm1",
+		.node = "node1",
+		.state = "running",
+		.ip = "",
+		.image = "",
+		.image_digest = "",
+		.error = "",
 	};
 	char *text, *out = NULL;
 	uint64_t hash;
