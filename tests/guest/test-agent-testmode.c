@@ -21,6 +21,7 @@
 
 #include "agent.h"
 #include "guest-config.h"
+#include "guest-test.h"
 #include "test.h"
 
 struct rig {
@@ -163,27 +164,6 @@ static bool p_fresh(const struct agent_status *s, void *ud)
 	return s->heartbeat_fresh;
 }
 
-/* Wait until the log ring contains needle. */
-static bool log_has(struct agent *a, const char *needle, unsigned timeout_ms)
-{
-	uint64_t end = agent_now_ms() + timeout_ms;
-
-	do {
-		char *log = NULL;
-		bool found;
-
-		ASSERT_OK(agent_log_copy(a, &log, NULL));
-		found = strstr(log, needle) != NULL;
-		if (!found && agent_now_ms() + 20 >= end)
-			printf("# log so far:\n%s\n", log);
-		free(log);
-		if (found)
-			return true;
-		usleep(20000);
-	} while (agent_now_ms() < end);
-	return false;
-}
-
 static void test_serial_app_env_user_stop(void)
 {
 	struct rig r = {0};
@@ -210,8 +190,8 @@ static void test_serial_app_env_user_stop(void)
 		snprintf(want, sizeof(want), "greet=hello-env pwd=/tmp uid=65534 gid=65534");
 	else
 		snprintf(want, sizeof(want), "greet=hello-env pwd=/tmp uid=%u", (unsigned)getuid());
-	ASSERT_TRUE(log_has(r.agent, want, 3000));
-	ASSERT_TRUE(log_has(r.agent, "[stderr] to-stderr\n", 3000));
+	ASSERT_TRUE(log_has_poll(r.agent, want, 3000, 20));
+	ASSERT_TRUE(log_has_poll(r.agent, "[stderr] to-stderr\n", 3000, 20));
 	agent_format_health_agent(&s, buf, sizeof(buf));
 	ASSERT_TRUE(strncmp(buf, "ok ", 3) == 0);
 	agent_format_health_app(&s, buf, sizeof(buf));
@@ -224,7 +204,7 @@ static void test_serial_app_env_user_stop(void)
 	ASSERT_EQ(s.app, AGENT_APP_EXITED);
 	ASSERT_EQ(s.exit_code, 42);
 	ASSERT_EQ(s.exit_signal, 0);
-	ASSERT_TRUE(log_has(r.agent, "[stdout] got-term\n", 2000));
+	ASSERT_TRUE(log_has_poll(r.agent, "[stdout] got-term\n", 2000, 20));
 	agent_format_health_app(&s, buf, sizeof(buf));
 	ASSERT_STREQ(buf, "exited code 42");
 	ASSERT_EQ(rig_wait_exit(&r, 3000), 0); /* test mode "powers off" by exiting 0 */
@@ -243,7 +223,7 @@ static void test_vsock_sigkill_after_grace(void)
 		  "\"trap 'echo ignoring-term' TERM; echo ready; while :; do sleep 0.05; done\"]}}",
 		  200);
 	ASSERT_OK(agent_wait(r.agent, p_running, NULL, 5000));
-	ASSERT_TRUE(log_has(r.agent, "ready", 3000));
+	ASSERT_TRUE(log_has_poll(r.agent, "ready", 3000, 20));
 	t0 = agent_now_ms();
 	ASSERT_OK(agent_stop_request(r.agent, 400));
 	ASSERT_OK(agent_wait(r.agent, p_exited, NULL, 5000));
@@ -251,8 +231,8 @@ static void test_vsock_sigkill_after_grace(void)
 	ASSERT_TRUE(agent_now_ms() - t0 >= 350);
 	ASSERT_EQ(s.exit_signal, SIGKILL);
 	ASSERT_EQ(s.exit_code, -1);
-	ASSERT_TRUE(log_has(r.agent, "ignoring-term", 2000));
-	ASSERT_TRUE(log_has(r.agent, "[agent] grace period over: SIGKILL", 2000));
+	ASSERT_TRUE(log_has_poll(r.agent, "ignoring-term", 2000, 20));
+	ASSERT_TRUE(log_has_poll(r.agent, "[agent] grace period over: SIGKILL", 2000, 20));
 	ASSERT_EQ(rig_wait_exit(&r, 3000), 0);
 	rig_done(&r);
 }
@@ -271,7 +251,7 @@ static void test_app_exit_code_and_exec_failure(void)
 	agent_get_status(r.agent, &s);
 	ASSERT_EQ(s.app, AGENT_APP_EXITED);
 	ASSERT_EQ(s.exit_code, 3);
-	ASSERT_TRUE(log_has(r.agent, "[stdout] bye\n", 2000));
+	ASSERT_TRUE(log_has_poll(r.agent, "[stdout] bye\n", 2000, 20));
 	agent_format_health_app(&s, buf, sizeof(buf));
 	ASSERT_STREQ(buf, "exited code 3");
 	rig_done(&r);
@@ -302,7 +282,7 @@ static void test_unknown_user_fails_start(void)
 	ASSERT_OK(agent_wait(r.agent, p_exited, NULL, 5000));
 	agent_get_status(r.agent, &s);
 	ASSERT_EQ(s.app, AGENT_APP_START_FAILED);
-	ASSERT_TRUE(log_has(r.agent, "no-such-user-here", 2000));
+	ASSERT_TRUE(log_has_poll(r.agent, "no-such-user-here", 2000, 20));
 	rig_done(&r);
 }
 
@@ -413,7 +393,7 @@ static void test_config_from_initrd(void)
 	ASSERT_OK(agent_wait(r.agent, p_exited, NULL, 5000));
 	agent_get_status(r.agent, &s);
 	ASSERT_EQ(s.exit_code, 7);
-	ASSERT_TRUE(log_has(r.agent, "[stdout] from-initrd m1", 2000));
+	ASSERT_TRUE(log_has_poll(r.agent, "[stdout] from-initrd m1", 2000, 20));
 	r.agent = agent_free(r.agent);
 	kill(r.server, SIGKILL);
 	waitpid(r.server, NULL, 0);

@@ -23,31 +23,10 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "sys.h"
 #include "test.h"
 
 static char T[64], MNT[128], VM[160];
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int sh(const char *fmt, ...) _printf_(1, 2);
-static int sh(const char *fmt, ...)
-{
-	char cmd[8192];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* Read a control file (whole, small). */
 static int rd(const char *file, char *buf, size_t size)
@@ -146,29 +125,6 @@ static int qemu_pid(const char *vm)
 	if (p)
 		pclose(p);
 	return pid;
-}
-
-/* Run the rest of the case as PID 1 of new PID and mount namespaces (with its own /proc), so a
- * failing case takes every process it started (registry, daemon, QEMU) down with it. The
- * calling process only relays the exit status. */
-static void isolate(int extra_flags)
-{
-	int status;
-	pid_t pid;
-
-	ASSERT_OK(unshare(CLONE_NEWPID | CLONE_NEWNS | extra_flags));
-	pid = fork();
-	ASSERT_TRUE(pid >= 0);
-	if (pid == 0) {
-		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-		    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-			TEST_FAIL("isolate: %s", strerror(errno));
-		return;
-	}
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	fflush(stdout);
-	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
 }
 
 static pid_t spawn_daemon(const char *bld)

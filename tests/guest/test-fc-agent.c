@@ -20,6 +20,7 @@
 #include "backend.h"
 #include "fileio.h"
 #include "guest-config.h"
+#include "guest-test.h"
 #include "runtime.h"
 #include "test.h"
 
@@ -33,26 +34,6 @@ static bool p_exited(const struct agent_status *s, void *ud)
 {
 	(void)ud;
 	return s->app == AGENT_APP_EXITED && s->shutdown;
-}
-
-static bool log_has(struct agent *a, const char *needle, unsigned timeout_ms)
-{
-	uint64_t end = agent_now_ms() + timeout_ms;
-
-	do {
-		char *log = NULL;
-		bool found;
-
-		ASSERT_OK(agent_log_copy(a, &log, NULL));
-		found = strstr(log, needle) != NULL;
-		if (!found && agent_now_ms() + 50 >= end)
-			printf("# log:\n%s\n", log);
-		free(log);
-		if (found)
-			return true;
-		usleep(50000);
-	} while (agent_now_ms() < end);
-	return false;
 }
 
 static void write_text(const char *path, const char *text, mode_t mode)

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "sys.h"
 #include "test.h"
 
 #define GW "fd42:7e5::1"
@@ -36,50 +37,6 @@
 /* VM names carry the temp dir's suffix: cgroups are host-wide, and another run of this test
  * (another build dir) may be going on at the same time. */
 static char T[64], MNT[128], NA[32], NB[32];
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int sh(const char *fmt, ...) _printf_(1, 2);
-static int sh(const char *fmt, ...)
-{
-	char cmd[8192];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* Run a command, its stdout (trimmed to size) in out; returns the exit status. */
-static int sh_out(char *out, size_t size, const char *fmt, ...) _printf_(3, 4);
-static int sh_out(char *out, size_t size, const char *fmt, ...)
-{
-	char cmd[8192];
-	va_list ap;
-	size_t n;
-	FILE *p;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	p = popen(cmd, "r");
-	if (!p)
-		return -1;
-	n = fread(out, 1, size - 1, p);
-	out[n] = '\0';
-	st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* A control file of VM vm (whole, small). */
 static int rd(const char *vm, const char *file, char *buf, size_t size)
@@ -231,29 +188,6 @@ static long noreflect_drops(void)
 	    !out[0])
 		return -1;
 	return strtol(out, NULL, 10);
-}
-
-/* Run the rest of the case as PID 1 of new PID, mount and network namespaces (with its own
- * /proc), so a failing case takes every process it started (registry, daemon, QEMU) down with
- * it and nothing touches the host's network. The calling process only relays the status. */
-static void isolate(void)
-{
-	int status;
-	pid_t pid;
-
-	ASSERT_OK(unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET));
-	pid = fork();
-	ASSERT_TRUE(pid >= 0);
-	if (pid == 0) {
-		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-		    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-			TEST_FAIL("isolate: %s", strerror(errno));
-		return;
-	}
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	fflush(stdout);
-	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
 }
 
 static pid_t spawn_logged(const char *log, char *const argv[])
@@ -481,7 +415,7 @@ static void test_two_vms(void)
 	if (sh("%s/tools/build-guest --out %s >%s/build-guest.log 2>&1", src, guest, bld) != 0)
 		test_skip("tools/build-guest failed (apt-get download needs the network)");
 
-	isolate();
+	isolate(CLONE_NEWNET);
 	ASSERT_EQ(sh("ip link set lo up && mkdir -p /run/netns && mount -t tmpfs tmpfs /run/netns"),
 		  0);
 	snprintf(T, sizeof(T), "/tmp/test-2vm.XXXXXX");

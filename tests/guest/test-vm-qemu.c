@@ -29,8 +29,10 @@
 #include "backend.h"
 #include "fileio.h"
 #include "guest-config.h"
+#include "guest-test.h"
 #include "parse.h"
 #include "runtime.h"
+#include "sys.h"
 #include "test.h"
 
 #define ADDR "fd42:feed::10"
@@ -48,56 +50,6 @@ struct fixture {
 	char name[32];
 	uid_t uid;
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int sh(const char *fmt, ...) _printf_(1, 2);
-static int sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static bool have(const char *prog)
-{
-	return sh("command -v %s >/dev/null 2>&1", prog) == 0;
-}
-
-/* Run the rest of the case as PID 1 of new PID and mount namespaces (with its own /proc), so a
- * failing case takes every process it started (registry, daemon, QEMU) down with it. The
- * calling process only relays the exit status. */
-static void isolate(int extra_flags)
-{
-	int status;
-	pid_t pid;
-
-	ASSERT_OK(unshare(CLONE_NEWPID | CLONE_NEWNS | extra_flags));
-	pid = fork();
-	ASSERT_TRUE(pid >= 0);
-	if (pid == 0) {
-		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-		    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-			TEST_FAIL("isolate: %s", strerror(errno));
-		return;
-	}
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	fflush(stdout);
-	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
-}
 
 /* Preconditions, guest build (cached), app image, network namespace. */
 static void fixture_setup(struct fixture *f, const char *tag)
@@ -312,26 +264,6 @@ static void shutdown_booted(struct fixture *f, struct booted *b)
 	vmm_qemu_ops.cleanup(b->priv, f->name, &b->h);
 	ASSERT_TRUE(stat(b->h.jail_dir, &st) < 0 || b->h.jail_dir[0] == '\0');
 	vmm_qemu_ops.free(b->priv);
-}
-
-static bool log_has(struct agent *a, const char *needle, unsigned timeout_ms)
-{
-	uint64_t end = agent_now_ms() + timeout_ms;
-
-	do {
-		char *log = NULL;
-		bool found;
-
-		ASSERT_OK(agent_log_copy(a, &log, NULL));
-		found = strstr(log, needle) != NULL;
-		if (!found && agent_now_ms() + 50 >= end)
-			printf("# log:\n%s\n", log);
-		free(log);
-		if (found)
-			return true;
-		usleep(50000);
-	} while (agent_now_ms() < end);
-	return false;
 }
 
 /* The VMM runs as the VM's uid and inside the VM's cgroups. */
