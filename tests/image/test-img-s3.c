@@ -9,34 +9,8 @@
 
 #include "fetch.h"
 #include "fileio.h"
+#include "fixture.h"
 #include "test.h"
-
-static char fx_dir[256];
-
-static const char *fx(const char *key)
-{
-	static char val[8][512];
-	static int slot;
-	char path[512], line[1024];
-	FILE *f;
-	char *v = val[slot++ % 8];
-
-	snprintf(path, sizeof(path), "%s/env", fx_dir);
-	f = fopen(path, "re");
-	if (!f)
-		TEST_FAIL("fixture env missing");
-	while (fgets(line, sizeof(line), f)) {
-		size_t n = strlen(key);
-		if (strncmp(line, key, n) == 0 && line[n] == '=') {
-			snprintf(v, 512, "%s", line + n + 1);
-			v[strcspn(v, "\n")] = '\0';
-			fclose(f);
-			return v;
-		}
-	}
-	fclose(f);
-	TEST_FAIL("fixture has no %s", key);
-}
 
 static void use_env_creds(const char *secret)
 {
@@ -327,34 +301,24 @@ int main(void)
 		TEST(test_size_limit),	   TEST(test_warm_start),
 	};
 	const char *src = getenv("MVMFS_SRCDIR"), *build = getenv("MVMFS_BUILDDIR");
-	char tmpl[] = "/tmp/mvmfs-imgfetch-s3-XXXXXX", cmd[2048];
-	int r, st;
+	char tmpl[] = "/tmp/mvmfs-imgfetch-s3-XXXXXX", args[1024];
+	int r;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (!src || !build || !mkdtemp(tmpl)) {
 		printf("1..0 # SKIP no MVMFS_SRCDIR/MVMFS_BUILDDIR or temp dir\n");
 		return 77;
 	}
-	snprintf(fx_dir, sizeof(fx_dir), "%s/fx", tmpl);
-	snprintf(cmd, sizeof(cmd),
-		 "python3 %s/tests/image/registry-fixture.py s3-up %s %s/npm-s3rver >&2", src,
-		 fx_dir, build);
-	st = system(cmd);
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+	snprintf(args, sizeof(args), "%s/npm-s3rver", build);
+	r = fx_up(src, tmpl, "s3-up", args, "S3 fixture",
+		  "S3 test server unavailable (node/npm/@20minutes/s3rver)");
+	if (r != 0) {
 		rmdir(tmpl);
-		if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
-			printf("1..0 # SKIP S3 test server unavailable "
-			       "(node/npm/@20minutes/s3rver)\n");
-			return 77;
-		}
-		printf("1..0\n# S3 fixture failed to start\n");
-		return 1;
+		return r;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	r = test_run(cases, ELEMENTSOF(cases));
-	snprintf(cmd, sizeof(cmd), "python3 %s/tests/image/registry-fixture.py down %s", src,
-		 fx_dir);
-	(void)system(cmd);
+	fx_down(src);
 	(void)rmdir(tmpl);
 	curl_global_cleanup();
 	return r;

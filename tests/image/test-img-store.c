@@ -19,34 +19,10 @@
 
 #include "build.h"
 #include "fileio.h"
+#include "fixture.h"
 #include "test.h"
 
-static char fx_dir[512], tmp_dir[256];
-
-static const char *fx(const char *key)
-{
-	static char val[8][512];
-	static int slot;
-	char path[1024], line[1024];
-	FILE *f;
-	char *v = val[slot++ % 8];
-
-	snprintf(path, sizeof(path), "%s/env", fx_dir);
-	f = fopen(path, "re");
-	if (!f)
-		TEST_FAIL("fixture env missing");
-	while (fgets(line, sizeof(line), f)) {
-		size_t n = strlen(key);
-		if (strncmp(line, key, n) == 0 && line[n] == '=') {
-			snprintf(v, 512, "%s", line + n + 1);
-			v[strcspn(v, "\n")] = '\0';
-			fclose(f);
-			return v;
-		}
-	}
-	fclose(f);
-	TEST_FAIL("fixture has no %s", key);
-}
+static char tmp_dir[128];
 
 static const char *ref(const char *repo_tag)
 {
@@ -606,19 +582,11 @@ int main(void)
 		printf("1..0 # SKIP no MVMFS_SRCDIR or temp dir\n");
 		return 77;
 	}
-	snprintf(fx_dir, sizeof(fx_dir), "%s/fx", tmp_dir);
-	snprintf(cmd, sizeof(cmd), "python3 %s/tests/image/registry-fixture.py up %s >&2", src,
-		 fx_dir);
-	st = system(cmd);
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+	r = fx_up(src, tmp_dir, "up", "", "registry fixture",
+		  "registry fixture unavailable (docker-registry/skopeo)");
+	if (r != 0) {
 		(void)rm_rf(tmp_dir);
-		if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
-			printf("1..0 # SKIP registry fixture unavailable "
-			       "(docker-registry/skopeo)\n");
-			return 77;
-		}
-		printf("1..0\n# registry fixture failed to start\n");
-		return 1;
+		return r;
 	}
 	snprintf(cmd, sizeof(cmd),
 		 "python3 %s/tests/image/store-fixture.py push $(sed -n 's/^PORT_ANON=//p' "
@@ -633,9 +601,7 @@ int main(void)
 		printf("1..0\n# store fixture failed\n");
 		r = 1;
 	}
-	snprintf(cmd, sizeof(cmd), "python3 %s/tests/image/registry-fixture.py down %s", src,
-		 fx_dir);
-	(void)system(cmd);
+	fx_down(src);
 	(void)rm_rf(tmp_dir);
 	return r;
 }
