@@ -181,6 +181,24 @@ class Daemon:
         subprocess.run(["pkill", "-KILL", "-f", "--", f"--chroot-base-dir {self.jail} "],
                        stderr=subprocess.DEVNULL)
 
+    def destroy_all(self):
+        """Cleanup after the cases: kill and remove every VM still in the tree."""
+        try:
+            names = os.listdir(self.vm(""))
+        except OSError:
+            names = []
+        for name in names:
+            try:
+                self.write(name, "state", "kill")
+                os.rmdir(self.vm(name))
+            except OSError:
+                pass
+
+    def print_log_tail(self, rc):
+        """The daemon log's tail as TAP comments when the run failed (or E2E_LOG is set)."""
+        if rc or os.environ.get("E2E_LOG"):
+            print("# daemon log tail:\n# " + self.log_tail(60).replace("\n", "\n# "))
+
     def vm(self, name, *parts):
         return os.path.join(self.mnt, "vms", name, *parts)
 
@@ -286,6 +304,15 @@ def run_tap(cases):
                 print("# " + line)
             print(f"not ok {i} - {name}", flush=True)
     return 1 if failed else 0
+
+
+def fixture_failed(e, d):
+    """Report an error outside any case (setting up the daemon) as a failed TAP line, with
+    the daemon d's log tail when it got that far."""
+    print(f"# fixture failed: {e!r}")
+    if d:
+        print("# " + d.log_tail().replace("\n", "\n# "))
+    print("not ok - fixture")
 
 
 class SkipCase(Exception):

@@ -275,22 +275,10 @@ try:
     daemon()
     rc = mf.run_tap(CASES)
 except Exception as e:  # noqa: BLE001
-    print(f"# fixture failed: {e!r}")
-    if D:
-        print("# " + D.log_tail().replace("\n", "\n# "))
-    print("not ok - fixture")
+    mf.fixture_failed(e, D)
 finally:
     if D:
-        try:
-            names = os.listdir(D.vm(""))
-        except OSError:
-            names = []
-        for name in names:
-            try:
-                D.write(name, "state", "kill")
-                os.rmdir(D.vm(name))
-            except OSError:
-                pass
+        D.destroy_all()
         try:
             D.stop()
         except AssertionError as e:  # a sanitizer report at daemon exit
@@ -298,8 +286,7 @@ finally:
             print("Bail out! sanitizer report in the daemon log", flush=True)
             rc = 1
         D.kill_vmms()
-        if rc or os.environ.get("E2E_LOG"):
-            print("# daemon log tail:\n# " + D.log_tail(60).replace("\n", "\n# "))
+        D.print_log_tail(rc)
     REG.stop()
     shutil.rmtree(TMP, ignore_errors=True)
 sys.exit(rc)

@@ -299,26 +299,13 @@ try:
     D = mf.Daemon(TMP, REG, extra=["--report-url", RX.url(), "--report-token-file", TOKEN])
     rc = mf.run_tap(CASES)
 except Exception as e:  # noqa: BLE001
-    print(f"# fixture failed: {e!r}")
-    if D:
-        print("# " + D.log_tail().replace("\n", "\n# "))
-    print("not ok - fixture")
+    mf.fixture_failed(e, D)
 finally:
     if D:
-        try:
-            names = os.listdir(D.vm(""))
-        except OSError:
-            names = []
-        for name in names:
-            try:
-                D.write(name, "state", "kill")
-                os.rmdir(D.vm(name))
-            except OSError:
-                pass
+        D.destroy_all()
         D.stop()
         D.kill_vmms()
-        if rc or os.environ.get("E2E_LOG"):
-            print("# daemon log tail:\n# " + D.log_tail(60).replace("\n", "\n# "))
+        D.print_log_tail(rc)
     RX.stop()
     REG.stop()
     shutil.rmtree(TMP, ignore_errors=True)
