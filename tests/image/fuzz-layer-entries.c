@@ -18,33 +18,11 @@
 
 #include "build.h"
 #include "fileio.h"
+#include "fuzz-rootfs.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FUZZ_MAX_INPUT 8192
-
-static char *tmp;
-
-static void cleanup(void)
-{
-	if (tmp)
-		(void)rm_rf(tmp);
-}
-
-static int count(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *de;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			n++;
-	closedir(d);
-	return n;
-}
 
 /* True if a name starting with ".wh." exists anywhere below dfd. */
 static bool has_marker(int dfd, unsigned depth)
@@ -135,7 +113,6 @@ static void write_layer(int fd, char *text)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static char rootfs[4096], canary[4096];
 	struct img_unpack_limits lim = {4u << 20, 10000};
 	struct img_unpack u;
 	struct err err = {0};
@@ -144,17 +121,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size > FUZZ_MAX_INPUT)
 		return 0;
-	if (!tmp) {
-		const char *base = getenv("TMPDIR");
-		if (asprintf(&tmp, "%s/mvmfs-fuzz-entries.XXXXXX", base ? base : "/tmp") < 0 ||
-		    !mkdtemp(tmp))
-			abort();
-		atexit(cleanup);
-		snprintf(rootfs, sizeof(rootfs), "%s/rootfs", tmp);
-		snprintf(canary, sizeof(canary), "%s/canary", tmp);
-		if (mkdir(canary, 0755) < 0)
-			abort();
-	}
+	fuzz_rootfs_setup("entries");
 	text = calloc(1, size + 1);
 	if (!text)
 		return 0;
@@ -165,8 +132,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		*layers[1] = '\0';
 		layers[1] += 4;
 	}
-	(void)rm_rf(rootfs);
-	if (mkdir(rootfs, 0755) < 0 || img_unpack_init(&u, rootfs, &lim, &err) < 0)
+	(void)rm_rf(fuzz_rootfs);
+	if (mkdir(fuzz_rootfs, 0755) < 0 || img_unpack_init(&u, fuzz_rootfs, &lim, &err) < 0)
 		abort();
 	for (int i = 0; i < 2 && layers[i]; i++) {
 		int fd = memfd_create("layer", MFD_CLOEXEC);
@@ -184,9 +151,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	img_unpack_done(&u);
 	free(text);
-	if (count(tmp) != 2 || count(canary) != 0)
+	if (!fuzz_rootfs_contained())
 		__builtin_trap();
-	root_fd = open(rootfs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	root_fd = open(fuzz_rootfs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (root_fd >= 0 && has_marker(root_fd, 0))
 		__builtin_trap();
 	if (root_fd >= 0)
