@@ -20,30 +20,13 @@
 
 #include "fileio.h"
 #include "internal.h"
+#include "waiter.h"
 
 static char T[64] = "/tmp/mcp-XXXXXX";
 static struct runtime *rt;
 static int n_vms, n_writers;
 static double *lat_ms;
 static atomic_int n_failed;
-
-struct waiter {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool done;
-	int result;
-};
-
-static void on_done(void *ud, int result)
-{
-	struct waiter *w = ud;
-
-	pthread_mutex_lock(&w->lock);
-	w->done = true;
-	w->result = result;
-	pthread_cond_signal(&w->cond);
-	pthread_mutex_unlock(&w->lock);
-}
 
 static int wait_w(struct waiter *w)
 {

@@ -28,30 +28,13 @@
 #include "fileio.h"
 #include "internal.h"
 #include "test.h"
+#include "waiter.h"
 
 static char T[256];
 static char fake_fc[512], fake_jailer[512], knobs[512];
 static struct vmm_ops wrapped_ops;
 static const struct vmm_ops *real_ops;
 static int calls_seq;
-
-struct waiter {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool done;
-	int result;
-};
-
-static void on_done(void *ud, int result)
-{
-	struct waiter *w = ud;
-
-	pthread_mutex_lock(&w->lock);
-	w->done = true;
-	w->result = result;
-	pthread_cond_signal(&w->cond);
-	pthread_mutex_unlock(&w->lock);
-}
 
 static int wait_for(struct waiter *w, int timeout_s)
 {
