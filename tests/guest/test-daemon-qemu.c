@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon-vm.h"
 #include "macro.h"
 #include "sys.h"
 #include "test.h"
@@ -158,31 +159,16 @@ static pid_t spawn_daemon(const char *bld)
 
 static void test_daemon_qemu_e2e(void)
 {
-	const char *bld = getenv("MVMFS_BUILDDIR"), *src = getenv("MVMFS_SRCDIR");
+	const char *bld = getenv("MVMFS_BUILDDIR");
 	char guest[300], page[512], buf[4096], ip[64], state[64];
 	double t0, t_ready, t_http, t_stop, t2, t2_http;
 	pid_t reg, daemon;
 
-	if (geteuid() != 0)
-		test_skip("needs root (FUSE, namespaces, TAP, cgroups)");
-	if (!bld || !src)
-		test_skip("MVMFS_BUILDDIR/MVMFS_SRCDIR not set");
-	if (sh("for p in qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4; do "
-	       "command -v $p >/dev/null || exit 1; done") != 0)
-		test_skip("qemu-system-x86_64, docker-registry, umoci, skopeo, curl or mkfs.ext4 "
-			  "missing");
-	if (access("/dev/fuse", R_OK | W_OK) < 0)
-		test_skip("no /dev/fuse");
-	snprintf(guest, sizeof(guest), "%s/guest-out", bld);
-	if (sh("%s/tools/build-guest --out %s >%s/build-guest.log 2>&1", src, guest, bld) != 0)
-		test_skip("tools/build-guest failed (apt-get download needs the network)");
-
-	isolate(CLONE_NEWNET);
-	ASSERT_EQ(sh("ip link set lo up && mkdir -p /run/netns && mount -t tmpfs tmpfs /run/netns"),
-		  0);
 	snprintf(T, sizeof(T), "/tmp/test-e2e.XXXXXX");
-	ASSERT_TRUE(mkdtemp(T) != NULL);
-	ASSERT_OK(chmod(T, 0755));
+	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4",
+			"qemu-system-x86_64, docker-registry, umoci, skopeo, curl or mkfs.ext4 "
+			"missing",
+			guest, sizeof(guest), T);
 	snprintf(MNT, sizeof(MNT), "%s/mnt", T);
 	snprintf(VM, sizeof(VM), "%s/vms/web", MNT);
 

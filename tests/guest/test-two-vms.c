@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon-vm.h"
 #include "macro.h"
 #include "sys.h"
 #include "test.h"
@@ -395,32 +396,17 @@ static void check_health(const char *vm, const char *ip)
 
 static void test_two_vms(void)
 {
-	const char *bld = getenv("MVMFS_BUILDDIR"), *src = getenv("MVMFS_SRCDIR");
+	const char *bld = getenv("MVMFS_BUILDDIR");
 	char guest[300], page[512], out[4096], A[64], B[64], log[160], cfg[160], bin[400];
 	char st_dir[160], ext_dir[160], ext_addr[64], want[64];
 	double t0, t_boot, t_probe, t_stop;
 	pid_t reg, daemon, ext;
 
-	if (geteuid() != 0)
-		test_skip("needs root (FUSE, namespaces, TAP, cgroups)");
-	if (!bld || !src)
-		test_skip("MVMFS_BUILDDIR/MVMFS_SRCDIR not set");
-	if (sh("for p in qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4 nft; do "
-	       "command -v $p >/dev/null || exit 1; done") != 0)
-		test_skip("qemu-system-x86_64, docker-registry, umoci, skopeo, curl, mkfs.ext4 or "
-			  "nft missing");
-	if (access("/dev/fuse", R_OK | W_OK) < 0)
-		test_skip("no /dev/fuse");
-	snprintf(guest, sizeof(guest), "%s/guest-out", bld);
-	if (sh("%s/tools/build-guest --out %s >%s/build-guest.log 2>&1", src, guest, bld) != 0)
-		test_skip("tools/build-guest failed (apt-get download needs the network)");
-
-	isolate(CLONE_NEWNET);
-	ASSERT_EQ(sh("ip link set lo up && mkdir -p /run/netns && mount -t tmpfs tmpfs /run/netns"),
-		  0);
 	snprintf(T, sizeof(T), "/tmp/test-2vm.XXXXXX");
-	ASSERT_TRUE(mkdtemp(T) != NULL);
-	ASSERT_OK(chmod(T, 0755));
+	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4 nft",
+			"qemu-system-x86_64, docker-registry, umoci, skopeo, curl, mkfs.ext4 or "
+			"nft missing",
+			guest, sizeof(guest), T);
 	snprintf(MNT, sizeof(MNT), "%s/mnt", T);
 	snprintf(NA, sizeof(NA), "vm-a-%.6s", T + strlen("/tmp/test-2vm."));
 	snprintf(NB, sizeof(NB), "vm-b-%.6s", T + strlen("/tmp/test-2vm."));

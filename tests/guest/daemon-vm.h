@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The common start of the tests that boot real VMs through the daemon (test-daemon-qemu,
+ * test-two-vms).
+ */
+#pragma once
+
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sys.h"
+#include "test.h"
+
+/*
+ * Skips the case unless it runs as root with MVMFS_BUILDDIR and MVMFS_SRCDIR set, every program
+ * of progs (space separated; missing: the skip message) on PATH, /dev/fuse and a guest that
+ * tools/build-guest builds into guest (<build dir>/guest-out). Then moves the rest of the case
+ * into new PID, mount and network namespaces (lo up, a private /run/netns) and creates the
+ * case's temp dir tmp (a mkdtemp() template, 0755 so the VMs' uids can enter).
+ */
+static inline void daemon_vm_begin(const char *progs, const char *missing, char *guest,
+				   size_t guest_size, char *tmp)
+{
+	const char *bld = getenv("MVMFS_BUILDDIR"), *src = getenv("MVMFS_SRCDIR");
+
+	if (geteuid() != 0)
+		test_skip("needs root (FUSE, namespaces, TAP, cgroups)");
+	if (!bld || !src)
+		test_skip("MVMFS_BUILDDIR/MVMFS_SRCDIR not set");
+	if (sh("for p in %s; do command -v $p >/dev/null || exit 1; done", progs) != 0)
+		test_skip(missing);
+	if (access("/dev/fuse", R_OK | W_OK) < 0)
+		test_skip("no /dev/fuse");
+	snprintf(guest, guest_size, "%s/guest-out", bld);
+	if (sh("%s/tools/build-guest --out %s >%s/build-guest.log 2>&1", src, guest, bld) != 0)
+		test_skip("tools/build-guest failed (apt-get download needs the network)");
+
+	isolate(CLONE_NEWNET);
+	ASSERT_EQ(sh("ip link set lo up && mkdir -p /run/netns && mount -t tmpfs tmpfs /run/netns"),
+		  0);
+	ASSERT_TRUE(mkdtemp(tmp) != NULL);
+	ASSERT_OK(chmod(tmp, 0755));
+}
