@@ -33,34 +33,17 @@ static char T[64], MNT[128], VM[160];
 static int rd(const char *file, char *buf, size_t size)
 {
 	char p[256];
-	ssize_t n;
-	int fd;
 
 	snprintf(p, sizeof(p), "%s/%s", VM, file);
-	fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, size - 1);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-	return (int)n;
+	return read_small(p, buf, size);
 }
 
 static int wr(const char *file, const char *val)
 {
 	char p[256];
-	ssize_t n;
-	int fd;
 
 	snprintf(p, sizeof(p), "%s/%s", VM, file);
-	fd = open(p, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = write(fd, val, strlen(val));
-	close(fd);
-	return n < 0 ? -errno : 0;
+	return write_str(p, val, 0);
 }
 
 static bool wait_health(const char *word, unsigned timeout_ms)
@@ -94,23 +77,6 @@ static bool wait_http(const char *ip, char *page, size_t size, unsigned timeout_
 		usleep(50000);
 	} while (now_s() < end);
 	return false;
-}
-
-/* VmRSS of pid in KiB, 0 when unknown. */
-static long rss_kb(pid_t pid)
-{
-	char path[64], line[256];
-	long kb = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "r");
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kb;
 }
 
 static int qemu_pid(const char *vm)
@@ -232,7 +198,7 @@ static void test_daemon_qemu_e2e(void)
 		     T, MNT, guest, guest, T),
 		  0);
 	daemon = spawn_daemon(bld);
-	long rss0 = rss_kb(daemon);
+	long rss0 = proc_rss_kb(daemon);
 	ASSERT_OK(mkdir(VM, 0755));
 	ASSERT_OK(wr("image", "127.0.0.1:5055/app:1\n"));
 	ASSERT_TRUE(rd("ip", ip, sizeof(ip)) > 0);
@@ -300,8 +266,8 @@ static void test_daemon_qemu_e2e(void)
 			pclose(p);
 		printf("# memory: QEMU RSS %.0f MiB, daemon RSS %.1f MiB (+%.1f MiB with this "
 		       "VM)\n",
-		       rss_kb(qpid) / 1024.0, rss_kb(daemon) / 1024.0,
-		       (rss_kb(daemon) - rss0) / 1024.0);
+		       proc_rss_kb(qpid) / 1024.0, proc_rss_kb(daemon) / 1024.0,
+		       (proc_rss_kb(daemon) - rss0) / 1024.0);
 	}
 	/* The daemon restarts: the VM keeps running and is re-adopted (agent reconnected). */
 	{

@@ -43,34 +43,17 @@ static char T[64], MNT[128], NA[32], NB[32];
 static int rd(const char *vm, const char *file, char *buf, size_t size)
 {
 	char p[256];
-	ssize_t n;
-	int fd;
 
 	snprintf(p, sizeof(p), "%s/vms/%s/%s", MNT, vm, file);
-	fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, size - 1);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-	return (int)n;
+	return read_small(p, buf, size);
 }
 
 static int wr(const char *vm, const char *file, const char *val, bool nonblock)
 {
 	char p[256];
-	ssize_t n;
-	int fd;
 
 	snprintf(p, sizeof(p), "%s/vms/%s/%s", MNT, vm, file);
-	fd = open(p, O_WRONLY | O_CLOEXEC | (nonblock ? O_NONBLOCK : 0));
-	if (fd < 0)
-		return -errno;
-	n = write(fd, val, strlen(val));
-	close(fd);
-	return n < 0 ? -errno : 0;
+	return write_str(p, val, nonblock ? O_NONBLOCK : 0);
 }
 
 static bool wait_health(const char *vm, const char *word, unsigned timeout_ms)

@@ -501,22 +501,15 @@ static int bench(int runs)
 		struct fixture f = {0};
 		struct booted b = {0};
 		struct vmm_exit ex;
-		char page[512], path[64], line[256];
-		long rss_kb = 0;
+		char page[512];
+		long rss_kb;
 		double t0, t1;
-		FILE *fp;
 
 		fixture_setup(&f, "bench");
 		boot(&f, &b, page, sizeof(page));
 		if (!strstr(page, "greeting=hello-env"))
 			TEST_FAIL("app did not answer");
-		snprintf(path, sizeof(path), "/proc/%d/status", (int)b.h.pid);
-		fp = fopen(path, "r");
-		while (fp && fgets(line, sizeof(line), fp))
-			if (sscanf(line, "VmRSS: %ld", &rss_kb) == 1)
-				break;
-		if (fp)
-			fclose(fp);
+		rss_kb = proc_rss_kb(b.h.pid);
 		t0 = now_s();
 		agent_stop_request(b.agent, 3000);
 		wait_vmm_exit(&b, 15000, &ex);
