@@ -350,6 +350,14 @@ void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
 	answer_waiters(&ans);
 }
 
+/* Is fd readable right now (a pidfd whose process ended, an expired timerfd)? */
+static bool fd_ready(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+
+	return fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
 /* The VMM process ended. */
 static void on_pidfd(struct runtime *rt, struct vm *vm)
 {
@@ -454,9 +462,14 @@ static void *sv_main(void *arg)
 				continue;
 			}
 			vm = vm_ref(w->vm);
-			if (w->kind == SV_WATCH_PIDFD && vm->pidfd_watched) {
+			/* An event of this batch may be stale: an earlier one (a drained
+			 * message) can have replaced the VM's pidfd or deadline timer since
+			 * epoll_wait returned. Act only on the current fd being ready. */
+			if (w->kind == SV_WATCH_PIDFD && vm->pidfd_watched &&
+			    fd_ready(vm->h.pidfd)) {
 				on_pidfd(rt, vm);
-			} else if (w->kind == SV_WATCH_DEADLINE && vm->deadline_fd >= 0) {
+			} else if (w->kind == SV_WATCH_DEADLINE && vm->deadline_fd >= 0 &&
+				   fd_ready(vm->deadline_fd)) {
 				disarm_deadline(rt, vm);
 				sv_dispatch(rt, vm, LC_EV_DEADLINE);
 			}

@@ -156,8 +156,9 @@ def test_concurrent_writers_one_busy():
         t.start()
     for t in ts:
         t.join()
-    assert 8 in results, results
-    assert all(r in (8, errno.EBUSY) for r in results), results
+    why = (results, D.read("web-1", "state"), D.read("web-1", "health"), D.read("web-1", "error"))
+    assert 8 in results, why
+    assert all(r in (8, errno.EBUSY) for r in results), why
     wait_for(lambda: D.state_of("web-1") == "running", 10, "running")
 
 
