@@ -32,7 +32,7 @@ static inline const char *fx(const char *key)
 	while (fgets(line, sizeof(line), f)) {
 		size_t n = strlen(key);
 		if (strncmp(line, key, n) == 0 && line[n] == '=') {
-			snprintf(v, 512, "%s", line + n + 1);
+			snprintf(v, 512, "%.511s", line + n + 1);
 			v[strcspn(v, "\n")] = '\0';
 			fclose(f);
 			return v;
