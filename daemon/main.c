@@ -88,6 +88,11 @@ static int run(struct daemon_options *o)
 	struct fs_options fo = {.mountpoint = o->mountpoint,
 				.vmm_name = vmm_name(o->rt.vmm),
 				.max_threads = o->max_threads,
+				.limits = {.max_handles = o->max_handles,
+					   .root_handles = o->root_handles,
+					   .max_handles_per_uid = o->max_handles_per_uid,
+					   .max_buffer_per_uid = o->max_buffer_per_uid,
+					   .max_buffer_others = o->max_buffer_others},
 				.debug = o->fuse_debug};
 	struct startup s = {};
 	struct runtime *rt = NULL;

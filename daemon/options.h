@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
 #include "runtime.h"
@@ -13,6 +14,9 @@ struct daemon_options {
 	const char *mountpoint;
 	int log_level;
 	unsigned max_threads;
+	/* limits on what openers of the mount hold (struct fs_limits; 0 = the default) */
+	unsigned max_handles, root_handles, max_handles_per_uid;
+	uint64_t max_buffer_per_uid, max_buffer_others;
 	bool fuse_debug;
 	bool show_help, show_version;
 	/* storage for --insecure-registry (NULL-terminated, rt.insecure_registries points here) */

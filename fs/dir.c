@@ -68,37 +68,6 @@ void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct node_info *ni, str
 	st->st_atim = st->st_mtim = st->st_ctim = fs->start_time;
 }
 
-int fs_open_add(struct fs *fs, struct fs_open *o)
-{
-	pthread_mutex_lock(&fs->open_lock);
-	if (fs->n_open >= fs->max_handles) {
-		pthread_mutex_unlock(&fs->open_lock);
-		return -ENFILE;
-	}
-	o->prev = NULL;
-	o->next = fs->opens;
-	if (fs->opens)
-		fs->opens->prev = o;
-	fs->opens = o;
-	fs->n_open++;
-	pthread_mutex_unlock(&fs->open_lock);
-	return 0;
-}
-
-void fs_open_del(struct fs *fs, struct fs_open *o)
-{
-	pthread_mutex_lock(&fs->open_lock);
-	if (o->prev)
-		o->prev->next = o->next;
-	else
-		fs->opens = o->next;
-	if (o->next)
-		o->next->prev = o->prev;
-	o->prev = o->next = NULL;
-	fs->n_open--;
-	pthread_mutex_unlock(&fs->open_lock);
-}
-
 /* Fill e for a child and take its lookup reference. */
 static int lookup_child(struct fs *fs, const struct node_info *parent, fuse_ino_t parent_ino,
 			const char *name, struct fuse_entry_param *e)
@@ -329,13 +298,17 @@ static int build_listing(fuse_req_t req, struct fs *fs, fuse_ino_t ino, const st
 	}
 }
 
-static void dirbuf_release(struct fs_open *o)
+static struct dirbuf *dirbuf_free(struct dirbuf *b)
 {
-	struct dirbuf *b = (struct dirbuf *)o;
-
 	fs_open_del(b->fs, &b->open);
 	free(b->p);
 	free(b);
+	return NULL;
+}
+
+static void dirbuf_release(struct fs_open *o)
+{
+	dirbuf_free((struct dirbuf *)o);
 }
 
 void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -348,16 +321,24 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	r = fs_resolve(fs, ino, &ni);
 	if (r >= 0) {
 		b = calloc(1, sizeof(*b));
-		r = b ? build_listing(req, fs, ino, &ni, b) : -ENOMEM;
-		if (r >= 0) {
+		if (b) {
 			b->fs = fs;
 			b->open.release = dirbuf_release;
-			r = fs_open_add(fs, &b->open);
 		}
-		if (r < 0 && b) {
-			free(b->p);
+		/* Registered (and counted against the opener's limits) before the listing is
+		 * built, so a refused opener costs no listing. */
+		r = b ? fs_open_add(fs, &b->open, fuse_req_ctx(req)->uid) : -ENOMEM;
+		if (r < 0) {
 			free(b);
+			b = NULL;
 		}
+	}
+	if (r >= 0) {
+		r = build_listing(req, fs, ino, &ni, b);
+		if (r >= 0)
+			r = fs_open_charge(fs, &b->open, b->size);
+		if (r < 0)
+			b = dirbuf_free(b);
 	}
 	vm_unref(ni.vm);
 	if (r < 0) {

@@ -3,6 +3,7 @@
  * Attribute files: open/read/write/release (sysfs semantics). Reads render the value into a
  * per-open buffer at offset 0 and serve later offsets from it; writes take the whole value at
  * offset 0 (EINVAL otherwise), at most FS_WRITE_MAX bytes (EFBIG), one trailing newline.
+ * Buffers count against the opener's limits (open.c).
  * Read-only files refuse write opens with EACCES even for root (the kernel's mode check lets
  * CAP_DAC_OVERRIDE through). Files of a VM destroyed while open fail with ENODEV, as sysfs does.
  */
@@ -40,7 +41,7 @@ static void handle_release(struct fs_open *o)
 	handle_free((struct fs_handle *)o);
 }
 
-static int do_open(struct fs *fs, fuse_ino_t ino, int flags, struct fs_handle **ret)
+static int do_open(struct fs *fs, fuse_ino_t ino, int flags, uid_t uid, struct fs_handle **ret)
 {
 	struct node_info ni = {};
 	struct fs_handle *h;
@@ -66,7 +67,7 @@ static int do_open(struct fs *fs, fuse_ino_t ino, int flags, struct fs_handle **
 	h->fs = fs;
 	h->vm = ni.vm;
 	h->attr = ni.attr;
-	r = fs_open_add(fs, &h->open);
+	r = fs_open_add(fs, &h->open, uid);
 	if (r < 0) {
 		vm_unref(h->vm);
 		free(h);
@@ -111,7 +112,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_handle *h = NULL;
 	int r;
 
-	r = do_open(req_fs(req), ino, fi->flags, &h);
+	r = do_open(req_fs(req), ino, fi->flags, fuse_req_ctx(req)->uid, &h);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -139,11 +140,28 @@ static int render(struct fs_handle *h)
 	r = h->attr->show(h->fs, h->vm, &buf, &len);
 	if (r < 0)
 		return r;
+	/* The opener's buffer limits (ENOMEM); the old buffer is kept on failure. */
+	r = fs_open_charge(h->fs, &h->open, len);
+	if (r < 0) {
+		free(buf);
+		return r;
+	}
 	free(h->buf);
 	h->buf = buf;
 	h->len = len;
+	h->rendered = true;
 	h->last_seq = seq;
 	return 0;
+}
+
+/* The whole value went out in one read from offset 0 (what cat does): nothing later needs the
+ * buffer but an EOF check at offset len, so it is freed and only len kept. A held-open file
+ * then costs its opener no buffer memory. A later read at 0 < offset < len renders anew. */
+static void drop_served(struct fs_handle *h)
+{
+	free(h->buf);
+	h->buf = NULL;
+	(void)fs_open_charge(h->fs, &h->open, 0);
 }
 
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -157,7 +175,7 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	/* Copy the slice out: once the reply is written the kernel may complete the read and
 	 * release the file (freeing h) before this thread would get to unlock h->lock. */
 	pthread_mutex_lock(&h->lock);
-	if (off == 0 || !h->buf)
+	if (off == 0 || (!h->buf && (!h->rendered || (off > 0 && (size_t)off < h->len))))
 		r = render(h);
 	if (r >= 0 && off >= 0 && (size_t)off < h->len) {
 		n = MIN(size, h->len - (size_t)off);
@@ -166,6 +184,8 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 			memcpy(slice, h->buf + off, n);
 		else
 			r = -ENOMEM;
+		if (slice && off == 0 && n == h->len)
+			drop_served(h);
 	}
 	pthread_mutex_unlock(&h->lock);
 	if (r < 0)

@@ -12,18 +12,29 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "err.h"
 
 struct fs;
 struct runtime;
 
+/* What openers of the mount may hold (0 = the default). The mount is allow_other, so every local
+ * user can open files; uid 0 is never limited by what other uids hold. */
+struct fs_limits {
+	unsigned max_handles;	      /* open files and directories in all, default 65536 */
+	unsigned root_handles;	      /* of max_handles, only for uid 0, default 1024 */
+	unsigned max_handles_per_uid; /* each uid but 0, default 1024 */
+	uint64_t max_buffer_per_uid;  /* render/listing memory held per uid but 0, default 16 MiB */
+	uint64_t max_buffer_others;   /* held by all uids but 0 together, default 64 MiB */
+};
+
 struct fs_options {
 	const char *mountpoint;
 	const char *vmm_name; /* shown in the version file ("firecracker", "qemu", "fake") */
 	unsigned max_threads; /* FUSE worker threads, default 16 */
-	unsigned max_handles; /* open files limit, default 65536 */
-	bool debug;	      /* libfuse request tracing */
+	struct fs_limits limits;
+	bool debug; /* libfuse request tracing */
 };
 
 /* Create the session and mount it at opts->mountpoint. Registers the runtime notify callback.
@@ -39,6 +50,14 @@ void fs_exit(struct fs *fs);
 void fs_unmount(struct fs *fs);
 /* Detach from the runtime, destroy the session, free. Accepts NULL. */
 struct fs *fs_free(struct fs *fs);
+
+/* What the openers of the mount hold now: files and directories in all and those of uids
+ * other than 0, with their buffer bytes. Releases reach the daemon after close(2) returns. */
+struct fs_open_stats {
+	unsigned handles, handles_others;
+	uint64_t bytes_others;
+};
+void fs_open_stats(struct fs *fs, struct fs_open_stats *ret);
 
 /* Before mounting: if mountpoint is a dead FUSE mount (ENOTCONN, a crashed daemon), detach it.
  * Returns 1 when a stale mount was removed, 0 when there was none, -EBUSY when a live mvmfs is

@@ -59,7 +59,18 @@ struct fs_handle;
 struct fs_open {
 	struct fs_open *prev, *next; /* protected by fs->open_lock */
 	void (*release)(struct fs_open *o);
+	uid_t uid;    /* the opener (the FUSE request's uid) */
+	size_t bytes; /* buffer memory charged to uid; protected by fs->open_lock */
 };
+
+/* What one uid other than 0 holds (open.c); entries exist while handles > 0. */
+struct fs_uid {
+	struct fs_uid *next;
+	uid_t uid;
+	unsigned handles;
+	uint64_t bytes;
+};
+#define FS_UID_BUCKETS 64
 
 /* An attribute file (sysfs device_attribute). show renders the value; store parses a
  * NUL-terminated, newline-stripped copy (state writes are handled by state.c instead). */
@@ -112,14 +123,18 @@ struct fs {
 	char *mountpoint;
 	char *vmm_name;
 	unsigned max_threads;
-	unsigned max_handles;
+	struct fs_limits limits; /* defaults filled in */
 	atomic_bool ready;
 	atomic_bool mounted;
 	atomic_bool parallel_writes; /* kernel speaks FUSE >= 7.38 (FOPEN_PARALLEL_DIRECT_WRITES) */
 	pthread_mutex_t open_lock;   /* a leaf lock */
 	struct fs_open *opens;	     /* open files and directories; protected by open_lock */
 	unsigned n_open;	     /* protected by open_lock */
-	struct timespec start_time;  /* st_[amc]tim of every node */
+	/* Per-uid accounting (open.c), protected by open_lock: every uid but 0. */
+	struct fs_uid *uids[FS_UID_BUCKETS];
+	unsigned n_open_others;
+	uint64_t bytes_others;
+	struct timespec start_time; /* st_[amc]tim of every node */
 
 	pthread_mutex_t poll_lock;
 	struct fs_handle *pollers; /* handles holding a pollhandle; protected by poll_lock */
@@ -135,9 +150,10 @@ struct fs_handle {
 	struct vm *vm; /* reference; NULL for root files */
 	const struct fs_attr *attr;
 
-	pthread_mutex_t lock; /* protects buf, len, last_seq */
-	char *buf;
+	pthread_mutex_t lock; /* protects buf, len, rendered, last_seq; taken before open_lock */
+	char *buf;	      /* NULL once a read took the whole value (len stays) */
 	size_t len;
+	bool rendered;
 	uint64_t last_seq;
 
 	/* protected by fs->poll_lock */
@@ -157,9 +173,18 @@ bool fs_vm_is_live(struct fs *fs, struct vm *vm);
 int fs_resolve(struct fs *fs, fuse_ino_t ino, struct node_info *ret);
 /* Fill a stat for a node. */
 void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct node_info *ni, struct stat *st);
-/* Register an open file or directory (-ENFILE beyond fs->max_handles) / forget it. */
-int fs_open_add(struct fs *fs, struct fs_open *o);
+/* open.c: the registry of open files and directories and its limits (fs_limits in fs.h).
+ * fs_open_add registers o for uid: -ENFILE beyond max_handles, or for uid != 0 beyond the share
+ * the others may use (max_handles - root_handles); -EMFILE beyond max_handles_per_uid; -ENOMEM.
+ * fs_open_charge sets the buffer bytes o holds: growing past max_buffer_per_uid or
+ * max_buffer_others (uid != 0) fails with -ENOMEM and changes nothing; shrinking always works.
+ * fs_open_del forgets o and releases what it held. open_lock is a leaf: callable with
+ * fs_handle->lock held. */
+int fs_open_add(struct fs *fs, struct fs_open *o, uid_t uid);
+int fs_open_charge(struct fs *fs, struct fs_open *o, size_t bytes);
 void fs_open_del(struct fs *fs, struct fs_open *o);
+/* Fill the zero fields of l with the defaults; -EINVAL (message in err) if inconsistent. */
+int fs_limits_init(struct fs_limits *l, struct err *err);
 
 /* Handlers, grouped by file. */
 void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);

@@ -107,7 +107,12 @@ int fs_new(struct runtime *rt, const struct fs_options *opts, struct fs **ret, s
 		return err_set(err, -ENOMEM, "out of memory");
 	fs->rt = rt;
 	fs->max_threads = opts->max_threads ? opts->max_threads : 16;
-	fs->max_handles = opts->max_handles ? opts->max_handles : 65536;
+	fs->limits = opts->limits;
+	r = fs_limits_init(&fs->limits, err);
+	if (r < 0) {
+		free(fs);
+		return r;
+	}
 	fs->mountpoint = strdup(opts->mountpoint);
 	fs->vmm_name = strdup(opts->vmm_name ? opts->vmm_name : "firecracker");
 	pthread_mutex_init(&fs->poll_lock, NULL);

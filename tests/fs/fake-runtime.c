@@ -34,6 +34,7 @@ struct vm {
 	char failmsg[512];
 	uint64_t txn; /* transition serial, so a stale timer never ends a later one */
 	char health[32];
+	size_t log_size; /* 0: one line; else the log is this many bytes */
 	uint64_t seq[_VM_ATTR_MAX];
 };
 
@@ -52,6 +53,7 @@ struct task {
 };
 
 #define FAKE_MAX 8192
+#define FAKE_LOG_MAX (64 * 1024)
 
 struct runtime {
 	pthread_mutex_t lock; /* protects everything below; taken before a vm lock */
@@ -713,6 +715,16 @@ int vm_show(struct vm *vm, enum vm_attr attr, char **ret, size_t *ret_len)
 		n = asprintf(&s, "%s", vm->error);
 		break;
 	case VM_ATTR_LOG:
+		if (vm->log_size) {
+			/* lines of 64 bytes, as many as fit */
+			n = (int)vm->log_size;
+			s = malloc(vm->log_size);
+			for (size_t i = 0; s && i < vm->log_size; i++)
+				s[i] = i % 64 == 63 || i + 1 == vm->log_size ? '\n' : 'x';
+			if (!s)
+				n = -1;
+			break;
+		}
 		n = asprintf(&s, "fake console of %s\n", vm->name);
 		break;
 	case VM_ATTR_CONFIG:
@@ -833,6 +845,18 @@ void fake_runtime_control(struct runtime *rt, const char *line, char *reply, siz
 			notify(rt, vm, VM_ATTR_HEALTH);
 			vm_unref(vm);
 		}
+	} else if (strcmp(cmd, "logsize") == 0) {
+		struct vm *vm = runtime_vm_get(rt, arg);
+		uint32_t v = 0;
+		r = vm ? parse_u32(rest, &v) : -ENOENT;
+		if (r >= 0 && v > FAKE_LOG_MAX)
+			r = -ERANGE;
+		if (r >= 0) {
+			pthread_mutex_lock(&vm->lock);
+			vm->log_size = v;
+			pthread_mutex_unlock(&vm->lock);
+		}
+		vm_unref(vm);
 	} else if (strcmp(cmd, "busy") == 0 || strcmp(cmd, "state") == 0) {
 		struct vm *vm = runtime_vm_get(rt, arg);
 		if (!vm) {

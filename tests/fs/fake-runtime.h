@@ -19,5 +19,7 @@ struct runtime;
  *   maxvms N                limit of defined VMs (default 4096)
  *   busy NAME               "1" while a transition of NAME is in flight, else "0"
  *   state NAME              NAME's state word
+ *   logsize NAME BYTES      NAME's log renders BYTES bytes (0: one line; at most 64 KiB, the
+ *                           real runtime's log tail)
  */
 void fake_runtime_control(struct runtime *rt, const char *line, char *reply, size_t size);

@@ -3,10 +3,14 @@
  * The real FUSE tree (fs/) over the fake runtime, for the fs semantics tests and the fs-read
  * benchmark. Usage: mvmfs-fs-testd MOUNTPOINT [-d]
  * Prints "ready" on stdout once vms/ is visible, then reads control lines on stdin (see
- * fake-runtime.h, plus "setready") and answers each with one line. EOF on stdin or SIGTERM
+ * fake-runtime.h, plus "setready" and "opens": "HANDLES HANDLES_OTHERS BYTES_OTHERS" of
+ * fs_open_stats()) and answers each with one line. EOF on stdin or SIGTERM
  * unmounts and exits. With MVMFS_TESTD_HOLD_READY=1 vms/ stays hidden until "setready".
+ * MVMFS_TESTD_LIMITS="MAX_HANDLES ROOT_HANDLES PER_UID BUFFER_PER_UID BUFFER_OTHERS" sets the
+ * open limits (struct fs_limits; 0 keeps a default).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -37,6 +41,14 @@ static void *control_thread(void *arg)
 				fs_set_ready(c->fs);
 			pthread_mutex_unlock(&c->lock);
 			snprintf(reply, sizeof(reply), "ok");
+		} else if (strcmp(line, "opens\n") == 0) {
+			struct fs_open_stats st = {};
+			pthread_mutex_lock(&c->lock);
+			if (c->fs)
+				fs_open_stats(c->fs, &st);
+			pthread_mutex_unlock(&c->lock);
+			snprintf(reply, sizeof(reply), "%u %u %" PRIu64, st.handles,
+				 st.handles_others, st.bytes_others);
 		} else {
 			fake_runtime_control(c->rt, line, reply, sizeof(reply));
 		}
@@ -66,6 +78,14 @@ int main(int argc, char **argv)
 	}
 	opts.mountpoint = argv[1];
 	opts.debug = argc > 2 && strcmp(argv[2], "-d") == 0;
+	if (getenv("MVMFS_TESTD_LIMITS") &&
+	    sscanf(getenv("MVMFS_TESTD_LIMITS"), "%u %u %u %" SCNu64 " %" SCNu64,
+		   &opts.limits.max_handles, &opts.limits.root_handles,
+		   &opts.limits.max_handles_per_uid, &opts.limits.max_buffer_per_uid,
+		   &opts.limits.max_buffer_others) != 5) {
+		fprintf(stderr, "MVMFS_TESTD_LIMITS: five numbers expected\n");
+		return 2;
+	}
 	if (getenv("MVMFS_TESTD_DEBUG"))
 		log_set_max_level(LOG_DEBUG);
 	signal(SIGPIPE, SIG_IGN);

@@ -2,13 +2,15 @@
 /*
  * fs semantics (SPEC.md section 2) of the real FUSE tree over the FAKE runtime
  * (tests/fs/fake-runtime.c): names, errnos, reads, whole-value writes, blocking / O_NONBLOCK /
- * interrupted state writes, concurrent writers, poll wake-ups, rmdir. Driven with plain
+ * interrupted state writes, concurrent writers, poll wake-ups, rmdir, and the per-uid limits on
+ * open files and buffer memory (as `nobody` and other uids, in child processes). Driven with plain
  * syscalls. Each case runs mvmfs-fs-testd in a private mount namespace (so a failing case
  * never leaves a mount behind) and unmounts it at the end.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <poll.h>
 #include <sched.h>
@@ -20,6 +22,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/utsname.h>
@@ -28,6 +31,8 @@
 #include <unistd.h>
 
 #include "test.h"
+// (after test.h)
+#include "sys.h"
 
 static struct {
 	pid_t pid;
@@ -849,6 +854,232 @@ static void test_rmdir_and_reuse(void)
 	teardown();
 }
 
+/*
+ * A local user holding files open: a child that drops to uid (and gid) U, opens path up to
+ * max times, then reads rsize bytes at offset 0 of each open file (1 renders the value and keeps
+ * the buffer, as the read did not take it whole; a large rsize is a cat), reports what it got and
+ * holds everything until holder_end().
+ */
+struct holder {
+	pid_t pid;
+	int hold_w;
+	int opened, open_errno, reads, read_errno;
+};
+
+static void holder_start(struct holder *h, uid_t uid, const char *path, int max, size_t rsize)
+{
+	int res[2], hold[2];
+	int got[4];
+
+	ASSERT_OK(pipe2(res, O_CLOEXEC));
+	ASSERT_OK(pipe2(hold, O_CLOEXEC));
+	h->pid = fork();
+	ASSERT_TRUE(h->pid >= 0);
+	if (h->pid == 0) {
+		struct rlimit rl = {.rlim_cur = 8192, .rlim_max = 8192};
+		int r[4] = {0, 0, 0, 0}, *fds = calloc((size_t)max, sizeof(int));
+		char c, *rbuf = malloc(rsize);
+
+		/* nothing of the test's or of other holders (their hold pipes) stays open */
+		for (int fd = 3; fd < 1024; fd++)
+			if (fd != res[1] && fd != hold[0])
+				close(fd);
+		if (!fds || !rbuf || setrlimit(RLIMIT_NOFILE, &rl) < 0 || setgroups(0, NULL) < 0 ||
+		    setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0)
+			_exit(3);
+		for (; r[0] < max; r[0]++) {
+			fds[r[0]] = open(path, O_RDONLY | O_CLOEXEC);
+			if (fds[r[0]] < 0) {
+				r[1] = errno;
+				break;
+			}
+		}
+		for (; r[2] < r[0]; r[2]++) {
+			struct stat st;
+			if (fstat(fds[r[2]], &st) < 0 || S_ISDIR(st.st_mode))
+				break;
+			if (pread(fds[r[2]], rbuf, rsize, 0) <= 0) {
+				r[3] = errno;
+				break;
+			}
+		}
+		if (write(res[1], r, sizeof(r)) != sizeof(r))
+			_exit(4);
+		(void)!read(hold[0], &c, 1); /* until holder_end() */
+		_exit(0);
+	}
+	close(res[1]);
+	close(hold[0]);
+	h->hold_w = hold[1];
+	if (read(res[0], got, sizeof(got)) != sizeof(got))
+		TEST_FAIL("holder as uid %u died", (unsigned)uid);
+	close(res[0]);
+	h->opened = got[0];
+	h->open_errno = got[1];
+	h->reads = got[2];
+	h->read_errno = got[3];
+	printf("# uid %u: %d opens (then %s), %d held buffers (then %s)\n", (unsigned)uid,
+	       h->opened, h->open_errno ? strerror(h->open_errno) : "-", h->reads,
+	       h->read_errno ? strerror(h->read_errno) : "-");
+}
+
+/* Wait until the daemon counts this many open files (close(2) does not wait for the release). */
+static void wait_opens(unsigned handles)
+{
+	double deadline = now_s() + 10;
+	unsigned n = 0;
+
+	while (now_s() < deadline) {
+		if (sscanf(ctl("opens"), "%u", &n) == 1 && n == handles)
+			return;
+		usleep(5000);
+	}
+	TEST_FAIL("the daemon counts %u open files, expected %u", n, handles);
+}
+
+/* Close everything the holder has open (it exits), wait for it and for the releases. */
+static void holder_end(struct holder *h, unsigned left)
+{
+	int status;
+
+	close(h->hold_w);
+	ASSERT_EQ(waitpid(h->pid, &status, 0), h->pid);
+	ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	wait_opens(left);
+}
+
+/* Other users may open the mount (allow_other) but not exhaust it: `nobody` holding its
+ * maximum of files and of 64 KiB log buffers (the defaults: 1024 files, 16 MiB) gets EMFILE
+ * and ENOMEM, while root's reads and state writes work and are fast and the daemon's memory
+ * stays bounded. A full read (cat) keeps no buffer, and everything comes back on close. */
+static void test_limits_nobody(void)
+{
+	struct holder h, h2;
+	static char big[70000];
+	char buf[256];
+	long rss0, rss1, rss2;
+	double worst = 0;
+	int fds[64];
+
+	setup();
+	ASSERT_OK(chmod(F.dir, 0755)); /* the mount's parent: others must reach the mount */
+	mkvm("a");
+	CTL_OK("logsize a 65536");
+	/* warm up the daemon's threads and allocator before the baseline */
+	for (int i = 0; i < 200; i++)
+		ASSERT_TRUE(cat(P("vms/a/log"), big, sizeof(big)) == 65536);
+	rss0 = proc_rss_kb(F.pid);
+
+	holder_start(&h, 65534, P("vms/a/log"), 5000, 1);
+	ASSERT_EQ(h.opened, 1024);
+	ASSERT_EQ(h.open_errno, EMFILE);
+	ASSERT_EQ(h.reads, 256); /* 256 x 64 KiB = 16 MiB */
+	ASSERT_EQ(h.read_errno, ENOMEM);
+
+	/* root: reads and state writes work, and fast (wall clock on a shared machine: a loose
+	 * bound, the median is printed) */
+	for (int i = 0; i < 200; i++) {
+		double t = now_s();
+		ASSERT_TRUE(cat(P("version"), buf, sizeof(buf)) > 0);
+		ASSERT_TRUE(cat(P("vms/a/state"), buf, sizeof(buf)) > 0);
+		t = now_s() - t;
+		worst = t > worst ? t : worst;
+	}
+	printf("# root: 200 x (cat version + cat state) while nobody is at its limits, worst %.1f "
+	       "ms\n",
+	       worst * 1000);
+	ASSERT_TRUE(worst < 1.0);
+	ASSERT_EQ(put(P("vms/a/state"), "start", O_TRUNC), 5);
+	expect_content(P("vms/a/state"), "running\n");
+	/* root holds more big buffers than nobody may */
+	for (size_t i = 0; i < ELEMENTSOF(fds); i++) {
+		fds[i] = open(P("vms/a/log"), O_RDONLY | O_CLOEXEC);
+		ASSERT_TRUE(fds[i] >= 0);
+		ASSERT_EQ(pread(fds[i], buf, 1, 0), 1);
+	}
+	for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+		close(fds[i]);
+	wait_opens(1024);
+	ASSERT_STREQ(ctl("opens"), "1024 1024 16777216");
+	rss1 = proc_rss_kb(F.pid);
+	printf("# daemon RSS %ld KiB before, %ld KiB with nobody at its limits\n", rss0, rss1);
+	ASSERT_TRUE(rss0 > 0 && rss1 - rss0 < 48 * 1024);
+	holder_end(&h, 0);
+
+	/* released: nobody gets its 1024 files again; whole reads (cat) keep no buffer */
+	holder_start(&h2, 65534, P("vms/a/log"), 1024, sizeof(big));
+	ASSERT_EQ(h2.opened, 1024);
+	ASSERT_EQ(h2.reads, 1024);
+	holder_end(&h2, 0);
+	ASSERT_STREQ(ctl("opens"), "0 0 0");
+	rss2 = proc_rss_kb(F.pid);
+	printf("# daemon RSS %ld KiB after release\n", rss2);
+	teardown();
+}
+
+/* The others' share and the buffer totals, with small limits: 64 files, 16 of them only for
+ * root, 20 per uid; 64 KiB of buffers per uid, 128 KiB for all uids but 0 together. */
+static void test_limits_share(void)
+{
+	struct holder a, b, c, d, e;
+	static char big[20000];
+	char buf[64];
+	int fds[17], n;
+
+	setenv("MVMFS_TESTD_LIMITS", "64 16 20 65536 131072", 1);
+	setup();
+	ASSERT_OK(chmod(F.dir, 0755));
+	mkvm("a");
+	CTL_OK("logsize a 16384");
+
+	holder_start(&a, 65534, P("vms/a/log"), 100, 1);
+	ASSERT_EQ(a.opened, 20);
+	ASSERT_EQ(a.open_errno, EMFILE);
+	ASSERT_EQ(a.reads, 4);
+	ASSERT_EQ(a.read_errno, ENOMEM);
+	holder_start(&b, 65533, P("vms/a/log"), 100, 1);
+	ASSERT_EQ(b.opened, 20);
+	ASSERT_EQ(b.reads, 4); /* the others' 128 KiB are now held */
+	holder_start(&c, 65532, P("vms/a/log"), 100, 1);
+	ASSERT_EQ(c.opened, 8); /* 64 - 16 for the others in all */
+	ASSERT_EQ(c.open_errno, ENFILE);
+	ASSERT_EQ(c.reads, 0);
+	ASSERT_EQ(c.read_errno, ENOMEM);
+
+	/* root: its 16, and its reads, whatever the others hold */
+	for (n = 0; n < (int)ELEMENTSOF(fds); n++) {
+		fds[n] = open(P("vms/a/log"), O_RDONLY | O_CLOEXEC);
+		if (fds[n] < 0)
+			break;
+		ASSERT_EQ(pread(fds[n], buf, 1, 0), 1);
+	}
+	ASSERT_EQ(n, 16);
+	ASSERT_EQ(errno, ENFILE);
+	while (n-- > 0)
+		close(fds[n]);
+	wait_opens(48);
+	ASSERT_STREQ(ctl("opens"), "48 48 131072");
+	ASSERT_TRUE(cat(P("vms/a/log"), big, sizeof(big)) == 16384);
+	ASSERT_EQ(put(P("vms/a/state"), "start", O_TRUNC), 5);
+
+	/* b's files and buffers come back: d gets files, and buffers up to its own limit */
+	holder_end(&b, 28);
+	holder_start(&d, 65531, P("vms/a/log"), 100, 1);
+	ASSERT_EQ(d.opened, 20);
+	ASSERT_EQ(d.open_errno, EMFILE);
+	ASSERT_EQ(d.reads, 4);
+	holder_end(&d, 28);
+	/* directory handles count against the same limits */
+	holder_start(&e, 65531, P("vms"), 100, 1);
+	ASSERT_EQ(e.opened, 20);
+	ASSERT_EQ(e.open_errno, EMFILE);
+	holder_end(&e, 28);
+	holder_end(&c, 20);
+	holder_end(&a, 0);
+	ASSERT_STREQ(ctl("opens"), "0 0 0");
+	teardown();
+}
+
 /* vms/ appears only once the daemon is ready (SPEC section 1). */
 static void test_readiness(void)
 {
@@ -882,4 +1113,4 @@ TEST_MAIN(TEST(test_readiness), TEST(test_tree_and_modes), TEST(test_names),
 	  TEST(test_blocking_write_waits_for_transition), TEST(test_nonblock_returns_on_acceptance),
 	  TEST(test_concurrent_writers), TEST(test_failed_transition_eio),
 	  TEST(test_interrupted_write_eintr), TEST(test_poll_state), TEST(test_poll_health),
-	  TEST(test_rmdir_and_reuse))
+	  TEST(test_rmdir_and_reuse), TEST(test_limits_nobody), TEST(test_limits_share))
