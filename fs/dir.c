@@ -196,16 +196,18 @@ static int do_setattr(struct fs *fs, fuse_ino_t ino, const struct stat *attr, in
 	const int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
 			  FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
 	struct node_info ni = {};
+	bool truncate;
 	int r;
 
 	r = fs_resolve(fs, ino, &ni);
 	if (r < 0)
 		return r;
-	if (!ni.attr || !(to_set & FUSE_SET_ATTR_SIZE) || (to_set & ~(FUSE_SET_ATTR_SIZE | times)))
-		r = -EPERM;
-	else if (!(ni.attr->mode & 0200))
+	/* A truncate (size, maybe times) of a file: EACCES if read-only, else only to 0. */
+	truncate = ni.attr && (to_set & FUSE_SET_ATTR_SIZE) &&
+		   !(to_set & ~(FUSE_SET_ATTR_SIZE | times));
+	if (truncate && !(ni.attr->mode & 0200))
 		r = -EACCES;
-	else if (attr->st_size != 0)
+	else if (!truncate || attr->st_size != 0)
 		r = -EPERM;
 	else
 		fs_fill_stat(fs, ino, &ni, st);
@@ -354,7 +356,7 @@ void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		   struct fuse_file_info *fi)
 {
 	struct dirbuf *b = (struct dirbuf *)(uintptr_t)fi->fh;
-	_cleanup_free_ char *slice = NULL;
+	char *slice;
 	size_t n;
 
 	(void)ino;
@@ -371,6 +373,7 @@ void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	memcpy(slice, b->p + off, n);
 	fuse_reply_buf(req, slice, n);
+	free(slice);
 }
 
 void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

