@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of fs/ internals without a mount: the inode table (lookup counts, forget, inode
- * numbers never reused, references held on VMs) and the attribute tables. VM objects come from
- * the fake runtime. */
+ * numbers never reused, references held on VMs), the attribute tables and the per-uid open
+ * limits. VM objects come from the fake runtime. */
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
@@ -178,5 +178,87 @@ static void test_fill_stat(void)
 	ASSERT_EQ(st.st_nlink, 2);
 }
 
+static void release_nop(struct fs_open *o)
+{
+	(void)o;
+}
+
+/* Handles and buffer bytes per uid, the others' share, root's reserve, and that every release
+ * gives back exactly what was taken (counters back to zero, no uid entry left). */
+static void test_open_limits(void)
+{
+	static struct fs_open o[1200];
+	struct fs fs = {.limits = {100, 10, 30, 1000, 1500}};
+	struct fs_limits bad = {.max_handles = 10, .root_handles = 10};
+	struct fs_open_stats st;
+	struct err err = {};
+	int n = 0;
+
+	ASSERT_EQ(fs_limits_init(&bad, &err), -EINVAL);
+	ASSERT_TRUE(strstr(err.msg, "root-handles"));
+	ASSERT_OK(fs_limits_init(&fs.limits, &err));
+	ASSERT_EQ(fs.limits.max_handles, 100);
+	pthread_mutex_init(&fs.open_lock, NULL);
+	for (size_t i = 0; i < ELEMENTSOF(o); i++)
+		o[i].release = release_nop;
+
+	/* uid 1000: 30 files, then EMFILE; 1001 and 1002 fill the others' 90; 1003: ENFILE */
+	for (uid_t u = 1000; u < 1003; u++) {
+		for (int i = 0; i < 30; i++)
+			ASSERT_OK(fs_open_add(&fs, &o[n++], u));
+		ASSERT_EQ(fs_open_add(&fs, &o[n], u), -EMFILE);
+	}
+	ASSERT_EQ(fs_open_add(&fs, &o[n], 1003), -ENFILE);
+	/* root: the last 10, then ENFILE */
+	for (int i = 0; i < 10; i++)
+		ASSERT_OK(fs_open_add(&fs, &o[n++], 0));
+	ASSERT_EQ(fs_open_add(&fs, &o[n], 0), -ENFILE);
+	fs_open_stats(&fs, &st);
+	ASSERT_EQ(st.handles, 100);
+	ASSERT_EQ(st.handles_others, 90);
+
+	/* bytes: uid 1000 up to 1000, shrinking always works; the others' 1500 in all */
+	ASSERT_OK(fs_open_charge(&fs, &o[0], 600));
+	ASSERT_OK(fs_open_charge(&fs, &o[1], 400));
+	ASSERT_EQ(fs_open_charge(&fs, &o[2], 1), -ENOMEM);
+	ASSERT_EQ(o[2].bytes, 0);
+	ASSERT_OK(fs_open_charge(&fs, &o[0], 500));
+	ASSERT_OK(fs_open_charge(&fs, &o[2], 100));
+	ASSERT_EQ(fs_open_charge(&fs, &o[1], 401), -ENOMEM);
+	ASSERT_OK(fs_open_charge(&fs, &o[30], 500)); /* uid 1001: 1500 in all now */
+	ASSERT_EQ(fs_open_charge(&fs, &o[31], 1), -ENOMEM);
+	ASSERT_OK(fs_open_charge(&fs, &o[90], 1u << 30)); /* root: not limited */
+	fs_open_stats(&fs, &st);
+	ASSERT_EQ(st.bytes_others, 1500);
+
+	/* a release gives back its handle and its bytes */
+	fs_open_del(&fs, &o[0]);
+	ASSERT_OK(fs_open_charge(&fs, &o[31], 500));
+	ASSERT_OK(fs_open_add(&fs, &o[0], 1003));
+	while (n-- > 0)
+		fs_open_del(&fs, &o[n]);
+	fs_open_stats(&fs, &st);
+	ASSERT_EQ(st.handles, 0);
+	ASSERT_EQ(st.handles_others, 0);
+	ASSERT_EQ(st.bytes_others, 0);
+
+	/* many uids: hash chains */
+	fs.limits = (struct fs_limits){1300, 10, 30, 1000, 1u << 20};
+	for (int i = 0; i < 1200; i++)
+		ASSERT_OK(fs_open_add(&fs, &o[i], (uid_t)(1 + i % 400)));
+	for (int i = 0; i < 1200; i++)
+		ASSERT_OK(fs_open_charge(&fs, &o[i], 100));
+	for (int i = 1199; i >= 0; i -= 2)
+		fs_open_del(&fs, &o[i]);
+	for (int i = 1198; i >= 0; i -= 2)
+		fs_open_del(&fs, &o[i]);
+	fs_open_stats(&fs, &st);
+	ASSERT_EQ(st.handles + st.handles_others + st.bytes_others, 0);
+	for (size_t i = 0; i < FS_UID_BUCKETS; i++)
+		ASSERT_TRUE(fs.uids[i] == NULL);
+	ASSERT_TRUE(fs.opens == NULL);
+	pthread_mutex_destroy(&fs.open_lock);
+}
+
 TEST_MAIN(TEST(test_node_table_lookup_counts), TEST(test_node_table_keeps_vm_alive),
-	  TEST(test_attribute_tables), TEST(test_fill_stat))
+	  TEST(test_attribute_tables), TEST(test_fill_stat), TEST(test_open_limits))
