@@ -196,18 +196,18 @@ static int do_setattr(struct fs *fs, fuse_ino_t ino, const struct stat *attr, in
 	const int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
 			  FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
 	struct node_info ni = {};
-	bool truncate;
+	bool is_truncate;
 	int r;
 
 	r = fs_resolve(fs, ino, &ni);
 	if (r < 0)
 		return r;
 	/* A truncate (size, maybe times) of a file: EACCES if read-only, else only to 0. */
-	truncate = ni.attr && (to_set & FUSE_SET_ATTR_SIZE) &&
-		   !(to_set & ~(FUSE_SET_ATTR_SIZE | times));
-	if (truncate && !(ni.attr->mode & 0200))
+	is_truncate = ni.attr && (to_set & FUSE_SET_ATTR_SIZE) &&
+		      !(to_set & ~(FUSE_SET_ATTR_SIZE | times));
+	if (is_truncate && !(ni.attr->mode & 0200))
 		r = -EACCES;
-	else if (!truncate || attr->st_size != 0)
+	else if (!is_truncate || attr->st_size != 0)
 		r = -EPERM;
 	else
 		fs_fill_stat(fs, ino, &ni, st);
