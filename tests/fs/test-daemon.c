@@ -3,12 +3,14 @@
  * The mvmfs daemon binary (daemon/): command line and --config, readiness, SIGTERM/SIGINT exit 0
  * with the mount gone and VMs kept, stale mount cleanup after a crash, refusing a live mount, and
  * the tree over the REAL runtime with the Firecracker backend pointed at tests/fakes (no VM is
- * started: the start path fails fast on an unreachable registry, which checks EIO + error).
+ * started: the start path fails fast on an unreachable registry, which checks EIO + error), and
+ * the open limits for other users set by options (tried as `nobody`).
  * Each case runs in a private mount namespace.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <poll.h>
 #include <sched.h>
@@ -421,6 +423,70 @@ static void test_real_runtime_tree(void)
 	teardown();
 }
 
+/* The open limits come from the options: `nobody` gets --max-handles-per-uid files of metrics
+ * (EMFILE after), and --max-buffer-per-uid of held buffers (ENOMEM after: each metrics render is
+ * 2-8 KB), while root reads on; an inconsistent pair of limits is refused at start. */
+static void test_open_limit_options(void)
+{
+	char buf[8192], p[300];
+	int res[2], got[4] = {0, 0, 0, 0};
+	ssize_t len;
+	pid_t pid, child;
+
+	setup();
+	ASSERT_OK(chmod(T, 0755)); /* nobody must reach the mount */
+	pid = spawn(1, "--max-handles-per-uid", "8", "--max-buffer-per-uid", "16K",
+		    (const char *)NULL);
+	wait_ready(pid);
+	ASSERT_OK(mkd("vms/l1"));
+	len = cat("metrics", buf, sizeof(buf));
+	ASSERT_TRUE(len > 2048 && len < 8192);
+	snprintf(p, sizeof(p), "%s/metrics", MNT);
+	ASSERT_OK(pipe2(res, O_CLOEXEC));
+	child = fork();
+	ASSERT_TRUE(child >= 0);
+	if (child == 0) {
+		int r[4] = {0, 0, 0, 0}, fds[16];
+		char c;
+
+		if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+		    setresuid(65534, 65534, 65534) < 0)
+			_exit(3);
+		for (; r[0] < 16; r[0]++) {
+			fds[r[0]] = open(p, O_RDONLY | O_CLOEXEC);
+			if (fds[r[0]] < 0) {
+				r[1] = errno;
+				break;
+			}
+		}
+		for (; r[2] < r[0]; r[2]++)
+			if (pread(fds[r[2]], &c, 1, 0) != 1) {
+				r[3] = errno;
+				break;
+			}
+		_exit(write(res[1], r, sizeof(r)) == sizeof(r) ? 0 : 4);
+	}
+	close(res[1]);
+	ASSERT_EQ(run_wait(child), 0);
+	ASSERT_EQ(read(res[0], got, sizeof(got)), sizeof(got));
+	close(res[0]);
+	ASSERT_EQ(got[0], 8);
+	ASSERT_EQ(got[1], EMFILE);
+	printf("# nobody: %d opens, %d held buffers of ~%zd bytes (then %s)\n", got[0], got[2], len,
+	       strerror(got[3]));
+	/* as many as fit in 16 KiB (metrics may grow by a few digits between reads) */
+	ASSERT_TRUE(got[2] >= 16384 / (len + 64) && got[2] <= 16384 / len);
+	ASSERT_EQ(got[3], ENOMEM);
+	ASSERT_TRUE(cat("metrics", buf, sizeof(buf)) > 1024);
+	ASSERT_EQ(put("vms/l1/state", "stop\n"), 5);
+	ASSERT_EQ(stop(pid, SIGTERM), 0);
+
+	pid = spawn(2, "--max-handles", "100", "--root-handles", "100", (const char *)NULL);
+	ASSERT_EQ(run_wait(pid), 1);
+	ASSERT_TRUE(log_contains(2, "root-handles (100) must be less than max-handles (100)"));
+	teardown();
+}
+
 /* Type=notify: READY=1 reaches $NOTIFY_SOCKET once vms/ is there, STOPPING=1 on SIGTERM. */
 static void test_sd_notify(void)
 {
@@ -462,4 +528,4 @@ static void test_sd_notify(void)
 
 TEST_MAIN(TEST(test_command_line), TEST(test_sd_notify), TEST(test_config_file_and_precedence),
 	  TEST(test_signals_unmount_and_keep_vms), TEST(test_stale_mount_after_crash),
-	  TEST(test_real_runtime_tree))
+	  TEST(test_real_runtime_tree), TEST(test_open_limit_options))
