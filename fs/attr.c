@@ -75,10 +75,44 @@ static int show_version(struct fs *fs, struct vm *vm, char **ret, size_t *ret_le
 	return 0;
 }
 
+/* The runtime's node metrics, then the open limits' (open.c). */
 static int show_node_metrics(struct fs *fs, struct vm *vm, char **ret, size_t *ret_len)
 {
+	struct fs_open_stats st;
+	char *rt_text = NULL, *out = NULL;
+	size_t rt_len = 0;
+	int r, n;
+
 	(void)vm;
-	return runtime_metrics(fs->rt, ret, ret_len);
+	r = runtime_metrics(fs->rt, &rt_text, &rt_len);
+	if (r < 0)
+		return r;
+	fs_open_stats(fs, &st);
+	n = asprintf(
+		&out,
+		"%.*s"
+		"# HELP mvmfs_fs_open_files Files and directories of the mount open now, by "
+		"opener.\n"
+		"# TYPE mvmfs_fs_open_files gauge\n"
+		"mvmfs_fs_open_files{opener=\"root\"} %u\n"
+		"mvmfs_fs_open_files{opener=\"others\"} %u\n"
+		"# HELP mvmfs_fs_buffer_bytes Read buffers held for openers other than root.\n"
+		"# TYPE mvmfs_fs_buffer_bytes gauge\n"
+		"mvmfs_fs_buffer_bytes{opener=\"others\"} %llu\n"
+		"# HELP mvmfs_fs_refused_total Opens and reads refused by the per-uid limits.\n"
+		"# TYPE mvmfs_fs_refused_total counter\n"
+		"mvmfs_fs_refused_total{errno=\"EMFILE\"} %llu\n"
+		"mvmfs_fs_refused_total{errno=\"ENFILE\"} %llu\n"
+		"mvmfs_fs_refused_total{errno=\"ENOMEM\"} %llu\n",
+		(int)rt_len, rt_text, st.handles - st.handles_others, st.handles_others,
+		(unsigned long long)st.bytes_others, (unsigned long long)st.refused_emfile,
+		(unsigned long long)st.refused_enfile, (unsigned long long)st.refused_enomem);
+	free(rt_text);
+	if (n < 0)
+		return -ENOMEM;
+	*ret = out;
+	*ret_len = (size_t)n;
+	return 0;
 }
 
 /* Root files; their inode numbers are fixed (FS_INO_VERSION + index). */

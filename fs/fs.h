@@ -56,6 +56,7 @@ struct fs *fs_free(struct fs *fs);
 struct fs_open_stats {
 	unsigned handles, handles_others;
 	uint64_t bytes_others;
+	uint64_t refused_emfile, refused_enfile, refused_enomem; /* since the start */
 };
 void fs_open_stats(struct fs *fs, struct fs_open_stats *ret);
 

@@ -134,6 +134,7 @@ struct fs {
 	struct fs_uid *uids[FS_UID_BUCKETS];
 	unsigned n_open_others;
 	uint64_t bytes_others;
+	uint64_t refused_emfile, refused_enfile, refused_enomem;
 	struct timespec start_time; /* st_[amc]tim of every node */
 
 	pthread_mutex_t poll_lock;

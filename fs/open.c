@@ -48,6 +48,17 @@ static struct fs_uid **uid_slot(struct fs *fs, uid_t uid)
 	return p;
 }
 
+/* Count a refusal; called with open_lock held. */
+static void count_refused(struct fs *fs, int r)
+{
+	if (r == -EMFILE)
+		fs->refused_emfile++;
+	else if (r == -ENFILE)
+		fs->refused_enfile++;
+	else
+		fs->refused_enomem++;
+}
+
 /* Users trigger these at will: rate-limited. */
 static void log_refused(uid_t uid, const char *what, int r)
 {
@@ -82,6 +93,8 @@ int fs_open_add(struct fs *fs, struct fs_open *o, uid_t uid)
 		}
 	}
 	if (r < 0) {
+		if (r != -ENOMEM)
+			count_refused(fs, r);
 		pthread_mutex_unlock(&fs->open_lock);
 		if (r != -ENOMEM)
 			log_refused(uid, "open refused, too many open files", r);
@@ -124,6 +137,7 @@ int fs_open_charge(struct fs *fs, struct fs_open *o, size_t bytes)
 	mine = u->bytes - o->bytes + bytes;
 	others = fs->bytes_others - o->bytes + bytes;
 	if (bytes > o->bytes && (mine > l->max_buffer_per_uid || others > l->max_buffer_others)) {
+		count_refused(fs, -ENOMEM);
 		pthread_mutex_unlock(&fs->open_lock);
 		log_refused(o->uid, "read refused, too much buffer memory held", -ENOMEM);
 		return -ENOMEM;
@@ -168,6 +182,9 @@ void fs_open_stats(struct fs *fs, struct fs_open_stats *ret)
 	pthread_mutex_lock(&fs->open_lock);
 	*ret = (struct fs_open_stats){.handles = fs->n_open,
 				      .handles_others = fs->n_open_others,
-				      .bytes_others = fs->bytes_others};
+				      .bytes_others = fs->bytes_others,
+				      .refused_emfile = fs->refused_emfile,
+				      .refused_enfile = fs->refused_enfile,
+				      .refused_enomem = fs->refused_enomem};
 	pthread_mutex_unlock(&fs->open_lock);
 }

@@ -1090,6 +1090,12 @@ static void test_limits_share(void)
 	holder_end(&c, 20);
 	holder_end(&a, 0);
 	ASSERT_STREQ(ctl("opens"), "0 0 0");
+	/* what was refused, in the node metrics */
+	ASSERT_TRUE(cat(P("metrics"), big, sizeof(big)) > 0);
+	ASSERT_TRUE(strstr(big, "\nmvmfs_fs_refused_total{errno=\"EMFILE\"} 4\n"));
+	ASSERT_TRUE(strstr(big, "\nmvmfs_fs_refused_total{errno=\"ENFILE\"} 2\n"));
+	ASSERT_TRUE(strstr(big, "\nmvmfs_fs_refused_total{errno=\"ENOMEM\"} 4\n"));
+	ASSERT_TRUE(strstr(big, "\nmvmfs_fs_open_files{opener=\"others\"} 0\n"));
 	teardown();
 }
 
