@@ -3,17 +3,19 @@
  * bench/fs-handles helper: one local user holding as many open files of the mount as it can,
  * with a rendered buffer each, while root works. Built and run by bench/fs-handles.
  *
- *   fs-handles DAEMON_PID UID N RSIZE HOLD_PATH ROOT_PATH STATE_PATH VERB
+ *   fs-handles DAEMON_PID UID N RSIZE HOLD_PATH ROOT_PATH STATE_PATH VERB [HAMMERS]
  *
  * A child drops to UID, opens HOLD_PATH up to N times and reads RSIZE bytes at offset 0 of each
- * (1 keeps the rendered buffer in the daemon; a large RSIZE is a cat). While it holds them, root
- * reads ROOT_PATH 1000 times (open+read+close) and writes VERB to STATE_PATH. Prints the
- * daemon's VmRSS before, while held and after release, and root's latencies.
+ * (1 keeps the rendered buffer in the daemon; a large RSIZE is a cat). While it holds them (and
+ * HAMMERS more processes as UID read HOLD_PATH in a loop), root reads ROOT_PATH 1000 times
+ * (open+read+close) and writes VERB to STATE_PATH. Prints the daemon's VmRSS before, while held
+ * and after release, and root's latencies.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,18 +125,23 @@ int main(int argc, char **argv)
 {
 	static double lat[1000];
 	static struct holder hs[MAX_HOLDERS];
-	int status, fails = 0, nh = 0, opened = 0, reads = 0, open_err = 0, read_err = 0;
+	pid_t hpids[MAX_HOLDERS] = {0};
+	int hammers, status, fails = 0, nh = 0, opened = 0, reads = 0, open_err = 0, read_err = 0;
 	long n, before, held, after;
 	size_t rsize;
 	uid_t uid;
 	char buf[4096];
 
-	if (argc != 9) {
+	if (argc != 9 && argc != 10) {
 		fprintf(stderr,
-			"usage: %s DAEMON_PID UID N RSIZE HOLD_PATH ROOT_PATH STATE_PATH VERB\n",
+			"usage: %s DAEMON_PID UID N RSIZE HOLD_PATH ROOT_PATH STATE_PATH VERB "
+			"[HAMMERS]\n",
 			argv[0]);
 		return 2;
 	}
+	hammers = argc == 10 ? (int)strtol(argv[9], NULL, 10) : 0;
+	if (hammers < 0 || hammers > MAX_HOLDERS)
+		return 2;
 	uid = (uid_t)strtoul(argv[2], NULL, 10);
 	n = strtol(argv[3], NULL, 10);
 	rsize = strtoul(argv[4], NULL, 10);
@@ -154,6 +161,23 @@ int main(int argc, char **argv)
 		open_err = h->got[1];
 		read_err = h->got[3];
 	}
+	for (int i = 0; i < hammers; i++) {
+		hpids[i] = fork();
+		if (hpids[i] == 0) {
+			if (setgroups(0, NULL) < 0 || setresgid(uid, uid, uid) < 0 ||
+			    setresuid(uid, uid, uid) < 0)
+				_exit(3);
+			for (;;) {
+				int fd = open(argv[5], O_RDONLY | O_CLOEXEC);
+				if (fd >= 0) {
+					(void)!read(fd, buf, sizeof(buf));
+					close(fd);
+				}
+			}
+		}
+	}
+	if (hammers)
+		usleep(200000);
 	held = rss_kb(argv[1]);
 	for (int i = 0; i < 1000; i++) {
 		double t = now_us();
@@ -172,6 +196,11 @@ int main(int argc, char **argv)
 		if (fd >= 0)
 			close(fd);
 	}
+	for (int i = 0; i < hammers; i++)
+		if (hpids[i] > 0) {
+			kill(hpids[i], SIGKILL);
+			waitpid(hpids[i], &status, 0);
+		}
 	for (int i = 0; i < nh; i++) {
 		close(hs[i].hold_w);
 		waitpid(hs[i].pid, &status, 0);
@@ -181,9 +210,9 @@ int main(int argc, char **argv)
 	printf("uid %u (%d processes): %d opens (then %s), %d held buffers (then %s)\n",
 	       (unsigned)uid, nh, opened, open_err ? strerror(open_err) : "-", reads,
 	       read_err ? strerror(read_err) : "-");
-	printf("root: 1000 x open+read+close of version while held: %d failed, p50 %.0f us, p99 "
-	       "%.0f us, max %.0f us\n",
-	       fails, lat[500], lat[990], lat[999]);
+	printf("root: 1000 x open+read+close of version while held (%d readers looping as uid "
+	       "%u): %d failed, p50 %.0f us, p99 %.0f us, max %.0f us\n",
+	       hammers, (unsigned)uid, fails, lat[500], lat[990], lat[999]);
 	printf("daemon VmRSS: %ld KiB before, %ld KiB while held, %ld KiB after release\n", before,
 	       held, after);
 	return 0;
