@@ -83,7 +83,7 @@ static const struct opt_def opt_defs[] = {
 	{ "log-level", OPT_LOGLEVEL, DO(log_level), "LEVEL", "debug|info|notice|warning|err (info)" },
 	{ "max-threads", OPT_U32, DO(max_threads), "N", "FUSE worker threads (16)" },
 	{ "max-handles", OPT_U32, DO(max_handles), "N", "open files and directories of the mount in all (65536)" },
-	{ "root-handles", OPT_U32, DO(root_handles), "N", "of --max-handles, kept for uid 0 (1024)" },
+	{ "root-handles", OPT_U32, DO(root_handles), "N", "of --max-handles, kept for uid 0 (1024, at most half)" },
 	{ "max-handles-per-uid", OPT_U32, DO(max_handles_per_uid), "N", "open files per uid other than 0 (1024)" },
 	{ "max-buffer-per-uid", OPT_SIZE, DO(max_buffer_per_uid), "SIZE", "read buffers held per uid other than 0 (16M)" },
 	{ "max-buffer-others", OPT_SIZE, DO(max_buffer_others), "SIZE", "read buffers held by all uids but 0 (64M)" },

@@ -22,8 +22,8 @@ struct runtime;
 /* What openers of the mount may hold (0 = the default). The mount is allow_other, so every local
  * user can open files; uid 0 is never limited by what other uids hold. */
 struct fs_limits {
-	unsigned max_handles;	      /* open files and directories in all, default 65536 */
-	unsigned root_handles;	      /* of max_handles, only for uid 0, default 1024 */
+	unsigned max_handles;  /* open files and directories in all, default 65536 */
+	unsigned root_handles; /* of max_handles, only for uid 0, default 1024 (at most half) */
 	unsigned max_handles_per_uid; /* each uid but 0, default 1024 */
 	uint64_t max_buffer_per_uid;  /* render/listing memory held per uid but 0, default 16 MiB */
 	uint64_t max_buffer_others;   /* held by all uids but 0 together, default 64 MiB */

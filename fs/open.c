@@ -24,7 +24,9 @@ int fs_limits_init(struct fs_limits *l, struct err *err)
 	if (!l->max_handles)
 		l->max_handles = FS_DEFAULT_MAX_HANDLES;
 	if (!l->root_handles)
-		l->root_handles = FS_DEFAULT_ROOT_HANDLES;
+		l->root_handles = l->max_handles / 2 < FS_DEFAULT_ROOT_HANDLES
+					  ? l->max_handles / 2
+					  : FS_DEFAULT_ROOT_HANDLES;
 	if (!l->max_handles_per_uid)
 		l->max_handles_per_uid = FS_DEFAULT_HANDLES_PER_UID;
 	if (!l->max_buffer_per_uid)

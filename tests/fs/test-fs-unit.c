@@ -196,6 +196,11 @@ static void test_open_limits(void)
 
 	ASSERT_EQ(fs_limits_init(&bad, &err), -EINVAL);
 	ASSERT_TRUE(strstr(err.msg, "root-handles"));
+	bad = (struct fs_limits){.max_handles = 100};
+	ASSERT_OK(fs_limits_init(&bad, &err));
+	ASSERT_EQ(bad.root_handles, 50); /* the default 1024, at most half */
+	ASSERT_EQ(bad.max_handles_per_uid, 1024);
+	ASSERT_EQ(bad.max_buffer_per_uid, 16 << 20);
 	ASSERT_OK(fs_limits_init(&fs.limits, &err));
 	ASSERT_EQ(fs.limits.max_handles, 100);
 	pthread_mutex_init(&fs.open_lock, NULL);
