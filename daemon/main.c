@@ -13,11 +13,14 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -78,6 +81,52 @@ static void *startup_thread(void *arg)
 	return NULL;
 }
 
+/* Shutdown bounds: SIGTERM to exit within 5 s whatever is in flight. */
+#define SHUTDOWN_STARTUP_MS 1000
+#define SHUTDOWN_WATCHDOG_MS 4500
+
+static bool join_within(pthread_t thr, unsigned ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return pthread_timedjoin_np(thr, NULL, &ts) == 0;
+}
+
+/* The last line of defence of the 5 s bound: if the orderly shutdown is still not done, detach
+ * the mount and exit. VMs keep running; records are written atomically, so they are whole. */
+static void *watchdog_thread(void *arg)
+{
+	const char *mountpoint = arg;
+
+	nanosleep(&(struct timespec){.tv_sec = SHUTDOWN_WATCHDOG_MS / 1000,
+				     .tv_nsec = (SHUTDOWN_WATCHDOG_MS % 1000) * 1000000L},
+		  NULL);
+	log_error("shutdown watchdog: still not done after %d ms, detaching %s and exiting",
+		  SHUTDOWN_WATCHDOG_MS, mountpoint);
+	(void)umount2(mountpoint, MNT_DETACH);
+	_exit(0);
+	return NULL;
+}
+
+static void start_watchdog(const char *mountpoint)
+{
+	sigset_t all, old;
+	pthread_t t;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	if (pthread_create(&t, NULL, watchdog_thread, (void *)mountpoint) == 0)
+		pthread_detach(t);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 static const char *vmm_name(enum vmm_kind k)
 {
 	return k == VMM_QEMU ? "qemu" : "firecracker";
@@ -95,6 +144,7 @@ static int run(struct daemon_options *o)
 	struct err err = {};
 	sigset_t block, old;
 	pthread_t thr;
+	bool abandoned;
 	int r;
 
 	r = fs_cleanup_stale_mount(o->mountpoint, &err);
@@ -138,10 +188,22 @@ static int run(struct daemon_options *o)
 		log_error_errno(r, "FUSE loop failed");
 	notify_systemd("STOPPING=1");
 	log_info("shutting down (VMs %s)", o->rt.stop_vms_on_exit ? "are stopped" : "keep running");
+	if (!o->rt.stop_vms_on_exit)
+		start_watchdog(o->mountpoint);
 	/* The runtime stops first: no done callback may reply after the FUSE fd is closed by the
-	 * unmount (the number could already belong to another file). */
-	pthread_join(thr, NULL);
-	runtime_shutdown(rt);
+	 * unmount (the number could already belong to another file). Every step is bounded; work
+	 * still waiting on the outside world is abandoned, and then nothing is freed: the process
+	 * exits at once after the unmount (the records say what the next daemon must finish). */
+	abandoned = !join_within(thr, SHUTDOWN_STARTUP_MS);
+	if (abandoned)
+		log_warning("shutdown: re-adoption still running, abandoned");
+	else
+		runtime_shutdown(rt);
+	if (abandoned || runtime_shutdown_abandoned(rt)) {
+		fs_unmount(fs);
+		log_info("unmounted; exiting with work abandoned");
+		_exit(0);
+	}
 	fs_unmount(fs);
 	fs_free(fs);
 	runtime_free(rt);

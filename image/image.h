@@ -8,6 +8,7 @@
  */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -65,7 +66,7 @@ struct img_prepared {
  * calls for the same image coalesce into one pull. holder (the VM name) takes a reference on the
  * result that img_release drops; GC never removes a referenced image. Blocking. */
 int img_prepare(struct img_store *store, const char *ref, const char *holder, img_progress_cb cb,
-		void *ud, struct img_prepared *ret, struct err *err);
+		void *ud, const atomic_bool *cancel, struct img_prepared *ret, struct err *err);
 int img_release(struct img_store *store, const char *holder);
 /* Holders with a reference, sorted; *ret is a NULL-terminated array (one block, the caller
  * frees it with free()). Returns the count. Lets the runtime drop holds of names it does not

@@ -384,7 +384,7 @@ static bool warm_start(struct img_store *s, const struct img_ref *ref, const cha
 }
 
 int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_progress_cb cb,
-		void *ud, struct img_prepared *ret, struct err *err)
+		void *ud, const atomic_bool *cancel, struct img_prepared *ret, struct err *err)
 {
 	struct img_ref ref;
 	char digest[IMG_DIGEST_MAX];
@@ -416,6 +416,9 @@ int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_
 		struct img_manifest m = {0};
 		char version[IMG_VERSION_MAX] = "";
 
+		/* Interim: cancellation is checked between phases only. */
+		if (cancel && atomic_load(cancel))
+			return err_set(err, -ECANCELED, "cancelled");
 		img_progress_emit(cb, ud, "resolving", 0, 0, 0, 0);
 		r = img_source_open(&s->cfg, &ref, &src, err);
 		if (r >= 0 && !ref.digest[0]) {

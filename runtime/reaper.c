@@ -55,6 +55,7 @@ struct rt_reaper {
 	pthread_cond_t cond;
 	pthread_t thread;
 	bool running, stop;
+	bool abandoned; /* rt_reaper_stop gave up waiting for a pass */
 	atomic_uint_least64_t n[_RT_LEAK_MAX];
 	atomic_uint_least64_t passes;
 };
@@ -314,8 +315,28 @@ void rt_reaper_stop(struct runtime *rt)
 	rp->stop = true;
 	pthread_cond_signal(&rp->cond);
 	pthread_mutex_unlock(&rp->mx);
-	pthread_join(rp->thread, NULL);
+	{
+		/* A pass waits for running jobs (a pull can take minutes): bounded. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += RT_SHUTDOWN_REAPER_MS / 1000;
+		ts.tv_nsec += (long)(RT_SHUTDOWN_REAPER_MS % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (pthread_timedjoin_np(rp->thread, NULL, &ts) != 0) {
+			log_warning("shutdown: the leak reaper's pass is still waiting, abandoned");
+			rp->abandoned = true;
+			return;
+		}
+	}
 	rp->running = false;
+}
+
+bool rt_reaper_abandoned(const struct runtime *rt)
+{
+	return rt->reaper && rt->reaper->abandoned;
 }
 
 int rt_reaper_metrics(struct runtime *rt, char **buf, size_t *len)

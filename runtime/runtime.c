@@ -39,9 +39,7 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 	rt->epfd = rt->evfd = rt->tick_fd = -EBADF;
 	pthread_mutex_init(&rt->lock, NULL);
 	pthread_mutex_init(&rt->q_lock, NULL);
-	pthread_mutex_init(&rt->job_lock, NULL);
 	pthread_mutex_init(&rt->net_lock, NULL);
-	pthread_cond_init(&rt->job_cond, NULL);
 	atomic_init(&rt->stopping, false);
 	if (rt_reaper_new(rt) < 0) {
 		free(rt);
@@ -315,7 +313,7 @@ int runtime_vm_create(struct runtime *rt, const char *name, vm_done_cb done, voi
 		vm_unref(vm);
 		return r;
 	}
-	r = rt_job(rt, vm, job_create, req);
+	r = rt_job_long(rt, vm, job_create, req);
 	if (r < 0) {
 		unlink_vm(rt, vm);
 		free(req);
@@ -407,7 +405,7 @@ int runtime_vm_destroy(struct runtime *rt, const char *name, vm_done_cb done, vo
 	}
 	req->done = done;
 	req->ud = ud;
-	r = rt_job(rt, vm, job_destroy, req);
+	r = rt_job_long(rt, vm, job_destroy, req);
 	if (r < 0)
 		free(req);
 	vm_unref(vm);
@@ -657,10 +655,23 @@ int runtime_start(struct runtime *rt, struct err *err)
 	return rt_report_start(rt, err);
 }
 
+/* Image steps in flight give up: their starts are recorded as starting, and the next daemon
+ * ends them failed ("interrupted by a daemon restart"); no VMM runs for them yet. */
+static void cancel_pulls(struct runtime *rt)
+{
+	pthread_mutex_lock(&rt->lock);
+	for (struct vm *v = rt->vms; v; v = v->next)
+		if (atomic_load(&v->pulling))
+			atomic_store(&v->img_cancel, true);
+	pthread_mutex_unlock(&rt->lock);
+}
+
 void runtime_shutdown(struct runtime *rt)
 {
-	if (!rt)
+	if (!rt || rt->shut_down)
 		return;
+	rt->shut_down = true;
+	cancel_pulls(rt);
 	rt_reaper_stop(rt);
 	if (rt->cfg.stop_vms_on_exit && rt->sv_running) {
 		/* Graceful stops (SIGKILL at each VM's deadline), then wait for the cleanups. */
@@ -673,7 +684,7 @@ void runtime_shutdown(struct runtime *rt)
 				if (st == VM_STATE_RUNNING || st == VM_STATE_STARTING ||
 				    st == VM_STATE_STOPPING) {
 					busy = true;
-					(void)vm_command(v, VM_VERB_STOP, NULL, NULL);
+					(void)vm_command_post(v, VM_VERB_STOP, NULL, NULL);
 				}
 			}
 			pthread_mutex_unlock(&rt->lock);
@@ -682,9 +693,17 @@ void runtime_shutdown(struct runtime *rt)
 			usleep(50000);
 		}
 	}
+	cancel_pulls(rt);
 	sv_stop(rt);
-	workers_stop(rt);
+	/* Whatever still waits on the outside world past the budget is abandoned: the records
+	 * (written before each step is visible) let the next daemon finish or undo it. */
+	(void)workers_stop(rt, RT_SHUTDOWN_WORKERS_MS);
 	rt_report_stop(rt);
+}
+
+bool runtime_shutdown_abandoned(const struct runtime *rt)
+{
+	return rt && (rt->workers_abandoned || rt_reaper_abandoned(rt));
 }
 
 struct runtime *runtime_free(struct runtime *rt)
@@ -692,6 +711,11 @@ struct runtime *runtime_free(struct runtime *rt)
 	if (!rt)
 		return NULL;
 	runtime_shutdown(rt);
+	if (runtime_shutdown_abandoned(rt)) {
+		/* Threads still use it: the process is about to exit, leave it to the kernel. */
+		log_warning("runtime not freed: jobs still in flight at exit");
+		return NULL;
+	}
 	while (rt->vms) {
 		struct vm *v = rt->vms;
 		struct vm_waiter w[VM_WAITERS_MAX];
@@ -724,9 +748,7 @@ struct runtime *runtime_free(struct runtime *rt)
 	free(rt->default_initrd);
 	pthread_mutex_destroy(&rt->lock);
 	pthread_mutex_destroy(&rt->q_lock);
-	pthread_mutex_destroy(&rt->job_lock);
 	pthread_mutex_destroy(&rt->net_lock);
-	pthread_cond_destroy(&rt->job_cond);
 	free(rt);
 	return NULL;
 }

@@ -109,8 +109,12 @@ typedef void (*vm_notify_cb)(void *ud, struct vm *vm, enum vm_attr attr);
 int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct err *err);
 /* Re-adopt recorded VMs, reap leftovers, start the supervisor. */
 int runtime_start(struct runtime *rt, struct err *err);
-/* Stop the supervisor (VMs keep running unless cfg->stop_vms_on_exit). */
+/* Stop the supervisor (VMs keep running unless cfg->stop_vms_on_exit). Bounded: pulls in
+ * flight are cancelled, and jobs still waiting on the outside world after a few seconds are
+ * abandoned (then runtime_shutdown_abandoned() is true, runtime_free() frees nothing and the
+ * caller should exit soon; the records let the next daemon redo or undo that work). */
 void runtime_shutdown(struct runtime *rt);
+bool runtime_shutdown_abandoned(const struct runtime *rt);
 struct runtime *runtime_free(struct runtime *rt);
 void runtime_set_notify(struct runtime *rt, vm_notify_cb cb, void *ud);
 

@@ -228,7 +228,7 @@ static void prepare(struct img_store *st, const char *ref, const char *holder,
 {
 	struct err err = {};
 
-	if (img_prepare(st, ref, holder, NULL, NULL, ret, &err) < 0)
+	if (img_prepare(st, ref, holder, NULL, NULL, NULL, ret, &err) < 0)
 		TEST_FAIL("prepare %s: %s", ref, err.msg);
 }
 
