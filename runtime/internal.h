@@ -143,6 +143,7 @@ struct vm {
 	struct net_vm_info net;
 	bool net_set_up;
 	bool img_held;
+	bool launching; /* the launch job is in the backend's launch (recorded: intent) */
 	char rootfs[VMM_PATH_MAX];
 	struct vm *next; /* runtime table chain */
 };
@@ -214,6 +215,11 @@ struct vm_record {
 	struct vmm_handle h; /* pidfd not stored */
 	char rootfs[VMM_PATH_MAX];
 	char vmm[16]; /* backend name */
+	/* Intent: a VMM launch is about to begin or in progress (written before the jailer or
+	 * QEMU is spawned), with the uid it runs as: the next daemon then looks for its
+	 * processes even when the handle has no pid yet. */
+	bool launching;
+	uint32_t launch_uid;
 };
 /* Pure: encode / decode (strict, bounded). */
 int record_encode(const struct vm_record *r, char **ret);
@@ -221,6 +227,17 @@ int record_decode(const char *data, size_t len, struct vm_record *ret, struct er
 int record_write(const char *state_dir, const struct vm_record *r);
 int record_read(const char *state_dir, const char *name, struct vm_record *ret, struct err *err);
 int record_remove(const char *state_dir, const char *name);
+
+/* ---- stray VMM processes (strays.c) ---- */
+
+/* Pure: is a process with this argv (NUL-separated, len bytes) and /proc/PID/root link (or
+ * NULL) one of VM name's jail: the jailer invoked for it with our chroot base, or a process
+ * whose root is jail_root (also " (deleted)")? */
+bool stray_matches(const char *cmdline, size_t len, const char *root_link, const char *name,
+		   const char *chroot_base, const char *jail_root);
+/* SIGKILL every process of VM name's jail except pid except (the adopted VMM, or 0), and
+ * wait up to wait_ms for each to end. Returns how many were killed. Firecracker backend only. */
+int rt_kill_strays(struct runtime *rt, const char *name, pid_t except, unsigned wait_ms);
 
 /* ---- cgroups (cgroup.c) ---- */
 

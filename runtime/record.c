@@ -41,6 +41,12 @@ int record_encode(const struct vm_record *r, char **ret)
 		      r->h.cgroup_version);
 	if (!o)
 		return -ENOMEM;
+	if (r->launching && json_object_set_new(o, "launch",
+						json_pack("{s:b, s:I}", "in_progress", 1, "uid",
+							  (json_int_t)r->launch_uid)) < 0) {
+		json_decref(o);
+		return -ENOMEM;
+	}
 	s = json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	if (!s)
@@ -170,6 +176,17 @@ int record_decode(const char *data, size_t len, struct vm_record *ret, struct er
 				       json_string_length(e) + 1);
 			}
 		}
+	}
+	h = json_object_get(o, "launch");
+	if (h) {
+		json_t *busy = json_object_get(h, "in_progress");
+		if (!json_is_object(h) || !json_is_boolean(busy)) {
+			k = err_set(err, -EINVAL, "record: bad 'launch'");
+			goto fail;
+		}
+		r.launching = json_is_true(busy);
+		CHECK(get_int(h, "uid", 0, UINT32_MAX, &v, err));
+		r.launch_uid = (uint32_t)v;
 	}
 #undef CHECK
 	json_decref(o);

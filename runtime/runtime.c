@@ -180,6 +180,8 @@ void rt_record_save_as(struct runtime *rt, struct vm *vm, enum vm_state state)
 	r->ip = vm->ip;
 	r->has_ip = vm->has_ip;
 	memcpy(r->error, vm->error, sizeof(r->error));
+	r->launching = vm->launching;
+	r->launch_uid = (uint32_t)(rt->cfg.uid_base + vm->index);
 	pthread_mutex_unlock(&vm->lock);
 	/* The handle is the supervisor's; it is stable whenever the state changes. */
 	r->h = vm->h;
@@ -343,6 +345,7 @@ static void job_destroy(struct runtime *rt, struct vm *vm, void *arg)
 	h = vm->h;
 	pthread_mutex_unlock(&vm->rec_lock);
 	rt->ops->cleanup(rt->ops_priv, vm->name, &h);
+	(void)rt_kill_strays(rt, vm->name, 0, 2000);
 	pthread_mutex_lock(&rt->net_lock);
 	if (!rt->cfg.no_network && net_vm_teardown(rt->net, vm->name, &err) < 0)
 		log_warning("%s: network teardown: %s", vm->name, err.msg);
@@ -495,6 +498,8 @@ static void adopt_cleanup(struct runtime *rt, struct vm *vm)
 		vmm_handle_reap(&vm->h, &ex);
 	}
 	rt->ops->cleanup(rt->ops_priv, vm->name, &vm->h);
+	/* A launch the record announced may have left processes no handle names (intent). */
+	(void)rt_kill_strays(rt, vm->name, 0, 2000);
 	if (!rt->cfg.no_network) {
 		pthread_mutex_lock(&rt->net_lock);
 		(void)net_vm_teardown(rt->net, vm->name, &err);
@@ -565,6 +570,8 @@ static int adopt_one(struct runtime *rt, const char *name)
 	case VM_STATE_RUNNING:
 		r = rt->ops->adopt(rt->ops_priv, name, &vm->h, &err);
 		if (r >= 0) {
+			/* Exactly one VMM per jail: any other process of it goes. */
+			(void)rt_kill_strays(rt, name, vm->h.pid, 2000);
 			vm->pid = vm->h.pid;
 			vm->hs.vmm_run = VMM_RUN_RUNNING;
 			vm->hs.net_known = true;

@@ -454,6 +454,11 @@ static void launch_undo(struct runtime *rt, struct vm *vm)
 		vmm_handle_reap(&vm->h, &ex);
 	}
 	rt->ops->cleanup(rt->ops_priv, vm->name, &vm->h);
+	if (vm->launching)
+		(void)rt_kill_strays(rt, vm->name, 0, 2000);
+	pthread_mutex_lock(&vm->lock);
+	vm->launching = false;
+	pthread_mutex_unlock(&vm->lock);
 	net_teardown(rt, vm);
 	if (vm->img_held && rt->store) {
 		(void)img_release(rt->store, vm->name);
@@ -566,9 +571,22 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg)
 		.cancel = &vm->cancel,
 		.pid_out = &vm->launch_pid,
 	};
+	/* Never a second VMM in a jail whose VMM still runs: whatever is left of an earlier
+	 * launch of this VM (an orphan of a killed daemon) goes first. */
+	(void)rt_kill_strays(rt, vm->name, 0, 2000);
+	/* Intent first: the record says a launch is under way (and as which uid) before the
+	 * jailer or QEMU exists, so a daemon killed from here on leaves a record from which the
+	 * next one finds and reaps what was spawned. */
+	pthread_mutex_lock(&vm->lock);
+	vm->launching = true;
+	pthread_mutex_unlock(&vm->lock);
+	rt_record_save(rt, vm);
 	r = rt->ops->launch(rt->ops_priv, &p, &vm->h, &err);
 	if (r < 0)
 		goto fail;
+	pthread_mutex_lock(&vm->lock);
+	vm->launching = false;
+	pthread_mutex_unlock(&vm->lock);
 	vm_agent_start(rt, vm);
 	pthread_mutex_lock(&vm->lock);
 	vm->pid = vm->h.pid;

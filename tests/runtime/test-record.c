@@ -102,6 +102,12 @@ static void test_reject(void)
 		"\"a\",\"b\",\"c\",\"d\",\"e\"]}}",
 		"{\"version\":1,\"name\":\"a\",\"name\":\"b\",\"state\":\"created\"}",
 		"{\"version\":1,\"name\":\"a\\u0000b\",\"state\":\"created\"}",
+		"{\"version\":1,\"name\":\"a\",\"state\":\"starting\",\"launch\":1}",
+		"{\"version\":1,\"name\":\"a\",\"state\":\"starting\",\"launch\":{}}",
+		"{\"version\":1,\"name\":\"a\",\"state\":\"starting\",\"launch\":"
+		"{\"in_progress\":true,\"uid\":-5}}",
+		"{\"version\":1,\"name\":\"a\",\"state\":\"starting\",\"launch\":"
+		"{\"in_progress\":1}}",
 	};
 	struct vm_record r;
 	struct err err = {};
@@ -119,4 +125,29 @@ static void test_reject(void)
 	ASSERT_EQ(r.h.pidfd, -EBADF);
 }
 
-TEST_MAIN(TEST(test_round_trip), TEST(test_file), TEST(test_reject))
+/* Intent first: a record written before the VMM is spawned says so, with the uid. */
+static void test_launch_intent(void)
+{
+	struct vm_record a, b;
+	struct err err = {};
+	char *s = NULL;
+
+	fill(&a);
+	a.state = VM_STATE_STARTING;
+	a.launching = true;
+	a.launch_uid = 200007;
+	ASSERT_OK(record_encode(&a, &s));
+	ASSERT_TRUE(strstr(s, "\"launch\"") != NULL);
+	ASSERT_OK(record_decode(s, strlen(s), &b, &err));
+	free(s);
+	ASSERT_TRUE(b.launching);
+	ASSERT_EQ(b.launch_uid, 200007);
+	a.launching = false;
+	ASSERT_OK(record_encode(&a, &s));
+	ASSERT_TRUE(strstr(s, "\"launch\"") == NULL);
+	ASSERT_OK(record_decode(s, strlen(s), &b, &err));
+	free(s);
+	ASSERT_FALSE(b.launching);
+}
+
+TEST_MAIN(TEST(test_round_trip), TEST(test_file), TEST(test_reject), TEST(test_launch_intent))
