@@ -220,18 +220,35 @@ def mf_alive(pid):
         return False
 
 
+def set_jailer(path):
+    i = D.args.index("--jailer")
+    D.args[i + 1] = path
+
+
 def test_no_orphans():
     names = [f"orph{i}" for i in range(6)]
-    # Every launch takes a while, so the SIGKILL finds them at different stages.
+    # A jailer that takes its time before it does anything (a loaded host): a SIGKILL finds
+    # some launches before their jail, pid file or cgroup exists, others with a VMM in its
+    # jail; every launch also waits a bit in the API.
+    slow = os.path.join(TMP, "slow-jailer")
+    with open(slow, "w") as f:
+        f.write(f"#!/bin/sh\nsleep 1.5\nexec {os.path.join(mf.FAKES, 'jailer')} \"$@\"\n")
+    os.chmod(slow, 0o755)
+    real = D.args[D.args.index("--jailer") + 1]
     fcctl.write_knobs(D.knobs, default={"api_delay_ms": 150})
+    D.kill9()
+    set_jailer(slow)
+    D.start()
     for n in names:
         new_vm(n)
     for n in names:
         D.write(n, "state", "start", os.O_NONBLOCK)
-        time.sleep(0.15)
+        time.sleep(0.4)
     D.kill9()
+    set_jailer(real)
     D.start()
     fcctl.write_knobs(D.knobs)
+    time.sleep(2.5)   # what a surviving slow jailer would have started by now
     running = {}
     for n in names:
         s = D.state_of(n)
@@ -286,6 +303,7 @@ def main():
         PROXY.stop()
         SILENT.stop()
         REG.stop()
+        subprocess.run(["rm", "-rf", TMP])
     return rc
 
 
