@@ -39,7 +39,7 @@ IMAGE = f"{REG.host}/test/simple:1"
 N_PULLS = 8
 # capacity: N_PULLS, kill-while-pulling: 1, sigterm-bounded: 4 (a pull's image must not be
 # cached by an earlier case).
-TRICKLED = ff.push_distinct_images(REG, N_PULLS + 5)
+TRICKLED = ff.push_distinct_images(REG, N_PULLS + 5, size=96 * 1024)
 PROXY = ff.TrickleProxy(REG.port)
 SILENT = ff.SilentServer()
 D = None
