@@ -195,9 +195,10 @@ static int run(struct daemon_options *o)
 	 * still waiting on the outside world is abandoned, and then nothing is freed: the process
 	 * exits at once after the unmount (the records say what the next daemon must finish). */
 	abandoned = !join_within(thr, SHUTDOWN_STARTUP_MS);
-	if (abandoned)
+	if (abandoned) {
 		log_warning("shutdown: re-adoption still running, abandoned");
-	else
+		pthread_detach(thr);
+	} else
 		runtime_shutdown(rt);
 	if (abandoned || runtime_shutdown_abandoned(rt)) {
 		fs_unmount(fs);

@@ -328,6 +328,7 @@ void rt_reaper_stop(struct runtime *rt)
 		if (pthread_timedjoin_np(rp->thread, NULL, &ts) != 0) {
 			log_warning("shutdown: the leak reaper's pass is still waiting, abandoned");
 			rp->abandoned = true;
+			pthread_detach(rp->thread);
 			return;
 		}
 	}

@@ -230,6 +230,16 @@ int workers_start(struct runtime *rt)
 	return rt->pool_short->n_threads ? 0 : r;
 }
 
+static void pool_request_stop(struct rt_pool *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
 /* Ask a pool to stop; wait until its threads ended or the deadline passed. Returns the number
  * of threads still running (their jobs are abandoned: the pool is then never freed). */
 static unsigned pool_stop(struct rt_pool *p, const struct timespec *deadline)
@@ -245,9 +255,15 @@ static unsigned pool_stop(struct rt_pool *p, const struct timespec *deadline)
 	       pthread_cond_timedwait(&p->cond, &p->lock, deadline) != ETIMEDOUT)
 		;
 	left = p->n_threads;
-	pthread_mutex_unlock(&p->lock);
-	if (left)
+	if (left) {
+		/* Abandoned: never joined, so detached (finished or not). */
+		for (unsigned i = 0; i < p->max; i++)
+			if (p->slots[i].state != SLOT_FREE)
+				pthread_detach(p->slots[i].thread);
+		pthread_mutex_unlock(&p->lock);
 		return left;
+	}
+	pthread_mutex_unlock(&p->lock);
 	for (unsigned i = 0; i < p->max; i++)
 		if (p->slots[i].state == SLOT_EXITED) {
 			pthread_join(p->slots[i].thread, NULL);
@@ -279,7 +295,10 @@ int workers_stop(struct runtime *rt, unsigned timeout_ms)
 	unsigned left;
 
 	deadline_in(&deadline, timeout_ms);
-	left = pool_stop(rt->pool_long, &deadline) + pool_stop(rt->pool_short, &deadline);
+	/* Both told at once; the lifecycle pool's jobs are short, so it is waited for first. */
+	pool_request_stop(rt->pool_long);
+	left = pool_stop(rt->pool_short, &deadline);
+	left += pool_stop(rt->pool_long, &deadline);
 	if (left) {
 		log_warning("shutdown: %u job%s still running after %u ms, abandoned (the next "
 			    "start finishes or undoes them from the records)",

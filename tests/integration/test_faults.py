@@ -192,11 +192,11 @@ def test_sigterm_bounded():
     dt = time.monotonic() - t0
     print(f"# SIGTERM -> exit in {dt * 1000:.0f} ms (4 trickling pulls, a hung InstanceStart, "
           "a silent report receiver)")
+    D.log.close()
+    D.check_sanitizers()
     assert rc == 0, f"exit status {rc}"
     assert dt <= 5.0, f"SIGTERM took {dt:.1f}s"
     assert not ff.mounted(D.mnt), "still mounted"
-    D.log.close()
-    D.check_sanitizers()
     assert mf_alive(keep_pid), "a running VM was stopped by the shutdown"
     fcctl.write_knobs(D.knobs)
     D.start()
