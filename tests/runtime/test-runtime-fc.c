@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,31 @@ static int fixture_image(struct runtime *rt, struct vm *vm, const char *ref,
 	snprintf(ret->digest, sizeof(ret->digest), "sha256:%064d", 0);
 	snprintf(ret->config, sizeof(ret->config), "%s/config.json", T);
 	return 0;
+}
+
+/* A pull that trickles for a minute unless cancelled: it honours img_prepare's contract
+ * (-ECANCELED within a second of *cancel) through the runtime's per-VM flag. */
+static atomic_int slow_in_flight;
+static int slow_image(struct runtime *rt, struct vm *vm, const char *ref, struct img_prepared *ret,
+		      struct err *err)
+{
+	if (!strstr(ref, "/slow"))
+		return fixture_image(rt, vm, ref, ret, err);
+	atomic_fetch_add(&slow_in_flight, 1);
+	for (int i = 0; i < 6000 && !atomic_load(&vm->img_cancel); i++)
+		nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+	atomic_fetch_sub(&slow_in_flight, 1);
+	if (atomic_load(&vm->img_cancel))
+		return err_set(err, -ECANCELED, "cancelled");
+	return fixture_image(rt, vm, ref, ret, err);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Keep the fake's recording before the runtime removes the jail. */
@@ -979,7 +1005,89 @@ int main(void)
 	return r;
 }
 #else
-TEST_MAIN(TEST(test_lifecycle), TEST(test_stop_on_exit), TEST(test_agent),
+/* Item 2 and 1 of issue 9: 8 slow pulls take no capacity from other VMs (define, start,
+ * stop, kill, destroy go on at once), stop/kill of a pulling VM end its start within 2 s, and
+ * the shutdown cancels the pulls still running (nothing abandoned, everything freed). */
+static void test_slow_pulls(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct waiter ws[8] = {WAITER, WAITER, WAITER, WAITER, WAITER, WAITER, WAITER, WAITER};
+	struct vm *slow[8], *fast;
+	struct err err = {};
+	double t0;
+	char *e;
+
+	setup();
+	rt = rt_open(&cfg);
+	rt->prepare_image = slow_image;
+	for (int i = 0; i < 8; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "slow%d", i);
+		slow[i] = define(rt, name);
+		ASSERT_OK(vm_set_image(slow[i], "127.0.0.1:5000/slow:1", &err));
+		ASSERT_OK(vm_command(slow[i], VM_VERB_START, on_done, &ws[i]));
+		/* read-your-writes: the transition is visible once the command returned */
+		ASSERT_EQ(vm_get_state(slow[i]), VM_STATE_STARTING);
+	}
+	for (int i = 0; i < 500 && atomic_load(&slow_in_flight) < 8; i++)
+		usleep(10000);
+	ASSERT_EQ(atomic_load(&slow_in_flight), 8);
+
+	t0 = now_s();
+	fast = define(rt, "fast");
+	ASSERT_EQ(command(fast, VM_VERB_START), 0);
+	ASSERT_EQ(vm_get_state(fast), VM_STATE_RUNNING);
+	ASSERT_EQ(command(fast, VM_VERB_STOP), 0);
+	ASSERT_EQ(command(fast, VM_VERB_START), 0);
+	ASSERT_EQ(command(fast, VM_VERB_KILL), 0);
+	ASSERT_EQ(vm_get_state(fast), VM_STATE_STOPPED);
+	vm_unref(fast);
+	destroy(rt, "fast");
+	if (now_s() - t0 > 20)
+		TEST_FAIL("other VMs' work waited for the pulls: %.1f s", now_s() - t0);
+	ASSERT_EQ(atomic_load(&slow_in_flight), 8);
+
+	/* kill and stop of a pulling VM: stopped within 2 s, the start fails cancelled */
+	for (int i = 0; i < 2; i++) {
+		struct waiter w = WAITER;
+		t0 = now_s();
+		ASSERT_OK(vm_command(slow[i], i ? VM_VERB_STOP : VM_VERB_KILL, on_done, &w));
+		ASSERT_EQ(wait_for(&w, 5), 0);
+		ASSERT_EQ(wait_for(&ws[i], 5), -EIO);
+		if (now_s() - t0 > 2.0)
+			TEST_FAIL("%s of a pulling VM took %.2f s", i ? "stop" : "kill",
+				  now_s() - t0);
+		ASSERT_EQ(vm_get_state(slow[i]), VM_STATE_STOPPED);
+		e = show(slow[i], VM_ATTR_ERROR);
+		if (!strstr(e, "cancelled"))
+			TEST_FAIL("error: %s", e);
+		free(e);
+	}
+	ASSERT_EQ(atomic_load(&slow_in_flight), 6);
+	for (int i = 0; i < 8; i++)
+		vm_unref(slow[i]);
+	/* Shutdown with 6 pulls in flight: cancelled, nothing abandoned, bounded. */
+	t0 = now_s();
+	runtime_shutdown(rt);
+	if (now_s() - t0 > 3.0)
+		TEST_FAIL("shutdown took %.2f s", now_s() - t0);
+	ASSERT_FALSE(runtime_shutdown_abandoned(rt));
+	ASSERT_EQ(atomic_load(&slow_in_flight), 0);
+	runtime_free(rt);
+	/* The writers of the interrupted starts were answered (EINTR or the start's failure). */
+	for (int i = 2; i < 8; i++)
+		ASSERT_TRUE(ws[i].done);
+	rt = rt_open(&cfg);
+	for (int i = 0; i < 8; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "slow%d", i);
+		destroy(rt, name);
+	}
+	runtime_free(rt);
+}
+
+TEST_MAIN(TEST(test_slow_pulls), TEST(test_lifecycle), TEST(test_stop_on_exit), TEST(test_agent),
 	  TEST(test_daemon_killed_mid_start), TEST(test_reap_leftovers), TEST(test_network),
 	  TEST(test_ignore_ctrl_alt_del), TEST(test_crash), TEST(test_refused), TEST(test_readopt))
 #endif
