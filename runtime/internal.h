@@ -370,6 +370,9 @@ int sv_post_call(struct runtime *rt, struct vm *vm,
 		 void (*fn)(struct runtime *, struct vm *, void *, int), void *arg, int result);
 int sv_start(struct runtime *rt);
 void sv_stop(struct runtime *rt);
+/* After sv_stop and the workers: drop what jobs posted too late (their records already say
+ * what the next daemon must do). */
+void sv_discard(struct runtime *rt);
 /* Queue a job on the lifecycle pool (short, bounded jobs) or on the outside pool (jobs that wait
  * on registries, the database, the disk). Takes a VM reference. -ESHUTDOWN once stopping. */
 #define RT_SHORT_POOL_THREADS 4

@@ -723,6 +723,7 @@ struct runtime *runtime_free(struct runtime *rt)
 		log_warning("runtime not freed: jobs still in flight at exit");
 		return NULL;
 	}
+	sv_discard(rt);
 	while (rt->vms) {
 		struct vm *v = rt->vms;
 		struct vm_waiter w[VM_WAITERS_MAX];

@@ -544,3 +544,16 @@ void sv_stop(struct runtime *rt)
 	rt->sv_running = false;
 	rt->tick_fd = safe_close(rt->tick_fd);
 }
+
+void sv_discard(struct runtime *rt)
+{
+	pthread_mutex_lock(&rt->q_lock);
+	while (rt->q_head) {
+		struct sv_msg *m = rt->q_head;
+		rt->q_head = m->next;
+		vm_unref(m->vm);
+		free(m);
+	}
+	rt->q_tail = NULL;
+	pthread_mutex_unlock(&rt->q_lock);
+}

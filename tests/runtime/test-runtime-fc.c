@@ -69,31 +69,6 @@ static int fixture_image(struct runtime *rt, struct vm *vm, const char *ref,
 	return 0;
 }
 
-/* A pull that trickles for a minute unless cancelled: it honours img_prepare's contract
- * (-ECANCELED within a second of *cancel) through the runtime's per-VM flag. */
-static atomic_int slow_in_flight;
-static int slow_image(struct runtime *rt, struct vm *vm, const char *ref, struct img_prepared *ret,
-		      struct err *err)
-{
-	if (!strstr(ref, "/slow"))
-		return fixture_image(rt, vm, ref, ret, err);
-	atomic_fetch_add(&slow_in_flight, 1);
-	for (int i = 0; i < 6000 && !atomic_load(&vm->img_cancel); i++)
-		nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
-	atomic_fetch_sub(&slow_in_flight, 1);
-	if (atomic_load(&vm->img_cancel))
-		return err_set(err, -ECANCELED, "cancelled");
-	return fixture_image(rt, vm, ref, ret, err);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Keep the fake's recording before the runtime removes the jail. */
 static void keep_calls_cleanup(void *priv, const char *name, struct vmm_handle *h)
 {
@@ -1005,6 +980,31 @@ int main(void)
 	return r;
 }
 #else
+/* A pull that trickles for a minute unless cancelled: it honours img_prepare's contract
+ * (-ECANCELED within a second of *cancel) through the runtime's per-VM flag. */
+static atomic_int slow_in_flight;
+static int slow_image(struct runtime *rt, struct vm *vm, const char *ref, struct img_prepared *ret,
+		      struct err *err)
+{
+	if (!strstr(ref, "/slow"))
+		return fixture_image(rt, vm, ref, ret, err);
+	atomic_fetch_add(&slow_in_flight, 1);
+	for (int i = 0; i < 6000 && !atomic_load(&vm->img_cancel); i++)
+		nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+	atomic_fetch_sub(&slow_in_flight, 1);
+	if (atomic_load(&vm->img_cancel))
+		return err_set(err, -ECANCELED, "cancelled");
+	return fixture_image(rt, vm, ref, ret, err);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Item 2 and 1 of issue 9: 8 slow pulls take no capacity from other VMs (define, start,
  * stop, kill, destroy go on at once), stop/kill of a pulling VM end its start within 2 s, and
  * the shutdown cancels the pulls still running (nothing abandoned, everything freed). */
