@@ -276,12 +276,13 @@ static void disconnect(struct agent *a)
 		emit(a, 1u << AGENT_EVENT_DISCONNECTED);
 }
 
-/* Read what is there and dispatch; -errno when the connection ended. */
+/* Read what is there and dispatch; -errno when the connection ended. At most 64 KiB per call:
+ * a guest flooding its channel must not keep the thread from seeing quit (agent_free). */
 static int read_frames(struct agent *a)
 {
 	uint8_t buf[8192];
 
-	for (;;) {
+	for (unsigned rounds = 0; rounds < 8; rounds++) {
 		ssize_t n = recv(a->fd, buf, sizeof(buf), 0);
 		unsigned ev = 0;
 
@@ -305,6 +306,7 @@ static int read_frames(struct agent *a)
 		pthread_mutex_unlock(&a->lock);
 		emit(a, ev);
 	}
+	return 0;
 }
 
 /* Periodic sends: HELLO until answered, STOP until the guest shuts down. */

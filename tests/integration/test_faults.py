@@ -13,6 +13,8 @@ proxy that trickles at 4 KiB/s, a management API that never answers.
                      management API in flight: unmounted and exited 0 within 5 s, VMs left
                      running; the next daemon re-adopts them and ends the interrupted starts
                      failed, with no process left of them
+  sigterm-flooding-guest  the same with a guest that floods its agent channel: the orderly
+                     shutdown finishes (no watchdog)
   no-orphans         a SIGKILL during many starts (VMMs at every stage of their launch): after
                      the restart no VMM of ours runs without its VM knowing it, never two in
                      one jail, and nothing is left once every VM is destroyed
@@ -212,6 +214,35 @@ def test_sigterm_bounded():
         wait_for(lambda: not leftovers(D, n), 5, f"no leftovers of {n}")
 
 
+def test_sigterm_flooding_guest():
+    # The guest's agent channel never stops sending (here: /dev/zero on the vsock connection).
+    fcctl.write_knobs(D.knobs, by_id={"flood": {"agent_cmd": "exec cat /dev/zero"}})
+    new_vm("flood")
+    D.write("flood", "state", "start")
+    pid = D.read("flood", "pid").strip()
+    time.sleep(1.5)
+    log_start = os.path.getsize(os.path.join(TMP, "daemon.log"))
+    t0 = time.monotonic()
+    D.proc.send_signal(signal.SIGTERM)
+    try:
+        rc = D.proc.wait(8)
+    except subprocess.TimeoutExpired:
+        rc = None
+    dt = time.monotonic() - t0
+    print(f"# SIGTERM -> exit in {dt * 1000:.0f} ms (a guest flooding its channel)")
+    D.log.close()
+    D.check_sanitizers()
+    with open(os.path.join(TMP, "daemon.log"), errors="replace") as f:
+        f.seek(log_start)
+        assert "shutdown watchdog" not in f.read(), "the orderly shutdown hung"
+    assert rc == 0 and dt <= 5.0, (rc, dt)
+    assert mf_alive(pid), "the VM was stopped by the shutdown"
+    fcctl.write_knobs(D.knobs)
+    D.start()
+    assert D.state_of("flood") == "running" and D.read("flood", "pid").strip() == pid
+    kill_rmdir("flood")
+
+
 def mf_alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -287,6 +318,7 @@ def main():
             ("capacity", test_capacity),
             ("kill-while-pulling", test_kill_while_pulling),
             ("sigterm-bounded", test_sigterm_bounded),
+            ("sigterm-flooding-guest", test_sigterm_flooding_guest),
             ("no-orphans", test_no_orphans),
         ])
         if D.proc.poll() is None:
