@@ -353,10 +353,11 @@ struct runtime {
 	atomic_bool stopping;
 
 	/* workers (worker.c): the lifecycle pool runs the short jobs the supervisor queues (stop
-	 * request, cleanup, health probe); the outside pool runs the jobs that wait on the outside
-	 * world for long (launch with its image pull, create and destroy with the address
-	 * allocator), each on its own thread up to RT_LONG_POOL_MAX, so slow pulls or a slow
-	 * database never take the capacity the lifecycle and other VMs need. */
+	 * request, cleanup); the outside pool runs the jobs that wait on the outside world for
+	 * long (launch with its image pull, create and destroy with the address allocator, the
+	 * health probe of a VMM whose API may hang), each on its own thread up to
+	 * RT_LONG_POOL_MAX, so slow pulls, a slow database or hung VMMs never take the capacity
+	 * the lifecycle and other VMs need. */
 	struct rt_pool *pool_short, *pool_long;
 	bool workers_abandoned;	  /* workers_stop timed out: jobs still run, nothing is freed */
 	bool shut_down;		  /* runtime_shutdown ran */

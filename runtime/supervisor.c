@@ -453,8 +453,10 @@ static void probe_all(struct runtime *rt)
 		pthread_mutex_lock(&v->lock);
 		run = v->live && v->lc.state == VM_STATE_RUNNING && !v->lc.exiting;
 		pthread_mutex_unlock(&v->lock);
+		/* On the outside pool: a VMM whose API hangs holds its probe for the call's
+		 * deadline, and must not delay other VMs' stops and cleanups. */
 		if (run && !atomic_exchange(&v->probing, true) &&
-		    rt_job(rt, v, job_probe, NULL) < 0)
+		    rt_job_long(rt, v, job_probe, NULL) < 0)
 			atomic_store(&v->probing, false);
 	}
 	pthread_mutex_unlock(&rt->lock);

@@ -102,7 +102,9 @@ def test_soak():
     # VMM dies by itself after a while (exits racing the verbs).
     fcctl.write_knobs(D.knobs, by_id={"s0": {"ignore_ctrl_alt_del": True},
                                       "s1": {"crash_after_start_ms": 1500},
-                                      "s2": {"api_delay_ms": 50}})
+                                      "s2": {"api_delay_ms": 50},
+                                      "s3": {"crash_after_start_ms": 700, "crash_signal": "SIGKILL"},
+                                      "s4": {"agent_cmd": "exec cat"}})
     for n in names:
         os.mkdir(D.vm(n))
         D.write(n, "image", IMAGE)
