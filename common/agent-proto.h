@@ -12,7 +12,9 @@
  * linear in the bytes received, whatever they are (see struct agent_decoder).
  *
  * Conversation: the host sends HELLO (repeatedly, every ~0.5 s, until the guest answers: bytes
- * sent before the guest opens its end are lost). The guest answers HELLO and then replays its
+ * sent before the guest opens its end are lost) carrying the heartbeat period it expects; the
+ * guest adopts it (bounded to 50 ms..600 s) and the host never takes a period from the guest,
+ * so a guest cannot make itself "never stale". The guest answers HELLO and then replays its
  * current state (NET_CONFIGURED, APP_STARTED, APP_EXITED as applicable), then sends HEARTBEAT
  * every period, OUTPUT as the app writes, APP_EXITED when it ends. The host may send STOP
  * (grace): the guest SIGTERMs the app, waits up to grace, SIGKILLs, sends APP_EXITED and
@@ -53,7 +55,8 @@ enum agent_stream {
 
 struct agent_hello {
 	uint32_t version;
-	uint32_t heartbeat_ms;	   /* guest -> host: its period; host -> guest: 0 */
+	uint32_t heartbeat_ms;	   /* host -> guest: the period to use (0: keep vm.json's);
+				    * guest -> host: its period, informative only */
 	char name[AGENT_TEXT_MAX]; /* "mvmfs-agent 0.1.0" / "mvmfs-host" */
 };
 
