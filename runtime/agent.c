@@ -461,6 +461,8 @@ static void *agent_thread(void *arg)
 		bool can_read;
 
 		if (a->fd < 0 && try_connect(a) < 0) {
+			if (atomic_load(&a->quit))
+				break;
 			p[0] = (struct pollfd){.fd = a->wake_fd, .events = POLLIN};
 			(void)poll(p, 1, RECONNECT_MS);
 			if (p[0].revents) {
