@@ -195,3 +195,11 @@ size_t log_text_finish(struct log_text *t, char *out)
 	log_text_init(t);
 	return n;
 }
+
+size_t log_text_neutralize(char *buf, size_t len)
+{
+	struct log_text t;
+
+	log_text_init(&t);
+	return log_text_feed(&t, (const uint8_t *)buf, len, buf);
+}

@@ -34,6 +34,9 @@ void log_text_init(struct log_text *t);
 /* Neutralise len bytes of in into out (room for len bytes; out == in is allowed). Returns the
  * bytes written. */
 size_t log_text_feed(struct log_text *t, const uint8_t *in, size_t len, char *out);
+/* One-shot, in place: neutralise buf[0..len) as a whole text (a partial character or sequence
+ * at the very end is dropped: the text may still be growing). Returns the new length. */
+size_t log_text_neutralize(char *buf, size_t len);
 /* End of the text (e.g. the end of the rendered tail): a held partial character or CR becomes
  * '?'; writes at most 4 bytes. Returns the bytes written; t is reset. */
 size_t log_text_finish(struct log_text *t, char *out);

@@ -14,6 +14,7 @@
 
 #include "fileio.h"
 #include "internal.h"
+#include "log-text.h"
 
 static const char *const state_names[_VM_STATE_MAX] = {
 	[VM_STATE_CREATED] = "created", [VM_STATE_STARTING] = "starting",
@@ -303,6 +304,7 @@ static int show_log(struct vm *vm, char **ret, size_t *ret_len)
 		free(buf);
 		return -errno;
 	}
+	n = (ssize_t)log_text_neutralize(buf, (size_t)n); /* the guest's console: no escapes */
 	if (n > 0 && buf[n - 1] != '\n')
 		buf[n++] = '\n';
 	buf[n] = '\0';

@@ -95,5 +95,15 @@ static void test_long_sequence_cut(void)
 	check(s, want);
 }
 
+static void test_neutralize_in_place(void)
+{
+	char buf[] = "\033[1mboot\033[0m ok\r\n\xe2\x82";
+	size_t n = log_text_neutralize(buf, strlen(buf));
+
+	/* the partial character at the end is dropped: the console may still be writing it */
+	ASSERT_EQ(n, strlen("?boot? ok\n"));
+	ASSERT_TRUE(memcmp(buf, "?boot? ok\n", n) == 0);
+}
+
 TEST_MAIN(TEST(test_text_kept), TEST(test_escape_sequences_replaced), TEST(test_controls_replaced),
-	  TEST(test_utf8_checked), TEST(test_long_sequence_cut))
+	  TEST(test_utf8_checked), TEST(test_long_sequence_cut), TEST(test_neutralize_in_place))
