@@ -331,35 +331,47 @@ static int cmp_double(const void *a, const void *b)
 }
 
 struct reads {
-	double p50_ms, p99_ms, max_ms;
+	double p50_ms, p99_ms, max_ms;		   /* the quiet VM's health + log */
+	double own_p50_ms, own_p99_ms, own_max_ms; /* the flooder's own status */
 	int n, stale;
 };
 
-/* Read the quiet VM's health and log every 5 ms for secs; the latencies of each pair. */
-static void read_loop(struct agent *quiet, double secs, struct reads *r)
+static void percentiles(double *lat, int n, double *p50, double *p99, double *max)
 {
-	static double lat[20000];
+	qsort(lat, (size_t)n, sizeof(double), cmp_double);
+	*p50 = lat[n / 2];
+	*p99 = lat[n * 99 / 100];
+	*max = lat[n - 1];
+}
+
+/* Every 5 ms for secs: read the quiet VM's health and log, and the flooder's status (when
+ * there is one); their latencies. */
+static void read_loop(struct agent *quiet, struct agent *flooder, double secs, struct reads *r)
+{
+	static double lat[20000], own[20000];
 	double end = now_s() + secs;
 
 	r->n = r->stale = 0;
 	while (now_s() < end && r->n < (int)(sizeof(lat) / sizeof(lat[0]))) {
-		struct agent_status s;
+		struct agent_status s, fs;
 		char line[200], *log = NULL;
-		double t0 = now_s();
+		double t0 = now_s(), t1;
 
 		agent_get_status(quiet, &s);
 		agent_format_health_agent(&s, line, sizeof(line));
 		ASSERT_OK(agent_log_copy(quiet, &log, NULL));
 		free(log);
-		lat[r->n++] = (now_s() - t0) * 1000;
+		t1 = now_s();
+		lat[r->n] = (t1 - t0) * 1000;
+		if (flooder)
+			agent_get_status(flooder, &fs);
+		own[r->n++] = (now_s() - t1) * 1000;
 		if (!s.heartbeat_fresh)
 			r->stale++;
 		usleep(5000);
 	}
-	qsort(lat, (size_t)r->n, sizeof(double), cmp_double);
-	r->p50_ms = lat[r->n / 2];
-	r->p99_ms = lat[r->n * 99 / 100];
-	r->max_ms = lat[r->n - 1];
+	percentiles(lat, r->n, &r->p50_ms, &r->p99_ms, &r->max_ms);
+	percentiles(own, r->n, &r->own_p50_ms, &r->own_p99_ms, &r->own_max_ms);
 }
 
 static void flood(enum guest_mode mode, const char *name)
@@ -375,14 +387,14 @@ static void flood(enum guest_mode mode, const char *name)
 	fake_start(&fq, "quiet.serial", G_QUIET);
 	quiet = agent_for(&fq, AGENT_TRANSPORT_SERIAL);
 	ASSERT_OK(agent_wait(quiet, is_fresh, NULL, 5000));
-	read_loop(quiet, 0.5, &calm);
+	read_loop(quiet, NULL, 0.5, &calm);
 
 	fake_start(&ff, "flood.serial", mode);
 	flooder = agent_with_tid(&ff, &tid);
 	ASSERT_OK(agent_wait(flooder, is_connected, NULL, 5000));
 	t0 = now_s();
 	c0 = task_cpu_s(tid);
-	read_loop(quiet, secs, &busy);
+	read_loop(quiet, flooder, secs, &busy);
 	cpu = task_cpu_s(tid) - c0;
 	t0 = now_s() - t0;
 	agent_get_status(flooder, &s);
@@ -394,6 +406,8 @@ static void flood(enum guest_mode mode, const char *name)
 	       "%.3f ms, %d reads, %d stale\n",
 	       name, calm.p50_ms, calm.p99_ms, busy.p50_ms, busy.p99_ms, busy.max_ms, busy.n,
 	       busy.stale);
+	printf("# %-8s flooder's own status reads: p50 %.3f p99 %.3f max %.3f ms\n", name,
+	       busy.own_p50_ms, busy.own_p99_ms, busy.own_max_ms);
 
 	ASSERT_OK(agent_log_copy(flooder, &log, NULL));
 	ASSERT_TRUE(strchr(log, '\033') == NULL);
@@ -411,9 +425,11 @@ static void flood(enum guest_mode mode, const char *name)
 
 	ASSERT_TRUE(cpu / t0 < 0.10);
 	ASSERT_EQ(busy.stale, 0);
-	/* reads take a lock held only to apply one message: fast whatever the flood does (a
-	 * loaded machine can still preempt us: a generous bound on the 99th percentile) */
-	ASSERT_TRUE(busy.p99_ms < 20.0);
+	/* Reads take a lock held only to apply one message: fast whatever the flood does, for
+	 * the quiet VM and for the flooder itself. Wall-clock bounds on a shared machine that can
+	 * preempt us at any time: a tight median, a generous 99th percentile. */
+	ASSERT_TRUE(busy.p50_ms < 5.0 && busy.own_p50_ms < 5.0);
+	ASSERT_TRUE(busy.p99_ms < 50.0 && busy.own_p99_ms < 50.0);
 	agent_free(quiet);
 	fake_stop(&ff);
 	fake_stop(&fq);
