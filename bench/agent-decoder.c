@@ -38,7 +38,8 @@ static size_t put_frame(uint8_t *buf, size_t size, const struct agent_msg *m)
 /* A header claiming plen bytes of payload, whose frame will have a bad CRC. */
 static void fake_header(uint8_t *p, unsigned plen)
 {
-	memcpy(p, AGENT_PROTO_MAGIC, 4);
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)AGENT_PROTO_MAGIC[i];
 	p[4] = AGENT_PROTO_VERSION;
 	p[5] = AGENT_MSG_OUTPUT;
 	p[6] = plen & 0xff;
@@ -86,11 +87,12 @@ int main(int argc, char **argv)
 		double secs;
 		uint64_t frames;
 		size_t want = total;
+		const char *worst = getenv("BENCH_WORST_BYTES");
 
 		/* The old decoder is quadratic on the hostile cases: keep those short enough to
 		 * finish, the rate is what matters. */
-		if (c >= 2 && getenv("BENCH_WORST_BYTES"))
-			want = (size_t)atol(getenv("BENCH_WORST_BYTES"));
+		if (c >= 2 && worst)
+			want = (size_t)atol(worst);
 		len = 0;
 		while (len < want) {
 			switch (c) {

@@ -188,7 +188,8 @@ int agent_msg_encode(const struct agent_msg *msg, uint8_t *buf, size_t size)
 		return n;
 	if (size < (size_t)n + AGENT_FRAME_OVERHEAD)
 		return -ENOBUFS;
-	memcpy(buf, AGENT_PROTO_MAGIC, 4);
+	for (int i = 0; i < 4; i++)
+		buf[i] = (uint8_t)AGENT_PROTO_MAGIC[i];
 	buf[4] = AGENT_PROTO_VERSION;
 	buf[5] = msg->type;
 	put_u16(buf + 6, (uint16_t)n);

@@ -188,10 +188,9 @@ size_t log_text_finish(struct log_text *t, char *out)
 {
 	size_t n = 0;
 
-	if (t->state == S_UTF8 || t->state == S_CR)
+	/* a partial character, a CR, or an unterminated escape sequence */
+	if (t->state != S_TEXT)
 		out[n++] = '?';
-	else if (t->state != S_TEXT)
-		out[n++] = '?'; /* an unterminated escape sequence */
 	log_text_init(t);
 	return n;
 }

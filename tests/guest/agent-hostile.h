@@ -30,7 +30,8 @@ static inline const char *hostile_name(enum hostile_kind k)
 
 static inline void hostile_header(uint8_t *p, uint8_t type, unsigned plen)
 {
-	memcpy(p, AGENT_PROTO_MAGIC, 4);
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)AGENT_PROTO_MAGIC[i];
 	p[4] = AGENT_PROTO_VERSION;
 	p[5] = type;
 	p[6] = plen & 0xff;

@@ -44,7 +44,7 @@ enum guest_mode {
 };
 
 struct fake {
-	char dir[64], sock[128];
+	char dir[40], sock[sizeof(((struct sockaddr_un *)0)->sun_path) - 8];
 	pid_t pid;
 	int lfd;
 };
@@ -132,7 +132,7 @@ static void guest_main(int c, enum guest_mode mode)
 
 	hello.hello.version = AGENT_PROTO_VERSION;
 	hello.hello.heartbeat_ms = mode == G_CLAIM_NEVER ? UINT32_MAX : host_ms;
-	strcpy(hello.hello.name, "fake-guest");
+	snprintf(hello.hello.name, sizeof(hello.hello.name), "fake-guest");
 	send_frame(c, &hello);
 	snprintf(line, sizeof(line), "host-period=%u\n", host_ms);
 	send_text(c, line);
@@ -187,7 +187,7 @@ static void fake_start(struct fake *f, const char *name, enum guest_mode mode)
 	snprintf(f->dir, sizeof(f->dir), "/tmp/test-agent-flood.XXXXXX");
 	ASSERT_TRUE(mkdtemp(f->dir) != NULL);
 	snprintf(f->sock, sizeof(f->sock), "%s/%s", f->dir, name);
-	strcpy(sa.sun_path, f->sock);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->sock);
 	f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	ASSERT_TRUE(f->lfd >= 0);
 	ASSERT_OK(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)));

@@ -20,6 +20,16 @@ static int encode(const struct agent_msg *m, uint8_t *buf, size_t size)
 	return n;
 }
 
+/* Copy the characters of s (no NUL); returns how many. */
+static size_t put_text(uint8_t *buf, const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		buf[n] = (uint8_t)s[n];
+	return n;
+}
+
 /* Feed everything, collect decoded messages. */
 static int decode_all(struct agent_decoder *d, const uint8_t *data, size_t len,
 		      struct agent_msg *out, int max)
@@ -113,7 +123,7 @@ static void test_output_data_stays_valid(void)
 
 static void test_byte_by_byte(void)
 {
-	struct agent_msg m = {.type = AGENT_MSG_APP_STARTED, .pid = 99}, got;
+	struct agent_msg m = {.type = AGENT_MSG_APP_STARTED, .pid = 99}, got = {0};
 	uint8_t buf[AGENT_FRAME_MAX];
 	struct agent_decoder d;
 	int n, frames = 0;
@@ -139,8 +149,7 @@ static void test_resync_after_garbage_and_corruption(void)
 	size_t len = 0;
 	int nb, n;
 
-	memcpy(buf, "garbage mvA junk mvA1", 21); /* includes a false magic */
-	len = 21;
+	len = put_text(buf, "garbage mvA junk mvA1"); /* includes a false magic */
 	len += (size_t)encode(&a, buf + len, sizeof(buf) - len);
 	nb = encode(&b, buf + len, sizeof(buf) - len);
 	buf[len + 9] ^= 0xff; /* corrupt b's payload: CRC mismatch */
@@ -172,7 +181,7 @@ static void test_truncated_frame_then_new_frame(void)
 	na = encode(&a, buf, sizeof(buf));
 	nb = encode(&b, buf + na / 2, sizeof(buf) - (size_t)na / 2);
 	agent_decoder_init(&d);
-	n = decode_all(&d, buf, (size_t)(na / 2 + nb), got, 2);
+	n = decode_all(&d, buf, (size_t)na / 2 + (size_t)nb, got, 2);
 	ASSERT_EQ(n, 1);
 	ASSERT_EQ(got[0].pid, 5);
 }
@@ -202,10 +211,9 @@ static void test_limits(void)
 	buf[1] = 200; /* prefix length > 128 */
 	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_NET_CONFIGURED, buf, 18, &m), EBADMSG);
 	ASSERT_ERRNO(agent_msg_decode(99, buf, 4, &m), EPROTONOSUPPORT);
-	memcpy(buf,
-	       "\x01\x00\x00\x00\x00\x00\x00\x00"
-	       "bad\nname",
-	       16);
+	memset(buf, 0, 8);
+	buf[0] = 1; /* version 1, period 0, then a name with a newline */
+	put_text(buf + 8, "bad\nname");
 	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_HELLO, buf, 16, &m), EBADMSG);
 }
 
@@ -269,8 +277,8 @@ static void test_pending_gives_way(void)
 	int n;
 
 	ASSERT_TRUE(d != NULL);
-	/* header claiming 200 bytes, then two valid frames, then 'y' padding */
-	memcpy(buf, "mvA1\x01\x05\xc8\x00", 8);
+	/* a header claiming 200 bytes, then two valid frames */
+	hostile_header(buf, AGENT_MSG_OUTPUT, 200);
 	len = 8;
 	len += (size_t)encode(&a, buf + len, sizeof(buf) - len);
 	len += (size_t)encode(&b, buf + len, sizeof(buf) - len);
