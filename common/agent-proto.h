@@ -128,6 +128,8 @@ int agent_msg_decode(uint8_t type, const uint8_t *payload, size_t len, struct ag
  * keyed by where they end. A bounded payload check (at most AGENT_TEXT_MAX bytes) follows only
  * for CRC-valid starts. So a hostile peer cannot make a byte cost more than a constant, however
  * it cuts and forges frames (see bench/agent-decoder and the throughput tests).
+ * The state is about 64 KiB (two windows of bytes and their prefix CRCs, two heaps): allocate
+ * it, or keep it static, rather than on a small stack.
  */
 #define AGENT_DECODER_WINDOW AGENT_FRAME_MAX /* unresolved bytes held at most */
 #define AGENT_DECODER_BUF (2 * AGENT_DECODER_WINDOW)
