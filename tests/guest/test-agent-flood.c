@@ -16,9 +16,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -186,6 +188,17 @@ static void guest_main(int c, enum guest_mode mode)
 	}
 }
 
+/* In a fake's child: what it cleans up when the test process goes away. */
+static const struct fake *janitor;
+
+static void on_parent_death(int sig)
+{
+	(void)sig;
+	(void)unlink(janitor->sock);
+	(void)rmdir(janitor->dir);
+	_exit(0);
+}
+
 /* A listener at DIR/name (a name ending in .serial: no vsock handshake) served by mode. */
 static void fake_start(struct fake *f, const char *name, enum guest_mode mode)
 {
@@ -199,32 +212,46 @@ static void fake_start(struct fake *f, const char *name, enum guest_mode mode)
 	ASSERT_TRUE(f->lfd >= 0);
 	ASSERT_OK(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)));
 	ASSERT_OK(listen(f->lfd, mode == G_NEVER_ACCEPT ? 0 : 4));
-	f->pid = -1;
 	if (mode == G_NEVER_ACCEPT) {
 		/* fill the backlog: further connects would block */
-		for (int i = 0; i < 16; i++) {
+		bool full = false;
+
+		for (int i = 0; i < 16 && !full; i++) {
 			int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
 			ASSERT_TRUE(c >= 0);
 			if (connect(c, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 				ASSERT_EQ(errno, EAGAIN);
 				close(c);
-				return;
+				full = true;
 			}
-			/* leaked on purpose until exit: they keep the backlog full */
+			/* else leaked on purpose until exit: they keep the backlog full */
 		}
-		ASSERT_TRUE(!"the backlog never filled");
+		ASSERT_TRUE(full);
 	}
+	janitor = f;
 	f->pid = fork();
 	ASSERT_TRUE(f->pid >= 0);
 	if (f->pid == 0) {
-		int c = accept(f->lfd, NULL, NULL);
+		struct sigaction sa_term = {.sa_handler = on_parent_death};
+		int c;
 
+		/* A failed case ends its process at once: this child then removes the socket
+		 * and its directory, and never outlives the test. */
+		sigaction(SIGTERM, &sa_term, NULL);
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() == 1)
+			on_parent_death(SIGTERM);
+		if (mode == G_NEVER_ACCEPT) {
+			for (;;)
+				pause();
+		}
+		c = accept(f->lfd, NULL, NULL);
 		if (c < 0)
 			_exit(2);
 		if (mode == G_NO_HANDSHAKE) {
-			pause();
-			_exit(0);
+			for (;;)
+				pause();
 		}
 		guest_main(c, mode);
 		_exit(0);
