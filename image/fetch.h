@@ -167,6 +167,13 @@ struct img_source {
 
 int img_registry_open(const struct img_store_config *cfg, const struct img_ref *ref,
 		      struct img_source **ret, struct err *err);
+/* Registry sources only, for signature checks (cosign.c): the raw manifest at reference (a tag
+ * or digest; -ENOENT when absent), and a blob of at most max bytes into memory, checked against
+ * desc. *ret is NUL-terminated, the caller frees it. -EPROTONOSUPPORT for other sources. */
+int img_registry_get_manifest(struct img_source *src, const char *reference, char **ret,
+			      size_t *ret_len, struct err *err);
+int img_registry_get_blob(struct img_source *src, const struct img_descriptor *desc, size_t max,
+			  char **ret, size_t *ret_len, struct err *err);
 int img_s3_open(const struct img_store_config *cfg, const struct img_ref *ref,
 		struct img_source **ret, struct err *err);
 

@@ -41,6 +41,9 @@ struct img_store_config {
 	const char *docker_config;   /* NULL: $DOCKER_CONFIG/config.json or ~/.docker/config.json */
 	uint64_t keep_bytes;	     /* unused images kept up to this much (GC) */
 	uint64_t max_image_bytes;    /* unpack limit per image (0: default 8 GiB) */
+	/* NULL-terminated PEM public keys (ECDSA P-256); with any, every image must carry a cosign
+	 * signature by one of them (docs/signatures.md). NULL or empty: no check. */
+	const char *const *verify_keys;
 };
 
 int img_store_new(const struct img_store_config *cfg, struct img_store **ret, struct err *err);
@@ -59,6 +62,9 @@ struct img_prepared {
 	char digest[IMG_DIGEST_MAX]; /* manifest digest actually run */
 	char rootfs[4096];	     /* ext4 image, shared read-only */
 	char config[4096]; /* JSON: {"entrypoint":[],"cmd":[],"env":[],"workdir":"","user":""} */
+	/* With verify keys: "sha256:<hex>" fingerprint (of the DER public key) of the key whose
+	 * signature verified digest; "" without keys. */
+	char verified_key[IMG_DIGEST_MAX];
 };
 
 /* Resolve, pull, verify, unpack, build the root disk (cached by manifest digest). Concurrent

@@ -364,3 +364,55 @@ int img_registry_open(const struct img_store_config *cfg, const struct img_ref *
 	*ret = &reg->base;
 	return 0;
 }
+
+/* ---- for signature checks (cosign.c) ---- */
+
+int img_registry_get_manifest(struct img_source *src, const char *reference, char **ret,
+			      size_t *ret_len, struct err *err)
+{
+	struct registry *reg = (struct registry *)src;
+	struct img_http_resp resp = {};
+	char digest[IMG_DIGEST_MAX];
+	int r;
+
+	if (src->ops != &registry_ops)
+		return err_set(err, -EPROTONOSUPPORT, "signatures live in registries only");
+	r = fetch_manifest(reg, reference, NULL, &resp, digest, err);
+	if (r < 0) {
+		img_http_resp_done(&resp);
+		return r;
+	}
+	*ret = resp.body ? resp.body : strdup("");
+	*ret_len = resp.len;
+	return *ret ? 0 : -ENOMEM;
+}
+
+int img_registry_get_blob(struct img_source *src, const struct img_descriptor *desc, size_t max,
+			  char **ret, size_t *ret_len, struct err *err)
+{
+	struct registry *reg = (struct registry *)src;
+	struct img_http_resp resp = {.body_max = max};
+	char url[1024], digest[IMG_DIGEST_MAX];
+	int r;
+
+	if (src->ops != &registry_ops)
+		return err_set(err, -EPROTONOSUPPORT, "signatures live in registries only");
+	if (!img_digest_is_valid(desc->digest) || desc->size > max)
+		return err_set(err, -EINVAL, "%s: bad blob descriptor", reg->who);
+	snprintf(url, sizeof(url), "%s/blobs/%s", reg->base_url, desc->digest);
+	r = request(reg, url, NULL, &resp, err);
+	if (r >= 0 && resp.status != 200)
+		r = img_http_status_error(&resp, reg->who, desc->digest, err);
+	if (r >= 0 && (resp.len != desc->size ||
+		       img_digest_buf(resp.body ? resp.body : "", resp.len, digest) < 0 ||
+		       strcmp(digest, desc->digest) != 0))
+		r = err_set(err, -EBADMSG, "%s: blob %s does not match its digest and size",
+			    reg->who, desc->digest);
+	if (r < 0) {
+		img_http_resp_done(&resp);
+		return r;
+	}
+	*ret = resp.body ? resp.body : strdup("");
+	*ret_len = resp.len;
+	return *ret ? 0 : -ENOMEM;
+}

@@ -121,6 +121,7 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 			.state_dir = rt->cfg.state_dir,
 			.insecure = rt->cfg.insecure_registries,
 			.docker_config = rt->cfg.docker_config,
+			.verify_keys = rt->cfg.verify_keys,
 			.keep_bytes =
 				rt->cfg.image_keep_bytes ? rt->cfg.image_keep_bytes : 10ULL << 30,
 		};
