@@ -125,6 +125,15 @@ int img_keys_load(const char *const *paths, struct img_keys **ret, struct err *e
 	return 0;
 }
 
+int img_verify_keys_check(const char *const *paths, struct err *err)
+{
+	struct img_keys *keys = NULL;
+	int r = img_keys_load(paths, &keys, err);
+
+	img_keys_free(keys);
+	return r;
+}
+
 struct img_keys *img_keys_free(struct img_keys *keys)
 {
 	if (!keys)

@@ -46,6 +46,10 @@ struct img_store_config {
 	const char *const *verify_keys;
 };
 
+/* Load every --verify-key file and drop them again: -EINVAL with a message naming the first
+ * file that is not an ECDSA P-256 PEM public key. Lets the daemon refuse to start early. */
+int img_verify_keys_check(const char *const *paths, struct err *err);
+
 int img_store_new(const struct img_store_config *cfg, struct img_store **ret, struct err *err);
 struct img_store *img_store_free(struct img_store *store);
 
