@@ -584,10 +584,14 @@ int img_signature_check(struct img_store *s, struct img_source *src, const char 
 	r = img_cosign_verify(s->keys, src, digest, ret_key, err);
 	if (r < 0)
 		return r;
+	/* Written (with its fsyncs) only when it changes: a restart checks the same signature. */
 	snprintf(line, sizeof(line), "%s\n", ret_key);
 	if (verified_path(s, digest, p, sizeof(p)) == 0) {
+		_cleanup_free_ char *old = NULL;
+
 		pthread_mutex_lock(&s->lock);
-		(void)write_file_atomic(p, line, strlen(line), 0644);
+		if (read_file_bounded(p, 128, &old, NULL) < 0 || strcmp(old, line) != 0)
+			(void)write_file_atomic(p, line, strlen(line), 0644);
 		pthread_mutex_unlock(&s->lock);
 	}
 	return 0;
