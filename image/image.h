@@ -39,8 +39,9 @@ struct img_store_config {
 	const char *state_dir;	     /* store lives in <state_dir>/images */
 	const char *const *insecure; /* NULL-terminated "host[:port]" list for plain HTTP */
 	const char *docker_config;   /* NULL: $DOCKER_CONFIG/config.json or ~/.docker/config.json */
-	uint64_t keep_bytes;	     /* unused images kept up to this much (GC) */
-	uint64_t max_image_bytes;    /* unpack limit per image (0: default 8 GiB) */
+	unsigned cred_helper_timeout_ms; /* docker-credential-* deadline (0: 10 s) */
+	uint64_t keep_bytes;		 /* unused images kept up to this much (GC) */
+	uint64_t max_image_bytes;	 /* unpack limit per image (0: default 8 GiB) */
 	/* NULL-terminated PEM public keys (ECDSA P-256); with any, every image must carry a cosign
 	 * signature by one of them (docs/signatures.md). NULL or empty: no check. */
 	const char *const *verify_keys;

@@ -67,6 +67,40 @@ static int basic_header(const struct img_creds *c, char *buf, size_t size)
 	return 0;
 }
 
+/* OAuth2 (Docker's token spec): trade the identity (refresh) token for an access token with a
+ * form POST to the realm. The request body holds the secret and is wiped after. */
+static int post_refresh(struct registry *reg, const struct img_challenge *ch, const char *scope,
+			struct img_http_resp *resp, const char *who, struct err *err)
+{
+	_cleanup_(curl_slist_free_allp) struct curl_slist *hdrs = NULL;
+	size_t size = sizeof(reg->creds.identity_token) * 3 + 4096;
+	char *body = malloc(size);
+	int r;
+
+	if (!body)
+		return -ENOMEM;
+	snprintf(body, size, "grant_type=refresh_token&client_id=mvmfs&service=");
+	r = img_url_escape(ch->service, false, body, size);
+	if (r >= 0 && strlen(body) + 8 < size) {
+		strcat(body, "&scope=");
+		r = img_url_escape(scope, false, body, size);
+	}
+	if (r >= 0 && strlen(body) + 16 < size) {
+		strcat(body, "&refresh_token=");
+		r = img_url_escape(reg->creds.identity_token, false, body, size);
+	}
+	hdrs = curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded");
+	if (r >= 0 && hdrs && curl_easy_setopt(reg->curl, CURLOPT_COPYPOSTFIELDS, body) == CURLE_OK)
+		r = img_http_perform(reg->curl, ch->realm, hdrs, resp, who, err);
+	else
+		r = err_set(err, r < 0 ? -EINVAL : -ENOMEM, "%s: cannot build the token request",
+			    who);
+	(void)curl_easy_setopt(reg->curl, CURLOPT_HTTPGET, 1L); /* back to GET, copy freed */
+	explicit_bzero(body, size);
+	free(body);
+	return r;
+}
+
 /* Ask the token endpoint named by a Bearer challenge for a pull token. */
 static int get_token(struct registry *reg, const struct img_challenge *ch, struct err *err)
 {
@@ -96,6 +130,13 @@ static int get_token(struct registry *reg, const struct img_challenge *ch, struc
 		return err_set(err, -EACCES,
 			       "%s: token realm '%s' is plain HTTP, not sending credentials there",
 			       reg->who, ch->realm);
+	snprintf(who, sizeof(who), "%s token endpoint", reg->who);
+	if (reg->creds.identity_token[0]) {
+		r = post_refresh(reg, ch, scope, &resp, who, err);
+		if (r < 0)
+			return r;
+		goto answer;
+	}
 	if (reg->have_creds) {
 		r = basic_header(&reg->creds, basic, sizeof(basic));
 		if (r < 0)
@@ -105,10 +146,10 @@ static int get_token(struct registry *reg, const struct img_challenge *ch, struc
 		if (!hdrs)
 			return -ENOMEM;
 	}
-	snprintf(who, sizeof(who), "%s token endpoint", reg->who);
 	r = img_http_perform(reg->curl, url, hdrs, &resp, who, err);
 	if (r < 0)
 		return r;
+answer:
 	if (resp.status != 200) {
 		r = img_http_status_error(&resp, who, NULL, err);
 		img_http_resp_done(&resp);
@@ -142,7 +183,7 @@ static int authenticate(struct registry *reg, const struct img_http_resp *resp, 
 	if (img_auth_parse_challenge(resp->www_authenticate, &ch) < 0)
 		return 0;
 	if (strcmp(ch.scheme, "basic") == 0) {
-		if (!reg->have_creds || reg->auth_is_basic)
+		if (!reg->have_creds || !reg->creds.user[0] || reg->auth_is_basic)
 			return 0;
 		if (basic_header(&reg->creds, reg->auth, sizeof(reg->auth)) < 0)
 			return err_set(err, -EINVAL, "%s: credentials too long", reg->who);
@@ -350,7 +391,8 @@ int img_registry_open(const struct img_store_config *cfg, const struct img_ref *
 	snprintf(reg->who, sizeof(reg->who), "registry %s", ref->registry);
 	snprintf(reg->base_url, sizeof(reg->base_url), "%s://%s/v2/%s",
 		 is_insecure(cfg, ref->registry) ? "http" : "https", host, ref->repository);
-	r = img_auth_load(cfg ? cfg->docker_config : NULL, ref->registry, &reg->creds, err);
+	r = img_auth_load(cfg ? cfg->docker_config : NULL, ref->registry,
+			  cfg ? cfg->cred_helper_timeout_ms : 0, &reg->creds, err);
 	if (r < 0 && r != -ENOENT) {
 		registry_free(&reg->base);
 		return r;

@@ -95,7 +95,12 @@ static void test_docker_config(void)
 		     ENOENT);
 	ASSERT_ERRNO(img_auth_parse_docker_config(cfg, strlen(cfg), "helper.example", &c, &err),
 		     ENOENT);
-	ASSERT_ERRNO(img_auth_parse_docker_config(cfg, strlen(cfg), "quay.io", &c, &err), ENOENT);
+	ASSERT_OK(img_auth_parse_docker_config(cfg, strlen(cfg), "quay.io", &c, &err));
+	ASSERT_STREQ(c.identity_token, "x");
+	ASSERT_STREQ(c.user, "");
+	ASSERT_OK(img_auth_parse_docker_config(cfg, strlen(cfg), "gcr.io", &c, &err));
+	ASSERT_STREQ(c.helper, "gcloud");
+	ASSERT_STREQ(c.user, "");
 	ASSERT_ERRNO(img_auth_parse_docker_config("{}", 2, "docker.io", &c, &err), ENOENT);
 }
 
@@ -133,17 +138,17 @@ static void test_docker_config_file(void)
 	ASSERT_TRUE(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/config.json", dir);
 	ASSERT_OK(write_file_atomic(path, cfg, strlen(cfg), 0600));
-	ASSERT_OK(img_auth_load(path, "r.example", &c, &err));
+	ASSERT_OK(img_auth_load(path, "r.example", 0, &c, &err));
 	ASSERT_STREQ(c.user, "user");
 	/* $DOCKER_CONFIG names the directory. */
 	setenv("DOCKER_CONFIG", dir, 1);
-	ASSERT_OK(img_auth_load(NULL, "r.example", &c, &err));
+	ASSERT_OK(img_auth_load(NULL, "r.example", 0, &c, &err));
 	unsetenv("DOCKER_CONFIG");
 	setenv("HOME", dir, 1);
-	ASSERT_ERRNO(img_auth_load(NULL, "r.example", &c, &err), ENOENT);
-	ASSERT_ERRNO(img_auth_load("/nonexistent/config.json", "r.example", &c, &err), ENOENT);
+	ASSERT_ERRNO(img_auth_load(NULL, "r.example", 0, &c, &err), ENOENT);
+	ASSERT_ERRNO(img_auth_load("/nonexistent/config.json", "r.example", 0, &c, &err), ENOENT);
 	ASSERT_OK(write_file_atomic(path, "{", 1, 0600));
-	ASSERT_ERRNO(img_auth_load(path, "r.example", &c, &err), EINVAL);
+	ASSERT_ERRNO(img_auth_load(path, "r.example", 0, &c, &err), EINVAL);
 	ASSERT_TRUE(strstr(err.msg, path));
 	ASSERT_OK(rm_rf(dir));
 }
