@@ -74,8 +74,12 @@ static _Noreturn void child(const char *exe, int in, int out, int null_fd)
 	char *const argv[] = {(char *)exe, (char *)"get", NULL};
 	sigset_t all;
 
+	/* Copies above 2 first, so no dup2 below clobbers another source or is a no-op that
+	 * keeps FD_CLOEXEC (when the parent ran with 0-2 closed). */
+	int a = fcntl(in, F_DUPFD, 3), b = fcntl(out, F_DUPFD, 3), c = fcntl(null_fd, F_DUPFD, 3);
+
 	(void)setsid();
-	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(null_fd, 2) < 0)
+	if (a < 0 || b < 0 || c < 0 || dup2(a, 0) < 0 || dup2(b, 1) < 0 || dup2(c, 2) < 0)
 		_exit(127);
 	(void)syscall(SYS_close_range, 3U, ~0U, 0U);
 	sigemptyset(&all);

@@ -150,6 +150,12 @@ static int get_token(struct registry *reg, const struct img_challenge *ch, struc
 	if (r < 0)
 		return r;
 answer:
+	if (resp.status != 200 && reg->creds.identity_token[0] &&
+	    (resp.status == 400 || resp.status == 401)) {
+		img_http_resp_done(&resp);
+		return err_set(err, -EACCES, "%s: identity token refused (HTTP %ld)", who,
+			       resp.status);
+	}
 	if (resp.status != 200) {
 		r = img_http_status_error(&resp, who, NULL, err);
 		img_http_resp_done(&resp);
