@@ -378,6 +378,10 @@ int img_auth_parse_helper_output(const char *json, size_t len, struct img_creds 
 		return err_set(err, -EINVAL, "answer is not a JSON object");
 	user = json_object_get(root, "Username");
 	secret = json_object_get(root, "Secret");
+	/* Some helpers (docker-credential-pass 0.6) answer "not found" with empty fields. */
+	if (json_is_string(user) && json_is_string(secret) && json_string_length(user) == 0 &&
+	    json_string_length(secret) == 0)
+		return -ENOENT;
 	if (!plain_string(user, sizeof(c.user)) || !plain_string(secret, sizeof(c.pass)))
 		return err_set(err, -EINVAL, "answer lacks a usable Username and Secret");
 	strcpy(c.user, json_string_value(user));

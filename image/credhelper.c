@@ -234,7 +234,7 @@ int img_cred_helper_get(const char *helper, const char *server, unsigned timeout
 		struct err perr = {0};
 
 		r = img_auth_parse_helper_output(buf, len, ret, &perr);
-		if (r < 0)
+		if (r < 0 && r != -ENOENT)
 			r = err_set(err, -EACCES, "credential helper %s: %s", prog, perr.msg);
 	}
 	goto done;

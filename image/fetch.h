@@ -110,8 +110,8 @@ struct img_creds {
 int img_auth_parse_docker_config(const char *json, size_t len, const char *registry,
 				 struct img_creds *ret, struct err *err);
 /* A credential helper's answer to "get" ({"ServerURL","Username","Secret"}; a "<token>"
- * Username makes Secret an identity token). -EINVAL when malformed; the message never quotes
- * the input. */
+ * Username makes Secret an identity token). -ENOENT when both are empty (nothing stored),
+ * -EINVAL when malformed; the message never quotes the input. */
 int img_auth_parse_helper_output(const char *json, size_t len, struct img_creds *ret,
 				 struct err *err);
 /* The server name Docker hands a helper for registry: "https://index.docker.io/v1/" for

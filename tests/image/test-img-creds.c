@@ -229,13 +229,57 @@ static void test_helper_errors(void)
 	ASSERT_TRUE(kill(-atoi(pid), 0) < 0 && errno == ESRCH);
 }
 
+static bool have(const char *prog)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null 2>&1", prog);
+	return system(cmd) == 0;
+}
+
+/* Debian's docker-credential-pass over a throwaway gpg key and password store. */
+static void test_docker_credential_pass(void)
+{
+	char gnupg[256], store[256], cmd[2048];
+	struct src s;
+	int r;
+
+	if (!have("docker-credential-pass") || !have("pass") || !have("gpg") || !have("gpgconf"))
+		test_skip("docker-credential-pass, pass or gpg not installed "
+			  "(golang-docker-credential-helpers, pass)");
+	snprintf(gnupg, sizeof(gnupg), "%s/gnupg", tmp_dir);
+	snprintf(store, sizeof(store), "%s/pass-store", tmp_dir);
+	ASSERT_OK(mkdir(gnupg, 0700));
+	setenv("GNUPGHOME", gnupg, 1);
+	setenv("PASSWORD_STORE_DIR", store, 1);
+	snprintf(cmd, sizeof(cmd),
+		 "gpg --batch --passphrase '' --quick-gen-key mvmfs-test@example.invalid default "
+		 "default never >/dev/null 2>&1 && pass init mvmfs-test@example.invalid >/dev/null "
+		 "&& printf "
+		 "'{\"ServerURL\":\"127.0.0.1:%s\",\"Username\":\"%s\",\"Secret\":\"%s\"}' "
+		 "| docker-credential-pass store",
+		 fx("PORT_BASIC"), fx("USER"), fx("PASSWORD"));
+	r = system(cmd);
+	if (r == 0) {
+		r = open_with(&s, "PORT_BASIC", "{\"credsStore\":\"pass\"}", 0);
+		if (r < 0)
+			printf("# pass store: %s\n", s.err.msg);
+	}
+	/* Nothing stored for the token registry: anonymous, which may not pull there. */
+	int r2 = open_with(&s, "PORT_TOKEN", "{\"credsStore\":\"pass\"}", 0);
+	printf("# not stored: %s\n", s.err.msg);
+	(void)system("gpgconf --kill gpg-agent >/dev/null 2>&1"); /* no agent left behind */
+	ASSERT_OK(r);
+	ASSERT_EQ(r2, -EACCES);
+	ASSERT_TRUE(strstr(s.err.msg, "credential helper") == NULL);
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
-		TEST(test_helper_basic_registry),
-		TEST(test_store_token_registry),
-		TEST(test_identity_token),
-		TEST(test_helper_errors),
+		TEST(test_helper_basic_registry),  TEST(test_store_token_registry),
+		TEST(test_identity_token),	   TEST(test_helper_errors),
+		TEST(test_docker_credential_pass),
 	};
 	const char *src = getenv("MVMFS_SRCDIR");
 	char path[1024];
