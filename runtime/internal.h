@@ -202,6 +202,7 @@ struct vm_record {
 	enum vm_state state; /* as last written */
 	char image[IMG_REF_MAX];
 	char image_digest[IMG_DIGEST_MAX];
+	char image_key[IMG_DIGEST_MAX]; /* key that verified it (--verify-key), "" */
 	struct in6_addr ip;
 	bool has_ip;
 	char error[ERR_MSG_MAX + 64];
