@@ -125,6 +125,16 @@ def test_bad_key_refuses_to_start():
     assert r.returncode == 2, r
     assert E["KEY_BAD"] in r.stdout and "not a PEM public key" in r.stdout, r.stdout
     assert not os.path.exists(os.path.join(TMP, "other-state"))
+    # The same key given as a --config key.
+    conf = os.path.join(TMP, "mvmfs.conf")
+    with open(conf, "w") as f:
+        f.write(f"verify-key = {E['KEY_A']}\nverify-key = {E['KEY_RSA']}\n")
+    r = subprocess.run([os.path.join(mf.BUILD, "daemon", "mvmfs"), "--vmm", "qemu",
+                        "--state-dir", os.path.join(TMP, "other-state"), "--config", conf,
+                        os.path.join(TMP, "other-mnt")],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
+    print("# " + r.stdout.strip())
+    assert r.returncode == 2 and "not an ECDSA P-256 key" in r.stdout, r
 
 
 CASES = [(f.__name__, f) for f in (
