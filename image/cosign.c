@@ -11,6 +11,7 @@
 #include "cosign.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "build.h"
 #include "fetch.h"
@@ -572,6 +574,25 @@ bool img_signature_cached(struct img_store *s, const char *digest, char ret_key[
 	return true;
 }
 
+/* The record, renamed into place but not fsynced: after a crash it may be empty or missing,
+ * which only means the signature is checked at the registry once more. Under s->lock. */
+static void write_record(const char *path, const char *line)
+{
+	char tmp[4200];
+	int fd;
+	bool ok;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+		return;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0)
+		return;
+	ok = write(fd, line, strlen(line)) == (ssize_t)strlen(line);
+	ok = close(fd) == 0 && ok;
+	if (!ok || rename(tmp, path) < 0)
+		(void)unlink(tmp);
+}
+
 int img_signature_check(struct img_store *s, struct img_source *src, const char *digest,
 			char ret_key[IMG_DIGEST_MAX], struct err *err)
 {
@@ -584,14 +605,14 @@ int img_signature_check(struct img_store *s, struct img_source *src, const char 
 	r = img_cosign_verify(s->keys, src, digest, ret_key, err);
 	if (r < 0)
 		return r;
-	/* Written (with its fsyncs) only when it changes: a restart checks the same signature. */
+	/* Written only when it changes: a restart checks the same signature. */
 	snprintf(line, sizeof(line), "%s\n", ret_key);
 	if (verified_path(s, digest, p, sizeof(p)) == 0) {
 		_cleanup_free_ char *old = NULL;
 
 		pthread_mutex_lock(&s->lock);
 		if (read_file_bounded(p, 128, &old, NULL) < 0 || strcmp(old, line) != 0)
-			(void)write_file_atomic(p, line, strlen(line), 0644);
+			write_record(p, line);
 		pthread_mutex_unlock(&s->lock);
 	}
 	return 0;
