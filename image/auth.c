@@ -252,7 +252,7 @@ static int creds_from_entry(json_t *e, struct img_creds *ret, struct err *err)
 	if (idt && json_string_length(idt) > 0) {
 		if (!plain_string(idt, sizeof(c.identity_token)))
 			return err_set(err, -EINVAL, "docker config: bad \"identitytoken\"");
-		strcpy(c.identity_token, json_string_value(idt));
+		memcpy(c.identity_token, json_string_value(idt), json_string_length(idt) + 1);
 		*ret = c; /* the identity token wins; a user name beside it is informational */
 		return 0;
 	}
@@ -384,8 +384,8 @@ int img_auth_parse_helper_output(const char *json, size_t len, struct img_creds 
 		return -ENOENT;
 	if (!plain_string(user, sizeof(c.user)) || !plain_string(secret, sizeof(c.pass)))
 		return err_set(err, -EINVAL, "answer lacks a usable Username and Secret");
-	strcpy(c.user, json_string_value(user));
-	strcpy(c.pass, json_string_value(secret));
+	memcpy(c.user, json_string_value(user), json_string_length(user) + 1);
+	memcpy(c.pass, json_string_value(secret), json_string_length(secret) + 1);
 	token_user(&c);
 	*ret = c;
 	explicit_bzero(&c, sizeof(c));

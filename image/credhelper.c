@@ -23,8 +23,6 @@
 
 #include "fetch.h"
 
-extern char **environ;
-
 /* What helpers print when they hold nothing for the server (credentials.ErrCredentialsNotFound). */
 #define NOT_FOUND "credentials not found in native keychain"
 

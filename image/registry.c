@@ -82,11 +82,11 @@ static int post_refresh(struct registry *reg, const struct img_challenge *ch, co
 	snprintf(body, size, "grant_type=refresh_token&client_id=mvmfs&service=");
 	r = img_url_escape(ch->service, false, body, size);
 	if (r >= 0 && strlen(body) + 8 < size) {
-		strcat(body, "&scope=");
+		memcpy(body + strlen(body), "&scope=", 8);
 		r = img_url_escape(scope, false, body, size);
 	}
 	if (r >= 0 && strlen(body) + 16 < size) {
-		strcat(body, "&refresh_token=");
+		memcpy(body + strlen(body), "&refresh_token=", 16);
 		r = img_url_escape(reg->creds.identity_token, false, body, size);
 	}
 	hdrs = curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded");
