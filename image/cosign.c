@@ -593,16 +593,31 @@ static void write_record(const char *path, const char *line)
 		(void)unlink(tmp);
 }
 
-int img_signature_check(struct img_store *s, struct img_source *src, const char *digest,
+int img_signature_check(struct img_store *s, struct img_source *src, const struct img_manifest *m,
 			char ret_key[IMG_DIGEST_MAX], struct err *err)
 {
 	char p[4096], line[IMG_DIGEST_MAX + 1];
+	const char *digest = m->digest;
 	int r;
 
 	ret_key[0] = '\0';
 	if (!s->keys)
 		return 0;
 	r = img_cosign_verify(s->keys, src, digest, ret_key, err);
+	if (r == -EKEYREJECTED && m->index_digest[0] && strcmp(m->index_digest, digest) != 0) {
+		/* A multi-platform image: cosign signs the index the tag names. */
+		struct err e2 = {0};
+		int r2 = img_cosign_verify(s->keys, src, m->index_digest, ret_key, &e2);
+
+		if (r2 >= 0)
+			r = 0;
+		else if (err && r2 == -EKEYREJECTED) {
+			char first[ERR_MSG_MAX];
+
+			memcpy(first, err->msg, sizeof(first));
+			err_set(err, -EKEYREJECTED, "%s; and for its index: %s", first, e2.msg);
+		}
+	}
 	if (r < 0)
 		return r;
 	/* Written only when it changes: a restart checks the same signature. */

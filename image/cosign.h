@@ -74,8 +74,10 @@ int img_cosign_verify(const struct img_keys *keys, struct img_source *src, const
 
 /* The store's side (store.c calls these; both are no-ops without keys). */
 struct img_store;
-/* Verify digest's signature at src and record which key verified it. */
-int img_signature_check(struct img_store *s, struct img_source *src, const char *digest,
+/* Verify the signature of m (the platform manifest run, or else the index it was picked from,
+ * which is what cosign signs for a multi-platform tag) at src, and record which key verified
+ * it. */
+int img_signature_check(struct img_store *s, struct img_source *src, const struct img_manifest *m,
 			char ret_key[IMG_DIGEST_MAX], struct err *err);
 /* True if a configured key verified digest before (ret_key: that key), or there are no keys. */
 bool img_signature_cached(struct img_store *s, const char *digest, char ret_key[IMG_DIGEST_MAX]);

@@ -264,7 +264,7 @@ static int registry_resolve(struct img_source *src, struct img_manifest *ret, st
 	struct registry *reg = (struct registry *)src;
 	struct img_descriptor pick = {};
 	struct img_manifest m = {};
-	char digest[IMG_DIGEST_MAX], name[400];
+	char digest[IMG_DIGEST_MAX], name[400], index_digest[IMG_DIGEST_MAX] = "";
 	bool have_pick = false;
 	int r;
 
@@ -298,10 +298,13 @@ static int registry_resolve(struct img_source *src, struct img_manifest *ret, st
 		if (depth >= 2)
 			return err_set(err, -EPROTONOSUPPORT,
 				       "%s: %s: image indexes nested too deep", reg->who, name);
+		if (depth == 0)
+			memcpy(index_digest, digest, IMG_DIGEST_MAX);
 		pick = next;
 		have_pick = true;
 	}
 	memcpy(m.digest, digest, IMG_DIGEST_MAX);
+	memcpy(m.index_digest, index_digest, IMG_DIGEST_MAX);
 	*ret = m;
 	return 0;
 }

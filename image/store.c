@@ -452,7 +452,7 @@ static int prepare(struct img_store *s, const char *ref_s, const char *holder, i
 		}
 		if (ref.digest[0])
 			save_alias(s, ref.digest, m.digest);
-		r = img_signature_check(s, src, m.digest, key, err);
+		r = img_signature_check(s, src, &m, key, err);
 		if (r >= 0)
 			r = pull_coalesced(s, src, &m, cb, ud, err);
 		if (r >= 0)

@@ -16,6 +16,8 @@ Images (each tag "1" of repository test/<name>, one distinct layer each):
   tampered     key A's signature, the payload changed after signing
   otherrepo    key A's signature of a payload naming repository test/signed
   several      signatures: B, A for another digest, A tampered, then a good one by A
+  multi        two platforms, key A signed the index; multiplat: A signed the amd64 manifest;
+               multiother: B signed the index (DIGEST_<NAME>_INDEX/_AMD64/_ARM64)
 Keys: KEY_A/KEY_B (cosign.pub-style PEM), KEY_A_ID/KEY_B_ID (sha256 of the DER public key),
 KEY_BAD (not PEM), KEY_RSA (an RSA public key), KEY_PRIV (key A's private key, not a public one).
 Exit status 77 when docker-registry or cryptography is missing.
@@ -102,6 +104,31 @@ def push_image(d, port, name):
     return desc["digest"]
 
 
+def push_multi(d, port, name):
+    """A two-platform image (arm64/v8, amd64) under tag 1. Returns (index digest, {arch: manifest
+    digest})."""
+    lay = os.path.join(d, "layouts", name)
+    repo = "test/" + name
+    entries, digests = [], {}
+    for arch in ("arm64", "amd64"):
+        desc, raw = regfx.make_manifest(lay, [({"arch": f"{name} {arch}\n".encode()}, "gzip")],
+                                        arch=arch)
+        m = json.loads(raw)
+        for b in [m["config"]] + m["layers"]:
+            with open(os.path.join(lay, "blobs", "sha256", b["digest"][7:]), "rb") as f:
+                push_blob(port, repo, f.read())
+        push_manifest(port, repo, desc["digest"], raw, desc["mediaType"])
+        desc["platform"] = {"architecture": arch, "os": "linux"}
+        if arch == "arm64":
+            desc["platform"]["variant"] = "v8"
+        entries.append(desc)
+        digests[arch] = desc["digest"]
+    mt = "application/vnd.oci.image.index.v1+json"
+    raw = json.dumps({"schemaVersion": 2, "mediaType": mt, "manifests": entries}).encode()
+    push_manifest(port, repo, "1", raw, mt)
+    return "sha256:" + hashlib.sha256(raw).hexdigest(), digests
+
+
 def pub_pem(key):
     from cryptography.hazmat.primitives import serialization
     return key.public_key().public_bytes(serialization.Encoding.PEM,
@@ -169,6 +196,18 @@ def up(d, port=None):
                      good(a, "several")])
     for n in names:
         env["DIGEST_" + n.upper()] = dig[n]
+
+    # Multi-platform: cosign signs the index a tag names ("multi"), or a platform manifest
+    # ("multiplat", signed for amd64 only); "multiother" has its index signed by key B.
+    for n, key, which in (("multi", a, "index"), ("multiplat", a, "amd64"),
+                          ("multiother", b, "index")):
+        idx, plats = push_multi(d, port, n)
+        target = idx if which == "index" else plats[which]
+        p = payload(f"127.0.0.1:{port}/test/{n}", target)
+        push_signatures(port, "test/" + n, target, [(p, sign(key, p))])
+        env[f"DIGEST_{n.upper()}_INDEX"] = idx
+        env[f"DIGEST_{n.upper()}_AMD64"] = plats["amd64"]
+        env[f"DIGEST_{n.upper()}_ARM64"] = plats["arm64"]
     with open(os.path.join(d, "env"), "w") as f:
         for k, v in env.items():
             f.write(f"{k}={v}\n")

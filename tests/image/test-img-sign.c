@@ -230,6 +230,36 @@ static void test_several(void)
 	img_store_free(s.store);
 }
 
+/* cosign signs the index a multi-platform tag names; the node runs one platform's manifest. */
+static void test_multi_platform(void)
+{
+	struct img_prepared p;
+	struct err err = {0};
+	struct st s;
+	char host_arch[16];
+	FILE *f = popen("uname -m", "r");
+
+	ASSERT_TRUE(f && fgets(host_arch, sizeof(host_arch), f));
+	pclose(f);
+	if (strncmp(host_arch, "x86_64", 6) != 0)
+		test_skip("the fixture's platform digests are checked for amd64 hosts");
+	st_open_ok(&s, "multi", fx("KEY_A"), NULL);
+	if (img_prepare(s.store, ref("multi"), "vm1", NULL, NULL, &p, &err) < 0)
+		TEST_FAIL("index signed: %s", err.msg);
+	ASSERT_STREQ(p.digest, fx("DIGEST_MULTI_AMD64"));
+	ASSERT_STREQ(p.verified_key, fx("KEY_A_ID"));
+	if (img_prepare(s.store, ref("multiplat"), "vm1", NULL, NULL, &p, &err) < 0)
+		TEST_FAIL("platform manifest signed: %s", err.msg);
+	ASSERT_STREQ(p.digest, fx("DIGEST_MULTIPLAT_AMD64"));
+	ASSERT_ERRNO(img_prepare(s.store, ref("multiother"), "vm1", NULL, NULL, &p, &err),
+		     EKEYREJECTED);
+	printf("# %s\n", err.msg);
+	/* Both were tried and both are named. */
+	ASSERT_TRUE(strstr(err.msg, fx("DIGEST_MULTIOTHER_AMD64")) != NULL);
+	ASSERT_TRUE(strstr(err.msg, fx("DIGEST_MULTIOTHER_INDEX")) != NULL);
+	img_store_free(s.store);
+}
+
 static void test_no_keys_no_check(void)
 {
 	struct img_prepared p;
@@ -308,14 +338,9 @@ static void test_cached_offline(void)
 int main(void)
 {
 	static const struct test_case cases[] = {
-		TEST(test_keys_refused),
-		TEST(test_daemon_refuses_bad_key),
-		TEST(test_signed),
-		TEST(test_rejected),
-		TEST(test_other_digest_names_it),
-		TEST(test_several),
-		TEST(test_no_keys_no_check),
-		TEST(test_s3_refused),
+		TEST(test_keys_refused),   TEST(test_daemon_refuses_bad_key), TEST(test_signed),
+		TEST(test_rejected),	   TEST(test_other_digest_names_it),  TEST(test_several),
+		TEST(test_multi_platform), TEST(test_no_keys_no_check),	      TEST(test_s3_refused),
 		TEST(test_cached_offline),
 	};
 	const char *src = getenv("MVMFS_SRCDIR");
