@@ -31,6 +31,7 @@ enum opt_kind {
 	OPT_LOGLEVEL,
 	OPT_CGROUP,
 	OPT_LIST, /* --insecure-registry, repeatable */
+	OPT_KEYS, /* --verify-key, repeatable */
 	OPT_CONFIG,
 	OPT_HELP,
 	OPT_VERSION,
@@ -66,6 +67,7 @@ static const struct opt_def opt_defs[] = {
 	{ "report-parallel", OPT_U32, RT(report_parallel), "N", "report requests in flight at once, 1-256 (8)" },
 	{ "insecure-registry", OPT_LIST, 0, "HOST[:PORT]", "registry reached over plain HTTP (repeatable)" },
 	{ "docker-config", OPT_STR, RT(docker_config), "FILE", "registry credentials (~/.docker/config.json)" },
+	{ "verify-key", OPT_KEYS, 0, "FILE", "PEM public key (ECDSA P-256) images must be cosign-signed by (repeatable; none: no check)" },
 	{ "uid-base", OPT_U32, RT(uid_base), "UID", "first uid/gid of the per-VM range (200000)" },
 	{ "uid-count", OPT_U32, RT(uid_count), "N", "size of the per-VM uid/gid range (65536)" },
 	{ "vcpus", OPT_U32, RT(vcpus), "N", "vCPUs per VM (2)" },
@@ -165,6 +167,19 @@ static int add_insecure(struct daemon_options *o, const char *v)
 	return 0;
 }
 
+static int add_verify_key(struct daemon_options *o, const char *v)
+{
+	const char **p = realloc(o->verify_keys, sizeof(*p) * (o->n_verify_keys + 2));
+
+	if (!p)
+		return -ENOMEM;
+	p[o->n_verify_keys++] = v;
+	p[o->n_verify_keys] = NULL;
+	o->verify_keys = p;
+	o->rt.verify_keys = p;
+	return 0;
+}
+
 /* Apply one option. from_file: flags take a value, strings must be copied. */
 static int apply(struct daemon_options *o, const struct opt_def *d, const char *value,
 		 bool from_file, struct err *err)
@@ -226,6 +241,13 @@ static int apply(struct daemon_options *o, const struct opt_def *d, const char *
 		break;
 	case OPT_LIST:
 		r = add_insecure(o, value);
+		if (r < 0)
+			return err_set(err, r, "out of memory");
+		break;
+	case OPT_KEYS:
+		if (!*value)
+			return err_set(err, -EINVAL, "verify-key needs a file name");
+		r = add_verify_key(o, value);
 		if (r < 0)
 			return err_set(err, r, "out of memory");
 		break;
@@ -466,5 +488,6 @@ void daemon_options_done(struct daemon_options *o)
 		free(o->owned[i]);
 	free(o->owned);
 	free(o->insecure);
+	free(o->verify_keys);
 	*o = (struct daemon_options){};
 }

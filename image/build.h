@@ -107,6 +107,7 @@ struct img_store {
 	pthread_cond_t cond;
 	struct img_pull *pulls;
 	unsigned long pulls_started; /* statistics for tests: pulls actually run */
+	struct img_keys *keys;	     /* --verify-key keys, NULL when none (cosign.c) */
 };
 
 /* Paths inside the store. */

@@ -98,16 +98,45 @@ struct img_challenge {
 int img_auth_parse_challenge(const char *value, struct img_challenge *ret);
 
 struct img_creds {
-	char user[256];
+	char user[256]; /* "" when only an identity token is known */
 	char pass[2048];
+	char identity_token[4096]; /* OAuth2 refresh token for the token endpoint, or "" */
+	char helper[64];	   /* from the config: ask docker-credential-<helper>, or "" */
 };
-/* Look registry up in a Docker config.json text: 0 and ret filled, -ENOENT when absent,
+/* Look registry up in a Docker config.json text: credHelpers, then credsStore (ret->helper
+ * set, nothing else), then auths ("auth", "username"/"password", "identitytoken"; a "<token>"
+ * user means the password is an identity token). 0 and ret filled, -ENOENT when absent,
  * -EINVAL when malformed. */
 int img_auth_parse_docker_config(const char *json, size_t len, const char *registry,
 				 struct img_creds *ret, struct err *err);
-/* Same, reading path, or $DOCKER_CONFIG/config.json, or ~/.docker/config.json when NULL.
- * -ENOENT when there is no file or no entry. */
-int img_auth_load(const char *path, const char *registry, struct img_creds *ret, struct err *err);
+/* A credential helper's answer to "get" ({"ServerURL","Username","Secret"}; a "<token>"
+ * Username makes Secret an identity token). -ENOENT when both are empty (nothing stored),
+ * -EINVAL when malformed; the message never quotes the input. */
+int img_auth_parse_helper_output(const char *json, size_t len, struct img_creds *ret,
+				 struct err *err);
+/* The server name Docker hands a helper for registry: "https://index.docker.io/v1/" for
+ * Docker Hub, else the registry as written ("host:port"). */
+void img_auth_helper_server(const char *registry, char *buf, size_t size);
+/* Read path, or $DOCKER_CONFIG/config.json, or ~/.docker/config.json when NULL, and look the
+ * registry up; run the helper the config names (credhelper.c), waiting at most
+ * helper_timeout_ms (0: IMG_CRED_HELPER_TIMEOUT_MS). -ENOENT when there is no file, no entry,
+ * or the helper has no credentials for the registry. */
+int img_auth_load(const char *path, const char *registry, unsigned helper_timeout_ms,
+		  struct img_creds *ret, struct err *err);
+
+/* ---- credential helpers (credhelper.c) ---- */
+
+#define IMG_CRED_HELPER_TIMEOUT_MS 10000
+#define IMG_CRED_HELPER_OUTPUT_MAX (64u << 10)
+/* True for a usable helper name: 1-63 of [A-Za-z0-9._-], not starting with '.' or '-'. */
+bool img_cred_helper_name_ok(const char *name);
+/* Run "docker-credential-<helper> get" (found in PATH, no shell, only fds 0-2 passed: stdin
+ * carries server, stdout is read up to IMG_CRED_HELPER_OUTPUT_MAX bytes, stderr is discarded),
+ * killed after timeout_ms. 0 and ret filled; -ENOENT when the helper says it has no
+ * credentials; else an error whose message has the helper's own error text (what it printed
+ * when failing), never its successful output. */
+int img_cred_helper_get(const char *helper, const char *server, unsigned timeout_ms,
+			struct img_creds *ret, struct err *err);
 /* Decode a token endpoint answer ({"token"} or {"access_token"}). */
 int img_auth_parse_token(const char *json, size_t len, char *ret, size_t size);
 
@@ -167,6 +196,13 @@ struct img_source {
 
 int img_registry_open(const struct img_store_config *cfg, const struct img_ref *ref,
 		      struct img_source **ret, struct err *err);
+/* Registry sources only, for signature checks (cosign.c): the raw manifest at reference (a tag
+ * or digest; -ENOENT when absent), and a blob of at most max bytes into memory, checked against
+ * desc. *ret is NUL-terminated, the caller frees it. -EPROTONOSUPPORT for other sources. */
+int img_registry_get_manifest(struct img_source *src, const char *reference, char **ret,
+			      size_t *ret_len, struct err *err);
+int img_registry_get_blob(struct img_source *src, const struct img_descriptor *desc, size_t max,
+			  char **ret, size_t *ret_len, struct err *err);
 int img_s3_open(const struct img_store_config *cfg, const struct img_ref *ref,
 		struct img_source **ret, struct err *err);
 

@@ -39,9 +39,17 @@ struct img_store_config {
 	const char *state_dir;	     /* store lives in <state_dir>/images */
 	const char *const *insecure; /* NULL-terminated "host[:port]" list for plain HTTP */
 	const char *docker_config;   /* NULL: $DOCKER_CONFIG/config.json or ~/.docker/config.json */
-	uint64_t keep_bytes;	     /* unused images kept up to this much (GC) */
-	uint64_t max_image_bytes;    /* unpack limit per image (0: default 8 GiB) */
+	unsigned cred_helper_timeout_ms; /* docker-credential-* deadline (0: 10 s) */
+	uint64_t keep_bytes;		 /* unused images kept up to this much (GC) */
+	uint64_t max_image_bytes;	 /* unpack limit per image (0: default 8 GiB) */
+	/* NULL-terminated PEM public keys (ECDSA P-256); with any, every image must carry a cosign
+	 * signature by one of them (docs/signatures.md). NULL or empty: no check. */
+	const char *const *verify_keys;
 };
+
+/* Load every --verify-key file and drop them again: -EINVAL with a message naming the first
+ * file that is not an ECDSA P-256 PEM public key. Lets the daemon refuse to start early. */
+int img_verify_keys_check(const char *const *paths, struct err *err);
 
 int img_store_new(const struct img_store_config *cfg, struct img_store **ret, struct err *err);
 struct img_store *img_store_free(struct img_store *store);
@@ -59,6 +67,9 @@ struct img_prepared {
 	char digest[IMG_DIGEST_MAX]; /* manifest digest actually run */
 	char rootfs[4096];	     /* ext4 image, shared read-only */
 	char config[4096]; /* JSON: {"entrypoint":[],"cmd":[],"env":[],"workdir":"","user":""} */
+	/* With verify keys: "sha256:<hex>" fingerprint (of the DER public key) of the key whose
+	 * signature verified digest; "" without keys. */
+	char verified_key[IMG_DIGEST_MAX];
 };
 
 /* Resolve, pull, verify, unpack, build the root disk (cached by manifest digest). Concurrent

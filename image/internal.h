@@ -20,6 +20,9 @@ struct img_descriptor {
  * the node's platform). */
 struct img_manifest {
 	char digest[IMG_DIGEST_MAX]; /* digest of the manifest bytes */
+	/* The index the reference named, when it named one ("" otherwise; registries only):
+	 * cosign signs that digest when given a multi-platform tag. */
+	char index_digest[IMG_DIGEST_MAX];
 	struct img_descriptor config;
 	struct img_descriptor *layers; /* n_layers entries, base first */
 	size_t n_layers;

@@ -6,6 +6,7 @@
  *   images/<manifest-hex>/             rootfs.ext4, config.json (guest), manifest.json, size
  *   refs/holders/<holder>              manifest digest a VM holds (GC never drops it)
  *   refs/digests/<hex>                 index digest -> manifest digest, so digest refs stay local
+ *   refs/verified/<hex>                key that verified a signature of that digest (cosign.c)
  *   refs/tags/<sha256 of reference>    manifest digest a tag or s3:// reference last resolved
  *                                      to; for S3 a second line, the object's version
  *                                      (img_source_version), so an unchanged object is not
@@ -28,6 +29,7 @@
 #include <unistd.h>
 
 #include "build.h"
+#include "cosign.h"
 #include "fileio.h"
 #include "internal.h"
 #include "log.h"
@@ -383,8 +385,9 @@ static bool warm_start(struct img_store *s, const struct img_ref *ref, const cha
 	return true;
 }
 
-int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_progress_cb cb,
-		void *ud, struct img_prepared *ret, struct err *err)
+/* img_prepare; key: the fingerprint of the key that vouched for the image (cosign.c). */
+static int prepare(struct img_store *s, const char *ref_s, const char *holder, img_progress_cb cb,
+		   void *ud, struct img_prepared *ret, char key[IMG_DIGEST_MAX], struct err *err)
 {
 	struct img_ref ref;
 	char digest[IMG_DIGEST_MAX];
@@ -397,11 +400,16 @@ int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_
 	r = img_ref_parse(ref_s, &ref, err);
 	if (r < 0)
 		return r;
+	if (ref.is_s3 && s->keys)
+		return err_set(err, -EKEYREJECTED,
+			       "signature check failed for %s: s3:// images "
+			       "carry no cosign signatures",
+			       ref_s);
 
 	/* A digest we have needs no network at all. */
 	if (ref.digest[0] && img_hex_digest_ok(ref.digest)) {
 		lookup_digest(s, ref.digest, digest);
-		if (digest[0]) {
+		if (digest[0] && img_signature_cached(s, digest, key)) {
 			r = finish(s, digest, holder, ret, err);
 			if (r != -EAGAIN) {
 				if (r >= 0)
@@ -426,7 +434,7 @@ int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_
 		if (r >= 0)
 			r = img_source_resolve(src, &m, err);
 		if (r < 0 && registry_unreachable(r) && !ref.digest[0] &&
-		    cached_tag(s, &ref, digest, NULL)) {
+		    cached_tag(s, &ref, digest, NULL) && img_signature_cached(s, digest, key)) {
 			log_debug("registry unreachable (%s), starting from cached %s",
 				  err ? err->msg : "", digest);
 			r = finish(s, digest, holder, ret, err);
@@ -444,7 +452,9 @@ int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_
 		}
 		if (ref.digest[0])
 			save_alias(s, ref.digest, m.digest);
-		r = pull_coalesced(s, src, &m, cb, ud, err);
+		r = img_signature_check(s, src, &m, key, err);
+		if (r >= 0)
+			r = pull_coalesced(s, src, &m, cb, ud, err);
 		if (r >= 0)
 			r = finish(s, m.digest, holder, ret, err);
 		if (r >= 0 && !ref.digest[0])
@@ -458,6 +468,17 @@ int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_
 		r = err_set(err, -EAGAIN, "image was collected while it was being prepared");
 	if (r >= 0)
 		img_progress_emit(cb, ud, "ready", 0, 0, 0, 0);
+	return r;
+}
+
+int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_progress_cb cb,
+		void *ud, struct img_prepared *ret, struct err *err)
+{
+	char key[IMG_DIGEST_MAX] = "";
+	int r = prepare(s, ref_s, holder, cb, ud, ret, key, err);
+
+	if (r >= 0)
+		snprintf(ret->verified_key, sizeof(ret->verified_key), "%s", key);
 	return r;
 }
 
@@ -490,7 +511,8 @@ int img_store_new(const struct img_store_config *cfg, struct img_store **ret, st
 	size_t n = 0;
 	char p[4096];
 	static const char *const dirs[] = {"blobs/sha256", "images",	"refs/holders",
-					   "refs/digests", "refs/tags", "tmp"};
+					   "refs/digests", "refs/tags", "refs/verified",
+					   "tmp"};
 	int r;
 
 	if (!cfg || !cfg->state_dir || !*cfg->state_dir)
@@ -518,11 +540,17 @@ int img_store_new(const struct img_store_config *cfg, struct img_store **ret, st
 	s->cfg.insecure = (const char *const *)s->insecure;
 	if (s->cfg.max_image_bytes == 0)
 		s->cfg.max_image_bytes = IMG_DEFAULT_MAX_BYTES;
+	s->cfg.verify_keys = NULL; /* loaded into keys below; the paths are not kept */
 	if (oom) {
 		img_store_free(s);
 		return err_set(err, -ENOMEM, "out of memory");
 	}
 
+	r = img_keys_load(cfg->verify_keys, &s->keys, err);
+	if (r < 0) {
+		img_store_free(s);
+		return r;
+	}
 	for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
 		r = img_store_path(s, p, sizeof(p), "%s", dirs[i]);
 		if (r == 0)
@@ -561,6 +589,7 @@ struct img_store *img_store_free(struct img_store *s)
 	free((char *)s->cfg.state_dir);
 	free((char *)s->cfg.docker_config);
 	free(s->root);
+	img_keys_free(s->keys);
 	safe_close(s->lock_fd);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);

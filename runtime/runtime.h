@@ -44,7 +44,8 @@ struct runtime_config {
 	unsigned report_parallel;    /* report requests in flight at once, default 8 (1-256) */
 	const char *const *insecure_registries; /* NULL-terminated */
 	const char *docker_config;
-	uid_t uid_base; /* per-VM uid/gid range: [uid_base, uid_base + uid_count) */
+	const char *const *verify_keys; /* NULL-terminated cosign public keys (PEM), or NULL */
+	uid_t uid_base;			/* per-VM uid/gid range: [uid_base, uid_base + uid_count) */
 	uint32_t uid_count;
 	unsigned vcpus;		   /* default 2 */
 	unsigned mem_mib;	   /* default 2048 */

@@ -175,6 +175,7 @@ void vm_snapshot(struct vm *vm, struct vm_snap *ret)
 	ret->has_ip = vm->has_ip;
 	ret->ip = vm->ip;
 	memcpy(ret->image_digest, vm->image_digest, sizeof(ret->image_digest));
+	memcpy(ret->image_key, vm->image_key, sizeof(ret->image_key));
 	ret->hs = vm->hs;
 	memcpy(ret->error, vm->error, sizeof(ret->error));
 	ret->has_agent = vm->agent != NULL;
