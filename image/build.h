@@ -44,7 +44,7 @@ struct img_unpack_limits {
 
 /* State kept across the layers of one image (running totals against the limits). */
 struct img_unpack {
-	int root_fd; /* the rootfs directory, owned */
+	int root_fd;		 /* the rootfs directory, owned */
 	const atomic_bool *stop; /* NULL, or a flag that ends the unpack with -ECANCELED */
 	struct img_unpack_limits limits;
 	uint64_t bytes, entries; /* totals so far */
@@ -133,8 +133,8 @@ struct img_store {
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* CLOCK_MONOTONIC */
 	struct img_pull *pulls;
-	unsigned pull_threads;	  /* running; img_store_free waits for them */
-	struct img_limits limits; /* cfg.limits with the defaults filled in */
+	unsigned pull_threads;	     /* running; img_store_free waits for them */
+	struct img_limits limits;    /* cfg.limits with the defaults filled in */
 	unsigned long pulls_started; /* statistics for tests: pulls actually run */
 };
 

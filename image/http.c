@@ -7,8 +7,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,11 +149,11 @@ static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_soc
 			x->origin_class = cls;
 		} else if (x->origin_class == IMG_ADDR_PUBLIC && cls != IMG_ADDR_PUBLIC) {
 			char host[INET6_ADDRSTRLEN] = "?";
-			const void *p = a->family == AF_INET6
-						? (const void *)&((struct sockaddr_in6 *)&a->addr)
-							  ->sin6_addr
-						: (const void *)&((struct sockaddr_in *)&a->addr)
-							  ->sin_addr;
+			const void *p =
+				a->family == AF_INET6
+					? (const void *)&((struct sockaddr_in6 *)&a->addr)
+						  ->sin6_addr
+					: (const void *)&((struct sockaddr_in *)&a->addr)->sin_addr;
 			(void)inet_ntop(a->family, p, host, sizeof(host));
 			snprintf(x->refused, sizeof(x->refused), "%s", host);
 			return CURL_SOCKET_BAD;
@@ -427,8 +427,9 @@ static int run(struct img_xfer *x, CURL *c, CURLcode *ret, struct err *err)
 			seen = dl + hdr;
 			last = now;
 		} else if (x->stall_ms && now - last >= (uint64_t)x->stall_ms * 1000000ULL) {
-			r = xfer_stop(x, -ETIMEDOUT, err, "pull of %.300s stalled: no data for %g s",
-				      x->name, secs(x->stall_ms));
+			r = xfer_stop(x, -ETIMEDOUT, err,
+				      "pull of %.300s stalled: no data for %g s", x->name,
+				      secs(x->stall_ms));
 			break;
 		}
 		(void)curl_multi_poll(x->multi, NULL, 0, POLL_MS, NULL);

@@ -30,7 +30,7 @@ struct pipeline {
 	struct img_source *src; /* used by the fetch thread only, once it runs */
 	const struct img_manifest *m;
 	char (*paths)[BLOB_PATH_MAX];
-	atomic_bool cancel;	   /* the unpack is over: the fetch thread stops */
+	atomic_bool cancel;	  /* the unpack is over: the fetch thread stops */
 	const atomic_bool *abort; /* nobody waits for this pull any more (may be NULL) */
 
 	/* Protects all below and serialises progress callbacks. Taken before img_store.lock
@@ -328,14 +328,16 @@ static int check_declared(const struct img_limits *lim, const struct img_manifes
 
 	if (m->config.size > lim->max_config_bytes)
 		return err_set(err, -EFBIG,
-			       "image config %.80s declares %" PRIu64 " bytes, over the limit of %" PRIu64,
+			       "image config %.80s declares %" PRIu64
+			       " bytes, over the limit of %" PRIu64,
 			       m->config.digest, m->config.size, lim->max_config_bytes);
 	for (size_t i = 0; i < m->n_layers; i++) {
 		const struct img_descriptor *d = &m->layers[i];
 
 		if (d->size > lim->max_layer_bytes)
 			return err_set(err, -EFBIG,
-				       "layer %.80s declares %" PRIu64 " bytes, over the limit of %" PRIu64,
+				       "layer %.80s declares %" PRIu64
+				       " bytes, over the limit of %" PRIu64,
 				       d->digest, d->size, lim->max_layer_bytes);
 		if (d->size > UINT64_MAX - total)
 			total = UINT64_MAX;
@@ -344,7 +346,8 @@ static int check_declared(const struct img_limits *lim, const struct img_manifes
 	}
 	if (total > lim->max_image_bytes)
 		return err_set(err, -EFBIG,
-			       "image declares %" PRIu64 " bytes of blobs, over the limit of %" PRIu64,
+			       "image declares %" PRIu64
+			       " bytes of blobs, over the limit of %" PRIu64,
 			       total, lim->max_image_bytes);
 	return 0;
 }

@@ -233,10 +233,11 @@ static int registry_resolve(struct img_source *src, struct img_manifest *ret, st
 		snprintf(name, sizeof(name), "%s%c%s", src->ref.repository,
 			 img_digest_is_valid(reference) ? '@' : ':', reference);
 		if (have_pick && pick.size > src->limits.max_manifest_bytes)
-			return err_set(err, -EFBIG,
-				       "%s: manifest %s declares %llu bytes, over the limit of %llu",
-				       reg->who, name, (unsigned long long)pick.size,
-				       (unsigned long long)src->limits.max_manifest_bytes);
+			return err_set(
+				err, -EFBIG,
+				"%s: manifest %s declares %llu bytes, over the limit of %llu",
+				reg->who, name, (unsigned long long)pick.size,
+				(unsigned long long)src->limits.max_manifest_bytes);
 		r = fetch_manifest(reg, reference, expect, &resp, digest, err);
 		if (r >= 0 && have_pick && resp.len != pick.size)
 			r = err_set(err, -EBADMSG, "%s: manifest %s is %zu bytes, index says %llu",

@@ -189,8 +189,8 @@ static int64_t open_entry(struct s3 *s, const char *name, struct archive **ret, 
 	    archive_read_support_filter_none(a) != ARCHIVE_OK ||
 	    archive_read_support_filter_gzip(a) != ARCHIVE_OK ||
 	    archive_read_support_filter_zstd(a) != ARCHIVE_OK)
-		return err_set(err, -EOPNOTSUPP, "%s: libarchive lacks built-in gzip/zstd/tar support",
-			       s->who);
+		return err_set(err, -EOPNOTSUPP,
+			       "%s: libarchive lacks built-in gzip/zstd/tar support", s->who);
 	if (archive_read_open_fd(a, s->archive_fd, 65536) != ARCHIVE_OK)
 		return err_set(err, -EBADMSG, "%s: not a tar archive (plain, gzip or zstd): %.200s",
 			       s->who, archive_error_string(a) ? archive_error_string(a) : "?");

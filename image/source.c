@@ -21,8 +21,8 @@ void img_limits_fill(const struct img_store_config *cfg, struct img_limits *ret)
 	if (!ret->max_layer_bytes)
 		ret->max_layer_bytes = IMG_DEFAULT_MAX_LAYER;
 	if (!ret->max_image_bytes)
-		ret->max_image_bytes = cfg && cfg->max_image_bytes ? cfg->max_image_bytes
-								   : IMG_DEFAULT_MAX_IMAGE;
+		ret->max_image_bytes =
+			cfg && cfg->max_image_bytes ? cfg->max_image_bytes : IMG_DEFAULT_MAX_IMAGE;
 }
 
 int img_source_open(const struct img_store_config *cfg, const struct img_ref *ref,

@@ -135,7 +135,8 @@ static void test_prepare_end_to_end(void)
 	char *out;
 
 	st_open(&s, NULL, 0);
-	if (img_prepare(s.store, ref("test/simple:1"), "vm1", on_progress, &seen, NULL, &p, &err) < 0)
+	if (img_prepare(s.store, ref("test/simple:1"), "vm1", on_progress, &seen, NULL, &p, &err) <
+	    0)
 		TEST_FAIL("prepare: %s", err.msg);
 	ASSERT_STREQ(p.digest, fx("SIMPLE_DIGEST"));
 	ASSERT_TRUE(seen.pulling && seen.unpacking && seen.building && seen.ready);
@@ -199,7 +200,8 @@ static void *race(void *ud)
 {
 	struct racer *r = ud;
 
-	r->r = img_prepare(r->store, r->ref, r->holder, on_progress, &r->seen, NULL, &r->p, &r->err);
+	r->r = img_prepare(r->store, r->ref, r->holder, on_progress, &r->seen, NULL, &r->p,
+			   &r->err);
 	return NULL;
 }
 
@@ -379,7 +381,8 @@ static void *gc_race_pull(void *ud)
 {
 	struct gc_race *g = ud;
 
-	g->r = img_prepare(g->store, ref("test/simple:1"), NULL, pause_in_pull, g, NULL, &g->p, &g->err);
+	g->r = img_prepare(g->store, ref("test/simple:1"), NULL, pause_in_pull, g, NULL, &g->p,
+			   &g->err);
 	if (!g->paused)
 		sem_post(&g->in_pull);
 	return NULL;
