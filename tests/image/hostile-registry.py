@@ -8,6 +8,7 @@ store-fixture.py's helpers; repositories:
   test/slow:1        one 256 KiB random layer, served at RATE bytes/s (default 4096)
   test/slow2:1       another such image (a second trickling pull)
   test/stall:1       one layer: 1 KiB of it, then nothing (the connection stays open)
+  test/slowmanifest:1  its manifest trickles at one byte a second
   test/huge:1        a layer that declares 1 TiB
   test/bigconfig:1   a config blob that declares 100 MiB
   test/bomb:1        a gzip layer of a 64 MiB file of zeros (about 64 KiB compressed)
@@ -172,6 +173,19 @@ def main():
                 body = json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN",
                                                "message": msg}]}).encode()
                 return self.send(404, body)
+            if repo == "test/slowmanifest" and kind == "manifests":
+                self.send_response(200)
+                self.send_header("Content-Type", OCI_MANIFEST)
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                try:
+                    for _ in range(3600):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        time.sleep(1)
+                except OSError:
+                    pass
+                return
             if kind == "manifests":
                 if repo not in manifests:
                     return self.send(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}')

@@ -394,6 +394,29 @@ static void test_cancel_shared(void)
 	img_store_free(s.store);
 }
 
+/* A cancel while the caller itself is still resolving (a manifest trickling in). */
+static void test_cancel_while_resolving(void)
+{
+	struct st s;
+	struct waiter a = {0};
+	pthread_t ta;
+	double t;
+
+	st_open_local(&s, NULL);
+	start_waiter(&a, &s, ref("test/slowmanifest:1"), "vma", &ta);
+	usleep(1500 * 1000);
+	ASSERT_FALSE(atomic_load(&a.returned));
+	ASSERT_EQ(img_store_pulls(s.store), 0); /* still resolving: no pull yet */
+	t = now_ms();
+	atomic_store(&a.cancel, true);
+	ASSERT_EQ(pthread_join(ta, NULL), 0);
+	printf("# returned %d after %.0f ms: %s\n", a.r, a.ended - t, a.err.msg);
+	ASSERT_ERRNO(a.r, ECANCELED);
+	ASSERT_TRUE(a.ended - t < 1000);
+	assert_clean(&s);
+	img_store_free(s.store);
+}
+
 /* A cancel before anything happened, and img_store_free with a pull in flight. */
 static void test_cancel_early_and_free(void)
 {
@@ -666,6 +689,7 @@ int main(void)
 		TEST(test_stall_deadline),
 		TEST(test_total_deadline),
 		TEST(test_cancel_shared),
+		TEST(test_cancel_while_resolving),
 		TEST(test_cancel_early_and_free),
 		TEST(test_cached_while_trickling),
 		TEST(test_declared_sizes),
