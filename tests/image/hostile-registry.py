@@ -11,15 +11,16 @@ store-fixture.py's helpers; repositories:
   test/slowmanifest:1  its manifest trickles at one byte a second
   test/huge:1        a layer that declares 1 TiB
   test/bigconfig:1   a config blob that declares 100 MiB
-  test/bomb:1        a gzip layer of a 64 MiB file of zeros (about 64 KiB compressed)
-  test/big:1         one layer of BIG_MB MiB of random data (default 40)
+  test/bomb:1        a gzip layer of 48 files of 1 MiB of zeros (about 50 KiB compressed)
+  test/big:1         one layer of BIG_MB MiB of random data (default 20)
   test/redirect:1    blob GETs answer 307 to http://127.0.0.1:INNER_PORT/...
   test/token:1       every request answers 401 with a Bearer realm at 127.0.0.1:INNER_PORT
   test/errbody:1     manifest GETs answer 404 with terminal escapes and 20 KiB of text
   /bucket/lrzip.tar  an "S3 object" (path style) with lrzip's magic: only an external
                      decompressor could read it
 
-  hostile-registry.py DIR [BIND_ADDR]
+  hostile-registry.py DIR [BIND_ADDR]     (env HOSTILE_MINIMAL=1: test/redirect and
+                                          test/token only, for a quick start)
 
 Writes DIR/env (PORT, INNER_PORT, <NAME>_DIGEST lines) once serving; every request is
 appended to DIR/requests.log ("registry GET /v2/..." or "inner GET /..."). The inner server
@@ -42,7 +43,7 @@ storefx = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(storefx)
 
 RATE = int(os.environ.get("RATE", "4096"))
-BIG_MB = int(os.environ.get("BIG_MB", "40"))
+BIG_MB = int(os.environ.get("BIG_MB", "20"))
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZ = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -89,16 +90,21 @@ def tar1(name, data):
 def build():
     env = {}
     env["FAST_DIGEST"] = add_image("test/fast", [tar1("hello", b"fast\n")])
-    env["SLOW_DIGEST"] = add_image("test/slow", [tar1("slow", os.urandom(256 << 10))], level=1)
-    env["SLOW2_DIGEST"] = add_image("test/slow2", [tar1("slow2", os.urandom(256 << 10))], level=1)
-    env["STALL_DIGEST"] = add_image("test/stall", [tar1("stall", os.urandom(64 << 10))], level=1)
+    env["REDIRECT_DIGEST"] = add_image("test/redirect", [tar1("r", b"redirected\n")])
+    env["TOKEN_DIGEST"] = add_image("test/token", [tar1("t", b"token\n")])
+    if os.environ.get("HOSTILE_MINIMAL"):
+        return env
+    # Random data does not compress: gzip level 0 (stored) saves the fixture's start-up time.
+    env["SLOW_DIGEST"] = add_image("test/slow", [tar1("slow", os.urandom(256 << 10))], level=0)
+    env["SLOW2_DIGEST"] = add_image("test/slow2", [tar1("slow2", os.urandom(256 << 10))], level=0)
+    env["STALL_DIGEST"] = add_image("test/stall", [tar1("stall", os.urandom(64 << 10))], level=0)
     env["HUGE_DIGEST"] = add_image("test/huge", [tar1("huge", b"x")], layer_sizes=[1 << 40])
     env["BIGCONFIG_DIGEST"] = add_image("test/bigconfig", [tar1("c", b"c")],
                                         config_size=100 << 20)
-    env["BOMB_DIGEST"] = add_image("test/bomb", [tar1("zeros", bytes(64 << 20))], level=9)
-    env["BIG_DIGEST"] = add_image("test/big", [tar1("big", os.urandom(BIG_MB << 20))], level=1)
-    env["REDIRECT_DIGEST"] = add_image("test/redirect", [tar1("r", b"redirected\n")])
-    env["TOKEN_DIGEST"] = add_image("test/token", [tar1("t", b"token\n")])
+    # Each file under any cap, together far over: the running total must stop it.
+    bomb = storefx.tar_of([(f"z{i}", "f", bytes(1 << 20)) for i in range(48)])
+    env["BOMB_DIGEST"] = add_image("test/bomb", [bomb], level=9)
+    env["BIG_DIGEST"] = add_image("test/big", [tar1("big", os.urandom(BIG_MB << 20))], level=0)
     return env
 
 
