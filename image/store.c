@@ -481,8 +481,8 @@ static bool warm_start(struct img_store *s, const struct img_ref *ref, const cha
 	return true;
 }
 
-int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_progress_cb cb,
-		void *ud, const atomic_bool *cancel, struct img_prepared *ret, struct err *err)
+static int prepare(struct img_store *s, const char *ref_s, const char *holder, img_progress_cb cb,
+		   void *ud, const atomic_bool *cancel, struct img_prepared *ret, struct err *err)
 {
 	struct img_ref ref;
 	char digest[IMG_DIGEST_MAX], name[IMG_REF_MAX];
@@ -560,6 +560,20 @@ int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_
 		r = err_set(err, -EAGAIN, "image was collected while it was being prepared");
 	if (r >= 0)
 		img_progress_emit(cb, ud, "ready", 0, 0, 0, 0);
+	return r;
+}
+
+int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_progress_cb cb,
+		void *ud, const atomic_bool *cancel, struct img_prepared *ret, struct err *err)
+{
+	int r = prepare(s, ref_s, holder, cb, ud, cancel, ret, err);
+
+	/* The message quotes what registries, archives and layers said (error texts, entry
+	 * names, parser context): it reaches the VM's error file as printable ASCII only. */
+	if (r < 0 && err)
+		for (char *p = err->msg; *p; p++)
+			if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+				*p = '?';
 	return r;
 }
 

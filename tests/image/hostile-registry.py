@@ -15,6 +15,7 @@ store-fixture.py's helpers; repositories:
   test/big:1         one layer of BIG_MB MiB of random data (default 20)
   test/redirect:1    blob GETs answer 307 to http://127.0.0.1:INNER_PORT/...
   test/token:1       every request answers 401 with a Bearer realm at 127.0.0.1:INNER_PORT
+  test/escname:1     a layer entry whose name holds terminal escapes
   test/errbody:1     manifest GETs answer 404 with terminal escapes and 20 KiB of text
   /bucket/lrzip.tar  an "S3 object" (path style) with lrzip's magic: only an external
                      decompressor could read it
@@ -92,6 +93,7 @@ def build():
     env["FAST_DIGEST"] = add_image("test/fast", [tar1("hello", b"fast\n")])
     env["REDIRECT_DIGEST"] = add_image("test/redirect", [tar1("r", b"redirected\n")])
     env["TOKEN_DIGEST"] = add_image("test/token", [tar1("t", b"token\n")])
+    env["ESCNAME_DIGEST"] = add_image("test/escname", [tar1("x\x1b]0;pwned\x07/../../evil", b"e")])
     if os.environ.get("HOSTILE_MINIMAL"):
         return env
     # Random data does not compress: gzip level 0 (stored) saves the fixture's start-up time.

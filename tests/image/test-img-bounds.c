@@ -623,6 +623,13 @@ static void test_error_body_sanitised(void)
 	for (const char *p = err.msg; *p; p++)
 		ASSERT_TRUE(*p >= 0x20 && *p < 0x7f);
 	ASSERT_TRUE(strlen(err.msg) < 600);
+	/* A hostile layer entry whose name holds terminal escapes, quoted by the refusal. */
+	r = prepare(&s, ref("test/escname:1"), NULL, &err);
+	printf("# %d: %s\n", r, err.msg);
+	ASSERT_TRUE(r < 0);
+	ASSERT_TRUE(strstr(err.msg, "x?]0;pwned?/../../evil") != NULL);
+	for (const char *p = err.msg; *p; p++)
+		ASSERT_TRUE(*p >= 0x20 && *p < 0x7f);
 	img_store_free(s.store);
 }
 
