@@ -6,7 +6,7 @@ store-fixture.py's helpers; repositories:
 
   test/fast:1        one tiny layer, served at full speed
   test/slow:1        one 256 KiB random layer, served at RATE bytes/s (default 4096)
-  test/slow2:1       another such image (a second trickling pull)
+  test/slow2:1 .. test/slow10:1  more such images (more trickling pulls)
   test/stall:1       one layer: 1 KiB of it, then nothing (the connection stays open)
   test/slowmanifest:1  its manifest trickles at one byte a second
   test/huge:1        a layer that declares 1 TiB
@@ -99,6 +99,9 @@ def build():
     # Random data does not compress: gzip level 0 (stored) saves the fixture's start-up time.
     env["SLOW_DIGEST"] = add_image("test/slow", [tar1("slow", os.urandom(256 << 10))], level=0)
     env["SLOW2_DIGEST"] = add_image("test/slow2", [tar1("slow2", os.urandom(256 << 10))], level=0)
+    # test/slow3 .. test/slow10: more trickling images (bench/image-pull's contention part).
+    for i in range(3, 11):
+        add_image(f"test/slow{i}", [tar1(f"slow{i}", os.urandom(256 << 10))], level=0)
     env["STALL_DIGEST"] = add_image("test/stall", [tar1("stall", os.urandom(64 << 10))], level=0)
     env["HUGE_DIGEST"] = add_image("test/huge", [tar1("huge", b"x")], layer_sizes=[1 << 40])
     env["BIGCONFIG_DIGEST"] = add_image("test/bigconfig", [tar1("c", b"c")],
