@@ -108,8 +108,10 @@ int main(int argc, char **argv)
 
 	pl = calloc((size_t)pulls, sizeof(*pl));
 	th = calloc((size_t)pulls, sizeof(*th));
-	if (!pl || !th)
-		return 1;
+	if (!pl || !th) {
+		fprintf(stderr, "bench: out of memory\n");
+		exit(1);
+	}
 	for (int i = 0; i < pulls; i++) {
 		pl[i].s = s;
 		if (i == 0)
@@ -117,8 +119,10 @@ int main(int argc, char **argv)
 		else
 			snprintf(pl[i].ref, sizeof(pl[i].ref), "%s/test/slow%d:1", argv[2], i + 1);
 		atomic_init(&pl[i].cancel, false);
-		if (pthread_create(&th[i], NULL, pull, &pl[i]) != 0)
-			return 1;
+		if (pthread_create(&th[i], NULL, pull, &pl[i]) != 0) {
+			fprintf(stderr, "bench: cannot start a pull thread\n");
+			exit(1);
+		}
 	}
 	usleep(1000 * 1000); /* every pull past its manifest, trickling its layer */
 	measure(s, tag, n, &t50[1], &t99[1]);

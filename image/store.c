@@ -176,7 +176,7 @@ static void pull_unlist(struct img_store *s, struct img_pull *pl)
 
 static void pull_free(struct img_pull *pl)
 {
-	for (size_t i = 0; i < pl->n_blobs; i++)
+	for (size_t i = 0; pl->blobs && i < pl->n_blobs; i++)
 		free(pl->blobs[i]);
 	free(pl->blobs);
 	img_source_free(pl->src);
