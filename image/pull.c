@@ -4,6 +4,8 @@
  * thread while this thread unpacks the ones already there (download and unpack overlap), then
  * the ext4 root disk. Everything happens in tmp/<hex>.XXXXXX, renamed to images/<hex> at the
  * end, so a crash or failure never leaves a half-built image where the store would use it.
+ * Before anything is fetched the declared sizes are checked against the store's limits, and
+ * before each blob the free space (blob plus the disk reserve) of the state directory.
  */
 #include <errno.h>
 #include <fcntl.h>

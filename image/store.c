@@ -12,8 +12,12 @@
  *                                      downloaded again
  *   tmp/                               builds in progress; renamed into images/ when complete
  *
- * Concurrent img_prepare calls for one manifest digest coalesce: the first runs the pull, the
- * others wait on the store's condvar for its result.
+ * Concurrent img_prepare calls for one manifest digest coalesce into one pull, run by a thread
+ * of its own; every caller waits on the store's condvar (waking every 100 ms to look at its
+ * cancel flag). A caller that is cancelled leaves at once; the last one to leave aborts the
+ * pull (its transfers and unpack stop, its partial files are removed). Resolving a reference
+ * (manifest GETs, the S3 download) happens in the caller's thread, bounded by the same cancel
+ * flag and deadlines.
  */
 #include <errno.h>
 #include <fcntl.h>
