@@ -88,7 +88,7 @@ static void prepare(struct img_store *s, const char *ref, double *wall, double *
 	struct err err = {0};
 	double w0 = now_ms(CLOCK_MONOTONIC), c0 = now_ms(CLOCK_PROCESS_CPUTIME_ID);
 
-	if (img_prepare(s, ref, "bench", NULL, NULL, &p, &err) < 0) {
+	if (img_prepare(s, ref, "bench", NULL, NULL, NULL, &p, &err) < 0) {
 		fprintf(stderr, "prepare %s: %s\n", ref, err.msg);
 		exit(1);
 	}

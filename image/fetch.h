@@ -7,10 +7,12 @@
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "build.h"
 #include "internal.h"
 
 /* ---- digests (digest.c) ---- */
@@ -142,6 +144,45 @@ int img_auth_parse_token(const char *json, size_t len, char *ret, size_t size);
 
 /* ---- HTTP helpers (http.c) ---- */
 
+/*
+ * What bounds every request of one source: a cancel flag, a total deadline, a stall deadline,
+ * and where connections may go. Requests run on a multi handle polled every 100 ms, so a
+ * cancel or a deadline ends a transfer within that. Once one fired, every later request of
+ * the source fails the same way at once (retries stop).
+ */
+struct img_xfer {
+	CURLM *multi;		   /* created on first use; keeps the connection cache */
+	const atomic_bool *cancel; /* NULL: never cancelled */
+	uint64_t deadline_ns;	   /* CLOCK_MONOTONIC; 0: none */
+	unsigned timeout_ms;	   /* what the deadline was, for the message */
+	unsigned stall_ms;	   /* 0: no stall deadline */
+	char name[IMG_REF_MAX];	   /* the reference, for "pull of NAME timed out" */
+	int stopped;		   /* sticky -ECANCELED or -ETIMEDOUT */
+	char stop_msg[512];
+	/* Addresses: the class of the first address this source connected to (its registry
+	 * or endpoint); once that is public, loopback, link-local and private addresses are
+	 * refused (a redirect or token realm pointing inwards). */
+	int origin_class; /* 0 unknown, else IMG_ADDR_* */
+	char refused[128];
+};
+enum {
+	IMG_ADDR_PUBLIC = 1,
+	IMG_ADDR_INTERNAL = 2, /* loopback, link-local, RFC 1918, ULA, unspecified, CGNAT */
+};
+/* Classify an address (struct sockaddr_in/in6). Pure. */
+struct sockaddr;
+int img_addr_class(const struct sockaddr *sa, size_t len);
+uint64_t img_now_ns(void);
+/* Arm x from limits (0 fields: defaults) with cancel and the reference's name. */
+void img_xfer_init(struct img_xfer *x, const struct img_limits *lim, const atomic_bool *cancel,
+		   const char *name);
+void img_xfer_done(struct img_xfer *x);
+/* 0, or x's stop reason (-ECANCELED/-ETIMEDOUT, message in err) if cancelled or past the
+ * deadline now. */
+int img_xfer_check(struct img_xfer *x, struct err *err);
+/* Sleep ms, waking early (with the error) on cancel or the deadline. */
+int img_xfer_sleep(struct img_xfer *x, unsigned ms, struct err *err);
+
 struct img_http_resp {
 	long status;
 	char *body; /* NUL-terminated, at most body_max bytes */
@@ -160,11 +201,14 @@ struct img_http_resp {
 	int sink_error;
 };
 void img_http_resp_done(struct img_http_resp *r);
-/* A fresh easy handle with our defaults: no signals, timeouts, http(s) only, redirects. */
-CURL *img_http_new(void);
-/* Perform a request; returns 0 or -errno from a CURLcode with text in err. */
-int img_http_perform(CURL *c, const char *url, struct curl_slist *headers, struct img_http_resp *r,
-		     const char *who, struct err *err);
+/* A fresh easy handle with our defaults: no signals, timeouts, http(s) only, redirects, and
+ * the address policy of x (which must outlive the handle). */
+CURL *img_http_new(struct img_xfer *x);
+/* Perform a request under x's bounds; returns 0 or -errno from a CURLcode with text in err:
+ * -ECANCELED, -ETIMEDOUT ("pull of X timed out after N s", "... stalled: no data for N s"),
+ * -EACCES for a refused address, -ENOSPC ("disk full") when the sink cannot be written. */
+int img_http_perform(struct img_xfer *x, CURL *c, const char *url, struct curl_slist *headers,
+		     struct img_http_resp *r, const char *who, struct err *err);
 /* Map an HTTP error status plus a registry JSON error body to -errno and a message. */
 int img_http_status_error(const struct img_http_resp *r, const char *who, const char *what,
 			  struct err *err);
@@ -192,6 +236,8 @@ struct img_source {
 	const struct img_source_ops *ops;
 	struct img_ref ref;
 	struct img_platform platform;
+	struct img_limits limits; /* defaults filled in */
+	struct img_xfer xfer;	  /* bounds of every request; the store re-arms cancel */
 };
 
 int img_registry_open(const struct img_store_config *cfg, const struct img_ref *ref,

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "fetch.h"
 
@@ -91,7 +90,7 @@ static int post_refresh(struct registry *reg, const struct img_challenge *ch, co
 	}
 	hdrs = curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded");
 	if (r >= 0 && hdrs && curl_easy_setopt(reg->curl, CURLOPT_COPYPOSTFIELDS, body) == CURLE_OK)
-		r = img_http_perform(reg->curl, ch->realm, hdrs, resp, who, err);
+		r = img_http_perform(&reg->base.xfer, reg->curl, ch->realm, hdrs, resp, who, err);
 	else
 		r = err_set(err, r < 0 ? -EINVAL : -ENOMEM, "%s: cannot build the token request",
 			    who);
@@ -146,7 +145,7 @@ static int get_token(struct registry *reg, const struct img_challenge *ch, struc
 		if (!hdrs)
 			return -ENOMEM;
 	}
-	r = img_http_perform(reg->curl, url, hdrs, &resp, who, err);
+	r = img_http_perform(&reg->base.xfer, reg->curl, url, hdrs, &resp, who, err);
 	if (r < 0)
 		return r;
 answer:
@@ -216,7 +215,7 @@ static int request(struct registry *reg, const char *url, const char *accept,
 				return -ENOMEM;
 			hdrs = n;
 		}
-		r = img_http_perform(reg->curl, url, hdrs, resp, reg->who, err);
+		r = img_http_perform(&reg->base.xfer, reg->curl, url, hdrs, resp, reg->who, err);
 		if (r < 0 || resp->status != 401 || attempt > 0)
 			return r;
 		r = authenticate(reg, resp, err);
@@ -236,11 +235,11 @@ static int fetch_manifest(struct registry *reg, const char *reference, const cha
 	if ((size_t)snprintf(url, sizeof(url), "%s/manifests/%s", reg->base_url, reference) >=
 	    sizeof(url))
 		return err_set(err, -EINVAL, "%s: URL too long", reg->who);
-	resp->body_max = IMG_MANIFEST_MAX;
+	resp->body_max = (size_t)reg->base.limits.max_manifest_bytes;
 	r = request(reg, url, "Accept: " IMG_MANIFEST_ACCEPT, resp, err);
 	if (r == -EFBIG)
-		return err_set(err, -EFBIG, "%s: manifest %s larger than %u bytes", reg->who, what,
-			       IMG_MANIFEST_MAX);
+		return err_set(err, -EFBIG, "%s: manifest %s larger than %zu bytes", reg->who, what,
+			       resp->body_max);
 	if (r < 0)
 		return r;
 	if (resp->status != 200)
@@ -280,6 +279,12 @@ static int registry_resolve(struct img_source *src, struct img_manifest *ret, st
 
 		snprintf(name, sizeof(name), "%s%c%s", src->ref.repository,
 			 img_digest_is_valid(reference) ? '@' : ':', reference);
+		if (have_pick && pick.size > src->limits.max_manifest_bytes)
+			return err_set(
+				err, -EFBIG,
+				"%s: manifest %s declares %llu bytes, over the limit of %llu",
+				reg->who, name, (unsigned long long)pick.size,
+				(unsigned long long)src->limits.max_manifest_bytes);
 		r = fetch_manifest(reg, reference, expect, &resp, digest, err);
 		if (r >= 0 && have_pick && resp.len != pick.size)
 			r = err_set(err, -EBADMSG, "%s: manifest %s is %zu bytes, index says %llu",
@@ -358,10 +363,11 @@ static int registry_fetch_blob(struct img_source *src, const struct img_descript
 		img_http_resp_done(&resp);
 		if (r >= 0)
 			break;
-		if (!img_http_retryable(r) || attempt >= BLOB_ATTEMPTS)
+		if (!img_http_retryable(r) || attempt >= BLOB_ATTEMPTS || reg->base.xfer.stopped)
 			return err ? err->code : r;
-		struct timespec ts = {.tv_nsec = 200000000L * attempt};
-		(void)nanosleep(&ts, NULL);
+		r = img_xfer_sleep(&reg->base.xfer, 200u * (unsigned)attempt, err);
+		if (r < 0)
+			return r;
 	}
 	return img_blob_writer_commit(&w, desc->digest, reg->who, err);
 }
@@ -372,6 +378,7 @@ static void registry_free(struct img_source *src)
 
 	if (reg->curl)
 		curl_easy_cleanup(reg->curl);
+	img_xfer_done(&reg->base.xfer);
 	explicit_bzero(&reg->creds, sizeof(reg->creds));
 	explicit_bzero(reg->auth, sizeof(reg->auth));
 	free(reg);
@@ -407,7 +414,7 @@ int img_registry_open(const struct img_store_config *cfg, const struct img_ref *
 		return r;
 	}
 	reg->have_creds = r == 0;
-	reg->curl = img_http_new();
+	reg->curl = img_http_new(&reg->base.xfer);
 	if (!reg->curl) {
 		registry_free(&reg->base);
 		return -ENOMEM;

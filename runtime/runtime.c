@@ -124,6 +124,13 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 			.verify_keys = rt->cfg.verify_keys,
 			.keep_bytes =
 				rt->cfg.image_keep_bytes ? rt->cfg.image_keep_bytes : 10ULL << 30,
+			.limits = {.pull_timeout_ms = rt->cfg.pull_timeout_ms,
+				   .stall_timeout_ms = rt->cfg.pull_stall_timeout_ms,
+				   .disk_reserve = rt->cfg.disk_reserve_bytes,
+				   .max_manifest_bytes = rt->cfg.max_manifest_bytes,
+				   .max_config_bytes = rt->cfg.max_config_bytes,
+				   .max_layer_bytes = rt->cfg.max_layer_bytes,
+				   .max_image_bytes = rt->cfg.max_image_bytes},
 		};
 		r = img_store_new(&ic, &rt->store, err);
 		if (r < 0) {

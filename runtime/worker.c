@@ -126,7 +126,7 @@ int rt_prepare_image(struct runtime *rt, struct vm *vm, const char *ref, struct 
 	int r;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r = img_prepare(rt->store, ref, vm->name, on_progress, vm, ret, err);
+	r = img_prepare(rt->store, ref, vm->name, on_progress, vm, NULL, ret, err);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	metrics_note_image(
 		vm, r, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);

@@ -80,7 +80,7 @@ static int open_with(struct src *s, const char *port_key, const char *json, unsi
 					   .cred_helper_timeout_ms = timeout ? timeout : 5000};
 	snprintf(r, sizeof(r), "127.0.0.1:%s/test/simple:1", fx(port_key));
 	ASSERT_OK(img_ref_parse(r, &ref, NULL));
-	ret = img_source_open(&s->cfg, &ref, &s->src, &s->err);
+	ret = img_source_open(&s->cfg, &ref, NULL, &s->src, &s->err);
 	if (ret < 0)
 		return ret;
 	ret = img_source_resolve(s->src, &m, &s->err);

@@ -151,12 +151,12 @@ static void test_signed(void)
 	struct st s;
 
 	st_open_ok(&s, "signed", fx("KEY_B"), fx("KEY_A"));
-	if (img_prepare(s.store, ref("signed"), "vm1", NULL, NULL, &p, &err) < 0)
+	if (img_prepare(s.store, ref("signed"), "vm1", NULL, NULL, NULL, &p, &err) < 0)
 		TEST_FAIL("prepare: %s", err.msg);
 	ASSERT_STREQ(p.digest, fx("DIGEST_SIGNED"));
 	ASSERT_STREQ(p.verified_key, fx("KEY_A_ID"));
 	/* Warm start of the same tag: checked again, same answer. */
-	if (img_prepare(s.store, ref("signed"), "vm1", NULL, NULL, &p, &err) < 0)
+	if (img_prepare(s.store, ref("signed"), "vm1", NULL, NULL, NULL, &p, &err) < 0)
 		TEST_FAIL("prepare again: %s", err.msg);
 	ASSERT_STREQ(p.verified_key, fx("KEY_A_ID"));
 	ASSERT_EQ(img_store_pulls(s.store), 1ul);
@@ -181,7 +181,7 @@ static void test_rejected(void)
 		struct img_prepared p;
 		struct err err = {0};
 		const char *digest = fx(cases[i].digest_key);
-		int r = img_prepare(s.store, ref(cases[i].name), "vm1", NULL, NULL, &p, &err);
+		int r = img_prepare(s.store, ref(cases[i].name), "vm1", NULL, NULL, NULL, &p, &err);
 
 		printf("# %s: %s\n", cases[i].name, err.msg);
 		if (r != -EKEYREJECTED)
@@ -204,7 +204,7 @@ static void test_other_digest_names_it(void)
 	struct st s;
 
 	st_open_ok(&s, "otherdigest", fx("KEY_A"), NULL);
-	ASSERT_ERRNO(img_prepare(s.store, ref("otherdigest"), "vm1", NULL, NULL, &p, &err),
+	ASSERT_ERRNO(img_prepare(s.store, ref("otherdigest"), "vm1", NULL, NULL, NULL, &p, &err),
 		     EKEYREJECTED);
 	ASSERT_TRUE(strstr(err.msg, fx("DIGEST_SIGNED")) != NULL);
 	img_store_free(s.store);
@@ -217,14 +217,14 @@ static void test_several(void)
 	struct st s;
 
 	st_open_ok(&s, "several", fx("KEY_A"), NULL);
-	if (img_prepare(s.store, ref("several"), "vm1", NULL, NULL, &p, &err) < 0)
+	if (img_prepare(s.store, ref("several"), "vm1", NULL, NULL, NULL, &p, &err) < 0)
 		TEST_FAIL("prepare: %s", err.msg);
 	ASSERT_STREQ(p.digest, fx("DIGEST_SEVERAL"));
 	ASSERT_STREQ(p.verified_key, fx("KEY_A_ID"));
 	img_store_free(s.store);
 	/* With only key B the first signature is the one that verifies. */
 	st_open_ok(&s, "several-b", fx("KEY_B"), NULL);
-	if (img_prepare(s.store, ref("several"), "vm1", NULL, NULL, &p, &err) < 0)
+	if (img_prepare(s.store, ref("several"), "vm1", NULL, NULL, NULL, &p, &err) < 0)
 		TEST_FAIL("prepare with B: %s", err.msg);
 	ASSERT_STREQ(p.verified_key, fx("KEY_B_ID"));
 	img_store_free(s.store);
@@ -244,14 +244,14 @@ static void test_multi_platform(void)
 	if (strncmp(host_arch, "x86_64", 6) != 0)
 		test_skip("the fixture's platform digests are checked for amd64 hosts");
 	st_open_ok(&s, "multi", fx("KEY_A"), NULL);
-	if (img_prepare(s.store, ref("multi"), "vm1", NULL, NULL, &p, &err) < 0)
+	if (img_prepare(s.store, ref("multi"), "vm1", NULL, NULL, NULL, &p, &err) < 0)
 		TEST_FAIL("index signed: %s", err.msg);
 	ASSERT_STREQ(p.digest, fx("DIGEST_MULTI_AMD64"));
 	ASSERT_STREQ(p.verified_key, fx("KEY_A_ID"));
-	if (img_prepare(s.store, ref("multiplat"), "vm1", NULL, NULL, &p, &err) < 0)
+	if (img_prepare(s.store, ref("multiplat"), "vm1", NULL, NULL, NULL, &p, &err) < 0)
 		TEST_FAIL("platform manifest signed: %s", err.msg);
 	ASSERT_STREQ(p.digest, fx("DIGEST_MULTIPLAT_AMD64"));
-	ASSERT_ERRNO(img_prepare(s.store, ref("multiother"), "vm1", NULL, NULL, &p, &err),
+	ASSERT_ERRNO(img_prepare(s.store, ref("multiother"), "vm1", NULL, NULL, NULL, &p, &err),
 		     EKEYREJECTED);
 	printf("# %s\n", err.msg);
 	/* Both were tried and both are named. */
@@ -267,14 +267,14 @@ static void test_no_keys_no_check(void)
 	struct st s;
 
 	st_open_ok(&s, "nokeys", NULL, NULL);
-	if (img_prepare(s.store, ref("unsigned"), "vm1", NULL, NULL, &p, &err) < 0)
+	if (img_prepare(s.store, ref("unsigned"), "vm1", NULL, NULL, NULL, &p, &err) < 0)
 		TEST_FAIL("prepare: %s", err.msg);
 	ASSERT_STREQ(p.digest, fx("DIGEST_UNSIGNED"));
 	ASSERT_STREQ(p.verified_key, "");
 	img_store_free(s.store);
 	/* The cached image is not trusted once keys are configured. */
 	st_open_ok(&s, "nokeys", fx("KEY_A"), NULL);
-	ASSERT_ERRNO(img_prepare(s.store, ref("unsigned"), "vm1", NULL, NULL, &p, &err),
+	ASSERT_ERRNO(img_prepare(s.store, ref("unsigned"), "vm1", NULL, NULL, NULL, &p, &err),
 		     EKEYREJECTED);
 	img_store_free(s.store);
 }
@@ -286,8 +286,9 @@ static void test_s3_refused(void)
 	struct st s;
 
 	st_open_ok(&s, "s3", fx("KEY_A"), NULL);
-	ASSERT_ERRNO(img_prepare(s.store, "s3://bucket/image.tar", "vm1", NULL, NULL, &p, &err),
-		     EKEYREJECTED);
+	ASSERT_ERRNO(
+		img_prepare(s.store, "s3://bucket/image.tar", "vm1", NULL, NULL, NULL, &p, &err),
+		EKEYREJECTED);
 	ASSERT_TRUE(strstr(err.msg, "s3://") != NULL);
 	img_store_free(s.store);
 }
@@ -306,7 +307,7 @@ static void test_cached_offline(void)
 	snprintf(digest_ref, sizeof(digest_ref), "127.0.0.1:%s/test/signed@%s", fx("PORT"),
 		 fx("DIGEST_SIGNED"));
 	st_open_ok(&s, "offline", fx("KEY_A"), NULL);
-	if (img_prepare(s.store, ref("signed"), "vm1", NULL, NULL, &p, &err) < 0)
+	if (img_prepare(s.store, ref("signed"), "vm1", NULL, NULL, NULL, &p, &err) < 0)
 		TEST_FAIL("prepare: %s", err.msg);
 	img_store_free(s.store);
 
@@ -319,19 +320,19 @@ static void test_cached_offline(void)
 	usleep(300 * 1000);
 
 	st_open_ok(&s, "offline", fx("KEY_B"), fx("KEY_A"));
-	if (img_prepare(s.store, digest_ref, "vm1", NULL, NULL, &p, &err) < 0)
+	if (img_prepare(s.store, digest_ref, "vm1", NULL, NULL, NULL, &p, &err) < 0)
 		TEST_FAIL("cached digest: %s", err.msg);
 	ASSERT_STREQ(p.verified_key, fx("KEY_A_ID"));
 	/* A cached tag with its registry down: the recorded verification counts. */
-	if (img_prepare(s.store, ref("signed"), "vm1", NULL, NULL, &p, &err) < 0)
+	if (img_prepare(s.store, ref("signed"), "vm1", NULL, NULL, NULL, &p, &err) < 0)
 		TEST_FAIL("cached tag, registry down: %s", err.msg);
 	ASSERT_STREQ(p.verified_key, fx("KEY_A_ID"));
 	img_store_free(s.store);
 
 	/* Key B never vouched for it: the registry would have to be asked, and it is down. */
 	st_open_ok(&s, "offline", fx("KEY_B"), NULL);
-	ASSERT_TRUE(img_prepare(s.store, digest_ref, "vm1", NULL, NULL, &p, &err) < 0);
-	ASSERT_TRUE(img_prepare(s.store, ref("signed"), "vm1", NULL, NULL, &p, &err) < 0);
+	ASSERT_TRUE(img_prepare(s.store, digest_ref, "vm1", NULL, NULL, NULL, &p, &err) < 0);
+	ASSERT_TRUE(img_prepare(s.store, ref("signed"), "vm1", NULL, NULL, NULL, &p, &err) < 0);
 	img_store_free(s.store);
 }
 
