@@ -25,6 +25,7 @@
 
 #include "config.h"
 #include "fs.h"
+#include "image.h"
 #include "log.h"
 #include "macro.h"
 #include "options.h"
@@ -235,6 +236,12 @@ int main(int argc, char **argv)
 		printf("mvmfs %s\n", PACKAGE_VERSION);
 		daemon_options_done(&o);
 		return 0;
+	}
+	/* A key that does not load would fail every start: refuse now, before anything runs. */
+	if (img_verify_keys_check(o.rt.verify_keys, &err) < 0) {
+		fprintf(stderr, "mvmfs: %s\n", err.msg);
+		daemon_options_done(&o);
+		return 2;
 	}
 	log_set_max_level(o.log_level);
 	/* API sockets and report connections can close under us. */

@@ -113,6 +113,7 @@ struct vm {
 	bool destroying;
 	char *image; /* reference as written, or NULL */
 	char image_digest[IMG_DIGEST_MAX];
+	char image_key[IMG_DIGEST_MAX]; /* key that verified its signature, "" unchecked */
 	struct in6_addr ip;
 	bool has_ip;
 	char error[ERR_MSG_MAX + 64]; /* "RFC3339 message" or "" */
@@ -190,6 +191,7 @@ struct vm_snap {
 	bool has_ip;
 	struct in6_addr ip;
 	char image_digest[IMG_DIGEST_MAX];
+	char image_key[IMG_DIGEST_MAX];
 	struct vm_health_src hs;
 	bool net_expected;
 	bool has_agent;
@@ -209,6 +211,7 @@ struct vm_record {
 	enum vm_state state; /* as last written */
 	char image[IMG_REF_MAX];
 	char image_digest[IMG_DIGEST_MAX];
+	char image_key[IMG_DIGEST_MAX]; /* key that verified it (--verify-key), "" */
 	struct in6_addr ip;
 	bool has_ip;
 	char error[ERR_MSG_MAX + 64];

@@ -119,8 +119,16 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 			.state_dir = rt->cfg.state_dir,
 			.insecure = rt->cfg.insecure_registries,
 			.docker_config = rt->cfg.docker_config,
+			.verify_keys = rt->cfg.verify_keys,
 			.keep_bytes =
 				rt->cfg.image_keep_bytes ? rt->cfg.image_keep_bytes : 10ULL << 30,
+			.limits = {.pull_timeout_ms = rt->cfg.pull_timeout_ms,
+				   .stall_timeout_ms = rt->cfg.pull_stall_timeout_ms,
+				   .disk_reserve = rt->cfg.disk_reserve_bytes,
+				   .max_manifest_bytes = rt->cfg.max_manifest_bytes,
+				   .max_config_bytes = rt->cfg.max_config_bytes,
+				   .max_layer_bytes = rt->cfg.max_layer_bytes,
+				   .max_image_bytes = rt->cfg.max_image_bytes},
 		};
 		r = img_store_new(&ic, &rt->store, err);
 		if (r < 0) {
@@ -177,6 +185,7 @@ void rt_record_save_as(struct runtime *rt, struct vm *vm, enum vm_state state)
 	r->state = state == _VM_STATE_MAX ? vm->lc.state : state;
 	snprintf(r->image, sizeof(r->image), "%s", vm->image ? vm->image : "");
 	memcpy(r->image_digest, vm->image_digest, sizeof(r->image_digest));
+	memcpy(r->image_key, vm->image_key, sizeof(r->image_key));
 	r->ip = vm->ip;
 	r->has_ip = vm->has_ip;
 	memcpy(r->error, vm->error, sizeof(r->error));
@@ -543,6 +552,7 @@ static int adopt_one(struct runtime *rt, const char *name)
 	}
 	vm->image = rec->image[0] ? strdup(rec->image) : NULL;
 	memcpy(vm->image_digest, rec->image_digest, sizeof(vm->image_digest));
+	memcpy(vm->image_key, rec->image_key, sizeof(vm->image_key));
 	vm->ip = rec->ip;
 	vm->has_ip = rec->has_ip;
 	memcpy(vm->error, rec->error, sizeof(vm->error));

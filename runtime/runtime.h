@@ -44,7 +44,8 @@ struct runtime_config {
 	unsigned report_parallel;    /* report requests in flight at once, default 8 (1-256) */
 	const char *const *insecure_registries; /* NULL-terminated */
 	const char *docker_config;
-	uid_t uid_base; /* per-VM uid/gid range: [uid_base, uid_base + uid_count) */
+	const char *const *verify_keys; /* NULL-terminated cosign public keys (PEM), or NULL */
+	uid_t uid_base;			/* per-VM uid/gid range: [uid_base, uid_base + uid_count) */
 	uint32_t uid_count;
 	unsigned vcpus;		   /* default 2 */
 	unsigned mem_mib;	   /* default 2048 */
@@ -58,6 +59,15 @@ struct runtime_config {
 	bool stop_vms_on_exit;	   /* SIGTERM stops VMs instead of leaving them running */
 	bool no_network;	   /* tests: skip host plumbing (IPAM still runs) */
 	unsigned reap_interval_ms; /* leak reaper period, default 60000 */
+
+	/* Image pull bounds (struct img_limits in image/image.h; 0: its defaults). */
+	unsigned pull_timeout_ms;	/* whole pull, default 30 min */
+	unsigned pull_stall_timeout_ms; /* no byte received, default 60 s */
+	uint64_t disk_reserve_bytes;	/* kept free on the state dir's filesystem, 512 MiB */
+	uint64_t max_manifest_bytes;	/* default 4 MiB (also the most allowed) */
+	uint64_t max_config_bytes;	/* default 8 MiB */
+	uint64_t max_layer_bytes;	/* default 4 GiB */
+	uint64_t max_image_bytes;	/* blobs declared, S3 archive, unpacked tree; 8 GiB */
 };
 
 /* What a VM file shows. Each has a change sequence for poll(). */

@@ -14,6 +14,7 @@
 
 #include "fileio.h"
 #include "internal.h"
+#include "log-text.h"
 
 static const char *const state_names[_VM_STATE_MAX] = {
 	[VM_STATE_CREATED] = "created", [VM_STATE_STARTING] = "starting",
@@ -178,6 +179,7 @@ void vm_snapshot(struct vm *vm, struct vm_snap *ret)
 	ret->has_ip = vm->has_ip;
 	ret->ip = vm->ip;
 	memcpy(ret->image_digest, vm->image_digest, sizeof(ret->image_digest));
+	memcpy(ret->image_key, vm->image_key, sizeof(ret->image_key));
 	ret->hs = vm->hs;
 	memcpy(ret->error, vm->error, sizeof(ret->error));
 	ret->has_agent = vm->agent != NULL;
@@ -343,6 +345,7 @@ static int show_log(struct vm *vm, char **ret, size_t *ret_len)
 		free(buf);
 		return -errno;
 	}
+	n = (ssize_t)log_text_neutralize(buf, (size_t)n); /* the guest's console: no escapes */
 	if (n > 0 && buf[n - 1] != '\n')
 		buf[n++] = '\n';
 	buf[n] = '\0';

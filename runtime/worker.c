@@ -524,6 +524,7 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg)
 	snprintf(vm->rootfs, sizeof(vm->rootfs), "%s", prep.rootfs);
 	pthread_mutex_lock(&vm->lock);
 	memcpy(vm->image_digest, prep.digest, sizeof(vm->image_digest));
+	memcpy(vm->image_key, prep.verified_key, sizeof(vm->image_key));
 	vm->hs.image_phase[0] = '\0';
 	pthread_mutex_unlock(&vm->lock);
 

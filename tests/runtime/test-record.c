@@ -18,6 +18,8 @@ static void fill(struct vm_record *r)
 	strcpy(r->image, "127.0.0.1:5000/app:v1");
 	strcpy(r->image_digest,
 	       "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+	strcpy(r->image_key,
+	       "sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210");
 	inet_pton(AF_INET6, "fd42::10", &r->ip);
 	r->has_ip = true;
 	strcpy(r->error, "2026-11-29T15:00:00Z start: PUT /drives/rootfs: Drive config error: x");
@@ -48,6 +50,7 @@ static void test_round_trip(void)
 	ASSERT_EQ(b.state, VM_STATE_RUNNING);
 	ASSERT_STREQ(b.image, a.image);
 	ASSERT_STREQ(b.image_digest, a.image_digest);
+	ASSERT_STREQ(b.image_key, a.image_key);
 	ASSERT_TRUE(b.has_ip);
 	ASSERT_EQ(memcmp(&a.ip, &b.ip, sizeof(a.ip)), 0);
 	ASSERT_STREQ(b.error, a.error);
