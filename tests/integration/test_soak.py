@@ -120,6 +120,7 @@ def test_soak():
     D.kill9()
     D.start()
     st.down.clear()
+    first_phase, samples = samples, []
     run_phase(st, names, SECONDS / 2, samples)
     st.stop.set()
     for t in threads:
@@ -129,10 +130,13 @@ def test_soak():
     print(f"# {total} writes in {elapsed:.0f} s ({total / elapsed:.1f}/s) by {N_WRITERS} writers "
           f"over {N_VMS} VMs: " + ", ".join(f"{k} {v}" for k, v in sorted(st.n.items())))
     print(f"# EBUSY share {st.n.get('EBUSY', 0) / max(total, 1) * 100:.1f}%")
-    if samples:
-        print(f"# daemon RSS {samples[0][0]} -> {samples[-1][0]} KiB (max "
-              f"{max(s[0] for s in samples)}), open fds {samples[0][1]} -> {samples[-1][1]} "
-              f"(max {max(s[1] for s in samples)})")
+    for what, ss in (("before the SIGKILL", first_phase), ("after the restart", samples)):
+        if not ss:
+            continue
+        q = max(1, len(ss) // 4)
+        print(f"# daemon {what}: RSS {ss[0][0]} -> {ss[q - 1][0]} -> {ss[-1][0]} KiB "
+              f"(first, quarter, last sample; max {max(s[0] for s in ss)}), open fds "
+              f"{ss[0][1]} -> {ss[-1][1]} (max {max(s[1] for s in ss)})")
     unexpected = {k: v for k, v in st.n.items() if k not in ("ok", "EBUSY", "EIO")}
     assert not unexpected, f"unexpected errors: {unexpected}"
     fcctl.write_knobs(D.knobs)
