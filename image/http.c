@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "config.h"
+#include "curl-cloexec.h"
 #include "fetch.h"
 
 #define CONNECT_TIMEOUT_S 20L
@@ -69,6 +70,7 @@ CURL *img_http_new(void)
 	if (!c)
 		return NULL;
 	if (curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+	    curl_set_cloexec(c) != CURLE_OK ||
 	    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S) != CURLE_OK ||
 	    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, LOW_SPEED_BYTES) != CURLE_OK ||
 	    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, LOW_SPEED_TIME_S) != CURLE_OK ||

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jail-path.h"
 #include "macro.h"
 
 #define HELLO_RETRY_MS 200
@@ -236,17 +237,13 @@ static int vsock_handshake(struct agent *a)
 
 static int try_connect(struct agent *a)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int r;
 
-	memcpy(sa.sun_path, a->path, sizeof(a->path));
-	a->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* The socket sits in a dir the VM's uid owns (Firecracker's jail root): never through a
+	 * symlink, and only a socket of that uid (runtime/jail-path.h). */
+	a->fd = jail_connect(a->path, VSOCK_REPLY_MS);
 	if (a->fd < 0)
-		return -errno;
-	if (connect(a->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		r = -errno;
-		goto fail;
-	}
+		return a->fd;
 	if (a->transport == AGENT_TRANSPORT_VSOCK) {
 		r = vsock_handshake(a);
 		if (r < 0)

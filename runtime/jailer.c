@@ -87,6 +87,10 @@ int jailer_spawn(const struct jailer_params *p, pid_t *ret_pid)
 		posix_spawn_file_actions_adddup2(&fa, p->stdout_fd, 1);
 		posix_spawn_file_actions_adddup2(&fa, p->stdout_fd, 2);
 	}
+	/* Only stdin, stdout and stderr reach the jailer (and the VMM it becomes): no fd of
+	 * the daemon (report connections, other VMs' sockets, the FUSE device) survives exec,
+	 * whether or not it was opened close-on-exec. */
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 	/* The child starts with default signal handling and an empty mask; own session so a
 	 * terminal's signals do not reach the VMM. */
 	sigemptyset(&none);

@@ -432,10 +432,21 @@ static void test_launch_failure_message_and_cleanup(void)
 	p.vcpus = 2;
 	p.mem_mib = 256;
 	p.console_log = console;
+	/* A missing kernel is found before anything is spawned. */
+	ASSERT_ERRNO(vmm_qemu_ops.launch(priv, &p, &h, &err), ENOENT);
+	printf("# %s\n", err.msg);
+	ASSERT_TRUE(strstr(err.msg, "/nonexistent/vmlinux") != NULL);
+	ASSERT_EQ(h.pid, 0);
+	vmm_qemu_ops.cleanup(priv, p.name, &h);
+	/* A kernel QEMU cannot load (zeros, with an initrd): QEMU's own message from inside its
+	 * sandbox. */
+	vmm_handle_init(&h);
+	p.kernel = rootfs;
+	p.initrd = rootfs;
 	ASSERT_ERRNO(vmm_qemu_ops.launch(priv, &p, &h, &err), EIO);
 	printf("# %s\n", err.msg);
 	ASSERT_TRUE(strstr(err.msg, "QEMU exited (exit code 1)") != NULL);
-	ASSERT_TRUE(strstr(err.msg, "/nonexistent/vmlinux") != NULL);
+	ASSERT_TRUE(strstr(err.msg, "kernel") != NULL);
 	vmm_qemu_ops.cleanup(priv, p.name, &h);
 	snprintf(rootfs, sizeof(rootfs), "%s/qemu/gtfail", dir);
 	ASSERT_TRUE(stat(rootfs, &st) < 0);
