@@ -6,47 +6,24 @@
  * deadline (connect included), so a hung VMM cannot hold a worker.
  *
  * The socket lives in the jail's run/, which the VM's uid owns: libcurl never resolves that
- * path. Its open-socket callback hands it a socket already connected through the socket file's
- * O_PATH fd, found without following symlinks and owner-checked (runtime/jail-path.h), so a
- * VMM that swaps run/ for a link to another VM's never receives this VM's calls.
+ * path. Per request the socket file is opened as an O_PATH fd without following symlinks and
+ * owner-checked (runtime/jail-path.h), and libcurl connects to /proc/self/fd/N, i.e. exactly
+ * that inode, so a VMM that swaps run/ for a link to another VM's never receives this VM's
+ * calls. libcurl's own socket is close-on-exec.
  */
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "curl-cloexec.h"
 #include "internal.h"
 #include "jail-path.h"
 
 struct fc_client {
 	CURL *curl;
 	char socket_path[VMM_SOCK_MAX];
-	long timeout_ms;   /* of the request in flight */
-	int connect_errno; /* why the last connect failed, 0 */
 };
-
-static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
-{
-	struct fc_client *c = ud;
-	int fd;
-
-	(void)purpose;
-	(void)a;
-	fd = jail_connect(c->socket_path, (int)c->timeout_ms);
-	if (fd < 0) {
-		c->connect_errno = -fd;
-		return CURL_SOCKET_BAD;
-	}
-	return fd;
-}
-
-static int sock_opt(void *ud, curl_socket_t fd, curlsocktype purpose)
-{
-	(void)ud;
-	(void)fd;
-	(void)purpose;
-	return CURL_SOCKOPT_ALREADY_CONNECTED;
-}
 
 struct body_buf {
 	char *data;
@@ -125,6 +102,8 @@ static int curl_to_errno(CURLcode cc)
 int fc_request(struct fc_client *c, const char *method, const char *path, const char *body,
 	       long timeout_ms, char **ret_body, size_t *ret_len, struct err *err)
 {
+	_cleanup_close_ int pfd = -EBADF;
+	char proc_path[32];
 	struct body_buf b = {};
 	struct curl_slist *hdrs = NULL;
 	char url[512];
@@ -135,13 +114,13 @@ int fc_request(struct fc_client *c, const char *method, const char *path, const 
 	if (strlen(path) > 256)
 		return err_set(err, -EINVAL, "%s %s: path too long", method, path);
 	snprintf(url, sizeof(url), "http://localhost%s", path);
+	pfd = jail_socket_open(c->socket_path, proc_path, sizeof(proc_path));
+	if (pfd < 0)
+		return err_set(err, pfd, "%s %s: %s: %s", method, path, c->socket_path,
+			       strerror(-pfd));
 	curl_easy_reset(c->curl);
-	c->timeout_ms = timeout_ms;
-	c->connect_errno = 0;
-	curl_easy_setopt(c->curl, CURLOPT_UNIX_SOCKET_PATH, c->socket_path);
-	curl_easy_setopt(c->curl, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-	curl_easy_setopt(c->curl, CURLOPT_OPENSOCKETDATA, c);
-	curl_easy_setopt(c->curl, CURLOPT_SOCKOPTFUNCTION, sock_opt);
+	curl_easy_setopt(c->curl, CURLOPT_UNIX_SOCKET_PATH, proc_path);
+	curl_set_cloexec(c->curl);
 	curl_easy_setopt(c->curl, CURLOPT_URL, url);
 	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, timeout_ms);
@@ -171,9 +150,6 @@ int fc_request(struct fc_client *c, const char *method, const char *path, const 
 		if (b.overflow)
 			return err_set(err, -EFBIG, "%s %s: response larger than %d bytes", method,
 				       path, FC_BODY_MAX);
-		if (c->connect_errno)
-			return err_set(err, -c->connect_errno, "%s %s: connecting to %s: %s",
-				       method, path, c->socket_path, strerror(c->connect_errno));
 		r = curl_to_errno(cc);
 		return err_set(err, r, "%s %s: %s", method, path, curl_easy_strerror(cc));
 	}

@@ -57,14 +57,12 @@ static long mono_ms(void)
 	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int jail_connect(const char *path, int timeout_ms)
+int jail_socket_open(const char *path, char *proc_path, size_t size)
 {
-	_cleanup_close_ int pfd = -EBADF, dfd = -EBADF, s = -EBADF;
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	_cleanup_close_ int pfd = -EBADF, dfd = -EBADF;
 	char dir[4096];
 	const char *slash;
 	struct stat st, dst;
-	long deadline = mono_ms() + timeout_ms;
 	int r;
 
 	slash = strrchr(path, '/');
@@ -85,7 +83,23 @@ int jail_connect(const char *path, int timeout_ms)
 		return -ENOTSOCK;
 	if (st.st_uid != 0 && st.st_uid != dst.st_uid)
 		return -EPERM;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d", pfd);
+	if ((size_t)snprintf(proc_path, size, "/proc/self/fd/%d", pfd) >= size)
+		return -ENAMETOOLONG;
+	r = pfd;
+	pfd = -EBADF;
+	return r;
+}
+
+int jail_connect(const char *path, int timeout_ms)
+{
+	_cleanup_close_ int pfd = -EBADF, s = -EBADF;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	long deadline = mono_ms() + timeout_ms;
+	int r;
+
+	pfd = jail_socket_open(path, sa.sun_path, sizeof(sa.sun_path));
+	if (pfd < 0)
+		return pfd;
 	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (s < 0)
 		return -errno;

@@ -9,11 +9,18 @@
  */
 #pragma once
 
+#include <stddef.h>
 #include <sys/types.h>
 
 /* openat2 with the rules above, relative to dirfd (AT_FDCWD and an absolute path: from "/").
  * -ELOOP when a component is a symlink, -EXDEV when it would leave dirfd or cross a mount. */
 int jail_openat(int dirfd, const char *path, int flags, mode_t mode);
+
+/* Open the socket file at path as an O_PATH fd with jail_openat and check it: a socket, owned
+ * by root or by the owner of its directory (the jail's uid: never another VM's). Writes
+ * "/proc/self/fd/N" into proc_path: connecting to that name reaches exactly this inode, with
+ * nothing resolved again. Returns the fd (the caller closes it after connecting) or -errno. */
+int jail_socket_open(const char *path, char *proc_path, size_t size);
 
 /* Connect a SOCK_STREAM Unix socket to the socket file at path, opened with jail_openat as an
  * O_PATH fd and connected through /proc/self/fd/N (so nothing is resolved again). The socket

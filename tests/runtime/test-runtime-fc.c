@@ -27,6 +27,7 @@
 
 #include "fileio.h"
 #include "internal.h"
+#include "jail-path.h"
 #include "test.h"
 #include "waiter.h"
 
@@ -449,6 +450,74 @@ static void test_ignore_ctrl_alt_del(void)
 	assert_no_leftovers(rt, "deaf1", pid);
 	vm_unref(vm);
 	destroy(rt, "deaf1");
+	runtime_free(rt);
+	rm_rf(T);
+}
+
+/* A compromised VMM (the fake's swap_links knob) replaces its jail's run/ and v.sock by
+ * symlinks to another VM's: the daemon follows neither, so A's stop (Ctrl-Alt-Del, agent STOP)
+ * never reaches B, which keeps running untouched. */
+static _unused_ void test_symlink_swap(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *a, *b;
+	char kn[2048], p[600], q[600];
+	_cleanup_free_ char *calls = NULL;
+	struct stat st;
+	bool swapped = false;
+
+	setup();
+	snprintf(kn, sizeof(kn),
+		 "{\"by_id\":{\"swapa\":{\"swap_after_ms\":100,\"swap_links\":{"
+		 "\"run\":\"%s/jail/firecracker/swapb/root/run\","
+		 "\"v.sock\":\"%s/jail/firecracker/swapb/root/v.sock\"}}}}",
+		 T, T);
+	write_knobs(kn);
+	stop_timeout_ms = 1500;
+	rt = rt_open(&cfg);
+	a = define(rt, "swapa");
+	b = define(rt, "swapb");
+	ASSERT_EQ(command(b, VM_VERB_START), 0);
+	ASSERT_EQ(command(a, VM_VERB_START), 0);
+	snprintf(p, sizeof(p), "%s/jail/firecracker/swapa/root/run", T);
+	snprintf(q, sizeof(q), "%s/jail/firecracker/swapa/root/v.sock", T);
+	for (int i = 0; i < 100 && !swapped; i++) {
+		struct stat vs;
+
+		swapped = lstat(p, &st) == 0 && S_ISLNK(st.st_mode) && lstat(q, &vs) == 0 &&
+			  S_ISLNK(vs.st_mode);
+		if (!swapped)
+			usleep(50000);
+	}
+	if (!swapped)
+		TEST_FAIL("the fake did not swap %s and %s for symlinks", p, q);
+	/* What the API client and the agent channel use refuses both. */
+	snprintf(p, sizeof(p), "%s/jail/firecracker/swapa/root/run/firecracker.socket", T);
+	ASSERT_ERRNO(jail_connect(p, 500), ELOOP);
+	ASSERT_ERRNO(jail_connect(q, 500), ELOOP);
+	/* B's own socket is fine (the links point at real sockets). */
+	snprintf(p, sizeof(p), "%s/jail/firecracker/swapb/root/run/firecracker.socket", T);
+	{
+		int fd = jail_connect(p, 500);
+
+		ASSERT_TRUE(fd >= 0);
+		close(fd);
+	}
+	/* A's stop cannot reach its VMM any more: it ends with the deadline kill. */
+	ASSERT_EQ(command(a, VM_VERB_STOP), 0);
+	ASSERT_EQ(vm_get_state(a), VM_STATE_STOPPED);
+	usleep(300000);
+	ASSERT_EQ(vm_get_state(b), VM_STATE_RUNNING);
+	snprintf(p, sizeof(p), "%s/jail/firecracker/swapb/fake-fc.calls.jsonl", T);
+	ASSERT_OK(read_file_bounded(p, 1 << 20, &calls, NULL));
+	if (strstr(calls, "SendCtrlAltDel"))
+		TEST_FAIL("A's stop reached B:\n%s", calls);
+	ASSERT_EQ(command(b, VM_VERB_STOP), 0);
+	vm_unref(a);
+	vm_unref(b);
+	destroy(rt, "swapa");
+	destroy(rt, "swapb");
 	runtime_free(rt);
 	rm_rf(T);
 }
@@ -981,5 +1050,6 @@ int main(void)
 #else
 TEST_MAIN(TEST(test_lifecycle), TEST(test_stop_on_exit), TEST(test_agent),
 	  TEST(test_daemon_killed_mid_start), TEST(test_reap_leftovers), TEST(test_network),
-	  TEST(test_ignore_ctrl_alt_del), TEST(test_crash), TEST(test_refused), TEST(test_readopt))
+	  TEST(test_ignore_ctrl_alt_del), TEST(test_crash), TEST(test_refused), TEST(test_readopt),
+	  TEST(test_symlink_swap))
 #endif
