@@ -10,6 +10,7 @@
  * phase timings (bench/vm-boot drives it).
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -313,6 +315,174 @@ static void check_process(struct fixture *f, struct booted *b)
 	}
 }
 
+/* fds the "daemon" holds while it launches a VMM, none of them close-on-exec (the worst case:
+ * libcurl's sockets were not): an established TCP connection (a live report connection), a
+ * pipe, a host file. The VMM must hold none of them. */
+struct sentinels {
+	int fds[5];
+	char links[5][64];
+	int n;
+};
+
+static void sentinel_add(struct sentinels *sn, int fd)
+{
+	char path[64];
+	ssize_t k;
+
+	ASSERT_TRUE(fd >= 0);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	k = readlink(path, sn->links[sn->n], sizeof(sn->links[0]) - 1);
+	ASSERT_TRUE(k > 0);
+	sn->links[sn->n][k] = '\0';
+	sn->fds[sn->n++] = fd;
+}
+
+static void sentinels_open(struct sentinels *sn)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	int l, c, p[2];
+
+	memset(sn, 0, sizeof(*sn));
+	l = socket(AF_INET, SOCK_STREAM, 0);
+	ASSERT_TRUE(l >= 0);
+	ASSERT_OK(bind(l, (struct sockaddr *)&sa, sizeof(sa)));
+	ASSERT_OK(listen(l, 1));
+	ASSERT_OK(getsockname(l, (struct sockaddr *)&sa, &len));
+	c = socket(AF_INET, SOCK_STREAM, 0);
+	ASSERT_OK(connect(c, (struct sockaddr *)&sa, sizeof(sa)));
+	sentinel_add(sn, c);
+	sentinel_add(sn, accept(l, NULL, NULL));
+	close(l);
+	ASSERT_OK(pipe(p));
+	sentinel_add(sn, p[0]);
+	sentinel_add(sn, p[1]);
+	sentinel_add(sn, open("/etc/hostname", O_RDONLY));
+}
+
+static void sentinels_close(struct sentinels *sn)
+{
+	for (int i = 0; i < sn->n; i++)
+		close(sn->fds[i]);
+}
+
+/* The VMM's fds: only what it was given (0-2, the two listening sockets, the disks, the
+ * console) and what QEMU opens itself in its sandbox (anonymous inodes, its own sockets and
+ * pipes, the TAP). Anything of the daemon's is a failure. */
+static void check_fds(struct fixture *f, struct booted *b, const struct sentinels *sn)
+{
+	const char *allowed[] = {"/dev/null", "/dev/urandom", "/dev/net/tun", "/dev/kvm",
+				 f->rootfs,   f->data,	      f->console};
+	char dir[64];
+	DIR *d;
+	struct dirent *de;
+	int n = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)b->h.pid);
+	d = opendir(dir);
+	ASSERT_TRUE(d != NULL);
+	while ((de = readdir(d))) {
+		char path[400], link[512];
+		bool ok = false;
+		ssize_t k;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		k = readlink(path, link, sizeof(link) - 1);
+		if (k <= 0)
+			continue;
+		link[k] = '\0';
+		n++;
+		for (int i = 0; i < sn->n; i++)
+			if (strcmp(link, sn->links[i]) == 0)
+				TEST_FAIL("the VMM holds the daemon's fd %s -> %s", de->d_name,
+					  link);
+		ok = strncmp(link, "anon_inode:", 11) == 0 || strncmp(link, "socket:[", 8) == 0 ||
+		     strncmp(link, "pipe:[", 6) == 0;
+		for (size_t i = 0; i < ELEMENTSOF(allowed) && !ok; i++)
+			ok = strcmp(link, allowed[i]) == 0;
+		if (!ok)
+			TEST_FAIL("unexpected fd of the VMM: %s -> %s", de->d_name, link);
+	}
+	closedir(d);
+	printf("# the VMM holds %d fds, none of the daemon's\n", n);
+}
+
+/* The VMM's confinement: its credentials and seccomp, and a guest escape simulated by a shell
+ * with the VMM's uid in its mount and network namespaces (nsenter + setpriv; a shell cannot
+ * take over QEMU's seccomp filter, which /proc shows in force instead): it sees only the
+ * sandbox root, no host file, no /proc, and can write nowhere. */
+static void check_confined(struct fixture *f, struct booted *b)
+{
+	char path[64], *text = NULL, out[4096], canary[256];
+	const char *want[][2] = {{"NoNewPrivs:", "1"},
+				 {"Seccomp:", "2"},
+				 {"CapInh:", "0000000000000000"},
+				 {"CapPrm:", "0000000000000000"},
+				 {"CapEff:", "0000000000000000"},
+				 {"CapBnd:", "0000000000000000"},
+				 {"CapAmb:", "0000000000000000"},
+				 {"Groups:", ""}};
+	bool seen[ELEMENTSOF(want)] = {0};
+	size_t n = 0;
+	FILE *fp;
+	int r;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)b->h.pid);
+	fp = fopen(path, "r");
+	ASSERT_TRUE(fp != NULL);
+	while (getline(&text, &n, fp) > 0) {
+		text[strcspn(text, "\n")] = '\0';
+		for (size_t i = 0; i < ELEMENTSOF(want); i++) {
+			size_t l = strlen(want[i][0]);
+			const char *v = text + l;
+
+			if (strncmp(text, want[i][0], l) != 0)
+				continue;
+			while (*v == ' ' || *v == '\t')
+				v++;
+			if (strcmp(v, want[i][1]) != 0)
+				TEST_FAIL("VMM %s '%s', want '%s'", want[i][0], v, want[i][1]);
+			seen[i] = true;
+		}
+	}
+	fclose(fp);
+	free(text);
+	for (size_t i = 0; i < ELEMENTSOF(want); i++)
+		if (!seen[i])
+			TEST_FAIL("no %s line in %s", want[i][0], path);
+	if (!have("nsenter") || !have("setpriv")) {
+		printf("# nsenter/setpriv missing: no escape simulation\n");
+		return;
+	}
+	snprintf(canary, sizeof(canary), "%s/canary", f->dir);
+	ASSERT_OK(write_file_atomic(canary, "secret", 6, 0644));
+	r = sh_out(out, sizeof(out),
+		   "nsenter -t %d -m -n setpriv --reuid %u --regid %u --clear-groups "
+		   "--no-new-privs --inh-caps=-all --bounding-set=-all /bin/sh -c '"
+		   "echo root: $(ls / | tr \"\\n\" \" \"); "
+		   "cat %s 2>/dev/null && echo CANARY-READ; "
+		   "ls %s 2>/dev/null && echo HOST-DIR-SEEN; "
+		   "ls /proc/1 >/dev/null 2>&1 && echo PROC-SEEN; "
+		   "ls /tmp /root /home /var /srv /work >/dev/null 2>&1 && echo HOST-SEEN; "
+		   "cat /etc/passwd /etc/shadow 2>/dev/null && echo ETC-READ; "
+		   "touch /x /vm/x /dev/x /usr/x 2>/dev/null && echo WROTE; "
+		   "ip -o link 2>/dev/null | grep -q \" tap0\" && echo NETNS-OK; "
+		   "echo done'",
+		   (int)b->h.pid, (unsigned)f->uid, (unsigned)f->uid, canary, f->dir);
+	printf("# escape shell (exit %d): %s", r, out);
+	ASSERT_TRUE(strstr(out, "done") != NULL);
+	ASSERT_TRUE(strstr(out, "root: bin dev etc lib") != NULL);
+	ASSERT_TRUE(strstr(out, " usr vm\n") != NULL);
+	ASSERT_TRUE(strstr(out, "CANARY-READ") == NULL);
+	ASSERT_TRUE(strstr(out, "HOST-DIR-SEEN") == NULL);
+	ASSERT_TRUE(strstr(out, "PROC-SEEN") == NULL);
+	ASSERT_TRUE(strstr(out, "HOST-SEEN") == NULL);
+	ASSERT_TRUE(strstr(out, "ETC-READ") == NULL);
+	ASSERT_TRUE(strstr(out, "WROTE") == NULL);
+}
+
 static void test_boot_http_log_stop(void)
 {
 	struct fixture f = {0};
@@ -322,8 +492,10 @@ static void test_boot_http_log_stop(void)
 	enum vmm_run_state st;
 	struct err err = {};
 	char page[512], buf[256];
+	struct sentinels sn;
 
 	fixture_setup(&f, "a");
+	sentinels_open(&sn);
 	boot(&f, &b, page, sizeof(page));
 	printf("# vmm %.2fs, hello +%.2fs, app +%.2fs, http +%.2fs (total %.2fs)\n",
 	       b.t_vmm - b.t_start, b.t_hello - b.t_vmm, b.t_app - b.t_hello, b.t_http - b.t_app,
@@ -335,6 +507,9 @@ static void test_boot_http_log_stop(void)
 	ASSERT_OK(vmm_qemu_ops.query(b.priv, &b.h, &st, &err));
 	ASSERT_EQ(st, VMM_RUN_RUNNING);
 	check_process(&f, &b);
+	check_fds(&f, &b, &sn);
+	sentinels_close(&sn);
+	check_confined(&f, &b);
 	agent_get_status(b.agent, &s);
 	ASSERT_TRUE(s.net_configured);
 	ASSERT_STREQ(s.net_addr, ADDR "/64");
@@ -453,6 +628,26 @@ static void test_launch_failure_message_and_cleanup(void)
 	ASSERT_TRUE(stat("/sys/fs/cgroup/cpu/mvmfs/gtfail", &st) < 0);
 	ASSERT_TRUE(stat("/sys/fs/cgroup/memory/mvmfs/gtfail", &st) < 0);
 	vmm_qemu_ops.free(priv);
+
+	/* cgroup limits fail closed: a hierarchy the host does not run (v2 with cpu and memory
+	 * on these v1 machines) -> the backend still initialises, but no VM starts, with EIO
+	 * and the reason, and nothing is spawned. */
+	if (stat("/sys/fs/cgroup/memory/memory.limit_in_bytes", &st) == 0) {
+		cfg.cgroup_version = 2;
+		ASSERT_OK(vmm_qemu_ops.init(&cfg, &priv, &err));
+		vmm_handle_init(&h);
+		p.initrd = NULL;
+		snprintf(rootfs, sizeof(rootfs), "%s/rootfs.ext4", dir);
+		p.kernel = rootfs;
+		ASSERT_ERRNO(vmm_qemu_ops.launch(priv, &p, &h, &err), EIO);
+		printf("# %s\n", err.msg);
+		ASSERT_TRUE(strstr(err.msg, "cgroup limits cannot be applied") != NULL);
+		ASSERT_EQ(h.pid, 0);
+		vmm_qemu_ops.cleanup(priv, p.name, &h);
+		vmm_qemu_ops.free(priv);
+	} else {
+		printf("# no cgroup v1 memory hierarchy: the fail-closed case is not checked\n");
+	}
 	sh("rm -rf %s", dir);
 }
 
