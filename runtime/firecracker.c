@@ -2,7 +2,7 @@
 /*
  * The Firecracker backend: a jail per VM (<chroot-base>/<exec name>/<name>/root), the jailer
  * spawned not daemonized (Firecracker stays our child), the files placed in the jail, then the
- * API sequence of CONTRACT.md L.1 over the socket, InstanceStart and GET / until Running.
+ * API configuration sequence over the socket, InstanceStart and GET / until Running.
  *
  * Ownership marks: <jail dir>/.mvmfs (outside the chroot) and the cgroup parent "mvmfs"; the
  * reaper touches nothing without them.
@@ -65,7 +65,14 @@ static int fc_init(const struct runtime_config *cfg, void **ret_priv, struct err
 	if (!fp)
 		return -ENOMEM;
 	fp->cfg = cfg;
-	r = jailer_exec_dir(cfg->chroot_base, cfg->firecracker, fp->exec_dir, sizeof(fp->exec_dir));
+	/* Jail paths are later resolved without following any symlink: start from the chroot
+	 * base's real path (a symlinked --chroot-base-dir is fine; inside the jail nothing is). */
+	{
+		char real[PATH_MAX];
+		const char *base = realpath(cfg->chroot_base, real) ? real : cfg->chroot_base;
+
+		r = jailer_exec_dir(base, cfg->firecracker, fp->exec_dir, sizeof(fp->exec_dir));
+	}
 	if (r < 0) {
 		free(fp);
 		return err_set(err, r, "firecracker '%s': %s", cfg->firecracker, strerror(-r));

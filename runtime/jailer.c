@@ -99,7 +99,7 @@ int jailer_spawn(const struct jailer_params *p, pid_t *ret_pid)
 	posix_spawnattr_setsigdefault(&attr, &all);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
 						POSIX_SPAWN_SETSID);
-	/* The jailer clears the environment itself (CONTRACT.md D.2); pass ours for the fake. */
+	/* The jailer clears the environment itself; pass ours for the fake. */
 	r = posix_spawn(ret_pid, p->jailer, &fa, &attr, (char *const *)argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);

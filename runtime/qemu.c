@@ -71,7 +71,8 @@ struct qemu_priv {
 	char cg_error[ERR_MSG_MAX]; /* why there are no cgroup limits: every launch fails */
 };
 
-/* TESTRIG 10: /dev/kvm alone proves nothing (the PVM flavour hangs ordinary guests). */
+/* /dev/kvm alone proves nothing (some KVM flavours hang ordinary guests): KVM only with a
+ * loaded kvm_intel/kvm_amd module, or when MVMFS_QEMU_ACCEL says so. */
 static bool kvm_usable(void)
 {
 	struct stat st;
@@ -124,6 +125,14 @@ static int qemu_init(const struct runtime_config *cfg, void **ret_priv, struct e
 	if (r < 0) {
 		free(qp);
 		return err_set(err, r, "creating %s: %s", qp->base_dir, strerror(-r));
+	}
+	/* The sockets are later opened without following any symlink: use the real path (a
+	 * symlinked --state-dir is fine). */
+	{
+		char real[PATH_MAX];
+
+		if (realpath(qp->base_dir, real) && strlen(real) < sizeof(qp->base_dir))
+			strcpy(qp->base_dir, real);
 	}
 	qp->kvm = kvm_usable();
 	qp->have_cg = cgroup_detect(cfg->cgroup_version, &qp->cg, &e2) >= 0;

@@ -651,7 +651,7 @@ static void test_launch_failure_message_and_cleanup(void)
 	sh("rm -rf %s", dir);
 }
 
-/* The bare TESTRIG section 3 command line (plus the data disk the overlay needs) booting the
+/* The bare QEMU command line (plus the data disk the overlay needs) booting the
  * same kernel and initramfs: seconds from exec to the app answering HTTP. */
 static double bare_boot(struct fixture *f)
 {
