@@ -454,6 +454,41 @@ static void test_ignore_ctrl_alt_del(void)
 	rm_rf(T);
 }
 
+/* A VMM whose API stops answering in the middle of the launch (the fake's hang_on): the call
+ * gives up at its 5 s deadline, the start fails with the call named in error, and nothing of
+ * the VM is left; the worker is free again. */
+static _unused_ void test_hung_api(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm;
+	struct timespec t0, t1;
+	char *s;
+	long ms;
+
+	setup();
+	write_knobs("{\"by_id\":{\"hung1\":{\"hang_on\":\"PUT /machine-config\"}}}");
+	rt = rt_open(&cfg);
+	vm = define(rt, "hung1");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT_ERRNO(command(vm, VM_VERB_START), EIO);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	s = show(vm, VM_ATTR_ERROR);
+	printf("# after %ld ms: %s", ms, s);
+	if (!strstr(s, "PUT /machine-config") || !strstr(s, "imeout"))
+		TEST_FAIL("error: %s", s);
+	free(s);
+	if (ms < 4500 || ms > 15000)
+		TEST_FAIL("a 5 s API deadline ended the start after %ld ms", ms);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_FAILED);
+	assert_no_leftovers(rt, "hung1", 0);
+	vm_unref(vm);
+	destroy(rt, "hung1");
+	runtime_free(rt);
+	rm_rf(T);
+}
+
 /* A compromised VMM (the fake's swap_links knob) replaces its jail's run/ and v.sock by
  * symlinks to another VM's: the daemon follows neither, so A's stop (Ctrl-Alt-Del, agent STOP)
  * never reaches B, which keeps running untouched. */
@@ -1051,5 +1086,5 @@ int main(void)
 TEST_MAIN(TEST(test_lifecycle), TEST(test_stop_on_exit), TEST(test_agent),
 	  TEST(test_daemon_killed_mid_start), TEST(test_reap_leftovers), TEST(test_network),
 	  TEST(test_ignore_ctrl_alt_del), TEST(test_crash), TEST(test_refused), TEST(test_readopt),
-	  TEST(test_symlink_swap))
+	  TEST(test_symlink_swap), TEST(test_hung_api))
 #endif
