@@ -19,6 +19,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -240,6 +241,7 @@ struct child_plan {
 	char *envp[2];
 	char env_mark[VMM_PATH_MAX + 32];
 	const char *exec_path; /* QEMU's path inside the sandbox root */
+	char exec_buf[PATH_MAX];
 	int netns_fd;
 	int cg_fds[4];
 	int ncg;
@@ -539,7 +541,14 @@ static int plan_sandbox(struct qemu_priv *qp, const struct vmm_launch *p, struct
 		sandbox_mirror(sb, mirrored[i]);
 	if (!realpath(qp->qemu, real))
 		return err_set(err, -errno, "qemu %s: %m", qp->qemu);
-	if (strncmp(real, "/usr/", 5) != 0) {
+	bool in_mirror = false;
+
+	for (size_t i = 0; i < ELEMENTSOF(mirrored); i++) {
+		size_t l = strlen(mirrored[i]);
+
+		in_mirror |= strncmp(real + 1, mirrored[i], l) == 0 && real[1 + l] == '/';
+	}
+	if (!in_mirror) {
 		sandbox_add_parents(sb, real + 1);
 		r = sandbox_bind(sb, real + 1, real);
 		if (r < 0)
@@ -548,7 +557,9 @@ static int plan_sandbox(struct qemu_priv *qp, const struct vmm_launch *p, struct
 	snprintf(cp->env_mark, sizeof(cp->env_mark), "%s%s", QEMU_ENV_MARK, h->jail_dir);
 	cp->envp[0] = cp->env_mark;
 	cp->envp[1] = NULL;
-	cp->exec_path = qp->qemu[0] == '/' && strncmp(real, "/usr/", 5) != 0 ? real : qp->qemu;
+	/* Its real path: in a mirrored dir, or bound at the same place. */
+	snprintf(cp->exec_buf, sizeof(cp->exec_buf), "%s", real);
+	cp->exec_path = cp->exec_buf;
 	sandbox_mkdir(sb, "etc", 0755);
 	if (access("/etc/ld.so.cache", R_OK) == 0)
 		(void)sandbox_bind(sb, "etc/ld.so.cache", "/etc/ld.so.cache");

@@ -161,6 +161,8 @@ static const char *insecure[2];
 
 /* Graceful-stop deadline of the next rt_open (0: 1.5 s). */
 static unsigned stop_timeout_ms;
+/* --cgroup-version of the next rt_open (0: detect). */
+static int cgroup_version;
 
 static struct runtime *rt_open(struct runtime_config *cfg)
 {
@@ -184,6 +186,7 @@ static struct runtime *rt_open(struct runtime_config *cfg)
 		.uid_count = 1000,
 		.data_disk_bytes = 64ULL << 20,
 		.stop_timeout_ms = stop_timeout_ms ? stop_timeout_ms : 1500,
+		.cgroup_version = cgroup_version,
 		.no_network = !with_network,
 		.stop_vms_on_exit = stop_on_exit,
 		.insecure_registries = insecure[0] ? insecure : NULL,
@@ -451,6 +454,39 @@ static void test_ignore_ctrl_alt_del(void)
 	vm_unref(vm);
 	destroy(rt, "deaf1");
 	runtime_free(rt);
+	rm_rf(T);
+}
+
+/* cgroup limits fail closed: with a hierarchy the host does not run (v2 on these v1
+ * machines), the runtime starts but a start fails with EIO and the reason, and no jailer is
+ * spawned. */
+static _unused_ void test_cgroup_fail_closed(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm;
+	struct stat st;
+	char *s, p[600];
+
+	setup();
+	if (stat("/sys/fs/cgroup/memory/memory.limit_in_bytes", &st) < 0)
+		test_skip("no cgroup v1 memory hierarchy to contradict with --cgroup-version 2");
+	cgroup_version = 2;
+	rt = rt_open(&cfg);
+	vm = define(rt, "nocg1");
+	ASSERT_ERRNO(command(vm, VM_VERB_START), EIO);
+	s = show(vm, VM_ATTR_ERROR);
+	printf("# %s", s);
+	if (!strstr(s, "cgroup limits cannot be applied"))
+		TEST_FAIL("error: %s", s);
+	free(s);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_FAILED);
+	snprintf(p, sizeof(p), "%s/jail/firecracker/nocg1", T);
+	ASSERT_TRUE(stat(p, &st) < 0);
+	vm_unref(vm);
+	destroy(rt, "nocg1");
+	runtime_free(rt);
+	cgroup_version = 0;
 	rm_rf(T);
 }
 
@@ -1086,5 +1122,5 @@ int main(void)
 TEST_MAIN(TEST(test_lifecycle), TEST(test_stop_on_exit), TEST(test_agent),
 	  TEST(test_daemon_killed_mid_start), TEST(test_reap_leftovers), TEST(test_network),
 	  TEST(test_ignore_ctrl_alt_del), TEST(test_crash), TEST(test_refused), TEST(test_readopt),
-	  TEST(test_symlink_swap), TEST(test_hung_api))
+	  TEST(test_symlink_swap), TEST(test_hung_api), TEST(test_cgroup_fail_closed))
 #endif
