@@ -65,7 +65,7 @@ int fc_client_new(const char *socket_path, struct fc_client **ret)
 		free(c);
 		return -ENOMEM;
 	}
-	strcpy(c->socket_path, socket_path);
+	snprintf(c->socket_path, sizeof(c->socket_path), "%s", socket_path);
 	*ret = c;
 	return 0;
 }

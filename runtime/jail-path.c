@@ -63,7 +63,6 @@ int jail_socket_open(const char *path, char *proc_path, size_t size)
 	char dir[4096];
 	const char *slash;
 	struct stat st, dst;
-	int r;
 
 	slash = strrchr(path, '/');
 	if (!slash || (size_t)(slash - path) >= sizeof(dir))
@@ -85,9 +84,7 @@ int jail_socket_open(const char *path, char *proc_path, size_t size)
 		return -EPERM;
 	if ((size_t)snprintf(proc_path, size, "/proc/self/fd/%d", pfd) >= size)
 		return -ENAMETOOLONG;
-	r = pfd;
-	pfd = -EBADF;
-	return r;
+	return TAKE_FD(pfd);
 }
 
 int jail_connect(const char *path, int timeout_ms)
@@ -116,7 +113,5 @@ int jail_connect(const char *path, int timeout_ms)
 	}
 	if (fcntl(s, F_SETFL, 0) < 0)
 		return -errno;
-	r = s;
-	s = -EBADF;
-	return r;
+	return TAKE_FD(s);
 }

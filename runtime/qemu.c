@@ -78,8 +78,10 @@ static bool kvm_usable(void)
 {
 	struct stat st;
 
-	if (getenv("MVMFS_QEMU_ACCEL"))
-		return strcmp(getenv("MVMFS_QEMU_ACCEL"), "kvm") == 0;
+	const char *accel = getenv("MVMFS_QEMU_ACCEL");
+
+	if (accel)
+		return strcmp(accel, "kvm") == 0;
 	if (stat("/dev/kvm", &st) < 0 || !S_ISCHR(st.st_mode))
 		return false;
 	return access("/sys/module/kvm_intel", F_OK) == 0 ||
@@ -133,7 +135,7 @@ static int qemu_init(const struct runtime_config *cfg, void **ret_priv, struct e
 		char real[PATH_MAX];
 
 		if (realpath(qp->base_dir, real) && strlen(real) < sizeof(qp->base_dir))
-			strcpy(qp->base_dir, real);
+			snprintf(qp->base_dir, sizeof(qp->base_dir), "%s", real);
 	}
 	qp->kvm = kvm_usable();
 	qp->have_cg = cgroup_detect(cfg->cgroup_version, &qp->cg, &e2) >= 0;
@@ -490,11 +492,9 @@ static int bind_listener(const char *path, struct err *err)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	_cleanup_close_ int fd = -EBADF;
-	int r;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
+	if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path) >= (int)sizeof(sa.sun_path))
 		return err_set(err, -ENAMETOOLONG, "socket path too long: %s", path);
-	strcpy(sa.sun_path, path);
 	(void)unlink(path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -502,9 +502,7 @@ static int bind_listener(const char *path, struct err *err)
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0600) < 0 ||
 	    listen(fd, 8) < 0)
 		return err_set(err, -errno, "listening on %s: %m", path);
-	r = fd;
-	fd = -EBADF;
-	return r;
+	return TAKE_FD(fd);
 }
 
 /* The VMM can read a host file (kernel, initrd) only if its uid may: a bind mount keeps the

@@ -222,8 +222,8 @@ int qmp_connect(const char *path, int timeout_ms, struct qmp **ret, struct err *
 {
 	uint64_t deadline = mono_ms() + (uint64_t)timeout_ms;
 	struct qmp *q;
-	char *line;
-	size_t l;
+	char *line = NULL;
+	size_t l = 0;
 	int r;
 
 	q = calloc(1, sizeof(*q));

@@ -34,10 +34,8 @@ static const struct {
 void sandbox_init(struct sandbox *sb, const char *root, uid_t uid, gid_t gid)
 {
 	memset(sb, 0, sizeof(*sb));
-	if (strlen(root) >= sizeof(sb->root))
+	if (snprintf(sb->root, sizeof(sb->root), "%s", root) >= (int)sizeof(sb->root))
 		sb->overflow = true;
-	else
-		strcpy(sb->root, root);
 	sb->uid = uid;
 	sb->gid = gid;
 	sb->stdin_fd = -EBADF;
@@ -93,11 +91,10 @@ void sandbox_add_parents(struct sandbox *sb, const char *path)
 {
 	char buf[4096];
 
-	if (strlen(path) >= sizeof(buf)) {
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf)) {
 		sb->overflow = true;
 		return;
 	}
-	strcpy(buf, path);
 	for (char *p = strchr(buf, '/'); p; p = strchr(p + 1, '/')) {
 		bool seen = false;
 

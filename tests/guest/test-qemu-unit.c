@@ -124,7 +124,7 @@ enum hang_mode {
 };
 
 struct hang {
-	char dir[64], path[128];
+	char dir[64], path[100];
 	int lfd;
 	pid_t pid;
 	int fillers[64];
@@ -138,7 +138,7 @@ static void hang_start(struct hang *h, enum hang_mode mode)
 	snprintf(h->dir, sizeof(h->dir), "/tmp/qmp-hang.XXXXXX");
 	ASSERT_TRUE(mkdtemp(h->dir) != NULL);
 	snprintf(h->path, sizeof(h->path), "%s/qmp.sock", h->dir);
-	strcpy(sa.sun_path, h->path);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", h->path);
 	h->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	ASSERT_TRUE(h->lfd >= 0);
 	ASSERT_OK(bind(h->lfd, (struct sockaddr *)&sa, sizeof(sa)));

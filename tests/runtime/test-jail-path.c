@@ -123,7 +123,7 @@ static void test_owner(void)
 static void test_full_backlog(void)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	char p[128];
+	char p[100];
 	int l, fill[64], n = 0;
 	struct timespec t0, t1;
 	long ms;
@@ -131,7 +131,7 @@ static void test_full_backlog(void)
 	setup();
 	l = listen_at("run/api.sock", 0);
 	path(p, sizeof(p), "run/api.sock");
-	strcpy(sa.sun_path, p);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", p);
 	while (n < (int)ELEMENTSOF(fill)) {
 		fill[n] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		ASSERT_TRUE(fill[n] >= 0);
