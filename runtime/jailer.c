@@ -26,7 +26,6 @@
 #include "internal.h"
 #include "parse.h"
 
-
 int jailer_argv(const struct jailer_params *p, const char **argv, size_t max, char uid[16],
 		char gid[16])
 {
