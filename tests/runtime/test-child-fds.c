@@ -3,8 +3,9 @@
  * Children keep only the fds they need: while this process (standing in for the daemon) holds
  * fds that are NOT close-on-exec (the worst case: a live TCP connection like the reporter's, a
  * pipe, a host file), a spawned jailer and mkfs.ext4 hold stdin, stdout and stderr and
- * nothing else. (The QEMU child, with the fds it is handed, is listed by tests/guest/
- * test-vm-qemu.c on a real VM.)
+ * nothing else; and libcurl's sockets are close-on-exec with curl_set_cloexec (every handle of
+ * the daemon sets it), which plain libcurl's are not. (The QEMU child, with the fds it is handed,
+ * is listed by tests/guest/ test-vm-qemu.c on a real VM.)
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -21,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "curl-cloexec.h"
 #include "fileio.h"
 #include "image.h"
 #include "internal.h"
@@ -212,4 +214,45 @@ static void test_mkfs(void)
 	close_sentinels();
 }
 
-TEST_MAIN(TEST(test_jailer), TEST(test_mkfs))
+/* The socket of a connected curl handle: close-on-exec with curl_set_cloexec only. */
+static int curl_socket_cloexec(bool set)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	curl_socket_t fd = CURL_SOCKET_BAD;
+	char url[64];
+	CURL *c;
+	int l, flags;
+
+	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ASSERT_TRUE(l >= 0);
+	ASSERT_OK(bind(l, (struct sockaddr *)&sa, sizeof(sa)));
+	ASSERT_OK(listen(l, 4));
+	ASSERT_OK(getsockname(l, (struct sockaddr *)&sa, &len));
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/", (unsigned)ntohs(sa.sin_port));
+	c = curl_easy_init();
+	ASSERT_TRUE(c != NULL);
+	if (set)
+		ASSERT_EQ(curl_set_cloexec(c), CURLE_OK);
+	ASSERT_EQ(curl_easy_setopt(c, CURLOPT_URL, url), CURLE_OK);
+	ASSERT_EQ(curl_easy_setopt(c, CURLOPT_CONNECT_ONLY, 1L), CURLE_OK);
+	ASSERT_EQ(curl_easy_perform(c), CURLE_OK);
+	ASSERT_EQ(curl_easy_getinfo(c, CURLINFO_ACTIVESOCKET, &fd), CURLE_OK);
+	ASSERT_TRUE(fd != CURL_SOCKET_BAD);
+	flags = fcntl(fd, F_GETFD);
+	curl_easy_cleanup(c);
+	close(l);
+	return flags & FD_CLOEXEC;
+}
+
+static void test_curl_cloexec(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	ASSERT_TRUE(curl_socket_cloexec(true));
+	/* The control: libcurl alone leaves it inheritable. */
+	printf("# without the callback: %s\n",
+	       curl_socket_cloexec(false) ? "close-on-exec" : "inheritable");
+	curl_global_cleanup();
+}
+
+TEST_MAIN(TEST(test_jailer), TEST(test_mkfs), TEST(test_curl_cloexec))
