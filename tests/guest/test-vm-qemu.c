@@ -587,7 +587,7 @@ static void test_launch_failure_message_and_cleanup(void)
 	int fd;
 
 	if (geteuid() != 0)
-		test_skip("needs root (cgroups, -runas)");
+		test_skip("needs root (cgroups, mount namespace, uid switch)");
 	if (!have("qemu-system-x86_64"))
 		test_skip("qemu-system-x86_64 missing");
 	ASSERT_TRUE(mkdtemp(dir) != NULL);
