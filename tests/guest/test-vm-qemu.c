@@ -42,6 +42,10 @@
 #define APP_JSON                                                   \
 	"{\"entrypoint\":[\"/bin/sh\"],\"cmd\":[\"/srv/app.sh\"]," \
 	"\"env\":[\"GREETING=hello-env\",\"PATH=/bin\"],\"workdir\":\"/srv\",\"user\":\"app\"}"
+/* The same app, after four 100 MiB allocations filled at once (for a 256 MiB guest). */
+#define HOG_JSON                                                   \
+	"{\"entrypoint\":[\"/bin/sh\"],\"cmd\":[\"/srv/hog.sh\"]," \
+	"\"env\":[\"GREETING=hello-env\",\"PATH=/bin\"],\"workdir\":\"/srv\",\"user\":\"app\"}"
 
 struct fixture {
 	char dir[64];
@@ -51,6 +55,8 @@ struct fixture {
 	char netns[64], netns_path[128];
 	char name[32];
 	uid_t uid;
+	const char *app_json; /* NULL: APP_JSON */
+	unsigned mem_mib;     /* 0: 2048 */
 };
 
 /* Preconditions, guest build (cached), app image, network namespace. */
@@ -105,6 +111,10 @@ static void fixture_setup(struct fixture *f, const char *tag)
 		     "'httpd -f -p 8080 -h /tmp/www &' "
 		     "'while true; do sleep 1 & wait $!; done' > $R/srv/app.sh; chmod 755 "
 		     "$R/srv/app.sh; "
+		     "printf '%%s\\n' '#!/bin/sh' "
+		     "'sleep 1; for i in 1 2 3 4; do (dd if=/dev/zero of=/dev/null bs=100M count=1 "
+		     "2>/dev/null; echo \"hog: dd exit $?\") & done' 'exec /srv/app.sh' > "
+		     "$R/srv/hog.sh; chmod 755 $R/srv/hog.sh; "
 		     "mkfs.ext4 -q -F -d $R -L root %s 64M; truncate -s 256M %s; mkfs.ext4 -q -F "
 		     "-L data %s",
 		     f->dir, f->busybox, f->rootfs, f->data, f->data),
@@ -135,7 +145,7 @@ static void write_initrd(struct fixture *f)
 		.name = f->name,
 		.prefix_len = 64,
 		.mac = "02:00:00:00:00:10",
-		.image_config_json = APP_JSON,
+		.image_config_json = f->app_json ? f->app_json : APP_JSON,
 		.transport = AGENT_TRANSPORT_SERIAL,
 		.heartbeat_ms = 500,
 		.grace_ms = 3000,
@@ -215,7 +225,7 @@ static void boot(struct fixture *f, struct booted *b, char *page, size_t pagesz)
 	p.rootfs = f->rootfs;
 	p.data_disk = f->data;
 	p.vcpus = 2;
-	p.mem_mib = 2048;
+	p.mem_mib = f->mem_mib ? f->mem_mib : 2048;
 	p.run_dir = f->dir;
 	p.console_log = f->console;
 	if (vmm_qemu_ops.launch(b->priv, &p, &b->h, &err) < 0) {
@@ -574,6 +584,43 @@ static void test_powerdown_button(void)
 	fixture_teardown(&f);
 }
 
+/* A guest that fills its RAM meets its own OOM killer: the memory hog in the guest is killed,
+ * QEMU (limited to the guest's RAM plus its allowance) keeps running and the app keeps
+ * answering. */
+static void test_guest_oom(void)
+{
+	struct fixture f = {0};
+	struct booted b = {0};
+	enum vmm_run_state st;
+	struct err err = {};
+	char page[512], path[VMM_DIR_MAX + 64], *v = NULL;
+	bool killed;
+
+	fixture_setup(&f, "c");
+	f.app_json = HOG_JSON;
+	f.mem_mib = 256;
+	boot(&f, &b, page, sizeof(page));
+	killed = log_has(b.agent, "hog: dd exit 137", 60000);
+	sh("grep -a -m2 -i 'out of memory\\|oom' %s | sed 's/^/# /'", f.console);
+	if (!killed) {
+		sh("tail -5 %s", f.console);
+		TEST_FAIL("the guest's OOM killer did not end the hog (no 'hog: dd exit 137')");
+	}
+	ASSERT_OK(vmm_qemu_ops.query(b.priv, &b.h, &st, &err));
+	ASSERT_EQ(st, VMM_RUN_RUNNING);
+	ASSERT_EQ(curl_page(&f, page, sizeof(page)), 0);
+	for (int i = 0; i < 4 && b.h.cgroup_version == 1 && b.h.cgroup[i][0]; i++) {
+		snprintf(path, sizeof(path), "%s/memory.max_usage_in_bytes", b.h.cgroup[i]);
+		if (read_file_bounded(path, 64, &v, NULL) >= 0)
+			printf("# QEMU cgroup peak %llu MiB of a (256 + 512) MiB limit\n",
+			       strtoull(v, NULL, 10) >> 20);
+		free(v);
+		v = NULL;
+	}
+	shutdown_booted(&f, &b);
+	fixture_teardown(&f);
+}
+
 /* A launch that QEMU refuses fails with QEMU's own words, and cleanup leaves nothing. */
 static void test_launch_failure_message_and_cleanup(void)
 {
@@ -736,6 +783,7 @@ int main(void)
 	static const struct test_case cases[] = {
 		TEST(test_boot_http_log_stop),
 		TEST(test_powerdown_button),
+		TEST(test_guest_oom),
 		TEST(test_launch_failure_message_and_cleanup),
 	};
 	const char *b = getenv("MVMFS_VM_BENCH");
