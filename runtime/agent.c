@@ -295,8 +295,10 @@ static int try_connect(struct agent *a)
 	int r;
 
 	/* The socket sits in a dir the VM's uid owns (Firecracker's jail root): never through a
-	 * symlink, and only a socket of that uid (runtime/jail-path.h). */
-	a->fd = jail_connect(a->path, VSOCK_REPLY_MS);
+	 * symlink, and only a socket of that uid (runtime/jail-path.h). One attempt: a listener
+	 * with a full backlog is retried after RECONNECT_MS, never waited for here, so agent_free
+	 * stays prompt. */
+	a->fd = jail_connect(a->path, 0);
 	if (a->fd < 0)
 		return a->fd;
 	/* Non-blocking from here on: the handshake and the reader poll with deadlines, so a
