@@ -29,16 +29,22 @@
 #include <ctype.h>
 #include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ip6.h"
 #include "ipam-internal.h"
 
 /* "mvmfsipa": the advisory lock key every mvmfs node uses for allocations. */
 #define IPAM_PG_LOCK_KEY "7887612084176384097"
-/* Bound how long one node can stall another's mkdir (lock waits and statements). */
-#define IPAM_PG_TIMEOUT "30s"
+/* Connections kept open between assignments (more may be open while assignments overlap). */
+#define IPAM_PG_IDLE_MAX 4
 
 enum column_kind {
 	COLUMN_UNKNOWN, /* not looked up on this connection yet */
@@ -46,12 +52,24 @@ enum column_kind {
 	COLUMN_OTHER, /* text or anything else: read as text, parsed here */
 };
 
+/* One server connection and what we learnt about it. */
+struct pgc {
+	PGconn *conn;	       /* NULL when not connected */
+	enum column_kind kind; /* type of instances.ip_address, per connection */
+};
+
+/* Addresses read from the table, per call. */
+struct used {
+	struct in6_addr *a;
+	size_t n, cap;
+};
+
 struct ipam_pg {
 	char *conninfo;
-	PGconn *conn;	       /* NULL until the first assignment */
-	enum column_kind kind; /* type of instances.ip_address, per connection */
-	struct in6_addr *used; /* scratch: addresses read from the table */
-	size_t n_used, cap_used;
+	unsigned timeout_ms;  /* deadline of one assignment, connecting included */
+	pthread_mutex_t lock; /* protects idle[] and n_idle, never held across a round trip */
+	struct pgc idle[IPAM_PG_IDLE_MAX];
+	unsigned n_idle;
 };
 
 static void pgresult_clearp(PGresult **p)
@@ -95,42 +113,174 @@ static const char *value_for_message(const char *v, int len, char *buf, size_t s
 	return buf;
 }
 
-static int pg_connect(struct ipam_pg *pg, struct err *err)
+static int64_t now_ms(void)
 {
-	/* Defaults first: keys in the URL/conninfo (expanded from dbname) override them. */
-	const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-	const char *const vals[] = {"10", "mvmfs", pg->conninfo, NULL};
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A connection that missed a deadline is in an unknown protocol state: it is never reused. */
+static void pgc_drop(struct pgc *c)
+{
+	if (c->conn)
+		PQfinish(c->conn);
+	c->conn = NULL;
+	c->kind = COLUMN_UNKNOWN;
+}
+
+static int pg_timed_out(struct ipam_pg *pg, struct pgc *c, const char *what, struct err *err)
+{
+	const char *host = c->conn ? PQhost(c->conn) : NULL,
+		   *port = c->conn ? PQport(c->conn) : NULL;
+	int r;
+
+	r = err_set(err, -EIO,
+		    "database did not answer within %u.%u s while %s (server %s%s%s), "
+		    "connection dropped",
+		    pg->timeout_ms / 1000, pg->timeout_ms % 1000 / 100, what,
+		    host && *host ? host : "?", port && *port ? ":" : "", port ? port : "");
+	pgc_drop(c);
+	return r;
+}
+
+/* Wait until the connection's socket is readable (and writable if asked) or the deadline. 0
+ * ready, -ETIMEDOUT, -EIO (no socket, poll error). */
+static int pg_wait(PGconn *conn, bool rd, bool wr, int64_t deadline)
+{
+	struct pollfd p = {.fd = PQsocket(conn)};
+
+	if (p.fd < 0)
+		return -EIO;
+	p.events = (short)((rd ? POLLIN : 0) | (wr ? POLLOUT : 0));
+	for (;;) {
+		int64_t left = deadline - now_ms();
+		int n;
+
+		if (left <= 0)
+			return -ETIMEDOUT;
+		n = poll(&p, 1, (int)MIN(left, (int64_t)INT32_MAX));
+		if (n > 0)
+			return 0;
+		if (n < 0 && errno != EINTR)
+			return -EIO;
+	}
+}
+
+/* Connect with libpq's non-blocking API under the call's deadline. The server name is resolved
+ * synchronously by libpq (getaddrinfo): use an address or a local resolver for a hard bound. */
+static int pg_connect(struct ipam_pg *pg, struct pgc *c, int64_t deadline, struct err *err)
+{
+	/* Defaults first: keys in the URL/conninfo (expanded from dbname) override them. Keepalives
+	 * and tcp_user_timeout make the kernel notice a dead peer even between our calls. */
+	const char *const keys[] = {"connect_timeout",
+				    "application_name",
+				    "keepalives",
+				    "keepalives_idle",
+				    "keepalives_interval",
+				    "keepalives_count",
+				    "tcp_user_timeout",
+				    "dbname",
+				    NULL};
+	char ct[16], tut[16];
+	const char *const vals[] = {ct, "mvmfs", "1", "10", "3", "3", tut, pg->conninfo, NULL};
 	char m[ERR_MSG_MAX];
 
-	if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK)
+	if (c->conn && PQstatus(c->conn) == CONNECTION_OK)
 		return 0;
-	pg->kind = COLUMN_UNKNOWN; /* the table may have changed while we were away */
-	if (pg->conn) {
-		PQreset(pg->conn);
-	} else {
-		pg->conn = PQconnectdbParams(keys, vals, 1);
-		if (!pg->conn)
-			return -ENOMEM;
-		(void)PQsetNoticeProcessor(pg->conn, notice_ignore, NULL);
+	pgc_drop(c); /* the table may have changed while we were away: kind is re-read too */
+	/* libpq's own bounds (whole seconds, at least 2) back up our poll deadline. */
+	(void)snprintf(ct, sizeof(ct), "%u", MAX(2u, (pg->timeout_ms + 999) / 1000));
+	(void)snprintf(tut, sizeof(tut), "%u", pg->timeout_ms);
+	c->conn = PQconnectStartParams(keys, vals, 1);
+	if (!c->conn)
+		return -ENOMEM;
+	(void)PQsetNoticeProcessor(c->conn, notice_ignore, NULL);
+	for (PostgresPollingStatusType st = PGRES_POLLING_WRITING;;) {
+		int r = 0;
+
+		if (PQstatus(c->conn) == CONNECTION_BAD)
+			st = PGRES_POLLING_FAILED;
+		if (st == PGRES_POLLING_OK)
+			break;
+		if (st == PGRES_POLLING_FAILED) {
+			r = err_set(err, -EIO, "database connection failed: %s",
+				    pg_message(PQerrorMessage(c->conn), m, sizeof(m)));
+			pgc_drop(c);
+			return r;
+		}
+		r = pg_wait(c->conn, st == PGRES_POLLING_READING, st == PGRES_POLLING_WRITING,
+			    deadline);
+		if (r == -ETIMEDOUT)
+			return pg_timed_out(pg, c, "connecting", err);
+		if (r < 0) {
+			r = err_set(err, -EIO, "database connection failed: %s",
+				    pg_message(PQerrorMessage(c->conn), m, sizeof(m)));
+			pgc_drop(c);
+			return r;
+		}
+		st = PQconnectPoll(c->conn);
 	}
-	if (PQstatus(pg->conn) != CONNECTION_OK)
-		return err_set(err, -EIO, "database connection failed: %s",
-			       pg_message(PQerrorMessage(pg->conn), m, sizeof(m)));
+	if (PQsetnonblocking(c->conn, 1) != 0) {
+		pgc_drop(c);
+		return err_set(err, -EIO, "database: cannot make the connection non-blocking");
+	}
 	return 0;
 }
 
-/* One parameterised statement; the result on success (tuples or command ok). */
-static int pg_exec(struct ipam_pg *pg, const char *sql, int nparams, const char *const *params,
-		   PGresult **ret, struct err *err)
+/* One parameterised statement, sent and awaited without ever blocking past the deadline; the
+ * result on success (tuples or command ok). A missed deadline drops the connection. */
+static int pg_exec(struct ipam_pg *pg, struct pgc *c, const char *sql, int nparams,
+		   const char *const *params, int64_t deadline, PGresult **ret, struct err *err)
 {
 	_cleanup_pgresult_ PGresult *res = NULL;
 	char m[ERR_MSG_MAX];
 	ExecStatusType st;
+	int r;
 
-	res = PQexecParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	if (!c->conn)
+		return err_set(err, -EIO, "database: not connected");
+	if (!PQsendQueryParams(c->conn, sql, nparams, NULL, params, NULL, NULL, 0))
+		return err_set(err, -EIO, "database: %s",
+			       pg_message(PQerrorMessage(c->conn), m, sizeof(m)));
+	for (;;) {
+		int f = PQflush(c->conn);
+
+		if (f == 0)
+			break;
+		if (f < 0)
+			return err_set(err, -EIO, "database: %s",
+				       pg_message(PQerrorMessage(c->conn), m, sizeof(m)));
+		r = pg_wait(c->conn, true, true, deadline);
+		if (r == -ETIMEDOUT)
+			return pg_timed_out(pg, c, "sending a statement", err);
+		if (r < 0 || !PQconsumeInput(c->conn))
+			return err_set(err, -EIO, "database: %s",
+				       pg_message(PQerrorMessage(c->conn), m, sizeof(m)));
+	}
+	/* Collect every result of the statement (libpq ends the list with NULL). */
+	for (;;) {
+		PGresult *next;
+
+		while (PQisBusy(c->conn)) {
+			r = pg_wait(c->conn, true, false, deadline);
+			if (r == -ETIMEDOUT)
+				return pg_timed_out(pg, c, "waiting for a statement's result", err);
+			if (r < 0 || !PQconsumeInput(c->conn))
+				return err_set(err, -EIO, "database: %s",
+					       pg_message(PQerrorMessage(c->conn), m, sizeof(m)));
+		}
+		next = PQgetResult(c->conn);
+		if (!next)
+			break;
+		if (res)
+			PQclear(res);
+		res = next;
+	}
 	if (!res)
 		return err_set(err, -EIO, "database: %s",
-			       pg_message(PQerrorMessage(pg->conn), m, sizeof(m)));
+			       pg_message(PQerrorMessage(c->conn), m, sizeof(m)));
 	st = PQresultStatus(res);
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
 		return err_set(err, -EIO, "database: %s",
@@ -140,38 +290,38 @@ static int pg_exec(struct ipam_pg *pg, const char *sql, int nparams, const char 
 	return 0;
 }
 
-static int used_add(struct ipam_pg *pg, const struct in6_addr *a)
+static int used_add(struct used *u, const struct in6_addr *a)
 {
-	if (pg->n_used == pg->cap_used) {
-		size_t cap = pg->cap_used ? pg->cap_used * 2 : 256;
-		struct in6_addr *p = realloc(pg->used, cap * sizeof(*p));
+	if (u->n == u->cap) {
+		size_t cap = u->cap ? u->cap * 2 : 256;
+		struct in6_addr *p = realloc(u->a, cap * sizeof(*p));
 
 		if (!p)
 			return -ENOMEM;
-		pg->used = p;
-		pg->cap_used = cap;
+		u->a = p;
+		u->cap = cap;
 	}
-	pg->used[pg->n_used++] = *a;
+	u->a[u->n++] = *a;
 	return 0;
 }
 
 /* The type of instances.ip_address, once per connection. */
-static int pg_column_kind(struct ipam_pg *pg, struct err *err)
+static int pg_column_kind(struct ipam_pg *pg, struct pgc *c, int64_t deadline, struct err *err)
 {
 	_cleanup_pgresult_ PGresult *res = NULL;
 	int r;
 
-	if (pg->kind != COLUMN_UNKNOWN)
+	if (c->kind != COLUMN_UNKNOWN)
 		return 0;
-	r = pg_exec(pg,
+	r = pg_exec(pg, c,
 		    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
 		    "WHERE attrelid = to_regclass('instances') AND attname = 'ip_address' "
 		    "AND NOT attisdropped",
-		    0, NULL, &res, err);
+		    0, NULL, deadline, &res, err);
 	if (r < 0)
 		return r;
-	pg->kind = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "inet") == 0 ? COLUMN_INET
-										     : COLUMN_OTHER;
+	c->kind = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "inet") == 0 ? COLUMN_INET
+										    : COLUMN_OTHER;
 	return 0;
 }
 
@@ -181,32 +331,32 @@ static int pg_column_kind(struct ipam_pg *pg, struct err *err)
  * text and is parsed leniently here: any value whose address part parses counts as taken (also
  * "ADDR/64"); values that are no address at all cannot collide with one and are skipped (they
  * only fail the VM they belong to). */
-static int pg_load_used(struct ipam_pg *pg, const struct in6_addr *prefix, unsigned len,
-			struct err *err)
+static int pg_load_used(struct ipam_pg *pg, struct pgc *c, const struct in6_addr *prefix,
+			unsigned len, int64_t deadline, struct used *u, struct err *err)
 {
 	_cleanup_pgresult_ PGresult *res = NULL;
 	char ptext[IP6_PREFIX_STRLEN];
 	const char *params[1] = {ptext};
 	int r, rows;
 
-	r = pg_column_kind(pg, err);
+	r = pg_column_kind(pg, c, deadline, err);
 	if (r < 0)
 		return r;
-	if (pg->kind == COLUMN_INET) {
+	if (c->kind == COLUMN_INET) {
 		ip6_prefix_format(prefix, len, ptext, sizeof(ptext));
 		r = pg_exec(
-			pg,
+			pg, c,
 			"SELECT host(ip_address) FROM instances WHERE ip_address IS NOT NULL "
 			"AND family(ip_address) = 6 AND set_masklen(ip_address, 128) <<= $1::inet",
-			1, params, &res, err);
+			1, params, deadline, &res, err);
 	} else {
-		r = pg_exec(pg,
+		r = pg_exec(pg, c,
 			    "SELECT ip_address::text FROM instances WHERE ip_address IS NOT NULL",
-			    0, NULL, &res, err);
+			    0, NULL, deadline, &res, err);
 	}
 	if (r < 0)
 		return r;
-	pg->n_used = 0;
+	u->n = 0;
 	rows = PQntuples(res);
 	for (int i = 0; i < rows; i++) {
 		char buf[INET6_ADDRSTRLEN];
@@ -220,7 +370,7 @@ static int pg_load_used(struct ipam_pg *pg, const struct in6_addr *prefix, unsig
 		buf[n] = '\0';
 		if (ip6_addr_parse(buf, &a) < 0 || !ip6_in_prefix(&a, prefix, len))
 			continue;
-		r = used_add(pg, &a);
+		r = used_add(u, &a);
 		if (r < 0)
 			return r;
 	}
@@ -228,27 +378,34 @@ static int pg_load_used(struct ipam_pg *pg, const struct in6_addr *prefix, unsig
 }
 
 /* The transaction body, after BEGIN. On error the caller rolls back. */
-static int pg_assign_body(struct ipam_pg *pg, const struct in6_addr *prefix, unsigned len,
-			  const char *name, struct in6_addr *ret, struct err *err)
+static int pg_assign_body(struct ipam_pg *pg, struct pgc *c, const struct in6_addr *prefix,
+			  unsigned len, const char *name, int64_t deadline, struct in6_addr *ret,
+			  struct err *err)
 {
 	_cleanup_pgresult_ PGresult *res = NULL;
-	char text[INET6_ADDRSTRLEN], why[128], shown[80];
-	const char *params[2] = {name, NULL};
+	char text[INET6_ADDRSTRLEN], why[128], shown[80], tmo[32];
+	const char *params[2] = {name, NULL}, *tparams[1] = {tmo};
+	struct used u = {};
 	struct in6_addr a;
+	int64_t left;
 	int r;
 
-	r = pg_exec(pg,
-		    "SELECT set_config('lock_timeout', '" IPAM_PG_TIMEOUT "', true), "
-		    "set_config('statement_timeout', '" IPAM_PG_TIMEOUT "', true)",
-		    0, NULL, NULL, err);
+	/* The server gives up on lock waits and statements a little before our deadline, so a
+	 * busy (not silent) server answers with its own error and the connection stays usable. */
+	left = deadline - now_ms();
+	(void)snprintf(tmo, sizeof(tmo), "%lldms", (long long)MAX(100, left * 3 / 4));
+	r = pg_exec(pg, c,
+		    "SELECT set_config('lock_timeout', $1, true), "
+		    "set_config('statement_timeout', $1, true)",
+		    1, tparams, deadline, NULL, err);
 	if (r < 0)
 		return r;
-	r = pg_exec(pg, "INSERT INTO instances (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", 1,
-		    params, NULL, err);
+	r = pg_exec(pg, c, "INSERT INTO instances (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", 1,
+		    params, deadline, NULL, err);
 	if (r < 0)
 		return r;
-	r = pg_exec(pg, "SELECT ip_address::text FROM instances WHERE id = $1 FOR UPDATE", 1,
-		    params, &res, err);
+	r = pg_exec(pg, c, "SELECT ip_address::text FROM instances WHERE id = $1 FOR UPDATE", 1,
+		    params, deadline, &res, err);
 	if (r < 0)
 		return r;
 	if (PQntuples(res) != 1)
@@ -265,70 +422,106 @@ static int pg_assign_body(struct ipam_pg *pg, const struct in6_addr *prefix, uns
 				why);
 		return 0;
 	}
-	r = pg_exec(pg, "SELECT pg_advisory_xact_lock(" IPAM_PG_LOCK_KEY ")", 0, NULL, NULL, err);
-	if (r < 0)
-		return r;
-	r = pg_load_used(pg, prefix, len, err);
-	if (r < 0)
-		return r;
-	r = ipam_pick(prefix, len, pg->used, pg->n_used, &a, err);
+	r = pg_exec(pg, c, "SELECT pg_advisory_xact_lock(" IPAM_PG_LOCK_KEY ")", 0, NULL, deadline,
+		    NULL, err);
+	if (r >= 0)
+		r = pg_load_used(pg, c, prefix, len, deadline, &u, err);
+	if (r >= 0)
+		r = ipam_pick(prefix, len, u.a, u.n, &a, err);
+	free(u.a);
 	if (r < 0)
 		return r;
 	params[1] = ip6_format(&a, text, sizeof(text));
-	r = pg_exec(pg, "UPDATE instances SET ip_address = $2 WHERE id = $1", 2, params, NULL, err);
+	r = pg_exec(pg, c, "UPDATE instances SET ip_address = $2 WHERE id = $1", 2, params,
+		    deadline, NULL, err);
 	if (r < 0)
 		return r;
 	*ret = a;
 	return 0;
 }
 
-static int pg_assign_once(struct ipam_pg *pg, const struct in6_addr *prefix, unsigned len,
-			  const char *name, struct in6_addr *ret, struct err *err)
+static int pg_assign_once(struct ipam_pg *pg, struct pgc *c, const struct in6_addr *prefix,
+			  unsigned len, const char *name, int64_t deadline, struct in6_addr *ret,
+			  struct err *err)
 {
 	struct in6_addr a;
 	int r;
 
 	/* A failed ROLLBACK earlier can leave a transaction open; never build on it. */
-	if (PQtransactionStatus(pg->conn) != PQTRANS_IDLE)
-		(void)pg_exec(pg, "ROLLBACK", 0, NULL, NULL, NULL);
-	r = pg_exec(pg, "BEGIN", 0, NULL, NULL, err);
+	if (PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+		(void)pg_exec(pg, c, "ROLLBACK", 0, NULL, deadline, NULL, NULL);
+	if (!c->conn)
+		return err_set(err, -EIO, "database: connection lost");
+	r = pg_exec(pg, c, "BEGIN", 0, NULL, deadline, NULL, err);
 	if (r < 0)
 		return r;
-	r = pg_assign_body(pg, prefix, len, name, &a, err);
+	r = pg_assign_body(pg, c, prefix, len, name, deadline, &a, err);
 	if (r >= 0)
-		r = pg_exec(pg, "COMMIT", 0, NULL, NULL, err);
+		r = pg_exec(pg, c, "COMMIT", 0, NULL, deadline, NULL, err);
 	if (r < 0) {
-		/* Undo our INSERT; a dead connection has rolled back on the server already. */
-		if (PQstatus(pg->conn) == CONNECTION_OK &&
-		    PQtransactionStatus(pg->conn) != PQTRANS_IDLE)
-			(void)pg_exec(pg, "ROLLBACK", 0, NULL, NULL, NULL);
+		/* Undo our INSERT; a dead or dropped connection has rolled back on the server
+		 * already (or will, when it notices). */
+		if (c->conn && PQstatus(c->conn) == CONNECTION_OK &&
+		    PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+			(void)pg_exec(pg, c, "ROLLBACK", 0, NULL, deadline, NULL, NULL);
 		return r;
 	}
 	*ret = a;
 	return 0;
 }
 
+/* An idle connection, or an unconnected slot. Never blocks on the database. */
+static struct pgc pg_take(struct ipam_pg *pg)
+{
+	struct pgc c = {};
+
+	pthread_mutex_lock(&pg->lock);
+	if (pg->n_idle > 0)
+		c = pg->idle[--pg->n_idle];
+	pthread_mutex_unlock(&pg->lock);
+	return c;
+}
+
+/* Back to the idle list if it is healthy and idle, else closed. */
+static void pg_give(struct ipam_pg *pg, struct pgc *c)
+{
+	if (c->conn && PQstatus(c->conn) == CONNECTION_OK &&
+	    PQtransactionStatus(c->conn) == PQTRANS_IDLE) {
+		pthread_mutex_lock(&pg->lock);
+		if (pg->n_idle < IPAM_PG_IDLE_MAX) {
+			pg->idle[pg->n_idle++] = *c;
+			c->conn = NULL;
+		}
+		pthread_mutex_unlock(&pg->lock);
+	}
+	pgc_drop(c);
+}
+
 int ipam_pg_assign(struct ipam_pg *pg, const struct in6_addr *prefix, unsigned len,
 		   const char *name, struct in6_addr *ret, struct err *err)
 {
+	int64_t deadline = now_ms() + pg->timeout_ms;
+	struct pgc c = pg_take(pg);
+	bool reused = c.conn != NULL;
 	int r;
 
-	r = pg_connect(pg, err);
-	if (r < 0)
-		return r;
-	r = pg_assign_once(pg, prefix, len, name, ret, err);
-	if (r == -EIO && PQstatus(pg->conn) != CONNECTION_OK) {
-		/* The server restarted or the link dropped since the last use: one fresh try. */
+	r = pg_connect(pg, &c, deadline, err);
+	if (r >= 0)
+		r = pg_assign_once(pg, &c, prefix, len, name, deadline, ret, err);
+	if (r == -EIO && reused && c.conn && PQstatus(c.conn) != CONNECTION_OK &&
+	    now_ms() < deadline) {
+		/* The server restarted or the link dropped while the connection was idle: one
+		 * fresh try within the same deadline. A missed deadline is never retried. */
 		err_clear(err);
-		r = pg_connect(pg, err);
-		if (r < 0)
-			return r;
-		r = pg_assign_once(pg, prefix, len, name, ret, err);
+		r = pg_connect(pg, &c, deadline, err);
+		if (r >= 0)
+			r = pg_assign_once(pg, &c, prefix, len, name, deadline, ret, err);
 	}
+	pg_give(pg, &c);
 	return r;
 }
 
-int ipam_pg_new(const char *conninfo, struct ipam_pg **ret, struct err *err)
+int ipam_pg_new(const char *conninfo, unsigned timeout_ms, struct ipam_pg **ret, struct err *err)
 {
 	_cleanup_free_ struct ipam_pg *pg = NULL;
 	PQconninfoOption *opts;
@@ -352,9 +545,11 @@ int ipam_pg_new(const char *conninfo, struct ipam_pg **ret, struct err *err)
 	pg = calloc(1, sizeof(*pg));
 	if (!pg)
 		return -ENOMEM;
+	pg->timeout_ms = timeout_ms ? timeout_ms : IPAM_PG_TIMEOUT_MS;
 	pg->conninfo = strdup(conninfo);
 	if (!pg->conninfo)
 		return -ENOMEM;
+	pthread_mutex_init(&pg->lock, NULL);
 	*ret = TAKE_PTR(pg);
 	return 0;
 }
@@ -363,9 +558,9 @@ struct ipam_pg *ipam_pg_free(struct ipam_pg *pg)
 {
 	if (!pg)
 		return NULL;
-	if (pg->conn)
-		PQfinish(pg->conn);
-	free(pg->used);
+	for (unsigned i = 0; i < pg->n_idle; i++)
+		pgc_drop(&pg->idle[i]);
+	pthread_mutex_destroy(&pg->lock);
 	free(pg->conninfo);
 	free(pg);
 	return NULL;

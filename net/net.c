@@ -95,6 +95,10 @@ int net_ctx_new(const struct net_config *cfg, struct net_ctx **ret, struct err *
 	if (cfg->mtu && (cfg->mtu < 1280 || cfg->mtu > 65535))
 		return err_set(err, -EINVAL, "MTU %u is out of range (IPv6 needs >= 1280)",
 			       cfg->mtu);
+	if (cfg->database_timeout_ms &&
+	    (cfg->database_timeout_ms < 100 || cfg->database_timeout_ms > 60000))
+		return err_set(err, -EINVAL, "database timeout %u ms is out of range (100ms-60s)",
+			       cfg->database_timeout_ms);
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
 		return -ENOMEM;

@@ -145,11 +145,10 @@ static int reap_state(struct runtime *rt)
 		if (exists_in(dir, de->d_name, "record.json") &&
 		    !exists_in(dir, de->d_name, RT_DESTROY_MARK))
 			continue;
-		pthread_mutex_lock(&rt->net_lock);
+		/* Address calls are thread-safe and never take net_lock (net.h). */
 		if (net_ip_release(rt->net, de->d_name, &err) < 0)
 			log_warning("%s: releasing the address of a leftover: %s", de->d_name,
 				    err.msg);
-		pthread_mutex_unlock(&rt->net_lock);
 		if (rt->store)
 			(void)img_release(rt->store, de->d_name);
 		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path) ||
@@ -178,9 +177,7 @@ static int reap_ips(struct runtime *rt)
 	struct err err = {};
 	int n = 0, r;
 
-	pthread_mutex_lock(&rt->net_lock);
 	r = net_ip_list(rt->net, &names, &err);
-	pthread_mutex_unlock(&rt->net_lock);
 	if (r < 0) {
 		log_warning("listing address leases: %s", err.msg[0] ? err.msg : strerror(-r));
 		return 0;
@@ -188,9 +185,7 @@ static int reap_ips(struct runtime *rt)
 	for (char **p = names; *p; p++) {
 		if (!is_orphan(rt, *p))
 			continue;
-		pthread_mutex_lock(&rt->net_lock);
 		r = net_ip_release(rt->net, *p, &err);
-		pthread_mutex_unlock(&rt->net_lock);
 		if (r < 0) {
 			log_warning("%s: releasing a leftover address lease: %s", *p, err.msg);
 			continue;

@@ -36,6 +36,7 @@ struct runtime_config {
 	const char *kernel;
 	const char *initrd;
 	const char *database_url;
+	unsigned database_timeout_ms; /* bound of one address assignment (mkdir), default 8000 */
 	const char *ipv6_prefix;
 	const char *bridge;
 	const char *report_url;

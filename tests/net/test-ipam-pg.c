@@ -4,13 +4,16 @@
  * (pg-fixture.h). Each case gets its own database. Exits 77 without the server binaries.
  */
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "fileio.h"
 #include "ip6.h"
 #include "ipam.h"
 #include "pg-fixture.h"
+#include "tcp-proxy.h"
 #include "test.h"
 
 static struct pg_fixture fx;
@@ -171,11 +174,37 @@ static void test_bad_values_inet(void)
 	struct ipam *x;
 
 	new_db("t_bad", schema_inet);
-	ASSERT_OK(pgf_sql(&fx, "t_bad",
-			  "INSERT INTO instances VALUES ('net64', '2001:db8::5/64'), "
-			  "('v4', '10.0.0.1'), ('v4net', '10.0.0.0/8'), "
-			  "('mapped', '::ffff:10.0.0.1'), ('mcast', 'ff02::1'), ('lo', '::1')"));
+	ASSERT_OK(
+		pgf_sql(&fx, "t_bad",
+			"INSERT INTO instances VALUES ('net64', '2001:db8::5/64'), "
+			"('v4', '10.0.0.1'), ('v4net', '10.0.0.0/8'), "
+			"('mapped', '::ffff:10.0.0.1'), ('mcast', 'ff02::1'), ('lo', '::1'), "
+			"('ll', 'fe80::5'), ('site', 'fec0::5'), ('nat64', '64:ff9b::a00:1'), "
+			"('sixtofour', '2002:a00:1::1'), ('teredo', '2001::5'), "
+			"('gw', '2001:db8::1'), ('anycast', '2001:db8::'), "
+			"('reserved', '2001:db8::200:5eff:fe00:5'), ('gw128', '2001:db8::1/128'), "
+			"('othergw', '2001:db8:1::1'), ('unspec', '::')"));
 	x = open_ipam("t_bad", "2001:db8::/64");
+	expect_einval(x, "ll", "instances.ip_address of 'll' is 'fe80::5/128'");
+	expect_einval(x, "site", "site-local");
+	expect_einval(x, "nat64", "NAT64");
+	expect_einval(x, "sixtofour", "6to4");
+	expect_einval(x, "teredo", "Teredo");
+	expect_einval(x, "gw",
+		      "instances.ip_address of 'gw' is '2001:db8::1': the node bridge's "
+		      "gateway");
+	expect_einval(x, "gw128", "gateway");
+	expect_einval(x, "anycast", "reserved address of the node prefix");
+	expect_einval(x, "reserved", "reserved address of the node prefix");
+	expect_einval(x, "unspec", "unicast");
+	{
+		/* Another prefix's gateway is an ordinary (routed) address for us. */
+		struct err err = {0};
+		struct in6_addr a;
+
+		ASSERT_OK(ipam_assign(x, "othergw", &a, &err));
+		ASSERT_STREQ(fmt(&a), "2001:db8:1::1");
+	}
 	expect_einval(x, "net64", "/64");
 	expect_einval(x, "v4", "IPv4");
 	expect_einval(x, "v4net", "IPv4");
@@ -343,6 +372,127 @@ static void test_reconnect(void)
 	ipam_free(x);
 }
 
+static double mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct silent_call {
+	struct ipam *x;
+	const char *name;
+	int r;
+	double secs;
+	struct err err;
+};
+
+static void *silent_call_run(void *p)
+{
+	struct silent_call *c = p;
+	struct in6_addr a;
+	double t0 = mono_s();
+
+	c->r = ipam_assign(c->x, c->name, &a, &c->err);
+	c->secs = mono_s() - t0;
+	return NULL;
+}
+
+static struct ipam *open_ipam_timeout(const char *url, unsigned ms)
+{
+	struct net_config cfg = {.state_dir = state_dir,
+				 .database_url = url,
+				 .ipv6_prefix = "2001:db8::/64",
+				 .database_timeout_ms = ms};
+	struct err err = {0};
+	struct ipam *ipam = NULL;
+
+	if (ipam_new(&cfg, &ipam, &err) < 0)
+		TEST_FAIL("ipam_new: %s", err.msg);
+	return ipam;
+}
+
+/* A server that completes the handshake and then says nothing (a frozen primary, a black-holed
+ * link), behind a proxy that stops forwarding: every assignment fails with -EIO at its own
+ * deadline, concurrent ones in parallel (not one after the other), the connection that missed it
+ * is dropped, and after the proxy resumes assignments work again and nothing was left behind. */
+static void test_silent_database(void)
+{
+	struct silent_call c[3] = {};
+	pthread_t th[3];
+	char sock[128], url[256], v[128];
+	struct tcp_proxy px;
+	struct err err = {0};
+	struct in6_addr a;
+	struct ipam *x;
+	double t0, el;
+	unsigned conns;
+
+	new_db("t_silent", schema_inet);
+	(void)snprintf(sock, sizeof(sock), "%s/.s.PGSQL.%d", fx.dir, fx.port);
+	ASSERT_OK(tpx_start(&px, sock));
+	(void)snprintf(url, sizeof(url), "host=127.0.0.1 port=%d user=postgres dbname=t_silent",
+		       px.port);
+	x = open_ipam_timeout(url, 2000);
+	ASSERT_OK(ipam_assign(x, "before", &a, &err)); /* leaves an idle pooled connection */
+
+	tpx_silent(&px, true);
+	/* Two callers on the pooled connection's object at once, plus the pooled one: each
+	 * fails within its own 2 s, and together they take 2 s, not 4 s or 6 s. */
+	t0 = mono_s();
+	for (int i = 0; i < 3; i++) {
+		c[i].x = x;
+		c[i].name = i == 0 ? "during-a" : i == 1 ? "during-b" : "during-c";
+		ASSERT_EQ(pthread_create(&th[i], NULL, silent_call_run, &c[i]), 0);
+	}
+	for (int i = 0; i < 3; i++)
+		ASSERT_EQ(pthread_join(th[i], NULL), 0);
+	el = mono_s() - t0;
+	for (int i = 0; i < 3; i++) {
+		printf("# %s: %.2f s: %s\n", c[i].name, c[i].secs, c[i].err.msg);
+		ASSERT_EQ(c[i].r, -EIO);
+		ASSERT_TRUE(c[i].secs >= 1.9 && c[i].secs < 3.5);
+		ASSERT_TRUE(strstr(c[i].err.msg, "database did not answer within 2.0 s") != NULL);
+		ASSERT_TRUE(strstr(c[i].err.msg, "connection dropped") != NULL);
+		ASSERT_TRUE(strstr(c[i].err.msg, "127.0.0.1") != NULL);
+	}
+	printf("# three concurrent assignments against a silent database: %.2f s in all\n", el);
+	ASSERT_TRUE(el < 3.5);
+
+	/* The dropped connections are not reused: the next call connects afresh, and the
+	 * startup exchange itself goes unanswered. */
+	conns = px.accepted;
+	t0 = mono_s();
+	ASSERT_ERRNO(ipam_assign(x, "during-d", &a, &err), EIO);
+	el = mono_s() - t0;
+	printf("# new connection, %.2f s: %s\n", el, err.msg);
+	ASSERT_TRUE(el >= 1.9 && el < 3.5);
+	ASSERT_TRUE(strstr(err.msg, "while connecting") != NULL);
+	ASSERT_TRUE(px.accepted == conns + 1);
+
+	/* Back: the next assignment works on a fresh connection, and the transactions cut off
+	 * above were rolled back by the server (no row of theirs stays). */
+	tpx_silent(&px, false);
+	t0 = mono_s();
+	if (ipam_assign(x, "after", &a, &err) < 0)
+		TEST_FAIL("after resuming: %s", err.msg);
+	printf("# after resuming: %.3f s\n", mono_s() - t0);
+	for (int i = 0; i < 50; i++) {
+		query("t_silent", "SELECT count(*) FROM instances WHERE id LIKE 'during-%'", v,
+		      sizeof(v));
+		if (strcmp(v, "0") == 0)
+			break;
+		usleep(100 * 1000);
+	}
+	ASSERT_STREQ(v, "0");
+	ASSERT_OK(ipam_assign(x, "during-a", &a, &err));
+	query("t_silent", "SELECT count(*) FROM instances", v, sizeof(v));
+	ASSERT_STREQ(v, "3");
+	ipam_free(x);
+	tpx_stop(&px);
+}
+
 #define DAEMONS 2
 #define PER_DAEMON 50
 
@@ -443,7 +593,7 @@ int main(void)
 		TEST(test_bad_values_inet),	     TEST(test_bad_values_text),
 		TEST(test_text_collision_canonical), TEST(test_database_down),
 		TEST(test_rollback_after_insert),    TEST(test_reconnect),
-		TEST(test_two_daemons_concurrent),
+		TEST(test_two_daemons_concurrent),   TEST(test_silent_database),
 	};
 	char why[256];
 	int r;
