@@ -26,13 +26,17 @@ struct net_config {
 	unsigned database_timeout_ms; /* bound of one address assignment with a database, 0: 8 s */
 	const char *bridge;	      /* host bridge name, e.g. "mvmbr0" */
 	const char *ipv6_prefix; /* "PREFIX/LEN" or NULL: generated ULA /64 kept in state_dir */
-	unsigned mtu;		 /* 0: 1500 */
-	bool no_host_plumbing;	 /* tests of IPAM alone: never touch links */
+	/* This daemon's identity (1-8 of [0-9a-f]): it goes into every host resource's name and
+	 * mark, and the reaper touches only resources carrying it. NULL: the unmarked names of
+	 * a lone daemon (tests). */
+	const char *node_id;
+	unsigned mtu;	       /* 0: 1500 */
+	bool no_host_plumbing; /* tests of IPAM alone: never touch links */
 };
 
 /* What the VMM and the guest need to know about a VM's network. */
 struct net_vm_info {
-	char netns_path[108];	 /* e.g. /run/netns/mvmfs-web-1, for jailer --netns */
+	char netns_path[108];	 /* /run/netns/mvmfs-NODE.NAME, for jailer --netns */
 	char tap_name[IFNAMSIZ]; /* the TAP inside the namespace */
 	char mac[18];		 /* guest MAC, "02:xx:xx:xx:xx:xx" */
 	unsigned mtu;

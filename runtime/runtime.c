@@ -108,6 +108,7 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 		.state_dir = rt->cfg.state_dir,
 		.database_url = rt->cfg.database_url,
 		.database_timeout_ms = rt->cfg.database_timeout_ms,
+		.node_id = rt->cfg.node_id,
 		.bridge = rt->cfg.bridge ? rt->cfg.bridge : "mvmbr0",
 		.ipv6_prefix = rt->cfg.ipv6_prefix,
 		.no_host_plumbing = rt->cfg.no_network,

@@ -37,6 +37,7 @@ struct runtime_config {
 	const char *initrd;
 	const char *database_url;
 	unsigned database_timeout_ms; /* bound of one address assignment (mkdir), default 8000 */
+	const char *node_id; /* marks this daemon's host resources (net/); NULL: unmarked (tests) */
 	const char *ipv6_prefix;
 	const char *bridge;
 	const char *report_url;
