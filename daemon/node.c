@@ -27,23 +27,26 @@
 #define LOCK_FILE "daemon.lock"
 #define NODE_ID_FILE "node-id"
 
-/* The holder's advice text, printable and on one line, for the refusal message. */
+/* The holder's advice text on one printable line ("pid N, mount M"), for the refusal message. */
 static void holder_text(int fd, char *buf, size_t size)
 {
-	ssize_t n = pread(fd, buf, size - 1, 0);
+	char raw[256];
+	ssize_t n = pread(fd, raw, sizeof(raw), 0);
+	size_t o = 0;
 
-	if (n <= 0) {
-		(void)snprintf(buf, size, "unknown holder");
-		return;
+	while (n > 0 && raw[n - 1] == '\n')
+		n--;
+	for (ssize_t i = 0; i < n && o + 3 < size; i++) {
+		if (raw[i] == '\n') {
+			buf[o++] = ',';
+			buf[o++] = ' ';
+		} else {
+			buf[o++] = raw[i] >= 0x20 && raw[i] <= 0x7e ? raw[i] : '?';
+		}
 	}
-	buf[n] = '\0';
-	while (n > 0 && buf[n - 1] == '\n')
-		buf[--n] = '\0';
-	for (ssize_t i = 0; i < n; i++)
-		if (buf[i] == '\n')
-			buf[i] = ',';
-		else if (buf[i] < 0x20 || buf[i] > 0x7e)
-			buf[i] = '?';
+	buf[o] = '\0';
+	if (o == 0)
+		(void)snprintf(buf, size, "unknown holder");
 }
 
 int node_lock(const char *state_dir, const char *mountpoint, int *ret_fd, struct err *err)
