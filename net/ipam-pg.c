@@ -23,8 +23,21 @@
  * an untyped parameter, so the server converts it to the column's type. Parameterised queries only.
  * Errors: libpq -> -EIO with the server's message, bad stored value -> -EINVAL, pool full ->
  * -ENOSPC; any failure rolls the transaction back, so a row inserted by us does not stay behind. A
- * lost connection is reset and the transaction retried once (it is idempotent: a committed earlier
- * attempt is found by the SELECT).
+ * pooled connection found dead is replaced and the transaction retried once within the same
+ * deadline (it is idempotent: a committed earlier attempt is found by the SELECT).
+ *
+ * Deadlines: a whole assignment, connecting included, has timeout_ms (--database-timeout). Every
+ * call uses libpq's non-blocking API (PQconnectStart/PQconnectPoll, PQsendQueryParams, PQflush,
+ * PQconsumeInput) and poll() on PQsocket() with the time left, never a blocking PQexec, so a
+ * server that accepts and then says nothing costs exactly the deadline. A connection that misses
+ * it is in an unknown protocol state and is closed (the server rolls back when it notices); the
+ * next call connects afresh. The server's lock_timeout and statement_timeout are set to 3/4 of
+ * the time left, so a busy (not silent) server answers with its own error first. Keepalives and
+ * tcp_user_timeout make the kernel drop a dead peer even between calls.
+ *
+ * Threading: the connections are pooled (IPAM_PG_IDLE_MAX kept idle); each call takes one, or
+ * opens one, and gives it back afterwards, so concurrent assignments run in parallel on their
+ * own connections and one stuck call delays no other. The pool lock is never held across I/O.
  */
 #include <ctype.h>
 #include <errno.h>

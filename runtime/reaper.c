@@ -4,7 +4,8 @@
  * carry this node's ownership marks but belong to no VM in the table are removed and counted:
  *  - "vmm":   marked jail dirs (<jail>/.mvmfs), cgroups under the "mvmfs" parent, the VMM
  *             processes in them, their sockets (inside the jail) — the backend's reap;
- *  - "net":   netns mvmfs-*, links aliased mvmfs:*, nft chains, /128 routes — net_reap;
+ *  - "net":   netns mvmfs-NODE.*, links aliased mvmfs:NODE:*, nft chains commented so, /128
+ *             routes on our bridge — net_reap (only this daemon's node id; net/plumbing.h);
  *  - "state": <state>/vms/<name> with no record.json (a create interrupted before the record)
  *             or with a "destroying" tombstone (a destroy interrupted half-way): address
  *             released, image hold dropped, directory (data disk) removed;
