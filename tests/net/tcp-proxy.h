@@ -27,7 +27,7 @@ struct tcp_proxy {
 	atomic_bool silent, quit;
 	pthread_t thread;
 	int a[TPX_MAX], b[TPX_MAX]; /* client side, upstream side; -1 when free */
-	unsigned accepted;
+	atomic_uint accepted;
 };
 
 static inline void tpx_close_pair(struct tcp_proxy *p, int i)
@@ -91,7 +91,7 @@ static inline void *tpx_main(void *arg)
 			if (u >= 0 && connect(u, (struct sockaddr *)&p->up, sizeof(p->up)) == 0) {
 				p->a[slot] = c;
 				p->b[slot] = u;
-				p->accepted++;
+				atomic_fetch_add(&p->accepted, 1);
 			} else {
 				if (u >= 0)
 					close(u);
