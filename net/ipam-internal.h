@@ -42,6 +42,8 @@ int ipam_local_list(struct ipam_local *l, char ***ret, struct err *err);
 #define IPAM_PG_TIMEOUT_MS 8000
 struct ipam_pg;
 int ipam_pg_new(const char *conninfo, unsigned timeout_ms, struct ipam_pg **ret, struct err *err);
+/* Make every call in flight, and every later one, fail at once with -EIO (shutdown). */
+void ipam_pg_cancel(struct ipam_pg *pg);
 struct ipam_pg *ipam_pg_free(struct ipam_pg *pg);
 int ipam_pg_assign(struct ipam_pg *pg, const struct in6_addr *prefix, unsigned len,
 		   const char *name, struct in6_addr *ret, struct err *err);

@@ -49,7 +49,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ip6.h"
 #include "ipam-internal.h"
@@ -80,6 +82,7 @@ struct used {
 struct ipam_pg {
 	char *conninfo;
 	unsigned timeout_ms;  /* deadline of one assignment, connecting included */
+	int cancel_fd;	      /* eventfd: readable once ipam_pg_cancel() was called */
 	pthread_mutex_t lock; /* protects idle[] and n_idle, never held across a round trip */
 	struct pgc idle[IPAM_PG_IDLE_MAX];
 	unsigned n_idle;
@@ -143,6 +146,31 @@ static void pgc_drop(struct pgc *c)
 	c->kind = COLUMN_UNKNOWN;
 }
 
+static int pg_timed_out(struct ipam_pg *pg, struct pgc *c, const char *what, struct err *err);
+
+/* A wait that ended early because of ipam_pg_cancel(): the connection is dropped too. */
+static int pg_cancelled(struct pgc *c, const char *what, struct err *err)
+{
+	pgc_drop(c);
+	return err_set(err, -EIO, "database call cancelled while %s: the daemon is shutting down",
+		       what);
+}
+
+/* The outcome of a failed pg_wait: timeout, cancel, or an I/O error (then -EIO with libpq's
+ * words). */
+static int pg_wait_failed(struct ipam_pg *pg, struct pgc *c, int r, const char *what,
+			  struct err *err)
+{
+	char m[ERR_MSG_MAX];
+
+	if (r == -ETIMEDOUT)
+		return pg_timed_out(pg, c, what, err);
+	if (r == -ECANCELED)
+		return pg_cancelled(c, what, err);
+	return err_set(err, -EIO, "database: %s",
+		       pg_message(c->conn ? PQerrorMessage(c->conn) : NULL, m, sizeof(m)));
+}
+
 static int pg_timed_out(struct ipam_pg *pg, struct pgc *c, const char *what, struct err *err)
 {
 	const char *host = c->conn ? PQhost(c->conn) : NULL,
@@ -158,22 +186,24 @@ static int pg_timed_out(struct ipam_pg *pg, struct pgc *c, const char *what, str
 	return r;
 }
 
-/* Wait until the connection's socket is readable (and writable if asked) or the deadline. 0
- * ready, -ETIMEDOUT, -EIO (no socket, poll error). */
-static int pg_wait(PGconn *conn, bool rd, bool wr, int64_t deadline)
+/* Wait until the connection's socket is readable (and writable if asked), the deadline, or a
+ * cancel. 0 ready, -ETIMEDOUT, -ECANCELED, -EIO (no socket, poll error). */
+static int pg_wait(struct ipam_pg *pg, PGconn *conn, bool rd, bool wr, int64_t deadline)
 {
-	struct pollfd p = {.fd = PQsocket(conn)};
+	struct pollfd p[2] = {{.fd = PQsocket(conn)}, {.fd = pg->cancel_fd, .events = POLLIN}};
 
-	if (p.fd < 0)
+	if (p[0].fd < 0)
 		return -EIO;
-	p.events = (short)((rd ? POLLIN : 0) | (wr ? POLLOUT : 0));
+	p[0].events = (short)((rd ? POLLIN : 0) | (wr ? POLLOUT : 0));
 	for (;;) {
 		int64_t left = deadline - now_ms();
 		int n;
 
 		if (left <= 0)
 			return -ETIMEDOUT;
-		n = poll(&p, 1, (int)MIN(left, (int64_t)INT32_MAX));
+		n = poll(p, 2, (int)MIN(left, (int64_t)INT32_MAX));
+		if (n > 0 && p[1].revents)
+			return -ECANCELED;
 		if (n > 0)
 			return 0;
 		if (n < 0 && errno != EINTR)
@@ -223,10 +253,10 @@ static int pg_connect(struct ipam_pg *pg, struct pgc *c, int64_t deadline, struc
 			pgc_drop(c);
 			return r;
 		}
-		r = pg_wait(c->conn, st == PGRES_POLLING_READING, st == PGRES_POLLING_WRITING,
+		r = pg_wait(pg, c->conn, st == PGRES_POLLING_READING, st == PGRES_POLLING_WRITING,
 			    deadline);
-		if (r == -ETIMEDOUT)
-			return pg_timed_out(pg, c, "connecting", err);
+		if (r == -ETIMEDOUT || r == -ECANCELED)
+			return pg_wait_failed(pg, c, r, "connecting", err);
 		if (r < 0) {
 			r = err_set(err, -EIO, "database connection failed: %s",
 				    pg_message(PQerrorMessage(c->conn), m, sizeof(m)));
@@ -265,10 +295,10 @@ static int pg_exec(struct ipam_pg *pg, struct pgc *c, const char *sql, int npara
 		if (f < 0)
 			return err_set(err, -EIO, "database: %s",
 				       pg_message(PQerrorMessage(c->conn), m, sizeof(m)));
-		r = pg_wait(c->conn, true, true, deadline);
-		if (r == -ETIMEDOUT)
-			return pg_timed_out(pg, c, "sending a statement", err);
-		if (r < 0 || !PQconsumeInput(c->conn))
+		r = pg_wait(pg, c->conn, true, true, deadline);
+		if (r < 0)
+			return pg_wait_failed(pg, c, r, "sending a statement", err);
+		if (!PQconsumeInput(c->conn))
 			return err_set(err, -EIO, "database: %s",
 				       pg_message(PQerrorMessage(c->conn), m, sizeof(m)));
 	}
@@ -277,10 +307,11 @@ static int pg_exec(struct ipam_pg *pg, struct pgc *c, const char *sql, int npara
 		PGresult *next;
 
 		while (PQisBusy(c->conn)) {
-			r = pg_wait(c->conn, true, false, deadline);
-			if (r == -ETIMEDOUT)
-				return pg_timed_out(pg, c, "waiting for a statement's result", err);
-			if (r < 0 || !PQconsumeInput(c->conn))
+			r = pg_wait(pg, c->conn, true, false, deadline);
+			if (r < 0)
+				return pg_wait_failed(pg, c, r, "waiting for a statement's result",
+						      err);
+			if (!PQconsumeInput(c->conn))
 				return err_set(err, -EIO, "database: %s",
 					       pg_message(PQerrorMessage(c->conn), m, sizeof(m)));
 		}
@@ -562,9 +593,26 @@ int ipam_pg_new(const char *conninfo, unsigned timeout_ms, struct ipam_pg **ret,
 	pg->conninfo = strdup(conninfo);
 	if (!pg->conninfo)
 		return -ENOMEM;
+	pg->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (pg->cancel_fd < 0) {
+		free(pg->conninfo);
+		return -errno;
+	}
 	pthread_mutex_init(&pg->lock, NULL);
 	*ret = TAKE_PTR(pg);
 	return 0;
+}
+
+void ipam_pg_cancel(struct ipam_pg *pg)
+{
+	uint64_t one = 1;
+
+	ssize_t w;
+
+	/* Level-triggered for good: every wait from now on ends at once. A full counter (EAGAIN)
+	 * is readable already. */
+	w = write(pg->cancel_fd, &one, sizeof(one));
+	(void)w;
 }
 
 struct ipam_pg *ipam_pg_free(struct ipam_pg *pg)
@@ -574,6 +622,8 @@ struct ipam_pg *ipam_pg_free(struct ipam_pg *pg)
 	for (unsigned i = 0; i < pg->n_idle; i++)
 		pgc_drop(&pg->idle[i]);
 	pthread_mutex_destroy(&pg->lock);
+	if (pg->cancel_fd >= 0)
+		close(pg->cancel_fd);
 	free(pg->conninfo);
 	free(pg);
 	return NULL;

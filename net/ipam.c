@@ -217,6 +217,12 @@ int ipam_release(struct ipam *ipam, const char *name, struct err *err)
 	return r;
 }
 
+void ipam_cancel(struct ipam *ipam)
+{
+	if (ipam->pg)
+		ipam_pg_cancel(ipam->pg);
+}
+
 int ipam_list(struct ipam *ipam, char ***ret, struct err *err)
 {
 	int r;

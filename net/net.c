@@ -190,6 +190,11 @@ int net_ip_release(struct net_ctx *ctx, const char *name, struct err *err)
 	return ipam_release(ctx->ipam, name, err);
 }
 
+void net_ip_cancel(struct net_ctx *ctx)
+{
+	ipam_cancel(ctx->ipam);
+}
+
 int net_ip_list(struct net_ctx *ctx, char ***ret, struct err *err)
 {
 	return ipam_list(ctx->ipam, ret, err);

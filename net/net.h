@@ -68,6 +68,10 @@ int net_ip_release(struct net_ctx *ctx, const char *name, struct err *err);
  * an empty list. Lets the runtime reap the leases of names it does not know. */
 int net_ip_list(struct net_ctx *ctx, char ***ret, struct err *err);
 
+/* Shutdown: address calls waiting on the database end at once with -EIO ("cancelled"), and so
+ * does every later one. Thread-safe; a no-op with the local allocator. */
+void net_ip_cancel(struct net_ctx *ctx);
+
 /* Host bridge: create if missing, gateway address, forwarding, isolation table. Idempotent. */
 int net_bridge_ensure(struct net_ctx *ctx, struct err *err);
 

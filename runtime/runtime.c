@@ -722,6 +722,9 @@ void runtime_shutdown(struct runtime *rt)
 		}
 	}
 	sv_stop(rt);
+	/* A mkdir waiting on the database ends now (EIO), not at its deadline. */
+	if (rt->net)
+		net_ip_cancel(rt->net);
 	workers_stop(rt);
 	rt_report_stop(rt);
 }

@@ -10,6 +10,8 @@ import errno
 import ipaddress
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -161,6 +163,34 @@ def test_bad_rows_refused():
     assert D.state_of("a1") == "running" and D.read("a1", "ip").strip() == a1
 
 
+def test_sigterm_with_a_silent_database():
+    pid = D.read("a1", "pid").strip()
+    PROXY.silent(True)
+    try:
+        th, res = silent_mkdir("c1")
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        D.proc.send_signal(signal.SIGTERM)
+        try:
+            D.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        secs = time.monotonic() - t0
+        th.join(10)
+    finally:
+        PROXY.silent(False)
+    print(f"# SIGTERM to exit with a mkdir waiting on a silent database: {secs:.2f} s; "
+          f"the mkdir: errno {res.get('errno')} after {res.get('secs', 0):.2f} s")
+    assert D.proc.poll() is not None, "daemon still running 10 s after SIGTERM"
+    D.stop()
+    assert secs < 5, secs
+    assert res.get("errno"), res
+    D.start()
+    assert D.state_of("a1") == "running" and D.read("a1", "pid").strip() == pid
+    assert "c1" not in os.listdir(D.vm(""))
+    assert PG.sql("SELECT count(*) FROM instances WHERE id = 'c1'", db="mvmfs") == "0"
+
+
 def bench_silent_mkdir():
     n = int(os.environ.get("MVMFS_DB_BENCH", "0"))
     if not n:
@@ -182,7 +212,7 @@ def bench_silent_mkdir():
 
 CASES = [(f.__name__, f) for f in (
     test_mkdir_takes_the_database_address, test_silent_database_fails_only_that_mkdir,
-    test_bad_rows_refused, bench_silent_mkdir)]
+    test_bad_rows_refused, test_sigterm_with_a_silent_database, bench_silent_mkdir)]
 
 rc = 1
 try:

@@ -493,6 +493,45 @@ static void test_silent_database(void)
 	tpx_stop(&px);
 }
 
+/* Shutdown: a call waiting on a silent database ends at once when cancelled, and so does every
+ * later one, without waiting for the deadline. */
+static void test_cancel(void)
+{
+	struct silent_call c = {};
+	char sock[128], url[256];
+	struct tcp_proxy px;
+	struct err err = {0};
+	struct in6_addr a;
+	pthread_t th;
+	double t0;
+
+	new_db("t_cancel", schema_inet);
+	(void)snprintf(sock, sizeof(sock), "%s/.s.PGSQL.%d", fx.dir, fx.port);
+	ASSERT_OK(tpx_start(&px, sock));
+	(void)snprintf(url, sizeof(url), "host=127.0.0.1 port=%d user=postgres dbname=t_cancel",
+		       px.port);
+	c.x = open_ipam_timeout(url, 8000);
+	c.name = "waiting";
+	ASSERT_OK(ipam_assign(c.x, "before", &a, &err));
+	tpx_silent(&px, true);
+	ASSERT_EQ(pthread_create(&th, NULL, silent_call_run, &c), 0);
+	usleep(300 * 1000);
+	t0 = mono_s();
+	ipam_cancel(c.x);
+	ASSERT_EQ(pthread_join(th, NULL), 0);
+	printf("# cancelled after %.3f s: %s\n", mono_s() - t0, c.err.msg);
+	ASSERT_EQ(c.r, -EIO);
+	ASSERT_TRUE(mono_s() - t0 < 0.5);
+	ASSERT_TRUE(strstr(c.err.msg, "cancelled") != NULL);
+	tpx_silent(&px, false);
+	t0 = mono_s();
+	ASSERT_ERRNO(ipam_assign(c.x, "later", &a, &err), EIO);
+	ASSERT_TRUE(mono_s() - t0 < 0.5);
+	ASSERT_TRUE(strstr(err.msg, "shutting down") != NULL);
+	ipam_free(c.x);
+	tpx_stop(&px);
+}
+
 #define DAEMONS 2
 #define PER_DAEMON 50
 
@@ -589,11 +628,17 @@ static void test_two_daemons_concurrent(void)
 int main(void)
 {
 	static const struct test_case cases[] = {
-		TEST(test_insert_and_generate),	     TEST(test_preset_kept),
-		TEST(test_bad_values_inet),	     TEST(test_bad_values_text),
-		TEST(test_text_collision_canonical), TEST(test_database_down),
-		TEST(test_rollback_after_insert),    TEST(test_reconnect),
-		TEST(test_two_daemons_concurrent),   TEST(test_silent_database),
+		TEST(test_insert_and_generate),
+		TEST(test_preset_kept),
+		TEST(test_bad_values_inet),
+		TEST(test_bad_values_text),
+		TEST(test_text_collision_canonical),
+		TEST(test_database_down),
+		TEST(test_rollback_after_insert),
+		TEST(test_reconnect),
+		TEST(test_two_daemons_concurrent),
+		TEST(test_silent_database),
+		TEST(test_cancel),
 	};
 	char why[256];
 	int r;
