@@ -95,7 +95,7 @@ static int run(struct daemon_options *o)
 	struct fs *fs = NULL;
 	struct err err = {};
 	sigset_t block, old;
-	_cleanup_close_ int lock_fd = -1;
+	_cleanup_close_ int lock_fd = -1, jail_lock_fd = -1;
 	static char node_id[NODE_ID_LEN + 1];
 	pthread_t thr;
 	int r;
@@ -105,6 +105,11 @@ static int run(struct daemon_options *o)
 	r = node_lock(o->rt.state_dir, o->mountpoint, &lock_fd, &err);
 	if (r < 0)
 		return log_error_errno(r, "%s", err.msg);
+	if (o->rt.vmm == VMM_FIRECRACKER) {
+		r = node_lock_jails(o->rt.chroot_base, o->mountpoint, &jail_lock_fd, &err);
+		if (r < 0)
+			return log_error_errno(r, "%s", err.msg);
+	}
 	r = node_id_load(o->rt.state_dir, node_id, &err);
 	if (r < 0)
 		return log_error_errno(r, "%s", err.msg);

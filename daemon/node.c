@@ -49,19 +49,20 @@ static void holder_text(int fd, char *buf, size_t size)
 		(void)snprintf(buf, size, "unknown holder");
 }
 
-int node_lock(const char *state_dir, const char *mountpoint, int *ret_fd, struct err *err)
+/* Lock dir/name for the daemon's life; what names dir in the refusal ("state dir"). */
+static int lock_in(const char *dir, mode_t mode, const char *name, const char *what,
+		   const char *mountpoint, int *ret_fd, struct err *err)
 {
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
 	_cleanup_close_ int fd = -1;
 	char path[4200], text[4400];
 	int r, n;
 
-	r = mkdir_p(state_dir, 0700);
+	r = mkdir_p(dir, mode);
 	if (r < 0)
-		return err_set(err, r, "cannot create the state dir %s: %s", state_dir,
-			       strerror(-r));
-	if (snprintf(path, sizeof(path), "%s/" LOCK_FILE, state_dir) >= (int)sizeof(path))
-		return err_set(err, -ENAMETOOLONG, "state dir path too long");
+		return err_set(err, r, "cannot create the %s %s: %s", what, dir, strerror(-r));
+	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+		return err_set(err, -ENAMETOOLONG, "%s path too long", what);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return err_set(err, -errno, "cannot open %s: %m", path);
@@ -71,10 +72,11 @@ int node_lock(const char *state_dir, const char *mountpoint, int *ret_fd, struct
 		holder_text(fd, text, 256);
 		return err_set(
 			err, -EBUSY,
-			"state dir %s is in use by another mvmfs daemon (%s); one daemon per "
-			"state dir: stop it first, or give this one its own --state-dir, "
-			"--bridge, --ipv6-prefix and mount point",
-			state_dir, text);
+			"%s %s is in use by another mvmfs daemon (%s); one daemon per state "
+			"dir and jail base: stop it first, or give this one its own "
+			"--state-dir, --chroot-base, --bridge, --ipv6-prefix, --uid-base and "
+			"mount point",
+			what, dir, text);
 	}
 	n = snprintf(text, sizeof(text), "pid %ld\nmount %s\n", (long)getpid(), mountpoint);
 	if (n < 0 || (size_t)n >= sizeof(text))
@@ -83,6 +85,19 @@ int node_lock(const char *state_dir, const char *mountpoint, int *ret_fd, struct
 		return err_set(err, -errno ? -errno : -EIO, "cannot write %s: %m", path);
 	*ret_fd = TAKE_FD(fd);
 	return 0;
+}
+
+int node_lock(const char *state_dir, const char *mountpoint, int *ret_fd, struct err *err)
+{
+	return lock_in(state_dir, 0700, LOCK_FILE, "state dir", mountpoint, ret_fd, err);
+}
+
+int node_lock_jails(const char *chroot_base, const char *mountpoint, int *ret_fd, struct err *err)
+{
+	/* Jail dirs are named after VMs and reaped by their mark: two daemons on one base would
+	 * take each other's for leftovers. The file is no VM name, so no reaper touches it. */
+	return lock_in(chroot_base, 0755, ".mvmfs-" LOCK_FILE, "jail base", mountpoint, ret_fd,
+		       err);
 }
 
 int node_id_parse(const char *s, size_t len, char ret[NODE_ID_LEN + 1])

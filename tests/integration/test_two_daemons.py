@@ -92,6 +92,16 @@ def test_second_daemon_on_a_state_dir_refused():
     assert f"state dir {A.state} is in use by another mvmfs daemon (pid {A.proc.pid}" \
         in r.stdout, r.stdout
     assert not os.path.ismount(mnt)
+    # Its own state dir but A's jail base (where jails are reaped by name): refused too.
+    args = list(A.args[:-1]) + [mnt]
+    args[args.index("--state-dir") + 1] = os.path.join(TMP, "third-state")
+    r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=20)
+    print(f"# {r.stdout.strip()}")
+    assert r.returncode == 1, (r.returncode, r.stdout)
+    assert f"jail base {A.jail} is in use by another mvmfs daemon (pid {A.proc.pid}" \
+        in r.stdout, r.stdout
+    assert not os.path.ismount(mnt)
     # The first one did not notice.
     assert os.path.isdir(A.vm("")) and open(os.path.join(A.mnt, "version")).read()
 
