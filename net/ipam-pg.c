@@ -55,6 +55,7 @@
 
 #include "ip6.h"
 #include "ipam-internal.h"
+#include "resolve.h"
 
 /* "mvmfsipa": the advisory lock key every mvmfs node uses for allocations. */
 #define IPAM_PG_LOCK_KEY "7887612084176384097"
@@ -81,6 +82,7 @@ struct used {
 
 struct ipam_pg {
 	char *conninfo;
+	char *resolve_host; /* the URL's host when it is a DNS name: resolved here, with deadline */
 	unsigned timeout_ms;  /* deadline of one assignment, connecting included */
 	int cancel_fd;	      /* eventfd: readable once ipam_pg_cancel() was called */
 	pthread_mutex_t lock; /* protects idle[] and n_idle, never held across a round trip */
@@ -211,8 +213,49 @@ static int pg_wait(struct ipam_pg *pg, PGconn *conn, bool rd, bool wr, int64_t d
 	}
 }
 
-/* Connect with libpq's non-blocking API under the call's deadline. The server name is resolved
- * synchronously by libpq (getaddrinfo): use an address or a local resolver for a hard bound. */
+/* libpq resolves a host name with a blocking getaddrinfo() inside PQconnectStart: resolve it
+ * here under the deadline instead and hand libpq the addresses (hostaddr, one per address, with
+ * the name repeated in host for TLS and messages). */
+static int pg_resolve(struct ipam_pg *pg, int64_t deadline, char *hosts, size_t hosts_size,
+		      char *addrs, size_t addrs_size, struct err *err)
+{
+	char list[NET_RESOLVE_MAX][INET6_ADDRSTRLEN], why[128];
+	size_t ho = 0, ao = 0;
+	unsigned n = 0;
+	int r;
+
+	r = net_resolve(pg->resolve_host, deadline, pg->cancel_fd, list, &n, why, sizeof(why));
+	if (r == -ETIMEDOUT)
+		return err_set(
+			err, -EIO, "database host '%s' did not resolve within %u.%u s (DNS silent)",
+			pg->resolve_host, pg->timeout_ms / 1000, pg->timeout_ms % 1000 / 100);
+	if (r == -ECANCELED)
+		return err_set(err, -EIO,
+			       "database call cancelled while resolving '%s': the daemon is "
+			       "shutting down",
+			       pg->resolve_host);
+	if (r == -ENOENT)
+		return err_set(err, -EIO, "database host '%s' does not resolve: %s",
+			       pg->resolve_host, why);
+	if (r < 0)
+		return err_set(err, -EIO, "resolving database host '%s': %s", pg->resolve_host,
+			       strerror(-r));
+	for (unsigned i = 0; i < n; i++) {
+		int a = snprintf(hosts + ho, hosts_size - ho, "%s%s", i ? "," : "",
+				 pg->resolve_host);
+		int b = snprintf(addrs + ao, addrs_size - ao, "%s%s", i ? "," : "", list[i]);
+
+		if (a < 0 || b < 0 || (size_t)a >= hosts_size - ho || (size_t)b >= addrs_size - ao)
+			return err_set(err, -EIO, "database host '%s': too many addresses",
+				       pg->resolve_host);
+		ho += (size_t)a;
+		ao += (size_t)b;
+	}
+	return 0;
+}
+
+/* Connect with libpq's non-blocking API under the call's deadline (a host name is resolved
+ * first, by pg_resolve, under the same deadline). */
 static int pg_connect(struct ipam_pg *pg, struct pgc *c, int64_t deadline, struct err *err)
 {
 	/* Defaults first: keys in the URL/conninfo (expanded from dbname) override them. Keepalives
@@ -225,14 +268,27 @@ static int pg_connect(struct ipam_pg *pg, struct pgc *c, int64_t deadline, struc
 				    "keepalives_count",
 				    "tcp_user_timeout",
 				    "dbname",
+				    "host", /* after dbname: these override the URL's */
+				    "hostaddr",
 				    NULL};
 	char ct[16], tut[16];
-	const char *const vals[] = {ct, "mvmfs", "1", "10", "3", "3", tut, pg->conninfo, NULL};
+	char hosts[NET_RESOLVE_MAX * (NET_RESOLVE_HOST_MAX + 1) + 1];
+	char addrs[NET_RESOLVE_MAX * INET6_ADDRSTRLEN + 1];
+	const char *vals[] = {ct,  "mvmfs",	 "1",  "10", "3", "3",
+			      tut, pg->conninfo, NULL, NULL, NULL};
 	char m[ERR_MSG_MAX];
+	int r;
 
 	if (c->conn && PQstatus(c->conn) == CONNECTION_OK)
 		return 0;
 	pgc_drop(c); /* the table may have changed while we were away: kind is re-read too */
+	if (pg->resolve_host) {
+		r = pg_resolve(pg, deadline, hosts, sizeof(hosts), addrs, sizeof(addrs), err);
+		if (r < 0)
+			return r;
+		vals[8] = hosts;
+		vals[9] = addrs;
+	}
 	/* libpq's own bounds (whole seconds, at least 2) back up our poll deadline. */
 	(void)snprintf(ct, sizeof(ct), "%u", MAX(2u, (pg->timeout_ms + 999) / 1000));
 	(void)snprintf(tut, sizeof(tut), "%u", pg->timeout_ms);
@@ -241,7 +297,7 @@ static int pg_connect(struct ipam_pg *pg, struct pgc *c, int64_t deadline, struc
 		return -ENOMEM;
 	(void)PQsetNoticeProcessor(c->conn, notice_ignore, NULL);
 	for (PostgresPollingStatusType st = PGRES_POLLING_WRITING;;) {
-		int r = 0;
+		r = 0;
 
 		if (PQstatus(c->conn) == CONNECTION_BAD)
 			st = PGRES_POLLING_FAILED;
@@ -585,16 +641,35 @@ int ipam_pg_new(const char *conninfo, unsigned timeout_ms, struct ipam_pg **ret,
 		PQfreemem(msg);
 		return r;
 	}
-	PQconninfoFree(opts);
 	pg = calloc(1, sizeof(*pg));
-	if (!pg)
+	if (!pg) {
+		PQconninfoFree(opts);
 		return -ENOMEM;
+	}
+	/* A single host name with no hostaddr is resolved by us, under the deadline; a list of
+	 * hosts is left to libpq (and its blocking lookup). */
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		if (strcmp(o->keyword, "hostaddr") == 0 && o->val && *o->val)
+			goto no_resolve;
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		if (strcmp(o->keyword, "host") == 0 && net_resolve_needed(o->val)) {
+			pg->resolve_host = strdup(o->val);
+			if (!pg->resolve_host) {
+				PQconninfoFree(opts);
+				return -ENOMEM;
+			}
+		}
+no_resolve:
+	PQconninfoFree(opts);
 	pg->timeout_ms = timeout_ms ? timeout_ms : IPAM_PG_TIMEOUT_MS;
 	pg->conninfo = strdup(conninfo);
-	if (!pg->conninfo)
+	if (!pg->conninfo) {
+		free(pg->resolve_host);
 		return -ENOMEM;
+	}
 	pg->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (pg->cancel_fd < 0) {
+		free(pg->resolve_host);
 		free(pg->conninfo);
 		return -errno;
 	}
@@ -624,6 +699,7 @@ struct ipam_pg *ipam_pg_free(struct ipam_pg *pg)
 	pthread_mutex_destroy(&pg->lock);
 	if (pg->cancel_fd >= 0)
 		close(pg->cancel_fd);
+	free(pg->resolve_host);
 	free(pg->conninfo);
 	free(pg);
 	return NULL;
