@@ -26,7 +26,9 @@
  * pooled connection found dead is replaced and the transaction retried once within the same
  * deadline (it is idempotent: a committed earlier attempt is found by the SELECT).
  *
- * Deadlines: a whole assignment, connecting included, has timeout_ms (--database-timeout). Every
+ * Deadlines: a whole assignment, connecting included, has timeout_ms (--database-timeout). A
+ * single host name in the URL is resolved first under the same deadline (resolve.c) and handed
+ * to libpq as hostaddr, since libpq's own lookup blocks without a bound. Every
  * call uses libpq's non-blocking API (PQconnectStart/PQconnectPoll, PQsendQueryParams, PQflush,
  * PQconsumeInput) and poll() on PQsocket() with the time left, never a blocking PQexec, so a
  * server that accepts and then says nothing costs exactly the deadline. A connection that misses
