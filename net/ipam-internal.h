@@ -39,7 +39,7 @@ int ipam_local_list(struct ipam_local *l, char ***ret, struct err *err);
  * assignments use separate connections (a few are kept open between calls). timeout_ms bounds
  * one whole assignment, connecting included (0: IPAM_PG_TIMEOUT_MS); a connection that misses it
  * is dropped and the next call connects afresh. */
-#define IPAM_PG_TIMEOUT_MS 8000
+#define IPAM_PG_TIMEOUT_MS 5000
 struct ipam_pg;
 int ipam_pg_new(const char *conninfo, unsigned timeout_ms, struct ipam_pg **ret, struct err *err);
 /* Make every call in flight, and every later one, fail at once with -EIO (shutdown). */

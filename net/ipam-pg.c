@@ -35,7 +35,9 @@
  * it is in an unknown protocol state and is closed (the server rolls back when it notices); the
  * next call connects afresh. The server's lock_timeout and statement_timeout are set to 3/4 of
  * the time left, so a busy (not silent) server answers with its own error first. Keepalives and
- * tcp_user_timeout make the kernel drop a dead peer even between calls.
+ * tcp_user_timeout make the kernel drop a dead peer even between calls. Once a call has missed
+ * its deadline, later ones get a short probe (IPAM_PG_PROBE_MS) until the database answers again
+ * (pg_budget): mkdirs are serialised by the kernel on vms/, so full deadlines would add up.
  *
  * Threading: the connections are pooled (IPAM_PG_IDLE_MAX kept idle); each call takes one, or
  * opens one, and gives it back afterwards, so concurrent assignments run in parallel on their
@@ -63,6 +65,10 @@
 #define IPAM_PG_LOCK_KEY "7887612084176384097"
 /* Connections kept open between assignments (more may be open while assignments overlap). */
 #define IPAM_PG_IDLE_MAX 4
+/* While the database is known silent: the deadline of a probe, and how often one call still gets
+ * the full deadline (pg_budget). */
+#define IPAM_PG_PROBE_MS 1000
+#define IPAM_PG_FULL_EVERY_MS 30000
 
 enum column_kind {
 	COLUMN_UNKNOWN, /* not looked up on this connection yet */
@@ -74,6 +80,8 @@ enum column_kind {
 struct pgc {
 	PGconn *conn;	       /* NULL when not connected */
 	enum column_kind kind; /* type of instances.ip_address, per connection */
+	unsigned budget_ms;    /* this call's deadline, for messages */
+	bool probe;	       /* a short try while the database is known silent */
 };
 
 /* Addresses read from the table, per call. */
@@ -86,6 +94,9 @@ struct ipam_pg {
 	char *conninfo;
 	char *resolve_host; /* the URL's host when it is a DNS name: resolved here, with deadline */
 	unsigned timeout_ms;  /* deadline of one assignment, connecting included */
+	bool silent;	      /* the last call missed its deadline (under lock) */
+	int64_t silent_since; /* when that started (CLOCK_MONOTONIC ms, under lock) */
+	int64_t last_full;    /* the last call given the full deadline while silent */
 	int cancel_fd;	      /* eventfd: readable once ipam_pg_cancel() was called */
 	pthread_mutex_t lock; /* protects idle[] and n_idle, never held across a round trip */
 	struct pgc idle[IPAM_PG_IDLE_MAX];
@@ -175,6 +186,17 @@ static int pg_wait_failed(struct ipam_pg *pg, struct pgc *c, int r, const char *
 		       pg_message(c->conn ? PQerrorMessage(c->conn) : NULL, m, sizeof(m)));
 }
 
+/* A missed deadline marks the database silent: later calls get a short probe (pg_budget). */
+static void pg_mark_silent(struct ipam_pg *pg)
+{
+	pthread_mutex_lock(&pg->lock);
+	if (!pg->silent) {
+		pg->silent = true;
+		pg->silent_since = pg->last_full = now_ms();
+	}
+	pthread_mutex_unlock(&pg->lock);
+}
+
 static int pg_timed_out(struct ipam_pg *pg, struct pgc *c, const char *what, struct err *err)
 {
 	const char *host = c->conn ? PQhost(c->conn) : NULL,
@@ -182,11 +204,13 @@ static int pg_timed_out(struct ipam_pg *pg, struct pgc *c, const char *what, str
 	int r;
 
 	r = err_set(err, -EIO,
-		    "database did not answer within %u.%u s while %s (server %s%s%s), "
+		    "database did not answer within %u.%u s while %s (server %s%s%s)%s, "
 		    "connection dropped",
-		    pg->timeout_ms / 1000, pg->timeout_ms % 1000 / 100, what,
-		    host && *host ? host : "?", port && *port ? ":" : "", port ? port : "");
+		    c->budget_ms / 1000, c->budget_ms % 1000 / 100, what,
+		    host && *host ? host : "?", port && *port ? ":" : "", port ? port : "",
+		    c->probe ? "; silent before too: a short probe" : "");
 	pgc_drop(c);
+	pg_mark_silent(pg);
 	return r;
 }
 
@@ -218,8 +242,8 @@ static int pg_wait(struct ipam_pg *pg, PGconn *conn, bool rd, bool wr, int64_t d
 /* libpq resolves a host name with a blocking getaddrinfo() inside PQconnectStart: resolve it
  * here under the deadline instead and hand libpq the addresses (hostaddr, one per address, with
  * the name repeated in host for TLS and messages). */
-static int pg_resolve(struct ipam_pg *pg, int64_t deadline, char *hosts, size_t hosts_size,
-		      char *addrs, size_t addrs_size, struct err *err)
+static int pg_resolve(struct ipam_pg *pg, const struct pgc *c, int64_t deadline, char *hosts,
+		      size_t hosts_size, char *addrs, size_t addrs_size, struct err *err)
 {
 	char list[NET_RESOLVE_MAX][INET6_ADDRSTRLEN], why[128];
 	size_t ho = 0, ao = 0;
@@ -227,10 +251,12 @@ static int pg_resolve(struct ipam_pg *pg, int64_t deadline, char *hosts, size_t 
 	int r;
 
 	r = net_resolve(pg->resolve_host, deadline, pg->cancel_fd, list, &n, why, sizeof(why));
-	if (r == -ETIMEDOUT)
-		return err_set(
-			err, -EIO, "database host '%s' did not resolve within %u.%u s (DNS silent)",
-			pg->resolve_host, pg->timeout_ms / 1000, pg->timeout_ms % 1000 / 100);
+	if (r == -ETIMEDOUT) {
+		pg_mark_silent(pg);
+		return err_set(err, -EIO,
+			       "database host '%s' did not resolve within %u.%u s (DNS silent)",
+			       pg->resolve_host, c->budget_ms / 1000, c->budget_ms % 1000 / 100);
+	}
 	if (r == -ECANCELED)
 		return err_set(err, -EIO,
 			       "database call cancelled while resolving '%s': the daemon is "
@@ -285,15 +311,15 @@ static int pg_connect(struct ipam_pg *pg, struct pgc *c, int64_t deadline, struc
 		return 0;
 	pgc_drop(c); /* the table may have changed while we were away: kind is re-read too */
 	if (pg->resolve_host) {
-		r = pg_resolve(pg, deadline, hosts, sizeof(hosts), addrs, sizeof(addrs), err);
+		r = pg_resolve(pg, c, deadline, hosts, sizeof(hosts), addrs, sizeof(addrs), err);
 		if (r < 0)
 			return r;
 		vals[8] = hosts;
 		vals[9] = addrs;
 	}
 	/* libpq's own bounds (whole seconds, at least 2) back up our poll deadline. */
-	(void)snprintf(ct, sizeof(ct), "%u", MAX(2u, (pg->timeout_ms + 999) / 1000));
-	(void)snprintf(tut, sizeof(tut), "%u", pg->timeout_ms);
+	(void)snprintf(ct, sizeof(ct), "%u", MAX(2u, (c->budget_ms + 999) / 1000));
+	(void)snprintf(tut, sizeof(tut), "%u", c->budget_ms);
 	c->conn = PQconnectStartParams(keys, vals, 1);
 	if (!c->conn)
 		return -ENOMEM;
@@ -599,14 +625,38 @@ static void pg_give(struct ipam_pg *pg, struct pgc *c)
 	pgc_drop(c);
 }
 
+/* This call's deadline. While the database is known silent (a call missed its deadline and none
+ * succeeded since) a call gets only a short probe, so mkdirs queued behind a silent database
+ * (the kernel serialises them on the vms/ directory) fail within a second each instead of a
+ * full deadline each; every IPAM_PG_FULL_EVERY_MS one call gets the full deadline, so a database
+ * that is slow rather than dead is still reached. Any answer ends it. */
+static unsigned pg_budget(struct ipam_pg *pg, bool *ret_probe)
+{
+	unsigned b = pg->timeout_ms;
+	int64_t now = now_ms();
+
+	*ret_probe = false;
+	pthread_mutex_lock(&pg->lock);
+	if (pg->silent && now - pg->last_full < IPAM_PG_FULL_EVERY_MS) {
+		b = MIN(pg->timeout_ms, IPAM_PG_PROBE_MS);
+		*ret_probe = b < pg->timeout_ms;
+	} else if (pg->silent) {
+		pg->last_full = now;
+	}
+	pthread_mutex_unlock(&pg->lock);
+	return b;
+}
+
 int ipam_pg_assign(struct ipam_pg *pg, const struct in6_addr *prefix, unsigned len,
 		   const char *name, struct in6_addr *ret, struct err *err)
 {
-	int64_t deadline = now_ms() + pg->timeout_ms;
 	struct pgc c = pg_take(pg);
 	bool reused = c.conn != NULL;
+	int64_t deadline;
 	int r;
 
+	c.budget_ms = pg_budget(pg, &c.probe);
+	deadline = now_ms() + c.budget_ms;
 	r = pg_connect(pg, &c, deadline, err);
 	if (r >= 0)
 		r = pg_assign_once(pg, &c, prefix, len, name, deadline, ret, err);
@@ -618,6 +668,12 @@ int ipam_pg_assign(struct ipam_pg *pg, const struct in6_addr *prefix, unsigned l
 		r = pg_connect(pg, &c, deadline, err);
 		if (r >= 0)
 			r = pg_assign_once(pg, &c, prefix, len, name, deadline, ret, err);
+	}
+	if (r >= 0 || (c.conn && PQstatus(c.conn) == CONNECTION_OK)) {
+		/* It answered (a result or its own error): not silent any more. */
+		pthread_mutex_lock(&pg->lock);
+		pg->silent = false;
+		pthread_mutex_unlock(&pg->lock);
 	}
 	pg_give(pg, &c);
 	return r;

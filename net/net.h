@@ -23,7 +23,7 @@ struct net_ctx;
 struct net_config {
 	const char *state_dir;	      /* for the local allocator and the generated prefix */
 	const char *database_url;     /* NULL: local allocator in state_dir */
-	unsigned database_timeout_ms; /* bound of one address assignment with a database, 0: 8 s */
+	unsigned database_timeout_ms; /* bound of one address assignment with a database, 0: 5 s */
 	const char *bridge;	      /* host bridge name, e.g. "mvmbr0" */
 	const char *ipv6_prefix; /* "PREFIX/LEN" or NULL: generated ULA /64 kept in state_dir */
 	/* This daemon's identity (1-8 of [0-9a-f]): it goes into every host resource's name and
