@@ -28,6 +28,7 @@
 #include "image.h"
 #include "log.h"
 #include "macro.h"
+#include "node.h"
 #include "options.h"
 #include "runtime.h"
 
@@ -144,9 +145,26 @@ static int run(struct daemon_options *o)
 	struct fs *fs = NULL;
 	struct err err = {};
 	sigset_t block, old;
+	_cleanup_close_ int lock_fd = -1, jail_lock_fd = -1;
+	static char node_id[NODE_ID_LEN + 1];
 	pthread_t thr;
 	bool abandoned;
 	int r;
+
+	/* Before anything touches the mount or the host: a second daemon on this state dir
+	 * stops here. The lock is held until run() returns (after the unmount). */
+	r = node_lock(o->rt.state_dir, o->mountpoint, &lock_fd, &err);
+	if (r < 0)
+		return log_error_errno(r, "%s", err.msg);
+	if (o->rt.vmm == VMM_FIRECRACKER) {
+		r = node_lock_jails(o->rt.chroot_base, o->mountpoint, &jail_lock_fd, &err);
+		if (r < 0)
+			return log_error_errno(r, "%s", err.msg);
+	}
+	r = node_id_load(o->rt.state_dir, node_id, &err);
+	if (r < 0)
+		return log_error_errno(r, "%s", err.msg);
+	o->rt.node_id = node_id;
 
 	r = fs_cleanup_stale_mount(o->mountpoint, &err);
 	if (r < 0)
@@ -163,8 +181,8 @@ static int run(struct daemon_options *o)
 		runtime_free(rt);
 		return r;
 	}
-	log_info("mvmfs %s mounted at %s (vmm %s, state dir %s)", PACKAGE_VERSION, o->mountpoint,
-		 vmm_name(o->rt.vmm), o->rt.state_dir);
+	log_info("mvmfs %s mounted at %s (vmm %s, state dir %s, node %s)", PACKAGE_VERSION,
+		 o->mountpoint, vmm_name(o->rt.vmm), o->rt.state_dir, node_id);
 
 	/* Threads inherit the mask: the runtime's and the startup thread leave SIGINT/SIGTERM/
 	 * SIGHUP to the FUSE threads, where libfuse's handlers end the loop. */

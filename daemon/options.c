@@ -59,6 +59,7 @@ static const struct opt_def opt_defs[] = {
 	{ "kernel", OPT_STR, RT(kernel), "PATH", "guest kernel (STATE_DIR/guest/vmlinux)" },
 	{ "initrd", OPT_STR, RT(initrd), "PATH", "guest agent initramfs (STATE_DIR/guest/initramfs.cpio.gz)" },
 	{ "database-url", OPT_STR, RT(database_url), "CONNINFO", "PostgreSQL with instances(id, ip_address) (none: local allocator)" },
+	{ "database-timeout", OPT_MS, RT(database_timeout_ms), "TIME", "deadline of one address assignment in the database, connecting included, 100ms-60s (5s)" },
 	{ "ipv6-prefix", OPT_STR, RT(ipv6_prefix), "PREFIX/LEN", "this node's VM prefix (a ULA /64 kept in the state dir)" },
 	{ "bridge", OPT_STR, RT(bridge), "NAME", "host bridge (" DEFAULT_BRIDGE ")" },
 	{ "report-url", OPT_STR, RT(report_url), "URL", "management API endpoint for health reports (none)" },

@@ -103,6 +103,9 @@ static int run_mkfs(char *const *args, struct err *err)
 		r = posix_spawn_file_actions_adddup2(&fa, p[1], 1);
 	if (r == 0)
 		r = posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+	/* Nothing else of the daemon's reaches mkfs, close-on-exec or not. */
+	if (r == 0)
+		r = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 	if (r == 0)
 		r = prog[0] == '/' ? posix_spawn(&pid, prog, &fa, NULL, argv, environ)
 				   : posix_spawnp(&pid, prog, &fa, NULL, argv, environ);

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jail-path.h"
 #include "log-text.h"
 #include "macro.h"
 
@@ -291,16 +292,18 @@ static int vsock_handshake(struct agent *a)
 
 static int try_connect(struct agent *a)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int r;
 
-	memcpy(sa.sun_path, a->path, sizeof(a->path));
-	/* Non-blocking from the start: connect() to a listener whose backlog is full fails with
-	 * EAGAIN (retried later) instead of blocking this thread, and so agent_free, forever. */
-	a->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	/* The socket sits in a dir the VM's uid owns (Firecracker's jail root): never through a
+	 * symlink, and only a socket of that uid (runtime/jail-path.h). One attempt: a listener
+	 * with a full backlog is retried after RECONNECT_MS, never waited for here, so agent_free
+	 * stays prompt. */
+	a->fd = jail_connect(a->path, 0);
 	if (a->fd < 0)
-		return -errno;
-	if (connect(a->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		return a->fd;
+	/* Non-blocking from here on: the handshake and the reader poll with deadlines, so a
+	 * guest that stops reading cannot block this thread (and so agent_free). */
+	if (fcntl(a->fd, F_SETFL, O_NONBLOCK) < 0) {
 		r = -errno;
 		goto fail;
 	}

@@ -4,7 +4,8 @@
  * carry this node's ownership marks but belong to no VM in the table are removed and counted:
  *  - "vmm":   marked jail dirs (<jail>/.mvmfs), cgroups under the "mvmfs" parent, the VMM
  *             processes in them, their sockets (inside the jail) — the backend's reap;
- *  - "net":   netns mvmfs-*, links aliased mvmfs:*, nft chains, /128 routes — net_reap;
+ *  - "net":   netns mvmfs-NODE.*, links aliased mvmfs:NODE:*, nft chains commented so, /128
+ *             routes on our bridge — net_reap (only this daemon's node id; net/plumbing.h);
  *  - "state": <state>/vms/<name> with no record.json (a create interrupted before the record)
  *             or with a "destroying" tombstone (a destroy interrupted half-way): address
  *             released, image hold dropped, directory (data disk) removed;
@@ -146,11 +147,10 @@ static int reap_state(struct runtime *rt)
 		if (exists_in(dir, de->d_name, "record.json") &&
 		    !exists_in(dir, de->d_name, RT_DESTROY_MARK))
 			continue;
-		pthread_mutex_lock(&rt->net_lock);
+		/* Address calls are thread-safe and never take net_lock (net.h). */
 		if (net_ip_release(rt->net, de->d_name, &err) < 0)
 			log_warning("%s: releasing the address of a leftover: %s", de->d_name,
 				    err.msg);
-		pthread_mutex_unlock(&rt->net_lock);
 		if (rt->store)
 			(void)img_release(rt->store, de->d_name);
 		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path) ||
@@ -179,9 +179,7 @@ static int reap_ips(struct runtime *rt)
 	struct err err = {};
 	int n = 0, r;
 
-	pthread_mutex_lock(&rt->net_lock);
 	r = net_ip_list(rt->net, &names, &err);
-	pthread_mutex_unlock(&rt->net_lock);
 	if (r < 0) {
 		log_warning("listing address leases: %s", err.msg[0] ? err.msg : strerror(-r));
 		return 0;
@@ -189,9 +187,7 @@ static int reap_ips(struct runtime *rt)
 	for (char **p = names; *p; p++) {
 		if (!is_orphan(rt, *p))
 			continue;
-		pthread_mutex_lock(&rt->net_lock);
 		r = net_ip_release(rt->net, *p, &err);
-		pthread_mutex_unlock(&rt->net_lock);
 		if (r < 0) {
 			log_warning("%s: releasing a leftover address lease: %s", *p, err.msg);
 			continue;

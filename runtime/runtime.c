@@ -105,6 +105,8 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 	nc = (struct net_config){
 		.state_dir = rt->cfg.state_dir,
 		.database_url = rt->cfg.database_url,
+		.database_timeout_ms = rt->cfg.database_timeout_ms,
+		.node_id = rt->cfg.node_id,
 		.bridge = rt->cfg.bridge ? rt->cfg.bridge : "mvmbr0",
 		.ipv6_prefix = rt->cfg.ipv6_prefix,
 		.no_host_plumbing = rt->cfg.no_network,
@@ -256,9 +258,44 @@ struct create_req {
 	void *ud;
 };
 
+/* Give vm the address ip unless another VM of this node holds it (a database row that
+ * duplicates a local VM's address). Checked and set under rt->lock, so two creates racing for one
+ * address cannot both win. */
+static int ip_claim(struct runtime *rt, struct vm *vm, const struct in6_addr *ip, struct err *err)
+{
+	char holder[sizeof(vm->name)] = "", text[INET6_ADDRSTRLEN];
+
+	pthread_mutex_lock(&rt->lock);
+	for (struct vm *o = rt->vms; o; o = o->next) {
+		if (o == vm)
+			continue;
+		pthread_mutex_lock(&o->lock);
+		if (o->has_ip && memcmp(&o->ip, ip, sizeof(*ip)) == 0)
+			snprintf(holder, sizeof(holder), "%s", o->name);
+		pthread_mutex_unlock(&o->lock);
+		if (holder[0])
+			break;
+	}
+	if (!holder[0]) {
+		pthread_mutex_lock(&vm->lock);
+		vm->ip = *ip;
+		vm->has_ip = true;
+		pthread_mutex_unlock(&vm->lock);
+	}
+	pthread_mutex_unlock(&rt->lock);
+	if (!holder[0])
+		return 0;
+	inet_ntop(AF_INET6, ip, text, sizeof(text));
+	return err_set(err, -EINVAL,
+		       "the address of '%s' (instances.ip_address '%s') is already held by VM "
+		       "'%s' on this node",
+		       vm->name, text, holder);
+}
+
 static void job_create(struct runtime *rt, struct vm *vm, void *arg)
 {
 	struct create_req *req = arg;
+	struct in6_addr ip;
 	struct err err = {};
 	char dir[4200];
 	int r;
@@ -270,13 +307,15 @@ static void job_create(struct runtime *rt, struct vm *vm, void *arg)
 		err_set(&err, r, "creating %s", dir);
 		goto fail;
 	}
-	pthread_mutex_lock(&rt->net_lock);
-	r = net_ip_assign(rt->net, vm->name, &vm->ip, &err);
-	pthread_mutex_unlock(&rt->net_lock);
+	/* Not under net_lock: with a database this is a network round trip (bounded by
+	 * --database-timeout), and other VMs' plumbing must not wait for it. */
+	r = net_ip_assign(rt->net, vm->name, &ip, &err);
+	if (r < 0)
+		goto fail;
+	r = ip_claim(rt, vm, &ip, &err);
 	if (r < 0)
 		goto fail;
 	pthread_mutex_lock(&vm->lock);
-	vm->has_ip = true;
 	vm->live = true;
 	pthread_mutex_unlock(&vm->lock);
 	rt_record_save(rt, vm);
@@ -358,9 +397,9 @@ static void job_destroy(struct runtime *rt, struct vm *vm, void *arg)
 	pthread_mutex_lock(&rt->net_lock);
 	if (!rt->cfg.no_network && net_vm_teardown(rt->net, vm->name, &err) < 0)
 		log_warning("%s: network teardown: %s", vm->name, err.msg);
-	if (net_ip_release(rt->net, vm->name, &err) < 0)
-		log_warning("%s: releasing the address: %s", vm->name, err.msg);
 	pthread_mutex_unlock(&rt->net_lock);
+	if (net_ip_release(rt->net, vm->name, &err) < 0) /* thread-safe, no net_lock */
+		log_warning("%s: releasing the address: %s", vm->name, err.msg);
 	if (rt->store) {
 		int64_t freed;
 		(void)img_release(rt->store, vm->name);
@@ -689,6 +728,9 @@ void runtime_shutdown(struct runtime *rt)
 		return;
 	rt->shut_down = true;
 	cancel_pulls(rt);
+	/* A mkdir waiting on the database ends now (EIO), not at its deadline. */
+	if (rt->net)
+		net_ip_cancel(rt->net);
 	rt_reaper_stop(rt);
 	if (rt->cfg.stop_vms_on_exit && rt->sv_running) {
 		/* Graceful stops (SIGKILL at each VM's deadline), then wait for the cleanups. */

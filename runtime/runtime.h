@@ -36,6 +36,8 @@ struct runtime_config {
 	const char *kernel;
 	const char *initrd;
 	const char *database_url;
+	unsigned database_timeout_ms; /* bound of one address assignment (mkdir), default 5000 */
+	const char *node_id; /* marks this daemon's host resources (net/); NULL: unmarked (tests) */
 	const char *ipv6_prefix;
 	const char *bridge;
 	const char *report_url;

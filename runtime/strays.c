@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -75,7 +76,7 @@ static bool pid_is_stray(pid_t pid, const char *name, const char *chroot_base,
 
 int rt_kill_strays(struct runtime *rt, const char *name, pid_t except, unsigned wait_ms)
 {
-	char exec_dir[VMM_PATH_MAX], jail_root[VMM_PATH_MAX + 64];
+	char real_base[PATH_MAX], exec_dir[VMM_PATH_MAX], jail_root[VMM_PATH_MAX + 64];
 	_cleanup_closedir_ DIR *d = NULL;
 	int fds[STRAYS_MAX];
 	unsigned n = 0;
@@ -84,8 +85,10 @@ int rt_kill_strays(struct runtime *rt, const char *name, pid_t except, unsigned 
 
 	if (strcmp(rt->ops->name, "firecracker") != 0 || !rt->cfg.firecracker)
 		return 0;
-	if (jailer_exec_dir(rt->cfg.chroot_base, rt->cfg.firecracker, exec_dir, sizeof(exec_dir)) <
-		    0 ||
+	/* The jail as /proc shows a process's root: under the chroot base's real path. */
+	if (!realpath(rt->cfg.chroot_base, real_base))
+		snprintf(real_base, sizeof(real_base), "%s", rt->cfg.chroot_base);
+	if (jailer_exec_dir(real_base, rt->cfg.firecracker, exec_dir, sizeof(exec_dir)) < 0 ||
 	    snprintf(jail_root, sizeof(jail_root), "%s/%s/root", exec_dir, name) >=
 		    (int)sizeof(jail_root))
 		return 0;

@@ -18,6 +18,7 @@
 #include "fileio.h"
 #include "guest-config.h"
 #include "internal.h"
+#include "jail-path.h"
 #include "log.h"
 
 struct job {
@@ -669,9 +670,11 @@ void job_cleanup(struct runtime *rt, struct vm *vm, void *arg)
  * max bytes it is cut back to its last keep bytes. A writer using O_APPEND simply continues. */
 #define FILE_MAX (4u << 20)
 #define FILE_KEEP (256u << 10)
-static void bound_file(const char *path)
+static void bound_file(const char *path, bool in_jail)
 {
-	_cleanup_close_ int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	/* In a jail (whose files the VM's uid owns): no symlink anywhere in the path. */
+	_cleanup_close_ int fd = in_jail ? jail_openat(AT_FDCWD, path, O_RDWR, 0)
+					 : open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	_cleanup_free_ char *tail = NULL;
 	struct stat st;
 	ssize_t n;
@@ -699,12 +702,12 @@ void job_probe(struct runtime *rt, struct vm *vm, void *arg)
 		run = VMM_RUN_UNKNOWN;
 	metrics_vm_collect(rt, vm, false); /* before the metrics file may be cut back */
 	snprintf(path, sizeof(path), "%s/vms/%s/console.log", rt->cfg.state_dir, vm->name);
-	bound_file(path);
+	bound_file(path, false);
 	if (vm->h.jail_dir[0] && strcmp(rt->ops->name, "firecracker") == 0) {
 		snprintf(path, sizeof(path), "%s/root/firecracker.log", vm->h.jail_dir);
-		bound_file(path);
+		bound_file(path, true);
 		snprintf(path, sizeof(path), "%s/root/metrics.json", vm->h.jail_dir);
-		bound_file(path);
+		bound_file(path, true);
 	}
 	if (check_net) {
 		pthread_mutex_lock(&rt->net_lock);
