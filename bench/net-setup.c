@@ -83,7 +83,7 @@ static int step_shell(const char *script, int pass, int i, double *ms)
 	int r;
 
 	snprintf(name, sizeof(name), "shell-%d", i);
-	if (net_names_derive(name, &nm) < 0)
+	if (net_names_derive(NULL, name, &nm) < 0)
 		return -1;
 	vm_addr(i + 2048, &addr);
 	memcpy(&lla.s6_addr[8],

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* Agent protocol framing: pure encode/decode with resynchronisation (see agent-proto.h). */
+/* Agent protocol framing: pure encode/decode with resynchronisation in linear time (see
+ * agent-proto.h). */
 #include "agent-proto.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 static const char *const type_names[_AGENT_MSG_MAX] = {
@@ -23,17 +25,55 @@ const char *agent_msg_type_to_string(int type)
 	return type_names[type];
 }
 
-/* Table-less bitwise CRC-32 (reflected, poly 0xEDB88320): frames are small and rare. */
+#define CRC_POLY 0xEDB88320u /* CRC-32, reflected */
+
+static uint32_t crc_table[256];
+/* x^(8n) mod the CRC polynomial (reflected: bit 31 is x^0): multiplying a CRC by it appends n
+ * zero bytes, which is how the decoder gets a span's CRC from two prefix CRCs. */
+static uint32_t crc_x8n[AGENT_PAYLOAD_MAX + 5];
+
+__attribute__((constructor)) static void crc_tables_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+
+		for (int k = 0; k < 8; k++)
+			c = (c >> 1) ^ (CRC_POLY & (0u - (c & 1u)));
+		crc_table[i] = c;
+	}
+	crc_x8n[0] = 1u << 31;
+	for (size_t n = 1; n < sizeof(crc_x8n) / sizeof(crc_x8n[0]); n++) {
+		uint32_t b = crc_x8n[n - 1];
+
+		for (int k = 0; k < 8; k++)
+			b = (b >> 1) ^ (CRC_POLY & (0u - (b & 1u)));
+		crc_x8n[n] = b;
+	}
+}
+
+/* a * b modulo the CRC polynomial (as zlib's multmodp). */
+static uint32_t multmodp(uint32_t a, uint32_t b)
+{
+	uint32_t p = 0;
+
+	for (uint32_t m = 1u << 31; m; m >>= 1) {
+		if (a & m) {
+			p ^= b;
+			if ((a & (m - 1)) == 0)
+				break;
+		}
+		b = (b >> 1) ^ (CRC_POLY & (0u - (b & 1u)));
+	}
+	return p;
+}
+
 uint32_t agent_crc32(uint32_t crc, const void *data, size_t len)
 {
 	const uint8_t *p = data;
 
 	crc = ~crc;
-	while (len--) {
-		crc ^= *p++;
-		for (int k = 0; k < 8; k++)
-			crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
-	}
+	while (len--)
+		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
 	return ~crc;
 }
 
@@ -148,7 +188,8 @@ int agent_msg_encode(const struct agent_msg *msg, uint8_t *buf, size_t size)
 		return n;
 	if (size < (size_t)n + AGENT_FRAME_OVERHEAD)
 		return -ENOBUFS;
-	memcpy(buf, AGENT_PROTO_MAGIC, 4);
+	for (int i = 0; i < 4; i++)
+		buf[i] = (uint8_t)AGENT_PROTO_MAGIC[i];
 	buf[4] = AGENT_PROTO_VERSION;
 	buf[5] = msg->type;
 	put_u16(buf + 6, (uint16_t)n);
@@ -243,108 +284,272 @@ int agent_msg_decode(uint8_t type, const uint8_t *p, size_t len, struct agent_ms
 
 void agent_decoder_init(struct agent_decoder *d)
 {
-	d->len = 0;
-	d->consumed = 0;
+	d->base = 0;
+	d->head = d->tail = 0;
+	d->crc[0] = 0;
+	d->scanned = 0;
+	d->npending = d->nvalid = 0;
 	d->skipped_bytes = 0;
 	d->bad_frames = 0;
-}
-
-/* Drop the frame returned last time, keeping the rest of the buffer. */
-static void decoder_compact(struct agent_decoder *d)
-{
-	if (d->consumed == 0)
-		return;
-	memmove(d->buf, d->buf + d->consumed, d->len - d->consumed);
-	d->len -= d->consumed;
-	d->consumed = 0;
+	d->work = 0;
 }
 
 size_t agent_decoder_feed(struct agent_decoder *d, const void *data, size_t len)
 {
-	size_t room;
+	const uint8_t *p = data;
+	size_t room = AGENT_DECODER_WINDOW - (d->tail - d->head);
 
-	decoder_compact(d);
-	room = sizeof(d->buf) - d->len;
 	if (len > room)
 		len = room;
-	memcpy(d->buf + d->len, data, len);
-	d->len += len;
+	if (d->tail + len > sizeof(d->buf)) {
+		/* At most one window moved per window's worth of bytes fed. */
+		size_t keep = d->tail - d->head;
+
+		memmove(d->buf, d->buf + d->head, keep);
+		memmove(d->crc, d->crc + d->head, (keep + 1) * sizeof(d->crc[0]));
+		d->base += d->head;
+		d->tail = keep;
+		d->head = 0;
+		d->work += keep;
+	}
+	for (size_t i = 0; i < len; i++) {
+		uint32_t c = ~d->crc[d->tail];
+
+		c = crc_table[(c ^ p[i]) & 0xff] ^ (c >> 8);
+		d->buf[d->tail++] = p[i];
+		d->crc[d->tail] = ~c;
+	}
+	d->work += len;
 	return len;
 }
 
-/* Skip n bytes of garbage. */
-static void decoder_skip(struct agent_decoder *d, size_t n)
+/* CRC-32 of buf[from..to) from the prefix CRCs: crc[to] = combine(crc[from], span). */
+static uint32_t span_crc(const struct agent_decoder *d, size_t from, size_t to)
 {
-	memmove(d->buf, d->buf + n, d->len - n);
-	d->len -= n;
-	d->skipped_bytes += n;
+	return d->crc[to] ^ multmodp(crc_x8n[to - from], d->crc[from]);
 }
 
-/* Offset of the first complete frame with a valid CRC and payload after offset 0, or 0. */
-static size_t later_valid_frame(const struct agent_decoder *d)
-{
-	for (size_t i = 1; i + AGENT_FRAME_HEADER <= d->len; i++) {
-		struct agent_msg m;
-		size_t plen;
+enum start {
+	START_NONE, /* no magic here */
+	START_BAD,  /* a header with a bad version or length, or a frame with a bad CRC/payload */
+	START_PENDING, /* a plausible header whose frame is not complete yet */
+	START_VALID,
+};
 
-		if (memcmp(d->buf + i, AGENT_PROTO_MAGIC, 4) != 0 ||
-		    d->buf[i + 4] != AGENT_PROTO_VERSION)
-			continue;
-		plen = get_u16(d->buf + i + 6);
-		if (plen > AGENT_PAYLOAD_MAX || i + plen + AGENT_FRAME_OVERHEAD > d->len)
-			continue;
-		if (get_u32(d->buf + i + AGENT_FRAME_HEADER + plen) ==
-			    agent_crc32(0, d->buf + i + 4, 4 + plen) &&
-		    agent_msg_decode(d->buf[i + 5], d->buf + i + AGENT_FRAME_HEADER, plen, &m) == 0)
-			return i;
+/* What begins at buf[i] (at least AGENT_FRAME_HEADER bytes there). O(1) but for the payload
+ * check of a CRC-valid frame, which is bounded (AGENT_TEXT_MAX). */
+static enum start classify(struct agent_decoder *d, size_t i, size_t *flen, struct agent_msg *m)
+{
+	const uint8_t *p = d->buf + i;
+	size_t plen;
+
+	if (memcmp(p, AGENT_PROTO_MAGIC, 4) != 0)
+		return START_NONE;
+	plen = get_u16(p + 6);
+	if (p[4] != AGENT_PROTO_VERSION || plen > AGENT_PAYLOAD_MAX)
+		return START_BAD;
+	*flen = plen + AGENT_FRAME_OVERHEAD;
+	if (d->tail - i < *flen)
+		return START_PENDING;
+	d->work += 32;
+	if (get_u32(p + AGENT_FRAME_HEADER + plen) !=
+	    span_crc(d, i + 4, i + AGENT_FRAME_HEADER + plen))
+		return START_BAD;
+	d->work += 8 + (plen < AGENT_TEXT_MAX ? plen : AGENT_TEXT_MAX) / 8; /* a byte loop */
+	if (agent_msg_decode(p[5], p + AGENT_FRAME_HEADER, plen, m) < 0)
+		return START_BAD;
+	return START_VALID;
+}
+
+/* Binary min-heaps of stream offsets (pending: by frame end). Capacity: a window holds at
+ * most AGENT_DECODER_STARTS frame starts and stale entries are dropped before pushing. */
+static bool pending_less(const struct agent_decoder *d, size_t a, size_t b)
+{
+	return d->pending[a].end < d->pending[b].end;
+}
+
+static void pending_push(struct agent_decoder *d, uint64_t at, uint64_t end)
+{
+	size_t i = d->npending;
+
+	if (i == AGENT_DECODER_STARTS)
+		return; /* cannot happen (see above); losing a start only delays resync */
+	d->pending[d->npending++] = (struct agent_decoder_pending){at, end};
+	while (i > 0 && pending_less(d, i, (i - 1) / 2)) {
+		struct agent_decoder_pending t = d->pending[i];
+
+		d->pending[i] = d->pending[(i - 1) / 2];
+		d->pending[(i - 1) / 2] = t;
+		i = (i - 1) / 2;
+		d->work++;
 	}
-	return 0;
+}
+
+static struct agent_decoder_pending pending_pop(struct agent_decoder *d)
+{
+	struct agent_decoder_pending top = d->pending[0];
+	size_t i = 0;
+
+	d->pending[0] = d->pending[--d->npending];
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, min = i;
+		struct agent_decoder_pending t;
+
+		if (l < d->npending && pending_less(d, l, min))
+			min = l;
+		if (r < d->npending && pending_less(d, r, min))
+			min = r;
+		if (min == i)
+			break;
+		t = d->pending[i];
+		d->pending[i] = d->pending[min];
+		d->pending[min] = t;
+		i = min;
+		d->work++;
+	}
+	return top;
+}
+
+static void valid_push(struct agent_decoder *d, uint64_t at)
+{
+	size_t i = d->nvalid;
+
+	if (i == AGENT_DECODER_STARTS)
+		return; /* cannot happen (see above) */
+	d->valid[d->nvalid++] = at;
+	while (i > 0 && d->valid[i] < d->valid[(i - 1) / 2]) {
+		uint64_t t = d->valid[i];
+
+		d->valid[i] = d->valid[(i - 1) / 2];
+		d->valid[(i - 1) / 2] = t;
+		i = (i - 1) / 2;
+		d->work++;
+	}
+}
+
+static void valid_pop(struct agent_decoder *d)
+{
+	size_t i = 0;
+
+	d->valid[0] = d->valid[--d->nvalid];
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, min = i;
+		uint64_t t;
+
+		if (l < d->nvalid && d->valid[l] < d->valid[min])
+			min = l;
+		if (r < d->nvalid && d->valid[r] < d->valid[min])
+			min = r;
+		if (min == i)
+			break;
+		t = d->valid[i];
+		d->valid[i] = d->valid[min];
+		d->valid[min] = t;
+		i = min;
+		d->work++;
+	}
+}
+
+/* Distance from buf[from] to the next 'm' before buf[to], or to - from. */
+static size_t to_next_m(struct agent_decoder *d, size_t from, size_t to)
+{
+	const uint8_t *q = memchr(d->buf + from, AGENT_PROTO_MAGIC[0], to - from);
+	size_t n = q ? (size_t)(q - (d->buf + from)) : to - from;
+
+	d->work += n / 16 + 1;
+	return n;
+}
+
+/* The header at head waits for its frame: is there a complete valid frame after it? Each
+ * stream offset is registered once (scanned only grows); a pending one is checked again once,
+ * when its end arrives. Returns the buffer index of the earliest such frame, or 0. */
+static size_t later_valid_frame(struct agent_decoder *d)
+{
+	uint64_t head = d->base + d->head, tail = d->base + d->tail;
+	struct agent_msg m;
+	size_t flen;
+
+	while (d->npending && d->pending[0].end <= tail) {
+		struct agent_decoder_pending e = pending_pop(d);
+
+		if (e.at > head && classify(d, (size_t)(e.at - d->base), &flen, &m) == START_VALID)
+			valid_push(d, e.at);
+	}
+	while (d->nvalid && d->valid[0] <= head)
+		valid_pop(d);
+	if (d->scanned <= head)
+		d->scanned = head + 1;
+	while (d->scanned + AGENT_FRAME_HEADER <= tail) {
+		size_t i = (size_t)(d->scanned - d->base), n;
+
+		d->work++;
+		if (d->buf[i] != (uint8_t)AGENT_PROTO_MAGIC[0]) {
+			n = to_next_m(d, i, d->tail);
+			d->scanned += n;
+			continue;
+		}
+		switch (classify(d, i, &flen, &m)) {
+		case START_PENDING:
+			pending_push(d, d->scanned, d->scanned + flen);
+			break;
+		case START_VALID:
+			valid_push(d, d->scanned);
+			break;
+		default:
+			break;
+		}
+		d->scanned++;
+	}
+	return d->nvalid ? (size_t)(d->valid[0] - d->base) : 0;
+}
+
+static void decoder_skip(struct agent_decoder *d, size_t n)
+{
+	d->head += n;
+	d->skipped_bytes += n;
 }
 
 int agent_decoder_next(struct agent_decoder *d, struct agent_msg *ret)
 {
-	decoder_compact(d);
 	for (;;) {
-		size_t i, plen, flen;
+		size_t avail = d->tail - d->head, flen = 0, at;
+		const uint8_t *p = d->buf + d->head;
 
-		/* Find the magic (or a prefix of it at the end of the buffer). */
-		for (i = 0; i < d->len; i++) {
-			size_t k = d->len - i < 4 ? d->len - i : 4;
-
-			if (memcmp(d->buf + i, AGENT_PROTO_MAGIC, k) == 0)
-				break;
-		}
-		if (i > 0)
-			decoder_skip(d, i);
-		if (d->len < AGENT_FRAME_HEADER)
+		d->work++;
+		if (avail == 0)
 			return 0;
-		plen = get_u16(d->buf + 6);
-		if (d->buf[4] != AGENT_PROTO_VERSION || plen > AGENT_PAYLOAD_MAX) {
-			d->bad_frames++;
-			decoder_skip(d, 1);
+		if (p[0] != (uint8_t)AGENT_PROTO_MAGIC[0]) {
+			decoder_skip(d, to_next_m(d, d->head, d->tail));
 			continue;
 		}
-		flen = plen + AGENT_FRAME_OVERHEAD;
-		if (d->len < flen) {
-			/* Bytes lost mid-frame leave a header whose length swallows the frames
-			 * that follow: rather than wait for that many bytes, give up on it as
-			 * soon as a complete valid frame starts inside its span. */
-			size_t at = later_valid_frame(d);
-
-			if (at == 0)
+		if (avail < AGENT_FRAME_HEADER) {
+			/* the magic, or a prefix of it at the end: wait for the rest */
+			if (memcmp(p, AGENT_PROTO_MAGIC, avail < 4 ? avail : 4) == 0)
 				return 0;
-			d->bad_frames++;
-			decoder_skip(d, at);
-			continue;
-		}
-		if (get_u32(d->buf + AGENT_FRAME_HEADER + plen) !=
-			    agent_crc32(0, d->buf + 4, 4 + plen) ||
-		    agent_msg_decode(d->buf[5], d->buf + AGENT_FRAME_HEADER, plen, ret) < 0) {
-			d->bad_frames++;
 			decoder_skip(d, 1);
 			continue;
 		}
-		d->consumed = flen;
-		return 1;
+		switch (classify(d, d->head, &flen, ret)) {
+		case START_NONE:
+			decoder_skip(d, 1);
+			continue;
+		case START_BAD:
+			d->bad_frames++;
+			decoder_skip(d, 1);
+			continue;
+		case START_VALID:
+			d->head += flen;
+			return 1;
+		case START_PENDING:
+			break;
+		}
+		/* Bytes lost mid-frame leave a header whose length swallows the frames that
+		 * follow: rather than wait for that many bytes, give up on it as soon as a
+		 * complete valid frame starts inside its span. */
+		at = later_valid_frame(d);
+		if (at == 0)
+			return 0;
+		d->bad_frames++;
+		decoder_skip(d, at - d->head);
 	}
 }

@@ -8,10 +8,13 @@
  *   magic "mvA1" (4) | version u8 | type u8 | length u16 | payload[length] | crc32 u32
  * The CRC (IEEE 802.3, as zlib's crc32) covers version, type, length and payload. A decoder
  * that sees a bad magic, an oversized length or a bad CRC drops one byte and searches for the
- * next magic, so lost or corrupted bytes cost at most the frames they touch.
+ * next magic, so lost or corrupted bytes cost at most the frames they touch; it does so in time
+ * linear in the bytes received, whatever they are (see struct agent_decoder).
  *
  * Conversation: the host sends HELLO (repeatedly, every ~0.5 s, until the guest answers: bytes
- * sent before the guest opens its end are lost). The guest answers HELLO and then replays its
+ * sent before the guest opens its end are lost) carrying the heartbeat period it expects; the
+ * guest adopts it (bounded to 50 ms..600 s) and the host never takes a period from the guest,
+ * so a guest cannot make itself "never stale". The guest answers HELLO and then replays its
  * current state (NET_CONFIGURED, APP_STARTED, APP_EXITED as applicable), then sends HEARTBEAT
  * every period, OUTPUT as the app writes, APP_EXITED when it ends. The host may send STOP
  * (grace): the guest SIGTERMs the app, waits up to grace, SIGKILLs, sends APP_EXITED and
@@ -52,7 +55,8 @@ enum agent_stream {
 
 struct agent_hello {
 	uint32_t version;
-	uint32_t heartbeat_ms;	   /* guest -> host: its period; host -> guest: 0 */
+	uint32_t heartbeat_ms;	   /* host -> guest: the period to use (0: keep vm.json's);
+				    * guest -> host: its period, informative only */
 	char name[AGENT_TEXT_MAX]; /* "mvmfs-agent 0.1.0" / "mvmfs-host" */
 };
 
@@ -109,19 +113,56 @@ int agent_msg_encode(const struct agent_msg *msg, uint8_t *buf, size_t size);
  * -EBADMSG on a short/long payload or bad field, -EPROTONOSUPPORT for an unknown type. */
 int agent_msg_decode(uint8_t type, const uint8_t *payload, size_t len, struct agent_msg *ret);
 
-/* Streaming decoder with resync. Feed bytes in; take frames out. */
+/*
+ * Streaming decoder with resync, linear in the bytes received whatever they are.
+ *
+ * A frame is returned when it is complete and valid (magic, version, length, CRC, payload).
+ * Bytes that belong to no valid frame are skipped and counted. A header whose frame is still
+ * incomplete is given up as soon as a complete valid frame starts inside its span (bytes lost
+ * mid-frame, e.g. a host that reconnected, must not hold back the frames that follow), and the
+ * earliest such frame is returned next.
+ *
+ * Cost: every stream offset is looked at as a possible frame start a bounded number of times.
+ * Checking one start is O(1): the CRC of any span comes from running prefix CRCs (combined as
+ * zlib's crc32_combine does), never from rehashing the span; pending headers wait in a heap
+ * keyed by where they end. A bounded payload check (at most AGENT_TEXT_MAX bytes) follows only
+ * for CRC-valid starts. So a hostile peer cannot make a byte cost more than a constant, however
+ * it cuts and forges frames (see bench/agent-decoder and the throughput tests).
+ * The state is about 64 KiB (two windows of bytes and their prefix CRCs, two heaps): allocate
+ * it, or keep it static, rather than on a small stack.
+ */
+#define AGENT_DECODER_WINDOW AGENT_FRAME_MAX /* unresolved bytes held at most */
+#define AGENT_DECODER_BUF (2 * AGENT_DECODER_WINDOW)
+/* Frame starts ("mvA1") are at least 4 bytes apart, so a window holds at most this many. */
+#define AGENT_DECODER_STARTS (AGENT_DECODER_WINDOW / 4 + 4)
+
+struct agent_decoder_pending {
+	uint64_t at, end; /* stream offsets of a header and of its frame's end */
+};
+
 struct agent_decoder {
-	uint8_t buf[AGENT_FRAME_MAX];
-	size_t len;
-	size_t consumed;	/* bytes of the frame returned last, dropped on the next call */
+	uint8_t buf[AGENT_DECODER_BUF];
+	uint32_t crc[AGENT_DECODER_BUF + 1]; /* crc[i]: CRC-32 of the stream up to buf[i] */
+	uint64_t base;			     /* stream offset of buf[0] */
+	size_t head, tail;		     /* unresolved bytes: buf[head..tail) */
+	uint64_t scanned;		     /* later starts registered below this offset */
+	struct agent_decoder_pending pending[AGENT_DECODER_STARTS]; /* min-heap by end */
+	uint64_t valid[AGENT_DECODER_STARTS]; /* min-heap: complete valid frames seen early */
+	size_t npending, nvalid;
 	uint64_t skipped_bytes; /* bytes dropped while resynchronising */
 	uint64_t bad_frames;	/* frames with a bad CRC, length or payload */
+	uint64_t work;		/* steps taken, for the throughput checks (fuzz, tests) */
 };
+
+/* The bound on d->work after feeding `bytes` bytes over `calls` feed/next calls, whatever the
+ * bytes are (checked by the tests and the fuzz target). A frame start costs a few checks of
+ * ~32 steps and heap moves of ~10, and starts are 8 bytes apart or more. */
+#define AGENT_DECODER_MAX_WORK(bytes, calls) (64ull * (bytes) + 4ull * (calls) + 1024)
 
 void agent_decoder_init(struct agent_decoder *d);
 /* Copy up to len bytes into the decoder; returns how many were taken (0 when full: call
  * agent_decoder_next first). */
 size_t agent_decoder_feed(struct agent_decoder *d, const void *data, size_t len);
 /* Next complete, valid frame: returns 1 and fills ret (OUTPUT data stays valid until the next
- * feed/next call), 0 when more bytes are needed. Never fails: garbage is skipped and counted. */
+ * feed call), 0 when more bytes are needed. Never fails: garbage is skipped and counted. */
 int agent_decoder_next(struct agent_decoder *d, struct agent_msg *ret);

@@ -13,17 +13,22 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "fs.h"
+#include "image.h"
 #include "log.h"
 #include "macro.h"
+#include "node.h"
 #include "options.h"
 #include "runtime.h"
 
@@ -78,6 +83,52 @@ static void *startup_thread(void *arg)
 	return NULL;
 }
 
+/* Shutdown bounds: SIGTERM to exit within 5 s whatever is in flight. */
+#define SHUTDOWN_STARTUP_MS 1000
+#define SHUTDOWN_WATCHDOG_MS 4500
+
+static bool join_within(pthread_t thr, unsigned ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return pthread_timedjoin_np(thr, NULL, &ts) == 0;
+}
+
+/* The last line of defence of the 5 s bound: if the orderly shutdown is still not done, detach
+ * the mount and exit. VMs keep running; records are written atomically, so they are whole. */
+static void *watchdog_thread(void *arg)
+{
+	const char *mountpoint = arg;
+
+	nanosleep(&(struct timespec){.tv_sec = SHUTDOWN_WATCHDOG_MS / 1000,
+				     .tv_nsec = (SHUTDOWN_WATCHDOG_MS % 1000) * 1000000L},
+		  NULL);
+	log_error("shutdown watchdog: still not done after %d ms, detaching %s and exiting",
+		  SHUTDOWN_WATCHDOG_MS, mountpoint);
+	(void)umount2(mountpoint, MNT_DETACH);
+	_exit(0);
+	return NULL;
+}
+
+static void start_watchdog(const char *mountpoint)
+{
+	sigset_t all, old;
+	pthread_t t;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	if (pthread_create(&t, NULL, watchdog_thread, (void *)mountpoint) == 0)
+		pthread_detach(t);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 static const char *vmm_name(enum vmm_kind k)
 {
 	return k == VMM_QEMU ? "qemu" : "firecracker";
@@ -99,8 +150,26 @@ static int run(struct daemon_options *o)
 	struct fs *fs = NULL;
 	struct err err = {};
 	sigset_t block, old;
+	_cleanup_close_ int lock_fd = -1, jail_lock_fd = -1;
+	static char node_id[NODE_ID_LEN + 1];
 	pthread_t thr;
+	bool abandoned;
 	int r;
+
+	/* Before anything touches the mount or the host: a second daemon on this state dir
+	 * stops here. The lock is held until run() returns (after the unmount). */
+	r = node_lock(o->rt.state_dir, o->mountpoint, &lock_fd, &err);
+	if (r < 0)
+		return log_error_errno(r, "%s", err.msg);
+	if (o->rt.vmm == VMM_FIRECRACKER) {
+		r = node_lock_jails(o->rt.chroot_base, o->mountpoint, &jail_lock_fd, &err);
+		if (r < 0)
+			return log_error_errno(r, "%s", err.msg);
+	}
+	r = node_id_load(o->rt.state_dir, node_id, &err);
+	if (r < 0)
+		return log_error_errno(r, "%s", err.msg);
+	o->rt.node_id = node_id;
 
 	r = fs_cleanup_stale_mount(o->mountpoint, &err);
 	if (r < 0)
@@ -117,8 +186,8 @@ static int run(struct daemon_options *o)
 		runtime_free(rt);
 		return r;
 	}
-	log_info("mvmfs %s mounted at %s (vmm %s, state dir %s)", PACKAGE_VERSION, o->mountpoint,
-		 vmm_name(o->rt.vmm), o->rt.state_dir);
+	log_info("mvmfs %s mounted at %s (vmm %s, state dir %s, node %s)", PACKAGE_VERSION,
+		 o->mountpoint, vmm_name(o->rt.vmm), o->rt.state_dir, node_id);
 
 	/* Threads inherit the mask: the runtime's and the startup thread leave SIGINT/SIGTERM/
 	 * SIGHUP to the FUSE threads, where libfuse's handlers end the loop. */
@@ -143,10 +212,23 @@ static int run(struct daemon_options *o)
 		log_error_errno(r, "FUSE loop failed");
 	notify_systemd("STOPPING=1");
 	log_info("shutting down (VMs %s)", o->rt.stop_vms_on_exit ? "are stopped" : "keep running");
+	if (!o->rt.stop_vms_on_exit)
+		start_watchdog(o->mountpoint);
 	/* The runtime stops first: no done callback may reply after the FUSE fd is closed by the
-	 * unmount (the number could already belong to another file). */
-	pthread_join(thr, NULL);
-	runtime_shutdown(rt);
+	 * unmount (the number could already belong to another file). Every step is bounded; work
+	 * still waiting on the outside world is abandoned, and then nothing is freed: the process
+	 * exits at once after the unmount (the records say what the next daemon must finish). */
+	abandoned = !join_within(thr, SHUTDOWN_STARTUP_MS);
+	if (abandoned) {
+		log_warning("shutdown: re-adoption still running, abandoned");
+		pthread_detach(thr);
+	} else
+		runtime_shutdown(rt);
+	if (abandoned || runtime_shutdown_abandoned(rt)) {
+		fs_unmount(fs);
+		log_info("unmounted; exiting with work abandoned");
+		_exit(0);
+	}
 	fs_unmount(fs);
 	fs_free(fs);
 	runtime_free(rt);
@@ -177,6 +259,12 @@ int main(int argc, char **argv)
 		printf("mvmfs %s\n", PACKAGE_VERSION);
 		daemon_options_done(&o);
 		return 0;
+	}
+	/* A key that does not load would fail every start: refuse now, before anything runs. */
+	if (img_verify_keys_check(o.rt.verify_keys, &err) < 0) {
+		fprintf(stderr, "mvmfs: %s\n", err.msg);
+		daemon_options_done(&o);
+		return 2;
 	}
 	log_set_max_level(o.log_level);
 	/* API sockets and report connections can close under us. */

@@ -31,6 +31,7 @@ enum opt_kind {
 	OPT_LOGLEVEL,
 	OPT_CGROUP,
 	OPT_LIST, /* --insecure-registry, repeatable */
+	OPT_KEYS, /* --verify-key, repeatable */
 	OPT_CONFIG,
 	OPT_HELP,
 	OPT_VERSION,
@@ -58,6 +59,7 @@ static const struct opt_def opt_defs[] = {
 	{ "kernel", OPT_STR, RT(kernel), "PATH", "guest kernel (STATE_DIR/guest/vmlinux)" },
 	{ "initrd", OPT_STR, RT(initrd), "PATH", "guest agent initramfs (STATE_DIR/guest/initramfs.cpio.gz)" },
 	{ "database-url", OPT_STR, RT(database_url), "CONNINFO", "PostgreSQL with instances(id, ip_address) (none: local allocator)" },
+	{ "database-timeout", OPT_MS, RT(database_timeout_ms), "TIME", "deadline of one address assignment in the database, connecting included, 100ms-60s (5s)" },
 	{ "ipv6-prefix", OPT_STR, RT(ipv6_prefix), "PREFIX/LEN", "this node's VM prefix (a ULA /64 kept in the state dir)" },
 	{ "bridge", OPT_STR, RT(bridge), "NAME", "host bridge (" DEFAULT_BRIDGE ")" },
 	{ "report-url", OPT_STR, RT(report_url), "URL", "management API endpoint for health reports (none)" },
@@ -66,12 +68,20 @@ static const struct opt_def opt_defs[] = {
 	{ "report-parallel", OPT_U32, RT(report_parallel), "N", "report requests in flight at once, 1-256 (8)" },
 	{ "insecure-registry", OPT_LIST, 0, "HOST[:PORT]", "registry reached over plain HTTP (repeatable)" },
 	{ "docker-config", OPT_STR, RT(docker_config), "FILE", "registry credentials (~/.docker/config.json)" },
+	{ "verify-key", OPT_KEYS, 0, "FILE", "PEM public key (ECDSA P-256) images must be cosign-signed by (repeatable; none: no check)" },
 	{ "uid-base", OPT_U32, RT(uid_base), "UID", "first uid/gid of the per-VM range (200000)" },
 	{ "uid-count", OPT_U32, RT(uid_count), "N", "size of the per-VM uid/gid range (65536)" },
 	{ "vcpus", OPT_U32, RT(vcpus), "N", "vCPUs per VM (2)" },
 	{ "mem-mib", OPT_U32, RT(mem_mib), "MIB", "memory per VM (2048)" },
 	{ "data-disk-size", OPT_SIZE, RT(data_disk_bytes), "SIZE", "per-VM writable disk, e.g. 1G (1G)" },
 	{ "image-keep", OPT_SIZE, RT(image_keep_bytes), "SIZE", "unused images kept in the cache (10G)" },
+	{ "pull-timeout", OPT_MS, RT(pull_timeout_ms), "TIME", "deadline of a whole image pull (30m)" },
+	{ "pull-stall-timeout", OPT_MS, RT(pull_stall_timeout_ms), "TIME", "a pull fails when no byte arrives for this long (60s)" },
+	{ "disk-reserve", OPT_SIZE, RT(disk_reserve_bytes), "SIZE", "free space pulls and disks leave on the state dir's filesystem (512M)" },
+	{ "max-manifest-size", OPT_SIZE, RT(max_manifest_bytes), "SIZE", "largest image manifest or index, at most 4M (4M)" },
+	{ "max-config-size", OPT_SIZE, RT(max_config_bytes), "SIZE", "largest image config blob (8M)" },
+	{ "max-layer-size", OPT_SIZE, RT(max_layer_bytes), "SIZE", "largest layer blob, declared or received (4G)" },
+	{ "max-image-size", OPT_SIZE, RT(max_image_bytes), "SIZE", "largest image: its blobs, S3 archive, unpacked files (8G)" },
 	{ "stop-timeout", OPT_MS, RT(stop_timeout_ms), "TIME", "graceful stop deadline before SIGKILL (10s)" },
 	{ "app-grace", OPT_MS, RT(app_grace_ms), "TIME", "SIGTERM to SIGKILL inside the guest (5s)" },
 	{ "heartbeat", OPT_MS, RT(heartbeat_ms), "TIME", "agent heartbeat period (1s)" },
@@ -170,6 +180,19 @@ static int add_insecure(struct daemon_options *o, const char *v)
 	return 0;
 }
 
+static int add_verify_key(struct daemon_options *o, const char *v)
+{
+	const char **p = realloc(o->verify_keys, sizeof(*p) * (o->n_verify_keys + 2));
+
+	if (!p)
+		return -ENOMEM;
+	p[o->n_verify_keys++] = v;
+	p[o->n_verify_keys] = NULL;
+	o->verify_keys = p;
+	o->rt.verify_keys = p;
+	return 0;
+}
+
 /* Apply one option. from_file: flags take a value, strings must be copied. */
 static int apply(struct daemon_options *o, const struct opt_def *d, const char *value,
 		 bool from_file, struct err *err)
@@ -231,6 +254,13 @@ static int apply(struct daemon_options *o, const struct opt_def *d, const char *
 		break;
 	case OPT_LIST:
 		r = add_insecure(o, value);
+		if (r < 0)
+			return err_set(err, r, "out of memory");
+		break;
+	case OPT_KEYS:
+		if (!*value)
+			return err_set(err, -EINVAL, "verify-key needs a file name");
+		r = add_verify_key(o, value);
 		if (r < 0)
 			return err_set(err, r, "out of memory");
 		break;
@@ -471,5 +501,6 @@ void daemon_options_done(struct daemon_options *o)
 		free(o->owned[i]);
 	free(o->owned);
 	free(o->insecure);
+	free(o->verify_keys);
 	*o = (struct daemon_options){};
 }

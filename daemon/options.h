@@ -22,6 +22,9 @@ struct daemon_options {
 	/* storage for --insecure-registry (NULL-terminated, rt.insecure_registries points here) */
 	const char **insecure;
 	unsigned n_insecure;
+	/* storage for --verify-key (NULL-terminated, rt.verify_keys points here) */
+	const char **verify_keys;
+	unsigned n_verify_keys;
 	/* strings copied from a config file, freed by daemon_options_done() */
 	char **owned;
 	unsigned n_owned;

@@ -167,6 +167,15 @@ static void on_host_msg(void *ud, const struct agent_msg *m)
 
 	switch (m->type) {
 	case AGENT_MSG_HELLO:
+		/* The host decides the heartbeat period (it judges staleness by its own value);
+		 * same bounds as vm.json's agent.heartbeat_ms. */
+		if (m->hello.heartbeat_ms) {
+			unsigned ms = m->hello.heartbeat_ms;
+
+			s->vm.heartbeat_ms = ms < 50 ? 50 : ms > 600000 ? 600000 : ms;
+			if (s->next_heartbeat > now_ms() + s->vm.heartbeat_ms)
+				s->next_heartbeat = now_ms() + s->vm.heartbeat_ms;
+		}
 		s->hello_pending = true;
 		break;
 	case AGENT_MSG_STOP:

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Registry authentication pieces: the WWW-Authenticate challenge (RFC 7235, Docker's token
- * spec), Docker's config.json credentials ("auths": base64 "auth" or "username"/"password";
- * credential helpers are not supported), and the token endpoint's answer. All pure and fuzzed
- * except img_auth_load, which only finds and reads the file.
+ * spec), Docker's config.json credentials ("credHelpers", "credsStore", and "auths": base64
+ * "auth", "username"/"password", "identitytoken"), a credential helper's answer, and the token
+ * endpoint's answer. All pure and fuzzed except img_auth_load, which finds and reads the file
+ * and runs the helper it names (credhelper.c).
  */
 #include <errno.h>
 #include <jansson.h>
@@ -219,14 +220,42 @@ static void normalize_registry(const char *s, char *buf, size_t size)
 		snprintf(buf, size, "docker.io");
 }
 
+/* Docker's convention: a "<token>" user means the secret is an identity token. */
+#define TOKEN_USER "<token>"
+
+static bool plain_string(json_t *v, size_t max)
+{
+	return json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < max &&
+	       strlen(json_string_value(v)) == json_string_length(v);
+}
+
+static void token_user(struct img_creds *c)
+{
+	if (strcmp(c->user, TOKEN_USER) == 0 && strlen(c->pass) < sizeof(c->identity_token)) {
+		snprintf(c->identity_token, sizeof(c->identity_token), "%s", c->pass);
+		explicit_bzero(c->pass, sizeof(c->pass));
+		c->user[0] = '\0';
+	}
+}
+
 static int creds_from_entry(json_t *e, struct img_creds *ret, struct err *err)
 {
 	json_t *auth = json_object_get(e, "auth");
 	json_t *user = json_object_get(e, "username"), *pass = json_object_get(e, "password");
+	json_t *idt = json_object_get(e, "identitytoken");
 	struct img_creds c = {};
 
 	if (!json_is_object(e))
 		return err_set(err, -EINVAL, "docker config: auths entry is not an object");
+	if (idt && !json_is_string(idt))
+		return err_set(err, -EINVAL, "docker config: \"identitytoken\" is not a string");
+	if (idt && json_string_length(idt) > 0) {
+		if (!plain_string(idt, sizeof(c.identity_token)))
+			return err_set(err, -EINVAL, "docker config: bad \"identitytoken\"");
+		memcpy(c.identity_token, json_string_value(idt), json_string_length(idt) + 1);
+		*ret = c; /* the identity token wins; a user name beside it is informational */
+		return 0;
+	}
 	if (json_is_string(auth) && json_string_length(auth) > 0) {
 		char dec[sizeof(c.user) + sizeof(c.pass)];
 		char *colon;
@@ -250,9 +279,44 @@ static int creds_from_entry(json_t *e, struct img_creds *ret, struct err *err)
 		strcpy(c.user, json_string_value(user));
 		strcpy(c.pass, json_string_value(pass));
 	} else {
-		return -ENOENT; /* identitytoken or helper-only entries: nothing we can use */
+		return -ENOENT; /* an empty entry (its credentials live in a helper) */
 	}
+	token_user(&c);
 	*ret = c;
+	return 0;
+}
+
+/* The credHelpers entry for registry ("" when none). */
+static int find_helper(json_t *root, const char *registry, char *buf, size_t size, struct err *err)
+{
+	json_t *helpers = json_object_get(root, "credHelpers"), *store, *e, *match = NULL;
+	const char *key;
+	char want[256];
+
+	buf[0] = '\0';
+	if (helpers && !json_is_object(helpers))
+		return err_set(err, -EINVAL, "docker config: \"credHelpers\" is not an object");
+	normalize_registry(registry, want, sizeof(want));
+	json_object_foreach (helpers, key, e) {
+		char have[256];
+		normalize_registry(key, have, sizeof(have));
+		if (strcmp(key, registry) == 0 || (!match && strcmp(have, want) == 0))
+			match = e;
+	}
+	if (!match) {
+		store = json_object_get(root, "credsStore");
+		if (store && !json_is_string(store))
+			return err_set(err, -EINVAL,
+				       "docker config: \"credsStore\" is not a string");
+		if (!store || json_string_length(store) == 0)
+			return 0;
+		match = store;
+	}
+	if (!json_is_string(match) ||
+	    strlen(json_string_value(match)) != json_string_length(match) ||
+	    !img_cred_helper_name_ok(json_string_value(match)))
+		return err_set(err, -EINVAL, "docker config: bad credential helper name");
+	snprintf(buf, size, "%s", json_string_value(match));
 	return 0;
 }
 
@@ -271,6 +335,11 @@ int img_auth_parse_docker_config(const char *json, size_t len, const char *regis
 	root = json_loadb(json, len, 0, &jerr);
 	if (!root || !json_is_object(root))
 		return err_set(err, -EINVAL, "docker config is not a JSON object");
+	*ret = (struct img_creds){};
+	if (find_helper(root, registry, ret->helper, sizeof(ret->helper), err) < 0)
+		return -EINVAL;
+	if (ret->helper[0])
+		return 0;
 	auths = json_object_get(root, "auths");
 	if (!auths)
 		return -ENOENT;
@@ -293,7 +362,47 @@ int img_auth_parse_docker_config(const char *json, size_t len, const char *regis
 	return creds_from_entry(match, ret, err);
 }
 
-int img_auth_load(const char *path, const char *registry, struct img_creds *ret, struct err *err)
+int img_auth_parse_helper_output(const char *json, size_t len, struct img_creds *ret,
+				 struct err *err)
+{
+	_cleanup_(json_decrefp) json_t *root = NULL;
+	struct img_creds c = {};
+	json_error_t jerr;
+	json_t *user, *secret;
+
+	if (len > IMG_CRED_HELPER_OUTPUT_MAX)
+		return err_set(err, -EINVAL, "answer larger than %u bytes",
+			       IMG_CRED_HELPER_OUTPUT_MAX);
+	root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root || !json_is_object(root))
+		return err_set(err, -EINVAL, "answer is not a JSON object");
+	user = json_object_get(root, "Username");
+	secret = json_object_get(root, "Secret");
+	/* Some helpers (docker-credential-pass 0.6) answer "not found" with empty fields. */
+	if (json_is_string(user) && json_is_string(secret) && json_string_length(user) == 0 &&
+	    json_string_length(secret) == 0)
+		return -ENOENT;
+	if (!plain_string(user, sizeof(c.user)) || !plain_string(secret, sizeof(c.pass)))
+		return err_set(err, -EINVAL, "answer lacks a usable Username and Secret");
+	memcpy(c.user, json_string_value(user), json_string_length(user) + 1);
+	memcpy(c.pass, json_string_value(secret), json_string_length(secret) + 1);
+	token_user(&c);
+	*ret = c;
+	explicit_bzero(&c, sizeof(c));
+	return 0;
+}
+
+void img_auth_helper_server(const char *registry, char *buf, size_t size)
+{
+	char norm[256];
+
+	normalize_registry(registry, norm, sizeof(norm));
+	snprintf(buf, size, "%s",
+		 strcmp(norm, "docker.io") == 0 ? "https://index.docker.io/v1/" : registry);
+}
+
+int img_auth_load(const char *path, const char *registry, unsigned helper_timeout_ms,
+		  struct img_creds *ret, struct err *err)
 {
 	_cleanup_free_ char *text = NULL;
 	char buf[4096];
@@ -318,6 +427,18 @@ int img_auth_load(const char *path, const char *registry, struct img_creds *ret,
 	r = img_auth_parse_docker_config(text, len, registry, ret, err);
 	if (r < 0 && r != -ENOENT)
 		return err_prefix(err, "'%s': ", path);
+	if (r == 0 && ret->helper[0]) {
+		char helper[sizeof(ret->helper)], server[300];
+
+		memcpy(helper, ret->helper, sizeof(helper));
+		img_auth_helper_server(registry, server, sizeof(server));
+		r = img_cred_helper_get(helper, server,
+					helper_timeout_ms ? helper_timeout_ms
+							  : IMG_CRED_HELPER_TIMEOUT_MS,
+					ret, err);
+		if (r >= 0)
+			memcpy(ret->helper, helper, sizeof(helper));
+	}
 	return r;
 }
 

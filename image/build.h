@@ -5,6 +5,7 @@
  */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,7 +15,7 @@
 
 #define IMG_PATH_MAX 4096
 #define IMG_MAX_ENTRIES 1000000
-#define IMG_DEFAULT_MAX_BYTES (8ULL << 30)
+#define IMG_DEFAULT_MAX_BYTES IMG_DEFAULT_MAX_IMAGE
 
 /* What a layer entry's path means once mapped (path.c). */
 enum img_path_kind {
@@ -43,7 +44,8 @@ struct img_unpack_limits {
 
 /* State kept across the layers of one image (running totals against the limits). */
 struct img_unpack {
-	int root_fd; /* the rootfs directory, owned */
+	int root_fd;		 /* the rootfs directory, owned */
+	const atomic_bool *stop; /* NULL, or a flag that ends the unpack with -ECANCELED */
 	struct img_unpack_limits limits;
 	uint64_t bytes, entries; /* totals so far */
 	bool privileged;	 /* euid 0: chown, devices, trusted xattrs */
@@ -70,8 +72,20 @@ struct img_config {
 int img_config_parse(const char *data, size_t len, struct img_config *ret, struct err *err);
 void img_config_done(struct img_config *c);
 
-/* Build an ext4 image at path from the tree at dir (mkfs.ext4 -d), sized from the content. */
+/* Build an ext4 image at path from the tree at dir (mkfs.ext4 -d), sized from the content.
+ * -ENOSPC ("disk full") when it would leave less than the disk reserve free. */
 int img_make_root_disk(const char *dir, const char *path, struct err *err);
+
+/* Free space: 0 when the filesystem holding dir has need bytes plus reserve available, else
+ * -ENOSPC with "disk full: WHAT needs ..." in err. */
+int img_check_space(const char *dir, uint64_t need, uint64_t reserve, const char *what,
+		    struct err *err);
+/* The reserve img_make_root_disk and img_make_data_disk keep (img_store_new sets it from its
+ * limits; one store per process). */
+void img_disk_reserve_set(uint64_t bytes);
+uint64_t img_disk_reserve(void);
+/* Limits with every 0 field replaced by its default (cfg->max_image_bytes honoured). */
+void img_limits_fill(const struct img_store_config *cfg, struct img_limits *ret);
 
 /* Allocated bytes of a tree (st_blocks), not crossing filesystems; -errno on failure. */
 int img_tree_usage(int dir_fd, uint64_t *ret_bytes, uint64_t *ret_inodes);
@@ -80,19 +94,32 @@ int img_tree_usage(int dir_fd, uint64_t *ret_bytes, uint64_t *ret_inodes);
 
 #include <pthread.h>
 
-/* One pull in flight, keyed by manifest digest; later callers for the same digest wait on it.
- * All fields protected by img_store.lock. */
+/* One pull in flight, keyed by manifest digest, run by a thread of its own; every caller for
+ * the same digest waits on it. Fields protected by img_store.lock unless noted. */
+struct img_source;
 struct img_pull {
 	struct img_pull *next;
+	struct img_store *s;
 	char digest[IMG_DIGEST_MAX];
-	unsigned users; /* the puller plus waiters; freed by the last one out */
+	unsigned refs;	  /* the pull thread plus callers inside img_prepare; last one frees */
+	unsigned waiters; /* callers still waiting and not cancelled */
+	bool listed;	  /* in img_store.pulls: new callers may join it */
 	bool done;
 	int result;
 	struct err err;
-	char **blobs; /* digests this pull writes into blobs/ (GC keeps them) */
+	atomic_bool abort; /* no waiter left: the thread stops its transfers and its unpack */
+	char **blobs;	   /* digests this pull writes into blobs/ (GC keeps them) */
 	size_t n_blobs;
-	struct img_progress progress; /* the puller's latest, relayed to waiters */
+	struct img_progress progress; /* the pull's latest, relayed to the waiters */
 	unsigned long progress_seq;
+	/* The pull thread's own. */
+	struct img_source *src;
+	struct img_manifest *m;
+	/* The creating caller's progress callback, called from the pull thread under cb_lock
+	 * while that caller waits (NULL once it left). */
+	pthread_mutex_t cb_lock;
+	img_progress_cb cb;
+	void *ud;
 };
 
 struct img_store {
@@ -104,9 +131,12 @@ struct img_store {
 	 * files, renames into images/ and GC. Lock order: a pull's pipeline lock (pull.c) may be
 	 * held while taking this one (progress relay), never the reverse. */
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
+	pthread_cond_t cond; /* CLOCK_MONOTONIC */
 	struct img_pull *pulls;
+	unsigned pull_threads;	     /* running; img_store_free waits for them */
+	struct img_limits limits;    /* cfg.limits with the defaults filled in */
 	unsigned long pulls_started; /* statistics for tests: pulls actually run */
+	struct img_keys *keys;	     /* --verify-key keys, NULL when none (cosign.c) */
 };
 
 /* Paths inside the store. */
@@ -122,6 +152,6 @@ void img_progress_emit(img_progress_cb cb, void *ud, const char *phase, uint64_t
 struct img_manifest;
 struct img_source;
 int img_build_image(struct img_store *s, struct img_source *src, const struct img_manifest *m,
-		    img_progress_cb cb, void *ud, struct err *err);
+		    img_progress_cb cb, void *ud, const atomic_bool *abort, struct err *err);
 /* Number of pulls that actually ran (not coalesced or cached), for tests and benchmarks. */
 unsigned long img_store_pulls(struct img_store *s);

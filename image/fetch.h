@@ -7,10 +7,12 @@
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "build.h"
 #include "internal.h"
 
 /* ---- digests (digest.c) ---- */
@@ -98,20 +100,88 @@ struct img_challenge {
 int img_auth_parse_challenge(const char *value, struct img_challenge *ret);
 
 struct img_creds {
-	char user[256];
+	char user[256]; /* "" when only an identity token is known */
 	char pass[2048];
+	char identity_token[4096]; /* OAuth2 refresh token for the token endpoint, or "" */
+	char helper[64];	   /* from the config: ask docker-credential-<helper>, or "" */
 };
-/* Look registry up in a Docker config.json text: 0 and ret filled, -ENOENT when absent,
+/* Look registry up in a Docker config.json text: credHelpers, then credsStore (ret->helper
+ * set, nothing else), then auths ("auth", "username"/"password", "identitytoken"; a "<token>"
+ * user means the password is an identity token). 0 and ret filled, -ENOENT when absent,
  * -EINVAL when malformed. */
 int img_auth_parse_docker_config(const char *json, size_t len, const char *registry,
 				 struct img_creds *ret, struct err *err);
-/* Same, reading path, or $DOCKER_CONFIG/config.json, or ~/.docker/config.json when NULL.
- * -ENOENT when there is no file or no entry. */
-int img_auth_load(const char *path, const char *registry, struct img_creds *ret, struct err *err);
+/* A credential helper's answer to "get" ({"ServerURL","Username","Secret"}; a "<token>"
+ * Username makes Secret an identity token). -ENOENT when both are empty (nothing stored),
+ * -EINVAL when malformed; the message never quotes the input. */
+int img_auth_parse_helper_output(const char *json, size_t len, struct img_creds *ret,
+				 struct err *err);
+/* The server name Docker hands a helper for registry: "https://index.docker.io/v1/" for
+ * Docker Hub, else the registry as written ("host:port"). */
+void img_auth_helper_server(const char *registry, char *buf, size_t size);
+/* Read path, or $DOCKER_CONFIG/config.json, or ~/.docker/config.json when NULL, and look the
+ * registry up; run the helper the config names (credhelper.c), waiting at most
+ * helper_timeout_ms (0: IMG_CRED_HELPER_TIMEOUT_MS). -ENOENT when there is no file, no entry,
+ * or the helper has no credentials for the registry. */
+int img_auth_load(const char *path, const char *registry, unsigned helper_timeout_ms,
+		  struct img_creds *ret, struct err *err);
+
+/* ---- credential helpers (credhelper.c) ---- */
+
+#define IMG_CRED_HELPER_TIMEOUT_MS 10000
+#define IMG_CRED_HELPER_OUTPUT_MAX (64u << 10)
+/* True for a usable helper name: 1-63 of [A-Za-z0-9._-], not starting with '.' or '-'. */
+bool img_cred_helper_name_ok(const char *name);
+/* Run "docker-credential-<helper> get" (found in PATH, no shell, only fds 0-2 passed: stdin
+ * carries server, stdout is read up to IMG_CRED_HELPER_OUTPUT_MAX bytes, stderr is discarded),
+ * killed after timeout_ms. 0 and ret filled; -ENOENT when the helper says it has no
+ * credentials; else an error whose message has the helper's own error text (what it printed
+ * when failing), never its successful output. */
+int img_cred_helper_get(const char *helper, const char *server, unsigned timeout_ms,
+			struct img_creds *ret, struct err *err);
 /* Decode a token endpoint answer ({"token"} or {"access_token"}). */
 int img_auth_parse_token(const char *json, size_t len, char *ret, size_t size);
 
 /* ---- HTTP helpers (http.c) ---- */
+
+/*
+ * What bounds every request of one source: a cancel flag, a total deadline, a stall deadline,
+ * and where connections may go. Requests run on a multi handle polled every 100 ms, so a
+ * cancel or a deadline ends a transfer within that. Once one fired, every later request of
+ * the source fails the same way at once (retries stop).
+ */
+struct img_xfer {
+	CURLM *multi;		   /* created on first use; keeps the connection cache */
+	const atomic_bool *cancel; /* NULL: never cancelled */
+	uint64_t deadline_ns;	   /* CLOCK_MONOTONIC; 0: none */
+	unsigned timeout_ms;	   /* what the deadline was, for the message */
+	unsigned stall_ms;	   /* 0: no stall deadline */
+	char name[IMG_REF_MAX];	   /* the reference, for "pull of NAME timed out" */
+	int stopped;		   /* sticky -ECANCELED or -ETIMEDOUT */
+	char stop_msg[512];
+	/* Addresses: the class of the first address this source connected to (its registry
+	 * or endpoint); once that is public, loopback, link-local and private addresses are
+	 * refused (a redirect or token realm pointing inwards). */
+	int origin_class; /* 0 unknown, else IMG_ADDR_* */
+	char refused[128];
+};
+enum {
+	IMG_ADDR_PUBLIC = 1,
+	IMG_ADDR_INTERNAL = 2, /* loopback, link-local, RFC 1918, ULA, unspecified, CGNAT */
+};
+/* Classify an address (struct sockaddr_in/in6). Pure. */
+struct sockaddr;
+int img_addr_class(const struct sockaddr *sa, size_t len);
+uint64_t img_now_ns(void);
+/* Arm x from limits (0 fields: defaults) with cancel and the reference's name. */
+void img_xfer_init(struct img_xfer *x, const struct img_limits *lim, const atomic_bool *cancel,
+		   const char *name);
+void img_xfer_done(struct img_xfer *x);
+/* 0, or x's stop reason (-ECANCELED/-ETIMEDOUT, message in err) if cancelled or past the
+ * deadline now. */
+int img_xfer_check(struct img_xfer *x, struct err *err);
+/* Sleep ms, waking early (with the error) on cancel or the deadline. */
+int img_xfer_sleep(struct img_xfer *x, unsigned ms, struct err *err);
 
 struct img_http_resp {
 	long status;
@@ -131,11 +201,14 @@ struct img_http_resp {
 	int sink_error;
 };
 void img_http_resp_done(struct img_http_resp *r);
-/* A fresh easy handle with our defaults: no signals, timeouts, http(s) only, redirects. */
-CURL *img_http_new(void);
-/* Perform a request; returns 0 or -errno from a CURLcode with text in err. */
-int img_http_perform(CURL *c, const char *url, struct curl_slist *headers, struct img_http_resp *r,
-		     const char *who, struct err *err);
+/* A fresh easy handle with our defaults: no signals, timeouts, http(s) only, redirects, and
+ * the address policy of x (which must outlive the handle). */
+CURL *img_http_new(struct img_xfer *x);
+/* Perform a request under x's bounds; returns 0 or -errno from a CURLcode with text in err:
+ * -ECANCELED, -ETIMEDOUT ("pull of X timed out after N s", "... stalled: no data for N s"),
+ * -EACCES for a refused address, -ENOSPC ("disk full") when the sink cannot be written. */
+int img_http_perform(struct img_xfer *x, CURL *c, const char *url, struct curl_slist *headers,
+		     struct img_http_resp *r, const char *who, struct err *err);
 /* Map an HTTP error status plus a registry JSON error body to -errno and a message. */
 int img_http_status_error(const struct img_http_resp *r, const char *who, const char *what,
 			  struct err *err);
@@ -163,10 +236,19 @@ struct img_source {
 	const struct img_source_ops *ops;
 	struct img_ref ref;
 	struct img_platform platform;
+	struct img_limits limits; /* defaults filled in */
+	struct img_xfer xfer;	  /* bounds of every request; the store re-arms cancel */
 };
 
 int img_registry_open(const struct img_store_config *cfg, const struct img_ref *ref,
 		      struct img_source **ret, struct err *err);
+/* Registry sources only, for signature checks (cosign.c): the raw manifest at reference (a tag
+ * or digest; -ENOENT when absent), and a blob of at most max bytes into memory, checked against
+ * desc. *ret is NUL-terminated, the caller frees it. -EPROTONOSUPPORT for other sources. */
+int img_registry_get_manifest(struct img_source *src, const char *reference, char **ret,
+			      size_t *ret_len, struct err *err);
+int img_registry_get_blob(struct img_source *src, const struct img_descriptor *desc, size_t max,
+			  char **ret, size_t *ret_len, struct err *err);
 int img_s3_open(const struct img_store_config *cfg, const struct img_ref *ref,
 		struct img_source **ret, struct err *err);
 

@@ -351,6 +351,10 @@ int64_t img_gc(struct img_store *s)
 			if (img_store_path(s, p, sizeof(p), "images/%s", imgs[i].hex) == 0 &&
 			    rm_rf(p) == 0) {
 				freed += imgs[i].size;
+				/* Its signature record goes too (cosign.c). */
+				if (img_store_path(s, p, sizeof(p), "refs/verified/%s",
+						   imgs[i].hex) == 0)
+					(void)unlink(p);
 				continue;
 			}
 		} else if (!set_has(&held, imgs[i].hex)) {

@@ -4,12 +4,17 @@
  * bounded in-memory bodies or a streaming blob sink, and CURLcode/HTTP status -> -errno with a
  * message quoting the server's own error text.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include "config.h"
 #include "fetch.h"
@@ -17,6 +22,145 @@
 #define CONNECT_TIMEOUT_S 20L
 #define LOW_SPEED_BYTES 1024L
 #define LOW_SPEED_TIME_S 60L
+#define POLL_MS 100 /* how often a transfer looks at its cancel flag and deadlines */
+
+uint64_t img_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+void img_xfer_init(struct img_xfer *x, const struct img_limits *lim, const atomic_bool *cancel,
+		   const char *name)
+{
+	x->cancel = cancel;
+	x->timeout_ms = lim->pull_timeout_ms;
+	x->deadline_ns = lim->pull_timeout_ms
+				 ? img_now_ns() + (uint64_t)lim->pull_timeout_ms * 1000000ULL
+				 : 0;
+	x->stall_ms = lim->stall_timeout_ms;
+	x->stopped = 0;
+	x->stop_msg[0] = '\0';
+	snprintf(x->name, sizeof(x->name), "%s", name);
+}
+
+void img_xfer_done(struct img_xfer *x)
+{
+	if (x->multi)
+		(void)curl_multi_cleanup(x->multi);
+	x->multi = NULL;
+}
+
+static int xfer_stop(struct img_xfer *x, int code, struct err *err, const char *fmt, ...)
+	_printf_(4, 5);
+static int xfer_stop(struct img_xfer *x, int code, struct err *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(x->stop_msg, sizeof(x->stop_msg), fmt, ap);
+	va_end(ap);
+	x->stopped = code;
+	return err_set(err, code, "%s", x->stop_msg);
+}
+
+static double secs(unsigned ms)
+{
+	return (double)ms / 1000.0;
+}
+
+int img_xfer_check(struct img_xfer *x, struct err *err)
+{
+	if (x->stopped)
+		return err_set(err, x->stopped, "%s", x->stop_msg);
+	if (x->cancel && atomic_load(x->cancel))
+		return xfer_stop(x, -ECANCELED, err, "pull of %.300s cancelled", x->name);
+	if (x->deadline_ns && img_now_ns() >= x->deadline_ns)
+		return xfer_stop(x, -ETIMEDOUT, err, "pull of %.300s timed out after %g s", x->name,
+				 secs(x->timeout_ms));
+	return 0;
+}
+
+int img_xfer_sleep(struct img_xfer *x, unsigned ms, struct err *err)
+{
+	uint64_t end = img_now_ns() + (uint64_t)ms * 1000000ULL;
+
+	for (;;) {
+		int r = img_xfer_check(x, err);
+		uint64_t now = img_now_ns();
+		struct timespec ts;
+		uint64_t step;
+
+		if (r < 0 || now >= end)
+			return r;
+		step = MIN(end - now, (uint64_t)POLL_MS * 1000000ULL);
+		ts = (struct timespec){.tv_sec = (time_t)(step / 1000000000ULL),
+				       .tv_nsec = (long)(step % 1000000000ULL)};
+		(void)nanosleep(&ts, NULL);
+	}
+}
+
+static bool v4_internal(uint32_t a)
+{
+	return (a >> 24) == 127 || (a >> 24) == 10 || (a >> 24) == 0 || (a >> 20) == 0xac1 ||
+	       (a >> 16) == 0xc0a8 || (a >> 16) == 0xa9fe || (a >> 22) == (100u << 2 | 1) ||
+	       (a >> 28) >= 0xe; /* multicast, reserved, broadcast */
+}
+
+int img_addr_class(const struct sockaddr *sa, size_t len)
+{
+	if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		return v4_internal(ntohl(in->sin_addr.s_addr)) ? IMG_ADDR_INTERNAL
+							       : IMG_ADDR_PUBLIC;
+	}
+	if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		const uint8_t *b = a->s6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a) || IN6_IS_ADDR_V4COMPAT(a)) {
+			uint32_t v4 = (uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 |
+				      (uint32_t)b[14] << 8 | b[15];
+			return v4_internal(v4) ? IMG_ADDR_INTERNAL : IMG_ADDR_PUBLIC;
+		}
+		if (IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_LOOPBACK(a) ||
+		    (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || /* link-local */
+		    (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) || /* site-local */
+		    (b[0] & 0xfe) == 0xfc ||		       /* ULA */
+		    b[0] == 0xff)			       /* multicast */
+			return IMG_ADDR_INTERNAL;
+		return IMG_ADDR_PUBLIC;
+	}
+	return IMG_ADDR_INTERNAL; /* nothing else is expected: refuse it once public */
+}
+
+/* Every socket curl opens: close-on-exec (no child ever inherits a registry connection), and
+ * the address policy applied to the address actually connected. */
+static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct img_xfer *x = ud;
+
+	if (purpose == CURLSOCKTYPE_IPCXN) {
+		int cls = img_addr_class(&a->addr, a->addrlen);
+
+		if (!x->origin_class) {
+			x->origin_class = cls;
+		} else if (x->origin_class == IMG_ADDR_PUBLIC && cls != IMG_ADDR_PUBLIC) {
+			char host[INET6_ADDRSTRLEN] = "?";
+			const void *p =
+				a->family == AF_INET6
+					? (const void *)&((struct sockaddr_in6 *)&a->addr)
+						  ->sin6_addr
+					: (const void *)&((struct sockaddr_in *)&a->addr)->sin_addr;
+			(void)inet_ntop(a->family, p, host, sizeof(host));
+			snprintf(x->refused, sizeof(x->refused), "%s", host);
+			return CURL_SOCKET_BAD;
+		}
+	}
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
 
 void img_sanitize(const char *s, size_t len, char *buf, size_t size)
 {
@@ -62,13 +206,15 @@ void img_http_resp_done(struct img_http_resp *r)
 	r->len = 0;
 }
 
-CURL *img_http_new(void)
+CURL *img_http_new(struct img_xfer *x)
 {
 	CURL *c = curl_easy_init();
 
 	if (!c)
 		return NULL;
 	if (curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, x) != CURLE_OK ||
 	    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S) != CURLE_OK ||
 	    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, LOW_SPEED_BYTES) != CURLE_OK ||
 	    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, LOW_SPEED_TIME_S) != CURLE_OK ||
@@ -239,12 +385,66 @@ bool img_http_retryable(int r)
 	return r == -ECONNRESET || r == -ETIMEDOUT || r == -EHOSTUNREACH;
 }
 
-int img_http_perform(CURL *c, const char *url, struct curl_slist *headers, struct img_http_resp *r,
-		     const char *who, struct err *err)
+/* Run c on x's multi handle until it ends, x is cancelled, or a deadline passes. 0 with the
+ * transfer's result in *ret, or x's stop reason. */
+static int run(struct img_xfer *x, CURL *c, CURLcode *ret, struct err *err)
+{
+	uint64_t last = img_now_ns();
+	curl_off_t seen = -1;
+	int r = 0;
+
+	if (!x->multi && !(x->multi = curl_multi_init()))
+		return err_set(err, -ENOMEM, "out of memory");
+	if (curl_multi_add_handle(x->multi, c) != CURLM_OK)
+		return err_set(err, -ENOMEM, "cannot start a transfer");
+	*ret = CURLE_RECV_ERROR;
+	for (;;) {
+		int running = 0, queued;
+		bool done = false;
+		curl_off_t dl = 0;
+		long hdr = 0;
+		CURLMsg *msg;
+		uint64_t now;
+
+		if (curl_multi_perform(x->multi, &running) != CURLM_OK) {
+			*ret = CURLE_OUT_OF_MEMORY;
+			break;
+		}
+		while ((msg = curl_multi_info_read(x->multi, &queued)))
+			if (msg->msg == CURLMSG_DONE && msg->easy_handle == c) {
+				*ret = msg->data.result;
+				done = true;
+			}
+		if (done || !running)
+			break;
+		r = img_xfer_check(x, err);
+		if (r < 0)
+			break;
+		now = img_now_ns();
+		(void)curl_easy_getinfo(c, CURLINFO_SIZE_DOWNLOAD_T, &dl);
+		(void)curl_easy_getinfo(c, CURLINFO_HEADER_SIZE, &hdr);
+		if (dl + hdr != seen) {
+			seen = dl + hdr;
+			last = now;
+		} else if (x->stall_ms && now - last >= (uint64_t)x->stall_ms * 1000000ULL) {
+			r = xfer_stop(x, -ETIMEDOUT, err,
+				      "pull of %.300s stalled: no data for %g s", x->name,
+				      secs(x->stall_ms));
+			break;
+		}
+		(void)curl_multi_poll(x->multi, NULL, 0, POLL_MS, NULL);
+	}
+	(void)curl_multi_remove_handle(x->multi, c);
+	return r;
+}
+
+int img_http_perform(struct img_xfer *x, CURL *c, const char *url, struct curl_slist *headers,
+		     struct img_http_resp *r, const char *who, struct err *err)
 {
 	struct write_ctx w = {.c = c, .r = r};
 	char range[48];
-	CURLcode cc;
+	CURLcode cc = CURLE_OK;
+	int q;
 
 	img_http_resp_done(r);
 	r->status = 0;
@@ -256,6 +456,10 @@ int img_http_perform(CURL *c, const char *url, struct curl_slist *headers, struc
 	r->range_start = -1;
 	if (!r->body_max)
 		r->body_max = 64 * 1024;
+	x->refused[0] = '\0';
+	q = img_xfer_check(x, err);
+	if (q < 0)
+		return q;
 	snprintf(range, sizeof(range), "%ld-", r->resume_from);
 	if (curl_easy_setopt(c, CURLOPT_URL, url) != CURLE_OK ||
 	    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers) != CURLE_OK ||
@@ -265,11 +469,20 @@ int img_http_perform(CURL *c, const char *url, struct curl_slist *headers, struc
 	    curl_easy_setopt(c, CURLOPT_WRITEDATA, &w) != CURLE_OK ||
 	    curl_easy_setopt(c, CURLOPT_RANGE, r->resume_from > 0 ? range : NULL) != CURLE_OK)
 		return err_set(err, -EINVAL, "%s: setting up the request failed", who);
-	cc = curl_easy_perform(c);
+	q = run(x, c, &cc, err);
 	(void)curl_easy_setopt(c, CURLOPT_RANGE, NULL);
 	prereq_status(c, r);
+	if (q < 0)
+		return q;
 	if (cc == CURLE_OK)
 		return 0;
+	if (x->refused[0])
+		return err_set(err, -EACCES,
+			       "%s: refusing to connect to internal address %s (redirect or token "
+			       "realm of a public registry)",
+			       who, x->refused);
+	if (r->sink_error == -ENOSPC)
+		return err_set(err, -ENOSPC, "%s: disk full writing the download", who);
 	if (r->sink_error == -EFBIG)
 		return err_set(err, -EBADMSG, "%s: blob larger than its descriptor says", who);
 	if (r->sink_error == -ECONNRESET)

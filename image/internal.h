@@ -5,6 +5,7 @@
  */
 #pragma once
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,6 +21,9 @@ struct img_descriptor {
  * the node's platform). */
 struct img_manifest {
 	char digest[IMG_DIGEST_MAX]; /* digest of the manifest bytes */
+	/* The index the reference named, when it named one ("" otherwise; registries only):
+	 * cosign signs that digest when given a multi-platform tag. */
+	char index_digest[IMG_DIGEST_MAX];
 	struct img_descriptor config;
 	struct img_descriptor *layers; /* n_layers entries, base first */
 	size_t n_layers;
@@ -27,10 +31,13 @@ struct img_manifest {
 void img_manifest_done(struct img_manifest *m);
 
 /* A connection to where an image lives: a registry (v2 API) or an S3 OCI archive. One per
- * pull, used by one thread. */
+ * pull, used by one thread at a time. Every request is bounded by cfg's limits: the total
+ * deadline runs from this open, and cancel (may be NULL) ends requests with -ECANCELED. */
 struct img_source;
 int img_source_open(const struct img_store_config *cfg, const struct img_ref *ref,
-		    struct img_source **ret, struct err *err);
+		    const atomic_bool *cancel, struct img_source **ret, struct err *err);
+/* Watch another flag from now on (the store hands a caller's source to a shared pull). */
+void img_source_set_cancel(struct img_source *src, const atomic_bool *cancel);
 struct img_source *img_source_free(struct img_source *src);
 
 /* Resolve the reference to its manifest. Errors (-ENOENT unknown image, -EACCES unauthorized,

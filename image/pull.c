@@ -4,6 +4,8 @@
  * thread while this thread unpacks the ones already there (download and unpack overlap), then
  * the ext4 root disk. Everything happens in tmp/<hex>.XXXXXX, renamed to images/<hex> at the
  * end, so a crash or failure never leaves a half-built image where the store would use it.
+ * Before anything is fetched the declared sizes are checked against the store's limits, and
+ * before each blob the free space (blob plus the disk reserve) of the state directory.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +24,6 @@
 #include "internal.h"
 #include "macro.h"
 
-#define CONFIG_BLOB_MAX (8u << 20)
 #define BLOB_PATH_MAX 4096
 
 /* Shared between the unpacking (calling) thread and the fetch thread. */
@@ -31,7 +32,8 @@ struct pipeline {
 	struct img_source *src; /* used by the fetch thread only, once it runs */
 	const struct img_manifest *m;
 	char (*paths)[BLOB_PATH_MAX];
-	atomic_bool cancel;
+	atomic_bool cancel;	  /* the unpack is over: the fetch thread stops */
+	const atomic_bool *abort; /* nobody waits for this pull any more (may be NULL) */
 
 	/* Protects all below and serialises progress callbacks. Taken before img_store.lock
 	 * (the progress relay takes that inside a callback), never after it. */
@@ -73,6 +75,7 @@ static void on_bytes(void *ud, uint64_t bytes)
 static int ensure_blob(struct pipeline *p, const struct img_descriptor *d, char *path,
 		       struct err *err)
 {
+	char dir[BLOB_PATH_MAX], what[128];
 	struct stat st;
 	int r;
 
@@ -84,6 +87,14 @@ static int ensure_blob(struct pipeline *p, const struct img_descriptor *d, char 
 		return err_set(err, r, "state directory path too long");
 	if (stat(path, &st) == 0 && (uint64_t)st.st_size == d->size)
 		return 0;
+	/* Room for the blob plus the reserve, before a byte is fetched. */
+	r = img_store_path(p->s, dir, sizeof(dir), "blobs");
+	if (r < 0)
+		return err_set(err, r, "state directory path too long");
+	snprintf(what, sizeof(what), "blob %.80s", d->digest);
+	r = img_check_space(dir, d->size, p->s->limits.disk_reserve, what, err);
+	if (r < 0)
+		return r;
 	return img_source_fetch_blob(p->src, d, path, on_bytes, p, err);
 }
 
@@ -91,6 +102,7 @@ static void *fetch_thread(void *ud)
 {
 	struct pipeline *p = ud;
 
+	/* An abort ends the source's transfers (its cancel flag), so no extra check here. */
 	for (size_t i = 0; i < p->m->n_layers && !atomic_load(&p->cancel); i++) {
 		struct err err = {0};
 		int r = ensure_blob(p, &p->m->layers[i], p->paths[i], &err);
@@ -174,7 +186,7 @@ static int load_config(struct pipeline *p, struct img_config *ret, struct err *e
 		if (r < 0)
 			return r;
 	}
-	r = read_file_bounded(path, CONFIG_BLOB_MAX, &buf, &len);
+	r = read_file_bounded(path, (size_t)p->s->limits.max_config_bytes, &buf, &len);
 	if (r < 0)
 		return err_set(err, r, "cannot read image config: %s", strerror(-r));
 	r = img_config_parse(buf, len, ret, err);
@@ -193,12 +205,13 @@ static int unpack_all(struct pipeline *p, const struct img_config *cfg, const ch
 		      struct err *err)
 {
 	struct img_unpack u;
-	struct img_unpack_limits lim = {.max_bytes = p->s->cfg.max_image_bytes};
+	struct img_unpack_limits lim = {.max_bytes = p->s->limits.max_image_bytes};
 	int r;
 
 	r = img_unpack_init(&u, rootfs, &lim, err);
 	if (r < 0)
 		return r;
+	u.stop = p->abort;
 	for (size_t i = 0; i < p->m->n_layers; i++) {
 		_cleanup_close_ int fd = -EBADF;
 
@@ -309,8 +322,40 @@ static int build_in(struct pipeline *p, const char *tmp, struct err *err)
 	return 0;
 }
 
+/* The declared sizes against the limits, before anything is fetched. */
+static int check_declared(const struct img_limits *lim, const struct img_manifest *m,
+			  struct err *err)
+{
+	uint64_t total = m->config.size;
+
+	if (m->config.size > lim->max_config_bytes)
+		return err_set(err, -EFBIG,
+			       "image config %.80s declares %" PRIu64
+			       " bytes, over the limit of %" PRIu64,
+			       m->config.digest, m->config.size, lim->max_config_bytes);
+	for (size_t i = 0; i < m->n_layers; i++) {
+		const struct img_descriptor *d = &m->layers[i];
+
+		if (d->size > lim->max_layer_bytes)
+			return err_set(err, -EFBIG,
+				       "layer %.80s declares %" PRIu64
+				       " bytes, over the limit of %" PRIu64,
+				       d->digest, d->size, lim->max_layer_bytes);
+		if (d->size > UINT64_MAX - total)
+			total = UINT64_MAX;
+		else
+			total += d->size;
+	}
+	if (total > lim->max_image_bytes)
+		return err_set(err, -EFBIG,
+			       "image declares %" PRIu64
+			       " bytes of blobs, over the limit of %" PRIu64,
+			       total, lim->max_image_bytes);
+	return 0;
+}
+
 int img_build_image(struct img_store *s, struct img_source *src, const struct img_manifest *m,
-		    img_progress_cb cb, void *ud, struct err *err)
+		    img_progress_cb cb, void *ud, const atomic_bool *abort, struct err *err)
 {
 	struct pipeline p = {
 		.s = s,
@@ -319,10 +364,14 @@ int img_build_image(struct img_store *s, struct img_source *src, const struct im
 		.cb = cb,
 		.ud = ud,
 		.phase = "pulling",
+		.abort = abort,
 	};
 	char tmp[3072];
 	int r;
 
+	r = check_declared(&s->limits, m, err);
+	if (r < 0)
+		return r;
 	p.total = m->config.size;
 	for (size_t i = 0; i < m->n_layers; i++)
 		p.total += m->layers[i].size;

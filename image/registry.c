@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "fetch.h"
 
@@ -67,6 +66,40 @@ static int basic_header(const struct img_creds *c, char *buf, size_t size)
 	return 0;
 }
 
+/* OAuth2 (Docker's token spec): trade the identity (refresh) token for an access token with a
+ * form POST to the realm. The request body holds the secret and is wiped after. */
+static int post_refresh(struct registry *reg, const struct img_challenge *ch, const char *scope,
+			struct img_http_resp *resp, const char *who, struct err *err)
+{
+	_cleanup_(curl_slist_free_allp) struct curl_slist *hdrs = NULL;
+	size_t size = sizeof(reg->creds.identity_token) * 3 + 4096;
+	char *body = malloc(size);
+	int r;
+
+	if (!body)
+		return -ENOMEM;
+	snprintf(body, size, "grant_type=refresh_token&client_id=mvmfs&service=");
+	r = img_url_escape(ch->service, false, body, size);
+	if (r >= 0 && strlen(body) + 8 < size) {
+		memcpy(body + strlen(body), "&scope=", 8);
+		r = img_url_escape(scope, false, body, size);
+	}
+	if (r >= 0 && strlen(body) + 16 < size) {
+		memcpy(body + strlen(body), "&refresh_token=", 16);
+		r = img_url_escape(reg->creds.identity_token, false, body, size);
+	}
+	hdrs = curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded");
+	if (r >= 0 && hdrs && curl_easy_setopt(reg->curl, CURLOPT_COPYPOSTFIELDS, body) == CURLE_OK)
+		r = img_http_perform(&reg->base.xfer, reg->curl, ch->realm, hdrs, resp, who, err);
+	else
+		r = err_set(err, r < 0 ? -EINVAL : -ENOMEM, "%s: cannot build the token request",
+			    who);
+	(void)curl_easy_setopt(reg->curl, CURLOPT_HTTPGET, 1L); /* back to GET, copy freed */
+	explicit_bzero(body, size);
+	free(body);
+	return r;
+}
+
 /* Ask the token endpoint named by a Bearer challenge for a pull token. */
 static int get_token(struct registry *reg, const struct img_challenge *ch, struct err *err)
 {
@@ -96,6 +129,13 @@ static int get_token(struct registry *reg, const struct img_challenge *ch, struc
 		return err_set(err, -EACCES,
 			       "%s: token realm '%s' is plain HTTP, not sending credentials there",
 			       reg->who, ch->realm);
+	snprintf(who, sizeof(who), "%s token endpoint", reg->who);
+	if (reg->creds.identity_token[0]) {
+		r = post_refresh(reg, ch, scope, &resp, who, err);
+		if (r < 0)
+			return r;
+		goto answer;
+	}
 	if (reg->have_creds) {
 		r = basic_header(&reg->creds, basic, sizeof(basic));
 		if (r < 0)
@@ -105,10 +145,16 @@ static int get_token(struct registry *reg, const struct img_challenge *ch, struc
 		if (!hdrs)
 			return -ENOMEM;
 	}
-	snprintf(who, sizeof(who), "%s token endpoint", reg->who);
-	r = img_http_perform(reg->curl, url, hdrs, &resp, who, err);
+	r = img_http_perform(&reg->base.xfer, reg->curl, url, hdrs, &resp, who, err);
 	if (r < 0)
 		return r;
+answer:
+	if (resp.status != 200 && reg->creds.identity_token[0] &&
+	    (resp.status == 400 || resp.status == 401)) {
+		img_http_resp_done(&resp);
+		return err_set(err, -EACCES, "%s: identity token refused (HTTP %ld)", who,
+			       resp.status);
+	}
 	if (resp.status != 200) {
 		r = img_http_status_error(&resp, who, NULL, err);
 		img_http_resp_done(&resp);
@@ -142,7 +188,7 @@ static int authenticate(struct registry *reg, const struct img_http_resp *resp, 
 	if (img_auth_parse_challenge(resp->www_authenticate, &ch) < 0)
 		return 0;
 	if (strcmp(ch.scheme, "basic") == 0) {
-		if (!reg->have_creds || reg->auth_is_basic)
+		if (!reg->have_creds || !reg->creds.user[0] || reg->auth_is_basic)
 			return 0;
 		if (basic_header(&reg->creds, reg->auth, sizeof(reg->auth)) < 0)
 			return err_set(err, -EINVAL, "%s: credentials too long", reg->who);
@@ -169,7 +215,7 @@ static int request(struct registry *reg, const char *url, const char *accept,
 				return -ENOMEM;
 			hdrs = n;
 		}
-		r = img_http_perform(reg->curl, url, hdrs, resp, reg->who, err);
+		r = img_http_perform(&reg->base.xfer, reg->curl, url, hdrs, resp, reg->who, err);
 		if (r < 0 || resp->status != 401 || attempt > 0)
 			return r;
 		r = authenticate(reg, resp, err);
@@ -189,11 +235,11 @@ static int fetch_manifest(struct registry *reg, const char *reference, const cha
 	if ((size_t)snprintf(url, sizeof(url), "%s/manifests/%s", reg->base_url, reference) >=
 	    sizeof(url))
 		return err_set(err, -EINVAL, "%s: URL too long", reg->who);
-	resp->body_max = IMG_MANIFEST_MAX;
+	resp->body_max = (size_t)reg->base.limits.max_manifest_bytes;
 	r = request(reg, url, "Accept: " IMG_MANIFEST_ACCEPT, resp, err);
 	if (r == -EFBIG)
-		return err_set(err, -EFBIG, "%s: manifest %s larger than %u bytes", reg->who, what,
-			       IMG_MANIFEST_MAX);
+		return err_set(err, -EFBIG, "%s: manifest %s larger than %zu bytes", reg->who, what,
+			       resp->body_max);
 	if (r < 0)
 		return r;
 	if (resp->status != 200)
@@ -217,7 +263,7 @@ static int registry_resolve(struct img_source *src, struct img_manifest *ret, st
 	struct registry *reg = (struct registry *)src;
 	struct img_descriptor pick = {};
 	struct img_manifest m = {};
-	char digest[IMG_DIGEST_MAX], name[400];
+	char digest[IMG_DIGEST_MAX], name[400], index_digest[IMG_DIGEST_MAX] = "";
 	bool have_pick = false;
 	int r;
 
@@ -233,6 +279,12 @@ static int registry_resolve(struct img_source *src, struct img_manifest *ret, st
 
 		snprintf(name, sizeof(name), "%s%c%s", src->ref.repository,
 			 img_digest_is_valid(reference) ? '@' : ':', reference);
+		if (have_pick && pick.size > src->limits.max_manifest_bytes)
+			return err_set(
+				err, -EFBIG,
+				"%s: manifest %s declares %llu bytes, over the limit of %llu",
+				reg->who, name, (unsigned long long)pick.size,
+				(unsigned long long)src->limits.max_manifest_bytes);
 		r = fetch_manifest(reg, reference, expect, &resp, digest, err);
 		if (r >= 0 && have_pick && resp.len != pick.size)
 			r = err_set(err, -EBADMSG, "%s: manifest %s is %zu bytes, index says %llu",
@@ -251,10 +303,13 @@ static int registry_resolve(struct img_source *src, struct img_manifest *ret, st
 		if (depth >= 2)
 			return err_set(err, -EPROTONOSUPPORT,
 				       "%s: %s: image indexes nested too deep", reg->who, name);
+		if (depth == 0)
+			memcpy(index_digest, digest, IMG_DIGEST_MAX);
 		pick = next;
 		have_pick = true;
 	}
 	memcpy(m.digest, digest, IMG_DIGEST_MAX);
+	memcpy(m.index_digest, index_digest, IMG_DIGEST_MAX);
 	*ret = m;
 	return 0;
 }
@@ -308,10 +363,11 @@ static int registry_fetch_blob(struct img_source *src, const struct img_descript
 		img_http_resp_done(&resp);
 		if (r >= 0)
 			break;
-		if (!img_http_retryable(r) || attempt >= BLOB_ATTEMPTS)
+		if (!img_http_retryable(r) || attempt >= BLOB_ATTEMPTS || reg->base.xfer.stopped)
 			return err ? err->code : r;
-		struct timespec ts = {.tv_nsec = 200000000L * attempt};
-		(void)nanosleep(&ts, NULL);
+		r = img_xfer_sleep(&reg->base.xfer, 200u * (unsigned)attempt, err);
+		if (r < 0)
+			return r;
 	}
 	return img_blob_writer_commit(&w, desc->digest, reg->who, err);
 }
@@ -322,6 +378,7 @@ static void registry_free(struct img_source *src)
 
 	if (reg->curl)
 		curl_easy_cleanup(reg->curl);
+	img_xfer_done(&reg->base.xfer);
 	explicit_bzero(&reg->creds, sizeof(reg->creds));
 	explicit_bzero(reg->auth, sizeof(reg->auth));
 	free(reg);
@@ -350,17 +407,70 @@ int img_registry_open(const struct img_store_config *cfg, const struct img_ref *
 	snprintf(reg->who, sizeof(reg->who), "registry %s", ref->registry);
 	snprintf(reg->base_url, sizeof(reg->base_url), "%s://%s/v2/%s",
 		 is_insecure(cfg, ref->registry) ? "http" : "https", host, ref->repository);
-	r = img_auth_load(cfg ? cfg->docker_config : NULL, ref->registry, &reg->creds, err);
+	r = img_auth_load(cfg ? cfg->docker_config : NULL, ref->registry,
+			  cfg ? cfg->cred_helper_timeout_ms : 0, &reg->creds, err);
 	if (r < 0 && r != -ENOENT) {
 		registry_free(&reg->base);
 		return r;
 	}
 	reg->have_creds = r == 0;
-	reg->curl = img_http_new();
+	reg->curl = img_http_new(&reg->base.xfer);
 	if (!reg->curl) {
 		registry_free(&reg->base);
 		return -ENOMEM;
 	}
 	*ret = &reg->base;
 	return 0;
+}
+
+/* ---- for signature checks (cosign.c) ---- */
+
+int img_registry_get_manifest(struct img_source *src, const char *reference, char **ret,
+			      size_t *ret_len, struct err *err)
+{
+	struct registry *reg = (struct registry *)src;
+	struct img_http_resp resp = {};
+	char digest[IMG_DIGEST_MAX];
+	int r;
+
+	if (src->ops != &registry_ops)
+		return err_set(err, -EPROTONOSUPPORT, "signatures live in registries only");
+	r = fetch_manifest(reg, reference, NULL, &resp, digest, err);
+	if (r < 0) {
+		img_http_resp_done(&resp);
+		return r;
+	}
+	*ret = resp.body ? resp.body : strdup("");
+	*ret_len = resp.len;
+	return *ret ? 0 : -ENOMEM;
+}
+
+int img_registry_get_blob(struct img_source *src, const struct img_descriptor *desc, size_t max,
+			  char **ret, size_t *ret_len, struct err *err)
+{
+	struct registry *reg = (struct registry *)src;
+	struct img_http_resp resp = {.body_max = max};
+	char url[1024], digest[IMG_DIGEST_MAX];
+	int r;
+
+	if (src->ops != &registry_ops)
+		return err_set(err, -EPROTONOSUPPORT, "signatures live in registries only");
+	if (!img_digest_is_valid(desc->digest) || desc->size > max)
+		return err_set(err, -EINVAL, "%s: bad blob descriptor", reg->who);
+	snprintf(url, sizeof(url), "%s/blobs/%s", reg->base_url, desc->digest);
+	r = request(reg, url, NULL, &resp, err);
+	if (r >= 0 && resp.status != 200)
+		r = img_http_status_error(&resp, reg->who, desc->digest, err);
+	if (r >= 0 && (resp.len != desc->size ||
+		       img_digest_buf(resp.body ? resp.body : "", resp.len, digest) < 0 ||
+		       strcmp(digest, desc->digest) != 0))
+		r = err_set(err, -EBADMSG, "%s: blob %s does not match its digest and size",
+			    reg->who, desc->digest);
+	if (r < 0) {
+		img_http_resp_done(&resp);
+		return r;
+	}
+	*ret = resp.body ? resp.body : strdup("");
+	*ret_len = resp.len;
+	return *ret ? 0 : -ENOMEM;
 }

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <libgen.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,49 @@
 #define ROOT_DISK_MIN (64 * MIB)
 #define DATA_DISK_MIN (4 * MIB)
 #define INODE_SIZE 256
+
+static _Atomic uint64_t disk_reserve = IMG_DEFAULT_DISK_RESERVE;
+
+void img_disk_reserve_set(uint64_t bytes)
+{
+	atomic_store(&disk_reserve, bytes);
+}
+
+uint64_t img_disk_reserve(void)
+{
+	return atomic_load(&disk_reserve);
+}
+
+static const char *human(uint64_t v, char *buf, size_t size)
+{
+	if (v >= 10 * MIB)
+		snprintf(buf, size, "%" PRIu64 " MiB", (uint64_t)(v / MIB));
+	else if (v >= 10 * 1024)
+		snprintf(buf, size, "%" PRIu64 " KiB", v / 1024);
+	else
+		snprintf(buf, size, "%" PRIu64 " bytes", v);
+	return buf;
+}
+
+int img_check_space(const char *dir, uint64_t need, uint64_t reserve, const char *what,
+		    struct err *err)
+{
+	struct statvfs vfs;
+	uint64_t avail;
+	char a[32], b[32], c[32];
+
+	if (statvfs(dir, &vfs) < 0)
+		return err_set(err, -errno, "cannot check free space in %s: %s", dir,
+			       strerror(errno));
+	avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	if (avail >= need && avail - need >= reserve)
+		return 0;
+	return err_set(err, -ENOSPC,
+		       "disk full: %s needs %s, the state directory's filesystem has %s free and "
+		       "keeps %s in reserve",
+		       what, human(need, a, sizeof(a)), human(avail, b, sizeof(b)),
+		       human(reserve, c, sizeof(c)));
+}
 
 static const char *mkfs_path(void)
 {
@@ -59,6 +103,9 @@ static int run_mkfs(char *const *args, struct err *err)
 		r = posix_spawn_file_actions_adddup2(&fa, p[1], 1);
 	if (r == 0)
 		r = posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+	/* Nothing else of the daemon's reaches mkfs, close-on-exec or not. */
+	if (r == 0)
+		r = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 	if (r == 0)
 		r = prog[0] == '/' ? posix_spawn(&pid, prog, &fa, NULL, argv, environ)
 				   : posix_spawnp(&pid, prog, &fa, NULL, argv, environ);
@@ -208,6 +255,13 @@ int img_make_root_disk(const char *dir, const char *path, struct err *err)
 		struct statvfs vfs;
 		char dirbuf[4096];
 
+		/* The disk will hold about the tree's bytes; the reserve stays free. */
+		snprintf(dirbuf, sizeof(dirbuf), "%s", path);
+		r = img_check_space(dirname(dirbuf), bytes + bytes / 10, img_disk_reserve(),
+				    "the root disk", err);
+		if (r < 0)
+			return r;
+
 		r = make_sparse(path, size, err);
 		if (r < 0)
 			return r;
@@ -245,6 +299,17 @@ int img_make_data_disk(const char *path, uint64_t size, struct err *err)
 	if (size < DATA_DISK_MIN)
 		return err_set(err, -EINVAL, "data disk size %" PRIu64 " is below %llu MiB", size,
 			       DATA_DISK_MIN / MIB);
+	{
+		/* Sparse: what mkfs writes (its metadata, well under 1/64 of the size) plus the
+		 * reserve must fit now. */
+		char dirbuf[4096];
+
+		snprintf(dirbuf, sizeof(dirbuf), "%s", path);
+		r = img_check_space(dirname(dirbuf), size / 64 + MIB, img_disk_reserve(),
+				    "the data disk", err);
+		if (r < 0)
+			return r;
+	}
 	r = make_sparse(path, size, err);
 	if (r < 0)
 		return r;

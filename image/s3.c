@@ -16,14 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "fetch.h"
 #include "fileio.h"
 
 #define S3_ATTEMPTS 5
-#define S3_DEFAULT_MAX (8ull << 30)
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 struct s3 {
@@ -104,7 +102,7 @@ static int download(struct s3 *s, struct err *err)
 	for (int attempt = 1;; attempt++) {
 		struct img_http_resp resp = {.sink = &w, .resume_from = (long)w.done};
 
-		r = img_http_perform(s->curl, s->url, hdrs, &resp, s->who, err);
+		r = img_http_perform(&s->base.xfer, s->curl, s->url, hdrs, &resp, s->who, err);
 		if (r == -EBADMSG)
 			r = err_set(err, -EFBIG, "%s: archive larger than %llu bytes", s->who,
 				    (unsigned long long)s->max_bytes);
@@ -124,10 +122,12 @@ static int download(struct s3 *s, struct err *err)
 			    w.done)
 			r = err_set(err, -ECONNRESET, "%s: transfer ended early", s->who);
 		img_http_resp_done(&resp);
-		if (r >= 0 || !img_http_retryable(r) || attempt >= S3_ATTEMPTS)
+		if (r >= 0 || !img_http_retryable(r) || attempt >= S3_ATTEMPTS ||
+		    s->base.xfer.stopped)
 			break;
-		struct timespec ts = {.tv_nsec = 200000000L * attempt};
-		(void)nanosleep(&ts, NULL);
+		r = img_xfer_sleep(&s->base.xfer, 200u * (unsigned)attempt, err);
+		if (r < 0)
+			break;
 	}
 	EVP_MD_CTX_free(w.md);
 	if (r < 0)
@@ -149,7 +149,7 @@ static int s3_version(struct img_source *src, char ret[IMG_VERSION_MAX], struct 
 		return r;
 	if (curl_easy_setopt(s->curl, CURLOPT_NOBODY, 1L) != CURLE_OK)
 		return -ENOMEM;
-	r = img_http_perform(s->curl, s->url, hdrs, &resp, s->who, err);
+	r = img_http_perform(&s->base.xfer, s->curl, s->url, hdrs, &resp, s->who, err);
 	/* Back to GET for download(). */
 	if (curl_easy_setopt(s->curl, CURLOPT_HTTPGET, 1L) != CURLE_OK && r >= 0)
 		r = -ENOMEM;
@@ -182,19 +182,30 @@ static int64_t open_entry(struct s3 *s, const char *name, struct archive **ret, 
 	a = archive_read_new();
 	if (!a)
 		return -ENOMEM;
+	/* Only the in-process decompressors: filter_all would run external programs (lrzip,
+	 * lzop, grzip...) from PATH on the object's bytes. A libarchive without built-in zstd
+	 * answers ARCHIVE_WARN ("using external program"): refused like any other. */
 	if (archive_read_support_format_tar(a) != ARCHIVE_OK ||
-	    archive_read_support_filter_all(a) != ARCHIVE_OK ||
-	    archive_read_open_fd(a, s->archive_fd, 65536) != ARCHIVE_OK)
-		return err_set(err, -EBADMSG, "%s: not a tar archive: %s", s->who,
-			       archive_error_string(a) ? archive_error_string(a) : "?");
+	    archive_read_support_filter_none(a) != ARCHIVE_OK ||
+	    archive_read_support_filter_gzip(a) != ARCHIVE_OK ||
+	    archive_read_support_filter_zstd(a) != ARCHIVE_OK)
+		return err_set(err, -EOPNOTSUPP,
+			       "%s: libarchive lacks built-in gzip/zstd/tar support", s->who);
+	if (archive_read_open_fd(a, s->archive_fd, 65536) != ARCHIVE_OK)
+		return err_set(err, -EBADMSG, "%s: not a tar archive (plain, gzip or zstd): %.200s",
+			       s->who, archive_error_string(a) ? archive_error_string(a) : "?");
 	for (;;) {
 		int r = archive_read_next_header(a, &e);
 		const char *p;
 
 		if (r == ARCHIVE_EOF)
 			return -ENOENT;
+		if (r == ARCHIVE_WARN && archive_error_string(a) &&
+		    strstr(archive_error_string(a), "external program"))
+			return err_set(err, -EOPNOTSUPP, "%s: refusing an external decompressor",
+				       s->who);
 		if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
-			return err_set(err, -EBADMSG, "%s: reading the archive: %s", s->who,
+			return err_set(err, -EBADMSG, "%s: reading the archive: %.200s", s->who,
 				       archive_error_string(a) ? archive_error_string(a) : "?");
 		p = archive_entry_pathname(e);
 		if (!p)
@@ -250,9 +261,10 @@ static int read_small(struct s3 *s, const char *name, char **ret, size_t *ret_le
 			       s->who, name);
 	if (size < 0)
 		return (int)size;
-	if (size > IMG_MANIFEST_MAX)
-		return err_set(err, -EFBIG, "%s: %s larger than %u bytes", s->who, name,
-			       IMG_MANIFEST_MAX);
+	if ((uint64_t)size > s->base.limits.max_manifest_bytes)
+		return err_set(err, -EFBIG, "%s: %s declares %lld bytes, over the limit of %llu",
+			       s->who, name, (long long)size,
+			       (unsigned long long)s->base.limits.max_manifest_bytes);
 	buf = malloc((size_t)size + 1);
 	if (!buf)
 		return -ENOMEM;
@@ -362,6 +374,7 @@ static void s3_free(struct img_source *src)
 
 	if (s->curl)
 		curl_easy_cleanup(s->curl);
+	img_xfer_done(&s->base.xfer);
 	safe_close(s->archive_fd);
 	explicit_bzero(&s->set, sizeof(s->set));
 	free(s);
@@ -390,7 +403,12 @@ int img_s3_open(const struct img_store_config *cfg, const struct img_ref *ref,
 	s->archive_fd = -EBADF;
 	img_platform_host(&s->base.platform);
 	snprintf(s->who, sizeof(s->who), "s3://%s/%s", ref->s3_bucket, ref->s3_key);
-	s->max_bytes = cfg && cfg->max_image_bytes ? cfg->max_image_bytes : S3_DEFAULT_MAX;
+	{
+		struct img_limits lim;
+
+		img_limits_fill(cfg, &lim);
+		s->max_bytes = lim.max_image_bytes;
+	}
 
 	r = img_s3_settings_load(&s->set, err);
 	if (r >= 0 &&
@@ -408,7 +426,7 @@ int img_s3_open(const struct img_store_config *cfg, const struct img_ref *ref,
 		snprintf(s->tmpdir, sizeof(s->tmpdir), "%s",
 			 (tmp = getenv("TMPDIR")) && *tmp ? tmp : "/var/tmp");
 
-	s->curl = img_http_new();
+	s->curl = img_http_new(&s->base.xfer);
 	snprintf(sigv4, sizeof(sigv4), "aws:amz:%s:s3", s->set.region);
 	if (!s->curl ||
 	    /* A signed request must not wander to another host. */

@@ -6,14 +6,19 @@
  *   images/<manifest-hex>/             rootfs.ext4, config.json (guest), manifest.json, size
  *   refs/holders/<holder>              manifest digest a VM holds (GC never drops it)
  *   refs/digests/<hex>                 index digest -> manifest digest, so digest refs stay local
+ *   refs/verified/<hex>                key that verified a signature of that digest (cosign.c)
  *   refs/tags/<sha256 of reference>    manifest digest a tag or s3:// reference last resolved
  *                                      to; for S3 a second line, the object's version
  *                                      (img_source_version), so an unchanged object is not
  *                                      downloaded again
  *   tmp/                               builds in progress; renamed into images/ when complete
  *
- * Concurrent img_prepare calls for one manifest digest coalesce: the first runs the pull, the
- * others wait on the store's condvar for its result.
+ * Concurrent img_prepare calls for one manifest digest coalesce into one pull, run by a thread
+ * of its own; every caller waits on the store's condvar (waking every 100 ms to look at its
+ * cancel flag). A caller that is cancelled leaves at once; the last one to leave aborts the
+ * pull (its transfers and unpack stop, its partial files are removed). Resolving a reference
+ * (manifest GETs, the S3 download) happens in the caller's thread, bounded by the same cancel
+ * flag and deadlines.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,9 +30,11 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "build.h"
+#include "cosign.h"
 #include "fileio.h"
 #include "internal.h"
 #include "log.h"
@@ -160,43 +167,63 @@ static void lookup_digest(struct img_store *s, const char *digest, char ret[IMG_
 		snprintf(ret, IMG_DIGEST_MAX, "%s", buf);
 }
 
-static void pull_unref(struct img_store *s, struct img_pull *pl)
+static void pull_unlist(struct img_store *s, struct img_pull *pl)
 {
-	if (--pl->users > 0)
+	if (!pl->listed)
 		return;
 	for (struct img_pull **pp = &s->pulls; *pp; pp = &(*pp)->next)
 		if (*pp == pl) {
 			*pp = pl->next;
 			break;
 		}
-	for (size_t i = 0; i < pl->n_blobs; i++)
+	pl->listed = false;
+	pthread_cond_broadcast(&s->cond); /* GC and img_store_free look at the list */
+}
+
+static void pull_free(struct img_pull *pl)
+{
+	for (size_t i = 0; pl->blobs && i < pl->n_blobs; i++)
 		free(pl->blobs[i]);
 	free(pl->blobs);
+	img_source_free(pl->src);
+	if (pl->m) {
+		img_manifest_done(pl->m);
+		free(pl->m);
+	}
+	pthread_mutex_destroy(&pl->cb_lock);
 	free(pl);
 }
 
-static struct img_pull *pull_new(const struct img_manifest *m)
+/* Under s->lock. */
+static void pull_unref(struct img_store *s, struct img_pull *pl)
+{
+	if (--pl->refs > 0)
+		return;
+	pull_unlist(s, pl);
+	pull_free(pl);
+}
+
+static struct img_pull *pull_new(struct img_store *s, const struct img_manifest *m)
 {
 	struct img_pull *pl = calloc(1, sizeof(*pl));
 
 	if (!pl)
 		return NULL;
+	pthread_mutex_init(&pl->cb_lock, NULL);
+	pl->s = s;
+	atomic_init(&pl->abort, false);
+	snprintf(pl->digest, sizeof(pl->digest), "%s", m->digest);
 	pl->blobs = calloc(m->n_layers + 1, sizeof(char *));
-	if (!pl->blobs) {
-		free(pl);
+	pl->m = calloc(1, sizeof(*pl->m));
+	if (!pl->blobs || !pl->m) {
+		pull_free(pl);
 		return NULL;
 	}
-	snprintf(pl->digest, sizeof(pl->digest), "%s", m->digest);
-	pl->users = 1;
 	for (size_t i = 0; i <= m->n_layers; i++) {
 		pl->blobs[i] = strdup(i == 0 ? m->config.digest : m->layers[i - 1].digest);
 		if (!pl->blobs[i]) {
 			pl->n_blobs = i;
-			pl->users = 0;
-			for (size_t j = 0; j < i; j++)
-				free(pl->blobs[j]);
-			free(pl->blobs);
-			free(pl);
+			pull_free(pl);
 			return NULL;
 		}
 	}
@@ -204,32 +231,120 @@ static struct img_pull *pull_new(const struct img_manifest *m)
 	return pl;
 }
 
-/* The puller's progress, passed to its caller and kept for the waiters of the same pull. */
-struct relay {
-	struct img_store *s;
-	struct img_pull *pl;
-	img_progress_cb cb;
-	void *ud;
-};
-
+/* The pull's progress: to the creating caller while it waits (from this thread, as before
+ * pulls had threads of their own), and kept for the other waiters. */
 static void relay_progress(void *ud, const struct img_progress *p)
 {
-	struct relay *rl = ud;
+	struct img_pull *pl = ud;
 
-	if (rl->cb)
-		rl->cb(rl->ud, p);
-	pthread_mutex_lock(&rl->s->lock);
-	rl->pl->progress = *p; /* phase points to a string constant */
-	rl->pl->progress_seq++;
-	pthread_cond_broadcast(&rl->s->cond);
-	pthread_mutex_unlock(&rl->s->lock);
+	pthread_mutex_lock(&pl->cb_lock);
+	if (pl->cb)
+		pl->cb(pl->ud, p);
+	pthread_mutex_unlock(&pl->cb_lock);
+	pthread_mutex_lock(&pl->s->lock);
+	pl->progress = *p; /* phase points to a string constant */
+	pl->progress_seq++;
+	pthread_cond_broadcast(&pl->s->cond);
+	pthread_mutex_unlock(&pl->s->lock);
 }
 
-/* Run the pull for m, or wait for the one already running. */
-static int pull_coalesced(struct img_store *s, struct img_source *src, const struct img_manifest *m,
-			  img_progress_cb cb, void *ud, struct err *err)
+static void *pull_thread(void *ud)
+{
+	struct img_pull *pl = ud;
+	struct img_store *s = pl->s;
+	struct err err = {0};
+	int r;
+
+	r = img_build_image(s, pl->src, pl->m, relay_progress, pl, &pl->abort, &err);
+	/* Its connections are closed here, not under the store lock. */
+	pl->src = img_source_free(pl->src);
+	if (r < 0 && atomic_load(&pl->abort))
+		r = err_set(&err, -ECANCELED, "pull of %s cancelled: nobody waits for it",
+			    pl->digest);
+	pthread_mutex_lock(&s->lock);
+	pl->done = true;
+	pl->result = r;
+	pl->err = err;
+	pull_unlist(s, pl);
+	pthread_cond_broadcast(&s->cond);
+	s->pull_threads--;
+	pull_unref(s, pl);
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+static void deadline_in(struct timespec *ts, long ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_nsec += ms * 1000000L;
+	ts->tv_sec += ts->tv_nsec / 1000000000L;
+	ts->tv_nsec %= 1000000000L;
+}
+
+#define WAIT_POLL_MS 100 /* a waiter looks at its cancel flag this often */
+
+/*
+ * Wait for pl under s->lock, holding a ref and counted in waiters. creator: its progress
+ * callback is called by the pull thread; others get the pull's progress relayed here. Drops
+ * the ref and returns the result, or -ECANCELED as soon as *cancel is set (aborting the pull
+ * if no waiter is left).
+ */
+static int pull_wait(struct img_store *s, struct img_pull *pl, bool creator, img_progress_cb cb,
+		     void *ud, const atomic_bool *cancel, const char *name, struct err *err)
+{
+	unsigned long seen = 0;
+	int r;
+
+	while (!pl->done) {
+		struct timespec ts;
+
+		if (cancel && atomic_load(cancel)) {
+			if (creator) {
+				/* No more calls into our caller's callback from the pull thread. */
+				pthread_mutex_unlock(&s->lock);
+				pthread_mutex_lock(&pl->cb_lock);
+				pl->cb = NULL;
+				pl->ud = NULL;
+				pthread_mutex_unlock(&pl->cb_lock);
+				pthread_mutex_lock(&s->lock);
+			}
+			if (--pl->waiters == 0 && !pl->done) {
+				atomic_store(&pl->abort, true);
+				pull_unlist(s, pl); /* a new caller starts afresh */
+			}
+			pull_unref(s, pl);
+			return err_set(err, -ECANCELED, "pull of %.300s cancelled", name);
+		}
+		if (!creator && cb && pl->progress_seq != seen) {
+			struct img_progress p = pl->progress;
+
+			seen = pl->progress_seq;
+			pthread_mutex_unlock(&s->lock);
+			cb(ud, &p);
+			pthread_mutex_lock(&s->lock);
+			continue;
+		}
+		deadline_in(&ts, WAIT_POLL_MS);
+		(void)pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+	}
+	r = pl->result;
+	if (r < 0 && err)
+		*err = pl->err;
+	pl->waiters--;
+	pull_unref(s, pl);
+	return r;
+}
+
+/* Run the pull for *m in a thread of its own (taking *srcp and *m), or join the one already
+ * running; wait for it. */
+static int pull_coalesced(struct img_store *s, struct img_source **srcp, struct img_manifest *m,
+			  img_progress_cb cb, void *ud, const atomic_bool *cancel, const char *name,
+			  struct err *err)
 {
 	struct img_pull *pl;
+	pthread_attr_t attr;
+	pthread_t thread;
+	bool creator = false;
 	int r;
 
 	pthread_mutex_lock(&s->lock);
@@ -240,52 +355,41 @@ static int pull_coalesced(struct img_store *s, struct img_source *src, const str
 	for (pl = s->pulls; pl; pl = pl->next)
 		if (strcmp(pl->digest, m->digest) == 0)
 			break;
-	if (pl) {
-		unsigned long seen = 0;
-
-		pl->users++;
-		/* Wait, passing the puller's progress on to our caller (outside the lock). */
-		while (!pl->done) {
-			if (pl->progress_seq != seen && cb) {
-				struct img_progress p = pl->progress;
-
-				seen = pl->progress_seq;
-				pthread_mutex_unlock(&s->lock);
-				cb(ud, &p);
-				pthread_mutex_lock(&s->lock);
-				continue;
-			}
-			pthread_cond_wait(&s->cond, &s->lock);
-		}
-		r = pl->result;
-		if (r < 0 && err)
-			*err = pl->err;
-		pull_unref(s, pl);
-		pthread_mutex_unlock(&s->lock);
-		return r;
-	}
-	pl = pull_new(m);
 	if (!pl) {
-		pthread_mutex_unlock(&s->lock);
-		return err_set(err, -ENOMEM, "out of memory");
+		pl = pull_new(s, m);
+		if (!pl) {
+			pthread_mutex_unlock(&s->lock);
+			return err_set(err, -ENOMEM, "out of memory");
+		}
+		pl->src = TAKE_PTR(*srcp);
+		*pl->m = *m; /* the pull thread owns the layers array now */
+		*m = (struct img_manifest){0};
+		snprintf(m->digest, sizeof(m->digest), "%s", pl->digest);
+		img_source_set_cancel(pl->src, &pl->abort);
+		pl->cb = cb;
+		pl->ud = ud;
+		pl->refs = 1; /* the thread's */
+		r = pthread_attr_init(&attr);
+		if (r == 0) {
+			(void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+			r = pthread_create(&thread, &attr, pull_thread, pl);
+			pthread_attr_destroy(&attr);
+		}
+		if (r != 0) {
+			pull_free(pl);
+			pthread_mutex_unlock(&s->lock);
+			return err_set(err, -r, "cannot start a pull thread: %s", strerror(r));
+		}
+		pl->listed = true;
+		pl->next = s->pulls;
+		s->pulls = pl;
+		s->pulls_started++;
+		s->pull_threads++;
+		creator = true;
 	}
-	pl->next = s->pulls;
-	s->pulls = pl;
-	s->pulls_started++;
-	pthread_mutex_unlock(&s->lock);
-
-	{
-		struct relay rl = {.s = s, .pl = pl, .cb = cb, .ud = ud};
-		r = img_build_image(s, src, m, relay_progress, &rl, &pl->err);
-	}
-
-	pthread_mutex_lock(&s->lock);
-	pl->done = true;
-	pl->result = r;
-	if (r < 0 && err)
-		*err = pl->err;
-	pthread_cond_broadcast(&s->cond);
-	pull_unref(s, pl);
+	pl->refs++;
+	pl->waiters++;
+	r = pull_wait(s, pl, creator, cb, ud, cancel, name, err);
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }
@@ -383,11 +487,13 @@ static bool warm_start(struct img_store *s, const struct img_ref *ref, const cha
 	return true;
 }
 
-int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_progress_cb cb,
-		void *ud, struct img_prepared *ret, struct err *err)
+/* img_prepare; key: the fingerprint of the key that vouched for the image (cosign.c). */
+static int prepare(struct img_store *s, const char *ref_s, const char *holder, img_progress_cb cb,
+		   void *ud, const atomic_bool *cancel, struct img_prepared *ret,
+		   char key[IMG_DIGEST_MAX], struct err *err)
 {
 	struct img_ref ref;
-	char digest[IMG_DIGEST_MAX];
+	char digest[IMG_DIGEST_MAX], name[IMG_REF_MAX];
 	int r;
 
 	if (err)
@@ -397,11 +503,20 @@ int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_
 	r = img_ref_parse(ref_s, &ref, err);
 	if (r < 0)
 		return r;
+	if (ref.is_s3 && s->keys)
+		return err_set(err, -EKEYREJECTED,
+			       "signature check failed for %s: s3:// images "
+			       "carry no cosign signatures",
+			       ref_s);
+	if (img_ref_format(&ref, name, sizeof(name)) < 0)
+		snprintf(name, sizeof(name), "%.200s", ref_s);
+	if (cancel && atomic_load(cancel))
+		return err_set(err, -ECANCELED, "pull of %.300s cancelled", name);
 
 	/* A digest we have needs no network at all. */
 	if (ref.digest[0] && img_hex_digest_ok(ref.digest)) {
 		lookup_digest(s, ref.digest, digest);
-		if (digest[0]) {
+		if (digest[0] && img_signature_cached(s, digest, key)) {
 			r = finish(s, digest, holder, ret, err);
 			if (r != -EAGAIN) {
 				if (r >= 0)
@@ -417,7 +532,7 @@ int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_
 		char version[IMG_VERSION_MAX] = "";
 
 		img_progress_emit(cb, ud, "resolving", 0, 0, 0, 0);
-		r = img_source_open(&s->cfg, &ref, &src, err);
+		r = img_source_open(&s->cfg, &ref, cancel, &src, err);
 		if (r >= 0 && !ref.digest[0]) {
 			r = img_source_version(src, version, err);
 			if (r >= 0 && warm_start(s, &ref, version, holder, cb, ud, ret, err, &r))
@@ -426,7 +541,7 @@ int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_
 		if (r >= 0)
 			r = img_source_resolve(src, &m, err);
 		if (r < 0 && registry_unreachable(r) && !ref.digest[0] &&
-		    cached_tag(s, &ref, digest, NULL)) {
+		    cached_tag(s, &ref, digest, NULL) && img_signature_cached(s, digest, key)) {
 			log_debug("registry unreachable (%s), starting from cached %s",
 				  err ? err->msg : "", digest);
 			r = finish(s, digest, holder, ret, err);
@@ -444,7 +559,9 @@ int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_
 		}
 		if (ref.digest[0])
 			save_alias(s, ref.digest, m.digest);
-		r = pull_coalesced(s, src, &m, cb, ud, err);
+		r = img_signature_check(s, src, &m, key, err);
+		if (r >= 0)
+			r = pull_coalesced(s, &src, &m, cb, ud, cancel, name, err);
 		if (r >= 0)
 			r = finish(s, m.digest, holder, ret, err);
 		if (r >= 0 && !ref.digest[0])
@@ -458,6 +575,23 @@ int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_
 		r = err_set(err, -EAGAIN, "image was collected while it was being prepared");
 	if (r >= 0)
 		img_progress_emit(cb, ud, "ready", 0, 0, 0, 0);
+	return r;
+}
+
+int img_prepare(struct img_store *s, const char *ref_s, const char *holder, img_progress_cb cb,
+		void *ud, const atomic_bool *cancel, struct img_prepared *ret, struct err *err)
+{
+	char key[IMG_DIGEST_MAX] = "";
+	int r = prepare(s, ref_s, holder, cb, ud, cancel, ret, key, err);
+
+	if (r >= 0)
+		snprintf(ret->verified_key, sizeof(ret->verified_key), "%s", key);
+	/* The message quotes what registries, archives and layers said (error texts, entry
+	 * names, parser context): it reaches the VM's error file as printable ASCII only. */
+	if (r < 0 && err)
+		for (char *p = err->msg; *p; p++)
+			if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+				*p = '?';
 	return r;
 }
 
@@ -490,7 +624,8 @@ int img_store_new(const struct img_store_config *cfg, struct img_store **ret, st
 	size_t n = 0;
 	char p[4096];
 	static const char *const dirs[] = {"blobs/sha256", "images",	"refs/holders",
-					   "refs/digests", "refs/tags", "tmp"};
+					   "refs/digests", "refs/tags", "refs/verified",
+					   "tmp"};
 	int r;
 
 	if (!cfg || !cfg->state_dir || !*cfg->state_dir)
@@ -500,7 +635,14 @@ int img_store_new(const struct img_store_config *cfg, struct img_store **ret, st
 		return err_set(err, -ENOMEM, "out of memory");
 	s->lock_fd = -EBADF;
 	pthread_mutex_init(&s->lock, NULL);
-	pthread_cond_init(&s->cond, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&s->cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	s->cfg = *cfg;
 	s->cfg.state_dir = strdup_or_null(cfg->state_dir, &oom);
 	s->cfg.docker_config = strdup_or_null(cfg->docker_config, &oom);
@@ -516,13 +658,21 @@ int img_store_new(const struct img_store_config *cfg, struct img_store **ret, st
 	for (size_t i = 0; s->insecure && i < n; i++)
 		s->insecure[i] = strdup_or_null(cfg->insecure[i], &oom);
 	s->cfg.insecure = (const char *const *)s->insecure;
-	if (s->cfg.max_image_bytes == 0)
-		s->cfg.max_image_bytes = IMG_DEFAULT_MAX_BYTES;
+	img_limits_fill(cfg, &s->limits);
+	s->cfg.limits = s->limits;
+	s->cfg.max_image_bytes = s->limits.max_image_bytes;
+	img_disk_reserve_set(s->limits.disk_reserve);
+	s->cfg.verify_keys = NULL; /* loaded into keys below; the paths are not kept */
 	if (oom) {
 		img_store_free(s);
 		return err_set(err, -ENOMEM, "out of memory");
 	}
 
+	r = img_keys_load(cfg->verify_keys, &s->keys, err);
+	if (r < 0) {
+		img_store_free(s);
+		return r;
+	}
 	for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
 		r = img_store_path(s, p, sizeof(p), "%s", dirs[i]);
 		if (r == 0)
@@ -555,12 +705,20 @@ struct img_store *img_store_free(struct img_store *s)
 {
 	if (!s)
 		return NULL;
+	/* Pulls nobody can wait for any more: abort them and wait for their threads. */
+	pthread_mutex_lock(&s->lock);
+	for (struct img_pull *pl = s->pulls; pl; pl = pl->next)
+		atomic_store(&pl->abort, true);
+	while (s->pull_threads > 0)
+		pthread_cond_wait(&s->cond, &s->lock);
+	pthread_mutex_unlock(&s->lock);
 	for (size_t i = 0; s->insecure && s->insecure[i]; i++)
 		free(s->insecure[i]);
 	free(s->insecure);
 	free((char *)s->cfg.state_dir);
 	free((char *)s->cfg.docker_config);
 	free(s->root);
+	img_keys_free(s->keys);
 	safe_close(s->lock_fd);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);

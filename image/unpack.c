@@ -727,6 +727,10 @@ int img_unpack_layer(struct img_unpack *u, int fd, const char *layer_name, const
 			r = archive_fail(&l, inner, s);
 			break;
 		}
+		if (u->stop && atomic_load(u->stop)) {
+			r = err_set(err, -ECANCELED, "layer %s: unpack cancelled", layer_name);
+			break;
+		}
 		r = apply_entry(&l, inner, e);
 		if (r == -EIO && (!err || err->code == 0))
 			r = archive_fail(&l, inner, s);

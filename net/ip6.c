@@ -274,6 +274,22 @@ void ip6_ula_from_random(const uint8_t rnd[7], struct in6_addr *ret)
 	memcpy(&ret->s6_addr[6], rnd + 5, 2); /* subnet id */
 }
 
+/* Special-purpose unicast ranges a VM may not hold: they are not one host's global address
+ * (site-local is deprecated and ambiguous, discard-only is a sink, the translation and tunnel
+ * ranges stand for IPv4 hosts or tunnel endpoints, so a guest holding one could pose as them).
+ * Documentation (2001:db8::/32) is accepted: labs and tests number their nodes with it. */
+static const struct {
+	const char *prefix;
+	unsigned len;
+	const char *what;
+} special[] = {
+	{"fec0::", 10, "site-local"},	  {"100::", 64, "discard-only"},
+	{"64:ff9b::", 96, "NAT64"},	  {"64:ff9b:1::", 48, "local-use NAT64"},
+	{"2001::", 32, "Teredo"},	  {"2002::", 16, "6to4"},
+	{"2001:10::", 28, "ORCHID"},	  {"2001:20::", 28, "ORCHIDv2"},
+	{"2001:2::", 48, "benchmarking"},
+};
+
 int ip6_host_parse(const char *s, size_t len, struct in6_addr *ret, char *why, size_t why_size)
 {
 	char buf[IP6_PREFIX_STRLEN + 1];
@@ -328,6 +344,18 @@ int ip6_host_parse(const char *s, size_t len, struct in6_addr *ret, char *why, s
 	    IN6_IS_ADDR_LINKLOCAL(&a)) {
 		(void)snprintf(why, why_size, "not a global or unique-local unicast address");
 		return -EINVAL;
+	}
+	for (size_t i = 0; i < sizeof(special) / sizeof(special[0]); i++) {
+		struct in6_addr p;
+
+		if (inet_pton(AF_INET6, special[i].prefix, &p) == 1 &&
+		    ip6_in_prefix(&a, &p, special[i].len)) {
+			(void)snprintf(
+				why, why_size,
+				"a %s address (%s/%u), expected global or unique-local unicast",
+				special[i].what, special[i].prefix, special[i].len);
+			return -EINVAL;
+		}
 	}
 	*ret = a;
 	return 0;

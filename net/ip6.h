@@ -37,7 +37,9 @@ uint64_t ip6_pool_size(unsigned len);
 
 /* Strict database value: "ADDR" or "ADDR/128" (inet text output or a text column), at most len
  * bytes (no NUL needed). Fills why (>= 128 bytes) with a reason on -EINVAL. Rejects IPv4 (also
- * IPv4-mapped/compatible), other prefix lengths, unspecified, loopback, multicast, link-local. */
+ * IPv4-mapped/compatible), other prefix lengths, unspecified, loopback, multicast, link-local,
+ * site-local, discard-only, NAT64, Teredo, 6to4, ORCHID and benchmarking ranges: what is left is
+ * global unicast (documentation 2001:db8::/32 included) and unique-local. */
 int ip6_host_parse(const char *s, size_t len, struct in6_addr *ret, char *why, size_t why_size);
 
 /* For prefixes with len > 64 and a pool that fits an index: the n-th allocatable address

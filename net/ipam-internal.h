@@ -35,9 +35,15 @@ int ipam_local_release(struct ipam_local *l, const char *name, struct err *err);
 /* Names with a lease, sorted, as one NULL-terminated block (free()). Returns the count. */
 int ipam_local_list(struct ipam_local *l, char ***ret, struct err *err);
 
-/* PostgreSQL: table instances(id, ip_address). Connects lazily. */
+/* PostgreSQL: table instances(id, ip_address). Connects lazily. Thread-safe: concurrent
+ * assignments use separate connections (a few are kept open between calls). timeout_ms bounds
+ * one whole assignment, connecting included (0: IPAM_PG_TIMEOUT_MS); a connection that misses it
+ * is dropped and the next call connects afresh. */
+#define IPAM_PG_TIMEOUT_MS 5000
 struct ipam_pg;
-int ipam_pg_new(const char *conninfo, struct ipam_pg **ret, struct err *err);
+int ipam_pg_new(const char *conninfo, unsigned timeout_ms, struct ipam_pg **ret, struct err *err);
+/* Make every call in flight, and every later one, fail at once with -EIO (shutdown). */
+void ipam_pg_cancel(struct ipam_pg *pg);
 struct ipam_pg *ipam_pg_free(struct ipam_pg *pg);
 int ipam_pg_assign(struct ipam_pg *pg, const struct in6_addr *prefix, unsigned len,
 		   const char *name, struct in6_addr *ret, struct err *err);

@@ -3,6 +3,7 @@
 #include "ipam.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -14,8 +15,9 @@
 struct ipam {
 	struct in6_addr prefix, gateway;
 	unsigned len;
-	struct ipam_pg *pg; /* exactly one of pg and local is set */
+	struct ipam_pg *pg; /* exactly one of pg and local is set; pg is thread-safe */
 	struct ipam_local *local;
+	pthread_mutex_t local_lock; /* serialises the local allocator's in-memory state */
 };
 
 static int random_bytes(void *buf, size_t n)
@@ -122,11 +124,12 @@ int ipam_new(const struct net_config *cfg, struct ipam **ret, struct err *err)
 		return r;
 	ip6_gateway(&ipam->prefix, ipam->len, &ipam->gateway);
 	if (cfg->database_url)
-		r = ipam_pg_new(cfg->database_url, &ipam->pg, err);
+		r = ipam_pg_new(cfg->database_url, cfg->database_timeout_ms, &ipam->pg, err);
 	else
 		r = ipam_local_new(cfg->state_dir, &ipam->local, err);
 	if (r < 0)
 		return r;
+	pthread_mutex_init(&ipam->local_lock, NULL);
 	*ret = TAKE_PTR(ipam);
 	return 0;
 }
@@ -137,6 +140,7 @@ struct ipam *ipam_free(struct ipam *ipam)
 		return NULL;
 	ipam_pg_free(ipam->pg);
 	ipam_local_free(ipam->local);
+	pthread_mutex_destroy(&ipam->local_lock);
 	free(ipam);
 	return NULL;
 }
@@ -153,28 +157,76 @@ int ipam_prefix(struct ipam *ipam, struct in6_addr *ret_prefix, unsigned *ret_le
 	return 0;
 }
 
+/* A stored address inside our prefix must be one the allocator could have handed out: not the
+ * bridge's gateway, not the subnet-router anycast or another reserved interface id. */
+static int check_in_prefix(struct ipam *ipam, const char *name, const struct in6_addr *a,
+			   struct err *err)
+{
+	char text[INET6_ADDRSTRLEN];
+
+	if (!ip6_in_prefix(a, &ipam->prefix, ipam->len) ||
+	    !ip6_is_excluded(a, &ipam->prefix, ipam->len))
+		return 0;
+	ip6_format(a, text, sizeof(text));
+	if (memcmp(a, &ipam->gateway, sizeof(*a)) == 0)
+		return err_set(err, -EINVAL,
+			       "instances.ip_address of '%s' is '%s': the node bridge's gateway "
+			       "address",
+			       name, text);
+	return err_set(err, -EINVAL,
+		       "instances.ip_address of '%s' is '%s': a reserved address of the node "
+		       "prefix (subnet-router anycast or reserved interface id)",
+		       name, text);
+}
+
 int ipam_assign(struct ipam *ipam, const char *name, struct in6_addr *ret, struct err *err)
 {
+	struct in6_addr a;
+	int r;
+
 	if (!name || !vm_name_is_valid(name))
 		return err_set(err, -EINVAL, "invalid VM name");
-	if (ipam->pg)
-		return ipam_pg_assign(ipam->pg, &ipam->prefix, ipam->len, name, ret, err);
-	return ipam_local_assign(ipam->local, &ipam->prefix, ipam->len, name, ret, err);
+	if (ipam->pg) {
+		r = ipam_pg_assign(ipam->pg, &ipam->prefix, ipam->len, name, &a, err);
+		if (r >= 0)
+			r = check_in_prefix(ipam, name, &a, err);
+	} else {
+		pthread_mutex_lock(&ipam->local_lock);
+		r = ipam_local_assign(ipam->local, &ipam->prefix, ipam->len, name, &a, err);
+		pthread_mutex_unlock(&ipam->local_lock);
+	}
+	if (r < 0)
+		return r;
+	*ret = a;
+	return 0;
 }
 
 int ipam_release(struct ipam *ipam, const char *name, struct err *err)
 {
+	int r;
+
 	if (!name || !vm_name_is_valid(name))
 		return err_set(err, -EINVAL, "invalid VM name");
 	/* With a database the platform owns the instances row and its address: the next mkdir
 	 * of the same name must get the same address back, so nothing is freed here. */
 	if (ipam->pg)
 		return 0;
-	return ipam_local_release(ipam->local, name, err);
+	pthread_mutex_lock(&ipam->local_lock);
+	r = ipam_local_release(ipam->local, name, err);
+	pthread_mutex_unlock(&ipam->local_lock);
+	return r;
+}
+
+void ipam_cancel(struct ipam *ipam)
+{
+	if (ipam->pg)
+		ipam_pg_cancel(ipam->pg);
 }
 
 int ipam_list(struct ipam *ipam, char ***ret, struct err *err)
 {
+	int r;
+
 	if (ipam->pg) {
 		char **none = calloc(1, sizeof(char *));
 
@@ -183,5 +235,8 @@ int ipam_list(struct ipam *ipam, char ***ret, struct err *err)
 		*ret = none;
 		return 0;
 	}
-	return ipam_local_list(ipam->local, ret, err);
+	pthread_mutex_lock(&ipam->local_lock);
+	r = ipam_local_list(ipam->local, ret, err);
+	pthread_mutex_unlock(&ipam->local_lock);
+	return r;
 }

@@ -43,5 +43,8 @@ int ipam_assign(struct ipam *ipam, const char *name, struct in6_addr *ret, struc
  * the platform owns the instances row and its address. */
 int ipam_release(struct ipam *ipam, const char *name, struct err *err);
 
+/* Shutdown: database calls in flight end at once with -EIO, later ones too. No-op locally. */
+void ipam_cancel(struct ipam *ipam);
+
 /* Names with a local allocation (net_ip_list); an empty list with a database. */
 int ipam_list(struct ipam *ipam, char ***ret, struct err *err);

@@ -60,19 +60,31 @@ void net_bridge_mac(const char *bridge, uint8_t ret[6])
 		ret[i] = (uint8_t)(h >> (8 * (i - 1)));
 }
 
-int net_names_derive(const char *name, struct net_names *ret)
+bool net_node_valid(const char *node)
 {
-	uint64_t h = name_hash(name, 0), m = name_hash(name, 0x6d6163);
+	size_t n = node ? strlen(node) : 0;
+
+	return n <= NET_NODE_MAX && strspn(node ? node : "", "0123456789abcdef") == n;
+}
+
+int net_names_derive(const char *node, const char *name, struct net_names *ret)
+{
+	/* The node id salts the link and chain names: two daemons' VMs of one name differ. */
+	uint64_t salt = node && *node ? name_hash(node, 0x6e6f6465) : 0;
+	uint64_t h = name_hash(name, salt), m = name_hash(name, 0x6d6163);
 	int r;
 
-	if (!net_name_valid(name))
+	if (!net_name_valid(name) || !net_node_valid(node))
 		return -EINVAL;
 	memset(ret, 0, sizeof(*ret));
 	snprintf(ret->host_veth, sizeof(ret->host_veth), "mv%010llx",
 		 (unsigned long long)(h & 0xffffffffffULL));
 	snprintf(ret->chain, sizeof(ret->chain), "vm_%012llx", (unsigned long long)(h >> 16));
-	snprintf(ret->alias, sizeof(ret->alias), NET_MARK_PREFIX "%s", name);
-	r = netns_path(name, ret->netns_path, sizeof(ret->netns_path));
+	if (node && *node)
+		snprintf(ret->alias, sizeof(ret->alias), NET_MARK_PREFIX "%s:%s", node, name);
+	else
+		snprintf(ret->alias, sizeof(ret->alias), NET_MARK_PREFIX "%s", name);
+	r = netns_path(node, name, ret->netns_path, sizeof(ret->netns_path));
 	if (r < 0)
 		return r;
 	ret->mac[0] = 0x02; /* locally administered, unicast */
@@ -95,10 +107,25 @@ int net_ctx_new(const struct net_config *cfg, struct net_ctx **ret, struct err *
 	if (cfg->mtu && (cfg->mtu < 1280 || cfg->mtu > 65535))
 		return err_set(err, -EINVAL, "MTU %u is out of range (IPv6 needs >= 1280)",
 			       cfg->mtu);
+	if (!net_node_valid(cfg->node_id))
+		return err_set(err, -EINVAL, "node id '%s' is not 1-%d of [0-9a-f]", cfg->node_id,
+			       NET_NODE_MAX);
+	if (cfg->database_timeout_ms &&
+	    (cfg->database_timeout_ms < 100 || cfg->database_timeout_ms > 60000))
+		return err_set(err, -EINVAL, "database timeout %u ms is out of range (100ms-60s)",
+			       cfg->database_timeout_ms);
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
 		return -ENOMEM;
 	snprintf(ctx->bridge, sizeof(ctx->bridge), "%s", br);
+	snprintf(ctx->node, sizeof(ctx->node), "%s", cfg->node_id ? cfg->node_id : "");
+	if (ctx->node[0]) {
+		snprintf(ctx->mark, sizeof(ctx->mark), NET_MARK_PREFIX "%s:", ctx->node);
+		snprintf(ctx->ns_prefix, sizeof(ctx->ns_prefix), NET_NETNS_PREFIX "%s.", ctx->node);
+	} else {
+		snprintf(ctx->mark, sizeof(ctx->mark), NET_MARK_PREFIX);
+		snprintf(ctx->ns_prefix, sizeof(ctx->ns_prefix), NET_NETNS_PREFIX);
+	}
 	ctx->mtu = cfg->mtu ? cfg->mtu : 1500;
 	ctx->no_host_plumbing = cfg->no_host_plumbing;
 
@@ -163,6 +190,11 @@ int net_ip_release(struct net_ctx *ctx, const char *name, struct err *err)
 	return ipam_release(ctx->ipam, name, err);
 }
 
+void net_ip_cancel(struct net_ctx *ctx)
+{
+	ipam_cancel(ctx->ipam);
+}
+
 int net_ip_list(struct net_ctx *ctx, char ***ret, struct err *err)
 {
 	return ipam_list(ctx->ipam, ret, err);
@@ -182,30 +214,31 @@ static int reap_name(const char *name, void *p)
 	if (rp->is_known(name, rp->ud))
 		return 0;
 	/* Only what carries our mark for this name: the teardown removes nothing else. */
-	if (net_names_derive(name, &n) < 0)
+	if (net_names_derive(rp->ctx->node, name, &n) < 0)
 		return 0;
 	return net_vm_teardown(rp->ctx, name, NULL) < 0 ? 0 : 1;
 }
 
 static int reap_link(const char *name, const char *alias, void *p)
 {
-	const size_t plen = strlen(NET_MARK_PREFIX);
 	struct reap *rp = p;
+	const size_t plen = strlen(rp->ctx->mark);
 	struct net_names n;
 
 	char vm[NET_NAME_MAX + 1];
 	size_t len;
 
-	if (!alias || strncmp(alias, NET_MARK_PREFIX, plen) != 0)
+	/* Only our node's marks: another daemon's links are not ours to judge. */
+	if (!alias || strncmp(alias, rp->ctx->mark, plen) != 0)
 		return 0;
-	/* "mvmfs:<name>" or "mvmfs:<name> <routed address>" */
+	/* "<mark><name>" or "<mark><name> <routed address>" */
 	len = strcspn(alias + plen, " ");
 	if (len == 0 || len > NET_NAME_MAX)
 		return 0;
 	memcpy(vm, alias + plen, len);
 	vm[len] = '\0';
 	/* A host veth end is marked with its VM; the mark must match the derived name. */
-	if (net_names_derive(vm, &n) < 0 || strcmp(n.host_veth, name) != 0)
+	if (net_names_derive(rp->ctx->node, vm, &n) < 0 || strcmp(n.host_veth, name) != 0)
 		return 0;
 	return reap_name(vm, rp);
 }
@@ -279,7 +312,7 @@ int net_reap(struct net_ctx *ctx, bool (*is_known)(const char *name, void *ud), 
 
 	if (ctx->no_host_plumbing)
 		return 0;
-	r = netns_foreach(reap_name, &rp);
+	r = netns_foreach(ctx->ns_prefix, reap_name, &rp);
 	if (r < 0)
 		return r;
 	n += r;
@@ -287,7 +320,7 @@ int net_reap(struct net_ctx *ctx, bool (*is_known)(const char *name, void *ud), 
 	if (r < 0)
 		return r;
 	n += r;
-	r = nftw_vm_foreach(ctx->nft, reap_name, &rp);
+	r = nftw_vm_foreach(ctx->nft, ctx->mark, reap_name, &rp);
 	if (r < 0)
 		return r;
 	n += r;

@@ -3,8 +3,11 @@
  * net: per-VM networking on the host (libnl-3 netlink, nftables) and address management
  * (libpq or a local allocator). Public interface; everything else in net/ is private.
  *
- * Threading: a struct net_ctx belongs to one thread at a time (it owns an nl_sock and a PGconn).
- * The runtime gives it to a single worker; callers serialise.
+ * Threading: a struct net_ctx belongs to one thread at a time for host plumbing (it owns an
+ * nl_sock and an nftables context): callers serialise net_bridge_ensure, net_vm_*, net_reap.
+ * The address calls (net_prefix, net_ip_*) are thread-safe and may run at the same time as
+ * plumbing and as each other: they must not be serialised with plumbing, since with a database
+ * they wait on the network (each bounded by net_config.database_timeout_ms).
  */
 #pragma once
 
@@ -18,17 +21,22 @@
 struct net_ctx;
 
 struct net_config {
-	const char *state_dir;	  /* for the local allocator and the generated prefix */
-	const char *database_url; /* NULL: local allocator in state_dir */
-	const char *bridge;	  /* host bridge name, e.g. "mvmbr0" */
-	const char *ipv6_prefix;  /* "PREFIX/LEN" or NULL: generated ULA /64 kept in state_dir */
-	unsigned mtu;		  /* 0: 1500 */
-	bool no_host_plumbing;	  /* tests of IPAM alone: never touch links */
+	const char *state_dir;	      /* for the local allocator and the generated prefix */
+	const char *database_url;     /* NULL: local allocator in state_dir */
+	unsigned database_timeout_ms; /* bound of one address assignment with a database, 0: 5 s */
+	const char *bridge;	      /* host bridge name, e.g. "mvmbr0" */
+	const char *ipv6_prefix; /* "PREFIX/LEN" or NULL: generated ULA /64 kept in state_dir */
+	/* This daemon's identity (1-8 of [0-9a-f]): it goes into every host resource's name and
+	 * mark, and the reaper touches only resources carrying it. NULL: the unmarked names of
+	 * a lone daemon (tests). */
+	const char *node_id;
+	unsigned mtu;	       /* 0: 1500 */
+	bool no_host_plumbing; /* tests of IPAM alone: never touch links */
 };
 
 /* What the VMM and the guest need to know about a VM's network. */
 struct net_vm_info {
-	char netns_path[108];	 /* e.g. /run/netns/mvmfs-web-1, for jailer --netns */
+	char netns_path[108];	 /* /run/netns/mvmfs-NODE.NAME, for jailer --netns */
 	char tap_name[IFNAMSIZ]; /* the TAP inside the namespace */
 	char mac[18];		 /* guest MAC, "02:xx:xx:xx:xx:xx" */
 	unsigned mtu;
@@ -49,7 +57,9 @@ int net_prefix(struct net_ctx *ctx, struct in6_addr *ret_prefix, unsigned *ret_l
 	       struct in6_addr *ret_gateway);
 
 /* Address of VM name: existing one, or a new unique one written back. -EIO database down,
- * -ENOSPC pool full, -EINVAL bad stored value (message in err). */
+ * silent past the deadline or failing, -ENOSPC pool full, -EINVAL bad stored value: not a
+ * global-scope or unique-local unicast address, the gateway or a reserved address of the node
+ * prefix (the message names the row and the reason). Thread-safe. */
 int net_ip_assign(struct net_ctx *ctx, const char *name, struct in6_addr *ret, struct err *err);
 /* Forget the local allocation of name (no-op with a database: the platform owns the row). */
 int net_ip_release(struct net_ctx *ctx, const char *name, struct err *err);
@@ -57,6 +67,10 @@ int net_ip_release(struct net_ctx *ctx, const char *name, struct err *err);
  * caller frees it with free()). Returns the count. With a database the platform owns the rows:
  * an empty list. Lets the runtime reap the leases of names it does not know. */
 int net_ip_list(struct net_ctx *ctx, char ***ret, struct err *err);
+
+/* Shutdown: address calls waiting on the database end at once with -EIO ("cancelled"), and so
+ * does every later one. Thread-safe; a no-op with the local allocator. */
+void net_ip_cancel(struct net_ctx *ctx);
 
 /* Host bridge: create if missing, gateway address, forwarding, isolation table. Idempotent. */
 int net_bridge_ensure(struct net_ctx *ctx, struct err *err);

@@ -22,9 +22,12 @@
 #include "fileio.h"
 #include "plumbing.h"
 
-int netns_path(const char *name, char *buf, size_t size)
+int netns_path(const char *node, const char *name, char *buf, size_t size)
 {
-	int n = snprintf(buf, size, "%s/%s%s", NET_NETNS_DIR, NET_NETNS_PREFIX, name);
+	int n = node && *node
+			? snprintf(buf, size, "%s/%s%s.%s", NET_NETNS_DIR, NET_NETNS_PREFIX, node,
+				   name)
+			: snprintf(buf, size, "%s/%s%s", NET_NETNS_DIR, NET_NETNS_PREFIX, name);
 
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
@@ -158,17 +161,17 @@ int netns_remove(const char *path)
 	return r < 0 ? r : mounted;
 }
 
-int netns_foreach(int (*cb)(const char *vm_name, void *ud), void *ud)
+int netns_foreach(const char *prefix, int (*cb)(const char *vm_name, void *ud), void *ud)
 {
 	_cleanup_closedir_ DIR *d = opendir(NET_NETNS_DIR);
-	const size_t plen = strlen(NET_NETNS_PREFIX);
+	const size_t plen = strlen(prefix);
 	struct dirent *de;
 	int r, n = 0;
 
 	if (!d)
 		return errno == ENOENT ? 0 : -errno;
 	while ((errno = 0, de = readdir(d))) {
-		if (strncmp(de->d_name, NET_NETNS_PREFIX, plen) != 0)
+		if (strncmp(de->d_name, prefix, plen) != 0)
 			continue;
 		if (!net_name_valid(de->d_name + plen))
 			continue;

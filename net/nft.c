@@ -5,10 +5,13 @@
  *   table bridge mvmfs
  *     map ports  { ifname : verdict }           host veth end -> jump vm_<hash>
  *     chain guard (prerouting)                   iifname vmap @ports
- *     chain vm_<hash> comment "mvmfs:<name>"     what a VM may send, then accept
+ *     chain vm_<hash> comment "mvmfs:<node>:<name>"  what a VM may send, then accept
  *   table inet mvmfs
- *     chain noreflect (forward)                  nothing routed from the bridge back into it
+ *     chain noreflect_<bridge> (forward)         nothing routed from the bridge back into it
  *
+ * Several daemons (each with its own bridge) share both tables: a daemon flushes and refills only
+ * its own bridge's noreflect chain and its own VMs' chains and map elements (names salted with
+ * its node id); the guard chain's single rule is the same for all of them.
  * Port isolation already stops VM<->VM frames at L2; noreflect stops the same through the host's
  * IPv6 forwarding (a guest could send to another VM's address via the gateway MAC).
  * Deletion is made idempotent without listing: the batch first "adds" what it deletes.
@@ -71,12 +74,13 @@ int nftw_bridge_tables(struct nft_ctx *nft, const char *bridge, struct err *err)
 		     "flush chain bridge %s guard\n"
 		     "add rule bridge %s guard iifname vmap @ports\n"
 		     "add table inet %s\n"
-		     "add chain inet %s noreflect { type filter hook forward priority 0; "
+		     "add chain inet %s noreflect_%s { type filter hook forward priority 0; "
 		     "policy accept; }\n"
-		     "flush chain inet %s noreflect\n"
-		     "add rule inet %s noreflect iifname \"%s\" oifname \"%s\" counter drop\n",
+		     "flush chain inet %s noreflect_%s\n"
+		     "add rule inet %s noreflect_%s iifname \"%s\" oifname \"%s\" counter drop\n",
 		     table_header, NET_NFT_TABLE, NET_NFT_TABLE, NET_NFT_TABLE, NET_NFT_TABLE,
-		     NET_NFT_TABLE, NET_NFT_TABLE, NET_NFT_TABLE, bridge, bridge);
+		     NET_NFT_TABLE, bridge, NET_NFT_TABLE, bridge, NET_NFT_TABLE, bridge, bridge,
+		     bridge);
 	if (n < 0 || (size_t)n >= sizeof(cmds))
 		return -ENAMETOOLONG;
 	return nftw_run(nft, cmds, err);
@@ -165,8 +169,10 @@ int nftw_vm_del(struct nft_ctx *nft, const struct net_names *n, struct err *err)
 	return nftw_run(nft, cmds, err);
 }
 
-int nftw_vm_foreach(struct nft_ctx *nft, int (*cb)(const char *vm_name, void *ud), void *ud)
+int nftw_vm_foreach(struct nft_ctx *nft, const char *mark, int (*cb)(const char *vm_name, void *ud),
+		    void *ud)
 {
+	char needle[64];
 	char names[256][NET_NAME_MAX + 1];
 	size_t count = 0;
 	const char *out, *p;
@@ -177,9 +183,12 @@ int nftw_vm_foreach(struct nft_ctx *nft, int (*cb)(const char *vm_name, void *ud
 		return 0; /* no table: nothing of ours */
 	}
 	out = nft_ctx_get_output_buffer(nft);
-	/* Our own comments: `comment "mvmfs:<name>"`; copy first, cb runs more nft commands. */
-	for (p = out; p && (p = strstr(p, "comment \"" NET_MARK_PREFIX)) && count < 256;) {
-		const char *s = p + strlen("comment \"" NET_MARK_PREFIX), *e = strchr(s, '"');
+	/* Our own comments: `comment "<mark><name>"`; copy first, cb runs more nft commands.
+	 * Another node's comments do not start with our mark (a name has no ':'). */
+	if (snprintf(needle, sizeof(needle), "comment \"%s", mark) >= (int)sizeof(needle))
+		return -ENAMETOOLONG;
+	for (p = out; p && (p = strstr(p, needle)) && count < 256;) {
+		const char *s = p + strlen(needle), *e = strchr(s, '"');
 
 		p = s;
 		if (!e || (size_t)(e - s) > NET_NAME_MAX)

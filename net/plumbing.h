@@ -3,11 +3,15 @@
  * net: host plumbing internals (private to net/): netlink wrappers, namespaces, links, TAP and
  * nftables. Every function returns >= 0 or -errno; libnl's -NLE_* never leaves nl.c.
  *
- * Ownership marks (what net_reap looks for, nothing else is ever removed):
- *  - interface alias "mvmfs:<name>" on every host link we create (the bridge: "mvmfs:bridge");
- *  - network namespaces /run/netns/mvmfs-<name>;
- *  - nftables tables "mvmfs" (bridge + inet) with per-VM chains "vm_<hash>" commented
- *    "mvmfs:<name>".
+ * Ownership marks (what net_reap looks for, nothing else is ever removed), with the daemon's
+ * node id <node> (net_config.node_id) so that daemons sharing a host never take each other's
+ * resources for their own; without a node id (tests) the marks have no node part:
+ *  - interface alias "mvmfs:<node>:<name>" on every host link we create (the bridge:
+ *    "mvmfs:bridge");
+ *  - network namespaces /run/netns/mvmfs-<node>.<name> ('.' and ':' never occur in VM names,
+ *    so a mark of one form never parses as the other);
+ *  - nftables tables "mvmfs" (bridge + inet) with per-VM chains "vm_<hash of node and name>"
+ *    commented like the alias, and per bridge a forward chain "noreflect_<bridge>".
  */
 #pragma once
 
@@ -27,6 +31,8 @@ struct nft_ctx;
 #define NET_BRIDGE_MARK "mvmfs:bridge"
 #define NET_NETNS_DIR "/run/netns"
 #define NET_NETNS_PREFIX "mvmfs-"
+/* A node id is 1-8 of [0-9a-f]. */
+#define NET_NODE_MAX 8
 #define NET_NFT_TABLE "mvmfs"
 #define NET_TAP_NAME "tap0"
 #define NET_NS_BRIDGE "br0"
@@ -40,7 +46,7 @@ struct nft_ctx;
 struct net_names {
 	char host_veth[16]; /* "mv" + 10 hex */
 	char chain[16];	    /* "vm_" + 12 hex */
-	char alias[sizeof(NET_MARK_PREFIX) + NET_NAME_MAX];
+	char alias[sizeof(NET_MARK_PREFIX) + NET_NODE_MAX + 1 + NET_NAME_MAX];
 	char netns_path[108];
 	uint8_t mac[6]; /* guest MAC, 02:... */
 };
@@ -53,6 +59,9 @@ struct net_ctx {
 	struct nl_sock *nl; /* host namespace (the creator's) */
 	struct nft_ctx *nft;
 	char bridge[16];
+	char mark[sizeof(NET_MARK_PREFIX) + NET_NODE_MAX + 1];	     /* "mvmfs:<node>:" */
+	char ns_prefix[sizeof(NET_NETNS_PREFIX) + NET_NODE_MAX + 1]; /* "mvmfs-<node>." */
+	char node[NET_NODE_MAX + 1];				     /* "" without a node id */
 	unsigned mtu;
 	bool no_host_plumbing;
 	struct in6_addr prefix, gateway;
@@ -61,8 +70,11 @@ struct net_ctx {
 };
 
 /* net.c: naming */
-int net_names_derive(const char *name, struct net_names *ret);
+/* node: the node id, NULL or "" for the unmarked names. */
+int net_names_derive(const char *node, const char *name, struct net_names *ret);
 bool net_name_valid(const char *name);
+/* NULL, "" or 1-NET_NODE_MAX of [0-9a-f]. */
+bool net_node_valid(const char *node);
 /* The host bridge's fixed MAC, from its name. */
 void net_bridge_mac(const char *bridge, uint8_t ret[6]);
 
@@ -79,7 +91,7 @@ struct nlw_link_info {
 	bool up;       /* administratively (IFF_UP) */
 	bool lower_up; /* carrier (IFF_LOWER_UP): for a veth, its peer is up too */
 	char kind[16];
-	char alias[sizeof(NET_MARK_PREFIX) + NET_NAME_MAX];
+	char alias[128];
 };
 int nlw_link_get(struct nl_sock *sk, const char *name, struct nlw_link_info *ret);
 /* Change a link, addressed by name, in one RTM_NEWLINK. */
@@ -120,15 +132,16 @@ int nlw_link_foreach(struct nl_sock *sk, int (*cb)(const char *name, const char 
 int net_sysctl(const char *path, const char *value);
 
 /* netns.c */
-int netns_path(const char *name, char *buf, size_t size);
-/* Create (or open) /run/netns/mvmfs-<name> and run fn(ud) on a thread inside it.
+/* /run/netns/mvmfs-<node>.<name> (node NULL or "": /run/netns/mvmfs-<name>). */
+int netns_path(const char *node, const char *name, char *buf, size_t size);
+/* Create (or open) a namespace at path and run fn(ud) on a thread inside it.
  * ret_created tells whether it was new. */
 int netns_run(const char *path, bool create, int (*fn)(void *ud), void *ud, bool *ret_created);
 int netns_open(const char *path);
 /* Unmount and unlink; 1 if a namespace was mounted there, 0 if not. */
 int netns_remove(const char *path);
-/* Iterate names of /run/netns/mvmfs-* entries. */
-int netns_foreach(int (*cb)(const char *vm_name, void *ud), void *ud);
+/* Iterate VM names of the /run/netns entries named prefix<name> ("mvmfs-<node>."). */
+int netns_foreach(const char *prefix, int (*cb)(const char *vm_name, void *ud), void *ud);
 
 /* tap.c: inside the VM namespace (calling thread is in it). */
 int tap_create(const char *name, uid_t uid, gid_t gid);
@@ -143,4 +156,5 @@ int nftw_vm_add(struct nft_ctx *nft, const struct net_names *n, const char *name
 		const struct in6_addr *addr, struct err *err);
 int nftw_vm_del(struct nft_ctx *nft, const struct net_names *n, struct err *err);
 /* VM names of per-VM chains present (from their comments). cb may remove them. */
-int nftw_vm_foreach(struct nft_ctx *nft, int (*cb)(const char *vm_name, void *ud), void *ud);
+int nftw_vm_foreach(struct nft_ctx *nft, const char *mark, int (*cb)(const char *vm_name, void *ud),
+		    void *ud);

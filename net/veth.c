@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * net: per-VM plumbing. Host side: veth end "mv<hash>" marked "mvmfs:<name>[ <routed addr>]",
- * an isolated port of the host bridge. VM namespace /run/netns/mvmfs-<name>: the veth peer
+ * net: per-VM plumbing. Host side: veth end "mv<hash>" marked "mvmfs:<node>:<name>[ <routed
+ * addr>]", an isolated port of the host bridge. VM namespace /run/netns/mvmfs-<node>.<name>
+ * (plumbing.h has the forms without a node id): the veth peer
  * "uplink0" and the TAP "tap0" (owned by the VM's uid:gid) joined by a bridge "br0" (tc is not
  * an option, a namespace bridge is the plain L2 forward). IPv6 is disabled on every one of these
  * links: they only carry the guest's frames, so nothing of ours speaks on the wire with a MAC
@@ -53,7 +54,7 @@ static int ns_status(void *p)
 	return 0;
 }
 
-/* Is alias our mark for name ("mvmfs:<name>" or "mvmfs:<name> <addr>")? Sets *ret_routed. */
+/* Is alias our mark for name (n->alias, alone or followed by " <addr>")? Sets *ret_routed. */
 static bool alias_is(const char *alias, const struct net_names *n, struct in6_addr *ret_routed,
 		     bool *has_route)
 {
@@ -195,7 +196,7 @@ int net_vm_setup(struct net_ctx *ctx, const char *name, const struct in6_addr *a
 	bool routed;
 	int r;
 
-	r = net_names_derive(name, &n);
+	r = net_names_derive(ctx->node, name, &n);
 	if (r < 0)
 		return err_set(err, r, "invalid VM name for networking");
 	routed = !ip6_in_prefix(addr, &ctx->prefix, ctx->prefix_len);
@@ -232,7 +233,7 @@ int net_vm_teardown(struct net_ctx *ctx, const char *name, struct err *err)
 	bool ours, routed = false, ns_mounted;
 	int r, first = 0;
 
-	r = net_names_derive(name, &n);
+	r = net_names_derive(ctx->node, name, &n);
 	if (r < 0)
 		return err_set(err, r, "invalid VM name for networking");
 	if (ctx->no_host_plumbing)
@@ -281,7 +282,7 @@ int net_vm_status(struct net_ctx *ctx, const char *name, struct net_vm_status *r
 	bool routed;
 	int r;
 
-	r = net_names_derive(name, &n);
+	r = net_names_derive(ctx->node, name, &n);
 	if (r < 0)
 		return r;
 	memset(ret, 0, sizeof(*ret));

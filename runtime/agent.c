@@ -18,19 +18,32 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jail-path.h"
+#include "log-text.h"
 #include "macro.h"
 
 #define HELLO_RETRY_MS 200
 #define RECONNECT_MS 100
 #define STOP_RESEND_MS 1000
 #define VSOCK_REPLY_MS 1500
+#define SEND_WAIT_MS 1000
+
+/* The read budget (see agent.h): a token bucket of read_rate bytes/s holding at most
+ * READ_BURST_MS worth, read passes at least READ_PASS_GAP_MS apart and each at most
+ * READ_PASS_MAX bytes, in recv()s of READ_CHUNK. */
+#define READ_RATE_DEFAULT (512u * 1024)
+#define READ_BURST_MS 250
+#define READ_PASS_GAP_MS 10
+#define READ_PASS_MAX (64 * 1024)
+#define READ_CHUNK 8192
 
 struct agent {
 	/* immutable after agent_start */
 	enum agent_transport transport;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	uint32_t vsock_port;
-	unsigned heartbeat_ms;
+	unsigned heartbeat_ms; /* decided here and sent to the guest; never taken from it */
+	unsigned read_rate;
 	agent_event_cb cb;
 	void *ud;
 	pthread_t thread;
@@ -40,7 +53,10 @@ struct agent {
 	/* thread-only */
 	int fd;
 	struct agent_decoder dec;
+	struct log_text text[4]; /* per stream: the output neutraliser's state */
 	uint64_t last_hello_sent, last_stop_sent;
+	int64_t read_tokens;		 /* bytes the guest may still make us read */
+	uint64_t read_refilled, read_at; /* last refill; no read pass before read_at */
 
 	pthread_mutex_t lock;	/* protects everything below; never held across I/O */
 	pthread_cond_t cond;	/* signalled on every status change (agent_wait) */
@@ -68,33 +84,44 @@ uint64_t agent_now_ms(void)
 
 static void ring_put(struct agent *a, const char *data, size_t len)
 {
-	for (size_t i = 0; i < len; i++) {
-		a->ring[(a->ring_head + a->ring_len) % a->ring_size] = data[i];
-		if (a->ring_len < a->ring_size)
-			a->ring_len++;
-		else
-			a->ring_head = (a->ring_head + 1) % a->ring_size;
+	if (len >= a->ring_size) {
+		data += len - a->ring_size;
+		len = a->ring_size;
+	}
+	while (len > 0) {
+		size_t at = (a->ring_head + a->ring_len) % a->ring_size;
+		size_t n = a->ring_size - at < len ? a->ring_size - at : len;
+		size_t over;
+
+		memcpy(a->ring + at, data, n);
+		data += n;
+		len -= n;
+		a->ring_len += n;
+		over = a->ring_len > a->ring_size ? a->ring_len - a->ring_size : 0;
+		a->ring_len -= over;
+		a->ring_head = (a->ring_head + over) % a->ring_size;
 	}
 }
 
-/* Append stream output, one "[stream] " prefix per line; control bytes other than \n and \t
- * become '?', so the log file stays text. */
-static void ring_output(struct agent *a, uint8_t stream, const uint8_t *data, size_t len)
+/* Append neutralised stream output (log_text: no control or escape sequences), one
+ * "[stream] " prefix per line. Under the lock. */
+static void ring_output(struct agent *a, uint8_t stream, const char *text, size_t len)
 {
 	static const char *const prefix[] = {"", "[stdout] ", "[stderr] ", "[agent] "};
 
-	for (size_t i = 0; i < len; i++) {
-		char c = (char)data[i];
+	while (len > 0) {
+		const char *nl = memchr(text, '\n', len);
+		size_t n = nl ? (size_t)(nl - text) + 1 : len;
 
 		if (a->line_start[stream]) {
 			ring_put(a, prefix[stream], strlen(prefix[stream]));
 			a->line_start[stream] = false;
 		}
-		if ((data[i] < 0x20 && c != '\n' && c != '\t') || data[i] == 0x7f)
-			c = '?';
-		ring_put(a, &c, 1);
-		if (c == '\n')
+		ring_put(a, text, n);
+		if (nl)
 			a->line_start[stream] = true;
+		text += n;
+		len -= n;
 	}
 }
 
@@ -105,6 +132,33 @@ static void emit(struct agent *a, unsigned events)
 	for (int ev = AGENT_EVENT_CONNECTED; ev <= AGENT_EVENT_HEARTBEAT; ev++)
 		if (events & (1u << ev))
 			a->cb(a->ud, a, (enum agent_event)ev);
+}
+
+/* Wait until fd has events, up to deadline (agent_now_ms() time); the quit flag ends the wait
+ * at once. 0, -ETIMEDOUT or -ECANCELED. */
+static int wait_fd(struct agent *a, int fd, short events, uint64_t deadline)
+{
+	for (;;) {
+		struct pollfd p[2] = {{.fd = fd, .events = events},
+				      {.fd = a->wake_fd, .events = POLLIN}};
+		uint64_t now = agent_now_ms();
+		int r;
+
+		if (atomic_load(&a->quit))
+			return -ECANCELED;
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		r = poll(p, 2, (int)(deadline - now));
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (r > 0 && p[1].revents) {
+			uint64_t v; /* a queued stop: the caller's loop sends it next */
+
+			(void)!read(a->wake_fd, &v, sizeof(v));
+		}
+		if (r > 0 && p[0].revents)
+			return 0;
+	}
 }
 
 static int send_msg(struct agent *a, const struct agent_msg *m)
@@ -121,11 +175,11 @@ static int send_msg(struct agent *a, const struct agent_msg *m)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && errno == EAGAIN) {
-			struct pollfd p = {.fd = a->fd, .events = POLLOUT};
-
 			/* Small control frames: a short wait is fine, a stuck guest is not. */
-			if (poll(&p, 1, 1000) <= 0)
-				return -ETIMEDOUT;
+			int r = wait_fd(a, a->fd, POLLOUT, agent_now_ms() + SEND_WAIT_MS);
+
+			if (r < 0)
+				return r;
 			continue;
 		}
 		if (w < 0)
@@ -135,8 +189,10 @@ static int send_msg(struct agent *a, const struct agent_msg *m)
 	return 0;
 }
 
-/* Handle one guest message under the lock; returns the events to emit. */
-static unsigned handle_msg(struct agent *a, const struct agent_msg *m, uint64_t now)
+/* Handle one guest message under the lock; returns the events to emit. OUTPUT comes as text
+ * already neutralised (outside the lock). */
+static unsigned handle_msg(struct agent *a, const struct agent_msg *m, const char *text,
+			   size_t text_len, uint64_t now)
 {
 	struct agent_status *s = &a->st;
 	unsigned ev = 0;
@@ -151,8 +207,7 @@ static unsigned handle_msg(struct agent *a, const struct agent_msg *m, uint64_t 
 		s->ever_connected = true;
 		s->version = m->hello.version;
 		snprintf(s->agent_name, sizeof(s->agent_name), "%.63s", m->hello.name);
-		if (m->hello.heartbeat_ms)
-			a->heartbeat_ms = m->hello.heartbeat_ms;
+		/* m->hello.heartbeat_ms is the guest's claim: staleness uses ours. */
 		break;
 	case AGENT_MSG_HEARTBEAT:
 		if (s->last_heartbeat_ms == 0 ||
@@ -180,7 +235,7 @@ static unsigned handle_msg(struct agent *a, const struct agent_msg *m, uint64_t 
 		s->exit_signal = m->exited.signal;
 		break;
 	case AGENT_MSG_OUTPUT:
-		ring_output(a, m->output.stream, m->output.data, m->output.len);
+		ring_output(a, m->output.stream, text, text_len);
 		ev |= 1u << AGENT_EVENT_OUTPUT;
 		break;
 	case AGENT_MSG_NET_CONFIGURED: {
@@ -217,14 +272,15 @@ static int vsock_handshake(struct agent *a)
 		return -EIO;
 	end = agent_now_ms() + VSOCK_REPLY_MS;
 	while (got < sizeof(reply) - 1) {
-		struct pollfd p = {.fd = a->fd, .events = POLLIN};
-		uint64_t now = agent_now_ms();
 		ssize_t r;
+		int w = wait_fd(a, a->fd, POLLIN, end);
 
-		if (now >= end || poll(&p, 1, (int)(end - now)) <= 0)
-			return -ETIMEDOUT;
+		if (w < 0)
+			return w;
 		/* Byte by byte: what follows the reply line is protocol data. */
 		r = recv(a->fd, reply + got, 1, 0);
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
 		if (r <= 0)
 			return -ECONNRESET;
 		if (reply[got++] == '\n')
@@ -236,14 +292,18 @@ static int vsock_handshake(struct agent *a)
 
 static int try_connect(struct agent *a)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int r;
 
-	memcpy(sa.sun_path, a->path, sizeof(a->path));
-	a->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* The socket sits in a dir the VM's uid owns (Firecracker's jail root): never through a
+	 * symlink, and only a socket of that uid (runtime/jail-path.h). One attempt: a listener
+	 * with a full backlog is retried after RECONNECT_MS, never waited for here, so agent_free
+	 * stays prompt. */
+	a->fd = jail_connect(a->path, 0);
 	if (a->fd < 0)
-		return -errno;
-	if (connect(a->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		return a->fd;
+	/* Non-blocking from here on: the handshake and the reader poll with deadlines, so a
+	 * guest that stops reading cannot block this thread (and so agent_free). */
+	if (fcntl(a->fd, F_SETFL, O_NONBLOCK) < 0) {
 		r = -errno;
 		goto fail;
 	}
@@ -252,8 +312,9 @@ static int try_connect(struct agent *a)
 		if (r < 0)
 			goto fail;
 	}
-	(void)fcntl(a->fd, F_SETFL, O_NONBLOCK);
 	agent_decoder_init(&a->dec);
+	for (size_t i = 0; i < ELEMENTSOF(a->text); i++)
+		log_text_init(&a->text[i]);
 	a->last_hello_sent = 0;
 	a->last_stop_sent = 0;
 	return 0;
@@ -276,34 +337,86 @@ static void disconnect(struct agent *a)
 		emit(a, 1u << AGENT_EVENT_DISCONNECTED);
 }
 
-/* Read what is there and dispatch; -errno when the connection ended. */
-static int read_frames(struct agent *a)
+/* Apply one decoded message: OUTPUT is neutralised here, outside the lock; the lock is held
+ * only to update the status and the ring. */
+static unsigned apply_msg(struct agent *a, const struct agent_msg *m)
 {
-	uint8_t buf[8192];
+	char text[AGENT_OUTPUT_CHUNK + 8];
+	size_t n = 0;
+	unsigned ev;
 
-	for (;;) {
-		ssize_t n = recv(a->fd, buf, sizeof(buf), 0);
+	if (m->type == AGENT_MSG_OUTPUT)
+		n = log_text_feed(&a->text[m->output.stream], m->output.data, m->output.len, text);
+	pthread_mutex_lock(&a->lock);
+	ev = handle_msg(a, m, text, n, agent_now_ms());
+	pthread_mutex_unlock(&a->lock);
+	return ev;
+}
+
+/* One read pass of at most budget bytes: decode outside the lock, apply frame by frame.
+ * Returns the bytes read (0: nothing there), or -errno when the connection ended. */
+static ssize_t read_frames(struct agent *a, size_t budget)
+{
+	uint8_t buf[READ_CHUNK];
+	size_t total = 0;
+
+	while (total < budget && !atomic_load(&a->quit)) {
+		size_t want = budget - total < sizeof(buf) ? budget - total : sizeof(buf);
+		ssize_t n = recv(a->fd, buf, want, 0);
 		unsigned ev = 0;
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN)
-			return 0;
+			break;
 		if (n <= 0)
 			return n == 0 ? -ECONNRESET : -errno;
-		pthread_mutex_lock(&a->lock);
+		total += (size_t)n;
 		for (size_t off = 0; off < (size_t)n;) {
 			struct agent_msg m;
 
 			off += agent_decoder_feed(&a->dec, buf + off, (size_t)n - off);
 			while (agent_decoder_next(&a->dec, &m) > 0)
-				ev |= handle_msg(a, &m, agent_now_ms());
+				ev |= apply_msg(a, &m);
 		}
+		pthread_mutex_lock(&a->lock);
 		a->st.frames_bad = a->dec.bad_frames;
 		a->st.bytes_skipped = a->dec.skipped_bytes;
 		pthread_cond_broadcast(&a->cond);
 		pthread_mutex_unlock(&a->lock);
 		emit(a, ev);
+		if ((size_t)n < want)
+			break; /* drained */
+	}
+	return (ssize_t)total;
+}
+
+/* Refill the read budget; true when a read pass may run now. */
+static bool read_allowed(struct agent *a, uint64_t now)
+{
+	int64_t burst = (int64_t)a->read_rate * READ_BURST_MS / 1000;
+	int64_t add = (int64_t)((now - a->read_refilled) * a->read_rate / 1000);
+
+	if (add > 0) {
+		a->read_tokens = a->read_tokens + add > burst ? burst : a->read_tokens + add;
+		a->read_refilled = now;
+	}
+	return now >= a->read_at && a->read_tokens > 0;
+}
+
+/* After a pass that read n bytes: charge them, and space the next pass (at least
+ * READ_PASS_GAP_MS, longer until the bucket holds a chunk again). */
+static void read_charge(struct agent *a, uint64_t now, size_t n)
+{
+	if (n == 0)
+		return;
+	a->read_tokens -= (int64_t)n;
+	a->read_at = now + READ_PASS_GAP_MS;
+	if (a->read_tokens < READ_CHUNK) {
+		uint64_t wait = (uint64_t)(READ_CHUNK - a->read_tokens) * 1000 / a->read_rate + 1;
+
+		if (now + wait > a->read_at)
+			a->read_at = now + wait;
 	}
 }
 
@@ -324,6 +437,7 @@ static int send_due(struct agent *a, uint64_t now)
 		struct agent_msg m = {.type = AGENT_MSG_HELLO};
 
 		m.hello.version = AGENT_PROTO_VERSION;
+		m.hello.heartbeat_ms = a->heartbeat_ms;
 		snprintf(m.hello.name, sizeof(m.hello.name), "mvmfs-host");
 		a->last_hello_sent = now;
 		if (send_msg(a, &m) < 0)
@@ -347,8 +461,11 @@ static void *agent_thread(void *arg)
 		struct pollfd p[2];
 		uint64_t now = agent_now_ms();
 		int n = 0, timeout = RECONNECT_MS;
+		bool can_read;
 
 		if (a->fd < 0 && try_connect(a) < 0) {
+			if (atomic_load(&a->quit))
+				break;
 			p[0] = (struct pollfd){.fd = a->wake_fd, .events = POLLIN};
 			(void)poll(p, 1, RECONNECT_MS);
 			if (p[0].revents) {
@@ -362,9 +479,16 @@ static void *agent_thread(void *arg)
 			disconnect(a);
 			continue;
 		}
+		/* Over budget: leave the socket out of the poll (fd -1) until read_at, so
+		 * neither its data nor a hangup can make us spin. */
+		can_read = read_allowed(a, now);
 		p[n++] = (struct pollfd){.fd = a->wake_fd, .events = POLLIN};
-		p[n++] = (struct pollfd){.fd = a->fd, .events = POLLIN};
+		p[n++] = (struct pollfd){.fd = can_read ? a->fd : -1, .events = POLLIN};
 		timeout = HELLO_RETRY_MS;
+		if (!can_read && a->read_at > now && a->read_at - now < (uint64_t)timeout)
+			timeout = (int)(a->read_at - now);
+		else if (!can_read && a->read_at <= now)
+			timeout = READ_PASS_GAP_MS; /* waiting for tokens */
 		if (poll(p, (nfds_t)n, timeout) < 0 && errno != EINTR)
 			continue;
 		if (p[0].revents) {
@@ -372,8 +496,16 @@ static void *agent_thread(void *arg)
 
 			(void)!read(a->wake_fd, &v, sizeof(v));
 		}
-		if (p[1].revents && read_frames(a) < 0)
-			disconnect(a);
+		if (can_read && p[1].revents) {
+			size_t budget = a->read_tokens < READ_PASS_MAX ? (size_t)a->read_tokens
+								       : READ_PASS_MAX;
+			ssize_t r = read_frames(a, budget);
+
+			if (r < 0)
+				disconnect(a);
+			else
+				read_charge(a, agent_now_ms(), (size_t)r);
+		}
 	}
 	if (a->fd >= 0)
 		disconnect(a);
@@ -399,6 +531,9 @@ int agent_start(const struct agent_config *cfg, struct agent **ret)
 	snprintf(a->path, sizeof(a->path), "%s", cfg->socket_path);
 	a->vsock_port = cfg->vsock_port ? cfg->vsock_port : AGENT_DEFAULT_VSOCK_PORT;
 	a->heartbeat_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms : 1000;
+	a->read_rate = cfg->read_rate ? cfg->read_rate : READ_RATE_DEFAULT;
+	a->read_refilled = agent_now_ms();
+	a->read_tokens = (int64_t)a->read_rate * READ_BURST_MS / 1000;
 	a->cb = cfg->cb;
 	a->ud = cfg->ud;
 	a->fd = -EBADF;

@@ -9,6 +9,16 @@
  * the app's output in a bounded log ring. Everything below is thread-safe and never blocks on
  * the guest (agent_stop_request only queues the request; the thread sends it).
  *
+ * The guest is untrusted input. Its bytes go through a decoder that is linear in them
+ * (common/agent-proto.h), are decoded outside the lock (which is held only to apply one message),
+ * and are read on a budget: a token bucket of read_rate bytes/s (bursts of 250 ms worth), read
+ * passes at least 10 ms apart and at most 64 KiB each. A flooding guest therefore costs the
+ * host a bounded share of one core (a few percent at the default) and only delays its own
+ * channel: each VM has its own thread and lock. The heartbeat period is the host's (sent in
+ * HELLO; the guest's claim is ignored). App output reaches the log ring neutralised by
+ * common/log-text.h. Every wait has a deadline and ends at once on agent_free: connect is
+ * non-blocking, the vsock handshake waits 1.5 s, a send 1 s.
+ *
  * Lifecycle: agent_start() when the VMM has been started (the socket may not exist yet: the
  * client retries), agent_free() when the VMM is gone (joins the thread).
  */
@@ -49,8 +59,9 @@ struct agent_config {
 	enum agent_transport transport;
 	const char *socket_path; /* copied; <= 107 bytes */
 	uint32_t vsock_port;	 /* guest port for AGENT_TRANSPORT_VSOCK */
-	unsigned heartbeat_ms;	 /* expected period (default 1000) */
+	unsigned heartbeat_ms;	 /* the period, sent to the guest in HELLO (default 1000) */
 	unsigned log_bytes;	 /* log ring size (default 64 KiB) */
+	unsigned read_rate;	 /* read budget in bytes/s (default 512 KiB/s, see above) */
 	agent_event_cb cb;	 /* may be NULL */
 	void *ud;
 };

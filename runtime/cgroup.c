@@ -2,7 +2,7 @@
 /*
  * cgroups: detect what the host runs (v2 with cpu+memory, else the v1 cpu and memory
  * hierarchies), turn the VM limits into jailer --cgroup flags, and remove the per-VM cgroup
- * directories the jailer created (the jailer never deletes them, CONTRACT.md D.2).
+ * directories the jailer created (the jailer never deletes them).
  */
 #include <errno.h>
 #include <stdio.h>

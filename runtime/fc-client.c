@@ -2,14 +2,23 @@
 /*
  * Firecracker API client: libcurl over the Unix socket. One client per VM launch/query, used by
  * one thread at a time (libcurl-thread(3)). Response bodies are bounded; a 4xx body's
- * fault_message is returned verbatim in err, prefixed with the call.
+ * fault_message is returned verbatim in err, prefixed with the call. Every request has a total
+ * deadline (connect included), so a hung VMM cannot hold a worker.
+ *
+ * The socket lives in the jail's run/, which the VM's uid owns: libcurl never resolves that
+ * path. Per request the socket file is opened as an O_PATH fd without following symlinks and
+ * owner-checked (runtime/jail-path.h), and libcurl connects to /proc/self/fd/N, i.e. exactly
+ * that inode, so a VMM that swaps run/ for a link to another VM's never receives this VM's
+ * calls. libcurl's own socket is close-on-exec.
  */
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "curl-cloexec.h"
 #include "internal.h"
+#include "jail-path.h"
 
 struct fc_client {
 	CURL *curl;
@@ -56,7 +65,7 @@ int fc_client_new(const char *socket_path, struct fc_client **ret)
 		free(c);
 		return -ENOMEM;
 	}
-	strcpy(c->socket_path, socket_path);
+	snprintf(c->socket_path, sizeof(c->socket_path), "%s", socket_path);
 	*ret = c;
 	return 0;
 }
@@ -93,6 +102,8 @@ static int curl_to_errno(CURLcode cc)
 int fc_request(struct fc_client *c, const char *method, const char *path, const char *body,
 	       long timeout_ms, char **ret_body, size_t *ret_len, struct err *err)
 {
+	_cleanup_close_ int pfd = -EBADF;
+	char proc_path[32];
 	struct body_buf b = {};
 	struct curl_slist *hdrs = NULL;
 	char url[512];
@@ -103,8 +114,13 @@ int fc_request(struct fc_client *c, const char *method, const char *path, const 
 	if (strlen(path) > 256)
 		return err_set(err, -EINVAL, "%s %s: path too long", method, path);
 	snprintf(url, sizeof(url), "http://localhost%s", path);
+	pfd = jail_socket_open(c->socket_path, proc_path, sizeof(proc_path));
+	if (pfd < 0)
+		return err_set(err, pfd, "%s %s: %s: %s", method, path, c->socket_path,
+			       strerror(-pfd));
 	curl_easy_reset(c->curl);
-	curl_easy_setopt(c->curl, CURLOPT_UNIX_SOCKET_PATH, c->socket_path);
+	curl_easy_setopt(c->curl, CURLOPT_UNIX_SOCKET_PATH, proc_path);
+	curl_set_cloexec(c->curl);
 	curl_easy_setopt(c->curl, CURLOPT_URL, url);
 	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, timeout_ms);

@@ -2,7 +2,7 @@
 /*
  * The Firecracker backend: a jail per VM (<chroot-base>/<exec name>/<name>/root), the jailer
  * spawned not daemonized (Firecracker stays our child), the files placed in the jail, then the
- * API sequence of CONTRACT.md L.1 over the socket, InstanceStart and GET / until Running.
+ * API configuration sequence over the socket, InstanceStart and GET / until Running.
  *
  * Ownership marks: <jail dir>/.mvmfs (outside the chroot) and the cgroup parent "mvmfs"; the
  * reaper touches nothing without them.
@@ -27,6 +27,7 @@
 #include "fileio.h"
 #include "guest-config.h"
 #include "internal.h"
+#include "jail-path.h"
 #include "log.h"
 #include "parse.h"
 
@@ -37,10 +38,17 @@
 #define FC_START_TIMEOUT_MS 30000
 #define FC_SOCKET_WAIT_MS 5000
 #define FC_RUNNING_WAIT_MS 5000
+/* The memory limit is the guest's RAM plus this allowance for Firecracker itself (its own
+ * code and heap are a few MiB; the rest covers the page cache of the disks, charged to the
+ * VM's cgroup): a guest that fills its RAM meets its own OOM killer, never the host's for the
+ * VMM. */
+#define FC_MEM_OVERHEAD_MIB 128
 
 struct fc_priv {
 	const struct runtime_config *cfg;
 	struct cgroup_info cg;
+	bool have_cg;
+	char cg_error[ERR_MSG_MAX]; /* why there are no cgroup limits: every launch fails */
 	char exec_dir[VMM_PATH_MAX];
 };
 
@@ -57,15 +65,30 @@ static int fc_init(const struct runtime_config *cfg, void **ret_priv, struct err
 	if (!fp)
 		return -ENOMEM;
 	fp->cfg = cfg;
-	r = jailer_exec_dir(cfg->chroot_base, cfg->firecracker, fp->exec_dir, sizeof(fp->exec_dir));
+	/* Jail paths are later resolved without following any symlink: start from the chroot
+	 * base's real path (a symlinked --chroot-base-dir is fine; inside the jail nothing is). */
+	{
+		char real[PATH_MAX];
+		const char *base = realpath(cfg->chroot_base, real) ? real : cfg->chroot_base;
+
+		r = jailer_exec_dir(base, cfg->firecracker, fp->exec_dir, sizeof(fp->exec_dir));
+	}
 	if (r < 0) {
 		free(fp);
 		return err_set(err, r, "firecracker '%s': %s", cfg->firecracker, strerror(-r));
 	}
-	r = cgroup_detect(cfg->cgroup_version, &fp->cg, err);
-	if (r < 0) {
-		free(fp);
-		return err_prefix(err, "cgroups: ");
+	{
+		struct err e2 = {};
+
+		/* Fail closed: the daemon runs (records, monitoring, re-adoption), but no VM
+		 * starts without its limits. */
+		fp->have_cg = cgroup_detect(cfg->cgroup_version, &fp->cg, &e2) >= 0;
+		if (!fp->have_cg) {
+			snprintf(fp->cg_error, sizeof(fp->cg_error), "%s", e2.msg);
+			log_error("firecracker: cgroup limits cannot be applied, VMs will not "
+				  "start: %s",
+				  e2.msg);
+		}
 	}
 	*ret_priv = fp;
 	return 0;
@@ -192,28 +215,23 @@ static int check_alive(struct vmm_handle *h, const char *console, const char *wh
 		       tail);
 }
 
+/* The socket is in run/, which the VM's uid owns: connect without following symlinks. */
 static bool socket_accepts(const char *path)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	_cleanup_close_ int fd = jail_connect(path, 100);
 
-	if (fd < 0 || strlen(path) >= sizeof(sa.sun_path))
-		return false;
-	strcpy(sa.sun_path, path);
-	return connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	return fd >= 0;
 }
 
 static int wait_socket(struct vmm_handle *h, const struct vmm_launch *p, struct err *err)
 {
 	struct timespec t0;
-	struct stat st;
 	int r;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		/* The file appears at bind(), before listen(): wait until a connect succeeds. */
-		if (stat(h->api_socket, &st) == 0 && S_ISSOCK(st.st_mode) &&
-		    socket_accepts(h->api_socket))
+		if (socket_accepts(h->api_socket))
 			return 0;
 		r = check_alive(h, p->console_log, "waiting for the API socket", err);
 		if (r < 0)
@@ -273,6 +291,8 @@ static int fc_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *
 		    (int)sizeof(h->agent_socket))
 		return err_set(err, -ENAMETOOLONG, "socket path longer than 107 bytes under %s",
 			       root);
+	if (!fp->have_cg)
+		return err_set(err, -EIO, "cgroup limits cannot be applied: %s", fp->cg_error);
 	h->cgroup_version = fp->cg.version;
 	cgroup_dirs(&fp->cg, CGROUP_PARENT, p->name, h->cgroup, ELEMENTSOF(h->cgroup));
 
@@ -313,8 +333,8 @@ static int fc_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *
 	if ((r = make_owned_file(path, p->uid, p->gid)) < 0)
 		return err_set(err, r, "creating %s: %s", path, strerror(-r));
 
-	r = cgroup_jailer_args(&fp->cg, p->vcpus, p->mem_mib, CGROUP_PARENT, cg_args,
-			       ELEMENTSOF(cg_args), &n_cg);
+	r = cgroup_jailer_args(&fp->cg, p->vcpus, p->mem_mib + FC_MEM_OVERHEAD_MIB, CGROUP_PARENT,
+			       cg_args, ELEMENTSOF(cg_args), &n_cg);
 	if (r < 0)
 		return err_set(err, r, "cgroup arguments");
 	if (p->console_log) {

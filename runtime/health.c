@@ -133,7 +133,7 @@ int health_render(const struct vm_snap *s, char **ret, size_t *ret_len)
 		.agent_available = false,
 		.net_expected = s->net_expected,
 	};
-	char t_vmm[32], t_net[32], a[32], b[32], image[160] = "", agent[300], app[300];
+	char t_vmm[32], t_net[32], a[32], b[32], image[256] = "", agent[300], app[300];
 	char guest_net[96] = "";
 	const char *vmm_word, *net_word;
 	char *out = NULL;
@@ -180,6 +180,9 @@ int health_render(const struct vm_snap *s, char **ret, size_t *ret_len)
 			 s->hs.img_layers_done, s->hs.img_layers_total,
 			 mib(s->hs.img_bytes_done, a, sizeof(a)),
 			 mib(s->hs.img_bytes_total, b, sizeof(b)));
+	else if (s->image_digest[0] && s->image_key[0])
+		snprintf(image, sizeof(image), "image: ready %s signed by key %s\n",
+			 s->image_digest, s->image_key);
 	else if (s->image_digest[0])
 		snprintf(image, sizeof(image), "image: ready %s\n", s->image_digest);
 

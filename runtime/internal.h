@@ -64,6 +64,8 @@ struct lc_actions {
 
 /* Synchronous verdict for a command in this lifecycle state: 0 accept, 1 no-op, -EBUSY. */
 int lifecycle_check(const struct lc_vm *s, enum vm_verb verb);
+/* vm_command without waiting for the supervisor (runtime threads). */
+int vm_command_post(struct vm *vm, enum vm_verb verb, vm_done_cb done, void *ud);
 /* Feed an event; returns 0 if handled, -EINVAL if the event is not expected in this state
  * (ignored, logged by the caller). */
 int lifecycle_event(struct lc_vm *s, enum lc_event ev, const struct lc_actions *a, void *ud);
@@ -103,10 +105,15 @@ struct vm {
 	pthread_mutex_t lock; /* protects everything below up to "supervisor only" */
 	struct lc_vm lc;      /* written by the supervisor under lock */
 	bool cmd_pending;     /* a command queued but not yet dispatched */
-	bool live;	      /* visible: created, not being destroyed */
+	/* Read-your-writes: vm_command returns once the supervisor committed what its command
+	 * did (cmds_done reached the command's ticket; cmd_cond is broadcast under lock). */
+	uint64_t cmds_posted, cmds_done;
+	pthread_cond_t cmd_cond;
+	bool live; /* visible: created, not being destroyed */
 	bool destroying;
 	char *image; /* reference as written, or NULL */
 	char image_digest[IMG_DIGEST_MAX];
+	char image_key[IMG_DIGEST_MAX]; /* key that verified its signature, "" unchecked */
 	struct in6_addr ip;
 	bool has_ip;
 	char error[ERR_MSG_MAX + 64]; /* "RFC3339 message" or "" */
@@ -123,7 +130,9 @@ struct vm {
 	/* supervisor only (or the single job working on this VM) */
 	struct vmm_handle h;
 	struct vmm_exit last_exit;
-	atomic_bool cancel;
+	atomic_bool cancel;	/* kill while starting: the launch gives up */
+	atomic_bool img_cancel; /* stop/kill/shutdown while starting: the image step gives up */
+	atomic_bool pulling;	/* the launch job is in its image step */
 	atomic_int launch_pid;
 	atomic_bool probing;
 	/* a health probe job is queued or running */ /* published by the backend as soon as
@@ -135,6 +144,7 @@ struct vm {
 	struct net_vm_info net;
 	bool net_set_up;
 	bool img_held;
+	bool launching; /* the launch job is in the backend's launch (recorded: intent) */
 	char rootfs[VMM_PATH_MAX];
 	struct vm *next; /* runtime table chain */
 };
@@ -181,6 +191,7 @@ struct vm_snap {
 	bool has_ip;
 	struct in6_addr ip;
 	char image_digest[IMG_DIGEST_MAX];
+	char image_key[IMG_DIGEST_MAX];
 	struct vm_health_src hs;
 	bool net_expected;
 	bool has_agent;
@@ -200,12 +211,18 @@ struct vm_record {
 	enum vm_state state; /* as last written */
 	char image[IMG_REF_MAX];
 	char image_digest[IMG_DIGEST_MAX];
+	char image_key[IMG_DIGEST_MAX]; /* key that verified it (--verify-key), "" */
 	struct in6_addr ip;
 	bool has_ip;
 	char error[ERR_MSG_MAX + 64];
 	struct vmm_handle h; /* pidfd not stored */
 	char rootfs[VMM_PATH_MAX];
 	char vmm[16]; /* backend name */
+	/* Intent: a VMM launch is about to begin or in progress (written before the jailer or
+	 * QEMU is spawned), with the uid it runs as: the next daemon then looks for its
+	 * processes even when the handle has no pid yet. */
+	bool launching;
+	uint32_t launch_uid;
 };
 /* Pure: encode / decode (strict, bounded). */
 int record_encode(const struct vm_record *r, char **ret);
@@ -213,6 +230,17 @@ int record_decode(const char *data, size_t len, struct vm_record *ret, struct er
 int record_write(const char *state_dir, const struct vm_record *r);
 int record_read(const char *state_dir, const char *name, struct vm_record *ret, struct err *err);
 int record_remove(const char *state_dir, const char *name);
+
+/* ---- stray VMM processes (strays.c) ---- */
+
+/* Pure: is a process with this argv (NUL-separated, len bytes) and /proc/PID/root link (or
+ * NULL) one of VM name's jail: the jailer invoked for it with our chroot base, or a process
+ * whose root is jail_root (also " (deleted)")? */
+bool stray_matches(const char *cmdline, size_t len, const char *root_link, const char *name,
+		   const char *chroot_base, const char *jail_root);
+/* SIGKILL every process of VM name's jail except pid except (the adopted VMM, or 0), and
+ * wait up to wait_ms for each to end. Returns how many were killed. Firecracker backend only. */
+int rt_kill_strays(struct runtime *rt, const char *name, pid_t except, unsigned wait_ms);
 
 /* ---- cgroups (cgroup.c) ---- */
 
@@ -327,13 +355,15 @@ struct runtime {
 	struct sv_msg *q_head, *q_tail;
 	atomic_bool stopping;
 
-	/* workers: pool for backend/image jobs, one thread for net (net_ctx is single-threaded) */
-	pthread_mutex_t job_lock;
-	pthread_cond_t job_cond;
-	struct job *jobs_head, *jobs_tail;
-	pthread_t workers[4];
-	unsigned n_workers;
-	bool jobs_stop;
+	/* workers (worker.c): the lifecycle pool runs the short jobs the supervisor queues (stop
+	 * request, cleanup); the outside pool runs the jobs that wait on the outside world for
+	 * long (launch with its image pull, create and destroy with the address allocator, the
+	 * health probe of a VMM whose API may hang), each on its own thread up to
+	 * RT_LONG_POOL_MAX, so slow pulls, a slow database or hung VMMs never take the capacity
+	 * the lifecycle and other VMs need. */
+	struct rt_pool *pool_short, *pool_long;
+	bool workers_abandoned;	  /* workers_stop timed out: jobs still run, nothing is freed */
+	bool shut_down;		  /* runtime_shutdown ran */
 	pthread_mutex_t net_lock; /* serialises every use of net (single-threaded ctx) */
 };
 
@@ -344,8 +374,24 @@ int sv_post_call(struct runtime *rt, struct vm *vm,
 		 void (*fn)(struct runtime *, struct vm *, void *, int), void *arg, int result);
 int sv_start(struct runtime *rt);
 void sv_stop(struct runtime *rt);
-/* Queue a job on the worker pool. Takes a VM reference. */
+/* After sv_stop and the workers: drop what jobs posted too late (their records already say
+ * what the next daemon must do). */
+void sv_discard(struct runtime *rt);
+/* Queue a job on the lifecycle pool (short, bounded jobs) or on the outside pool (jobs that wait
+ * on registries, the database, the disk). Takes a VM reference. -ESHUTDOWN once stopping. */
+#define RT_SHORT_POOL_THREADS 4
+#define RT_LONG_POOL_MAX 64
+#define RT_LONG_POOL_IDLE_MS 10000
+/* Shutdown budget for jobs in flight (the daemon must be gone within 5 s of SIGTERM). */
+#define RT_SHUTDOWN_REAPER_MS 1000
+#define RT_SHUTDOWN_WORKERS_MS 1500
 int rt_job(struct runtime *rt, struct vm *vm, job_fn fn, void *arg);
+int rt_job_long(struct runtime *rt, struct vm *vm, job_fn fn, void *arg);
+struct rt_pool_stats {
+	unsigned threads[2], busy[2], queued[2]; /* [0] lifecycle, [1] outside */
+	uint64_t done[2];
+};
+void workers_stats(struct runtime *rt, struct rt_pool_stats *ret);
 /* Supervisor: watch / unwatch a VM's pidfd and deadline timer. */
 int sv_watch_pidfd(struct runtime *rt, struct vm *vm);
 void sv_unwatch(struct runtime *rt, struct vm *vm);
@@ -360,7 +406,9 @@ int workers_start(struct runtime *rt);
 /* Start / stop the guest agent client of a VM whose VMM runs (h.agent_socket). */
 void vm_agent_start(struct runtime *rt, struct vm *vm);
 void vm_agent_stop(struct vm *vm);
-void workers_stop(struct runtime *rt);
+/* Stop both pools; their threads get timeout_ms to finish their jobs. -ETIMEDOUT: some still
+ * run (rt->workers_abandoned; the runtime must then not be freed). */
+int workers_stop(struct runtime *rt, unsigned timeout_ms);
 /* Default image step: img_prepare with progress into the VM's health. */
 int rt_prepare_image(struct runtime *rt, struct vm *vm, const char *ref, struct img_prepared *ret,
 		     struct err *err);
@@ -377,7 +425,10 @@ enum rt_leak { RT_LEAK_VMM, RT_LEAK_NET, RT_LEAK_STATE, RT_LEAK_IP, RT_LEAK_IMAG
 int rt_reaper_new(struct runtime *rt);
 void rt_reaper_free(struct runtime *rt);
 int rt_reaper_start(struct runtime *rt);
+/* Stop the reaper thread; a pass still waiting for jobs after RT_SHUTDOWN_REAPER_MS is
+ * abandoned (rt_reaper_abandoned). */
 void rt_reaper_stop(struct runtime *rt);
+bool rt_reaper_abandoned(const struct runtime *rt);
 /* One pass (blocks until no job runs). */
 void rt_reap_pass(struct runtime *rt);
 /* Every worker job runs between these (the read side of the reaper's lock). */

@@ -26,8 +26,6 @@
 #include "internal.h"
 #include "parse.h"
 
-extern char **environ;
-
 int jailer_argv(const struct jailer_params *p, const char **argv, size_t max, char uid[16],
 		char gid[16])
 {
@@ -87,6 +85,10 @@ int jailer_spawn(const struct jailer_params *p, pid_t *ret_pid)
 		posix_spawn_file_actions_adddup2(&fa, p->stdout_fd, 1);
 		posix_spawn_file_actions_adddup2(&fa, p->stdout_fd, 2);
 	}
+	/* Only stdin, stdout and stderr reach the jailer (and the VMM it becomes): no fd of
+	 * the daemon (report connections, other VMs' sockets, the FUSE device) survives exec,
+	 * whether or not it was opened close-on-exec. */
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 	/* The child starts with default signal handling and an empty mask; own session so a
 	 * terminal's signals do not reach the VMM. */
 	sigemptyset(&none);
@@ -95,7 +97,7 @@ int jailer_spawn(const struct jailer_params *p, pid_t *ret_pid)
 	posix_spawnattr_setsigdefault(&attr, &all);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
 						POSIX_SPAWN_SETSID);
-	/* The jailer clears the environment itself (CONTRACT.md D.2); pass ours for the fake. */
+	/* The jailer clears the environment itself; pass ours for the fake. */
 	r = posix_spawn(ret_pid, p->jailer, &fa, &attr, (char *const *)argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);

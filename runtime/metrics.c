@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "jail-path.h"
 #include "report.h"
 
 void metrics_escape_label(const char *s, char *buf, size_t size)
@@ -318,14 +319,14 @@ static uint64_t mono_ms(void)
 #define METRICS_READ_MAX (256u << 10)
 static int read_tail(const char *path, char **ret, size_t *ret_len)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	_cleanup_close_ int fd = jail_openat(AT_FDCWD, path, O_RDONLY | O_NONBLOCK, 0);
 	struct stat st;
 	off_t start;
 	ssize_t n;
 	char *buf;
 
 	if (fd < 0)
-		return -errno;
+		return fd;
 	/* The jail is the VMM's: only a regular file is read (no FIFO, device or link). */
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
 		return -EINVAL;

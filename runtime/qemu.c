@@ -1,25 +1,36 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The QEMU backend: qemu-system-x86_64 -M microvm (TESTRIG 3) with the same disks, TAP and
- * guest agent as Firecracker. Per VM a host dir <state_dir>/qemu/<name> (marked ".mvmfs")
- * holds the QMP socket, the agent socket (virtio-serial port "agent" on a chardev the host
- * connects to) and the pid file. QEMU is our child, started inside the VM's network namespace
- * (setns in the child before exec) and in the VM's cgroups (the child moves itself before
- * exec); it opens its files as root and then drops to the VM's uid:gid (-runas).
+ * The QEMU backend: qemu-system-x86_64 -M microvm with the same disks, TAP and guest agent as
+ * Firecracker. Per VM a host dir <state_dir>/qemu/<name> (root's, 0700, marked ".mvmfs") holds
+ * the QMP socket, the agent socket (virtio-serial port "agent" on a chardev the host connects
+ * to), the pid file and root/, the empty mount point of the VMM's own root.
+ *
+ * QEMU is sandboxed as closely to the jailer as QEMU allows (runtime/sandbox.c): our child joins
+ * the VM's cgroups and network namespace, keeps only the fds it is given (both sockets, bound by
+ * the daemon; both disks and the console file, opened by the daemon and handed over with
+ * -add-fd), enters a mount namespace whose root is a read-only tmpfs holding /usr (binary,
+ * libraries, firmware), the kernel and initrd, and /dev/{null,urandom,net/tun[,kvm]}, drops to
+ * the VM's uid:gid with no capabilities and no_new_privs, and runs under QEMU's seccomp filter
+ * (-sandbox on with everything optional denied). Nothing QEMU can write is a path the daemon
+ * later follows.
  */
 #include "qemu.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +41,7 @@
 #include "log.h"
 #include "parse.h"
 #include "qmp.h"
+#include "sandbox.h"
 
 #define QEMU_DIR "qemu"
 #define QEMU_MARK ".mvmfs"
@@ -38,8 +50,17 @@
 #define QEMU_PIDFILE "qemu.pid"
 #define QEMU_SOCKET_WAIT_MS 10000
 #define QEMU_CALL_MS 3000
-#define QEMU_MEM_OVERHEAD_MIB 512 /* QEMU itself + the TCG translation cache */
+#define QEMU_ROOT "root"
+#define QEMU_ENV_MARK "MVMFS_QEMU_DIR="
+/* The memory limit is the guest's RAM plus this allowance for QEMU itself (code, libraries,
+ * device emulation, the TCG translation cache; its RSS is about 220-260 MiB per VM): a guest
+ * that fills its RAM meets its own OOM killer, never the host's for the VMM. */
+#define QEMU_MEM_OVERHEAD_MIB 512
 #define ARGV_MAX 96
+/* exit codes of the child before exec */
+#define QEMU_EXIT_CGROUP 120
+#define QEMU_EXIT_NETNS 121
+#define QEMU_EXIT_SANDBOX 122
 
 struct qemu_priv {
 	const struct runtime_config *cfg;
@@ -48,15 +69,19 @@ struct qemu_priv {
 	bool kvm;
 	struct cgroup_info cg;
 	bool have_cg;
+	char cg_error[ERR_MSG_MAX]; /* why there are no cgroup limits: every launch fails */
 };
 
-/* TESTRIG 10: /dev/kvm alone proves nothing (the PVM flavour hangs ordinary guests). */
+/* /dev/kvm alone proves nothing (some KVM flavours hang ordinary guests): KVM only with a
+ * loaded kvm_intel/kvm_amd module, or when MVMFS_QEMU_ACCEL says so. */
 static bool kvm_usable(void)
 {
 	struct stat st;
 
-	if (getenv("MVMFS_QEMU_ACCEL"))
-		return strcmp(getenv("MVMFS_QEMU_ACCEL"), "kvm") == 0;
+	const char *accel = getenv("MVMFS_QEMU_ACCEL");
+
+	if (accel)
+		return strcmp(accel, "kvm") == 0;
 	if (stat("/dev/kvm", &st) < 0 || !S_ISCHR(st.st_mode))
 		return false;
 	return access("/sys/module/kvm_intel", F_OK) == 0 ||
@@ -104,10 +129,22 @@ static int qemu_init(const struct runtime_config *cfg, void **ret_priv, struct e
 		free(qp);
 		return err_set(err, r, "creating %s: %s", qp->base_dir, strerror(-r));
 	}
+	/* The sockets are later opened without following any symlink: use the real path (a
+	 * symlinked --state-dir is fine). */
+	{
+		char real[PATH_MAX];
+
+		if (realpath(qp->base_dir, real) && strlen(real) < sizeof(qp->base_dir))
+			snprintf(qp->base_dir, sizeof(qp->base_dir), "%s", real);
+	}
 	qp->kvm = kvm_usable();
 	qp->have_cg = cgroup_detect(cfg->cgroup_version, &qp->cg, &e2) >= 0;
-	if (!qp->have_cg)
-		log_warning("qemu: no cgroup limits for VMs: %s", e2.msg);
+	if (!qp->have_cg) {
+		/* Fail closed: the daemon runs (monitoring, records), but no VM starts unlimited.
+		 */
+		snprintf(qp->cg_error, sizeof(qp->cg_error), "%s", e2.msg);
+		log_error("qemu: cgroup limits cannot be applied, VMs will not start: %s", e2.msg);
+	}
 	log_info("qemu backend: %s, accel %s", qp->qemu, qp->kvm ? "kvm" : "tcg");
 	*ret_priv = qp;
 	return 0;
@@ -164,7 +201,7 @@ static int setup_cgroups(struct qemu_priv *qp, const struct vmm_launch *p, struc
 	int n, k, r;
 
 	if (!qp->have_cg)
-		return 0;
+		return err_set(err, -EIO, "cgroup limits cannot be applied: %s", qp->cg_error);
 	h->cgroup_version = qp->cg.version;
 	n = cgroup_dirs(&qp->cg, CGROUP_PARENT, p->name, h->cgroup, ELEMENTSOF(h->cgroup));
 	for (int i = 0; i < n; i++) {
@@ -178,7 +215,10 @@ static int setup_cgroups(struct qemu_priv *qp, const struct vmm_launch *p, struc
 
 		snprintf(parent, sizeof(parent), "%s/%s/cgroup.subtree_control", qp->cg.v2_mount,
 			 CGROUP_PARENT);
-		(void)write_string_file(parent, "+cpu +memory");
+		r = write_string_file(parent, "+cpu +memory");
+		if (r < 0)
+			return err_set(err, -EIO, "cgroup limits cannot be applied: %s: %s", parent,
+				       strerror(-r));
 	}
 	k = qemu_cgroup_settings(qp->cg.version, qp->cg.memsw, n, p->vcpus, p->mem_mib, set,
 				 ELEMENTSOF(set));
@@ -190,7 +230,7 @@ static int setup_cgroups(struct qemu_priv *qp, const struct vmm_launch *p, struc
 		snprintf(path, sizeof(path), "%s/%s", h->cgroup[set[i].dir], set[i].file);
 		r = write_string_file(path, set[i].value);
 		if (r < 0)
-			return err_set(err, r, "cgroup limit %s=%s: %s", path, set[i].value,
+			return err_set(err, -EIO, "cgroup limit %s=%s: %s", path, set[i].value,
 				       strerror(-r));
 	}
 	return 0;
@@ -200,14 +240,23 @@ static int setup_cgroups(struct qemu_priv *qp, const struct vmm_launch *p, struc
  * happen between fork and exec). */
 struct child_plan {
 	const char *argv[ARGV_MAX];
+	char *envp[2];
+	char env_mark[VMM_PATH_MAX + 32];
+	const char *exec_path; /* QEMU's path inside the sandbox root */
+	char exec_buf[PATH_MAX];
 	int netns_fd;
 	int cg_fds[4];
 	int ncg;
 	int out_fd;
+	int null_fd;
+	int qmp_fd, agent_fd, root_fd, data_fd, data_ro_fd, console_fd;
+	/* their numbers in the child */
+	int qmp_n, agent_n, root_n, data_n, data_ro_n, console_n;
+	struct sandbox sb;
 };
 
 /* In the child: say what failed on the console log (async-signal-safe), then exit with code. */
-static _Noreturn void child_fail(const struct child_plan *cp, const char *what, int e, int code)
+static _Noreturn void child_fail(int fd, const char *what, int e, int code)
 {
 	char num[12];
 	int n = (int)sizeof(num);
@@ -216,12 +265,12 @@ static _Noreturn void child_fail(const struct child_plan *cp, const char *what, 
 		num[--n] = (char)('0' + e % 10);
 		e /= 10;
 	} while (e && n > 0);
-	if (cp->out_fd >= 0) {
-		(void)!write(cp->out_fd, "mvmfs: ", 7);
-		(void)!write(cp->out_fd, what, strlen(what));
-		(void)!write(cp->out_fd, " failed, errno ", 15);
-		(void)!write(cp->out_fd, num + n, sizeof(num) - (size_t)n);
-		(void)!write(cp->out_fd, "\n", 1);
+	if (fd >= 0) {
+		(void)!write(fd, "mvmfs: ", 7);
+		(void)!write(fd, what, strlen(what));
+		(void)!write(fd, " failed, errno ", 15);
+		(void)!write(fd, num + n, sizeof(num) - (size_t)n);
+		(void)!write(fd, "\n", 1);
 	}
 	_exit(code);
 }
@@ -229,7 +278,9 @@ static _Noreturn void child_fail(const struct child_plan *cp, const char *what, 
 static _Noreturn void child_run(const struct child_plan *cp)
 {
 	static const char zero[] = "0";
+	const char *stage = "";
 	sigset_t none;
+	int e;
 
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -240,17 +291,16 @@ static _Noreturn void child_run(const struct child_plan *cp)
 			w = write(cp->cg_fds[i], zero, 1);
 		while (w < 0 && errno == EINTR);
 		if (w != 1)
-			child_fail(cp, "joining the VM's cgroup", w < 0 ? errno : 0, 120);
+			child_fail(cp->out_fd, "joining the VM's cgroup", w < 0 ? errno : 0,
+				   QEMU_EXIT_CGROUP);
 	}
 	if (cp->netns_fd >= 0 && setns(cp->netns_fd, CLONE_NEWNET) < 0)
-		child_fail(cp, "entering the network namespace", errno, 121);
-	if (cp->out_fd >= 0) {
-		dup2(cp->out_fd, 1);
-		dup2(cp->out_fd, 2);
-	}
+		child_fail(cp->out_fd, "entering the network namespace", errno, QEMU_EXIT_NETNS);
 	(void)setsid();
-	execv(cp->argv[0], (char *const *)cp->argv);
-	child_fail(cp, "exec", errno, 127);
+	e = sandbox_exec(&cp->sb, cp->exec_path, (char *const *)cp->argv, cp->envp, &stage);
+	/* fds were renumbered (or not): the output is on 2 once set up, else still out_fd. */
+	child_fail(fcntl(2, F_GETFD) >= 0 ? 2 : cp->out_fd, stage, e,
+		   strcmp(stage, "exec") == 0 ? 127 : QEMU_EXIT_SANDBOX);
 }
 
 static long ms_since(const struct timespec *t0)
@@ -305,9 +355,12 @@ static int check_alive(struct vmm_handle *h, const char *logp, const char *what,
 		snprintf(reason, sizeof(reason), "exit status unknown");
 	else if (ex.signal)
 		snprintf(reason, sizeof(reason), "killed by signal %d", ex.signal);
-	else if (ex.code == 120 || ex.code == 121)
+	else if (ex.code == QEMU_EXIT_CGROUP || ex.code == QEMU_EXIT_NETNS ||
+		 ex.code == QEMU_EXIT_SANDBOX)
 		snprintf(reason, sizeof(reason), "could not enter its %s",
-			 ex.code == 120 ? "cgroup" : "network namespace");
+			 ex.code == QEMU_EXIT_CGROUP  ? "cgroup"
+			 : ex.code == QEMU_EXIT_NETNS ? "network namespace"
+						      : "sandbox");
 	else
 		snprintf(reason, sizeof(reason), "exit code %d", ex.code);
 	log_tail(logp, tail, sizeof(tail));
@@ -338,8 +391,8 @@ static int query_status(struct vmm_handle *h, enum vmm_run_state *ret, struct er
 	return r < 0 ? err_set(err, -EPROTO, "query-status: unexpected reply") : 0;
 }
 
-static int build_argv(struct qemu_priv *qp, const struct vmm_launch *p, struct vmm_handle *h,
-		      struct child_plan *cp, char (*s)[VMM_PATH_MAX + 160], size_t nstr)
+static int build_argv(struct qemu_priv *qp, const struct vmm_launch *p, struct child_plan *cp,
+		      char (*s)[VMM_PATH_MAX + 160], size_t nstr)
 {
 	char base[512];
 	size_t a = 0, k = 0;
@@ -347,7 +400,7 @@ static int build_argv(struct qemu_priv *qp, const struct vmm_launch *p, struct v
 
 #define ARG(x) (cp->argv[a++] = (x))
 #define FMT(...) (snprintf(s[k], sizeof(s[k]), __VA_ARGS__), s[k++])
-	if (nstr < 16)
+	if (nstr < 20)
 		return -E2BIG;
 	r = guest_kernel_cmdline(GUEST_CMDLINE_QEMU, base, sizeof(base));
 	if (r < 0)
@@ -356,7 +409,7 @@ static int build_argv(struct qemu_priv *qp, const struct vmm_launch *p, struct v
 		snprintf(base, sizeof(base),
 			 "console=ttyS0 rdinit=/init panic=-1 quiet "
 			 "mitigations=off cryptomgr.notests");
-	ARG(qp->qemu);
+	ARG(cp->exec_path);
 	ARG("-name");
 	ARG(FMT("mvmfs-%s", p->name));
 	ARG("-accel");
@@ -373,24 +426,41 @@ static int build_argv(struct qemu_priv *qp, const struct vmm_launch *p, struct v
 	ARG("-no-user-config");
 	ARG("-nographic");
 	ARG("-no-reboot");
-	ARG("-serial");
-	ARG(p->console_log ? FMT("file:%s", p->console_log) : "null");
+	/* seccomp: no obsolete calls, no set*id, no fork/exec, no scheduler or affinity changes */
+	ARG("-sandbox");
+	ARG("on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+	if (cp->console_n >= 0) {
+		ARG("-add-fd");
+		ARG(FMT("fd=%d,set=3", cp->console_n));
+		ARG("-serial");
+		ARG("file:/dev/fdset/3");
+	} else {
+		ARG("-serial");
+		ARG("null");
+	}
 	ARG("-kernel");
-	ARG(p->kernel);
+	ARG("/vm/vmlinux");
 	if (p->initrd) {
 		ARG("-initrd");
-		ARG(p->initrd);
+		ARG("/vm/initrd");
 	}
 	ARG("-append");
 	ARG(FMT("%s%s%s", base, p->boot_args && *p->boot_args ? " " : "",
 		p->boot_args ? p->boot_args : ""));
+	ARG("-add-fd");
+	ARG(FMT("fd=%d,set=1", cp->root_n));
 	ARG("-drive");
-	ARG(FMT("file=%s,format=raw,if=none,id=root,readonly=on", p->rootfs));
+	ARG("file=/dev/fdset/1,format=raw,if=none,id=root,readonly=on");
 	ARG("-device");
 	ARG("virtio-blk-device,drive=root,serial=root");
-	if (p->data_disk) {
+	if (cp->data_n >= 0) {
+		/* QEMU probes read-only before it opens read-write: one fd per access mode. */
+		ARG("-add-fd");
+		ARG(FMT("fd=%d,set=2", cp->data_n));
+		ARG("-add-fd");
+		ARG(FMT("fd=%d,set=2", cp->data_ro_n));
 		ARG("-drive");
-		ARG(FMT("file=%s,format=raw,if=none,id=data", p->data_disk));
+		ARG("file=/dev/fdset/2,format=raw,if=none,id=data");
 		ARG("-device");
 		ARG("virtio-blk-device,drive=data,serial=data");
 	}
@@ -401,47 +471,173 @@ static int build_argv(struct qemu_priv *qp, const struct vmm_launch *p, struct v
 		ARG(FMT("virtio-net-device,netdev=n0%s%s", p->mac ? ",mac=" : "", p->mac ?: ""));
 	}
 	ARG("-chardev");
-	ARG(FMT("socket,id=agent,path=%s,server=on,wait=off", h->agent_socket));
+	ARG(FMT("socket,id=agent,fd=%d,server=on,wait=off", cp->agent_n));
 	ARG("-device");
 	ARG("virtio-serial-device");
 	ARG("-device");
 	ARG("virtserialport,chardev=agent,name=agent");
-	ARG("-qmp");
-	ARG(FMT("unix:%s,server=on,wait=off", h->api_socket));
-	ARG("-pidfile");
-	ARG(FMT("%s/%s", h->jail_dir, QEMU_PIDFILE));
-	ARG("-runas");
-	ARG(FMT("%u:%u", (unsigned)p->uid, (unsigned)p->gid));
+	ARG("-chardev");
+	ARG(FMT("socket,id=qmp,fd=%d,server=on,wait=off", cp->qmp_n));
+	ARG("-mon");
+	ARG("chardev=qmp,mode=control");
 	ARG(NULL);
 #undef ARG
 #undef FMT
 	return (int)a;
 }
 
+/* A listening socket at path (in the root-owned VM dir), bound by the daemon and handed to
+ * QEMU: QEMU creates no file at all. */
+static int bind_listener(const char *path, struct err *err)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	_cleanup_close_ int fd = -EBADF;
+
+	if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path) >= (int)sizeof(sa.sun_path))
+		return err_set(err, -ENAMETOOLONG, "socket path too long: %s", path);
+	(void)unlink(path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return err_set(err, -errno, "socket: %m");
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0600) < 0 ||
+	    listen(fd, 8) < 0)
+		return err_set(err, -errno, "listening on %s: %m", path);
+	return TAKE_FD(fd);
+}
+
+/* The VMM can read a host file (kernel, initrd) only if its uid may: a bind mount keeps the
+ * inode's permissions. */
+static int check_readable(const char *what, const char *path, uid_t uid, gid_t gid, struct err *err)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return err_set(err, -errno, "%s %s: %m", what, path);
+	if (!S_ISREG(st.st_mode))
+		return err_set(err, -EINVAL, "%s %s: not a regular file", what, path);
+	if ((st.st_mode & S_IROTH) || (st.st_uid == uid && (st.st_mode & S_IRUSR)) ||
+	    (st.st_gid == gid && (st.st_mode & S_IRGRP)))
+		return 0;
+	return err_set(err, -EACCES,
+		       "%s %s is not readable by the VM's uid %u (make it world-readable)", what,
+		       path, (unsigned)uid);
+}
+
+/* The VMM's root: only what QEMU needs, everything read-only, devices owned by the VM. */
+static int plan_sandbox(struct qemu_priv *qp, const struct vmm_launch *p, struct vmm_handle *h,
+			struct child_plan *cp, struct err *err)
+{
+	static const char *const mirrored[] = {"usr",	 "lib", "lib64", "lib32",
+					       "libx32", "bin", "sbin"};
+	struct sandbox *sb = &cp->sb;
+	char root[VMM_PATH_MAX + 16], real[PATH_MAX];
+	int r;
+
+	snprintf(root, sizeof(root), "%s/%s", h->jail_dir, QEMU_ROOT);
+	sandbox_init(sb, root, p->uid, p->gid);
+	for (size_t i = 0; i < ELEMENTSOF(mirrored); i++)
+		sandbox_mirror(sb, mirrored[i]);
+	if (!realpath(qp->qemu, real))
+		return err_set(err, -errno, "qemu %s: %m", qp->qemu);
+	bool in_mirror = false;
+
+	for (size_t i = 0; i < ELEMENTSOF(mirrored); i++) {
+		size_t l = strlen(mirrored[i]);
+
+		in_mirror |= strncmp(real + 1, mirrored[i], l) == 0 && real[1 + l] == '/';
+	}
+	if (!in_mirror) {
+		sandbox_add_parents(sb, real + 1);
+		r = sandbox_bind(sb, real + 1, real);
+		if (r < 0)
+			return err_set(err, r, "qemu %s: %s", real, strerror(-r));
+	}
+	snprintf(cp->env_mark, sizeof(cp->env_mark), "%s%s", QEMU_ENV_MARK, h->jail_dir);
+	cp->envp[0] = cp->env_mark;
+	cp->envp[1] = NULL;
+	/* Its real path: in a mirrored dir, or bound at the same place. */
+	snprintf(cp->exec_buf, sizeof(cp->exec_buf), "%s", real);
+	cp->exec_path = cp->exec_buf;
+	sandbox_mkdir(sb, "etc", 0755);
+	if (access("/etc/ld.so.cache", R_OK) == 0)
+		(void)sandbox_bind(sb, "etc/ld.so.cache", "/etc/ld.so.cache");
+	sandbox_mkdir(sb, "dev", 0755);
+	sandbox_mknod(sb, "dev/null", 0666, makedev(1, 3), false);
+	sandbox_mknod(sb, "dev/urandom", 0666, makedev(1, 9), false);
+	if (p->tap_name) {
+		sandbox_mkdir(sb, "dev/net", 0755);
+		sandbox_mknod(sb, "dev/net/tun", 0600, makedev(10, 200), true);
+	}
+	if (qp->kvm)
+		sandbox_mknod(sb, "dev/kvm", 0600, makedev(10, 232), true);
+	sandbox_mkdir(sb, "vm", 0755);
+	r = check_readable("kernel", p->kernel, p->uid, p->gid, err);
+	if (r < 0)
+		return r;
+	r = sandbox_bind(sb, "vm/vmlinux", p->kernel);
+	if (r < 0)
+		return err_set(err, r, "kernel %s: %s", p->kernel, strerror(-r));
+	if (p->initrd) {
+		r = check_readable("initrd", p->initrd, p->uid, p->gid, err);
+		if (r < 0)
+			return r;
+		r = sandbox_bind(sb, "vm/initrd", p->initrd);
+		if (r < 0)
+			return err_set(err, r, "initrd %s: %s", p->initrd, strerror(-r));
+	}
+	sb->stdin_fd = cp->null_fd;
+	sb->out_fd = cp->out_fd >= 0 ? cp->out_fd : cp->null_fd;
+	cp->qmp_n = sandbox_pass_fd(sb, cp->qmp_fd);
+	cp->agent_n = sandbox_pass_fd(sb, cp->agent_fd);
+	cp->root_n = sandbox_pass_fd(sb, cp->root_fd);
+	cp->data_n = cp->data_fd >= 0 ? sandbox_pass_fd(sb, cp->data_fd) : -1;
+	cp->data_ro_n = cp->data_ro_fd >= 0 ? sandbox_pass_fd(sb, cp->data_ro_fd) : -1;
+	cp->console_n = cp->console_fd >= 0 ? sandbox_pass_fd(sb, cp->console_fd) : -1;
+	if (sb->overflow || cp->qmp_n < 0 || cp->agent_n < 0 || cp->root_n < 0 ||
+	    (cp->data_fd >= 0 && (cp->data_n < 0 || cp->data_ro_n < 0)) ||
+	    (cp->console_fd >= 0 && cp->console_n < 0))
+		return err_set(err, -E2BIG, "sandbox plan too large");
+	return 0;
+}
+
+static void plan_close(struct child_plan *cp)
+{
+	for (int i = 0; i < cp->ncg; i++)
+		safe_close(cp->cg_fds[i]);
+	cp->ncg = 0;
+	cp->netns_fd = safe_close(cp->netns_fd);
+	cp->out_fd = safe_close(cp->out_fd);
+	cp->null_fd = safe_close(cp->null_fd);
+	cp->qmp_fd = safe_close(cp->qmp_fd);
+	cp->agent_fd = safe_close(cp->agent_fd);
+	cp->root_fd = safe_close(cp->root_fd);
+	cp->data_fd = safe_close(cp->data_fd);
+	cp->data_ro_fd = safe_close(cp->data_ro_fd);
+	cp->console_fd = safe_close(cp->console_fd);
+	sandbox_done(&cp->sb);
+}
+
 static int qemu_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *h,
 		       struct err *err)
 {
 	struct qemu_priv *qp = priv;
-	static char strs[16][VMM_PATH_MAX + 160]; /* guarded by launch_lock */
+	static char strs[20][VMM_PATH_MAX + 160]; /* guarded by launch_lock */
 	static pthread_mutex_t launch_lock = PTHREAD_MUTEX_INITIALIZER;
-	struct child_plan cp = {.netns_fd = -EBADF, .out_fd = -EBADF};
+	struct child_plan cp = {.netns_fd = -EBADF,
+				.out_fd = -EBADF,
+				.null_fd = -EBADF,
+				.qmp_fd = -EBADF,
+				.agent_fd = -EBADF,
+				.root_fd = -EBADF,
+				.data_fd = -EBADF,
+				.data_ro_fd = -EBADF,
+				.console_fd = -EBADF};
 	char path[VMM_PATH_MAX + 64];
 	enum vmm_run_state st;
 	struct timespec t0;
 	pid_t pid;
 	int r;
 
-	/* QEMU's option syntax splits on commas (",," would escape one): refuse such paths. */
-	{
-		const char *const paths[] = {p->rootfs, p->data_disk, p->console_log, qp->base_dir};
-
-		for (size_t i = 0; i < ELEMENTSOF(paths); i++)
-			if (paths[i] && strchr(paths[i], ','))
-				return err_set(
-					err, -EINVAL,
-					"path %s contains a comma, which QEMU options cannot take",
-					paths[i]);
-	}
 	if (snprintf(h->jail_dir, sizeof(h->jail_dir), "%s/%s", qp->base_dir, p->name) >=
 		    (int)sizeof(h->jail_dir) ||
 	    snprintf(h->api_socket, sizeof(h->api_socket), "%s/%s", h->jail_dir, QEMU_QMP) >=
@@ -458,8 +654,11 @@ static int qemu_launch(void *priv, const struct vmm_launch *p, struct vmm_handle
 	r = write_file_atomic(path, p->name, strlen(p->name), 0600);
 	if (r < 0)
 		return err_set(err, r, "marking %s: %s", h->jail_dir, strerror(-r));
-	/* The writable disk belongs to the VM's uid (QEMU opens it before dropping to it anyway,
-	 * but a later reopen, e.g. on a flush error, happens as that uid). */
+	snprintf(path, sizeof(path), "%s/%s", h->jail_dir, QEMU_ROOT);
+	if (mkdir(path, 0755) < 0)
+		return err_set(err, -errno, "creating %s: %m", path);
+	/* The writable disk belongs to the VM's uid (QEMU gets it as an fd; a later reopen, e.g.
+	 * on a flush error, happens as that uid). */
 	if (p->data_disk && chown(p->data_disk, p->uid, p->gid) < 0)
 		return err_set(err, -errno, "chown %s: %m", p->data_disk);
 
@@ -470,7 +669,7 @@ static int qemu_launch(void *priv, const struct vmm_launch *p, struct vmm_handle
 		snprintf(path, sizeof(path), "%s/cgroup.procs", h->cgroup[i]);
 		cp.cg_fds[cp.ncg] = open(path, O_WRONLY | O_CLOEXEC);
 		if (cp.cg_fds[cp.ncg] < 0) {
-			r = err_set(err, -errno, "%s: %m", path);
+			r = err_set(err, -EIO, "cgroup limits cannot be applied: %s: %m", path);
 			goto out_close;
 		}
 		cp.ncg++;
@@ -482,17 +681,51 @@ static int qemu_launch(void *priv, const struct vmm_launch *p, struct vmm_handle
 			goto out_close;
 		}
 	}
+	cp.null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (cp.null_fd < 0) {
+		r = err_set(err, -errno, "/dev/null: %m");
+		goto out_close;
+	}
 	if (p->console_log) {
-		/* QEMU's own messages go next to the guest console. */
+		/* QEMU's own messages and the guest console, both into the console file. */
 		cp.out_fd = open(p->console_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		if (cp.out_fd < 0) {
 			r = err_set(err, -errno, "%s: %m", p->console_log);
 			goto out_close;
 		}
+		cp.console_fd = fcntl(cp.out_fd, F_DUPFD_CLOEXEC, 3);
+		if (cp.console_fd < 0) {
+			r = err_set(err, -errno, "dup: %m");
+			goto out_close;
+		}
 	}
+	cp.root_fd = open(p->rootfs, O_RDONLY | O_CLOEXEC);
+	if (cp.root_fd < 0) {
+		r = err_set(err, -errno, "root disk %s: %m", p->rootfs);
+		goto out_close;
+	}
+	if (p->data_disk) {
+		cp.data_fd = open(p->data_disk, O_RDWR | O_CLOEXEC);
+		cp.data_ro_fd = open(p->data_disk, O_RDONLY | O_CLOEXEC);
+		if (cp.data_fd < 0 || cp.data_ro_fd < 0) {
+			r = err_set(err, -errno, "data disk %s: %m", p->data_disk);
+			goto out_close;
+		}
+	}
+	r = bind_listener(h->api_socket, err);
+	if (r < 0)
+		goto out_close;
+	cp.qmp_fd = r;
+	r = bind_listener(h->agent_socket, err);
+	if (r < 0)
+		goto out_close;
+	cp.agent_fd = r;
+	r = plan_sandbox(qp, p, h, &cp, err);
+	if (r < 0)
+		goto out_close;
 
 	pthread_mutex_lock(&launch_lock);
-	r = build_argv(qp, p, h, &cp, strs, ELEMENTSOF(strs));
+	r = build_argv(qp, p, &cp, strs, ELEMENTSOF(strs));
 	if (r < 0) {
 		pthread_mutex_unlock(&launch_lock);
 		err_set(err, r, "building the QEMU command line: %s", strerror(-r));
@@ -516,12 +749,24 @@ static int qemu_launch(void *priv, const struct vmm_launch *p, struct vmm_handle
 		goto out_close;
 	}
 	(void)vmm_proc_start_time(pid, &h->start_time);
+	{
+		char txt[16];
+		int n = snprintf(txt, sizeof(txt), "%d\n", (int)pid);
 
-	/* QEMU creates its sockets during init; then the guest is running at once. */
+		snprintf(path, sizeof(path), "%s/%s", h->jail_dir, QEMU_PIDFILE);
+		r = write_file_atomic(path, txt, (size_t)n, 0600);
+		if (r < 0) {
+			err_set(err, r, "writing %s: %s", path, strerror(-r));
+			goto out_close;
+		}
+	}
+	/* The daemon's copies of the child's fds go now: the listeners stay QEMU's alone. */
+	plan_close(&cp);
+
+	/* QEMU accepts on its sockets once initialised; then the guest is running at once. */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		struct err e2 = {};
-		struct stat sb;
 
 		r = check_alive(h, p->console_log, "starting QEMU", err);
 		if (r < 0)
@@ -530,8 +775,7 @@ static int qemu_launch(void *priv, const struct vmm_launch *p, struct vmm_handle
 			r = err_set(err, -ECANCELED, "start cancelled");
 			goto out_close;
 		}
-		if (stat(h->api_socket, &sb) == 0 && S_ISSOCK(sb.st_mode) &&
-		    query_status(h, &st, &e2) >= 0) {
+		if (query_status(h, &st, &e2) >= 0) {
 			/* The start time read right after fork may be the pre-exec child's: same
 			 * process, same value, but re-read to be sure it is recorded. */
 			(void)vmm_proc_start_time(pid, &h->start_time);
@@ -547,10 +791,7 @@ static int qemu_launch(void *priv, const struct vmm_launch *p, struct vmm_handle
 	}
 	r = 0;
 out_close:
-	for (int i = 0; i < cp.ncg; i++)
-		safe_close(cp.cg_fds[i]);
-	safe_close(cp.netns_fd);
-	safe_close(cp.out_fd);
+	plan_close(&cp);
 	return r;
 }
 
@@ -620,28 +861,54 @@ static void qemu_cleanup(void *priv, const char *name, struct vmm_handle *h)
 	}
 }
 
-/* A leftover QEMU of ours: its pid file's process whose command line names our dir. */
+/* Does the NUL-separated list (environ, cmdline) hold an entry equal to want (or, with
+ * substring, containing it)? */
+static bool has_entry(const char *list, size_t len, const char *want, bool substring)
+{
+	for (size_t i = 0; i < len;) {
+		const char *e = list + i;
+		size_t n = strnlen(e, len - i);
+
+		if (substring ? memmem(e, n, want, strlen(want)) != NULL
+			      : n == strlen(want) && memcmp(e, want, n) == 0)
+			return true;
+		i += n + 1;
+	}
+	return false;
+}
+
+/* A leftover QEMU of ours: its pid file's process (the file is written by the daemon in its
+ * own dir) whose environment marks our dir (older versions: whose command line names it). */
 static void kill_leftover(const char *dir)
 {
-	char path[VMM_PATH_MAX + 32], *text = NULL, *cmd = NULL;
+	char path[VMM_PATH_MAX + 32], want[VMM_PATH_MAX + 32], *text = NULL, *env = NULL;
+	struct vmm_handle h;
 	size_t len = 0;
 	uint32_t pid;
 
+	vmm_handle_init(&h);
 	snprintf(path, sizeof(path), "%s/%s", dir, QEMU_PIDFILE);
 	if (read_file_bounded(path, 64, &text, NULL) < 0)
 		return;
 	text[strcspn(text, "\n")] = '\0';
 	if (parse_u32(text, &pid) == 0 && pid > 1) {
-		snprintf(path, sizeof(path), "/proc/%u/cmdline", pid);
-		if (read_file_bounded(path, 65536, &cmd, &len) >= 0) {
-			for (size_t i = 0; i + 1 < len; i++)
-				if (!cmd[i])
-					cmd[i] = ' ';
-			if (strstr(cmd, dir))
-				(void)kill((pid_t)pid, SIGKILL);
+		h.pid = (pid_t)pid;
+		if (vmm_handle_open_pidfd(&h) == 0) {
+			snprintf(want, sizeof(want), "%s%s", QEMU_ENV_MARK, dir);
+			snprintf(path, sizeof(path), "/proc/%u/environ", pid);
+			if (read_file_bounded(path, 1 << 20, &env, &len) >= 0 &&
+			    has_entry(env, len, want, false))
+				(void)vmm_handle_kill(&h);
+			free(env);
+			env = NULL;
+			snprintf(path, sizeof(path), "/proc/%u/cmdline", pid);
+			if (read_file_bounded(path, 65536, &env, &len) >= 0 &&
+			    has_entry(env, len, dir, true))
+				(void)vmm_handle_kill(&h);
+			h.pidfd = safe_close(h.pidfd);
 		}
 	}
-	free(cmd);
+	free(env);
 	free(text);
 }
 

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* QMP client: line-delimited JSON over a Unix stream socket (see qmp.h). */
+/* QMP client: line-delimited JSON over a Unix stream socket (see qmp.h). Every step is
+ * bounded by the call's deadline: the connect (a full backlog), sending (a VMM that stopped
+ * reading) and every reply (a VMM that never answers); the socket is non-blocking. */
 #include "qmp.h"
 
 #include <errno.h>
@@ -12,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jail-path.h"
 #include "macro.h"
 
 #define QMP_LINE_MAX (256 * 1024)
@@ -122,8 +125,8 @@ static int read_line(struct qmp *q, char **ret, size_t *ret_len, uint64_t deadli
 			return -ETIMEDOUT;
 		if (poll(&p, 1, (int)(deadline - now)) <= 0)
 			continue;
-		n = recv(q->fd, q->buf + q->len, QMP_LINE_MAX - q->len, 0);
-		if (n < 0 && errno == EINTR)
+		n = recv(q->fd, q->buf + q->len, QMP_LINE_MAX - q->len, MSG_DONTWAIT);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n < 0)
 			return -errno;
@@ -131,6 +134,29 @@ static int read_line(struct qmp *q, char **ret, size_t *ret_len, uint64_t deadli
 			return -ECONNRESET;
 		q->len += (size_t)n;
 	}
+}
+
+/* Send all of buf before the deadline. */
+static int send_all(struct qmp *q, const char *buf, size_t len, uint64_t deadline)
+{
+	while (len > 0) {
+		struct pollfd p = {.fd = q->fd, .events = POLLOUT};
+		uint64_t now = mono_ms();
+		ssize_t n;
+
+		n = send(q->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			buf += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return -errno;
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		(void)poll(&p, 1, (int)(deadline - now));
+	}
+	return 0;
 }
 
 void qmp_close(struct qmp *q)
@@ -162,10 +188,9 @@ int qmp_execute(struct qmp *q, const char *cmd, json_t *args, json_t **ret, int 
 	if (!text)
 		return -ENOMEM;
 	len = strlen(text);
-	r = send(q->fd, text, len, MSG_NOSIGNAL) == (ssize_t)len &&
-			    send(q->fd, "\n", 1, MSG_NOSIGNAL) == 1
-		    ? 0
-		    : -errno;
+	r = send_all(q, text, len, deadline);
+	if (r >= 0)
+		r = send_all(q, "\n", 1, deadline);
 	free(text);
 	if (r < 0)
 		return err_set(err, r, "QMP %s: %s", cmd, strerror(-r));
@@ -195,28 +220,26 @@ int qmp_execute(struct qmp *q, const char *cmd, json_t *args, json_t **ret, int 
 
 int qmp_connect(const char *path, int timeout_ms, struct qmp **ret, struct err *err)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	uint64_t deadline = mono_ms() + (uint64_t)timeout_ms;
 	struct qmp *q;
-	char *line;
-	size_t l;
+	char *line = NULL;
+	size_t l = 0;
 	int r;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return err_set(err, -ENAMETOOLONG, "QMP socket path too long: %s", path);
-	strcpy(sa.sun_path, path);
 	q = calloc(1, sizeof(*q));
 	if (!q)
 		return -ENOMEM;
 	q->buf = malloc(QMP_LINE_MAX);
 	q->line = malloc(QMP_LINE_MAX);
-	q->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (!q->buf || !q->line || q->fd < 0) {
-		r = q->buf && q->line ? -errno : -ENOMEM;
+	q->fd = -EBADF;
+	if (!q->buf || !q->line) {
+		r = -ENOMEM;
 		goto fail;
 	}
-	if (connect(q->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		r = err_set(err, -errno, "QMP connect %s: %m", path);
+	/* Never through a symlink; the socket must be root's or the dir owner's. */
+	q->fd = jail_connect(path, timeout_ms);
+	if (q->fd < 0) {
+		r = err_set(err, q->fd, "QMP connect %s: %s", path, strerror(-q->fd));
 		goto fail;
 	}
 	r = read_line(q, &line, &l, deadline);
@@ -228,7 +251,12 @@ int qmp_connect(const char *path, int timeout_ms, struct qmp **ret, struct err *
 		r = err_set(err, -EPROTO, "QMP %s: unexpected greeting", path);
 		goto fail;
 	}
-	r = qmp_execute(q, "qmp_capabilities", NULL, NULL, (int)(deadline - mono_ms() + 1), err);
+	{
+		uint64_t now = mono_ms();
+
+		r = qmp_execute(q, "qmp_capabilities", NULL, NULL,
+				now < deadline ? (int)(deadline - now) : 0, err);
+	}
 	if (r < 0)
 		goto fail;
 	*ret = q;

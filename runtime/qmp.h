@@ -11,12 +11,15 @@
 
 struct qmp;
 
-/* Connect, read the greeting, negotiate capabilities. -ECONNREFUSED/-ENOENT while QEMU is not
- * listening, -ETIMEDOUT, -EPROTO on a malformed greeting (message in err). */
+/* Connect, read the greeting, negotiate capabilities, all within timeout_ms (a QEMU that
+ * accepts but never answers gives -ETIMEDOUT). The socket is opened without following
+ * symlinks (runtime/jail-path.h). -ECONNREFUSED/-ENOENT while QEMU is not listening,
+ * -ETIMEDOUT, -EPROTO on a malformed greeting (message in err). */
 int qmp_connect(const char *path, int timeout_ms, struct qmp **ret, struct err *err);
 void qmp_close(struct qmp *q);
-/* Run cmd with args (borrowed, may be NULL); *ret gets the "return" value (new reference) when
- * ret is not NULL. A QMP error becomes -EIO with "cmd: <desc>" in err. Events are skipped. */
+/* Run cmd with args (borrowed, may be NULL), sending and waiting for the reply within
+ * timeout_ms in total; *ret gets the "return" value (new reference) when ret is not NULL. A QMP
+ * error becomes -EIO with "cmd: <desc>" in err. Events are skipped. */
 int qmp_execute(struct qmp *q, const char *cmd, json_t *args, json_t **ret, int timeout_ms,
 		struct err *err);
 

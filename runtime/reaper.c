@@ -4,7 +4,8 @@
  * carry this node's ownership marks but belong to no VM in the table are removed and counted:
  *  - "vmm":   marked jail dirs (<jail>/.mvmfs), cgroups under the "mvmfs" parent, the VMM
  *             processes in them, their sockets (inside the jail) — the backend's reap;
- *  - "net":   netns mvmfs-*, links aliased mvmfs:*, nft chains, /128 routes — net_reap;
+ *  - "net":   netns mvmfs-NODE.*, links aliased mvmfs:NODE:*, nft chains commented so, /128
+ *             routes on our bridge — net_reap (only this daemon's node id; net/plumbing.h);
  *  - "state": <state>/vms/<name> with no record.json (a create interrupted before the record)
  *             or with a "destroying" tombstone (a destroy interrupted half-way): address
  *             released, image hold dropped, directory (data disk) removed;
@@ -55,6 +56,7 @@ struct rt_reaper {
 	pthread_cond_t cond;
 	pthread_t thread;
 	bool running, stop;
+	bool abandoned; /* rt_reaper_stop gave up waiting for a pass */
 	atomic_uint_least64_t n[_RT_LEAK_MAX];
 	atomic_uint_least64_t passes;
 };
@@ -145,11 +147,10 @@ static int reap_state(struct runtime *rt)
 		if (exists_in(dir, de->d_name, "record.json") &&
 		    !exists_in(dir, de->d_name, RT_DESTROY_MARK))
 			continue;
-		pthread_mutex_lock(&rt->net_lock);
+		/* Address calls are thread-safe and never take net_lock (net.h). */
 		if (net_ip_release(rt->net, de->d_name, &err) < 0)
 			log_warning("%s: releasing the address of a leftover: %s", de->d_name,
 				    err.msg);
-		pthread_mutex_unlock(&rt->net_lock);
 		if (rt->store)
 			(void)img_release(rt->store, de->d_name);
 		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path) ||
@@ -178,9 +179,7 @@ static int reap_ips(struct runtime *rt)
 	struct err err = {};
 	int n = 0, r;
 
-	pthread_mutex_lock(&rt->net_lock);
 	r = net_ip_list(rt->net, &names, &err);
-	pthread_mutex_unlock(&rt->net_lock);
 	if (r < 0) {
 		log_warning("listing address leases: %s", err.msg[0] ? err.msg : strerror(-r));
 		return 0;
@@ -188,9 +187,7 @@ static int reap_ips(struct runtime *rt)
 	for (char **p = names; *p; p++) {
 		if (!is_orphan(rt, *p))
 			continue;
-		pthread_mutex_lock(&rt->net_lock);
 		r = net_ip_release(rt->net, *p, &err);
-		pthread_mutex_unlock(&rt->net_lock);
 		if (r < 0) {
 			log_warning("%s: releasing a leftover address lease: %s", *p, err.msg);
 			continue;
@@ -314,8 +311,29 @@ void rt_reaper_stop(struct runtime *rt)
 	rp->stop = true;
 	pthread_cond_signal(&rp->cond);
 	pthread_mutex_unlock(&rp->mx);
-	pthread_join(rp->thread, NULL);
+	{
+		/* A pass waits for running jobs (a pull can take minutes): bounded. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += RT_SHUTDOWN_REAPER_MS / 1000;
+		ts.tv_nsec += (long)(RT_SHUTDOWN_REAPER_MS % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (pthread_timedjoin_np(rp->thread, NULL, &ts) != 0) {
+			log_warning("shutdown: the leak reaper's pass is still waiting, abandoned");
+			rp->abandoned = true;
+			pthread_detach(rp->thread);
+			return;
+		}
+	}
 	rp->running = false;
+}
+
+bool rt_reaper_abandoned(const struct runtime *rt)
+{
+	return rt->reaper && rt->reaper->abandoned;
 }
 
 int rt_reaper_metrics(struct runtime *rt, char **buf, size_t *len)

@@ -30,17 +30,23 @@ int record_encode(const struct vm_record *r, char **ret)
 	for (size_t i = 0; cg && i < ELEMENTSOF(r->h.cgroup); i++)
 		if (r->h.cgroup[i][0])
 			json_array_append_new(cg, json_string(r->h.cgroup[i]));
-	o = json_pack("{s:i, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:{s:I, s:I, s:s, s:s, "
-		      "s:s, s:o, s:i}}",
+	o = json_pack("{s:i, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:{s:I, s:I, s:s, "
+		      "s:s, s:s, s:o, s:i}}",
 		      "version", RECORD_VERSION, "name", r->name, "index", (json_int_t)r->index,
 		      "state", vm_state_to_string(r->state), "vmm", r->vmm, "image", r->image,
-		      "image_digest", r->image_digest, "ip", ip, "error", r->error, "rootfs",
-		      r->rootfs, "handle", "pid", (json_int_t)r->h.pid, "start_time",
-		      (json_int_t)r->h.start_time, "api_socket", r->h.api_socket, "agent_socket",
-		      r->h.agent_socket, "jail_dir", r->h.jail_dir, "cgroups", cg, "cgroup_version",
-		      r->h.cgroup_version);
+		      "image_digest", r->image_digest, "image_key", r->image_key, "ip", ip, "error",
+		      r->error, "rootfs", r->rootfs, "handle", "pid", (json_int_t)r->h.pid,
+		      "start_time", (json_int_t)r->h.start_time, "api_socket", r->h.api_socket,
+		      "agent_socket", r->h.agent_socket, "jail_dir", r->h.jail_dir, "cgroups", cg,
+		      "cgroup_version", r->h.cgroup_version);
 	if (!o)
 		return -ENOMEM;
+	if (r->launching && json_object_set_new(o, "launch",
+						json_pack("{s:b, s:I}", "in_progress", 1, "uid",
+							  (json_int_t)r->launch_uid)) < 0) {
+		json_decref(o);
+		return -ENOMEM;
+	}
 	s = json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	if (!s)
@@ -125,6 +131,7 @@ int record_decode(const char *data, size_t len, struct vm_record *ret, struct er
 	CHECK(get_str(o, "vmm", r.vmm, sizeof(r.vmm), false, err));
 	CHECK(get_str(o, "image", r.image, sizeof(r.image), false, err));
 	CHECK(get_str(o, "image_digest", r.image_digest, sizeof(r.image_digest), false, err));
+	CHECK(get_str(o, "image_key", r.image_key, sizeof(r.image_key), false, err));
 	CHECK(get_str(o, "ip", ip, sizeof(ip), false, err));
 	if (ip[0]) {
 		if (inet_pton(AF_INET6, ip, &r.ip) != 1) {
@@ -170,6 +177,17 @@ int record_decode(const char *data, size_t len, struct vm_record *ret, struct er
 				       json_string_length(e) + 1);
 			}
 		}
+	}
+	h = json_object_get(o, "launch");
+	if (h) {
+		json_t *busy = json_object_get(h, "in_progress");
+		if (!json_is_object(h) || !json_is_boolean(busy)) {
+			k = err_set(err, -EINVAL, "record: bad 'launch'");
+			goto fail;
+		}
+		r.launching = json_is_true(busy);
+		CHECK(get_int(h, "uid", 0, UINT32_MAX, &v, err));
+		r.launch_uid = (uint32_t)v;
 	}
 #undef CHECK
 	json_decref(o);

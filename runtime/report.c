@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "curl-cloexec.h"
 #include "fileio.h"
 #include "log.h"
 #include "macro.h"
@@ -263,6 +264,7 @@ static CURL *easy_new(struct reporter *r)
 	if (!c)
 		return NULL;
 	if (curl_easy_setopt(c, CURLOPT_URL, r->url) != CURLE_OK ||
+	    curl_set_cloexec(c) != CURLE_OK ||
 	    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK) {
 		curl_easy_cleanup(c);
 		return NULL;

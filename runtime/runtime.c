@@ -39,9 +39,7 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 	rt->epfd = rt->evfd = rt->tick_fd = -EBADF;
 	pthread_mutex_init(&rt->lock, NULL);
 	pthread_mutex_init(&rt->q_lock, NULL);
-	pthread_mutex_init(&rt->job_lock, NULL);
 	pthread_mutex_init(&rt->net_lock, NULL);
-	pthread_cond_init(&rt->job_cond, NULL);
 	atomic_init(&rt->stopping, false);
 	if (rt_reaper_new(rt) < 0) {
 		free(rt);
@@ -107,6 +105,8 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 	nc = (struct net_config){
 		.state_dir = rt->cfg.state_dir,
 		.database_url = rt->cfg.database_url,
+		.database_timeout_ms = rt->cfg.database_timeout_ms,
+		.node_id = rt->cfg.node_id,
 		.bridge = rt->cfg.bridge ? rt->cfg.bridge : "mvmbr0",
 		.ipv6_prefix = rt->cfg.ipv6_prefix,
 		.no_host_plumbing = rt->cfg.no_network,
@@ -121,8 +121,16 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 			.state_dir = rt->cfg.state_dir,
 			.insecure = rt->cfg.insecure_registries,
 			.docker_config = rt->cfg.docker_config,
+			.verify_keys = rt->cfg.verify_keys,
 			.keep_bytes =
 				rt->cfg.image_keep_bytes ? rt->cfg.image_keep_bytes : 10ULL << 30,
+			.limits = {.pull_timeout_ms = rt->cfg.pull_timeout_ms,
+				   .stall_timeout_ms = rt->cfg.pull_stall_timeout_ms,
+				   .disk_reserve = rt->cfg.disk_reserve_bytes,
+				   .max_manifest_bytes = rt->cfg.max_manifest_bytes,
+				   .max_config_bytes = rt->cfg.max_config_bytes,
+				   .max_layer_bytes = rt->cfg.max_layer_bytes,
+				   .max_image_bytes = rt->cfg.max_image_bytes},
 		};
 		r = img_store_new(&ic, &rt->store, err);
 		if (r < 0) {
@@ -179,9 +187,12 @@ void rt_record_save_as(struct runtime *rt, struct vm *vm, enum vm_state state)
 	r->state = state == _VM_STATE_MAX ? vm->lc.state : state;
 	snprintf(r->image, sizeof(r->image), "%s", vm->image ? vm->image : "");
 	memcpy(r->image_digest, vm->image_digest, sizeof(r->image_digest));
+	memcpy(r->image_key, vm->image_key, sizeof(r->image_key));
 	r->ip = vm->ip;
 	r->has_ip = vm->has_ip;
 	memcpy(r->error, vm->error, sizeof(r->error));
+	r->launching = vm->launching;
+	r->launch_uid = (uint32_t)(rt->cfg.uid_base + vm->index);
 	pthread_mutex_unlock(&vm->lock);
 	/* The handle is the supervisor's; it is stable whenever the state changes. */
 	r->h = vm->h;
@@ -247,9 +258,44 @@ struct create_req {
 	void *ud;
 };
 
+/* Give vm the address ip unless another VM of this node holds it (a database row that
+ * duplicates a local VM's address). Checked and set under rt->lock, so two creates racing for one
+ * address cannot both win. */
+static int ip_claim(struct runtime *rt, struct vm *vm, const struct in6_addr *ip, struct err *err)
+{
+	char holder[sizeof(vm->name)] = "", text[INET6_ADDRSTRLEN];
+
+	pthread_mutex_lock(&rt->lock);
+	for (struct vm *o = rt->vms; o; o = o->next) {
+		if (o == vm)
+			continue;
+		pthread_mutex_lock(&o->lock);
+		if (o->has_ip && memcmp(&o->ip, ip, sizeof(*ip)) == 0)
+			snprintf(holder, sizeof(holder), "%s", o->name);
+		pthread_mutex_unlock(&o->lock);
+		if (holder[0])
+			break;
+	}
+	if (!holder[0]) {
+		pthread_mutex_lock(&vm->lock);
+		vm->ip = *ip;
+		vm->has_ip = true;
+		pthread_mutex_unlock(&vm->lock);
+	}
+	pthread_mutex_unlock(&rt->lock);
+	if (!holder[0])
+		return 0;
+	inet_ntop(AF_INET6, ip, text, sizeof(text));
+	return err_set(err, -EINVAL,
+		       "the address of '%s' (instances.ip_address '%s') is already held by VM "
+		       "'%s' on this node",
+		       vm->name, text, holder);
+}
+
 static void job_create(struct runtime *rt, struct vm *vm, void *arg)
 {
 	struct create_req *req = arg;
+	struct in6_addr ip;
 	struct err err = {};
 	char dir[4200];
 	int r;
@@ -261,13 +307,15 @@ static void job_create(struct runtime *rt, struct vm *vm, void *arg)
 		err_set(&err, r, "creating %s", dir);
 		goto fail;
 	}
-	pthread_mutex_lock(&rt->net_lock);
-	r = net_ip_assign(rt->net, vm->name, &vm->ip, &err);
-	pthread_mutex_unlock(&rt->net_lock);
+	/* Not under net_lock: with a database this is a network round trip (bounded by
+	 * --database-timeout), and other VMs' plumbing must not wait for it. */
+	r = net_ip_assign(rt->net, vm->name, &ip, &err);
+	if (r < 0)
+		goto fail;
+	r = ip_claim(rt, vm, &ip, &err);
 	if (r < 0)
 		goto fail;
 	pthread_mutex_lock(&vm->lock);
-	vm->has_ip = true;
 	vm->live = true;
 	pthread_mutex_unlock(&vm->lock);
 	rt_record_save(rt, vm);
@@ -315,7 +363,7 @@ int runtime_vm_create(struct runtime *rt, const char *name, vm_done_cb done, voi
 		vm_unref(vm);
 		return r;
 	}
-	r = rt_job(rt, vm, job_create, req);
+	r = rt_job_long(rt, vm, job_create, req);
 	if (r < 0) {
 		unlink_vm(rt, vm);
 		free(req);
@@ -345,12 +393,13 @@ static void job_destroy(struct runtime *rt, struct vm *vm, void *arg)
 	h = vm->h;
 	pthread_mutex_unlock(&vm->rec_lock);
 	rt->ops->cleanup(rt->ops_priv, vm->name, &h);
+	(void)rt_kill_strays(rt, vm->name, 0, 2000);
 	pthread_mutex_lock(&rt->net_lock);
 	if (!rt->cfg.no_network && net_vm_teardown(rt->net, vm->name, &err) < 0)
 		log_warning("%s: network teardown: %s", vm->name, err.msg);
-	if (net_ip_release(rt->net, vm->name, &err) < 0)
-		log_warning("%s: releasing the address: %s", vm->name, err.msg);
 	pthread_mutex_unlock(&rt->net_lock);
+	if (net_ip_release(rt->net, vm->name, &err) < 0) /* thread-safe, no net_lock */
+		log_warning("%s: releasing the address: %s", vm->name, err.msg);
 	if (rt->store) {
 		int64_t freed;
 		(void)img_release(rt->store, vm->name);
@@ -407,7 +456,7 @@ int runtime_vm_destroy(struct runtime *rt, const char *name, vm_done_cb done, vo
 	}
 	req->done = done;
 	req->ud = ud;
-	r = rt_job(rt, vm, job_destroy, req);
+	r = rt_job_long(rt, vm, job_destroy, req);
 	if (r < 0)
 		free(req);
 	vm_unref(vm);
@@ -497,6 +546,8 @@ static void adopt_cleanup(struct runtime *rt, struct vm *vm)
 		vmm_handle_reap(&vm->h, &ex);
 	}
 	rt->ops->cleanup(rt->ops_priv, vm->name, &vm->h);
+	/* A launch the record announced may have left processes no handle names (intent). */
+	(void)rt_kill_strays(rt, vm->name, 0, 2000);
 	if (!rt->cfg.no_network) {
 		pthread_mutex_lock(&rt->net_lock);
 		(void)net_vm_teardown(rt->net, vm->name, &err);
@@ -540,6 +591,7 @@ static int adopt_one(struct runtime *rt, const char *name)
 	}
 	vm->image = rec->image[0] ? strdup(rec->image) : NULL;
 	memcpy(vm->image_digest, rec->image_digest, sizeof(vm->image_digest));
+	memcpy(vm->image_key, rec->image_key, sizeof(vm->image_key));
 	vm->ip = rec->ip;
 	vm->has_ip = rec->has_ip;
 	memcpy(vm->error, rec->error, sizeof(vm->error));
@@ -567,6 +619,8 @@ static int adopt_one(struct runtime *rt, const char *name)
 	case VM_STATE_RUNNING:
 		r = rt->ops->adopt(rt->ops_priv, name, &vm->h, &err);
 		if (r >= 0) {
+			/* Exactly one VMM per jail: any other process of it goes. */
+			(void)rt_kill_strays(rt, name, vm->h.pid, 2000);
 			vm->pid = vm->h.pid;
 			vm->hs.vmm_run = VMM_RUN_RUNNING;
 			vm->hs.net_known = true;
@@ -657,10 +711,26 @@ int runtime_start(struct runtime *rt, struct err *err)
 	return rt_report_start(rt, err);
 }
 
+/* Image steps in flight give up: their starts are recorded as starting, and the next daemon
+ * ends them failed ("interrupted by a daemon restart"); no VMM runs for them yet. */
+static void cancel_pulls(struct runtime *rt)
+{
+	pthread_mutex_lock(&rt->lock);
+	for (struct vm *v = rt->vms; v; v = v->next)
+		if (atomic_load(&v->pulling))
+			atomic_store(&v->img_cancel, true);
+	pthread_mutex_unlock(&rt->lock);
+}
+
 void runtime_shutdown(struct runtime *rt)
 {
-	if (!rt)
+	if (!rt || rt->shut_down)
 		return;
+	rt->shut_down = true;
+	cancel_pulls(rt);
+	/* A mkdir waiting on the database ends now (EIO), not at its deadline. */
+	if (rt->net)
+		net_ip_cancel(rt->net);
 	rt_reaper_stop(rt);
 	if (rt->cfg.stop_vms_on_exit && rt->sv_running) {
 		/* Graceful stops (SIGKILL at each VM's deadline), then wait for the cleanups. */
@@ -673,7 +743,7 @@ void runtime_shutdown(struct runtime *rt)
 				if (st == VM_STATE_RUNNING || st == VM_STATE_STARTING ||
 				    st == VM_STATE_STOPPING) {
 					busy = true;
-					(void)vm_command(v, VM_VERB_STOP, NULL, NULL);
+					(void)vm_command_post(v, VM_VERB_STOP, NULL, NULL);
 				}
 			}
 			pthread_mutex_unlock(&rt->lock);
@@ -682,9 +752,17 @@ void runtime_shutdown(struct runtime *rt)
 			usleep(50000);
 		}
 	}
+	cancel_pulls(rt);
 	sv_stop(rt);
-	workers_stop(rt);
+	/* Whatever still waits on the outside world past the budget is abandoned: the records
+	 * (written before each step is visible) let the next daemon finish or undo it. */
+	(void)workers_stop(rt, RT_SHUTDOWN_WORKERS_MS);
 	rt_report_stop(rt);
+}
+
+bool runtime_shutdown_abandoned(const struct runtime *rt)
+{
+	return rt && (rt->workers_abandoned || rt_reaper_abandoned(rt));
 }
 
 struct runtime *runtime_free(struct runtime *rt)
@@ -692,6 +770,12 @@ struct runtime *runtime_free(struct runtime *rt)
 	if (!rt)
 		return NULL;
 	runtime_shutdown(rt);
+	if (runtime_shutdown_abandoned(rt)) {
+		/* Threads still use it: the process is about to exit, leave it to the kernel. */
+		log_warning("runtime not freed: jobs still in flight at exit");
+		return NULL;
+	}
+	sv_discard(rt);
 	while (rt->vms) {
 		struct vm *v = rt->vms;
 		struct vm_waiter w[VM_WAITERS_MAX];
@@ -724,9 +808,7 @@ struct runtime *runtime_free(struct runtime *rt)
 	free(rt->default_initrd);
 	pthread_mutex_destroy(&rt->lock);
 	pthread_mutex_destroy(&rt->q_lock);
-	pthread_mutex_destroy(&rt->job_lock);
 	pthread_mutex_destroy(&rt->net_lock);
-	pthread_cond_destroy(&rt->job_cond);
 	free(rt);
 	return NULL;
 }

@@ -36,6 +36,8 @@ struct runtime_config {
 	const char *kernel;
 	const char *initrd;
 	const char *database_url;
+	unsigned database_timeout_ms; /* bound of one address assignment (mkdir), default 5000 */
+	const char *node_id; /* marks this daemon's host resources (net/); NULL: unmarked (tests) */
 	const char *ipv6_prefix;
 	const char *bridge;
 	const char *report_url;
@@ -44,7 +46,8 @@ struct runtime_config {
 	unsigned report_parallel;    /* report requests in flight at once, default 8 (1-256) */
 	const char *const *insecure_registries; /* NULL-terminated */
 	const char *docker_config;
-	uid_t uid_base; /* per-VM uid/gid range: [uid_base, uid_base + uid_count) */
+	const char *const *verify_keys; /* NULL-terminated cosign public keys (PEM), or NULL */
+	uid_t uid_base;			/* per-VM uid/gid range: [uid_base, uid_base + uid_count) */
 	uint32_t uid_count;
 	unsigned vcpus;		   /* default 2 */
 	unsigned mem_mib;	   /* default 2048 */
@@ -58,6 +61,15 @@ struct runtime_config {
 	bool stop_vms_on_exit;	   /* SIGTERM stops VMs instead of leaving them running */
 	bool no_network;	   /* tests: skip host plumbing (IPAM still runs) */
 	unsigned reap_interval_ms; /* leak reaper period, default 60000 */
+
+	/* Image pull bounds (struct img_limits in image/image.h; 0: its defaults). */
+	unsigned pull_timeout_ms;	/* whole pull, default 30 min */
+	unsigned pull_stall_timeout_ms; /* no byte received, default 60 s */
+	uint64_t disk_reserve_bytes;	/* kept free on the state dir's filesystem, 512 MiB */
+	uint64_t max_manifest_bytes;	/* default 4 MiB (also the most allowed) */
+	uint64_t max_config_bytes;	/* default 8 MiB */
+	uint64_t max_layer_bytes;	/* default 4 GiB */
+	uint64_t max_image_bytes;	/* blobs declared, S3 archive, unpacked tree; 8 GiB */
 };
 
 /* What a VM file shows. Each has a change sequence for poll(). */
@@ -109,8 +121,12 @@ typedef void (*vm_notify_cb)(void *ud, struct vm *vm, enum vm_attr attr);
 int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct err *err);
 /* Re-adopt recorded VMs, reap leftovers, start the supervisor. */
 int runtime_start(struct runtime *rt, struct err *err);
-/* Stop the supervisor (VMs keep running unless cfg->stop_vms_on_exit). */
+/* Stop the supervisor (VMs keep running unless cfg->stop_vms_on_exit). Bounded: pulls in
+ * flight are cancelled, and jobs still waiting on the outside world after a few seconds are
+ * abandoned (then runtime_shutdown_abandoned() is true, runtime_free() frees nothing and the
+ * caller should exit soon; the records let the next daemon redo or undo that work). */
 void runtime_shutdown(struct runtime *rt);
+bool runtime_shutdown_abandoned(const struct runtime *rt);
 struct runtime *runtime_free(struct runtime *rt);
 void runtime_set_notify(struct runtime *rt, vm_notify_cb cb, void *ud);
 

@@ -262,6 +262,15 @@ static void complete_waiters(struct vm *vm, int verb, int result)
 	answer_waiters(&ans);
 }
 
+/* A command left the queue without changing the state: its writer may return. */
+static void command_done(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->cmds_done++;
+	pthread_cond_broadcast(&vm->cmd_cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
 void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
 {
 	struct sv_effects fx = {};
@@ -282,6 +291,7 @@ void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
 		/* The state may have moved since vm_command accepted (a crash): re-check. */
 		r = lifecycle_check(&s, (enum vm_verb)ev);
 		if (r != 0) {
+			command_done(vm);
 			complete_waiters(vm, (int)ev, r > 0 ? 0 : r);
 			return;
 		}
@@ -290,8 +300,14 @@ void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
 	if (r < 0) {
 		log_debug("%s: event %s ignored in state %s", vm->name, lc_event_to_string(ev),
 			  vm_state_to_string(s.state));
+		if (is_cmd)
+			command_done(vm);
 		return;
 	}
+	/* stop or kill of a start still in its image step: the pull's part for this VM ends now
+	 * (the start then fails, and the VM ends stopped). */
+	if ((ev == LC_EV_STOP || ev == LC_EV_KILL) && s.state == VM_STATE_STARTING)
+		atomic_store(&vm->img_cancel, true);
 	/* On disk before visible: a state a reader has seen survives a kill -9. */
 	if (s.state != old)
 		rt_record_save_as(rt, vm, s.state);
@@ -323,6 +339,10 @@ void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
 	 * "stopped" can rmdir or set the image at once (no EBUSY from a pending waiter). */
 	for (unsigned i = 0; i < fx.n_done; i++)
 		take_waiters_locked(vm, fx.done[i].verb, fx.done[i].result, &ans);
+	if (is_cmd) {
+		vm->cmds_done++;
+		pthread_cond_broadcast(&vm->cmd_cond);
+	}
 	pthread_mutex_unlock(&vm->lock);
 
 	if (s.state != old) {
@@ -337,8 +357,13 @@ void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
 		arm_deadline(rt, vm);
 	if (fx.launch) {
 		atomic_store(&vm->cancel, false);
-		if (rt_job(rt, vm, job_launch, NULL) < 0)
+		atomic_store(&vm->img_cancel, false);
+		/* On the outside pool: an image pull may take minutes. */
+		if (rt_job_long(rt, vm, job_launch, NULL) < 0) {
 			log_error("%s: cannot queue the start job", vm->name);
+			vm_set_error(vm, "start: cannot queue the start job (shutting down?)");
+			(void)sv_post_event(rt, vm, LC_EV_LAUNCH_FAIL);
+		}
 	}
 	if (fx.request_stop && rt_job(rt, vm, job_request_stop, NULL) < 0)
 		do_kill(rt, vm, s.state);
@@ -428,8 +453,10 @@ static void probe_all(struct runtime *rt)
 		pthread_mutex_lock(&v->lock);
 		run = v->live && v->lc.state == VM_STATE_RUNNING && !v->lc.exiting;
 		pthread_mutex_unlock(&v->lock);
+		/* On the outside pool: a VMM whose API hangs holds its probe for the call's
+		 * deadline, and must not delay other VMs' stops and cleanups. */
 		if (run && !atomic_exchange(&v->probing, true) &&
-		    rt_job(rt, v, job_probe, NULL) < 0)
+		    rt_job_long(rt, v, job_probe, NULL) < 0)
 			atomic_store(&v->probing, false);
 	}
 	pthread_mutex_unlock(&rt->lock);
@@ -518,4 +545,17 @@ void sv_stop(struct runtime *rt)
 	pthread_join(rt->sv_thread, NULL);
 	rt->sv_running = false;
 	rt->tick_fd = safe_close(rt->tick_fd);
+}
+
+void sv_discard(struct runtime *rt)
+{
+	pthread_mutex_lock(&rt->q_lock);
+	while (rt->q_head) {
+		struct sv_msg *m = rt->q_head;
+		rt->q_head = m->next;
+		vm_unref(m->vm);
+		free(m);
+	}
+	rt->q_tail = NULL;
+	pthread_mutex_unlock(&rt->q_lock);
 }

@@ -14,6 +14,7 @@
 
 #include "fileio.h"
 #include "internal.h"
+#include "log-text.h"
 
 static const char *const state_names[_VM_STATE_MAX] = {
 	[VM_STATE_CREATED] = "created", [VM_STATE_STARTING] = "starting",
@@ -69,6 +70,9 @@ struct vm *vm_new(struct runtime *rt, const char *name)
 		return NULL;
 	atomic_init(&vm->refs, 1);
 	atomic_init(&vm->cancel, false);
+	atomic_init(&vm->img_cancel, false);
+	atomic_init(&vm->pulling, false);
+	pthread_cond_init(&vm->cmd_cond, NULL);
 	vm->rt = rt;
 	snprintf(vm->name, sizeof(vm->name), "%s", name);
 	pthread_mutex_init(&vm->lock, NULL);
@@ -99,6 +103,7 @@ struct vm *vm_unref(struct vm *vm)
 	safe_close(vm->deadline_fd);
 	pthread_mutex_destroy(&vm->lock);
 	pthread_mutex_destroy(&vm->rec_lock);
+	pthread_cond_destroy(&vm->cmd_cond);
 	free(vm->image);
 	free(vm);
 	return NULL;
@@ -174,6 +179,7 @@ void vm_snapshot(struct vm *vm, struct vm_snap *ret)
 	ret->has_ip = vm->has_ip;
 	ret->ip = vm->ip;
 	memcpy(ret->image_digest, vm->image_digest, sizeof(ret->image_digest));
+	memcpy(ret->image_key, vm->image_key, sizeof(ret->image_key));
 	ret->hs = vm->hs;
 	memcpy(ret->error, vm->error, sizeof(ret->error));
 	ret->has_agent = vm->agent != NULL;
@@ -184,7 +190,9 @@ void vm_snapshot(struct vm *vm, struct vm_snap *ret)
 	ret->net_expected = !vm->rt->cfg.no_network;
 }
 
-int vm_command(struct vm *vm, enum vm_verb verb, vm_done_cb done, void *ud)
+/* Accept a command and post it to the supervisor; *ticket identifies it for vm_command. */
+static int command_post(struct vm *vm, enum vm_verb verb, vm_done_cb done, void *ud,
+			uint64_t *ticket)
 {
 	int r;
 
@@ -204,6 +212,7 @@ int vm_command(struct vm *vm, enum vm_verb verb, vm_done_cb done, void *ud)
 				vm->waiters[vm->n_waiters++] = (struct vm_waiter){
 					.verb = (int)verb, .done = done, .ud = ud};
 				vm->cmd_pending = true;
+				*ticket = ++vm->cmds_posted;
 			}
 		}
 	}
@@ -216,9 +225,42 @@ int vm_command(struct vm *vm, enum vm_verb verb, vm_done_cb done, void *ud)
 		pthread_mutex_lock(&vm->lock);
 		vm->n_waiters--;
 		vm->cmd_pending = false;
+		vm->cmds_posted--;
 		pthread_mutex_unlock(&vm->lock);
 	}
 	return r;
+}
+
+int vm_command_post(struct vm *vm, enum vm_verb verb, vm_done_cb done, void *ud)
+{
+	uint64_t ticket;
+
+	return command_post(vm, verb, done, ud, &ticket);
+}
+
+/* How long a writer waits for the supervisor to take its command (it never blocks: this only
+ * covers a loaded machine; past it the write returns and the transition still happens). */
+#define CMD_VISIBLE_WAIT_MS 2000
+
+int vm_command(struct vm *vm, enum vm_verb verb, vm_done_cb done, void *ud)
+{
+	struct timespec deadline;
+	uint64_t ticket = 0;
+	int r;
+
+	r = command_post(vm, verb, done, ud, &ticket);
+	if (r != 0)
+		return r;
+	/* Read-your-writes: once this returns, `state` shows the transition the command started
+	 * (or its end), never the state before it. */
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += CMD_VISIBLE_WAIT_MS / 1000;
+	pthread_mutex_lock(&vm->lock);
+	while (vm->cmds_done < ticket && !atomic_load(&vm->rt->stopping))
+		if (pthread_cond_timedwait(&vm->cmd_cond, &vm->lock, &deadline) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
 }
 
 int vm_set_image(struct vm *vm, const char *ref, struct err *err)
@@ -303,6 +345,7 @@ static int show_log(struct vm *vm, char **ret, size_t *ret_len)
 		free(buf);
 		return -errno;
 	}
+	n = (ssize_t)log_text_neutralize(buf, (size_t)n); /* the guest's console: no escapes */
 	if (n > 0 && buf[n - 1] != '\n')
 		buf[n++] = '\n';
 	buf[n] = '\0';

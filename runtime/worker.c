@@ -18,6 +18,7 @@
 #include "fileio.h"
 #include "guest-config.h"
 #include "internal.h"
+#include "jail-path.h"
 #include "log.h"
 
 struct job {
@@ -27,79 +28,307 @@ struct job {
 	struct job *next;
 };
 
-int rt_job(struct runtime *rt, struct vm *vm, job_fn fn, void *arg)
-{
-	struct job *j = calloc(1, sizeof(*j));
+/* One slot per thread a pool may have; a thread that ended is joined when its slot is reused
+ * or at workers_stop. */
+enum { SLOT_FREE, SLOT_RUNNING, SLOT_EXITED };
 
-	if (!j)
-		return -ENOMEM;
-	j->fn = fn;
-	j->vm = vm_ref(vm);
-	j->arg = arg;
-	pthread_mutex_lock(&rt->job_lock);
-	if (rt->jobs_tail)
-		rt->jobs_tail->next = j;
-	else
-		rt->jobs_head = j;
-	rt->jobs_tail = j;
-	pthread_cond_signal(&rt->job_cond);
-	pthread_mutex_unlock(&rt->job_lock);
-	return 0;
+struct worker_slot {
+	pthread_t thread;
+	int state;
+	struct rt_pool *pool;
+};
+
+struct rt_pool {
+	const char *name;
+	struct runtime *rt;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* jobs queued, stop, a thread ended (CLOCK_MONOTONIC) */
+	struct job *head, *tail;
+	unsigned max;	    /* threads at most */
+	unsigned idle_ms;   /* an idle thread ends after this (0: never) */
+	unsigned n_threads; /* SLOT_RUNNING */
+	unsigned n_idle;    /* of which waiting for a job */
+	unsigned n_busy;    /* running a job */
+	unsigned n_queued;  /* jobs waiting for a thread */
+	uint64_t n_done;    /* jobs finished (metrics, tests) */
+	bool stop;
+	struct worker_slot slots[RT_LONG_POOL_MAX];
+};
+
+static struct rt_pool *pool_new(struct runtime *rt, const char *name, unsigned max,
+				unsigned idle_ms)
+{
+	struct rt_pool *p = calloc(1, sizeof(*p));
+	pthread_condattr_t ca;
+
+	if (!p)
+		return NULL;
+	p->name = name;
+	p->rt = rt;
+	p->max = MIN(max, (unsigned)RT_LONG_POOL_MAX);
+	p->idle_ms = idle_ms;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	return p;
+}
+
+static void deadline_in(struct timespec *ts, unsigned ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
 }
 
 static void *worker_main(void *arg)
 {
-	struct runtime *rt = arg;
+	struct worker_slot *slot = arg;
+	struct rt_pool *p = slot->pool;
+	struct runtime *rt = p->rt;
 
+	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		struct job *j;
 
-		pthread_mutex_lock(&rt->job_lock);
-		while (!rt->jobs_head && !rt->jobs_stop)
-			pthread_cond_wait(&rt->job_cond, &rt->job_lock);
-		j = rt->jobs_head;
-		if (!j) {
-			pthread_mutex_unlock(&rt->job_lock);
-			return NULL;
+		p->n_idle++;
+		while (!p->head && !p->stop) {
+			if (p->idle_ms) {
+				struct timespec ts;
+				deadline_in(&ts, p->idle_ms);
+				if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) == ETIMEDOUT &&
+				    !p->head)
+					break;
+			} else {
+				pthread_cond_wait(&p->cond, &p->lock);
+			}
 		}
-		rt->jobs_head = j->next;
-		if (!rt->jobs_head)
-			rt->jobs_tail = NULL;
-		pthread_mutex_unlock(&rt->job_lock);
+		p->n_idle--;
+		j = p->head;
+		if (!j)
+			break; /* stop, or idle too long */
+		p->head = j->next;
+		if (!p->head)
+			p->tail = NULL;
+		p->n_queued--;
+		p->n_busy++;
+		pthread_mutex_unlock(&p->lock);
 		rt_job_enter(rt); /* no leak reaper pass while a job works on a VM */
 		j->fn(rt, j->vm, j->arg);
 		rt_job_leave(rt);
 		vm_unref(j->vm);
 		free(j);
+		pthread_mutex_lock(&p->lock);
+		p->n_busy--;
+		p->n_done++;
 	}
+	slot->state = SLOT_EXITED;
+	p->n_threads--;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* Under p->lock: one more thread, when none is idle and the pool may grow. */
+static int pool_grow_locked(struct rt_pool *p, bool force)
+{
+	struct worker_slot *free_slot = NULL;
+	sigset_t all, old;
+	int r;
+
+	/* Enough idle threads for what is queued and the job about to be. */
+	if ((!force && p->n_idle > p->n_queued) || p->n_threads >= p->max || p->stop)
+		return 0;
+	for (unsigned i = 0; i < p->max && !free_slot; i++) {
+		if (p->slots[i].state == SLOT_EXITED) {
+			pthread_join(p->slots[i].thread, NULL); /* it has returned already */
+			p->slots[i].state = SLOT_FREE;
+		}
+		if (p->slots[i].state == SLOT_FREE)
+			free_slot = &p->slots[i];
+	}
+	if (!free_slot)
+		return -EAGAIN;
+	free_slot->pool = p;
+	/* Signals belong to the FUSE threads: block them in ours. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	r = -pthread_create(&free_slot->thread, NULL, worker_main, free_slot);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r < 0)
+		return r;
+	free_slot->state = SLOT_RUNNING;
+	p->n_threads++;
+	return 0;
+}
+
+static int pool_push(struct rt_pool *p, struct vm *vm, job_fn fn, void *arg)
+{
+	struct job *j;
+	int r;
+
+	if (!p)
+		return -ESHUTDOWN;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->fn = fn;
+	j->vm = vm_ref(vm);
+	j->arg = arg;
+	pthread_mutex_lock(&p->lock);
+	if (p->stop) {
+		pthread_mutex_unlock(&p->lock);
+		vm_unref(j->vm);
+		free(j);
+		return -ESHUTDOWN;
+	}
+	r = pool_grow_locked(p, false);
+	if (r < 0 && p->n_threads == 0) {
+		pthread_mutex_unlock(&p->lock);
+		vm_unref(j->vm);
+		free(j);
+		return r;
+	}
+	if (p->tail)
+		p->tail->next = j;
+	else
+		p->head = j;
+	p->tail = j;
+	p->n_queued++;
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+int rt_job(struct runtime *rt, struct vm *vm, job_fn fn, void *arg)
+{
+	return pool_push(rt->pool_short, vm, fn, arg);
+}
+
+int rt_job_long(struct runtime *rt, struct vm *vm, job_fn fn, void *arg)
+{
+	return pool_push(rt->pool_long, vm, fn, arg);
 }
 
 int workers_start(struct runtime *rt)
 {
-	sigset_t all, old;
 	int r = 0;
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	for (rt->n_workers = 0; rt->n_workers < ELEMENTSOF(rt->workers); rt->n_workers++) {
-		r = -pthread_create(&rt->workers[rt->n_workers], NULL, worker_main, rt);
-		if (r < 0)
-			break;
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return rt->n_workers ? 0 : r;
+	rt->pool_short = pool_new(rt, "lifecycle", RT_SHORT_POOL_THREADS, 0);
+	rt->pool_long = pool_new(rt, "outside", RT_LONG_POOL_MAX, RT_LONG_POOL_IDLE_MS);
+	if (!rt->pool_short || !rt->pool_long)
+		return -ENOMEM;
+	/* The lifecycle pool's threads exist from the start (no creation on the hot path). */
+	pthread_mutex_lock(&rt->pool_short->lock);
+	for (unsigned i = 0; i < RT_SHORT_POOL_THREADS && r >= 0; i++)
+		r = pool_grow_locked(rt->pool_short, true);
+	pthread_mutex_unlock(&rt->pool_short->lock);
+	return rt->pool_short->n_threads ? 0 : r;
 }
 
-/* Finish the queued jobs, then join. */
-void workers_stop(struct runtime *rt)
+static void pool_request_stop(struct rt_pool *p)
 {
-	pthread_mutex_lock(&rt->job_lock);
-	rt->jobs_stop = true;
-	pthread_cond_broadcast(&rt->job_cond);
-	pthread_mutex_unlock(&rt->job_lock);
-	for (unsigned i = 0; i < rt->n_workers; i++)
-		pthread_join(rt->workers[i], NULL);
-	rt->n_workers = 0;
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Ask a pool to stop; wait until its threads ended or the deadline passed. Returns the number
+ * of threads still running (their jobs are abandoned: the pool is then never freed). */
+static unsigned pool_stop(struct rt_pool *p, const struct timespec *deadline)
+{
+	unsigned left;
+
+	if (!p)
+		return 0;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_broadcast(&p->cond);
+	while (p->n_threads > 0 &&
+	       pthread_cond_timedwait(&p->cond, &p->lock, deadline) != ETIMEDOUT)
+		;
+	left = p->n_threads;
+	if (left) {
+		/* Abandoned: never joined, so detached (finished or not). */
+		for (unsigned i = 0; i < p->max; i++)
+			if (p->slots[i].state != SLOT_FREE)
+				pthread_detach(p->slots[i].thread);
+		pthread_mutex_unlock(&p->lock);
+		return left;
+	}
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < p->max; i++)
+		if (p->slots[i].state == SLOT_EXITED) {
+			pthread_join(p->slots[i].thread, NULL);
+			p->slots[i].state = SLOT_FREE;
+		}
+	/* Jobs queued but never run: drop them (their VMs' records say what was in flight). */
+	while (p->head) {
+		struct job *j = p->head;
+		p->head = j->next;
+		vm_unref(j->vm);
+		free(j);
+	}
+	p->tail = NULL;
+	return 0;
+}
+
+static void pool_free(struct rt_pool *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->cond);
+	free(p);
+}
+
+int workers_stop(struct runtime *rt, unsigned timeout_ms)
+{
+	struct timespec deadline;
+	unsigned left;
+
+	deadline_in(&deadline, timeout_ms);
+	/* Both told at once; the lifecycle pool's jobs are short, so it is waited for first. */
+	pool_request_stop(rt->pool_long);
+	left = pool_stop(rt->pool_short, &deadline);
+	left += pool_stop(rt->pool_long, &deadline);
+	if (left) {
+		log_warning("shutdown: %u job%s still running after %u ms, abandoned (the next "
+			    "start finishes or undoes them from the records)",
+			    left, left == 1 ? "" : "s", timeout_ms);
+		rt->workers_abandoned = true;
+		return -ETIMEDOUT;
+	}
+	pool_free(rt->pool_long);
+	pool_free(rt->pool_short);
+	rt->pool_long = rt->pool_short = NULL;
+	return 0;
+}
+
+void workers_stats(struct runtime *rt, struct rt_pool_stats *ret)
+{
+	struct rt_pool *pools[2] = {rt->pool_short, rt->pool_long};
+
+	memset(ret, 0, sizeof(*ret));
+	for (unsigned i = 0; i < 2; i++) {
+		struct rt_pool *p = pools[i];
+		if (!p)
+			continue;
+		pthread_mutex_lock(&p->lock);
+		ret->threads[i] = p->n_threads;
+		ret->busy[i] = p->n_busy;
+		ret->queued[i] = p->n_queued;
+		ret->done[i] = p->n_done;
+		pthread_mutex_unlock(&p->lock);
+	}
 }
 
 static void on_progress(void *ud, const struct img_progress *p)
@@ -126,7 +355,7 @@ int rt_prepare_image(struct runtime *rt, struct vm *vm, const char *ref, struct 
 	int r;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r = img_prepare(rt->store, ref, vm->name, on_progress, vm, ret, err);
+	r = img_prepare(rt->store, ref, vm->name, on_progress, vm, &vm->img_cancel, ret, err);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	metrics_note_image(
 		vm, r, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
@@ -245,6 +474,11 @@ static void launch_undo(struct runtime *rt, struct vm *vm)
 		vmm_handle_reap(&vm->h, &ex);
 	}
 	rt->ops->cleanup(rt->ops_priv, vm->name, &vm->h);
+	if (vm->launching)
+		(void)rt_kill_strays(rt, vm->name, 0, 2000);
+	pthread_mutex_lock(&vm->lock);
+	vm->launching = false;
+	pthread_mutex_unlock(&vm->lock);
 	net_teardown(rt, vm);
 	if (vm->img_held && rt->store) {
 		(void)img_release(rt->store, vm->name);
@@ -277,15 +511,21 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg)
 		r = err_set(&err, -EINVAL, "no image set (write a reference to 'image' first)");
 		goto fail;
 	}
+	atomic_store(&vm->pulling, true);
 	r = rt->prepare_image(rt, vm, ref, &prep, &err);
+	atomic_store(&vm->pulling, false);
+	if (r >= 0)
+		vm->img_held = true;
+	if (r >= 0 && atomic_load(&vm->img_cancel))
+		r = err_set(&err, -ECANCELED, "cancelled");
 	if (r < 0) {
 		err_prefix(&err, "image '%s': ", ref);
 		goto fail;
 	}
-	vm->img_held = true;
 	snprintf(vm->rootfs, sizeof(vm->rootfs), "%s", prep.rootfs);
 	pthread_mutex_lock(&vm->lock);
 	memcpy(vm->image_digest, prep.digest, sizeof(vm->image_digest));
+	memcpy(vm->image_key, prep.verified_key, sizeof(vm->image_key));
 	vm->hs.image_phase[0] = '\0';
 	pthread_mutex_unlock(&vm->lock);
 
@@ -352,9 +592,22 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg)
 		.cancel = &vm->cancel,
 		.pid_out = &vm->launch_pid,
 	};
+	/* Never a second VMM in a jail whose VMM still runs: whatever is left of an earlier
+	 * launch of this VM (an orphan of a killed daemon) goes first. */
+	(void)rt_kill_strays(rt, vm->name, 0, 2000);
+	/* Intent first: the record says a launch is under way (and as which uid) before the
+	 * jailer or QEMU exists, so a daemon killed from here on leaves a record from which the
+	 * next one finds and reaps what was spawned. */
+	pthread_mutex_lock(&vm->lock);
+	vm->launching = true;
+	pthread_mutex_unlock(&vm->lock);
+	rt_record_save(rt, vm);
 	r = rt->ops->launch(rt->ops_priv, &p, &vm->h, &err);
 	if (r < 0)
 		goto fail;
+	pthread_mutex_lock(&vm->lock);
+	vm->launching = false;
+	pthread_mutex_unlock(&vm->lock);
 	vm_agent_start(rt, vm);
 	pthread_mutex_lock(&vm->lock);
 	vm->pid = vm->h.pid;
@@ -367,8 +620,8 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg)
 fail:
 	log_info("%s: start failed: %s", vm->name, err.msg);
 	launch_undo(rt, vm);
-	if (atomic_load(&vm->cancel))
-		vm_set_error(vm, "start: cancelled by kill (%s)", err.msg);
+	if (atomic_load(&vm->cancel) || atomic_load(&vm->img_cancel))
+		vm_set_error(vm, "start: cancelled by stop or kill (%s)", err.msg);
 	else
 		vm_set_error(vm, "start: %s", err.msg[0] ? err.msg : strerror(-r));
 	(void)sv_post_event(rt, vm, LC_EV_LAUNCH_FAIL);
@@ -417,9 +670,11 @@ void job_cleanup(struct runtime *rt, struct vm *vm, void *arg)
  * max bytes it is cut back to its last keep bytes. A writer using O_APPEND simply continues. */
 #define FILE_MAX (4u << 20)
 #define FILE_KEEP (256u << 10)
-static void bound_file(const char *path)
+static void bound_file(const char *path, bool in_jail)
 {
-	_cleanup_close_ int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	/* In a jail (whose files the VM's uid owns): no symlink anywhere in the path. */
+	_cleanup_close_ int fd = in_jail ? jail_openat(AT_FDCWD, path, O_RDWR, 0)
+					 : open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	_cleanup_free_ char *tail = NULL;
 	struct stat st;
 	ssize_t n;
@@ -447,12 +702,12 @@ void job_probe(struct runtime *rt, struct vm *vm, void *arg)
 		run = VMM_RUN_UNKNOWN;
 	metrics_vm_collect(rt, vm, false); /* before the metrics file may be cut back */
 	snprintf(path, sizeof(path), "%s/vms/%s/console.log", rt->cfg.state_dir, vm->name);
-	bound_file(path);
+	bound_file(path, false);
 	if (vm->h.jail_dir[0] && strcmp(rt->ops->name, "firecracker") == 0) {
 		snprintf(path, sizeof(path), "%s/root/firecracker.log", vm->h.jail_dir);
-		bound_file(path);
+		bound_file(path, true);
 		snprintf(path, sizeof(path), "%s/root/metrics.json", vm->h.jail_dir);
-		bound_file(path);
+		bound_file(path, true);
 	}
 	if (check_net) {
 		pthread_mutex_lock(&rt->net_lock);

@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Fuzz the agent frame decoder: arbitrary bytes, fed in irregular pieces; every decoded message
- * must re-encode and decode to the same message. */
+ * must re-encode and decode to the same message, and the decoder's steps must stay within
+ * AGENT_DECODER_MAX_WORK (linear in the bytes whatever they are: a throughput check, not only a
+ * crash check). The input is fed twice: in growing pieces, and one byte per call (the worst
+ * case for a decoder that rescans). */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,11 +34,12 @@ static void check_reencode(const struct agent_msg *m)
 		abort();
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void feed_all(const uint8_t *data, size_t size, bool one_by_one)
 {
 	static struct agent_decoder d;
 	struct agent_msg m;
 	size_t off = 0, step = 1;
+	uint64_t calls = 0;
 
 	agent_decoder_init(&d);
 	while (off < size) {
@@ -42,12 +47,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		n = agent_decoder_feed(&d, data + off, n);
 		off += n;
-		while (agent_decoder_next(&d, &m) > 0)
+		calls++;
+		while (calls++, agent_decoder_next(&d, &m) > 0)
 			check_reencode(&m);
-		step = step * 3 + 1;
+		if (!one_by_one)
+			step = step * 3 + 1;
 		if (step > 5000)
 			step = 1;
 	}
+	if (d.work > AGENT_DECODER_MAX_WORK(size, calls))
+		abort(); /* superlinear: some bytes were looked at too often */
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct agent_msg m;
+
+	feed_all(data, size, false);
+	feed_all(data, size, true);
 	/* Payload decoder directly on the raw input, for every type. */
 	if (size > 0)
 		for (uint8_t t = 0; t < 12; t++)

@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: MIT */
-/* agent-proto framing: round trips, resynchronisation after garbage and corruption, limits. */
+/* agent-proto framing: round trips, resynchronisation after garbage and corruption, limits, and
+ * the decoder's cost on hostile input (steps and CPU time per byte). */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "agent-hostile.h"
 #include "agent-proto.h"
 #include "test.h"
 
@@ -12,6 +17,16 @@ static int encode(const struct agent_msg *m, uint8_t *buf, size_t size)
 	int n = agent_msg_encode(m, buf, size);
 
 	ASSERT_OK(n);
+	return n;
+}
+
+/* Copy the characters of s (no NUL); returns how many. */
+static size_t put_text(uint8_t *buf, const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		buf[n] = (uint8_t)s[n];
 	return n;
 }
 
@@ -108,7 +123,7 @@ static void test_output_data_stays_valid(void)
 
 static void test_byte_by_byte(void)
 {
-	struct agent_msg m = {.type = AGENT_MSG_APP_STARTED, .pid = 99}, got;
+	struct agent_msg m = {.type = AGENT_MSG_APP_STARTED, .pid = 99}, got = {0};
 	uint8_t buf[AGENT_FRAME_MAX];
 	struct agent_decoder d;
 	int n, frames = 0;
@@ -134,8 +149,7 @@ static void test_resync_after_garbage_and_corruption(void)
 	size_t len = 0;
 	int nb, n;
 
-	memcpy(buf, "garbage mvA junk mvA1", 21); /* includes a false magic */
-	len = 21;
+	len = put_text(buf, "garbage mvA junk mvA1"); /* includes a false magic */
 	len += (size_t)encode(&a, buf + len, sizeof(buf) - len);
 	nb = encode(&b, buf + len, sizeof(buf) - len);
 	buf[len + 9] ^= 0xff; /* corrupt b's payload: CRC mismatch */
@@ -167,7 +181,7 @@ static void test_truncated_frame_then_new_frame(void)
 	na = encode(&a, buf, sizeof(buf));
 	nb = encode(&b, buf + na / 2, sizeof(buf) - (size_t)na / 2);
 	agent_decoder_init(&d);
-	n = decode_all(&d, buf, (size_t)(na / 2 + nb), got, 2);
+	n = decode_all(&d, buf, (size_t)na / 2 + (size_t)nb, got, 2);
 	ASSERT_EQ(n, 1);
 	ASSERT_EQ(got[0].pid, 5);
 }
@@ -197,10 +211,9 @@ static void test_limits(void)
 	buf[1] = 200; /* prefix length > 128 */
 	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_NET_CONFIGURED, buf, 18, &m), EBADMSG);
 	ASSERT_ERRNO(agent_msg_decode(99, buf, 4, &m), EPROTONOSUPPORT);
-	memcpy(buf,
-	       "\x01\x00\x00\x00\x00\x00\x00\x00"
-	       "bad\nname",
-	       16);
+	memset(buf, 0, 8);
+	buf[0] = 1; /* version 1, period 0, then a name with a newline */
+	put_text(buf + 8, "bad\nname");
 	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_HELLO, buf, 16, &m), EBADMSG);
 }
 
@@ -210,6 +223,132 @@ static void test_crc_known_value(void)
 	ASSERT_EQ(agent_crc32(0, "123456789", 9), 0xCBF43926u);
 }
 
+/* Frames cut out of a stream by where a valid frame begins: the CRC of every span comes from
+ * prefix CRCs, so check it against the plain CRC on random spans of random data. */
+static void test_span_crc_random(void)
+{
+	static uint8_t buf[256 * 1024], data[AGENT_OUTPUT_CHUNK];
+	struct agent_decoder *d = malloc(sizeof(*d));
+	struct agent_msg m, got;
+	unsigned seed = 12345;
+	size_t len = 0;
+	int frames = 0, want = 0;
+
+	ASSERT_TRUE(d != NULL);
+	while (len + AGENT_FRAME_MAX + 40 < sizeof(buf)) {
+		size_t garbage = (size_t)(rand_r(&seed) % 40);
+
+		for (size_t i = 0; i < garbage; i++)
+			buf[len++] = (uint8_t)('A' + rand_r(&seed) % 26);
+		m = (struct agent_msg){.type = AGENT_MSG_OUTPUT};
+		m.output.stream = AGENT_STREAM_STDERR;
+		m.output.len = (uint16_t)(rand_r(&seed) % 1200);
+		for (size_t i = 0; i < m.output.len; i++)
+			data[i] = (uint8_t)rand_r(&seed);
+		m.output.data = data;
+		len += (size_t)encode(&m, buf + len, sizeof(buf) - len);
+		want++;
+	}
+	agent_decoder_init(d);
+	for (size_t off = 0; off < len;) {
+		size_t n = 1 + (size_t)(rand_r(&seed) % 3000);
+
+		off += agent_decoder_feed(d, buf + off, n < len - off ? n : len - off);
+		while (agent_decoder_next(d, &got) > 0) {
+			ASSERT_EQ(got.type, AGENT_MSG_OUTPUT);
+			frames++;
+		}
+	}
+	ASSERT_EQ(frames, want);
+	ASSERT_EQ(d->bad_frames, 0);
+	free(d);
+}
+
+/* A pending header gives way to the earliest complete valid frame inside its span, however the
+ * bytes arrive; and a frame that completes and is valid at the head is taken as it is. */
+static void test_pending_gives_way(void)
+{
+	struct agent_msg a = {.type = AGENT_MSG_APP_STARTED, .pid = 1};
+	struct agent_msg b = {.type = AGENT_MSG_APP_STARTED, .pid = 2};
+	uint8_t buf[256];
+	struct agent_msg got[4];
+	struct agent_decoder *d = malloc(sizeof(*d));
+	size_t len = 0;
+	int n;
+
+	ASSERT_TRUE(d != NULL);
+	/* a header claiming 200 bytes, then two valid frames */
+	hostile_header(buf, AGENT_MSG_OUTPUT, 200);
+	len = 8;
+	len += (size_t)encode(&a, buf + len, sizeof(buf) - len);
+	len += (size_t)encode(&b, buf + len, sizeof(buf) - len);
+	for (size_t step = 1; step <= 64; step *= 4) {
+		agent_decoder_init(d);
+		n = 0;
+		for (size_t off = 0; off < len;) {
+			size_t k = len - off < step ? len - off : step;
+
+			off += agent_decoder_feed(d, buf + off, k);
+			while (n < 4 && agent_decoder_next(d, &got[n]) > 0)
+				n++;
+		}
+		ASSERT_EQ(n, 2);
+		ASSERT_EQ(got[0].pid, 1);
+		ASSERT_EQ(got[1].pid, 2);
+		ASSERT_EQ(d->bad_frames, 1);
+		ASSERT_EQ(d->skipped_bytes, 8);
+	}
+	free(d);
+}
+
+static double thread_cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The throughput check: every hostile stream, fed one byte per feed/next call (the worst way),
+ * costs a bounded number of decoder steps per byte and keeps a floor in CPU-time bytes/s. The
+ * old decoder did ~0.7 KB/s of CPU on FAKE_HEADERS (1.5 ms per byte). */
+#define HOSTILE_BYTES (512 * 1024)
+#define MIN_BYTES_PER_CPU_S (1.0e6) /* ~40x below what a debugoptimized build does here */
+
+static void test_throughput_hostile(void)
+{
+	uint8_t *buf = malloc(HOSTILE_BYTES);
+	struct agent_decoder *d = malloc(sizeof(*d));
+
+	ASSERT_TRUE(buf && d);
+	for (int k = 0; k < _HOSTILE_MAX; k++) {
+		struct agent_msg m;
+		uint64_t frames = 0;
+		double t0, cpu;
+
+		hostile_fill((enum hostile_kind)k, buf, HOSTILE_BYTES, 7);
+		agent_decoder_init(d);
+		t0 = thread_cpu_s();
+		for (size_t off = 0; off < HOSTILE_BYTES;) {
+			off += agent_decoder_feed(d, buf + off, 1);
+			while (agent_decoder_next(d, &m) > 0)
+				frames++;
+		}
+		cpu = thread_cpu_s() - t0;
+		printf("# %-20s %7llu frames, %6.1f steps/byte, %8.2f MB/s CPU\n",
+		       hostile_name((enum hostile_kind)k), (unsigned long long)frames,
+		       (double)d->work / HOSTILE_BYTES,
+		       HOSTILE_BYTES / (cpu > 0 ? cpu : 1e-9) / 1e6);
+		ASSERT_TRUE(d->work <= AGENT_DECODER_MAX_WORK(HOSTILE_BYTES, 2 * HOSTILE_BYTES));
+		ASSERT_TRUE(HOSTILE_BYTES / (cpu > 0 ? cpu : 1e-9) >= MIN_BYTES_PER_CPU_S);
+		if (k == HOSTILE_OVERLAPPING_VALID)
+			ASSERT_TRUE(frames > 0); /* the construction is valid */
+	}
+	free(buf);
+	free(d);
+}
+
 TEST_MAIN(TEST(test_roundtrip_all_types), TEST(test_output_data_stays_valid),
 	  TEST(test_byte_by_byte), TEST(test_resync_after_garbage_and_corruption),
-	  TEST(test_truncated_frame_then_new_frame), TEST(test_limits), TEST(test_crc_known_value))
+	  TEST(test_truncated_frame_then_new_frame), TEST(test_limits), TEST(test_crc_known_value),
+	  TEST(test_span_crc_random), TEST(test_pending_gives_way), TEST(test_throughput_hostile))

@@ -310,6 +310,32 @@ static void test_hung_agent_goes_stale(void)
 	rig_done(&r);
 }
 
+static bool p_three_beats(const struct agent_status *s, void *ud)
+{
+	(void)ud;
+	return s->heartbeat_seq >= 3;
+}
+
+/* The host's period (sent in HELLO) wins over vm.json's: a config asking for a heartbeat every
+ * 10 minutes still beats every 100 ms when the host says so. */
+static void test_host_heartbeat_period_adopted(void)
+{
+	struct rig r = {0};
+	uint64_t t0;
+
+	rig_start(&r, false,
+		  "{\"name\":\"t9\",\"agent\":{\"heartbeat_ms\":600000},"
+		  "\"image\":{\"entrypoint\":[\"/bin/sleep\",\"30\"]}}",
+		  100);
+	ASSERT_OK(agent_wait(r.agent, p_running, NULL, 5000));
+	t0 = agent_now_ms();
+	ASSERT_OK(agent_wait(r.agent, p_three_beats, NULL, 3000));
+	printf("# three heartbeats %llu ms after the app started\n",
+	       (unsigned long long)(agent_now_ms() - t0));
+	ASSERT_OK(agent_wait(r.agent, p_fresh, NULL, 1000));
+	rig_done(&r);
+}
+
 /* Raw protocol: garbage before HELLO is skipped and the agent still answers. */
 static void test_raw_resync(void)
 {
@@ -475,7 +501,8 @@ static void test_slow_host_never_blocks_app(void)
 	rmdir(dir);
 }
 
-TEST_MAIN(TEST(test_slow_host_never_blocks_app), TEST(test_config_from_initrd),
-	  TEST(test_serial_app_env_user_stop), TEST(test_vsock_sigkill_after_grace),
-	  TEST(test_app_exit_code_and_exec_failure), TEST(test_unknown_user_fails_start),
-	  TEST(test_hung_agent_goes_stale), TEST(test_raw_resync))
+TEST_MAIN(TEST(test_host_heartbeat_period_adopted), TEST(test_slow_host_never_blocks_app),
+	  TEST(test_config_from_initrd), TEST(test_serial_app_env_user_stop),
+	  TEST(test_vsock_sigkill_after_grace), TEST(test_app_exit_code_and_exec_failure),
+	  TEST(test_unknown_user_fails_start), TEST(test_hung_agent_goes_stale),
+	  TEST(test_raw_resync))

@@ -1,7 +1,17 @@
 /* SPDX-License-Identifier: MIT */
-/* The pure parts of the QEMU backend: cgroup limits per hierarchy, QMP reply parsing. */
+/* The pure parts of the QEMU backend: cgroup limits per hierarchy, QMP reply parsing; and the
+ * QMP client's deadlines against a QEMU that hangs (accepts and never answers, answers the
+ * handshake and then nothing, never accepts). */
 #include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "qemu.h"
 #include "qmp.h"
@@ -107,5 +117,119 @@ static void test_qmp_status(void)
 	}
 }
 
+enum hang_mode {
+	HANG_SILENT,	 /* accepts, never writes */
+	HANG_AFTER_CAPS, /* greeting and qmp_capabilities answered, then silence */
+	HANG_NO_ACCEPT,	 /* listens with a full backlog, never accepts */
+};
+
+struct hang {
+	char dir[64], path[100];
+	int lfd;
+	pid_t pid;
+	int fillers[64];
+	int nfill;
+};
+
+static void hang_start(struct hang *h, enum hang_mode mode)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+	snprintf(h->dir, sizeof(h->dir), "/tmp/qmp-hang.XXXXXX");
+	ASSERT_TRUE(mkdtemp(h->dir) != NULL);
+	snprintf(h->path, sizeof(h->path), "%s/qmp.sock", h->dir);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", h->path);
+	h->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ASSERT_TRUE(h->lfd >= 0);
+	ASSERT_OK(bind(h->lfd, (struct sockaddr *)&sa, sizeof(sa)));
+	ASSERT_OK(listen(h->lfd, 0));
+	h->pid = -1;
+	h->nfill = 0;
+	if (mode == HANG_NO_ACCEPT) {
+		/* Fill the backlog: later connects would block (or fail with EAGAIN). */
+		while (h->nfill < (int)ELEMENTSOF(h->fillers)) {
+			int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+			ASSERT_TRUE(fd >= 0);
+			h->fillers[h->nfill++] = fd;
+			if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+				ASSERT_EQ(errno, EAGAIN);
+				break;
+			}
+		}
+		return;
+	}
+	h->pid = fork();
+	ASSERT_TRUE(h->pid >= 0);
+	if (h->pid == 0) {
+		int c = accept(h->lfd, NULL, NULL);
+		char buf[512];
+
+		if (c >= 0 && mode == HANG_AFTER_CAPS) {
+			static const char greet[] = "{\"QMP\": {\"version\": {}, "
+						    "\"capabilities\": []}}\r\n";
+			static const char ok[] = "{\"return\": {}}\r\n";
+
+			(void)!write(c, greet, strlen(greet));
+			(void)!read(c, buf, sizeof(buf));
+			(void)!write(c, ok, strlen(ok));
+		}
+		pause();
+		_exit(0);
+	}
+}
+
+static void hang_stop(struct hang *h)
+{
+	if (h->pid > 0) {
+		kill(h->pid, SIGKILL);
+		waitpid(h->pid, NULL, 0);
+	}
+	for (int i = 0; i < h->nfill; i++)
+		close(h->fillers[i]);
+	close(h->lfd);
+	unlink(h->path);
+	rmdir(h->dir);
+}
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Each hang ends the call with -ETIMEDOUT at its deadline (300 ms; 3 s of slack for a loaded
+ * machine), never blocking for good. */
+static void test_qmp_deadlines(void)
+{
+	static const enum hang_mode modes[] = {HANG_SILENT, HANG_NO_ACCEPT, HANG_AFTER_CAPS};
+
+	for (size_t i = 0; i < ELEMENTSOF(modes); i++) {
+		struct hang h;
+		struct qmp *q = NULL;
+		struct err err = {};
+		long t0, ms;
+		int r;
+
+		hang_start(&h, modes[i]);
+		t0 = now_ms();
+		r = qmp_connect(h.path, 300, &q, &err);
+		if (modes[i] == HANG_AFTER_CAPS) {
+			ASSERT_OK(r);
+			r = qmp_execute(q, "query-status", NULL, NULL, 300, &err);
+			qmp_close(q);
+		}
+		ms = now_ms() - t0;
+		printf("# mode %zu: %s after %ld ms\n", i, err.msg, ms);
+		ASSERT_ERRNO(r, ETIMEDOUT);
+		if (ms < 250 || ms > 3300)
+			TEST_FAIL("mode %zu: the 300 ms deadline ended after %ld ms", i, ms);
+		hang_stop(&h);
+	}
+}
+
 TEST_MAIN(TEST(test_cgroup_v2), TEST(test_cgroup_v1_split_dirs_memsw),
-	  TEST(test_cgroup_v1_no_memsw_and_errors), TEST(test_qmp_lines), TEST(test_qmp_status))
+	  TEST(test_cgroup_v1_no_memsw_and_errors), TEST(test_qmp_lines), TEST(test_qmp_status),
+	  TEST(test_qmp_deadlines))

@@ -161,13 +161,13 @@ static void probes_run(struct probe *v, size_t n)
 	}
 }
 
-/* Packets the host's noreflect rule (routed from the bridge back into it) has dropped. */
+/* Packets the host's noreflect rule of tvbr0 (routed from the bridge back into it) dropped. */
 static long noreflect_drops(void)
 {
 	char out[256];
 
 	if (sh_out(out, sizeof(out),
-		   "nft list chain inet mvmfs noreflect | "
+		   "nft list chain inet mvmfs noreflect_tvbr0 | "
 		   "sed -nE 's/.*counter packets ([0-9]+).*/\\1/p' | head -1") != 0 ||
 	    !out[0])
 		return -1;
@@ -353,7 +353,7 @@ static int traces(char *out, size_t size)
 {
 	int r = sh_out(
 		out, size,
-		"k=; ls /run/netns | grep -q '^mvmfs-vm-' && k=\"$k netns\"; "
+		"k=; ls /run/netns | grep -Eq '^mvmfs-([0-9a-f]+[.])?vm-' && k=\"$k netns\"; "
 		"ip -o link | grep -Eq '^[0-9]+: mv[0-9a-f]{10}[@:]' && k=\"$k link\"; "
 		"nft list table bridge mvmfs | grep -Eq 'chain vm_|elements' && k=\"$k nft\"; "
 		"find %s/state -name '%s*' -o -name '%s*' | grep -q . && "

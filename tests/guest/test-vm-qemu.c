@@ -10,6 +10,7 @@
  * phase timings (bench/vm-boot drives it).
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -40,6 +42,10 @@
 #define APP_JSON                                                   \
 	"{\"entrypoint\":[\"/bin/sh\"],\"cmd\":[\"/srv/app.sh\"]," \
 	"\"env\":[\"GREETING=hello-env\",\"PATH=/bin\"],\"workdir\":\"/srv\",\"user\":\"app\"}"
+/* The same app, after four 100 MiB allocations filled at once (for a 256 MiB guest). */
+#define HOG_JSON                                                   \
+	"{\"entrypoint\":[\"/bin/sh\"],\"cmd\":[\"/srv/hog.sh\"]," \
+	"\"env\":[\"GREETING=hello-env\",\"PATH=/bin\"],\"workdir\":\"/srv\",\"user\":\"app\"}"
 
 struct fixture {
 	char dir[64];
@@ -49,6 +55,8 @@ struct fixture {
 	char netns[64], netns_path[128];
 	char name[32];
 	uid_t uid;
+	const char *app_json; /* NULL: APP_JSON */
+	unsigned mem_mib;     /* 0: 2048 */
 };
 
 /* Preconditions, guest build (cached), app image, network namespace. */
@@ -103,6 +111,10 @@ static void fixture_setup(struct fixture *f, const char *tag)
 		     "'httpd -f -p 8080 -h /tmp/www &' "
 		     "'while true; do sleep 1 & wait $!; done' > $R/srv/app.sh; chmod 755 "
 		     "$R/srv/app.sh; "
+		     "printf '%%s\\n' '#!/bin/sh' "
+		     "'sleep 1; for i in 1 2 3 4; do (dd if=/dev/zero of=/dev/null bs=100M count=1 "
+		     "2>/dev/null; echo \"hog: dd exit $?\") & done' 'exec /srv/app.sh' > "
+		     "$R/srv/hog.sh; chmod 755 $R/srv/hog.sh; "
 		     "mkfs.ext4 -q -F -d $R -L root %s 64M; truncate -s 256M %s; mkfs.ext4 -q -F "
 		     "-L data %s",
 		     f->dir, f->busybox, f->rootfs, f->data, f->data),
@@ -133,7 +145,7 @@ static void write_initrd(struct fixture *f)
 		.name = f->name,
 		.prefix_len = 64,
 		.mac = "02:00:00:00:00:10",
-		.image_config_json = APP_JSON,
+		.image_config_json = f->app_json ? f->app_json : APP_JSON,
 		.transport = AGENT_TRANSPORT_SERIAL,
 		.heartbeat_ms = 500,
 		.grace_ms = 3000,
@@ -213,7 +225,7 @@ static void boot(struct fixture *f, struct booted *b, char *page, size_t pagesz)
 	p.rootfs = f->rootfs;
 	p.data_disk = f->data;
 	p.vcpus = 2;
-	p.mem_mib = 2048;
+	p.mem_mib = f->mem_mib ? f->mem_mib : 2048;
 	p.run_dir = f->dir;
 	p.console_log = f->console;
 	if (vmm_qemu_ops.launch(b->priv, &p, &b->h, &err) < 0) {
@@ -313,6 +325,174 @@ static void check_process(struct fixture *f, struct booted *b)
 	}
 }
 
+/* fds the "daemon" holds while it launches a VMM, none of them close-on-exec (the worst case:
+ * libcurl's sockets were not): an established TCP connection (a live report connection), a
+ * pipe, a host file. The VMM must hold none of them. */
+struct sentinels {
+	int fds[5];
+	char links[5][64];
+	int n;
+};
+
+static void sentinel_add(struct sentinels *sn, int fd)
+{
+	char path[64];
+	ssize_t k;
+
+	ASSERT_TRUE(fd >= 0);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	k = readlink(path, sn->links[sn->n], sizeof(sn->links[0]) - 1);
+	ASSERT_TRUE(k > 0);
+	sn->links[sn->n][k] = '\0';
+	sn->fds[sn->n++] = fd;
+}
+
+static void sentinels_open(struct sentinels *sn)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	int l, c, p[2];
+
+	memset(sn, 0, sizeof(*sn));
+	l = socket(AF_INET, SOCK_STREAM, 0);
+	ASSERT_TRUE(l >= 0);
+	ASSERT_OK(bind(l, (struct sockaddr *)&sa, sizeof(sa)));
+	ASSERT_OK(listen(l, 1));
+	ASSERT_OK(getsockname(l, (struct sockaddr *)&sa, &len));
+	c = socket(AF_INET, SOCK_STREAM, 0);
+	ASSERT_OK(connect(c, (struct sockaddr *)&sa, sizeof(sa)));
+	sentinel_add(sn, c);
+	sentinel_add(sn, accept(l, NULL, NULL));
+	close(l);
+	ASSERT_OK(pipe(p));
+	sentinel_add(sn, p[0]);
+	sentinel_add(sn, p[1]);
+	sentinel_add(sn, open("/etc/hostname", O_RDONLY));
+}
+
+static void sentinels_close(struct sentinels *sn)
+{
+	for (int i = 0; i < sn->n; i++)
+		close(sn->fds[i]);
+}
+
+/* The VMM's fds: only what it was given (0-2, the two listening sockets, the disks, the
+ * console) and what QEMU opens itself in its sandbox (anonymous inodes, its own sockets and
+ * pipes, the TAP). Anything of the daemon's is a failure. */
+static void check_fds(struct fixture *f, struct booted *b, const struct sentinels *sn)
+{
+	const char *allowed[] = {"/dev/null", "/dev/urandom", "/dev/net/tun", "/dev/kvm",
+				 f->rootfs,   f->data,	      f->console};
+	char dir[64];
+	DIR *d;
+	struct dirent *de;
+	int n = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)b->h.pid);
+	d = opendir(dir);
+	ASSERT_TRUE(d != NULL);
+	while ((de = readdir(d))) {
+		char path[400], link[512];
+		bool ok = false;
+		ssize_t k;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		k = readlink(path, link, sizeof(link) - 1);
+		if (k <= 0)
+			continue;
+		link[k] = '\0';
+		n++;
+		for (int i = 0; i < sn->n; i++)
+			if (strcmp(link, sn->links[i]) == 0)
+				TEST_FAIL("the VMM holds the daemon's fd %s -> %s", de->d_name,
+					  link);
+		ok = strncmp(link, "anon_inode:", 11) == 0 || strncmp(link, "socket:[", 8) == 0 ||
+		     strncmp(link, "pipe:[", 6) == 0;
+		for (size_t i = 0; i < ELEMENTSOF(allowed) && !ok; i++)
+			ok = strcmp(link, allowed[i]) == 0;
+		if (!ok)
+			TEST_FAIL("unexpected fd of the VMM: %s -> %s", de->d_name, link);
+	}
+	closedir(d);
+	printf("# the VMM holds %d fds, none of the daemon's\n", n);
+}
+
+/* The VMM's confinement: its credentials and seccomp, and a guest escape simulated by a shell
+ * with the VMM's uid in its mount and network namespaces (nsenter + setpriv; a shell cannot
+ * take over QEMU's seccomp filter, which /proc shows in force instead): it sees only the
+ * sandbox root, no host file, no /proc, and can write nowhere. */
+static void check_confined(struct fixture *f, struct booted *b)
+{
+	char path[64], *text = NULL, out[4096], canary[256];
+	const char *want[][2] = {{"NoNewPrivs:", "1"},
+				 {"Seccomp:", "2"},
+				 {"CapInh:", "0000000000000000"},
+				 {"CapPrm:", "0000000000000000"},
+				 {"CapEff:", "0000000000000000"},
+				 {"CapBnd:", "0000000000000000"},
+				 {"CapAmb:", "0000000000000000"},
+				 {"Groups:", ""}};
+	bool seen[ELEMENTSOF(want)] = {0};
+	size_t n = 0;
+	FILE *fp;
+	int r;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)b->h.pid);
+	fp = fopen(path, "r");
+	ASSERT_TRUE(fp != NULL);
+	while (getline(&text, &n, fp) > 0) {
+		text[strcspn(text, "\n")] = '\0';
+		for (size_t i = 0; i < ELEMENTSOF(want); i++) {
+			size_t l = strlen(want[i][0]);
+			const char *v = text + l;
+
+			if (strncmp(text, want[i][0], l) != 0)
+				continue;
+			while (*v == ' ' || *v == '\t')
+				v++;
+			if (strcmp(v, want[i][1]) != 0)
+				TEST_FAIL("VMM %s '%s', want '%s'", want[i][0], v, want[i][1]);
+			seen[i] = true;
+		}
+	}
+	fclose(fp);
+	free(text);
+	for (size_t i = 0; i < ELEMENTSOF(want); i++)
+		if (!seen[i])
+			TEST_FAIL("no %s line in %s", want[i][0], path);
+	if (!have("nsenter") || !have("setpriv")) {
+		printf("# nsenter/setpriv missing: no escape simulation\n");
+		return;
+	}
+	snprintf(canary, sizeof(canary), "%s/canary", f->dir);
+	ASSERT_OK(write_file_atomic(canary, "secret", 6, 0644));
+	r = sh_out(out, sizeof(out),
+		   "nsenter -t %d -m -n setpriv --reuid %u --regid %u --clear-groups "
+		   "--no-new-privs --inh-caps=-all --bounding-set=-all /bin/sh -c '"
+		   "echo root: $(ls / | tr \"\\n\" \" \"); "
+		   "cat %s 2>/dev/null && echo CANARY-READ; "
+		   "ls %s 2>/dev/null && echo HOST-DIR-SEEN; "
+		   "ls /proc/1 >/dev/null 2>&1 && echo PROC-SEEN; "
+		   "ls /tmp /root /home /var /srv /work >/dev/null 2>&1 && echo HOST-SEEN; "
+		   "cat /etc/passwd /etc/shadow 2>/dev/null && echo ETC-READ; "
+		   "touch /x /vm/x /dev/x /usr/x 2>/dev/null && echo WROTE; "
+		   "ip -o link 2>/dev/null | grep -q \" tap0\" && echo NETNS-OK; "
+		   "echo done'",
+		   (int)b->h.pid, (unsigned)f->uid, (unsigned)f->uid, canary, f->dir);
+	printf("# escape shell (exit %d): %s", r, out);
+	ASSERT_TRUE(strstr(out, "done") != NULL);
+	ASSERT_TRUE(strstr(out, "root: bin dev etc lib") != NULL);
+	ASSERT_TRUE(strstr(out, " usr vm\n") != NULL);
+	ASSERT_TRUE(strstr(out, "CANARY-READ") == NULL);
+	ASSERT_TRUE(strstr(out, "HOST-DIR-SEEN") == NULL);
+	ASSERT_TRUE(strstr(out, "PROC-SEEN") == NULL);
+	ASSERT_TRUE(strstr(out, "HOST-SEEN") == NULL);
+	ASSERT_TRUE(strstr(out, "ETC-READ") == NULL);
+	ASSERT_TRUE(strstr(out, "WROTE") == NULL);
+}
+
 static void test_boot_http_log_stop(void)
 {
 	struct fixture f = {0};
@@ -322,8 +502,10 @@ static void test_boot_http_log_stop(void)
 	enum vmm_run_state st;
 	struct err err = {};
 	char page[512], buf[256];
+	struct sentinels sn;
 
 	fixture_setup(&f, "a");
+	sentinels_open(&sn);
 	boot(&f, &b, page, sizeof(page));
 	printf("# vmm %.2fs, hello +%.2fs, app +%.2fs, http +%.2fs (total %.2fs)\n",
 	       b.t_vmm - b.t_start, b.t_hello - b.t_vmm, b.t_app - b.t_hello, b.t_http - b.t_app,
@@ -335,6 +517,9 @@ static void test_boot_http_log_stop(void)
 	ASSERT_OK(vmm_qemu_ops.query(b.priv, &b.h, &st, &err));
 	ASSERT_EQ(st, VMM_RUN_RUNNING);
 	check_process(&f, &b);
+	check_fds(&f, &b, &sn);
+	sentinels_close(&sn);
+	check_confined(&f, &b);
 	agent_get_status(b.agent, &s);
 	ASSERT_TRUE(s.net_configured);
 	ASSERT_STREQ(s.net_addr, ADDR "/64");
@@ -399,6 +584,43 @@ static void test_powerdown_button(void)
 	fixture_teardown(&f);
 }
 
+/* A guest that fills its RAM meets its own OOM killer: the memory hog in the guest is killed,
+ * QEMU (limited to the guest's RAM plus its allowance) keeps running and the app keeps
+ * answering. */
+static void test_guest_oom(void)
+{
+	struct fixture f = {0};
+	struct booted b = {0};
+	enum vmm_run_state st;
+	struct err err = {};
+	char page[512], path[VMM_DIR_MAX + 64], *v = NULL;
+	bool killed;
+
+	fixture_setup(&f, "c");
+	f.app_json = HOG_JSON;
+	f.mem_mib = 256;
+	boot(&f, &b, page, sizeof(page));
+	killed = log_has(b.agent, "hog: dd exit 137", 60000);
+	sh("grep -a -m2 -i 'out of memory\\|oom' %s | sed 's/^/# /'", f.console);
+	if (!killed) {
+		sh("tail -5 %s", f.console);
+		TEST_FAIL("the guest's OOM killer did not end the hog (no 'hog: dd exit 137')");
+	}
+	ASSERT_OK(vmm_qemu_ops.query(b.priv, &b.h, &st, &err));
+	ASSERT_EQ(st, VMM_RUN_RUNNING);
+	ASSERT_EQ(curl_page(&f, page, sizeof(page)), 0);
+	for (int i = 0; i < 4 && b.h.cgroup_version == 1 && b.h.cgroup[i][0]; i++) {
+		snprintf(path, sizeof(path), "%s/memory.max_usage_in_bytes", b.h.cgroup[i]);
+		if (read_file_bounded(path, 64, &v, NULL) >= 0)
+			printf("# QEMU cgroup peak %llu MiB of a (256 + 512) MiB limit\n",
+			       strtoull(v, NULL, 10) >> 20);
+		free(v);
+		v = NULL;
+	}
+	shutdown_booted(&f, &b);
+	fixture_teardown(&f);
+}
+
 /* A launch that QEMU refuses fails with QEMU's own words, and cleanup leaves nothing. */
 static void test_launch_failure_message_and_cleanup(void)
 {
@@ -412,7 +634,7 @@ static void test_launch_failure_message_and_cleanup(void)
 	int fd;
 
 	if (geteuid() != 0)
-		test_skip("needs root (cgroups, -runas)");
+		test_skip("needs root (cgroups, mount namespace, uid switch)");
 	if (!have("qemu-system-x86_64"))
 		test_skip("qemu-system-x86_64 missing");
 	ASSERT_TRUE(mkdtemp(dir) != NULL);
@@ -432,20 +654,51 @@ static void test_launch_failure_message_and_cleanup(void)
 	p.vcpus = 2;
 	p.mem_mib = 256;
 	p.console_log = console;
+	/* A missing kernel is found before anything is spawned. */
+	ASSERT_ERRNO(vmm_qemu_ops.launch(priv, &p, &h, &err), ENOENT);
+	printf("# %s\n", err.msg);
+	ASSERT_TRUE(strstr(err.msg, "/nonexistent/vmlinux") != NULL);
+	ASSERT_EQ(h.pid, 0);
+	vmm_qemu_ops.cleanup(priv, p.name, &h);
+	/* A kernel QEMU cannot load (zeros, with an initrd): QEMU's own message from inside its
+	 * sandbox. */
+	vmm_handle_init(&h);
+	p.kernel = rootfs;
+	p.initrd = rootfs;
 	ASSERT_ERRNO(vmm_qemu_ops.launch(priv, &p, &h, &err), EIO);
 	printf("# %s\n", err.msg);
 	ASSERT_TRUE(strstr(err.msg, "QEMU exited (exit code 1)") != NULL);
-	ASSERT_TRUE(strstr(err.msg, "/nonexistent/vmlinux") != NULL);
+	ASSERT_TRUE(strstr(err.msg, "kernel") != NULL);
 	vmm_qemu_ops.cleanup(priv, p.name, &h);
 	snprintf(rootfs, sizeof(rootfs), "%s/qemu/gtfail", dir);
 	ASSERT_TRUE(stat(rootfs, &st) < 0);
 	ASSERT_TRUE(stat("/sys/fs/cgroup/cpu/mvmfs/gtfail", &st) < 0);
 	ASSERT_TRUE(stat("/sys/fs/cgroup/memory/mvmfs/gtfail", &st) < 0);
 	vmm_qemu_ops.free(priv);
+
+	/* cgroup limits fail closed: a hierarchy the host does not run (v2 with cpu and memory
+	 * on these v1 machines) -> the backend still initialises, but no VM starts, with EIO
+	 * and the reason, and nothing is spawned. */
+	if (stat("/sys/fs/cgroup/memory/memory.limit_in_bytes", &st) == 0) {
+		cfg.cgroup_version = 2;
+		ASSERT_OK(vmm_qemu_ops.init(&cfg, &priv, &err));
+		vmm_handle_init(&h);
+		p.initrd = NULL;
+		snprintf(rootfs, sizeof(rootfs), "%s/rootfs.ext4", dir);
+		p.kernel = rootfs;
+		ASSERT_ERRNO(vmm_qemu_ops.launch(priv, &p, &h, &err), EIO);
+		printf("# %s\n", err.msg);
+		ASSERT_TRUE(strstr(err.msg, "cgroup limits cannot be applied") != NULL);
+		ASSERT_EQ(h.pid, 0);
+		vmm_qemu_ops.cleanup(priv, p.name, &h);
+		vmm_qemu_ops.free(priv);
+	} else {
+		printf("# no cgroup v1 memory hierarchy: the fail-closed case is not checked\n");
+	}
 	sh("rm -rf %s", dir);
 }
 
-/* The bare TESTRIG section 3 command line (plus the data disk the overlay needs) booting the
+/* The bare QEMU command line (plus the data disk the overlay needs) booting the
  * same kernel and initramfs: seconds from exec to the app answering HTTP. */
 static double bare_boot(struct fixture *f)
 {
@@ -530,6 +783,7 @@ int main(void)
 	static const struct test_case cases[] = {
 		TEST(test_boot_http_log_stop),
 		TEST(test_powerdown_button),
+		TEST(test_guest_oom),
 		TEST(test_launch_failure_message_and_cleanup),
 	};
 	const char *b = getenv("MVMFS_VM_BENCH");

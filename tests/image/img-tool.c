@@ -72,7 +72,7 @@ int main(int argc, char **argv)
 		if (open_store(argv[2], argc > 5 ? argv[5] : NULL, 0, &s) < 0)
 			return 1;
 		t0 = start_ms = now_ms();
-		if (img_prepare(s, argv[3], argc > 4 ? argv[4] : NULL, on_progress, NULL, &p,
+		if (img_prepare(s, argv[3], argc > 4 ? argv[4] : NULL, on_progress, NULL, NULL, &p,
 				&err) < 0) {
 			fprintf(stderr, "img-tool: %s\n", err.msg);
 		} else {

@@ -28,6 +28,7 @@ import urllib.error
 import urllib.request
 
 USER, PASSWORD = "user", "pass"
+REFRESH_TOKEN = "refresh-token-of-user"  # what the token server takes as an OAuth2 refresh token
 
 
 def free_port():
@@ -278,6 +279,7 @@ def up(d):
     env["PORT_TOKEN"] = str(port)
     skopeo_push(images["simple"], f"127.0.0.1:{port}/test/simple:1", creds=f"{USER}:{PASSWORD}")
     env["USER"], env["PASSWORD"] = USER, PASSWORD
+    env["REFRESH_TOKEN"] = REFRESH_TOKEN
 
     # Fault injection in front of real registries: a proxy that breaks the first transfer of
     # every blob halfway, and one that redirects blob GETs to a "storage" port.
@@ -360,14 +362,19 @@ def token_server(port, keyfile):
                 if (u_, p_) != (USER, PASSWORD):
                     return self.reply(401, {"details": "wrong username or password"})
                 user = u_
+            self.issue(user, q.get("scope", []), q.get("service", [""])[0])
+
+        def issue(self, user, scopes, service):
             access = []
-            for scope in q.get("scope", []):
+            for scope in scopes:
+                if not scope:
+                    continue
                 typ, _, rest = scope.partition(":")
                 name, _, actions = rest.rpartition(":")
                 access.append({"type": typ, "name": name,
                                "actions": actions.split(",") if user else []})
             now = int(time.time())
-            claims = {"iss": "test-issuer", "sub": user or "", "aud": q.get("service", [""])[0],
+            claims = {"iss": "test-issuer", "sub": user or "", "aud": service,
                       "exp": now + 300, "nbf": now - 10, "iat": now, "jti": os.urandom(8).hex(),
                       "access": access}
             head = b64(json.dumps({"typ": "JWT", "alg": "RS256", "kid": kid}).encode())
@@ -375,6 +382,15 @@ def token_server(port, keyfile):
             sig = key.sign(head + b"." + body, padding.PKCS1v15(), hashes.SHA256())
             tok = (head + b"." + body + b"." + b64(sig)).decode()
             self.reply(200, {"token": tok, "access_token": tok, "expires_in": 300})
+
+        def do_POST(self):
+            """OAuth2: grant_type=refresh_token with REFRESH_TOKEN gets USER's access."""
+            n = int(self.headers.get("Content-Length", "0"))
+            form = parse_qs(self.rfile.read(n).decode()) if 0 < n < 65536 else {}
+            if (form.get("grant_type") != ["refresh_token"] or
+                    form.get("refresh_token") != [REFRESH_TOKEN]):
+                return self.reply(400, {"error": "invalid_grant"})
+            self.issue(USER, form.get("scope", [""])[0].split(" "), form.get("service", [""])[0])
 
     HTTPServer(("127.0.0.1", port), H).serve_forever()
 

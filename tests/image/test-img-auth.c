@@ -95,8 +95,48 @@ static void test_docker_config(void)
 		     ENOENT);
 	ASSERT_ERRNO(img_auth_parse_docker_config(cfg, strlen(cfg), "helper.example", &c, &err),
 		     ENOENT);
-	ASSERT_ERRNO(img_auth_parse_docker_config(cfg, strlen(cfg), "quay.io", &c, &err), ENOENT);
+	ASSERT_OK(img_auth_parse_docker_config(cfg, strlen(cfg), "quay.io", &c, &err));
+	ASSERT_STREQ(c.identity_token, "x");
+	ASSERT_STREQ(c.user, "");
+	ASSERT_OK(img_auth_parse_docker_config(cfg, strlen(cfg), "gcr.io", &c, &err));
+	ASSERT_STREQ(c.helper, "gcloud");
+	ASSERT_STREQ(c.user, "");
 	ASSERT_ERRNO(img_auth_parse_docker_config("{}", 2, "docker.io", &c, &err), ENOENT);
+}
+
+static void test_helper_output(void)
+{
+	struct img_creds c;
+	struct err err = {};
+	const char *ok = "{\"ServerURL\":\"r\",\"Username\":\"u\",\"Secret\":\"p\"}";
+	const char *tok = "{\"ServerURL\":\"r\",\"Username\":\"<token>\",\"Secret\":\"rt\"}";
+	const char *none = "{\"ServerURL\":\"r\",\"Username\":\"\",\"Secret\":\"\"}";
+	const char *bad = "{\"Username\":\"u\",\"Secret\":\"hidden-secret\"";
+
+	ASSERT_OK(img_auth_parse_helper_output(ok, strlen(ok), &c, &err));
+	ASSERT_STREQ(c.user, "u");
+	ASSERT_STREQ(c.pass, "p");
+	ASSERT_OK(img_auth_parse_helper_output(tok, strlen(tok), &c, &err));
+	ASSERT_STREQ(c.identity_token, "rt");
+	ASSERT_STREQ(c.user, "");
+	ASSERT_STREQ(c.pass, "");
+	ASSERT_ERRNO(img_auth_parse_helper_output(none, strlen(none), &c, &err), ENOENT);
+	ASSERT_ERRNO(img_auth_parse_helper_output(bad, strlen(bad), &c, &err), EINVAL);
+	ASSERT_TRUE(strstr(err.msg, "hidden") == NULL);
+	ASSERT_ERRNO(img_auth_parse_helper_output("{\"Username\":\"u\"}", 16, &c, &err), EINVAL);
+	/* Helper names from the config: no paths. */
+	ASSERT_TRUE(img_cred_helper_name_ok("pass"));
+	ASSERT_TRUE(img_cred_helper_name_ok("ecr-login"));
+	ASSERT_FALSE(img_cred_helper_name_ok("../x"));
+	ASSERT_FALSE(img_cred_helper_name_ok("-x"));
+	ASSERT_FALSE(img_cred_helper_name_ok(""));
+	{
+		char buf[64];
+		img_auth_helper_server("docker.io", buf, sizeof(buf));
+		ASSERT_STREQ(buf, "https://index.docker.io/v1/");
+		img_auth_helper_server("127.0.0.1:5000", buf, sizeof(buf));
+		ASSERT_STREQ(buf, "127.0.0.1:5000");
+	}
 }
 
 static void test_bad_docker_config(void)
@@ -133,17 +173,17 @@ static void test_docker_config_file(void)
 	ASSERT_TRUE(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/config.json", dir);
 	ASSERT_OK(write_file_atomic(path, cfg, strlen(cfg), 0600));
-	ASSERT_OK(img_auth_load(path, "r.example", &c, &err));
+	ASSERT_OK(img_auth_load(path, "r.example", 0, &c, &err));
 	ASSERT_STREQ(c.user, "user");
 	/* $DOCKER_CONFIG names the directory. */
 	setenv("DOCKER_CONFIG", dir, 1);
-	ASSERT_OK(img_auth_load(NULL, "r.example", &c, &err));
+	ASSERT_OK(img_auth_load(NULL, "r.example", 0, &c, &err));
 	unsetenv("DOCKER_CONFIG");
 	setenv("HOME", dir, 1);
-	ASSERT_ERRNO(img_auth_load(NULL, "r.example", &c, &err), ENOENT);
-	ASSERT_ERRNO(img_auth_load("/nonexistent/config.json", "r.example", &c, &err), ENOENT);
+	ASSERT_ERRNO(img_auth_load(NULL, "r.example", 0, &c, &err), ENOENT);
+	ASSERT_ERRNO(img_auth_load("/nonexistent/config.json", "r.example", 0, &c, &err), ENOENT);
 	ASSERT_OK(write_file_atomic(path, "{", 1, 0600));
-	ASSERT_ERRNO(img_auth_load(path, "r.example", &c, &err), EINVAL);
+	ASSERT_ERRNO(img_auth_load(path, "r.example", 0, &c, &err), EINVAL);
 	ASSERT_TRUE(strstr(err.msg, path));
 	ASSERT_OK(rm_rf(dir));
 }
@@ -237,5 +277,5 @@ static void test_url_escape(void)
 }
 
 TEST_MAIN(TEST(test_challenges), TEST(test_bad_challenges), TEST(test_docker_config),
-	  TEST(test_bad_docker_config), TEST(test_docker_config_file), TEST(test_token),
-	  TEST(test_ini), TEST(test_s3_settings), TEST(test_url_escape))
+	  TEST(test_bad_docker_config), TEST(test_helper_output), TEST(test_docker_config_file),
+	  TEST(test_token), TEST(test_ini), TEST(test_s3_settings), TEST(test_url_escape))

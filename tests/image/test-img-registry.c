@@ -55,7 +55,7 @@ static int open_ref(struct pull *p, const char *port_key, const char *rest)
 	p->cfg.docker_config = p->docker_config;
 	snprintf(s, sizeof(s), "127.0.0.1:%s/%s", fx(port_key), rest);
 	ASSERT_OK(img_ref_parse(s, &ref, NULL));
-	return img_source_open(&p->cfg, &ref, &p->src, &p->err);
+	return img_source_open(&p->cfg, &ref, NULL, &p->src, &p->err);
 }
 
 static int resolve(struct pull *p, const char *port_key, const char *rest)
@@ -260,7 +260,7 @@ static void test_registry_down(void)
 	cfg.insecure = insecure;
 	snprintf(s, sizeof(s), "%s/test/simple:1", entry);
 	ASSERT_OK(img_ref_parse(s, &ref, NULL));
-	ASSERT_OK(img_source_open(&cfg, &ref, &src, &err));
+	ASSERT_OK(img_source_open(&cfg, &ref, NULL, &src, &err));
 	ASSERT_ERRNO(img_source_resolve(src, &m, &err), EHOSTUNREACH);
 	ASSERT_TRUE(strstr(err.msg, entry));
 	img_source_free(src);
@@ -276,7 +276,7 @@ static void test_https_by_default(void)
 	snprintf(s, sizeof(s), "127.0.0.1:%s/test/simple:1", fx("PORT_ANON"));
 	ASSERT_OK(img_ref_parse(s, &ref, NULL));
 	p.cfg.docker_config = "/nonexistent/config.json";
-	ASSERT_OK(img_source_open(&p.cfg, &ref, &p.src, &p.err));
+	ASSERT_OK(img_source_open(&p.cfg, &ref, NULL, &p.src, &p.err));
 	ASSERT_ERRNO(img_source_resolve(p.src, &p.m, &p.err), EHOSTUNREACH);
 	img_source_free(p.src);
 }

@@ -32,7 +32,7 @@ static int open_resolve(const char *s, struct img_source **src, struct img_manif
 	int r;
 
 	ASSERT_OK(img_ref_parse(s, &ref, NULL));
-	r = img_source_open(&cfg, &ref, src, err);
+	r = img_source_open(&cfg, &ref, NULL, src, err);
 	if (r < 0)
 		return r;
 	r = img_source_resolve(*src, m, err);
@@ -190,7 +190,7 @@ static void test_size_limit(void)
 
 	use_env_creds("S3RVER");
 	ASSERT_OK(img_ref_parse("s3://images/oci/simple.tar", &ref, NULL));
-	ASSERT_OK(img_source_open(&cfg, &ref, &src, &err));
+	ASSERT_OK(img_source_open(&cfg, &ref, NULL, &src, &err));
 	ASSERT_ERRNO(img_source_resolve(src, &m, &err), EFBIG);
 	img_source_free(src);
 }
@@ -228,7 +228,7 @@ static void prepare(struct img_store *st, const char *ref, const char *holder,
 {
 	struct err err = {};
 
-	if (img_prepare(st, ref, holder, NULL, NULL, ret, &err) < 0)
+	if (img_prepare(st, ref, holder, NULL, NULL, NULL, ret, &err) < 0)
 		TEST_FAIL("prepare %s: %s", ref, err.msg);
 }
 

@@ -121,7 +121,7 @@ static void prepare_ok(struct st *s, const char *r, const char *holder, struct i
 {
 	struct err err = {0};
 
-	if (img_prepare(s->store, r, holder, NULL, NULL, ret, &err) < 0)
+	if (img_prepare(s->store, r, holder, NULL, NULL, NULL, ret, &err) < 0)
 		TEST_FAIL("prepare %s: %s", r, err.msg);
 }
 
@@ -135,7 +135,8 @@ static void test_prepare_end_to_end(void)
 	char *out;
 
 	st_open(&s, NULL, 0);
-	if (img_prepare(s.store, ref("test/simple:1"), "vm1", on_progress, &seen, &p, &err) < 0)
+	if (img_prepare(s.store, ref("test/simple:1"), "vm1", on_progress, &seen, NULL, &p, &err) <
+	    0)
 		TEST_FAIL("prepare: %s", err.msg);
 	ASSERT_STREQ(p.digest, fx("SIMPLE_DIGEST"));
 	ASSERT_TRUE(seen.pulling && seen.unpacking && seen.building && seen.ready);
@@ -199,7 +200,8 @@ static void *race(void *ud)
 {
 	struct racer *r = ud;
 
-	r->r = img_prepare(r->store, r->ref, r->holder, on_progress, &r->seen, &r->p, &r->err);
+	r->r = img_prepare(r->store, r->ref, r->holder, on_progress, &r->seen, NULL, &r->p,
+			   &r->err);
 	return NULL;
 }
 
@@ -379,7 +381,8 @@ static void *gc_race_pull(void *ud)
 {
 	struct gc_race *g = ud;
 
-	g->r = img_prepare(g->store, ref("test/simple:1"), NULL, pause_in_pull, g, &g->p, &g->err);
+	g->r = img_prepare(g->store, ref("test/simple:1"), NULL, pause_in_pull, g, NULL, &g->p,
+			   &g->err);
 	if (!g->paused)
 		sem_post(&g->in_pull);
 	return NULL;
@@ -480,13 +483,13 @@ static void test_registry_down_cached_tag(void)
 	prepare_ok(&s, r, "vm1", &p);
 	kill(pid, SIGTERM);
 	waitpid(pid, NULL, 0);
-	if (img_prepare(s.store, r, "vm2", NULL, NULL, &q, &err) < 0)
+	if (img_prepare(s.store, r, "vm2", NULL, NULL, NULL, &q, &err) < 0)
 		TEST_FAIL("cached tag with registry down: %s", err.msg);
 	ASSERT_STREQ(q.digest, p.digest);
 	ASSERT_EQ(img_store_pulls(s.store), 1);
 	/* An unknown tag on the dead registry still fails cleanly. */
 	snprintf(r, sizeof(r), "127.0.0.1:%d/own/other:1", port);
-	ASSERT_TRUE(img_prepare(s.store, r, "vm3", NULL, NULL, &q, &err) < 0);
+	ASSERT_TRUE(img_prepare(s.store, r, "vm3", NULL, NULL, NULL, &q, &err) < 0);
 	ASSERT_TRUE(err.msg[0] != '\0');
 	st_close(&s);
 }
@@ -499,7 +502,7 @@ static void expect_fail(const char *r, int code, const char *needle)
 	int rc;
 
 	st_open(&s, NULL, 0);
-	rc = img_prepare(s.store, r, "vm1", NULL, NULL, &p, &err);
+	rc = img_prepare(s.store, r, "vm1", NULL, NULL, NULL, &p, &err);
 	printf("# %s -> %d: %s\n", r, rc, err.msg);
 	if (code ? rc != -code : rc >= 0)
 		TEST_FAIL("%s: expected %s, got %d (%s)", r, code ? strerror(code) : "failure", rc,
@@ -531,7 +534,7 @@ static void test_disk_full(void)
 	ASSERT_TRUE(mkdtemp(mnt) != NULL);
 	ASSERT_OK(mount("tmpfs", mnt, "tmpfs", 0, "size=64k"));
 	st_open(&s, mnt, 0);
-	r = img_prepare(s.store, ref("test/simple:1"), "vm1", NULL, NULL, &p, &err);
+	r = img_prepare(s.store, ref("test/simple:1"), "vm1", NULL, NULL, NULL, &p, &err);
 	printf("# %d: %s\n", r, err.msg);
 	ASSERT_ERRNO(r, ENOSPC);
 	ASSERT_TRUE(strstr(err.msg, "disk full") || strstr(err.msg, "No space left"));

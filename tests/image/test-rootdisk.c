@@ -215,6 +215,51 @@ static void test_disk_full(void)
 	free(tmp);
 }
 
+/* The disk reserve: a data disk or root disk that would eat into it is refused up front. */
+static void test_disk_reserve(void)
+{
+	char *tmp, mnt[3000], disk[4200], src[4200];
+	struct err err = {0};
+	const struct ent small[] = {{"f", 'f', NULL, 0, 0, 0, 1 << 20}};
+	int r;
+
+	if (geteuid() != 0)
+		test_skip("needs root to mount a small tmpfs");
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		test_skip("cannot make a private mount namespace");
+	tmp = tmpdir_new();
+	snprintf(mnt, sizeof(mnt), "%s/small", tmp);
+	ASSERT_OK(mkdir(mnt, 0755));
+	ASSERT_OK(mount("tmpfs", mnt, "tmpfs", 0, "size=16m"));
+	snprintf(disk, sizeof(disk), "%s/data.ext4", mnt);
+
+	img_disk_reserve_set(12 << 20);
+	r = img_make_data_disk(disk, 256 << 20, &err);
+	printf("# %d: %s\n", r, err.msg);
+	ASSERT_ERRNO(r, ENOSPC);
+	ASSERT_TRUE(strncmp(err.msg, "disk full: the data disk", 24) == 0);
+	ASSERT_FALSE(access(disk, F_OK) == 0);
+	snprintf(src, sizeof(src), "%s/src", tmp);
+	unpack_into(tmp, src, small, 1);
+	snprintf(disk, sizeof(disk), "%s/rootfs.ext4", mnt);
+	img_disk_reserve_set(15 << 20);
+	r = img_make_root_disk(src, disk, &err);
+	printf("# %d: %s\n", r, err.msg);
+	ASSERT_ERRNO(r, ENOSPC);
+	ASSERT_TRUE(strncmp(err.msg, "disk full: the root disk", 24) == 0);
+	ASSERT_FALSE(access(disk, F_OK) == 0);
+
+	/* With a small reserve both fit. */
+	img_disk_reserve_set(1 << 20);
+	ASSERT_OK(img_make_root_disk(src, disk, &err));
+	snprintf(disk, sizeof(disk), "%s/data.ext4", mnt);
+	if (img_make_data_disk(disk, 64 << 20, &err) < 0)
+		TEST_FAIL("data disk: %s", err.msg);
+	(void)umount2(mnt, MNT_DETACH);
+	(void)rm_rf(tmp);
+	free(tmp);
+}
+
 static void test_image_config(void)
 {
 	struct img_config c = {0};
@@ -310,5 +355,5 @@ static void test_path_map(void)
 	}
 }
 
-TEST_MAIN(TEST(test_root_disk), TEST(test_data_disk), TEST(test_disk_full), TEST(test_image_config),
-	  TEST(test_path_map))
+TEST_MAIN(TEST(test_root_disk), TEST(test_data_disk), TEST(test_disk_full), TEST(test_disk_reserve),
+	  TEST(test_image_config), TEST(test_path_map))

@@ -10,6 +10,7 @@ import glob
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -140,6 +141,11 @@ class Daemon:
             time.sleep(0.02)
         raise AssertionError("mvmfs not ready after 20 s:\n" + self.log_tail())
 
+    def node_id(self):
+        """This daemon's node identity (STATE_DIR/node-id), which marks its host resources."""
+        with open(os.path.join(self.state, "node-id")) as f:
+            return f.read().strip()
+
     def log_tail(self, n=40):
         try:
             with open(os.path.join(self.tmp, "daemon.log"), errors="replace") as f:
@@ -256,11 +262,12 @@ def leftovers(d, name):
         found.append("state dir " + os.path.join(d.state, "vms", name))
     if name in leases(d):
         found.append("address lease")
-    if os.path.exists(f"/run/netns/mvmfs-{name}"):
-        found.append(f"netns mvmfs-{name}")
+    # With or without a node id: /run/netns/mvmfs-NODE.NAME, alias mvmfs:NODE:NAME.
+    for ns in glob.glob(f"/run/netns/mvmfs-{name}") + glob.glob(f"/run/netns/mvmfs-*.{name}"):
+        found.append("netns " + os.path.basename(ns))
     out = subprocess.run(["ip", "-o", "link", "show"], stdout=subprocess.PIPE, text=True).stdout
     for line in out.splitlines():
-        if f"mvmfs:{name}" in line:
+        if re.search(r"mvmfs:([0-9a-f]{1,8}:)?" + re.escape(name) + r"( |\\|$)", line):
             found.append("link " + line.split(":")[1].strip())
     out = subprocess.run(["pgrep", "-f", "--", f"--id {name} "], stdout=subprocess.PIPE, text=True)
     for pid in out.stdout.split():

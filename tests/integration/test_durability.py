@@ -313,8 +313,10 @@ def plant_ghosts(tag):
         time.sleep(0.2)
         with open(os.path.join(cg, "cgroup.procs"), "w") as f:
             f.write(str(p2.pid))
-    # Marked netns; state dir of an interrupted create (a data disk, no record).
-    subprocess.run(["ip", "netns", "add", f"mvmfs-gn{tag}"], check=True)
+    # Marked netns (this daemon's node id); state dir of an interrupted create (a data disk,
+    # no record).
+    node = D.node_id()
+    subprocess.run(["ip", "netns", "add", f"mvmfs-{node}.gn{tag}"], check=True)
     sd = os.path.join(D.state, "vms", f"gs{tag}")
     os.makedirs(sd)
     with open(os.path.join(sd, "data.img"), "wb") as f:
@@ -323,6 +325,9 @@ def plant_ghosts(tag):
     uj = os.path.join(exec_dir, f"uj{tag}")
     os.makedirs(os.path.join(uj, "root"))
     subprocess.run(["ip", "netns", "add", f"other-{tag}"], check=True)
+    # Another daemon's (node id) and an unmarked-form namespace: not ours either.
+    other_node = "ffffffff" if node != "ffffffff" else "eeeeeeee"
+    subprocess.run(["ip", "netns", "add", f"mvmfs-{other_node}.gn{tag}"], check=True)
     subprocess.run(["ip", "link", "add", f"mvu{tag}", "type", "bridge"], check=True)
     subprocess.run(["ip", "link", "set", f"mvu{tag}", "alias", f"mvmfs:gl{tag}"], check=True)
     us = os.path.join(D.state, "vms", f"us{tag}")
@@ -338,10 +343,11 @@ def plant_ghosts(tag):
     plant_lease(f"us{tag}", f"fd00:dead:{t:x}:1::{n:x}")
     plant_hold(f"us{tag}")
     plant_hold(f"other.{tag}")
-    marked = dict(jail=j, p1=p1, p2=p2, cg=cg, netns=f"/run/netns/mvmfs-gn{tag}", state=sd,
+    marked = dict(jail=j, p1=p1, p2=p2, cg=cg, netns=f"/run/netns/mvmfs-{node}.gn{tag}", state=sd,
                   gc=os.path.dirname(r2) if CG_MOUNTS else None, lease=f"gi{tag}",
                   hold=f"gh{tag}")
     unmarked = dict(jail=uj, netns=f"/run/netns/other-{tag}", link=f"mvu{tag}", state=us,
+                    other_netns=f"/run/netns/mvmfs-{other_node}.gn{tag}",
                     holds=(f"us{tag}", f"other.{tag}"))
     return marked, unmarked
 
@@ -364,6 +370,8 @@ def check_reaped(m, u, timeout):
         os.unlink(os.path.join(D.state, "images", "refs", "holders", h))
     assert os.path.isdir(u["jail"]), "unmarked jail removed"
     assert os.path.exists(u["netns"]), "unmarked netns removed"
+    assert os.path.exists(u["other_netns"]), "another node's netns removed"
+    subprocess.run(["ip", "netns", "del", os.path.basename(u["other_netns"])])
     assert subprocess.run(["ip", "link", "show", u["link"]], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL).returncode == 0, \
         "a link with a mark that does not match its name was removed"

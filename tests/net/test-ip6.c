@@ -143,6 +143,25 @@ static void test_host_parse(void)
 		"2001:db8::5/0128",
 		"2001:db8::5%eth0",
 		"2001:db8::5/12a",
+		"fe80::1/128",
+		"febf:ffff::1",
+		"fec0::1",
+		"feff::1",
+		"100::1",
+		"64:ff9b::a00:1",
+		"64:ff9b:1::5",
+		"2001::1",
+		"2001:0:ffff::1",
+		"2002:a00:1::1",
+		"2001:10::1",
+		"2001:20::1",
+		"2001:2::1",
+		"::a00:1",
+	};
+	/* Global unicast and unique-local, documentation included; neighbours of the ranges. */
+	static const char *const good[] = {
+		"2001:db8::5", "fd00::1",      "fc00::1",      "2001:1::1", "2001:30::1", "2003::1",
+		"2a00:1::1",   "100:0:0:1::1", "64:ff9b:2::1", "2001:3::1", "fbff::1",	  "4000::1",
 	};
 	char why[128];
 	struct in6_addr a;
@@ -150,6 +169,13 @@ static void test_host_parse(void)
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++)
 		if (ip6_host_parse(bad[i], strlen(bad[i]), &a, why, sizeof(why)) != -EINVAL)
 			TEST_FAIL("accepted '%s'", bad[i]);
+	for (size_t i = 0; i < ELEMENTSOF(good); i++)
+		if (ip6_host_parse(good[i], strlen(good[i]), &a, why, sizeof(why)) != 0)
+			TEST_FAIL("refused '%s': %s", good[i], why);
+	ASSERT_ERRNO(ip6_host_parse("2002::1", 7, &a, why, sizeof(why)), EINVAL);
+	ASSERT_TRUE(strstr(why, "6to4 address (2002::/16)") != NULL);
+	ASSERT_ERRNO(ip6_host_parse("fec0::1", 7, &a, why, sizeof(why)), EINVAL);
+	ASSERT_TRUE(strstr(why, "site-local") != NULL);
 	ASSERT_ERRNO(ip6_host_parse("2001:db8::\0"
 				    "5",
 				    12, &a, why, sizeof(why)),

@@ -4,13 +4,18 @@
  * (pg-fixture.h). Each case gets its own database. Exits 77 without the server binaries.
  */
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <time.h>
 
 #include "fileio.h"
 #include "ip6.h"
 #include "ipam.h"
 #include "pg-fixture.h"
+#include "tcp-proxy.h"
 #include "test.h"
 
 static struct pg_fixture fx;
@@ -171,11 +176,37 @@ static void test_bad_values_inet(void)
 	struct ipam *x;
 
 	new_db("t_bad", schema_inet);
-	ASSERT_OK(pgf_sql(&fx, "t_bad",
-			  "INSERT INTO instances VALUES ('net64', '2001:db8::5/64'), "
-			  "('v4', '10.0.0.1'), ('v4net', '10.0.0.0/8'), "
-			  "('mapped', '::ffff:10.0.0.1'), ('mcast', 'ff02::1'), ('lo', '::1')"));
+	ASSERT_OK(
+		pgf_sql(&fx, "t_bad",
+			"INSERT INTO instances VALUES ('net64', '2001:db8::5/64'), "
+			"('v4', '10.0.0.1'), ('v4net', '10.0.0.0/8'), "
+			"('mapped', '::ffff:10.0.0.1'), ('mcast', 'ff02::1'), ('lo', '::1'), "
+			"('ll', 'fe80::5'), ('site', 'fec0::5'), ('nat64', '64:ff9b::a00:1'), "
+			"('sixtofour', '2002:a00:1::1'), ('teredo', '2001::5'), "
+			"('gw', '2001:db8::1'), ('anycast', '2001:db8::'), "
+			"('reserved', '2001:db8::200:5eff:fe00:5'), ('gw128', '2001:db8::1/128'), "
+			"('othergw', '2001:db8:1::1'), ('unspec', '::')"));
 	x = open_ipam("t_bad", "2001:db8::/64");
+	expect_einval(x, "ll", "instances.ip_address of 'll' is 'fe80::5/128'");
+	expect_einval(x, "site", "site-local");
+	expect_einval(x, "nat64", "NAT64");
+	expect_einval(x, "sixtofour", "6to4");
+	expect_einval(x, "teredo", "Teredo");
+	expect_einval(x, "gw",
+		      "instances.ip_address of 'gw' is '2001:db8::1': the node bridge's "
+		      "gateway");
+	expect_einval(x, "gw128", "gateway");
+	expect_einval(x, "anycast", "reserved address of the node prefix");
+	expect_einval(x, "reserved", "reserved address of the node prefix");
+	expect_einval(x, "unspec", "unicast");
+	{
+		/* Another prefix's gateway is an ordinary (routed) address for us. */
+		struct err err = {0};
+		struct in6_addr a;
+
+		ASSERT_OK(ipam_assign(x, "othergw", &a, &err));
+		ASSERT_STREQ(fmt(&a), "2001:db8:1::1");
+	}
 	expect_einval(x, "net64", "/64");
 	expect_einval(x, "v4", "IPv4");
 	expect_einval(x, "v4net", "IPv4");
@@ -343,6 +374,246 @@ static void test_reconnect(void)
 	ipam_free(x);
 }
 
+static double mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct silent_call {
+	struct ipam *x;
+	const char *name;
+	int r;
+	double secs;
+	struct err err;
+};
+
+static void *silent_call_run(void *p)
+{
+	struct silent_call *c = p;
+	struct in6_addr a;
+	double t0 = mono_s();
+
+	c->r = ipam_assign(c->x, c->name, &a, &c->err);
+	c->secs = mono_s() - t0;
+	return NULL;
+}
+
+static struct ipam *open_ipam_timeout(const char *url, unsigned ms)
+{
+	struct net_config cfg = {.state_dir = state_dir,
+				 .database_url = url,
+				 .ipv6_prefix = "2001:db8::/64",
+				 .database_timeout_ms = ms};
+	struct err err = {0};
+	struct ipam *ipam = NULL;
+
+	if (ipam_new(&cfg, &ipam, &err) < 0)
+		TEST_FAIL("ipam_new: %s", err.msg);
+	return ipam;
+}
+
+/* A server that completes the handshake and then says nothing (a frozen primary, a black-holed
+ * link), behind a proxy that stops forwarding: every assignment fails with -EIO at its own
+ * deadline, concurrent ones in parallel (not one after the other), the connection that missed it
+ * is dropped, and after the proxy resumes assignments work again and nothing was left behind. */
+static void test_silent_database(void)
+{
+	struct silent_call c[3] = {};
+	pthread_t th[3];
+	char sock[128], url[256], v[128];
+	struct tcp_proxy px;
+	struct err err = {0};
+	struct in6_addr a;
+	struct ipam *x;
+	double t0, el;
+	unsigned conns;
+
+	new_db("t_silent", schema_inet);
+	(void)snprintf(sock, sizeof(sock), "%s/.s.PGSQL.%d", fx.dir, fx.port);
+	ASSERT_OK(tpx_start(&px, sock));
+	(void)snprintf(url, sizeof(url), "host=127.0.0.1 port=%d user=postgres dbname=t_silent",
+		       px.port);
+	x = open_ipam_timeout(url, 2000);
+	ASSERT_OK(ipam_assign(x, "before", &a, &err)); /* leaves an idle pooled connection */
+
+	tpx_silent(&px, true);
+	/* Two callers on the pooled connection's object at once, plus the pooled one: each
+	 * fails within its own 2 s, and together they take 2 s, not 4 s or 6 s. */
+	t0 = mono_s();
+	for (int i = 0; i < 3; i++) {
+		c[i].x = x;
+		c[i].name = i == 0 ? "during-a" : i == 1 ? "during-b" : "during-c";
+		ASSERT_EQ(pthread_create(&th[i], NULL, silent_call_run, &c[i]), 0);
+	}
+	for (int i = 0; i < 3; i++)
+		ASSERT_EQ(pthread_join(th[i], NULL), 0);
+	el = mono_s() - t0;
+	for (int i = 0; i < 3; i++) {
+		printf("# %s: %.2f s: %s\n", c[i].name, c[i].secs, c[i].err.msg);
+		ASSERT_EQ(c[i].r, -EIO);
+		ASSERT_TRUE(c[i].secs >= 1.9 && c[i].secs < 3.5);
+		ASSERT_TRUE(strstr(c[i].err.msg, "database did not answer within 2.0 s") != NULL);
+		ASSERT_TRUE(strstr(c[i].err.msg, "connection dropped") != NULL);
+		ASSERT_TRUE(strstr(c[i].err.msg, "127.0.0.1") != NULL);
+	}
+	printf("# three concurrent assignments against a silent database: %.2f s in all\n", el);
+	ASSERT_TRUE(el < 3.5);
+
+	/* The dropped connections are not reused: the next call connects afresh, and the
+	 * startup exchange itself goes unanswered. The database is known silent now: the call
+	 * gets a 1 s probe, not the full deadline (mkdirs queued behind it fail fast). */
+	conns = atomic_load(&px.accepted);
+	t0 = mono_s();
+	ASSERT_ERRNO(ipam_assign(x, "during-d", &a, &err), EIO);
+	el = mono_s() - t0;
+	printf("# new connection, %.2f s: %s\n", el, err.msg);
+	ASSERT_TRUE(el >= 0.9 && el < 1.8);
+	ASSERT_TRUE(strstr(err.msg, "within 1.0 s while connecting") != NULL);
+	ASSERT_TRUE(strstr(err.msg, "short probe") != NULL);
+	ASSERT_TRUE(atomic_load(&px.accepted) == conns + 1);
+
+	/* Back: the next assignment works on a fresh connection, and the transactions cut off
+	 * above were rolled back by the server (no row of theirs stays). */
+	tpx_silent(&px, false);
+	t0 = mono_s();
+	if (ipam_assign(x, "after", &a, &err) < 0)
+		TEST_FAIL("after resuming: %s", err.msg);
+	printf("# after resuming: %.3f s\n", mono_s() - t0);
+	for (int i = 0; i < 50; i++) {
+		query("t_silent", "SELECT count(*) FROM instances WHERE id LIKE 'during-%'", v,
+		      sizeof(v));
+		if (strcmp(v, "0") == 0)
+			break;
+		usleep(100 * 1000);
+	}
+	ASSERT_STREQ(v, "0");
+	ASSERT_OK(ipam_assign(x, "during-a", &a, &err));
+	query("t_silent", "SELECT count(*) FROM instances", v, sizeof(v));
+	ASSERT_STREQ(v, "3");
+	/* It answered: the next outage gets the full deadline again. */
+	tpx_silent(&px, true);
+	t0 = mono_s();
+	ASSERT_ERRNO(ipam_assign(x, "again", &a, &err), EIO);
+	el = mono_s() - t0;
+	printf("# silent again, %.2f s: %s\n", el, err.msg);
+	ASSERT_TRUE(el >= 1.9 && el < 3.5 && strstr(err.msg, "within 2.0 s") != NULL);
+	tpx_silent(&px, false);
+	ipam_free(x);
+	tpx_stop(&px);
+}
+
+/* Shutdown: a call waiting on a silent database ends at once when cancelled, and so does every
+ * later one, without waiting for the deadline. */
+static void test_cancel(void)
+{
+	struct silent_call c = {};
+	char sock[128], url[256];
+	struct tcp_proxy px;
+	struct err err = {0};
+	struct in6_addr a;
+	pthread_t th;
+	double t0;
+
+	new_db("t_cancel", schema_inet);
+	(void)snprintf(sock, sizeof(sock), "%s/.s.PGSQL.%d", fx.dir, fx.port);
+	ASSERT_OK(tpx_start(&px, sock));
+	(void)snprintf(url, sizeof(url), "host=127.0.0.1 port=%d user=postgres dbname=t_cancel",
+		       px.port);
+	c.x = open_ipam_timeout(url, 8000);
+	c.name = "waiting";
+	ASSERT_OK(ipam_assign(c.x, "before", &a, &err));
+	tpx_silent(&px, true);
+	ASSERT_EQ(pthread_create(&th, NULL, silent_call_run, &c), 0);
+	usleep(300 * 1000);
+	t0 = mono_s();
+	ipam_cancel(c.x);
+	ASSERT_EQ(pthread_join(th, NULL), 0);
+	printf("# cancelled after %.3f s: %s\n", mono_s() - t0, c.err.msg);
+	ASSERT_EQ(c.r, -EIO);
+	ASSERT_TRUE(mono_s() - t0 < 0.5);
+	ASSERT_TRUE(strstr(c.err.msg, "cancelled") != NULL);
+	tpx_silent(&px, false);
+	t0 = mono_s();
+	ASSERT_ERRNO(ipam_assign(c.x, "later", &a, &err), EIO);
+	ASSERT_TRUE(mono_s() - t0 < 0.5);
+	ASSERT_TRUE(strstr(err.msg, "shutting down") != NULL);
+	ipam_free(c.x);
+	tpx_stop(&px);
+}
+
+/* A host name is resolved under the same deadline: by name it works (through the proxy), and
+ * with a DNS server that never answers (a silent UDP socket on 127.0.0.1:53 in a private
+ * network and mount namespace, /etc/resolv.conf bound over) the call fails at the deadline
+ * instead of after the resolver's own retries. */
+static void test_dns(void)
+{
+	char sock[128], url[256];
+	struct tcp_proxy px;
+	struct err err = {0};
+	struct in6_addr a;
+	struct ipam *x;
+	int st;
+	pid_t pid;
+
+	new_db("t_dns", schema_inet);
+	(void)snprintf(sock, sizeof(sock), "%s/.s.PGSQL.%d", fx.dir, fx.port);
+	ASSERT_OK(tpx_start(&px, sock));
+	(void)snprintf(url, sizeof(url), "host=localhost port=%d user=postgres dbname=t_dns",
+		       px.port);
+	x = open_ipam_timeout(url, 4000);
+	if (ipam_assign(x, "by-name", &a, &err) < 0)
+		TEST_FAIL("by name: %s", err.msg);
+	ipam_free(x);
+	tpx_stop(&px);
+	if (geteuid() != 0) {
+		printf("# silent DNS case skipped: needs root for namespaces\n");
+		return;
+	}
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		struct sockaddr_in sa = {.sin_family = AF_INET,
+					 .sin_port = htons(53),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		char conf[160];
+		double t0, el;
+		int u, r;
+
+		(void)snprintf(conf, sizeof(conf), "%s/resolv.conf", fx.dir);
+		if (unshare(CLONE_NEWNS | CLONE_NEWNET) < 0 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+		    write_file_atomic(conf, "nameserver 127.0.0.1\noptions timeout:5 attempts:2\n",
+				      51, 0644) < 0 ||
+		    mount(conf, "/etc/resolv.conf", NULL, MS_BIND, NULL) < 0 ||
+		    system("ip link set lo up") != 0)
+			_exit(77);
+		u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (u < 0 || bind(u, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+			_exit(77);
+		x = open_ipam_timeout("host=db.mvmfs-test.invalid port=5432 user=postgres "
+				      "dbname=x",
+				      2000);
+		t0 = mono_s();
+		r = ipam_assign(x, "vm", &a, &err);
+		el = mono_s() - t0;
+		printf("# silent DNS: %d after %.2f s: %s\n", r, el, err.msg);
+		_exit(r == -EIO && el >= 1.9 && el < 3.5 &&
+				      strstr(err.msg, "did not resolve within 2.0 s")
+			      ? 0
+			      : 1);
+	}
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	ASSERT_TRUE(WIFEXITED(st));
+	if (WEXITSTATUS(st) == 77) {
+		printf("# silent DNS case skipped: no namespaces here\n");
+		return;
+	}
+	ASSERT_EQ(WEXITSTATUS(st), 0);
+}
+
 #define DAEMONS 2
 #define PER_DAEMON 50
 
@@ -439,11 +710,18 @@ static void test_two_daemons_concurrent(void)
 int main(void)
 {
 	static const struct test_case cases[] = {
-		TEST(test_insert_and_generate),	     TEST(test_preset_kept),
-		TEST(test_bad_values_inet),	     TEST(test_bad_values_text),
-		TEST(test_text_collision_canonical), TEST(test_database_down),
-		TEST(test_rollback_after_insert),    TEST(test_reconnect),
+		TEST(test_insert_and_generate),
+		TEST(test_preset_kept),
+		TEST(test_bad_values_inet),
+		TEST(test_bad_values_text),
+		TEST(test_text_collision_canonical),
+		TEST(test_database_down),
+		TEST(test_rollback_after_insert),
+		TEST(test_reconnect),
 		TEST(test_two_daemons_concurrent),
+		TEST(test_silent_database),
+		TEST(test_cancel),
+		TEST(test_dns),
 	};
 	char why[256];
 	int r;

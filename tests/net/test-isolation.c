@@ -194,7 +194,7 @@ static void test_isolation(void)
 		  0);
 	/* Port isolation alone stops them at L2 (without the forward rule, which also sees
 	 * bridged frames when br_netfilter is on). */
-	ASSERT_EQ(plumb_sh("nft flush chain inet mvmfs noreflect"), 0);
+	ASSERT_EQ(plumb_sh("nft flush chain inet mvmfs noreflect_mvmbr0"), 0);
 	ASSERT_NE(plumb_sh("ip netns exec guest-a ping -6 -q -c 1 -w 2 %s >/dev/null", B), 0);
 	ASSERT_OK(net_bridge_ensure(ctx, &err));
 	/* Not even through the gateway (routed back into the bridge). */

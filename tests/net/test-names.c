@@ -39,9 +39,9 @@ static void test_derive(void)
 {
 	struct net_names a, b, c;
 
-	ASSERT_OK(net_names_derive("web-1", &a));
-	ASSERT_OK(net_names_derive("web-1", &b));
-	ASSERT_OK(net_names_derive("web-2", &c));
+	ASSERT_OK(net_names_derive(NULL, "web-1", &a));
+	ASSERT_OK(net_names_derive(NULL, "web-1", &b));
+	ASSERT_OK(net_names_derive(NULL, "web-2", &c));
 	ASSERT_EQ(memcmp(&a, &b, sizeof(a)), 0);
 	ASSERT_TRUE(strcmp(a.host_veth, c.host_veth) != 0);
 	ASSERT_TRUE(strcmp(a.chain, c.chain) != 0);
@@ -56,8 +56,33 @@ static void test_derive(void)
 	/* Locally administered unicast. */
 	ASSERT_EQ(a.mac[0], 0x02);
 
-	ASSERT_ERRNO(net_names_derive("", &a), EINVAL);
-	ASSERT_ERRNO(net_names_derive("../x", &a), EINVAL);
+	ASSERT_ERRNO(net_names_derive(NULL, "", &a), EINVAL);
+	ASSERT_ERRNO(net_names_derive(NULL, "../x", &a), EINVAL);
+}
+
+/* With a node id every host name and mark carries it: two daemons' VMs of one name share
+ * nothing, and neither form of a mark parses as the other. */
+static void test_derive_node(void)
+{
+	struct net_names a, b, u;
+
+	ASSERT_OK(net_names_derive("0a1b2c3d", "web-1", &a));
+	ASSERT_OK(net_names_derive("ffff0000", "web-1", &b));
+	ASSERT_OK(net_names_derive("", "web-1", &u));
+	ASSERT_STREQ(a.alias, "mvmfs:0a1b2c3d:web-1");
+	ASSERT_STREQ(a.netns_path, "/run/netns/mvmfs-0a1b2c3d.web-1");
+	ASSERT_STREQ(u.alias, "mvmfs:web-1");
+	ASSERT_STREQ(u.netns_path, "/run/netns/mvmfs-web-1");
+	ASSERT_TRUE(strcmp(a.host_veth, b.host_veth) != 0 && strcmp(a.host_veth, u.host_veth) != 0);
+	ASSERT_TRUE(strcmp(a.chain, b.chain) != 0 && strcmp(a.chain, u.chain) != 0);
+	ASSERT_STREQ(b.alias, "mvmfs:ffff0000:web-1");
+	ASSERT_EQ(strlen(a.host_veth), 12);
+	/* The unmarked form's name part of a node mark is no VM name. */
+	ASSERT_FALSE(net_name_valid(a.alias + strlen("mvmfs:")));
+	ASSERT_FALSE(net_name_valid(a.netns_path + strlen("/run/netns/mvmfs-")));
+	ASSERT_ERRNO(net_names_derive("0A1B", "web-1", &a), EINVAL);
+	ASSERT_ERRNO(net_names_derive("123456789", "web-1", &a), EINVAL);
+	ASSERT_ERRNO(net_names_derive("ab:c", "web-1", &a), EINVAL);
 }
 
 /* Over many names: no two host links or MACs alike (a collision would make setup refuse). */
@@ -69,7 +94,7 @@ static void test_spread(void)
 
 	for (int i = 0; i < N; i++) {
 		snprintf(name, sizeof(name), "vm-%d", i);
-		ASSERT_OK(net_names_derive(name, &n[i]));
+		ASSERT_OK(net_names_derive(NULL, name, &n[i]));
 	}
 	for (int i = 0; i < N; i++)
 		for (int j = i + 1; j < N; j++) {
@@ -90,4 +115,5 @@ static void test_bridge_mac(void)
 	ASSERT_EQ(a[0], 0x02);
 }
 
-TEST_MAIN(TEST(test_valid_names), TEST(test_derive), TEST(test_spread), TEST(test_bridge_mac))
+TEST_MAIN(TEST(test_valid_names), TEST(test_derive), TEST(test_derive_node), TEST(test_spread),
+	  TEST(test_bridge_mac))

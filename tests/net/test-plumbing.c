@@ -139,7 +139,7 @@ static void test_setup_teardown(void)
 	{
 		struct net_names n;
 
-		ASSERT_OK(net_names_derive("vm-a", &n));
+		ASSERT_OK(net_names_derive(NULL, "vm-a", &n));
 		ASSERT_EQ(plumb_sh_out(out, sizeof(out), "ip -6 -o addr show dev %s", n.host_veth),
 			  0);
 		ASSERT_STREQ(out, "");
@@ -342,7 +342,7 @@ static void test_failure_leaves_nothing(void)
 	struct in6_addr a;
 	struct err err = {0};
 
-	ASSERT_OK(net_names_derive("vm-x", &n));
+	ASSERT_OK(net_names_derive(NULL, "vm-x", &n));
 	ASSERT_EQ(plumb_sh("ip link add %s type veth peer name foreignpeer", n.host_veth), 0);
 	ASSERT_OK(net_ip_assign(ctx, "vm-x", &a, &err));
 	ASSERT_ERRNO(net_vm_setup(ctx, "vm-x", &a, 1000, 1000, &info, &err), EEXIST);

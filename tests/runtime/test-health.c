@@ -89,6 +89,27 @@ static void test_render(void)
 	ASSERT_OK(health_render(&s, &out, &len));
 	ASSERT_TRUE(strncmp(out, "failed\nvmm: down since ", 23) == 0);
 	free(out);
+
+	/* The digest run, and with --verify-key the key that verified it (full length). */
+	s.state = VM_STATE_RUNNING;
+	s.hs.image_phase[0] = '\0';
+	memset(s.image_digest, 'a', sizeof(s.image_digest) - 1);
+	memcpy(s.image_digest, "sha256:", 7);
+	s.image_digest[sizeof(s.image_digest) - 1] = '\0';
+	ASSERT_OK(health_render(&s, &out, &len));
+	ASSERT_TRUE(strstr(out, "\nimage: ready sha256:aaaa") != NULL);
+	ASSERT_TRUE(strstr(out, "signed by") == NULL);
+	free(out);
+	memcpy(s.image_key, s.image_digest, sizeof(s.image_key));
+	s.image_key[7] = 'b';
+	ASSERT_OK(health_render(&s, &out, &len));
+	{
+		char want[256];
+		snprintf(want, sizeof(want), "\nimage: ready %s signed by key %s\n", s.image_digest,
+			 s.image_key);
+		ASSERT_TRUE(strstr(out, want) != NULL);
+	}
+	free(out);
 }
 
 TEST_MAIN(TEST(test_verdict), TEST(test_render))

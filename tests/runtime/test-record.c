@@ -18,6 +18,8 @@ static void fill(struct vm_record *r)
 	strcpy(r->image, "127.0.0.1:5000/app:v1");
 	strcpy(r->image_digest,
 	       "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+	strcpy(r->image_key,
+	       "sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210");
 	inet_pton(AF_INET6, "fd42::10", &r->ip);
 	r->has_ip = true;
 	strcpy(r->error, "2026-11-29T15:00:00Z start: PUT /drives/rootfs: Drive config error: x");
@@ -48,6 +50,7 @@ static void test_round_trip(void)
 	ASSERT_EQ(b.state, VM_STATE_RUNNING);
 	ASSERT_STREQ(b.image, a.image);
 	ASSERT_STREQ(b.image_digest, a.image_digest);
+	ASSERT_STREQ(b.image_key, a.image_key);
 	ASSERT_TRUE(b.has_ip);
 	ASSERT_EQ(memcmp(&a.ip, &b.ip, sizeof(a.ip)), 0);
 	ASSERT_STREQ(b.error, a.error);
@@ -102,6 +105,12 @@ static void test_reject(void)
 		"\"a\",\"b\",\"c\",\"d\",\"e\"]}}",
 		"{\"version\":1,\"name\":\"a\",\"name\":\"b\",\"state\":\"created\"}",
 		"{\"version\":1,\"name\":\"a\\u0000b\",\"state\":\"created\"}",
+		"{\"version\":1,\"name\":\"a\",\"state\":\"starting\",\"launch\":1}",
+		"{\"version\":1,\"name\":\"a\",\"state\":\"starting\",\"launch\":{}}",
+		"{\"version\":1,\"name\":\"a\",\"state\":\"starting\",\"launch\":"
+		"{\"in_progress\":true,\"uid\":-5}}",
+		"{\"version\":1,\"name\":\"a\",\"state\":\"starting\",\"launch\":"
+		"{\"in_progress\":1}}",
 	};
 	struct vm_record r;
 	struct err err = {};
@@ -119,4 +128,29 @@ static void test_reject(void)
 	ASSERT_EQ(r.h.pidfd, -EBADF);
 }
 
-TEST_MAIN(TEST(test_round_trip), TEST(test_file), TEST(test_reject))
+/* Intent first: a record written before the VMM is spawned says so, with the uid. */
+static void test_launch_intent(void)
+{
+	struct vm_record a, b;
+	struct err err = {};
+	char *s = NULL;
+
+	fill(&a);
+	a.state = VM_STATE_STARTING;
+	a.launching = true;
+	a.launch_uid = 200007;
+	ASSERT_OK(record_encode(&a, &s));
+	ASSERT_TRUE(strstr(s, "\"launch\"") != NULL);
+	ASSERT_OK(record_decode(s, strlen(s), &b, &err));
+	free(s);
+	ASSERT_TRUE(b.launching);
+	ASSERT_EQ(b.launch_uid, 200007);
+	a.launching = false;
+	ASSERT_OK(record_encode(&a, &s));
+	ASSERT_TRUE(strstr(s, "\"launch\"") == NULL);
+	ASSERT_OK(record_decode(s, strlen(s), &b, &err));
+	free(s);
+	ASSERT_FALSE(b.launching);
+}
+
+TEST_MAIN(TEST(test_round_trip), TEST(test_file), TEST(test_reject), TEST(test_launch_intent))

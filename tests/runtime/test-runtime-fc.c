@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 
 #include "fileio.h"
 #include "internal.h"
+#include "jail-path.h"
 #include "test.h"
 #include "waiter.h"
 
@@ -160,6 +162,8 @@ static const char *insecure[2];
 
 /* Graceful-stop deadline of the next rt_open (0: 1.5 s). */
 static unsigned stop_timeout_ms;
+/* --cgroup-version of the next rt_open (0: detect). */
+static int cgroup_version;
 
 static struct runtime *rt_open(struct runtime_config *cfg)
 {
@@ -183,6 +187,7 @@ static struct runtime *rt_open(struct runtime_config *cfg)
 		.uid_count = 1000,
 		.data_disk_bytes = 64ULL << 20,
 		.stop_timeout_ms = stop_timeout_ms ? stop_timeout_ms : 1500,
+		.cgroup_version = cgroup_version,
 		.no_network = !with_network,
 		.stop_vms_on_exit = stop_on_exit,
 		.insecure_registries = insecure[0] ? insecure : NULL,
@@ -449,6 +454,142 @@ static void test_ignore_ctrl_alt_del(void)
 	assert_no_leftovers(rt, "deaf1", pid);
 	vm_unref(vm);
 	destroy(rt, "deaf1");
+	runtime_free(rt);
+	rm_rf(T);
+}
+
+/* cgroup limits fail closed: with a hierarchy the host does not run (v2 on these v1
+ * machines), the runtime starts but a start fails with EIO and the reason, and no jailer is
+ * spawned. */
+static _unused_ void test_cgroup_fail_closed(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm;
+	struct stat st;
+	char *s, p[600];
+
+	setup();
+	if (stat("/sys/fs/cgroup/memory/memory.limit_in_bytes", &st) < 0)
+		test_skip("no cgroup v1 memory hierarchy to contradict with --cgroup-version 2");
+	cgroup_version = 2;
+	rt = rt_open(&cfg);
+	vm = define(rt, "nocg1");
+	ASSERT_ERRNO(command(vm, VM_VERB_START), EIO);
+	s = show(vm, VM_ATTR_ERROR);
+	printf("# %s", s);
+	if (!strstr(s, "cgroup limits cannot be applied"))
+		TEST_FAIL("error: %s", s);
+	free(s);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_FAILED);
+	snprintf(p, sizeof(p), "%s/jail/firecracker/nocg1", T);
+	ASSERT_TRUE(stat(p, &st) < 0);
+	vm_unref(vm);
+	destroy(rt, "nocg1");
+	runtime_free(rt);
+	cgroup_version = 0;
+	rm_rf(T);
+}
+
+/* A VMM whose API stops answering in the middle of the launch (the fake's hang_on): the call
+ * gives up at its 5 s deadline, the start fails with the call named in error, and nothing of
+ * the VM is left; the worker is free again. */
+static _unused_ void test_hung_api(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm;
+	struct timespec t0, t1;
+	char *s;
+	long ms;
+
+	setup();
+	write_knobs("{\"by_id\":{\"hung1\":{\"hang_on\":\"PUT /machine-config\"}}}");
+	rt = rt_open(&cfg);
+	vm = define(rt, "hung1");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT_ERRNO(command(vm, VM_VERB_START), EIO);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	s = show(vm, VM_ATTR_ERROR);
+	printf("# after %ld ms: %s", ms, s);
+	if (!strstr(s, "PUT /machine-config") || !strstr(s, "imeout"))
+		TEST_FAIL("error: %s", s);
+	free(s);
+	if (ms < 4500 || ms > 15000)
+		TEST_FAIL("a 5 s API deadline ended the start after %ld ms", ms);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_FAILED);
+	assert_no_leftovers(rt, "hung1", 0);
+	vm_unref(vm);
+	destroy(rt, "hung1");
+	runtime_free(rt);
+	rm_rf(T);
+}
+
+/* A compromised VMM (the fake's swap_links knob) replaces its jail's run/ and v.sock by
+ * symlinks to another VM's: the daemon follows neither, so A's stop (Ctrl-Alt-Del, agent STOP)
+ * never reaches B, which keeps running untouched. */
+static _unused_ void test_symlink_swap(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *a, *b;
+	char kn[2048], p[600], q[600];
+	_cleanup_free_ char *calls = NULL;
+	struct stat st;
+	bool swapped = false;
+
+	setup();
+	snprintf(kn, sizeof(kn),
+		 "{\"by_id\":{\"swapa\":{\"swap_after_ms\":100,\"swap_links\":{"
+		 "\"run\":\"%s/jail/firecracker/swapb/root/run\","
+		 "\"v.sock\":\"%s/jail/firecracker/swapb/root/v.sock\"}}}}",
+		 T, T);
+	write_knobs(kn);
+	stop_timeout_ms = 1500;
+	rt = rt_open(&cfg);
+	a = define(rt, "swapa");
+	b = define(rt, "swapb");
+	ASSERT_EQ(command(b, VM_VERB_START), 0);
+	ASSERT_EQ(command(a, VM_VERB_START), 0);
+	snprintf(p, sizeof(p), "%s/jail/firecracker/swapa/root/run", T);
+	snprintf(q, sizeof(q), "%s/jail/firecracker/swapa/root/v.sock", T);
+	for (int i = 0; i < 100 && !swapped; i++) {
+		struct stat vs;
+
+		swapped = lstat(p, &st) == 0 && S_ISLNK(st.st_mode) && lstat(q, &vs) == 0 &&
+			  S_ISLNK(vs.st_mode);
+		if (!swapped)
+			usleep(50000);
+	}
+	if (!swapped)
+		TEST_FAIL("the fake did not swap %s and %s for symlinks", p, q);
+	/* What the API client and the agent channel use refuses both. */
+	snprintf(p, sizeof(p), "%s/jail/firecracker/swapa/root/run/firecracker.socket", T);
+	ASSERT_ERRNO(jail_connect(p, 500), ELOOP);
+	ASSERT_ERRNO(jail_connect(q, 500), ELOOP);
+	/* B's own socket is fine (the links point at real sockets). */
+	snprintf(p, sizeof(p), "%s/jail/firecracker/swapb/root/run/firecracker.socket", T);
+	{
+		int fd = jail_connect(p, 500);
+
+		ASSERT_TRUE(fd >= 0);
+		close(fd);
+	}
+	/* A's stop cannot reach its VMM any more: it ends with the deadline kill. */
+	ASSERT_EQ(command(a, VM_VERB_STOP), 0);
+	ASSERT_EQ(vm_get_state(a), VM_STATE_STOPPED);
+	usleep(300000);
+	ASSERT_EQ(vm_get_state(b), VM_STATE_RUNNING);
+	snprintf(p, sizeof(p), "%s/jail/firecracker/swapb/fake-fc.calls.jsonl", T);
+	ASSERT_OK(read_file_bounded(p, 1 << 20, &calls, NULL));
+	if (strstr(calls, "SendCtrlAltDel"))
+		TEST_FAIL("A's stop reached B:\n%s", calls);
+	ASSERT_EQ(command(b, VM_VERB_STOP), 0);
+	vm_unref(a);
+	vm_unref(b);
+	destroy(rt, "swapa");
+	destroy(rt, "swapb");
 	runtime_free(rt);
 	rm_rf(T);
 }
@@ -979,7 +1120,115 @@ int main(void)
 	return r;
 }
 #else
-TEST_MAIN(TEST(test_lifecycle), TEST(test_stop_on_exit), TEST(test_agent),
+/* A pull that trickles for a minute unless cancelled: it honours img_prepare's contract
+ * (-ECANCELED within a second of *cancel) through the runtime's per-VM flag. */
+static atomic_int slow_in_flight;
+static int slow_image(struct runtime *rt, struct vm *vm, const char *ref, struct img_prepared *ret,
+		      struct err *err)
+{
+	if (!strstr(ref, "/slow"))
+		return fixture_image(rt, vm, ref, ret, err);
+	atomic_fetch_add(&slow_in_flight, 1);
+	for (int i = 0; i < 6000 && !atomic_load(&vm->img_cancel); i++)
+		nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+	atomic_fetch_sub(&slow_in_flight, 1);
+	if (atomic_load(&vm->img_cancel))
+		return err_set(err, -ECANCELED, "cancelled");
+	return fixture_image(rt, vm, ref, ret, err);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Item 2 and 1 of issue 9: 8 slow pulls take no capacity from other VMs (define, start,
+ * stop, kill, destroy go on at once), stop/kill of a pulling VM end its start within 2 s, and
+ * the shutdown cancels the pulls still running (nothing abandoned, everything freed). */
+static void test_slow_pulls(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct waiter ws[8] = {WAITER, WAITER, WAITER, WAITER, WAITER, WAITER, WAITER, WAITER};
+	struct vm *slow[8], *fast;
+	struct err err = {};
+	double t0;
+	char *e;
+
+	setup();
+	rt = rt_open(&cfg);
+	rt->prepare_image = slow_image;
+	for (int i = 0; i < 8; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "slow%d", i);
+		slow[i] = define(rt, name);
+		ASSERT_OK(vm_set_image(slow[i], "127.0.0.1:5000/slow:1", &err));
+		ASSERT_OK(vm_command(slow[i], VM_VERB_START, on_done, &ws[i]));
+		/* read-your-writes: the transition is visible once the command returned */
+		ASSERT_EQ(vm_get_state(slow[i]), VM_STATE_STARTING);
+	}
+	for (int i = 0; i < 500 && atomic_load(&slow_in_flight) < 8; i++)
+		usleep(10000);
+	ASSERT_EQ(atomic_load(&slow_in_flight), 8);
+
+	t0 = now_s();
+	fast = define(rt, "fast");
+	ASSERT_EQ(command(fast, VM_VERB_START), 0);
+	ASSERT_EQ(vm_get_state(fast), VM_STATE_RUNNING);
+	ASSERT_EQ(command(fast, VM_VERB_STOP), 0);
+	ASSERT_EQ(command(fast, VM_VERB_START), 0);
+	ASSERT_EQ(command(fast, VM_VERB_KILL), 0);
+	ASSERT_EQ(vm_get_state(fast), VM_STATE_STOPPED);
+	vm_unref(fast);
+	destroy(rt, "fast");
+	if (now_s() - t0 > 20)
+		TEST_FAIL("other VMs' work waited for the pulls: %.1f s", now_s() - t0);
+	ASSERT_EQ(atomic_load(&slow_in_flight), 8);
+
+	/* kill and stop of a pulling VM: stopped within 2 s, the start fails cancelled */
+	for (int i = 0; i < 2; i++) {
+		struct waiter w = WAITER;
+		t0 = now_s();
+		ASSERT_OK(vm_command(slow[i], i ? VM_VERB_STOP : VM_VERB_KILL, on_done, &w));
+		ASSERT_EQ(wait_for(&w, 5), 0);
+		ASSERT_EQ(wait_for(&ws[i], 5), -EIO);
+		if (now_s() - t0 > 2.0)
+			TEST_FAIL("%s of a pulling VM took %.2f s", i ? "stop" : "kill",
+				  now_s() - t0);
+		ASSERT_EQ(vm_get_state(slow[i]), VM_STATE_STOPPED);
+		e = show(slow[i], VM_ATTR_ERROR);
+		if (!strstr(e, "cancelled"))
+			TEST_FAIL("error: %s", e);
+		free(e);
+	}
+	ASSERT_EQ(atomic_load(&slow_in_flight), 6);
+	for (int i = 0; i < 8; i++)
+		vm_unref(slow[i]);
+	/* Shutdown with 6 pulls in flight: cancelled, nothing abandoned, bounded. */
+	t0 = now_s();
+	runtime_shutdown(rt);
+	if (now_s() - t0 > 3.0)
+		TEST_FAIL("shutdown took %.2f s", now_s() - t0);
+	ASSERT_FALSE(runtime_shutdown_abandoned(rt));
+	ASSERT_EQ(atomic_load(&slow_in_flight), 0);
+	runtime_free(rt);
+	/* The writers of the interrupted starts were answered (EINTR or the start's failure). */
+	for (int i = 2; i < 8; i++)
+		ASSERT_TRUE(ws[i].done);
+	rt = rt_open(&cfg);
+	for (int i = 0; i < 8; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "slow%d", i);
+		destroy(rt, name);
+	}
+	runtime_free(rt);
+}
+
+TEST_MAIN(TEST(test_slow_pulls), TEST(test_lifecycle), TEST(test_stop_on_exit), TEST(test_agent),
 	  TEST(test_daemon_killed_mid_start), TEST(test_reap_leftovers), TEST(test_network),
-	  TEST(test_ignore_ctrl_alt_del), TEST(test_crash), TEST(test_refused), TEST(test_readopt))
+	  TEST(test_ignore_ctrl_alt_del), TEST(test_crash), TEST(test_refused), TEST(test_readopt),
+	  TEST(test_symlink_swap), TEST(test_hung_api), TEST(test_cgroup_fail_closed))
 #endif

@@ -4,6 +4,7 @@ import fcntl
 import json
 import os
 import struct
+import sys
 import threading
 import time
 
@@ -725,7 +726,27 @@ class Vmm:
             t = threading.Timer(crash / 1000.0, self.crash)
             t.daemon = True
             t.start()
+        if self.knobs.get("swap_links"):
+            t = threading.Timer(self.knobs.get("swap_after_ms", 200) / 1000.0, self._swap_links)
+            t.daemon = True
+            t.start()
         return 204, None
+
+    def _swap_links(self):
+        """A compromised VMM: replace files of its jail by symlinks (e.g. run/ -> another VM's
+        run/). Only inside a jail (as the jail's uid, root = the jail)."""
+        if os.getuid() == 0:
+            sys.stderr.write("fake-firecracker: swap_links ignored outside a jail\n")
+            return
+        for rel, target in sorted((self.knobs.get("swap_links") or {}).items()):
+            path = "/" + rel.lstrip("/")
+            try:
+                if os.path.lexists(path):
+                    os.rename(path, path + ".orig")
+                os.symlink(target, path)
+                self.rec.event("swapped", path=path, target=target)
+            except OSError as e:
+                sys.stderr.write("fake-firecracker: swap %s: %s\n" % (path, e))
 
     def _metrics_loop(self):
         while True:
