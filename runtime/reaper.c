@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The leak reaper (issue 6 item 5): at start and every reap_interval_ms, host resources that
+ * The leak reaper: at start and every reap_interval_ms, host resources that
  * carry this node's ownership marks but belong to no VM in the table are removed and counted:
  *  - "vmm":   marked jail dirs (<jail>/.mvmfs), cgroups under the "mvmfs" parent, the VMM
  *             processes in them, their sockets (inside the jail) — the backend's reap;

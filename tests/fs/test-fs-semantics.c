@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fs semantics (SPEC.md section 2) of the real FUSE tree over the FAKE runtime
+ * fs semantics (docs/contract.md) of the real FUSE tree over the FAKE runtime
  * (tests/fs/fake-runtime.c): names, errnos, reads, whole-value writes, blocking / O_NONBLOCK /
  * interrupted state writes, concurrent writers, poll wake-ups, rmdir. Driven with plain
  * syscalls. Each case runs mvmfs-fs-testd in a private mount namespace (so a failing case
@@ -849,7 +849,7 @@ static void test_rmdir_and_reuse(void)
 	teardown();
 }
 
-/* vms/ appears only once the daemon is ready (SPEC section 1). */
+/* vms/ appears only once the daemon is ready. */
 static void test_readiness(void)
 {
 	struct stat st;

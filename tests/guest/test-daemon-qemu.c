@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * End to end through the daemon with --vmm qemu (SPEC sections 2, 4, 5): an app image pushed to
+ * End to end through the daemon with --vmm qemu: an app image pushed to
  * a local registry (docker-registry + umoci + skopeo) starts with one `echo start`, reaches
  * `healthy`, answers curl on port 8080 with content that proves Env, WorkingDir and User, its
  * output is in `log`, `echo stop` runs its SIGTERM handler and stops the VM, a second start

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Two real VMs (daemon, --vmm qemu, one registry image) and their network, proven with packets
- * sent from inside the guests (SPEC section 3, issues 4 and 5). The app serves HTTP on 8080
+ * sent from inside the guests. The app serves HTTP on 8080
  * and a CGI, /cgi-bin/probe?OP,ADDR,ARG, that runs busybox ping6 / wget / ip in the guest and
  * answers "rc=N" and the output. Checked:
  *   - each guest reaches the gateway (ping6) and a host beyond it (TCP, a routed netns "ext");
@@ -71,7 +71,7 @@ static bool wait_health(const char *vm, const char *word, unsigned timeout_ms)
 	return false;
 }
 
-/* Wait for state to read want, woken by poll() (POLLPRI, SPEC section 2) as a client would:
+/* Wait for state to read want, woken by poll() (POLLPRI) as a client would:
  * what it does next (rmdir) must be allowed the moment it sees the state. */
 static bool wait_state(const char *vm, const char *want, unsigned timeout_ms)
 {

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
-"""Durability end to end (issue 6 items 4 and 5): the real daemon is SIGKILLed in the middle of
+"""Durability end to end: the real daemon is SIGKILLed in the middle of
 each kind of transition, held open with the Firecracker fake's knobs, then restarted; every VM
 must end in a correct state and nothing may be left of destroyed VMs. Then the leak reaper:
 leftovers planted while the daemon is down and while it runs are reaped and counted, unmarked

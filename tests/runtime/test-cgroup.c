@@ -5,7 +5,7 @@
 #include "internal.h"
 #include "test.h"
 
-/* This machine kind (TESTRIG 11): controllers on v1, cgroup2 holds only hugetlb. */
+/* Test machines often have the controllers on v1, cgroup2 holds only hugetlb. */
 static const char *mounts_v1 =
 	"sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0\n"
 	"tmpfs /sys/fs/cgroup tmpfs ro,nosuid,nodev,noexec,mode=755 0 0\n"

@@ -1145,7 +1145,7 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Item 2 and 1 of issue 9: 8 slow pulls take no capacity from other VMs (define, start,
+/* 8 slow pulls take no capacity from other VMs (define, start,
  * stop, kill, destroy go on at once), stop/kill of a pulling VM end its start within 2 s, and
  * the shutdown cancels the pulls still running (nothing abandoned, everything freed). */
 static void test_slow_pulls(void)
