@@ -240,13 +240,14 @@ def expect_errno(e, fn, *a):
 
 
 def wait_for(pred, timeout, what):
+    """what: a description, or a callable giving one (evaluated on timeout, to show the state)."""
     end = time.time() + timeout
     while time.time() < end:
         v = pred()
         if v:
             return v
         time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
 
 
 def leftovers(d, name):

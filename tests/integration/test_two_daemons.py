@@ -151,7 +151,8 @@ def test_restart_and_reap_of_one_keep_the_other():
     wait_reap_passes(B)
     B.write("b-web", "state", "kill")
     os.rmdir(B.vm("b-web"))
-    wait_for(lambda: not leftovers(B, "b-web"), 5, "b-web gone")
+    wait_for(lambda: not leftovers(B, "b-web"), 15,
+             lambda: "b-web gone: %s" % leftovers(B, "b-web"))
     new_vm(B, "b-new")
     wait_reap_passes(B)
     check_untouched(A, ra, va, "mvmtest0")
@@ -162,7 +163,8 @@ def test_restart_and_reap_of_one_keep_the_other():
     wait_reap_passes(A)
     A.write("a-two", "state", "kill")
     os.rmdir(A.vm("a-two"))
-    wait_for(lambda: not leftovers(A, "a-two"), 5, "a-two gone")
+    wait_for(lambda: not leftovers(A, "a-two"), 15,
+             lambda: "a-two gone: %s" % leftovers(A, "a-two"))
     wait_reap_passes(A)
     check_untouched(B, rb, vb, "mvmtest1")
 

@@ -953,7 +953,16 @@ static void test_agent(void)
 	if (!healthy || !strstr(s, "\nagent: ok heartbeat ") || !strstr(s, "\napp: running pid "))
 		TEST_FAIL("health: %s", s);
 	free(s);
-	s = show(vm, VM_ATTR_LOG);
+	/* The app's output travels the channel on its own schedule (the per-VM read budget
+	 * spaces reads): it may land after the app's running status. */
+	s = NULL;
+	for (int i = 0; i < 50; i++) {
+		free(s);
+		s = show(vm, VM_ATTR_LOG);
+		if (strstr(s, "hello-from-app"))
+			break;
+		usleep(100000);
+	}
 	if (!strstr(s, "hello-from-app"))
 		TEST_FAIL("log: %s", s);
 	free(s);
