@@ -263,7 +263,16 @@ int cgroup_dirs(const struct cgroup_info *ci, const char *parent, const char *id
 		char dirs[][VMM_DIR_MAX], size_t max);
 /* rmdir a cgroup dir (retrying briefly while tasks drain). Missing is not an error. */
 int cgroup_remove(const char *dir);
+/* The parent of every VM cgroup: CGROUP_PARENT/NODE with a node id (so that daemons sharing a
+ * host never share a VM's cgroup, nor reap each other's), CGROUP_PARENT without one (tests;
+ * records written before node ids name their cgroups there too). */
 #define CGROUP_PARENT "mvmfs"
+#define CGROUP_PARENT_MAX 32
+/* node_id: NULL or "" for none, else 1-8 of [0-9a-f] (-EINVAL otherwise). */
+int cgroup_parent(const char *node_id, char buf[CGROUP_PARENT_MAX]);
+/* v2: enable the cpu and memory controllers for the children of each level of parent (the
+ * root's are the host's business). */
+int cgroup_v2_enable(const char *v2_mount, const char *parent, struct err *err);
 
 /* ---- Firecracker API bodies (fc-json.c, pure) ---- */
 

@@ -69,7 +69,8 @@ struct qemu_priv {
 	bool kvm;
 	struct cgroup_info cg;
 	bool have_cg;
-	char cg_error[ERR_MSG_MAX]; /* why there are no cgroup limits: every launch fails */
+	char cg_error[ERR_MSG_MAX];	   /* why there are no cgroup limits: every launch fails */
+	char cg_parent[CGROUP_PARENT_MAX]; /* mvmfs/NODE (cgroup_parent) */
 };
 
 /* /dev/kvm alone proves nothing (some KVM flavours hang ordinary guests): KVM only with a
@@ -137,6 +138,11 @@ static int qemu_init(const struct runtime_config *cfg, void **ret_priv, struct e
 		if (realpath(qp->base_dir, real) && strlen(real) < sizeof(qp->base_dir))
 			snprintf(qp->base_dir, sizeof(qp->base_dir), "%s", real);
 	}
+	r = cgroup_parent(cfg->node_id, qp->cg_parent);
+	if (r < 0) {
+		free(qp);
+		return err_set(err, r, "node id '%s' is not 1-8 of [0-9a-f]", cfg->node_id);
+	}
 	qp->kvm = kvm_usable();
 	qp->have_cg = cgroup_detect(cfg->cgroup_version, &qp->cg, &e2) >= 0;
 	if (!qp->have_cg) {
@@ -203,7 +209,7 @@ static int setup_cgroups(struct qemu_priv *qp, const struct vmm_launch *p, struc
 	if (!qp->have_cg)
 		return err_set(err, -EIO, "cgroup limits cannot be applied: %s", qp->cg_error);
 	h->cgroup_version = qp->cg.version;
-	n = cgroup_dirs(&qp->cg, CGROUP_PARENT, p->name, h->cgroup, ELEMENTSOF(h->cgroup));
+	n = cgroup_dirs(&qp->cg, qp->cg_parent, p->name, h->cgroup, ELEMENTSOF(h->cgroup));
 	for (int i = 0; i < n; i++) {
 		r = mkdir_p(h->cgroup[i], 0755);
 		if (r < 0)
@@ -211,14 +217,9 @@ static int setup_cgroups(struct qemu_priv *qp, const struct vmm_launch *p, struc
 				       strerror(-r));
 	}
 	if (qp->cg.version == 2) {
-		char parent[VMM_PATH_MAX + 32];
-
-		snprintf(parent, sizeof(parent), "%s/%s/cgroup.subtree_control", qp->cg.v2_mount,
-			 CGROUP_PARENT);
-		r = write_string_file(parent, "+cpu +memory");
+		r = cgroup_v2_enable(qp->cg.v2_mount, qp->cg_parent, err);
 		if (r < 0)
-			return err_set(err, -EIO, "cgroup limits cannot be applied: %s: %s", parent,
-				       strerror(-r));
+			return r;
 	}
 	k = qemu_cgroup_settings(qp->cg.version, qp->cg.memsw, n, p->vcpus, p->mem_mib, set,
 				 ELEMENTSOF(set));
@@ -937,7 +938,7 @@ static int qemu_reap(void *priv, bool (*is_known)(const char *name, void *ud), v
 			continue;
 		kill_leftover(h.jail_dir);
 		if (qp->have_cg)
-			cgroup_dirs(&qp->cg, CGROUP_PARENT, de->d_name, h.cgroup,
+			cgroup_dirs(&qp->cg, qp->cg_parent, de->d_name, h.cgroup,
 				    ELEMENTSOF(h.cgroup));
 		qemu_cleanup(priv, de->d_name, &h);
 		n++;
