@@ -254,9 +254,11 @@ def leftovers(d, name):
     found = []
     if os.path.exists(d.vm_jail(name)):
         found.append("jail dir " + d.vm_jail(name))
-    # The runtime's cgroup parent is "mvmfs" (CGROUP_PARENT).
-    for cg in glob.glob(f"/sys/fs/cgroup/*/mvmfs/{name}") + glob.glob(
-            f"/sys/fs/cgroup/mvmfs/{name}"):
+    # The VM's cgroups: mvmfs/NODE/NAME (mvmfs/NAME when recorded before node ids).
+    node = d.node_id() if os.path.exists(os.path.join(d.state, "node-id")) else None
+    pats = [f"mvmfs/{name}"] + ([f"mvmfs/{node}/{name}"] if node else [])
+    for cg in [c for p in pats for c in glob.glob(f"/sys/fs/cgroup/*/{p}") +
+               glob.glob(f"/sys/fs/cgroup/{p}")]:
         found.append("cgroup " + cg)
     if os.path.exists(os.path.join(d.state, "vms", name)):
         found.append("state dir " + os.path.join(d.state, "vms", name))
