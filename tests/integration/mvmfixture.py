@@ -186,6 +186,17 @@ class Daemon:
         """Last-resort cleanup after a failed test: VMM processes of this daemon's jail."""
         subprocess.run(["pkill", "-KILL", "-f", "--", f"--chroot-base-dir {self.jail} "],
                        stderr=subprocess.DEVNULL)
+        # The node's cgroup parent (mvmfs/NODE) outlives its VMs: remove it once empty.
+        try:
+            node = self.node_id()
+        except OSError:
+            return
+        for cg in glob.glob(f"/sys/fs/cgroup/*/mvmfs/{node}") + glob.glob(
+                f"/sys/fs/cgroup/mvmfs/{node}"):
+            try:
+                os.rmdir(cg)
+            except OSError:
+                pass
 
     def destroy_all(self):
         """Cleanup after the cases: kill and remove every VM still in the tree."""

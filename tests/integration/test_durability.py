@@ -215,7 +215,7 @@ def test_kill9_during_rmdir():
     if not CG_MOUNTS:
         raise mf.SkipCase("no cgroup with cgroup.procs")
     new_vm("rm", start=False)
-    cg = os.path.join(CG_MOUNTS[0], "mvmfs", "rm")
+    cg = os.path.join(CG_MOUNTS[0], "mvmfs", D.node_id(), "rm")
     os.makedirs(cg, exist_ok=True)
     jail_root = os.path.join(D.vm_jail("rm"), "root")
     os.makedirs(jail_root, exist_ok=True)
@@ -299,23 +299,31 @@ def plant_ghosts(tag):
                            os.path.join(j, "root")])
     with open(os.path.join(j, "root", "firecracker.pid"), "w") as f:
         f.write(str(p1.pid))
-    # Our cgroup, jail gone (unmarked dir), process chrooted in our chroot base.
-    p2 = None
-    cg = None
+    # Our cgroup (under our node's parent), jail gone (unmarked dir), process chrooted in our
+    # chroot base. The same under another node's parent and under the shared parent of old
+    # (mvmfs/NAME, where only a record names a cgroup): not ours to reap.
+    node = D.node_id()
+    other_node = "ffffffff" if node != "ffffffff" else "eeeeeeee"
+    p2 = cg = None
+    others = []
     if CG_MOUNTS:
-        r2 = os.path.join(exec_dir, f"gc{tag}", "root")
-        os.makedirs(r2)
-        p2 = subprocess.Popen([sys.executable, "-c",
-                               "import os,sys,time; os.chroot(sys.argv[1]); time.sleep(600)",
-                               r2])
-        cg = os.path.join(CG_MOUNTS[0], "mvmfs", f"gc{tag}")
-        os.makedirs(cg)
-        time.sleep(0.2)
-        with open(os.path.join(cg, "cgroup.procs"), "w") as f:
-            f.write(str(p2.pid))
+        for parent, name in ((node, f"gc{tag}"), (other_node, f"oc{tag}"), ("", f"lc{tag}")):
+            r2 = os.path.join(exec_dir, name, "root")
+            os.makedirs(r2)
+            p = subprocess.Popen([sys.executable, "-c",
+                                  "import os,sys,time; os.chroot(sys.argv[1]); time.sleep(600)",
+                                  r2])
+            c = os.path.join(CG_MOUNTS[0], "mvmfs", parent, name)
+            os.makedirs(c)
+            time.sleep(0.2)
+            with open(os.path.join(c, "cgroup.procs"), "w") as f:
+                f.write(str(p.pid))
+            if parent == node:
+                p2, cg, gc = p, c, os.path.dirname(r2)
+            else:
+                others.append((p, c, os.path.dirname(r2)))
     # Marked netns (this daemon's node id); state dir of an interrupted create (a data disk,
     # no record).
-    node = D.node_id()
     subprocess.run(["ip", "netns", "add", f"mvmfs-{node}.gn{tag}"], check=True)
     sd = os.path.join(D.state, "vms", f"gs{tag}")
     os.makedirs(sd)
@@ -326,7 +334,6 @@ def plant_ghosts(tag):
     os.makedirs(os.path.join(uj, "root"))
     subprocess.run(["ip", "netns", "add", f"other-{tag}"], check=True)
     # Another daemon's (node id) and an unmarked-form namespace: not ours either.
-    other_node = "ffffffff" if node != "ffffffff" else "eeeeeeee"
     subprocess.run(["ip", "netns", "add", f"mvmfs-{other_node}.gn{tag}"], check=True)
     subprocess.run(["ip", "link", "add", f"mvu{tag}", "type", "bridge"], check=True)
     subprocess.run(["ip", "link", "set", f"mvu{tag}", "alias", f"mvmfs:gl{tag}"], check=True)
@@ -344,11 +351,11 @@ def plant_ghosts(tag):
     plant_hold(f"us{tag}")
     plant_hold(f"other.{tag}")
     marked = dict(jail=j, p1=p1, p2=p2, cg=cg, netns=f"/run/netns/mvmfs-{node}.gn{tag}", state=sd,
-                  gc=os.path.dirname(r2) if CG_MOUNTS else None, lease=f"gi{tag}",
+                  gc=gc if CG_MOUNTS else None, lease=f"gi{tag}",
                   hold=f"gh{tag}")
     unmarked = dict(jail=uj, netns=f"/run/netns/other-{tag}", link=f"mvu{tag}", state=us,
                     other_netns=f"/run/netns/mvmfs-{other_node}.gn{tag}",
-                    holds=(f"us{tag}", f"other.{tag}"))
+                    holds=(f"us{tag}", f"other.{tag}"), cgroups=others)
     return marked, unmarked
 
 
@@ -368,6 +375,17 @@ def check_reaped(m, u, timeout):
     for h in u["holds"]:
         assert h in holders(), f"image hold {h} reaped"
         os.unlink(os.path.join(D.state, "images", "refs", "holders", h))
+    for p, c, d in u["cgroups"]:
+        assert p.poll() is None and os.path.isdir(c), f"{c}: another node's (or old) killed"
+        p.kill()
+        p.wait()
+        subprocess.run(["rm", "-rf", d])
+        os.rmdir(c)
+        if os.path.basename(os.path.dirname(c)) != "mvmfs":
+            try:
+                os.rmdir(os.path.dirname(c))
+            except OSError:
+                pass   # another run's look-alike in it
     assert os.path.isdir(u["jail"]), "unmarked jail removed"
     assert os.path.exists(u["netns"]), "unmarked netns removed"
     assert os.path.exists(u["other_netns"]), "another node's netns removed"
