@@ -20,6 +20,7 @@ The safe direction per transition (what the restarted daemon decides):
               before the tombstone, the VM is still there, intact.
 """
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -452,10 +453,47 @@ def test_stop_vms_on_exit():
     destroy("soe")
 
 
+def test_adopt_record_before_node_ids():
+    # A VM started before cgroups were nested per node: its record names mvmfs/NAME, where its
+    # VMM runs. Re-adopted as it is; its destroy removes those cgroups.
+    if not CG_MOUNTS:
+        raise mf.SkipCase("no cgroup with cgroup.procs")
+    pid = new_vm("old")
+    D.stop()   # the VM keeps running
+    path = os.path.join(D.state, "vms", "old", "record.json")
+    with open(path) as f:
+        rec = json.load(f)
+    new = rec["handle"]["cgroups"]
+    node = D.node_id()
+    assert new and all(c.endswith(f"/mvmfs/{node}/old") for c in new), new
+    legacy = [c.replace(f"/mvmfs/{node}/old", "/mvmfs/old") for c in new]
+    for c in legacy:
+        os.makedirs(c)
+        with open(os.path.join(c, "cgroup.procs"), "w") as f:
+            f.write(pid)
+    for c in new:
+        os.rmdir(c)
+    rec["handle"]["cgroups"] = legacy
+    with open(path + ".tmp", "w") as f:
+        json.dump(rec, f)
+    os.rename(path + ".tmp", path)
+    D.start()
+    assert D.state_of("old") == "running" and D.read("old", "pid").strip() == pid
+    for c in legacy:
+        with open(os.path.join(c, "cgroup.procs")) as f:
+            assert pid in f.read().split(), c
+    D.write("old", "state", "kill")
+    wait_for(lambda: not alive(pid), 5, "the VMM killed")
+    os.rmdir(D.vm("old"))
+    wait_for(lambda: not any(os.path.exists(c) for c in legacy), 5, "its old cgroups removed")
+    wait_for(lambda: not leftovers(D, "old"), 5, f"no leftovers: {leftovers(D, 'old')}")
+
+
 CASES = [(f.__name__, f) for f in (
     test_kill9_during_start, test_kill9_during_stop, test_kill9_during_restart,
     test_kill9_during_kill, test_kill9_during_mkdir, test_kill9_during_rmdir,
-    test_leaks_reaped_at_start, test_leaks_reaped_while_running, test_stop_vms_on_exit)]
+    test_leaks_reaped_at_start, test_leaks_reaped_while_running, test_stop_vms_on_exit,
+    test_adopt_record_before_node_ids)]
 
 rc = 1
 try:
