@@ -4,8 +4,8 @@
  * spawned not daemonized (Firecracker stays our child), the files placed in the jail, then the
  * API configuration sequence over the socket, InstanceStart and GET / until Running.
  *
- * Ownership marks: <jail dir>/.mvmfs (outside the chroot) and the cgroup parent "mvmfs"; the
- * reaper touches nothing without them.
+ * Ownership marks: <jail dir>/.mvmfs (outside the chroot) and the cgroup parent "mvmfs/NODE"
+ * (cgroup_parent); the reaper touches nothing without them.
  */
 #include <dirent.h>
 #include <errno.h>
