@@ -238,6 +238,18 @@ int cgroup_parent(const char *node_id, char buf[CGROUP_PARENT_MAX])
 	return 0;
 }
 
+void cgroup_parent_remove(const struct cgroup_info *ci, const char *parent)
+{
+	char dirs[4][VMM_DIR_MAX];
+	int n;
+
+	if (strcmp(parent, CGROUP_PARENT) == 0)
+		return;
+	n = cgroup_dirs(ci, parent, "", dirs, ELEMENTSOF(dirs));
+	for (int i = 0; i < n; i++)
+		(void)rmdir(dirs[i]);
+}
+
 int cgroup_v2_enable(const char *v2_mount, const char *parent, struct err *err)
 {
 	char path[VMM_PATH_MAX + CGROUP_PARENT_MAX + 32];

@@ -102,6 +102,10 @@ static int fc_init(const struct runtime_config *cfg, void **ret_priv, struct err
 
 static void fc_free(void *priv)
 {
+	struct fc_priv *fp = priv;
+
+	if (fp->have_cg)
+		cgroup_parent_remove(&fp->cg, fp->cg_parent);
 	free(priv);
 }
 

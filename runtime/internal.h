@@ -270,6 +270,9 @@ int cgroup_remove(const char *dir);
 #define CGROUP_PARENT_MAX 32
 /* node_id: NULL or "" for none, else 1-8 of [0-9a-f] (-EINVAL otherwise). */
 int cgroup_parent(const char *node_id, char buf[CGROUP_PARENT_MAX]);
+/* rmdir the node's own parent (not the shared CGROUP_PARENT) in every hierarchy when empty: at
+ * the backend's free, after every job ended; VMs left running keep it (EBUSY, ignored). */
+void cgroup_parent_remove(const struct cgroup_info *ci, const char *parent);
 /* v2: enable the cpu and memory controllers for the children of each level of parent (the
  * root's are the host's business). */
 int cgroup_v2_enable(const char *v2_mount, const char *parent, struct err *err);

@@ -158,6 +158,10 @@ static int qemu_init(const struct runtime_config *cfg, void **ret_priv, struct e
 
 static void qemu_free(void *priv)
 {
+	struct qemu_priv *qp = priv;
+
+	if (qp->have_cg)
+		cgroup_parent_remove(&qp->cg, qp->cg_parent);
 	free(priv);
 }
 

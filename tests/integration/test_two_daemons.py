@@ -79,8 +79,8 @@ def resources(d):
 def cgroups(d, name="*"):
     """d's VM cgroups (v1: one per controller hierarchy; v2: one), under its node's parent."""
     node = d.node_id()
-    return sorted(glob.glob(f"/sys/fs/cgroup/*/mvmfs/{node}/{name}") +
-                  glob.glob(f"/sys/fs/cgroup/mvmfs/{node}/{name}"))
+    return sorted(c for c in glob.glob(f"/sys/fs/cgroup/*/mvmfs/{node}/{name}") +
+                  glob.glob(f"/sys/fs/cgroup/mvmfs/{node}/{name}") if os.path.isdir(c))
 
 
 def procs(cg):
@@ -231,9 +231,26 @@ def test_each_reaps_only_its_own():
     assert resources(A) == ra
 
 
+def test_empty_parent_removed_at_exit():
+    # B's VMs destroyed, B stops: its mvmfs/NODE goes; A's (VMs running) stays.
+    node_b, node_a = B.node_id(), A.node_id()
+    parents = (lambda n: glob.glob(f"/sys/fs/cgroup/*/mvmfs/{n}") +
+               glob.glob(f"/sys/fs/cgroup/mvmfs/{n}"))
+    assert parents(node_b) and parents(node_a)
+    B.destroy_all()
+    wait_for(lambda: not cgroups(B), 5, "B's VM cgroups gone")
+    B.stop()
+    try:
+        assert not parents(node_b), parents(node_b)
+        assert parents(node_a) and cgroups(A)
+    finally:
+        B.start()
+
+
 CASES = [(f.__name__, f) for f in (
     test_second_daemon_on_a_state_dir_refused, test_side_by_side, test_same_name_own_cgroups,
-    test_restart_and_reap_of_one_keep_the_other, test_each_reaps_only_its_own)]
+    test_restart_and_reap_of_one_keep_the_other, test_each_reaps_only_its_own,
+    test_empty_parent_removed_at_exit)]
 
 rc = 1
 try:
