@@ -238,9 +238,16 @@ int record_remove(const char *state_dir, const char *name);
  * whose root is jail_root (also " (deleted)")? */
 bool stray_matches(const char *cmdline, size_t len, const char *root_link, const char *name,
 		   const char *chroot_base, const char *jail_root);
-/* SIGKILL every process of VM name's jail except pid except (the adopted VMM, or 0), and
- * wait up to wait_ms for each to end. Returns how many were killed. Firecracker backend only. */
+/* SIGKILL every process of VM name's jail (Firecracker) or host dir (QEMU) except pid except
+ * (the adopted VMM, or 0), and wait up to wait_ms for each to end. Returns how many were
+ * killed. */
 int rt_kill_strays(struct runtime *rt, const char *name, pid_t except, unsigned wait_ms);
+/* Pure (fuzzed): does the NUL-separated environment hold exactly the entry mark? */
+bool stray_env_matches(const char *env, size_t len, const char *mark);
+/* The QEMU backend's strays: every process whose environment holds QEMU_ENV_MARK<dir> (dir: the
+ * VM's host dir, real path), except pid except, SIGKILLed and waited for up to wait_ms each.
+ * Returns how many. */
+int qemu_kill_strays(const char *dir, const char *name, pid_t except, unsigned wait_ms);
 
 /* ---- cgroups (cgroup.c) ---- */
 

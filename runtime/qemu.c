@@ -43,7 +43,6 @@
 #include "qmp.h"
 #include "sandbox.h"
 
-#define QEMU_DIR "qemu"
 #define QEMU_MARK ".mvmfs"
 #define QEMU_QMP "qmp.sock"
 #define QEMU_AGENT "agent.serial" /* the suffix tells runtime/agent.c: no vsock handshake */
@@ -51,7 +50,6 @@
 #define QEMU_SOCKET_WAIT_MS 10000
 #define QEMU_CALL_MS 3000
 #define QEMU_ROOT "root"
-#define QEMU_ENV_MARK "MVMFS_QEMU_DIR="
 /* The memory limit is the guest's RAM plus this allowance for QEMU itself (code, libraries,
  * device emulation, the TCG translation cache; its RSS is about 220-260 MiB per VM): a guest
  * that fills its RAM meets its own OOM killer, never the host's for the VMM. */
@@ -848,8 +846,22 @@ static int qemu_adopt(void *priv, const char *name, struct vmm_handle *h, struct
 
 static void qemu_cleanup(void *priv, const char *name, struct vmm_handle *h)
 {
+	struct qemu_priv *qp = priv;
+	bool any_cg = false;
 	int r;
 
+	/* Without a recorded handle (a daemon killed mid-start: the record announced the launch
+	 * but holds no pid), the dir and cgroups follow from the name, and a QEMU of the VM's
+	 * dir that no handle points at is killed before its cgroups go. */
+	if (!h->jail_dir[0] && snprintf(h->jail_dir, sizeof(h->jail_dir), "%s/%s", qp->base_dir,
+					name) >= (int)sizeof(h->jail_dir))
+		h->jail_dir[0] = '\0';
+	for (size_t i = 0; i < ELEMENTSOF(h->cgroup); i++)
+		any_cg |= h->cgroup[i][0] != '\0';
+	if (!any_cg && qp->have_cg)
+		(void)cgroup_dirs(&qp->cg, qp->cg_parent, name, h->cgroup, ELEMENTSOF(h->cgroup));
+	if (h->pidfd < 0 && h->jail_dir[0])
+		(void)qemu_kill_strays(h->jail_dir, name, 0, 2000);
 	for (size_t i = 0; i < ELEMENTSOF(h->cgroup); i++) {
 		if (!h->cgroup[i][0])
 			continue;
