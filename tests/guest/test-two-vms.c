@@ -358,7 +358,7 @@ static int traces(char *out, size_t size)
 		"nft list table bridge mvmfs | grep -Eq 'chain vm_|elements' && k=\"$k nft\"; "
 		"find %s/state -name '%s*' -o -name '%s*' | grep -q . && "
 		"k=\"$k dir\"; "
-		"ls -d /sys/fs/cgroup/*/mvmfs/%s /sys/fs/cgroup/*/mvmfs/%s >/dev/null 2>&1 && "
+		"ls -d /sys/fs/cgroup/*/mvmfs/*/%s /sys/fs/cgroup/*/mvmfs/*/%s >/dev/null 2>&1 && "
 		"k=\"$k cgroup\"; "
 		"pgrep -x qemu-system-x86 >/dev/null && k=\"$k qemu\"; echo $k",
 		T, NA, NB, NA, NB);
@@ -512,7 +512,8 @@ static void test_two_vms(void)
 		if (r != 0 || out[0]) {
 			sh("ls /run/netns; ip -o link; nft list table bridge mvmfs; find %s/state "
 			   "| "
-			   "grep vm-; ls -d /sys/fs/cgroup/*/mvmfs/vm-*; pgrep -ax qemu-system-x86",
+			   "grep vm-; ls -d /sys/fs/cgroup/*/mvmfs/*/vm-*; pgrep -ax "
+			   "qemu-system-x86",
 			   T);
 			TEST_FAIL("left of the VMs after rmdir: %s", out);
 		}
