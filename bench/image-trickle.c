@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bench-image-trickle: img_prepare of a cached image while N pulls trickle (issue 9: a pull
+ * bench-image-trickle: img_prepare of a cached image while N pulls trickle (a pull
  * must never hold up other VMs' image work). Against tests/image/hostile-registry.py:
  *
  *   bench-image-trickle STATE_DIR HOST:PORT FAST_DIGEST [PULLS [N]]

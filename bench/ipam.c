@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Benchmark 2 of issue 4: address allocation latency (ipam_assign of a new VM name: insert the
+ * Benchmark: address allocation latency (ipam_assign of a new VM name: insert the
  * row, lock, read the table, pick, write back, commit) against PostgreSQL 15 on loopback TCP,
  * with one allocator and with two concurrent ones (separate processes and connections, as two
  * daemons would be). Also: lookups of existing names, and allocation with 20k rows already in

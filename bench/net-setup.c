@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Benchmark 1 of issue 4: network setup + teardown per VM, p50 over N VMs (default 100), net/
+ * Benchmark: network setup + teardown per VM, p50 over N VMs (default 100), net/
  * (libnl + libnftables) against bench/net-setup-baseline.sh (ip, bridge, nft commands) doing
  * the same plumbing. Runs in a private network + mount namespace; the host is not touched.
  * Setups accumulate (VM i is set up while 0..i-1 exist), then all are torn down; a VM's cost is

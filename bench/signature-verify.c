@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Cost of cosign signature checking (--verify-key) on a start, issue 14: img_prepare of a small
+ * Cost of cosign signature checking (--verify-key) on a start: img_prepare of a small
  * signed image from a local docker-registry (sign-fixture.py), with and without a key, runs
  * interleaved so load changes hit both alike:
  *   cold   empty store: resolve + (check) + pull + unpack + ext4

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* A caller-owned error: a negative errno plus a human message, no heap (STYLE.md 3.4). */
+/* A caller-owned error: a negative errno plus a human message, no heap. */
 #pragma once
 
 #include "macro.h"

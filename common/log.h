@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Logging to stderr with syslog levels; "<N>" prefixes under systemd (STYLE.md 3.6). */
+/* Logging to stderr with syslog levels; "<N>" prefixes under systemd. */
 #pragma once
 
 #include <syslog.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Strict, full-string parsers for untrusted text (STYLE.md 3.9). All return 0 or -EINVAL/-ERANGE.
+/* Strict, full-string parsers for untrusted text. All return 0 or -EINVAL/-ERANGE.
  */
 #pragma once
 

@@ -2,7 +2,7 @@
 /*
  * mvmfs: options, logging, curl, the runtime, the FUSE mount, readiness, and shutdown order.
  *
- * Order (STYLE.md 3.8): curl_global_init before any thread; clean a stale mount; create the
+ * Order: curl_global_init before any thread; clean a stale mount; create the
  * runtime; mount (vms/ hidden); a startup thread re-adopts VMs (runtime_start) and then shows
  * vms/ and tells systemd READY=1, while the main thread already serves FUSE requests. SIGTERM /
  * SIGINT end the loop (libfuse's handlers): stop the runtime (VMs keep running unless

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fs: the FUSE control tree of SPEC.md section 2 (libfuse 3.14 low-level API).
+ * fs: the FUSE control tree of docs/contract.md (libfuse 3.14 low-level API).
  * Only daemon/ (and the fs tests) include this header.
  *
  * Lifetime: fs_new() creates the session and mounts it (vms/ hidden), fs_set_ready() shows

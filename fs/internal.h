@@ -28,7 +28,7 @@ enum {
 	FS_INO_FIRST = 16,
 };
 
-/* Longest accepted write (SPEC section 2); longer writes fail with EFBIG. */
+/* Longest accepted write (docs/contract.md); longer writes fail with EFBIG. */
 #define FS_WRITE_MAX 4096
 
 /* readdir entries whose ino we do not allocate (as libfuse's high-level API does). */

@@ -13,7 +13,7 @@
 #include "log.h"
 #include "macro.h"
 
-/* Mount options (STYLE.md 3.7): the kernel enforces the mode bits, other users may read. */
+/* Mount options: the kernel enforces the mode bits, other users may read. */
 #define FS_MOUNT_OPTS \
 	"default_permissions,allow_other,nosuid,nodev,noexec,fsname=mvmfs,subtype=mvmfs"
 

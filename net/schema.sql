@@ -1,5 +1,5 @@
 -- SPDX-License-Identifier: MIT
--- The part of the platform's database that mvmfs uses (SPEC section 2, `ip`).
+-- The part of the platform's database that mvmfs uses (docs/contract.md, "Addresses and network").
 --
 -- mvmfs inserts a row for a VM name if none exists, reads ip_address, and when it is NULL
 -- writes an address it generated inside the node's --ipv6-prefix. It never deletes rows and

@@ -259,7 +259,8 @@ static unsigned handle_msg(struct agent *a, const struct agent_msg *m, const cha
 	return ev;
 }
 
-/* Firecracker's hybrid vsock: "CONNECT <port>\n", then "OK <hostport>\n" (CONTRACT.md E). */
+/* Firecracker's hybrid vsock: "CONNECT <port>\n", then "OK <hostport>\n" (docs/firecracker.md E).
+ */
 static int vsock_handshake(struct agent *a)
 {
 	char cmd[32], reply[64];

@@ -4,9 +4,9 @@
  *
  * An agent client owns one background thread that connects to the VM's channel socket
  * (QEMU: the virtio-serial chardev Unix socket; Firecracker: the vsock Unix socket with the
- * hybrid "CONNECT <port>\n" / "OK <hostport>\n" handshake of CONTRACT.md E), reconnects when it
- * drops, sends HELLO until the guest answers, tracks heartbeats and the app's state, and keeps
- * the app's output in a bounded log ring. Everything below is thread-safe and never blocks on
+ * hybrid "CONNECT <port>\n" / "OK <hostport>\n" handshake of docs/firecracker.md E), reconnects
+ * when it drops, sends HELLO until the guest answers, tracks heartbeats and the app's state, and
+ * keeps the app's output in a bounded log ring. Everything below is thread-safe and never blocks on
  * the guest (agent_stop_request only queues the request; the thread sends it).
  *
  * The guest is untrusted input. Its bytes go through a decoder that is linear in them

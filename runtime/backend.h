@@ -23,7 +23,7 @@ struct runtime_config;
 
 #define VMM_PATH_MAX 4096
 #define VMM_SOCK_MAX 108 /* sizeof(sockaddr_un.sun_path) */
-#define VMM_DIR_MAX 256	 /* cgroup dirs: <mount>/mvmfs/<name>, kept small (per-VM memory) */
+#define VMM_DIR_MAX 256	 /* cgroup dirs: <mount>/mvmfs/NODE/<name>, kept small (per-VM memory) */
 
 /* Everything a backend needs to start one VM. Strings are borrowed for the call. */
 struct vmm_launch {

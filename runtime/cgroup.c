@@ -225,6 +225,51 @@ int cgroup_dirs(const struct cgroup_info *ci, const char *parent, const char *id
 	return (int)n;
 }
 
+int cgroup_parent(const char *node_id, char buf[CGROUP_PARENT_MAX])
+{
+	size_t n = node_id ? strlen(node_id) : 0;
+
+	if (n > 8 || strspn(node_id ? node_id : "", "0123456789abcdef") != n)
+		return -EINVAL;
+	if (n == 0)
+		snprintf(buf, CGROUP_PARENT_MAX, "%s", CGROUP_PARENT);
+	else
+		snprintf(buf, CGROUP_PARENT_MAX, "%s/%s", CGROUP_PARENT, node_id);
+	return 0;
+}
+
+void cgroup_parent_remove(const struct cgroup_info *ci, const char *parent)
+{
+	char dirs[4][VMM_DIR_MAX];
+	int n;
+
+	if (strcmp(parent, CGROUP_PARENT) == 0)
+		return;
+	n = cgroup_dirs(ci, parent, "", dirs, ELEMENTSOF(dirs));
+	for (int i = 0; i < n; i++)
+		(void)rmdir(dirs[i]);
+}
+
+int cgroup_v2_enable(const char *v2_mount, const char *parent, struct err *err)
+{
+	char path[VMM_PATH_MAX + CGROUP_PARENT_MAX + 32];
+	size_t n = strlen(parent);
+	int r;
+
+	for (size_t i = 0; i <= n; i++) {
+		if (parent[i] != '/' && parent[i] != '\0')
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%.*s/cgroup.subtree_control", v2_mount, (int)i,
+			     parent) >= (int)sizeof(path))
+			return err_set(err, -ENAMETOOLONG, "cgroup path too long");
+		r = write_string_file(path, "+cpu +memory");
+		if (r < 0)
+			return err_set(err, -EIO, "cgroup limits cannot be applied: %s: %s", path,
+				       strerror(-r));
+	}
+	return 0;
+}
+
 int cgroup_remove(const char *dir)
 {
 	/* A just-killed task may linger in the cgroup for a moment: retry for up to 1 s. */

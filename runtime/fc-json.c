@@ -2,7 +2,7 @@
 /*
  * Firecracker API bodies, encoded and decoded with jansson. Pure (no I/O), so each body is
  * unit-tested against its expected JSON and the decoders are fuzzed. Field names follow
- * CONTRACT.md A.4; request structs there reject unknown fields, so we send only known ones.
+ * docs/firecracker.md A.4; request structs there reject unknown fields, so we send only known ones.
  */
 #include <errno.h>
 #include <jansson.h>

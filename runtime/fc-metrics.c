@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Firecracker's metrics lines (CONTRACT.md K): one JSON object per line, counters are deltas
- * since the previous line. Pure and strict: the file lives in the jail, writable by the VMM's
- * uid, so it is untrusted input (fuzzed in tests/runtime/fuzz-fc-metrics.c).
+ * Firecracker's metrics lines (docs/firecracker.md K): one JSON object per line, counters are
+ * deltas since the previous line. Pure and strict: the file lives in the jail, writable by the
+ * VMM's uid, so it is untrusted input (fuzzed in tests/runtime/fuzz-fc-metrics.c).
  */
 #include <errno.h>
 #include <jansson.h>

@@ -4,8 +4,8 @@
  * spawned not daemonized (Firecracker stays our child), the files placed in the jail, then the
  * API configuration sequence over the socket, InstanceStart and GET / until Running.
  *
- * Ownership marks: <jail dir>/.mvmfs (outside the chroot) and the cgroup parent "mvmfs"; the
- * reaper touches nothing without them.
+ * Ownership marks: <jail dir>/.mvmfs (outside the chroot) and the cgroup parent "mvmfs/NODE"
+ * (cgroup_parent); the reaper touches nothing without them.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -50,6 +50,7 @@ struct fc_priv {
 	bool have_cg;
 	char cg_error[ERR_MSG_MAX]; /* why there are no cgroup limits: every launch fails */
 	char exec_dir[VMM_PATH_MAX];
+	char cg_parent[CGROUP_PARENT_MAX]; /* mvmfs/NODE (cgroup_parent) */
 };
 
 static int fc_init(const struct runtime_config *cfg, void **ret_priv, struct err *err)
@@ -65,6 +66,11 @@ static int fc_init(const struct runtime_config *cfg, void **ret_priv, struct err
 	if (!fp)
 		return -ENOMEM;
 	fp->cfg = cfg;
+	r = cgroup_parent(cfg->node_id, fp->cg_parent);
+	if (r < 0) {
+		free(fp);
+		return err_set(err, r, "node id '%s' is not 1-8 of [0-9a-f]", cfg->node_id);
+	}
 	/* Jail paths are later resolved without following any symlink: start from the chroot
 	 * base's real path (a symlinked --chroot-base-dir is fine; inside the jail nothing is). */
 	{
@@ -96,6 +102,10 @@ static int fc_init(const struct runtime_config *cfg, void **ret_priv, struct err
 
 static void fc_free(void *priv)
 {
+	struct fc_priv *fp = priv;
+
+	if (fp->have_cg)
+		cgroup_parent_remove(&fp->cg, fp->cg_parent);
 	free(priv);
 }
 
@@ -294,7 +304,7 @@ static int fc_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *
 	if (!fp->have_cg)
 		return err_set(err, -EIO, "cgroup limits cannot be applied: %s", fp->cg_error);
 	h->cgroup_version = fp->cg.version;
-	cgroup_dirs(&fp->cg, CGROUP_PARENT, p->name, h->cgroup, ELEMENTSOF(h->cgroup));
+	cgroup_dirs(&fp->cg, fp->cg_parent, p->name, h->cgroup, ELEMENTSOF(h->cgroup));
 
 	/* A leftover jail of the same id would make the jailer fail (mknod, pid file). */
 	(void)rm_rf(h->jail_dir);
@@ -333,7 +343,7 @@ static int fc_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *
 	if ((r = make_owned_file(path, p->uid, p->gid)) < 0)
 		return err_set(err, r, "creating %s: %s", path, strerror(-r));
 
-	r = cgroup_jailer_args(&fp->cg, p->vcpus, p->mem_mib + FC_MEM_OVERHEAD_MIB, CGROUP_PARENT,
+	r = cgroup_jailer_args(&fp->cg, p->vcpus, p->mem_mib + FC_MEM_OVERHEAD_MIB, fp->cg_parent,
 			       cg_args, ELEMENTSOF(cg_args), &n_cg);
 	if (r < 0)
 		return err_set(err, r, "cgroup arguments");
@@ -520,10 +530,11 @@ static int fc_adopt(void *priv, const char *name, struct vmm_handle *h, struct e
 }
 
 /* Is pid a process of jail id? Its root is the jail (chroot) or it sits in our cgroup for id
- * (the real jailer pivot_roots, so its root then reads "/"). */
-static bool is_jailed(pid_t pid, const char *id)
+ * (the real jailer pivot_roots, so its root then reads "/"): under this node's parent, or the
+ * shared one a VM recorded before node ids was started in. */
+static bool is_jailed(struct fc_priv *fp, pid_t pid, const char *id)
 {
-	char path[64], link[VMM_PATH_MAX], want[128];
+	char path[64], link[VMM_PATH_MAX], want[128], legacy[128];
 	_cleanup_free_ char *cg = NULL;
 	ssize_t n;
 
@@ -538,8 +549,10 @@ static bool is_jailed(pid_t pid, const char *id)
 			return true;
 	}
 	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
-	snprintf(want, sizeof(want), "/" CGROUP_PARENT "/%s\n", id);
-	return read_file_bounded(path, 65536, &cg, NULL) == 0 && strstr(cg, want);
+	snprintf(want, sizeof(want), "/%s/%s\n", fp->cg_parent, id);
+	snprintf(legacy, sizeof(legacy), "/" CGROUP_PARENT "/%s\n", id);
+	return read_file_bounded(path, 65536, &cg, NULL) == 0 &&
+	       (strstr(cg, want) || strstr(cg, legacy));
 }
 
 /* A VMM left in jail_dir (pid file) whose identity checks out: kill it and wait. */
@@ -560,7 +573,7 @@ static void kill_jailed(struct fc_priv *fp, const char *id, const char *jail_dir
 		return;
 	h.pid = (pid_t)pid;
 	if (vmm_handle_open_pidfd(&h) == 0) {
-		if (is_jailed(h.pid, id)) {
+		if (is_jailed(fp, h.pid, id)) {
 			struct pollfd pfd = {.fd = h.pidfd, .events = POLLIN};
 			struct vmm_exit ex;
 			(void)fc_kill(fp, &h);
@@ -650,7 +663,7 @@ static void fc_cleanup(void *priv, const char *name, struct vmm_handle *h)
 	for (size_t i = 0; i < ELEMENTSOF(h->cgroup); i++)
 		any_cg |= h->cgroup[i][0] != '\0';
 	if (!any_cg)
-		(void)cgroup_dirs(&fp->cg, CGROUP_PARENT, name, h->cgroup, ELEMENTSOF(h->cgroup));
+		(void)cgroup_dirs(&fp->cg, fp->cg_parent, name, h->cgroup, ELEMENTSOF(h->cgroup));
 	if (h->pidfd < 0 && h->jail_dir[0])
 		kill_jailed(fp, name, h->jail_dir);
 	for (size_t i = 0; i < ELEMENTSOF(h->cgroup); i++) {
@@ -671,16 +684,30 @@ static void fc_cleanup(void *priv, const char *name, struct vmm_handle *h)
 	}
 }
 
+/* Does cgroup dir hold child cgroups (a node's parent, seen from an unmarked daemon)? */
+static bool has_children(const char *dir)
+{
+	_cleanup_closedir_ DIR *d = opendir(dir);
+	struct dirent *de;
+
+	while (d && (de = readdir(d)))
+		if (de->d_type == DT_DIR && strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0)
+			return true;
+	return false;
+}
+
 /* A cgroup of ours for a VM that does not exist (its jail already gone, or a jailer killed
  * before the pid file): its processes killed when all are of our jail for id, then removed.
- * An empty one only when older than 30 s: another daemon's jailer may be about to fill it.
+ * An empty one only when older than 30 s: our own launch never races a pass (jobs hold the
+ * reaper's lock), but a daemon without a node id shares its parent with tests of its own.
  * Returns how many things were reaped. */
 static int reap_cgroup(struct fc_priv *fp, const char *cg_dir, const char *id)
 {
 	struct stat st;
 	int n;
 
-	if (stat(cg_dir, &st) < 0)
+	if (stat(cg_dir, &st) < 0 || has_children(cg_dir))
 		return 0;
 	n = kill_cgroup_procs(fp, cg_dir, id, true);
 	if (n < 0 || (n == 0 && time(NULL) - st.st_ctime < 30))
@@ -721,7 +748,7 @@ static int fc_reap(void *priv, bool (*is_known)(const char *name, void *ud), voi
 	/* Cgroups under our parent with no known VM (the jail may already be gone). */
 	{
 		char dirs[4][VMM_DIR_MAX];
-		int nd = cgroup_dirs(&fp->cg, CGROUP_PARENT, "", dirs, ELEMENTSOF(dirs));
+		int nd = cgroup_dirs(&fp->cg, fp->cg_parent, "", dirs, ELEMENTSOF(dirs));
 		for (int i = 0; i < nd; i++) {
 			_cleanup_closedir_ DIR *cd = opendir(dirs[i]);
 			while (cd && (de = readdir(cd))) {

@@ -258,7 +258,8 @@ fail:
 	return r;
 }
 
-/* TSC frequency for tsc_early_khz (TESTRIG 3: mandatory on microvm under TCG). */
+/* TSC frequency for tsc_early_khz (without it the microvm guest hangs calibrating its clock under
+ * TCG). */
 static long tsc_khz(void)
 {
 	char line[256];

@@ -58,6 +58,6 @@ enum guest_cmdline_flavour {
 	GUEST_CMDLINE_FIRECRACKER, /* reboot=k panic=1 and the i8042 words */
 };
 
-/* The kernel command line for the flavour (TESTRIG 3, CONTRACT fact 14); the TSC kHz is read
+/* The kernel command line for the flavour; the TSC kHz is read
  * from /proc/cpuinfo for QEMU. Returns the length or -ENOBUFS/-errno. */
 int guest_kernel_cmdline(enum guest_cmdline_flavour flavour, char *buf, size_t size);

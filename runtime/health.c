@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The health file: a verdict word, then one "key: status ... since TIME" line per check
- * (SPEC section 2). The verdict is a pure function of the state and the checks' statuses so it
- * is unit-tested on its own; a slow boot (agent pending) is "starting", not "unhealthy".
+ * (docs/contract.md, "health"). The verdict is a pure function of the state and the checks'
+ * statuses so it is unit-tested on its own; a slow boot (agent pending) is "starting", not
+ * "unhealthy".
  */
 #include <errno.h>
 #include <stdio.h>

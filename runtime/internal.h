@@ -238,9 +238,16 @@ int record_remove(const char *state_dir, const char *name);
  * whose root is jail_root (also " (deleted)")? */
 bool stray_matches(const char *cmdline, size_t len, const char *root_link, const char *name,
 		   const char *chroot_base, const char *jail_root);
-/* SIGKILL every process of VM name's jail except pid except (the adopted VMM, or 0), and
- * wait up to wait_ms for each to end. Returns how many were killed. Firecracker backend only. */
+/* SIGKILL every process of VM name's jail (Firecracker) or host dir (QEMU) except pid except
+ * (the adopted VMM, or 0), and wait up to wait_ms for each to end. Returns how many were
+ * killed. */
 int rt_kill_strays(struct runtime *rt, const char *name, pid_t except, unsigned wait_ms);
+/* Pure (fuzzed): does the NUL-separated environment hold exactly the entry mark? */
+bool stray_env_matches(const char *env, size_t len, const char *mark);
+/* The QEMU backend's strays: every process whose environment holds QEMU_ENV_MARK<dir> (dir: the
+ * VM's host dir, real path), except pid except, SIGKILLed and waited for up to wait_ms each.
+ * Returns how many. */
+int qemu_kill_strays(const char *dir, const char *name, pid_t except, unsigned wait_ms);
 
 /* ---- cgroups (cgroup.c) ---- */
 
@@ -263,7 +270,19 @@ int cgroup_dirs(const struct cgroup_info *ci, const char *parent, const char *id
 		char dirs[][VMM_DIR_MAX], size_t max);
 /* rmdir a cgroup dir (retrying briefly while tasks drain). Missing is not an error. */
 int cgroup_remove(const char *dir);
+/* The parent of every VM cgroup: CGROUP_PARENT/NODE with a node id (so that daemons sharing a
+ * host never share a VM's cgroup, nor reap each other's), CGROUP_PARENT without one (tests;
+ * records written before node ids name their cgroups there too). */
 #define CGROUP_PARENT "mvmfs"
+#define CGROUP_PARENT_MAX 32
+/* node_id: NULL or "" for none, else 1-8 of [0-9a-f] (-EINVAL otherwise). */
+int cgroup_parent(const char *node_id, char buf[CGROUP_PARENT_MAX]);
+/* rmdir the node's own parent (not the shared CGROUP_PARENT) in every hierarchy when empty: at
+ * the backend's free, after every job ended; VMs left running keep it (EBUSY, ignored). */
+void cgroup_parent_remove(const struct cgroup_info *ci, const char *parent);
+/* v2: enable the cpu and memory controllers for the children of each level of parent (the
+ * root's are the host's business). */
+int cgroup_v2_enable(const char *v2_mount, const char *parent, struct err *err);
 
 /* ---- Firecracker API bodies (fc-json.c, pure) ---- */
 

@@ -2,7 +2,8 @@
 /*
  * The VM lifecycle as one constant [state][event] table of small functions (s6's shape). Only
  * the supervisor thread feeds events; side effects go through struct lc_actions, so the table is
- * testable on its own. SPEC section 2 `state` is the law for what each verb does where.
+ * testable on its own. docs/contract.md ("States and verbs") is the law for what each verb does
+ * where.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -102,7 +103,8 @@ static int lc_exited(struct lc_vm *s, const struct lc_actions *a, void *ud)
 
 static int lc_running_cleaned(struct lc_vm *s, const struct lc_actions *a, void *ud)
 {
-	/* The VMM ended on its own: clean exit is stopped, anything else failed (SPEC). */
+	/* The VMM ended on its own: clean exit is stopped, anything else failed (docs/contract.md).
+	 */
 	s->state = s->exit_clean ? VM_STATE_STOPPED : VM_STATE_FAILED;
 	s->exiting = false;
 	a->complete(ud, -1, -EIO);
@@ -185,7 +187,7 @@ int lifecycle_check(const struct lc_vm *s, enum vm_verb verb)
 			return -EBUSY;
 		return verb == VM_VERB_START ? 1 : 0;
 	case VM_STATE_STARTING:
-		/* SPEC: stop goes starting -> stopping; kill cuts a start short. */
+		/* docs/contract.md: stop goes starting -> stopping; kill cuts a start short. */
 		if (verb == VM_VERB_STOP)
 			return s->pending_stop || s->pending_kill ? -EBUSY : 0;
 		if (verb == VM_VERB_KILL)

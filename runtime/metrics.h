@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * runtime/metrics.h: Prometheus text exposition (format 0.0.4) of the per-VM `metrics` file and
- * the node-wide `metrics` file at the mount root, and Firecracker's own metrics (CONTRACT.md K)
- * parsed from the JSON lines it writes into the jail and accumulated (its counters are deltas).
- * Private to runtime/.
+ * the node-wide `metrics` file at the mount root, and Firecracker's own metrics
+ * (docs/firecracker.md K) parsed from the JSON lines it writes into the jail and accumulated (its
+ * counters are deltas). Private to runtime/.
  */
 #pragma once
 

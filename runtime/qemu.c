@@ -43,7 +43,6 @@
 #include "qmp.h"
 #include "sandbox.h"
 
-#define QEMU_DIR "qemu"
 #define QEMU_MARK ".mvmfs"
 #define QEMU_QMP "qmp.sock"
 #define QEMU_AGENT "agent.serial" /* the suffix tells runtime/agent.c: no vsock handshake */
@@ -51,7 +50,6 @@
 #define QEMU_SOCKET_WAIT_MS 10000
 #define QEMU_CALL_MS 3000
 #define QEMU_ROOT "root"
-#define QEMU_ENV_MARK "MVMFS_QEMU_DIR="
 /* The memory limit is the guest's RAM plus this allowance for QEMU itself (code, libraries,
  * device emulation, the TCG translation cache; its RSS is about 220-260 MiB per VM): a guest
  * that fills its RAM meets its own OOM killer, never the host's for the VMM. */
@@ -69,7 +67,8 @@ struct qemu_priv {
 	bool kvm;
 	struct cgroup_info cg;
 	bool have_cg;
-	char cg_error[ERR_MSG_MAX]; /* why there are no cgroup limits: every launch fails */
+	char cg_error[ERR_MSG_MAX];	   /* why there are no cgroup limits: every launch fails */
+	char cg_parent[CGROUP_PARENT_MAX]; /* mvmfs/NODE (cgroup_parent) */
 };
 
 /* /dev/kvm alone proves nothing (some KVM flavours hang ordinary guests): KVM only with a
@@ -137,6 +136,11 @@ static int qemu_init(const struct runtime_config *cfg, void **ret_priv, struct e
 		if (realpath(qp->base_dir, real) && strlen(real) < sizeof(qp->base_dir))
 			snprintf(qp->base_dir, sizeof(qp->base_dir), "%s", real);
 	}
+	r = cgroup_parent(cfg->node_id, qp->cg_parent);
+	if (r < 0) {
+		free(qp);
+		return err_set(err, r, "node id '%s' is not 1-8 of [0-9a-f]", cfg->node_id);
+	}
 	qp->kvm = kvm_usable();
 	qp->have_cg = cgroup_detect(cfg->cgroup_version, &qp->cg, &e2) >= 0;
 	if (!qp->have_cg) {
@@ -152,6 +156,10 @@ static int qemu_init(const struct runtime_config *cfg, void **ret_priv, struct e
 
 static void qemu_free(void *priv)
 {
+	struct qemu_priv *qp = priv;
+
+	if (qp->have_cg)
+		cgroup_parent_remove(&qp->cg, qp->cg_parent);
 	free(priv);
 }
 
@@ -203,7 +211,7 @@ static int setup_cgroups(struct qemu_priv *qp, const struct vmm_launch *p, struc
 	if (!qp->have_cg)
 		return err_set(err, -EIO, "cgroup limits cannot be applied: %s", qp->cg_error);
 	h->cgroup_version = qp->cg.version;
-	n = cgroup_dirs(&qp->cg, CGROUP_PARENT, p->name, h->cgroup, ELEMENTSOF(h->cgroup));
+	n = cgroup_dirs(&qp->cg, qp->cg_parent, p->name, h->cgroup, ELEMENTSOF(h->cgroup));
 	for (int i = 0; i < n; i++) {
 		r = mkdir_p(h->cgroup[i], 0755);
 		if (r < 0)
@@ -211,14 +219,9 @@ static int setup_cgroups(struct qemu_priv *qp, const struct vmm_launch *p, struc
 				       strerror(-r));
 	}
 	if (qp->cg.version == 2) {
-		char parent[VMM_PATH_MAX + 32];
-
-		snprintf(parent, sizeof(parent), "%s/%s/cgroup.subtree_control", qp->cg.v2_mount,
-			 CGROUP_PARENT);
-		r = write_string_file(parent, "+cpu +memory");
+		r = cgroup_v2_enable(qp->cg.v2_mount, qp->cg_parent, err);
 		if (r < 0)
-			return err_set(err, -EIO, "cgroup limits cannot be applied: %s: %s", parent,
-				       strerror(-r));
+			return r;
 	}
 	k = qemu_cgroup_settings(qp->cg.version, qp->cg.memsw, n, p->vcpus, p->mem_mib, set,
 				 ELEMENTSOF(set));
@@ -843,8 +846,22 @@ static int qemu_adopt(void *priv, const char *name, struct vmm_handle *h, struct
 
 static void qemu_cleanup(void *priv, const char *name, struct vmm_handle *h)
 {
+	struct qemu_priv *qp = priv;
+	bool any_cg = false;
 	int r;
 
+	/* Without a recorded handle (a daemon killed mid-start: the record announced the launch
+	 * but holds no pid), the dir and cgroups follow from the name, and a QEMU of the VM's
+	 * dir that no handle points at is killed before its cgroups go. */
+	if (!h->jail_dir[0] && snprintf(h->jail_dir, sizeof(h->jail_dir), "%s/%s", qp->base_dir,
+					name) >= (int)sizeof(h->jail_dir))
+		h->jail_dir[0] = '\0';
+	for (size_t i = 0; i < ELEMENTSOF(h->cgroup); i++)
+		any_cg |= h->cgroup[i][0] != '\0';
+	if (!any_cg && qp->have_cg)
+		(void)cgroup_dirs(&qp->cg, qp->cg_parent, name, h->cgroup, ELEMENTSOF(h->cgroup));
+	if (h->pidfd < 0 && h->jail_dir[0])
+		(void)qemu_kill_strays(h->jail_dir, name, 0, 2000);
 	for (size_t i = 0; i < ELEMENTSOF(h->cgroup); i++) {
 		if (!h->cgroup[i][0])
 			continue;
@@ -937,7 +954,7 @@ static int qemu_reap(void *priv, bool (*is_known)(const char *name, void *ud), v
 			continue;
 		kill_leftover(h.jail_dir);
 		if (qp->have_cg)
-			cgroup_dirs(&qp->cg, CGROUP_PARENT, de->d_name, h.cgroup,
+			cgroup_dirs(&qp->cg, qp->cg_parent, de->d_name, h.cgroup,
 				    ELEMENTSOF(h.cgroup));
 		qemu_cleanup(priv, de->d_name, &h);
 		n++;

@@ -5,6 +5,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* A VM's host dir is <state dir>/QEMU_DIR/<name>; QEMU runs with the only environment entry
+ * QEMU_ENV_MARK<that dir, real path>, which proves a process ours wherever its dir went. */
+#define QEMU_DIR "qemu"
+#define QEMU_ENV_MARK "MVMFS_QEMU_DIR="
+
 /* One cgroup file to write: dir indexes the dirs cgroup_dirs() returned. */
 struct qemu_cg_setting {
 	int dir;

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The leak reaper (issue 6 item 5): at start and every reap_interval_ms, host resources that
+ * The leak reaper: at start and every reap_interval_ms, host resources that
  * carry this node's ownership marks but belong to no VM in the table are removed and counted:
- *  - "vmm":   marked jail dirs (<jail>/.mvmfs), cgroups under the "mvmfs" parent, the VMM
+ *  - "vmm":   marked jail dirs (<jail>/.mvmfs), cgroups under this node's "mvmfs/NODE", the VMM
  *             processes in them, their sockets (inside the jail) — the backend's reap;
  *  - "net":   netns mvmfs-NODE.*, links aliased mvmfs:NODE:*, nft chains commented so, /128
  *             routes on our bridge — net_reap (only this daemon's node id; net/plumbing.h);

@@ -5,8 +5,8 @@
  * "destroyed" report, and the reporter's counters in the node metrics.
  *
  * The checks are taken from the health file's own text, so a report always says exactly what
- * `health` says at that moment (SPEC: each value starts with its status word; "since TIME"
- * gives when the check entered that status; the rest is the detail).
+ * `health` says at that moment (docs/contract.md: each value starts with its status word; "since
+ * TIME" gives when the check entered that status; the rest is the detail).
  */
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * runtime/report.h: health reports to the management API (SPEC section 7, issue 6).
+ * runtime/report.h: health reports to the management API (docs/report.md).
  *
  * The reporter is a queue keyed by object (a VM) and one thread with its own curl handles (up
  * to `parallel` requests in flight, never two for one object, so they arrive in order). An

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The runtime: construction and shutdown order, the VM table (create, destroy, get, list),
- * records on every state change, and re-adoption of recorded VMs at start (SPEC section 6).
+ * records on every state change, and re-adoption of recorded VMs at start (docs/contract.md, "The
+ * daemon").
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -62,7 +63,7 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 		rt->cfg.uid_count = 65536;
 	if (!rt->cfg.chroot_base)
 		rt->cfg.chroot_base = "/srv/jailer";
-	/* SPEC section 1: kernel and initramfs default to files under the state dir. */
+	/* Kernel and initramfs default to files under the state dir. */
 	if (!rt->cfg.kernel) {
 		if (asprintf(&rt->default_kernel, "%s/guest/vmlinux", cfg->state_dir) < 0) {
 			rt->default_kernel = NULL;

@@ -570,7 +570,8 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg)
 	}
 	if (has_ip)
 		inet_ntop(AF_INET6, &addr, ip, sizeof(ip));
-	/* Guest settings as key=value words: they reach init's environment (TESTRIG 2). */
+	/* Guest settings as key=value words: they reach init's environment (the kernel hands
+	 * unknown key=value words of its command line to init). */
 	snprintf(boot_args, sizeof(boot_args), "vmname=%s%s%s", vm->name, ip[0] ? " ip6=" : "", ip);
 	p = (struct vmm_launch){
 		.name = vm->name,

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
-"""Tests of the fake firecracker/jailer against CONTRACT.md. Needs root (exit 77 otherwise)."""
+"""Tests of the fake firecracker/jailer against docs/firecracker.md. Needs root (exit 77 otherwise)."""
 import json
 import os
 import shutil

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fs semantics (SPEC.md section 2) of the real FUSE tree over the FAKE runtime
+ * fs semantics (docs/contract.md) of the real FUSE tree over the FAKE runtime
  * (tests/fs/fake-runtime.c): names, errnos, reads, whole-value writes, blocking / O_NONBLOCK /
  * interrupted state writes, concurrent writers, poll wake-ups, rmdir, and the per-uid limits on
  * open files and buffer memory (as `nobody` and other uids, in child processes). Driven with plain
@@ -1099,7 +1099,7 @@ static void test_limits_share(void)
 	teardown();
 }
 
-/* vms/ appears only once the daemon is ready (SPEC section 1). */
+/* vms/ appears only once the daemon is ready. */
 static void test_readiness(void)
 {
 	struct stat st;

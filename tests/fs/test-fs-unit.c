@@ -139,7 +139,7 @@ static void test_attribute_tables(void)
 		ASSERT_FALSE(seen[a->vm_attr]);
 		seen[a->vm_attr] = true;
 		ASSERT_TRUE(a->show != NULL);
-		/* root-owned; writable 0644, read-only 0444 (SPEC section 2) */
+		/* root-owned; writable 0644, read-only 0444 */
 		ASSERT_EQ(a->mode, writable ? 0644 : 0444);
 		ASSERT_EQ(writable, a->store != NULL || a->deferred);
 		ASSERT_EQ(a->pollable, a->vm_attr == VM_ATTR_STATE || a->vm_attr == VM_ATTR_HEALTH);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * End to end through the daemon with --vmm qemu (SPEC sections 2, 4, 5): an app image pushed to
+ * End to end through the daemon with --vmm qemu: an app image pushed to
  * a local registry (docker-registry + umoci + skopeo) starts with one `echo start`, reaches
  * `healthy`, answers curl on port 8080 with content that proves Env, WorkingDir and User, its
  * output is in `log`, `echo stop` runs its SIGTERM handler and stops the VM, a second start
@@ -323,10 +323,11 @@ static void test_daemon_qemu_e2e(void)
 	ASSERT_EQ(sh("for i in $(seq 100); do ok=1; "
 		     "ls /run/netns | grep -q web && ok=0; "
 		     "ls %s/state/qemu 2>/dev/null | grep -q web && ok=0; "
-		     "for c in /sys/fs/cgroup/*/mvmfs/web; do [ -e \"$c\" ] && ok=0; done; "
+		     "for c in /sys/fs/cgroup/*/mvmfs/*/web /sys/fs/cgroup/*/mvmfs/web; do "
+		     "[ -e \"$c\" ] && ok=0; done; "
 		     "pgrep -f 'name mvmfs-[w]eb' >/dev/null && ok=0; "
 		     "[ $ok = 1 ] && exit 0; sleep 0.1; done; "
-		     "ls /run/netns %s/state/qemu /sys/fs/cgroup/*/mvmfs; exit 1",
+		     "ls /run/netns %s/state/qemu /sys/fs/cgroup/*/mvmfs/*/; exit 1",
 		     T, T),
 		  0);
 	kill(daemon, SIGTERM);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Two real VMs (daemon, --vmm qemu, one registry image) and their network, proven with packets
- * sent from inside the guests (SPEC section 3, issues 4 and 5). The app serves HTTP on 8080
+ * sent from inside the guests. The app serves HTTP on 8080
  * and a CGI, /cgi-bin/probe?OP,ADDR,ARG, that runs busybox ping6 / wget / ip in the guest and
  * answers "rc=N" and the output. Checked:
  *   - each guest reaches the gateway (ping6) and a host beyond it (TCP, a routed netns "ext");
@@ -71,7 +71,7 @@ static bool wait_health(const char *vm, const char *word, unsigned timeout_ms)
 	return false;
 }
 
-/* Wait for state to read want, woken by poll() (POLLPRI, SPEC section 2) as a client would:
+/* Wait for state to read want, woken by poll() (POLLPRI) as a client would:
  * what it does next (rmdir) must be allowed the moment it sees the state. */
 static bool wait_state(const char *vm, const char *want, unsigned timeout_ms)
 {
@@ -358,7 +358,7 @@ static int traces(char *out, size_t size)
 		"nft list table bridge mvmfs | grep -Eq 'chain vm_|elements' && k=\"$k nft\"; "
 		"find %s/state -name '%s*' -o -name '%s*' | grep -q . && "
 		"k=\"$k dir\"; "
-		"ls -d /sys/fs/cgroup/*/mvmfs/%s /sys/fs/cgroup/*/mvmfs/%s >/dev/null 2>&1 && "
+		"ls -d /sys/fs/cgroup/*/mvmfs/*/%s /sys/fs/cgroup/*/mvmfs/*/%s >/dev/null 2>&1 && "
 		"k=\"$k cgroup\"; "
 		"pgrep -x qemu-system-x86 >/dev/null && k=\"$k qemu\"; echo $k",
 		T, NA, NB, NA, NB);
@@ -512,7 +512,8 @@ static void test_two_vms(void)
 		if (r != 0 || out[0]) {
 			sh("ls /run/netns; ip -o link; nft list table bridge mvmfs; find %s/state "
 			   "| "
-			   "grep vm-; ls -d /sys/fs/cgroup/*/mvmfs/vm-*; pgrep -ax qemu-system-x86",
+			   "grep vm-; ls -d /sys/fs/cgroup/*/mvmfs/*/vm-*; pgrep -ax "
+			   "qemu-system-x86",
 			   T);
 			TEST_FAIL("left of the VMs after rmdir: %s", out);
 		}

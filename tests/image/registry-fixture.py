@@ -320,7 +320,7 @@ def down(d):
     shutil.rmtree(d, ignore_errors=True)
 
 
-# ---- the token server (TESTRIG section 7) ----
+# ---- the token server ----
 
 def token_server(port, keyfile):
     from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -509,7 +509,7 @@ def proxy(mode, port, storage_port, upstream, logfile):
     servers[0].serve_forever()
 
 
-# ---- S3 (TESTRIG section 12) ----
+# ---- S3 ----
 
 def s3_up(d, cache):
     if not shutil.which("node") or not shutil.which("npm") or not shutil.which("skopeo"):

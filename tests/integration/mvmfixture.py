@@ -186,6 +186,17 @@ class Daemon:
         """Last-resort cleanup after a failed test: VMM processes of this daemon's jail."""
         subprocess.run(["pkill", "-KILL", "-f", "--", f"--chroot-base-dir {self.jail} "],
                        stderr=subprocess.DEVNULL)
+        # The node's cgroup parent (mvmfs/NODE) outlives its VMs: remove it once empty.
+        try:
+            node = self.node_id()
+        except OSError:
+            return
+        for cg in glob.glob(f"/sys/fs/cgroup/*/mvmfs/{node}") + glob.glob(
+                f"/sys/fs/cgroup/mvmfs/{node}"):
+            try:
+                os.rmdir(cg)
+            except OSError:
+                pass
 
     def destroy_all(self):
         """Cleanup after the cases: kill and remove every VM still in the tree."""
@@ -240,13 +251,14 @@ def expect_errno(e, fn, *a):
 
 
 def wait_for(pred, timeout, what):
+    """what: a description, or a callable giving one (evaluated on timeout, to show the state)."""
     end = time.time() + timeout
     while time.time() < end:
         v = pred()
         if v:
             return v
         time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
 
 
 def leftovers(d, name):
@@ -254,9 +266,11 @@ def leftovers(d, name):
     found = []
     if os.path.exists(d.vm_jail(name)):
         found.append("jail dir " + d.vm_jail(name))
-    # The runtime's cgroup parent is "mvmfs" (CGROUP_PARENT).
-    for cg in glob.glob(f"/sys/fs/cgroup/*/mvmfs/{name}") + glob.glob(
-            f"/sys/fs/cgroup/mvmfs/{name}"):
+    # The VM's cgroups: mvmfs/NODE/NAME (mvmfs/NAME when recorded before node ids).
+    node = d.node_id() if os.path.exists(os.path.join(d.state, "node-id")) else None
+    pats = [f"mvmfs/{name}"] + ([f"mvmfs/{node}/{name}"] if node else [])
+    for cg in [c for p in pats for c in glob.glob(f"/sys/fs/cgroup/*/{p}") +
+               glob.glob(f"/sys/fs/cgroup/{p}")]:
         found.append("cgroup " + cg)
     if os.path.exists(os.path.join(d.state, "vms", name)):
         found.append("state dir " + os.path.join(d.state, "vms", name))

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
-"""Durability end to end (issue 6 items 4 and 5): the real daemon is SIGKILLed in the middle of
+"""Durability end to end: the real daemon is SIGKILLed in the middle of
 each kind of transition, held open with the Firecracker fake's knobs, then restarted; every VM
 must end in a correct state and nothing may be left of destroyed VMs. Then the leak reaper:
 leftovers planted while the daemon is down and while it runs are reaped and counted, unmarked
@@ -20,6 +20,7 @@ The safe direction per transition (what the restarted daemon decides):
               before the tombstone, the VM is still there, intact.
 """
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -215,7 +216,7 @@ def test_kill9_during_rmdir():
     if not CG_MOUNTS:
         raise mf.SkipCase("no cgroup with cgroup.procs")
     new_vm("rm", start=False)
-    cg = os.path.join(CG_MOUNTS[0], "mvmfs", "rm")
+    cg = os.path.join(CG_MOUNTS[0], "mvmfs", D.node_id(), "rm")
     os.makedirs(cg, exist_ok=True)
     jail_root = os.path.join(D.vm_jail("rm"), "root")
     os.makedirs(jail_root, exist_ok=True)
@@ -299,23 +300,31 @@ def plant_ghosts(tag):
                            os.path.join(j, "root")])
     with open(os.path.join(j, "root", "firecracker.pid"), "w") as f:
         f.write(str(p1.pid))
-    # Our cgroup, jail gone (unmarked dir), process chrooted in our chroot base.
-    p2 = None
-    cg = None
+    # Our cgroup (under our node's parent), jail gone (unmarked dir), process chrooted in our
+    # chroot base. The same under another node's parent and under the shared parent of old
+    # (mvmfs/NAME, where only a record names a cgroup): not ours to reap.
+    node = D.node_id()
+    other_node = "ffffffff" if node != "ffffffff" else "eeeeeeee"
+    p2 = cg = None
+    others = []
     if CG_MOUNTS:
-        r2 = os.path.join(exec_dir, f"gc{tag}", "root")
-        os.makedirs(r2)
-        p2 = subprocess.Popen([sys.executable, "-c",
-                               "import os,sys,time; os.chroot(sys.argv[1]); time.sleep(600)",
-                               r2])
-        cg = os.path.join(CG_MOUNTS[0], "mvmfs", f"gc{tag}")
-        os.makedirs(cg)
-        time.sleep(0.2)
-        with open(os.path.join(cg, "cgroup.procs"), "w") as f:
-            f.write(str(p2.pid))
+        for parent, name in ((node, f"gc{tag}"), (other_node, f"oc{tag}"), ("", f"lc{tag}")):
+            r2 = os.path.join(exec_dir, name, "root")
+            os.makedirs(r2)
+            p = subprocess.Popen([sys.executable, "-c",
+                                  "import os,sys,time; os.chroot(sys.argv[1]); time.sleep(600)",
+                                  r2])
+            c = os.path.join(CG_MOUNTS[0], "mvmfs", parent, name)
+            os.makedirs(c)
+            time.sleep(0.2)
+            with open(os.path.join(c, "cgroup.procs"), "w") as f:
+                f.write(str(p.pid))
+            if parent == node:
+                p2, cg, gc = p, c, os.path.dirname(r2)
+            else:
+                others.append((p, c, os.path.dirname(r2)))
     # Marked netns (this daemon's node id); state dir of an interrupted create (a data disk,
     # no record).
-    node = D.node_id()
     subprocess.run(["ip", "netns", "add", f"mvmfs-{node}.gn{tag}"], check=True)
     sd = os.path.join(D.state, "vms", f"gs{tag}")
     os.makedirs(sd)
@@ -326,7 +335,6 @@ def plant_ghosts(tag):
     os.makedirs(os.path.join(uj, "root"))
     subprocess.run(["ip", "netns", "add", f"other-{tag}"], check=True)
     # Another daemon's (node id) and an unmarked-form namespace: not ours either.
-    other_node = "ffffffff" if node != "ffffffff" else "eeeeeeee"
     subprocess.run(["ip", "netns", "add", f"mvmfs-{other_node}.gn{tag}"], check=True)
     subprocess.run(["ip", "link", "add", f"mvu{tag}", "type", "bridge"], check=True)
     subprocess.run(["ip", "link", "set", f"mvu{tag}", "alias", f"mvmfs:gl{tag}"], check=True)
@@ -344,11 +352,11 @@ def plant_ghosts(tag):
     plant_hold(f"us{tag}")
     plant_hold(f"other.{tag}")
     marked = dict(jail=j, p1=p1, p2=p2, cg=cg, netns=f"/run/netns/mvmfs-{node}.gn{tag}", state=sd,
-                  gc=os.path.dirname(r2) if CG_MOUNTS else None, lease=f"gi{tag}",
+                  gc=gc if CG_MOUNTS else None, lease=f"gi{tag}",
                   hold=f"gh{tag}")
     unmarked = dict(jail=uj, netns=f"/run/netns/other-{tag}", link=f"mvu{tag}", state=us,
                     other_netns=f"/run/netns/mvmfs-{other_node}.gn{tag}",
-                    holds=(f"us{tag}", f"other.{tag}"))
+                    holds=(f"us{tag}", f"other.{tag}"), cgroups=others)
     return marked, unmarked
 
 
@@ -368,6 +376,17 @@ def check_reaped(m, u, timeout):
     for h in u["holds"]:
         assert h in holders(), f"image hold {h} reaped"
         os.unlink(os.path.join(D.state, "images", "refs", "holders", h))
+    for p, c, d in u["cgroups"]:
+        assert p.poll() is None and os.path.isdir(c), f"{c}: another node's (or old) killed"
+        p.kill()
+        p.wait()
+        subprocess.run(["rm", "-rf", d])
+        os.rmdir(c)
+        if os.path.basename(os.path.dirname(c)) != "mvmfs":
+            try:
+                os.rmdir(os.path.dirname(c))
+            except OSError:
+                pass   # another run's look-alike in it
     assert os.path.isdir(u["jail"]), "unmarked jail removed"
     assert os.path.exists(u["netns"]), "unmarked netns removed"
     assert os.path.exists(u["other_netns"]), "another node's netns removed"
@@ -434,10 +453,47 @@ def test_stop_vms_on_exit():
     destroy("soe")
 
 
+def test_adopt_record_before_node_ids():
+    # A VM started before cgroups were nested per node: its record names mvmfs/NAME, where its
+    # VMM runs. Re-adopted as it is; its destroy removes those cgroups.
+    if not CG_MOUNTS:
+        raise mf.SkipCase("no cgroup with cgroup.procs")
+    pid = new_vm("old")
+    D.stop()   # the VM keeps running
+    path = os.path.join(D.state, "vms", "old", "record.json")
+    with open(path) as f:
+        rec = json.load(f)
+    new = rec["handle"]["cgroups"]
+    node = D.node_id()
+    assert new and all(c.endswith(f"/mvmfs/{node}/old") for c in new), new
+    legacy = [c.replace(f"/mvmfs/{node}/old", "/mvmfs/old") for c in new]
+    for c in legacy:
+        os.makedirs(c)
+        with open(os.path.join(c, "cgroup.procs"), "w") as f:
+            f.write(pid)
+    for c in new:
+        os.rmdir(c)
+    rec["handle"]["cgroups"] = legacy
+    with open(path + ".tmp", "w") as f:
+        json.dump(rec, f)
+    os.rename(path + ".tmp", path)
+    D.start()
+    assert D.state_of("old") == "running" and D.read("old", "pid").strip() == pid
+    for c in legacy:
+        with open(os.path.join(c, "cgroup.procs")) as f:
+            assert pid in f.read().split(), c
+    D.write("old", "state", "kill")
+    wait_for(lambda: not alive(pid), 5, "the VMM killed")
+    os.rmdir(D.vm("old"))
+    wait_for(lambda: not any(os.path.exists(c) for c in legacy), 5, "its old cgroups removed")
+    wait_for(lambda: not leftovers(D, "old"), 5, f"no leftovers: {leftovers(D, 'old')}")
+
+
 CASES = [(f.__name__, f) for f in (
     test_kill9_during_start, test_kill9_during_stop, test_kill9_during_restart,
     test_kill9_during_kill, test_kill9_during_mkdir, test_kill9_during_rmdir,
-    test_leaks_reaped_at_start, test_leaks_reaped_while_running, test_stop_vms_on_exit)]
+    test_leaks_reaped_at_start, test_leaks_reaped_while_running, test_stop_vms_on_exit,
+    test_adopt_record_before_node_ids)]
 
 rc = 1
 try:

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
-"""Faults end to end (issue 9): the real daemon with the Firecracker fake, a registry behind a
+"""Faults end to end: the real daemon with the Firecracker fake, a registry behind a
 proxy that trickles at 4 KiB/s, a management API that never answers.
 
   read-your-writes   after a write of a verb returns (blocking or O_NONBLOCK), `state` shows

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
-"""Soak (issue 9 item 5): many writers of random verbs (start, stop, kill, restart; blocking or
+"""Soak: many writers of random verbs (start, stop, kill, restart; blocking or
 O_NONBLOCK) over several VMs of the real daemon with the Firecracker fake, a daemon SIGKILL in
 the middle and a restart; then every VM must take stop, start, stop cleanly (no EBUSY left from
 a transition that never ends) and, once every VM is destroyed, nothing is left: no VMM process,

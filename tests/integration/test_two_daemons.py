@@ -3,7 +3,9 @@
 """Two real daemons side by side (their own state dirs, bridges, prefixes, mount points, jail
 bases and uid ranges) with the Firecracker fake: a third one on a state dir in use refuses to
 start; each daemon's VMs run on its own bridge with its own node-marked resources; restarts,
-kill -9 and reaper passes of one never remove anything of the other."""
+kill -9 and reaper passes of one never remove anything of the other, its cgroups included (both
+may name a VM alike: each has its own, under mvmfs/NODE)."""
+import glob
 import os
 import re
 import shutil
@@ -66,10 +68,24 @@ def resources(d):
     for m in re.finditer(r'chain (vm_[0-9a-f]+) \{\s*comment "(mvmfs:' + node + r':[^"]+)"',
                          sh("nft", "list", "table", "bridge", "mvmfs")):
         found.add(f"chain {m.group(1)} {m.group(2)}")
+    for cg in cgroups(d):
+        found.add("cgroup " + cg)
     exec_dir = os.path.dirname(d.vm_jail("x"))
     for name in os.listdir(exec_dir) if os.path.isdir(exec_dir) else ():
         found.add("jail " + os.path.join(exec_dir, name))
     return found
+
+
+def cgroups(d, name="*"):
+    """d's VM cgroups (v1: one per controller hierarchy; v2: one), under its node's parent."""
+    node = d.node_id()
+    return sorted(c for c in glob.glob(f"/sys/fs/cgroup/*/mvmfs/{node}/{name}") +
+                  glob.glob(f"/sys/fs/cgroup/mvmfs/{node}/{name}") if os.path.isdir(c))
+
+
+def procs(cg):
+    with open(os.path.join(cg, "cgroup.procs")) as f:
+        return set(int(x) for x in f.read().split())
 
 
 def noreflect(bridge):
@@ -134,6 +150,35 @@ def test_side_by_side():
     assert B.read("b-web", "ip").startswith("fd42:e2f:")
 
 
+def test_same_name_own_cgroups():
+    new_vm(A, "same")
+    new_vm(B, "same")
+    pa, pb = int(A.read("same", "pid")), int(B.read("same", "pid"))
+    ca, cb = cgroups(A, "same"), cgroups(B, "same")
+    print(f"# A: pid {pa} in {ca}; B: pid {pb} in {cb}")
+    assert ca and len(ca) == len(cb) and not set(ca) & set(cb), (ca, cb)
+    for cg in ca:
+        assert pa in procs(cg) and pb not in procs(cg), (cg, procs(cg))
+    for cg in cb:
+        assert pb in procs(cg) and pa not in procs(cg), (cg, procs(cg))
+    # Nothing of either in the shared parent of old.
+    assert not glob.glob("/sys/fs/cgroup/*/mvmfs/same") + glob.glob("/sys/fs/cgroup/mvmfs/same")
+    # B destroys its "same" and its reaper runs: A's VM of that name and its cgroups stay.
+    ra, va = resources(A), vm_state(A)
+    B.write("same", "state", "kill")
+    os.rmdir(B.vm("same"))
+    wait_for(lambda: not cgroups(B, "same") and not os.path.exists(B.vm_jail("same")), 5,
+             "B's same gone")
+    wait_reap_passes(B)
+    assert resources(A) == ra, resources(A) ^ ra
+    assert vm_state(A) == va, (va, vm_state(A))
+    for cg in ca:
+        assert pa in procs(cg), (cg, procs(cg))
+    A.write("same", "state", "kill")
+    os.rmdir(A.vm("same"))
+    wait_for(lambda: not cgroups(A, "same"), 5, "A's same cgroups gone")
+
+
 def check_untouched(d, before_res, before_vms, bridge):
     assert resources(d) == before_res, (before_res ^ resources(d))
     assert vm_state(d) == before_vms, (before_vms, vm_state(d))
@@ -151,7 +196,8 @@ def test_restart_and_reap_of_one_keep_the_other():
     wait_reap_passes(B)
     B.write("b-web", "state", "kill")
     os.rmdir(B.vm("b-web"))
-    wait_for(lambda: not leftovers(B, "b-web"), 5, "b-web gone")
+    wait_for(lambda: not leftovers(B, "b-web"), 15,
+             lambda: "b-web gone: %s" % leftovers(B, "b-web"))
     new_vm(B, "b-new")
     wait_reap_passes(B)
     check_untouched(A, ra, va, "mvmtest0")
@@ -162,7 +208,8 @@ def test_restart_and_reap_of_one_keep_the_other():
     wait_reap_passes(A)
     A.write("a-two", "state", "kill")
     os.rmdir(A.vm("a-two"))
-    wait_for(lambda: not leftovers(A, "a-two"), 5, "a-two gone")
+    wait_for(lambda: not leftovers(A, "a-two"), 15,
+             lambda: "a-two gone: %s" % leftovers(A, "a-two"))
     wait_reap_passes(A)
     check_untouched(B, rb, vb, "mvmtest1")
 
@@ -186,9 +233,26 @@ def test_each_reaps_only_its_own():
     assert resources(A) == ra
 
 
+def test_empty_parent_removed_at_exit():
+    # B's VMs destroyed, B stops: its mvmfs/NODE goes; A's (VMs running) stays.
+    node_b, node_a = B.node_id(), A.node_id()
+    parents = (lambda n: glob.glob(f"/sys/fs/cgroup/*/mvmfs/{n}") +
+               glob.glob(f"/sys/fs/cgroup/mvmfs/{n}"))
+    assert parents(node_b) and parents(node_a)
+    B.destroy_all()
+    wait_for(lambda: not cgroups(B), 5, "B's VM cgroups gone")
+    B.stop()
+    try:
+        assert not parents(node_b), parents(node_b)
+        assert parents(node_a) and cgroups(A)
+    finally:
+        B.start()
+
+
 CASES = [(f.__name__, f) for f in (
-    test_second_daemon_on_a_state_dir_refused, test_side_by_side,
-    test_restart_and_reap_of_one_keep_the_other, test_each_reaps_only_its_own)]
+    test_second_daemon_on_a_state_dir_refused, test_side_by_side, test_same_name_own_cgroups,
+    test_restart_and_reap_of_one_keep_the_other, test_each_reaps_only_its_own,
+    test_empty_parent_removed_at_exit)]
 
 rc = 1
 try:

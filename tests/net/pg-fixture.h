@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A throwaway PostgreSQL 15 cluster for the ipam tests and bench (TESTRIG section 8): initdb in
+ * A throwaway PostgreSQL 15 cluster for the ipam tests and bench: initdb in
  * a temp dir as user postgres (when root), server on a private Unix socket dir (plus 127.0.0.1
  * on a free port when asked), fsync off. A reaper process removes the cluster when the creating
  * process goes away for any reason (pipe EOF), so a crashed or killed test leaves nothing.

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Stray-process matching on untrusted /proc text: the input is split at the first byte 0x01
  * into an argv image (NUL-separated, as /proc/PID/cmdline) and a root link. Must never read
- * out of bounds; a match must be explainable by one of the two rules. */
+ * out of bounds; a match must be explainable by one of the two rules. The argv image is also
+ * read as an environment (/proc/PID/environ) for the QEMU rule: a match needs the exact entry. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -42,6 +43,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		__builtin_trap();
 	if (by_root && !m)
 		__builtin_trap();
+	{
+		static const char mark[] = "MVMFS_QEMU_DIR=/var/lib/mvmfs/qemu/web-1";
+		bool e = stray_env_matches(argv, argv_len, mark);
+		const char *hit = memmem(argv, argv_len, mark, sizeof(mark));
+
+		/* the entry, NUL-terminated, at the start or right after a NUL */
+		if (e && (!hit || (hit != argv && hit[-1] != '\0') || argv[argv_len - 1] != '\0'))
+			__builtin_trap();
+	}
 	free(argv);
 	free(root);
 	return 0;

@@ -5,7 +5,7 @@
 #include "internal.h"
 #include "test.h"
 
-/* This machine kind (TESTRIG 11): controllers on v1, cgroup2 holds only hugetlb. */
+/* Test machines often have the controllers on v1, cgroup2 holds only hugetlb. */
 static const char *mounts_v1 =
 	"sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0\n"
 	"tmpfs /sys/fs/cgroup tmpfs ro,nosuid,nodev,noexec,mode=755 0 0\n"
@@ -100,4 +100,43 @@ static void test_host(void)
 	ASSERT_TRUE(ci.version == 1 || ci.version == 2);
 }
 
-TEST_MAIN(TEST(test_v1), TEST(test_v2), TEST(test_odd_input), TEST(test_host))
+/* Each node's VMs under their own parent: the same name on two nodes is two cgroups. */
+static void test_node_parent(void)
+{
+	struct cgroup_info ci;
+	char pa[CGROUP_PARENT_MAX], pb[CGROUP_PARENT_MAX], args[16][128], da[4][VMM_DIR_MAX],
+		db[4][VMM_DIR_MAX];
+	size_t n;
+
+	ASSERT_OK(cgroup_parent("0a1b2c3d", pa));
+	ASSERT_STREQ(pa, "mvmfs/0a1b2c3d");
+	ASSERT_OK(cgroup_parent("ffffffff", pb));
+	ASSERT_OK(cgroup_parent(NULL, pb));
+	ASSERT_STREQ(pb, "mvmfs");
+	ASSERT_OK(cgroup_parent("", pb));
+	ASSERT_STREQ(pb, "mvmfs");
+	ASSERT_ERRNO(cgroup_parent("0a1b2c3d4", pb), EINVAL);
+	ASSERT_ERRNO(cgroup_parent("../x", pb), EINVAL);
+	ASSERT_ERRNO(cgroup_parent("ABCD", pb), EINVAL);
+	ASSERT_OK(cgroup_parent("7", pb));
+	ASSERT_STREQ(pb, "mvmfs/7");
+
+	ASSERT_OK(cgroup_detect_from(mounts_v1, "hugetlb\n", &ci));
+	ASSERT_OK(cgroup_jailer_args(&ci, 1, 256, pa, args, 16, &n));
+	ASSERT_STREQ(args[2], "--parent-cgroup");
+	ASSERT_STREQ(args[3], "mvmfs/0a1b2c3d");
+	ASSERT_EQ(cgroup_dirs(&ci, pa, "web", da, 4), 2);
+	ASSERT_EQ(cgroup_dirs(&ci, pb, "web", db, 4), 2);
+	ASSERT_STREQ(da[0], "/sys/fs/cgroup/cpu,cpuacct/mvmfs/0a1b2c3d/web");
+	ASSERT_STREQ(da[1], "/sys/fs/cgroup/memory/mvmfs/0a1b2c3d/web");
+	ASSERT_STREQ(db[1], "/sys/fs/cgroup/memory/mvmfs/7/web");
+	/* The reaper lists the node's own parent only. */
+	ASSERT_EQ(cgroup_dirs(&ci, pa, "", da, 4), 2);
+	ASSERT_STREQ(da[1], "/sys/fs/cgroup/memory/mvmfs/0a1b2c3d/");
+	ASSERT_OK(cgroup_detect_from(mounts_v2, "cpu memory", &ci));
+	ASSERT_EQ(cgroup_dirs(&ci, pa, "web", da, 4), 1);
+	ASSERT_STREQ(da[0], "/sys/fs/cgroup/mvmfs/0a1b2c3d/web");
+}
+
+TEST_MAIN(TEST(test_v1), TEST(test_v2), TEST(test_odd_input), TEST(test_node_parent),
+	  TEST(test_host))

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Firecracker API bodies against their expected JSON (CONTRACT.md A.4), and response decoding. */
+/* Firecracker API bodies against their expected JSON (docs/firecracker.md A.4), and response
+ * decoding. */
 #include <stdlib.h>
 #include <string.h>
 

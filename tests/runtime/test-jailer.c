@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Jailer argv (CONTRACT.md D.1: separate "--flag value" words, no --daemonize, nothing repeated
- * after "--"), the jail directory name, and process identity from /proc. */
+/* Jailer argv (docs/firecracker.md D.1: separate "--flag value" words, no --daemonize, nothing
+ * repeated after "--"), the jail directory name, and process identity from /proc. */
 #include <string.h>
 #include <unistd.h>
 

@@ -66,7 +66,7 @@ struct expect {
 #define S VM_STATE_STOPPED
 #define F VM_STATE_FAILED
 
-/* Written independently of lifecycle.c, from SPEC section 2. */
+/* Written independently of lifecycle.c, from docs/contract.md ("States and verbs"). */
 static const struct expect table[_VM_STATE_MAX][_LC_EV_MAX] =
 	{
 		[C] =

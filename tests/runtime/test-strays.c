@@ -52,4 +52,23 @@ static void test_jail_root(void)
 	ASSERT_TRUE(m(NULL, 0, ROOT " (deleted)"));
 }
 
-TEST_MAIN(TEST(test_jailer_argv), TEST(test_not_ours), TEST(test_jail_root))
+#define MARK "MVMFS_QEMU_DIR=/var/lib/mvmfs/qemu/web-1"
+
+/* QEMU's: the exact environment entry, anywhere in a NUL-terminated environment. */
+static void test_qemu_env(void)
+{
+	ASSERT_TRUE(stray_env_matches(ARGV(MARK), MARK));
+	ASSERT_TRUE(stray_env_matches(ARGV("PATH=/bin\0" MARK "\0HOME=/"), MARK));
+	/* another VM (a prefix of the name or of the dir), another state dir, a value */
+	ASSERT_FALSE(stray_env_matches(ARGV(MARK "0"), MARK));
+	ASSERT_FALSE(stray_env_matches(ARGV("MVMFS_QEMU_DIR=/var/lib/mvmfs/qemu/web-"), MARK));
+	ASSERT_FALSE(stray_env_matches(ARGV("MVMFS_QEMU_DIR=/srv/other/qemu/web-1"), MARK));
+	ASSERT_FALSE(stray_env_matches(ARGV("X=" MARK), MARK));
+	ASSERT_FALSE(stray_env_matches(ARGV("X\0" MARK "/sub"), MARK));
+	/* cut short (no final NUL), empty */
+	ASSERT_FALSE(stray_env_matches(MARK, sizeof(MARK) - 1, MARK));
+	ASSERT_FALSE(stray_env_matches(NULL, 0, MARK));
+	ASSERT_FALSE(stray_env_matches("", 0, MARK));
+}
+
+TEST_MAIN(TEST(test_jailer_argv), TEST(test_not_ours), TEST(test_jail_root), TEST(test_qemu_env))

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The API router and the microVM manager's configuration state (CONTRACT.md §A)."""
+"""The API router and the microVM manager's configuration state (docs/firecracker.md A)."""
 import fcntl
 import json
 import os
@@ -761,7 +761,7 @@ class Vmm:
         self.on_exit(int(self.knobs.get("crash_exit_code", 1)), reason)
 
     def kernel_cmdline(self):
-        """The final guest command line (CONTRACT.md §J.3), for the record."""
+        """The final guest command line (docs/firecracker.md J.3), for the record."""
         b = self.boot or {}
         parts = [b["boot_args"] if b.get("boot_args") is not None else DEFAULT_CMDLINE]
         if not self.enable_pci:

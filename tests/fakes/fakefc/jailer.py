@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The fake `jailer` (CONTRACT.md §D). Everything observable is done for real (jail layout,
+"""The fake `jailer` (docs/firecracker.md D). Everything observable is done for real (jail layout,
 devices, cgroups, netns, rlimits, chroot, privilege drop, daemonize, pid file); only the final
 exec is replaced by running the fake Firecracker in-process, because the jail has no Python."""
 import json

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The fake `firecracker` process: flags (CONTRACT.md §C), the API socket with micro-http's
+"""The fake `firecracker` process: flags (docs/firecracker.md C), the API socket with micro-http's
 wire behaviour (§A.1), lifecycle and exit codes (§B)."""
 import json
 import os

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""vsock host side (CONTRACT.md §E): the uds_path listener and the guest-agent stand-in.
+"""vsock host side (docs/firecracker.md E): the uds_path listener and the guest-agent stand-in.
 
 Guest listeners are simulated by `agent_cmd`: a helper process forked before the jail (the jail
 has no shell) receives each accepted connection over SCM_RIGHTS and runs the command with the
@@ -117,7 +117,7 @@ def _helper_main(sock, cmd, env, agent_env, recorder):
         rfd, wfd = os.pipe2(os.O_CLOEXEC)
         try:
             # fd 3 of the agent: write "reboot", "panic", "poweroff" or "vcpu_error" lines to
-            # act as the guest kernel would (CONTRACT.md §B).
+            # act as the guest kernel would (docs/firecracker.md B).
             p = subprocess.Popen(["/bin/sh", "-c", cmd], stdin=fds[0], stdout=fds[0],
                                  env=e, close_fds=True, pass_fds=(3,), start_new_session=True,
                                  preexec_fn=lambda: os.dup2(wfd, 3))
