@@ -557,8 +557,12 @@ static int apply_entry(struct layer *l, struct archive *a, struct archive_entry 
 	r = open_parent(l, rel, true, &pfd, &base);
 	if (r < 0)
 		return layer_fail(l, r, resolve_why(r));
+	/* Type 0 below means "hard link": an entry of no type (a link header with an empty
+	 * target) must not reach make_hardlink, nor replace what is there. */
 	if (archive_entry_hardlink(e))
 		type = 0; /* hard link, whatever type the header claims */
+	else if (type == 0)
+		return layer_fail(l, -EINVAL, "unsupported entry type");
 	r = clear_target(pfd, base, type == AE_IFDIR, &is_dir);
 	if (r < 0)
 		return layer_fail(l, r, "cannot replace existing entry");
