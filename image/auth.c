@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "fetch.h"
 #include "fileio.h"
 
@@ -156,51 +157,18 @@ int img_auth_parse_challenge(const char *value, struct img_challenge *ret)
 	return 0;
 }
 
-static int b64_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* Strict standard base64 (padding optional) into buf, NUL-terminated. */
+/* Base64 text of a string (no embedded NUL) into buf, NUL-terminated. */
 static int b64_decode(const char *s, size_t n, char *buf, size_t size)
 {
-	uint32_t acc = 0;
-	size_t out = 0;
-	int bits = 0;
+	ssize_t out;
 
-	size_t total = n;
-
-	while (n > 0 && s[n - 1] == '=')
-		n--;
-	if (n != total && (total % 4 != 0 || total - n > 2))
-		return -EINVAL; /* padding only to a multiple of 4 */
-	for (size_t i = 0; i < n; i++) {
-		int v = b64_value(s[i]);
-		if (v < 0)
-			return -EINVAL;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			if (out + 1 >= size)
-				return -EINVAL;
-			buf[out++] = (char)((acc >> bits) & 0xff);
-		}
-	}
-	if (bits >= 6)
+	if (size == 0)
 		return -EINVAL;
+	out = img_base64_decode(s, n, (unsigned char *)buf, size - 1);
+	if (out < 0)
+		return (int)out;
 	buf[out] = '\0';
-	if (strlen(buf) != out)
+	if (strlen(buf) != (size_t)out)
 		return -EINVAL; /* embedded NUL */
 	return 0;
 }

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "base64.h"
 #include "internal.h"
 
 #define IMG_SIG_MANIFEST_MAX (1u << 20) /* the .sig manifest */
@@ -60,10 +61,6 @@ int img_sig_payload_parse(const char *body, size_t len, struct img_sig_claims *r
 			  struct err *err);
 /* True if reference (a docker-reference claim) names the repository of ref. */
 bool img_sig_reference_matches(const char *reference, const struct img_ref *ref);
-
-/* Strict standard base64 into buf; the decoded length, or -EINVAL (bad input, or more than size
- * bytes). */
-ssize_t img_base64_decode(const char *s, size_t n, unsigned char *buf, size_t size);
 
 /* Check that digest (the manifest digest resolved from src's reference) carries a signature by
  * one of keys, found as cosign stores it in src's repository. 0 and the fingerprint of the key
