@@ -329,6 +329,8 @@ typedef void (*job_fn)(struct runtime *rt, struct vm *vm, void *arg);
 typedef int (*rt_image_fn)(struct runtime *rt, struct vm *vm, const char *ref,
 			   struct img_prepared *ret, struct err *err);
 
+typedef void (*sv_hook_fn)(struct runtime *rt, struct vm *vm, enum lc_event ev);
+
 struct runtime {
 	struct runtime_config cfg;
 	char *default_kernel, *default_initrd; /* owned defaults when cfg left them NULL */
@@ -360,7 +362,7 @@ struct runtime {
 	atomic_bool stopping;
 	/* Tests only (NULL otherwise): called on the supervisor thread after an event was
 	 * decided and before it is committed, to pin down orderings deterministically. */
-	void (*sv_before_commit)(struct runtime *rt, struct vm *vm, enum lc_event ev);
+	_Atomic(sv_hook_fn) sv_before_commit;
 
 	/* workers (worker.c): the lifecycle pool runs the short jobs the supervisor queues (stop
 	 * request, cleanup); the outside pool runs the jobs that wait on the outside world for

@@ -291,6 +291,7 @@ static void dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64
 	struct lc_vm s;
 	enum vm_state old;
 	bool is_cmd = ev <= LC_EV_RESTART, restarting;
+	sv_hook_fn hook;
 	int r;
 
 	/* cmd_pending stays set until the commit below: no other command can be accepted
@@ -317,8 +318,9 @@ static void dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64
 			command_refused(vm, ticket, -EBUSY);
 		return;
 	}
-	if (rt->sv_before_commit)
-		rt->sv_before_commit(rt, vm, ev);
+	hook = atomic_load(&rt->sv_before_commit);
+	if (hook)
+		hook(rt, vm, ev);
 	/* kill while a restart stops the VM: the restart's writers fail, error says why. */
 	if (ev == LC_EV_KILL && restarting && !s.restart)
 		vm_set_error(vm, "restart: called off by kill (the VM ends stopped)");

@@ -413,13 +413,13 @@ static void test_lifecycle(void)
  * is answered with it. Before the fix the second command was accepted against the state the
  * first one was replacing, and its refusal at dispatch answered every restart writer with
  * EBUSY, the accepted one included. */
-static struct vm *race_vm;
+static _Atomic(struct vm *) race_vm;
 static struct waiter race_w2 = WAITER;
 static int race_r2 = 1, race_hooked;
 
 static void race_hook(struct runtime *rt, struct vm *vm, enum lc_event ev)
 {
-	if (vm != race_vm || ev != LC_EV_RESTART || race_hooked++)
+	if (vm != atomic_load(&race_vm) || ev != LC_EV_RESTART || race_hooked++)
 		return;
 	race_r2 = vm_command_post(vm, VM_VERB_RESTART, on_done, &race_w2);
 }
@@ -446,8 +446,8 @@ static void test_concurrent_commands(void)
 	s = show(vm, VM_ATTR_PID);
 	pid = atoi(s);
 	free(s);
-	race_vm = vm;
-	rt->sv_before_commit = race_hook;
+	atomic_store(&race_vm, vm);
+	atomic_store(&rt->sv_before_commit, race_hook);
 	ASSERT_EQ(vm_command_post(vm, VM_VERB_RESTART, on_done, &w1), 0);
 	ASSERT_EQ(wait_for(&w1, 30), 0);
 	ASSERT_EQ(race_hooked, 1);
@@ -463,8 +463,8 @@ static void test_concurrent_commands(void)
 	/* Nothing is left pending: every verb is answered again. */
 	ASSERT_EQ(command(vm, VM_VERB_STOP), 0);
 	ASSERT_EQ(vm_get_state(vm), VM_STATE_STOPPED);
-	rt->sv_before_commit = NULL;
-	race_vm = NULL;
+	atomic_store(&rt->sv_before_commit, NULL);
+	atomic_store(&race_vm, NULL);
 	vm_unref(vm);
 	destroy(rt, "race1");
 	assert_no_leftovers(rt, "race1", pid2);
