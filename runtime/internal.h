@@ -44,7 +44,7 @@ enum lc_event {
 struct lc_vm {
 	enum vm_state state;
 	bool pending_stop;    /* stop asked while starting */
-	bool pending_kill;    /* kill asked while starting */
+	bool pending_kill;    /* kill asked while starting, or sent while stopping */
 	bool restart;	      /* start again after the stop completes */
 	bool exiting;	      /* VMM exited on its own, cleanup in flight */
 	bool exit_clean;      /* that exit was clean (exit code 0) */
@@ -75,7 +75,8 @@ const char *lc_event_to_string(enum lc_event ev);
 
 #define VM_WAITERS_MAX 8
 struct vm_waiter {
-	int verb; /* enum vm_verb or -1 */
+	int verb;	 /* enum vm_verb or -1 */
+	uint64_t ticket; /* the command it waits for (vm->cmds_posted at acceptance) */
 	vm_done_cb done;
 	void *ud;
 };
@@ -104,7 +105,10 @@ struct vm {
 
 	pthread_mutex_t lock; /* protects everything below up to "supervisor only" */
 	struct lc_vm lc;      /* written by the supervisor under lock */
-	bool cmd_pending;     /* a command queued but not yet dispatched */
+	/* A command accepted and not yet committed by the supervisor: set by vm_command, cleared
+	 * in the same critical section that commits what the command did (or answers it), so a
+	 * second command is always checked against the state the first one left. */
+	bool cmd_pending;
 	/* Read-your-writes: vm_command returns once the supervisor committed what its command
 	 * did (cmds_done reached the command's ticket; cmd_cond is broadcast under lock). */
 	uint64_t cmds_posted, cmds_done;
@@ -344,6 +348,8 @@ typedef void (*job_fn)(struct runtime *rt, struct vm *vm, void *arg);
 typedef int (*rt_image_fn)(struct runtime *rt, struct vm *vm, const char *ref,
 			   struct img_prepared *ret, struct err *err);
 
+typedef void (*sv_hook_fn)(struct runtime *rt, struct vm *vm, enum lc_event ev);
+
 struct runtime {
 	struct runtime_config cfg;
 	char *default_kernel, *default_initrd; /* owned defaults when cfg left them NULL */
@@ -373,6 +379,9 @@ struct runtime {
 	pthread_mutex_t q_lock; /* protects q_head/q_tail */
 	struct sv_msg *q_head, *q_tail;
 	atomic_bool stopping;
+	/* Tests only (NULL otherwise): called on the supervisor thread after an event was
+	 * decided and before it is committed, to pin down orderings deterministically. */
+	_Atomic(sv_hook_fn) sv_before_commit;
 
 	/* workers (worker.c): the lifecycle pool runs the short jobs the supervisor queues (stop
 	 * request, cleanup); the outside pool runs the jobs that wait on the outside world for
@@ -388,6 +397,8 @@ struct runtime {
 
 /* Post an event for vm to the supervisor (any thread). */
 int sv_post_event(struct runtime *rt, struct vm *vm, enum lc_event ev);
+/* Post the command vm_command accepted as ticket (its waiter carries the same ticket). */
+int sv_post_command(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64_t ticket);
 /* Post a callback to run on the supervisor thread. */
 int sv_post_call(struct runtime *rt, struct vm *vm,
 		 void (*fn)(struct runtime *, struct vm *, void *, int), void *arg, int result);

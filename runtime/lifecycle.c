@@ -83,7 +83,20 @@ static int lc_running_kill(struct lc_vm *s, const struct lc_actions *a, void *ud
 {
 	s->state = VM_STATE_STOPPING;
 	s->stop_by_request = true;
+	s->pending_kill = true;
 	a->kill(ud);
+	return 0;
+}
+
+/* kill escalates a graceful stop (or a restart's stop) that hangs: the VMM is killed now and
+ * the VM ends stopped; a restart under way is called off (its writer gets the failure). */
+static int lc_stopping_kill(struct lc_vm *s, const struct lc_actions *a, void *ud)
+{
+	s->pending_kill = true;
+	s->stop_by_request = true;
+	s->restart = false;
+	if (!s->exiting)
+		a->kill(ud);
 	return 0;
 }
 
@@ -122,12 +135,12 @@ static int lc_stopping_cleaned(struct lc_vm *s, const struct lc_actions *a, void
 {
 	s->exiting = false;
 	s->stop_by_request = false;
+	s->pending_stop = s->pending_kill = false;
 	if (s->restart) {
 		a->complete(ud, VM_VERB_STOP, 0);
 		a->complete(ud, VM_VERB_KILL, 0);
 		s->state = VM_STATE_STARTING;
 		s->restart = false;
-		s->pending_stop = s->pending_kill = false;
 		a->launch(ud);
 		return 0;
 	}
@@ -167,6 +180,7 @@ static const lc_fn lc_table[_VM_STATE_MAX][_LC_EV_MAX] = {
 		},
 	[VM_STATE_STOPPING] =
 		{
+			[LC_EV_KILL] = lc_stopping_kill,
 			[LC_EV_EXIT] = lc_exited,
 			[LC_EV_DEADLINE] = lc_deadline,
 			[LC_EV_CLEANUP_DONE] = lc_stopping_cleaned,
@@ -194,6 +208,10 @@ int lifecycle_check(const struct lc_vm *s, enum vm_verb verb)
 			return s->pending_kill ? -EBUSY : 0;
 		return -EBUSY;
 	case VM_STATE_STOPPING:
+		/* kill escalates a stop in flight, once; anything else waits for its end. */
+		if (verb == VM_VERB_KILL)
+			return s->pending_kill ? -EBUSY : 0;
+		return -EBUSY;
 	default:
 		return -EBUSY;
 	}

@@ -37,6 +37,7 @@ struct sv_msg {
 	enum sv_msg_kind kind;
 	struct vm *vm; /* holds a reference */
 	enum lc_event ev;
+	uint64_t ticket; /* a command's (SV_MSG_EVENT of a verb), else 0 */
 	void (*fn)(struct runtime *rt, struct vm *vm, void *arg, int result);
 	void *arg;
 	int result;
@@ -106,7 +107,7 @@ static int queue_push(struct runtime *rt, struct sv_msg *m)
 	return 0;
 }
 
-int sv_post_event(struct runtime *rt, struct vm *vm, enum lc_event ev)
+int sv_post_command(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64_t ticket)
 {
 	struct sv_msg *m = calloc(1, sizeof(*m));
 
@@ -115,7 +116,13 @@ int sv_post_event(struct runtime *rt, struct vm *vm, enum lc_event ev)
 	m->kind = SV_MSG_EVENT;
 	m->vm = vm_ref(vm);
 	m->ev = ev;
+	m->ticket = ticket;
 	return queue_push(rt, m);
+}
+
+int sv_post_event(struct runtime *rt, struct vm *vm, enum lc_event ev)
+{
+	return sv_post_command(rt, vm, ev, 0);
 }
 
 int sv_post_call(struct runtime *rt, struct vm *vm,
@@ -252,47 +259,54 @@ static void answer_waiters(struct sv_answers *ans)
 	ans->n = 0;
 }
 
-static void complete_waiters(struct vm *vm, int verb, int result)
+/* A command left the queue without changing the state: its own waiter (and only it: other
+ * writers of the same verb may wait for a transition that goes on) gets result, and the next
+ * command may be accepted. */
+static void command_refused(struct vm *vm, uint64_t ticket, int result)
 {
 	struct sv_answers ans = {};
+	unsigned keep = 0;
 
 	pthread_mutex_lock(&vm->lock);
-	take_waiters_locked(vm, verb, result, &ans);
+	for (unsigned i = 0; i < vm->n_waiters; i++) {
+		if (ticket && vm->waiters[i].ticket == ticket && ans.n == 0) {
+			ans.v[ans.n].w = vm->waiters[i];
+			ans.v[ans.n++].result = result;
+		} else {
+			vm->waiters[keep++] = vm->waiters[i];
+		}
+	}
+	vm->n_waiters = keep;
+	vm->cmd_pending = false;
+	vm->cmds_done++;
+	pthread_cond_broadcast(&vm->cmd_cond);
 	pthread_mutex_unlock(&vm->lock);
 	answer_waiters(&ans);
 }
 
-/* A command left the queue without changing the state: its writer may return. */
-static void command_done(struct vm *vm)
-{
-	pthread_mutex_lock(&vm->lock);
-	vm->cmds_done++;
-	pthread_cond_broadcast(&vm->cmd_cond);
-	pthread_mutex_unlock(&vm->lock);
-}
-
-void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
+static void dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64_t ticket)
 {
 	struct sv_effects fx = {};
 	struct sv_answers ans = {};
 	struct lc_vm s;
 	enum vm_state old;
-	bool is_cmd = ev <= LC_EV_RESTART;
+	bool is_cmd = ev <= LC_EV_RESTART, restarting;
+	sv_hook_fn hook;
 	int r;
 
+	/* cmd_pending stays set until the commit below: no other command can be accepted
+	 * against the state this one is about to replace. */
 	pthread_mutex_lock(&vm->lock);
 	s = vm->lc;
-	if (is_cmd)
-		vm->cmd_pending = false;
 	pthread_mutex_unlock(&vm->lock);
 	old = s.state;
+	restarting = s.restart;
 
 	if (is_cmd) {
 		/* The state may have moved since vm_command accepted (a crash): re-check. */
 		r = lifecycle_check(&s, (enum vm_verb)ev);
 		if (r != 0) {
-			command_done(vm);
-			complete_waiters(vm, (int)ev, r > 0 ? 0 : r);
+			command_refused(vm, ticket, r > 0 ? 0 : r);
 			return;
 		}
 	}
@@ -301,9 +315,15 @@ void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
 		log_debug("%s: event %s ignored in state %s", vm->name, lc_event_to_string(ev),
 			  vm_state_to_string(s.state));
 		if (is_cmd)
-			command_done(vm);
+			command_refused(vm, ticket, -EBUSY);
 		return;
 	}
+	hook = atomic_load(&rt->sv_before_commit);
+	if (hook)
+		hook(rt, vm, ev);
+	/* kill while a restart stops the VM: the restart's writers fail, error says why. */
+	if (ev == LC_EV_KILL && restarting && !s.restart)
+		vm_set_error(vm, "restart: called off by kill (the VM ends stopped)");
 	/* stop or kill of a start still in its image step: the pull's part for this VM ends now
 	 * (the start then fails, and the VM ends stopped). */
 	if ((ev == LC_EV_STOP || ev == LC_EV_KILL) && s.state == VM_STATE_STARTING)
@@ -340,6 +360,7 @@ void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
 	for (unsigned i = 0; i < fx.n_done; i++)
 		take_waiters_locked(vm, fx.done[i].verb, fx.done[i].result, &ans);
 	if (is_cmd) {
+		vm->cmd_pending = false;
 		vm->cmds_done++;
 		pthread_cond_broadcast(&vm->cmd_cond);
 	}
@@ -373,6 +394,11 @@ void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
 			log_error("%s: cannot queue the cleanup job", vm->name);
 	}
 	answer_waiters(&ans);
+}
+
+void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
+{
+	dispatch(rt, vm, ev, 0);
 }
 
 /* Is fd readable right now (a pidfd whose process ended, an expired timerfd)? */
@@ -435,7 +461,7 @@ static void drain_queue(struct runtime *rt)
 		if (m->kind == SV_MSG_EVENT) {
 			if (m->ev == LC_EV_LAUNCH_OK)
 				(void)sv_watch_pidfd(rt, m->vm);
-			sv_dispatch(rt, m->vm, m->ev);
+			dispatch(rt, m->vm, m->ev, m->ticket);
 		} else {
 			m->fn(rt, m->vm, m->arg, m->result);
 		}

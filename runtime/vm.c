@@ -209,10 +209,12 @@ static int command_post(struct vm *vm, enum vm_verb verb, vm_done_cb done, void 
 			if (vm->n_waiters >= VM_WAITERS_MAX) {
 				r = -EBUSY;
 			} else {
-				vm->waiters[vm->n_waiters++] = (struct vm_waiter){
-					.verb = (int)verb, .done = done, .ud = ud};
-				vm->cmd_pending = true;
 				*ticket = ++vm->cmds_posted;
+				vm->waiters[vm->n_waiters++] = (struct vm_waiter){.verb = (int)verb,
+										  .ticket = *ticket,
+										  .done = done,
+										  .ud = ud};
+				vm->cmd_pending = true;
 			}
 		}
 	}
@@ -220,7 +222,7 @@ static int command_post(struct vm *vm, enum vm_verb verb, vm_done_cb done, void 
 	if (r != 0)
 		return r;
 	/* The verb enum and the first lifecycle events share their order. */
-	r = sv_post_event(vm->rt, vm, (enum lc_event)verb);
+	r = sv_post_command(vm->rt, vm, (enum lc_event)verb, *ticket);
 	if (r < 0) {
 		pthread_mutex_lock(&vm->lock);
 		vm->n_waiters--;

@@ -647,6 +647,14 @@ void job_request_stop(struct runtime *rt, struct vm *vm, void *arg)
 		return;
 	r = rt->ops->request_stop(rt->ops_priv, &vm->h, &err);
 	if (r < 0) {
+		bool gone;
+
+		/* A kill (or the VMM's exit) got there first: that is why the call failed. */
+		pthread_mutex_lock(&vm->lock);
+		gone = vm->lc.pending_kill || vm->lc.exiting;
+		pthread_mutex_unlock(&vm->lock);
+		if (gone)
+			return;
 		/* The guest cannot be asked: do not wait for the deadline. */
 		log_info("%s: graceful stop request failed (%s), killing", vm->name, err.msg);
 		(void)sv_post_event(rt, vm, LC_EV_DEADLINE);

@@ -111,7 +111,8 @@ static const struct expect table[_VM_STATE_MAX][_LC_EV_MAX] =
 			{
 				[LC_EV_START] = REJ,
 				[LC_EV_STOP] = REJ,
-				[LC_EV_KILL] = REJ,
+				/* kill escalates a stop that hangs */
+				[LC_EV_KILL] = {SP, 0, 0, 0, 1, 0},
 				[LC_EV_RESTART] = REJ,
 				[LC_EV_LAUNCH_OK] = REJ,
 				[LC_EV_LAUNCH_FAIL] = REJ,
@@ -200,6 +201,12 @@ static void test_checks(void)
 	ASSERT_EQ(lifecycle_check(&s, VM_VERB_STOP), -EBUSY);
 	ASSERT_EQ(lifecycle_check(&s, VM_VERB_KILL), 0);
 	s.state = VM_STATE_STOPPING;
+	s.pending_stop = s.pending_kill = false;
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_START), -EBUSY);
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_STOP), -EBUSY);
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_RESTART), -EBUSY);
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_KILL), 0); /* escalates a graceful stop */
+	s.pending_kill = true;				 /* a kill is already under way */
 	for (int v = 0; v < _VM_VERB_MAX; v++)
 		ASSERT_EQ(lifecycle_check(&s, v), -EBUSY);
 	ASSERT_EQ(lifecycle_check(&s, (enum vm_verb)99), -EINVAL);
@@ -262,6 +269,48 @@ static void test_flows(void)
 	ASSERT_EQ(s.state, VM_STATE_STOPPED);
 	ASSERT_TRUE(has_done(&r, VM_VERB_START, -EIO));
 	ASSERT_TRUE(has_done(&r, -1, 0));
+
+	/* kill while a graceful stop hangs: SIGKILL now, then stopped; every writer gets 0; a
+	 * second kill is refused while the first one is under way. */
+	memset(&r, 0, sizeof(r));
+	s = (struct lc_vm){.state = VM_STATE_RUNNING};
+	ASSERT_OK(lifecycle_event(&s, LC_EV_STOP, &acts, &r));
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_KILL), 0);
+	ASSERT_OK(lifecycle_event(&s, LC_EV_KILL, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_STOPPING);
+	ASSERT_EQ(r.kill, 1);
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_KILL), -EBUSY);
+	ASSERT_OK(lifecycle_event(&s, LC_EV_EXIT, &acts, &r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_CLEANUP_DONE, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_STOPPED);
+	ASSERT_EQ(r.launch, 0);
+	ASSERT_TRUE(has_done(&r, -1, 0));
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_START), 0);
+
+	/* kill during a restart's stop: the restart is called off (its writer fails), the VM
+	 * ends stopped and nothing is launched. */
+	memset(&r, 0, sizeof(r));
+	s = (struct lc_vm){.state = VM_STATE_RUNNING};
+	ASSERT_OK(lifecycle_event(&s, LC_EV_RESTART, &acts, &r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_KILL, &acts, &r));
+	ASSERT_FALSE(s.restart);
+	ASSERT_OK(lifecycle_event(&s, LC_EV_EXIT, &acts, &r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_CLEANUP_DONE, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_STOPPED);
+	ASSERT_EQ(r.launch, 0);
+	ASSERT_TRUE(has_done(&r, VM_VERB_RESTART, -EIO));
+	ASSERT_TRUE(has_done(&r, -1, 0));
+
+	/* kill after the VMM already exited (cleanup in flight): nothing to signal. */
+	memset(&r, 0, sizeof(r));
+	s = (struct lc_vm){.state = VM_STATE_RUNNING};
+	ASSERT_OK(lifecycle_event(&s, LC_EV_STOP, &acts, &r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_EXIT, &acts, &r));
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_KILL), 0);
+	ASSERT_OK(lifecycle_event(&s, LC_EV_KILL, &acts, &r));
+	ASSERT_EQ(r.kill, 0);
+	ASSERT_OK(lifecycle_event(&s, LC_EV_CLEANUP_DONE, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_STOPPED);
 
 	/* A plain failed launch: failed and every writer gets -EIO. */
 	memset(&r, 0, sizeof(r));

@@ -407,6 +407,110 @@ static void test_lifecycle(void)
 	rm_rf(T);
 }
 
+/* Two writers of one VM, the second arriving while the supervisor commits the first one's
+ * transition (pinned with the test hook, so the ordering is deterministic). The first writer's
+ * restart goes on and it gets success; the second gets EBUSY, and no writer other than its own
+ * is answered with it. Before the fix the second command was accepted against the state the
+ * first one was replacing, and its refusal at dispatch answered every restart writer with
+ * EBUSY, the accepted one included. */
+static _Atomic(struct vm *) race_vm;
+static struct waiter race_w2 = WAITER;
+static int race_r2 = 1, race_hooked;
+
+static void race_hook(struct runtime *rt, struct vm *vm, enum lc_event ev)
+{
+	if (vm != atomic_load(&race_vm) || ev != LC_EV_RESTART || race_hooked++)
+		return;
+	race_r2 = vm_command_post(vm, VM_VERB_RESTART, on_done, &race_w2);
+}
+
+static void test_concurrent_commands(void)
+{
+	struct runtime_config cfg;
+	struct waiter w1 = WAITER, ws = WAITER, wr = WAITER;
+	struct timespec t0, t1;
+	struct runtime *rt;
+	struct vm *vm;
+	char *s;
+	pid_t pid, pid2;
+	long ms;
+
+	setup();
+	write_knobs("{\"by_id\":{\"deaf2\":{\"ignore_ctrl_alt_del\":true}}}");
+	stop_timeout_ms = 20000; /* a stop that hangs: only kill ends it within the test */
+	rt = rt_open(&cfg);
+	stop_timeout_ms = 0;
+
+	vm = define(rt, "race1");
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	s = show(vm, VM_ATTR_PID);
+	pid = atoi(s);
+	free(s);
+	atomic_store(&race_vm, vm);
+	atomic_store(&rt->sv_before_commit, race_hook);
+	ASSERT_EQ(vm_command_post(vm, VM_VERB_RESTART, on_done, &w1), 0);
+	ASSERT_EQ(wait_for(&w1, 30), 0);
+	ASSERT_EQ(race_hooked, 1);
+	if (race_r2 == 0)
+		ASSERT_EQ(wait_for(&race_w2, 30), -EBUSY);
+	else
+		ASSERT_EQ(race_r2, -EBUSY);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_RUNNING);
+	s = show(vm, VM_ATTR_PID);
+	pid2 = atoi(s);
+	free(s);
+	ASSERT_TRUE(pid2 > 0 && pid2 != pid);
+	/* Nothing is left pending: every verb is answered again. */
+	ASSERT_EQ(command(vm, VM_VERB_STOP), 0);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_STOPPED);
+	atomic_store(&rt->sv_before_commit, NULL);
+	atomic_store(&race_vm, NULL);
+	vm_unref(vm);
+	destroy(rt, "race1");
+	assert_no_leftovers(rt, "race1", pid2);
+
+	/* kill escalates a graceful stop that hangs (the guest ignores it; the deadline is
+	 * 20 s away): the VMM is killed at once, both writers are answered, the VM is stopped. */
+	vm = define(rt, "deaf2");
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	s = show(vm, VM_ATTR_PID);
+	pid = atoi(s);
+	free(s);
+	ASSERT_EQ(vm_command(vm, VM_VERB_STOP, on_done, &ws), 0);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_STOPPING);
+	ASSERT_EQ(vm_command(vm, VM_VERB_START, NULL, NULL), -EBUSY);
+	ASSERT_EQ(vm_command(vm, VM_VERB_STOP, NULL, NULL), -EBUSY);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT_EQ(command(vm, VM_VERB_KILL), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	printf("# kill during a hung stop: stopped after %ld ms (deadline 20 s)\n", ms);
+	ASSERT_TRUE(ms < 10000);
+	ASSERT_EQ(wait_for(&ws, 5), 0);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_STOPPED);
+	assert_no_leftovers(rt, "deaf2", pid);
+
+	/* The same during a restart's stop: the restart is called off and its writer fails. */
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	s = show(vm, VM_ATTR_PID);
+	pid = atoi(s);
+	free(s);
+	ASSERT_EQ(vm_command(vm, VM_VERB_RESTART, on_done, &wr), 0);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_STOPPING);
+	ASSERT_EQ(command(vm, VM_VERB_KILL), 0);
+	ASSERT_EQ(wait_for(&wr, 5), -EIO);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_STOPPED);
+	s = show(vm, VM_ATTR_ERROR);
+	if (!strstr(s, "restart: called off by kill"))
+		TEST_FAIL("error: %s", s);
+	free(s);
+	assert_no_leftovers(rt, "deaf2", pid);
+	vm_unref(vm);
+	destroy(rt, "deaf2");
+	runtime_free(rt);
+	rm_rf(T);
+}
+
 static void test_ignore_ctrl_alt_del(void)
 {
 	struct runtime_config cfg;
@@ -1236,8 +1340,9 @@ static void test_slow_pulls(void)
 	runtime_free(rt);
 }
 
-TEST_MAIN(TEST(test_slow_pulls), TEST(test_lifecycle), TEST(test_stop_on_exit), TEST(test_agent),
-	  TEST(test_daemon_killed_mid_start), TEST(test_reap_leftovers), TEST(test_network),
-	  TEST(test_ignore_ctrl_alt_del), TEST(test_crash), TEST(test_refused), TEST(test_readopt),
-	  TEST(test_symlink_swap), TEST(test_hung_api), TEST(test_cgroup_fail_closed))
+TEST_MAIN(TEST(test_slow_pulls), TEST(test_lifecycle), TEST(test_concurrent_commands),
+	  TEST(test_stop_on_exit), TEST(test_agent), TEST(test_daemon_killed_mid_start),
+	  TEST(test_reap_leftovers), TEST(test_network), TEST(test_ignore_ctrl_alt_del),
+	  TEST(test_crash), TEST(test_refused), TEST(test_readopt), TEST(test_symlink_swap),
+	  TEST(test_hung_api), TEST(test_cgroup_fail_closed))
 #endif
