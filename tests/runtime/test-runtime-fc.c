@@ -1122,6 +1122,7 @@ static void test_stop_on_exit(void)
 /* The fake-only cases are built but not run in this binary. */
 _unused_ static void (*const fake_cases[])(void) = {
 	test_lifecycle,
+	test_concurrent_commands,
 	test_stop_on_exit,
 	test_agent,
 	test_daemon_killed_mid_start,
