@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "fs.h"
 #include "image.h"
@@ -89,15 +90,8 @@ static void *startup_thread(void *arg)
 
 static bool join_within(pthread_t thr, unsigned ms)
 {
-	struct timespec ts;
+	struct timespec ts = clock_after_ms(CLOCK_REALTIME, ms);
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	return pthread_timedjoin_np(thr, NULL, &ts) == 0;
 }
 

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "jail-path.h"
 #include "log-text.h"
 #include "macro.h"
@@ -666,12 +667,7 @@ int agent_wait(struct agent *a, bool (*pred)(const struct agent_status *s, void 
 		if (now >= end)
 			break;
 		/* Wake at least every 100 ms: heartbeat freshness changes with time alone. */
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100 * 1000 * 1000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		ts = clock_after_ms(CLOCK_REALTIME, 100);
 		pthread_cond_timedwait(&a->cond, &a->lock, &ts);
 	}
 	pthread_mutex_unlock(&a->lock);

@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fileio.h"
 #include "internal.h"
 #include "log.h"
@@ -265,14 +266,8 @@ static void *reaper_main(void *arg)
 
 	pthread_mutex_lock(&rp->mx);
 	while (!rp->stop) {
-		struct timespec t;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		t.tv_sec += ms / 1000;
-		t.tv_nsec += (long)(ms % 1000) * 1000000;
-		if (t.tv_nsec >= 1000000000) {
-			t.tv_sec++;
-			t.tv_nsec -= 1000000000;
-		}
+		struct timespec t = clock_after_ms(CLOCK_MONOTONIC, ms);
+
 		while (!rp->stop && pthread_cond_timedwait(&rp->cond, &rp->mx, &t) != ETIMEDOUT)
 			;
 		if (rp->stop)
@@ -313,14 +308,8 @@ void rt_reaper_stop(struct runtime *rt)
 	pthread_mutex_unlock(&rp->mx);
 	{
 		/* A pass waits for running jobs (a pull can take minutes): bounded. */
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += RT_SHUTDOWN_REAPER_MS / 1000;
-		ts.tv_nsec += (long)(RT_SHUTDOWN_REAPER_MS % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = clock_after_ms(CLOCK_REALTIME, RT_SHUTDOWN_REAPER_MS);
+
 		if (pthread_timedjoin_np(rp->thread, NULL, &ts) != 0) {
 			log_warning("shutdown: the leak reaper's pass is still waiting, abandoned");
 			rp->abandoned = true;

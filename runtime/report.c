@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "curl-cloexec.h"
 #include "fileio.h"
 #include "log.h"
@@ -332,13 +333,7 @@ static void wait_until_locked(struct reporter *r, uint64_t deadline_mono_ms)
 	if (deadline_mono_ms <= now)
 		return;
 	d = deadline_mono_ms - now;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += (time_t)(d / 1000);
-	ts.tv_nsec += (long)(d % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
+	ts = clock_after_ms(CLOCK_MONOTONIC, d);
 	pthread_cond_timedwait(&r->cond, &r->lock, &ts);
 }
 

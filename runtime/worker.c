@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fileio.h"
 #include "guest-config.h"
 #include "internal.h"
@@ -77,13 +78,7 @@ static struct rt_pool *pool_new(struct runtime *rt, const char *name, unsigned m
 
 static void deadline_in(struct timespec *ts, unsigned ms)
 {
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
+	*ts = clock_after_ms(CLOCK_MONOTONIC, ms);
 }
 
 static void *worker_main(void *arg)

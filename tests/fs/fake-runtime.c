@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "parse.h"
 #include "runtime.h"
 
@@ -157,16 +158,7 @@ void runtime_set_notify(struct runtime *rt, vm_notify_cb cb, void *ud)
 
 static struct timespec after_ms(unsigned ms)
 {
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	t.tv_sec += ms / 1000;
-	t.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (t.tv_nsec >= 1000000000L) {
-		t.tv_sec++;
-		t.tv_nsec -= 1000000000L;
-	}
-	return t;
+	return clock_after_ms(CLOCK_MONOTONIC, ms);
 }
 
 static bool ts_before(const struct timespec *a, const struct timespec *b)
