@@ -455,15 +455,15 @@ static void flood(enum guest_mode mode, const char *name)
 	agent_free(flooder);
 	t_free = now_s() - t_free;
 	printf("# %-8s agent_free mid-flood: %.1f ms\n", name, t_free * 1000);
-	ASSERT_TRUE(t_free < 0.5);
+	ASSERT_TRUE(t_free < 1.0); /* was 11 s behind a hostile flood */
 
 	ASSERT_TRUE(cpu / t0 < MAX_CORE_SHARE);
 	ASSERT_EQ(busy.stale, 0);
 	/* Reads take a lock held only to apply one message: fast whatever the flood does, for
 	 * the quiet VM and for the flooder itself. Wall-clock bounds on a shared machine that can
 	 * preempt us at any time: a tight median, a generous 99th percentile. */
-	ASSERT_TRUE(busy.p50_ms < 5.0 && busy.own_p50_ms < 5.0);
-	ASSERT_TRUE(busy.p99_ms < 50.0 && busy.own_p99_ms < 50.0);
+	ASSERT_TRUE(busy.p50_ms < 10.0 && busy.own_p50_ms < 10.0);
+	ASSERT_TRUE(busy.p99_ms < 200.0 && busy.own_p99_ms < 200.0);
 	agent_free(quiet);
 	fake_stop(&ff);
 	fake_stop(&fq);
@@ -527,7 +527,7 @@ static void bounded_free(enum guest_mode mode, enum agent_transport t, const cha
 	agent_free(a);
 	t0 = now_s() - t0;
 	printf("# agent_free with %s: %.1f ms\n", what, t0 * 1000);
-	ASSERT_TRUE(t0 < 0.3);
+	ASSERT_TRUE(t0 < 1.0); /* was forever (a full backlog) or 11 s (a silent handshake) */
 	fake_stop(&f);
 }
 
@@ -550,7 +550,7 @@ static void test_vsock_handshake_silent(void)
 	agent_free(a);
 	t0 = now_s() - t0;
 	printf("# agent_free during a silent vsock handshake: %.1f ms\n", t0 * 1000);
-	ASSERT_TRUE(t0 < 0.3);
+	ASSERT_TRUE(t0 < 1.0); /* was forever (a full backlog) or 11 s (a silent handshake) */
 	fake_stop(&f);
 }
 
