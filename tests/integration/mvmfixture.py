@@ -336,6 +336,24 @@ def fixture_failed(e, d):
     print("not ok - fixture")
 
 
+def daemon_teardown(d, rc):
+    """End of a test script: destroy d's VMs, stop it (a sanitizer report in its log at exit
+    fails the run), kill what is left, show its log tail when rc says the run failed. Returns
+    the script's exit status."""
+    if not d:
+        return rc
+    d.destroy_all()
+    try:
+        d.stop()
+    except AssertionError as e:  # a sanitizer report at daemon exit
+        print("# " + str(e).replace("\n", "\n# "))
+        print("Bail out! sanitizer report in the daemon log", flush=True)
+        rc = 1
+    d.kill_vmms()
+    d.print_log_tail(rc)
+    return rc
+
+
 class SkipCase(Exception):
     pass
 

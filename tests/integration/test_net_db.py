@@ -252,16 +252,7 @@ try:
 except Exception as e:  # noqa: BLE001
     mf.fixture_failed(e, D)
 finally:
-    if D:
-        D.destroy_all()
-        try:
-            D.stop()
-        except AssertionError as e:  # a sanitizer report at daemon exit
-            print("# " + str(e).replace("\n", "\n# "))
-            print("Bail out! sanitizer report in the daemon log", flush=True)
-            rc = 1
-        D.kill_vmms()
-        D.print_log_tail(rc)
+    rc = mf.daemon_teardown(D, rc)
     PROXY.stop()
     PG.destroy()
     REG.stop()
