@@ -15,9 +15,9 @@
 
 static char fx_dir[256];
 
-/* The fixture's value of key (KEY=value in fx_dir/env); fails the case when absent. The
- * result stays valid for the next seven calls. */
-static inline const char *fx(const char *key)
+/* KEY's value in dir/env (KEY=value lines, as the fixtures write them); fails the case when
+ * absent. The result stays valid for the next seven calls. */
+static inline const char *fx_env_in(const char *dir, const char *key)
 {
 	static char val[8][512];
 	static int slot;
@@ -25,10 +25,10 @@ static inline const char *fx(const char *key)
 	FILE *f;
 	char *v = val[slot++ % 8];
 
-	snprintf(path, sizeof(path), "%s/env", fx_dir);
+	snprintf(path, sizeof(path), "%s/env", dir);
 	f = fopen(path, "re");
 	if (!f)
-		TEST_FAIL("fixture env missing");
+		TEST_FAIL("fixture env %s missing", path);
 	while (fgets(line, sizeof(line), f)) {
 		size_t n = strlen(key);
 		if (strncmp(line, key, n) == 0 && line[n] == '=') {
@@ -40,6 +40,12 @@ static inline const char *fx(const char *key)
 	}
 	fclose(f);
 	TEST_FAIL("fixture has no %s", key);
+}
+
+/* The registry fixture's value of key (in fx_dir/env). */
+static inline const char *fx(const char *key)
+{
+	return fx_env_in(fx_dir, key);
 }
 
 /*

@@ -23,10 +23,10 @@
 
 #include "build.h"
 #include "fileio.h"
+#include "fixture.h"
 #include "test.h"
 
 static char tmp_dir[128];
-static char fx_dir[256];
 static const char *src_dir;
 static pid_t fx_pid = -1;
 
@@ -71,37 +71,6 @@ static void hostile_down(pid_t pid)
 		kill(pid, SIGKILL);
 		(void)waitpid(pid, NULL, 0);
 	}
-}
-
-/* KEY from dir/env. */
-static const char *env_of(const char *dir, const char *key)
-{
-	static char val[8][256];
-	static int slot;
-	char path[1024], line[1024];
-	char *v = val[slot++ % 8];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/env", dir);
-	f = fopen(path, "re");
-	if (!f)
-		TEST_FAIL("no %s", path);
-	while (fgets(line, sizeof(line), f)) {
-		size_t n = strlen(key);
-		if (strncmp(line, key, n) == 0 && line[n] == '=') {
-			snprintf(v, 256, "%.255s", line + n + 1);
-			v[strcspn(v, "\n")] = '\0';
-			fclose(f);
-			return v;
-		}
-	}
-	fclose(f);
-	TEST_FAIL("fixture has no %s", key);
-}
-
-static const char *fx(const char *key)
-{
-	return env_of(fx_dir, key);
 }
 
 static const char *ref(const char *repo_tag)
@@ -671,7 +640,7 @@ static void test_public_registry_no_inward_redirect(void)
 	setenv("HOSTILE_MINIMAL", "1", 1);
 	pid = hostile_up(dir, "2001:db8::1");
 	ASSERT_TRUE(pid > 0);
-	snprintf(reg, sizeof(reg), "[2001:db8::1]:%s", env_of(dir, "PORT"));
+	snprintf(reg, sizeof(reg), "[2001:db8::1]:%s", fx_env_in(dir, "PORT"));
 	st_open(&s, NULL, reg, NULL);
 
 	snprintf(r1, sizeof(r1), "%s/test/redirect:1", reg);
