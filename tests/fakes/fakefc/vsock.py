@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 from .sysc import set_comm
 
@@ -59,10 +60,17 @@ class AgentHelper:
                     on_guest_event(word)
         threading.Thread(target=loop, daemon=True).start()
 
-    def send(self, conn_fd, port, host_uds, vm_id):
-        msg = ("%d\0%s\0%s" % (port, host_uds, vm_id)).encode()
+    def send(self, conn_fd, port, host_uds, vm_id, boot_id):
+        msg = ("%d\0%s\0%s\0%s" % (port, host_uds, vm_id, boot_id or "")).encode()
         self.sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                    array.array("i", [conn_fd]))])
+
+    def transport_reset(self):
+        """Snapshot taken: every open guest connection is closed (the agents see EOF)."""
+        try:
+            self.sock.send(b"reset\0")
+        except OSError:
+            pass
 
 
 GUEST_EVENTS = ("reboot", "panic", "poweroff", "vcpu_error")
@@ -73,12 +81,16 @@ def _helper_main(sock, cmd, env, agent_env, recorder):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.setsid()
     procs = []
+    conns = {}      # agent pid -> its connection (kept to reset the transport)
     ctl = {}        # read end of an agent's guest-control pipe -> leftover bytes
     while True:
         r, _, _ = select.select([sock] + list(ctl), [], [], 0.5)
         for p in procs[:]:
             if p.poll() is not None:
                 procs.remove(p)
+                c = conns.pop(p.pid, None)
+                if c is not None:
+                    c.close()
         for fd in [x for x in r if x is not sock]:
             data = os.read(fd, 256)
             if not data:
@@ -103,16 +115,25 @@ def _helper_main(sock, cmd, env, agent_env, recorder):
             msg = b""
         if not msg:
             break
+        if msg == b"reset\0":
+            for c in conns.values():
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            recorder.event("vsock_transport_reset", connections=len(conns))
+            continue
         for level, typ, data in anc:
             if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
                 fds.frombytes(data[:len(data) - (len(data) % fds.itemsize)])
         if not fds:
             continue
-        port, host_uds, vm_id = msg.decode().split("\0")
+        port, host_uds, vm_id, boot_id = msg.decode().split("\0")
         e = dict(env)
         e.update({k: str(v) for k, v in agent_env.items()})
         e.update({"FAKE_FC_VM_ID": vm_id, "FAKE_FC_VSOCK_PORT": port,
-                  "FAKE_FC_VSOCK_UDS": host_uds, "FAKE_FC_GUEST_CTL_FD": "3"})
+                  "FAKE_FC_VSOCK_UDS": host_uds, "FAKE_FC_GUEST_CTL_FD": "3",
+                  "FAKE_FC_GUEST_BOOT_ID": boot_id})
         e.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         rfd, wfd = os.pipe2(os.O_CLOEXEC)
         try:
@@ -122,6 +143,7 @@ def _helper_main(sock, cmd, env, agent_env, recorder):
                                  env=e, close_fds=True, pass_fds=(3,), start_new_session=True,
                                  preexec_fn=lambda: os.dup2(wfd, 3))
             procs.append(p)
+            conns[p.pid] = socket.socket(fileno=os.dup(fds[0]))
             ctl[rfd] = b""
             recorder.event("agent_spawned", port=int(port), pid=p.pid)
         except OSError as ex:
@@ -163,6 +185,10 @@ class VsockBackend:
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 
+    def transport_reset(self):
+        if self.helper is not None:
+            self.helper.transport_reset()
+
     def close(self):
         self.closed = True
         self.thread.join(2)
@@ -203,6 +229,9 @@ class VsockBackend:
                     int(words[1]) < 2**32:
                 port = int(words[1])
         ports = self.knobs.get("agent_ports")
+        # A paused guest answers the request once it runs again (the muxer queues it).
+        while self.vmm.state == "Paused" and not self.closed:
+            time.sleep(0.02)
         listening = (self.helper is not None and self.vmm.state == "Running" and
                      port is not None and (ports is None or port in ports))
         self.rec.event("vsock_connect", port=port, accepted=bool(listening))
@@ -215,7 +244,7 @@ class VsockBackend:
         try:
             conn.settimeout(None)
             conn.sendall(("OK %d\n" % hp).encode())
-            self.helper.send(conn.fileno(), port, self.host_uds, self.vmm.id)
+            self.helper.send(conn.fileno(), port, self.host_uds, self.vmm.id, self.vmm.boot_id)
         except OSError:
             pass
         conn.close()
