@@ -16,11 +16,14 @@ static const char *const type_names[_AGENT_MSG_MAX] = {
 	[AGENT_MSG_NET_CONFIGURED] = "net-configured",
 	[AGENT_MSG_STOP] = "stop",
 	[AGENT_MSG_SHUTDOWN] = "shutdown",
+	[AGENT_MSG_SET_CLOCK] = "set-clock",
+	[AGENT_MSG_CLOCK_SET] = "clock-set",
+	[AGENT_MSG_BOOT_ID] = "boot-id",
 };
 
 const char *agent_msg_type_to_string(int type)
 {
-	if (type <= 0 || type >= _AGENT_MSG_MAX)
+	if (type <= 0 || type >= _AGENT_MSG_MAX || !type_names[type])
 		return "unknown";
 	return type_names[type];
 }
@@ -173,6 +176,21 @@ static int encode_payload(const struct agent_msg *m, uint8_t *p)
 			return n;
 		memcpy(p, m->reason, (size_t)n);
 		return n;
+	case AGENT_MSG_SET_CLOCK:
+		if (m->clock.sec < 0 || m->clock.nsec >= 1000000000u)
+			return -EINVAL;
+		put_u64(p, (uint64_t)m->clock.sec);
+		put_u32(p + 8, m->clock.nsec);
+		return 12;
+	case AGENT_MSG_CLOCK_SET:
+		if (m->clock_set.error < 0 || m->clock_set.error > 4095)
+			return -EINVAL;
+		put_u64(p, (uint64_t)m->clock_set.step_ns);
+		put_u32(p + 8, (uint32_t)m->clock_set.error);
+		return 12;
+	case AGENT_MSG_BOOT_ID:
+		memcpy(p, m->boot_id, AGENT_BOOT_ID_LEN);
+		return AGENT_BOOT_ID_LEN;
 	default:
 		return -EINVAL;
 	}
@@ -274,6 +292,27 @@ int agent_msg_decode(uint8_t type, const uint8_t *p, size_t len, struct agent_ms
 	case AGENT_MSG_SHUTDOWN:
 		if (decode_text(p, len, m.reason, sizeof(m.reason)) < 0)
 			return -EBADMSG;
+		break;
+	case AGENT_MSG_SET_CLOCK:
+		if (len != 12)
+			return -EBADMSG;
+		m.clock.sec = (int64_t)get_u64(p);
+		m.clock.nsec = get_u32(p + 8);
+		if (m.clock.sec < 0 || m.clock.nsec >= 1000000000u)
+			return -EBADMSG;
+		break;
+	case AGENT_MSG_CLOCK_SET:
+		if (len != 12)
+			return -EBADMSG;
+		m.clock_set.step_ns = (int64_t)get_u64(p);
+		m.clock_set.error = (int32_t)get_u32(p + 8);
+		if (m.clock_set.error < 0 || m.clock_set.error > 4095)
+			return -EBADMSG;
+		break;
+	case AGENT_MSG_BOOT_ID:
+		if (len != AGENT_BOOT_ID_LEN)
+			return -EBADMSG;
+		memcpy(m.boot_id, p, AGENT_BOOT_ID_LEN);
 		break;
 	default:
 		return -EPROTONOSUPPORT;
