@@ -535,17 +535,7 @@ static int fc_request_stop(void *priv, struct vmm_handle *h, struct err *err)
 
 static int fc_adopt(void *priv, const char *name, struct vmm_handle *h, struct err *err)
 {
-	enum vmm_run_state st;
-	int r;
-
-	r = vmm_adopt_pid(h, "the VMM", err);
-	if (r < 0)
-		return r;
-	/* Reconnect: the API must answer, else the process is not a usable VMM. */
-	r = fc_query(priv, h, &st, err);
-	if (r < 0)
-		return err_prefix(err, "re-adopting pid %d: ", (int)h->pid);
-	return 0;
+	return vmm_adopt(&vmm_firecracker_ops, priv, h, "the VMM", err);
 }
 
 /* Is pid a process of jail id? Its root is the jail (chroot) or it sits in our cgroup for id

@@ -241,10 +241,19 @@ int vmm_wait_for(struct vmm_handle *h, const struct vmm_launch *p, const struct 
 	}
 }
 
-int vmm_adopt_pid(struct vmm_handle *h, const char *vmm, struct err *err)
+int vmm_adopt(const struct vmm_ops *ops, void *priv, struct vmm_handle *h, const char *vmm,
+	      struct err *err)
 {
+	enum vmm_run_state st = VMM_RUN_UNKNOWN;
+	int r;
+
 	h->is_child = false;
 	if (vmm_handle_open_pidfd(h) < 0)
+		return err_set(err, -ESRCH, "%s (pid %d) is gone", vmm, (int)h->pid);
+	r = ops->query(priv, h, &st, err);
+	if (r < 0)
+		return err_prefix(err, "re-adopting %s pid %d: ", vmm, (int)h->pid);
+	if (st == VMM_RUN_GONE)
 		return err_set(err, -ESRCH, "%s (pid %d) is gone", vmm, (int)h->pid);
 	return 0;
 }

@@ -18,6 +18,7 @@ struct err;
 struct vmm_exit;
 struct vmm_handle;
 struct vmm_launch;
+struct vmm_ops;
 
 /* Initialise a handle with no process. */
 void vmm_handle_init(struct vmm_handle *h);
@@ -82,9 +83,12 @@ struct vmm_wait {
 int vmm_wait_for(struct vmm_handle *h, const struct vmm_launch *p, const struct vmm_exit_text *t,
 		 const struct vmm_wait *w, struct err *err);
 
-/* The common half of a backend's adopt: h comes from a record; check that h->pid still is the
- * VMM (start time) and open its pidfd. -ESRCH with "<vmm> (pid N) is gone" in err. */
-int vmm_adopt_pid(struct vmm_handle *h, const char *vmm, struct err *err);
+/* A backend's adopt: h comes from a record; check that h->pid still is the VMM (start time),
+ * open its pidfd, and ask ops->query that it answers (else it is no usable VMM). -ESRCH with
+ * "<vmm> (pid N) is gone" when it is not there; the query's error prefixed with
+ * "re-adopting <vmm> pid N: " when it does not answer. */
+int vmm_adopt(const struct vmm_ops *ops, void *priv, struct vmm_handle *h, const char *vmm,
+	      struct err *err);
 
 /* A handle without host dirs (a daemon killed mid-start, a leftover being reaped): the VM's dir
  * <base>/<name> and its cgroups under cg_parent follow from the name. */

@@ -825,16 +825,7 @@ static int qemu_request_stop(void *priv, struct vmm_handle *h, struct err *err)
 
 static int qemu_adopt(void *priv, const char *name, struct vmm_handle *h, struct err *err)
 {
-	enum vmm_run_state st;
-	int r;
-
-	r = vmm_adopt_pid(h, "QEMU", err);
-	if (r < 0)
-		return r;
-	r = query_status(h, &st, err);
-	if (r < 0)
-		return err_prefix(err, "re-adopting QEMU pid %d: ", (int)h->pid);
-	return 0;
+	return vmm_adopt(&vmm_qemu_ops, priv, h, "QEMU", err);
 }
 
 static void qemu_cleanup(void *priv, const char *name, struct vmm_handle *h)

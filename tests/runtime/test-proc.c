@@ -209,23 +209,49 @@ static void test_wait(void)
 	rmdir(d);
 }
 
-static void test_adopt_pid(void)
+static int query_answer; /* what fake_query says: 0 running, 1 gone, < 0 an error */
+
+static int fake_query(void *priv, struct vmm_handle *h, enum vmm_run_state *ret, struct err *err)
 {
+	ASSERT_TRUE(h->pidfd >= 0 && !h->is_child);
+	if (query_answer < 0)
+		return err_set(err, query_answer, "GET /: no answer");
+	*ret = query_answer ? VMM_RUN_GONE : VMM_RUN_RUNNING;
+	return 0;
+}
+
+static void test_adopt(void)
+{
+	static const struct vmm_ops ops = {.name = "fake", .query = fake_query};
 	struct vmm_handle h;
 	struct err err = {};
+	char want[128];
+	uint64_t st;
 
+	ASSERT_OK(vmm_proc_start_time(getpid(), &st));
 	vmm_handle_init(&h);
 	h.pid = getpid();
+	h.start_time = st;
 	h.is_child = true;
-	ASSERT_OK(vmm_adopt_pid(&h, "the VMM", &err));
+	ASSERT_OK(vmm_adopt(&ops, NULL, &h, "the VMM", &err));
 	ASSERT_FALSE(h.is_child);
 	ASSERT_TRUE(h.pidfd >= 0);
-	close(h.pidfd);
-	vmm_handle_init(&h);
-	h.pid = getpid();
-	h.start_time = 1; /* recycled */
-	ASSERT_ERRNO(vmm_adopt_pid(&h, "QEMU", &err), ESRCH);
+	h.pidfd = safe_close(h.pidfd);
+	/* It does not answer: the query's error, prefixed. */
+	query_answer = -ECONNREFUSED;
+	ASSERT_ERRNO(vmm_adopt(&ops, NULL, &h, "QEMU", &err), ECONNREFUSED);
+	snprintf(want, sizeof(want), "re-adopting QEMU pid %d: GET /: no answer", (int)h.pid);
+	ASSERT_STREQ(err.msg, want);
+	h.pidfd = safe_close(h.pidfd);
+	/* It says it is gone, or the pid is another process now. */
+	query_answer = 1;
+	ASSERT_ERRNO(vmm_adopt(&ops, NULL, &h, "QEMU", &err), ESRCH);
+	h.pidfd = safe_close(h.pidfd);
+	query_answer = 0;
+	h.start_time = st + 1;
+	ASSERT_ERRNO(vmm_adopt(&ops, NULL, &h, "QEMU", &err), ESRCH);
 	ASSERT_TRUE(strstr(err.msg, "QEMU (pid ") && strstr(err.msg, ") is gone"));
+	ASSERT_EQ(h.pidfd, -EBADF);
 }
 
 static void test_dirs(void)
@@ -264,4 +290,4 @@ static void test_dirs(void)
 }
 
 TEST_MAIN(TEST(test_identity), TEST(test_pidfile), TEST(test_file_tail), TEST(test_exit_reason),
-	  TEST(test_wait), TEST(test_adopt_pid), TEST(test_dirs))
+	  TEST(test_wait), TEST(test_adopt), TEST(test_dirs))
