@@ -10,17 +10,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/pidfd.h>
 #include <sys/sendfile.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -498,18 +492,29 @@ static int fc_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *
 	return r < 0 ? r : 0;
 }
 
-static int fc_query(void *priv, struct vmm_handle *h, enum vmm_run_state *ret, struct err *err)
+/* One API call of an op, on a connection of its own (the ops of one VM may run on different
+ * threads). An op added later (pause, snapshot) is one fc_call with its fc-json.c body. */
+static int fc_call(struct vmm_handle *h, const char *method, const char *path, const char *body,
+		   char **ret_body, size_t *ret_len, struct err *err)
 {
 	struct fc_client *c = NULL;
-	_cleanup_free_ char *body = NULL;
-	size_t len = 0;
 	int r;
 
 	r = fc_client_new(h->api_socket, &c);
 	if (r < 0)
 		return r;
-	r = fc_request(c, "GET", "/", NULL, FC_CALL_TIMEOUT_MS, &body, &len, err);
+	r = fc_request(c, method, path, body, FC_CALL_TIMEOUT_MS, ret_body, ret_len, err);
 	fc_client_free(c);
+	return r;
+}
+
+static int fc_query(void *priv, struct vmm_handle *h, enum vmm_run_state *ret, struct err *err)
+{
+	_cleanup_free_ char *body = NULL;
+	size_t len = 0;
+	int r;
+
+	r = fc_call(h, "GET", "/", NULL, &body, &len, err);
 	if (r < 0)
 		return r;
 	r = fc_json_instance_state(body, len, ret);
@@ -518,19 +523,13 @@ static int fc_query(void *priv, struct vmm_handle *h, enum vmm_run_state *ret, s
 
 static int fc_request_stop(void *priv, struct vmm_handle *h, struct err *err)
 {
-	struct fc_client *c = NULL;
-	char *b = NULL;
+	_cleanup_free_ char *b = NULL;
 	int r;
 
-	r = fc_client_new(h->api_socket, &c);
+	r = fc_json_action("SendCtrlAltDel", &b);
 	if (r < 0)
 		return r;
-	r = fc_json_action("SendCtrlAltDel", &b);
-	if (r >= 0)
-		r = fc_request(c, "PUT", "/actions", b, FC_CALL_TIMEOUT_MS, NULL, NULL, err);
-	free(b);
-	fc_client_free(c);
-	return r;
+	return fc_call(h, "PUT", "/actions", b, NULL, NULL, err);
 }
 
 static int fc_adopt(void *priv, const char *name, struct vmm_handle *h, struct err *err)

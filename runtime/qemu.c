@@ -20,7 +20,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,10 +27,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -339,18 +336,28 @@ static void exit_reason(const struct vmm_exit *ex, char *buf, size_t size)
 static const struct vmm_exit_text qemu_exit_text = {
 	.vmm = "QEMU", .reason = exit_reason, .tail = log_tail};
 
-static int query_status(struct vmm_handle *h, enum vmm_run_state *ret, struct err *err)
+/* One QMP command of an op, on a connection of its own; *ret (when not NULL) gets its return
+ * value. An op added later (stop, cont) is one qmp_call. */
+static int qmp_call(struct vmm_handle *h, const char *cmd, json_t **ret, struct err *err)
 {
 	struct qmp *q = NULL;
-	json_t *v = NULL;
-	char *text;
 	int r;
 
 	r = qmp_connect(h->api_socket, QEMU_CALL_MS, &q, err);
 	if (r < 0)
 		return r;
-	r = qmp_execute(q, "query-status", NULL, &v, QEMU_CALL_MS, err);
+	r = qmp_execute(q, cmd, NULL, ret, QEMU_CALL_MS, err);
 	qmp_close(q);
+	return r;
+}
+
+static int query_status(struct vmm_handle *h, enum vmm_run_state *ret, struct err *err)
+{
+	json_t *v = NULL;
+	char *text;
+	int r;
+
+	r = qmp_call(h, "query-status", &v, err);
 	if (r < 0)
 		return r;
 	text = json_dumps(v, JSON_COMPACT);
@@ -799,9 +806,7 @@ static int qemu_launch(void *priv, const struct vmm_launch *p, struct vmm_handle
 
 static int qemu_query(void *priv, struct vmm_handle *h, enum vmm_run_state *ret, struct err *err)
 {
-	struct pollfd pfd = {.fd = h->pidfd, .events = POLLIN};
-
-	if (h->pidfd >= 0 && poll(&pfd, 1, 0) > 0) {
+	if (vmm_handle_ended(h)) {
 		*ret = VMM_RUN_GONE;
 		return 0;
 	}
@@ -812,15 +817,7 @@ static int qemu_query(void *priv, struct vmm_handle *h, enum vmm_run_state *ret,
  * runtime's graceful path asks the agent directly first; this is the fallback. */
 static int qemu_request_stop(void *priv, struct vmm_handle *h, struct err *err)
 {
-	struct qmp *q = NULL;
-	int r;
-
-	r = qmp_connect(h->api_socket, QEMU_CALL_MS, &q, err);
-	if (r < 0)
-		return r;
-	r = qmp_execute(q, "system_powerdown", NULL, NULL, QEMU_CALL_MS, err);
-	qmp_close(q);
-	return r;
+	return qmp_call(h, "system_powerdown", NULL, err);
 }
 
 static int qemu_adopt(void *priv, const char *name, struct vmm_handle *h, struct err *err)
