@@ -27,7 +27,6 @@
 
 #define FC_API_SOCK "/run/firecracker.socket"
 #define FC_VSOCK "v.sock"
-#define FC_MARK ".mvmfs"
 #define FC_CALL_TIMEOUT_MS 5000
 #define FC_START_TIMEOUT_MS 30000
 #define FC_SOCKET_WAIT_MS 5000
@@ -237,10 +236,9 @@ static int place_files(struct fc_launch_ctx *lc, struct err *err)
 	r = mkdir_p(lc->root, 0700);
 	if (r < 0)
 		return err_set(err, r, "creating %s: %s", lc->root, strerror(-r));
-	snprintf(path, sizeof(path), "%s/%s", lc->h->jail_dir, FC_MARK);
-	r = write_file_atomic(path, p->name, strlen(p->name), 0600);
+	r = vmm_mark_dir(lc->h->jail_dir, p->name, err);
 	if (r < 0)
-		return err_set(err, r, "marking %s: %s", lc->h->jail_dir, strerror(-r));
+		return r;
 	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
 		const char *src = *(const char *const *)((const char *)p + files[i].src);
 
@@ -688,51 +686,35 @@ static int reap_cgroup(struct fc_priv *fp, const char *cg_dir, const char *id)
 }
 
 /* A leftover jail: kill its VMM if still there, then remove cgroups and the directory. */
-static void reap_one(struct fc_priv *fp, const char *id)
+static void reap_one(void *priv, const char *id)
 {
 	struct vmm_handle h;
 
 	vmm_handle_init(&h);
-	fc_cleanup(fp, id, &h);
+	fc_cleanup(priv, id, &h);
 }
 
 static int fc_reap(void *priv, bool (*is_known)(const char *name, void *ud), void *ud)
 {
 	struct fc_priv *fp = priv;
-	_cleanup_closedir_ DIR *d = opendir(fp->exec_dir);
+	char dirs[4][VMM_DIR_MAX];
 	struct dirent *de;
-	int n = 0;
+	int n, nd;
 
-	if (!d)
-		return 0;
-	while ((de = readdir(d))) {
-		char mark[VMM_PATH_MAX + 300];
-		struct stat st;
-
-		if (de->d_name[0] == '.' || !vm_name_is_valid(de->d_name))
-			continue;
-		snprintf(mark, sizeof(mark), "%s/%s/%s", fp->exec_dir, de->d_name, FC_MARK);
-		if (stat(mark, &st) < 0 || is_known(de->d_name, ud))
-			continue;
-		reap_one(fp, de->d_name);
-		n++;
-	}
+	n = vmm_reap_marked_dirs(fp->exec_dir, is_known, ud, reap_one, fp);
 	/* Cgroups under our parent with no known VM (the jail may already be gone). */
-	{
-		char dirs[4][VMM_DIR_MAX];
-		int nd = cgroup_dirs(&fp->cg, fp->cg_parent, "", dirs, ELEMENTSOF(dirs));
-		for (int i = 0; i < nd; i++) {
-			_cleanup_closedir_ DIR *cd = opendir(dirs[i]);
-			while (cd && (de = readdir(cd))) {
-				char p[VMM_PATH_MAX + 300];
-				if (de->d_type != DT_DIR || !vm_name_is_valid(de->d_name) ||
-				    is_known(de->d_name, ud))
-					continue;
-				if (snprintf(p, sizeof(p), "%s%s", dirs[i], de->d_name) >=
-				    (int)sizeof(p))
-					continue;
-				n += reap_cgroup(fp, p, de->d_name);
-			}
+	nd = cgroup_dirs(&fp->cg, fp->cg_parent, "", dirs, ELEMENTSOF(dirs));
+	for (int i = 0; i < nd; i++) {
+		_cleanup_closedir_ DIR *cd = opendir(dirs[i]);
+
+		while (cd && (de = readdir(cd))) {
+			char p[VMM_PATH_MAX + 300];
+
+			if (de->d_type != DT_DIR || !vm_name_is_valid(de->d_name) ||
+			    is_known(de->d_name, ud) ||
+			    snprintf(p, sizeof(p), "%s%s", dirs[i], de->d_name) >= (int)sizeof(p))
+				continue;
+			n += reap_cgroup(fp, p, de->d_name);
 		}
 	}
 	return n;

@@ -8,6 +8,7 @@
  * restart it is no longer our child; it is re-adopted by pid + start time and its exit status
  * is then unknown (the reason says so).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -290,4 +291,39 @@ void vmm_handle_remove_dirs(struct vmm_handle *h, const char *name)
 			log_debug_errno(r, "%s: removing %s", name, h->jail_dir);
 		h->jail_dir[0] = '\0';
 	}
+}
+
+int vmm_mark_dir(const char *dir, const char *name, struct err *err)
+{
+	char path[VMM_PATH_MAX + 16];
+	int r;
+
+	if (snprintf(path, sizeof(path), "%s/%s", dir, VMM_MARK) >= (int)sizeof(path))
+		return err_set(err, -ENAMETOOLONG, "marking %s: path too long", dir);
+	r = write_file_atomic(path, name, strlen(name), 0600);
+	if (r < 0)
+		return err_set(err, r, "marking %s: %s", dir, strerror(-r));
+	return 0;
+}
+
+int vmm_reap_marked_dirs(const char *base, bool (*is_known)(const char *name, void *ud), void *ud,
+			 void (*reap)(void *priv, const char *name), void *priv)
+{
+	_cleanup_closedir_ DIR *d = opendir(base);
+	struct dirent *de;
+	int n = 0;
+
+	while (d && (de = readdir(d))) {
+		char path[VMM_PATH_MAX + 300];
+
+		if (de->d_name[0] == '.' || !vm_name_is_valid(de->d_name))
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s/%s", base, de->d_name, VMM_MARK) >=
+			    (int)sizeof(path) ||
+		    access(path, F_OK) < 0 || is_known(de->d_name, ud))
+			continue;
+		reap(priv, de->d_name);
+		n++;
+	}
+	return n;
 }

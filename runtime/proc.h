@@ -97,3 +97,12 @@ void vmm_handle_dirs_from_name(struct vmm_handle *h, const char *base, const cha
 /* Remove the handle's cgroups and its dir (its processes must be gone) and forget them.
  * Missing pieces are not errors. */
 void vmm_handle_remove_dirs(struct vmm_handle *h, const char *name);
+/* A backend's host dir of a VM is marked as ours by this file (holding the VM's name); the
+ * reaper touches no dir without it. */
+#define VMM_MARK ".mvmfs"
+/* Write <dir>/VMM_MARK. */
+int vmm_mark_dir(const char *dir, const char *name, struct err *err);
+/* At start and every reap pass: call reap(priv, name) for each dir <base>/<name> that holds the
+ * mark and whose (valid) VM name is_known rejects. Returns how many. */
+int vmm_reap_marked_dirs(const char *base, bool (*is_known)(const char *name, void *ud), void *ud,
+			 void (*reap)(void *priv, const char *name), void *priv);

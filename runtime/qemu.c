@@ -40,7 +40,6 @@
 #include "qmp.h"
 #include "sandbox.h"
 
-#define QEMU_MARK ".mvmfs"
 #define QEMU_QMP "qmp.sock"
 #define QEMU_AGENT "agent.serial" /* the suffix tells runtime/agent.c: no vsock handshake */
 #define QEMU_PIDFILE "qemu.pid"
@@ -652,10 +651,9 @@ static int host_dir(struct qemu_launch_ctx *lc, struct err *err)
 	r = mkdir_p(h->jail_dir, 0700);
 	if (r < 0)
 		return err_set(err, r, "creating %s: %s", h->jail_dir, strerror(-r));
-	snprintf(path, sizeof(path), "%s/%s", h->jail_dir, QEMU_MARK);
-	r = write_file_atomic(path, p->name, strlen(p->name), 0600);
+	r = vmm_mark_dir(h->jail_dir, p->name, err);
 	if (r < 0)
-		return err_set(err, r, "marking %s: %s", h->jail_dir, strerror(-r));
+		return r;
 	snprintf(path, sizeof(path), "%s/%s", h->jail_dir, QEMU_ROOT);
 	if (mkdir(path, 0755) < 0)
 		return err_set(err, -errno, "creating %s: %m", path);
@@ -879,37 +877,24 @@ static void kill_leftover(const char *dir)
 	h.pidfd = safe_close(h.pidfd);
 }
 
+/* A leftover dir: kill the QEMU its pid file names if it is ours, then what qemu_cleanup does. */
+static void reap_one(void *priv, const char *name)
+{
+	struct qemu_priv *qp = priv;
+	struct vmm_handle h;
+
+	vmm_handle_init(&h);
+	vmm_handle_dirs_from_name(&h, qp->base_dir, name, &qp->cg, qp->cg_parent);
+	if (h.jail_dir[0])
+		kill_leftover(h.jail_dir);
+	qemu_cleanup(priv, name, &h);
+}
+
 static int qemu_reap(void *priv, bool (*is_known)(const char *name, void *ud), void *ud)
 {
 	struct qemu_priv *qp = priv;
-	_cleanup_closedir_ DIR *d = opendir(qp->base_dir);
-	struct dirent *de;
-	int n = 0;
 
-	if (!d)
-		return 0;
-	while ((de = readdir(d))) {
-		char mark[VMM_PATH_MAX + 16];
-		struct vmm_handle h;
-
-		if (de->d_name[0] == '.' || !vm_name_is_valid(de->d_name) ||
-		    is_known(de->d_name, ud))
-			continue;
-		vmm_handle_init(&h);
-		if (snprintf(h.jail_dir, sizeof(h.jail_dir), "%s/%s", qp->base_dir, de->d_name) >=
-		    (int)sizeof(h.jail_dir))
-			continue;
-		snprintf(mark, sizeof(mark), "%s/%s", h.jail_dir, QEMU_MARK);
-		if (access(mark, F_OK) < 0)
-			continue;
-		kill_leftover(h.jail_dir);
-		if (qp->have_cg)
-			cgroup_dirs(&qp->cg, qp->cg_parent, de->d_name, h.cgroup,
-				    ELEMENTSOF(h.cgroup));
-		qemu_cleanup(priv, de->d_name, &h);
-		n++;
-	}
-	return n;
+	return vmm_reap_marked_dirs(qp->base_dir, is_known, ud, reap_one, qp);
 }
 
 const struct vmm_ops vmm_qemu_ops = {

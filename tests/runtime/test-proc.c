@@ -289,5 +289,42 @@ static void test_dirs(void)
 	ASSERT_TRUE(rmdir(d) == 0);
 }
 
+static bool known_c(const char *name, void *ud)
+{
+	return strcmp(name, "c") == 0;
+}
+
+static void reap_record(void *priv, const char *name)
+{
+	char *seen = priv;
+
+	strcat(seen, name);
+	strcat(seen, " ");
+}
+
+/* Only marked dirs with a valid, unknown VM name are reaped. */
+static void test_reap_marked(void)
+{
+	char d[] = "/tmp/test-proc-XXXXXX", path[128], seen[64] = "";
+	struct err err = {};
+
+	ASSERT_TRUE(mkdtemp(d) != NULL);
+	for (const char *const *n = (const char *const[]){"a", "b", "c", ".x", "bad_name", NULL};
+	     *n; n++) {
+		snprintf(path, sizeof(path), "%s/%s", d, *n);
+		ASSERT_TRUE(mkdir(path, 0700) == 0);
+		if (strcmp(*n, "b") != 0)
+			ASSERT_OK(vmm_mark_dir(path, *n, &err));
+	}
+	snprintf(path, sizeof(path), "%s/a/%s", d, VMM_MARK);
+	write_text(path, "a"); /* overwritten as it would be by a launch */
+	ASSERT_EQ(vmm_reap_marked_dirs(d, known_c, NULL, reap_record, seen), 1);
+	ASSERT_STREQ(seen, "a ");
+	ASSERT_EQ(vmm_reap_marked_dirs("/nonexistent", known_c, NULL, reap_record, seen), 0);
+	ASSERT_ERRNO(vmm_mark_dir("/nonexistent/x", "x", &err), ENOENT);
+	ASSERT_TRUE(strstr(err.msg, "marking /nonexistent/x: ") == err.msg);
+	ASSERT_OK(rm_rf(d));
+}
+
 TEST_MAIN(TEST(test_identity), TEST(test_pidfile), TEST(test_file_tail), TEST(test_exit_reason),
-	  TEST(test_wait), TEST(test_adopt), TEST(test_dirs))
+	  TEST(test_wait), TEST(test_adopt), TEST(test_dirs), TEST(test_reap_marked))
