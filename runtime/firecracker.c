@@ -48,7 +48,10 @@ struct fc_priv {
 
 static int fc_init(const struct runtime_config *cfg, void **ret_priv, struct err *err)
 {
+	char real[PATH_MAX];
+	struct err e2 = {};
 	struct fc_priv *fp;
+	const char *base;
 	int r;
 
 	if (!cfg->firecracker || !cfg->jailer || !cfg->chroot_base)
@@ -66,28 +69,19 @@ static int fc_init(const struct runtime_config *cfg, void **ret_priv, struct err
 	}
 	/* Jail paths are later resolved without following any symlink: start from the chroot
 	 * base's real path (a symlinked --chroot-base-dir is fine; inside the jail nothing is). */
-	{
-		char real[PATH_MAX];
-		const char *base = realpath(cfg->chroot_base, real) ? real : cfg->chroot_base;
-
-		r = jailer_exec_dir(base, cfg->firecracker, fp->exec_dir, sizeof(fp->exec_dir));
-	}
+	base = realpath(cfg->chroot_base, real) ? real : cfg->chroot_base;
+	r = jailer_exec_dir(base, cfg->firecracker, fp->exec_dir, sizeof(fp->exec_dir));
 	if (r < 0) {
 		free(fp);
 		return err_set(err, r, "firecracker '%s': %s", cfg->firecracker, strerror(-r));
 	}
-	{
-		struct err e2 = {};
-
-		/* Fail closed: the daemon runs (records, monitoring, re-adoption), but no VM
-		 * starts without its limits. */
-		fp->have_cg = cgroup_detect(cfg->cgroup_version, &fp->cg, &e2) >= 0;
-		if (!fp->have_cg) {
-			snprintf(fp->cg_error, sizeof(fp->cg_error), "%s", e2.msg);
-			log_error("firecracker: cgroup limits cannot be applied, VMs will not "
-				  "start: %s",
-				  e2.msg);
-		}
+	/* Fail closed: the daemon runs (records, monitoring, re-adoption), but no VM starts
+	 * without its limits. */
+	fp->have_cg = cgroup_detect(cfg->cgroup_version, &fp->cg, &e2) >= 0;
+	if (!fp->have_cg) {
+		snprintf(fp->cg_error, sizeof(fp->cg_error), "%s", e2.msg);
+		log_error("firecracker: cgroup limits cannot be applied, VMs will not start: %s",
+			  e2.msg);
 	}
 	*ret_priv = fp;
 	return 0;
@@ -189,7 +183,7 @@ struct fc_launch_ctx {
 	struct fc_client *c;
 };
 
-/* Step 1: the jail dir, its root and the two sockets in h; the cgroups the jailer will create. */
+/* Launch: the jail dir, its root and the two sockets in h; the cgroups the jailer will create. */
 static int jail_paths(struct fc_launch_ctx *lc, struct err *err)
 {
 	struct fc_priv *fp = lc->fp;
@@ -212,22 +206,21 @@ static int jail_paths(struct fc_launch_ctx *lc, struct err *err)
 	return 0;
 }
 
-/* Step 2: a fresh marked jail with the kernel, initrd, disks and the VMM's log and metrics
+/* Launch: a fresh marked jail with the kernel, initrd, disks and the VMM's log and metrics
  * files in its root. */
 static int place_files(struct fc_launch_ctx *lc, struct err *err)
 {
-	static const struct {
-		const char *name, *what;
-		size_t src; /* offset of the host path in struct vmm_launch */
+	const struct vmm_launch *p = lc->p;
+	const struct {
+		const char *name, *what, *src; /* src NULL: the launch has none */
 		bool shared;
 	} files[] = {
-		{"vmlinux", "kernel: ", offsetof(struct vmm_launch, kernel), true},
-		{"initrd", "initrd: ", offsetof(struct vmm_launch, initrd), true},
-		{"rootfs.ext4", "root disk: ", offsetof(struct vmm_launch, rootfs), true},
-		{"data.ext4", "data disk: ", offsetof(struct vmm_launch, data_disk), false},
+		{"vmlinux", "kernel: ", p->kernel, true},
+		{"initrd", "initrd: ", p->initrd, true},
+		{"rootfs.ext4", "root disk: ", p->rootfs, true},
+		{"data.ext4", "data disk: ", p->data_disk, false},
 	};
 	static const char *const owned[] = {"firecracker.log", "metrics.json"};
-	const struct vmm_launch *p = lc->p;
 	char path[VMM_PATH_MAX + 64];
 	int r;
 
@@ -240,12 +233,10 @@ static int place_files(struct fc_launch_ctx *lc, struct err *err)
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
-		const char *src = *(const char *const *)((const char *)p + files[i].src);
-
-		if (!src) /* the kernel and root disk are always given */
+		if (!files[i].src)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", lc->root, files[i].name);
-		r = place_file(src, path, files[i].shared, p->uid, p->gid, err);
+		r = place_file(files[i].src, path, files[i].shared, p->uid, p->gid, err);
 		if (r < 0)
 			return err_prefix(err, "%s", files[i].what);
 	}
@@ -257,7 +248,7 @@ static int place_files(struct fc_launch_ctx *lc, struct err *err)
 	return 0;
 }
 
-/* Steps 3-5: the jailer's cgroup arguments, its spawn (output into the console file) and the
+/* Launch: the jailer's cgroup arguments, its spawn (output into the console file) and the
  * pidfd of the VMM it becomes. */
 static int spawn_vmm(struct fc_launch_ctx *lc, struct err *err)
 {
@@ -309,7 +300,7 @@ static int socket_accepts(struct vmm_handle *h, void *ud, struct err *err)
 	return fd >= 0;
 }
 
-/* Step 6: the API socket accepts; then the client for the configuration. */
+/* Launch: the API socket accepts; then the client for the configuration. */
 static int connect_api(struct fc_launch_ctx *lc, struct err *err)
 {
 	char late[VMM_SOCK_MAX + 64];
@@ -410,7 +401,7 @@ static const struct fc_config_row {
 	{"/actions", enc_start, FC_START_TIMEOUT_MS},
 };
 
-/* Step 7: every row of fc_config, in order. A transport failure says whether the VMM died. */
+/* Launch: every row of fc_config, in order. A transport failure says whether the VMM died. */
 static int configure(struct fc_launch_ctx *lc, struct err *err)
 {
 	const struct vmm_launch *p = lc->p;

@@ -631,7 +631,7 @@ struct qemu_launch_ctx {
 	struct child_plan cp;
 };
 
-/* Step 1: the VM's host dir (marked, with the empty root/ mount point) and its two sockets. */
+/* Launch: the VM's host dir (marked, with the empty root/ mount point) and its two sockets. */
 static int host_dir(struct qemu_launch_ctx *lc, struct err *err)
 {
 	const struct vmm_launch *p = lc->p;
@@ -671,7 +671,7 @@ static int open_into(int *fd, const char *path, int flags, mode_t mode)
 	return *fd < 0 ? -errno : 0;
 }
 
-/* Step 3: what the child gets as fds: the cgroups it joins, the network namespace, /dev/null,
+/* Launch: what the child gets as fds: the cgroups it joins, the network namespace, /dev/null,
  * the console file, the disks, and both listening sockets. */
 static int open_child_fds(struct qemu_launch_ctx *lc, struct err *err)
 {
@@ -714,7 +714,7 @@ static int open_child_fds(struct qemu_launch_ctx *lc, struct err *err)
 	return 0;
 }
 
-/* Step 5: the command line, fork (the child enters its cgroups, namespace and sandbox, then
+/* Launch: the command line, fork (the child enters its cgroups, namespace and sandbox, then
  * execs QEMU), the pidfd, and the pid file the reaper trusts. */
 static int spawn_qemu(struct qemu_launch_ctx *lc, struct err *err)
 {
