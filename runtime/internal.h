@@ -134,15 +134,13 @@ struct vm {
 	/* supervisor only (or the single job working on this VM) */
 	struct vmm_handle h;
 	struct vmm_exit last_exit;
-	atomic_bool cancel;	/* kill while starting: the launch gives up */
-	atomic_bool img_cancel; /* stop/kill/shutdown while starting: the image step gives up */
-	atomic_bool pulling;	/* the launch job is in its image step */
-	atomic_int launch_pid;
-	atomic_bool probing;
-	/* a health probe job is queued or running */ /* published by the backend as soon as
-							 it spawned */
-	pthread_mutex_t rec_lock;		      /* serialises record writes of this VM */
-	int deadline_fd;			      /* timerfd, -EBADF */
+	atomic_bool cancel;	  /* kill while starting: the launch gives up */
+	atomic_bool img_cancel;	  /* stop/kill/shutdown while starting: the image step gives up */
+	atomic_bool pulling;	  /* the launch job is in its image step */
+	atomic_int launch_pid;	  /* published by the backend as soon as it spawned */
+	atomic_bool probing;	  /* a health probe job is queued or running */
+	pthread_mutex_t rec_lock; /* serialises record writes of this VM */
+	int deadline_fd;	  /* timerfd, -EBADF */
 	bool pidfd_watched;
 	struct sv_watch pid_watch, dl_watch;
 	struct net_vm_info net;
@@ -159,9 +157,13 @@ void vm_unrefp(struct vm **p);
 void vm_touch_locked(struct vm *vm, enum vm_attr attr);
 /* Set the error file ("<RFC 3339> msg") and bump its counter; takes the lock. */
 void vm_set_error(struct vm *vm, const char *fmt, ...) _printf_(2, 3);
+/* Tell the FUSE layer (the notify callback) and the health reporter that attr of vm may have
+ * changed. */
 void vm_notify(struct vm *vm, enum vm_attr attr);
-/* Format "2026-11-29T15:00:00Z". */
-void rfc3339_utc(time_t t, char *buf, size_t size);
+/* Write vm's record (STATE_DIR/vms/NAME/record.json); a destroyed VM's is not written. */
+void vm_record_save(struct vm *vm);
+/* The record as it will be once state is published (written before anyone can see it). */
+void vm_record_save_as(struct vm *vm, enum vm_state state);
 
 /* ---- health (health.c) ---- */
 
@@ -443,12 +445,6 @@ int workers_stop(struct runtime *rt, unsigned timeout_ms);
 int rt_prepare_image(struct runtime *rt, struct vm *vm, const char *ref, struct img_prepared *ret,
 		     struct err *err);
 
-/* runtime.c */
-void rt_record_save(struct runtime *rt, struct vm *vm);
-/* The record as it will be once state is published (written before anyone can see it). */
-void rt_record_save_as(struct runtime *rt, struct vm *vm, enum vm_state state);
-int rt_adopt_all(struct runtime *rt, struct err *err);
-void rt_notify(struct runtime *rt, struct vm *vm, enum vm_attr attr);
 /* reaper.c: leftovers with our marks but no VM, at start and every reap_interval_ms. */
 enum rt_leak { RT_LEAK_VMM, RT_LEAK_NET, RT_LEAK_STATE, RT_LEAK_IP, RT_LEAK_IMAGE, _RT_LEAK_MAX };
 #define RT_DESTROY_MARK "destroying" /* in <state>/vms/<name>/: a destroy began */
@@ -466,6 +462,3 @@ void rt_job_enter(struct runtime *rt);
 void rt_job_leave(struct runtime *rt);
 /* Append the reaper's counters to a rendered node metrics text (replaces *buf). */
 int rt_reaper_metrics(struct runtime *rt, char **buf, size_t *len);
-/* The lifecycle action implementations (supervisor.c). */
-extern const struct lc_actions sv_lc_actions;
-void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev);

@@ -156,56 +156,6 @@ void runtime_set_notify(struct runtime *rt, vm_notify_cb cb, void *ud)
 	rt->notify_ud = ud;
 }
 
-void rt_notify(struct runtime *rt, struct vm *vm, enum vm_attr attr)
-{
-	if (rt->notify)
-		rt->notify(rt->notify_ud, vm, attr);
-	rt_report_notify(rt, vm, attr);
-}
-
-void rt_record_save(struct runtime *rt, struct vm *vm)
-{
-	rt_record_save_as(rt, vm, _VM_STATE_MAX);
-}
-
-void rt_record_save_as(struct runtime *rt, struct vm *vm, enum vm_state state)
-{
-	struct vm_record *r = calloc(1, sizeof(*r));
-	int k;
-
-	if (!r)
-		return;
-	pthread_mutex_lock(&vm->rec_lock);
-	pthread_mutex_lock(&vm->lock);
-	if (vm->destroying) {
-		pthread_mutex_unlock(&vm->lock);
-		pthread_mutex_unlock(&vm->rec_lock);
-		free(r);
-		return;
-	}
-	snprintf(r->name, sizeof(r->name), "%s", vm->name);
-	r->index = vm->index;
-	r->state = state == _VM_STATE_MAX ? vm->lc.state : state;
-	snprintf(r->image, sizeof(r->image), "%s", vm->image ? vm->image : "");
-	memcpy(r->image_digest, vm->image_digest, sizeof(r->image_digest));
-	memcpy(r->image_key, vm->image_key, sizeof(r->image_key));
-	r->ip = vm->ip;
-	r->has_ip = vm->has_ip;
-	memcpy(r->error, vm->error, sizeof(r->error));
-	r->launching = vm->launching;
-	r->launch_uid = (uint32_t)(rt->cfg.uid_base + vm->index);
-	pthread_mutex_unlock(&vm->lock);
-	/* The handle is the supervisor's; it is stable whenever the state changes. */
-	r->h = vm->h;
-	snprintf(r->rootfs, sizeof(r->rootfs), "%s", vm->rootfs);
-	snprintf(r->vmm, sizeof(r->vmm), "%s", rt->ops->name);
-	k = record_write(rt->cfg.state_dir, r);
-	pthread_mutex_unlock(&vm->rec_lock);
-	if (k < 0)
-		log_error_errno(k, "%s: writing the record", vm->name);
-	free(r);
-}
-
 /* Under rt->lock. */
 static struct vm *find_locked(struct runtime *rt, const char *name)
 {
@@ -319,7 +269,7 @@ static void job_create(struct runtime *rt, struct vm *vm, void *arg)
 	pthread_mutex_lock(&vm->lock);
 	vm->live = true;
 	pthread_mutex_unlock(&vm->lock);
-	rt_record_save(rt, vm);
+	vm_record_save(vm);
 	rt_report_notify(rt, vm, VM_ATTR_STATE);
 	if (req->done)
 		req->done(req->ud, 0);
@@ -389,7 +339,7 @@ static void job_destroy(struct runtime *rt, struct vm *vm, void *arg)
 		safe_close(fd);
 	}
 	/* cleanup() clears names in the handle it is given, and the supervisor may still be
-	 * copying vm->h into a record (rt_record_save, under rec_lock): work on a copy. */
+	 * copying vm->h into a record (vm_record_save, under rec_lock): work on a copy. */
 	pthread_mutex_lock(&vm->rec_lock);
 	h = vm->h;
 	pthread_mutex_unlock(&vm->rec_lock);
@@ -655,12 +605,12 @@ static int adopt_one(struct runtime *rt, const char *name)
 		break;
 	}
 	if (vm->lc.state != rec->state)
-		rt_record_save(rt, vm);
+		vm_record_save(vm);
 	free(rec);
 	return 0;
 }
 
-int rt_adopt_all(struct runtime *rt, struct err *err)
+static int rt_adopt_all(struct runtime *rt, struct err *err)
 {
 	char dir[4200];
 	_cleanup_closedir_ DIR *d = NULL;

@@ -82,7 +82,7 @@ static void fx_complete(void *ud, int verb, int result)
 		fx->done[fx->n_done++] = (typeof(fx->done[0])){verb, result};
 }
 
-const struct lc_actions sv_lc_actions = {
+static const struct lc_actions sv_lc_actions = {
 	.launch = fx_launch,
 	.request_stop = fx_request_stop,
 	.arm_deadline = fx_arm,
@@ -330,7 +330,7 @@ static void dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64
 		atomic_store(&vm->img_cancel, true);
 	/* On disk before visible: a state a reader has seen survives a kill -9. */
 	if (s.state != old)
-		rt_record_save_as(rt, vm, s.state);
+		vm_record_save_as(vm, s.state);
 	pthread_mutex_lock(&vm->lock);
 	vm->lc = s;
 	if (s.state != old) {
@@ -367,8 +367,8 @@ static void dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64
 	pthread_mutex_unlock(&vm->lock);
 
 	if (s.state != old) {
-		rt_notify(rt, vm, VM_ATTR_STATE);
-		rt_notify(rt, vm, VM_ATTR_HEALTH);
+		vm_notify(vm, VM_ATTR_STATE);
+		vm_notify(vm, VM_ATTR_HEALTH);
 	}
 	if (fx.kill)
 		do_kill(rt, vm,
@@ -396,7 +396,7 @@ static void dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64
 	answer_waiters(&ans);
 }
 
-void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
+static void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
 {
 	dispatch(rt, vm, ev, 0);
 }

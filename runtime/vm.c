@@ -12,55 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fileio.h"
 #include "internal.h"
 #include "log-text.h"
-
-static const char *const state_names[_VM_STATE_MAX] = {
-	[VM_STATE_CREATED] = "created", [VM_STATE_STARTING] = "starting",
-	[VM_STATE_RUNNING] = "running", [VM_STATE_STOPPING] = "stopping",
-	[VM_STATE_STOPPED] = "stopped", [VM_STATE_FAILED] = "failed",
-};
-static const char *const verb_names[_VM_VERB_MAX] = {
-	[VM_VERB_START] = "start",
-	[VM_VERB_STOP] = "stop",
-	[VM_VERB_KILL] = "kill",
-	[VM_VERB_RESTART] = "restart",
-};
-
-const char *vm_state_to_string(enum vm_state s)
-{
-	return (unsigned)s < _VM_STATE_MAX ? state_names[s] : NULL;
-}
-
-int vm_state_from_string(const char *s)
-{
-	for (int i = 0; s && i < _VM_STATE_MAX; i++)
-		if (strcmp(s, state_names[i]) == 0)
-			return i;
-	return -EINVAL;
-}
-
-const char *vm_verb_to_string(enum vm_verb v)
-{
-	return (unsigned)v < _VM_VERB_MAX ? verb_names[v] : NULL;
-}
-
-int vm_verb_from_string(const char *s)
-{
-	for (int i = 0; s && i < _VM_VERB_MAX; i++)
-		if (strcmp(s, verb_names[i]) == 0)
-			return i;
-	return -EINVAL;
-}
-
-void rfc3339_utc(time_t t, char *buf, size_t size)
-{
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
+#include "report.h"
 
 struct vm *vm_new(struct runtime *rt, const char *name)
 {
@@ -148,7 +104,79 @@ uint64_t vm_attr_seq(struct vm *vm, enum vm_attr attr)
 
 void vm_notify(struct vm *vm, enum vm_attr attr)
 {
-	rt_notify(vm->rt, vm, attr);
+	struct runtime *rt = vm->rt;
+
+	if (rt->notify)
+		rt->notify(rt->notify_ud, vm, attr);
+	rt_report_notify(rt, vm, attr);
+}
+
+void rt_report_notify(struct runtime *rt, struct vm *vm, int attr)
+{
+	if (!rt->report)
+		return;
+	switch (attr) {
+	case VM_ATTR_STATE:
+	case VM_ATTR_HEALTH:
+	case VM_ATTR_IP:
+	case VM_ATTR_IMAGE:
+	case VM_ATTR_ERROR:
+	case VM_ATTR_PID:
+		report_enqueue(rt->report->rep, vm, 0);
+		break;
+	default:
+		break;
+	}
+}
+
+void rt_report_destroyed(struct runtime *rt, struct vm *vm)
+{
+	if (rt->report)
+		report_enqueue(rt->report->rep, vm, REPORT_FINAL);
+}
+
+void vm_record_save(struct vm *vm)
+{
+	vm_record_save_as(vm, _VM_STATE_MAX);
+}
+
+void vm_record_save_as(struct vm *vm, enum vm_state state)
+{
+	struct runtime *rt = vm->rt;
+	struct vm_record *r = calloc(1, sizeof(*r));
+	int k;
+
+	if (!r)
+		return;
+	pthread_mutex_lock(&vm->rec_lock);
+	pthread_mutex_lock(&vm->lock);
+	if (vm->destroying) {
+		pthread_mutex_unlock(&vm->lock);
+		pthread_mutex_unlock(&vm->rec_lock);
+		free(r);
+		return;
+	}
+	snprintf(r->name, sizeof(r->name), "%s", vm->name);
+	r->index = vm->index;
+	r->state = state == _VM_STATE_MAX ? vm->lc.state : state;
+	snprintf(r->image, sizeof(r->image), "%s", vm->image ? vm->image : "");
+	memcpy(r->image_digest, vm->image_digest, sizeof(r->image_digest));
+	memcpy(r->image_key, vm->image_key, sizeof(r->image_key));
+	r->ip = vm->ip;
+	r->has_ip = vm->has_ip;
+	memcpy(r->error, vm->error, sizeof(r->error));
+	r->launching = vm->launching;
+	r->launch_uid = (uint32_t)(rt->cfg.uid_base + vm->index);
+	pthread_mutex_unlock(&vm->lock);
+	/* The handle is the supervisor's; it is stable whenever the state changes. */
+	r->h = vm->h;
+	snprintf(r->rootfs, sizeof(r->rootfs), "%s", vm->rootfs);
+	snprintf(r->vmm, sizeof(r->vmm), "%s", rt->ops->name);
+	k = record_write(rt->cfg.state_dir, r);
+	pthread_mutex_unlock(&vm->rec_lock);
+	if (k < 0)
+		log_error_errno(k, "%s: writing the record", vm->name);
+	free(r);
 }
 
 void vm_set_error(struct vm *vm, const char *fmt, ...)
@@ -296,7 +324,7 @@ int vm_set_image(struct vm *vm, const char *ref, struct err *err)
 	free(copy);
 	if (r == 0) {
 		vm_notify(vm, VM_ATTR_IMAGE);
-		rt_record_save(vm->rt, vm);
+		vm_record_save(vm);
 	}
 	return r;
 }

@@ -597,7 +597,7 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg)
 	pthread_mutex_lock(&vm->lock);
 	vm->launching = true;
 	pthread_mutex_unlock(&vm->lock);
-	rt_record_save(rt, vm);
+	vm_record_save(vm);
 	r = rt->ops->launch(rt->ops_priv, &p, &vm->h, &err);
 	if (r < 0)
 		goto fail;
@@ -610,7 +610,7 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg)
 	vm->hs.vmm_run = VMM_RUN_RUNNING;
 	vm_touch_locked(vm, VM_ATTR_PID);
 	pthread_mutex_unlock(&vm->lock);
-	rt_notify(rt, vm, VM_ATTR_PID);
+	vm_notify(vm, VM_ATTR_PID);
 	(void)sv_post_event(rt, vm, LC_EV_LAUNCH_OK);
 	return;
 fail:
