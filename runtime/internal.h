@@ -342,7 +342,6 @@ int jailer_exec_dir(const char *chroot_base, const char *exec_file, char *buf, s
 
 /* ---- runtime / supervisor (runtime.c, supervisor.c) ---- */
 
-struct sv_msg;
 struct job;
 typedef void (*job_fn)(struct runtime *rt, struct vm *vm, void *arg);
 
@@ -395,6 +394,24 @@ struct runtime {
 	bool workers_abandoned;	  /* workers_stop timed out: jobs still run, nothing is freed */
 	bool shut_down;		  /* runtime_shutdown ran */
 	pthread_mutex_t net_lock; /* serialises every use of net (single-threaded ctx) */
+};
+
+/* ---- the supervisor's queue (queue.c) ---- */
+
+enum sv_msg_kind {
+	SV_MSG_EVENT,
+	SV_MSG_CALL,
+};
+
+struct sv_msg {
+	enum sv_msg_kind kind;
+	struct vm *vm; /* holds a reference */
+	enum lc_event ev;
+	uint64_t ticket; /* a command's (SV_MSG_EVENT of a verb), else 0 */
+	void (*fn)(struct runtime *rt, struct vm *vm, void *arg, int result);
+	void *arg;
+	int result;
+	struct sv_msg *next;
 };
 
 /* Post an event for vm to the supervisor (any thread). */

@@ -28,22 +28,6 @@ enum {
 #define SV_PROBE_MS 2000
 static struct sv_watch tick_watch; /* data.ptr marker for the probe timer */
 
-enum sv_msg_kind {
-	SV_MSG_EVENT,
-	SV_MSG_CALL,
-};
-
-struct sv_msg {
-	enum sv_msg_kind kind;
-	struct vm *vm; /* holds a reference */
-	enum lc_event ev;
-	uint64_t ticket; /* a command's (SV_MSG_EVENT of a verb), else 0 */
-	void (*fn)(struct runtime *rt, struct vm *vm, void *arg, int result);
-	void *arg;
-	int result;
-	struct sv_msg *next;
-};
-
 /* Side effects asked for by the table, run after the new state is committed. */
 struct sv_effects {
 	bool launch, request_stop, arm_deadline, kill, cleanup;
@@ -90,55 +74,6 @@ static const struct lc_actions sv_lc_actions = {
 	.cleanup = fx_cleanup,
 	.complete = fx_complete,
 };
-
-static int queue_push(struct runtime *rt, struct sv_msg *m)
-{
-	uint64_t one = 1;
-
-	pthread_mutex_lock(&rt->q_lock);
-	if (rt->q_tail)
-		rt->q_tail->next = m;
-	else
-		rt->q_head = m;
-	rt->q_tail = m;
-	pthread_mutex_unlock(&rt->q_lock);
-	if (write(rt->evfd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		return -errno;
-	return 0;
-}
-
-int sv_post_command(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64_t ticket)
-{
-	struct sv_msg *m = calloc(1, sizeof(*m));
-
-	if (!m)
-		return -ENOMEM;
-	m->kind = SV_MSG_EVENT;
-	m->vm = vm_ref(vm);
-	m->ev = ev;
-	m->ticket = ticket;
-	return queue_push(rt, m);
-}
-
-int sv_post_event(struct runtime *rt, struct vm *vm, enum lc_event ev)
-{
-	return sv_post_command(rt, vm, ev, 0);
-}
-
-int sv_post_call(struct runtime *rt, struct vm *vm,
-		 void (*fn)(struct runtime *, struct vm *, void *, int), void *arg, int result)
-{
-	struct sv_msg *m = calloc(1, sizeof(*m));
-
-	if (!m)
-		return -ENOMEM;
-	m->kind = SV_MSG_CALL;
-	m->vm = vm_ref(vm);
-	m->fn = fn;
-	m->arg = arg;
-	m->result = result;
-	return queue_push(rt, m);
-}
 
 int sv_watch_pidfd(struct runtime *rt, struct vm *vm)
 {
