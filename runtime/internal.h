@@ -396,6 +396,19 @@ struct runtime {
 	pthread_mutex_t net_lock; /* serialises every use of net (single-threaded ctx) */
 };
 
+/* ---- host resources of a VM (host.c) ---- */
+
+/* Start / stop the guest agent client of a VM whose VMM runs (h.agent_socket). */
+void vm_agent_start(struct runtime *rt, struct vm *vm);
+void vm_agent_stop(struct vm *vm);
+#define HOST_TEARDOWN_STRAYS 0x1 /* also SIGKILL the VM's stray VMM processes (strays.c) */
+/* Everything a VM's VMM held on the host, in one order on every path: the agent client stops,
+ * the VMM (h's pidfd, if any) is SIGKILLed and waited for (5 s) and reaped, the backend removes
+ * its jail or host dir and cgroups, strays go (flags), the network is torn down (when
+ * vm->net_set_up), the image hold is released (vm->img_held). Called by the single job working
+ * on vm (or at start, before the threads run). */
+void vm_host_teardown(struct runtime *rt, struct vm *vm, struct vmm_handle *h, unsigned flags);
+
 /* ---- the supervisor's queue (queue.c) ---- */
 
 enum sv_msg_kind {
@@ -445,23 +458,27 @@ void workers_stats(struct runtime *rt, struct rt_pool_stats *ret);
 int sv_watch_pidfd(struct runtime *rt, struct vm *vm);
 void sv_unwatch(struct runtime *rt, struct vm *vm);
 
-/* worker.c: the jobs the lifecycle queues */
+/* launch.c: the launch job (image, network, files, backend). */
 void job_launch(struct runtime *rt, struct vm *vm, void *arg);
+/* Default image step: img_prepare with progress into the VM's health. */
+int rt_prepare_image(struct runtime *rt, struct vm *vm, const char *ref, struct img_prepared *ret,
+		     struct err *err);
+/* jobs.c: the other jobs the lifecycle queues */
 void job_request_stop(struct runtime *rt, struct vm *vm, void *arg);
 void job_cleanup(struct runtime *rt, struct vm *vm, void *arg);
 /* Health probe of a running VM: the VMM's own state and the network's. */
 void job_probe(struct runtime *rt, struct vm *vm, void *arg);
 int workers_start(struct runtime *rt);
-/* Start / stop the guest agent client of a VM whose VMM runs (h.agent_socket). */
-void vm_agent_start(struct runtime *rt, struct vm *vm);
-void vm_agent_stop(struct vm *vm);
 /* Stop both pools; their threads get timeout_ms to finish their jobs. -ETIMEDOUT: some still
  * run (rt->workers_abandoned; the runtime must then not be freed). */
 int workers_stop(struct runtime *rt, unsigned timeout_ms);
-/* Default image step: img_prepare with progress into the VM's health. */
-int rt_prepare_image(struct runtime *rt, struct vm *vm, const char *ref, struct img_prepared *ret,
-		     struct err *err);
-
+/* table.c: the VM table (under rt->lock: find, insert with a free index or want_index >= 0) */
+struct vm *table_find_locked(struct runtime *rt, const char *name);
+int table_insert_locked(struct runtime *rt, struct vm *vm, long want_index);
+/* Remove vm from the table (takes rt->lock), dropping the table's reference. */
+void table_unlink(struct runtime *rt, struct vm *vm);
+/* adopt.c: every recorded VM back in the table (runtime_start, before the threads). */
+int rt_adopt_all(struct runtime *rt, struct err *err);
 /* reaper.c: leftovers with our marks but no VM, at start and every reap_interval_ms. */
 enum rt_leak { RT_LEAK_VMM, RT_LEAK_NET, RT_LEAK_STATE, RT_LEAK_IP, RT_LEAK_IMAGE, _RT_LEAK_MAX };
 #define RT_DESTROY_MARK "destroying" /* in <state>/vms/<name>/: a destroy began */
