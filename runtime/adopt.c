@@ -34,31 +34,13 @@ static bool destroy_marked(struct runtime *rt, const char *name)
 	return access(path, F_OK) == 0;
 }
 
-static int adopt_one(struct runtime *rt, const char *name)
+/* A VM from its record (its VMM not adopted yet: no pidfd). */
+static struct vm *vm_from_record(struct runtime *rt, const char *name, const struct vm_record *rec)
 {
-	struct vm_record *rec = calloc(1, sizeof(*rec));
-	struct err err = {};
-	struct vm *vm;
-	int r;
+	struct vm *vm = vm_new(rt, name);
 
-	if (!rec)
-		return -ENOMEM;
-	r = record_read(rt->cfg.state_dir, name, rec, &err);
-	if (r == -ENOENT || (r >= 0 && destroy_marked(rt, name))) {
-		/* A create before its record, or a destroy begun: the reaper finishes it. */
-		free(rec);
-		return 0;
-	}
-	if (r < 0) {
-		log_warning("%s: unreadable record (%s), ignoring", name, err.msg);
-		free(rec);
-		return 0;
-	}
-	vm = vm_new(rt, name);
-	if (!vm) {
-		free(rec);
-		return -ENOMEM;
-	}
+	if (!vm)
+		return NULL;
 	vm->image = rec->image[0] ? strdup(rec->image) : NULL;
 	memcpy(vm->image_digest, rec->image_digest, sizeof(vm->image_digest));
 	memcpy(vm->image_key, rec->image_key, sizeof(vm->image_key));
@@ -68,16 +50,40 @@ static int adopt_one(struct runtime *rt, const char *name)
 	vm->h = rec->h;
 	vm->h.pidfd = -EBADF;
 	snprintf(vm->rootfs, sizeof(vm->rootfs), "%s", rec->rootfs);
-	pthread_mutex_lock(&rt->lock);
-	r = table_insert_locked(rt, vm, rec->index);
-	pthread_mutex_unlock(&rt->lock);
-	if (r < 0) {
-		log_error("%s: record index %u clashes, ignoring", name, rec->index);
-		vm_unref(vm);
-		free(rec);
-		return 0;
+	return vm;
+}
+
+/* A VM recorded running: its VMM adopted (the only process of its jail from now on), or, gone,
+ * the VM ends failed. */
+static void adopt_running(struct runtime *rt, struct vm *vm)
+{
+	struct err err = {};
+
+	if (rt->ops->adopt(rt->ops_priv, vm->name, &vm->h, &err) >= 0) {
+		/* Exactly one VMM per jail: any other process of it goes. */
+		(void)rt_kill_strays(rt, vm->name, vm->h.pid, 2000);
+		vm->pid = vm->h.pid;
+		vm->hs.vmm_run = VMM_RUN_RUNNING;
+		vm->hs.net_known = true;
+		vm->hs.net_ok = true;
+		vm->net_set_up = !rt->cfg.no_network;
+		vm->img_held = true;
+		vm_agent_start(rt, vm);
+		log_info("%s: re-adopted VMM pid %d", vm->name, (int)vm->pid);
+		return;
 	}
-	vm->live = true;
+	vm_set_error(vm, "vmm: the VMM died while the daemon was down (%s); exit status unknown",
+		     err.msg);
+	adopt_cleanup(rt, vm);
+	vm->lc.state = VM_STATE_FAILED;
+}
+
+/* Settle a VM in its recorded state: at rest it stays (what is left is cleaned), running is
+ * adopted, a start is undone (failed), a stop finished (stopped). */
+static void adopt_settle(struct runtime *rt, struct vm *vm, const struct vm_record *rec)
+{
+	struct err err = {};
+
 	vm->lc.state = rec->state;
 	switch (rec->state) {
 	case VM_STATE_CREATED:
@@ -87,30 +93,11 @@ static int adopt_one(struct runtime *rt, const char *name)
 			adopt_cleanup(rt, vm);
 		break;
 	case VM_STATE_RUNNING:
-		r = rt->ops->adopt(rt->ops_priv, name, &vm->h, &err);
-		if (r >= 0) {
-			/* Exactly one VMM per jail: any other process of it goes. */
-			(void)rt_kill_strays(rt, name, vm->h.pid, 2000);
-			vm->pid = vm->h.pid;
-			vm->hs.vmm_run = VMM_RUN_RUNNING;
-			vm->hs.net_known = true;
-			vm->hs.net_ok = true;
-			vm->net_set_up = !rt->cfg.no_network;
-			vm->img_held = true;
-			vm_agent_start(rt, vm);
-			log_info("%s: re-adopted VMM pid %d", name, (int)vm->pid);
-			break;
-		}
-		vm_set_error(vm,
-			     "vmm: the VMM died while the daemon was down (%s); exit status "
-			     "unknown",
-			     err.msg);
-		adopt_cleanup(rt, vm);
-		vm->lc.state = VM_STATE_FAILED;
+		adopt_running(rt, vm);
 		break;
 	case VM_STATE_STARTING:
 		/* Half-configured VMM: the safe direction is back to a clean slate. */
-		(void)rt->ops->adopt(rt->ops_priv, name, &vm->h, &err);
+		(void)rt->ops->adopt(rt->ops_priv, vm->name, &vm->h, &err);
 		adopt_cleanup(rt, vm);
 		vm_set_error(vm, "start: interrupted by a daemon restart");
 		vm->lc.state = VM_STATE_FAILED;
@@ -118,14 +105,45 @@ static int adopt_one(struct runtime *rt, const char *name)
 	case VM_STATE_STOPPING:
 	default:
 		/* A stop was asked: finish it. */
-		(void)rt->ops->adopt(rt->ops_priv, name, &vm->h, &err);
+		(void)rt->ops->adopt(rt->ops_priv, vm->name, &vm->h, &err);
 		adopt_cleanup(rt, vm);
 		vm->lc.state = VM_STATE_STOPPED;
 		break;
 	}
+}
+
+static int adopt_one(struct runtime *rt, const char *name)
+{
+	_cleanup_free_ struct vm_record *rec = calloc(1, sizeof(*rec));
+	struct err err = {};
+	struct vm *vm;
+	int r;
+
+	if (!rec)
+		return -ENOMEM;
+	r = record_read(rt->cfg.state_dir, name, rec, &err);
+	if (r == -ENOENT || (r >= 0 && destroy_marked(rt, name)))
+		return 0; /* a create before its record, or a destroy begun: the reaper finishes it
+			   */
+	if (r < 0) {
+		log_warning("%s: unreadable record (%s), ignoring", name, err.msg);
+		return 0;
+	}
+	vm = vm_from_record(rt, name, rec);
+	if (!vm)
+		return -ENOMEM;
+	pthread_mutex_lock(&rt->lock);
+	r = table_insert_locked(rt, vm, rec->index);
+	pthread_mutex_unlock(&rt->lock);
+	if (r < 0) {
+		log_error("%s: record index %u clashes, ignoring", name, rec->index);
+		vm_unref(vm);
+		return 0;
+	}
+	vm->live = true;
+	adopt_settle(rt, vm, rec);
 	if (vm->lc.state != rec->state)
 		vm_record_save(vm);
-	free(rec);
 	return 0;
 }
 

@@ -18,10 +18,91 @@
 #include "parse.h"
 #include "report.h"
 
+/* Settings left 0 or NULL take their defaults (the daemon's options fill the same ones). */
+static int config_defaults(struct runtime *rt)
+{
+	struct runtime_config *c = &rt->cfg;
+
+	if (!c->vcpus)
+		c->vcpus = 2;
+	if (!c->mem_mib)
+		c->mem_mib = 2048;
+	if (!c->data_disk_bytes)
+		c->data_disk_bytes = 1ULL << 30;
+	if (!c->stop_timeout_ms)
+		c->stop_timeout_ms = 10000;
+	if (!c->max_vms)
+		c->max_vms = 4096;
+	if (!c->uid_base)
+		c->uid_base = 200000;
+	if (!c->uid_count)
+		c->uid_count = 65536;
+	if (!c->chroot_base)
+		c->chroot_base = "/srv/jailer";
+	/* Kernel and initramfs default to files under the state dir. */
+	if (!c->kernel) {
+		if (asprintf(&rt->default_kernel, "%s/guest/vmlinux", c->state_dir) < 0) {
+			rt->default_kernel = NULL;
+			return -ENOMEM;
+		}
+		c->kernel = rt->default_kernel;
+	}
+	if (!c->initrd) {
+		if (asprintf(&rt->default_initrd, "%s/guest/initramfs.cpio.gz", c->state_dir) < 0) {
+			rt->default_initrd = NULL;
+			return -ENOMEM;
+		}
+		c->initrd = rt->default_initrd;
+	}
+	return 0;
+}
+
+/* The host side: the VMM backend, the network context, the image store. */
+static int open_host(struct runtime *rt, struct err *err)
+{
+	const struct runtime_config *c = &rt->cfg;
+	struct net_config nc = {
+		.state_dir = c->state_dir,
+		.database_url = c->database_url,
+		.database_timeout_ms = c->database_timeout_ms,
+		.node_id = c->node_id,
+		.bridge = c->bridge ? c->bridge : "mvmbr0",
+		.ipv6_prefix = c->ipv6_prefix,
+		.no_host_plumbing = c->no_network,
+	};
+	struct img_store_config ic = {
+		.state_dir = c->state_dir,
+		.insecure = c->insecure_registries,
+		.docker_config = c->docker_config,
+		.verify_keys = c->verify_keys,
+		.keep_bytes = c->image_keep_bytes ? c->image_keep_bytes : 10ULL << 30,
+		.limits = {.pull_timeout_ms = c->pull_timeout_ms,
+			   .stall_timeout_ms = c->pull_stall_timeout_ms,
+			   .disk_reserve = c->disk_reserve_bytes,
+			   .max_manifest_bytes = c->max_manifest_bytes,
+			   .max_config_bytes = c->max_config_bytes,
+			   .max_layer_bytes = c->max_layer_bytes,
+			   .max_image_bytes = c->max_image_bytes},
+	};
+	int r;
+
+	rt->ops = c->vmm == VMM_QEMU ? &vmm_qemu_ops : &vmm_firecracker_ops;
+	r = rt->ops->init(&rt->cfg, &rt->ops_priv, err);
+	if (r < 0)
+		return err_prefix(err, "%s backend: ", c->vmm == VMM_QEMU ? "qemu" : "firecracker");
+	r = net_ctx_new(&nc, &rt->net, err);
+	if (r < 0)
+		return err_prefix(err, "network: ");
+	r = img_store_new(&ic, &rt->store, err);
+	if (r < 0)
+		return err_prefix(err, "image store: ");
+	return 0;
+}
+
+/* Everything but the threads (runtime_start); on failure, what was built is freed. */
 int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct err *err)
 {
 	struct runtime *rt;
-	struct net_config nc;
 	char path[4200];
 	int r;
 
@@ -41,107 +122,39 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 		return -ENOMEM;
 	}
 	rt->prepare_image = rt_prepare_image;
-	if (!rt->cfg.vcpus)
-		rt->cfg.vcpus = 2;
-	if (!rt->cfg.mem_mib)
-		rt->cfg.mem_mib = 2048;
-	if (!rt->cfg.data_disk_bytes)
-		rt->cfg.data_disk_bytes = 1ULL << 30;
-	if (!rt->cfg.stop_timeout_ms)
-		rt->cfg.stop_timeout_ms = 10000;
-	if (!rt->cfg.max_vms)
-		rt->cfg.max_vms = 4096;
-	if (!rt->cfg.uid_base)
-		rt->cfg.uid_base = 200000;
-	if (!rt->cfg.uid_count)
-		rt->cfg.uid_count = 65536;
-	if (!rt->cfg.chroot_base)
-		rt->cfg.chroot_base = "/srv/jailer";
-	/* Kernel and initramfs default to files under the state dir. */
-	if (!rt->cfg.kernel) {
-		if (asprintf(&rt->default_kernel, "%s/guest/vmlinux", cfg->state_dir) < 0) {
-			rt->default_kernel = NULL;
-			runtime_free(rt);
-			return -ENOMEM;
-		}
-		rt->cfg.kernel = rt->default_kernel;
-	}
-	if (!rt->cfg.initrd) {
-		if (asprintf(&rt->default_initrd, "%s/guest/initramfs.cpio.gz", cfg->state_dir) <
-		    0) {
-			rt->default_initrd = NULL;
-			runtime_free(rt);
-			return -ENOMEM;
-		}
-		rt->cfg.initrd = rt->default_initrd;
-	}
+	r = config_defaults(rt);
+	if (r < 0)
+		goto fail;
 	if (rt->cfg.uid_base == 0 || (uint64_t)rt->cfg.uid_base + rt->cfg.uid_count > UINT32_MAX) {
-		runtime_free(rt);
-		return err_set(err, -EINVAL, "the uid range must not include 0 and must fit");
+		r = err_set(err, -EINVAL, "the uid range must not include 0 and must fit");
+		goto fail;
 	}
 	rt->index_used = calloc(rt->cfg.uid_count, 1);
 	if (!rt->index_used) {
-		runtime_free(rt);
-		return -ENOMEM;
+		r = -ENOMEM;
+		goto fail;
 	}
-	rt->ops = cfg->vmm == VMM_QEMU ? &vmm_qemu_ops : &vmm_firecracker_ops;
 	snprintf(path, sizeof(path), "%s/vms", rt->cfg.state_dir);
 	r = mkdir_p(path, 0700);
 	if (r < 0) {
-		runtime_free(rt);
-		return err_set(err, r, "creating %s: %s", path, strerror(-r));
+		err_set(err, r, "creating %s: %s", path, strerror(-r));
+		goto fail;
 	}
-	r = rt->ops->init(&rt->cfg, &rt->ops_priv, err);
-	if (r < 0) {
-		runtime_free(rt);
-		return err_prefix(err,
-				  "%s backend: ", cfg->vmm == VMM_QEMU ? "qemu" : "firecracker");
-	}
-	nc = (struct net_config){
-		.state_dir = rt->cfg.state_dir,
-		.database_url = rt->cfg.database_url,
-		.database_timeout_ms = rt->cfg.database_timeout_ms,
-		.node_id = rt->cfg.node_id,
-		.bridge = rt->cfg.bridge ? rt->cfg.bridge : "mvmbr0",
-		.ipv6_prefix = rt->cfg.ipv6_prefix,
-		.no_host_plumbing = rt->cfg.no_network,
-	};
-	r = net_ctx_new(&nc, &rt->net, err);
-	if (r < 0) {
-		runtime_free(rt);
-		return err_prefix(err, "network: ");
-	}
-	{
-		struct img_store_config ic = {
-			.state_dir = rt->cfg.state_dir,
-			.insecure = rt->cfg.insecure_registries,
-			.docker_config = rt->cfg.docker_config,
-			.verify_keys = rt->cfg.verify_keys,
-			.keep_bytes =
-				rt->cfg.image_keep_bytes ? rt->cfg.image_keep_bytes : 10ULL << 30,
-			.limits = {.pull_timeout_ms = rt->cfg.pull_timeout_ms,
-				   .stall_timeout_ms = rt->cfg.pull_stall_timeout_ms,
-				   .disk_reserve = rt->cfg.disk_reserve_bytes,
-				   .max_manifest_bytes = rt->cfg.max_manifest_bytes,
-				   .max_config_bytes = rt->cfg.max_config_bytes,
-				   .max_layer_bytes = rt->cfg.max_layer_bytes,
-				   .max_image_bytes = rt->cfg.max_image_bytes},
-		};
-		r = img_store_new(&ic, &rt->store, err);
-		if (r < 0) {
-			runtime_free(rt);
-			return err_prefix(err, "image store: ");
-		}
-	}
+	r = open_host(rt, err);
+	if (r < 0)
+		goto fail;
 	rt->epfd = epoll_create1(EPOLL_CLOEXEC);
 	rt->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (rt->epfd < 0 || rt->evfd < 0) {
 		r = -errno;
-		runtime_free(rt);
-		return err_set(err, r, "epoll/eventfd: %s", strerror(-r));
+		err_set(err, r, "epoll/eventfd: %s", strerror(-r));
+		goto fail;
 	}
 	*ret = rt;
 	return 0;
+fail:
+	runtime_free(rt);
+	return r;
 }
 
 void runtime_set_notify(struct runtime *rt, vm_notify_cb cb, void *ud)

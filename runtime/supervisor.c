@@ -219,40 +219,114 @@ static void command_refused(struct vm *vm, uint64_t ticket, int result)
 	answer_waiters(&ans);
 }
 
+/* The decision: the event through the table on a copy of the lifecycle fields (*s; *before the
+ * fields it started from), a command re-checked first. false: nothing to commit (a refused
+ * command was answered). */
+static bool decide(struct vm *vm, enum lc_event ev, uint64_t ticket, struct lc_vm *before,
+		   struct lc_vm *s, struct sv_effects *fx)
+{
+	bool is_cmd = ev <= LC_EV_RESTART;
+	int r;
+
+	/* cmd_pending stays set until the commit: no other command can be accepted against the
+	 * state this one is about to replace. */
+	pthread_mutex_lock(&vm->lock);
+	*s = vm->lc;
+	pthread_mutex_unlock(&vm->lock);
+	*before = *s;
+	if (is_cmd) {
+		/* The state may have moved since vm_command accepted (a crash): re-check. */
+		r = lifecycle_check(s, (enum vm_verb)ev);
+		if (r != 0) {
+			command_refused(vm, ticket, r > 0 ? 0 : r);
+			return false;
+		}
+	}
+	r = lifecycle_event(s, ev, &sv_lc_actions, fx);
+	if (r < 0) {
+		log_debug("%s: event %s ignored in state %s", vm->name, lc_event_to_string(ev),
+			  vm_state_to_string(s->state));
+		if (is_cmd)
+			command_refused(vm, ticket, -EBUSY);
+		return false;
+	}
+	return true;
+}
+
+/* Under vm->lock: publish the new lifecycle fields s (was old) and what follows from a state
+ * change (times, counters, health fields, change counters). */
+static void commit_locked(struct vm *vm, const struct lc_vm *s, enum vm_state old)
+{
+	vm->lc = *s;
+	if (s->state == old)
+		return;
+	clock_gettime(CLOCK_REALTIME, &vm->state_since);
+	vm->hs.vmm_since = vm->state_since;
+	if (s->state == VM_STATE_STARTING) {
+		vm->hs.image_phase[0] = '\0';
+		vm->hs.vmm_run = VMM_RUN_NOT_STARTED;
+	}
+	if (s->state == VM_STATE_RUNNING)
+		vm->boots++;
+	if (s->state == VM_STATE_FAILED)
+		vm->failures++;
+	if (s->state == VM_STATE_STOPPED)
+		vm->mx.stops++;
+	if (s->state == VM_STATE_STOPPED || s->state == VM_STATE_FAILED) {
+		vm->pid = 0;
+		vm->hs.vmm_run = VMM_RUN_GONE;
+		vm->hs.net_known = false;
+		vm_touch_locked(vm, VM_ATTR_PID);
+	}
+	vm_touch_locked(vm, VM_ATTR_STATE);
+	vm_touch_locked(vm, VM_ATTR_HEALTH);
+}
+
+/* The side effects the table asked for, with no lock held (state: the committed one, old: the
+ * one before). */
+static void run_effects(struct runtime *rt, struct vm *vm, const struct sv_effects *fx,
+			enum vm_state old, enum vm_state state)
+{
+	if (fx->kill)
+		do_kill(rt, vm,
+			old == VM_STATE_STARTING && state == VM_STATE_STARTING ? VM_STATE_STARTING
+									       : state);
+	if (fx->arm_deadline)
+		arm_deadline(rt, vm);
+	if (fx->launch) {
+		atomic_store(&vm->cancel, false);
+		atomic_store(&vm->img_cancel, false);
+		/* On the outside pool: an image pull may take minutes. */
+		if (rt_job_long(rt, vm, job_launch, NULL) < 0) {
+			log_error("%s: cannot queue the start job", vm->name);
+			vm_set_error(vm, "start: cannot queue the start job (shutting down?)");
+			(void)sv_post_event(rt, vm, LC_EV_LAUNCH_FAIL);
+		}
+	}
+	if (fx->request_stop && rt_job(rt, vm, job_request_stop, NULL) < 0)
+		do_kill(rt, vm, state);
+	if (fx->cleanup) {
+		disarm_deadline(rt, vm);
+		if (rt_job(rt, vm, job_cleanup, NULL) < 0)
+			log_error("%s: cannot queue the cleanup job", vm->name);
+	}
+}
+
+/* One event: decide on a copy, write the record, commit under vm->lock, notify, then the side
+ * effects and the answers of the finished commands. */
 static void dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64_t ticket)
 {
 	struct sv_effects fx = {};
 	struct sv_answers ans = {};
-	struct lc_vm s;
+	struct lc_vm before, s;
 	enum vm_state old;
 	bool is_cmd = ev <= LC_EV_RESTART, restarting;
 	sv_hook_fn hook;
-	int r;
 
-	/* cmd_pending stays set until the commit below: no other command can be accepted
-	 * against the state this one is about to replace. */
-	pthread_mutex_lock(&vm->lock);
-	s = vm->lc;
-	pthread_mutex_unlock(&vm->lock);
-	old = s.state;
-	restarting = s.restart;
-
-	if (is_cmd) {
-		/* The state may have moved since vm_command accepted (a crash): re-check. */
-		r = lifecycle_check(&s, (enum vm_verb)ev);
-		if (r != 0) {
-			command_refused(vm, ticket, r > 0 ? 0 : r);
-			return;
-		}
-	}
-	r = lifecycle_event(&s, ev, &sv_lc_actions, &fx);
-	if (r < 0) {
-		log_debug("%s: event %s ignored in state %s", vm->name, lc_event_to_string(ev),
-			  vm_state_to_string(s.state));
-		if (is_cmd)
-			command_refused(vm, ticket, -EBUSY);
+	if (!decide(vm, ev, ticket, &before, &s, &fx))
 		return;
-	}
+	old = before.state;
+	restarting = before.restart;
 	hook = atomic_load(&rt->sv_before_commit);
 	if (hook)
 		hook(rt, vm, ev);
@@ -267,29 +341,7 @@ static void dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64
 	if (s.state != old)
 		vm_record_save_as(vm, s.state);
 	pthread_mutex_lock(&vm->lock);
-	vm->lc = s;
-	if (s.state != old) {
-		clock_gettime(CLOCK_REALTIME, &vm->state_since);
-		vm->hs.vmm_since = vm->state_since;
-		if (s.state == VM_STATE_STARTING) {
-			vm->hs.image_phase[0] = '\0';
-			vm->hs.vmm_run = VMM_RUN_NOT_STARTED;
-		}
-		if (s.state == VM_STATE_RUNNING)
-			vm->boots++;
-		if (s.state == VM_STATE_FAILED)
-			vm->failures++;
-		if (s.state == VM_STATE_STOPPED)
-			vm->mx.stops++;
-		if (s.state == VM_STATE_STOPPED || s.state == VM_STATE_FAILED) {
-			vm->pid = 0;
-			vm->hs.vmm_run = VMM_RUN_GONE;
-			vm->hs.net_known = false;
-			vm_touch_locked(vm, VM_ATTR_PID);
-		}
-		vm_touch_locked(vm, VM_ATTR_STATE);
-		vm_touch_locked(vm, VM_ATTR_HEALTH);
-	}
+	commit_locked(vm, &s, old);
 	/* The finished commands leave with the state that ends them: a reader that sees
 	 * "stopped" can rmdir or set the image at once (no EBUSY from a pending waiter). */
 	for (unsigned i = 0; i < fx.n_done; i++)
@@ -300,34 +352,11 @@ static void dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64
 		pthread_cond_broadcast(&vm->cmd_cond);
 	}
 	pthread_mutex_unlock(&vm->lock);
-
 	if (s.state != old) {
 		vm_notify(vm, VM_ATTR_STATE);
 		vm_notify(vm, VM_ATTR_HEALTH);
 	}
-	if (fx.kill)
-		do_kill(rt, vm,
-			old == VM_STATE_STARTING && s.state == VM_STATE_STARTING ? VM_STATE_STARTING
-										 : s.state);
-	if (fx.arm_deadline)
-		arm_deadline(rt, vm);
-	if (fx.launch) {
-		atomic_store(&vm->cancel, false);
-		atomic_store(&vm->img_cancel, false);
-		/* On the outside pool: an image pull may take minutes. */
-		if (rt_job_long(rt, vm, job_launch, NULL) < 0) {
-			log_error("%s: cannot queue the start job", vm->name);
-			vm_set_error(vm, "start: cannot queue the start job (shutting down?)");
-			(void)sv_post_event(rt, vm, LC_EV_LAUNCH_FAIL);
-		}
-	}
-	if (fx.request_stop && rt_job(rt, vm, job_request_stop, NULL) < 0)
-		do_kill(rt, vm, s.state);
-	if (fx.cleanup) {
-		disarm_deadline(rt, vm);
-		if (rt_job(rt, vm, job_cleanup, NULL) < 0)
-			log_error("%s: cannot queue the cleanup job", vm->name);
-	}
+	run_effects(rt, vm, &fx, old, s.state);
 	answer_waiters(&ans);
 }
 
