@@ -357,24 +357,11 @@ static int load_config(struct daemon_options *o, const char *path, struct err *e
 }
 
 /* Find name in PATH; returns a malloc'd path or NULL. */
-static char *find_in_path(const char *name)
+static char *path_lookup(const char *name)
 {
-	const char *path = getenv("PATH");
-	_cleanup_free_ char *copy = strdup(
-		path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-	char *dir, *save = NULL, *full = NULL;
+	char buf[PATH_MAX];
 
-	if (!copy)
-		return NULL;
-	for (dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-		if (asprintf(&full, "%s/%s", dir, name) < 0)
-			return NULL;
-		if (access(full, X_OK) == 0)
-			return full;
-		free(full);
-		full = NULL;
-	}
-	return NULL;
+	return find_executable(name, buf, sizeof(buf)) < 0 ? NULL : strdup(buf);
 }
 
 static int own(struct daemon_options *o, char *s)
@@ -416,7 +403,7 @@ static int fill_defaults(struct daemon_options *o, struct err *err)
 	}
 	if (o->rt.vmm == VMM_FIRECRACKER) {
 		if (!o->rt.firecracker) {
-			s = find_in_path("firecracker");
+			s = path_lookup("firecracker");
 			if (!s)
 				return err_set(
 					err, -ENOENT,
@@ -426,7 +413,7 @@ static int fill_defaults(struct daemon_options *o, struct err *err)
 			o->rt.firecracker = s;
 		}
 		if (!o->rt.jailer) {
-			s = find_in_path("jailer");
+			s = path_lookup("jailer");
 			if (!s)
 				return err_set(err, -ENOENT,
 					       "jailer not found in PATH (use --jailer PATH)");

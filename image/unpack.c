@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "build.h"
+#include "fileio.h"
 #include "macro.h"
 
 #define READ_BLOCK (128 * 1024)
@@ -135,36 +136,6 @@ static int created_add_tree(struct layer *l, const char *rel)
 	}
 }
 
-/* Remove name under dfd recursively, never following symlinks. */
-static int remove_tree_at(int dfd, const char *name)
-{
-	struct stat st;
-	_cleanup_closedir_ DIR *d = NULL;
-	struct dirent *de;
-	int fd, r = 0;
-
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISDIR(st.st_mode))
-		return unlinkat(dfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
-	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		safe_close(fd);
-		return -errno;
-	}
-	while ((de = readdir(d))) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		r = remove_tree_at(dirfd(d), de->d_name);
-		if (r < 0)
-			return r;
-	}
-	return unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT ? -errno : 0;
-}
-
 /* Empty dir (rel, open as dfd) of everything this layer did not write (opaque whiteout). */
 static int opaque_clear(struct layer *l, int dfd, const char *rel)
 {
@@ -195,7 +166,7 @@ static int opaque_clear(struct layer *l, int dfd, const char *rel)
 			de->d_type = S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
 		}
 		if (!created_has(l, child)) {
-			r = remove_tree_at(dirfd(d), de->d_name);
+			r = rm_rf_at(dirfd(d), de->d_name);
 		} else if (de->d_type == DT_DIR) {
 			_cleanup_close_ int sub =
 				openat2_safe(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY);
@@ -301,7 +272,7 @@ static int clear_target(int pfd, const char *name, bool want_dir, bool *ret_is_d
 		*ret_is_dir = true;
 		return 0;
 	}
-	return remove_tree_at(pfd, name);
+	return rm_rf_at(pfd, name);
 }
 
 static int apply_xattrs(struct layer *l, struct archive_entry *e, int fd)
@@ -528,7 +499,7 @@ static int apply_entry(struct layer *l, struct archive *a, struct archive_entry 
 			return 0; /* nothing there to delete */
 		if (r < 0)
 			return layer_fail(l, r, resolve_why(r));
-		r = remove_tree_at(pfd, base);
+		r = rm_rf_at(pfd, base);
 		return r < 0 ? layer_fail(l, r, "cannot apply whiteout") : 0;
 	case IMG_PATH_OPAQUE: {
 		_cleanup_close_ int dfd = -EBADF;
