@@ -386,21 +386,13 @@ static int fill_defaults(struct daemon_options *o, struct err *err)
 
 	if (!o->rt.state_dir)
 		o->rt.state_dir = DEFAULT_STATE_DIR;
+	/* The jail base now: the daemon locks it before the runtime exists. */
 	if (!o->rt.chroot_base)
 		o->rt.chroot_base = DEFAULT_CHROOT_BASE;
 	if (!o->rt.bridge)
 		o->rt.bridge = DEFAULT_BRIDGE;
-	if (!o->rt.kernel) {
-		if (asprintf(&s, "%s/guest/vmlinux", o->rt.state_dir) < 0 || own(o, s) < 0)
-			return err_set(err, -ENOMEM, "out of memory");
-		o->rt.kernel = s;
-	}
-	if (!o->rt.initrd) {
-		if (asprintf(&s, "%s/guest/initramfs.cpio.gz", o->rt.state_dir) < 0 ||
-		    own(o, s) < 0)
-			return err_set(err, -ENOMEM, "out of memory");
-		o->rt.initrd = s;
-	}
+	/* Kernel, initramfs and the sizes left unset take the runtime's defaults (runtime_new),
+	 * which --help states. */
 	if (o->rt.vmm == VMM_FIRECRACKER) {
 		if (!o->rt.firecracker) {
 			s = path_lookup("firecracker");

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "ip6.h"
 #include "ipam.h"
 #include "parse.h"
@@ -79,7 +80,7 @@ int net_names_derive(const char *node, const char *name, struct net_names *ret)
 int net_ctx_new(const struct net_config *cfg, struct net_ctx **ret, struct err *err)
 {
 	struct net_ctx *ctx;
-	const char *br = cfg->bridge ? cfg->bridge : "mvmbr0";
+	const char *br = cfg->bridge ? cfg->bridge : DEFAULT_BRIDGE;
 	int r;
 
 	/* It also goes into nftables commands: letters, digits, '.', '_', '-' only. */

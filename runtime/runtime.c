@@ -12,13 +12,16 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "fileio.h"
 #include "internal.h"
 #include "log.h"
 #include "parse.h"
 #include "report.h"
 
-/* Settings left 0 or NULL take their defaults (the daemon's options fill the same ones). */
+/* Settings left 0 or NULL take their defaults: the one place they are set (the daemon's --help
+ * states them; the jail base and the bridge are the build's DEFAULT_CHROOT_BASE and
+ * DEFAULT_BRIDGE). */
 static int config_defaults(struct runtime *rt)
 {
 	struct runtime_config *c = &rt->cfg;
@@ -38,7 +41,9 @@ static int config_defaults(struct runtime *rt)
 	if (!c->uid_count)
 		c->uid_count = 65536;
 	if (!c->chroot_base)
-		c->chroot_base = "/srv/jailer";
+		c->chroot_base = DEFAULT_CHROOT_BASE;
+	if (!c->bridge)
+		c->bridge = DEFAULT_BRIDGE;
 	/* Kernel and initramfs default to files under the state dir. */
 	if (!c->kernel) {
 		if (asprintf(&rt->default_kernel, "%s/guest/vmlinux", c->state_dir) < 0) {
@@ -66,7 +71,7 @@ static int open_host(struct runtime *rt, struct err *err)
 		.database_url = c->database_url,
 		.database_timeout_ms = c->database_timeout_ms,
 		.node_id = c->node_id,
-		.bridge = c->bridge ? c->bridge : "mvmbr0",
+		.bridge = c->bridge,
 		.ipv6_prefix = c->ipv6_prefix,
 		.no_host_plumbing = c->no_network,
 	};
