@@ -42,7 +42,7 @@ static int command_post(struct vm *vm, enum vm_verb verb, vm_done_cb done, void 
 	pthread_mutex_unlock(&vm->lock);
 	if (r != 0)
 		return r;
-	/* The verb enum and the first lifecycle events share their order. */
+	/* A verb is the lifecycle event of the same value (static_asserts in lifecycle.c). */
 	r = sv_post_command(vm->rt, vm, (enum lc_event)verb, *ticket);
 	if (r < 0) {
 		pthread_mutex_lock(&vm->lock);
