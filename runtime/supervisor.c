@@ -19,6 +19,7 @@
 
 #include "internal.h"
 #include "log.h"
+#include "thread.h"
 
 enum {
 	SV_WATCH_PIDFD = 1,
@@ -500,7 +501,6 @@ static void *sv_main(void *arg)
 int sv_start(struct runtime *rt)
 {
 	struct epoll_event e = {.events = EPOLLIN, .data.ptr = NULL};
-	sigset_t all, old;
 	int r;
 
 	struct itimerspec its = {.it_value = {.tv_sec = SV_PROBE_MS / 1000},
@@ -513,11 +513,7 @@ int sv_start(struct runtime *rt)
 	if (rt->tick_fd < 0 || timerfd_settime(rt->tick_fd, 0, &its, NULL) < 0 ||
 	    epoll_ctl(rt->epfd, EPOLL_CTL_ADD, rt->tick_fd, &te) < 0)
 		return -errno;
-	/* Signals belong to the FUSE threads (STYLE 3.8): block them in ours. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	r = -pthread_create(&rt->sv_thread, NULL, sv_main, rt);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	r = thread_create_nosig(&rt->sv_thread, sv_main, rt);
 	if (r < 0)
 		return r;
 	rt->sv_running = true;

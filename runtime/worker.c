@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "internal.h"
 #include "log.h"
+#include "thread.h"
 
 struct job {
 	job_fn fn;
@@ -125,7 +126,6 @@ static void *worker_main(void *arg)
 static int pool_grow_locked(struct rt_pool *p, bool force)
 {
 	struct worker_slot *free_slot = NULL;
-	sigset_t all, old;
 	int r;
 
 	/* Enough idle threads for what is queued and the job about to be. */
@@ -142,11 +142,7 @@ static int pool_grow_locked(struct rt_pool *p, bool force)
 	if (!free_slot)
 		return -EAGAIN;
 	free_slot->pool = p;
-	/* Signals belong to the FUSE threads: block them in ours. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	r = -pthread_create(&free_slot->thread, NULL, worker_main, free_slot);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	r = thread_create_nosig(&free_slot->thread, worker_main, free_slot);
 	if (r < 0)
 		return r;
 	free_slot->state = SLOT_RUNNING;
