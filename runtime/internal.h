@@ -152,7 +152,6 @@ struct vm {
 };
 
 struct vm *vm_new(struct runtime *rt, const char *name);
-void vm_unrefp(struct vm **p);
 /* Under vm->lock: bump the change counter of attr (caller notifies after unlocking). */
 void vm_touch_locked(struct vm *vm, enum vm_attr attr);
 /* Set the error file ("<RFC 3339> msg") and bump its counter; takes the lock. */
@@ -411,19 +410,11 @@ void vm_host_teardown(struct runtime *rt, struct vm *vm, struct vmm_handle *h, u
 
 /* ---- the supervisor's queue (queue.c) ---- */
 
-enum sv_msg_kind {
-	SV_MSG_EVENT,
-	SV_MSG_CALL,
-};
-
+/* An event (or a command: a verb's event with its ticket) for a VM. */
 struct sv_msg {
-	enum sv_msg_kind kind;
 	struct vm *vm; /* holds a reference */
 	enum lc_event ev;
-	uint64_t ticket; /* a command's (SV_MSG_EVENT of a verb), else 0 */
-	void (*fn)(struct runtime *rt, struct vm *vm, void *arg, int result);
-	void *arg;
-	int result;
+	uint64_t ticket; /* a command's, else 0 */
 	struct sv_msg *next;
 };
 
@@ -431,9 +422,6 @@ struct sv_msg {
 int sv_post_event(struct runtime *rt, struct vm *vm, enum lc_event ev);
 /* Post the command vm_command accepted as ticket (its waiter carries the same ticket). */
 int sv_post_command(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64_t ticket);
-/* Post a callback to run on the supervisor thread. */
-int sv_post_call(struct runtime *rt, struct vm *vm,
-		 void (*fn)(struct runtime *, struct vm *, void *, int), void *arg, int result);
 int sv_start(struct runtime *rt);
 void sv_stop(struct runtime *rt);
 /* After sv_stop and the workers: drop what jobs posted too late (their records already say
@@ -449,11 +437,6 @@ void sv_discard(struct runtime *rt);
 #define RT_SHUTDOWN_WORKERS_MS 1500
 int rt_job(struct runtime *rt, struct vm *vm, job_fn fn, void *arg);
 int rt_job_long(struct runtime *rt, struct vm *vm, job_fn fn, void *arg);
-struct rt_pool_stats {
-	unsigned threads[2], busy[2], queued[2]; /* [0] lifecycle, [1] outside */
-	uint64_t done[2];
-};
-void workers_stats(struct runtime *rt, struct rt_pool_stats *ret);
 /* Supervisor: watch / unwatch a VM's pidfd and deadline timer. */
 int sv_watch_pidfd(struct runtime *rt, struct vm *vm);
 void sv_unwatch(struct runtime *rt, struct vm *vm);
@@ -473,10 +456,7 @@ int workers_start(struct runtime *rt);
  * run (rt->workers_abandoned; the runtime must then not be freed). */
 int workers_stop(struct runtime *rt, unsigned timeout_ms);
 /* table.c: the VM table (under rt->lock: find, insert with a free index or want_index >= 0) */
-struct vm *table_find_locked(struct runtime *rt, const char *name);
 int table_insert_locked(struct runtime *rt, struct vm *vm, long want_index);
-/* Remove vm from the table (takes rt->lock), dropping the table's reference. */
-void table_unlink(struct runtime *rt, struct vm *vm);
 /* adopt.c: every recorded VM back in the table (runtime_start, before the threads). */
 int rt_adopt_all(struct runtime *rt, struct err *err);
 /* reaper.c: leftovers with our marks but no VM, at start and every reap_interval_ms. */

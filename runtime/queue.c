@@ -31,7 +31,6 @@ int sv_post_command(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64_
 
 	if (!m)
 		return -ENOMEM;
-	m->kind = SV_MSG_EVENT;
 	m->vm = vm_ref(vm);
 	m->ev = ev;
 	m->ticket = ticket;
@@ -41,19 +40,4 @@ int sv_post_command(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64_
 int sv_post_event(struct runtime *rt, struct vm *vm, enum lc_event ev)
 {
 	return sv_post_command(rt, vm, ev, 0);
-}
-
-int sv_post_call(struct runtime *rt, struct vm *vm,
-		 void (*fn)(struct runtime *, struct vm *, void *, int), void *arg, int result)
-{
-	struct sv_msg *m = calloc(1, sizeof(*m));
-
-	if (!m)
-		return -ENOMEM;
-	m->kind = SV_MSG_CALL;
-	m->vm = vm_ref(vm);
-	m->fn = fn;
-	m->arg = arg;
-	m->result = result;
-	return queue_push(rt, m);
 }

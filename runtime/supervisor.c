@@ -423,13 +423,9 @@ static void drain_queue(struct runtime *rt)
 		pthread_mutex_unlock(&rt->q_lock);
 		if (!m)
 			return;
-		if (m->kind == SV_MSG_EVENT) {
-			if (m->ev == LC_EV_LAUNCH_OK)
-				(void)sv_watch_pidfd(rt, m->vm);
-			dispatch(rt, m->vm, m->ev, m->ticket);
-		} else {
-			m->fn(rt, m->vm, m->arg, m->result);
-		}
+		if (m->ev == LC_EV_LAUNCH_OK)
+			(void)sv_watch_pidfd(rt, m->vm);
+		dispatch(rt, m->vm, m->ev, m->ticket);
 		vm_unref(m->vm);
 		free(m);
 	}

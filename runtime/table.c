@@ -18,7 +18,7 @@
 #include "report.h"
 
 /* Under rt->lock. */
-struct vm *table_find_locked(struct runtime *rt, const char *name)
+static struct vm *table_find_locked(struct runtime *rt, const char *name)
 {
 	for (struct vm *v = rt->vms; v; v = v->next)
 		if (strcmp(v->name, name) == 0)
@@ -26,7 +26,8 @@ struct vm *table_find_locked(struct runtime *rt, const char *name)
 	return NULL;
 }
 
-void table_unlink(struct runtime *rt, struct vm *vm)
+/* Remove vm from the table, dropping the table's reference. */
+static void table_unlink(struct runtime *rt, struct vm *vm)
 {
 	pthread_mutex_lock(&rt->lock);
 	for (struct vm **pp = &rt->vms; *pp; pp = &(*pp)->next) {

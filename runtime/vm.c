@@ -63,11 +63,6 @@ struct vm *vm_unref(struct vm *vm)
 	return NULL;
 }
 
-void vm_unrefp(struct vm **p)
-{
-	vm_unref(*p);
-}
-
 const char *vm_name(const struct vm *vm)
 {
 	return vm->name;

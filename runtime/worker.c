@@ -295,21 +295,3 @@ int workers_stop(struct runtime *rt, unsigned timeout_ms)
 	rt->pool_long = rt->pool_short = NULL;
 	return 0;
 }
-
-void workers_stats(struct runtime *rt, struct rt_pool_stats *ret)
-{
-	struct rt_pool *pools[2] = {rt->pool_short, rt->pool_long};
-
-	memset(ret, 0, sizeof(*ret));
-	for (unsigned i = 0; i < 2; i++) {
-		struct rt_pool *p = pools[i];
-		if (!p)
-			continue;
-		pthread_mutex_lock(&p->lock);
-		ret->threads[i] = p->n_threads;
-		ret->busy[i] = p->n_busy;
-		ret->queued[i] = p->n_queued;
-		ret->done[i] = p->n_done;
-		pthread_mutex_unlock(&p->lock);
-	}
-}
