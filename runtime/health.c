@@ -16,7 +16,7 @@
 
 const char *health_verdict_to_string(enum health_verdict v)
 {
-	static const char *const names[] = {
+	static const char *const names[_HEALTH_VERDICT_MAX] = {
 		[HEALTH_HEALTHY] = "healthy",	[HEALTH_UNHEALTHY] = "unhealthy",
 		[HEALTH_STARTING] = "starting", [HEALTH_STOPPED] = "stopped",
 		[HEALTH_FAILED] = "failed",

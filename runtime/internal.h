@@ -172,6 +172,7 @@ enum health_verdict {
 	HEALTH_STARTING,
 	HEALTH_STOPPED,
 	HEALTH_FAILED,
+	_HEALTH_VERDICT_MAX,
 };
 enum check_status {
 	CHECK_OK,
