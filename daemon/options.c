@@ -37,6 +37,9 @@ enum opt_kind {
 	OPT_VERSION,
 };
 
+/* A default's value as text, for --help. */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 #define RT(f) (offsetof(struct daemon_options, rt) + offsetof(struct runtime_config, f))
 #define DO(f) offsetof(struct daemon_options, f)
 
@@ -69,10 +72,10 @@ static const struct opt_def opt_defs[] = {
 	{ "insecure-registry", OPT_LIST, 0, "HOST[:PORT]", "registry reached over plain HTTP (repeatable)" },
 	{ "docker-config", OPT_STR, RT(docker_config), "FILE", "registry credentials (~/.docker/config.json)" },
 	{ "verify-key", OPT_KEYS, 0, "FILE", "PEM public key (ECDSA P-256) images must be cosign-signed by (repeatable; none: no check)" },
-	{ "uid-base", OPT_U32, RT(uid_base), "UID", "first uid/gid of the per-VM range (200000)" },
-	{ "uid-count", OPT_U32, RT(uid_count), "N", "size of the per-VM uid/gid range (65536)" },
-	{ "vcpus", OPT_U32, RT(vcpus), "N", "vCPUs per VM (2)" },
-	{ "mem-mib", OPT_U32, RT(mem_mib), "MIB", "memory per VM (2048)" },
+	{ "uid-base", OPT_U32, RT(uid_base), "UID", "first uid/gid of the per-VM range (" STR(RUNTIME_DEFAULT_UID_BASE) ")" },
+	{ "uid-count", OPT_U32, RT(uid_count), "N", "size of the per-VM uid/gid range (" STR(RUNTIME_DEFAULT_UID_COUNT) ")" },
+	{ "vcpus", OPT_U32, RT(vcpus), "N", "vCPUs per VM (" STR(RUNTIME_DEFAULT_VCPUS) ")" },
+	{ "mem-mib", OPT_U32, RT(mem_mib), "MIB", "memory per VM (" STR(RUNTIME_DEFAULT_MEM_MIB) ")" },
 	{ "data-disk-size", OPT_SIZE, RT(data_disk_bytes), "SIZE", "per-VM writable disk, e.g. 1G (1G)" },
 	{ "image-keep", OPT_SIZE, RT(image_keep_bytes), "SIZE", "unused images kept in the cache (10G)" },
 	{ "pull-timeout", OPT_MS, RT(pull_timeout_ms), "TIME", "deadline of a whole image pull (30m)" },
@@ -85,7 +88,7 @@ static const struct opt_def opt_defs[] = {
 	{ "stop-timeout", OPT_MS, RT(stop_timeout_ms), "TIME", "graceful stop deadline before SIGKILL (10s)" },
 	{ "app-grace", OPT_MS, RT(app_grace_ms), "TIME", "SIGTERM to SIGKILL inside the guest (5s)" },
 	{ "heartbeat", OPT_MS, RT(heartbeat_ms), "TIME", "agent heartbeat period (1s)" },
-	{ "max-vms", OPT_U32, RT(max_vms), "N", "limit of defined VMs (4096)" },
+	{ "max-vms", OPT_U32, RT(max_vms), "N", "limit of defined VMs (" STR(RUNTIME_DEFAULT_MAX_VMS) ")" },
 	{ "cgroup-version", OPT_CGROUP, RT(cgroup_version), "auto|1|2", "cgroup hierarchy for limits (auto)" },
 	{ "stop-vms-on-exit", OPT_FLAG, RT(stop_vms_on_exit), NULL, "stop VMs on SIGTERM instead of leaving them running" },
 	{ "reap-interval", OPT_MS, RT(reap_interval_ms), "TIME", "leak reaper period (60s)" },

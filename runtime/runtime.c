@@ -27,19 +27,19 @@ static int config_defaults(struct runtime *rt)
 	struct runtime_config *c = &rt->cfg;
 
 	if (!c->vcpus)
-		c->vcpus = 2;
+		c->vcpus = RUNTIME_DEFAULT_VCPUS;
 	if (!c->mem_mib)
-		c->mem_mib = 2048;
+		c->mem_mib = RUNTIME_DEFAULT_MEM_MIB;
 	if (!c->data_disk_bytes)
 		c->data_disk_bytes = 1ULL << 30;
 	if (!c->stop_timeout_ms)
 		c->stop_timeout_ms = 10000;
 	if (!c->max_vms)
-		c->max_vms = 4096;
+		c->max_vms = RUNTIME_DEFAULT_MAX_VMS;
 	if (!c->uid_base)
-		c->uid_base = 200000;
+		c->uid_base = RUNTIME_DEFAULT_UID_BASE;
 	if (!c->uid_count)
-		c->uid_count = 65536;
+		c->uid_count = RUNTIME_DEFAULT_UID_COUNT;
 	if (!c->chroot_base)
 		c->chroot_base = DEFAULT_CHROOT_BASE;
 	if (!c->bridge)
