@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "fetch.h"
+#include "fileio.h"
 
 /* What helpers print when they hold nothing for the server (credentials.ErrCredentialsNotFound). */
 #define NOT_FOUND "credentials not found in native keychain"
@@ -38,24 +39,6 @@ bool img_cred_helper_name_ok(const char *name)
 		      name[i] == '-'))
 			return false;
 	return true;
-}
-
-static int find_in_path(const char *prog, char *buf, size_t size)
-{
-	const char *path = getenv("PATH");
-
-	if (!path || !*path)
-		path = "/usr/local/bin:/usr/bin:/bin";
-	while (*path) {
-		size_t n = strcspn(path, ":");
-		if (n > 0 && (size_t)snprintf(buf, size, "%.*s/%s", (int)n, path, prog) < size &&
-		    access(buf, X_OK) == 0)
-			return 0;
-		path += n;
-		if (*path == ':')
-			path++;
-	}
-	return -ENOENT;
 }
 
 static long long now_ms(void)
@@ -182,7 +165,7 @@ int img_cred_helper_get(const char *helper, const char *server, unsigned timeout
 	if (!img_cred_helper_name_ok(helper))
 		return err_set(err, -EINVAL, "bad credential helper name");
 	snprintf(prog, sizeof(prog), "docker-credential-%s", helper);
-	if (find_in_path(prog, exe, sizeof(exe)) < 0)
+	if (find_executable(prog, exe, sizeof(exe)) < 0)
 		return err_set(err, -EACCES, "credential helper %s not found in PATH", prog);
 	buf = malloc(IMG_CRED_HELPER_OUTPUT_MAX + 1);
 	if (!buf)

@@ -73,16 +73,6 @@ static bool streq(const char *a, const char *b)
 	return strcmp(a, b) == 0;
 }
 
-bool img_hex_digest_ok(const char *d)
-{
-	if (strncmp(d, "sha256:", 7) != 0 || strlen(d) != 71)
-		return false;
-	for (const char *p = d + 7; *p; p++)
-		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-			return false;
-	return true;
-}
-
 void img_progress_emit(img_progress_cb cb, void *ud, const char *phase, uint64_t done,
 		       uint64_t total, unsigned ldone, unsigned ltotal)
 {
@@ -163,7 +153,7 @@ static void lookup_digest(struct img_store *s, const char *digest, char ret[IMG_
 	    read_file_bounded(p, 128, &buf, NULL) < 0)
 		return;
 	buf[strcspn(buf, "\n")] = '\0';
-	if (img_hex_digest_ok(buf))
+	if (img_digest_is_valid(buf))
 		snprintf(ret, IMG_DIGEST_MAX, "%s", buf);
 }
 
@@ -458,7 +448,7 @@ static bool cached_tag(struct img_store *s, const struct img_ref *ref, char ret[
 	if (*version)
 		*version++ = '\0';
 	version[strcspn(version, "\n")] = '\0';
-	if (!img_hex_digest_ok(buf) || !image_present(s, buf))
+	if (!img_digest_is_valid(buf) || !image_present(s, buf))
 		return false;
 	snprintf(ret, IMG_DIGEST_MAX, "%s", buf);
 	if (ret_version)
@@ -514,7 +504,7 @@ static int prepare(struct img_store *s, const char *ref_s, const char *holder, i
 		return err_set(err, -ECANCELED, "pull of %.300s cancelled", name);
 
 	/* A digest we have needs no network at all. */
-	if (ref.digest[0] && img_hex_digest_ok(ref.digest)) {
+	if (ref.digest[0] && img_digest_is_valid(ref.digest)) {
 		lookup_digest(s, ref.digest, digest);
 		if (digest[0] && img_signature_cached(s, digest, key)) {
 			r = finish(s, digest, holder, ret, err);
@@ -553,7 +543,7 @@ static int prepare(struct img_store *s, const char *ref_s, const char *holder, i
 		}
 		if (r < 0)
 			return r;
-		if (!img_hex_digest_ok(m.digest)) {
+		if (!img_digest_is_valid(m.digest)) {
 			img_manifest_done(&m);
 			return err_set(err, -EBADMSG, "registry gave no usable manifest digest");
 		}

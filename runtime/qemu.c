@@ -83,25 +83,6 @@ static bool kvm_usable(void)
 	       access("/sys/module/kvm_amd", F_OK) == 0;
 }
 
-static int find_in_path(const char *name, char *buf, size_t size)
-{
-	const char *path = getenv("PATH") ?: "/usr/local/bin:/usr/bin:/bin";
-
-	if (strchr(name, '/')) {
-		snprintf(buf, size, "%s", name);
-		return access(buf, X_OK) == 0 ? 0 : -errno;
-	}
-	while (*path) {
-		size_t n = strcspn(path, ":");
-
-		snprintf(buf, size, "%.*s/%s", (int)n, path, name);
-		if (access(buf, X_OK) == 0)
-			return 0;
-		path += n + (path[n] == ':');
-	}
-	return -ENOENT;
-}
-
 static int qemu_init(const struct runtime_config *cfg, void **ret_priv, struct err *err)
 {
 	struct qemu_priv *qp;
@@ -112,7 +93,7 @@ static int qemu_init(const struct runtime_config *cfg, void **ret_priv, struct e
 	if (!qp)
 		return -ENOMEM;
 	qp->cfg = cfg;
-	r = find_in_path(cfg->qemu ?: "qemu-system-x86_64", qp->qemu, sizeof(qp->qemu));
+	r = find_executable(cfg->qemu ?: "qemu-system-x86_64", qp->qemu, sizeof(qp->qemu));
 	if (r < 0) {
 		free(qp);
 		return err_set(err, r, "qemu '%s' not found or not executable",
