@@ -196,7 +196,25 @@ static int add_verify_key(struct daemon_options *o, const char *v)
 	return 0;
 }
 
-/* Apply one option. from_file: flags take a value, strings must be copied. */
+/* A config file's line buffer is reused: keep a copy of a value the options point at. */
+static int keep_copy(struct daemon_options *o, const char **value)
+{
+	char *copy = strdup(*value);
+	char **owned = realloc(o->owned, sizeof(*owned) * (o->n_owned + 1));
+
+	if (owned)
+		o->owned = owned;
+	if (!copy || !owned) {
+		free(copy);
+		return -ENOMEM;
+	}
+	o->owned[o->n_owned++] = copy;
+	*value = copy;
+	return 0;
+}
+
+/* Apply one option. from_file: flags take a value, strings must be copied. One switch over
+ * the option kinds, so each kind's rule is in one place. */
 static int apply(struct daemon_options *o, const struct opt_def *d, const char *value,
 		 bool from_file, struct err *err)
 {
@@ -204,19 +222,8 @@ static int apply(struct daemon_options *o, const struct opt_def *d, const char *
 	int r = 0;
 
 	if (from_file && d->kind != OPT_FLAG && d->kind != OPT_HELP && d->kind != OPT_VERSION &&
-	    d->kind != OPT_CONFIG) {
-		char *copy = strdup(value);
-		char **owned = realloc(o->owned, sizeof(*owned) * (o->n_owned + 1));
-		if (!copy || !owned) {
-			free(copy);
-			if (owned)
-				o->owned = owned;
-			return err_set(err, -ENOMEM, "out of memory");
-		}
-		o->owned = owned;
-		o->owned[o->n_owned++] = copy;
-		value = copy;
-	}
+	    d->kind != OPT_CONFIG && keep_copy(o, &value) < 0)
+		return err_set(err, -ENOMEM, "out of memory");
 	switch (d->kind) {
 	case OPT_STR:
 		*(const char **)base = value;
