@@ -36,6 +36,10 @@
  * VM's cgroup): a guest that fills its RAM meets its own OOM killer, never the host's for the
  * VMM. */
 #define FC_MEM_OVERHEAD_MIB 128
+/* The snapshot's files inside the jail (docs/firecracker.md N): the same names at the restore. */
+#define FC_SNAP_STATE "snapshot"
+#define FC_SNAP_MEM "mem"
+#define FC_SNAPSHOT_TIMEOUT_MS 60000
 
 struct fc_priv {
 	const struct runtime_config *cfg;
@@ -401,14 +405,24 @@ static const struct fc_config_row {
 	{"/actions", enc_start, FC_START_TIMEOUT_MS},
 };
 
-/* Launch: every row of fc_config, in order. A transport failure says whether the VMM died. */
+/* A restore configures only what the snapshot does not hold (logger, metrics), then loads it
+ * paused (the state file goes before the guest runs again; docs/suspend.md). */
+static const struct fc_config_row fc_restore_config[] = {
+	{"/logger", enc_logger, FC_CALL_TIMEOUT_MS},
+	{"/metrics", enc_metrics, FC_CALL_TIMEOUT_MS},
+};
+
+/* Launch: every row of fc_config (or fc_restore_config), in order. A transport failure says
+ * whether the VMM died. */
 static int configure(struct fc_launch_ctx *lc, struct err *err)
 {
 	const struct vmm_launch *p = lc->p;
+	const struct fc_config_row *rows = p->restore_dir ? fc_restore_config : fc_config;
+	size_t nrows = p->restore_dir ? ELEMENTSOF(fc_restore_config) : ELEMENTSOF(fc_config);
 	int r;
 
-	for (size_t i = 0; i < ELEMENTSOF(fc_config); i++) {
-		const struct fc_config_row *row = &fc_config[i];
+	for (size_t i = 0; i < nrows; i++) {
+		const struct fc_config_row *row = &rows[i];
 		_cleanup_free_ char *body = NULL;
 
 		r = row->encode(lc, &body);
@@ -451,6 +465,95 @@ static int instance_running(struct vmm_handle *h, void *ud, struct err *err)
 	return st == VMM_RUN_RUNNING;
 }
 
+/* Restore, step 2b: the snapshot's state and memory files at the in-jail names it was taken
+ * with (hard links: the memory file stays unchanged for the restored VM's life). */
+static int place_snapshot(struct fc_launch_ctx *lc, struct err *err)
+{
+	static const char *const names[] = {FC_SNAP_STATE, FC_SNAP_MEM};
+	static const char *const saved[] = {"state", FC_SNAP_MEM};
+	char src[VMM_PATH_MAX + 32], dst[VMM_PATH_MAX + 32];
+
+	for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+		snprintf(src, sizeof(src), "%s/%s", lc->p->restore_dir, saved[i]);
+		snprintf(dst, sizeof(dst), "%s/%s", lc->root, names[i]);
+		if (link(src, dst) < 0 && copy_file(src, dst, lc->p->uid, lc->p->gid, 0600) < 0)
+			return err_set(err, -errno, "placing %s in the jail: %m", src);
+	}
+	return 0;
+}
+
+/* Restore, step 8: snapshot/load (File backend, paused), the saved state removed, resumed. */
+static int load_snapshot(struct fc_launch_ctx *lc, struct err *err)
+{
+	const char *body = "{\"snapshot_path\":\"" FC_SNAP_STATE "\",\"mem_backend\":{"
+			   "\"backend_type\":\"File\",\"backend_path\":\"" FC_SNAP_MEM "\"},"
+			   "\"resume_vm\":false}";
+	char path[VMM_PATH_MAX + 32];
+	int r;
+
+	r = fc_request(lc->c, "PUT", "/snapshot/load", body, FC_SNAPSHOT_TIMEOUT_MS, NULL, NULL,
+		       err);
+	if (r < 0) {
+		struct err e2 = {};
+
+		if (r != -EIO && check_alive(lc->h, lc->p->console_log, "/snapshot/load", &e2) < 0)
+			*err = e2;
+		return r;
+	}
+	snprintf(path, sizeof(path), "%s/state", lc->p->restore_dir);
+	if (unlink(path) < 0)
+		return err_set(err, -errno, "removing %s: %m", path);
+	snprintf(path, sizeof(path), "%s/%s", lc->root, FC_SNAP_STATE);
+	(void)unlink(path);
+	r = fc_request(lc->c, "PATCH", "/vm", "{\"state\":\"Resumed\"}", FC_CALL_TIMEOUT_MS, NULL,
+		       NULL, err);
+	if (r < 0)
+		return r;
+	/* Mapped by the VMM: the jail's link keeps it while it runs; the saved copy goes. */
+	(void)rm_rf(lc->p->restore_dir);
+	return 0;
+}
+
+/* Suspend: snapshot/create (Full) of the paused VM inside the jail, the two files moved out of
+ * it into dir (state as state.tmp) before the jail goes. They belong to the jail's uid: moved
+ * with rename (never followed), then checked to be regular files. */
+static int fc_save(void *priv, const char *name, struct vmm_handle *h, const char *dir,
+		   struct err *err)
+{
+	static const char *const names[] = {FC_SNAP_STATE, FC_SNAP_MEM};
+	static const char *const out[] = {"state.tmp", FC_SNAP_MEM};
+	const char *body = "{\"snapshot_type\":\"Full\",\"snapshot_path\":\"" FC_SNAP_STATE
+			   "\",\"mem_file_path\":\"" FC_SNAP_MEM "\"}";
+	struct fc_client *c = NULL;
+	char src[VMM_PATH_MAX + 32], dst[VMM_PATH_MAX + 32];
+	int r;
+
+	r = fc_client_new(h->api_socket, &c);
+	if (r < 0)
+		return err_set(err, r, "API socket %s: %s", h->api_socket, strerror(-r));
+	r = fc_request(c, "PUT", "/snapshot/create", body, FC_SNAPSHOT_TIMEOUT_MS, NULL, NULL, err);
+	fc_client_free(c);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+		struct stat st;
+
+		snprintf(src, sizeof(src), "%s/root/%s", h->jail_dir, names[i]);
+		snprintf(dst, sizeof(dst), "%s/%s", dir, out[i]);
+		if (rename(src, dst) < 0)
+			return err_set(err, -errno, "moving %s out of the jail: %m", src);
+		if (lstat(dst, &st) < 0 || !S_ISREG(st.st_mode))
+			return err_set(err, -EPERM, "%s: the VMM left no regular file", dst);
+		{
+			_cleanup_close_ int fd = open(dst, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+			if (fd < 0 || fsync(fd) < 0)
+				return err_set(err, -errno, "fsync %s: %m", dst);
+		}
+	}
+	return 0;
+}
+
 static int fc_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *h, struct err *err)
 {
 	struct fc_launch_ctx lc = {.fp = priv, .p = p, .h = h};
@@ -460,6 +563,8 @@ static int fc_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *
 	r = jail_paths(&lc, err);
 	if (r >= 0)
 		r = place_files(&lc, err);
+	if (r >= 0 && p->restore_dir)
+		r = place_snapshot(&lc, err);
 	if (r >= 0)
 		r = spawn_vmm(&lc, err);
 	if (r >= 0)
@@ -468,6 +573,8 @@ static int fc_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *
 		r = boot_cmdline(&lc, err);
 	if (r >= 0)
 		r = configure(&lc, err);
+	if (r >= 0 && p->restore_dir)
+		r = load_snapshot(&lc, err);
 	if (r >= 0)
 		r = vmm_wait_for(h, p, &fc_exit_text,
 				 &(struct vmm_wait){.what = "GET /",
@@ -519,6 +626,32 @@ static int fc_request_stop(void *priv, struct vmm_handle *h, struct err *err)
 	if (r < 0)
 		return r;
 	return fc_call(h, "PUT", "/actions", b, NULL, NULL, err);
+}
+
+/* PATCH /vm: Paused or Resumed (idempotent on Firecracker's side too). */
+static int fc_vm_state(struct vmm_handle *h, const char *state, struct err *err)
+{
+	struct fc_client *c = NULL;
+	char body[64];
+	int r;
+
+	r = fc_client_new(h->api_socket, &c);
+	if (r < 0)
+		return err_set(err, r, "API socket %s: %s", h->api_socket, strerror(-r));
+	snprintf(body, sizeof(body), "{\"state\":\"%s\"}", state);
+	r = fc_request(c, "PATCH", "/vm", body, FC_CALL_TIMEOUT_MS, NULL, NULL, err);
+	fc_client_free(c);
+	return r;
+}
+
+static int fc_pause(void *priv, struct vmm_handle *h, struct err *err)
+{
+	return fc_vm_state(h, "Paused", err);
+}
+
+static int fc_resume(void *priv, struct vmm_handle *h, struct err *err)
+{
+	return fc_vm_state(h, "Resumed", err);
 }
 
 static int fc_adopt(void *priv, const char *name, struct vmm_handle *h, struct err *err)
@@ -719,6 +852,9 @@ const struct vmm_ops vmm_firecracker_ops = {
 	.query = fc_query,
 	.request_stop = fc_request_stop,
 	.kill = vmm_kill_op,
+	.pause = fc_pause,
+	.resume = fc_resume,
+	.save = fc_save,
 	.adopt = fc_adopt,
 	.cleanup = fc_cleanup,
 	.reap = fc_reap,

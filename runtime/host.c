@@ -90,7 +90,7 @@ void vm_host_teardown(struct runtime *rt, struct vm *vm, struct vmm_handle *h, u
 		pthread_mutex_unlock(&vm->lock);
 	}
 	net_teardown(rt, vm);
-	if (vm->img_held && rt->store) {
+	if (vm->img_held && rt->store && !(flags & HOST_TEARDOWN_KEEP_IMAGE)) {
 		(void)img_release(rt->store, vm->name);
 		vm->img_held = false;
 	}

@@ -407,6 +407,99 @@ static void test_lifecycle(void)
 	rm_rf(T);
 }
 
+/* pause, resume, suspend and the restore against the fake (docs/firecracker.md N): every call
+ * answered 2xx (no contract violation), nothing of the VMM left while suspended, a corrupt saved
+ * state fails the restore (failed, the reason in error) and stop discards it. */
+static void test_suspend(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm;
+	char *s, seq[32768], path[600];
+	pid_t pid;
+
+	setup();
+	rt = rt_open(&cfg);
+	vm = define(rt, "park1");
+	ASSERT_ERRNO(command(vm, VM_VERB_PAUSE), EINVAL);
+	ASSERT_ERRNO(command(vm, VM_VERB_SUSPEND), EINVAL);
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	ASSERT_EQ(command(vm, VM_VERB_RESUME), 1); /* resume on running: no-op */
+	ASSERT_EQ(command(vm, VM_VERB_PAUSE), 0);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_PAUSED);
+	s = show(vm, VM_ATTR_HEALTH);
+	if (strncmp(s, "paused\nvmm: paused since ", 25) != 0)
+		TEST_FAIL("health: %s", s);
+	free(s);
+	ASSERT_EQ(command(vm, VM_VERB_PAUSE), 1);
+	ASSERT_ERRNO(runtime_vm_destroy(rt, "park1", NULL, NULL), EBUSY);
+	ASSERT_EQ(command(vm, VM_VERB_RESUME), 0);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_RUNNING);
+	s = show(vm, VM_ATTR_PID);
+	pid = atoi(s);
+	free(s);
+
+	/* suspend: the files out of the jail, the VMM and its jail gone. */
+	ASSERT_EQ(command(vm, VM_VERB_SUSPEND), 0);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_SUSPENDED);
+	assert_no_leftovers(rt, "park1", pid);
+	snprintf(path, sizeof(path), "%s/state/vms/park1/suspend/state", T);
+	ASSERT_OK(access(path, F_OK));
+	snprintf(path, sizeof(path), "%s/state/vms/park1/suspend/mem", T);
+	ASSERT_OK(access(path, F_OK));
+	s = show(vm, VM_ATTR_HEALTH);
+	if (strncmp(s, "suspended\n", 10) != 0 || !strstr(s, "\nsaved: suspended "))
+		TEST_FAIL("health: %s", s);
+	free(s);
+	ASSERT_EQ(command(vm, VM_VERB_SUSPEND), 1);
+	ASSERT_ERRNO(runtime_vm_destroy(rt, "park1", NULL, NULL), EBUSY);
+
+	/* restore (resume): a new jail, snapshot/load, the saved state consumed. */
+	ASSERT_EQ(command(vm, VM_VERB_RESUME), 0);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_RUNNING);
+	snprintf(path, sizeof(path), "%s/state/vms/park1/suspend", T);
+	ASSERT_TRUE(access(path, F_OK) < 0);
+
+	/* restart of a suspended VM: the saved state goes, the VM boots afresh. */
+	ASSERT_EQ(command(vm, VM_VERB_SUSPEND), 0);
+	ASSERT_EQ(command(vm, VM_VERB_RESTART), 0);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_RUNNING);
+	snprintf(path, sizeof(path), "%s/state/vms/park1/suspend", T);
+	ASSERT_TRUE(access(path, F_OK) < 0);
+
+	/* suspend from paused, then a corrupt state: failed with the reason, no boot. */
+	ASSERT_EQ(command(vm, VM_VERB_PAUSE), 0);
+	ASSERT_EQ(command(vm, VM_VERB_SUSPEND), 0);
+	snprintf(path, sizeof(path), "%s/state/vms/park1/suspend/state", T);
+	{
+		FILE *f = fopen(path, "r+");
+
+		ASSERT_TRUE(f != NULL);
+		fseek(f, 20, SEEK_SET);
+		fputc('#', f);
+		fclose(f);
+	}
+	ASSERT_ERRNO(command(vm, VM_VERB_START), EIO);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_FAILED);
+	s = show(vm, VM_ATTR_ERROR);
+	if (!strstr(s, "saved state corrupt"))
+		TEST_FAIL("error: %s", s);
+	free(s);
+	ASSERT_OK(access(path, F_OK));		 /* kept */
+	ASSERT_EQ(command(vm, VM_VERB_STOP), 0); /* discards it */
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_STOPPED);
+	vm_unref(vm);
+	destroy(rt, "park1");
+	/* Three VMMs: the boot, the restore, the restart's boot (the corrupt state never reached a
+	 * VMM). */
+	ASSERT_EQ(check_calls("park1", seq, sizeof(seq)), 3);
+	if (!strstr(seq, "PATCH /vm\n") || !strstr(seq, "PUT /snapshot/create\n") ||
+	    !strstr(seq, "PUT /logger\nPUT /metrics\nPUT /snapshot/load\nPATCH /vm\n"))
+		TEST_FAIL("unexpected sequence:\n%s", seq);
+	runtime_free(rt);
+	rm_rf(T);
+}
+
 /* Two writers of one VM, the second arriving while the supervisor commits the first one's
  * transition (pinned with the test hook, so the ordering is deterministic). The first writer's
  * restart goes on and it gets success; the second gets EBUSY, and no writer other than its own
@@ -1132,6 +1225,7 @@ _unused_ static void (*const fake_cases[])(void) = {
 	test_crash,
 	test_refused,
 	test_readopt,
+	test_suspend,
 };
 static char fx_dir[128];
 
@@ -1345,5 +1439,5 @@ TEST_MAIN(TEST(test_slow_pulls), TEST(test_lifecycle), TEST(test_concurrent_comm
 	  TEST(test_stop_on_exit), TEST(test_agent), TEST(test_daemon_killed_mid_start),
 	  TEST(test_reap_leftovers), TEST(test_network), TEST(test_ignore_ctrl_alt_del),
 	  TEST(test_crash), TEST(test_refused), TEST(test_readopt), TEST(test_symlink_swap),
-	  TEST(test_hung_api), TEST(test_cgroup_fail_closed))
+	  TEST(test_hung_api), TEST(test_cgroup_fail_closed), TEST(test_suspend))
 #endif
