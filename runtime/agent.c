@@ -581,6 +581,11 @@ int agent_start(const struct agent_config *cfg, struct agent **ret)
 	a->cb = cfg->cb;
 	a->ud = cfg->ud;
 	a->fd = -EBADF;
+	if (cfg->expect_boot_id) {
+		a->st.have_boot_id = true;
+		a->st.boots_seen = 1;
+		memcpy(a->st.boot_id, cfg->expect_boot_id, sizeof(a->st.boot_id));
+	}
 	a->ring_size = cfg->log_bytes ? cfg->log_bytes : 64 * 1024;
 	a->ring = malloc(a->ring_size);
 	for (size_t i = 0; i < ELEMENTSOF(a->line_start); i++)

@@ -66,6 +66,9 @@ struct agent_config {
 	unsigned read_rate;	 /* read budget in bytes/s (default 512 KiB/s, see above) */
 	agent_event_cb cb;	 /* may be NULL */
 	void *ud;
+	/* A restored guest must be the boot it was (AGENT_BOOT_ID_LEN bytes, or NULL): another
+	 * boot id is reported as AGENT_EVENT_REBOOTED (boots_seen 2). */
+	const uint8_t *expect_boot_id;
 };
 
 enum agent_app_state {

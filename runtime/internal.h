@@ -145,6 +145,10 @@ struct vm {
 	struct vm_health_src hs;
 	struct timespec state_since;
 	struct agent *agent; /* guest agent client while the VMM lives, or NULL */
+	/* The guest's boot id as its agent last said (kept across a suspend, in memory only), and
+	 * whether the next agent client must find it again (a restore). */
+	uint8_t boot_id[AGENT_BOOT_ID_LEN];
+	bool has_boot_id, expect_boot_id;
 	struct vm_waiter waiters[VM_WAITERS_MAX];
 	unsigned n_waiters;
 	uint64_t seq[_VM_ATTR_MAX];

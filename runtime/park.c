@@ -231,6 +231,14 @@ static int do_suspend(struct runtime *rt, struct vm *vm, bool was_paused, struct
 	}
 	pthread_mutex_lock(&vm->lock);
 	vm->mx.saved_state_bytes = park_saved_bytes(rt, vm->name);
+	/* The boot the restored guest must be. */
+	if (vm->agent) {
+		struct agent_status st;
+
+		agent_get_status(vm->agent, &st);
+		vm->has_boot_id = st.have_boot_id;
+		memcpy(vm->boot_id, st.boot_id, sizeof(vm->boot_id));
+	}
 	pthread_mutex_unlock(&vm->lock);
 	return 0;
 }

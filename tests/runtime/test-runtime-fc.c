@@ -1179,6 +1179,119 @@ static void test_agent(void)
 	rm_rf(T);
 }
 
+static bool wait_health(struct vm *vm, const char *word, const char *also, char **ret)
+{
+	char *s = NULL;
+
+	for (int i = 0; i < 100; i++) {
+		free(s);
+		s = show(vm, VM_ATTR_HEALTH);
+		if (strncmp(s, word, strlen(word)) == 0 && s[strlen(word)] == '\n' &&
+		    (!also || strstr(s, also)))
+			break;
+		usleep(100000);
+	}
+	*ret = s;
+	return strncmp(s, word, strlen(word)) == 0 && (!also || strstr(s, also));
+}
+
+/* The guest agent across pause and a suspend/restore on the fake (its vsock transport reset,
+ * a new VMM): healthy again after each, the restored guest's clock stepped, the same boot id
+ * (the fake hands the snapshot's to the agent); a guest that comes back as another boot is
+ * reported in error. */
+static void test_suspend_agent(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm;
+	char agent[512], kn[2048], *s = NULL, cfgp[300];
+	const char *b = getenv("MVMFS_BUILDDIR");
+	FILE *f;
+
+	setup();
+	snprintf(agent, sizeof(agent), "%s/guest/mvmfs-agent", b ? b : ".");
+	if (!b || access(agent, X_OK) < 0)
+		test_skip("guest agent not built");
+	snprintf(cfgp, sizeof(cfgp), "%s/config.json", T);
+	f = fopen(cfgp, "w");
+	ASSERT_TRUE(f != NULL);
+	fputs("{\"entrypoint\":[\"/bin/sh\",\"-c\"],\"cmd\":[\"exec sleep 1000\"],\"env\":[],"
+	      "\"workdir\":\"/\",\"user\":\"\"}",
+	      f);
+	fclose(f);
+	snprintf(kn, sizeof(kn),
+		 "{\"by_id\":{\"pagent\":{\"agent_cmd\":\"%s --test-mode --boot-id "
+		 "$FAKE_FC_GUEST_BOOT_ID --initrd %s/state/vms/pagent/initrd.img; echo reboot "
+		 ">&3\"}}}",
+		 agent, T);
+	write_knobs(kn);
+	rt = rt_open(&cfg);
+	vm = define(rt, "pagent");
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	if (!wait_health(vm, "healthy", NULL, &s))
+		TEST_FAIL("health: %s", s);
+	free(s);
+	ASSERT_EQ(command(vm, VM_VERB_PAUSE), 0);
+	if (!wait_health(vm, "paused", "\nagent: paused no heartbeats", &s))
+		TEST_FAIL("health: %s", s);
+	free(s);
+	usleep(3500 * 1000); /* longer than three heartbeat periods */
+	ASSERT_EQ(command(vm, VM_VERB_RESUME), 0);
+	s = show(vm, VM_ATTR_HEALTH);
+	if (strncmp(s, "unhealthy", 9) == 0)
+		TEST_FAIL("the pause counted as missed heartbeats: %s", s);
+	free(s);
+	if (!wait_health(vm, "healthy", NULL, &s))
+		TEST_FAIL("health: %s", s);
+	free(s);
+
+	/* suspend, restore: the agent comes back on the new VMM, same boot, clock stepped. */
+	ASSERT_EQ(command(vm, VM_VERB_SUSPEND), 0);
+	ASSERT_EQ(command(vm, VM_VERB_RESUME), 0);
+	if (!wait_health(vm, "healthy", NULL, &s))
+		TEST_FAIL("health after the restore: %s", s);
+	free(s);
+	for (int i = 0; i < 50; i++) {
+		s = show(vm, VM_ATTR_LOG);
+		if (strstr(s, "clock: wall clock stepped by "))
+			break;
+		free(s);
+		s = NULL;
+		usleep(100000);
+	}
+	if (!s)
+		TEST_FAIL("no clock step in the log");
+	free(s);
+	s = show(vm, VM_ATTR_ERROR);
+	ASSERT_STREQ(s, "");
+	free(s);
+
+	/* A guest that comes back as another boot (no --boot-id: a random one) is reported. */
+	snprintf(kn, sizeof(kn),
+		 "{\"by_id\":{\"pagent\":{\"agent_cmd\":\"%s --test-mode --initrd "
+		 "%s/state/vms/pagent/initrd.img; echo reboot >&3\"}}}",
+		 agent, T);
+	write_knobs(kn);
+	ASSERT_EQ(command(vm, VM_VERB_SUSPEND), 0);
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	for (int i = 0; i < 50; i++) {
+		s = show(vm, VM_ATTR_ERROR);
+		if (strstr(s, "came back as another boot"))
+			break;
+		free(s);
+		s = NULL;
+		usleep(100000);
+	}
+	if (!s)
+		TEST_FAIL("a rebooted guest was not reported");
+	free(s);
+	ASSERT_EQ(command(vm, VM_VERB_KILL), 0);
+	vm_unref(vm);
+	destroy(rt, "pagent");
+	runtime_free(rt);
+	rm_rf(T);
+}
+
 /* --stop-vms-on-exit: shutting the runtime down stops its VMs; the next start finds them
  * stopped. */
 static void test_stop_on_exit(void)
@@ -1226,6 +1339,7 @@ _unused_ static void (*const fake_cases[])(void) = {
 	test_refused,
 	test_readopt,
 	test_suspend,
+	test_suspend_agent,
 };
 static char fx_dir[128];
 
@@ -1439,5 +1553,6 @@ TEST_MAIN(TEST(test_slow_pulls), TEST(test_lifecycle), TEST(test_concurrent_comm
 	  TEST(test_stop_on_exit), TEST(test_agent), TEST(test_daemon_killed_mid_start),
 	  TEST(test_reap_leftovers), TEST(test_network), TEST(test_ignore_ctrl_alt_del),
 	  TEST(test_crash), TEST(test_refused), TEST(test_readopt), TEST(test_symlink_swap),
-	  TEST(test_hung_api), TEST(test_cgroup_fail_closed), TEST(test_suspend))
+	  TEST(test_hung_api), TEST(test_cgroup_fail_closed), TEST(test_suspend),
+	  TEST(test_suspend_agent))
 #endif
