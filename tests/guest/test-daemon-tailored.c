@@ -5,8 +5,12 @@
  * --vmm qemu: the app of a local registry's image reaches `healthy` and answers HTTP with its
  * Env, WorkingDir and User, the guest runs the tailored kernel (its release, no module support),
  * `echo stop` stops it through the agent, and QEMU's system_powerdown reaches the agent as the
- * ACPI power button (CONFIG_ACPI_BUTTON, one of the kernel's adjustments). Exits 77 when the
- * tailored kernel is not built: this test never builds it (the first build takes long).
+ * ACPI power button (CONFIG_ACPI_BUTTON, one of the kernel's adjustments). A second case boots
+ * the kernel on the bare QEMU command line with -M microvm,acpi=off, where QEMU describes the
+ * virtio-mmio devices only as virtio_mmio.device= words on the kernel command line (as
+ * Firecracker without ACPI does): the disk is found (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES), and
+ * is not with those words turned off. Exits 77 when the tailored kernel is not built: this test
+ * never builds it (the first build takes long).
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -87,23 +91,18 @@ static pid_t spawn(const char *log, char *const argv[])
 	return pid;
 }
 
-static void test_daemon_tailored_kernel(void)
+/* The tailored guest (cached) into dir, or skip: this test never builds the kernel. */
+static void tailored_guest(char *dir, size_t size)
 {
 	const char *bld = getenv("MVMFS_BUILDDIR"), *src = getenv("MVMFS_SRCDIR");
-	char guest[300], tailored[300], p[512], page[1024], buf[8192], ip[64], state[64];
-	char release[128] = "";
-	pid_t reg, daemon;
-	double t0;
 	int rc;
 
-	snprintf(T, sizeof(T), "/tmp/test-tailored.XXXXXX");
-	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl socat",
-			"qemu-system-x86_64, docker-registry, umoci, skopeo, curl or socat missing",
-			guest, sizeof(guest), T);
-	snprintf(tailored, sizeof(tailored), "%s/guest-tailored", bld);
+	if (!bld || !src)
+		test_skip("MVMFS_BUILDDIR/MVMFS_SRCDIR not set");
+	snprintf(dir, size, "%s/guest-tailored", bld);
 	rc = sh("%s/tools/build-guest --kernel tailored --cached-only --out %s "
 		">%s/build-guest-tailored.log 2>&1",
-		src, tailored, bld);
+		src, dir, bld);
 	if (rc == 3)
 		test_skip("the tailored kernel is not built: tools/build-guest --kernel tailored "
 			  "builds it (the first build takes about 40 min on 2 cores)");
@@ -111,6 +110,21 @@ static void test_daemon_tailored_kernel(void)
 		TEST_FAIL("tools/build-guest --kernel tailored --cached-only failed (%d); see "
 			  "%s/build-guest-tailored.log",
 			  rc, bld);
+}
+
+static void test_daemon_tailored_kernel(void)
+{
+	const char *bld = getenv("MVMFS_BUILDDIR");
+	char guest[300], tailored[300], p[512], page[1024], buf[8192], ip[64], state[64];
+	char release[128] = "";
+	pid_t reg, daemon;
+	double t0;
+
+	snprintf(T, sizeof(T), "/tmp/test-tailored.XXXXXX");
+	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl socat",
+			"qemu-system-x86_64, docker-registry, umoci, skopeo, curl or socat missing",
+			guest, sizeof(guest), T);
+	tailored_guest(tailored, sizeof(tailored));
 	snprintf(p, sizeof(p), "%s/kernel-version", tailored);
 	ASSERT_TRUE(read_small(p, release, sizeof(release)) > 0);
 	release[strcspn(release, " \n")] = '\0';
@@ -219,4 +233,60 @@ static void test_daemon_tailored_kernel(void)
 	sh("umount -l %s 2>/dev/null; rm -rf %s", MNT, T);
 }
 
-TEST_MAIN(TEST(test_daemon_tailored_kernel))
+/*
+ * Boots the tailored kernel with -M microvm,acpi=off and one virtio-mmio disk; with_cmdline
+ * false adds auto-kernel-cmdline=off (no virtio_mmio.device= words either). Returns whether the
+ * console showed the disk before the agent started; fails when the agent never starts.
+ */
+static bool boots_with_disk(const char *guest, const char *dir, bool with_cmdline)
+{
+	char console[128], buf[65536];
+	int fd;
+	ssize_t n;
+
+	snprintf(console, sizeof(console), "%s/console-%d.log", dir, with_cmdline);
+	ASSERT_EQ(sh("KHZ=$(awk -F: '/^cpu MHz/{printf \"%%d\",$2*1000; exit}' /proc/cpuinfo); "
+		     "timeout 60 qemu-system-x86_64 -accel tcg -M microvm,acpi=off%s -cpu max "
+		     "-smp 1 -m 256 -nodefaults -nographic -no-reboot -serial file:%s "
+		     "-kernel %s/vmlinux -initrd %s/initramfs.cpio.gz "
+		     "-drive file=%s/disk.img,format=raw,if=none,id=d0,readonly=on "
+		     "-device virtio-blk-device,drive=d0,serial=root "
+		     "-append \"console=ttyS0 rdinit=/init panic=-1 tsc_early_khz=$KHZ "
+		     "tsc=reliable mitigations=off cryptomgr.notests\" & q=$!; "
+		     "for i in $(seq 600); do grep -q 'mvmfs-agent: starting' %s 2>/dev/null && "
+		     "break; kill -0 $q 2>/dev/null || break; sleep 0.1; done; "
+		     "kill $q 2>/dev/null; wait $q; exit 0",
+		     with_cmdline ? "" : ",auto-kernel-cmdline=off", console, guest, guest, dir,
+		     console),
+		  0);
+	fd = open(console, O_RDONLY | O_CLOEXEC);
+	ASSERT_TRUE(fd >= 0);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	ASSERT_TRUE(n > 0);
+	buf[n] = '\0';
+	if (!strstr(buf, "mvmfs-agent: starting")) {
+		printf("# console:\n%s\n", buf);
+		TEST_FAIL("the agent did not start (acpi=off%s)",
+			  with_cmdline ? "" : ", auto-kernel-cmdline=off");
+	}
+	/* virtio_blk announces the disk as it probes, before init runs. */
+	return strstr(buf, "virtio_blk virtio") && strstr(buf, ": [vda] ");
+}
+
+static void test_cmdline_devices(void)
+{
+	char guest[300], dir[64] = "/tmp/test-tailored-cmdline.XXXXXX";
+
+	if (access("/usr/bin/qemu-system-x86_64", X_OK) < 0 &&
+	    sh("command -v qemu-system-x86_64 >/dev/null") != 0)
+		test_skip("qemu-system-x86_64 missing");
+	tailored_guest(guest, sizeof(guest));
+	ASSERT_TRUE(mkdtemp(dir) != NULL);
+	ASSERT_EQ(sh("truncate -s 16M %s/disk.img", dir), 0);
+	ASSERT_TRUE(boots_with_disk(guest, dir, true));
+	ASSERT_FALSE(boots_with_disk(guest, dir, false));
+	sh("rm -rf %s", dir);
+}
+
+TEST_MAIN(TEST(test_daemon_tailored_kernel), TEST(test_cmdline_devices))
