@@ -105,7 +105,7 @@ static void tailored_guest(char *dir, size_t size)
 		src, dir, bld);
 	if (rc == 3)
 		test_skip("the tailored kernel is not built: tools/build-guest --kernel tailored "
-			  "builds it (the first build takes about 40 min on 2 cores)");
+			  "builds it (the first build takes about 20 min of CPU on 2 cores)");
 	if (rc != 0)
 		TEST_FAIL("tools/build-guest --kernel tailored --cached-only failed (%d); see "
 			  "%s/build-guest-tailored.log",
