@@ -2,8 +2,8 @@
 # tools/build-kernel's configuration step on Debian's linux-source-6.1 (no kernel build): every
 # adjustment of guest/kernel/mvmfs.config survives `make olddefconfig`; a fragment whose setting
 # olddefconfig drops (unmet dependency, unknown symbol) fails, names the line and writes no
-# configuration. Exits 77 when the source is not unpacked in the kernel cache (tools/build-kernel
-# unpacks it; this test does not, it is over 1 GB).
+# configuration; --cached-only builds nothing. Exits 77 when the source is not unpacked in the
+# kernel cache (tools/build-kernel unpacks it; this test does not, it is over 1 GB).
 set -uo pipefail
 SRC=${MVMFS_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 CACHE=${MVMFS_KERNEL_CACHE:-/var/cache/mvmfs/kernel}
@@ -74,5 +74,15 @@ elif ! grep -q '# CONFIG_JBD2 is not set (olddefconfig set: CONFIG_JBD2=y)' "$T/
 else
 	echo "ok 4 - a 'not set' line that olddefconfig overrides fails by name"
 fi
-echo "1..4"
+
+# 5. --cached-only with nothing cached: exit 3, no kernel= line, nothing built.
+MVMFS_KERNEL_CACHE=$T/empty "$BK" --cached-only >"$T/out" 2>"$T/err"
+rc=$?
+if [ "$rc" != 3 ] || [ -s "$T/out" ] || [ -e "$T/empty/src" ]; then
+	cat "$T/err"
+	fail "--cached-only on an empty cache: exit $rc, stdout '$(cat "$T/out")'"
+else
+	echo "ok 5 - --cached-only on an empty cache exits 3 and builds nothing"
+fi
+echo "1..5"
 exit "$FAILED"
