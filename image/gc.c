@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
-#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 #include "fileio.h"
 #include "macro.h"
 #include "parse.h"
+#include "strset.h"
 
 int img_release(struct img_store *s, const char *holder)
 {
@@ -30,11 +30,6 @@ int img_release(struct img_store *s, const char *holder)
 	r = unlink(p) < 0 && errno != ENOENT ? -errno : 0;
 	pthread_mutex_unlock(&s->lock);
 	return r;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(a, b);
 }
 
 static int cmp_strp(const void *a, const void *b)
@@ -112,53 +107,26 @@ int img_holders_list(struct img_store *s, char ***ret)
 	return (int)n;
 }
 
-static int set_add(void **set, const char *s)
-{
-	char *k = strdup(s), **slot;
-
-	if (!k)
-		return -ENOMEM;
-	slot = tsearch(k, set, cmp_str);
-	if (!slot) {
-		free(k);
-		return -ENOMEM;
-	}
-	if (*slot != k)
-		free(k);
-	return 0;
-}
-
-static bool set_has(void **set, const char *s)
-{
-	return tfind(s, set, cmp_str) != NULL;
-}
-
 /* The manifest digests named by refs/holders/ (hex only). */
 static int load_held(struct img_store *s, void **held)
 {
-	char p[4096];
-	_cleanup_closedir_ DIR *d = NULL;
-	struct dirent *de;
+	_cleanup_free_ char *names = NULL;
+	size_t len, n;
+	char f[4096];
 	int r;
 
-	r = img_store_path(s, p, sizeof(p), "refs/holders");
+	r = read_holders(s, &names, &len, &n);
 	if (r < 0)
 		return r;
-	d = opendir(p);
-	if (!d)
-		return -errno;
-	while ((de = readdir(d))) {
+	for (const char *h = names; h < names + len; h += strlen(h) + 1) {
 		_cleanup_free_ char *buf = NULL;
-		char f[4096];
 
-		if (!img_holder_is_valid(de->d_name) || strstr(de->d_name, ".tmp."))
-			continue;
-		if (snprintf(f, sizeof(f), "%s/%s", p, de->d_name) >= (int)sizeof(f) ||
+		if (img_store_path(s, f, sizeof(f), "refs/holders/%s", h) < 0 ||
 		    read_file_bounded(f, 128, &buf, NULL) < 0)
 			continue;
 		buf[strcspn(buf, "\n")] = '\0';
 		if (strncmp(buf, "sha256:", 7) == 0 && strlen(buf) == 71) {
-			r = set_add(held, buf + 7);
+			r = strset_add(held, buf + 7);
 			if (r < 0)
 				return r;
 		}
@@ -209,12 +177,12 @@ static int need_blobs(struct img_store *s, const char *hex, void **needed)
 	if (!o)
 		return 0; /* not ours to judge: its blobs may go, the image stays usable */
 	d = json_string_value(json_object_get(json_object_get(o, "config"), "digest"));
-	if (d && strlen(d) == 71 && (r = set_add(needed, d + 7)) < 0)
+	if (d && strlen(d) == 71 && (r = strset_add(needed, d + 7)) < 0)
 		return r;
 	layers = json_object_get(o, "layers");
 	json_array_foreach (layers, i, l) {
 		d = json_string_value(json_object_get(l, "digest"));
-		if (d && strlen(d) == 71 && (r = set_add(needed, d + 7)) < 0)
+		if (d && strlen(d) == 71 && (r = strset_add(needed, d + 7)) < 0)
 			return r;
 	}
 	return 0;
@@ -290,7 +258,7 @@ static uint64_t collect_blobs(struct img_store *s, void **needed)
 
 		if (de->d_name[0] == '.')
 			continue;
-		if (partial ? s->pulls != NULL : set_has(needed, de->d_name))
+		if (partial ? s->pulls != NULL : strset_has(needed, de->d_name))
 			continue;
 		snprintf(f, sizeof(f), "%s/%s", p, de->d_name);
 		if (lstat(f, &st) == 0 && S_ISREG(st.st_mode) && unlink(f) == 0)
@@ -347,7 +315,7 @@ int64_t img_gc(struct img_store *s)
 	for (size_t i = 0; i < n; i++) {
 		char p[4096];
 
-		if (!set_has(&held, imgs[i].hex) && kept + imgs[i].size > s->cfg.keep_bytes) {
+		if (!strset_has(&held, imgs[i].hex) && kept + imgs[i].size > s->cfg.keep_bytes) {
 			if (img_store_path(s, p, sizeof(p), "images/%s", imgs[i].hex) == 0 &&
 			    rm_rf(p) == 0) {
 				freed += imgs[i].size;
@@ -357,7 +325,7 @@ int64_t img_gc(struct img_store *s)
 					(void)unlink(p);
 				continue;
 			}
-		} else if (!set_has(&held, imgs[i].hex)) {
+		} else if (!strset_has(&held, imgs[i].hex)) {
 			kept += imgs[i].size;
 		}
 		r = need_blobs(s, imgs[i].hex, &needed);
@@ -367,7 +335,7 @@ int64_t img_gc(struct img_store *s)
 	for (struct img_pull *pl = s->pulls; pl; pl = pl->next)
 		for (size_t i = 0; i < pl->n_blobs; i++)
 			if (strlen(pl->blobs[i]) == 71 &&
-			    (r = set_add(&needed, pl->blobs[i] + 7)) < 0)
+			    (r = strset_add(&needed, pl->blobs[i] + 7)) < 0)
 				goto out;
 	freed += collect_blobs(s, &needed);
 	collect_aliases(s, "refs/digests");
@@ -375,7 +343,7 @@ int64_t img_gc(struct img_store *s)
 	r = 0;
 out:
 	pthread_mutex_unlock(&s->lock);
-	tdestroy(held, free);
-	tdestroy(needed, free);
+	strset_free(&held);
+	strset_free(&needed);
 	return r < 0 ? r : (int64_t)freed;
 }

@@ -13,7 +13,6 @@
 #include <limits.h>
 #include <linux/openat2.h>
 #include <openssl/evp.h>
-#include <search.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -25,6 +24,7 @@
 #include "build.h"
 #include "fileio.h"
 #include "macro.h"
+#include "strset.h"
 
 #define READ_BLOCK (128 * 1024)
 #define RESOLVE_SAFE \
@@ -88,32 +88,6 @@ static int openat2_safe(int dfd, const char *path, int flags)
 	return fd < 0 ? -errno : (int)fd;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(a, b);
-}
-
-static bool created_has(struct layer *l, const char *rel)
-{
-	return tfind(rel, &l->created, cmp_str) != NULL;
-}
-
-static int created_add(struct layer *l, const char *rel)
-{
-	char *k = strdup(rel), **slot;
-
-	if (!k)
-		return -ENOMEM;
-	slot = tsearch(k, &l->created, cmp_str);
-	if (!slot) {
-		free(k);
-		return -ENOMEM;
-	}
-	if (*slot != k)
-		free(k);
-	return 0;
-}
-
 /* rel and its ancestors: an opaque whiteout must keep a directory this layer wrote into even
  * when the layer has no entry for the directory itself. */
 static int created_add_tree(struct layer *l, const char *rel)
@@ -124,9 +98,9 @@ static int created_add_tree(struct layer *l, const char *rel)
 
 	snprintf(buf, sizeof(buf), "%s", rel);
 	for (;;) {
-		if (created_has(l, buf))
+		if (strset_has(&l->created, buf))
 			return 0;
-		r = created_add(l, buf);
+		r = strset_add(&l->created, buf);
 		if (r < 0)
 			return r;
 		slash = strrchr(buf, '/');
@@ -165,7 +139,7 @@ static int opaque_clear(struct layer *l, int dfd, const char *rel)
 				return -errno;
 			de->d_type = S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
 		}
-		if (!created_has(l, child)) {
+		if (!strset_has(&l->created, child)) {
 			r = rm_rf_at(dirfd(d), de->d_name);
 		} else if (de->d_type == DT_DIR) {
 			_cleanup_close_ int sub =
@@ -221,7 +195,7 @@ static int open_parent(struct layer *l, const char *rel, bool create, int *ret_f
 		*e = '\0';
 		if (mkdirat(fd, p, 0755) == 0) {
 			(void)fchmodat(fd, p, 0755, 0); /* whatever the umask */
-			r = created_add(l, dir);
+			r = strset_add(&l->created, dir);
 			if (r < 0) {
 				safe_close(fd);
 				return r;
@@ -488,7 +462,7 @@ static int apply_whiteout(struct layer *l, const char *rel)
 	const char *base;
 	int r;
 
-	if (created_has(l, rel))
+	if (strset_has(&l->created, rel))
 		return 0;
 	r = open_parent(l, rel, false, &pfd, &base);
 	if (r == -ENOENT || r == -ENOTDIR)
@@ -626,7 +600,7 @@ static int finish_dirs(struct layer *l)
 
 static void layer_done(struct layer *l)
 {
-	tdestroy(l->created, free);
+	strset_free(&l->created);
 	for (size_t i = 0; i < l->n_dirs; i++)
 		free(l->dirs[i].rel);
 	free(l->dirs);

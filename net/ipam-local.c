@@ -314,6 +314,15 @@ struct ipam_local *ipam_local_free(struct ipam_local *l)
 	return NULL;
 }
 
+/* Every journal operation: the lock (released by the caller's cleanup), then the leases as the
+ * journal holds them now. */
+static int journal_begin(struct ipam_local *l, int *lock, off_t *ret_size, struct err *err)
+{
+	int r = lock_take(l, lock, err);
+
+	return r < 0 ? r : journal_sync(l, ret_size, err);
+}
+
 int ipam_local_assign(struct ipam_local *l, const struct in6_addr *prefix, unsigned len,
 		      const char *name, struct in6_addr *ret, struct err *err)
 {
@@ -324,10 +333,7 @@ int ipam_local_assign(struct ipam_local *l, const struct in6_addr *prefix, unsig
 	off_t size = 0;
 	int r;
 
-	r = lock_take(l, &lock, err);
-	if (r < 0)
-		return r;
-	r = journal_sync(l, &size, err);
+	r = journal_begin(l, &lock, &size, err);
 	if (r < 0)
 		return r;
 	e = lease_find(l, name);
@@ -363,10 +369,7 @@ int ipam_local_release(struct ipam_local *l, const char *name, struct err *err)
 	off_t size = 0;
 	int r;
 
-	r = lock_take(l, &lock, err);
-	if (r < 0)
-		return r;
-	r = journal_sync(l, &size, err);
+	r = journal_begin(l, &lock, &size, err);
 	if (r < 0)
 		return r;
 	if (!lease_find(l, name))
@@ -388,10 +391,7 @@ int ipam_local_list(struct ipam_local *l, char ***ret, struct err *err)
 	char **arr, *p;
 	int r;
 
-	r = lock_take(l, &lock, err);
-	if (r < 0)
-		return r;
-	r = journal_sync(l, &size, err);
+	r = journal_begin(l, &lock, &size, err);
 	if (r < 0)
 		return r;
 	if (l->n > INT_MAX)
