@@ -184,6 +184,8 @@ static void adopt_settle(struct runtime *rt, struct vm *vm, const struct vm_reco
 		adopt_cleanup(rt, vm);
 		vm_set_error(vm, "start: interrupted by a daemon restart");
 		vm->lc.state = VM_STATE_FAILED;
+		/* A restore cut short before the guest ran again keeps its saved state. */
+		vm->lc.saved = park_saved_exists(rt, vm->name);
 		break;
 	case VM_STATE_STOPPING:
 	default:
