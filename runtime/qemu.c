@@ -820,45 +820,65 @@ static int qmp_up(struct vmm_handle *h, void *ud, struct err *err)
 	return 1;
 }
 
-static int qmp_paused(struct vmm_handle *h, void *ud, struct err *err)
+/* query-migrate: 1 completed, 0 not yet, -EIO failed ("<what> failed: <QEMU's reason>"). */
+static int migration_done(struct vmm_handle *h, const char *what, struct err *err)
 {
-	struct qmp *q = NULL;
 	json_t *v = NULL;
 	const char *st;
 	int r;
 
-	r = qmp_connect(h->api_socket, QEMU_CALL_MS, &q, err);
+	r = qmp_call(h, "query-migrate", &v, err);
 	if (r < 0)
-		return 0;
-	r = qmp_execute(q, "query-migrate", NULL, &v, QEMU_CALL_MS, err);
-	qmp_close(q);
-	if (r < 0)
-		return 0;
+		return r;
 	st = json_string_value(json_object_get(v, "status"));
 	if (st && strcmp(st, "failed") == 0) {
 		const char *why = json_string_value(json_object_get(v, "error-desc"));
 
-		r = err_set(err, -EIO, "loading the saved state failed: %s",
-			    why ? why : "(no reason given)");
-		json_decref(v);
-		return r;
+		r = err_set(err, -EIO, "%s failed: %s", what, why ? why : "(no reason given)");
+	} else {
+		r = st && strcmp(st, "completed") == 0;
 	}
-	r = st && strcmp(st, "completed") == 0;
 	json_decref(v);
-	if (!r)
-		return 0;
-	{
-		enum vmm_run_state run;
-		struct err e2 = {};
-
-		return query_status(h, &run, &e2) >= 0 && run == VMM_RUN_PAUSED;
-	}
+	return r;
 }
 
-static json_t *ignore_shared_caps(void)
+/* The incoming state is loaded and QEMU waits, paused. */
+static int qmp_paused(struct vmm_handle *h, void *ud, struct err *err)
 {
-	return json_pack("{s:[{s:s,s:b}]}", "capabilities", "capability", "x-ignore-shared",
+	enum vmm_run_state run;
+	struct err e2 = {};
+	int r = migration_done(h, "loading the saved state", err);
+
+	if (r <= 0)
+		return r;
+	return query_status(h, &run, &e2) >= 0 && run == VMM_RUN_PAUSED;
+}
+
+/* x-ignore-shared (the RAM is the shared file), fd handed over with getfd, then cmd
+ * ("migrate" to save, "migrate-incoming" to restore) on "fd:mvmfs-state". */
+static int migrate_fd(struct vmm_handle *h, const char *cmd, int fd, struct err *err)
+{
+	struct qmp *q = NULL;
+	json_t *args;
+	int r;
+
+	r = qmp_connect(h->api_socket, QEMU_CALL_MS, &q, err);
+	if (r < 0)
+		return r;
+	args = json_pack("{s:[{s:s,s:b}]}", "capabilities", "capability", "x-ignore-shared",
 			 "state", 1);
+	r = args ? qmp_execute(q, "migrate-set-capabilities", args, NULL, QEMU_CALL_MS, err)
+		 : -ENOMEM;
+	json_decref(args);
+	if (r >= 0)
+		r = qmp_getfd(q, "mvmfs-state", fd, QEMU_CALL_MS, err);
+	if (r >= 0) {
+		args = json_pack("{s:s}", "uri", "fd:mvmfs-state");
+		r = args ? qmp_execute(q, cmd, args, NULL, QEMU_CALL_MS, err) : -ENOMEM;
+		json_decref(args);
+	}
+	qmp_close(q);
+	return r;
 }
 
 /* The restore: QEMU waits for its incoming state (-incoming defer); x-ignore-shared (the RAM is
@@ -871,8 +891,6 @@ static int restore_incoming(struct qemu_launch_ctx *lc, struct err *err)
 	struct vmm_handle *h = lc->h;
 	char path[VMM_PATH_MAX + 32];
 	_cleanup_close_ int fd = -EBADF;
-	struct qmp *q = NULL;
-	json_t *args;
 	int r;
 
 	r = vmm_wait_for(h, p, &qemu_exit_text,
@@ -888,22 +906,7 @@ static int restore_incoming(struct qemu_launch_ctx *lc, struct err *err)
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return err_set(err, -errno, "saved state %s: %m", path);
-	r = qmp_connect(h->api_socket, QEMU_CALL_MS, &q, err);
-	if (r < 0)
-		return r;
-	args = ignore_shared_caps();
-	r = args ? qmp_execute(q, "migrate-set-capabilities", args, NULL, QEMU_CALL_MS, err)
-		 : -ENOMEM;
-	json_decref(args);
-	if (r >= 0)
-		r = qmp_getfd(q, "mvmfs-state", fd, QEMU_CALL_MS, err);
-	if (r >= 0) {
-		args = json_pack("{s:s}", "uri", "fd:mvmfs-state");
-		r = args ? qmp_execute(q, "migrate-incoming", args, NULL, QEMU_CALL_MS, err)
-			 : -ENOMEM;
-		json_decref(args);
-	}
-	qmp_close(q);
+	r = migrate_fd(h, "migrate-incoming", fd, err);
 	if (r < 0)
 		return r;
 	r = vmm_wait_for(h, p, &qemu_exit_text,
@@ -998,32 +1001,6 @@ static int qemu_resume(void *priv, struct vmm_handle *h, struct err *err)
 	return qmp_call(h, "cont", NULL, err);
 }
 
-static int migrate_done(struct vmm_handle *h, void *ud, struct err *err)
-{
-	struct qmp *q = NULL;
-	json_t *v = NULL;
-	const char *st;
-	int r;
-
-	r = qmp_connect(h->api_socket, QEMU_CALL_MS, &q, err);
-	if (r < 0)
-		return r;
-	r = qmp_execute(q, "query-migrate", NULL, &v, QEMU_CALL_MS, err);
-	qmp_close(q);
-	if (r < 0)
-		return r;
-	st = json_string_value(json_object_get(v, "status"));
-	if (st && strcmp(st, "failed") == 0) {
-		const char *why = json_string_value(json_object_get(v, "error-desc"));
-
-		r = err_set(err, -EIO, "saving the VM failed: %s", why ? why : "(no reason given)");
-	} else {
-		r = st && strcmp(st, "completed") == 0;
-	}
-	json_decref(v);
-	return r;
-}
-
 /* Suspend: the device state streamed into dir/state.tmp (an fd handed over with getfd), the RAM
  * file (already the guest's memory) flushed to disk. QEMU stays, stopped. */
 static int qemu_save(void *priv, const char *name, struct vmm_handle *h, const char *dir,
@@ -1031,9 +1008,7 @@ static int qemu_save(void *priv, const char *name, struct vmm_handle *h, const c
 {
 	char path[VMM_PATH_MAX + 32];
 	_cleanup_close_ int fd = -EBADF;
-	struct qmp *q = NULL;
 	uint64_t end;
-	json_t *args;
 	int r;
 
 	snprintf(path, sizeof(path), "%s/" QEMU_RAM, dir);
@@ -1044,25 +1019,11 @@ static int qemu_save(void *priv, const char *name, struct vmm_handle *h, const c
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return err_set(err, -errno, "%s: %m", path);
-	r = qmp_connect(h->api_socket, QEMU_CALL_MS, &q, err);
-	if (r < 0)
-		return r;
-	args = ignore_shared_caps();
-	r = args ? qmp_execute(q, "migrate-set-capabilities", args, NULL, QEMU_CALL_MS, err)
-		 : -ENOMEM;
-	json_decref(args);
-	if (r >= 0)
-		r = qmp_getfd(q, "mvmfs-save", fd, QEMU_CALL_MS, err);
-	if (r >= 0) {
-		args = json_pack("{s:s}", "uri", "fd:mvmfs-save");
-		r = args ? qmp_execute(q, "migrate", args, NULL, QEMU_CALL_MS, err) : -ENOMEM;
-		json_decref(args);
-	}
-	qmp_close(q);
+	r = migrate_fd(h, "migrate", fd, err);
 	if (r < 0)
 		return r;
 	end = (uint64_t)time(NULL) * 1000 + QEMU_MIGRATE_MS;
-	while ((r = migrate_done(h, NULL, err)) == 0) {
+	while ((r = migration_done(h, "saving the VM", err)) == 0) {
 		if ((uint64_t)time(NULL) * 1000 > end)
 			return err_set(err, -ETIMEDOUT, "saving the VM took longer than %d ms",
 				       QEMU_MIGRATE_MS);
