@@ -301,13 +301,15 @@ void job_park(struct runtime *rt, struct vm *vm, void *arg)
 }
 
 /* stop/kill of a suspended VM: its saved state and the image hold its disks needed go. A start
- * accepted meanwhile owns the directory (a cold boot removes it itself): then nothing is done. */
+ * accepted meanwhile owns the directory (a cold boot removes it itself, and holds the image
+ * again): then nothing is done, and this short job never waits for a launch's image pull. */
 void job_discard(struct runtime *rt, struct vm *vm, void *arg)
 {
 	char dir[4300];
 	bool idle;
 
-	pthread_mutex_lock(&vm->park_lock);
+	if (pthread_mutex_trylock(&vm->park_lock) != 0)
+		return;
 	pthread_mutex_lock(&vm->lock);
 	idle = !vm->lc.saved &&
 	       (vm->lc.state == VM_STATE_STOPPED || vm->lc.state == VM_STATE_FAILED ||
