@@ -133,6 +133,30 @@ def test_stop_discards_and_nothing_is_left():
     wait_for(lambda: not leftovers(D, "p1"), 5, "no leftovers")
 
 
+def test_suspend_interrupted_by_a_daemon_sigkill():
+    # The snapshot never completes (the fake's API hangs on it); the daemon dies meanwhile.
+    # The next one must not take a half-written state for good: running or failed, never
+    # suspended, and no saved state.
+    fcctl.write_knobs(D.knobs, by_id={"cut": {"hang_on": "PUT /snapshot/create"}})
+    os.mkdir(D.vm("cut"))
+    D.write("cut", "image", IMAGE)
+    assert D.write("cut", "state", "start\n") == 6
+    assert D.write("cut", "state", "suspend\n", os.O_NONBLOCK) == 8
+    wait_for(lambda: any(r.get("path") == "/snapshot/create" for r in D.records("cut")), 5,
+             "snapshot/create sent")
+    assert D.state_of("cut") == "suspending"
+    D.kill9()
+    fcctl.write_knobs(D.knobs)
+    D.start()
+    st = D.state_of("cut")
+    assert st in ("running", "failed"), (st, D.read("cut", "error"))
+    assert "suspend" in D.read("cut", "error"), D.read("cut", "error")
+    assert not os.path.exists(os.path.join(D.state, "vms", "cut", "suspend", "state"))
+    D.write("cut", "state", "kill")
+    os.rmdir(D.vm("cut"))
+    wait_for(lambda: not leftovers(D, "cut"), 10, "no leftovers")
+
+
 def test_fake_saw_no_error_response():
     recs = [r for r in D.records("p1") if r.get("kind") == "call"]
     errs = [r for r in recs if r.get("status") is None or r["status"] >= 300]
@@ -145,7 +169,8 @@ def test_fake_saw_no_error_response():
 CASES = [(f.__name__, f) for f in (
     test_setup, test_einval_on_idle, test_pause_resume, test_suspend_and_restore,
     test_suspended_across_daemon_sigkill, test_suspended_across_a_reboot,
-    test_stop_discards_and_nothing_is_left, test_fake_saw_no_error_response)]
+    test_stop_discards_and_nothing_is_left, test_suspend_interrupted_by_a_daemon_sigkill,
+    test_fake_saw_no_error_response)]
 
 rc = 1
 try:
