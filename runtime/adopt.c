@@ -50,6 +50,8 @@ static struct vm *vm_from_record(struct runtime *rt, const char *name, const str
 	vm->h = rec->h;
 	vm->h.pidfd = -EBADF;
 	snprintf(vm->rootfs, sizeof(vm->rootfs), "%s", rec->rootfs);
+	vm->has_boot_id = rec->has_boot_id;
+	memcpy(vm->boot_id, rec->boot_id, sizeof(vm->boot_id));
 	return vm;
 }
 

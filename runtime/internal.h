@@ -259,6 +259,10 @@ struct vm_record {
 	 * processes even when the handle has no pid yet. */
 	bool launching;
 	uint32_t launch_uid;
+	/* The guest's boot id as its agent said it (a suspended VM's restore must find it
+	 * again), "boot_id": 32 hex digits. */
+	bool has_boot_id;
+	uint8_t boot_id[AGENT_BOOT_ID_LEN];
 };
 /* Pure: encode / decode (strict, bounded). */
 int record_encode(const struct vm_record *r, char **ret);

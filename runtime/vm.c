@@ -162,6 +162,8 @@ void vm_record_save_as(struct vm *vm, enum vm_state state)
 	memcpy(r->error, vm->error, sizeof(r->error));
 	r->launching = vm->launching;
 	r->launch_uid = (uint32_t)(rt->cfg.uid_base + vm->index);
+	r->has_boot_id = vm->has_boot_id;
+	memcpy(r->boot_id, vm->boot_id, sizeof(r->boot_id));
 	pthread_mutex_unlock(&vm->lock);
 	/* The handle is the supervisor's; it is stable whenever the state changes. */
 	r->h = vm->h;
