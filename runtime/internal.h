@@ -145,7 +145,7 @@ struct vm {
 	struct vm_health_src hs;
 	struct timespec state_since;
 	struct agent *agent; /* guest agent client while the VMM lives, or NULL */
-	/* The guest's boot id as its agent last said (kept across a suspend, in memory only), and
+	/* The guest's boot id as its agent said it at the last suspend (kept in the record), and
 	 * whether the next agent client must find it again (a restore). */
 	uint8_t boot_id[AGENT_BOOT_ID_LEN];
 	bool has_boot_id, expect_boot_id;
