@@ -140,6 +140,7 @@ int vm_volume_show(struct vm *vm, const char *vol, enum volume_attr attr, char *
 /* Write a volume file: -EINVAL (bad value, overlap, shrink), -EBUSY, -ENOSPC, -ENOENT. */
 int vm_volume_store(struct vm *vm, const char *vol, enum volume_attr attr, const char *value,
 		    struct err *err);
-/* The VM's disk-usage file: one line per disk, "NAME: used BYTES of BYTES" as the guest last
- * reported it, or "NAME: unknown of BYTES" (writable layer first, then volumes by name). */
+/* The VM's disk-usage file: one line per disk, the writable layer first, then the volumes by
+ * name: "writable: used BYTES free BYTES size BYTES" ("volume VOL: ..."), as the guest last
+ * reported its statfs, or "writable: unknown size BYTES" before any report. */
 int vm_disk_usage_show(struct vm *vm, char **ret, size_t *ret_len);

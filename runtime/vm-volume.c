@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A VM's volumes as fs/ sees them (the vm_volume_* part of volume.h): the volume store's
+ * operations on a VM object, allowed while the VM is created, stopped or failed with no
+ * command in flight (EBUSY otherwise).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "log.h"
+#include "volume.h"
+
+/* The store of each runtime's state dir, opened at first use (a runtime per state dir). */
+#define STORES_MAX 16
+static pthread_mutex_t stores_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	char *state_dir;
+	struct volume_store *s;
+} stores[STORES_MAX];
+
+static struct volume_store *store_of(struct vm *vm)
+{
+	const char *dir = vm->rt->cfg.state_dir;
+	struct volume_store *s = NULL;
+	struct err err = {};
+	size_t i;
+
+	pthread_mutex_lock(&stores_lock);
+	for (i = 0; i < STORES_MAX && stores[i].state_dir; i++)
+		if (strcmp(stores[i].state_dir, dir) == 0) {
+			s = stores[i].s;
+			break;
+		}
+	if (!s && i < STORES_MAX) {
+		if (volume_store_new(dir, 0, &s, &err) < 0) {
+			log_warning("volumes of %s: %s", dir, err.msg);
+			s = NULL;
+		} else if (!(stores[i].state_dir = strdup(dir))) {
+			s = volume_store_free(s);
+		} else
+			stores[i].s = s;
+	}
+	pthread_mutex_unlock(&stores_lock);
+	return s;
+}
+
+int vm_volumes_may_change(struct vm *vm)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->live || vm->destroying)
+		r = -ENOENT;
+	else if (vm->cmd_pending || vm->lc.exiting ||
+		 !(vm->lc.state == VM_STATE_CREATED || vm->lc.state == VM_STATE_STOPPED ||
+		   vm->lc.state == VM_STATE_FAILED))
+		r = -EBUSY;
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+static int may_change(struct vm *vm, struct volume_store **ret, struct err *err)
+{
+	int r = vm_volumes_may_change(vm);
+
+	if (r == -EBUSY)
+		return err_set(err, r, "volumes can only change in created, stopped or failed");
+	if (r < 0)
+		return err_set(err, r, "VM '%s' is gone", vm->name);
+	*ret = store_of(vm);
+	if (!*ret)
+		return err_set(err, -EIO, "the volume store cannot be opened");
+	return 0;
+}
+
+int vm_volume_create(struct vm *vm, const char *vol, struct err *err)
+{
+	struct volume_store *s;
+	int r = may_change(vm, &s, err);
+
+	if (r < 0)
+		return r;
+	r = volume_create(s, vm->name, vol, NULL, 0, err);
+	/* What fs/ can tell the user: the reason is logged. */
+	if (r < 0 && r != -EINVAL && r != -EEXIST && r != -ENOSPC && r != -ENOMEM)
+		r = -EIO;
+	return r;
+}
+
+int vm_volume_destroy(struct vm *vm, const char *vol, struct err *err)
+{
+	struct volume_store *s = store_of(vm);
+	struct volume v;
+	int r;
+
+	if (!s)
+		return err_set(err, -EIO, "the volume store cannot be opened");
+	r = volume_get(s, vm->name, vol, &v, err);
+	if (r < 0)
+		return r == -ENOENT ? r : -EIO;
+	r = may_change(vm, &s, err);
+	if (r < 0)
+		return r;
+	r = volume_destroy(s, vm->name, vol, err);
+	return r < 0 && r != -ENOENT ? -EIO : r;
+}
+
+int vm_volume_list(struct vm *vm, char ***ret)
+{
+	struct volume_store *s = store_of(vm);
+	_cleanup_free_ struct volume *vols = NULL;
+	struct err err = {};
+	size_t bytes;
+	char **v, *p;
+	int n;
+
+	n = s ? volume_list(s, vm->name, &vols, &err) : -EIO;
+	if (n < 0)
+		return n;
+	bytes = ((size_t)n + 1) * sizeof(char *);
+	for (int i = 0; i < n; i++)
+		bytes += strlen(vols[i].name) + 1;
+	v = malloc(bytes);
+	if (!v)
+		return -ENOMEM;
+	p = (char *)(v + n + 1);
+	for (int i = 0; i < n; i++) {
+		v[i] = strcpy(p, vols[i].name);
+		p += strlen(p) + 1;
+	}
+	v[n] = NULL;
+	*ret = v;
+	return n;
+}
+
+bool vm_volume_exists(struct vm *vm, const char *vol)
+{
+	struct volume_store *s = store_of(vm);
+	struct volume v;
+	struct err err = {};
+
+	return s && volume_get(s, vm->name, vol, &v, &err) >= 0;
+}
+
+int vm_volume_show(struct vm *vm, const char *vol, enum volume_attr attr, char **ret,
+		   size_t *ret_len)
+{
+	struct volume_store *s = store_of(vm);
+	struct volume v;
+	struct err err = {};
+	int n, r;
+
+	r = s ? volume_get(s, vm->name, vol, &v, &err) : -EIO;
+	if (r < 0)
+		return r;
+	if (attr == VOLUME_ATTR_PATH)
+		n = v.path[0] ? asprintf(ret, "%s\n", v.path) : asprintf(ret, "%s", "");
+	else if (attr == VOLUME_ATTR_SIZE)
+		n = asprintf(ret, "%" PRIu64 "\n", v.size);
+	else
+		return -EINVAL;
+	if (n < 0)
+		return -ENOMEM;
+	*ret_len = (size_t)n;
+	return 0;
+}
+
+int vm_volume_store(struct vm *vm, const char *vol, enum volume_attr attr, const char *value,
+		    struct err *err)
+{
+	struct volume_store *s;
+	const char *why = NULL;
+	uint64_t size;
+	int r;
+
+	/* Bad values are EINVAL whatever the state. */
+	if (attr == VOLUME_ATTR_PATH && volume_path_check(value, &why) < 0)
+		return err_set(err, -EINVAL, "bad volume path '%s': %s", value, why);
+	if (attr == VOLUME_ATTR_SIZE && volume_size_parse(value, &size, &why) < 0)
+		return err_set(err, -EINVAL, "bad volume size '%s': %s", value, why);
+	if (attr != VOLUME_ATTR_PATH && attr != VOLUME_ATTR_SIZE)
+		return -EINVAL;
+	r = may_change(vm, &s, err);
+	if (r < 0)
+		return r;
+	if (attr == VOLUME_ATTR_PATH)
+		r = volume_set_path(s, vm->name, vol, value, err);
+	else
+		r = volume_set_size(s, vm->name, vol, size, err);
+	if (r < 0 && r != -EINVAL && r != -ENOENT && r != -ENOSPC && r != -ENOMEM)
+		r = -EIO;
+	return r;
+}
+
+int vm_disk_usage_show(struct vm *vm, char **ret, size_t *ret_len)
+{
+	struct volume_store *s = store_of(vm);
+	_cleanup_free_ struct volume *vols = NULL;
+	struct err err = {};
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f;
+	int n;
+
+	n = s ? volume_list(s, vm->name, &vols, &err) : 0;
+	if (n < 0)
+		n = 0;
+	f = open_memstream(&out, &len);
+	if (!f)
+		return -ENOMEM;
+	fprintf(f, "writable: unknown size %" PRIu64 "\n", vm->rt->cfg.data_disk_bytes);
+	for (int i = 0; i < n; i++)
+		fprintf(f, "volume %s: unknown size %" PRIu64 "\n", vols[i].name, vols[i].size);
+	if (fclose(f) != 0) {
+		free(out);
+		return -ENOMEM;
+	}
+	*ret = out;
+	*ret_len = len;
+	return 0;
+}
