@@ -87,7 +87,10 @@ typedef void (*img_progress_cb)(void *ud, const struct img_progress *p);
 struct img_prepared {
 	char digest[IMG_DIGEST_MAX]; /* manifest digest actually run */
 	char rootfs[4096];	     /* ext4 image, shared read-only */
-	char config[4096]; /* JSON: {"entrypoint":[],"cmd":[],"env":[],"workdir":"","user":""} */
+	/* Path of a JSON file: {"entrypoint":[],"cmd":[],"env":[],"workdir":"","user":"",
+	 * "volumes":["/path",...]} (volumes: the image's declared Volumes, sorted; absent in
+	 * configs cached before they were recorded) */
+	char config[4096];
 	/* With verify keys: "sha256:<hex>" fingerprint (of the DER public key) of the key whose
 	 * signature verified digest; "" without keys. */
 	char verified_key[IMG_DIGEST_MAX];
