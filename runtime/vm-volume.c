@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent.h"
 #include "internal.h"
 #include "log.h"
 #include "volume.h"
@@ -197,10 +198,25 @@ int vm_volume_store(struct vm *vm, const char *vol, enum volume_attr attr, const
 	return r;
 }
 
+/* One disk-usage line: the guest's report of disk index d if there is one. */
+static void usage_line(FILE *f, const char *label, const struct agent_disk_usage *u, unsigned d,
+		       uint64_t size)
+{
+	for (unsigned i = 0; u && i < u->n; i++)
+		if (u->d[i].disk == d) {
+			fprintf(f, "%s: used %" PRIu64 " free %" PRIu64 " size %" PRIu64 "\n",
+				label, u->d[i].used, u->d[i].avail, u->d[i].size);
+			return;
+		}
+	fprintf(f, "%s: unknown size %" PRIu64 "\n", label, size);
+}
+
 int vm_disk_usage_show(struct vm *vm, char **ret, size_t *ret_len)
 {
 	struct volume_store *s = store_of(vm);
 	_cleanup_free_ struct volume *vols = NULL;
+	struct agent_status st = {};
+	bool have = false;
 	struct err err = {};
 	char *out = NULL;
 	size_t len = 0;
@@ -210,12 +226,23 @@ int vm_disk_usage_show(struct vm *vm, char **ret, size_t *ret_len)
 	n = s ? volume_list(s, vm->name, &vols, &err) : 0;
 	if (n < 0)
 		n = 0;
+	/* The live agent's last report; the volumes are in vm.json in name order, as listed. */
+	pthread_mutex_lock(&vm->lock);
+	if (vm->agent) {
+		agent_get_status(vm->agent, &st);
+		have = st.disks_at_ms != 0;
+	}
+	pthread_mutex_unlock(&vm->lock);
 	f = open_memstream(&out, &len);
 	if (!f)
 		return -ENOMEM;
-	fprintf(f, "writable: unknown size %" PRIu64 "\n", vm->rt->cfg.data_disk_bytes);
-	for (int i = 0; i < n; i++)
-		fprintf(f, "volume %s: unknown size %" PRIu64 "\n", vols[i].name, vols[i].size);
+	usage_line(f, "writable", have ? &st.disks : NULL, 0, vm->rt->cfg.data_disk_bytes);
+	for (int i = 0; i < n; i++) {
+		char label[VOLUME_NAME_MAX + 8];
+
+		snprintf(label, sizeof(label), "volume %s", vols[i].name);
+		usage_line(f, label, have ? &st.disks : NULL, (unsigned)i + 1, vols[i].size);
+	}
 	if (fclose(f) != 0) {
 		free(out);
 		return -ENOMEM;
