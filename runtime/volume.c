@@ -667,3 +667,123 @@ int volume_store_recover(struct volume_store *s, struct err *err)
 	free_names(vms);
 	return fixed;
 }
+
+int volume_disk_uuid(const char *disk, uint8_t uuid[16], struct err *err)
+{
+	_cleanup_close_ int fd = open(disk, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	uint8_t magic[2];
+
+	if (fd < 0)
+		return err_set(err, -errno, "cannot open %s: %s", disk, strerror(errno));
+	/* The superblock is at 1024: magic 0xEF53 at +56, the UUID at +104. */
+	if (pread(fd, magic, 2, 1024 + 56) != 2 || magic[0] != 0x53 || magic[1] != 0xef ||
+	    pread(fd, uuid, 16, 1024 + 104) != 16)
+		return err_set(err, -EIO, "%s is not an ext4 disk", disk);
+	return 0;
+}
+
+/* A name for a declared path not taken by vols (with the lock held). */
+static int declared_name(const struct volume *vols, int n, const char *path,
+			 char ret[VOLUME_NAME_MAX + 1])
+{
+	char base[VOLUME_NAME_MAX + 1];
+
+	if (volume_name_from_path(path, base) < 0)
+		return -EINVAL;
+	for (unsigned k = 1; k < 100; k++) {
+		bool taken = false;
+
+		if (k == 1)
+			snprintf(ret, VOLUME_NAME_MAX + 1, "%s", base);
+		else
+			snprintf(ret, VOLUME_NAME_MAX + 1, "%.*s-%u",
+				 (int)(VOLUME_NAME_MAX - 1 - (k < 10 ? 1 : 2)), base, k);
+		for (int i = 0; i < n && !taken; i++)
+			taken = strcmp(vols[i].name, ret) == 0;
+		if (!taken)
+			return 0;
+	}
+	return -EEXIST;
+}
+
+int volume_prepare_start(struct volume_store *s, const char *vm, const char *const *declared,
+			 size_t n_declared, bool new_image, struct volume_attach **ret,
+			 struct err *err)
+{
+	_cleanup_free_ struct volume *vols = NULL;
+	_cleanup_free_ struct volume_attach *out = NULL;
+	int n, r;
+
+	*ret = NULL;
+	if (new_image)
+		for (size_t i = 0; i < n_declared; i++) {
+			const char *path = declared[i], *why = NULL;
+			char name[VOLUME_NAME_MAX + 1];
+			bool covered = false;
+
+			free(vols);
+			vols = NULL;
+			n = volume_list(s, vm, &vols, err);
+			if (n < 0)
+				return n;
+			if (volume_path_check(path, &why) < 0) {
+				log_warning("%s: the image's volume %s is not used: %s", vm, path,
+					    why);
+				continue;
+			}
+			for (int k = 0; k < n && !covered; k++)
+				covered =
+					vols[k].path[0] && volume_paths_overlap(vols[k].path, path);
+			if (covered) {
+				/* Its own (same path) or one of the user's covering it. */
+				continue;
+			}
+			if (declared_name(vols, n, path, name) < 0) {
+				log_warning("%s: the image's volume %s is not used: no free name",
+					    vm, path);
+				continue;
+			}
+			r = volume_create(s, vm, name, path, 0, err);
+			if (r == -ENOSPC && n >= VOLUME_MAX_PER_VM) {
+				log_warning("%s: the image's volume %s is not used: %s", vm, path,
+					    err->msg);
+				continue;
+			}
+			if (r < 0)
+				return err_prefix(err, "the image's volume %s: ", path);
+			log_info("%s: volume '%s' created for the image's %s", vm, name, path);
+		}
+	free(vols);
+	vols = NULL;
+	n = volume_list(s, vm, &vols, err);
+	if (n <= 0)
+		return n;
+	out = calloc((size_t)n, sizeof(*out));
+	if (!out)
+		return err_set(err, -ENOMEM, "out of memory");
+	for (int i = 0; i < n; i++) {
+		struct volume_attach *a = &out[i];
+
+		if (!vols[i].path[0])
+			return err_set(err, -EINVAL,
+				       "volume '%s' has no path (write one to volumes/%s/path)",
+				       vols[i].name, vols[i].name);
+		if (vols[i].growing) {
+			r = volume_set_size(s, vm, vols[i].name, vols[i].size, err);
+			if (r < 0)
+				return err_prefix(err, "volume '%s': ", vols[i].name);
+		}
+		snprintf(a->name, sizeof(a->name), "%s", vols[i].name);
+		snprintf(a->path, sizeof(a->path), "%s", vols[i].path);
+		a->size = vols[i].size;
+		a->fresh = vols[i].fresh;
+		r = volume_disk_path(s, vm, a->name, a->disk, sizeof(a->disk));
+		if (r < 0)
+			return err_set(err, r, "volume path too long");
+		r = volume_disk_uuid(a->disk, a->uuid, err);
+		if (r < 0)
+			return err_prefix(err, "volume '%s': ", a->name);
+	}
+	*ret = TAKE_PTR(out);
+	return n;
+}

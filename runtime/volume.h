@@ -144,3 +144,28 @@ int vm_volume_store(struct vm *vm, const char *vol, enum volume_attr attr, const
  * name: "writable: used BYTES free BYTES size BYTES" ("volume VOL: ..."), as the guest last
  * reported its statfs, or "writable: unknown size BYTES" before any report. */
 int vm_disk_usage_show(struct vm *vm, char **ret, size_t *ret_len);
+
+/* ---- at a start (the launch job) ---- */
+
+/* What a start attaches: each volume of the VM, by name, with its disk and ext4 UUID. */
+struct volume_attach {
+	char name[VOLUME_NAME_MAX + 1];
+	char path[VOLUME_PATH_MAX + 1];
+	char disk[4096]; /* the disk file on the host */
+	uint8_t uuid[16];
+	uint64_t size;
+	bool fresh;
+};
+
+/* Before a start: when new_image (the first start that runs this image digest), each path the
+ * image declares (declared[0..n_declared), normalised) that no volume of vm has, and that
+ * overlaps none, becomes a volume named after it (volume_name_from_path; "-2", "-3"... when the
+ * name is taken) at the default size; a declared path the rules refuse, or one overlapping a
+ * volume of the user's, is skipped (logged). Then every volume is checked (a path is set, an
+ * interrupted grow is finished) and listed in ret (malloc'd, by name; NULL when none). Returns
+ * the count, or -EINVAL ("volume VOL has no path") / another -errno with a message. */
+int volume_prepare_start(struct volume_store *s, const char *vm, const char *const *declared,
+			 size_t n_declared, bool new_image, struct volume_attach **ret,
+			 struct err *err);
+/* The ext4 UUID of a volume's disk (its superblock). */
+int volume_disk_uuid(const char *disk, uint8_t uuid[16], struct err *err);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "fileio.h"
+#include "macro.h"
 #include "test.h"
 #include "volume.h"
 
@@ -425,6 +426,66 @@ static void test_disk_full(void)
 	teardown();
 }
 
+static void test_prepare_start(void)
+{
+	static const char *const declared[] = {"/var/lib/data", "/srv", "/srv/cache", "/proc/x",
+					       "/user/sub"};
+	struct volume_store *s;
+	struct volume_attach *a = NULL;
+	struct volume v;
+	struct err err = {};
+	uint8_t uuid[16];
+
+	setup();
+	s = store(16 * MIB);
+	/* No volumes, nothing declared: nothing to attach. */
+	ASSERT_EQ(volume_prepare_start(s, "vm", NULL, 0, true, &a, &err), 0);
+	ASSERT_TRUE(a == NULL);
+	/* A volume of the user's at /user covers the image's /user/sub; the name "srv" is taken
+	 * by a volume without a path, which fails the start until it has one. */
+	ASSERT_OK(volume_create(s, "vm", "mine", "/user", 0, &err));
+	ASSERT_OK(volume_create(s, "vm", "srv", NULL, 0, &err));
+	ASSERT_ERRNO(volume_prepare_start(s, "vm", declared, ELEMENTSOF(declared), true, &a, &err),
+		     EINVAL);
+	ASSERT_TRUE(strstr(err.msg, "'srv' has no path") != NULL);
+	/* The declared ones were made anyway (the first time), the bad and covered ones not. */
+	ASSERT_OK(volume_get(s, "vm", "var-lib-data", &v, &err));
+	ASSERT_STREQ(v.path, "/var/lib/data");
+	ASSERT_TRUE(v.fresh && v.size == 16 * MIB);
+	ASSERT_OK(volume_get(s, "vm", "srv-2", &v, &err));
+	ASSERT_STREQ(v.path, "/srv");
+	ASSERT_ERRNO(volume_get(s, "vm", "srv-cache", &v, &err), ENOENT); /* inside /srv */
+	ASSERT_ERRNO(volume_get(s, "vm", "user-sub", &v, &err), ENOENT);
+	ASSERT_ERRNO(volume_get(s, "vm", "proc-x", &v, &err), ENOENT);
+
+	ASSERT_OK(volume_destroy(s, "vm", "srv", &err));
+	/* Not a new image: what the user removed stays removed. */
+	ASSERT_OK(volume_destroy(s, "vm", "var-lib-data", &err));
+	ASSERT_EQ(volume_prepare_start(s, "vm", declared, ELEMENTSOF(declared), false, &a, &err),
+		  2);
+	ASSERT_STREQ(a[0].name, "mine");
+	ASSERT_STREQ(a[0].path, "/user");
+	ASSERT_STREQ(a[1].name, "srv-2");
+	ASSERT_TRUE(a[1].fresh);
+	ASSERT_OK(volume_disk_uuid(a[1].disk, uuid, &err));
+	ASSERT_TRUE(memcmp(uuid, a[1].uuid, 16) == 0);
+	ASSERT_TRUE(memcmp(a[0].uuid, a[1].uuid, 16) != 0);
+	free(a);
+	/* A new image again: the removed one comes back, the others are kept as they are. */
+	ASSERT_EQ(volume_prepare_start(s, "vm", declared, ELEMENTSOF(declared), true, &a, &err), 3);
+	ASSERT_STREQ(a[2].name, "var-lib-data");
+	free(a);
+	{
+		char disk[4096];
+
+		ASSERT_OK(volume_disk_path(s, "vm", "mine", disk, sizeof(disk)));
+		ASSERT_OK(truncate(disk, 0));
+		ASSERT_ERRNO(volume_disk_uuid(disk, uuid, &err), EIO);
+	}
+	volume_store_free(s);
+	teardown();
+}
+
 TEST_MAIN(TEST(test_names), TEST(test_paths), TEST(test_sizes), TEST(test_config),
 	  TEST(test_create_destroy), TEST(test_limit), TEST(test_path_and_size), TEST(test_recover),
-	  TEST(test_disk_full))
+	  TEST(test_disk_full), TEST(test_prepare_start))
