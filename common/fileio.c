@@ -128,7 +128,7 @@ int mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
-static int rm_rf_at(int dir_fd, const char *name, dev_t dev)
+static int rm_rf_dev(int dir_fd, const char *name, dev_t dev)
 {
 	struct stat st;
 	int r = 0;
@@ -154,7 +154,7 @@ static int rm_rf_at(int dir_fd, const char *name, dev_t dev)
 			int q;
 			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 				continue;
-			q = rm_rf_at(dirfd(d), de->d_name, dev);
+			q = rm_rf_dev(dirfd(d), de->d_name, dev);
 			if (q < 0 && r == 0)
 				r = q;
 		}
@@ -173,7 +173,39 @@ int rm_rf(const char *path)
 
 	if (lstat(path, &st) < 0)
 		return errno == ENOENT ? 0 : -errno;
-	return rm_rf_at(AT_FDCWD, path, st.st_dev);
+	return rm_rf_dev(AT_FDCWD, path, st.st_dev);
+}
+
+int rm_rf_at(int dir_fd, const char *name)
+{
+	struct stat st;
+
+	if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return rm_rf_dev(dir_fd, name, st.st_dev);
+}
+
+int find_executable(const char *name, char *buf, size_t size)
+{
+	const char *path = getenv("PATH");
+
+	if (strchr(name, '/')) {
+		if ((size_t)snprintf(buf, size, "%s", name) >= size)
+			return -ENAMETOOLONG;
+		return access(buf, X_OK) == 0 ? 0 : -errno;
+	}
+	if (!path || !*path)
+		path = EXEC_PATH_DEFAULT;
+	while (*path) {
+		size_t n = strcspn(path, ":");
+		if (n > 0 && (size_t)snprintf(buf, size, "%.*s/%s", (int)n, path, name) < size &&
+		    access(buf, X_OK) == 0)
+			return 0;
+		path += n;
+		if (*path == ':')
+			path++;
+	}
+	return -ENOENT;
 }
 
 int write_string_file(const char *path, const char *s)

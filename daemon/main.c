@@ -128,6 +128,82 @@ static const char *vmm_name(enum vmm_kind k)
 	return k == VMM_QEMU ? "qemu" : "firecracker";
 }
 
+/* Before anything touches the mount or the host: a second daemon on this state dir (or jail
+ * base) stops here. The locks are held until run() returns (after the unmount). */
+static int claim_node(struct daemon_options *o, int *lock_fd, int *jail_lock_fd,
+		      char node_id[static NODE_ID_LEN + 1])
+{
+	struct err err = {};
+	int r;
+
+	r = node_lock(o->rt.state_dir, o->mountpoint, lock_fd, &err);
+	if (r < 0)
+		return log_error_errno(r, "%s", err.msg);
+	if (o->rt.vmm == VMM_FIRECRACKER) {
+		r = node_lock_jails(o->rt.chroot_base, o->mountpoint, jail_lock_fd, &err);
+		if (r < 0)
+			return log_error_errno(r, "%s", err.msg);
+	}
+	r = node_id_load(o->rt.state_dir, node_id, &err);
+	if (r < 0)
+		return log_error_errno(r, "%s", err.msg);
+	o->rt.node_id = node_id;
+
+	r = fs_cleanup_stale_mount(o->mountpoint, &err);
+	if (r < 0)
+		return log_error_errno(r, "%s", err.msg);
+	if (r > 0)
+		log_notice("detached a stale mount left at %s by a previous daemon", o->mountpoint);
+	return 0;
+}
+
+/* Threads inherit the mask: the runtime's and the startup thread leave SIGINT/SIGTERM/SIGHUP
+ * to the FUSE threads, where libfuse's handlers end the loop. */
+static int spawn_startup(struct startup *s, pthread_t *thr)
+{
+	sigset_t block, old;
+	int r;
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	atomic_init(&s->result, 1);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	r = pthread_create(thr, NULL, startup_thread, s);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0)
+		return log_error_errno(-r, "cannot create the startup thread");
+	return 0;
+}
+
+/* The runtime stops first: no done callback may reply after the FUSE fd is closed by the
+ * unmount (the number could already belong to another file). Every step is bounded; work still
+ * waiting on the outside world is abandoned, and then nothing is freed: the process exits at
+ * once after the unmount (the records say what the next daemon must finish). */
+static void shut_down(const struct daemon_options *o, struct runtime *rt, struct fs *fs,
+		      pthread_t startup)
+{
+	bool abandoned;
+
+	notify_systemd("STOPPING=1");
+	log_info("shutting down (VMs %s)", o->rt.stop_vms_on_exit ? "are stopped" : "keep running");
+	if (!o->rt.stop_vms_on_exit)
+		start_watchdog(o->mountpoint);
+	abandoned = !join_within(startup, SHUTDOWN_STARTUP_MS);
+	if (abandoned) {
+		log_warning("shutdown: re-adoption still running, abandoned");
+		pthread_detach(startup);
+	} else
+		runtime_shutdown(rt);
+	if (abandoned || runtime_shutdown_abandoned(rt)) {
+		fs_unmount(fs);
+		log_info("unmounted; exiting with work abandoned");
+		_exit(0);
+	}
+	fs_unmount(fs);
+}
+
 static int run(struct daemon_options *o)
 {
 	struct fs_options fo = {.mountpoint = o->mountpoint,
@@ -143,34 +219,14 @@ static int run(struct daemon_options *o)
 	struct runtime *rt = NULL;
 	struct fs *fs = NULL;
 	struct err err = {};
-	sigset_t block, old;
 	_cleanup_close_ int lock_fd = -1, jail_lock_fd = -1;
 	static char node_id[NODE_ID_LEN + 1];
 	pthread_t thr;
-	bool abandoned;
 	int r;
 
-	/* Before anything touches the mount or the host: a second daemon on this state dir
-	 * stops here. The lock is held until run() returns (after the unmount). */
-	r = node_lock(o->rt.state_dir, o->mountpoint, &lock_fd, &err);
+	r = claim_node(o, &lock_fd, &jail_lock_fd, node_id);
 	if (r < 0)
-		return log_error_errno(r, "%s", err.msg);
-	if (o->rt.vmm == VMM_FIRECRACKER) {
-		r = node_lock_jails(o->rt.chroot_base, o->mountpoint, &jail_lock_fd, &err);
-		if (r < 0)
-			return log_error_errno(r, "%s", err.msg);
-	}
-	r = node_id_load(o->rt.state_dir, node_id, &err);
-	if (r < 0)
-		return log_error_errno(r, "%s", err.msg);
-	o->rt.node_id = node_id;
-
-	r = fs_cleanup_stale_mount(o->mountpoint, &err);
-	if (r < 0)
-		return log_error_errno(r, "%s", err.msg);
-	if (r > 0)
-		log_notice("detached a stale mount left at %s by a previous daemon", o->mountpoint);
-
+		return r;
 	r = runtime_new(&o->rt, &rt, &err);
 	if (r < 0)
 		return log_error_errno(r, "cannot set up the runtime: %s", err.msg);
@@ -183,47 +239,17 @@ static int run(struct daemon_options *o)
 	log_info("mvmfs %s mounted at %s (vmm %s, state dir %s, node %s)", PACKAGE_VERSION,
 		 o->mountpoint, vmm_name(o->rt.vmm), o->rt.state_dir, node_id);
 
-	/* Threads inherit the mask: the runtime's and the startup thread leave SIGINT/SIGTERM/
-	 * SIGHUP to the FUSE threads, where libfuse's handlers end the loop. */
-	sigemptyset(&block);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGHUP);
 	s = (struct startup){.rt = rt, .fs = fs};
-	atomic_init(&s.result, 1);
-	pthread_sigmask(SIG_BLOCK, &block, &old);
-	r = pthread_create(&thr, NULL, startup_thread, &s);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r != 0) {
-		log_error_errno(-r, "cannot create the startup thread");
+	r = spawn_startup(&s, &thr);
+	if (r < 0) {
 		fs_free(fs);
 		runtime_free(rt);
-		return -r;
+		return r;
 	}
-
 	r = fs_run(fs);
 	if (r < 0)
 		log_error_errno(r, "FUSE loop failed");
-	notify_systemd("STOPPING=1");
-	log_info("shutting down (VMs %s)", o->rt.stop_vms_on_exit ? "are stopped" : "keep running");
-	if (!o->rt.stop_vms_on_exit)
-		start_watchdog(o->mountpoint);
-	/* The runtime stops first: no done callback may reply after the FUSE fd is closed by the
-	 * unmount (the number could already belong to another file). Every step is bounded; work
-	 * still waiting on the outside world is abandoned, and then nothing is freed: the process
-	 * exits at once after the unmount (the records say what the next daemon must finish). */
-	abandoned = !join_within(thr, SHUTDOWN_STARTUP_MS);
-	if (abandoned) {
-		log_warning("shutdown: re-adoption still running, abandoned");
-		pthread_detach(thr);
-	} else
-		runtime_shutdown(rt);
-	if (abandoned || runtime_shutdown_abandoned(rt)) {
-		fs_unmount(fs);
-		log_info("unmounted; exiting with work abandoned");
-		_exit(0);
-	}
-	fs_unmount(fs);
+	shut_down(o, rt, fs, thr);
 	fs_free(fs);
 	runtime_free(rt);
 	if (atomic_load(&s.result) < 0)

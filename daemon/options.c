@@ -38,6 +38,9 @@ enum opt_kind {
 	OPT_VERSION,
 };
 
+/* A default's value as text, for --help. */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 #define RT(f) (offsetof(struct daemon_options, rt) + offsetof(struct runtime_config, f))
 #define DO(f) offsetof(struct daemon_options, f)
 
@@ -70,10 +73,10 @@ static const struct opt_def opt_defs[] = {
 	{ "insecure-registry", OPT_LIST, 0, "HOST[:PORT]", "registry reached over plain HTTP (repeatable)" },
 	{ "docker-config", OPT_STR, RT(docker_config), "FILE", "registry credentials (~/.docker/config.json)" },
 	{ "verify-key", OPT_KEYS, 0, "FILE", "PEM public key (ECDSA P-256) images must be cosign-signed by (repeatable; none: no check)" },
-	{ "uid-base", OPT_U32, RT(uid_base), "UID", "first uid/gid of the per-VM range (200000)" },
-	{ "uid-count", OPT_U32, RT(uid_count), "N", "size of the per-VM uid/gid range (65536)" },
-	{ "vcpus", OPT_U32, RT(vcpus), "N", "vCPUs per VM (2)" },
-	{ "mem-mib", OPT_U32, RT(mem_mib), "MIB", "memory per VM (2048)" },
+	{ "uid-base", OPT_U32, RT(uid_base), "UID", "first uid/gid of the per-VM range (" STR(RUNTIME_DEFAULT_UID_BASE) ")" },
+	{ "uid-count", OPT_U32, RT(uid_count), "N", "size of the per-VM uid/gid range (" STR(RUNTIME_DEFAULT_UID_COUNT) ")" },
+	{ "vcpus", OPT_U32, RT(vcpus), "N", "vCPUs per VM (" STR(RUNTIME_DEFAULT_VCPUS) ")" },
+	{ "mem-mib", OPT_U32, RT(mem_mib), "MIB", "memory per VM (" STR(RUNTIME_DEFAULT_MEM_MIB) ")" },
 	{ "data-disk-size", OPT_SIZE, RT(data_disk_bytes), "SIZE", "per-VM writable disk, e.g. 1G (1G)" },
 	{ "volume-size", OPT_SIZE, DO(volume_bytes), "SIZE", "size of a new volume, 16M-16T (1G)" },
 	{ "image-keep", OPT_SIZE, RT(image_keep_bytes), "SIZE", "unused images kept in the cache (10G)" },
@@ -87,7 +90,7 @@ static const struct opt_def opt_defs[] = {
 	{ "stop-timeout", OPT_MS, RT(stop_timeout_ms), "TIME", "graceful stop deadline before SIGKILL (10s)" },
 	{ "app-grace", OPT_MS, RT(app_grace_ms), "TIME", "SIGTERM to SIGKILL inside the guest (5s)" },
 	{ "heartbeat", OPT_MS, RT(heartbeat_ms), "TIME", "agent heartbeat period (1s)" },
-	{ "max-vms", OPT_U32, RT(max_vms), "N", "limit of defined VMs (4096)" },
+	{ "max-vms", OPT_U32, RT(max_vms), "N", "limit of defined VMs (" STR(RUNTIME_DEFAULT_MAX_VMS) ")" },
 	{ "cgroup-version", OPT_CGROUP, RT(cgroup_version), "auto|1|2", "cgroup hierarchy for limits (auto)" },
 	{ "stop-vms-on-exit", OPT_FLAG, RT(stop_vms_on_exit), NULL, "stop VMs on SIGTERM instead of leaving them running" },
 	{ "reap-interval", OPT_MS, RT(reap_interval_ms), "TIME", "leak reaper period (60s)" },
@@ -195,7 +198,25 @@ static int add_verify_key(struct daemon_options *o, const char *v)
 	return 0;
 }
 
-/* Apply one option. from_file: flags take a value, strings must be copied. */
+/* A config file's line buffer is reused: keep a copy of a value the options point at. */
+static int keep_copy(struct daemon_options *o, const char **value)
+{
+	char *copy = strdup(*value);
+	char **owned = realloc(o->owned, sizeof(*owned) * (o->n_owned + 1));
+
+	if (owned)
+		o->owned = owned;
+	if (!copy || !owned) {
+		free(copy);
+		return -ENOMEM;
+	}
+	o->owned[o->n_owned++] = copy;
+	*value = copy;
+	return 0;
+}
+
+/* Apply one option. from_file: flags take a value, strings must be copied. One switch over
+ * the option kinds, so each kind's rule is in one place. */
 static int apply(struct daemon_options *o, const struct opt_def *d, const char *value,
 		 bool from_file, struct err *err)
 {
@@ -203,19 +224,8 @@ static int apply(struct daemon_options *o, const struct opt_def *d, const char *
 	int r = 0;
 
 	if (from_file && d->kind != OPT_FLAG && d->kind != OPT_HELP && d->kind != OPT_VERSION &&
-	    d->kind != OPT_CONFIG) {
-		char *copy = strdup(value);
-		char **owned = realloc(o->owned, sizeof(*owned) * (o->n_owned + 1));
-		if (!copy || !owned) {
-			free(copy);
-			if (owned)
-				o->owned = owned;
-			return err_set(err, -ENOMEM, "out of memory");
-		}
-		o->owned = owned;
-		o->owned[o->n_owned++] = copy;
-		value = copy;
-	}
+	    d->kind != OPT_CONFIG && keep_copy(o, &value) < 0)
+		return err_set(err, -ENOMEM, "out of memory");
 	switch (d->kind) {
 	case OPT_STR:
 		*(const char **)base = value;
@@ -359,24 +369,11 @@ static int load_config(struct daemon_options *o, const char *path, struct err *e
 }
 
 /* Find name in PATH; returns a malloc'd path or NULL. */
-static char *find_in_path(const char *name)
+static char *path_lookup(const char *name)
 {
-	const char *path = getenv("PATH");
-	_cleanup_free_ char *copy = strdup(
-		path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-	char *dir, *save = NULL, *full = NULL;
+	char buf[PATH_MAX];
 
-	if (!copy)
-		return NULL;
-	for (dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-		if (asprintf(&full, "%s/%s", dir, name) < 0)
-			return NULL;
-		if (access(full, X_OK) == 0)
-			return full;
-		free(full);
-		full = NULL;
-	}
-	return NULL;
+	return find_executable(name, buf, sizeof(buf)) < 0 ? NULL : strdup(buf);
 }
 
 static int own(struct daemon_options *o, char *s)
@@ -401,6 +398,7 @@ static int fill_defaults(struct daemon_options *o, struct err *err)
 
 	if (!o->rt.state_dir)
 		o->rt.state_dir = DEFAULT_STATE_DIR;
+	/* The jail base now: the daemon locks it before the runtime exists. */
 	if (!o->rt.chroot_base)
 		o->rt.chroot_base = DEFAULT_CHROOT_BASE;
 	if (!o->rt.bridge)
@@ -410,20 +408,11 @@ static int fill_defaults(struct daemon_options *o, struct err *err)
 	if (o->volume_bytes < VOLUME_SIZE_MIN || o->volume_bytes > VOLUME_SIZE_MAX)
 		return err_set(err, -EINVAL, "volume-size must be within 16M..16T");
 	o->volume_bytes = (o->volume_bytes + 4095) / 4096 * 4096;
-	if (!o->rt.kernel) {
-		if (asprintf(&s, "%s/guest/vmlinux", o->rt.state_dir) < 0 || own(o, s) < 0)
-			return err_set(err, -ENOMEM, "out of memory");
-		o->rt.kernel = s;
-	}
-	if (!o->rt.initrd) {
-		if (asprintf(&s, "%s/guest/initramfs.cpio.gz", o->rt.state_dir) < 0 ||
-		    own(o, s) < 0)
-			return err_set(err, -ENOMEM, "out of memory");
-		o->rt.initrd = s;
-	}
+	/* Kernel, initramfs and the sizes left unset take the runtime's defaults (runtime_new),
+	 * which --help states. */
 	if (o->rt.vmm == VMM_FIRECRACKER) {
 		if (!o->rt.firecracker) {
-			s = find_in_path("firecracker");
+			s = path_lookup("firecracker");
 			if (!s)
 				return err_set(
 					err, -ENOENT,
@@ -433,7 +422,7 @@ static int fill_defaults(struct daemon_options *o, struct err *err)
 			o->rt.firecracker = s;
 		}
 		if (!o->rt.jailer) {
-			s = find_in_path("jailer");
+			s = path_lookup("jailer");
 			if (!s)
 				return err_set(err, -ENOENT,
 					       "jailer not found in PATH (use --jailer PATH)");

@@ -147,8 +147,6 @@ int img_store_path(const struct img_store *s, char *buf, size_t size, const char
 	_printf_(4, 5);
 /* Holder names: 1..64 of [A-Za-z0-9._-], not starting with '.'. */
 bool img_holder_is_valid(const char *holder);
-/* "sha256:" + 64 lowercase hex. */
-bool img_hex_digest_ok(const char *d);
 void img_progress_emit(img_progress_cb cb, void *ud, const char *phase, uint64_t done,
 		       uint64_t total, unsigned ldone, unsigned ltotal);
 /* Fetch, verify, unpack and build m into images/<hex> (pull.c); the caller coalesces. */

@@ -518,7 +518,7 @@ bool img_signature_cached(struct img_store *s, const char *digest, char ret_key[
 	ret_key[0] = '\0';
 	if (!s->keys)
 		return true;
-	if (!img_hex_digest_ok(digest) || verified_path(s, digest, p, sizeof(p)) < 0 ||
+	if (!img_digest_is_valid(digest) || verified_path(s, digest, p, sizeof(p)) < 0 ||
 	    read_file_bounded(p, 128, &buf, NULL) < 0)
 		return false;
 	buf[strcspn(buf, "\n")] = '\0';

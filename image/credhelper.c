@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "fetch.h"
+#include "fileio.h"
 
 /* What helpers print when they hold nothing for the server (credentials.ErrCredentialsNotFound). */
 #define NOT_FOUND "credentials not found in native keychain"
@@ -38,24 +39,6 @@ bool img_cred_helper_name_ok(const char *name)
 		      name[i] == '-'))
 			return false;
 	return true;
-}
-
-static int find_in_path(const char *prog, char *buf, size_t size)
-{
-	const char *path = getenv("PATH");
-
-	if (!path || !*path)
-		path = "/usr/local/bin:/usr/bin:/bin";
-	while (*path) {
-		size_t n = strcspn(path, ":");
-		if (n > 0 && (size_t)snprintf(buf, size, "%.*s/%s", (int)n, path, prog) < size &&
-		    access(buf, X_OK) == 0)
-			return 0;
-		path += n;
-		if (*path == ':')
-			path++;
-	}
-	return -ENOENT;
 }
 
 static long long now_ms(void)
@@ -169,10 +152,44 @@ static void error_text(const char *buf, size_t len, char *out, size_t size)
 	img_sanitize(buf, n, out, size);
 }
 
+/* What the helper's run means: credentials, nothing stored (-ENOENT: anonymous), or an error
+ * whose message quotes the helper's first line, never its secrets. */
+static int judge(const char *prog, int r, int status, const char *buf, size_t len,
+		 unsigned timeout_ms, struct img_creds *ret, struct err *err)
+{
+	char msg[256];
+
+	if (r == -ETIMEDOUT)
+		return err_set(err, -ETIMEDOUT, "credential helper %s did not answer within %u ms",
+			       prog, timeout_ms);
+	if (r == -EFBIG)
+		return err_set(err, -EIO, "credential helper %s answered more than %u bytes", prog,
+			       IMG_CRED_HELPER_OUTPUT_MAX);
+	if (r < 0)
+		return err_set(err, r, "credential helper %s: %s", prog, strerror(-r));
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		error_text(buf, len, msg, sizeof(msg));
+		if (strstr(buf, NOT_FOUND))
+			return -ENOENT; /* nothing stored for this server: anonymous */
+		if (WIFEXITED(status))
+			return err_set(err, -EACCES,
+				       "credential helper %s failed (exit status %d): %s", prog,
+				       WEXITSTATUS(status), msg[0] ? msg : "no message");
+		return err_set(err, -EACCES, "credential helper %s killed by signal %d", prog,
+			       WTERMSIG(status));
+	}
+	struct err perr = {0};
+
+	r = img_auth_parse_helper_output(buf, len, ret, &perr);
+	if (r < 0 && r != -ENOENT)
+		return err_set(err, -EACCES, "credential helper %s: %s", prog, perr.msg);
+	return r;
+}
+
 int img_cred_helper_get(const char *helper, const char *server, unsigned timeout_ms,
 			struct img_creds *ret, struct err *err)
 {
-	char prog[128], exe[4096], msg[256];
+	char prog[128], exe[4096];
 	int sv[2] = {-1, -1}, pipefd[2] = {-1, -1}, null_fd, status = 0, r, q;
 	long long deadline = now_ms() + timeout_ms;
 	size_t len = 0;
@@ -182,7 +199,7 @@ int img_cred_helper_get(const char *helper, const char *server, unsigned timeout
 	if (!img_cred_helper_name_ok(helper))
 		return err_set(err, -EINVAL, "bad credential helper name");
 	snprintf(prog, sizeof(prog), "docker-credential-%s", helper);
-	if (find_in_path(prog, exe, sizeof(exe)) < 0)
+	if (find_executable(prog, exe, sizeof(exe)) < 0)
 		return err_set(err, -EACCES, "credential helper %s not found in PATH", prog);
 	buf = malloc(IMG_CRED_HELPER_OUTPUT_MAX + 1);
 	if (!buf)
@@ -209,32 +226,7 @@ int img_cred_helper_get(const char *helper, const char *server, unsigned timeout
 	if (r == 0 && q < 0)
 		r = q;
 	buf[len] = '\0';
-	if (r == -ETIMEDOUT) {
-		r = err_set(err, -ETIMEDOUT, "credential helper %s did not answer within %u ms",
-			    prog, timeout_ms);
-	} else if (r == -EFBIG) {
-		r = err_set(err, -EIO, "credential helper %s answered more than %u bytes", prog,
-			    IMG_CRED_HELPER_OUTPUT_MAX);
-	} else if (r < 0) {
-		r = err_set(err, r, "credential helper %s: %s", prog, strerror(-r));
-	} else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		error_text(buf, len, msg, sizeof(msg));
-		if (strstr(buf, NOT_FOUND))
-			r = -ENOENT; /* nothing stored for this server: anonymous */
-		else if (WIFEXITED(status))
-			r = err_set(err, -EACCES,
-				    "credential helper %s failed (exit status %d): %s", prog,
-				    WEXITSTATUS(status), msg[0] ? msg : "no message");
-		else
-			r = err_set(err, -EACCES, "credential helper %s killed by signal %d", prog,
-				    WTERMSIG(status));
-	} else {
-		struct err perr = {0};
-
-		r = img_auth_parse_helper_output(buf, len, ret, &perr);
-		if (r < 0 && r != -ENOENT)
-			r = err_set(err, -EACCES, "credential helper %s: %s", prog, perr.msg);
-	}
+	r = judge(prog, r, status, buf, len, timeout_ms, ret, err);
 	goto done;
 out:
 	r = err_set(err, r, "cannot run credential helper %s: %s", prog, strerror(-r));

@@ -79,7 +79,7 @@ static int ensure_blob(struct pipeline *p, const struct img_descriptor *d, char 
 	struct stat st;
 	int r;
 
-	if (!img_hex_digest_ok(d->digest))
+	if (!img_digest_is_valid(d->digest))
 		return err_set(err, -EBADMSG, "manifest names an invalid digest '%.80s'",
 			       d->digest);
 	r = img_store_path(p->s, path, BLOB_PATH_MAX, "blobs/sha256/%s", d->digest + 7);

@@ -269,13 +269,10 @@ static int parse_s3(const char *s, struct img_ref *ref, struct err *err)
 	return 0;
 }
 
-int img_ref_parse(const char *s, struct img_ref *ret, struct err *err)
+/* Not empty, shorter than IMG_REF_MAX, printable ASCII without spaces; *ret_n its length. */
+static int check_text(const char *s, size_t *ret_n, struct err *err)
 {
-	struct img_ref ref = {};
-	const char *at, *name, *rest, *colon, *last_slash, *first_slash;
-	size_t n, name_len, dom_len = 0;
-	bool has_domain;
-	int r;
+	size_t n;
 
 	if (!s || !*s)
 		return err_set(err, -EINVAL, "invalid reference: empty");
@@ -287,20 +284,18 @@ int img_ref_parse(const char *s, struct img_ref *ret, struct err *err)
 		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] > 0x7e)
 			return err_set(err, -EINVAL,
 				       "invalid reference: space or non-printable character");
+	*ret_n = n;
+	return 0;
+}
 
-	if (strncmp(s, "s3://", 5) == 0) {
-		r = parse_s3(s + 5, &ref, err);
-		if (r < 0)
-			return r;
-		*ret = ref;
-		return 0;
-	}
-	if (strstr(s, "://"))
-		return err_set(err, -EINVAL,
-			       "invalid reference: only s3:// URLs are supported, registry "
-			       "references take no scheme");
+/* The "@sha256:..." digest and the ":tag" off the end of s (n bytes) into ref; *ret_name_len:
+ * what is left, the name. */
+static int split_digest_tag(const char *s, size_t n, struct img_ref *ref, size_t *ret_name_len,
+			    struct err *err)
+{
+	const char *at = strchr(s, '@'), *colon, *last_slash;
+	int r;
 
-	at = strchr(s, '@');
 	if (at) {
 		if (strncmp(at + 1, "sha256:", 7) != 0) {
 			if (strchr(at + 1, ':'))
@@ -313,30 +308,39 @@ int img_ref_parse(const char *s, struct img_ref *ret, struct err *err)
 			return err_set(err, -EINVAL,
 				       "invalid reference: digest must be sha256: and 64 lowercase "
 				       "hex digits");
-		memcpy(ref.digest, at + 1, strlen(at + 1) + 1);
+		memcpy(ref->digest, at + 1, strlen(at + 1) + 1);
 		n = (size_t)(at - s);
 	}
-	name = s;
 	/* A tag follows the last ':' that comes after the last '/'. */
 	last_slash = memrchr(s, '/', n);
 	colon = memrchr(last_slash ? last_slash : s, ':',
 			n - (size_t)((last_slash ? last_slash : s) - s));
-	name_len = n;
+	*ret_name_len = n;
 	if (colon) {
 		r = check_tag(colon + 1, n - (size_t)(colon + 1 - s), err);
 		if (r < 0)
 			return r;
-		memcpy(ref.tag, colon + 1, n - (size_t)(colon + 1 - s));
-		name_len = (size_t)(colon - s);
+		memcpy(ref->tag, colon + 1, n - (size_t)(colon + 1 - s));
+		*ret_name_len = (size_t)(colon - s);
 	}
+	return 0;
+}
+
+/* The name (name_len bytes): the registry (docker.io without a domain part) and the repository
+ * (library/ added for docker.io's one-component names). */
+static int parse_name(const char *name, size_t name_len, struct img_ref *ref, struct err *err)
+{
+	const char *rest, *first_slash;
+	size_t dom_len, rest_len;
+	bool has_domain = false, library;
+	int r;
+
 	if (name_len == 0)
 		return err_set(err, -EINVAL, "invalid reference: empty name");
 	if (name_len > NAME_MAX_LEN)
 		return err_set(err, -EINVAL, "invalid reference: name longer than %d characters",
 			       NAME_MAX_LEN);
-
 	first_slash = memchr(name, '/', name_len);
-	has_domain = false;
 	if (first_slash) {
 		size_t fl = (size_t)(first_slash - name);
 		bool upper = false;
@@ -353,16 +357,16 @@ int img_ref_parse(const char *s, struct img_ref *ret, struct err *err)
 		r = check_domain(name, dom_len, err);
 		if (r < 0)
 			return r;
-		memcpy(ref.registry, name, dom_len);
+		memcpy(ref->registry, name, dom_len);
 		rest = first_slash + 1;
 	} else {
-		strcpy(ref.registry, "docker.io");
+		strcpy(ref->registry, "docker.io");
 		rest = name;
 	}
-	if (strcmp(ref.registry, "index.docker.io") == 0)
-		strcpy(ref.registry, "docker.io");
+	if (strcmp(ref->registry, "index.docker.io") == 0)
+		strcpy(ref->registry, "docker.io");
 
-	size_t rest_len = name_len - (size_t)(rest - name);
+	rest_len = name_len - (size_t)(rest - name);
 	r = check_path(rest, rest_len, err);
 	if (r < 0)
 		return r;
@@ -376,13 +380,41 @@ int img_ref_parse(const char *s, struct img_ref *ret, struct err *err)
 				       "hexadecimal digits");
 	}
 	/* Like Docker, the limit applies to the canonical name "docker.io/library/x" too. */
-	bool library = strcmp(ref.registry, "docker.io") == 0 && !memchr(rest, '/', rest_len);
-	if (strlen(ref.registry) + 1 + (library ? 8 : 0) + rest_len > NAME_MAX_LEN)
+	library = strcmp(ref->registry, "docker.io") == 0 && !memchr(rest, '/', rest_len);
+	if (strlen(ref->registry) + 1 + (library ? 8 : 0) + rest_len > NAME_MAX_LEN)
 		return err_set(err, -EINVAL, "invalid reference: name longer than %d characters",
 			       NAME_MAX_LEN);
-	snprintf(ref.repository, sizeof(ref.repository), "%s%.*s", library ? "library/" : "",
+	snprintf(ref->repository, sizeof(ref->repository), "%s%.*s", library ? "library/" : "",
 		 (int)rest_len, rest);
+	return 0;
+}
 
+int img_ref_parse(const char *s, struct img_ref *ret, struct err *err)
+{
+	struct img_ref ref = {};
+	size_t n = 0, name_len = 0;
+	int r;
+
+	r = check_text(s, &n, err);
+	if (r < 0)
+		return r;
+	if (strncmp(s, "s3://", 5) == 0) {
+		r = parse_s3(s + 5, &ref, err);
+		if (r < 0)
+			return r;
+		*ret = ref;
+		return 0;
+	}
+	if (strstr(s, "://"))
+		return err_set(err, -EINVAL,
+			       "invalid reference: only s3:// URLs are supported, registry "
+			       "references take no scheme");
+	r = split_digest_tag(s, n, &ref, &name_len, err);
+	if (r < 0)
+		return r;
+	r = parse_name(s, name_len, &ref, err);
+	if (r < 0)
+		return r;
 	if (!ref.tag[0] && !ref.digest[0])
 		strcpy(ref.tag, "latest");
 	*ret = ref;

@@ -73,16 +73,6 @@ static bool streq(const char *a, const char *b)
 	return strcmp(a, b) == 0;
 }
 
-bool img_hex_digest_ok(const char *d)
-{
-	if (strncmp(d, "sha256:", 7) != 0 || strlen(d) != 71)
-		return false;
-	for (const char *p = d + 7; *p; p++)
-		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-			return false;
-	return true;
-}
-
 void img_progress_emit(img_progress_cb cb, void *ud, const char *phase, uint64_t done,
 		       uint64_t total, unsigned ldone, unsigned ltotal)
 {
@@ -163,7 +153,7 @@ static void lookup_digest(struct img_store *s, const char *digest, char ret[IMG_
 	    read_file_bounded(p, 128, &buf, NULL) < 0)
 		return;
 	buf[strcspn(buf, "\n")] = '\0';
-	if (img_hex_digest_ok(buf))
+	if (img_digest_is_valid(buf))
 		snprintf(ret, IMG_DIGEST_MAX, "%s", buf);
 }
 
@@ -458,7 +448,7 @@ static bool cached_tag(struct img_store *s, const struct img_ref *ref, char ret[
 	if (*version)
 		*version++ = '\0';
 	version[strcspn(version, "\n")] = '\0';
-	if (!img_hex_digest_ok(buf) || !image_present(s, buf))
+	if (!img_digest_is_valid(buf) || !image_present(s, buf))
 		return false;
 	snprintf(ret, IMG_DIGEST_MAX, "%s", buf);
 	if (ret_version)
@@ -470,8 +460,7 @@ static bool cached_tag(struct img_store *s, const struct img_ref *ref, char ret[
 /* An s3:// reference whose object is unchanged since it was last resolved: the cached image,
  * without downloading the archive. Returns true with *ret_r set when it decided the call. */
 static bool warm_start(struct img_store *s, const struct img_ref *ref, const char *version,
-		       const char *holder, img_progress_cb cb, void *ud, struct img_prepared *ret,
-		       struct err *err, int *ret_r)
+		       const char *holder, struct img_prepared *ret, struct err *err, int *ret_r)
 {
 	char digest[IMG_DIGEST_MAX], cached[IMG_VERSION_MAX];
 	int r;
@@ -481,10 +470,57 @@ static bool warm_start(struct img_store *s, const struct img_ref *ref, const cha
 	r = finish(s, digest, holder, ret, err);
 	if (r == -EAGAIN)
 		return false; /* collected meanwhile: resolve and pull */
-	if (r >= 0)
-		img_progress_emit(cb, ud, "ready", 0, 0, 0, 0);
 	*ret_r = r;
 	return true;
+}
+
+/* One resolve + verify + pull + build of ref from its source ("ready" is the caller's to say).
+ * Falls back to the cached tag when
+ * the registry cannot be reached (only for a tag, only if its signature is cached). */
+static int prepare_once(struct img_store *s, const struct img_ref *ref, const char *name,
+			const char *holder, img_progress_cb cb, void *ud, const atomic_bool *cancel,
+			struct img_prepared *ret, char key[IMG_DIGEST_MAX], struct err *err)
+{
+	_cleanup_(img_source_freep) struct img_source *src = NULL;
+	struct img_manifest m = {0};
+	char version[IMG_VERSION_MAX] = "", digest[IMG_DIGEST_MAX];
+	int r;
+
+	img_progress_emit(cb, ud, "resolving", 0, 0, 0, 0);
+	r = img_source_open(&s->cfg, ref, cancel, &src, err);
+	if (r >= 0 && !ref->digest[0]) {
+		r = img_source_version(src, version, err);
+		if (r >= 0 && warm_start(s, ref, version, holder, ret, err, &r))
+			return r;
+	}
+	if (r >= 0)
+		r = img_source_resolve(src, &m, err);
+	if (r < 0 && registry_unreachable(r) && !ref->digest[0] &&
+	    cached_tag(s, ref, digest, NULL) && img_signature_cached(s, digest, key)) {
+		log_debug("registry unreachable (%s), starting from cached %s", err ? err->msg : "",
+			  digest);
+		r = finish(s, digest, holder, ret, err);
+		if (r >= 0)
+			err_clear(err);
+		return r;
+	}
+	if (r < 0)
+		return r;
+	if (!img_digest_is_valid(m.digest)) {
+		img_manifest_done(&m);
+		return err_set(err, -EBADMSG, "registry gave no usable manifest digest");
+	}
+	if (ref->digest[0])
+		save_alias(s, ref->digest, m.digest);
+	r = img_signature_check(s, src, &m, key, err);
+	if (r >= 0)
+		r = pull_coalesced(s, &src, &m, cb, ud, cancel, name, err);
+	if (r >= 0)
+		r = finish(s, m.digest, holder, ret, err);
+	if (r >= 0 && !ref->digest[0])
+		save_tag(s, ref, m.digest, version);
+	img_manifest_done(&m);
+	return r;
 }
 
 /* img_prepare; key: the fingerprint of the key that vouched for the image (cosign.c). */
@@ -514,7 +550,7 @@ static int prepare(struct img_store *s, const char *ref_s, const char *holder, i
 		return err_set(err, -ECANCELED, "pull of %.300s cancelled", name);
 
 	/* A digest we have needs no network at all. */
-	if (ref.digest[0] && img_hex_digest_ok(ref.digest)) {
+	if (ref.digest[0] && img_digest_is_valid(ref.digest)) {
 		lookup_digest(s, ref.digest, digest);
 		if (digest[0] && img_signature_cached(s, digest, key)) {
 			r = finish(s, digest, holder, ret, err);
@@ -527,46 +563,7 @@ static int prepare(struct img_store *s, const char *ref_s, const char *holder, i
 	}
 
 	for (int attempt = 0;; attempt++) {
-		_cleanup_(img_source_freep) struct img_source *src = NULL;
-		struct img_manifest m = {0};
-		char version[IMG_VERSION_MAX] = "";
-
-		img_progress_emit(cb, ud, "resolving", 0, 0, 0, 0);
-		r = img_source_open(&s->cfg, &ref, cancel, &src, err);
-		if (r >= 0 && !ref.digest[0]) {
-			r = img_source_version(src, version, err);
-			if (r >= 0 && warm_start(s, &ref, version, holder, cb, ud, ret, err, &r))
-				return r;
-		}
-		if (r >= 0)
-			r = img_source_resolve(src, &m, err);
-		if (r < 0 && registry_unreachable(r) && !ref.digest[0] &&
-		    cached_tag(s, &ref, digest, NULL) && img_signature_cached(s, digest, key)) {
-			log_debug("registry unreachable (%s), starting from cached %s",
-				  err ? err->msg : "", digest);
-			r = finish(s, digest, holder, ret, err);
-			if (r >= 0) {
-				err_clear(err);
-				img_progress_emit(cb, ud, "ready", 0, 0, 0, 0);
-			}
-			return r;
-		}
-		if (r < 0)
-			return r;
-		if (!img_hex_digest_ok(m.digest)) {
-			img_manifest_done(&m);
-			return err_set(err, -EBADMSG, "registry gave no usable manifest digest");
-		}
-		if (ref.digest[0])
-			save_alias(s, ref.digest, m.digest);
-		r = img_signature_check(s, src, &m, key, err);
-		if (r >= 0)
-			r = pull_coalesced(s, &src, &m, cb, ud, cancel, name, err);
-		if (r >= 0)
-			r = finish(s, m.digest, holder, ret, err);
-		if (r >= 0 && !ref.digest[0])
-			save_tag(s, &ref, m.digest, version);
-		img_manifest_done(&m);
+		r = prepare_once(s, &ref, name, holder, cb, ud, cancel, ret, key, err);
 		/* -EAGAIN: GC removed the image between build and reference; once more. */
 		if (r != -EAGAIN || attempt > 0)
 			break;
@@ -617,15 +614,41 @@ static char *strdup_or_null(const char *s, bool *oom)
 	return d;
 }
 
+/* The store's directories, and its lock: one process per store. */
+static int open_dirs(struct img_store *s, struct err *err)
+{
+	static const char *const dirs[] = {"blobs/sha256", "images",	"refs/holders",
+					   "refs/digests", "refs/tags", "refs/verified",
+					   "tmp"};
+	char p[4096];
+	int r;
+
+	for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+		r = img_store_path(s, p, sizeof(p), "%s", dirs[i]);
+		if (r == 0)
+			r = mkdir_p(p, 0755);
+		if (r < 0)
+			return err_set(err, r, "cannot create image store in %s: %s",
+				       s->cfg.state_dir, strerror(-r));
+	}
+	r = img_store_path(s, p, sizeof(p), "lock");
+	if (r == 0) {
+		s->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0)
+			r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+	}
+	if (r < 0)
+		return err_set(err, r, "image store %s/images is in use by another process",
+			       s->cfg.state_dir);
+	return 0;
+}
+
 int img_store_new(const struct img_store_config *cfg, struct img_store **ret, struct err *err)
 {
 	struct img_store *s;
 	bool oom = false;
 	size_t n = 0;
 	char p[4096];
-	static const char *const dirs[] = {"blobs/sha256", "images",	"refs/holders",
-					   "refs/digests", "refs/tags", "refs/verified",
-					   "tmp"};
 	int r;
 
 	if (!cfg || !cfg->state_dir || !*cfg->state_dir)
@@ -673,26 +696,10 @@ int img_store_new(const struct img_store_config *cfg, struct img_store **ret, st
 		img_store_free(s);
 		return r;
 	}
-	for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
-		r = img_store_path(s, p, sizeof(p), "%s", dirs[i]);
-		if (r == 0)
-			r = mkdir_p(p, 0755);
-		if (r < 0) {
-			img_store_free(s);
-			return err_set(err, r, "cannot create image store in %s: %s",
-				       cfg->state_dir, strerror(-r));
-		}
-	}
-	r = img_store_path(s, p, sizeof(p), "lock");
-	if (r == 0) {
-		s->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-		if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0)
-			r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-	}
+	r = open_dirs(s, err);
 	if (r < 0) {
 		img_store_free(s);
-		return err_set(err, r, "image store %s/images is in use by another process",
-			       cfg->state_dir);
+		return r;
 	}
 	/* Builds a crash interrupted. */
 	if (img_store_path(s, p, sizeof(p), "tmp") == 0 && rm_rf(p) == 0)

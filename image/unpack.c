@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "build.h"
+#include "fileio.h"
 #include "macro.h"
 
 #define READ_BLOCK (128 * 1024)
@@ -135,36 +136,6 @@ static int created_add_tree(struct layer *l, const char *rel)
 	}
 }
 
-/* Remove name under dfd recursively, never following symlinks. */
-static int remove_tree_at(int dfd, const char *name)
-{
-	struct stat st;
-	_cleanup_closedir_ DIR *d = NULL;
-	struct dirent *de;
-	int fd, r = 0;
-
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISDIR(st.st_mode))
-		return unlinkat(dfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
-	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		safe_close(fd);
-		return -errno;
-	}
-	while ((de = readdir(d))) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		r = remove_tree_at(dirfd(d), de->d_name);
-		if (r < 0)
-			return r;
-	}
-	return unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT ? -errno : 0;
-}
-
 /* Empty dir (rel, open as dfd) of everything this layer did not write (opaque whiteout). */
 static int opaque_clear(struct layer *l, int dfd, const char *rel)
 {
@@ -195,7 +166,7 @@ static int opaque_clear(struct layer *l, int dfd, const char *rel)
 			de->d_type = S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
 		}
 		if (!created_has(l, child)) {
-			r = remove_tree_at(dirfd(d), de->d_name);
+			r = rm_rf_at(dirfd(d), de->d_name);
 		} else if (de->d_type == DT_DIR) {
 			_cleanup_close_ int sub =
 				openat2_safe(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY);
@@ -301,7 +272,7 @@ static int clear_target(int pfd, const char *name, bool want_dir, bool *ret_is_d
 		*ret_is_dir = true;
 		return 0;
 	}
-	return remove_tree_at(pfd, name);
+	return rm_rf_at(pfd, name);
 }
 
 static int apply_xattrs(struct layer *l, struct archive_entry *e, int fd)
@@ -489,17 +460,12 @@ static int make_node(struct layer *l, struct archive_entry *e, int pfd, const ch
 }
 
 /* One tar entry. */
-static int apply_entry(struct layer *l, struct archive *a, struct archive_entry *e)
+/* The entry's name, checked and mapped into rel (*kind: what it means); its owner checked. */
+static int entry_map(struct layer *l, struct archive_entry *e, char rel[IMG_PATH_MAX + 1],
+		     enum img_path_kind *kind)
 {
-	char rel[IMG_PATH_MAX + 1];
-	enum img_path_kind kind;
-	const char *why = NULL, *base;
-	_cleanup_close_ int pfd = -EBADF;
-	mode_t type = archive_entry_filetype(e);
-	bool is_dir = false, exists = false;
+	const char *why = NULL, *name = archive_entry_pathname(e);
 	int r;
-
-	const char *name = archive_entry_pathname(e);
 
 	snprintf(l->entry, sizeof(l->entry), "%s", name ? name : "?");
 	for (char *c = l->entry; *c; c++)
@@ -509,50 +475,64 @@ static int apply_entry(struct layer *l, struct archive *a, struct archive_entry 
 		return layer_fail(l, -EINVAL, "entry without a usable name");
 	if (++l->u->entries > l->u->limits.max_entries)
 		return layer_fail(l, -E2BIG, "too many entries in the image");
-	r = img_path_map(name, rel, sizeof(rel), &kind, &why);
+	r = img_path_map(name, rel, IMG_PATH_MAX + 1, kind, &why);
 	if (r < 0)
 		return layer_fail(l, r, why);
-	r = owner_ok(l, e);
-	if (r < 0)
-		return r;
+	return owner_ok(l, e);
+}
 
-	switch (kind) {
-	case IMG_PATH_SKIP:
-	case IMG_PATH_ROOT: /* the root's owner and mode are the disk's, not the layer's */
+/* A whiteout: what a lower layer put at rel goes (not what this layer wrote). */
+static int apply_whiteout(struct layer *l, const char *rel)
+{
+	_cleanup_close_ int pfd = -EBADF;
+	const char *base;
+	int r;
+
+	if (created_has(l, rel))
 		return 0;
-	case IMG_PATH_WHITEOUT:
-		if (created_has(l, rel))
-			return 0;
-		r = open_parent(l, rel, false, &pfd, &base);
-		if (r == -ENOENT || r == -ENOTDIR)
-			return 0; /* nothing there to delete */
+	r = open_parent(l, rel, false, &pfd, &base);
+	if (r == -ENOENT || r == -ENOTDIR)
+		return 0; /* nothing there to delete */
+	if (r < 0)
+		return layer_fail(l, r, resolve_why(r));
+	r = rm_rf_at(pfd, base);
+	return r < 0 ? layer_fail(l, r, "cannot apply whiteout") : 0;
+}
+
+/* An opaque whiteout: the directory rel keeps only what this layer wrote. */
+static int apply_opaque(struct layer *l, const char *rel)
+{
+	_cleanup_close_ int pfd = -EBADF, dfd = -EBADF;
+	const char *base;
+	int r;
+
+	if (rel[0] == '\0') {
+		dfd = fcntl(l->u->root_fd, F_DUPFD_CLOEXEC, 3);
+		if (dfd < 0)
+			dfd = -errno;
+	} else {
+		r = open_parent(l, rel, true, &pfd, &base);
 		if (r < 0)
 			return layer_fail(l, r, resolve_why(r));
-		r = remove_tree_at(pfd, base);
-		return r < 0 ? layer_fail(l, r, "cannot apply whiteout") : 0;
-	case IMG_PATH_OPAQUE: {
-		_cleanup_close_ int dfd = -EBADF;
+		dfd = openat2_safe(pfd, base, O_RDONLY | O_DIRECTORY);
+		if (dfd == -ENOENT)
+			return 0;
+	}
+	if (dfd < 0)
+		return layer_fail(l, dfd, resolve_why(dfd));
+	r = opaque_clear(l, dfd, rel);
+	return r < 0 ? layer_fail(l, r, "cannot apply opaque whiteout") : 0;
+}
 
-		if (rel[0] == '\0') {
-			dfd = fcntl(l->u->root_fd, F_DUPFD_CLOEXEC, 3);
-			if (dfd < 0)
-				dfd = -errno;
-		} else {
-			r = open_parent(l, rel, true, &pfd, &base);
-			if (r < 0)
-				return layer_fail(l, r, resolve_why(r));
-			dfd = openat2_safe(pfd, base, O_RDONLY | O_DIRECTORY);
-			if (dfd == -ENOENT)
-				return 0;
-		}
-		if (dfd < 0)
-			return layer_fail(l, dfd, resolve_why(dfd));
-		r = opaque_clear(l, dfd, rel);
-		return r < 0 ? layer_fail(l, r, "cannot apply opaque whiteout") : 0;
-	}
-	case IMG_PATH_NORMAL:
-		break;
-	}
+/* A file, directory, link or node at rel, replacing what a lower layer had there. */
+static int apply_normal(struct layer *l, struct archive *a, struct archive_entry *e,
+			const char *rel)
+{
+	_cleanup_close_ int pfd = -EBADF;
+	mode_t type = archive_entry_filetype(e);
+	bool is_dir = false;
+	const char *base;
+	int r;
 
 	r = open_parent(l, rel, true, &pfd, &base);
 	if (r < 0)
@@ -566,7 +546,6 @@ static int apply_entry(struct layer *l, struct archive *a, struct archive_entry 
 	r = clear_target(pfd, base, type == AE_IFDIR, &is_dir);
 	if (r < 0)
 		return layer_fail(l, r, "cannot replace existing entry");
-	exists = is_dir;
 	r = created_add_tree(l, rel);
 	if (r < 0)
 		return r;
@@ -577,7 +556,7 @@ static int apply_entry(struct layer *l, struct archive *a, struct archive_entry 
 	case AE_IFREG:
 		return write_file(l, a, e, pfd, base);
 	case AE_IFDIR:
-		return make_dir(l, e, pfd, base, rel, exists);
+		return make_dir(l, e, pfd, base, rel, is_dir);
 	case AE_IFLNK: {
 		const char *target = archive_entry_symlink(e);
 
@@ -596,6 +575,29 @@ static int apply_entry(struct layer *l, struct archive *a, struct archive_entry 
 	default:
 		return layer_fail(l, -EINVAL, "unsupported entry type");
 	}
+}
+
+static int apply_entry(struct layer *l, struct archive *a, struct archive_entry *e)
+{
+	char rel[IMG_PATH_MAX + 1];
+	enum img_path_kind kind;
+	int r;
+
+	r = entry_map(l, e, rel, &kind);
+	if (r < 0)
+		return r;
+	switch (kind) {
+	case IMG_PATH_SKIP:
+	case IMG_PATH_ROOT: /* the root's owner and mode are the disk's, not the layer's */
+		return 0;
+	case IMG_PATH_WHITEOUT:
+		return apply_whiteout(l, rel);
+	case IMG_PATH_OPAQUE:
+		return apply_opaque(l, rel);
+	case IMG_PATH_NORMAL:
+		break;
+	}
+	return apply_normal(l, a, e, rel);
 }
 
 /* Directory metadata last, deepest first, so mtimes and read-only modes stick. */
@@ -684,13 +686,57 @@ static int check_diff_id(struct layer *l, struct stream *s, const char *diff_id)
 	return 0;
 }
 
+/* Every entry of the layer's tar, applied in order; stops at the first failure or a cancel. */
+static int layer_entries(struct layer *l, struct archive *inner, struct stream *s)
+{
+	struct archive_entry *e;
+	int r = 0;
+
+	for (;;) {
+		int ar = archive_read_next_header(inner, &e);
+
+		if (ar == ARCHIVE_EOF)
+			return 0;
+		if (ar < ARCHIVE_WARN)
+			return archive_fail(l, inner, s);
+		if (l->u->stop && atomic_load(l->u->stop))
+			return err_set(l->err, -ECANCELED, "layer %s: unpack cancelled", l->name);
+		r = apply_entry(l, inner, e);
+		if (r == -EIO && (!l->err || l->err->code == 0))
+			r = archive_fail(l, inner, s);
+		if (r < 0)
+			return r;
+	}
+}
+
+/* The tar end may leave padding unread: the rest of the stream is hashed too (and counted). */
+static int layer_hash_rest(struct layer *l, struct archive *outer, struct archive *inner,
+			   struct stream *s)
+{
+	for (;;) {
+		la_ssize_t n = archive_read_data(outer, s->buf, sizeof(s->buf));
+		if (n < 0)
+			return err_set(l->err, -EBADMSG, "layer %s: not a valid layer: %s", l->name,
+				       archive_error_string(outer) ?: "read error");
+		if (n == 0)
+			return 0;
+		s->bytes += (uint64_t)n;
+		if (s->bytes > s->limit) {
+			s->over = true;
+			return archive_fail(l, inner, s);
+		}
+		if (EVP_DigestUpdate(s->md, s->buf, (size_t)n) != 1)
+			return -ENOMEM;
+	}
+}
+
 int img_unpack_layer(struct img_unpack *u, int fd, const char *layer_name, const char *diff_id,
 		     struct err *err)
 {
 	_cleanup_archive_ struct archive *outer = NULL, *inner = NULL;
 	_cleanup_(md_freep) EVP_MD_CTX *md = NULL;
 	_cleanup_free_ struct stream *s = NULL;
-	struct archive_entry *e, *raw;
+	struct archive_entry *raw;
 	struct layer l = {.u = u, .name = layer_name, .err = err};
 	int r;
 
@@ -721,26 +767,7 @@ int img_unpack_layer(struct img_unpack *u, int fd, const char *layer_name, const
 	if (archive_read_open(inner, s, NULL, stream_read, NULL) != ARCHIVE_OK)
 		return archive_fail(&l, inner, s);
 
-	r = 0;
-	for (;;) {
-		int ar = archive_read_next_header(inner, &e);
-
-		if (ar == ARCHIVE_EOF)
-			break;
-		if (ar < ARCHIVE_WARN) {
-			r = archive_fail(&l, inner, s);
-			break;
-		}
-		if (u->stop && atomic_load(u->stop)) {
-			r = err_set(err, -ECANCELED, "layer %s: unpack cancelled", layer_name);
-			break;
-		}
-		r = apply_entry(&l, inner, e);
-		if (r == -EIO && (!err || err->code == 0))
-			r = archive_fail(&l, inner, s);
-		if (r < 0)
-			break;
-	}
+	r = layer_entries(&l, inner, s);
 	if (r >= 0)
 		r = finish_dirs(&l);
 	layer_done(&l);
@@ -749,23 +776,9 @@ int img_unpack_layer(struct img_unpack *u, int fd, const char *layer_name, const
 			r = err_set(err, r, "layer %s: %s", layer_name, strerror(-r));
 		return r;
 	}
-
-	/* The tar end may leave padding unread: hash the whole stream. */
-	for (;;) {
-		la_ssize_t n = archive_read_data(outer, s->buf, sizeof(s->buf));
-		if (n < 0)
-			return err_set(err, -EBADMSG, "layer %s: not a valid layer: %s", layer_name,
-				       archive_error_string(outer) ?: "read error");
-		if (n == 0)
-			break;
-		s->bytes += (uint64_t)n;
-		if (s->bytes > s->limit) {
-			s->over = true;
-			return archive_fail(&l, inner, s);
-		}
-		if (EVP_DigestUpdate(md, s->buf, (size_t)n) != 1)
-			return -ENOMEM;
-	}
+	r = layer_hash_rest(&l, outer, inner, s);
+	if (r < 0)
+		return r;
 	u->bytes += s->bytes;
 	return check_diff_id(&l, s, diff_id);
 }

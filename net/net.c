@@ -11,27 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "ip6.h"
 #include "ipam.h"
+#include "parse.h"
 #include "plumbing.h"
-
-bool net_name_valid(const char *name)
-{
-	size_t n = 0;
-
-	if (!name || !*name || *name == '-')
-		return false;
-	for (; name[n]; n++) {
-		char c = name[n];
-
-		if (n >= NET_NAME_MAX)
-			return false;
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '-'))
-			return false;
-	}
-	return true;
-}
 
 /* FNV-1a then a splitmix64 finaliser; seed separates the uses (names vs MAC). Not
  * cryptographic: a collision only makes setup fail with -EEXIST (the alias is checked). */
@@ -74,7 +58,7 @@ int net_names_derive(const char *node, const char *name, struct net_names *ret)
 	uint64_t h = name_hash(name, salt), m = name_hash(name, 0x6d6163);
 	int r;
 
-	if (!net_name_valid(name) || !net_node_valid(node))
+	if (!vm_name_is_valid(name) || !net_node_valid(node))
 		return -EINVAL;
 	memset(ret, 0, sizeof(*ret));
 	snprintf(ret->host_veth, sizeof(ret->host_veth), "mv%010llx",
@@ -96,7 +80,7 @@ int net_names_derive(const char *node, const char *name, struct net_names *ret)
 int net_ctx_new(const struct net_config *cfg, struct net_ctx **ret, struct err *err)
 {
 	struct net_ctx *ctx;
-	const char *br = cfg->bridge ? cfg->bridge : "mvmbr0";
+	const char *br = cfg->bridge ? cfg->bridge : DEFAULT_BRIDGE;
 	int r;
 
 	/* It also goes into nftables commands: letters, digits, '.', '_', '-' only. */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "fileio.h"
+#include "parse.h"
 #include "plumbing.h"
 
 int netns_path(const char *node, const char *name, char *buf, size_t size)
@@ -173,7 +174,7 @@ int netns_foreach(const char *prefix, int (*cb)(const char *vm_name, void *ud), 
 	while ((errno = 0, de = readdir(d))) {
 		if (strncmp(de->d_name, prefix, plen) != 0)
 			continue;
-		if (!net_name_valid(de->d_name + plen))
+		if (!vm_name_is_valid(de->d_name + plen))
 			continue;
 		r = cb(de->d_name + plen, ud);
 		if (r < 0)

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "parse.h"
 #include "plumbing.h"
 
 #define NFT_CMDS_MAX 4096
@@ -195,7 +196,7 @@ int nftw_vm_foreach(struct nft_ctx *nft, const char *mark, int (*cb)(const char 
 			continue;
 		memcpy(names[count], s, (size_t)(e - s));
 		names[count][e - s] = '\0';
-		if (net_name_valid(names[count]))
+		if (vm_name_is_valid(names[count]))
 			count++;
 	}
 	for (size_t i = 0; i < count; i++) {

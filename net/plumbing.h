@@ -22,6 +22,7 @@
 
 #include "err.h"
 #include "macro.h"
+#include "parse.h"
 
 struct nl_sock;
 struct nl_msg;
@@ -37,8 +38,9 @@ struct nft_ctx;
 #define NET_TAP_NAME "tap0"
 #define NET_NS_BRIDGE "br0"
 #define NET_NS_VETH "uplink0"
-/* VM names are at most this long (netns path, alias, nft comment all bounded by it). */
-#define NET_NAME_MAX 64
+/* A VM's name (vm_name_is_valid, common/parse.h): netns path, alias and nft comment are bounded
+ * by it. */
+#define NET_NAME_MAX VM_NAME_MAX
 /* rtm_protocol of our /128 routes (a value no routing daemon registers). */
 #define NET_RTPROT 0xa7
 
@@ -72,7 +74,6 @@ struct net_ctx {
 /* net.c: naming */
 /* node: the node id, NULL or "" for the unmarked names. */
 int net_names_derive(const char *node, const char *name, struct net_names *ret);
-bool net_name_valid(const char *name);
 /* NULL, "" or 1-NET_NODE_MAX of [0-9a-f]. */
 bool net_node_valid(const char *node);
 /* The host bridge's fixed MAC, from its name. */

@@ -122,17 +122,5 @@ struct vmm_ops {
 extern const struct vmm_ops vmm_firecracker_ops;
 extern const struct vmm_ops vmm_qemu_ops; /* runtime/qemu.c (helper "guest") */
 
-/* Helpers shared by backends (runtime/jailer.c, proc.c). */
-
-/* Field 22 (starttime) of /proc/<pid>/stat. */
-int vmm_proc_start_time(pid_t pid, uint64_t *ret);
-/* Open a pidfd for h->pid and check its start time against h->start_time. -ESRCH if gone or
- * recycled. */
-int vmm_handle_open_pidfd(struct vmm_handle *h);
-/* Collect the exit status once h->pidfd is readable (waitid for children; for others only
- * that it ended). Closes the pidfd. */
-int vmm_handle_reap(struct vmm_handle *h, struct vmm_exit *ret);
-/* Initialise a handle with no process. */
-void vmm_handle_init(struct vmm_handle *h);
-/* SIGKILL through the pidfd (never a recycled pid); -ESRCH without one. */
-int vmm_handle_kill(struct vmm_handle *h);
+/* The process handle both backends use (runtime/proc.c). */
+#include "proc.h"

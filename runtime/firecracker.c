@@ -10,17 +10,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/pidfd.h>
 #include <sys/sendfile.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,7 +27,6 @@
 
 #define FC_API_SOCK "/run/firecracker.socket"
 #define FC_VSOCK "v.sock"
-#define FC_MARK ".mvmfs"
 #define FC_CALL_TIMEOUT_MS 5000
 #define FC_START_TIMEOUT_MS 30000
 #define FC_SOCKET_WAIT_MS 5000
@@ -55,7 +48,10 @@ struct fc_priv {
 
 static int fc_init(const struct runtime_config *cfg, void **ret_priv, struct err *err)
 {
+	char real[PATH_MAX];
+	struct err e2 = {};
 	struct fc_priv *fp;
+	const char *base;
 	int r;
 
 	if (!cfg->firecracker || !cfg->jailer || !cfg->chroot_base)
@@ -73,28 +69,19 @@ static int fc_init(const struct runtime_config *cfg, void **ret_priv, struct err
 	}
 	/* Jail paths are later resolved without following any symlink: start from the chroot
 	 * base's real path (a symlinked --chroot-base-dir is fine; inside the jail nothing is). */
-	{
-		char real[PATH_MAX];
-		const char *base = realpath(cfg->chroot_base, real) ? real : cfg->chroot_base;
-
-		r = jailer_exec_dir(base, cfg->firecracker, fp->exec_dir, sizeof(fp->exec_dir));
-	}
+	base = realpath(cfg->chroot_base, real) ? real : cfg->chroot_base;
+	r = jailer_exec_dir(base, cfg->firecracker, fp->exec_dir, sizeof(fp->exec_dir));
 	if (r < 0) {
 		free(fp);
 		return err_set(err, r, "firecracker '%s': %s", cfg->firecracker, strerror(-r));
 	}
-	{
-		struct err e2 = {};
-
-		/* Fail closed: the daemon runs (records, monitoring, re-adoption), but no VM
-		 * starts without its limits. */
-		fp->have_cg = cgroup_detect(cfg->cgroup_version, &fp->cg, &e2) >= 0;
-		if (!fp->have_cg) {
-			snprintf(fp->cg_error, sizeof(fp->cg_error), "%s", e2.msg);
-			log_error("firecracker: cgroup limits cannot be applied, VMs will not "
-				  "start: %s",
-				  e2.msg);
-		}
+	/* Fail closed: the daemon runs (records, monitoring, re-adoption), but no VM starts
+	 * without its limits. */
+	fp->have_cg = cgroup_detect(cfg->cgroup_version, &fp->cg, &e2) >= 0;
+	if (!fp->have_cg) {
+		snprintf(fp->cg_error, sizeof(fp->cg_error), "%s", e2.msg);
+		log_error("firecracker: cgroup limits cannot be applied, VMs will not start: %s",
+			  e2.msg);
 	}
 	*ret_priv = fp;
 	return 0;
@@ -167,181 +154,111 @@ static int make_owned_file(const char *path, uid_t uid, gid_t gid)
 	return fchown(fd, uid, gid) < 0 ? -errno : 0;
 }
 
-static long ms_since(const struct timespec *t0)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (now.tv_sec - t0->tv_sec) * 1000 + (now.tv_nsec - t0->tv_nsec) / 1000000;
-}
-
 /* The tail of the console file, one line, for "VMM exited" messages (the jailer's error). */
 static void console_tail(const char *path, char *buf, size_t size)
 {
-	_cleanup_close_ int fd = -EBADF;
 	char tmp[400];
-	ssize_t n;
-	off_t end;
 
+	vmm_file_tail(path, tmp, sizeof(tmp));
 	buf[0] = '\0';
-	if (!path || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return;
-	end = lseek(fd, 0, SEEK_END);
-	if (end < 0)
-		return;
-	n = pread(fd, tmp, sizeof(tmp) - 1,
-		  end > (off_t)sizeof(tmp) - 1 ? end - (off_t)sizeof(tmp) + 1 : 0);
-	if (n <= 0)
-		return;
-	tmp[n] = '\0';
-	while (n > 0 && (tmp[n - 1] == '\n' || tmp[n - 1] == ' '))
-		tmp[--n] = '\0';
-	fc_json_fault(tmp, (size_t)n, buf, size);
+	if (tmp[0])
+		fc_json_fault(tmp, strlen(tmp), buf, size);
 }
 
-static void exit_reason(const struct vmm_exit *ex, char *buf, size_t size)
-{
-	if (!ex->known)
-		snprintf(buf, size, "exit status unknown");
-	else if (ex->signal)
-		snprintf(buf, size, "killed by signal %d (%s)", ex->signal, strsignal(ex->signal));
-	else
-		snprintf(buf, size, "exit code %d", ex->code);
-}
+static const struct vmm_exit_text fc_exit_text = {.vmm = "the VMM", .tail = console_tail};
 
 /* Is the VMM gone? If so reap it and describe why into err. */
 static int check_alive(struct vmm_handle *h, const char *console, const char *what, struct err *err)
 {
-	struct pollfd pfd = {.fd = h->pidfd, .events = POLLIN};
-	struct vmm_exit ex;
-	char reason[64], tail[300];
-
-	if (h->pidfd < 0 || poll(&pfd, 1, 0) <= 0)
-		return 0;
-	vmm_handle_reap(h, &ex);
-	exit_reason(&ex, reason, sizeof(reason));
-	console_tail(console, tail, sizeof(tail));
-	return err_set(err, -EIO, "%s: the VMM exited (%s)%s%s", what, reason, tail[0] ? ": " : "",
-		       tail);
+	return vmm_check_alive(h, &fc_exit_text, console, what, err);
 }
 
-/* The socket is in run/, which the VM's uid owns: connect without following symlinks. */
-static bool socket_accepts(const char *path)
+/* One launch, carried through its steps. */
+struct fc_launch_ctx {
+	struct fc_priv *fp;
+	const struct vmm_launch *p;
+	struct vmm_handle *h;
+	char root[VMM_PATH_MAX]; /* <jail dir>/root, the VMM's / */
+	char boot_args[2048];
+	struct fc_client *c;
+};
+
+/* Launch: the jail dir, its root and the two sockets in h; the cgroups the jailer will create. */
+static int jail_paths(struct fc_launch_ctx *lc, struct err *err)
 {
-	_cleanup_close_ int fd = jail_connect(path, 100);
+	struct fc_priv *fp = lc->fp;
+	struct vmm_handle *h = lc->h;
 
-	return fd >= 0;
-}
-
-static int wait_socket(struct vmm_handle *h, const struct vmm_launch *p, struct err *err)
-{
-	struct timespec t0;
-	int r;
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
-		/* The file appears at bind(), before listen(): wait until a connect succeeds. */
-		if (socket_accepts(h->api_socket))
-			return 0;
-		r = check_alive(h, p->console_log, "waiting for the API socket", err);
-		if (r < 0)
-			return r;
-		if (p->cancel && atomic_load(p->cancel))
-			return err_set(err, -ECANCELED, "start cancelled");
-		if (ms_since(&t0) > FC_SOCKET_WAIT_MS)
-			return err_set(err, -ETIMEDOUT,
-				       "the API socket %s did not appear within %d ms",
-				       h->api_socket, FC_SOCKET_WAIT_MS);
-		nanosleep(&(struct timespec){.tv_nsec = 5 * 1000 * 1000}, NULL);
-	}
-}
-
-static int put(struct fc_client *c, const char *path, char *body, long timeout,
-	       const struct vmm_launch *p, struct vmm_handle *h, struct err *err)
-{
-	int r;
-
-	if (!body)
-		return err_set(err, -ENOMEM, "PUT %s: encoding the body failed", path);
-	if (p->cancel && atomic_load(p->cancel)) {
-		free(body);
-		return err_set(err, -ECANCELED, "start cancelled");
-	}
-	r = fc_request(c, "PUT", path, body, timeout, NULL, NULL, err);
-	free(body);
-	if (r < 0 && r != -EIO) {
-		/* Transport failure: say whether the VMM died. */
-		struct err e2 = {};
-		if (check_alive(h, p->console_log, path, &e2) < 0)
-			*err = e2;
-	}
-	return r;
-}
-
-static int fc_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *h, struct err *err)
-{
-	struct fc_priv *fp = priv;
-	char root[VMM_PATH_MAX], path[VMM_PATH_MAX + 64], boot_args[2048];
-	char cg_args[16][128];
-	size_t n_cg = 0;
-	struct fc_client *c = NULL;
-	_cleanup_close_ int console = -EBADF;
-	struct jailer_params jp;
-	struct timespec t0;
-	pid_t pid;
-	int r;
-
-	if (snprintf(h->jail_dir, sizeof(h->jail_dir), "%s/%s", fp->exec_dir, p->name) >=
+	if (snprintf(h->jail_dir, sizeof(h->jail_dir), "%s/%s", fp->exec_dir, lc->p->name) >=
 		    (int)sizeof(h->jail_dir) ||
-	    snprintf(root, sizeof(root), "%s/root", h->jail_dir) >= (int)sizeof(root))
+	    snprintf(lc->root, sizeof(lc->root), "%s/root", h->jail_dir) >= (int)sizeof(lc->root))
 		return err_set(err, -ENAMETOOLONG, "jail path too long");
-	if (snprintf(h->api_socket, sizeof(h->api_socket), "%s%s", root, FC_API_SOCK) >=
+	if (snprintf(h->api_socket, sizeof(h->api_socket), "%s%s", lc->root, FC_API_SOCK) >=
 		    (int)sizeof(h->api_socket) ||
-	    snprintf(h->agent_socket, sizeof(h->agent_socket), "%s/%s", root, FC_VSOCK) >=
+	    snprintf(h->agent_socket, sizeof(h->agent_socket), "%s/%s", lc->root, FC_VSOCK) >=
 		    (int)sizeof(h->agent_socket))
 		return err_set(err, -ENAMETOOLONG, "socket path longer than 107 bytes under %s",
-			       root);
+			       lc->root);
 	if (!fp->have_cg)
 		return err_set(err, -EIO, "cgroup limits cannot be applied: %s", fp->cg_error);
 	h->cgroup_version = fp->cg.version;
-	cgroup_dirs(&fp->cg, fp->cg_parent, p->name, h->cgroup, ELEMENTSOF(h->cgroup));
+	cgroup_dirs(&fp->cg, fp->cg_parent, lc->p->name, h->cgroup, ELEMENTSOF(h->cgroup));
+	return 0;
+}
+
+/* Launch: a fresh marked jail with the kernel, initrd, disks and the VMM's log and metrics
+ * files in its root. */
+static int place_files(struct fc_launch_ctx *lc, struct err *err)
+{
+	const struct vmm_launch *p = lc->p;
+	const struct {
+		const char *name, *what, *src; /* src NULL: the launch has none */
+		bool shared;
+	} files[] = {
+		{"vmlinux", "kernel: ", p->kernel, true},
+		{"initrd", "initrd: ", p->initrd, true},
+		{"rootfs.ext4", "root disk: ", p->rootfs, true},
+		{"data.ext4", "data disk: ", p->data_disk, false},
+	};
+	static const char *const owned[] = {"firecracker.log", "metrics.json"};
+	char path[VMM_PATH_MAX + 64];
+	int r;
 
 	/* A leftover jail of the same id would make the jailer fail (mknod, pid file). */
-	(void)rm_rf(h->jail_dir);
-	r = mkdir_p(root, 0700);
+	(void)rm_rf(lc->h->jail_dir);
+	r = mkdir_p(lc->root, 0700);
 	if (r < 0)
-		return err_set(err, r, "creating %s: %s", root, strerror(-r));
-	snprintf(path, sizeof(path), "%s/%s", h->jail_dir, FC_MARK);
-	r = write_file_atomic(path, p->name, strlen(p->name), 0600);
+		return err_set(err, r, "creating %s: %s", lc->root, strerror(-r));
+	r = vmm_mark_dir(lc->h->jail_dir, p->name, err);
 	if (r < 0)
-		return err_set(err, r, "marking %s: %s", h->jail_dir, strerror(-r));
+		return r;
+	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+		if (!files[i].src)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", lc->root, files[i].name);
+		r = place_file(files[i].src, path, files[i].shared, p->uid, p->gid, err);
+		if (r < 0)
+			return err_prefix(err, "%s", files[i].what);
+	}
+	for (size_t i = 0; i < ELEMENTSOF(owned); i++) {
+		snprintf(path, sizeof(path), "%s/%s", lc->root, owned[i]);
+		if ((r = make_owned_file(path, p->uid, p->gid)) < 0)
+			return err_set(err, r, "creating %s: %s", path, strerror(-r));
+	}
+	return 0;
+}
 
-	snprintf(path, sizeof(path), "%s/vmlinux", root);
-	r = place_file(p->kernel, path, true, p->uid, p->gid, err);
-	if (r < 0)
-		return err_prefix(err, "kernel: ");
-	if (p->initrd) {
-		snprintf(path, sizeof(path), "%s/initrd", root);
-		r = place_file(p->initrd, path, true, p->uid, p->gid, err);
-		if (r < 0)
-			return err_prefix(err, "initrd: ");
-	}
-	snprintf(path, sizeof(path), "%s/rootfs.ext4", root);
-	r = place_file(p->rootfs, path, true, p->uid, p->gid, err);
-	if (r < 0)
-		return err_prefix(err, "root disk: ");
-	if (p->data_disk) {
-		snprintf(path, sizeof(path), "%s/data.ext4", root);
-		r = place_file(p->data_disk, path, false, p->uid, p->gid, err);
-		if (r < 0)
-			return err_prefix(err, "data disk: ");
-	}
-	snprintf(path, sizeof(path), "%s/firecracker.log", root);
-	if ((r = make_owned_file(path, p->uid, p->gid)) < 0)
-		return err_set(err, r, "creating %s: %s", path, strerror(-r));
-	snprintf(path, sizeof(path), "%s/metrics.json", root);
-	if ((r = make_owned_file(path, p->uid, p->gid)) < 0)
-		return err_set(err, r, "creating %s: %s", path, strerror(-r));
+/* Launch: the jailer's cgroup arguments, its spawn (output into the console file) and the
+ * pidfd of the VMM it becomes. */
+static int spawn_vmm(struct fc_launch_ctx *lc, struct err *err)
+{
+	const struct vmm_launch *p = lc->p;
+	struct fc_priv *fp = lc->fp;
+	_cleanup_close_ int console = -EBADF;
+	char cg_args[16][128];
+	size_t n_cg = 0;
+	pid_t pid;
+	int r;
 
 	r = cgroup_jailer_args(&fp->cg, p->vcpus, p->mem_mib + FC_MEM_OVERHEAD_MIB, fp->cg_parent,
 			       cg_args, ELEMENTSOF(cg_args), &n_cg);
@@ -353,138 +270,240 @@ static int fc_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *
 		if (console < 0)
 			return err_set(err, -errno, "%s: %s", p->console_log, strerror(errno));
 	}
-	jp = (struct jailer_params){
-		.jailer = fp->cfg->jailer,
-		.exec_file = fp->cfg->firecracker,
-		.chroot_base = fp->cfg->chroot_base,
-		.id = p->name,
-		.uid = p->uid,
-		.gid = p->gid,
-		.netns = p->netns_path,
-		.cgroup_args = (const char(*)[128])cg_args,
-		.n_cgroup_args = n_cg,
-		.api_sock = FC_API_SOCK,
-		.stdout_fd = console,
-	};
-	r = jailer_spawn(&jp, &pid);
+	r = jailer_spawn(&(struct jailer_params){.jailer = fp->cfg->jailer,
+						 .exec_file = fp->cfg->firecracker,
+						 .chroot_base = fp->cfg->chroot_base,
+						 .id = p->name,
+						 .uid = p->uid,
+						 .gid = p->gid,
+						 .netns = p->netns_path,
+						 .cgroup_args = (const char(*)[128])cg_args,
+						 .n_cgroup_args = n_cg,
+						 .api_sock = FC_API_SOCK,
+						 .stdout_fd = console},
+			 &pid);
 	if (r < 0)
-		return err_set(err, r, "spawning the jailer '%s': %s", jp.jailer, strerror(-r));
-	h->pid = pid;
-	h->is_child = true;
-	if (p->pid_out)
-		atomic_store(p->pid_out, (int)pid);
-	r = vmm_handle_open_pidfd(h);
-	if (r < 0) {
-		struct err e2 = {};
-		h->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-		if (h->pidfd >= 0 && check_alive(h, p->console_log, "jailer", &e2) < 0) {
-			*err = e2;
-			return e2.code;
-		}
+		return err_set(err, r, "spawning the jailer '%s': %s", fp->cfg->jailer,
+			       strerror(-r));
+	r = vmm_handle_track_child(lc->h, pid, p->pid_out);
+	if (r < 0)
 		return err_set(err, r, "pidfd for the VMM %d: %s", (int)pid, strerror(-r));
-	}
+	return 0;
+}
 
-	r = wait_socket(h, p, err);
+/* The socket is in run/, which the VM's uid owns: connect without following symlinks. The file
+ * appears at bind(), before listen(): ready once a connect succeeds. */
+static int socket_accepts(struct vmm_handle *h, void *ud, struct err *err)
+{
+	_cleanup_close_ int fd = jail_connect(h->api_socket, 100);
+
+	return fd >= 0;
+}
+
+/* Launch: the API socket accepts; then the client for the configuration. */
+static int connect_api(struct fc_launch_ctx *lc, struct err *err)
+{
+	char late[VMM_SOCK_MAX + 64];
+	int r;
+
+	snprintf(late, sizeof(late), "the API socket %s did not appear", lc->h->api_socket);
+	r = vmm_wait_for(lc->h, lc->p, &fc_exit_text,
+			 &(struct vmm_wait){.what = "waiting for the API socket",
+					    .late = late,
+					    .timeout_ms = FC_SOCKET_WAIT_MS,
+					    .step_ms = 5,
+					    .ready = socket_accepts},
+			 err);
 	if (r < 0)
 		return r;
-	r = fc_client_new(h->api_socket, &c);
+	r = fc_client_new(lc->h->api_socket, &lc->c);
 	if (r < 0)
 		return err_set(err, r, "API client: %s", strerror(-r));
+	return 0;
+}
 
-	r = guest_kernel_cmdline(GUEST_CMDLINE_FIRECRACKER, boot_args, sizeof(boot_args));
-	if (r < 0 || (p->boot_args && p->boot_args[0] &&
-		      snprintf(boot_args + r, sizeof(boot_args) - (size_t)r, " %s", p->boot_args) >=
-			      (int)(sizeof(boot_args) - (size_t)r))) {
-		r = err_set(err, -E2BIG, "kernel command line too long");
-		goto out;
-	}
-	{
-		char *b = NULL;
-		(void)fc_json_logger("firecracker.log", &b);
-		if ((r = put(c, "/logger", b, FC_CALL_TIMEOUT_MS, p, h, err)) < 0)
-			goto out;
-		b = NULL;
-		(void)fc_json_metrics("metrics.json", &b);
-		if ((r = put(c, "/metrics", b, FC_CALL_TIMEOUT_MS, p, h, err)) < 0)
-			goto out;
-		b = NULL;
-		(void)fc_json_boot_source("vmlinux", p->initrd ? "initrd" : NULL, boot_args, &b);
-		if ((r = put(c, "/boot-source", b, FC_CALL_TIMEOUT_MS, p, h, err)) < 0)
-			goto out;
-		b = NULL;
-		(void)fc_json_drive("rootfs", "rootfs.ext4", true, true, &b);
-		if ((r = put(c, "/drives/rootfs", b, FC_CALL_TIMEOUT_MS, p, h, err)) < 0)
-			goto out;
-		if (p->data_disk) {
-			b = NULL;
-			(void)fc_json_drive("data", "data.ext4", false, false, &b);
-			if ((r = put(c, "/drives/data", b, FC_CALL_TIMEOUT_MS, p, h, err)) < 0)
-				goto out;
-		}
-		b = NULL;
-		(void)fc_json_machine_config(p->vcpus, p->mem_mib, &b);
-		if ((r = put(c, "/machine-config", b, FC_CALL_TIMEOUT_MS, p, h, err)) < 0)
-			goto out;
-		if (p->tap_name) {
-			b = NULL;
-			(void)fc_json_net("eth0", p->tap_name, p->mac, &b);
-			if ((r = put(c, "/network-interfaces/eth0", b, FC_CALL_TIMEOUT_MS, p, h,
-				     err)) < 0)
-				goto out;
-		}
-		b = NULL;
-		(void)fc_json_vsock(3, FC_VSOCK, &b);
-		if ((r = put(c, "/vsock", b, FC_CALL_TIMEOUT_MS, p, h, err)) < 0)
-			goto out;
-		b = NULL;
-		(void)fc_json_action("InstanceStart", &b);
-		if ((r = put(c, "/actions", b, FC_START_TIMEOUT_MS, p, h, err)) < 0)
-			goto out;
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
+/* The kernel command line: the backend's base, then the guest settings. */
+static int boot_cmdline(struct fc_launch_ctx *lc, struct err *err)
+{
+	const char *extra = lc->p->boot_args;
+	size_t size = sizeof(lc->boot_args);
+	int r;
+
+	r = guest_kernel_cmdline(GUEST_CMDLINE_FIRECRACKER, lc->boot_args, size);
+	if (r < 0 || (extra && extra[0] &&
+		      snprintf(lc->boot_args + r, size - (size_t)r, " %s", extra) >=
+			      (int)(size - (size_t)r)))
+		return err_set(err, -E2BIG, "kernel command line too long");
+	return 0;
+}
+
+/* The configuration bodies, one per API call. An encoder returns fc-json.c's result, and 0 with
+ * *ret NULL when the launch has no such piece (no data disk, no NIC). */
+static int enc_logger(const struct fc_launch_ctx *lc, char **ret)
+{
+	return fc_json_logger("firecracker.log", ret);
+}
+
+static int enc_metrics(const struct fc_launch_ctx *lc, char **ret)
+{
+	return fc_json_metrics("metrics.json", ret);
+}
+
+static int enc_boot_source(const struct fc_launch_ctx *lc, char **ret)
+{
+	return fc_json_boot_source("vmlinux", lc->p->initrd ? "initrd" : NULL, lc->boot_args, ret);
+}
+
+static int enc_root_drive(const struct fc_launch_ctx *lc, char **ret)
+{
+	return fc_json_drive("rootfs", "rootfs.ext4", true, true, ret);
+}
+
+static int enc_data_drive(const struct fc_launch_ctx *lc, char **ret)
+{
+	return lc->p->data_disk ? fc_json_drive("data", "data.ext4", false, false, ret) : 0;
+}
+
+static int enc_machine(const struct fc_launch_ctx *lc, char **ret)
+{
+	return fc_json_machine_config(lc->p->vcpus, lc->p->mem_mib, ret);
+}
+
+static int enc_net(const struct fc_launch_ctx *lc, char **ret)
+{
+	return lc->p->tap_name ? fc_json_net("eth0", lc->p->tap_name, lc->p->mac, ret) : 0;
+}
+
+static int enc_vsock(const struct fc_launch_ctx *lc, char **ret)
+{
+	return fc_json_vsock(3, FC_VSOCK, ret);
+}
+
+static int enc_start(const struct fc_launch_ctx *lc, char **ret)
+{
+	return fc_json_action("InstanceStart", ret);
+}
+
+/* The configuration of a launch: PUT in this order; InstanceStart last. */
+static const struct fc_config_row {
+	const char *path;
+	int (*encode)(const struct fc_launch_ctx *lc, char **ret);
+	long timeout_ms;
+} fc_config[] = {
+	{"/logger", enc_logger, FC_CALL_TIMEOUT_MS},
+	{"/metrics", enc_metrics, FC_CALL_TIMEOUT_MS},
+	{"/boot-source", enc_boot_source, FC_CALL_TIMEOUT_MS},
+	{"/drives/rootfs", enc_root_drive, FC_CALL_TIMEOUT_MS},
+	{"/drives/data", enc_data_drive, FC_CALL_TIMEOUT_MS},
+	{"/machine-config", enc_machine, FC_CALL_TIMEOUT_MS},
+	{"/network-interfaces/eth0", enc_net, FC_CALL_TIMEOUT_MS},
+	{"/vsock", enc_vsock, FC_CALL_TIMEOUT_MS},
+	{"/actions", enc_start, FC_START_TIMEOUT_MS},
+};
+
+/* Launch: every row of fc_config, in order. A transport failure says whether the VMM died. */
+static int configure(struct fc_launch_ctx *lc, struct err *err)
+{
+	const struct vmm_launch *p = lc->p;
+	int r;
+
+	for (size_t i = 0; i < ELEMENTSOF(fc_config); i++) {
+		const struct fc_config_row *row = &fc_config[i];
 		_cleanup_free_ char *body = NULL;
-		enum vmm_run_state st;
-		size_t len = 0;
 
-		r = fc_request(c, "GET", "/", NULL, FC_CALL_TIMEOUT_MS, &body, &len, err);
-		if (r < 0) {
+		r = row->encode(lc, &body);
+		if (r < 0)
+			return err_set(err, -ENOMEM, "PUT %s: encoding the body failed", row->path);
+		if (!body)
+			continue;
+		if (p->cancel && atomic_load(p->cancel))
+			return err_set(err, -ECANCELED, "start cancelled");
+		r = fc_request(lc->c, "PUT", row->path, body, row->timeout_ms, NULL, NULL, err);
+		if (r < 0 && r != -EIO) {
 			struct err e2 = {};
-			if (check_alive(h, p->console_log, "GET /", &e2) < 0)
+			if (check_alive(lc->h, p->console_log, row->path, &e2) < 0)
 				*err = e2;
-			goto out;
 		}
-		if (fc_json_instance_state(body, len, &st) < 0) {
-			r = err_set(err, -EPROTO, "GET /: unexpected response");
-			goto out;
-		}
-		if (st == VMM_RUN_RUNNING)
-			break;
-		if (ms_since(&t0) > FC_RUNNING_WAIT_MS) {
-			r = err_set(err, -ETIMEDOUT, "GET /: instance not Running after %d ms",
-				    FC_RUNNING_WAIT_MS);
-			goto out;
-		}
-		nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+		if (r < 0)
+			return r;
 	}
-	r = 0;
-out:
+	return 0;
+}
+
+/* GET / answers Running. A failed call ends the wait (saying whether the VMM died). */
+static int instance_running(struct vmm_handle *h, void *ud, struct err *err)
+{
+	struct fc_launch_ctx *lc = ud;
+	_cleanup_free_ char *body = NULL;
+	enum vmm_run_state st;
+	size_t len = 0;
+	int r;
+
+	r = fc_request(lc->c, "GET", "/", NULL, FC_CALL_TIMEOUT_MS, &body, &len, err);
+	if (r < 0) {
+		struct err e2 = {};
+		if (check_alive(h, lc->p->console_log, "GET /", &e2) < 0)
+			*err = e2;
+		return r;
+	}
+	if (fc_json_instance_state(body, len, &st) < 0)
+		return err_set(err, -EPROTO, "GET /: unexpected response");
+	return st == VMM_RUN_RUNNING;
+}
+
+static int fc_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *h, struct err *err)
+{
+	struct fc_launch_ctx lc = {.fp = priv, .p = p, .h = h};
+	int r;
+
+	/* h is filled as each piece exists: on failure the caller kills and cleans up with it. */
+	r = jail_paths(&lc, err);
+	if (r >= 0)
+		r = place_files(&lc, err);
+	if (r >= 0)
+		r = spawn_vmm(&lc, err);
+	if (r >= 0)
+		r = connect_api(&lc, err);
+	if (r >= 0)
+		r = boot_cmdline(&lc, err);
+	if (r >= 0)
+		r = configure(&lc, err);
+	if (r >= 0)
+		r = vmm_wait_for(h, p, &fc_exit_text,
+				 &(struct vmm_wait){.what = "GET /",
+						    .late = "GET /: instance not Running",
+						    .timeout_ms = FC_RUNNING_WAIT_MS,
+						    .step_ms = 10,
+						    .ready = instance_running,
+						    .ud = &lc},
+				 err);
+	fc_client_free(lc.c);
+	return r < 0 ? r : 0;
+}
+
+/* One API call of an op, on a connection of its own (the ops of one VM may run on different
+ * threads). An op added later (pause, snapshot) is one fc_call with its fc-json.c body. */
+static int fc_call(struct vmm_handle *h, const char *method, const char *path, const char *body,
+		   char **ret_body, size_t *ret_len, struct err *err)
+{
+	struct fc_client *c = NULL;
+	int r;
+
+	r = fc_client_new(h->api_socket, &c);
+	if (r < 0)
+		return r;
+	r = fc_request(c, method, path, body, FC_CALL_TIMEOUT_MS, ret_body, ret_len, err);
 	fc_client_free(c);
 	return r;
 }
 
 static int fc_query(void *priv, struct vmm_handle *h, enum vmm_run_state *ret, struct err *err)
 {
-	struct fc_client *c = NULL;
 	_cleanup_free_ char *body = NULL;
 	size_t len = 0;
 	int r;
 
-	r = fc_client_new(h->api_socket, &c);
-	if (r < 0)
-		return r;
-	r = fc_request(c, "GET", "/", NULL, FC_CALL_TIMEOUT_MS, &body, &len, err);
-	fc_client_free(c);
+	r = fc_call(h, "GET", "/", NULL, &body, &len, err);
 	if (r < 0)
 		return r;
 	r = fc_json_instance_state(body, len, ret);
@@ -493,40 +512,18 @@ static int fc_query(void *priv, struct vmm_handle *h, enum vmm_run_state *ret, s
 
 static int fc_request_stop(void *priv, struct vmm_handle *h, struct err *err)
 {
-	struct fc_client *c = NULL;
-	char *b = NULL;
+	_cleanup_free_ char *b = NULL;
 	int r;
 
-	r = fc_client_new(h->api_socket, &c);
+	r = fc_json_action("SendCtrlAltDel", &b);
 	if (r < 0)
 		return r;
-	r = fc_json_action("SendCtrlAltDel", &b);
-	if (r >= 0)
-		r = fc_request(c, "PUT", "/actions", b, FC_CALL_TIMEOUT_MS, NULL, NULL, err);
-	free(b);
-	fc_client_free(c);
-	return r;
-}
-
-static int fc_kill(void *priv, struct vmm_handle *h)
-{
-	return vmm_handle_kill(h);
+	return fc_call(h, "PUT", "/actions", b, NULL, NULL, err);
 }
 
 static int fc_adopt(void *priv, const char *name, struct vmm_handle *h, struct err *err)
 {
-	enum vmm_run_state st;
-	int r;
-
-	h->is_child = false;
-	r = vmm_handle_open_pidfd(h);
-	if (r < 0)
-		return err_set(err, -ESRCH, "the VMM (pid %d) is gone", (int)h->pid);
-	/* Reconnect: the API must answer, else the process is not a usable VMM. */
-	r = fc_query(priv, h, &st, err);
-	if (r < 0)
-		return err_prefix(err, "re-adopting pid %d: ", (int)h->pid);
-	return 0;
+	return vmm_adopt(&vmm_firecracker_ops, priv, h, "the VMM", err);
 }
 
 /* Is pid a process of jail id? Its root is the jail (chroot) or it sits in our cgroup for id
@@ -559,29 +556,16 @@ static bool is_jailed(struct fc_priv *fp, pid_t pid, const char *id)
 static void kill_jailed(struct fc_priv *fp, const char *id, const char *jail_dir)
 {
 	char path[VMM_PATH_MAX + 64];
-	_cleanup_free_ char *pidtxt = NULL;
 	struct vmm_handle h;
-	uint32_t pid;
 
 	vmm_handle_init(&h);
 	if (snprintf(path, sizeof(path), "%s/root/firecracker.pid", jail_dir) >=
 		    (int)sizeof(path) ||
-	    read_file_bounded(path, 64, &pidtxt, NULL) < 0)
+	    vmm_handle_from_pidfile(&h, path) < 0)
 		return;
-	pidtxt[strcspn(pidtxt, "\n")] = '\0';
-	if (parse_u32(pidtxt, &pid) < 0 || pid <= 1)
-		return;
-	h.pid = (pid_t)pid;
-	if (vmm_handle_open_pidfd(&h) == 0) {
-		if (is_jailed(fp, h.pid, id)) {
-			struct pollfd pfd = {.fd = h.pidfd, .events = POLLIN};
-			struct vmm_exit ex;
-			(void)fc_kill(fp, &h);
-			(void)poll(&pfd, 1, 2000);
-			vmm_handle_reap(&h, &ex);
-		}
-		h.pidfd = safe_close(h.pidfd);
-	}
+	if (is_jailed(fp, h.pid, id))
+		vmm_handle_kill_wait(&h, 2000);
+	h.pidfd = safe_close(h.pidfd);
 }
 
 /* Is pid, found in our cgroup for id, a process of OUR jail for id: is its root
@@ -636,12 +620,8 @@ static int kill_cgroup_procs(struct fc_priv *fp, const char *cg_dir, const char 
 		if (vmm_handle_open_pidfd(&h) < 0)
 			continue;
 		if (in_our_jail(fp, h.pid, id)) {
-			struct pollfd pfd = {.fd = h.pidfd, .events = POLLIN};
-			struct vmm_exit ex;
-			(void)fc_kill(fp, &h);
-			(void)poll(&pfd, 1, 2000);
 			log_info("%s: killing leftover VMM process %d", id, (int)h.pid);
-			vmm_handle_reap(&h, &ex);
+			vmm_handle_kill_wait(&h, 2000);
 			n++;
 		}
 		h.pidfd = safe_close(h.pidfd);
@@ -652,36 +632,17 @@ static int kill_cgroup_procs(struct fc_priv *fp, const char *cg_dir, const char 
 static void fc_cleanup(void *priv, const char *name, struct vmm_handle *h)
 {
 	struct fc_priv *fp = priv;
-	bool any_cg = false;
-	int r;
 
 	/* Without a recorded handle (a daemon killed mid-start), the jail and cgroups follow
 	 * from the name. */
-	if (!h->jail_dir[0] && snprintf(h->jail_dir, sizeof(h->jail_dir), "%s/%s", fp->exec_dir,
-					name) >= (int)sizeof(h->jail_dir))
-		h->jail_dir[0] = '\0';
-	for (size_t i = 0; i < ELEMENTSOF(h->cgroup); i++)
-		any_cg |= h->cgroup[i][0] != '\0';
-	if (!any_cg)
-		(void)cgroup_dirs(&fp->cg, fp->cg_parent, name, h->cgroup, ELEMENTSOF(h->cgroup));
+	vmm_handle_dirs_from_name(h, fp->exec_dir, name, &fp->cg, fp->cg_parent);
 	if (h->pidfd < 0 && h->jail_dir[0])
 		kill_jailed(fp, name, h->jail_dir);
-	for (size_t i = 0; i < ELEMENTSOF(h->cgroup); i++) {
-		if (!h->cgroup[i][0])
-			continue;
-		/* A process of our jail the pid file did not name (a jailer killed early). */
-		(void)kill_cgroup_procs(fp, h->cgroup[i], name, false);
-		r = cgroup_remove(h->cgroup[i]);
-		if (r < 0)
-			log_debug_errno(r, "%s: removing cgroup %s", name, h->cgroup[i]);
-		h->cgroup[i][0] = '\0';
-	}
-	if (h->jail_dir[0]) {
-		r = rm_rf(h->jail_dir);
-		if (r < 0 && r != -ENOENT)
-			log_debug_errno(r, "%s: removing %s", name, h->jail_dir);
-		h->jail_dir[0] = '\0';
-	}
+	/* A process of our jail the pid file did not name (a jailer killed early). */
+	for (size_t i = 0; i < ELEMENTSOF(h->cgroup); i++)
+		if (h->cgroup[i][0])
+			(void)kill_cgroup_procs(fp, h->cgroup[i], name, false);
+	vmm_handle_remove_dirs(h, name);
 }
 
 /* Does cgroup dir hold child cgroups (a node's parent, seen from an unmarked daemon)? */
@@ -716,51 +677,35 @@ static int reap_cgroup(struct fc_priv *fp, const char *cg_dir, const char *id)
 }
 
 /* A leftover jail: kill its VMM if still there, then remove cgroups and the directory. */
-static void reap_one(struct fc_priv *fp, const char *id)
+static void reap_one(void *priv, const char *id)
 {
 	struct vmm_handle h;
 
 	vmm_handle_init(&h);
-	fc_cleanup(fp, id, &h);
+	fc_cleanup(priv, id, &h);
 }
 
 static int fc_reap(void *priv, bool (*is_known)(const char *name, void *ud), void *ud)
 {
 	struct fc_priv *fp = priv;
-	_cleanup_closedir_ DIR *d = opendir(fp->exec_dir);
+	char dirs[4][VMM_DIR_MAX];
 	struct dirent *de;
-	int n = 0;
+	int n, nd;
 
-	if (!d)
-		return 0;
-	while ((de = readdir(d))) {
-		char mark[VMM_PATH_MAX + 300];
-		struct stat st;
-
-		if (de->d_name[0] == '.' || !vm_name_is_valid(de->d_name))
-			continue;
-		snprintf(mark, sizeof(mark), "%s/%s/%s", fp->exec_dir, de->d_name, FC_MARK);
-		if (stat(mark, &st) < 0 || is_known(de->d_name, ud))
-			continue;
-		reap_one(fp, de->d_name);
-		n++;
-	}
+	n = vmm_reap_marked_dirs(fp->exec_dir, is_known, ud, reap_one, fp);
 	/* Cgroups under our parent with no known VM (the jail may already be gone). */
-	{
-		char dirs[4][VMM_DIR_MAX];
-		int nd = cgroup_dirs(&fp->cg, fp->cg_parent, "", dirs, ELEMENTSOF(dirs));
-		for (int i = 0; i < nd; i++) {
-			_cleanup_closedir_ DIR *cd = opendir(dirs[i]);
-			while (cd && (de = readdir(cd))) {
-				char p[VMM_PATH_MAX + 300];
-				if (de->d_type != DT_DIR || !vm_name_is_valid(de->d_name) ||
-				    is_known(de->d_name, ud))
-					continue;
-				if (snprintf(p, sizeof(p), "%s%s", dirs[i], de->d_name) >=
-				    (int)sizeof(p))
-					continue;
-				n += reap_cgroup(fp, p, de->d_name);
-			}
+	nd = cgroup_dirs(&fp->cg, fp->cg_parent, "", dirs, ELEMENTSOF(dirs));
+	for (int i = 0; i < nd; i++) {
+		_cleanup_closedir_ DIR *cd = opendir(dirs[i]);
+
+		while (cd && (de = readdir(cd))) {
+			char p[VMM_PATH_MAX + 300];
+
+			if (de->d_type != DT_DIR || !vm_name_is_valid(de->d_name) ||
+			    is_known(de->d_name, ud) ||
+			    snprintf(p, sizeof(p), "%s%s", dirs[i], de->d_name) >= (int)sizeof(p))
+				continue;
+			n += reap_cgroup(fp, p, de->d_name);
 		}
 	}
 	return n;
@@ -773,7 +718,7 @@ const struct vmm_ops vmm_firecracker_ops = {
 	.launch = fc_launch,
 	.query = fc_query,
 	.request_stop = fc_request_stop,
-	.kill = fc_kill,
+	.kill = vmm_kill_op,
 	.adopt = fc_adopt,
 	.cleanup = fc_cleanup,
 	.reap = fc_reap,

@@ -11,11 +11,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "internal.h"
 
 const char *health_verdict_to_string(enum health_verdict v)
 {
-	static const char *const names[] = {
+	static const char *const names[_HEALTH_VERDICT_MAX] = {
 		[HEALTH_HEALTHY] = "healthy",	[HEALTH_UNHEALTHY] = "unhealthy",
 		[HEALTH_STARTING] = "starting", [HEALTH_STOPPED] = "stopped",
 		[HEALTH_FAILED] = "failed",
@@ -125,6 +126,60 @@ static void agent_checks(const struct vm_snap *s, struct health_input *in, char 
 	snprintf(app, psz, "%s since %s", v, t);
 }
 
+/* The VMM check and its word. */
+static const char *vmm_check(const struct vm_snap *s, enum check_status *ret)
+{
+	if (s->state == VM_STATE_RUNNING && s->pid > 0 && s->hs.vmm_run == VMM_RUN_RUNNING) {
+		*ret = CHECK_OK;
+		return "running";
+	}
+	if (s->state == VM_STATE_RUNNING && s->hs.vmm_run == VMM_RUN_PAUSED) {
+		*ret = CHECK_DOWN;
+		return "paused";
+	}
+	if (s->state == VM_STATE_STARTING) {
+		*ret = CHECK_PENDING;
+		return "starting";
+	}
+	*ret = CHECK_DOWN;
+	if (s->pid > 0)
+		return s->state == VM_STATE_STOPPING ? "stopping" : "unresponsive";
+	return "down";
+}
+
+/* The host network check and its word. */
+static const char *net_check(const struct vm_snap *s, enum check_status *ret)
+{
+	if (!s->net_expected) {
+		*ret = CHECK_UNKNOWN;
+		return "disabled";
+	}
+	if (!s->hs.net_known) {
+		*ret = s->state == VM_STATE_RUNNING ? CHECK_PENDING : CHECK_UNKNOWN;
+		return s->state == VM_STATE_RUNNING || s->state == VM_STATE_STARTING ? "pending"
+										     : "down";
+	}
+	*ret = s->hs.net_ok ? CHECK_OK : CHECK_DOWN;
+	return s->hs.net_ok ? "up" : "down";
+}
+
+/* The "image:" line (pull progress while starting, else the digest and key), or "". */
+static void image_line(const struct vm_snap *s, char *buf, size_t size)
+{
+	char a[32], b[32];
+
+	if (s->hs.image_phase[0] && s->state == VM_STATE_STARTING)
+		snprintf(buf, size, "image: %s %u/%u layers %s/%s\n", s->hs.image_phase,
+			 s->hs.img_layers_done, s->hs.img_layers_total,
+			 mib(s->hs.img_bytes_done, a, sizeof(a)),
+			 mib(s->hs.img_bytes_total, b, sizeof(b)));
+	else if (s->image_digest[0] && s->image_key[0])
+		snprintf(buf, size, "image: ready %s signed by key %s\n", s->image_digest,
+			 s->image_key);
+	else if (s->image_digest[0])
+		snprintf(buf, size, "image: ready %s\n", s->image_digest);
+}
+
 int health_render(const struct vm_snap *s, char **ret, size_t *ret_len)
 {
 	struct health_input in = {
@@ -134,7 +189,7 @@ int health_render(const struct vm_snap *s, char **ret, size_t *ret_len)
 		.agent_available = false,
 		.net_expected = s->net_expected,
 	};
-	char t_vmm[32], t_net[32], a[32], b[32], image[256] = "", agent[300], app[300];
+	char t_vmm[32], t_net[32], image[256] = "", agent[300], app[300];
 	char guest_net[96] = "";
 	const char *vmm_word, *net_word;
 	char *out = NULL;
@@ -143,49 +198,15 @@ int health_render(const struct vm_snap *s, char **ret, size_t *ret_len)
 	since(&s->hs.vmm_since, t_vmm, sizeof(t_vmm));
 	since(&s->hs.net_since, t_net, sizeof(t_net));
 
-	if (s->state == VM_STATE_RUNNING && s->pid > 0 && s->hs.vmm_run == VMM_RUN_RUNNING) {
-		in.vmm = CHECK_OK;
-		vmm_word = "running";
-	} else if (s->state == VM_STATE_RUNNING && s->hs.vmm_run == VMM_RUN_PAUSED) {
-		in.vmm = CHECK_DOWN;
-		vmm_word = "paused";
-	} else if (s->state == VM_STATE_STARTING) {
-		in.vmm = CHECK_PENDING;
-		vmm_word = "starting";
-	} else if (s->pid > 0) {
-		in.vmm = CHECK_DOWN;
-		vmm_word = s->state == VM_STATE_STOPPING ? "stopping" : "unresponsive";
-	} else {
-		in.vmm = CHECK_DOWN;
-		vmm_word = "down";
-	}
-	if (!s->net_expected) {
-		in.net = CHECK_UNKNOWN;
-		net_word = "disabled";
-	} else if (!s->hs.net_known) {
-		in.net = s->state == VM_STATE_RUNNING ? CHECK_PENDING : CHECK_UNKNOWN;
-		net_word = s->state == VM_STATE_RUNNING || s->state == VM_STATE_STARTING ? "pending"
-											 : "down";
-	} else {
-		in.net = s->hs.net_ok ? CHECK_OK : CHECK_DOWN;
-		net_word = s->hs.net_ok ? "up" : "down";
-	}
+	vmm_word = vmm_check(s, &in.vmm);
+	net_word = net_check(s, &in.net);
 	if (s->state == VM_STATE_RUNNING || s->state == VM_STATE_STOPPING) {
 		agent_checks(s, &in, agent, sizeof(agent), app, sizeof(app));
 	} else {
 		snprintf(agent, sizeof(agent), "down since %s (VM not running)", t_vmm);
 		snprintf(app, sizeof(app), "down since %s (VM not running)", t_vmm);
 	}
-	if (s->hs.image_phase[0] && s->state == VM_STATE_STARTING)
-		snprintf(image, sizeof(image), "image: %s %u/%u layers %s/%s\n", s->hs.image_phase,
-			 s->hs.img_layers_done, s->hs.img_layers_total,
-			 mib(s->hs.img_bytes_done, a, sizeof(a)),
-			 mib(s->hs.img_bytes_total, b, sizeof(b)));
-	else if (s->image_digest[0] && s->image_key[0])
-		snprintf(image, sizeof(image), "image: ready %s signed by key %s\n",
-			 s->image_digest, s->image_key);
-	else if (s->image_digest[0])
-		snprintf(image, sizeof(image), "image: ready %s\n", s->image_digest);
+	image_line(s, image, sizeof(image));
 
 	/* The host side says the links are up; the guest side is what the agent reported. */
 	if (s->has_agent && s->agent.net_configured)

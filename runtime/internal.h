@@ -134,15 +134,13 @@ struct vm {
 	/* supervisor only (or the single job working on this VM) */
 	struct vmm_handle h;
 	struct vmm_exit last_exit;
-	atomic_bool cancel;	/* kill while starting: the launch gives up */
-	atomic_bool img_cancel; /* stop/kill/shutdown while starting: the image step gives up */
-	atomic_bool pulling;	/* the launch job is in its image step */
-	atomic_int launch_pid;
-	atomic_bool probing;
-	/* a health probe job is queued or running */ /* published by the backend as soon as
-							 it spawned */
-	pthread_mutex_t rec_lock;		      /* serialises record writes of this VM */
-	int deadline_fd;			      /* timerfd, -EBADF */
+	atomic_bool cancel;	  /* kill while starting: the launch gives up */
+	atomic_bool img_cancel;	  /* stop/kill/shutdown while starting: the image step gives up */
+	atomic_bool pulling;	  /* the launch job is in its image step */
+	atomic_int launch_pid;	  /* published by the backend as soon as it spawned */
+	atomic_bool probing;	  /* a health probe job is queued or running */
+	pthread_mutex_t rec_lock; /* serialises record writes of this VM */
+	int deadline_fd;	  /* timerfd, -EBADF */
 	bool pidfd_watched;
 	struct sv_watch pid_watch, dl_watch;
 	struct net_vm_info net;
@@ -154,14 +152,17 @@ struct vm {
 };
 
 struct vm *vm_new(struct runtime *rt, const char *name);
-void vm_unrefp(struct vm **p);
 /* Under vm->lock: bump the change counter of attr (caller notifies after unlocking). */
 void vm_touch_locked(struct vm *vm, enum vm_attr attr);
 /* Set the error file ("<RFC 3339> msg") and bump its counter; takes the lock. */
 void vm_set_error(struct vm *vm, const char *fmt, ...) _printf_(2, 3);
+/* Tell the FUSE layer (the notify callback) and the health reporter that attr of vm may have
+ * changed. */
 void vm_notify(struct vm *vm, enum vm_attr attr);
-/* Format "2026-11-29T15:00:00Z". */
-void rfc3339_utc(time_t t, char *buf, size_t size);
+/* Write vm's record (STATE_DIR/vms/NAME/record.json); a destroyed VM's is not written. */
+void vm_record_save(struct vm *vm);
+/* The record as it will be once state is published (written before anyone can see it). */
+void vm_record_save_as(struct vm *vm, enum vm_state state);
 
 /* ---- health (health.c) ---- */
 
@@ -171,6 +172,7 @@ enum health_verdict {
 	HEALTH_STARTING,
 	HEALTH_STOPPED,
 	HEALTH_FAILED,
+	_HEALTH_VERDICT_MAX,
 };
 enum check_status {
 	CHECK_OK,
@@ -340,7 +342,6 @@ int jailer_exec_dir(const char *chroot_base, const char *exec_file, char *buf, s
 
 /* ---- runtime / supervisor (runtime.c, supervisor.c) ---- */
 
-struct sv_msg;
 struct job;
 typedef void (*job_fn)(struct runtime *rt, struct vm *vm, void *arg);
 
@@ -395,13 +396,33 @@ struct runtime {
 	pthread_mutex_t net_lock; /* serialises every use of net (single-threaded ctx) */
 };
 
+/* ---- host resources of a VM (host.c) ---- */
+
+/* Start / stop the guest agent client of a VM whose VMM runs (h.agent_socket). */
+void vm_agent_start(struct runtime *rt, struct vm *vm);
+void vm_agent_stop(struct vm *vm);
+#define HOST_TEARDOWN_STRAYS 0x1 /* also SIGKILL the VM's stray VMM processes (strays.c) */
+/* Everything a VM's VMM held on the host, in one order on every path: the agent client stops,
+ * the VMM (h's pidfd, if any) is SIGKILLed and waited for (5 s) and reaped, the backend removes
+ * its jail or host dir and cgroups, strays go (flags), the network is torn down (when
+ * vm->net_set_up), the image hold is released (vm->img_held). Called by the single job working
+ * on vm (or at start, before the threads run). */
+void vm_host_teardown(struct runtime *rt, struct vm *vm, struct vmm_handle *h, unsigned flags);
+
+/* ---- the supervisor's queue (queue.c) ---- */
+
+/* An event (or a command: a verb's event with its ticket) for a VM. */
+struct sv_msg {
+	struct vm *vm; /* holds a reference */
+	enum lc_event ev;
+	uint64_t ticket; /* a command's, else 0 */
+	struct sv_msg *next;
+};
+
 /* Post an event for vm to the supervisor (any thread). */
 int sv_post_event(struct runtime *rt, struct vm *vm, enum lc_event ev);
 /* Post the command vm_command accepted as ticket (its waiter carries the same ticket). */
 int sv_post_command(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64_t ticket);
-/* Post a callback to run on the supervisor thread. */
-int sv_post_call(struct runtime *rt, struct vm *vm,
-		 void (*fn)(struct runtime *, struct vm *, void *, int), void *arg, int result);
 int sv_start(struct runtime *rt);
 void sv_stop(struct runtime *rt);
 /* After sv_stop and the workers: drop what jobs posted too late (their records already say
@@ -417,38 +438,28 @@ void sv_discard(struct runtime *rt);
 #define RT_SHUTDOWN_WORKERS_MS 1500
 int rt_job(struct runtime *rt, struct vm *vm, job_fn fn, void *arg);
 int rt_job_long(struct runtime *rt, struct vm *vm, job_fn fn, void *arg);
-struct rt_pool_stats {
-	unsigned threads[2], busy[2], queued[2]; /* [0] lifecycle, [1] outside */
-	uint64_t done[2];
-};
-void workers_stats(struct runtime *rt, struct rt_pool_stats *ret);
 /* Supervisor: watch / unwatch a VM's pidfd and deadline timer. */
 int sv_watch_pidfd(struct runtime *rt, struct vm *vm);
 void sv_unwatch(struct runtime *rt, struct vm *vm);
 
-/* worker.c: the jobs the lifecycle queues */
+/* launch.c: the launch job (image, network, files, backend). */
 void job_launch(struct runtime *rt, struct vm *vm, void *arg);
+/* Default image step: img_prepare with progress into the VM's health. */
+int rt_prepare_image(struct runtime *rt, struct vm *vm, const char *ref, struct img_prepared *ret,
+		     struct err *err);
+/* jobs.c: the other jobs the lifecycle queues */
 void job_request_stop(struct runtime *rt, struct vm *vm, void *arg);
 void job_cleanup(struct runtime *rt, struct vm *vm, void *arg);
 /* Health probe of a running VM: the VMM's own state and the network's. */
 void job_probe(struct runtime *rt, struct vm *vm, void *arg);
 int workers_start(struct runtime *rt);
-/* Start / stop the guest agent client of a VM whose VMM runs (h.agent_socket). */
-void vm_agent_start(struct runtime *rt, struct vm *vm);
-void vm_agent_stop(struct vm *vm);
 /* Stop both pools; their threads get timeout_ms to finish their jobs. -ETIMEDOUT: some still
  * run (rt->workers_abandoned; the runtime must then not be freed). */
 int workers_stop(struct runtime *rt, unsigned timeout_ms);
-/* Default image step: img_prepare with progress into the VM's health. */
-int rt_prepare_image(struct runtime *rt, struct vm *vm, const char *ref, struct img_prepared *ret,
-		     struct err *err);
-
-/* runtime.c */
-void rt_record_save(struct runtime *rt, struct vm *vm);
-/* The record as it will be once state is published (written before anyone can see it). */
-void rt_record_save_as(struct runtime *rt, struct vm *vm, enum vm_state state);
+/* table.c: the VM table (under rt->lock: find, insert with a free index or want_index >= 0) */
+int table_insert_locked(struct runtime *rt, struct vm *vm, long want_index);
+/* adopt.c: every recorded VM back in the table (runtime_start, before the threads). */
 int rt_adopt_all(struct runtime *rt, struct err *err);
-void rt_notify(struct runtime *rt, struct vm *vm, enum vm_attr attr);
 /* reaper.c: leftovers with our marks but no VM, at start and every reap_interval_ms. */
 enum rt_leak { RT_LEAK_VMM, RT_LEAK_NET, RT_LEAK_STATE, RT_LEAK_IP, RT_LEAK_IMAGE, _RT_LEAK_MAX };
 #define RT_DESTROY_MARK "destroying" /* in <state>/vms/<name>/: a destroy began */
@@ -466,6 +477,3 @@ void rt_job_enter(struct runtime *rt);
 void rt_job_leave(struct runtime *rt);
 /* Append the reaper's counters to a rendered node metrics text (replaces *buf). */
 int rt_reaper_metrics(struct runtime *rt, char **buf, size_t *len);
-/* The lifecycle action implementations (supervisor.c). */
-extern const struct lc_actions sv_lc_actions;
-void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The jailer: argv building (pure), posix_spawn, and process identity helpers (pidfd, start
- * time from /proc/<pid>/stat) shared by the backends.
+ * The jailer: argv building (pure) and posix_spawn. The process handle of the VMM it becomes is
+ * runtime/proc.c's.
  *
  * The jailer is spawned WITHOUT --daemonize: it execs into Firecracker keeping its pid, so the
  * VMM stays our child and waitid(P_PIDFD) yields its exit status. After a daemon restart the
@@ -17,9 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/pidfd.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fileio.h"
@@ -113,89 +110,4 @@ int jailer_exec_dir(const char *chroot_base, const char *exec_file, char *buf, s
 		return -errno;
 	n = snprintf(buf, size, "%s/%s", chroot_base, basename(real));
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
-}
-
-void vmm_handle_init(struct vmm_handle *h)
-{
-	memset(h, 0, sizeof(*h));
-	h->pidfd = -EBADF;
-}
-
-int vmm_proc_start_time(pid_t pid, uint64_t *ret)
-{
-	_cleanup_free_ char *buf = NULL;
-	char path[64], *p, *save = NULL;
-	uint64_t v;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (read_file_bounded(path, 4096, &buf, NULL) < 0)
-		return -ESRCH;
-	/* comm may contain spaces and ')': fields start after the last ')'. */
-	p = strrchr(buf, ')');
-	if (!p)
-		return -EINVAL;
-	p++;
-	/* After ")" come fields 3.. ; starttime is field 22, i.e. the 20th token. */
-	for (int i = 3; i <= 22; i++) {
-		char *tok = strtok_r(i == 3 ? p : NULL, " ", &save);
-		if (!tok)
-			return -EINVAL;
-		if (i == 22) {
-			if (parse_u64(tok, &v) < 0)
-				return -EINVAL;
-			*ret = v;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
-int vmm_handle_open_pidfd(struct vmm_handle *h)
-{
-	uint64_t st;
-	int fd;
-
-	if (h->pid <= 0)
-		return -ESRCH;
-	fd = (int)syscall(SYS_pidfd_open, h->pid, 0);
-	if (fd < 0)
-		return -errno == -EINVAL ? -ESRCH : -errno;
-	/* Checked after opening: a pidfd pins the pid, so a match now means it is ours. */
-	if (vmm_proc_start_time(h->pid, &st) < 0 || (h->start_time && st != h->start_time)) {
-		close(fd);
-		return -ESRCH;
-	}
-	h->start_time = st;
-	safe_close(h->pidfd);
-	h->pidfd = fd;
-	return 0;
-}
-
-int vmm_handle_reap(struct vmm_handle *h, struct vmm_exit *ret)
-{
-	struct vmm_exit ex = {};
-	siginfo_t si = {};
-
-	/* Only a child's status can be collected (ECHILD otherwise): re-adopted VMMs that are
-	 * not our children end with an unknown status. */
-	if (h->pidfd >= 0 &&
-	    waitid((idtype_t)P_PIDFD, (id_t)h->pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid) {
-		ex.known = true;
-		if (si.si_code == CLD_EXITED)
-			ex.code = si.si_status;
-		else
-			ex.signal = si.si_status;
-	}
-	h->pidfd = safe_close(h->pidfd);
-	h->pid = 0;
-	h->is_child = false;
-	*ret = ex;
-	return 0;
-}
-
-int vmm_handle_kill(struct vmm_handle *h)
-{
-	if (h->pidfd < 0)
-		return -ESRCH;
-	return RET_NERRNO((int)syscall(SYS_pidfd_send_signal, h->pidfd, SIGKILL, NULL, 0));
 }

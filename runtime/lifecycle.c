@@ -5,10 +5,58 @@
  * testable on its own. docs/contract.md ("States and verbs") is the law for what each verb does
  * where.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "internal.h"
+
+/* The names of the states and verbs (the words of the state file). */
+static const char *const state_names[_VM_STATE_MAX] = {
+	[VM_STATE_CREATED] = "created", [VM_STATE_STARTING] = "starting",
+	[VM_STATE_RUNNING] = "running", [VM_STATE_STOPPING] = "stopping",
+	[VM_STATE_STOPPED] = "stopped", [VM_STATE_FAILED] = "failed",
+};
+static const char *const verb_names[_VM_VERB_MAX] = {
+	[VM_VERB_START] = "start",
+	[VM_VERB_STOP] = "stop",
+	[VM_VERB_KILL] = "kill",
+	[VM_VERB_RESTART] = "restart",
+};
+
+const char *vm_state_to_string(enum vm_state s)
+{
+	return (unsigned)s < _VM_STATE_MAX ? state_names[s] : NULL;
+}
+
+int vm_state_from_string(const char *s)
+{
+	for (int i = 0; s && i < _VM_STATE_MAX; i++)
+		if (strcmp(s, state_names[i]) == 0)
+			return i;
+	return -EINVAL;
+}
+
+const char *vm_verb_to_string(enum vm_verb v)
+{
+	return (unsigned)v < _VM_VERB_MAX ? verb_names[v] : NULL;
+}
+
+int vm_verb_from_string(const char *s)
+{
+	for (int i = 0; s && i < _VM_VERB_MAX; i++)
+		if (strcmp(s, verb_names[i]) == 0)
+			return i;
+	return -EINVAL;
+}
+
+/* A verb is posted to the supervisor as the lifecycle event of the same value (vm_command). */
+static_assert((int)LC_EV_START == (int)VM_VERB_START, "verb and event orders differ");
+static_assert((int)LC_EV_STOP == (int)VM_VERB_STOP, "verb and event orders differ");
+static_assert((int)LC_EV_KILL == (int)VM_VERB_KILL, "verb and event orders differ");
+static_assert((int)LC_EV_RESTART == (int)VM_VERB_RESTART, "verb and event orders differ");
+static_assert((int)LC_EV_RESTART + 1 == (int)_VM_VERB_MAX, "every verb is an event");
 
 typedef int (*lc_fn)(struct lc_vm *s, const struct lc_actions *a, void *ud);
 

@@ -98,8 +98,6 @@ static const struct {
 	{"mvmfs_vm_vmm_metrics_lines_total", "Firecracker metrics lines accounted.", VMX(fc_lines)},
 };
 
-static const char *const verdict_names[] = {"healthy", "unhealthy", "starting", "stopped",
-					    "failed"};
 static const char *const exit_kinds[] = {"io_in", "io_out", "mmio_read", "mmio_write"};
 
 static void render_vms(FILE *f, const struct metrics_vm *vms, char (*lbl)[160], size_t n)
@@ -114,9 +112,10 @@ static void render_vms(FILE *f, const struct metrics_vm *vms, char (*lbl)[160], 
 	family(f, "mvmfs_vm_health", GAUGE,
 	       "1 for the VM's current health verdict, 0 for the others.");
 	for (size_t i = 0; i < n; i++)
-		for (size_t v = 0; v < ELEMENTSOF(verdict_names); v++)
+		for (size_t v = 0; v < _HEALTH_VERDICT_MAX; v++)
 			fprintf(f, "mvmfs_vm_health{vm=\"%s\",verdict=\"%s\"} %d\n", lbl[i],
-				verdict_names[v], vms[i].verdict == (int)v);
+				health_verdict_to_string((enum health_verdict)v),
+				vms[i].verdict == (int)v);
 	family(f, "mvmfs_vm_up", GAUGE, "1 when the VM is running.");
 	for (size_t i = 0; i < n; i++)
 		fprintf(f, "mvmfs_vm_up{vm=\"%s\"} %d\n", lbl[i], vms[i].state == VM_STATE_RUNNING);
@@ -143,13 +142,13 @@ static void render_vms(FILE *f, const struct metrics_vm *vms, char (*lbl)[160], 
 static void render_node(FILE *f, const struct metrics_vm *vms, size_t n,
 			const struct metrics_node *node)
 {
-	unsigned states[_VM_STATE_MAX] = {}, verdicts[ELEMENTSOF(verdict_names)] = {};
+	unsigned states[_VM_STATE_MAX] = {}, verdicts[_HEALTH_VERDICT_MAX] = {};
 	char host[160];
 
 	for (size_t i = 0; i < n; i++) {
 		if ((unsigned)vms[i].state < _VM_STATE_MAX)
 			states[vms[i].state]++;
-		if ((unsigned)vms[i].verdict < ELEMENTSOF(verdict_names))
+		if ((unsigned)vms[i].verdict < _HEALTH_VERDICT_MAX)
 			verdicts[vms[i].verdict]++;
 	}
 	metrics_escape_label(node->node, host, sizeof(host));
@@ -159,8 +158,9 @@ static void render_node(FILE *f, const struct metrics_vm *vms, size_t n,
 	for (int s = 0; s < _VM_STATE_MAX; s++)
 		fprintf(f, "mvmfs_vms{state=\"%s\"} %u\n", vm_state_to_string(s), states[s]);
 	family(f, "mvmfs_vms_health", GAUGE, "Defined VMs by health verdict.");
-	for (size_t v = 0; v < ELEMENTSOF(verdict_names); v++)
-		fprintf(f, "mvmfs_vms_health{verdict=\"%s\"} %u\n", verdict_names[v], verdicts[v]);
+	for (size_t v = 0; v < _HEALTH_VERDICT_MAX; v++)
+		fprintf(f, "mvmfs_vms_health{verdict=\"%s\"} %u\n",
+			health_verdict_to_string((enum health_verdict)v), verdicts[v]);
 	if (!node->reports_enabled)
 		return;
 	family(f, "mvmfs_reports_sent_total", COUNTER,
@@ -227,9 +227,10 @@ static int verdict_of(const struct vm_snap *s)
 
 	if (health_render(s, &h, &len) < 0)
 		return HEALTH_UNHEALTHY;
-	for (size_t v = 0; v < ELEMENTSOF(verdict_names); v++) {
-		size_t k = strlen(verdict_names[v]);
-		if (strncmp(h, verdict_names[v], k) == 0 && h[k] == '\n')
+	for (size_t v = 0; v < _HEALTH_VERDICT_MAX; v++) {
+		size_t k = strlen(health_verdict_to_string((enum health_verdict)v));
+		if (strncmp(h, health_verdict_to_string((enum health_verdict)v), k) == 0 &&
+		    h[k] == '\n')
 			return (int)v;
 	}
 	return HEALTH_UNHEALTHY;

@@ -20,7 +20,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,10 +27,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,7 +40,6 @@
 #include "qmp.h"
 #include "sandbox.h"
 
-#define QEMU_MARK ".mvmfs"
 #define QEMU_QMP "qmp.sock"
 #define QEMU_AGENT "agent.serial" /* the suffix tells runtime/agent.c: no vsock handshake */
 #define QEMU_PIDFILE "qemu.pid"
@@ -87,25 +83,6 @@ static bool kvm_usable(void)
 	       access("/sys/module/kvm_amd", F_OK) == 0;
 }
 
-static int find_in_path(const char *name, char *buf, size_t size)
-{
-	const char *path = getenv("PATH") ?: "/usr/local/bin:/usr/bin:/bin";
-
-	if (strchr(name, '/')) {
-		snprintf(buf, size, "%s", name);
-		return access(buf, X_OK) == 0 ? 0 : -errno;
-	}
-	while (*path) {
-		size_t n = strcspn(path, ":");
-
-		snprintf(buf, size, "%.*s/%s", (int)n, path, name);
-		if (access(buf, X_OK) == 0)
-			return 0;
-		path += n + (path[n] == ':');
-	}
-	return -ENOENT;
-}
-
 static int qemu_init(const struct runtime_config *cfg, void **ret_priv, struct err *err)
 {
 	struct qemu_priv *qp;
@@ -116,7 +93,7 @@ static int qemu_init(const struct runtime_config *cfg, void **ret_priv, struct e
 	if (!qp)
 		return -ENOMEM;
 	qp->cfg = cfg;
-	r = find_in_path(cfg->qemu ?: "qemu-system-x86_64", qp->qemu, sizeof(qp->qemu));
+	r = find_executable(cfg->qemu ?: "qemu-system-x86_64", qp->qemu, sizeof(qp->qemu));
 	if (r < 0) {
 		free(qp);
 		return err_set(err, r, "qemu '%s' not found or not executable",
@@ -306,35 +283,12 @@ static _Noreturn void child_run(const struct child_plan *cp)
 		   strcmp(stage, "exec") == 0 ? 127 : QEMU_EXIT_SANDBOX);
 }
 
-static long ms_since(const struct timespec *t0)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (now.tv_sec - t0->tv_sec) * 1000 + (now.tv_nsec - t0->tv_nsec) / 1000000;
-}
-
 /* One line of QEMU's own stderr (kept in the console log) for "QEMU exited" messages. */
 static void log_tail(const char *path, char *buf, size_t size)
 {
-	_cleanup_close_ int fd = -EBADF;
 	char tmp[600], *line;
-	ssize_t n;
-	off_t end;
 
-	buf[0] = '\0';
-	if (!path || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return;
-	end = lseek(fd, 0, SEEK_END);
-	if (end <= 0)
-		return;
-	n = pread(fd, tmp, sizeof(tmp) - 1,
-		  end > (off_t)sizeof(tmp) - 1 ? end - (off_t)sizeof(tmp) + 1 : 0);
-	if (n <= 0)
-		return;
-	tmp[n] = '\0';
-	while (n > 0 && (tmp[n - 1] == '\n' || tmp[n - 1] == '\r' || tmp[n - 1] == ' '))
-		tmp[--n] = '\0';
+	vmm_file_tail(path, tmp, sizeof(tmp));
 	line = strrchr(tmp, '\n');
 	line = line ? line + 1 : tmp;
 	if (strlen(line) >= size)
@@ -345,44 +299,45 @@ static void log_tail(const char *path, char *buf, size_t size)
 			*c = ' ';
 }
 
-static int check_alive(struct vmm_handle *h, const char *logp, const char *what, struct err *err)
+/* The exit codes of our child before exec say which step of entering the sandbox failed. */
+static void exit_reason(const struct vmm_exit *ex, char *buf, size_t size)
 {
-	struct pollfd pfd = {.fd = h->pidfd, .events = POLLIN};
-	struct vmm_exit ex;
-	char tail[300], reason[64];
-
-	if (h->pidfd < 0 || poll(&pfd, 1, 0) <= 0)
-		return 0;
-	vmm_handle_reap(h, &ex);
-	if (!ex.known)
-		snprintf(reason, sizeof(reason), "exit status unknown");
-	else if (ex.signal)
-		snprintf(reason, sizeof(reason), "killed by signal %d", ex.signal);
-	else if (ex.code == QEMU_EXIT_CGROUP || ex.code == QEMU_EXIT_NETNS ||
-		 ex.code == QEMU_EXIT_SANDBOX)
-		snprintf(reason, sizeof(reason), "could not enter its %s",
-			 ex.code == QEMU_EXIT_CGROUP  ? "cgroup"
-			 : ex.code == QEMU_EXIT_NETNS ? "network namespace"
-						      : "sandbox");
+	if (ex->known && !ex->signal &&
+	    (ex->code == QEMU_EXIT_CGROUP || ex->code == QEMU_EXIT_NETNS ||
+	     ex->code == QEMU_EXIT_SANDBOX))
+		snprintf(buf, size, "could not enter its %s",
+			 ex->code == QEMU_EXIT_CGROUP  ? "cgroup"
+			 : ex->code == QEMU_EXIT_NETNS ? "network namespace"
+						       : "sandbox");
 	else
-		snprintf(reason, sizeof(reason), "exit code %d", ex.code);
-	log_tail(logp, tail, sizeof(tail));
-	return err_set(err, -EIO, "%s: QEMU exited (%s)%s%s", what, reason, tail[0] ? ": " : "",
-		       tail);
+		vmm_exit_reason(ex, buf, size);
 }
 
-static int query_status(struct vmm_handle *h, enum vmm_run_state *ret, struct err *err)
+static const struct vmm_exit_text qemu_exit_text = {
+	.vmm = "QEMU", .reason = exit_reason, .tail = log_tail};
+
+/* One QMP command of an op, on a connection of its own; *ret (when not NULL) gets its return
+ * value. An op added later (stop, cont) is one qmp_call. */
+static int qmp_call(struct vmm_handle *h, const char *cmd, json_t **ret, struct err *err)
 {
 	struct qmp *q = NULL;
-	json_t *v = NULL;
-	char *text;
 	int r;
 
 	r = qmp_connect(h->api_socket, QEMU_CALL_MS, &q, err);
 	if (r < 0)
 		return r;
-	r = qmp_execute(q, "query-status", NULL, &v, QEMU_CALL_MS, err);
+	r = qmp_execute(q, cmd, NULL, ret, QEMU_CALL_MS, err);
 	qmp_close(q);
+	return r;
+}
+
+static int query_status(struct vmm_handle *h, enum vmm_run_state *ret, struct err *err)
+{
+	json_t *v = NULL;
+	char *text;
+	int r;
+
+	r = qmp_call(h, "query-status", &v, err);
 	if (r < 0)
 		return r;
 	text = json_dumps(v, JSON_COMPACT);
@@ -394,17 +349,24 @@ static int query_status(struct vmm_handle *h, enum vmm_run_state *ret, struct er
 	return r < 0 ? err_set(err, -EPROTO, "query-status: unexpected reply") : 0;
 }
 
-static int build_argv(struct qemu_priv *qp, const struct vmm_launch *p, struct child_plan *cp,
-		      char (*s)[VMM_PATH_MAX + 160], size_t nstr)
+/* QEMU's argv under construction: the strings it needs formatted go into s. */
+struct argv_build {
+	const char **argv;
+	size_t a;
+	char (*s)[VMM_PATH_MAX + 160];
+	size_t k;
+};
+
+#define ARG(x) (b->argv[b->a++] = (x))
+#define FMT(...) (snprintf(b->s[b->k], sizeof(b->s[b->k]), __VA_ARGS__), b->s[b->k++])
+
+/* The machine, the sandbox, the console and the kernel with its command line. */
+static int argv_machine(struct argv_build *b, struct qemu_priv *qp, const struct vmm_launch *p,
+			const struct child_plan *cp)
 {
 	char base[512];
-	size_t a = 0, k = 0;
 	int r;
 
-#define ARG(x) (cp->argv[a++] = (x))
-#define FMT(...) (snprintf(s[k], sizeof(s[k]), __VA_ARGS__), s[k++])
-	if (nstr < 20)
-		return -E2BIG;
 	r = guest_kernel_cmdline(GUEST_CMDLINE_QEMU, base, sizeof(base));
 	if (r < 0)
 		return r;
@@ -450,6 +412,13 @@ static int build_argv(struct qemu_priv *qp, const struct vmm_launch *p, struct c
 	ARG("-append");
 	ARG(FMT("%s%s%s", base, p->boot_args && *p->boot_args ? " " : "",
 		p->boot_args ? p->boot_args : ""));
+	return 0;
+}
+
+/* The disks, the NIC, the agent's serial port and the QMP monitor, on the fds passed. */
+static void argv_devices(struct argv_build *b, const struct vmm_launch *p,
+			 const struct child_plan *cp)
+{
 	ARG("-add-fd");
 	ARG(FMT("fd=%d,set=1", cp->root_n));
 	ARG("-drive");
@@ -483,10 +452,25 @@ static int build_argv(struct qemu_priv *qp, const struct vmm_launch *p, struct c
 	ARG(FMT("socket,id=qmp,fd=%d,server=on,wait=off", cp->qmp_n));
 	ARG("-mon");
 	ARG("chardev=qmp,mode=control");
-	ARG(NULL);
+}
+
 #undef ARG
 #undef FMT
-	return (int)a;
+
+static int build_argv(struct qemu_priv *qp, const struct vmm_launch *p, struct child_plan *cp,
+		      char (*s)[VMM_PATH_MAX + 160], size_t nstr)
+{
+	struct argv_build b = {.argv = cp->argv, .s = s};
+	int r;
+
+	if (nstr < 20)
+		return -E2BIG;
+	r = argv_machine(&b, qp, p, cp);
+	if (r < 0)
+		return r;
+	argv_devices(&b, p, cp);
+	b.argv[b.a++] = NULL;
+	return (int)b.a;
 }
 
 /* A listening socket at path (in the root-owned VM dir), bound by the daemon and handed to
@@ -620,43 +604,37 @@ static void plan_close(struct child_plan *cp)
 	sandbox_done(&cp->sb);
 }
 
-static int qemu_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *h,
-		       struct err *err)
+/* One launch, carried through its steps. */
+struct qemu_launch_ctx {
+	struct qemu_priv *qp;
+	const struct vmm_launch *p;
+	struct vmm_handle *h;
+	struct child_plan cp;
+};
+
+/* Launch: the VM's host dir (marked, with the empty root/ mount point) and its two sockets. */
+static int host_dir(struct qemu_launch_ctx *lc, struct err *err)
 {
-	struct qemu_priv *qp = priv;
-	static char strs[20][VMM_PATH_MAX + 160]; /* guarded by launch_lock */
-	static pthread_mutex_t launch_lock = PTHREAD_MUTEX_INITIALIZER;
-	struct child_plan cp = {.netns_fd = -EBADF,
-				.out_fd = -EBADF,
-				.null_fd = -EBADF,
-				.qmp_fd = -EBADF,
-				.agent_fd = -EBADF,
-				.root_fd = -EBADF,
-				.data_fd = -EBADF,
-				.data_ro_fd = -EBADF,
-				.console_fd = -EBADF};
+	const struct vmm_launch *p = lc->p;
+	struct vmm_handle *h = lc->h;
 	char path[VMM_PATH_MAX + 64];
-	enum vmm_run_state st;
-	struct timespec t0;
-	pid_t pid;
 	int r;
 
-	if (snprintf(h->jail_dir, sizeof(h->jail_dir), "%s/%s", qp->base_dir, p->name) >=
+	if (snprintf(h->jail_dir, sizeof(h->jail_dir), "%s/%s", lc->qp->base_dir, p->name) >=
 		    (int)sizeof(h->jail_dir) ||
 	    snprintf(h->api_socket, sizeof(h->api_socket), "%s/%s", h->jail_dir, QEMU_QMP) >=
 		    (int)sizeof(h->api_socket) ||
 	    snprintf(h->agent_socket, sizeof(h->agent_socket), "%s/%s", h->jail_dir, QEMU_AGENT) >=
 		    (int)sizeof(h->agent_socket))
 		return err_set(err, -ENAMETOOLONG, "socket path longer than 107 bytes under %s",
-			       qp->base_dir);
+			       lc->qp->base_dir);
 	(void)rm_rf(h->jail_dir);
 	r = mkdir_p(h->jail_dir, 0700);
 	if (r < 0)
 		return err_set(err, r, "creating %s: %s", h->jail_dir, strerror(-r));
-	snprintf(path, sizeof(path), "%s/%s", h->jail_dir, QEMU_MARK);
-	r = write_file_atomic(path, p->name, strlen(p->name), 0600);
+	r = vmm_mark_dir(h->jail_dir, p->name, err);
 	if (r < 0)
-		return err_set(err, r, "marking %s: %s", h->jail_dir, strerror(-r));
+		return r;
 	snprintf(path, sizeof(path), "%s/%s", h->jail_dir, QEMU_ROOT);
 	if (mkdir(path, 0755) < 0)
 		return err_set(err, -errno, "creating %s: %m", path);
@@ -664,145 +642,150 @@ static int qemu_launch(void *priv, const struct vmm_launch *p, struct vmm_handle
 	 * on a flush error, happens as that uid). */
 	if (p->data_disk && chown(p->data_disk, p->uid, p->gid) < 0)
 		return err_set(err, -errno, "chown %s: %m", p->data_disk);
+	return 0;
+}
 
-	r = setup_cgroups(qp, p, h, err);
-	if (r < 0)
-		goto out_close;
-	for (int i = 0; i < 4 && h->cgroup[i][0]; i++) {
-		snprintf(path, sizeof(path), "%s/cgroup.procs", h->cgroup[i]);
-		cp.cg_fds[cp.ncg] = open(path, O_WRONLY | O_CLOEXEC);
-		if (cp.cg_fds[cp.ncg] < 0) {
-			r = err_set(err, -EIO, "cgroup limits cannot be applied: %s: %m", path);
-			goto out_close;
-		}
-		cp.ncg++;
+/* open() close-on-exec into *fd; -errno on failure (errno kept for the caller's message). */
+static int open_into(int *fd, const char *path, int flags, mode_t mode)
+{
+	*fd = open(path, flags | O_CLOEXEC, mode);
+	return *fd < 0 ? -errno : 0;
+}
+
+/* Launch: what the child gets as fds: the cgroups it joins, the network namespace, /dev/null,
+ * the console file, the disks, and both listening sockets. */
+static int open_child_fds(struct qemu_launch_ctx *lc, struct err *err)
+{
+	const struct vmm_launch *p = lc->p;
+	struct child_plan *cp = &lc->cp;
+	char path[VMM_PATH_MAX + 64];
+	int r;
+
+	for (int i = 0; i < 4 && lc->h->cgroup[i][0]; i++) {
+		snprintf(path, sizeof(path), "%s/cgroup.procs", lc->h->cgroup[i]);
+		if (open_into(&cp->cg_fds[cp->ncg], path, O_WRONLY, 0) < 0)
+			return err_set(err, -EIO, "cgroup limits cannot be applied: %s: %m", path);
+		cp->ncg++;
 	}
-	if (p->netns_path) {
-		cp.netns_fd = open(p->netns_path, O_RDONLY | O_CLOEXEC);
-		if (cp.netns_fd < 0) {
-			r = err_set(err, -errno, "network namespace %s: %m", p->netns_path);
-			goto out_close;
-		}
-	}
-	cp.null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (cp.null_fd < 0) {
-		r = err_set(err, -errno, "/dev/null: %m");
-		goto out_close;
-	}
+	if (p->netns_path && open_into(&cp->netns_fd, p->netns_path, O_RDONLY, 0) < 0)
+		return err_set(err, -errno, "network namespace %s: %m", p->netns_path);
+	if (open_into(&cp->null_fd, "/dev/null", O_RDWR, 0) < 0)
+		return err_set(err, -errno, "/dev/null: %m");
 	if (p->console_log) {
 		/* QEMU's own messages and the guest console, both into the console file. */
-		cp.out_fd = open(p->console_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		if (cp.out_fd < 0) {
-			r = err_set(err, -errno, "%s: %m", p->console_log);
-			goto out_close;
-		}
-		cp.console_fd = fcntl(cp.out_fd, F_DUPFD_CLOEXEC, 3);
-		if (cp.console_fd < 0) {
-			r = err_set(err, -errno, "dup: %m");
-			goto out_close;
-		}
+		if (open_into(&cp->out_fd, p->console_log, O_WRONLY | O_CREAT | O_APPEND, 0600) < 0)
+			return err_set(err, -errno, "%s: %m", p->console_log);
+		cp->console_fd = fcntl(cp->out_fd, F_DUPFD_CLOEXEC, 3);
+		if (cp->console_fd < 0)
+			return err_set(err, -errno, "dup: %m");
 	}
-	cp.root_fd = open(p->rootfs, O_RDONLY | O_CLOEXEC);
-	if (cp.root_fd < 0) {
-		r = err_set(err, -errno, "root disk %s: %m", p->rootfs);
-		goto out_close;
-	}
-	if (p->data_disk) {
-		cp.data_fd = open(p->data_disk, O_RDWR | O_CLOEXEC);
-		cp.data_ro_fd = open(p->data_disk, O_RDONLY | O_CLOEXEC);
-		if (cp.data_fd < 0 || cp.data_ro_fd < 0) {
-			r = err_set(err, -errno, "data disk %s: %m", p->data_disk);
-			goto out_close;
-		}
-	}
-	r = bind_listener(h->api_socket, err);
+	if (open_into(&cp->root_fd, p->rootfs, O_RDONLY, 0) < 0)
+		return err_set(err, -errno, "root disk %s: %m", p->rootfs);
+	if (p->data_disk && (open_into(&cp->data_fd, p->data_disk, O_RDWR, 0) < 0 ||
+			     open_into(&cp->data_ro_fd, p->data_disk, O_RDONLY, 0) < 0))
+		return err_set(err, -errno, "data disk %s: %m", p->data_disk);
+	r = bind_listener(lc->h->api_socket, err);
 	if (r < 0)
-		goto out_close;
-	cp.qmp_fd = r;
-	r = bind_listener(h->agent_socket, err);
+		return r;
+	cp->qmp_fd = r;
+	r = bind_listener(lc->h->agent_socket, err);
 	if (r < 0)
-		goto out_close;
-	cp.agent_fd = r;
-	r = plan_sandbox(qp, p, h, &cp, err);
-	if (r < 0)
-		goto out_close;
+		return r;
+	cp->agent_fd = r;
+	return 0;
+}
+
+/* Launch: the command line, fork (the child enters its cgroups, namespace and sandbox, then
+ * execs QEMU), the pidfd, and the pid file the reaper trusts. */
+static int spawn_qemu(struct qemu_launch_ctx *lc, struct err *err)
+{
+	static char strs[20][VMM_PATH_MAX + 160]; /* guarded by launch_lock */
+	static pthread_mutex_t launch_lock = PTHREAD_MUTEX_INITIALIZER;
+	char path[VMM_PATH_MAX + 64], txt[16];
+	pid_t pid;
+	int r, n;
 
 	pthread_mutex_lock(&launch_lock);
-	r = build_argv(qp, p, &cp, strs, ELEMENTSOF(strs));
+	r = build_argv(lc->qp, lc->p, &lc->cp, strs, ELEMENTSOF(strs));
 	if (r < 0) {
 		pthread_mutex_unlock(&launch_lock);
-		err_set(err, r, "building the QEMU command line: %s", strerror(-r));
-		goto out_close;
+		return err_set(err, r, "building the QEMU command line: %s", strerror(-r));
 	}
 	pid = fork();
 	if (pid == 0)
-		child_run(&cp);
+		child_run(&lc->cp);
 	pthread_mutex_unlock(&launch_lock);
-	if (pid < 0) {
-		r = err_set(err, -errno, "fork: %m");
-		goto out_close;
-	}
-	h->pid = pid;
-	h->is_child = true;
-	if (p->pid_out)
-		atomic_store(p->pid_out, (int)pid);
-	h->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (h->pidfd < 0) {
-		r = err_set(err, -errno, "pidfd for QEMU %d: %m", (int)pid);
-		goto out_close;
-	}
-	(void)vmm_proc_start_time(pid, &h->start_time);
-	{
-		char txt[16];
-		int n = snprintf(txt, sizeof(txt), "%d\n", (int)pid);
+	if (pid < 0)
+		return err_set(err, -errno, "fork: %m");
+	r = vmm_handle_track_child(lc->h, pid, lc->p->pid_out);
+	if (r < 0)
+		return err_set(err, r, "pidfd for QEMU %d: %s", (int)pid, strerror(-r));
+	n = snprintf(txt, sizeof(txt), "%d\n", (int)pid);
+	snprintf(path, sizeof(path), "%s/%s", lc->h->jail_dir, QEMU_PIDFILE);
+	r = write_file_atomic(path, txt, (size_t)n, 0600);
+	if (r < 0)
+		return err_set(err, r, "writing %s: %s", path, strerror(-r));
+	return 0;
+}
 
-		snprintf(path, sizeof(path), "%s/%s", h->jail_dir, QEMU_PIDFILE);
-		r = write_file_atomic(path, txt, (size_t)n, 0600);
-		if (r < 0) {
-			err_set(err, r, "writing %s: %s", path, strerror(-r));
-			goto out_close;
-		}
-	}
+/* QMP answers and query-status says running. QEMU accepts on its sockets once initialised;
+ * then the guest is running at once. */
+static int qmp_running(struct vmm_handle *h, void *ud, struct err *err)
+{
+	struct err e2 = {};
+	enum vmm_run_state st;
+
+	if (query_status(h, &st, &e2) < 0)
+		return 0;
+	/* The start time read right after fork may be the pre-exec child's: same process, same
+	 * value, but re-read to be sure it is recorded. */
+	(void)vmm_proc_start_time(h->pid, &h->start_time);
+	return st == VMM_RUN_RUNNING;
+}
+
+static int qemu_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *h,
+		       struct err *err)
+{
+	struct qemu_launch_ctx lc = {.qp = priv,
+				     .p = p,
+				     .h = h,
+				     .cp = {.netns_fd = -EBADF,
+					    .out_fd = -EBADF,
+					    .null_fd = -EBADF,
+					    .qmp_fd = -EBADF,
+					    .agent_fd = -EBADF,
+					    .root_fd = -EBADF,
+					    .data_fd = -EBADF,
+					    .data_ro_fd = -EBADF,
+					    .console_fd = -EBADF}};
+	int r;
+
+	/* h is filled as each piece exists: on failure the caller kills and cleans up with it. */
+	r = host_dir(&lc, err);
+	if (r >= 0)
+		r = setup_cgroups(lc.qp, p, h, err);
+	if (r >= 0)
+		r = open_child_fds(&lc, err);
+	if (r >= 0)
+		r = plan_sandbox(lc.qp, p, h, &lc.cp, err);
+	if (r >= 0)
+		r = spawn_qemu(&lc, err);
 	/* The daemon's copies of the child's fds go now: the listeners stay QEMU's alone. */
-	plan_close(&cp);
-
-	/* QEMU accepts on its sockets once initialised; then the guest is running at once. */
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
-		struct err e2 = {};
-
-		r = check_alive(h, p->console_log, "starting QEMU", err);
-		if (r < 0)
-			goto out_close;
-		if (p->cancel && atomic_load(p->cancel)) {
-			r = err_set(err, -ECANCELED, "start cancelled");
-			goto out_close;
-		}
-		if (query_status(h, &st, &e2) >= 0) {
-			/* The start time read right after fork may be the pre-exec child's: same
-			 * process, same value, but re-read to be sure it is recorded. */
-			(void)vmm_proc_start_time(pid, &h->start_time);
-			if (st == VMM_RUN_RUNNING)
-				break;
-		}
-		if (ms_since(&t0) > QEMU_SOCKET_WAIT_MS) {
-			r = err_set(err, -ETIMEDOUT, "QEMU did not report running within %d ms",
-				    QEMU_SOCKET_WAIT_MS);
-			goto out_close;
-		}
-		nanosleep(&(struct timespec){.tv_nsec = 5 * 1000 * 1000}, NULL);
-	}
-	r = 0;
-out_close:
-	plan_close(&cp);
-	return r;
+	plan_close(&lc.cp);
+	if (r >= 0)
+		r = vmm_wait_for(h, p, &qemu_exit_text,
+				 &(struct vmm_wait){.what = "starting QEMU",
+						    .late = "QEMU did not report running",
+						    .timeout_ms = QEMU_SOCKET_WAIT_MS,
+						    .step_ms = 5,
+						    .ready = qmp_running},
+				 err);
+	return r < 0 ? r : 0;
 }
 
 static int qemu_query(void *priv, struct vmm_handle *h, enum vmm_run_state *ret, struct err *err)
 {
-	struct pollfd pfd = {.fd = h->pidfd, .events = POLLIN};
-
-	if (h->pidfd >= 0 && poll(&pfd, 1, 0) > 0) {
+	if (vmm_handle_ended(h)) {
 		*ret = VMM_RUN_GONE;
 		return 0;
 	}
@@ -813,69 +796,25 @@ static int qemu_query(void *priv, struct vmm_handle *h, enum vmm_run_state *ret,
  * runtime's graceful path asks the agent directly first; this is the fallback. */
 static int qemu_request_stop(void *priv, struct vmm_handle *h, struct err *err)
 {
-	struct qmp *q = NULL;
-	int r;
-
-	r = qmp_connect(h->api_socket, QEMU_CALL_MS, &q, err);
-	if (r < 0)
-		return r;
-	r = qmp_execute(q, "system_powerdown", NULL, NULL, QEMU_CALL_MS, err);
-	qmp_close(q);
-	return r;
-}
-
-static int qemu_kill(void *priv, struct vmm_handle *h)
-{
-	return vmm_handle_kill(h);
+	return qmp_call(h, "system_powerdown", NULL, err);
 }
 
 static int qemu_adopt(void *priv, const char *name, struct vmm_handle *h, struct err *err)
 {
-	enum vmm_run_state st;
-	int r;
-
-	h->is_child = false;
-	r = vmm_handle_open_pidfd(h);
-	if (r < 0)
-		return err_set(err, -ESRCH, "QEMU (pid %d) is gone", (int)h->pid);
-	r = query_status(h, &st, err);
-	if (r < 0)
-		return err_prefix(err, "re-adopting QEMU pid %d: ", (int)h->pid);
-	return 0;
+	return vmm_adopt(&vmm_qemu_ops, priv, h, "QEMU", err);
 }
 
 static void qemu_cleanup(void *priv, const char *name, struct vmm_handle *h)
 {
 	struct qemu_priv *qp = priv;
-	bool any_cg = false;
-	int r;
 
 	/* Without a recorded handle (a daemon killed mid-start: the record announced the launch
 	 * but holds no pid), the dir and cgroups follow from the name, and a QEMU of the VM's
 	 * dir that no handle points at is killed before its cgroups go. */
-	if (!h->jail_dir[0] && snprintf(h->jail_dir, sizeof(h->jail_dir), "%s/%s", qp->base_dir,
-					name) >= (int)sizeof(h->jail_dir))
-		h->jail_dir[0] = '\0';
-	for (size_t i = 0; i < ELEMENTSOF(h->cgroup); i++)
-		any_cg |= h->cgroup[i][0] != '\0';
-	if (!any_cg && qp->have_cg)
-		(void)cgroup_dirs(&qp->cg, qp->cg_parent, name, h->cgroup, ELEMENTSOF(h->cgroup));
+	vmm_handle_dirs_from_name(h, qp->base_dir, name, &qp->cg, qp->cg_parent);
 	if (h->pidfd < 0 && h->jail_dir[0])
 		(void)qemu_kill_strays(h->jail_dir, name, 0, 2000);
-	for (size_t i = 0; i < ELEMENTSOF(h->cgroup); i++) {
-		if (!h->cgroup[i][0])
-			continue;
-		r = cgroup_remove(h->cgroup[i]);
-		if (r < 0)
-			log_debug_errno(r, "%s: removing cgroup %s", name, h->cgroup[i]);
-		h->cgroup[i][0] = '\0';
-	}
-	if (h->jail_dir[0]) {
-		r = rm_rf(h->jail_dir);
-		if (r < 0)
-			log_debug_errno(r, "%s: removing %s", name, h->jail_dir);
-		h->jail_dir[0] = '\0';
-	}
+	vmm_handle_remove_dirs(h, name);
 }
 
 /* Does the NUL-separated list (environ, cmdline) hold an entry equal to want (or, with
@@ -898,68 +837,45 @@ static bool has_entry(const char *list, size_t len, const char *want, bool subst
  * own dir) whose environment marks our dir (older versions: whose command line names it). */
 static void kill_leftover(const char *dir)
 {
-	char path[VMM_PATH_MAX + 32], want[VMM_PATH_MAX + 32], *text = NULL, *env = NULL;
+	char path[VMM_PATH_MAX + 32], want[VMM_PATH_MAX + 32], *env = NULL;
 	struct vmm_handle h;
 	size_t len = 0;
-	uint32_t pid;
 
 	vmm_handle_init(&h);
 	snprintf(path, sizeof(path), "%s/%s", dir, QEMU_PIDFILE);
-	if (read_file_bounded(path, 64, &text, NULL) < 0)
+	if (vmm_handle_from_pidfile(&h, path) < 0)
 		return;
-	text[strcspn(text, "\n")] = '\0';
-	if (parse_u32(text, &pid) == 0 && pid > 1) {
-		h.pid = (pid_t)pid;
-		if (vmm_handle_open_pidfd(&h) == 0) {
-			snprintf(want, sizeof(want), "%s%s", QEMU_ENV_MARK, dir);
-			snprintf(path, sizeof(path), "/proc/%u/environ", pid);
-			if (read_file_bounded(path, 1 << 20, &env, &len) >= 0 &&
-			    has_entry(env, len, want, false))
-				(void)vmm_handle_kill(&h);
-			free(env);
-			env = NULL;
-			snprintf(path, sizeof(path), "/proc/%u/cmdline", pid);
-			if (read_file_bounded(path, 65536, &env, &len) >= 0 &&
-			    has_entry(env, len, dir, true))
-				(void)vmm_handle_kill(&h);
-			h.pidfd = safe_close(h.pidfd);
-		}
-	}
+	snprintf(want, sizeof(want), "%s%s", QEMU_ENV_MARK, dir);
+	snprintf(path, sizeof(path), "/proc/%d/environ", (int)h.pid);
+	if (read_file_bounded(path, 1 << 20, &env, &len) >= 0 && has_entry(env, len, want, false))
+		(void)vmm_handle_kill(&h);
 	free(env);
-	free(text);
+	env = NULL;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)h.pid);
+	if (read_file_bounded(path, 65536, &env, &len) >= 0 && has_entry(env, len, dir, true))
+		(void)vmm_handle_kill(&h);
+	free(env);
+	h.pidfd = safe_close(h.pidfd);
+}
+
+/* A leftover dir: kill the QEMU its pid file names if it is ours, then what qemu_cleanup does. */
+static void reap_one(void *priv, const char *name)
+{
+	struct qemu_priv *qp = priv;
+	struct vmm_handle h;
+
+	vmm_handle_init(&h);
+	vmm_handle_dirs_from_name(&h, qp->base_dir, name, &qp->cg, qp->cg_parent);
+	if (h.jail_dir[0])
+		kill_leftover(h.jail_dir);
+	qemu_cleanup(priv, name, &h);
 }
 
 static int qemu_reap(void *priv, bool (*is_known)(const char *name, void *ud), void *ud)
 {
 	struct qemu_priv *qp = priv;
-	_cleanup_closedir_ DIR *d = opendir(qp->base_dir);
-	struct dirent *de;
-	int n = 0;
 
-	if (!d)
-		return 0;
-	while ((de = readdir(d))) {
-		char mark[VMM_PATH_MAX + 16];
-		struct vmm_handle h;
-
-		if (de->d_name[0] == '.' || !vm_name_is_valid(de->d_name) ||
-		    is_known(de->d_name, ud))
-			continue;
-		vmm_handle_init(&h);
-		if (snprintf(h.jail_dir, sizeof(h.jail_dir), "%s/%s", qp->base_dir, de->d_name) >=
-		    (int)sizeof(h.jail_dir))
-			continue;
-		snprintf(mark, sizeof(mark), "%s/%s", h.jail_dir, QEMU_MARK);
-		if (access(mark, F_OK) < 0)
-			continue;
-		kill_leftover(h.jail_dir);
-		if (qp->have_cg)
-			cgroup_dirs(&qp->cg, qp->cg_parent, de->d_name, h.cgroup,
-				    ELEMENTSOF(h.cgroup));
-		qemu_cleanup(priv, de->d_name, &h);
-		n++;
-	}
-	return n;
+	return vmm_reap_marked_dirs(qp->base_dir, is_known, ud, reap_one, qp);
 }
 
 const struct vmm_ops vmm_qemu_ops = {
@@ -969,7 +885,7 @@ const struct vmm_ops vmm_qemu_ops = {
 	.launch = qemu_launch,
 	.query = qemu_query,
 	.request_stop = qemu_request_stop,
-	.kill = qemu_kill,
+	.kill = vmm_kill_op,
 	.adopt = qemu_adopt,
 	.cleanup = qemu_cleanup,
 	.reap = qemu_reap,

@@ -38,6 +38,7 @@
 #include "fileio.h"
 #include "internal.h"
 #include "log.h"
+#include "thread.h"
 
 #define REAP_INTERVAL_DEFAULT_MS 60000u
 
@@ -283,13 +284,9 @@ static void *reaper_main(void *arg)
 int rt_reaper_start(struct runtime *rt)
 {
 	struct rt_reaper *rp = rt->reaper;
-	sigset_t all, old;
 	int r;
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	r = -pthread_create(&rp->thread, NULL, reaper_main, rt);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	r = thread_create_nosig(&rp->thread, reaper_main, rt);
 	if (r < 0)
 		return r;
 	rp->running = true;

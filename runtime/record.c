@@ -87,10 +87,69 @@ static int get_int(json_t *o, const char *key, long long min, long long max, lon
 	return 0;
 }
 
+/* The VMM handle's object (h may be NULL: no handle). */
+static int decode_handle(json_t *h, struct vmm_handle *ret, struct err *err)
+{
+	json_t *cg, *e;
+	long long v;
+	size_t i;
+	int k;
+
+	if (!h)
+		return 0;
+	if (!json_is_object(h))
+		return err_set(err, -EINVAL, "record: 'handle' is not an object");
+	if ((k = get_int(h, "pid", 0, INT32_MAX, &v, err)) < 0)
+		return k;
+	ret->pid = (pid_t)v;
+	if ((k = get_int(h, "start_time", 0, INT64_MAX, &v, err)) < 0)
+		return k;
+	ret->start_time = (uint64_t)v;
+	if ((k = get_int(h, "cgroup_version", 0, 2, &v, err)) < 0)
+		return k;
+	ret->cgroup_version = (int)v;
+	if ((k = get_str(h, "api_socket", ret->api_socket, sizeof(ret->api_socket), false, err)) <
+		    0 ||
+	    (k = get_str(h, "agent_socket", ret->agent_socket, sizeof(ret->agent_socket), false,
+			 err)) < 0 ||
+	    (k = get_str(h, "jail_dir", ret->jail_dir, sizeof(ret->jail_dir), false, err)) < 0)
+		return k;
+	cg = json_object_get(h, "cgroups");
+	if (!cg)
+		return 0;
+	if (!json_is_array(cg) || json_array_size(cg) > ELEMENTSOF(ret->cgroup))
+		return err_set(err, -EINVAL, "record: bad 'cgroups'");
+	json_array_foreach (cg, i, e) {
+		if (!json_is_string(e) || json_string_length(e) >= sizeof(ret->cgroup[0]) ||
+		    strlen(json_string_value(e)) != json_string_length(e))
+			return err_set(err, -EINVAL, "record: bad cgroup path");
+		memcpy(ret->cgroup[i], json_string_value(e), json_string_length(e) + 1);
+	}
+	return 0;
+}
+
+/* The launch intent (h may be NULL: none). */
+static int decode_launch(json_t *h, struct vm_record *ret, struct err *err)
+{
+	json_t *busy = json_object_get(h, "in_progress");
+	long long v;
+	int k;
+
+	if (!h)
+		return 0;
+	if (!json_is_object(h) || !json_is_boolean(busy))
+		return err_set(err, -EINVAL, "record: bad 'launch'");
+	ret->launching = json_is_true(busy);
+	if ((k = get_int(h, "uid", 0, UINT32_MAX, &v, err)) < 0)
+		return k;
+	ret->launch_uid = (uint32_t)v;
+	return 0;
+}
+
 int record_decode(const char *data, size_t len, struct vm_record *ret, struct err *err)
 {
 	struct vm_record r;
-	json_t *o, *h, *cg;
+	json_t *o;
 	char state[16], ip[INET6_ADDRSTRLEN + 1];
 	long long v;
 	int s, k;
@@ -142,53 +201,8 @@ int record_decode(const char *data, size_t len, struct vm_record *ret, struct er
 	}
 	CHECK(get_str(o, "error", r.error, sizeof(r.error), false, err));
 	CHECK(get_str(o, "rootfs", r.rootfs, sizeof(r.rootfs), false, err));
-	h = json_object_get(o, "handle");
-	if (h) {
-		if (!json_is_object(h)) {
-			k = err_set(err, -EINVAL, "record: 'handle' is not an object");
-			goto fail;
-		}
-		CHECK(get_int(h, "pid", 0, INT32_MAX, &v, err));
-		r.h.pid = (pid_t)v;
-		CHECK(get_int(h, "start_time", 0, INT64_MAX, &v, err));
-		r.h.start_time = (uint64_t)v;
-		CHECK(get_int(h, "cgroup_version", 0, 2, &v, err));
-		r.h.cgroup_version = (int)v;
-		CHECK(get_str(h, "api_socket", r.h.api_socket, sizeof(r.h.api_socket), false, err));
-		CHECK(get_str(h, "agent_socket", r.h.agent_socket, sizeof(r.h.agent_socket), false,
-			      err));
-		CHECK(get_str(h, "jail_dir", r.h.jail_dir, sizeof(r.h.jail_dir), false, err));
-		cg = json_object_get(h, "cgroups");
-		if (cg) {
-			size_t i;
-			json_t *e;
-			if (!json_is_array(cg) || json_array_size(cg) > ELEMENTSOF(r.h.cgroup)) {
-				k = err_set(err, -EINVAL, "record: bad 'cgroups'");
-				goto fail;
-			}
-			json_array_foreach (cg, i, e) {
-				if (!json_is_string(e) ||
-				    json_string_length(e) >= sizeof(r.h.cgroup[0]) ||
-				    strlen(json_string_value(e)) != json_string_length(e)) {
-					k = err_set(err, -EINVAL, "record: bad cgroup path");
-					goto fail;
-				}
-				memcpy(r.h.cgroup[i], json_string_value(e),
-				       json_string_length(e) + 1);
-			}
-		}
-	}
-	h = json_object_get(o, "launch");
-	if (h) {
-		json_t *busy = json_object_get(h, "in_progress");
-		if (!json_is_object(h) || !json_is_boolean(busy)) {
-			k = err_set(err, -EINVAL, "record: bad 'launch'");
-			goto fail;
-		}
-		r.launching = json_is_true(busy);
-		CHECK(get_int(h, "uid", 0, UINT32_MAX, &v, err));
-		r.launch_uid = (uint32_t)v;
-	}
+	CHECK(decode_handle(json_object_get(o, "handle"), &r.h, err));
+	CHECK(decode_launch(json_object_get(o, "launch"), &r, err));
 #undef CHECK
 	json_decref(o);
 	*ret = r;

@@ -310,30 +310,6 @@ void rt_report_free(struct runtime *rt)
 	rt->report = NULL;
 }
 
-void rt_report_notify(struct runtime *rt, struct vm *vm, int attr)
-{
-	if (!rt->report)
-		return;
-	switch (attr) {
-	case VM_ATTR_STATE:
-	case VM_ATTR_HEALTH:
-	case VM_ATTR_IP:
-	case VM_ATTR_IMAGE:
-	case VM_ATTR_ERROR:
-	case VM_ATTR_PID:
-		report_enqueue(rt->report->rep, vm, 0);
-		break;
-	default:
-		break;
-	}
-}
-
-void rt_report_destroyed(struct runtime *rt, struct vm *vm)
-{
-	if (rt->report)
-		report_enqueue(rt->report->rep, vm, REPORT_FINAL);
-}
-
 void report_fill_metrics(struct runtime *rt, struct metrics_node *node)
 {
 	struct report_stats st;

@@ -24,6 +24,7 @@
 #include "fileio.h"
 #include "log.h"
 #include "macro.h"
+#include "thread.h"
 
 #define BUCKETS 1024u
 #define TOKEN_MAX 4096
@@ -622,13 +623,8 @@ int report_new(const struct report_config *cfg, const struct report_ops *ops, vo
 
 int report_start(struct reporter *r)
 {
-	sigset_t all, old;
-	int k;
+	int k = thread_create_nosig(&r->thread, report_main, r);
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	k = -pthread_create(&r->thread, NULL, report_main, r);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (k == 0)
 		r->running = true;
 	return k;

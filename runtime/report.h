@@ -122,7 +122,8 @@ struct rt_report {
 int rt_report_start(struct runtime *rt, struct err *err);
 void rt_report_stop(struct runtime *rt);
 void rt_report_free(struct runtime *rt);
-/* A VM attribute changed / the VM was destroyed (its last report says "destroyed"). */
+/* A VM attribute changed / the VM was destroyed (its last report says "destroyed"); in vm.c,
+ * beside vm_notify, which calls the first. */
 void rt_report_notify(struct runtime *rt, struct vm *vm, int attr);
 void rt_report_destroyed(struct runtime *rt, struct vm *vm);
 void report_fill_metrics(struct runtime *rt, struct metrics_node *node);

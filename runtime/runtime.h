@@ -24,6 +24,13 @@ enum vmm_kind {
 	VMM_QEMU,
 };
 
+/* Defaults of the settings runtime_new fills when left 0 (the daemon's --help states them). */
+#define RUNTIME_DEFAULT_VCPUS 2
+#define RUNTIME_DEFAULT_MEM_MIB 2048
+#define RUNTIME_DEFAULT_UID_BASE 200000
+#define RUNTIME_DEFAULT_UID_COUNT 65536
+#define RUNTIME_DEFAULT_MAX_VMS 4096
+
 /* Node-wide configuration (command line / --config FILE). Strings are borrowed for the
  * runtime's whole life. */
 struct runtime_config {

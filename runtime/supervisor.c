@@ -19,6 +19,7 @@
 
 #include "internal.h"
 #include "log.h"
+#include "thread.h"
 
 enum {
 	SV_WATCH_PIDFD = 1,
@@ -27,22 +28,6 @@ enum {
 
 #define SV_PROBE_MS 2000
 static struct sv_watch tick_watch; /* data.ptr marker for the probe timer */
-
-enum sv_msg_kind {
-	SV_MSG_EVENT,
-	SV_MSG_CALL,
-};
-
-struct sv_msg {
-	enum sv_msg_kind kind;
-	struct vm *vm; /* holds a reference */
-	enum lc_event ev;
-	uint64_t ticket; /* a command's (SV_MSG_EVENT of a verb), else 0 */
-	void (*fn)(struct runtime *rt, struct vm *vm, void *arg, int result);
-	void *arg;
-	int result;
-	struct sv_msg *next;
-};
 
 /* Side effects asked for by the table, run after the new state is committed. */
 struct sv_effects {
@@ -82,7 +67,7 @@ static void fx_complete(void *ud, int verb, int result)
 		fx->done[fx->n_done++] = (typeof(fx->done[0])){verb, result};
 }
 
-const struct lc_actions sv_lc_actions = {
+static const struct lc_actions sv_lc_actions = {
 	.launch = fx_launch,
 	.request_stop = fx_request_stop,
 	.arm_deadline = fx_arm,
@@ -90,55 +75,6 @@ const struct lc_actions sv_lc_actions = {
 	.cleanup = fx_cleanup,
 	.complete = fx_complete,
 };
-
-static int queue_push(struct runtime *rt, struct sv_msg *m)
-{
-	uint64_t one = 1;
-
-	pthread_mutex_lock(&rt->q_lock);
-	if (rt->q_tail)
-		rt->q_tail->next = m;
-	else
-		rt->q_head = m;
-	rt->q_tail = m;
-	pthread_mutex_unlock(&rt->q_lock);
-	if (write(rt->evfd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		return -errno;
-	return 0;
-}
-
-int sv_post_command(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64_t ticket)
-{
-	struct sv_msg *m = calloc(1, sizeof(*m));
-
-	if (!m)
-		return -ENOMEM;
-	m->kind = SV_MSG_EVENT;
-	m->vm = vm_ref(vm);
-	m->ev = ev;
-	m->ticket = ticket;
-	return queue_push(rt, m);
-}
-
-int sv_post_event(struct runtime *rt, struct vm *vm, enum lc_event ev)
-{
-	return sv_post_command(rt, vm, ev, 0);
-}
-
-int sv_post_call(struct runtime *rt, struct vm *vm,
-		 void (*fn)(struct runtime *, struct vm *, void *, int), void *arg, int result)
-{
-	struct sv_msg *m = calloc(1, sizeof(*m));
-
-	if (!m)
-		return -ENOMEM;
-	m->kind = SV_MSG_CALL;
-	m->vm = vm_ref(vm);
-	m->fn = fn;
-	m->arg = arg;
-	m->result = result;
-	return queue_push(rt, m);
-}
 
 int sv_watch_pidfd(struct runtime *rt, struct vm *vm)
 {
@@ -284,40 +220,114 @@ static void command_refused(struct vm *vm, uint64_t ticket, int result)
 	answer_waiters(&ans);
 }
 
+/* The decision: the event through the table on a copy of the lifecycle fields (*s; *before the
+ * fields it started from), a command re-checked first. false: nothing to commit (a refused
+ * command was answered). */
+static bool decide(struct vm *vm, enum lc_event ev, uint64_t ticket, struct lc_vm *before,
+		   struct lc_vm *s, struct sv_effects *fx)
+{
+	bool is_cmd = ev <= LC_EV_RESTART;
+	int r;
+
+	/* cmd_pending stays set until the commit: no other command can be accepted against the
+	 * state this one is about to replace. */
+	pthread_mutex_lock(&vm->lock);
+	*s = vm->lc;
+	pthread_mutex_unlock(&vm->lock);
+	*before = *s;
+	if (is_cmd) {
+		/* The state may have moved since vm_command accepted (a crash): re-check. */
+		r = lifecycle_check(s, (enum vm_verb)ev);
+		if (r != 0) {
+			command_refused(vm, ticket, r > 0 ? 0 : r);
+			return false;
+		}
+	}
+	r = lifecycle_event(s, ev, &sv_lc_actions, fx);
+	if (r < 0) {
+		log_debug("%s: event %s ignored in state %s", vm->name, lc_event_to_string(ev),
+			  vm_state_to_string(s->state));
+		if (is_cmd)
+			command_refused(vm, ticket, -EBUSY);
+		return false;
+	}
+	return true;
+}
+
+/* Under vm->lock: publish the new lifecycle fields s (was old) and what follows from a state
+ * change (times, counters, health fields, change counters). */
+static void commit_locked(struct vm *vm, const struct lc_vm *s, enum vm_state old)
+{
+	vm->lc = *s;
+	if (s->state == old)
+		return;
+	clock_gettime(CLOCK_REALTIME, &vm->state_since);
+	vm->hs.vmm_since = vm->state_since;
+	if (s->state == VM_STATE_STARTING) {
+		vm->hs.image_phase[0] = '\0';
+		vm->hs.vmm_run = VMM_RUN_NOT_STARTED;
+	}
+	if (s->state == VM_STATE_RUNNING)
+		vm->boots++;
+	if (s->state == VM_STATE_FAILED)
+		vm->failures++;
+	if (s->state == VM_STATE_STOPPED)
+		vm->mx.stops++;
+	if (s->state == VM_STATE_STOPPED || s->state == VM_STATE_FAILED) {
+		vm->pid = 0;
+		vm->hs.vmm_run = VMM_RUN_GONE;
+		vm->hs.net_known = false;
+		vm_touch_locked(vm, VM_ATTR_PID);
+	}
+	vm_touch_locked(vm, VM_ATTR_STATE);
+	vm_touch_locked(vm, VM_ATTR_HEALTH);
+}
+
+/* The side effects the table asked for, with no lock held (state: the committed one, old: the
+ * one before). */
+static void run_effects(struct runtime *rt, struct vm *vm, const struct sv_effects *fx,
+			enum vm_state old, enum vm_state state)
+{
+	if (fx->kill)
+		do_kill(rt, vm,
+			old == VM_STATE_STARTING && state == VM_STATE_STARTING ? VM_STATE_STARTING
+									       : state);
+	if (fx->arm_deadline)
+		arm_deadline(rt, vm);
+	if (fx->launch) {
+		atomic_store(&vm->cancel, false);
+		atomic_store(&vm->img_cancel, false);
+		/* On the outside pool: an image pull may take minutes. */
+		if (rt_job_long(rt, vm, job_launch, NULL) < 0) {
+			log_error("%s: cannot queue the start job", vm->name);
+			vm_set_error(vm, "start: cannot queue the start job (shutting down?)");
+			(void)sv_post_event(rt, vm, LC_EV_LAUNCH_FAIL);
+		}
+	}
+	if (fx->request_stop && rt_job(rt, vm, job_request_stop, NULL) < 0)
+		do_kill(rt, vm, state);
+	if (fx->cleanup) {
+		disarm_deadline(rt, vm);
+		if (rt_job(rt, vm, job_cleanup, NULL) < 0)
+			log_error("%s: cannot queue the cleanup job", vm->name);
+	}
+}
+
+/* One event: decide on a copy, write the record, commit under vm->lock, notify, then the side
+ * effects and the answers of the finished commands. */
 static void dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64_t ticket)
 {
 	struct sv_effects fx = {};
 	struct sv_answers ans = {};
-	struct lc_vm s;
+	struct lc_vm before, s;
 	enum vm_state old;
 	bool is_cmd = ev <= LC_EV_RESTART, restarting;
 	sv_hook_fn hook;
-	int r;
 
-	/* cmd_pending stays set until the commit below: no other command can be accepted
-	 * against the state this one is about to replace. */
-	pthread_mutex_lock(&vm->lock);
-	s = vm->lc;
-	pthread_mutex_unlock(&vm->lock);
-	old = s.state;
-	restarting = s.restart;
-
-	if (is_cmd) {
-		/* The state may have moved since vm_command accepted (a crash): re-check. */
-		r = lifecycle_check(&s, (enum vm_verb)ev);
-		if (r != 0) {
-			command_refused(vm, ticket, r > 0 ? 0 : r);
-			return;
-		}
-	}
-	r = lifecycle_event(&s, ev, &sv_lc_actions, &fx);
-	if (r < 0) {
-		log_debug("%s: event %s ignored in state %s", vm->name, lc_event_to_string(ev),
-			  vm_state_to_string(s.state));
-		if (is_cmd)
-			command_refused(vm, ticket, -EBUSY);
+	if (!decide(vm, ev, ticket, &before, &s, &fx))
 		return;
-	}
+	old = before.state;
+	restarting = before.restart;
 	hook = atomic_load(&rt->sv_before_commit);
 	if (hook)
 		hook(rt, vm, ev);
@@ -330,31 +340,9 @@ static void dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64
 		atomic_store(&vm->img_cancel, true);
 	/* On disk before visible: a state a reader has seen survives a kill -9. */
 	if (s.state != old)
-		rt_record_save_as(rt, vm, s.state);
+		vm_record_save_as(vm, s.state);
 	pthread_mutex_lock(&vm->lock);
-	vm->lc = s;
-	if (s.state != old) {
-		clock_gettime(CLOCK_REALTIME, &vm->state_since);
-		vm->hs.vmm_since = vm->state_since;
-		if (s.state == VM_STATE_STARTING) {
-			vm->hs.image_phase[0] = '\0';
-			vm->hs.vmm_run = VMM_RUN_NOT_STARTED;
-		}
-		if (s.state == VM_STATE_RUNNING)
-			vm->boots++;
-		if (s.state == VM_STATE_FAILED)
-			vm->failures++;
-		if (s.state == VM_STATE_STOPPED)
-			vm->mx.stops++;
-		if (s.state == VM_STATE_STOPPED || s.state == VM_STATE_FAILED) {
-			vm->pid = 0;
-			vm->hs.vmm_run = VMM_RUN_GONE;
-			vm->hs.net_known = false;
-			vm_touch_locked(vm, VM_ATTR_PID);
-		}
-		vm_touch_locked(vm, VM_ATTR_STATE);
-		vm_touch_locked(vm, VM_ATTR_HEALTH);
-	}
+	commit_locked(vm, &s, old);
 	/* The finished commands leave with the state that ends them: a reader that sees
 	 * "stopped" can rmdir or set the image at once (no EBUSY from a pending waiter). */
 	for (unsigned i = 0; i < fx.n_done; i++)
@@ -365,38 +353,15 @@ static void dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64
 		pthread_cond_broadcast(&vm->cmd_cond);
 	}
 	pthread_mutex_unlock(&vm->lock);
-
 	if (s.state != old) {
-		rt_notify(rt, vm, VM_ATTR_STATE);
-		rt_notify(rt, vm, VM_ATTR_HEALTH);
+		vm_notify(vm, VM_ATTR_STATE);
+		vm_notify(vm, VM_ATTR_HEALTH);
 	}
-	if (fx.kill)
-		do_kill(rt, vm,
-			old == VM_STATE_STARTING && s.state == VM_STATE_STARTING ? VM_STATE_STARTING
-										 : s.state);
-	if (fx.arm_deadline)
-		arm_deadline(rt, vm);
-	if (fx.launch) {
-		atomic_store(&vm->cancel, false);
-		atomic_store(&vm->img_cancel, false);
-		/* On the outside pool: an image pull may take minutes. */
-		if (rt_job_long(rt, vm, job_launch, NULL) < 0) {
-			log_error("%s: cannot queue the start job", vm->name);
-			vm_set_error(vm, "start: cannot queue the start job (shutting down?)");
-			(void)sv_post_event(rt, vm, LC_EV_LAUNCH_FAIL);
-		}
-	}
-	if (fx.request_stop && rt_job(rt, vm, job_request_stop, NULL) < 0)
-		do_kill(rt, vm, s.state);
-	if (fx.cleanup) {
-		disarm_deadline(rt, vm);
-		if (rt_job(rt, vm, job_cleanup, NULL) < 0)
-			log_error("%s: cannot queue the cleanup job", vm->name);
-	}
+	run_effects(rt, vm, &fx, old, s.state);
 	answer_waiters(&ans);
 }
 
-void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
+static void sv_dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev)
 {
 	dispatch(rt, vm, ev, 0);
 }
@@ -458,13 +423,9 @@ static void drain_queue(struct runtime *rt)
 		pthread_mutex_unlock(&rt->q_lock);
 		if (!m)
 			return;
-		if (m->kind == SV_MSG_EVENT) {
-			if (m->ev == LC_EV_LAUNCH_OK)
-				(void)sv_watch_pidfd(rt, m->vm);
-			dispatch(rt, m->vm, m->ev, m->ticket);
-		} else {
-			m->fn(rt, m->vm, m->arg, m->result);
-		}
+		if (m->ev == LC_EV_LAUNCH_OK)
+			(void)sv_watch_pidfd(rt, m->vm);
+		dispatch(rt, m->vm, m->ev, m->ticket);
 		vm_unref(m->vm);
 		free(m);
 	}
@@ -536,7 +497,6 @@ static void *sv_main(void *arg)
 int sv_start(struct runtime *rt)
 {
 	struct epoll_event e = {.events = EPOLLIN, .data.ptr = NULL};
-	sigset_t all, old;
 	int r;
 
 	struct itimerspec its = {.it_value = {.tv_sec = SV_PROBE_MS / 1000},
@@ -549,11 +509,7 @@ int sv_start(struct runtime *rt)
 	if (rt->tick_fd < 0 || timerfd_settime(rt->tick_fd, 0, &its, NULL) < 0 ||
 	    epoll_ctl(rt->epfd, EPOLL_CTL_ADD, rt->tick_fd, &te) < 0)
 		return -errno;
-	/* Signals belong to the FUSE threads (STYLE 3.8): block them in ours. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	r = -pthread_create(&rt->sv_thread, NULL, sv_main, rt);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	r = thread_create_nosig(&rt->sv_thread, sv_main, rt);
 	if (r < 0)
 		return r;
 	rt->sv_running = true;

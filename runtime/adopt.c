@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Re-adoption at start, before any thread runs: every recorded VM is put back in the table; a
+ * running one's VMM is adopted (or, gone, the VM ends failed), a starting one is undone (failed),
+ * a stopping one finished (stopped), and whatever a stopped one left is cleaned. A record with a
+ * destroy mark is left to the reaper.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "internal.h"
+#include "log.h"
+
+/* Kill what is left of a recorded VMM (adopted or not) and remove its host resources. */
+static void adopt_cleanup(struct runtime *rt, struct vm *vm)
+{
+	/* The record does not say how far the network got: tear down whatever exists. A launch
+	 * the record announced may have left processes no handle names (intent). */
+	vm->net_set_up = !rt->cfg.no_network;
+	vm_host_teardown(rt, vm, &vm->h, HOST_TEARDOWN_STRAYS);
+	vmm_handle_init(&vm->h);
+}
+
+static bool destroy_marked(struct runtime *rt, const char *name)
+{
+	char path[4200];
+
+	snprintf(path, sizeof(path), "%s/vms/%s/" RT_DESTROY_MARK, rt->cfg.state_dir, name);
+	return access(path, F_OK) == 0;
+}
+
+/* A VM from its record (its VMM not adopted yet: no pidfd). */
+static struct vm *vm_from_record(struct runtime *rt, const char *name, const struct vm_record *rec)
+{
+	struct vm *vm = vm_new(rt, name);
+
+	if (!vm)
+		return NULL;
+	vm->image = rec->image[0] ? strdup(rec->image) : NULL;
+	memcpy(vm->image_digest, rec->image_digest, sizeof(vm->image_digest));
+	memcpy(vm->image_key, rec->image_key, sizeof(vm->image_key));
+	vm->ip = rec->ip;
+	vm->has_ip = rec->has_ip;
+	memcpy(vm->error, rec->error, sizeof(vm->error));
+	vm->h = rec->h;
+	vm->h.pidfd = -EBADF;
+	snprintf(vm->rootfs, sizeof(vm->rootfs), "%s", rec->rootfs);
+	return vm;
+}
+
+/* A VM recorded running: its VMM adopted (the only process of its jail from now on), or, gone,
+ * the VM ends failed. */
+static void adopt_running(struct runtime *rt, struct vm *vm)
+{
+	struct err err = {};
+
+	if (rt->ops->adopt(rt->ops_priv, vm->name, &vm->h, &err) >= 0) {
+		/* Exactly one VMM per jail: any other process of it goes. */
+		(void)rt_kill_strays(rt, vm->name, vm->h.pid, 2000);
+		vm->pid = vm->h.pid;
+		vm->hs.vmm_run = VMM_RUN_RUNNING;
+		vm->hs.net_known = true;
+		vm->hs.net_ok = true;
+		vm->net_set_up = !rt->cfg.no_network;
+		vm->img_held = true;
+		vm_agent_start(rt, vm);
+		log_info("%s: re-adopted VMM pid %d", vm->name, (int)vm->pid);
+		return;
+	}
+	vm_set_error(vm, "vmm: the VMM died while the daemon was down (%s); exit status unknown",
+		     err.msg);
+	adopt_cleanup(rt, vm);
+	vm->lc.state = VM_STATE_FAILED;
+}
+
+/* Settle a VM in its recorded state: at rest it stays (what is left is cleaned), running is
+ * adopted, a start is undone (failed), a stop finished (stopped). */
+static void adopt_settle(struct runtime *rt, struct vm *vm, const struct vm_record *rec)
+{
+	struct err err = {};
+
+	vm->lc.state = rec->state;
+	switch (rec->state) {
+	case VM_STATE_CREATED:
+	case VM_STATE_STOPPED:
+	case VM_STATE_FAILED:
+		if (rec->h.pid || rec->h.jail_dir[0])
+			adopt_cleanup(rt, vm);
+		break;
+	case VM_STATE_RUNNING:
+		adopt_running(rt, vm);
+		break;
+	case VM_STATE_STARTING:
+		/* Half-configured VMM: the safe direction is back to a clean slate. */
+		(void)rt->ops->adopt(rt->ops_priv, vm->name, &vm->h, &err);
+		adopt_cleanup(rt, vm);
+		vm_set_error(vm, "start: interrupted by a daemon restart");
+		vm->lc.state = VM_STATE_FAILED;
+		break;
+	case VM_STATE_STOPPING:
+	default:
+		/* A stop was asked: finish it. */
+		(void)rt->ops->adopt(rt->ops_priv, vm->name, &vm->h, &err);
+		adopt_cleanup(rt, vm);
+		vm->lc.state = VM_STATE_STOPPED;
+		break;
+	}
+}
+
+static int adopt_one(struct runtime *rt, const char *name)
+{
+	_cleanup_free_ struct vm_record *rec = calloc(1, sizeof(*rec));
+	struct err err = {};
+	struct vm *vm;
+	int r;
+
+	if (!rec)
+		return -ENOMEM;
+	r = record_read(rt->cfg.state_dir, name, rec, &err);
+	if (r == -ENOENT || (r >= 0 && destroy_marked(rt, name)))
+		return 0; /* a create before its record, or a destroy begun: the reaper finishes it
+			   */
+	if (r < 0) {
+		log_warning("%s: unreadable record (%s), ignoring", name, err.msg);
+		return 0;
+	}
+	vm = vm_from_record(rt, name, rec);
+	if (!vm)
+		return -ENOMEM;
+	pthread_mutex_lock(&rt->lock);
+	r = table_insert_locked(rt, vm, rec->index);
+	pthread_mutex_unlock(&rt->lock);
+	if (r < 0) {
+		log_error("%s: record index %u clashes, ignoring", name, rec->index);
+		vm_unref(vm);
+		return 0;
+	}
+	vm->live = true;
+	adopt_settle(rt, vm, rec);
+	if (vm->lc.state != rec->state)
+		vm_record_save(vm);
+	return 0;
+}
+
+int rt_adopt_all(struct runtime *rt, struct err *err)
+{
+	char dir[4200];
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int r;
+
+	snprintf(dir, sizeof(dir), "%s/vms", rt->cfg.state_dir);
+	d = opendir(dir);
+	if (!d)
+		return err_set(err, -errno, "%s: %s", dir, strerror(errno));
+	while ((de = readdir(d))) {
+		if (!vm_name_is_valid(de->d_name))
+			continue;
+		r = adopt_one(rt, de->d_name);
+		if (r < 0)
+			return err_set(err, r, "%s: re-adoption failed", de->d_name);
+	}
+	return 0;
+}

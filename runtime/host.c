@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What a VM holds on the host around its VMM, and the one way to let go of it: the guest agent
+ * client (vm_agent_start/stop) and vm_host_teardown, the kill -> wait -> backend cleanup -> strays
+ * -> network -> image hold sequence that every path ending a VMM runs (a failed launch, the
+ * cleanup after an exit, re-adoption at start, destroy).
+ */
+#include <errno.h>
+#include <poll.h>
+
+#include "internal.h"
+#include "log.h"
+
+static void on_agent_event(void *ud, struct agent *agent, enum agent_event ev)
+{
+	struct vm *vm = ud;
+	enum vm_attr attr = ev == AGENT_EVENT_OUTPUT ? VM_ATTR_LOG : VM_ATTR_HEALTH;
+
+	pthread_mutex_lock(&vm->lock);
+	vm_touch_locked(vm, attr);
+	pthread_mutex_unlock(&vm->lock);
+	vm_notify(vm, attr);
+}
+
+void vm_agent_start(struct runtime *rt, struct vm *vm)
+{
+	struct agent_config ac = {
+		.transport = agent_transport_for_vmm(rt->ops->name),
+		.socket_path = vm->h.agent_socket,
+		.vsock_port = AGENT_DEFAULT_VSOCK_PORT,
+		.heartbeat_ms = rt->cfg.heartbeat_ms,
+		.cb = on_agent_event,
+		.ud = vm,
+	};
+	struct agent *a = NULL;
+
+	if (!vm->h.agent_socket[0])
+		return;
+	if (agent_start(&ac, &a) < 0) {
+		log_warning("%s: cannot start the agent client", vm->name);
+		return;
+	}
+	pthread_mutex_lock(&vm->lock);
+	vm->agent = a;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_agent_stop(struct vm *vm)
+{
+	struct agent *a;
+
+	pthread_mutex_lock(&vm->lock);
+	a = vm->agent;
+	vm->agent = NULL;
+	pthread_mutex_unlock(&vm->lock);
+	/* Joins the agent thread, whose callback takes vm->lock: never under it. */
+	agent_free(a);
+}
+
+static void net_teardown(struct runtime *rt, struct vm *vm)
+{
+	struct err err = {};
+
+	if (!vm->net_set_up || !rt->net)
+		return;
+	pthread_mutex_lock(&rt->net_lock);
+	if (net_vm_teardown(rt->net, vm->name, &err) < 0)
+		log_warning("%s: network teardown: %s", vm->name, err.msg);
+	pthread_mutex_unlock(&rt->net_lock);
+	vm->net_set_up = false;
+}
+
+void vm_host_teardown(struct runtime *rt, struct vm *vm, struct vmm_handle *h, unsigned flags)
+{
+	struct vmm_exit ex;
+
+	vm_agent_stop(vm);
+	if (h->pidfd >= 0) {
+		struct pollfd pfd = {.fd = h->pidfd, .events = POLLIN};
+		(void)rt->ops->kill(rt->ops_priv, h);
+		(void)poll(&pfd, 1, 5000);
+		vmm_handle_reap(h, &ex);
+	}
+	rt->ops->cleanup(rt->ops_priv, vm->name, h);
+	if (flags & HOST_TEARDOWN_STRAYS)
+		(void)rt_kill_strays(rt, vm->name, 0, 2000);
+	if (vm->launching) {
+		pthread_mutex_lock(&vm->lock);
+		vm->launching = false;
+		pthread_mutex_unlock(&vm->lock);
+	}
+	net_teardown(rt, vm);
+	if (vm->img_held && rt->store) {
+		(void)img_release(rt->store, vm->name);
+		vm->img_held = false;
+	}
+	atomic_store(&vm->launch_pid, 0);
+}

@@ -1,0 +1,290 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The launch job, in named steps: the image (pull, unpack, hold), the network, the files the VMM
+ * is given (data disk, per-VM initramfs, command line), the backend's launch after the intent
+ * record, and the publication of the running VMM. Any failure undoes everything through
+ * vm_host_teardown and posts LC_EV_LAUNCH_FAIL; success posts LC_EV_LAUNCH_OK.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "guest-config.h"
+#include "internal.h"
+#include "log.h"
+
+static void on_progress(void *ud, const struct img_progress *p)
+{
+	struct vm *vm = ud;
+
+	pthread_mutex_lock(&vm->lock);
+	snprintf(vm->hs.image_phase, sizeof(vm->hs.image_phase), "%s", p->phase ? p->phase : "");
+	vm->hs.img_bytes_done = p->bytes_done;
+	vm->hs.img_bytes_total = p->bytes_total;
+	vm->hs.img_layers_done = p->layers_done;
+	vm->hs.img_layers_total = p->layers_total;
+	vm_touch_locked(vm, VM_ATTR_HEALTH);
+	pthread_mutex_unlock(&vm->lock);
+	vm_notify(vm, VM_ATTR_HEALTH);
+}
+
+int rt_prepare_image(struct runtime *rt, struct vm *vm, const char *ref, struct img_prepared *ret,
+		     struct err *err)
+{
+	if (!rt->store)
+		return err_set(err, -ENOTSUP, "no image store");
+	struct timespec t0, t1;
+	int r;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r = img_prepare(rt->store, ref, vm->name, on_progress, vm, &vm->img_cancel, ret, err);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	metrics_note_image(
+		vm, r, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	return r;
+}
+
+/* The per-VM initramfs: the project's base plus /mvmfs/vm.json for the guest agent. */
+static int write_guest_initrd(struct runtime *rt, struct vm *vm, const struct img_prepared *prep,
+			      const struct in6_addr *addr, const char *out, struct err *err)
+{
+	const struct runtime_config *c = &rt->cfg;
+	_cleanup_free_ char *img_cfg = NULL;
+	struct guest_config gc = {
+		.name = vm->name,
+		.addr = *addr,
+		.prefix_len = 64,
+		.transport = agent_transport_for_vmm(rt->ops->name),
+		.heartbeat_ms = c->heartbeat_ms,
+		.grace_ms = c->app_grace_ms,
+		.no_network = c->no_network,
+	};
+	int r;
+
+	if (prep->config[0]) {
+		r = read_file_bounded(prep->config, 1 << 20, &img_cfg, NULL);
+		if (r < 0)
+			return err_set(err, r, "image config %s: %s", prep->config, strerror(-r));
+	}
+	gc.image_config_json = img_cfg;
+	if (vm->net.tap_name[0]) {
+		gc.addr = vm->net.addr;
+		gc.prefix_len = vm->net.prefix_len;
+		gc.gateway = vm->net.gateway;
+		gc.mac = vm->net.mac;
+		gc.mtu = vm->net.mtu;
+	} else if (rt->net) {
+		unsigned len = 64;
+		struct in6_addr pfx;
+		pthread_mutex_lock(&rt->net_lock);
+		if (net_prefix(rt->net, &pfx, &len, &gc.gateway) >= 0)
+			gc.prefix_len = len;
+		pthread_mutex_unlock(&rt->net_lock);
+	}
+	return guest_config_write_initrd(&gc, c->initrd, out, err);
+}
+
+/* A launch in progress: the VM's settings read once at its start, what the image step gave, the
+ * files placed in the VM's directory. */
+struct launch {
+	struct runtime *rt;
+	struct vm *vm;
+	char *ref;
+	struct in6_addr addr;
+	bool has_ip;
+	struct img_prepared prep;
+	char run_dir[4200], data[4300], console[4300], initrd[4300], boot_args[256];
+	struct err err;
+};
+
+/* The image: pulled, unpacked and held for this VM; its digest and key published. */
+static int launch_image(struct launch *l)
+{
+	struct runtime *rt = l->rt;
+	struct vm *vm = l->vm;
+	int r;
+
+	if (!l->ref)
+		return err_set(&l->err, -EINVAL,
+			       "no image set (write a reference to 'image' first)");
+	atomic_store(&vm->pulling, true);
+	r = rt->prepare_image(rt, vm, l->ref, &l->prep, &l->err);
+	atomic_store(&vm->pulling, false);
+	if (r >= 0)
+		vm->img_held = true;
+	if (r >= 0 && atomic_load(&vm->img_cancel))
+		r = err_set(&l->err, -ECANCELED, "cancelled");
+	if (r < 0) {
+		err_prefix(&l->err, "image '%s': ", l->ref);
+		return r;
+	}
+	snprintf(vm->rootfs, sizeof(vm->rootfs), "%s", l->prep.rootfs);
+	pthread_mutex_lock(&vm->lock);
+	memcpy(vm->image_digest, l->prep.digest, sizeof(vm->image_digest));
+	memcpy(vm->image_key, l->prep.verified_key, sizeof(vm->image_key));
+	vm->hs.image_phase[0] = '\0';
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+/* The VM's namespace, tap and bridge port (none with no_network); the health's net check. */
+static int launch_network(struct launch *l)
+{
+	struct runtime *rt = l->rt;
+	const struct runtime_config *c = &rt->cfg;
+	struct vm *vm = l->vm;
+	int r;
+
+	memset(&vm->net, 0, sizeof(vm->net));
+	if (c->no_network)
+		return 0;
+	if (!l->has_ip || !rt->net)
+		return err_set(&l->err, -EIO, "no address assigned");
+	pthread_mutex_lock(&rt->net_lock);
+	vm->net_set_up = true;
+	r = net_vm_setup(rt->net, vm->name, &l->addr, c->uid_base + vm->index,
+			 (gid_t)(c->uid_base + vm->index), &vm->net, &l->err);
+	pthread_mutex_unlock(&rt->net_lock);
+	pthread_mutex_lock(&vm->lock);
+	vm->hs.net_known = true;
+	vm->hs.net_ok = r >= 0;
+	clock_gettime(CLOCK_REALTIME, &vm->hs.net_since);
+	pthread_mutex_unlock(&vm->lock);
+	if (r < 0)
+		err_prefix(&l->err, "network: ");
+	return r;
+}
+
+/* The files of the VM's directory the VMM is given: data disk (kept across starts), console log
+ * path, per-VM initramfs, kernel command line. */
+static int launch_files(struct launch *l)
+{
+	const struct runtime_config *c = &l->rt->cfg;
+	struct vm *vm = l->vm;
+	char ip[64] = "";
+	int r;
+
+	snprintf(l->data, sizeof(l->data), "%s/data.ext4", l->run_dir);
+	if (access(l->data, F_OK) < 0) {
+		r = img_make_data_disk(l->data, c->data_disk_bytes, &l->err);
+		if (r < 0)
+			return err_prefix(&l->err, "data disk: ");
+	}
+	snprintf(l->console, sizeof(l->console), "%s/console.log", l->run_dir);
+	if (c->initrd) {
+		snprintf(l->initrd, sizeof(l->initrd), "%s/initrd.img", l->run_dir);
+		r = write_guest_initrd(l->rt, vm, &l->prep, &l->addr, l->initrd, &l->err);
+		if (r < 0)
+			return err_prefix(&l->err, "guest config: ");
+	}
+	if (l->has_ip)
+		inet_ntop(AF_INET6, &l->addr, ip, sizeof(ip));
+	/* Guest settings as key=value words: they reach init's environment (the kernel hands
+	 * unknown key=value words of its command line to init). */
+	snprintf(l->boot_args, sizeof(l->boot_args), "vmname=%s%s%s", vm->name,
+		 ip[0] ? " ip6=" : "", ip);
+	return 0;
+}
+
+/* The backend's launch, after the strays of an earlier launch are gone and the intent is on
+ * disk. */
+static int launch_vmm(struct launch *l)
+{
+	struct runtime *rt = l->rt;
+	const struct runtime_config *c = &rt->cfg;
+	struct vm *vm = l->vm;
+	struct vmm_launch p = {
+		.name = vm->name,
+		.index = vm->index,
+		.uid = c->uid_base + vm->index,
+		.gid = (gid_t)(c->uid_base + vm->index),
+		.netns_path = vm->net.netns_path[0] ? vm->net.netns_path : NULL,
+		.tap_name = vm->net.tap_name[0] ? vm->net.tap_name : NULL,
+		.mac = vm->net.mac[0] ? vm->net.mac : NULL,
+		.kernel = c->kernel,
+		.initrd = c->initrd ? l->initrd : NULL,
+		.rootfs = l->prep.rootfs,
+		.data_disk = l->data,
+		.boot_args = l->boot_args,
+		.vcpus = c->vcpus,
+		.mem_mib = c->mem_mib,
+		.run_dir = l->run_dir,
+		.console_log = l->console,
+		.cancel = &vm->cancel,
+		.pid_out = &vm->launch_pid,
+	};
+	int r;
+
+	/* Never a second VMM in a jail whose VMM still runs: whatever is left of an earlier
+	 * launch of this VM (an orphan of a killed daemon) goes first. */
+	(void)rt_kill_strays(rt, vm->name, 0, 2000);
+	/* Intent first: the record says a launch is under way (and as which uid) before the
+	 * jailer or QEMU exists, so a daemon killed from here on leaves a record from which the
+	 * next one finds and reaps what was spawned. */
+	pthread_mutex_lock(&vm->lock);
+	vm->launching = true;
+	pthread_mutex_unlock(&vm->lock);
+	vm_record_save(vm);
+	r = rt->ops->launch(rt->ops_priv, &p, &vm->h, &l->err);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&vm->lock);
+	vm->launching = false;
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+/* The VMM runs: its agent client, its pid published. */
+static void launch_running(struct launch *l)
+{
+	struct vm *vm = l->vm;
+
+	vm_agent_start(l->rt, vm);
+	pthread_mutex_lock(&vm->lock);
+	vm->pid = vm->h.pid;
+	vm->hs.vmm_run = VMM_RUN_RUNNING;
+	vm_touch_locked(vm, VM_ATTR_PID);
+	pthread_mutex_unlock(&vm->lock);
+	vm_notify(vm, VM_ATTR_PID);
+}
+
+void job_launch(struct runtime *rt, struct vm *vm, void *arg)
+{
+	struct launch *l = calloc(1, sizeof(*l));
+	int r = -ENOMEM;
+
+	if (l) {
+		l->rt = rt;
+		l->vm = vm;
+		pthread_mutex_lock(&vm->lock);
+		l->ref = vm->image ? strdup(vm->image) : NULL;
+		l->addr = vm->ip;
+		l->has_ip = vm->has_ip;
+		pthread_mutex_unlock(&vm->lock);
+		snprintf(l->run_dir, sizeof(l->run_dir), "%s/vms/%s", rt->cfg.state_dir, vm->name);
+	}
+	vmm_handle_init(&vm->h);
+	if (l && (r = launch_image(l)) >= 0 && (r = launch_network(l)) >= 0 &&
+	    (r = launch_files(l)) >= 0 && (r = launch_vmm(l)) >= 0) {
+		launch_running(l);
+		(void)sv_post_event(rt, vm, LC_EV_LAUNCH_OK);
+	} else {
+		const char *msg = l ? l->err.msg : "";
+
+		log_info("%s: start failed: %s", vm->name, msg);
+		/* Kill (if alive), wait for the exit, and remove everything of the launch. */
+		vm_host_teardown(rt, vm, &vm->h, vm->launching ? HOST_TEARDOWN_STRAYS : 0);
+		if (atomic_load(&vm->cancel) || atomic_load(&vm->img_cancel))
+			vm_set_error(vm, "start: cancelled by stop or kill (%s)", msg);
+		else
+			vm_set_error(vm, "start: %s", msg[0] ? msg : strerror(-r));
+		(void)sv_post_event(rt, vm, LC_EV_LAUNCH_FAIL);
+	}
+	if (l)
+		free(l->ref);
+	free(l);
+}
