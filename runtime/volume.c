@@ -542,7 +542,8 @@ int volume_store_vms(struct volume_store *s, char ***ret)
 	pthread_mutex_unlock(&s->lock);
 	if (n < 0)
 		return n;
-	qsort(names, (size_t)n, sizeof(*names), cmp_str);
+	if (n > 0) /* qsort's base is declared nonnull: never NULL, or the NULL checks after go */
+		qsort(names, (size_t)n, sizeof(*names), cmp_str);
 	/* One allocation: the pointer array, then the strings. */
 	for (int i = 0; i < n; i++)
 		total += strlen(names[i]) + 1;

@@ -219,6 +219,13 @@ static void test_create_destroy(void)
 
 	setup();
 	s = store(64 * MIB);
+	{
+		char **vms = NULL;
+
+		ASSERT_EQ(volume_store_vms(s, &vms), 0);
+		ASSERT_TRUE(vms && vms[0] == NULL);
+		free(vms);
+	}
 	ASSERT_OK(volume_create(s, "web-1", "data", "/var/lib/data", 0, &err));
 	ASSERT_OK(volume_create(s, "web-1", "cache", NULL, 32 * MIB, &err));
 	ASSERT_OK(volume_get(s, "web-1", "data", &v, &err));
