@@ -17,7 +17,6 @@ struct daemon_options {
 	/* limits on what openers of the mount hold (struct fs_limits; 0 = the default) */
 	unsigned max_handles, root_handles, max_handles_per_uid;
 	uint64_t max_buffer_per_uid, max_buffer_others;
-	uint64_t volume_bytes; /* --volume-size: a new volume's size (16M..16T, default 1G) */
 	bool fuse_debug;
 	bool show_help, show_version;
 	/* storage for --insecure-registry (NULL-terminated, rt.insecure_registries points here) */

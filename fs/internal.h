@@ -18,7 +18,6 @@
 
 #include "fs.h"
 #include "runtime.h"
-#include "volume.h"
 
 /* Fixed inode numbers; dynamic ones (VM directories and their files) start at FS_INO_FIRST. */
 enum {

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A VM's volumes as fs/ sees them (the vm_volume_* part of volume.h): the volume store's
+ * A VM's volumes as fs/ sees them (the vm_volume_* part of runtime.h): the volume store's
  * operations on a VM object, allowed while the VM is created, stopped or failed with no
- * command in flight (EBUSY otherwise).
+ * command in flight (EBUSY otherwise). A change holds vm->vol_lock from its state check to its
+ * end; the launch takes the same lock before it reads the volumes.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -16,38 +17,9 @@
 #include "log.h"
 #include "volume.h"
 
-/* The store of each runtime's state dir, opened at first use (a runtime per state dir). */
-#define STORES_MAX 16
-static pthread_mutex_t stores_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct {
-	char *state_dir;
-	struct volume_store *s;
-} stores[STORES_MAX];
-
 static struct volume_store *store_of(struct vm *vm)
 {
-	const char *dir = vm->rt->cfg.state_dir;
-	struct volume_store *s = NULL;
-	struct err err = {};
-	size_t i;
-
-	pthread_mutex_lock(&stores_lock);
-	for (i = 0; i < STORES_MAX && stores[i].state_dir; i++)
-		if (strcmp(stores[i].state_dir, dir) == 0) {
-			s = stores[i].s;
-			break;
-		}
-	if (!s && i < STORES_MAX) {
-		if (volume_store_new(dir, 0, &s, &err) < 0) {
-			log_warning("volumes of %s: %s", dir, err.msg);
-			s = NULL;
-		} else if (!(stores[i].state_dir = strdup(dir))) {
-			s = volume_store_free(s);
-		} else
-			stores[i].s = s;
-	}
-	pthread_mutex_unlock(&stores_lock);
-	return s;
+	return vm->rt->volumes;
 }
 
 int vm_volumes_may_change(struct vm *vm)
@@ -82,11 +54,13 @@ static int may_change(struct vm *vm, struct volume_store **ret, struct err *err)
 int vm_volume_create(struct vm *vm, const char *vol, struct err *err)
 {
 	struct volume_store *s;
-	int r = may_change(vm, &s, err);
+	int r;
 
-	if (r < 0)
-		return r;
-	r = volume_create(s, vm->name, vol, NULL, 0, err);
+	pthread_mutex_lock(&vm->vol_lock);
+	r = may_change(vm, &s, err);
+	if (r >= 0)
+		r = volume_create(s, vm->name, vol, NULL, 0, err);
+	pthread_mutex_unlock(&vm->vol_lock);
 	/* What fs/ can tell the user: the reason is logged. */
 	if (r < 0 && r != -EINVAL && r != -EEXIST && r != -ENOSPC && r != -ENOMEM)
 		r = -EIO;
@@ -104,11 +78,15 @@ int vm_volume_destroy(struct vm *vm, const char *vol, struct err *err)
 	r = volume_get(s, vm->name, vol, &v, err);
 	if (r < 0)
 		return r == -ENOENT ? r : -EIO;
+	pthread_mutex_lock(&vm->vol_lock);
 	r = may_change(vm, &s, err);
-	if (r < 0)
-		return r;
-	r = volume_destroy(s, vm->name, vol, err);
-	return r < 0 && r != -ENOENT ? -EIO : r;
+	if (r >= 0) {
+		r = volume_destroy(s, vm->name, vol, err);
+		if (r < 0 && r != -ENOENT)
+			r = -EIO;
+	}
+	pthread_mutex_unlock(&vm->vol_lock);
+	return r;
 }
 
 int vm_volume_list(struct vm *vm, char ***ret)
@@ -176,7 +154,7 @@ int vm_volume_store(struct vm *vm, const char *vol, enum volume_attr attr, const
 {
 	struct volume_store *s;
 	const char *why = NULL;
-	uint64_t size;
+	uint64_t size = 0;
 	int r;
 
 	/* Bad values are EINVAL whatever the state. */
@@ -186,13 +164,13 @@ int vm_volume_store(struct vm *vm, const char *vol, enum volume_attr attr, const
 		return err_set(err, -EINVAL, "bad volume size '%s': %s", value, why);
 	if (attr != VOLUME_ATTR_PATH && attr != VOLUME_ATTR_SIZE)
 		return -EINVAL;
+	pthread_mutex_lock(&vm->vol_lock);
 	r = may_change(vm, &s, err);
-	if (r < 0)
-		return r;
-	if (attr == VOLUME_ATTR_PATH)
+	if (r >= 0 && attr == VOLUME_ATTR_PATH)
 		r = volume_set_path(s, vm->name, vol, value, err);
-	else
+	else if (r >= 0)
 		r = volume_set_size(s, vm->name, vol, size, err);
+	pthread_mutex_unlock(&vm->vol_lock);
 	if (r < 0 && r != -EINVAL && r != -ENOENT && r != -ENOSPC && r != -ENOMEM)
 		r = -EIO;
 	return r;

@@ -14,9 +14,7 @@
  * whatever a crash left half done. One store per state dir; every call is serialised by the
  * store's lock (the longest, mkfs or resize2fs of an empty filesystem, is bounded by 60 s).
  *
- * The second part (the vm_volume_* functions at the end) is what fs/ calls for
- * vms/NAME/volumes/: the same operations on a VM object, refused with -EBUSY unless the VM is
- * created, stopped or failed with no transition in flight.
+ * What fs/ calls for vms/NAME/volumes/ (the vm_volume_* functions) is in runtime.h.
  */
 #pragma once
 
@@ -25,6 +23,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "runtime.h" /* VOLUME_NAME_MAX, sizes, volume_name_is_valid, enum volume_attr */
 
 #define VOLUME_NAME_MAX 32		 /* 1..32 of [a-z0-9-] */
 #define VOLUME_PATH_MAX 1023		 /* bytes of a path inside the container */
@@ -36,8 +35,6 @@
 
 /* ---- pure rules (fuzzed) ---- */
 
-/* 1..VOLUME_NAME_MAX of [a-z0-9-]. */
-bool volume_name_is_valid(const char *name);
 /* An absolute, normalised path inside the container: starts with '/', not "/" itself, no empty,
  * "." or ".." component, no trailing '/', components of at most 255 bytes, at most
  * VOLUME_PATH_MAX bytes of printable ASCII, not /proc, /sys or /dev or below them (the agent's
@@ -113,37 +110,6 @@ int volume_mark_used(struct volume_store *s, const char *vm, const char *vol, st
 /* The disk file of a volume (whether or not it exists). -ENAMETOOLONG. */
 int volume_disk_path(const struct volume_store *s, const char *vm, const char *vol, char *buf,
 		     size_t size);
-
-/* ---- a VM's volumes, for fs/ (the runtime implements these on its VM objects) ---- */
-
-struct vm;
-
-enum volume_attr {
-	VOLUME_ATTR_PATH, /* rw: the path inside the container, "" until written */
-	VOLUME_ATTR_SIZE, /* rw: bytes */
-	_VOLUME_ATTR_MAX,
-};
-
-/* 0 when vm's volumes may change now (created, stopped or failed, no transition in flight),
- * -EBUSY otherwise, -ENOENT when the VM is gone. */
-int vm_volumes_may_change(struct vm *vm);
-/* mkdir volumes/VOL: -EINVAL name, -EEXIST, -EBUSY, -ENOSPC, -EIO. */
-int vm_volume_create(struct vm *vm, const char *vol, struct err *err);
-/* rmdir volumes/VOL: -ENOENT, -EBUSY. */
-int vm_volume_destroy(struct vm *vm, const char *vol, struct err *err);
-/* Volume names, sorted; *ret a NULL-terminated array in one allocation. Returns the count. */
-int vm_volume_list(struct vm *vm, char ***ret);
-bool vm_volume_exists(struct vm *vm, const char *vol);
-/* Render a volume file's value (newline-terminated) into a malloc'd buffer; -ENOENT. */
-int vm_volume_show(struct vm *vm, const char *vol, enum volume_attr attr, char **ret,
-		   size_t *ret_len);
-/* Write a volume file: -EINVAL (bad value, overlap, shrink), -EBUSY, -ENOSPC, -ENOENT. */
-int vm_volume_store(struct vm *vm, const char *vol, enum volume_attr attr, const char *value,
-		    struct err *err);
-/* The VM's disk-usage file: one line per disk, the writable layer first, then the volumes by
- * name: "writable: used BYTES free BYTES size BYTES" ("volume VOL: ..."), as the guest last
- * reported its statfs, or "writable: unknown size BYTES" before any report. */
-int vm_disk_usage_show(struct vm *vm, char **ret, size_t *ret_len);
 
 /* ---- at a start (the launch job) ---- */
 
