@@ -186,7 +186,7 @@ static pid_t registry_and_images(const char *guest)
 		   "'[ -e /scratch/mark ] || echo v$VERSION > /scratch/mark' "
 		   "'mkdir -p /tmp/www' "
 		   "'echo \"count=$n mark=$(cat /scratch/mark) seed=$(cat /data/seed) "
-		   "owner=$(stat -c %%u:%%g /data) extra=$(grep -c \\\" /extra \\\" /proc/mounts) "
+		   "owner=$(stat -c %%u:%%g /data) extra=$(grep -c -w extra /proc/mounts) "
 		   "version=$VERSION\" > /tmp/www/index.html' "
 		   "'httpd -f -p 8080 -h /tmp/www &' "
 		   "'while true; do sleep 1 & wait $!; done' > $R/srv/app.sh; "
