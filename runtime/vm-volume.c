@@ -62,7 +62,8 @@ int vm_volume_create(struct vm *vm, const char *vol, struct err *err)
 		r = volume_create(s, vm->name, vol, NULL, 0, err);
 	pthread_mutex_unlock(&vm->vol_lock);
 	/* What fs/ can tell the user: the reason is logged. */
-	if (r < 0 && r != -EINVAL && r != -EEXIST && r != -ENOSPC && r != -ENOMEM)
+	if (r < 0 && r != -EINVAL && r != -EEXIST && r != -ENOSPC && r != -ENOMEM && r != -EBUSY &&
+	    r != -ENOENT)
 		r = -EIO;
 	return r;
 }
@@ -171,7 +172,7 @@ int vm_volume_store(struct vm *vm, const char *vol, enum volume_attr attr, const
 	else if (r >= 0)
 		r = volume_set_size(s, vm->name, vol, size, err);
 	pthread_mutex_unlock(&vm->vol_lock);
-	if (r < 0 && r != -EINVAL && r != -ENOENT && r != -ENOSPC && r != -ENOMEM)
+	if (r < 0 && r != -EINVAL && r != -ENOENT && r != -ENOSPC && r != -ENOMEM && r != -EBUSY)
 		r = -EIO;
 	return r;
 }
