@@ -51,6 +51,7 @@
  * that fills its RAM meets its own OOM killer, never the host's for the VMM. */
 #define QEMU_MEM_OVERHEAD_MIB 512
 #define ARGV_MAX 224 /* 96 + 6 per volume (16) */
+#define ARGV_STRS 84 /* formatted arguments: 20 + 4 per volume */
 /* exit codes of the child before exec */
 #define QEMU_EXIT_CGROUP 120
 #define QEMU_EXIT_NETNS 121
@@ -477,7 +478,7 @@ static int build_argv(struct qemu_priv *qp, const struct vmm_launch *p, struct c
 	struct argv_build b = {.argv = cp->argv, .s = s};
 	int r;
 
-	if (nstr < 20)
+	if (nstr < 20 + 4 * cp->n_vols)
 		return -E2BIG;
 	r = argv_machine(&b, qp, p, cp);
 	if (r < 0)
@@ -736,7 +737,7 @@ static int open_child_fds(struct qemu_launch_ctx *lc, struct err *err)
  * execs QEMU), the pidfd, and the pid file the reaper trusts. */
 static int spawn_qemu(struct qemu_launch_ctx *lc, struct err *err)
 {
-	static char strs[20][VMM_PATH_MAX + 160]; /* guarded by launch_lock */
+	static char strs[ARGV_STRS][VMM_PATH_MAX + 160]; /* guarded by launch_lock */
 	static pthread_mutex_t launch_lock = PTHREAD_MUTEX_INITIALIZER;
 	char path[VMM_PATH_MAX + 64], txt[16];
 	pid_t pid;

@@ -15,6 +15,7 @@
 #include "agent.h"
 #include "internal.h"
 #include "log.h"
+#include "metrics.h"
 #include "volume.h"
 
 static struct volume_store *store_of(struct vm *vm)
@@ -177,50 +178,68 @@ int vm_volume_store(struct vm *vm, const char *vol, enum volume_attr attr, const
 	return r;
 }
 
-/* One disk-usage line: the guest's report of disk index d if there is one. */
-static void usage_line(FILE *f, const char *label, const struct agent_disk_usage *u, unsigned d,
-		       uint64_t size)
-{
-	for (unsigned i = 0; u && i < u->n; i++)
-		if (u->d[i].disk == d) {
-			fprintf(f, "%s: used %" PRIu64 " free %" PRIu64 " size %" PRIu64 "\n",
-				label, u->d[i].used, u->d[i].avail, u->d[i].size);
-			return;
-		}
-	fprintf(f, "%s: unknown size %" PRIu64 "\n", label, size);
-}
-
-int vm_disk_usage_show(struct vm *vm, char **ret, size_t *ret_len)
+size_t vm_disks_sample(struct vm *vm, struct metrics_disk *ret, size_t max)
 {
 	struct volume_store *s = store_of(vm);
 	_cleanup_free_ struct volume *vols = NULL;
 	struct agent_status st = {};
 	bool have = false;
 	struct err err = {};
-	char *out = NULL;
-	size_t len = 0;
-	FILE *f;
-	int n;
+	size_t n = 0;
+	int nv;
 
-	n = s ? volume_list(s, vm->name, &vols, &err) : 0;
-	if (n < 0)
-		n = 0;
-	/* The live agent's last report; the volumes are in vm.json in name order, as listed. */
+	nv = s ? volume_list(s, vm->name, &vols, &err) : 0;
+	if (nv < 0)
+		nv = 0;
+	/* The live agent's last report: disk 0 the writable layer, disk i the i-th volume of
+	 * vm.json, which lists them by name as volume_list does (no change while it runs). */
 	pthread_mutex_lock(&vm->lock);
 	if (vm->agent) {
 		agent_get_status(vm->agent, &st);
 		have = st.disks_at_ms != 0;
 	}
 	pthread_mutex_unlock(&vm->lock);
+	for (int i = -1; i < nv && n < max; i++) {
+		struct metrics_disk *d = &ret[n++];
+
+		*d = (struct metrics_disk){.size = i < 0 ? vm->rt->cfg.data_disk_bytes
+							 : vols[i].size};
+		if (i < 0)
+			snprintf(d->name, sizeof(d->name), "writable");
+		else
+			snprintf(d->name, sizeof(d->name), "volume/%s", vols[i].name);
+		for (unsigned k = 0; have && k < st.disks.n; k++)
+			if (st.disks.d[k].disk == (unsigned)(i + 1)) {
+				d->known = true;
+				d->size = st.disks.d[k].size;
+				d->used = st.disks.d[k].used;
+				d->avail = st.disks.d[k].avail;
+			}
+	}
+	return n;
+}
+
+int vm_disk_usage_show(struct vm *vm, char **ret, size_t *ret_len)
+{
+	struct metrics_disk disks[METRICS_DISKS_MAX];
+	size_t n = vm_disks_sample(vm, disks, METRICS_DISKS_MAX);
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f;
+
 	f = open_memstream(&out, &len);
 	if (!f)
 		return -ENOMEM;
-	usage_line(f, "writable", have ? &st.disks : NULL, 0, vm->rt->cfg.data_disk_bytes);
-	for (int i = 0; i < n; i++) {
-		char label[VOLUME_NAME_MAX + 8];
+	for (size_t i = 0; i < n; i++) {
+		const struct metrics_disk *d = &disks[i];
+		const char *name = strncmp(d->name, "volume/", 7) == 0 ? d->name + 7 : d->name;
 
-		snprintf(label, sizeof(label), "volume %s", vols[i].name);
-		usage_line(f, label, have ? &st.disks : NULL, (unsigned)i + 1, vols[i].size);
+		if (d->known)
+			fprintf(f, "%s%s: used %" PRIu64 " free %" PRIu64 " size %" PRIu64 "\n",
+				name == d->name ? "" : "volume ", name, d->used, d->avail, d->size);
+		else
+			fprintf(f, "%s%s: unknown size %" PRIu64 "\n",
+				name == d->name ? "" : "volume ", name, d->size);
 	}
 	if (fclose(f) != 0) {
 		free(out);

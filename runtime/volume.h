@@ -135,3 +135,9 @@ int volume_prepare_start(struct volume_store *s, const char *vm, const char *con
 			 struct err *err);
 /* The ext4 UUID of a volume's disk (its superblock). */
 int volume_disk_uuid(const char *disk, uint8_t uuid[16], struct err *err);
+
+/* The VM's disks for disk-usage and metrics (vm-volume.c): the writable layer, then the
+ * volumes by name, each with its size and, when the guest has reported them, used and avail
+ * bytes. Returns the count (at most max). */
+struct metrics_disk;
+size_t vm_disks_sample(struct vm *vm, struct metrics_disk *ret, size_t max);
