@@ -226,8 +226,10 @@ static void job_destroy(struct runtime *rt, struct vm *vm, void *arg)
 	}
 	/* The volumes and their data go with the VM (before its state dir: until that is gone,
 	 * an interrupted destroy is finished at the next start, volumes included). */
+	pthread_mutex_lock(&vm->vol_lock); /* after a change in flight, before none can start */
 	if (volume_destroy_all(rt->volumes, vm->name, &err) < 0)
 		log_warning("%s: removing its volumes: %s", vm->name, err.msg);
+	pthread_mutex_unlock(&vm->vol_lock);
 	pthread_mutex_lock(&vm->rec_lock); /* no record write may race the removal */
 	snprintf(dir, sizeof(dir), "%s/vms/%s", rt->cfg.state_dir, vm->name);
 	(void)rm_rf(dir);

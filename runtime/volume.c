@@ -299,9 +299,13 @@ int volume_create(struct volume_store *s, const char *vm, const char *vol, const
 		err_set(err, r, "cannot create %s: %s", dir, strerror(-r));
 		goto out;
 	}
+	/* mkfs without the lock (other VMs' calls go on; one VM's are serialised by the caller):
+	 * the disk and its config are complete before the rename makes the volume exist. */
+	pthread_mutex_unlock(&s->lock);
 	r = img_make_volume_disk(disk, size, err);
 	if (r >= 0)
 		r = save(s, vm, NEW_PREFIX, &v, err);
+	pthread_mutex_lock(&s->lock);
 	if (r >= 0 && rename(dir, final) < 0)
 		r = err_set(err, -errno, "cannot rename %s: %s", dir, strerror(errno));
 	if (r < 0) {
@@ -398,8 +402,10 @@ int volume_set_path(struct volume_store *s, const char *vm, const char *vol, con
 	return r < 0 ? r : 0;
 }
 
-/* Grow v's disk to v->size with v recorded "growing" first; with the lock held. */
-static int grow_locked(struct volume_store *s, const char *vm, struct volume *v, struct err *err)
+/* Grow v's disk to v->size with v recorded "growing" first; with the lock held, which
+ * resize2fs runs without (unlocked: false at the start, before the daemon's threads run). */
+static int grow_locked(struct volume_store *s, const char *vm, struct volume *v, bool unlock,
+		       struct err *err)
 {
 	char disk[4096];
 	int r;
@@ -411,7 +417,11 @@ static int grow_locked(struct volume_store *s, const char *vm, struct volume *v,
 	r = save(s, vm, NULL, v, err);
 	if (r < 0)
 		return r;
+	if (unlock)
+		pthread_mutex_unlock(&s->lock);
 	r = img_grow_disk(disk, v->size, err);
+	if (unlock)
+		pthread_mutex_lock(&s->lock);
 	if (r < 0)
 		return r; /* recorded growing: the next start or recovery tries again */
 	v->growing = false;
@@ -441,7 +451,7 @@ int volume_set_size(struct volume_store *s, const char *vm, const char *vol, uin
 		uint64_t old = v.size;
 
 		v.size = MAX(size, v.size);
-		r = grow_locked(s, vm, &v, err);
+		r = grow_locked(s, vm, &v, true, err);
 		if (r < 0 && v.growing) {
 			/* Refused before the disk changed (no room, say): the volume stays as it
 			 * was. Once the file grew, "growing" stays for the recovery to finish. */
@@ -613,7 +623,7 @@ static int recover_vm(struct volume_store *s, const char *vm)
 			log_notice("volume '%s' of '%s': finishing an interrupted grow to %" PRIu64
 				   " bytes",
 				   e, vm, v.size);
-			if (grow_locked(s, vm, &v, &err) < 0)
+			if (grow_locked(s, vm, &v, false, &err) < 0)
 				log_warning("volume '%s' of '%s': %s", e, vm, err.msg);
 			fixed++;
 		}

@@ -11,8 +11,9 @@
  * A volume is built in STATE_DIR/volumes/VM/.new-VOL and renamed into place once its disk and
  * config are complete; a destroy renames it to .del-VOL before removing it; a grow records
  * "growing" before it truncates and runs resize2fs. volume_store_recover() finishes or removes
- * whatever a crash left half done. One store per state dir; every call is serialised by the
- * store's lock (the longest, mkfs or resize2fs of an empty filesystem, is bounded by 60 s).
+ * whatever a crash left half done. One store per state dir; its lock serialises the calls, but
+ * is not held across mkfs or resize2fs (bounded by 60 s each), so the calls for one VM must be
+ * serialised by the caller (the runtime holds that VM's vol_lock).
  *
  * What fs/ calls for vms/NAME/volumes/ (the vm_volume_* functions) is in runtime.h.
  */
