@@ -1173,18 +1173,10 @@ static void test_stop_on_exit(void)
 #ifdef RT_REGISTRY_SUITE
 /* The fake-only cases are built but not run in this binary. */
 _unused_ static void (*const fake_cases[])(void) = {
-	test_lifecycle,
-	test_volumes,
-	test_concurrent_commands,
-	test_stop_on_exit,
-	test_agent,
-	test_daemon_killed_mid_start,
-	test_reap_leftovers,
-	test_network,
-	test_ignore_ctrl_alt_del,
-	test_crash,
-	test_refused,
-	test_readopt,
+	test_lifecycle,	     test_volumes, test_concurrent_commands,
+	test_stop_on_exit,   test_agent,   test_daemon_killed_mid_start,
+	test_reap_leftovers, test_network, test_ignore_ctrl_alt_del,
+	test_crash,	     test_refused, test_readopt,
 };
 static char fx_dir[128];
 
