@@ -16,11 +16,12 @@ static const char *const type_names[_AGENT_MSG_MAX] = {
 	[AGENT_MSG_NET_CONFIGURED] = "net-configured",
 	[AGENT_MSG_STOP] = "stop",
 	[AGENT_MSG_SHUTDOWN] = "shutdown",
+	[AGENT_MSG_DISK_USAGE] = "disk-usage",
 };
 
 const char *agent_msg_type_to_string(int type)
 {
-	if (type <= 0 || type >= _AGENT_MSG_MAX)
+	if (type <= 0 || type >= _AGENT_MSG_MAX || !type_names[type])
 		return "unknown";
 	return type_names[type];
 }
@@ -173,6 +174,20 @@ static int encode_payload(const struct agent_msg *m, uint8_t *p)
 			return n;
 		memcpy(p, m->reason, (size_t)n);
 		return n;
+	case AGENT_MSG_DISK_USAGE:
+		if (m->disks.n > AGENT_DISKS_MAX)
+			return -EINVAL;
+		p[0] = m->disks.n;
+		for (unsigned i = 0; i < m->disks.n; i++) {
+			const struct agent_disk *d = &m->disks.d[i];
+			uint8_t *q = p + 1 + 25 * i;
+
+			q[0] = d->disk;
+			put_u64(q + 1, d->size);
+			put_u64(q + 9, d->used);
+			put_u64(q + 17, d->avail);
+		}
+		return 1 + 25 * m->disks.n;
 	default:
 		return -EINVAL;
 	}
@@ -274,6 +289,23 @@ int agent_msg_decode(uint8_t type, const uint8_t *p, size_t len, struct agent_ms
 	case AGENT_MSG_SHUTDOWN:
 		if (decode_text(p, len, m.reason, sizeof(m.reason)) < 0)
 			return -EBADMSG;
+		break;
+	case AGENT_MSG_DISK_USAGE:
+		if (len < 1 || p[0] > AGENT_DISKS_MAX || len != 1 + 25 * (size_t)p[0])
+			return -EBADMSG;
+		m.disks.n = p[0];
+		for (unsigned i = 0; i < m.disks.n; i++) {
+			struct agent_disk *d = &m.disks.d[i];
+			const uint8_t *q = p + 1 + 25 * i;
+
+			d->disk = q[0];
+			d->size = get_u64(q + 1);
+			d->used = get_u64(q + 9);
+			d->avail = get_u64(q + 17);
+			if (d->disk >= AGENT_DISKS_MAX || (i && d->disk <= m.disks.d[i - 1].disk) ||
+			    d->used > d->size || d->avail > d->size)
+				return -EBADMSG;
+		}
 		break;
 	default:
 		return -EPROTONOSUPPORT;

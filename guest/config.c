@@ -109,6 +109,77 @@ static int get_addr(json_t *o, const char *key, struct in6_addr *ret, bool *have
 	return 0;
 }
 
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* An absolute path without empty, "." or ".." components, printable ASCII, not "/". */
+static bool volume_path_ok(const char *p)
+{
+	size_t n = strlen(p);
+
+	if (p[0] != '/' || n < 2 || n >= sizeof(((struct guest_volume *)0)->path) ||
+	    p[n - 1] == '/')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if ((unsigned char)p[i] < 0x20 || (unsigned char)p[i] > 0x7e)
+			return false;
+		if (p[i] != '/')
+			continue;
+		if (p[i + 1] == '/' ||
+		    (p[i + 1] == '.' &&
+		     (p[i + 2] == '/' || p[i + 2] == '\0' ||
+		      (p[i + 2] == '.' && (p[i + 3] == '/' || p[i + 3] == '\0')))))
+			return false;
+	}
+	return true;
+}
+
+/* "volumes": [{"uuid": "<32 lowercase hex>", "path": "/abs", "fresh": bool}, ...] */
+static int get_volumes(json_t *arr, struct guest_vm *vm)
+{
+	json_t *v;
+	size_t i;
+
+	if (!arr || json_is_null(arr))
+		return 0;
+	if (!json_is_array(arr) || json_array_size(arr) > GUEST_VOLUMES_MAX)
+		return -EINVAL;
+	json_array_foreach (arr, i, v) {
+		struct guest_volume *g = &vm->volumes[i];
+		json_t *uuid = json_object_get(v, "uuid"), *path = json_object_get(v, "path"),
+		       *fresh = json_object_get(v, "fresh");
+		const char *u;
+
+		if (!json_is_object(v) || json_object_size(v) != 3 || !json_is_string(uuid) ||
+		    !json_is_string(path) || !json_is_boolean(fresh) ||
+		    json_string_length(uuid) != 32 ||
+		    strlen(json_string_value(path)) != json_string_length(path) ||
+		    !volume_path_ok(json_string_value(path)))
+			return -EINVAL;
+		u = json_string_value(uuid);
+		for (int k = 0; k < 16; k++) {
+			int hi = hexval(u[2 * k]), lo = hexval(u[2 * k + 1]);
+
+			if (hi < 0 || lo < 0)
+				return -EINVAL;
+			g->uuid[k] = (uint8_t)(hi << 4 | lo);
+		}
+		for (size_t k = 0; k < i; k++)
+			if (memcmp(vm->volumes[k].uuid, g->uuid, 16) == 0)
+				return -EINVAL;
+		snprintf(g->path, sizeof(g->path), "%s", json_string_value(path));
+		g->fresh = json_is_true(fresh);
+		vm->n_volumes++;
+	}
+	return 0;
+}
+
 int guest_vm_parse(const char *json, size_t len, struct guest_vm *vm, char *errbuf, size_t errsz)
 {
 	json_error_t jerr;
@@ -152,6 +223,10 @@ int guest_vm_parse(const char *json, size_t len, struct guest_vm *vm, char *errb
 	free(s);
 	s = NULL;
 	vm->no_network = json_is_true(json_object_get(root, "no_network"));
+	if (get_volumes(json_object_get(root, "volumes"), vm) < 0) {
+		fail(errbuf, errsz, "vm.json: bad volumes");
+		goto out;
+	}
 
 	img = json_object_get(root, "image");
 	if (img && !json_is_null(img)) {

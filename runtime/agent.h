@@ -97,6 +97,9 @@ struct agent_status {
 	uint64_t app_started_at_ms; /* monotonic time of APP_STARTED */
 	uint64_t frames_bad;	    /* decoder resync statistics */
 	uint64_t bytes_skipped;
+	/* The last DISK_USAGE: disk 0 the writable layer, disk i the i-th volume of vm.json. */
+	struct agent_disk_usage disks;
+	uint64_t disks_at_ms; /* 0: none yet */
 };
 
 /* Start the client thread. -EINVAL for a bad config, -ENOMEM, or a pthread error. */

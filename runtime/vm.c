@@ -31,6 +31,7 @@ struct vm *vm_new(struct runtime *rt, const char *name)
 	snprintf(vm->name, sizeof(vm->name), "%s", name);
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_mutex_init(&vm->rec_lock, NULL);
+	pthread_mutex_init(&vm->vol_lock, NULL);
 	atomic_init(&vm->launch_pid, 0);
 	atomic_init(&vm->probing, false);
 	vm->lc.state = VM_STATE_CREATED;
@@ -57,6 +58,7 @@ struct vm *vm_unref(struct vm *vm)
 	safe_close(vm->deadline_fd);
 	pthread_mutex_destroy(&vm->lock);
 	pthread_mutex_destroy(&vm->rec_lock);
+	pthread_mutex_destroy(&vm->vol_lock);
 	pthread_cond_destroy(&vm->cmd_cond);
 	free(vm->image);
 	free(vm);
