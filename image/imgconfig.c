@@ -173,23 +173,11 @@ void img_config_done(struct img_config *c)
 	*c = (struct img_config){0};
 }
 
-int img_config_parse(const char *data, size_t len, struct img_config *ret, struct err *err)
+/* rootfs: {"type": "layers", "diff_ids": [...]}; the diff_ids array into *ret_ids. */
+static int check_rootfs(json_t *root, json_t **ret_ids, struct err *err)
 {
-	json_auto_t *root = NULL, *guest = NULL;
-	json_t *cfg, *rootfs, *ids, *v;
-	json_error_t jerr;
-	struct img_config c = {0};
-	size_t i;
-	int r;
+	json_t *rootfs = json_object_get(root, "rootfs"), *v, *ids;
 
-	root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root)
-		return err_set(err, -EBADMSG, "image config: invalid JSON at line %d: %s",
-			       jerr.line, jerr.text);
-	if (!json_is_object(root))
-		return err_set(err, -EBADMSG, "image config: not a JSON object");
-
-	rootfs = json_object_get(root, "rootfs");
 	if (!json_is_object(rootfs))
 		return err_set(err, -EBADMSG, "image config: no rootfs object");
 	v = json_object_get(rootfs, "type");
@@ -200,58 +188,86 @@ int img_config_parse(const char *data, size_t len, struct img_config *ret, struc
 		return err_set(err, -EBADMSG, "image config: rootfs.diff_ids is not an array");
 	if (json_array_size(ids) > CONFIG_MAX_LAYERS)
 		return err_set(err, -EBADMSG, "image config: too many layers");
+	*ret_ids = ids;
+	return 0;
+}
 
-	guest = json_object();
-	if (!guest)
-		return -ENOMEM;
-	cfg = json_object_get(root, "config");
+/* What the guest needs of "config" (absent or null: an empty one) into guest, volumes into c. */
+static int copy_run_config(json_t *root, json_t *guest, struct img_config *c, struct err *err)
+{
+	json_auto_t *empty = json_object();
+	json_t *cfg = json_object_get(root, "config");
+	json_t *src;
+	int r;
+
 	if (cfg && !json_is_null(cfg) && !json_is_object(cfg))
 		return err_set(err, -EBADMSG, "image config: config is not an object");
-	if (!json_is_object(cfg))
-		cfg = NULL;
-	{
-		json_auto_t *empty = json_object();
-		json_t *src = cfg ? cfg : empty;
+	if (!empty)
+		return -ENOMEM;
+	src = json_is_object(cfg) ? cfg : empty;
+	r = copy_strings(src, "Entrypoint", "entrypoint", guest, err);
+	if (r >= 0)
+		r = copy_strings(src, "Cmd", "cmd", guest, err);
+	if (r >= 0)
+		r = copy_strings(src, "Env", "env", guest, err);
+	if (r >= 0)
+		r = copy_string(src, "WorkingDir", "workdir", guest, err);
+	if (r >= 0)
+		r = copy_string(src, "User", "user", guest, err);
+	if (r >= 0)
+		r = copy_volumes(src, guest, c, err);
+	return r;
+}
 
-		if (!empty)
-			return -ENOMEM;
-		r = copy_strings(src, "Entrypoint", "entrypoint", guest, err);
-		if (r >= 0)
-			r = copy_strings(src, "Cmd", "cmd", guest, err);
-		if (r >= 0)
-			r = copy_strings(src, "Env", "env", guest, err);
-		if (r >= 0)
-			r = copy_string(src, "WorkingDir", "workdir", guest, err);
-		if (r >= 0)
-			r = copy_string(src, "User", "user", guest, err);
-		if (r >= 0)
-			r = copy_volumes(src, guest, &c, err);
-		if (r < 0) {
-			img_config_done(&c);
-			return r == -ENOMEM ? err_set(err, r, "image config: out of memory") : r;
-		}
-	}
+static int copy_diff_ids(json_t *ids, struct img_config *c, struct err *err)
+{
+	json_t *v;
+	size_t i;
 
-	c.diff_ids = calloc(json_array_size(ids) + 1, sizeof(char *));
-	if (!c.diff_ids)
-		return err_set(err, -ENOMEM, "image config: out of memory");
+	c->diff_ids = calloc(json_array_size(ids) + 1, sizeof(char *));
+	if (!c->diff_ids)
+		return -ENOMEM;
 	json_array_foreach (ids, i, v) {
-		if (!json_is_string(v) || !digest_ok(json_string_value(v))) {
-			img_config_done(&c);
+		if (!json_is_string(v) || !digest_ok(json_string_value(v)))
 			return err_set(err, -EBADMSG,
 				       "image config: diff_ids[%zu] is not a sha256 digest", i);
-		}
-		c.diff_ids[i] = strdup(json_string_value(v));
-		if (!c.diff_ids[i]) {
-			img_config_done(&c);
-			return err_set(err, -ENOMEM, "image config: out of memory");
-		}
-		c.n_diff_ids++;
+		c->diff_ids[i] = strdup(json_string_value(v));
+		if (!c->diff_ids[i])
+			return -ENOMEM;
+		c->n_diff_ids++;
 	}
-	c.guest_json = json_dumps(guest, JSON_COMPACT | JSON_ENSURE_ASCII);
-	if (!c.guest_json) {
+	return 0;
+}
+
+int img_config_parse(const char *data, size_t len, struct img_config *ret, struct err *err)
+{
+	json_auto_t *root = NULL, *guest = NULL;
+	json_t *ids = NULL;
+	json_error_t jerr;
+	struct img_config c = {0};
+	int r;
+
+	root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		return err_set(err, -EBADMSG, "image config: invalid JSON at line %d: %s",
+			       jerr.line, jerr.text);
+	if (!json_is_object(root))
+		return err_set(err, -EBADMSG, "image config: not a JSON object");
+	r = check_rootfs(root, &ids, err);
+	if (r < 0)
+		return r;
+	guest = json_object();
+	r = guest ? copy_run_config(root, guest, &c, err) : -ENOMEM;
+	if (r >= 0)
+		r = copy_diff_ids(ids, &c, err);
+	if (r >= 0) {
+		c.guest_json = json_dumps(guest, JSON_COMPACT | JSON_ENSURE_ASCII);
+		if (!c.guest_json)
+			r = -ENOMEM;
+	}
+	if (r < 0) {
 		img_config_done(&c);
-		return err_set(err, -ENOMEM, "image config: out of memory");
+		return r == -ENOMEM ? err_set(err, r, "image config: out of memory") : r;
 	}
 	*ret = c;
 	return 0;
