@@ -238,14 +238,11 @@ static int check_overlap(const struct volume *vols, int n, const char *self, con
 	return 0;
 }
 
-int volume_create(struct volume_store *s, const char *vm, const char *vol, const char *path,
-		  uint64_t size, struct err *err)
+/* The new volume's record from the caller's values (size 0: the store's default). */
+static int new_volume(const struct volume_store *s, const char *vol, const char *path,
+		      uint64_t size, struct volume *v, struct err *err)
 {
-	_cleanup_free_ struct volume *vols = NULL;
-	struct volume v = {.fresh = true};
-	char dir[4096], final[4096], disk[4096];
 	const char *why = NULL;
-	int n, r;
 
 	if (!volume_name_is_valid(vol))
 		return err_set(err, -EINVAL, "bad volume name '%s' (1-32 of a-z, 0-9, '-')", vol);
@@ -259,39 +256,54 @@ int volume_create(struct volume_store *s, const char *vm, const char *vol, const
 			return err_set(err, -EINVAL, "bad volume size %s: %s", buf, why);
 	} else
 		size = s->default_size;
-	snprintf(v.name, sizeof(v.name), "%s", vol);
-	snprintf(v.path, sizeof(v.path), "%s", path ? path : "");
-	v.size = size;
+	*v = (struct volume){.fresh = true, .size = size};
+	snprintf(v->name, sizeof(v->name), "%s", vol);
+	snprintf(v->path, sizeof(v->path), "%s", path ? path : "");
+	return 0;
+}
 
+/* May v join vm's volumes: a new name, room for one more, a path overlapping none. Locked. */
+static int check_new_locked(struct volume_store *s, const char *vm, const struct volume *v,
+			    struct err *err)
+{
+	_cleanup_free_ struct volume *vols = NULL;
+	int n = list_locked(s, vm, &vols, err);
+
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n; i++)
+		if (strcmp(vols[i].name, v->name) == 0)
+			return err_set(err, -EEXIST, "volume '%s' exists", v->name);
+	if (n >= VOLUME_MAX_PER_VM)
+		return err_set(err, -ENOSPC, "VM '%s' has %d volumes, the most it may have", vm,
+			       VOLUME_MAX_PER_VM);
+	return v->path[0] ? check_overlap(vols, n, NULL, v->path, err) : 0;
+}
+
+int volume_create(struct volume_store *s, const char *vm, const char *vol, const char *path,
+		  uint64_t size, struct err *err)
+{
+	struct volume v;
+	char dir[4096], final[4096], disk[4096], vmdir[4096];
+	int r;
+
+	r = new_volume(s, vol, path, size, &v, err);
+	if (r < 0)
+		return r;
 	r = vpath(s, dir, sizeof(dir), vm, NEW_PREFIX, vol, NULL);
 	if (r >= 0)
 		r = vpath(s, final, sizeof(final), vm, NULL, vol, NULL);
 	if (r >= 0)
 		r = vpath(s, disk, sizeof(disk), vm, NEW_PREFIX, vol, DISK_NAME);
+	if (r >= 0)
+		r = vpath(s, vmdir, sizeof(vmdir), vm, NULL, NULL, NULL);
 	if (r < 0)
 		return err_set(err, r, "volume path too long");
 
 	pthread_mutex_lock(&s->lock);
-	n = list_locked(s, vm, &vols, err);
-	if (n < 0) {
-		r = n;
+	r = check_new_locked(s, vm, &v, err);
+	if (r < 0)
 		goto out;
-	}
-	for (int i = 0; i < n; i++)
-		if (strcmp(vols[i].name, vol) == 0) {
-			r = err_set(err, -EEXIST, "volume '%s' exists", vol);
-			goto out;
-		}
-	if (n >= VOLUME_MAX_PER_VM) {
-		r = err_set(err, -ENOSPC, "VM '%s' has %d volumes, the most it may have", vm,
-			    VOLUME_MAX_PER_VM);
-		goto out;
-	}
-	if (v.path[0]) {
-		r = check_overlap(vols, n, NULL, v.path, err);
-		if (r < 0)
-			goto out;
-	}
 	/* A leftover of a crashed create of the same name goes first. */
 	(void)rm_rf(dir);
 	r = mkdir_p(dir, 0700);
@@ -302,22 +314,16 @@ int volume_create(struct volume_store *s, const char *vm, const char *vol, const
 	/* mkfs without the lock (other VMs' calls go on; one VM's are serialised by the caller):
 	 * the disk and its config are complete before the rename makes the volume exist. */
 	pthread_mutex_unlock(&s->lock);
-	r = img_make_volume_disk(disk, size, err);
+	r = img_make_volume_disk(disk, v.size, err);
 	if (r >= 0)
 		r = save(s, vm, NEW_PREFIX, &v, err);
 	pthread_mutex_lock(&s->lock);
 	if (r >= 0 && rename(dir, final) < 0)
 		r = err_set(err, -errno, "cannot rename %s: %s", dir, strerror(errno));
-	if (r < 0) {
+	if (r < 0)
 		(void)rm_rf(dir);
-		goto out;
-	}
-	{
-		char vmdir[4096];
-
-		if (vpath(s, vmdir, sizeof(vmdir), vm, NULL, NULL, NULL) >= 0)
-			(void)fsync_dir(vmdir);
-	}
+	else
+		(void)fsync_dir(vmdir);
 out:
 	pthread_mutex_unlock(&s->lock);
 	return r;
