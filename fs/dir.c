@@ -74,7 +74,32 @@ void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct node_info *ni, str
 	st->st_atim = st->st_mtim = st->st_ctim = fs->start_time;
 }
 
-/* Fill e for a child and take its lookup reference. */
+/* A child of the mount's root: vms/ (once ready) or a root file; inodes of the root's are fixed. */
+static int lookup_in_root(struct fs *fs, const char *name, struct node_info *child, fuse_ino_t *ino,
+			  struct fuse_entry_param *e)
+{
+	int i;
+
+	if (strcmp(name, "vms") == 0) {
+		if (!atomic_load(&fs->ready))
+			return -ENOENT;
+		*ino = FS_INO_VMS;
+		child->kind = NODE_VMS;
+		/* Not cached: after a crash the kernel would otherwise keep showing vms/ of the
+		 * dead mount, and "vms/ exists" is how users and scripts see readiness. */
+		e->entry_timeout = FS_TIMEOUT_NONE;
+		return 0;
+	}
+	i = fs_attr_find(fs_root_attrs, fs_root_attrs_count, name);
+	if (i < 0)
+		return -ENOENT;
+	*ino = FS_INO_VERSION + (fuse_ino_t)i;
+	child->kind = NODE_ROOT_ATTR;
+	child->attr = &fs_root_attrs[i];
+	return 0;
+}
+
+/* Fill e for a child and take its lookup reference. One case per kind of directory. */
 static int lookup_child(struct fs *fs, const struct node_info *parent, fuse_ino_t parent_ino,
 			const char *name, struct fuse_entry_param *e)
 {
@@ -87,23 +112,9 @@ static int lookup_child(struct fs *fs, const struct node_info *parent, fuse_ino_
 				       .entry_timeout = FS_TIMEOUT_STATIC};
 	switch (parent->kind) {
 	case NODE_ROOT:
-		if (strcmp(name, "vms") == 0) {
-			if (!atomic_load(&fs->ready))
-				return -ENOENT;
-			ino = FS_INO_VMS;
-			child.kind = NODE_VMS;
-			/* Not cached: after a crash the kernel would otherwise keep showing vms/ of
-			 * the dead mount, and "vms/ exists" is how users and scripts see readiness.
-			 */
-			e->entry_timeout = FS_TIMEOUT_NONE;
-			break;
-		}
-		i = fs_attr_find(fs_root_attrs, fs_root_attrs_count, name);
-		if (i < 0)
-			return -ENOENT;
-		ino = FS_INO_VERSION + (fuse_ino_t)i;
-		child.kind = NODE_ROOT_ATTR;
-		child.attr = &fs_root_attrs[i];
+		r = lookup_in_root(fs, name, &child, &ino, e);
+		if (r < 0)
+			return r;
 		break;
 	case NODE_VMS: {
 		struct vm *vm = runtime_vm_get(fs->rt, name);
