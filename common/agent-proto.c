@@ -20,6 +20,10 @@ static const char *const type_names[_AGENT_MSG_MAX] = {
 	[AGENT_MSG_CLOCK_SET] = "clock-set",
 	[AGENT_MSG_BOOT_ID] = "boot-id",
 	[AGENT_MSG_DISK_USAGE] = "disk-usage",
+	[AGENT_MSG_IDENTITY_WAIT] = "identity-wait",
+	[AGENT_MSG_IDENTITY] = "identity",
+	[AGENT_MSG_IDENTITY_END] = "identity-end",
+	[AGENT_MSG_IDENTITY_ACK] = "identity-ack",
 };
 
 const char *agent_msg_type_to_string(int type)
@@ -123,6 +127,13 @@ static int text_len(const char *s, size_t max)
 	return n >= max ? -EINVAL : (int)n;
 }
 
+/* An IDENTITY piece: a non-empty slice of a vm.json of 1..AGENT_IDENTITY_MAX bytes. */
+static bool identity_piece_ok(uint32_t total, uint32_t offset, size_t len)
+{
+	return total >= 1 && total <= AGENT_IDENTITY_MAX && len >= 1 &&
+	       len <= AGENT_IDENTITY_CHUNK && offset < total && len <= total - offset;
+}
+
 /* Serialise msg's payload into p (room for AGENT_PAYLOAD_MAX). Returns its length. */
 static int encode_payload(const struct agent_msg *m, uint8_t *p)
 {
@@ -206,6 +217,33 @@ static int encode_payload(const struct agent_msg *m, uint8_t *p)
 			put_u64(q + 17, d->avail);
 		}
 		return 1 + 25 * m->disks.n;
+	case AGENT_MSG_IDENTITY_WAIT:
+		return 0;
+	case AGENT_MSG_IDENTITY:
+		if (!identity_piece_ok(m->identity.total, m->identity.offset, m->identity.len) ||
+		    !m->identity.data)
+			return -EINVAL;
+		put_u32(p, m->identity.total);
+		put_u32(p + 4, m->identity.offset);
+		memcpy(p + 8, m->identity.data, m->identity.len);
+		return 8 + m->identity.len;
+	case AGENT_MSG_IDENTITY_END:
+		if (m->identity_end.total < 1 || m->identity_end.total > AGENT_IDENTITY_MAX ||
+		    m->identity_end.clock.sec < 0 || m->identity_end.clock.nsec >= 1000000000u)
+			return -EINVAL;
+		put_u32(p, m->identity_end.total);
+		put_u32(p + 4, m->identity_end.crc);
+		put_u64(p + 8, (uint64_t)m->identity_end.clock.sec);
+		put_u32(p + 16, m->identity_end.clock.nsec);
+		memcpy(p + 20, m->identity_end.entropy, AGENT_ENTROPY_LEN);
+		return 20 + AGENT_ENTROPY_LEN;
+	case AGENT_MSG_IDENTITY_ACK:
+		n = text_len(m->identity_ack.reason, sizeof(m->identity_ack.reason));
+		if (n < 0 || m->identity_ack.error < 0 || m->identity_ack.error > 4095)
+			return -EINVAL;
+		put_u32(p, (uint32_t)m->identity_ack.error);
+		memcpy(p + 4, m->identity_ack.reason, (size_t)n);
+		return 4 + n;
 	default:
 		return -EINVAL;
 	}
@@ -345,6 +383,41 @@ int agent_msg_decode(uint8_t type, const uint8_t *p, size_t len, struct agent_ms
 			    d->used > d->size || d->avail > d->size)
 				return -EBADMSG;
 		}
+		break;
+	case AGENT_MSG_IDENTITY_WAIT:
+		if (len != 0)
+			return -EBADMSG;
+		break;
+	case AGENT_MSG_IDENTITY:
+		if (len < 9)
+			return -EBADMSG;
+		m.identity.total = get_u32(p);
+		m.identity.offset = get_u32(p + 4);
+		m.identity.len = (uint16_t)(len - 8);
+		m.identity.data = p + 8;
+		if (!identity_piece_ok(m.identity.total, m.identity.offset, m.identity.len))
+			return -EBADMSG;
+		break;
+	case AGENT_MSG_IDENTITY_END:
+		if (len != 20 + AGENT_ENTROPY_LEN)
+			return -EBADMSG;
+		m.identity_end.total = get_u32(p);
+		m.identity_end.crc = get_u32(p + 4);
+		m.identity_end.clock.sec = (int64_t)get_u64(p + 8);
+		m.identity_end.clock.nsec = get_u32(p + 16);
+		memcpy(m.identity_end.entropy, p + 20, AGENT_ENTROPY_LEN);
+		if (m.identity_end.total < 1 || m.identity_end.total > AGENT_IDENTITY_MAX ||
+		    m.identity_end.clock.sec < 0 || m.identity_end.clock.nsec >= 1000000000u)
+			return -EBADMSG;
+		break;
+	case AGENT_MSG_IDENTITY_ACK:
+		if (len < 4)
+			return -EBADMSG;
+		m.identity_ack.error = (int32_t)get_u32(p);
+		if (m.identity_ack.error < 0 || m.identity_ack.error > 4095 ||
+		    decode_text(p + 4, len - 4, m.identity_ack.reason,
+				sizeof(m.identity_ack.reason)) < 0)
+			return -EBADMSG;
 		break;
 	default:
 		return -EPROTONOSUPPORT;

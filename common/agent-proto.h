@@ -56,6 +56,11 @@ enum agent_msg_type {
 	AGENT_MSG_BOOT_ID = 22,	  /* guest -> host: the boot it is (after each HELLO answer) */
 	/* 30-39: storage */
 	AGENT_MSG_DISK_USAGE = 30, /* guest -> host: statfs of the writable layer and volumes */
+	/* 40-49: booted templates (docs/template.md) */
+	AGENT_MSG_IDENTITY_WAIT = 40, /* guest -> host: a template, waiting for its identity */
+	AGENT_MSG_IDENTITY = 41,      /* host -> guest: one piece of the VM's vm.json */
+	AGENT_MSG_IDENTITY_END = 42,  /* host -> guest: identity complete; the time, entropy */
+	AGENT_MSG_IDENTITY_ACK = 43,  /* guest -> host: identity taken (or the errno and why) */
 	_AGENT_MSG_MAX,
 };
 
@@ -125,6 +130,31 @@ struct agent_disk_usage {
 	struct agent_disk d[AGENT_DISKS_MAX];
 };
 
+/* Templates: a guest booted from a template's vm.json ("template": true) answers every HELLO
+ * with HELLO, BOOT_ID and IDENTITY_WAIT, and touches no disk, address or app until the host
+ * sends the VM's own vm.json in IDENTITY pieces (in order, offsets contiguous from 0) and then
+ * IDENTITY_END with the whole text's length and CRC-32, the host's CLOCK_REALTIME and fresh
+ * entropy. The guest answers IDENTITY_ACK (error 0: it boots on as a cold boot would). */
+#define AGENT_IDENTITY_MAX (128 * 1024) /* vm.json bytes at most */
+#define AGENT_IDENTITY_CHUNK (AGENT_PAYLOAD_MAX - 8)
+#define AGENT_ENTROPY_LEN 64
+struct agent_identity {
+	uint32_t total;	     /* the whole vm.json's length: 1..AGENT_IDENTITY_MAX */
+	uint32_t offset;     /* of this piece: offset + len <= total */
+	uint16_t len;	     /* 1..AGENT_IDENTITY_CHUNK */
+	const uint8_t *data; /* points into the decoded frame payload */
+};
+struct agent_identity_end {
+	uint32_t total; /* the whole vm.json's length */
+	uint32_t crc;	/* agent_crc32(0, vm.json, total) */
+	struct agent_clock clock;
+	uint8_t entropy[AGENT_ENTROPY_LEN];
+};
+struct agent_identity_ack {
+	int32_t error; /* 0, or a positive errno (< 4096): the identity was refused */
+	char reason[AGENT_TEXT_MAX];
+};
+
 struct agent_msg {
 	uint8_t type; /* enum agent_msg_type */
 	union {
@@ -140,6 +170,9 @@ struct agent_msg {
 		struct agent_clock_set clock_set;
 		uint8_t boot_id[AGENT_BOOT_ID_LEN]; /* BOOT_ID: the guest kernel's boot_id */
 		struct agent_disk_usage disks;	    /* DISK_USAGE */
+		struct agent_identity identity;	    /* IDENTITY */
+		struct agent_identity_end identity_end;
+		struct agent_identity_ack identity_ack;
 	};
 };
 

@@ -32,6 +32,14 @@ static void check_reencode(const struct agent_msg *m)
 	    (again.output.len != m->output.len ||
 	     memcmp(again.output.data, m->output.data, m->output.len) != 0))
 		abort();
+	if (m->type == AGENT_MSG_IDENTITY &&
+	    (again.identity.len != m->identity.len || again.identity.total != m->identity.total ||
+	     again.identity.offset != m->identity.offset ||
+	     memcmp(again.identity.data, m->identity.data, m->identity.len) != 0))
+		abort();
+	if (m->type == AGENT_MSG_IDENTITY_END &&
+	    memcmp(&again.identity_end, &m->identity_end, sizeof(m->identity_end)) != 0)
+		abort();
 }
 
 static void feed_all(const uint8_t *data, size_t size, bool one_by_one)

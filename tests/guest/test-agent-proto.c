@@ -213,6 +213,112 @@ static void test_disk_usage(void)
 	ASSERT_ERRNO(agent_msg_encode(&m, buf, sizeof(buf)), EINVAL);
 }
 
+/* The template messages (types 40-43): round trip, and strict lengths, ranges and slices. */
+static void test_identity_messages(void)
+{
+	static const char json[] = "{\"version\":1,\"name\":\"web-1\"}";
+	struct agent_msg m[4], got[4];
+	uint8_t buf[4 * AGENT_FRAME_MAX], p[AGENT_PAYLOAD_MAX + 1] = {0};
+	struct agent_decoder d;
+	size_t len = 0;
+
+	memset(m, 0, sizeof(m));
+	m[0].type = AGENT_MSG_IDENTITY_WAIT;
+	m[1].type = AGENT_MSG_IDENTITY;
+	m[1].identity.total = sizeof(json) - 1;
+	m[1].identity.offset = 0;
+	m[1].identity.len = sizeof(json) - 1;
+	m[1].identity.data = (const uint8_t *)json;
+	m[2].type = AGENT_MSG_IDENTITY_END;
+	m[2].identity_end.total = sizeof(json) - 1;
+	m[2].identity_end.crc = agent_crc32(0, json, sizeof(json) - 1);
+	m[2].identity_end.clock.sec = 1796601600;
+	m[2].identity_end.clock.nsec = 5;
+	for (int i = 0; i < AGENT_ENTROPY_LEN; i++)
+		m[2].identity_end.entropy[i] = (uint8_t)(i * 7 + 1);
+	m[3].type = AGENT_MSG_IDENTITY_ACK;
+	m[3].identity_ack.error = 22;
+	snprintf(m[3].identity_ack.reason, sizeof(m[3].identity_ack.reason), "vm.json: bad mac");
+	for (int i = 0; i < 4; i++)
+		len += (size_t)encode(&m[i], buf + len, sizeof(buf) - len);
+	agent_decoder_init(&d);
+	ASSERT_EQ(decode_all(&d, buf, len, got, 4), 4);
+	ASSERT_EQ(got[0].type, AGENT_MSG_IDENTITY_WAIT);
+	ASSERT_EQ(got[1].identity.total, sizeof(json) - 1);
+	ASSERT_EQ(got[1].identity.len, sizeof(json) - 1);
+	ASSERT_EQ(memcmp(got[1].identity.data, json, sizeof(json) - 1), 0);
+	ASSERT_EQ(got[2].identity_end.crc, m[2].identity_end.crc);
+	ASSERT_EQ(got[2].identity_end.clock.sec, 1796601600);
+	ASSERT_EQ(memcmp(got[2].identity_end.entropy, m[2].identity_end.entropy, AGENT_ENTROPY_LEN),
+		  0);
+	ASSERT_EQ(got[3].identity_ack.error, 22);
+	ASSERT_STREQ(got[3].identity_ack.reason, "vm.json: bad mac");
+	ASSERT_STREQ(agent_msg_type_to_string(AGENT_MSG_IDENTITY_WAIT), "identity-wait");
+	ASSERT_STREQ(agent_msg_type_to_string(AGENT_MSG_IDENTITY_ACK), "identity-ack");
+	ASSERT_STREQ(agent_msg_type_to_string(39), "unknown");
+
+	/* Encoding refuses what decoding would refuse. */
+	m[1].identity.offset = 1; /* past the end */
+	ASSERT_ERRNO(agent_msg_encode(&m[1], buf, sizeof(buf)), EINVAL);
+	m[1].identity.offset = 0;
+	m[1].identity.total = AGENT_IDENTITY_MAX + 1;
+	ASSERT_ERRNO(agent_msg_encode(&m[1], buf, sizeof(buf)), EINVAL);
+	m[1].identity.total = 100;
+	m[1].identity.len = 0;
+	ASSERT_ERRNO(agent_msg_encode(&m[1], buf, sizeof(buf)), EINVAL);
+	m[2].identity_end.total = 0;
+	ASSERT_ERRNO(agent_msg_encode(&m[2], buf, sizeof(buf)), EINVAL);
+	m[2].identity_end.total = 10;
+	m[2].identity_end.clock.nsec = 1000000000;
+	ASSERT_ERRNO(agent_msg_encode(&m[2], buf, sizeof(buf)), EINVAL);
+	m[3].identity_ack.error = 4096;
+	ASSERT_ERRNO(agent_msg_encode(&m[3], buf, sizeof(buf)), EINVAL);
+
+	/* Decoding: IDENTITY_WAIT empty; IDENTITY a non-empty slice inside total, total within
+	 * AGENT_IDENTITY_MAX; IDENTITY_END exactly 84 bytes, total >= 1, a valid time;
+	 * IDENTITY_ACK a small errno and text. */
+	ASSERT_OK(agent_msg_decode(AGENT_MSG_IDENTITY_WAIT, p, 0, &got[0]));
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_IDENTITY_WAIT, p, 1, &got[0]), EBADMSG);
+	p[0] = 10; /* total 10 */
+	ASSERT_OK(agent_msg_decode(AGENT_MSG_IDENTITY, p, 18, &got[1]));
+	ASSERT_EQ(got[1].identity.len, 10);
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_IDENTITY, p, 8, &got[1]), EBADMSG);
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_IDENTITY, p, 19, &got[1]), EBADMSG);
+	p[4] = 9; /* offset 9: one byte left */
+	ASSERT_OK(agent_msg_decode(AGENT_MSG_IDENTITY, p, 9, &got[1]));
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_IDENTITY, p, 10, &got[1]), EBADMSG);
+	p[4] = 10; /* offset == total */
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_IDENTITY, p, 9, &got[1]), EBADMSG);
+	memset(p, 0, 8);
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_IDENTITY, p, 9, &got[1]), EBADMSG); /* total 0 */
+	p[2] = 0x02;
+	p[0] = 0x01; /* total 128 KiB + 1 */
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_IDENTITY, p, 9, &got[1]), EBADMSG);
+	memset(p, 0, 32);
+	p[0] = 1;
+	ASSERT_OK(agent_msg_decode(AGENT_MSG_IDENTITY_END, p, 84, &got[2]));
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_IDENTITY_END, p, 83, &got[2]), EBADMSG);
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_IDENTITY_END, p, 85, &got[2]), EBADMSG);
+	p[15] = 0x80; /* negative seconds */
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_IDENTITY_END, p, 84, &got[2]), EBADMSG);
+	p[15] = 0;
+	p[0] = 0; /* total 0 */
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_IDENTITY_END, p, 84, &got[2]), EBADMSG);
+	memset(p, 0, 32);
+	ASSERT_OK(agent_msg_decode(AGENT_MSG_IDENTITY_ACK, p, 4, &got[3]));
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_IDENTITY_ACK, p, 3, &got[3]), EBADMSG);
+	p[4] = 'x';
+	p[5] = 0x01; /* a control byte in the reason */
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_IDENTITY_ACK, p, 6, &got[3]), EBADMSG);
+	p[5] = 'y';
+	p[1] = 0x10; /* error 4096 */
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_IDENTITY_ACK, p, 6, &got[3]), EBADMSG);
+	p[1] = 0;
+	memset(p + 4, 'a', AGENT_TEXT_MAX);
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_IDENTITY_ACK, p, 4 + AGENT_TEXT_MAX, &got[3]),
+		     EBADMSG);
+}
+
 static void test_output_data_stays_valid(void)
 {
 	struct agent_msg m = {.type = AGENT_MSG_OUTPUT}, got;
@@ -460,7 +566,7 @@ static void test_throughput_hostile(void)
 }
 
 TEST_MAIN(TEST(test_roundtrip_all_types), TEST(test_suspend_messages), TEST(test_disk_usage),
-	  TEST(test_output_data_stays_valid), TEST(test_byte_by_byte),
+	  TEST(test_identity_messages), TEST(test_output_data_stays_valid), TEST(test_byte_by_byte),
 	  TEST(test_resync_after_garbage_and_corruption), TEST(test_truncated_frame_then_new_frame),
 	  TEST(test_limits), TEST(test_crc_known_value), TEST(test_span_crc_random),
 	  TEST(test_pending_gives_way), TEST(test_throughput_hostile))
