@@ -50,6 +50,7 @@ struct guest_vm {
 	bool no_network;
 	struct guest_volume volumes[GUEST_VOLUMES_MAX];
 	unsigned n_volumes;
+	bool template; /* a booted template: wait for the VM's identity (identity.c) */
 };
 
 /* config.c */
@@ -57,6 +58,21 @@ int guest_vm_parse(const char *json, size_t len, struct guest_vm *ret, char *err
 int guest_vm_load(const char *path, struct guest_vm *ret, char *errbuf, size_t errsz);
 int guest_vm_load_initrd(const char *path, struct guest_vm *ret, char *errbuf, size_t errsz);
 void guest_vm_done(struct guest_vm *vm);
+
+/* identity.c: a template's identity, assembled from IDENTITY pieces (in order from offset 0;
+ * a piece at offset 0 starts over), then checked against IDENTITY_END (length, CRC) and parsed
+ * as vm.json: it must not be a template's and must use the channel the template uses. */
+struct identity_asm {
+	uint8_t *buf;
+	uint32_t total, have;
+	bool broken; /* a piece came out of order */
+};
+void identity_reset(struct identity_asm *a);
+int identity_piece(struct identity_asm *a, const struct agent_identity *p);
+int identity_finish(struct identity_asm *a, const struct agent_identity_end *e, bool vsock,
+		    struct guest_vm *ret, char *errbuf, size_t errsz);
+/* Add host entropy to the kernel's pool (RNDADDENTROPY, credited) and reseed the CRNG. */
+int entropy_add(const uint8_t *data, size_t len);
 
 /* log: to the console (stderr), and queued to the host as AGENT stream output. */
 void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -280,6 +280,13 @@ int guest_vm_parse(const char *json, size_t len, struct guest_vm *vm, char *errb
 		r = parse_image(json_object_get(root, "image"), vm, errbuf, errsz);
 	if (r >= 0)
 		r = parse_agent(json_object_get(root, "agent"), vm, errbuf, errsz);
+	if (r >= 0) {
+		json_t *t = json_object_get(root, "template");
+
+		if (t && !json_is_boolean(t))
+			r = fail(errbuf, errsz, "vm.json: bad template");
+		vm->template = json_is_true(t);
+	}
 	json_decref(root);
 	if (r < 0)
 		guest_vm_done(vm);

@@ -45,6 +45,10 @@ struct agent_state {
 	int ctl_fd;	    /* test mode: "guest control" fd of the Firecracker fake */
 	bool hello_pending; /* answer once per batch: HELLOs queue up while we boot */
 	uint8_t boot_id[AGENT_BOOT_ID_LEN];
+	/* A template (vm.json "template": true) waits for its VM's identity (docs/template.md). */
+	bool waiting_identity;
+	bool identity_ready; /* taken: boot on as a cold boot would */
+	struct identity_asm ident;
 };
 
 uint64_t now_ms(void)
@@ -174,6 +178,10 @@ static void answer_hello(struct agent_state *s)
 	r = (struct agent_msg){.type = AGENT_MSG_BOOT_ID};
 	memcpy(r.boot_id, s->boot_id, sizeof(r.boot_id));
 	channel_send(s->ch, &r);
+	if (s->waiting_identity) {
+		r = (struct agent_msg){.type = AGENT_MSG_IDENTITY_WAIT};
+		channel_send(s->ch, &r);
+	}
 	send_state(s);
 	send_disk_usage(s);
 	send_heartbeat(s);
@@ -255,6 +263,54 @@ static void load_boot_id(struct agent_state *s)
 			s->boot_id[i] = (uint8_t)(now_ms() >> (i % 8)) ^ (uint8_t)getpid();
 }
 
+static void identity_ack(struct agent_state *s, int error, const char *reason)
+{
+	struct agent_msg r = {.type = AGENT_MSG_IDENTITY_ACK};
+
+	r.identity_ack.error = error;
+	snprintf(r.identity_ack.reason, sizeof(r.identity_ack.reason), "%s", reason);
+	channel_send(s->ch, &r);
+}
+
+/* The identity is complete: check it, step the wall clock, add the host's entropy, and take the
+ * VM's settings in place of the template's. A refused identity leaves the template waiting (the
+ * host may send another); the host cold-boots the VM instead. */
+static void identity_end(struct agent_state *s, const struct agent_identity_end *e)
+{
+	struct timespec to = {.tv_sec = (time_t)e->clock.sec, .tv_nsec = (long)e->clock.nsec};
+	struct guest_vm vm;
+	char err[200] = "";
+	int r;
+
+	r = identity_finish(&s->ident, e, s->vm.vsock, &vm, err, sizeof(err));
+	if (r < 0) {
+		agent_log("template: identity refused: %s", err);
+		identity_ack(s, -r, err);
+		return;
+	}
+	if (!s->test_mode) {
+		if (clock_settime(CLOCK_REALTIME, &to) < 0)
+			agent_log("template: cannot step the wall clock: %s", strerror(errno));
+		r = entropy_add(e->entropy, sizeof(e->entropy));
+		if (r < 0) {
+			/* Without it clones would share the template's random state. */
+			agent_log("template: cannot add the host's entropy: %s", strerror(-r));
+			guest_vm_done(&vm);
+			identity_ack(s, -r, "cannot add the host's entropy");
+			return;
+		}
+	}
+	/* The channel stays as the template opened it (same transport and port). */
+	vm.port = s->vm.port;
+	guest_vm_done(&s->vm);
+	s->vm = vm;
+	s->waiting_identity = false;
+	s->identity_ready = true;
+	agent_log("template: identity of '%s' taken%s", s->vm.name,
+		  s->test_mode ? " (test mode: clock and entropy left alone)" : "");
+	identity_ack(s, 0, "");
+}
+
 static void on_host_msg(void *ud, const struct agent_msg *m)
 {
 	struct agent_state *s = ud;
@@ -277,6 +333,16 @@ static void on_host_msg(void *ud, const struct agent_msg *m)
 		break;
 	case AGENT_MSG_SET_CLOCK:
 		set_clock(s, &m->clock);
+		break;
+	case AGENT_MSG_IDENTITY:
+		if (s->waiting_identity && identity_piece(&s->ident, &m->identity) == -ENOMEM)
+			agent_log("template: no memory for the identity");
+		break;
+	case AGENT_MSG_IDENTITY_END:
+		if (s->waiting_identity)
+			identity_end(s, &m->identity_end);
+		else
+			identity_ack(s, EALREADY, "not a template waiting for its identity");
 		break;
 	default:
 		break;
@@ -454,9 +520,15 @@ static void start_app(struct agent_state *s)
 	}
 }
 
+static void boot_and_start(struct agent_state *s);
+
 static void loop(struct agent_state *s)
 {
 	for (;;) {
+		if (s->identity_ready) {
+			s->identity_ready = false;
+			boot_and_start(s);
+		}
 		struct pollfd p[8 + MAX_INPUTS];
 		int fds[4], n = 0, cn, timeout = -1, t;
 		short ev[4];
@@ -519,6 +591,15 @@ static void loop(struct agent_state *s)
 				forward_output(s, &s->app.err_fd, AGENT_STREAM_STDERR);
 		}
 	}
+}
+
+/* The boot proper, the same for a cold boot and a template that took its identity. */
+static void boot_and_start(struct agent_state *s)
+{
+	if (!s->test_mode && boot_guest(s) < 0)
+		agent_log("guest boot failed; the app is not started");
+	else
+		start_app(s);
 }
 
 /* vsock when asked for and the kernel has it (Firecracker guest kernels build it in); else the
@@ -630,10 +711,12 @@ int main(int argc, char **argv)
 		return 1;
 	if (r < 0) {
 		agent_log("no usable %s: %s", config, errbuf);
-	} else if (!s->test_mode && boot_guest(s) < 0) {
-		agent_log("guest boot failed; the app is not started");
+	} else if (s->vm.template) {
+		/* Nothing of any VM yet: no disk, address, hostname or app until the identity. */
+		s->waiting_identity = true;
+		agent_log("template: waiting for the VM's identity");
 	} else {
-		start_app(s);
+		boot_and_start(s);
 	}
 	loop(s);
 	return 0;

@@ -133,6 +133,48 @@ static void sysctl_write(const char *path, const char *val)
 	close(fd);
 }
 
+/* "02:00:00:00:00:01" -> 6 bytes; lowercase or uppercase hex, colons only. */
+static int parse_mac(const char *text, uint8_t mac[6])
+{
+	for (int i = 0; i < 6; i++) {
+		const char *p = text + 3 * i;
+		int v = 0;
+
+		for (int k = 0; k < 2; k++) {
+			char c = p[k];
+
+			v <<= 4;
+			if (c >= '0' && c <= '9')
+				v |= c - '0';
+			else if (c >= 'a' && c <= 'f')
+				v |= c - 'a' + 10;
+			else if (c >= 'A' && c <= 'F')
+				v |= c - 'A' + 10;
+			else
+				return -EINVAL;
+		}
+		if (p[2] != (i == 5 ? '\0' : ':'))
+			return -EINVAL;
+		mac[i] = (uint8_t)v;
+	}
+	return 0;
+}
+
+/* The VM's MAC on eth0 while it is down: a guest restored from a template has the template's
+ * (the VMM restores the device with it); a cold boot already has it, and this changes nothing. */
+static int link_mac(int fd, int ifindex, const uint8_t mac[6])
+{
+	struct nlreq req;
+
+	memset(&req, 0, sizeof(req));
+	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifinfomsg));
+	req.nh.nlmsg_type = RTM_NEWLINK;
+	req.ifi.ifi_family = AF_UNSPEC;
+	req.ifi.ifi_index = ifindex;
+	add_attr(&req, IFLA_ADDRESS, mac, 6);
+	return nl_talk(fd, &req);
+}
+
 int net_configure(const struct guest_vm *vm)
 {
 	int fd, lo, eth, r;
@@ -152,6 +194,17 @@ int net_configure(const struct guest_vm *vm)
 	eth = (int)if_nametoindex("eth0");
 	if (lo > 0)
 		(void)link_up(fd, lo, 0);
+	if (eth > 0 && vm->mac[0]) {
+		uint8_t mac[6];
+
+		r = parse_mac(vm->mac, mac);
+		if (r >= 0)
+			r = link_mac(fd, eth, mac);
+		if (r < 0) {
+			agent_log("eth0 MAC %s: %s", vm->mac, strerror(-r));
+			goto out;
+		}
+	}
 	r = eth > 0 ? link_up(fd, eth, vm->mtu) : -ENODEV;
 	if (r < 0) {
 		agent_log("eth0 up: %s", strerror(-r));

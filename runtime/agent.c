@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -47,6 +48,8 @@ struct agent {
 	unsigned read_rate;
 	agent_event_cb cb;
 	void *ud;
+	char *identity; /* a template's VM: its vm.json (NULL: a cold boot) */
+	size_t identity_len;
 	pthread_t thread;
 	int wake_fd; /* eventfd: quit or a queued stop */
 	atomic_bool quit;
@@ -64,9 +67,10 @@ struct agent {
 	struct agent_status st; /* heartbeat_fresh/age computed at read time */
 	bool stop_pending;
 	unsigned stop_grace_ms;
-	bool clock_pending; /* send SET_CLOCK once the guest answers HELLO */
-	bool reconnect;	    /* drop the connection and connect again (agent_resume) */
-	char *ring;	    /* log ring */
+	bool clock_pending;    /* send SET_CLOCK once the guest answers HELLO */
+	bool identity_pending; /* send the identity: the guest is a template waiting for it */
+	bool reconnect;	       /* drop the connection and connect again (agent_resume) */
+	char *ring;	       /* log ring */
 	size_t ring_size, ring_head, ring_len;
 	bool line_start[4]; /* per stream: the next byte starts a line */
 };
@@ -132,7 +136,7 @@ static void emit(struct agent *a, unsigned events)
 {
 	if (!a->cb)
 		return;
-	for (int ev = AGENT_EVENT_CONNECTED; ev <= AGENT_EVENT_CLOCK; ev++)
+	for (int ev = AGENT_EVENT_CONNECTED; ev < _AGENT_EVENT_MAX; ev++)
 		if (events & (1u << ev))
 			a->cb(a->ud, a, (enum agent_event)ev);
 }
@@ -226,6 +230,19 @@ static unsigned handle_msg(struct agent *a, const struct agent_msg *m, const cha
 		s->last_clock_step_ns = m->clock_set.step_ns;
 		s->last_clock_error = m->clock_set.error;
 		ev |= 1u << AGENT_EVENT_CLOCK;
+		break;
+	case AGENT_MSG_IDENTITY_WAIT:
+		s->identity_waiting = true;
+		if (a->identity)
+			a->identity_pending = true;
+		break;
+	case AGENT_MSG_IDENTITY_ACK:
+		s->identity_error = m->identity_ack.error;
+		snprintf(s->identity_reason, sizeof(s->identity_reason), "%s",
+			 m->identity_ack.reason);
+		if (!m->identity_ack.error)
+			s->identity_waiting = false;
+		ev |= 1u << AGENT_EVENT_IDENTITY;
 		break;
 	case AGENT_MSG_HEARTBEAT:
 		if (s->last_heartbeat_ms == 0 ||
@@ -444,10 +461,44 @@ static void read_charge(struct agent *a, uint64_t now, size_t n)
 	}
 }
 
-/* Periodic sends: HELLO until answered, STOP until the guest shuts down. */
+/* A template's guest waits: the VM's vm.json in pieces, then the time and fresh entropy (a new
+ * draw each time, so no two clones of one template share random state). */
+static int send_identity(struct agent *a)
+{
+	struct agent_msg m = {.type = AGENT_MSG_IDENTITY_END};
+	struct timespec ts;
+	int r;
+
+	for (size_t off = 0; off < a->identity_len; off += AGENT_IDENTITY_CHUNK) {
+		struct agent_msg p = {.type = AGENT_MSG_IDENTITY};
+		size_t n = a->identity_len - off;
+
+		p.identity.total = (uint32_t)a->identity_len;
+		p.identity.offset = (uint32_t)off;
+		p.identity.len = (uint16_t)(n < AGENT_IDENTITY_CHUNK ? n : AGENT_IDENTITY_CHUNK);
+		p.identity.data = (const uint8_t *)a->identity + off;
+		r = send_msg(a, &p);
+		if (r < 0)
+			return r;
+	}
+	m.identity_end.total = (uint32_t)a->identity_len;
+	m.identity_end.crc = agent_crc32(0, a->identity, a->identity_len);
+	if (getrandom(m.identity_end.entropy, sizeof(m.identity_end.entropy), 0) !=
+	    (ssize_t)sizeof(m.identity_end.entropy))
+		return -EIO; /* never send predictable entropy */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	m.identity_end.clock.sec = ts.tv_sec < 0 ? 0 : (int64_t)ts.tv_sec;
+	m.identity_end.clock.nsec = (uint32_t)ts.tv_nsec;
+	r = send_msg(a, &m);
+	explicit_bzero(&m, sizeof(m));
+	return r;
+}
+
+/* Periodic sends: HELLO until answered, STOP until the guest shuts down; a template's
+ * identity when it asks. */
 static int send_due(struct agent *a, uint64_t now)
 {
-	bool connected, stop, shut, clock;
+	bool connected, stop, shut, clock, identity;
 	unsigned grace;
 
 	pthread_mutex_lock(&a->lock);
@@ -458,7 +509,15 @@ static int send_due(struct agent *a, uint64_t now)
 	clock = connected && a->clock_pending;
 	if (clock)
 		a->clock_pending = false;
+	identity = connected && a->identity_pending;
+	if (identity) {
+		a->identity_pending = false;
+		a->st.identity_sent++;
+	}
 	pthread_mutex_unlock(&a->lock);
+
+	if (identity && send_identity(a) < 0)
+		return -EIO; /* the guest says IDENTITY_WAIT again after the next HELLO */
 
 	if (clock) {
 		struct agent_msg m = {.type = AGENT_MSG_SET_CLOCK};
@@ -586,6 +645,20 @@ int agent_start(const struct agent_config *cfg, struct agent **ret)
 	a->cb = cfg->cb;
 	a->ud = cfg->ud;
 	a->fd = -EBADF;
+	a->st.identity_error = -1;
+	if (cfg->identity) {
+		if (cfg->identity_len < 1 || cfg->identity_len > AGENT_IDENTITY_MAX) {
+			free(a);
+			return -EINVAL;
+		}
+		a->identity = malloc(cfg->identity_len);
+		if (!a->identity) {
+			free(a);
+			return -ENOMEM;
+		}
+		memcpy(a->identity, cfg->identity, cfg->identity_len);
+		a->identity_len = cfg->identity_len;
+	}
 	if (cfg->expect_boot_id) {
 		a->st.have_boot_id = true;
 		a->st.boots_seen = 1;
@@ -614,6 +687,7 @@ int agent_start(const struct agent_config *cfg, struct agent **ret)
 fail:
 	safe_close(a->wake_fd);
 	free(a->ring);
+	free(a->identity);
 	free(a);
 	return r;
 }
@@ -631,6 +705,7 @@ struct agent *agent_free(struct agent *a)
 	pthread_cond_destroy(&a->cond);
 	pthread_mutex_destroy(&a->lock);
 	free(a->ring);
+	free(a->identity);
 	free(a);
 	return NULL;
 }

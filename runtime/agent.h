@@ -50,6 +50,8 @@ enum agent_event {
 	AGENT_EVENT_HEARTBEAT, /* only when it changes liveness (late -> fresh) */
 	AGENT_EVENT_REBOOTED,  /* the guest reports a boot id other than the one it had */
 	AGENT_EVENT_CLOCK,     /* the guest answered SET_CLOCK */
+	AGENT_EVENT_IDENTITY,  /* a template's guest answered its identity (IDENTITY_ACK) */
+	_AGENT_EVENT_MAX,
 };
 
 /* Called from the agent thread with no agent lock held; must be quick and must not call
@@ -69,6 +71,11 @@ struct agent_config {
 	/* A restored guest must be the boot it was (AGENT_BOOT_ID_LEN bytes, or NULL): another
 	 * boot id is reported as AGENT_EVENT_REBOOTED (boots_seen 2). */
 	const uint8_t *expect_boot_id;
+	/* A guest restored from a booted template (docs/template.md): the VM's vm.json (copied;
+	 * 1..AGENT_IDENTITY_MAX bytes), sent with the time and fresh entropy each time the guest
+	 * says IDENTITY_WAIT, until it takes it. NULL: a cold boot. */
+	const char *identity;
+	size_t identity_len;
 };
 
 enum agent_app_state {
@@ -114,6 +121,12 @@ struct agent_status {
 	/* The last DISK_USAGE: disk 0 the writable layer, disk i the i-th volume of vm.json. */
 	struct agent_disk_usage disks;
 	uint64_t disks_at_ms; /* 0: none yet */
+	/* Templates: the guest said IDENTITY_WAIT (and has not taken an identity since); how
+	 * often the identity was sent; its answer (-1 none yet, 0 taken, else the errno). */
+	bool identity_waiting;
+	unsigned identity_sent;
+	int32_t identity_error;
+	char identity_reason[AGENT_TEXT_MAX];
 };
 
 /* Start the client thread. -EINVAL for a bad config, -ENOMEM, or a pthread error. */

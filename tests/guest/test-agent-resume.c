@@ -29,7 +29,7 @@ struct rig {
 	char dir[64], sock[128], config[128];
 	pid_t acceptor; /* accepts connections; each one runs an agent with the next boot id */
 	struct agent *agent;
-	unsigned events[AGENT_EVENT_CLOCK + 1];
+	unsigned events[_AGENT_EVENT_MAX];
 };
 
 static void on_event(void *ud, struct agent *a, enum agent_event ev)

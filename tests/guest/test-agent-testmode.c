@@ -32,6 +32,9 @@ struct rig {
 	struct agent *agent;
 };
 
+/* The identity the host client sends a template's guest (NULL: none), for the next rig_start. */
+static const char *rig_identity;
+
 static const char *agent_bin(void)
 {
 	const char *p = getenv("MVMFS_AGENT");
@@ -101,6 +104,8 @@ static void rig_start(struct rig *r, bool vsock, const char *config_json, unsign
 	ac.socket_path = r->sock;
 	ac.vsock_port = 1024;
 	ac.heartbeat_ms = hb_ms;
+	ac.identity = rig_identity;
+	ac.identity_len = rig_identity ? strlen(rig_identity) : 0;
 	ASSERT_OK(agent_start(&ac, &r->agent));
 }
 
@@ -501,8 +506,112 @@ static void test_slow_host_never_blocks_app(void)
 	rmdir(dir);
 }
 
+static bool p_identity_waiting(const struct agent_status *s, void *ud)
+{
+	(void)ud;
+	return s->connected && s->identity_waiting && s->heartbeat_fresh;
+}
+
+static bool p_identity_answered(const struct agent_status *s, void *ud)
+{
+	(void)ud;
+	return s->identity_error >= 0;
+}
+
+#define TEMPLATE_JSON "{\"template\":true,\"agent\":{\"heartbeat_ms\":200}}"
+
+/* A template's agent runs nothing until its identity: it says IDENTITY_WAIT after HELLO, keeps
+ * heartbeating, starts no app; a stop powers it off. */
+static void test_template_waits(void)
+{
+	struct rig r = {0};
+	struct agent_status s;
+
+	rig_identity = NULL;
+	rig_start(&r, false, TEMPLATE_JSON, 200);
+	ASSERT_OK(agent_wait(r.agent, p_identity_waiting, NULL, 5000));
+	usleep(600 * 1000);
+	agent_get_status(r.agent, &s);
+	ASSERT_TRUE(s.identity_waiting);
+	ASSERT_EQ(s.identity_sent, 0);
+	ASSERT_EQ(s.app, AGENT_APP_UNKNOWN);
+	ASSERT_EQ(s.app_starts, 0);
+	ASSERT_TRUE(s.heartbeat_fresh);
+	ASSERT_TRUE(log_has_poll(r.agent, "template: waiting for the VM's identity", 2000, 20));
+	ASSERT_OK(agent_stop_request(r.agent, 1000));
+	ASSERT_OK(agent_wait(r.agent, p_shutdown, NULL, 5000));
+	ASSERT_EQ(rig_wait_exit(&r, 3000), 0);
+	rig_done(&r);
+}
+
+/* The identity (over several IDENTITY pieces: a 20 KB variable) is taken and the boot goes on
+ * as a cold boot's: the app runs with the identity's Entrypoint, Env and WorkingDir. */
+static void test_template_identity_taken(void)
+{
+	static char ident[24 * 1024];
+	struct rig r = {0};
+	struct agent_status s;
+	char big[20001];
+
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	snprintf(ident, sizeof(ident),
+		 "{\"name\":\"clone-1\",\"image\":{\"entrypoint\":[\"/bin/sh\",\"-c\"],"
+		 "\"cmd\":[\"echo \\\"who=$WHO pwd=$(pwd) big=${#BIG}\\\"; "
+		 "while :; do sleep 0.05; done\"],"
+		 "\"env\":[\"WHO=clone-1\",\"BIG=%s\"],\"workdir\":\"/tmp\"},"
+		 "\"agent\":{\"heartbeat_ms\":200}}",
+		 big);
+	ASSERT_TRUE(strlen(ident) > 4 * AGENT_IDENTITY_CHUNK);
+	rig_identity = ident;
+	rig_start(&r, false, TEMPLATE_JSON, 200);
+	rig_identity = NULL;
+	ASSERT_OK(agent_wait(r.agent, p_running, NULL, 5000));
+	agent_get_status(r.agent, &s);
+	ASSERT_EQ(s.identity_error, 0);
+	ASSERT_FALSE(s.identity_waiting);
+	ASSERT_EQ(s.identity_sent, 1);
+	ASSERT_TRUE(log_has_poll(r.agent, "template: identity of 'clone-1' taken", 3000, 20));
+	ASSERT_TRUE(log_has_poll(r.agent, "who=clone-1 pwd=/tmp big=20000", 3000, 20));
+	ASSERT_OK(agent_stop_request(r.agent, 1000));
+	ASSERT_OK(agent_wait(r.agent, p_shutdown, NULL, 5000));
+	ASSERT_EQ(rig_wait_exit(&r, 3000), 0);
+	rig_done(&r);
+}
+
+/* A bad identity is refused with the reason: another template's, another transport, not JSON.
+ * The guest stays a waiting template and runs nothing. */
+static void test_template_identity_refused(void)
+{
+	static const char *const bad[] = {
+		"{\"template\":true}",
+		"{\"name\":\"x\",\"agent\":{\"transport\":\"vsock\"}}",
+		"{\"name\":",
+		"{\"name\":\"x\",\"volumes\":[{\"uuid\":\"00\",\"path\":\"/d\",\"fresh\":true}]}",
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct rig r = {0};
+		struct agent_status s;
+
+		rig_identity = bad[i];
+		rig_start(&r, false, TEMPLATE_JSON, 200);
+		rig_identity = NULL;
+		ASSERT_OK(agent_wait(r.agent, p_identity_answered, NULL, 5000));
+		usleep(300 * 1000);
+		agent_get_status(r.agent, &s);
+		ASSERT_EQ(s.identity_error, EINVAL);
+		ASSERT_TRUE(s.identity_reason[0] != '\0');
+		ASSERT_TRUE(s.identity_waiting);
+		ASSERT_EQ(s.app, AGENT_APP_UNKNOWN);
+		ASSERT_TRUE(log_has_poll(r.agent, "template: identity refused: ", 2000, 20));
+		rig_done(&r);
+	}
+}
+
 TEST_MAIN(TEST(test_host_heartbeat_period_adopted), TEST(test_slow_host_never_blocks_app),
 	  TEST(test_config_from_initrd), TEST(test_serial_app_env_user_stop),
 	  TEST(test_vsock_sigkill_after_grace), TEST(test_app_exit_code_and_exec_failure),
 	  TEST(test_unknown_user_fails_start), TEST(test_hung_agent_goes_stale),
-	  TEST(test_raw_resync))
+	  TEST(test_raw_resync), TEST(test_template_waits), TEST(test_template_identity_taken),
+	  TEST(test_template_identity_refused))

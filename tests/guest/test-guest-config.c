@@ -159,6 +159,8 @@ static void test_guest_parser_rejects(void)
 		"{\"name\":\"a\",\"name\":\"b\"}",
 		"7",
 		"{\"agent\":{\"transport\":3}}",
+		"{\"template\":1}",
+		"{\"template\":\"yes\"}",
 	};
 	struct guest_vm vm;
 	char errbuf[256];
@@ -169,6 +171,10 @@ static void test_guest_parser_rejects(void)
 	ASSERT_OK(guest_vm_parse("{}", 2, &vm, errbuf, sizeof(errbuf)));
 	ASSERT_TRUE(vm.entrypoint && !vm.entrypoint[0]);
 	ASSERT_FALSE(vm.vsock);
+	ASSERT_FALSE(vm.template);
+	guest_vm_done(&vm);
+	ASSERT_OK(guest_vm_parse("{\"template\":true}", 17, &vm, errbuf, sizeof(errbuf)));
+	ASSERT_TRUE(vm.template);
 	guest_vm_done(&vm);
 }
 
