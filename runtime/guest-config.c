@@ -99,6 +99,18 @@ int guest_config_json(const struct guest_config *gc, char **ret, struct err *err
 	char *text;
 	int r;
 
+	if (gc->template) {
+		root = json_pack(
+			"{s:i, s:b, s:{s:s, s:i, s:i}}", "version", 1, "template", 1, "agent",
+			"transport", gc->transport == AGENT_TRANSPORT_VSOCK ? "vsock" : "serial",
+			"port", (int)(gc->vsock_port ? gc->vsock_port : AGENT_DEFAULT_VSOCK_PORT),
+			"heartbeat_ms", (int)(gc->heartbeat_ms ? gc->heartbeat_ms : 1000));
+		text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+		if (!text)
+			return err_set(err, -ENOMEM, "guest config: building vm.json failed");
+		*ret = text;
+		return 0;
+	}
 	if (!gc->name)
 		return err_set(err, -EINVAL, "guest config: no VM name");
 	r = image_config(gc->image_config_json, &img, err);

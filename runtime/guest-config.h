@@ -47,6 +47,9 @@ struct guest_config {
 	bool no_network;       /* tests: leave eth0 alone */
 	const struct guest_config_volume *volumes; /* n_volumes (at most 16), or NULL */
 	size_t n_volumes;
+	/* A booted template's vm.json (docs/template.md): only "template": true and the agent
+	 * settings; nothing of any VM (name, addresses, image, volumes are left out). */
+	bool template;
 };
 
 /* Render vm.json into a malloc'd NUL-terminated string. -EINVAL (with a message) when the image

@@ -783,6 +783,256 @@ static double bare_boot(struct fixture *f)
 }
 
 /* bench/vm-boot: N boots, phase timings, graceful stop time, QEMU RSS. */
+/* Booted templates on real QEMU (docs/template.md): a template guest boots with a template's
+ * vm.json and waits for its identity; it is saved as suspend saves a VM (the RAM in its file,
+ * the device state streamed with x-ignore-shared) and its QEMU killed. Each clone gets a sparse
+ * copy of the template's RAM and state in its own dir, is restored by the backend's restore
+ * path with its own data disk copy, TAP and console, and is handed its identity by the host
+ * client: its app then answers with its own hostname, MAC, environment and random bytes. */
+#define CLONE_APP(who)                                                             \
+	"{\"entrypoint\":[\"/bin/sh\",\"-c\"],\"cmd\":[\"mkdir -p /tmp/www; echo " \
+	"\\\"name=$(hostname) "                                                    \
+	"mac=$(cat /sys/class/net/eth0/address) who=$WHO "                         \
+	"rnd=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\\\n') "           \
+	"boot=$(cat /proc/sys/kernel/random/boot_id)\\\" > /tmp/www/index.html; "  \
+	"exec httpd -f -p 8080 -h /tmp/www\"],\"env\":[\"WHO=" who "\",\"PATH=/bin\"]}"
+
+static bool p_identity_waiting(const struct agent_status *s, void *ud)
+{
+	(void)ud;
+	return s->connected && s->identity_waiting;
+}
+
+static int curl_addr(struct fixture *f, const char *addr, char *buf, size_t size)
+{
+	char cmd[512];
+	FILE *p;
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd),
+		 "ip netns exec %s curl -sf -g -m 2 'http://[%s]:8080/' 2>/dev/null", f->netns,
+		 addr);
+	p = popen(cmd, "r");
+	if (!p)
+		return -errno;
+	n = fread(buf, 1, size - 1, p);
+	buf[n] = '\0';
+	return pclose(p) == 0 && n > 0 ? 0 : -EIO;
+}
+
+/* The template: booted, waiting for its identity, saved into tdir (state + ram), QEMU gone. */
+static void template_build(struct fixture *f, const char *tdir, double *t_boot)
+{
+	struct guest_config gc = {
+		.template = true, .transport = AGENT_TRANSPORT_SERIAL, .heartbeat_ms = 500};
+	struct runtime_config cfg = {.state_dir = f->dir, .vcpus = 2, .mem_mib = 2048};
+	struct vmm_launch p = {0};
+	struct agent_config ac = {0};
+	struct agent *a = NULL;
+	struct vmm_handle h;
+	struct vmm_exit ex;
+	struct err err = {};
+	char path[300], to[300], initrd[200];
+	void *priv = NULL;
+	double t0 = now_s();
+
+	snprintf(initrd, sizeof(initrd), "%s/template-initrd", f->dir);
+	if (guest_config_write_initrd(&gc, f->base_initrd, initrd, &err) < 0)
+		TEST_FAIL("template initrd: %s", err.msg);
+	ASSERT_OK(mkdir(tdir, 0700));
+	if (vmm_qemu_ops.init(&cfg, &priv, &err) < 0)
+		TEST_FAIL("qemu init: %s", err.msg);
+	vmm_handle_init(&h);
+	p = (struct vmm_launch){.name = f->name,
+				.uid = f->uid,
+				.gid = f->uid,
+				.netns_path = f->netns_path,
+				.tap_name = "tap0",
+				.mac = "02:00:00:00:00:99",
+				.kernel = f->kernel,
+				.initrd = initrd,
+				.rootfs = f->rootfs,
+				.data_disk = f->data,
+				.vcpus = 2,
+				.mem_mib = 2048,
+				.run_dir = tdir,
+				.console_log = f->console};
+	if (vmm_qemu_ops.launch(priv, &p, &h, &err) < 0)
+		TEST_FAIL("template launch: %s", err.msg);
+	ac = (struct agent_config){.transport = AGENT_TRANSPORT_SERIAL,
+				   .socket_path = h.agent_socket,
+				   .heartbeat_ms = 500};
+	ASSERT_OK(agent_start(&ac, &a));
+	if (agent_wait(a, p_identity_waiting, NULL, 30000) < 0) {
+		sh("tail -20 %s", f->console);
+		TEST_FAIL("the template never said IDENTITY_WAIT");
+	}
+	*t_boot = now_s() - t0;
+	snprintf(path, sizeof(path), "%s/suspend", tdir);
+	if (vmm_qemu_ops.pause(priv, &h, &err) < 0 ||
+	    vmm_qemu_ops.save(priv, f->name, &h, path, &err) < 0)
+		TEST_FAIL("template save: %s", err.msg);
+	a = agent_free(a);
+	vmm_qemu_ops.kill(priv, &h);
+	{
+		struct pollfd pf = {.fd = h.pidfd, .events = POLLIN};
+
+		ASSERT_TRUE(poll(&pf, 1, 5000) == 1);
+		vmm_handle_reap(&h, &ex);
+	}
+	vmm_qemu_ops.cleanup(priv, f->name, &h);
+	vmm_qemu_ops.free(priv);
+	snprintf(path, sizeof(path), "%s/suspend/state.tmp", tdir);
+	snprintf(to, sizeof(to), "%s/suspend/state", tdir);
+	ASSERT_OK(rename(path, to));
+}
+
+/* One clone: the template's saved state and RAM copied (sparse) into its own dir, a copy of
+ * the template's writable disk, restored, handed its identity; returns its page. */
+static void clone_start(struct fixture *f, const char *tdir, const char *name, const char *addr,
+			const char *mac, const char *app, struct booted *b, char *page,
+			size_t pagesz)
+{
+	struct guest_config gc = {.name = name,
+				  .prefix_len = 64,
+				  .mac = mac,
+				  .image_config_json = app,
+				  .transport = AGENT_TRANSPORT_SERIAL,
+				  .heartbeat_ms = 500,
+				  .grace_ms = 3000};
+	struct vmm_launch p = {0};
+	struct agent_config ac = {0};
+	struct err err = {};
+	char dir[200], sdir[220], data[220], initrd[200];
+	char *identity = NULL;
+
+	snprintf(dir, sizeof(dir), "%s/%s", f->dir, name);
+	snprintf(sdir, sizeof(sdir), "%s/suspend", dir);
+	snprintf(data, sizeof(data), "%s/data.ext4", dir);
+	snprintf(initrd, sizeof(initrd), "%s/template-initrd", f->dir);
+	inet_pton(AF_INET6, addr, &gc.addr);
+	inet_pton(AF_INET6, GW, &gc.gateway);
+	ASSERT_OK(guest_config_json(&gc, &identity, &err));
+	b->cfg = (struct runtime_config){.state_dir = f->dir, .vcpus = 2, .mem_mib = 2048};
+	if (vmm_qemu_ops.init(&b->cfg, &b->priv, &err) < 0)
+		TEST_FAIL("qemu init: %s", err.msg);
+	vmm_handle_init(&b->h);
+	b->t_start = now_s();
+	ASSERT_EQ(sh("set -e; mkdir -p %s; cp --sparse=always %s/suspend/ram %s/suspend/state %s/; "
+		     "cp --sparse=always %s %s",
+		     sdir, tdir, tdir, sdir, f->data, data),
+		  0);
+	p = (struct vmm_launch){.name = name,
+				.uid = f->uid,
+				.gid = f->uid,
+				.netns_path = f->netns_path,
+				.tap_name = "tap0",
+				.mac = mac,
+				.kernel = f->kernel,
+				.initrd = initrd,
+				.rootfs = f->rootfs,
+				.data_disk = data,
+				.vcpus = 2,
+				.mem_mib = 2048,
+				.run_dir = dir,
+				.console_log = f->console,
+				.restore_dir = sdir};
+	if (vmm_qemu_ops.launch(b->priv, &p, &b->h, &err) < 0) {
+		sh("tail -5 %s", f->console);
+		TEST_FAIL("clone launch: %s", err.msg);
+	}
+	b->t_vmm = now_s();
+	ac = (struct agent_config){.transport = AGENT_TRANSPORT_SERIAL,
+				   .socket_path = b->h.agent_socket,
+				   .heartbeat_ms = 500,
+				   .identity = identity,
+				   .identity_len = strlen(identity)};
+	ASSERT_OK(agent_start(&ac, &b->agent));
+	free(identity);
+	if (agent_wait(b->agent, p_app, NULL, 20000) < 0) {
+		sh("tail -20 %s", f->console);
+		TEST_FAIL("clone %s: no app within 20 s", name);
+	}
+	b->t_app = now_s();
+	for (int i = 0; i < 200; i++) {
+		if (curl_addr(f, addr, page, pagesz) == 0)
+			break;
+		usleep(20000);
+	}
+	b->t_http = now_s();
+}
+
+static void clone_stop(struct fixture *f, const char *name, struct booted *b)
+{
+	struct vmm_exit ex;
+
+	if (b->h.pidfd >= 0) {
+		vmm_qemu_ops.kill(b->priv, &b->h);
+		wait_vmm_exit(b, 5000, &ex);
+	}
+	b->agent = agent_free(b->agent);
+	vmm_qemu_ops.cleanup(b->priv, name, &b->h);
+	vmm_qemu_ops.free(b->priv);
+}
+
+static void test_template_clones(void)
+{
+	struct fixture f = {0};
+	struct booted a = {0}, c = {0};
+	struct agent_status s;
+	char tdir[200], na[40], nc[40], pa[512], pc[512], *ra, *rc, *ba, *bc;
+	double t_boot;
+
+	fixture_setup(&f, "tp");
+	snprintf(tdir, sizeof(tdir), "%s/template", f.dir);
+	template_build(&f, tdir, &t_boot);
+	snprintf(na, sizeof(na), "%s-a", f.name);
+	snprintf(nc, sizeof(nc), "%s-b", f.name);
+
+	clone_start(&f, tdir, na, "fd42:feed::21", "02:00:00:00:00:21", CLONE_APP("clone-a"), &a,
+		    pa, sizeof(pa));
+	agent_get_status(a.agent, &s);
+	ASSERT_EQ(s.identity_error, 0);
+	ASSERT_EQ(s.boots_seen, 1);
+	printf("# template boot to IDENTITY_WAIT %.2f s; clone a: copy+restore %.3f s, to app "
+	       "%.3f s, to HTTP %.3f s\n# a: %s",
+	       t_boot, a.t_vmm - a.t_start, a.t_app - a.t_start, a.t_http - a.t_start, pa);
+	clone_stop(&f, na, &a);
+
+	clone_start(&f, tdir, nc, "fd42:feed::22", "02:00:00:00:00:22", CLONE_APP("clone-b"), &c,
+		    pc, sizeof(pc));
+	printf("# clone b: to HTTP %.3f s\n# b: %s", c.t_http - c.t_start, pc);
+	clone_stop(&f, nc, &c);
+
+	/* Each its own hostname, MAC, environment; different random streams; one boot id (the
+	 * template's kernel booted once: a difference by design). */
+	{
+		char want[128];
+
+		snprintf(want, sizeof(want), "name=%s mac=02:00:00:00:00:21 who=clone-a rnd=", na);
+		ASSERT_TRUE(strstr(pa, want) != NULL);
+		snprintf(want, sizeof(want), "name=%s mac=02:00:00:00:00:22 who=clone-b rnd=", nc);
+		ASSERT_TRUE(strstr(pc, want) != NULL);
+	}
+	ra = strstr(pa, "rnd=");
+	rc = strstr(pc, "rnd=");
+	ba = strstr(pa, "boot=");
+	bc = strstr(pc, "boot=");
+	ASSERT_TRUE(ra && rc && ba && bc);
+	ASSERT_TRUE(ba - ra == 4 + 32 + 1 && bc - rc == 4 + 32 + 1); /* 16 random bytes each */
+	ASSERT_TRUE(memcmp(ra, rc, 4 + 32) != 0);
+	ASSERT_STREQ(ba, bc);
+	/* The template's files are untouched by the clones (each restored its own copy). */
+	{
+		char path[300];
+		struct stat st;
+
+		snprintf(path, sizeof(path), "%s/suspend/state", tdir);
+		ASSERT_OK(stat(path, &st));
+	}
+	fixture_teardown(&f);
+}
+
 static int bench(int runs)
 {
 	for (int i = 0; i < runs; i++) {
@@ -825,10 +1075,9 @@ static int bench(int runs)
 int main(void)
 {
 	static const struct test_case cases[] = {
-		TEST(test_boot_http_log_stop),
-		TEST(test_powerdown_button),
-		TEST(test_guest_oom),
-		TEST(test_launch_failure_message_and_cleanup),
+		TEST(test_boot_http_log_stop), TEST(test_powerdown_button),
+		TEST(test_guest_oom),	       TEST(test_launch_failure_message_and_cleanup),
+		TEST(test_template_clones),
 	};
 	const char *b = getenv("MVMFS_VM_BENCH");
 	uint32_t runs = 3;
