@@ -788,7 +788,8 @@ static double bare_boot(struct fixture *f)
  * the device state streamed with x-ignore-shared) and its QEMU killed. Each clone gets a sparse
  * copy of the template's RAM and state in its own dir, is restored by the backend's restore
  * path with its own data disk copy, TAP and console, and is handed its identity by the host
- * client: its app then answers with its own hostname, MAC, environment and random bytes. */
+ * client: its app then answers with its own hostname, MAC, environment and random bytes. A
+ * clone then suspends and resumes with suspend's own save and restore. */
 #define CLONE_APP(who)                                                             \
 	"{\"entrypoint\":[\"/bin/sh\",\"-c\"],\"cmd\":[\"mkdir -p /tmp/www; echo " \
 	"\\\"name=$(hostname) "                                                    \
@@ -975,6 +976,58 @@ static void clone_stop(struct fixture *f, const char *name, struct booted *b)
 	vmm_qemu_ops.free(b->priv);
 }
 
+/* A clone is an ordinary QEMU VM of this runtime: its RAM is in its own file, so suspend's
+ * save and restore work on it unchanged; the app answers the same page afterwards. */
+static void clone_suspend_restore(struct fixture *f, const char *name, const char *addr,
+				  const char *mac, struct booted *b, const char *page)
+{
+	struct vmm_launch p = {0};
+	struct agent_config ac = {0};
+	struct vmm_exit ex;
+	struct err err = {};
+	char dir[200], sdir[220], data[220], initrd[200], from[240], to[240], again[512] = "";
+
+	snprintf(dir, sizeof(dir), "%s/%s", f->dir, name);
+	snprintf(sdir, sizeof(sdir), "%s/suspend", dir);
+	snprintf(data, sizeof(data), "%s/data.ext4", dir);
+	snprintf(initrd, sizeof(initrd), "%s/template-initrd", f->dir);
+	if (vmm_qemu_ops.pause(b->priv, &b->h, &err) < 0 ||
+	    vmm_qemu_ops.save(b->priv, name, &b->h, sdir, &err) < 0)
+		TEST_FAIL("suspending the clone: %s", err.msg);
+	b->agent = agent_free(b->agent);
+	vmm_qemu_ops.kill(b->priv, &b->h);
+	wait_vmm_exit(b, 5000, &ex);
+	vmm_qemu_ops.cleanup(b->priv, name, &b->h);
+	snprintf(from, sizeof(from), "%s/state.tmp", sdir);
+	snprintf(to, sizeof(to), "%s/state", sdir);
+	ASSERT_OK(rename(from, to));
+	vmm_handle_init(&b->h);
+	p = (struct vmm_launch){.name = name,
+				.uid = f->uid,
+				.gid = f->uid,
+				.netns_path = f->netns_path,
+				.tap_name = "tap0",
+				.mac = mac,
+				.kernel = f->kernel,
+				.initrd = initrd,
+				.rootfs = f->rootfs,
+				.data_disk = data,
+				.vcpus = 2,
+				.mem_mib = 2048,
+				.run_dir = dir,
+				.console_log = f->console,
+				.restore_dir = sdir};
+	if (vmm_qemu_ops.launch(b->priv, &p, &b->h, &err) < 0)
+		TEST_FAIL("restoring the suspended clone: %s", err.msg);
+	ac = (struct agent_config){.transport = AGENT_TRANSPORT_SERIAL,
+				   .socket_path = b->h.agent_socket,
+				   .heartbeat_ms = 500};
+	ASSERT_OK(agent_start(&ac, &b->agent));
+	for (int i = 0; i < 200 && curl_addr(f, addr, again, sizeof(again)) < 0; i++)
+		usleep(20000);
+	ASSERT_STREQ(again, page);
+}
+
 static void test_template_clones(void)
 {
 	struct fixture f = {0};
@@ -997,6 +1050,7 @@ static void test_template_clones(void)
 	printf("# template boot to IDENTITY_WAIT %.2f s; clone a: copy+restore %.3f s, to app "
 	       "%.3f s, to HTTP %.3f s\n# a: %s",
 	       t_boot, a.t_vmm - a.t_start, a.t_app - a.t_start, a.t_http - a.t_start, pa);
+	clone_suspend_restore(&f, na, "fd42:feed::21", "02:00:00:00:00:21", &a, pa);
 	clone_stop(&f, na, &a);
 
 	clone_start(&f, tdir, nc, "fd42:feed::22", "02:00:00:00:00:22", CLONE_APP("clone-b"), &c,
