@@ -94,7 +94,7 @@ static const struct opt_def opt_defs[] = {
 	{ "stop-vms-on-exit", OPT_FLAG, RT(stop_vms_on_exit), NULL, "stop VMs on SIGTERM instead of leaving them running" },
 	{ "reap-interval", OPT_MS, RT(reap_interval_ms), "TIME", "leak reaper period (60s)" },
 	{ "no-network", OPT_FLAG, RT(no_network), NULL, "skip host network plumbing (tests)" },
-	{ "no-template", OPT_FLAG, RT(no_template), NULL, "every start boots, never from a booted template (this version builds none yet)" },
+	{ "no-template", OPT_FLAG, RT(no_template), NULL, "every start boots the guest, never restoring a booted template (docs/template.md)" },
 	{ "log-level", OPT_LOGLEVEL, DO(log_level), "LEVEL", "debug|info|notice|warning|err (info)" },
 	{ "max-threads", OPT_U32, DO(max_threads), "N", "FUSE worker threads (16)" },
 	{ "max-handles", OPT_U32, DO(max_handles), "N", "open files and directories of the mount in all (65536)" },

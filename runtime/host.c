@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <string.h>
 
 #include "internal.h"
 #include "log.h"
@@ -40,6 +41,8 @@ void vm_agent_start(struct runtime *rt, struct vm *vm)
 		.ud = vm,
 	};
 	struct agent *a = NULL;
+	char *identity;
+	int r;
 
 	if (!vm->h.agent_socket[0])
 		return;
@@ -47,8 +50,16 @@ void vm_agent_start(struct runtime *rt, struct vm *vm)
 	if (vm->expect_boot_id && vm->has_boot_id)
 		ac.expect_boot_id = vm->boot_id;
 	vm->expect_boot_id = false;
+	identity = vm->identity;
+	vm->identity = NULL;
 	pthread_mutex_unlock(&vm->lock);
-	if (agent_start(&ac, &a) < 0) {
+	if (identity) {
+		ac.identity = identity;
+		ac.identity_len = strlen(identity);
+	}
+	r = agent_start(&ac, &a);
+	free(identity);
+	if (r < 0) {
 		log_warning("%s: cannot start the agent client", vm->name);
 		return;
 	}

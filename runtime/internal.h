@@ -149,6 +149,10 @@ struct vm {
 	 * whether the next agent client must find it again (a restore). */
 	uint8_t boot_id[AGENT_BOOT_ID_LEN];
 	bool has_boot_id, expect_boot_id;
+	/* A guest booted in template mode or restored from a template waits for this vm.json
+	 * (docs/template.md): the agent client started next sends it. malloc'd, taken by
+	 * vm_agent_start. */
+	char *identity;
 	struct vm_waiter waiters[VM_WAITERS_MAX];
 	unsigned n_waiters;
 	uint64_t seq[_VM_ATTR_MAX];
@@ -507,6 +511,34 @@ int park_verify(struct runtime *rt, const char *name, struct err *err);
 /* A suspended VM holds no host memory: the page cache of its saved files is dropped. */
 void park_drop_cache(struct runtime *rt, const char *name);
 void job_cleanup(struct runtime *rt, struct vm *vm, void *arg);
+
+/* template.c: booted templates (docs/template.md), QEMU backend. */
+enum tpl_mode {
+	TPL_NONE,  /* cold boot (why says why) */
+	TPL_BUILD, /* boot in template mode, capture the template, then hand over the identity */
+	TPL_USE,   /* restore a copy of the template, then hand over the identity */
+};
+struct tpl_plan {
+	enum tpl_mode mode;
+	char dir[4400];	   /* USE: the template; BUILD: the dir being built */
+	char final[4300];  /* STATE_DIR/templates/KEY */
+	char initrd[4500]; /* the template-mode initramfs the VMM is given */
+	char why[160];
+};
+/* What this start does, from the node's kernel, initramfs, vCPUs, memory, backend and the VM's
+ * device layout (root and writable disk sizes, volumes, NIC). BUILD owns t->dir until
+ * template_capture or template_abandon. */
+void template_plan(struct runtime *rt, const char *rootfs, const char *data_disk, size_t n_vols,
+		   bool has_nic, struct tpl_plan *t);
+int template_write_initrd(struct runtime *rt, const struct tpl_plan *t, struct err *err);
+/* USE: the template's state checked against its checksum, state and RAM copied (sparse) into
+ * park_dir for the backend's restore. */
+int template_stage(const struct tpl_plan *t, const char *park_dir, struct err *err);
+/* BUILD, once the VMM runs the template-mode guest: waits (30 s) for IDENTITY_WAIT, pauses,
+ * saves into park_dir, copies into the template dir, resumes, checksums and publishes it. */
+int template_capture(struct runtime *rt, struct vm *vm, struct tpl_plan *t, const char *park_dir,
+		     struct err *err);
+void template_abandon(struct tpl_plan *t);
 /* Health probe of a running VM: the VMM's own state and the network's. */
 void job_probe(struct runtime *rt, struct vm *vm, void *arg);
 int workers_start(struct runtime *rt);

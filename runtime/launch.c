@@ -55,7 +55,7 @@ int rt_prepare_image(struct runtime *rt, struct vm *vm, const char *ref, struct 
 /* The per-VM initramfs: the project's base plus /mvmfs/vm.json for the guest agent. */
 static int write_guest_initrd(struct runtime *rt, struct vm *vm, const struct img_prepared *prep,
 			      const struct in6_addr *addr, const struct volume_attach *vols,
-			      size_t n_vols, const char *out, struct err *err)
+			      size_t n_vols, const char *out, char **identity, struct err *err)
 {
 	struct guest_config_volume gv[VOLUME_MAX_PER_VM];
 	const struct runtime_config *c = &rt->cfg;
@@ -98,6 +98,12 @@ static int write_guest_initrd(struct runtime *rt, struct vm *vm, const struct im
 			gc.prefix_len = len;
 		pthread_mutex_unlock(&rt->net_lock);
 	}
+	if (identity) {
+		int r2 = guest_config_json(&gc, identity, err);
+
+		if (r2 < 0)
+			return r2;
+	}
 	return guest_config_write_initrd(&gc, c->initrd, out, err);
 }
 
@@ -118,6 +124,8 @@ struct launch {
 	char run_dir[4200], data[4300], console[4300], initrd[4300], boot_args[256];
 	bool restore; /* restore the saved state instead of booting */
 	char park_dir[4300];
+	struct tpl_plan tpl; /* booted template: build it or start from it (docs/template.md) */
+	char *identity;	     /* the VM's vm.json for a template-mode guest */
 	struct err err;
 };
 
@@ -274,10 +282,26 @@ static int launch_files(struct launch *l)
 	snprintf(l->console, sizeof(l->console), "%s/console.log", l->run_dir);
 	if (c->initrd) {
 		snprintf(l->initrd, sizeof(l->initrd), "%s/initrd.img", l->run_dir);
+		if (!l->restore)
+			template_plan(l->rt, l->prep.rootfs, l->data, l->n_vols,
+				      vm->net.tap_name[0] != '\0', &l->tpl);
 		r = write_guest_initrd(l->rt, vm, &l->prep, &l->addr, l->vols, l->n_vols, l->initrd,
-				       &l->err);
-		if (r < 0)
+				       l->tpl.mode != TPL_NONE ? &l->identity : NULL, &l->err);
+		if (r < 0) {
+			template_abandon(&l->tpl);
 			return err_prefix(&l->err, "guest config: ");
+		}
+		if (l->tpl.mode == TPL_BUILD) {
+			struct err e = {};
+
+			if (template_write_initrd(l->rt, &l->tpl, &e) < 0) {
+				log_warning("%s: template: not built: %s", vm->name, e.msg);
+				template_abandon(&l->tpl);
+				l->tpl.mode = TPL_NONE;
+			}
+		}
+		if (l->tpl.mode == TPL_NONE && l->tpl.why[0])
+			log_info("%s: template: %s: cold boot", vm->name, l->tpl.why);
 	}
 	if (l->has_ip)
 		inet_ntop(AF_INET6, &l->addr, ip, sizeof(ip));
@@ -286,6 +310,91 @@ static int launch_files(struct launch *l)
 	snprintf(l->boot_args, sizeof(l->boot_args), "vmname=%s%s%s", vm->name,
 		 ip[0] ? " ip6=" : "", ip);
 	return 0;
+}
+
+/* A start from a template restores a sparse copy of it (the VM's RAM is then its own file, as
+ * after a cold boot): the copy goes where the backend's restore reads it. A template that
+ * cannot be staged costs a cold boot. */
+static void template_prepare(struct launch *l, struct vmm_launch *p)
+{
+	struct vm *vm = l->vm;
+	struct err e = {};
+
+	if (l->tpl.mode == TPL_USE) {
+		if (template_stage(&l->tpl, l->park_dir, &e) < 0) {
+			log_warning("%s: template: %s: cold boot", vm->name, e.msg);
+			if (e.code == -EBADMSG)
+				(void)rm_rf(l->tpl.dir); /* the next start builds it anew */
+			(void)rm_rf(l->park_dir);
+			l->tpl.mode = TPL_NONE;
+		} else {
+			p->restore_dir = l->park_dir;
+		}
+	}
+	if (l->tpl.mode != TPL_NONE) {
+		/* Nothing of the VM on the template's command line; its initramfs says only
+		 * "template". The VM's own settings go to the agent as its identity. */
+		p->initrd = l->tpl.initrd;
+		p->boot_args = "";
+	} else {
+		p->restore_dir = NULL;
+		p->initrd = l->rt->cfg.initrd ? l->initrd : NULL;
+		p->boot_args = l->boot_args;
+	}
+}
+
+/* The VMM this launch started goes, with what the backend made for it, before another launch
+ * of the same VM. */
+static void launch_undo_vmm(struct launch *l)
+{
+	struct runtime *rt = l->rt;
+	struct vm *vm = l->vm;
+
+	vmm_handle_kill_wait(&vm->h, 5000);
+	(void)rt_kill_strays(rt, vm->name, 0, 2000);
+	rt->ops->cleanup(rt->ops_priv, vm->name, &vm->h);
+	vmm_handle_init(&vm->h);
+	(void)rm_rf(l->park_dir);
+	l->err = (struct err){0};
+}
+
+/* After the first launch of a template start (r its result): a template-mode guest is captured
+ * as the template and its VMM ends; the VM is then started from the template just made. A
+ * restore that fails, or a template that was not made, costs a cold boot in the same job. */
+static int template_launched(struct launch *l, struct vmm_launch *p, int r)
+{
+	struct runtime *rt = l->rt;
+	struct vm *vm = l->vm;
+	struct err e = {};
+
+	if (r >= 0 && l->tpl.mode == TPL_BUILD) {
+		int c = template_capture(rt, vm, &l->tpl, l->park_dir, &e);
+
+		/* The template's own VMM exits once its state is written. */
+		launch_undo_vmm(l);
+		if (c < 0) {
+			log_warning("%s: template: not built: %s: cold boot", vm->name, e.msg);
+			template_abandon(&l->tpl);
+			l->tpl.mode = TPL_NONE;
+		} else {
+			log_info("%s: template: built %s", vm->name, l->tpl.final);
+			l->tpl.mode = TPL_USE;
+			snprintf(l->tpl.dir, sizeof(l->tpl.dir), "%s", l->tpl.final);
+			snprintf(l->tpl.initrd, sizeof(l->tpl.initrd), "%s/initrd", l->tpl.final);
+		}
+		template_prepare(l, p);
+		r = rt->ops->launch(rt->ops_priv, p, &vm->h, &l->err);
+	}
+	if (r < 0 && l->tpl.mode == TPL_USE && !atomic_load(&vm->cancel)) {
+		log_warning("%s: template: restore failed: %s: cold boot", vm->name, l->err.msg);
+		launch_undo_vmm(l);
+		l->tpl.mode = TPL_NONE;
+		template_prepare(l, p);
+		r = rt->ops->launch(rt->ops_priv, p, &vm->h, &l->err);
+	}
+	if (r < 0)
+		template_abandon(&l->tpl);
+	return r;
 }
 
 /* The backend's launch, after the strays of an earlier launch are gone and the intent is on
@@ -331,6 +440,7 @@ static int launch_vmm(struct launch *l)
 		 * guest's RAM file in it afresh). */
 		(void)rm_rf(l->park_dir);
 	}
+	template_prepare(l, &p);
 	/* Never a second VMM in a jail whose VMM still runs: whatever is left of an earlier
 	 * launch of this VM (an orphan of a killed daemon) goes first. */
 	(void)rt_kill_strays(rt, vm->name, 0, 2000);
@@ -342,8 +452,19 @@ static int launch_vmm(struct launch *l)
 	pthread_mutex_unlock(&vm->lock);
 	vm_record_save(vm);
 	r = rt->ops->launch(rt->ops_priv, &p, &vm->h, &l->err);
+	if (l->tpl.mode != TPL_NONE)
+		r = template_launched(l, &p, r);
 	if (r < 0)
 		return l->restore ? err_prefix(&l->err, "restore: ") : r;
+	if (l->tpl.mode == TPL_USE)
+		log_info("%s: template: started from %s", vm->name, l->tpl.dir);
+	if (l->tpl.mode != TPL_NONE) {
+		pthread_mutex_lock(&vm->lock);
+		free(vm->identity);
+		vm->identity = l->identity;
+		l->identity = NULL;
+		pthread_mutex_unlock(&vm->lock);
+	}
 	pthread_mutex_lock(&vm->lock);
 	vm->launching = false;
 	pthread_mutex_unlock(&vm->lock);
@@ -443,6 +564,7 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg)
 	if (l) {
 		free(l->ref);
 		free(l->vols);
+		free(l->identity);
 	}
 	free(l);
 }

@@ -68,7 +68,7 @@ struct runtime_config {
 	int cgroup_version;	   /* 0: detect, 1 or 2 */
 	bool stop_vms_on_exit;	   /* SIGTERM stops VMs instead of leaving them running */
 	bool no_network;	   /* tests: skip host plumbing (IPAM still runs) */
-	bool no_template; /* every start boots (docs/template.md; no templates are built yet) */
+	bool no_template;	   /* every start boots: no booted templates (docs/template.md) */
 	unsigned reap_interval_ms; /* leak reaper period, default 60000 */
 
 	/* Image pull bounds (struct img_limits in image/image.h; 0: its defaults). */

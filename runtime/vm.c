@@ -63,6 +63,7 @@ struct vm *vm_unref(struct vm *vm)
 	pthread_mutex_destroy(&vm->vol_lock);
 	pthread_cond_destroy(&vm->cmd_cond);
 	free(vm->image);
+	free(vm->identity);
 	free(vm);
 	return NULL;
 }
