@@ -1,0 +1,300 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Booted templates through the daemon on real QEMU (docs/template.md): the first start of the
+ * node's device layout builds the template and starts from it; later starts restore it. Each VM
+ * shows its own hostname, MAC, address, environment and random bytes; the same VM cold-booted
+ * (--no-template) shows the same identity (the boot id differs by design); a corrupt template
+ * costs a cold boot that works, and the next start builds it anew. Runs in its own PID,
+ * network and mount namespaces.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "daemon-vm.h"
+#include "fileio.h"
+#include "sys.h"
+#include "test.h"
+
+static char T[64], MNT[128];
+
+static const char app_sh[] =
+	"#!/bin/sh\n"
+	"mkdir -p /tmp/www\n"
+	"echo \"name=$(hostname) mac=$(cat /sys/class/net/eth0/address) who=$WHO uid=$(id -u) "
+	"cwd=$(pwd) root=$(grep -c ' / ' /proc/mounts) "
+	"rnd=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n') "
+	"boot=$(cat /proc/sys/kernel/random/boot_id)\" > /tmp/www/index.html\n"
+	"exec httpd -f -p 8080 -h /tmp/www\n";
+
+static pid_t spawn_logged(const char *log, char *const argv[])
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static int rd(const char *vm, const char *file, char *buf, size_t size)
+{
+	char p[256];
+
+	snprintf(p, sizeof(p), "%s/vms/%s/%s", MNT, vm, file);
+	return read_small(p, buf, size);
+}
+
+static int wr(const char *vm, const char *file, const char *val)
+{
+	char p[256];
+
+	snprintf(p, sizeof(p), "%s/vms/%s/%s", MNT, vm, file);
+	return write_str(p, val, 0);
+}
+
+static bool wait_http(const char *ip, char *page, size_t size, unsigned timeout_ms)
+{
+	double end = now_s() + timeout_ms / 1000.0;
+
+	do {
+		if (sh_out(page, size, "curl -sf -g -m 5 'http://[%s]:8080/' 2>/dev/null", ip) ==
+			    0 &&
+		    page[0])
+			return true;
+		usleep(20000);
+	} while (now_s() < end);
+	return false;
+}
+
+static pid_t start_daemon(const char *guest, bool no_template)
+{
+	char bin[400], st[160], log[160];
+	pid_t d;
+
+	snprintf(bin, sizeof(bin), "%s/daemon/mvmfs", getenv("MVMFS_BUILDDIR"));
+	snprintf(st, sizeof(st), "%s/state", T);
+	snprintf(log, sizeof(log), "%s/daemon.log", T);
+	(void)guest;
+	char *argv[] = {bin,
+			"--state-dir",
+			st,
+			"--vmm",
+			"qemu",
+			"--insecure-registry",
+			"127.0.0.1:5055",
+			"--bridge",
+			"ttbr0",
+			"--ipv6-prefix",
+			"fd42:7e6::/64",
+			"--app-grace",
+			"1s",
+			MNT,
+			NULL,
+			NULL};
+
+	if (no_template) {
+		argv[13] = "--no-template";
+		argv[14] = MNT;
+	}
+	d = spawn_logged(log, argv);
+	ASSERT_EQ(sh("for i in $(seq 200); do [ -e %s/vms ] && exit 0; sleep 0.05; done; exit 1",
+		     MNT),
+		  0);
+	return d;
+}
+
+static void stop_daemon(pid_t d)
+{
+	int status = 0;
+
+	kill(d, SIGTERM);
+	ASSERT_EQ(waitpid(d, &status, 0), d);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		sh("tail -20 %s/daemon.log", T);
+		TEST_FAIL("daemon exit status 0x%x", status);
+	}
+}
+
+/* Start vm and wait for its app's page; returns seconds from the write to the page. */
+static double start_vm(const char *vm, const char *ip, char *page, size_t size)
+{
+	double t0 = now_s();
+
+	ASSERT_OK(wr(vm, "state", "start\n"));
+	if (!wait_http(ip, page, size, 40000)) {
+		char h[2048] = "";
+
+		rd(vm, "health", h, sizeof(h));
+		sh("grep -v DEBUG %s/daemon.log | tail -15", T);
+		TEST_FAIL("%s never answered HTTP; health:\n%s", vm, h);
+	}
+	return now_s() - t0;
+}
+
+static void stop_vm(const char *vm)
+{
+	ASSERT_OK(wr(vm, "state", "stop\n"));
+}
+
+static void create_vm(const char *vm, char *ip, size_t size)
+{
+	char p[256];
+
+	snprintf(p, sizeof(p), "%s/vms/%s", MNT, vm);
+	ASSERT_OK(mkdir(p, 0755));
+	ASSERT_OK(wr(vm, "image", "127.0.0.1:5055/app:1\n"));
+	ASSERT_TRUE(rd(vm, "ip", ip, size) > 0);
+	ip[strcspn(ip, "\n")] = '\0';
+}
+
+/* The value of "key=" in page (up to the next space or newline), into out. */
+static const char *field(const char *page, const char *key, char *out, size_t size)
+{
+	const char *p = strstr(page, key);
+	size_t n;
+
+	ASSERT_TRUE(p != NULL);
+	p += strlen(key);
+	n = strcspn(p, " \n");
+	snprintf(out, size, "%.*s", (int)n, p);
+	return out;
+}
+
+static int log_count(const char *needle)
+{
+	char out[32] = "";
+
+	sh_out(out, sizeof(out), "grep -c -- '%s' %s/daemon.log", needle, T);
+	return atoi(out);
+}
+
+static void test_template_starts(void)
+{
+	char guest[300], cfg[160], log[160], root[160], A[64], B[64], C[64];
+	char pa[512], pb[512], pc[512], pb2[512], pc2[512], f1[128], f2[128], want[160];
+	char na[32], nb[32], nc[32];
+	double ta, tb, tc, tcold, tcorrupt;
+	pid_t reg, d;
+
+	snprintf(T, sizeof(T), "/tmp/test-tpl.XXXXXX");
+	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4 nft",
+			"qemu-system-x86_64, docker-registry, umoci, skopeo, curl, mkfs.ext4 or "
+			"nft missing",
+			guest, sizeof(guest), T);
+	snprintf(MNT, sizeof(MNT), "%s/mnt", T);
+	snprintf(na, sizeof(na), "ta-%.6s", T + strlen("/tmp/test-tpl."));
+	snprintf(nb, sizeof(nb), "tb-%.6s", T + strlen("/tmp/test-tpl."));
+	snprintf(nc, sizeof(nc), "tc-%.6s", T + strlen("/tmp/test-tpl."));
+
+	/* Registry and an image whose page shows what differs between VMs. */
+	ASSERT_EQ(sh("mkdir %s/reg %s && printf 'version: 0.1\\nstorage: { filesystem: { "
+		     "rootdirectory: %s/reg/data } }\\nhttp: { addr: 127.0.0.1:5055 }\\n' > "
+		     "%s/reg/config.yml && mkdir -p %s/state/guest && cp %s/vmlinux "
+		     "%s/initramfs.cpio.gz %s/state/guest/",
+		     T, MNT, T, T, T, guest, guest, T),
+		  0);
+	snprintf(cfg, sizeof(cfg), "%s/reg/config.yml", T);
+	snprintf(log, sizeof(log), "%s/reg/log", T);
+	reg = spawn_logged(log, (char *[]){"docker-registry", "serve", cfg, NULL});
+	ASSERT_EQ(sh("set -e; cd %s; for i in $(seq 100); do curl -sf http://127.0.0.1:5055/v2/ "
+		     ">/dev/null && break; sleep 0.05; done; "
+		     "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
+		     "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
+		     "mkdir -p $R/bin $R/etc $R/srv $R/tmp; cp %s/busybox $R/bin/busybox; "
+		     "for a in $($R/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox "
+		     "$R/bin/$a; done; printf 'root:x:0:0:root:/root:/bin/sh\\n' > $R/etc/passwd; "
+		     "printf 'root:x:0:\\n' > $R/etc/group",
+		     T, guest),
+		  0);
+	snprintf(root, sizeof(root), "%s/bundle/rootfs/srv/app.sh", T);
+	ASSERT_OK(write_file_atomic(root, app_sh, strlen(app_sh), 0755));
+	ASSERT_EQ(sh("set -e; cd %s; umoci repack --image oci:1 bundle >/dev/null; "
+		     "umoci config --image oci:1 --config.entrypoint /bin/sh --config.cmd "
+		     "/srv/app.sh --config.workingdir /srv --config.env WHO=from-image "
+		     ">/dev/null; umoci gc --layout oci; skopeo copy -q --dest-tls-verify=false "
+		     "oci:oci:1 docker://127.0.0.1:5055/app:1",
+		     T),
+		  0);
+
+	d = start_daemon(guest, false);
+	create_vm(na, A, sizeof(A));
+	create_vm(nb, B, sizeof(B));
+	create_vm(nc, C, sizeof(C));
+
+	/* The first start builds the template and starts from it; the next two restore it. */
+	ta = start_vm(na, A, pa, sizeof(pa));
+	ASSERT_EQ(log_count("template: built"), 1);
+	tb = start_vm(nb, B, pb, sizeof(pb));
+	tc = start_vm(nc, C, pc, sizeof(pc));
+	ASSERT_EQ(log_count("template: started from"), 3);
+	printf("# echo start -> HTTP: %s (builds) %.2f s, %s %.2f s, %s %.2f s\n# %s# %s# %s", na,
+	       ta, nb, tb, nc, tc, pa, pb, pc);
+	snprintf(want, sizeof(want), "name=%s ", nb);
+	ASSERT_TRUE(strncmp(pb, want, strlen(want)) == 0);
+	snprintf(want, sizeof(want), "name=%s ", nc);
+	ASSERT_TRUE(strncmp(pc, want, strlen(want)) == 0);
+	ASSERT_TRUE(strstr(pb, " who=from-image uid=0 cwd=/srv ") != NULL);
+	ASSERT_TRUE(strstr(pc, " who=from-image uid=0 cwd=/srv ") != NULL);
+	ASSERT_TRUE(strcmp(A, B) != 0 && strcmp(B, C) != 0);
+	ASSERT_TRUE(strcmp(field(pb, "mac=", f1, sizeof(f1)), field(pc, "mac=", f2, sizeof(f2))));
+	ASSERT_TRUE(strcmp(field(pb, "rnd=", f1, sizeof(f1)), field(pc, "rnd=", f2, sizeof(f2))));
+	ASSERT_TRUE(strcmp(field(pa, "rnd=", f1, sizeof(f1)), field(pc, "rnd=", f2, sizeof(f2))));
+	/* One template, one kernel boot: the boot id is the template's (by design). */
+	ASSERT_STREQ(field(pb, "boot=", f1, sizeof(f1)), field(pc, "boot=", f2, sizeof(f2)));
+	stop_vm(nb);
+	stop_vm(nc);
+	stop_vm(na);
+
+	/* The same VM cold-booted (--no-template): the same identity; another boot id and
+	 * random bytes. */
+	stop_daemon(d);
+	d = start_daemon(guest, true);
+	tcold = start_vm(nb, B, pb2, sizeof(pb2));
+	printf("# %s cold (--no-template): %.2f s\n# %s", nb, tcold, pb2);
+	ASSERT_EQ(log_count("template: off (--no-template): cold boot"), 1);
+	ASSERT_STREQ(field(pb, "mac=", f1, sizeof(f1)), field(pb2, "mac=", f2, sizeof(f2)));
+	ASSERT_STREQ(field(pb, "name=", f1, sizeof(f1)), field(pb2, "name=", f2, sizeof(f2)));
+	ASSERT_STREQ(field(pb, "who=", f1, sizeof(f1)), field(pb2, "who=", f2, sizeof(f2)));
+	ASSERT_STREQ(field(pb, "uid=", f1, sizeof(f1)), field(pb2, "uid=", f2, sizeof(f2)));
+	ASSERT_STREQ(field(pb, "cwd=", f1, sizeof(f1)), field(pb2, "cwd=", f2, sizeof(f2)));
+	ASSERT_STREQ(field(pb, "root=", f1, sizeof(f1)), field(pb2, "root=", f2, sizeof(f2)));
+	ASSERT_TRUE(
+		strcmp(field(pb, "boot=", f1, sizeof(f1)), field(pb2, "boot=", f2, sizeof(f2))));
+	stop_vm(nb);
+	stop_daemon(d);
+
+	/* A corrupt template: that start cold-boots and works; the next builds it anew. */
+	ASSERT_EQ(sh("set -e; f=$(ls -d %s/state/templates/*/state | head -1); "
+		     "printf 'X' | dd of=$f bs=1 seek=100 conv=notrunc 2>/dev/null",
+		     T),
+		  0);
+	d = start_daemon(guest, false);
+	tcorrupt = start_vm(nc, C, pc2, sizeof(pc2));
+	printf("# %s with a corrupt template: %.2f s\n", nc, tcorrupt);
+	ASSERT_EQ(log_count("template: corrupt: checksum mismatch: cold boot"), 1);
+	snprintf(want, sizeof(want), "name=%s ", nc);
+	ASSERT_TRUE(strncmp(pc2, want, strlen(want)) == 0);
+	stop_vm(nc);
+	(void)start_vm(nb, B, pb2, sizeof(pb2));
+	ASSERT_EQ(log_count("template: built"), 2);
+	stop_vm(nb);
+	stop_daemon(d);
+	kill(reg, SIGTERM);
+	waitpid(reg, NULL, 0);
+	sh("umount -l %s 2>/dev/null; rm -rf %s", MNT, T);
+}
+
+TEST_MAIN(TEST(test_template_starts))
