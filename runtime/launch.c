@@ -312,6 +312,15 @@ static int launch_files(struct launch *l)
 	return 0;
 }
 
+/* A template start turned into a cold boot: the VM's own initramfs and command line. */
+static void template_cold(struct launch *l, struct vmm_launch *p)
+{
+	l->tpl.mode = TPL_NONE;
+	p->restore_dir = NULL;
+	p->initrd = l->rt->cfg.initrd ? l->initrd : NULL;
+	p->boot_args = l->boot_args;
+}
+
 /* A start from a template restores a sparse copy of it (the VM's RAM is then its own file, as
  * after a cold boot): the copy goes where the backend's restore reads it. A template that
  * cannot be staged costs a cold boot. */
@@ -326,7 +335,7 @@ static void template_prepare(struct launch *l, struct vmm_launch *p)
 			if (e.code == -EBADMSG)
 				(void)rm_rf(l->tpl.dir); /* the next start builds it anew */
 			(void)rm_rf(l->park_dir);
-			l->tpl.mode = TPL_NONE;
+			template_cold(l, p);
 		} else {
 			p->restore_dir = l->park_dir;
 		}
@@ -336,10 +345,6 @@ static void template_prepare(struct launch *l, struct vmm_launch *p)
 		 * "template". The VM's own settings go to the agent as its identity. */
 		p->initrd = l->tpl.initrd;
 		p->boot_args = "";
-	} else {
-		p->restore_dir = NULL;
-		p->initrd = l->rt->cfg.initrd ? l->initrd : NULL;
-		p->boot_args = l->boot_args;
 	}
 }
 
@@ -375,7 +380,7 @@ static int template_launched(struct launch *l, struct vmm_launch *p, int r)
 		if (c < 0) {
 			log_warning("%s: template: not built: %s: cold boot", vm->name, e.msg);
 			template_abandon(&l->tpl);
-			l->tpl.mode = TPL_NONE;
+			template_cold(l, p);
 		} else {
 			log_info("%s: template: built %s", vm->name, l->tpl.final);
 			l->tpl.mode = TPL_USE;
@@ -388,8 +393,7 @@ static int template_launched(struct launch *l, struct vmm_launch *p, int r)
 	if (r < 0 && l->tpl.mode == TPL_USE && !atomic_load(&vm->cancel)) {
 		log_warning("%s: template: restore failed: %s: cold boot", vm->name, l->err.msg);
 		launch_undo_vmm(l);
-		l->tpl.mode = TPL_NONE;
-		template_prepare(l, p);
+		template_cold(l, p);
 		r = rt->ops->launch(rt->ops_priv, p, &vm->h, &l->err);
 	}
 	if (r < 0)
