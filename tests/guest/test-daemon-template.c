@@ -5,7 +5,8 @@
  * shows its own hostname, MAC, address, environment and random bytes; the same VM cold-booted
  * (--no-template) shows the same identity (the boot id differs by design); a corrupt template
  * costs a cold boot that works, and the next start builds it anew. Runs in its own PID,
- * network and mount namespaces.
+ * network and mount namespaces. MVMFS_TEMPLATE_BENCH=N makes it a benchmark instead (see
+ * bench()).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -181,6 +182,66 @@ static int log_count(const char *needle)
 	return atoi(out);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* MVMFS_TEMPLATE_BENCH=N (bench/template): N restarts of one VM from the template and N cold
+ * (after a daemon restart with --no-template), p50 of echo start -> HTTP; then
+ * MVMFS_TEMPLATE_PARALLEL VMs (default 10) started at once from the template: the time until
+ * all answer, and each QEMU's RSS. */
+static void bench(const char *guest, const char *vm, const char *ip, pid_t *d, int runs)
+{
+	int par = getenv("MVMFS_TEMPLATE_PARALLEL") ? atoi(getenv("MVMFS_TEMPLATE_PARALLEL")) : 10;
+	double tpl[32], cold[32], t0;
+	char page[512], names[32][32], ips[32][64], out[4096] = "";
+
+	runs = runs > 32 ? 32 : runs;
+	par = par > 32 ? 32 : par < 1 ? 1 : par;
+	for (int i = 0; i < runs; i++) {
+		tpl[i] = start_vm(vm, ip, page, sizeof(page));
+		stop_vm(vm);
+	}
+	for (int i = 0; i < par; i++) {
+		snprintf(names[i], sizeof(names[i]), "p%d-%.6s", i, T + strlen("/tmp/test-tpl."));
+		create_vm(names[i], ips[i], sizeof(ips[i]));
+	}
+	t0 = now_s();
+	for (int i = 0; i < par; i++) {
+		char p[512];
+
+		snprintf(p, sizeof(p), "%s/vms/%.31s/state", MNT, names[i]);
+		ASSERT_OK(write_str(p, "start\n", O_NONBLOCK));
+	}
+	for (int i = 0; i < par; i++)
+		ASSERT_TRUE(wait_http(ips[i], page, sizeof(page), 120000));
+	printf("# BENCH %d VMs started at once from the template: all answering after %.2f s\n",
+	       par, now_s() - t0);
+	sh_out(out, sizeof(out),
+	       "for p in $(pgrep -f 'mvmfs-p[0-9]*-%.6s'); do awk '/VmRSS/ {printf \"%%d \", "
+	       "$2/1024}' "
+	       "/proc/$p/status; done",
+	       T + strlen("/tmp/test-tpl."));
+	printf("# BENCH QEMU RSS MiB each: %s\n", out);
+	for (int i = 0; i < par; i++)
+		stop_vm(names[i]);
+	stop_daemon(*d);
+	*d = start_daemon(guest, true);
+	for (int i = 0; i < runs; i++) {
+		cold[i] = start_vm(vm, ip, page, sizeof(page));
+		stop_vm(vm);
+	}
+	qsort(tpl, (size_t)runs, sizeof(double), cmp_double);
+	qsort(cold, (size_t)runs, sizeof(double), cmp_double);
+	printf("# BENCH echo start -> HTTP p50 of %d: template %.2f s (%.2f-%.2f), cold %.2f s "
+	       "(%.2f-%.2f), ratio %.2f\n",
+	       runs, tpl[runs / 2], tpl[0], tpl[runs - 1], cold[runs / 2], cold[0], cold[runs - 1],
+	       tpl[runs / 2] / cold[runs / 2]);
+}
+
 static void test_template_starts(void)
 {
 	char guest[300], cfg[160], log[160], root[160], A[64], B[64], C[64];
@@ -257,6 +318,15 @@ static void test_template_starts(void)
 	stop_vm(nb);
 	stop_vm(nc);
 	stop_vm(na);
+
+	if (getenv("MVMFS_TEMPLATE_BENCH")) {
+		bench(guest, nb, B, &d, atoi(getenv("MVMFS_TEMPLATE_BENCH")));
+		stop_daemon(d);
+		kill(reg, SIGTERM);
+		waitpid(reg, NULL, 0);
+		sh("umount -l %s 2>/dev/null; rm -rf %s", MNT, T);
+		return;
+	}
 
 	/* The same VM cold-booted (--no-template): the same identity; another boot id and
 	 * random bytes. */
