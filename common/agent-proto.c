@@ -19,6 +19,7 @@ static const char *const type_names[_AGENT_MSG_MAX] = {
 	[AGENT_MSG_SET_CLOCK] = "set-clock",
 	[AGENT_MSG_CLOCK_SET] = "clock-set",
 	[AGENT_MSG_BOOT_ID] = "boot-id",
+	[AGENT_MSG_DISK_USAGE] = "disk-usage",
 };
 
 const char *agent_msg_type_to_string(int type)
@@ -191,6 +192,20 @@ static int encode_payload(const struct agent_msg *m, uint8_t *p)
 	case AGENT_MSG_BOOT_ID:
 		memcpy(p, m->boot_id, AGENT_BOOT_ID_LEN);
 		return AGENT_BOOT_ID_LEN;
+	case AGENT_MSG_DISK_USAGE:
+		if (m->disks.n > AGENT_DISKS_MAX)
+			return -EINVAL;
+		p[0] = m->disks.n;
+		for (unsigned i = 0; i < m->disks.n; i++) {
+			const struct agent_disk *d = &m->disks.d[i];
+			uint8_t *q = p + 1 + 25 * i;
+
+			q[0] = d->disk;
+			put_u64(q + 1, d->size);
+			put_u64(q + 9, d->used);
+			put_u64(q + 17, d->avail);
+		}
+		return 1 + 25 * m->disks.n;
 	default:
 		return -EINVAL;
 	}
@@ -313,6 +328,23 @@ int agent_msg_decode(uint8_t type, const uint8_t *p, size_t len, struct agent_ms
 		if (len != AGENT_BOOT_ID_LEN)
 			return -EBADMSG;
 		memcpy(m.boot_id, p, AGENT_BOOT_ID_LEN);
+		break;
+	case AGENT_MSG_DISK_USAGE:
+		if (len < 1 || p[0] > AGENT_DISKS_MAX || len != 1 + 25 * (size_t)p[0])
+			return -EBADMSG;
+		m.disks.n = p[0];
+		for (unsigned i = 0; i < m.disks.n; i++) {
+			struct agent_disk *d = &m.disks.d[i];
+			const uint8_t *q = p + 1 + 25 * i;
+
+			d->disk = q[0];
+			d->size = get_u64(q + 1);
+			d->used = get_u64(q + 9);
+			d->avail = get_u64(q + 17);
+			if (d->disk >= AGENT_DISKS_MAX || (i && d->disk <= m.disks.d[i - 1].disk) ||
+			    d->used > d->size || d->avail > d->size)
+				return -EBADMSG;
+		}
 		break;
 	default:
 		return -EPROTONOSUPPORT;

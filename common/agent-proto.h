@@ -54,6 +54,8 @@ enum agent_msg_type {
 	AGENT_MSG_SET_CLOCK = 20, /* host -> guest: step CLOCK_REALTIME to this time */
 	AGENT_MSG_CLOCK_SET = 21, /* guest -> host: the step it applied (or why not) */
 	AGENT_MSG_BOOT_ID = 22,	  /* guest -> host: the boot it is (after each HELLO answer) */
+	/* 30-39: storage */
+	AGENT_MSG_DISK_USAGE = 30, /* guest -> host: statfs of the writable layer and volumes */
 	_AGENT_MSG_MAX,
 };
 
@@ -109,6 +111,20 @@ struct agent_net {
 	uint8_t addr[16];
 };
 
+/* DISK_USAGE: one entry per mounted disk; disk 0 is the writable layer, disk i (1..16) the
+ * i-th volume of vm.json. Bytes as statfs says: size (f_blocks), used (f_blocks - f_bfree),
+ * avail (f_bavail), each times f_frsize. Payload: n u8, then n x {disk u8, size, used, avail
+ * u64}; disks strictly increasing, used and avail at most size. */
+#define AGENT_DISKS_MAX 17
+struct agent_disk {
+	uint8_t disk;
+	uint64_t size, used, avail;
+};
+struct agent_disk_usage {
+	uint8_t n;
+	struct agent_disk d[AGENT_DISKS_MAX];
+};
+
 struct agent_msg {
 	uint8_t type; /* enum agent_msg_type */
 	union {
@@ -118,11 +134,12 @@ struct agent_msg {
 		struct agent_app_exited exited;
 		struct agent_output output;
 		struct agent_net net;
-		uint32_t grace_ms;	     /* STOP */
-		char reason[AGENT_TEXT_MAX]; /* SHUTDOWN */
-		struct agent_clock clock;    /* SET_CLOCK */
-		struct agent_clock_set clock_set;
+		uint32_t grace_ms;		    /* STOP */
+		char reason[AGENT_TEXT_MAX];	    /* SHUTDOWN */
+		struct agent_clock clock;	    /* SET_CLOCK */
+		struct agent_clock_set clock_set;   /* CLOCK_SET */
 		uint8_t boot_id[AGENT_BOOT_ID_LEN]; /* BOOT_ID: the guest kernel's boot_id */
+		struct agent_disk_usage disks;	    /* DISK_USAGE */
 	};
 };
 

@@ -77,6 +77,7 @@ static const struct opt_def opt_defs[] = {
 	{ "vcpus", OPT_U32, RT(vcpus), "N", "vCPUs per VM (" STR(RUNTIME_DEFAULT_VCPUS) ")" },
 	{ "mem-mib", OPT_U32, RT(mem_mib), "MIB", "memory per VM (" STR(RUNTIME_DEFAULT_MEM_MIB) ")" },
 	{ "data-disk-size", OPT_SIZE, RT(data_disk_bytes), "SIZE", "per-VM writable disk, e.g. 1G (1G)" },
+	{ "volume-size", OPT_SIZE, RT(volume_bytes), "SIZE", "size of a new volume, 16M-16T (1G)" },
 	{ "image-keep", OPT_SIZE, RT(image_keep_bytes), "SIZE", "unused images kept in the cache (10G)" },
 	{ "pull-timeout", OPT_MS, RT(pull_timeout_ms), "TIME", "deadline of a whole image pull (30m)" },
 	{ "pull-stall-timeout", OPT_MS, RT(pull_stall_timeout_ms), "TIME", "a pull fails when no byte arrives for this long (60s)" },
@@ -401,6 +402,11 @@ static int fill_defaults(struct daemon_options *o, struct err *err)
 		o->rt.chroot_base = DEFAULT_CHROOT_BASE;
 	if (!o->rt.bridge)
 		o->rt.bridge = DEFAULT_BRIDGE;
+	/* 0: the runtime's default. */
+	if (o->rt.volume_bytes &&
+	    (o->rt.volume_bytes < VOLUME_SIZE_MIN || o->rt.volume_bytes > VOLUME_SIZE_MAX))
+		return err_set(err, -EINVAL, "volume-size must be within 16M..16T");
+	o->rt.volume_bytes = (o->rt.volume_bytes + 4095) / 4096 * 4096;
 	/* Kernel, initramfs and the sizes left unset take the runtime's defaults (runtime_new),
 	 * which --help states. */
 	if (o->rt.vmm == VMM_FIRECRACKER) {

@@ -15,11 +15,11 @@ static int show_vm(struct vm *vm, int attr, char **ret, size_t *ret_len)
 	return vm_show(vm, (enum vm_attr)attr, ret, ret_len);
 }
 
-#define VM_SHOW(fn, a)                                                           \
-	static int fn(struct fs *fs, struct vm *vm, char **ret, size_t *ret_len) \
-	{                                                                        \
-		(void)fs;                                                        \
-		return show_vm(vm, a, ret, ret_len);                             \
+#define VM_SHOW(fn, a)                                                                            \
+	static int fn(struct fs *fs, struct vm *vm, const char *vol, char **ret, size_t *ret_len) \
+	{                                                                                         \
+		(void)fs, (void)vol;                                                              \
+		return show_vm(vm, a, ret, ret_len);                                              \
 	}
 
 VM_SHOW(show_state, VM_ATTR_STATE)
@@ -32,12 +32,19 @@ VM_SHOW(show_config, VM_ATTR_CONFIG)
 VM_SHOW(show_pid, VM_ATTR_PID)
 VM_SHOW(show_metrics, VM_ATTR_METRICS)
 
-static int store_image(struct fs *fs, struct vm *vm, const char *value)
+static int show_disk_usage(struct fs *fs, struct vm *vm, const char *vol, char **ret,
+			   size_t *ret_len)
+{
+	(void)fs, (void)vol;
+	return vm_disk_usage_show(vm, ret, ret_len);
+}
+
+static int store_image(struct fs *fs, struct vm *vm, const char *vol, const char *value)
 {
 	struct err err = {};
 	int r;
 
-	(void)fs;
+	(void)fs, (void)vol;
 	r = vm_set_image(vm, value, &err);
 	if (r < 0)
 		log_debug_errno(r, "%s: image '%s' refused: %s", vm_name(vm), value,
@@ -57,16 +64,59 @@ const struct fs_attr fs_vm_attrs[] = {
 	{ "config",  0444, VM_ATTR_CONFIG,  false, false, show_config,  NULL },
 	{ "pid",     0444, VM_ATTR_PID,     false, false, show_pid,     NULL },
 	{ "metrics", 0444, VM_ATTR_METRICS, false, false, show_metrics, NULL },
+	{ "disk-usage", 0444, -1,           false, false, show_disk_usage, NULL },
 };
 /* clang-format on */
 const size_t fs_vm_attrs_count = ELEMENTSOF(fs_vm_attrs);
 
-static int show_version(struct fs *fs, struct vm *vm, char **ret, size_t *ret_len)
+static int show_vol(struct vm *vm, const char *vol, enum volume_attr a, char **ret, size_t *ret_len)
+{
+	return vm_volume_show(vm, vol, a, ret, ret_len);
+}
+
+static int store_vol(struct vm *vm, const char *vol, enum volume_attr a, const char *value)
+{
+	struct err err = {};
+	int r;
+
+	r = vm_volume_store(vm, vol, a, value, &err);
+	if (r < 0)
+		log_debug_errno(r, "%s: volume '%s': '%s' refused: %s", vm_name(vm), vol, value,
+				err.msg[0] ? err.msg : "-");
+	return r < 0 ? r : 0;
+}
+
+#define VOL_FILE(show_fn, store_fn, a)                                                        \
+	static int show_fn(struct fs *fs, struct vm *vm, const char *vol, char **ret,         \
+			   size_t *ret_len)                                                   \
+	{                                                                                     \
+		(void)fs;                                                                     \
+		return show_vol(vm, vol, a, ret, ret_len);                                    \
+	}                                                                                     \
+	static int store_fn(struct fs *fs, struct vm *vm, const char *vol, const char *value) \
+	{                                                                                     \
+		(void)fs;                                                                     \
+		return store_vol(vm, vol, a, value);                                          \
+	}
+
+VOL_FILE(show_vol_path, store_vol_path, VOLUME_ATTR_PATH)
+VOL_FILE(show_vol_size, store_vol_size, VOLUME_ATTR_SIZE)
+
+/* The files of volumes/VOL, in readdir order. */
+/* clang-format off */
+const struct fs_attr fs_vol_attrs[] = {
+	{ "path", 0644, -1, false, false, show_vol_path, store_vol_path },
+	{ "size", 0644, -1, false, false, show_vol_size, store_vol_size },
+};
+/* clang-format on */
+const size_t fs_vol_attrs_count = ELEMENTSOF(fs_vol_attrs);
+
+static int show_version(struct fs *fs, struct vm *vm, const char *vol, char **ret, size_t *ret_len)
 {
 	char *s = NULL;
 	int n;
 
-	(void)vm;
+	(void)vm, (void)vol;
 	n = asprintf(&s, "mvmfs %s %s\n", PACKAGE_VERSION, fs->vmm_name);
 	if (n < 0)
 		return -ENOMEM;
@@ -76,14 +126,15 @@ static int show_version(struct fs *fs, struct vm *vm, char **ret, size_t *ret_le
 }
 
 /* The runtime's node metrics, then the open limits' (open.c). */
-static int show_node_metrics(struct fs *fs, struct vm *vm, char **ret, size_t *ret_len)
+static int show_node_metrics(struct fs *fs, struct vm *vm, const char *vol, char **ret,
+			     size_t *ret_len)
 {
 	struct fs_open_stats st;
 	char *rt_text = NULL, *out = NULL;
 	size_t rt_len = 0;
 	int r, n;
 
-	(void)vm;
+	(void)vm, (void)vol;
 	r = runtime_metrics(fs->rt, &rt_text, &rt_len);
 	if (r < 0)
 		return r;

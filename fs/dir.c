@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Names and directories: lookup/forget/getattr/setattr, readdir, and the operations the tree
  * refuses. Unsupported namespace operations (create, mknod, symlink, link, unlink, rename, mkdir
- * outside vms/, rmdir of anything but vms/NAME) fail with EPERM, as the VFS and configfs do for
- * operations a directory does not implement. */
+ * outside vms/ and vms/NAME/volumes/, rmdir of anything but vms/NAME and
+ * vms/NAME/volumes/VOL) fail with EPERM, as the VFS and configfs do for operations a directory
+ * does not implement. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,11 @@ bool fs_vm_is_live(struct fs *fs, struct vm *vm)
 
 	vm_unref(cur);
 	return live;
+}
+
+bool fs_file_is_live(struct fs *fs, struct vm *vm, const char *vol)
+{
+	return fs_vm_is_live(fs, vm) && (!vol || !vol[0] || vm_volume_exists(vm, vol));
 }
 
 int fs_resolve(struct fs *fs, fuse_ino_t ino, struct node_info *ret)
@@ -45,7 +51,7 @@ int fs_resolve(struct fs *fs, fuse_ino_t ino, struct node_info *ret)
 	r = node_table_resolve(fs->nodes, ino, ret);
 	if (r < 0)
 		return r;
-	if (!fs_vm_is_live(fs, ret->vm)) {
+	if (!fs_file_is_live(fs, ret->vm, ret->vol)) {
 		ret->vm = vm_unref(ret->vm);
 		return -ENOENT;
 	}
@@ -68,7 +74,32 @@ void fs_fill_stat(struct fs *fs, fuse_ino_t ino, const struct node_info *ni, str
 	st->st_atim = st->st_mtim = st->st_ctim = fs->start_time;
 }
 
-/* Fill e for a child and take its lookup reference. */
+/* A child of the mount's root: vms/ (once ready) or a root file; inodes of the root's are fixed. */
+static int lookup_in_root(struct fs *fs, const char *name, struct node_info *child, fuse_ino_t *ino,
+			  struct fuse_entry_param *e)
+{
+	int i;
+
+	if (strcmp(name, "vms") == 0) {
+		if (!atomic_load(&fs->ready))
+			return -ENOENT;
+		*ino = FS_INO_VMS;
+		child->kind = NODE_VMS;
+		/* Not cached: after a crash the kernel would otherwise keep showing vms/ of the
+		 * dead mount, and "vms/ exists" is how users and scripts see readiness. */
+		e->entry_timeout = FS_TIMEOUT_NONE;
+		return 0;
+	}
+	i = fs_attr_find(fs_root_attrs, fs_root_attrs_count, name);
+	if (i < 0)
+		return -ENOENT;
+	*ino = FS_INO_VERSION + (fuse_ino_t)i;
+	child->kind = NODE_ROOT_ATTR;
+	child->attr = &fs_root_attrs[i];
+	return 0;
+}
+
+/* Fill e for a child and take its lookup reference. One case per kind of directory. */
 static int lookup_child(struct fs *fs, const struct node_info *parent, fuse_ino_t parent_ino,
 			const char *name, struct fuse_entry_param *e)
 {
@@ -81,29 +112,15 @@ static int lookup_child(struct fs *fs, const struct node_info *parent, fuse_ino_
 				       .entry_timeout = FS_TIMEOUT_STATIC};
 	switch (parent->kind) {
 	case NODE_ROOT:
-		if (strcmp(name, "vms") == 0) {
-			if (!atomic_load(&fs->ready))
-				return -ENOENT;
-			ino = FS_INO_VMS;
-			child.kind = NODE_VMS;
-			/* Not cached: after a crash the kernel would otherwise keep showing vms/ of
-			 * the dead mount, and "vms/ exists" is how users and scripts see readiness.
-			 */
-			e->entry_timeout = FS_TIMEOUT_NONE;
-			break;
-		}
-		i = fs_attr_find(fs_root_attrs, fs_root_attrs_count, name);
-		if (i < 0)
-			return -ENOENT;
-		ino = FS_INO_VERSION + (fuse_ino_t)i;
-		child.kind = NODE_ROOT_ATTR;
-		child.attr = &fs_root_attrs[i];
+		r = lookup_in_root(fs, name, &child, &ino, e);
+		if (r < 0)
+			return r;
 		break;
 	case NODE_VMS: {
 		struct vm *vm = runtime_vm_get(fs->rt, name);
 		if (!vm)
 			return -ENOENT;
-		r = node_table_get(fs->nodes, NODE_VM_DIR, vm, -1, &ino, &gen);
+		r = node_table_get(fs->nodes, NODE_VM_DIR, vm, NULL, -1, &ino, &gen);
 		vm_unref(vm);
 		if (r < 0)
 			return r;
@@ -112,14 +129,43 @@ static int lookup_child(struct fs *fs, const struct node_info *parent, fuse_ino_
 		break;
 	}
 	case NODE_VM_DIR:
+		if (strcmp(name, "volumes") == 0) {
+			r = node_table_get(fs->nodes, NODE_VOLS, parent->vm, NULL, -1, &ino, &gen);
+			if (r < 0)
+				return r;
+			child.kind = NODE_VOLS;
+			break;
+		}
 		i = fs_attr_find(fs_vm_attrs, fs_vm_attrs_count, name);
 		if (i < 0)
 			return -ENOENT;
-		r = node_table_get(fs->nodes, NODE_VM_ATTR, parent->vm, i, &ino, &gen);
+		r = node_table_get(fs->nodes, NODE_VM_ATTR, parent->vm, NULL, i, &ino, &gen);
 		if (r < 0)
 			return r;
 		child.kind = NODE_VM_ATTR;
 		child.attr = &fs_vm_attrs[i];
+		break;
+	case NODE_VOLS:
+		if (!volume_name_is_valid(name) || !vm_volume_exists(parent->vm, name))
+			return -ENOENT;
+		r = node_table_get(fs->nodes, NODE_VOL_DIR, parent->vm, name, -1, &ino, &gen);
+		if (r < 0)
+			return r;
+		child.kind = NODE_VOL_DIR;
+		/* rmdir and mkdir keep the dentry right; a volume the runtime adds (the image's)
+		 * shows within a second. */
+		e->entry_timeout = FS_TIMEOUT_VMDIR;
+		break;
+	case NODE_VOL_DIR:
+		i = fs_attr_find(fs_vol_attrs, fs_vol_attrs_count, name);
+		if (i < 0)
+			return -ENOENT;
+		r = node_table_get(fs->nodes, NODE_VOL_ATTR, parent->vm, parent->vol, i, &ino,
+				   &gen);
+		if (r < 0)
+			return r;
+		child.kind = NODE_VOL_ATTR;
+		child.attr = &fs_vol_attrs[i];
 		break;
 	default:
 		(void)parent_ino;
@@ -259,7 +305,10 @@ static int build_listing(fuse_req_t req, struct fs *fs, fuse_ino_t ino, const st
 
 	r = dirbuf_add(req, b, ".", ino, S_IFDIR);
 	if (r >= 0)
-		r = dirbuf_add(req, b, "..", ni->kind == NODE_VM_DIR ? FS_INO_VMS : FUSE_ROOT_ID,
+		r = dirbuf_add(req, b, "..",
+			       ni->kind == NODE_VM_DIR			       ? FS_INO_VMS
+			       : ni->kind == NODE_ROOT || ni->kind == NODE_VMS ? FUSE_ROOT_ID
+									       : FS_UNKNOWN_INO,
 			       S_IFDIR);
 	if (r < 0)
 		return r;
@@ -291,6 +340,25 @@ static int build_listing(fuse_req_t req, struct fs *fs, fuse_ino_t ino, const st
 	case NODE_VM_DIR:
 		for (size_t i = 0; i < fs_vm_attrs_count; i++) {
 			r = dirbuf_add(req, b, fs_vm_attrs[i].name, FS_UNKNOWN_INO, S_IFREG);
+			if (r < 0)
+				return r;
+		}
+		return dirbuf_add(req, b, "volumes", FS_UNKNOWN_INO, S_IFDIR);
+	case NODE_VOLS: {
+		_cleanup_free_ char **names = NULL;
+		r = vm_volume_list(ni->vm, &names);
+		if (r < 0)
+			return r;
+		for (size_t i = 0; names[i]; i++) {
+			r = dirbuf_add(req, b, names[i], FS_UNKNOWN_INO, S_IFDIR);
+			if (r < 0)
+				return r;
+		}
+		return 0;
+	}
+	case NODE_VOL_DIR:
+		for (size_t i = 0; i < fs_vol_attrs_count; i++) {
+			r = dirbuf_add(req, b, fs_vol_attrs[i].name, FS_UNKNOWN_INO, S_IFREG);
 			if (r < 0)
 				return r;
 		}

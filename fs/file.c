@@ -5,7 +5,8 @@
  * offset 0 (EINVAL otherwise), at most FS_WRITE_MAX bytes (EFBIG), one trailing newline.
  * Buffers count against the opener's limits (open.c).
  * Read-only files refuse write opens with EACCES even for root (the kernel's mode check lets
- * CAP_DAC_OVERRIDE through). Files of a VM destroyed while open fail with ENODEV, as sysfs does.
+ * CAP_DAC_OVERRIDE through). Files of a VM (or a volume) destroyed while open fail with ENODEV,
+ * as sysfs does.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -67,6 +68,7 @@ static int do_open(struct fs *fs, fuse_ino_t ino, int flags, uid_t uid, struct f
 	h->fs = fs;
 	h->vm = ni.vm;
 	h->attr = ni.attr;
+	strcpy(h->vol, ni.vol);
 	r = fs_open_add(fs, &h->open, uid);
 	if (r < 0) {
 		vm_unref(h->vm);
@@ -132,12 +134,12 @@ static int render(struct fs_handle *h)
 	uint64_t seq = 0;
 	int r;
 
-	if (h->vm && !fs_vm_is_live(h->fs, h->vm))
+	if (h->vm && !fs_file_is_live(h->fs, h->vm, h->vol))
 		return -ENODEV;
 	/* Sample the sequence first so a change during rendering still raises POLLPRI. */
 	if (h->attr->pollable)
 		seq = vm_attr_seq(h->vm, (enum vm_attr)h->attr->vm_attr);
-	r = h->attr->show(h->fs, h->vm, &buf, &len);
+	r = h->attr->show(h->fs, h->vm, h->vol[0] ? h->vol : NULL, &buf, &len);
 	if (r < 0)
 		return r;
 	/* The opener's buffer limits (ENOMEM); the old buffer is kept on failure. */
@@ -208,7 +210,7 @@ static int check_write(struct fs_handle *h, const char *buf, size_t size, off_t 
 	r = parse_control_value(buf, size, FS_WRITE_MAX, value, value_size);
 	if (r < 0)
 		return r;
-	if (h->vm && !fs_vm_is_live(h->fs, h->vm))
+	if (h->vm && !fs_file_is_live(h->fs, h->vm, h->vol))
 		return -ENODEV;
 	return 0;
 }
@@ -228,7 +230,7 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 		return;
 	}
 	if (r >= 0)
-		r = h->attr->store(h->fs, h->vm, value);
+		r = h->attr->store(h->fs, h->vm, h->vol[0] ? h->vol : NULL, value);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else

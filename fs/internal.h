@@ -50,6 +50,9 @@ enum node_kind {
 	NODE_ROOT_ATTR,
 	NODE_VM_DIR,
 	NODE_VM_ATTR,
+	NODE_VOLS,     /* vms/NAME/volumes */
+	NODE_VOL_DIR,  /* vms/NAME/volumes/VOL */
+	NODE_VOL_ATTR, /* vms/NAME/volumes/VOL/{path,size} */
 };
 
 struct fs_handle;
@@ -73,19 +76,22 @@ struct fs_uid {
 #define FS_UID_BUCKETS 64
 
 /* An attribute file (sysfs device_attribute). show renders the value; store parses a
- * NUL-terminated, newline-stripped copy (state writes are handled by state.c instead). */
+ * NUL-terminated, newline-stripped copy (state writes are handled by state.c instead). vol is
+ * the volume's name for the files of volumes/VOL, NULL for the others. */
 struct fs_attr {
 	const char *name;
 	mode_t mode;
-	int vm_attr;   /* enum vm_attr for VM files, -1 for root files */
+	int vm_attr;   /* enum vm_attr for pollable VM files (-1: root, volume, disk-usage) */
 	bool pollable; /* POLLPRI when the change sequence moves */
 	bool deferred; /* writes go through the deferred state-write path */
-	int (*show)(struct fs *fs, struct vm *vm, char **ret, size_t *ret_len);
-	int (*store)(struct fs *fs, struct vm *vm, const char *value);
+	int (*show)(struct fs *fs, struct vm *vm, const char *vol, char **ret, size_t *ret_len);
+	int (*store)(struct fs *fs, struct vm *vm, const char *vol, const char *value);
 };
 
 extern const struct fs_attr fs_vm_attrs[];
 extern const size_t fs_vm_attrs_count;
+extern const struct fs_attr fs_vol_attrs[];
+extern const size_t fs_vol_attrs_count;
 extern const struct fs_attr fs_root_attrs[];
 extern const size_t fs_root_attrs_count;
 /* Index of name in a table or -ENOENT. */
@@ -97,16 +103,17 @@ struct node_info {
 	struct vm *vm;
 	const struct fs_attr *attr;
 	uint64_t generation;
+	char vol[VOLUME_NAME_MAX + 1]; /* NODE_VOL_DIR, NODE_VOL_ATTR: the volume; else "" */
 };
 
 struct node_table;
 
 int node_table_new(struct node_table **ret);
 struct node_table *node_table_free(struct node_table *t);
-/* Find or create the node for (vm, attr index or -1 for the directory) and take one lookup
- * reference (what fuse_reply_entry hands the kernel). */
-int node_table_get(struct node_table *t, enum node_kind kind, struct vm *vm, int attr,
-		   fuse_ino_t *ret_ino, uint64_t *ret_gen);
+/* Find or create the node for (kind, vm, volume name or NULL, attr index or -1 for a
+ * directory) and take one lookup reference (what fuse_reply_entry hands the kernel). */
+int node_table_get(struct node_table *t, enum node_kind kind, struct vm *vm, const char *vol,
+		   int attr, fuse_ino_t *ret_ino, uint64_t *ret_gen);
 /* Drop nlookup references; the node goes away at 0. */
 void node_table_forget(struct node_table *t, fuse_ino_t ino, uint64_t nlookup);
 /* Resolve a dynamic ino: -ENOENT if unknown. */
@@ -150,6 +157,7 @@ struct fs_handle {
 	struct fs *fs;
 	struct vm *vm; /* reference; NULL for root files */
 	const struct fs_attr *attr;
+	char vol[VOLUME_NAME_MAX + 1]; /* the volume of a volumes/VOL file, else "" */
 
 	pthread_mutex_t lock; /* protects buf, len, rendered, last_seq; taken before open_lock */
 	char *buf;	      /* NULL once a read took the whole value (len stays) */
@@ -169,6 +177,8 @@ static inline struct fs *req_fs(fuse_req_t req)
 
 /* Check that vm is still the live VM of its name (not destroyed, not replaced). */
 bool fs_vm_is_live(struct fs *fs, struct vm *vm);
+/* The same for a file of vm, and for a volume's file that the volume still exists. */
+bool fs_file_is_live(struct fs *fs, struct vm *vm, const char *vol);
 /* Resolve any ino (fixed or dynamic) to a live node: -ENOENT for an unknown ino, a VM that is
  * gone or vms/ before readiness. ret->vm is a reference the caller drops. */
 int fs_resolve(struct fs *fs, fuse_ino_t ino, struct node_info *ret);

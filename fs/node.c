@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The inode table: ino -> { kind, VM reference, attribute, nlookup, generation }.
+ * The inode table: ino -> { kind, VM reference, volume name, attribute, nlookup, generation }.
  * Inode numbers come from a 64-bit counter and are never reused, so the generation only has to
  * distinguish sessions; it is still kept per node as the forget contract describes.
  */
@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 #include "macro.h"
@@ -18,11 +19,12 @@ struct node {
 	fuse_ino_t ino;
 	enum node_kind kind;
 	struct vm *vm; /* reference */
-	int attr;      /* index in fs_vm_attrs, -1 for a VM directory */
+	int attr;      /* index in fs_vm_attrs or fs_vol_attrs, -1 for a directory */
+	char vol[VOLUME_NAME_MAX + 1]; /* volume of NODE_VOL_DIR/NODE_VOL_ATTR, else "" */
 	uint64_t nlookup;
 	uint64_t generation;
 	struct node *next_ino; /* chain by ino */
-	struct node *next_key; /* chain by (vm, attr) */
+	struct node *next_key; /* chain by (kind, vm, vol, attr) */
 };
 
 struct node_table {
@@ -39,10 +41,20 @@ static size_t hash_ino(fuse_ino_t ino)
 	return (size_t)((ino * 0x9E3779B97F4A7C15ull) >> 51) % NODE_BUCKETS;
 }
 
-static size_t hash_key(const struct vm *vm, int attr)
+static size_t hash_key(enum node_kind kind, const struct vm *vm, const char *vol, int attr)
 {
-	uint64_t k = (uint64_t)(uintptr_t)vm ^ ((uint64_t)(attr + 1) << 3);
+	uint64_t k = (uint64_t)(uintptr_t)vm ^ ((uint64_t)(attr + 1) << 3) ^ ((uint64_t)kind << 40);
+
+	/* FNV-1a over the volume name. */
+	for (const char *p = vol; *p; p++)
+		k = (k ^ (unsigned char)*p) * 0x100000001b3ull;
 	return (size_t)((k * 0x9E3779B97F4A7C15ull) >> 51) % NODE_BUCKETS;
+}
+
+static bool key_eq(const struct node *n, enum node_kind kind, const struct vm *vm, const char *vol,
+		   int attr)
+{
+	return n->vm == vm && n->attr == attr && n->kind == kind && strcmp(n->vol, vol) == 0;
 }
 
 int node_table_new(struct node_table **ret)
@@ -76,15 +88,20 @@ struct node_table *node_table_free(struct node_table *t)
 	return NULL;
 }
 
-int node_table_get(struct node_table *t, enum node_kind kind, struct vm *vm, int attr,
-		   fuse_ino_t *ret_ino, uint64_t *ret_gen)
+int node_table_get(struct node_table *t, enum node_kind kind, struct vm *vm, const char *vol,
+		   int attr, fuse_ino_t *ret_ino, uint64_t *ret_gen)
 {
-	size_t hk = hash_key(vm, attr);
+	size_t hk;
 	struct node *n;
 
+	if (!vol)
+		vol = "";
+	if (strlen(vol) > VOLUME_NAME_MAX)
+		return -EINVAL;
+	hk = hash_key(kind, vm, vol, attr);
 	pthread_mutex_lock(&t->lock);
 	for (n = t->by_key[hk]; n; n = n->next_key)
-		if (n->vm == vm && n->attr == attr)
+		if (key_eq(n, kind, vm, vol, attr))
 			break;
 	if (!n) {
 		n = calloc(1, sizeof(*n));
@@ -96,6 +113,7 @@ int node_table_get(struct node_table *t, enum node_kind kind, struct vm *vm, int
 		n->kind = kind;
 		n->vm = vm_ref(vm);
 		n->attr = attr;
+		strcpy(n->vol, vol);
 		n->generation = t->generation;
 		n->next_key = t->by_key[hk];
 		t->by_key[hk] = n;
@@ -120,7 +138,7 @@ static void unlink_node(struct node_table *t, struct node *n)
 			*p = n->next_ino;
 			break;
 		}
-	for (p = &t->by_key[hash_key(n->vm, n->attr)]; *p; p = &(*p)->next_key)
+	for (p = &t->by_key[hash_key(n->kind, n->vm, n->vol, n->attr)]; *p; p = &(*p)->next_key)
 		if (*p == n) {
 			*p = n->next_key;
 			break;
@@ -163,7 +181,10 @@ int node_table_resolve(struct node_table *t, fuse_ino_t ino, struct node_info *r
 		if (n->ino == ino) {
 			ret->kind = n->kind;
 			ret->vm = vm_ref(n->vm);
-			ret->attr = n->attr >= 0 ? &fs_vm_attrs[n->attr] : NULL;
+			ret->attr = n->attr < 0		       ? NULL
+				    : n->kind == NODE_VOL_ATTR ? &fs_vol_attrs[n->attr]
+							       : &fs_vm_attrs[n->attr];
+			strcpy(ret->vol, n->vol);
 			ret->generation = n->generation;
 			r = 0;
 			break;

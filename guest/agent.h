@@ -18,6 +18,16 @@
 #define GUEST_MODULES_LIST "/mvmfs/modules.list"
 #define NEWROOT "/newroot"
 
+/* A volume to mount: the disk whose ext4 UUID is uuid, at path inside the container. fresh:
+ * never mounted before, so it takes the content and ownership of the image's directory at
+ * path (Docker's rule). */
+#define GUEST_VOLUMES_MAX 16
+struct guest_volume {
+	uint8_t uuid[16];
+	char path[1024];
+	bool fresh;
+};
+
 /* The per-VM settings from /mvmfs/vm.json (runtime/guest-config.h writes it). */
 struct guest_vm {
 	char name[64];
@@ -38,6 +48,8 @@ struct guest_vm {
 	unsigned heartbeat_ms;
 	unsigned grace_ms;
 	bool no_network;
+	struct guest_volume volumes[GUEST_VOLUMES_MAX];
+	unsigned n_volumes;
 };
 
 /* config.c */
@@ -54,9 +66,32 @@ int modules_load_list(const char *path);
 
 /* mounts.c */
 int mounts_early(void);
-int mounts_root(void);			   /* disks -> overlay at NEWROOT with proc/sys/dev/tmp */
+/* disks -> overlay at NEWROOT with proc/sys/dev/tmp; n_volumes disks are the volumes', not the
+ * root's or the writable layer's */
+int mounts_root(const struct guest_vm *vm);
 int mounts_etc(const struct guest_vm *vm); /* hostname, resolv.conf, hosts */
-void mounts_teardown(void);		   /* kill leftovers, sync, unmount */
+/* volumes.c: find each volume's disk by its ext4 UUID among /dev/vd*, waiting (bounded) for
+ * all of them; others gets the first two other disks (root and writable layer), in name order.
+ * -ENODEV when a volume's disk is missing. */
+int volumes_scan(const struct guest_vm *vm, char others[2][8], unsigned *n_others);
+/* Each volume's disk mounted at its path inside NEWROOT (root: the directory the
+ * paths are inside), fresh ones filled from the image first. 0, or -errno when a volume cannot
+ * be mounted (the app must not start without its data). */
+int volumes_mount(const struct guest_vm *vm, const char *root);
+/* statfs of the writable layer and of each mounted volume, as a DISK_USAGE message. */
+void volumes_usage(struct agent_disk_usage *ret);
+/* The pieces of volumes_mount, for tests. The directory path inside root (resolved there:
+ * symlinks cannot leave it), created (0755, root's) with its missing parents; an O_PATH fd.
+ * *ret_created: it did not exist. */
+int volume_dir_in_root(int root_fd, const char *path, bool *ret_created);
+/* A new filesystem: nothing but lost+found. */
+bool volume_is_empty(int vol_fd);
+/* Docker's rule for a new volume (vol_fd its root): lost+found goes, then the content, owner and
+ * mode of the directory at path inside root, if there is one, are copied into it. */
+int volume_fill_fresh(int root_fd, const char *path, int vol_fd);
+/* Unmount every mount below NEWROOT that mounts_teardown does not know (the volumes). */
+void volumes_unmount(void);
+void mounts_teardown(void); /* kill leftovers, sync, unmount */
 _Noreturn void power_off(bool vsock);
 int wait_for_path(const char *path, unsigned timeout_ms);
 

@@ -109,13 +109,161 @@ static int get_addr(json_t *o, const char *key, struct in6_addr *ret, bool *have
 	return 0;
 }
 
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* An absolute path without empty, "." or ".." components, printable ASCII, not "/". */
+static bool volume_path_ok(const char *p)
+{
+	size_t n = strlen(p);
+
+	if (p[0] != '/' || n < 2 || n >= sizeof(((struct guest_volume *)0)->path) ||
+	    p[n - 1] == '/')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if ((unsigned char)p[i] < 0x20 || (unsigned char)p[i] > 0x7e)
+			return false;
+		if (p[i] != '/')
+			continue;
+		if (p[i + 1] == '/' ||
+		    (p[i + 1] == '.' &&
+		     (p[i + 2] == '/' || p[i + 2] == '\0' ||
+		      (p[i + 2] == '.' && (p[i + 3] == '/' || p[i + 3] == '\0')))))
+			return false;
+	}
+	return true;
+}
+
+/* "volumes": [{"uuid": "<32 lowercase hex>", "path": "/abs", "fresh": bool}, ...] */
+static int get_volumes(json_t *arr, struct guest_vm *vm)
+{
+	json_t *v;
+	size_t i;
+
+	if (!arr || json_is_null(arr))
+		return 0;
+	if (!json_is_array(arr) || json_array_size(arr) > GUEST_VOLUMES_MAX)
+		return -EINVAL;
+	json_array_foreach (arr, i, v) {
+		struct guest_volume *g = &vm->volumes[i];
+		json_t *uuid = json_object_get(v, "uuid"), *path = json_object_get(v, "path"),
+		       *fresh = json_object_get(v, "fresh");
+		const char *u;
+
+		if (!json_is_object(v) || json_object_size(v) != 3 || !json_is_string(uuid) ||
+		    !json_is_string(path) || !json_is_boolean(fresh) ||
+		    json_string_length(uuid) != 32 ||
+		    strlen(json_string_value(path)) != json_string_length(path) ||
+		    !volume_path_ok(json_string_value(path)))
+			return -EINVAL;
+		u = json_string_value(uuid);
+		for (int k = 0; k < 16; k++) {
+			int hi = hexval(u[2 * k]), lo = hexval(u[2 * k + 1]);
+
+			if (hi < 0 || lo < 0)
+				return -EINVAL;
+			g->uuid[k] = (uint8_t)(hi << 4 | lo);
+		}
+		for (size_t k = 0; k < i; k++)
+			if (memcmp(vm->volumes[k].uuid, g->uuid, 16) == 0)
+				return -EINVAL;
+		snprintf(g->path, sizeof(g->path), "%s", json_string_value(path));
+		g->fresh = json_is_true(fresh);
+		vm->n_volumes++;
+	}
+	return 0;
+}
+
+/* A string member that must fit dst (size bytes); absent leaves dst as it is. */
+static int get_str_into(json_t *o, const char *key, char *dst, size_t size)
+{
+	char *s = NULL;
+	int r = get_str(o, key, &s);
+
+	if (r >= 0 && s && strlen(s) >= size)
+		r = -EINVAL;
+	if (r >= 0 && s)
+		snprintf(dst, size, "%s", s);
+	free(s);
+	return r;
+}
+
+/* Who the VM is: name, addresses, MAC, volumes. */
+static int parse_identity(json_t *root, struct guest_vm *vm, char *errbuf, size_t errsz)
+{
+	snprintf(vm->name, sizeof(vm->name), "mvm");
+	if (get_str_into(root, "name", vm->name, sizeof(vm->name)) < 0)
+		return fail(errbuf, errsz, "vm.json: bad name");
+	if (get_addr(root, "address", &vm->addr, &vm->have_addr) < 0 ||
+	    get_addr(root, "gateway", &vm->gateway, &vm->have_gateway) < 0 ||
+	    get_uint(root, "prefix_len", 128, &vm->prefix_len) < 0 ||
+	    get_uint(root, "mtu", 65535, &vm->mtu) < 0 ||
+	    get_uint(root, "grace_ms", 3600000, &vm->grace_ms) < 0)
+		return fail(errbuf, errsz,
+			    "vm.json: bad address, gateway, prefix_len, mtu or grace_ms");
+	if (get_str_into(root, "mac", vm->mac, sizeof(vm->mac)) < 0)
+		return fail(errbuf, errsz, "vm.json: bad mac");
+	vm->no_network = json_is_true(json_object_get(root, "no_network"));
+	if (get_volumes(json_object_get(root, "volumes"), vm) < 0)
+		return fail(errbuf, errsz, "vm.json: bad volumes");
+	return 0;
+}
+
+/* What the app runs as: the image config's Entrypoint, Cmd, Env, WorkingDir, User. */
+static int parse_image(json_t *img, struct guest_vm *vm, char *errbuf, size_t errsz)
+{
+	if (img && !json_is_null(img)) {
+		if (!json_is_object(img))
+			return fail(errbuf, errsz, "vm.json: image is not an object");
+		if (get_strv(json_object_get(img, "entrypoint"), &vm->entrypoint) < 0 ||
+		    get_strv(json_object_get(img, "cmd"), &vm->cmd) < 0 ||
+		    get_strv(json_object_get(img, "env"), &vm->env) < 0 ||
+		    get_str(img, "workdir", &vm->workdir) < 0 ||
+		    get_str(img, "user", &vm->user) < 0)
+			return fail(errbuf, errsz,
+				    "vm.json: bad image entrypoint/cmd/env/workdir/user");
+	}
+	if (!vm->entrypoint)
+		vm->entrypoint = calloc(1, sizeof(char *));
+	if (!vm->cmd)
+		vm->cmd = calloc(1, sizeof(char *));
+	if (!vm->env)
+		vm->env = calloc(1, sizeof(char *));
+	return vm->entrypoint && vm->cmd && vm->env ? 0 : -ENOMEM;
+}
+
+/* How the agent talks to the host: transport, port, heartbeat period. */
+static int parse_agent(json_t *agent, struct guest_vm *vm, char *errbuf, size_t errsz)
+{
+	unsigned port = AGENT_DEFAULT_VSOCK_PORT;
+
+	if (agent && json_is_object(agent)) {
+		json_t *t = json_object_get(agent, "transport");
+
+		if (t && !json_is_string(t))
+			return fail(errbuf, errsz, "vm.json: bad agent.transport");
+		vm->vsock = t && strcmp(json_string_value(t), "vsock") == 0;
+		if (get_uint(agent, "port", UINT32_MAX >> 1, &port) < 0 ||
+		    get_uint(agent, "heartbeat_ms", 600000, &vm->heartbeat_ms) < 0)
+			return fail(errbuf, errsz, "vm.json: bad agent.port or heartbeat_ms");
+	}
+	vm->port = port;
+	if (vm->heartbeat_ms < 50)
+		vm->heartbeat_ms = 50;
+	return 0;
+}
+
 int guest_vm_parse(const char *json, size_t len, struct guest_vm *vm, char *errbuf, size_t errsz)
 {
 	json_error_t jerr;
-	json_t *root, *img, *agent;
-	char *s = NULL;
-	unsigned port = AGENT_DEFAULT_VSOCK_PORT;
-	int r = -EINVAL;
+	json_t *root;
+	int r;
 
 	memset(vm, 0, sizeof(*vm));
 	vm->heartbeat_ms = 1000;
@@ -124,86 +272,18 @@ int guest_vm_parse(const char *json, size_t len, struct guest_vm *vm, char *errb
 	root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
 		return fail(errbuf, errsz, "vm.json: %s at line %d", jerr.text, jerr.line);
-	if (!json_is_object(root)) {
-		fail(errbuf, errsz, "vm.json: not an object");
-		goto out;
-	}
-	if (get_str(root, "name", &s) < 0 || (s && strlen(s) >= sizeof(vm->name))) {
-		fail(errbuf, errsz, "vm.json: bad name");
-		goto out;
-	}
-	snprintf(vm->name, sizeof(vm->name), "%s", s ? s : "mvm");
-	free(s);
-	s = NULL;
-	if (get_addr(root, "address", &vm->addr, &vm->have_addr) < 0 ||
-	    get_addr(root, "gateway", &vm->gateway, &vm->have_gateway) < 0 ||
-	    get_uint(root, "prefix_len", 128, &vm->prefix_len) < 0 ||
-	    get_uint(root, "mtu", 65535, &vm->mtu) < 0 ||
-	    get_uint(root, "grace_ms", 3600000, &vm->grace_ms) < 0) {
-		fail(errbuf, errsz, "vm.json: bad address, gateway, prefix_len, mtu or grace_ms");
-		goto out;
-	}
-	if (get_str(root, "mac", &s) < 0 || (s && strlen(s) >= sizeof(vm->mac))) {
-		fail(errbuf, errsz, "vm.json: bad mac");
-		goto out;
-	}
-	if (s)
-		snprintf(vm->mac, sizeof(vm->mac), "%s", s);
-	free(s);
-	s = NULL;
-	vm->no_network = json_is_true(json_object_get(root, "no_network"));
-
-	img = json_object_get(root, "image");
-	if (img && !json_is_null(img)) {
-		if (!json_is_object(img)) {
-			fail(errbuf, errsz, "vm.json: image is not an object");
-			goto out;
-		}
-		if (get_strv(json_object_get(img, "entrypoint"), &vm->entrypoint) < 0 ||
-		    get_strv(json_object_get(img, "cmd"), &vm->cmd) < 0 ||
-		    get_strv(json_object_get(img, "env"), &vm->env) < 0 ||
-		    get_str(img, "workdir", &vm->workdir) < 0 ||
-		    get_str(img, "user", &vm->user) < 0) {
-			fail(errbuf, errsz, "vm.json: bad image entrypoint/cmd/env/workdir/user");
-			goto out;
-		}
-	}
-	if (!vm->entrypoint)
-		vm->entrypoint = calloc(1, sizeof(char *));
-	if (!vm->cmd)
-		vm->cmd = calloc(1, sizeof(char *));
-	if (!vm->env)
-		vm->env = calloc(1, sizeof(char *));
-	if (!vm->entrypoint || !vm->cmd || !vm->env) {
-		r = -ENOMEM;
-		goto out;
-	}
-
-	agent = json_object_get(root, "agent");
-	if (agent && json_is_object(agent)) {
-		json_t *t = json_object_get(agent, "transport");
-
-		if (t && !json_is_string(t)) {
-			fail(errbuf, errsz, "vm.json: bad agent.transport");
-			goto out;
-		}
-		vm->vsock = t && strcmp(json_string_value(t), "vsock") == 0;
-		if (get_uint(agent, "port", UINT32_MAX >> 1, &port) < 0 ||
-		    get_uint(agent, "heartbeat_ms", 600000, &vm->heartbeat_ms) < 0) {
-			fail(errbuf, errsz, "vm.json: bad agent.port or heartbeat_ms");
-			goto out;
-		}
-	}
-	vm->port = port;
-	if (vm->heartbeat_ms < 50)
-		vm->heartbeat_ms = 50;
-	r = 0;
-out:
-	free(s); /* a name or mac rejected as too long */
+	if (!json_is_object(root))
+		r = fail(errbuf, errsz, "vm.json: not an object");
+	else
+		r = parse_identity(root, vm, errbuf, errsz);
+	if (r >= 0)
+		r = parse_image(json_object_get(root, "image"), vm, errbuf, errsz);
+	if (r >= 0)
+		r = parse_agent(json_object_get(root, "agent"), vm, errbuf, errsz);
 	json_decref(root);
 	if (r < 0)
 		guest_vm_done(vm);
-	return r;
+	return r < 0 ? r : 0;
 }
 
 int guest_vm_load(const char *path, struct guest_vm *vm, char *errbuf, size_t errsz)

@@ -101,6 +101,18 @@ static void send_state(struct agent_state *s)
 	}
 }
 
+/* statfs of the writable layer and the volumes (nothing in test mode: no mounts). */
+static void send_disk_usage(struct agent_state *s)
+{
+	struct agent_msg m = {.type = AGENT_MSG_DISK_USAGE};
+
+	if (s->test_mode)
+		return;
+	volumes_usage(&m.disks);
+	if (m.disks.n)
+		channel_send(s->ch, &m);
+}
+
 static void send_heartbeat(struct agent_state *s)
 {
 	struct agent_msg m = {.type = AGENT_MSG_HEARTBEAT};
@@ -163,6 +175,7 @@ static void answer_hello(struct agent_state *s)
 	memcpy(r.boot_id, s->boot_id, sizeof(r.boot_id));
 	channel_send(s->ch, &r);
 	send_state(s);
+	send_disk_usage(s);
 	send_heartbeat(s);
 }
 
@@ -401,11 +414,15 @@ static int boot_guest(struct agent_state *s)
 	int r;
 
 	pump(s);
-	r = mounts_root();
+	r = mounts_root(&s->vm);
 	pump(s);
 	if (r < 0)
 		return r;
 	(void)mounts_etc(&s->vm);
+	/* Before the app: it must never run without its volumes. */
+	r = volumes_mount(&s->vm, NEWROOT);
+	if (r < 0)
+		return r;
 	if (!s->vm.no_network) {
 		r = net_configure(&s->vm);
 		s->net_ok = r >= 0;
@@ -451,8 +468,12 @@ static void loop(struct agent_state *s)
 			s->kill_at = 0;
 		}
 		if (now >= s->next_heartbeat) {
-			if (channel_host_present(s->ch))
+			if (channel_host_present(s->ch)) {
 				send_heartbeat(s);
+				/* Disk usage every 10th heartbeat (10 s by default). */
+				if (s->hb_seq % 10 == 0)
+					send_disk_usage(s);
+			}
 			s->next_heartbeat = now + s->vm.heartbeat_ms;
 		}
 		timeout = (int)(s->next_heartbeat - now);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Early mounts, the overlay root (image disk read-only + writable data disk), /etc files, and
- * the orderly unmount + power-off at shutdown. The agent itself stays in the initramfs; only the
- * app is chrooted into NEWROOT, so everything can be unmounted cleanly at the end. */
+/* Early mounts, the overlay root (image disk read-only + writable data disk; the volumes are
+ * volumes.c's), /etc files, and the orderly unmount + power-off at shutdown. The agent itself stays
+ * in the initramfs; only the app is chrooted into NEWROOT, so everything can be unmounted cleanly
+ * at the end. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -85,38 +86,40 @@ static void sysfs_attr(const char *dev, const char *attr, char *buf, size_t size
 	buf[strcspn(buf, "\n")] = '\0';
 }
 
-/* Which of vda/vdb is the image root: by serial ("root"/"data", QEMU), else by the read-only
- * flag, else the first one (Firecracker attaches the root drive first). */
-static void pick_disks(const char **root, const char **data, bool have_b)
+/* Which of a/b (the two disks that are not volumes, "vda"/"vdb" without volumes) is the image
+ * root: by serial ("root"/"data", QEMU), else by the read-only flag, else the first one
+ * (Firecracker attaches the root drive first). b may be NULL: no writable disk. */
+static void pick_disks(const char *a, const char *b, const char **root, const char **data)
 {
 	char sa[32], sb[32], ra[8], rb[8];
 
-	*root = "vda";
-	*data = have_b ? "vdb" : NULL;
-	if (!have_b)
+	*root = a;
+	*data = b;
+	if (!b)
 		return;
-	sysfs_attr("vda", "serial", sa, sizeof(sa));
-	sysfs_attr("vdb", "serial", sb, sizeof(sb));
+	sysfs_attr(a, "serial", sa, sizeof(sa));
+	sysfs_attr(b, "serial", sb, sizeof(sb));
 	if (strcmp(sa, "data") == 0 || strcmp(sb, "root") == 0) {
-		*root = "vdb";
-		*data = "vda";
+		*root = b;
+		*data = a;
 		return;
 	}
 	if (strcmp(sa, "root") == 0 || strcmp(sb, "data") == 0)
 		return;
-	sysfs_attr("vda", "ro", ra, sizeof(ra));
-	sysfs_attr("vdb", "ro", rb, sizeof(rb));
+	sysfs_attr(a, "ro", ra, sizeof(ra));
+	sysfs_attr(b, "ro", rb, sizeof(rb));
 	if (strcmp(ra, "0") == 0 && strcmp(rb, "1") == 0) {
-		*root = "vdb";
-		*data = "vda";
+		*root = b;
+		*data = a;
 	}
 }
 
-int mounts_root(void)
+int mounts_root(const struct guest_vm *vm)
 {
+	static char others[2][8];
 	const char *root, *data;
+	unsigned n_others = 0;
 	char dev[32];
-	bool have_b;
 	int r;
 
 	r = wait_for_path("/dev/vda", 10000);
@@ -124,8 +127,20 @@ int mounts_root(void)
 		agent_log("no root disk /dev/vda after 10 s");
 		return r;
 	}
-	have_b = wait_for_path("/dev/vdb", 2000) == 0;
-	pick_disks(&root, &data, have_b);
+	if (vm->n_volumes) {
+		/* The volumes' disks are told apart by UUID; a missing one fails the app's start
+		 * later (volumes_mount), the root and writable layer still come up. */
+		(void)volumes_scan(vm, others, &n_others);
+		if (n_others == 0) {
+			agent_log("no root disk among the disks");
+			return -ENODEV;
+		}
+		pick_disks(others[0], n_others > 1 ? others[1] : NULL, &root, &data);
+	} else {
+		bool have_b = wait_for_path("/dev/vdb", 2000) == 0;
+
+		pick_disks("vda", have_b ? "vdb" : NULL, &root, &data);
+	}
 
 	snprintf(dev, sizeof(dev), "/dev/%s", root);
 	r = do_mount(dev, MNT_ROOT, "ext4", MS_RDONLY, "noload");
@@ -213,6 +228,8 @@ void mounts_teardown(void)
 	while (waitpid(-1, NULL, WNOHANG) > 0)
 		;
 	sync();
+	/* The volumes (and whatever else is below NEWROOT), innermost first. */
+	volumes_unmount();
 	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
 		if (umount2(order[i], 0) < 0 && errno != EINVAL && errno != ENOENT)
 			(void)umount2(order[i], MNT_DETACH);

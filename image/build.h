@@ -66,7 +66,10 @@ int img_unpack_layer(struct img_unpack *u, int fd, const char *layer_name, const
 struct img_config {
 	char **diff_ids; /* n_diff_ids "sha256:..." strings */
 	size_t n_diff_ids;
-	char *guest_json; /* {"entrypoint":[],"cmd":[],"env":[],"workdir":"","user":""} */
+	/* {"entrypoint":[],"cmd":[],"env":[],"workdir":"","user":"","volumes":[]} */
+	char *guest_json;
+	char **volumes; /* n_volumes paths of config.Volumes, normalised and sorted */
+	size_t n_volumes;
 };
 /* Strict parse of an image config blob (bounded by the caller). Pure; fuzzed. */
 int img_config_parse(const char *data, size_t len, struct img_config *ret, struct err *err);

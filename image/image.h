@@ -87,7 +87,10 @@ typedef void (*img_progress_cb)(void *ud, const struct img_progress *p);
 struct img_prepared {
 	char digest[IMG_DIGEST_MAX]; /* manifest digest actually run */
 	char rootfs[4096];	     /* ext4 image, shared read-only */
-	char config[4096]; /* JSON: {"entrypoint":[],"cmd":[],"env":[],"workdir":"","user":""} */
+	/* Path of a JSON file: {"entrypoint":[],"cmd":[],"env":[],"workdir":"","user":"",
+	 * "volumes":["/path",...]} (volumes: the image's declared Volumes, sorted; absent in
+	 * configs cached before they were recorded) */
+	char config[4096];
 	/* With verify keys: "sha256:<hex>" fingerprint (of the DER public key) of the key whose
 	 * signature verified digest; "" without keys. */
 	char verified_key[IMG_DIGEST_MAX];
@@ -119,3 +122,10 @@ int64_t img_gc(struct img_store *store);
  * full") unless its filesystem keeps the reserve of the image store opened last (or the
  * default) free once the disk's metadata is written. */
 int img_make_data_disk(const char *path, uint64_t size, struct err *err);
+/* The same for a volume (label "volume"). */
+int img_make_volume_disk(const char *path, uint64_t size, struct err *err);
+/* Grow the (unmounted) ext4 disk file at path to size bytes: truncate, then resize2fs -f, each
+ * tool bounded by a deadline (-ETIMEDOUT). -EINVAL when the file is larger than size (no
+ * shrinking); a file already of that size is resized anyway (finishes an interrupted grow).
+ * -ENOSPC ("disk full") unless the growth's metadata fits beside the reserve. */
+int img_grow_disk(const char *path, uint64_t size, struct err *err);

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* Disks a VM boots with: the image's ext4 root (mkfs.ext4 -d from the unpacked tree) and the
- * per-VM writable disk, both sparse files. mkfs runs through posix_spawn, no shell. */
+/* Disks a VM boots with: the image's ext4 root (mkfs.ext4 -d from the unpacked tree), the
+ * per-VM writable disk and the VM's volumes, all sparse files; volumes grow with resize2fs.
+ * mkfs.ext4 and resize2fs run through posix_spawn, no shell. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -13,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "build.h"
@@ -66,35 +70,51 @@ int img_check_space(const char *dir, uint64_t need, uint64_t reserve, const char
 		       human(reserve, c, sizeof(c)));
 }
 
-static const char *mkfs_path(void)
+static int64_t mono_ms(void)
 {
-	static const char *const candidates[] = {"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"};
+	struct timespec ts;
 
-	for (size_t i = 0; i < ELEMENTSOF(candidates); i++)
-		if (access(candidates[i], X_OK) == 0)
-			return candidates[i];
-	return "mkfs.ext4"; /* PATH lookup */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Run mkfs.ext4 with args (after argv[0]); its output is kept for the error message. */
-static int run_mkfs(char *const *args, struct err *err)
+/* An e2fsprogs tool by name: /usr/sbin, /sbin, else a PATH lookup. */
+static const char *tool_path(const char *name, char *buf, size_t size)
 {
-	const char *prog = mkfs_path();
+	static const char *const dirs[] = {"/usr/sbin/", "/sbin/"};
+
+	for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+		snprintf(buf, size, "%s%s", dirs[i], name);
+		if (access(buf, X_OK) == 0)
+			return buf;
+	}
+	return name;
+}
+
+/* Run the e2fsprogs tool name with args (after argv[0]); its output is kept for the error
+ * message. timeout_ms > 0: the tool is killed past it (-ETIMEDOUT); 0: no deadline (the root
+ * disk's mkfs -d, whose time grows with the image). */
+static int run_tool(const char *name, char *const *args, unsigned timeout_ms, struct err *err)
+{
+	char pbuf[64];
+	const char *prog = tool_path(name, pbuf, sizeof(pbuf));
 	char *argv[32];
 	char out[2048];
 	size_t n = 0, len = 0;
 	posix_spawn_file_actions_t fa;
 	_cleanup_close_ int rd = -EBADF;
 	int p[2], status = 0, r;
+	bool timed_out = false;
+	int64_t deadline = mono_ms() + timeout_ms;
 	pid_t pid;
 
-	argv[n++] = (char *)"mkfs.ext4";
+	argv[n++] = (char *)name;
 	for (; args[n - 1] && n < ELEMENTSOF(argv) - 1; n++)
 		argv[n] = args[n - 1];
 	argv[n] = NULL;
 
 	if (pipe2(p, O_CLOEXEC) < 0)
-		return err_set(err, -errno, "mkfs.ext4: pipe: %s", strerror(errno));
+		return err_set(err, -errno, "%s: pipe: %s", name, strerror(errno));
 	rd = p[0];
 	r = posix_spawn_file_actions_init(&fa);
 	if (r == 0)
@@ -103,7 +123,7 @@ static int run_mkfs(char *const *args, struct err *err)
 		r = posix_spawn_file_actions_adddup2(&fa, p[1], 1);
 	if (r == 0)
 		r = posix_spawn_file_actions_adddup2(&fa, p[1], 2);
-	/* Nothing else of the daemon's reaches mkfs, close-on-exec or not. */
+	/* Nothing else of the daemon's reaches the tool, close-on-exec or not. */
 	if (r == 0)
 		r = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 	if (r == 0)
@@ -112,17 +132,30 @@ static int run_mkfs(char *const *args, struct err *err)
 	posix_spawn_file_actions_destroy(&fa);
 	safe_close(p[1]);
 	if (r != 0)
-		return err_set(err, -r, "cannot run mkfs.ext4: %s", strerror(r));
+		return err_set(err, -r, "cannot run %s: %s", name, strerror(r));
 
 	for (;;) {
 		char buf[1024];
-		ssize_t k = read(rd, buf, sizeof(buf));
+		struct pollfd pfd = {.fd = rd, .events = POLLIN};
+		ssize_t k;
 
+		if (timeout_ms) {
+			int64_t left = deadline - mono_ms();
+
+			if (left <= 0 || poll(&pfd, 1, (int)MIN(left, 1000)) == 0) {
+				if (deadline - mono_ms() > 0)
+					continue;
+				timed_out = true;
+				(void)kill(pid, SIGKILL);
+				break;
+			}
+		}
+		k = read(rd, buf, sizeof(buf));
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0)
 			break;
-		/* Keep the first part: mkfs prints the cause first. */
+		/* Keep the first part: the tools print the cause first. */
 		size_t take = MIN((size_t)k, sizeof(out) - 1 - len);
 		memcpy(out + len, buf, take);
 		len += take;
@@ -130,14 +163,22 @@ static int run_mkfs(char *const *args, struct err *err)
 	out[len] = '\0';
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
-			return err_set(err, -errno, "mkfs.ext4: waitpid: %s", strerror(errno));
+			return err_set(err, -errno, "%s: waitpid: %s", name, strerror(errno));
+	if (timed_out)
+		return err_set(err, -ETIMEDOUT, "%s did not finish within %u s", name,
+			       timeout_ms / 1000);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
 	if (strstr(out, "No space left") || strstr(out, "Could not allocate block") ||
 	    strstr(out, "Not enough space"))
 		return err_set(err, -ENOSPC, "disk full while building the disk: %.300s", out);
-	return err_set(err, -EIO, "mkfs.ext4 failed (status %d): %.300s",
+	return err_set(err, -EIO, "%s failed (status %d): %.300s", name,
 		       WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out);
+}
+
+static int run_mkfs(char *const *args, unsigned timeout_ms, struct err *err)
+{
+	return run_tool("mkfs.ext4", args, timeout_ms, err);
 }
 
 /* What an inode will take in ext4 (4 KiB blocks): allocated blocks, but never less than the
@@ -289,15 +330,19 @@ static int mkfs_root(const char *dir, const char *path, char *inodes, struct err
 			"-E", "root_owner=0:0,nodiscard", "-d", (char *)dir, (char *)path, NULL};
 	/* clang-format on */
 
-	return run_mkfs(args, err);
+	return run_mkfs(args, 0, err);
 }
 
-int img_make_data_disk(const char *path, uint64_t size, struct err *err)
+/* mkfs of an empty disk writes little (lazy inode tables): a minute is far beyond it. */
+#define EMPTY_DISK_TIMEOUT_MS 60000
+
+static int make_empty_disk(const char *path, uint64_t size, const char *label, const char *what,
+			   struct err *err)
 {
 	int r;
 
 	if (size < DATA_DISK_MIN)
-		return err_set(err, -EINVAL, "data disk size %" PRIu64 " is below %llu MiB", size,
+		return err_set(err, -EINVAL, "%s size %" PRIu64 " is below %llu MiB", what, size,
 			       DATA_DISK_MIN / MIB);
 	{
 		/* Sparse: what mkfs writes (its metadata, well under 1/64 of the size) plus the
@@ -305,8 +350,8 @@ int img_make_data_disk(const char *path, uint64_t size, struct err *err)
 		char dirbuf[4096];
 
 		snprintf(dirbuf, sizeof(dirbuf), "%s", path);
-		r = img_check_space(dirname(dirbuf), size / 64 + MIB, img_disk_reserve(),
-				    "the data disk", err);
+		r = img_check_space(dirname(dirbuf), size / 64 + MIB, img_disk_reserve(), what,
+				    err);
 		if (r < 0)
 			return r;
 	}
@@ -315,13 +360,69 @@ int img_make_data_disk(const char *path, uint64_t size, struct err *err)
 		return r;
 	{
 		/* clang-format off */
-		char *args[] = {"-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-L", "data",
+		char *args[] = {"-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-L", (char *)label,
 				"-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
 				(char *)path, NULL};
 		/* clang-format on */
-		r = run_mkfs(args, err);
+		r = run_mkfs(args, EMPTY_DISK_TIMEOUT_MS, err);
 	}
 	if (r < 0)
 		(void)unlink(path);
+	return r;
+}
+
+int img_make_data_disk(const char *path, uint64_t size, struct err *err)
+{
+	return make_empty_disk(path, size, "data", "the data disk", err);
+}
+
+int img_make_volume_disk(const char *path, uint64_t size, struct err *err)
+{
+	return make_empty_disk(path, size, "volume", "the volume", err);
+}
+
+/* resize2fs of a grown, mostly empty filesystem adds group descriptors and bitmaps: seconds. */
+#define RESIZE_TIMEOUT_MS 60000
+
+int img_grow_disk(const char *path, uint64_t size, struct err *err)
+{
+	_cleanup_close_ int fd = -EBADF;
+	struct stat st;
+	char sbuf[32];
+	int r;
+
+	fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return err_set(err, -errno, "cannot open %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0)
+		return err_set(err, -errno, "cannot stat %s: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return err_set(err, -EINVAL, "%s is not a regular file", path);
+	if ((uint64_t)st.st_size > size)
+		return err_set(err, -EINVAL,
+			       "cannot shrink %s from %" PRIu64 " to %" PRIu64 " bytes", path,
+			       (uint64_t)st.st_size, size);
+	if ((uint64_t)st.st_size < size) {
+		char dirbuf[4096];
+
+		/* resize2fs writes the new groups' metadata (well under 1/64 of the growth). */
+		snprintf(dirbuf, sizeof(dirbuf), "%s", path);
+		r = img_check_space(dirname(dirbuf), (size - (uint64_t)st.st_size) / 64 + MIB,
+				    img_disk_reserve(), "growing the volume", err);
+		if (r < 0)
+			return r;
+		if (ftruncate(fd, (off_t)size) < 0)
+			return err_set(err, -errno, "cannot grow %s: %s", path, strerror(errno));
+	}
+	fd = safe_close(fd);
+	/* Always run, also when the file already has the size: a grow interrupted after the
+	 * truncate is finished here. "-f": no e2fsck first (the disk is not mounted, and its
+	 * journal is replayed by the guest's kernel). The size in 4 KiB blocks. */
+	snprintf(sbuf, sizeof(sbuf), "%" PRIu64 "K", size / 1024);
+	{
+		char *args[] = {"-f", (char *)path, sbuf, NULL};
+
+		r = run_tool("resize2fs", args, RESIZE_TIMEOUT_MS, err);
+	}
 	return r;
 }

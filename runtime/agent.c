@@ -271,6 +271,11 @@ static unsigned handle_msg(struct agent *a, const struct agent_msg *m, const cha
 			ev |= 1u << AGENT_EVENT_SHUTDOWN;
 		s->shutdown = true;
 		break;
+	case AGENT_MSG_DISK_USAGE:
+		/* The guest's statfs: shown as reported (a guest can only lie about itself). */
+		s->disks = m->disks;
+		s->disks_at_ms = now; /* no event: it changes nothing health shows */
+		break;
 	default:
 		break;
 	}

@@ -111,6 +111,9 @@ struct agent_status {
 	unsigned clock_steps; /* CLOCK_SET answers */
 	int64_t last_clock_step_ns;
 	int32_t last_clock_error;
+	/* The last DISK_USAGE: disk 0 the writable layer, disk i the i-th volume of vm.json. */
+	struct agent_disk_usage disks;
+	uint64_t disks_at_ms; /* 0: none yet */
 };
 
 /* Start the client thread. -EINVAL for a bad config, -ENOMEM, or a pthread error. */

@@ -22,8 +22,9 @@
 struct runtime_config;
 
 #define VMM_PATH_MAX 4096
-#define VMM_SOCK_MAX 108 /* sizeof(sockaddr_un.sun_path) */
-#define VMM_DIR_MAX 256	 /* cgroup dirs: <mount>/mvmfs/NODE/<name>, kept small (per-VM memory) */
+#define VMM_SOCK_MAX 108   /* sizeof(sockaddr_un.sun_path) */
+#define VMM_VOLUMES_MAX 16 /* volume disks of one VM (VOLUME_MAX_PER_VM) */
+#define VMM_DIR_MAX 256	   /* cgroup dirs: <mount>/mvmfs/NODE/<name>, kept small (per-VM memory) */
 
 /* Everything a backend needs to start one VM. Strings are borrowed for the call. */
 struct vmm_launch {
@@ -38,6 +39,11 @@ struct vmm_launch {
 	const char *initrd;
 	const char *rootfs;    /* shared, read-only: never chown'ed */
 	const char *data_disk; /* per-VM, read-write, owned by uid:gid after launch */
+	/* The VM's volumes' disks (host paths), read-write, owned by uid:gid after launch, in the
+	 * same order at every start (by name); the guest finds each by its ext4 UUID. They must
+	 * not be copied: the VMM writes the very file. */
+	const char *const *volume_disks;
+	size_t n_volume_disks;
 	const char *boot_args; /* guest settings appended to the backend's base command line */
 	unsigned vcpus;
 	unsigned mem_mib;

@@ -244,6 +244,19 @@ static int place_files(struct fc_launch_ctx *lc, struct err *err)
 		if (r < 0)
 			return err_prefix(err, "%s", files[i].what);
 	}
+	/* The volumes: hard links only, never copies (the VMM must write the volume's own file),
+	 * so the jail base and the state dir must share a filesystem. */
+	for (size_t i = 0; i < p->n_volume_disks; i++) {
+		snprintf(path, sizeof(path), "%s/vol%zu.ext4", lc->root, i);
+		if (link(p->volume_disks[i], path) < 0)
+			return err_set(
+				err, -errno,
+				"volume disk %s: cannot be hard-linked into the jail (%s): the "
+				"jail base and the state dir must be on one filesystem",
+				p->volume_disks[i], strerror(errno));
+		if (chown(path, p->uid, p->gid) < 0)
+			return err_set(err, -errno, "chown %s: %s", path, strerror(errno));
+	}
 	for (size_t i = 0; i < ELEMENTSOF(owned); i++) {
 		snprintf(path, sizeof(path), "%s/%s", lc->root, owned[i]);
 		if ((r = make_owned_file(path, p->uid, p->gid)) < 0)
@@ -405,6 +418,40 @@ static const struct fc_config_row {
 	{"/actions", enc_start, FC_START_TIMEOUT_MS},
 };
 
+/* Launch: a PUT; a transport failure says whether the VMM died. */
+static int put(struct fc_launch_ctx *lc, const char *path, const char *body, long timeout_ms,
+	       struct err *err)
+{
+	int r = fc_request(lc->c, "PUT", path, body, timeout_ms, NULL, NULL, err);
+
+	if (r < 0 && r != -EIO) {
+		struct err e2 = {};
+		if (check_alive(lc->h, lc->p->console_log, path, &e2) < 0)
+			*err = e2;
+	}
+	return r;
+}
+
+/* Launch: the volume drives vol0.. (vol<i>.ext4 in the jail), in the runtime's order. */
+static int configure_volumes(struct fc_launch_ctx *lc, struct err *err)
+{
+	for (size_t i = 0; i < lc->p->n_volume_disks; i++) {
+		_cleanup_free_ char *body = NULL;
+		char id[32], file[48], path[48];
+		int r;
+
+		snprintf(id, sizeof(id), "vol%zu", i);
+		snprintf(file, sizeof(file), "vol%zu.ext4", i);
+		snprintf(path, sizeof(path), "/drives/%s", id);
+		if (fc_json_drive(id, file, false, false, &body) < 0)
+			return err_set(err, -ENOMEM, "PUT %s: encoding the body failed", path);
+		r = put(lc, path, body, FC_CALL_TIMEOUT_MS, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 /* A restore configures only what the snapshot does not hold (logger, metrics), then loads it
  * paused (the state file goes before the guest runs again; docs/suspend.md). */
 static const struct fc_config_row fc_restore_config[] = {
@@ -412,8 +459,8 @@ static const struct fc_config_row fc_restore_config[] = {
 	{"/metrics", enc_metrics, FC_CALL_TIMEOUT_MS},
 };
 
-/* Launch: every row of fc_config (or fc_restore_config), in order. A transport failure says
- * whether the VMM died. */
+/* Launch: every row of fc_config (or fc_restore_config), in order (the volume drives before
+ * InstanceStart). A transport failure says whether the VMM died. */
 static int configure(struct fc_launch_ctx *lc, struct err *err)
 {
 	const struct vmm_launch *p = lc->p;
@@ -425,6 +472,12 @@ static int configure(struct fc_launch_ctx *lc, struct err *err)
 		const struct fc_config_row *row = &rows[i];
 		_cleanup_free_ char *body = NULL;
 
+		if (strcmp(row->path, "/actions") == 0) {
+			r = configure_volumes(lc, err);
+			if (r < 0)
+				return r;
+		}
+
 		r = row->encode(lc, &body);
 		if (r < 0)
 			return err_set(err, -ENOMEM, "PUT %s: encoding the body failed", row->path);
@@ -432,12 +485,7 @@ static int configure(struct fc_launch_ctx *lc, struct err *err)
 			continue;
 		if (p->cancel && atomic_load(p->cancel))
 			return err_set(err, -ECANCELED, "start cancelled");
-		r = fc_request(lc->c, "PUT", row->path, body, row->timeout_ms, NULL, NULL, err);
-		if (r < 0 && r != -EIO) {
-			struct err e2 = {};
-			if (check_alive(lc->h, p->console_log, row->path, &e2) < 0)
-				*err = e2;
-		}
+		r = put(lc, row->path, body, row->timeout_ms, err);
 		if (r < 0)
 			return r;
 	}

@@ -68,9 +68,33 @@ static int image_config(const char *text, json_t **ret, struct err *err)
 	return 0;
 }
 
+static int volumes_json(const struct guest_config *gc, json_t **ret, struct err *err)
+{
+	_cleanup_json_ json_t *arr = json_array();
+
+	if (!arr)
+		return -ENOMEM;
+	if (gc->n_volumes > 16)
+		return err_set(err, -EINVAL, "guest config: more than 16 volumes");
+	for (size_t i = 0; i < gc->n_volumes; i++) {
+		const struct guest_config_volume *v = &gc->volumes[i];
+		char hex[33];
+
+		if (!v->path || v->path[0] != '/')
+			return err_set(err, -EINVAL, "guest config: volume %zu has no path", i);
+		for (int k = 0; k < 16; k++)
+			snprintf(hex + 2 * k, 3, "%02x", v->uuid[k]);
+		if (json_array_append_new(arr, json_pack("{s:s, s:s, s:b}", "uuid", hex, "path",
+							 v->path, "fresh", v->fresh)) < 0)
+			return -ENOMEM;
+	}
+	*ret = TAKE_PTR(arr);
+	return 0;
+}
+
 int guest_config_json(const struct guest_config *gc, char **ret, struct err *err)
 {
-	_cleanup_json_ json_t *root = NULL, *img = NULL;
+	_cleanup_json_ json_t *root = NULL, *img = NULL, *vols = NULL;
 	char addr[INET6_ADDRSTRLEN], gw[INET6_ADDRSTRLEN];
 	char *text;
 	int r;
@@ -78,18 +102,21 @@ int guest_config_json(const struct guest_config *gc, char **ret, struct err *err
 	if (!gc->name)
 		return err_set(err, -EINVAL, "guest config: no VM name");
 	r = image_config(gc->image_config_json, &img, err);
+	if (r >= 0)
+		r = volumes_json(gc, &vols, err);
 	if (r < 0)
 		return r;
 	inet_ntop(AF_INET6, &gc->addr, addr, sizeof(addr));
 	inet_ntop(AF_INET6, &gc->gateway, gw, sizeof(gw));
 	root = json_pack(
-		"{s:i, s:s, s:s, s:i, s:s, s:s?, s:i, s:O, s:{s:s, s:i, s:i}, s:i, s:b}", "version",
-		1, "name", gc->name, "address", addr, "prefix_len", (int)gc->prefix_len, "gateway",
-		gw, "mac", gc->mac, "mtu", (int)gc->mtu, "image", img, "agent", "transport",
-		gc->transport == AGENT_TRANSPORT_VSOCK ? "vsock" : "serial", "port",
+		"{s:i, s:s, s:s, s:i, s:s, s:s?, s:i, s:O, s:{s:s, s:i, s:i}, s:i, s:b, s:O}",
+		"version", 1, "name", gc->name, "address", addr, "prefix_len", (int)gc->prefix_len,
+		"gateway", gw, "mac", gc->mac, "mtu", (int)gc->mtu, "image", img, "agent",
+		"transport", gc->transport == AGENT_TRANSPORT_VSOCK ? "vsock" : "serial", "port",
 		(int)(gc->vsock_port ? gc->vsock_port : AGENT_DEFAULT_VSOCK_PORT), "heartbeat_ms",
 		(int)(gc->heartbeat_ms ? gc->heartbeat_ms : 1000), "grace_ms",
-		(int)(gc->grace_ms ? gc->grace_ms : 5000), "no_network", gc->no_network);
+		(int)(gc->grace_ms ? gc->grace_ms : 5000), "no_network", gc->no_network, "volumes",
+		vols);
 	if (!root)
 		return err_set(err, -ENOMEM, "guest config: building vm.json failed");
 	text = json_dumps(root, JSON_COMPACT);

@@ -10,7 +10,8 @@
  *    "mac":"02:..","mtu":1500,
  *    "image":{"entrypoint":[..],"cmd":[..],"env":["K=V",..],"workdir":"/srv","user":"1000:1000"},
  *    "agent":{"transport":"serial"|"vsock","port":1024,"heartbeat_ms":1000},
- *    "grace_ms":5000}
+ *    "grace_ms":5000,
+ *    "volumes":[{"uuid":"<32 hex: the disk's ext4 UUID>","path":"/data","fresh":true},..]}
  */
 #pragma once
 
@@ -21,6 +22,13 @@
 
 #include "agent.h"
 #include "err.h"
+
+/* A volume for the agent to mount: found by the ext4 UUID of its disk. */
+struct guest_config_volume {
+	uint8_t uuid[16];
+	const char *path; /* inside the container */
+	bool fresh;	  /* never mounted: filled from the image's directory at path */
+};
 
 struct guest_config {
 	const char *name; /* VM name: hostname */
@@ -37,6 +45,8 @@ struct guest_config {
 	unsigned heartbeat_ms; /* 0: 1000 */
 	unsigned grace_ms;     /* default in-guest grace when a stop has none; 0: 5000 */
 	bool no_network;       /* tests: leave eth0 alone */
+	const struct guest_config_volume *volumes; /* n_volumes (at most 16), or NULL */
+	size_t n_volumes;
 };
 
 /* Render vm.json into a malloc'd NUL-terminated string. -EINVAL (with a message) when the image

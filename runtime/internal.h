@@ -167,6 +167,11 @@ struct vm {
 	/* Serialises the saved state's directory between a launch (which creates or restores
 	 * it) and the job discarding it; held across a whole launch job. */
 	pthread_mutex_t park_lock;
+	/* Serialises changes of this VM's volumes (vm-volume.c: the state check and the change,
+	 * under it) with the launch's use of them, which takes it after the start was accepted:
+	 * a change either ends before the launch reads the volumes or is refused (EBUSY).
+	 * Taken before vm->lock. */
+	pthread_mutex_t vol_lock;
 	int deadline_fd; /* timerfd, -EBADF */
 	bool pidfd_watched;
 	struct sv_watch pid_watch, dl_watch;
@@ -391,7 +396,8 @@ struct runtime {
 	const struct vmm_ops *ops;
 	void *ops_priv;
 	struct img_store *store;
-	struct net_ctx *net; /* used only by the net worker */
+	struct volume_store *volumes; /* volume.h: STATE_DIR/volumes */
+	struct net_ctx *net;	      /* used only by the net worker */
 	rt_image_fn prepare_image;
 
 	pthread_mutex_t lock; /* protects the table, index map, counters below */
@@ -512,7 +518,15 @@ int table_insert_locked(struct runtime *rt, struct vm *vm, long want_index);
 /* adopt.c: every recorded VM back in the table (runtime_start, before the threads). */
 int rt_adopt_all(struct runtime *rt, struct err *err);
 /* reaper.c: leftovers with our marks but no VM, at start and every reap_interval_ms. */
-enum rt_leak { RT_LEAK_VMM, RT_LEAK_NET, RT_LEAK_STATE, RT_LEAK_IP, RT_LEAK_IMAGE, _RT_LEAK_MAX };
+enum rt_leak {
+	RT_LEAK_VMM,
+	RT_LEAK_NET,
+	RT_LEAK_STATE,
+	RT_LEAK_IP,
+	RT_LEAK_IMAGE,
+	RT_LEAK_VOLUME,
+	_RT_LEAK_MAX
+};
 #define RT_DESTROY_MARK "destroying" /* in <state>/vms/<name>/: a destroy began */
 int rt_reaper_new(struct runtime *rt);
 void rt_reaper_free(struct runtime *rt);

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The launch job, in named steps: the image (pull, unpack, hold), the network, the files the VMM
- * is given (data disk, per-VM initramfs, command line), the backend's launch after the intent
- * record, and the publication of the running VMM. Any failure undoes everything through
- * vm_host_teardown and posts LC_EV_LAUNCH_FAIL; success posts LC_EV_LAUNCH_OK.
+ * The launch job, in named steps: the image (pull, unpack, hold), the volumes (the image's
+ * declared ones made at its first start; the writable layer reset when the image digest run
+ * changes), the network, the files the VMM is given (data disk, per-VM initramfs, command
+ * line), the backend's launch after the intent record, and the publication of the running VMM. Any
+ * failure undoes everything through vm_host_teardown and posts LC_EV_LAUNCH_FAIL; success posts
+ * LC_EV_LAUNCH_OK.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +19,7 @@
 #include "guest-config.h"
 #include "internal.h"
 #include "log.h"
+#include "volume.h"
 
 static void on_progress(void *ud, const struct img_progress *p)
 {
@@ -50,8 +54,10 @@ int rt_prepare_image(struct runtime *rt, struct vm *vm, const char *ref, struct 
 
 /* The per-VM initramfs: the project's base plus /mvmfs/vm.json for the guest agent. */
 static int write_guest_initrd(struct runtime *rt, struct vm *vm, const struct img_prepared *prep,
-			      const struct in6_addr *addr, const char *out, struct err *err)
+			      const struct in6_addr *addr, const struct volume_attach *vols,
+			      size_t n_vols, const char *out, struct err *err)
 {
+	struct guest_config_volume gv[VOLUME_MAX_PER_VM];
 	const struct runtime_config *c = &rt->cfg;
 	_cleanup_free_ char *img_cfg = NULL;
 	struct guest_config gc = {
@@ -71,6 +77,13 @@ static int write_guest_initrd(struct runtime *rt, struct vm *vm, const struct im
 			return err_set(err, r, "image config %s: %s", prep->config, strerror(-r));
 	}
 	gc.image_config_json = img_cfg;
+	for (size_t i = 0; i < n_vols && i < VOLUME_MAX_PER_VM; i++) {
+		memcpy(gv[i].uuid, vols[i].uuid, sizeof(gv[i].uuid));
+		gv[i].path = vols[i].path;
+		gv[i].fresh = vols[i].fresh;
+	}
+	gc.volumes = gv;
+	gc.n_volumes = n_vols;
 	if (vm->net.tap_name[0]) {
 		gc.addr = vm->net.addr;
 		gc.prefix_len = vm->net.prefix_len;
@@ -97,6 +110,11 @@ struct launch {
 	struct in6_addr addr;
 	bool has_ip;
 	struct img_prepared prep;
+	char old_digest[IMG_DIGEST_MAX]; /* the digest the VM ran last ("" never) */
+	bool new_image;			 /* prep.digest is not old_digest */
+	struct volume_attach *vols;	 /* n_vols, by name */
+	size_t n_vols;
+	const char *vol_disks[VOLUME_MAX_PER_VM];
 	char run_dir[4200], data[4300], console[4300], initrd[4300], boot_args[256];
 	bool restore; /* restore the saved state instead of booting */
 	char park_dir[4300];
@@ -130,6 +148,84 @@ static int launch_image(struct launch *l)
 	memcpy(vm->image_key, l->prep.verified_key, sizeof(vm->image_key));
 	vm->hs.image_phase[0] = '\0';
 	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+/* The paths the image declares (its config's "volumes"), as a NULL-terminated array in one
+ * allocation; none: an empty one. */
+static int declared_volumes(const char *config, char ***ret, size_t *ret_n, struct err *err)
+{
+	_cleanup_free_ char *text = NULL;
+	json_t *root = NULL, *arr, *v;
+	size_t n = 0, bytes, i;
+	char **out, *p;
+	int r;
+
+	*ret_n = 0;
+	if (config[0]) {
+		r = read_file_bounded(config, 1 << 20, &text, NULL);
+		if (r < 0)
+			return err_set(err, r, "image config %s: %s", config, strerror(-r));
+		root = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+	}
+	arr = json_object_get(root, "volumes"); /* absent in configs cached before */
+	bytes = sizeof(char *);
+	json_array_foreach (arr, i, v)
+		if (json_is_string(v)) {
+			bytes += sizeof(char *) + json_string_length(v) + 1;
+			n++;
+		}
+	out = malloc(bytes);
+	if (!out) {
+		json_decref(root);
+		return err_set(err, -ENOMEM, "out of memory");
+	}
+	p = (char *)(out + n + 1);
+	n = 0;
+	json_array_foreach (arr, i, v)
+		if (json_is_string(v)) {
+			out[n++] = strcpy(p, json_string_value(v));
+			p += strlen(p) + 1;
+		}
+	out[n] = NULL;
+	json_decref(root);
+	*ret = out;
+	*ret_n = n;
+	return 0;
+}
+
+/* The volumes: made for what the image declares at the first start of its digest (volume.h),
+ * checked and listed; the writable layer goes when the digest run changes (a new one is made
+ * by launch_files). Under vm->vol_lock: no volume changes while they are read. */
+static int launch_volumes(struct launch *l)
+{
+	struct runtime *rt = l->rt;
+	struct vm *vm = l->vm;
+	_cleanup_free_ char **declared = NULL;
+	size_t n_declared = 0;
+	int r;
+
+	l->new_image = strcmp(l->old_digest, l->prep.digest) != 0;
+	snprintf(l->data, sizeof(l->data), "%s/data.ext4", l->run_dir);
+	if (l->new_image && l->old_digest[0] && access(l->data, F_OK) == 0) {
+		log_info("%s: the image changed (%.19s... -> %.19s...): new writable layer",
+			 vm->name, l->old_digest, l->prep.digest);
+		if (unlink(l->data) < 0)
+			return err_set(&l->err, -errno, "removing the old writable layer: %s",
+				       strerror(errno));
+	}
+	r = declared_volumes(l->prep.config, &declared, &n_declared, &l->err);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&vm->vol_lock);
+	r = volume_prepare_start(rt->volumes, vm->name, (const char *const *)declared, n_declared,
+				 l->new_image, &l->vols, &l->err);
+	pthread_mutex_unlock(&vm->vol_lock);
+	if (r < 0)
+		return err_prefix(&l->err, "volumes: ");
+	l->n_vols = (size_t)r;
+	for (size_t i = 0; i < l->n_vols && i < VOLUME_MAX_PER_VM; i++)
+		l->vol_disks[i] = l->vols[i].disk;
 	return 0;
 }
 
@@ -170,7 +266,6 @@ static int launch_files(struct launch *l)
 	char ip[64] = "";
 	int r;
 
-	snprintf(l->data, sizeof(l->data), "%s/data.ext4", l->run_dir);
 	if (access(l->data, F_OK) < 0) {
 		r = img_make_data_disk(l->data, c->data_disk_bytes, &l->err);
 		if (r < 0)
@@ -179,7 +274,8 @@ static int launch_files(struct launch *l)
 	snprintf(l->console, sizeof(l->console), "%s/console.log", l->run_dir);
 	if (c->initrd) {
 		snprintf(l->initrd, sizeof(l->initrd), "%s/initrd.img", l->run_dir);
-		r = write_guest_initrd(l->rt, vm, &l->prep, &l->addr, l->initrd, &l->err);
+		r = write_guest_initrd(l->rt, vm, &l->prep, &l->addr, l->vols, l->n_vols, l->initrd,
+				       &l->err);
 		if (r < 0)
 			return err_prefix(&l->err, "guest config: ");
 	}
@@ -211,6 +307,8 @@ static int launch_vmm(struct launch *l)
 		.initrd = c->initrd ? l->initrd : NULL,
 		.rootfs = l->prep.rootfs,
 		.data_disk = l->data,
+		.volume_disks = l->vol_disks,
+		.n_volume_disks = l->n_vols,
 		.boot_args = l->boot_args,
 		.vcpus = c->vcpus,
 		.mem_mib = c->mem_mib,
@@ -252,10 +350,20 @@ static int launch_vmm(struct launch *l)
 	return 0;
 }
 
-/* The VMM runs: its agent client, its pid published. */
+/* The VMM runs: its agent client, its pid published; new volumes are no longer fresh (the
+ * guest fills them from the image during this boot). */
 static void launch_running(struct launch *l)
 {
 	struct vm *vm = l->vm;
+
+	for (size_t i = 0; i < l->n_vols; i++)
+		if (l->vols[i].fresh) {
+			struct err err = {};
+
+			if (volume_mark_used(l->rt->volumes, vm->name, l->vols[i].name, &err) < 0)
+				log_warning("%s: volume '%s': %s", vm->name, l->vols[i].name,
+					    err.msg);
+		}
 
 	if (l->restore) {
 		pthread_mutex_lock(&vm->lock);
@@ -302,6 +410,7 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg)
 				l->ref = pinned;
 			}
 		}
+		memcpy(l->old_digest, vm->image_digest, sizeof(l->old_digest));
 		pthread_mutex_unlock(&vm->lock);
 		snprintf(l->run_dir, sizeof(l->run_dir), "%s/vms/%s", rt->cfg.state_dir, vm->name);
 		(void)park_dir(rt, vm->name, l->park_dir, sizeof(l->park_dir));
@@ -309,8 +418,9 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg)
 	/* The saved state's directory is this launch's until it ends (job_discard waits). */
 	pthread_mutex_lock(&vm->park_lock);
 	vmm_handle_init(&vm->h);
-	if (l && (r = launch_image(l)) >= 0 && (r = launch_network(l)) >= 0 &&
-	    (r = launch_files(l)) >= 0 && (r = launch_vmm(l)) >= 0) {
+	if (l && (r = launch_image(l)) >= 0 && (r = launch_volumes(l)) >= 0 &&
+	    (r = launch_network(l)) >= 0 && (r = launch_files(l)) >= 0 &&
+	    (r = launch_vmm(l)) >= 0) {
 		launch_running(l);
 		(void)sv_post_event(rt, vm, LC_EV_LAUNCH_OK);
 	} else {
@@ -330,7 +440,9 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg)
 		(void)sv_post_event(rt, vm, LC_EV_LAUNCH_FAIL);
 	}
 	pthread_mutex_unlock(&vm->park_lock);
-	if (l)
+	if (l) {
 		free(l->ref);
+		free(l->vols);
+	}
 	free(l);
 }

@@ -19,6 +19,7 @@
 #include "internal.h"
 #include "jail-path.h"
 #include "report.h"
+#include "volume.h"
 
 void metrics_escape_label(const char *s, char *buf, size_t size)
 {
@@ -132,6 +133,31 @@ static void render_vms(FILE *f, const struct metrics_vm *vms, char (*lbl)[160], 
 	for (size_t i = 0; i < n; i++)
 		fprintf(f, "mvmfs_vm_image_prepare_seconds_total{vm=\"%s\"} %.6f\n", lbl[i],
 			vms[i].mx.image_seconds);
+	family(f, "mvmfs_vm_disk_size_bytes", GAUGE,
+	       "Size of the VM's writable layer and volumes (the guest's statfs, else "
+	       "configured).");
+	for (size_t i = 0; i < n; i++)
+		for (size_t d = 0; d < vms[i].n_disks; d++)
+			fprintf(f, "mvmfs_vm_disk_size_bytes{vm=\"%s\",disk=\"%s\"} %llu\n", lbl[i],
+				vms[i].disks[d].name, (unsigned long long)vms[i].disks[d].size);
+	family(f, "mvmfs_vm_disk_used_bytes", GAUGE,
+	       "Bytes used on the VM's writable layer and volumes, as the guest last reported.");
+	for (size_t i = 0; i < n; i++)
+		for (size_t d = 0; d < vms[i].n_disks; d++)
+			if (vms[i].disks[d].known)
+				fprintf(f, "mvmfs_vm_disk_used_bytes{vm=\"%s\",disk=\"%s\"} %llu\n",
+					lbl[i], vms[i].disks[d].name,
+					(unsigned long long)vms[i].disks[d].used);
+	family(f, "mvmfs_vm_disk_avail_bytes", GAUGE,
+	       "Bytes available to the app on the VM's writable layer and volumes, as the guest "
+	       "last reported.");
+	for (size_t i = 0; i < n; i++)
+		for (size_t d = 0; d < vms[i].n_disks; d++)
+			if (vms[i].disks[d].known)
+				fprintf(f,
+					"mvmfs_vm_disk_avail_bytes{vm=\"%s\",disk=\"%s\"} %llu\n",
+					lbl[i], vms[i].disks[d].name,
+					(unsigned long long)vms[i].disks[d].avail);
 	family(f, "mvmfs_vm_vcpu_exits_total", COUNTER,
 	       "vCPU exits by kind (Firecracker vcpu.exit_*).");
 	for (size_t i = 0; i < n; i++) {
@@ -257,6 +283,7 @@ static void sample(struct vm *vm, struct metrics_vm *ret)
 		return;
 	}
 	vm_snapshot(vm, s);
+	ret->n_disks = vm_disks_sample(vm, ret->disks, METRICS_DISKS_MAX);
 	ret->state = s->state;
 	ret->verdict = verdict_of(s);
 	free(s);

@@ -47,6 +47,14 @@ struct vm_metrics {
 	uint64_t saved_state_bytes; /* the saved state on disk (suspended), 0 none */
 };
 
+/* One disk of a VM: the writable layer or a volume, with the guest's last statfs. */
+#define METRICS_DISKS_MAX 17
+struct metrics_disk {
+	char name[48]; /* "writable" or "volume/VOL" */
+	bool known;    /* used and avail reported by the guest */
+	uint64_t size, used, avail;
+};
+
 /* One VM as the renderer sees it (a copy, rendered without locks). */
 struct metrics_vm {
 	const char *name;
@@ -54,6 +62,8 @@ struct metrics_vm {
 	int verdict; /* enum health_verdict */
 	uint64_t boots, failures;
 	struct vm_metrics mx;
+	struct metrics_disk disks[METRICS_DISKS_MAX];
+	size_t n_disks;
 };
 
 /* Node-wide values. */

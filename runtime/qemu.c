@@ -54,7 +54,8 @@
  * device emulation, the TCG translation cache; its RSS is about 220-260 MiB per VM): a guest
  * that fills its RAM meets its own OOM killer, never the host's for the VMM. */
 #define QEMU_MEM_OVERHEAD_MIB 512
-#define ARGV_MAX 96
+#define ARGV_MAX 224 /* 96 + 6 per volume (16) */
+#define ARGV_STRS 84 /* formatted arguments: 20 + 4 per volume */
 /* exit codes of the child before exec */
 #define QEMU_EXIT_CGROUP 120
 #define QEMU_EXIT_NETNS 121
@@ -234,8 +235,11 @@ struct child_plan {
 	int out_fd;
 	int null_fd;
 	int qmp_fd, agent_fd, root_fd, data_fd, data_ro_fd, console_fd;
+	int vol_fd[VMM_VOLUMES_MAX], vol_ro_fd[VMM_VOLUMES_MAX];
+	size_t n_vols;
 	/* their numbers in the child */
 	int qmp_n, agent_n, root_n, data_n, data_ro_n, console_n;
+	int vol_n[VMM_VOLUMES_MAX], vol_ro_n[VMM_VOLUMES_MAX];
 	struct sandbox sb;
 	char ram[VMM_PATH_MAX + 32]; /* host path of the RAM file, "" for anonymous memory */
 };
@@ -448,6 +452,17 @@ static void argv_devices(struct argv_build *b, const struct vmm_launch *p,
 		ARG("-device");
 		ARG("virtio-blk-device,drive=data,serial=data");
 	}
+	/* The volumes, in the runtime's order (by name), fd sets 16 and up. */
+	for (size_t i = 0; i < cp->n_vols; i++) {
+		ARG("-add-fd");
+		ARG(FMT("fd=%d,set=%zu", cp->vol_n[i], 16 + i));
+		ARG("-add-fd");
+		ARG(FMT("fd=%d,set=%zu", cp->vol_ro_n[i], 16 + i));
+		ARG("-drive");
+		ARG(FMT("file=/dev/fdset/%zu,format=raw,if=none,id=vol%zu", 16 + i, i));
+		ARG("-device");
+		ARG(FMT("virtio-blk-device,drive=vol%zu,serial=vol%zu", i, i));
+	}
 	if (p->tap_name) {
 		ARG("-netdev");
 		ARG(FMT("tap,id=n0,ifname=%s,script=no,downscript=no", p->tap_name));
@@ -479,7 +494,7 @@ static int build_argv(struct qemu_priv *qp, const struct vmm_launch *p, struct c
 	struct argv_build b = {.argv = cp->argv, .s = s};
 	int r;
 
-	if (nstr < 20)
+	if (nstr < 20 + 4 * cp->n_vols)
 		return -E2BIG;
 	r = argv_machine(&b, qp, p, cp);
 	if (r < 0)
@@ -601,6 +616,12 @@ static int plan_sandbox(struct qemu_priv *qp, const struct vmm_launch *p, struct
 	cp->data_n = cp->data_fd >= 0 ? sandbox_pass_fd(sb, cp->data_fd) : -1;
 	cp->data_ro_n = cp->data_ro_fd >= 0 ? sandbox_pass_fd(sb, cp->data_ro_fd) : -1;
 	cp->console_n = cp->console_fd >= 0 ? sandbox_pass_fd(sb, cp->console_fd) : -1;
+	for (size_t i = 0; i < cp->n_vols; i++) {
+		cp->vol_n[i] = sandbox_pass_fd(sb, cp->vol_fd[i]);
+		cp->vol_ro_n[i] = sandbox_pass_fd(sb, cp->vol_ro_fd[i]);
+		if (cp->vol_n[i] < 0 || cp->vol_ro_n[i] < 0)
+			return err_set(err, -E2BIG, "sandbox plan too large");
+	}
 	if (sb->overflow || cp->qmp_n < 0 || cp->agent_n < 0 || cp->root_n < 0 ||
 	    (cp->data_fd >= 0 && (cp->data_n < 0 || cp->data_ro_n < 0)) ||
 	    (cp->console_fd >= 0 && cp->console_n < 0))
@@ -622,6 +643,11 @@ static void plan_close(struct child_plan *cp)
 	cp->data_fd = safe_close(cp->data_fd);
 	cp->data_ro_fd = safe_close(cp->data_ro_fd);
 	cp->console_fd = safe_close(cp->console_fd);
+	for (size_t i = 0; i < cp->n_vols; i++) {
+		cp->vol_fd[i] = safe_close(cp->vol_fd[i]);
+		cp->vol_ro_fd[i] = safe_close(cp->vol_ro_fd[i]);
+	}
+	cp->n_vols = 0;
 	sandbox_done(&cp->sb);
 }
 
@@ -663,6 +689,9 @@ static int host_dir(struct qemu_launch_ctx *lc, struct err *err)
 	 * on a flush error, happens as that uid). */
 	if (p->data_disk && chown(p->data_disk, p->uid, p->gid) < 0)
 		return err_set(err, -errno, "chown %s: %m", p->data_disk);
+	for (size_t i = 0; i < p->n_volume_disks; i++)
+		if (chown(p->volume_disks[i], p->uid, p->gid) < 0)
+			return err_set(err, -errno, "chown %s: %m", p->volume_disks[i]);
 	return 0;
 }
 
@@ -750,6 +779,15 @@ static int open_child_fds(struct qemu_launch_ctx *lc, struct err *err)
 	if (p->data_disk && (open_into(&cp->data_fd, p->data_disk, O_RDWR, 0) < 0 ||
 			     open_into(&cp->data_ro_fd, p->data_disk, O_RDONLY, 0) < 0))
 		return err_set(err, -errno, "data disk %s: %m", p->data_disk);
+	if (p->n_volume_disks > VMM_VOLUMES_MAX)
+		return err_set(err, -E2BIG, "more than %d volumes", VMM_VOLUMES_MAX);
+	for (size_t i = 0; i < p->n_volume_disks; i++) {
+		cp->vol_fd[i] = cp->vol_ro_fd[i] = -EBADF;
+		cp->n_vols = i + 1;
+		if (open_into(&cp->vol_fd[i], p->volume_disks[i], O_RDWR | O_NOFOLLOW, 0) < 0 ||
+		    open_into(&cp->vol_ro_fd[i], p->volume_disks[i], O_RDONLY | O_NOFOLLOW, 0) < 0)
+			return err_set(err, -errno, "volume disk %s: %m", p->volume_disks[i]);
+	}
 	r = bind_listener(lc->h->api_socket, err);
 	if (r < 0)
 		return r;
@@ -765,7 +803,7 @@ static int open_child_fds(struct qemu_launch_ctx *lc, struct err *err)
  * execs QEMU), the pidfd, and the pid file the reaper trusts. */
 static int spawn_qemu(struct qemu_launch_ctx *lc, struct err *err)
 {
-	static char strs[20][VMM_PATH_MAX + 160]; /* guarded by launch_lock */
+	static char strs[ARGV_STRS][VMM_PATH_MAX + 160]; /* guarded by launch_lock */
 	static pthread_mutex_t launch_lock = PTHREAD_MUTEX_INITIALIZER;
 	char path[VMM_PATH_MAX + 64], txt[16];
 	pid_t pid;

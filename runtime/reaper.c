@@ -12,7 +12,9 @@
  *  - "ip":    local address leases (net_ip_list) of names with no VM and no state dir (with a
  *             database the platform owns the addresses: none are listed);
  *  - "image": image holds (img_holders_list) of names with no VM and no state dir; the images
- *             nobody holds any more are then collected as after a destroy.
+ *             nobody holds any more are then collected as after a destroy;
+ *  - "volume": the volumes (STATE_DIR/volumes/NAME) of names with no VM and no state dir (a
+ *             destroy interrupted after its state dir went).
  * A state dir whose record exists but cannot be read is kept: nothing proves it dead, so its
  * lease and hold are kept too.
  *
@@ -39,6 +41,7 @@
 #include "internal.h"
 #include "log.h"
 #include "thread.h"
+#include "volume.h"
 
 #define REAP_INTERVAL_DEFAULT_MS 60000u
 
@@ -49,6 +52,7 @@ static const char *const leak_kind[_RT_LEAK_MAX] = {
 	[RT_LEAK_STATE] = "state",
 	[RT_LEAK_IP] = "ip",
 	[RT_LEAK_IMAGE] = "image",
+	[RT_LEAK_VOLUME] = "volume",
 };
 /* clang-format on */
 
@@ -227,6 +231,33 @@ static int reap_holds(struct runtime *rt)
 	return n;
 }
 
+static int reap_volumes(struct runtime *rt)
+{
+	_cleanup_free_ char **names = NULL;
+	int n = 0, r;
+
+	if (!rt->volumes)
+		return 0;
+	r = volume_store_vms(rt->volumes, &names);
+	if (r < 0) {
+		log_warning_errno(r, "listing volumes");
+		return 0;
+	}
+	for (char **p = names; *p; p++) {
+		struct err err = {};
+
+		if (!is_orphan(rt, *p))
+			continue;
+		if (volume_destroy_all(rt->volumes, *p, &err) < 0) {
+			log_warning("%s: leftover volumes: %s", *p, err.msg);
+			continue;
+		}
+		log_info("%s: removed leftover volumes", *p);
+		n++;
+	}
+	return n;
+}
+
 static void count(struct runtime *rt, enum rt_leak kind, int n, const char *what)
 {
 	if (n <= 0)
@@ -254,6 +285,7 @@ void rt_reap_pass(struct runtime *rt)
 	count(rt, RT_LEAK_STATE, reap_state(rt), "state dir(s)");
 	count(rt, RT_LEAK_IP, reap_ips(rt), "address lease(s)");
 	count(rt, RT_LEAK_IMAGE, reap_holds(rt), "image hold(s)");
+	count(rt, RT_LEAK_VOLUME, reap_volumes(rt), "VM(s)' volumes");
 	atomic_fetch_add(&rp->passes, 1);
 	pthread_rwlock_unlock(&rp->rw);
 }

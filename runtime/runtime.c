@@ -18,6 +18,7 @@
 #include "log.h"
 #include "parse.h"
 #include "report.h"
+#include "volume.h"
 
 /* Settings left 0 or NULL take their defaults: the one place they are set (the daemon's --help
  * states them; the jail base and the bridge are the build's DEFAULT_CHROOT_BASE and
@@ -32,6 +33,8 @@ static int config_defaults(struct runtime *rt)
 		c->mem_mib = RUNTIME_DEFAULT_MEM_MIB;
 	if (!c->data_disk_bytes)
 		c->data_disk_bytes = 1ULL << 30;
+	if (!c->volume_bytes)
+		c->volume_bytes = VOLUME_SIZE_DEFAULT;
 	if (!c->stop_timeout_ms)
 		c->stop_timeout_ms = 10000;
 	if (!c->max_vms)
@@ -101,6 +104,9 @@ static int open_host(struct runtime *rt, struct err *err)
 	r = img_store_new(&ic, &rt->store, err);
 	if (r < 0)
 		return err_prefix(err, "image store: ");
+	r = volume_store_new(c->state_dir, c->volume_bytes, &rt->volumes, err);
+	if (r < 0)
+		return err_prefix(err, "volumes: ");
 	return 0;
 }
 
@@ -183,6 +189,10 @@ int runtime_start(struct runtime *rt, struct err *err)
 {
 	int r;
 
+	/* Volumes a crash left half created, grown or destroyed: finished or removed. */
+	r = volume_store_recover(rt->volumes, err);
+	if (r < 0)
+		return err_prefix(err, "volumes: ");
 	r = rt_adopt_all(rt, err);
 	if (r < 0)
 		return r;
@@ -298,6 +308,7 @@ struct runtime *runtime_free(struct runtime *rt)
 	rt_reaper_free(rt);
 	net_ctx_free(rt->net);
 	img_store_free(rt->store);
+	volume_store_free(rt->volumes);
 	if (rt->ops && rt->ops_priv)
 		rt->ops->free(rt->ops_priv);
 	safe_close(rt->epfd);

@@ -59,6 +59,7 @@ struct runtime_config {
 	unsigned vcpus;		   /* default 2 */
 	unsigned mem_mib;	   /* default 2048 */
 	uint64_t data_disk_bytes;  /* per-VM writable disk, default 1 GiB */
+	uint64_t volume_bytes;	   /* a new volume's size (16M..16T), default 1 GiB */
 	uint64_t image_keep_bytes; /* unused images kept up to this much, default 10 GiB */
 	unsigned stop_timeout_ms;  /* graceful stop deadline before SIGKILL, default 10000 */
 	unsigned app_grace_ms;	   /* SIGTERM -> SIGKILL inside the guest, default 5000 */
@@ -175,3 +176,40 @@ int vm_set_image(struct vm *vm, const char *ref, struct err *err);
 int vm_show(struct vm *vm, enum vm_attr attr, char **ret, size_t *ret_len);
 /* Monotonic change counter of an attribute, for POLLPRI. */
 uint64_t vm_attr_seq(struct vm *vm, enum vm_attr attr);
+
+/* ---- volumes: vms/NAME/volumes/VOL (runtime/volume.h keeps them on disk) ---- */
+
+#define VOLUME_NAME_MAX 32		 /* 1..32 of [a-z0-9-] */
+#define VOLUME_SIZE_MIN (16ULL << 20)	 /* 16 MiB: room for ext4's journal */
+#define VOLUME_SIZE_MAX (16ULL << 40)	 /* 16 TiB: ext4's limit with 4 KiB blocks */
+#define VOLUME_SIZE_DEFAULT (1ULL << 30) /* --volume-size */
+
+/* 1..VOLUME_NAME_MAX of [a-z0-9-]. */
+bool volume_name_is_valid(const char *name);
+
+enum volume_attr {
+	VOLUME_ATTR_PATH, /* rw: the path inside the container, "" until written */
+	VOLUME_ATTR_SIZE, /* rw: bytes */
+	_VOLUME_ATTR_MAX,
+};
+
+/* 0 when vm's volumes may change now (created, stopped or failed, no transition in flight),
+ * -EBUSY otherwise, -ENOENT when the VM is gone. */
+int vm_volumes_may_change(struct vm *vm);
+/* mkdir volumes/VOL: -EINVAL name, -EEXIST, -EBUSY, -ENOSPC, -EIO. */
+int vm_volume_create(struct vm *vm, const char *vol, struct err *err);
+/* rmdir volumes/VOL: -ENOENT, -EBUSY. */
+int vm_volume_destroy(struct vm *vm, const char *vol, struct err *err);
+/* Volume names, sorted; *ret a NULL-terminated array in one allocation. Returns the count. */
+int vm_volume_list(struct vm *vm, char ***ret);
+bool vm_volume_exists(struct vm *vm, const char *vol);
+/* Render a volume file's value (newline-terminated) into a malloc'd buffer; -ENOENT. */
+int vm_volume_show(struct vm *vm, const char *vol, enum volume_attr attr, char **ret,
+		   size_t *ret_len);
+/* Write a volume file: -EINVAL (bad value, overlap, shrink), -EBUSY, -ENOSPC, -ENOENT. */
+int vm_volume_store(struct vm *vm, const char *vol, enum volume_attr attr, const char *value,
+		    struct err *err);
+/* The VM's disk-usage file: one line per disk, the writable layer first, then the volumes by
+ * name: "writable: used BYTES free BYTES size BYTES" ("volume VOL: ..."), as the guest last
+ * reported its statfs, or "writable: unknown size BYTES" before any report. */
+int vm_disk_usage_show(struct vm *vm, char **ret, size_t *ret_len);

@@ -18,7 +18,7 @@
 #include <sys/types.h>
 
 #define SB_STEPS_MAX 48
-#define SB_FDS_MAX 8
+#define SB_FDS_MAX 40 /* QEMU: 6, plus 2 per volume (16) */
 #define SB_STRS_MAX 64
 
 enum sb_step_kind {

@@ -16,6 +16,7 @@
 #include "internal.h"
 #include "log.h"
 #include "report.h"
+#include "volume.h"
 
 /* Under rt->lock. */
 static struct vm *table_find_locked(struct runtime *rt, const char *name)
@@ -114,6 +115,9 @@ static void job_create(struct runtime *rt, struct vm *vm, void *arg)
 
 	snprintf(dir, sizeof(dir), "%s/vms/%s", rt->cfg.state_dir, vm->name);
 	(void)rm_rf(dir); /* a leftover without a record is not a VM */
+	/* Nor are volumes left under its name: a new VM starts with none. */
+	if (volume_destroy_all(rt->volumes, vm->name, &err) < 0)
+		log_warning("%s: leftover volumes: %s", vm->name, err.msg);
 	r = mkdir_p(dir, 0700);
 	if (r < 0) {
 		err_set(&err, r, "creating %s", dir);
@@ -220,6 +224,12 @@ static void job_destroy(struct runtime *rt, struct vm *vm, void *arg)
 		if (freed > 0)
 			log_info("image store: freed %" PRId64 " bytes of unused images", freed);
 	}
+	/* The volumes and their data go with the VM (before its state dir: until that is gone,
+	 * an interrupted destroy is finished at the next start, volumes included). */
+	pthread_mutex_lock(&vm->vol_lock); /* after a change in flight, before none can start */
+	if (volume_destroy_all(rt->volumes, vm->name, &err) < 0)
+		log_warning("%s: removing its volumes: %s", vm->name, err.msg);
+	pthread_mutex_unlock(&vm->vol_lock);
 	pthread_mutex_lock(&vm->rec_lock); /* no record write may race the removal */
 	snprintf(dir, sizeof(dir), "%s/vms/%s", rt->cfg.state_dir, vm->name);
 	(void)rm_rf(dir);

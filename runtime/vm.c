@@ -32,6 +32,7 @@ struct vm *vm_new(struct runtime *rt, const char *name)
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_mutex_init(&vm->rec_lock, NULL);
 	pthread_mutex_init(&vm->park_lock, NULL);
+	pthread_mutex_init(&vm->vol_lock, NULL);
 	atomic_init(&vm->launch_pid, 0);
 	atomic_init(&vm->probing, false);
 	vm->lc.state = VM_STATE_CREATED;
@@ -59,6 +60,7 @@ struct vm *vm_unref(struct vm *vm)
 	pthread_mutex_destroy(&vm->lock);
 	pthread_mutex_destroy(&vm->rec_lock);
 	pthread_mutex_destroy(&vm->park_lock);
+	pthread_mutex_destroy(&vm->vol_lock);
 	pthread_cond_destroy(&vm->cmd_cond);
 	free(vm->image);
 	free(vm);

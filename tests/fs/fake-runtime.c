@@ -18,6 +18,14 @@
 #include "clock.h"
 #include "parse.h"
 #include "runtime.h"
+#include "volume.h"
+
+/* A volume of the fake: the record only, no disk. */
+struct fake_volume {
+	char name[VOLUME_NAME_MAX + 1];
+	char path[VOLUME_PATH_MAX + 1];
+	uint64_t size;
+};
 
 struct vm {
 	atomic_int ref;
@@ -37,6 +45,8 @@ struct vm {
 	char health[32];
 	size_t log_size; /* 0: one line; else the log is this many bytes */
 	uint64_t seq[_VM_ATTR_MAX];
+	struct fake_volume vols[VOLUME_MAX_PER_VM]; /* sorted by name */
+	size_t n_vols;
 };
 
 enum task_kind { TASK_CREATE, TASK_DESTROY, TASK_FINISH };
@@ -72,6 +82,7 @@ struct runtime {
 	unsigned delay_ms, create_delay_ms, max_vms;
 	bool fail_next;
 	int create_fail;
+	int volume_fail; /* the next volume create fails with -volume_fail */
 
 	pthread_rwlock_t notify_lock; /* held (read) while calling notify */
 	vm_notify_cb notify;
@@ -763,6 +774,199 @@ uint64_t vm_attr_seq(struct vm *vm, enum vm_attr attr)
 	return s;
 }
 
+/* ---- volumes (runtime/volume.h), records only ---- */
+
+/* With vm->lock held. */
+static int volumes_may_change_locked(struct vm *vm)
+{
+	if (vm->dead)
+		return -ENOENT;
+	if (vm->busy || !(vm->state == VM_STATE_CREATED || vm->state == VM_STATE_STOPPED ||
+			  vm->state == VM_STATE_FAILED))
+		return -EBUSY;
+	return 0;
+}
+
+static ssize_t find_vol(struct vm *vm, const char *vol)
+{
+	for (size_t i = 0; i < vm->n_vols; i++)
+		if (strcmp(vm->vols[i].name, vol) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+int vm_volumes_may_change(struct vm *vm)
+{
+	int r;
+
+	pthread_mutex_lock(&vm->lock);
+	r = volumes_may_change_locked(vm);
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+int vm_volume_create(struct vm *vm, const char *vol, struct err *err)
+{
+	struct runtime *rt = vm->rt;
+	size_t at;
+	int fail, r;
+
+	if (!volume_name_is_valid(vol))
+		return err_set(err, -EINVAL, "bad volume name");
+	pthread_mutex_lock(&rt->lock);
+	fail = rt->volume_fail;
+	rt->volume_fail = 0;
+	pthread_mutex_unlock(&rt->lock);
+	pthread_mutex_lock(&vm->lock);
+	r = volumes_may_change_locked(vm);
+	if (r >= 0 && find_vol(vm, vol) >= 0)
+		r = err_set(err, -EEXIST, "volume exists");
+	if (r >= 0 && vm->n_vols >= VOLUME_MAX_PER_VM)
+		r = err_set(err, -ENOSPC, "too many volumes");
+	if (r >= 0 && fail)
+		r = err_set(err, -fail, "volume create failed (fake)");
+	if (r >= 0) {
+		for (at = 0; at < vm->n_vols && strcmp(vm->vols[at].name, vol) < 0; at++)
+			;
+		memmove(&vm->vols[at + 1], &vm->vols[at], (vm->n_vols - at) * sizeof(vm->vols[0]));
+		vm->vols[at] = (struct fake_volume){.size = VOLUME_SIZE_DEFAULT};
+		snprintf(vm->vols[at].name, sizeof(vm->vols[at].name), "%s", vol);
+		vm->n_vols++;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+int vm_volume_destroy(struct vm *vm, const char *vol, struct err *err)
+{
+	ssize_t i;
+	int r;
+
+	pthread_mutex_lock(&vm->lock);
+	i = find_vol(vm, vol);
+	r = i < 0 ? err_set(err, -ENOENT, "no such volume") : volumes_may_change_locked(vm);
+	if (r >= 0) {
+		memmove(&vm->vols[i], &vm->vols[i + 1],
+			(vm->n_vols - (size_t)i - 1) * sizeof(vm->vols[0]));
+		vm->n_vols--;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+int vm_volume_list(struct vm *vm, char ***ret)
+{
+	size_t n, bytes;
+	char **v, *p;
+
+	pthread_mutex_lock(&vm->lock);
+	n = vm->n_vols;
+	bytes = (n + 1) * sizeof(char *);
+	for (size_t i = 0; i < n; i++)
+		bytes += strlen(vm->vols[i].name) + 1;
+	v = malloc(bytes);
+	if (!v) {
+		pthread_mutex_unlock(&vm->lock);
+		return -ENOMEM;
+	}
+	p = (char *)(v + n + 1);
+	for (size_t i = 0; i < n; i++) {
+		v[i] = strcpy(p, vm->vols[i].name);
+		p += strlen(p) + 1;
+	}
+	v[n] = NULL;
+	pthread_mutex_unlock(&vm->lock);
+	*ret = v;
+	return (int)n;
+}
+
+bool vm_volume_exists(struct vm *vm, const char *vol)
+{
+	bool r;
+
+	pthread_mutex_lock(&vm->lock);
+	r = !vm->dead && find_vol(vm, vol) >= 0;
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+int vm_volume_show(struct vm *vm, const char *vol, enum volume_attr attr, char **ret,
+		   size_t *ret_len)
+{
+	ssize_t i;
+	int n = -1;
+
+	pthread_mutex_lock(&vm->lock);
+	i = find_vol(vm, vol);
+	if (i >= 0 && attr == VOLUME_ATTR_PATH)
+		n = vm->vols[i].path[0] ? asprintf(ret, "%s\n", vm->vols[i].path)
+					: asprintf(ret, "%s", "");
+	else if (i >= 0 && attr == VOLUME_ATTR_SIZE)
+		n = asprintf(ret, "%llu\n", (unsigned long long)vm->vols[i].size);
+	pthread_mutex_unlock(&vm->lock);
+	if (i < 0)
+		return -ENOENT;
+	if (n < 0)
+		return -ENOMEM;
+	*ret_len = (size_t)n;
+	return 0;
+}
+
+int vm_volume_store(struct vm *vm, const char *vol, enum volume_attr attr, const char *value,
+		    struct err *err)
+{
+	const char *why = NULL;
+	uint64_t size = 0;
+	ssize_t i;
+	int r;
+
+	if (attr == VOLUME_ATTR_PATH && volume_path_check(value, &why) < 0)
+		return err_set(err, -EINVAL, "bad path: %s", why);
+	if (attr == VOLUME_ATTR_SIZE && volume_size_parse(value, &size, &why) < 0)
+		return err_set(err, -EINVAL, "bad size: %s", why);
+	pthread_mutex_lock(&vm->lock);
+	i = find_vol(vm, vol);
+	r = i < 0 ? err_set(err, -ENOENT, "no such volume") : volumes_may_change_locked(vm);
+	if (r >= 0 && attr == VOLUME_ATTR_PATH) {
+		for (size_t j = 0; j < vm->n_vols && r >= 0; j++)
+			if ((ssize_t)j != i && vm->vols[j].path[0] &&
+			    volume_paths_overlap(vm->vols[j].path, value))
+				r = err_set(err, -EINVAL, "overlaps volume %s", vm->vols[j].name);
+		if (r >= 0)
+			snprintf(vm->vols[i].path, sizeof(vm->vols[i].path), "%s", value);
+	} else if (r >= 0 && attr == VOLUME_ATTR_SIZE) {
+		if (size < vm->vols[i].size)
+			r = err_set(err, -EINVAL, "cannot shrink");
+		else
+			vm->vols[i].size = size;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+int vm_disk_usage_show(struct vm *vm, char **ret, size_t *ret_len)
+{
+	char *s = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&s, &len);
+
+	if (!f)
+		return -ENOMEM;
+	pthread_mutex_lock(&vm->lock);
+	fprintf(f, "writable: unknown size 1073741824\n");
+	for (size_t i = 0; i < vm->n_vols; i++)
+		fprintf(f, "volume %s: unknown size %llu\n", vm->vols[i].name,
+			(unsigned long long)vm->vols[i].size);
+	pthread_mutex_unlock(&vm->lock);
+	if (fclose(f) != 0) {
+		free(s);
+		return -ENOMEM;
+	}
+	*ret = s;
+	*ret_len = len;
+	return 0;
+}
+
 /* Finish a manual transition from the runtime thread, as the real runtime would. */
 static int queue_finish(struct runtime *rt, const char *name, bool ok, const char *msg)
 {
@@ -810,6 +1014,14 @@ void fake_runtime_control(struct runtime *rt, const char *line, char *reply, siz
 		pthread_mutex_lock(&rt->lock);
 		rt->manual = strcmp(arg, "manual") == 0;
 		pthread_mutex_unlock(&rt->lock);
+	} else if (strcmp(cmd, "volumefail") == 0) {
+		uint32_t v;
+		r = parse_u32(arg, &v);
+		if (r >= 0) {
+			pthread_mutex_lock(&rt->lock);
+			rt->volume_fail = (int)v;
+			pthread_mutex_unlock(&rt->lock);
+		}
 	} else if (strcmp(cmd, "delay") == 0 || strcmp(cmd, "createdelay") == 0 ||
 		   strcmp(cmd, "maxvms") == 0 || strcmp(cmd, "createfail") == 0) {
 		uint32_t v;

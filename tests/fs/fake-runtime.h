@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Test double of runtime/runtime.h for the fs tests: same API, controllable behaviour. */
+/* Test double of runtime/runtime.h (and of the VM part of runtime/volume.h: volumes are records
+ * only, no disks) for the fs tests: same API, controllable behaviour. */
 #pragma once
 
 #include <stddef.h>
@@ -15,6 +16,7 @@ struct runtime;
  *   failnext                the next accepted transition fails in auto mode
  *   health NAME WORD|-      override (or clear) NAME's health verdict and notify
  *   createfail ERRNO        the next mkdir completes with -ERRNO (0 clears)
+ *   volumefail ERRNO        the next mkdir of a volume fails with -ERRNO (0 clears)
  *   createdelay MS          how long a define takes (default 20)
  *   maxvms N                limit of defined VMs (default 4096)
  *   busy NAME               "1" while a transition of NAME is in flight, else "0"

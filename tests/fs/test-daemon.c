@@ -231,6 +231,14 @@ static ssize_t put(const char *rel, const char *s)
 	return r;
 }
 
+static int rmd(const char *rel)
+{
+	char p[300];
+
+	snprintf(p, sizeof(p), "%s/%s", MNT, rel);
+	return rmdir(p) < 0 ? -errno : 0;
+}
+
 static int mkd(const char *rel)
 {
 	char p[400];
@@ -424,6 +432,62 @@ static void test_real_runtime_tree(void)
 	teardown();
 }
 
+/* Volumes through the real runtime: mkdir makes the disk in the state dir (sparse ext4 of
+ * --volume-size), size grows it, path is checked, the daemon restart keeps them, rmdir of the
+ * VM removes them, and a leftover volume dir of no VM is reaped at start. */
+static void test_real_runtime_volumes(void)
+{
+	char buf[1024], p[300];
+	struct stat st;
+	pid_t pid;
+
+	setup();
+	pid = spawn(1, "--volume-size", "32M", (const char *)NULL);
+	wait_ready(pid);
+	ASSERT_OK(mkd("vms/v1"));
+	ASSERT_OK(mkd("vms/v1/volumes/data"));
+	ASSERT_EQ(mkd("vms/v1/volumes/data"), -EEXIST);
+	ASSERT_EQ(mkd("vms/v1/volumes/Bad"), -EINVAL);
+	snprintf(p, sizeof(p), "%s/state/volumes/v1/data/disk.ext4", T);
+	ASSERT_OK(stat(p, &st));
+	ASSERT_TRUE(st.st_size == 32 << 20 && st.st_blocks * 512 < (8 << 20));
+	ASSERT_TRUE(cat("vms/v1/volumes/data/size", buf, sizeof(buf)) > 0);
+	ASSERT_STREQ(buf, "33554432\n");
+	ASSERT_EQ(put("vms/v1/volumes/data/size", "16M"), -EINVAL);
+	ASSERT_EQ(put("vms/v1/volumes/data/size", "64M\n"), 4);
+	ASSERT_OK(stat(p, &st));
+	ASSERT_TRUE(st.st_size == 64 << 20);
+	ASSERT_EQ(put("vms/v1/volumes/data/path", "/"), -EINVAL);
+	ASSERT_EQ(put("vms/v1/volumes/data/path", "/srv/data"), 9);
+	ASSERT_OK(mkd("vms/v1/volumes/logs"));
+	ASSERT_EQ(put("vms/v1/volumes/logs/path", "/srv"), -EINVAL);
+	ASSERT_TRUE(cat("vms/v1/disk-usage", buf, sizeof(buf)) > 0);
+	ASSERT_STREQ(buf, "writable: unknown size 1073741824\nvolume data: unknown size 67108864\n"
+			  "volume logs: unknown size 33554432\n");
+	ASSERT_EQ(rmd("vms/v1/volumes/logs"), 0);
+	/* A daemon restart keeps them. */
+	ASSERT_EQ(stop(pid, SIGTERM), 0);
+	pid = spawn(2, (const char *)NULL);
+	wait_ready(pid);
+	ASSERT_TRUE(cat("vms/v1/volumes/data/path", buf, sizeof(buf)) > 0);
+	ASSERT_STREQ(buf, "/srv/data\n");
+	ASSERT_EQ(cat("vms/v1/volumes/logs/path", buf, sizeof(buf)), -ENOENT);
+	/* rmdir of the VM takes them. */
+	ASSERT_EQ(rmd("vms/v1"), 0);
+	snprintf(p, sizeof(p), "%s/state/volumes/v1", T);
+	ASSERT_SYSERR(stat(p, &st), ENOENT);
+	/* Volumes of a VM that no longer exists are reaped at the next start. */
+	ASSERT_EQ(stop(pid, SIGTERM), 0);
+	snprintf(p, sizeof(p), "%s/state/volumes/ghost", T);
+	ASSERT_OK(mkdir(p, 0700) == 0 || errno == EEXIST ? 0 : -1);
+	pid = spawn(3, (const char *)NULL);
+	wait_ready(pid);
+	snprintf(p, sizeof(p), "%s/state/volumes/ghost", T);
+	ASSERT_SYSERR(stat(p, &st), ENOENT);
+	ASSERT_EQ(stop(pid, SIGTERM), 0);
+	teardown();
+}
+
 /* The open limits come from the options: `nobody` gets --max-handles-per-uid files of metrics
  * (EMFILE after), and --max-buffer-per-uid of held buffers (ENOMEM after: each metrics render is
  * 2-8 KB), while root reads on; an inconsistent pair of limits is refused at start. */
@@ -529,4 +593,5 @@ static void test_sd_notify(void)
 
 TEST_MAIN(TEST(test_command_line), TEST(test_sd_notify), TEST(test_config_file_and_precedence),
 	  TEST(test_signals_unmount_and_keep_vms), TEST(test_stale_mount_after_crash),
-	  TEST(test_real_runtime_tree), TEST(test_open_limit_options))
+	  TEST(test_real_runtime_tree), TEST(test_real_runtime_volumes),
+	  TEST(test_open_limit_options))

@@ -854,6 +854,160 @@ static void test_rmdir_and_reuse(void)
 	teardown();
 }
 
+/* Names in a directory, sorted, joined by spaces (without . and ..). */
+static void list_dir(const char *path, char *out, size_t size)
+{
+	struct dirent **names = NULL;
+	int n = scandir(path, &names, NULL, alphasort);
+
+	out[0] = '\0';
+	if (n < 0)
+		TEST_FAIL("scandir %s: %m", path);
+	for (int i = 0; i < n; i++) {
+		if (strcmp(names[i]->d_name, ".") != 0 && strcmp(names[i]->d_name, "..") != 0)
+			snprintf(out + strlen(out), size - strlen(out), "%s%s", out[0] ? " " : "",
+				 names[i]->d_name);
+		free(names[i]);
+	}
+	free(names);
+}
+
+static int mkdir_errno(const char *path)
+{
+	return mkdir(path, 0755) < 0 ? errno : 0;
+}
+
+static void test_volumes(void)
+{
+	char buf[8192];
+	struct stat st;
+	int fd;
+
+	setup();
+	mkvm("v");
+	/* The tree: volumes/ in the VM, path and size in a volume, disk-usage read-only. */
+	ASSERT_OK(stat(P("vms/v/volumes"), &st));
+	ASSERT_EQ(st.st_mode, S_IFDIR | 0755);
+	list_dir(P("vms/v/volumes"), buf, sizeof(buf));
+	ASSERT_STREQ(buf, "");
+	list_dir(P("vms/v"), buf, sizeof(buf));
+	ASSERT_TRUE(strstr(buf, "disk-usage") && strstr(buf, " volumes"));
+	ASSERT_OK(stat(P("vms/v/disk-usage"), &st));
+	ASSERT_EQ(st.st_mode, S_IFREG | 0444);
+	ASSERT_EQ(mkdir_errno(P("vms/v/volumes/data")), 0);
+	ASSERT_OK(stat(P("vms/v/volumes/data"), &st));
+	ASSERT_EQ(st.st_mode, S_IFDIR | 0755);
+	ASSERT_OK(stat(P("vms/v/volumes/data/path"), &st));
+	ASSERT_EQ(st.st_mode, S_IFREG | 0644);
+	ASSERT_OK(stat(P("vms/v/volumes/data/size"), &st));
+	ASSERT_EQ(st.st_mode, S_IFREG | 0644);
+	list_dir(P("vms/v/volumes/data"), buf, sizeof(buf));
+	ASSERT_STREQ(buf, "path size");
+	expect_content(P("vms/v/volumes/data/path"), "");
+	expect_content(P("vms/v/volumes/data/size"), "1073741824\n");
+	expect_content(P("vms/v/disk-usage"),
+		       "writable: unknown size 1073741824\nvolume data: unknown size 1073741824\n");
+
+	/* Names: EINVAL; an existing one: EEXIST; mkdir anywhere else in a VM: EPERM. */
+	ASSERT_EQ(mkdir_errno(P("vms/v/volumes/Data")), EINVAL);
+	ASSERT_EQ(mkdir_errno(P("vms/v/volumes/a_b")), EINVAL);
+	ASSERT_EQ(mkdir_errno(P("vms/v/volumes/abcdefghijklmnopqrstuvwxyz0123456")), EINVAL);
+	ASSERT_EQ(mkdir_errno(P("vms/v/volumes/data")), EEXIST);
+	ASSERT_EQ(mkdir_errno(P("vms/v/other")), EPERM);
+	ASSERT_EQ(mkdir_errno(P("vms/v/volumes/data/sub")), EPERM);
+	ASSERT_EQ(mkdir_errno(P("vms/v/volumes/x/sub")), ENOENT);
+	ASSERT_SYSERR(rmdir(P("vms/v/volumes")), EPERM);
+	ASSERT_SYSERR(rmdir(P("vms/v/volumes/nope")), ENOENT);
+	ASSERT_SYSERR(unlink(P("vms/v/volumes/data/path")), EPERM);
+	ASSERT_SYSERR(stat(P("vms/v/volumes/data/nope"), &st), ENOENT);
+	ASSERT_SYSERR(open(P("vms/v/disk-usage"), O_WRONLY), EACCES);
+
+	/* path: absolute, normalised, not /, no overlap with another volume's. */
+	ASSERT_EQ(put(P("vms/v/volumes/data/path"), "/var/lib/data\n", O_TRUNC), 14);
+	expect_content(P("vms/v/volumes/data/path"), "/var/lib/data\n");
+	ASSERT_EQ(put(P("vms/v/volumes/data/path"), "/", O_TRUNC), -EINVAL);
+	ASSERT_EQ(put(P("vms/v/volumes/data/path"), "var", O_TRUNC), -EINVAL);
+	ASSERT_EQ(put(P("vms/v/volumes/data/path"), "/a/../b", O_TRUNC), -EINVAL);
+	ASSERT_EQ(put(P("vms/v/volumes/data/path"), "/a//b", O_TRUNC), -EINVAL);
+	ASSERT_EQ(put(P("vms/v/volumes/data/path"), "/proc/x", O_TRUNC), -EINVAL);
+	ASSERT_EQ(mkdir_errno(P("vms/v/volumes/logs")), 0);
+	ASSERT_EQ(put(P("vms/v/volumes/logs/path"), "/var/lib", O_TRUNC), -EINVAL);
+	ASSERT_EQ(put(P("vms/v/volumes/logs/path"), "/var/lib/data/logs", O_TRUNC), -EINVAL);
+	ASSERT_EQ(put(P("vms/v/volumes/logs/path"), "/var/lib/database", O_TRUNC), 17);
+	expect_content(P("vms/v/volumes/data/path"), "/var/lib/data\n");
+
+	/* size: K/M/G/T, grows, never shrinks. */
+	ASSERT_EQ(put(P("vms/v/volumes/data/size"), "2G", O_TRUNC), 2);
+	expect_content(P("vms/v/volumes/data/size"), "2147483648\n");
+	ASSERT_EQ(put(P("vms/v/volumes/data/size"), "1G", O_TRUNC), -EINVAL);
+	ASSERT_EQ(put(P("vms/v/volumes/data/size"), "lots", O_TRUNC), -EINVAL);
+	ASSERT_EQ(put(P("vms/v/volumes/data/size"), "2GB", O_TRUNC), -EINVAL);
+	ASSERT_EQ(put(P("vms/v/volumes/data/size"), "99999999999999T", O_TRUNC), -EINVAL);
+	ASSERT_EQ(put(P("vms/v/volumes/data/size"), "2147483648", O_TRUNC), 10);
+	expect_content(P("vms/v/volumes/data/size"), "2147483648\n");
+	list_dir(P("vms/v/volumes"), buf, sizeof(buf));
+	ASSERT_STREQ(buf, "data logs");
+
+	/* Not while starting, running or stopping: EBUSY for every change, reads still work. */
+	CTL_OK("mode manual");
+	ASSERT_EQ(put(P("vms/v/state"), "start", O_TRUNC | O_NONBLOCK), 5);
+	wait_busy("v", "1");
+	ASSERT_EQ(mkdir_errno(P("vms/v/volumes/more")), EBUSY);
+	ASSERT_SYSERR(rmdir(P("vms/v/volumes/logs")), EBUSY);
+	ASSERT_EQ(put(P("vms/v/volumes/data/path"), "/elsewhere", O_TRUNC), -EBUSY);
+	ASSERT_EQ(put(P("vms/v/volumes/data/size"), "3G", O_TRUNC), -EBUSY);
+	/* a bad value is EINVAL whatever the state */
+	ASSERT_EQ(put(P("vms/v/volumes/data/size"), "x", O_TRUNC), -EINVAL);
+	CTL_OK("complete v");
+	wait_busy("v", "0");
+	expect_content(P("vms/v/state"), "running\n");
+	ASSERT_EQ(mkdir_errno(P("vms/v/volumes/more")), EBUSY);
+	ASSERT_SYSERR(rmdir(P("vms/v/volumes/logs")), EBUSY);
+	ASSERT_EQ(put(P("vms/v/volumes/data/size"), "3G", O_TRUNC), -EBUSY);
+	expect_content(P("vms/v/volumes/data/path"), "/var/lib/data\n");
+	ASSERT_EQ(put(P("vms/v/state"), "stop", O_TRUNC | O_NONBLOCK), 4);
+	wait_busy("v", "1");
+	ASSERT_EQ(mkdir_errno(P("vms/v/volumes/more")), EBUSY);
+	CTL_OK("complete v");
+	wait_busy("v", "0");
+	expect_content(P("vms/v/state"), "stopped\n");
+	CTL_OK("mode auto");
+
+	/* Stopped: changes allowed again; a failed create says why. */
+	ASSERT_EQ(put(P("vms/v/volumes/data/size"), "3G", O_TRUNC), 2);
+	CTL_OK("volumefail 28");
+	ASSERT_EQ(mkdir_errno(P("vms/v/volumes/more")), ENOSPC);
+	ASSERT_SYSERR(stat(P("vms/v/volumes/more"), &st), ENOENT);
+
+	/* rmdir of a volume: gone, its open files answer ENODEV. */
+	fd = open(P("vms/v/volumes/logs/path"), O_RDONLY | O_CLOEXEC);
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_OK(rmdir(P("vms/v/volumes/logs")));
+	ASSERT_SYSERR(stat(P("vms/v/volumes/logs"), &st), ENOENT);
+	ASSERT_SYSERR(pread(fd, buf, sizeof(buf), 0), ENODEV);
+	close(fd);
+	list_dir(P("vms/v/volumes"), buf, sizeof(buf));
+	ASSERT_STREQ(buf, "data");
+
+	/* The limit of volumes per VM: ENOSPC. */
+	for (int i = 0; i < 15; i++)
+		ASSERT_EQ(mkdir_errno(P("vms/v/volumes/n%d", i)), 0);
+	ASSERT_EQ(mkdir_errno(P("vms/v/volumes/one-too-many")), ENOSPC);
+
+	/* rmdir of the VM takes its volumes: the same name again has none. */
+	fd = open(P("vms/v/volumes/data/size"), O_RDONLY | O_CLOEXEC);
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_OK(rmdir(P("vms/v")));
+	ASSERT_SYSERR(stat(P("vms/v/volumes/data"), &st), ENOENT);
+	ASSERT_SYSERR(pread(fd, buf, sizeof(buf), 0), ENODEV);
+	close(fd);
+	mkvm("v");
+	list_dir(P("vms/v/volumes"), buf, sizeof(buf));
+	ASSERT_STREQ(buf, "");
+	ASSERT_SYSERR(stat(P("vms/v/volumes/data"), &st), ENOENT);
+	teardown();
+}
+
 /*
  * A local user holding files open: a child that drops to uid (and gid) U, opens path up to
  * max times, then reads rsize bytes at offset 0 of each open file (1 renders the value and keeps
@@ -1132,4 +1286,5 @@ TEST_MAIN(TEST(test_readiness), TEST(test_tree_and_modes), TEST(test_names),
 	  TEST(test_blocking_write_waits_for_transition), TEST(test_nonblock_returns_on_acceptance),
 	  TEST(test_concurrent_writers), TEST(test_failed_transition_eio),
 	  TEST(test_interrupted_write_eintr), TEST(test_poll_state), TEST(test_poll_health),
-	  TEST(test_rmdir_and_reuse), TEST(test_limits_nobody), TEST(test_limits_share))
+	  TEST(test_rmdir_and_reuse), TEST(test_volumes), TEST(test_limits_nobody),
+	  TEST(test_limits_share))

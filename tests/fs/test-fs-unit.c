@@ -65,12 +65,12 @@ static void test_node_table_lookup_counts(void)
 	struct node_info ni;
 
 	ASSERT_OK(node_table_new(&t));
-	ASSERT_OK(node_table_get(t, NODE_VM_DIR, a, -1, &i1, &g));
+	ASSERT_OK(node_table_get(t, NODE_VM_DIR, a, NULL, -1, &i1, &g));
 	ASSERT_TRUE(i1 >= FS_INO_FIRST);
-	ASSERT_OK(node_table_get(t, NODE_VM_DIR, a, -1, &i2, &g));
+	ASSERT_OK(node_table_get(t, NODE_VM_DIR, a, NULL, -1, &i2, &g));
 	ASSERT_EQ(i1, i2); /* same object, same inode, nlookup 2 */
-	ASSERT_OK(node_table_get(t, NODE_VM_ATTR, a, 0, &i3, &g));
-	ASSERT_OK(node_table_get(t, NODE_VM_DIR, b, -1, &i4, &g));
+	ASSERT_OK(node_table_get(t, NODE_VM_ATTR, a, NULL, 0, &i3, &g));
+	ASSERT_OK(node_table_get(t, NODE_VM_DIR, b, NULL, -1, &i4, &g));
 	ASSERT_NE(i3, i1);
 	ASSERT_NE(i4, i1);
 	ASSERT_EQ(node_table_count(t), 3);
@@ -88,7 +88,7 @@ static void test_node_table_lookup_counts(void)
 	ASSERT_ERRNO(node_table_resolve(t, i1, &ni), ENOENT);
 	ASSERT_EQ(node_table_count(t), 2);
 	/* a new node never gets an old number */
-	ASSERT_OK(node_table_get(t, NODE_VM_DIR, a, -1, &i2, &g));
+	ASSERT_OK(node_table_get(t, NODE_VM_DIR, a, NULL, -1, &i2, &g));
 	ASSERT_TRUE(i2 > i4);
 	/* forget more than looked up: the node goes, nothing underflows */
 	node_table_forget(t, i3, 1000);
@@ -113,7 +113,7 @@ static void test_node_table_keeps_vm_alive(void)
 	uint64_t g;
 
 	ASSERT_OK(node_table_new(&t));
-	ASSERT_OK(node_table_get(t, NODE_VM_ATTR, a, 1, &ino, &g));
+	ASSERT_OK(node_table_get(t, NODE_VM_ATTR, a, NULL, 1, &ino, &g));
 	vm_unref(a);
 	ASSERT_OK(runtime_vm_destroy(rt, "gone", on_done, NULL));
 	ASSERT_OK(wait_done());
@@ -127,14 +127,67 @@ static void test_node_table_keeps_vm_alive(void)
 	runtime_free(rt);
 }
 
+/* Volume nodes are keyed by kind and volume name too: volumes/, volumes/VOL and a file of a
+ * volume never share an inode with the VM's own directory and files. */
+static void test_node_table_volumes(void)
+{
+	struct runtime *rt = new_runtime();
+	struct node_table *t = NULL;
+	struct vm *a = define(rt, "a");
+	fuse_ino_t dir, vols, x, x2, y, xf0, yf0, vf0;
+	uint64_t g;
+	struct node_info ni;
+
+	ASSERT_OK(node_table_new(&t));
+	ASSERT_OK(node_table_get(t, NODE_VM_DIR, a, NULL, -1, &dir, &g));
+	ASSERT_OK(node_table_get(t, NODE_VOLS, a, NULL, -1, &vols, &g));
+	ASSERT_OK(node_table_get(t, NODE_VOL_DIR, a, "x", -1, &x, &g));
+	ASSERT_OK(node_table_get(t, NODE_VOL_DIR, a, "x", -1, &x2, &g));
+	ASSERT_OK(node_table_get(t, NODE_VOL_DIR, a, "y", -1, &y, &g));
+	ASSERT_OK(node_table_get(t, NODE_VOL_ATTR, a, "x", 0, &xf0, &g));
+	ASSERT_OK(node_table_get(t, NODE_VOL_ATTR, a, "y", 0, &yf0, &g));
+	ASSERT_OK(node_table_get(t, NODE_VM_ATTR, a, NULL, 0, &vf0, &g));
+	ASSERT_EQ(x, x2);
+	ASSERT_TRUE(dir != vols && vols != x && x != y && xf0 != yf0 && xf0 != vf0 && dir != x);
+	ASSERT_EQ(node_table_count(t), 7);
+	ASSERT_ERRNO(node_table_get(t, NODE_VOL_DIR, a, "abcdefghijklmnopqrstuvwxyz0123456", -1,
+				    &x2, &g),
+		     EINVAL);
+
+	ASSERT_OK(node_table_resolve(t, yf0, &ni));
+	ASSERT_EQ(ni.kind, NODE_VOL_ATTR);
+	ASSERT_STREQ(ni.vol, "y");
+	ASSERT_STREQ(ni.attr->name, fs_vol_attrs[0].name);
+	vm_unref(ni.vm);
+	ASSERT_OK(node_table_resolve(t, vf0, &ni));
+	ASSERT_STREQ(ni.vol, "");
+	ASSERT_STREQ(ni.attr->name, fs_vm_attrs[0].name);
+	vm_unref(ni.vm);
+	ASSERT_OK(node_table_resolve(t, vols, &ni));
+	ASSERT_EQ(ni.kind, NODE_VOLS);
+	ASSERT_TRUE(ni.attr == NULL);
+	vm_unref(ni.vm);
+
+	node_table_free(t);
+	vm_unref(a);
+	runtime_free(rt);
+}
+
 static void test_attribute_tables(void)
 {
 	bool seen[_VM_ATTR_MAX] = {};
 
-	ASSERT_EQ(fs_vm_attrs_count, (size_t)_VM_ATTR_MAX);
+	/* Every VM attribute, plus disk-usage (rendered by the volume part of the runtime). */
+	ASSERT_EQ(fs_vm_attrs_count, (size_t)_VM_ATTR_MAX + 1);
 	for (size_t i = 0; i < fs_vm_attrs_count; i++) {
 		const struct fs_attr *a = &fs_vm_attrs[i];
 		bool writable = a->mode & 0200;
+		if (strcmp(a->name, "disk-usage") == 0) {
+			ASSERT_EQ(a->vm_attr, -1);
+			ASSERT_EQ(a->mode, 0444);
+			ASSERT_FALSE(a->pollable);
+			continue;
+		}
 		ASSERT_TRUE(a->vm_attr >= 0 && a->vm_attr < _VM_ATTR_MAX);
 		ASSERT_FALSE(seen[a->vm_attr]);
 		seen[a->vm_attr] = true;
@@ -149,6 +202,15 @@ static void test_attribute_tables(void)
 	ASSERT_TRUE(fs_vm_attrs[fs_attr_find(fs_vm_attrs, fs_vm_attrs_count, "image")].store);
 	ASSERT_ERRNO(fs_attr_find(fs_vm_attrs, fs_vm_attrs_count, "State"), ENOENT);
 	ASSERT_ERRNO(fs_attr_find(fs_vm_attrs, fs_vm_attrs_count, ""), ENOENT);
+	/* volumes/VOL: path and size, both writable. */
+	ASSERT_EQ(fs_vol_attrs_count, 2);
+	for (size_t i = 0; i < fs_vol_attrs_count; i++) {
+		ASSERT_EQ(fs_vol_attrs[i].mode, 0644);
+		ASSERT_TRUE(fs_vol_attrs[i].show && fs_vol_attrs[i].store);
+		ASSERT_FALSE(fs_vol_attrs[i].pollable || fs_vol_attrs[i].deferred);
+	}
+	ASSERT_EQ(fs_attr_find(fs_vol_attrs, fs_vol_attrs_count, "path"), 0);
+	ASSERT_EQ(fs_attr_find(fs_vol_attrs, fs_vol_attrs_count, "size"), 1);
 	for (size_t i = 0; i < fs_root_attrs_count; i++) {
 		ASSERT_EQ(fs_root_attrs[i].mode, 0444);
 		ASSERT_FALSE(fs_root_attrs[i].pollable);
@@ -266,4 +328,5 @@ static void test_open_limits(void)
 }
 
 TEST_MAIN(TEST(test_node_table_lookup_counts), TEST(test_node_table_keeps_vm_alive),
-	  TEST(test_attribute_tables), TEST(test_fill_stat), TEST(test_open_limits))
+	  TEST(test_node_table_volumes), TEST(test_attribute_tables), TEST(test_fill_stat),
+	  TEST(test_open_limits))

@@ -165,6 +165,54 @@ static void test_suspend_messages(void)
 	ASSERT_OK(agent_msg_decode(AGENT_MSG_BOOT_ID, p, 16, &m[2]));
 }
 
+/* DISK_USAGE (type 30): round trip, and the decoder's refusals. */
+static void test_disk_usage(void)
+{
+	struct agent_msg m = {.type = AGENT_MSG_DISK_USAGE}, got;
+	uint8_t buf[AGENT_FRAME_MAX];
+	struct agent_decoder d;
+	int n;
+
+	m.disks.n = 3;
+	m.disks.d[0] = (struct agent_disk){0, 1ull << 30, 4096, (1ull << 30) - 8192};
+	m.disks.d[1] = (struct agent_disk){1, 16ull << 20, 0, 15ull << 20};
+	m.disks.d[2] = (struct agent_disk){16, 16ull << 40, 16ull << 40, 0};
+	n = encode(&m, buf, sizeof(buf));
+	ASSERT_EQ(n, AGENT_FRAME_OVERHEAD + 1 + 3 * 25);
+	agent_decoder_init(&d);
+	ASSERT_EQ(decode_all(&d, buf, (size_t)n, &got, 1), 1);
+	ASSERT_EQ(got.type, AGENT_MSG_DISK_USAGE);
+	ASSERT_EQ(got.disks.n, 3);
+	ASSERT_EQ(got.disks.d[0].used, 4096);
+	ASSERT_TRUE(got.disks.d[2].size == 16ull << 40 && got.disks.d[2].disk == 16);
+	ASSERT_STREQ(agent_msg_type_to_string(AGENT_MSG_DISK_USAGE), "disk-usage");
+	ASSERT_STREQ(agent_msg_type_to_string(29), "unknown");
+
+	/* Payloads the decoder refuses: length, count, order, used/avail beyond size. */
+	{
+		uint8_t p[1 + 25 * 2] = {2};
+
+		p[1] = 0;
+		p[26] = 1;
+		ASSERT_OK(agent_msg_decode(AGENT_MSG_DISK_USAGE, p, sizeof(p), &got));
+		ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_DISK_USAGE, p, sizeof(p) - 1, &got),
+			     EBADMSG);
+		ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_DISK_USAGE, p, 0, &got), EBADMSG);
+		p[26] = 0; /* same disk twice */
+		ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_DISK_USAGE, p, sizeof(p), &got), EBADMSG);
+		p[26] = 17; /* no such disk */
+		ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_DISK_USAGE, p, sizeof(p), &got), EBADMSG);
+		p[26] = 1;
+		p[10] = 1; /* used 1 > size 0 */
+		ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_DISK_USAGE, p, sizeof(p), &got), EBADMSG);
+		p[10] = 0;
+		p[0] = 18;
+		ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_DISK_USAGE, p, 1 + 25 * 18, &got), EBADMSG);
+	}
+	m.disks.n = AGENT_DISKS_MAX + 1;
+	ASSERT_ERRNO(agent_msg_encode(&m, buf, sizeof(buf)), EINVAL);
+}
+
 static void test_output_data_stays_valid(void)
 {
 	struct agent_msg m = {.type = AGENT_MSG_OUTPUT}, got;
@@ -411,7 +459,7 @@ static void test_throughput_hostile(void)
 	free(d);
 }
 
-TEST_MAIN(TEST(test_roundtrip_all_types), TEST(test_suspend_messages),
+TEST_MAIN(TEST(test_roundtrip_all_types), TEST(test_suspend_messages), TEST(test_disk_usage),
 	  TEST(test_output_data_stays_valid), TEST(test_byte_by_byte),
 	  TEST(test_resync_after_garbage_and_corruption), TEST(test_truncated_frame_then_new_frame),
 	  TEST(test_limits), TEST(test_crc_known_value), TEST(test_span_crc_random),

@@ -66,8 +66,68 @@ static void test_json_parsed_by_the_guest(void)
 	ASSERT_EQ(vm.port, 1025);
 	ASSERT_EQ(vm.heartbeat_ms, 500);
 	ASSERT_EQ(vm.grace_ms, 3000);
+	ASSERT_EQ(vm.n_volumes, 0);
 	guest_vm_done(&vm);
 	free(json);
+}
+
+/* Volumes travel as {uuid, path, fresh}; the guest's parser is strict about them. */
+static void test_volumes(void)
+{
+	static const struct guest_config_volume vols[] = {
+		{{0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0, 1, 2, 3, 4, 5, 6, 0xff},
+		 "/var/lib/data",
+		 true},
+		{{0xaa}, "/srv/cache", false},
+	};
+	static const char *const bad[] = {
+		"{\"volumes\":{}}",
+		"{\"volumes\":[1]}",
+		"{\"volumes\":[{\"uuid\":\"00\",\"path\":\"/a\",\"fresh\":true}]}",
+		"{\"volumes\":[{\"uuid\":\"0123456789abcdef0123456789ABCDEF\",\"path\":\"/a\","
+		"\"fresh\":true}]}",
+		"{\"volumes\":[{\"uuid\":\"0123456789abcdef0123456789abcdef\",\"path\":\"a\","
+		"\"fresh\":true}]}",
+		"{\"volumes\":[{\"uuid\":\"0123456789abcdef0123456789abcdef\",\"path\":\"/\","
+		"\"fresh\":true}]}",
+		"{\"volumes\":[{\"uuid\":\"0123456789abcdef0123456789abcdef\",\"path\":\"/a/../b\","
+		"\"fresh\":true}]}",
+		"{\"volumes\":[{\"uuid\":\"0123456789abcdef0123456789abcdef\",\"path\":\"/a\","
+		"\"fresh\":1}]}",
+		"{\"volumes\":[{\"uuid\":\"0123456789abcdef0123456789abcdef\",\"path\":\"/a\","
+		"\"fresh\":true,\"x\":1}]}",
+		"{\"volumes\":[{\"uuid\":\"0123456789abcdef0123456789abcdef\",\"path\":\"/a\","
+		"\"fresh\":true},{\"uuid\":\"0123456789abcdef0123456789abcdef\",\"path\":\"/b\","
+		"\"fresh\":true}]}",
+	};
+	struct guest_config gc;
+	struct guest_vm vm;
+	struct err err = {};
+	char *json = NULL, errbuf[256];
+
+	fill(&gc);
+	gc.volumes = vols;
+	gc.n_volumes = ELEMENTSOF(vols);
+	ASSERT_OK(guest_config_json(&gc, &json, &err));
+	ASSERT_TRUE(strstr(json, "\"uuid\":\"0123456789abcdef00010203040506ff\"") != NULL);
+	ASSERT_OK(guest_vm_parse(json, strlen(json), &vm, errbuf, sizeof(errbuf)));
+	ASSERT_EQ(vm.n_volumes, 2);
+	ASSERT_STREQ(vm.volumes[0].path, "/var/lib/data");
+	ASSERT_TRUE(vm.volumes[0].fresh && !vm.volumes[1].fresh);
+	ASSERT_TRUE(memcmp(vm.volumes[0].uuid, vols[0].uuid, 16) == 0);
+	ASSERT_EQ(vm.volumes[1].uuid[0], 0xaa);
+	guest_vm_done(&vm);
+	free(json);
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+		if (guest_vm_parse(bad[i], strlen(bad[i]), &vm, errbuf, sizeof(errbuf)) != -EINVAL)
+			TEST_FAIL("accepted: %s", bad[i]);
+	{
+		struct guest_config_volume nopath = {{1}, NULL, true};
+
+		gc.volumes = &nopath;
+		gc.n_volumes = 1;
+		ASSERT_ERRNO(guest_config_json(&gc, &json, &err), EINVAL);
+	}
 }
 
 static void test_bad_image_config(void)
@@ -202,6 +262,6 @@ static void test_cmdline(void)
 	ASSERT_ERRNO(guest_kernel_cmdline(GUEST_CMDLINE_QEMU, buf, 10), ENOBUFS);
 }
 
-TEST_MAIN(TEST(test_json_parsed_by_the_guest), TEST(test_bad_image_config),
+TEST_MAIN(TEST(test_json_parsed_by_the_guest), TEST(test_volumes), TEST(test_bad_image_config),
 	  TEST(test_guest_parser_rejects), TEST(test_archive),
 	  TEST(test_write_initrd_appends_aligned), TEST(test_cmdline))

@@ -146,7 +146,7 @@ static void test_prepare_end_to_end(void)
 	ASSERT_TRUE(strstr(p.rootfs, s.state) == p.rootfs);
 	ASSERT_OK(read_file_bounded(p.config, 4096, &cfg, NULL));
 	ASSERT_STREQ(cfg, "{\"entrypoint\":[],\"cmd\":[\"/bin/sh\"],\"env\":[\"PATH=/bin\"],"
-			  "\"workdir\":\"\",\"user\":\"\"}");
+			  "\"workdir\":\"\",\"user\":\"\",\"volumes\":[]}");
 	/* The disk holds both layers (checked with debugfs: no loop mount needed). */
 	out = debugfs(p.rootfs, "cat /etc/hello");
 	ASSERT_STREQ(out, "hello\n");

@@ -273,7 +273,22 @@ static void test_image_config(void)
 		"\"history\":[]}";
 	static const char minimal[] = "{\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]},"
 				      "\"config\":{\"Cmd\":null}}";
+#define VOLS(v) "{\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]},\"config\":{\"Volumes\":" v "}}"
+	static const char with_volumes[] = VOLS("{\"/var/lib/data/\":{},\"/srv/cache\":{}}");
 	static const char *const bad[] = {
+		VOLS("[\"/data\"]"),
+		VOLS("{\"/data\":1}"),
+		VOLS("{\"data\":{}}"),
+		VOLS("{\"/\":{}}"),
+		VOLS("{\"//\":{}}"),
+		VOLS("{\"/a//b\":{}}"),
+		VOLS("{\"/a/../b\":{}}"),
+		VOLS("{\"/a/.\":{}}"),
+		VOLS("{\"/a\\tb\":{}}"),
+		VOLS("{\"/a/\":{},\"/a\":{}}"),
+		VOLS("{\"/1\":{},\"/2\":{},\"/3\":{},\"/4\":{},\"/5\":{},\"/6\":{},\"/7\":{},"
+		     "\"/8\":{},\"/9\":{},\"/10\":{},\"/11\":{},\"/12\":{},\"/13\":{},\"/14\":{},"
+		     "\"/15\":{},\"/16\":{},\"/17\":{}}"),
 		"",
 		"[]",
 		"{\"rootfs\":{\"type\":\"layers\"}}",
@@ -292,12 +307,21 @@ static void test_image_config(void)
 	ASSERT_EQ(c.n_diff_ids, 1);
 	ASSERT_STREQ(c.guest_json,
 		     "{\"entrypoint\":[\"/bin/sh\",\"-c\"],\"cmd\":[\"echo hi\"],\"env\":"
-		     "[\"PATH=/bin\",\"A=b\"],\"workdir\":\"/srv\",\"user\":\"1000:1000\"}");
+		     "[\"PATH=/bin\",\"A=b\"],\"workdir\":\"/srv\",\"user\":\"1000:1000\","
+		     "\"volumes\":[]}");
 	img_config_done(&c);
 	ASSERT_OK(img_config_parse(minimal, strlen(minimal), &c, &err));
 	ASSERT_EQ(c.n_diff_ids, 0);
 	ASSERT_STREQ(c.guest_json,
-		     "{\"entrypoint\":[],\"cmd\":[],\"env\":[],\"workdir\":\"\",\"user\":\"\"}");
+		     "{\"entrypoint\":[],\"cmd\":[],\"env\":[],\"workdir\":\"\",\"user\":\"\","
+		     "\"volumes\":[]}");
+	img_config_done(&c);
+	/* Volumes: normalised (one trailing '/' dropped), sorted, in the guest JSON. */
+	ASSERT_OK(img_config_parse(with_volumes, strlen(with_volumes), &c, &err));
+	ASSERT_EQ(c.n_volumes, 2);
+	ASSERT_STREQ(c.volumes[0], "/srv/cache");
+	ASSERT_STREQ(c.volumes[1], "/var/lib/data");
+	ASSERT_TRUE(strstr(c.guest_json, "\"volumes\":[\"/srv/cache\",\"/var/lib/data\"]"));
 	img_config_done(&c);
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
 		int r = img_config_parse(bad[i], strlen(bad[i]), &c, &err);

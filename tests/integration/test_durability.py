@@ -430,7 +430,7 @@ def test_leaks_reaped_while_running():
         fams, errs = promcheck.parse(f.read(), require_help=True)
     assert not errs, errs
     kinds = {lb.get("kind") for _n, lb, _v in fams["mvmfs_leaks_reaped_total"]}
-    assert kinds == {"vmm", "net", "state", "ip", "image"}, kinds
+    assert kinds == {"vmm", "net", "state", "ip", "image", "volume"}, kinds
     assert D.state_of("keep") == "running" and D.read("keep", "pid").strip() == keep
     assert "keep" in leases(D) and "keep" in holders(), "the reaper dropped a live VM's lease/hold"
     assert alive(keep), "the reaper touched a live VM"

@@ -517,6 +517,58 @@ static void race_hook(struct runtime *rt, struct vm *vm, enum lc_event ev)
 	race_r2 = vm_command_post(vm, VM_VERB_RESTART, on_done, &race_w2);
 }
 
+/* Volumes on Firecracker: each disk hard-linked into the jail (the very file, given to the VM's
+ * uid) and PUT as a drive before InstanceStart; a volume without a path fails the start. */
+static void test_volumes(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm;
+	struct err err = {};
+	struct stat disk, linked;
+	char p[600], *s, seq[16384];
+
+	setup();
+	rt = rt_open(&cfg);
+	vm = define(rt, "vol1");
+	ASSERT_OK(vm_volume_create(vm, "data", &err));
+	ASSERT_OK(vm_volume_create(vm, "more", &err));
+	/* No path yet: the start fails and says which volume. */
+	ASSERT_EQ(command(vm, VM_VERB_START), -EIO);
+	s = show(vm, VM_ATTR_ERROR);
+	if (!strstr(s, "volume 'data' has no path"))
+		TEST_FAIL("error: %s", s);
+	free(s);
+	ASSERT_OK(vm_volume_store(vm, "data", VOLUME_ATTR_PATH, "/data", &err));
+	ASSERT_OK(vm_volume_store(vm, "more", VOLUME_ATTR_PATH, "/srv/more", &err));
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_RUNNING);
+	ASSERT_ERRNO(vm_volume_create(vm, "late", &err), EBUSY);
+	ASSERT_ERRNO(vm_volume_destroy(vm, "data", &err), EBUSY);
+	snprintf(p, sizeof(p), "%s/state/volumes/vol1/data/disk.ext4", T);
+	ASSERT_OK(stat(p, &disk));
+	snprintf(p, sizeof(p), "%s/jail/firecracker/vol1/root/vol0.ext4", T);
+	ASSERT_OK(stat(p, &linked));
+	ASSERT_TRUE(disk.st_ino == linked.st_ino && disk.st_dev == linked.st_dev);
+	ASSERT_TRUE(linked.st_uid >= 300000 && linked.st_uid < 301000);
+	snprintf(p, sizeof(p), "%s/jail/firecracker/vol1/root/vol1.ext4", T);
+	ASSERT_OK(stat(p, &linked));
+	ASSERT_EQ(command(vm, VM_VERB_STOP), 0);
+	check_calls("vol1", seq, sizeof(seq));
+	if (!strstr(seq, "PUT /drives/vol0\nPUT /drives/vol1\nPUT /actions InstanceStart"))
+		TEST_FAIL("calls:\n%s", seq);
+	/* The jail went, the volume's disk stays. */
+	snprintf(p, sizeof(p), "%s/state/volumes/vol1/data/disk.ext4", T);
+	ASSERT_OK(stat(p, &disk));
+	ASSERT_OK(vm_volume_create(vm, "late", &err));
+	vm_unref(vm);
+	destroy(rt, "vol1");
+	snprintf(p, sizeof(p), "%s/state/volumes/vol1", T);
+	ASSERT_SYSERR(stat(p, &disk), ENOENT);
+	runtime_shutdown(rt);
+	runtime_free(rt);
+}
+
 static void test_concurrent_commands(void)
 {
 	struct runtime_config cfg;
@@ -1327,19 +1379,11 @@ static void test_stop_on_exit(void)
 #ifdef RT_REGISTRY_SUITE
 /* The fake-only cases are built but not run in this binary. */
 _unused_ static void (*const fake_cases[])(void) = {
-	test_lifecycle,
-	test_concurrent_commands,
-	test_stop_on_exit,
-	test_agent,
-	test_daemon_killed_mid_start,
-	test_reap_leftovers,
-	test_network,
-	test_ignore_ctrl_alt_del,
-	test_crash,
-	test_refused,
-	test_readopt,
-	test_suspend,
-	test_suspend_agent,
+	test_lifecycle,	     test_volumes,	 test_concurrent_commands,
+	test_stop_on_exit,   test_agent,	 test_daemon_killed_mid_start,
+	test_reap_leftovers, test_network,	 test_ignore_ctrl_alt_del,
+	test_crash,	     test_refused,	 test_readopt,
+	test_suspend,	     test_suspend_agent,
 };
 static char fx_dir[128];
 
@@ -1549,10 +1593,10 @@ static void test_slow_pulls(void)
 	runtime_free(rt);
 }
 
-TEST_MAIN(TEST(test_slow_pulls), TEST(test_lifecycle), TEST(test_concurrent_commands),
-	  TEST(test_stop_on_exit), TEST(test_agent), TEST(test_daemon_killed_mid_start),
-	  TEST(test_reap_leftovers), TEST(test_network), TEST(test_ignore_ctrl_alt_del),
-	  TEST(test_crash), TEST(test_refused), TEST(test_readopt), TEST(test_symlink_swap),
-	  TEST(test_hung_api), TEST(test_cgroup_fail_closed), TEST(test_suspend),
-	  TEST(test_suspend_agent))
+TEST_MAIN(TEST(test_slow_pulls), TEST(test_lifecycle), TEST(test_volumes),
+	  TEST(test_concurrent_commands), TEST(test_stop_on_exit), TEST(test_agent),
+	  TEST(test_daemon_killed_mid_start), TEST(test_reap_leftovers), TEST(test_network),
+	  TEST(test_ignore_ctrl_alt_del), TEST(test_crash), TEST(test_refused), TEST(test_readopt),
+	  TEST(test_symlink_swap), TEST(test_hung_api), TEST(test_cgroup_fail_closed),
+	  TEST(test_suspend), TEST(test_suspend_agent))
 #endif
