@@ -16,6 +16,9 @@ static const char *const type_names[_AGENT_MSG_MAX] = {
 	[AGENT_MSG_NET_CONFIGURED] = "net-configured",
 	[AGENT_MSG_STOP] = "stop",
 	[AGENT_MSG_SHUTDOWN] = "shutdown",
+	[AGENT_MSG_SET_CLOCK] = "set-clock",
+	[AGENT_MSG_CLOCK_SET] = "clock-set",
+	[AGENT_MSG_BOOT_ID] = "boot-id",
 	[AGENT_MSG_DISK_USAGE] = "disk-usage",
 };
 
@@ -174,6 +177,21 @@ static int encode_payload(const struct agent_msg *m, uint8_t *p)
 			return n;
 		memcpy(p, m->reason, (size_t)n);
 		return n;
+	case AGENT_MSG_SET_CLOCK:
+		if (m->clock.sec < 0 || m->clock.nsec >= 1000000000u)
+			return -EINVAL;
+		put_u64(p, (uint64_t)m->clock.sec);
+		put_u32(p + 8, m->clock.nsec);
+		return 12;
+	case AGENT_MSG_CLOCK_SET:
+		if (m->clock_set.error < 0 || m->clock_set.error > 4095)
+			return -EINVAL;
+		put_u64(p, (uint64_t)m->clock_set.step_ns);
+		put_u32(p + 8, (uint32_t)m->clock_set.error);
+		return 12;
+	case AGENT_MSG_BOOT_ID:
+		memcpy(p, m->boot_id, AGENT_BOOT_ID_LEN);
+		return AGENT_BOOT_ID_LEN;
 	case AGENT_MSG_DISK_USAGE:
 		if (m->disks.n > AGENT_DISKS_MAX)
 			return -EINVAL;
@@ -289,6 +307,27 @@ int agent_msg_decode(uint8_t type, const uint8_t *p, size_t len, struct agent_ms
 	case AGENT_MSG_SHUTDOWN:
 		if (decode_text(p, len, m.reason, sizeof(m.reason)) < 0)
 			return -EBADMSG;
+		break;
+	case AGENT_MSG_SET_CLOCK:
+		if (len != 12)
+			return -EBADMSG;
+		m.clock.sec = (int64_t)get_u64(p);
+		m.clock.nsec = get_u32(p + 8);
+		if (m.clock.sec < 0 || m.clock.nsec >= 1000000000u)
+			return -EBADMSG;
+		break;
+	case AGENT_MSG_CLOCK_SET:
+		if (len != 12)
+			return -EBADMSG;
+		m.clock_set.step_ns = (int64_t)get_u64(p);
+		m.clock_set.error = (int32_t)get_u32(p + 8);
+		if (m.clock_set.error < 0 || m.clock_set.error > 4095)
+			return -EBADMSG;
+		break;
+	case AGENT_MSG_BOOT_ID:
+		if (len != AGENT_BOOT_ID_LEN)
+			return -EBADMSG;
+		memcpy(m.boot_id, p, AGENT_BOOT_ID_LEN);
 		break;
 	case AGENT_MSG_DISK_USAGE:
 		if (len < 1 || p[0] > AGENT_DISKS_MAX || len != 1 + 25 * (size_t)p[0])

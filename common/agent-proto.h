@@ -19,6 +19,12 @@
  * every period, OUTPUT as the app writes, APP_EXITED when it ends. The host may send STOP
  * (grace): the guest SIGTERMs the app, waits up to grace, SIGKILLs, sends APP_EXITED and
  * SHUTDOWN, syncs, unmounts and powers off.
+ *
+ * Suspend and resume: every HELLO answer is followed by BOOT_ID (the guest kernel's boot id),
+ * so a host that reconnects after a restore knows whether it talks to the same boot (a
+ * restored guest) or a new one. After a restore the host sends SET_CLOCK with its wall-clock
+ * time: the guest's clock resumed at the moment of the snapshot; the guest steps
+ * CLOCK_REALTIME and answers CLOCK_SET with the step.
  */
 #pragma once
 
@@ -44,6 +50,10 @@ enum agent_msg_type {
 	AGENT_MSG_NET_CONFIGURED = 6, /* guest -> host: address/prefix (or an error) */
 	AGENT_MSG_STOP = 7,	      /* host -> guest: grace period */
 	AGENT_MSG_SHUTDOWN = 8,	      /* guest -> host: powering off now, with a reason */
+	/* 20-29: suspend and resume */
+	AGENT_MSG_SET_CLOCK = 20, /* host -> guest: step CLOCK_REALTIME to this time */
+	AGENT_MSG_CLOCK_SET = 21, /* guest -> host: the step it applied (or why not) */
+	AGENT_MSG_BOOT_ID = 22,	  /* guest -> host: the boot it is (after each HELLO answer) */
 	/* 30-39: storage */
 	AGENT_MSG_DISK_USAGE = 30, /* guest -> host: statfs of the writable layer and volumes */
 	_AGENT_MSG_MAX,
@@ -81,6 +91,20 @@ struct agent_output {
 	const uint8_t *data; /* points into the decoded frame payload */
 };
 
+/* SET_CLOCK: the host's CLOCK_REALTIME when it sent the message. */
+struct agent_clock {
+	int64_t sec;   /* >= 0 */
+	uint32_t nsec; /* < 1e9 */
+};
+
+/* CLOCK_SET: how far the guest's wall clock moved (new - old), or the errno that stopped it. */
+struct agent_clock_set {
+	int64_t step_ns;
+	int32_t error; /* 0, or a positive errno (the clock was left alone) */
+};
+
+#define AGENT_BOOT_ID_LEN 16
+
 struct agent_net {
 	uint8_t ok;
 	uint8_t prefix_len;
@@ -110,9 +134,12 @@ struct agent_msg {
 		struct agent_app_exited exited;
 		struct agent_output output;
 		struct agent_net net;
-		uint32_t grace_ms;	       /* STOP */
-		char reason[AGENT_TEXT_MAX];   /* SHUTDOWN */
-		struct agent_disk_usage disks; /* DISK_USAGE */
+		uint32_t grace_ms;		    /* STOP */
+		char reason[AGENT_TEXT_MAX];	    /* SHUTDOWN */
+		struct agent_clock clock;	    /* SET_CLOCK */
+		struct agent_clock_set clock_set;   /* CLOCK_SET */
+		uint8_t boot_id[AGENT_BOOT_ID_LEN]; /* BOOT_ID: the guest kernel's boot_id */
+		struct agent_disk_usage disks;	    /* DISK_USAGE */
 	};
 };
 

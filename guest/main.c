@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -43,6 +44,7 @@ struct agent_state {
 	int ninputs;
 	int ctl_fd;	    /* test mode: "guest control" fd of the Firecracker fake */
 	bool hello_pending; /* answer once per batch: HELLOs queue up while we boot */
+	uint8_t boot_id[AGENT_BOOT_ID_LEN];
 };
 
 uint64_t now_ms(void)
@@ -169,9 +171,88 @@ static void answer_hello(struct agent_state *s)
 	r.hello.heartbeat_ms = s->vm.heartbeat_ms;
 	snprintf(r.hello.name, sizeof(r.hello.name), "%s", AGENT_NAME);
 	channel_send(s->ch, &r);
+	r = (struct agent_msg){.type = AGENT_MSG_BOOT_ID};
+	memcpy(r.boot_id, s->boot_id, sizeof(r.boot_id));
+	channel_send(s->ch, &r);
 	send_state(s);
 	send_disk_usage(s);
 	send_heartbeat(s);
+}
+
+/* After a restore the guest's wall clock is where it was at the snapshot: step it to the
+ * host's. In test mode the agent is an ordinary process sharing the host's clock: it reports
+ * the step it would apply and leaves the clock alone. */
+static void set_clock(struct agent_state *s, const struct agent_clock *c)
+{
+	struct agent_msg r = {.type = AGENT_MSG_CLOCK_SET};
+	struct timespec now, to = {.tv_sec = (time_t)c->sec, .tv_nsec = (long)c->nsec};
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	r.clock_set.step_ns = ((int64_t)to.tv_sec - (int64_t)now.tv_sec) * 1000000000 +
+			      ((int64_t)to.tv_nsec - (int64_t)now.tv_nsec);
+	if (!s->test_mode && clock_settime(CLOCK_REALTIME, &to) < 0)
+		r.clock_set.error = errno;
+	if (r.clock_set.error)
+		agent_log("clock: cannot step the wall clock: %s", strerror(r.clock_set.error));
+	else
+		agent_log("clock: wall clock stepped by %+.3fs%s",
+			  (double)r.clock_set.step_ns / 1e9,
+			  s->test_mode ? " (test mode: not set)" : "");
+	channel_send(s->ch, &r);
+}
+
+/* The boot this agent belongs to: the kernel's boot_id (a restored guest keeps it); in test
+ * mode --boot-id, else random (each test-mode agent is a boot of its own). */
+static int parse_boot_id(const char *text, uint8_t *out)
+{
+	size_t n = 0;
+
+	for (const char *p = text; *p; p++) {
+		int v;
+
+		if (*p == '-')
+			continue;
+		if (*p >= '0' && *p <= '9')
+			v = *p - '0';
+		else if (*p >= 'a' && *p <= 'f')
+			v = *p - 'a' + 10;
+		else if (*p >= 'A' && *p <= 'F')
+			v = *p - 'A' + 10;
+		else
+			return -EINVAL;
+		if (n >= 2 * AGENT_BOOT_ID_LEN)
+			return -EINVAL;
+		if (n % 2 == 0)
+			out[n / 2] = (uint8_t)(v << 4);
+		else
+			out[n / 2] |= (uint8_t)v;
+		n++;
+	}
+	return n == 2 * AGENT_BOOT_ID_LEN ? 0 : -EINVAL;
+}
+
+static void load_boot_id(struct agent_state *s)
+{
+	char buf[64] = "";
+	int fd;
+
+	if (!s->test_mode) {
+		fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			ssize_t n = read(fd, buf, sizeof(buf) - 1);
+
+			close(fd);
+			if (n > 0) {
+				buf[n] = '\0';
+				buf[strcspn(buf, "\n")] = '\0';
+				if (parse_boot_id(buf, s->boot_id) == 0)
+					return;
+			}
+		}
+	}
+	if (getrandom(s->boot_id, sizeof(s->boot_id), 0) != (ssize_t)sizeof(s->boot_id))
+		for (size_t i = 0; i < sizeof(s->boot_id); i++)
+			s->boot_id[i] = (uint8_t)(now_ms() >> (i % 8)) ^ (uint8_t)getpid();
 }
 
 static void on_host_msg(void *ud, const struct agent_msg *m)
@@ -193,6 +274,9 @@ static void on_host_msg(void *ud, const struct agent_msg *m)
 		break;
 	case AGENT_MSG_STOP:
 		begin_stop(s, m->grace_ms, "host");
+		break;
+	case AGENT_MSG_SET_CLOCK:
+		set_clock(s, &m->clock);
 		break;
 	default:
 		break;
@@ -465,14 +549,16 @@ static void usage(void)
 		"                no mounts, modules or network\n"
 		"  --initrd      read vm.json from the archive the host appended to an initramfs\n"
 		"  --ctl-fd N    at power-off write \"reboot\" (vsock) or \"poweroff\" to fd N\n"
-		"                (the Firecracker fake's guest control fd)\n");
+		"                (the Firecracker fake's guest control fd)\n"
+		"  --boot-id ID  test mode: the boot id to report (32 hex digits; default "
+		"random)\n");
 }
 
 int main(int argc, char **argv)
 {
 	static struct agent_state st = {.ctl_fd = -1};
 	struct agent_state *s = &st;
-	const char *config = GUEST_CONFIG_PATH, *initrd = NULL;
+	const char *config = GUEST_CONFIG_PATH, *initrd = NULL, *boot_id = NULL;
 	char errbuf[256];
 	sigset_t mask;
 	int r;
@@ -484,6 +570,8 @@ int main(int argc, char **argv)
 			config = argv[++i];
 		} else if (strcmp(argv[i], "--initrd") == 0 && i + 1 < argc) {
 			initrd = argv[++i];
+		} else if (strcmp(argv[i], "--boot-id") == 0 && i + 1 < argc) {
+			boot_id = argv[++i];
 		} else if (strcmp(argv[i], "--ctl-fd") == 0 && i + 1 < argc) {
 			const char *a = argv[++i];
 			long v = 0;
@@ -500,7 +588,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!s->test_mode && getpid() != 1) {
+	if ((!s->test_mode && (getpid() != 1 || boot_id)) ||
+	    (boot_id && parse_boot_id(boot_id, s->boot_id) < 0)) {
 		usage();
 		return 2;
 	}
@@ -523,6 +612,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mvmfs-agent: starting\n");
 		modules_load_list(GUEST_MODULES_LIST);
 	}
+	if (!boot_id)
+		load_boot_id(s); /* after mounts_early: /proc */
 	r = initrd ? guest_vm_load_initrd(initrd, &s->vm, errbuf, sizeof(errbuf))
 		   : guest_vm_load(config, &s->vm, errbuf, sizeof(errbuf));
 	if (r < 0) {

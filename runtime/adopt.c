@@ -50,6 +50,8 @@ static struct vm *vm_from_record(struct runtime *rt, const char *name, const str
 	vm->h = rec->h;
 	vm->h.pidfd = -EBADF;
 	snprintf(vm->rootfs, sizeof(vm->rootfs), "%s", rec->rootfs);
+	vm->has_boot_id = rec->has_boot_id;
+	memcpy(vm->boot_id, rec->boot_id, sizeof(vm->boot_id));
 	return vm;
 }
 
@@ -78,6 +80,78 @@ static void adopt_running(struct runtime *rt, struct vm *vm)
 	vm->lc.state = VM_STATE_FAILED;
 }
 
+/* A VM recorded paused: its VMM adopted and still paused (asked, not assumed). */
+static void adopt_paused(struct runtime *rt, struct vm *vm)
+{
+	enum vmm_run_state run = VMM_RUN_UNKNOWN;
+	struct err err = {};
+
+	adopt_running(rt, vm);
+	if (vm->lc.state == VM_STATE_FAILED)
+		return;
+	if (rt->ops->query(rt->ops_priv, &vm->h, &run, &err) >= 0 && run == VMM_RUN_RUNNING) {
+		vm->lc.state = VM_STATE_RUNNING;
+		return;
+	}
+	vm->lc.vmm_paused = true;
+	vm->hs.vmm_run = VMM_RUN_PAUSED;
+	if (vm->agent)
+		agent_pause(vm->agent);
+}
+
+/* A VM recorded suspending: the saved state is complete (renamed into place) or it is not.
+ * Complete: the VMM goes, the VM is suspended. Not: a VMM still there runs on (resumed),
+ * otherwise the VM failed. Never a half-written state taken as good. */
+static void adopt_suspending(struct runtime *rt, struct vm *vm)
+{
+	struct err err = {};
+
+	if (park_saved_exists(rt, vm->name)) {
+		(void)rt->ops->adopt(rt->ops_priv, vm->name, &vm->h, &err);
+		vm->net_set_up = !rt->cfg.no_network;
+		vm_host_teardown(rt, vm, &vm->h, HOST_TEARDOWN_STRAYS | HOST_TEARDOWN_KEEP_IMAGE);
+		vmm_handle_init(&vm->h);
+		vm->lc.state = VM_STATE_SUSPENDED;
+		vm->lc.saved = true;
+		vm->img_held = true;
+		return;
+	}
+	adopt_running(rt, vm);
+	if (vm->lc.state == VM_STATE_FAILED) {
+		vm_set_error(vm, "suspend: interrupted by a daemon restart before the saved state "
+				 "was complete, and the VMM is gone");
+		return;
+	}
+	vm->lc.state = VM_STATE_RUNNING;
+	if (rt->ops->resume && rt->ops->resume(rt->ops_priv, &vm->h, &err) >= 0) {
+		if (vm->agent)
+			agent_resume(vm->agent, false);
+		vm_set_error(vm, "suspend: interrupted by a daemon restart; the VM runs on");
+		return;
+	}
+	vm_set_error(vm, "suspend: interrupted by a daemon restart; the VM stays paused (%s)",
+		     err.msg);
+	vm->lc.state = VM_STATE_PAUSED;
+	vm->lc.vmm_paused = true;
+	vm->hs.vmm_run = VMM_RUN_PAUSED;
+}
+
+/* A VM recorded suspended: no VMM may run (one left over goes); the saved state stays. */
+static void adopt_suspended(struct runtime *rt, struct vm *vm, const struct vm_record *rec)
+{
+	if (rec->h.pid || rec->h.jail_dir[0]) {
+		vm->net_set_up = !rt->cfg.no_network;
+		vm_host_teardown(rt, vm, &vm->h, HOST_TEARDOWN_STRAYS | HOST_TEARDOWN_KEEP_IMAGE);
+		vmm_handle_init(&vm->h);
+	}
+	vm->lc.saved = park_saved_exists(rt, vm->name);
+	vm->img_held = true;
+	if (!vm->lc.saved) {
+		vm_set_error(vm, "suspended, but the saved state is gone");
+		vm->lc.state = VM_STATE_FAILED;
+	}
+}
+
 /* Settle a VM in its recorded state: at rest it stays (what is left is cleaned), running is
  * adopted, a start is undone (failed), a stop finished (stopped). */
 static void adopt_settle(struct runtime *rt, struct vm *vm, const struct vm_record *rec)
@@ -91,9 +165,20 @@ static void adopt_settle(struct runtime *rt, struct vm *vm, const struct vm_reco
 	case VM_STATE_FAILED:
 		if (rec->h.pid || rec->h.jail_dir[0])
 			adopt_cleanup(rt, vm);
+		/* A failed restore keeps its saved state (start retries it). */
+		vm->lc.saved = rec->state == VM_STATE_FAILED && park_saved_exists(rt, vm->name);
 		break;
 	case VM_STATE_RUNNING:
 		adopt_running(rt, vm);
+		break;
+	case VM_STATE_PAUSED:
+		adopt_paused(rt, vm);
+		break;
+	case VM_STATE_SUSPENDING:
+		adopt_suspending(rt, vm);
+		break;
+	case VM_STATE_SUSPENDED:
+		adopt_suspended(rt, vm, rec);
 		break;
 	case VM_STATE_STARTING:
 		/* Half-configured VMM: the safe direction is back to a clean slate. */
@@ -101,6 +186,8 @@ static void adopt_settle(struct runtime *rt, struct vm *vm, const struct vm_reco
 		adopt_cleanup(rt, vm);
 		vm_set_error(vm, "start: interrupted by a daemon restart");
 		vm->lc.state = VM_STATE_FAILED;
+		/* A restore cut short before the guest ran again keeps its saved state. */
+		vm->lc.saved = park_saved_exists(rt, vm->name);
 		break;
 	case VM_STATE_STOPPING:
 	default:
@@ -142,6 +229,7 @@ static int adopt_one(struct runtime *rt, const char *name)
 	}
 	vm->live = true;
 	adopt_settle(rt, vm, rec);
+	vm->mx.saved_state_bytes = park_saved_bytes(rt, vm->name);
 	if (vm->lc.state != rec->state)
 		vm_record_save(vm);
 	return 0;

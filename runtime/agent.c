@@ -64,7 +64,9 @@ struct agent {
 	struct agent_status st; /* heartbeat_fresh/age computed at read time */
 	bool stop_pending;
 	unsigned stop_grace_ms;
-	char *ring; /* log ring */
+	bool clock_pending; /* send SET_CLOCK once the guest answers HELLO */
+	bool reconnect;	    /* drop the connection and connect again (agent_resume) */
+	char *ring;	    /* log ring */
 	size_t ring_size, ring_head, ring_len;
 	bool line_start[4]; /* per stream: the next byte starts a line */
 };
@@ -130,7 +132,7 @@ static void emit(struct agent *a, unsigned events)
 {
 	if (!a->cb)
 		return;
-	for (int ev = AGENT_EVENT_CONNECTED; ev <= AGENT_EVENT_HEARTBEAT; ev++)
+	for (int ev = AGENT_EVENT_CONNECTED; ev <= AGENT_EVENT_CLOCK; ev++)
 		if (events & (1u << ev))
 			a->cb(a->ud, a, (enum agent_event)ev);
 }
@@ -209,6 +211,21 @@ static unsigned handle_msg(struct agent *a, const struct agent_msg *m, const cha
 		s->version = m->hello.version;
 		snprintf(s->agent_name, sizeof(s->agent_name), "%.63s", m->hello.name);
 		/* m->hello.heartbeat_ms is the guest's claim: staleness uses ours. */
+		break;
+	case AGENT_MSG_BOOT_ID:
+		if (!s->have_boot_id || memcmp(s->boot_id, m->boot_id, sizeof(s->boot_id)) != 0) {
+			if (s->have_boot_id)
+				ev |= 1u << AGENT_EVENT_REBOOTED;
+			s->boots_seen++;
+		}
+		s->have_boot_id = true;
+		memcpy(s->boot_id, m->boot_id, sizeof(s->boot_id));
+		break;
+	case AGENT_MSG_CLOCK_SET:
+		s->clock_steps++;
+		s->last_clock_step_ns = m->clock_set.step_ns;
+		s->last_clock_error = m->clock_set.error;
+		ev |= 1u << AGENT_EVENT_CLOCK;
 		break;
 	case AGENT_MSG_HEARTBEAT:
 		if (s->last_heartbeat_ms == 0 ||
@@ -430,7 +447,7 @@ static void read_charge(struct agent *a, uint64_t now, size_t n)
 /* Periodic sends: HELLO until answered, STOP until the guest shuts down. */
 static int send_due(struct agent *a, uint64_t now)
 {
-	bool connected, stop, shut;
+	bool connected, stop, shut, clock;
 	unsigned grace;
 
 	pthread_mutex_lock(&a->lock);
@@ -438,8 +455,25 @@ static int send_due(struct agent *a, uint64_t now)
 	stop = a->stop_pending;
 	shut = a->st.shutdown;
 	grace = a->stop_grace_ms;
+	clock = connected && a->clock_pending;
+	if (clock)
+		a->clock_pending = false;
 	pthread_mutex_unlock(&a->lock);
 
+	if (clock) {
+		struct agent_msg m = {.type = AGENT_MSG_SET_CLOCK};
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		m.clock.sec = ts.tv_sec < 0 ? 0 : (int64_t)ts.tv_sec;
+		m.clock.nsec = (uint32_t)ts.tv_nsec;
+		if (send_msg(a, &m) < 0) {
+			pthread_mutex_lock(&a->lock);
+			a->clock_pending = true; /* again on the next connection */
+			pthread_mutex_unlock(&a->lock);
+			return -EIO;
+		}
+	}
 	if (!connected && now - a->last_hello_sent >= HELLO_RETRY_MS) {
 		struct agent_msg m = {.type = AGENT_MSG_HELLO};
 
@@ -482,6 +516,14 @@ static void *agent_thread(void *arg)
 			}
 			continue;
 		}
+		pthread_mutex_lock(&a->lock);
+		if (a->reconnect) {
+			a->reconnect = false;
+			pthread_mutex_unlock(&a->lock);
+			disconnect(a);
+			continue;
+		}
+		pthread_mutex_unlock(&a->lock);
 		if (send_due(a, now) < 0) {
 			disconnect(a);
 			continue;
@@ -544,6 +586,11 @@ int agent_start(const struct agent_config *cfg, struct agent **ret)
 	a->cb = cfg->cb;
 	a->ud = cfg->ud;
 	a->fd = -EBADF;
+	if (cfg->expect_boot_id) {
+		a->st.have_boot_id = true;
+		a->st.boots_seen = 1;
+		memcpy(a->st.boot_id, cfg->expect_boot_id, sizeof(a->st.boot_id));
+	}
 	a->ring_size = cfg->log_bytes ? cfg->log_bytes : 64 * 1024;
 	a->ring = malloc(a->ring_size);
 	for (size_t i = 0; i < ELEMENTSOF(a->line_start); i++)
@@ -593,7 +640,12 @@ static void status_locked(struct agent *a, struct agent_status *ret, uint64_t no
 	*ret = a->st;
 	if (ret->last_heartbeat_ms) {
 		ret->heartbeat_age_ms = now - ret->last_heartbeat_ms;
-		ret->heartbeat_fresh = ret->heartbeat_age_ms <= 3ull * a->heartbeat_ms;
+		/* Paused: no heartbeat is missed. Resumed: the gap does not count, the guest has
+		 * three periods from the resume (plus reconnecting) like a fresh heartbeat. */
+		ret->heartbeat_fresh =
+			ret->paused || ret->heartbeat_age_ms <= 3ull * a->heartbeat_ms ||
+			(ret->resumed_at_ms &&
+			 now - ret->resumed_at_ms <= 3ull * a->heartbeat_ms + HELLO_RETRY_MS);
 	} else {
 		ret->heartbeat_age_ms = UINT64_MAX;
 		ret->heartbeat_fresh = false;
@@ -605,6 +657,30 @@ void agent_get_status(struct agent *a, struct agent_status *ret)
 	pthread_mutex_lock(&a->lock);
 	status_locked(a, ret, agent_now_ms());
 	pthread_mutex_unlock(&a->lock);
+}
+
+void agent_pause(struct agent *a)
+{
+	pthread_mutex_lock(&a->lock);
+	a->st.paused = true;
+	pthread_cond_broadcast(&a->cond);
+	pthread_mutex_unlock(&a->lock);
+}
+
+void agent_resume(struct agent *a, bool restored)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&a->lock);
+	a->st.paused = false;
+	a->st.resumed_at_ms = agent_now_ms();
+	if (restored) {
+		a->reconnect = true;
+		a->clock_pending = true;
+	}
+	pthread_cond_broadcast(&a->cond);
+	pthread_mutex_unlock(&a->lock);
+	(void)!write(a->wake_fd, &one, sizeof(one));
 }
 
 int agent_stop_request(struct agent *a, unsigned grace_ms)
@@ -683,6 +759,10 @@ int agent_format_health_agent(const struct agent_status *s, char *buf, size_t si
 {
 	if (!s->ever_connected)
 		return snprintf(buf, size, "waiting no answer from the guest agent yet");
+	if (s->paused)
+		return snprintf(buf, size,
+				"paused no heartbeats while the VM is paused (last %.1fs ago)",
+				(double)s->heartbeat_age_ms / 1000.0);
 	if (s->heartbeat_fresh)
 		return snprintf(buf, size, "ok heartbeat %.1fs ago (%s, protocol %u)",
 				(double)s->heartbeat_age_ms / 1000.0, s->agent_name, s->version);

@@ -48,6 +48,8 @@ enum agent_event {
 	AGENT_EVENT_NET,
 	AGENT_EVENT_SHUTDOWN,  /* the guest announced it is powering off */
 	AGENT_EVENT_HEARTBEAT, /* only when it changes liveness (late -> fresh) */
+	AGENT_EVENT_REBOOTED,  /* the guest reports a boot id other than the one it had */
+	AGENT_EVENT_CLOCK,     /* the guest answered SET_CLOCK */
 };
 
 /* Called from the agent thread with no agent lock held; must be quick and must not call
@@ -64,6 +66,9 @@ struct agent_config {
 	unsigned read_rate;	 /* read budget in bytes/s (default 512 KiB/s, see above) */
 	agent_event_cb cb;	 /* may be NULL */
 	void *ud;
+	/* A restored guest must be the boot it was (AGENT_BOOT_ID_LEN bytes, or NULL): another
+	 * boot id is reported as AGENT_EVENT_REBOOTED (boots_seen 2). */
+	const uint8_t *expect_boot_id;
 };
 
 enum agent_app_state {
@@ -97,6 +102,15 @@ struct agent_status {
 	uint64_t app_started_at_ms; /* monotonic time of APP_STARTED */
 	uint64_t frames_bad;	    /* decoder resync statistics */
 	uint64_t bytes_skipped;
+	/* Suspend and resume (agent_pause / agent_resume). */
+	bool paused;		/* the VM is paused or suspended: no heartbeats expected */
+	uint64_t resumed_at_ms; /* staleness counts from here, not from the gap */
+	bool have_boot_id;
+	uint8_t boot_id[AGENT_BOOT_ID_LEN];
+	unsigned boots_seen;  /* distinct boot ids this client has seen (1: one boot) */
+	unsigned clock_steps; /* CLOCK_SET answers */
+	int64_t last_clock_step_ns;
+	int32_t last_clock_error;
 	/* The last DISK_USAGE: disk 0 the writable layer, disk i the i-th volume of vm.json. */
 	struct agent_disk_usage disks;
 	uint64_t disks_at_ms; /* 0: none yet */
@@ -108,6 +122,16 @@ int agent_start(const struct agent_config *cfg, struct agent **ret);
 struct agent *agent_free(struct agent *agent);
 
 void agent_get_status(struct agent *agent, struct agent_status *ret);
+/* The VM is paused (or being suspended): heartbeats stop without the agent being late, and
+ * the channel may drop (a snapshot resets Firecracker's vsock transport; a suspended QEMU is
+ * gone). Health keeps the last values; nothing counts as missed until agent_resume. */
+void agent_pause(struct agent *agent);
+/* The VM runs again (resumed, or restored from a saved state: restored = true). Heartbeat
+ * staleness counts from now. After a restore (restored = true) the channel is dropped and
+ * re-connected (the socket behind it is a new process, or a reset vsock transport) and the
+ * guest's wall clock is stepped to the host's (SET_CLOCK after the guest's next HELLO answer). */
+void agent_resume(struct agent *agent, bool restored);
+
 /* Queue a stop request with the in-guest grace period; the thread (re)sends it while connected
  * until the guest shuts down. Returns 0, or -ENOTCONN when the guest has never answered (the
  * request still stays queued for when it does). */

@@ -54,6 +54,10 @@ struct vmm_launch {
 	/* The backend stores the VMM pid here as soon as it exists, so a kill during the launch
 	 * can signal it (the supervisor pins it with its own pidfd). May be NULL. */
 	atomic_int *pid_out;
+	/* Restore the VM saved in this directory (docs/suspend.md) instead of booting it: the
+	 * same devices, the guest continues. NULL: a cold boot. The state file ("state") is
+	 * removed before the restored guest runs again. */
+	const char *restore_dir;
 };
 
 /* What identifies a live VMM, persisted in the VM's record and restored at re-adoption. */
@@ -110,6 +114,15 @@ struct vmm_ops {
 
 	/* SIGKILL through the pidfd. Never blocks. -ESRCH when already gone. */
 	int (*kill)(void *priv, struct vmm_handle *h);
+
+	/* Pause / resume the guest's vCPUs (memory stays in the VMM). Idempotent. */
+	int (*pause)(void *priv, struct vmm_handle *h, struct err *err);
+	int (*resume)(void *priv, struct vmm_handle *h, struct err *err);
+	/* Save the whole paused VM into dir: the device state as dir/state.tmp (the caller
+	 * checksums, fsyncs and renames it), the guest memory beside it, on disk when this
+	 * returns. The VMM stays alive and paused; the caller then kills it. */
+	int (*save)(void *priv, const char *name, struct vmm_handle *h, const char *dir,
+		    struct err *err);
 
 	/* After a daemon restart: h comes from the record (pidfd -EBADF). Check that h->pid still
 	 * is the VMM (start time), open its pidfd, reconnect what is needed. -ESRCH when it is gone

@@ -36,6 +36,10 @@
  * VM's cgroup): a guest that fills its RAM meets its own OOM killer, never the host's for the
  * VMM. */
 #define FC_MEM_OVERHEAD_MIB 128
+/* The snapshot's files inside the jail (docs/firecracker.md N): the same names at the restore. */
+#define FC_SNAP_STATE "snapshot"
+#define FC_SNAP_MEM "mem"
+#define FC_SNAPSHOT_TIMEOUT_MS 60000
 
 struct fc_priv {
 	const struct runtime_config *cfg;
@@ -448,15 +452,24 @@ static int configure_volumes(struct fc_launch_ctx *lc, struct err *err)
 	return 0;
 }
 
-/* Launch: every row of fc_config, in order (the volume drives before InstanceStart). A
- * transport failure says whether the VMM died. */
+/* A restore configures only what the snapshot does not hold (logger, metrics), then loads it
+ * paused (the state file goes before the guest runs again; docs/suspend.md). */
+static const struct fc_config_row fc_restore_config[] = {
+	{"/logger", enc_logger, FC_CALL_TIMEOUT_MS},
+	{"/metrics", enc_metrics, FC_CALL_TIMEOUT_MS},
+};
+
+/* Launch: every row of fc_config (or fc_restore_config), in order (the volume drives before
+ * InstanceStart). A transport failure says whether the VMM died. */
 static int configure(struct fc_launch_ctx *lc, struct err *err)
 {
 	const struct vmm_launch *p = lc->p;
+	const struct fc_config_row *rows = p->restore_dir ? fc_restore_config : fc_config;
+	size_t nrows = p->restore_dir ? ELEMENTSOF(fc_restore_config) : ELEMENTSOF(fc_config);
 	int r;
 
-	for (size_t i = 0; i < ELEMENTSOF(fc_config); i++) {
-		const struct fc_config_row *row = &fc_config[i];
+	for (size_t i = 0; i < nrows; i++) {
+		const struct fc_config_row *row = &rows[i];
 		_cleanup_free_ char *body = NULL;
 
 		if (strcmp(row->path, "/actions") == 0) {
@@ -500,6 +513,151 @@ static int instance_running(struct vmm_handle *h, void *ud, struct err *err)
 	return st == VMM_RUN_RUNNING;
 }
 
+/* Copy a regular file keeping its holes (a guest memory file is mostly holes): the data
+ * extents only, found with SEEK_DATA/SEEK_HOLE. src is never followed if it is a symlink. */
+static int copy_sparse(const char *src, const char *dst, uid_t uid, gid_t gid)
+{
+	_cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), out = -EBADF;
+	static _Thread_local char buf[1 << 16];
+	struct stat st;
+	off_t data = 0, hole;
+
+	if (in < 0 || fstat(in, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (out < 0)
+		return -errno;
+	if (ftruncate(out, st.st_size) < 0)
+		return -errno;
+	while ((data = lseek(in, data, SEEK_DATA)) >= 0) {
+		hole = lseek(in, data, SEEK_HOLE);
+		if (hole < 0)
+			return -errno;
+		for (off_t off = data; off < hole;) {
+			ssize_t n =
+				pread(in, buf, (size_t)MIN(hole - off, (off_t)sizeof(buf)), off);
+
+			if (n < 0)
+				return -errno;
+			if (n == 0)
+				break;
+			if (pwrite(out, buf, (size_t)n, off) != n)
+				return errno ? -errno : -EIO;
+			off += n;
+		}
+		data = hole;
+	}
+	if (errno != ENXIO)
+		return -errno;
+	if (fchown(out, uid, gid) < 0 || fsync(out) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Restore, step 2b: the snapshot's state and memory files at the in-jail names it was taken
+ * with (hard links: the memory file stays unchanged for the restored VM's life; a sparse copy
+ * when the state dir is on another file system than the jails). */
+static int place_snapshot(struct fc_launch_ctx *lc, struct err *err)
+{
+	static const char *const names[] = {FC_SNAP_STATE, FC_SNAP_MEM};
+	static const char *const saved[] = {"state", FC_SNAP_MEM};
+	char src[VMM_PATH_MAX + 32], dst[VMM_PATH_MAX + 32];
+
+	for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+		snprintf(src, sizeof(src), "%s/%s", lc->p->restore_dir, saved[i]);
+		snprintf(dst, sizeof(dst), "%s/%s", lc->root, names[i]);
+		if (link(src, dst) < 0) {
+			int r = errno == EXDEV ? copy_sparse(src, dst, lc->p->uid, lc->p->gid)
+					       : -errno;
+
+			if (r < 0)
+				return err_set(err, r, "placing %s in the jail: %s", src,
+					       strerror(-r));
+		}
+	}
+	return 0;
+}
+
+/* Restore, step 8: snapshot/load (File backend, paused), the saved state removed, resumed. */
+static int load_snapshot(struct fc_launch_ctx *lc, struct err *err)
+{
+	const char *body = "{\"snapshot_path\":\"" FC_SNAP_STATE "\",\"mem_backend\":{"
+			   "\"backend_type\":\"File\",\"backend_path\":\"" FC_SNAP_MEM "\"},"
+			   "\"resume_vm\":false}";
+	char path[VMM_PATH_MAX + 32];
+	int r;
+
+	r = fc_request(lc->c, "PUT", "/snapshot/load", body, FC_SNAPSHOT_TIMEOUT_MS, NULL, NULL,
+		       err);
+	if (r < 0) {
+		struct err e2 = {};
+
+		if (r != -EIO && check_alive(lc->h, lc->p->console_log, "/snapshot/load", &e2) < 0)
+			*err = e2;
+		return r;
+	}
+	snprintf(path, sizeof(path), "%s/state", lc->p->restore_dir);
+	if (unlink(path) < 0)
+		return err_set(err, -errno, "removing %s: %m", path);
+	snprintf(path, sizeof(path), "%s/%s", lc->root, FC_SNAP_STATE);
+	(void)unlink(path);
+	r = fc_request(lc->c, "PATCH", "/vm", "{\"state\":\"Resumed\"}", FC_CALL_TIMEOUT_MS, NULL,
+		       NULL, err);
+	if (r < 0)
+		return r;
+	/* Mapped by the VMM: the jail's link keeps it while it runs; the saved copy goes. */
+	(void)rm_rf(lc->p->restore_dir);
+	return 0;
+}
+
+/* Suspend: snapshot/create (Full) of the paused VM inside the jail, the two files moved out of
+ * it into dir (state as state.tmp) before the jail goes. They belong to the jail's uid: moved
+ * with rename (never followed), then checked to be regular files. */
+static int fc_save(void *priv, const char *name, struct vmm_handle *h, const char *dir,
+		   struct err *err)
+{
+	static const char *const names[] = {FC_SNAP_STATE, FC_SNAP_MEM};
+	static const char *const out[] = {"state.tmp", FC_SNAP_MEM};
+	const char *body = "{\"snapshot_type\":\"Full\",\"snapshot_path\":\"" FC_SNAP_STATE
+			   "\",\"mem_file_path\":\"" FC_SNAP_MEM "\"}";
+	struct fc_client *c = NULL;
+	char src[VMM_PATH_MAX + 32], dst[VMM_PATH_MAX + 32];
+	int r;
+
+	r = fc_client_new(h->api_socket, &c);
+	if (r < 0)
+		return err_set(err, r, "API socket %s: %s", h->api_socket, strerror(-r));
+	r = fc_request(c, "PUT", "/snapshot/create", body, FC_SNAPSHOT_TIMEOUT_MS, NULL, NULL, err);
+	fc_client_free(c);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+		struct stat st;
+
+		snprintf(src, sizeof(src), "%s/root/%s", h->jail_dir, names[i]);
+		snprintf(dst, sizeof(dst), "%s/%s", dir, out[i]);
+		(void)unlink(dst);
+		if (rename(src, dst) < 0) {
+			/* Another file system: a sparse copy (the jail goes with the original). */
+			r = errno == EXDEV ? copy_sparse(src, dst, 0, 0) : -errno;
+			if (r < 0)
+				return err_set(err, r, "moving %s out of the jail: %s", src,
+					       strerror(-r));
+		}
+		if (lstat(dst, &st) < 0 || !S_ISREG(st.st_mode))
+			return err_set(err, -EPERM, "%s: the VMM left no regular file", dst);
+		{
+			_cleanup_close_ int fd = open(dst, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+			if (fd < 0 || fsync(fd) < 0)
+				return err_set(err, -errno, "fsync %s: %m", dst);
+		}
+	}
+	return 0;
+}
+
 static int fc_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *h, struct err *err)
 {
 	struct fc_launch_ctx lc = {.fp = priv, .p = p, .h = h};
@@ -509,6 +667,8 @@ static int fc_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *
 	r = jail_paths(&lc, err);
 	if (r >= 0)
 		r = place_files(&lc, err);
+	if (r >= 0 && p->restore_dir)
+		r = place_snapshot(&lc, err);
 	if (r >= 0)
 		r = spawn_vmm(&lc, err);
 	if (r >= 0)
@@ -517,6 +677,8 @@ static int fc_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *
 		r = boot_cmdline(&lc, err);
 	if (r >= 0)
 		r = configure(&lc, err);
+	if (r >= 0 && p->restore_dir)
+		r = load_snapshot(&lc, err);
 	if (r >= 0)
 		r = vmm_wait_for(h, p, &fc_exit_text,
 				 &(struct vmm_wait){.what = "GET /",
@@ -568,6 +730,32 @@ static int fc_request_stop(void *priv, struct vmm_handle *h, struct err *err)
 	if (r < 0)
 		return r;
 	return fc_call(h, "PUT", "/actions", b, NULL, NULL, err);
+}
+
+/* PATCH /vm: Paused or Resumed (idempotent on Firecracker's side too). */
+static int fc_vm_state(struct vmm_handle *h, const char *state, struct err *err)
+{
+	struct fc_client *c = NULL;
+	char body[64];
+	int r;
+
+	r = fc_client_new(h->api_socket, &c);
+	if (r < 0)
+		return err_set(err, r, "API socket %s: %s", h->api_socket, strerror(-r));
+	snprintf(body, sizeof(body), "{\"state\":\"%s\"}", state);
+	r = fc_request(c, "PATCH", "/vm", body, FC_CALL_TIMEOUT_MS, NULL, NULL, err);
+	fc_client_free(c);
+	return r;
+}
+
+static int fc_pause(void *priv, struct vmm_handle *h, struct err *err)
+{
+	return fc_vm_state(h, "Paused", err);
+}
+
+static int fc_resume(void *priv, struct vmm_handle *h, struct err *err)
+{
+	return fc_vm_state(h, "Resumed", err);
 }
 
 static int fc_adopt(void *priv, const char *name, struct vmm_handle *h, struct err *err)
@@ -768,6 +956,9 @@ const struct vmm_ops vmm_firecracker_ops = {
 	.query = fc_query,
 	.request_stop = fc_request_stop,
 	.kill = vmm_kill_op,
+	.pause = fc_pause,
+	.resume = fc_resume,
+	.save = fc_save,
 	.adopt = fc_adopt,
 	.cleanup = fc_cleanup,
 	.reap = fc_reap,

@@ -17,9 +17,10 @@
 const char *health_verdict_to_string(enum health_verdict v)
 {
 	static const char *const names[_HEALTH_VERDICT_MAX] = {
-		[HEALTH_HEALTHY] = "healthy",	[HEALTH_UNHEALTHY] = "unhealthy",
-		[HEALTH_STARTING] = "starting", [HEALTH_STOPPED] = "stopped",
-		[HEALTH_FAILED] = "failed",
+		[HEALTH_HEALTHY] = "healthy",	  [HEALTH_UNHEALTHY] = "unhealthy",
+		[HEALTH_STARTING] = "starting",	  [HEALTH_STOPPED] = "stopped",
+		[HEALTH_FAILED] = "failed",	  [HEALTH_PAUSED] = "paused",
+		[HEALTH_SUSPENDED] = "suspended",
 	};
 	return (unsigned)v < ELEMENTSOF(names) ? names[v] : "unhealthy";
 }
@@ -35,6 +36,11 @@ enum health_verdict health_verdict(const struct health_input *in)
 	case VM_STATE_STOPPED:
 	case VM_STATE_STOPPING:
 		return HEALTH_STOPPED;
+	case VM_STATE_PAUSED:
+	case VM_STATE_SUSPENDING:
+		return HEALTH_PAUSED;
+	case VM_STATE_SUSPENDED:
+		return HEALTH_SUSPENDED;
 	case VM_STATE_RUNNING:
 		break;
 	default:
@@ -137,6 +143,14 @@ static const char *vmm_check(const struct vm_snap *s, enum check_status *ret)
 		*ret = CHECK_DOWN;
 		return "paused";
 	}
+	if (s->state == VM_STATE_PAUSED || s->state == VM_STATE_SUSPENDING) {
+		*ret = CHECK_OK;
+		return s->state == VM_STATE_PAUSED ? "paused" : "suspending";
+	}
+	if (s->state == VM_STATE_SUSPENDED) {
+		*ret = CHECK_DOWN;
+		return "suspended";
+	}
 	if (s->state == VM_STATE_STARTING) {
 		*ret = CHECK_PENDING;
 		return "starting";
@@ -161,6 +175,20 @@ static const char *net_check(const struct vm_snap *s, enum check_status *ret)
 	}
 	*ret = s->hs.net_ok ? CHECK_OK : CHECK_DOWN;
 	return s->hs.net_ok ? "up" : "down";
+}
+
+/* The "saved:" line of a suspended VM (or of a failed restore that keeps its saved state),
+ * appended to buf. */
+static void saved_line(const struct vm_snap *s, const char *since_text, char *buf, size_t size)
+{
+	size_t l = strlen(buf);
+	char a[32];
+
+	if (s->state != VM_STATE_SUSPENDED && !s->saved_state_bytes)
+		return;
+	snprintf(buf + l, size - l, "saved: %s %s on disk since %s\n",
+		 s->state == VM_STATE_SUSPENDED ? "suspended" : "kept",
+		 mib(s->saved_state_bytes, a, sizeof(a)), since_text);
 }
 
 /* The "image:" line (pull progress while starting, else the digest and key), or "". */
@@ -189,7 +217,7 @@ int health_render(const struct vm_snap *s, char **ret, size_t *ret_len)
 		.agent_available = false,
 		.net_expected = s->net_expected,
 	};
-	char t_vmm[32], t_net[32], image[256] = "", agent[300], app[300];
+	char t_vmm[32], t_net[32], image[384] = "", agent[300], app[300];
 	char guest_net[96] = "";
 	const char *vmm_word, *net_word;
 	char *out = NULL;
@@ -200,13 +228,15 @@ int health_render(const struct vm_snap *s, char **ret, size_t *ret_len)
 
 	vmm_word = vmm_check(s, &in.vmm);
 	net_word = net_check(s, &in.net);
-	if (s->state == VM_STATE_RUNNING || s->state == VM_STATE_STOPPING) {
+	if (s->state == VM_STATE_RUNNING || s->state == VM_STATE_STOPPING ||
+	    s->state == VM_STATE_PAUSED || s->state == VM_STATE_SUSPENDING) {
 		agent_checks(s, &in, agent, sizeof(agent), app, sizeof(app));
 	} else {
 		snprintf(agent, sizeof(agent), "down since %s (VM not running)", t_vmm);
 		snprintf(app, sizeof(app), "down since %s (VM not running)", t_vmm);
 	}
 	image_line(s, image, sizeof(image));
+	saved_line(s, t_vmm, image, sizeof(image));
 
 	/* The host side says the links are up; the guest side is what the agent reported. */
 	if (s->has_agent && s->agent.net_configured)

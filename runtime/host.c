@@ -16,6 +16,13 @@ static void on_agent_event(void *ud, struct agent *agent, enum agent_event ev)
 	struct vm *vm = ud;
 	enum vm_attr attr = ev == AGENT_EVENT_OUTPUT ? VM_ATTR_LOG : VM_ATTR_HEALTH;
 
+	/* A restored guest that says another boot id did not continue: it booted again. */
+	if (ev == AGENT_EVENT_REBOOTED) {
+		log_warning("%s: the guest agent reports another boot than before", vm->name);
+		vm_set_error(vm, "restore: the guest came back as another boot (it rebooted "
+				 "instead of continuing)");
+	}
+
 	pthread_mutex_lock(&vm->lock);
 	vm_touch_locked(vm, attr);
 	pthread_mutex_unlock(&vm->lock);
@@ -36,6 +43,11 @@ void vm_agent_start(struct runtime *rt, struct vm *vm)
 
 	if (!vm->h.agent_socket[0])
 		return;
+	pthread_mutex_lock(&vm->lock);
+	if (vm->expect_boot_id && vm->has_boot_id)
+		ac.expect_boot_id = vm->boot_id;
+	vm->expect_boot_id = false;
+	pthread_mutex_unlock(&vm->lock);
 	if (agent_start(&ac, &a) < 0) {
 		log_warning("%s: cannot start the agent client", vm->name);
 		return;
@@ -90,7 +102,7 @@ void vm_host_teardown(struct runtime *rt, struct vm *vm, struct vmm_handle *h, u
 		pthread_mutex_unlock(&vm->lock);
 	}
 	net_teardown(rt, vm);
-	if (vm->img_held && rt->store) {
+	if (vm->img_held && rt->store && !(flags & HOST_TEARDOWN_KEEP_IMAGE)) {
 		(void)img_release(rt->store, vm->name);
 		vm->img_held = false;
 	}

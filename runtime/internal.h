@@ -32,12 +32,25 @@ enum lc_event {
 	LC_EV_STOP,
 	LC_EV_KILL,
 	LC_EV_RESTART,
+	LC_EV_PAUSE,
+	LC_EV_RESUME,
+	LC_EV_SUSPEND,
 	LC_EV_LAUNCH_OK,    /* worker: launch finished, VMM running */
 	LC_EV_LAUNCH_FAIL,  /* worker: launch failed, everything already cleaned up */
 	LC_EV_EXIT,	    /* supervisor: the VMM process ended (pidfd readable) */
 	LC_EV_DEADLINE,	    /* supervisor: the graceful-stop deadline passed */
 	LC_EV_CLEANUP_DONE, /* worker: host resources of an exited VMM removed */
+	LC_EV_PARK_OK,	    /* worker: the pause/resume/suspend job (lc_vm.park) succeeded */
+	LC_EV_PARK_FAIL,    /* worker: it failed; the VM is as it was (reason in error) */
 	_LC_EV_MAX,
+};
+
+/* What a park job does (lc_vm.park): one VMM operation in flight on a running/paused VM. */
+enum lc_park {
+	LC_PARK_NONE,
+	LC_PARK_PAUSE,
+	LC_PARK_RESUME,
+	LC_PARK_SUSPEND,
 };
 
 /* Lifecycle fields of a VM; owned by the supervisor thread (copied into the snapshot). */
@@ -49,6 +62,10 @@ struct lc_vm {
 	bool exiting;	      /* VMM exited on its own, cleanup in flight */
 	bool exit_clean;      /* that exit was clean (exit code 0) */
 	bool stop_by_request; /* the exit was asked for (stop/kill) */
+	enum lc_park park;    /* a pause/resume/suspend job in flight */
+	bool vmm_paused;      /* the VMM's vCPUs are stopped (paused, or suspending) */
+	bool saved;	      /* a complete saved state exists (suspended, or a failed restore) */
+	bool restore;	      /* the launch in flight restores the saved state */
 };
 
 /* Side effects the table asks for; the supervisor implements them, tests record them. */
@@ -60,9 +77,12 @@ struct lc_actions {
 	void (*cleanup)(void *ud);	/* start a cleanup job on a worker */
 	/* Complete waiters of the verb (or all, when verb < 0) with result. */
 	void (*complete)(void *ud, int verb, int result);
+	void (*park)(void *ud, enum lc_park op); /* start the pause/resume/suspend job */
+	void (*discard)(void *ud);		 /* remove the saved state (a job) */
 };
 
-/* Synchronous verdict for a command in this lifecycle state: 0 accept, 1 no-op, -EBUSY. */
+/* Synchronous verdict for a command in this lifecycle state: 0 accept, 1 no-op, -EBUSY, -EINVAL
+ * (a verb with no meaning in this state: pause/resume/suspend of created/stopped/failed). */
 int lifecycle_check(const struct lc_vm *s, enum vm_verb verb);
 /* vm_command without waiting for the supervisor (runtime threads). */
 int vm_command_post(struct vm *vm, enum vm_verb verb, vm_done_cb done, void *ud);
@@ -125,6 +145,10 @@ struct vm {
 	struct vm_health_src hs;
 	struct timespec state_since;
 	struct agent *agent; /* guest agent client while the VMM lives, or NULL */
+	/* The guest's boot id as its agent said it at the last suspend (kept in the record), and
+	 * whether the next agent client must find it again (a restore). */
+	uint8_t boot_id[AGENT_BOOT_ID_LEN];
+	bool has_boot_id, expect_boot_id;
 	struct vm_waiter waiters[VM_WAITERS_MAX];
 	unsigned n_waiters;
 	uint64_t seq[_VM_ATTR_MAX];
@@ -140,6 +164,9 @@ struct vm {
 	atomic_int launch_pid;	  /* published by the backend as soon as it spawned */
 	atomic_bool probing;	  /* a health probe job is queued or running */
 	pthread_mutex_t rec_lock; /* serialises record writes of this VM */
+	/* Serialises the saved state's directory between a launch (which creates or restores
+	 * it) and the job discarding it; held across a whole launch job. */
+	pthread_mutex_t park_lock;
 	/* Serialises changes of this VM's volumes (vm-volume.c: the state check and the change,
 	 * under it) with the launch's use of them, which takes it after the start was accepted:
 	 * a change either ends before the launch reads the volumes or is refused (EBUSY).
@@ -177,6 +204,8 @@ enum health_verdict {
 	HEALTH_STARTING,
 	HEALTH_STOPPED,
 	HEALTH_FAILED,
+	HEALTH_PAUSED,
+	HEALTH_SUSPENDED,
 	_HEALTH_VERDICT_MAX,
 };
 enum check_status {
@@ -206,8 +235,9 @@ struct vm_snap {
 	struct vm_health_src hs;
 	bool net_expected;
 	bool has_agent;
-	struct agent_status agent; /* valid when has_agent */
-	uint64_t now_mono_ms;	   /* agent_now_ms() at the snapshot */
+	struct agent_status agent;  /* valid when has_agent */
+	uint64_t now_mono_ms;	    /* agent_now_ms() at the snapshot */
+	uint64_t saved_state_bytes; /* the saved state on disk, 0 none */
 	char error[ERR_MSG_MAX + 64];
 };
 void vm_snapshot(struct vm *vm, struct vm_snap *ret);
@@ -234,6 +264,10 @@ struct vm_record {
 	 * processes even when the handle has no pid yet. */
 	bool launching;
 	uint32_t launch_uid;
+	/* The guest's boot id as its agent said it (a suspended VM's restore must find it
+	 * again), "boot_id": 32 hex digits. */
+	bool has_boot_id;
+	uint8_t boot_id[AGENT_BOOT_ID_LEN];
 };
 /* Pure: encode / decode (strict, bounded). */
 int record_encode(const struct vm_record *r, char **ret);
@@ -407,7 +441,8 @@ struct runtime {
 /* Start / stop the guest agent client of a VM whose VMM runs (h.agent_socket). */
 void vm_agent_start(struct runtime *rt, struct vm *vm);
 void vm_agent_stop(struct vm *vm);
-#define HOST_TEARDOWN_STRAYS 0x1 /* also SIGKILL the VM's stray VMM processes (strays.c) */
+#define HOST_TEARDOWN_STRAYS 0x1     /* also SIGKILL the VM's stray VMM processes (strays.c) */
+#define HOST_TEARDOWN_KEEP_IMAGE 0x2 /* keep the image hold (a suspended VM's disks) */
 /* Everything a VM's VMM held on the host, in one order on every path: the agent client stops,
  * the VMM (h's pidfd, if any) is SIGKILLed and waited for (5 s) and reaped, the backend removes
  * its jail or host dir and cgroups, strays go (flags), the network is torn down (when
@@ -455,6 +490,22 @@ int rt_prepare_image(struct runtime *rt, struct vm *vm, const char *ref, struct 
 		     struct err *err);
 /* jobs.c: the other jobs the lifecycle queues */
 void job_request_stop(struct runtime *rt, struct vm *vm, void *arg);
+/* park.c: pause, resume or suspend (arg: the enum lc_park), then LC_EV_PARK_OK/FAIL; the
+ * saved state (docs/suspend.md) and its removal (job_discard). */
+void job_park(struct runtime *rt, struct vm *vm, void *arg);
+void job_discard(struct runtime *rt, struct vm *vm, void *arg);
+const char *lc_park_to_string(enum lc_park op);
+/* STATE_DIR/vms/NAME/suspend: the saved state's directory. */
+int park_dir(struct runtime *rt, const char *name, char *buf, size_t size);
+/* Does a complete saved state exist (the state file was renamed into place)? */
+bool park_saved_exists(struct runtime *rt, const char *name);
+/* Bytes the saved state takes on disk (allocated blocks), 0 when none. */
+uint64_t park_saved_bytes(struct runtime *rt, const char *name);
+/* The saved state is complete and its checksum matches; else -ENOENT / -EBADMSG with the reason
+ * in err ("saved state corrupt: checksum mismatch ..."). */
+int park_verify(struct runtime *rt, const char *name, struct err *err);
+/* A suspended VM holds no host memory: the page cache of its saved files is dropped. */
+void park_drop_cache(struct runtime *rt, const char *name);
 void job_cleanup(struct runtime *rt, struct vm *vm, void *arg);
 /* Health probe of a running VM: the VMM's own state and the network's. */
 void job_probe(struct runtime *rt, struct vm *vm, void *arg);

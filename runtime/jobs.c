@@ -24,6 +24,16 @@ void job_request_stop(struct runtime *rt, struct vm *vm, void *arg)
 	struct agent_status st = {};
 	int r;
 
+	/* A paused guest cannot stop itself: its vCPUs run again first. */
+	pthread_mutex_lock(&vm->lock);
+	bool paused = vm->lc.vmm_paused;
+	pthread_mutex_unlock(&vm->lock);
+	if (paused && rt->ops->resume && rt->ops->resume(rt->ops_priv, &vm->h, &err) >= 0) {
+		pthread_mutex_lock(&vm->lock);
+		if (vm->agent)
+			agent_resume(vm->agent, false);
+		pthread_mutex_unlock(&vm->lock);
+	}
 	/* Ask the agent first (SIGTERM to the app, grace, clean power-off); else the VMM. */
 	pthread_mutex_lock(&vm->lock);
 	if (vm->agent)
@@ -53,10 +63,17 @@ void job_request_stop(struct runtime *rt, struct vm *vm, void *arg)
 
 void job_cleanup(struct runtime *rt, struct vm *vm, void *arg)
 {
+	bool suspended;
+
+	pthread_mutex_lock(&vm->lock);
+	suspended = vm->lc.state == VM_STATE_SUSPENDING && vm->lc.saved;
+	pthread_mutex_unlock(&vm->lock);
 	metrics_vm_collect(rt, vm, true); /* what the VMM wrote at exit, before the jail goes */
 	/* The VMM was reaped when it exited: nothing to kill, no strays (its jail's process ended).
-	 */
-	vm_host_teardown(rt, vm, &vm->h, 0);
+	 * A suspended VM keeps the hold on its image: the restore needs the same disks. */
+	vm_host_teardown(rt, vm, &vm->h, suspended ? HOST_TEARDOWN_KEEP_IMAGE : 0);
+	if (suspended)
+		park_drop_cache(rt, vm->name);
 	(void)sv_post_event(rt, vm, LC_EV_CLEANUP_DONE);
 }
 

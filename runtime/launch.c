@@ -116,6 +116,8 @@ struct launch {
 	size_t n_vols;
 	const char *vol_disks[VOLUME_MAX_PER_VM];
 	char run_dir[4200], data[4300], console[4300], initrd[4300], boot_args[256];
+	bool restore; /* restore the saved state instead of booting */
+	char park_dir[4300];
 	struct err err;
 };
 
@@ -314,9 +316,21 @@ static int launch_vmm(struct launch *l)
 		.console_log = l->console,
 		.cancel = &vm->cancel,
 		.pid_out = &vm->launch_pid,
+		.restore_dir = l->restore ? l->park_dir : NULL,
 	};
 	int r;
 
+	if (l->restore) {
+		/* A corrupt or missing saved state fails the start (the VM ends failed, the files
+		 * stay): never a cold boot instead. */
+		r = park_verify(rt, vm->name, &l->err);
+		if (r < 0)
+			return err_prefix(&l->err, "restore: ");
+	} else {
+		/* A cold boot: whatever an earlier suspend left goes (the QEMU backend creates the
+		 * guest's RAM file in it afresh). */
+		(void)rm_rf(l->park_dir);
+	}
 	/* Never a second VMM in a jail whose VMM still runs: whatever is left of an earlier
 	 * launch of this VM (an orphan of a killed daemon) goes first. */
 	(void)rt_kill_strays(rt, vm->name, 0, 2000);
@@ -329,7 +343,7 @@ static int launch_vmm(struct launch *l)
 	vm_record_save(vm);
 	r = rt->ops->launch(rt->ops_priv, &p, &vm->h, &l->err);
 	if (r < 0)
-		return r;
+		return l->restore ? err_prefix(&l->err, "restore: ") : r;
 	pthread_mutex_lock(&vm->lock);
 	vm->launching = false;
 	pthread_mutex_unlock(&vm->lock);
@@ -351,7 +365,20 @@ static void launch_running(struct launch *l)
 					    err.msg);
 		}
 
+	if (l->restore) {
+		pthread_mutex_lock(&vm->lock);
+		vm->expect_boot_id = true;
+		pthread_mutex_unlock(&vm->lock);
+	}
 	vm_agent_start(l->rt, vm);
+	if (l->restore) {
+		/* The guest continues where it was: its wall clock is stepped once it answers. */
+		pthread_mutex_lock(&vm->lock);
+		if (vm->agent)
+			agent_resume(vm->agent, true);
+		vm->mx.saved_state_bytes = 0;
+		pthread_mutex_unlock(&vm->lock);
+	}
 	pthread_mutex_lock(&vm->lock);
 	vm->pid = vm->h.pid;
 	vm->hs.vmm_run = VMM_RUN_RUNNING;
@@ -372,10 +399,24 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg)
 		l->ref = vm->image ? strdup(vm->image) : NULL;
 		l->addr = vm->ip;
 		l->has_ip = vm->has_ip;
+		l->restore = vm->lc.restore;
+		/* A restore needs the very image it was suspended with, whatever the tag says now.
+		 */
+		if (l->restore && l->ref && vm->image_digest[0] && !strchr(l->ref, '@')) {
+			char *pinned = NULL;
+
+			if (asprintf(&pinned, "%s@%s", l->ref, vm->image_digest) >= 0) {
+				free(l->ref);
+				l->ref = pinned;
+			}
+		}
 		memcpy(l->old_digest, vm->image_digest, sizeof(l->old_digest));
 		pthread_mutex_unlock(&vm->lock);
 		snprintf(l->run_dir, sizeof(l->run_dir), "%s/vms/%s", rt->cfg.state_dir, vm->name);
+		(void)park_dir(rt, vm->name, l->park_dir, sizeof(l->park_dir));
 	}
+	/* The saved state's directory is this launch's until it ends (job_discard waits). */
+	pthread_mutex_lock(&vm->park_lock);
 	vmm_handle_init(&vm->h);
 	if (l && (r = launch_image(l)) >= 0 && (r = launch_volumes(l)) >= 0 &&
 	    (r = launch_network(l)) >= 0 && (r = launch_files(l)) >= 0 &&
@@ -387,13 +428,18 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg)
 
 		log_info("%s: start failed: %s", vm->name, msg);
 		/* Kill (if alive), wait for the exit, and remove everything of the launch. */
-		vm_host_teardown(rt, vm, &vm->h, vm->launching ? HOST_TEARDOWN_STRAYS : 0);
+		/* A failed restore keeps its saved state, and so the hold on the image its disks
+		 * come from. */
+		vm_host_teardown(rt, vm, &vm->h,
+				 (vm->launching ? HOST_TEARDOWN_STRAYS : 0) |
+					 (l && l->restore ? HOST_TEARDOWN_KEEP_IMAGE : 0));
 		if (atomic_load(&vm->cancel) || atomic_load(&vm->img_cancel))
 			vm_set_error(vm, "start: cancelled by stop or kill (%s)", msg);
 		else
 			vm_set_error(vm, "start: %s", msg[0] ? msg : strerror(-r));
 		(void)sv_post_event(rt, vm, LC_EV_LAUNCH_FAIL);
 	}
+	pthread_mutex_unlock(&vm->park_lock);
 	if (l) {
 		free(l->ref);
 		free(l->vols);

@@ -123,6 +123,11 @@ static void render_vms(FILE *f, const struct metrics_vm *vms, char (*lbl)[160], 
 	for (size_t c = 0; c < ELEMENTSOF(vm_counters); c++)
 		vm_family_u64(f, vms, lbl, n, vm_counters[c].name, COUNTER, vm_counters[c].help,
 			      vm_counters[c].off);
+	family(f, "mvmfs_vm_saved_state_bytes", GAUGE,
+	       "Bytes the VM's saved state (suspend) takes on disk; 0 when none.");
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "mvmfs_vm_saved_state_bytes{vm=\"%s\"} %llu\n", lbl[i],
+			(unsigned long long)vms[i].mx.saved_state_bytes);
 	family(f, "mvmfs_vm_image_prepare_seconds_total", COUNTER,
 	       "Wall time spent preparing the VM's images.");
 	for (size_t i = 0; i < n; i++)

@@ -36,14 +36,15 @@ unsigned fc_metrics_account(const char *buf, size_t len, uint64_t *last_ts_ms,
 
 /* Per-VM counters kept by the runtime (under vm->lock). */
 struct vm_metrics {
-	uint64_t stops;		   /* transitions into stopped */
-	uint64_t image_prepares;   /* image preparations (pull or cache hit) that succeeded */
-	uint64_t image_pull_bytes; /* bytes reported by the pulls */
-	double image_seconds;	   /* wall time spent preparing images */
-	struct fc_metrics fc;	   /* VMM counters since the VM was defined */
-	uint64_t fc_lines;	   /* metrics lines accounted */
-	uint64_t fc_last_ts_ms;	   /* newest line accounted (lines are read again after a cut) */
-	uint64_t fc_last_flush_ms; /* monotonic time of the last FlushMetrics */
+	uint64_t stops;		    /* transitions into stopped */
+	uint64_t image_prepares;    /* image preparations (pull or cache hit) that succeeded */
+	uint64_t image_pull_bytes;  /* bytes reported by the pulls */
+	double image_seconds;	    /* wall time spent preparing images */
+	struct fc_metrics fc;	    /* VMM counters since the VM was defined */
+	uint64_t fc_lines;	    /* metrics lines accounted */
+	uint64_t fc_last_ts_ms;	    /* newest line accounted (lines are read again after a cut) */
+	uint64_t fc_last_flush_ms;  /* monotonic time of the last FlushMetrics */
+	uint64_t saved_state_bytes; /* the saved state on disk (suspended), 0 none */
 };
 
 /* One disk of a VM: the writable layer or a volume, with the guest's last statfs. */

@@ -46,6 +46,10 @@
 #define QEMU_SOCKET_WAIT_MS 10000
 #define QEMU_CALL_MS 3000
 #define QEMU_ROOT "root"
+/* Guest RAM lives in this file of the saved state's directory (docs/suspend.md): a suspend then
+ * streams only the device state (x-ignore-shared), and a restore maps the same file. */
+#define QEMU_RAM "ram"
+#define QEMU_MIGRATE_MS 60000
 /* The memory limit is the guest's RAM plus this allowance for QEMU itself (code, libraries,
  * device emulation, the TCG translation cache; its RSS is about 220-260 MiB per VM): a guest
  * that fills its RAM meets its own OOM killer, never the host's for the VMM. */
@@ -237,6 +241,7 @@ struct child_plan {
 	int qmp_n, agent_n, root_n, data_n, data_ro_n, console_n;
 	int vol_n[VMM_VOLUMES_MAX], vol_ro_n[VMM_VOLUMES_MAX];
 	struct sandbox sb;
+	char ram[VMM_PATH_MAX + 32]; /* host path of the RAM file, "" for anonymous memory */
 };
 
 /* In the child: say what failed on the console log (async-signal-safe), then exit with code. */
@@ -384,7 +389,14 @@ static int argv_machine(struct argv_build *b, struct qemu_priv *qp, const struct
 	ARG("-accel");
 	ARG(qp->kvm ? "kvm" : "tcg");
 	ARG("-M");
-	ARG("microvm");
+	if (cp->ram[0]) {
+		ARG("microvm,memory-backend=mem");
+		ARG("-object");
+		ARG(FMT("memory-backend-file,id=mem,mem-path=/vm/" QEMU_RAM ",size=%uM,share=on",
+			p->mem_mib ? p->mem_mib : 2048));
+	} else {
+		ARG("microvm");
+	}
 	ARG("-cpu");
 	ARG(qp->kvm ? "host" : "max");
 	ARG("-smp");
@@ -467,6 +479,10 @@ static void argv_devices(struct argv_build *b, const struct vmm_launch *p,
 	ARG(FMT("socket,id=qmp,fd=%d,server=on,wait=off", cp->qmp_n));
 	ARG("-mon");
 	ARG("chardev=qmp,mode=control");
+	if (p->restore_dir) {
+		ARG("-incoming");
+		ARG("defer");
+	}
 }
 
 #undef ARG
@@ -573,6 +589,11 @@ static int plan_sandbox(struct qemu_priv *qp, const struct vmm_launch *p, struct
 	if (qp->kvm)
 		sandbox_mknod(sb, "dev/kvm", 0600, makedev(10, 232), true);
 	sandbox_mkdir(sb, "vm", 0755);
+	if (cp->ram[0]) {
+		r = sandbox_bind_rw(sb, "vm/" QEMU_RAM, cp->ram);
+		if (r < 0)
+			return err_set(err, r, "RAM file %s: %s", cp->ram, strerror(-r));
+	}
 	r = check_readable("kernel", p->kernel, p->uid, p->gid, err);
 	if (r < 0)
 		return r;
@@ -671,6 +692,51 @@ static int host_dir(struct qemu_launch_ctx *lc, struct err *err)
 	for (size_t i = 0; i < p->n_volume_disks; i++)
 		if (chown(p->volume_disks[i], p->uid, p->gid) < 0)
 			return err_set(err, -errno, "chown %s: %m", p->volume_disks[i]);
+	return 0;
+}
+
+/* Step 2b: the guest's RAM file in the saved state's directory: a new sparse file of the
+ * guest's size for a boot (an earlier one goes), the saved one for a restore. Owned by the VM's
+ * uid (QEMU opens it in its sandbox). */
+static int ram_file(struct qemu_launch_ctx *lc, struct err *err)
+{
+	const struct vmm_launch *p = lc->p;
+	struct child_plan *cp = &lc->cp;
+	off_t size = (off_t)(p->mem_mib ? p->mem_mib : 2048) << 20;
+	char dir[VMM_PATH_MAX + 16];
+	_cleanup_close_ int fd = -EBADF;
+	struct stat st;
+	int r;
+
+	if (!p->run_dir)
+		return 0;
+	if (p->restore_dir)
+		snprintf(dir, sizeof(dir), "%s", p->restore_dir);
+	else
+		snprintf(dir, sizeof(dir), "%s/suspend", p->run_dir);
+	snprintf(cp->ram, sizeof(cp->ram), "%s/" QEMU_RAM, dir);
+	if (p->restore_dir) {
+		fd = open(cp->ram, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0)
+			return err_set(err, -errno, "saved RAM %s: %m", cp->ram);
+		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size != size)
+			return err_set(
+				err, -EBADMSG,
+				"saved RAM %s: not a %lld-byte file (the memory size changed?)",
+				cp->ram, (long long)size);
+	} else {
+		r = mkdir_p(dir, 0700);
+		if (r < 0)
+			return err_set(err, r, "creating %s: %s", dir, strerror(-r));
+		(void)unlink(cp->ram);
+		fd = open(cp->ram, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0)
+			return err_set(err, -errno, "RAM file %s: %m", cp->ram);
+		if (ftruncate(fd, size) < 0)
+			return err_set(err, -errno, "RAM file %s: %m", cp->ram);
+	}
+	if (fchown(fd, p->uid, p->gid) < 0)
+		return err_set(err, -errno, "chown %s: %m", cp->ram);
 	return 0;
 }
 
@@ -781,6 +847,128 @@ static int qmp_running(struct vmm_handle *h, void *ud, struct err *err)
 	return st == VMM_RUN_RUNNING;
 }
 
+static int qmp_up(struct vmm_handle *h, void *ud, struct err *err)
+{
+	struct err e2 = {};
+	enum vmm_run_state st;
+
+	if (query_status(h, &st, &e2) < 0)
+		return 0;
+	(void)vmm_proc_start_time(h->pid, &h->start_time);
+	return 1;
+}
+
+/* query-migrate: 1 completed, 0 not yet, -EIO failed ("<what> failed: <QEMU's reason>"). */
+static int migration_done(struct vmm_handle *h, const char *what, struct err *err)
+{
+	json_t *v = NULL;
+	const char *st;
+	int r;
+
+	r = qmp_call(h, "query-migrate", &v, err);
+	if (r < 0)
+		return r;
+	st = json_string_value(json_object_get(v, "status"));
+	if (st && strcmp(st, "failed") == 0) {
+		const char *why = json_string_value(json_object_get(v, "error-desc"));
+
+		r = err_set(err, -EIO, "%s failed: %s", what, why ? why : "(no reason given)");
+	} else {
+		r = st && strcmp(st, "completed") == 0;
+	}
+	json_decref(v);
+	return r;
+}
+
+/* The incoming state is loaded and QEMU waits, paused. */
+static int qmp_paused(struct vmm_handle *h, void *ud, struct err *err)
+{
+	enum vmm_run_state run;
+	struct err e2 = {};
+	int r = migration_done(h, "loading the saved state", err);
+
+	if (r <= 0)
+		return r;
+	return query_status(h, &run, &e2) >= 0 && run == VMM_RUN_PAUSED;
+}
+
+/* x-ignore-shared (the RAM is the shared file), fd handed over with getfd, then cmd
+ * ("migrate" to save, "migrate-incoming" to restore) on "fd:mvmfs-state". */
+static int migrate_fd(struct vmm_handle *h, const char *cmd, int fd, struct err *err)
+{
+	struct qmp *q = NULL;
+	json_t *args;
+	int r;
+
+	r = qmp_connect(h->api_socket, QEMU_CALL_MS, &q, err);
+	if (r < 0)
+		return r;
+	args = json_pack("{s:[{s:s,s:b}]}", "capabilities", "capability", "x-ignore-shared",
+			 "state", 1);
+	r = args ? qmp_execute(q, "migrate-set-capabilities", args, NULL, QEMU_CALL_MS, err)
+		 : -ENOMEM;
+	json_decref(args);
+	if (r >= 0)
+		r = qmp_getfd(q, "mvmfs-state", fd, QEMU_CALL_MS, err);
+	if (r >= 0) {
+		args = json_pack("{s:s}", "uri", "fd:mvmfs-state");
+		r = args ? qmp_execute(q, cmd, args, NULL, QEMU_CALL_MS, err) : -ENOMEM;
+		json_decref(args);
+	}
+	qmp_close(q);
+	return r;
+}
+
+/* The restore: QEMU waits for its incoming state (-incoming defer); x-ignore-shared (the RAM is
+ * the file it mapped), the state file through getfd, then the state is removed before the
+ * guest runs again (from then on the RAM file is the live memory: the old state would no
+ * longer match it). */
+static int restore_incoming(struct qemu_launch_ctx *lc, struct err *err)
+{
+	const struct vmm_launch *p = lc->p;
+	struct vmm_handle *h = lc->h;
+	char path[VMM_PATH_MAX + 32];
+	_cleanup_close_ int fd = -EBADF;
+	int r;
+
+	r = vmm_wait_for(h, p, &qemu_exit_text,
+			 &(struct vmm_wait){.what = "starting QEMU for the restore",
+					    .late = "QEMU did not answer",
+					    .timeout_ms = QEMU_SOCKET_WAIT_MS,
+					    .step_ms = 5,
+					    .ready = qmp_up},
+			 err);
+	if (r < 0)
+		return r;
+	snprintf(path, sizeof(path), "%s/state", p->restore_dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return err_set(err, -errno, "saved state %s: %m", path);
+	r = migrate_fd(h, "migrate-incoming", fd, err);
+	if (r < 0)
+		return r;
+	r = vmm_wait_for(h, p, &qemu_exit_text,
+			 &(struct vmm_wait){.what = "loading the saved state",
+					    .late = "QEMU did not finish loading the saved state",
+					    .timeout_ms = QEMU_MIGRATE_MS,
+					    .step_ms = 5,
+					    .ready = qmp_paused},
+			 err);
+	if (r < 0)
+		return r;
+	if (unlink(path) < 0)
+		return err_set(err, -errno, "removing %s: %m", path);
+	snprintf(path, sizeof(path), "%s/state.sum", p->restore_dir);
+	(void)unlink(path);
+	{
+		_cleanup_close_ int dfd = open(p->restore_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (dfd >= 0)
+			(void)fsync(dfd);
+	}
+	return qmp_call(h, "cont", NULL, err);
+}
+
 static int qemu_launch(void *priv, const struct vmm_launch *p, struct vmm_handle *h,
 		       struct err *err)
 {
@@ -803,6 +991,8 @@ static int qemu_launch(void *priv, const struct vmm_launch *p, struct vmm_handle
 	if (r >= 0)
 		r = setup_cgroups(lc.qp, p, h, err);
 	if (r >= 0)
+		r = ram_file(&lc, err);
+	if (r >= 0)
 		r = open_child_fds(&lc, err);
 	if (r >= 0)
 		r = plan_sandbox(lc.qp, p, h, &lc.cp, err);
@@ -810,6 +1000,8 @@ static int qemu_launch(void *priv, const struct vmm_launch *p, struct vmm_handle
 		r = spawn_qemu(&lc, err);
 	/* The daemon's copies of the child's fds go now: the listeners stay QEMU's alone. */
 	plan_close(&lc.cp);
+	if (r >= 0 && p->restore_dir)
+		r = restore_incoming(&lc, err);
 	if (r >= 0)
 		r = vmm_wait_for(h, p, &qemu_exit_text,
 				 &(struct vmm_wait){.what = "starting QEMU",
@@ -835,6 +1027,58 @@ static int qemu_query(void *priv, struct vmm_handle *h, enum vmm_run_state *ret,
 static int qemu_request_stop(void *priv, struct vmm_handle *h, struct err *err)
 {
 	return qmp_call(h, "system_powerdown", NULL, err);
+}
+
+static int qemu_pause(void *priv, struct vmm_handle *h, struct err *err)
+{
+	return qmp_call(h, "stop", NULL, err);
+}
+
+static int qemu_resume(void *priv, struct vmm_handle *h, struct err *err)
+{
+	return qmp_call(h, "cont", NULL, err);
+}
+
+/* Suspend: the device state streamed into dir/state.tmp (an fd handed over with getfd), the RAM
+ * file (already the guest's memory) flushed to disk. QEMU stays, stopped. */
+static int qemu_save(void *priv, const char *name, struct vmm_handle *h, const char *dir,
+		     struct err *err)
+{
+	char path[VMM_PATH_MAX + 32];
+	_cleanup_close_ int fd = -EBADF;
+	uint64_t end;
+	int r;
+
+	snprintf(path, sizeof(path), "%s/" QEMU_RAM, dir);
+	if (access(path, F_OK) < 0)
+		return err_set(err, -EOPNOTSUPP,
+			       "this VM's RAM is not in a file (started before suspend support?)");
+	snprintf(path, sizeof(path), "%s/state.tmp", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return err_set(err, -errno, "%s: %m", path);
+	r = migrate_fd(h, "migrate", fd, err);
+	if (r < 0)
+		return r;
+	end = (uint64_t)time(NULL) * 1000 + QEMU_MIGRATE_MS;
+	while ((r = migration_done(h, "saving the VM", err)) == 0) {
+		if ((uint64_t)time(NULL) * 1000 > end)
+			return err_set(err, -ETIMEDOUT, "saving the VM took longer than %d ms",
+				       QEMU_MIGRATE_MS);
+		usleep(2000);
+	}
+	if (r < 0)
+		return r;
+	if (fsync(fd) < 0)
+		return err_set(err, -errno, "fsync %s: %m", path);
+	snprintf(path, sizeof(path), "%s/" QEMU_RAM, dir);
+	{
+		_cleanup_close_ int rfd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+		if (rfd < 0 || fsync(rfd) < 0)
+			return err_set(err, -errno, "fsync %s: %m", path);
+	}
+	return 0;
 }
 
 static int qemu_adopt(void *priv, const char *name, struct vmm_handle *h, struct err *err)
@@ -924,6 +1168,9 @@ const struct vmm_ops vmm_qemu_ops = {
 	.query = qemu_query,
 	.request_stop = qemu_request_stop,
 	.kill = vmm_kill_op,
+	.pause = qemu_pause,
+	.resume = qemu_resume,
+	.save = qemu_save,
 	.adopt = qemu_adopt,
 	.cleanup = qemu_cleanup,
 	.reap = qemu_reap,

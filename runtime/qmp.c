@@ -169,14 +169,47 @@ void qmp_close(struct qmp *q)
 	free(q);
 }
 
-int qmp_execute(struct qmp *q, const char *cmd, json_t *args, json_t **ret, int timeout_ms,
-		struct err *err)
+/* The first byte of a command with fd attached (SCM_RIGHTS), before the deadline. */
+static int send_fd_byte(struct qmp *q, const char *byte, int fd, uint64_t deadline)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u = {};
+	struct iovec iov = {.iov_base = (void *)byte, .iov_len = 1};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = u.buf,
+			    .msg_controllen = sizeof(u.buf)};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	for (;;) {
+		struct pollfd p = {.fd = q->fd, .events = POLLOUT};
+		uint64_t now = mono_ms();
+		ssize_t n = sendmsg(q->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n == 1)
+			return 0;
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return -errno;
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		(void)poll(&p, 1, (int)(deadline - now));
+	}
+}
+
+static int execute(struct qmp *q, const char *cmd, json_t *args, int fd, json_t **ret,
+		   int timeout_ms, struct err *err)
 {
 	uint64_t deadline = mono_ms() + (uint64_t)timeout_ms;
 	json_t *req;
 	char *text;
 	size_t len;
-	int r;
+	int r = 0;
 
 	req = json_pack("{s:s}", "execute", cmd);
 	if (!req)
@@ -188,7 +221,10 @@ int qmp_execute(struct qmp *q, const char *cmd, json_t *args, json_t **ret, int 
 	if (!text)
 		return -ENOMEM;
 	len = strlen(text);
-	r = send_all(q, text, len, deadline);
+	if (fd >= 0)
+		r = send_fd_byte(q, text, fd, deadline);
+	if (r >= 0)
+		r = send_all(q, text + (fd >= 0), len - (fd >= 0), deadline);
 	if (r >= 0)
 		r = send_all(q, "\n", 1, deadline);
 	free(text);
@@ -216,6 +252,24 @@ int qmp_execute(struct qmp *q, const char *cmd, json_t *args, json_t **ret, int 
 			return err_set(err, -EPROTO, "QMP %s: malformed reply", cmd);
 		/* greeting or event: keep reading */
 	}
+}
+
+int qmp_execute(struct qmp *q, const char *cmd, json_t *args, json_t **ret, int timeout_ms,
+		struct err *err)
+{
+	return execute(q, cmd, args, -1, ret, timeout_ms, err);
+}
+
+int qmp_getfd(struct qmp *q, const char *name, int fd, int timeout_ms, struct err *err)
+{
+	json_t *args = json_pack("{s:s}", "fdname", name);
+	int r;
+
+	if (!args)
+		return -ENOMEM;
+	r = execute(q, "getfd", args, fd, NULL, timeout_ms, err);
+	json_decref(args);
+	return r;
 }
 
 int qmp_connect(const char *path, int timeout_ms, struct qmp **ret, struct err *err)

@@ -23,6 +23,9 @@ void qmp_close(struct qmp *q);
 int qmp_execute(struct qmp *q, const char *cmd, json_t *args, json_t **ret, int timeout_ms,
 		struct err *err);
 
+/* getfd: hand QEMU a copy of fd (SCM_RIGHTS) under name (for "fd:NAME" migration URIs). */
+int qmp_getfd(struct qmp *q, const char *name, int fd, int timeout_ms, struct err *err);
+
 /* Pure: query-status's return object -> run state. -EINVAL when malformed. Fuzzed. */
 int qmp_parse_status(const char *text, size_t len, enum vmm_run_state *ret);
 /* Pure: classify one QMP line: 1 greeting, 2 return, 3 error (desc copied), 4 event, -EINVAL. */

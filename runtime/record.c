@@ -41,6 +41,16 @@ int record_encode(const struct vm_record *r, char **ret)
 		      "cgroup_version", r->h.cgroup_version);
 	if (!o)
 		return -ENOMEM;
+	if (r->has_boot_id) {
+		char hex[2 * AGENT_BOOT_ID_LEN + 1];
+
+		for (size_t i = 0; i < AGENT_BOOT_ID_LEN; i++)
+			snprintf(hex + 2 * i, 3, "%02x", r->boot_id[i]);
+		if (json_object_set_new(o, "boot_id", json_string(hex)) < 0) {
+			json_decref(o);
+			return -ENOMEM;
+		}
+	}
 	if (r->launching && json_object_set_new(o, "launch",
 						json_pack("{s:b, s:I}", "in_progress", 1, "uid",
 							  (json_int_t)r->launch_uid)) < 0) {
@@ -84,6 +94,35 @@ static int get_int(json_t *o, const char *key, long long min, long long max, lon
 	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
 		return err_set(err, -EINVAL, "record: '%s' is not an integer in range", key);
 	*ret = json_integer_value(v);
+	return 0;
+}
+
+/* "boot_id": absent, or exactly 32 lowercase hex digits. */
+static int decode_boot_id(json_t *o, struct vm_record *r, struct err *err)
+{
+	char hex[2 * AGENT_BOOT_ID_LEN + 2];
+	int k = get_str(o, "boot_id", hex, sizeof(hex), false, err);
+
+	if (k < 0 || !hex[0])
+		return k;
+	if (strlen(hex) != 2 * AGENT_BOOT_ID_LEN)
+		return err_set(err, -EINVAL, "record: bad boot_id");
+	for (size_t i = 0; i < AGENT_BOOT_ID_LEN; i++) {
+		unsigned v = 0;
+
+		for (size_t j = 0; j < 2; j++) {
+			char c = hex[2 * i + j];
+
+			if (c >= '0' && c <= '9')
+				v = v * 16 + (unsigned)(c - '0');
+			else if (c >= 'a' && c <= 'f')
+				v = v * 16 + (unsigned)(c - 'a' + 10);
+			else
+				return err_set(err, -EINVAL, "record: bad boot_id");
+		}
+		r->boot_id[i] = (uint8_t)v;
+	}
+	r->has_boot_id = true;
 	return 0;
 }
 
@@ -203,6 +242,7 @@ int record_decode(const char *data, size_t len, struct vm_record *ret, struct er
 	CHECK(get_str(o, "rootfs", r.rootfs, sizeof(r.rootfs), false, err));
 	CHECK(decode_handle(json_object_get(o, "handle"), &r.h, err));
 	CHECK(decode_launch(json_object_get(o, "launch"), &r, err));
+	CHECK(decode_boot_id(o, &r, err));
 #undef CHECK
 	json_decref(o);
 	*ret = r;

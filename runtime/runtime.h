@@ -101,6 +101,9 @@ enum vm_state {
 	VM_STATE_STOPPING,
 	VM_STATE_STOPPED,
 	VM_STATE_FAILED,
+	VM_STATE_PAUSED,     /* vCPUs stopped, memory in the VMM */
+	VM_STATE_SUSPENDING, /* the whole VM being saved under the state dir */
+	VM_STATE_SUSPENDED,  /* saved on disk, no VMM (docs/suspend.md) */
 	_VM_STATE_MAX,
 };
 
@@ -109,6 +112,9 @@ enum vm_verb {
 	VM_VERB_STOP,
 	VM_VERB_KILL,
 	VM_VERB_RESTART,
+	VM_VERB_PAUSE,
+	VM_VERB_RESUME,
+	VM_VERB_SUSPEND,
 	_VM_VERB_MAX,
 };
 
@@ -158,9 +164,10 @@ struct vm *vm_unref(struct vm *vm);
 const char *vm_name(const struct vm *vm);
 enum vm_state vm_get_state(struct vm *vm);
 
-/* Request a transition. Synchronous checks: -EINVAL bad verb, -EBUSY another transition in
- * flight, -ENOENT VM destroyed. Returns 0 when accepted (done will be called), or 1 when the
- * verb is a no-op in this state (done is NOT called; the write succeeds at once). */
+/* Request a transition. Synchronous checks: -EINVAL bad verb (or pause/resume/suspend of a
+ * created, stopped or failed VM), -EBUSY another transition in flight, -ENOENT VM destroyed.
+ * Returns 0 when accepted (done will be called), or 1 when the verb is a no-op in this state (done
+ * is NOT called; the write succeeds at once). */
 int vm_command(struct vm *vm, enum vm_verb verb, vm_done_cb done, void *ud);
 /* Set the image reference: -EINVAL malformed, -EBUSY unless created/stopped/failed. */
 int vm_set_image(struct vm *vm, const char *ref, struct err *err);

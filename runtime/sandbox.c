@@ -131,6 +131,22 @@ int sandbox_bind(struct sandbox *sb, const char *path, const char *host_src)
 	return 0;
 }
 
+int sandbox_bind_rw(struct sandbox *sb, const char *path, const char *host_src)
+{
+	struct sb_step *st;
+	struct stat s;
+
+	if (lstat(host_src, &s) < 0)
+		return -errno;
+	if (!S_ISREG(s.st_mode))
+		return -EINVAL;
+	st = add(sb, SB_BIND_RW, path);
+	if (!st)
+		return -E2BIG;
+	st->src = keep(sb, host_src);
+	return 0;
+}
+
 void sandbox_mknod(struct sandbox *sb, const char *path, mode_t mode, dev_t dev, bool owned)
 {
 	struct sb_step *st = add(sb, SB_MKNOD, path);
@@ -220,6 +236,15 @@ static int step_run(const struct sandbox *sb, const struct sb_step *st)
 		if (mount(st->src, st->path, NULL, MS_BIND | MS_REC, NULL) < 0)
 			return errno;
 		return mount(NULL, st->path, NULL, ro, NULL) < 0 ? errno : 0;
+	case SB_BIND_RW:
+		if (touch(st->path) != 0)
+			return errno;
+		if (mount(st->src, st->path, NULL, MS_BIND, NULL) < 0)
+			return errno;
+		return mount(NULL, st->path, NULL,
+			     MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0
+			       ? errno
+			       : 0;
 	case SB_MKNOD:
 		if (mknod(st->path, S_IFCHR | (st->mode & 07777), st->dev) < 0)
 			return errno;

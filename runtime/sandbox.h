@@ -26,6 +26,7 @@ enum sb_step_kind {
 	SB_SYMLINK, /* path -> src */
 	SB_BIND,    /* host src (file or dir) read-only at path */
 	SB_MKNOD,   /* character device dev at path (mode), owned by the VM's uid:gid if owned */
+	SB_BIND_RW, /* host regular file src writable at path (nosuid, nodev, noexec) */
 };
 
 struct sb_step {
@@ -60,6 +61,8 @@ void sandbox_mkdir(struct sandbox *sb, const char *path, mode_t mode);
 void sandbox_add_parents(struct sandbox *sb, const char *path);
 void sandbox_symlink(struct sandbox *sb, const char *path, const char *target);
 int sandbox_bind(struct sandbox *sb, const char *path, const char *host_src);
+/* A host regular file bound writable (the QEMU guest's RAM file). */
+int sandbox_bind_rw(struct sandbox *sb, const char *path, const char *host_src);
 void sandbox_mknod(struct sandbox *sb, const char *path, mode_t mode, dev_t dev, bool owned);
 /* Mirror a top-level host entry (/lib, /lib64, /bin, ...): the same symlink, or a read-only
  * bind of the directory; nothing when the host has none. */

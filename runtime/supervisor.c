@@ -31,7 +31,8 @@ static struct sv_watch tick_watch; /* data.ptr marker for the probe timer */
 
 /* Side effects asked for by the table, run after the new state is committed. */
 struct sv_effects {
-	bool launch, request_stop, arm_deadline, kill, cleanup;
+	bool launch, request_stop, arm_deadline, kill, cleanup, discard;
+	enum lc_park park;
 	struct {
 		int verb;
 		int result;
@@ -67,7 +68,18 @@ static void fx_complete(void *ud, int verb, int result)
 		fx->done[fx->n_done++] = (typeof(fx->done[0])){verb, result};
 }
 
+static void fx_park(void *ud, enum lc_park op)
+{
+	((struct sv_effects *)ud)->park = op;
+}
+static void fx_discard(void *ud)
+{
+	((struct sv_effects *)ud)->discard = true;
+}
+
 static const struct lc_actions sv_lc_actions = {
+	.park = fx_park,
+	.discard = fx_discard,
 	.launch = fx_launch,
 	.request_stop = fx_request_stop,
 	.arm_deadline = fx_arm,
@@ -226,7 +238,7 @@ static void command_refused(struct vm *vm, uint64_t ticket, int result)
 static bool decide(struct vm *vm, enum lc_event ev, uint64_t ticket, struct lc_vm *before,
 		   struct lc_vm *s, struct sv_effects *fx)
 {
-	bool is_cmd = ev <= LC_EV_RESTART;
+	bool is_cmd = (int)ev < _VM_VERB_MAX;
 	int r;
 
 	/* cmd_pending stays set until the commit: no other command can be accepted against the
@@ -267,13 +279,18 @@ static void commit_locked(struct vm *vm, const struct lc_vm *s, enum vm_state ol
 		vm->hs.image_phase[0] = '\0';
 		vm->hs.vmm_run = VMM_RUN_NOT_STARTED;
 	}
-	if (s->state == VM_STATE_RUNNING)
+	if (s->state == VM_STATE_RUNNING && old == VM_STATE_STARTING)
 		vm->boots++;
+	if (s->state == VM_STATE_PAUSED)
+		vm->hs.vmm_run = VMM_RUN_PAUSED;
+	if (s->state == VM_STATE_RUNNING && old == VM_STATE_PAUSED)
+		vm->hs.vmm_run = VMM_RUN_RUNNING;
 	if (s->state == VM_STATE_FAILED)
 		vm->failures++;
 	if (s->state == VM_STATE_STOPPED)
 		vm->mx.stops++;
-	if (s->state == VM_STATE_STOPPED || s->state == VM_STATE_FAILED) {
+	if (s->state == VM_STATE_STOPPED || s->state == VM_STATE_FAILED ||
+	    s->state == VM_STATE_SUSPENDED) {
 		vm->pid = 0;
 		vm->hs.vmm_run = VMM_RUN_GONE;
 		vm->hs.net_known = false;
@@ -311,6 +328,19 @@ static void run_effects(struct runtime *rt, struct vm *vm, const struct sv_effec
 		if (rt_job(rt, vm, job_cleanup, NULL) < 0)
 			log_error("%s: cannot queue the cleanup job", vm->name);
 	}
+	if (fx->discard && rt_job(rt, vm, job_discard, NULL) < 0)
+		log_error("%s: cannot queue the job discarding the saved state", vm->name);
+	if (fx->park != LC_PARK_NONE) {
+		/* A suspend writes to the disk: the outside pool. Pause and resume are one call. */
+		int r = fx->park == LC_PARK_SUSPEND
+				? rt_job_long(rt, vm, job_park, (void *)(uintptr_t)fx->park)
+				: rt_job(rt, vm, job_park, (void *)(uintptr_t)fx->park);
+		if (r < 0) {
+			vm_set_error(vm, "%s: cannot queue the job (shutting down?)",
+				     lc_park_to_string(fx->park));
+			(void)sv_post_event(rt, vm, LC_EV_PARK_FAIL);
+		}
+	}
 }
 
 /* One event: decide on a copy, write the record, commit under vm->lock, notify, then the side
@@ -321,7 +351,7 @@ static void dispatch(struct runtime *rt, struct vm *vm, enum lc_event ev, uint64
 	struct sv_answers ans = {};
 	struct lc_vm before, s;
 	enum vm_state old;
-	bool is_cmd = ev <= LC_EV_RESTART, restarting;
+	bool is_cmd = (int)ev < _VM_VERB_MAX, restarting;
 	sv_hook_fn hook;
 
 	if (!decide(vm, ev, ticket, &before, &s, &fx))

@@ -31,6 +31,7 @@ struct vm *vm_new(struct runtime *rt, const char *name)
 	snprintf(vm->name, sizeof(vm->name), "%s", name);
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_mutex_init(&vm->rec_lock, NULL);
+	pthread_mutex_init(&vm->park_lock, NULL);
 	pthread_mutex_init(&vm->vol_lock, NULL);
 	atomic_init(&vm->launch_pid, 0);
 	atomic_init(&vm->probing, false);
@@ -58,6 +59,7 @@ struct vm *vm_unref(struct vm *vm)
 	safe_close(vm->deadline_fd);
 	pthread_mutex_destroy(&vm->lock);
 	pthread_mutex_destroy(&vm->rec_lock);
+	pthread_mutex_destroy(&vm->park_lock);
 	pthread_mutex_destroy(&vm->vol_lock);
 	pthread_cond_destroy(&vm->cmd_cond);
 	free(vm->image);
@@ -162,6 +164,8 @@ void vm_record_save_as(struct vm *vm, enum vm_state state)
 	memcpy(r->error, vm->error, sizeof(r->error));
 	r->launching = vm->launching;
 	r->launch_uid = (uint32_t)(rt->cfg.uid_base + vm->index);
+	r->has_boot_id = vm->has_boot_id;
+	memcpy(r->boot_id, vm->boot_id, sizeof(r->boot_id));
 	pthread_mutex_unlock(&vm->lock);
 	/* The handle is the supervisor's; it is stable whenever the state changes. */
 	r->h = vm->h;
@@ -206,6 +210,7 @@ void vm_snapshot(struct vm *vm, struct vm_snap *ret)
 	ret->hs = vm->hs;
 	memcpy(ret->error, vm->error, sizeof(ret->error));
 	ret->has_agent = vm->agent != NULL;
+	ret->saved_state_bytes = vm->mx.saved_state_bytes;
 	if (vm->agent)
 		agent_get_status(vm->agent, &ret->agent);
 	pthread_mutex_unlock(&vm->lock);

@@ -90,9 +90,11 @@ struct runtime {
 };
 
 static const char *const state_names[_VM_STATE_MAX] = {
-	"created", "starting", "running", "stopping", "stopped", "failed",
+	"created", "starting", "running",    "stopping",  "stopped",
+	"failed",  "paused",   "suspending", "suspended",
 };
-static const char *const verb_names[_VM_VERB_MAX] = {"start", "stop", "kill", "restart"};
+static const char *const verb_names[_VM_VERB_MAX] = {"start", "stop",	"kill",	  "restart",
+						     "pause", "resume", "suspend"};
 
 const char *vm_state_to_string(enum vm_state s)
 {
@@ -597,6 +599,14 @@ int vm_command(struct vm *vm, enum vm_verb verb, vm_done_cb done, void *ud)
 	}
 	s = vm->state;
 	switch (verb) {
+	case VM_VERB_PAUSE:
+	case VM_VERB_RESUME:
+	case VM_VERB_SUSPEND:
+		/* The FUSE layer passes these through like any verb; parking is not modelled
+		 * here (tests/runtime and tests/integration cover it). */
+		pthread_mutex_unlock(&vm->lock);
+		pthread_mutex_unlock(&rt->lock);
+		return s == VM_STATE_RUNNING ? -EOPNOTSUPP : -EINVAL;
 	case VM_VERB_START:
 		next = s == VM_STATE_RUNNING ? s : VM_STATE_STARTING;
 		break;

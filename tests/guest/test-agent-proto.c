@@ -102,6 +102,69 @@ static void test_roundtrip_all_types(void)
 	ASSERT_EQ(d.bad_frames, 0);
 }
 
+/* The suspend/resume messages (types 20-22): round trip and strict lengths and ranges. */
+static void test_suspend_messages(void)
+{
+	struct agent_msg m[3], got[3];
+	uint8_t buf[3 * AGENT_FRAME_MAX], p[16] = {0};
+	struct agent_decoder d;
+	size_t len = 0;
+
+	memset(m, 0, sizeof(m));
+	m[0].type = AGENT_MSG_SET_CLOCK;
+	m[0].clock.sec = 1796601600;
+	m[0].clock.nsec = 999999999;
+	m[1].type = AGENT_MSG_CLOCK_SET;
+	m[1].clock_set.step_ns = -3600ll * 1000000000;
+	m[1].clock_set.error = 0;
+	m[2].type = AGENT_MSG_BOOT_ID;
+	for (int i = 0; i < AGENT_BOOT_ID_LEN; i++)
+		m[2].boot_id[i] = (uint8_t)(0xa0 + i);
+	for (int i = 0; i < 3; i++)
+		len += (size_t)encode(&m[i], buf + len, sizeof(buf) - len);
+	agent_decoder_init(&d);
+	ASSERT_EQ(decode_all(&d, buf, len, got, 3), 3);
+	ASSERT_EQ(got[0].type, AGENT_MSG_SET_CLOCK);
+	ASSERT_EQ(got[0].clock.sec, 1796601600);
+	ASSERT_EQ(got[0].clock.nsec, 999999999);
+	ASSERT_EQ(got[1].clock_set.step_ns, -3600ll * 1000000000);
+	ASSERT_EQ(got[1].clock_set.error, 0);
+	ASSERT_EQ(memcmp(got[2].boot_id, m[2].boot_id, AGENT_BOOT_ID_LEN), 0);
+	ASSERT_STREQ(agent_msg_type_to_string(AGENT_MSG_SET_CLOCK), "set-clock");
+	ASSERT_STREQ(agent_msg_type_to_string(AGENT_MSG_BOOT_ID), "boot-id");
+	ASSERT_STREQ(agent_msg_type_to_string(19), "unknown");
+
+	/* Encoding refuses what decoding would refuse. */
+	m[0].clock.nsec = 1000000000;
+	ASSERT_ERRNO(agent_msg_encode(&m[0], buf, sizeof(buf)), EINVAL);
+	m[0].clock.nsec = 0;
+	m[0].clock.sec = -1;
+	ASSERT_ERRNO(agent_msg_encode(&m[0], buf, sizeof(buf)), EINVAL);
+	m[1].clock_set.error = -5;
+	ASSERT_ERRNO(agent_msg_encode(&m[1], buf, sizeof(buf)), EINVAL);
+
+	/* Decoding: exact lengths, nsec < 1e9, sec >= 0, error a small positive errno. */
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_SET_CLOCK, p, 11, &m[0]), EBADMSG);
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_SET_CLOCK, p, 13, &m[0]), EBADMSG);
+	p[8] = 0x00, p[9] = 0xca, p[10] = 0x9a, p[11] = 0x3b; /* 1e9 */
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_SET_CLOCK, p, 12, &m[0]), EBADMSG);
+	memset(p, 0, sizeof(p));
+	p[7] = 0x80; /* negative seconds */
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_SET_CLOCK, p, 12, &m[0]), EBADMSG);
+	memset(p, 0, sizeof(p));
+	ASSERT_OK(agent_msg_decode(AGENT_MSG_SET_CLOCK, p, 12, &m[0]));
+	p[8] = 0xff, p[9] = 0xff, p[10] = 0xff, p[11] = 0xff; /* error -1 */
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_CLOCK_SET, p, 12, &m[1]), EBADMSG);
+	p[8] = 0x00, p[9] = 0x10, p[10] = 0, p[11] = 0; /* error 4096 */
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_CLOCK_SET, p, 12, &m[1]), EBADMSG);
+	p[8] = 1, p[9] = 0; /* EPERM */
+	ASSERT_OK(agent_msg_decode(AGENT_MSG_CLOCK_SET, p, 12, &m[1]));
+	ASSERT_EQ(m[1].clock_set.error, 1);
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_BOOT_ID, p, 15, &m[2]), EBADMSG);
+	ASSERT_ERRNO(agent_msg_decode(AGENT_MSG_BOOT_ID, p, 0, &m[2]), EBADMSG);
+	ASSERT_OK(agent_msg_decode(AGENT_MSG_BOOT_ID, p, 16, &m[2]));
+}
+
 /* DISK_USAGE (type 30): round trip, and the decoder's refusals. */
 static void test_disk_usage(void)
 {
@@ -396,7 +459,8 @@ static void test_throughput_hostile(void)
 	free(d);
 }
 
-TEST_MAIN(TEST(test_roundtrip_all_types), TEST(test_disk_usage), TEST(test_output_data_stays_valid),
-	  TEST(test_byte_by_byte), TEST(test_resync_after_garbage_and_corruption),
-	  TEST(test_truncated_frame_then_new_frame), TEST(test_limits), TEST(test_crc_known_value),
-	  TEST(test_span_crc_random), TEST(test_pending_gives_way), TEST(test_throughput_hostile))
+TEST_MAIN(TEST(test_roundtrip_all_types), TEST(test_suspend_messages), TEST(test_disk_usage),
+	  TEST(test_output_data_stays_valid), TEST(test_byte_by_byte),
+	  TEST(test_resync_after_garbage_and_corruption), TEST(test_truncated_frame_then_new_frame),
+	  TEST(test_limits), TEST(test_crc_known_value), TEST(test_span_crc_random),
+	  TEST(test_pending_gives_way), TEST(test_throughput_hostile))

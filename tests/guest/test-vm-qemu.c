@@ -420,11 +420,12 @@ static void sentinels_close(struct sentinels *sn)
 
 /* The VMM's fds: only what it was given (0-2, the two listening sockets, the disks, the
  * console) and what QEMU opens itself in its sandbox (anonymous inodes, its own sockets and
- * pipes, the TAP). Anything of the daemon's is a failure. */
+ * pipes, the TAP, the guest's RAM file bound at /vm/ram). Anything of the daemon's is a
+ * failure. */
 static void check_fds(struct fixture *f, struct booted *b, const struct sentinels *sn)
 {
 	const char *allowed[] = {"/dev/null", "/dev/urandom", "/dev/net/tun", "/dev/kvm",
-				 f->rootfs,   f->data,	      f->console};
+				 "/vm/ram",   f->rootfs,      f->data,	      f->console};
 	char dir[64];
 	DIR *d;
 	struct dirent *de;

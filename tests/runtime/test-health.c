@@ -23,6 +23,14 @@ static enum health_verdict v(enum vm_state st, enum check_status vmm, enum check
 static void test_verdict(void)
 {
 	ASSERT_EQ(v(VM_STATE_FAILED, CHECK_DOWN, 0, 0, 0, true, true), HEALTH_FAILED);
+	/* Parked: whatever the checks say (no heartbeats while paused, no VMM when suspended). */
+	ASSERT_EQ(v(VM_STATE_PAUSED, CHECK_OK, CHECK_DOWN, CHECK_OK, CHECK_OK, true, true),
+		  HEALTH_PAUSED);
+	ASSERT_EQ(v(VM_STATE_SUSPENDING, CHECK_OK, CHECK_OK, CHECK_OK, CHECK_OK, true, true),
+		  HEALTH_PAUSED);
+	ASSERT_EQ(v(VM_STATE_SUSPENDED, CHECK_DOWN, 0, 0, 0, true, true), HEALTH_SUSPENDED);
+	ASSERT_STREQ(health_verdict_to_string(HEALTH_PAUSED), "paused");
+	ASSERT_STREQ(health_verdict_to_string(HEALTH_SUSPENDED), "suspended");
 	ASSERT_EQ(v(VM_STATE_STARTING, CHECK_PENDING, 0, 0, 0, true, true), HEALTH_STARTING);
 	ASSERT_EQ(v(VM_STATE_CREATED, CHECK_DOWN, 0, 0, 0, true, true), HEALTH_STOPPED);
 	ASSERT_EQ(v(VM_STATE_STOPPED, CHECK_DOWN, 0, 0, 0, true, true), HEALTH_STOPPED);

@@ -6,7 +6,8 @@
 #include "test.h"
 
 struct rec {
-	int launch, request_stop, arm, kill, cleanup;
+	int launch, request_stop, arm, kill, cleanup, park, discard;
+	enum lc_park park_op;
 	int done_verb[8], done_result[8];
 	int n_done;
 };
@@ -31,6 +32,15 @@ static void a_cleanup(void *ud)
 {
 	((struct rec *)ud)->cleanup++;
 }
+static void a_park(void *ud, enum lc_park op)
+{
+	((struct rec *)ud)->park++;
+	((struct rec *)ud)->park_op = op;
+}
+static void a_discard(void *ud)
+{
+	((struct rec *)ud)->discard++;
+}
 static void a_complete(void *ud, int verb, int result)
 {
 	struct rec *r = ud;
@@ -47,12 +57,15 @@ static const struct lc_actions acts = {
 	.kill = a_kill,
 	.cleanup = a_cleanup,
 	.complete = a_complete,
+	.park = a_park,
+	.discard = a_discard,
 };
 
 /* Expected outcome of one pair: -1 = event rejected; else the new state and the actions. */
 struct expect {
 	int state; /* -1: rejected */
 	int launch, request_stop, arm, kill, cleanup;
+	int park, discard;
 };
 
 #define REJ                       \
@@ -65,6 +78,13 @@ struct expect {
 #define SP VM_STATE_STOPPING
 #define S VM_STATE_STOPPED
 #define F VM_STATE_FAILED
+#define P VM_STATE_PAUSED
+#define SI VM_STATE_SUSPENDING
+#define SD VM_STATE_SUSPENDED
+/* pause/resume/suspend and the park job's answers where they mean nothing */
+#define NO_PARK                                                                                  \
+	[LC_EV_PAUSE] = REJ, [LC_EV_RESUME] = REJ, [LC_EV_SUSPEND] = REJ, [LC_EV_PARK_OK] = REJ, \
+	[LC_EV_PARK_FAIL] = REJ
 
 /* Written independently of lifecycle.c, from docs/contract.md ("States and verbs"). */
 static const struct expect table[_VM_STATE_MAX][_LC_EV_MAX] =
@@ -80,6 +100,7 @@ static const struct expect table[_VM_STATE_MAX][_LC_EV_MAX] =
 				[LC_EV_EXIT] = REJ,
 				[LC_EV_DEADLINE] = REJ,
 				[LC_EV_CLEANUP_DONE] = REJ,
+				NO_PARK,
 			},
 		[SG] =
 			{
@@ -92,6 +113,7 @@ static const struct expect table[_VM_STATE_MAX][_LC_EV_MAX] =
 				[LC_EV_EXIT] = REJ,
 				[LC_EV_DEADLINE] = REJ,
 				[LC_EV_CLEANUP_DONE] = REJ,
+				NO_PARK,
 			},
 		[R] =
 			{
@@ -106,6 +128,12 @@ static const struct expect table[_VM_STATE_MAX][_LC_EV_MAX] =
 				/* exit_clean false in the base state: a VMM that ended on its own
 				   failed. */
 				[LC_EV_CLEANUP_DONE] = {F, 0, 0, 0, 0, 0},
+				[LC_EV_PAUSE] = {R, 0, 0, 0, 0, 0, 1, 0},
+				[LC_EV_RESUME] = {R, 0, 0, 0, 0, 0},
+				[LC_EV_SUSPEND] = {SI, 0, 0, 0, 0, 0, 1, 0},
+				/* no park job in flight in the base state */
+				[LC_EV_PARK_OK] = REJ,
+				[LC_EV_PARK_FAIL] = REJ,
 			},
 		[SP] =
 			{
@@ -119,6 +147,7 @@ static const struct expect table[_VM_STATE_MAX][_LC_EV_MAX] =
 				[LC_EV_EXIT] = {SP, 0, 0, 0, 0, 1},
 				[LC_EV_DEADLINE] = {SP, 0, 0, 0, 1, 0},
 				[LC_EV_CLEANUP_DONE] = {S, 0, 0, 0, 0, 0},
+				NO_PARK,
 			},
 		[S] =
 			{
@@ -131,6 +160,7 @@ static const struct expect table[_VM_STATE_MAX][_LC_EV_MAX] =
 				[LC_EV_EXIT] = REJ,
 				[LC_EV_DEADLINE] = REJ,
 				[LC_EV_CLEANUP_DONE] = REJ,
+				NO_PARK,
 			},
 		[F] =
 			{
@@ -143,6 +173,59 @@ static const struct expect table[_VM_STATE_MAX][_LC_EV_MAX] =
 				[LC_EV_EXIT] = REJ,
 				[LC_EV_DEADLINE] = REJ,
 				[LC_EV_CLEANUP_DONE] = REJ,
+				NO_PARK,
+			},
+		[P] =
+			{
+				[LC_EV_START] = {P, 0, 0, 0, 0, 0, 1, 0}, /* resumes */
+				[LC_EV_STOP] = {SP, 0, 1, 1, 0, 0},
+				[LC_EV_KILL] = {SP, 0, 0, 0, 1, 0},
+				[LC_EV_RESTART] = {SP, 0, 1, 1, 0, 0},
+				[LC_EV_PAUSE] = {P, 0, 0, 0, 0, 0},
+				[LC_EV_RESUME] = {P, 0, 0, 0, 0, 0, 1, 0},
+				[LC_EV_SUSPEND] = {SI, 0, 0, 0, 0, 0, 1, 0},
+				[LC_EV_LAUNCH_OK] = REJ,
+				[LC_EV_LAUNCH_FAIL] = REJ,
+				[LC_EV_EXIT] = {P, 0, 0, 0, 0, 1},
+				[LC_EV_DEADLINE] = REJ,
+				[LC_EV_CLEANUP_DONE] = {F, 0, 0, 0, 0, 0},
+				[LC_EV_PARK_OK] = REJ,
+				[LC_EV_PARK_FAIL] = REJ,
+			},
+		[SI] =
+			{
+				[LC_EV_START] = REJ,
+				[LC_EV_STOP] = REJ,
+				[LC_EV_KILL] = REJ,
+				[LC_EV_RESTART] = REJ,
+				[LC_EV_PAUSE] = REJ,
+				[LC_EV_RESUME] = REJ,
+				[LC_EV_SUSPEND] = REJ,
+				[LC_EV_LAUNCH_OK] = REJ,
+				[LC_EV_LAUNCH_FAIL] = REJ,
+				[LC_EV_EXIT] = {SI, 0, 0, 0, 0, 1},
+				[LC_EV_DEADLINE] = REJ,
+				/* nothing saved in the base state: the VMM died mid-suspend */
+				[LC_EV_CLEANUP_DONE] = {F, 0, 0, 0, 0, 0},
+				[LC_EV_PARK_OK] = REJ,
+				[LC_EV_PARK_FAIL] = REJ,
+			},
+		[SD] =
+			{
+				[LC_EV_START] = {SG, 1, 0, 0, 0, 0},
+				[LC_EV_STOP] = {S, 0, 0, 0, 0, 0, 0, 1},
+				[LC_EV_KILL] = {S, 0, 0, 0, 0, 0, 0, 1},
+				[LC_EV_RESTART] = {SG, 1, 0, 0, 0, 0},
+				[LC_EV_PAUSE] = {SD, 0, 0, 0, 0, 0},
+				[LC_EV_RESUME] = {SG, 1, 0, 0, 0, 0},
+				[LC_EV_SUSPEND] = {SD, 0, 0, 0, 0, 0},
+				[LC_EV_LAUNCH_OK] = REJ,
+				[LC_EV_LAUNCH_FAIL] = REJ,
+				[LC_EV_EXIT] = REJ,
+				[LC_EV_DEADLINE] = REJ,
+				[LC_EV_CLEANUP_DONE] = REJ,
+				[LC_EV_PARK_OK] = REJ,
+				[LC_EV_PARK_FAIL] = REJ,
 			},
 };
 
@@ -161,19 +244,20 @@ static void test_every_pair(void)
 						  vm_state_to_string(st), lc_event_to_string(ev),
 						  k);
 				if (s.state != (enum vm_state)st || r.launch || r.kill ||
-				    r.cleanup || r.n_done)
+				    r.cleanup || r.n_done || r.park || r.discard)
 					TEST_FAIL("%s + %s: a rejected event changed something",
 						  vm_state_to_string(st), lc_event_to_string(ev));
 				continue;
 			}
 			if (k < 0 || (int)s.state != e->state || r.launch != e->launch ||
 			    r.request_stop != e->request_stop || r.arm != e->arm ||
-			    r.kill != e->kill || r.cleanup != e->cleanup)
+			    r.kill != e->kill || r.cleanup != e->cleanup || r.park != e->park ||
+			    r.discard != e->discard)
 				TEST_FAIL("%s + %s: got state %s launch %d stop %d arm %d kill %d "
-					  "cleanup %d (r=%d)",
+					  "cleanup %d park %d discard %d (r=%d)",
 					  vm_state_to_string(st), lc_event_to_string(ev),
 					  vm_state_to_string(s.state), r.launch, r.request_stop,
-					  r.arm, r.kill, r.cleanup, k);
+					  r.arm, r.kill, r.cleanup, r.park, r.discard, k);
 		}
 	}
 }
@@ -320,6 +404,119 @@ static void test_flows(void)
 	ASSERT_TRUE(has_done(&r, VM_VERB_START, -EIO));
 }
 
+/* pause, resume, suspend and the restore, with their writers and the SPEC's no-ops and EINVAL. */
+static void test_park_flows(void)
+{
+	struct lc_vm s = {.state = VM_STATE_RUNNING};
+	struct rec r = {};
+
+	/* SPEC: pause/resume/suspend mean nothing on created, stopped, failed: EINVAL. */
+	for (int st = VM_STATE_CREATED; st <= VM_STATE_FAILED; st++) {
+		struct lc_vm idle = {.state = st};
+
+		if (st == VM_STATE_STARTING || st == VM_STATE_RUNNING || st == VM_STATE_STOPPING)
+			continue;
+		ASSERT_EQ(lifecycle_check(&idle, VM_VERB_PAUSE), -EINVAL);
+		ASSERT_EQ(lifecycle_check(&idle, VM_VERB_RESUME), -EINVAL);
+		ASSERT_EQ(lifecycle_check(&idle, VM_VERB_SUSPEND), -EINVAL);
+	}
+	/* No-ops: resume on running, pause on paused and suspended, suspend on suspended. */
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_RESUME), 1);
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_PAUSE), 0);
+
+	/* pause: the job runs, the writer completes when it succeeded. */
+	ASSERT_OK(lifecycle_event(&s, LC_EV_PAUSE, &acts, &r));
+	ASSERT_EQ(r.park_op, LC_PARK_PAUSE);
+	ASSERT_EQ(s.state, VM_STATE_RUNNING);
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_STOP), -EBUSY); /* in flight */
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_KILL), 0);
+	ASSERT_OK(lifecycle_event(&s, LC_EV_PARK_OK, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_PAUSED);
+	ASSERT_TRUE(s.vmm_paused);
+	ASSERT_TRUE(has_done(&r, VM_VERB_PAUSE, 0));
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_PAUSE), 1);
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_RESUME), 0);
+
+	/* a failed resume leaves it paused; its writer gets EIO. */
+	memset(&r, 0, sizeof(r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_RESUME, &acts, &r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_PARK_FAIL, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_PAUSED);
+	ASSERT_TRUE(has_done(&r, VM_VERB_RESUME, -EIO));
+
+	/* suspend of a paused VM: saved, the VMM killed, then suspended once it is cleaned. */
+	memset(&r, 0, sizeof(r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_SUSPEND, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_SUSPENDING);
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_KILL), -EBUSY);
+	ASSERT_OK(lifecycle_event(&s, LC_EV_PARK_OK, &acts, &r));
+	ASSERT_TRUE(s.saved);
+	ASSERT_EQ(r.kill, 1);
+	ASSERT_OK(lifecycle_event(&s, LC_EV_EXIT, &acts, &r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_CLEANUP_DONE, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_SUSPENDED);
+	ASSERT_TRUE(has_done(&r, VM_VERB_SUSPEND, 0));
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_SUSPEND), 1);
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_PAUSE), 1);
+
+	/* resume of a suspended VM restores it; a failed restore keeps the saved state and a
+	 * later start tries the restore again (never a cold boot instead). */
+	memset(&r, 0, sizeof(r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_RESUME, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_STARTING);
+	ASSERT_TRUE(s.restore);
+	ASSERT_OK(lifecycle_event(&s, LC_EV_LAUNCH_FAIL, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_FAILED);
+	ASSERT_TRUE(s.saved);
+	ASSERT_TRUE(has_done(&r, VM_VERB_RESUME, -EIO));
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_STOP), 0); /* would discard */
+	ASSERT_OK(lifecycle_event(&s, LC_EV_START, &acts, &r));
+	ASSERT_TRUE(s.restore);
+	ASSERT_OK(lifecycle_event(&s, LC_EV_LAUNCH_OK, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_RUNNING);
+	ASSERT_FALSE(s.saved);
+	ASSERT_TRUE(has_done(&r, VM_VERB_START, 0));
+
+	/* a suspend that fails leaves a running VM running; one whose VMM dies fails. */
+	memset(&r, 0, sizeof(r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_SUSPEND, &acts, &r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_PARK_FAIL, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_RUNNING);
+	ASSERT_TRUE(has_done(&r, VM_VERB_SUSPEND, -EIO));
+	memset(&r, 0, sizeof(r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_SUSPEND, &acts, &r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_EXIT, &acts, &r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_PARK_FAIL, &acts, &r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_CLEANUP_DONE, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_FAILED);
+	ASSERT_FALSE(s.saved);
+
+	/* stop of a suspended VM discards the saved state; restart boots afresh. */
+	s = (struct lc_vm){.state = VM_STATE_SUSPENDED, .saved = true};
+	memset(&r, 0, sizeof(r));
+	ASSERT_EQ(lifecycle_check(&s, VM_VERB_STOP), 0);
+	ASSERT_OK(lifecycle_event(&s, LC_EV_STOP, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_STOPPED);
+	ASSERT_EQ(r.discard, 1);
+	ASSERT_FALSE(s.saved);
+	ASSERT_TRUE(has_done(&r, VM_VERB_STOP, 0)); /* its writer is answered */
+	s = (struct lc_vm){.state = VM_STATE_SUSPENDED, .saved = true};
+	memset(&r, 0, sizeof(r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_RESTART, &acts, &r));
+	ASSERT_EQ(s.state, VM_STATE_STARTING);
+	ASSERT_FALSE(s.restore);
+	ASSERT_FALSE(s.saved);
+
+	/* kill while a pause is in flight: the pause writer fails, the VM is killed. */
+	s = (struct lc_vm){.state = VM_STATE_RUNNING};
+	memset(&r, 0, sizeof(r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_PAUSE, &acts, &r));
+	ASSERT_OK(lifecycle_event(&s, LC_EV_KILL, &acts, &r));
+	ASSERT_TRUE(has_done(&r, VM_VERB_PAUSE, -EIO));
+	ASSERT_EQ(s.state, VM_STATE_STOPPING);
+	ASSERT_EQ(s.park, LC_PARK_NONE);
+}
+
 static void test_strings(void)
 {
 	for (int i = 0; i < _VM_STATE_MAX; i++)
@@ -330,4 +527,5 @@ static void test_strings(void)
 	ASSERT_EQ(vm_state_from_string(""), -EINVAL);
 }
 
-TEST_MAIN(TEST(test_every_pair), TEST(test_checks), TEST(test_flows), TEST(test_strings))
+TEST_MAIN(TEST(test_every_pair), TEST(test_checks), TEST(test_flows), TEST(test_park_flows),
+	  TEST(test_strings))

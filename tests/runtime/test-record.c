@@ -153,4 +153,40 @@ static void test_launch_intent(void)
 	ASSERT_FALSE(b.launching);
 }
 
-TEST_MAIN(TEST(test_round_trip), TEST(test_file), TEST(test_reject), TEST(test_launch_intent))
+/* The boot id a suspended VM's restore must find again: 32 hex digits, strict. */
+static void test_boot_id(void)
+{
+	static const char *const bad[] = {"\"00\"", "\"0123456789abcdef0123456789abcdeF\"",
+					  "\"0123456789abcdef0123456789abcdef0\"", "12",
+					  "\"0123456789abcdef0123456789abcdeg\""};
+	struct vm_record a, b;
+	struct err err = {};
+	char *s = NULL, *p;
+
+	fill(&a);
+	a.state = VM_STATE_SUSPENDED;
+	ASSERT_OK(record_encode(&a, &s));
+	ASSERT_TRUE(strstr(s, "boot_id") == NULL);
+	free(s);
+	a.has_boot_id = true;
+	for (int i = 0; i < AGENT_BOOT_ID_LEN; i++)
+		a.boot_id[i] = (uint8_t)(0xf0 + i);
+	ASSERT_OK(record_encode(&a, &s));
+	ASSERT_TRUE(strstr(s, "\"boot_id\": \"f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff\"") != NULL);
+	ASSERT_OK(record_decode(s, strlen(s), &b, &err));
+	ASSERT_TRUE(b.has_boot_id);
+	ASSERT_EQ(memcmp(a.boot_id, b.boot_id, AGENT_BOOT_ID_LEN), 0);
+	ASSERT_EQ(b.state, VM_STATE_SUSPENDED);
+	p = strstr(s, "\"f0f1");
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+		char *t = NULL;
+
+		ASSERT_TRUE(asprintf(&t, "%.*s%s%s", (int)(p - s), s, bad[i], p + 34) > 0);
+		ASSERT_ERRNO(record_decode(t, strlen(t), &b, &err), EINVAL);
+		free(t);
+	}
+	free(s);
+}
+
+TEST_MAIN(TEST(test_round_trip), TEST(test_file), TEST(test_reject), TEST(test_launch_intent),
+	  TEST(test_boot_id))

@@ -407,6 +407,99 @@ static void test_lifecycle(void)
 	rm_rf(T);
 }
 
+/* pause, resume, suspend and the restore against the fake (docs/firecracker.md N): every call
+ * answered 2xx (no contract violation), nothing of the VMM left while suspended, a corrupt saved
+ * state fails the restore (failed, the reason in error) and stop discards it. */
+static void test_suspend(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm;
+	char *s, seq[32768], path[600];
+	pid_t pid;
+
+	setup();
+	rt = rt_open(&cfg);
+	vm = define(rt, "park1");
+	ASSERT_ERRNO(command(vm, VM_VERB_PAUSE), EINVAL);
+	ASSERT_ERRNO(command(vm, VM_VERB_SUSPEND), EINVAL);
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	ASSERT_EQ(command(vm, VM_VERB_RESUME), 1); /* resume on running: no-op */
+	ASSERT_EQ(command(vm, VM_VERB_PAUSE), 0);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_PAUSED);
+	s = show(vm, VM_ATTR_HEALTH);
+	if (strncmp(s, "paused\nvmm: paused since ", 25) != 0)
+		TEST_FAIL("health: %s", s);
+	free(s);
+	ASSERT_EQ(command(vm, VM_VERB_PAUSE), 1);
+	ASSERT_ERRNO(runtime_vm_destroy(rt, "park1", NULL, NULL), EBUSY);
+	ASSERT_EQ(command(vm, VM_VERB_RESUME), 0);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_RUNNING);
+	s = show(vm, VM_ATTR_PID);
+	pid = atoi(s);
+	free(s);
+
+	/* suspend: the files out of the jail, the VMM and its jail gone. */
+	ASSERT_EQ(command(vm, VM_VERB_SUSPEND), 0);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_SUSPENDED);
+	assert_no_leftovers(rt, "park1", pid);
+	snprintf(path, sizeof(path), "%s/state/vms/park1/suspend/state", T);
+	ASSERT_OK(access(path, F_OK));
+	snprintf(path, sizeof(path), "%s/state/vms/park1/suspend/mem", T);
+	ASSERT_OK(access(path, F_OK));
+	s = show(vm, VM_ATTR_HEALTH);
+	if (strncmp(s, "suspended\n", 10) != 0 || !strstr(s, "\nsaved: suspended "))
+		TEST_FAIL("health: %s", s);
+	free(s);
+	ASSERT_EQ(command(vm, VM_VERB_SUSPEND), 1);
+	ASSERT_ERRNO(runtime_vm_destroy(rt, "park1", NULL, NULL), EBUSY);
+
+	/* restore (resume): a new jail, snapshot/load, the saved state consumed. */
+	ASSERT_EQ(command(vm, VM_VERB_RESUME), 0);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_RUNNING);
+	snprintf(path, sizeof(path), "%s/state/vms/park1/suspend", T);
+	ASSERT_TRUE(access(path, F_OK) < 0);
+
+	/* restart of a suspended VM: the saved state goes, the VM boots afresh. */
+	ASSERT_EQ(command(vm, VM_VERB_SUSPEND), 0);
+	ASSERT_EQ(command(vm, VM_VERB_RESTART), 0);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_RUNNING);
+	snprintf(path, sizeof(path), "%s/state/vms/park1/suspend", T);
+	ASSERT_TRUE(access(path, F_OK) < 0);
+
+	/* suspend from paused, then a corrupt state: failed with the reason, no boot. */
+	ASSERT_EQ(command(vm, VM_VERB_PAUSE), 0);
+	ASSERT_EQ(command(vm, VM_VERB_SUSPEND), 0);
+	snprintf(path, sizeof(path), "%s/state/vms/park1/suspend/state", T);
+	{
+		FILE *f = fopen(path, "r+");
+
+		ASSERT_TRUE(f != NULL);
+		fseek(f, 20, SEEK_SET);
+		fputc('#', f);
+		fclose(f);
+	}
+	ASSERT_ERRNO(command(vm, VM_VERB_START), EIO);
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_FAILED);
+	s = show(vm, VM_ATTR_ERROR);
+	if (!strstr(s, "saved state corrupt"))
+		TEST_FAIL("error: %s", s);
+	free(s);
+	ASSERT_OK(access(path, F_OK));		 /* kept */
+	ASSERT_EQ(command(vm, VM_VERB_STOP), 0); /* discards it */
+	ASSERT_EQ(vm_get_state(vm), VM_STATE_STOPPED);
+	vm_unref(vm);
+	destroy(rt, "park1");
+	/* Three VMMs: the boot, the restore, the restart's boot (the corrupt state never reached a
+	 * VMM). */
+	ASSERT_EQ(check_calls("park1", seq, sizeof(seq)), 3);
+	if (!strstr(seq, "PATCH /vm\n") || !strstr(seq, "PUT /snapshot/create\n") ||
+	    !strstr(seq, "PUT /logger\nPUT /metrics\nPUT /snapshot/load\nPATCH /vm\n"))
+		TEST_FAIL("unexpected sequence:\n%s", seq);
+	runtime_free(rt);
+	rm_rf(T);
+}
+
 /* Two writers of one VM, the second arriving while the supervisor commits the first one's
  * transition (pinned with the test hook, so the ordering is deterministic). The first writer's
  * restart goes on and it gets success; the second gets EBUSY, and no writer other than its own
@@ -1138,6 +1231,121 @@ static void test_agent(void)
 	rm_rf(T);
 }
 
+static bool wait_health(struct vm *vm, const char *word, const char *also, char **ret)
+{
+	char *s = NULL;
+
+	for (int i = 0; i < 100; i++) {
+		free(s);
+		s = show(vm, VM_ATTR_HEALTH);
+		if (strncmp(s, word, strlen(word)) == 0 && s[strlen(word)] == '\n' &&
+		    (!also || strstr(s, also)))
+			break;
+		usleep(100000);
+	}
+	*ret = s;
+	return strncmp(s, word, strlen(word)) == 0 && (!also || strstr(s, also));
+}
+
+/* The guest agent across pause and a suspend/restore on the fake (its vsock transport reset,
+ * a new VMM): healthy again after each, the restored guest's clock stepped, the same boot id
+ * (the fake hands the snapshot's to the agent); a guest that comes back as another boot is
+ * reported in error. */
+static void test_suspend_agent(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm;
+	char agent[512], kn[2048], *s = NULL, cfgp[300];
+	const char *b = getenv("MVMFS_BUILDDIR");
+	FILE *f;
+
+	setup();
+	snprintf(agent, sizeof(agent), "%s/guest/mvmfs-agent", b ? b : ".");
+	if (!b || access(agent, X_OK) < 0)
+		test_skip("guest agent not built");
+	snprintf(cfgp, sizeof(cfgp), "%s/config.json", T);
+	f = fopen(cfgp, "w");
+	ASSERT_TRUE(f != NULL);
+	fputs("{\"entrypoint\":[\"/bin/sh\",\"-c\"],\"cmd\":[\"exec sleep 1000\"],\"env\":[],"
+	      "\"workdir\":\"/\",\"user\":\"\"}",
+	      f);
+	fclose(f);
+	snprintf(kn, sizeof(kn),
+		 "{\"by_id\":{\"pagent\":{\"agent_cmd\":\"%s --test-mode --boot-id "
+		 "$FAKE_FC_GUEST_BOOT_ID --initrd %s/state/vms/pagent/initrd.img; echo reboot "
+		 ">&3\"}}}",
+		 agent, T);
+	write_knobs(kn);
+	rt = rt_open(&cfg);
+	vm = define(rt, "pagent");
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	if (!wait_health(vm, "healthy", NULL, &s))
+		TEST_FAIL("health: %s", s);
+	free(s);
+	ASSERT_EQ(command(vm, VM_VERB_PAUSE), 0);
+	if (!wait_health(vm, "paused", "\nagent: paused no heartbeats", &s))
+		TEST_FAIL("health: %s", s);
+	free(s);
+	usleep(3500 * 1000); /* longer than three heartbeat periods */
+	ASSERT_EQ(command(vm, VM_VERB_RESUME), 0);
+	s = show(vm, VM_ATTR_HEALTH);
+	if (strncmp(s, "unhealthy", 9) == 0)
+		TEST_FAIL("the pause counted as missed heartbeats: %s", s);
+	free(s);
+	if (!wait_health(vm, "healthy", NULL, &s))
+		TEST_FAIL("health: %s", s);
+	free(s);
+
+	/* suspend, restore: the agent comes back on the new VMM, same boot, clock stepped. */
+	ASSERT_EQ(command(vm, VM_VERB_SUSPEND), 0);
+	ASSERT_EQ(command(vm, VM_VERB_RESUME), 0);
+	if (!wait_health(vm, "healthy", NULL, &s))
+		TEST_FAIL("health after the restore: %s", s);
+	free(s);
+	for (int i = 0; i < 50; i++) {
+		s = show(vm, VM_ATTR_LOG);
+		if (strstr(s, "clock: wall clock stepped by "))
+			break;
+		free(s);
+		s = NULL;
+		usleep(100000);
+	}
+	if (!s)
+		TEST_FAIL("no clock step in the log");
+	free(s);
+	s = show(vm, VM_ATTR_ERROR);
+	ASSERT_STREQ(s, "");
+	free(s);
+
+	/* A guest that comes back as another boot (no --boot-id: a random one) is reported. */
+	snprintf(kn, sizeof(kn),
+		 "{\"by_id\":{\"pagent\":{\"agent_cmd\":\"%s --test-mode --initrd "
+		 "%s/state/vms/pagent/initrd.img; echo reboot >&3\"}}}",
+		 agent, T);
+	write_knobs(kn);
+	ASSERT_EQ(command(vm, VM_VERB_SUSPEND), 0);
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	for (int i = 0; i < 50; i++) {
+		s = show(vm, VM_ATTR_ERROR);
+		if (strstr(s, "came back as another boot"))
+			break;
+		free(s);
+		s = NULL;
+		usleep(100000);
+	}
+	if (!s)
+		TEST_FAIL("a rebooted guest was not reported");
+	free(s);
+	ASSERT_EQ(command(vm, VM_VERB_KILL), 0);
+	vm_unref(vm);
+	destroy(rt, "pagent");
+	/* The guests of every VMM died with it (their apps too): no cgroup is held. */
+	assert_no_leftovers(rt, "pagent", 0);
+	runtime_free(rt);
+	rm_rf(T);
+}
+
 /* --stop-vms-on-exit: shutting the runtime down stops its VMs; the next start finds them
  * stopped. */
 static void test_stop_on_exit(void)
@@ -1173,10 +1381,11 @@ static void test_stop_on_exit(void)
 #ifdef RT_REGISTRY_SUITE
 /* The fake-only cases are built but not run in this binary. */
 _unused_ static void (*const fake_cases[])(void) = {
-	test_lifecycle,	     test_volumes, test_concurrent_commands,
-	test_stop_on_exit,   test_agent,   test_daemon_killed_mid_start,
-	test_reap_leftovers, test_network, test_ignore_ctrl_alt_del,
-	test_crash,	     test_refused, test_readopt,
+	test_lifecycle,	     test_volumes,	 test_concurrent_commands,
+	test_stop_on_exit,   test_agent,	 test_daemon_killed_mid_start,
+	test_reap_leftovers, test_network,	 test_ignore_ctrl_alt_del,
+	test_crash,	     test_refused,	 test_readopt,
+	test_suspend,	     test_suspend_agent,
 };
 static char fx_dir[128];
 
@@ -1390,5 +1599,6 @@ TEST_MAIN(TEST(test_slow_pulls), TEST(test_lifecycle), TEST(test_volumes),
 	  TEST(test_concurrent_commands), TEST(test_stop_on_exit), TEST(test_agent),
 	  TEST(test_daemon_killed_mid_start), TEST(test_reap_leftovers), TEST(test_network),
 	  TEST(test_ignore_ctrl_alt_del), TEST(test_crash), TEST(test_refused), TEST(test_readopt),
-	  TEST(test_symlink_swap), TEST(test_hung_api), TEST(test_cgroup_fail_closed))
+	  TEST(test_symlink_swap), TEST(test_hung_api), TEST(test_cgroup_fail_closed),
+	  TEST(test_suspend), TEST(test_suspend_agent))
 #endif

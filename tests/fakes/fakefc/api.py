@@ -7,8 +7,10 @@ import struct
 import sys
 import threading
 import time
+import uuid
 
 from . import VERSION, knobs as knobmod, schemas as S
+from . import snapshot as snap
 from .serde import SerdeError, from_str
 from .sysc import io_error
 
@@ -22,7 +24,14 @@ CMDLINE_MAX = 2048
 DEFAULT_CMDLINE = ("reboot=k panic=1 nomodule 8250.nr_uarts=0 i8042.noaux i8042.nomux "
                    "i8042.dumbkbd swiotlb=noforce")
 METRICS_PERIOD_S = 60
-NOT_MODELLED = {"balloon", "cpu-config", "entropy", "serial", "snapshot", "hotplug", "pmem"}
+NOT_MODELLED = {"balloon", "cpu-config", "entropy", "serial", "hotplug", "pmem"}
+LOAD_NOT_ALLOWED = ("Load snapshot error: Loading a microVM snapshot not allowed after "
+                    "configuring boot-specific resources.")
+CREATE_WHILE_RUNNING = ("Create snapshot error: Cannot save the microVM state: Operation not "
+                        "allowed: save/restore unavailable while running")
+MISSING_MEM = "missing field: either `mem_backend` or `mem_file_path` is required"
+TOO_MANY_MEM = ("too many fields: either `mem_backend` or `mem_file_path` exclusively is "
+                "required")
 
 
 class Fault(Exception):
@@ -36,6 +45,10 @@ class Fault(Exception):
 
 class Hang(Exception):
     pass
+
+
+class _Fatal(Exception):
+    """A failure inside snapshot/load: answered, then the process exits 1."""
 
 
 def _checked_id(tok):
@@ -95,6 +108,12 @@ class Vmm:
         self.i8042_pending = 0
         self.deprecated = False
         self.lock = threading.Lock()
+        self.boot_path = False          # a boot-path resource was configured: no snapshot/load
+        self.boot_id = None             # the guest's boot (InstanceStart, or the snapshot's)
+        self.mem_fd = None              # the memory file a restored guest runs from
+        self.fatal = None               # (code, reason): exit once the answer is sent
+        self.restored = None            # what the load restored, for the record
+        self.cmdline_override = None    # the snapshot's guest command line, once restored
 
     # ------------------------------------------------------------------ router
     def handle(self, method, path, body):
@@ -170,6 +189,10 @@ class Vmm:
                 if nxt == "config":
                     return self.put_mmds_config(body)
                 raise Fault("Invalid request method and/or path: PUT mmds.")
+            if first == "snapshot" and nxt == "create":
+                return self.put_snapshot_create(body)
+            if first == "snapshot" and nxt == "load":
+                return self.put_snapshot_load(body)
             if first in NOT_MODELLED:
                 raise Fault("fake-firecracker: PUT /%s is not modelled by the fake" % first)
         elif m == "PATCH":
@@ -263,6 +286,7 @@ class Vmm:
     def put_boot_source(self, body):
         cfg = _parse(body, S.BOOT_SOURCE)
         self.preboot()
+        self.boot_path = True
         fds = []
         try:
             fds.append(os.open(cfg["kernel_image_path"], os.O_RDONLY | os.O_CLOEXEC))
@@ -308,6 +332,7 @@ class Vmm:
         if "cpu_template" in cfg and cfg["cpu_template"] is not None:
             self.deprecated = True
         self.preboot()
+        self.boot_path = True
         m = {"vcpu_count": cfg["vcpu_count"], "mem_size_mib": cfg["mem_size_mib"],
              "smt": cfg.get("smt", False), "track_dirty_pages": cfg.get("track_dirty_pages", False),
              "huge_pages": cfg.get("huge_pages", "None"),
@@ -323,6 +348,7 @@ class Vmm:
         if cfg.get("cpu_template") is not None:
             self.deprecated = True
         self.preboot()
+        self.boot_path = True
         m = dict(self.machine)
         m.update({k: v for k, v in cfg.items() if v is not None})
         self._validate_machine(m)
@@ -340,6 +366,8 @@ class Vmm:
                 raise Fault("PCI is not enabled")
             if any(d["drive_id"] == pid for d in self.drives):
                 raise Fault("Device ID in use")
+        else:
+            self.boot_path = True
         if (cfg.get("path_on_host") is None) == (cfg.get("socket") is None):
             raise Fault("Drive config error: Unable to create the virtio block device: Invalid "
                         "block config.")
@@ -430,6 +458,8 @@ class Vmm:
                 raise Fault("PCI is not enabled")
             if any(n["iface_id"] == pid for n in self.nets):
                 raise Fault("Device ID in use")
+        else:
+            self.boot_path = True
         mac = cfg.get("guest_mac")
         if mac is not None:
             mac = mac.lower()
@@ -472,6 +502,7 @@ class Vmm:
         if cfg.get("vsock_id") is not None:
             self.deprecated = True
         self.preboot()
+        self.boot_path = True
         if self.vsock is not None:
             old_cfg, old = self.vsock
             try:
@@ -646,6 +677,7 @@ class Vmm:
         if version == "V1":
             self.deprecated = True
         self.preboot()
+        self.boot_path = True
         ifs = cfg["network_interfaces"]
         if not ifs:
             raise Fault("MMMDS config error: The list of network interface IDs that allow "
@@ -669,8 +701,193 @@ class Vmm:
     def patch_vm(self, body):
         cfg = _parse(body, S.VM_STATE)
         self.postboot()
-        self.state = "Paused" if cfg["state"] == "Paused" else "Running"
+        new = "Paused" if cfg["state"] == "Paused" else "Running"
+        if new != self.state:
+            self.rec.event("paused" if new == "Paused" else "resumed")
+        self.state = new
         return 204, None
+
+    # ------------------------------------------------------------------ snapshots
+    def snapshot_doc(self, snapshot_type):
+        pub = lambda d, keys: {k: d.get(k) for k in keys}  # noqa: E731
+        return {
+            "version": snap.FORMAT_VERSION, "firecracker_version": VERSION,
+            "snapshot_type": snapshot_type, "boot_id": self.boot_id,
+            "machine": dict(self.machine),
+            "mem_size_bytes": self.machine["mem_size_mib"] << 20,
+            "kernel_cmdline": self.kernel_cmdline() if self.boot else None,
+            "drives": [pub(d, ("drive_id", "path_on_host", "is_root_device", "is_read_only",
+                               "partuuid", "cache_type", "io_engine", "rate_limiter"))
+                       for d in self.drives],
+            "nets": [pub(n, ("iface_id", "host_dev_name", "guest_mac", "mtu",
+                             "rx_rate_limiter", "tx_rate_limiter")) for n in self.nets],
+            "vsock": ({"guest_cid": self.vsock[0]["guest_cid"],
+                       "uds_path": self.vsock[0]["uds_path"]} if self.vsock else None),
+            "mmds_cfg": self.mmds_cfg,
+        }
+
+    def put_snapshot_create(self, body):
+        cfg = _parse(body, S.SNAPSHOT_CREATE)
+        self.postboot()
+        if self.state != "Paused":
+            raise Fault(CREATE_WHILE_RUNNING)
+        stype = cfg.get("snapshot_type", "Full")
+        if stype == "Diff":
+            self.log("WARN", "Diff snapshots are in developer preview.")
+        doc = self.snapshot_doc(stype)
+        try:
+            snap.write_file(cfg["snapshot_path"], snap.encode_state(doc))
+        except OSError as e:
+            raise Fault("Create snapshot error: Cannot save the microVM state: Cannot write "
+                        "snapshot file: %s" % io_error(e))
+        try:
+            snap.write_file(cfg["mem_file_path"], snap.mem_header(self.boot_id,
+                                                                   doc["mem_size_bytes"]),
+                            size=doc["mem_size_bytes"])
+        except OSError as e:
+            raise Fault("Create snapshot error: Cannot save the microVM memory: %s"
+                        % io_error(e))
+        # TRANSPORT_RESET: open guest connections close, guest listeners stay.
+        if self.vsock is not None:
+            self.vsock[1].transport_reset()
+        self.rec.event("snapshot_created", snapshot_path=cfg["snapshot_path"],
+                       mem_file_path=cfg["mem_file_path"], snapshot_type=stype,
+                       boot_id=self.boot_id)
+        return 204, None
+
+    def put_snapshot_load(self, body):
+        cfg = _parse(body, S.SNAPSHOT_LOAD)
+        mb, mf = cfg.get("mem_backend"), cfg.get("mem_file_path")
+        if mb is not None and mf is not None:
+            raise Fault("An error occurred when deserializing the json body of a request: %s."
+                        % TOO_MANY_MEM)
+        if mb is None and mf is None:
+            raise Fault("An error occurred when deserializing the json body of a request: %s."
+                        % MISSING_MEM)
+        if mf is not None or cfg.get("enable_diff_snapshots"):
+            self.deprecated = True
+        self.preboot()
+        if self.boot_path:
+            self.log("INFO", LOAD_NOT_ALLOWED)
+            raise Fault(LOAD_NOT_ALLOWED)
+        if mb is None:
+            mb = {"backend_type": "File", "backend_path": mf}
+        try:
+            self._restore(cfg, mb)
+        except _Fatal as e:
+            msg = "Load snapshot error: Failed to restore from snapshot: %s" % e
+            self.log("ERROR", msg)
+            # The process is too dirty to go on: answer, then exit 1.
+            self.fatal = (1, "snapshot/load: %s" % e)
+            raise Fault(msg)
+        return 204, None
+
+    def _restore(self, cfg, mb):
+        """Everything here is fatal on failure (docs/firecracker.md N)."""
+        opened = []
+        try:
+            try:
+                doc = snap.read_state(cfg["snapshot_path"])
+            except OSError as e:
+                raise _Fatal("Failed to get snapshot state from file: Failed to open snapshot "
+                             "file: %s" % io_error(e))
+            except snap.SnapshotError as e:
+                raise _Fatal("Failed to get snapshot state from file: %s" % e)
+            size = int(doc["mem_size_bytes"])
+            mem_fd = None
+            if mb["backend_type"] == "File":
+                try:
+                    mem_fd = os.open(mb["backend_path"], os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as e:
+                    raise _Fatal("Failed to load guest memory: Cannot open the memory file: %s"
+                                 % io_error(e))
+                opened.append(mem_fd)
+                try:
+                    snap.check_mem_fd(mem_fd, size, doc["boot_id"])
+                except snap.SnapshotError as e:
+                    raise _Fatal(str(e))
+            else:
+                import socket
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+                try:
+                    s.connect(mb["backend_path"])
+                    s.sendall(json.dumps([{"base_host_virt_addr": 0, "size": size,
+                                           "offset": 0, "page_size": 4096,
+                                           "page_size_kib": 4}]).encode())
+                except OSError as e:
+                    s.close()
+                    raise _Fatal("Failed to load guest memory: Cannot connect to UDS in order "
+                                 "to send information on handling guest memory page-faults "
+                                 "due to: %s" % io_error(e))
+                opened.append(os.dup(s.fileno()))
+                s.close()
+            nets = [dict(n) for n in doc["nets"]]
+            for o in cfg.get("network_overrides", []):
+                n = next((n for n in nets if n["iface_id"] == o["iface_id"]), None)
+                if n is None:
+                    raise _Fatal("Unknown Network Device.")
+                n["host_dev_name"] = o["host_dev_name"]
+            vs = dict(doc["vsock"]) if doc.get("vsock") else None
+            if cfg.get("vsock_override") is not None:
+                if vs is None:
+                    raise _Fatal("Unknown Vsock Device.")
+                vs["uds_path"] = cfg["vsock_override"]["uds_path"]
+            drives = []
+            for d in doc["drives"]:
+                d = dict(d)
+                try:
+                    d["_fd"] = os.open(d["path_on_host"], (os.O_RDONLY if d.get("is_read_only")
+                                                           else os.O_RDWR) | os.O_CLOEXEC)
+                except OSError as e:
+                    raise _Fatal("Failed to build microVM from snapshot: Failed to restore "
+                                 "devices: Block: backing file %s: %s"
+                                 % (d["path_on_host"], io_error(e)))
+                opened.append(d["_fd"])
+                drives.append(d)
+            for n in nets:
+                try:
+                    n["_fd"] = self._open_tap(n["host_dev_name"])
+                except Fault as f:
+                    raise _Fatal("Failed to build microVM from snapshot: Failed to restore "
+                                 "devices: Net: %s" % f.msg)
+                opened.append(n["_fd"])
+            backend = None
+            if vs is not None:
+                try:
+                    backend = self.vsock_factory(vs["uds_path"], self)
+                except OSError as e:
+                    raise _Fatal("Failed to build microVM from snapshot: Failed to restore "
+                                 "devices: Vsock: Error binding to the host-side Unix socket: "
+                                 "%s" % io_error(e))
+        except Exception:
+            for fd in opened:
+                os.close(fd)
+            raise
+        m = dict(doc["machine"])
+        m["track_dirty_pages"] = bool(cfg.get("track_dirty_pages") or
+                                      cfg.get("enable_diff_snapshots"))
+        self.machine = m
+        self.drives, self.nets = drives, nets
+        self.vsock = ({"guest_cid": vs["guest_cid"], "uds_path": vs["uds_path"]}, backend) \
+            if vs is not None else None
+        self.mmds_cfg = doc.get("mmds_cfg")
+        if self.mmds_cfg is not None:
+            self.mmds = {}          # MMDS data is not in the snapshot
+        self.mem_fd = opened[0] if mb["backend_type"] == "File" else None
+        self.boot_id = doc["boot_id"]
+        self.cmdline_override = doc.get("kernel_cmdline")
+        self.boot = {"kernel_image_path": "", "initrd_path": None, "boot_args": None}
+        self.state = "Running" if cfg.get("resume_vm") else "Paused"
+        self.restored = {"snapshot_path": cfg["snapshot_path"], "mem_backend": mb,
+                         "boot_id": self.boot_id, "resume_vm": bool(cfg.get("resume_vm")),
+                         "clock_realtime": bool(cfg.get("clock_realtime")),
+                         "track_dirty_pages": m["track_dirty_pages"],
+                         "drives": [d["path_on_host"] for d in drives],
+                         "taps": [n["host_dev_name"] for n in nets],
+                         "vsock": vs["uds_path"] if vs else None}
+        self.rec.event("snapshot_loaded", **self.restored)
+        self.write_metrics()
+        threading.Thread(target=self._metrics_loop, daemon=True).start()
 
     # ------------------------------------------------------------------ actions
     def put_actions(self, body):
@@ -717,7 +934,8 @@ class Vmm:
         if fail:
             raise Fault("Start microvm error: %s" % fail)
         self.state = "Running"
-        self.rec.event("instance_started", cmdline=self.kernel_cmdline())
+        self.boot_id = uuid.uuid4().hex
+        self.rec.event("instance_started", cmdline=self.kernel_cmdline(), boot_id=self.boot_id)
         self.log("INFO", "Artificially kick devices.")
         self.write_metrics()
         threading.Thread(target=self._metrics_loop, daemon=True).start()
@@ -762,6 +980,8 @@ class Vmm:
 
     def kernel_cmdline(self):
         """The final guest command line (docs/firecracker.md J.3), for the record."""
+        if self.cmdline_override is not None:
+            return self.cmdline_override
         b = self.boot or {}
         parts = [b["boot_args"] if b.get("boot_args") is not None else DEFAULT_CMDLINE]
         if not self.enable_pci:

@@ -41,9 +41,12 @@ class Recorder:
                 except OSError:
                     pass
 
-    def call(self, method, path, body, status, response):
-        self.write({"kind": "call", "method": method, "path": path, "body": body,
-                    "status": status, "response": response})
+    def call(self, method, path, body, status, response, deprecated=False):
+        rec = {"kind": "call", "method": method, "path": path, "body": body,
+               "status": status, "response": response}
+        if deprecated:
+            rec["deprecation"] = True       # answered with a Deprecation header
+        self.write(rec)
 
     def event(self, name, **kw):
         d = {"kind": "event", "event": name}

@@ -92,3 +92,19 @@ MMDS_CONFIG = Struct("MmdsConfig", [
     ("version", ("enum", ["V1", "V2"]), "default"), ("network_interfaces", ("vec", "str"), "req"),
     ("ipv4_address", ("opt", ("custom", _ipv4, "IPv4 address")), "req"),
     ("imds_compat", "bool", "default")])
+
+SNAPSHOT_CREATE = Struct("CreateSnapshotParams", [
+    ("snapshot_type", ("enum", ["Full", "Diff"]), "default"), ("snapshot_path", "path", "req"),
+    ("mem_file_path", "path", "req")])
+MEM_BACKEND = Struct("MemBackendConfig", [
+    ("backend_path", "path", "req"), ("backend_type", ("enum", ["File", "Uffd"]), "req")])
+NETWORK_OVERRIDE = Struct("NetworkOverride", [
+    ("iface_id", "str", "req"), ("host_dev_name", "str", "req")])
+VSOCK_OVERRIDE = Struct("VsockOverride", [("uds_path", "str", "req")])
+SNAPSHOT_LOAD = Struct("LoadSnapshotConfig", [
+    ("snapshot_path", "path", "req"), ("mem_file_path", ("opt", "path"), "req"),
+    ("mem_backend", ("opt", MEM_BACKEND), "req"), ("enable_diff_snapshots", "bool", "default"),
+    ("track_dirty_pages", "bool", "default"), ("resume_vm", "bool", "default"),
+    ("network_overrides", ("vec", NETWORK_OVERRIDE), "default"),
+    ("vsock_override", ("opt", VSOCK_OVERRIDE), "default"),
+    ("clock_realtime", "bool", "default")])

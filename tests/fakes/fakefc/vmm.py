@@ -464,7 +464,7 @@ class Server:
             traceback.print_exc()
             status, obj, depr = 500, {"fault_message": "fake-firecracker bug: %r" % e}, False
             self.rec.event("fake_bug", error=traceback.format_exc())
-        self.rec.call(method, path, rbody, status, obj)
+        self.rec.call(method, path, rbody, status, obj, deprecated=depr)
         if status < 300:
             log("INFO", "The request was executed successfully. Status code: %s."
                 % {200: "200 OK", 204: "204 No Content"}.get(status, status), thread="fc_api")
@@ -473,4 +473,8 @@ class Server:
                 % ({400: "400 Bad Request", 413: "413 Payload Too Large"}.get(status, status),
                    obj.get("fault_message") if isinstance(obj, dict) else obj),
                 thread="fc_api")
-        return self._send(c, _response(status, obj, "HTTP/1.1", depr))
+        ok = self._send(c, _response(status, obj, "HTTP/1.1", depr))
+        if self.vmm.fatal is not None:
+            code, reason = self.vmm.fatal
+            self.vmm.on_exit(code, reason)
+        return ok

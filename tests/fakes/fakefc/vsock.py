@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 from .sysc import set_comm
 
@@ -59,13 +60,60 @@ class AgentHelper:
                     on_guest_event(word)
         threading.Thread(target=loop, daemon=True).start()
 
-    def send(self, conn_fd, port, host_uds, vm_id):
-        msg = ("%d\0%s\0%s" % (port, host_uds, vm_id)).encode()
+    def send(self, conn_fd, port, host_uds, vm_id, boot_id):
+        msg = ("%d\0%s\0%s\0%s" % (port, host_uds, vm_id, boot_id or "")).encode()
         self.sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                    array.array("i", [conn_fd]))])
 
+    def transport_reset(self):
+        """Snapshot taken: every open guest connection is closed (the agents see EOF)."""
+        try:
+            self.sock.send(b"reset\0")
+        except OSError:
+            pass
+
 
 GUEST_EVENTS = ("reboot", "panic", "poweroff", "vcpu_error")
+
+
+def _proc_table():
+    """pid -> (ppid, start time) of every process."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+            out[int(d)] = (int(rest[1]), rest[19])
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def _note_descendants(roots, seen):
+    """Add every descendant of roots to seen (pid -> start time): what a guest runs dies with
+    it, even a process in a session of its own (the agent's app) or one its agent left."""
+    table = _proc_table()
+    kids = {}
+    for pid, (ppid, _) in table.items():
+        kids.setdefault(ppid, []).append(pid)
+    todo = list(roots)
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            if k not in seen:
+                seen[k] = table[k][1]
+                todo.append(k)
+
+
+def _kill_seen(seen):
+    table = _proc_table()
+    for pid, start in seen.items():
+        if table.get(pid, (None, None))[1] == start:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
 
 def _helper_main(sock, cmd, env, agent_env, recorder):
@@ -73,12 +121,18 @@ def _helper_main(sock, cmd, env, agent_env, recorder):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.setsid()
     procs = []
+    seen = {}       # descendants of the agents (pid -> start time), killed with the guest
+    conns = {}      # agent pid -> its connection (kept to reset the transport)
     ctl = {}        # read end of an agent's guest-control pipe -> leftover bytes
     while True:
         r, _, _ = select.select([sock] + list(ctl), [], [], 0.5)
+        _note_descendants([p.pid for p in procs], seen)
         for p in procs[:]:
             if p.poll() is not None:
                 procs.remove(p)
+                c = conns.pop(p.pid, None)
+                if c is not None:
+                    c.close()
         for fd in [x for x in r if x is not sock]:
             data = os.read(fd, 256)
             if not data:
@@ -103,16 +157,25 @@ def _helper_main(sock, cmd, env, agent_env, recorder):
             msg = b""
         if not msg:
             break
+        if msg == b"reset\0":
+            for c in conns.values():
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            recorder.event("vsock_transport_reset", connections=len(conns))
+            continue
         for level, typ, data in anc:
             if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
                 fds.frombytes(data[:len(data) - (len(data) % fds.itemsize)])
         if not fds:
             continue
-        port, host_uds, vm_id = msg.decode().split("\0")
+        port, host_uds, vm_id, boot_id = msg.decode().split("\0")
         e = dict(env)
         e.update({k: str(v) for k, v in agent_env.items()})
         e.update({"FAKE_FC_VM_ID": vm_id, "FAKE_FC_VSOCK_PORT": port,
-                  "FAKE_FC_VSOCK_UDS": host_uds, "FAKE_FC_GUEST_CTL_FD": "3"})
+                  "FAKE_FC_VSOCK_UDS": host_uds, "FAKE_FC_GUEST_CTL_FD": "3",
+                  "FAKE_FC_GUEST_BOOT_ID": boot_id})
         e.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         rfd, wfd = os.pipe2(os.O_CLOEXEC)
         try:
@@ -122,6 +185,7 @@ def _helper_main(sock, cmd, env, agent_env, recorder):
                                  env=e, close_fds=True, pass_fds=(3,), start_new_session=True,
                                  preexec_fn=lambda: os.dup2(wfd, 3))
             procs.append(p)
+            conns[p.pid] = socket.socket(fileno=os.dup(fds[0]))
             ctl[rfd] = b""
             recorder.event("agent_spawned", port=int(port), pid=p.pid)
         except OSError as ex:
@@ -130,11 +194,13 @@ def _helper_main(sock, cmd, env, agent_env, recorder):
         os.close(wfd)
         for fd in fds:
             os.close(fd)
+    _note_descendants([p.pid for p in procs], seen)
     for p in procs:
         try:
             os.killpg(p.pid, signal.SIGKILL)
         except OSError:
             pass
+    _kill_seen(seen)
     for p in procs:
         try:
             p.wait(5)
@@ -162,6 +228,10 @@ class VsockBackend:
         self.closed = False
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
+
+    def transport_reset(self):
+        if self.helper is not None:
+            self.helper.transport_reset()
 
     def close(self):
         self.closed = True
@@ -203,6 +273,9 @@ class VsockBackend:
                     int(words[1]) < 2**32:
                 port = int(words[1])
         ports = self.knobs.get("agent_ports")
+        # A paused guest answers the request once it runs again (the muxer queues it).
+        while self.vmm.state == "Paused" and not self.closed:
+            time.sleep(0.02)
         listening = (self.helper is not None and self.vmm.state == "Running" and
                      port is not None and (ports is None or port in ports))
         self.rec.event("vsock_connect", port=port, accepted=bool(listening))
@@ -215,7 +288,7 @@ class VsockBackend:
         try:
             conn.settimeout(None)
             conn.sendall(("OK %d\n" % hp).encode())
-            self.helper.send(conn.fileno(), port, self.host_uds, self.vmm.id)
+            self.helper.send(conn.fileno(), port, self.host_uds, self.vmm.id, self.vmm.boot_id)
         except OSError:
             pass
         conn.close()
