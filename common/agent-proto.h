@@ -164,10 +164,10 @@ struct agent_msg {
 		struct agent_app_exited exited;
 		struct agent_output output;
 		struct agent_net net;
-		uint32_t grace_ms;	     /* STOP */
-		char reason[AGENT_TEXT_MAX]; /* SHUTDOWN */
-		struct agent_clock clock;    /* SET_CLOCK */
-		struct agent_clock_set clock_set;
+		uint32_t grace_ms;		    /* STOP */
+		char reason[AGENT_TEXT_MAX];	    /* SHUTDOWN */
+		struct agent_clock clock;	    /* SET_CLOCK */
+		struct agent_clock_set clock_set;   /* CLOCK_SET */
 		uint8_t boot_id[AGENT_BOOT_ID_LEN]; /* BOOT_ID: the guest kernel's boot_id */
 		struct agent_disk_usage disks;	    /* DISK_USAGE */
 		struct agent_identity identity;	    /* IDENTITY */

@@ -298,6 +298,31 @@ static int dirbuf_add(fuse_req_t req, struct dirbuf *b, const char *name, fuse_i
 	return 0;
 }
 
+/* A directory's files; ino_base FS_UNKNOWN_INO: inodes not known yet (they come with lookup). */
+static int dirbuf_add_attrs(fuse_req_t req, struct dirbuf *b, const struct fs_attr *attrs, size_t n,
+			    fuse_ino_t ino_base)
+{
+	for (size_t i = 0; i < n; i++) {
+		int r = dirbuf_add(req, b, attrs[i].name,
+				   ino_base == FS_UNKNOWN_INO ? FS_UNKNOWN_INO : ino_base + i,
+				   S_IFREG);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Subdirectories by name (a NULL-terminated list). */
+static int dirbuf_add_dirs(fuse_req_t req, struct dirbuf *b, char **names)
+{
+	for (size_t i = 0; names[i]; i++) {
+		int r = dirbuf_add(req, b, names[i], FS_UNKNOWN_INO, S_IFDIR);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 static int build_listing(fuse_req_t req, struct fs *fs, fuse_ino_t ino, const struct node_info *ni,
 			 struct dirbuf *b)
 {
@@ -319,50 +344,22 @@ static int build_listing(fuse_req_t req, struct fs *fs, fuse_ino_t ino, const st
 			if (r < 0)
 				return r;
 		}
-		for (size_t i = 0; i < fs_root_attrs_count; i++) {
-			r = dirbuf_add(req, b, fs_root_attrs[i].name, FS_INO_VERSION + i, S_IFREG);
-			if (r < 0)
-				return r;
-		}
-		return 0;
+		return dirbuf_add_attrs(req, b, fs_root_attrs, fs_root_attrs_count, FS_INO_VERSION);
 	case NODE_VMS: {
 		_cleanup_free_ char **names = NULL;
 		r = runtime_vm_list(fs->rt, &names);
-		if (r < 0)
-			return r;
-		for (size_t i = 0; names[i]; i++) {
-			r = dirbuf_add(req, b, names[i], FS_UNKNOWN_INO, S_IFDIR);
-			if (r < 0)
-				return r;
-		}
-		return 0;
+		return r < 0 ? r : dirbuf_add_dirs(req, b, names);
 	}
 	case NODE_VM_DIR:
-		for (size_t i = 0; i < fs_vm_attrs_count; i++) {
-			r = dirbuf_add(req, b, fs_vm_attrs[i].name, FS_UNKNOWN_INO, S_IFREG);
-			if (r < 0)
-				return r;
-		}
-		return dirbuf_add(req, b, "volumes", FS_UNKNOWN_INO, S_IFDIR);
+		r = dirbuf_add_attrs(req, b, fs_vm_attrs, fs_vm_attrs_count, FS_UNKNOWN_INO);
+		return r < 0 ? r : dirbuf_add(req, b, "volumes", FS_UNKNOWN_INO, S_IFDIR);
 	case NODE_VOLS: {
 		_cleanup_free_ char **names = NULL;
 		r = vm_volume_list(ni->vm, &names);
-		if (r < 0)
-			return r;
-		for (size_t i = 0; names[i]; i++) {
-			r = dirbuf_add(req, b, names[i], FS_UNKNOWN_INO, S_IFDIR);
-			if (r < 0)
-				return r;
-		}
-		return 0;
+		return r < 0 ? r : dirbuf_add_dirs(req, b, names);
 	}
 	case NODE_VOL_DIR:
-		for (size_t i = 0; i < fs_vol_attrs_count; i++) {
-			r = dirbuf_add(req, b, fs_vol_attrs[i].name, FS_UNKNOWN_INO, S_IFREG);
-			if (r < 0)
-				return r;
-		}
-		return 0;
+		return dirbuf_add_attrs(req, b, fs_vol_attrs, fs_vol_attrs_count, FS_UNKNOWN_INO);
 	default:
 		return -ENOTDIR;
 	}

@@ -94,6 +94,17 @@ static int volumes_parent(struct fs *fs, fuse_ino_t parent, struct vm **ret_vm)
 	return 0;
 }
 
+/* One line per volume mkdir/rmdir: done, or why not (rate-limited; a missing one is no news). */
+static void log_volume_op(struct vm *vm, const char *name, const char *op, const char *done, int r,
+			  const struct err *err)
+{
+	if (r >= 0)
+		log_info("VM '%s': volume '%s' %s", vm_name(vm), name, done);
+	else if (r != -ENOENT && fs_log_ratelimit())
+		log_info_errno(r, "%s '%s/volumes/%s' failed%s%s", op, vm_name(vm), name,
+			       err->msg[0] ? ": " : "", err->msg);
+}
+
 /* mkdir volumes/VOL: answered here, with the new directory's entry. */
 static int volume_mkdir(struct fs *fs, fuse_req_t req, fuse_ino_t parent, const char *name)
 {
@@ -113,15 +124,10 @@ static int volume_mkdir(struct fs *fs, fuse_req_t req, fuse_ino_t parent, const 
 		r = vm_volume_create(vm, name, &err);
 	if (r >= 0)
 		r = node_table_get(fs->nodes, NODE_VOL_DIR, vm, name, -1, &e.ino, &e.generation);
-	if (r < 0) {
-		if (fs_log_ratelimit())
-			log_info_errno(r, "mkdir '%s/volumes/%s' failed%s%s", vm_name(vm), name,
-				       err.msg[0] ? ": " : "", err.msg);
-		vm_unref(vm);
-		return r;
-	}
-	log_info("VM '%s': volume '%s' created", vm_name(vm), name);
+	log_volume_op(vm, name, "mkdir", "created", r, &err);
 	vm_unref(vm);
+	if (r < 0)
+		return r;
 	fs_fill_stat(fs, e.ino, &ni, &e.attr);
 	if (fuse_reply_entry(req, &e) < 0)
 		node_table_forget(fs->nodes, e.ino, 1);
@@ -141,12 +147,7 @@ static int volume_rmdir(struct fs *fs, fuse_ino_t parent, const char *name)
 		r = -ENOENT;
 	else
 		r = vm_volume_destroy(vm, name, &err);
-	if (r < 0) {
-		if (fs_log_ratelimit() && r != -ENOENT)
-			log_info_errno(r, "rmdir '%s/volumes/%s' failed%s%s", vm_name(vm), name,
-				       err.msg[0] ? ": " : "", err.msg);
-	} else
-		log_info("VM '%s': volume '%s' destroyed", vm_name(vm), name);
+	log_volume_op(vm, name, "rmdir", "destroyed", r, &err);
 	vm_unref(vm);
 	return r;
 }

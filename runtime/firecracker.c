@@ -418,13 +418,6 @@ static const struct fc_config_row {
 	{"/actions", enc_start, FC_START_TIMEOUT_MS},
 };
 
-/* A restore configures only what the snapshot does not hold (logger, metrics), then loads it
- * paused (the state file goes before the guest runs again; docs/suspend.md). */
-static const struct fc_config_row fc_restore_config[] = {
-	{"/logger", enc_logger, FC_CALL_TIMEOUT_MS},
-	{"/metrics", enc_metrics, FC_CALL_TIMEOUT_MS},
-};
-
 /* Launch: a PUT; a transport failure says whether the VMM died. */
 static int put(struct fc_launch_ctx *lc, const char *path, const char *body, long timeout_ms,
 	       struct err *err)
@@ -458,6 +451,13 @@ static int configure_volumes(struct fc_launch_ctx *lc, struct err *err)
 	}
 	return 0;
 }
+
+/* A restore configures only what the snapshot does not hold (logger, metrics), then loads it
+ * paused (the state file goes before the guest runs again; docs/suspend.md). */
+static const struct fc_config_row fc_restore_config[] = {
+	{"/logger", enc_logger, FC_CALL_TIMEOUT_MS},
+	{"/metrics", enc_metrics, FC_CALL_TIMEOUT_MS},
+};
 
 /* Launch: every row of fc_config (or fc_restore_config), in order (the volume drives before
  * InstanceStart). A transport failure says whether the VMM died. */

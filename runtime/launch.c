@@ -481,11 +481,6 @@ static void launch_running(struct launch *l)
 {
 	struct vm *vm = l->vm;
 
-	if (l->restore) {
-		pthread_mutex_lock(&vm->lock);
-		vm->expect_boot_id = true;
-		pthread_mutex_unlock(&vm->lock);
-	}
 	for (size_t i = 0; i < l->n_vols; i++)
 		if (l->vols[i].fresh) {
 			struct err err = {};
@@ -495,6 +490,11 @@ static void launch_running(struct launch *l)
 					    err.msg);
 		}
 
+	if (l->restore) {
+		pthread_mutex_lock(&vm->lock);
+		vm->expect_boot_id = true;
+		pthread_mutex_unlock(&vm->lock);
+	}
 	vm_agent_start(l->rt, vm);
 	if (l->restore) {
 		/* The guest continues where it was: its wall clock is stepped once it answers. */

@@ -30,7 +30,7 @@ int vm_volumes_may_change(struct vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	if (!vm->live || vm->destroying)
 		r = -ENOENT;
-	else if (vm->cmd_pending || vm->lc.exiting ||
+	else if (vm->cmd_pending || vm->lc.exiting || vm->lc.saved ||
 		 !(vm->lc.state == VM_STATE_CREATED || vm->lc.state == VM_STATE_STOPPED ||
 		   vm->lc.state == VM_STATE_FAILED))
 		r = -EBUSY;

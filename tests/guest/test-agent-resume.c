@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -78,6 +79,8 @@ static void rig_start(struct rig *r, const char *const *boots)
 	if (r->acceptor == 0) {
 		pid_t prev = 0;
 
+		/* Gone with the test, even when an assertion ends it before rig_done. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		setpgid(0, 0);
 		for (int i = 0; boots[i]; i++) {
 			int c = accept(lfd, NULL, NULL);
@@ -92,6 +95,7 @@ static void rig_start(struct rig *r, const char *const *boots)
 			}
 			p = fork();
 			if (p == 0) {
+				prctl(PR_SET_PDEATHSIG, SIGKILL);
 				dup2(c, 0);
 				dup2(c, 1);
 				execl(bin, bin, "--test-mode", "--boot-id", boots[i], "--config",

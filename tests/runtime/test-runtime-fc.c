@@ -1340,6 +1340,8 @@ static void test_suspend_agent(void)
 	ASSERT_EQ(command(vm, VM_VERB_KILL), 0);
 	vm_unref(vm);
 	destroy(rt, "pagent");
+	/* The guests of every VMM died with it (their apps too): no cgroup is held. */
+	assert_no_leftovers(rt, "pagent", 0);
 	runtime_free(rt);
 	rm_rf(T);
 }

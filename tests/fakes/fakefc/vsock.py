@@ -76,15 +76,57 @@ class AgentHelper:
 GUEST_EVENTS = ("reboot", "panic", "poweroff", "vcpu_error")
 
 
+def _proc_table():
+    """pid -> (ppid, start time) of every process."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+            out[int(d)] = (int(rest[1]), rest[19])
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def _note_descendants(roots, seen):
+    """Add every descendant of roots to seen (pid -> start time): what a guest runs dies with
+    it, even a process in a session of its own (the agent's app) or one its agent left."""
+    table = _proc_table()
+    kids = {}
+    for pid, (ppid, _) in table.items():
+        kids.setdefault(ppid, []).append(pid)
+    todo = list(roots)
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            if k not in seen:
+                seen[k] = table[k][1]
+                todo.append(k)
+
+
+def _kill_seen(seen):
+    table = _proc_table()
+    for pid, start in seen.items():
+        if table.get(pid, (None, None))[1] == start:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def _helper_main(sock, cmd, env, agent_env, recorder):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.setsid()
     procs = []
+    seen = {}       # descendants of the agents (pid -> start time), killed with the guest
     conns = {}      # agent pid -> its connection (kept to reset the transport)
     ctl = {}        # read end of an agent's guest-control pipe -> leftover bytes
     while True:
         r, _, _ = select.select([sock] + list(ctl), [], [], 0.5)
+        _note_descendants([p.pid for p in procs], seen)
         for p in procs[:]:
             if p.poll() is not None:
                 procs.remove(p)
@@ -152,11 +194,13 @@ def _helper_main(sock, cmd, env, agent_env, recorder):
         os.close(wfd)
         for fd in fds:
             os.close(fd)
+    _note_descendants([p.pid for p in procs], seen)
     for p in procs:
         try:
             os.killpg(p.pid, signal.SIGKILL)
         except OSError:
             pass
+    _kill_seen(seen)
     for p in procs:
         try:
             p.wait(5)
