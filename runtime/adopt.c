@@ -69,7 +69,7 @@ static void adopt_running(struct runtime *rt, struct vm *vm)
 		vm->hs.net_known = true;
 		vm->hs.net_ok = true;
 		vm->net_set_up = !rt->cfg.no_network;
-		vm->img_held = true;
+		atomic_store(&vm->img_held, true);
 		vm_agent_start(rt, vm);
 		log_info("%s: re-adopted VMM pid %d", vm->name, (int)vm->pid);
 		return;
@@ -113,7 +113,7 @@ static void adopt_suspending(struct runtime *rt, struct vm *vm)
 		vmm_handle_init(&vm->h);
 		vm->lc.state = VM_STATE_SUSPENDED;
 		vm->lc.saved = true;
-		vm->img_held = true;
+		atomic_store(&vm->img_held, true);
 		return;
 	}
 	adopt_running(rt, vm);
@@ -145,7 +145,7 @@ static void adopt_suspended(struct runtime *rt, struct vm *vm, const struct vm_r
 		vmm_handle_init(&vm->h);
 	}
 	vm->lc.saved = park_saved_exists(rt, vm->name);
-	vm->img_held = true;
+	atomic_store(&vm->img_held, true);
 	if (!vm->lc.saved) {
 		vm_set_error(vm, "suspended, but the saved state is gone");
 		vm->lc.state = VM_STATE_FAILED;

@@ -5,7 +5,9 @@
  * directories the jailer created (the jailer never deletes them).
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -270,14 +272,42 @@ int cgroup_v2_enable(const char *v2_mount, const char *parent, struct err *err)
 	return 0;
 }
 
+/* SIGKILL every task left in a VM's cgroup: the jailed VMM's children, or what a guest-side
+ * helper left behind. Everything in that cgroup is the VM's (cgroup.kill where the kernel has
+ * it, else each pid of cgroup.procs). */
+static void cgroup_kill_all(const char *dir)
+{
+	char p[4200], *procs = NULL;
+
+	snprintf(p, sizeof(p), "%s/cgroup.kill", dir);
+	if (write_string_file(p, "1") == 0)
+		return;
+	snprintf(p, sizeof(p), "%s/cgroup.procs", dir);
+	if (read_file_bounded(p, 64 * 1024, &procs, NULL) < 0)
+		return;
+	for (char *l = procs, *end; *l; l = end) {
+		long pid = strtol(l, &end, 10);
+
+		if (end == l)
+			break;
+		if (pid > 1)
+			(void)kill((pid_t)pid, SIGKILL);
+		end += strspn(end, "\n");
+	}
+	free(procs);
+}
+
 int cgroup_remove(const char *dir)
 {
-	/* A just-killed task may linger in the cgroup for a moment: retry for up to 1 s. */
-	for (int i = 0; i < 100; i++) {
+	/* A just-killed task may linger in the cgroup for a moment: retry for up to 2 s; after
+	 * the first 0.5 s, kill whatever is still in it. */
+	for (int i = 0; i < 200; i++) {
 		if (rmdir(dir) == 0 || errno == ENOENT)
 			return 0;
 		if (errno != EBUSY)
 			return -errno;
+		if (i == 50)
+			cgroup_kill_all(dir);
 		nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
 	}
 	return -EBUSY;

@@ -113,9 +113,8 @@ void vm_host_teardown(struct runtime *rt, struct vm *vm, struct vmm_handle *h, u
 		pthread_mutex_unlock(&vm->lock);
 	}
 	net_teardown(rt, vm);
-	if (vm->img_held && rt->store && !(flags & HOST_TEARDOWN_KEEP_IMAGE)) {
+	if (!(flags & HOST_TEARDOWN_KEEP_IMAGE) && rt->store &&
+	    atomic_exchange(&vm->img_held, false))
 		(void)img_release(rt->store, vm->name);
-		vm->img_held = false;
-	}
 	atomic_store(&vm->launch_pid, 0);
 }

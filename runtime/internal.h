@@ -181,8 +181,8 @@ struct vm {
 	struct sv_watch pid_watch, dl_watch;
 	struct net_vm_info net;
 	bool net_set_up;
-	bool img_held;
-	bool launching; /* the launch job is in the backend's launch (recorded: intent) */
+	atomic_bool img_held; /* released by whoever exchanges it to false (discard vs destroy) */
+	bool launching;	      /* the launch job is in the backend's launch (recorded: intent) */
 	char rootfs[VMM_PATH_MAX];
 	struct vm *next; /* runtime table chain */
 };

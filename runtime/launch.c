@@ -143,7 +143,7 @@ static int launch_image(struct launch *l)
 	r = rt->prepare_image(rt, vm, l->ref, &l->prep, &l->err);
 	atomic_store(&vm->pulling, false);
 	if (r >= 0)
-		vm->img_held = true;
+		atomic_store(&vm->img_held, true);
 	if (r >= 0 && atomic_load(&vm->img_cancel))
 		r = err_set(&l->err, -ECANCELED, "cancelled");
 	if (r < 0) {

@@ -318,10 +318,8 @@ void job_discard(struct runtime *rt, struct vm *vm, void *arg)
 	if (idle) {
 		if (park_dir(rt, vm->name, dir, sizeof(dir)) >= 0)
 			(void)rm_rf(dir);
-		if (vm->img_held && rt->store) {
+		if (rt->store && atomic_exchange(&vm->img_held, false))
 			(void)img_release(rt->store, vm->name);
-			vm->img_held = false;
-		}
 		log_info("%s: saved state discarded", vm->name);
 	}
 	pthread_mutex_unlock(&vm->park_lock);

@@ -323,12 +323,13 @@ static void test_daemon_qemu_e2e(void)
 	ASSERT_EQ(sh("for i in $(seq 100); do ok=1; "
 		     "ls /run/netns | grep -q web && ok=0; "
 		     "ls %s/state/qemu 2>/dev/null | grep -q web && ok=0; "
-		     "for c in /sys/fs/cgroup/*/mvmfs/*/web /sys/fs/cgroup/*/mvmfs/web; do "
+		     "node=$(cat %s/state/node-id); "
+		     "for c in /sys/fs/cgroup/*/mvmfs/$node/web; do "
 		     "[ -e \"$c\" ] && ok=0; done; "
 		     "pgrep -f 'name mvmfs-[w]eb' >/dev/null && ok=0; "
 		     "[ $ok = 1 ] && exit 0; sleep 0.1; done; "
 		     "ls /run/netns %s/state/qemu /sys/fs/cgroup/*/mvmfs/*/; exit 1",
-		     T, T),
+		     T, T, T),
 		  0);
 	kill(daemon, SIGTERM);
 	waitpid(daemon, NULL, 0);
