@@ -513,49 +513,6 @@ static int instance_running(struct vmm_handle *h, void *ud, struct err *err)
 	return st == VMM_RUN_RUNNING;
 }
 
-/* Copy a regular file keeping its holes (a guest memory file is mostly holes): the data
- * extents only, found with SEEK_DATA/SEEK_HOLE. src is never followed if it is a symlink. */
-static int copy_sparse(const char *src, const char *dst, uid_t uid, gid_t gid)
-{
-	_cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), out = -EBADF;
-	static _Thread_local char buf[1 << 16];
-	struct stat st;
-	off_t data = 0, hole;
-
-	if (in < 0 || fstat(in, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode))
-		return -EINVAL;
-	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (out < 0)
-		return -errno;
-	if (ftruncate(out, st.st_size) < 0)
-		return -errno;
-	while ((data = lseek(in, data, SEEK_DATA)) >= 0) {
-		hole = lseek(in, data, SEEK_HOLE);
-		if (hole < 0)
-			return -errno;
-		for (off_t off = data; off < hole;) {
-			ssize_t n =
-				pread(in, buf, (size_t)MIN(hole - off, (off_t)sizeof(buf)), off);
-
-			if (n < 0)
-				return -errno;
-			if (n == 0)
-				break;
-			if (pwrite(out, buf, (size_t)n, off) != n)
-				return errno ? -errno : -EIO;
-			off += n;
-		}
-		data = hole;
-	}
-	if (errno != ENXIO)
-		return -errno;
-	if (fchown(out, uid, gid) < 0 || fsync(out) < 0)
-		return -errno;
-	return 0;
-}
-
 /* Restore, step 2b: the snapshot's state and memory files at the in-jail names it was taken
  * with (hard links: the memory file stays unchanged for the restored VM's life; a sparse copy
  * when the state dir is on another file system than the jails). */
@@ -569,8 +526,9 @@ static int place_snapshot(struct fc_launch_ctx *lc, struct err *err)
 		snprintf(src, sizeof(src), "%s/%s", lc->p->restore_dir, saved[i]);
 		snprintf(dst, sizeof(dst), "%s/%s", lc->root, names[i]);
 		if (link(src, dst) < 0) {
-			int r = errno == EXDEV ? copy_sparse(src, dst, lc->p->uid, lc->p->gid)
-					       : -errno;
+			int r = errno == EXDEV
+					? savefile_copy_sparse(src, dst, lc->p->uid, lc->p->gid)
+					: -errno;
 
 			if (r < 0)
 				return err_set(err, r, "placing %s in the jail: %s", src,
@@ -641,7 +599,7 @@ static int fc_save(void *priv, const char *name, struct vmm_handle *h, const cha
 		(void)unlink(dst);
 		if (rename(src, dst) < 0) {
 			/* Another file system: a sparse copy (the jail goes with the original). */
-			r = errno == EXDEV ? copy_sparse(src, dst, 0, 0) : -errno;
+			r = errno == EXDEV ? savefile_copy_sparse(src, dst, 0, 0) : -errno;
 			if (r < 0)
 				return err_set(err, r, "moving %s out of the jail: %s", src,
 					       strerror(-r));

@@ -319,6 +319,15 @@ int cgroup_dirs(const struct cgroup_info *ci, const char *parent, const char *id
 		char dirs[][VMM_DIR_MAX], size_t max);
 /* rmdir a cgroup dir (retrying briefly while tasks drain). Missing is not an error. */
 int cgroup_remove(const char *dir);
+
+/* ---- files of saved states (savefile.c) ---- */
+
+/* Copy a regular file keeping its holes (data extents only), across file systems; dst must
+ * not exist; it ends owned by uid:gid ((uid_t)-1: unchanged), 0600, fsynced. src is never
+ * followed if it is a symlink. */
+int savefile_copy_sparse(const char *src, const char *dst, uid_t uid, gid_t gid);
+/* SHA-256 of a file as 64 lowercase hex digits + NUL. */
+int savefile_sha256(const char *path, char hex[65]);
 /* The parent of every VM cgroup: CGROUP_PARENT/NODE with a node id (so that daemons sharing a
  * host never share a VM's cgroup, nor reap each other's), CGROUP_PARENT without one (tests;
  * records written before node ids name their cgroups there too). */

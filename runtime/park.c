@@ -76,41 +76,6 @@ uint64_t park_saved_bytes(struct runtime *rt, const char *name)
 	return total;
 }
 
-/* SHA-256 of a file as 64 hex digits. */
-static int file_sha256(const char *path, char hex[65])
-{
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	unsigned char md[EVP_MAX_MD_SIZE], buf[65536];
-	unsigned mdlen = 0;
-	EVP_MD_CTX *ctx;
-	ssize_t n;
-	int r = 0;
-
-	if (fd < 0)
-		return -errno;
-	ctx = EVP_MD_CTX_new();
-	if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-		EVP_MD_CTX_free(ctx);
-		return -ENOMEM;
-	}
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1) {
-			r = -EIO;
-			break;
-		}
-	if (n < 0)
-		r = -errno;
-	if (r == 0 && EVP_DigestFinal_ex(ctx, md, &mdlen) != 1)
-		r = -EIO;
-	EVP_MD_CTX_free(ctx);
-	if (r < 0)
-		return r;
-	for (unsigned i = 0; i < mdlen && i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
-	hex[64] = '\0';
-	return 0;
-}
-
 static int fsync_path(const char *path, int flags)
 {
 	_cleanup_close_ int fd = open(path, flags | O_CLOEXEC | O_NOFOLLOW);
@@ -140,7 +105,7 @@ int park_verify(struct runtime *rt, const char *name, struct err *err)
 			       strerror(-r));
 	snprintf(want, sizeof(want), "%.*s", (int)strcspn(text, "\n"), text);
 	snprintf(path, sizeof(path), "%s/state", dir);
-	r = file_sha256(path, got);
+	r = savefile_sha256(path, got);
 	if (r < 0)
 		return err_set(err, r, "saved state unreadable: %s: %s", path, strerror(-r));
 	if (strcmp(want, got) != 0)
@@ -156,7 +121,7 @@ static int commit_saved(const char *dir, struct err *err)
 
 	snprintf(tmp, sizeof(tmp), "%s/state.tmp", dir);
 	snprintf(final, sizeof(final), "%s/state", dir);
-	r = file_sha256(tmp, hex);
+	r = savefile_sha256(tmp, hex);
 	if (r < 0)
 		return err_set(err, r, "saved state %s: %s", tmp, strerror(-r));
 	snprintf(final, sizeof(final), "%s/state.sum", dir);

@@ -39,81 +39,15 @@ static int sha256_hex(const void *data, size_t len, char hex[65])
 	return 0;
 }
 
-static int file_sha256_hex(const char *path, char hex[65])
-{
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	unsigned char md[EVP_MAX_MD_SIZE], buf[65536];
-	unsigned mdlen = 0;
-	EVP_MD_CTX *ctx;
-	ssize_t n;
-	int r = 0;
-
-	if (fd < 0)
-		return -errno;
-	ctx = EVP_MD_CTX_new();
-	if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-		EVP_MD_CTX_free(ctx);
-		return -ENOMEM;
-	}
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1) {
-			r = -EIO;
-			break;
-		}
-	if (n < 0)
-		r = -errno;
-	if (r == 0 && (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen < 32))
-		r = -EIO;
-	EVP_MD_CTX_free(ctx);
-	for (unsigned i = 0; r == 0 && i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
-	return r;
-}
-
-/* A copy keeping holes (guest RAM is mostly holes): data extents found with SEEK_DATA and
- * SEEK_HOLE, copied in the kernel. */
-static int copy_holes(const char *src, const char *dst)
-{
-	_cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), out = -EBADF;
-	struct stat st;
-	off_t data = 0, hole;
-
-	if (in < 0 || fstat(in, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode))
-		return -EINVAL;
-	out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (out < 0 || ftruncate(out, st.st_size) < 0)
-		return -errno;
-	while ((data = lseek(in, data, SEEK_DATA)) >= 0) {
-		hole = lseek(in, data, SEEK_HOLE);
-		if (hole < 0)
-			return -errno;
-		for (off_t off = data; off < hole;) {
-			off_t o_in = off, o_out = off;
-			ssize_t n =
-				copy_file_range(in, &o_in, out, &o_out, (size_t)(hole - off), 0);
-
-			if (n < 0)
-				return -errno;
-			if (n == 0)
-				break;
-			off += n;
-		}
-		data = hole;
-	}
-	if (errno != ENXIO)
-		return -errno;
-	return fsync(out) < 0 ? -errno : 0;
-}
-
 /* rename, or a copy keeping holes across file systems; the file ends root's, 0600. */
 static int move_file(const char *src, const char *dst)
 {
 	int r = rename(src, dst) < 0 ? -errno : 0;
 
-	if (r == -EXDEV)
-		r = copy_holes(src, dst);
+	if (r == -EXDEV) {
+		(void)unlink(dst);
+		r = savefile_copy_sparse(src, dst, 0, 0);
+	}
 	if (r >= 0 && (chown(dst, 0, 0) < 0 || chmod(dst, 0600) < 0))
 		r = -errno;
 	return r;
@@ -232,7 +166,7 @@ int template_stage(const struct tpl_plan *t, const char *park_dir, struct err *e
 		return err_set(err, r, "%s: %s", src, strerror(-r));
 	snprintf(want, sizeof(want), "%.64s", sum);
 	snprintf(src, sizeof(src), "%s/state", t->dir);
-	r = file_sha256_hex(src, got);
+	r = savefile_sha256(src, got);
 	if (r < 0)
 		return err_set(err, r, "%s: %s", src, strerror(-r));
 	if (strcmp(want, got) != 0)
@@ -242,11 +176,11 @@ int template_stage(const struct tpl_plan *t, const char *park_dir, struct err *e
 	if (r < 0)
 		return err_set(err, r, "%s: %s", park_dir, strerror(-r));
 	snprintf(dst, sizeof(dst), "%s/state", park_dir);
-	r = copy_holes(src, dst);
+	r = savefile_copy_sparse(src, dst, (uid_t)-1, (gid_t)-1);
 	snprintf(src, sizeof(src), "%s/ram", t->dir);
 	snprintf(dst, sizeof(dst), "%s/ram", park_dir);
 	if (r >= 0)
-		r = copy_holes(src, dst);
+		r = savefile_copy_sparse(src, dst, (uid_t)-1, (gid_t)-1);
 	if (r < 0)
 		return err_set(err, r, "copying the template: %s", strerror(-r));
 	return 0;
@@ -295,7 +229,7 @@ int template_capture(struct runtime *rt, struct vm *vm, struct tpl_plan *t, cons
 	if (r < 0)
 		return r;
 	snprintf(src, sizeof(src), "%s/state", t->dir);
-	r = file_sha256_hex(src, hex);
+	r = savefile_sha256(src, hex);
 	if (r >= 0) {
 		char line[80];
 
