@@ -134,7 +134,9 @@ static bool identity_piece_ok(uint32_t total, uint32_t offset, size_t len)
 	       len <= AGENT_IDENTITY_CHUNK && offset < total && len <= total - offset;
 }
 
-/* Serialise msg's payload into p (room for AGENT_PAYLOAD_MAX). Returns its length. */
+/* Serialise msg's payload into p (room for AGENT_PAYLOAD_MAX). Returns its length. Long: one
+ * short case per message type, side by side with agent_msg_decode's, so a layout is read in one
+ * place. */
 static int encode_payload(const struct agent_msg *m, uint8_t *p)
 {
 	int n;
@@ -282,6 +284,8 @@ static int decode_text(const uint8_t *p, size_t len, char *out, size_t size)
 	return 0;
 }
 
+/* Long: one case per message type, each a strict check of its fixed layout; splitting them
+ * into functions would separate each layout from its bounds checks. */
 int agent_msg_decode(uint8_t type, const uint8_t *p, size_t len, struct agent_msg *ret)
 {
 	struct agent_msg m;

@@ -635,6 +635,39 @@ static void usage(void)
 		"random)\n");
 }
 
+/* The command line; -EINVAL for anything else (usage). Outside test mode the agent must be PID 1
+ * and its boot id is the kernel's. */
+static int parse_args(int argc, char **argv, struct agent_state *s, const char **config,
+		      const char **initrd, const char **boot_id)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--test-mode") == 0) {
+			s->test_mode = true;
+		} else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			*config = argv[++i];
+		} else if (strcmp(argv[i], "--initrd") == 0 && i + 1 < argc) {
+			*initrd = argv[++i];
+		} else if (strcmp(argv[i], "--boot-id") == 0 && i + 1 < argc) {
+			*boot_id = argv[++i];
+		} else if (strcmp(argv[i], "--ctl-fd") == 0 && i + 1 < argc) {
+			const char *a = argv[++i];
+			long v = 0;
+
+			for (; *a >= '0' && *a <= '9' && v <= 1024; a++)
+				v = v * 10 + (*a - '0');
+			if (*a || v < 3 || v > 1024)
+				return -EINVAL;
+			s->ctl_fd = (int)v;
+		} else {
+			return -EINVAL;
+		}
+	}
+	if ((!s->test_mode && (getpid() != 1 || *boot_id)) ||
+	    (*boot_id && parse_boot_id(*boot_id, s->boot_id) < 0))
+		return -EINVAL;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static struct agent_state st = {.ctl_fd = -1};
@@ -644,33 +677,7 @@ int main(int argc, char **argv)
 	sigset_t mask;
 	int r;
 
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--test-mode") == 0) {
-			s->test_mode = true;
-		} else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-			config = argv[++i];
-		} else if (strcmp(argv[i], "--initrd") == 0 && i + 1 < argc) {
-			initrd = argv[++i];
-		} else if (strcmp(argv[i], "--boot-id") == 0 && i + 1 < argc) {
-			boot_id = argv[++i];
-		} else if (strcmp(argv[i], "--ctl-fd") == 0 && i + 1 < argc) {
-			const char *a = argv[++i];
-			long v = 0;
-
-			for (; *a >= '0' && *a <= '9' && v <= 1024; a++)
-				v = v * 10 + (*a - '0');
-			if (*a || v < 3 || v > 1024) {
-				usage();
-				return 2;
-			}
-			s->ctl_fd = (int)v;
-		} else {
-			usage();
-			return 2;
-		}
-	}
-	if ((!s->test_mode && (getpid() != 1 || boot_id)) ||
-	    (boot_id && parse_boot_id(boot_id, s->boot_id) < 0)) {
+	if (parse_args(argc, argv, s, &config, &initrd, &boot_id) < 0) {
 		usage();
 		return 2;
 	}

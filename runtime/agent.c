@@ -197,7 +197,8 @@ static int send_msg(struct agent *a, const struct agent_msg *m)
 }
 
 /* Handle one guest message under the lock; returns the events to emit. OUTPUT comes as text
- * already neutralised (outside the lock). */
+ * already neutralised (outside the lock). Long: one short case per message type, all updating
+ * the one status under one lock. */
 static unsigned handle_msg(struct agent *a, const struct agent_msg *m, const char *text,
 			   size_t text_len, uint64_t now)
 {

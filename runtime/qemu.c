@@ -541,7 +541,9 @@ static int check_readable(const char *what, const char *path, uid_t uid, gid_t g
 		       path, (unsigned)uid);
 }
 
-/* The VMM's root: only what QEMU needs, everything read-only, devices owned by the VM. */
+/* The VMM's root: only what QEMU needs, everything read-only, devices owned by the VM. Long: a
+ * flat list of what the sandbox holds (mirrored dirs, files, devices, the RAM file), kept in
+ * one place so a reviewer sees the whole root at once. */
 static int plan_sandbox(struct qemu_priv *qp, const struct vmm_launch *p, struct vmm_handle *h,
 			struct child_plan *cp, struct err *err)
 {
