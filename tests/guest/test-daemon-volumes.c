@@ -9,6 +9,7 @@
  *   - restart: the volume and the writable layer keep their data;
  *   - a new image version: the volume keeps its data, the writable layer is fresh;
  *   - daemon restart: re-adopted, the volumes still listed, the data still there;
+ *   - suspend and resume: the guest continues with its volumes, their data kept;
  *   - disk-usage reports the volumes; rmdir of the VM removes its volumes from the state dir.
  * MVMFS_VOLUMES_BENCH=N (bench/volumes): instead, N starts each with 0, 1 and 4 volumes,
  * printing the time from `echo start` to the app answering.
@@ -296,6 +297,16 @@ static void test_volumes_e2e(void)
 	ASSERT_TRUE(rd("volumes/data/path", buf, sizeof(buf)) > 0);
 	ASSERT_STREQ(buf, "/data\n");
 	must_wr("state", "restart\n");
+	page(pg, sizeof(pg), 60000);
+	expect(pg, "count=4 mark=v2 ");
+
+	/* Suspend and resume with volumes attached: the restored guest continues (the page its app
+	 * wrote at boot, count 4: no new boot), its volume drives are back in the same order; the
+	 * next boot below counts 5 from the volume. */
+	must_wr("state", "suspend\n");
+	ASSERT_TRUE(rd("state", buf, sizeof(buf)) > 0);
+	ASSERT_STREQ(buf, "suspended\n");
+	must_wr("state", "resume\n");
 	page(pg, sizeof(pg), 60000);
 	expect(pg, "count=4 mark=v2 ");
 
