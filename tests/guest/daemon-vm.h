@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The common start of the tests that boot real VMs through the daemon (test-daemon-qemu,
- * test-two-vms).
+ * The common pieces of the tests that boot real VMs through the daemon (test-daemon-qemu,
+ * test-daemon-volumes, test-suspend-qemu, test-daemon-tailored, test-daemon-template,
+ * test-two-vms): their start, the control files of a VM.
  */
 #pragma once
 
+#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,4 +45,43 @@ static inline void daemon_vm_begin(const char *progs, const char *missing, char 
 		  0);
 	ASSERT_TRUE(mkdtemp(tmp) != NULL);
 	ASSERT_OK(chmod(tmp, 0755));
+}
+
+/* Control file file of the VM directory dir (<mount>/vms/<name>), read whole (small):
+ * read_small()'s result. */
+static inline int dvm_rd(const char *dir, const char *file, char *buf, size_t size)
+{
+	char p[320];
+
+	snprintf(p, sizeof(p), "%s/%s", dir, file);
+	return read_small(p, buf, size);
+}
+
+/* Writes val to control file file of the VM directory dir, open(2) flags added to O_WRONLY:
+ * write_str()'s result. */
+static inline int dvm_wr(const char *dir, const char *file, const char *val, int flags)
+{
+	char p[320];
+
+	snprintf(p, sizeof(p), "%s/%s", dir, file);
+	return write_str(p, val, flags);
+}
+
+/* The same for VM vm of the daemon mounted at mnt. */
+static inline int dvm_rd_vm(const char *mnt, const char *vm, const char *file, char *buf,
+			    size_t size)
+{
+	char p[320];
+
+	snprintf(p, sizeof(p), "%s/vms/%s/%s", mnt, vm, file);
+	return read_small(p, buf, size);
+}
+
+static inline int dvm_wr_vm(const char *mnt, const char *vm, const char *file, const char *val,
+			    int flags)
+{
+	char p[320];
+
+	snprintf(p, sizeof(p), "%s/vms/%s/%s", mnt, vm, file);
+	return write_str(p, val, flags);
 }

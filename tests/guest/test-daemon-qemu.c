@@ -29,31 +29,14 @@
 
 static char T[64], MNT[128], VM[160];
 
-/* Read a control file (whole, small). */
-static int rd(const char *file, char *buf, size_t size)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/%s", VM, file);
-	return read_small(p, buf, size);
-}
-
-static int wr(const char *file, const char *val)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/%s", VM, file);
-	return write_str(p, val, 0);
-}
-
 static bool wait_health(const char *word, unsigned timeout_ms)
 {
 	double end = now_s() + timeout_ms / 1000.0;
 	char buf[2048];
 
 	do {
-		if (rd("health", buf, sizeof(buf)) > 0 && strncmp(buf, word, strlen(word)) == 0 &&
-		    buf[strlen(word)] == '\n')
+		if (dvm_rd(VM, "health", buf, sizeof(buf)) > 0 &&
+		    strncmp(buf, word, strlen(word)) == 0 && buf[strlen(word)] == '\n')
 			return true;
 		usleep(50000);
 	} while (now_s() < end);
@@ -200,14 +183,14 @@ static void test_daemon_qemu_e2e(void)
 	daemon = spawn_daemon(bld);
 	long rss0 = proc_rss_kb(daemon);
 	ASSERT_OK(mkdir(VM, 0755));
-	ASSERT_OK(wr("image", "127.0.0.1:5055/app:1\n"));
-	ASSERT_TRUE(rd("ip", ip, sizeof(ip)) > 0);
+	ASSERT_OK(dvm_wr(VM, "image", "127.0.0.1:5055/app:1\n", 0));
+	ASSERT_TRUE(dvm_rd(VM, "ip", ip, sizeof(ip)) > 0);
 	ip[strcspn(ip, "\n")] = '\0';
 
 	/* First start: pulls the image, boots, the app comes up. */
 	t0 = now_s();
-	ASSERT_OK(wr("state", "start\n"));
-	ASSERT_TRUE(rd("state", state, sizeof(state)) > 0);
+	ASSERT_OK(dvm_wr(VM, "state", "start\n", 0));
+	ASSERT_TRUE(dvm_rd(VM, "state", state, sizeof(state)) > 0);
 	ASSERT_STREQ(state, "running\n");
 	ASSERT_TRUE(wait_health("healthy", 30000));
 	t_ready = now_s();
@@ -218,10 +201,10 @@ static void test_daemon_qemu_e2e(void)
 	ASSERT_TRUE(strstr(page, "greeting=hello-e2e") != NULL);
 	ASSERT_TRUE(strstr(page, "workdir=/srv") != NULL);
 	ASSERT_TRUE(strstr(page, "user=1000:1000 groups=1000 2000 name=app") != NULL);
-	ASSERT_TRUE(rd("health", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "health", buf, sizeof(buf)) > 0);
 	ASSERT_TRUE(strstr(buf, "\nagent: ok ") != NULL);
 	ASSERT_TRUE(strstr(buf, "\napp: running ") != NULL);
-	ASSERT_TRUE(rd("log", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "log", buf, sizeof(buf)) > 0);
 	ASSERT_TRUE(strstr(buf, "app: serving on 8080") != NULL);
 
 	/* A hung guest (QEMU stopped) turns the verdict unhealthy within the heartbeat window. */
@@ -234,7 +217,7 @@ static void test_daemon_qemu_e2e(void)
 		th = now_s();
 		ASSERT_TRUE(wait_health("unhealthy", 8000));
 		printf("# hung guest: unhealthy after %.2fs\n", now_s() - th);
-		ASSERT_TRUE(rd("health", buf, sizeof(buf)) > 0);
+		ASSERT_TRUE(dvm_rd(VM, "health", buf, sizeof(buf)) > 0);
 		ASSERT_TRUE(strstr(buf, "\nagent: ") != NULL && strstr(buf, "\nagent: ok") == NULL);
 		ASSERT_OK(kill(qpid, SIGCONT));
 		ASSERT_TRUE(wait_health("healthy", 6000));
@@ -242,16 +225,16 @@ static void test_daemon_qemu_e2e(void)
 
 	/* Graceful stop through the agent: the app's SIGTERM handler runs. */
 	t_stop = now_s();
-	ASSERT_OK(wr("state", "stop\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "stop\n", 0));
 	printf("# stop: %.2fs\n", now_s() - t_stop);
-	ASSERT_TRUE(rd("state", state, sizeof(state)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "state", state, sizeof(state)) > 0);
 	ASSERT_STREQ(state, "stopped\n");
-	ASSERT_TRUE(rd("log", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "log", buf, sizeof(buf)) > 0);
 	ASSERT_TRUE(strstr(buf, "got SIGTERM") != NULL || strstr(buf, "app exited with code 42"));
 
 	/* Second start: the image is cached. */
 	t2 = now_s();
-	ASSERT_OK(wr("state", "start\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "start\n", 0));
 	ASSERT_TRUE(wait_http(ip, page, sizeof(page), 30000));
 	t2_http = now_s();
 	ASSERT_TRUE(wait_health("healthy", 10000));
@@ -277,16 +260,16 @@ static void test_daemon_qemu_e2e(void)
 		waitpid(daemon, NULL, 0);
 		ASSERT_TRUE(qpid > 0 && kill(qpid, 0) == 0);
 		daemon = spawn_daemon(bld);
-		ASSERT_TRUE(rd("state", state, sizeof(state)) > 0);
+		ASSERT_TRUE(dvm_rd(VM, "state", state, sizeof(state)) > 0);
 		ASSERT_STREQ(state, "running\n");
 		ASSERT_TRUE(wait_health("healthy", 10000));
 		ASSERT_EQ(qemu_pid("web"), qpid);
 		ASSERT_TRUE(wait_http(ip, page, sizeof(page), 5000));
 	}
-	ASSERT_OK(wr("state", "stop\n"));
-	ASSERT_TRUE(rd("state", state, sizeof(state)) > 0);
+	ASSERT_OK(dvm_wr(VM, "state", "stop\n", 0));
+	ASSERT_TRUE(dvm_rd(VM, "state", state, sizeof(state)) > 0);
 	ASSERT_STREQ(state, "stopped\n");
-	ASSERT_TRUE(rd("log", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "log", buf, sizeof(buf)) > 0);
 	ASSERT_TRUE(strstr(buf, "got SIGTERM") != NULL || strstr(buf, "app exited with code 42"));
 
 	ASSERT_OK(rmdir(VM));
@@ -294,9 +277,9 @@ static void test_daemon_qemu_e2e(void)
 	/* An app that exits: `app` reports its exit code, the VM keeps running. */
 	snprintf(VM, sizeof(VM), "%s/vms/quit", MNT);
 	ASSERT_OK(mkdir(VM, 0755));
-	ASSERT_OK(wr("image", "127.0.0.1:5055/app:2\n"));
-	if (wr("state", "start\n") < 0) {
-		rd("error", buf, sizeof(buf));
+	ASSERT_OK(dvm_wr(VM, "image", "127.0.0.1:5055/app:2\n", 0));
+	if (dvm_wr(VM, "state", "start\n", 0) < 0) {
+		dvm_rd(VM, "error", buf, sizeof(buf));
 		sh("tail -20 %s/daemon.log", T);
 		TEST_FAIL("start of 'quit' failed: %s", buf);
 	}
@@ -305,7 +288,7 @@ static void test_daemon_qemu_e2e(void)
 		bool seen = false;
 
 		while (!seen && now_s() < end) {
-			seen = rd("health", buf, sizeof(buf)) > 0 &&
+			seen = dvm_rd(VM, "health", buf, sizeof(buf)) > 0 &&
 			       strstr(buf, "\napp: exited code 3");
 			if (!seen)
 				usleep(100000);
@@ -314,9 +297,9 @@ static void test_daemon_qemu_e2e(void)
 			printf("# health:\n%s", buf);
 		ASSERT_TRUE(seen);
 	}
-	ASSERT_TRUE(rd("log", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "log", buf, sizeof(buf)) > 0);
 	ASSERT_TRUE(strstr(buf, "leaving") != NULL);
-	ASSERT_OK(wr("state", "kill\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "kill\n", 0));
 	ASSERT_OK(rmdir(VM));
 	/* Nothing of the VM left: no namespace, no QEMU dir, no cgroup, no process. */
 	/* Teardown after rmdir is asynchronous: give it a few seconds. */

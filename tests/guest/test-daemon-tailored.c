@@ -28,29 +28,13 @@
 
 static char T[64], MNT[128], VM[160];
 
-static int rd(const char *file, char *buf, size_t size)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/%s", VM, file);
-	return read_small(p, buf, size);
-}
-
-static int wr(const char *file, const char *val)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/%s", VM, file);
-	return write_str(p, val, 0);
-}
-
 static bool wait_for(const char *file, const char *text, unsigned timeout_ms)
 {
 	double end = now_s() + timeout_ms / 1000.0;
 	char buf[8192] = "";
 
 	do {
-		if (rd(file, buf, sizeof(buf)) > 0 && strstr(buf, text))
+		if (dvm_rd(VM, file, buf, sizeof(buf)) > 0 && strstr(buf, text))
 			return true;
 		usleep(50000);
 	} while (now_s() < end);
@@ -187,14 +171,14 @@ static void test_daemon_tailored_kernel(void)
 		ASSERT_OK(access(p, F_OK));
 	}
 	ASSERT_OK(mkdir(VM, 0755));
-	ASSERT_OK(wr("image", "127.0.0.1:5055/tk:1\n"));
-	ASSERT_TRUE(rd("ip", ip, sizeof(ip)) > 0);
+	ASSERT_OK(dvm_wr(VM, "image", "127.0.0.1:5055/tk:1\n", 0));
+	ASSERT_TRUE(dvm_rd(VM, "ip", ip, sizeof(ip)) > 0);
 	ip[strcspn(ip, "\n")] = '\0';
 
 	/* Boot: the agent says hello (agent: ok), the app runs and answers. */
 	t0 = now_s();
-	if (wr("state", "start\n") < 0) {
-		rd("error", buf, sizeof(buf));
+	if (dvm_wr(VM, "state", "start\n", 0) < 0) {
+		dvm_rd(VM, "error", buf, sizeof(buf));
 		sh("tail -20 %s/daemon.log", T);
 		TEST_FAIL("start failed: %s", buf);
 	}
@@ -207,16 +191,16 @@ static void test_daemon_tailored_kernel(void)
 	ASSERT_TRUE(strstr(page, "greeting=hello-tailored workdir=/srv user=1000:1000") != NULL);
 	ASSERT_TRUE(wait_for("log", "app: serving on 8080", 3000));
 	/* No module list to load: the agent never complains about one. */
-	ASSERT_TRUE(rd("log", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "log", buf, sizeof(buf)) > 0);
 	ASSERT_TRUE(strstr(buf, "module ") == NULL);
 
 	/* Graceful stop through the agent. */
-	ASSERT_OK(wr("state", "stop\n"));
-	ASSERT_TRUE(rd("state", state, sizeof(state)) > 0);
+	ASSERT_OK(dvm_wr(VM, "state", "stop\n", 0));
+	ASSERT_TRUE(dvm_rd(VM, "state", state, sizeof(state)) > 0);
 	ASSERT_STREQ(state, "stopped\n");
 
 	/* Again, and this time QEMU's power button: the ACPI button driver is built in. */
-	ASSERT_OK(wr("state", "start\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "start\n", 0));
 	ASSERT_TRUE(wait_http(ip, page, sizeof(page), 30000));
 	ASSERT_EQ(sh("printf '%%s\\n' '{\"execute\":\"qmp_capabilities\"}' "
 		     "'{\"execute\":\"system_powerdown\"}' | "

@@ -50,22 +50,6 @@ static pid_t spawn_logged(const char *log, char *const argv[])
 	return pid;
 }
 
-static int rd(const char *vm, const char *file, char *buf, size_t size)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/vms/%s/%s", MNT, vm, file);
-	return read_small(p, buf, size);
-}
-
-static int wr(const char *vm, const char *file, const char *val)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/vms/%s/%s", MNT, vm, file);
-	return write_str(p, val, 0);
-}
-
 static bool wait_http(const char *ip, char *page, size_t size, unsigned timeout_ms)
 {
 	double end = now_s() + timeout_ms / 1000.0;
@@ -134,11 +118,11 @@ static double start_vm(const char *vm, const char *ip, char *page, size_t size)
 {
 	double t0 = now_s();
 
-	ASSERT_OK(wr(vm, "state", "start\n"));
+	ASSERT_OK(dvm_wr_vm(MNT, vm, "state", "start\n", 0));
 	if (!wait_http(ip, page, size, 40000)) {
 		char h[2048] = "";
 
-		rd(vm, "health", h, sizeof(h));
+		dvm_rd_vm(MNT, vm, "health", h, sizeof(h));
 		sh("grep -v DEBUG %s/daemon.log | tail -15", T);
 		TEST_FAIL("%s never answered HTTP; health:\n%s", vm, h);
 	}
@@ -147,7 +131,7 @@ static double start_vm(const char *vm, const char *ip, char *page, size_t size)
 
 static void stop_vm(const char *vm)
 {
-	ASSERT_OK(wr(vm, "state", "stop\n"));
+	ASSERT_OK(dvm_wr_vm(MNT, vm, "state", "stop\n", 0));
 }
 
 static void create_vm(const char *vm, char *ip, size_t size)
@@ -156,8 +140,8 @@ static void create_vm(const char *vm, char *ip, size_t size)
 
 	snprintf(p, sizeof(p), "%s/vms/%s", MNT, vm);
 	ASSERT_OK(mkdir(p, 0755));
-	ASSERT_OK(wr(vm, "image", "127.0.0.1:5055/app:1\n"));
-	ASSERT_TRUE(rd(vm, "ip", ip, size) > 0);
+	ASSERT_OK(dvm_wr_vm(MNT, vm, "image", "127.0.0.1:5055/app:1\n", 0));
+	ASSERT_TRUE(dvm_rd_vm(MNT, vm, "ip", ip, size) > 0);
 	ip[strcspn(ip, "\n")] = '\0';
 }
 

@@ -33,22 +33,6 @@
 
 static char T[64], MNT[128], VM[160], IP[64];
 
-static int rd(const char *file, char *buf, size_t size)
-{
-	char p[300];
-
-	snprintf(p, sizeof(p), "%s/%s", VM, file);
-	return read_small(p, buf, size);
-}
-
-static int wr(const char *file, const char *val)
-{
-	char p[300];
-
-	snprintf(p, sizeof(p), "%s/%s", VM, file);
-	return write_str(p, val, 0);
-}
-
 /* mkdir / rmdir of a path inside the VM's directory: 0 or -errno. */
 static int mk(const char *rel)
 {
@@ -70,8 +54,8 @@ static void must_wr(const char *file, const char *val)
 {
 	char buf[1024] = "";
 
-	if (wr(file, val) < 0) {
-		rd("error", buf, sizeof(buf));
+	if (dvm_wr(VM, file, val, 0) < 0) {
+		dvm_rd(VM, "error", buf, sizeof(buf));
 		sh("tail -30 %s/daemon.log", T);
 		TEST_FAIL("write %s '%s' failed: %s; error: %s", file, val, strerror(errno), buf);
 	}
@@ -96,7 +80,7 @@ static void page(char *out, size_t size, unsigned timeout_ms)
 	{
 		char buf[8192] = "";
 
-		rd("log", buf, sizeof(buf));
+		dvm_rd(VM, "log", buf, sizeof(buf));
 		printf("# log:\n%s", buf);
 	}
 	TEST_FAIL("the app did not answer within %u ms", timeout_ms);
@@ -224,7 +208,7 @@ static void define_vm(const char *name)
 {
 	snprintf(VM, sizeof(VM), "%s/vms/%s", MNT, name);
 	ASSERT_OK(mkdir(VM, 0755));
-	ASSERT_TRUE(rd("ip", IP, sizeof(IP)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "ip", IP, sizeof(IP)) > 0);
 	IP[strcspn(IP, "\n")] = '\0';
 }
 
@@ -251,17 +235,17 @@ static void test_volumes_e2e(void)
 	page(pg, sizeof(pg), 60000);
 	printf("# first start: %.1fs: %s", now_s() - t0, pg);
 	expect(pg, "count=1 mark=v1 seed=seed-from-image owner=1000:1000 extra=1 version=1");
-	ASSERT_TRUE(rd("volumes/data/path", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "volumes/data/path", buf, sizeof(buf)) > 0);
 	ASSERT_STREQ(buf, "/data\n");
-	ASSERT_TRUE(rd("volumes/data/size", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "volumes/data/size", buf, sizeof(buf)) > 0);
 	ASSERT_STREQ(buf, "67108864\n");
 	/* Changes wait for a stop. */
-	ASSERT_EQ(wr("volumes/data/size", "128M"), -EBUSY);
+	ASSERT_EQ(dvm_wr(VM, "volumes/data/size", "128M", 0), -EBUSY);
 	{
 		double end = now_s() + 20;
 
 		do {
-			rd("disk-usage", buf, sizeof(buf));
+			dvm_rd(VM, "disk-usage", buf, sizeof(buf));
 			if (strstr(buf, "volume data: used "))
 				break;
 			usleep(200000);
@@ -285,15 +269,15 @@ static void test_volumes_e2e(void)
 	page(pg, sizeof(pg), 60000);
 	printf("# new image: %s", pg);
 	expect(pg, "count=3 mark=v2 seed=seed-from-image owner=1000:1000 extra=1 version=2");
-	ASSERT_TRUE(rd("volumes/data/size", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "volumes/data/size", buf, sizeof(buf)) > 0);
 	ASSERT_STREQ(buf, "134217728\n");
 
 	/* The daemon restarts: the VM is re-adopted, its volumes still there. */
 	stop_daemon(daemon);
 	daemon = spawn_daemon();
-	ASSERT_TRUE(rd("state", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "state", buf, sizeof(buf)) > 0);
 	ASSERT_STREQ(buf, "running\n");
-	ASSERT_TRUE(rd("volumes/data/path", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "volumes/data/path", buf, sizeof(buf)) > 0);
 	ASSERT_STREQ(buf, "/data\n");
 	must_wr("state", "restart\n");
 	page(pg, sizeof(pg), 60000);

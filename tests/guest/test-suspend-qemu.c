@@ -26,31 +26,15 @@
 
 static char T[64], MNT[128], VM[160], IP[64], NAME[16];
 
-static int rd(const char *file, char *buf, size_t size)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/%s", VM, file);
-	return read_small(p, buf, size);
-}
-
-static int wr(const char *file, const char *val)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/%s", VM, file);
-	return write_str(p, val, 0);
-}
-
 static void expect_state(const char *want)
 {
 	char st[64] = "";
 
-	ASSERT_TRUE(rd("state", st, sizeof(st)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "state", st, sizeof(st)) > 0);
 	if (strcmp(st, want) != 0) {
 		char err[512] = "";
 
-		rd("error", err, sizeof(err));
+		dvm_rd(VM, "error", err, sizeof(err));
 		sh("tail -30 %s/daemon.log", T);
 		TEST_FAIL("state %s, want %s (error: %s)", st, want, err);
 	}
@@ -159,8 +143,8 @@ static double suspend_vm(void)
 	double t = now_s();
 	char buf[4096];
 
-	if (wr("state", "suspend\n") < 0) {
-		rd("error", buf, sizeof(buf));
+	if (dvm_wr(VM, "state", "suspend\n", 0) < 0) {
+		dvm_rd(VM, "error", buf, sizeof(buf));
 		sh("tail -30 %s/daemon.log", T);
 		TEST_FAIL("suspend failed: %s", buf);
 	}
@@ -172,7 +156,7 @@ static double suspend_vm(void)
 		     "/sys/fs/cgroup/mvmfs/*/%s; do [ -e \"$c\" ] && exit 1; done; exit 0",
 		     NAME, NAME, NAME),
 		  0);
-	ASSERT_TRUE(rd("health", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "health", buf, sizeof(buf)) > 0);
 	ASSERT_TRUE(strncmp(buf, "suspended\n", 10) == 0);
 	ASSERT_TRUE(strstr(buf, "\nsaved: suspended ") != NULL);
 	return t;
@@ -185,8 +169,8 @@ static int restore_vm(int before, double *t_run, double *t_app)
 	char buf[512];
 	int c;
 
-	if (wr("state", "start\n") < 0) {
-		rd("error", buf, sizeof(buf));
+	if (dvm_wr(VM, "state", "start\n", 0) < 0) {
+		dvm_rd(VM, "error", buf, sizeof(buf));
 		sh("tail -30 %s/daemon.log", T);
 		TEST_FAIL("restore failed: %s", buf);
 	}
@@ -223,15 +207,15 @@ static void test_suspend_qemu(void)
 		  0);
 	daemon = spawn_daemon(bld);
 	ASSERT_OK(mkdir(VM, 0755));
-	ASSERT_OK(wr("image", "127.0.0.1:5056/count:1\n"));
-	ASSERT_TRUE(rd("ip", IP, sizeof(IP)) > 0);
+	ASSERT_OK(dvm_wr(VM, "image", "127.0.0.1:5056/count:1\n", 0));
+	ASSERT_TRUE(dvm_rd(VM, "ip", IP, sizeof(IP)) > 0);
 	IP[strcspn(IP, "\n")] = '\0';
 
 	/* EINVAL before it runs; the cold boot is the reference. */
-	ASSERT_ERRNO(wr("state", "pause\n"), EINVAL);
-	ASSERT_ERRNO(wr("state", "suspend\n"), EINVAL);
+	ASSERT_ERRNO(dvm_wr(VM, "state", "pause\n", 0), EINVAL);
+	ASSERT_ERRNO(dvm_wr(VM, "state", "suspend\n", 0), EINVAL);
 	t0 = now_s();
-	ASSERT_OK(wr("state", "start\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "start\n", 0));
 	c = count(60000);
 	t_cold = now_s() - t0;
 	ASSERT_EQ(c, 1);
@@ -239,26 +223,26 @@ static void test_suspend_qemu(void)
 
 	/* pause / resume: the app answers afterwards with its count. */
 	t0 = now_s();
-	ASSERT_OK(wr("state", "pause\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "pause\n", 0));
 	t_pause = now_s() - t0;
 	expect_state("paused\n");
-	ASSERT_TRUE(rd("health", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "health", buf, sizeof(buf)) > 0);
 	ASSERT_TRUE(strncmp(buf, "paused\n", 7) == 0);
-	ASSERT_OK(wr("state", "pause\n")); /* no-op */
-	ASSERT_ERRNO(wr("image", "127.0.0.1:5056/count:1\n"), EBUSY);
+	ASSERT_OK(dvm_wr(VM, "state", "pause\n", 0)); /* no-op */
+	ASSERT_ERRNO(dvm_wr(VM, "image", "127.0.0.1:5056/count:1\n", 0), EBUSY);
 	ASSERT_ERRNO(rmdir(VM) < 0 ? -errno : 0, EBUSY);
 	t0 = now_s();
-	ASSERT_OK(wr("state", "resume\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "resume\n", 0));
 	t_resume = now_s() - t0;
 	expect_state("running\n");
-	ASSERT_OK(wr("state", "resume\n")); /* no-op */
+	ASSERT_OK(dvm_wr(VM, "state", "resume\n", 0)); /* no-op */
 	c = count(5000);
 	ASSERT_EQ(c, 3);
 
 	/* suspend from running, restore. */
 	t_susp = suspend_vm();
 	ASSERT_ERRNO(rmdir(VM) < 0 ? -errno : 0, EBUSY);
-	ASSERT_OK(wr("state", "suspend\n")); /* no-op */
+	ASSERT_OK(dvm_wr(VM, "state", "suspend\n", 0)); /* no-op */
 	{
 		char m[256];
 
@@ -304,9 +288,9 @@ static void test_suspend_qemu(void)
 		bool stepped = false, healthy = false;
 
 		while ((!stepped || !healthy) && now_s() < end) {
-			stepped = rd("log", buf, sizeof(buf)) > 0 &&
+			stepped = dvm_rd(VM, "log", buf, sizeof(buf)) > 0 &&
 				  strstr(buf, "clock: wall clock stepped by ") != NULL;
-			healthy = rd("health", buf, sizeof(buf)) > 0 &&
+			healthy = dvm_rd(VM, "health", buf, sizeof(buf)) > 0 &&
 				  strncmp(buf, "healthy\n", 8) == 0;
 			if (!stepped || !healthy)
 				usleep(100000);
@@ -318,14 +302,14 @@ static void test_suspend_qemu(void)
 	}
 
 	/* paused across a daemon SIGKILL and restart: re-adopted paused, then resumed. */
-	ASSERT_OK(wr("state", "pause\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "pause\n", 0));
 	kill(daemon, SIGKILL);
 	waitpid(daemon, NULL, 0);
 	sh("umount -l %s 2>/dev/null", MNT);
 	daemon = spawn_daemon(bld);
 	expect_state("paused\n");
 	ASSERT_TRUE(qemu_running());
-	ASSERT_OK(wr("state", "resume\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "resume\n", 0));
 	expect_state("running\n");
 	{
 		int c2 = count(5000);
@@ -361,23 +345,23 @@ static void test_suspend_qemu(void)
 		     "conv=notrunc 2>/dev/null",
 		     T, NAME),
 		  0);
-	ASSERT_ERRNO(wr("state", "start\n"), EIO);
+	ASSERT_ERRNO(dvm_wr(VM, "state", "start\n", 0), EIO);
 	expect_state("failed\n");
-	ASSERT_TRUE(rd("error", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "error", buf, sizeof(buf)) > 0);
 	printf("# corrupt: %s", buf);
 	ASSERT_TRUE(strstr(buf, "saved state corrupt") != NULL);
 	ASSERT_FALSE(qemu_running());
 	ASSERT_EQ(count(1500), -1);
 	/* stop discards the saved state; then it boots afresh. */
-	ASSERT_OK(wr("state", "stop\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "stop\n", 0));
 	expect_state("stopped\n");
 	ASSERT_EQ(sh("for i in $(seq 50); do [ -e %s/state/vms/%s/suspend/state ] || exit 0; "
 		     "sleep 0.1; done; exit 1",
 		     T, NAME),
 		  0);
-	ASSERT_OK(wr("state", "start\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "start\n", 0));
 	ASSERT_EQ(count(60000), 1);
-	ASSERT_OK(wr("state", "kill\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "kill\n", 0));
 	ASSERT_OK(rmdir(VM));
 
 	kill(daemon, SIGTERM);

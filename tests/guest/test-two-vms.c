@@ -40,30 +40,13 @@
  * (another build dir) may be going on at the same time. */
 static char T[64], MNT[128], NA[32], NB[32];
 
-/* A control file of VM vm (whole, small). */
-static int rd(const char *vm, const char *file, char *buf, size_t size)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/vms/%s/%s", MNT, vm, file);
-	return read_small(p, buf, size);
-}
-
-static int wr(const char *vm, const char *file, const char *val, bool nonblock)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/vms/%s/%s", MNT, vm, file);
-	return write_str(p, val, nonblock ? O_NONBLOCK : 0);
-}
-
 static bool wait_health(const char *vm, const char *word, unsigned timeout_ms)
 {
 	double end = now_s() + timeout_ms / 1000.0;
 	char buf[2048] = "";
 
 	do {
-		if (rd(vm, "health", buf, sizeof(buf)) > 0 &&
+		if (dvm_rd_vm(MNT, vm, "health", buf, sizeof(buf)) > 0 &&
 		    strncmp(buf, word, strlen(word)) == 0 && buf[strlen(word)] == '\n')
 			return true;
 		usleep(50000);
@@ -271,8 +254,8 @@ static void create_vm(const char *vm, char *ip, size_t size)
 
 	snprintf(p, sizeof(p), "%s/vms/%s", MNT, vm);
 	ASSERT_OK(mkdir(p, 0755));
-	ASSERT_OK(wr(vm, "image", "127.0.0.1:5055/app:1\n", false));
-	ASSERT_TRUE(rd(vm, "ip", ip, size) > 0);
+	ASSERT_OK(dvm_wr_vm(MNT, vm, "image", "127.0.0.1:5055/app:1\n", 0));
+	ASSERT_TRUE(dvm_rd_vm(MNT, vm, "ip", ip, size) > 0);
 	ip[strcspn(ip, "\n")] = '\0';
 }
 
@@ -372,7 +355,7 @@ static void check_health(const char *vm, const char *ip)
 {
 	char buf[2048], want[128];
 
-	ASSERT_TRUE(rd(vm, "health", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd_vm(MNT, vm, "health", buf, sizeof(buf)) > 0);
 	snprintf(want, sizeof(want), ", guest address %s/64 configured\n", ip);
 	if (!strstr(buf, "\nnet: up ") || !strstr(buf, want))
 		TEST_FAIL("health of %s lacks 'net: up ...%s':\n%s", vm, want, buf);
@@ -449,9 +432,9 @@ static void test_two_vms(void)
 	create_vm(NB, B, sizeof(B));
 	ASSERT_TRUE(strcmp(A, B) != 0);
 	t0 = now_s();
-	ASSERT_OK(wr(NA, "state", "start\n", true));
+	ASSERT_OK(dvm_wr_vm(MNT, NA, "state", "start\n", O_NONBLOCK));
 	ASSERT_TRUE(wait_health(NA, "healthy", 40000));
-	ASSERT_OK(wr(NB, "state", "start\n", true));
+	ASSERT_OK(dvm_wr_vm(MNT, NB, "state", "start\n", O_NONBLOCK));
 	ASSERT_TRUE(wait_health(NB, "healthy", 40000));
 	ASSERT_EQ(sh("test $(grep -c 'template: started from' %s/daemon.log) = 2", T), 0);
 	/* Each answers as itself (hostname = VM name). */
@@ -465,7 +448,7 @@ static void test_two_vms(void)
 	printf("# both apps answer the host after %.2fs (A %s, B %s)\n", t_boot - t0, A, B);
 	check_health(NA, A);
 	check_health(NB, B);
-	ASSERT_TRUE(rd(NA, "log", out, sizeof(out)) > 0);
+	ASSERT_TRUE(dvm_rd_vm(MNT, NA, "log", out, sizeof(out)) > 0);
 	ASSERT_TRUE(strstr(out, "app: serving on 8080") != NULL);
 
 	/* The guest's own view of eth0 (for the record), then the probes both ways. */
@@ -490,8 +473,8 @@ static void test_two_vms(void)
 
 	/* Stop and destroy both; nothing of them is left. */
 	t_stop = now_s();
-	ASSERT_OK(wr(NA, "state", "stop\n", true));
-	ASSERT_OK(wr(NB, "state", "stop\n", false));
+	ASSERT_OK(dvm_wr_vm(MNT, NA, "state", "stop\n", O_NONBLOCK));
+	ASSERT_OK(dvm_wr_vm(MNT, NB, "state", "stop\n", 0));
 	ASSERT_TRUE(wait_state(NA, "stopped", 15000));
 	for (size_t i = 0; i < 2; i++) {
 		const char *vm = i ? NB : NA;
