@@ -2,7 +2,7 @@
 /*
  * The common pieces of the tests that boot real VMs through the daemon (test-daemon-qemu,
  * test-daemon-volumes, test-suspend-qemu, test-daemon-tailored, test-daemon-template,
- * test-two-vms): their start, the control files of a VM.
+ * test-two-vms): their start, the control files of a VM, spawning a logged process.
  */
 #pragma once
 
@@ -84,4 +84,20 @@ static inline int dvm_wr_vm(const char *mnt, const char *vm, const char *file, c
 
 	snprintf(p, sizeof(p), "%s/vms/%s/%s", mnt, vm, file);
 	return write_str(p, val, flags);
+}
+
+/* Forks and execs argv (on PATH) with stdout and stderr appended to log: the child's pid. */
+static inline pid_t dvm_spawn_logged(const char *log, char *const argv[])
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
 }

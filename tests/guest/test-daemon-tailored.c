@@ -60,21 +60,6 @@ static bool wait_http(const char *ip, char *page, size_t size, unsigned timeout_
 	return false;
 }
 
-static pid_t spawn(const char *log, char *const argv[])
-{
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
-
 /* The tailored guest (cached) into dir, or skip: this test never builds the kernel. */
 static void tailored_guest(char *dir, size_t size)
 {
@@ -125,7 +110,7 @@ static void test_daemon_tailored_kernel(void)
 		  0);
 	snprintf(p, sizeof(p), "%s/reg/config.yml", T);
 	snprintf(buf, sizeof(buf), "%s/reg/log", T);
-	reg = spawn(buf, (char *[]){"docker-registry", "serve", p, NULL});
+	reg = dvm_spawn_logged(buf, (char *[]){"docker-registry", "serve", p, NULL});
 	ASSERT_EQ(
 		sh("set -e; cd %s; for i in $(seq 100); do curl -sf http://127.0.0.1:5055/v2/ "
 		   ">/dev/null && break; sleep 0.05; done; "
@@ -161,10 +146,11 @@ static void test_daemon_tailored_kernel(void)
 		snprintf(bin, sizeof(bin), "%s/daemon/mvmfs", bld);
 		snprintf(st, sizeof(st), "%s/state", T);
 		snprintf(log, sizeof(log), "%s/daemon.log", T);
-		daemon = spawn(log, (char *[]){bin, "--state-dir", st, "--vmm", "qemu",
-					       "--insecure-registry", "127.0.0.1:5055", "--bridge",
-					       "mvmtk0", "--ipv6-prefix", "fd42:7e::/64",
-					       "--app-grace", "3s", MNT, NULL});
+		daemon = dvm_spawn_logged(log, (char *[]){bin, "--state-dir", st, "--vmm", "qemu",
+							  "--insecure-registry", "127.0.0.1:5055",
+							  "--bridge", "mvmtk0", "--ipv6-prefix",
+							  "fd42:7e::/64", "--app-grace", "3s", MNT,
+							  NULL});
 		snprintf(p, sizeof(p), "%s/vms", MNT);
 		for (int i = 0; i < 200 && access(p, F_OK) < 0; i++)
 			usleep(50000);

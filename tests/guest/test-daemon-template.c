@@ -35,21 +35,6 @@ static const char app_sh[] =
 	"boot=$(cat /proc/sys/kernel/random/boot_id)\" > /tmp/www/index.html\n"
 	"exec httpd -f -p 8080 -h /tmp/www\n";
 
-static pid_t spawn_logged(const char *log, char *const argv[])
-{
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
-
 static bool wait_http(const char *ip, char *page, size_t size, unsigned timeout_ms)
 {
 	double end = now_s() + timeout_ms / 1000.0;
@@ -94,7 +79,7 @@ static pid_t start_daemon(const char *guest, bool no_template)
 		argv[13] = "--no-template";
 		argv[14] = MNT;
 	}
-	d = spawn_logged(log, argv);
+	d = dvm_spawn_logged(log, argv);
 	ASSERT_EQ(sh("for i in $(seq 200); do [ -e %s/vms ] && exit 0; sleep 0.05; done; exit 1",
 		     MNT),
 		  0);
@@ -253,7 +238,7 @@ static void test_template_starts(void)
 		  0);
 	snprintf(cfg, sizeof(cfg), "%s/reg/config.yml", T);
 	snprintf(log, sizeof(log), "%s/reg/log", T);
-	reg = spawn_logged(log, (char *[]){"docker-registry", "serve", cfg, NULL});
+	reg = dvm_spawn_logged(log, (char *[]){"docker-registry", "serve", cfg, NULL});
 	ASSERT_EQ(sh("set -e; cd %s; for i in $(seq 100); do curl -sf http://127.0.0.1:5055/v2/ "
 		     ">/dev/null && break; sleep 0.05; done; "
 		     "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "

@@ -158,21 +158,6 @@ static long noreflect_drops(void)
 	return strtol(out, NULL, 10);
 }
 
-static pid_t spawn_logged(const char *log, char *const argv[])
-{
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
-
 /* The CGI: OP,ADDR,ARG[,SECONDS] in QUERY_STRING; only hex, ':' and '.' get through to the
  * commands. (busybox 1.35 wget -T segfaults: timeout(1) bounds it instead.) */
 static const char probe_cgi[] =
@@ -386,7 +371,7 @@ static void test_two_vms(void)
 		  0);
 	snprintf(cfg, sizeof(cfg), "%s/reg/config.yml", T);
 	snprintf(log, sizeof(log), "%s/reg/log", T);
-	reg = spawn_logged(log, (char *[]){"docker-registry", "serve", cfg, NULL});
+	reg = dvm_spawn_logged(log, (char *[]){"docker-registry", "serve", cfg, NULL});
 	push_image(guest);
 
 	/* A host beyond the gateway, routed (like tests/net/test-isolation.c), serving TCP 8081
@@ -404,8 +389,8 @@ static void test_two_vms(void)
 	snprintf(ext_addr, sizeof(ext_addr), "[" EXT "]:8081");
 	snprintf(bin, sizeof(bin), "%s/busybox", guest);
 	snprintf(log, sizeof(log), "%s/ext.log", T);
-	ext = spawn_logged(log, (char *[]){"ip", "netns", "exec", "ext", bin, "httpd", "-f", "-p",
-					   ext_addr, "-h", ext_dir, NULL});
+	ext = dvm_spawn_logged(log, (char *[]){"ip", "netns", "exec", "ext", bin, "httpd", "-f",
+					       "-p", ext_addr, "-h", ext_dir, NULL});
 
 	/* The daemon: QEMU backend, local allocator, its own bridge. */
 	ASSERT_EQ(sh("mkdir -p %s/state/guest %s && cp %s/vmlinux %s/initramfs.cpio.gz "
@@ -415,10 +400,10 @@ static void test_two_vms(void)
 	snprintf(bin, sizeof(bin), "%s/daemon/mvmfs", bld);
 	snprintf(st_dir, sizeof(st_dir), "%s/state", T);
 	snprintf(log, sizeof(log), "%s/daemon.log", T);
-	daemon = spawn_logged(log, (char *[]){bin, "--state-dir", st_dir, "--vmm", "qemu",
-					      "--insecure-registry", "127.0.0.1:5055", "--bridge",
-					      "tvbr0", "--ipv6-prefix", "fd42:7e5::/64",
-					      "--app-grace", "2s", MNT, NULL});
+	daemon = dvm_spawn_logged(log, (char *[]){bin, "--state-dir", st_dir, "--vmm", "qemu",
+						  "--insecure-registry", "127.0.0.1:5055",
+						  "--bridge", "tvbr0", "--ipv6-prefix",
+						  "fd42:7e5::/64", "--app-grace", "2s", MNT, NULL});
 	ASSERT_EQ(sh("for i in $(seq 100); do [ -e %s/vms ] && exit 0; sleep 0.05; done; exit 1",
 		     MNT),
 		  0);
