@@ -101,3 +101,28 @@ static inline pid_t dvm_spawn_logged(const char *log, char *const argv[])
 	}
 	return pid;
 }
+
+/*
+ * Starts docker-registry serving 127.0.0.1:port from tmp/reg (created: config.yml, data/, the
+ * registry's output in log) and waits up to 5 s for its /v2/ to answer (a registry that does
+ * not fails the push that follows): the registry's pid.
+ */
+static inline pid_t dvm_registry(const char *tmp, int port)
+{
+	char cfg[160], log[160];
+	pid_t pid;
+
+	ASSERT_EQ(sh("mkdir %s/reg && printf 'version: 0.1\\nstorage: { filesystem: { "
+		     "rootdirectory: %s/reg/data } }\\nhttp: { addr: 127.0.0.1:%d }\\n' > "
+		     "%s/reg/config.yml",
+		     tmp, tmp, port, tmp),
+		  0);
+	snprintf(cfg, sizeof(cfg), "%s/reg/config.yml", tmp);
+	snprintf(log, sizeof(log), "%s/reg/log", tmp);
+	pid = dvm_spawn_logged(log, (char *[]){"docker-registry", "serve", cfg, NULL});
+	ASSERT_TRUE(pid > 0);
+	sh("for i in $(seq 100); do curl -sf http://127.0.0.1:%d/v2/ >/dev/null && break; "
+	   "sleep 0.05; done",
+	   port);
+	return pid;
+}

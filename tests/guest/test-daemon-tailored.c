@@ -103,17 +103,9 @@ static void test_daemon_tailored_kernel(void)
 	snprintf(VM, sizeof(VM), "%s/vms/tk", MNT);
 
 	/* Registry + an HTTP app image that reports its kernel and environment. */
-	ASSERT_EQ(sh("set -e; cd %s; mkdir reg; printf 'version: 0.1\\nstorage: { filesystem: { "
-		     "rootdirectory: %s/reg/data } }\\nhttp: { addr: 127.0.0.1:5055 }\\n' > "
-		     "reg/config.yml",
-		     T, T),
-		  0);
-	snprintf(p, sizeof(p), "%s/reg/config.yml", T);
-	snprintf(buf, sizeof(buf), "%s/reg/log", T);
-	reg = dvm_spawn_logged(buf, (char *[]){"docker-registry", "serve", p, NULL});
+	reg = dvm_registry(T, 5055);
 	ASSERT_EQ(
-		sh("set -e; cd %s; for i in $(seq 100); do curl -sf http://127.0.0.1:5055/v2/ "
-		   ">/dev/null && break; sleep 0.05; done; "
+		sh("set -e; cd %s; "
 		   "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
 		   "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
 		   "mkdir -p $R/bin $R/etc $R/srv $R/tmp; cp %s/busybox $R/bin/busybox; "

@@ -213,7 +213,7 @@ static void bench(const char *guest, const char *vm, const char *ip, pid_t *d, i
 
 static void test_template_starts(void)
 {
-	char guest[300], cfg[160], log[160], root[160], A[64], B[64], C[64];
+	char guest[300], root[160], A[64], B[64], C[64];
 	char pa[512], pb[512], pc[512], pb2[512], pc2[512], f1[128], f2[128], want[160];
 	char na[32], nb[32], nc[32];
 	double ta, tb, tc, tcold, tcorrupt;
@@ -230,17 +230,12 @@ static void test_template_starts(void)
 	snprintf(nc, sizeof(nc), "tc-%.6s", T + strlen("/tmp/test-tpl."));
 
 	/* Registry and an image whose page shows what differs between VMs. */
-	ASSERT_EQ(sh("mkdir %s/reg %s && printf 'version: 0.1\\nstorage: { filesystem: { "
-		     "rootdirectory: %s/reg/data } }\\nhttp: { addr: 127.0.0.1:5055 }\\n' > "
-		     "%s/reg/config.yml && mkdir -p %s/state/guest && cp %s/vmlinux "
-		     "%s/initramfs.cpio.gz %s/state/guest/",
-		     T, MNT, T, T, T, guest, guest, T),
+	reg = dvm_registry(T, 5055);
+	ASSERT_EQ(sh("mkdir %s && mkdir -p %s/state/guest && cp %s/vmlinux %s/initramfs.cpio.gz "
+		     "%s/state/guest/",
+		     MNT, T, guest, guest, T),
 		  0);
-	snprintf(cfg, sizeof(cfg), "%s/reg/config.yml", T);
-	snprintf(log, sizeof(log), "%s/reg/log", T);
-	reg = dvm_spawn_logged(log, (char *[]){"docker-registry", "serve", cfg, NULL});
-	ASSERT_EQ(sh("set -e; cd %s; for i in $(seq 100); do curl -sf http://127.0.0.1:5055/v2/ "
-		     ">/dev/null && break; sleep 0.05; done; "
+	ASSERT_EQ(sh("set -e; cd %s; "
 		     "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
 		     "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
 		     "mkdir -p $R/bin $R/etc $R/srv $R/tmp; cp %s/busybox $R/bin/busybox; "

@@ -133,27 +133,9 @@ static pid_t registry_and_images(const char *guest)
 {
 	pid_t reg;
 
-	ASSERT_EQ(sh("set -e; cd %s; mkdir reg; printf 'version: 0.1\\nstorage: { filesystem: { "
-		     "rootdirectory: %s/reg/data } }\\nhttp: { addr: 127.0.0.1:5055 }\\n' > "
-		     "reg/config.yml",
-		     T, T),
-		  0);
-	reg = fork();
-	if (reg == 0) {
-		char cfg[128], log[128];
-		int fd;
-
-		snprintf(cfg, sizeof(cfg), "%s/reg/config.yml", T);
-		snprintf(log, sizeof(log), "%s/reg/log", T);
-		fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execlp("docker-registry", "docker-registry", "serve", cfg, (char *)NULL);
-		_exit(127);
-	}
+	reg = dvm_registry(T, 5055);
 	ASSERT_EQ(
-		sh("set -e; cd %s; for i in $(seq 100); do curl -sf http://127.0.0.1:5055/v2/ "
-		   ">/dev/null && break; sleep 0.05; done; "
+		sh("set -e; cd %s; "
 		   "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
 		   "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
 		   "mkdir -p $R/bin $R/etc $R/srv $R/tmp $R/data $R/scratch; cp %s/busybox "

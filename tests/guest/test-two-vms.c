@@ -210,8 +210,7 @@ static void push_image(const char *guest)
 {
 	char root[128];
 
-	ASSERT_EQ(sh("set -e; cd %s; for i in $(seq 100); do curl -sf http://127.0.0.1:5055/v2/ "
-		     ">/dev/null && break; sleep 0.05; done; "
+	ASSERT_EQ(sh("set -e; cd %s; "
 		     "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
 		     "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
 		     "mkdir -p $R/bin $R/etc $R/srv $R/tmp; cp %s/busybox $R/bin/busybox; "
@@ -349,7 +348,7 @@ static void check_health(const char *vm, const char *ip)
 static void test_two_vms(void)
 {
 	const char *bld = getenv("MVMFS_BUILDDIR");
-	char guest[300], page[512], out[4096], A[64], B[64], log[160], cfg[160], bin[400];
+	char guest[300], page[512], out[4096], A[64], B[64], log[160], bin[400];
 	char st_dir[160], ext_dir[160], ext_addr[64], want[64];
 	double t0, t_boot, t_probe, t_stop;
 	pid_t reg, daemon, ext;
@@ -364,14 +363,7 @@ static void test_two_vms(void)
 	snprintf(NB, sizeof(NB), "vm-b-%.6s", T + strlen("/tmp/test-2vm."));
 
 	/* Registry and image. */
-	ASSERT_EQ(sh("mkdir %s/reg && printf 'version: 0.1\\nstorage: { filesystem: { "
-		     "rootdirectory: %s/reg/data } }\\nhttp: { addr: 127.0.0.1:5055 }\\n' > "
-		     "%s/reg/config.yml",
-		     T, T, T),
-		  0);
-	snprintf(cfg, sizeof(cfg), "%s/reg/config.yml", T);
-	snprintf(log, sizeof(log), "%s/reg/log", T);
-	reg = dvm_spawn_logged(log, (char *[]){"docker-registry", "serve", cfg, NULL});
+	reg = dvm_registry(T, 5055);
 	push_image(guest);
 
 	/* A host beyond the gateway, routed (like tests/net/test-isolation.c), serving TCP 8081
