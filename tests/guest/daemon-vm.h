@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -125,4 +126,24 @@ static inline pid_t dvm_registry(const char *tmp, int port)
 	   "sleep 0.05; done",
 	   port);
 	return pid;
+}
+
+/*
+ * Polls http://[ip]:8080/ with curl (each try bounded by curl_s seconds, poll_ms between tries)
+ * until it answers with a non-empty page, read into page (size bytes), or timeout_ms pass:
+ * whether it answered.
+ */
+static inline bool dvm_wait_http(const char *ip, char *page, size_t size, unsigned timeout_ms,
+				 int curl_s, unsigned poll_ms)
+{
+	double end = now_s() + timeout_ms / 1000.0;
+
+	do {
+		if (sh_out(page, size, "curl -sf -g -m %d 'http://[%s]:8080/' 2>/dev/null", curl_s,
+			   ip) == 0 &&
+		    page[0])
+			return true;
+		usleep(poll_ms * 1000);
+	} while (now_s() < end);
+	return false;
 }

@@ -44,24 +44,6 @@ static bool wait_health(const char *word, unsigned timeout_ms)
 	return false;
 }
 
-static bool wait_http(const char *ip, char *page, size_t size, unsigned timeout_ms)
-{
-	double end = now_s() + timeout_ms / 1000.0;
-	char cmd[256];
-
-	snprintf(cmd, sizeof(cmd), "curl -sf -g -m 2 'http://[%s]:8080/' 2>/dev/null", ip);
-	do {
-		FILE *p = popen(cmd, "r");
-		size_t n = p ? fread(page, 1, size - 1, p) : 0;
-
-		page[n] = '\0';
-		if (p && pclose(p) == 0 && n > 0)
-			return true;
-		usleep(50000);
-	} while (now_s() < end);
-	return false;
-}
-
 static int qemu_pid(const char *vm)
 {
 	char cmd[128];
@@ -176,7 +158,7 @@ static void test_daemon_qemu_e2e(void)
 	ASSERT_STREQ(state, "running\n");
 	ASSERT_TRUE(wait_health("healthy", 30000));
 	t_ready = now_s();
-	ASSERT_TRUE(wait_http(ip, page, sizeof(page), 10000));
+	ASSERT_TRUE(dvm_wait_http(ip, page, sizeof(page), 10000, 2, 50));
 	t_http = now_s();
 	printf("# first start: healthy %.2fs, HTTP %.2fs; page: %s", t_ready - t0, t_http - t0,
 	       page);
@@ -217,7 +199,7 @@ static void test_daemon_qemu_e2e(void)
 	/* Second start: the image is cached. */
 	t2 = now_s();
 	ASSERT_OK(dvm_wr(VM, "state", "start\n", 0));
-	ASSERT_TRUE(wait_http(ip, page, sizeof(page), 30000));
+	ASSERT_TRUE(dvm_wait_http(ip, page, sizeof(page), 30000, 2, 50));
 	t2_http = now_s();
 	ASSERT_TRUE(wait_health("healthy", 10000));
 	printf("# second start (image cached): HTTP %.2fs\n", t2_http - t2);
@@ -246,7 +228,7 @@ static void test_daemon_qemu_e2e(void)
 		ASSERT_STREQ(state, "running\n");
 		ASSERT_TRUE(wait_health("healthy", 10000));
 		ASSERT_EQ(qemu_pid("web"), qpid);
-		ASSERT_TRUE(wait_http(ip, page, sizeof(page), 5000));
+		ASSERT_TRUE(dvm_wait_http(ip, page, sizeof(page), 5000, 2, 50));
 	}
 	ASSERT_OK(dvm_wr(VM, "state", "stop\n", 0));
 	ASSERT_TRUE(dvm_rd(VM, "state", state, sizeof(state)) > 0);

@@ -42,24 +42,6 @@ static bool wait_for(const char *file, const char *text, unsigned timeout_ms)
 	return false;
 }
 
-static bool wait_http(const char *ip, char *page, size_t size, unsigned timeout_ms)
-{
-	double end = now_s() + timeout_ms / 1000.0;
-	char cmd[256];
-
-	snprintf(cmd, sizeof(cmd), "curl -sf -g -m 2 'http://[%s]:8080/' 2>/dev/null", ip);
-	do {
-		FILE *p = popen(cmd, "r");
-		size_t n = p ? fread(page, 1, size - 1, p) : 0;
-
-		page[n] = '\0';
-		if (p && pclose(p) == 0 && n > 0)
-			return true;
-		usleep(50000);
-	} while (now_s() < end);
-	return false;
-}
-
 /* The tailored guest (cached) into dir, or skip: this test never builds the kernel. */
 static void tailored_guest(char *dir, size_t size)
 {
@@ -162,7 +144,7 @@ static void test_daemon_tailored_kernel(void)
 	}
 	ASSERT_TRUE(wait_for("health", "\nagent: ok ", 30000));
 	ASSERT_TRUE(wait_for("health", "\napp: running ", 10000));
-	ASSERT_TRUE(wait_http(ip, page, sizeof(page), 10000));
+	ASSERT_TRUE(dvm_wait_http(ip, page, sizeof(page), 10000, 2, 50));
 	printf("# start to HTTP %.2fs (wall, loaded machine); page: %s", now_s() - t0, page);
 	snprintf(p, sizeof(p), "kernel=%s modules=no ", release);
 	ASSERT_TRUE(strstr(page, p) != NULL);
@@ -179,7 +161,7 @@ static void test_daemon_tailored_kernel(void)
 
 	/* Again, and this time QEMU's power button: the ACPI button driver is built in. */
 	ASSERT_OK(dvm_wr(VM, "state", "start\n", 0));
-	ASSERT_TRUE(wait_http(ip, page, sizeof(page), 30000));
+	ASSERT_TRUE(dvm_wait_http(ip, page, sizeof(page), 30000, 2, 50));
 	ASSERT_EQ(sh("printf '%%s\\n' '{\"execute\":\"qmp_capabilities\"}' "
 		     "'{\"execute\":\"system_powerdown\"}' | "
 		     "timeout 5 socat -t 1 - UNIX-CONNECT:%s/state/qemu/tk/qmp.sock >/dev/null",

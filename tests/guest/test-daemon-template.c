@@ -35,20 +35,6 @@ static const char app_sh[] =
 	"boot=$(cat /proc/sys/kernel/random/boot_id)\" > /tmp/www/index.html\n"
 	"exec httpd -f -p 8080 -h /tmp/www\n";
 
-static bool wait_http(const char *ip, char *page, size_t size, unsigned timeout_ms)
-{
-	double end = now_s() + timeout_ms / 1000.0;
-
-	do {
-		if (sh_out(page, size, "curl -sf -g -m 5 'http://[%s]:8080/' 2>/dev/null", ip) ==
-			    0 &&
-		    page[0])
-			return true;
-		usleep(20000);
-	} while (now_s() < end);
-	return false;
-}
-
 static pid_t start_daemon(const char *guest, bool no_template)
 {
 	char bin[400], st[160], log[160];
@@ -104,7 +90,7 @@ static double start_vm(const char *vm, const char *ip, char *page, size_t size)
 	double t0 = now_s();
 
 	ASSERT_OK(dvm_wr_vm(MNT, vm, "state", "start\n", 0));
-	if (!wait_http(ip, page, size, 40000)) {
+	if (!dvm_wait_http(ip, page, size, 40000, 5, 20)) {
 		char h[2048] = "";
 
 		dvm_rd_vm(MNT, vm, "health", h, sizeof(h));
@@ -186,7 +172,7 @@ static void bench(const char *guest, const char *vm, const char *ip, pid_t *d, i
 		ASSERT_OK(write_str(p, "start\n", O_NONBLOCK));
 	}
 	for (int i = 0; i < par; i++)
-		ASSERT_TRUE(wait_http(ips[i], page, sizeof(page), 120000));
+		ASSERT_TRUE(dvm_wait_http(ips[i], page, sizeof(page), 120000, 5, 20));
 	printf("# BENCH %d VMs started at once from the template: all answering after %.2f s\n",
 	       par, now_s() - t0);
 	sh_out(out, sizeof(out),

@@ -90,18 +90,6 @@ static int http_get(const char *ip, const char *path, char *page, size_t size)
 	return sh_out(page, size, "curl -sf -g -m 12 'http://[%s]:8080/%s' 2>/dev/null", ip, path);
 }
 
-static bool wait_http(const char *ip, char *page, size_t size, unsigned timeout_ms)
-{
-	double end = now_s() + timeout_ms / 1000.0;
-
-	do {
-		if (http_get(ip, "", page, size) == 0 && page[0])
-			return true;
-		usleep(50000);
-	} while (now_s() < end);
-	return false;
-}
-
 /* A probe run inside the guest at `from` through its CGI: rc is the probe's exit code (the
  * "rc=" line), -1 when the CGI did not answer; out its output. */
 struct probe {
@@ -415,10 +403,10 @@ static void test_two_vms(void)
 	ASSERT_TRUE(wait_health(NB, "healthy", 40000));
 	ASSERT_EQ(sh("test $(grep -c 'template: started from' %s/daemon.log) = 2", T), 0);
 	/* Each answers as itself (hostname = VM name). */
-	ASSERT_TRUE(wait_http(A, page, sizeof(page), 15000));
+	ASSERT_TRUE(dvm_wait_http(A, page, sizeof(page), 15000, 12, 50));
 	snprintf(want, sizeof(want), "app on %s\n", NA);
 	ASSERT_STREQ(page, want);
-	ASSERT_TRUE(wait_http(B, page, sizeof(page), 15000));
+	ASSERT_TRUE(dvm_wait_http(B, page, sizeof(page), 15000, 12, 50));
 	snprintf(want, sizeof(want), "app on %s\n", NB);
 	ASSERT_STREQ(page, want);
 	t_boot = now_s();
