@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "macro.h"
 #include "sys.h"
 #include "test.h"
 
@@ -146,4 +147,44 @@ static inline bool dvm_wait_http(const char *ip, char *page, size_t size, unsign
 		usleep(poll_ms * 1000);
 	} while (now_s() < end);
 	return false;
+}
+
+/*
+ * Starts the daemon under test ($MVMFS_BUILDDIR/daemon/mvmfs --state-dir tmp/state, then the
+ * options in opts (NULL-terminated, at most 24), then mnt), its output appended to
+ * tmp/daemon.log, and waits up to wait_ms for mnt/vms to appear (fails the case if it does
+ * not): the daemon's pid.
+ */
+static inline pid_t dvm_daemon(const char *tmp, const char *mnt, const char *const opts[],
+			       unsigned wait_ms)
+{
+	char bin[320], st[160], log[160], vms[160];
+	char *argv[32];
+	size_t n = 0;
+	double end;
+	pid_t pid;
+
+	snprintf(bin, sizeof(bin), "%s/daemon/mvmfs", getenv("MVMFS_BUILDDIR"));
+	snprintf(st, sizeof(st), "%s/state", tmp);
+	snprintf(log, sizeof(log), "%s/daemon.log", tmp);
+	snprintf(vms, sizeof(vms), "%s/vms", mnt);
+	argv[n++] = bin;
+	argv[n++] = (char *)"--state-dir";
+	argv[n++] = st;
+	for (size_t i = 0; opts[i]; i++) {
+		ASSERT_TRUE(n < ELEMENTSOF(argv) - 2);
+		argv[n++] = (char *)opts[i];
+	}
+	argv[n++] = (char *)mnt;
+	argv[n] = NULL;
+	pid = dvm_spawn_logged(log, argv);
+	ASSERT_TRUE(pid > 0);
+	end = now_s() + wait_ms / 1000.0;
+	while (access(vms, F_OK) < 0 && now_s() < end)
+		usleep(50000);
+	if (access(vms, F_OK) < 0) {
+		sh("tail -20 %s", log);
+		TEST_FAIL("the daemon did not mount %s within %u ms", mnt, wait_ms);
+	}
+	return pid;
 }

@@ -59,38 +59,17 @@ static int qemu_pid(const char *vm)
 	return pid;
 }
 
-static pid_t spawn_daemon(const char *bld)
+static pid_t spawn_daemon(void)
 {
-	char buf[256];
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		char bin[300], st[128], log[128];
-		int fd;
-
-		snprintf(bin, sizeof(bin), "%s/daemon/mvmfs", bld);
-		snprintf(st, sizeof(st), "%s/state", T);
-		snprintf(log, sizeof(log), "%s/daemon.log", T);
-		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(bin, bin, "--state-dir", st, "--vmm", "qemu", "--insecure-registry",
-		      "127.0.0.1:5055", "--bridge", "mvme2e0", "--ipv6-prefix", "fd42:e2e::/64",
-		      "--app-grace", "3s", MNT, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 100; i++) {
-		snprintf(buf, sizeof(buf), "%s/vms", MNT);
-		if (access(buf, F_OK) == 0)
-			break;
-		usleep(50000);
-	}
-	return pid;
+	return dvm_daemon(T, MNT,
+			  (const char *[]){"--vmm", "qemu", "--insecure-registry", "127.0.0.1:5055",
+					   "--bridge", "mvme2e0", "--ipv6-prefix", "fd42:e2e::/64",
+					   "--app-grace", "3s", NULL},
+			  5000);
 }
 
 static void test_daemon_qemu_e2e(void)
 {
-	const char *bld = getenv("MVMFS_BUILDDIR");
 	char guest[300], page[512], buf[4096], ip[64], state[64];
 	double t0, t_ready, t_http, t_stop, t2, t2_http;
 	pid_t reg, daemon;
@@ -144,7 +123,7 @@ static void test_daemon_qemu_e2e(void)
 		     "%s/state/guest/",
 		     T, MNT, guest, guest, T),
 		  0);
-	daemon = spawn_daemon(bld);
+	daemon = spawn_daemon();
 	long rss0 = proc_rss_kb(daemon);
 	ASSERT_OK(mkdir(VM, 0755));
 	ASSERT_OK(dvm_wr(VM, "image", "127.0.0.1:5055/app:1\n", 0));
@@ -223,7 +202,7 @@ static void test_daemon_qemu_e2e(void)
 		kill(daemon, SIGTERM);
 		waitpid(daemon, NULL, 0);
 		ASSERT_TRUE(qpid > 0 && kill(qpid, 0) == 0);
-		daemon = spawn_daemon(bld);
+		daemon = spawn_daemon();
 		ASSERT_TRUE(dvm_rd(VM, "state", state, sizeof(state)) > 0);
 		ASSERT_STREQ(state, "running\n");
 		ASSERT_TRUE(wait_health("healthy", 10000));

@@ -65,7 +65,6 @@ static void tailored_guest(char *dir, size_t size)
 
 static void test_daemon_tailored_kernel(void)
 {
-	const char *bld = getenv("MVMFS_BUILDDIR");
 	char guest[300], tailored[300], p[512], page[1024], buf[8192], ip[64], state[64];
 	char release[128] = "";
 	pid_t reg, daemon;
@@ -114,22 +113,12 @@ static void test_daemon_tailored_kernel(void)
 		     "%s/state/guest/",
 		     T, MNT, tailored, tailored, T),
 		  0);
-	{
-		char bin[300], st[128], log[128];
-
-		snprintf(bin, sizeof(bin), "%s/daemon/mvmfs", bld);
-		snprintf(st, sizeof(st), "%s/state", T);
-		snprintf(log, sizeof(log), "%s/daemon.log", T);
-		daemon = dvm_spawn_logged(log, (char *[]){bin, "--state-dir", st, "--vmm", "qemu",
-							  "--insecure-registry", "127.0.0.1:5055",
-							  "--bridge", "mvmtk0", "--ipv6-prefix",
-							  "fd42:7e::/64", "--app-grace", "3s", MNT,
-							  NULL});
-		snprintf(p, sizeof(p), "%s/vms", MNT);
-		for (int i = 0; i < 200 && access(p, F_OK) < 0; i++)
-			usleep(50000);
-		ASSERT_OK(access(p, F_OK));
-	}
+	daemon =
+		dvm_daemon(T, MNT,
+			   (const char *[]){"--vmm", "qemu", "--insecure-registry",
+					    "127.0.0.1:5055", "--bridge", "mvmtk0", "--ipv6-prefix",
+					    "fd42:7e::/64", "--app-grace", "3s", NULL},
+			   10000);
 	ASSERT_OK(mkdir(VM, 0755));
 	ASSERT_OK(dvm_wr(VM, "image", "127.0.0.1:5055/tk:1\n", 0));
 	ASSERT_TRUE(dvm_rd(VM, "ip", ip, sizeof(ip)) > 0);

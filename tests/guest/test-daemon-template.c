@@ -37,39 +37,21 @@ static const char app_sh[] =
 
 static pid_t start_daemon(const char *guest, bool no_template)
 {
-	char bin[400], st[160], log[160];
-	pid_t d;
+	const char *opts[] = {"--vmm",
+			      "qemu",
+			      "--insecure-registry",
+			      "127.0.0.1:5055",
+			      "--bridge",
+			      "ttbr0",
+			      "--ipv6-prefix",
+			      "fd42:7e6::/64",
+			      "--app-grace",
+			      "1s",
+			      no_template ? "--no-template" : NULL,
+			      NULL};
 
-	snprintf(bin, sizeof(bin), "%s/daemon/mvmfs", getenv("MVMFS_BUILDDIR"));
-	snprintf(st, sizeof(st), "%s/state", T);
-	snprintf(log, sizeof(log), "%s/daemon.log", T);
 	(void)guest;
-	char *argv[] = {bin,
-			"--state-dir",
-			st,
-			"--vmm",
-			"qemu",
-			"--insecure-registry",
-			"127.0.0.1:5055",
-			"--bridge",
-			"ttbr0",
-			"--ipv6-prefix",
-			"fd42:7e6::/64",
-			"--app-grace",
-			"1s",
-			MNT,
-			NULL,
-			NULL};
-
-	if (no_template) {
-		argv[13] = "--no-template";
-		argv[14] = MNT;
-	}
-	d = dvm_spawn_logged(log, argv);
-	ASSERT_EQ(sh("for i in $(seq 200); do [ -e %s/vms ] && exit 0; sleep 0.05; done; exit 1",
-		     MNT),
-		  0);
-	return d;
+	return dvm_daemon(T, MNT, opts, 10000);
 }
 
 static void stop_daemon(pid_t d)

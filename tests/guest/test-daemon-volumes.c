@@ -94,32 +94,11 @@ static void expect(const char *pg, const char *want)
 
 static pid_t spawn_daemon(void)
 {
-	const char *bld = getenv("MVMFS_BUILDDIR");
-	char buf[256];
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		char bin[300], st[128], log[128];
-		int fd;
-
-		snprintf(bin, sizeof(bin), "%s/daemon/mvmfs", bld);
-		snprintf(st, sizeof(st), "%s/state", T);
-		snprintf(log, sizeof(log), "%s/daemon.log", T);
-		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(bin, bin, "--state-dir", st, "--vmm", "qemu", "--insecure-registry",
-		      "127.0.0.1:5055", "--bridge", "mvmvol0", "--ipv6-prefix", "fd42:e2f::/64",
-		      "--app-grace", "2s", "--volume-size", "64M", MNT, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 200; i++) {
-		snprintf(buf, sizeof(buf), "%s/vms", MNT);
-		if (access(buf, F_OK) == 0)
-			break;
-		usleep(50000);
-	}
-	return pid;
+	return dvm_daemon(T, MNT,
+			  (const char *[]){"--vmm", "qemu", "--insecure-registry", "127.0.0.1:5055",
+					   "--bridge", "mvmvol0", "--ipv6-prefix", "fd42:e2f::/64",
+					   "--app-grace", "2s", "--volume-size", "64M", NULL},
+			  10000);
 }
 
 static void stop_daemon(pid_t pid)

@@ -65,33 +65,13 @@ static int qemu_running(void)
 	return sh("pgrep -f 'name mvmfs-%s( |$)' >/dev/null", NAME) == 0;
 }
 
-static pid_t spawn_daemon(const char *bld)
+static pid_t spawn_daemon(void)
 {
-	char buf[256];
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		char bin[300], st[128], log[128];
-		int fd;
-
-		snprintf(bin, sizeof(bin), "%s/daemon/mvmfs", bld);
-		snprintf(st, sizeof(st), "%s/state", T);
-		snprintf(log, sizeof(log), "%s/daemon.log", T);
-		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(bin, bin, "--state-dir", st, "--vmm", "qemu", "--insecure-registry",
-		      "127.0.0.1:5056", "--bridge", "mvmsus0", "--ipv6-prefix", "fd42:5a5::/64",
-		      "--app-grace", "2s", MNT, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 200; i++) {
-		snprintf(buf, sizeof(buf), "%s/vms", MNT);
-		if (access(buf, F_OK) == 0)
-			break;
-		usleep(50000);
-	}
-	return pid;
+	return dvm_daemon(T, MNT,
+			  (const char *[]){"--vmm", "qemu", "--insecure-registry", "127.0.0.1:5056",
+					   "--bridge", "mvmsus0", "--ipv6-prefix", "fd42:5a5::/64",
+					   "--app-grace", "2s", NULL},
+			  10000);
 }
 
 static void make_image(const char *guest, pid_t *reg)
@@ -167,7 +147,6 @@ static int restore_vm(int before, double *t_run, double *t_app)
 
 static void test_suspend_qemu(void)
 {
-	const char *bld = getenv("MVMFS_BUILDDIR");
 	char guest[300], buf[8192];
 	double t0, t_cold, t_pause, t_resume, t_susp, t_run, t_app;
 	long disk_kib = -1, rss_kib = -1;
@@ -187,7 +166,7 @@ static void test_suspend_qemu(void)
 		     "%s/state/guest/",
 		     T, MNT, guest, guest, T),
 		  0);
-	daemon = spawn_daemon(bld);
+	daemon = spawn_daemon();
 	ASSERT_OK(mkdir(VM, 0755));
 	ASSERT_OK(dvm_wr(VM, "image", "127.0.0.1:5056/count:1\n", 0));
 	ASSERT_TRUE(dvm_rd(VM, "ip", IP, sizeof(IP)) > 0);
@@ -288,7 +267,7 @@ static void test_suspend_qemu(void)
 	kill(daemon, SIGKILL);
 	waitpid(daemon, NULL, 0);
 	sh("umount -l %s 2>/dev/null", MNT);
-	daemon = spawn_daemon(bld);
+	daemon = spawn_daemon();
 	expect_state("paused\n");
 	ASSERT_TRUE(qemu_running());
 	ASSERT_OK(dvm_wr(VM, "state", "resume\n", 0));
@@ -306,7 +285,7 @@ static void test_suspend_qemu(void)
 	kill(daemon, SIGKILL);
 	waitpid(daemon, NULL, 0);
 	sh("umount -l %s 2>/dev/null", MNT);
-	daemon = spawn_daemon(bld);
+	daemon = spawn_daemon();
 	expect_state("suspended\n");
 	c = restore_vm(c, &t_run, &t_app);
 
@@ -317,7 +296,7 @@ static void test_suspend_qemu(void)
 	sh("umount -l %s 2>/dev/null; pkill -9 -f 'name mvmfs-%s( |$)'; "
 	   "for n in $(ls /run/netns); do ip netns del $n; done; ip link del mvmsus0 2>/dev/null",
 	   MNT, NAME);
-	daemon = spawn_daemon(bld);
+	daemon = spawn_daemon();
 	expect_state("suspended\n");
 	c = restore_vm(c, &t_run, &t_app);
 

@@ -335,9 +335,8 @@ static void check_health(const char *vm, const char *ip)
 
 static void test_two_vms(void)
 {
-	const char *bld = getenv("MVMFS_BUILDDIR");
 	char guest[300], page[512], out[4096], A[64], B[64], log[160], bin[400];
-	char st_dir[160], ext_dir[160], ext_addr[64], want[64];
+	char ext_dir[160], ext_addr[64], want[64];
 	double t0, t_boot, t_probe, t_stop;
 	pid_t reg, daemon, ext;
 
@@ -377,16 +376,11 @@ static void test_two_vms(void)
 		     "%s/state/guest/",
 		     T, MNT, guest, guest, T),
 		  0);
-	snprintf(bin, sizeof(bin), "%s/daemon/mvmfs", bld);
-	snprintf(st_dir, sizeof(st_dir), "%s/state", T);
-	snprintf(log, sizeof(log), "%s/daemon.log", T);
-	daemon = dvm_spawn_logged(log, (char *[]){bin, "--state-dir", st_dir, "--vmm", "qemu",
-						  "--insecure-registry", "127.0.0.1:5055",
-						  "--bridge", "tvbr0", "--ipv6-prefix",
-						  "fd42:7e5::/64", "--app-grace", "2s", MNT, NULL});
-	ASSERT_EQ(sh("for i in $(seq 100); do [ -e %s/vms ] && exit 0; sleep 0.05; done; exit 1",
-		     MNT),
-		  0);
+	daemon = dvm_daemon(T, MNT,
+			    (const char *[]){"--vmm", "qemu", "--insecure-registry",
+					     "127.0.0.1:5055", "--bridge", "tvbr0", "--ipv6-prefix",
+					     "fd42:7e5::/64", "--app-grace", "2s", NULL},
+			    5000);
 	ASSERT_EQ(sh("ip netns exec ext wget -q -O - 'http://[" EXT "]:8081/' | "
 		     "grep -q 'ext says hi'"),
 		  0);
