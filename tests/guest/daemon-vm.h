@@ -8,10 +8,12 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -187,4 +189,17 @@ static inline pid_t dvm_daemon(const char *tmp, const char *mnt, const char *con
 		TEST_FAIL("the daemon did not mount %s within %u ms", mnt, wait_ms);
 	}
 	return pid;
+}
+
+/* SIGTERM to pid (the daemon, the registry...) and waits for it to exit. */
+static inline void dvm_stop(pid_t pid)
+{
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+}
+
+/* The case's end: the mount mnt (lazily) and the temp dir tmp go. */
+static inline void dvm_end(const char *mnt, const char *tmp)
+{
+	sh("umount -l %s 2>/dev/null; rm -rf %s", mnt, tmp);
 }

@@ -199,8 +199,7 @@ static void test_daemon_qemu_e2e(void)
 	{
 		int qpid = qemu_pid("web");
 
-		kill(daemon, SIGTERM);
-		waitpid(daemon, NULL, 0);
+		dvm_stop(daemon);
 		ASSERT_TRUE(qpid > 0 && kill(qpid, 0) == 0);
 		daemon = spawn_daemon();
 		ASSERT_TRUE(dvm_rd(VM, "state", state, sizeof(state)) > 0);
@@ -257,11 +256,9 @@ static void test_daemon_qemu_e2e(void)
 		     "ls /run/netns %s/state/qemu /sys/fs/cgroup/*/mvmfs/*/; exit 1",
 		     T, T, T),
 		  0);
-	kill(daemon, SIGTERM);
-	waitpid(daemon, NULL, 0);
-	kill(reg, SIGTERM);
-	waitpid(reg, NULL, 0);
-	sh("umount -l %s 2>/dev/null; rm -rf %s", MNT, T);
+	dvm_stop(daemon);
+	dvm_stop(reg);
+	dvm_end(MNT, T);
 }
 
 TEST_MAIN(TEST(test_daemon_qemu_e2e))

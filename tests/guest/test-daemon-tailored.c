@@ -160,11 +160,9 @@ static void test_daemon_tailored_kernel(void)
 	ASSERT_TRUE(wait_for("state", "stopped", 15000));
 
 	ASSERT_OK(rmdir(VM));
-	kill(daemon, SIGTERM);
-	waitpid(daemon, NULL, 0);
-	kill(reg, SIGTERM);
-	waitpid(reg, NULL, 0);
-	sh("umount -l %s 2>/dev/null; rm -rf %s", MNT, T);
+	dvm_stop(daemon);
+	dvm_stop(reg);
+	dvm_end(MNT, T);
 }
 
 /*

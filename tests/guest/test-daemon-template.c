@@ -254,9 +254,8 @@ static void test_template_starts(void)
 	if (getenv("MVMFS_TEMPLATE_BENCH")) {
 		bench(guest, nb, B, &d, atoi(getenv("MVMFS_TEMPLATE_BENCH")));
 		stop_daemon(d);
-		kill(reg, SIGTERM);
-		waitpid(reg, NULL, 0);
-		sh("umount -l %s 2>/dev/null; rm -rf %s", MNT, T);
+		dvm_stop(reg);
+		dvm_end(MNT, T);
 		return;
 	}
 
@@ -294,9 +293,8 @@ static void test_template_starts(void)
 	ASSERT_EQ(log_count("template: built"), 2);
 	stop_vm(nb);
 	stop_daemon(d);
-	kill(reg, SIGTERM);
-	waitpid(reg, NULL, 0);
-	sh("umount -l %s 2>/dev/null; rm -rf %s", MNT, T);
+	dvm_stop(reg);
+	dvm_end(MNT, T);
 }
 
 TEST_MAIN(TEST(test_template_starts))

@@ -101,12 +101,6 @@ static pid_t spawn_daemon(void)
 			  10000);
 }
 
-static void stop_daemon(pid_t pid)
-{
-	kill(pid, SIGTERM);
-	waitpid(pid, NULL, 0);
-}
-
 /* Registry on 127.0.0.1:5055 with app:1 and app:2 (VERSION differs: two digests). */
 static pid_t registry_and_images(const char *guest)
 {
@@ -234,7 +228,7 @@ static void test_volumes_e2e(void)
 	ASSERT_STREQ(buf, "134217728\n");
 
 	/* The daemon restarts: the VM is re-adopted, its volumes still there. */
-	stop_daemon(daemon);
+	dvm_stop(daemon);
 	daemon = spawn_daemon();
 	ASSERT_TRUE(dvm_rd(VM, "state", buf, sizeof(buf)) > 0);
 	ASSERT_STREQ(buf, "running\n");
@@ -258,10 +252,9 @@ static void test_volumes_e2e(void)
 		     "done; ls -R %s/state/volumes; exit 1",
 		     T, T),
 		  0);
-	stop_daemon(daemon);
-	kill(reg, SIGTERM);
-	waitpid(reg, NULL, 0);
-	sh("umount -l %s 2>/dev/null; rm -rf %s", MNT, T);
+	dvm_stop(daemon);
+	dvm_stop(reg);
+	dvm_end(MNT, T);
 }
 
 /* bench/volumes: seconds from `echo start` (image cached) to the app answering, with 0, 1 and
@@ -317,10 +310,9 @@ static void test_volumes_bench(void)
 		       counts[c], sum / rounds, best, rounds);
 		ASSERT_OK(rmdir(VM));
 	}
-	stop_daemon(daemon);
-	kill(reg, SIGTERM);
-	waitpid(reg, NULL, 0);
-	sh("umount -l %s 2>/dev/null; rm -rf %s", MNT, T);
+	dvm_stop(daemon);
+	dvm_stop(reg);
+	dvm_end(MNT, T);
 }
 
 TEST_MAIN(TEST(test_volumes_e2e), TEST(test_volumes_bench))

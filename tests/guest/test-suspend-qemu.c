@@ -325,11 +325,9 @@ static void test_suspend_qemu(void)
 	ASSERT_OK(dvm_wr(VM, "state", "kill\n", 0));
 	ASSERT_OK(rmdir(VM));
 
-	kill(daemon, SIGTERM);
-	waitpid(daemon, NULL, 0);
-	kill(reg, SIGTERM);
-	waitpid(reg, NULL, 0);
-	sh("umount -l %s 2>/dev/null; rm -rf %s", MNT, T);
+	dvm_stop(daemon);
+	dvm_stop(reg);
+	dvm_end(MNT, T);
 }
 
 TEST_MAIN(TEST(test_suspend_qemu))

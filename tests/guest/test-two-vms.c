@@ -475,11 +475,9 @@ static void test_two_vms(void)
 			TEST_FAIL("daemon exit status 0x%x", status);
 		}
 	}
-	kill(ext, SIGTERM);
-	waitpid(ext, NULL, 0);
-	kill(reg, SIGTERM);
-	waitpid(reg, NULL, 0);
-	sh("umount -l %s 2>/dev/null; rm -rf %s", MNT, T);
+	dvm_stop(ext);
+	dvm_stop(reg);
+	dvm_end(MNT, T);
 }
 
 TEST_MAIN(TEST(test_two_vms))
