@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -202,4 +203,21 @@ static inline void dvm_stop(pid_t pid)
 static inline void dvm_end(const char *mnt, const char *tmp)
 {
 	sh("umount -l %s 2>/dev/null; rm -rf %s", mnt, tmp);
+}
+
+/* Polls the health file of the VM directory dir every 50 ms until its first line is word, for
+ * at most timeout_ms: whether it was (the last health read is printed when not). */
+static inline bool dvm_wait_health(const char *dir, const char *word, unsigned timeout_ms)
+{
+	double end = now_s() + timeout_ms / 1000.0;
+	char buf[2048] = "";
+
+	do {
+		if (dvm_rd(dir, "health", buf, sizeof(buf)) > 0 &&
+		    strncmp(buf, word, strlen(word)) == 0 && buf[strlen(word)] == '\n')
+			return true;
+		usleep(50000);
+	} while (now_s() < end);
+	printf("# health of %s:\n%s", dir, buf);
+	return false;
 }

@@ -29,21 +29,6 @@
 
 static char T[64], MNT[128], VM[160];
 
-static bool wait_health(const char *word, unsigned timeout_ms)
-{
-	double end = now_s() + timeout_ms / 1000.0;
-	char buf[2048];
-
-	do {
-		if (dvm_rd(VM, "health", buf, sizeof(buf)) > 0 &&
-		    strncmp(buf, word, strlen(word)) == 0 && buf[strlen(word)] == '\n')
-			return true;
-		usleep(50000);
-	} while (now_s() < end);
-	printf("# health:\n%s", buf);
-	return false;
-}
-
 static int qemu_pid(const char *vm)
 {
 	char cmd[128];
@@ -135,7 +120,7 @@ static void test_daemon_qemu_e2e(void)
 	ASSERT_OK(dvm_wr(VM, "state", "start\n", 0));
 	ASSERT_TRUE(dvm_rd(VM, "state", state, sizeof(state)) > 0);
 	ASSERT_STREQ(state, "running\n");
-	ASSERT_TRUE(wait_health("healthy", 30000));
+	ASSERT_TRUE(dvm_wait_health(VM, "healthy", 30000));
 	t_ready = now_s();
 	ASSERT_TRUE(dvm_wait_http(ip, page, sizeof(page), 10000, 2, 50));
 	t_http = now_s();
@@ -158,12 +143,12 @@ static void test_daemon_qemu_e2e(void)
 		ASSERT_TRUE(qpid > 0);
 		ASSERT_OK(kill(qpid, SIGSTOP));
 		th = now_s();
-		ASSERT_TRUE(wait_health("unhealthy", 8000));
+		ASSERT_TRUE(dvm_wait_health(VM, "unhealthy", 8000));
 		printf("# hung guest: unhealthy after %.2fs\n", now_s() - th);
 		ASSERT_TRUE(dvm_rd(VM, "health", buf, sizeof(buf)) > 0);
 		ASSERT_TRUE(strstr(buf, "\nagent: ") != NULL && strstr(buf, "\nagent: ok") == NULL);
 		ASSERT_OK(kill(qpid, SIGCONT));
-		ASSERT_TRUE(wait_health("healthy", 6000));
+		ASSERT_TRUE(dvm_wait_health(VM, "healthy", 6000));
 	}
 
 	/* Graceful stop through the agent: the app's SIGTERM handler runs. */
@@ -180,7 +165,7 @@ static void test_daemon_qemu_e2e(void)
 	ASSERT_OK(dvm_wr(VM, "state", "start\n", 0));
 	ASSERT_TRUE(dvm_wait_http(ip, page, sizeof(page), 30000, 2, 50));
 	t2_http = now_s();
-	ASSERT_TRUE(wait_health("healthy", 10000));
+	ASSERT_TRUE(dvm_wait_health(VM, "healthy", 10000));
 	printf("# second start (image cached): HTTP %.2fs\n", t2_http - t2);
 	{
 		FILE *p = popen("pgrep -f 'name mvmfs-[w]eb' | head -1", "r");
@@ -204,7 +189,7 @@ static void test_daemon_qemu_e2e(void)
 		daemon = spawn_daemon();
 		ASSERT_TRUE(dvm_rd(VM, "state", state, sizeof(state)) > 0);
 		ASSERT_STREQ(state, "running\n");
-		ASSERT_TRUE(wait_health("healthy", 10000));
+		ASSERT_TRUE(dvm_wait_health(VM, "healthy", 10000));
 		ASSERT_EQ(qemu_pid("web"), qpid);
 		ASSERT_TRUE(dvm_wait_http(ip, page, sizeof(page), 5000, 2, 50));
 	}

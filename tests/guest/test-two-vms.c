@@ -42,17 +42,10 @@ static char T[64], MNT[128], NA[32], NB[32];
 
 static bool wait_health(const char *vm, const char *word, unsigned timeout_ms)
 {
-	double end = now_s() + timeout_ms / 1000.0;
-	char buf[2048] = "";
+	char dir[256];
 
-	do {
-		if (dvm_rd_vm(MNT, vm, "health", buf, sizeof(buf)) > 0 &&
-		    strncmp(buf, word, strlen(word)) == 0 && buf[strlen(word)] == '\n')
-			return true;
-		usleep(50000);
-	} while (now_s() < end);
-	printf("# health of %s:\n%s", vm, buf);
-	return false;
+	snprintf(dir, sizeof(dir), "%s/vms/%s", MNT, vm);
+	return dvm_wait_health(dir, word, timeout_ms);
 }
 
 /* Wait for state to read want, woken by poll() (POLLPRI) as a client would:
