@@ -221,3 +221,20 @@ static inline bool dvm_wait_health(const char *dir, const char *word, unsigned t
 	printf("# health of %s:\n%s", dir, buf);
 	return false;
 }
+
+/*
+ * The start of a test image in tmp: an OCI layout tmp/oci with an empty image oci:1 unpacked
+ * into tmp/bundle, whose rootfs has /bin (busybox from the guest build dir guest, with a link
+ * per applet), /etc, /srv and /tmp. The test adds its files, then repacks and pushes.
+ */
+static inline void dvm_bundle(const char *tmp, const char *guest)
+{
+	ASSERT_EQ(sh("set -e; cd %s; "
+		     "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
+		     "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
+		     "mkdir -p $R/bin $R/etc $R/srv $R/tmp; cp %s/busybox $R/bin/busybox; "
+		     "for a in $($R/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox "
+		     "$R/bin/$a; done",
+		     tmp, guest),
+		  0);
+}

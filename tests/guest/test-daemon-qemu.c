@@ -69,14 +69,9 @@ static void test_daemon_qemu_e2e(void)
 
 	/* Registry + image: busybox, user app (1000, groups app+web), HTTP app with a trap. */
 	reg = dvm_registry(T, 5055);
+	dvm_bundle(T, guest);
 	ASSERT_EQ(
-		sh("set -e; cd %s; "
-		   "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
-		   "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
-		   "mkdir -p $R/bin $R/etc $R/srv $R/tmp $R/home/app; cp %s/busybox "
-		   "$R/bin/busybox; "
-		   "for a in $($R/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox "
-		   "$R/bin/$a; done; "
+		sh("set -e; cd %s; R=bundle/rootfs; mkdir -p $R/home/app; "
 		   "printf "
 		   "'root:x:0:0:root:/root:/bin/sh\\napp:x:1000:1000:app:/home/app:/bin/sh\\n' > "
 		   "$R/etc/passwd; "
@@ -100,7 +95,7 @@ static void test_daemon_qemu_e2e(void)
 		   "--config.cmd '' --config.cmd -c --config.cmd 'echo leaving; exit 3' "
 		   ">/dev/null; "
 		   "skopeo copy -q --dest-tls-verify=false oci:oci:2 docker://127.0.0.1:5055/app:2",
-		   T, guest),
+		   T),
 		0);
 
 	/* The daemon: QEMU backend, local allocator, its own bridge. */

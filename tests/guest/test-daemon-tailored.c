@@ -85,13 +85,9 @@ static void test_daemon_tailored_kernel(void)
 
 	/* Registry + an HTTP app image that reports its kernel and environment. */
 	reg = dvm_registry(T, 5055);
+	dvm_bundle(T, tailored);
 	ASSERT_EQ(
-		sh("set -e; cd %s; "
-		   "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
-		   "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
-		   "mkdir -p $R/bin $R/etc $R/srv $R/tmp; cp %s/busybox $R/bin/busybox; "
-		   "for a in $($R/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox "
-		   "$R/bin/$a; done; "
+		sh("set -e; cd %s; R=bundle/rootfs; "
 		   "printf 'root:x:0:0:root:/root:/bin/sh\\napp:x:1000:1000::/srv:/bin/sh\\n' > "
 		   "$R/etc/passwd; printf 'root:x:0:\\napp:x:1000:\\n' > $R/etc/group; "
 		   "printf '%%s\\n' '#!/bin/sh' 'mkdir -p /tmp/www' "
@@ -105,7 +101,7 @@ static void test_daemon_tailored_kernel(void)
 		   "/srv/app.sh --config.env GREETING=hello-tailored --config.workingdir /srv "
 		   "--config.user app >/dev/null; umoci gc --layout oci; "
 		   "skopeo copy -q --dest-tls-verify=false oci:oci:1 docker://127.0.0.1:5055/tk:1",
-		   T, tailored),
+		   T),
 		0);
 
 	/* The daemon's default guest is the tailored kernel and its module-less initramfs. */

@@ -203,14 +203,11 @@ static void test_template_starts(void)
 		     "%s/state/guest/",
 		     MNT, T, guest, guest, T),
 		  0);
-	ASSERT_EQ(sh("set -e; cd %s; "
-		     "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
-		     "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
-		     "mkdir -p $R/bin $R/etc $R/srv $R/tmp; cp %s/busybox $R/bin/busybox; "
-		     "for a in $($R/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox "
-		     "$R/bin/$a; done; printf 'root:x:0:0:root:/root:/bin/sh\\n' > $R/etc/passwd; "
+	dvm_bundle(T, guest);
+	ASSERT_EQ(sh("set -e; cd %s; R=bundle/rootfs; printf 'root:x:0:0:root:/root:/bin/sh\\n' > "
+		     "$R/etc/passwd; "
 		     "printf 'root:x:0:\\n' > $R/etc/group",
-		     T, guest),
+		     T),
 		  0);
 	snprintf(root, sizeof(root), "%s/bundle/rootfs/srv/app.sh", T);
 	ASSERT_OK(write_file_atomic(root, app_sh, strlen(app_sh), 0755));

@@ -107,14 +107,9 @@ static pid_t registry_and_images(const char *guest)
 	pid_t reg;
 
 	reg = dvm_registry(T, 5055);
+	dvm_bundle(T, guest);
 	ASSERT_EQ(
-		sh("set -e; cd %s; "
-		   "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
-		   "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
-		   "mkdir -p $R/bin $R/etc $R/srv $R/tmp $R/data $R/scratch; cp %s/busybox "
-		   "$R/bin/busybox; "
-		   "for a in $($R/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox "
-		   "$R/bin/$a; done; "
+		sh("set -e; cd %s; R=bundle/rootfs; mkdir -p $R/data $R/scratch; "
 		   "printf 'root:x:0:0:root:/root:/bin/sh\\napp:x:1000:1000:app:/srv:/bin/sh\\n' "
 		   "> $R/etc/passwd; printf 'root:x:0:\\napp:x:1000:\\n' > $R/etc/group; "
 		   "echo seed-from-image > $R/data/seed; chown -R 1000:1000 $R/data $R/scratch; "
@@ -139,7 +134,7 @@ static pid_t registry_and_images(const char *guest)
 		   "skopeo copy -q --dest-tls-verify=false oci:oci:1 "
 		   "docker://127.0.0.1:5055/app:1; "
 		   "skopeo copy -q --dest-tls-verify=false oci:oci:2 docker://127.0.0.1:5055/app:2",
-		   T, guest),
+		   T),
 		0);
 	return reg;
 }

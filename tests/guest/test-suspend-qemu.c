@@ -78,12 +78,8 @@ static void make_image(const char *guest, pid_t *reg)
 {
 	*reg = dvm_registry(T, 5056);
 	/* The app: a request counter kept in a shell variable (memory only). */
-	ASSERT_EQ(sh("set -e; cd %s; "
-		     "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
-		     "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
-		     "mkdir -p $R/bin $R/etc $R/srv $R/tmp; cp %s/busybox $R/bin/busybox; "
-		     "for a in $($R/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox "
-		     "$R/bin/$a; done; "
+	dvm_bundle(T, guest);
+	ASSERT_EQ(sh("set -e; cd %s; R=bundle/rootfs; "
 		     "printf 'root:x:0:0:root:/root:/bin/sh\\n' > $R/etc/passwd; "
 		     "printf 'root:x:0:\\n' > $R/etc/group; "
 		     "printf '%%s\\n' '#!/bin/sh' 'n=0' 'echo app: counting on 8080' "
@@ -95,7 +91,7 @@ static void make_image(const char *guest, pid_t *reg)
 		     "/srv/app.sh >/dev/null; umoci gc --layout oci; "
 		     "skopeo copy -q --dest-tls-verify=false oci:oci:1 "
 		     "docker://127.0.0.1:5056/count:1",
-		     T, guest),
+		     T),
 		  0);
 }
 

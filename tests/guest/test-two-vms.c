@@ -191,15 +191,11 @@ static void push_image(const char *guest)
 {
 	char root[128];
 
-	ASSERT_EQ(sh("set -e; cd %s; "
-		     "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
-		     "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
-		     "mkdir -p $R/bin $R/etc $R/srv $R/tmp; cp %s/busybox $R/bin/busybox; "
-		     "for a in $($R/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox "
-		     "$R/bin/$a; done; "
+	dvm_bundle(T, guest);
+	ASSERT_EQ(sh("set -e; cd %s; R=bundle/rootfs; "
 		     "printf 'root:x:0:0:root:/root:/bin/sh\\n' > $R/etc/passwd; "
 		     "printf 'root:x:0:\\n' > $R/etc/group",
-		     T, guest),
+		     T),
 		  0);
 	snprintf(root, sizeof(root), "%s/bundle/rootfs/srv", T);
 	ASSERT_OK(write_file(root, "probe", probe_cgi, 0755));
