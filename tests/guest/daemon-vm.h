@@ -238,3 +238,13 @@ static inline void dvm_bundle(const char *tmp, const char *guest)
 		     tmp, guest),
 		  0);
 }
+
+/* The daemon's state dir tmp/state with the guest build's kernel and initramfs (from guest) as
+ * its default guest, and the mount point mnt. */
+static inline void dvm_state_guest(const char *tmp, const char *mnt, const char *guest)
+{
+	ASSERT_EQ(sh("mkdir -p %s/state/guest %s && cp %s/vmlinux %s/initramfs.cpio.gz "
+		     "%s/state/guest/",
+		     tmp, mnt, guest, guest, tmp),
+		  0);
+}

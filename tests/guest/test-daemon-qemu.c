@@ -99,10 +99,7 @@ static void test_daemon_qemu_e2e(void)
 		0);
 
 	/* The daemon: QEMU backend, local allocator, its own bridge. */
-	ASSERT_EQ(sh("mkdir -p %s/state/guest %s && cp %s/vmlinux %s/initramfs.cpio.gz "
-		     "%s/state/guest/",
-		     T, MNT, guest, guest, T),
-		  0);
+	dvm_state_guest(T, MNT, guest);
 	daemon = spawn_daemon();
 	long rss0 = proc_rss_kb(daemon);
 	ASSERT_OK(mkdir(VM, 0755));

@@ -105,10 +105,7 @@ static void test_daemon_tailored_kernel(void)
 		0);
 
 	/* The daemon's default guest is the tailored kernel and its module-less initramfs. */
-	ASSERT_EQ(sh("mkdir -p %s/state/guest %s && cp %s/vmlinux %s/initramfs.cpio.gz "
-		     "%s/state/guest/",
-		     T, MNT, tailored, tailored, T),
-		  0);
+	dvm_state_guest(T, MNT, tailored);
 	daemon =
 		dvm_daemon(T, MNT,
 			   (const char *[]){"--vmm", "qemu", "--insecure-registry",

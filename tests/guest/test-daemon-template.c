@@ -199,10 +199,7 @@ static void test_template_starts(void)
 
 	/* Registry and an image whose page shows what differs between VMs. */
 	reg = dvm_registry(T, 5055);
-	ASSERT_EQ(sh("mkdir %s && mkdir -p %s/state/guest && cp %s/vmlinux %s/initramfs.cpio.gz "
-		     "%s/state/guest/",
-		     MNT, T, guest, guest, T),
-		  0);
+	dvm_state_guest(T, MNT, guest);
 	dvm_bundle(T, guest);
 	ASSERT_EQ(sh("set -e; cd %s; R=bundle/rootfs; printf 'root:x:0:0:root:/root:/bin/sh\\n' > "
 		     "$R/etc/passwd; "

@@ -148,10 +148,7 @@ static void setup(char *guest, size_t size)
 			"resize2fs missing",
 			guest, size, T);
 	snprintf(MNT, sizeof(MNT), "%s/mnt", T);
-	ASSERT_EQ(sh("mkdir -p %s/state/guest %s && cp %s/vmlinux %s/initramfs.cpio.gz "
-		     "%s/state/guest/",
-		     T, MNT, guest, guest, T),
-		  0);
+	dvm_state_guest(T, MNT, guest);
 }
 
 static void define_vm(const char *name)

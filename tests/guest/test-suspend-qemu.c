@@ -158,10 +158,7 @@ static void test_suspend_qemu(void)
 	snprintf(NAME, sizeof(NAME), "sus%d", (int)(getpid() % 100000));
 	snprintf(VM, sizeof(VM), "%s/vms/%s", MNT, NAME);
 	make_image(guest, &reg);
-	ASSERT_EQ(sh("mkdir -p %s/state/guest %s && cp %s/vmlinux %s/initramfs.cpio.gz "
-		     "%s/state/guest/",
-		     T, MNT, guest, guest, T),
-		  0);
+	dvm_state_guest(T, MNT, guest);
 	daemon = spawn_daemon();
 	ASSERT_OK(mkdir(VM, 0755));
 	ASSERT_OK(dvm_wr(VM, "image", "127.0.0.1:5056/count:1\n", 0));

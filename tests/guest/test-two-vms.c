@@ -361,10 +361,7 @@ static void test_two_vms(void)
 					       "-p", ext_addr, "-h", ext_dir, NULL});
 
 	/* The daemon: QEMU backend, local allocator, its own bridge. */
-	ASSERT_EQ(sh("mkdir -p %s/state/guest %s && cp %s/vmlinux %s/initramfs.cpio.gz "
-		     "%s/state/guest/",
-		     T, MNT, guest, guest, T),
-		  0);
+	dvm_state_guest(T, MNT, guest);
 	daemon = dvm_daemon(T, MNT,
 			    (const char *[]){"--vmm", "qemu", "--insecure-registry",
 					     "127.0.0.1:5055", "--bridge", "tvbr0", "--ipv6-prefix",
