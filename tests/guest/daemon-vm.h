@@ -248,3 +248,16 @@ static inline void dvm_state_guest(const char *tmp, const char *mnt, const char 
 		     tmp, mnt, guest, guest, tmp),
 		  0);
 }
+
+/* Defines VM vm of the daemon mounted at mnt (mkdir) with image image; its address into ip. */
+static inline void dvm_create_vm(const char *mnt, const char *vm, const char *image, char *ip,
+				 size_t size)
+{
+	char p[256];
+
+	snprintf(p, sizeof(p), "%s/vms/%s", mnt, vm);
+	ASSERT_OK(mkdir(p, 0755));
+	ASSERT_OK(dvm_wr_vm(mnt, vm, "image", image, 0));
+	ASSERT_TRUE(dvm_rd_vm(mnt, vm, "ip", ip, size) > 0);
+	ip[strcspn(ip, "\n")] = '\0';
+}

@@ -87,17 +87,6 @@ static void stop_vm(const char *vm)
 	ASSERT_OK(dvm_wr_vm(MNT, vm, "state", "stop\n", 0));
 }
 
-static void create_vm(const char *vm, char *ip, size_t size)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/vms/%s", MNT, vm);
-	ASSERT_OK(mkdir(p, 0755));
-	ASSERT_OK(dvm_wr_vm(MNT, vm, "image", "127.0.0.1:5055/app:1\n", 0));
-	ASSERT_TRUE(dvm_rd_vm(MNT, vm, "ip", ip, size) > 0);
-	ip[strcspn(ip, "\n")] = '\0';
-}
-
 /* The value of "key=" in page (up to the next space or newline), into out. */
 static const char *field(const char *page, const char *key, char *out, size_t size)
 {
@@ -144,7 +133,7 @@ static void bench(const char *guest, const char *vm, const char *ip, pid_t *d, i
 	}
 	for (int i = 0; i < par; i++) {
 		snprintf(names[i], sizeof(names[i]), "p%d-%.6s", i, T + strlen("/tmp/test-tpl."));
-		create_vm(names[i], ips[i], sizeof(ips[i]));
+		dvm_create_vm(MNT, names[i], "127.0.0.1:5055/app:1\n", ips[i], sizeof(ips[i]));
 	}
 	t0 = now_s();
 	for (int i = 0; i < par; i++) {
@@ -217,9 +206,9 @@ static void test_template_starts(void)
 		  0);
 
 	d = start_daemon(guest, false);
-	create_vm(na, A, sizeof(A));
-	create_vm(nb, B, sizeof(B));
-	create_vm(nc, C, sizeof(C));
+	dvm_create_vm(MNT, na, "127.0.0.1:5055/app:1\n", A, sizeof(A));
+	dvm_create_vm(MNT, nb, "127.0.0.1:5055/app:1\n", B, sizeof(B));
+	dvm_create_vm(MNT, nc, "127.0.0.1:5055/app:1\n", C, sizeof(C));
 
 	/* The first start builds the template and starts from it; the next two restore it. */
 	ta = start_vm(na, A, pa, sizeof(pa));

@@ -209,17 +209,6 @@ static void push_image(const char *guest)
 		  0);
 }
 
-static void create_vm(const char *vm, char *ip, size_t size)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/vms/%s", MNT, vm);
-	ASSERT_OK(mkdir(p, 0755));
-	ASSERT_OK(dvm_wr_vm(MNT, vm, "image", "127.0.0.1:5055/app:1\n", 0));
-	ASSERT_TRUE(dvm_rd_vm(MNT, vm, "ip", ip, size) > 0);
-	ip[strcspn(ip, "\n")] = '\0';
-}
-
 /* Every probe must succeed (want_ok) or fail for a network reason, never for want of an answer. */
 static void expect(const struct probe *v, size_t n, bool want_ok)
 {
@@ -373,8 +362,8 @@ static void test_two_vms(void)
 
 	/* Two VMs of the same image. A's start builds the node's booted template and both start
 	 * from it (docs/template.md): what follows holds for template starts. */
-	create_vm(NA, A, sizeof(A));
-	create_vm(NB, B, sizeof(B));
+	dvm_create_vm(MNT, NA, "127.0.0.1:5055/app:1\n", A, sizeof(A));
+	dvm_create_vm(MNT, NB, "127.0.0.1:5055/app:1\n", B, sizeof(B));
 	ASSERT_TRUE(strcmp(A, B) != 0);
 	t0 = now_s();
 	ASSERT_OK(dvm_wr_vm(MNT, NA, "state", "start\n", O_NONBLOCK));
