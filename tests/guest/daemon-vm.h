@@ -23,22 +23,31 @@
 
 /*
  * Skips the case unless it runs as root with MVMFS_BUILDDIR and MVMFS_SRCDIR set, every program
- * of progs (space separated; missing: the skip message) on PATH, /dev/fuse and a guest that
- * tools/build-guest builds into guest (<build dir>/guest-out). Then moves the rest of the case
- * into new PID, mount and network namespaces (lo up, a private /run/netns) and creates the
- * case's temp dir tmp (a mkdtemp() template, 0755 so the VMs' uids can enter).
+ * of progs (space separated) on PATH, /dev/fuse and a guest that tools/build-guest builds into
+ * guest (<build dir>/guest-out). Then moves the rest of the case into new PID, mount and network
+ * namespaces (lo up, a private /run/netns), creates the case's temp dir tmp (a mkdtemp()
+ * template, 0755 so the VMs' uids can enter) and names the daemon's mount point <tmp>/mnt in
+ * mnt (not created).
  */
-static inline void daemon_vm_begin(const char *progs, const char *missing, char *guest,
-				   size_t guest_size, char *tmp)
+static inline void daemon_vm_begin(const char *progs, char *guest, size_t guest_size, char *tmp,
+				   char *mnt, size_t mnt_size)
 {
 	const char *bld = getenv("MVMFS_BUILDDIR"), *src = getenv("MVMFS_SRCDIR");
+	char missing[512];
 
 	if (geteuid() != 0)
 		test_skip("needs root (FUSE, namespaces, TAP, cgroups)");
 	if (!bld || !src)
 		test_skip("MVMFS_BUILDDIR/MVMFS_SRCDIR not set");
-	if (sh("for p in %s; do command -v $p >/dev/null || exit 1; done", progs) != 0)
-		test_skip(missing);
+	if (sh_out(missing, sizeof(missing),
+		   "for p in %s; do command -v $p >/dev/null || printf '%%s ' $p; done",
+		   progs) != 0 ||
+	    missing[0]) {
+		char why[600];
+
+		snprintf(why, sizeof(why), "missing on PATH: %s", missing);
+		test_skip(why);
+	}
 	if (access("/dev/fuse", R_OK | W_OK) < 0)
 		test_skip("no /dev/fuse");
 	snprintf(guest, guest_size, "%s/guest-out", bld);
@@ -50,6 +59,7 @@ static inline void daemon_vm_begin(const char *progs, const char *missing, char 
 		  0);
 	ASSERT_TRUE(mkdtemp(tmp) != NULL);
 	ASSERT_OK(chmod(tmp, 0755));
+	snprintf(mnt, mnt_size, "%s/mnt", tmp);
 }
 
 /* Control file file of the VM directory dir (<mount>/vms/<name>), read whole (small):

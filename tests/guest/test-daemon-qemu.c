@@ -60,11 +60,8 @@ static void test_daemon_qemu_e2e(void)
 	pid_t reg, daemon;
 
 	snprintf(T, sizeof(T), "/tmp/test-e2e.XXXXXX");
-	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4",
-			"qemu-system-x86_64, docker-registry, umoci, skopeo, curl or mkfs.ext4 "
-			"missing",
-			guest, sizeof(guest), T);
-	snprintf(MNT, sizeof(MNT), "%s/mnt", T);
+	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4", guest,
+			sizeof(guest), T, MNT, sizeof(MNT));
 	snprintf(VM, sizeof(VM), "%s/vms/web", MNT);
 
 	/* Registry + image: busybox, user app (1000, groups app+web), HTTP app with a trap. */

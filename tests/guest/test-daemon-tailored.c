@@ -73,14 +73,12 @@ static void test_daemon_tailored_kernel(void)
 	/* Before daemon_vm_begin moves the case into a network namespace of its own. */
 	tailored_guest(tailored, sizeof(tailored));
 	snprintf(T, sizeof(T), "/tmp/test-tailored.XXXXXX");
-	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl socat",
-			"qemu-system-x86_64, docker-registry, umoci, skopeo, curl or socat missing",
-			guest, sizeof(guest), T);
+	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl socat", guest,
+			sizeof(guest), T, MNT, sizeof(MNT));
 	snprintf(p, sizeof(p), "%s/kernel-version", tailored);
 	ASSERT_TRUE(read_small(p, release, sizeof(release)) > 0);
 	release[strcspn(release, " \n")] = '\0';
 	printf("# tailored kernel %s\n", release);
-	snprintf(MNT, sizeof(MNT), "%s/mnt", T);
 	snprintf(VM, sizeof(VM), "%s/vms/tk", MNT);
 
 	/* Registry + an HTTP app image that reports its kernel and environment. */

@@ -177,11 +177,8 @@ static void test_template_starts(void)
 	pid_t reg, d;
 
 	snprintf(T, sizeof(T), "/tmp/test-tpl.XXXXXX");
-	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4 nft",
-			"qemu-system-x86_64, docker-registry, umoci, skopeo, curl, mkfs.ext4 or "
-			"nft missing",
-			guest, sizeof(guest), T);
-	snprintf(MNT, sizeof(MNT), "%s/mnt", T);
+	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4 nft", guest,
+			sizeof(guest), T, MNT, sizeof(MNT));
 	snprintf(na, sizeof(na), "ta-%.6s", T + strlen("/tmp/test-tpl."));
 	snprintf(nb, sizeof(nb), "tb-%.6s", T + strlen("/tmp/test-tpl."));
 	snprintf(nc, sizeof(nc), "tc-%.6s", T + strlen("/tmp/test-tpl."));

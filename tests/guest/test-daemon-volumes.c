@@ -144,10 +144,7 @@ static void setup(char *guest, size_t size)
 	snprintf(T, sizeof(T), "/tmp/test-volumes.XXXXXX");
 	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4 "
 			"resize2fs",
-			"qemu-system-x86_64, docker-registry, umoci, skopeo, curl, mkfs.ext4 or "
-			"resize2fs missing",
-			guest, size, T);
-	snprintf(MNT, sizeof(MNT), "%s/mnt", T);
+			guest, size, T, MNT, sizeof(MNT));
 	dvm_state_guest(T, MNT, guest);
 }
 

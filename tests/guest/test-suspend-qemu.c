@@ -150,11 +150,8 @@ static void test_suspend_qemu(void)
 	pid_t reg, daemon;
 
 	snprintf(T, sizeof(T), "/tmp/test-suspend.XXXXXX");
-	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4",
-			"qemu-system-x86_64, docker-registry, umoci, skopeo, curl or mkfs.ext4 "
-			"missing",
-			guest, sizeof(guest), T);
-	snprintf(MNT, sizeof(MNT), "%s/mnt", T);
+	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4", guest,
+			sizeof(guest), T, MNT, sizeof(MNT));
 	snprintf(NAME, sizeof(NAME), "sus%d", (int)(getpid() % 100000));
 	snprintf(VM, sizeof(VM), "%s/vms/%s", MNT, NAME);
 	make_image(guest, &reg);

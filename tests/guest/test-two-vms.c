@@ -319,11 +319,8 @@ static void test_two_vms(void)
 	pid_t reg, daemon, ext;
 
 	snprintf(T, sizeof(T), "/tmp/test-2vm.XXXXXX");
-	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4 nft",
-			"qemu-system-x86_64, docker-registry, umoci, skopeo, curl, mkfs.ext4 or "
-			"nft missing",
-			guest, sizeof(guest), T);
-	snprintf(MNT, sizeof(MNT), "%s/mnt", T);
+	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4 nft", guest,
+			sizeof(guest), T, MNT, sizeof(MNT));
 	snprintf(NA, sizeof(NA), "vm-a-%.6s", T + strlen("/tmp/test-2vm."));
 	snprintf(NB, sizeof(NB), "vm-b-%.6s", T + strlen("/tmp/test-2vm."));
 
