@@ -888,8 +888,6 @@ static void template_build(struct fixture *f, const char *tdir, double *t_boot)
 	ASSERT_OK(rename(path, to));
 }
 
-/* One clone: the template's saved state and RAM copied (sparse) into its own dir, a copy of
- * the template's writable disk, restored, handed its identity; returns its page. */
 /* The files of clone name: its run dir, the suspend dir it restores from, its data disk, and the
  * template's initrd it boots with. */
 struct clone_paths {
@@ -927,6 +925,8 @@ static int clone_launch(struct fixture *f, const char *name, const char *mac,
 	return vmm_qemu_ops.launch(b->priv, &p, &b->h, err);
 }
 
+/* One clone: the template's saved state and RAM copied (sparse) into its own dir, a copy of
+ * the template's writable disk, restored, handed its identity; returns its page. */
 static void clone_start(struct fixture *f, const char *tdir, const char *name, const char *addr,
 			const char *mac, const char *app, struct booted *b, char *page,
 			size_t pagesz)
