@@ -2,7 +2,10 @@
 /*
  * The common pieces of the tests that boot real VMs through the daemon (test-daemon-qemu,
  * test-daemon-volumes, test-suspend-qemu, test-daemon-tailored, test-daemon-template,
- * test-two-vms): their start, the control files of a VM, spawning a logged process.
+ * test-two-vms): the case's start and end, the local registry and the test image's base, the
+ * daemon, a VM's control files, the waits for its health and its app's HTTP page. Everything
+ * that differs between the tests (ports, bridges, image names, options, deadlines) is a
+ * parameter.
  */
 #pragma once
 
