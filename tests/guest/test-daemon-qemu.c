@@ -29,56 +29,6 @@
 
 static char T[64], MNT[128], VM[160];
 
-/* Read a control file (whole, small). */
-static int rd(const char *file, char *buf, size_t size)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/%s", VM, file);
-	return read_small(p, buf, size);
-}
-
-static int wr(const char *file, const char *val)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/%s", VM, file);
-	return write_str(p, val, 0);
-}
-
-static bool wait_health(const char *word, unsigned timeout_ms)
-{
-	double end = now_s() + timeout_ms / 1000.0;
-	char buf[2048];
-
-	do {
-		if (rd("health", buf, sizeof(buf)) > 0 && strncmp(buf, word, strlen(word)) == 0 &&
-		    buf[strlen(word)] == '\n')
-			return true;
-		usleep(50000);
-	} while (now_s() < end);
-	printf("# health:\n%s", buf);
-	return false;
-}
-
-static bool wait_http(const char *ip, char *page, size_t size, unsigned timeout_ms)
-{
-	double end = now_s() + timeout_ms / 1000.0;
-	char cmd[256];
-
-	snprintf(cmd, sizeof(cmd), "curl -sf -g -m 2 'http://[%s]:8080/' 2>/dev/null", ip);
-	do {
-		FILE *p = popen(cmd, "r");
-		size_t n = p ? fread(page, 1, size - 1, p) : 0;
-
-		page[n] = '\0';
-		if (p && pclose(p) == 0 && n > 0)
-			return true;
-		usleep(50000);
-	} while (now_s() < end);
-	return false;
-}
-
 static int qemu_pid(const char *vm)
 {
 	char cmd[128];
@@ -94,78 +44,31 @@ static int qemu_pid(const char *vm)
 	return pid;
 }
 
-static pid_t spawn_daemon(const char *bld)
+static pid_t spawn_daemon(void)
 {
-	char buf[256];
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		char bin[300], st[128], log[128];
-		int fd;
-
-		snprintf(bin, sizeof(bin), "%s/daemon/mvmfs", bld);
-		snprintf(st, sizeof(st), "%s/state", T);
-		snprintf(log, sizeof(log), "%s/daemon.log", T);
-		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(bin, bin, "--state-dir", st, "--vmm", "qemu", "--insecure-registry",
-		      "127.0.0.1:5055", "--bridge", "mvme2e0", "--ipv6-prefix", "fd42:e2e::/64",
-		      "--app-grace", "3s", MNT, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 100; i++) {
-		snprintf(buf, sizeof(buf), "%s/vms", MNT);
-		if (access(buf, F_OK) == 0)
-			break;
-		usleep(50000);
-	}
-	return pid;
+	return dvm_daemon(T, MNT,
+			  (const char *[]){"--vmm", "qemu", "--insecure-registry", "127.0.0.1:5055",
+					   "--bridge", "mvme2e0", "--ipv6-prefix", "fd42:e2e::/64",
+					   "--app-grace", "3s", NULL},
+			  5000);
 }
 
 static void test_daemon_qemu_e2e(void)
 {
-	const char *bld = getenv("MVMFS_BUILDDIR");
 	char guest[300], page[512], buf[4096], ip[64], state[64];
 	double t0, t_ready, t_http, t_stop, t2, t2_http;
 	pid_t reg, daemon;
 
 	snprintf(T, sizeof(T), "/tmp/test-e2e.XXXXXX");
-	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4",
-			"qemu-system-x86_64, docker-registry, umoci, skopeo, curl or mkfs.ext4 "
-			"missing",
-			guest, sizeof(guest), T);
-	snprintf(MNT, sizeof(MNT), "%s/mnt", T);
+	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4", guest,
+			sizeof(guest), T, MNT, sizeof(MNT));
 	snprintf(VM, sizeof(VM), "%s/vms/web", MNT);
 
 	/* Registry + image: busybox, user app (1000, groups app+web), HTTP app with a trap. */
-	ASSERT_EQ(sh("set -e; cd %s; mkdir reg; printf 'version: 0.1\\nstorage: { filesystem: { "
-		     "rootdirectory: %s/reg/data } }\\nhttp: { addr: 127.0.0.1:5055 }\\n' > "
-		     "reg/config.yml",
-		     T, T),
-		  0);
-	reg = fork();
-	if (reg == 0) {
-		char cfg[128], log[128];
-		int fd;
-
-		snprintf(cfg, sizeof(cfg), "%s/reg/config.yml", T);
-		snprintf(log, sizeof(log), "%s/reg/log", T);
-		fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execlp("docker-registry", "docker-registry", "serve", cfg, (char *)NULL);
-		_exit(127);
-	}
+	reg = dvm_registry(T, 5055);
+	dvm_bundle(T, guest);
 	ASSERT_EQ(
-		sh("set -e; cd %s; for i in $(seq 100); do curl -sf http://127.0.0.1:5055/v2/ "
-		   ">/dev/null && break; sleep 0.05; done; "
-		   "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
-		   "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
-		   "mkdir -p $R/bin $R/etc $R/srv $R/tmp $R/home/app; cp %s/busybox "
-		   "$R/bin/busybox; "
-		   "for a in $($R/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox "
-		   "$R/bin/$a; done; "
+		sh("set -e; cd %s; R=bundle/rootfs; mkdir -p $R/home/app; "
 		   "printf "
 		   "'root:x:0:0:root:/root:/bin/sh\\napp:x:1000:1000:app:/home/app:/bin/sh\\n' > "
 		   "$R/etc/passwd; "
@@ -189,39 +92,36 @@ static void test_daemon_qemu_e2e(void)
 		   "--config.cmd '' --config.cmd -c --config.cmd 'echo leaving; exit 3' "
 		   ">/dev/null; "
 		   "skopeo copy -q --dest-tls-verify=false oci:oci:2 docker://127.0.0.1:5055/app:2",
-		   T, guest),
+		   T),
 		0);
 
 	/* The daemon: QEMU backend, local allocator, its own bridge. */
-	ASSERT_EQ(sh("mkdir -p %s/state/guest %s && cp %s/vmlinux %s/initramfs.cpio.gz "
-		     "%s/state/guest/",
-		     T, MNT, guest, guest, T),
-		  0);
-	daemon = spawn_daemon(bld);
+	dvm_state_guest(T, MNT, guest);
+	daemon = spawn_daemon();
 	long rss0 = proc_rss_kb(daemon);
 	ASSERT_OK(mkdir(VM, 0755));
-	ASSERT_OK(wr("image", "127.0.0.1:5055/app:1\n"));
-	ASSERT_TRUE(rd("ip", ip, sizeof(ip)) > 0);
+	ASSERT_OK(dvm_wr(VM, "image", "127.0.0.1:5055/app:1\n", 0));
+	ASSERT_TRUE(dvm_rd(VM, "ip", ip, sizeof(ip)) > 0);
 	ip[strcspn(ip, "\n")] = '\0';
 
 	/* First start: pulls the image, boots, the app comes up. */
 	t0 = now_s();
-	ASSERT_OK(wr("state", "start\n"));
-	ASSERT_TRUE(rd("state", state, sizeof(state)) > 0);
+	ASSERT_OK(dvm_wr(VM, "state", "start\n", 0));
+	ASSERT_TRUE(dvm_rd(VM, "state", state, sizeof(state)) > 0);
 	ASSERT_STREQ(state, "running\n");
-	ASSERT_TRUE(wait_health("healthy", 30000));
+	ASSERT_TRUE(dvm_wait_health(VM, "healthy", 30000));
 	t_ready = now_s();
-	ASSERT_TRUE(wait_http(ip, page, sizeof(page), 10000));
+	ASSERT_TRUE(dvm_wait_http(ip, page, sizeof(page), 10000, 2, 50));
 	t_http = now_s();
 	printf("# first start: healthy %.2fs, HTTP %.2fs; page: %s", t_ready - t0, t_http - t0,
 	       page);
 	ASSERT_TRUE(strstr(page, "greeting=hello-e2e") != NULL);
 	ASSERT_TRUE(strstr(page, "workdir=/srv") != NULL);
 	ASSERT_TRUE(strstr(page, "user=1000:1000 groups=1000 2000 name=app") != NULL);
-	ASSERT_TRUE(rd("health", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "health", buf, sizeof(buf)) > 0);
 	ASSERT_TRUE(strstr(buf, "\nagent: ok ") != NULL);
 	ASSERT_TRUE(strstr(buf, "\napp: running ") != NULL);
-	ASSERT_TRUE(rd("log", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "log", buf, sizeof(buf)) > 0);
 	ASSERT_TRUE(strstr(buf, "app: serving on 8080") != NULL);
 
 	/* A hung guest (QEMU stopped) turns the verdict unhealthy within the heartbeat window. */
@@ -232,29 +132,29 @@ static void test_daemon_qemu_e2e(void)
 		ASSERT_TRUE(qpid > 0);
 		ASSERT_OK(kill(qpid, SIGSTOP));
 		th = now_s();
-		ASSERT_TRUE(wait_health("unhealthy", 8000));
+		ASSERT_TRUE(dvm_wait_health(VM, "unhealthy", 8000));
 		printf("# hung guest: unhealthy after %.2fs\n", now_s() - th);
-		ASSERT_TRUE(rd("health", buf, sizeof(buf)) > 0);
+		ASSERT_TRUE(dvm_rd(VM, "health", buf, sizeof(buf)) > 0);
 		ASSERT_TRUE(strstr(buf, "\nagent: ") != NULL && strstr(buf, "\nagent: ok") == NULL);
 		ASSERT_OK(kill(qpid, SIGCONT));
-		ASSERT_TRUE(wait_health("healthy", 6000));
+		ASSERT_TRUE(dvm_wait_health(VM, "healthy", 6000));
 	}
 
 	/* Graceful stop through the agent: the app's SIGTERM handler runs. */
 	t_stop = now_s();
-	ASSERT_OK(wr("state", "stop\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "stop\n", 0));
 	printf("# stop: %.2fs\n", now_s() - t_stop);
-	ASSERT_TRUE(rd("state", state, sizeof(state)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "state", state, sizeof(state)) > 0);
 	ASSERT_STREQ(state, "stopped\n");
-	ASSERT_TRUE(rd("log", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "log", buf, sizeof(buf)) > 0);
 	ASSERT_TRUE(strstr(buf, "got SIGTERM") != NULL || strstr(buf, "app exited with code 42"));
 
 	/* Second start: the image is cached. */
 	t2 = now_s();
-	ASSERT_OK(wr("state", "start\n"));
-	ASSERT_TRUE(wait_http(ip, page, sizeof(page), 30000));
+	ASSERT_OK(dvm_wr(VM, "state", "start\n", 0));
+	ASSERT_TRUE(dvm_wait_http(ip, page, sizeof(page), 30000, 2, 50));
 	t2_http = now_s();
-	ASSERT_TRUE(wait_health("healthy", 10000));
+	ASSERT_TRUE(dvm_wait_health(VM, "healthy", 10000));
 	printf("# second start (image cached): HTTP %.2fs\n", t2_http - t2);
 	{
 		FILE *p = popen("pgrep -f 'name mvmfs-[w]eb' | head -1", "r");
@@ -273,20 +173,19 @@ static void test_daemon_qemu_e2e(void)
 	{
 		int qpid = qemu_pid("web");
 
-		kill(daemon, SIGTERM);
-		waitpid(daemon, NULL, 0);
+		dvm_stop(daemon);
 		ASSERT_TRUE(qpid > 0 && kill(qpid, 0) == 0);
-		daemon = spawn_daemon(bld);
-		ASSERT_TRUE(rd("state", state, sizeof(state)) > 0);
+		daemon = spawn_daemon();
+		ASSERT_TRUE(dvm_rd(VM, "state", state, sizeof(state)) > 0);
 		ASSERT_STREQ(state, "running\n");
-		ASSERT_TRUE(wait_health("healthy", 10000));
+		ASSERT_TRUE(dvm_wait_health(VM, "healthy", 10000));
 		ASSERT_EQ(qemu_pid("web"), qpid);
-		ASSERT_TRUE(wait_http(ip, page, sizeof(page), 5000));
+		ASSERT_TRUE(dvm_wait_http(ip, page, sizeof(page), 5000, 2, 50));
 	}
-	ASSERT_OK(wr("state", "stop\n"));
-	ASSERT_TRUE(rd("state", state, sizeof(state)) > 0);
+	ASSERT_OK(dvm_wr(VM, "state", "stop\n", 0));
+	ASSERT_TRUE(dvm_rd(VM, "state", state, sizeof(state)) > 0);
 	ASSERT_STREQ(state, "stopped\n");
-	ASSERT_TRUE(rd("log", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "log", buf, sizeof(buf)) > 0);
 	ASSERT_TRUE(strstr(buf, "got SIGTERM") != NULL || strstr(buf, "app exited with code 42"));
 
 	ASSERT_OK(rmdir(VM));
@@ -294,9 +193,9 @@ static void test_daemon_qemu_e2e(void)
 	/* An app that exits: `app` reports its exit code, the VM keeps running. */
 	snprintf(VM, sizeof(VM), "%s/vms/quit", MNT);
 	ASSERT_OK(mkdir(VM, 0755));
-	ASSERT_OK(wr("image", "127.0.0.1:5055/app:2\n"));
-	if (wr("state", "start\n") < 0) {
-		rd("error", buf, sizeof(buf));
+	ASSERT_OK(dvm_wr(VM, "image", "127.0.0.1:5055/app:2\n", 0));
+	if (dvm_wr(VM, "state", "start\n", 0) < 0) {
+		dvm_rd(VM, "error", buf, sizeof(buf));
 		sh("tail -20 %s/daemon.log", T);
 		TEST_FAIL("start of 'quit' failed: %s", buf);
 	}
@@ -305,7 +204,7 @@ static void test_daemon_qemu_e2e(void)
 		bool seen = false;
 
 		while (!seen && now_s() < end) {
-			seen = rd("health", buf, sizeof(buf)) > 0 &&
+			seen = dvm_rd(VM, "health", buf, sizeof(buf)) > 0 &&
 			       strstr(buf, "\napp: exited code 3");
 			if (!seen)
 				usleep(100000);
@@ -314,9 +213,9 @@ static void test_daemon_qemu_e2e(void)
 			printf("# health:\n%s", buf);
 		ASSERT_TRUE(seen);
 	}
-	ASSERT_TRUE(rd("log", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "log", buf, sizeof(buf)) > 0);
 	ASSERT_TRUE(strstr(buf, "leaving") != NULL);
-	ASSERT_OK(wr("state", "kill\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "kill\n", 0));
 	ASSERT_OK(rmdir(VM));
 	/* Nothing of the VM left: no namespace, no QEMU dir, no cgroup, no process. */
 	/* Teardown after rmdir is asynchronous: give it a few seconds. */
@@ -331,11 +230,9 @@ static void test_daemon_qemu_e2e(void)
 		     "ls /run/netns %s/state/qemu /sys/fs/cgroup/*/mvmfs/*/; exit 1",
 		     T, T, T),
 		  0);
-	kill(daemon, SIGTERM);
-	waitpid(daemon, NULL, 0);
-	kill(reg, SIGTERM);
-	waitpid(reg, NULL, 0);
-	sh("umount -l %s 2>/dev/null; rm -rf %s", MNT, T);
+	dvm_stop(daemon);
+	dvm_stop(reg);
+	dvm_end(MNT, T);
 }
 
 TEST_MAIN(TEST(test_daemon_qemu_e2e))

@@ -28,67 +28,18 @@
 
 static char T[64], MNT[128], VM[160];
 
-static int rd(const char *file, char *buf, size_t size)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/%s", VM, file);
-	return read_small(p, buf, size);
-}
-
-static int wr(const char *file, const char *val)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/%s", VM, file);
-	return write_str(p, val, 0);
-}
-
 static bool wait_for(const char *file, const char *text, unsigned timeout_ms)
 {
 	double end = now_s() + timeout_ms / 1000.0;
 	char buf[8192] = "";
 
 	do {
-		if (rd(file, buf, sizeof(buf)) > 0 && strstr(buf, text))
+		if (dvm_rd(VM, file, buf, sizeof(buf)) > 0 && strstr(buf, text))
 			return true;
 		usleep(50000);
 	} while (now_s() < end);
 	printf("# %s (waiting for \"%s\"):\n%s\n", file, text, buf);
 	return false;
-}
-
-static bool wait_http(const char *ip, char *page, size_t size, unsigned timeout_ms)
-{
-	double end = now_s() + timeout_ms / 1000.0;
-	char cmd[256];
-
-	snprintf(cmd, sizeof(cmd), "curl -sf -g -m 2 'http://[%s]:8080/' 2>/dev/null", ip);
-	do {
-		FILE *p = popen(cmd, "r");
-		size_t n = p ? fread(page, 1, size - 1, p) : 0;
-
-		page[n] = '\0';
-		if (p && pclose(p) == 0 && n > 0)
-			return true;
-		usleep(50000);
-	} while (now_s() < end);
-	return false;
-}
-
-static pid_t spawn(const char *log, char *const argv[])
-{
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
 }
 
 /* The tailored guest (cached) into dir, or skip: this test never builds the kernel. */
@@ -114,7 +65,6 @@ static void tailored_guest(char *dir, size_t size)
 
 static void test_daemon_tailored_kernel(void)
 {
-	const char *bld = getenv("MVMFS_BUILDDIR");
 	char guest[300], tailored[300], p[512], page[1024], buf[8192], ip[64], state[64];
 	char release[128] = "";
 	pid_t reg, daemon;
@@ -123,33 +73,19 @@ static void test_daemon_tailored_kernel(void)
 	/* Before daemon_vm_begin moves the case into a network namespace of its own. */
 	tailored_guest(tailored, sizeof(tailored));
 	snprintf(T, sizeof(T), "/tmp/test-tailored.XXXXXX");
-	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl socat",
-			"qemu-system-x86_64, docker-registry, umoci, skopeo, curl or socat missing",
-			guest, sizeof(guest), T);
+	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl socat", guest,
+			sizeof(guest), T, MNT, sizeof(MNT));
 	snprintf(p, sizeof(p), "%s/kernel-version", tailored);
 	ASSERT_TRUE(read_small(p, release, sizeof(release)) > 0);
 	release[strcspn(release, " \n")] = '\0';
 	printf("# tailored kernel %s\n", release);
-	snprintf(MNT, sizeof(MNT), "%s/mnt", T);
 	snprintf(VM, sizeof(VM), "%s/vms/tk", MNT);
 
 	/* Registry + an HTTP app image that reports its kernel and environment. */
-	ASSERT_EQ(sh("set -e; cd %s; mkdir reg; printf 'version: 0.1\\nstorage: { filesystem: { "
-		     "rootdirectory: %s/reg/data } }\\nhttp: { addr: 127.0.0.1:5055 }\\n' > "
-		     "reg/config.yml",
-		     T, T),
-		  0);
-	snprintf(p, sizeof(p), "%s/reg/config.yml", T);
-	snprintf(buf, sizeof(buf), "%s/reg/log", T);
-	reg = spawn(buf, (char *[]){"docker-registry", "serve", p, NULL});
+	reg = dvm_registry(T, 5055);
+	dvm_bundle(T, tailored);
 	ASSERT_EQ(
-		sh("set -e; cd %s; for i in $(seq 100); do curl -sf http://127.0.0.1:5055/v2/ "
-		   ">/dev/null && break; sleep 0.05; done; "
-		   "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
-		   "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
-		   "mkdir -p $R/bin $R/etc $R/srv $R/tmp; cp %s/busybox $R/bin/busybox; "
-		   "for a in $($R/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox "
-		   "$R/bin/$a; done; "
+		sh("set -e; cd %s; R=bundle/rootfs; "
 		   "printf 'root:x:0:0:root:/root:/bin/sh\\napp:x:1000:1000::/srv:/bin/sh\\n' > "
 		   "$R/etc/passwd; printf 'root:x:0:\\napp:x:1000:\\n' > $R/etc/group; "
 		   "printf '%%s\\n' '#!/bin/sh' 'mkdir -p /tmp/www' "
@@ -163,61 +99,49 @@ static void test_daemon_tailored_kernel(void)
 		   "/srv/app.sh --config.env GREETING=hello-tailored --config.workingdir /srv "
 		   "--config.user app >/dev/null; umoci gc --layout oci; "
 		   "skopeo copy -q --dest-tls-verify=false oci:oci:1 docker://127.0.0.1:5055/tk:1",
-		   T, tailored),
+		   T),
 		0);
 
 	/* The daemon's default guest is the tailored kernel and its module-less initramfs. */
-	ASSERT_EQ(sh("mkdir -p %s/state/guest %s && cp %s/vmlinux %s/initramfs.cpio.gz "
-		     "%s/state/guest/",
-		     T, MNT, tailored, tailored, T),
-		  0);
-	{
-		char bin[300], st[128], log[128];
-
-		snprintf(bin, sizeof(bin), "%s/daemon/mvmfs", bld);
-		snprintf(st, sizeof(st), "%s/state", T);
-		snprintf(log, sizeof(log), "%s/daemon.log", T);
-		daemon = spawn(log, (char *[]){bin, "--state-dir", st, "--vmm", "qemu",
-					       "--insecure-registry", "127.0.0.1:5055", "--bridge",
-					       "mvmtk0", "--ipv6-prefix", "fd42:7e::/64",
-					       "--app-grace", "3s", MNT, NULL});
-		snprintf(p, sizeof(p), "%s/vms", MNT);
-		for (int i = 0; i < 200 && access(p, F_OK) < 0; i++)
-			usleep(50000);
-		ASSERT_OK(access(p, F_OK));
-	}
+	dvm_state_guest(T, MNT, tailored);
+	daemon =
+		dvm_daemon(T, MNT,
+			   (const char *[]){"--vmm", "qemu", "--insecure-registry",
+					    "127.0.0.1:5055", "--bridge", "mvmtk0", "--ipv6-prefix",
+					    "fd42:7e::/64", "--app-grace", "3s", NULL},
+			   10000);
 	ASSERT_OK(mkdir(VM, 0755));
-	ASSERT_OK(wr("image", "127.0.0.1:5055/tk:1\n"));
-	ASSERT_TRUE(rd("ip", ip, sizeof(ip)) > 0);
+	ASSERT_OK(dvm_wr(VM, "image", "127.0.0.1:5055/tk:1\n", 0));
+	ASSERT_TRUE(dvm_rd(VM, "ip", ip, sizeof(ip)) > 0);
 	ip[strcspn(ip, "\n")] = '\0';
 
 	/* Boot: the agent says hello (agent: ok), the app runs and answers. */
 	t0 = now_s();
-	if (wr("state", "start\n") < 0) {
-		rd("error", buf, sizeof(buf));
+	if (dvm_wr(VM, "state", "start\n", 0) < 0) {
+		dvm_rd(VM, "error", buf, sizeof(buf));
 		sh("tail -20 %s/daemon.log", T);
 		TEST_FAIL("start failed: %s", buf);
 	}
 	ASSERT_TRUE(wait_for("health", "\nagent: ok ", 30000));
 	ASSERT_TRUE(wait_for("health", "\napp: running ", 10000));
-	ASSERT_TRUE(wait_http(ip, page, sizeof(page), 10000));
+	ASSERT_TRUE(dvm_wait_http(ip, page, sizeof(page), 10000, 2, 50));
 	printf("# start to HTTP %.2fs (wall, loaded machine); page: %s", now_s() - t0, page);
 	snprintf(p, sizeof(p), "kernel=%s modules=no ", release);
 	ASSERT_TRUE(strstr(page, p) != NULL);
 	ASSERT_TRUE(strstr(page, "greeting=hello-tailored workdir=/srv user=1000:1000") != NULL);
 	ASSERT_TRUE(wait_for("log", "app: serving on 8080", 3000));
 	/* No module list to load: the agent never complains about one. */
-	ASSERT_TRUE(rd("log", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "log", buf, sizeof(buf)) > 0);
 	ASSERT_TRUE(strstr(buf, "module ") == NULL);
 
 	/* Graceful stop through the agent. */
-	ASSERT_OK(wr("state", "stop\n"));
-	ASSERT_TRUE(rd("state", state, sizeof(state)) > 0);
+	ASSERT_OK(dvm_wr(VM, "state", "stop\n", 0));
+	ASSERT_TRUE(dvm_rd(VM, "state", state, sizeof(state)) > 0);
 	ASSERT_STREQ(state, "stopped\n");
 
 	/* Again, and this time QEMU's power button: the ACPI button driver is built in. */
-	ASSERT_OK(wr("state", "start\n"));
-	ASSERT_TRUE(wait_http(ip, page, sizeof(page), 30000));
+	ASSERT_OK(dvm_wr(VM, "state", "start\n", 0));
+	ASSERT_TRUE(dvm_wait_http(ip, page, sizeof(page), 30000, 2, 50));
 	ASSERT_EQ(sh("printf '%%s\\n' '{\"execute\":\"qmp_capabilities\"}' "
 		     "'{\"execute\":\"system_powerdown\"}' | "
 		     "timeout 5 socat -t 1 - UNIX-CONNECT:%s/state/qemu/tk/qmp.sock >/dev/null",
@@ -227,11 +151,9 @@ static void test_daemon_tailored_kernel(void)
 	ASSERT_TRUE(wait_for("state", "stopped", 15000));
 
 	ASSERT_OK(rmdir(VM));
-	kill(daemon, SIGTERM);
-	waitpid(daemon, NULL, 0);
-	kill(reg, SIGTERM);
-	waitpid(reg, NULL, 0);
-	sh("umount -l %s 2>/dev/null; rm -rf %s", MNT, T);
+	dvm_stop(daemon);
+	dvm_stop(reg);
+	dvm_end(MNT, T);
 }
 
 /*

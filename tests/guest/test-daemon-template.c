@@ -35,86 +35,23 @@ static const char app_sh[] =
 	"boot=$(cat /proc/sys/kernel/random/boot_id)\" > /tmp/www/index.html\n"
 	"exec httpd -f -p 8080 -h /tmp/www\n";
 
-static pid_t spawn_logged(const char *log, char *const argv[])
-{
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-static int rd(const char *vm, const char *file, char *buf, size_t size)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/vms/%s/%s", MNT, vm, file);
-	return read_small(p, buf, size);
-}
-
-static int wr(const char *vm, const char *file, const char *val)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/vms/%s/%s", MNT, vm, file);
-	return write_str(p, val, 0);
-}
-
-static bool wait_http(const char *ip, char *page, size_t size, unsigned timeout_ms)
-{
-	double end = now_s() + timeout_ms / 1000.0;
-
-	do {
-		if (sh_out(page, size, "curl -sf -g -m 5 'http://[%s]:8080/' 2>/dev/null", ip) ==
-			    0 &&
-		    page[0])
-			return true;
-		usleep(20000);
-	} while (now_s() < end);
-	return false;
-}
-
 static pid_t start_daemon(const char *guest, bool no_template)
 {
-	char bin[400], st[160], log[160];
-	pid_t d;
+	const char *opts[] = {"--vmm",
+			      "qemu",
+			      "--insecure-registry",
+			      "127.0.0.1:5055",
+			      "--bridge",
+			      "ttbr0",
+			      "--ipv6-prefix",
+			      "fd42:7e6::/64",
+			      "--app-grace",
+			      "1s",
+			      no_template ? "--no-template" : NULL,
+			      NULL};
 
-	snprintf(bin, sizeof(bin), "%s/daemon/mvmfs", getenv("MVMFS_BUILDDIR"));
-	snprintf(st, sizeof(st), "%s/state", T);
-	snprintf(log, sizeof(log), "%s/daemon.log", T);
 	(void)guest;
-	char *argv[] = {bin,
-			"--state-dir",
-			st,
-			"--vmm",
-			"qemu",
-			"--insecure-registry",
-			"127.0.0.1:5055",
-			"--bridge",
-			"ttbr0",
-			"--ipv6-prefix",
-			"fd42:7e6::/64",
-			"--app-grace",
-			"1s",
-			MNT,
-			NULL,
-			NULL};
-
-	if (no_template) {
-		argv[13] = "--no-template";
-		argv[14] = MNT;
-	}
-	d = spawn_logged(log, argv);
-	ASSERT_EQ(sh("for i in $(seq 200); do [ -e %s/vms ] && exit 0; sleep 0.05; done; exit 1",
-		     MNT),
-		  0);
-	return d;
+	return dvm_daemon(T, MNT, opts, 10000);
 }
 
 static void stop_daemon(pid_t d)
@@ -134,11 +71,11 @@ static double start_vm(const char *vm, const char *ip, char *page, size_t size)
 {
 	double t0 = now_s();
 
-	ASSERT_OK(wr(vm, "state", "start\n"));
-	if (!wait_http(ip, page, size, 40000)) {
+	ASSERT_OK(dvm_wr_vm(MNT, vm, "state", "start\n", 0));
+	if (!dvm_wait_http(ip, page, size, 40000, 5, 20)) {
 		char h[2048] = "";
 
-		rd(vm, "health", h, sizeof(h));
+		dvm_rd_vm(MNT, vm, "health", h, sizeof(h));
 		sh("grep -v DEBUG %s/daemon.log | tail -15", T);
 		TEST_FAIL("%s never answered HTTP; health:\n%s", vm, h);
 	}
@@ -147,18 +84,7 @@ static double start_vm(const char *vm, const char *ip, char *page, size_t size)
 
 static void stop_vm(const char *vm)
 {
-	ASSERT_OK(wr(vm, "state", "stop\n"));
-}
-
-static void create_vm(const char *vm, char *ip, size_t size)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/vms/%s", MNT, vm);
-	ASSERT_OK(mkdir(p, 0755));
-	ASSERT_OK(wr(vm, "image", "127.0.0.1:5055/app:1\n"));
-	ASSERT_TRUE(rd(vm, "ip", ip, size) > 0);
-	ip[strcspn(ip, "\n")] = '\0';
+	ASSERT_OK(dvm_wr_vm(MNT, vm, "state", "stop\n", 0));
 }
 
 /* The value of "key=" in page (up to the next space or newline), into out. */
@@ -207,7 +133,7 @@ static void bench(const char *guest, const char *vm, const char *ip, pid_t *d, i
 	}
 	for (int i = 0; i < par; i++) {
 		snprintf(names[i], sizeof(names[i]), "p%d-%.6s", i, T + strlen("/tmp/test-tpl."));
-		create_vm(names[i], ips[i], sizeof(ips[i]));
+		dvm_create_vm(MNT, names[i], "127.0.0.1:5055/app:1\n", ips[i], sizeof(ips[i]));
 	}
 	t0 = now_s();
 	for (int i = 0; i < par; i++) {
@@ -217,7 +143,7 @@ static void bench(const char *guest, const char *vm, const char *ip, pid_t *d, i
 		ASSERT_OK(write_str(p, "start\n", O_NONBLOCK));
 	}
 	for (int i = 0; i < par; i++)
-		ASSERT_TRUE(wait_http(ips[i], page, sizeof(page), 120000));
+		ASSERT_TRUE(dvm_wait_http(ips[i], page, sizeof(page), 120000, 5, 20));
 	printf("# BENCH %d VMs started at once from the template: all answering after %.2f s\n",
 	       par, now_s() - t0);
 	sh_out(out, sizeof(out),
@@ -244,41 +170,27 @@ static void bench(const char *guest, const char *vm, const char *ip, pid_t *d, i
 
 static void test_template_starts(void)
 {
-	char guest[300], cfg[160], log[160], root[160], A[64], B[64], C[64];
+	char guest[300], root[160], A[64], B[64], C[64];
 	char pa[512], pb[512], pc[512], pb2[512], pc2[512], f1[128], f2[128], want[160];
 	char na[32], nb[32], nc[32];
 	double ta, tb, tc, tcold, tcorrupt;
 	pid_t reg, d;
 
 	snprintf(T, sizeof(T), "/tmp/test-tpl.XXXXXX");
-	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4 nft",
-			"qemu-system-x86_64, docker-registry, umoci, skopeo, curl, mkfs.ext4 or "
-			"nft missing",
-			guest, sizeof(guest), T);
-	snprintf(MNT, sizeof(MNT), "%s/mnt", T);
+	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4 nft", guest,
+			sizeof(guest), T, MNT, sizeof(MNT));
 	snprintf(na, sizeof(na), "ta-%.6s", T + strlen("/tmp/test-tpl."));
 	snprintf(nb, sizeof(nb), "tb-%.6s", T + strlen("/tmp/test-tpl."));
 	snprintf(nc, sizeof(nc), "tc-%.6s", T + strlen("/tmp/test-tpl."));
 
 	/* Registry and an image whose page shows what differs between VMs. */
-	ASSERT_EQ(sh("mkdir %s/reg %s && printf 'version: 0.1\\nstorage: { filesystem: { "
-		     "rootdirectory: %s/reg/data } }\\nhttp: { addr: 127.0.0.1:5055 }\\n' > "
-		     "%s/reg/config.yml && mkdir -p %s/state/guest && cp %s/vmlinux "
-		     "%s/initramfs.cpio.gz %s/state/guest/",
-		     T, MNT, T, T, T, guest, guest, T),
-		  0);
-	snprintf(cfg, sizeof(cfg), "%s/reg/config.yml", T);
-	snprintf(log, sizeof(log), "%s/reg/log", T);
-	reg = spawn_logged(log, (char *[]){"docker-registry", "serve", cfg, NULL});
-	ASSERT_EQ(sh("set -e; cd %s; for i in $(seq 100); do curl -sf http://127.0.0.1:5055/v2/ "
-		     ">/dev/null && break; sleep 0.05; done; "
-		     "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
-		     "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
-		     "mkdir -p $R/bin $R/etc $R/srv $R/tmp; cp %s/busybox $R/bin/busybox; "
-		     "for a in $($R/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox "
-		     "$R/bin/$a; done; printf 'root:x:0:0:root:/root:/bin/sh\\n' > $R/etc/passwd; "
+	reg = dvm_registry(T, 5055);
+	dvm_state_guest(T, MNT, guest);
+	dvm_bundle(T, guest);
+	ASSERT_EQ(sh("set -e; cd %s; R=bundle/rootfs; printf 'root:x:0:0:root:/root:/bin/sh\\n' > "
+		     "$R/etc/passwd; "
 		     "printf 'root:x:0:\\n' > $R/etc/group",
-		     T, guest),
+		     T),
 		  0);
 	snprintf(root, sizeof(root), "%s/bundle/rootfs/srv/app.sh", T);
 	ASSERT_OK(write_file_atomic(root, app_sh, strlen(app_sh), 0755));
@@ -291,9 +203,9 @@ static void test_template_starts(void)
 		  0);
 
 	d = start_daemon(guest, false);
-	create_vm(na, A, sizeof(A));
-	create_vm(nb, B, sizeof(B));
-	create_vm(nc, C, sizeof(C));
+	dvm_create_vm(MNT, na, "127.0.0.1:5055/app:1\n", A, sizeof(A));
+	dvm_create_vm(MNT, nb, "127.0.0.1:5055/app:1\n", B, sizeof(B));
+	dvm_create_vm(MNT, nc, "127.0.0.1:5055/app:1\n", C, sizeof(C));
 
 	/* The first start builds the template and starts from it; the next two restore it. */
 	ta = start_vm(na, A, pa, sizeof(pa));
@@ -322,9 +234,8 @@ static void test_template_starts(void)
 	if (getenv("MVMFS_TEMPLATE_BENCH")) {
 		bench(guest, nb, B, &d, atoi(getenv("MVMFS_TEMPLATE_BENCH")));
 		stop_daemon(d);
-		kill(reg, SIGTERM);
-		waitpid(reg, NULL, 0);
-		sh("umount -l %s 2>/dev/null; rm -rf %s", MNT, T);
+		dvm_stop(reg);
+		dvm_end(MNT, T);
 		return;
 	}
 
@@ -362,9 +273,8 @@ static void test_template_starts(void)
 	ASSERT_EQ(log_count("template: built"), 2);
 	stop_vm(nb);
 	stop_daemon(d);
-	kill(reg, SIGTERM);
-	waitpid(reg, NULL, 0);
-	sh("umount -l %s 2>/dev/null; rm -rf %s", MNT, T);
+	dvm_stop(reg);
+	dvm_end(MNT, T);
 }
 
 TEST_MAIN(TEST(test_template_starts))

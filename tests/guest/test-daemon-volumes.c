@@ -34,22 +34,6 @@
 
 static char T[64], MNT[128], VM[160], IP[64];
 
-static int rd(const char *file, char *buf, size_t size)
-{
-	char p[300];
-
-	snprintf(p, sizeof(p), "%s/%s", VM, file);
-	return read_small(p, buf, size);
-}
-
-static int wr(const char *file, const char *val)
-{
-	char p[300];
-
-	snprintf(p, sizeof(p), "%s/%s", VM, file);
-	return write_str(p, val, 0);
-}
-
 /* mkdir / rmdir of a path inside the VM's directory: 0 or -errno. */
 static int mk(const char *rel)
 {
@@ -71,8 +55,8 @@ static void must_wr(const char *file, const char *val)
 {
 	char buf[1024] = "";
 
-	if (wr(file, val) < 0) {
-		rd("error", buf, sizeof(buf));
+	if (dvm_wr(VM, file, val, 0) < 0) {
+		dvm_rd(VM, "error", buf, sizeof(buf));
 		sh("tail -30 %s/daemon.log", T);
 		TEST_FAIL("write %s '%s' failed: %s; error: %s", file, val, strerror(errno), buf);
 	}
@@ -97,7 +81,7 @@ static void page(char *out, size_t size, unsigned timeout_ms)
 	{
 		char buf[8192] = "";
 
-		rd("log", buf, sizeof(buf));
+		dvm_rd(VM, "log", buf, sizeof(buf));
 		printf("# log:\n%s", buf);
 	}
 	TEST_FAIL("the app did not answer within %u ms", timeout_ms);
@@ -111,38 +95,11 @@ static void expect(const char *pg, const char *want)
 
 static pid_t spawn_daemon(void)
 {
-	const char *bld = getenv("MVMFS_BUILDDIR");
-	char buf[256];
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		char bin[300], st[128], log[128];
-		int fd;
-
-		snprintf(bin, sizeof(bin), "%s/daemon/mvmfs", bld);
-		snprintf(st, sizeof(st), "%s/state", T);
-		snprintf(log, sizeof(log), "%s/daemon.log", T);
-		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(bin, bin, "--state-dir", st, "--vmm", "qemu", "--insecure-registry",
-		      "127.0.0.1:5055", "--bridge", "mvmvol0", "--ipv6-prefix", "fd42:e2f::/64",
-		      "--app-grace", "2s", "--volume-size", "64M", MNT, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 200; i++) {
-		snprintf(buf, sizeof(buf), "%s/vms", MNT);
-		if (access(buf, F_OK) == 0)
-			break;
-		usleep(50000);
-	}
-	return pid;
-}
-
-static void stop_daemon(pid_t pid)
-{
-	kill(pid, SIGTERM);
-	waitpid(pid, NULL, 0);
+	return dvm_daemon(T, MNT,
+			  (const char *[]){"--vmm", "qemu", "--insecure-registry", "127.0.0.1:5055",
+					   "--bridge", "mvmvol0", "--ipv6-prefix", "fd42:e2f::/64",
+					   "--app-grace", "2s", "--volume-size", "64M", NULL},
+			  10000);
 }
 
 /* Registry on 127.0.0.1:5055 with app:1 and app:2 (VERSION differs: two digests). */
@@ -150,33 +107,10 @@ static pid_t registry_and_images(const char *guest)
 {
 	pid_t reg;
 
-	ASSERT_EQ(sh("set -e; cd %s; mkdir reg; printf 'version: 0.1\\nstorage: { filesystem: { "
-		     "rootdirectory: %s/reg/data } }\\nhttp: { addr: 127.0.0.1:5055 }\\n' > "
-		     "reg/config.yml",
-		     T, T),
-		  0);
-	reg = fork();
-	if (reg == 0) {
-		char cfg[128], log[128];
-		int fd;
-
-		snprintf(cfg, sizeof(cfg), "%s/reg/config.yml", T);
-		snprintf(log, sizeof(log), "%s/reg/log", T);
-		fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execlp("docker-registry", "docker-registry", "serve", cfg, (char *)NULL);
-		_exit(127);
-	}
+	reg = dvm_registry(T, 5055);
+	dvm_bundle(T, guest);
 	ASSERT_EQ(
-		sh("set -e; cd %s; for i in $(seq 100); do curl -sf http://127.0.0.1:5055/v2/ "
-		   ">/dev/null && break; sleep 0.05; done; "
-		   "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
-		   "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
-		   "mkdir -p $R/bin $R/etc $R/srv $R/tmp $R/data $R/scratch; cp %s/busybox "
-		   "$R/bin/busybox; "
-		   "for a in $($R/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox "
-		   "$R/bin/$a; done; "
+		sh("set -e; cd %s; R=bundle/rootfs; mkdir -p $R/data $R/scratch; "
 		   "printf 'root:x:0:0:root:/root:/bin/sh\\napp:x:1000:1000:app:/srv:/bin/sh\\n' "
 		   "> $R/etc/passwd; printf 'root:x:0:\\napp:x:1000:\\n' > $R/etc/group; "
 		   "echo seed-from-image > $R/data/seed; chown -R 1000:1000 $R/data $R/scratch; "
@@ -201,7 +135,7 @@ static pid_t registry_and_images(const char *guest)
 		   "skopeo copy -q --dest-tls-verify=false oci:oci:1 "
 		   "docker://127.0.0.1:5055/app:1; "
 		   "skopeo copy -q --dest-tls-verify=false oci:oci:2 docker://127.0.0.1:5055/app:2",
-		   T, guest),
+		   T),
 		0);
 	return reg;
 }
@@ -211,21 +145,15 @@ static void setup(char *guest, size_t size)
 	snprintf(T, sizeof(T), "/tmp/test-volumes.XXXXXX");
 	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4 "
 			"resize2fs",
-			"qemu-system-x86_64, docker-registry, umoci, skopeo, curl, mkfs.ext4 or "
-			"resize2fs missing",
-			guest, size, T);
-	snprintf(MNT, sizeof(MNT), "%s/mnt", T);
-	ASSERT_EQ(sh("mkdir -p %s/state/guest %s && cp %s/vmlinux %s/initramfs.cpio.gz "
-		     "%s/state/guest/",
-		     T, MNT, guest, guest, T),
-		  0);
+			guest, size, T, MNT, sizeof(MNT));
+	dvm_state_guest(T, MNT, guest);
 }
 
 static void define_vm(const char *name)
 {
 	snprintf(VM, sizeof(VM), "%s/vms/%s", MNT, name);
 	ASSERT_OK(mkdir(VM, 0755));
-	ASSERT_TRUE(rd("ip", IP, sizeof(IP)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "ip", IP, sizeof(IP)) > 0);
 	IP[strcspn(IP, "\n")] = '\0';
 }
 
@@ -252,17 +180,17 @@ static void test_volumes_e2e(void)
 	page(pg, sizeof(pg), 60000);
 	printf("# first start: %.1fs: %s", now_s() - t0, pg);
 	expect(pg, "count=1 mark=v1 seed=seed-from-image owner=1000:1000 extra=1 version=1");
-	ASSERT_TRUE(rd("volumes/data/path", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "volumes/data/path", buf, sizeof(buf)) > 0);
 	ASSERT_STREQ(buf, "/data\n");
-	ASSERT_TRUE(rd("volumes/data/size", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "volumes/data/size", buf, sizeof(buf)) > 0);
 	ASSERT_STREQ(buf, "67108864\n");
 	/* Changes wait for a stop. */
-	ASSERT_EQ(wr("volumes/data/size", "128M"), -EBUSY);
+	ASSERT_EQ(dvm_wr(VM, "volumes/data/size", "128M", 0), -EBUSY);
 	{
 		double end = now_s() + 20;
 
 		do {
-			rd("disk-usage", buf, sizeof(buf));
+			dvm_rd(VM, "disk-usage", buf, sizeof(buf));
 			if (strstr(buf, "volume data: used "))
 				break;
 			usleep(200000);
@@ -286,15 +214,15 @@ static void test_volumes_e2e(void)
 	page(pg, sizeof(pg), 60000);
 	printf("# new image: %s", pg);
 	expect(pg, "count=3 mark=v2 seed=seed-from-image owner=1000:1000 extra=1 version=2");
-	ASSERT_TRUE(rd("volumes/data/size", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "volumes/data/size", buf, sizeof(buf)) > 0);
 	ASSERT_STREQ(buf, "134217728\n");
 
 	/* The daemon restarts: the VM is re-adopted, its volumes still there. */
-	stop_daemon(daemon);
+	dvm_stop(daemon);
 	daemon = spawn_daemon();
-	ASSERT_TRUE(rd("state", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "state", buf, sizeof(buf)) > 0);
 	ASSERT_STREQ(buf, "running\n");
-	ASSERT_TRUE(rd("volumes/data/path", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "volumes/data/path", buf, sizeof(buf)) > 0);
 	ASSERT_STREQ(buf, "/data\n");
 	must_wr("state", "restart\n");
 	page(pg, sizeof(pg), 60000);
@@ -324,10 +252,9 @@ static void test_volumes_e2e(void)
 		     "done; ls -R %s/state/volumes; exit 1",
 		     T, T),
 		  0);
-	stop_daemon(daemon);
-	kill(reg, SIGTERM);
-	waitpid(reg, NULL, 0);
-	sh("umount -l %s 2>/dev/null; rm -rf %s", MNT, T);
+	dvm_stop(daemon);
+	dvm_stop(reg);
+	dvm_end(MNT, T);
 }
 
 /* bench/volumes: seconds from `echo start` (image cached) to the app answering, with 0, 1 and
@@ -383,10 +310,9 @@ static void test_volumes_bench(void)
 		       counts[c], sum / rounds, best, rounds);
 		ASSERT_OK(rmdir(VM));
 	}
-	stop_daemon(daemon);
-	kill(reg, SIGTERM);
-	waitpid(reg, NULL, 0);
-	sh("umount -l %s 2>/dev/null; rm -rf %s", MNT, T);
+	dvm_stop(daemon);
+	dvm_stop(reg);
+	dvm_end(MNT, T);
 }
 
 TEST_MAIN(TEST(test_volumes_e2e), TEST(test_volumes_bench))

@@ -26,31 +26,15 @@
 
 static char T[64], MNT[128], VM[160], IP[64], NAME[16];
 
-static int rd(const char *file, char *buf, size_t size)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/%s", VM, file);
-	return read_small(p, buf, size);
-}
-
-static int wr(const char *file, const char *val)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/%s", VM, file);
-	return write_str(p, val, 0);
-}
-
 static void expect_state(const char *want)
 {
 	char st[64] = "";
 
-	ASSERT_TRUE(rd("state", st, sizeof(st)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "state", st, sizeof(st)) > 0);
 	if (strcmp(st, want) != 0) {
 		char err[512] = "";
 
-		rd("error", err, sizeof(err));
+		dvm_rd(VM, "error", err, sizeof(err));
 		sh("tail -30 %s/daemon.log", T);
 		TEST_FAIL("state %s, want %s (error: %s)", st, want, err);
 	}
@@ -81,63 +65,21 @@ static int qemu_running(void)
 	return sh("pgrep -f 'name mvmfs-%s( |$)' >/dev/null", NAME) == 0;
 }
 
-static pid_t spawn_daemon(const char *bld)
+static pid_t spawn_daemon(void)
 {
-	char buf[256];
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		char bin[300], st[128], log[128];
-		int fd;
-
-		snprintf(bin, sizeof(bin), "%s/daemon/mvmfs", bld);
-		snprintf(st, sizeof(st), "%s/state", T);
-		snprintf(log, sizeof(log), "%s/daemon.log", T);
-		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(bin, bin, "--state-dir", st, "--vmm", "qemu", "--insecure-registry",
-		      "127.0.0.1:5056", "--bridge", "mvmsus0", "--ipv6-prefix", "fd42:5a5::/64",
-		      "--app-grace", "2s", MNT, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 200; i++) {
-		snprintf(buf, sizeof(buf), "%s/vms", MNT);
-		if (access(buf, F_OK) == 0)
-			break;
-		usleep(50000);
-	}
-	return pid;
+	return dvm_daemon(T, MNT,
+			  (const char *[]){"--vmm", "qemu", "--insecure-registry", "127.0.0.1:5056",
+					   "--bridge", "mvmsus0", "--ipv6-prefix", "fd42:5a5::/64",
+					   "--app-grace", "2s", NULL},
+			  10000);
 }
 
 static void make_image(const char *guest, pid_t *reg)
 {
-	ASSERT_EQ(sh("set -e; cd %s; mkdir reg; printf 'version: 0.1\\nstorage: { filesystem: { "
-		     "rootdirectory: %s/reg/data } }\\nhttp: { addr: 127.0.0.1:5056 }\\n' > "
-		     "reg/config.yml",
-		     T, T),
-		  0);
-	*reg = fork();
-	if (*reg == 0) {
-		char cfg[128], log[128];
-		int fd;
-
-		snprintf(cfg, sizeof(cfg), "%s/reg/config.yml", T);
-		snprintf(log, sizeof(log), "%s/reg/log", T);
-		fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execlp("docker-registry", "docker-registry", "serve", cfg, (char *)NULL);
-		_exit(127);
-	}
+	*reg = dvm_registry(T, 5056);
 	/* The app: a request counter kept in a shell variable (memory only). */
-	ASSERT_EQ(sh("set -e; cd %s; for i in $(seq 100); do curl -sf http://127.0.0.1:5056/v2/ "
-		     ">/dev/null && break; sleep 0.05; done; "
-		     "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
-		     "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
-		     "mkdir -p $R/bin $R/etc $R/srv $R/tmp; cp %s/busybox $R/bin/busybox; "
-		     "for a in $($R/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox "
-		     "$R/bin/$a; done; "
+	dvm_bundle(T, guest);
+	ASSERT_EQ(sh("set -e; cd %s; R=bundle/rootfs; "
 		     "printf 'root:x:0:0:root:/root:/bin/sh\\n' > $R/etc/passwd; "
 		     "printf 'root:x:0:\\n' > $R/etc/group; "
 		     "printf '%%s\\n' '#!/bin/sh' 'n=0' 'echo app: counting on 8080' "
@@ -149,7 +91,7 @@ static void make_image(const char *guest, pid_t *reg)
 		     "/srv/app.sh >/dev/null; umoci gc --layout oci; "
 		     "skopeo copy -q --dest-tls-verify=false oci:oci:1 "
 		     "docker://127.0.0.1:5056/count:1",
-		     T, guest),
+		     T),
 		  0);
 }
 
@@ -159,8 +101,8 @@ static double suspend_vm(void)
 	double t = now_s();
 	char buf[4096];
 
-	if (wr("state", "suspend\n") < 0) {
-		rd("error", buf, sizeof(buf));
+	if (dvm_wr(VM, "state", "suspend\n", 0) < 0) {
+		dvm_rd(VM, "error", buf, sizeof(buf));
 		sh("tail -30 %s/daemon.log", T);
 		TEST_FAIL("suspend failed: %s", buf);
 	}
@@ -172,7 +114,7 @@ static double suspend_vm(void)
 		     "/sys/fs/cgroup/mvmfs/*/%s; do [ -e \"$c\" ] && exit 1; done; exit 0",
 		     NAME, NAME, NAME),
 		  0);
-	ASSERT_TRUE(rd("health", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "health", buf, sizeof(buf)) > 0);
 	ASSERT_TRUE(strncmp(buf, "suspended\n", 10) == 0);
 	ASSERT_TRUE(strstr(buf, "\nsaved: suspended ") != NULL);
 	return t;
@@ -185,8 +127,8 @@ static int restore_vm(int before, double *t_run, double *t_app)
 	char buf[512];
 	int c;
 
-	if (wr("state", "start\n") < 0) {
-		rd("error", buf, sizeof(buf));
+	if (dvm_wr(VM, "state", "start\n", 0) < 0) {
+		dvm_rd(VM, "error", buf, sizeof(buf));
 		sh("tail -30 %s/daemon.log", T);
 		TEST_FAIL("restore failed: %s", buf);
 	}
@@ -201,7 +143,6 @@ static int restore_vm(int before, double *t_run, double *t_app)
 
 static void test_suspend_qemu(void)
 {
-	const char *bld = getenv("MVMFS_BUILDDIR");
 	char guest[300], buf[8192];
 	double t0, t_cold, t_pause, t_resume, t_susp, t_run, t_app;
 	long disk_kib = -1, rss_kib = -1;
@@ -209,29 +150,23 @@ static void test_suspend_qemu(void)
 	pid_t reg, daemon;
 
 	snprintf(T, sizeof(T), "/tmp/test-suspend.XXXXXX");
-	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4",
-			"qemu-system-x86_64, docker-registry, umoci, skopeo, curl or mkfs.ext4 "
-			"missing",
-			guest, sizeof(guest), T);
-	snprintf(MNT, sizeof(MNT), "%s/mnt", T);
+	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4", guest,
+			sizeof(guest), T, MNT, sizeof(MNT));
 	snprintf(NAME, sizeof(NAME), "sus%d", (int)(getpid() % 100000));
 	snprintf(VM, sizeof(VM), "%s/vms/%s", MNT, NAME);
 	make_image(guest, &reg);
-	ASSERT_EQ(sh("mkdir -p %s/state/guest %s && cp %s/vmlinux %s/initramfs.cpio.gz "
-		     "%s/state/guest/",
-		     T, MNT, guest, guest, T),
-		  0);
-	daemon = spawn_daemon(bld);
+	dvm_state_guest(T, MNT, guest);
+	daemon = spawn_daemon();
 	ASSERT_OK(mkdir(VM, 0755));
-	ASSERT_OK(wr("image", "127.0.0.1:5056/count:1\n"));
-	ASSERT_TRUE(rd("ip", IP, sizeof(IP)) > 0);
+	ASSERT_OK(dvm_wr(VM, "image", "127.0.0.1:5056/count:1\n", 0));
+	ASSERT_TRUE(dvm_rd(VM, "ip", IP, sizeof(IP)) > 0);
 	IP[strcspn(IP, "\n")] = '\0';
 
 	/* EINVAL before it runs; the cold boot is the reference. */
-	ASSERT_ERRNO(wr("state", "pause\n"), EINVAL);
-	ASSERT_ERRNO(wr("state", "suspend\n"), EINVAL);
+	ASSERT_ERRNO(dvm_wr(VM, "state", "pause\n", 0), EINVAL);
+	ASSERT_ERRNO(dvm_wr(VM, "state", "suspend\n", 0), EINVAL);
 	t0 = now_s();
-	ASSERT_OK(wr("state", "start\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "start\n", 0));
 	c = count(60000);
 	t_cold = now_s() - t0;
 	ASSERT_EQ(c, 1);
@@ -239,26 +174,26 @@ static void test_suspend_qemu(void)
 
 	/* pause / resume: the app answers afterwards with its count. */
 	t0 = now_s();
-	ASSERT_OK(wr("state", "pause\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "pause\n", 0));
 	t_pause = now_s() - t0;
 	expect_state("paused\n");
-	ASSERT_TRUE(rd("health", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "health", buf, sizeof(buf)) > 0);
 	ASSERT_TRUE(strncmp(buf, "paused\n", 7) == 0);
-	ASSERT_OK(wr("state", "pause\n")); /* no-op */
-	ASSERT_ERRNO(wr("image", "127.0.0.1:5056/count:1\n"), EBUSY);
+	ASSERT_OK(dvm_wr(VM, "state", "pause\n", 0)); /* no-op */
+	ASSERT_ERRNO(dvm_wr(VM, "image", "127.0.0.1:5056/count:1\n", 0), EBUSY);
 	ASSERT_ERRNO(rmdir(VM) < 0 ? -errno : 0, EBUSY);
 	t0 = now_s();
-	ASSERT_OK(wr("state", "resume\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "resume\n", 0));
 	t_resume = now_s() - t0;
 	expect_state("running\n");
-	ASSERT_OK(wr("state", "resume\n")); /* no-op */
+	ASSERT_OK(dvm_wr(VM, "state", "resume\n", 0)); /* no-op */
 	c = count(5000);
 	ASSERT_EQ(c, 3);
 
 	/* suspend from running, restore. */
 	t_susp = suspend_vm();
 	ASSERT_ERRNO(rmdir(VM) < 0 ? -errno : 0, EBUSY);
-	ASSERT_OK(wr("state", "suspend\n")); /* no-op */
+	ASSERT_OK(dvm_wr(VM, "state", "suspend\n", 0)); /* no-op */
 	{
 		char m[256];
 
@@ -304,9 +239,9 @@ static void test_suspend_qemu(void)
 		bool stepped = false, healthy = false;
 
 		while ((!stepped || !healthy) && now_s() < end) {
-			stepped = rd("log", buf, sizeof(buf)) > 0 &&
+			stepped = dvm_rd(VM, "log", buf, sizeof(buf)) > 0 &&
 				  strstr(buf, "clock: wall clock stepped by ") != NULL;
-			healthy = rd("health", buf, sizeof(buf)) > 0 &&
+			healthy = dvm_rd(VM, "health", buf, sizeof(buf)) > 0 &&
 				  strncmp(buf, "healthy\n", 8) == 0;
 			if (!stepped || !healthy)
 				usleep(100000);
@@ -318,14 +253,14 @@ static void test_suspend_qemu(void)
 	}
 
 	/* paused across a daemon SIGKILL and restart: re-adopted paused, then resumed. */
-	ASSERT_OK(wr("state", "pause\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "pause\n", 0));
 	kill(daemon, SIGKILL);
 	waitpid(daemon, NULL, 0);
 	sh("umount -l %s 2>/dev/null", MNT);
-	daemon = spawn_daemon(bld);
+	daemon = spawn_daemon();
 	expect_state("paused\n");
 	ASSERT_TRUE(qemu_running());
-	ASSERT_OK(wr("state", "resume\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "resume\n", 0));
 	expect_state("running\n");
 	{
 		int c2 = count(5000);
@@ -340,7 +275,7 @@ static void test_suspend_qemu(void)
 	kill(daemon, SIGKILL);
 	waitpid(daemon, NULL, 0);
 	sh("umount -l %s 2>/dev/null", MNT);
-	daemon = spawn_daemon(bld);
+	daemon = spawn_daemon();
 	expect_state("suspended\n");
 	c = restore_vm(c, &t_run, &t_app);
 
@@ -351,7 +286,7 @@ static void test_suspend_qemu(void)
 	sh("umount -l %s 2>/dev/null; pkill -9 -f 'name mvmfs-%s( |$)'; "
 	   "for n in $(ls /run/netns); do ip netns del $n; done; ip link del mvmsus0 2>/dev/null",
 	   MNT, NAME);
-	daemon = spawn_daemon(bld);
+	daemon = spawn_daemon();
 	expect_state("suspended\n");
 	c = restore_vm(c, &t_run, &t_app);
 
@@ -361,30 +296,28 @@ static void test_suspend_qemu(void)
 		     "conv=notrunc 2>/dev/null",
 		     T, NAME),
 		  0);
-	ASSERT_ERRNO(wr("state", "start\n"), EIO);
+	ASSERT_ERRNO(dvm_wr(VM, "state", "start\n", 0), EIO);
 	expect_state("failed\n");
-	ASSERT_TRUE(rd("error", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "error", buf, sizeof(buf)) > 0);
 	printf("# corrupt: %s", buf);
 	ASSERT_TRUE(strstr(buf, "saved state corrupt") != NULL);
 	ASSERT_FALSE(qemu_running());
 	ASSERT_EQ(count(1500), -1);
 	/* stop discards the saved state; then it boots afresh. */
-	ASSERT_OK(wr("state", "stop\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "stop\n", 0));
 	expect_state("stopped\n");
 	ASSERT_EQ(sh("for i in $(seq 50); do [ -e %s/state/vms/%s/suspend/state ] || exit 0; "
 		     "sleep 0.1; done; exit 1",
 		     T, NAME),
 		  0);
-	ASSERT_OK(wr("state", "start\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "start\n", 0));
 	ASSERT_EQ(count(60000), 1);
-	ASSERT_OK(wr("state", "kill\n"));
+	ASSERT_OK(dvm_wr(VM, "state", "kill\n", 0));
 	ASSERT_OK(rmdir(VM));
 
-	kill(daemon, SIGTERM);
-	waitpid(daemon, NULL, 0);
-	kill(reg, SIGTERM);
-	waitpid(reg, NULL, 0);
-	sh("umount -l %s 2>/dev/null; rm -rf %s", MNT, T);
+	dvm_stop(daemon);
+	dvm_stop(reg);
+	dvm_end(MNT, T);
 }
 
 TEST_MAIN(TEST(test_suspend_qemu))

@@ -40,36 +40,12 @@
  * (another build dir) may be going on at the same time. */
 static char T[64], MNT[128], NA[32], NB[32];
 
-/* A control file of VM vm (whole, small). */
-static int rd(const char *vm, const char *file, char *buf, size_t size)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/vms/%s/%s", MNT, vm, file);
-	return read_small(p, buf, size);
-}
-
-static int wr(const char *vm, const char *file, const char *val, bool nonblock)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/vms/%s/%s", MNT, vm, file);
-	return write_str(p, val, nonblock ? O_NONBLOCK : 0);
-}
-
 static bool wait_health(const char *vm, const char *word, unsigned timeout_ms)
 {
-	double end = now_s() + timeout_ms / 1000.0;
-	char buf[2048] = "";
+	char dir[256];
 
-	do {
-		if (rd(vm, "health", buf, sizeof(buf)) > 0 &&
-		    strncmp(buf, word, strlen(word)) == 0 && buf[strlen(word)] == '\n')
-			return true;
-		usleep(50000);
-	} while (now_s() < end);
-	printf("# health of %s:\n%s", vm, buf);
-	return false;
+	snprintf(dir, sizeof(dir), "%s/vms/%s", MNT, vm);
+	return dvm_wait_health(dir, word, timeout_ms);
 }
 
 /* Wait for state to read want, woken by poll() (POLLPRI) as a client would:
@@ -105,18 +81,6 @@ static bool wait_state(const char *vm, const char *want, unsigned timeout_ms)
 static int http_get(const char *ip, const char *path, char *page, size_t size)
 {
 	return sh_out(page, size, "curl -sf -g -m 12 'http://[%s]:8080/%s' 2>/dev/null", ip, path);
-}
-
-static bool wait_http(const char *ip, char *page, size_t size, unsigned timeout_ms)
-{
-	double end = now_s() + timeout_ms / 1000.0;
-
-	do {
-		if (http_get(ip, "", page, size) == 0 && page[0])
-			return true;
-		usleep(50000);
-	} while (now_s() < end);
-	return false;
 }
 
 /* A probe run inside the guest at `from` through its CGI: rc is the probe's exit code (the
@@ -175,21 +139,6 @@ static long noreflect_drops(void)
 	return strtol(out, NULL, 10);
 }
 
-static pid_t spawn_logged(const char *log, char *const argv[])
-{
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
-
 /* The CGI: OP,ADDR,ARG[,SECONDS] in QUERY_STRING; only hex, ':' and '.' get through to the
  * commands. (busybox 1.35 wget -T segfaults: timeout(1) bounds it instead.) */
 static const char probe_cgi[] =
@@ -242,16 +191,11 @@ static void push_image(const char *guest)
 {
 	char root[128];
 
-	ASSERT_EQ(sh("set -e; cd %s; for i in $(seq 100); do curl -sf http://127.0.0.1:5055/v2/ "
-		     ">/dev/null && break; sleep 0.05; done; "
-		     "umoci init --layout oci >/dev/null; umoci new --image oci:1 >/dev/null; "
-		     "umoci unpack --image oci:1 bundle >/dev/null; R=bundle/rootfs; "
-		     "mkdir -p $R/bin $R/etc $R/srv $R/tmp; cp %s/busybox $R/bin/busybox; "
-		     "for a in $($R/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox "
-		     "$R/bin/$a; done; "
+	dvm_bundle(T, guest);
+	ASSERT_EQ(sh("set -e; cd %s; R=bundle/rootfs; "
 		     "printf 'root:x:0:0:root:/root:/bin/sh\\n' > $R/etc/passwd; "
 		     "printf 'root:x:0:\\n' > $R/etc/group",
-		     T, guest),
+		     T),
 		  0);
 	snprintf(root, sizeof(root), "%s/bundle/rootfs/srv", T);
 	ASSERT_OK(write_file(root, "probe", probe_cgi, 0755));
@@ -263,17 +207,6 @@ static void push_image(const char *guest)
 		     "docker://127.0.0.1:5055/app:1",
 		     T),
 		  0);
-}
-
-static void create_vm(const char *vm, char *ip, size_t size)
-{
-	char p[256];
-
-	snprintf(p, sizeof(p), "%s/vms/%s", MNT, vm);
-	ASSERT_OK(mkdir(p, 0755));
-	ASSERT_OK(wr(vm, "image", "127.0.0.1:5055/app:1\n", false));
-	ASSERT_TRUE(rd(vm, "ip", ip, size) > 0);
-	ip[strcspn(ip, "\n")] = '\0';
 }
 
 /* Every probe must succeed (want_ok) or fail for a network reason, never for want of an answer. */
@@ -372,7 +305,7 @@ static void check_health(const char *vm, const char *ip)
 {
 	char buf[2048], want[128];
 
-	ASSERT_TRUE(rd(vm, "health", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd_vm(MNT, vm, "health", buf, sizeof(buf)) > 0);
 	snprintf(want, sizeof(want), ", guest address %s/64 configured\n", ip);
 	if (!strstr(buf, "\nnet: up ") || !strstr(buf, want))
 		TEST_FAIL("health of %s lacks 'net: up ...%s':\n%s", vm, want, buf);
@@ -380,30 +313,19 @@ static void check_health(const char *vm, const char *ip)
 
 static void test_two_vms(void)
 {
-	const char *bld = getenv("MVMFS_BUILDDIR");
-	char guest[300], page[512], out[4096], A[64], B[64], log[160], cfg[160], bin[400];
-	char st_dir[160], ext_dir[160], ext_addr[64], want[64];
+	char guest[300], page[512], out[4096], A[64], B[64], log[160], bin[400];
+	char ext_dir[160], ext_addr[64], want[64];
 	double t0, t_boot, t_probe, t_stop;
 	pid_t reg, daemon, ext;
 
 	snprintf(T, sizeof(T), "/tmp/test-2vm.XXXXXX");
-	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4 nft",
-			"qemu-system-x86_64, docker-registry, umoci, skopeo, curl, mkfs.ext4 or "
-			"nft missing",
-			guest, sizeof(guest), T);
-	snprintf(MNT, sizeof(MNT), "%s/mnt", T);
+	daemon_vm_begin("qemu-system-x86_64 docker-registry umoci skopeo curl mkfs.ext4 nft", guest,
+			sizeof(guest), T, MNT, sizeof(MNT));
 	snprintf(NA, sizeof(NA), "vm-a-%.6s", T + strlen("/tmp/test-2vm."));
 	snprintf(NB, sizeof(NB), "vm-b-%.6s", T + strlen("/tmp/test-2vm."));
 
 	/* Registry and image. */
-	ASSERT_EQ(sh("mkdir %s/reg && printf 'version: 0.1\\nstorage: { filesystem: { "
-		     "rootdirectory: %s/reg/data } }\\nhttp: { addr: 127.0.0.1:5055 }\\n' > "
-		     "%s/reg/config.yml",
-		     T, T, T),
-		  0);
-	snprintf(cfg, sizeof(cfg), "%s/reg/config.yml", T);
-	snprintf(log, sizeof(log), "%s/reg/log", T);
-	reg = spawn_logged(log, (char *[]){"docker-registry", "serve", cfg, NULL});
+	reg = dvm_registry(T, 5055);
 	push_image(guest);
 
 	/* A host beyond the gateway, routed (like tests/net/test-isolation.c), serving TCP 8081
@@ -421,51 +343,43 @@ static void test_two_vms(void)
 	snprintf(ext_addr, sizeof(ext_addr), "[" EXT "]:8081");
 	snprintf(bin, sizeof(bin), "%s/busybox", guest);
 	snprintf(log, sizeof(log), "%s/ext.log", T);
-	ext = spawn_logged(log, (char *[]){"ip", "netns", "exec", "ext", bin, "httpd", "-f", "-p",
-					   ext_addr, "-h", ext_dir, NULL});
+	ext = dvm_spawn_logged(log, (char *[]){"ip", "netns", "exec", "ext", bin, "httpd", "-f",
+					       "-p", ext_addr, "-h", ext_dir, NULL});
 
 	/* The daemon: QEMU backend, local allocator, its own bridge. */
-	ASSERT_EQ(sh("mkdir -p %s/state/guest %s && cp %s/vmlinux %s/initramfs.cpio.gz "
-		     "%s/state/guest/",
-		     T, MNT, guest, guest, T),
-		  0);
-	snprintf(bin, sizeof(bin), "%s/daemon/mvmfs", bld);
-	snprintf(st_dir, sizeof(st_dir), "%s/state", T);
-	snprintf(log, sizeof(log), "%s/daemon.log", T);
-	daemon = spawn_logged(log, (char *[]){bin, "--state-dir", st_dir, "--vmm", "qemu",
-					      "--insecure-registry", "127.0.0.1:5055", "--bridge",
-					      "tvbr0", "--ipv6-prefix", "fd42:7e5::/64",
-					      "--app-grace", "2s", MNT, NULL});
-	ASSERT_EQ(sh("for i in $(seq 100); do [ -e %s/vms ] && exit 0; sleep 0.05; done; exit 1",
-		     MNT),
-		  0);
+	dvm_state_guest(T, MNT, guest);
+	daemon = dvm_daemon(T, MNT,
+			    (const char *[]){"--vmm", "qemu", "--insecure-registry",
+					     "127.0.0.1:5055", "--bridge", "tvbr0", "--ipv6-prefix",
+					     "fd42:7e5::/64", "--app-grace", "2s", NULL},
+			    5000);
 	ASSERT_EQ(sh("ip netns exec ext wget -q -O - 'http://[" EXT "]:8081/' | "
 		     "grep -q 'ext says hi'"),
 		  0);
 
 	/* Two VMs of the same image. A's start builds the node's booted template and both start
 	 * from it (docs/template.md): what follows holds for template starts. */
-	create_vm(NA, A, sizeof(A));
-	create_vm(NB, B, sizeof(B));
+	dvm_create_vm(MNT, NA, "127.0.0.1:5055/app:1\n", A, sizeof(A));
+	dvm_create_vm(MNT, NB, "127.0.0.1:5055/app:1\n", B, sizeof(B));
 	ASSERT_TRUE(strcmp(A, B) != 0);
 	t0 = now_s();
-	ASSERT_OK(wr(NA, "state", "start\n", true));
+	ASSERT_OK(dvm_wr_vm(MNT, NA, "state", "start\n", O_NONBLOCK));
 	ASSERT_TRUE(wait_health(NA, "healthy", 40000));
-	ASSERT_OK(wr(NB, "state", "start\n", true));
+	ASSERT_OK(dvm_wr_vm(MNT, NB, "state", "start\n", O_NONBLOCK));
 	ASSERT_TRUE(wait_health(NB, "healthy", 40000));
 	ASSERT_EQ(sh("test $(grep -c 'template: started from' %s/daemon.log) = 2", T), 0);
 	/* Each answers as itself (hostname = VM name). */
-	ASSERT_TRUE(wait_http(A, page, sizeof(page), 15000));
+	ASSERT_TRUE(dvm_wait_http(A, page, sizeof(page), 15000, 12, 50));
 	snprintf(want, sizeof(want), "app on %s\n", NA);
 	ASSERT_STREQ(page, want);
-	ASSERT_TRUE(wait_http(B, page, sizeof(page), 15000));
+	ASSERT_TRUE(dvm_wait_http(B, page, sizeof(page), 15000, 12, 50));
 	snprintf(want, sizeof(want), "app on %s\n", NB);
 	ASSERT_STREQ(page, want);
 	t_boot = now_s();
 	printf("# both apps answer the host after %.2fs (A %s, B %s)\n", t_boot - t0, A, B);
 	check_health(NA, A);
 	check_health(NB, B);
-	ASSERT_TRUE(rd(NA, "log", out, sizeof(out)) > 0);
+	ASSERT_TRUE(dvm_rd_vm(MNT, NA, "log", out, sizeof(out)) > 0);
 	ASSERT_TRUE(strstr(out, "app: serving on 8080") != NULL);
 
 	/* The guest's own view of eth0 (for the record), then the probes both ways. */
@@ -490,8 +404,8 @@ static void test_two_vms(void)
 
 	/* Stop and destroy both; nothing of them is left. */
 	t_stop = now_s();
-	ASSERT_OK(wr(NA, "state", "stop\n", true));
-	ASSERT_OK(wr(NB, "state", "stop\n", false));
+	ASSERT_OK(dvm_wr_vm(MNT, NA, "state", "stop\n", O_NONBLOCK));
+	ASSERT_OK(dvm_wr_vm(MNT, NB, "state", "stop\n", 0));
 	ASSERT_TRUE(wait_state(NA, "stopped", 15000));
 	for (size_t i = 0; i < 2; i++) {
 		const char *vm = i ? NB : NA;
@@ -533,11 +447,9 @@ static void test_two_vms(void)
 			TEST_FAIL("daemon exit status 0x%x", status);
 		}
 	}
-	kill(ext, SIGTERM);
-	waitpid(ext, NULL, 0);
-	kill(reg, SIGTERM);
-	waitpid(reg, NULL, 0);
-	sh("umount -l %s 2>/dev/null; rm -rf %s", MNT, T);
+	dvm_stop(ext);
+	dvm_stop(reg);
+	dvm_end(MNT, T);
 }
 
 TEST_MAIN(TEST(test_two_vms))

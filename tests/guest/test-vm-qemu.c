@@ -888,6 +888,43 @@ static void template_build(struct fixture *f, const char *tdir, double *t_boot)
 	ASSERT_OK(rename(path, to));
 }
 
+/* The files of clone name: its run dir, the suspend dir it restores from, its data disk, and the
+ * template's initrd it boots with. */
+struct clone_paths {
+	char dir[200], sdir[220], data[220], initrd[200];
+};
+
+static void clone_paths(struct fixture *f, const char *name, struct clone_paths *cp)
+{
+	snprintf(cp->dir, sizeof(cp->dir), "%s/%s", f->dir, name);
+	snprintf(cp->sdir, sizeof(cp->sdir), "%s/suspend", cp->dir);
+	snprintf(cp->data, sizeof(cp->data), "%s/data.ext4", cp->dir);
+	snprintf(cp->initrd, sizeof(cp->initrd), "%s/template-initrd", f->dir);
+}
+
+/* Launches clone name (mac) restored from cp->sdir into b: the backend's launch result. */
+static int clone_launch(struct fixture *f, const char *name, const char *mac,
+			const struct clone_paths *cp, struct booted *b, struct err *err)
+{
+	struct vmm_launch p = {.name = name,
+			       .uid = f->uid,
+			       .gid = f->uid,
+			       .netns_path = f->netns_path,
+			       .tap_name = "tap0",
+			       .mac = mac,
+			       .kernel = f->kernel,
+			       .initrd = cp->initrd,
+			       .rootfs = f->rootfs,
+			       .data_disk = cp->data,
+			       .vcpus = 2,
+			       .mem_mib = 2048,
+			       .run_dir = cp->dir,
+			       .console_log = f->console,
+			       .restore_dir = cp->sdir};
+
+	return vmm_qemu_ops.launch(b->priv, &p, &b->h, err);
+}
+
 /* One clone: the template's saved state and RAM copied (sparse) into its own dir, a copy of
  * the template's writable disk, restored, handed its identity; returns its page. */
 static void clone_start(struct fixture *f, const char *tdir, const char *name, const char *addr,
@@ -901,16 +938,12 @@ static void clone_start(struct fixture *f, const char *tdir, const char *name, c
 				  .transport = AGENT_TRANSPORT_SERIAL,
 				  .heartbeat_ms = 500,
 				  .grace_ms = 3000};
-	struct vmm_launch p = {0};
 	struct agent_config ac = {0};
+	struct clone_paths cp;
 	struct err err = {};
-	char dir[200], sdir[220], data[220], initrd[200];
 	char *identity = NULL;
 
-	snprintf(dir, sizeof(dir), "%s/%s", f->dir, name);
-	snprintf(sdir, sizeof(sdir), "%s/suspend", dir);
-	snprintf(data, sizeof(data), "%s/data.ext4", dir);
-	snprintf(initrd, sizeof(initrd), "%s/template-initrd", f->dir);
+	clone_paths(f, name, &cp);
 	inet_pton(AF_INET6, addr, &gc.addr);
 	inet_pton(AF_INET6, GW, &gc.gateway);
 	ASSERT_OK(guest_config_json(&gc, &identity, &err));
@@ -921,24 +954,9 @@ static void clone_start(struct fixture *f, const char *tdir, const char *name, c
 	b->t_start = now_s();
 	ASSERT_EQ(sh("set -e; mkdir -p %s; cp --sparse=always %s/suspend/ram %s/suspend/state %s/; "
 		     "cp --sparse=always %s %s",
-		     sdir, tdir, tdir, sdir, f->data, data),
+		     cp.sdir, tdir, tdir, cp.sdir, f->data, cp.data),
 		  0);
-	p = (struct vmm_launch){.name = name,
-				.uid = f->uid,
-				.gid = f->uid,
-				.netns_path = f->netns_path,
-				.tap_name = "tap0",
-				.mac = mac,
-				.kernel = f->kernel,
-				.initrd = initrd,
-				.rootfs = f->rootfs,
-				.data_disk = data,
-				.vcpus = 2,
-				.mem_mib = 2048,
-				.run_dir = dir,
-				.console_log = f->console,
-				.restore_dir = sdir};
-	if (vmm_qemu_ops.launch(b->priv, &p, &b->h, &err) < 0) {
+	if (clone_launch(f, name, mac, &cp, b, &err) < 0) {
 		sh("tail -5 %s", f->console);
 		TEST_FAIL("clone launch: %s", err.msg);
 	}
@@ -981,43 +999,25 @@ static void clone_stop(struct fixture *f, const char *name, struct booted *b)
 static void clone_suspend_restore(struct fixture *f, const char *name, const char *addr,
 				  const char *mac, struct booted *b, const char *page)
 {
-	struct vmm_launch p = {0};
 	struct agent_config ac = {0};
+	struct clone_paths cp;
 	struct vmm_exit ex;
 	struct err err = {};
-	char dir[200], sdir[220], data[220], initrd[200], from[240], to[240], again[512] = "";
+	char from[240], to[240], again[512] = "";
 
-	snprintf(dir, sizeof(dir), "%s/%s", f->dir, name);
-	snprintf(sdir, sizeof(sdir), "%s/suspend", dir);
-	snprintf(data, sizeof(data), "%s/data.ext4", dir);
-	snprintf(initrd, sizeof(initrd), "%s/template-initrd", f->dir);
+	clone_paths(f, name, &cp);
 	if (vmm_qemu_ops.pause(b->priv, &b->h, &err) < 0 ||
-	    vmm_qemu_ops.save(b->priv, name, &b->h, sdir, &err) < 0)
+	    vmm_qemu_ops.save(b->priv, name, &b->h, cp.sdir, &err) < 0)
 		TEST_FAIL("suspending the clone: %s", err.msg);
 	b->agent = agent_free(b->agent);
 	vmm_qemu_ops.kill(b->priv, &b->h);
 	wait_vmm_exit(b, 5000, &ex);
 	vmm_qemu_ops.cleanup(b->priv, name, &b->h);
-	snprintf(from, sizeof(from), "%s/state.tmp", sdir);
-	snprintf(to, sizeof(to), "%s/state", sdir);
+	snprintf(from, sizeof(from), "%s/state.tmp", cp.sdir);
+	snprintf(to, sizeof(to), "%s/state", cp.sdir);
 	ASSERT_OK(rename(from, to));
 	vmm_handle_init(&b->h);
-	p = (struct vmm_launch){.name = name,
-				.uid = f->uid,
-				.gid = f->uid,
-				.netns_path = f->netns_path,
-				.tap_name = "tap0",
-				.mac = mac,
-				.kernel = f->kernel,
-				.initrd = initrd,
-				.rootfs = f->rootfs,
-				.data_disk = data,
-				.vcpus = 2,
-				.mem_mib = 2048,
-				.run_dir = dir,
-				.console_log = f->console,
-				.restore_dir = sdir};
-	if (vmm_qemu_ops.launch(b->priv, &p, &b->h, &err) < 0)
+	if (clone_launch(f, name, mac, &cp, b, &err) < 0)
 		TEST_FAIL("restoring the suspended clone: %s", err.msg);
 	ac = (struct agent_config){.transport = AGENT_TRANSPORT_SERIAL,
 				   .socket_path = b->h.agent_socket,
