@@ -232,7 +232,7 @@ static void test_volumes_e2e(void)
 	 * wrote at boot, count 4: no new boot), its volume drives are back in the same order; the
 	 * next boot below counts 5 from the volume. */
 	must_wr("state", "suspend\n");
-	ASSERT_TRUE(rd("state", buf, sizeof(buf)) > 0);
+	ASSERT_TRUE(dvm_rd(VM, "state", buf, sizeof(buf)) > 0);
 	ASSERT_STREQ(buf, "suspended\n");
 	must_wr("state", "resume\n");
 	page(pg, sizeof(pg), 60000);
