@@ -352,6 +352,10 @@ int fc_json_machine_config(unsigned vcpus, unsigned mem_mib, char **ret);
 int fc_json_net(const char *iface, const char *tap, const char *mac, char **ret);
 int fc_json_vsock(unsigned cid, const char *uds_path, char **ret);
 int fc_json_action(const char *action, char **ret);
+/* PUT /snapshot/load: the File memory backend, loaded paused; with iface and tap, that
+ * interface's TAP given by network_overrides. */
+int fc_json_snapshot_load(const char *state, const char *mem, const char *iface, const char *tap,
+			  char **ret);
 /* Decode GET / into a run state. -EINVAL on anything malformed. */
 int fc_json_instance_state(const char *body, size_t len, enum vmm_run_state *ret);
 /* Extract fault_message (or micro-http's "error") from an error body into buf; when the body
@@ -521,7 +525,7 @@ int park_verify(struct runtime *rt, const char *name, struct err *err);
 void park_drop_cache(struct runtime *rt, const char *name);
 void job_cleanup(struct runtime *rt, struct vm *vm, void *arg);
 
-/* template.c: booted templates (docs/template.md), QEMU backend. */
+/* template.c: booted templates (docs/template.md), QEMU and Firecracker backends. */
 enum tpl_mode {
 	TPL_NONE,  /* cold boot (why says why) */
 	TPL_BUILD, /* boot in template mode, capture the template, then hand over the identity */
@@ -533,6 +537,8 @@ struct tpl_plan {
 	char final[4300];  /* STATE_DIR/templates/KEY */
 	char initrd[4500]; /* the template-mode initramfs the VMM is given */
 	char why[160];
+	const char *mem; /* the memory file's name: "ram" (QEMU), "mem" (Firecracker) */
+	bool shared;	 /* Firecracker: clones link the template's read-only files, not copy */
 };
 /* What this start does, from the node's kernel, initramfs, vCPUs, memory, backend and the VM's
  * device layout (root and writable disk sizes, volumes, NIC). BUILD owns t->dir until
@@ -541,7 +547,8 @@ void template_plan(struct runtime *rt, const char *rootfs, const char *data_disk
 		   bool has_nic, struct tpl_plan *t);
 int template_write_initrd(struct runtime *rt, const struct tpl_plan *t, struct err *err);
 /* USE: the template's state checked against its checksum, state and RAM copied (sparse) into
- * park_dir for the backend's restore. */
+ * park_dir for the backend's restore; shared (Firecracker): the memory file's size and sum
+ * checked too (the sum once per process), both hard-linked instead. */
 int template_stage(const struct tpl_plan *t, const char *park_dir, struct err *err);
 /* BUILD, once the VMM runs the template-mode guest: waits (30 s) for IDENTITY_WAIT, pauses,
  * saves into park_dir, copies into the template dir, resumes, checksums and publishes it. */
