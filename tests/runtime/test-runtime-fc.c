@@ -1412,7 +1412,7 @@ static void start_healthy(struct vm *vm)
  * takes its own identity. A clone suspends into files of its own and resumes; the template is
  * unchanged. A corrupt state or memory file costs a cold boot, and the next start rebuilds it.
  * Every call the fake saw was answered 2xx. */
-static void test_template(void)
+static _unused_ void test_template(void)
 {
 	static const char *const names[] = {"tpl1", "tpl2", "tpl3"};
 	struct runtime_config cfg;
