@@ -160,6 +160,11 @@ static bool mem_was_checked(const struct stat *st, bool remember)
 	return found;
 }
 
+static double secs(struct timespec a, struct timespec b)
+{
+	return (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+}
+
 /* A shared template's memory file: its size at every use, its sum at its first use by this
  * process (mem.sum: "SIZE HEX"). */
 static int check_mem(const struct tpl_plan *t, struct err *err)
@@ -168,6 +173,7 @@ static int check_mem(const struct tpl_plan *t, struct err *err)
 	_cleanup_free_ char *sum = NULL;
 	unsigned long long want_size;
 	char want[65] = "";
+	struct timespec t0, t1, c0, c1;
 	struct stat st;
 	off_t size;
 	int r;
@@ -189,11 +195,17 @@ static int check_mem(const struct tpl_plan *t, struct err *err)
 			       path, want_size);
 	if (mem_was_checked(&st, false))
 		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
 	r = mem_sum(path, &size, hex);
 	if (r < 0)
 		return err_set(err, r, "%s: %s", path, strerror(-r));
 	if ((unsigned long long)size != want_size || strcmp(hex, want) != 0)
 		return err_set(err, -EBADMSG, "corrupt: memory checksum mismatch");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+	log_info("template: %s: sum checked (%lld MiB allocated) in %.3f s (%.3f s CPU)", path,
+		 (long long)st.st_blocks / 2048, secs(t0, t1), secs(c0, c1));
 	(void)mem_was_checked(&st, true);
 	return 0;
 }
