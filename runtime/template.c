@@ -128,12 +128,13 @@ static int mem_sum(const char *path, off_t *ret_size, char hex[65])
 }
 
 /* Memory files whose sum this process checked, by identity: a file changed since (written,
- * truncated, replaced) has another inode or ctime and is checked again. */
+ * truncated, replaced) has another inode, size or mtime and is checked again. Not the ctime:
+ * every clone's hard link changes it. (Only root can write the file or set its mtime back.) */
 static struct mem_checked {
 	dev_t dev;
 	ino_t ino;
 	off_t size;
-	struct timespec mtime, ctime;
+	struct timespec mtime;
 } mem_checked[32];
 static unsigned mem_checked_next;
 static pthread_mutex_t mem_checked_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -141,8 +142,7 @@ static pthread_mutex_t mem_checked_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool same_file(const struct mem_checked *m, const struct stat *st)
 {
 	return m->dev == st->st_dev && m->ino == st->st_ino && m->size == st->st_size &&
-	       m->mtime.tv_sec == st->st_mtim.tv_sec && m->mtime.tv_nsec == st->st_mtim.tv_nsec &&
-	       m->ctime.tv_sec == st->st_ctim.tv_sec && m->ctime.tv_nsec == st->st_ctim.tv_nsec;
+	       m->mtime.tv_sec == st->st_mtim.tv_sec && m->mtime.tv_nsec == st->st_mtim.tv_nsec;
 }
 
 static bool mem_was_checked(const struct stat *st, bool remember)
@@ -153,8 +153,8 @@ static bool mem_was_checked(const struct stat *st, bool remember)
 	for (size_t i = 0; i < ELEMENTSOF(mem_checked) && !found; i++)
 		found = same_file(&mem_checked[i], st);
 	if (!found && remember) {
-		mem_checked[mem_checked_next++ % ELEMENTSOF(mem_checked)] = (struct mem_checked){
-			st->st_dev, st->st_ino, st->st_size, st->st_mtim, st->st_ctim};
+		mem_checked[mem_checked_next++ % ELEMENTSOF(mem_checked)] =
+			(struct mem_checked){st->st_dev, st->st_ino, st->st_size, st->st_mtim};
 	}
 	pthread_mutex_unlock(&mem_checked_lock);
 	return found;

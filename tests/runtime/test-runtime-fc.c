@@ -1445,10 +1445,12 @@ static _unused_ void test_template(void)
 	fclose(f);
 	/* The guest: the agent reads the initramfs the VMM was given (in its jail): the template's
 	 * for a template start, the VM's own for a cold boot. */
+	/* 16 MiB of guest memory in the template (MVMFS_TPL_TOUCH_MIB: more, to time the sum). */
 	snprintf(kn, sizeof(kn),
 		 "{\"agent_cmd\":\"%s --test-mode --boot-id $FAKE_FC_GUEST_BOOT_ID --initrd "
-		 "\\\"$(dirname \\\"$FAKE_FC_VSOCK_UDS\\\")/initrd\\\"; echo reboot >&3\"}",
-		 agent);
+		 "\\\"$(dirname \\\"$FAKE_FC_VSOCK_UDS\\\")/initrd\\\"; echo reboot >&3\","
+		 "\"guest_touch_mib\":%d}",
+		 agent, getenv("MVMFS_TPL_TOUCH_MIB") ? atoi(getenv("MVMFS_TPL_TOUCH_MIB")) : 16);
 	write_knobs(kn);
 	with_network = true;
 	with_template = true;
@@ -1515,7 +1517,7 @@ static _unused_ void test_template(void)
 	ASSERT_EQ(command(vm[2], VM_VERB_STOP), 0);
 	start_healthy(vm[2]);
 	assert_identity(vm[2]);
-	/* A corrupt memory file (one byte of a page): the same. */
+	/* A corrupt memory file (one byte of a guest page): the same. */
 	ASSERT_EQ(command(vm[2], VM_VERB_STOP), 0);
 	template_dir(tdir, sizeof(tdir));
 	ASSERT_TRUE(tdir[0] != '\0');
@@ -1524,7 +1526,7 @@ static _unused_ void test_template(void)
 		int fd = open(p, O_WRONLY | O_CLOEXEC);
 
 		ASSERT_TRUE(fd >= 0);
-		ASSERT_EQ(pwrite(fd, "Z", 1, 5), 1);
+		ASSERT_EQ(pwrite(fd, "Z", 1, 4096 * 3 + 17), 1);
 		close(fd);
 	}
 	start_healthy(vm[2]);
