@@ -175,7 +175,8 @@ static int check_mem(const struct tpl_plan *t, struct err *err)
 	char want[65] = "";
 	struct timespec t0, t1, c0, c1;
 	struct stat st;
-	off_t size;
+	off_t size = 0;
+	char *end = NULL;
 	int r;
 
 	snprintf(sumpath, sizeof(sumpath), "%s/%s.sum", t->dir, t->mem);
@@ -183,8 +184,12 @@ static int check_mem(const struct tpl_plan *t, struct err *err)
 	r = read_file_bounded(sumpath, 100, &sum, NULL);
 	if (r < 0)
 		return err_set(err, -EBADMSG, "corrupt: %s: %s", sumpath, strerror(-r));
-	if (sscanf(sum, "%llu %64[0-9a-f]", &want_size, want) != 2 || strlen(want) != 64)
+	errno = 0;
+	want_size = strtoull(sum, &end, 10);
+	if (errno || end == sum || *end != ' ' || strspn(end + 1, "0123456789abcdef") != 64 ||
+	    strcmp(end + 65, "\n") != 0)
 		return err_set(err, -EBADMSG, "corrupt: %s: malformed", sumpath);
+	memcpy(want, end + 1, 64);
 	if (lstat(path, &st) < 0)
 		return err_set(err, -EBADMSG, "corrupt: %s: %s", path, strerror(errno));
 	if (!S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 0222) ||
@@ -420,7 +425,7 @@ int template_capture(struct runtime *rt, struct vm *vm, struct tpl_plan *t, cons
 	if (t->shared) {
 		/* Checked again at its first use, once this VMM is gone. */
 		char line[100];
-		off_t size;
+		off_t size = 0;
 
 		r = mem_sum(dst, &size, hex);
 		if (r >= 0) {
