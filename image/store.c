@@ -113,6 +113,15 @@ static int finish(struct img_store *s, const char *digest, const char *holder,
 		pthread_mutex_unlock(&s->lock);
 		return -EAGAIN; /* collected meanwhile: the caller pulls again */
 	}
+	/* A root disk an older version built unpadded is padded now (a sparse tail: the VMs that
+	 * have it open keep the device size they probed). If that fails it works as it is, with a
+	 * device size, so a booted template, of its own. */
+	if (img_store_path(s, p, sizeof(p), "images/%s/rootfs.ext4", digest + 7) == 0) {
+		struct err perr = {0};
+
+		if (img_pad_root_disk(p, &perr) < 0)
+			log_warning("image %s: %s", digest, perr.msg);
+	}
 	if (holder) {
 		snprintf(line, sizeof(line), "%s\n", digest);
 		r = img_store_path(s, p, sizeof(p), "refs/holders/%s", holder);
