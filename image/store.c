@@ -3,7 +3,8 @@
  * The content-addressed image store under <state_dir>/images:
  *
  *   blobs/sha256/<hex>                 layers and configs, shared by every image
- *   images/<manifest-hex>/             rootfs.ext4, config.json (guest), manifest.json, size
+ *   images/<manifest-hex>/             rootfs.ext4 (padded), config.json (guest), manifest.json,
+ *                                      size (allocated bytes)
  *   refs/holders/<holder>              manifest digest a VM holds (GC never drops it)
  *   refs/digests/<hex>                 index digest -> manifest digest, so digest refs stay local
  *   refs/verified/<hex>                key that verified a signature of that digest (cosign.c)
