@@ -160,6 +160,19 @@ static void bench(const char *guest, const char *vm, const char *ip, pid_t *d, i
 	       "/proc/$p/status; done",
 	       T + strlen("/tmp/test-tpl."));
 	printf("# BENCH QEMU RSS MiB each: %s\n", out);
+	/* Host disk: the templates (one here: every VM has the same layout), and each running
+	 * VM's own sparse copy of the template's RAM (where a cold boot keeps its RAM too). */
+	sh_out(out, sizeof(out),
+	       "cd %s/state && printf '%%s templates, %%s MiB allocated (%%s MiB apparent)' "
+	       "$(ls templates | wc -l) $(( $(du -sk templates | cut -f1) / 1024 )) "
+	       "$(( $(du -sk --apparent-size templates | cut -f1) / 1024 ))",
+	       T);
+	printf("# BENCH host disk used by templates: %s\n", out);
+	sh_out(out, sizeof(out),
+	       "cd %s/state/vms && for v in p*-%.6s; do printf '%%s ' $(( $(du -sk $v/suspend "
+	       "| cut -f1) / 1024 )); done",
+	       T, T + strlen("/tmp/test-tpl."));
+	printf("# BENCH host disk per running VM, its RAM copy, MiB allocated: %s\n", out);
 	for (int i = 0; i < par; i++)
 		stop_vm(names[i]);
 	stop_daemon(*d);
