@@ -56,17 +56,108 @@ static int move_file(const char *src, const char *dst)
 	return r;
 }
 
-/* One key input line: a file by identity (device, inode, size, mtime): a changed file is a new
- * key. */
+/* SHA-256 of the kernel's and the initramfs's content, kept per file identity (device, inode,
+ * size, mtime, ctime): a file is read again only once it changed. */
+#define HASH_CACHE_N 4
+struct hash_entry {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtim, ctim;
+	char hex[65];
+};
+static struct hash_entry hash_cache[HASH_CACHE_N];
+static unsigned hash_next;
+static pthread_mutex_t hash_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool same_file(const struct hash_entry *e, const struct stat *st)
+{
+	return e->hex[0] && e->dev == st->st_dev && e->ino == st->st_ino &&
+	       e->size == st->st_size && e->mtim.tv_sec == st->st_mtim.tv_sec &&
+	       e->mtim.tv_nsec == st->st_mtim.tv_nsec && e->ctim.tv_sec == st->st_ctim.tv_sec &&
+	       e->ctim.tv_nsec == st->st_ctim.tv_nsec;
+}
+
+/* SHA-256 of what fd reads from its start, hex. */
+static int fd_sha256(int fd, char hex[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE], buf[65536];
+	unsigned mdlen = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	ssize_t n;
+	int r = 0;
+
+	if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(ctx);
+		return -ENOMEM;
+	}
+	for (off_t off = 0; r == 0;) {
+		n = pread(fd, buf, sizeof(buf), off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			r = -errno;
+		else if (n == 0)
+			break;
+		else if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1)
+			r = -EIO;
+		else
+			off += n;
+	}
+	if (r == 0 && (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen < 32))
+		r = -EIO;
+	EVP_MD_CTX_free(ctx);
+	for (unsigned i = 0; r == 0 && i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	return r;
+}
+
+static int content_sha256(const char *path, char hex[65])
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	int r;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	pthread_mutex_lock(&hash_lock);
+	for (unsigned i = 0; i < HASH_CACHE_N; i++)
+		if (same_file(&hash_cache[i], &st)) {
+			memcpy(hex, hash_cache[i].hex, 65);
+			pthread_mutex_unlock(&hash_lock);
+			return 0;
+		}
+	pthread_mutex_unlock(&hash_lock);
+	r = fd_sha256(fd, hex);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&hash_lock);
+	hash_cache[hash_next] = (struct hash_entry){.dev = st.st_dev,
+						    .ino = st.st_ino,
+						    .size = st.st_size,
+						    .mtim = st.st_mtim,
+						    .ctim = st.st_ctim};
+	memcpy(hash_cache[hash_next].hex, hex, 65);
+	hash_next = (hash_next + 1) % HASH_CACHE_N;
+	pthread_mutex_unlock(&hash_lock);
+	return 0;
+}
+
+/* One key input line: a file by its content (a copy of the same kernel keeps the key; a changed
+ * file is a new key). */
 static int file_line(char *buf, size_t size, const char *what, const char *path)
 {
-	struct stat st;
+	char hex[65];
+	int r;
 
-	if (!path || stat(path, &st) < 0)
-		return -errno;
-	return snprintf(buf, size, "%s %s %llu:%llu %lld %lld.%09ld\n", what, path,
-			(unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
-			(long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+	if (!path)
+		return -EINVAL;
+	r = content_sha256(path, hex);
+	if (r < 0)
+		return r;
+	return snprintf(buf, size, "%s sha256:%s\n", what, hex);
 }
 
 static off_t file_size(const char *path)
