@@ -6,6 +6,8 @@
  * templates are made by template_plan as a start makes them, their files written as
  * template_capture writes them. */
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,8 @@
 
 #include "fileio.h"
 #include "internal.h"
+#include "log.h"
+#include "macro.h"
 #include "test.h"
 
 static char D[] = "/tmp/test-template-gc-XXXXXX";
@@ -256,4 +260,82 @@ static void test_plan_during_removal(void)
 	(void)rm_rf(D);
 }
 
-TEST_MAIN(TEST(test_gc), TEST(test_gc_no_kernel), TEST(test_plan_during_removal))
+/* Starts and removals at once: a start from the template of another writable disk size (one
+ * template_gc removes whenever nobody holds it) in one thread, template_gc in a loop in another.
+ * While a start holds its template, every file of it is there; the start either uses it, builds
+ * it anew, or cold-boots ("being removed", "another start is building it"). */
+struct race {
+	struct runtime *rt;
+	atomic_bool stop;
+	int uses, builds, colds, removed, broken;
+};
+
+static void *gc_loop(void *ud)
+{
+	struct race *r = ud;
+
+	while (!atomic_load(&r->stop)) {
+		int n = template_gc(r->rt);
+
+		if (n > 0)
+			r->removed += n;
+	}
+	return NULL;
+}
+
+static void test_gc_races_starts(void)
+{
+	struct runtime rt;
+	struct race r = {.rt = &rt};
+	pthread_t th;
+	struct timespec t0, t;
+
+	setup(&rt);
+	log_set_max_level(LOG_WARNING);
+	ASSERT_EQ(pthread_create(&th, NULL, gc_loop, &r), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		struct tpl_plan tp;
+		char p[4600];
+
+		template_plan(&rt, root1, data2, 0, true, &tp);
+		if (tp.mode == TPL_USE) {
+			/* What template_stage and the VMM read, while held. */
+			static const char *const files[] = {"state", "state.sum", "ram", "inputs"};
+
+			ASSERT_TRUE(tp.held);
+			for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+				snprintf(p, sizeof(p), "%s/%s", tp.dir, files[i]);
+				if (access(p, R_OK) < 0)
+					r.broken++;
+			}
+			r.uses++;
+			template_release(&tp);
+		} else if (tp.mode == TPL_BUILD) {
+			snprintf(p, sizeof(p), "%s/state", tp.dir);
+			write_str(p, "saved device state");
+			snprintf(p, sizeof(p), "%s/ram", tp.dir);
+			sized(p, 1 << 20);
+			ASSERT_OK(template_write_inputs(&tp));
+			snprintf(p, sizeof(p), "%s/state.sum", tp.dir);
+			write_str(p, "0000\n");
+			ASSERT_OK(rename(tp.dir, tp.final));
+			r.builds++;
+			template_release(&tp);
+		} else {
+			ASSERT_FALSE(tp.held);
+			r.colds++;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while (t.tv_sec - t0.tv_sec < 2);
+	atomic_store(&r.stop, true);
+	ASSERT_EQ(pthread_join(th, NULL), 0);
+	printf("# 2 s: %d starts from the template, %d builds, %d cold, %d removals\n", r.uses,
+	       r.builds, r.colds, r.removed);
+	ASSERT_EQ(r.broken, 0);
+	ASSERT_TRUE(r.uses > 0 && r.builds > 1 && r.removed > 0);
+	(void)rm_rf(D);
+}
+
+TEST_MAIN(TEST(test_gc), TEST(test_gc_no_kernel), TEST(test_plan_during_removal),
+	  TEST(test_gc_races_starts))
