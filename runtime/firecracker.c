@@ -109,15 +109,23 @@ static int copy_file(const char *src, const char *dst, uid_t uid, gid_t gid, mod
 	if (in < 0 || fstat(in, &st) < 0)
 		return -errno;
 	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-	if (out < 0)
+	if (out < 0 || ftruncate(out, st.st_size) < 0)
 		return -errno;
-	for (off_t off = 0; off < st.st_size;) {
-		ssize_t n = sendfile(out, in, &off, (size_t)MIN(st.st_size - off, 1 << 30));
-		if (n < 0)
+	/* Holes stay holes: a root disk is mostly its sparse padding (image/README.md). */
+	for (off_t data = 0, hole; (data = lseek(in, data, SEEK_DATA)) >= 0; data = hole) {
+		hole = lseek(in, data, SEEK_HOLE);
+		if (hole < 0 || lseek(out, data, SEEK_SET) < 0)
 			return -errno;
-		if (n == 0)
-			break;
+		for (off_t off = data; off < hole;) {
+			ssize_t n = sendfile(out, in, &off, (size_t)MIN(hole - off, 1 << 30));
+			if (n < 0)
+				return -errno;
+			if (n == 0)
+				break;
+		}
 	}
+	if (errno != ENXIO)
+		return -errno;
 	if (fchown(out, uid, gid) < 0)
 		return -errno;
 	return 0;

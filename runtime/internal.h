@@ -537,6 +537,9 @@ struct tpl_plan {
 	char final[4300];  /* STATE_DIR/templates/KEY */
 	char initrd[4500]; /* the template-mode initramfs the VMM is given */
 	char why[160];
+	char inputs[4096]; /* the key's input text, kept in the template as `inputs` */
+	int hold_fd;	   /* held: a shared flock on dir until template_release */
+	bool held;
 	const char *mem; /* the memory file's name: "ram" (QEMU), "mem" (Firecracker) */
 	bool shared;	 /* Firecracker: clones link the template's read-only files, not copy */
 };
@@ -554,7 +557,19 @@ int template_stage(const struct tpl_plan *t, const char *park_dir, struct err *e
  * saves into park_dir, copies into the template dir, resumes, checksums and publishes it. */
 int template_capture(struct runtime *rt, struct vm *vm, struct tpl_plan *t, const char *park_dir,
 		     struct err *err);
+/* BUILD failed: its dir goes; the plan's hold is released. */
 void template_abandon(struct tpl_plan *t);
+/* The start is done with the template (its VMM runs on its own copies): the hold that kept
+ * template_gc off it goes. Idempotent; a plan never made holds nothing. */
+void template_release(struct tpl_plan *t);
+/* t->inputs into t->dir/inputs (template_capture; tests). */
+int template_write_inputs(const struct tpl_plan *t);
+/* Removes, with a log line each, templates made for other node-wide inputs than the current
+ * configuration's (kernel, initramfs, vCPUs, memory, backend, layout, writable disk size),
+ * templates without inputs or state.sum, unfinished build dirs nobody is building, and
+ * leftovers of an interrupted removal; never one a start holds (it goes at a later pass). At
+ * daemon start and after a template is published. The number removed, or -errno. */
+int template_gc(struct runtime *rt);
 /* Health probe of a running VM: the VMM's own state and the network's. */
 void job_probe(struct runtime *rt, struct vm *vm, void *arg);
 int workers_start(struct runtime *rt);

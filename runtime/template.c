@@ -9,6 +9,7 @@
  * read-only files (mem.sum: the memory file's size and sum, checked at its first use by this
  * process). Anything that goes wrong here costs a cold boot, never a start.
  */
+#include <dirent.h>
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -139,7 +141,7 @@ static struct mem_checked {
 static unsigned mem_checked_next;
 static pthread_mutex_t mem_checked_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static bool same_file(const struct mem_checked *m, const struct stat *st)
+static bool mem_same_file(const struct mem_checked *m, const struct stat *st)
 {
 	return m->dev == st->st_dev && m->ino == st->st_ino && m->size == st->st_size &&
 	       m->mtime.tv_sec == st->st_mtim.tv_sec && m->mtime.tv_nsec == st->st_mtim.tv_nsec;
@@ -151,7 +153,7 @@ static bool mem_was_checked(const struct stat *st, bool remember)
 
 	pthread_mutex_lock(&mem_checked_lock);
 	for (size_t i = 0; i < ELEMENTSOF(mem_checked) && !found; i++)
-		found = same_file(&mem_checked[i], st);
+		found = mem_same_file(&mem_checked[i], st);
 	if (!found && remember) {
 		mem_checked[mem_checked_next++ % ELEMENTSOF(mem_checked)] =
 			(struct mem_checked){st->st_dev, st->st_ino, st->st_size, st->st_mtim};
@@ -231,17 +233,108 @@ static int link_or_copy(const char *src, const char *dst)
 	return r < 0 ? r : chmod(dst, 0444) < 0 ? -errno : 0;
 }
 
-/* One key input line: a file by identity (device, inode, size, mtime): a changed file is a new
- * key. */
+/* SHA-256 of the kernel's and the initramfs's content, kept per file identity (device, inode,
+ * size, mtime, ctime): a file is read again only once it changed. */
+#define HASH_CACHE_N 4
+struct hash_entry {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtim, ctim;
+	char hex[65];
+};
+static struct hash_entry hash_cache[HASH_CACHE_N];
+static unsigned hash_next;
+static pthread_mutex_t hash_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool same_file(const struct hash_entry *e, const struct stat *st)
+{
+	return e->hex[0] && e->dev == st->st_dev && e->ino == st->st_ino &&
+	       e->size == st->st_size && e->mtim.tv_sec == st->st_mtim.tv_sec &&
+	       e->mtim.tv_nsec == st->st_mtim.tv_nsec && e->ctim.tv_sec == st->st_ctim.tv_sec &&
+	       e->ctim.tv_nsec == st->st_ctim.tv_nsec;
+}
+
+/* SHA-256 of what fd reads from its start, hex. */
+static int fd_sha256(int fd, char hex[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE], buf[65536];
+	unsigned mdlen = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	ssize_t n;
+	int r = 0;
+
+	if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(ctx);
+		return -ENOMEM;
+	}
+	for (off_t off = 0; r == 0;) {
+		n = pread(fd, buf, sizeof(buf), off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			r = -errno;
+		else if (n == 0)
+			break;
+		else if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1)
+			r = -EIO;
+		else
+			off += n;
+	}
+	if (r == 0 && (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen < 32))
+		r = -EIO;
+	EVP_MD_CTX_free(ctx);
+	for (unsigned i = 0; r == 0 && i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	return r;
+}
+
+static int content_sha256(const char *path, char hex[65])
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	int r;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	pthread_mutex_lock(&hash_lock);
+	for (unsigned i = 0; i < HASH_CACHE_N; i++)
+		if (same_file(&hash_cache[i], &st)) {
+			memcpy(hex, hash_cache[i].hex, 65);
+			pthread_mutex_unlock(&hash_lock);
+			return 0;
+		}
+	pthread_mutex_unlock(&hash_lock);
+	r = fd_sha256(fd, hex);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&hash_lock);
+	hash_cache[hash_next] = (struct hash_entry){.dev = st.st_dev,
+						    .ino = st.st_ino,
+						    .size = st.st_size,
+						    .mtim = st.st_mtim,
+						    .ctim = st.st_ctim};
+	memcpy(hash_cache[hash_next].hex, hex, 65);
+	hash_next = (hash_next + 1) % HASH_CACHE_N;
+	pthread_mutex_unlock(&hash_lock);
+	return 0;
+}
+
+/* One key input line: a file by its content (a copy of the same kernel keeps the key; a changed
+ * file is a new key). */
 static int file_line(char *buf, size_t size, const char *what, const char *path)
 {
-	struct stat st;
+	char hex[65];
+	int r;
 
-	if (!path || stat(path, &st) < 0)
-		return -errno;
-	return snprintf(buf, size, "%s %s %llu:%llu %lld %lld.%09ld\n", what, path,
-			(unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
-			(long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+	if (!path)
+		return -EINVAL;
+	r = content_sha256(path, hex);
+	if (r < 0)
+		return r;
+	return snprintf(buf, size, "%s sha256:%s\n", what, hex);
 }
 
 static off_t file_size(const char *path)
@@ -251,12 +344,78 @@ static off_t file_size(const char *path)
 	return path && stat(path, &st) == 0 ? st.st_size : -1;
 }
 
+/* The key's input text for a root disk and a writable disk of these sizes: the node's kernel
+ * and initramfs, vCPUs, memory, backend, the device layout's version, the disks, the NIC. Its
+ * length; -ENOBUFS when it does not fit, -errno when the kernel or initramfs cannot be read. The
+ * key is its SHA-256; templates/KEY/inputs keeps it (template_gc). */
+static int key_inputs(struct runtime *rt, long long root, long long data, char *in, size_t size)
+{
+	const struct runtime_config *c = &rt->cfg;
+	size_t n = 0;
+	int k;
+
+	k = file_line(in, size, "kernel", c->kernel);
+	if (k > 0)
+		n = (size_t)k;
+	k = k > 0 ? file_line(in + n, size - n, "initrd", c->initrd) : k;
+	if (k <= 0)
+		return k < 0 ? k : -EIO;
+	if ((n += (size_t)k) >= size)
+		return -ENOBUFS;
+	/* A snapshot loads only into the Firecracker binary that wrote it. */
+	if (strcmp(rt->ops->name, "firecracker") == 0) {
+		k = file_line(in + n, size - n, "vmm", c->firecracker);
+		if (k <= 0)
+			return k < 0 ? k : -EIO;
+		if ((n += (size_t)k) >= size)
+			return -ENOBUFS;
+	}
+	k = snprintf(in + n, size - n,
+		     "vcpus %u\nmem %u\nbackend %s\nlayout " TPL_LAYOUT
+		     "\nroot %lld\ndata %lld\nnic 1\n",
+		     c->vcpus, c->mem_mib, rt->ops->name, root, data);
+	if (k < 0 || (n += (size_t)k) >= size)
+		return -ENOBUFS;
+	return (int)n;
+}
+
+/* A shared lock on the template dir (or the build dir) for as long as this start uses it:
+ * template_gc removes only what it can lock exclusively. The dir must still be the one at its
+ * path once locked (template_gc renames a dir away before removing it). */
+static int tpl_hold(struct tpl_plan *t, const char *dir)
+{
+	struct stat a, b;
+	int fd, r = 0;
+
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_SH | LOCK_NB) < 0 || fstat(fd, &a) < 0 || stat(dir, &b) < 0)
+		r = -errno;
+	else if (a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+		r = -ESTALE;
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	t->hold_fd = fd;
+	t->held = true;
+	return 0;
+}
+
+/* Nobody holds dir (template_plan's stale build takeover). */
+static bool tpl_unheld(const char *dir)
+{
+	_cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	return fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0;
+}
+
 void template_plan(struct runtime *rt, const char *rootfs, const char *data_disk, size_t n_vols,
 		   bool has_nic, struct tpl_plan *t)
 {
 	const struct runtime_config *c = &rt->cfg;
-	char in[4096], key[65], dir[4200];
-	size_t n = 0;
+	char in[sizeof(t->inputs)], key[65], dir[4200];
 	struct stat st;
 	int k;
 
@@ -283,26 +442,17 @@ void template_plan(struct runtime *rt, const char *rootfs, const char *data_disk
 		snprintf(t->why, sizeof(t->why), "the VM has no network or no initramfs");
 		return;
 	}
-	k = file_line(in, sizeof(in), "kernel", c->kernel);
-	if (k > 0)
-		n = (size_t)k;
-	k = k > 0 ? file_line(in + n, sizeof(in) - n, "initrd", c->initrd) : k;
-	/* A snapshot loads only into the Firecracker binary that wrote it. */
-	if (k > 0 && t->shared && (n += (size_t)k) < sizeof(in))
-		k = file_line(in + n, sizeof(in) - n, "vmm", c->firecracker);
-	if (k <= 0 || (n += (size_t)k) >= sizeof(in)) {
-		snprintf(t->why, sizeof(t->why), "the kernel or initramfs cannot be read");
+	k = key_inputs(rt, (long long)file_size(rootfs), (long long)file_size(data_disk), in,
+		       sizeof(in));
+	if (k < 0 && k != -ENOBUFS) {
+		snprintf(t->why, sizeof(t->why), "the kernel, initramfs or VMM cannot be read");
 		return;
 	}
-	k = snprintf(in + n, sizeof(in) - n,
-		     "vcpus %u\nmem %u\nbackend %s\nlayout " TPL_LAYOUT
-		     "\nroot %lld\ndata %lld\nnic 1\n",
-		     c->vcpus, c->mem_mib, rt->ops->name, (long long)file_size(rootfs),
-		     (long long)file_size(data_disk));
-	if (k < 0 || (n += (size_t)k) >= sizeof(in) || sha256_hex(in, n, key) < 0) {
+	if (k < 0 || sha256_hex(in, (size_t)k, key) < 0) {
 		snprintf(t->why, sizeof(t->why), "cannot compute its key");
 		return;
 	}
+	memcpy(t->inputs, in, (size_t)k + 1);
 	snprintf(dir, sizeof(dir), "%s/templates", c->state_dir);
 	(void)mkdir_p(dir, 0700);
 	snprintf(t->final, sizeof(t->final), "%s/%.16s", dir, key);
@@ -310,19 +460,32 @@ void template_plan(struct runtime *rt, const char *rootfs, const char *data_disk
 	if (access(t->final, F_OK) == 0) {
 		char ready[4400];
 
+		/* Held from here until the launch ends (template_release). */
+		k = tpl_hold(t, t->final);
+		if (k < 0 && k != -ENOENT) {
+			snprintf(t->why, sizeof(t->why), "being removed");
+			return;
+		}
 		snprintf(ready, sizeof(ready), "%s/state.sum", t->final);
-		if (access(ready, F_OK) == 0) {
+		if (k >= 0 && access(ready, F_OK) == 0) {
 			t->mode = TPL_USE;
 			snprintf(t->dir, sizeof(t->dir), "%s", t->final);
 			return;
 		}
+		template_release(t);
 	}
 	/* One start builds it; a build dir left by a killed daemon is taken over when stale. */
 	snprintf(t->dir, sizeof(t->dir), "%s.build", t->final);
-	if (stat(t->dir, &st) == 0 && time(NULL) - st.st_mtime > TPL_BUILD_STALE_S)
+	if (stat(t->dir, &st) == 0 && time(NULL) - st.st_mtime > TPL_BUILD_STALE_S &&
+	    tpl_unheld(t->dir))
 		(void)rm_rf(t->dir);
 	if (mkdir(t->dir, 0700) < 0) {
 		snprintf(t->why, sizeof(t->why), "another start is building it");
+		return;
+	}
+	if (tpl_hold(t, t->dir) < 0) {
+		(void)rm_rf(t->dir);
+		snprintf(t->why, sizeof(t->why), "its build dir went away");
 		return;
 	}
 	snprintf(t->initrd, sizeof(t->initrd), "%s/initrd", t->dir);
@@ -436,8 +599,10 @@ int template_capture(struct runtime *rt, struct vm *vm, struct tpl_plan *t, cons
 		if (r < 0)
 			return err_set(err, r, "the memory file's sum: %s", strerror(-r));
 	}
+	r = template_write_inputs(t);
 	snprintf(src, sizeof(src), "%s/state", t->dir);
-	r = savefile_sha256(src, hex);
+	if (r >= 0)
+		r = savefile_sha256(src, hex);
 	if (r >= 0) {
 		char line[80];
 
@@ -456,4 +621,195 @@ void template_abandon(struct tpl_plan *t)
 {
 	if (t->mode == TPL_BUILD)
 		(void)rm_rf(t->dir);
+	template_release(t);
+}
+
+int template_write_inputs(const struct tpl_plan *t)
+{
+	char path[4500];
+
+	if (!t->inputs[0])
+		return -EINVAL;
+	snprintf(path, sizeof(path), "%s/inputs", t->dir);
+	return write_file_atomic(path, t->inputs, strlen(t->inputs), 0600);
+}
+
+void template_release(struct tpl_plan *t)
+{
+	if (t->held)
+		close(t->hold_fd);
+	t->held = false;
+	t->hold_fd = -EBADF;
+}
+
+/* Removal of old templates. A template (or a build dir) goes only once it is locked
+ * exclusively (a start that uses it holds it shared: it is kept, and goes at a later pass); it
+ * is renamed to .gone.NAME under that lock, so no start finds it any more, then removed. */
+
+#define TPL_GONE ".gone."
+#define TPL_BUILD_SUFFIX ".build"
+#define TPL_BUILD_FRESH_S 2 /* a build dir is locked by its start within microseconds */
+
+static pthread_mutex_t gc_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool is_key(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* The value of the line "name VALUE" of an inputs text, copied into buf; false if none. */
+static bool inputs_value(const char *text, const char *name, char *buf, size_t size)
+{
+	size_t len = strlen(name);
+
+	for (const char *l = text; *l; l = strchr(l, '\n') + 1) {
+		size_t n = strcspn(l, "\n");
+
+		if (n > len && strncmp(l, name, len) == 0 && l[len] == ' ') {
+			snprintf(buf, size, "%.*s", (int)(n - len - 1), l + len + 1);
+			return true;
+		}
+		if (!l[n])
+			break;
+	}
+	return false;
+}
+
+/* Why the template templates/NAME must go ("" if it stays). Its inputs must be the key's
+ * input text this configuration makes for its root disk size (every line but root is
+ * node-wide: kernel, initramfs, vCPUs, memory, backend, layout, writable disk, NIC). */
+static void template_verdict(struct runtime *rt, const char *dir, const char *name, bool node_ok,
+			     char *why, size_t size)
+{
+	char path[4400], hex[65], root[32], line[64] = "", *end;
+	_cleanup_free_ char *in = NULL;
+	char cur[sizeof(((struct tpl_plan *)0)->inputs)];
+	size_t len = 0;
+	long long rootsz;
+	int r, k;
+
+	why[0] = '\0';
+	snprintf(path, sizeof(path), "%s/%s/state.sum", dir, name);
+	if (access(path, F_OK) < 0) {
+		snprintf(why, size, "incomplete (no state.sum)");
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/%s/inputs", dir, name);
+	r = read_file_bounded(path, sizeof(cur) - 1, &in, &len);
+	if (r == -ENOENT) {
+		snprintf(why, size, "no inputs file (made by an older version)");
+		return;
+	}
+	if (r < 0) {
+		snprintf(why, size, "inputs unreadable: %s", strerror(-r));
+		return;
+	}
+	if (strlen(in) != len || sha256_hex(in, len, hex) < 0 || strncmp(hex, name, 16) != 0) {
+		snprintf(why, size, "its inputs do not match its key");
+		return;
+	}
+	if (!node_ok)
+		return; /* the node's inputs cannot be read: nothing to compare with */
+	if (!inputs_value(in, "root", root, sizeof(root)) || !root[0] || root[0] == '-' ||
+	    (errno = 0, rootsz = strtoll(root, &end, 10), errno || *end)) {
+		snprintf(why, size, "its inputs have no root disk size");
+		return;
+	}
+	k = key_inputs(rt, rootsz, (long long)rt->cfg.data_disk_bytes, cur, sizeof(cur));
+	if (k < 0 || strcmp(cur, in) == 0)
+		return;
+	/* The first line that differs names what changed. */
+	for (size_t i = 0; in[i] || cur[i]; i++)
+		if (in[i] != cur[i]) {
+			size_t b = i;
+
+			while (b > 0 && in[b - 1] != '\n')
+				b--;
+			snprintf(line, sizeof(line), "%.*s", (int)strcspn(in + b, " \n"), in + b);
+			break;
+		}
+	snprintf(why, size, "made for other node inputs (its '%s' differs)", line[0] ? line : "?");
+}
+
+/* templates/NAME goes, unless a start holds it. 1 removed, 0 kept (in use), -errno. */
+static int tpl_remove(const char *dir, const char *name, const char *why)
+{
+	char path[4400], gone[4500];
+	_cleanup_close_ int fd = -EBADF;
+	int r;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK)
+			return -errno;
+		if (!strstr(name, TPL_BUILD_SUFFIX)) /* else: being built */
+			log_info("template: %s: %s: in use, kept for now", path, why);
+		return 0;
+	}
+	snprintf(gone, sizeof(gone), "%s/" TPL_GONE "%s", dir, name);
+	(void)rm_rf(gone);
+	if (rename(path, gone) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	r = rm_rf(gone);
+	log_info("template: removed %s: %s", path, why);
+	return r < 0 ? r : 1;
+}
+
+int template_gc(struct runtime *rt)
+{
+	char dir[4200], why[200], probe[sizeof(((struct tpl_plan *)0)->inputs)];
+	_cleanup_closedir_ DIR *d = NULL;
+	bool node_ok;
+	struct dirent *de;
+	int removed = 0;
+
+	snprintf(dir, sizeof(dir), "%s/templates", rt->cfg.state_dir);
+	pthread_mutex_lock(&gc_lock);
+	d = opendir(dir);
+	if (!d) {
+		pthread_mutex_unlock(&gc_lock);
+		return errno == ENOENT ? 0 : -errno;
+	}
+	node_ok = key_inputs(rt, 0, 0, probe, sizeof(probe)) >= 0;
+	if (!node_ok)
+		log_warning("template: the kernel or initramfs cannot be read: only broken "
+			    "templates are removed");
+	while ((de = readdir(d))) {
+		const char *n = de->d_name;
+		size_t len = strlen(n);
+		struct stat st;
+		int r = 0;
+
+		why[0] = '\0';
+		if (strncmp(n, TPL_GONE, strlen(TPL_GONE)) == 0) {
+			char path[4500];
+
+			snprintf(path, sizeof(path), "%s/%s", dir, n);
+			r = rm_rf(path);
+			log_info("template: removed %s: left by an interrupted removal", path);
+			removed += r >= 0;
+		} else if (len == 16 && is_key(n, len)) {
+			template_verdict(rt, dir, n, node_ok, why, sizeof(why));
+		} else if (len == 16 + strlen(TPL_BUILD_SUFFIX) && is_key(n, 16) &&
+			   strcmp(n + 16, TPL_BUILD_SUFFIX) == 0 &&
+			   fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			   time(NULL) - st.st_mtime >= TPL_BUILD_FRESH_S) {
+			/* Locked by its start while built: tpl_remove keeps it. */
+			snprintf(why, sizeof(why), "an unfinished build");
+		}
+		if (why[0])
+			r = tpl_remove(dir, n, why);
+		if (why[0] && r > 0)
+			removed++;
+		if (r < 0)
+			log_warning("template: removing %s/%s: %s", dir, n, strerror(-r));
+	}
+	pthread_mutex_unlock(&gc_lock);
+	return removed;
 }
