@@ -1348,6 +1348,51 @@ static void test_suspend_agent(void)
 	rm_rf(T);
 }
 
+/* Every recorded call of name, "METHOD path[ action] STATUS" per line, errors included. */
+static void check_calls_any(const char *name, char *seq, size_t seq_size)
+{
+	char dir[300], path[600], line[65536];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/calls", T);
+	d = opendir(dir);
+	ASSERT_TRUE(d != NULL);
+	seq[0] = '\0';
+	while ((de = readdir(d))) {
+		FILE *f;
+
+		if (strncmp(de->d_name, name, strlen(name)) != 0 || de->d_name[strlen(name)] != '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		f = fopen(path, "r");
+		ASSERT_TRUE(f != NULL);
+		while (fgets(line, sizeof(line), f)) {
+			json_t *o = json_loads(line, 0, NULL), *body;
+			const char *action = NULL;
+
+			ASSERT_TRUE(o != NULL);
+			if (strcmp(json_string_value(json_object_get(o, "kind")) ?: "", "call") ==
+			    0) {
+				body = json_object_get(o, "body");
+				if (json_is_object(body))
+					action = json_string_value(
+						json_object_get(body, "action_type"));
+				snprintf(seq + strlen(seq), seq_size - strlen(seq),
+					 "%s %s%s%s %lld\n",
+					 json_string_value(json_object_get(o, "method")),
+					 json_string_value(json_object_get(o, "path")),
+					 action ? " " : "", action ? action : "",
+					 (long long)json_integer_value(
+						 json_object_get(o, "status")));
+			}
+			json_decref(o);
+		}
+		fclose(f);
+	}
+	closedir(d);
+}
+
 /* The booted template on Firecracker (docs/template.md): the template dir KEY under
  * STATE/templates (one). */
 static void template_dir(char *out, size_t size)
@@ -1531,6 +1576,32 @@ static _unused_ void test_template(void)
 	}
 	start_healthy(vm[2]);
 	ASSERT_EQ(access(tdir, F_OK), -1);
+
+	/* A load that fails (the VMM refuses it): that VMM goes, the VM boots cold in the same
+	 * start. (This one builds the template again first.) */
+	{
+		char kn2[4096], *s = NULL;
+		struct vm *x;
+
+		snprintf(kn2, sizeof(kn2),
+			 "{\"default\":%s,\"by_id\":{\"tplx\":{\"refuse\":{\"PUT /snapshot/load\":"
+			 "\"Load snapshot error: injected\"}}}}",
+			 kn);
+		write_knobs(kn2);
+		x = define(rt, "tplx");
+		start_healthy(x);
+		s = show(x, VM_ATTR_ERROR);
+		ASSERT_STREQ(s, "");
+		free(s);
+		ASSERT_EQ(command(x, VM_VERB_STOP), 0);
+		vm_unref(x);
+		destroy(rt, "tplx");
+		assert_no_leftovers(rt, "tplx", 0);
+		check_calls_any("tplx", seq, sizeof(seq));
+		ASSERT_EQ(count_of(seq, "PUT /snapshot/create 204\n"), 1);
+		ASSERT_EQ(count_of(seq, "PUT /snapshot/load 400\n"), 1);
+		ASSERT_EQ(count_of(seq, "InstanceStart 204\n"), 2);
+	}
 
 	for (int i = 0; i < 3; i++) {
 		ASSERT_EQ(command(vm[i], VM_VERB_STOP), 0);
