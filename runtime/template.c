@@ -72,7 +72,7 @@ static int mem_sum(const char *path, off_t *ret_size, char hex[65])
 	static _Thread_local unsigned char buf[1 << 16];
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned mdlen = 0;
-	off_t data = 0, hole;
+	off_t next = 0, data; /* next: the first page not hashed yet */
 	EVP_MD_CTX *ctx;
 	struct stat st;
 	uint64_t le;
@@ -87,19 +87,23 @@ static int mem_sum(const char *path, off_t *ret_size, char hex[65])
 		EVP_MD_CTX_free(ctx);
 		return -ENOMEM;
 	}
-	while (r == 0 && (data = lseek(fd, data, SEEK_DATA)) >= 0) {
-		data &= ~(off_t)(PAGE - 1);
-		hole = lseek(fd, data, SEEK_HOLE);
+	/* Whole pages from page boundaries, whatever the file system's block size: the pages of
+	 * each data extent, each page once. */
+	while (r == 0 && next < st.st_size && (data = lseek(fd, next, SEEK_DATA)) >= 0) {
+		off_t hole = lseek(fd, data, SEEK_HOLE), off;
+
 		if (hole < 0) {
 			r = -errno;
 			break;
 		}
-		while (r == 0 && data < hole) {
+		off = MAX(next, data & ~(off_t)(PAGE - 1));
+		next = MIN((hole + PAGE - 1) & ~(off_t)(PAGE - 1), st.st_size);
+		while (r == 0 && off < next) {
 			ssize_t n =
-				pread(fd, buf, (size_t)MIN(hole - data, (off_t)sizeof(buf)), data);
+				pread(fd, buf, (size_t)MIN(next - off, (off_t)sizeof(buf)), off);
 
-			if (n <= 0) {
-				r = n < 0 ? -errno : -EIO;
+			if (n <= 0 || (n % PAGE && off + n != next)) {
+				r = n < 0 ? -errno : -EIO; /* shrunk while read */
 				break;
 			}
 			for (ssize_t o = 0; o < n; o += PAGE) {
@@ -107,15 +111,15 @@ static int mem_sum(const char *path, off_t *ret_size, char hex[65])
 
 				if (memcmp(buf + o, zero, len) == 0)
 					continue;
-				le = htole64((uint64_t)(data + o));
+				le = htole64((uint64_t)(off + o));
 				if (EVP_DigestUpdate(ctx, &le, sizeof(le)) != 1 ||
 				    EVP_DigestUpdate(ctx, buf + o, len) != 1)
 					r = -EIO;
 			}
-			data += n;
+			off += n;
 		}
 	}
-	if (r == 0 && data < 0 && errno != ENXIO)
+	if (r == 0 && next < st.st_size && errno != ENXIO)
 		r = -errno;
 	le = htole64((uint64_t)st.st_size);
 	if (r == 0 && (EVP_DigestUpdate(ctx, &le, sizeof(le)) != 1 ||
