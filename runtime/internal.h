@@ -562,6 +562,10 @@ void template_abandon(struct tpl_plan *t);
 /* The start is done with the template (its VMM runs on its own copies): the hold that kept
  * template_gc off it goes. Idempotent; a plan never made holds nothing. */
 void template_release(struct tpl_plan *t);
+/* The sum of a guest memory file (mem.sum): SHA-256 over the offset and content of every page
+ * that is not all zeros, then the size; holes are not read. The same for the same bytes
+ * whatever the file's holes. */
+int template_mem_sum(const char *path, off_t *ret_size, char hex[65]);
 /* t->inputs into t->dir/inputs (template_capture; tests). */
 int template_write_inputs(const struct tpl_plan *t);
 /* Removes, with a log line each, templates made for other node-wide inputs than the current

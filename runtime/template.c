@@ -65,7 +65,7 @@ static int move_file(const char *src, const char *dst, mode_t mode)
 /* The sum of a guest memory file, whatever its holes: SHA-256 over (offset, page) of every page
  * that is not all zero, then the size; reads only the file's data extents (a sparse file of
  * 2 GiB with 100 MiB touched reads 100 MiB). */
-static int mem_sum(const char *path, off_t *ret_size, char hex[65])
+int template_mem_sum(const char *path, off_t *ret_size, char hex[65])
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	static const unsigned char zero[PAGE];
@@ -208,7 +208,7 @@ static int check_mem(const struct tpl_plan *t, struct err *err)
 		return 0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
-	r = mem_sum(path, &size, hex);
+	r = template_mem_sum(path, &size, hex);
 	if (r < 0)
 		return err_set(err, r, "%s: %s", path, strerror(-r));
 	if ((unsigned long long)size != want_size || strcmp(hex, want) != 0)
@@ -594,7 +594,7 @@ int template_capture(struct runtime *rt, struct vm *vm, struct tpl_plan *t, cons
 		char line[100];
 		off_t size = 0;
 
-		r = mem_sum(dst, &size, hex);
+		r = template_mem_sum(dst, &size, hex);
 		if (r >= 0) {
 			snprintf(line, sizeof(line), "%lld %s\n", (long long)size, hex);
 			snprintf(dst, sizeof(dst), "%s/%s.sum", t->dir, t->mem);
