@@ -1451,22 +1451,14 @@ static void start_healthy(struct vm *vm)
 	free(s);
 }
 
-/* Several VMs of one layout: the first start builds the template (one snapshot/create, in its
- * own jail), every start loads it (one snapshot/load each, in the VM's jail, its own uid and
- * netns), each VM's memory file is the template's inode, root's and read-only, and each guest
- * takes its own identity. A clone suspends into files of its own and resumes; the template is
- * unchanged. A corrupt state or memory file costs a cold boot, and the next start rebuilds it.
- * Every call the fake saw was answered 2xx. */
-static _unused_ void test_template(void)
+/* The template cases: a private network namespace (TAPs), an app, the real agent as the guest
+ * (the fake runs it; it reads the initramfs the VMM was given, in its jail: the template's for a
+ * template start, the VM's own for a cold boot), 16 MiB of guest memory in the template
+ * (MVMFS_TPL_TOUCH_MIB: more, to time the sum), templates on. The knobs' text in kn. */
+static void template_setup(char *kn, size_t size)
 {
-	static const char *const names[] = {"tpl1", "tpl2", "tpl3"};
-	struct runtime_config cfg;
-	struct runtime *rt;
-	struct vm *vm[3];
-	char agent[512], kn[2048], tdir[600], p[900], seq[65536], before[65], after[65];
 	const char *b = getenv("MVMFS_BUILDDIR");
-	struct stat tst, st;
-	uid_t uids[3];
+	char agent[512], p[300];
 	FILE *f;
 
 	setup();
@@ -1488,10 +1480,7 @@ static _unused_ void test_template(void)
 	      "\"workdir\":\"/\",\"user\":\"\"}",
 	      f);
 	fclose(f);
-	/* The guest: the agent reads the initramfs the VMM was given (in its jail): the template's
-	 * for a template start, the VM's own for a cold boot. */
-	/* 16 MiB of guest memory in the template (MVMFS_TPL_TOUCH_MIB: more, to time the sum). */
-	snprintf(kn, sizeof(kn),
+	snprintf(kn, size,
 		 "{\"agent_cmd\":\"%s --test-mode --boot-id $FAKE_FC_GUEST_BOOT_ID --initrd "
 		 "\\\"$(dirname \\\"$FAKE_FC_VSOCK_UDS\\\")/initrd\\\"; echo reboot >&3\","
 		 "\"guest_touch_mib\":%d}",
@@ -1499,6 +1488,26 @@ static _unused_ void test_template(void)
 	write_knobs(kn);
 	with_network = true;
 	with_template = true;
+}
+
+/* Several VMs of one layout: the first start builds the template (one snapshot/create, in its
+ * own jail), every start loads it (one snapshot/load each, in the VM's jail, its own uid and
+ * netns), each VM's memory file is the template's inode, root's and read-only, and each guest
+ * takes its own identity. A clone suspends into files of its own and resumes; the template is
+ * unchanged. A corrupt state or memory file costs a cold boot, and the next start rebuilds it.
+ * Every call the fake saw was answered 2xx. */
+static _unused_ void test_template(void)
+{
+	static const char *const names[] = {"tpl1", "tpl2", "tpl3"};
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm[3];
+	char kn[2048], tdir[600], p[900], seq[65536], before[65], after[65];
+	struct stat tst, st;
+	uid_t uids[3];
+	FILE *f;
+
+	template_setup(kn, sizeof(kn));
 	rt = rt_open(&cfg);
 	for (int i = 0; i < 3; i++) {
 		vm[i] = define(rt, names[i]);
@@ -1623,6 +1632,46 @@ static _unused_ void test_template(void)
 	ASSERT_EQ(count_of(seq, "PUT /snapshot/load\n"), 2);
 	ASSERT_EQ(count_of(seq, "InstanceStart\n"), 3);
 	runtime_free(rt);
+	rm_rf(T);
+}
+
+/* The jails on another file system than the state dir (a tmpfs over the chroot base): the
+ * template's files cannot be hard-linked into the jail, so the VM gets a sparse copy of its own
+ * (owned by its uid) and starts all the same; the template stays root's and read-only. */
+static _unused_ void test_template_other_fs(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm;
+	char kn[2048], tdir[600], p[900], jail[300];
+	struct stat tst, st;
+
+	template_setup(kn, sizeof(kn));
+	snprintf(jail, sizeof(jail), "%s/jail", T);
+	ASSERT_OK(mount("tmpfs", jail, "tmpfs", 0, "mode=0755"));
+	rt = rt_open(&cfg);
+	vm = define(rt, "tplc");
+	start_healthy(vm);
+	assert_identity(vm);
+	template_dir(tdir, sizeof(tdir));
+	ASSERT_TRUE(tdir[0] != '\0');
+	snprintf(p, sizeof(p), "%s/mem", tdir);
+	ASSERT_OK(lstat(p, &tst));
+	if (tst.st_uid != 0 || (tst.st_mode & 07777) != 0444)
+		TEST_FAIL("template memory file: uid %u mode %o", tst.st_uid, tst.st_mode & 07777);
+	snprintf(p, sizeof(p), "%s/firecracker/tplc/root/mem", jail);
+	ASSERT_OK(stat(p, &st));
+	if (st.st_dev == tst.st_dev || st.st_uid != cfg.uid_base + vm->index ||
+	    st.st_size != tst.st_size)
+		TEST_FAIL("the jail's memory file: dev %lu (template %lu) uid %u size %lld",
+			  (unsigned long)st.st_dev, (unsigned long)tst.st_dev, st.st_uid,
+			  (long long)st.st_size);
+	ASSERT_EQ(command(vm, VM_VERB_STOP), 0);
+	vm_unref(vm);
+	destroy(rt, "tplc");
+	assert_no_leftovers(rt, "tplc", 0);
+	runtime_free(rt);
+	(void)umount2(jail, MNT_DETACH);
 	rm_rf(T);
 }
 
@@ -1880,5 +1929,6 @@ TEST_MAIN(TEST(test_slow_pulls), TEST(test_lifecycle), TEST(test_volumes),
 	  TEST(test_daemon_killed_mid_start), TEST(test_reap_leftovers), TEST(test_network),
 	  TEST(test_ignore_ctrl_alt_del), TEST(test_crash), TEST(test_refused), TEST(test_readopt),
 	  TEST(test_symlink_swap), TEST(test_hung_api), TEST(test_cgroup_fail_closed),
-	  TEST(test_suspend), TEST(test_suspend_agent), TEST(test_template))
+	  TEST(test_suspend), TEST(test_suspend_agent), TEST(test_template),
+	  TEST(test_template_other_fs))
 #endif
