@@ -159,6 +159,8 @@ static int reap_state(struct runtime *rt)
 				    err.msg);
 		if (rt->store)
 			(void)img_release(rt->store, de->d_name);
+		/* The record first (table.c's destroy says why). */
+		(void)record_remove(rt->cfg.state_dir, de->d_name);
 		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path) ||
 		    rm_rf(path) < 0)
 			continue;

@@ -232,6 +232,10 @@ static void job_destroy(struct runtime *rt, struct vm *vm, void *arg)
 	pthread_mutex_unlock(&vm->vol_lock);
 	pthread_mutex_lock(&vm->rec_lock); /* no record write may race the removal */
 	snprintf(dir, sizeof(dir), "%s/vms/%s", rt->cfg.state_dir, vm->name);
+	/* The record goes first: rm_rf's order is the directory's, and a daemon killed after it
+	 * removed the tombstone but not the record would re-adopt a VM whose address is gone. A
+	 * dir without a record is a leftover the reaper removes. */
+	(void)record_remove(rt->cfg.state_dir, vm->name);
 	(void)rm_rf(dir);
 	pthread_mutex_unlock(&vm->rec_lock);
 	rt_report_destroyed(rt, vm);

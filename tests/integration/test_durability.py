@@ -250,7 +250,8 @@ def test_kill9_during_rmdir():
     listed = set(os.listdir(D.vm("")))
     for n in names:
         if n in listed:
-            assert D.state_of(n) == "created" and D.read(n, "ip").strip() == leases(D).get(n)
+            state, ip, lease = D.state_of(n), D.read(n, "ip").strip(), leases(D).get(n)
+            assert state == "created" and ip == lease, (n, state, ip, lease)
             os.rmdir(D.vm(n))
         assert not leftovers(D, n), (n, leftovers(D, n))
 
