@@ -149,6 +149,22 @@ extern struct channel *agent_channel; /* for agent_log */
 
 uint64_t now_ms(void);
 
+/* The steps of a boot after the identity (cold: after the channel opened), each marked with
+ * boot_mark when it ends and logged as one "boot timing" line once the app runs. */
+enum boot_step {
+	BT_BEGIN,
+	BT_DISKS, /* the disks are there */
+	BT_IMAGE, /* the image's root disk mounted */
+	BT_DATA,  /* the writable disk mounted */
+	BT_ROOT,  /* the overlay and the API file systems inside it */
+	BT_ETC,
+	BT_VOLUMES,
+	BT_NET,
+	BT_APP,
+	_BT_MAX,
+};
+void boot_mark(enum boot_step step);
+
 static inline int MIN_INT(int a, int b)
 {
 	return a < b ? a : b;

@@ -475,18 +475,44 @@ static void pump(struct agent_state *s)
 	answer_hello(s);
 }
 
+/* Where a boot's time goes after the identity (or, cold, after the agent started): CLOCK_MONOTONIC
+ * ms at the end of each step, logged as one line once the app runs (docs/template.md). */
+static uint64_t boot_t[_BT_MAX];
+
+void boot_mark(enum boot_step step)
+{
+	boot_t[step] = now_ms();
+}
+
+static void boot_log_timing(void)
+{
+	uint64_t t0 = boot_t[BT_BEGIN];
+
+#define BT_REL(x) (boot_t[x] >= t0 ? (unsigned long long)(boot_t[x] - t0) : 0ull)
+	agent_log("boot timing: disks +%llu ms, image root +%llu, data disk +%llu, root mounted "
+		  "+%llu, /etc +%llu, volumes +%llu, network +%llu, app started +%llu (guest "
+		  "monotonic ms %llu at the start)",
+		  BT_REL(BT_DISKS), BT_REL(BT_IMAGE), BT_REL(BT_DATA), BT_REL(BT_ROOT),
+		  BT_REL(BT_ETC), BT_REL(BT_VOLUMES), BT_REL(BT_NET), BT_REL(BT_APP),
+		  (unsigned long long)t0);
+#undef BT_REL
+}
+
 static int boot_guest(struct agent_state *s)
 {
 	int r;
 
 	pump(s);
 	r = mounts_root(&s->vm);
+	boot_mark(BT_ROOT);
 	pump(s);
 	if (r < 0)
 		return r;
 	(void)mounts_etc(&s->vm);
+	boot_mark(BT_ETC);
 	/* Before the app: it must never run without its volumes. */
 	r = volumes_mount(&s->vm, NEWROOT);
+	boot_mark(BT_VOLUMES);
 	if (r < 0)
 		return r;
 	if (!s->vm.no_network) {
@@ -496,6 +522,7 @@ static int boot_guest(struct agent_state *s)
 		send_state(s);
 		pump(s);
 	}
+	boot_mark(BT_NET);
 	open_inputs(s);
 	return 0;
 }
@@ -596,10 +623,15 @@ static void loop(struct agent_state *s)
 /* The boot proper, the same for a cold boot and a template that took its identity. */
 static void boot_and_start(struct agent_state *s)
 {
-	if (!s->test_mode && boot_guest(s) < 0)
+	boot_mark(BT_BEGIN);
+	if (!s->test_mode && boot_guest(s) < 0) {
 		agent_log("guest boot failed; the app is not started");
-	else
-		start_app(s);
+		return;
+	}
+	start_app(s);
+	boot_mark(BT_APP);
+	if (!s->test_mode)
+		boot_log_timing();
 }
 
 /* vsock when asked for and the kernel has it (Firecracker guest kernels build it in); else the
@@ -689,6 +721,7 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGPWR);
+	sigaddset(&mask, SIGIO); /* the agent port's host came or went (channel.c) */
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	s->sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);

@@ -105,7 +105,10 @@ struct agent_status {
 	bool net_configured;
 	char net_addr[64];	    /* "fd42::10/64" */
 	bool shutdown;		    /* guest announced power-off */
+	uint64_t started_at_ms;	    /* monotonic time of agent_start */
 	uint64_t connected_at_ms;   /* monotonic time of the first HELLO answer */
+	uint64_t identity_at_ms;    /* monotonic time of the first IDENTITY_ACK 0 (0: none) */
+	uint64_t net_at_ms;	    /* monotonic time of the first NET_CONFIGURED (0: none) */
 	uint64_t app_started_at_ms; /* monotonic time of APP_STARTED */
 	uint64_t frames_bad;	    /* decoder resync statistics */
 	uint64_t bytes_skipped;

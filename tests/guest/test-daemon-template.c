@@ -33,6 +33,8 @@ static const char app_sh[] =
 	"cwd=$(pwd) root=$(grep -c ' / ' /proc/mounts) "
 	"rnd=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n') "
 	"boot=$(cat /proc/sys/kernel/random/boot_id)\" > /tmp/www/index.html\n"
+	/* The guest's uptime as httpd starts (shell builtins only): the bench's breakdown. */
+	"read up rest < /proc/uptime; echo \"up=$up\" >> /tmp/www/index.html\n"
 	"exec httpd -f -p 8080 -h /tmp/www\n";
 
 static pid_t start_daemon(const char *guest, bool no_template)
@@ -66,10 +68,12 @@ static void stop_daemon(pid_t d)
 	}
 }
 
+static double last_start_s; /* CLOCK_MONOTONIC of the last start_vm's write */
+
 /* Start vm and wait for its app's page; returns seconds from the write to the page. */
 static double start_vm(const char *vm, const char *ip, char *page, size_t size)
 {
-	double t0 = now_s();
+	double t0 = last_start_s = now_s();
 
 	ASSERT_OK(dvm_wr_vm(MNT, vm, "state", "start\n", 0));
 	if (!dvm_wait_http(ip, page, size, 40000, 5, 20)) {
@@ -108,6 +112,47 @@ static int log_count(const char *needle)
 	return atoi(out);
 }
 
+/* The bench's breakdown of the last start of vm, answered after http_s: the daemon's timing lines
+ * ("launch timing", "guest timing": CLOCK_MONOTONIC ms, the clock of now_s()) and the agent's
+ * ("boot timing", guest ms after the identity), as ms after the `echo start`. */
+static void breakdown(const char *vm, double http_s, const char *page)
+{
+	char l1[512] = "", l2[512] = "", l3[512] = "";
+	unsigned long long begin = 0, ran = 0;
+	long long vmm = 0, hello = -1, ident = -1, net = -1, app = -1, copy = 0;
+	const char *p;
+	double t0 = last_start_s * 1000.0, up = 0, gstart = 0;
+
+	sh_out(l1, sizeof(l1), "grep '%s: launch timing:' %s/daemon.log | tail -1", vm, T);
+	sh_out(l2, sizeof(l2), "grep '%s: guest timing:' %s/daemon.log | tail -1", vm, T);
+	sh_out(l3, sizeof(l3),
+	       "grep 'boot timing:' %s/vms/%s/log | tail -1 | sed 's/.*boot timing: //'", MNT, vm);
+	if ((p = strstr(l1, "template copy ")))
+		sscanf(p,
+		       "template copy %lld), VMM running +%lld ms after the job began (monotonic "
+		       "ms "
+		       "%llu)",
+		       &copy, &vmm, &begin);
+	if ((p = strstr(l2, "agent answered ")))
+		sscanf(p,
+		       "agent answered +%lld ms, identity taken +%lld, network +%lld, app started "
+		       "+%lld after the VMM ran (monotonic ms %llu)",
+		       &hello, &ident, &net, &app, &ran);
+	/* httpd's exec in the guest's clock (uptime), after the guest's boot steps began. */
+	if ((p = strstr(page, "up=")))
+		up = strtod(p + 3, NULL) * 1000.0;
+	if ((p = strstr(l3, "guest monotonic ms ")))
+		gstart = strtod(p + strlen("guest monotonic ms "), NULL);
+	printf("# BENCH %s (ms after echo start): job began %.0f, VMM running %.0f (template copy "
+	       "%lld), agent answered %.0f, identity taken %.0f, network %.0f, app started %.0f, "
+	       "httpd exec'd +%.0f after the guest's boot steps began, HTTP answered %.0f; guest: "
+	       "%s",
+	       vm, begin - t0, ran - t0, copy, ran + hello - t0,
+	       ident < 0 ? -1.0 : ran + ident - t0, net < 0 ? -1.0 : ran + net - t0,
+	       app < 0 ? -1.0 : ran + app - t0, up > 0 && gstart > 0 ? up - gstart : -1.0,
+	       http_s * 1000.0, l3[0] ? l3 : "(no boot timing line)\n");
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -129,6 +174,7 @@ static void bench(const char *guest, const char *vm, const char *ip, pid_t *d, i
 	par = par > 32 ? 32 : par < 1 ? 1 : par;
 	for (int i = 0; i < runs; i++) {
 		tpl[i] = start_vm(vm, ip, page, sizeof(page));
+		breakdown(vm, tpl[i], page);
 		stop_vm(vm);
 	}
 	for (int i = 0; i < par; i++) {
@@ -158,6 +204,7 @@ static void bench(const char *guest, const char *vm, const char *ip, pid_t *d, i
 	*d = start_daemon(guest, true);
 	for (int i = 0; i < runs; i++) {
 		cold[i] = start_vm(vm, ip, page, sizeof(page));
+		breakdown(vm, cold[i], page);
 		stop_vm(vm);
 	}
 	qsort(tpl, (size_t)runs, sizeof(double), cmp_double);
