@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <linux/input.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,6 +60,14 @@ uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* A thread other than the main one (the network's, during the boot) must not touch the channel:
+ * its lines wait here until the main thread replays them (log_replay). */
+struct log_defer {
+	char text[2048];
+	size_t len;
+};
+static __thread struct log_defer *log_defer;
+
 void agent_log(const char *fmt, ...)
 {
 	char buf[512];
@@ -74,6 +83,15 @@ void agent_log(const char *fmt, ...)
 	if (n > (int)sizeof(buf) - 2)
 		n = (int)sizeof(buf) - 2;
 	buf[n++] = '\n';
+	if (log_defer) {
+		struct log_defer *d = log_defer;
+
+		if (d->len + (size_t)n < sizeof(d->text)) {
+			memcpy(d->text + d->len, buf, (size_t)n);
+			d->len += (size_t)n;
+		}
+		return;
+	}
 	fprintf(stderr, "mvmfs-agent: %.*s", n, buf);
 	m.output.stream = AGENT_STREAM_AGENT;
 	m.output.len = (uint16_t)n;
@@ -498,31 +516,80 @@ static void boot_log_timing(void)
 #undef BT_REL
 }
 
+/* The network comes up on a thread of its own while the main thread mounts: neither needs the
+ * other, and a mount mostly waits for its disk. Both are done before the app starts. */
+struct net_job {
+	const struct guest_vm *vm;
+	struct log_defer log;
+	pthread_t thread;
+	bool running;
+	int r;
+	uint64_t done_ms;
+};
+
+static void *net_thread(void *arg)
+{
+	struct net_job *j = arg;
+
+	log_defer = &j->log;
+	j->r = net_configure(j->vm);
+	j->done_ms = now_ms();
+	return NULL;
+}
+
+static void net_begin(struct net_job *j, const struct guest_vm *vm)
+{
+	*j = (struct net_job){.vm = vm};
+	j->running = pthread_create(&j->thread, NULL, net_thread, j) == 0;
+	if (!j->running) {
+		j->r = net_configure(vm); /* no thread: in line, as before */
+		j->done_ms = now_ms();
+	}
+}
+
+/* The network's result, once: its log lines replayed on the channel, its state sent. */
+static int net_end(struct agent_state *s, struct net_job *j)
+{
+	if (j->running)
+		pthread_join(j->thread, NULL);
+	j->running = false;
+	for (char *p = j->log.text, *e; p < j->log.text + j->log.len; p = e + 1) {
+		e = memchr(p, '\n', (size_t)(j->log.text + j->log.len - p));
+		if (!e)
+			break;
+		agent_log("%.*s", (int)(e - p), p);
+	}
+	j->log.len = 0;
+	boot_t[BT_NET] = j->done_ms;
+	s->net_ok = j->r >= 0;
+	s->net_reported = true;
+	send_state(s);
+	pump(s);
+	return j->r;
+}
+
 static int boot_guest(struct agent_state *s)
 {
+	struct net_job net;
 	int r;
 
 	pump(s);
+	if (!s->vm.no_network)
+		net_begin(&net, &s->vm);
 	r = mounts_root(&s->vm);
 	boot_mark(BT_ROOT);
 	pump(s);
-	if (r < 0)
-		return r;
-	(void)mounts_etc(&s->vm);
-	boot_mark(BT_ETC);
-	/* Before the app: it must never run without its volumes. */
-	r = volumes_mount(&s->vm, NEWROOT);
-	boot_mark(BT_VOLUMES);
-	if (r < 0)
-		return r;
-	if (!s->vm.no_network) {
-		r = net_configure(&s->vm);
-		s->net_ok = r >= 0;
-		s->net_reported = true;
-		send_state(s);
-		pump(s);
+	if (r >= 0) {
+		(void)mounts_etc(&s->vm);
+		boot_mark(BT_ETC);
+		/* Before the app: it must never run without its volumes. */
+		r = volumes_mount(&s->vm, NEWROOT);
+		boot_mark(BT_VOLUMES);
 	}
-	boot_mark(BT_NET);
+	if (!s->vm.no_network)
+		(void)net_end(s, &net);
+	if (r < 0)
+		return r;
 	open_inputs(s);
 	return 0;
 }

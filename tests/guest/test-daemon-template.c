@@ -230,6 +230,8 @@ static void breakdown(const char *vm, double http_s, const char *page)
 	       ident < 0 ? -1.0 : ran + ident - t0, net < 0 ? -1.0 : ran + net - t0,
 	       app < 0 ? -1.0 : ran + app - t0, up > 0 && gstart > 0 ? up - gstart : -1.0,
 	       http_s * 1000.0, l3[0] ? l3 : "(no boot timing line)\n");
+	if ((p = strstr(l1, "launch timing: ")))
+		printf("# BENCH   %s", p);
 }
 
 static int cmp_double(const void *a, const void *b)
