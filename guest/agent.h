@@ -113,6 +113,9 @@ int wait_for_path(const char *path, unsigned timeout_ms);
 
 /* netcfg.c */
 int net_configure(const struct guest_vm *vm);
+/* The unsolicited neighbour advertisement of eth0's address again (after a restore: the host
+ * rebuilt the VM's network and forgot its neighbour entry). */
+void net_announce(const struct guest_vm *vm);
 
 /* app.c */
 struct app {

@@ -225,6 +225,10 @@ static void set_clock(struct agent_state *s, const struct agent_clock *c)
 			  (double)r.clock_set.step_ns / 1e9,
 			  s->test_mode ? " (test mode: not set)" : "");
 	channel_send(s->ch, &r);
+	/* SET_CLOCK comes after a restore, whose host rebuilt the VM's network: announce the
+	 * address again, so packets the host queued for it go at once. */
+	if (!s->test_mode && s->net_ok)
+		net_announce(&s->vm);
 }
 
 /* The boot this agent belongs to: the kernel's boot_id (a restored guest keeps it); in test

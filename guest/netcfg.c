@@ -170,6 +170,15 @@ static void announce(int ifindex, const struct in6_addr *addr, const uint8_t mac
 		close(fd);
 }
 
+void net_announce(const struct guest_vm *vm)
+{
+	uint8_t mac[6];
+	int eth = (int)if_nametoindex("eth0");
+
+	if (eth > 0 && vm->have_addr && vm->mac[0] && parse_mac(vm->mac, mac) == 0)
+		announce(eth, &vm->addr, mac);
+}
+
 int net_configure(const struct guest_vm *vm)
 {
 	uint8_t mac[6] = {0};

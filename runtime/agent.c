@@ -40,6 +40,10 @@
 #define READ_RATE_DEFAULT (512u * 1024)
 #define READ_BURST_MS 250
 #define READ_PASS_GAP_MS 10
+/* The first READ_FREE_PASSES passes of a connection have no gap: a start's handshake (HELLO,
+ * identity, network, app) is a few small messages answered at once; a flood still meets the
+ * gap after them, and the bucket throughout. */
+#define READ_FREE_PASSES 32
 #define READ_PASS_MAX (64 * 1024)
 #define READ_CHUNK 8192
 
@@ -66,6 +70,7 @@ struct agent {
 	uint64_t conn_at;		 /* when this connection was made */
 	int64_t read_tokens;		 /* bytes the guest may still make us read */
 	uint64_t read_refilled, read_at; /* last refill; no read pass before read_at */
+	unsigned free_passes;		 /* passes left without READ_PASS_GAP_MS */
 
 	pthread_mutex_t lock;	/* protects everything below; never held across I/O */
 	pthread_cond_t cond;	/* signalled on every status change (agent_wait) */
@@ -369,6 +374,7 @@ static int try_connect(struct agent *a)
 		log_text_init(&a->text[i]);
 	a->last_hello_sent = 0;
 	a->conn_at = agent_now_ms();
+	a->free_passes = READ_FREE_PASSES;
 	a->last_stop_sent = 0;
 	return 0;
 fail:
@@ -464,7 +470,12 @@ static void read_charge(struct agent *a, uint64_t now, size_t n)
 	if (n == 0)
 		return;
 	a->read_tokens -= (int64_t)n;
-	a->read_at = now + READ_PASS_GAP_MS;
+	if (a->free_passes > 0) {
+		a->free_passes--;
+		a->read_at = now;
+	} else {
+		a->read_at = now + READ_PASS_GAP_MS;
+	}
 	if (a->read_tokens < READ_CHUNK) {
 		uint64_t wait = (uint64_t)(READ_CHUNK - a->read_tokens) * 1000 / a->read_rate + 1;
 
