@@ -189,11 +189,9 @@ static int vm_setup(struct net_ctx *ctx, const char *name, const struct net_name
 	/* The host's neighbour entry of the address from an earlier run (same address, same MAC)
 	 * would have the host send to a VM that is not up yet, and the packets are lost (TCP
 	 * retries after 1 s). Without it the host solicits and queues them, and the guest's
-	 * unsolicited advertisement, sent once its address is up, releases them at once. */
-	r = nlw_neigh6_del(ctx->nl, br, addr);
-	if (r < 0)
-		return err_set(err, r, "cannot reset the neighbour entry of %s: %s", alias,
-			       strerror(-r));
+	 * unsolicited advertisement, sent once its address is up, releases them at once. Best
+	 * effort: a stale entry costs time, never correctness. */
+	(void)nlw_neigh6_del(ctx->nl, br, addr);
 	return 0;
 }
 
