@@ -5,6 +5,7 @@
  * channel (common/agent-proto.h). With --test-mode it runs as an ordinary process: protocol on
  * stdin/stdout, the app run in the current root, no mounts or netlink.
  */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -328,8 +329,15 @@ static void identity_end(struct agent_state *s, const struct agent_identity_end 
 	s->vm = vm;
 	s->waiting_identity = false;
 	s->identity_ready = true;
-	agent_log("template: identity of '%s' taken%s", s->vm.name,
-		  s->test_mode ? " (test mode: clock and entropy left alone)" : "");
+	{
+		char addr[INET6_ADDRSTRLEN] = "none";
+
+		if (s->vm.have_addr)
+			inet_ntop(AF_INET6, &s->vm.addr, addr, sizeof(addr));
+		agent_log("template: identity of '%s' taken (address %s, MAC %s)%s", s->vm.name,
+			  addr, s->vm.mac[0] ? s->vm.mac : "none",
+			  s->test_mode ? " (test mode: clock and entropy left alone)" : "");
+	}
 	identity_ack(s, 0, "");
 }
 

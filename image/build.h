@@ -75,9 +75,16 @@ struct img_config {
 int img_config_parse(const char *data, size_t len, struct img_config *ret, struct err *err);
 void img_config_done(struct img_config *c);
 
-/* Build an ext4 image at path from the tree at dir (mkfs.ext4 -d), sized from the content.
- * -ENOSPC ("disk full") when it would leave less than the disk reserve free. */
+/* Build an ext4 image at path from the tree at dir (mkfs.ext4 -d), sized from the content,
+ * the file then padded to a multiple of IMG_ROOT_DISK_ALIGN (img_pad_root_disk). -ENOSPC
+ * ("disk full") when it would leave less than the disk reserve free. */
 int img_make_root_disk(const char *dir, const char *path, struct err *err);
+/* Grow the length of the root disk file at path to the next multiple of IMG_ROOT_DISK_ALIGN
+ * with a sparse ftruncate (no block is allocated; the file system on it is unchanged). A file
+ * already padded is left alone. Also for root disks an older version built unpadded: a longer
+ * file changes nothing for a VMM that has it open (the guest's device size is read once, at
+ * probe). */
+int img_pad_root_disk(const char *path, struct err *err);
 
 /* Free space: 0 when the filesystem holding dir has need bytes plus reserve available, else
  * -ENOSPC with "disk full: WHAT needs ..." in err. */

@@ -118,6 +118,11 @@ int img_holders_list(struct img_store *store, char ***ret);
 /* Drop unreferenced images beyond keep_bytes. Returns bytes freed. */
 int64_t img_gc(struct img_store *store);
 
+/* Every image's root disk file has a length that is a multiple of this (a sparse tail after the
+ * ext4 file system, which keeps its own, content-based size): the guest's root device has the
+ * same size for all usual images, so they share one booted template (docs/template.md). */
+#define IMG_ROOT_DISK_ALIGN (1ULL << 30)
+
 /* A sparse, empty ext4 file of size bytes at path (the per-VM writable disk). -ENOSPC ("disk
  * full") unless its filesystem keeps the reserve of the image store opened last (or the
  * default) free once the disk's metadata is written. */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Disks a VM boots with: the image's ext4 root (mkfs.ext4 -d from the unpacked tree), the
- * per-VM writable disk and the VM's volumes, all sparse files; volumes grow with resize2fs.
- * mkfs.ext4 and resize2fs run through posix_spawn, no shell. */
+/* Disks a VM boots with: the image's ext4 root (mkfs.ext4 -d from the unpacked tree, the file
+ * padded with a sparse tail to a multiple of IMG_ROOT_DISK_ALIGN), the per-VM writable disk and the
+ * VM's volumes, all sparse files; volumes grow with resize2fs. mkfs.ext4 and resize2fs run through
+ * posix_spawn, no shell. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -307,7 +308,7 @@ int img_make_root_disk(const char *dir, const char *path, struct err *err)
 		if (r < 0)
 			return r;
 		r = mkfs_root(dir, path, nbuf, err);
-		if (r >= 0)
+		if (r >= 0 && (r = img_pad_root_disk(path, err)) >= 0)
 			return 0;
 		(void)unlink(path);
 		/* Our estimate was short (the host's ENOSPC looks the same): grow and retry while
@@ -318,6 +319,26 @@ int img_make_root_disk(const char *dir, const char *path, struct err *err)
 			return r;
 		size *= 2;
 	}
+}
+
+int img_pad_root_disk(const char *path, struct err *err)
+{
+	_cleanup_close_ int fd = -EBADF;
+	struct stat st;
+	uint64_t want;
+
+	fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return err_set(err, -errno, "cannot open %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0)
+		return err_set(err, -errno, "cannot stat %s: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode) || st.st_size <= 0)
+		return err_set(err, -EINVAL, "%s is not a root disk file", path);
+	want = ((uint64_t)st.st_size + IMG_ROOT_DISK_ALIGN - 1) / IMG_ROOT_DISK_ALIGN *
+	       IMG_ROOT_DISK_ALIGN;
+	if (want != (uint64_t)st.st_size && ftruncate(fd, (off_t)want) < 0)
+		return err_set(err, -errno, "cannot pad %s: %s", path, strerror(errno));
+	return 0;
 }
 
 static int mkfs_root(const char *dir, const char *path, char *inodes, struct err *err)

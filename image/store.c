@@ -3,7 +3,8 @@
  * The content-addressed image store under <state_dir>/images:
  *
  *   blobs/sha256/<hex>                 layers and configs, shared by every image
- *   images/<manifest-hex>/             rootfs.ext4, config.json (guest), manifest.json, size
+ *   images/<manifest-hex>/             rootfs.ext4 (padded), config.json (guest), manifest.json,
+ *                                      size (allocated bytes)
  *   refs/holders/<holder>              manifest digest a VM holds (GC never drops it)
  *   refs/digests/<hex>                 index digest -> manifest digest, so digest refs stay local
  *   refs/verified/<hex>                key that verified a signature of that digest (cosign.c)
@@ -112,6 +113,15 @@ static int finish(struct img_store *s, const char *digest, const char *holder,
 	if (!image_present(s, digest)) {
 		pthread_mutex_unlock(&s->lock);
 		return -EAGAIN; /* collected meanwhile: the caller pulls again */
+	}
+	/* A root disk an older version built unpadded is padded now (a sparse tail: the VMs that
+	 * have it open keep the device size they probed). If that fails it works as it is, with a
+	 * device size, so a booted template, of its own. */
+	if (img_store_path(s, p, sizeof(p), "images/%s/rootfs.ext4", digest + 7) == 0) {
+		struct err perr = {0};
+
+		if (img_pad_root_disk(p, &perr) < 0)
+			log_warning("image %s: %s", digest, perr.msg);
 	}
 	if (holder) {
 		snprintf(line, sizeof(line), "%s\n", digest);

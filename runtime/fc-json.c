@@ -93,6 +93,24 @@ int fc_json_action(const char *action, char **ret)
 	return dump(json_pack("{s:s}", "action_type", action), ret);
 }
 
+int fc_json_snapshot_load(const char *state, const char *mem, const char *iface, const char *tap,
+			  char **ret)
+{
+	json_t *o = json_pack("{s:s, s:{s:s, s:s}, s:b}", "snapshot_path", state, "mem_backend",
+			      "backend_type", "File", "backend_path", mem, "resume_vm", 0);
+
+	if (!o)
+		return -ENOMEM;
+	if (iface && tap &&
+	    json_object_set_new(
+		    o, "network_overrides",
+		    json_pack("[{s:s, s:s}]", "iface_id", iface, "host_dev_name", tap)) < 0) {
+		json_decref(o);
+		return -EINVAL;
+	}
+	return dump(o, ret);
+}
+
 int fc_json_instance_state(const char *body, size_t len, enum vmm_run_state *ret)
 {
 	json_t *o, *st;

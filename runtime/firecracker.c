@@ -109,15 +109,23 @@ static int copy_file(const char *src, const char *dst, uid_t uid, gid_t gid, mod
 	if (in < 0 || fstat(in, &st) < 0)
 		return -errno;
 	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-	if (out < 0)
+	if (out < 0 || ftruncate(out, st.st_size) < 0)
 		return -errno;
-	for (off_t off = 0; off < st.st_size;) {
-		ssize_t n = sendfile(out, in, &off, (size_t)MIN(st.st_size - off, 1 << 30));
-		if (n < 0)
+	/* Holes stay holes: a root disk is mostly its sparse padding (image/README.md). */
+	for (off_t data = 0, hole; (data = lseek(in, data, SEEK_DATA)) >= 0; data = hole) {
+		hole = lseek(in, data, SEEK_HOLE);
+		if (hole < 0 || lseek(out, data, SEEK_SET) < 0)
 			return -errno;
-		if (n == 0)
-			break;
+		for (off_t off = data; off < hole;) {
+			ssize_t n = sendfile(out, in, &off, (size_t)MIN(hole - off, 1 << 30));
+			if (n < 0)
+				return -errno;
+			if (n == 0)
+				break;
+		}
 	}
+	if (errno != ENXIO)
+		return -errno;
 	if (fchown(out, uid, gid) < 0)
 		return -errno;
 	return 0;
@@ -514,8 +522,9 @@ static int instance_running(struct vmm_handle *h, void *ud, struct err *err)
 }
 
 /* Restore, step 2b: the snapshot's state and memory files at the in-jail names it was taken
- * with (hard links: the memory file stays unchanged for the restored VM's life; a sparse copy
- * when the state dir is on another file system than the jails). */
+ * with (hard links: the memory file stays unchanged for the restored VM's life, and a start from
+ * a booted template maps the template's own read-only file; a sparse copy, logged, when the
+ * state dir is on another file system than the jails). */
 static int place_snapshot(struct fc_launch_ctx *lc, struct err *err)
 {
 	static const char *const names[] = {FC_SNAP_STATE, FC_SNAP_MEM};
@@ -533,20 +542,27 @@ static int place_snapshot(struct fc_launch_ctx *lc, struct err *err)
 			if (r < 0)
 				return err_set(err, r, "placing %s in the jail: %s", src,
 					       strerror(-r));
+			log_info("%s: %s copied into the jail (another file system: not shared)",
+				 lc->p->name, src);
 		}
 	}
 	return 0;
 }
 
-/* Restore, step 8: snapshot/load (File backend, paused), the saved state removed, resumed. */
+/* Restore, step 8: snapshot/load (File backend, paused), the saved state removed, resumed.
+ * The disks and the vsock socket are at the in-jail paths every snapshot records (the same for
+ * every VM: rootfs.ext4, data.ext4, v.sock); the TAP is named by network_overrides, so a
+ * snapshot of another VM (a booted template) loads with this VM's. */
 static int load_snapshot(struct fc_launch_ctx *lc, struct err *err)
 {
-	const char *body = "{\"snapshot_path\":\"" FC_SNAP_STATE "\",\"mem_backend\":{"
-			   "\"backend_type\":\"File\",\"backend_path\":\"" FC_SNAP_MEM "\"},"
-			   "\"resume_vm\":false}";
+	_cleanup_free_ char *body = NULL;
 	char path[VMM_PATH_MAX + 32];
 	int r;
 
+	r = fc_json_snapshot_load(FC_SNAP_STATE, FC_SNAP_MEM, lc->p->tap_name ? "eth0" : NULL,
+				  lc->p->tap_name, &body);
+	if (r < 0)
+		return err_set(err, r, "PUT /snapshot/load: encoding the body failed");
 	r = fc_request(lc->c, "PUT", "/snapshot/load", body, FC_SNAPSHOT_TIMEOUT_MS, NULL, NULL,
 		       err);
 	if (r < 0) {
@@ -572,7 +588,10 @@ static int load_snapshot(struct fc_launch_ctx *lc, struct err *err)
 
 /* Suspend: snapshot/create (Full) of the paused VM inside the jail, the two files moved out of
  * it into dir (state as state.tmp) before the jail goes. They belong to the jail's uid: moved
- * with rename (never followed), then checked to be regular files. */
+ * with rename (never followed), then checked to be regular files. The jail's names are freed
+ * first: after a restore "mem" is the file the guest runs from (mapped privately: it must not
+ * change while mapped; from a template, the template's read-only file), so the snapshot writes
+ * new files of its own. */
 static int fc_save(void *priv, const char *name, struct vmm_handle *h, const char *dir,
 		   struct err *err)
 {
@@ -584,6 +603,11 @@ static int fc_save(void *priv, const char *name, struct vmm_handle *h, const cha
 	char src[VMM_PATH_MAX + 32], dst[VMM_PATH_MAX + 32];
 	int r;
 
+	for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+		snprintf(src, sizeof(src), "%s/root/%s", h->jail_dir, names[i]);
+		if (unlink(src) < 0 && errno != ENOENT)
+			return err_set(err, -errno, "removing %s: %s", src, strerror(errno));
+	}
 	r = fc_client_new(h->api_socket, &c);
 	if (r < 0)
 		return err_set(err, r, "API socket %s: %s", h->api_socket, strerror(-r));

@@ -355,6 +355,10 @@ int fc_json_machine_config(unsigned vcpus, unsigned mem_mib, char **ret);
 int fc_json_net(const char *iface, const char *tap, const char *mac, char **ret);
 int fc_json_vsock(unsigned cid, const char *uds_path, char **ret);
 int fc_json_action(const char *action, char **ret);
+/* PUT /snapshot/load: the File memory backend, loaded paused; with iface and tap, that
+ * interface's TAP given by network_overrides. */
+int fc_json_snapshot_load(const char *state, const char *mem, const char *iface, const char *tap,
+			  char **ret);
 /* Decode GET / into a run state. -EINVAL on anything malformed. */
 int fc_json_instance_state(const char *body, size_t len, enum vmm_run_state *ret);
 /* Extract fault_message (or micro-http's "error") from an error body into buf; when the body
@@ -524,7 +528,7 @@ int park_verify(struct runtime *rt, const char *name, struct err *err);
 void park_drop_cache(struct runtime *rt, const char *name);
 void job_cleanup(struct runtime *rt, struct vm *vm, void *arg);
 
-/* template.c: booted templates (docs/template.md), QEMU backend. */
+/* template.c: booted templates (docs/template.md), QEMU and Firecracker backends. */
 enum tpl_mode {
 	TPL_NONE,  /* cold boot (why says why) */
 	TPL_BUILD, /* boot in template mode, capture the template, then hand over the identity */
@@ -536,6 +540,11 @@ struct tpl_plan {
 	char final[4300];  /* STATE_DIR/templates/KEY */
 	char initrd[4500]; /* the template-mode initramfs the VMM is given */
 	char why[160];
+	char inputs[4096]; /* the key's input text, kept in the template as `inputs` */
+	int hold_fd;	   /* held: a shared flock on dir until template_release */
+	bool held;
+	const char *mem; /* the memory file's name: "ram" (QEMU), "mem" (Firecracker) */
+	bool shared;	 /* Firecracker: clones link the template's read-only files, not copy */
 };
 /* What this start does, from the node's kernel, initramfs, vCPUs, memory, backend and the VM's
  * device layout (root and writable disk sizes, volumes, NIC). BUILD owns t->dir until
@@ -544,13 +553,30 @@ void template_plan(struct runtime *rt, const char *rootfs, const char *data_disk
 		   bool has_nic, struct tpl_plan *t);
 int template_write_initrd(struct runtime *rt, const struct tpl_plan *t, struct err *err);
 /* USE: the template's state checked against its checksum, state and RAM copied (sparse) into
- * park_dir for the backend's restore. */
+ * park_dir for the backend's restore; shared (Firecracker): the memory file's size and sum
+ * checked too (the sum once per process), both hard-linked instead. */
 int template_stage(const struct tpl_plan *t, const char *park_dir, struct err *err);
 /* BUILD, once the VMM runs the template-mode guest: waits (30 s) for IDENTITY_WAIT, pauses,
  * saves into park_dir, copies into the template dir, resumes, checksums and publishes it. */
 int template_capture(struct runtime *rt, struct vm *vm, struct tpl_plan *t, const char *park_dir,
 		     struct err *err);
+/* BUILD failed: its dir goes; the plan's hold is released. */
 void template_abandon(struct tpl_plan *t);
+/* The start is done with the template (its VMM runs on its own copies): the hold that kept
+ * template_gc off it goes. Idempotent; a plan never made holds nothing. */
+void template_release(struct tpl_plan *t);
+/* The sum of a guest memory file (mem.sum): SHA-256 over the offset and content of every page
+ * that is not all zeros, then the size; holes are not read. The same for the same bytes
+ * whatever the file's holes. */
+int template_mem_sum(const char *path, off_t *ret_size, char hex[65]);
+/* t->inputs into t->dir/inputs (template_capture; tests). */
+int template_write_inputs(const struct tpl_plan *t);
+/* Removes, with a log line each, templates made for other node-wide inputs than the current
+ * configuration's (kernel, initramfs, vCPUs, memory, backend, layout, writable disk size),
+ * templates without inputs or state.sum, unfinished build dirs nobody is building, and
+ * leftovers of an interrupted removal; never one a start holds (it goes at a later pass). At
+ * daemon start and after a template is published. The number removed, or -errno. */
+int template_gc(struct runtime *rt);
 /* Health probe of a running VM: the VMM's own state and the network's. */
 void job_probe(struct runtime *rt, struct vm *vm, void *arg);
 int workers_start(struct runtime *rt);

@@ -397,6 +397,7 @@ static int template_launched(struct launch *l, struct vmm_launch *p, int r)
 	struct runtime *rt = l->rt;
 	struct vm *vm = l->vm;
 	struct err e = {};
+	bool built = false;
 
 	if (r >= 0 && l->tpl.mode == TPL_BUILD) {
 		int c = template_capture(rt, vm, &l->tpl, l->park_dir, &e);
@@ -409,6 +410,7 @@ static int template_launched(struct launch *l, struct vmm_launch *p, int r)
 			template_cold(l, p);
 		} else {
 			log_info("%s: template: built %s", vm->name, l->tpl.final);
+			built = true;
 			l->tpl.mode = TPL_USE;
 			snprintf(l->tpl.dir, sizeof(l->tpl.dir), "%s", l->tpl.final);
 			snprintf(l->tpl.initrd, sizeof(l->tpl.initrd), "%s/initrd", l->tpl.final);
@@ -424,6 +426,8 @@ static int template_launched(struct launch *l, struct vmm_launch *p, int r)
 	}
 	if (r < 0)
 		template_abandon(&l->tpl);
+	else if (built)
+		(void)template_gc(rt); /* templates of other inputs go once this one is there */
 	return r;
 }
 
@@ -596,6 +600,7 @@ void job_launch(struct runtime *rt, struct vm *vm, void *arg)
 	}
 	pthread_mutex_unlock(&vm->park_lock);
 	if (l) {
+		template_release(&l->tpl); /* its VMM runs on its own copies now */
 		free(l->ref);
 		free(l->vols);
 		free(l->identity);

@@ -203,7 +203,8 @@ int runtime_start(struct runtime *rt, struct err *err)
 		if (r < 0)
 			return err_prefix(err, "bridge: ");
 	}
-	rt_reap_pass(rt); /* leftovers of VMs that are not in the records (reaper.c) */
+	rt_reap_pass(rt);      /* leftovers of VMs that are not in the records (reaper.c) */
+	(void)template_gc(rt); /* templates of other inputs, broken ones (docs/template.md) */
 	/* Adopted VMMs: watched before the loop starts (single-threaded still). */
 	for (struct vm *v = rt->vms; v; v = v->next)
 		if (v->h.pidfd >= 0 && sv_watch_pidfd(rt, v) < 0)

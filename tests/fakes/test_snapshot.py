@@ -301,6 +301,81 @@ class Load(unittest.TestCase):
         conn.close()
 
 
+def mapping_of(pid, path):
+    """The smaps entry (kB fields) of pid's mapping of path."""
+    out, cur = None, None
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            parts = line.split()
+            if "-" in parts[0] and len(parts) >= 5 and ":" in parts[3]:
+                cur = {} if len(parts) >= 6 and parts[5] == path else None
+                if cur is not None:
+                    out = cur
+            elif cur is not None and parts[0].endswith(":") and len(parts) >= 2 and \
+                    parts[1].isdigit():
+                cur[parts[0][:-1]] = int(parts[1])
+    return out
+
+
+class SharedMemory(unittest.TestCase):
+    """Clones of one snapshot (a booted template) map one read-only memory file MAP_PRIVATE:
+    the same inode, its pages shared, a guest's writes private copies; the file unchanged."""
+
+    def clone(self, s, vm_id):
+        j, c = s.jail(vm_id=vm_id, knobs={"guest_touch_mib": 4, "guest_dirty_mib": 1})
+        r = c.put("/snapshot/load", {"snapshot_path": "state", "mem_backend": MEM})
+        self.assertEqual(r.status, 204, r.raw)
+        return j, c
+
+    def test_clones_share_pages(self):
+        s = Snap(self, knobs={"guest_touch_mib": 4})
+        mem = os.path.join(s.out, "mem")
+        os.chown(mem, 0, 0)
+        os.chmod(mem, 0o444)
+        st = os.stat(mem)
+        with open(mem, "rb") as f:
+            before = f.read(8 << 20)
+        self.assertNotEqual(before[4096:4096 + (4 << 20)].count(0), 4 << 20, "guest pages saved")
+        clones = [self.clone(s, "sh-%d" % i) for i in range(2)]
+        for j, c in clones:
+            ev = fcctl.events(j.vdir, "snapshot_loaded")[0]
+            self.assertEqual((ev["mem_file"]["dev"], ev["mem_file"]["ino"]),
+                             (st.st_dev, st.st_ino))
+            self.assertFalse(ev["mem_file"]["writable"])
+        for j, c in clones:
+            m = mapping_of(j.pid, os.path.join(j.root, "mem"))
+            self.assertIsNotNone(m, "the memory file is mapped")
+            # 4 MiB + the header page touched; 1 MiB of them written (private copies), the rest
+            # shared with the other clone.
+            self.assertGreaterEqual(m["Rss"], 4 << 10)
+            self.assertGreaterEqual(m["Private_Dirty"], 1 << 10)
+            self.assertGreaterEqual(m["Shared_Clean"], 3 << 10)
+            self.assertLess(m["Pss"], m["Rss"] - (1 << 10))
+        with open(mem, "rb") as f:
+            self.assertEqual(f.read(8 << 20), before, "the clones' writes stay private")
+
+    def test_create_over_the_mapped_file(self):
+        s = Snap(self, knobs={"guest_touch_mib": 4})
+        j, c = self.clone(s, "over")
+        with open(os.path.join(s.out, "mem"), "rb") as f:
+            before = f.read()
+        r = c.put("/snapshot/create", {"snapshot_path": "state2", "mem_file_path": "mem"})
+        self.assertEqual(r.status, 400)
+        self.assertIn("contract violation", r.fault())
+        self.assertEqual(len(fcctl.events(j.vdir, "contract_violation")), 1)
+        with open(os.path.join(s.out, "mem"), "rb") as f:
+            self.assertEqual(f.read(), before)
+        # A new file at that name (the old one unlinked first: it stays mapped) is fine, and
+        # holds the guest's memory as it is now (its own written pages included).
+        os.unlink(os.path.join(j.root, "mem"))
+        r = c.put("/snapshot/create", {"snapshot_path": "state2", "mem_file_path": "mem"})
+        self.assertEqual(r.status, 204, r.raw)
+        with open(os.path.join(j.root, "mem"), "rb") as f:
+            after = f.read(4096 + (4 << 20))
+        self.assertEqual(after[4096 + (1 << 20):], before[4096 + (1 << 20):4096 + (4 << 20)])
+        self.assertNotEqual(after[4096:4096 + (1 << 20)], before[4096:4096 + (1 << 20)])
+
+
 class NetworkRestore(unittest.TestCase):
     def test_taps(self):
         ns = "fakefc-sn-%d" % os.getpid()

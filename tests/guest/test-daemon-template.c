@@ -4,7 +4,9 @@
  * node's device layout builds the template and starts from it; later starts restore it. Each VM
  * shows its own hostname, MAC, address, environment and random bytes; the same VM cold-booted
  * (--no-template) shows the same identity (the boot id differs by design); a corrupt template
- * costs a cold boot that works, and the next start builds it anew. Runs in its own PID,
+ * costs a cold boot that works, and the next start builds it anew; the daemon's start removes
+ * templates of an older version, unfinished builds and templates of other node inputs (another
+ * vCPU count); the image's root disk is padded to 1 GiB. Runs in its own PID,
  * network and mount namespaces. MVMFS_TEMPLATE_BENCH=N makes it a benchmark instead (see
  * bench()).
  */
@@ -41,7 +43,7 @@ static const char app_sh[] =
 	"read up rest < /proc/uptime; echo \"up=$up\" >> /tmp/www/index.html\n"
 	"exec httpd -f -p 8080 -h /tmp/www\n";
 
-static pid_t start_daemon(const char *guest, bool no_template)
+static pid_t start_daemon_with(const char *guest, const char *opt, const char *arg)
 {
 	const char *opts[] = {"--vmm",
 			      "qemu",
@@ -53,11 +55,17 @@ static pid_t start_daemon(const char *guest, bool no_template)
 			      "fd42:7e6::/64",
 			      "--app-grace",
 			      "1s",
-			      no_template ? "--no-template" : NULL,
+			      opt,
+			      arg,
 			      NULL};
 
 	(void)guest;
 	return dvm_daemon(T, MNT, opts, 10000);
+}
+
+static pid_t start_daemon(const char *guest, bool no_template)
+{
+	return start_daemon_with(guest, no_template ? "--no-template" : NULL, NULL);
 }
 
 static void stop_daemon(pid_t d)
@@ -279,6 +287,19 @@ static void bench(const char *guest, const char *vm, const char *ip, pid_t *d, i
 	       "/proc/$p/status; done",
 	       T + strlen("/tmp/test-tpl."));
 	printf("# BENCH QEMU RSS MiB each: %s\n", out);
+	/* Host disk: the templates (one here: every VM has the same layout), and each running
+	 * VM's own sparse copy of the template's RAM (where a cold boot keeps its RAM too). */
+	sh_out(out, sizeof(out),
+	       "cd %s/state && printf '%%s templates, %%s MiB allocated (%%s MiB apparent)' "
+	       "$(ls templates | wc -l) $(( $(du -sk templates | cut -f1) / 1024 )) "
+	       "$(( $(du -sk --apparent-size templates | cut -f1) / 1024 ))",
+	       T);
+	printf("# BENCH host disk used by templates: %s\n", out);
+	sh_out(out, sizeof(out),
+	       "cd %s/state/vms && for v in p*-%.6s; do printf '%%s ' $(( $(du -sk $v/suspend "
+	       "| cut -f1) / 1024 )); done",
+	       T, T + strlen("/tmp/test-tpl."));
+	printf("# BENCH host disk per running VM, its RAM copy, MiB allocated: %s\n", out);
 	for (int i = 0; i < par; i++)
 		stop_vm(names[i]);
 	stop_daemon(*d);
@@ -341,6 +362,15 @@ static void test_template_starts(void)
 	tb = start_vm(nb, B, pb, sizeof(pb));
 	tc = start_vm(nc, C, pc, sizeof(pc));
 	ASSERT_EQ(log_count("template: started from"), 3);
+	/* One template, with its inputs; the image's root disk is padded to the fixed device
+	 * size (each guest mounted it read-only with the overlay on it: the apps answered). */
+	ASSERT_EQ(sh("set -e; cd %s/state; test $(ls templates | wc -l) = 1; "
+		     "grep -q '^root 1073741824$' templates/*/inputs; "
+		     "ls images/images/*/rootfs.ext4 >/dev/null; "
+		     "for f in images/images/*/rootfs.ext4; do "
+		     "test $(stat -c %%s $f) = 1073741824; done",
+		     T),
+		  0);
 	printf("# echo start -> HTTP: %s (builds) %.2f s, %s %.2f s, %s %.2f s\n# %s# %s# %s", na,
 	       ta, nb, tb, nc, tc, pa, pb, pc);
 	snprintf(want, sizeof(want), "name=%s ", nb);
@@ -390,7 +420,18 @@ static void test_template_starts(void)
 		     "printf 'X' | dd of=$f bs=1 seek=100 conv=notrunc 2>/dev/null",
 		     T),
 		  0);
+	/* A template of an older version (no inputs) and a build a killed daemon left: the
+	 * daemon's start removes them. */
+	ASSERT_EQ(sh("set -e; cd %s/state/templates; mkdir 0123456789abcdef "
+		     "0123456789abcdef.build; echo x > 0123456789abcdef/state; "
+		     "echo x > 0123456789abcdef/state.sum; "
+		     "touch -d '1 hour ago' 0123456789abcdef.build",
+		     T),
+		  0);
 	d = start_daemon(guest, false);
+	ASSERT_EQ(log_count("template: removed .*/0123456789abcdef: no inputs file"), 1);
+	ASSERT_EQ(log_count("template: removed .*/0123456789abcdef.build: an unfinished build"), 1);
+	ASSERT_EQ(sh("test ! -e %s/state/templates/0123456789abcdef", T), 0);
 	tcorrupt = start_vm(nc, C, pc2, sizeof(pc2));
 	printf("# %s with a corrupt template: %.2f s\n", nc, tcorrupt);
 	ASSERT_EQ(log_count("template: corrupt: checksum mismatch: cold boot"), 1);
@@ -399,7 +440,13 @@ static void test_template_starts(void)
 	stop_vm(nc);
 	(void)start_vm(nb, B, pb2, sizeof(pb2));
 	ASSERT_EQ(log_count("template: built"), 2);
+	ASSERT_EQ(sh("test $(ls %s/state/templates | wc -l) = 1", T), 0);
 	stop_vm(nb);
+	stop_daemon(d);
+	/* Another vCPU count: the daemon's start removes the template made for 2. */
+	d = start_daemon_with(guest, "--vcpus", "1");
+	ASSERT_EQ(log_count("template: removed .*its .vcpus. differs"), 1);
+	ASSERT_EQ(sh("test $(ls %s/state/templates | wc -l) = 0", T), 0);
 	stop_daemon(d);
 	dvm_stop(reg);
 	dvm_end(MNT, T);

@@ -141,6 +141,13 @@ static int restore_vm(int before, double *t_run, double *t_app)
 	return c;
 }
 
+static int grow_root_disks(void)
+{
+	return sh("set -e; ls %s/state/images/images/*/rootfs.ext4 >/dev/null; "
+		  "for f in %s/state/images/images/*/rootfs.ext4; do truncate -s +1G $f; done",
+		  T, T);
+}
+
 static void test_suspend_qemu(void)
 {
 	char guest[300], buf[8192];
@@ -171,6 +178,10 @@ static void test_suspend_qemu(void)
 	t_cold = now_s() - t0;
 	ASSERT_EQ(c, 1);
 	ASSERT_EQ(count(5000), 2);
+	/* The root disk file grows while the VM runs, and again while it is suspended (below):
+	 * what padding a root disk an older version built does (image/README.md). The guest keeps
+	 * the device size it probed and goes on. */
+	ASSERT_EQ(grow_root_disks(), 0);
 
 	/* pause / resume: the app answers afterwards with its count. */
 	t0 = now_s();
@@ -228,6 +239,7 @@ static void test_suspend_qemu(void)
 		if (p)
 			pclose(p);
 	}
+	ASSERT_EQ(grow_root_disks(), 0);
 	c = restore_vm(c, &t_run, &t_app);
 	printf("# BENCH cold_to_app %.3f suspend %.3f restore_to_running %.3f restore_to_app "
 	       "%.3f pause %.4f resume %.4f disk_kib %ld rss_suspended_kib %ld\n",

@@ -163,16 +163,39 @@ static void test_cache_hit(void)
 	struct st s;
 	struct img_prepared p, q;
 	struct timespec t0;
+	struct stat sb;
 	char offline[512];
 	double tag_ms, dig_ms;
 
 	st_open(&s, NULL, 0);
 	prepare_ok(&s, ref("test/simple:1"), "vm1", &p);
+	ASSERT_OK(stat(p.rootfs, &sb));
+	ASSERT_EQ((uint64_t)sb.st_size, IMG_ROOT_DISK_ALIGN);
+	/* A root disk as an older version left it in the cache: the file as long as its file
+	 * system. The next prepare pads it. */
+	{
+		char *out = debugfs(p.rootfs, "stats");
+		const char *bc = strstr(out, "Block count:");
+
+		ASSERT_TRUE(bc != NULL);
+		ASSERT_OK(truncate(p.rootfs, (off_t)strtoull(bc + 12, NULL, 10) * 4096));
+		free(out);
+	}
+	ASSERT_OK(stat(p.rootfs, &sb));
+	ASSERT_TRUE((uint64_t)sb.st_size < IMG_ROOT_DISK_ALIGN);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	prepare_ok(&s, ref("test/simple:1"), "vm2", &q);
 	tag_ms = ms_since(&t0);
 	ASSERT_STREQ(q.digest, p.digest);
 	ASSERT_STREQ(q.rootfs, p.rootfs);
+	ASSERT_OK(stat(p.rootfs, &sb));
+	ASSERT_EQ((uint64_t)sb.st_size, IMG_ROOT_DISK_ALIGN);
+	{
+		char *out = debugfs(p.rootfs, "cat /etc/hello");
+
+		ASSERT_STREQ(out, "hello\n");
+		free(out);
+	}
 	/* A digest reference must not touch the network: port 1 has no registry. */
 	snprintf(offline, sizeof(offline), "127.0.0.1:1/test/simple@%s", p.digest);
 	clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -73,9 +73,19 @@ static void test_root_disk(void)
 	if (img_make_root_disk(rootfs, disk, &err) < 0)
 		TEST_FAIL("root disk: %s", err.msg);
 	ASSERT_OK(stat(disk, &st));
-	ASSERT_TRUE(st.st_size >= (64 << 20));
-	ASSERT_TRUE(st.st_size < (128 << 20));
-	ASSERT_TRUE((uint64_t)st.st_blocks * 512 < (uint64_t)st.st_size); /* sparse */
+	/* The file is padded to the fixed device size; the file system keeps its own size. */
+	ASSERT_EQ((uint64_t)st.st_size, IMG_ROOT_DISK_ALIGN);
+	ASSERT_TRUE((uint64_t)st.st_blocks * 512 < (16ULL << 20)); /* sparse */
+	snprintf(cmd, sizeof(cmd), "PATH=$PATH:/usr/sbin dumpe2fs -h '%s' 2>/dev/null", disk);
+	out = run_out(cmd);
+	{
+		const char *bc = strstr(out, "Block count:");
+		unsigned long long blocks = bc ? strtoull(bc + 12, NULL, 10) : 0;
+
+		ASSERT_TRUE(blocks * 4096 >= (64ULL << 20));
+		ASSERT_TRUE(blocks * 4096 < (128ULL << 20));
+	}
+	free(out);
 
 	snprintf(cmd, sizeof(cmd), "PATH=$PATH:/usr/sbin e2fsck -fn '%s' >/dev/null 2>&1", disk);
 	ASSERT_EQ(system(cmd), 0);
@@ -115,6 +125,64 @@ static void test_root_disk(void)
 	out = run_out(cmd);
 	ASSERT_TRUE(strstr(out, "Filesystem volume name:   root") != NULL);
 	free(out);
+	(void)rm_rf(tmp);
+	free(tmp);
+}
+
+/* Root disks an older version built unpadded are padded in place: only the length grows (no
+ * block allocated, the file system unchanged); a padded one is left alone. */
+static void test_pad_root_disk(void)
+{
+	char *tmp, disk[4200], cmd[9000];
+	struct err err = {0};
+	struct stat st;
+	char *before, *after;
+
+	if (!have_tool("mkfs.ext4") || !have_tool("e2fsck") || !have_tool("dumpe2fs"))
+		test_skip("e2fsprogs not installed");
+	tmp = tmpdir_new();
+	snprintf(disk, sizeof(disk), "%s/old.ext4", tmp);
+	/* What an older version made: an ext4 file system exactly as long as its file. */
+	snprintf(cmd, sizeof(cmd),
+		 "PATH=$PATH:/usr/sbin mkfs.ext4 -q -F -b 4096 -O ^has_journal '%s' 70M "
+		 ">/dev/null 2>&1",
+		 disk);
+	ASSERT_EQ(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "PATH=$PATH:/usr/sbin dumpe2fs -h '%s' 2>/dev/null", disk);
+	before = run_out(cmd);
+	ASSERT_OK(stat(disk, &st));
+	ASSERT_EQ(st.st_size, 70LL << 20);
+	blkcnt_t blocks = st.st_blocks;
+
+	if (img_pad_root_disk(disk, &err) < 0)
+		TEST_FAIL("pad: %s", err.msg);
+	ASSERT_OK(stat(disk, &st));
+	ASSERT_EQ((uint64_t)st.st_size, IMG_ROOT_DISK_ALIGN);
+	ASSERT_EQ(st.st_blocks, blocks); /* a sparse tail */
+	after = run_out(cmd);
+	ASSERT_STREQ(after, before); /* the file system is unchanged */
+	free(before);
+	free(after);
+	snprintf(cmd, sizeof(cmd), "PATH=$PATH:/usr/sbin e2fsck -fn '%s' >/dev/null 2>&1", disk);
+	ASSERT_EQ(system(cmd), 0);
+	/* Padded already: unchanged. */
+	ASSERT_OK(img_pad_root_disk(disk, &err));
+	ASSERT_OK(stat(disk, &st));
+	ASSERT_EQ((uint64_t)st.st_size, IMG_ROOT_DISK_ALIGN);
+	/* One byte over a multiple: the next multiple. */
+	ASSERT_OK(truncate(disk, (off_t)IMG_ROOT_DISK_ALIGN + 1));
+	ASSERT_OK(img_pad_root_disk(disk, &err));
+	ASSERT_OK(stat(disk, &st));
+	ASSERT_EQ((uint64_t)st.st_size, 2 * IMG_ROOT_DISK_ALIGN);
+	/* Not a disk file: refused, nothing changed. */
+	ASSERT_EQ(img_pad_root_disk(tmp, &err), -EISDIR);
+	snprintf(disk, sizeof(disk), "%s/empty", tmp);
+	ASSERT_OK(close(open(disk, O_WRONLY | O_CREAT | O_CLOEXEC, 0644)));
+	ASSERT_EQ(img_pad_root_disk(disk, &err), -EINVAL);
+	ASSERT_OK(stat(disk, &st));
+	ASSERT_EQ(st.st_size, 0);
+	snprintf(disk, sizeof(disk), "%s/missing", tmp);
+	ASSERT_EQ(img_pad_root_disk(disk, &err), -ENOENT);
 	(void)rm_rf(tmp);
 	free(tmp);
 }
@@ -379,5 +447,6 @@ static void test_path_map(void)
 	}
 }
 
-TEST_MAIN(TEST(test_root_disk), TEST(test_data_disk), TEST(test_disk_full), TEST(test_disk_reserve),
-	  TEST(test_image_config), TEST(test_path_map))
+TEST_MAIN(TEST(test_root_disk), TEST(test_pad_root_disk), TEST(test_data_disk),
+	  TEST(test_disk_full), TEST(test_disk_reserve), TEST(test_image_config),
+	  TEST(test_path_map))

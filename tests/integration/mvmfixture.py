@@ -90,9 +90,11 @@ SANITIZER_MARKERS = ("WARNING: ThreadSanitizer", "ERROR: AddressSanitizer", "ERR
 
 
 class Daemon:
-    """The real mvmfs on a temp mount point, with the Firecracker fake."""
+    """The real mvmfs on a temp mount point, with the Firecracker fake. Booted templates
+    (docs/template.md) need a guest agent (the fake's agent_cmd knob): without template=True
+    the daemon runs with --no-template and every start boots."""
 
-    def __init__(self, tmp, registry, extra=(), knobs=None):
+    def __init__(self, tmp, registry, extra=(), knobs=None, template=False):
         self.tmp = tmp
         self.mnt = os.path.join(tmp, "mnt")
         self.state = os.path.join(tmp, "state")
@@ -115,7 +117,8 @@ class Daemon:
                      "--insecure-registry", registry.host,
                      "--bridge", "mvmtest0", "--ipv6-prefix", "fd42:e2e::/64",
                      "--data-disk-size", "64M", "--stop-timeout", "2s",
-                     "--log-level", "debug"] + list(extra) + [self.mnt]
+                     "--log-level", "debug"] + list(extra) + \
+            ([] if template else ["--no-template"]) + [self.mnt]
         self.proc = None
         self.start()
 

@@ -51,6 +51,16 @@ static void test_bodies(void)
 	ASSERT_OK(fc_json_action("SendCtrlAltDel", &s));
 	ASSERT_STREQ(s, "{\"action_type\":\"SendCtrlAltDel\"}");
 	free(s);
+	ASSERT_OK(fc_json_snapshot_load("snapshot", "mem", NULL, NULL, &s));
+	ASSERT_STREQ(s, "{\"snapshot_path\":\"snapshot\",\"mem_backend\":{\"backend_type\":"
+			"\"File\",\"backend_path\":\"mem\"},\"resume_vm\":false}");
+	free(s);
+	ASSERT_OK(fc_json_snapshot_load("snapshot", "mem", "eth0", "tap0", &s));
+	ASSERT_STREQ(s, "{\"snapshot_path\":\"snapshot\",\"mem_backend\":{\"backend_type\":"
+			"\"File\",\"backend_path\":\"mem\"},\"resume_vm\":false,"
+			"\"network_overrides\":[{\"iface_id\":\"eth0\",\"host_dev_name\":"
+			"\"tap0\"}]}");
+	free(s);
 	/* Strings are escaped, not pasted. */
 	ASSERT_OK(fc_json_boot_source("a\"b", NULL, "x\\y", &s));
 	ASSERT_STREQ(s, "{\"kernel_image_path\":\"a\\\"b\",\"boot_args\":\"x\\\\y\"}");

@@ -157,7 +157,7 @@ static void setup(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static bool with_network, stop_on_exit, real_images;
+static bool with_network, stop_on_exit, real_images, with_template;
 static const char *insecure[2];
 
 /* Graceful-stop deadline of the next rt_open (0: 1.5 s). */
@@ -189,6 +189,8 @@ static struct runtime *rt_open(struct runtime_config *cfg)
 		.stop_timeout_ms = stop_timeout_ms ? stop_timeout_ms : 1500,
 		.cgroup_version = cgroup_version,
 		.no_network = !with_network,
+		/* Templates need a guest agent; the cases without one boot cold. */
+		.no_template = !with_template,
 		.stop_vms_on_exit = stop_on_exit,
 		.insecure_registries = insecure[0] ? insecure : NULL,
 		.bridge = "mvmbrt0",
@@ -1346,6 +1348,333 @@ static void test_suspend_agent(void)
 	rm_rf(T);
 }
 
+/* Every recorded call of name, "METHOD path[ action] STATUS" per line, errors included. */
+static void check_calls_any(const char *name, char *seq, size_t seq_size)
+{
+	char dir[300], path[600], line[65536];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/calls", T);
+	d = opendir(dir);
+	ASSERT_TRUE(d != NULL);
+	seq[0] = '\0';
+	while ((de = readdir(d))) {
+		FILE *f;
+
+		if (strncmp(de->d_name, name, strlen(name)) != 0 || de->d_name[strlen(name)] != '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		f = fopen(path, "r");
+		ASSERT_TRUE(f != NULL);
+		while (fgets(line, sizeof(line), f)) {
+			json_t *o = json_loads(line, 0, NULL), *body;
+			const char *action = NULL;
+
+			ASSERT_TRUE(o != NULL);
+			if (strcmp(json_string_value(json_object_get(o, "kind")) ?: "", "call") ==
+			    0) {
+				body = json_object_get(o, "body");
+				if (json_is_object(body))
+					action = json_string_value(
+						json_object_get(body, "action_type"));
+				snprintf(seq + strlen(seq), seq_size - strlen(seq),
+					 "%s %s%s%s %lld\n",
+					 json_string_value(json_object_get(o, "method")),
+					 json_string_value(json_object_get(o, "path")),
+					 action ? " " : "", action ? action : "",
+					 (long long)json_integer_value(
+						 json_object_get(o, "status")));
+			}
+			json_decref(o);
+		}
+		fclose(f);
+	}
+	closedir(d);
+}
+
+/* The booted template on Firecracker (docs/template.md): the template dir KEY under
+ * STATE/templates (one). */
+static void template_dir(char *out, size_t size)
+{
+	char d[300];
+	DIR *dir;
+	struct dirent *de;
+
+	out[0] = '\0';
+	snprintf(d, sizeof(d), "%s/state/templates", T);
+	dir = opendir(d);
+	ASSERT_TRUE(dir != NULL);
+	while ((de = readdir(dir)))
+		if (de->d_name[0] != '.' && !strchr(de->d_name, '.'))
+			snprintf(out, size, "%s/%s", d, de->d_name);
+	closedir(dir);
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+/* The VM's log shows the identity its agent took: its own name, address and MAC. */
+static void assert_identity(struct vm *vm)
+{
+	char want[300], *ip = show(vm, VM_ATTR_IP), *s = NULL;
+
+	ip[strcspn(ip, "\n")] = '\0';
+	snprintf(want, sizeof(want), "template: identity of '%s' taken (address %s, MAC %s)",
+		 vm->name, ip, vm->net.mac);
+	for (int i = 0; i < 100; i++) {
+		free(s);
+		s = show(vm, VM_ATTR_LOG);
+		if (strstr(s, want))
+			break;
+		usleep(100000);
+	}
+	if (!strstr(s, want))
+		TEST_FAIL("%s: no \"%s\" in the log:\n%s", vm->name, want, s);
+	free(s);
+	free(ip);
+}
+
+static void start_healthy(struct vm *vm)
+{
+	char *s = NULL;
+
+	ASSERT_EQ(command(vm, VM_VERB_START), 0);
+	if (!wait_health(vm, "healthy", "\napp: running pid ", &s))
+		TEST_FAIL("%s: health: %s", vm->name, s);
+	free(s);
+}
+
+/* The template cases: a private network namespace (TAPs), an app, the real agent as the guest
+ * (the fake runs it; it reads the initramfs the VMM was given, in its jail: the template's for a
+ * template start, the VM's own for a cold boot), 16 MiB of guest memory in the template
+ * (MVMFS_TPL_TOUCH_MIB: more, to time the sum), templates on. The knobs' text in kn. */
+static void template_setup(char *kn, size_t size)
+{
+	const char *b = getenv("MVMFS_BUILDDIR");
+	char agent[512], p[300];
+	FILE *f;
+
+	setup();
+	snprintf(agent, sizeof(agent), "%s/guest/mvmfs-agent", b ? b : ".");
+	if (!b || access(agent, X_OK) < 0)
+		test_skip("guest agent not built");
+	if (access("/dev/net/tun", R_OK | W_OK) < 0)
+		test_skip("no /dev/net/tun");
+	if (unshare(CLONE_NEWNET | CLONE_NEWNS) < 0)
+		test_skip("unshare(CLONE_NEWNET|CLONE_NEWNS) failed");
+	ASSERT_OK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
+	(void)mkdir("/run/netns", 0755);
+	ASSERT_OK(mount("tmpfs", "/run/netns", "tmpfs", 0, "mode=0755"));
+	ASSERT_EQ(system("ip link set lo up"), 0);
+	snprintf(p, sizeof(p), "%s/config.json", T);
+	f = fopen(p, "w");
+	ASSERT_TRUE(f != NULL);
+	fputs("{\"entrypoint\":[\"/bin/sh\",\"-c\"],\"cmd\":[\"exec sleep 1000\"],\"env\":[],"
+	      "\"workdir\":\"/\",\"user\":\"\"}",
+	      f);
+	fclose(f);
+	snprintf(kn, size,
+		 "{\"agent_cmd\":\"%s --test-mode --boot-id $FAKE_FC_GUEST_BOOT_ID --initrd "
+		 "\\\"$(dirname \\\"$FAKE_FC_VSOCK_UDS\\\")/initrd\\\"; echo reboot >&3\","
+		 "\"guest_touch_mib\":%d}",
+		 agent, getenv("MVMFS_TPL_TOUCH_MIB") ? atoi(getenv("MVMFS_TPL_TOUCH_MIB")) : 16);
+	write_knobs(kn);
+	with_network = true;
+	with_template = true;
+}
+
+/* Several VMs of one layout: the first start builds the template (one snapshot/create, in its
+ * own jail), every start loads it (one snapshot/load each, in the VM's jail, its own uid and
+ * netns), each VM's memory file is the template's inode, root's and read-only, and each guest
+ * takes its own identity. A clone suspends into files of its own and resumes; the template is
+ * unchanged. A corrupt state or memory file costs a cold boot, and the next start rebuilds it.
+ * Every call the fake saw was answered 2xx. */
+static _unused_ void test_template(void)
+{
+	static const char *const names[] = {"tpl1", "tpl2", "tpl3"};
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm[3];
+	char kn[2048], tdir[600], p[900], seq[65536], before[65], after[65];
+	struct stat tst, st;
+	uid_t uids[3];
+	FILE *f;
+
+	template_setup(kn, sizeof(kn));
+	rt = rt_open(&cfg);
+	for (int i = 0; i < 3; i++) {
+		vm[i] = define(rt, names[i]);
+		start_healthy(vm[i]);
+		assert_identity(vm[i]);
+	}
+	template_dir(tdir, sizeof(tdir));
+	ASSERT_TRUE(tdir[0] != '\0');
+	snprintf(p, sizeof(p), "%s/mem", tdir);
+	ASSERT_OK(lstat(p, &tst));
+	if (tst.st_uid != 0 || (tst.st_mode & 07777) != 0444)
+		TEST_FAIL("template memory file: uid %u mode %o", tst.st_uid, tst.st_mode & 07777);
+	ASSERT_OK(savefile_sha256(p, before));
+	for (int i = 0; i < 3; i++) {
+		json_t *rep;
+
+		snprintf(p, sizeof(p), "%s/jail/firecracker/%s/root/mem", T, names[i]);
+		ASSERT_OK(stat(p, &st));
+		if (st.st_ino != tst.st_ino || st.st_dev != tst.st_dev)
+			TEST_FAIL("%s: its memory file is not the template's inode", names[i]);
+		snprintf(p, sizeof(p), "%s/jail/firecracker/%s/fake-jailer.json", T, names[i]);
+		rep = json_load_file(p, 0, NULL);
+		ASSERT_TRUE(rep != NULL);
+		uids[i] = (uid_t)json_integer_value(json_object_get(rep, "uid"));
+		snprintf(p, sizeof(p), "/run/netns/mvmfs-%s", names[i]);
+		ASSERT_STREQ(json_string_value(json_object_get(rep, "netns")), p);
+		json_decref(rep);
+		for (int j = 0; j < i; j++)
+			if (uids[j] == uids[i])
+				TEST_FAIL("%s and %s share uid %u", names[j], names[i], uids[i]);
+	}
+
+	/* A clone suspends into a memory file of its own, resumes, and the template is
+	 * unchanged. */
+	ASSERT_EQ(command(vm[1], VM_VERB_SUSPEND), 0);
+	snprintf(p, sizeof(p), "%s/state/vms/tpl2/suspend/mem", T);
+	ASSERT_OK(stat(p, &st));
+	if (st.st_ino == tst.st_ino)
+		TEST_FAIL("the suspended clone's memory file is the template's");
+	ASSERT_EQ(command(vm[1], VM_VERB_RESUME), 0);
+	{
+		char *s = NULL;
+
+		if (!wait_health(vm[1], "healthy", NULL, &s))
+			TEST_FAIL("health after the restore: %s", s);
+		free(s);
+	}
+	snprintf(p, sizeof(p), "%s/mem", tdir);
+	ASSERT_OK(savefile_sha256(p, after));
+	ASSERT_STREQ(before, after);
+
+	/* A corrupt state: a cold boot, the template removed; the next start rebuilds it. */
+	ASSERT_EQ(command(vm[2], VM_VERB_STOP), 0);
+	snprintf(p, sizeof(p), "%s/state", tdir);
+	f = fopen(p, "a");
+	ASSERT_TRUE(f != NULL);
+	fputs("x", f);
+	fclose(f);
+	start_healthy(vm[2]);
+	ASSERT_EQ(access(tdir, F_OK), -1);
+	ASSERT_EQ(command(vm[2], VM_VERB_STOP), 0);
+	start_healthy(vm[2]);
+	assert_identity(vm[2]);
+	/* A corrupt memory file (one byte of a guest page): the same. */
+	ASSERT_EQ(command(vm[2], VM_VERB_STOP), 0);
+	template_dir(tdir, sizeof(tdir));
+	ASSERT_TRUE(tdir[0] != '\0');
+	snprintf(p, sizeof(p), "%s/mem", tdir);
+	{
+		int fd = open(p, O_WRONLY | O_CLOEXEC);
+
+		ASSERT_TRUE(fd >= 0);
+		ASSERT_EQ(pwrite(fd, "Z", 1, 4096 * 3 + 17), 1);
+		close(fd);
+	}
+	start_healthy(vm[2]);
+	ASSERT_EQ(access(tdir, F_OK), -1);
+
+	/* A load that fails (the VMM refuses it): that VMM goes, the VM boots cold in the same
+	 * start. (This one builds the template again first.) */
+	{
+		char kn2[4096], *s = NULL;
+		struct vm *x;
+
+		snprintf(kn2, sizeof(kn2),
+			 "{\"default\":%s,\"by_id\":{\"tplx\":{\"refuse\":{\"PUT /snapshot/load\":"
+			 "\"Load snapshot error: injected\"}}}}",
+			 kn);
+		write_knobs(kn2);
+		x = define(rt, "tplx");
+		start_healthy(x);
+		s = show(x, VM_ATTR_ERROR);
+		ASSERT_STREQ(s, "");
+		free(s);
+		ASSERT_EQ(command(x, VM_VERB_STOP), 0);
+		vm_unref(x);
+		destroy(rt, "tplx");
+		assert_no_leftovers(rt, "tplx", 0);
+		check_calls_any("tplx", seq, sizeof(seq));
+		ASSERT_EQ(count_of(seq, "PUT /snapshot/create 204\n"), 1);
+		ASSERT_EQ(count_of(seq, "PUT /snapshot/load 400\n"), 1);
+		ASSERT_EQ(count_of(seq, "InstanceStart 204\n"), 2);
+	}
+
+	for (int i = 0; i < 3; i++) {
+		ASSERT_EQ(command(vm[i], VM_VERB_STOP), 0);
+		vm_unref(vm[i]);
+		destroy(rt, names[i]);
+		assert_no_leftovers(rt, names[i], 0);
+	}
+	/* tpl1: the template's VMM (create), then its own start (load); tpl2: load, suspend
+	 * (create), load; tpl3: load, cold (state), build (create) + load, cold (memory). */
+	check_calls("tpl1", seq, sizeof(seq));
+	ASSERT_EQ(count_of(seq, "PUT /snapshot/create\n"), 1);
+	ASSERT_EQ(count_of(seq, "PUT /snapshot/load\n"), 1);
+	check_calls("tpl2", seq, sizeof(seq));
+	ASSERT_EQ(count_of(seq, "PUT /snapshot/create\n"), 1);
+	ASSERT_EQ(count_of(seq, "PUT /snapshot/load\n"), 2);
+	ASSERT_EQ(count_of(seq, "InstanceStart\n"), 0);
+	check_calls("tpl3", seq, sizeof(seq));
+	ASSERT_EQ(count_of(seq, "PUT /snapshot/create\n"), 1);
+	ASSERT_EQ(count_of(seq, "PUT /snapshot/load\n"), 2);
+	ASSERT_EQ(count_of(seq, "InstanceStart\n"), 3);
+	runtime_free(rt);
+	rm_rf(T);
+}
+
+/* The jails on another file system than the state dir (a tmpfs over the chroot base): the
+ * template's files cannot be hard-linked into the jail, so the VM gets a sparse copy of its own
+ * (owned by its uid) and starts all the same; the template stays root's and read-only. */
+static _unused_ void test_template_other_fs(void)
+{
+	struct runtime_config cfg;
+	struct runtime *rt;
+	struct vm *vm;
+	char kn[2048], tdir[600], p[900], jail[300];
+	struct stat tst, st;
+
+	template_setup(kn, sizeof(kn));
+	snprintf(jail, sizeof(jail), "%s/jail", T);
+	ASSERT_OK(mount("tmpfs", jail, "tmpfs", 0, "mode=0755"));
+	rt = rt_open(&cfg);
+	vm = define(rt, "tplc");
+	start_healthy(vm);
+	assert_identity(vm);
+	template_dir(tdir, sizeof(tdir));
+	ASSERT_TRUE(tdir[0] != '\0');
+	snprintf(p, sizeof(p), "%s/mem", tdir);
+	ASSERT_OK(lstat(p, &tst));
+	if (tst.st_uid != 0 || (tst.st_mode & 07777) != 0444)
+		TEST_FAIL("template memory file: uid %u mode %o", tst.st_uid, tst.st_mode & 07777);
+	snprintf(p, sizeof(p), "%s/firecracker/tplc/root/mem", jail);
+	ASSERT_OK(stat(p, &st));
+	if (st.st_dev == tst.st_dev || st.st_uid != cfg.uid_base + vm->index ||
+	    st.st_size != tst.st_size)
+		TEST_FAIL("the jail's memory file: dev %lu (template %lu) uid %u size %lld",
+			  (unsigned long)st.st_dev, (unsigned long)tst.st_dev, st.st_uid,
+			  (long long)st.st_size);
+	ASSERT_EQ(command(vm, VM_VERB_STOP), 0);
+	vm_unref(vm);
+	destroy(rt, "tplc");
+	assert_no_leftovers(rt, "tplc", 0);
+	runtime_free(rt);
+	(void)umount2(jail, MNT_DETACH);
+	rm_rf(T);
+}
+
 /* --stop-vms-on-exit: shutting the runtime down stops its VMs; the next start finds them
  * stopped. */
 static void test_stop_on_exit(void)
@@ -1600,5 +1929,6 @@ TEST_MAIN(TEST(test_slow_pulls), TEST(test_lifecycle), TEST(test_volumes),
 	  TEST(test_daemon_killed_mid_start), TEST(test_reap_leftovers), TEST(test_network),
 	  TEST(test_ignore_ctrl_alt_del), TEST(test_crash), TEST(test_refused), TEST(test_readopt),
 	  TEST(test_symlink_swap), TEST(test_hung_api), TEST(test_cgroup_fail_closed),
-	  TEST(test_suspend), TEST(test_suspend_agent))
+	  TEST(test_suspend), TEST(test_suspend_agent), TEST(test_template),
+	  TEST(test_template_other_fs))
 #endif

@@ -2,6 +2,7 @@
 """The API router and the microVM manager's configuration state (docs/firecracker.md A)."""
 import fcntl
 import json
+import mmap  # before the chroot: an extension module
 import os
 import struct
 import sys
@@ -111,6 +112,9 @@ class Vmm:
         self.boot_path = False          # a boot-path resource was configured: no snapshot/load
         self.boot_id = None             # the guest's boot (InstanceStart, or the snapshot's)
         self.mem_fd = None              # the memory file a restored guest runs from
+        self.mem_map = None             # its MAP_PRIVATE mapping (the guest's memory)
+        self.mem_id = None              # (st_dev, st_ino) of that file
+        self.guest_anon = None          # a cold-booted guest's touched memory (guest_touch_mib)
         self.fatal = None               # (code, reason): exit once the answer is sent
         self.restored = None            # what the load restored, for the record
         self.cmdline_override = None    # the snapshot's guest command line, once restored
@@ -726,11 +730,35 @@ class Vmm:
             "mmds_cfg": self.mmds_cfg,
         }
 
+    def guest_pages(self):
+        """The guest memory the fake models (guest_touch_mib): what a Full snapshot writes after
+        the memory file's header page. Bytes, or b"" when not modelled."""
+        if self.guest_anon is not None:
+            return bytes(self.guest_anon)
+        if self.mem_map is not None:
+            n = int(self.knobs.get("guest_touch_mib") or 0) << 20
+            return bytes(self.mem_map[snap.PAGE:snap.PAGE + n]) if n else b""
+        return b""
+
     def put_snapshot_create(self, body):
         cfg = _parse(body, S.SNAPSHOT_CREATE)
         self.postboot()
         if self.state != "Paused":
             raise Fault(CREATE_WHILE_RUNNING)
+        # The memory file a restored guest runs from must stay unchanged while it is mapped
+        # (docs/firecracker.md N): truncating and rewriting it would change the guest's own
+        # memory under it. Firecracker does not check; the fake refuses and records it.
+        if self.mem_id is not None:
+            try:
+                st = os.stat(cfg["mem_file_path"])
+            except OSError:
+                st = None
+            if st is not None and (st.st_dev, st.st_ino) == self.mem_id:
+                self.rec.event("contract_violation", what="snapshot/create over the mapped "
+                               "memory file", path=cfg["mem_file_path"])
+                raise Fault("fake-firecracker: contract violation: mem_file_path %s is the "
+                            "memory file this guest runs from (it must stay unchanged while "
+                            "mapped)" % cfg["mem_file_path"])
         stype = cfg.get("snapshot_type", "Full")
         if stype == "Diff":
             self.log("WARN", "Diff snapshots are in developer preview.")
@@ -741,8 +769,10 @@ class Vmm:
             raise Fault("Create snapshot error: Cannot save the microVM state: Cannot write "
                         "snapshot file: %s" % io_error(e))
         try:
-            snap.write_file(cfg["mem_file_path"], snap.mem_header(self.boot_id,
-                                                                   doc["mem_size_bytes"]),
+            pages = self.guest_pages()
+            head = snap.mem_header(self.boot_id, doc["mem_size_bytes"])
+            snap.write_file(cfg["mem_file_path"],
+                            head + b"\0" * (snap.PAGE - len(head)) + pages if pages else head,
                             size=doc["mem_size_bytes"])
         except OSError as e:
             raise Fault("Create snapshot error: Cannot save the microVM memory: %s"
@@ -874,6 +904,8 @@ class Vmm:
         if self.mmds_cfg is not None:
             self.mmds = {}          # MMDS data is not in the snapshot
         self.mem_fd = opened[0] if mb["backend_type"] == "File" else None
+        if self.mem_fd is not None:
+            self._map_memory(size)
         self.boot_id = doc["boot_id"]
         self.cmdline_override = doc.get("kernel_cmdline")
         self.boot = {"kernel_image_path": "", "initrd_path": None, "boot_args": None}
@@ -885,9 +917,28 @@ class Vmm:
                          "drives": [d["path_on_host"] for d in drives],
                          "taps": [n["host_dev_name"] for n in nets],
                          "vsock": vs["uds_path"] if vs else None}
+        if self.mem_id is not None:
+            self.restored["mem_file"] = {"dev": self.mem_id[0], "ino": self.mem_id[1],
+                                         "writable": os.access(mb["backend_path"], os.W_OK)}
         self.rec.event("snapshot_loaded", **self.restored)
         self.write_metrics()
         threading.Thread(target=self._metrics_loop, daemon=True).start()
+
+    def _map_memory(self, size):
+        """The File backend: the memory file mapped MAP_PRIVATE (read-only fd, copy-on-write
+        pages), its pages faulted in as the guest touches them: the header page and
+        guest_touch_mib after it; then guest_dirty_mib of them written (private copies)."""
+        st = os.fstat(self.mem_fd)
+        self.mem_id = (st.st_dev, st.st_ino)
+        self.mem_map = mmap.mmap(self.mem_fd, size, flags=mmap.MAP_PRIVATE,
+                                 prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        touch = min(int(self.knobs.get("guest_touch_mib") or 0) << 20, size - snap.PAGE)
+        acc = 0
+        for off in range(0, snap.PAGE + max(touch, 0), snap.PAGE):
+            acc ^= self.mem_map[off]
+        dirty = min(int(self.knobs.get("guest_dirty_mib") or 0) << 20, max(touch, 0))
+        for off in range(snap.PAGE, snap.PAGE + dirty, snap.PAGE):
+            self.mem_map[off] = (self.mem_map[off] + 1) & 0xff
 
     # ------------------------------------------------------------------ actions
     def put_actions(self, body):
@@ -935,6 +986,12 @@ class Vmm:
             raise Fault("Start microvm error: %s" % fail)
         self.state = "Running"
         self.boot_id = uuid.uuid4().hex
+        touch = int(self.knobs.get("guest_touch_mib") or 0) << 20
+        if touch:
+            # The booted guest's memory: private to this VMM, pages of a pattern (not zero).
+            self.guest_anon = bytearray(touch)
+            for off in range(0, touch, snap.PAGE):
+                self.guest_anon[off] = 1 + (off // snap.PAGE) % 251
         self.rec.event("instance_started", cmdline=self.kernel_cmdline(), boot_id=self.boot_id)
         self.log("INFO", "Artificially kick devices.")
         self.write_metrics()

@@ -12,7 +12,7 @@ KNOWN = {
     "crash_after_start_ms", "crash_exit_code", "crash_signal", "hang_on", "ignore_ctrl_alt_del",
     "refuse", "boot_delay_ms", "exit_on_start", "agent_cmd", "agent_env", "agent_ports",
     "ctrl_alt_del_exit_ms", "api_delay_ms", "exit_on_ctrl_alt_del_code", "crash_on",
-    "swap_links", "swap_after_ms",
+    "swap_links", "swap_after_ms", "guest_touch_mib", "guest_dirty_mib",
 }
 
 

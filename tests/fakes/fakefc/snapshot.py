@@ -9,7 +9,8 @@ size and boot id. A file that is cut short, edited or not ours fails the checksu
 fatal (exit 1), as Firecracker's CRC64 check is.
 
 Memory file: b"FAKEFC-MEMORY\\n" + JSON line (boot id, size) and then sparse up to the guest's
-memory size (a Full snapshot of a real VM is the whole guest memory).
+memory size (a Full snapshot of a real VM is the whole guest memory); with the guest_touch_mib
+knob, the guest's touched pages follow from offset PAGE.
 """
 import hashlib
 import json
@@ -19,6 +20,7 @@ STATE_MAGIC = b"FAKEFC-SNAPSHOT\n"
 MEM_MAGIC = b"FAKEFC-MEMORY\n"
 FORMAT_VERSION = "10.0.0"
 STATE_MAX = 1 << 20
+PAGE = 4096
 
 
 class SnapshotError(Exception):
