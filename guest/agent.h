@@ -113,6 +113,9 @@ int wait_for_path(const char *path, unsigned timeout_ms);
 
 /* netcfg.c */
 int net_configure(const struct guest_vm *vm);
+/* The unsolicited neighbour advertisement of eth0's address again (after a restore: the host
+ * rebuilt the VM's network and forgot its neighbour entry). */
+void net_announce(const struct guest_vm *vm);
 
 /* app.c */
 struct app {
@@ -148,6 +151,22 @@ void channel_flush(struct channel *ch, unsigned timeout_ms);
 extern struct channel *agent_channel; /* for agent_log */
 
 uint64_t now_ms(void);
+
+/* The steps of a boot after the identity (cold: after the channel opened), each marked with
+ * boot_mark when it ends and logged as one "boot timing" line once the app runs. */
+enum boot_step {
+	BT_BEGIN,
+	BT_DISKS, /* the disks are there */
+	BT_IMAGE, /* the image's root disk mounted */
+	BT_DATA,  /* the writable disk mounted */
+	BT_ROOT,  /* the overlay and the API file systems inside it */
+	BT_ETC,
+	BT_VOLUMES,
+	BT_NET,
+	BT_APP,
+	_BT_MAX,
+};
+void boot_mark(enum boot_step step);
 
 static inline int MIN_INT(int a, int b)
 {

@@ -73,11 +73,29 @@ static int find_serial_port(char *buf, size_t size)
 	return r;
 }
 
-static void channel_close_conn(struct channel *ch, uint64_t now)
+/* The serial port reports POLLHUP (and read() EOF) while no host client is connected. */
+static bool serial_host_connected(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+
+	return !(poll(&p, 1, 0) == 1 && (p.revents & POLLHUP));
+}
+
+/* The connection ended: eof (read() 0) or an error. */
+static void channel_close_conn(struct channel *ch, uint64_t now, bool eof)
 {
 	if (ch->kind == CHANNEL_STDIO) {
 		ch->read_eof = true;
 		ch->host_present = false;
+		return;
+	}
+	if (ch->kind == CHANNEL_SERIAL && ch->fd >= 0 && eof) {
+		/* The host went away (the serial port's EOF): keep the port open. Its return
+		 * raises SIGIO (O_ASYNC) and what it sends waits in the port; channel_tick looks
+		 * at once (it may be back already) and then on SIGIO. */
+		ch->host_present = false;
+		ch->reopen_at = now;
+		agent_decoder_init(&ch->dec);
 		return;
 	}
 	if (ch->fd >= 0)
@@ -91,7 +109,6 @@ static void channel_close_conn(struct channel *ch, uint64_t now)
 static void channel_open(struct channel *ch, uint64_t now)
 {
 	char path[300];
-	struct pollfd p;
 
 	if (ch->kind == CHANNEL_VSOCK) {
 		struct sockaddr_vm sa = {
@@ -124,13 +141,16 @@ static void channel_open(struct channel *ch, uint64_t now)
 		return;
 	}
 	ch->wfd = ch->fd;
-	/* The port reports POLLHUP (and read() EOF) while no host client is connected. */
-	p = (struct pollfd){.fd = ch->fd, .events = POLLIN};
-	if (poll(&p, 1, 0) == 1 && (p.revents & POLLHUP)) {
-		channel_close_conn(ch, now);
-		return;
-	}
-	ch->host_present = true;
+	/* SIGIO when the host connects or goes (virtio_console signals a port's host connection
+	 * changes to its owner): the agent wakes at once instead of polling the port. Set before
+	 * the first look, so a host that connects in between is not missed. */
+	if (fcntl(ch->fd, F_SETOWN, getpid()) < 0 ||
+	    fcntl(ch->fd, F_SETFL, fcntl(ch->fd, F_GETFL) | O_ASYNC) < 0)
+		fprintf(stderr, "mvmfs-agent: agent port: no SIGIO (%s): polling for the host\n",
+			strerror(errno));
+	ch->host_present = serial_host_connected(ch->fd);
+	if (!ch->host_present)
+		ch->reopen_at = now + REOPEN_MS;
 }
 
 struct channel *channel_new(enum channel_kind kind, uint32_t port)
@@ -202,7 +222,7 @@ static void channel_write(struct channel *ch, uint64_t now)
 				ch->wfd = -1;
 				ch->out_len = 0;
 			} else {
-				channel_close_conn(ch, now);
+				channel_close_conn(ch, now, false);
 			}
 			return;
 		}
@@ -244,7 +264,7 @@ void channel_handle(struct channel *ch, int fd, short revents, uint64_t now,
 		if (n < 0 && errno == EAGAIN)
 			break;
 		if (n <= 0) {
-			channel_close_conn(ch, now);
+			channel_close_conn(ch, now, n == 0);
 			break;
 		}
 		for (size_t off = 0; off < (size_t)n;) {
@@ -260,6 +280,18 @@ int channel_tick(struct channel *ch, uint64_t now)
 	bool want = (ch->kind == CHANNEL_SERIAL && ch->fd < 0) ||
 		    (ch->kind == CHANNEL_VSOCK && ch->lfd < 0);
 
+	if (ch->kind == CHANNEL_SERIAL && ch->fd >= 0 && !ch->host_present) {
+		/* Open, no host: look again now (the caller woke on SIGIO, or a boot step
+		 * ended) and at the latest after REOPEN_MS, should a SIGIO be missed. */
+		if (serial_host_connected(ch->fd)) {
+			ch->host_present = true;
+			channel_write(ch, now);
+			return -1;
+		}
+		if (now >= ch->reopen_at)
+			ch->reopen_at = now + REOPEN_MS;
+		return (int)(ch->reopen_at - now);
+	}
 	if (!want)
 		return -1;
 	if (now >= ch->reopen_at)

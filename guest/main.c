@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <linux/input.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -60,6 +61,14 @@ uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* A thread other than the main one (the network's, during the boot) must not touch the channel:
+ * its lines wait here until the main thread replays them (log_replay). */
+struct log_defer {
+	char text[2048];
+	size_t len;
+};
+static __thread struct log_defer *log_defer;
+
 void agent_log(const char *fmt, ...)
 {
 	char buf[512];
@@ -75,6 +84,15 @@ void agent_log(const char *fmt, ...)
 	if (n > (int)sizeof(buf) - 2)
 		n = (int)sizeof(buf) - 2;
 	buf[n++] = '\n';
+	if (log_defer) {
+		struct log_defer *d = log_defer;
+
+		if (d->len + (size_t)n < sizeof(d->text)) {
+			memcpy(d->text + d->len, buf, (size_t)n);
+			d->len += (size_t)n;
+		}
+		return;
+	}
 	fprintf(stderr, "mvmfs-agent: %.*s", n, buf);
 	m.output.stream = AGENT_STREAM_AGENT;
 	m.output.len = (uint16_t)n;
@@ -208,6 +226,10 @@ static void set_clock(struct agent_state *s, const struct agent_clock *c)
 			  (double)r.clock_set.step_ns / 1e9,
 			  s->test_mode ? " (test mode: not set)" : "");
 	channel_send(s->ch, &r);
+	/* SET_CLOCK comes after a restore, whose host rebuilt the VM's network: announce the
+	 * address again, so packets the host queued for it go at once. */
+	if (!s->test_mode && s->net_ok)
+		net_announce(&s->vm);
 }
 
 /* The boot this agent belongs to: the kernel's boot_id (a restored guest keeps it); in test
@@ -483,27 +505,103 @@ static void pump(struct agent_state *s)
 	answer_hello(s);
 }
 
+/* Where a boot's time goes after the identity (or, cold, after the agent started): CLOCK_MONOTONIC
+ * ms at the end of each step, logged as one line once the app runs (docs/template.md). */
+static uint64_t boot_t[_BT_MAX];
+
+void boot_mark(enum boot_step step)
+{
+	boot_t[step] = now_ms();
+}
+
+static void boot_log_timing(void)
+{
+	uint64_t t0 = boot_t[BT_BEGIN];
+
+#define BT_REL(x) (boot_t[x] >= t0 ? (unsigned long long)(boot_t[x] - t0) : 0ull)
+	agent_log("boot timing: disks +%llu ms, image root +%llu, data disk +%llu, root mounted "
+		  "+%llu, /etc +%llu, volumes +%llu, network +%llu, app started +%llu (guest "
+		  "monotonic ms %llu at the start)",
+		  BT_REL(BT_DISKS), BT_REL(BT_IMAGE), BT_REL(BT_DATA), BT_REL(BT_ROOT),
+		  BT_REL(BT_ETC), BT_REL(BT_VOLUMES), BT_REL(BT_NET), BT_REL(BT_APP),
+		  (unsigned long long)t0);
+#undef BT_REL
+}
+
+/* The network comes up on a thread of its own while the main thread mounts: neither needs the
+ * other, and a mount mostly waits for its disk. Both are done before the app starts. */
+struct net_job {
+	const struct guest_vm *vm;
+	struct log_defer log;
+	pthread_t thread;
+	bool running;
+	int r;
+	uint64_t done_ms;
+};
+
+static void *net_thread(void *arg)
+{
+	struct net_job *j = arg;
+
+	log_defer = &j->log;
+	j->r = net_configure(j->vm);
+	j->done_ms = now_ms();
+	return NULL;
+}
+
+static void net_begin(struct net_job *j, const struct guest_vm *vm)
+{
+	*j = (struct net_job){.vm = vm};
+	j->running = pthread_create(&j->thread, NULL, net_thread, j) == 0;
+	if (!j->running) {
+		j->r = net_configure(vm); /* no thread: in line, as before */
+		j->done_ms = now_ms();
+	}
+}
+
+/* The network's result, once: its log lines replayed on the channel, its state sent. */
+static int net_end(struct agent_state *s, struct net_job *j)
+{
+	if (j->running)
+		pthread_join(j->thread, NULL);
+	j->running = false;
+	for (char *p = j->log.text, *e; p < j->log.text + j->log.len; p = e + 1) {
+		e = memchr(p, '\n', (size_t)(j->log.text + j->log.len - p));
+		if (!e)
+			break;
+		agent_log("%.*s", (int)(e - p), p);
+	}
+	j->log.len = 0;
+	boot_t[BT_NET] = j->done_ms;
+	s->net_ok = j->r >= 0;
+	s->net_reported = true;
+	send_state(s);
+	pump(s);
+	return j->r;
+}
+
 static int boot_guest(struct agent_state *s)
 {
+	struct net_job net;
 	int r;
 
 	pump(s);
+	if (!s->vm.no_network)
+		net_begin(&net, &s->vm);
 	r = mounts_root(&s->vm);
+	boot_mark(BT_ROOT);
 	pump(s);
-	if (r < 0)
-		return r;
-	(void)mounts_etc(&s->vm);
-	/* Before the app: it must never run without its volumes. */
-	r = volumes_mount(&s->vm, NEWROOT);
-	if (r < 0)
-		return r;
-	if (!s->vm.no_network) {
-		r = net_configure(&s->vm);
-		s->net_ok = r >= 0;
-		s->net_reported = true;
-		send_state(s);
-		pump(s);
+	if (r >= 0) {
+		(void)mounts_etc(&s->vm);
+		boot_mark(BT_ETC);
+		/* Before the app: it must never run without its volumes. */
+		r = volumes_mount(&s->vm, NEWROOT);
+		boot_mark(BT_VOLUMES);
 	}
+	if (!s->vm.no_network)
+		(void)net_end(s, &net);
+	if (r < 0)
+		return r;
 	open_inputs(s);
 	return 0;
 }
@@ -604,10 +702,15 @@ static void loop(struct agent_state *s)
 /* The boot proper, the same for a cold boot and a template that took its identity. */
 static void boot_and_start(struct agent_state *s)
 {
-	if (!s->test_mode && boot_guest(s) < 0)
+	boot_mark(BT_BEGIN);
+	if (!s->test_mode && boot_guest(s) < 0) {
 		agent_log("guest boot failed; the app is not started");
-	else
-		start_app(s);
+		return;
+	}
+	start_app(s);
+	boot_mark(BT_APP);
+	if (!s->test_mode)
+		boot_log_timing();
 }
 
 /* vsock when asked for and the kernel has it (Firecracker guest kernels build it in); else the
@@ -697,6 +800,7 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGPWR);
+	sigaddset(&mask, SIGIO); /* the agent port's host came or went (channel.c) */
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	s->sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);

@@ -142,12 +142,14 @@ int mounts_root(const struct guest_vm *vm)
 		pick_disks("vda", have_b ? "vdb" : NULL, &root, &data);
 	}
 
+	boot_mark(BT_DISKS);
 	snprintf(dev, sizeof(dev), "/dev/%s", root);
 	r = do_mount(dev, MNT_ROOT, "ext4", MS_RDONLY, "noload");
 	if (r < 0)
 		r = do_mount(dev, MNT_ROOT, "ext4", MS_RDONLY, NULL);
 	if (r < 0)
 		return r;
+	boot_mark(BT_IMAGE);
 	if (data) {
 		snprintf(dev, sizeof(dev), "/dev/%s", data);
 		r = do_mount(dev, MNT_DATA, "ext4", MS_NOATIME, NULL);
@@ -158,6 +160,7 @@ int mounts_root(const struct guest_vm *vm)
 		if (r < 0)
 			return r;
 	}
+	boot_mark(BT_DATA);
 	(void)mkdir(MNT_DATA "/upper", 0755);
 	(void)mkdir(MNT_DATA "/work", 0755);
 	r = do_mount("overlay", NEWROOT, "overlay", 0,

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* eth0: no DAD, up, the VM's address, default route via the gateway. Raw NETLINK_ROUTE (libnl
  * has no static build here); every request is acked and checked. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_link.h>
@@ -13,26 +14,9 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "netmsg.h"
 
-struct nlreq {
-	struct nlmsghdr nh;
-	union {
-		struct ifinfomsg ifi;
-		struct ifaddrmsg ifa;
-		struct rtmsg rt;
-	};
-	char attrs[256];
-};
-
-static void add_attr(struct nlreq *req, unsigned short type, const void *data, size_t len)
-{
-	struct rtattr *rta = (struct rtattr *)((char *)req + NLMSG_ALIGN(req->nh.nlmsg_len));
-
-	rta->rta_type = type;
-	rta->rta_len = (unsigned short)RTA_LENGTH(len);
-	memcpy(RTA_DATA(rta), data, len);
-	req->nh.nlmsg_len = NLMSG_ALIGN(req->nh.nlmsg_len) + RTA_ALIGN(rta->rta_len);
-}
+#define add_attr netmsg_add_attr
 
 /* Send one request and wait for its ack. */
 static int nl_talk(int fd, struct nlreq *req)
@@ -81,20 +65,8 @@ static int link_up(int fd, int ifindex, unsigned mtu)
 static int addr_add(int fd, int ifindex, const struct in6_addr *addr, unsigned plen)
 {
 	struct nlreq req;
-	uint32_t flags = IFA_F_NODAD;
 
-	memset(&req, 0, sizeof(req));
-	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifaddrmsg));
-	req.nh.nlmsg_type = RTM_NEWADDR;
-	req.nh.nlmsg_flags = NLM_F_CREATE | NLM_F_REPLACE;
-	req.ifa.ifa_family = AF_INET6;
-	req.ifa.ifa_prefixlen = (unsigned char)plen;
-	req.ifa.ifa_flags = IFA_F_NODAD;
-	req.ifa.ifa_scope = RT_SCOPE_UNIVERSE;
-	req.ifa.ifa_index = (unsigned)ifindex;
-	add_attr(&req, IFA_LOCAL, addr, 16);
-	add_attr(&req, IFA_ADDRESS, addr, 16);
-	add_attr(&req, IFA_FLAGS, &flags, sizeof(flags));
+	netmsg_addr_req(&req, ifindex, addr, plen);
 	return nl_talk(fd, &req);
 }
 
@@ -175,8 +147,41 @@ static int link_mac(int fd, int ifindex, const uint8_t mac[6])
 	return nl_talk(fd, &req);
 }
 
+/* Announce the address with an unsolicited neighbour advertisement to all nodes: a host that
+ * tried to reach the VM before it was up (its neighbour entry incomplete, the first packets
+ * queued) learns the MAC at once instead of at its next solicitation, up to a second later,
+ * and the bridges learn the MAC's port. The kernel sends none for a NODAD address. */
+static void announce(int ifindex, const struct in6_addr *addr, const uint8_t mac[6])
+{
+	struct sockaddr_in6 src = {.sin6_family = AF_INET6, .sin6_addr = *addr};
+	struct sockaddr_in6 dst = {.sin6_family = AF_INET6, .sin6_scope_id = (uint32_t)ifindex};
+	uint8_t buf[64];
+	int hops = 255, n, fd;
+
+	n = netmsg_unsol_na(addr, mac, buf, sizeof(buf));
+	inet_pton(AF_INET6, "ff02::1", &dst.sin6_addr);
+	fd = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6);
+	if (fd < 0 || n < 0 || bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0 ||
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &hops, sizeof(hops)) < 0 ||
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifindex, sizeof(ifindex)) < 0 ||
+	    sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&dst, sizeof(dst)) != n)
+		agent_log("eth0: unsolicited neighbour advertisement: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+void net_announce(const struct guest_vm *vm)
+{
+	uint8_t mac[6];
+	int eth = (int)if_nametoindex("eth0");
+
+	if (eth > 0 && vm->have_addr && vm->mac[0] && parse_mac(vm->mac, mac) == 0)
+		announce(eth, &vm->addr, mac);
+}
+
 int net_configure(const struct guest_vm *vm)
 {
+	uint8_t mac[6] = {0};
 	int fd, lo, eth, r;
 
 	if (wait_for_path("/sys/class/net/eth0", 5000) < 0) {
@@ -195,8 +200,6 @@ int net_configure(const struct guest_vm *vm)
 	if (lo > 0)
 		(void)link_up(fd, lo, 0);
 	if (eth > 0 && vm->mac[0]) {
-		uint8_t mac[6];
-
 		r = parse_mac(vm->mac, mac);
 		if (r >= 0)
 			r = link_mac(fd, eth, mac);
@@ -216,6 +219,8 @@ int net_configure(const struct guest_vm *vm)
 			agent_log("eth0 address: %s", strerror(-r));
 			goto out;
 		}
+		if (vm->mac[0])
+			announce(eth, &vm->addr, mac);
 	}
 	if (vm->have_gateway) {
 		/* An address outside the node prefix is a /128: reach the gateway on-link. */

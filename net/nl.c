@@ -16,6 +16,7 @@
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/link/veth.h>
+#include <netlink/route/neighbour.h>
 #include <netlink/route/route.h>
 #include <netlink/socket.h>
 #include <string.h>
@@ -350,6 +351,45 @@ int nlw_route6_del(struct nl_sock *sk, int ifindex, const struct in6_addr *dst, 
 		return r;
 	r = nl_to_errno(rtnl_route_delete(sk, rt, 0));
 	return r == -ENOENT || r == -ESRCH || r == -ENODEV ? 0 : r;
+}
+
+int nlw_neigh6_del(struct nl_sock *sk, int ifindex, const struct in6_addr *dst)
+{
+	struct rtnl_neigh *n = rtnl_neigh_alloc();
+	struct nl_addr *a = nl_addr_build(AF_INET6, dst, sizeof(*dst));
+	int r = -ENOMEM;
+
+	if (n && a) {
+		rtnl_neigh_set_ifindex(n, ifindex);
+		rtnl_neigh_set_family(n, AF_INET6);
+		r = rtnl_neigh_set_dst(n, a) < 0 ? -EINVAL
+						 : nl_to_errno(rtnl_neigh_delete(sk, n, 0));
+	}
+	nl_addr_put(a);
+	rtnl_neigh_put(n);
+	return r == -ENOENT || r == -ESRCH || r == -ENODEV ? 0 : r;
+}
+
+int nlw_neigh_del_lladdr(struct nl_sock *sk, int ifindex, const uint8_t mac[6])
+{
+	_cleanup_(nl_cache_freep) struct nl_cache *cache = NULL;
+	int r, first = 0;
+
+	r = nl_to_errno(rtnl_neigh_alloc_cache(sk, &cache));
+	if (r < 0)
+		return r;
+	for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
+		struct rtnl_neigh *n = (struct rtnl_neigh *)o;
+		struct nl_addr *ll = rtnl_neigh_get_lladdr(n);
+
+		if (rtnl_neigh_get_ifindex(n) != ifindex || !ll || nl_addr_get_len(ll) != 6 ||
+		    memcmp(nl_addr_get_binary_addr(ll), mac, 6) != 0)
+			continue;
+		r = nl_to_errno(rtnl_neigh_delete(sk, n, 0));
+		if (r < 0 && r != -ENOENT && r != -ESRCH && !first)
+			first = r;
+	}
+	return first;
 }
 
 int nlw_route6_foreach(struct nl_sock *sk, int ifindex,

@@ -123,6 +123,10 @@ int nlw_addr6_add(struct nl_sock *sk, int ifindex, const struct in6_addr *addr, 
 /* Route dst/len dev ifindex (replace); delete: missing is fine. */
 int nlw_route6_add(struct nl_sock *sk, int ifindex, const struct in6_addr *dst, unsigned len);
 int nlw_route6_del(struct nl_sock *sk, int ifindex, const struct in6_addr *dst, unsigned len);
+/* Forget the neighbour entry of dst on ifindex; none is fine. */
+int nlw_neigh6_del(struct nl_sock *sk, int ifindex, const struct in6_addr *dst);
+/* Forget every neighbour entry on ifindex that names the link-layer address mac. */
+int nlw_neigh_del_lladdr(struct nl_sock *sk, int ifindex, const uint8_t mac[6]);
 /* Iterate our (NET_RTPROT) IPv6 /128 routes through ifindex. */
 int nlw_route6_foreach(struct nl_sock *sk, int ifindex,
 		       int (*cb)(const struct in6_addr *dst, void *ud), void *ud);

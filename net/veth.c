@@ -186,6 +186,12 @@ static int vm_setup(struct net_ctx *ctx, const char *name, const struct net_name
 			return err_set(err, r, "cannot route %s to '%s': %s", alias, ctx->bridge,
 				       strerror(-r));
 	}
+	/* The host's neighbour entry of the address from an earlier run (same address, same MAC)
+	 * would have the host send to a VM that is not up yet, and the packets are lost (TCP
+	 * retries after 1 s). Without it the host solicits and queues them, and the guest's
+	 * unsolicited advertisement, sent once its address is up, releases them at once. Best
+	 * effort: a stale entry costs time, never correctness. */
+	(void)nlw_neigh6_del(ctx->nl, br, addr);
 	return 0;
 }
 
@@ -252,6 +258,14 @@ int net_vm_teardown(struct net_ctx *ctx, const char *name, struct err *err)
 		r = br < 0 ? 0 : nlw_route6_del(ctx->nl, br, &a, 128);
 		if (r < 0)
 			first = err_set(err, r, "cannot remove the route: %s", strerror(-r));
+	}
+	/* The host's neighbour entries of the VM (its MAC): its next start begins without one,
+	 * see vm_setup. Best effort: a stale entry costs time, never correctness. */
+	{
+		int br = nlw_ifindex(ctx->nl, ctx->bridge);
+
+		if (br > 0)
+			(void)nlw_neigh_del_lladdr(ctx->nl, br, n.mac);
 	}
 	r = nftw_vm_del(ctx->nft, &n, first ? NULL : err);
 	if (r < 0 && !first)

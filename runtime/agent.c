@@ -24,7 +24,11 @@
 #include "log-text.h"
 #include "macro.h"
 
+/* HELLO until the guest answers: every HELLO_FAST_MS for the first HELLO_FAST_FOR_MS of a
+ * connection (a restored guest answers within milliseconds), then every HELLO_RETRY_MS. */
 #define HELLO_RETRY_MS 200
+#define HELLO_FAST_MS 20
+#define HELLO_FAST_FOR_MS 1000
 #define RECONNECT_MS 100
 #define STOP_RESEND_MS 1000
 #define VSOCK_REPLY_MS 1500
@@ -36,6 +40,10 @@
 #define READ_RATE_DEFAULT (512u * 1024)
 #define READ_BURST_MS 250
 #define READ_PASS_GAP_MS 10
+/* The first READ_FREE_PASSES passes of a connection have no gap: a start's handshake (HELLO,
+ * identity, network, app) is a few small messages answered at once; a flood still meets the
+ * gap after them, and the bucket throughout. */
+#define READ_FREE_PASSES 32
 #define READ_PASS_MAX (64 * 1024)
 #define READ_CHUNK 8192
 
@@ -59,8 +67,10 @@ struct agent {
 	struct agent_decoder dec;
 	struct log_text text[4]; /* per stream: the output neutraliser's state */
 	uint64_t last_hello_sent, last_stop_sent;
+	uint64_t conn_at;		 /* when this connection was made */
 	int64_t read_tokens;		 /* bytes the guest may still make us read */
 	uint64_t read_refilled, read_at; /* last refill; no read pass before read_at */
+	unsigned free_passes;		 /* passes left without READ_PASS_GAP_MS */
 
 	pthread_mutex_t lock;	/* protects everything below; never held across I/O */
 	pthread_cond_t cond;	/* signalled on every status change (agent_wait) */
@@ -241,8 +251,11 @@ static unsigned handle_msg(struct agent *a, const struct agent_msg *m, const cha
 		s->identity_error = m->identity_ack.error;
 		snprintf(s->identity_reason, sizeof(s->identity_reason), "%s",
 			 m->identity_ack.reason);
-		if (!m->identity_ack.error)
+		if (!m->identity_ack.error) {
 			s->identity_waiting = false;
+			if (!s->identity_at_ms)
+				s->identity_at_ms = now;
+		}
 		ev |= 1u << AGENT_EVENT_IDENTITY;
 		break;
 	case AGENT_MSG_HEARTBEAT:
@@ -280,6 +293,8 @@ static unsigned handle_msg(struct agent *a, const struct agent_msg *m, const cha
 		inet_ntop(AF_INET6, m->net.addr, addr, sizeof(addr));
 		if (!s->net_configured)
 			ev |= 1u << AGENT_EVENT_NET;
+		if (!s->net_at_ms)
+			s->net_at_ms = now;
 		s->net_configured = m->net.ok;
 		snprintf(s->net_addr, sizeof(s->net_addr), "%s/%u", addr, m->net.prefix_len);
 		break;
@@ -358,6 +373,8 @@ static int try_connect(struct agent *a)
 	for (size_t i = 0; i < ELEMENTSOF(a->text); i++)
 		log_text_init(&a->text[i]);
 	a->last_hello_sent = 0;
+	a->conn_at = agent_now_ms();
+	a->free_passes = READ_FREE_PASSES;
 	a->last_stop_sent = 0;
 	return 0;
 fail:
@@ -453,7 +470,12 @@ static void read_charge(struct agent *a, uint64_t now, size_t n)
 	if (n == 0)
 		return;
 	a->read_tokens -= (int64_t)n;
-	a->read_at = now + READ_PASS_GAP_MS;
+	if (a->free_passes > 0) {
+		a->free_passes--;
+		a->read_at = now;
+	} else {
+		a->read_at = now + READ_PASS_GAP_MS;
+	}
 	if (a->read_tokens < READ_CHUNK) {
 		uint64_t wait = (uint64_t)(READ_CHUNK - a->read_tokens) * 1000 / a->read_rate + 1;
 
@@ -495,6 +517,11 @@ static int send_identity(struct agent *a)
 	return r;
 }
 
+static unsigned hello_every(const struct agent *a, uint64_t now)
+{
+	return now - a->conn_at < HELLO_FAST_FOR_MS ? HELLO_FAST_MS : HELLO_RETRY_MS;
+}
+
 /* Periodic sends: HELLO until answered, STOP until the guest shuts down; a template's
  * identity when it asks. */
 static int send_due(struct agent *a, uint64_t now)
@@ -534,7 +561,7 @@ static int send_due(struct agent *a, uint64_t now)
 			return -EIO;
 		}
 	}
-	if (!connected && now - a->last_hello_sent >= HELLO_RETRY_MS) {
+	if (!connected && now - a->last_hello_sent >= hello_every(a, now)) {
 		struct agent_msg m = {.type = AGENT_MSG_HELLO};
 
 		m.hello.version = AGENT_PROTO_VERSION;
@@ -593,7 +620,7 @@ static void *agent_thread(void *arg)
 		can_read = read_allowed(a, now);
 		p[n++] = (struct pollfd){.fd = a->wake_fd, .events = POLLIN};
 		p[n++] = (struct pollfd){.fd = can_read ? a->fd : -1, .events = POLLIN};
-		timeout = HELLO_RETRY_MS;
+		timeout = (int)hello_every(a, now); /* the next HELLO, while unanswered */
 		if (!can_read && a->read_at > now && a->read_at - now < (uint64_t)timeout)
 			timeout = (int)(a->read_at - now);
 		else if (!can_read && a->read_at <= now)
@@ -642,6 +669,7 @@ int agent_start(const struct agent_config *cfg, struct agent **ret)
 	a->heartbeat_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms : 1000;
 	a->read_rate = cfg->read_rate ? cfg->read_rate : READ_RATE_DEFAULT;
 	a->read_refilled = agent_now_ms();
+	a->st.started_at_ms = a->read_refilled;
 	a->read_tokens = (int64_t)a->read_rate * READ_BURST_MS / 1000;
 	a->cb = cfg->cb;
 	a->ud = cfg->ud;

@@ -12,7 +12,8 @@
  * The guest is untrusted input. Its bytes go through a decoder that is linear in them
  * (common/agent-proto.h), are decoded outside the lock (which is held only to apply one message),
  * and are read on a budget: a token bucket of read_rate bytes/s (bursts of 250 ms worth), read
- * passes at least 10 ms apart and at most 64 KiB each. A flooding guest therefore costs the
+ * passes at least 10 ms apart (after the first 32 of a connection: a handshake answers at once)
+ * and at most 64 KiB each. A flooding guest therefore costs the
  * host a bounded share of one core (a few percent at the default) and only delays its own
  * channel: each VM has its own thread and lock. The heartbeat period is the host's (sent in
  * HELLO; the guest's claim is ignored). App output reaches the log ring neutralised by
@@ -105,7 +106,10 @@ struct agent_status {
 	bool net_configured;
 	char net_addr[64];	    /* "fd42::10/64" */
 	bool shutdown;		    /* guest announced power-off */
+	uint64_t started_at_ms;	    /* monotonic time of agent_start */
 	uint64_t connected_at_ms;   /* monotonic time of the first HELLO answer */
+	uint64_t identity_at_ms;    /* monotonic time of the first IDENTITY_ACK 0 (0: none) */
+	uint64_t net_at_ms;	    /* monotonic time of the first NET_CONFIGURED (0: none) */
 	uint64_t app_started_at_ms; /* monotonic time of APP_STARTED */
 	uint64_t frames_bad;	    /* decoder resync statistics */
 	uint64_t bytes_skipped;

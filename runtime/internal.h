@@ -326,6 +326,9 @@ int cgroup_remove(const char *dir);
  * not exist; it ends owned by uid:gid ((uid_t)-1: unchanged), 0600, fsynced. src is never
  * followed if it is a symlink. */
 int savefile_copy_sparse(const char *src, const char *dst, uid_t uid, gid_t gid);
+/* The same without the fsync, owner unchanged: a copy that dies with the run it is for (a
+ * template's staged copy; a crash leaves nothing that needs it). */
+int savefile_copy_scratch(const char *src, const char *dst);
 /* SHA-256 of a file as 64 lowercase hex digits + NUL. */
 int savefile_sha256(const char *path, char hex[65]);
 /* The parent of every VM cgroup: CGROUP_PARENT/NODE with a node id (so that daemons sharing a

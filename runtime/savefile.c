@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,7 +12,7 @@
 #include "internal.h"
 #include "macro.h"
 
-int savefile_copy_sparse(const char *src, const char *dst, uid_t uid, gid_t gid)
+static int copy_sparse(const char *src, const char *dst, uid_t uid, gid_t gid, bool sync)
 {
 	_cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), out = -EBADF;
 	static _Thread_local char buf[1 << 16];
@@ -48,9 +49,19 @@ int savefile_copy_sparse(const char *src, const char *dst, uid_t uid, gid_t gid)
 	}
 	if (errno != ENXIO)
 		return -errno;
-	if (fchown(out, uid, gid) < 0 || fsync(out) < 0)
+	if (fchown(out, uid, gid) < 0 || (sync && fsync(out) < 0))
 		return -errno;
 	return 0;
+}
+
+int savefile_copy_sparse(const char *src, const char *dst, uid_t uid, gid_t gid)
+{
+	return copy_sparse(src, dst, uid, gid, true);
+}
+
+int savefile_copy_scratch(const char *src, const char *dst)
+{
+	return copy_sparse(src, dst, (uid_t)-1, (gid_t)-1, false);
 }
 
 int savefile_sha256(const char *path, char hex[65])

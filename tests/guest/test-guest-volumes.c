@@ -34,6 +34,11 @@ uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+void boot_mark(enum boot_step step)
+{
+	(void)step;
+}
+
 static char base[128];
 
 static void setup(void)

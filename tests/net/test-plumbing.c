@@ -172,6 +172,43 @@ static void test_setup_teardown(void)
 	(void)rm_rf(state_dir);
 }
 
+/* The host's neighbour entry of a VM from an earlier run goes at teardown (by the VM's MAC) and
+ * at setup (by its address): a start begins with none, so the host queues its first packets
+ * until the guest announces itself instead of sending them to a VM that is not up yet. */
+static void test_neighbour_reset(void)
+{
+	struct net_ctx *ctx = setup_ctx();
+	struct net_vm_info info;
+	char a[INET6_ADDRSTRLEN], out[4096];
+
+	vm_up(ctx, "vm-n", 4321, 8765, &info);
+	inet_ntop(AF_INET6, &info.addr, a, sizeof(a));
+	/* As the host leaves it after talking to the VM; another host's entry stays. */
+	ASSERT_EQ(plumb_sh("ip -6 neigh replace %s lladdr %s dev mvmbr0 nud stale && "
+			   "ip -6 neigh replace fd42:1::99 lladdr 02:00:00:00:00:99 dev mvmbr0 "
+			   "nud stale",
+			   a, info.mac),
+		  0);
+	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "ip -6 neigh show dev mvmbr0"), 0);
+	ASSERT_TRUE(strstr(out, a) != NULL);
+	ASSERT_OK(net_vm_teardown(ctx, "vm-n", NULL));
+	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "ip -6 neigh show dev mvmbr0"), 0);
+	if (strstr(out, info.mac) || !strstr(out, "fd42:1::99"))
+		TEST_FAIL("after teardown: %s", out);
+	/* An entry made while the VM was down (a client that tried) goes at setup. */
+	ASSERT_EQ(
+		plumb_sh("ip -6 neigh replace %s lladdr 02:00:00:00:00:42 dev mvmbr0 nud stale", a),
+		0);
+	vm_up(ctx, "vm-n", 4321, 8765, &info);
+	ASSERT_EQ(plumb_sh_out(out, sizeof(out), "ip -6 neigh show dev mvmbr0"), 0);
+	if (strstr(out, "02:00:00:00:00:42") || !strstr(out, "fd42:1::99"))
+		TEST_FAIL("after setup: %s", out);
+	ASSERT_OK(net_vm_teardown(ctx, "vm-n", NULL));
+	assert_clean();
+	net_ctx_free(ctx);
+	(void)rm_rf(state_dir);
+}
+
 static void test_idempotent(void)
 {
 	struct net_ctx *ctx = setup_ctx();
@@ -360,5 +397,5 @@ static void test_failure_leaves_nothing(void)
 	(void)rm_rf(state_dir);
 }
 
-TEST_MAIN(TEST(test_setup_teardown), TEST(test_idempotent), TEST(test_reap),
-	  TEST(test_setup_while_attached), TEST(test_failure_leaves_nothing))
+TEST_MAIN(TEST(test_setup_teardown), TEST(test_neighbour_reset), TEST(test_idempotent),
+	  TEST(test_reap), TEST(test_setup_while_attached), TEST(test_failure_leaves_nothing))
