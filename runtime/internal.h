@@ -455,7 +455,10 @@ struct runtime {
 	/* template builds (template-build.c): the keys queued or building (a leaf lock), and the
 	 * shutdown's cancel of a build in flight */
 	pthread_mutex_t tpl_lock;
-	char tpl_building[RT_TPL_BUILDS_MAX][17];
+	struct rt_tpl_build {
+		char key[17]; /* "": a free slot */
+		long long root, data;
+	} tpl_builds[RT_TPL_BUILDS_MAX]; /* each job's argument, until it ends */
 	atomic_bool tpl_cancel;
 };
 

@@ -26,37 +26,39 @@
  * jailer's id rule (64); the same for every daemon's build of that key on this node. */
 #define TPL_ID_PREFIX "mvmfs-template-build-"
 
-struct tpl_build {
-	long long root, data;
-	char key[17];
-};
-
 /* At most one build per key queued or running in this daemon (another daemon, or a stale
- * one, is kept off by the build dir's mkdir and flock). false: already there or no room. */
-static bool build_claim(struct runtime *rt, const char *key)
+ * one, is kept off by the build dir's mkdir and flock): its slot, the job's argument, until the
+ * job ends (a job dropped unrun at shutdown holds no memory of its own). NULL: already there,
+ * or no free slot. */
+static struct rt_tpl_build *build_claim(struct runtime *rt, const struct tpl_plan *t)
 {
-	int free_slot = -1;
-	bool ok = true;
+	struct rt_tpl_build *slot = NULL;
+	bool dup = false;
 
 	pthread_mutex_lock(&rt->tpl_lock);
-	for (int i = 0; i < RT_TPL_BUILDS_MAX && ok; i++) {
-		if (strcmp(rt->tpl_building[i], key) == 0)
-			ok = false;
-		else if (!rt->tpl_building[i][0] && free_slot < 0)
-			free_slot = i;
+	for (int i = 0; i < RT_TPL_BUILDS_MAX && !dup; i++) {
+		struct rt_tpl_build *b = &rt->tpl_builds[i];
+
+		if (strcmp(b->key, t->key) == 0)
+			dup = true;
+		else if (!b->key[0] && !slot)
+			slot = b;
 	}
-	if (ok && free_slot >= 0)
-		snprintf(rt->tpl_building[free_slot], sizeof(rt->tpl_building[0]), "%s", key);
+	if (dup)
+		slot = NULL;
+	if (slot) {
+		snprintf(slot->key, sizeof(slot->key), "%s", t->key);
+		slot->root = t->root;
+		slot->data = t->data;
+	}
 	pthread_mutex_unlock(&rt->tpl_lock);
-	return ok && free_slot >= 0;
+	return slot;
 }
 
-static void build_unclaim(struct runtime *rt, const char *key)
+static void build_unclaim(struct runtime *rt, struct rt_tpl_build *slot)
 {
 	pthread_mutex_lock(&rt->tpl_lock);
-	for (int i = 0; i < RT_TPL_BUILDS_MAX; i++)
-		if (strcmp(rt->tpl_building[i], key) == 0)
-			rt->tpl_building[i][0] = '\0';
+	slot->key[0] = '\0';
 	pthread_mutex_unlock(&rt->tpl_lock);
 }
 
@@ -164,21 +166,24 @@ static int build(struct runtime *rt, struct tpl_plan *t, struct err *err)
 
 static void job_template_build(struct runtime *rt, struct vm *unused, void *arg)
 {
-	struct tpl_build *b = arg;
+	struct rt_tpl_build *slot = arg, b;
 	struct tpl_plan t;
 	struct timespec t0;
 	struct err err = {0};
 	int r;
 
 	(void)unused;
+	pthread_mutex_lock(&rt->tpl_lock);
+	b = *slot;
+	pthread_mutex_unlock(&rt->tpl_lock);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r = template_key(rt, b->root, b->data, &t);
+	r = template_key(rt, b.root, b.data, &t);
 	if (r >= 0 && !atomic_load(&rt->tpl_cancel))
 		r = template_build_begin(&t);
 	if (r == -EEXIST || r == -EBUSY || r == -ENOTSUP || atomic_load(&rt->tpl_cancel)) {
 		template_abandon(&t); /* built already, being built, or no templates */
 	} else if (r < 0) {
-		log_warning("template: cannot build %s: %s", t.final[0] ? t.final : b->key,
+		log_warning("template: cannot build %s: %s", t.final[0] ? t.final : b.key,
 			    t.why[0] ? t.why : strerror(-r));
 	} else {
 		log_info("template: building %s in the background", t.final);
@@ -193,35 +198,24 @@ static void job_template_build(struct runtime *rt, struct vm *unused, void *arg)
 			(void)template_gc(rt); /* templates of other inputs go once this is there */
 		}
 	}
-	build_unclaim(rt, b->key);
-	free(b);
+	build_unclaim(rt, slot);
 }
 
 int template_build_queue(struct runtime *rt, const struct tpl_plan *t)
 {
-	struct tpl_build *b;
+	struct rt_tpl_build *slot;
 	int r;
 
 	if (!t->key[0] || !rt->net || rt->cfg.no_network || rt->cfg.no_template)
 		return -ENOTSUP;
-	if (!build_claim(rt, t->key))
-		return 0; /* queued or running already */
-	b = calloc(1, sizeof(*b));
-	if (!b) {
-		build_unclaim(rt, t->key);
-		return -ENOMEM;
-	}
-	b->root = t->root;
-	b->data = t->data;
-	snprintf(b->key, sizeof(b->key), "%s", t->key);
-	r = rt_job_long(rt, NULL, job_template_build, b);
-	if (r < 0) {
-		build_unclaim(rt, b->key);
-		free(b);
-	}
+	slot = build_claim(rt, t);
+	if (!slot)
+		return 0; /* queued or running already (or RT_TPL_BUILDS_MAX are) */
+	r = rt_job_long(rt, NULL, job_template_build, slot);
+	if (r < 0)
+		build_unclaim(rt, slot);
 	return r;
 }
-
 int template_build_default(struct runtime *rt)
 {
 	struct tpl_plan t;

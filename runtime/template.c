@@ -493,7 +493,13 @@ void template_plan(struct runtime *rt, const char *rootfs, const char *data_disk
 		}
 		template_release(t);
 	}
-	/* Never built here: the start cold-boots, the build job makes it (template-build.c). */
+	/* Never built here: the start cold-boots, the build job makes it (template-build.c).
+	 * Not for a writable disk older than the node's size: template_gc would remove it. */
+	if (t->data != (long long)rt->cfg.data_disk_bytes) {
+		snprintf(t->why, sizeof(t->why),
+			 "none for this layout (a writable disk older than --data-disk-size)");
+		return;
+	}
 	t->build = true;
 	snprintf(t->why, sizeof(t->why), "none yet for this layout, building it in the background");
 }
