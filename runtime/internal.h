@@ -458,6 +458,7 @@ struct runtime {
 	struct rt_tpl_build {
 		char key[17]; /* "": a free slot */
 		long long root, data;
+		bool again; /* asked for while its job ran: the job builds again (if needed) */
 	} tpl_builds[RT_TPL_BUILDS_MAX]; /* each job's argument, until it ends */
 	atomic_bool tpl_cancel;
 };

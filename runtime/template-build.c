@@ -39,9 +39,12 @@ static struct rt_tpl_build *build_claim(struct runtime *rt, const struct tpl_pla
 	for (int i = 0; i < RT_TPL_BUILDS_MAX && !dup; i++) {
 		struct rt_tpl_build *b = &rt->tpl_builds[i];
 
-		if (strcmp(b->key, t->key) == 0)
+		if (strcmp(b->key, t->key) == 0) {
+			/* Its job may be past the point where it found the template there (a
+			 * start found it corrupt since): it looks again when done. */
+			b->again = true;
 			dup = true;
-		else if (!b->key[0] && !slot)
+		} else if (!b->key[0] && !slot)
 			slot = b;
 	}
 	if (dup)
@@ -50,6 +53,7 @@ static struct rt_tpl_build *build_claim(struct runtime *rt, const struct tpl_pla
 		snprintf(slot->key, sizeof(slot->key), "%s", t->key);
 		slot->root = t->root;
 		slot->data = t->data;
+		slot->again = false;
 	}
 	pthread_mutex_unlock(&rt->tpl_lock);
 	return slot;
@@ -60,6 +64,20 @@ static void build_unclaim(struct runtime *rt, struct rt_tpl_build *slot)
 	pthread_mutex_lock(&rt->tpl_lock);
 	slot->key[0] = '\0';
 	pthread_mutex_unlock(&rt->tpl_lock);
+}
+
+/* The job ends and frees its slot, unless it was asked for again meanwhile. */
+static bool build_done(struct runtime *rt, struct rt_tpl_build *slot)
+{
+	bool again;
+
+	pthread_mutex_lock(&rt->tpl_lock);
+	again = slot->again && !atomic_load(&rt->tpl_cancel);
+	slot->again = false;
+	if (!again)
+		slot->key[0] = '\0';
+	pthread_mutex_unlock(&rt->tpl_lock);
+	return !again;
 }
 
 /* A sparse file of size bytes (the guest sees a device of that size; template mode mounts
@@ -164,26 +182,22 @@ static int build(struct runtime *rt, struct tpl_plan *t, struct err *err)
 	return r;
 }
 
-static void job_template_build(struct runtime *rt, struct vm *unused, void *arg)
+/* One pass: the template of b built unless it exists or is being built. */
+static void build_once(struct runtime *rt, const struct rt_tpl_build *b)
 {
-	struct rt_tpl_build *slot = arg, b;
 	struct tpl_plan t;
 	struct timespec t0;
 	struct err err = {0};
 	int r;
 
-	(void)unused;
-	pthread_mutex_lock(&rt->tpl_lock);
-	b = *slot;
-	pthread_mutex_unlock(&rt->tpl_lock);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r = template_key(rt, b.root, b.data, &t);
+	r = template_key(rt, b->root, b->data, &t);
 	if (r >= 0 && !atomic_load(&rt->tpl_cancel))
 		r = template_build_begin(&t);
 	if (r == -EEXIST || r == -EBUSY || r == -ENOTSUP || atomic_load(&rt->tpl_cancel)) {
 		template_abandon(&t); /* built already, being built, or no templates */
 	} else if (r < 0) {
-		log_warning("template: cannot build %s: %s", t.final[0] ? t.final : b.key,
+		log_warning("template: cannot build %s: %s", t.final[0] ? t.final : b->key,
 			    t.why[0] ? t.why : strerror(-r));
 	} else {
 		log_info("template: building %s in the background", t.final);
@@ -198,7 +212,19 @@ static void job_template_build(struct runtime *rt, struct vm *unused, void *arg)
 			(void)template_gc(rt); /* templates of other inputs go once this is there */
 		}
 	}
-	build_unclaim(rt, slot);
+}
+
+static void job_template_build(struct runtime *rt, struct vm *unused, void *arg)
+{
+	struct rt_tpl_build *slot = arg, b;
+
+	(void)unused;
+	do {
+		pthread_mutex_lock(&rt->tpl_lock);
+		b = *slot;
+		pthread_mutex_unlock(&rt->tpl_lock);
+		build_once(rt, &b);
+	} while (!build_done(rt, slot));
 }
 
 int template_build_queue(struct runtime *rt, const struct tpl_plan *t)
