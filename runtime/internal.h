@@ -568,8 +568,9 @@ int template_key(struct runtime *rt, long long root, long long data, struct tpl_
  * t->build when there is no template of that key yet (the caller queues its build). */
 void template_plan(struct runtime *rt, const char *rootfs, const char *data_disk, size_t n_vols,
 		   bool has_nic, struct tpl_plan *t);
-/* The build job takes t->final + ".build" (mkdir, then a shared flock; a stale one of a killed
- * daemon taken over): mode BUILD. -EEXIST the template exists, -EBUSY another builds it. */
+/* The build job takes t->final + ".build" (mkdir, then a shared flock; one nobody holds, left
+ * by a killed daemon, taken over): mode BUILD. -EEXIST the template exists, -EBUSY another builds
+ * it. */
 int template_build_begin(struct tpl_plan *t);
 int template_write_initrd(struct runtime *rt, const struct tpl_plan *t, struct err *err);
 /* USE: the template's state checked against its checksum, state and RAM copied (sparse) into

@@ -31,7 +31,6 @@
 
 #define TPL_LAYOUT "1" /* the device layout's version: root, data, NIC, agent port, console */
 #define TPL_WAIT_MS 30000
-#define TPL_BUILD_STALE_S 120
 
 /* SHA-256 of a buffer, hex. */
 static int sha256_hex(const void *data, size_t len, char hex[65])
@@ -407,7 +406,7 @@ static int tpl_hold(struct tpl_plan *t, const char *dir)
 	return 0;
 }
 
-/* Nobody holds dir (template_plan's stale build takeover). */
+/* Nobody holds dir (template_build_begin's takeover of a build a killed daemon left). */
 static bool tpl_unheld(const char *dir)
 {
 	_cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -511,11 +510,13 @@ int template_build_begin(struct tpl_plan *t)
 
 	if (access(t->final, F_OK) == 0)
 		return -EEXIST;
-	/* A build dir left by a killed daemon is taken over when stale and nobody holds it. */
+	/* A build dir nobody holds was left by a killed daemon (this daemon's builds of a key
+	 * are one at a time, template-build.c): taken over. */
 	snprintf(t->dir, sizeof(t->dir), "%s.build", t->final);
-	if (stat(t->dir, &st) == 0 && time(NULL) - st.st_mtime > TPL_BUILD_STALE_S &&
-	    tpl_unheld(t->dir))
+	if (stat(t->dir, &st) == 0 && tpl_unheld(t->dir)) {
+		log_info("template: %s: left by an unfinished build, taken over", t->dir);
 		(void)rm_rf(t->dir);
+	}
 	if (mkdir(t->dir, 0700) < 0)
 		return errno == EEXIST ? -EBUSY : -errno;
 	r = tpl_hold(t, t->dir);
