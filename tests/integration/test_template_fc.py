@@ -132,7 +132,9 @@ def test_start_before_the_template_cold_boots_at_once():
 
 def test_template_appears_without_a_start():
     tdir = wait_template()
-    assert re.search(r"template: built \S+ in [0-9.]+ s", daemon_log()), D.log_tail()
+    # Logged once the template VM is torn down, just after the template's rename.
+    wait_for(lambda: re.search(r"template: built \S+ in [0-9.]+ s", daemon_log()), 10,
+             D.log_tail)
     (bid,) = BUILDS
     # The template VM: one boot, one snapshot/create, in its own jail; its uid is outside the
     # VMs' range, its netns its own; then nothing of it is left.
