@@ -129,15 +129,16 @@ static void wait_built(int n)
 	}
 }
 
-/* Nothing of a template VM on the host: QEMU process, host dir, netns, build dir. */
+/* Nothing of a template VM on the host: QEMU process, host dir, netns, build dir. ('[m]' keeps
+ * pgrep from finding the shell that runs it.) */
 static void assert_no_build_left(void)
 {
-	for (int i = 0; i < 100 && sh("pgrep -f mvmfs-template-build- >/dev/null") == 0; i++)
+	for (int i = 0; i < 100 && sh("pgrep -f '[m]vmfs-template-build-' >/dev/null") == 0; i++)
 		usleep(100000);
-	ASSERT_EQ(sh("set -e; ! pgrep -f mvmfs-template-build-; "
-		     "! ls %s/state/qemu 2>/dev/null | grep mvmfs-template-build-; "
-		     "! ls /run/netns | grep mvmfs-template-build-; "
-		     "! ls %s/state/templates | grep '[.]build$'",
+	ASSERT_EQ(sh("pgrep -fa '[m]vmfs-template-build-' && exit 1; "
+		     "ls %s/state/qemu 2>/dev/null | grep mvmfs-template-build- && exit 1; "
+		     "ls /run/netns 2>/dev/null | grep mvmfs-template-build- && exit 1; "
+		     "ls %s/state/templates | grep '[.]build$' && exit 1; exit 0",
 		     T, T),
 		  0);
 }
@@ -372,7 +373,7 @@ static void test_template_starts(void)
 	d = start_daemon_with(guest, "--vcpus", "1");
 	ASSERT_EQ(log_count("template: removed .*its .vcpus. differs"), 1);
 	ASSERT_EQ(sh("test $(ls %s/state/templates | grep -v '[.]build$' | wc -l) = 0", T), 0);
-	for (int i = 0; i < 100 && sh("pgrep -f mvmfs-template-build- >/dev/null") != 0; i++)
+	for (int i = 0; i < 100 && sh("pgrep -f '[m]vmfs-template-build-' >/dev/null") != 0; i++)
 		usleep(100000);
 	{
 		double t0 = now_s();
@@ -385,20 +386,22 @@ static void test_template_starts(void)
 	/* SIGKILL during a build: its QEMU, host dir, netns and build dir are left; the next
 	 * daemon's start removes them all and builds again. */
 	d = start_daemon_with(guest, "--vcpus", "1");
-	for (int i = 0; i < 200 && sh("pgrep -f 'qemu.*mvmfs-template-build-' >/dev/null") != 0;
+	for (int i = 0; i < 200 && sh("pgrep -f 'qemu.*[m]vmfs-template-build-' >/dev/null") != 0;
 	     i++)
 		usleep(100000);
-	ASSERT_EQ(sh("pgrep -f 'qemu.*mvmfs-template-build-' > %s/old-qemu", T), 0);
+	ASSERT_EQ(sh("pgrep -f 'qemu.*[m]vmfs-template-build-' > %s/old-qemu", T), 0);
 	kill(d, SIGKILL);
 	ASSERT_EQ(waitpid(d, NULL, 0), d);
 	sh("umount -l %s 2>/dev/null", MNT);
 	ASSERT_EQ(sh("ls %s/state/qemu | grep -q mvmfs-template-build-", T), 0);
 	d = start_daemon_with(guest, "--vcpus", "1");
 	wait_built(3);
-	ASSERT_EQ(sh("for p in $(cat %s/old-qemu); do ! kill -0 $p 2>/dev/null || "
-		     "grep -q ') Z ' /proc/$p/stat; done",
-		     T),
-		  0);
+	ASSERT_EQ(
+		sh("test -s %s/old-qemu || exit 1; for p in $(cat %s/old-qemu); do "
+		   "if kill -0 $p 2>/dev/null && ! grep -q ') Z ' /proc/$p/stat; then exit 1; fi; "
+		   "done; exit 0",
+		   T, T),
+		0);
 	assert_no_build_left();
 	stop_daemon(d);
 	dvm_stop(reg);
