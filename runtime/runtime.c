@@ -138,7 +138,9 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 	if (r < 0)
 		goto fail;
 	if (rt->cfg.uid_base == 0 || (uint64_t)rt->cfg.uid_base + rt->cfg.uid_count >= UINT32_MAX) {
-		r = err_set(err, -EINVAL, "the uid range must not include 0 and must fit");
+		r = err_set(err, -EINVAL,
+			    "the uid range (and the template VM's uid after it) must not include 0 "
+			    "and must fit");
 		goto fail;
 	}
 	rt->index_used = calloc(rt->cfg.uid_count, 1);
