@@ -130,14 +130,14 @@ static void wait_built(int n)
 }
 
 /* Nothing of a template VM on the host: QEMU process, host dir, netns, build dir. ('[m]' keeps
- * pgrep from finding the shell that runs it.) */
+ * pgrep from finding the shell that runs it: no literal id in its command line.) */
 static void assert_no_build_left(void)
 {
 	for (int i = 0; i < 100 && sh("pgrep -f '[m]vmfs-template-build-' >/dev/null") == 0; i++)
 		usleep(100000);
 	ASSERT_EQ(sh("pgrep -fa '[m]vmfs-template-build-' && exit 1; "
-		     "ls %s/state/qemu 2>/dev/null | grep mvmfs-template-build- && exit 1; "
-		     "ls /run/netns 2>/dev/null | grep mvmfs-template-build- && exit 1; "
+		     "ls %s/state/qemu 2>/dev/null | grep '[m]vmfs-template-build-' && exit 1; "
+		     "ls /run/netns 2>/dev/null | grep '[m]vmfs-template-build-' && exit 1; "
 		     "ls %s/state/templates | grep '[.]build$' && exit 1; exit 0",
 		     T, T),
 		  0);
