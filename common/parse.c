@@ -120,14 +120,14 @@ int parse_control_value(const char *data, size_t len, size_t max, char *buf, siz
 	return 0;
 }
 
-bool vm_name_is_valid(const char *name)
+static bool id_is_valid(const char *name, size_t max)
 {
 	size_t n;
 
 	if (!name)
 		return false;
-	n = strlen(name);
-	if (n < 1 || n > VM_NAME_MAX || name[0] == '-')
+	n = strnlen(name, max + 1);
+	if (n < 1 || n > max || name[0] == '-')
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = name[i];
@@ -136,4 +136,14 @@ bool vm_name_is_valid(const char *name)
 			return false;
 	}
 	return true;
+}
+
+bool vm_name_is_valid(const char *name)
+{
+	return id_is_valid(name, VM_NAME_MAX);
+}
+
+bool vmm_id_is_valid(const char *name)
+{
+	return id_is_valid(name, VMM_ID_MAX);
 }

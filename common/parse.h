@@ -20,3 +20,8 @@ int parse_control_value(const char *data, size_t len, size_t max, char *buf, siz
 /* A VM name: 1..36 of [A-Za-z0-9-], not starting with '-'. */
 bool vm_name_is_valid(const char *name);
 #define VM_NAME_MAX 36
+/* The id of a VMM on the host (jail, QEMU dir, netns, cgroup): a VM's name, or the id of the
+ * daemon's own template build (longer than any VM name, so no VM can take it). 1..64 of
+ * [A-Za-z0-9-], not starting with '-' (the jailer's --id rule). */
+bool vmm_id_is_valid(const char *name);
+#define VMM_ID_MAX 64

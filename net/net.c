@@ -58,7 +58,7 @@ int net_names_derive(const char *node, const char *name, struct net_names *ret)
 	uint64_t h = name_hash(name, salt), m = name_hash(name, 0x6d6163);
 	int r;
 
-	if (!vm_name_is_valid(name) || !net_node_valid(node))
+	if (!vmm_id_is_valid(name) || !net_node_valid(node))
 		return -EINVAL;
 	memset(ret, 0, sizeof(*ret));
 	snprintf(ret->host_veth, sizeof(ret->host_veth), "mv%010llx",

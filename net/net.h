@@ -78,6 +78,13 @@ int net_bridge_ensure(struct net_ctx *ctx, struct err *err);
 /* Namespace, veth pair, TAP owned by uid:gid, nft guards, route. Idempotent per name. */
 int net_vm_setup(struct net_ctx *ctx, const char *name, const struct in6_addr *addr, uid_t uid,
 		 gid_t gid, struct net_vm_info *ret, struct err *err);
+/* A namespace holding only the TAP (owned by uid:gid, down): no uplink, no bridge port, no
+ * guards, no address. For a guest that configures no network (a template build, whose id may
+ * be longer than a VM name: common/parse.h vmm_id_is_valid) but whose VMM needs its NIC's TAP.
+ * ret gets the netns path, the TAP name and a MAC. net_vm_teardown removes it; net_reap
+ * removes it when is_known rejects name. */
+int net_vm_setup_unplugged(struct net_ctx *ctx, const char *name, uid_t uid, gid_t gid,
+			   struct net_vm_info *ret, struct err *err);
 /* Remove everything net_vm_setup created for name; missing pieces are not errors. */
 int net_vm_teardown(struct net_ctx *ctx, const char *name, struct err *err);
 int net_vm_status(struct net_ctx *ctx, const char *name, struct net_vm_status *ret);

@@ -174,7 +174,7 @@ int netns_foreach(const char *prefix, int (*cb)(const char *vm_name, void *ud), 
 	while ((errno = 0, de = readdir(d))) {
 		if (strncmp(de->d_name, prefix, plen) != 0)
 			continue;
-		if (!vm_name_is_valid(de->d_name + plen))
+		if (!vmm_id_is_valid(de->d_name + plen))
 			continue;
 		r = cb(de->d_name + plen, ud);
 		if (r < 0)

@@ -38,9 +38,9 @@ struct nft_ctx;
 #define NET_TAP_NAME "tap0"
 #define NET_NS_BRIDGE "br0"
 #define NET_NS_VETH "uplink0"
-/* A VM's name (vm_name_is_valid, common/parse.h): netns path, alias and nft comment are bounded
- * by it. */
-#define NET_NAME_MAX VM_NAME_MAX
+/* A VM's name or a template build's id (vmm_id_is_valid, common/parse.h): netns path, alias and
+ * nft comment are bounded by it. */
+#define NET_NAME_MAX VMM_ID_MAX
 /* rtm_protocol of our /128 routes (a value no routing daemon registers). */
 #define NET_RTPROT 0xa7
 

@@ -231,6 +231,36 @@ int net_vm_setup(struct net_ctx *ctx, const char *name, const struct in6_addr *a
 	return 0;
 }
 
+int net_vm_setup_unplugged(struct net_ctx *ctx, const char *name, uid_t uid, gid_t gid,
+			   struct net_vm_info *ret, struct err *err)
+{
+	struct ns_work w = {.uid = uid, .gid = gid};
+	struct net_names n;
+	bool ns_new = false;
+	int r;
+
+	r = net_names_derive(ctx->node, name, &n);
+	if (r < 0)
+		return err_set(err, r, "invalid VMM id for networking");
+	if (!ctx->no_host_plumbing) {
+		r = netns_run(n.netns_path, true, ns_setup, &w, &ns_new);
+		nlw_close(w.nl);
+		if (r < 0) {
+			(void)net_vm_teardown(ctx, name, NULL);
+			return err_set(err, r, "cannot set up namespace %s: %s", n.netns_path,
+				       strerror(-r));
+		}
+	}
+	memset(ret, 0, sizeof(*ret));
+	snprintf(ret->netns_path, sizeof(ret->netns_path), "%s", n.netns_path);
+	snprintf(ret->tap_name, sizeof(ret->tap_name), "%s", NET_TAP_NAME);
+	snprintf(ret->mac, sizeof(ret->mac), "%02x:%02x:%02x:%02x:%02x:%02x", n.mac[0], n.mac[1],
+		 n.mac[2], n.mac[3], n.mac[4], n.mac[5]);
+	ret->mtu = ctx->mtu;
+	ret->prefix_len = 128;
+	return 0;
+}
+
 int net_vm_teardown(struct net_ctx *ctx, const char *name, struct err *err)
 {
 	struct nlw_link_info li = {0};

@@ -920,7 +920,7 @@ static int fc_reap(void *priv, bool (*is_known)(const char *name, void *ud), voi
 		while (cd && (de = readdir(cd))) {
 			char p[VMM_PATH_MAX + 300];
 
-			if (de->d_type != DT_DIR || !vm_name_is_valid(de->d_name) ||
+			if (de->d_type != DT_DIR || !vmm_id_is_valid(de->d_name) ||
 			    is_known(de->d_name, ud) ||
 			    snprintf(p, sizeof(p), "%s%s", dirs[i], de->d_name) >= (int)sizeof(p))
 				continue;

@@ -402,6 +402,7 @@ int jailer_exec_dir(const char *chroot_base, const char *exec_file, char *buf, s
 /* ---- runtime / supervisor (runtime.c, supervisor.c) ---- */
 
 struct job;
+#define RT_TPL_BUILDS_MAX 8 /* template builds queued or running at once */
 typedef void (*job_fn)(struct runtime *rt, struct vm *vm, void *arg);
 
 /* Image preparation seam: tests replace img_prepare with a local fixture. */
@@ -454,6 +455,15 @@ struct runtime {
 	bool workers_abandoned;	  /* workers_stop timed out: jobs still run, nothing is freed */
 	bool shut_down;		  /* runtime_shutdown ran */
 	pthread_mutex_t net_lock; /* serialises every use of net (single-threaded ctx) */
+	/* template builds (template-build.c): the keys queued or building (a leaf lock), and the
+	 * shutdown's cancel of a build in flight */
+	pthread_mutex_t tpl_lock;
+	struct rt_tpl_build {
+		char key[17]; /* "": a free slot */
+		long long root, data;
+		bool again; /* asked for while its job ran: the job builds again (if needed) */
+	} tpl_builds[RT_TPL_BUILDS_MAX]; /* each job's argument, until it ends */
+	atomic_bool tpl_cancel;
 };
 
 /* ---- host resources of a VM (host.c) ---- */
@@ -531,11 +541,16 @@ void job_cleanup(struct runtime *rt, struct vm *vm, void *arg);
 /* template.c: booted templates (docs/template.md), QEMU and Firecracker backends. */
 enum tpl_mode {
 	TPL_NONE,  /* cold boot (why says why) */
-	TPL_BUILD, /* boot in template mode, capture the template, then hand over the identity */
+	TPL_BUILD, /* the build job: boot in template mode, capture the template */
 	TPL_USE,   /* restore a copy of the template, then hand over the identity */
 };
+#define TPL_WORK "work" /* in a build dir: the build's disks, console and run dir */
 struct tpl_plan {
 	enum tpl_mode mode;
+	bool build;	   /* NONE: no template of this key yet, the build job should make it */
+	long long root;	   /* the layout: root and writable disks' device sizes */
+	long long data;	   /* (the key's inputs) */
+	char key[17];	   /* the key (16 hex digits) */
 	char dir[4400];	   /* USE: the template; BUILD: the dir being built */
 	char final[4300];  /* STATE_DIR/templates/KEY */
 	char initrd[4500]; /* the template-mode initramfs the VMM is given */
@@ -546,20 +561,38 @@ struct tpl_plan {
 	const char *mem; /* the memory file's name: "ram" (QEMU), "mem" (Firecracker) */
 	bool shared;	 /* Firecracker: clones link the template's read-only files, not copy */
 };
-/* What this start does, from the node's kernel, initramfs, vCPUs, memory, backend and the VM's
- * device layout (root and writable disk sizes, volumes, NIC). BUILD owns t->dir until
- * template_capture or template_abandon. */
+/* The key of a layout (root and writable disks of these sizes) from the node's kernel,
+ * initramfs, vCPUs, memory and backend: t filled (mode NONE, key, final, inputs). -errno and
+ * t->why when there can be no template (--no-template, another backend, no initramfs, the
+ * kernel unreadable). */
+int template_key(struct runtime *rt, long long root, long long data, struct tpl_plan *t);
+/* What this start does, from the node's inputs and the VM's device layout (root and writable
+ * disk sizes, volumes, NIC): USE (the template held until template_release) or NONE with why;
+ * t->build when there is no template of that key yet (the caller queues its build). */
 void template_plan(struct runtime *rt, const char *rootfs, const char *data_disk, size_t n_vols,
 		   bool has_nic, struct tpl_plan *t);
+/* The build job takes t->final + ".build" (mkdir, then a shared flock; one nobody holds, left
+ * by a killed daemon, taken over): mode BUILD. -EEXIST the template exists, -EBUSY another builds
+ * it. */
+int template_build_begin(struct tpl_plan *t);
 int template_write_initrd(struct runtime *rt, const struct tpl_plan *t, struct err *err);
 /* USE: the template's state checked against its checksum, state and RAM copied (sparse) into
  * park_dir for the backend's restore; shared (Firecracker): the memory file's size and sum
  * checked too (the sum once per process), both hard-linked instead. */
 int template_stage(const struct tpl_plan *t, const char *park_dir, struct err *err);
-/* BUILD, once the VMM runs the template-mode guest: waits (30 s) for IDENTITY_WAIT, pauses,
- * saves into park_dir, copies into the template dir, resumes, checksums and publishes it. */
-int template_capture(struct runtime *rt, struct vm *vm, struct tpl_plan *t, const char *park_dir,
-		     struct err *err);
+/* BUILD, once the VMM h (id) runs the template-mode guest: waits (30 s, ended early by
+ * *cancel) for IDENTITY_WAIT, pauses, saves into park_dir, moves the files into the build dir,
+ * removes its work dir, checksums and publishes it (rename to final). The caller then kills
+ * the VMM. */
+int template_capture(struct runtime *rt, const char *id, struct vmm_handle *h, struct tpl_plan *t,
+		     const char *park_dir, atomic_bool *cancel, struct err *err);
+/* template-build.c: the build job on the outside pool, for the layout of t (root, data, key),
+ * unless one for that key is queued or running already. 0 queued (or there already),
+ * -ENOTSUP no template without network, -errno. */
+int template_build_queue(struct runtime *rt, const struct tpl_plan *t);
+/* At daemon start: the node's default layout (a 1 GiB root device, the writable disk of
+ * --data-disk-size, a NIC, no volumes), unless its template exists. */
+int template_build_default(struct runtime *rt);
 /* BUILD failed: its dir goes; the plan's hold is released. */
 void template_abandon(struct tpl_plan *t);
 /* The start is done with the template (its VMM runs on its own copies): the hold that kept

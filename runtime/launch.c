@@ -124,7 +124,7 @@ struct launch {
 	char run_dir[4200], data[4300], console[4300], initrd[4300], boot_args[256];
 	bool restore; /* restore the saved state instead of booting */
 	char park_dir[4300];
-	struct tpl_plan tpl; /* booted template: build it or start from it (docs/template.md) */
+	struct tpl_plan tpl; /* booted template: start from it (docs/template.md) */
 	char *identity;	     /* the VM's vm.json for a template-mode guest */
 	struct err err;
 	/* CLOCK_MONOTONIC ms at the job's start and at the end of each step; the template's copy
@@ -313,15 +313,8 @@ static int launch_files(struct launch *l)
 			template_abandon(&l->tpl);
 			return err_prefix(&l->err, "guest config: ");
 		}
-		if (l->tpl.mode == TPL_BUILD) {
-			struct err e = {};
-
-			if (template_write_initrd(l->rt, &l->tpl, &e) < 0) {
-				log_warning("%s: template: not built: %s", vm->name, e.msg);
-				template_abandon(&l->tpl);
-				l->tpl.mode = TPL_NONE;
-			}
-		}
+		if (l->tpl.build) /* this start cold-boots; the template is built for the next */
+			(void)template_build_queue(l->rt, &l->tpl);
 		if (l->tpl.mode == TPL_NONE && l->tpl.why[0])
 			log_info("%s: template: %s: cold boot", vm->name, l->tpl.why);
 	}
@@ -358,8 +351,11 @@ static void template_prepare(struct launch *l, struct vmm_launch *p)
 		l->t_stage_ms = agent_now_ms() - t;
 		if (r < 0) {
 			log_warning("%s: template: %s: cold boot", vm->name, e.msg);
-			if (e.code == -EBADMSG)
-				(void)rm_rf(l->tpl.dir); /* the next start builds it anew */
+			if (e.code == -EBADMSG) {
+				/* Removed, and built anew in the background. */
+				(void)rm_rf(l->tpl.dir);
+				(void)template_build_queue(l->rt, &l->tpl);
+			}
 			(void)rm_rf(l->park_dir);
 			template_cold(l, p);
 		} else {
@@ -389,35 +385,13 @@ static void launch_undo_vmm(struct launch *l)
 	l->err = (struct err){0};
 }
 
-/* After the first launch of a template start (r its result): a template-mode guest is captured
- * as the template and its VMM ends; the VM is then started from the template just made. A
- * restore that fails, or a template that was not made, costs a cold boot in the same job. */
+/* After the launch of a template start (r its result): a restore that failed costs a cold
+ * boot in the same job. */
 static int template_launched(struct launch *l, struct vmm_launch *p, int r)
 {
 	struct runtime *rt = l->rt;
 	struct vm *vm = l->vm;
-	struct err e = {};
-	bool built = false;
 
-	if (r >= 0 && l->tpl.mode == TPL_BUILD) {
-		int c = template_capture(rt, vm, &l->tpl, l->park_dir, &e);
-
-		/* The template's own VMM exits once its state is written. */
-		launch_undo_vmm(l);
-		if (c < 0) {
-			log_warning("%s: template: not built: %s: cold boot", vm->name, e.msg);
-			template_abandon(&l->tpl);
-			template_cold(l, p);
-		} else {
-			log_info("%s: template: built %s", vm->name, l->tpl.final);
-			built = true;
-			l->tpl.mode = TPL_USE;
-			snprintf(l->tpl.dir, sizeof(l->tpl.dir), "%s", l->tpl.final);
-			snprintf(l->tpl.initrd, sizeof(l->tpl.initrd), "%s/initrd", l->tpl.final);
-		}
-		template_prepare(l, p);
-		r = rt->ops->launch(rt->ops_priv, p, &vm->h, &l->err);
-	}
 	if (r < 0 && l->tpl.mode == TPL_USE && !atomic_load(&vm->cancel)) {
 		log_warning("%s: template: restore failed: %s: cold boot", vm->name, l->err.msg);
 		launch_undo_vmm(l);
@@ -426,8 +400,6 @@ static int template_launched(struct launch *l, struct vmm_launch *p, int r)
 	}
 	if (r < 0)
 		template_abandon(&l->tpl);
-	else if (built)
-		(void)template_gc(rt); /* templates of other inputs go once this one is there */
 	return r;
 }
 

@@ -316,7 +316,7 @@ int vmm_reap_marked_dirs(const char *base, bool (*is_known)(const char *name, vo
 	while (d && (de = readdir(d))) {
 		char path[VMM_PATH_MAX + 300];
 
-		if (de->d_name[0] == '.' || !vm_name_is_valid(de->d_name))
+		if (de->d_name[0] == '.' || !vmm_id_is_valid(de->d_name))
 			continue;
 		if (snprintf(path, sizeof(path), "%s/%s/%s", base, de->d_name, VMM_MARK) >=
 			    (int)sizeof(path) ||

@@ -127,6 +127,7 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 	pthread_mutex_init(&rt->lock, NULL);
 	pthread_mutex_init(&rt->q_lock, NULL);
 	pthread_mutex_init(&rt->net_lock, NULL);
+	pthread_mutex_init(&rt->tpl_lock, NULL);
 	atomic_init(&rt->stopping, false);
 	if (rt_reaper_new(rt) < 0) {
 		free(rt);
@@ -136,8 +137,10 @@ int runtime_new(const struct runtime_config *cfg, struct runtime **ret, struct e
 	r = config_defaults(rt);
 	if (r < 0)
 		goto fail;
-	if (rt->cfg.uid_base == 0 || (uint64_t)rt->cfg.uid_base + rt->cfg.uid_count > UINT32_MAX) {
-		r = err_set(err, -EINVAL, "the uid range must not include 0 and must fit");
+	if (rt->cfg.uid_base == 0 || (uint64_t)rt->cfg.uid_base + rt->cfg.uid_count >= UINT32_MAX) {
+		r = err_set(err, -EINVAL,
+			    "the uid range (and the template VM's uid after it) must not include 0 "
+			    "and must fit");
 		goto fail;
 	}
 	rt->index_used = calloc(rt->cfg.uid_count, 1);
@@ -215,6 +218,8 @@ int runtime_start(struct runtime *rt, struct err *err)
 	r = sv_start(rt);
 	if (r < 0)
 		return err_set(err, r, "starting the supervisor: %s", strerror(-r));
+	/* The default layout's template, built in the background: no start waits for it. */
+	(void)template_build_default(rt);
 	r = rt_reaper_start(rt);
 	if (r < 0)
 		return err_set(err, r, "starting the leak reaper: %s", strerror(-r));
@@ -237,6 +242,7 @@ void runtime_shutdown(struct runtime *rt)
 	if (!rt || rt->shut_down)
 		return;
 	rt->shut_down = true;
+	atomic_store(&rt->tpl_cancel, true); /* a template build ends within its bounded stop */
 	cancel_pulls(rt);
 	/* A mkdir waiting on the database ends now (EIO), not at its deadline. */
 	if (rt->net)
@@ -320,6 +326,7 @@ struct runtime *runtime_free(struct runtime *rt)
 	pthread_mutex_destroy(&rt->lock);
 	pthread_mutex_destroy(&rt->q_lock);
 	pthread_mutex_destroy(&rt->net_lock);
+	pthread_mutex_destroy(&rt->tpl_lock);
 	free(rt);
 	return NULL;
 }

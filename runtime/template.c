@@ -31,7 +31,6 @@
 
 #define TPL_LAYOUT "1" /* the device layout's version: root, data, NIC, agent port, console */
 #define TPL_WAIT_MS 30000
-#define TPL_BUILD_STALE_S 120
 
 /* SHA-256 of a buffer, hex. */
 static int sha256_hex(const void *data, size_t len, char hex[65])
@@ -407,7 +406,7 @@ static int tpl_hold(struct tpl_plan *t, const char *dir)
 	return 0;
 }
 
-/* Nobody holds dir (template_plan's stale build takeover). */
+/* Nobody holds dir (template_build_begin's takeover of a build a killed daemon left). */
 static bool tpl_unheld(const char *dir)
 {
 	_cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -415,19 +414,20 @@ static bool tpl_unheld(const char *dir)
 	return fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0;
 }
 
-void template_plan(struct runtime *rt, const char *rootfs, const char *data_disk, size_t n_vols,
-		   bool has_nic, struct tpl_plan *t)
+int template_key(struct runtime *rt, long long root, long long data, struct tpl_plan *t)
 {
 	const struct runtime_config *c = &rt->cfg;
 	char in[sizeof(t->inputs)], key[65], dir[4200];
-	struct stat st;
 	int k;
 
 	memset(t, 0, sizeof(*t));
 	t->mode = TPL_NONE;
+	t->hold_fd = -EBADF;
+	t->root = root;
+	t->data = data;
 	if (c->no_template) {
 		snprintf(t->why, sizeof(t->why), "off (--no-template)");
-		return;
+		return -ENOTSUP;
 	}
 	if (strcmp(rt->ops->name, "qemu") == 0) {
 		t->mem = "ram";
@@ -436,31 +436,45 @@ void template_plan(struct runtime *rt, const char *rootfs, const char *data_disk
 		t->shared = true;
 	} else {
 		snprintf(t->why, sizeof(t->why), "not for the %s backend yet", rt->ops->name);
-		return;
+		return -ENOTSUP;
 	}
+	if (!c->initrd || !c->kernel) {
+		snprintf(t->why, sizeof(t->why), "the VM has no network or no initramfs");
+		return -ENOTSUP;
+	}
+	k = key_inputs(rt, root, data, in, sizeof(in));
+	if (k < 0 && k != -ENOBUFS) {
+		snprintf(t->why, sizeof(t->why), "the kernel, initramfs or VMM cannot be read");
+		return k;
+	}
+	if (k < 0 || sha256_hex(in, (size_t)k, key) < 0) {
+		snprintf(t->why, sizeof(t->why), "cannot compute its key");
+		return -EIO;
+	}
+	memcpy(t->inputs, in, (size_t)k + 1);
+	snprintf(t->key, sizeof(t->key), "%.16s", key);
+	snprintf(dir, sizeof(dir), "%s/templates", c->state_dir);
+	(void)mkdir_p(dir, 0700);
+	snprintf(t->final, sizeof(t->final), "%s/%s", dir, t->key);
+	snprintf(t->initrd, sizeof(t->initrd), "%s/initrd", t->final);
+	return 0;
+}
+
+void template_plan(struct runtime *rt, const char *rootfs, const char *data_disk, size_t n_vols,
+		   bool has_nic, struct tpl_plan *t)
+{
+	int k;
+
+	if (template_key(rt, (long long)file_size(rootfs), (long long)file_size(data_disk), t) < 0)
+		return;
 	if (n_vols) {
 		snprintf(t->why, sizeof(t->why), "the VM has volumes (a device layout of its own)");
 		return;
 	}
-	if (!has_nic || !c->initrd || !c->kernel) {
+	if (!has_nic) {
 		snprintf(t->why, sizeof(t->why), "the VM has no network or no initramfs");
 		return;
 	}
-	k = key_inputs(rt, (long long)file_size(rootfs), (long long)file_size(data_disk), in,
-		       sizeof(in));
-	if (k < 0 && k != -ENOBUFS) {
-		snprintf(t->why, sizeof(t->why), "the kernel, initramfs or VMM cannot be read");
-		return;
-	}
-	if (k < 0 || sha256_hex(in, (size_t)k, key) < 0) {
-		snprintf(t->why, sizeof(t->why), "cannot compute its key");
-		return;
-	}
-	memcpy(t->inputs, in, (size_t)k + 1);
-	snprintf(dir, sizeof(dir), "%s/templates", c->state_dir);
-	(void)mkdir_p(dir, 0700);
-	snprintf(t->final, sizeof(t->final), "%s/%.16s", dir, key);
-	snprintf(t->initrd, sizeof(t->initrd), "%s/initrd", t->final);
 	if (access(t->final, F_OK) == 0) {
 		char ready[4400];
 
@@ -478,22 +492,41 @@ void template_plan(struct runtime *rt, const char *rootfs, const char *data_disk
 		}
 		template_release(t);
 	}
-	/* One start builds it; a build dir left by a killed daemon is taken over when stale. */
-	snprintf(t->dir, sizeof(t->dir), "%s.build", t->final);
-	if (stat(t->dir, &st) == 0 && time(NULL) - st.st_mtime > TPL_BUILD_STALE_S &&
-	    tpl_unheld(t->dir))
-		(void)rm_rf(t->dir);
-	if (mkdir(t->dir, 0700) < 0) {
-		snprintf(t->why, sizeof(t->why), "another start is building it");
+	/* Never built here: the start cold-boots, the build job makes it (template-build.c).
+	 * Not for a writable disk older than the node's size: template_gc would remove it. */
+	if (t->data != (long long)rt->cfg.data_disk_bytes) {
+		snprintf(t->why, sizeof(t->why),
+			 "none for this layout (a writable disk older than --data-disk-size)");
 		return;
 	}
-	if (tpl_hold(t, t->dir) < 0) {
+	t->build = true;
+	snprintf(t->why, sizeof(t->why), "none yet for this layout, building it in the background");
+}
+
+int template_build_begin(struct tpl_plan *t)
+{
+	struct stat st;
+	int r;
+
+	if (access(t->final, F_OK) == 0)
+		return -EEXIST;
+	/* A build dir nobody holds was left by a killed daemon (this daemon's builds of a key
+	 * are one at a time, template-build.c): taken over. */
+	snprintf(t->dir, sizeof(t->dir), "%s.build", t->final);
+	if (stat(t->dir, &st) == 0 && tpl_unheld(t->dir)) {
+		log_info("template: %s: left by an unfinished build, taken over", t->dir);
 		(void)rm_rf(t->dir);
-		snprintf(t->why, sizeof(t->why), "its build dir went away");
-		return;
+	}
+	if (mkdir(t->dir, 0700) < 0)
+		return errno == EEXIST ? -EBUSY : -errno;
+	r = tpl_hold(t, t->dir);
+	if (r < 0) {
+		(void)rm_rf(t->dir);
+		return r;
 	}
 	snprintf(t->initrd, sizeof(t->initrd), "%s/initrd", t->dir);
 	t->mode = TPL_BUILD;
+	return 0;
 }
 
 int template_write_initrd(struct runtime *rt, const struct tpl_plan *t, struct err *err)
@@ -550,12 +583,14 @@ static bool p_identity_waiting(const struct agent_status *s, void *ud)
 	return s->connected && s->identity_waiting;
 }
 
-int template_capture(struct runtime *rt, struct vm *vm, struct tpl_plan *t, const char *park_dir,
-		     struct err *err)
+#define TPL_WAIT_SLICE_MS 100
+
+int template_capture(struct runtime *rt, const char *id, struct vmm_handle *h, struct tpl_plan *t,
+		     const char *park_dir, atomic_bool *cancel, struct err *err)
 {
 	struct agent_config ac = {
 		.transport = agent_transport_for_vmm(rt->ops->name),
-		.socket_path = vm->h.agent_socket,
+		.socket_path = h->agent_socket,
 		.vsock_port = AGENT_DEFAULT_VSOCK_PORT,
 		.heartbeat_ms = rt->cfg.heartbeat_ms,
 	};
@@ -567,16 +602,27 @@ int template_capture(struct runtime *rt, struct vm *vm, struct tpl_plan *t, cons
 	r = agent_start(&ac, &a);
 	if (r < 0)
 		return err_set(err, r, "agent client: %s", strerror(-r));
-	r = agent_wait(a, p_identity_waiting, NULL, TPL_WAIT_MS);
+	/* In slices, so that a cancel (the daemon's shutdown) ends the wait at once. */
+	r = -ETIMEDOUT;
+	for (unsigned waited = 0; r == -ETIMEDOUT && waited < TPL_WAIT_MS;
+	     waited += TPL_WAIT_SLICE_MS) {
+		if (cancel && atomic_load(cancel)) {
+			r = -ECANCELED;
+			break;
+		}
+		r = agent_wait(a, p_identity_waiting, NULL, TPL_WAIT_SLICE_MS);
+	}
 	agent_free(a);
+	if (r == -ECANCELED)
+		return err_set(err, r, "cancelled");
 	if (r < 0)
 		return err_set(err, r, "the guest did not wait for its identity within %d s",
 			       TPL_WAIT_MS / 1000);
-	r = rt->ops->pause(rt->ops_priv, &vm->h, err);
+	r = rt->ops->pause(rt->ops_priv, h, err);
 	if (r >= 0 && (r = mkdir_p(park_dir, 0700)) < 0)
 		err_set(err, r, "%s: %s", park_dir, strerror(-r));
 	if (r >= 0)
-		r = rt->ops->save(rt->ops_priv, vm->name, &vm->h, park_dir, err);
+		r = rt->ops->save(rt->ops_priv, id, h, park_dir, err);
 	/* The VMM ends after this (the caller kills it): its files move into the template. */
 	snprintf(src, sizeof(src), "%s/state.tmp", park_dir);
 	snprintf(dst, sizeof(dst), "%s/state", t->dir);
@@ -614,6 +660,10 @@ int template_capture(struct runtime *rt, struct vm *vm, struct tpl_plan *t, cons
 		snprintf(dst, sizeof(dst), "%s/state.sum", t->dir);
 		r = write_file_atomic(dst, line, strlen(line), 0600);
 	}
+	/* The build's disks, console and run dir are not the template's. */
+	snprintf(src, sizeof(src), "%s/" TPL_WORK, t->dir);
+	if (r >= 0)
+		r = rm_rf(src);
 	if (r >= 0 && rename(t->dir, t->final) < 0)
 		r = -errno;
 	if (r < 0)

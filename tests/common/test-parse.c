@@ -79,5 +79,28 @@ static void test_vm_name(void)
 	ASSERT_FALSE(vm_name_is_valid(".."));
 }
 
+/* A VMM's id: every VM name, and the template builds' ids (longer than any VM name, up to the
+ * jailer's 64), nothing else. */
+static void test_vmm_id(void)
+{
+	char id[80];
+
+	ASSERT_TRUE(vmm_id_is_valid("web-1"));
+	ASSERT_TRUE(vmm_id_is_valid("123e4567-e89b-12d3-a456-426614174000"));
+	ASSERT_TRUE(vmm_id_is_valid("mvmfs-template-build-0123456789abcdef"));
+	ASSERT_FALSE(vm_name_is_valid("mvmfs-template-build-0123456789abcdef"));
+	memset(id, 'a', 64);
+	id[64] = '\0';
+	ASSERT_TRUE(vmm_id_is_valid(id));
+	id[64] = 'a';
+	id[65] = '\0';
+	ASSERT_FALSE(vmm_id_is_valid(id));
+	ASSERT_FALSE(vmm_id_is_valid(""));
+	ASSERT_FALSE(vmm_id_is_valid(NULL));
+	ASSERT_FALSE(vmm_id_is_valid("-tpl"));
+	ASSERT_FALSE(vmm_id_is_valid("mvmfs.template"));
+	ASSERT_FALSE(vmm_id_is_valid("a/b"));
+}
+
 TEST_MAIN(TEST(test_u64), TEST(test_u32), TEST(test_size), TEST(test_bool),
-	  TEST(test_control_value), TEST(test_vm_name))
+	  TEST(test_control_value), TEST(test_vm_name), TEST(test_vmm_id))

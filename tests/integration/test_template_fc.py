@@ -2,15 +2,21 @@
 # SPDX-License-Identifier: MIT
 """Booted templates on the Firecracker backend end to end (docs/template.md): the real daemon on
 a real FUSE mount and netlink, the Firecracker/jailer fake running the real guest agent in test
-mode as each guest. Three VMs of one layout: exactly one snapshot/create (the first start
-builds the template in its own jail), one snapshot/load per start, each in its own jail (uid,
-netns), each VMM mapping the template's one memory file (same inode, root's, read-only), each
-guest taking its own identity (name, address, MAC); a clone suspends into files of its own and
-resumes; a corrupt template costs a cold boot that works and is rebuilt; --no-template boots;
-and every call the fake saw was answered 2xx (no contract violation)."""
+mode as each guest. The template is built in the background by the daemon's own template VM
+(its own id, jail, uid, netns), from daemon start, without any start: a start before it is
+ready cold-boots at once (not delayed); then three VMs of the layout each load it (one
+snapshot/load per start, each in its own jail, each VMM mapping the template's one memory file:
+same inode, root's, read-only), each guest taking its own identity (name, address, MAC); a clone
+suspends into files of its own and resumes; a corrupt template costs a cold boot that works and
+is rebuilt in the background; a daemon stopped or SIGKILLed during a build leaves nothing once
+restarted; --no-template builds nothing and boots; every call the fake saw was answered 2xx
+(no contract violation)."""
 import os
+import re
 import shutil
+import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mvmfixture as mf  # noqa: E402
@@ -27,12 +33,23 @@ TMP = mf.tmpdir()
 REG = mf.Registry(TMP)
 IMAGE = f"{REG.host}/test/simple:1"
 NAMES = ("w1", "w2", "w3")
+BUILD_ID = "mvmfs-template-build-"  # + the template's key: the template VM's id
+DELAY = os.path.join(TMP, "tpl-delay")
 # The guest: the agent reads the initramfs its VMM was given (in the jail): the template's on a
-# template start (it then waits for its identity), the VM's own on a cold boot.
-KNOBS = {"default": {"agent_cmd": f'exec {AGENT} --test-mode --ctl-fd 3 --boot-id '
+# template start (it then waits for its identity), the VM's own on a cold boot. The template
+# VM's guest first sleeps for the seconds in DELAY (a slow build, to start VMs meanwhile).
+KNOBS = {"default": {"agent_cmd": f'case "$FAKE_FC_VSOCK_UDS" in *{BUILD_ID}*) '
+                                  f'sleep "$(cat {DELAY} 2>/dev/null || echo 0)";; esac; '
+                                  f'exec {AGENT} --test-mode --ctl-fd 3 --boot-id '
                                   f'"$FAKE_FC_GUEST_BOOT_ID" --initrd '
                                   f'"$(dirname "$FAKE_FC_VSOCK_UDS")/initrd"'}}
 D = None
+BUILDS = set()  # the template VMs' ids seen
+
+
+def set_delay(s):
+    with open(DELAY, "w") as f:
+        f.write(str(s))
 
 
 def daemon_log():
@@ -44,6 +61,29 @@ def template_dirs():
     d = os.path.join(D.state, "templates")
     return [os.path.join(d, n) for n in os.listdir(d) if "." not in n] if os.path.isdir(d) \
         else []
+
+
+def wait_template(timeout=20):
+    """The one template, once built; its builder's id is remembered."""
+    (tdir,) = wait_for(lambda: template_dirs() or None, timeout,
+                       lambda: "a template:\n" + D.log_tail())
+    BUILDS.add(BUILD_ID + os.path.basename(tdir))
+    return tdir
+
+
+def build_pids():
+    out = subprocess.run(["pgrep", "-f", "--", f"--id {BUILD_ID}"], stdout=subprocess.PIPE,
+                         text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def no_build_left(bid):
+    """Nothing of the template VM bid: jail, cgroups, netns, process (leftovers) and no
+    unfinished build dir."""
+    found = leftovers(D, bid)
+    d = os.path.join(D.state, "templates")
+    found += [n for n in (os.listdir(d) if os.path.isdir(d) else []) if n.endswith(".build")]
+    return found
 
 
 def identity_line(name):
@@ -72,37 +112,74 @@ def start(name):
     assert D.state_of(name) == "running", D.read(name, "error")
 
 
+def test_start_before_the_template_cold_boots_at_once():
+    # The daemon started with a slow template build (DELAY): a start meanwhile cold-boots and
+    # is not delayed by it.
+    assert not template_dirs()
+    os.mkdir(D.vm("w1"))
+    D.write("w1", "image", IMAGE)
+    t0 = time.monotonic()
+    start("w1")
+    took = time.monotonic() - t0
+    assert not template_dirs(), "the start waited for the build"
+    assert "w1: template: none yet for this layout, building it in the background: cold boot" \
+        in daemon_log(), D.log_tail()
+    assert "template: building " in daemon_log(), D.log_tail()
+    assert len(calls("w1", "PUT /actions InstanceStart")) == 1
+    assert not calls("w1", "PUT /snapshot/load")
+    print(f"# cold start during the build: {took:.2f} s (wall clock, shared machine)")
+
+
+def test_template_appears_without_a_start():
+    tdir = wait_template()
+    # Logged once the template VM is torn down, just after the template's rename.
+    wait_for(lambda: re.search(r"template: built \S+ in [0-9.]+ s", daemon_log()), 10,
+             D.log_tail)
+    (bid,) = BUILDS
+    # The template VM: one boot, one snapshot/create, in its own jail; its uid is outside the
+    # VMs' range, its netns its own; then nothing of it is left.
+    assert len(calls(bid, "PUT /snapshot/create")) == 1
+    assert len(calls(bid, "PUT /actions InstanceStart")) == 1
+    (jrun,) = fcctl.events(fcctl.record_file(D.jail, bid), "jailer")
+    wait_for(lambda: not no_build_left(bid), 10, lambda: no_build_left(bid))
+    st = os.stat(os.path.join(tdir, "mem"))
+    assert st.st_uid == 0 and st.st_mode & 0o7777 == 0o444, oct(st.st_mode)
+    assert sorted(os.listdir(tdir)) == ["initrd", "inputs", "mem", "mem.sum", "state",
+                                        "state.sum"], os.listdir(tdir)
+
+
 def test_three_vms_from_one_template():
+    assert D.write("w1", "state", "stop\n") == 5
     macs = set()
     for n in NAMES:
-        os.mkdir(D.vm(n))
-        D.write(n, "image", IMAGE)
+        if not os.path.isdir(D.vm(n)):
+            os.mkdir(D.vm(n))
+            D.write(n, "image", IMAGE)
         start(n)
         line = identity_line(n)
         macs.add(line.split("MAC ")[1].split(")")[0])
     assert len(macs) == 3, macs
-    assert "w1: template: built " in daemon_log(), D.log_tail()
     for n in NAMES:
         assert f"{n}: template: started from " in daemon_log(), D.log_tail()
     (tdir,) = template_dirs()
     st = os.stat(os.path.join(tdir, "mem"))
-    assert st.st_uid == 0 and st.st_mode & 0o7777 == 0o444, oct(st.st_mode)
-    # One snapshot/create for the layout (w1's first VMM), one load per start.
-    assert len(calls("w1", "PUT /snapshot/create")) == 1
-    assert sum(len(calls(n, "PUT /snapshot/create")) for n in NAMES) == 1
+    # No start made a snapshot: one load per start.
     for n in NAMES:
+        assert not calls(n, "PUT /snapshot/create"), n
         assert len(calls(n, "PUT /snapshot/load")) == 1, n
         (ev,) = loads(n)
         assert (ev["mem_file"]["dev"], ev["mem_file"]["ino"]) == (st.st_dev, st.st_ino), ev
         assert not ev["mem_file"]["writable"], ev
         assert os.stat(os.path.join(D.vm_jail(n), "root", "mem")).st_ino == st.st_ino
-    # Each in its own jail: jail dir, uid, netns.
+    # Each in its own jail: jail dir, uid, netns; the template VM's are none of them.
+    (bid,) = BUILDS
     jails = [fcctl.jailer_report(D.vm_jail(n)) for n in NAMES]
-    for key in ("chroot_dir", "uid", "netns"):
-        assert len({j[key] for j in jails}) == 3, [j[key] for j in jails]
-    # The template was built in w1's own jail, before w1's start from it.
-    runs = [r for r in fcctl.events(fcctl.record_file(D.jail, "w1"), "jailer")]
-    assert len(runs) == 2, runs
+    (brun,) = fcctl.events(fcctl.record_file(D.jail, bid), "jailer")
+    for key in ("uid", "netns"):
+        vals = [j[key] for j in jails]
+        assert len(set(vals)) == 3, vals
+        if key in brun:
+            assert brun[key] not in vals, (brun, vals)
 
 
 def test_clone_suspends_into_its_own_files():
@@ -127,20 +204,60 @@ def test_corrupt_template_cold_boots_and_is_rebuilt():
     with open(os.path.join(tdir, "state"), "ab") as f:
         f.write(b"x")
     n_start = len(calls("w3", "PUT /actions InstanceStart"))
+    n_load = len(calls("w3", "PUT /snapshot/load"))
     start("w3")
     assert "w3: template: corrupt: checksum mismatch: cold boot" in daemon_log(), D.log_tail()
     assert len(calls("w3", "PUT /actions InstanceStart")) == n_start + 1
-    assert not os.path.exists(tdir)
+    # Rebuilt in the background (same key: the same template VM id, a second create).
+    (bid,) = BUILDS
+    wait_for(lambda: len(calls(bid, "PUT /snapshot/create")) == 2, 20, D.log_tail)
+    wait_template()
     assert D.write("w3", "state", "stop\n") == 5
     start("w3")
-    assert len(template_dirs()) == 1
-    assert daemon_log().count("w3: template: built ") == 1, D.log_tail()
-    assert len(calls("w3", "PUT /snapshot/create")) == 1
+    assert not calls("w3", "PUT /snapshot/create")
+    assert len(calls("w3", "PUT /snapshot/load")) == n_load + 1
     identity_line("w3")
 
 
-def test_no_template_boots():
+def test_shutdown_during_a_build_is_bounded_and_leaves_nothing():
+    (bid,) = BUILDS
     D.stop()
+    shutil.rmtree(os.path.join(D.state, "templates"))
+    set_delay(60)
+    D.start()
+    wait_for(lambda: build_pids() or None, 10, "the template VM")
+    t0 = time.monotonic()
+    D.stop()
+    took = time.monotonic() - t0
+    assert took < 5, took
+    assert re.search(r"template: not built: .*cancelled", daemon_log()), D.log_tail()
+    wait_for(lambda: not no_build_left(bid), 10, lambda: no_build_left(bid))
+
+
+def test_sigkill_during_a_build_leaks_nothing():
+    (bid,) = BUILDS
+    set_delay(60)
+    D.start()
+    pids = wait_for(lambda: build_pids() or None, 10, "the template VM")
+    wait_for(lambda: os.path.isdir(D.vm_jail(bid)), 10, "its jail")
+    D.kill9()
+    # What the killed daemon's build left: the VMM, its jail, netns, cgroups, build dir.
+    assert all(os.path.exists(f"/proc/{p}") for p in pids), pids
+    assert no_build_left(bid), "nothing to clean up: the test proves nothing"
+    set_delay(0)
+    D.start()  # the reaper and template_gc clean up, then the build runs again
+    wait_template()
+    for p in pids:
+        wait_for(lambda: not os.path.exists(f"/proc/{p}") or
+                 " Z " in open(f"/proc/{p}/stat").read(), 10, f"the old VMM {p} gone")
+    wait_for(lambda: not no_build_left(bid), 10, lambda: no_build_left(bid))
+    assert D.state_of("w1") == "running", D.read("w1", "error")
+
+
+def test_no_template_builds_nothing_and_boots():
+    D.stop()
+    shutil.rmtree(os.path.join(D.state, "templates"))
+    n_builds = daemon_log().count("template: building ")
     D.args.insert(-1, "--no-template")
     D.start()
     assert D.state_of("w1") == "running", D.read("w1", "error")
@@ -152,10 +269,13 @@ def test_no_template_boots():
     boot = [r for r in D.records("w1") if r.get("kind") == "call" and
             r.get("path") == "/boot-source"][-1]["body"]
     assert "vmname=w1" in boot["boot_args"], boot
+    time.sleep(0.5)
+    assert daemon_log().count("template: building ") == n_builds, D.log_tail()
+    assert not template_dirs() and not build_pids()
 
 
 def test_fake_saw_no_error_response():
-    for n in NAMES:
+    for n in NAMES + tuple(BUILDS):
         recs = D.records(n)
         errs = [r for r in recs if r.get("kind") == "call" and
                 (r.get("status") is None or r["status"] >= 300)]
@@ -168,15 +288,21 @@ def test_nothing_is_left():
         D.write(n, "state", "kill")
         os.rmdir(D.vm(n))
         wait_for(lambda: not leftovers(D, n), 10, lambda: leftovers(D, n))
+    for b in BUILDS:
+        assert not no_build_left(b), no_build_left(b)
 
 
 CASES = [(f.__name__, f) for f in (
+    test_start_before_the_template_cold_boots_at_once, test_template_appears_without_a_start,
     test_three_vms_from_one_template, test_clone_suspends_into_its_own_files,
-    test_corrupt_template_cold_boots_and_is_rebuilt, test_no_template_boots,
+    test_corrupt_template_cold_boots_and_is_rebuilt,
+    test_shutdown_during_a_build_is_bounded_and_leaves_nothing,
+    test_sigkill_during_a_build_leaks_nothing, test_no_template_builds_nothing_and_boots,
     test_fake_saw_no_error_response, test_nothing_is_left)]
 
 rc = 1
 try:
+    set_delay(4)  # the first build is slow: w1 starts meanwhile
     D = mf.Daemon(TMP, REG, knobs=KNOBS, template=True)
     rc = mf.run_tap(CASES)
 except Exception as e:  # noqa: BLE001

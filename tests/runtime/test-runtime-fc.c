@@ -1411,6 +1411,24 @@ static void template_dir(char *out, size_t size)
 	closedir(dir);
 }
 
+/* The template the build job makes in the background, once there (30 s at most). */
+static void wait_template(char *out, size_t size)
+{
+	for (int i = 0; i < 300; i++) {
+		template_dir(out, size);
+		if (out[0])
+			return;
+		usleep(100000);
+	}
+	TEST_FAIL("no template built in the background within 30 s");
+}
+
+/* The template VM's id: the build's prefix and the key (tdir's name). */
+static void build_id(const char *tdir, char *out, size_t size)
+{
+	snprintf(out, size, "mvmfs-template-build-%s", strrchr(tdir, '/') + 1);
+}
+
 static int count_of(const char *hay, const char *needle)
 {
 	int n = 0;
@@ -1486,36 +1504,49 @@ static void template_setup(char *kn, size_t size)
 		 "\"guest_touch_mib\":%d}",
 		 agent, getenv("MVMFS_TPL_TOUCH_MIB") ? atoi(getenv("MVMFS_TPL_TOUCH_MIB")) : 16);
 	write_knobs(kn);
+	/* A root disk of the default layout's device size (image root disks are padded to it):
+	 * the template built at start is this VM's. */
+	snprintf(p, sizeof(p), "%s/rootfs.ext4", T);
+	ASSERT_OK(truncate(p, (off_t)IMG_ROOT_DISK_ALIGN));
 	with_network = true;
 	with_template = true;
 }
 
-/* Several VMs of one layout: the first start builds the template (one snapshot/create, in its
- * own jail), every start loads it (one snapshot/load each, in the VM's jail, its own uid and
- * netns), each VM's memory file is the template's inode, root's and read-only, and each guest
- * takes its own identity. A clone suspends into files of its own and resumes; the template is
- * unchanged. A corrupt state or memory file costs a cold boot, and the next start rebuilds it.
- * Every call the fake saw was answered 2xx. */
+/* Several VMs of one layout: the runtime's start builds the template in the background (one
+ * snapshot/create, by the template VM in its own jail, with its own uid outside the VMs' range
+ * and netns, nothing of it left after), every start loads it (one snapshot/load each, in the VM's
+ * jail, its own uid and netns), each VM's memory file is the template's inode, root's and
+ * read-only, and each guest takes its own identity. A clone suspends into files of its own and
+ * resumes; the template is unchanged. A corrupt state or memory file costs a cold boot, and the
+ * template is rebuilt in the background. Every call the fake saw was answered 2xx. */
 static _unused_ void test_template(void)
 {
 	static const char *const names[] = {"tpl1", "tpl2", "tpl3"};
 	struct runtime_config cfg;
 	struct runtime *rt;
 	struct vm *vm[3];
-	char kn[2048], tdir[600], p[900], seq[65536], before[65], after[65];
+	char kn[2048], tdir[600], p[900], seq[65536], before[65], after[65], bid[100];
 	struct stat tst, st;
 	uid_t uids[3];
 	FILE *f;
 
 	template_setup(kn, sizeof(kn));
 	rt = rt_open(&cfg);
+	/* Built without any start. */
+	wait_template(tdir, sizeof(tdir));
+	build_id(tdir, bid, sizeof(bid));
+	ASSERT_TRUE(strlen(bid) > VM_NAME_MAX && vmm_id_is_valid(bid));
+	snprintf(p, sizeof(p), "%s/jail/firecracker/%s", T, bid);
+	for (int i = 0; i < 100 && access(p, F_OK) == 0; i++)
+		usleep(100000); /* its teardown follows the rename */
+	assert_no_leftovers(rt, bid, 0);
+	snprintf(p, sizeof(p), "/run/netns/mvmfs-%s", bid);
+	ASSERT_EQ(access(p, F_OK), -1);
 	for (int i = 0; i < 3; i++) {
 		vm[i] = define(rt, names[i]);
 		start_healthy(vm[i]);
 		assert_identity(vm[i]);
 	}
-	template_dir(tdir, sizeof(tdir));
-	ASSERT_TRUE(tdir[0] != '\0');
 	snprintf(p, sizeof(p), "%s/mem", tdir);
 	ASSERT_OK(lstat(p, &tst));
 	if (tst.st_uid != 0 || (tst.st_mode & 07777) != 0444)
@@ -1535,6 +1566,8 @@ static _unused_ void test_template(void)
 		snprintf(p, sizeof(p), "/run/netns/mvmfs-%s", names[i]);
 		ASSERT_STREQ(json_string_value(json_object_get(rep, "netns")), p);
 		json_decref(rep);
+		if (uids[i] == cfg.uid_base + cfg.uid_count)
+			TEST_FAIL("%s has the template VM's uid", names[i]);
 		for (int j = 0; j < i; j++)
 			if (uids[j] == uids[i])
 				TEST_FAIL("%s and %s share uid %u", names[j], names[i], uids[i]);
@@ -1559,7 +1592,8 @@ static _unused_ void test_template(void)
 	ASSERT_OK(savefile_sha256(p, after));
 	ASSERT_STREQ(before, after);
 
-	/* A corrupt state: a cold boot, the template removed; the next start rebuilds it. */
+	/* A corrupt state: a cold boot, the template removed and rebuilt in the background; the
+	 * next start loads it. */
 	ASSERT_EQ(command(vm[2], VM_VERB_STOP), 0);
 	snprintf(p, sizeof(p), "%s/state", tdir);
 	f = fopen(p, "a");
@@ -1567,14 +1601,12 @@ static _unused_ void test_template(void)
 	fputs("x", f);
 	fclose(f);
 	start_healthy(vm[2]);
-	ASSERT_EQ(access(tdir, F_OK), -1);
 	ASSERT_EQ(command(vm[2], VM_VERB_STOP), 0);
+	wait_template(tdir, sizeof(tdir));
 	start_healthy(vm[2]);
 	assert_identity(vm[2]);
 	/* A corrupt memory file (one byte of a guest page): the same. */
 	ASSERT_EQ(command(vm[2], VM_VERB_STOP), 0);
-	template_dir(tdir, sizeof(tdir));
-	ASSERT_TRUE(tdir[0] != '\0');
 	snprintf(p, sizeof(p), "%s/mem", tdir);
 	{
 		int fd = open(p, O_WRONLY | O_CLOEXEC);
@@ -1584,10 +1616,10 @@ static _unused_ void test_template(void)
 		close(fd);
 	}
 	start_healthy(vm[2]);
-	ASSERT_EQ(access(tdir, F_OK), -1);
 
 	/* A load that fails (the VMM refuses it): that VMM goes, the VM boots cold in the same
-	 * start. (This one builds the template again first.) */
+	 * start. (The template is rebuilt first.) */
+	wait_template(tdir, sizeof(tdir));
 	{
 		char kn2[4096], *s = NULL;
 		struct vm *x;
@@ -1607,9 +1639,9 @@ static _unused_ void test_template(void)
 		destroy(rt, "tplx");
 		assert_no_leftovers(rt, "tplx", 0);
 		check_calls_any("tplx", seq, sizeof(seq));
-		ASSERT_EQ(count_of(seq, "PUT /snapshot/create 204\n"), 1);
+		ASSERT_EQ(count_of(seq, "PUT /snapshot/create 204\n"), 0);
 		ASSERT_EQ(count_of(seq, "PUT /snapshot/load 400\n"), 1);
-		ASSERT_EQ(count_of(seq, "InstanceStart 204\n"), 2);
+		ASSERT_EQ(count_of(seq, "InstanceStart 204\n"), 1);
 	}
 
 	for (int i = 0; i < 3; i++) {
@@ -1618,19 +1650,24 @@ static _unused_ void test_template(void)
 		destroy(rt, names[i]);
 		assert_no_leftovers(rt, names[i], 0);
 	}
-	/* tpl1: the template's VMM (create), then its own start (load); tpl2: load, suspend
-	 * (create), load; tpl3: load, cold (state), build (create) + load, cold (memory). */
+	/* No start made a snapshot but tpl2's suspend. tpl1: load; tpl2: load, suspend (create),
+	 * load; tpl3: load, cold (state), load (rebuilt), cold (memory). The template VM: three
+	 * builds (at start, after each corruption), a boot and a create each. */
 	check_calls("tpl1", seq, sizeof(seq));
-	ASSERT_EQ(count_of(seq, "PUT /snapshot/create\n"), 1);
+	ASSERT_EQ(count_of(seq, "PUT /snapshot/create\n"), 0);
 	ASSERT_EQ(count_of(seq, "PUT /snapshot/load\n"), 1);
 	check_calls("tpl2", seq, sizeof(seq));
 	ASSERT_EQ(count_of(seq, "PUT /snapshot/create\n"), 1);
 	ASSERT_EQ(count_of(seq, "PUT /snapshot/load\n"), 2);
 	ASSERT_EQ(count_of(seq, "InstanceStart\n"), 0);
 	check_calls("tpl3", seq, sizeof(seq));
-	ASSERT_EQ(count_of(seq, "PUT /snapshot/create\n"), 1);
+	ASSERT_EQ(count_of(seq, "PUT /snapshot/create\n"), 0);
 	ASSERT_EQ(count_of(seq, "PUT /snapshot/load\n"), 2);
+	ASSERT_EQ(count_of(seq, "InstanceStart\n"), 2);
+	ASSERT_EQ(check_calls(bid, seq, sizeof(seq)), 3);
+	ASSERT_EQ(count_of(seq, "PUT /snapshot/create\n"), 3);
 	ASSERT_EQ(count_of(seq, "InstanceStart\n"), 3);
+	assert_no_leftovers(rt, bid, 0);
 	runtime_free(rt);
 	rm_rf(T);
 }
@@ -1650,11 +1687,10 @@ static _unused_ void test_template_other_fs(void)
 	snprintf(jail, sizeof(jail), "%s/jail", T);
 	ASSERT_OK(mount("tmpfs", jail, "tmpfs", 0, "mode=0755"));
 	rt = rt_open(&cfg);
+	wait_template(tdir, sizeof(tdir));
 	vm = define(rt, "tplc");
 	start_healthy(vm);
 	assert_identity(vm);
-	template_dir(tdir, sizeof(tdir));
-	ASSERT_TRUE(tdir[0] != '\0');
 	snprintf(p, sizeof(p), "%s/mem", tdir);
 	ASSERT_OK(lstat(p, &tst));
 	if (tst.st_uid != 0 || (tst.st_mode & 07777) != 0444)

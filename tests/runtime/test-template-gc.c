@@ -3,8 +3,9 @@
  * temporary state dir: what goes (other node-wide inputs, no inputs, no state.sum, inputs not of
  * the key, unfinished builds, leftovers of a removal) and what stays (the current inputs, other
  * root sizes, a build in progress, a template a start holds, files not of templates). The
- * templates are made by template_plan as a start makes them, their files written as
- * template_capture writes them. */
+ * templates are made as the build job makes them (template_plan finds none, template_build_begin
+ * takes its build dir), their files written as template_capture writes them. */
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -67,17 +68,40 @@ static void setup(struct runtime *rt)
 	rt->cfg.data_disk_bytes = 1ULL << 30;
 }
 
-/* A template as a start builds it: planned (BUILD, its dir held), its files written, published,
- * released. Its path into ret. */
+/* A template as the build job makes it: none planned, its build dir taken (BUILD, held), its
+ * files written, published, released. Its path into ret. */
 static void make_template(struct runtime *rt, const char *root, const char *data, char *ret,
 			  size_t size)
 {
 	struct tpl_plan t;
 	char p[4600];
 
+	struct stat rs, ds;
+
 	template_plan(rt, root, data, 0, true, &t);
-	if (t.mode != TPL_BUILD)
+	if (t.mode != TPL_NONE)
 		TEST_FAIL("plan: mode %d (%s)", t.mode, t.why);
+	/* A build is asked for the node's writable disk size only (template_gc would remove
+	 * another's); the build job makes one of any layout. */
+	ASSERT_OK(stat(root, &rs));
+	ASSERT_OK(stat(data, &ds));
+	if ((unsigned long long)ds.st_size == rt->cfg.data_disk_bytes) {
+		ASSERT_TRUE(t.build);
+		ASSERT_STREQ(t.why, "none yet for this layout, building it in the background");
+	} else {
+		ASSERT_FALSE(t.build);
+	}
+	ASSERT_OK(template_key(rt, (long long)rs.st_size, (long long)ds.st_size, &t));
+	ASSERT_OK(template_build_begin(&t));
+	ASSERT_EQ(t.mode, TPL_BUILD);
+	/* One build per key: a second one finds it being built. */
+	{
+		struct tpl_plan t2;
+
+		template_plan(rt, root, data, 0, true, &t2);
+		ASSERT_EQ(template_build_begin(&t2), -EBUSY);
+		ASSERT_FALSE(t2.held);
+	}
 	ASSERT_TRUE(t.held);
 	snprintf(p, sizeof(p), "%s/state", t.dir);
 	write_str(p, "saved device state");
@@ -160,9 +184,10 @@ static void test_gc(void)
 	template_plan(&rt, root1, data2, 0, true, &use);
 	ASSERT_EQ(use.mode, TPL_USE);
 	ASSERT_STREQ(use.dir, data_other);
-	/* A start building a template (memory 512 MiB) holds its build dir, whatever its age. */
+	/* A build of a template (memory 512 MiB) holds its build dir, whatever its age. */
 	rt.cfg.mem_mib = 512;
-	template_plan(&rt, root1, data1, 0, true, &building);
+	ASSERT_OK(template_key(&rt, 1LL << 30, 1LL << 30, &building));
+	ASSERT_OK(template_build_begin(&building));
 	ASSERT_EQ(building.mode, TPL_BUILD);
 	rt.cfg.mem_mib = 2048;
 	age(building.dir, 3600);
@@ -262,8 +287,8 @@ static void test_plan_during_removal(void)
 
 /* Starts and removals at once: a start from the template of another writable disk size (one
  * template_gc removes whenever nobody holds it) in one thread, template_gc in a loop in another.
- * While a start holds its template, every file of it is there; the start either uses it, builds
- * it anew, or cold-boots ("being removed", "another start is building it"). */
+ * While a start holds its template, every file of it is there; the start either uses it or
+ * cold-boots ("being removed", "none yet": then a build, as the build job's, makes it anew). */
 struct race {
 	struct runtime *rt;
 	atomic_bool stop;
@@ -311,7 +336,8 @@ static void test_gc_races_starts(void)
 			}
 			r.uses++;
 			template_release(&tp);
-		} else if (tp.mode == TPL_BUILD) {
+		} else if (template_key(&rt, 1LL << 30, 2LL << 30, &tp) == 0 &&
+			   template_build_begin(&tp) == 0) {
 			snprintf(p, sizeof(p), "%s/state", tp.dir);
 			write_str(p, "saved device state");
 			snprintf(p, sizeof(p), "%s/ram", tp.dir);
