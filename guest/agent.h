@@ -86,6 +86,8 @@ int mounts_early(void);
  * root's or the writable layer's */
 int mounts_root(const struct guest_vm *vm);
 int mounts_etc(const struct guest_vm *vm); /* hostname, resolv.conf, hosts */
+/* Each mount of the last mounts_root and its time in ms ("/mnt/root 31.2, /mnt/data 12.0, ..."). */
+const char *mounts_timing(void);
 /* volumes.c: find each volume's disk by its ext4 UUID among /dev/vd*, waiting (bounded) for
  * all of them; others gets the first two other disks (root and writable layer), in name order.
  * -ENODEV when a volume's disk is missing. */

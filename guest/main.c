@@ -521,10 +521,10 @@ static void boot_log_timing(void)
 #define BT_REL(x) (boot_t[x] >= t0 ? (unsigned long long)(boot_t[x] - t0) : 0ull)
 	agent_log("boot timing: disks +%llu ms, image root +%llu, data disk +%llu, root mounted "
 		  "+%llu, /etc +%llu, volumes +%llu, network +%llu, app started +%llu (guest "
-		  "monotonic ms %llu at the start)",
+		  "monotonic ms %llu at the start); mounts (ms each): %s",
 		  BT_REL(BT_DISKS), BT_REL(BT_IMAGE), BT_REL(BT_DATA), BT_REL(BT_ROOT),
 		  BT_REL(BT_ETC), BT_REL(BT_VOLUMES), BT_REL(BT_NET), BT_REL(BT_APP),
-		  (unsigned long long)t0);
+		  (unsigned long long)t0, mounts_timing());
 #undef BT_REL
 }
 
