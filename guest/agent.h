@@ -113,6 +113,19 @@ void mounts_teardown(void); /* kill leftovers, sync, unmount */
 _Noreturn void power_off(bool vsock);
 int wait_for_path(const char *path, unsigned timeout_ms);
 
+/* warm.c: read ahead, on a thread, the files the app's start reads first (passwd, group, the
+ * program and its "#!" interpreter) inside root; warm_end joins it. Best effort, never fails. */
+#define WARM_HEAD 256 /* the bytes of a program the kernel looks at for "#!" */
+void warm_begin(const struct guest_vm *vm, const char *root);
+void warm_end(void);
+/* The same in line, calling seen for each file read ahead (tests). -errno when root cannot be
+ * opened. */
+int warm_run(const struct guest_vm *vm, const char *root, void (*seen)(void *ud, const char *path),
+	     void *ud);
+/* The interpreter of a "#!" line in the first len (<= WARM_HEAD) bytes of a file: strict (the
+ * line ends inside them, the path is absolute and fits outsz). 0, or -EINVAL. */
+int warm_shebang(const uint8_t *buf, size_t len, char *out, size_t outsz);
+
 /* netcfg.c */
 int net_configure(const struct guest_vm *vm);
 /* The unsolicited neighbour advertisement of eth0's address again (after a restore: the host

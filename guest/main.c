@@ -598,6 +598,7 @@ static int boot_guest(struct agent_state *s)
 		r = volumes_mount(&s->vm, NEWROOT);
 		boot_mark(BT_VOLUMES);
 	}
+	warm_end();
 	if (!s->vm.no_network)
 		(void)net_end(s, &net);
 	if (r < 0)

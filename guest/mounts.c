@@ -209,8 +209,11 @@ int mounts_root(const struct guest_vm *vm)
 	r = do_mount(dev, MNT_ROOT, "ext4", MS_RDONLY, "noload");
 	if (r < 0)
 		r = do_mount(dev, MNT_ROOT, "ext4", MS_RDONLY, NULL);
-	if (r >= 0)
+	if (r >= 0) {
 		boot_mark(BT_IMAGE);
+		/* The image's files the start reads first, while the rest is mounted. */
+		warm_begin(vm, MNT_ROOT);
+	}
 	if (threaded)
 		pthread_join(dj.thread, NULL);
 	else if (data)
