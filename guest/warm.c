@@ -3,11 +3,12 @@
  * the boot (the writable disk's and the overlay's mounts, the API mounts, /etc, the volumes, the
  * network): the image's /etc/passwd and /etc/group (the user lookup), the working directory, the
  * program (argv[0], looked up in PATH as the start does) and, for a "#!" script, its interpreter.
- * Each file is read ahead whole (up to WARM_READ_MAX): after a template's restore the image's disk
- * is cold, and the start's path walks and execve would otherwise wait for one small read after
- * another. Read-only and best effort: paths are resolved inside the image's root (RESOLVE_IN_ROOT,
- * no symlink leads out), only regular files are opened (never a FIFO or a device), nothing is
- * logged or reported; the start itself does every lookup again and decides. */
+ * Each file is read ahead from its start, up to WARM_READ_MAX (a big program's head: the disk must
+ * stay free for the mounts still running): after a template's restore the image's disk is cold,
+ * and the start's path walks and execve would otherwise wait for one small read after another.
+ * Read-only and best effort: paths are resolved inside the image's root (RESOLVE_IN_ROOT, no
+ * symlink leads out), only regular files are opened (never a FIFO or a device), nothing is logged
+ * or reported; the start itself does every lookup again and decides. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -21,7 +22,7 @@
 
 #include "agent.h"
 
-#define WARM_READ_MAX (64u << 20)
+#define WARM_READ_MAX (8u << 20)
 #define WARM_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 int warm_shebang(const uint8_t *buf, size_t len, char *out, size_t outsz)
