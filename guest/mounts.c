@@ -6,7 +6,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -147,36 +146,13 @@ static void pick_disks(const char *a, const char *b, const char **root, const ch
 	}
 }
 
-/* The writable disk's mount, on a thread of its own beside the image root's: each mostly waits
- * for its disk. The thread only mounts; the main thread logs and falls back after the join (the
- * channel is the main thread's). */
-struct data_job {
-	char dev[32];
-	pthread_t thread;
-	int r;
-	uint64_t us;
-};
-
-static void *data_thread(void *arg)
-{
-	struct data_job *j = arg;
-	uint64_t t0 = now_us();
-
-	(void)mkdir(MNT_DATA, 0755);
-	j->r = mount(j->dev, MNT_DATA, "ext4", MS_NOATIME, NULL) < 0 ? -errno : 0;
-	j->us = now_us() - t0;
-	return NULL;
-}
-
 int mounts_root(const struct guest_vm *vm)
 {
 	static char others[2][8];
-	struct data_job dj = {.r = -ENODEV};
 	const char *root, *data;
 	unsigned n_others = 0;
-	bool threaded = false;
 	char dev[32];
-	int r, rd;
+	int r;
 
 	mount_times_len = 0;
 	mount_times[0] = '\0';
@@ -201,34 +177,21 @@ int mounts_root(const struct guest_vm *vm)
 	}
 
 	boot_mark(BT_DISKS);
-	if (data) {
-		snprintf(dj.dev, sizeof(dj.dev), "/dev/%s", data);
-		threaded = pthread_create(&dj.thread, NULL, data_thread, &dj) == 0;
-	}
 	snprintf(dev, sizeof(dev), "/dev/%s", root);
 	r = do_mount(dev, MNT_ROOT, "ext4", MS_RDONLY, "noload");
 	if (r < 0)
 		r = do_mount(dev, MNT_ROOT, "ext4", MS_RDONLY, NULL);
-	if (r >= 0) {
-		boot_mark(BT_IMAGE);
-		/* The image's files the start reads first, while the rest is mounted. */
-		warm_begin(vm, MNT_ROOT);
-	}
-	if (threaded)
-		pthread_join(dj.thread, NULL);
-	else if (data)
-		data_thread(&dj); /* no thread: in line, as before */
-	rd = dj.r;
-	if (data && rd < 0)
-		agent_log("mount %s on %s (ext4): %s", dj.dev, MNT_DATA, strerror(-rd));
-	else if (data)
-		mount_time(MNT_DATA, dj.us);
-	if (r < 0) {
-		if (rd >= 0)
-			(void)umount2(MNT_DATA, 0);
+	if (r < 0)
 		return r;
+	boot_mark(BT_IMAGE);
+	/* The image's files the start reads first, while the rest is mounted. (The writable disk's
+	 * mount beside the image root's gained nothing: under TCG both are CPU-bound.) */
+	warm_begin(vm, MNT_ROOT);
+	if (data) {
+		snprintf(dev, sizeof(dev), "/dev/%s", data);
+		r = do_mount(dev, MNT_DATA, "ext4", MS_NOATIME, NULL);
 	}
-	if (rd < 0) {
+	if (!data || r < 0) {
 		agent_log("no writable data disk: changes live in memory");
 		r = do_mount("tmpfs", MNT_DATA, "tmpfs", 0, "mode=0755");
 		if (r < 0)
