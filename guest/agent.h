@@ -86,6 +86,8 @@ int mounts_early(void);
  * root's or the writable layer's */
 int mounts_root(const struct guest_vm *vm);
 int mounts_etc(const struct guest_vm *vm); /* hostname, resolv.conf, hosts */
+/* Each mount of the last mounts_root and its time in ms ("/mnt/root 31.2, /mnt/data 12.0, ..."). */
+const char *mounts_timing(void);
 /* volumes.c: find each volume's disk by its ext4 UUID among /dev/vd*, waiting (bounded) for
  * all of them; others gets the first two other disks (root and writable layer), in name order.
  * -ENODEV when a volume's disk is missing. */
@@ -110,6 +112,19 @@ void volumes_unmount(void);
 void mounts_teardown(void); /* kill leftovers, sync, unmount */
 _Noreturn void power_off(bool vsock);
 int wait_for_path(const char *path, unsigned timeout_ms);
+
+/* warm.c: read ahead, on a thread, the files the app's start reads first (passwd, group, the
+ * program and its "#!" interpreter) inside root; warm_end joins it. Best effort, never fails. */
+#define WARM_HEAD 256 /* the bytes of a program the kernel looks at for "#!" */
+void warm_begin(const struct guest_vm *vm, const char *root);
+void warm_end(void);
+/* The same in line, calling seen for each file read ahead (tests). -errno when root cannot be
+ * opened. */
+int warm_run(const struct guest_vm *vm, const char *root, void (*seen)(void *ud, const char *path),
+	     void *ud);
+/* The interpreter of a "#!" line in the first len (<= WARM_HEAD) bytes of a file: strict (the
+ * line ends inside them, the path is absolute and fits outsz). 0, or -EINVAL. */
+int warm_shebang(const uint8_t *buf, size_t len, char *out, size_t outsz);
 
 /* netcfg.c */
 int net_configure(const struct guest_vm *vm);

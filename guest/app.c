@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -208,6 +210,36 @@ static const char *path_lookup(const char *prog, const char *path, char *buf, si
 	return prog;
 }
 
+/* Where an app start's time goes (guest monotonic us at each step, the child's steps written
+ * into a page shared with it): logged as one "app start timing" line (docs/template.md). */
+enum { AT_FORK, AT_CHILD, AT_FDS, AT_USER, AT_IDS, AT_ARGV, AT_PARENT, AT_EXECED, AT_MAX };
+static uint64_t *app_t;
+
+static void app_mark(int step)
+{
+	struct timespec ts;
+
+	if (!app_t)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	app_t[step] = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void app_log_timing(void)
+{
+#define AT_MS(a, b) (app_t[b] >= app_t[a] ? (double)(app_t[b] - app_t[a]) / 1000.0 : -1.0)
+	if (app_t && app_t[AT_ARGV])
+		agent_log(
+			"app start timing: fork %.1f ms (parent back after %.1f), signals and fds "
+			"%.1f, user %.1f, root, directory and ids %.1f, argv and PATH %.1f, "
+			"execve %.1f; %.1f in all",
+			AT_MS(AT_FORK, AT_CHILD), AT_MS(AT_FORK, AT_PARENT),
+			AT_MS(AT_CHILD, AT_FDS), AT_MS(AT_FDS, AT_USER), AT_MS(AT_USER, AT_IDS),
+			AT_MS(AT_IDS, AT_ARGV), AT_MS(AT_ARGV, AT_EXECED),
+			AT_MS(AT_FORK, AT_EXECED));
+#undef AT_MS
+}
+
 /* In the child: never returns. Writes errno to errfd on failure. */
 static _Noreturn void child_exec(const struct guest_vm *vm, const char *root, int out_w, int err_w,
 				 int errfd)
@@ -220,6 +252,7 @@ static _Noreturn void child_exec(const struct guest_vm *vm, const char *root, in
 	gid_t gid;
 	sigset_t all;
 
+	app_mark(AT_CHILD);
 	sigemptyset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
 	for (int s = 1; s < NSIG; s++)
@@ -232,9 +265,11 @@ static _Noreturn void child_exec(const struct guest_vm *vm, const char *root, in
 	dup2(out_w, 1);
 	dup2(err_w, 2);
 
+	app_mark(AT_FDS);
 	r = user_resolve(root, vm->user, &uid, &gid, groups, &ngroups, home, sizeof(home));
 	if (r < 0)
 		goto fail;
+	app_mark(AT_USER);
 	if (strcmp(root, "/") != 0 && (chroot(root) < 0 || chdir("/") < 0))
 		goto fail_errno;
 	if (vm->workdir && *vm->workdir && chdir(vm->workdir) < 0)
@@ -244,6 +279,7 @@ static _Noreturn void child_exec(const struct guest_vm *vm, const char *root, in
 			goto fail_errno;
 	}
 
+	app_mark(AT_IDS);
 	for (char **a = vm->entrypoint; *a && n < 8000; a++)
 		argv[n++] = *a;
 	for (char **a = vm->cmd; *a && n < 8000; a++)
@@ -263,7 +299,12 @@ static _Noreturn void child_exec(const struct guest_vm *vm, const char *root, in
 		envp[e++] = homebuf;
 	}
 	envp[e] = NULL;
-	execve(path_lookup(argv[0], env_get(envp, "PATH"), exe, sizeof(exe)), argv, envp);
+	{
+		const char *prog = path_lookup(argv[0], env_get(envp, "PATH"), exe, sizeof(exe));
+
+		app_mark(AT_ARGV);
+		execve(prog, argv, envp);
+	}
 fail_errno:
 	r = -errno;
 fail:
@@ -289,7 +330,18 @@ int app_start(const struct guest_vm *vm, const char *root, struct app *app)
 		r = -errno;
 		goto out_close_err;
 	}
+	if (!app_t) {
+		void *m = mmap(NULL, AT_MAX * sizeof(uint64_t), PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+		app_t = m == MAP_FAILED ? NULL : m;
+	}
+	if (app_t)
+		memset(app_t, 0, AT_MAX * sizeof(uint64_t));
+	app_mark(AT_FORK);
 	pid = fork();
+	if (pid > 0)
+		app_mark(AT_PARENT);
 	if (pid < 0) {
 		r = -errno;
 		goto out_close_status;
@@ -302,6 +354,9 @@ int app_start(const struct guest_vm *vm, const char *root, struct app *app)
 	n = read(status[0], &r, sizeof(r));
 	if (n != sizeof(r))
 		r = 0;
+	app_mark(AT_EXECED);
+	if (r == 0 && strcmp(root, "/") != 0)
+		app_log_timing(); /* not in test mode: its output is the protocol's */
 	app->pid = pid;
 	app->start_failed = r < 0;
 	app->out_fd = out[0];

@@ -521,10 +521,10 @@ static void boot_log_timing(void)
 #define BT_REL(x) (boot_t[x] >= t0 ? (unsigned long long)(boot_t[x] - t0) : 0ull)
 	agent_log("boot timing: disks +%llu ms, image root +%llu, data disk +%llu, root mounted "
 		  "+%llu, /etc +%llu, volumes +%llu, network +%llu, app started +%llu (guest "
-		  "monotonic ms %llu at the start)",
+		  "monotonic ms %llu at the start); mounts (ms each): %s",
 		  BT_REL(BT_DISKS), BT_REL(BT_IMAGE), BT_REL(BT_DATA), BT_REL(BT_ROOT),
 		  BT_REL(BT_ETC), BT_REL(BT_VOLUMES), BT_REL(BT_NET), BT_REL(BT_APP),
-		  (unsigned long long)t0);
+		  (unsigned long long)t0, mounts_timing());
 #undef BT_REL
 }
 
@@ -598,6 +598,7 @@ static int boot_guest(struct agent_state *s)
 		r = volumes_mount(&s->vm, NEWROOT);
 		boot_mark(BT_VOLUMES);
 	}
+	warm_end();
 	if (!s->vm.no_network)
 		(void)net_end(s, &net);
 	if (r < 0)

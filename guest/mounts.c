@@ -21,9 +21,40 @@
 #define MNT_ROOT "/mnt/root"
 #define MNT_DATA "/mnt/data"
 
+/* Each mount's own time in the boot (guest monotonic us), for the "boot timing" line. */
+static char mount_times[512];
+static size_t mount_times_len;
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void mount_time(const char *dst, uint64_t us)
+{
+	const char *name = strncmp(dst, NEWROOT, strlen(NEWROOT)) == 0 && dst[strlen(NEWROOT)]
+				   ? dst + strlen(NEWROOT)
+				   : dst;
+	int n = snprintf(mount_times + mount_times_len, sizeof(mount_times) - mount_times_len,
+			 "%s%s %.1f", mount_times_len ? ", " : "", name, (double)us / 1000.0);
+
+	if (n > 0 && (size_t)n < sizeof(mount_times) - mount_times_len)
+		mount_times_len += (size_t)n;
+}
+
+const char *mounts_timing(void)
+{
+	return mount_times;
+}
+
 static int do_mount(const char *src, const char *dst, const char *type, unsigned long flags,
 		    const char *data)
 {
+	uint64_t t0 = now_us();
+
 	(void)mkdir(dst, 0755);
 	if (mount(src, dst, type, flags, data) < 0) {
 		int r = -errno;
@@ -31,6 +62,7 @@ static int do_mount(const char *src, const char *dst, const char *type, unsigned
 		agent_log("mount %s on %s (%s): %s", src, dst, type, strerror(-r));
 		return r;
 	}
+	mount_time(dst, now_us() - t0);
 	return 0;
 }
 
@@ -122,6 +154,8 @@ int mounts_root(const struct guest_vm *vm)
 	char dev[32];
 	int r;
 
+	mount_times_len = 0;
+	mount_times[0] = '\0';
 	r = wait_for_path("/dev/vda", 10000);
 	if (r < 0) {
 		agent_log("no root disk /dev/vda after 10 s");
@@ -150,6 +184,9 @@ int mounts_root(const struct guest_vm *vm)
 	if (r < 0)
 		return r;
 	boot_mark(BT_IMAGE);
+	/* The image's files the start reads first, while the rest is mounted. (The writable disk's
+	 * mount beside the image root's gained nothing: under TCG both are CPU-bound.) */
+	warm_begin(vm, MNT_ROOT);
 	if (data) {
 		snprintf(dev, sizeof(dev), "/dev/%s", data);
 		r = do_mount(dev, MNT_DATA, "ext4", MS_NOATIME, NULL);

@@ -206,7 +206,7 @@ static int log_count(const char *needle)
  * ("boot timing", guest ms after the identity), as ms after the `echo start`. */
 static void breakdown(const char *vm, double http_s, const char *page)
 {
-	char l1[512] = "", l2[512] = "", l3[512] = "";
+	char l1[512] = "", l2[512] = "", l3[1024] = "", l4[512] = "";
 	unsigned long long begin = 0, ran = 0;
 	long long vmm = 0, hello = -1, ident = -1, net = -1, app = -1, copy = 0;
 	const char *p;
@@ -242,6 +242,11 @@ static void breakdown(const char *vm, double http_s, const char *page)
 	       http_s * 1000.0, l3[0] ? l3 : "(no boot timing line)\n");
 	if ((p = strstr(l1, "launch timing: ")))
 		printf("# BENCH   %s", p);
+	sh_out(l4, sizeof(l4),
+	       "grep 'app start timing:' %s/vms/%s/log | tail -1 | sed 's/.*app start timing: //'",
+	       MNT, vm);
+	if (l4[0])
+		printf("# BENCH   app start: %s", l4);
 }
 
 /* Until the daemon log has n lines "template: built" (60 s at most). */
