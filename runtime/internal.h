@@ -331,6 +331,8 @@ int savefile_copy_sparse(const char *src, const char *dst, uid_t uid, gid_t gid)
 int savefile_copy_scratch(const char *src, const char *dst);
 /* SHA-256 of a file as 64 lowercase hex digits + NUL. */
 int savefile_sha256(const char *path, char hex[65]);
+/* The same of what fd reads from its start (pread: fd's offset is left alone). */
+int savefile_fd_sha256(int fd, char hex[65]);
 /* The parent of every VM cgroup: CGROUP_PARENT/NODE with a node id (so that daemons sharing a
  * host never share a VM's cgroup, nor reap each other's), CGROUP_PARENT without one (tests;
  * records written before node ids name their cgroups there too). */

@@ -64,33 +64,44 @@ int savefile_copy_scratch(const char *src, const char *dst)
 	return copy_sparse(src, dst, (uid_t)-1, (gid_t)-1, false);
 }
 
-int savefile_sha256(const char *path, char hex[65])
+int savefile_fd_sha256(int fd, char hex[65])
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	unsigned char md[EVP_MAX_MD_SIZE], buf[65536];
 	unsigned mdlen = 0;
-	EVP_MD_CTX *ctx;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	ssize_t n;
 	int r = 0;
 
-	if (fd < 0)
-		return -errno;
-	ctx = EVP_MD_CTX_new();
 	if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
 		EVP_MD_CTX_free(ctx);
 		return -ENOMEM;
 	}
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1) {
-			r = -EIO;
+	for (off_t off = 0; r == 0;) {
+		n = pread(fd, buf, sizeof(buf), off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			r = -errno;
+		else if (n == 0)
 			break;
-		}
-	if (n < 0)
-		r = -errno;
+		else if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1)
+			r = -EIO;
+		else
+			off += n;
+	}
 	if (r == 0 && (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen < 32))
 		r = -EIO;
 	EVP_MD_CTX_free(ctx);
 	for (unsigned i = 0; r == 0 && i < 32; i++)
 		snprintf(hex + 2 * i, 3, "%02x", md[i]);
 	return r;
+}
+
+int savefile_sha256(const char *path, char hex[65])
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0)
+		return -errno;
+	return savefile_fd_sha256(fd, hex);
 }

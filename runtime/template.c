@@ -258,40 +258,6 @@ static bool same_file(const struct hash_entry *e, const struct stat *st)
 	       e->ctim.tv_nsec == st->st_ctim.tv_nsec;
 }
 
-/* SHA-256 of what fd reads from its start, hex. */
-static int fd_sha256(int fd, char hex[65])
-{
-	unsigned char md[EVP_MAX_MD_SIZE], buf[65536];
-	unsigned mdlen = 0;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	ssize_t n;
-	int r = 0;
-
-	if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-		EVP_MD_CTX_free(ctx);
-		return -ENOMEM;
-	}
-	for (off_t off = 0; r == 0;) {
-		n = pread(fd, buf, sizeof(buf), off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			r = -errno;
-		else if (n == 0)
-			break;
-		else if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1)
-			r = -EIO;
-		else
-			off += n;
-	}
-	if (r == 0 && (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen < 32))
-		r = -EIO;
-	EVP_MD_CTX_free(ctx);
-	for (unsigned i = 0; r == 0 && i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
-	return r;
-}
-
 static int content_sha256(const char *path, char hex[65])
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -310,7 +276,7 @@ static int content_sha256(const char *path, char hex[65])
 			return 0;
 		}
 	pthread_mutex_unlock(&hash_lock);
-	r = fd_sha256(fd, hex);
+	r = savefile_fd_sha256(fd, hex);
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&hash_lock);
