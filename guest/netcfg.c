@@ -46,15 +46,21 @@ static int nl_talk(int fd, struct nlreq *req)
 	}
 }
 
+/* An RTM_NEWLINK request for ifindex, its attributes to be added. */
+static void link_req(struct nlreq *req, int ifindex)
+{
+	memset(req, 0, sizeof(*req));
+	req->nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifinfomsg));
+	req->nh.nlmsg_type = RTM_NEWLINK;
+	req->ifi.ifi_family = AF_UNSPEC;
+	req->ifi.ifi_index = ifindex;
+}
+
 static int link_up(int fd, int ifindex, unsigned mtu)
 {
 	struct nlreq req;
 
-	memset(&req, 0, sizeof(req));
-	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifinfomsg));
-	req.nh.nlmsg_type = RTM_NEWLINK;
-	req.ifi.ifi_family = AF_UNSPEC;
-	req.ifi.ifi_index = ifindex;
+	link_req(&req, ifindex);
 	req.ifi.ifi_flags = IFF_UP;
 	req.ifi.ifi_change = IFF_UP;
 	if (mtu)
@@ -138,11 +144,7 @@ static int link_mac(int fd, int ifindex, const uint8_t mac[6])
 {
 	struct nlreq req;
 
-	memset(&req, 0, sizeof(req));
-	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifinfomsg));
-	req.nh.nlmsg_type = RTM_NEWLINK;
-	req.ifi.ifi_family = AF_UNSPEC;
-	req.ifi.ifi_index = ifindex;
+	link_req(&req, ifindex);
 	add_attr(&req, IFLA_ADDRESS, mac, 6);
 	return nl_talk(fd, &req);
 }

@@ -195,6 +195,19 @@ static int vm_setup(struct net_ctx *ctx, const char *name, const struct net_name
 	return 0;
 }
 
+/* What a VM's VMM is given of its network: namespace, TAP, MAC, MTU (the address is the
+ * caller's). */
+static void vm_info_fill(const struct net_ctx *ctx, const struct net_names *n,
+			 struct net_vm_info *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	snprintf(ret->netns_path, sizeof(ret->netns_path), "%s", n->netns_path);
+	snprintf(ret->tap_name, sizeof(ret->tap_name), "%s", NET_TAP_NAME);
+	snprintf(ret->mac, sizeof(ret->mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->mac[0], n->mac[1],
+		 n->mac[2], n->mac[3], n->mac[4], n->mac[5]);
+	ret->mtu = ctx->mtu;
+}
+
 int net_vm_setup(struct net_ctx *ctx, const char *name, const struct in6_addr *addr, uid_t uid,
 		 gid_t gid, struct net_vm_info *ret, struct err *err)
 {
@@ -219,12 +232,7 @@ int net_vm_setup(struct net_ctx *ctx, const char *name, const struct in6_addr *a
 			return err_prefix(err, "network of '%s': ", name);
 		}
 	}
-	memset(ret, 0, sizeof(*ret));
-	snprintf(ret->netns_path, sizeof(ret->netns_path), "%s", n.netns_path);
-	snprintf(ret->tap_name, sizeof(ret->tap_name), "%s", NET_TAP_NAME);
-	snprintf(ret->mac, sizeof(ret->mac), "%02x:%02x:%02x:%02x:%02x:%02x", n.mac[0], n.mac[1],
-		 n.mac[2], n.mac[3], n.mac[4], n.mac[5]);
-	ret->mtu = ctx->mtu;
+	vm_info_fill(ctx, &n, ret);
 	ret->addr = *addr;
 	ret->gateway = ctx->gateway;
 	ret->prefix_len = routed ? 128 : ctx->prefix_len;
@@ -251,12 +259,7 @@ int net_vm_setup_unplugged(struct net_ctx *ctx, const char *name, uid_t uid, gid
 				       strerror(-r));
 		}
 	}
-	memset(ret, 0, sizeof(*ret));
-	snprintf(ret->netns_path, sizeof(ret->netns_path), "%s", n.netns_path);
-	snprintf(ret->tap_name, sizeof(ret->tap_name), "%s", NET_TAP_NAME);
-	snprintf(ret->mac, sizeof(ret->mac), "%02x:%02x:%02x:%02x:%02x:%02x", n.mac[0], n.mac[1],
-		 n.mac[2], n.mac[3], n.mac[4], n.mac[5]);
-	ret->mtu = ctx->mtu;
+	vm_info_fill(ctx, &n, ret);
 	ret->prefix_len = 128;
 	return 0;
 }

@@ -225,21 +225,26 @@ static bool p_exited(const struct agent_status *s, void *ud)
 	return s->app == AGENT_APP_EXITED || s->app == AGENT_APP_START_FAILED;
 }
 
-static int curl_page(struct fixture *f, char *buf, size_t size)
+static int curl_addr(struct fixture *f, const char *addr, char *buf, size_t size)
 {
 	char cmd[512];
 	FILE *p;
 	size_t n;
 
 	snprintf(cmd, sizeof(cmd),
-		 "ip netns exec %s curl -sf -g -m 2 'http://[" ADDR "]:8080/' 2>/dev/null",
-		 f->netns);
+		 "ip netns exec %s curl -sf -g -m 2 'http://[%s]:8080/' 2>/dev/null", f->netns,
+		 addr);
 	p = popen(cmd, "r");
 	if (!p)
 		return -errno;
 	n = fread(buf, 1, size - 1, p);
 	buf[n] = '\0';
 	return pclose(p) == 0 && n > 0 ? 0 : -EIO;
+}
+
+static int curl_page(struct fixture *f, char *buf, size_t size)
+{
+	return curl_addr(f, ADDR, buf, size);
 }
 
 static void boot(struct fixture *f, struct booted *b, char *page, size_t pagesz)
@@ -802,23 +807,6 @@ static bool p_identity_waiting(const struct agent_status *s, void *ud)
 {
 	(void)ud;
 	return s->connected && s->identity_waiting;
-}
-
-static int curl_addr(struct fixture *f, const char *addr, char *buf, size_t size)
-{
-	char cmd[512];
-	FILE *p;
-	size_t n;
-
-	snprintf(cmd, sizeof(cmd),
-		 "ip netns exec %s curl -sf -g -m 2 'http://[%s]:8080/' 2>/dev/null", f->netns,
-		 addr);
-	p = popen(cmd, "r");
-	if (!p)
-		return -errno;
-	n = fread(buf, 1, size - 1, p);
-	buf[n] = '\0';
-	return pclose(p) == 0 && n > 0 ? 0 : -EIO;
 }
 
 /* The template: booted, waiting for its identity, saved into tdir (state + ram), QEMU gone. */

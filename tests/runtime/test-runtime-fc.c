@@ -157,6 +157,20 @@ static void setup(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* This test's own network and mount namespaces, with a private /run/netns: the VMs' namespaces
+ * and links are made for real and go with the test (skips without /dev/net/tun or unshare). */
+static void private_network(void)
+{
+	if (access("/dev/net/tun", R_OK | W_OK) < 0)
+		test_skip("no /dev/net/tun");
+	if (unshare(CLONE_NEWNET | CLONE_NEWNS) < 0)
+		test_skip("unshare(CLONE_NEWNET|CLONE_NEWNS) failed");
+	ASSERT_OK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
+	(void)mkdir("/run/netns", 0755);
+	ASSERT_OK(mount("tmpfs", "/run/netns", "tmpfs", 0, "mode=0755"));
+	ASSERT_EQ(system("ip link set lo up"), 0);
+}
+
 static bool with_network, stop_on_exit, real_images, with_template;
 static const char *insecure[2];
 
@@ -1005,14 +1019,7 @@ static void test_network(void)
 	struct stat st;
 
 	setup();
-	if (access("/dev/net/tun", R_OK | W_OK) < 0)
-		test_skip("no /dev/net/tun");
-	if (unshare(CLONE_NEWNET | CLONE_NEWNS) < 0)
-		test_skip("unshare(CLONE_NEWNET|CLONE_NEWNS) failed");
-	ASSERT_OK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
-	(void)mkdir("/run/netns", 0755);
-	ASSERT_OK(mount("tmpfs", "/run/netns", "tmpfs", 0, "mode=0755"));
-	ASSERT_EQ(system("ip link set lo up"), 0);
+	private_network();
 	with_network = true;
 	rt = rt_open(&cfg);
 	vm = define(rt, "net1");
@@ -1483,14 +1490,7 @@ static void template_setup(char *kn, size_t size)
 	snprintf(agent, sizeof(agent), "%s/guest/mvmfs-agent", b ? b : ".");
 	if (!b || access(agent, X_OK) < 0)
 		test_skip("guest agent not built");
-	if (access("/dev/net/tun", R_OK | W_OK) < 0)
-		test_skip("no /dev/net/tun");
-	if (unshare(CLONE_NEWNET | CLONE_NEWNS) < 0)
-		test_skip("unshare(CLONE_NEWNET|CLONE_NEWNS) failed");
-	ASSERT_OK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
-	(void)mkdir("/run/netns", 0755);
-	ASSERT_OK(mount("tmpfs", "/run/netns", "tmpfs", 0, "mode=0755"));
-	ASSERT_EQ(system("ip link set lo up"), 0);
+	private_network();
 	snprintf(p, sizeof(p), "%s/config.json", T);
 	f = fopen(p, "w");
 	ASSERT_TRUE(f != NULL);
